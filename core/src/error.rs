@@ -1,0 +1,54 @@
+//! The engine's error type: what was wrong and where, never just "invalid".
+
+use std::path::PathBuf;
+
+use crate::config::ConfigError;
+use crate::id::RawId;
+use crate::model::{EntityKind, FieldError};
+
+/// Everything the engine can refuse or fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A field breaks a rule; nothing was written.
+    #[error("invalid {0}")]
+    Invalid(#[from] FieldError),
+    /// No entity of this kind has this id.
+    #[error("{kind} {id} does not exist")]
+    NotFound { kind: EntityKind, id: RawId },
+    /// The entity changed since the caller read it; nothing was written.
+    #[error("{kind} {id} was changed by someone else: you have version {given}, the stored one is {stored}")]
+    Conflict { kind: EntityKind, id: RawId, given: u64, stored: u64 },
+    /// Deleting the entity would leave others pointing at nothing; nothing was written.
+    #[error("{kind} {id} cannot be deleted: {count} {by} record(s) refer to it through \"{field}\"")]
+    Referenced { kind: EntityKind, id: RawId, by: String, field: &'static str, count: usize },
+    /// A value that must be unique is taken.
+    #[error("{kind}.{field}: \"{value}\" is already used by {kind} {other}")]
+    Duplicate { kind: EntityKind, field: &'static str, value: String, other: RawId },
+    /// An operation the entity kind does not allow.
+    #[error("{0}")]
+    NotAllowed(String),
+    /// The file is not a crmkit database.
+    #[error("{path} is not a crmkit database: {reason}")]
+    NotCrmkit { path: PathBuf, reason: String },
+    /// The file was written by a newer crmkit.
+    #[error(
+        "{path} has schema version {found}; this crmkit reads versions up to {supported}: upgrade crmkit to open it"
+    )]
+    NewerSchema { path: PathBuf, found: u32, supported: u32 },
+    /// A stored record could not be decoded.
+    #[error("corrupt {what}: {message}")]
+    Corrupt { what: String, message: String },
+    /// Configuration error with file and line.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The storage backend failed.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// Results of the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,110 @@
+//! An installation: a folder with `config/`, `scripts/`, `plugins/` and the database file.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::{Settings, CONFIG_FILE, DEFAULT_CONFIG};
+use crate::model::User;
+use crate::store::{Reader, Store};
+use crate::time::Clock;
+use crate::{Error, Result};
+
+/// An opened installation: its settings and its store.
+pub struct Installation {
+    dir: PathBuf,
+    store: Store,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.to_path_buf(), source }
+}
+
+impl Installation {
+    /// Creates a new installation in `dir` (created if missing; it must not hold one yet)
+    /// with `config` as its `config/crmkit.toml` (the default installation's when `None`).
+    pub fn init(dir: &Path, config: Option<&str>, clock: Arc<dyn Clock>) -> Result<Installation> {
+        let file = dir.join(CONFIG_FILE);
+        if file.exists() {
+            return Err(Error::Io {
+                path: file,
+                source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "an installation is already there"),
+            });
+        }
+        let text = config.unwrap_or(DEFAULT_CONFIG);
+        let mut settings = Settings::parse(text, &file)?;
+        for sub in ["config", "scripts", "plugins"] {
+            std::fs::create_dir_all(dir.join(sub)).map_err(io(&dir.join(sub)))?;
+        }
+        std::fs::write(&file, text).map_err(io(&file))?;
+        if settings.database.is_relative() {
+            settings.database = dir.join(&settings.database);
+        }
+        if let Some(parent) = settings.database.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let store = Store::create(&settings.database.clone(), Arc::new(settings), clock)?;
+        let inst = Installation { dir: dir.to_path_buf(), store };
+        inst.sync_users()?;
+        Ok(inst)
+    }
+
+    /// Opens the installation in `dir`: reads and validates its config, opens the database
+    /// and brings the users declared in config into it.
+    pub fn open(dir: &Path, clock: Arc<dyn Clock>) -> Result<Installation> {
+        let settings = Settings::load_installation(dir)?;
+        let store = Store::open(&settings.database.clone(), Arc::new(settings), clock)?;
+        let inst = Installation { dir: dir.to_path_buf(), store };
+        inst.sync_users()?;
+        Ok(inst)
+    }
+
+    /// The installation folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The validated settings.
+    pub fn settings(&self) -> &Settings {
+        self.store.settings()
+    }
+
+    /// Creates the users declared in config that the store lacks and updates those whose
+    /// declaration changed; writes nothing when all agree.
+    pub fn sync_users(&self) -> Result<()> {
+        let specs = &self.settings().users;
+        let snapshot = self.store.read()?;
+        let mut pending = Vec::new();
+        for spec in specs {
+            let mut user = match snapshot.user_by_login(&spec.login)? {
+                Some(u) => u,
+                None => User::new(&spec.login, &spec.name, spec.roles[0]),
+            };
+            let before = user.clone();
+            user.name = spec.name.clone();
+            user.email = spec.email.clone();
+            user.department = spec.department.clone();
+            user.roles = spec.roles.clone();
+            if user.version == 0 || user != before {
+                pending.push(user);
+            }
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.store.transact(None, |tx| {
+            for u in pending {
+                if u.version == 0 {
+                    tx.create(u)?;
+                } else {
+                    tx.update(u)?;
+                }
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,19 @@
+//! crmkit-core: the CRM engine as a library — the domain model, the redb store with its
+//! indexes and audit log, configuration, and the synthetic demo company.
+//!
+//! Architecture invariant: this crate knows nothing of HTTP, async runtimes, Rhai or
+//! wasmtime. Extensions reach it through data-only interfaces.
+
+pub mod audit;
+pub mod config;
+pub mod demo;
+mod error;
+pub mod id;
+pub mod installation;
+pub mod model;
+pub mod store;
+pub mod time;
+pub mod values;
+
+pub use error::{Error, Result};
+pub use installation::Installation;

@@ -1,0 +1,162 @@
+//! Attachments: named references from any entity to file content stored once by SHA-256.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::rules::{optional_text, required_text};
+use super::{entity_meta, Cx, Entity, EntityKind, FieldError, IndexEntry, Ref};
+use crate::id::{AttachmentId, RawId};
+use crate::store::Index;
+use crate::time::Timestamp;
+
+/// The SHA-256 of a file's content.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ContentHash(pub [u8; 32]);
+
+impl ContentHash {
+    /// Hashes `bytes`.
+    pub fn of(bytes: &[u8]) -> ContentHash {
+        use sha2::Digest;
+        ContentHash(sha2::Sha256::digest(bytes).into())
+    }
+
+    /// Lowercase hex.
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Parses lowercase or uppercase hex of 64 digits.
+    pub fn parse_hex(s: &str) -> Option<ContentHash> {
+        if s.len() != 64 || !s.is_ascii() {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(&s[i * 2..i * 2 + 2], 16).ok()?;
+        }
+        Some(ContentHash(out))
+    }
+}
+
+impl fmt::Debug for ContentHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.hex())
+    }
+}
+
+impl Serialize for ContentHash {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&self.hex())
+        } else {
+            s.serialize_bytes(&self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ContentHash {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ContentHash, D::Error> {
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            ContentHash::parse_hex(&s)
+                .ok_or_else(|| serde::de::Error::custom(format!("\"{s}\" is not a SHA-256 in hex")))
+        } else {
+            let b: serde_bytes_compat::Bytes = Deserialize::deserialize(d)?;
+            let arr: [u8; 32] = b.0.try_into().map_err(|_| serde::de::Error::custom("a SHA-256 has 32 bytes"))?;
+            Ok(ContentHash(arr))
+        }
+    }
+}
+
+/// Deserializes a byte string without an extra dependency.
+mod serde_bytes_compat {
+    use serde::de::{Deserialize, Deserializer, Error, SeqAccess, Visitor};
+    use std::fmt;
+
+    pub struct Bytes(pub Vec<u8>);
+
+    impl<'de> Deserialize<'de> for Bytes {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Bytes;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("bytes")
+                }
+                fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Bytes, E> {
+                    Ok(Bytes(v.to_vec()))
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Bytes, A::Error> {
+                    let mut v = Vec::new();
+                    while let Some(b) = seq.next_element::<u8>()? {
+                        v.push(b);
+                    }
+                    Ok(Bytes(v))
+                }
+            }
+            d.deserialize_bytes(V)
+        }
+    }
+}
+
+/// A reference to any entity: its kind and id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct EntityRef {
+    pub kind: EntityKind,
+    pub id: RawId,
+}
+
+/// A file attached to an entity. The content is stored once per hash, however many
+/// attachments share it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub id: AttachmentId,
+    pub version: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// The entity the file is attached to.
+    pub owner: EntityRef,
+    /// The file name as uploaded.
+    pub name: String,
+    /// MIME type (`application/pdf`).
+    pub mime: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the content.
+    pub content: ContentHash,
+}
+
+impl Entity for Attachment {
+    const KIND: EntityKind = EntityKind::Attachment;
+    type Id = AttachmentId;
+    entity_meta!(AttachmentId);
+
+    fn validate(&self, _cx: Cx<'_>) -> Result<(), FieldError> {
+        let k = Self::KIND;
+        required_text(k, "name", &self.name, 255)?;
+        if self.name.contains(['/', '\\']) {
+            return Err(FieldError::new(k, "name", "a file name must not contain a path separator"));
+        }
+        optional_text(k, "mime", &self.mime, 255)?;
+        let m = &self.mime;
+        let valid_mime =
+            m.split_once('/').is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && !m.contains(char::is_whitespace));
+        if !valid_mime {
+            return Err(FieldError::new(k, "mime", format!("\"{m}\" is not a MIME type like application/pdf")));
+        }
+        if self.owner.kind == EntityKind::Attachment {
+            return Err(FieldError::new(k, "owner", "an attachment cannot be attached to an attachment"));
+        }
+        Ok(())
+    }
+
+    fn refs(&self, out: &mut Vec<Ref>) {
+        out.push(Ref { field: "owner".into(), kind: self.owner.kind, id: self.owner.id, must: None });
+    }
+
+    fn index_entries(&self, out: &mut Vec<IndexEntry>) {
+        out.push(IndexEntry { index: Index::AttachmentByOwner, prefix: self.owner.id.to_bytes().to_vec() });
+        out.push(IndexEntry { index: Index::AttachmentByContent, prefix: self.content.0.to_vec() });
+    }
+}

@@ -1,0 +1,377 @@
+//! Deals, and the deal environment: participants beyond the client and their links.
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use super::rules::{in_list, optional_text, required_text, trim};
+use super::{
+    entity_meta, Attitude, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, PartnerRole, Ref, Requirement,
+};
+use crate::id::{ContactId, CounterpartyId, DealId, ParticipantId, ParticipantLinkId, PartnerId, UserId};
+use crate::store::Index;
+use crate::time::Timestamp;
+use crate::values::Money;
+
+/// Where a deal stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DealStatus {
+    #[default]
+    InProgress,
+    Won,
+    Lost,
+    OnHold,
+}
+
+impl DealStatus {
+    /// All statuses.
+    pub const ALL: [DealStatus; 4] = [DealStatus::InProgress, DealStatus::Won, DealStatus::Lost, DealStatus::OnHold];
+
+    /// The snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            DealStatus::InProgress => "in_progress",
+            DealStatus::Won => "won",
+            DealStatus::Lost => "lost",
+            DealStatus::OnHold => "on_hold",
+        }
+    }
+
+    /// Won or lost.
+    pub fn is_closed(self) -> bool {
+        matches!(self, DealStatus::Won | DealStatus::Lost)
+    }
+}
+
+/// A started sale.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Deal {
+    pub id: DealId,
+    pub version: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub title: String,
+    /// The client.
+    pub partner: PartnerId,
+    /// The client's legal subject the deal is made with (one of the partner's).
+    #[serde(default)]
+    pub counterparty: Option<CounterpartyId>,
+    /// The process kind (вид сделки) from config.
+    pub kind: String,
+    /// The current stage of the kind's route; none for a kind without stages.
+    #[serde(default)]
+    pub stage: Option<String>,
+    pub status: DealStatus,
+    /// The responsible manager.
+    pub manager: UserId,
+    /// The potential amount.
+    pub amount: Money,
+    #[serde(default)]
+    pub expected_close: Option<NaiveDate>,
+    /// Win probability in percent, 0–100.
+    #[serde(default)]
+    pub probability: Option<u8>,
+    /// Where the deal came from (configured list `sources`).
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Why it was lost (configured list `loss_reasons`); required when lost.
+    #[serde(default)]
+    pub loss_reason: Option<String>,
+    /// The competitor that won instead of us: a partner with the competitor role.
+    #[serde(default)]
+    pub competitor: Option<PartnerId>,
+    #[serde(default)]
+    pub comment: String,
+    /// When it was closed as won or lost.
+    #[serde(default)]
+    pub closed_at: Option<Timestamp>,
+    #[serde(default)]
+    pub custom: CustomFields,
+}
+
+impl Deal {
+    /// A new in-progress deal; the store assigns id and instants.
+    pub fn new(
+        title: impl Into<String>,
+        partner: PartnerId,
+        kind: impl Into<String>,
+        stage: Option<String>,
+        manager: UserId,
+        amount: Money,
+    ) -> Deal {
+        Deal {
+            id: DealId::default(),
+            version: 0,
+            created_at: Timestamp::default(),
+            updated_at: Timestamp::default(),
+            title: title.into(),
+            partner,
+            counterparty: None,
+            kind: kind.into(),
+            stage,
+            status: DealStatus::InProgress,
+            manager,
+            amount,
+            expected_close: None,
+            probability: None,
+            source: None,
+            loss_reason: None,
+            competitor: None,
+            comment: String::new(),
+            closed_at: None,
+            custom: CustomFields::new(),
+        }
+    }
+}
+
+impl Entity for Deal {
+    const KIND: EntityKind = EntityKind::Deal;
+    type Id = DealId;
+    entity_meta!(DealId);
+
+    fn normalize(&mut self, _cx: Cx<'_>) -> Result<(), FieldError> {
+        trim(&mut self.title);
+        Ok(())
+    }
+
+    fn validate(&self, cx: Cx<'_>) -> Result<(), FieldError> {
+        let k = Self::KIND;
+        let e = |f: &str, m: String| FieldError::new(k, f, m);
+        required_text(k, "title", &self.title, 300)?;
+        let Some(kind) = cx.settings.process_kind(&self.kind) else {
+            let known: Vec<&str> = cx.settings.process_kinds.iter().map(|p| p.id.as_str()).collect();
+            return Err(e(
+                "kind",
+                format!("\"{}\" is not a configured process kind ({})", self.kind, known.join(", ")),
+            ));
+        };
+        match (&self.stage, kind.stages.is_empty()) {
+            (None, false) => return Err(e("stage", format!("is required for process kind \"{}\"", kind.id))),
+            (Some(s), true) => {
+                return Err(e(
+                    "stage",
+                    format!("process kind \"{}\" has no stages, but stage \"{s}\" was given", kind.id),
+                ))
+            }
+            (Some(s), false) if kind.stage(s).is_none() => {
+                let known: Vec<&str> = kind.stages.iter().map(|st| st.id.as_str()).collect();
+                return Err(e(
+                    "stage",
+                    format!("\"{s}\" is not a stage of process kind \"{}\" ({})", kind.id, known.join(", ")),
+                ));
+            }
+            _ => {}
+        }
+        if self.amount.is_negative() {
+            return Err(e("amount", format!("must not be negative, got {}", self.amount)));
+        }
+        if let Some(p) = self.probability {
+            if p > 100 {
+                return Err(e("probability", format!("is a percentage from 0 to 100, got {p}")));
+            }
+        }
+        if let Some(src) = &self.source {
+            in_list(k, "source", src, &cx.settings.lists.sources)?;
+        }
+        match (&self.loss_reason, self.status) {
+            (None, DealStatus::Lost) => return Err(e("loss_reason", "is required when a deal is lost".into())),
+            (Some(r), DealStatus::Lost) => in_list(k, "loss_reason", r, &cx.settings.lists.loss_reasons)?,
+            (Some(_), _) => return Err(e("loss_reason", "is only allowed on a lost deal".into())),
+            (None, _) => {}
+        }
+        if self.competitor.is_some() && self.status != DealStatus::Lost {
+            return Err(e("competitor", "the winning competitor is only recorded on a lost deal".into()));
+        }
+        if self.closed_at.is_some() && !self.status.is_closed() {
+            return Err(e("closed_at", "is only set on a won or lost deal".into()));
+        }
+        optional_text(k, "comment", &self.comment, 10_000)
+    }
+
+    fn refs(&self, out: &mut Vec<Ref>) {
+        out.push(Ref::new("partner", EntityKind::Partner, self.partner));
+        out.push(Ref::new("manager", EntityKind::User, self.manager));
+        if let Some(c) = self.counterparty {
+            out.push(
+                Ref::new("counterparty", EntityKind::Counterparty, c).must(Requirement::CounterpartyOf(self.partner)),
+            );
+        }
+        if let Some(c) = self.competitor {
+            out.push(
+                Ref::new("competitor", EntityKind::Partner, c).must(Requirement::PartnerRole(PartnerRole::Competitor)),
+            );
+        }
+    }
+
+    fn index_entries(&self, out: &mut Vec<IndexEntry>) {
+        out.push(IndexEntry::by_id(Index::DealByPartner, self.partner));
+        out.push(IndexEntry::by_id(Index::DealByManager, self.manager));
+        out.push(IndexEntry::by_text(Index::DealByStage, &[&self.kind, self.stage.as_deref().unwrap_or("")]));
+        out.push(IndexEntry::by_text(Index::DealByStatus, &[self.status.name()]));
+        if let Some(c) = self.counterparty {
+            out.push(IndexEntry::by_id(Index::DealByCounterparty, c));
+        }
+        if let Some(c) = self.competitor {
+            out.push(IndexEntry::by_id(Index::DealByCompetitor, c));
+        }
+    }
+
+    fn custom(&self) -> Option<&CustomFields> {
+        Some(&self.custom)
+    }
+}
+
+/// How much a participant weighs on the decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Influence {
+    Low,
+    Medium,
+    High,
+}
+
+/// A member of a deal's environment: a partner (subcontractor, competitor, …) or a contact
+/// person (influencer, decision maker, …), with a role and how they stand.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Participant {
+    pub id: ParticipantId,
+    pub version: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub deal: DealId,
+    /// Exactly one of `partner` and `contact` is set.
+    #[serde(default)]
+    pub partner: Option<PartnerId>,
+    #[serde(default)]
+    pub contact: Option<ContactId>,
+    /// A role from the configured list `participant_roles`.
+    pub role: String,
+    #[serde(default)]
+    pub influence: Option<Influence>,
+    #[serde(default)]
+    pub attitude: Option<Attitude>,
+    #[serde(default)]
+    pub note: String,
+}
+
+impl Participant {
+    /// A new participant standing for a partner.
+    pub fn partner(deal: DealId, partner: PartnerId, role: impl Into<String>) -> Participant {
+        Participant::blank(deal, Some(partner), None, role.into())
+    }
+
+    /// A new participant standing for a contact person.
+    pub fn contact(deal: DealId, contact: ContactId, role: impl Into<String>) -> Participant {
+        Participant::blank(deal, None, Some(contact), role.into())
+    }
+
+    fn blank(deal: DealId, partner: Option<PartnerId>, contact: Option<ContactId>, role: String) -> Participant {
+        Participant {
+            id: ParticipantId::default(),
+            version: 0,
+            created_at: Timestamp::default(),
+            updated_at: Timestamp::default(),
+            deal,
+            partner,
+            contact,
+            role,
+            influence: None,
+            attitude: None,
+            note: String::new(),
+        }
+    }
+}
+
+impl Entity for Participant {
+    const KIND: EntityKind = EntityKind::Participant;
+    type Id = ParticipantId;
+    entity_meta!(ParticipantId);
+
+    fn validate(&self, cx: Cx<'_>) -> Result<(), FieldError> {
+        let k = Self::KIND;
+        if self.partner.is_some() == self.contact.is_some() {
+            return Err(FieldError::new(k, "partner", "set exactly one of partner and contact"));
+        }
+        in_list(k, "role", &self.role, &cx.settings.lists.participant_roles)?;
+        optional_text(k, "note", &self.note, 2000)
+    }
+
+    fn refs(&self, out: &mut Vec<Ref>) {
+        out.push(Ref::new("deal", EntityKind::Deal, self.deal));
+        if let Some(p) = self.partner {
+            out.push(Ref::new("partner", EntityKind::Partner, p));
+        }
+        if let Some(c) = self.contact {
+            out.push(Ref::new("contact", EntityKind::Contact, c));
+        }
+    }
+
+    fn index_entries(&self, out: &mut Vec<IndexEntry>) {
+        out.push(IndexEntry::by_id(Index::ParticipantByDeal, self.deal));
+        if let Some(p) = self.partner {
+            out.push(IndexEntry::by_id(Index::ParticipantByPartner, p));
+        }
+        if let Some(c) = self.contact {
+            out.push(IndexEntry::by_id(Index::ParticipantByContact, c));
+        }
+    }
+}
+
+/// A link between two participants of the same deal (works for, influences, …).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantLink {
+    pub id: ParticipantLinkId,
+    pub version: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub deal: DealId,
+    pub from: ParticipantId,
+    pub to: ParticipantId,
+    /// A link type id from config (`participant_link_types`).
+    pub link_type: String,
+    #[serde(default)]
+    pub note: String,
+}
+
+impl ParticipantLink {
+    /// A new link inside `deal`.
+    pub fn new(deal: DealId, from: ParticipantId, to: ParticipantId, link_type: impl Into<String>) -> ParticipantLink {
+        ParticipantLink {
+            id: ParticipantLinkId::default(),
+            version: 0,
+            created_at: Timestamp::default(),
+            updated_at: Timestamp::default(),
+            deal,
+            from,
+            to,
+            link_type: link_type.into(),
+            note: String::new(),
+        }
+    }
+}
+
+impl Entity for ParticipantLink {
+    const KIND: EntityKind = EntityKind::ParticipantLink;
+    type Id = ParticipantLinkId;
+    entity_meta!(ParticipantLinkId);
+
+    fn validate(&self, cx: Cx<'_>) -> Result<(), FieldError> {
+        let k = Self::KIND;
+        if self.from == self.to {
+            return Err(FieldError::new(k, "to", "a participant cannot be linked to itself"));
+        }
+        in_list(k, "link_type", &self.link_type, &cx.settings.participant_link_types)?;
+        optional_text(k, "note", &self.note, 2000)
+    }
+
+    fn refs(&self, out: &mut Vec<Ref>) {
+        out.push(Ref::new("deal", EntityKind::Deal, self.deal));
+        out.push(Ref::new("from", EntityKind::Participant, self.from).must(Requirement::ParticipantOf(self.deal)));
+        out.push(Ref::new("to", EntityKind::Participant, self.to).must(Requirement::ParticipantOf(self.deal)));
+    }
+
+    fn index_entries(&self, out: &mut Vec<IndexEntry>) {
+        out.push(IndexEntry::by_id(Index::ParticipantLinkByParticipant, self.from));
+        out.push(IndexEntry::by_id(Index::ParticipantLinkByParticipant, self.to));
+    }
+}

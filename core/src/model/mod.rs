@@ -1,0 +1,325 @@
+//! The CRM domain model: every entity the store keeps, and what each must satisfy.
+//!
+//! Each entity is a plain serde struct with an id, a `version` for optimistic concurrency
+//! and created/updated instants. The [`Entity`] trait tells the store how to check one
+//! (field rules, references it makes, index entries it needs) without the store knowing
+//! any entity by name.
+
+mod attachment;
+mod contact;
+mod counterparty;
+pub(crate) mod custom;
+mod deal;
+mod document;
+mod interaction;
+mod partner;
+mod user;
+
+pub use attachment::{Attachment, ContentHash, EntityRef};
+pub use contact::{Attitude, ContactLink, ContactPerson};
+pub use counterparty::{Address, AddressKind, BankAccount, Counterparty, CounterpartyKind};
+pub use custom::{CustomFieldDef, CustomFieldType, CustomFields, CustomValue};
+pub use deal::{Deal, DealStatus, Influence, Participant, ParticipantLink};
+pub use document::{Document, DocumentKind, DocumentLine, DocumentState};
+pub use interaction::{Direction, Interaction, InteractionKind};
+pub use partner::{Partner, PartnerLink, PartnerRole};
+pub(crate) use user::check_login;
+pub use user::{Role, User};
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Settings;
+use crate::id::{RawId, TypedId};
+use crate::store::Index;
+use crate::time::Timestamp;
+
+/// Every kind of entity the store keeps.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntityKind {
+    Counterparty,
+    Partner,
+    PartnerLink,
+    Contact,
+    ContactLink,
+    User,
+    Deal,
+    Participant,
+    ParticipantLink,
+    Interaction,
+    Document,
+    Attachment,
+}
+
+impl EntityKind {
+    /// All kinds, in the order reports list them.
+    pub const ALL: [EntityKind; 12] = [
+        EntityKind::User,
+        EntityKind::Counterparty,
+        EntityKind::Partner,
+        EntityKind::PartnerLink,
+        EntityKind::Contact,
+        EntityKind::ContactLink,
+        EntityKind::Deal,
+        EntityKind::Participant,
+        EntityKind::ParticipantLink,
+        EntityKind::Interaction,
+        EntityKind::Document,
+        EntityKind::Attachment,
+    ];
+
+    /// The snake_case name used in config, messages and the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            EntityKind::Counterparty => "counterparty",
+            EntityKind::Partner => "partner",
+            EntityKind::PartnerLink => "partner_link",
+            EntityKind::Contact => "contact",
+            EntityKind::ContactLink => "contact_link",
+            EntityKind::User => "user",
+            EntityKind::Deal => "deal",
+            EntityKind::Participant => "participant",
+            EntityKind::ParticipantLink => "participant_link",
+            EntityKind::Interaction => "interaction",
+            EntityKind::Document => "document",
+            EntityKind::Attachment => "attachment",
+        }
+    }
+
+    /// The kind named `name` (as [`EntityKind::name`] spells it).
+    pub fn from_name(name: &str) -> Option<EntityKind> {
+        EntityKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether entities of this kind carry custom fields.
+    pub fn has_custom_fields(self) -> bool {
+        matches!(
+            self,
+            EntityKind::Counterparty
+                | EntityKind::Partner
+                | EntityKind::Contact
+                | EntityKind::User
+                | EntityKind::Deal
+                | EntityKind::Interaction
+                | EntityKind::Document
+        )
+    }
+}
+
+impl fmt::Display for EntityKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A field value that breaks a rule: names the entity kind and the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{entity}.{field}: {message}")]
+pub struct FieldError {
+    /// The kind of entity being written.
+    pub entity: EntityKind,
+    /// The field, dotted for nested values (`bank_accounts[1].account`, `custom.tender`).
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A field error.
+    pub fn new(entity: EntityKind, field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError { entity, field: field.into(), message: message.into() }
+    }
+}
+
+/// A reference an entity makes to another, checked on every write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ref {
+    /// The referring field.
+    pub field: String,
+    /// The kind the id must belong to.
+    pub kind: EntityKind,
+    /// The referenced id.
+    pub id: RawId,
+    /// A further condition the referenced entity must meet.
+    pub must: Option<Requirement>,
+}
+
+/// A condition on a referenced entity that needs a look at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requirement {
+    /// The referenced partner has this role.
+    PartnerRole(PartnerRole),
+    /// The referenced counterparty is one of this partner's counterparties.
+    CounterpartyOf(crate::id::PartnerId),
+    /// The referenced participant belongs to this deal.
+    ParticipantOf(crate::id::DealId),
+    /// The referenced partner is not this partner nor one of its descendants (no cycles
+    /// in the group tree).
+    NotDescendantOf(crate::id::PartnerId),
+}
+
+impl Ref {
+    pub(crate) fn new(field: impl Into<String>, kind: EntityKind, id: impl TypedId) -> Ref {
+        Ref { field: field.into(), kind, id: id.raw(), must: None }
+    }
+
+    pub(crate) fn must(mut self, r: Requirement) -> Ref {
+        self.must = Some(r);
+        self
+    }
+}
+
+/// One entry of a secondary index: the index and the key prefix (the entity id is appended
+/// by the store).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct IndexEntry {
+    /// Which index.
+    pub index: Index,
+    /// The indexed value, encoded so that byte order is value order.
+    pub prefix: Vec<u8>,
+}
+
+impl IndexEntry {
+    /// An entry keyed by another entity's id.
+    pub fn by_id(index: Index, id: impl TypedId) -> IndexEntry {
+        IndexEntry { index, prefix: id.raw().to_bytes().to_vec() }
+    }
+
+    /// An entry keyed by text (terminated by a zero byte so prefixes do not collide).
+    pub fn by_text(index: Index, parts: &[&str]) -> IndexEntry {
+        IndexEntry { index, prefix: text_prefix(parts) }
+    }
+}
+
+/// The index prefix of a sequence of text parts: each part followed by a zero byte.
+pub fn text_prefix(parts: &[&str]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(parts.iter().map(|s| s.len() + 1).sum());
+    for s in parts {
+        p.extend_from_slice(s.as_bytes());
+        p.push(0);
+    }
+    p
+}
+
+/// What validation may consult: the installation's settings.
+#[derive(Clone, Copy)]
+pub struct Cx<'a> {
+    /// The validated configuration.
+    pub settings: &'a Settings,
+}
+
+/// The common bookkeeping fields every entity has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    pub id: RawId,
+    pub version: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// What the store needs to know about an entity type.
+pub trait Entity: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Sync + 'static {
+    /// The entity kind.
+    const KIND: EntityKind;
+    /// Its typed id.
+    type Id: TypedId;
+
+    /// The typed id.
+    fn id(&self) -> Self::Id;
+    /// Id, version and instants.
+    fn meta(&self) -> Meta;
+    /// Sets id, version and instants (the store does this on every write).
+    fn set_meta(&mut self, meta: Meta);
+
+    /// Fills fields derived from others and canonicalizes values (trims names, normalizes
+    /// e-mails and phones). Runs before [`Entity::validate`].
+    fn normalize(&mut self, cx: Cx<'_>) -> Result<(), FieldError> {
+        let _ = cx;
+        Ok(())
+    }
+    /// Checks the entity's own fields against the rules and the settings.
+    fn validate(&self, cx: Cx<'_>) -> Result<(), FieldError>;
+    /// The references to other entities; the store checks each exists.
+    fn refs(&self, out: &mut Vec<Ref>);
+    /// The secondary-index entries of this entity.
+    fn index_entries(&self, out: &mut Vec<IndexEntry>);
+    /// Custom field values, for entity kinds that have them.
+    fn custom(&self) -> Option<&CustomFields> {
+        None
+    }
+}
+
+/// Implements the bookkeeping accessors of [`Entity`] for a struct with the standard
+/// `id`, `version`, `created_at`, `updated_at` fields.
+macro_rules! entity_meta {
+    ($id:ty) => {
+        fn id(&self) -> $id {
+            self.id
+        }
+        fn meta(&self) -> $crate::model::Meta {
+            $crate::model::Meta {
+                id: $crate::id::TypedId::raw(self.id),
+                version: self.version,
+                created_at: self.created_at,
+                updated_at: self.updated_at,
+            }
+        }
+        fn set_meta(&mut self, m: $crate::model::Meta) {
+            self.id = <$id as $crate::id::TypedId>::from_raw(m.id);
+            self.version = m.version;
+            self.created_at = m.created_at;
+            self.updated_at = m.updated_at;
+        }
+    };
+}
+pub(crate) use entity_meta;
+
+/// Helpers shared by the entity rules.
+pub(crate) mod rules {
+    use super::{EntityKind, FieldError};
+    use crate::config::List;
+
+    /// A trimmed name that must not be empty and has a length limit.
+    pub fn required_text(kind: EntityKind, field: &str, value: &str, max: usize) -> Result<(), FieldError> {
+        if value.trim().is_empty() {
+            return Err(FieldError::new(kind, field, "is required and must not be empty"));
+        }
+        optional_text(kind, field, value, max)
+    }
+
+    /// Text with a length limit and no control characters but line breaks and tabs.
+    pub fn optional_text(kind: EntityKind, field: &str, value: &str, max: usize) -> Result<(), FieldError> {
+        let n = value.chars().count();
+        if n > max {
+            return Err(FieldError::new(kind, field, format!("is {n} characters long; the limit is {max}")));
+        }
+        if let Some(c) = value.chars().find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+            return Err(FieldError::new(kind, field, format!("contains the control character {c:?}")));
+        }
+        Ok(())
+    }
+
+    /// An identifier from a configured list.
+    pub fn in_list(kind: EntityKind, field: &str, value: &str, list: &List) -> Result<(), FieldError> {
+        if list.contains(value) {
+            Ok(())
+        } else {
+            Err(FieldError::new(
+                kind,
+                field,
+                format!("\"{value}\" is not in the configured list {} ({})", list.name, list.ids_joined()),
+            ))
+        }
+    }
+
+    /// Trims a string in place.
+    pub fn trim(s: &mut String) {
+        let t = s.trim();
+        if t.len() != s.len() {
+            *s = t.to_string();
+        }
+    }
+}

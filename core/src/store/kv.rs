@@ -1,0 +1,91 @@
+//! The ordered key-value interface a storage backend implements.
+//!
+//! Everything above this module (records, indexes, audit, schema) is written against these
+//! two traits, so a second backend — a distributed ordered KV store, say — is one new module
+//! implementing them. Tables are fixed and known up front; keys and values are bytes, keys
+//! ordered bytewise.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use super::tables::{Table, TABLE_COUNT};
+use crate::Error;
+
+/// How hard a commit works to be durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// The commit is on disk when `commit` returns.
+    #[default]
+    Immediate,
+    /// Visible to readers at once, durable with the next immediate commit (bulk loads).
+    Deferred,
+}
+
+/// The writes of one transaction, per table: `Some(value)` puts, `None` deletes.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub tables: Vec<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+}
+
+impl Changes {
+    /// No changes.
+    pub fn new() -> Changes {
+        Changes { tables: (0..TABLE_COUNT).map(|_| BTreeMap::new()).collect() }
+    }
+
+    /// The pending change of `key`: `None` when untouched, `Some(None)` when deleted.
+    pub fn get(&self, t: Table, key: &[u8]) -> Option<Option<&[u8]>> {
+        self.tables[t.slot].get(key).map(|v| v.as_deref())
+    }
+
+    /// Puts `value` at `key`.
+    pub fn put(&mut self, t: Table, key: Vec<u8>, value: Vec<u8>) {
+        self.tables[t.slot].insert(key, Some(value));
+    }
+
+    /// Deletes `key`.
+    pub fn delete(&mut self, t: Table, key: Vec<u8>) {
+        self.tables[t.slot].insert(key, None);
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.tables.iter().all(BTreeMap::is_empty)
+    }
+}
+
+/// Called for each entry of a scan; returns `false` to stop.
+pub type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> bool;
+
+/// A consistent read-only view of the data.
+pub trait KvRead: Send {
+    /// The value at `key`.
+    fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, Error>;
+    /// Visits the entries with keys in the range, in key order (or reverse).
+    fn scan(
+        &self,
+        t: Table,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        reverse: bool,
+        visit: Visit<'_>,
+    ) -> Result<(), Error>;
+    /// The number of entries in the table.
+    fn len(&self, t: Table) -> Result<u64, Error>;
+}
+
+/// The exclusive writer: reads the state the transaction started from, and commits changes.
+pub trait KvWrite: Send {
+    /// The state the transaction started from.
+    fn base(&self) -> &dyn KvRead;
+    /// Applies all changes atomically.
+    fn commit(self: Box<Self>, changes: Changes, durability: Durability) -> Result<(), Error>;
+}
+
+/// A storage backend.
+pub trait Backend: Send + Sync {
+    /// A snapshot of the latest committed state; never waits for writers.
+    fn read(&self) -> Result<Box<dyn KvRead>, Error>;
+    /// Takes the single writer slot (waits for the current writer to finish).
+    fn write(&self) -> Result<Box<dyn KvWrite>, Error>;
+}

@@ -1,0 +1,851 @@
+//! The store: entities, secondary indexes, the audit log and attachment content, kept
+//! consistent in one transaction per write, over an ordered key-value [`kv::Backend`].
+//!
+//! Records are encoded as described in `docs/storage.md`: one format byte followed by a
+//! MessagePack map with field names, so fields can be added without touching old files.
+//! Keys are big-endian ids, so every table iterates in creation order.
+
+pub mod kv;
+pub mod redb;
+mod schema;
+pub mod tables;
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use kv::Durability;
+#[doc(hidden)]
+pub use schema::force_schema_version;
+pub use schema::SCHEMA_VERSION;
+pub use tables::{Index, Table, Target};
+
+use crate::audit::{self, AuditEntry, AuditOp};
+use crate::config::Settings;
+use crate::id::{AuditId, RawId, TypedId, UserId};
+use crate::model::{
+    custom, Attachment, ContentHash, Cx, Entity, EntityKind, EntityRef, FieldError, IndexEntry, Meta, Participant,
+    Partner, Ref, Requirement, User,
+};
+use crate::time::{Clock, Timestamp};
+use crate::{Error, Result};
+use kv::{Backend, Changes, KvRead, KvWrite};
+use tables::{entity_table, AUDIT, AUDIT_BY_ENTITY, BLOBS, META};
+
+/// Record format byte: MessagePack with named fields.
+const FORMAT_MSGPACK: u8 = 1;
+/// Attachment content is stored in chunks of this size.
+const BLOB_CHUNK: usize = 1 << 20;
+
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.push(FORMAT_MSGPACK);
+    rmp_serde::encode::write_named(&mut out, value).expect("entities always serialize");
+    out
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: impl Fn() -> String) -> Result<T> {
+    match bytes.split_first() {
+        Some((&FORMAT_MSGPACK, body)) => {
+            rmp_serde::from_slice(body).map_err(|e| Error::Corrupt { what: what(), message: e.to_string() })
+        }
+        Some((b, _)) => Err(Error::Corrupt { what: what(), message: format!("unknown record format {b}") }),
+        None => Err(Error::Corrupt { what: what(), message: "empty record".into() }),
+    }
+}
+
+fn kind_byte(kind: EntityKind) -> u8 {
+    EntityKind::ALL.iter().position(|k| *k == kind).expect("listed") as u8
+}
+
+fn kind_of_byte(b: u8) -> Option<EntityKind> {
+    EntityKind::ALL.get(b as usize).copied()
+}
+
+/// The first key after every key that starts with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+fn index_key(entry: &IndexEntry, id: RawId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(entry.prefix.len() + 16);
+    k.extend_from_slice(&entry.prefix);
+    k.extend_from_slice(&id.to_bytes());
+    k
+}
+
+fn id_suffix(key: &[u8]) -> Option<RawId> {
+    key.len().checked_sub(16).and_then(|at| RawId::from_bytes(&key[at..]))
+}
+
+/// Counts of what a store holds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// Entities per kind.
+    pub entities: BTreeMap<EntityKind, u64>,
+    pub audit_entries: u64,
+    pub blob_chunks: u64,
+    pub schema_version: u32,
+    /// Size of the database file in bytes.
+    pub file_bytes: u64,
+}
+
+/// An open crmkit database.
+pub struct Store {
+    backend: Box<dyn Backend>,
+    settings: Arc<Settings>,
+    clock: Arc<dyn Clock>,
+    path: PathBuf,
+}
+
+/// Cache for redb pages: generous, the engine is mostly reads.
+const CACHE_BYTES: usize = 512 << 20;
+
+impl Store {
+    /// Creates a new database file at `path` (the folder must exist; the file must not).
+    pub fn create(path: &Path, settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Result<Store> {
+        if path.exists() && std::fs::metadata(path).map(|m| m.len() > 0).unwrap_or(true) {
+            return Err(Error::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "a file is already there"),
+            });
+        }
+        let backend = redb::RedbBackend::create(path, CACHE_BYTES)?;
+        let store = Store { backend: Box::new(backend), settings, clock, path: path.to_path_buf() };
+        schema::initialize(&store)?;
+        Ok(store)
+    }
+
+    /// Opens an existing database file, migrating an older schema.
+    pub fn open(path: &Path, settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Result<Store> {
+        schema::check_file_header(path)?;
+        let backend = redb::RedbBackend::open(path, CACHE_BYTES)?;
+        schema::check_is_crmkit(&backend, path)?;
+        backend.ensure_tables()?;
+        let store = Store { backend: Box::new(backend), settings, clock, path: path.to_path_buf() };
+        schema::migrate(&store)?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The settings writes are validated against.
+    pub fn settings(&self) -> &Arc<Settings> {
+        &self.settings
+    }
+
+    /// The clock writes take "now" from.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// A consistent read-only snapshot of the latest committed state.
+    pub fn read(&self) -> Result<Snapshot> {
+        Ok(Snapshot { kv: self.backend.read()?, settings: self.settings.clone() })
+    }
+
+    /// Starts the single write transaction; `actor` is recorded in the audit log.
+    pub fn write(&self, actor: Option<UserId>) -> Result<WriteTxn<'_>> {
+        Ok(WriteTxn {
+            store: self,
+            kv: self.backend.write()?,
+            changes: Changes::new(),
+            actor,
+            seq: None,
+            durability: Durability::Immediate,
+        })
+    }
+
+    /// Runs `f` in a write transaction and commits if it succeeds; on an error nothing is
+    /// written.
+    pub fn transact<R>(&self, actor: Option<UserId>, f: impl FnOnce(&mut WriteTxn<'_>) -> Result<R>) -> Result<R> {
+        let mut tx = self.write(actor)?;
+        let r = f(&mut tx)?;
+        tx.commit()?;
+        Ok(r)
+    }
+
+    /// Counts per entity kind and the file size.
+    pub fn stats(&self) -> Result<Stats> {
+        let r = self.backend.read()?;
+        let mut entities = BTreeMap::new();
+        for k in EntityKind::ALL {
+            entities.insert(k, r.len(entity_table(k))?);
+        }
+        Ok(Stats {
+            entities,
+            audit_entries: r.len(AUDIT)?,
+            blob_chunks: r.len(BLOBS)?,
+            schema_version: schema::stored_version(r.as_ref())?.unwrap_or(0),
+            file_bytes: std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0),
+        })
+    }
+}
+
+/// Reads shared by snapshots and write transactions (which see their own writes).
+pub trait Reader {
+    #[doc(hidden)]
+    fn kv_get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    #[doc(hidden)]
+    fn kv_scan(
+        &self,
+        t: Table,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        reverse: bool,
+        visit: kv::Visit<'_>,
+    ) -> Result<()>;
+    /// The settings in force.
+    fn settings(&self) -> &Settings;
+
+    /// The entity with this id, if any.
+    fn get<E: Entity>(&self, id: E::Id) -> Result<Option<E>> {
+        let raw = id.raw();
+        match self.kv_get(entity_table(E::KIND), &raw.to_bytes())? {
+            Some(bytes) => decode(&bytes, || format!("{} {raw}", E::KIND)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The entity with this id, or [`Error::NotFound`].
+    fn load<E: Entity>(&self, id: E::Id) -> Result<E> {
+        self.get(id)?.ok_or(Error::NotFound { kind: E::KIND, id: id.raw() })
+    }
+
+    /// Whether an entity of `kind` has this id.
+    fn exists(&self, kind: EntityKind, id: RawId) -> Result<bool> {
+        Ok(self.kv_get(entity_table(kind), &id.to_bytes())?.is_some())
+    }
+
+    /// Ids in `index` under `prefix`, in id (creation) order, after `after`, at most `limit`.
+    fn ids_by(&self, index: Index, prefix: &[u8], after: Option<RawId>, limit: usize) -> Result<Vec<RawId>> {
+        let start = match after {
+            Some(a) => {
+                let mut k = prefix.to_vec();
+                k.extend_from_slice(&a.to_bytes());
+                Bound::Excluded(k)
+            }
+            None => Bound::Included(prefix.to_vec()),
+        };
+        let end = prefix_end(prefix);
+        let mut out = Vec::new();
+        let end_bound = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        self.kv_scan(index.table(), start.as_ref().map(Vec::as_slice), end_bound, false, &mut |k, _| {
+            if out.len() >= limit {
+                return false;
+            }
+            if let Some(id) = id_suffix(k) {
+                out.push(id);
+            }
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// Entities in `index` under `prefix` (see [`Reader::ids_by`]).
+    fn find<E: Entity>(&self, index: Index, prefix: &[u8], after: Option<RawId>, limit: usize) -> Result<Vec<E>> {
+        debug_assert!(index.owner().is_none_or(|o| o == E::KIND));
+        self.ids_by(index, prefix, after, limit)?.into_iter().map(|id| self.load::<E>(E::Id::from_raw(id))).collect()
+    }
+
+    /// Entities of a kind in creation order, after `after`, at most `limit`.
+    fn list<E: Entity>(&self, after: Option<E::Id>, limit: usize) -> Result<Vec<E>> {
+        let mut out = Vec::new();
+        let mut err = None;
+        let from = after.map(|a| a.raw().to_bytes());
+        let start = from.as_ref().map_or(Bound::Unbounded, |k| Bound::Excluded(k.as_slice()));
+        self.kv_scan(entity_table(E::KIND), start, Bound::Unbounded, false, &mut |k, v| {
+            if out.len() >= limit {
+                return false;
+            }
+            match decode::<E>(v, || format!("{} {:?}", E::KIND, RawId::from_bytes(k))) {
+                Ok(e) => out.push(e),
+                Err(e) => {
+                    err = Some(e);
+                    return false;
+                }
+            }
+            true
+        })?;
+        err.map_or(Ok(out), Err)
+    }
+
+    /// Visits every entity of a kind in creation order until `f` returns `false`.
+    fn for_each<E: Entity>(&self, mut f: impl FnMut(E) -> bool) -> Result<()> {
+        let mut err = None;
+        self.kv_scan(entity_table(E::KIND), Bound::Unbounded, Bound::Unbounded, false, &mut |k, v| match decode::<E>(
+            v,
+            || format!("{} {:?}", E::KIND, RawId::from_bytes(k)),
+        ) {
+            Ok(e) => f(e),
+            Err(e) => {
+                err = Some(e);
+                false
+            }
+        })?;
+        err.map_or(Ok(()), Err)
+    }
+
+    /// Every entry of an index as `(prefix, id)` pairs (for consistency checks).
+    fn index_entries(&self, index: Index) -> Result<Vec<(Vec<u8>, RawId)>> {
+        let mut out = Vec::new();
+        self.kv_scan(index.table(), Bound::Unbounded, Bound::Unbounded, false, &mut |k, _| {
+            if let Some(id) = id_suffix(k) {
+                out.push((k[..k.len() - 16].to_vec(), id));
+            }
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// The user with this login.
+    fn user_by_login(&self, login: &str) -> Result<Option<User>> {
+        let prefix = crate::model::text_prefix(&[login]);
+        Ok(self.find::<User>(Index::UserByLogin, &prefix, None, 1)?.pop())
+    }
+
+    /// The audit entries of one entity, oldest first.
+    fn audit_of(&self, id: RawId) -> Result<Vec<AuditEntry>> {
+        let prefix = id.to_bytes();
+        let ids = {
+            let mut ids = Vec::new();
+            let end = prefix_end(&prefix);
+            self.kv_scan(
+                AUDIT_BY_ENTITY,
+                Bound::Included(&prefix[..]),
+                end.as_deref().map_or(Bound::Unbounded, Bound::Excluded),
+                false,
+                &mut |k, _| {
+                    ids.extend(id_suffix(k));
+                    true
+                },
+            )?;
+            ids
+        };
+        ids.into_iter().map(|a| self.audit_entry(AuditId(a))).collect()
+    }
+
+    /// One audit entry.
+    fn audit_entry(&self, id: AuditId) -> Result<AuditEntry> {
+        let bytes = self
+            .kv_get(AUDIT, &id.0.to_bytes())?
+            .ok_or(Error::Corrupt { what: format!("audit entry {id}"), message: "indexed but missing".into() })?;
+        decode(&bytes, || format!("audit entry {id}"))
+    }
+
+    /// The audit log in time order, after `after`, at most `limit`.
+    fn audit_log(&self, after: Option<AuditId>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let from = after.map(|a| a.0.to_bytes());
+        let mut out = Vec::new();
+        let mut err = None;
+        self.kv_scan(
+            AUDIT,
+            from.as_ref().map_or(Bound::Unbounded, |k| Bound::Excluded(&k[..])),
+            Bound::Unbounded,
+            false,
+            &mut |_, v| {
+                if out.len() >= limit {
+                    return false;
+                }
+                match decode(v, || "audit entry".to_string()) {
+                    Ok(e) => out.push(e),
+                    Err(e) => {
+                        err = Some(e);
+                        return false;
+                    }
+                }
+                true
+            },
+        )?;
+        err.map_or(Ok(out), Err)
+    }
+
+    /// The stored content with this hash.
+    fn blob(&self, hash: &ContentHash) -> Result<Option<Vec<u8>>> {
+        let mut out: Option<Vec<u8>> = None;
+        let end = prefix_end(&hash.0);
+        self.kv_scan(
+            BLOBS,
+            Bound::Included(&hash.0[..]),
+            end.as_deref().map_or(Bound::Unbounded, Bound::Excluded),
+            false,
+            &mut |_, v| {
+                out.get_or_insert_with(Vec::new).extend_from_slice(v);
+                true
+            },
+        )?;
+        Ok(out)
+    }
+}
+
+/// A read-only snapshot: sees the state committed when it was taken, for as long as it lives.
+pub struct Snapshot {
+    kv: Box<dyn KvRead>,
+    settings: Arc<Settings>,
+}
+
+impl Reader for Snapshot {
+    fn kv_get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.kv.get(t, key)
+    }
+    fn kv_scan(
+        &self,
+        t: Table,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        reverse: bool,
+        visit: kv::Visit<'_>,
+    ) -> Result<()> {
+        self.kv.scan(t, from, to, reverse, visit)
+    }
+    fn settings(&self) -> &Settings {
+        &self.settings
+    }
+}
+
+/// The write transaction. Each operation checks everything before it changes anything, so
+/// a refused operation leaves the transaction as it was; dropping the transaction without
+/// [`WriteTxn::commit`] writes nothing.
+pub struct WriteTxn<'s> {
+    store: &'s Store,
+    kv: Box<dyn KvWrite>,
+    changes: Changes,
+    actor: Option<UserId>,
+    seq: Option<u64>,
+    durability: Durability,
+}
+
+impl Reader for WriteTxn<'_> {
+    fn kv_get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.changes.get(t, key) {
+            Some(v) => Ok(v.map(<[u8]>::to_vec)),
+            None => self.kv.base().get(t, key),
+        }
+    }
+
+    fn kv_scan(
+        &self,
+        t: Table,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        reverse: bool,
+        visit: kv::Visit<'_>,
+    ) -> Result<()> {
+        let pending = &self.changes.tables[t.slot];
+        if pending.is_empty() {
+            return self.kv.base().scan(t, from, to, reverse, visit);
+        }
+        // Merge the pending changes in the range with the base scan; pending wins on equal keys.
+        let range: (Bound<&[u8]>, Bound<&[u8]>) = (from, to);
+        type Pending<'a> = Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)> + 'a>;
+        let mut overlay: Pending<'_> = if reverse {
+            Box::new(pending.range::<[u8], _>(range).rev())
+        } else {
+            Box::new(pending.range::<[u8], _>(range))
+        };
+        let mut next = overlay.next();
+        let before = |a: &[u8], b: &[u8]| if reverse { a > b } else { a < b };
+        let mut stopped = false;
+        self.kv.base().scan(t, from, to, reverse, &mut |k, v| {
+            while let Some((ok, ov)) = next {
+                if before(ok, k) {
+                    if let Some(ov) = ov {
+                        if !visit(ok, ov) {
+                            stopped = true;
+                            return false;
+                        }
+                    }
+                    next = overlay.next();
+                } else {
+                    break;
+                }
+            }
+            match next {
+                Some((ok, ov)) if ok.as_slice() == k => {
+                    next = overlay.next();
+                    match ov {
+                        Some(ov) => {
+                            if !visit(k, ov) {
+                                stopped = true;
+                                return false;
+                            }
+                            true
+                        }
+                        None => true,
+                    }
+                }
+                _ => {
+                    if !visit(k, v) {
+                        stopped = true;
+                        return false;
+                    }
+                    true
+                }
+            }
+        })?;
+        while let (false, Some((ok, ov))) = (stopped, next) {
+            if let Some(ov) = ov {
+                if !visit(ok, ov) {
+                    break;
+                }
+            }
+            next = overlay.next();
+        }
+        Ok(())
+    }
+
+    fn settings(&self) -> &Settings {
+        &self.store.settings
+    }
+}
+
+impl WriteTxn<'_> {
+    /// How the commit is flushed (default: immediately durable).
+    pub fn set_durability(&mut self, d: Durability) {
+        self.durability = d;
+    }
+
+    /// The acting user recorded in the audit log.
+    pub fn actor(&self) -> Option<UserId> {
+        self.actor
+    }
+
+    /// The current instant of the store's clock.
+    pub fn now(&self) -> Timestamp {
+        self.store.clock.now()
+    }
+
+    /// Commits everything written in the transaction.
+    pub fn commit(mut self) -> Result<()> {
+        if let Some(seq) = self.seq {
+            self.changes.put(META, schema::ID_SEQ.to_vec(), seq.to_be_bytes().to_vec());
+        }
+        self.kv.commit(self.changes, self.durability)
+    }
+
+    fn next_id(&mut self, at: Timestamp) -> Result<RawId> {
+        let seq = match self.seq {
+            Some(s) => s,
+            None => schema::stored_seq(self.kv.base())?,
+        } + 1;
+        self.seq = Some(seq);
+        Ok(RawId::new(at.0, seq))
+    }
+
+    /// Creates `entity`: assigns id, version 1 and instants, checks it, writes it with its
+    /// index entries and an audit entry. Returns the stored form.
+    pub fn create<E: Entity>(&mut self, mut entity: E) -> Result<E> {
+        let now = self.now();
+        let id = self.next_id(now)?;
+        entity.set_meta(Meta { id, version: 1, created_at: now, updated_at: now });
+        self.check(&mut entity)?;
+        let entries = entries_of(&entity);
+        self.check_unique::<E>(&entries, id)?;
+        self.changes.put(entity_table(E::KIND), id.to_bytes().to_vec(), encode(&entity));
+        for e in &entries {
+            self.changes.put(e.index.table(), index_key(e, id), vec![kind_byte(E::KIND)]);
+        }
+        self.audit(now, E::KIND, id, AuditOp::Create, Vec::new(), 1)?;
+        Ok(entity)
+    }
+
+    /// Replaces the stored entity with `entity`, whose `version` must be the stored one.
+    /// A write that changes nothing is not recorded and keeps the version.
+    pub fn update<E: Entity>(&mut self, mut entity: E) -> Result<E> {
+        let meta = entity.meta();
+        let old: E = self.load(entity.id())?;
+        let old_meta = old.meta();
+        if old_meta.version != meta.version {
+            return Err(Error::Conflict { kind: E::KIND, id: meta.id, given: meta.version, stored: old_meta.version });
+        }
+        let now = self.now();
+        entity.set_meta(Meta {
+            id: meta.id,
+            version: old_meta.version + 1,
+            created_at: old_meta.created_at,
+            updated_at: now,
+        });
+        self.check(&mut entity)?;
+        let changes = audit::diff(&to_json(&old), &to_json(&entity));
+        if changes.is_empty() {
+            return Ok(old);
+        }
+        let old_entries = entries_of(&old);
+        let new_entries = entries_of(&entity);
+        let added: Vec<&IndexEntry> = new_entries.iter().filter(|e| !old_entries.contains(e)).collect();
+        self.check_unique::<E>(&added.iter().map(|e| (*e).clone()).collect::<Vec<_>>(), meta.id)?;
+        for e in old_entries.iter().filter(|e| !new_entries.contains(e)) {
+            self.changes.delete(e.index.table(), index_key(e, meta.id));
+        }
+        for e in added {
+            self.changes.put(e.index.table(), index_key(e, meta.id), vec![kind_byte(E::KIND)]);
+        }
+        self.changes.put(entity_table(E::KIND), meta.id.to_bytes().to_vec(), encode(&entity));
+        let version = entity.meta().version;
+        self.audit(now, E::KIND, meta.id, AuditOp::Update, changes, version)?;
+        Ok(entity)
+    }
+
+    /// Deletes the entity if `version` is the stored one and nothing refers to it.
+    pub fn delete<E: Entity>(&mut self, id: E::Id, version: u64) -> Result<()> {
+        let raw = id.raw();
+        if E::KIND == EntityKind::User {
+            return Err(Error::NotAllowed(format!(
+                "user {raw} cannot be deleted: deactivate the user instead, so that their deals and history keep an owner"
+            )));
+        }
+        let old: E = self.load(id)?;
+        let stored = old.meta().version;
+        if stored != version {
+            return Err(Error::Conflict { kind: E::KIND, id: raw, given: version, stored });
+        }
+        self.check_unreferenced(E::KIND, raw)?;
+        for e in entries_of(&old) {
+            self.changes.delete(e.index.table(), index_key(&e, raw));
+        }
+        self.changes.delete(entity_table(E::KIND), raw.to_bytes().to_vec());
+        if let Some(att) = (&old as &dyn std::any::Any).downcast_ref::<Attachment>() {
+            self.release_blob(&att.content, raw)?;
+        }
+        let now = self.now();
+        self.audit(now, E::KIND, raw, AuditOp::Delete, audit::snapshot(&to_json(&old)), stored)?;
+        Ok(())
+    }
+
+    /// Stores `content` (once per hash) and attaches it to `owner` under `name`.
+    pub fn attach(&mut self, owner: EntityRef, name: &str, mime: &str, content: &[u8]) -> Result<Attachment> {
+        let max = self.store.settings.attachment_max_bytes;
+        if content.len() as u64 > max {
+            return Err(FieldError::new(
+                EntityKind::Attachment,
+                "content",
+                format!("is {} bytes; the limit is {max} bytes (attachments.max_size_mb)", content.len()),
+            )
+            .into());
+        }
+        let hash = ContentHash::of(content);
+        let attachment = self.create(Attachment {
+            id: Default::default(),
+            version: 0,
+            created_at: Timestamp::default(),
+            updated_at: Timestamp::default(),
+            owner,
+            name: name.to_string(),
+            mime: mime.to_string(),
+            size: content.len() as u64,
+            content: hash,
+        })?;
+        if self.kv_get(BLOBS, &blob_key(&hash, 0))?.is_none() {
+            for (i, chunk) in content.chunks(BLOB_CHUNK).enumerate() {
+                self.changes.put(BLOBS, blob_key(&hash, i as u32), chunk.to_vec());
+            }
+            if content.is_empty() {
+                self.changes.put(BLOBS, blob_key(&hash, 0), Vec::new());
+            }
+        }
+        Ok(attachment)
+    }
+
+    fn release_blob(&mut self, hash: &ContentHash, released_by: RawId) -> Result<()> {
+        let others = self.ids_by(Index::AttachmentByContent, &hash.0, None, 2)?;
+        if others.iter().any(|id| *id != released_by) {
+            return Ok(());
+        }
+        let mut keys = Vec::new();
+        let end = prefix_end(&hash.0);
+        self.kv_scan(
+            BLOBS,
+            Bound::Included(&hash.0[..]),
+            end.as_deref().map_or(Bound::Unbounded, Bound::Excluded),
+            false,
+            &mut |k, _| {
+                keys.push(k.to_vec());
+                true
+            },
+        )?;
+        for k in keys {
+            self.changes.delete(BLOBS, k);
+        }
+        Ok(())
+    }
+
+    fn audit(
+        &mut self,
+        at: Timestamp,
+        kind: EntityKind,
+        id: RawId,
+        op: AuditOp,
+        changes: Vec<audit::FieldChange>,
+        version: u64,
+    ) -> Result<()> {
+        let audit_id = self.next_id(at)?;
+        let entry = AuditEntry {
+            id: AuditId(audit_id),
+            at,
+            actor: self.actor,
+            entity: EntityRef { kind, id },
+            op,
+            changes,
+            version,
+        };
+        self.changes.put(AUDIT, audit_id.to_bytes().to_vec(), encode(&entry));
+        let mut k = id.to_bytes().to_vec();
+        k.extend_from_slice(&audit_id.to_bytes());
+        self.changes.put(AUDIT_BY_ENTITY, k, Vec::new());
+        Ok(())
+    }
+
+    /// Normalizes and validates an entity, and checks every reference it makes.
+    fn check<E: Entity>(&self, entity: &mut E) -> Result<()> {
+        let settings = self.store.settings.clone();
+        let cx = Cx { settings: &settings };
+        entity.normalize(cx)?;
+        entity.validate(cx)?;
+        let mut refs = Vec::new();
+        entity.refs(&mut refs);
+        if let Some(values) = entity.custom() {
+            custom::check(E::KIND, values, settings.custom_fields_of(E::KIND), Some(&mut refs))?;
+        }
+        for r in &refs {
+            self.check_ref(E::KIND, r)?;
+        }
+        Ok(())
+    }
+
+    fn check_ref(&self, kind: EntityKind, r: &Ref) -> Result<()> {
+        let fail = |m: String| -> Result<()> { Err(FieldError::new(kind, r.field.clone(), m).into()) };
+        if !self.exists(r.kind, r.id)? {
+            return fail(format!("refers to {} {}, which does not exist", r.kind, r.id));
+        }
+        match r.must {
+            None => Ok(()),
+            Some(Requirement::PartnerRole(role)) => {
+                let p: Partner = self.load(crate::id::PartnerId(r.id))?;
+                if p.has_role(role) {
+                    Ok(())
+                } else {
+                    fail(format!("partner {} (\"{}\") does not have the {} role", r.id, p.name, role.name()))
+                }
+            }
+            Some(Requirement::CounterpartyOf(partner)) => {
+                let p: Partner = self.load(partner)?;
+                if p.counterparties.iter().any(|c| c.raw() == r.id) {
+                    Ok(())
+                } else {
+                    fail(format!("counterparty {} is not one of partner {}'s counterparties", r.id, p.id))
+                }
+            }
+            Some(Requirement::ParticipantOf(deal)) => {
+                let p: Participant = self.load(crate::id::ParticipantId(r.id))?;
+                if p.deal == deal {
+                    Ok(())
+                } else {
+                    fail(format!("participant {} belongs to deal {}, not to deal {deal}", r.id, p.deal))
+                }
+            }
+            Some(Requirement::NotDescendantOf(me)) => {
+                let mut at = Some(crate::id::PartnerId(r.id));
+                let mut steps = 0;
+                while let Some(p) = at {
+                    if p == me {
+                        return fail("would make the partner its own ancestor (a cycle in the group)".into());
+                    }
+                    steps += 1;
+                    if steps > 10_000 {
+                        return fail("the group chain is too deep".into());
+                    }
+                    at = self.load::<Partner>(p)?.parent;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn check_unique<E: Entity>(&self, entries: &[IndexEntry], me: RawId) -> Result<()> {
+        for e in entries.iter().filter(|e| e.index.unique()) {
+            if let Some(other) = self.ids_by(e.index, &e.prefix, None, 2)?.into_iter().find(|id| *id != me) {
+                let value = String::from_utf8_lossy(e.prefix.strip_suffix(&[0]).unwrap_or(&e.prefix)).into_owned();
+                return Err(Error::Duplicate { kind: E::KIND, field: e.index.field(), value, other });
+            }
+        }
+        Ok(())
+    }
+
+    fn check_unreferenced(&self, kind: EntityKind, id: RawId) -> Result<()> {
+        let prefix = id.to_bytes();
+        for index in Index::ALL.iter().copied() {
+            let refers = match index.target() {
+                Target::Kind(k) => k == kind,
+                Target::Any => true,
+                Target::Value => false,
+            };
+            if !refers {
+                continue;
+            }
+            let mut count = 0usize;
+            let mut by = None;
+            let end = prefix_end(&prefix);
+            self.kv_scan(
+                index.table(),
+                Bound::Included(&prefix[..]),
+                end.as_deref().map_or(Bound::Unbounded, Bound::Excluded),
+                false,
+                &mut |k, v| {
+                    if id_suffix(k) == Some(id) {
+                        return true;
+                    }
+                    count += 1;
+                    by = by.or_else(|| v.first().copied().and_then(kind_of_byte));
+                    count < 1000
+                },
+            )?;
+            if count > 0 {
+                return Err(Error::Referenced {
+                    kind,
+                    id,
+                    by: by.map_or_else(|| "other".to_string(), |k| k.name().to_string()),
+                    field: index.field(),
+                    count,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn blob_key(hash: &ContentHash, chunk: u32) -> Vec<u8> {
+    let mut k = hash.0.to_vec();
+    k.extend_from_slice(&chunk.to_be_bytes());
+    k
+}
+
+fn to_json<E: Entity>(e: &E) -> serde_json::Value {
+    serde_json::to_value(e).expect("entities always serialize")
+}
+
+/// The index entries of an entity, including those of its custom reference fields.
+fn entries_of<E: Entity>(entity: &E) -> Vec<IndexEntry> {
+    let mut out = Vec::new();
+    entity.index_entries(&mut out);
+    if let Some(values) = entity.custom() {
+        for v in values.values() {
+            if let crate::model::CustomValue::Ref(id) = v {
+                out.push(IndexEntry { index: Index::CustomRef, prefix: id.to_bytes().to_vec() });
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}

@@ -1,0 +1,216 @@
+//! The embedded default backend: one redb file.
+
+use std::cell::RefCell;
+use std::ops::Bound;
+use std::path::Path;
+
+use redb::{ReadOnlyTable, ReadableDatabase, ReadableTableMetadata, TableDefinition, TableError, TableHandle};
+
+use super::kv::{Backend, Changes, Durability, KvRead, KvWrite, Visit};
+use super::tables::{all_tables, Table, TABLE_COUNT};
+use crate::Error;
+
+type Bytes = &'static [u8];
+type OpenTable = ReadOnlyTable<Bytes, Bytes>;
+type Row<'a> = Result<(redb::AccessGuard<'a, &'static [u8]>, redb::AccessGuard<'a, &'static [u8]>), redb::StorageError>;
+
+type Def = TableDefinition<'static, &'static [u8], &'static [u8]>;
+
+fn def(t: Table) -> Def {
+    TableDefinition::new(t.name)
+}
+
+/// The first bytes of every redb file.
+pub(crate) const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+
+pub(crate) fn storage(e: impl std::fmt::Display) -> Error {
+    Error::Storage(e.to_string())
+}
+
+/// A redb database file.
+pub struct RedbBackend {
+    db: redb::Database,
+}
+
+impl RedbBackend {
+    /// Opens an existing file.
+    pub fn open(path: &Path, cache_bytes: usize) -> Result<RedbBackend, Error> {
+        let db = redb::Builder::new().set_cache_size(cache_bytes).open(path).map_err(|e| open_error(path, e))?;
+        Ok(RedbBackend { db })
+    }
+
+    /// Creates a new file (it must not exist) with every table.
+    pub fn create(path: &Path, cache_bytes: usize) -> Result<RedbBackend, Error> {
+        let db = redb::Builder::new().set_cache_size(cache_bytes).create(path).map_err(|e| open_error(path, e))?;
+        let tx = db.begin_write().map_err(storage)?;
+        for t in all_tables() {
+            tx.open_table(def(t)).map_err(storage)?;
+        }
+        tx.commit().map_err(storage)?;
+        Ok(RedbBackend { db })
+    }
+
+    /// Creates any table the file lacks (after a schema migration adds one).
+    pub fn ensure_tables(&self) -> Result<(), Error> {
+        let tx = self.db.begin_write().map_err(storage)?;
+        for t in all_tables() {
+            tx.open_table(def(t)).map_err(storage)?;
+        }
+        tx.commit().map_err(storage)
+    }
+
+    /// Whether the file has a table with this name.
+    pub fn has_table(&self, name: &str) -> Result<bool, Error> {
+        let tx = self.db.begin_read().map_err(storage)?;
+        let found = tx.list_tables().map_err(storage)?.any(|t| t.name() == name);
+        Ok(found)
+    }
+
+    /// Rewrites the file compactly (after bulk loads).
+    pub fn compact(&mut self) -> Result<(), Error> {
+        self.db.compact().map_err(storage)?;
+        Ok(())
+    }
+}
+
+fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => {
+            Error::Storage(format!("{} is already open in another process", path.display()))
+        }
+        redb::DatabaseError::UpgradeRequired(v) => Error::NotCrmkit {
+            path: path.to_path_buf(),
+            reason: format!("it is a redb file of format version {v}, which this build cannot read"),
+        },
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(m)) => {
+            Error::NotCrmkit { path: path.to_path_buf(), reason: format!("the file is damaged: {m}") }
+        }
+        other => Error::Storage(format!("{}: {other}", path.display())),
+    }
+}
+
+impl Backend for RedbBackend {
+    fn read(&self) -> Result<Box<dyn KvRead>, Error> {
+        let tx = self.db.begin_read().map_err(storage)?;
+        Ok(Box::new(RedbRead { tx, tables: RefCell::new((0..TABLE_COUNT).map(|_| None).collect()) }))
+    }
+
+    fn write(&self) -> Result<Box<dyn KvWrite>, Error> {
+        let tx = self.db.begin_write().map_err(storage)?;
+        // With the writer slot held, a fresh read transaction sees exactly the state the
+        // write transaction starts from.
+        let base = self.read()?;
+        Ok(Box::new(RedbWrite { tx, base }))
+    }
+}
+
+/// A read transaction with its tables opened on first use.
+struct RedbRead {
+    tx: redb::ReadTransaction,
+    /// Per slot: not opened yet (`None`), absent from the file (`Some(None)`), or open.
+    tables: RefCell<Vec<Option<Option<OpenTable>>>>,
+}
+
+impl RedbRead {
+    /// Runs `f` on the open table, or returns `None` if the file has no such table.
+    fn with<R>(
+        &self,
+        t: Table,
+        f: impl FnOnce(&ReadOnlyTable<&'static [u8], &'static [u8]>) -> Result<R, Error>,
+    ) -> Result<Option<R>, Error> {
+        let mut tables = self.tables.borrow_mut();
+        let slot = &mut tables[t.slot];
+        if slot.is_none() {
+            *slot = Some(match self.tx.open_table(def(t)) {
+                Ok(table) => Some(table),
+                Err(TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(storage(e)),
+            });
+        }
+        match slot.as_ref().and_then(Option::as_ref) {
+            Some(table) => f(table).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+impl KvRead for RedbRead {
+    fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        let v = self.with(t, |table| Ok(table.get(key).map_err(storage)?.map(|v| v.value().to_vec())))?;
+        Ok(v.flatten())
+    }
+
+    fn scan(
+        &self,
+        t: Table,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        reverse: bool,
+        visit: Visit<'_>,
+    ) -> Result<(), Error> {
+        self.with(t, |table| {
+            let range = table.range::<&[u8]>((from, to)).map_err(storage)?;
+            let mut step = |item: Row<'_>| {
+                let (k, v) = item.map_err(storage)?;
+                Ok::<bool, Error>(visit(k.value(), v.value()))
+            };
+            if reverse {
+                for item in range.rev() {
+                    if !step(item)? {
+                        break;
+                    }
+                }
+            } else {
+                for item in range {
+                    if !step(item)? {
+                        break;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    fn len(&self, t: Table) -> Result<u64, Error> {
+        Ok(self.with(t, |table| table.len().map_err(storage))?.unwrap_or(0))
+    }
+}
+
+struct RedbWrite {
+    tx: redb::WriteTransaction,
+    base: Box<dyn KvRead>,
+}
+
+impl KvWrite for RedbWrite {
+    fn base(&self) -> &dyn KvRead {
+        self.base.as_ref()
+    }
+
+    fn commit(self: Box<Self>, changes: Changes, durability: Durability) -> Result<(), Error> {
+        let RedbWrite { mut tx, base } = *self;
+        drop(base);
+        tx.set_durability(match durability {
+            Durability::Immediate => redb::Durability::Immediate,
+            Durability::Deferred => redb::Durability::None,
+        })
+        .map_err(storage)?;
+        for (t, entries) in all_tables().into_iter().zip(changes.tables) {
+            if entries.is_empty() {
+                continue;
+            }
+            let mut table = tx.open_table(def(t)).map_err(storage)?;
+            for (k, v) in entries {
+                match v {
+                    Some(v) => {
+                        table.insert(k.as_slice(), v.as_slice()).map_err(storage)?;
+                    }
+                    None => {
+                        table.remove(k.as_slice()).map_err(storage)?;
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(storage)
+    }
+}

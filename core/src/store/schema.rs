@@ -1,0 +1,109 @@
+//! Schema facts kept in the `meta` table, recognizing crmkit files, and migrations.
+//!
+//! `meta` holds `format` = `crmkit`, `schema_version` (u32, big-endian) and `id_seq` (u64,
+//! big-endian, the last sequence number handed out). Opening a file checks, in order: redb's
+//! magic bytes, the `meta` table and its `format`, and the schema version; an older version
+//! runs the migrations in [`MIGRATIONS`] one by one, each in its own transaction.
+
+use std::io::Read;
+use std::path::Path;
+
+use super::kv::KvRead;
+use super::redb::{RedbBackend, REDB_MAGIC};
+use super::tables::META;
+use super::{Store, WriteTxn};
+use crate::{Error, Result};
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const FORMAT: &[u8] = b"format";
+const FORMAT_VALUE: &[u8] = b"crmkit";
+const VERSION: &[u8] = b"schema_version";
+pub(super) const ID_SEQ: &[u8] = b"id_seq";
+
+/// A step from schema version `n` to `n + 1` (index `n - 1`).
+type Migration = fn(&mut WriteTxn<'_>) -> Result<()>;
+
+/// Migrations from each older schema version; version 1 is the first released schema.
+const MIGRATIONS: &[Migration] = &[];
+
+pub(super) fn initialize(store: &Store) -> Result<()> {
+    let mut tx = store.write(None)?;
+    tx.changes.put(META, FORMAT.to_vec(), FORMAT_VALUE.to_vec());
+    tx.changes.put(META, VERSION.to_vec(), SCHEMA_VERSION.to_be_bytes().to_vec());
+    tx.changes.put(META, ID_SEQ.to_vec(), 0u64.to_be_bytes().to_vec());
+    tx.commit()
+}
+
+/// Rejects files that are not redb files before redb sees them.
+pub(super) fn check_file_header(path: &Path) -> Result<()> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+    let mut head = [0u8; REDB_MAGIC.len()];
+    let n = f.read(&mut head).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+    if n < head.len() || head != REDB_MAGIC {
+        return Err(Error::NotCrmkit { path: path.to_path_buf(), reason: "it is not a redb database file".into() });
+    }
+    Ok(())
+}
+
+pub(super) fn check_is_crmkit(backend: &RedbBackend, path: &Path) -> Result<()> {
+    let not = |reason: &str| Error::NotCrmkit { path: path.to_path_buf(), reason: reason.to_string() };
+    if !backend.has_table(META.name)? {
+        return Err(not("it is a redb database without crmkit's meta table"));
+    }
+    let r = crate::store::kv::Backend::read(backend)?;
+    match r.get(META, FORMAT)? {
+        Some(v) if v == FORMAT_VALUE => Ok(()),
+        _ => Err(not("its meta table does not identify it as crmkit")),
+    }
+}
+
+pub(super) fn stored_version(r: &dyn KvRead) -> Result<Option<u32>> {
+    Ok(r.get(META, VERSION)?.and_then(|v| v.try_into().ok()).map(u32::from_be_bytes))
+}
+
+pub(super) fn stored_seq(r: &dyn KvRead) -> Result<u64> {
+    match r.get(META, ID_SEQ)? {
+        Some(v) => v
+            .try_into()
+            .map(u64::from_be_bytes)
+            .map_err(|_| Error::Corrupt { what: "meta.id_seq".into(), message: "not 8 bytes".into() }),
+        None => Ok(0),
+    }
+}
+
+pub(super) fn migrate(store: &Store) -> Result<()> {
+    let found = {
+        let r = store.backend.read()?;
+        stored_version(r.as_ref())?.ok_or_else(|| Error::NotCrmkit {
+            path: store.path.clone(),
+            reason: "its meta table has no schema version".into(),
+        })?
+    };
+    if found > SCHEMA_VERSION {
+        return Err(Error::NewerSchema { path: store.path.clone(), found, supported: SCHEMA_VERSION });
+    }
+    if found == 0 {
+        return Err(Error::NotCrmkit {
+            path: store.path.clone(),
+            reason: "schema version 0 was never released".into(),
+        });
+    }
+    for v in found..SCHEMA_VERSION {
+        let step = MIGRATIONS[(v - 1) as usize];
+        let mut tx = store.write(None)?;
+        step(&mut tx)?;
+        tx.changes.put(META, VERSION.to_vec(), (v + 1).to_be_bytes().to_vec());
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Sets the stored schema version (tests use it to fake files from other versions).
+#[doc(hidden)]
+pub fn force_schema_version(store: &Store, version: u32) -> Result<()> {
+    let mut tx = store.write(None)?;
+    tx.changes.put(META, VERSION.to_vec(), version.to_be_bytes().to_vec());
+    tx.commit()
+}

@@ -1,0 +1,127 @@
+//! `crmkit bench`: figures for the store, printed as medians from one run.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use clap::Subcommand;
+use crmkit_core::id::DealId;
+use crmkit_core::model::Deal;
+use crmkit_core::store::Reader;
+use crmkit_core::time::SystemClock;
+use crmkit_core::Installation;
+
+#[derive(Subcommand)]
+pub enum What {
+    /// Bulk load of the demo, database open time, point reads of deals.
+    Store {
+        /// Deals in the demo that is loaded.
+        #[arg(long, default_value_t = 1_000_000)]
+        deals: usize,
+        /// Where to build it (a temporary folder, removed afterwards, by default).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Point reads to time.
+        #[arg(long, default_value_t = 200_000)]
+        reads: usize,
+    },
+}
+
+pub fn run(what: What) -> Result<()> {
+    match what {
+        What::Store { deals, dir, reads } => store(deals, dir, reads),
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn percentile(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn store(deals: usize, dir: Option<PathBuf>, reads: usize) -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = dir.unwrap_or_else(|| tmp.path().join("bench"));
+    println!("crmkit bench store: demo with {deals} deals in {}", dir.display());
+
+    let started = Instant::now();
+    let summary = crate::make_demo(&dir, deals, 42, true, true)?;
+    let load = started.elapsed();
+    let entities = summary.entities();
+    println!(
+        "bulk load: {entities} entities in {:.2} s = {:.0} entities/s (plus {} audit entries and their index)",
+        load.as_secs_f64(),
+        entities as f64 / load.as_secs_f64(),
+        summary.audit_entries
+    );
+
+    // Open time: each open is a fresh process-level open of the file.
+    let mut opens = Vec::new();
+    let mut inst_opens = Vec::new();
+    let db = crmkit_core::config::Settings::load_installation(&dir)?;
+    for _ in 0..7 {
+        let t = Instant::now();
+        let s = crmkit_core::store::Store::open(&db.database, Arc::new(db.clone()), Arc::new(SystemClock))?;
+        opens.push(t.elapsed());
+        drop(s);
+        let t = Instant::now();
+        let i = Installation::open(&dir, Arc::new(SystemClock))?;
+        inst_opens.push(t.elapsed());
+        drop(i);
+    }
+    let inst = Installation::open(&dir, Arc::new(SystemClock))?;
+    let stats = inst.store().stats()?;
+    println!("file size: {} ({} bytes)", crate::human_bytes(stats.file_bytes), stats.file_bytes);
+    println!(
+        "open database: median {:.2} ms (installation with config and user sync: {:.2} ms), 7 runs",
+        median(opens).as_secs_f64() * 1e3,
+        median(inst_opens).as_secs_f64() * 1e3
+    );
+
+    // Point reads by id, over ids spread across the whole table.
+    let snap = inst.store().read()?;
+    let mut ids: Vec<DealId> = Vec::with_capacity(deals);
+    snap.for_each::<Deal>(|d| {
+        ids.push(d.id);
+        true
+    })?;
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut pick = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        ids[(state % ids.len() as u64) as usize]
+    };
+    for _ in 0..reads.min(50_000) {
+        std::hint::black_box(snap.get::<Deal>(pick())?);
+    }
+    let mut shared = Vec::with_capacity(reads);
+    for _ in 0..reads {
+        let id = pick();
+        let t = Instant::now();
+        let d = snap.get::<Deal>(id)?;
+        shared.push(t.elapsed());
+        std::hint::black_box(d);
+    }
+    let mut fresh = Vec::with_capacity(reads / 4);
+    for _ in 0..reads / 4 {
+        let id = pick();
+        let t = Instant::now();
+        let s = inst.store().read()?;
+        let d = s.get::<Deal>(id)?;
+        fresh.push(t.elapsed());
+        std::hint::black_box(d);
+    }
+    println!(
+        "point read of a deal by id (warm, {reads} random ids): median {:.2} µs, p99 {:.2} µs; with a new snapshot per read: median {:.2} µs",
+        median(shared.clone()).as_secs_f64() * 1e6,
+        percentile(&mut shared, 0.99).as_secs_f64() * 1e6,
+        median(fresh).as_secs_f64() * 1e6
+    );
+    Ok(())
+}

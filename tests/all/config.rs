@@ -1,0 +1,104 @@
+//! Config errors name the file, the line and the key; the shipped configs are valid.
+
+use std::path::Path;
+
+use crmkit_core::config::{Settings, DEFAULT_CONFIG};
+use crmkit_core::model::{CustomFieldType, EntityKind};
+
+/// Parses `text` as `config/crmkit.toml` and expects an error rendered exactly as `expected`.
+fn check(text: &str, expected: &str) {
+    let err = Settings::parse(text, Path::new("config/crmkit.toml")).expect_err("config must be refused");
+    assert_eq!(err.to_string(), expected);
+}
+
+#[test]
+fn unknown_keys_name_file_line_and_section() {
+    check(
+        "[defaults]\ncurrency = \"RUB\"\n\n[[process_kinds]]\nid = \"b2b\"\nname = \"B2B\"\nstgaes = []\n",
+        "config/crmkit.toml:7:1: unknown key \"stgaes\" in [[process_kinds]] (expected one of id, name, stages)",
+    );
+    check("[databse]\npath = \"x.redb\"\n", "config/crmkit.toml:1:2: unknown key \"databse\" (expected one of installation, database, defaults, attachments, users, lists, partner_link_types, contact_link_types, participant_link_types, custom_fields, process_kinds)");
+}
+
+#[test]
+fn wrong_types_name_the_position() {
+    let err = Settings::parse("[attachments]\nmax_size_mb = \"big\"\n", Path::new("config/crmkit.toml")).unwrap_err();
+    assert_eq!(err.line, Some((2, 15)), "{err}");
+    assert!(
+        err.to_string().starts_with("config/crmkit.toml:2:15: invalid type: string \"big\", expected u64"),
+        "{err}"
+    );
+    let err = Settings::parse("[[users]]\nlogin = \"a.b\"\nname = \"A\"\nroles = \"admin\"\n", Path::new("c.toml"))
+        .unwrap_err();
+    assert!(err.to_string().starts_with("c.toml:4:9: invalid type: string \"admin\", expected a sequence"), "{err}");
+}
+
+#[test]
+fn duplicate_list_values_and_other_semantic_errors() {
+    check(
+        "[lists]\nloss_reasons = [\n  { id = \"price\", name = \"Price\" },\n  { id = \"price\", name = \"Again\" },\n]\n",
+        "config/crmkit.toml:4:10: duplicate value \"price\" in lists.loss_reasons",
+    );
+    check(
+        "[[partner_link_types]]\nid = \"holding\"\nname = \"Mine\"\n",
+        "config/crmkit.toml:2:6: built-in value \"holding\" in partner_link_types",
+    );
+    check(
+        "[[users]]\nlogin = \"ann\"\nname = \"A\"\nroles = [\"admin\"]\n[[users]]\nlogin = \"ann\"\nname = \"B\"\nroles = [\"boss\"]\n",
+        "config/crmkit.toml:6:9: duplicate user login \"ann\"",
+    );
+    check(
+        "[[users]]\nlogin = \"bob\"\nname = \"B\"\nroles = [\"boss\"]\n",
+        "config/crmkit.toml:4:10: unknown role \"boss\" (admin, head, manager, viewer)",
+    );
+    check(
+        "[defaults]\ncurrency = \"RUR\"\n",
+        "config/crmkit.toml:2:12: defaults.currency: \"RUR\" is not an ISO 4217 currency code",
+    );
+    check(
+        "[[custom_fields.deal]]\nname = \"size\"\ntype = \"enum\"\nvalues = [\"s\", \"m\", \"s\"]\n",
+        "config/crmkit.toml:4:21: empty or duplicate enum value \"s\"",
+    );
+    check(
+        "[[custom_fields.deal]]\nname = \"x\"\ntype = \"colour\"\n",
+        "config/crmkit.toml:3:8: unknown custom field type \"colour\" (string, number, money, date, bool, enum, reference)",
+    );
+    check(
+        "[[custom_fields.deals]]\nname = \"x\"\ntype = \"string\"\n",
+        "config/crmkit.toml:1:17: custom_fields: \"deals\" is not an entity type with custom fields (user, counterparty, partner, contact, deal, interaction, document)",
+    );
+    check(
+        "[[process_kinds]]\nid = \"a\"\nname = \"A\"\n[[process_kinds.stages]]\nid = \"s1\"\nname = \"S\"\n[[process_kinds.stages]]\nid = \"s1\"\nname = \"S again\"\n",
+        "config/crmkit.toml:8:6: duplicate stage \"s1\" in process kind \"a\"",
+    );
+}
+
+#[test]
+fn the_shipped_configs_are_valid() {
+    let s = Settings::parse(DEFAULT_CONFIG, Path::new("config/crmkit.toml")).unwrap();
+    assert_eq!(s.process_kinds.len(), 4);
+    assert!(s.lists.loss_reasons.contains("price"));
+    assert!(s.partner_link_types.contains("holding") && s.partner_link_types.contains("dealer_of"));
+    let deal_fields = s.custom_fields_of(EntityKind::Deal);
+    assert!(matches!(deal_fields[1].ty, CustomFieldType::Enum { .. }));
+    Settings::parse(crmkit_core::demo::DEMO_CONFIG, Path::new("config/demo.toml")).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for entry in std::fs::read_dir(root.join("config")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        Settings::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn a_broken_installation_config_does_not_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = std::sync::Arc::new(crmkit_core::time::SystemClock);
+    crmkit_core::Installation::init(dir.path(), None, clock.clone()).unwrap();
+    let file = dir.path().join("config/crmkit.toml");
+    let text = std::fs::read_to_string(&file).unwrap().replace("[attachments]", "[attachments]\nmax_size = 3");
+    std::fs::write(&file, text).unwrap();
+    let err = crmkit_core::Installation::open(dir.path(), clock).err().expect("refused");
+    let msg = err.to_string();
+    assert!(msg.contains("config/crmkit.toml:") && msg.contains("unknown key \"max_size\" in [attachments]"), "{msg}");
+}

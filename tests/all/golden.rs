@@ -1,0 +1,109 @@
+//! Golden databases: a small file written by each schema version is committed under
+//! `tests/data/` and must open, unchanged in meaning, with every later version.
+//!
+//! `CRMKIT_BLESS=1 cargo test -p crmkit-tests golden` writes the file of the current schema
+//! version (only do that when the schema version changes; never rewrite an old one).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crmkit_core::config::Settings;
+use crmkit_core::model::{
+    Attachment, ContactLink, ContactPerson, Counterparty, Deal, Document, Entity, EntityKind, EntityRef, Interaction,
+    Participant, ParticipantLink, Partner, PartnerLink, User,
+};
+use crmkit_core::store::{Reader, Store, SCHEMA_VERSION};
+use crmkit_core::time::ManualClock;
+use serde_json::{json, Value};
+
+use crate::common::T0;
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(name)
+}
+
+fn all<E: Entity>(r: &impl Reader) -> Value {
+    serde_json::to_value(r.list::<E>(None, usize::MAX).unwrap()).unwrap()
+}
+
+/// Everything the file holds, as the API would show it.
+fn contents(store: &Store) -> Value {
+    let r = store.read().unwrap();
+    let attachments: Vec<Attachment> = r.list(None, usize::MAX).unwrap();
+    let blobs: Vec<String> =
+        attachments.iter().map(|a| String::from_utf8(r.blob(&a.content).unwrap().unwrap()).unwrap()).collect();
+    json!({
+        "users": all::<User>(&r),
+        "counterparties": all::<Counterparty>(&r),
+        "partners": all::<Partner>(&r),
+        "partner_links": all::<PartnerLink>(&r),
+        "contacts": all::<ContactPerson>(&r),
+        "contact_links": all::<ContactLink>(&r),
+        "deals": all::<Deal>(&r),
+        "participants": all::<Participant>(&r),
+        "participant_links": all::<ParticipantLink>(&r),
+        "interactions": all::<Interaction>(&r),
+        "documents": all::<Document>(&r),
+        "attachments": attachments,
+        "blobs": blobs,
+        "audit": r.audit_log(None, usize::MAX).unwrap(),
+    })
+}
+
+fn bless(version: u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("golden.redb");
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = Store::create(&path, Arc::new(Settings::builtin()), clock.clone()).unwrap();
+    let fx_company = {
+        // Reuse the test company on this store.
+        let fx = crate::common::Fixture { dir: tempfile::tempdir().unwrap(), clock: clock.clone(), store };
+        let c = crate::store::company(&fx);
+        clock.advance(3_600_000);
+        fx.store
+            .transact(Some(c.manager.id), |tx| {
+                tx.attach(
+                    EntityRef { kind: EntityKind::Deal, id: c.deal.id.0 },
+                    "КП.txt",
+                    "text/plain",
+                    "Коммерческое предложение".as_bytes(),
+                )?;
+                let mut d = c.deal.clone();
+                d.probability = Some(40);
+                d.stage = Some("needs_analysis".into());
+                tx.update(d)
+            })
+            .unwrap();
+        fx
+    };
+    let expected = contents(&fx_company.store);
+    drop(fx_company);
+    std::fs::copy(&path, data(&format!("golden-v{version}.redb"))).unwrap();
+    std::fs::write(data(&format!("golden-v{version}.json")), serde_json::to_string_pretty(&expected).unwrap() + "\n")
+        .unwrap();
+}
+
+#[test]
+fn golden_files_of_every_schema_version_open_and_read_back() {
+    if std::env::var_os("CRMKIT_BLESS").is_some() {
+        bless(SCHEMA_VERSION);
+    }
+    for version in 1..=SCHEMA_VERSION {
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("golden.redb");
+        std::fs::copy(data(&format!("golden-v{version}.redb")), &copy)
+            .unwrap_or_else(|e| panic!("golden file for schema version {version} is missing: {e}"));
+        let store = Store::open(&copy, Arc::new(Settings::builtin()), Arc::new(ManualClock::new(T0))).unwrap();
+        assert_eq!(store.stats().unwrap().schema_version, SCHEMA_VERSION, "not migrated");
+        let expected: Value =
+            serde_json::from_str(&std::fs::read_to_string(data(&format!("golden-v{version}.json"))).unwrap()).unwrap();
+        assert_eq!(contents(&store), expected, "schema version {version} file reads back differently");
+
+        // And it stays writable: a new deal gets an id after every stored one.
+        let deals: Vec<Deal> = store.read().unwrap().list(None, 10).unwrap();
+        let mut d = deals[0].clone();
+        d.title = "Новая сделка".into();
+        let new = store.transact(None, |tx| tx.create(d)).unwrap();
+        assert!(new.id > deals[0].id);
+    }
+}

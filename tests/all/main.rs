@@ -1,0 +1,9 @@
+//! The integration tests of crmkit: one binary, one module per topic.
+
+mod common;
+mod config;
+mod demo;
+mod golden;
+mod index_model;
+mod store;
+mod validation;

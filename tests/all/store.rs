@@ -1,0 +1,410 @@
+//! The store on a real redb file: round trips, reopening, optimistic concurrency, deletes,
+//! the audit log, attachments and recognizing foreign files.
+
+use std::sync::Arc;
+
+use crmkit_core::audit::AuditOp;
+use crmkit_core::config::Settings;
+use crmkit_core::id::TypedId;
+use crmkit_core::model::{
+    Address, AddressKind, Attitude, BankAccount, ContactLink, ContactPerson, Counterparty, CounterpartyKind, Deal,
+    DealStatus, Direction, Document, DocumentKind, DocumentLine, DocumentState, Entity, EntityKind, EntityRef,
+    Influence, Interaction, InteractionKind, Participant, ParticipantLink, Partner, PartnerLink, PartnerRole, User,
+};
+use crmkit_core::store::{force_schema_version, Index, Reader, Store};
+use crmkit_core::time::{ManualClock, Timestamp};
+use crmkit_core::values::{ru, Currency, Money};
+use crmkit_core::Error;
+use rust_decimal::Decimal;
+
+use crate::common::{Fixture, T0};
+
+/// One of every entity kind, linked together as a real company would be.
+pub struct Company {
+    pub counterparty: Counterparty,
+    pub partner: Partner,
+    pub holding: Partner,
+    pub link: PartnerLink,
+    pub boss: ContactPerson,
+    pub buyer: ContactPerson,
+    pub contact_link: ContactLink,
+    pub manager: User,
+    pub deal: Deal,
+    pub participants: (Participant, Participant),
+    pub participant_link: ParticipantLink,
+    pub interaction: Interaction,
+    pub document: Document,
+}
+
+pub fn company(fx: &Fixture) -> Company {
+    fx.store
+        .transact(None, |tx| {
+            let manager = tx.create({
+                let mut u = User::new("o.smirnova", "Смирнова Ольга", crmkit_core::model::Role::Manager);
+                u.email = Some("o.smirnova@demo-company.ru".into());
+                u.department = Some("Moscow sales".into());
+                u
+            })?;
+            let counterparty = tx.create({
+                let mut c = Counterparty::new(CounterpartyKind::LegalEntity, "ООО «Вектор»");
+                c.full_name = "Общество с ограниченной ответственностью «Вектор»".into();
+                c.tax_id = Some(ru::complete_inn10("772801234"));
+                c.kpp = Some("772801001".into());
+                c.reg_number = Some(ru::complete_ogrn("102770012345"));
+                c.addresses.push(Address {
+                    kind: AddressKind::Legal, text: "г. Москва, ул. Ленина, д. 1".into()
+                });
+                c.bank_accounts.push(BankAccount {
+                    bank: "ПАО Сбербанк".into(),
+                    bik: Some("044525225".into()),
+                    swift: None,
+                    account: ru::complete_account("044525225", "40702810000000001234"),
+                    corr_account: Some("30101810400000000225".into()),
+                    currency: Currency::RUB,
+                });
+                c
+            })?;
+            let holding = tx.create(Partner::new("ГК «Вектор»", PartnerRole::Client))?;
+            let partner = tx.create({
+                let mut p = Partner::new("Вектор", PartnerRole::Client);
+                p.roles.push(PartnerRole::Supplier);
+                p.parent = Some(holding.id);
+                p.manager = Some(manager.id);
+                p.counterparties.push(counterparty.id);
+                p.segment = Some("key".into());
+                p.custom.insert("employees".into(), crmkit_core::model::CustomValue::Number(Decimal::from(250)));
+                p
+            })?;
+            let link = tx.create(PartnerLink::new(holding.id, partner.id, "holding"))?;
+            let boss = tx.create({
+                let mut c = ContactPerson::new(partner.id, "Кузнецов Андрей Викторович");
+                c.position = "Генеральный директор".into();
+                c.decision_role = Some("decision_maker".into());
+                c.phones.push("+7 495 123-45-67".into());
+                c.emails.push("a.kuznetsov@vektor.ru".into());
+                c.attitude = Some(Attitude::Supporter);
+                c
+            })?;
+            let buyer = tx.create(ContactPerson::new(partner.id, "Попова Анна Сергеевна"))?;
+            let contact_link = tx.create(ContactLink::new(buyer.id, boss.id, "reports_to"))?;
+            let deal = tx.create({
+                let mut d = crate::common::new_deal(partner.id, manager.id, 1_250_000);
+                d.counterparty = Some(counterparty.id);
+                d.source = Some("referral".into());
+                d.probability = Some(20);
+                d
+            })?;
+            let p1 = tx.create({
+                let mut p = Participant::contact(deal.id, boss.id, "decision_maker");
+                p.influence = Some(Influence::High);
+                p
+            })?;
+            let competitor = tx.create(Partner::new("ПромЛидер", PartnerRole::Competitor))?;
+            let p2 = tx.create(Participant::partner(deal.id, competitor.id, "competitor"))?;
+            let participant_link = tx.create(ParticipantLink::new(deal.id, p2.id, p1.id, "influences"))?;
+            let interaction = tx.create({
+                let mut i = Interaction::new(InteractionKind::Call, T0, partner.id, "Уточнение потребности");
+                i.deal = Some(deal.id);
+                i.direction = Some(Direction::Outgoing);
+                i.duration_min = Some(12);
+                i.contacts.push(boss.id);
+                i.author = Some(manager.id);
+                i
+            })?;
+            let document = tx.create({
+                let mut d = Document::new(
+                    DocumentKind::Quote,
+                    "КП-26-0000001",
+                    T0.date(),
+                    partner.id,
+                    Money::new(Decimal::new(125_000_050, 2), Currency::RUB),
+                );
+                d.deal = Some(deal.id);
+                d.counterparty = Some(counterparty.id);
+                d.state = DocumentState::Issued;
+                d.lines.push(DocumentLine {
+                    item: "Шкаф управления".into(),
+                    qty: Decimal::from(2),
+                    unit: Some("шт".into()),
+                    price: Decimal::new(62_500_025, 2),
+                });
+                d
+            })?;
+            Ok(Company {
+                counterparty,
+                partner,
+                holding,
+                link,
+                boss,
+                buyer,
+                contact_link,
+                manager,
+                deal,
+                participants: (p1, p2),
+                participant_link,
+                interaction,
+                document,
+            })
+        })
+        .unwrap()
+}
+
+fn same<E: Entity + PartialEq>(r: &impl Reader, e: &E) {
+    assert_eq!(&r.load::<E>(e.id()).unwrap(), e, "{} does not round-trip", E::KIND);
+}
+
+fn check_all(r: &impl Reader, c: &Company) {
+    same(r, &c.counterparty);
+    same(r, &c.partner);
+    same(r, &c.holding);
+    same(r, &c.link);
+    same(r, &c.boss);
+    same(r, &c.buyer);
+    same(r, &c.contact_link);
+    same(r, &c.manager);
+    same(r, &c.deal);
+    same(r, &c.participants.0);
+    same(r, &c.participants.1);
+    same(r, &c.participant_link);
+    same(r, &c.interaction);
+    same(r, &c.document);
+}
+
+#[test]
+fn every_entity_round_trips_and_survives_reopening() {
+    let fx = Fixture::new();
+    let c = company(&fx);
+    assert_eq!(c.boss.phones, ["+74951234567"]);
+    check_all(&fx.store.read().unwrap(), &c);
+    let fx = fx.reopen();
+    check_all(&fx.store.read().unwrap(), &c);
+    let stats = fx.store.stats().unwrap();
+    assert_eq!(stats.entities[&EntityKind::Partner], 3);
+    assert_eq!(stats.entities[&EntityKind::Participant], 2);
+    assert_eq!(stats.schema_version, crmkit_core::store::SCHEMA_VERSION);
+}
+
+#[test]
+fn indexes_answer_the_common_questions() {
+    let fx = Fixture::new();
+    let c = company(&fx);
+    let r = fx.store.read().unwrap();
+    let by = |i: Index, p: &[u8]| r.ids_by(i, p, None, 100).unwrap();
+    assert_eq!(by(Index::DealByPartner, &c.partner.id.raw().to_bytes()), [c.deal.id.raw()]);
+    assert_eq!(by(Index::DealByManager, &c.manager.id.raw().to_bytes()), [c.deal.id.raw()]);
+    assert_eq!(
+        by(Index::DealByStage, &crmkit_core::model::text_prefix(&["b2b_sale", "qualification"])),
+        [c.deal.id.raw()]
+    );
+    assert_eq!(by(Index::DealByStatus, &crmkit_core::model::text_prefix(&["in_progress"])), [c.deal.id.raw()]);
+    assert_eq!(by(Index::InteractionByDeal, &c.deal.id.raw().to_bytes()), [c.interaction.id.raw()]);
+    assert_eq!(by(Index::DocumentByPartner, &c.partner.id.raw().to_bytes()), [c.document.id.raw()]);
+    let inn = c.counterparty.tax_id.clone().unwrap();
+    assert_eq!(by(Index::CounterpartyByTaxId, &crmkit_core::model::text_prefix(&[&inn])), [c.counterparty.id.raw()]);
+    assert_eq!(by(Index::ContactByPartner, &c.partner.id.raw().to_bytes()), [c.boss.id.raw(), c.buyer.id.raw()]);
+    assert_eq!(by(Index::PartnerByCounterparty, &c.counterparty.id.raw().to_bytes()), [c.partner.id.raw()]);
+    assert_eq!(by(Index::PartnerByParent, &c.holding.id.raw().to_bytes()), [c.partner.id.raw()]);
+    assert_eq!(r.user_by_login("o.smirnova").unwrap().unwrap().id, c.manager.id);
+}
+
+#[test]
+fn ids_are_time_ordered_so_creation_ranges_are_scans() {
+    let fx = Fixture::new();
+    let (p, m) = fx.client("Альфа");
+    let mut ids = Vec::new();
+    for day in 0..5 {
+        fx.clock.set(T0.plus_millis(day * 86_400_000));
+        ids.push(fx.deal(p.id, m, 100 + day).id);
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(ids[2].raw().millis(), T0.0 + 2 * 86_400_000);
+    let r = fx.store.read().unwrap();
+    // Deals created from day 2 on: a range scan from the first possible id of that day.
+    let from = crmkit_core::id::DealId(crmkit_core::id::RawId::min_at(T0.0 + 2 * 86_400_000 - 1));
+    let later: Vec<_> = r.list::<Deal>(Some(from), 100).unwrap().into_iter().map(|d| d.id).collect();
+    assert_eq!(later, ids[2..]);
+}
+
+#[test]
+fn a_stale_version_is_a_conflict_and_writes_nothing() {
+    let fx = Fixture::new();
+    let (p, m) = fx.client("Бета");
+    let d = fx.deal(p.id, m, 100);
+    let mut first = d.clone();
+    first.amount = Money::new(Decimal::from(200), Currency::RUB);
+    let first = fx.store.transact(Some(m), |tx| tx.update(first)).unwrap();
+    assert_eq!(first.version, 2);
+    let before = fx.dump();
+    let mut stale = d.clone();
+    stale.amount = Money::new(Decimal::from(300), Currency::RUB);
+    let err = fx.store.transact(Some(m), |tx| tx.update(stale)).unwrap_err();
+    assert!(matches!(err, Error::Conflict { given: 1, stored: 2, .. }), "{err}");
+    assert!(err.to_string().contains("version 1"), "{err}");
+    let err = fx.store.transact(Some(m), |tx| tx.delete::<Deal>(d.id, 1)).unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }));
+    assert!(fx.dump() == before);
+}
+
+#[test]
+fn an_update_that_changes_nothing_is_not_recorded() {
+    let fx = Fixture::new();
+    let (p, m) = fx.client("Гамма");
+    let d = fx.deal(p.id, m, 100);
+    let before = fx.dump();
+    let same = fx.store.transact(Some(m), |tx| tx.update(d.clone())).unwrap();
+    assert_eq!(same.version, 1);
+    assert!(fx.dump() == before);
+}
+
+#[test]
+fn the_audit_log_records_every_change_with_who_and_what() {
+    let fx = Fixture::new();
+    let (p, m) = fx.client("Дельта");
+    let d = fx.deal(p.id, m, 100);
+    fx.clock.advance(60_000);
+    let mut lost = d.clone();
+    lost.status = DealStatus::Lost;
+    lost.loss_reason = Some("no_budget".into());
+    let lost = fx.store.transact(Some(m), |tx| tx.update(lost)).unwrap();
+    let r = fx.store.read().unwrap();
+    let log = r.audit_of(d.id.raw()).unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!((log[0].op, log[0].actor, log[0].version, log[0].at), (AuditOp::Create, Some(m), 1, T0));
+    assert_eq!((log[1].op, log[1].version, log[1].at), (AuditOp::Update, 2, T0.plus_millis(60_000)));
+    let fields: Vec<&str> = log[1].changes.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(fields, ["loss_reason", "status"]);
+    assert_eq!(log[1].changes[1].old, Some("in_progress".into()));
+    assert_eq!(log[1].changes[1].new, Some("lost".into()));
+    drop(r);
+
+    // Deleting records the last state; the global log holds everything in time order.
+    fx.store.transact(Some(m), |tx| tx.delete::<Deal>(lost.id, lost.version)).unwrap();
+    let r = fx.store.read().unwrap();
+    let log = r.audit_of(d.id.raw()).unwrap();
+    assert_eq!(log[2].op, AuditOp::Delete);
+    assert!(log[2].changes.iter().any(|c| c.field == "title" && c.old == Some("Поставка оборудования".into())));
+    let all = r.audit_log(None, 1000).unwrap();
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(all.len() as u64, fx.store.stats().unwrap().audit_entries);
+}
+
+#[test]
+fn deleting_a_referenced_entity_is_refused() {
+    let fx = Fixture::new();
+    let c = company(&fx);
+    let before = fx.dump();
+    let err = fx.store.transact(None, |tx| tx.delete::<Partner>(c.partner.id, c.partner.version)).unwrap_err();
+    assert!(matches!(err, Error::Referenced { .. }), "{err}");
+    let err = fx.store.transact(None, |tx| tx.delete::<Counterparty>(c.counterparty.id, 1)).unwrap_err();
+    assert!(err.to_string().contains("refer to it"), "{err}");
+    let err = fx.store.transact(None, |tx| tx.delete::<User>(c.manager.id, 1)).unwrap_err();
+    assert!(matches!(err, Error::NotAllowed(_)), "{err}");
+    assert!(fx.dump() == before);
+
+    // Unreferenced things can go: the contact link, then the buyer.
+    fx.store
+        .transact(None, |tx| {
+            tx.delete::<ContactLink>(c.contact_link.id, 1)?;
+            tx.delete::<ContactPerson>(c.buyer.id, 1)
+        })
+        .unwrap();
+    let r = fx.store.read().unwrap();
+    assert!(r.get::<ContactPerson>(c.buyer.id).unwrap().is_none());
+    assert_eq!(r.ids_by(Index::ContactByPartner, &c.partner.id.raw().to_bytes(), None, 10).unwrap(), [c.boss.id.raw()]);
+}
+
+#[test]
+fn a_partner_cannot_become_its_own_ancestor() {
+    let fx = Fixture::new();
+    let c = company(&fx);
+    let mut holding = c.holding.clone();
+    holding.parent = Some(c.partner.id);
+    let err = fx.store.transact(None, |tx| tx.update(holding)).unwrap_err();
+    assert!(err.to_string().contains("cycle"), "{err}");
+}
+
+#[test]
+fn logins_are_unique() {
+    let fx = Fixture::new();
+    fx.user("i.petrov");
+    let err = fx
+        .store
+        .transact(None, |tx| tx.create(User::new("i.petrov", "Другой", crmkit_core::model::Role::Viewer)))
+        .unwrap_err();
+    assert!(matches!(err, Error::Duplicate { field: "login", .. }), "{err}");
+}
+
+#[test]
+fn attachment_content_is_stored_once_and_freed_with_its_last_reference() {
+    let fx = Fixture::new();
+    let c = company(&fx);
+    let pdf = b"%PDF-1.7 quote".repeat(100_000); // 1.4 MB: two chunks
+    let owner = |k, id| EntityRef { kind: k, id };
+    let (a, b) = fx
+        .store
+        .transact(None, |tx| {
+            let a = tx.attach(owner(EntityKind::Deal, c.deal.id.raw()), "КП.pdf", "application/pdf", &pdf)?;
+            let b =
+                tx.attach(owner(EntityKind::Document, c.document.id.raw()), "quote.pdf", "application/pdf", &pdf)?;
+            Ok((a, b))
+        })
+        .unwrap();
+    assert_eq!(a.content, b.content);
+    assert_eq!(fx.store.stats().unwrap().blob_chunks, 2);
+    assert_eq!(fx.store.read().unwrap().blob(&a.content).unwrap().unwrap(), pdf);
+
+    // The document cannot go while a file hangs on it.
+    let err = fx.store.transact(None, |tx| tx.delete::<Document>(c.document.id, 1)).unwrap_err();
+    assert!(matches!(err, Error::Referenced { field: "owner", .. }), "{err}");
+
+    fx.store.transact(None, |tx| tx.delete::<crmkit_core::model::Attachment>(a.id, 1)).unwrap();
+    assert_eq!(fx.store.stats().unwrap().blob_chunks, 2, "still referenced by the second attachment");
+    fx.store.transact(None, |tx| tx.delete::<crmkit_core::model::Attachment>(b.id, 1)).unwrap();
+    assert_eq!(fx.store.stats().unwrap().blob_chunks, 0);
+    assert!(fx.store.read().unwrap().blob(&a.content).unwrap().is_none());
+
+    // Over the configured limit: refused, nothing stored.
+    let before = fx.dump();
+    let big = vec![0u8; 26 * 1024 * 1024];
+    let err = fx
+        .store
+        .transact(None, |tx| {
+            tx.attach(owner(EntityKind::Deal, c.deal.id.raw()), "big.bin", "application/octet-stream", &big)
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("limit"), "{err}");
+    assert!(fx.dump() == before);
+}
+
+#[test]
+fn foreign_files_are_recognized() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Arc::new(Settings::builtin());
+    let clock = Arc::new(ManualClock::new(Timestamp(0)));
+
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "just some text, long enough to have a header").unwrap();
+    let err = Store::open(&text, settings.clone(), clock.clone()).err().expect("a text file is refused");
+    assert!(matches!(err, Error::NotCrmkit { .. }) && err.to_string().contains("not a redb database"), "{err}");
+
+    let plain = dir.path().join("plain.redb");
+    {
+        let db = redb::Database::create(&plain).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(redb::TableDefinition::<u64, u64>::new("numbers")).unwrap().insert(1, 2).unwrap();
+        tx.commit().unwrap();
+    }
+    let err = Store::open(&plain, settings.clone(), clock.clone()).err().expect("a foreign redb file is refused");
+    assert!(err.to_string().contains("without crmkit's meta table"), "{err}");
+
+    let newer = dir.path().join("newer.redb");
+    let store = Store::create(&newer, settings.clone(), clock.clone()).unwrap();
+    force_schema_version(&store, crmkit_core::store::SCHEMA_VERSION + 1).unwrap();
+    drop(store);
+    let err = Store::open(&newer, settings.clone(), clock.clone()).err().expect("a newer schema is refused");
+    assert!(matches!(err, Error::NewerSchema { found: 2, supported: 1, .. }), "{err}");
+    assert!(err.to_string().contains("upgrade crmkit"), "{err}");
+
+    let missing = dir.path().join("missing.redb");
+    assert!(matches!(Store::open(&missing, settings, clock).err().unwrap(), Error::Io { .. }));
+}

@@ -1,0 +1,266 @@
+//! Bad input: every rejected write names the field and leaves the database byte-for-byte
+//! as it was.
+
+use crmkit_core::id::{PartnerId, RawId, UserId};
+use crmkit_core::model::{
+    ContactPerson, Counterparty, CounterpartyKind, CustomValue, Deal, DealStatus, Document, DocumentKind, DocumentLine,
+    Entity, EntityKind, Partner, PartnerRole,
+};
+use crmkit_core::store::{Reader, WriteTxn};
+use crmkit_core::values::{Currency, Money};
+use crmkit_core::Error;
+use rust_decimal::Decimal;
+
+use crate::common::{new_deal, Fixture};
+
+/// Runs `write` in a transaction that commits on success, expects it to fail with an invalid
+/// `entity.field` whose message contains `needle`, and checks nothing was written.
+fn rejects<R: std::fmt::Debug>(
+    fx: &Fixture,
+    entity: EntityKind,
+    field: &str,
+    needle: &str,
+    write: impl FnOnce(&mut WriteTxn<'_>) -> crmkit_core::Result<R>,
+) {
+    let before = fx.dump();
+    let err = fx.store.transact(None, write).expect_err("the write must be refused");
+    match &err {
+        Error::Invalid(f) => {
+            assert_eq!((f.entity, f.field.as_str()), (entity, field), "wrong field in: {err}");
+            assert!(f.message.contains(needle), "message {:?} lacks {needle:?}", f.message);
+        }
+        other => panic!("expected an invalid-field error, got {other:?}"),
+    }
+    assert!(fx.dump() == before, "a refused write changed the database");
+}
+
+fn setup() -> (Fixture, Partner, UserId) {
+    let fx = Fixture::new();
+    let (p, m) = fx.client("Ромашка");
+    (fx, p, m)
+}
+
+#[test]
+fn missing_or_empty_required_fields() {
+    let (fx, p, m) = setup();
+    rejects(&fx, EntityKind::Partner, "name", "required", |tx| tx.create(Partner::new("   ", PartnerRole::Client)));
+    rejects(&fx, EntityKind::Partner, "roles", "at least one role", |tx| {
+        let mut x = Partner::new("Без ролей", PartnerRole::Client);
+        x.roles.clear();
+        tx.create(x)
+    });
+    rejects(&fx, EntityKind::Deal, "title", "required", |tx| {
+        let mut d = new_deal(p.id, m, 100);
+        d.title = String::new();
+        tx.create(d)
+    });
+    rejects(&fx, EntityKind::Deal, "stage", "is required", |tx| {
+        let mut d = new_deal(p.id, m, 100);
+        d.stage = None;
+        tx.create(d)
+    });
+    rejects(&fx, EntityKind::Contact, "name", "required", |tx| tx.create(ContactPerson::new(p.id, "")));
+}
+
+#[test]
+fn inn_with_a_wrong_check_digit() {
+    let (fx, ..) = setup();
+    rejects(&fx, EntityKind::Counterparty, "tax_id", "check digit", |tx| {
+        let mut c = Counterparty::new(CounterpartyKind::LegalEntity, "ООО «Ошибка»");
+        c.tax_id = Some("7707083895".into());
+        tx.create(c)
+    });
+    rejects(&fx, EntityKind::Counterparty, "tax_id", "12 digits", |tx| {
+        let mut c = Counterparty::new(CounterpartyKind::SoleTrader, "ИП Иванов");
+        c.tax_id = Some("7707083893".into());
+        tx.create(c)
+    });
+    // A foreign tax id is free text.
+    fx.store
+        .transact(None, |tx| {
+            let mut c = Counterparty::new(CounterpartyKind::LegalEntity, "Siemens AG");
+            c.country = "DE".into();
+            c.tax_id = Some("DE129274202".into());
+            tx.create(c)
+        })
+        .unwrap();
+}
+
+#[test]
+fn malformed_email_and_phone() {
+    let (fx, p, _) = setup();
+    rejects(&fx, EntityKind::Contact, "emails[1]", "@", |tx| {
+        let mut c = ContactPerson::new(p.id, "Петров Иван");
+        c.emails = vec!["ivan@romashka.ru".into(), "ivan.romashka.ru".into()];
+        tx.create(c)
+    });
+    rejects(&fx, EntityKind::Contact, "phones[0]", "", |tx| {
+        let mut c = ContactPerson::new(p.id, "Петров Иван");
+        c.phones = vec!["12345".into()];
+        tx.create(c)
+    });
+    let c = fx
+        .store
+        .transact(None, |tx| {
+            let mut c = ContactPerson::new(p.id, "Петров Иван");
+            c.phones = vec!["8 (912) 345-67-89".into()];
+            c.emails = vec!["Ivan.Petrov@Romashka.RU".into()];
+            tx.create(c)
+        })
+        .unwrap();
+    assert_eq!(c.phones, ["+79123456789"]);
+    assert_eq!(c.emails, ["Ivan.Petrov@romashka.ru"]);
+}
+
+#[test]
+fn negative_amounts() {
+    let (fx, p, m) = setup();
+    rejects(&fx, EntityKind::Deal, "amount", "negative", |tx| tx.create(new_deal(p.id, m, -1)));
+    rejects(&fx, EntityKind::Document, "lines[0].price", "negative", |tx| {
+        let mut d =
+            Document::new(DocumentKind::Invoice, "СЧ-1", chrono::NaiveDate::MIN, p.id, Money::zero(Currency::RUB));
+        d.lines.push(DocumentLine {
+            item: "Услуга".into(), qty: Decimal::ONE, unit: None, price: Decimal::from(-5)
+        });
+        tx.create(d)
+    });
+    rejects(&fx, EntityKind::Document, "amount", "add up to", |tx| {
+        let mut d = Document::new(
+            DocumentKind::Invoice,
+            "СЧ-2",
+            chrono::NaiveDate::MIN,
+            p.id,
+            Money::new(Decimal::from(100), Currency::RUB),
+        );
+        d.lines.push(DocumentLine {
+            item: "Услуга".into(),
+            qty: Decimal::from(3),
+            unit: None,
+            price: Decimal::from(30),
+        });
+        tx.create(d)
+    });
+}
+
+#[test]
+fn unknown_currency_code_is_refused_where_values_enter() {
+    let (_fx, p, m) = setup();
+    // Typed code cannot hold an unknown currency; the JSON entry point names the value.
+    let mut json = serde_json::to_value(new_deal(p.id, m, 10)).unwrap();
+    json["amount"]["currency"] = "RUR".into();
+    let err = serde_json::from_value::<Deal>(json).unwrap_err().to_string();
+    assert!(err.contains("RUR") && err.contains("ISO 4217"), "{err}");
+    assert!(Money::parse("10.00", "XYZ").is_err());
+    assert!(Money::parse("10.005", "RUB").is_err(), "more decimals than the currency has");
+}
+
+#[test]
+fn references_to_missing_entities() {
+    let (fx, p, m) = setup();
+    let ghost = PartnerId(RawId::new(1, 999));
+    rejects(&fx, EntityKind::Deal, "partner", "does not exist", |tx| tx.create(new_deal(ghost, m, 10)));
+    rejects(&fx, EntityKind::Deal, "manager", "does not exist", |tx| {
+        tx.create(new_deal(p.id, UserId(RawId::new(1, 7)), 10))
+    });
+    rejects(&fx, EntityKind::Partner, "parent", "does not exist", |tx| {
+        let mut x = Partner::new("Дочка", PartnerRole::Client);
+        x.parent = Some(ghost);
+        tx.create(x)
+    });
+    // A counterparty that exists but is not the client's.
+    let other = fx
+        .store
+        .transact(None, |tx| tx.create(Counterparty::new(CounterpartyKind::Individual, "Сидоров Пётр")))
+        .unwrap();
+    rejects(&fx, EntityKind::Deal, "counterparty", "not one of partner", |tx| {
+        let mut d = new_deal(p.id, m, 10);
+        d.counterparty = Some(other.id);
+        tx.create(d)
+    });
+}
+
+#[test]
+fn lost_deal_rules() {
+    let (fx, p, m) = setup();
+    let d = fx.deal(p.id, m, 1000);
+    rejects(&fx, EntityKind::Deal, "loss_reason", "required", |tx| {
+        let mut x = d.clone();
+        x.status = DealStatus::Lost;
+        tx.update(x)
+    });
+    rejects(&fx, EntityKind::Deal, "loss_reason", "not in the configured list", |tx| {
+        let mut x = d.clone();
+        x.status = DealStatus::Lost;
+        x.loss_reason = Some("weather".into());
+        tx.update(x)
+    });
+    let not_a_competitor = fx.partner("Просто клиент", PartnerRole::Client);
+    rejects(&fx, EntityKind::Deal, "competitor", "competitor role", |tx| {
+        let mut x = d.clone();
+        x.status = DealStatus::Lost;
+        x.loss_reason = Some("price".into());
+        x.competitor = Some(not_a_competitor.id);
+        tx.update(x)
+    });
+    let competitor = fx.partner("Конкурент", PartnerRole::Competitor);
+    let lost = fx
+        .store
+        .transact(None, |tx| {
+            let mut x = d.clone();
+            x.status = DealStatus::Lost;
+            x.loss_reason = Some("price".into());
+            x.competitor = Some(competitor.id);
+            tx.update(x)
+        })
+        .unwrap();
+    assert_eq!(lost.version, 2);
+}
+
+#[test]
+fn custom_fields_of_the_wrong_type_or_undeclared() {
+    let (fx, p, m) = setup();
+    rejects(&fx, EntityKind::Deal, "custom.tender_number", "expected a string value, got a number", |tx| {
+        let mut d = new_deal(p.id, m, 10);
+        d.custom.insert("tender_number".into(), CustomValue::Number(Decimal::ONE));
+        tx.create(d)
+    });
+    rejects(&fx, EntityKind::Deal, "custom.delivery_region", "not one of the allowed values", |tx| {
+        let mut d = new_deal(p.id, m, 10);
+        d.custom.insert("delivery_region".into(), CustomValue::Enum("moon".into()));
+        tx.create(d)
+    });
+    rejects(&fx, EntityKind::Deal, "custom.colour", "not a declared custom field", |tx| {
+        let mut d = new_deal(p.id, m, 10);
+        d.custom.insert("colour".into(), CustomValue::String("red".into()));
+        tx.create(d)
+    });
+}
+
+#[test]
+fn unknown_process_kind_or_stage() {
+    let (fx, p, m) = setup();
+    rejects(&fx, EntityKind::Deal, "kind", "not a configured process kind", |tx| {
+        let mut d = new_deal(p.id, m, 10);
+        d.kind = "barter".into();
+        tx.create(d)
+    });
+    rejects(&fx, EntityKind::Deal, "stage", "not a stage of process kind", |tx| {
+        let mut d = new_deal(p.id, m, 10);
+        d.stage = Some("award".into());
+        tx.create(d)
+    });
+}
+
+#[test]
+fn a_refused_write_inside_a_transaction_leaves_earlier_writes_intact() {
+    let (fx, p, m) = setup();
+    let before = fx.dump();
+    let mut tx = fx.store.write(None).unwrap();
+    let ok = tx.create(new_deal(p.id, m, 10)).unwrap();
+    let err = tx.create(new_deal(p.id, m, -10)).unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)));
+    assert!(tx.get::<Deal>(ok.id).unwrap().is_some(), "the transaction still sees its own write");
+    drop(tx);
+    assert!(fx.dump() == before, "an uncommitted transaction wrote something");
+    assert_eq!(ok.meta().version, 1);
+}

@@ -1,0 +1,1 @@
+//! Integration tests of crmkit live in `all/`; this library is empty.
