@@ -59,7 +59,7 @@ impl DemoOptions {
             managers: (deals / 800).clamp(8, 400),
             start: end.plus_millis(-730 * DAY),
             end,
-            batch: 50_000,
+            batch: 100_000,
         }
     }
 
@@ -431,7 +431,7 @@ impl<'a> Writer<'a> {
         self.written += 1;
         self.in_batch += 1;
         if self.in_batch >= self.batch {
-            self.flush(Durability::Deferred)?;
+            self.flush(Durability::Immediate)?;
         }
         Ok(e)
     }
