@@ -42,7 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let snapshot = store.read()?;
     let of_partner = snapshot.find::<Deal>(Index::DealByPartner, &deal.partner.0.to_bytes(), None, 10)?;
     println!("deals of the partner: {}", of_partner.len());
-    for entry in snapshot.audit_of(deal.id.0)? {
+    for entry in snapshot.audit_of::<Deal>(deal.id)? {
         println!("{} {:?} {} by {:?}", entry.at, entry.op, entry.entity.kind, entry.actor);
     }
 

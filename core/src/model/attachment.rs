@@ -6,7 +6,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::rules::{optional_text, required_text};
 use super::{entity_meta, Cx, Entity, EntityKind, FieldError, IndexEntry, Ref};
-use crate::id::{AttachmentId, RawId};
+use crate::id::{AttachmentId, RawId, UserId};
 use crate::store::Index;
 use crate::time::Timestamp;
 
@@ -115,6 +115,12 @@ pub struct Attachment {
     pub version: u64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Who created it (`None`: the system).
+    #[serde(default)]
+    pub created_by: Option<UserId>,
+    /// Who changed it last.
+    #[serde(default)]
+    pub updated_by: Option<UserId>,
     /// The entity the file is attached to.
     pub owner: EntityRef,
     /// The file name as uploaded.

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::rules::{in_list, optional_text, required_text, trim};
 use super::{entity_meta, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, Ref};
-use crate::id::{ContactId, ContactLinkId, PartnerId};
+use crate::id::{ContactId, ContactLinkId, PartnerId, UserId};
 use crate::store::Index;
 use crate::time::Timestamp;
 use crate::values::{email::normalize_email, phone::normalize_phone};
@@ -26,6 +26,12 @@ pub struct ContactPerson {
     pub version: u64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Who created it (`None`: the system).
+    #[serde(default)]
+    pub created_by: Option<UserId>,
+    /// Who changed it last.
+    #[serde(default)]
+    pub updated_by: Option<UserId>,
     pub partner: PartnerId,
     pub name: String,
     #[serde(default)]
@@ -55,6 +61,8 @@ impl ContactPerson {
             version: 0,
             created_at: Timestamp::default(),
             updated_at: Timestamp::default(),
+            created_by: None,
+            updated_by: None,
             partner,
             name: name.into(),
             position: String::new(),
@@ -120,6 +128,12 @@ pub struct ContactLink {
     pub version: u64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Who created it (`None`: the system).
+    #[serde(default)]
+    pub created_by: Option<UserId>,
+    /// Who changed it last.
+    #[serde(default)]
+    pub updated_by: Option<UserId>,
     pub from: ContactId,
     pub to: ContactId,
     /// A link type id from config (`contact_link_types`).
@@ -136,6 +150,8 @@ impl ContactLink {
             version: 0,
             created_at: Timestamp::default(),
             updated_at: Timestamp::default(),
+            created_by: None,
+            updated_by: None,
             from,
             to,
             link_type: link_type.into(),

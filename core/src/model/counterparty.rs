@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::rules::{optional_text, required_text, trim};
 use super::{entity_meta, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, Ref};
-use crate::id::CounterpartyId;
+use crate::id::{CounterpartyId, UserId};
 use crate::store::Index;
 use crate::time::Timestamp;
 use crate::values::{ru, Currency};
@@ -70,6 +70,12 @@ pub struct Counterparty {
     pub version: u64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Who created it (`None`: the system).
+    #[serde(default)]
+    pub created_by: Option<UserId>,
+    /// Who changed it last.
+    #[serde(default)]
+    pub updated_by: Option<UserId>,
     pub kind: CounterpartyKind,
     /// Short name used in lists (`Ромашка`).
     pub name: String,
@@ -108,6 +114,8 @@ impl Counterparty {
             version: 0,
             created_at: Timestamp::default(),
             updated_at: Timestamp::default(),
+            created_by: None,
+            updated_by: None,
             kind,
             name: name.into(),
             full_name: String::new(),

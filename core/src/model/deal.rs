@@ -50,6 +50,12 @@ pub struct Deal {
     pub version: u64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Who created it (`None`: the system).
+    #[serde(default)]
+    pub created_by: Option<UserId>,
+    /// Who changed it last.
+    #[serde(default)]
+    pub updated_by: Option<UserId>,
     pub title: String,
     /// The client.
     pub partner: PartnerId,
@@ -104,6 +110,8 @@ impl Deal {
             version: 0,
             created_at: Timestamp::default(),
             updated_at: Timestamp::default(),
+            created_by: None,
+            updated_by: None,
             title: title.into(),
             partner,
             counterparty: None,
@@ -238,6 +246,12 @@ pub struct Participant {
     pub version: u64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Who created it (`None`: the system).
+    #[serde(default)]
+    pub created_by: Option<UserId>,
+    /// Who changed it last.
+    #[serde(default)]
+    pub updated_by: Option<UserId>,
     pub deal: DealId,
     /// Exactly one of `partner` and `contact` is set.
     #[serde(default)]
@@ -271,6 +285,8 @@ impl Participant {
             version: 0,
             created_at: Timestamp::default(),
             updated_at: Timestamp::default(),
+            created_by: None,
+            updated_by: None,
             deal,
             partner,
             contact,
@@ -324,6 +340,12 @@ pub struct ParticipantLink {
     pub version: u64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Who created it (`None`: the system).
+    #[serde(default)]
+    pub created_by: Option<UserId>,
+    /// Who changed it last.
+    #[serde(default)]
+    pub updated_by: Option<UserId>,
     pub deal: DealId,
     pub from: ParticipantId,
     pub to: ParticipantId,
@@ -341,6 +363,8 @@ impl ParticipantLink {
             version: 0,
             created_at: Timestamp::default(),
             updated_at: Timestamp::default(),
+            created_by: None,
+            updated_by: None,
             deal,
             from,
             to,

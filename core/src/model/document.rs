@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::rules::{optional_text, required_text, trim};
 use super::{entity_meta, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, Ref, Requirement};
-use crate::id::{CounterpartyId, DealId, DocumentId, PartnerId};
+use crate::id::{CounterpartyId, DealId, DocumentId, PartnerId, UserId};
 use crate::store::Index;
 use crate::time::Timestamp;
 use crate::values::Money;
@@ -70,6 +70,12 @@ pub struct Document {
     pub version: u64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Who created it (`None`: the system).
+    #[serde(default)]
+    pub created_by: Option<UserId>,
+    /// Who changed it last.
+    #[serde(default)]
+    pub updated_by: Option<UserId>,
     pub kind: DocumentKind,
     pub number: String,
     pub date: NaiveDate,
@@ -104,6 +110,8 @@ impl Document {
             version: 0,
             created_at: Timestamp::default(),
             updated_at: Timestamp::default(),
+            created_by: None,
+            updated_by: None,
             kind,
             number: number.into(),
             date,

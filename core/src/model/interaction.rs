@@ -46,6 +46,12 @@ pub struct Interaction {
     pub version: u64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Who created it (`None`: the system).
+    #[serde(default)]
+    pub created_by: Option<UserId>,
+    /// Who changed it last.
+    #[serde(default)]
+    pub updated_by: Option<UserId>,
     pub kind: InteractionKind,
     /// For e-mails and calls; none for notes.
     #[serde(default)]
@@ -81,6 +87,8 @@ impl Interaction {
             version: 0,
             created_at: Timestamp::default(),
             updated_at: Timestamp::default(),
+            created_by: None,
+            updated_by: None,
             kind,
             direction: None,
             at,

@@ -218,6 +218,8 @@ pub struct Meta {
     pub version: u64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    pub created_by: Option<crate::id::UserId>,
+    pub updated_by: Option<crate::id::UserId>,
 }
 
 /// What the store needs to know about an entity type.
@@ -265,6 +267,8 @@ macro_rules! entity_meta {
                 version: self.version,
                 created_at: self.created_at,
                 updated_at: self.updated_at,
+                created_by: self.created_by,
+                updated_by: self.updated_by,
             }
         }
         fn set_meta(&mut self, m: $crate::model::Meta) {
@@ -272,6 +276,8 @@ macro_rules! entity_meta {
             self.version = m.version;
             self.created_at = m.created_at;
             self.updated_at = m.updated_at;
+            self.created_by = m.created_by;
+            self.updated_by = m.updated_by;
         }
     };
 }

@@ -39,6 +39,12 @@ pub struct Partner {
     pub version: u64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Who created it (`None`: the system).
+    #[serde(default)]
+    pub created_by: Option<UserId>,
+    /// Who changed it last.
+    #[serde(default)]
+    pub updated_by: Option<UserId>,
     pub name: String,
     /// At least one role; kept sorted and without repeats.
     pub roles: Vec<PartnerRole>,
@@ -71,6 +77,8 @@ impl Partner {
             version: 0,
             created_at: Timestamp::default(),
             updated_at: Timestamp::default(),
+            created_by: None,
+            updated_by: None,
             name: name.into(),
             roles: vec![role],
             parent: None,
@@ -162,6 +170,12 @@ pub struct PartnerLink {
     pub version: u64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Who created it (`None`: the system).
+    #[serde(default)]
+    pub created_by: Option<UserId>,
+    /// Who changed it last.
+    #[serde(default)]
+    pub updated_by: Option<UserId>,
     pub from: PartnerId,
     pub to: PartnerId,
     /// A link type id from config (`partner_link_types`).
@@ -178,6 +192,8 @@ impl PartnerLink {
             version: 0,
             created_at: Timestamp::default(),
             updated_at: Timestamp::default(),
+            created_by: None,
+            updated_by: None,
             from,
             to,
             link_type: link_type.into(),

@@ -31,6 +31,12 @@ pub struct User {
     pub version: u64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Who created it (`None`: the system).
+    #[serde(default)]
+    pub created_by: Option<UserId>,
+    /// Who changed it last.
+    #[serde(default)]
+    pub updated_by: Option<UserId>,
     /// Unique login (`[a-z0-9._-]`, 2–64 characters).
     pub login: String,
     pub name: String,
@@ -57,6 +63,8 @@ impl User {
             version: 0,
             created_at: Timestamp::default(),
             updated_at: Timestamp::default(),
+            created_by: None,
+            updated_by: None,
             login: login.into(),
             name: name.into(),
             email: None,

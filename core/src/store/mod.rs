@@ -33,21 +33,23 @@ use crate::{Error, Result};
 use kv::{Backend, Changes, KvRead, KvWrite};
 use tables::{entity_table, AUDIT, AUDIT_BY_ENTITY, BLOBS, META};
 
-/// Record format byte: MessagePack with named fields.
-const FORMAT_MSGPACK: u8 = 1;
+/// Record format byte: MessagePack, structs as maps with field names (schema 1 files).
+const FORMAT_MSGPACK_NAMED: u8 = 1;
+/// Record format byte: MessagePack, structs as arrays in field order (what this build writes).
+const FORMAT_MSGPACK_COMPACT: u8 = 2;
 /// Attachment content is stored in chunks of this size.
 const BLOB_CHUNK: usize = 1 << 20;
 
 pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
-    out.push(FORMAT_MSGPACK);
-    rmp_serde::encode::write_named(&mut out, value).expect("entities always serialize");
+    out.push(FORMAT_MSGPACK_COMPACT);
+    rmp_serde::encode::write(&mut out, value).expect("entities always serialize");
     out
 }
 
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: impl Fn() -> String) -> Result<T> {
     match bytes.split_first() {
-        Some((&FORMAT_MSGPACK, body)) => {
+        Some((&(FORMAT_MSGPACK_NAMED | FORMAT_MSGPACK_COMPACT), body)) => {
             rmp_serde::from_slice(body).map_err(|e| Error::Corrupt { what: what(), message: e.to_string() })
         }
         Some((b, _)) => Err(Error::Corrupt { what: what(), message: format!("unknown record format {b}") }),
@@ -315,8 +317,40 @@ pub trait Reader {
         Ok(self.find::<User>(Index::UserByLogin, &prefix, None, 1)?.pop())
     }
 
-    /// The audit entries of one entity, oldest first.
-    fn audit_of(&self, id: RawId) -> Result<Vec<AuditEntry>> {
+    /// The whole history of one entity, oldest first: its creation (read from the record,
+    /// or from the last state kept by its deletion), every update and the deletion.
+    fn audit_of<E: Entity>(&self, id: E::Id) -> Result<Vec<AuditEntry>> {
+        let stored = self.audit_entries_of(id.raw())?;
+        let created = match self.get::<E>(id)? {
+            Some(e) => {
+                let m = e.meta();
+                Some((m.created_at, m.created_by))
+            }
+            None => stored.iter().find(|a| a.op == AuditOp::Delete).and_then(|d| {
+                let field = |name: &str| d.changes.iter().find(|c| c.field == name).and_then(|c| c.old.clone());
+                let at = field("created_at").and_then(|v| serde_json::from_value(v).ok())?;
+                let by = field("created_by").and_then(|v| serde_json::from_value(v).ok()).flatten();
+                Some((at, by))
+            }),
+        };
+        let mut out = Vec::with_capacity(stored.len() + 1);
+        if let Some((at, actor)) = created {
+            out.push(AuditEntry {
+                id: AuditId(id.raw()),
+                at,
+                actor,
+                entity: EntityRef { kind: E::KIND, id: id.raw() },
+                op: AuditOp::Create,
+                changes: Vec::new(),
+                version: 1,
+            });
+        }
+        out.extend(stored);
+        Ok(out)
+    }
+
+    /// The stored audit entries (updates and deletes) of one entity, oldest first.
+    fn audit_entries_of(&self, id: RawId) -> Result<Vec<AuditEntry>> {
         let prefix = id.to_bytes();
         let ids = {
             let mut ids = Vec::new();
@@ -344,7 +378,8 @@ pub trait Reader {
         decode(&bytes, || format!("audit entry {id}"))
     }
 
-    /// The audit log in time order, after `after`, at most `limit`.
+    /// The stored audit log (updates and deletes) in time order, after `after`, at most
+    /// `limit`. Creations are the records themselves: their ids are time-ordered.
     fn audit_log(&self, after: Option<AuditId>, limit: usize) -> Result<Vec<AuditEntry>> {
         let from = after.map(|a| a.0.to_bytes());
         let mut out = Vec::new();
@@ -548,7 +583,15 @@ impl WriteTxn<'_> {
     pub fn create<E: Entity>(&mut self, mut entity: E) -> Result<E> {
         let now = self.now();
         let id = self.next_id(now)?;
-        entity.set_meta(Meta { id, version: 1, created_at: now, updated_at: now });
+        let actor = self.actor;
+        entity.set_meta(Meta {
+            id,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            created_by: actor,
+            updated_by: actor,
+        });
         self.check(&mut entity)?;
         let entries = entries_of(&entity);
         self.check_unique::<E>(&entries, id)?;
@@ -556,7 +599,8 @@ impl WriteTxn<'_> {
         for e in &entries {
             self.changes.put(e.index.table(), index_key(e, id), vec![kind_byte(E::KIND)]);
         }
-        self.audit(now, E::KIND, id, AuditOp::Create, Vec::new(), 1)?;
+        // The create is recorded by the record itself (id, created_at, created_by); see
+        // `Reader::audit_of`.
         Ok(entity)
     }
 
@@ -575,6 +619,8 @@ impl WriteTxn<'_> {
             version: old_meta.version + 1,
             created_at: old_meta.created_at,
             updated_at: now,
+            created_by: old_meta.created_by,
+            updated_by: self.actor,
         });
         self.check(&mut entity)?;
         let changes = audit::diff(&to_json(&old), &to_json(&entity));
@@ -640,6 +686,8 @@ impl WriteTxn<'_> {
             version: 0,
             created_at: Timestamp::default(),
             updated_at: Timestamp::default(),
+            created_by: None,
+            updated_by: None,
             owner,
             name: name.to_string(),
             mime: mime.to_string(),

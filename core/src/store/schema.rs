@@ -10,12 +10,14 @@ use std::path::Path;
 
 use super::kv::KvRead;
 use super::redb::{RedbBackend, REDB_MAGIC};
-use super::tables::META;
+use super::tables::{entity_table, AUDIT, AUDIT_BY_ENTITY, META};
 use super::{Store, WriteTxn};
+use crate::id::{RawId, TypedId, UserId};
+use crate::model::Entity;
 use crate::{Error, Result};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 const FORMAT: &[u8] = b"format";
 const FORMAT_VALUE: &[u8] = b"crmkit";
@@ -26,7 +28,67 @@ pub(super) const ID_SEQ: &[u8] = b"id_seq";
 type Migration = fn(&mut WriteTxn<'_>) -> Result<()>;
 
 /// Migrations from each older schema version; version 1 is the first released schema.
-const MIGRATIONS: &[Migration] = &[];
+const MIGRATIONS: &[Migration] = &[v1_to_v2];
+
+/// Schema 2 keeps who created and last changed an entity in the record itself
+/// (`created_by`, `updated_by`) instead of writing an audit entry per creation, and writes
+/// records as compact arrays. Moves the actors of the stored audit entries into the records
+/// and drops the creation entries.
+fn v1_to_v2(tx: &mut WriteTxn<'_>) -> Result<()> {
+    use std::collections::BTreeMap;
+
+    use crate::audit::{AuditEntry, AuditOp};
+    use crate::model::EntityRef;
+    use crate::store::Reader;
+
+    let log: Vec<AuditEntry> = tx.audit_log(None, usize::MAX)?;
+    let mut actors: BTreeMap<EntityRef, (Option<UserId>, Option<UserId>)> = BTreeMap::new();
+    for entry in &log {
+        let slot = actors.entry(entry.entity).or_default();
+        if entry.op == AuditOp::Create {
+            slot.0 = entry.actor;
+        }
+        slot.1 = entry.actor;
+        if entry.op == AuditOp::Create {
+            tx.changes.delete(AUDIT, entry.id.0.to_bytes().to_vec());
+            let mut k = entry.entity.id.to_bytes().to_vec();
+            k.extend_from_slice(&entry.id.0.to_bytes());
+            tx.changes.delete(AUDIT_BY_ENTITY, k);
+        }
+    }
+    for (entity, (created_by, updated_by)) in actors {
+        macro_rules! set {
+            ($($kind:ident => $ty:ty),*) => {
+                match entity.kind {
+                    $(EntityKind::$kind => set_actors::<$ty>(tx, entity.id, created_by, updated_by)?,)*
+                }
+            };
+        }
+        use crate::model::*;
+        set!(Counterparty => Counterparty, Partner => Partner, PartnerLink => PartnerLink, Contact => ContactPerson,
+            ContactLink => ContactLink, User => User, Deal => Deal, Participant => Participant,
+            ParticipantLink => ParticipantLink, Interaction => Interaction, Document => Document,
+            Attachment => Attachment);
+    }
+    Ok(())
+}
+
+fn set_actors<E: Entity>(
+    tx: &mut WriteTxn<'_>,
+    id: RawId,
+    created_by: Option<UserId>,
+    updated_by: Option<UserId>,
+) -> Result<()> {
+    use crate::store::Reader;
+    if let Some(mut e) = tx.get::<E>(E::Id::from_raw(id))? {
+        let mut m = e.meta();
+        m.created_by = created_by;
+        m.updated_by = updated_by;
+        e.set_meta(m);
+        tx.changes.put(entity_table(E::KIND), id.to_bytes().to_vec(), super::encode(&e));
+    }
+    Ok(())
+}
 
 pub(super) fn initialize(store: &Store) -> Result<()> {
     let mut tx = store.write(None)?;
