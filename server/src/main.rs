@@ -131,7 +131,14 @@ fn check(dir: &Path) -> Result<()> {
         s.process_kinds.len(),
         s.custom_fields.values().map(Vec::len).sum::<usize>()
     );
-    println!("database: ok ({}, schema version {})", s.database.display(), stats.schema_version);
+    let problems = inst.store().verify_indexes()?;
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("index problem: {p}");
+        }
+        bail!("{} index problem(s) in {}", problems.len(), s.database.display());
+    }
+    println!("database: ok ({}, schema version {}, indexes consistent)", s.database.display(), stats.schema_version);
     for sub in ["scripts", "plugins"] {
         let n = std::fs::read_dir(dir.join(sub)).map(|d| d.count()).unwrap_or(0);
         println!("{sub}/: {n} file(s) (checked once their runtimes exist)");

@@ -38,6 +38,7 @@ fn the_demo_looks_like_a_sales_department() {
         }
     }
     assert_eq!(stats.entities[&EntityKind::Deal], 3000);
+    assert_eq!(inst.store().verify_indexes().unwrap(), Vec::<String>::new());
     assert_eq!(summary.counts[&EntityKind::Deal], 3000);
     let r = inst.store().read().unwrap();
     let mut by_status: BTreeMap<DealStatus, usize> = BTreeMap::new();

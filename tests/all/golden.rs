@@ -150,6 +150,7 @@ fn golden_files_of_every_schema_version_open_and_read_back() {
             .unwrap_or_else(|e| panic!("golden file for schema version {version} is missing: {e}"));
         let store = Store::open(&copy, Arc::new(Settings::builtin()), Arc::new(ManualClock::new(T0))).unwrap();
         assert_eq!(store.stats().unwrap().schema_version, SCHEMA_VERSION, "not migrated");
+        assert_eq!(store.verify_indexes().unwrap(), Vec::<String>::new(), "indexes after migrating v{version}");
         let mut expected: Value =
             serde_json::from_str(&std::fs::read_to_string(data(&format!("golden-v{version}.json"))).unwrap()).unwrap();
         normalize_audit(expected["audit"].as_array_mut().unwrap());

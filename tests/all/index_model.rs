@@ -194,6 +194,7 @@ fn run(ops: Vec<Op>) {
 }
 
 fn check_against(fx: &Fixture, m: &Model) {
+    assert_eq!(fx.store.verify_indexes().unwrap(), Vec::<String>::new());
     let r = fx.store.read().unwrap();
     let stored_partners: Vec<Partner> = r.list(None, usize::MAX).unwrap();
     assert_eq!(stored_partners, m.partners.values().cloned().collect::<Vec<_>>());

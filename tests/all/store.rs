@@ -412,3 +412,65 @@ fn foreign_files_are_recognized() {
     let missing = dir.path().join("missing.redb");
     assert!(matches!(Store::open(&missing, settings, clock).err().unwrap(), Error::Io { .. }));
 }
+
+#[test]
+fn long_posting_lists_split_into_chunks_and_stay_exact() {
+    // 400 deals of one partner (several chunks of 64), then moves to another partner and
+    // deletions scattered through the list, over several transactions.
+    let fx = Fixture::new();
+    let (a, m) = fx.client("Омега");
+    let (b, _) = fx.client("Сигма");
+    let mut deals: Vec<Deal> = Vec::new();
+    for batch in 0..4 {
+        let made = fx
+            .store
+            .transact(None, |tx| {
+                (0..100)
+                    .map(|i| tx.create(crate::common::new_deal(a.id, m, batch * 100 + i)))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .unwrap();
+        deals.extend(made);
+    }
+    let mut on_a: Vec<_> = deals.iter().map(|d| d.id.raw()).collect();
+    let mut on_b = Vec::new();
+    fx.store
+        .transact(None, |tx| {
+            for (i, d) in deals.iter().enumerate() {
+                if i % 7 == 3 {
+                    let mut moved = d.clone();
+                    moved.partner = b.id;
+                    moved.counterparty = None;
+                    tx.update(moved)?;
+                    on_b.push(d.id.raw());
+                } else if i % 11 == 5 {
+                    tx.delete::<Deal>(d.id, d.version)?;
+                }
+            }
+            // Inside the transaction the index already answers with the pending changes.
+            let seen = tx.ids_by(Index::DealByPartner, &b.id.raw().to_bytes(), None, 1000)?;
+            assert_eq!(seen.len(), on_b.len());
+            Ok(())
+        })
+        .unwrap();
+    on_a.retain(|id| {
+        let i = deals.iter().position(|d| d.id.raw() == *id).unwrap();
+        i % 7 != 3 && i % 11 != 5
+    });
+    let r = fx.store.read().unwrap();
+    assert_eq!(r.ids_by(Index::DealByPartner, &a.id.raw().to_bytes(), None, 1000).unwrap(), on_a);
+    assert_eq!(r.ids_by(Index::DealByPartner, &b.id.raw().to_bytes(), None, 1000).unwrap(), on_b);
+    // Paging through with `after` gives the same list.
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = r.ids_by(Index::DealByPartner, &a.id.raw().to_bytes(), after, 37).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().copied();
+        paged.extend(page);
+    }
+    assert_eq!(paged, on_a);
+    assert_eq!(fx.store.verify_indexes().unwrap(), Vec::<String>::new());
+}

@@ -6,6 +6,7 @@
 //! Keys are big-endian ids, so every table iterates in creation order.
 
 pub mod kv;
+pub(crate) mod postings;
 pub mod redb;
 mod schema;
 pub mod tables;
@@ -31,6 +32,7 @@ use crate::model::{
 use crate::time::{Clock, Timestamp};
 use crate::{Error, Result};
 use kv::{Backend, Changes, KvRead, KvWrite};
+use postings::prefix_end;
 use tables::{entity_table, AUDIT, AUDIT_BY_ENTITY, BLOBS, META};
 
 /// Record format byte: MessagePack, structs as maps with field names (schema 1 files).
@@ -55,33 +57,6 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: impl Fn
         Some((b, _)) => Err(Error::Corrupt { what: what(), message: format!("unknown record format {b}") }),
         None => Err(Error::Corrupt { what: what(), message: "empty record".into() }),
     }
-}
-
-fn kind_byte(kind: EntityKind) -> u8 {
-    EntityKind::ALL.iter().position(|k| *k == kind).expect("listed") as u8
-}
-
-fn kind_of_byte(b: u8) -> Option<EntityKind> {
-    EntityKind::ALL.get(b as usize).copied()
-}
-
-/// The first key after every key that starts with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
-}
-
-fn index_key(entry: &IndexEntry, id: RawId) -> Vec<u8> {
-    let mut k = Vec::with_capacity(entry.prefix.len() + 16);
-    k.extend_from_slice(&entry.prefix);
-    k.extend_from_slice(&id.to_bytes());
-    k
 }
 
 fn id_suffix(key: &[u8]) -> Option<RawId> {
@@ -166,6 +141,7 @@ impl Store {
             actor,
             seq: None,
             durability: Durability::Immediate,
+            postings: BTreeMap::new(),
         })
     }
 
@@ -176,6 +152,37 @@ impl Store {
         let r = f(&mut tx)?;
         tx.commit()?;
         Ok(r)
+    }
+
+    /// Checks that every secondary index holds exactly what the records say; returns one
+    /// line per disagreement (empty when the database is consistent).
+    pub fn verify_indexes(&self) -> Result<Vec<String>> {
+        let r = self.read()?;
+        let expected = schema::expected_postings(&r)?;
+        let mut stored: BTreeMap<(Index, Vec<u8>), Vec<RawId>> = BTreeMap::new();
+        for index in Index::ALL {
+            for (prefix, id) in r.index_entries(*index)? {
+                stored.entry((*index, prefix)).or_default().push(id);
+            }
+        }
+        let mut problems = Vec::new();
+        for (key, want) in &expected {
+            match stored.get(key) {
+                Some(got) if got == want => {}
+                Some(got) => problems.push(format!(
+                    "{:?} {:02x?}: stored {} ids, records say {}",
+                    key.0,
+                    key.1,
+                    got.len(),
+                    want.len()
+                )),
+                None => problems.push(format!("{:?} {:02x?}: missing ({} ids)", key.0, key.1, want.len())),
+            }
+        }
+        for key in stored.keys().filter(|k| !expected.contains_key(*k)) {
+            problems.push(format!("{:?} {:02x?}: stored but no record has it", key.0, key.1));
+        }
+        Ok(problems)
     }
 
     /// Counts per entity kind and the file size.
@@ -230,28 +237,53 @@ pub trait Reader {
         Ok(self.kv_get(entity_table(kind), &id.to_bytes())?.is_some())
     }
 
+    #[doc(hidden)]
+    /// Index changes a write transaction has not applied yet.
+    fn pending(&self, index: Index, prefix: &[u8]) -> Option<&postings::Delta> {
+        let _ = (index, prefix);
+        None
+    }
+
     /// Ids in `index` under `prefix`, in id (creation) order, after `after`, at most `limit`.
     fn ids_by(&self, index: Index, prefix: &[u8], after: Option<RawId>, limit: usize) -> Result<Vec<RawId>> {
-        let start = match after {
-            Some(a) => {
-                let mut k = prefix.to_vec();
-                k.extend_from_slice(&a.to_bytes());
-                Bound::Excluded(k)
-            }
-            None => Bound::Included(prefix.to_vec()),
-        };
-        let end = prefix_end(prefix);
         let mut out = Vec::new();
-        let end_bound = end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
-        self.kv_scan(index.table(), start.as_ref().map(Vec::as_slice), end_bound, false, &mut |k, _| {
-            if out.len() >= limit {
-                return false;
+        if limit == 0 {
+            return Ok(out);
+        }
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut pending = self.pending(index, prefix).map(|d| d.range((lower, Bound::Unbounded)).peekable());
+        let table = index.table();
+        let scan = |from: Bound<&[u8]>, to: Bound<&[u8]>, rev: bool, visit: kv::Visit<'_>| {
+            self.kv_scan(table, from, to, rev, visit)
+        };
+        postings::scan(&scan, prefix, after, &mut |id| {
+            if let Some(p) = pending.as_mut() {
+                while let Some((&d, &add)) = p.peek() {
+                    if d > id {
+                        break;
+                    }
+                    if d < id && add {
+                        out.push(d);
+                        if out.len() >= limit {
+                            return false;
+                        }
+                    }
+                    p.next();
+                    if d == id {
+                        if add {
+                            out.push(id);
+                        }
+                        return out.len() < limit;
+                    }
+                }
             }
-            if let Some(id) = id_suffix(k) {
-                out.push(id);
-            }
-            true
+            out.push(id);
+            out.len() < limit
         })?;
+        if let Some(p) = pending {
+            out.extend(p.filter(|(_, add)| **add).map(|(d, _)| *d).take(limit - out.len().min(limit)));
+        }
+        out.truncate(limit);
         Ok(out)
     }
 
@@ -299,13 +331,13 @@ pub trait Reader {
         err.map_or(Ok(()), Err)
     }
 
-    /// Every entry of an index as `(prefix, id)` pairs (for consistency checks).
+    /// Every entry of an index as `(prefix, id)` pairs (for consistency checks; committed
+    /// state only).
     fn index_entries(&self, index: Index) -> Result<Vec<(Vec<u8>, RawId)>> {
         let mut out = Vec::new();
-        self.kv_scan(index.table(), Bound::Unbounded, Bound::Unbounded, false, &mut |k, _| {
-            if let Some(id) = id_suffix(k) {
-                out.push((k[..k.len() - 16].to_vec(), id));
-            }
+        self.kv_scan(index.table(), Bound::Unbounded, Bound::Unbounded, false, &mut |k, v| {
+            let prefix = &k[..k.len().saturating_sub(16)];
+            out.extend(postings::ids(v).map(|id| (prefix.to_vec(), id)));
             true
         })?;
         Ok(out)
@@ -459,6 +491,8 @@ pub struct WriteTxn<'s> {
     actor: Option<UserId>,
     seq: Option<u64>,
     durability: Durability,
+    /// Index changes, applied to the posting chunks at commit.
+    postings: BTreeMap<(Index, Vec<u8>), postings::Delta>,
 }
 
 impl Reader for WriteTxn<'_> {
@@ -543,6 +577,10 @@ impl Reader for WriteTxn<'_> {
     fn settings(&self) -> &Settings {
         &self.store.settings
     }
+
+    fn pending(&self, index: Index, prefix: &[u8]) -> Option<&postings::Delta> {
+        self.postings.get(&(index, prefix.to_vec()))
+    }
 }
 
 impl WriteTxn<'_> {
@@ -565,6 +603,9 @@ impl WriteTxn<'_> {
     pub fn commit(mut self) -> Result<()> {
         if let Some(seq) = self.seq {
             self.changes.put(META, schema::ID_SEQ.to_vec(), seq.to_be_bytes().to_vec());
+        }
+        for ((index, prefix), delta) in &self.postings {
+            postings::apply(self.kv.base(), *index, prefix, delta, &mut self.changes)?;
         }
         self.kv.commit(self.changes, self.durability)
     }
@@ -596,8 +637,8 @@ impl WriteTxn<'_> {
         let entries = entries_of(&entity);
         self.check_unique::<E>(&entries, id)?;
         self.changes.put(entity_table(E::KIND), id.to_bytes().to_vec(), encode(&entity));
-        for e in &entries {
-            self.changes.put(e.index.table(), index_key(e, id), vec![kind_byte(E::KIND)]);
+        for e in entries {
+            self.index_change(e, id, true);
         }
         // The create is recorded by the record itself (id, created_at, created_by); see
         // `Reader::audit_of`.
@@ -631,11 +672,12 @@ impl WriteTxn<'_> {
         let new_entries = entries_of(&entity);
         let added: Vec<&IndexEntry> = new_entries.iter().filter(|e| !old_entries.contains(e)).collect();
         self.check_unique::<E>(&added.iter().map(|e| (*e).clone()).collect::<Vec<_>>(), meta.id)?;
-        for e in old_entries.iter().filter(|e| !new_entries.contains(e)) {
-            self.changes.delete(e.index.table(), index_key(e, meta.id));
+        let added: Vec<IndexEntry> = added.into_iter().cloned().collect();
+        for e in old_entries.into_iter().filter(|e| !new_entries.contains(e)) {
+            self.index_change(e, meta.id, false);
         }
         for e in added {
-            self.changes.put(e.index.table(), index_key(e, meta.id), vec![kind_byte(E::KIND)]);
+            self.index_change(e, meta.id, true);
         }
         self.changes.put(entity_table(E::KIND), meta.id.to_bytes().to_vec(), encode(&entity));
         let version = entity.meta().version;
@@ -658,7 +700,7 @@ impl WriteTxn<'_> {
         }
         self.check_unreferenced(E::KIND, raw)?;
         for e in entries_of(&old) {
-            self.changes.delete(e.index.table(), index_key(&e, raw));
+            self.index_change(e, raw, false);
         }
         self.changes.delete(entity_table(E::KIND), raw.to_bytes().to_vec());
         if let Some(att) = (&old as &dyn std::any::Any).downcast_ref::<Attachment>() {
@@ -726,6 +768,10 @@ impl WriteTxn<'_> {
             self.changes.delete(BLOBS, k);
         }
         Ok(())
+    }
+
+    fn index_change(&mut self, entry: IndexEntry, id: RawId, add: bool) {
+        self.postings.entry((entry.index, entry.prefix)).or_default().insert(id, add);
     }
 
     fn audit(
@@ -841,28 +887,12 @@ impl WriteTxn<'_> {
             if !refers {
                 continue;
             }
-            let mut count = 0usize;
-            let mut by = None;
-            let end = prefix_end(&prefix);
-            self.kv_scan(
-                index.table(),
-                Bound::Included(&prefix[..]),
-                end.as_deref().map_or(Bound::Unbounded, Bound::Excluded),
-                false,
-                &mut |k, v| {
-                    if id_suffix(k) == Some(id) {
-                        return true;
-                    }
-                    count += 1;
-                    by = by.or_else(|| v.first().copied().and_then(kind_of_byte));
-                    count < 1000
-                },
-            )?;
+            let count = self.ids_by(index, &prefix, None, 1000)?.into_iter().filter(|r| *r != id).count();
             if count > 0 {
                 return Err(Error::Referenced {
                     kind,
                     id,
-                    by: by.map_or_else(|| "other".to_string(), |k| k.name().to_string()),
+                    by: index.owner().map_or_else(|| "other".to_string(), |k| k.name().to_string()),
                     field: index.field(),
                     count,
                 });

@@ -11,13 +11,13 @@ use std::path::Path;
 use super::kv::KvRead;
 use super::redb::{RedbBackend, REDB_MAGIC};
 use super::tables::{entity_table, AUDIT, AUDIT_BY_ENTITY, META};
-use super::{Store, WriteTxn};
+use super::{postings, Store, WriteTxn};
 use crate::id::{RawId, TypedId, UserId};
-use crate::model::Entity;
+use crate::model::{Entity, EntityKind};
 use crate::{Error, Result};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 const FORMAT: &[u8] = b"format";
 const FORMAT_VALUE: &[u8] = b"crmkit";
@@ -28,7 +28,72 @@ pub(super) const ID_SEQ: &[u8] = b"id_seq";
 type Migration = fn(&mut WriteTxn<'_>) -> Result<()>;
 
 /// Migrations from each older schema version; version 1 is the first released schema.
-const MIGRATIONS: &[Migration] = &[v1_to_v2];
+const MIGRATIONS: &[Migration] = &[v1_to_v2, rebuild_indexes];
+
+/// Calls `$f::<Type>` for the entity type of `$kind`.
+macro_rules! for_kind {
+    ($kind:expr, $f:ident($($arg:expr),*)) => {{
+        use crate::model::*;
+        match $kind {
+            EntityKind::Counterparty => $f::<Counterparty>($($arg),*),
+            EntityKind::Partner => $f::<Partner>($($arg),*),
+            EntityKind::PartnerLink => $f::<PartnerLink>($($arg),*),
+            EntityKind::Contact => $f::<ContactPerson>($($arg),*),
+            EntityKind::ContactLink => $f::<ContactLink>($($arg),*),
+            EntityKind::User => $f::<User>($($arg),*),
+            EntityKind::Deal => $f::<Deal>($($arg),*),
+            EntityKind::Participant => $f::<Participant>($($arg),*),
+            EntityKind::ParticipantLink => $f::<ParticipantLink>($($arg),*),
+            EntityKind::Interaction => $f::<Interaction>($($arg),*),
+            EntityKind::Document => $f::<Document>($($arg),*),
+            EntityKind::Attachment => $f::<Attachment>($($arg),*),
+        }
+    }};
+}
+
+/// Rebuilds every secondary index from the records (schema 3 keeps indexes as posting
+/// chunks; before, one key per entry).
+fn rebuild_indexes(tx: &mut WriteTxn<'_>) -> Result<()> {
+    use std::ops::Bound;
+
+    use crate::store::{Index, Reader};
+
+    for index in Index::ALL {
+        let mut keys = Vec::new();
+        tx.kv_scan(index.table(), Bound::Unbounded, Bound::Unbounded, false, &mut |k, _| {
+            keys.push(k.to_vec());
+            true
+        })?;
+        for k in keys {
+            tx.changes.delete(index.table(), k);
+        }
+    }
+    for ((index, prefix), ids) in expected_postings(tx)? {
+        postings::write_fresh(index, &prefix, &ids, &mut tx.changes);
+    }
+    Ok(())
+}
+
+/// Every posting list as the records say it must be: sorted ids per `(index, prefix)`.
+pub(super) fn expected_postings(r: &impl crate::store::Reader) -> Result<postings::Lists> {
+    use postings::Lists;
+    fn collect<E: Entity>(r: &impl crate::store::Reader, lists: &mut Lists) -> Result<()> {
+        r.for_each::<E>(|e| {
+            for entry in super::entries_of(&e) {
+                lists.entry((entry.index, entry.prefix)).or_default().push(e.id().raw());
+            }
+            true
+        })
+    }
+    let mut lists = Lists::new();
+    for kind in EntityKind::ALL {
+        for_kind!(kind, collect(r, &mut lists))?;
+    }
+    for ids in lists.values_mut() {
+        ids.sort();
+    }
+    Ok(lists)
+}
 
 /// Schema 2 keeps who created and last changed an entity in the record itself
 /// (`created_by`, `updated_by`) instead of writing an audit entry per creation, and writes
@@ -57,18 +122,7 @@ fn v1_to_v2(tx: &mut WriteTxn<'_>) -> Result<()> {
         }
     }
     for (entity, (created_by, updated_by)) in actors {
-        macro_rules! set {
-            ($($kind:ident => $ty:ty),*) => {
-                match entity.kind {
-                    $(EntityKind::$kind => set_actors::<$ty>(tx, entity.id, created_by, updated_by)?,)*
-                }
-            };
-        }
-        use crate::model::*;
-        set!(Counterparty => Counterparty, Partner => Partner, PartnerLink => PartnerLink, Contact => ContactPerson,
-            ContactLink => ContactLink, User => User, Deal => Deal, Participant => Participant,
-            ParticipantLink => ParticipantLink, Interaction => Interaction, Document => Document,
-            Attachment => Attachment);
+        for_kind!(entity.kind, set_actors(tx, entity.id, created_by, updated_by))?;
     }
     Ok(())
 }
