@@ -61,6 +61,10 @@ pub type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> bool;
 pub trait KvRead: Send {
     /// The value at `key`.
     fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, Error>;
+    /// Whether `key` has a value.
+    fn contains(&self, t: Table, key: &[u8]) -> Result<bool, Error> {
+        Ok(self.get(t, key)?.is_some())
+    }
     /// Visits the entries with keys in the range, in key order (or reverse).
     fn scan(
         &self,

@@ -207,6 +207,10 @@ pub trait Reader {
     #[doc(hidden)]
     fn kv_get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>>;
     #[doc(hidden)]
+    fn kv_contains(&self, t: Table, key: &[u8]) -> Result<bool> {
+        Ok(self.kv_get(t, key)?.is_some())
+    }
+    #[doc(hidden)]
     fn kv_scan(
         &self,
         t: Table,
@@ -234,7 +238,7 @@ pub trait Reader {
 
     /// Whether an entity of `kind` has this id.
     fn exists(&self, kind: EntityKind, id: RawId) -> Result<bool> {
-        Ok(self.kv_get(entity_table(kind), &id.to_bytes())?.is_some())
+        self.kv_contains(entity_table(kind), &id.to_bytes())
     }
 
     #[doc(hidden)]
@@ -466,6 +470,9 @@ impl Reader for Snapshot {
     fn kv_get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.kv.get(t, key)
     }
+    fn kv_contains(&self, t: Table, key: &[u8]) -> Result<bool> {
+        self.kv.contains(t, key)
+    }
     fn kv_scan(
         &self,
         t: Table,
@@ -500,6 +507,13 @@ impl Reader for WriteTxn<'_> {
         match self.changes.get(t, key) {
             Some(v) => Ok(v.map(<[u8]>::to_vec)),
             None => self.kv.base().get(t, key),
+        }
+    }
+
+    fn kv_contains(&self, t: Table, key: &[u8]) -> Result<bool> {
+        match self.changes.get(t, key) {
+            Some(v) => Ok(v.is_some()),
+            None => self.kv.base().contains(t, key),
         }
     }
 

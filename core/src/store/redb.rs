@@ -140,6 +140,10 @@ impl KvRead for RedbRead {
         Ok(v.flatten())
     }
 
+    fn contains(&self, t: Table, key: &[u8]) -> Result<bool, Error> {
+        Ok(self.with(t, |table| Ok(table.get(key).map_err(storage)?.is_some()))?.unwrap_or(false))
+    }
+
     fn scan(
         &self,
         t: Table,
