@@ -5,7 +5,6 @@ mod bench;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -42,7 +41,7 @@ enum Command {
         /// The random seed: the same seed gives the same company.
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// Replace an existing installation in DIR.
+        /// Replace an existing installation in DIR even if it is not a demo.
         #[arg(long)]
         force: bool,
     },
@@ -94,30 +93,33 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Marks an installation made by `crmkit demo`, which a later demo may replace.
+const DEMO_MARKER: &str = ".crmkit-demo";
+
 /// Creates a demo installation and fills it, with a progress bar when `show` is set.
 pub(crate) fn make_demo(dir: &Path, deals: usize, seed: u64, force: bool, show: bool) -> Result<demo::Summary> {
     if dir.join(crmkit_core::config::CONFIG_FILE).exists() {
-        if !force {
-            bail!("{} already holds an installation; pass --force to replace it", dir.display());
+        // A demo replaces an earlier demo; anything else only with --force.
+        if !force && !dir.join(DEMO_MARKER).exists() {
+            bail!("{} holds an installation that is not a demo; pass --force to replace it", dir.display());
         }
         std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
     }
     let opts = DemoOptions::new(deals, seed);
     let clock = Arc::new(ManualClock::new(opts.start));
     let inst = Installation::init(dir, Some(demo::DEMO_CONFIG), clock.clone())?;
+    std::fs::write(dir.join(DEMO_MARKER), format!("deals = {deals}\nseed = {seed}\n"))?;
     let bar = if show { ProgressBar::new(opts.estimated_entities()) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg:<14} [{bar:40}] {pos}/{len} entities ({per_sec}, {eta})")
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let started = Instant::now();
     let summary = demo::populate(inst.store(), &clock, &opts, &mut |p| {
         bar.set_message(p.phase);
         bar.set_position(p.written);
     })?;
     bar.finish_and_clear();
-    let _ = started;
     Ok(summary)
 }
 

@@ -1,0 +1,60 @@
+//! The `crmkit` command line as a user runs it: real processes on a temporary folder.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn crmkit(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_crmkit")).args(args).current_dir(cwd).output().expect("crmkit runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn init_check_demo_stats() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+
+    let o = crmkit(&["init", "acme"], root);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(root.join("acme/config/crmkit.toml").exists() && root.join("acme/data/crmkit.redb").exists());
+    let o = crmkit(&["init", "acme"], root);
+    assert!(!o.status.success() && text(&o).contains("already"), "{}", text(&o));
+
+    let o = crmkit(&["check", "acme"], root);
+    assert!(o.status.success() && text(&o).contains("indexes consistent"), "{}", text(&o));
+
+    let o = crmkit(&["demo", "--dir", "d", "--deals", "300", "--seed", "5"], root);
+    assert!(o.status.success(), "{}", text(&o));
+    let summary = text(&o);
+    assert!(summary.lines().any(|l| l.split_whitespace().eq(["deal", "300"])), "{summary}");
+    // A demo replaces an earlier demo, but not another installation.
+    let o = crmkit(&["demo", "--dir", "d", "--deals", "200"], root);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = crmkit(&["demo", "--dir", "acme", "--deals", "200"], root);
+    assert!(!o.status.success() && text(&o).contains("not a demo"), "{}", text(&o));
+
+    let o = crmkit(&["stats", "d", "--format", "json"], root);
+    assert!(o.status.success(), "{}", text(&o));
+    let stats: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(stats["entities"]["deal"], 200);
+    assert_eq!(stats["schema_version"], crmkit_core::store::SCHEMA_VERSION);
+}
+
+#[test]
+fn a_broken_config_is_reported_with_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    assert!(crmkit(&["init", "x"], root).status.success());
+    let file = root.join("x/config/crmkit.toml");
+    let broken = std::fs::read_to_string(&file).unwrap().replacen("[defaults]", "[defaults]\ncurency = \"RUB\"", 1);
+    std::fs::write(&file, broken).unwrap();
+    let o = crmkit(&["check", "x"], root);
+    assert_eq!(o.status.code(), Some(1));
+    let msg = text(&o);
+    assert!(msg.contains("config/crmkit.toml:") && msg.contains("unknown key \"curency\" in [defaults]"), "{msg}");
+
+    let o = crmkit(&["stats", "nowhere"], root);
+    assert!(!o.status.success() && text(&o).contains("nowhere/config/crmkit.toml"), "{}", text(&o));
+}
