@@ -119,6 +119,8 @@ pub struct Settings {
     pub name: String,
     /// The database file (absolute, or relative to the working directory).
     pub database: PathBuf,
+    /// Memory for cached database pages, in bytes.
+    pub cache_bytes: usize,
     pub default_currency: Currency,
     /// ISO 3166 region for phone numbers written without a country code.
     pub phone_region: String,
@@ -231,6 +233,7 @@ mod raw {
     #[serde(deny_unknown_fields)]
     pub struct Database {
         pub path: Option<String>,
+        pub cache_mb: Option<Spanned<u64>>,
     }
 
     #[derive(Deserialize, Default)]
@@ -397,6 +400,13 @@ impl Source<'_> {
             }
             None => "RU".to_string(),
         };
+        let cache_bytes = match raw.database.cache_mb {
+            Some(m) if !(16..=65_536).contains(m.get_ref()) => {
+                return Err(self.error(m.span(), "database.cache_mb must be between 16 and 65536"))
+            }
+            Some(m) => (m.into_inner() as usize) << 20,
+            None => 256 << 20,
+        };
         let attachment_max_bytes = match raw.attachments.max_size_mb {
             Some(m) if *m.get_ref() == 0 || *m.get_ref() > 4096 => {
                 return Err(self.error(m.span(), "attachments.max_size_mb must be between 1 and 4096"))
@@ -506,6 +516,7 @@ impl Source<'_> {
         Ok(Settings {
             name: raw.installation.name.unwrap_or_else(|| "crmkit".to_string()),
             database: PathBuf::from(raw.database.path.unwrap_or_else(|| "data/crmkit.redb".to_string())),
+            cache_bytes,
             default_currency,
             phone_region,
             attachment_max_bytes,

@@ -427,7 +427,6 @@ impl<'a> Writer<'a> {
         self.clock.set(at);
         let e = self.tx()?.create(e)?;
         *self.summary.counts.entry(E::KIND).or_default() += 1;
-        self.summary.audit_entries += 1;
         self.written += 1;
         self.in_batch += 1;
         if self.in_batch >= self.batch {

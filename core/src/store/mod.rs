@@ -49,6 +49,12 @@ pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     out
 }
 
+/// Decodes a stored record (for benchmarks and tools).
+#[doc(hidden)]
+pub fn decode_record<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    decode(bytes, || "record".to_string())
+}
+
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: impl Fn() -> String) -> Result<T> {
     match bytes.split_first() {
         Some((&(FORMAT_MSGPACK_NAMED | FORMAT_MSGPACK_COMPACT), body)) => {
@@ -83,9 +89,6 @@ pub struct Store {
     path: PathBuf,
 }
 
-/// Cache for redb pages: generous, the engine is mostly reads.
-const CACHE_BYTES: usize = 512 << 20;
-
 impl Store {
     /// Creates a new database file at `path` (the folder must exist; the file must not).
     pub fn create(path: &Path, settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Result<Store> {
@@ -95,7 +98,7 @@ impl Store {
                 source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "a file is already there"),
             });
         }
-        let backend = redb::RedbBackend::create(path, CACHE_BYTES)?;
+        let backend = redb::RedbBackend::create(path, settings.cache_bytes)?;
         let store = Store { backend: Box::new(backend), settings, clock, path: path.to_path_buf() };
         schema::initialize(&store)?;
         Ok(store)
@@ -104,7 +107,7 @@ impl Store {
     /// Opens an existing database file, migrating an older schema.
     pub fn open(path: &Path, settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Result<Store> {
         schema::check_file_header(path)?;
-        let backend = redb::RedbBackend::open(path, CACHE_BYTES)?;
+        let backend = redb::RedbBackend::open(path, settings.cache_bytes)?;
         schema::check_is_crmkit(&backend, path)?;
         backend.ensure_tables()?;
         let store = Store { backend: Box::new(backend), settings, clock, path: path.to_path_buf() };
