@@ -121,6 +121,8 @@ pub struct Settings {
     pub database: PathBuf,
     /// Memory for cached database pages, in bytes.
     pub cache_bytes: usize,
+    /// Memory for cached entity records (shared by all readers), in bytes; 0 turns it off.
+    pub record_cache_bytes: usize,
     pub default_currency: Currency,
     /// ISO 3166 region for phone numbers written without a country code.
     pub phone_region: String,
@@ -234,6 +236,7 @@ mod raw {
     pub struct Database {
         pub path: Option<String>,
         pub cache_mb: Option<Spanned<u64>>,
+        pub record_cache_mb: Option<Spanned<u64>>,
     }
 
     #[derive(Deserialize, Default)]
@@ -407,6 +410,13 @@ impl Source<'_> {
             Some(m) => (m.into_inner() as usize) << 20,
             None => 256 << 20,
         };
+        let record_cache_bytes = match raw.database.record_cache_mb {
+            Some(m) if *m.get_ref() > 65_536 => {
+                return Err(self.error(m.span(), "database.record_cache_mb must be at most 65536"))
+            }
+            Some(m) => (m.into_inner() as usize) << 20,
+            None => 64 << 20,
+        };
         let attachment_max_bytes = match raw.attachments.max_size_mb {
             Some(m) if *m.get_ref() == 0 || *m.get_ref() > 4096 => {
                 return Err(self.error(m.span(), "attachments.max_size_mb must be between 1 and 4096"))
@@ -517,6 +527,7 @@ impl Source<'_> {
             name: raw.installation.name.unwrap_or_else(|| "crmkit".to_string()),
             database: PathBuf::from(raw.database.path.unwrap_or_else(|| "data/crmkit.redb".to_string())),
             cache_bytes,
+            record_cache_bytes,
             default_currency,
             phone_region,
             attachment_max_bytes,

@@ -474,3 +474,59 @@ fn long_posting_lists_split_into_chunks_and_stay_exact() {
     assert_eq!(paged, on_a);
     assert_eq!(fx.store.verify_indexes().unwrap(), Vec::<String>::new());
 }
+
+#[test]
+fn snapshots_read_their_own_versions_through_the_record_cache() {
+    // Old snapshots stay open while deals change; every read from every snapshot must give
+    // the version that snapshot was taken at, however the shared record cache was filled.
+    let fx = Fixture::new();
+    let (p, m) = fx.client("Кэш");
+    let mut deals: Vec<Deal> = (0..8).map(|i| fx.deal(p.id, m, 100 + i)).collect();
+    let mut open: Vec<(crmkit_core::store::Snapshot, Vec<Option<Deal>>)> = Vec::new();
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut alive: Vec<Option<Deal>> = deals.iter().cloned().map(Some).collect();
+    for step in 0..3000 {
+        match next() % 5 {
+            0 => {
+                // Change a deal (or delete it, now and then).
+                let i = (next() % deals.len() as u64) as usize;
+                if let Some(d) = alive[i].clone() {
+                    if next() % 10 == 0 {
+                        fx.store.transact(None, |tx| tx.delete::<Deal>(d.id, d.version)).unwrap();
+                        alive[i] = None;
+                    } else {
+                        let mut changed = d.clone();
+                        changed.amount = Money::new(Decimal::from(step), Currency::RUB);
+                        alive[i] = Some(fx.store.transact(None, |tx| tx.update(changed)).unwrap());
+                    }
+                }
+            }
+            1 => {
+                open.push((fx.store.read().unwrap(), alive.clone()));
+                if open.len() > 6 {
+                    open.remove((next() % open.len() as u64) as usize);
+                }
+            }
+            _ => {
+                // Read from a random snapshot (or a fresh one).
+                let i = (next() % deals.len() as u64) as usize;
+                let id = deals[i].id;
+                if open.is_empty() || next() % 4 == 0 {
+                    let got = fx.store.read().unwrap().get::<Deal>(id).unwrap();
+                    assert_eq!(got, alive[i], "a fresh snapshot at step {step}");
+                } else {
+                    let k = (next() % open.len() as u64) as usize;
+                    let got = open[k].0.get::<Deal>(id).unwrap();
+                    assert_eq!(got, open[k].1[i], "an old snapshot at step {step}");
+                }
+            }
+        }
+    }
+    deals.clear();
+}

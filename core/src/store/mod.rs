@@ -5,6 +5,7 @@
 //! MessagePack map with field names, so fields can be added without touching old files.
 //! Keys are big-endian ids, so every table iterates in creation order.
 
+mod cache;
 pub mod kv;
 pub(crate) mod postings;
 pub mod redb;
@@ -99,7 +100,7 @@ impl Store {
             });
         }
         let backend = redb::RedbBackend::create(path, settings.cache_bytes)?;
-        let store = Store { backend: Box::new(backend), settings, clock, path: path.to_path_buf() };
+        let store = Store { backend: with_record_cache(backend, &settings), settings, clock, path: path.to_path_buf() };
         schema::initialize(&store)?;
         Ok(store)
     }
@@ -110,7 +111,7 @@ impl Store {
         let backend = redb::RedbBackend::open(path, settings.cache_bytes)?;
         schema::check_is_crmkit(&backend, path)?;
         backend.ensure_tables()?;
-        let store = Store { backend: Box::new(backend), settings, clock, path: path.to_path_buf() };
+        let store = Store { backend: with_record_cache(backend, &settings), settings, clock, path: path.to_path_buf() };
         schema::migrate(&store)?;
         Ok(store)
     }
@@ -205,10 +206,28 @@ impl Store {
     }
 }
 
+/// Puts the record cache in front of the backend, for entity tables.
+fn with_record_cache(backend: redb::RedbBackend, settings: &Settings) -> Box<dyn Backend> {
+    if settings.record_cache_bytes == 0 {
+        return Box::new(backend);
+    }
+    let entity_slots: Vec<usize> = EntityKind::ALL.iter().map(|k| entity_table(*k).slot).collect();
+    Box::new(cache::CachedBackend::new(Box::new(backend), settings.record_cache_bytes, move |t| {
+        entity_slots.contains(&t.slot)
+    }))
+}
+
 /// Reads shared by snapshots and write transactions (which see their own writes).
 pub trait Reader {
     #[doc(hidden)]
     fn kv_get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    #[doc(hidden)]
+    fn kv_get_decoded(&self, t: Table, key: &[u8], decode: &mut kv::Decode<'_>) -> Result<Option<kv::Decoded>> {
+        match self.kv_get(t, key)? {
+            Some(bytes) => decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
     #[doc(hidden)]
     fn kv_contains(&self, t: Table, key: &[u8]) -> Result<bool> {
         Ok(self.kv_get(t, key)?.is_some())
@@ -228,10 +247,11 @@ pub trait Reader {
     /// The entity with this id, if any.
     fn get<E: Entity>(&self, id: E::Id) -> Result<Option<E>> {
         let raw = id.raw();
-        match self.kv_get(entity_table(E::KIND), &raw.to_bytes())? {
-            Some(bytes) => decode(&bytes, || format!("{} {raw}", E::KIND)).map(Some),
-            None => Ok(None),
-        }
+        let mut decoder = |bytes: &[u8]| -> Result<kv::Decoded> {
+            decode::<E>(bytes, || format!("{} {raw}", E::KIND)).map(|e| Arc::new(e) as kv::Decoded)
+        };
+        let shared = self.kv_get_decoded(entity_table(E::KIND), &raw.to_bytes(), &mut decoder)?;
+        Ok(shared.map(|v| v.downcast_ref::<E>().expect("decoded as this entity type").clone()))
     }
 
     /// The entity with this id, or [`Error::NotFound`].
@@ -472,6 +492,9 @@ pub struct Snapshot {
 impl Reader for Snapshot {
     fn kv_get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.kv.get(t, key)
+    }
+    fn kv_get_decoded(&self, t: Table, key: &[u8], decode: &mut kv::Decode<'_>) -> Result<Option<kv::Decoded>> {
+        self.kv.get_decoded(t, key, decode)
     }
     fn kv_contains(&self, t: Table, key: &[u8]) -> Result<bool> {
         self.kv.contains(t, key)

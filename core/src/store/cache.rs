@@ -1,0 +1,216 @@
+//! A shared cache of entity records in front of the backend, exact under MVCC.
+//!
+//! Every commit gets a generation number. A cached record is the latest version of its key
+//! and remembers the generation it became valid at; a snapshot knows the generation it was
+//! taken at (or an earlier one, which only costs hits), and uses a cached record only when
+//! that record was already valid then. A commit first drops the records it overwrites and
+//! notes when each key last changed, so a snapshot that read an older version can never put
+//! it back as the latest.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::kv::{Backend, Changes, Decode, Decoded, Durability, KvRead, KvWrite, Visit};
+use super::tables::{all_tables, Table};
+use crate::Error;
+
+const SHARDS: usize = 16;
+/// Keys whose last change is remembered per shard before the shard starts over.
+const MAX_TOMBS: usize = 200_000;
+
+/// A cached key: the table slot and the 16-byte id.
+type Key = (u8, u128);
+
+/// Hashes ids cheaply: their low bits are a sequence, so one multiply spreads them.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u8(*b);
+        }
+    }
+    fn write_u8(&mut self, b: u8) {
+        self.0 = (self.0 ^ b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = (self.0 ^ v as u64 ^ (v >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type Map<V> = HashMap<Key, V, BuildHasherDefault<IdHasher>>;
+
+#[derive(Default)]
+struct Shard {
+    /// Latest versions: the stored bytes and the generation they are valid from.
+    records: Map<(Arc<[u8]>, u64)>,
+    bytes: usize,
+    /// The generation of each key's last change.
+    changed: Map<u64>,
+    /// Keys not in `changed` have not changed since this generation.
+    unchanged_since: u64,
+}
+
+struct Shared {
+    generation: AtomicU64,
+    shards: Vec<Mutex<Shard>>,
+    shard_budget: usize,
+    /// Which table slots hold entity records.
+    cached: Vec<bool>,
+}
+
+impl Shared {
+    /// The shard and cache key of a record key; `None` for keys that are not ids.
+    fn shard(&self, t: Table, key: &[u8]) -> Option<(&Mutex<Shard>, Key)> {
+        let id = u128::from_be_bytes(key.try_into().ok()?);
+        let spread = (id as u64 ^ (id >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        Some((&self.shards[(spread >> 59) as usize % SHARDS], (t.slot as u8, id)))
+    }
+
+    fn lock(m: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
+        m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A backend with a record cache in front.
+pub struct CachedBackend {
+    inner: Box<dyn Backend>,
+    shared: Arc<Shared>,
+}
+
+impl CachedBackend {
+    /// Caches up to `budget_bytes` of the records of the tables `cached` selects.
+    pub fn new(inner: Box<dyn Backend>, budget_bytes: usize, cached: impl Fn(Table) -> bool) -> CachedBackend {
+        let shared = Shared {
+            generation: AtomicU64::new(0),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            shard_budget: budget_bytes / SHARDS,
+            cached: all_tables().into_iter().map(cached).collect(),
+        };
+        CachedBackend { inner, shared: Arc::new(shared) }
+    }
+}
+
+impl Backend for CachedBackend {
+    fn read(&self) -> Result<Box<dyn KvRead>, Error> {
+        let before = self.shared.generation.load(Ordering::SeqCst);
+        let inner = self.inner.read()?;
+        let after = self.shared.generation.load(Ordering::SeqCst);
+        // The snapshot sees at least generation `before`; if a commit finished meanwhile we
+        // cannot tell which, so the snapshot does without the cache.
+        let generation = (before == after).then_some(before);
+        Ok(Box::new(CachedRead { inner, generation, shared: self.shared.clone() }))
+    }
+
+    fn write(&self) -> Result<Box<dyn KvWrite>, Error> {
+        Ok(Box::new(CachedWrite { inner: self.inner.write()?, shared: self.shared.clone() }))
+    }
+}
+
+struct CachedRead {
+    inner: Box<dyn KvRead>,
+    generation: Option<u64>,
+    shared: Arc<Shared>,
+}
+
+impl KvRead for CachedRead {
+    fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        self.inner.get(t, key)
+    }
+
+    fn get_decoded(&self, t: Table, key: &[u8], decode: &mut Decode<'_>) -> Result<Option<Decoded>, Error> {
+        let cached = self.generation.filter(|_| self.shared.cached[t.slot]).zip(self.shared.shard(t, key));
+        let Some((seen, (shard, k))) = cached else {
+            return self.inner.get_decoded(t, key, decode);
+        };
+        let hit = Shared::lock(shard).records.get(&k).filter(|(_, from)| *from <= seen).map(|(b, _)| b.clone());
+        if let Some(bytes) = hit {
+            return decode(&bytes).map(Some);
+        }
+        let Some(bytes) = self.inner.get(t, key)? else { return Ok(None) };
+        let value = decode(&bytes)?;
+        let bytes: Arc<[u8]> = Arc::from(bytes);
+        let mut s = Shared::lock(shard);
+        let valid_from = s.changed.get(&k).copied().unwrap_or(s.unchanged_since);
+        // Only the latest version goes in: no change after the one this snapshot sees.
+        if valid_from <= seen {
+            if s.bytes + bytes.len() > self.shared.shard_budget {
+                s.records.clear();
+                s.bytes = 0;
+            }
+            s.bytes += bytes.len();
+            if let Some((old, _)) = s.records.insert(k, (bytes, valid_from)) {
+                s.bytes -= old.len();
+            }
+        }
+        Ok(Some(value))
+    }
+
+    fn contains(&self, t: Table, key: &[u8]) -> Result<bool, Error> {
+        self.inner.contains(t, key)
+    }
+
+    fn scan(
+        &self,
+        t: Table,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        reverse: bool,
+        visit: Visit<'_>,
+    ) -> Result<(), Error> {
+        self.inner.scan(t, from, to, reverse, visit)
+    }
+
+    fn len(&self, t: Table) -> Result<u64, Error> {
+        self.inner.len(t)
+    }
+}
+
+struct CachedWrite {
+    inner: Box<dyn KvWrite>,
+    shared: Arc<Shared>,
+}
+
+impl KvWrite for CachedWrite {
+    fn base(&self) -> &dyn KvRead {
+        self.inner.base()
+    }
+
+    fn commit(self: Box<Self>, changes: Changes, durability: Durability) -> Result<(), Error> {
+        let shared = self.shared;
+        // Single writer: no other commit runs, so this one becomes `next`.
+        let next = shared.generation.load(Ordering::SeqCst) + 1;
+        let tables = all_tables();
+        for (slot, entries) in changes.tables.iter().enumerate() {
+            if !shared.cached[slot] {
+                continue;
+            }
+            let t = tables[slot];
+            for key in entries.keys() {
+                let Some((shard, k)) = shared.shard(t, key) else { continue };
+                let mut s = Shared::lock(shard);
+                if let Some((old, _)) = s.records.remove(&k) {
+                    s.bytes -= old.len();
+                }
+                if s.changed.len() >= MAX_TOMBS {
+                    // Start over: forget everything, and trust nothing read before `next`.
+                    s.changed.clear();
+                    s.records.clear();
+                    s.bytes = 0;
+                    s.unchanged_since = next;
+                }
+                s.changed.insert(k, next);
+            }
+        }
+        self.inner.commit(changes, durability)?;
+        shared.generation.store(next, Ordering::SeqCst);
+        Ok(())
+    }
+}
