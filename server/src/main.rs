@@ -82,7 +82,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Check { dir } => check(&dir),
         Command::Demo { dir, deals, seed, force } => {
-            let summary = make_demo(&dir, deals, seed, force, true)?;
+            let summary = make_demo(&dir, deals, seed, force, true, None)?;
             print!("{summary}");
             println!("\ninstallation: {}", dir.display());
             println!("next: crmkit stats {}", dir.display());
@@ -97,7 +97,14 @@ fn run(cli: Cli) -> Result<()> {
 const DEMO_MARKER: &str = ".crmkit-demo";
 
 /// Creates a demo installation and fills it, with a progress bar when `show` is set.
-pub(crate) fn make_demo(dir: &Path, deals: usize, seed: u64, force: bool, show: bool) -> Result<demo::Summary> {
+pub(crate) fn make_demo(
+    dir: &Path,
+    deals: usize,
+    seed: u64,
+    force: bool,
+    show: bool,
+    cache_mb: Option<u64>,
+) -> Result<demo::Summary> {
     if dir.join(crmkit_core::config::CONFIG_FILE).exists() {
         // A demo replaces an earlier demo; anything else only with --force.
         if !force && !dir.join(DEMO_MARKER).exists() {
@@ -107,7 +114,11 @@ pub(crate) fn make_demo(dir: &Path, deals: usize, seed: u64, force: bool, show: 
     }
     let opts = DemoOptions::new(deals, seed);
     let clock = Arc::new(ManualClock::new(opts.start));
-    let inst = Installation::init(dir, Some(demo::DEMO_CONFIG), clock.clone())?;
+    let config = match cache_mb {
+        Some(mb) => demo::DEMO_CONFIG.replacen("cache_mb = 256", &format!("cache_mb = {mb}"), 1),
+        None => demo::DEMO_CONFIG.to_string(),
+    };
+    let inst = Installation::init(dir, Some(&config), clock.clone())?;
     std::fs::write(dir.join(DEMO_MARKER), format!("deals = {deals}\nseed = {seed}\n"))?;
     let bar = if show { ProgressBar::new(opts.estimated_entities()) } else { ProgressBar::hidden() };
     bar.set_style(

@@ -264,3 +264,30 @@ fn a_refused_write_inside_a_transaction_leaves_earlier_writes_intact() {
     assert!(fx.dump() == before, "an uncommitted transaction wrote something");
     assert_eq!(ok.meta().version, 1);
 }
+
+#[test]
+fn refused_writes_inside_a_committed_transaction_leave_no_trace() {
+    // Two stores receive the same valid writes; one also sees refused ones in between. After
+    // committing, both files hold exactly the same bytes.
+    let run = |with_refusals: bool| {
+        let (fx, p, m) = setup();
+        fx.store
+            .transact(Some(m), |tx| {
+                let d = tx.create(new_deal(p.id, m, 10))?;
+                if with_refusals {
+                    assert!(tx.create(new_deal(p.id, m, -10)).is_err());
+                    let mut stale = d.clone();
+                    stale.version = 7;
+                    assert!(tx.update(stale).is_err());
+                    assert!(tx.delete::<Partner>(p.id, p.version).is_err());
+                }
+                let mut won = d.clone();
+                won.status = DealStatus::Won;
+                tx.update(won)?;
+                tx.create(new_deal(p.id, m, 20))
+            })
+            .unwrap();
+        fx.dump()
+    };
+    assert!(run(false) == run(true), "a refused write left something behind");
+}

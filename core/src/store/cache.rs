@@ -59,7 +59,10 @@ struct Shard {
 }
 
 struct Shared {
+    /// The newest commit number every snapshot opened from now on is known to see.
     generation: AtomicU64,
+    /// The last commit number handed out.
+    numbered: AtomicU64,
     shards: Vec<Mutex<Shard>>,
     shard_budget: usize,
     /// Which table slots hold entity records.
@@ -90,6 +93,7 @@ impl CachedBackend {
     pub fn new(inner: Box<dyn Backend>, budget_bytes: usize, cached: impl Fn(Table) -> bool) -> CachedBackend {
         let shared = Shared {
             generation: AtomicU64::new(0),
+            numbered: AtomicU64::new(0),
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             shard_budget: budget_bytes / SHARDS,
             cached: all_tables().into_iter().map(cached).collect(),
@@ -185,8 +189,9 @@ impl KvWrite for CachedWrite {
 
     fn commit(self: Box<Self>, changes: Changes, durability: Durability) -> Result<(), Error> {
         let shared = self.shared;
-        // Single writer: no other commit runs, so this one becomes `next`.
-        let next = shared.generation.load(Ordering::SeqCst) + 1;
+        // Numbers follow the backend's commit order: the next writer can only reach this
+        // point after this commit's backend commit, which comes after this line.
+        let next = shared.numbered.fetch_add(1, Ordering::SeqCst) + 1;
         let tables = all_tables();
         for (slot, entries) in changes.tables.iter().enumerate() {
             if !shared.cached[slot] {
@@ -210,7 +215,8 @@ impl KvWrite for CachedWrite {
             }
         }
         self.inner.commit(changes, durability)?;
-        shared.generation.store(next, Ordering::SeqCst);
+        // A later commit may already have published a higher number, which covers this one.
+        shared.generation.fetch_max(next, Ordering::SeqCst);
         Ok(())
     }
 }

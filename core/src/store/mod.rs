@@ -138,12 +138,15 @@ impl Store {
 
     /// Starts the single write transaction; `actor` is recorded in the audit log.
     pub fn write(&self, actor: Option<UserId>) -> Result<WriteTxn<'_>> {
+        let kv = self.backend.write()?;
+        let seq = schema::stored_seq(kv.base())?;
         Ok(WriteTxn {
             store: self,
-            kv: self.backend.write()?,
+            kv,
             changes: Changes::new(),
             actor,
-            seq: None,
+            seq,
+            seq_used: false,
             durability: Durability::Immediate,
             postings: BTreeMap::new(),
         })
@@ -522,7 +525,10 @@ pub struct WriteTxn<'s> {
     kv: Box<dyn KvWrite>,
     changes: Changes,
     actor: Option<UserId>,
-    seq: Option<u64>,
+    /// The last sequence number handed out.
+    seq: u64,
+    /// Whether `seq` moved and must be stored at commit.
+    seq_used: bool,
     durability: Durability,
     /// Index changes, applied to the posting chunks at commit.
     postings: BTreeMap<(Index, Vec<u8>), postings::Delta>,
@@ -641,8 +647,8 @@ impl WriteTxn<'_> {
 
     /// Commits everything written in the transaction.
     pub fn commit(mut self) -> Result<()> {
-        if let Some(seq) = self.seq {
-            self.changes.put(META, schema::ID_SEQ.to_vec(), seq.to_be_bytes().to_vec());
+        if self.seq_used {
+            self.changes.put(META, schema::ID_SEQ.to_vec(), self.seq.to_be_bytes().to_vec());
         }
         for ((index, prefix), delta) in &self.postings {
             postings::apply(self.kv.base(), *index, prefix, delta, &mut self.changes)?;
@@ -650,20 +656,23 @@ impl WriteTxn<'_> {
         self.kv.commit(self.changes, self.durability)
     }
 
-    fn next_id(&mut self, at: Timestamp) -> Result<RawId> {
-        let seq = match self.seq {
-            Some(s) => s,
-            None => schema::stored_seq(self.kv.base())?,
-        } + 1;
-        self.seq = Some(seq);
-        Ok(RawId::new(at.0, seq))
+    /// The id the next creation at `at` gets (not handed out yet).
+    fn peek_id(&self, at: Timestamp) -> RawId {
+        RawId::new(at.0, self.seq + 1)
+    }
+
+    /// Hands out an id: the next sequence number at `at`.
+    fn next_id(&mut self, at: Timestamp) -> RawId {
+        self.seq += 1;
+        self.seq_used = true;
+        RawId::new(at.0, self.seq)
     }
 
     /// Creates `entity`: assigns id, version 1 and instants, checks it, writes it with its
     /// index entries and an audit entry. Returns the stored form.
     pub fn create<E: Entity>(&mut self, mut entity: E) -> Result<E> {
         let now = self.now();
-        let id = self.next_id(now)?;
+        let id = self.peek_id(now);
         let actor = self.actor;
         entity.set_meta(Meta {
             id,
@@ -676,6 +685,9 @@ impl WriteTxn<'_> {
         self.check(&mut entity)?;
         let entries = entries_of(&entity);
         self.check_unique::<E>(&entries, id)?;
+        // Everything is checked: from here on nothing can fail.
+        let taken = self.next_id(now);
+        debug_assert_eq!(taken, id);
         self.changes.put(entity_table(E::KIND), id.to_bytes().to_vec(), encode(&entity));
         for e in entries {
             self.index_change(e, id, true);
@@ -721,7 +733,7 @@ impl WriteTxn<'_> {
         }
         self.changes.put(entity_table(E::KIND), meta.id.to_bytes().to_vec(), encode(&entity));
         let version = entity.meta().version;
-        self.audit(now, E::KIND, meta.id, AuditOp::Update, changes, version)?;
+        self.audit(now, E::KIND, meta.id, AuditOp::Update, changes, version);
         Ok(entity)
     }
 
@@ -739,15 +751,20 @@ impl WriteTxn<'_> {
             return Err(Error::Conflict { kind: E::KIND, id: raw, given: version, stored });
         }
         self.check_unreferenced(E::KIND, raw)?;
+        let blob_keys = match (&old as &dyn std::any::Any).downcast_ref::<Attachment>() {
+            Some(att) => self.blob_keys_released(&att.content, raw)?,
+            None => Vec::new(),
+        };
+        // Everything is checked: from here on nothing can fail.
         for e in entries_of(&old) {
             self.index_change(e, raw, false);
         }
         self.changes.delete(entity_table(E::KIND), raw.to_bytes().to_vec());
-        if let Some(att) = (&old as &dyn std::any::Any).downcast_ref::<Attachment>() {
-            self.release_blob(&att.content, raw)?;
+        for k in blob_keys {
+            self.changes.delete(BLOBS, k);
         }
         let now = self.now();
-        self.audit(now, E::KIND, raw, AuditOp::Delete, audit::snapshot(&to_json(&old)), stored)?;
+        self.audit(now, E::KIND, raw, AuditOp::Delete, audit::snapshot(&to_json(&old)), stored);
         Ok(())
     }
 
@@ -763,6 +780,7 @@ impl WriteTxn<'_> {
             .into());
         }
         let hash = ContentHash::of(content);
+        let stored = self.kv_contains(BLOBS, &blob_key(&hash, 0))?;
         let attachment = self.create(Attachment {
             id: Default::default(),
             version: 0,
@@ -776,7 +794,7 @@ impl WriteTxn<'_> {
             size: content.len() as u64,
             content: hash,
         })?;
-        if self.kv_get(BLOBS, &blob_key(&hash, 0))?.is_none() {
+        if !stored {
             for (i, chunk) in content.chunks(BLOB_CHUNK).enumerate() {
                 self.changes.put(BLOBS, blob_key(&hash, i as u32), chunk.to_vec());
             }
@@ -787,10 +805,12 @@ impl WriteTxn<'_> {
         Ok(attachment)
     }
 
-    fn release_blob(&mut self, hash: &ContentHash, released_by: RawId) -> Result<()> {
+    /// The blob chunks to delete when attachment `released_by` goes: all of them if no
+    /// other attachment has the same content.
+    fn blob_keys_released(&self, hash: &ContentHash, released_by: RawId) -> Result<Vec<Vec<u8>>> {
         let others = self.ids_by(Index::AttachmentByContent, &hash.0, None, 2)?;
         if others.iter().any(|id| *id != released_by) {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut keys = Vec::new();
         let end = prefix_end(&hash.0);
@@ -804,10 +824,7 @@ impl WriteTxn<'_> {
                 true
             },
         )?;
-        for k in keys {
-            self.changes.delete(BLOBS, k);
-        }
-        Ok(())
+        Ok(keys)
     }
 
     fn index_change(&mut self, entry: IndexEntry, id: RawId, add: bool) {
@@ -822,8 +839,8 @@ impl WriteTxn<'_> {
         op: AuditOp,
         changes: Vec<audit::FieldChange>,
         version: u64,
-    ) -> Result<()> {
-        let audit_id = self.next_id(at)?;
+    ) {
+        let audit_id = self.next_id(at);
         let entry = AuditEntry {
             id: AuditId(audit_id),
             at,
@@ -837,7 +854,6 @@ impl WriteTxn<'_> {
         let mut k = id.to_bytes().to_vec();
         k.extend_from_slice(&audit_id.to_bytes());
         self.changes.put(AUDIT_BY_ENTITY, k, Vec::new());
-        Ok(())
     }
 
     /// Normalizes and validates an entity, and checks every reference it makes.

@@ -122,7 +122,19 @@ fn v1_to_v2(tx: &mut WriteTxn<'_>) -> Result<()> {
         }
     }
     for (entity, (created_by, updated_by)) in actors {
-        for_kind!(entity.kind, set_actors(tx, entity.id, created_by, updated_by))?;
+        if tx.exists(entity.kind, entity.id)? {
+            for_kind!(entity.kind, set_actors(tx, entity.id, created_by, updated_by))?;
+            continue;
+        }
+        // A deleted entity: its creator goes into the last state its deletion kept.
+        if let Some(mut delete) = log.iter().find(|e| e.entity == entity && e.op == AuditOp::Delete).cloned() {
+            delete.changes.push(crate::audit::FieldChange {
+                field: "created_by".into(),
+                old: Some(serde_json::to_value(created_by).expect("ids serialize")),
+                new: None,
+            });
+            tx.changes.put(AUDIT, delete.id.0.to_bytes().to_vec(), super::encode(&delete));
+        }
     }
     Ok(())
 }
