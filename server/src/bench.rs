@@ -28,6 +28,9 @@ pub enum What {
         /// Page cache of the installation built, in MiB.
         #[arg(long, default_value_t = 4096)]
         cache_mb: u64,
+        /// Record cache of the installation built, in MiB.
+        #[arg(long, default_value_t = 1024)]
+        record_cache_mb: u64,
         /// Measure an installation DIR already holds instead of building one.
         #[arg(long, requires = "dir")]
         reuse: bool,
@@ -36,7 +39,9 @@ pub enum What {
 
 pub fn run(what: What) -> Result<()> {
     match what {
-        What::Store { deals, dir, reads, reuse, cache_mb } => store(deals, dir, reads, reuse, cache_mb),
+        What::Store { deals, dir, reads, reuse, cache_mb, record_cache_mb } => {
+            store(deals, dir, reads, reuse, cache_mb, record_cache_mb)
+        }
     }
 }
 
@@ -50,7 +55,14 @@ fn percentile(v: &mut [Duration], p: f64) -> Duration {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn store(deals: usize, dir: Option<PathBuf>, reads: usize, reuse: bool, cache_mb: u64) -> Result<()> {
+fn store(
+    deals: usize,
+    dir: Option<PathBuf>,
+    reads: usize,
+    reuse: bool,
+    cache_mb: u64,
+    record_cache_mb: u64,
+) -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = dir.unwrap_or_else(|| tmp.path().join("bench"));
     if reuse {
@@ -58,7 +70,7 @@ fn store(deals: usize, dir: Option<PathBuf>, reads: usize, reuse: bool, cache_mb
     } else {
         println!("crmkit bench store: demo with {deals} deals in {}", dir.display());
         let started = Instant::now();
-        let summary = crate::make_demo(&dir, deals, 42, true, true, Some(cache_mb))?;
+        let summary = crate::make_demo(&dir, deals, 42, true, true, Some((cache_mb, record_cache_mb)))?;
         let load = started.elapsed();
         let entities = summary.entities();
         println!(

@@ -103,7 +103,7 @@ pub(crate) fn make_demo(
     seed: u64,
     force: bool,
     show: bool,
-    cache_mb: Option<u64>,
+    caches_mb: Option<(u64, u64)>,
 ) -> Result<demo::Summary> {
     if dir.join(crmkit_core::config::CONFIG_FILE).exists() {
         // A demo replaces an earlier demo; anything else only with --force.
@@ -114,8 +114,10 @@ pub(crate) fn make_demo(
     }
     let opts = DemoOptions::new(deals, seed);
     let clock = Arc::new(ManualClock::new(opts.start));
-    let config = match cache_mb {
-        Some(mb) => demo::DEMO_CONFIG.replacen("cache_mb = 256", &format!("cache_mb = {mb}"), 1),
+    let config = match caches_mb {
+        Some((pages, records)) => demo::DEMO_CONFIG
+            .replacen("\ncache_mb = 256", &format!("\ncache_mb = {pages}"), 1)
+            .replacen("\nrecord_cache_mb = 64", &format!("\nrecord_cache_mb = {records}"), 1),
         None => demo::DEMO_CONFIG.to_string(),
     };
     let inst = Installation::init(dir, Some(&config), clock.clone())?;

@@ -13,7 +13,7 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::kv::{Backend, Changes, Decode, Decoded, Durability, KvRead, KvWrite, Visit};
+use super::kv::{Backend, Changes, Durability, KvRead, KvWrite, Visit};
 use super::tables::{all_tables, Table};
 use crate::Error;
 
@@ -56,6 +56,24 @@ struct Shard {
     changed: Map<u64>,
     /// Keys not in `changed` have not changed since this generation.
     unchanged_since: u64,
+}
+
+impl Shard {
+    /// Drops about an eighth of the records (whichever the map yields first), so a full
+    /// cache keeps most of what it holds instead of starting over.
+    fn evict_some(&mut self) {
+        let mut n = self.records.len() / 8 + 1;
+        let mut freed = 0;
+        self.records.retain(|_, (bytes, _)| {
+            if n == 0 {
+                return true;
+            }
+            n -= 1;
+            freed += bytes.len();
+            false
+        });
+        self.bytes -= freed;
+    }
 }
 
 struct Shared {
@@ -129,32 +147,30 @@ impl KvRead for CachedRead {
         self.inner.get(t, key)
     }
 
-    fn get_decoded(&self, t: Table, key: &[u8], decode: &mut Decode<'_>) -> Result<Option<Decoded>, Error> {
+    fn get_shared(&self, t: Table, key: &[u8]) -> Result<Option<Arc<[u8]>>, Error> {
         let cached = self.generation.filter(|_| self.shared.cached[t.slot]).zip(self.shared.shard(t, key));
         let Some((seen, (shard, k))) = cached else {
-            return self.inner.get_decoded(t, key, decode);
+            return self.inner.get_shared(t, key);
         };
         let hit = Shared::lock(shard).records.get(&k).filter(|(_, from)| *from <= seen).map(|(b, _)| b.clone());
-        if let Some(bytes) = hit {
-            return decode(&bytes).map(Some);
+        if hit.is_some() {
+            return Ok(hit);
         }
         let Some(bytes) = self.inner.get(t, key)? else { return Ok(None) };
-        let value = decode(&bytes)?;
         let bytes: Arc<[u8]> = Arc::from(bytes);
         let mut s = Shared::lock(shard);
         let valid_from = s.changed.get(&k).copied().unwrap_or(s.unchanged_since);
         // Only the latest version goes in: no change after the one this snapshot sees.
         if valid_from <= seen {
             if s.bytes + bytes.len() > self.shared.shard_budget {
-                s.records.clear();
-                s.bytes = 0;
+                s.evict_some();
             }
             s.bytes += bytes.len();
-            if let Some((old, _)) = s.records.insert(k, (bytes, valid_from)) {
+            if let Some((old, _)) = s.records.insert(k, (bytes.clone(), valid_from)) {
                 s.bytes -= old.len();
             }
         }
-        Ok(Some(value))
+        Ok(Some(bytes))
     }
 
     fn contains(&self, t: Table, key: &[u8]) -> Result<bool, Error> {

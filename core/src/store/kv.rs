@@ -54,12 +54,6 @@ impl Changes {
     }
 }
 
-/// A decoded record, shared.
-pub type Decoded = std::sync::Arc<dyn std::any::Any + Send + Sync>;
-
-/// Decodes stored bytes into a shared record.
-pub type Decode<'a> = dyn FnMut(&[u8]) -> Result<Decoded, Error> + 'a;
-
 /// Called for each entry of a scan; returns `false` to stop.
 pub type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> bool;
 
@@ -67,13 +61,9 @@ pub type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> bool;
 pub trait KvRead: Send {
     /// The value at `key`.
     fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, Error>;
-    /// The decoded value at `key`: `decode` turns the stored bytes into a value, and a
-    /// caching layer may hand out a value it decoded before instead.
-    fn get_decoded(&self, t: Table, key: &[u8], decode: &mut Decode<'_>) -> Result<Option<Decoded>, Error> {
-        match self.get(t, key)? {
-            Some(bytes) => decode(&bytes).map(Some),
-            None => Ok(None),
-        }
+    /// The value at `key`, shared rather than copied where a caching layer holds it.
+    fn get_shared(&self, t: Table, key: &[u8]) -> Result<Option<std::sync::Arc<[u8]>>, Error> {
+        Ok(self.get(t, key)?.map(std::sync::Arc::from))
     }
     /// Whether `key` has a value.
     fn contains(&self, t: Table, key: &[u8]) -> Result<bool, Error> {

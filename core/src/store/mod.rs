@@ -225,11 +225,8 @@ pub trait Reader {
     #[doc(hidden)]
     fn kv_get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>>;
     #[doc(hidden)]
-    fn kv_get_decoded(&self, t: Table, key: &[u8], decode: &mut kv::Decode<'_>) -> Result<Option<kv::Decoded>> {
-        match self.kv_get(t, key)? {
-            Some(bytes) => decode(&bytes).map(Some),
-            None => Ok(None),
-        }
+    fn kv_get_shared(&self, t: Table, key: &[u8]) -> Result<Option<Arc<[u8]>>> {
+        Ok(self.kv_get(t, key)?.map(Arc::from))
     }
     #[doc(hidden)]
     fn kv_contains(&self, t: Table, key: &[u8]) -> Result<bool> {
@@ -250,11 +247,10 @@ pub trait Reader {
     /// The entity with this id, if any.
     fn get<E: Entity>(&self, id: E::Id) -> Result<Option<E>> {
         let raw = id.raw();
-        let mut decoder = |bytes: &[u8]| -> Result<kv::Decoded> {
-            decode::<E>(bytes, || format!("{} {raw}", E::KIND)).map(|e| Arc::new(e) as kv::Decoded)
-        };
-        let shared = self.kv_get_decoded(entity_table(E::KIND), &raw.to_bytes(), &mut decoder)?;
-        Ok(shared.map(|v| v.downcast_ref::<E>().expect("decoded as this entity type").clone()))
+        match self.kv_get_shared(entity_table(E::KIND), &raw.to_bytes())? {
+            Some(bytes) => decode(&bytes, || format!("{} {raw}", E::KIND)).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The entity with this id, or [`Error::NotFound`].
@@ -496,8 +492,8 @@ impl Reader for Snapshot {
     fn kv_get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.kv.get(t, key)
     }
-    fn kv_get_decoded(&self, t: Table, key: &[u8], decode: &mut kv::Decode<'_>) -> Result<Option<kv::Decoded>> {
-        self.kv.get_decoded(t, key, decode)
+    fn kv_get_shared(&self, t: Table, key: &[u8]) -> Result<Option<Arc<[u8]>>> {
+        self.kv.get_shared(t, key)
     }
     fn kv_contains(&self, t: Table, key: &[u8]) -> Result<bool> {
         self.kv.contains(t, key)
