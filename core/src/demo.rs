@@ -101,9 +101,25 @@ impl fmt::Display for Summary {
         }
         let statuses: Vec<String> = self.deals_by_status.iter().map(|(s, n)| format!("{s} {n}")).collect();
         writeln!(f, "deals: {}", statuses.join(", "))?;
-        let open: Vec<String> = self.pipeline.iter().map(|(c, a)| format!("{} {c}", a.round_dp(0))).collect();
+        let open: Vec<String> = self.pipeline.iter().map(|(c, a)| format!("{} {c}", grouped(*a))).collect();
         writeln!(f, "open pipeline: {}", open.join(" + "))
     }
+}
+
+/// A whole amount with thin spaces between thousands: `59 454 804 000`.
+fn grouped(amount: Decimal) -> String {
+    let digits = amount.round_dp(0).abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    if amount.is_sign_negative() {
+        out.insert(0, '-');
+    }
+    out
 }
 
 /// A small deterministic generator (SplitMix64): the demo must not change when a
