@@ -13,7 +13,7 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::kv::{Backend, Changes, Durability, KvRead, KvWrite, Visit};
+use super::kv::{Backend, Changes, Decode, Decoded, Durability, KvRead, KvWrite, Visit};
 use super::tables::{all_tables, Table};
 use crate::Error;
 
@@ -49,8 +49,9 @@ type Map<V> = HashMap<Key, V, BuildHasherDefault<IdHasher>>;
 
 #[derive(Default)]
 struct Shard {
-    /// Latest versions: the stored bytes and the generation they are valid from.
-    records: Map<(Arc<[u8]>, u64)>,
+    /// Latest versions: the decoded record, the memory it is counted for, and the
+    /// generation it is valid from.
+    records: Map<(Decoded, usize, u64)>,
     bytes: usize,
     /// The generation of each key's last change.
     changed: Map<u64>,
@@ -64,12 +65,12 @@ impl Shard {
     fn evict_some(&mut self) {
         let mut n = self.records.len() / 8 + 1;
         let mut freed = 0;
-        self.records.retain(|_, (bytes, _)| {
+        self.records.retain(|_, (_, size, _)| {
             if n == 0 {
                 return true;
             }
             n -= 1;
-            freed += bytes.len();
+            freed += *size;
             false
         });
         self.bytes -= freed;
@@ -147,30 +148,32 @@ impl KvRead for CachedRead {
         self.inner.get(t, key)
     }
 
-    fn get_shared(&self, t: Table, key: &[u8]) -> Result<Option<Arc<[u8]>>, Error> {
+    fn get_decoded(&self, t: Table, key: &[u8], decode: &Decode<'_>) -> Result<Option<Decoded>, Error> {
         let cached = self.generation.filter(|_| self.shared.cached[t.slot]).zip(self.shared.shard(t, key));
         let Some((seen, (shard, k))) = cached else {
-            return self.inner.get_shared(t, key);
+            return self.inner.get_decoded(t, key, decode);
         };
-        let hit = Shared::lock(shard).records.get(&k).filter(|(_, from)| *from <= seen).map(|(b, _)| b.clone());
+        let hit = Shared::lock(shard).records.get(&k).filter(|(_, _, from)| *from <= seen).map(|(r, _, _)| r.clone());
         if hit.is_some() {
             return Ok(hit);
         }
         let Some(bytes) = self.inner.get(t, key)? else { return Ok(None) };
-        let bytes: Arc<[u8]> = Arc::from(bytes);
+        let record = decode(&bytes)?;
+        // A decoded record takes about twice its stored size in memory.
+        let size = 2 * bytes.len() + 64;
         let mut s = Shared::lock(shard);
         let valid_from = s.changed.get(&k).copied().unwrap_or(s.unchanged_since);
         // Only the latest version goes in: no change after the one this snapshot sees.
         if valid_from <= seen {
-            if s.bytes + bytes.len() > self.shared.shard_budget {
+            if s.bytes + size > self.shared.shard_budget {
                 s.evict_some();
             }
-            s.bytes += bytes.len();
-            if let Some((old, _)) = s.records.insert(k, (bytes.clone(), valid_from)) {
-                s.bytes -= old.len();
+            s.bytes += size;
+            if let Some((_, old, _)) = s.records.insert(k, (record.clone(), size, valid_from)) {
+                s.bytes -= old;
             }
         }
-        Ok(Some(bytes))
+        Ok(Some(record))
     }
 
     fn contains(&self, t: Table, key: &[u8]) -> Result<bool, Error> {
@@ -217,8 +220,8 @@ impl KvWrite for CachedWrite {
             for key in entries.keys() {
                 let Some((shard, k)) = shared.shard(t, key) else { continue };
                 let mut s = Shared::lock(shard);
-                if let Some((old, _)) = s.records.remove(&k) {
-                    s.bytes -= old.len();
+                if let Some((_, old, _)) = s.records.remove(&k) {
+                    s.bytes -= old;
                 }
                 if s.changed.len() >= MAX_TOMBS {
                     // Start over: forget everything, and trust nothing read before `next`.

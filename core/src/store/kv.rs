@@ -54,6 +54,12 @@ impl Changes {
     }
 }
 
+/// A decoded record, shared between readers.
+pub type Decoded = std::sync::Arc<dyn std::any::Any + Send + Sync>;
+
+/// Turns stored bytes into a decoded record.
+pub type Decode<'a> = dyn Fn(&[u8]) -> Result<Decoded, Error> + 'a;
+
 /// Called for each entry of a scan; returns `false` to stop.
 pub type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> bool;
 
@@ -61,9 +67,13 @@ pub type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> bool;
 pub trait KvRead: Send {
     /// The value at `key`.
     fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, Error>;
-    /// The value at `key`, shared rather than copied where a caching layer holds it.
-    fn get_shared(&self, t: Table, key: &[u8]) -> Result<Option<std::sync::Arc<[u8]>>, Error> {
-        Ok(self.get(t, key)?.map(std::sync::Arc::from))
+    /// The decoded value at `key`: `decode` turns stored bytes into a record, and a caching
+    /// layer may hand out the record it decoded before instead.
+    fn get_decoded(&self, t: Table, key: &[u8], decode: &Decode<'_>) -> Result<Option<Decoded>, Error> {
+        match self.get(t, key)? {
+            Some(bytes) => decode(&bytes).map(Some),
+            None => Ok(None),
+        }
     }
     /// Whether `key` has a value.
     fn contains(&self, t: Table, key: &[u8]) -> Result<bool, Error> {

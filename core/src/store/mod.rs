@@ -225,8 +225,11 @@ pub trait Reader {
     #[doc(hidden)]
     fn kv_get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>>;
     #[doc(hidden)]
-    fn kv_get_shared(&self, t: Table, key: &[u8]) -> Result<Option<Arc<[u8]>>> {
-        Ok(self.kv_get(t, key)?.map(Arc::from))
+    fn kv_get_decoded(&self, t: Table, key: &[u8], decode: &kv::Decode<'_>) -> Result<Option<kv::Decoded>> {
+        match self.kv_get(t, key)? {
+            Some(bytes) => decode(&bytes).map(Some),
+            None => Ok(None),
+        }
     }
     #[doc(hidden)]
     fn kv_contains(&self, t: Table, key: &[u8]) -> Result<bool> {
@@ -246,11 +249,18 @@ pub trait Reader {
 
     /// The entity with this id, if any.
     fn get<E: Entity>(&self, id: E::Id) -> Result<Option<E>> {
+        Ok(self.get_shared::<E>(id)?.map(|e| Arc::try_unwrap(e).unwrap_or_else(|shared| (*shared).clone())))
+    }
+
+    /// The entity with this id, shared with other readers rather than copied (what a
+    /// read-only caller such as an API response wants).
+    fn get_shared<E: Entity>(&self, id: E::Id) -> Result<Option<Arc<E>>> {
         let raw = id.raw();
-        match self.kv_get_shared(entity_table(E::KIND), &raw.to_bytes())? {
-            Some(bytes) => decode(&bytes, || format!("{} {raw}", E::KIND)).map(Some),
-            None => Ok(None),
-        }
+        let decoder =
+            |bytes: &[u8]| decode::<E>(bytes, || format!("{} {raw}", E::KIND)).map(|e| Arc::new(e) as kv::Decoded);
+        let found = self.kv_get_decoded(entity_table(E::KIND), &raw.to_bytes(), &decoder)?;
+        Ok(found
+            .map(|d| d.downcast::<E>().unwrap_or_else(|_| unreachable!("{} records decode as their type", E::KIND))))
     }
 
     /// The entity with this id, or [`Error::NotFound`].
@@ -492,8 +502,8 @@ impl Reader for Snapshot {
     fn kv_get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.kv.get(t, key)
     }
-    fn kv_get_shared(&self, t: Table, key: &[u8]) -> Result<Option<Arc<[u8]>>> {
-        self.kv.get_shared(t, key)
+    fn kv_get_decoded(&self, t: Table, key: &[u8], decode: &kv::Decode<'_>) -> Result<Option<kv::Decoded>> {
+        self.kv.get_decoded(t, key, decode)
     }
     fn kv_contains(&self, t: Table, key: &[u8]) -> Result<bool> {
         self.kv.contains(t, key)
