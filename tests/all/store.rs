@@ -377,6 +377,26 @@ fn attachment_content_is_stored_once_and_freed_with_its_last_reference() {
 }
 
 #[test]
+fn a_counterparty_can_serve_several_partners() {
+    let fx = Fixture::new();
+    let c = company(&fx);
+    // The holding acts through its subsidiary's legal entity too.
+    let mut holding = c.holding.clone();
+    holding.counterparties.push(c.counterparty.id);
+    let holding = fx.store.transact(None, |tx| tx.update(holding)).unwrap();
+    let r = fx.store.read().unwrap();
+    let partners =
+        r.find::<Partner>(Index::PartnerByCounterparty, &c.counterparty.id.raw().to_bytes(), None, 10).unwrap();
+    let mut names: Vec<&str> = partners.iter().map(|p| p.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["Вектор", "ГК «Вектор»"]);
+    // A deal of the holding may now name that counterparty.
+    let mut d = crate::common::new_deal(holding.id, c.manager.id, 500);
+    d.counterparty = Some(c.counterparty.id);
+    fx.store.transact(None, |tx| tx.create(d)).unwrap();
+}
+
+#[test]
 fn foreign_files_are_recognized() {
     let dir = tempfile::tempdir().unwrap();
     let settings = Arc::new(Settings::builtin());
