@@ -66,14 +66,14 @@ fn store(
     let tmp = tempfile::tempdir()?;
     let dir = dir.unwrap_or_else(|| tmp.path().join("bench"));
     if reuse {
-        println!("crmkit bench store: the installation in {}", dir.display());
+        say!("crmkit bench store: the installation in {}", dir.display());
     } else {
-        println!("crmkit bench store: demo with {deals} deals in {}", dir.display());
+        say!("crmkit bench store: demo with {deals} deals in {}", dir.display());
         let started = Instant::now();
         let summary = crate::make_demo(&dir, deals, 42, true, true, Some((cache_mb, record_cache_mb)))?;
         let load = started.elapsed();
         let entities = summary.entities();
-        println!(
+        say!(
             "bulk load: {entities} entities in {:.2} s = {:.0} entities/s (with {} audit entries of updates)",
             load.as_secs_f64(),
             entities as f64 / load.as_secs_f64(),
@@ -97,8 +97,8 @@ fn store(
     }
     let inst = Installation::open(&dir, Arc::new(SystemClock))?;
     let stats = inst.store().stats()?;
-    println!("file size: {} ({} bytes)", crate::human_bytes(stats.file_bytes), stats.file_bytes);
-    println!(
+    say!("file size: {} ({} bytes)", crate::human_bytes(stats.file_bytes), stats.file_bytes);
+    say!(
         "open database: median {:.2} ms (installation with config and user sync: {:.2} ms), 7 runs",
         median(opens).as_secs_f64() * 1e3,
         median(inst_opens).as_secs_f64() * 1e3
@@ -145,7 +145,7 @@ fn store(
         decode.push(t.elapsed());
         std::hint::black_box(d);
     }
-    println!(
+    say!(
         "  of which: key-value lookup median {:.2} µs, decoding the record median {:.2} µs ({} bytes for this deal)",
         median(raw).as_secs_f64() * 1e6,
         median(decode).as_secs_f64() * 1e6,
@@ -168,7 +168,7 @@ fn store(
         fresh.push(t.elapsed());
         std::hint::black_box(d);
     }
-    println!(
+    say!(
         "point read of a deal by id (warm, {reads} random ids): shared record median {:.2} µs, p99 {:.2} µs; \
          owned copy median {:.2} µs, p99 {:.2} µs; owned, with a new snapshot per read: median {:.2} µs",
         median(shared_reads.clone()).as_secs_f64() * 1e6,

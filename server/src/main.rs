@@ -1,6 +1,19 @@
 //! `crmkit`: the command line of the CRM engine — create, check, fill, inspect and measure
 //! installations.
 
+/// Prints a line to stdout. A reader that has gone away (`crmkit stats DIR | head -3`) ends
+/// the program quietly instead of with a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 mod bench;
 
 use std::path::{Path, PathBuf};
@@ -76,16 +89,16 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Init { dir } => {
             Installation::init(&dir, None, Arc::new(SystemClock))?;
-            println!("created installation in {}", dir.display());
-            println!("config: {}", dir.join(crmkit_core::config::CONFIG_FILE).display());
+            say!("created installation in {}", dir.display());
+            say!("config: {}", dir.join(crmkit_core::config::CONFIG_FILE).display());
             Ok(())
         }
         Command::Check { dir } => check(&dir),
         Command::Demo { dir, deals, seed, force } => {
             let summary = make_demo(&dir, deals, seed, force, true, None)?;
-            print!("{summary}");
-            println!("\ninstallation: {}", dir.display());
-            println!("next: crmkit stats {}", dir.display());
+            say!("{}", summary.to_string().trim_end());
+            say!("\ninstallation: {}", dir.display());
+            say!("next: crmkit stats {}", dir.display());
             Ok(())
         }
         Command::Stats { dir, format } => stats(&dir, format),
@@ -140,7 +153,7 @@ fn check(dir: &Path) -> Result<()> {
     let inst = Installation::open(dir, Arc::new(SystemClock))?;
     let stats = inst.store().stats()?;
     let s = inst.settings();
-    println!(
+    say!(
         "config: ok ({} users, {} process kinds, {} custom fields)",
         s.users.len(),
         s.process_kinds.len(),
@@ -153,10 +166,10 @@ fn check(dir: &Path) -> Result<()> {
         }
         bail!("{} index problem(s) in {}", problems.len(), s.database.display());
     }
-    println!("database: ok ({}, schema version {}, indexes consistent)", s.database.display(), stats.schema_version);
+    say!("database: ok ({}, schema version {}, indexes consistent)", s.database.display(), stats.schema_version);
     for sub in ["scripts", "plugins"] {
         let n = std::fs::read_dir(dir.join(sub)).map(|d| d.count()).unwrap_or(0);
-        println!("{sub}/: {n} file(s) (checked once their runtimes exist)");
+        say!("{sub}/: {n} file(s) (checked once their runtimes exist)");
     }
     Ok(())
 }
@@ -165,15 +178,15 @@ fn stats(dir: &Path, format: Format) -> Result<()> {
     let inst = Installation::open(dir, Arc::new(SystemClock))?;
     let stats = inst.store().stats()?;
     if format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&stats)?);
+        say!("{}", serde_json::to_string_pretty(&stats)?);
         return Ok(());
     }
-    println!("{:<18} {:>12}", "entity", "count");
+    say!("{:<18} {:>12}", "entity", "count");
     for k in EntityKind::ALL {
-        println!("{:<18} {:>12}", k.name(), stats.entities[&k]);
+        say!("{:<18} {:>12}", k.name(), stats.entities[&k]);
     }
-    println!("{:<18} {:>12}", "audit entries", stats.audit_entries);
-    println!("{:<18} {:>12}", "file size", human_bytes(stats.file_bytes));
+    say!("{:<18} {:>12}", "audit entries", stats.audit_entries);
+    say!("{:<18} {:>12}", "file size", human_bytes(stats.file_bytes));
     Ok(())
 }
 
