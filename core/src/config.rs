@@ -256,7 +256,7 @@ mod raw {
     #[serde(deny_unknown_fields)]
     pub struct User {
         pub login: Spanned<String>,
-        pub name: String,
+        pub name: Spanned<String>,
         pub email: Option<Spanned<String>>,
         pub department: Option<String>,
         pub roles: Spanned<Vec<Spanned<String>>>,
@@ -315,8 +315,17 @@ struct Source<'a> {
 }
 
 impl Source<'_> {
+    /// The text before `offset` (moved back to a character boundary).
+    fn before(&self, offset: usize) -> &str {
+        let mut at = offset.min(self.text.len());
+        while !self.text.is_char_boundary(at) {
+            at -= 1;
+        }
+        &self.text[..at]
+    }
+
     fn position(&self, offset: usize) -> (usize, usize) {
-        let before = &self.text[..offset.min(self.text.len())];
+        let before = self.before(offset);
         let line = before.matches('\n').count() + 1;
         let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
         (line, col)
@@ -325,7 +334,7 @@ impl Source<'_> {
     /// The `[table]` or `[[array]]` header in force at `offset` (none when the offset is on
     /// a header line itself: that key is a top-level one).
     fn section(&self, offset: usize) -> Option<&str> {
-        let before = &self.text[..offset.min(self.text.len())];
+        let before = self.before(offset);
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         if self.text[line_start..].trim_start().starts_with('[') {
             return None;
@@ -345,6 +354,16 @@ impl Source<'_> {
 
     fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
         let mut message = e.message().trim().to_string();
+        // The key path, which the error only prints when it has no input to quote.
+        let mut bare = e.clone();
+        bare.set_input(None);
+        let key = bare
+            .to_string()
+            .lines()
+            .find_map(|l| l.strip_prefix("in `").and_then(|k| k.strip_suffix('`')).map(str::to_string));
+        if let Some(key) = key.filter(|_| !message.starts_with("unknown field")) {
+            message = format!("{key}: {message}");
+        }
         if let Some(rest) = message.strip_prefix("unknown field `") {
             if let Some((key, expected)) = rest.split_once('`') {
                 let expected = expected.trim_start_matches(", ").replace('`', "");
@@ -442,6 +461,9 @@ impl Source<'_> {
             if u.roles.get_ref().is_empty() {
                 return Err(self.error(u.roles.span(), "a user needs at least one role (admin, head, manager, viewer)"));
             }
+            if u.name.get_ref().trim().is_empty() || u.name.get_ref().chars().count() > 200 {
+                return Err(self.error(u.name.span(), "users.name must not be empty and at most 200 characters"));
+            }
             let mut roles = Vec::new();
             for r in u.roles.into_inner() {
                 roles.push(match r.get_ref().as_str() {
@@ -456,7 +478,11 @@ impl Source<'_> {
                     }
                 });
             }
-            users.push(UserSpec { login: u.login.into_inner(), name: u.name, email, department: u.department, roles });
+            roles.sort();
+            roles.dedup();
+            let department = u.department.map(|d| d.trim().to_string()).filter(|d| !d.is_empty());
+            let name = u.name.into_inner().trim().to_string();
+            users.push(UserSpec { login: u.login.into_inner(), name, email, department, roles });
         }
 
         let lists = Lists {
@@ -469,6 +495,11 @@ impl Source<'_> {
             )?,
             decision_roles: self.list("lists.decision_roles", raw.lists.decision_roles.unwrap_or_default(), &[])?,
         };
+
+        let partner_link_types = self.list("partner_link_types", raw.partner_link_types, &BUILTIN_PARTNER_LINKS)?;
+        let contact_link_types = self.list("contact_link_types", raw.contact_link_types, &BUILTIN_CONTACT_LINKS)?;
+        let participant_link_types =
+            self.list("participant_link_types", raw.participant_link_types, &BUILTIN_PARTICIPANT_LINKS)?;
 
         let mut custom_fields = BTreeMap::new();
         for (entity, defs) in raw.custom_fields {
@@ -523,6 +554,36 @@ impl Source<'_> {
             process_kinds.push(ProcessKindSpec { id: k.id.into_inner(), name: k.name, stages });
         }
 
+        if lists.loss_reasons.items.is_empty() {
+            return Err(ConfigError {
+                file: self.file.to_path_buf(),
+                line: None,
+                message: "lists.loss_reasons is empty: a deal could never be closed as lost".into(),
+            });
+        }
+        if process_kinds.is_empty() {
+            return Err(ConfigError {
+                file: self.file.to_path_buf(),
+                line: None,
+                message: "no [[process_kinds]]: a deal needs a process kind".into(),
+            });
+        }
+        // Config users are created without custom values, so none may be required.
+        if !users.is_empty() {
+            if let Some(def) =
+                custom_fields.get(&EntityKind::User).and_then(|d: &Vec<CustomFieldDef>| d.iter().find(|d| d.required))
+            {
+                return Err(ConfigError {
+                    file: self.file.to_path_buf(),
+                    line: None,
+                    message: format!(
+                        "custom_fields.user: \"{}\" cannot be required while [[users]] are declared in config (they are created without custom values)",
+                        def.name
+                    ),
+                });
+            }
+        }
+
         Ok(Settings {
             name: raw.installation.name.unwrap_or_else(|| "crmkit".to_string()),
             database: PathBuf::from(raw.database.path.unwrap_or_else(|| "data/crmkit.redb".to_string())),
@@ -533,13 +594,9 @@ impl Source<'_> {
             attachment_max_bytes,
             users,
             lists,
-            partner_link_types: self.list("partner_link_types", raw.partner_link_types, &BUILTIN_PARTNER_LINKS)?,
-            contact_link_types: self.list("contact_link_types", raw.contact_link_types, &BUILTIN_CONTACT_LINKS)?,
-            participant_link_types: self.list(
-                "participant_link_types",
-                raw.participant_link_types,
-                &BUILTIN_PARTICIPANT_LINKS,
-            )?,
+            partner_link_types,
+            contact_link_types,
+            participant_link_types,
             custom_fields,
             process_kinds,
         })

@@ -25,7 +25,7 @@ use crate::time::{ManualClock, Timestamp};
 use crate::values::{ru, Currency, Money};
 use crate::Result;
 
-/// The config of demo installations: the default one plus the demo's head of sales.
+/// The config of demo installations (the default one under the demo's name).
 pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
 
 const DAY: i64 = 86_400_000;
@@ -163,9 +163,11 @@ impl Rng {
     fn digits(&mut self, n: usize) -> String {
         (0..n).map(|_| char::from(b'0' + self.below(10) as u8)).collect()
     }
-    /// A log-uniform amount between `lo` and `hi`, rounded to a thousand.
+    /// An amount between `lo` and `hi`, most of them small (the cube of a uniform draw),
+    /// rounded to a thousand. Only multiplications: the same on every platform.
     fn amount(&mut self, lo: f64, hi: f64) -> Decimal {
-        let v = (lo.ln() + self.unit() * (hi.ln() - lo.ln())).exp();
+        let u = self.unit();
+        let v = lo + (hi - lo) * u * u * u;
         Decimal::from((v / 1000.0).round() as i64 * 1000)
     }
 }
@@ -469,6 +471,7 @@ pub fn populate(
     opts: &DemoOptions,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Summary> {
+    let opts = &DemoOptions { managers: opts.managers.max(3), partners: opts.partners.max(1), ..opts.clone() };
     let mut rng = Rng(opts.seed ^ 0x5EED_C0DE);
     let mut w = Writer {
         store,
@@ -486,6 +489,8 @@ pub fn populate(
     w.phase = "partners";
     competitors(&mut w, &mut rng, opts, &mut world)?;
     clients(&mut w, &mut rng, opts, &mut world)?;
+    // Deals pick among the clients that exist by their start: keep them in order of arrival.
+    world.clients.sort_by_key(|c| c.since);
     w.phase = "deals";
     deals(&mut w, &mut rng, opts, &world)?;
     w.flush(Durability::Immediate)?;

@@ -84,11 +84,17 @@ impl Installation {
                 Some(u) => u,
                 None => User::new(&spec.login, &spec.name, spec.roles[0]),
             };
+            // Config owns the name and roles of the users it declares; e-mail and department
+            // only when it gives them, so values set elsewhere are kept.
             let before = user.clone();
             user.name = spec.name.clone();
-            user.email = spec.email.clone();
-            user.department = spec.department.clone();
             user.roles = spec.roles.clone();
+            if spec.email.is_some() {
+                user.email = spec.email.clone();
+            }
+            if spec.department.is_some() {
+                user.department = spec.department.clone();
+            }
             if user.version == 0 || user != before {
                 pending.push(user);
             }

@@ -25,12 +25,17 @@ fn wrong_types_name_the_position() {
     let err = Settings::parse("[attachments]\nmax_size_mb = \"big\"\n", Path::new("config/crmkit.toml")).unwrap_err();
     assert_eq!(err.line, Some((2, 15)), "{err}");
     assert!(
-        err.to_string().starts_with("config/crmkit.toml:2:15: invalid type: string \"big\", expected u64"),
+        err.to_string().starts_with(
+            "config/crmkit.toml:2:15: attachments.max_size_mb: invalid type: string \"big\", expected u64"
+        ),
         "{err}"
     );
     let err = Settings::parse("[[users]]\nlogin = \"a.b\"\nname = \"A\"\nroles = \"admin\"\n", Path::new("c.toml"))
         .unwrap_err();
-    assert!(err.to_string().starts_with("c.toml:4:9: invalid type: string \"admin\", expected a sequence"), "{err}");
+    assert!(
+        err.to_string().starts_with("c.toml:4:9: users.roles: invalid type: string \"admin\", expected a sequence"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -101,4 +106,34 @@ fn a_broken_installation_config_does_not_open() {
     let err = crmkit_core::Installation::open(dir.path(), clock).err().expect("refused");
     let msg = err.to_string();
     assert!(msg.contains("config/crmkit.toml:") && msg.contains("unknown key \"max_size\" in [attachments]"), "{msg}");
+}
+
+#[test]
+fn config_users_and_lists_are_checked_when_loading() {
+    let base = crmkit_core::config::DEFAULT_CONFIG;
+    let err =
+        Settings::parse(&base.replace("name = \"Administrator\"", "name = \"  \""), Path::new("c.toml")).unwrap_err();
+    assert!(err.to_string().contains("users.name must not be empty"), "{err}");
+    let no_reasons = base.replace("loss_reasons = [", "loss_reasons_unused = [");
+    assert!(Settings::parse(&no_reasons, Path::new("c.toml")).is_err());
+    let required_user_field =
+        format!("{base}\n[[custom_fields.user]]\nname = \"badge\"\ntype = \"string\"\nrequired = true\n");
+    let err = Settings::parse(&required_user_field, Path::new("c.toml")).unwrap_err();
+    assert!(err.to_string().contains("cannot be required while [[users]] are declared"), "{err}");
+}
+
+#[test]
+fn opening_an_installation_again_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock =
+        std::sync::Arc::new(crmkit_core::time::ManualClock::new(crmkit_core::time::Timestamp(1_700_000_000_000)));
+    let config = crmkit_core::config::DEFAULT_CONFIG
+        .replace("roles = [\"admin\"]", "roles = [\"viewer\", \"admin\"]")
+        .replace("name = \"Administrator\"", "name = \" Administrator \"");
+    drop(crmkit_core::Installation::init(dir.path(), Some(&config), clock.clone()).unwrap());
+    let first = crmkit_core::Installation::open(dir.path(), clock.clone()).unwrap();
+    let before = crate::common::dump(first.store());
+    drop(first);
+    let again = crmkit_core::Installation::open(dir.path(), clock).unwrap();
+    assert!(crate::common::dump(again.store()) == before, "reopening rewrote the config users");
 }

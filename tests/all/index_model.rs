@@ -136,6 +136,9 @@ fn run(ops: Vec<Op>) {
                 d.stage = Some(STAGES[stage].to_string());
                 d.status = [DealStatus::InProgress, DealStatus::OnHold, DealStatus::Won, DealStatus::Lost][status];
                 d.loss_reason = (d.status == DealStatus::Lost).then(|| "price".to_string());
+                if !d.status.is_closed() {
+                    d.closed_at = None;
+                }
                 d.manager = managers[manager];
                 if stale {
                     d.version -= 1;

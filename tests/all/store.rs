@@ -272,9 +272,11 @@ fn the_audit_log_records_every_change_with_who_and_what() {
     assert_eq!((log[0].op, log[0].actor, log[0].version, log[0].at), (AuditOp::Create, Some(m), 1, T0));
     assert_eq!((log[1].op, log[1].version, log[1].at), (AuditOp::Update, 2, T0.plus_millis(60_000)));
     let fields: Vec<&str> = log[1].changes.iter().map(|c| c.field.as_str()).collect();
-    assert_eq!(fields, ["loss_reason", "status"]);
-    assert_eq!(log[1].changes[1].old, Some("in_progress".into()));
-    assert_eq!(log[1].changes[1].new, Some("lost".into()));
+    // Closing stamps the time of the close.
+    assert_eq!(fields, ["closed_at", "loss_reason", "status"]);
+    assert_eq!(log[1].changes[0].new, Some(T0.plus_millis(60_000).to_string().into()));
+    assert_eq!(log[1].changes[2].old, Some("in_progress".into()));
+    assert_eq!(log[1].changes[2].new, Some("lost".into()));
     drop(r);
 
     // Deleting records the last state; the global log holds everything in time order.

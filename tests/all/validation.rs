@@ -291,3 +291,77 @@ fn refused_writes_inside_a_committed_transaction_leave_no_trace() {
     };
     assert!(run(false) == run(true), "a refused write left something behind");
 }
+
+#[test]
+fn amounts_with_more_decimals_than_the_currency_has() {
+    let (fx, p, m) = setup();
+    rejects(&fx, EntityKind::Deal, "amount", "decimal places", |tx| {
+        let mut d = new_deal(p.id, m, 10);
+        d.amount = Money::new(Decimal::new(10_005, 3), Currency::RUB);
+        tx.create(d)
+    });
+}
+
+#[test]
+fn documents_and_interactions_stay_with_their_partner() {
+    let (fx, p, m) = setup();
+    let (other, _) = fx.client("Чужой");
+    let deal = fx.deal(p.id, m, 1000);
+    rejects(&fx, EntityKind::Document, "deal", "not partner", |tx| {
+        let mut d =
+            Document::new(DocumentKind::Quote, "КП-1", chrono::NaiveDate::MIN, other.id, Money::zero(Currency::RUB));
+        d.deal = Some(deal.id);
+        tx.create(d)
+    });
+    rejects(&fx, EntityKind::Interaction, "deal", "neither", |tx| {
+        let mut i = crmkit_core::model::Interaction::new(
+            crmkit_core::model::InteractionKind::Call,
+            crate::common::T0,
+            other.id,
+            "Звонок",
+        );
+        i.deal = Some(deal.id);
+        tx.create(i)
+    });
+    // Once the other partner takes part in the deal, its interactions may belong to it.
+    fx.store
+        .transact(None, |tx| {
+            tx.create(crmkit_core::model::Participant::partner(deal.id, other.id, "subcontractor"))?;
+            let mut i = crmkit_core::model::Interaction::new(
+                crmkit_core::model::InteractionKind::Meeting,
+                crate::common::T0,
+                other.id,
+                "Встреча с субподрядчиком",
+            );
+            i.deal = Some(deal.id);
+            tx.create(i)
+        })
+        .unwrap();
+}
+
+#[test]
+fn registration_numbers_follow_the_kind_of_subject() {
+    let (fx, ..) = setup();
+    rejects(&fx, EntityKind::Counterparty, "reg_number", "private person", |tx| {
+        let mut c = Counterparty::new(CounterpartyKind::Individual, "Сидоров Пётр");
+        c.reg_number = Some(crmkit_core::values::ru::complete_ogrn("304770012345").to_string());
+        tx.create(c)
+    });
+    rejects(&fx, EntityKind::Counterparty, "reg_number", "starts with 1 or 5", |tx| {
+        let mut c = Counterparty::new(CounterpartyKind::LegalEntity, "ООО «Ромашка»");
+        c.reg_number = Some(crmkit_core::values::ru::complete_ogrn("202770012345"));
+        tx.create(c)
+    });
+}
+
+#[test]
+fn a_deal_cannot_close_before_it_was_created() {
+    let (fx, p, m) = setup();
+    let d = fx.deal(p.id, m, 1000);
+    rejects(&fx, EntityKind::Deal, "closed_at", "before the deal was created", |tx| {
+        let mut x = d.clone();
+        x.status = DealStatus::Won;
+        x.closed_at = Some(crate::common::T0.plus_millis(-86_400_000));
+        tx.update(x)
+    });
+}

@@ -141,7 +141,7 @@ impl Entity for Attachment {
     fn validate(&self, _cx: Cx<'_>) -> Result<(), FieldError> {
         let k = Self::KIND;
         required_text(k, "name", &self.name, 255)?;
-        if self.name.contains(['/', '\\']) {
+        if self.name.contains(['/', '\\']) || matches!(self.name.trim(), "." | "..") {
             return Err(FieldError::new(k, "name", "a file name must not contain a path separator"));
         }
         optional_text(k, "mime", &self.mime, 255)?;

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::rules::{optional_text, required_text, trim};
+use super::rules::{optional_text, required_text, trim, trim_opt};
 use super::{entity_meta, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, Ref};
 use crate::id::{CounterpartyId, UserId};
 use crate::store::Index;
@@ -138,15 +138,6 @@ fn err(field: impl Into<String>, message: impl Into<String>) -> FieldError {
     FieldError::new(KIND, field, message)
 }
 
-fn trim_opt(v: &mut Option<String>) {
-    if let Some(s) = v {
-        trim(s);
-        if s.is_empty() {
-            *v = None;
-        }
-    }
-}
-
 impl Entity for Counterparty {
     const KIND: EntityKind = KIND;
     type Id = CounterpartyId;
@@ -198,14 +189,21 @@ impl Entity for Counterparty {
             }
         }
         if let Some(reg) = &self.reg_number {
+            if self.kind == CounterpartyKind::Individual {
+                return Err(err("reg_number", "a private person has no state registration number (OGRN/OGRNIP)"));
+            }
             if self.is_russian() {
                 ru::check_ogrn(reg).map_err(|e| err("reg_number", e.to_string()))?;
-                let want = if self.kind == CounterpartyKind::LegalEntity { 13 } else { 15 };
+                let (want, first) = if self.kind == CounterpartyKind::LegalEntity { (13, "15") } else { (15, "3") };
                 if reg.len() != want {
                     return Err(err(
                         "reg_number",
                         format!("a {} has a {want}-digit registration number", kind_label(self.kind)),
                     ));
+                }
+                if !reg.starts_with(|c| first.contains(c)) {
+                    let what = if want == 13 { "an OGRN starts with 1 or 5" } else { "an OGRNIP starts with 3" };
+                    return Err(err("reg_number", format!("\"{reg}\": {what}")));
                 }
             } else {
                 optional_text(KIND, "reg_number", reg, 50)?;
@@ -223,6 +221,8 @@ impl Entity for Counterparty {
                 if let Some(corr) = &a.corr_account {
                     ru::check_corr_account(corr, bik).map_err(|e| err(f("corr_account"), e.to_string()))?;
                 }
+            } else if a.corr_account.is_some() {
+                return Err(err(f("corr_account"), "a correspondent account needs the bank's BIK"));
             } else if a.account.len() >= 15 && a.account.as_bytes()[..2].iter().all(u8::is_ascii_alphabetic) {
                 ru::check_iban(&a.account).map_err(|e| err(f("account"), e.to_string()))?;
             } else {

@@ -111,10 +111,16 @@ pub(crate) fn check(
         let ok = match (&def.ty, value) {
             (CustomFieldType::String, CustomValue::String(s)) => {
                 super::rules::optional_text(kind, &field, s, 10_000)?;
+                if def.required && s.trim().is_empty() {
+                    return Err(FieldError::new(kind, field, "is a required custom field and must not be empty"));
+                }
+                true
+            }
+            (CustomFieldType::Money, CustomValue::Money(m)) => {
+                super::rules::money(kind, &field, m)?;
                 true
             }
             (CustomFieldType::Number, CustomValue::Number(_))
-            | (CustomFieldType::Money, CustomValue::Money(_))
             | (CustomFieldType::Date, CustomValue::Date(_))
             | (CustomFieldType::Bool, CustomValue::Bool(_))
             | (CustomFieldType::Reference { .. }, CustomValue::Ref(_)) => true,

@@ -3,7 +3,7 @@
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use super::rules::{in_list, optional_text, required_text, trim};
+use super::rules::{in_list, money, optional_text, required_text, trim, trim_opt};
 use super::{
     entity_meta, Attitude, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, PartnerRole, Ref, Requirement,
 };
@@ -137,8 +137,15 @@ impl Entity for Deal {
     type Id = DealId;
     entity_meta!(DealId);
 
+    fn stamp(&mut self, now: Timestamp) {
+        if self.status.is_closed() && self.closed_at.is_none() {
+            self.closed_at = Some(now);
+        }
+    }
+
     fn normalize(&mut self, _cx: Cx<'_>) -> Result<(), FieldError> {
         trim(&mut self.title);
+        trim_opt(&mut self.source);
         Ok(())
     }
 
@@ -170,9 +177,7 @@ impl Entity for Deal {
             }
             _ => {}
         }
-        if self.amount.is_negative() {
-            return Err(e("amount", format!("must not be negative, got {}", self.amount)));
-        }
+        money(k, "amount", &self.amount)?;
         if let Some(p) = self.probability {
             if p > 100 {
                 return Err(e("probability", format!("is a percentage from 0 to 100, got {p}")));
@@ -190,8 +195,13 @@ impl Entity for Deal {
         if self.competitor.is_some() && self.status != DealStatus::Lost {
             return Err(e("competitor", "the winning competitor is only recorded on a lost deal".into()));
         }
-        if self.closed_at.is_some() && !self.status.is_closed() {
-            return Err(e("closed_at", "is only set on a won or lost deal".into()));
+        match (self.closed_at, self.status.is_closed()) {
+            (Some(_), false) => return Err(e("closed_at", "is only set on a won or lost deal".into())),
+            (None, true) => return Err(e("closed_at", "is required on a won or lost deal".into())),
+            (Some(at), true) if at < self.created_at => {
+                return Err(e("closed_at", format!("{at} is before the deal was created ({})", self.created_at)))
+            }
+            _ => {}
         }
         optional_text(k, "comment", &self.comment, 10_000)
     }

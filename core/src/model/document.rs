@@ -4,7 +4,7 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::rules::{optional_text, required_text, trim};
+use super::rules::{money, optional_text, required_text, trim};
 use super::{entity_meta, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, Ref, Requirement};
 use crate::id::{CounterpartyId, DealId, DocumentId, PartnerId, UserId};
 use crate::store::Index;
@@ -153,9 +153,7 @@ impl Entity for Document {
         let k = Self::KIND;
         let e = |f: String, m: String| FieldError::new(k, f, m);
         required_text(k, "number", &self.number, 64)?;
-        if self.amount.is_negative() {
-            return Err(e("amount".into(), format!("must not be negative, got {}", self.amount)));
-        }
+        money(k, "amount", &self.amount)?;
         for (i, l) in self.lines.iter().enumerate() {
             required_text(k, &format!("lines[{i}].item"), &l.item, 500)?;
             if l.qty <= Decimal::ZERO {
@@ -177,7 +175,7 @@ impl Entity for Document {
     fn refs(&self, out: &mut Vec<Ref>) {
         out.push(Ref::new("partner", EntityKind::Partner, self.partner));
         if let Some(d) = self.deal {
-            out.push(Ref::new("deal", EntityKind::Deal, d));
+            out.push(Ref::new("deal", EntityKind::Deal, d).must(Requirement::DealOf(self.partner)));
         }
         if let Some(c) = self.counterparty {
             out.push(

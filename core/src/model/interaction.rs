@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::rules::{optional_text, trim};
-use super::{entity_meta, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, Ref};
+use super::{entity_meta, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, Ref, Requirement};
 use crate::id::{ContactId, DealId, InteractionId, PartnerId, UserId};
 use crate::store::Index;
 use crate::time::Timestamp;
@@ -137,7 +137,7 @@ impl Entity for Interaction {
     fn refs(&self, out: &mut Vec<Ref>) {
         out.push(Ref::new("partner", EntityKind::Partner, self.partner));
         if let Some(d) = self.deal {
-            out.push(Ref::new("deal", EntityKind::Deal, d));
+            out.push(Ref::new("deal", EntityKind::Deal, d).must(Requirement::DealConcerns(self.partner)));
         }
         for (i, c) in self.contacts.iter().enumerate() {
             out.push(Ref::new(format!("contacts[{i}]"), EntityKind::Contact, *c));

@@ -156,6 +156,10 @@ pub enum Requirement {
     CounterpartyOf(crate::id::PartnerId),
     /// The referenced participant belongs to this deal.
     ParticipantOf(crate::id::DealId),
+    /// The referenced deal is this partner's.
+    DealOf(crate::id::PartnerId),
+    /// The referenced deal is this partner's or has it among its participants.
+    DealConcerns(crate::id::PartnerId),
     /// The referenced partner is not this partner nor one of its descendants (no cycles
     /// in the group tree).
     NotDescendantOf(crate::id::PartnerId),
@@ -236,6 +240,10 @@ pub trait Entity: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Syn
     /// Sets id, version and instants (the store does this on every write).
     fn set_meta(&mut self, meta: Meta);
 
+    /// Sets fields that depend on the time of the write (a deal closed now gets `closed_at`).
+    fn stamp(&mut self, now: Timestamp) {
+        let _ = now;
+    }
     /// Fills fields derived from others and canonicalizes values (trims names, normalizes
     /// e-mails and phones). Runs before [`Entity::validate`].
     fn normalize(&mut self, cx: Cx<'_>) -> Result<(), FieldError> {
@@ -319,6 +327,33 @@ pub(crate) mod rules {
                 format!("\"{value}\" is not in the configured list {} ({})", list.name, list.ids_joined()),
             ))
         }
+    }
+
+    /// Trims an optional string; an empty one becomes `None`.
+    pub fn trim_opt(v: &mut Option<String>) {
+        if let Some(s) = v {
+            trim(s);
+            if s.is_empty() {
+                *v = None;
+            }
+        }
+    }
+
+    /// An amount with no more decimals than its currency has and, unless allowed, not
+    /// negative.
+    pub fn money(kind: EntityKind, field: &str, m: &crate::values::Money) -> Result<(), FieldError> {
+        if m.is_negative() {
+            return Err(FieldError::new(kind, field, format!("must not be negative, got {m}")));
+        }
+        let minor = m.currency.minor_units();
+        if m.amount.normalize().scale() > minor {
+            return Err(FieldError::new(
+                kind,
+                field,
+                format!("{} {} has more than the {minor} decimal places {} allows", m.amount, m.currency, m.currency),
+            ));
+        }
+        Ok(())
     }
 
     /// Trims a string in place.

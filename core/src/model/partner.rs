@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::rules::{in_list, optional_text, required_text, trim};
+use super::rules::{in_list, optional_text, required_text, trim, trim_opt};
 use super::{entity_meta, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, Ref, Requirement};
 use crate::id::{CounterpartyId, PartnerId, PartnerLinkId, UserId};
 use crate::store::Index;
@@ -108,9 +108,8 @@ impl Entity for Partner {
         self.roles.dedup();
         self.counterparties.sort();
         self.counterparties.dedup();
-        if let Some(s) = &mut self.segment {
-            trim(s);
-        }
+        trim_opt(&mut self.segment);
+        trim_opt(&mut self.source);
         Ok(())
     }
 

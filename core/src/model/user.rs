@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::rules::{optional_text, required_text, trim};
+use super::rules::{optional_text, required_text, trim, trim_opt};
 use super::{entity_meta, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, Ref};
 use crate::id::UserId;
 use crate::store::Index;
@@ -98,6 +98,8 @@ impl Entity for User {
         trim(&mut self.name);
         self.roles.sort();
         self.roles.dedup();
+        trim_opt(&mut self.email);
+        trim_opt(&mut self.department);
         if let Some(e) = &mut self.email {
             *e = normalize_email(e).map_err(|err| FieldError::new(Self::KIND, "email", err.to_string()))?;
         }

@@ -688,6 +688,7 @@ impl WriteTxn<'_> {
             created_by: actor,
             updated_by: actor,
         });
+        entity.stamp(now);
         self.check(&mut entity)?;
         let entries = entries_of(&entity);
         self.check_unique::<E>(&entries, id)?;
@@ -721,6 +722,7 @@ impl WriteTxn<'_> {
             created_by: old_meta.created_by,
             updated_by: self.actor,
         });
+        entity.stamp(now);
         self.check(&mut entity)?;
         let changes = audit::diff(&to_json(&old), &to_json(&entity));
         if changes.is_empty() {
@@ -908,6 +910,31 @@ impl WriteTxn<'_> {
                     Ok(())
                 } else {
                     fail(format!("participant {} belongs to deal {}, not to deal {deal}", r.id, p.deal))
+                }
+            }
+            Some(Requirement::DealOf(partner)) => {
+                let d: crate::model::Deal = self.load(crate::id::DealId(r.id))?;
+                if d.partner == partner {
+                    Ok(())
+                } else {
+                    fail(format!("deal {} is partner {}'s, not partner {partner}'s", r.id, d.partner))
+                }
+            }
+            Some(Requirement::DealConcerns(partner)) => {
+                let d: crate::model::Deal = self.load(crate::id::DealId(r.id))?;
+                let takes_part = || -> Result<bool> {
+                    let ids = self.ids_by(Index::ParticipantByPartner, &partner.raw().to_bytes(), None, usize::MAX)?;
+                    for id in ids {
+                        if self.load::<Participant>(crate::id::ParticipantId(id))?.deal == d.id {
+                            return Ok(true);
+                        }
+                    }
+                    Ok(false)
+                };
+                if d.partner == partner || takes_part()? {
+                    Ok(())
+                } else {
+                    fail(format!("deal {} is neither partner {partner}'s nor has it as a participant", r.id))
                 }
             }
             Some(Requirement::NotDescendantOf(me)) => {
