@@ -365,3 +365,20 @@ fn a_deal_cannot_close_before_it_was_created() {
         tx.update(x)
     });
 }
+
+#[test]
+fn a_bank_account_is_in_the_currency_its_number_says() {
+    let (fx, ..) = setup();
+    rejects(&fx, EntityKind::Counterparty, "bank_accounts[0].account", "not USD", |tx| {
+        let mut c = Counterparty::new(CounterpartyKind::LegalEntity, "ООО «Валюта»");
+        c.bank_accounts.push(crmkit_core::model::BankAccount {
+            bank: "ПАО Сбербанк".into(),
+            bik: Some("044525225".into()),
+            swift: None,
+            account: crmkit_core::values::ru::complete_account("044525225", "40702810000000001234"),
+            corr_account: Some("30101810400000000225".into()),
+            currency: Currency::USD,
+        });
+        tx.create(c)
+    });
+}

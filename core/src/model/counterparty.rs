@@ -218,6 +218,7 @@ impl Entity for Counterparty {
             if let Some(bik) = &a.bik {
                 ru::check_bik(bik).map_err(|e| err(f("bik"), e.to_string()))?;
                 ru::check_account(&a.account, bik).map_err(|e| err(f("account"), e.to_string()))?;
+                check_account_currency(&a.account, a.currency).map_err(|m| err(f("account"), m))?;
                 if let Some(corr) = &a.corr_account {
                     ru::check_corr_account(corr, bik).map_err(|e| err(f("corr_account"), e.to_string()))?;
                 }
@@ -242,6 +243,30 @@ impl Entity for Counterparty {
 
     fn custom(&self) -> Option<&CustomFields> {
         Some(&self.custom)
+    }
+}
+
+/// Digits 6–8 of a Russian account number name its currency: 810 (or 643) for roubles, the
+/// ISO 4217 numeric code otherwise. Checked for the currencies listed here.
+fn check_account_currency(account: &str, currency: Currency) -> Result<(), String> {
+    const CODES: [(&str, &[&str]); 9] = [
+        ("RUB", &["810", "643"]),
+        ("USD", &["840"]),
+        ("EUR", &["978"]),
+        ("CNY", &["156"]),
+        ("KZT", &["398"]),
+        ("BYN", &["933"]),
+        ("GBP", &["826"]),
+        ("JPY", &["392"]),
+        ("CHF", &["756"]),
+    ];
+    let Some(digits) = account.get(5..8) else { return Ok(()) };
+    match CODES.iter().find(|(c, _)| *c == currency.as_str()) {
+        Some((_, codes)) if !codes.contains(&digits) => Err(format!(
+            "account {account} is in the currency coded {digits} (its digits 6–8), not {currency} ({})",
+            codes.join(" or ")
+        )),
+        _ => Ok(()),
     }
 }
 
