@@ -552,3 +552,29 @@ fn snapshots_read_their_own_versions_through_the_record_cache() {
     }
     deals.clear();
 }
+
+#[test]
+fn index_verification_finds_a_damaged_index() {
+    let fx = Fixture::new();
+    let c = company(&fx);
+    assert_eq!(fx.store.verify_indexes().unwrap(), Vec::<String>::new());
+    let Fixture { dir, clock, store } = fx;
+    let settings = store.settings().clone();
+    drop(store);
+    // Damage the file behind the store's back: drop the deals-by-partner chunk.
+    {
+        let db = redb::Database::open(dir.path().join("crm.redb")).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut t = tx.open_table(redb::TableDefinition::<&[u8], &[u8]>::new("ix_deal_partner")).unwrap();
+            let mut key = c.partner.id.raw().to_bytes().to_vec();
+            key.extend_from_slice(&c.deal.id.raw().to_bytes());
+            assert!(t.remove(key.as_slice()).unwrap().is_some(), "the chunk key is prefix ++ first id");
+        }
+        tx.commit().unwrap();
+    }
+    let store = Store::open(&dir.path().join("crm.redb"), settings, clock).unwrap();
+    let problems = store.verify_indexes().unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].starts_with("DealByPartner") && problems[0].contains("missing"), "{problems:?}");
+}

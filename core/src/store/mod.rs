@@ -163,32 +163,26 @@ impl Store {
 
     /// Checks that every secondary index holds exactly what the records say; returns one
     /// line per disagreement (empty when the database is consistent).
+    /// Works one entity kind at a time, so memory follows the largest kind, not the file.
     pub fn verify_indexes(&self) -> Result<Vec<String>> {
         let r = self.read()?;
-        let expected = schema::expected_postings(&r)?;
-        let mut stored: BTreeMap<(Index, Vec<u8>), Vec<RawId>> = BTreeMap::new();
-        for index in Index::ALL {
-            for (prefix, id) in r.index_entries(*index)? {
-                stored.entry((*index, prefix)).or_default().push(id);
-            }
-        }
         let mut problems = Vec::new();
-        for (key, want) in &expected {
-            match stored.get(key) {
-                Some(got) if got == want => {}
-                Some(got) => problems.push(format!(
-                    "{:?} {:02x?}: stored {} ids, records say {}",
-                    key.0,
-                    key.1,
-                    got.len(),
-                    want.len()
-                )),
-                None => problems.push(format!("{:?} {:02x?}: missing ({} ids)", key.0, key.1, want.len())),
+        let mut custom_refs = postings::Lists::new();
+        for kind in EntityKind::ALL {
+            let mut expected = schema::expected_postings_of(&r, kind)?;
+            let refs: Vec<_> = expected.keys().filter(|(i, _)| *i == Index::CustomRef).cloned().collect();
+            for key in refs {
+                let mut ids = expected.remove(&key).unwrap_or_default();
+                custom_refs.entry(key).or_default().append(&mut ids);
+            }
+            for index in Index::ALL.iter().filter(|i| i.owner() == Some(kind)) {
+                compare_index(&r, *index, &expected, &mut problems)?;
             }
         }
-        for key in stored.keys().filter(|k| !expected.contains_key(*k)) {
-            problems.push(format!("{:?} {:02x?}: stored but no record has it", key.0, key.1));
+        for ids in custom_refs.values_mut() {
+            ids.sort();
         }
+        compare_index(&r, Index::CustomRef, &custom_refs, &mut problems)?;
         Ok(problems)
     }
 
@@ -207,6 +201,28 @@ impl Store {
             file_bytes: std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0),
         })
     }
+}
+
+/// Compares the stored entries of `index` with the expected lists (which may hold other
+/// indexes too), adding a line per difference.
+fn compare_index(r: &Snapshot, index: Index, expected: &postings::Lists, problems: &mut Vec<String>) -> Result<()> {
+    let mut stored: BTreeMap<Vec<u8>, Vec<RawId>> = BTreeMap::new();
+    for (prefix, id) in r.index_entries(index)? {
+        stored.entry(prefix).or_default().push(id);
+    }
+    for ((_, prefix), want) in expected.iter().filter(|((i, _), _)| *i == index) {
+        match stored.get(prefix) {
+            Some(got) if got == want => {}
+            Some(got) => {
+                problems.push(format!("{index:?} {prefix:02x?}: stored {} ids, records say {}", got.len(), want.len()))
+            }
+            None => problems.push(format!("{index:?} {prefix:02x?}: missing ({} ids)", want.len())),
+        }
+    }
+    for prefix in stored.keys().filter(|p| !expected.contains_key(&(index, (*p).clone()))) {
+        problems.push(format!("{index:?} {prefix:02x?}: stored but no record has it"));
+    }
+    Ok(())
 }
 
 /// Puts the record cache in front of the backend, for entity tables.

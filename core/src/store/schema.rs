@@ -76,6 +76,20 @@ fn rebuild_indexes(tx: &mut WriteTxn<'_>) -> Result<()> {
 
 /// Every posting list as the records say it must be: sorted ids per `(index, prefix)`.
 pub(super) fn expected_postings(r: &impl crate::store::Reader) -> Result<postings::Lists> {
+    let mut lists = postings::Lists::new();
+    for kind in EntityKind::ALL {
+        for (key, mut ids) in expected_postings_of(r, kind)? {
+            lists.entry(key).or_default().append(&mut ids);
+        }
+    }
+    for ids in lists.values_mut() {
+        ids.sort();
+    }
+    Ok(lists)
+}
+
+/// The posting-list entries the records of one kind make, sorted ids per `(index, prefix)`.
+pub(super) fn expected_postings_of(r: &impl crate::store::Reader, kind: EntityKind) -> Result<postings::Lists> {
     use postings::Lists;
     fn collect<E: Entity>(r: &impl crate::store::Reader, lists: &mut Lists) -> Result<()> {
         r.for_each::<E>(|e| {
@@ -86,9 +100,7 @@ pub(super) fn expected_postings(r: &impl crate::store::Reader) -> Result<posting
         })
     }
     let mut lists = Lists::new();
-    for kind in EntityKind::ALL {
-        for_kind!(kind, collect(r, &mut lists))?;
-    }
+    for_kind!(kind, collect(r, &mut lists))?;
     for ids in lists.values_mut() {
         ids.sort();
     }
