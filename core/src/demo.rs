@@ -616,7 +616,7 @@ fn client(
     let (name, latin) = company_name(rng);
     let name = if holding { format!("Группа компаний «{name}»") } else { name };
     let tier = if holding || parent.is_some() { 0 } else { *rng.weighted(&[(0usize, 10), (1, 40), (2, 50)]) };
-    let (manager, dept) = if tier == 0 {
+    let (manager, _) = if tier == 0 {
         *world
             .managers
             .iter()
@@ -626,7 +626,6 @@ fn client(
     } else {
         world.managers[rng.below(world.managers.len())]
     };
-    let _ = dept;
     let founded = 1995 + rng.range(0, 28) as i32;
     let mut cps = Vec::new();
     let n_cp = if holding { 1 } else { *rng.weighted(&[(1usize, 80), (2, 17), (3, 3)]) };
@@ -877,12 +876,7 @@ fn deals(w: &mut Writer<'_>, rng: &mut Rng, opts: &DemoOptions, world: &World) -
         let qty = Decimal::from(1 + rng.below(20) as i64);
         let price = (amount / qty).round_dp(2);
         let lines_total = (price * qty).round_dp(2);
-        let mut doc = |w: &mut Writer<'_>,
-                       rng: &mut Rng,
-                       kind: DocumentKind,
-                       at: Timestamp,
-                       state: DocumentState|
-         -> Result<()> {
+        let mut doc = |w: &mut Writer<'_>, kind: DocumentKind, at: Timestamp, state: DocumentState| -> Result<()> {
             doc_no += 1;
             let prefix = match kind {
                 DocumentKind::Quote => "КП",
@@ -909,7 +903,6 @@ fn deals(w: &mut Writer<'_>, rng: &mut Rng, opts: &DemoOptions, world: &World) -
                     price,
                 });
             }
-            let _ = rng;
             w.create(at, d)?;
             Ok(())
         };
@@ -920,23 +913,22 @@ fn deals(w: &mut Writer<'_>, rng: &mut Rng, opts: &DemoOptions, world: &World) -
                 DealStatus::Lost => DocumentState::Cancelled,
                 _ => DocumentState::Issued,
             };
-            doc(w, rng, DocumentKind::Quote, at, state)?;
+            doc(w, DocumentKind::Quote, at, state)?;
         }
         if status == DealStatus::Won {
-            doc(w, rng, DocumentKind::Order, close_at, DocumentState::Agreed)?;
-            doc(w, rng, DocumentKind::Invoice, close_at.plus_millis(DAY), DocumentState::Completed)?;
+            doc(w, DocumentKind::Order, close_at, DocumentState::Agreed)?;
+            doc(w, DocumentKind::Invoice, close_at.plus_millis(DAY), DocumentState::Completed)?;
             let shipped = close_at.plus_millis(rng.range(3, 30) * DAY);
             let delivered = shipped <= opts.end;
             doc(
                 w,
-                rng,
                 DocumentKind::Shipment,
                 shipped.min(opts.end),
                 if delivered { DocumentState::Completed } else { DocumentState::Issued },
             )?;
             let paid = close_at.plus_millis(rng.range(2, 45) * DAY);
             if paid <= opts.end && rng.chance(0.93) {
-                doc(w, rng, DocumentKind::Payment, paid, DocumentState::Completed)?;
+                doc(w, DocumentKind::Payment, paid, DocumentState::Completed)?;
             }
         }
 

@@ -146,7 +146,7 @@ fn store(
         std::hint::black_box(d);
     }
     say!(
-        "  of which: key-value lookup median {:.2} µs, decoding the record median {:.2} µs ({} bytes for this deal)",
+        "without the record cache: key-value lookup median {:.2} µs, decoding the record median {:.2} µs ({} bytes for this deal)",
         median(raw).as_secs_f64() * 1e6,
         median(decode).as_secs_f64() * 1e6,
         snap.kv_get(table, &ids[0].0.to_bytes())?.map_or(0, |b| b.len())
