@@ -14,6 +14,12 @@ use toml::Spanned;
 
 use crate::model::check_login;
 use crate::model::{CustomFieldDef, CustomFieldType, EntityKind, Role};
+use crate::process::spec::{self, Assignee, Guidance, HookBinding, Mode, ProcessSettings, Route, TaskTemplate};
+pub use crate::process::spec::{ProcessKindSpec, StageSpec};
+use crate::process::{
+    condition::{self, Condition},
+    HookPoint,
+};
 use crate::values::{phone, Currency};
 
 /// The installation's config file, relative to the installation folder.
@@ -80,28 +86,6 @@ pub struct Lists {
     pub decision_roles: List,
 }
 
-/// A stage of a process kind.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StageSpec {
-    pub id: String,
-    pub name: String,
-}
-
-/// A process kind (вид сделки) and its ordered stages.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ProcessKindSpec {
-    pub id: String,
-    pub name: String,
-    pub stages: Vec<StageSpec>,
-}
-
-impl ProcessKindSpec {
-    /// The stage with this id.
-    pub fn stage(&self, id: &str) -> Option<&StageSpec> {
-        self.stages.iter().find(|s| s.id == id)
-    }
-}
-
 /// A user declared in config; synchronized into the store when the installation opens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UserSpec {
@@ -135,6 +119,9 @@ pub struct Settings {
     pub participant_link_types: List,
     pub custom_fields: BTreeMap<EntityKind, Vec<CustomFieldDef>>,
     pub process_kinds: Vec<ProcessKindSpec>,
+    pub process: ProcessSettings,
+    /// Hook bindings, in file order.
+    pub hooks: Vec<HookBinding>,
 }
 
 impl Settings {
@@ -223,6 +210,53 @@ mod raw {
         pub custom_fields: BTreeMap<Spanned<String>, Vec<CustomField>>,
         #[serde(default)]
         pub process_kinds: Vec<ProcessKind>,
+        #[serde(default)]
+        pub process: Process,
+        #[serde(default)]
+        pub hooks: Vec<Hook>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Process {
+        pub max_reaction_depth: Option<Spanned<u32>>,
+        pub complete_others_tasks: Option<Vec<Spanned<String>>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Hook {
+        pub point: Spanned<String>,
+        pub handler: Spanned<String>,
+        #[serde(default)]
+        pub kinds: Vec<Spanned<String>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Guidance {
+        pub title: Spanned<String>,
+        pub url: Option<String>,
+        pub file: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Task {
+        pub title: Spanned<String>,
+        #[serde(default)]
+        pub description: String,
+        pub assignee: Option<Spanned<String>>,
+        pub due: Option<Spanned<String>>,
+        #[serde(default)]
+        pub required: bool,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Route {
+        pub to: Spanned<String>,
+        pub when: Option<Spanned<String>>,
     }
 
     #[derive(Deserialize, Default)]
@@ -296,6 +330,15 @@ mod raw {
     pub struct ProcessKind {
         pub id: Spanned<String>,
         pub name: String,
+        pub mode: Option<Spanned<String>>,
+        pub loss_reasons: Option<Vec<Spanned<String>>>,
+        #[serde(default)]
+        pub require_competitor: bool,
+        #[serde(default)]
+        pub require_loss_comment: bool,
+        pub reopen_roles: Option<Vec<Spanned<String>>>,
+        #[serde(default)]
+        pub guidance: Vec<Guidance>,
         #[serde(default)]
         pub stages: Vec<Stage>,
     }
@@ -305,6 +348,20 @@ mod raw {
     pub struct Stage {
         pub id: Spanned<String>,
         pub name: String,
+        pub sla: Option<Spanned<String>>,
+        pub probability: Option<Spanned<i64>>,
+        #[serde(default)]
+        pub required_fields: Vec<Spanned<String>>,
+        #[serde(default)]
+        pub checklist: Vec<Item>,
+        #[serde(default)]
+        pub tasks: Vec<Task>,
+        #[serde(default)]
+        pub guidance: Vec<Guidance>,
+        pub to: Option<Vec<Spanned<String>>>,
+        #[serde(default)]
+        pub routes: Vec<Route>,
+        pub exit_when: Option<Spanned<String>>,
     }
 }
 
@@ -466,17 +523,7 @@ impl Source<'_> {
             }
             let mut roles = Vec::new();
             for r in u.roles.into_inner() {
-                roles.push(match r.get_ref().as_str() {
-                    "admin" => Role::Admin,
-                    "head" => Role::Head,
-                    "manager" => Role::Manager,
-                    "viewer" => Role::Viewer,
-                    other => {
-                        return Err(
-                            self.error(r.span(), format!("unknown role \"{other}\" (admin, head, manager, viewer)"))
-                        )
-                    }
-                });
+                roles.push(self.role(&r)?);
             }
             roles.sort();
             roles.dedup();
@@ -534,24 +581,51 @@ impl Source<'_> {
             custom_fields.insert(kind, out);
         }
 
+        let deal_custom: Vec<&str> = custom_fields
+            .get(&EntityKind::Deal)
+            .map_or(Vec::new(), |d: &Vec<CustomFieldDef>| d.iter().map(|f| f.name.as_str()).collect());
         let mut process_kinds: Vec<ProcessKindSpec> = Vec::new();
         for k in raw.process_kinds {
-            self.ident(&k.id, "process_kinds")?;
             if process_kinds.iter().any(|p| p.id == *k.id.get_ref()) {
                 return Err(self.error(k.id.span(), format!("duplicate process kind \"{}\"", k.id.get_ref())));
             }
-            let mut stages: Vec<StageSpec> = Vec::new();
-            for s in k.stages {
-                self.ident(&s.id, "process_kinds.stages")?;
-                if stages.iter().any(|x| x.id == *s.id.get_ref()) {
-                    return Err(self.error(
-                        s.id.span(),
-                        format!("duplicate stage \"{}\" in process kind \"{}\"", s.id.get_ref(), k.id.get_ref()),
-                    ));
+            process_kinds.push(self.process_kind(k, &lists, &users, &deal_custom)?);
+        }
+        let process = ProcessSettings {
+            max_reaction_depth: match raw.process.max_reaction_depth {
+                Some(d) if *d.get_ref() > 16 => {
+                    return Err(self.error(d.span(), "process.max_reaction_depth must be at most 16"))
                 }
-                stages.push(StageSpec { id: s.id.into_inner(), name: s.name });
+                Some(d) => d.into_inner(),
+                None => ProcessSettings::default().max_reaction_depth,
+            },
+            complete_others_tasks: match raw.process.complete_others_tasks {
+                Some(roles) => roles.iter().map(|r| self.role(r)).collect::<Result<_, _>>()?,
+                None => ProcessSettings::default().complete_others_tasks,
+            },
+        };
+        let mut hooks = Vec::new();
+        for h in raw.hooks {
+            let point = HookPoint::from_name(h.point.get_ref()).ok_or_else(|| {
+                let names: Vec<&str> = HookPoint::ALL.iter().map(|p| p.name()).collect();
+                self.error(
+                    h.point.span(),
+                    format!("hooks: unknown hook point \"{}\" ({})", h.point.get_ref(), names.join(", ")),
+                )
+            })?;
+            if h.handler.get_ref().trim().is_empty() {
+                return Err(self.error(h.handler.span(), "hooks: the handler name must not be empty"));
             }
-            process_kinds.push(ProcessKindSpec { id: k.id.into_inner(), name: k.name, stages });
+            for kind in &h.kinds {
+                if !process_kinds.iter().any(|p| p.id == *kind.get_ref()) {
+                    return Err(self.error(kind.span(), format!("hooks: \"{}\" is not a process kind", kind.get_ref())));
+                }
+            }
+            hooks.push(HookBinding {
+                point,
+                handler: h.handler.into_inner(),
+                kinds: h.kinds.into_iter().map(Spanned::into_inner).collect(),
+            });
         }
 
         if lists.loss_reasons.items.is_empty() {
@@ -599,6 +673,249 @@ impl Source<'_> {
             participant_link_types,
             custom_fields,
             process_kinds,
+            process,
+            hooks,
+        })
+    }
+
+    fn role(&self, r: &Spanned<String>) -> Result<Role, ConfigError> {
+        Ok(match r.get_ref().as_str() {
+            "admin" => Role::Admin,
+            "head" => Role::Head,
+            "manager" => Role::Manager,
+            "viewer" => Role::Viewer,
+            other => {
+                return Err(self.error(r.span(), format!("unknown role \"{other}\" (admin, head, manager, viewer)")))
+            }
+        })
+    }
+
+    fn guidance(&self, items: Vec<raw::Guidance>) -> Result<Vec<Guidance>, ConfigError> {
+        items
+            .into_iter()
+            .map(|g| {
+                if g.url.is_some() == g.file.is_some() {
+                    return Err(self.error(g.title.span(), "guidance needs exactly one of \"url\" and \"file\""));
+                }
+                Ok(Guidance { title: g.title.into_inner(), url: g.url, file: g.file })
+            })
+            .collect()
+    }
+
+    fn condition(&self, text: &Spanned<String>, deal_custom: &[&str]) -> Result<Condition, ConfigError> {
+        Condition::parse(text.get_ref(), deal_custom).map_err(|m| self.error(text.span(), m))
+    }
+
+    fn process_kind(
+        &self,
+        k: raw::ProcessKind,
+        lists: &Lists,
+        users: &[UserSpec],
+        deal_custom: &[&str],
+    ) -> Result<ProcessKindSpec, ConfigError> {
+        self.ident(&k.id, "process_kinds")?;
+        let kind_id = k.id.get_ref().clone();
+        let mode = match &k.mode {
+            None if k.stages.is_empty() => Mode::Stageless,
+            None => Mode::Manual,
+            Some(m) => match m.get_ref().as_str() {
+                "managed" => Mode::Managed,
+                "manual" => Mode::Manual,
+                "stageless" => Mode::Stageless,
+                other => {
+                    return Err(self.error(m.span(), format!("unknown mode \"{other}\" (managed, manual, stageless)")))
+                }
+            },
+        };
+        match (mode, k.stages.is_empty(), &k.mode) {
+            (Mode::Stageless, false, Some(m)) => {
+                return Err(self.error(m.span(), format!("process kind \"{kind_id}\" is stageless but declares stages")))
+            }
+            (Mode::Managed | Mode::Manual, true, Some(m)) => {
+                return Err(
+                    self.error(m.span(), format!("process kind \"{kind_id}\" is {} but has no stages", mode.name()))
+                )
+            }
+            _ => {}
+        }
+        let loss_reasons = match k.loss_reasons {
+            None => lists.loss_reasons.items.iter().map(|i| i.id.clone()).collect(),
+            Some(ids) => {
+                let mut out = Vec::new();
+                for id in ids {
+                    if !lists.loss_reasons.contains(id.get_ref()) {
+                        return Err(self.error(
+                            id.span(),
+                            format!(
+                                "\"{}\" is not in lists.loss_reasons ({})",
+                                id.get_ref(),
+                                lists.loss_reasons.ids_joined()
+                            ),
+                        ));
+                    }
+                    out.push(id.into_inner());
+                }
+                if out.is_empty() {
+                    return Err(self.error(k.id.span(), format!("process kind \"{kind_id}\": loss_reasons is empty")));
+                }
+                out
+            }
+        };
+        let reopen_roles = match k.reopen_roles {
+            Some(roles) => roles.iter().map(|r| self.role(r)).collect::<Result<_, _>>()?,
+            None => vec![Role::Admin, Role::Head],
+        };
+        let ids: Vec<String> = k.stages.iter().map(|s| s.id.get_ref().clone()).collect();
+        let mut stages: Vec<StageSpec> = Vec::new();
+        for (n, s) in k.stages.into_iter().enumerate() {
+            self.ident(&s.id, "process_kinds.stages")?;
+            let sid = s.id.get_ref().clone();
+            if stages.iter().any(|x| x.id == sid) {
+                return Err(self.error(s.id.span(), format!("duplicate stage \"{sid}\" in process kind \"{kind_id}\"")));
+            }
+            let stage_ref = |t: &Spanned<String>, what: &str| -> Result<String, ConfigError> {
+                if ids.contains(t.get_ref()) {
+                    Ok(t.get_ref().clone())
+                } else {
+                    Err(self.error(
+                        t.span(),
+                        format!(
+                            "{what}: \"{}\" is not a stage of process kind \"{kind_id}\" ({})",
+                            t.get_ref(),
+                            ids.join(", ")
+                        ),
+                    ))
+                }
+            };
+            let to = match &s.to {
+                Some(list) => list.iter().map(|t| stage_ref(t, "to")).collect::<Result<Vec<_>, _>>()?,
+                None => {
+                    let mut to = Vec::new();
+                    if let Some(next) = ids.get(n + 1) {
+                        to.push(next.clone());
+                    }
+                    if n > 0 {
+                        to.push(ids[n - 1].clone());
+                    }
+                    to
+                }
+            };
+            let mut routes = Vec::new();
+            for r in &s.routes {
+                let target = stage_ref(&r.to, "routes.to")?;
+                if !to.contains(&target) {
+                    return Err(self.error(
+                        r.to.span(),
+                        format!(
+                            "routes.to: \"{target}\" is not among the stages \"{sid}\" may move to ({})",
+                            to.join(", ")
+                        ),
+                    ));
+                }
+                let when = r.when.as_ref().map(|w| self.condition(w, deal_custom)).transpose()?;
+                routes.push(Route { to: target, when });
+            }
+            if !routes.is_empty() && mode != Mode::Managed {
+                return Err(self.error(
+                    s.id.span(),
+                    format!("stage \"{sid}\" has routes, but process kind \"{kind_id}\" is not managed"),
+                ));
+            }
+            let sla_ms = s
+                .sla
+                .as_ref()
+                .map(|t| spec::parse_duration(t.get_ref()).map_err(|m| self.error(t.span(), format!("sla: {m}"))))
+                .transpose()?;
+            let probability = match s.probability {
+                Some(p) if !(0..=100).contains(p.get_ref()) => {
+                    return Err(
+                        self.error(p.span(), format!("probability is a percentage from 0 to 100, got {}", p.get_ref()))
+                    )
+                }
+                Some(p) => Some(p.into_inner() as u8),
+                None => None,
+            };
+            let mut required_fields = Vec::new();
+            for f in s.required_fields {
+                condition::check_field(f.get_ref(), deal_custom)
+                    .map_err(|m| self.error(f.span(), format!("required_fields: {m}")))?;
+                required_fields.push(f.into_inner());
+            }
+            let checklist = self.list("checklist", s.checklist, &[])?.items;
+            let mut tasks = Vec::new();
+            for t in s.tasks {
+                if t.title.get_ref().trim().is_empty() {
+                    return Err(self.error(t.title.span(), "tasks.title must not be empty"));
+                }
+                let assignee = match &t.assignee {
+                    None => Assignee::Manager,
+                    Some(a) => match a.get_ref().split_once(':') {
+                        None if a.get_ref() == "manager" => Assignee::Manager,
+                        None if a.get_ref() == "hook" => Assignee::Hook,
+                        Some(("role", r)) => Assignee::Role(self.role(&Spanned::new(a.span(), r.to_string()))?),
+                        Some(("user", login)) => {
+                            if !users.iter().any(|u| u.login == login) {
+                                return Err(self.error(
+                                    a.span(),
+                                    format!("assignee: \"{login}\" is not a user declared in [[users]]"),
+                                ));
+                            }
+                            Assignee::User(login.to_string())
+                        }
+                        _ => {
+                            return Err(self.error(
+                                a.span(),
+                                format!(
+                                    "assignee \"{}\" is not one of manager, role:ROLE, user:LOGIN, hook",
+                                    a.get_ref()
+                                ),
+                            ))
+                        }
+                    },
+                };
+                let due_ms = t
+                    .due
+                    .as_ref()
+                    .map(|d| {
+                        spec::parse_duration(d.get_ref()).map_err(|m| self.error(d.span(), format!("tasks.due: {m}")))
+                    })
+                    .transpose()?;
+                tasks.push(TaskTemplate {
+                    title: t.title.into_inner().trim().to_string(),
+                    description: t.description,
+                    assignee,
+                    due_ms,
+                    required: t.required,
+                });
+            }
+            if !tasks.is_empty() && mode != Mode::Managed {
+                return Err(self.error(s.id.span(), format!("stage \"{sid}\" creates tasks, but process kind \"{kind_id}\" is not managed: only a managed route creates tasks")));
+            }
+            let exit_when = s.exit_when.as_ref().map(|w| self.condition(w, deal_custom)).transpose()?;
+            stages.push(StageSpec {
+                id: sid,
+                name: s.name,
+                sla_ms,
+                probability,
+                required_fields,
+                checklist,
+                tasks,
+                guidance: self.guidance(s.guidance)?,
+                to,
+                routes,
+                exit_when,
+            });
+        }
+        Ok(ProcessKindSpec {
+            id: kind_id,
+            name: k.name,
+            mode,
+            stages,
+            loss_reasons,
+            require_competitor: k.require_competitor,
+            require_loss_comment: k.require_loss_comment,
+            reopen_roles,
+            guidance: self.guidance(k.guidance)?,
         })
     }
 

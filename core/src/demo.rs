@@ -4,8 +4,11 @@
 //! of them holdings with subsidiaries) with their counterparties — valid INN, KPP, OGRN and
 //! bank accounts — contact persons and links, competitors, and deals of every process kind
 //! and status spread over two years, each with its environment, interactions and documents.
-//! The same seed always gives the same company. The store's clock is a [`ManualClock`] the
-//! generator moves, so every record carries the time it "happened".
+//! Deals live their histories through the process engine: created, moved stage by stage (by
+//! hand, or along a managed route as their tasks get done), put on hold, stepped back, lost
+//! or won, now and then reopened, so the stage history is the one a real department would
+//! leave. The same seed always gives the same company. The store's clock is a
+//! [`ManualClock`] the generator moves, so every record carries the time it "happened".
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,9 +21,11 @@ use crate::model::{
     Address, AddressKind, Attitude, BankAccount, ContactLink, ContactPerson, Counterparty, CounterpartyKind,
     CustomValue, Deal, DealStatus, Direction, Document, DocumentKind, DocumentLine, DocumentState, EntityKind,
     Influence, Interaction, InteractionKind, Participant, ParticipantLink, Partner, PartnerLink, PartnerRole, Role,
-    User,
+    TaskStatus, User,
 };
-use crate::store::{Durability, Store, WriteTxn};
+use crate::process::condition::field_is_set;
+use crate::process::{Engine, Hooks, Mode, Outcome, ProcessKindSpec, StageSpec};
+use crate::store::{Durability, Reader, Store, WriteTxn};
 use crate::time::{ManualClock, Timestamp};
 use crate::values::{ru, Currency, Money};
 use crate::Result;
@@ -65,7 +70,7 @@ impl DemoOptions {
 
     /// Roughly how many entities will be written (for progress bars).
     pub fn estimated_entities(&self) -> u64 {
-        (self.managers + self.partners * 7 + self.deals * 8) as u64
+        (self.managers + self.partners * 7 + self.deals * 9) as u64
     }
 }
 
@@ -145,6 +150,16 @@ impl Rng {
     }
     fn chance(&mut self, p: f64) -> bool {
         self.unit() < p
+    }
+    /// A factor around 1, skewed right: most between 0.4 and 1.6, one in ten two to five
+    /// times longer. Only multiplications: the same on every platform.
+    fn spread(&mut self) -> f64 {
+        let f = 0.35 + 1.3 * (self.unit() + self.unit() + self.unit()) / 3.0;
+        if self.chance(0.1) {
+            f * (2.0 + 3.0 * self.unit())
+        } else {
+            f
+        }
     }
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
@@ -342,15 +357,6 @@ const PRODUCTS: &[(&str, &str, f64)] = &[
     ("Монтажные работы", "усл", 420_000.0),
 ];
 const DEPARTMENTS: &[&str] = &["Moscow sales", "Regional sales", "Key accounts"];
-const LOSS_REASONS: &[(&str, u32)] = &[
-    ("price", 30),
-    ("competitor_product", 18),
-    ("no_budget", 15),
-    ("no_decision", 14),
-    ("lost_contact", 10),
-    ("terms", 8),
-    ("requirements", 5),
-];
 const SOURCES: &[(&str, u32)] = &[
     ("website", 25),
     ("referral", 15),
@@ -361,22 +367,122 @@ const SOURCES: &[(&str, u32)] = &[
 ];
 const REGIONS: &[&str] = &["central", "north_west", "volga", "urals", "siberia", "south", "far_east"];
 
-/// The process kinds of the demo config with their share of deals, amount range and
-/// win rate.
+/// How deals of a process kind of the demo config behave: their share of deals, amounts,
+/// and per stage how long they stay and how they leave.
 struct KindProfile {
     id: &'static str,
     weight: u32,
     amount: (f64, f64),
-    win_rate: f64,
+    /// Empty for a kind without stages.
+    stages: &'static [StageProfile],
+    /// Kinds without stages: how long a deal runs, in days, and how often it is won.
     cycle_days: (i64, i64),
+    win_rate: f64,
 }
 
+/// How deals behave in one stage.
+struct StageProfile {
+    id: &'static str,
+    /// The typical (median) stay in days, before the manager's pace and the client's size.
+    days: f64,
+    /// The chance that a deal is lost while in the stage.
+    loss: f64,
+    /// The chance that a deal steps back from here instead of going on.
+    back: f64,
+    /// Whether the quote goes to the client on entering the stage.
+    quote: bool,
+}
+
+const fn stage(id: &'static str, days: f64, loss: f64, back: f64, quote: bool) -> StageProfile {
+    StageProfile { id, days, loss, back, quote }
+}
+
+/// A stage the profile does not describe (the config was edited): an average one.
+const ANY_STAGE: StageProfile = stage("", 5.0, 0.15, 0.0, false);
+
+// stage(id, median days, chance of a loss there, chance of a step back, quote sent there)
 const KINDS: &[KindProfile] = &[
-    KindProfile { id: "b2b_sale", weight: 50, amount: (300e3, 15e6), win_rate: 0.32, cycle_days: (20, 120) },
-    KindProfile { id: "tender", weight: 15, amount: (1e6, 60e6), win_rate: 0.22, cycle_days: (30, 90) },
-    KindProfile { id: "repeat_sale", weight: 30, amount: (50e3, 2e6), win_rate: 0.62, cycle_days: (5, 40) },
-    KindProfile { id: "project", weight: 5, amount: (5e6, 120e6), win_rate: 0.4, cycle_days: (90, 300) },
+    KindProfile {
+        id: "b2b_sale",
+        weight: 50,
+        amount: (300e3, 15e6),
+        stages: &[
+            stage("qualification", 3.5, 0.28, 0.0, false),
+            stage("needs_analysis", 8.0, 0.22, 0.03, false),
+            stage("proposal", 6.5, 0.2, 0.05, true),
+            stage("negotiation", 11.0, 0.16, 0.06, false),
+            stage("contract", 4.5, 0.08, 0.08, false),
+        ],
+        cycle_days: (0, 0),
+        win_rate: 0.0,
+    },
+    KindProfile {
+        id: "tender",
+        weight: 15,
+        amount: (1e6, 60e6),
+        stages: &[
+            stage("announcement", 1.3, 0.3, 0.0, false),
+            stage("documentation", 5.5, 0.15, 0.0, false),
+            stage("approval", 1.8, 0.1, 0.18, false),
+            stage("bid", 2.2, 0.12, 0.0, true),
+            stage("award", 18.0, 0.45, 0.0, false),
+        ],
+        cycle_days: (0, 0),
+        win_rate: 0.0,
+    },
+    KindProfile {
+        id: "repeat_sale",
+        weight: 30,
+        amount: (50e3, 2e6),
+        stages: &[
+            stage("request", 1.3, 0.14, 0.0, false),
+            stage("quote", 3.0, 0.2, 0.04, true),
+            stage("order", 4.0, 0.07, 0.03, false),
+        ],
+        cycle_days: (0, 0),
+        win_rate: 0.0,
+    },
+    KindProfile { id: "project", weight: 5, amount: (5e6, 120e6), stages: &[], cycle_days: (90, 300), win_rate: 0.45 },
 ];
+
+impl KindProfile {
+    fn stage(&self, id: &str) -> &StageProfile {
+        self.stages.iter().find(|s| s.id == id).unwrap_or(&ANY_STAGE)
+    }
+}
+
+/// Key accounts decide slowly and are lost less often; small clients are quick.
+const TIER_PACE: [f64; 3] = [1.35, 1.0, 0.75];
+const TIER_LOSS: [f64; 3] = [0.8, 1.0, 1.15];
+
+/// Why deals are lost early in the route, and late.
+const EARLY_LOSS: &[(&str, u32)] = &[
+    ("no_budget", 22),
+    ("lost_contact", 18),
+    ("no_decision", 16),
+    ("price", 14),
+    ("requirements", 12),
+    ("competitor_product", 10),
+    ("terms", 8),
+];
+const LATE_LOSS: &[(&str, u32)] = &[
+    ("price", 34),
+    ("competitor_product", 22),
+    ("terms", 14),
+    ("no_decision", 12),
+    ("no_budget", 8),
+    ("lost_contact", 5),
+    ("requirements", 5),
+];
+/// Why a deal on hold is finally given up.
+const HOLD_LOSS: &[(&str, u32)] = &[("no_budget", 5), ("no_decision", 4), ("lost_contact", 2)];
+const HOLD_COMMENTS: &[&str] = &[
+    "Клиент заморозил бюджет до следующего квартала",
+    "Ждём решения собственника",
+    "Реорганизация у клиента",
+    "Объект клиента отложен",
+];
+const BACK_NOTES: &[&str] = &["Клиент изменил требования", "Нужен пересчёт предложения", "Пересмотр условий"];
 
 struct Person {
     name: String,
@@ -402,15 +508,28 @@ fn person(rng: &mut Rng) -> Person {
 
 /// Everything generated so far that later phases refer to.
 struct World {
-    managers: Vec<(UserId, usize)>,
+    managers: Vec<Manager>,
+    /// The head of each department.
+    heads: Vec<UserId>,
     competitors: Vec<PartnerId>,
     clients: Vec<Client>,
+}
+
+/// A sales manager and how they work.
+struct Manager {
+    id: UserId,
+    dept: usize,
+    /// Stretches the time their deals spend in a stage (0.7 brisk … 1.6 slow).
+    pace: f64,
+    /// Lowers the chance of losing a deal (0.75 … 1.25).
+    skill: f64,
 }
 
 struct Client {
     id: PartnerId,
     name: String,
-    manager: UserId,
+    /// An index into `World::managers`.
+    manager: usize,
     counterparties: Vec<CounterpartyId>,
     contacts: Vec<ContactId>,
     /// 0 = key account … 2 = small: drives amounts and how often they buy.
@@ -423,18 +542,23 @@ struct Writer<'a> {
     store: &'a Store,
     clock: &'a ManualClock,
     tx: Option<WriteTxn<'a>>,
+    /// Who the transactions act as (`None`: the system).
+    actor: Option<UserId>,
     in_batch: usize,
     batch: usize,
     summary: Summary,
     written: u64,
     phase: &'static str,
     progress: &'a mut dyn FnMut(Progress),
+    engine: Engine,
+    /// Documents numbered so far.
+    documents: u64,
 }
 
 impl<'a> Writer<'a> {
     fn tx(&mut self) -> Result<&mut WriteTxn<'a>> {
         if self.tx.is_none() {
-            let mut tx = self.store.write(None)?;
+            let mut tx = self.store.write(self.actor)?;
             tx.set_durability(Durability::Deferred);
             self.tx = Some(tx);
         }
@@ -444,13 +568,50 @@ impl<'a> Writer<'a> {
     fn create<E: crate::model::Entity>(&mut self, at: Timestamp, e: E) -> Result<E> {
         self.clock.set(at);
         let e = self.tx()?.create(e)?;
-        *self.summary.counts.entry(E::KIND).or_default() += 1;
         self.written += 1;
+        self.counted()?;
+        Ok(e)
+    }
+
+    /// Saves a changed entity at `at` (not a deal's stage or status: see [`Writer::op`]).
+    fn update<E: crate::model::Entity>(&mut self, at: Timestamp, e: E) -> Result<E> {
+        self.clock.set(at);
+        let e = self.tx()?.update(e)?;
+        self.counted()?;
+        Ok(e)
+    }
+
+    /// Runs a process engine operation at `at` in the current batch, acting as `actor` (or,
+    /// when `None`, as the batch's actor), so the history records who took each step.
+    fn op<R>(
+        &mut self,
+        at: Timestamp,
+        actor: Option<UserId>,
+        f: impl FnOnce(&Engine, &mut WriteTxn<'a>) -> Result<R>,
+    ) -> Result<R> {
+        self.clock.set(at);
+        let batch_actor = self.actor;
+        let tx = self.tx()?;
+        tx.set_actor(actor.or(batch_actor));
+        let r = f(&self.engine, self.tx.as_mut().expect("just opened"))?;
+        self.counted()?;
+        Ok(r)
+    }
+
+    /// Commits the batch; the next transactions act as `actor`.
+    fn act_as(&mut self, actor: Option<UserId>) -> Result<()> {
+        self.flush(Durability::Deferred)?;
+        self.actor = actor;
+        Ok(())
+    }
+
+    /// Counts a write into the batch, committing the batch when it is full.
+    fn counted(&mut self) -> Result<()> {
         self.in_batch += 1;
         if self.in_batch >= self.batch {
             self.flush(Durability::Immediate)?;
         }
-        Ok(e)
+        Ok(())
     }
 
     fn flush(&mut self, durability: Durability) -> Result<()> {
@@ -477,14 +638,18 @@ pub fn populate(
         store,
         clock,
         tx: None,
+        actor: None,
         in_batch: 0,
         batch: opts.batch.max(1),
         summary: Summary::default(),
         written: 0,
         phase: "people",
         progress,
+        engine: Engine::new(Hooks::new()),
+        documents: 0,
     };
-    let mut world = World { managers: Vec::new(), competitors: Vec::new(), clients: Vec::new() };
+    let before = store.stats()?;
+    let mut world = World { managers: Vec::new(), heads: Vec::new(), competitors: Vec::new(), clients: Vec::new() };
     users(&mut w, &mut rng, opts, &mut world)?;
     w.phase = "partners";
     competitors(&mut w, &mut rng, opts, &mut world)?;
@@ -494,6 +659,15 @@ pub fn populate(
     w.phase = "deals";
     deals(&mut w, &mut rng, opts, &world)?;
     w.flush(Durability::Immediate)?;
+    // The engine writes tasks and updates of its own: count what the store holds.
+    let after = store.stats()?;
+    for (k, n) in &after.entities {
+        let made = n - before.entities.get(k).copied().unwrap_or(0);
+        if made > 0 {
+            w.summary.counts.insert(*k, made);
+        }
+    }
+    w.summary.audit_entries = after.audit_entries - before.audit_entries;
     Ok(w.summary)
 }
 
@@ -504,7 +678,8 @@ fn users(w: &mut Writer<'_>, rng: &mut Rng, opts: &DemoOptions, world: &mut Worl
         let mut head = User::new(format!("head{}.{}", d + 1, p.email_local.replace('.', "_")), p.name, Role::Head);
         head.department = Some(dept.to_string());
         head.email = Some(format!("{}@demo-company.ru", head.login));
-        w.create(at, head)?;
+        let head = w.create(at, head)?;
+        world.heads.push(head.id);
     }
     for i in 0..opts.managers {
         let p = person(rng);
@@ -513,7 +688,9 @@ fn users(w: &mut Writer<'_>, rng: &mut Rng, opts: &DemoOptions, world: &mut Worl
         u.department = Some(DEPARTMENTS[dept].to_string());
         u.email = Some(format!("{}@demo-company.ru", u.login));
         let u = w.create(at, u)?;
-        world.managers.push((u.id, dept));
+        let pace = 0.7 + 0.9 * rng.unit();
+        let skill = 0.75 + 0.5 * rng.unit();
+        world.managers.push(Manager { id: u.id, dept, pace, skill });
     }
     Ok(())
 }
@@ -616,15 +793,12 @@ fn client(
     let (name, latin) = company_name(rng);
     let name = if holding { format!("Группа компаний «{name}»") } else { name };
     let tier = if holding || parent.is_some() { 0 } else { *rng.weighted(&[(0usize, 10), (1, 40), (2, 50)]) };
-    let (manager, _) = if tier == 0 {
-        *world
-            .managers
-            .iter()
-            .filter(|(_, d)| *d == 2)
-            .nth(rng.below(world.managers.len() / 3))
-            .unwrap_or(&world.managers[0])
+    // Key accounts belong to the key accounts department.
+    let manager = if tier == 0 {
+        let key: Vec<usize> = (0..world.managers.len()).filter(|&i| world.managers[i].dept == 2).collect();
+        key.get(rng.below(world.managers.len() / 3)).copied().unwrap_or(0)
     } else {
-        world.managers[rng.below(world.managers.len())]
+        rng.below(world.managers.len())
     };
     let founded = 1995 + rng.range(0, 28) as i32;
     let mut cps = Vec::new();
@@ -651,7 +825,7 @@ fn client(
         p.roles.push(PartnerRole::Supplier);
     }
     p.parent = parent;
-    p.manager = Some(manager);
+    p.manager = Some(world.managers[manager].id);
     p.counterparties = cps.clone();
     p.segment = Some(["key", "regular", "small"][tier].to_string());
     p.source = Some(rng.weighted(SOURCES).to_string());
@@ -699,10 +873,21 @@ fn ts_date(t: Timestamp) -> NaiveDate {
     t.date()
 }
 
+/// The instant `f` of the way from `a` to `b`.
+fn between(a: Timestamp, b: Timestamp, f: f64) -> Timestamp {
+    a.plus_millis(((b.0 - a.0) as f64 * f) as i64)
+}
+
+/// `d` days in milliseconds.
+fn days(d: f64) -> i64 {
+    (d * DAY as f64) as i64
+}
+
 fn deals(w: &mut Writer<'_>, rng: &mut Rng, opts: &DemoOptions, world: &World) -> Result<()> {
     let span = opts.end.0 - opts.start.0;
+    let settings = w.store.settings().clone();
     let kinds: Vec<(usize, u32)> = KINDS.iter().enumerate().map(|(i, k)| (i, k.weight)).collect();
-    let mut doc_no = 0u64;
+    let mut comebacks = Vec::new();
     for n in 0..opts.deals {
         // Deals start evenly over the history, with growth: more deals in the second year.
         let f = (n as f64 / opts.deals as f64).sqrt();
@@ -716,58 +901,15 @@ fn deals(w: &mut Writer<'_>, rng: &mut Rng, opts: &DemoOptions, world: &World) -
             }
         };
         let profile = &KINDS[*rng.weighted(&kinds)];
-        let stages: Vec<String> = w
-            .store
-            .settings()
-            .process_kind(profile.id)
-            .map(|k| k.stages.iter().map(|s| s.id.clone()).collect())
-            .unwrap_or_default();
-        let cycle = rng.range(profile.cycle_days.0, profile.cycle_days.1) * DAY;
-        let close_at = start.plus_millis(cycle);
+        let kind = settings.process_kind(profile.id).ok_or_else(|| {
+            crate::Error::NotAllowed(format!("the demo needs process kind \"{}\" in its config", profile.id))
+        })?;
         let tier_factor = [3.0, 1.0, 0.35][client.tier];
         let amount = rng.amount(profile.amount.0 * tier_factor, profile.amount.1 * tier_factor);
         let currency =
             if rng.chance(0.04) { *rng.pick(&[Currency::USD, Currency::EUR, Currency::CNY]) } else { Currency::RUB };
         let amount = if currency == Currency::RUB { amount } else { (amount / Decimal::from(90)).round_dp(0) };
-        let manager = if rng.chance(0.85) { client.manager } else { world.managers[rng.below(world.managers.len())].0 };
-        // Managers differ: some win more often.
-        let skill = 0.75 + (manager.0 .0 % 7) as f64 * 0.08;
-
-        let mut status = if close_at > opts.end {
-            if rng.chance(0.08) {
-                DealStatus::OnHold
-            } else {
-                DealStatus::InProgress
-            }
-        } else if rng.chance((profile.win_rate * skill).min(0.95)) {
-            DealStatus::Won
-        } else if rng.chance(0.04) {
-            DealStatus::InProgress // stuck for months
-        } else {
-            DealStatus::Lost
-        };
-        if status == DealStatus::OnHold && stages.is_empty() {
-            status = DealStatus::InProgress;
-        }
-        let reached = if stages.is_empty() {
-            0
-        } else {
-            match status {
-                DealStatus::Won => stages.len() - 1,
-                DealStatus::Lost => {
-                    // Losses happen at every stage, more often early.
-                    let mut s = 0;
-                    while s + 1 < stages.len() && rng.chance(0.55) {
-                        s += 1;
-                    }
-                    s
-                }
-                _ => {
-                    let progress = ((opts.end.0 - start.0) as f64 / cycle as f64).clamp(0.0, 0.99);
-                    ((progress * stages.len() as f64) as usize).min(stages.len() - 1)
-                }
-            }
-        };
+        let manager = if rng.chance(0.85) { &world.managers[client.manager] } else { rng.pick(&world.managers) };
         let product = rng.pick(PRODUCTS);
         let title = match profile.id {
             "tender" => format!("Тендер №{}: {}", rng.digits(11), product.0.to_lowercase()),
@@ -775,62 +917,521 @@ fn deals(w: &mut Writer<'_>, rng: &mut Rng, opts: &DemoOptions, world: &World) -
             "repeat_sale" => format!("Повторная поставка: {}", product.0.to_lowercase()),
             _ => format!("{} для {}", product.0, client.name),
         };
-        let mut deal = Deal::new(
-            title,
-            client.id,
-            profile.id,
-            stages.get(reached).cloned(),
-            manager,
-            Money::new(amount, currency),
-        );
+        let mut deal = Deal::new(title, client.id, profile.id, None, manager.id, Money::new(amount, currency));
         deal.counterparty = Some(client.counterparties[0]);
-        deal.expected_close = Some(ts_date(close_at));
-        deal.source = Some(rng.weighted(SOURCES).to_string());
-        if !stages.is_empty() {
-            deal.probability = Some(((reached + 1) * 90 / stages.len()) as u8);
+        // What the manager knows at the start; what a stage requires is often filled in there.
+        let required = |f: &str| kind.stages.iter().any(|s| s.required_fields.iter().any(|r| r == f));
+        if !required("source") || rng.chance(0.75) {
+            deal.source = Some(rng.weighted(SOURCES).to_string());
         }
-        if profile.id == "tender" {
+        let typical = if kind.stages.is_empty() {
+            (profile.cycle_days.0 + profile.cycle_days.1) as f64 / 2.0
+        } else {
+            profile.stages.iter().map(|s| s.days).sum::<f64>()
+        };
+        if !required("expected_close") || rng.chance(0.3) {
+            let pace = manager.pace * TIER_PACE[client.tier];
+            deal.expected_close = Some(ts_date(start.plus_millis(days(typical * pace))));
+        }
+        if profile.id == "tender" && rng.chance(0.6) {
             deal.custom.insert("tender_number".into(), CustomValue::String(format!("32{}", rng.digits(9))));
         }
         deal.custom.insert("delivery_region".into(), CustomValue::Enum(rng.pick(REGIONS).to_string()));
-        let created = w.create(start, deal)?;
+        let deal = w.op(start, Some(deal.manager), |e, tx| e.create_deal(tx, deal))?;
 
-        // The environment: the client's people, sometimes a subcontractor or a competitor.
+        let qty = Decimal::from(1 + rng.below(20) as i64);
+        let price = (amount / qty).round_dp(2);
+        // Some deals stall for months in one stage; some are put on hold once.
+        let stages = kind.stages.len();
+        let stuck = (stages > 0 && rng.chance(0.03)).then(|| rng.below(stages));
+        let hold = rng.chance(if stages > 0 { 0.08 } else { 0.15 }).then(|| rng.below(stages.max(1)));
+        let mut story = Story {
+            kind,
+            profile,
+            client,
+            manager,
+            competitors: &world.competitors,
+            product,
+            qty,
+            price,
+            deal,
+            now: start,
+            end: opts.end,
+            rival: None,
+            quote: None,
+            stuck,
+            hold,
+            backs: 0,
+            reopened: false,
+        };
+        story.environment(w, rng)?;
+        story.live(w, rng)?;
+        match story.comeback(rng) {
+            Some(at) => comebacks.push((at, story)),
+            None => story.count(w),
+        }
+    }
+    // Now and then a lost deal comes back: the head of the department reopens it, and it
+    // lives on. Reopening takes a head, so these run last, in a transaction per head.
+    for (dept, head) in world.heads.iter().enumerate() {
+        w.act_as(Some(*head))?;
+        for (at, story) in comebacks.iter_mut().filter(|(_, s)| s.manager.dept == dept) {
+            story.reopen(w, *at)?;
+        }
+    }
+    w.act_as(None)?;
+    for (_, mut story) in comebacks {
+        story.live(w, rng)?;
+        story.count(w);
+    }
+    Ok(())
+}
+
+/// One deal living its history through the process engine.
+struct Story<'s> {
+    kind: &'s ProcessKindSpec,
+    profile: &'static KindProfile,
+    client: &'s Client,
+    manager: &'s Manager,
+    competitors: &'s [PartnerId],
+    product: &'static (&'static str, &'static str, f64),
+    qty: Decimal,
+    price: Decimal,
+    /// The deal as stored now.
+    deal: Deal,
+    /// The instant of the last operation: the next one is never earlier.
+    now: Timestamp,
+    /// "Today": nothing happens after it.
+    end: Timestamp,
+    /// The competitor in the deal's environment.
+    rival: Option<PartnerId>,
+    quote: Option<Document>,
+    /// The stage (position) where the deal stalls for months.
+    stuck: Option<usize>,
+    /// The stage (position; 0 without stages) where the deal is put on hold.
+    hold: Option<usize>,
+    /// Steps back so far.
+    backs: u32,
+    reopened: bool,
+}
+
+impl Story<'_> {
+    /// Moves the story's clock to `t` (never back). `None` when that is after "today": the
+    /// deal stays as it is.
+    fn at(&mut self, t: Timestamp) -> Option<Timestamp> {
+        let t = t.max(self.now);
+        if t > self.end {
+            return None;
+        }
+        self.now = t;
+        Some(t)
+    }
+
+    /// The environment: the client's people, sometimes a competitor.
+    fn environment(&mut self, w: &mut Writer<'_>, rng: &mut Rng) -> Result<()> {
+        let start = self.now;
+        let deal = self.deal.id;
         let mut participants = Vec::new();
-        for c in client.contacts.iter().take(1 + rng.below(3)) {
+        for c in self.client.contacts.iter().take(1 + rng.below(3)) {
             let role = if participants.is_empty() {
                 "decision_maker"
             } else {
                 *rng.pick(&["influencer", "user", "gatekeeper"])
             };
-            let mut p = Participant::contact(created.id, *c, role);
+            let mut p = Participant::contact(deal, *c, role);
             p.influence = Some(if participants.is_empty() {
                 Influence::High
             } else {
                 *rng.pick(&[Influence::Low, Influence::Medium])
             });
             p.attitude = Some(*rng.pick(&[Attitude::Supporter, Attitude::Neutral, Attitude::Opponent]));
-            participants.push(w.create(start.plus_millis(HOUR), p)?.id);
+            participants.push(w.create(start.plus_millis(HOUR / 4), p)?.id);
         }
-        let competitor = if rng.chance(0.45) { Some(*rng.pick(&world.competitors)) } else { None };
-        if let Some(comp) = competitor {
-            let mut p = Participant::partner(created.id, comp, "competitor");
+        if rng.chance(0.45) {
+            let comp = *rng.pick(self.competitors);
+            let mut p = Participant::partner(deal, comp, "competitor");
             p.influence = Some(Influence::Medium);
-            participants.push(w.create(start.plus_millis(2 * DAY), p)?.id);
+            participants.push(w.create(start.plus_millis(HOUR / 2), p)?.id);
+            self.rival = Some(comp);
         }
         if participants.len() >= 2 && rng.chance(0.4) {
             w.create(
-                start.plus_millis(2 * DAY),
-                ParticipantLink::new(created.id, participants[1], participants[0], "influences"),
+                start.plus_millis(HOUR / 2),
+                ParticipantLink::new(deal, participants[1], participants[0], "influences"),
             )?;
         }
+        Ok(())
+    }
 
-        // Interactions along the deal's life.
-        let until = if status.is_closed() { close_at } else { opts.end.min(close_at) };
-        let life = (until.0 - start.0).max(DAY);
-        let n_inter = 1 + rng.below(3 + reached * 2);
-        for i in 0..n_inter {
-            let at = start.plus_millis(life * i as i64 / n_inter as i64 + rng.range(0, 6 * HOUR));
+    /// Lives the deal from where it is to its close, or to "today".
+    fn live(&mut self, w: &mut Writer<'_>, rng: &mut Rng) -> Result<()> {
+        if self.kind.stages.is_empty() {
+            self.project(w, rng)
+        } else {
+            self.route(w, rng)
+        }
+    }
+
+    /// Counts the deal, as it is "today", into the summary.
+    fn count(&self, w: &mut Writer<'_>) {
+        let d = &self.deal;
+        *w.summary.deals_by_status.entry(d.status.name()).or_default() += 1;
+        if !d.status.is_closed() {
+            *w.summary.pipeline.entry(d.amount.currency).or_default() += d.amount.amount;
+        }
+    }
+
+    /// A deal of a kind with stages, from its stage to its close (or "today").
+    fn route(&mut self, w: &mut Writer<'_>, rng: &mut Rng) -> Result<()> {
+        let kind = self.kind;
+        let n = kind.stages.len();
+        loop {
+            let pos = self.deal.stage.as_deref().and_then(|s| kind.position(s)).ok_or_else(|| {
+                crate::Error::Process { deal: self.deal.id.0, message: "has no stage of its kind".into() }
+            })?;
+            let spec = &kind.stages[pos];
+            let sp = self.profile.stage(&spec.id);
+            let entered = self.now;
+            let mut dwell = days(sp.days * self.manager.pace * TIER_PACE[self.client.tier] * rng.spread());
+            if self.stuck == Some(pos) {
+                self.stuck = None;
+                dwell = rng.range(150, 450) * DAY;
+            }
+            let lost = rng.chance(sp.loss * (2.0 - self.manager.skill) * TIER_LOSS[self.client.tier]);
+            if lost {
+                dwell = (dwell as f64 * (0.3 + 0.7 * rng.unit())) as i64;
+            }
+            let mut leave = entered.plus_millis(dwell.max(2 * HOUR));
+            if sp.quote {
+                self.issue_quote(w, between(entered, leave, 0.15))?;
+            }
+            if self.hold == Some(pos) {
+                self.hold = None;
+                let at = between(entered, leave, 0.2 + 0.4 * rng.unit());
+                self.talk(w, rng, entered, at)?;
+                match self.pause(w, rng, at)? {
+                    Some(paused) => leave = leave.plus_millis(paused),
+                    None => return Ok(()),
+                }
+            }
+            self.talk(w, rng, self.now, leave)?;
+            let (id, version) = (self.deal.id, self.deal.version);
+            if lost {
+                let Some(at) = self.at(leave) else { return Ok(()) };
+                return self.lose(w, rng, at, pos * 2 < n);
+            }
+            let reachable = |forward: bool| {
+                spec.to.iter().filter_map(|t| kind.position(t)).filter(move |&p| (p > pos) == forward && p != pos)
+            };
+            let back = reachable(false).max();
+            let forward = reachable(true).min();
+            if let Some(b) = back.filter(|_| self.backs < 2 && rng.chance(sp.back)) {
+                self.backs += 1;
+                let Some(at) = self.at(leave) else { return Ok(()) };
+                let note = *rng.pick(BACK_NOTES);
+                self.deal = w.op(at, Some(self.deal.manager), |e, tx| {
+                    e.move_deal(tx, id, version, &kind.stages[b].id, Some(note))
+                })?;
+                continue;
+            }
+            match forward {
+                None => {
+                    // The end of the route.
+                    if kind.mode == Mode::Managed {
+                        self.prepare(w, rng, spec, leave)?;
+                    }
+                    let Some(at) = self.at(leave) else { return Ok(()) };
+                    return self.win(w, rng, at);
+                }
+                Some(_) if kind.mode == Mode::Managed => {
+                    self.prepare(w, rng, spec, leave)?;
+                    if !self.finish_tasks(w, rng, spec, leave)? {
+                        return Ok(());
+                    }
+                    // Done tasks move the deal on; a stage without required tasks is advanced.
+                    if self.deal.stage.as_deref() == Some(spec.id.as_str()) {
+                        let Some(at) = self.at(leave) else { return Ok(()) };
+                        let (id, version) = (self.deal.id, self.deal.version);
+                        self.deal = w.op(at, Some(self.deal.manager), |e, tx| e.advance(tx, id, version))?;
+                    }
+                }
+                Some(f) => {
+                    self.prepare(w, rng, spec, leave)?;
+                    let Some(at) = self.at(leave) else { return Ok(()) };
+                    let (id, version) = (self.deal.id, self.deal.version);
+                    self.deal = w.op(at, Some(self.deal.manager), |e, tx| {
+                        e.move_deal(tx, id, version, &kind.stages[f].id, None)
+                    })?;
+                }
+            }
+        }
+    }
+
+    /// A deal of a kind without stages: a long project that is won or lost at its end.
+    fn project(&mut self, w: &mut Writer<'_>, rng: &mut Rng) -> Result<()> {
+        let (lo, hi) = self.profile.cycle_days;
+        let start = self.now;
+        let cycle = days(rng.range(lo, hi) as f64 * self.manager.pace * TIER_PACE[self.client.tier]);
+        let won = rng.chance((self.profile.win_rate * self.manager.skill).min(0.95));
+        let mut close = start.plus_millis(if won { cycle } else { (cycle as f64 * (0.2 + 0.8 * rng.unit())) as i64 });
+        if rng.chance(0.04) {
+            close = close.plus_millis(rng.range(300, 700) * DAY);
+        }
+        self.issue_quote(w, between(start, close, 0.15))?;
+        if self.hold.take().is_some() {
+            let at = between(start, close, 0.2 + 0.5 * rng.unit());
+            self.talk(w, rng, start, at)?;
+            match self.pause(w, rng, at)? {
+                Some(paused) => close = close.plus_millis(paused),
+                None => return Ok(()),
+            }
+        }
+        self.talk(w, rng, self.now, close)?;
+        let Some(at) = self.at(close) else { return Ok(()) };
+        if won {
+            return self.win(w, rng, at);
+        }
+        let early = rng.chance(0.4);
+        self.lose(w, rng, at, early)
+    }
+
+    /// Puts the deal on hold at `at`; then it is resumed (`Some`: after how long), given up,
+    /// or still on hold "today" (`None`: the story is over).
+    fn pause(&mut self, w: &mut Writer<'_>, rng: &mut Rng, at: Timestamp) -> Result<Option<i64>> {
+        let Some(at) = self.at(at) else { return Ok(None) };
+        let (id, version) = (self.deal.id, self.deal.version);
+        let comment = *rng.pick(HOLD_COMMENTS);
+        self.deal = w.op(at, Some(self.deal.manager), |e, tx| e.hold(tx, id, version, comment))?;
+        match *rng.weighted(&[(0u8, 50), (1, 30), (2, 20)]) {
+            0 => {
+                let Some(back) = self.at(at.plus_millis(rng.range(14, 120) * DAY)) else { return Ok(None) };
+                let version = self.deal.version;
+                self.deal = w.op(back, Some(self.deal.manager), |e, tx| e.resume(tx, id, version))?;
+                Ok(Some(back.0 - at.0))
+            }
+            1 => {
+                let Some(given_up) = self.at(at.plus_millis(rng.range(30, 200) * DAY)) else { return Ok(None) };
+                let reason = self.reason(rng, HOLD_LOSS);
+                self.close_lost(w, rng, given_up, reason)?;
+                Ok(None)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Fills in what the stage requires before the deal may leave it forward: its required
+    /// fields and checklist, at times before `leave`.
+    fn prepare(&mut self, w: &mut Writer<'_>, rng: &mut Rng, spec: &StageSpec, leave: Timestamp) -> Result<()> {
+        let fields: Vec<&String> = spec.required_fields.iter().filter(|f| !field_is_set(&self.deal, f)).collect();
+        let items: Vec<&str> = spec
+            .checklist
+            .iter()
+            .map(|i| i.id.as_str())
+            .filter(|i| !self.deal.checklist.iter().any(|c| c == i))
+            .collect();
+        let steps = fields.len() + items.len();
+        let from = self.now;
+        for (i, field) in fields.into_iter().enumerate() {
+            let Some(at) = self.at(between(from, leave, (i as f64 + rng.unit()) / steps as f64)) else { return Ok(()) };
+            let mut d = self.deal.clone();
+            match field.as_str() {
+                "source" => d.source = Some(rng.weighted(SOURCES).to_string()),
+                "expected_close" => {
+                    let rest = self.profile.stages.iter().skip_while(|s| s.id != spec.id).map(|s| s.days).sum::<f64>();
+                    d.expected_close = Some(ts_date(leave.plus_millis(days(rest * self.manager.pace))));
+                }
+                "custom.tender_number" => {
+                    d.custom.insert("tender_number".into(), CustomValue::String(format!("32{}", rng.digits(9))));
+                }
+                // Anything else: the engine names what is missing.
+                _ => continue,
+            }
+            self.deal = w.op(at, Some(self.deal.manager), |e, tx| e.update(tx, d))?;
+        }
+        let done = steps - items.len();
+        for (i, item) in items.into_iter().enumerate() {
+            let f = ((done + i) as f64 + rng.unit()) / steps as f64;
+            let Some(at) = self.at(between(from, leave, f)) else { return Ok(()) };
+            let (id, version) = (self.deal.id, self.deal.version);
+            self.deal = w.op(at, Some(self.deal.manager), |e, tx| e.set_checked(tx, id, version, item, true))?;
+        }
+        Ok(())
+    }
+
+    /// Completes the open tasks of the current stage (of a managed kind), the last required
+    /// one at `leave`; `false` when "today" comes first.
+    fn finish_tasks(&mut self, w: &mut Writer<'_>, rng: &mut Rng, spec: &StageSpec, leave: Timestamp) -> Result<bool> {
+        let id = self.deal.id;
+        let mut tasks: Vec<_> = w
+            .tx()?
+            .tasks_of_deal(id)?
+            .into_iter()
+            .filter(|t| t.status == TaskStatus::Open && t.stage.as_deref() == Some(spec.id.as_str()))
+            .collect();
+        // Optional tasks first: once the required ones are done the deal moves on.
+        tasks.sort_by_key(|t| t.required);
+        let from = self.now;
+        let n = tasks.len();
+        for (i, task) in tasks.into_iter().enumerate() {
+            if !task.required && rng.chance(0.3) {
+                continue;
+            }
+            let when = if i + 1 == n { leave } else { between(from, leave, (i as f64 + rng.unit()) / n as f64) };
+            let Some(at) = self.at(when) else { return Ok(false) };
+            w.op(at, Some(task.executor), |e, tx| e.complete_task(tx, task.id, task.version))?;
+        }
+        self.deal = w.tx()?.load(id)?;
+        Ok(true)
+    }
+
+    /// A loss reason of the kind, weighted by `table`.
+    fn reason(&self, rng: &mut Rng, table: &[(&'static str, u32)]) -> String {
+        let usable: Vec<(&str, u32)> =
+            table.iter().copied().filter(|(r, _)| self.kind.loss_reasons.iter().any(|k| k == r)).collect();
+        if usable.is_empty() {
+            rng.pick(&self.kind.loss_reasons).clone()
+        } else {
+            rng.weighted(&usable).to_string()
+        }
+    }
+
+    fn lose(&mut self, w: &mut Writer<'_>, rng: &mut Rng, at: Timestamp, early: bool) -> Result<()> {
+        let reason = self.reason(rng, if early { EARLY_LOSS } else { LATE_LOSS });
+        self.close_lost(w, rng, at, reason)
+    }
+
+    fn close_lost(&mut self, w: &mut Writer<'_>, rng: &mut Rng, at: Timestamp, reason: String) -> Result<()> {
+        let to_rival = matches!(reason.as_str(), "price" | "competitor_product");
+        // Lost on price or product: usually to the competitor that was in the deal.
+        let mut competitor = match self.rival {
+            Some(c) if to_rival && rng.chance(0.85) => Some(c),
+            _ if to_rival && rng.chance(0.3) => Some(*rng.pick(self.competitors)),
+            _ => None,
+        };
+        if self.kind.require_competitor && competitor.is_none() {
+            competitor = Some(self.rival.unwrap_or(*rng.pick(self.competitors)));
+        }
+        let mut comment = match reason.as_str() {
+            "price" if rng.chance(0.5) => format!("Цена выше, чем у конкурента, на {}%", rng.range(5, 30)),
+            "competitor_product" if rng.chance(0.5) => "Клиент выбрал решение конкурента".to_string(),
+            _ => String::new(),
+        };
+        if self.kind.require_loss_comment && comment.is_empty() {
+            comment = "Клиент отказался".to_string();
+        }
+        let (id, version) = (self.deal.id, self.deal.version);
+        let outcome = Outcome::Lost { reason, competitor, comment };
+        self.deal = w.op(at, Some(self.deal.manager), |e, tx| e.close(tx, id, version, outcome))?;
+        self.settle_quote(w, DocumentState::Cancelled)
+    }
+
+    /// Whether, and when, a lost deal comes back (once at most).
+    fn comeback(&mut self, rng: &mut Rng) -> Option<Timestamp> {
+        if self.deal.status != DealStatus::Lost || self.reopened || !rng.chance(0.04) {
+            return None;
+        }
+        let at = self.now.plus_millis(rng.range(7, 60) * DAY);
+        (at <= self.end).then_some(at)
+    }
+
+    /// Reopens the lost deal at `at`, in the stage it was lost in.
+    fn reopen(&mut self, w: &mut Writer<'_>, at: Timestamp) -> Result<()> {
+        let at = self.at(at).expect("a comeback is before the end");
+        self.reopened = true;
+        let (id, version) = (self.deal.id, self.deal.version);
+        self.deal = w.op(at, None, |e, tx| e.reopen(tx, id, version, None))?;
+        // The client is waiting for the quote again.
+        self.settle_quote(w, DocumentState::Issued)
+    }
+
+    /// Closes the deal as won at `at`, with its order, invoice, shipment and payment.
+    fn win(&mut self, w: &mut Writer<'_>, rng: &mut Rng, at: Timestamp) -> Result<()> {
+        let (id, version) = (self.deal.id, self.deal.version);
+        self.deal = w.op(at, Some(self.deal.manager), |e, tx| e.close(tx, id, version, Outcome::Won))?;
+        self.settle_quote(w, DocumentState::Agreed)?;
+        let end = self.end;
+        self.document(w, DocumentKind::Order, at, DocumentState::Agreed)?;
+        self.document(w, DocumentKind::Invoice, at.plus_millis(DAY).min(end), DocumentState::Completed)?;
+        let shipped = at.plus_millis(rng.range(3, 30) * DAY);
+        let state = if shipped <= end { DocumentState::Completed } else { DocumentState::Issued };
+        self.document(w, DocumentKind::Shipment, shipped.min(end), state)?;
+        let paid = at.plus_millis(rng.range(2, 45) * DAY);
+        if paid <= end && rng.chance(0.93) {
+            self.document(w, DocumentKind::Payment, paid, DocumentState::Completed)?;
+        }
+        Ok(())
+    }
+
+    /// Sends the client the quote (once per deal).
+    fn issue_quote(&mut self, w: &mut Writer<'_>, at: Timestamp) -> Result<()> {
+        if self.quote.is_none() && at <= self.end {
+            self.quote = Some(self.document(w, DocumentKind::Quote, at.max(self.now), DocumentState::Issued)?);
+        }
+        Ok(())
+    }
+
+    /// The quote is agreed when the deal is won, cancelled when it is lost, open again when
+    /// the deal is reopened.
+    fn settle_quote(&mut self, w: &mut Writer<'_>, state: DocumentState) -> Result<()> {
+        if let Some(mut q) = self.quote.take() {
+            if q.state != state {
+                q.state = state;
+                q = w.update(self.now, q)?;
+            }
+            self.quote = Some(q);
+        }
+        Ok(())
+    }
+
+    fn document(
+        &self,
+        w: &mut Writer<'_>,
+        kind: DocumentKind,
+        at: Timestamp,
+        state: DocumentState,
+    ) -> Result<Document> {
+        w.documents += 1;
+        let prefix = match kind {
+            DocumentKind::Quote => "КП",
+            DocumentKind::Invoice => "СЧ",
+            DocumentKind::Order => "ЗК",
+            DocumentKind::Shipment => "РН",
+            DocumentKind::Payment => "ПП",
+        };
+        let date = ts_date(at);
+        let total = (self.price * self.qty).round_dp(2);
+        let mut d = Document::new(
+            kind,
+            format!("{prefix}-{:02}-{:07}", date.year() % 100, w.documents),
+            date,
+            self.client.id,
+            Money::new(total, self.deal.amount.currency),
+        );
+        d.deal = Some(self.deal.id);
+        d.counterparty = Some(self.client.counterparties[0]);
+        d.state = state;
+        if kind != DocumentKind::Payment {
+            d.lines.push(DocumentLine {
+                item: self.product.0.to_string(),
+                qty: self.qty,
+                unit: Some(self.product.1.to_string()),
+                price: self.price,
+            });
+        }
+        w.create(at, d)
+    }
+
+    /// Calls, letters, meetings and notes between `from` and `to` (never after "today").
+    fn talk(&mut self, w: &mut Writer<'_>, rng: &mut Rng, from: Timestamp, to: Timestamp) -> Result<()> {
+        let to = to.min(self.end);
+        if to <= from {
+            return Ok(());
+        }
+        let span = to.0 - from.0;
+        let most = if self.kind.stages.is_empty() { 8 } else { 2 };
+        let n = rng.below(2) + ((span / (6 * DAY)) as usize).min(most);
+        for i in 0..n {
+            let at = from.plus_millis((span as f64 * (i as f64 + 0.1 + 0.8 * rng.unit()) / n as f64) as i64);
             let kind = *rng.weighted(&[
                 (InteractionKind::Call, 40),
                 (InteractionKind::Email, 35),
@@ -856,12 +1457,12 @@ fn deals(w: &mut Writer<'_>, rng: &mut Rng, opts: &DemoOptions, world: &World) -
                     "Нужен расчёт доставки",
                 ]),
             };
-            let mut it = Interaction::new(kind, at, client.id, subject);
-            it.deal = Some(created.id);
-            it.author = Some(manager);
+            let mut it = Interaction::new(kind, at, self.client.id, subject);
+            it.deal = Some(self.deal.id);
+            it.author = Some(self.manager.id);
             if kind != InteractionKind::Note {
                 it.direction = Some(if rng.chance(0.6) { Direction::Outgoing } else { Direction::Incoming });
-                it.contacts.push(*rng.pick(&client.contacts));
+                it.contacts.push(*rng.pick(&self.client.contacts));
             }
             if matches!(kind, InteractionKind::Call | InteractionKind::Meeting) {
                 it.duration_min =
@@ -869,95 +1470,6 @@ fn deals(w: &mut Writer<'_>, rng: &mut Rng, opts: &DemoOptions, world: &World) -
             }
             w.create(at, it)?;
         }
-
-        // Documents: a quote once past the middle of the route; the full chain for wins.
-        let quote_stage = stages.len() / 2;
-        let date = |t: Timestamp| ts_date(t);
-        let qty = Decimal::from(1 + rng.below(20) as i64);
-        let price = (amount / qty).round_dp(2);
-        let lines_total = (price * qty).round_dp(2);
-        let mut doc = |w: &mut Writer<'_>, kind: DocumentKind, at: Timestamp, state: DocumentState| -> Result<()> {
-            doc_no += 1;
-            let prefix = match kind {
-                DocumentKind::Quote => "КП",
-                DocumentKind::Invoice => "СЧ",
-                DocumentKind::Order => "ЗК",
-                DocumentKind::Shipment => "РН",
-                DocumentKind::Payment => "ПП",
-            };
-            let mut d = Document::new(
-                kind,
-                format!("{prefix}-{:02}-{doc_no:07}", date(at).year() % 100),
-                date(at),
-                client.id,
-                Money::new(lines_total, currency),
-            );
-            d.deal = Some(created.id);
-            d.counterparty = Some(client.counterparties[0]);
-            d.state = state;
-            if kind != DocumentKind::Payment {
-                d.lines.push(DocumentLine {
-                    item: product.0.to_string(),
-                    qty,
-                    unit: Some(product.1.to_string()),
-                    price,
-                });
-            }
-            w.create(at, d)?;
-            Ok(())
-        };
-        if !stages.is_empty() && reached >= quote_stage {
-            let at = start.plus_millis(life / 2);
-            let state = match status {
-                DealStatus::Won => DocumentState::Agreed,
-                DealStatus::Lost => DocumentState::Cancelled,
-                _ => DocumentState::Issued,
-            };
-            doc(w, DocumentKind::Quote, at, state)?;
-        }
-        if status == DealStatus::Won {
-            doc(w, DocumentKind::Order, close_at, DocumentState::Agreed)?;
-            doc(w, DocumentKind::Invoice, close_at.plus_millis(DAY), DocumentState::Completed)?;
-            let shipped = close_at.plus_millis(rng.range(3, 30) * DAY);
-            let delivered = shipped <= opts.end;
-            doc(
-                w,
-                DocumentKind::Shipment,
-                shipped.min(opts.end),
-                if delivered { DocumentState::Completed } else { DocumentState::Issued },
-            )?;
-            let paid = close_at.plus_millis(rng.range(2, 45) * DAY);
-            if paid <= opts.end && rng.chance(0.93) {
-                doc(w, DocumentKind::Payment, paid, DocumentState::Completed)?;
-            }
-        }
-
-        // Close or hold as the history says.
-        if status != DealStatus::InProgress {
-            let mut d = created;
-            d.status = status;
-            if status.is_closed() {
-                d.closed_at = Some(close_at);
-                d.probability = Some(if status == DealStatus::Won { 100 } else { 0 });
-            }
-            if status == DealStatus::Lost {
-                d.loss_reason = Some(rng.weighted(LOSS_REASONS).to_string());
-                if competitor.is_some() && matches!(d.loss_reason.as_deref(), Some("price" | "competitor_product")) {
-                    d.competitor = competitor;
-                }
-            }
-            let at = if status.is_closed() { close_at } else { start.plus_millis(life / 2) };
-            w.clock.set(at);
-            let d = w.tx()?.update(d)?;
-            w.summary.audit_entries += 1;
-            *w.summary.deals_by_status.entry(d.status.name()).or_default() += 1;
-        } else {
-            *w.summary.deals_by_status.entry(DealStatus::InProgress.name()).or_default() += 1;
-            *w.summary.pipeline.entry(currency).or_default() += amount;
-        }
-        if status == DealStatus::OnHold {
-            *w.summary.pipeline.entry(currency).or_default() += amount;
-        }
+        Ok(())
     }
-    Ok(())
 }

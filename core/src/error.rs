@@ -28,6 +28,19 @@ pub enum Error {
     /// An operation the entity kind does not allow.
     #[error("{0}")]
     NotAllowed(String),
+    /// The sales process does not allow the step (a transition not allowed from the current
+    /// stage, a skipped stage, a move of a closed deal, …); nothing was written.
+    #[error("deal {deal}: {message}")]
+    Process { deal: RawId, message: String },
+    /// The acting user may not do this; nothing was written.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A guard handler refused the change; nothing was written.
+    #[error("{hook}: {handler} refused{}: {message}", field.as_ref().map(|f| format!(" ({f})")).unwrap_or_default())]
+    Rejected { hook: &'static str, handler: String, message: String, field: Option<String> },
+    /// A hook handler failed (as opposed to refusing); the write was aborted.
+    #[error("{hook}: handler {handler} failed: {message}")]
+    HookFault { hook: &'static str, handler: String, message: String },
     /// The file is not a crmkit database.
     #[error("{path} is not a crmkit database: {reason}")]
     NotCrmkit { path: PathBuf, reason: String },

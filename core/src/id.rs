@@ -199,6 +199,8 @@ typed_ids! {
     DocumentId;
     /// An attachment: a named reference to stored file content.
     AttachmentId;
+    /// A task of an employee.
+    TaskId;
     /// An entry of the audit log.
     AuditId;
 }

@@ -11,6 +11,7 @@ mod error;
 pub mod id;
 pub mod installation;
 pub mod model;
+pub mod process;
 pub mod store;
 pub mod time;
 pub mod values;

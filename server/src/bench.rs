@@ -35,6 +35,15 @@ pub enum What {
         #[arg(long, requires = "dir")]
         reuse: bool,
     },
+    /// Stage transitions through the process engine with native guards and a reaction.
+    Process {
+        /// Transitions timed inside one transaction.
+        #[arg(long, default_value_t = 20_000)]
+        transitions: usize,
+        /// Transitions committed one by one with immediate durability.
+        #[arg(long, default_value_t = 300)]
+        commits: usize,
+    },
 }
 
 pub fn run(what: What) -> Result<()> {
@@ -42,7 +51,125 @@ pub fn run(what: What) -> Result<()> {
         What::Store { deals, dir, reads, reuse, cache_mb, record_cache_mb } => {
             store(deals, dir, reads, reuse, cache_mb, record_cache_mb)
         }
+        What::Process { transitions, commits } => process(transitions, commits),
     }
+}
+
+/// The engine's cost per transition: deals of the manual `b2b_sale` kind move between
+/// their first two stages, with two native guards on `deal.before_transition` and one
+/// reaction on `deal.after_transition`.
+fn process(transitions: usize, commits: usize) -> Result<()> {
+    use crmkit_core::model::{Partner, PartnerRole, Role, User};
+    use crmkit_core::process::{Action, Answer, Engine, HookInput, HookPoint, Hooks, Subject};
+    use crmkit_core::store::Durability;
+    use crmkit_core::values::{Currency, Money};
+
+    let tmp = tempfile::tempdir()?;
+    let inst = Installation::init(tmp.path(), None, Arc::new(SystemClock))?;
+    let store = inst.store();
+    let mut hooks = Hooks::new();
+    hooks.register("amount_positive", |i: &HookInput<'_>| {
+        Ok(match &i.after {
+            Some(Subject::Deal(d)) if d.amount.amount.is_sign_negative() => {
+                Answer::Reject { message: "no negative amounts".into(), field: Some("amount".into()) }
+            }
+            _ => Answer::Allow,
+        })
+    });
+    hooks.register("no_viewers", |i: &HookInput<'_>| {
+        Ok(match i.actor {
+            Some(u) if u.roles == [Role::Viewer] => {
+                Answer::Reject { message: "viewers cannot move deals".into(), field: None }
+            }
+            _ => Answer::Allow,
+        })
+    });
+    hooks.register("probability_from_stage", |i: &HookInput<'_>| {
+        Ok(match i.transition {
+            Some(t) if t.to_stage.as_deref() == Some("needs_analysis") => {
+                Answer::Actions(vec![Action::SetField { field: "probability".into(), value: serde_json::json!(30) }])
+            }
+            _ => Answer::Actions(Vec::new()),
+        })
+    });
+    hooks.bind(HookPoint::DealBeforeTransition, "amount_positive", &[])?;
+    hooks.bind(HookPoint::DealBeforeTransition, "no_viewers", &[])?;
+    hooks.bind(HookPoint::DealAfterTransition, "probability_from_stage", &[])?;
+    let engine = Engine::new(hooks);
+    let deals_n = 1000;
+    let (manager, deals) = store.transact(None, |tx| {
+        let manager = tx.create(User::new("bench.manager", "Bench Manager", Role::Manager))?;
+        let partner = tx.create(Partner::new("ООО «Бенч»", PartnerRole::Client))?;
+        let mut deals = Vec::new();
+        for i in 0..deals_n {
+            let mut d = Deal::new(
+                format!("Deal {i}"),
+                partner.id,
+                "b2b_sale",
+                None,
+                manager.id,
+                Money::new((100_000 + i as i64).into(), Currency::RUB),
+            );
+            d.source = Some("website".into());
+            deals.push(engine.create_deal(tx, d)?.id);
+        }
+        Ok((manager.id, deals))
+    })?;
+
+    say!(
+        "crmkit bench process: {transitions} transitions of {deals_n} deals, two guards on deal.before_transition, one reaction on deal.after_transition"
+    );
+    // The engine's own cost: each transition in its own transaction, timed up to (not
+    // including) the commit, which is not durable here. Forward moves make the reaction set
+    // a field (one more deal update); backward moves make it answer no actions.
+    let mut forward = Vec::with_capacity(transitions / 2);
+    let mut back = Vec::with_capacity(transitions / 2);
+    for n in 0..transitions {
+        let id = deals[n % deals_n];
+        let mut tx = store.write(Some(manager))?;
+        tx.set_durability(Durability::Deferred);
+        let d: Deal = tx.load(id)?;
+        let to = if d.stage.as_deref() == Some("qualification") { "needs_analysis" } else { "qualification" };
+        let t = Instant::now();
+        let moved = engine.move_deal(&mut tx, id, d.version, to, None)?;
+        let took = t.elapsed();
+        std::hint::black_box(moved);
+        tx.commit()?;
+        if to == "needs_analysis" {
+            forward.push(took)
+        } else {
+            back.push(took)
+        }
+    }
+    let mut all: Vec<Duration> = forward.iter().chain(back.iter()).copied().collect();
+    say!(
+        "transition in the engine (excluding the commit): median {:.2} µs, p99 {:.2} µs; forward (reaction sets a field) median {:.2} µs; back (reaction answers no actions) median {:.2} µs",
+        median(all.clone()).as_secs_f64() * 1e6,
+        percentile(&mut all, 0.99).as_secs_f64() * 1e6,
+        median(forward).as_secs_f64() * 1e6,
+        median(back).as_secs_f64() * 1e6
+    );
+
+    // One transition per durable commit.
+    let started = Instant::now();
+    for n in 0..commits {
+        let id = deals[n % deals_n];
+        let mut tx = store.write(Some(manager))?;
+        let d: Deal = tx.load(id)?;
+        let to = if d.stage.as_deref() == Some("qualification") { "needs_analysis" } else { "qualification" };
+        engine.move_deal(&mut tx, id, d.version, to, None)?;
+        tx.commit()?;
+    }
+    let took = started.elapsed();
+    say!(
+        "with Durability::Immediate, one transition per commit: {commits} in {:.2} s = {:.0} commits/s",
+        took.as_secs_f64(),
+        commits as f64 / took.as_secs_f64()
+    );
+    let r = store.read()?;
+    let steps = r.stage_history(deals[0])?.len();
+    say!("stage history of the first deal: {steps} steps");
+    Ok(())
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

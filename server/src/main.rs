@@ -166,7 +166,43 @@ fn check(dir: &Path) -> Result<()> {
         }
         bail!("{} index problem(s) in {}", problems.len(), s.database.display());
     }
-    say!("database: ok ({}, schema version {}, indexes consistent)", s.database.display(), stats.schema_version);
+    let histories = inst.store().verify_histories()?;
+    if !histories.is_empty() {
+        for p in &histories {
+            eprintln!("stage history problem: {p}");
+        }
+        bail!("{} stage history problem(s) in {}", histories.len(), s.database.display());
+    }
+    say!(
+        "database: ok ({}, schema version {}, indexes consistent, {} stage history steps consistent)",
+        s.database.display(),
+        stats.schema_version,
+        stats.stage_history_steps
+    );
+    let mut missing = Vec::new();
+    for kind in &s.process_kinds {
+        let guidance = kind.guidance.iter().chain(kind.stages.iter().flat_map(|st| st.guidance.iter()));
+        for g in guidance {
+            if let Some(f) = &g.file {
+                if !dir.join(f).is_file() {
+                    missing
+                        .push(format!("process kind \"{}\": guidance \"{}\": file {f} is missing", kind.id, g.title));
+                }
+            }
+        }
+    }
+    if !missing.is_empty() {
+        for m in &missing {
+            eprintln!("{m}");
+        }
+        bail!("{} guidance file(s) missing in {}", missing.len(), dir.display());
+    }
+    if !s.hooks.is_empty() {
+        say!(
+            "hooks: {} binding(s); their handlers are registered by the embedding program (scripts and plugins once their runtimes exist)",
+            s.hooks.len()
+        );
+    }
     for sub in ["scripts", "plugins"] {
         let n = std::fs::read_dir(dir.join(sub)).map(|d| d.count()).unwrap_or(0);
         say!("{sub}/: {n} file(s) (checked once their runtimes exist)");
@@ -186,6 +222,7 @@ fn stats(dir: &Path, format: Format) -> Result<()> {
         say!("{:<18} {:>12}", k.name(), stats.entities[&k]);
     }
     say!("{:<18} {:>12}", "audit entries", stats.audit_entries);
+    say!("{:<18} {:>12}", "history steps", stats.stage_history_steps);
     say!("{:<18} {:>12}", "file size", human_bytes(stats.file_bytes));
     Ok(())
 }

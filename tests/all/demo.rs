@@ -1,13 +1,21 @@
-//! The demo company: deterministic, valid, and shaped like a real sales department.
+//! The demo company: deterministic, valid, and shaped like a real sales department whose
+//! deals went through the process engine.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, OnceLock};
 
 use crmkit_core::demo::{self, DemoOptions};
-use crmkit_core::model::{Deal, DealStatus, EntityKind, Partner, PartnerRole};
+use crmkit_core::id::{DealId, PartnerId};
+use crmkit_core::model::{
+    check_history, Deal, DealStatus, Document, DocumentKind, DocumentState, EntityKind, How, Interaction, Participant,
+    Partner, PartnerRole, StageChange, Task, TaskStatus,
+};
+use crmkit_core::process::Mode;
 use crmkit_core::store::{Index, Reader};
 use crmkit_core::time::ManualClock;
 use crmkit_core::Installation;
+
+const DAY: i64 = 86_400_000;
 
 fn make(deals: usize, seed: u64) -> (tempfile::TempDir, Installation, demo::Summary) {
     let dir = tempfile::tempdir().unwrap();
@@ -16,6 +24,36 @@ fn make(deals: usize, seed: u64) -> (tempfile::TempDir, Installation, demo::Summ
     let inst = Installation::init(&dir.path().join("demo"), Some(demo::DEMO_CONFIG), clock.clone()).unwrap();
     let summary = demo::populate(inst.store(), &clock, &opts, &mut |_| {}).unwrap();
     (dir, inst, summary)
+}
+
+/// One demo of 2000 deals, made once for the tests that only read it.
+fn company() -> &'static (tempfile::TempDir, Installation, demo::Summary) {
+    static COMPANY: OnceLock<(tempfile::TempDir, Installation, demo::Summary)> = OnceLock::new();
+    COMPANY.get_or_init(|| make(2000, 42))
+}
+
+/// Every deal with its stage history.
+fn histories(inst: &Installation) -> Vec<(Deal, Vec<StageChange>)> {
+    let r = inst.store().read().unwrap();
+    let mut deals = Vec::new();
+    r.for_each::<Deal>(|d| {
+        deals.push(d.clone());
+        true
+    })
+    .unwrap();
+    deals
+        .into_iter()
+        .map(|d| {
+            let steps = r.stage_history(d.id).unwrap();
+            (d, steps)
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<i64>) -> i64 {
+    assert!(!v.is_empty());
+    v.sort_unstable();
+    v[v.len() / 2]
 }
 
 #[test]
@@ -30,34 +68,45 @@ fn the_same_seed_gives_the_same_company() {
 
 #[test]
 fn the_demo_looks_like_a_sales_department() {
-    let (_d, inst, summary) = make(3000, 42);
+    let (_d, inst, summary) = company();
     let stats = inst.store().stats().unwrap();
     for k in EntityKind::ALL {
         if k != EntityKind::Attachment {
             assert!(stats.entities[&k] > 0, "no {k} in the demo");
         }
     }
-    assert_eq!(stats.entities[&EntityKind::Deal], 3000);
+    assert_eq!(stats.entities[&EntityKind::Deal], 2000);
     assert_eq!(inst.store().verify_indexes().unwrap(), Vec::<String>::new());
-    assert_eq!(summary.counts[&EntityKind::Deal], 3000);
+    // The summary counts what the store holds (all but the installation's admin user).
+    for (k, n) in &stats.entities {
+        let expected = if *k == EntityKind::User { n - 1 } else { *n };
+        assert_eq!(summary.counts.get(k).copied().unwrap_or(0), expected, "{k}");
+    }
+    assert_eq!(summary.audit_entries, stats.audit_entries);
     let r = inst.store().read().unwrap();
-    let mut by_status: BTreeMap<DealStatus, usize> = BTreeMap::new();
+    let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
     let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
+    let mut pipeline = BTreeMap::new();
     let mut lost_with_competitor = 0;
     r.for_each::<Deal>(|d| {
-        *by_status.entry(d.status).or_default() += 1;
+        *by_status.entry(d.status.name()).or_default() += 1;
         *by_kind.entry(d.kind.clone()).or_default() += 1;
         lost_with_competitor += usize::from(d.competitor.is_some());
+        if !d.status.is_closed() {
+            *pipeline.entry(d.amount.currency).or_default() += d.amount.amount;
+        }
         true
     })
     .unwrap();
+    assert_eq!(by_status, summary.deals_by_status);
+    assert_eq!(pipeline, summary.pipeline);
     for s in DealStatus::ALL {
-        assert!(by_status.get(&s).copied().unwrap_or(0) > 20, "too few {s:?} deals: {by_status:?}");
+        assert!(by_status.get(s.name()).copied().unwrap_or(0) > 20, "too few {s:?} deals: {by_status:?}");
     }
     assert_eq!(by_kind.len(), 4, "{by_kind:?}");
     assert!(lost_with_competitor > 50);
-    let won = by_status[&DealStatus::Won] as f64;
-    let lost = by_status[&DealStatus::Lost] as f64;
+    let won = by_status["won"] as f64;
+    let lost = by_status["lost"] as f64;
     assert!((0.25..0.6).contains(&(won / (won + lost))), "win rate {:.2}", won / (won + lost));
 
     // Holdings with members, and competitors.
@@ -68,6 +117,251 @@ fn the_demo_looks_like_a_sales_department() {
         .count();
     assert!(holdings >= 3, "{holdings} holdings");
     assert_eq!(partners.iter().filter(|p| p.has_role(PartnerRole::Competitor)).count(), 12);
+}
+
+#[test]
+fn every_deal_has_a_history_the_engine_wrote() {
+    let (_d, inst, _) = company();
+    let settings = inst.settings();
+    let all = histories(inst);
+    let mut statuses = BTreeSet::new();
+    let mut hows = BTreeSet::new();
+    let mut backs = 0;
+    for (d, steps) in &all {
+        check_history(d, steps, settings).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(steps[0].at, d.created_at, "deal {} was created at another time than its history says", d.id);
+        let kind = settings.process_kind(&d.kind).unwrap();
+        for s in steps {
+            statuses.insert(s.to_status);
+            hows.insert(s.how);
+            assert!(!s.imported);
+            let pos = |st: &Option<String>| st.as_deref().and_then(|x| kind.position(x));
+            if s.how == How::Manual && pos(&s.to_stage) < pos(&s.from_stage) {
+                backs += 1;
+            }
+        }
+        // Managed routes only move forward by their route; manual ones only by hand.
+        let forward_by = if kind.mode == Mode::Managed { How::Route } else { How::Manual };
+        for s in &steps[1..] {
+            if s.from_stage != s.to_stage && s.how != How::Reopen {
+                let pos = |st: &Option<String>| st.as_deref().and_then(|x| kind.position(x));
+                if pos(&s.to_stage) > pos(&s.from_stage) {
+                    assert_eq!(s.how, forward_by, "deal {} ({})", d.id, d.kind);
+                }
+            }
+        }
+    }
+    assert_eq!(statuses, DealStatus::ALL.into_iter().collect(), "steps into every status");
+    assert_eq!(hows, How::ALL.into_iter().collect(), "every kind of step");
+    let count = |how: How| all.iter().flat_map(|(_, s)| s).filter(|s| s.how == how).count();
+    assert!(
+        count(How::Hold) > 40 && count(How::Resume) > 20,
+        "holds {}, resumes {}",
+        count(How::Hold),
+        count(How::Resume)
+    );
+    assert!(count(How::Reopen) >= 5, "{} reopened", count(How::Reopen));
+    assert!(backs >= 20, "{backs} steps back");
+    // A reopened deal was reopened by a head, not by the system or its manager.
+    let r = inst.store().read().unwrap();
+    for s in all.iter().flat_map(|(_, s)| s).filter(|s| s.how == How::Reopen) {
+        let head: crmkit_core::model::User = r.load(s.actor.expect("a person reopens")).unwrap();
+        assert!(head.roles.contains(&crmkit_core::model::Role::Head), "{} reopened deal {}", head.login, s.deal);
+    }
+    // Every other step names who took it: the deal's manager, or (a managed route moved on by
+    // a completed task) the task's executor.
+    for (d, steps) in &all {
+        for s in steps.iter().filter(|s| s.how != How::Reopen) {
+            let actor = s.actor.unwrap_or_else(|| panic!("deal {} step {} has no actor", d.id, s.step));
+            if s.how != How::Route {
+                assert_eq!(actor, d.manager, "deal {} step {} ({})", d.id, s.step, s.how.name());
+            }
+        }
+    }
+}
+
+#[test]
+fn losses_happen_at_every_stage_more_often_early() {
+    let (_d, inst, _) = company();
+    let settings = inst.settings();
+    let mut lost_at: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
+    let all = histories(inst);
+    for (d, steps) in &all {
+        for s in steps.iter().filter(|s| s.how == How::Lost) {
+            let stage = s.from_stage.clone().unwrap_or_default();
+            *lost_at
+                .entry(settings.process_kind(&d.kind).unwrap().id.as_str())
+                .or_default()
+                .entry(stage)
+                .or_default() += 1;
+        }
+    }
+    for kind in settings.process_kinds.iter().filter(|k| !k.stages.is_empty()) {
+        let at = &lost_at[kind.id.as_str()];
+        assert!(at.len() >= 2, "{}: lost only at {at:?}", kind.id);
+        let first = at.get(&kind.stages[0].id).copied().unwrap_or(0);
+        let last = at.get(&kind.stages[kind.stages.len() - 1].id).copied().unwrap_or(0);
+        assert!(first > last, "{}: {first} lost at the start, {last} at the end", kind.id);
+    }
+    for kind in ["b2b_sale", "repeat_sale"] {
+        let stages = &settings.process_kind(kind).unwrap().stages;
+        assert_eq!(lost_at[kind].len(), stages.len(), "{kind}: lost at {:?}", lost_at[kind]);
+    }
+    // Deals lost on price or product mostly name the competitor of their environment.
+    let r = inst.store().read().unwrap();
+    let (mut to_rival, mut named) = (0, 0);
+    for (d, _) in all.iter().filter(|(d, _)| d.status == DealStatus::Lost) {
+        let Some(c) = d.competitor else { continue };
+        assert!(matches!(d.loss_reason.as_deref(), Some("price" | "competitor_product")), "{:?}", d.loss_reason);
+        named += 1;
+        let env: Vec<Participant> = r.find(Index::ParticipantByDeal, &d.id.0.to_bytes(), None, usize::MAX).unwrap();
+        to_rival += usize::from(env.iter().any(|p| p.partner == Some(c)));
+    }
+    assert!(to_rival * 3 > named * 2, "{to_rival} of {named} competitors were in the deal");
+}
+
+#[test]
+fn dwell_times_differ_by_stage_manager_and_client() {
+    let (_d, inst, _) = company();
+    let all = histories(inst);
+    let r = inst.store().read().unwrap();
+    // How long deals stay in a stage before going on, per kind and stage.
+    let mut dwell: BTreeMap<(String, String), Vec<i64>> = BTreeMap::new();
+    let mut by_segment: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut by_manager: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut segment_of: BTreeMap<PartnerId, String> = BTreeMap::new();
+    for (d, steps) in &all {
+        for s in steps.iter().filter(|s| matches!(s.how, How::Manual | How::Route)) {
+            let ms = s.dwell_ms.expect("a move has a dwell");
+            assert!(ms > 0, "deal {} left {:?} at once", d.id, s.from_stage);
+            dwell.entry((d.kind.clone(), s.from_stage.clone().unwrap())).or_default().push(ms);
+            if d.kind == "b2b_sale" {
+                let seg = segment_of
+                    .entry(d.partner)
+                    .or_insert_with(|| r.load::<Partner>(d.partner).unwrap().segment.unwrap_or_default());
+                by_segment.entry(seg.clone()).or_default().push(ms);
+                by_manager.entry(d.manager.to_string()).or_default().push(ms);
+            }
+        }
+    }
+    let medians: BTreeMap<_, _> = dwell.into_iter().map(|(k, v)| (k, median(v))).collect();
+    let days = |kind: &str, stage: &str| medians[&(kind.to_string(), stage.to_string())] as f64 / DAY as f64;
+    assert!(days("b2b_sale", "negotiation") > 2.0 * days("b2b_sale", "qualification"), "{medians:?}");
+    assert!(days("b2b_sale", "negotiation") > 3.0 * days("repeat_sale", "request"), "{medians:?}");
+    assert!(days("tender", "documentation") > 2.0 * days("tender", "announcement"), "{medians:?}");
+    let segment = |s: &str| median(by_segment[s].clone());
+    assert!(segment("key") > segment("small"), "key accounts are no slower than small clients");
+    let managers: Vec<i64> = by_manager.into_values().filter(|v| v.len() > 100).map(median).collect();
+    let (fast, slow) = (managers.iter().min().unwrap(), managers.iter().max().unwrap());
+    assert!(*slow as f64 > 1.4 * *fast as f64, "managers all work alike: {managers:?}");
+    // Stuck deals: open, and in their stage for many months.
+    let today = DemoOptions::new(0, 0).end;
+    let stuck = all
+        .iter()
+        .filter(|(d, _)| d.status == DealStatus::InProgress)
+        .filter(|(d, _)| d.stage_entered_at.is_some_and(|t| today.0 - t.0 > 120 * DAY))
+        .count();
+    assert!(stuck >= 10, "{stuck} stuck deals");
+}
+
+#[test]
+fn managed_deals_move_as_their_tasks_get_done() {
+    let (_d, inst, _) = company();
+    let r = inst.store().read().unwrap();
+    let today = DemoOptions::new(0, 0).end;
+    let mut tasks: BTreeMap<DealId, Vec<Task>> = BTreeMap::new();
+    r.for_each::<Task>(|t| {
+        tasks.entry(t.deal.expect("stage tasks belong to deals")).or_default().push(t.clone());
+        true
+    })
+    .unwrap();
+    let (mut done, mut open, mut approvals) = (0, 0, 0);
+    let mut deals = 0;
+    for (d, history) in histories(inst) {
+        if d.kind != "tender" {
+            assert!(!tasks.contains_key(&d.id), "deal {} of a manual kind has tasks", d.id);
+            continue;
+        }
+        deals += 1;
+        for t in &tasks[&d.id] {
+            match t.status {
+                TaskStatus::Done => {
+                    done += 1;
+                    assert!(t.finished_at.unwrap() <= today);
+                }
+                TaskStatus::Open => {
+                    open += 1;
+                    assert!(!d.status.is_closed(), "deal {} is closed with an open task", d.id);
+                    assert_eq!(t.stage, d.stage, "an open task of another stage");
+                }
+                TaskStatus::Cancelled => {}
+            }
+            approvals += usize::from(t.stage.as_deref() == Some("approval"));
+        }
+        // The route went through approval exactly when the bid was large.
+        let approved = history.iter().any(|s| s.to_stage.as_deref() == Some("approval"));
+        let large = d.amount.amount >= 5_000_000.into();
+        let past_documentation =
+            history.iter().any(|s| s.how == How::Route && s.from_stage.as_deref() == Some("documentation"));
+        if past_documentation {
+            assert_eq!(approved, large, "deal {} of {}", d.id, d.amount.amount);
+        }
+    }
+    assert!(deals > 100 && done > deals && open > 5 && approvals > 10, "{deals} {done} {open} {approvals}");
+    assert!(!r.overdue_tasks(today, 10).unwrap().is_empty(), "nothing overdue today");
+}
+
+#[test]
+fn interactions_and_documents_fit_the_history() {
+    let (_d, inst, _) = company();
+    let r = inst.store().read().unwrap();
+    let today = DemoOptions::new(0, 0).end;
+    let mut deals: BTreeMap<DealId, Deal> = BTreeMap::new();
+    r.for_each::<Deal>(|d| {
+        deals.insert(d.id, d.clone());
+        true
+    })
+    .unwrap();
+    let mut talks = 0;
+    r.for_each::<Interaction>(|i| {
+        let d = &deals[&i.deal.expect("demo interactions belong to deals")];
+        assert!(
+            d.created_at <= i.at && i.at <= d.closed_at.unwrap_or(today),
+            "interaction {} outside deal {}",
+            i.id,
+            d.id
+        );
+        talks += 1;
+        true
+    })
+    .unwrap();
+    assert!(talks > 2 * deals.len(), "{talks} interactions");
+    let mut orders = BTreeSet::new();
+    r.for_each::<Document>(|doc| {
+        let d = &deals[&doc.deal.expect("demo documents belong to deals")];
+        assert!(d.created_at <= doc.created_at && doc.created_at <= today, "document {} of deal {}", doc.number, d.id);
+        match doc.kind {
+            DocumentKind::Quote => {
+                let expected = match d.status {
+                    DealStatus::Won => DocumentState::Agreed,
+                    DealStatus::Lost => DocumentState::Cancelled,
+                    _ => DocumentState::Issued,
+                };
+                assert_eq!(doc.state, expected, "quote {} of deal {}", doc.number, d.id);
+                assert!(d.closed_at.is_none_or(|c| doc.created_at <= c));
+            }
+            _ => {
+                assert_eq!(d.status, DealStatus::Won, "{:?} {} of an unwon deal", doc.kind, doc.number);
+                assert!(d.closed_at.is_some_and(|c| c <= doc.created_at));
+                if doc.kind == DocumentKind::Order {
+                    orders.insert(d.id);
+                }
+            }
+        }
+        true
+    })
+    .unwrap();
+    assert_eq!(orders.len(), deals.values().filter(|d| d.status == DealStatus::Won).count(), "an order per won deal");
 }
 
 #[test]
@@ -92,6 +386,9 @@ fn every_demo_record_passes_validation_again() {
             }
             for d in tx.list::<crmkit_core::model::Document>(None, 200)? {
                 tx.update(d)?;
+            }
+            for t in tx.list::<Task>(None, 200)? {
+                tx.update(t)?;
             }
             Ok(())
         })

@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use crmkit_core::config::Settings;
 use crmkit_core::model::{
-    Attachment, ContactLink, ContactPerson, Counterparty, Deal, Document, Entity, EntityKind, EntityRef, Interaction,
-    Participant, ParticipantLink, Partner, PartnerLink, User,
+    check_history, Attachment, ContactLink, ContactPerson, Counterparty, CustomValue, Deal, Document, Entity,
+    EntityKind, EntityRef, Interaction, Participant, ParticipantLink, Partner, PartnerLink, Task, TaskStatus, User,
 };
+use crmkit_core::process::{Engine, Outcome};
 use crmkit_core::store::{Reader, Store, SCHEMA_VERSION};
 use crmkit_core::time::ManualClock;
 use serde_json::{json, Value};
@@ -84,9 +85,16 @@ fn contents(store: &Store) -> Value {
         histories::<Interaction>(&r, &mut h);
         histories::<Document>(&r, &mut h);
         histories::<Attachment>(&r, &mut h);
+        histories::<Task>(&r, &mut h);
         normalize_audit(&mut h);
         h
     };
+    let mut stage_history = Vec::new();
+    r.for_each_stage_change(|c| {
+        stage_history.push(serde_json::to_value(c).unwrap());
+        true
+    })
+    .unwrap();
     json!({
         "users": all::<User>(&r),
         "counterparties": all::<Counterparty>(&r),
@@ -102,9 +110,13 @@ fn contents(store: &Store) -> Value {
         "attachments": attachments,
         "blobs": blobs,
         "audit": audit,
+        "tasks": all::<Task>(&r),
+        "stage_history": stage_history,
     })
 }
 
+/// Writes the golden file of the current schema version: the test company, and since
+/// schema 4 deals of every process mode moved through the process engine, with tasks.
 fn bless(version: u32) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("golden.redb");
@@ -114,19 +126,69 @@ fn bless(version: u32) {
         // Reuse the test company on this store.
         let fx = crate::common::Fixture { dir: tempfile::tempdir().unwrap(), clock: clock.clone(), store };
         let c = crate::store::company(&fx);
+        let engine = Engine::default();
+        let manager = c.manager.id;
         clock.advance(3_600_000);
         fx.store
-            .transact(Some(c.manager.id), |tx| {
+            .transact(Some(manager), |tx| {
                 tx.attach(
                     EntityRef { kind: EntityKind::Deal, id: c.deal.id.0 },
                     "КП.txt",
                     "text/plain",
                     "Коммерческое предложение".as_bytes(),
                 )?;
-                let mut d = c.deal.clone();
+                let d = engine.move_deal(tx, c.deal.id, c.deal.version, "needs_analysis", None)?;
+                let mut d = engine.set_checked(tx, d.id, d.version, "needs_recorded", true)?;
                 d.probability = Some(40);
-                d.stage = Some("needs_analysis".into());
                 tx.update(d)
+            })
+            .unwrap();
+        // A tender: its first task done moves it on and opens the next stage's task.
+        let tender = fx
+            .store
+            .transact(Some(manager), |tx| {
+                let mut d = crate::common::new_deal(c.partner.id, manager, 2_000_000);
+                d.kind = "tender".into();
+                d.stage = None;
+                d.source = Some("tender".into());
+                d.custom.insert("tender_number".into(), CustomValue::String("0373200001226000042".into()));
+                engine.create_deal(tx, d)
+            })
+            .unwrap();
+        clock.advance(86_400_000);
+        fx.store
+            .transact(Some(manager), |tx| {
+                let task = tx.tasks_of_deal(tender.id)?.remove(0);
+                engine.complete_task(tx, task.id, task.version)
+            })
+            .unwrap();
+        // A repeat sale put on hold, then lost to the competitor; a project won.
+        let competitor = c.participants.1.partner.expect("a partner participant");
+        let (repeat, project) = fx
+            .store
+            .transact(Some(manager), |tx| {
+                let mut d = crate::common::new_deal(c.partner.id, manager, 80_000);
+                d.kind = "repeat_sale".into();
+                d.stage = None;
+                let d = engine.create_deal(tx, d)?;
+                let d = engine.hold(tx, d.id, d.version, "the client is moving offices")?;
+                let mut p = crate::common::new_deal(c.partner.id, manager, 9_000_000);
+                p.kind = "project".into();
+                p.stage = None;
+                p.title = "Модернизация цеха".into();
+                Ok((d, engine.create_deal(tx, p)?))
+            })
+            .unwrap();
+        clock.advance(7_200_000);
+        fx.store
+            .transact(Some(manager), |tx| {
+                let lost = Outcome::Lost {
+                    reason: "price".into(),
+                    competitor: Some(competitor),
+                    comment: "ПромЛидер дешевле на 12%".into(),
+                };
+                engine.close(tx, repeat.id, repeat.version, lost)?;
+                engine.close(tx, project.id, project.version, Outcome::Won)
             })
             .unwrap();
         fx
@@ -155,6 +217,22 @@ fn golden_files_of_every_schema_version_open_and_read_back() {
             serde_json::from_str(&std::fs::read_to_string(data(&format!("golden-v{version}.json"))).unwrap()).unwrap();
         normalize_audit(expected["audit"].as_array_mut().unwrap());
         holds(&expected, &contents(&store), &format!("golden-v{version}"));
+
+        // Every deal has a stage history that ends where the deal is (reconstructed by the
+        // migration for files older than schema 4).
+        let r = store.read().unwrap();
+        for d in r.list::<Deal>(None, usize::MAX).unwrap() {
+            let history = r.stage_history(d.id).unwrap();
+            check_history(&d, &history, &Settings::builtin())
+                .unwrap_or_else(|e| panic!("golden-v{version}: {e}: {history:#?}"));
+            assert_eq!(history.iter().all(|s| s.imported), version < 4, "golden-v{version}: {history:#?}");
+        }
+        if version >= 4 {
+            let tasks = r.list::<Task>(None, usize::MAX).unwrap();
+            let has = |status| tasks.iter().any(|t: &Task| t.status == status);
+            assert!(has(TaskStatus::Done) && has(TaskStatus::Open), "golden-v{version}: {tasks:#?}");
+        }
+        drop(r);
 
         // And it stays writable: a new deal gets an id after every stored one.
         let deals: Vec<Deal> = store.read().unwrap().list(None, 10).unwrap();

@@ -1,51 +1,120 @@
-//! Property test: after any sequence of creates, updates and deletes — valid or not — the
-//! stored records equal an in-memory reference model, every secondary index equals a naive
-//! recomputation from the model, and refused operations changed nothing.
+//! Property test: after any sequence of creates, updates, deletes and process steps — valid
+//! or not — the stored records equal an in-memory reference model, every secondary index
+//! equals a naive recomputation from the model, every deal's stage history is consistent
+//! with the deal, and refused operations changed nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crmkit_core::id::{RawId, TypedId, UserId};
 use crmkit_core::model::{
-    text_prefix, ContactPerson, Deal, DealStatus, Interaction, InteractionKind, Partner, PartnerRole,
+    check_history, text_prefix, ContactPerson, Deal, DealStatus, Interaction, InteractionKind, Partner, PartnerRole,
+    Role, User,
 };
+use crmkit_core::process::{Engine, Outcome};
 use crmkit_core::store::{Index, Reader};
 use crmkit_core::Error;
 use proptest::prelude::*;
 
 use crate::common::{new_deal, Fixture};
 
+/// A process engine operation; stage numbers index `STAGES`.
+#[derive(Debug, Clone)]
+enum Step {
+    Move(usize),
+    /// A move to the next stage (`true`) or the previous one.
+    Neighbour(bool),
+    Check(bool),
+    Hold,
+    Resume,
+    Won,
+    Lost {
+        known_reason: bool,
+    },
+    Reopen(Option<usize>),
+}
+
 #[derive(Debug, Clone)]
 enum Op {
-    CreatePartner { parent: Option<usize>, manager: usize },
-    ReparentPartner { partner: usize, parent: Option<usize> },
-    DeletePartner { partner: usize },
-    CreateDeal { partner: usize, manager: usize, amount: i64 },
-    MoveDeal { deal: usize, stage: usize, status: usize, manager: usize, stale: bool },
-    DeleteDeal { deal: usize },
-    CreateContact { partner: usize },
-    DeleteContact { contact: usize },
-    CreateInteraction { deal: usize },
+    CreatePartner {
+        parent: Option<usize>,
+        manager: usize,
+    },
+    ReparentPartner {
+        partner: usize,
+        parent: Option<usize>,
+    },
+    DeletePartner {
+        partner: usize,
+    },
+    CreateDeal {
+        partner: usize,
+        manager: usize,
+        amount: i64,
+        source: bool,
+        via_engine: bool,
+    },
+    /// A store-level update of fields the process does not own.
+    UpdateDeal {
+        deal: usize,
+        manager: usize,
+        source: bool,
+        stale: bool,
+    },
+    /// A step through the process engine, by user `actor` (the last one is a head).
+    Process {
+        deal: usize,
+        step: Step,
+        actor: usize,
+        stale: bool,
+    },
+    DeleteDeal {
+        deal: usize,
+    },
+    CreateContact {
+        partner: usize,
+    },
+    DeleteContact {
+        contact: usize,
+    },
+    CreateInteraction {
+        deal: usize,
+    },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        2 => (0usize..6).prop_map(Step::Move),
+        4 => proptest::bool::weighted(0.7).prop_map(Step::Neighbour),
+        2 => any::<bool>().prop_map(Step::Check),
+        1 => Just(Step::Hold),
+        2 => Just(Step::Resume),
+        1 => Just(Step::Won),
+        1 => proptest::bool::weighted(0.8).prop_map(|known_reason| Step::Lost { known_reason }),
+        3 => proptest::option::of(0usize..6).prop_map(Step::Reopen),
+    ]
 }
 
 fn op() -> impl Strategy<Value = Op> {
     let i = 0usize..64;
     prop_oneof![
-        (proptest::option::of(i.clone()), 0usize..3)
+        1 => (proptest::option::of(i.clone()), 0usize..3)
             .prop_map(|(parent, manager)| Op::CreatePartner { parent, manager }),
-        (i.clone(), proptest::option::of(i.clone()))
+        1 => (i.clone(), proptest::option::of(i.clone()))
             .prop_map(|(partner, parent)| Op::ReparentPartner { partner, parent }),
-        i.clone().prop_map(|partner| Op::DeletePartner { partner }),
-        (i.clone(), 0usize..3, -5i64..1000).prop_map(|(partner, manager, amount)| Op::CreateDeal {
-            partner,
-            manager,
-            amount
-        }),
-        (i.clone(), 0usize..6, 0usize..4, 0usize..3, proptest::bool::weighted(0.15))
-            .prop_map(|(deal, stage, status, manager, stale)| Op::MoveDeal { deal, stage, status, manager, stale }),
-        i.clone().prop_map(|deal| Op::DeleteDeal { deal }),
-        i.clone().prop_map(|partner| Op::CreateContact { partner }),
-        i.clone().prop_map(|contact| Op::DeleteContact { contact }),
-        i.prop_map(|deal| Op::CreateInteraction { deal }),
+        1 => i.clone().prop_map(|partner| Op::DeletePartner { partner }),
+        2 => (i.clone(), 0usize..3, -5i64..1000, proptest::bool::weighted(0.7), any::<bool>()).prop_map(
+            |(partner, manager, amount, source, via_engine)| {
+                Op::CreateDeal { partner, manager, amount, source, via_engine }
+            }
+        ),
+        1 => (i.clone(), 0usize..3, any::<bool>(), proptest::bool::weighted(0.15))
+            .prop_map(|(deal, manager, source, stale)| Op::UpdateDeal { deal, manager, source, stale }),
+        6 => (i.clone(), step(), 0usize..4, proptest::bool::weighted(0.1))
+            .prop_map(|(deal, step, actor, stale)| Op::Process { deal, step, actor, stale }),
+        1 => i.clone().prop_map(|deal| Op::DeleteDeal { deal }),
+        1 => i.clone().prop_map(|partner| Op::CreateContact { partner }),
+        1 => i.clone().prop_map(|contact| Op::DeleteContact { contact }),
+        1 => i.prop_map(|deal| Op::CreateInteraction { deal }),
     ]
 }
 
@@ -55,6 +124,10 @@ struct Model {
     deals: BTreeMap<RawId, Deal>,
     contacts: BTreeMap<RawId, ContactPerson>,
     interactions: BTreeMap<RawId, Interaction>,
+    /// The length of each deal's stage history.
+    steps: BTreeMap<RawId, usize>,
+    /// Deals deleted: their history went with them.
+    deleted: Vec<RawId>,
 }
 
 fn nth<T: Clone>(m: &BTreeMap<RawId, T>, i: usize) -> Option<T> {
@@ -63,10 +136,58 @@ fn nth<T: Clone>(m: &BTreeMap<RawId, T>, i: usize) -> Option<T> {
 
 const STAGES: [&str; 6] = ["qualification", "needs_analysis", "proposal", "negotiation", "contract", "nonexistent"];
 
+/// The b2b_sale process as the model sees it: where `step` takes `d` (stage, status, and
+/// whether it adds a step to the history), or `None` when the engine must refuse it.
+fn expected(d: &Deal, step: &Step, head: bool) -> Option<(Option<String>, DealStatus, bool)> {
+    let at = STAGES.iter().position(|s| Some(*s) == d.stage.as_deref()).expect("a b2b_sale stage");
+    let closed = d.status.is_closed();
+    let stays = |ok: bool, status| ok.then(|| (d.stage.clone(), status, true));
+    match *step {
+        Step::Move(to) => {
+            // Neighbours, except that a contract only goes back to negotiation.
+            let allowed = if at == 4 { to == 3 } else { to == at + 1 || to + 1 == at };
+            let unmet = match at {
+                0 => d.source.is_none(),
+                1 => !d.checklist.iter().any(|i| i == "needs_recorded"),
+                2 => d.amount.amount.is_zero() || d.expected_close.is_none(),
+                _ => false,
+            };
+            let ok = d.status == DealStatus::InProgress && to < 5 && allowed && (to < at || !unmet);
+            ok.then(|| (Some(STAGES[to].to_string()), DealStatus::InProgress, true))
+        }
+        Step::Neighbour(_) => unreachable!("resolved to a move"),
+        Step::Check(_) => (at == 1 && d.status == DealStatus::InProgress).then(|| (d.stage.clone(), d.status, false)),
+        Step::Hold => stays(d.status == DealStatus::InProgress, DealStatus::OnHold),
+        Step::Resume => stays(d.status == DealStatus::OnHold, DealStatus::InProgress),
+        Step::Won => stays(!closed, DealStatus::Won),
+        Step::Lost { known_reason } => stays(!closed && known_reason, DealStatus::Lost),
+        Step::Reopen(to) => {
+            let ok = closed && head && to.is_none_or(|s| s < 5);
+            ok.then(|| (to.map_or(d.stage.clone(), |s| Some(STAGES[s].to_string())), DealStatus::InProgress, true))
+        }
+    }
+}
+
 fn run(ops: Vec<Op>) {
     let fx = Fixture::new();
     let managers: Vec<UserId> = (0..3).map(|i| fx.user(&format!("mgr{i}"))).collect();
+    let head = fx.store.transact(None, |tx| tx.create(User::new("head", "Head of sales", Role::Head))).unwrap().id;
+    let actors = [managers[0], managers[1], managers[2], head];
+    let engine = Engine::default();
     let mut m = Model::default();
+    let mut histories = BTreeMap::new();
+    // A partner with a few deals to start from, so that process steps have deals to work on.
+    let mut p = Partner::new("P", PartnerRole::Client);
+    p.manager = Some(managers[0]);
+    let p = fx.store.transact(None, |tx| tx.create(p)).unwrap();
+    m.partners.insert(p.id.raw(), p.clone());
+    for i in 0..4 {
+        let mut d = new_deal(p.id, managers[i % 3], 100 * i as i64);
+        d.source = (i != 3).then(|| "website".to_string());
+        let d = fx.store.transact(Some(managers[i % 3]), |tx| engine.create_deal(tx, d)).unwrap();
+        m.steps.insert(d.id.raw(), 1);
+        m.deals.insert(d.id.raw(), d);
+    }
     for op in ops {
         let before = fx.dump();
         // (whether the store accepted it, whether the model says it must, the error if any)
@@ -121,50 +242,106 @@ fn run(ops: Vec<Op>) {
                 }
                 (r.is_ok(), !referenced, r.err())
             }
-            Op::CreateDeal { partner, manager, amount } => {
+            Op::CreateDeal { partner, manager, amount, source, via_engine } => {
                 let Some(p) = nth(&m.partners, partner) else { continue };
-                match fx.store.transact(None, |tx| tx.create(new_deal(p.id, managers[manager], amount))) {
+                let mut d = new_deal(p.id, managers[manager], amount);
+                d.source = source.then(|| "referral".to_string());
+                let r = fx.store.transact(Some(managers[manager]), |tx| {
+                    if via_engine {
+                        engine.create_deal(tx, d)
+                    } else {
+                        tx.create(d)
+                    }
+                });
+                match r {
                     Ok(d) => {
+                        m.steps.insert(d.id.raw(), 1);
                         m.deals.insert(d.id.raw(), d);
                         (true, amount >= 0, None)
                     }
                     Err(e) => (false, amount >= 0, Some(e)),
                 }
             }
-            Op::MoveDeal { deal, stage, status, manager, stale } => {
+            Op::UpdateDeal { deal, manager, source, stale } => {
                 let Some(mut d) = nth(&m.deals, deal) else { continue };
-                d.stage = Some(STAGES[stage].to_string());
-                d.status = [DealStatus::InProgress, DealStatus::OnHold, DealStatus::Won, DealStatus::Lost][status];
-                d.loss_reason = (d.status == DealStatus::Lost).then(|| "price".to_string());
-                if !d.status.is_closed() {
-                    d.closed_at = None;
-                }
                 d.manager = managers[manager];
+                d.source = source.then(|| "exhibition".to_string());
                 if stale {
                     d.version -= 1;
                 }
-                let valid = !stale && stage < 5;
                 match fx.store.transact(None, |tx| tx.update(d)) {
                     Ok(d) => {
                         m.deals.insert(d.id.raw(), d);
-                        (true, valid, None)
+                        (true, !stale, None)
                     }
                     Err(e) => {
-                        if stale {
-                            assert!(matches!(e, Error::Conflict { .. }), "{e}");
+                        assert!(stale && matches!(e, Error::Conflict { .. }), "{e}");
+                        (false, !stale, Some(e))
+                    }
+                }
+            }
+            Op::Process { deal, step, actor, stale } => {
+                let Some(d) = nth(&m.deals, deal) else { continue };
+                let step = match step {
+                    Step::Neighbour(next) => {
+                        let at = STAGES.iter().position(|s| Some(*s) == d.stage.as_deref()).expect("a stage");
+                        Step::Move(if next { at + 1 } else { at.saturating_sub(1) })
+                    }
+                    step => step,
+                };
+                let want = if stale { None } else { expected(&d, &step, actor == 3) };
+                let version = if stale { d.version - 1 } else { d.version };
+                let r = fx.store.transact(Some(actors[actor]), |tx| match step {
+                    Step::Move(to) => engine.move_deal(tx, d.id, version, STAGES[to], None),
+                    Step::Neighbour(_) => unreachable!("resolved to a move"),
+                    Step::Check(done) => engine.set_checked(tx, d.id, version, "needs_recorded", done),
+                    Step::Hold => engine.hold(tx, d.id, version, "waiting for the budget"),
+                    Step::Resume => engine.resume(tx, d.id, version),
+                    Step::Won => engine.close(tx, d.id, version, Outcome::Won),
+                    Step::Lost { known_reason } => {
+                        let reason = if known_reason { "price" } else { "weather" };
+                        engine.close(
+                            tx,
+                            d.id,
+                            version,
+                            Outcome::Lost { reason: reason.into(), competitor: None, comment: String::new() },
+                        )
+                    }
+                    Step::Reopen(to) => engine.reopen(tx, d.id, version, to.map(|s| STAGES[s])),
+                });
+                match r {
+                    Ok(new) => {
+                        let (stage, status, adds) = want.clone().expect("accepted, so the model expected it");
+                        assert_eq!((&new.stage, new.status), (&stage, status), "{step:?} of {d:?}");
+                        *m.steps.get_mut(&d.id.raw()).expect("a deal of the model") += usize::from(adds);
+                        m.deals.insert(d.id.raw(), new);
+                        (true, true, None)
+                    }
+                    Err(e) => {
+                        match &e {
+                            Error::Conflict { .. } => assert!(stale, "{e}"),
+                            Error::Forbidden(_) => assert!(matches!(step, Step::Reopen(_)) && actor < 3, "{e}"),
+                            Error::Process { .. } | Error::Invalid(_) => {}
+                            other => panic!("{step:?}: unexpected error {other:?}"),
                         }
-                        (false, valid, Some(e))
+                        (false, want.is_some(), Some(e))
                     }
                 }
             }
             Op::DeleteDeal { deal } => {
                 let Some(d) = nth(&m.deals, deal) else { continue };
                 let referenced = m.interactions.values().any(|i| i.deal == Some(d.id));
+                let moved = m.steps[&d.id.raw()] > 1;
                 let r = fx.store.transact(None, |tx| tx.delete::<Deal>(d.id, d.version));
                 if r.is_ok() {
                     m.deals.remove(&d.id.raw());
+                    m.steps.remove(&d.id.raw());
+                    m.deleted.push(d.id.raw());
                 }
-                (r.is_ok(), !referenced, r.err())
+                if let Err(e) = &r {
+                    assert!(matches!(e, Error::Referenced { .. } | Error::NotAllowed(_)), "{e}");
+                }
+                (r.is_ok(), !referenced && !moved, r.err())
             }
             Op::CreateContact { partner } => {
                 let Some(p) = nth(&m.partners, partner) else { continue };
@@ -191,9 +368,28 @@ fn run(ops: Vec<Op>) {
         if !accepted {
             assert!(fx.dump() == before, "a refused operation changed the database");
         }
+        check_histories(&fx, &m, &mut histories);
         fx.clock.advance(1000);
     }
     check_against(&fx, &m);
+}
+
+/// Every deal's stage history is well formed, ends in the deal's stage and status, has as
+/// many steps as the model counted, and only grew by appending since the last look.
+fn check_histories(fx: &Fixture, m: &Model, seen: &mut BTreeMap<RawId, Vec<crmkit_core::model::StageChange>>) {
+    let r = fx.store.read().unwrap();
+    for (id, d) in &m.deals {
+        let stored: Deal = r.load(d.id).unwrap();
+        assert_eq!(&stored, d, "the stored deal differs from the model");
+        let history = r.stage_history(d.id).unwrap();
+        check_history(&stored, &history, fx.store.settings()).unwrap_or_else(|e| panic!("{e}: {history:#?}"));
+        assert_eq!(history.len(), m.steps[id], "steps of deal {}", d.id);
+        let before = seen.insert(*id, history.clone()).unwrap_or_default();
+        assert_eq!(history[..before.len()], before[..], "earlier steps of deal {} changed", d.id);
+    }
+    for id in &m.deleted {
+        assert!(r.stage_history(crmkit_core::id::DealId(*id)).unwrap().is_empty(), "deleted deal {id} kept a history");
+    }
 }
 
 fn check_against(fx: &Fixture, m: &Model) {

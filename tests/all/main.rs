@@ -5,5 +5,6 @@ mod config;
 mod demo;
 mod golden;
 mod index_model;
+mod process;
 mod store;
 mod validation;

@@ -11,6 +11,7 @@ use crmkit_core::model::{
     DealStatus, Direction, Document, DocumentKind, DocumentLine, DocumentState, Entity, EntityKind, EntityRef,
     Influence, Interaction, InteractionKind, Participant, ParticipantLink, Partner, PartnerLink, PartnerRole, User,
 };
+use crmkit_core::process::{Engine, Outcome};
 use crmkit_core::store::{force_schema_version, Index, Reader, Store};
 use crmkit_core::time::{ManualClock, Timestamp};
 use crmkit_core::values::{ru, Currency, Money};
@@ -262,29 +263,47 @@ fn the_audit_log_records_every_change_with_who_and_what() {
     let (p, m) = fx.client("Дельта");
     let d = fx.deal(p.id, m, 100);
     fx.clock.advance(60_000);
-    let mut lost = d.clone();
-    lost.status = DealStatus::Lost;
-    lost.loss_reason = Some("no_budget".into());
-    let lost = fx.store.transact(Some(m), |tx| tx.update(lost)).unwrap();
+    let outcome = Outcome::Lost { reason: "no_budget".into(), competitor: None, comment: String::new() };
+    let lost = fx.store.transact(Some(m), |tx| Engine::default().close(tx, d.id, d.version, outcome)).unwrap();
+    assert_eq!(lost.status, DealStatus::Lost);
     let r = fx.store.read().unwrap();
     let log = r.audit_of::<Deal>(d.id).unwrap();
     assert_eq!(log.len(), 2);
     assert_eq!((log[0].op, log[0].actor, log[0].version, log[0].at), (AuditOp::Create, Some(m), 1, T0));
-    assert_eq!((log[1].op, log[1].version, log[1].at), (AuditOp::Update, 2, T0.plus_millis(60_000)));
+    assert_eq!(
+        (log[1].op, log[1].actor, log[1].version, log[1].at),
+        (AuditOp::Update, Some(m), 2, T0.plus_millis(60_000))
+    );
     let fields: Vec<&str> = log[1].changes.iter().map(|c| c.field.as_str()).collect();
-    // Closing stamps the time of the close.
-    assert_eq!(fields, ["closed_at", "loss_reason", "status"]);
+    // Closing stamps the time of the close; a lost deal has no chance left.
+    assert_eq!(fields, ["closed_at", "loss_reason", "probability", "status"]);
     assert_eq!(log[1].changes[0].new, Some(T0.plus_millis(60_000).to_string().into()));
-    assert_eq!(log[1].changes[2].old, Some("in_progress".into()));
-    assert_eq!(log[1].changes[2].new, Some("lost".into()));
+    assert_eq!(log[1].changes[2].new, Some(0.into()));
+    assert_eq!(log[1].changes[3].old, Some("in_progress".into()));
+    assert_eq!(log[1].changes[3].new, Some("lost".into()));
     drop(r);
 
+    // A deal that went through its process keeps its history: it cannot be deleted.
+    let before = fx.dump();
+    let err = fx.store.transact(Some(m), |tx| tx.delete::<Deal>(lost.id, lost.version)).unwrap_err();
+    assert!(matches!(err, Error::NotAllowed(_)) && err.to_string().contains("close it as lost instead"), "{err}");
+    assert!(fx.dump() == before);
+
     // Deleting records the last state; the global log holds everything in time order.
-    fx.store.transact(Some(m), |tx| tx.delete::<Deal>(lost.id, lost.version)).unwrap();
+    let other = fx.deal(p.id, m, 300);
+    let mut bigger = other.clone();
+    bigger.amount = Money::new(Decimal::from(400), Currency::RUB);
+    let bigger = fx.store.transact(Some(m), |tx| tx.update(bigger)).unwrap();
+    fx.store.transact(Some(m), |tx| tx.delete::<Deal>(bigger.id, bigger.version)).unwrap();
     let r = fx.store.read().unwrap();
-    let log = r.audit_of::<Deal>(d.id).unwrap();
-    assert_eq!(log[2].op, AuditOp::Delete);
+    let log = r.audit_of::<Deal>(other.id).unwrap();
+    assert_eq!(log.iter().map(|e| e.op).collect::<Vec<_>>(), [AuditOp::Create, AuditOp::Update, AuditOp::Delete]);
     assert!(log[2].changes.iter().any(|c| c.field == "title" && c.old == Some("Поставка оборудования".into())));
+    assert!(log[2]
+        .changes
+        .iter()
+        .any(|c| c.field == "amount" && c.old.as_ref().is_some_and(|v| v.to_string().contains("400"))));
+    assert!(r.stage_history(other.id).unwrap().is_empty(), "a deleted deal's creation step goes with it");
     let all = r.audit_log(None, 1000).unwrap();
     assert!(all.windows(2).all(|w| w[0].id < w[1].id));
     assert_eq!(all.len() as u64, fx.store.stats().unwrap().audit_entries);

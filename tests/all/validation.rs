@@ -6,6 +6,7 @@ use crmkit_core::model::{
     ContactPerson, Counterparty, CounterpartyKind, CustomValue, Deal, DealStatus, Document, DocumentKind, DocumentLine,
     Entity, EntityKind, Partner, PartnerRole,
 };
+use crmkit_core::process::{Engine, Outcome};
 use crmkit_core::store::{Reader, WriteTxn};
 use crmkit_core::values::{Currency, Money};
 use crmkit_core::Error;
@@ -181,39 +182,39 @@ fn references_to_missing_entities() {
 
 #[test]
 fn lost_deal_rules() {
+    // A deal's status only changes through the process engine; its rules and the store's
+    // checks of the record both apply to a close.
     let (fx, p, m) = setup();
     let d = fx.deal(p.id, m, 1000);
-    rejects(&fx, EntityKind::Deal, "loss_reason", "required", |tx| {
-        let mut x = d.clone();
-        x.status = DealStatus::Lost;
-        tx.update(x)
-    });
-    rejects(&fx, EntityKind::Deal, "loss_reason", "not in the configured list", |tx| {
-        let mut x = d.clone();
-        x.status = DealStatus::Lost;
-        x.loss_reason = Some("weather".into());
-        tx.update(x)
+    let engine = Engine::default();
+    let lost = |reason: &str, competitor: Option<PartnerId>| Outcome::Lost {
+        reason: reason.into(),
+        competitor,
+        comment: String::new(),
+    };
+    rejects(&fx, EntityKind::Deal, "loss_reason", "required", |tx| engine.close(tx, d.id, d.version, lost(" ", None)));
+    rejects(&fx, EntityKind::Deal, "loss_reason", "not a loss reason of process kind \"b2b_sale\"", |tx| {
+        engine.close(tx, d.id, d.version, lost("weather", None))
     });
     let not_a_competitor = fx.partner("Просто клиент", PartnerRole::Client);
     rejects(&fx, EntityKind::Deal, "competitor", "competitor role", |tx| {
+        engine.close(tx, d.id, d.version, lost("price", Some(not_a_competitor.id)))
+    });
+    // Setting the status by hand is refused whatever the other fields say.
+    rejects(&fx, EntityKind::Deal, "status", "process engine", |tx| {
         let mut x = d.clone();
         x.status = DealStatus::Lost;
         x.loss_reason = Some("price".into());
-        x.competitor = Some(not_a_competitor.id);
         tx.update(x)
     });
     let competitor = fx.partner("Конкурент", PartnerRole::Competitor);
-    let lost = fx
-        .store
-        .transact(None, |tx| {
-            let mut x = d.clone();
-            x.status = DealStatus::Lost;
-            x.loss_reason = Some("price".into());
-            x.competitor = Some(competitor.id);
-            tx.update(x)
-        })
-        .unwrap();
+    let lost =
+        fx.store.transact(None, |tx| engine.close(tx, d.id, d.version, lost("price", Some(competitor.id)))).unwrap();
     assert_eq!(lost.version, 2);
+    assert_eq!(
+        (lost.status, lost.loss_reason.as_deref(), lost.competitor),
+        (DealStatus::Lost, Some("price"), Some(competitor.id))
+    );
 }
 
 #[test]
@@ -269,6 +270,7 @@ fn a_refused_write_inside_a_transaction_leaves_earlier_writes_intact() {
 fn refused_writes_inside_a_committed_transaction_leave_no_trace() {
     // Two stores receive the same valid writes; one also sees refused ones in between. After
     // committing, both files hold exactly the same bytes.
+    let engine = Engine::default();
     let run = |with_refusals: bool| {
         let (fx, p, m) = setup();
         fx.store
@@ -281,9 +283,16 @@ fn refused_writes_inside_a_committed_transaction_leave_no_trace() {
                     assert!(tx.update(stale).is_err());
                     assert!(tx.delete::<Partner>(p.id, p.version).is_err());
                 }
-                let mut won = d.clone();
-                won.status = DealStatus::Won;
-                tx.update(won)?;
+                if with_refusals {
+                    let mut won = d.clone();
+                    won.status = DealStatus::Won;
+                    assert!(tx.update(won).is_err(), "the status changes only through the engine");
+                    assert!(engine.move_deal(tx, d.id, d.version, "contract", None).is_err());
+                    let no_reason = Outcome::Lost { reason: String::new(), competitor: None, comment: String::new() };
+                    assert!(engine.close(tx, d.id, d.version, no_reason).is_err());
+                    assert!(engine.close(tx, d.id, d.version + 1, Outcome::Won).is_err());
+                }
+                engine.close(tx, d.id, d.version, Outcome::Won)?;
                 tx.create(new_deal(p.id, m, 20))
             })
             .unwrap();
@@ -356,13 +365,13 @@ fn registration_numbers_follow_the_kind_of_subject() {
 
 #[test]
 fn a_deal_cannot_close_before_it_was_created() {
+    // With the clock set back (a skewed server), the engine's close would stamp a time
+    // before the deal's creation; the store refuses the record.
     let (fx, p, m) = setup();
     let d = fx.deal(p.id, m, 1000);
+    fx.clock.set(crate::common::T0.plus_millis(-86_400_000));
     rejects(&fx, EntityKind::Deal, "closed_at", "before the deal was created", |tx| {
-        let mut x = d.clone();
-        x.status = DealStatus::Won;
-        x.closed_at = Some(crate::common::T0.plus_millis(-86_400_000));
-        tx.update(x)
+        Engine::default().close(tx, d.id, d.version, Outcome::Won)
     });
 }
 

@@ -93,6 +93,12 @@ pub struct Deal {
     pub closed_at: Option<Timestamp>,
     #[serde(default)]
     pub custom: CustomFields,
+    /// When the deal entered its current stage (set by the process engine).
+    #[serde(default)]
+    pub stage_entered_at: Option<Timestamp>,
+    /// The checklist items of the current stage that are done (ids from the stage's config).
+    #[serde(default)]
+    pub checklist: Vec<String>,
 }
 
 impl Deal {
@@ -128,6 +134,8 @@ impl Deal {
             comment: String::new(),
             closed_at: None,
             custom: CustomFields::new(),
+            stage_entered_at: None,
+            checklist: Vec::new(),
         }
     }
 }
@@ -140,6 +148,9 @@ impl Entity for Deal {
     fn stamp(&mut self, now: Timestamp) {
         if self.status.is_closed() && self.closed_at.is_none() {
             self.closed_at = Some(now);
+        }
+        if self.stage_entered_at.is_none() {
+            self.stage_entered_at = Some(self.created_at);
         }
     }
 

@@ -11,8 +11,10 @@ mod counterparty;
 pub(crate) mod custom;
 mod deal;
 mod document;
+mod history;
 mod interaction;
 mod partner;
+mod task;
 mod user;
 
 pub use attachment::{Attachment, ContentHash, EntityRef};
@@ -21,8 +23,10 @@ pub use counterparty::{Address, AddressKind, BankAccount, Counterparty, Counterp
 pub use custom::{CustomFieldDef, CustomFieldType, CustomFields, CustomValue};
 pub use deal::{Deal, DealStatus, Influence, Participant, ParticipantLink};
 pub use document::{Document, DocumentKind, DocumentLine, DocumentState};
+pub use history::{check_history, How, StageChange};
 pub use interaction::{Direction, Interaction, InteractionKind};
 pub use partner::{Partner, PartnerLink, PartnerRole};
+pub use task::{due_prefix as task_due_prefix, executor_prefix as task_executor_prefix, Task, TaskStatus};
 pub(crate) use user::check_login;
 pub use user::{Role, User};
 
@@ -52,11 +56,12 @@ pub enum EntityKind {
     Interaction,
     Document,
     Attachment,
+    Task,
 }
 
 impl EntityKind {
     /// All kinds, in the order reports list them.
-    pub const ALL: [EntityKind; 12] = [
+    pub const ALL: [EntityKind; 13] = [
         EntityKind::User,
         EntityKind::Counterparty,
         EntityKind::Partner,
@@ -69,6 +74,7 @@ impl EntityKind {
         EntityKind::Interaction,
         EntityKind::Document,
         EntityKind::Attachment,
+        EntityKind::Task,
     ];
 
     /// The snake_case name used in config, messages and the API.
@@ -86,6 +92,7 @@ impl EntityKind {
             EntityKind::Interaction => "interaction",
             EntityKind::Document => "document",
             EntityKind::Attachment => "attachment",
+            EntityKind::Task => "task",
         }
     }
 

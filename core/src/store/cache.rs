@@ -133,7 +133,11 @@ impl Backend for CachedBackend {
     }
 
     fn write(&self) -> Result<Box<dyn KvWrite>, Error> {
-        Ok(Box::new(CachedWrite { inner: self.inner.write()?, shared: self.shared.clone() }))
+        let inner = self.inner.write()?;
+        // Writers take turns, so every commit before this one has reached the backend; one
+        // may not have published its number yet, which only makes the cache answer less.
+        let generation = Some(self.shared.generation.load(Ordering::SeqCst));
+        Ok(Box::new(CachedWrite { inner, generation, shared: self.shared.clone() }))
     }
 }
 
@@ -149,31 +153,7 @@ impl KvRead for CachedRead {
     }
 
     fn get_decoded(&self, t: Table, key: &[u8], decode: &Decode<'_>) -> Result<Option<Decoded>, Error> {
-        let cached = self.generation.filter(|_| self.shared.cached[t.slot]).zip(self.shared.shard(t, key));
-        let Some((seen, (shard, k))) = cached else {
-            return self.inner.get_decoded(t, key, decode);
-        };
-        let hit = Shared::lock(shard).records.get(&k).filter(|(_, _, from)| *from <= seen).map(|(r, _, _)| r.clone());
-        if hit.is_some() {
-            return Ok(hit);
-        }
-        let Some(bytes) = self.inner.get(t, key)? else { return Ok(None) };
-        let record = decode(&bytes)?;
-        // A decoded record takes about twice its stored size in memory.
-        let size = 2 * bytes.len() + 64;
-        let mut s = Shared::lock(shard);
-        let valid_from = s.changed.get(&k).copied().unwrap_or(s.unchanged_since);
-        // Only the latest version goes in: no change after the one this snapshot sees.
-        if valid_from <= seen {
-            if s.bytes + size > self.shared.shard_budget {
-                s.evict_some();
-            }
-            s.bytes += size;
-            if let Some((_, old, _)) = s.records.insert(k, (record.clone(), size, valid_from)) {
-                s.bytes -= old;
-            }
-        }
-        Ok(Some(record))
+        cached_get(self.inner.as_ref(), self.generation, &self.shared, t, key, decode)
     }
 
     fn contains(&self, t: Table, key: &[u8]) -> Result<bool, Error> {
@@ -196,14 +176,46 @@ impl KvRead for CachedRead {
     }
 }
 
+/// The writer. Its base is the latest committed state, so it reads decoded records through
+/// the cache too.
 struct CachedWrite {
     inner: Box<dyn KvWrite>,
+    generation: Option<u64>,
     shared: Arc<Shared>,
+}
+
+impl KvRead for CachedWrite {
+    fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        self.inner.base().get(t, key)
+    }
+
+    fn get_decoded(&self, t: Table, key: &[u8], decode: &Decode<'_>) -> Result<Option<Decoded>, Error> {
+        cached_get(self.inner.base(), self.generation, &self.shared, t, key, decode)
+    }
+
+    fn contains(&self, t: Table, key: &[u8]) -> Result<bool, Error> {
+        self.inner.base().contains(t, key)
+    }
+
+    fn scan(
+        &self,
+        t: Table,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        reverse: bool,
+        visit: Visit<'_>,
+    ) -> Result<(), Error> {
+        self.inner.base().scan(t, from, to, reverse, visit)
+    }
+
+    fn len(&self, t: Table) -> Result<u64, Error> {
+        self.inner.base().len(t)
+    }
 }
 
 impl KvWrite for CachedWrite {
     fn base(&self) -> &dyn KvRead {
-        self.inner.base()
+        self
     }
 
     fn commit(self: Box<Self>, changes: Changes, durability: Durability) -> Result<(), Error> {
@@ -238,4 +250,41 @@ impl KvWrite for CachedWrite {
         shared.generation.fetch_max(next, Ordering::SeqCst);
         Ok(())
     }
+}
+
+/// A decoded record through the cache, for a view that has seen every commit up to
+/// `generation` (`None`: do without the cache).
+fn cached_get(
+    inner: &dyn KvRead,
+    generation: Option<u64>,
+    shared: &Shared,
+    t: Table,
+    key: &[u8],
+    decode: &Decode<'_>,
+) -> Result<Option<Decoded>, Error> {
+    let cached = generation.filter(|_| shared.cached[t.slot]).zip(shared.shard(t, key));
+    let Some((seen, (shard, k))) = cached else {
+        return inner.get_decoded(t, key, decode);
+    };
+    let hit = Shared::lock(shard).records.get(&k).filter(|(_, _, from)| *from <= seen).map(|(r, _, _)| r.clone());
+    if hit.is_some() {
+        return Ok(hit);
+    }
+    let Some(bytes) = inner.get(t, key)? else { return Ok(None) };
+    let record = decode(&bytes)?;
+    // A decoded record takes about twice its stored size in memory.
+    let size = 2 * bytes.len() + 64;
+    let mut s = Shared::lock(shard);
+    let valid_from = s.changed.get(&k).copied().unwrap_or(s.unchanged_since);
+    // Only the latest version goes in: no change after the one this snapshot sees.
+    if valid_from <= seen {
+        if s.bytes + size > shared.shard_budget {
+            s.evict_some();
+        }
+        s.bytes += size;
+        if let Some((_, old, _)) = s.records.insert(k, (record.clone(), size, valid_from)) {
+            s.bytes -= old;
+        }
+    }
+    Ok(Some(record))
 }

@@ -21,16 +21,50 @@ pub enum Durability {
     Deferred,
 }
 
+/// A pending change before it was overwritten: table slot, key, and the earlier pending
+/// change (`None`: the key was untouched).
+type Undo = (usize, Vec<u8>, Option<Option<Vec<u8>>>);
+
 /// The writes of one transaction, per table: `Some(value)` puts, `None` deletes.
 #[derive(Debug, Default)]
 pub struct Changes {
     pub tables: Vec<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+    /// While a savepoint is open: what each write replaced, so it can be taken back.
+    undo: Option<Vec<Undo>>,
 }
 
 impl Changes {
     /// No changes.
     pub fn new() -> Changes {
-        Changes { tables: (0..TABLE_COUNT).map(|_| BTreeMap::new()).collect() }
+        Changes { tables: (0..TABLE_COUNT).map(|_| BTreeMap::new()).collect(), undo: None }
+    }
+
+    /// Starts recording what writes replace; returns the position to roll back to.
+    pub(crate) fn mark(&mut self) -> usize {
+        self.undo.get_or_insert_with(Vec::new).len()
+    }
+
+    /// Takes back every write made since `mark`.
+    pub(crate) fn rollback(&mut self, mark: usize) {
+        let Some(undo) = &mut self.undo else { return };
+        while undo.len() > mark {
+            let (slot, key, old) = undo.pop().expect("longer than mark");
+            match old {
+                Some(v) => self.tables[slot].insert(key, v),
+                None => self.tables[slot].remove(&key),
+            };
+        }
+    }
+
+    /// Stops recording (the outermost savepoint was released).
+    pub(crate) fn stop_recording(&mut self) {
+        self.undo = None;
+    }
+
+    fn record(&mut self, slot: usize, key: &[u8]) {
+        if let Some(undo) = &mut self.undo {
+            undo.push((slot, key.to_vec(), self.tables[slot].get(key).cloned()));
+        }
     }
 
     /// The pending change of `key`: `None` when untouched, `Some(None)` when deleted.
@@ -40,11 +74,13 @@ impl Changes {
 
     /// Puts `value` at `key`.
     pub fn put(&mut self, t: Table, key: Vec<u8>, value: Vec<u8>) {
+        self.record(t.slot, &key);
         self.tables[t.slot].insert(key, Some(value));
     }
 
     /// Deletes `key`.
     pub fn delete(&mut self, t: Table, key: Vec<u8>) {
+        self.record(t.slot, &key);
         self.tables[t.slot].insert(key, None);
     }
 

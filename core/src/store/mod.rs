@@ -25,16 +25,16 @@ pub use tables::{Index, Table, Target};
 
 use crate::audit::{self, AuditEntry, AuditOp};
 use crate::config::Settings;
-use crate::id::{AuditId, RawId, TypedId, UserId};
+use crate::id::{AuditId, DealId, RawId, TaskId, TypedId, UserId};
 use crate::model::{
-    custom, Attachment, ContentHash, Cx, Entity, EntityKind, EntityRef, FieldError, IndexEntry, Meta, Participant,
-    Partner, Ref, Requirement, User,
+    custom, Attachment, ContentHash, Cx, Deal, DealStatus, Entity, EntityKind, EntityRef, FieldError, How, IndexEntry,
+    Meta, Participant, Partner, Ref, Requirement, StageChange, Task, TaskStatus, User,
 };
 use crate::time::{Clock, Timestamp};
 use crate::{Error, Result};
 use kv::{Backend, Changes, KvRead, KvWrite};
 use postings::prefix_end;
-use tables::{entity_table, AUDIT, AUDIT_BY_ENTITY, BLOBS, META};
+use tables::{entity_table, AUDIT, AUDIT_BY_ENTITY, BLOBS, META, STAGE_HISTORY};
 
 /// Record format byte: MessagePack, structs as maps with field names (schema 1 files).
 const FORMAT_MSGPACK_NAMED: u8 = 1;
@@ -76,6 +76,8 @@ pub struct Stats {
     /// Entities per kind.
     pub entities: BTreeMap<EntityKind, u64>,
     pub audit_entries: u64,
+    /// Steps in the stage history of all deals.
+    pub stage_history_steps: u64,
     pub blob_chunks: u64,
     pub schema_version: u32,
     /// Size of the database file in bytes.
@@ -149,6 +151,9 @@ impl Store {
             seq_used: false,
             durability: Durability::Immediate,
             postings: BTreeMap::new(),
+            savepoints: 0,
+            postings_undo: Vec::new(),
+            engine_writes_state: false,
         })
     }
 
@@ -186,6 +191,37 @@ impl Store {
         Ok(problems)
     }
 
+    /// Checks every deal's stage history: numbered without gaps, each step starting where
+    /// the previous ended, dwell times that add up, and ending in the deal's current stage
+    /// and status. Returns one line per deal that fails (empty when all hold).
+    pub fn verify_histories(&self) -> Result<Vec<String>> {
+        let r = self.read()?;
+        let mut problems = Vec::new();
+        let mut counted = 0u64;
+        let mut failed: Option<Error> = None;
+        r.for_each::<Deal>(|deal| match r.stage_history(deal.id) {
+            Ok(steps) => {
+                counted += steps.len() as u64;
+                if let Err(m) = crate::model::check_history(&deal, &steps, &self.settings) {
+                    problems.push(m);
+                }
+                true
+            }
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let steps = r.kv.len(STAGE_HISTORY)?;
+        if counted != steps {
+            problems.push(format!("the stage history holds {steps} steps, but the deals' histories have {counted}: steps of deals that do not exist"));
+        }
+        Ok(problems)
+    }
+
     /// Counts per entity kind and the file size.
     pub fn stats(&self) -> Result<Stats> {
         let r = self.backend.read()?;
@@ -196,6 +232,7 @@ impl Store {
         Ok(Stats {
             entities,
             audit_entries: r.len(AUDIT)?,
+            stage_history_steps: r.len(STAGE_HISTORY)?,
             blob_chunks: r.len(BLOBS)?,
             schema_version: schema::stored_version(r.as_ref())?.unwrap_or(0),
             file_bytes: std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0),
@@ -490,6 +527,95 @@ pub trait Reader {
         err.map_or(Ok(out), Err)
     }
 
+    /// The stage history of a deal, step by step.
+    fn stage_history(&self, deal: DealId) -> Result<Vec<StageChange>> {
+        let mut out = Vec::new();
+        let mut err = None;
+        let prefix = deal.0.to_bytes();
+        let end = prefix_end(&prefix);
+        self.kv_scan(
+            STAGE_HISTORY,
+            Bound::Included(&prefix[..]),
+            end.as_deref().map_or(Bound::Unbounded, Bound::Excluded),
+            false,
+            &mut |_, v| match decode::<StageChange>(v, || format!("stage history of deal {deal}")) {
+                Ok(c) => {
+                    out.push(c);
+                    true
+                }
+                Err(e) => {
+                    err = Some(e);
+                    false
+                }
+            },
+        )?;
+        err.map_or(Ok(out), Err)
+    }
+
+    /// The number of steps in a deal's stage history.
+    fn stage_steps(&self, deal: DealId) -> Result<u32> {
+        let prefix = deal.0.to_bytes();
+        let end = prefix_end(&prefix);
+        let mut n = 0;
+        self.kv_scan(
+            STAGE_HISTORY,
+            Bound::Included(&prefix[..]),
+            end.as_deref().map_or(Bound::Unbounded, Bound::Excluded),
+            true,
+            &mut |k, _| {
+                n = k[16..].try_into().map(u32::from_be_bytes).unwrap_or(0) + 1;
+                false
+            },
+        )?;
+        Ok(n)
+    }
+
+    /// Visits every step of every deal's history, deal by deal in creation order, until `f`
+    /// returns `false`.
+    fn for_each_stage_change(&self, mut f: impl FnMut(StageChange) -> bool) -> Result<()> {
+        let mut err = None;
+        self.kv_scan(
+            STAGE_HISTORY,
+            Bound::Unbounded,
+            Bound::Unbounded,
+            false,
+            &mut |_, v| match decode::<StageChange>(v, || "stage history".to_string()) {
+                Ok(c) => f(c),
+                Err(e) => {
+                    err = Some(e);
+                    false
+                }
+            },
+        )?;
+        err.map_or(Ok(()), Err)
+    }
+
+    /// A user's tasks in one status, oldest first.
+    fn tasks_of(&self, executor: UserId, status: TaskStatus, limit: usize) -> Result<Vec<Task>> {
+        self.find(Index::TaskByExecutor, &crate::model::task_executor_prefix(executor, status), None, limit)
+    }
+
+    /// The tasks of a deal, oldest first.
+    fn tasks_of_deal(&self, deal: DealId) -> Result<Vec<Task>> {
+        self.find(Index::TaskByDeal, &deal.0.to_bytes(), None, usize::MAX)
+    }
+
+    /// Open tasks due before `now`, the most overdue first.
+    fn overdue_tasks(&self, now: Timestamp, limit: usize) -> Result<Vec<Task>> {
+        let end = crate::model::task_due_prefix(now);
+        let mut ids = Vec::new();
+        self.kv_scan(Index::TaskOpenByDue.table(), Bound::Unbounded, Bound::Excluded(&end), false, &mut |_, v| {
+            ids.extend(postings::ids(v));
+            ids.len() < limit
+        })?;
+        ids.truncate(limit);
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.load::<Task>(TaskId(id))?);
+        }
+        Ok(out)
+    }
+
     /// The stored content with this hash.
     fn blob(&self, hash: &ContentHash) -> Result<Option<Vec<u8>>> {
         let mut out: Option<Vec<u8>> = None;
@@ -554,6 +680,24 @@ pub struct WriteTxn<'s> {
     durability: Durability,
     /// Index changes, applied to the posting chunks at commit.
     postings: BTreeMap<(Index, Vec<u8>), postings::Delta>,
+    /// Open savepoints; while there are any, index changes are recorded in `postings_undo`.
+    savepoints: u32,
+    postings_undo: Vec<PostingUndo>,
+    /// Set while the process engine writes a deal's stage and status.
+    engine_writes_state: bool,
+}
+
+/// An index change before it was overwritten: the list, the id, and the earlier pending
+/// change of that id (`None`: untouched).
+type PostingUndo = ((Index, Vec<u8>), RawId, Option<bool>);
+
+/// Where [`WriteTxn::rollback`] returns to.
+#[must_use]
+pub(crate) struct Savepoint {
+    changes: usize,
+    postings: usize,
+    seq: u64,
+    seq_used: bool,
 }
 
 impl Reader for WriteTxn<'_> {
@@ -561,6 +705,14 @@ impl Reader for WriteTxn<'_> {
         match self.changes.get(t, key) {
             Some(v) => Ok(v.map(<[u8]>::to_vec)),
             None => self.kv.base().get(t, key),
+        }
+    }
+
+    fn kv_get_decoded(&self, t: Table, key: &[u8], decode: &kv::Decode<'_>) -> Result<Option<kv::Decoded>> {
+        match self.changes.get(t, key) {
+            Some(Some(bytes)) => decode(bytes).map(Some),
+            Some(None) => Ok(None),
+            None => self.kv.base().get_decoded(t, key, decode),
         }
     }
 
@@ -657,9 +809,20 @@ impl WriteTxn<'_> {
         self.durability = d;
     }
 
+    /// Makes `actor` the acting user of what follows in the transaction (loaders use it to
+    /// record who took each step of many deals in one transaction).
+    pub fn set_actor(&mut self, actor: Option<UserId>) {
+        self.actor = actor;
+    }
+
     /// The acting user recorded in the audit log.
     pub fn actor(&self) -> Option<UserId> {
         self.actor
+    }
+
+    /// The settings writes are validated against.
+    pub fn settings_arc(&self) -> Arc<Settings> {
+        self.store.settings.clone()
     }
 
     /// The current instant of the store's clock.
@@ -678,6 +841,91 @@ impl WriteTxn<'_> {
         self.kv.commit(self.changes, self.durability)
     }
 
+    /// Runs `f`; if it fails, everything it wrote is taken back, so the transaction is as it
+    /// was before the call (and may go on and commit).
+    pub fn attempt<R>(&mut self, f: impl FnOnce(&mut Self) -> Result<R>) -> Result<R> {
+        let sp = self.savepoint();
+        match f(self) {
+            Ok(r) => {
+                self.release(sp);
+                Ok(r)
+            }
+            Err(e) => {
+                self.rollback(sp);
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) fn savepoint(&mut self) -> Savepoint {
+        self.savepoints += 1;
+        Savepoint {
+            changes: self.changes.mark(),
+            postings: self.postings_undo.len(),
+            seq: self.seq,
+            seq_used: self.seq_used,
+        }
+    }
+
+    pub(crate) fn release(&mut self, _sp: Savepoint) {
+        self.savepoints -= 1;
+        if self.savepoints == 0 {
+            self.changes.stop_recording();
+            self.postings_undo.clear();
+        }
+    }
+
+    pub(crate) fn rollback(&mut self, sp: Savepoint) {
+        self.changes.rollback(sp.changes);
+        while self.postings_undo.len() > sp.postings {
+            let (list, id, old) = self.postings_undo.pop().expect("longer than the savepoint");
+            let delta = self.postings.entry(list.clone()).or_default();
+            match old {
+                Some(add) => {
+                    delta.insert(id, add);
+                }
+                None => {
+                    delta.remove(&id);
+                    if delta.is_empty() {
+                        self.postings.remove(&list);
+                    }
+                }
+            }
+        }
+        self.seq = sp.seq;
+        self.seq_used = sp.seq_used;
+        self.release(sp);
+    }
+
+    /// Runs `f` with the process engine's permission to change a deal's stage and status.
+    pub(crate) fn as_engine<R>(&mut self, f: impl FnOnce(&mut Self) -> Result<R>) -> Result<R> {
+        let was = std::mem::replace(&mut self.engine_writes_state, true);
+        let r = f(self);
+        self.engine_writes_state = was;
+        r
+    }
+
+    /// Appends a step after the last one of a deal's stage history (`change.step` is set).
+    pub(crate) fn append_next_stage_change(&mut self, mut change: StageChange) -> Result<()> {
+        change.step = self.stage_steps(change.deal)?;
+        self.changes.put(STAGE_HISTORY, history_key(change.deal, change.step), encode(&change));
+        Ok(())
+    }
+
+    /// Appends the next step of a deal's stage history; `change.step` must be the next
+    /// number.
+    pub(crate) fn append_stage_change(&mut self, change: &StageChange) -> Result<()> {
+        let next = self.stage_steps(change.deal)?;
+        if change.step != next {
+            return Err(Error::NotAllowed(format!(
+                "deal {}: stage history step {} cannot be written, the next one is {next}",
+                change.deal, change.step
+            )));
+        }
+        self.changes.put(STAGE_HISTORY, history_key(change.deal, change.step), encode(change));
+        Ok(())
+    }
+
     /// The id the next creation at `at` gets (not handed out yet).
     fn peek_id(&self, at: Timestamp) -> RawId {
         RawId::new(at.0, self.seq + 1)
@@ -692,26 +940,43 @@ impl WriteTxn<'_> {
 
     /// Creates `entity`: assigns id, version 1 and instants, checks it, writes it with its
     /// index entries and an audit entry. Returns the stored form.
-    pub fn create<E: Entity>(&mut self, mut entity: E) -> Result<E> {
+    pub fn create<E: Entity>(&mut self, entity: E) -> Result<E> {
+        self.create_inner(entity, None)
+    }
+
+    /// Creates an entity brought in from elsewhere with its original creation instant.
+    pub(crate) fn create_imported<E: Entity>(&mut self, entity: E, created_at: Timestamp) -> Result<E> {
+        self.create_inner(entity, Some(created_at))
+    }
+
+    fn create_inner<E: Entity>(&mut self, mut entity: E, created_at: Option<Timestamp>) -> Result<E> {
         let now = self.now();
-        let id = self.peek_id(now);
+        let created = created_at.unwrap_or(now);
+        let id = self.peek_id(created);
         let actor = self.actor;
         entity.set_meta(Meta {
             id,
             version: 1,
-            created_at: now,
+            created_at: created,
             updated_at: now,
             created_by: actor,
             updated_by: actor,
         });
         entity.stamp(now);
-        self.check(&mut entity)?;
+        self.check(&mut entity, None)?;
         let entries = entries_of(&entity);
         self.check_unique::<E>(&entries, id)?;
+        let first_step = match (&entity as &dyn std::any::Any).downcast_ref::<Deal>() {
+            Some(deal) if !self.engine_writes_state => Some(self.creation_step(deal)?),
+            _ => None,
+        };
         // Everything is checked: from here on nothing can fail.
-        let taken = self.next_id(now);
+        let taken = self.next_id(created);
         debug_assert_eq!(taken, id);
         self.changes.put(entity_table(E::KIND), id.to_bytes().to_vec(), encode(&entity));
+        if let Some(step) = first_step {
+            self.changes.put(STAGE_HISTORY, history_key(step.deal, 0), encode(&step));
+        }
         for e in entries {
             self.index_change(e, id, true);
         }
@@ -739,8 +1004,11 @@ impl WriteTxn<'_> {
             updated_by: self.actor,
         });
         entity.stamp(now);
-        self.check(&mut entity)?;
-        let changes = audit::diff(&to_json(&old), &to_json(&entity));
+        if !self.engine_writes_state {
+            deal_state_unchanged(&old, &entity)?;
+        }
+        self.check(&mut entity, Some(&old))?;
+        let changes = audit::diff_of(&old, &entity);
         if changes.is_empty() {
             return Ok(old);
         }
@@ -775,6 +1043,12 @@ impl WriteTxn<'_> {
             return Err(Error::Conflict { kind: E::KIND, id: raw, given: version, stored });
         }
         self.check_unreferenced(E::KIND, raw)?;
+        let history = if E::KIND == EntityKind::Deal { self.stage_steps(DealId(raw))? } else { 0 };
+        if history > 1 {
+            return Err(Error::NotAllowed(format!(
+                "deal {raw} cannot be deleted: it has moved through its process ({history} steps of stage history), and the history is kept for the statistics; close it as lost instead"
+            )));
+        }
         let blob_keys = match (&old as &dyn std::any::Any).downcast_ref::<Attachment>() {
             Some(att) => self.blob_keys_released(&att.content, raw)?,
             None => Vec::new(),
@@ -784,6 +1058,9 @@ impl WriteTxn<'_> {
             self.index_change(e, raw, false);
         }
         self.changes.delete(entity_table(E::KIND), raw.to_bytes().to_vec());
+        if history == 1 {
+            self.changes.delete(STAGE_HISTORY, history_key(DealId(raw), 0));
+        }
         for k in blob_keys {
             self.changes.delete(BLOBS, k);
         }
@@ -852,7 +1129,12 @@ impl WriteTxn<'_> {
     }
 
     fn index_change(&mut self, entry: IndexEntry, id: RawId, add: bool) {
-        self.postings.entry((entry.index, entry.prefix)).or_default().insert(id, add);
+        let list = (entry.index, entry.prefix);
+        if self.savepoints > 0 {
+            let old = self.postings.get(&list).and_then(|d| d.get(&id).copied());
+            self.postings_undo.push((list.clone(), id, old));
+        }
+        self.postings.entry(list).or_default().insert(id, add);
     }
 
     fn audit(
@@ -880,8 +1162,39 @@ impl WriteTxn<'_> {
         self.changes.put(AUDIT_BY_ENTITY, k, Vec::new());
     }
 
+    /// The first step of the stage history of a deal created outside the process engine.
+    fn creation_step(&self, deal: &Deal) -> Result<StageChange> {
+        if deal.status != DealStatus::InProgress {
+            return Err(FieldError::new(
+                EntityKind::Deal,
+                "status",
+                format!(
+                    "a new deal is in progress, not {}: a deal closed elsewhere is imported with its stage history",
+                    deal.status.name()
+                ),
+            )
+            .into());
+        }
+        Ok(StageChange {
+            deal: deal.id,
+            step: 0,
+            at: deal.created_at,
+            actor: self.actor,
+            how: How::Create,
+            from_stage: None,
+            to_stage: deal.stage.clone(),
+            from_status: None,
+            to_status: deal.status,
+            dwell_ms: None,
+            note: None,
+            imported: false,
+        })
+    }
+
     /// Normalizes and validates an entity, and checks every reference it makes.
-    fn check<E: Entity>(&self, entity: &mut E) -> Result<()> {
+    /// References the stored version `old` already made are not checked again: what they
+    /// point at cannot be deleted while they do.
+    fn check<E: Entity>(&self, entity: &mut E, old: Option<&E>) -> Result<()> {
         let settings = self.store.settings.clone();
         let cx = Cx { settings: &settings };
         entity.normalize(cx)?;
@@ -891,7 +1204,14 @@ impl WriteTxn<'_> {
         if let Some(values) = entity.custom() {
             custom::check(E::KIND, values, settings.custom_fields_of(E::KIND), Some(&mut refs))?;
         }
-        for r in &refs {
+        let mut old_refs = Vec::new();
+        if let Some(old) = old {
+            old.refs(&mut old_refs);
+            if let Some(values) = old.custom() {
+                custom::check(E::KIND, values, settings.custom_fields_of(E::KIND), Some(&mut old_refs)).ok();
+            }
+        }
+        for r in refs.iter().filter(|r| !old_refs.contains(r)) {
             self.check_ref(E::KIND, r)?;
         }
         Ok(())
@@ -1005,6 +1325,43 @@ impl WriteTxn<'_> {
         }
         Ok(())
     }
+}
+
+/// Refuses a change of a deal's stage or status outside the process engine: the stage
+/// history must record every one.
+fn deal_state_unchanged<E: Entity>(old: &E, new: &E) -> Result<()> {
+    let (Some(old), Some(new)) =
+        ((old as &dyn std::any::Any).downcast_ref::<Deal>(), (new as &dyn std::any::Any).downcast_ref::<Deal>())
+    else {
+        return Ok(());
+    };
+    let changed = if old.stage != new.stage {
+        Some("stage")
+    } else if old.status != new.status {
+        Some("status")
+    } else if old.closed_at != new.closed_at {
+        Some("closed_at")
+    } else if old.stage_entered_at != new.stage_entered_at {
+        Some("stage_entered_at")
+    } else {
+        None
+    };
+    match changed {
+        None => Ok(()),
+        Some(field) => Err(FieldError::new(
+            EntityKind::Deal,
+            field,
+            "changes only through the process engine (move, advance, hold, resume, close, reopen), which records it in the stage history",
+        )
+        .into()),
+    }
+}
+
+/// The key of step `step` of a deal's stage history.
+fn history_key(deal: DealId, step: u32) -> Vec<u8> {
+    let mut k = deal.0.to_bytes().to_vec();
+    k.extend_from_slice(&step.to_be_bytes());
+    k
 }
 
 fn blob_key(hash: &ContentHash, chunk: u32) -> Vec<u8> {

@@ -3,6 +3,7 @@
 use std::cell::RefCell;
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::Arc;
 
 use redb::{ReadOnlyTable, ReadableDatabase, ReadableTableMetadata, TableDefinition, TableError, TableHandle};
 
@@ -108,7 +109,7 @@ impl Backend for RedbBackend {
 struct RedbRead {
     tx: redb::ReadTransaction,
     /// Per slot: not opened yet (`None`), absent from the file (`Some(None)`), or open.
-    tables: RefCell<Vec<Option<Option<OpenTable>>>>,
+    tables: RefCell<Vec<Option<Option<Arc<OpenTable>>>>>,
 }
 
 impl RedbRead {
@@ -118,17 +119,21 @@ impl RedbRead {
         t: Table,
         f: impl FnOnce(&ReadOnlyTable<&'static [u8], &'static [u8]>) -> Result<R, Error>,
     ) -> Result<Option<R>, Error> {
-        let mut tables = self.tables.borrow_mut();
-        let slot = &mut tables[t.slot];
-        if slot.is_none() {
-            *slot = Some(match self.tx.open_table(def(t)) {
-                Ok(table) => Some(table),
-                Err(TableError::TableDoesNotExist(_)) => None,
-                Err(e) => return Err(storage(e)),
-            });
-        }
-        match slot.as_ref().and_then(Option::as_ref) {
-            Some(table) => f(table).map(Some),
+        // The borrow ends before `f` runs, so `f` may read other tables (or this one).
+        let table = {
+            let mut tables = self.tables.borrow_mut();
+            let slot = &mut tables[t.slot];
+            if slot.is_none() {
+                *slot = Some(match self.tx.open_table(def(t)) {
+                    Ok(table) => Some(Arc::new(table)),
+                    Err(TableError::TableDoesNotExist(_)) => None,
+                    Err(e) => return Err(storage(e)),
+                });
+            }
+            slot.as_ref().and_then(Option::clone)
+        };
+        match table {
+            Some(table) => f(&table).map(Some),
             None => Ok(None),
         }
     }

@@ -17,7 +17,7 @@ use crate::model::{Entity, EntityKind};
 use crate::{Error, Result};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 const FORMAT: &[u8] = b"format";
 const FORMAT_VALUE: &[u8] = b"crmkit";
@@ -28,7 +28,7 @@ pub(super) const ID_SEQ: &[u8] = b"id_seq";
 type Migration = fn(&mut WriteTxn<'_>) -> Result<()>;
 
 /// Migrations from each older schema version; version 1 is the first released schema.
-const MIGRATIONS: &[Migration] = &[v1_to_v2, rebuild_indexes];
+const MIGRATIONS: &[Migration] = &[v1_to_v2, rebuild_indexes, v3_to_v4];
 
 /// Calls `$f::<Type>` for the entity type of `$kind`.
 macro_rules! for_kind {
@@ -47,6 +47,7 @@ macro_rules! for_kind {
             EntityKind::Interaction => $f::<Interaction>($($arg),*),
             EntityKind::Document => $f::<Document>($($arg),*),
             EntityKind::Attachment => $f::<Attachment>($($arg),*),
+            EntityKind::Task => $f::<Task>($($arg),*),
         }
     }};
 }
@@ -105,6 +106,54 @@ pub(super) fn expected_postings_of(r: &impl crate::store::Reader, kind: EntityKi
         ids.sort();
     }
     Ok(lists)
+}
+
+/// Schema 4 adds the stage history of deals (and tasks, which start empty). Deals from an
+/// older file get the history their record tells: the creation in the current stage, and
+/// the hold or the close. The steps are marked imported: their times are reconstructed.
+fn v3_to_v4(tx: &mut WriteTxn<'_>) -> Result<()> {
+    use crate::model::{Deal, DealStatus, How, StageChange};
+    use crate::store::Reader;
+
+    let mut deals = Vec::new();
+    tx.for_each::<Deal>(|d| {
+        deals.push(d);
+        true
+    })?;
+    for d in deals {
+        let mut step = StageChange {
+            deal: d.id,
+            step: 0,
+            at: d.created_at,
+            actor: d.created_by,
+            how: How::Create,
+            from_stage: None,
+            to_stage: d.stage.clone(),
+            from_status: None,
+            to_status: DealStatus::InProgress,
+            dwell_ms: None,
+            note: None,
+            imported: true,
+        };
+        tx.append_stage_change(&step)?;
+        let (how, at) = match d.status {
+            DealStatus::InProgress => continue,
+            DealStatus::OnHold => (How::Hold, d.updated_at),
+            DealStatus::Won => (How::Won, d.closed_at.unwrap_or(d.updated_at)),
+            DealStatus::Lost => (How::Lost, d.closed_at.unwrap_or(d.updated_at)),
+        };
+        step.step = 1;
+        step.at = at;
+        step.actor = d.updated_by;
+        step.how = how;
+        step.from_stage = d.stage.clone();
+        step.from_status = Some(DealStatus::InProgress);
+        step.to_status = d.status;
+        step.dwell_ms = d.status.is_closed().then(|| at.0 - d.created_at.0);
+        step.note = d.loss_reason.clone();
+        tx.append_stage_change(&step)?;
+    }
+    Ok(())
 }
 
 /// Schema 2 keeps who created and last changed an entity in the record itself

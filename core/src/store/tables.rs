@@ -19,8 +19,10 @@ pub const AUDIT: Table = Table { name: "audit", slot: 1 };
 pub const AUDIT_BY_ENTITY: Table = Table { name: "audit_by_entity", slot: 2 };
 /// Attachment content: SHA-256 ++ chunk number (u32, big-endian) → bytes.
 pub const BLOBS: Table = Table { name: "blobs", slot: 3 };
+/// The stage history of deals: deal id ++ step number (u32, big-endian). Only appended to.
+pub const STAGE_HISTORY: Table = Table { name: "stage_history", slot: 4 };
 
-const FIRST_ENTITY_SLOT: usize = 4;
+const FIRST_ENTITY_SLOT: usize = 5;
 const FIRST_INDEX_SLOT: usize = FIRST_ENTITY_SLOT + EntityKind::ALL.len();
 
 /// The number of tables.
@@ -28,7 +30,7 @@ pub const TABLE_COUNT: usize = FIRST_INDEX_SLOT + Index::ALL.len();
 
 /// Every table, in slot order.
 pub fn all_tables() -> Vec<Table> {
-    let mut t = vec![META, AUDIT, AUDIT_BY_ENTITY, BLOBS];
+    let mut t = vec![META, AUDIT, AUDIT_BY_ENTITY, BLOBS, STAGE_HISTORY];
     t.extend(EntityKind::ALL.iter().map(|k| entity_table(*k)));
     t.extend(Index::ALL.iter().map(|i| i.table()));
     debug_assert!(t.iter().enumerate().all(|(i, t)| t.slot == i));
@@ -50,6 +52,7 @@ pub fn entity_table(kind: EntityKind) -> Table {
         EntityKind::Interaction => ("interactions", 9),
         EntityKind::Document => ("documents", 10),
         EntityKind::Attachment => ("attachments", 11),
+        EntityKind::Task => ("tasks", 12),
     };
     Table { name, slot: FIRST_ENTITY_SLOT + n }
 }
@@ -135,6 +138,9 @@ indexes! {
     DocumentByCounterparty = "ix_document_counterparty", o(K::Document), Kind(K::Counterparty), "counterparty";
     AttachmentByOwner = "ix_attachment_owner", o(K::Attachment), Any, "owner";
     AttachmentByContent = "ix_attachment_content", o(K::Attachment), Value, "content";
+    TaskByExecutor = "ix_task_executor", o(K::Task), Value, "executor/status";
+    TaskByDeal = "ix_task_deal", o(K::Task), Kind(K::Deal), "deal";
+    TaskOpenByDue = "ix_task_open_due", o(K::Task), Value, "due";
     CustomRef = "ix_custom_ref", None, Any, "custom reference";
 }
 

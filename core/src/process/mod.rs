@@ -1,0 +1,13 @@
+//! The sales process engine: process kinds and their stages, the deal lifecycle, tasks,
+//! the stage history, and the hook interface extensions implement.
+
+pub mod condition;
+mod engine;
+pub mod hooks;
+pub mod spec;
+
+pub use engine::{Engine, ImportStep, Outcome};
+pub use hooks::{Action, Answer, Fault, Handler, HookInput, HookKind, HookPoint, Hooks, Subject, Transition};
+pub use spec::{
+    Assignee, Guidance, HookBinding, Mode, ProcessKindSpec, ProcessSettings, Route, StageSpec, TaskTemplate,
+};
