@@ -47,8 +47,20 @@ pub struct AuditEntry {
     pub version: u64,
 }
 
-/// Fields that change on every write and say nothing by themselves.
-const BOOKKEEPING: [&str; 6] = ["id", "version", "created_at", "updated_at", "created_by", "updated_by"];
+/// Fields that change on every write and say nothing by themselves (`stage_entered_at` and
+/// `history_steps` of a deal follow from its stage history).
+fn is_bookkeeping(key: &str) -> bool {
+    matches!(
+        key,
+        "id" | "version"
+            | "created_at"
+            | "updated_at"
+            | "created_by"
+            | "updated_by"
+            | "stage_entered_at"
+            | "history_steps"
+    )
+}
 
 /// The fields that differ between two JSON forms of an entity.
 pub(crate) fn diff(old: &serde_json::Value, new: &serde_json::Value) -> Vec<FieldChange> {
@@ -59,7 +71,7 @@ pub(crate) fn diff(old: &serde_json::Value, new: &serde_json::Value) -> Vec<Fiel
     keys.sort();
     keys.dedup();
     keys.into_iter()
-        .filter(|k| !BOOKKEEPING.contains(&k.as_str()))
+        .filter(|k| !is_bookkeeping(k))
         .filter(|k| o.get(*k) != n.get(*k))
         .map(|k| FieldChange { field: k.clone(), old: o.get(k).cloned(), new: n.get(k).cloned() })
         .collect()
@@ -83,7 +95,8 @@ pub(crate) fn diff_of<E: Serialize>(old: &E, new: &E) -> Vec<FieldChange> {
         return diff(&to_value(old), &to_value(new));
     }
     let fields::Collect::Bytes { buf, fields } = olds else { unreachable!("collected bytes") };
-    let mut news = fields::Collect::Changed { old: buf, fields, scratch: Vec::with_capacity(256), changed: Vec::new() };
+    let mut news =
+        fields::Collect::Changed { old: buf, fields, next: 0, scratch: Vec::with_capacity(256), changed: Vec::new() };
     if new.serialize(fields::Fields(&mut news)).is_err() {
         return diff(&to_value(old), &to_value(new));
     }
@@ -117,7 +130,7 @@ fn to_value<E: Serialize>(e: &E) -> serde_json::Value {
 mod fields {
     use serde::ser::{self, Impossible, Serialize};
 
-    use super::BOOKKEEPING;
+    use super::is_bookkeeping;
 
     /// What to collect per field.
     pub enum Collect {
@@ -127,6 +140,8 @@ mod fields {
         Changed {
             old: Vec<u8>,
             fields: Vec<(&'static str, std::ops::Range<usize>)>,
+            /// The position of the next field: both versions serialize in the same order.
+            next: usize,
             scratch: Vec<u8>,
             changed: Vec<(&'static str, serde_json::Value)>,
         },
@@ -160,7 +175,7 @@ mod fields {
         type Error = NotAStruct;
 
         fn serialize_field<T: ?Sized + Serialize>(&mut self, key: &'static str, value: &T) -> Result<(), NotAStruct> {
-            if BOOKKEEPING.contains(&key) {
+            if is_bookkeeping(key) {
                 return Ok(());
             }
             let json = || serde_json::to_value(value).map_err(|e| NotAStruct(e.to_string()));
@@ -170,10 +185,15 @@ mod fields {
                     rmp_serde::encode::write(buf, value).map_err(|e| NotAStruct(e.to_string()))?;
                     fields.push((key, start..buf.len()));
                 }
-                Collect::Changed { old, fields, scratch, changed } => {
+                Collect::Changed { old, fields, next, scratch, changed } => {
                     scratch.clear();
                     rmp_serde::encode::write(scratch, value).map_err(|e| NotAStruct(e.to_string()))?;
-                    let before = fields.iter().find(|(k, _)| *k == key).map(|(_, r)| &old[r.clone()]);
+                    let at = match fields.get(*next) {
+                        Some((k, _)) if std::ptr::eq(*k, key) || *k == key => *next,
+                        _ => fields.iter().position(|(k, _)| *k == key).unwrap_or(usize::MAX),
+                    };
+                    *next = at.wrapping_add(1);
+                    let before = fields.get(at).map(|(_, r)| &old[r.clone()]);
                     if before != Some(scratch.as_slice()) {
                         changed.push((key, json()?));
                     }

@@ -99,6 +99,9 @@ pub struct Deal {
     /// The checklist items of the current stage that are done (ids from the stage's config).
     #[serde(default)]
     pub checklist: Vec<String>,
+    /// The number of steps in the deal's stage history (kept by the store and the engine).
+    #[serde(default)]
+    pub history_steps: u32,
 }
 
 impl Deal {
@@ -136,6 +139,7 @@ impl Deal {
             custom: CustomFields::new(),
             stage_entered_at: None,
             checklist: Vec::new(),
+            history_steps: 0,
         }
     }
 }

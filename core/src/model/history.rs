@@ -145,6 +145,14 @@ pub fn check_history(deal: &Deal, steps: &[StageChange], settings: &Settings) ->
             return Err(format!("{at}: a {} step does not change the stage", s.how.name()));
         }
     }
+    if deal.history_steps as usize != steps.len() {
+        return Err(format!(
+            "deal {} counts {} history steps, {} are stored",
+            deal.id,
+            deal.history_steps,
+            steps.len()
+        ));
+    }
     let last = steps.last().expect("not empty");
     if last.to_stage != deal.stage || last.to_status != deal.status {
         return Err(format!(

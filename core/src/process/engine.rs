@@ -453,6 +453,7 @@ impl Cx<'_> {
         }
         deal.stage_entered_at = Some(now);
         deal.checklist.clear();
+        deal.history_steps = 1;
         for point in [HookPoint::DealBeforeCreate, HookPoint::EntityBeforeSave] {
             if self.hooks.any(point, Some(&kind.id)) {
                 let input = self.input(point, Some(&kind.id), EntityKind::Deal, None, Some(Subject::Deal(&deal)), None);
@@ -782,10 +783,15 @@ impl Cx<'_> {
         }
         let entered = old.stage_entered_at.unwrap_or(old.created_at);
         let leaves = old.stage != new.stage || closing;
+        let step = match old.history_steps {
+            0 => tx.stage_steps(old.id)?,
+            n => n,
+        };
+        new.history_steps = step + 1;
         let deal = tx.as_engine(|tx| tx.update(new))?;
-        tx.append_next_stage_change(StageChange {
+        tx.append_counted_stage_change(&StageChange {
             deal: deal.id,
-            step: 0,
+            step,
             at: now,
             actor: tx.actor(),
             how,
@@ -796,7 +802,7 @@ impl Cx<'_> {
             dwell_ms: leaves.then(|| now.0 - entered.0),
             note,
             imported: false,
-        })?;
+        });
         if kind.mode == Mode::Managed && (leaves || how == How::Reopen) {
             // The tasks of the stage left (or of the whole deal, when it closes) are moot.
             for task in tx.tasks_of_deal(deal.id)? {
@@ -1117,6 +1123,7 @@ impl Cx<'_> {
             ));
         }
         let created_at = first.at;
+        deal.history_steps = changes.len() as u32;
         let created = tx.as_engine(|tx| tx.create_imported(deal, created_at))?;
         for mut c in changes {
             c.deal = created.id;

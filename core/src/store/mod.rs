@@ -905,11 +905,10 @@ impl WriteTxn<'_> {
         r
     }
 
-    /// Appends a step after the last one of a deal's stage history (`change.step` is set).
-    pub(crate) fn append_next_stage_change(&mut self, mut change: StageChange) -> Result<()> {
-        change.step = self.stage_steps(change.deal)?;
-        self.changes.put(STAGE_HISTORY, history_key(change.deal, change.step), encode(&change));
-        Ok(())
+    /// Appends step `change.step` of a deal's stage history, which the caller knows to be
+    /// the next one (the deal record counts its steps).
+    pub(crate) fn append_counted_stage_change(&mut self, change: &StageChange) {
+        self.changes.put(STAGE_HISTORY, history_key(change.deal, change.step), encode(change));
     }
 
     /// Appends the next step of a deal's stage history; `change.step` must be the next
@@ -966,8 +965,11 @@ impl WriteTxn<'_> {
         self.check(&mut entity, None)?;
         let entries = entries_of(&entity);
         self.check_unique::<E>(&entries, id)?;
-        let first_step = match (&entity as &dyn std::any::Any).downcast_ref::<Deal>() {
-            Some(deal) if !self.engine_writes_state => Some(self.creation_step(deal)?),
+        let first_step = match (&mut entity as &mut dyn std::any::Any).downcast_mut::<Deal>() {
+            Some(deal) if !self.engine_writes_state => {
+                deal.history_steps = 1;
+                Some(self.creation_step(deal)?)
+            }
             _ => None,
         };
         // Everything is checked: from here on nothing can fail.
@@ -989,7 +991,9 @@ impl WriteTxn<'_> {
     /// A write that changes nothing is not recorded and keeps the version.
     pub fn update<E: Entity>(&mut self, mut entity: E) -> Result<E> {
         let meta = entity.meta();
-        let old: E = self.load(entity.id())?;
+        let old: Arc<E> =
+            self.get_shared(entity.id())?.ok_or(Error::NotFound { kind: E::KIND, id: entity.id().raw() })?;
+        let old: &E = old.as_ref();
         let old_meta = old.meta();
         if old_meta.version != meta.version {
             return Err(Error::Conflict { kind: E::KIND, id: meta.id, given: meta.version, stored: old_meta.version });
@@ -1005,14 +1009,14 @@ impl WriteTxn<'_> {
         });
         entity.stamp(now);
         if !self.engine_writes_state {
-            deal_state_unchanged(&old, &entity)?;
+            deal_state_unchanged(old, &entity)?;
         }
-        self.check(&mut entity, Some(&old))?;
-        let changes = audit::diff_of(&old, &entity);
+        self.check(&mut entity, Some(old))?;
+        let changes = audit::diff_of(old, &entity);
         if changes.is_empty() {
-            return Ok(old);
+            return Ok(old.clone());
         }
-        let old_entries = entries_of(&old);
+        let old_entries = entries_of(old);
         let new_entries = entries_of(&entity);
         let added: Vec<&IndexEntry> = new_entries.iter().filter(|e| !old_entries.contains(e)).collect();
         self.check_unique::<E>(&added.iter().map(|e| (*e).clone()).collect::<Vec<_>>(), meta.id)?;
@@ -1343,6 +1347,8 @@ fn deal_state_unchanged<E: Entity>(old: &E, new: &E) -> Result<()> {
         Some("closed_at")
     } else if old.stage_entered_at != new.stage_entered_at {
         Some("stage_entered_at")
+    } else if old.history_steps != new.history_steps {
+        Some("history_steps")
     } else {
         None
     };

@@ -120,7 +120,13 @@ fn v3_to_v4(tx: &mut WriteTxn<'_>) -> Result<()> {
         deals.push(d);
         true
     })?;
-    for d in deals {
+    for mut d in deals {
+        d.history_steps = if d.status == DealStatus::InProgress { 1 } else { 2 };
+        tx.changes.put(
+            super::tables::entity_table(crate::model::EntityKind::Deal),
+            d.id.0.to_bytes().to_vec(),
+            super::encode(&d),
+        );
         let mut step = StageChange {
             deal: d.id,
             step: 0,
