@@ -1544,3 +1544,62 @@ proptest! {
         run_random(ops);
     }
 }
+
+#[test]
+fn config_binds_handlers_the_program_registers() {
+    // A guard bound in config for b2b_sale only: other kinds do not see it.
+    let text = format!(
+        "{DEFAULT_CONFIG}\n[[hooks]]\npoint = \"deal.before_transition\"\nhandler = \"no_moves\"\nkinds = [\"b2b_sale\"]\n"
+    );
+    let settings = Settings::parse(&text, Path::new("hooks.toml")).unwrap();
+    let w = world_with(settings.clone());
+    let mut hooks = Hooks::new();
+    hooks.register("no_moves", handler(|_| Ok(Answer::Reject { message: "frozen".into(), field: None })));
+    let e = Engine::with_config(&settings, hooks).unwrap();
+    let b2b = w.deal(&e, "b2b_sale", 100);
+    let err = w.refused(w.ivanov, |tx| e.move_deal(tx, b2b.id, b2b.version, "needs_analysis", None));
+    assert!(matches!(&err, Error::Rejected { handler, message, .. } if handler == "no_moves" && message == "frozen"));
+    let repeat = w.deal(&e, "repeat_sale", 100);
+    let moved = w.run(w.ivanov, |tx| e.move_deal(tx, repeat.id, repeat.version, "quote", None));
+    assert_eq!(moved.stage.as_deref(), Some("quote"));
+
+    // A binding to a handler nobody registered names the handler and the hook point.
+    let err = Engine::with_config(&settings, Hooks::new()).unwrap_err().to_string();
+    assert!(err.contains("\"no_moves\"") && err.contains("deal.before_transition"), "{err}");
+
+    // Config errors name the line: an unknown hook point, a kind that does not exist.
+    let bad = DEFAULT_CONFIG.to_string() + "\n[[hooks]]\npoint = \"deal.before_lunch\"\nhandler = \"x\"\n";
+    let err = Settings::parse(&bad, Path::new("hooks.toml")).unwrap_err().to_string();
+    assert!(err.starts_with("hooks.toml:") && err.contains("unknown hook point \"deal.before_lunch\""), "{err}");
+    let bad =
+        DEFAULT_CONFIG.to_string() + "\n[[hooks]]\npoint = \"deal.route\"\nhandler = \"x\"\nkinds = [\"barter\"]\n";
+    let err = Settings::parse(&bad, Path::new("hooks.toml")).unwrap_err().to_string();
+    assert!(err.contains("\"barter\" is not a process kind"), "{err}");
+}
+
+#[test]
+fn deals_past_their_stage_sla() {
+    use crmkit_core::process::sla_breaches;
+    let w = world();
+    let e = Engine::default();
+    // qualification has an SLA of 5 days, request (repeat_sale) of 2 days.
+    let slow = w.deal(&e, "b2b_sale", 100);
+    let quick = w.deal(&e, "repeat_sale", 100);
+    let held = w.deal(&e, "repeat_sale", 100);
+    w.run(w.ivanov, |tx| e.hold(tx, held.id, held.version, "waiting for the budget"));
+    w.advance(3 * DAY);
+    let r = w.fx.store.read().unwrap();
+    let now = crmkit_core::time::Clock::now(&*w.fx.clock);
+    let breaches = sla_breaches(&r, now, 10).unwrap();
+    assert_eq!(breaches.iter().map(|b| b.deal.id).collect::<Vec<_>>(), [quick.id]);
+    assert_eq!((breaches[0].sla_ms, breaches[0].over_ms), (2 * DAY, DAY));
+    drop(r);
+    // Moving on restarts the stage's clock.
+    w.run(w.ivanov, |tx| e.move_deal(tx, quick.id, quick.version, "quote", None));
+    w.advance(3 * DAY);
+    let r = w.fx.store.read().unwrap();
+    let now = crmkit_core::time::Clock::now(&*w.fx.clock);
+    let breaches = sla_breaches(&r, now, 10).unwrap();
+    assert_eq!(breaches.iter().map(|b| (b.deal.id, b.over_ms)).collect::<Vec<_>>(), [(slow.id, DAY)]);
+    assert_eq!(sla_breaches(&r, now, 0).unwrap(), []);
+}

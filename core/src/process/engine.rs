@@ -64,6 +64,14 @@ impl Engine {
         Engine { hooks }
     }
 
+    /// An engine calling `hooks`, with the bindings of config's `[[hooks]]` added after
+    /// those already made. A binding to a handler `hooks` does not have is an error naming
+    /// it.
+    pub fn with_config(settings: &Settings, mut hooks: Hooks) -> Result<Engine> {
+        hooks.bind_all(&settings.hooks)?;
+        Ok(Engine { hooks })
+    }
+
     /// The hook handlers and bindings.
     pub fn hooks(&self) -> &Hooks {
         &self.hooks

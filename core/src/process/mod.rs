@@ -4,10 +4,12 @@
 pub mod condition;
 mod engine;
 pub mod hooks;
+mod monitor;
 pub mod spec;
 
 pub use engine::{Engine, ImportStep, Outcome};
 pub use hooks::{Action, Answer, Fault, Handler, HookInput, HookKind, HookPoint, Hooks, Subject, Transition};
+pub use monitor::{sla_breaches, SlaBreach};
 pub use spec::{
     Assignee, Guidance, HookBinding, Mode, ProcessKindSpec, ProcessSettings, Route, StageSpec, TaskTemplate,
 };
