@@ -197,7 +197,7 @@ fn store(
     } else {
         say!("crmkit bench store: demo with {deals} deals in {}", dir.display());
         let started = Instant::now();
-        let summary = crate::make_demo(&dir, deals, 42, true, true, Some((cache_mb, record_cache_mb)))?;
+        let summary = crate::make_demo(&dir, deals, 42, true, true, Some((cache_mb, record_cache_mb)), false)?;
         let load = started.elapsed();
         let entities = summary.entities();
         say!(

@@ -95,7 +95,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Check { dir } => check(&dir),
         Command::Demo { dir, deals, seed, force } => {
-            let summary = make_demo(&dir, deals, seed, force, true, None)?;
+            let summary = make_demo(&dir, deals, seed, force, true, None, true)?;
             say!("{}", summary.to_string().trim_end());
             say!("\ninstallation: {}", dir.display());
             say!("next: crmkit stats {}", dir.display());
@@ -117,6 +117,7 @@ pub(crate) fn make_demo(
     force: bool,
     show: bool,
     caches_mb: Option<(u64, u64)>,
+    compact: bool,
 ) -> Result<demo::Summary> {
     if dir.join(crmkit_core::config::CONFIG_FILE).exists() {
         // A demo replaces an earlier demo; anything else only with --force.
@@ -146,6 +147,11 @@ pub(crate) fn make_demo(
         bar.set_position(p.written);
     })?;
     bar.finish_and_clear();
+    if compact {
+        let database = inst.settings().database.clone();
+        drop(inst);
+        crmkit_core::store::Store::compact_file(&database)?;
+    }
     Ok(summary)
 }
 

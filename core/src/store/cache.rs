@@ -245,7 +245,32 @@ impl KvWrite for CachedWrite {
                 s.changed.insert(k, next);
             }
         }
+        // What the transaction kept decoded goes in once the commit has happened, as the
+        // version valid from this commit, unless a later commit changed the key meanwhile.
+        let fresh: Vec<(Table, Vec<u8>, Decoded, usize)> = changes
+            .decoded
+            .iter()
+            .filter(|((slot, _), _)| shared.cached[*slot])
+            .filter_map(|((slot, key), record)| {
+                let len = changes.tables[*slot].get(key)?.as_ref()?.len();
+                Some((tables[*slot], key.clone(), record.clone(), 2 * len + 64))
+            })
+            .collect();
         self.inner.commit(changes, durability)?;
+        for (t, key, record, size) in fresh {
+            let Some((shard, k)) = shared.shard(t, &key) else { continue };
+            let mut s = Shared::lock(shard);
+            if s.changed.get(&k) != Some(&next) {
+                continue;
+            }
+            if s.bytes + size > shared.shard_budget {
+                s.evict_some();
+            }
+            s.bytes += size;
+            if let Some((_, old, _)) = s.records.insert(k, (record, size, next)) {
+                s.bytes -= old;
+            }
+        }
         // A later commit may already have published a higher number, which covers this one.
         shared.generation.fetch_max(next, Ordering::SeqCst);
         Ok(())

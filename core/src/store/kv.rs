@@ -31,12 +31,19 @@ pub struct Changes {
     pub tables: Vec<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
     /// While a savepoint is open: what each write replaced, so it can be taken back.
     undo: Option<Vec<Undo>>,
+    /// Decoded forms of some written records, for a record cache to keep after the commit
+    /// (read-after-write is common: a client shows the deal it just moved).
+    pub(crate) decoded: BTreeMap<(usize, Vec<u8>), Decoded>,
 }
+
+/// How many written records a transaction keeps decoded for the cache (bulk loads write
+/// many more; they are not worth keeping).
+const MAX_DECODED: usize = 1024;
 
 impl Changes {
     /// No changes.
     pub fn new() -> Changes {
-        Changes { tables: (0..TABLE_COUNT).map(|_| BTreeMap::new()).collect(), undo: None }
+        Changes { tables: (0..TABLE_COUNT).map(|_| BTreeMap::new()).collect(), undo: None, decoded: BTreeMap::new() }
     }
 
     /// Starts recording what writes replace; returns the position to roll back to.
@@ -49,6 +56,7 @@ impl Changes {
         let Some(undo) = &mut self.undo else { return };
         while undo.len() > mark {
             let (slot, key, old) = undo.pop().expect("longer than mark");
+            self.decoded.remove(&(slot, key.clone()));
             match old {
                 Some(v) => self.tables[slot].insert(key, v),
                 None => self.tables[slot].remove(&key),
@@ -73,13 +81,28 @@ impl Changes {
     }
 
     /// Puts `value` at `key`.
+    /// Puts `value` at `key`, and its decoded form for the record cache.
+    pub(crate) fn put_decoded(&mut self, t: Table, key: Vec<u8>, value: Vec<u8>, decoded: impl FnOnce() -> Decoded) {
+        let keep = self.decoded.len() < MAX_DECODED;
+        self.put(t, key.clone(), value);
+        if keep {
+            self.decoded.insert((t.slot, key), decoded());
+        }
+    }
+
     pub fn put(&mut self, t: Table, key: Vec<u8>, value: Vec<u8>) {
+        if !self.decoded.is_empty() {
+            self.decoded.remove(&(t.slot, key.clone()));
+        }
         self.record(t.slot, &key);
         self.tables[t.slot].insert(key, Some(value));
     }
 
     /// Deletes `key`.
     pub fn delete(&mut self, t: Table, key: Vec<u8>) {
+        if !self.decoded.is_empty() {
+            self.decoded.remove(&(t.slot, key.clone()));
+        }
         self.record(t.slot, &key);
         self.tables[t.slot].insert(key, None);
     }

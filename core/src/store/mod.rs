@@ -118,6 +118,13 @@ impl Store {
         Ok(store)
     }
 
+    /// Compacts the database file at `path`, which no store may have open: gives back the
+    /// space of pages freed by earlier transactions. Returns the file size before and after.
+    pub fn compact_file(path: &Path) -> Result<(u64, u64)> {
+        schema::check_file_header(path)?;
+        redb::compact(path)
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -975,7 +982,8 @@ impl WriteTxn<'_> {
         // Everything is checked: from here on nothing can fail.
         let taken = self.next_id(created);
         debug_assert_eq!(taken, id);
-        self.changes.put(entity_table(E::KIND), id.to_bytes().to_vec(), encode(&entity));
+        let kept = entity.clone();
+        self.changes.put_decoded(entity_table(E::KIND), id.to_bytes().to_vec(), encode(&entity), || Arc::new(kept));
         if let Some(step) = first_step {
             self.changes.put(STAGE_HISTORY, history_key(step.deal, 0), encode(&step));
         }
@@ -1027,7 +1035,9 @@ impl WriteTxn<'_> {
         for e in added {
             self.index_change(e, meta.id, true);
         }
-        self.changes.put(entity_table(E::KIND), meta.id.to_bytes().to_vec(), encode(&entity));
+        let kept = entity.clone();
+        self.changes
+            .put_decoded(entity_table(E::KIND), meta.id.to_bytes().to_vec(), encode(&entity), || Arc::new(kept));
         let version = entity.meta().version;
         self.audit(now, E::KIND, meta.id, AuditOp::Update, changes, version);
         Ok(entity)

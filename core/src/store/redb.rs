@@ -33,6 +33,18 @@ pub struct RedbBackend {
     db: redb::Database,
 }
 
+/// Rewrites a closed database file so that it holds no free pages; returns the sizes before
+/// and after.
+pub(crate) fn compact(path: &Path) -> Result<(u64, u64), Error> {
+    let size =
+        || std::fs::metadata(path).map(|m| m.len()).map_err(|e| Error::Io { path: path.to_path_buf(), source: e });
+    let before = size()?;
+    let mut db = redb::Database::open(path).map_err(storage)?;
+    while db.compact().map_err(storage)? {}
+    drop(db);
+    Ok((before, size()?))
+}
+
 impl RedbBackend {
     /// Opens an existing file.
     pub fn open(path: &Path, cache_bytes: usize) -> Result<RedbBackend, Error> {
