@@ -788,7 +788,12 @@ impl Source<'_> {
                 }
             };
             let to = match &s.to {
-                Some(list) => list.iter().map(|t| stage_ref(t, "to")).collect::<Result<Vec<_>, _>>()?,
+                Some(list) => {
+                    if let Some(own) = list.iter().find(|t| *t.get_ref() == sid) {
+                        return Err(self.error(own.span(), format!("to: stage \"{sid}\" cannot move to itself")));
+                    }
+                    list.iter().map(|t| stage_ref(t, "to")).collect::<Result<Vec<_>, _>>()?
+                }
                 None => {
                     let mut to = Vec::new();
                     if let Some(next) = ids.get(n + 1) {

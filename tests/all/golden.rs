@@ -236,7 +236,7 @@ fn golden_files_of_every_schema_version_open_and_read_back() {
 
         // And it stays writable: a new deal gets an id after every stored one.
         let deals: Vec<Deal> = store.read().unwrap().list(None, 10).unwrap();
-        let mut d = deals[0].clone();
+        let mut d = crate::common::new_deal(deals[0].partner, deals[0].manager, 10);
         d.title = "Новая сделка".into();
         let new = store.transact(None, |tx| tx.create(d)).unwrap();
         assert!(new.id > deals[0].id);

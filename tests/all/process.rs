@@ -909,7 +909,7 @@ fn a_managed_tender_moves_itself_as_its_tasks_are_done() {
     assert_eq!(d.stage.as_deref(), Some("award"));
     // Award is the end of the route: no tasks, and nothing to advance to.
     let err = w.refused(w.ivanov, |tx| e.advance(tx, d.id, d.version));
-    process_error(&err, d.id, "is in \"award\", the last stage of its route: close it as won or lost");
+    process_error(&err, d.id, "is in \"award\", the end of its route: close it as won or lost");
     w.advance(5 * DAY);
     let d = w.run(w.ivanov, |tx| e.close(tx, d.id, d.version, Outcome::Won));
     w.check_history(
@@ -1602,4 +1602,165 @@ fn deals_past_their_stage_sla() {
     let breaches = sla_breaches(&r, now, 10).unwrap();
     assert_eq!(breaches.iter().map(|b| (b.deal.id, b.over_ms)).collect::<Vec<_>>(), [(slow.id, DAY)]);
     assert_eq!(sla_breaches(&r, now, 0).unwrap(), []);
+}
+
+#[test]
+fn what_the_engine_owns_cannot_be_changed_around_it() {
+    let w = world();
+    let e = Engine::default();
+    let t = tender(&w, &e, 100);
+    let task = w.open_task(t.id);
+
+    // A task's state: not by a plain update, not by deleting a stage's task.
+    let err = w.refused(w.petrov, |tx| {
+        let mut done = task.clone();
+        done.status = TaskStatus::Done;
+        done.finished_at = Some(T0);
+        e.update(tx, done)
+    });
+    assert!(matches!(&err, Error::Invalid(f) if f.entity == EntityKind::Task && f.field == "status"), "{err}");
+    let err = w.refused(w.ivanov, |tx| tx.delete::<Task>(task.id, task.version));
+    assert!(err.to_string().contains("cannot be deleted"), "{err}");
+
+    // A deal's kind, and a closed deal's loss reason.
+    let err = w.refused(w.ivanov, |tx| {
+        let mut d = w.load(t.id);
+        d.kind = "repeat_sale".into();
+        d.stage = Some("request".into());
+        tx.update(d)
+    });
+    invalid(&err, "kind", "process engine");
+    let b2b = w.deal(&e, "b2b_sale", 100);
+    let b2b = w.run(w.ivanov, |tx| e.close(tx, b2b.id, b2b.version, lost("price")));
+    let err = w.refused(w.ivanov, |tx| {
+        let mut d = b2b.clone();
+        d.loss_reason = Some("no_budget".into());
+        tx.update(d)
+    });
+    invalid(&err, "loss_reason", "process engine");
+
+    // Deals created without the engine start at the start, and not in a managed kind.
+    let err = w.refused(w.ivanov, |tx| {
+        let mut d = new_deal(w.client, w.ivanov, 10);
+        d.stage = Some("proposal".into());
+        tx.create(d)
+    });
+    invalid(&err, "stage", "starts in its first stage");
+    let err = w.refused(w.ivanov, |tx| {
+        let mut d = new_deal(w.client, w.ivanov, 10);
+        d.kind = "tender".into();
+        d.stage = Some("announcement".into());
+        tx.create(d)
+    });
+    invalid(&err, "kind", "managed");
+}
+
+#[test]
+fn reopening_does_not_skip_the_route_and_counts_no_dwell() {
+    let w = world();
+    let e = Engine::default();
+    let t = tender(&w, &e, 100);
+    let t = next_day_complete(&w, &e, t.id, w.ivanov); // announcement → documentation
+    let t = w.run(w.ivanov, |tx| e.close(tx, t.id, t.version, lost("price")));
+    w.advance(10 * DAY);
+    let err = w.refused(w.sidorova, |tx| e.reopen(tx, t.id, t.version, Some("award")));
+    process_error(&err, t.id, "cannot be reopened in stage \"award\"");
+    let t = w.run(w.sidorova, |tx| e.reopen(tx, t.id, t.version, Some("announcement")));
+    let history = w.fx.store.read().unwrap().stage_history(t.id).unwrap();
+    let reopen = history.last().unwrap();
+    assert_eq!((reopen.how, reopen.dwell_ms), (How::Reopen, None));
+    check_history(&t, &history, w.fx.store.settings()).unwrap();
+    // The reopened stage's tasks are there again, due from the reopening.
+    assert_eq!(w.open_task(t.id).stage.as_deref(), Some("announcement"));
+}
+
+#[test]
+fn a_deal_resumed_after_its_tasks_were_done_moves_on() {
+    let w = world();
+    let e = Engine::default();
+    let t = tender(&w, &e, 100);
+    let t = w.run(w.ivanov, |tx| e.hold(tx, t.id, t.version, "client on vacation"));
+    let task = w.open_task(t.id);
+    w.run(w.ivanov, |tx| e.complete_task(tx, task.id, task.version));
+    assert_eq!(w.load(t.id).stage.as_deref(), Some("announcement"), "a held deal stays");
+    let t = w.load(t.id);
+    let t = w.run(w.ivanov, |tx| e.resume(tx, t.id, t.version));
+    assert_eq!(t.stage.as_deref(), Some("documentation"));
+}
+
+#[test]
+fn reactions_with_bad_requests_are_errors_not_panics() {
+    let w = world();
+    let mut hooks = Hooks::new();
+    hooks.register(
+        "far_future",
+        handler(|_| {
+            Ok(Answer::Actions(vec![Action::CreateTask {
+                title: "Later".into(),
+                description: String::new(),
+                executor: None,
+                due_in_minutes: Some(i64::MAX),
+                required: false,
+            }]))
+        }),
+    );
+    hooks.bind(HookPoint::DealAfterTransition, "far_future", &[]).unwrap();
+    hooks.bind(HookPoint::InteractionAfterCreate, "far_future", &[]).unwrap();
+    let e = Engine::new(hooks);
+    let d = w.deal(&e, "b2b_sale", 100);
+    let err = w.refused(w.ivanov, |tx| e.move_deal(tx, d.id, d.version, "needs_analysis", None));
+    process_error(&err, d.id, "between 0 and ten years");
+    // An interaction without a deal gives its reactions nothing to act on.
+    let err = w.refused(w.ivanov, |tx| e.create(tx, Interaction::new(InteractionKind::Call, T0, w.client, "Звонок")));
+    assert!(err.to_string().contains("belongs to no deal"), "{err}");
+}
+
+#[test]
+fn imports_follow_the_rules_of_the_kind() {
+    let w = world();
+    let e = Engine::default();
+    let step = |days: i64, how: How, stage: &str, status: DealStatus, note: Option<&str>| ImportStep {
+        at: T0.plus_millis(days * DAY),
+        how,
+        to_stage: Some(stage.into()),
+        to_status: status,
+        actor: None,
+        note: note.map(str::to_string),
+    };
+    let tender_deal = |stage: &str, status: DealStatus| {
+        let mut d = new_deal(w.client, w.ivanov, 100);
+        d.kind = "tender".into();
+        d.stage = Some(stage.into());
+        d.status = status;
+        if status == DealStatus::Lost {
+            d.loss_reason = Some("price".into());
+        }
+        d
+    };
+    let ip = DealStatus::InProgress;
+    let err = w.refused(w.ivanov, |tx| {
+        let steps =
+            vec![step(-9, How::Create, "announcement", ip, None), step(-8, How::Manual, "documentation", ip, None)];
+        e.import_deal(tx, tender_deal("documentation", ip), steps)
+    });
+    invalid(&err, "history", "forward steps are route steps");
+    let err = w.refused(w.ivanov, |tx| {
+        let steps = vec![
+            step(-9, How::Create, "announcement", ip, None),
+            step(-8, How::Lost, "announcement", DealStatus::Lost, Some("weather")),
+        ];
+        e.import_deal(tx, tender_deal("announcement", DealStatus::Lost), steps)
+    });
+    invalid(&err, "history", "loss reason");
+    // A valid one, still running in a managed stage, gets that stage's tasks.
+    let steps = vec![step(-9, How::Create, "announcement", ip, None), step(-8, How::Route, "documentation", ip, None)];
+    let d = w.run(w.ivanov, |tx| e.import_deal(tx, tender_deal("documentation", ip), steps));
+    assert_eq!(w.open_task(d.id).stage.as_deref(), Some("documentation"));
+}
+
+#[test]
+fn a_stage_cannot_route_to_itself() {
+    let text = DEFAULT_CONFIG.replacen("to = [\"negotiation\"]", "to = [\"contract\"]", 1);
+    let err = Settings::parse(&text, Path::new("self.toml")).unwrap_err().to_string();
+    assert!(err.starts_with("self.toml:") && err.contains("cannot move to itself"), "{err}");
 }

@@ -67,7 +67,8 @@ pub struct StageChange {
     pub from_status: Option<DealStatus>,
     pub to_status: DealStatus,
     /// The time spent in the stage the deal left, in milliseconds: set when the step leaves
-    /// a stage (a move, or a close), not on hold, resume or reopen.
+    /// a stage (a move, or a close), not on hold, resume or reopen (a reopened deal was in no
+    /// stage while it was closed).
     pub dwell_ms: Option<i64>,
     /// The loss reason, a hold comment, or the reason for a manual move.
     pub note: Option<String>,
@@ -112,8 +113,8 @@ pub fn check_history(deal: &Deal, steps: &[StageChange], settings: &Settings) ->
                 prev.to_status.name()
             ));
         }
-        let leaves = s.from_stage != s.to_stage || matches!(s.how, How::Won | How::Lost);
-        let expected_dwell = leaves.then(|| s.at.0 - entered.0);
+        let leaves = matches!(s.how, How::Won | How::Lost) || (s.from_stage != s.to_stage && s.how != How::Reopen);
+        let expected_dwell = leaves.then(|| s.at.0.saturating_sub(entered.0));
         if s.dwell_ms != expected_dwell {
             return Err(format!("{at}: dwell {:?} ms, the steps say {expected_dwell:?}", s.dwell_ms));
         }

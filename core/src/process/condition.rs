@@ -149,7 +149,14 @@ impl fmt::Display for Condition {
 impl Test {
     fn holds(&self, deal: &Deal) -> bool {
         match self {
-            Test::IsSet { field, set } => !matches!(field.value(deal), Value::None) == *set,
+            Test::IsSet { field, set } => {
+                let has = match field {
+                    // As for required fields: an amount of zero is no amount.
+                    Field::Amount => !deal.amount.amount.is_zero(),
+                    f => !matches!(f.value(deal), Value::None),
+                };
+                has == *set
+            }
             Test::Compare { field, op, value } => {
                 let ord = match field.value(deal) {
                     Value::None => return *op == Op::Ne,
@@ -308,6 +315,9 @@ mod tests {
         assert!(!c.holds(&deal(50)));
         let c = Condition::parse("custom.region is not set and probability != 5", &["region"]).unwrap();
         assert!(c.holds(&deal(1)));
+        // As for required fields, an amount of zero is no amount.
+        let c = Condition::parse("amount is set", &[]).unwrap();
+        assert!(c.holds(&deal(1)) && !c.holds(&deal(0)));
     }
 
     #[test]

@@ -137,7 +137,9 @@ impl Engine {
             }
             let mut new = old.clone();
             new.status = DealStatus::InProgress;
-            cx.transition(tx, old, new, How::Resume, None)
+            let deal = cx.transition(tx, old, new, How::Resume, None)?;
+            // Tasks done while the deal was on hold may have finished its stage.
+            cx.auto_advance(tx, deal)
         })
     }
 
@@ -257,11 +259,32 @@ fn unmet(r: &impl Reader, kind: &ProcessKindSpec, stage: &StageSpec, deal: &Deal
             out.push(("checklist".into(), format!("\"{}\" ({}) is not done", item.id, item.name)));
         }
     }
-    if kind.mode == Mode::Managed && stage.tasks.iter().any(|t| t.required) {
+    let required = stage.tasks.iter().filter(|t| t.required).count();
+    if kind.mode == Mode::Managed && required > 0 {
+        // The required tasks of this visit of the stage: each must be finished (done, or
+        // called off by someone allowed to), and all of them must exist.
+        let entered = deal.stage_entered_at.unwrap_or(deal.created_at);
+        let mut finished = 0;
         for t in r.tasks_of_deal(deal.id)? {
-            if t.required && t.status == TaskStatus::Open && t.stage.as_deref() == Some(stage.id.as_str()) {
-                out.push(("tasks".into(), format!("required task \"{}\" ({}) is still open", t.title, t.id)));
+            if !t.required || t.stage.as_deref() != Some(stage.id.as_str()) || t.created_at < entered {
+                continue;
             }
+            match t.status {
+                TaskStatus::Open => {
+                    out.push(("tasks".into(), format!("required task \"{}\" ({}) is still open", t.title, t.id)))
+                }
+                TaskStatus::Done | TaskStatus::Cancelled => finished += 1,
+            }
+        }
+        let open = out.iter().filter(|(f, _)| f == "tasks").count();
+        if finished + open < required {
+            out.push((
+                "tasks".into(),
+                format!(
+                    "{} of the stage's {required} required task(s) were never created: the deal entered the stage outside its route",
+                    required - finished - open
+                ),
+            ));
         }
     }
     if let Some(c) = &stage.exit_when {
@@ -352,6 +375,14 @@ impl Cx<'_> {
                 Ok(other) => return Err(wrong_answer(input.hook, name, &other, "a list of actions")),
                 Err(f) => return Err(fault(input.hook, name, f.0)),
             }
+        }
+        if !actions.is_empty() && deal.is_none() {
+            return Err(Error::NotAllowed(format!(
+                "{}: reactions asked for {} action(s), but the {} belongs to no deal for them to act on",
+                input.hook,
+                actions.len(),
+                input.entity
+            )));
         }
         if !actions.is_empty() && self.depth >= self.settings.process.max_reaction_depth {
             let message = format!(
@@ -596,7 +627,7 @@ impl Cx<'_> {
             let input = self.input(point, Some(&kind.id), EntityKind::Deal, None, Some(Subject::Deal(deal)), None);
             match handler.call(&input) {
                 Ok(Answer::Stage(None)) => {}
-                Ok(Answer::Stage(Some(s))) if from.to.contains(&s) => return Ok(s),
+                Ok(Answer::Stage(Some(s))) if from.to.contains(&s) && s != from.id => return Ok(s),
                 Ok(Answer::Stage(Some(s))) => {
                     return Err(fault(
                         point,
@@ -612,9 +643,12 @@ impl Cx<'_> {
                 Err(f) => return Err(fault(point, name, f.0)),
             }
         }
-        let pos = kind.position(&from.id).expect("a stage of the kind");
-        kind.stages.get(pos + 1).map(|s| s.id.clone()).ok_or_else(|| {
-            process(deal.id, format!("is in \"{}\", the last stage of its route: close it as won or lost", from.id))
+        // The default: the next stage in order if the stage may move there, else the first
+        // later stage it may move to.
+        let pos = kind.position(&from.id).unwrap_or(0);
+        let next = kind.stages.get(pos + 1).filter(|n| from.to.contains(&n.id)).map(|n| n.id.clone());
+        next.or_else(|| from.to.iter().find(|t| kind.position(t).is_some_and(|p| p > pos)).cloned()).ok_or_else(|| {
+            process(deal.id, format!("is in \"{}\", the end of its route: close it as won or lost", from.id))
         })
     }
 
@@ -727,7 +761,28 @@ impl Cx<'_> {
             Some(s) if kind.stage(s).is_none() => {
                 return Err(deal_field("stage", format!("\"{s}\" is not a stage of process kind \"{}\"", kind.id)))
             }
-            Some(s) => Some(s.to_string()),
+            Some(s) => {
+                // Reopening does not skip the route: a managed deal goes back to where it
+                // was closed or earlier; a manual one there or where that stage allows.
+                let closed_in = old.stage.as_deref().unwrap_or_default();
+                let allowed = s == closed_in
+                    || match kind.mode {
+                        Mode::Managed => kind.position(s) < kind.position(closed_in),
+                        _ => kind.stage(closed_in).is_some_and(|st| st.to.iter().any(|t| t == s)),
+                    };
+                if !allowed {
+                    return Err(process(
+                        id,
+                        format!(
+                            "cannot be reopened in stage \"{s}\": it was closed in \"{closed_in}\", and process kind \"{}\" ({}) allows reopening there{}",
+                            kind.id,
+                            kind.mode.name(),
+                            if kind.mode == Mode::Managed { " or in an earlier stage" } else { " or in a stage it may move to" }
+                        ),
+                    ));
+                }
+                Some(s.to_string())
+            }
             None => old.stage.clone(),
         };
         let mut new = old.clone();
@@ -790,7 +845,8 @@ impl Cx<'_> {
             }
         }
         let entered = old.stage_entered_at.unwrap_or(old.created_at);
-        let leaves = old.stage != new.stage || closing;
+        // A reopen leaves no stage (the deal was closed); a close leaves its stage.
+        let leaves = closing || (old.stage != new.stage && how != How::Reopen);
         let step = match old.history_steps {
             0 => tx.stage_steps(old.id)?,
             n => n,
@@ -807,7 +863,7 @@ impl Cx<'_> {
             to_stage: deal.stage.clone(),
             from_status: Some(old.status),
             to_status: deal.status,
-            dwell_ms: leaves.then(|| now.0 - entered.0),
+            dwell_ms: leaves.then(|| now.0.saturating_sub(entered.0)),
             note,
             imported: false,
         });
@@ -821,7 +877,7 @@ impl Cx<'_> {
                     t.status = TaskStatus::Cancelled;
                     t.finished_at = Some(now);
                     t.finished_by = tx.actor();
-                    tx.update(t)?;
+                    tx.as_engine(|tx| tx.update(t))?;
                 }
             }
         }
@@ -983,7 +1039,7 @@ impl Cx<'_> {
                 }
             }
         }
-        let task = tx.update(new)?;
+        let task = tx.as_engine(|tx| tx.update(new))?;
         if status == TaskStatus::Done && self.hooks.any(HookPoint::TaskAfterComplete, pkind.as_deref()) {
             let input = self.input(
                 HookPoint::TaskAfterComplete,
@@ -1000,7 +1056,7 @@ impl Cx<'_> {
         }
         if let Some(d) = task.deal {
             let deal: Deal = tx.load(d)?;
-            if deal.stage == task.stage && task.required && status == TaskStatus::Done {
+            if deal.stage == task.stage && task.required {
                 self.auto_advance(tx, deal)?;
             }
         }
@@ -1031,13 +1087,27 @@ impl Cx<'_> {
                     task.deal = Some(deal);
                     task.stage = current.stage.clone().filter(|_| current.status == DealStatus::InProgress);
                     task.required = required && task.stage.is_some();
-                    task.due = due_in_minutes.map(|m| self.now(tx).plus_millis(m * 60_000));
+                    task.due = match due_in_minutes {
+                        None => None,
+                        Some(m) => match m.checked_mul(60_000).filter(|ms| (0..=3650 * 86_400_000).contains(ms)) {
+                            Some(ms) => Some(self.now(tx).plus_millis(ms)),
+                            None => {
+                                return Err(Error::Process {
+                                    deal: deal.raw(),
+                                    message: format!(
+                                        "a reaction's create_task is due in {m} minutes: between 0 and ten years"
+                                    ),
+                                })
+                            }
+                        },
+                    };
                     self.create(tx, task)?;
                 }
                 Action::SetField { field, value } => {
                     let mut d = current;
                     set_field(&mut d, &field, value, &self.settings)?;
-                    self.update(tx, d)?;
+                    let d = self.update(tx, d)?;
+                    self.auto_advance(tx, d)?;
                 }
                 Action::AddNote { subject, body } => {
                     let mut note = Interaction::new(InteractionKind::Note, self.now(tx), current.partner, subject);
@@ -1073,6 +1143,14 @@ impl Cx<'_> {
             if s.at > now {
                 return Err(bad(i, format!("{} is in the future", s.at)));
             }
+            if s.at.0 < 0 {
+                return Err(bad(i, format!("{} is before 1970", s.at)));
+            }
+            if let Some(actor) = s.actor {
+                if !tx.exists(EntityKind::User, actor.raw())? {
+                    return Err(bad(i, format!("user {actor} does not exist")));
+                }
+            }
             if let Some(st) = &s.to_stage {
                 if kind.stage(st).is_none() {
                     return Err(bad(i, format!("\"{st}\" is not a stage of process kind \"{}\"", kind.id)));
@@ -1092,7 +1170,63 @@ impl Cx<'_> {
                 return Err(bad(i, "a deal is created in progress in the first stage of its kind".into()));
             }
             let from_stage = prev.and_then(|p| p.to_stage.clone());
-            let leaves = prev.is_some() && (from_stage != s.to_stage || matches!(s.how, How::Won | How::Lost));
+            // The step must be one the engine would have allowed.
+            if let (Some(from), Some(to)) = (from_stage.as_deref(), s.to_stage.as_deref()) {
+                let spec = kind.stage(from).expect("checked on the previous step");
+                let forward = kind.position(to) > kind.position(from);
+                match s.how {
+                    How::Manual | How::Route if from == to => {
+                        return Err(bad(i, format!("a {} step must change the stage", s.how.name())))
+                    }
+                    How::Manual | How::Route if !spec.to.iter().any(|t| t == to) => {
+                        return Err(bad(
+                            i,
+                            format!("stage \"{from}\" may not move to \"{to}\" ({})", spec.to.join(", ")),
+                        ))
+                    }
+                    How::Manual if forward && kind.mode == Mode::Managed => {
+                        return Err(bad(
+                            i,
+                            format!("process kind \"{}\" is managed: forward steps are route steps", kind.id),
+                        ))
+                    }
+                    How::Route if kind.mode != Mode::Managed => {
+                        return Err(bad(
+                            i,
+                            format!("process kind \"{}\" is {}: it has no route", kind.id, kind.mode.name()),
+                        ))
+                    }
+                    How::Won if kind.mode == Mode::Managed && !is_final(kind, from) => {
+                        return Err(bad(
+                            i,
+                            format!("a managed deal is won from the end of its route, not from \"{from}\""),
+                        ))
+                    }
+                    How::Reopen if from != to && kind.mode == Mode::Managed && forward => {
+                        return Err(bad(
+                            i,
+                            format!("a managed deal is reopened where it closed or earlier, not in \"{to}\""),
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+            if s.how == How::Lost {
+                match s.note.as_deref() {
+                    Some(reason) if kind.loss_reasons.iter().any(|r| r == reason) => {}
+                    other => {
+                        return Err(bad(
+                            i,
+                            format!(
+                                "a lost step notes a loss reason of the kind ({}), not {other:?}",
+                                kind.loss_reasons.join(", ")
+                            ),
+                        ))
+                    }
+                }
+            }
+            let leaves = prev.is_some()
+                && (matches!(s.how, How::Won | How::Lost) || (from_stage != s.to_stage && s.how != How::Reopen));
             let change = StageChange {
                 deal: deal.id,
                 step: i as u32,
@@ -1103,7 +1237,7 @@ impl Cx<'_> {
                 to_stage: s.to_stage.clone(),
                 from_status: prev.map(|p| p.to_status),
                 to_status: s.to_status,
-                dwell_ms: leaves.then(|| s.at.0 - entered.0),
+                dwell_ms: leaves.then(|| s.at.0.saturating_sub(entered.0)),
                 note: s.note.clone(),
                 imported: true,
             };
@@ -1139,6 +1273,8 @@ impl Cx<'_> {
         }
         let history = tx.stage_history(created.id)?;
         crate::model::check_history(&created, &history, &self.settings).map_err(|m| deal_field("history", m))?;
+        // A managed deal still running gets the tasks of the stage it is in.
+        self.enter_stage(tx, &created, kind)?;
         Ok(created)
     }
 }

@@ -977,6 +977,18 @@ impl WriteTxn<'_> {
                 deal.history_steps = 1;
                 Some(self.creation_step(deal)?)
             }
+            _ if E::KIND == EntityKind::Task && !self.engine_writes_state => {
+                let task = (&entity as &dyn std::any::Any).downcast_ref::<Task>().expect("a task");
+                if task.status != TaskStatus::Open {
+                    return Err(FieldError::new(
+                        EntityKind::Task,
+                        "status",
+                        "a new task is open; it is finished through the process engine",
+                    )
+                    .into());
+                }
+                None
+            }
             _ => None,
         };
         // Everything is checked: from here on nothing can fail.
@@ -1017,11 +1029,12 @@ impl WriteTxn<'_> {
         });
         entity.stamp(now);
         if !self.engine_writes_state {
-            deal_state_unchanged(old, &entity)?;
+            process_state_unchanged(old, &entity)?;
         }
         self.check(&mut entity, Some(old))?;
         let changes = audit::diff_of(old, &entity);
-        if changes.is_empty() {
+        // The engine's own bookkeeping (a step count) is not audited, but is written.
+        if changes.is_empty() && !self.engine_writes_state {
             return Ok(old.clone());
         }
         let old_entries = entries_of(old);
@@ -1039,7 +1052,9 @@ impl WriteTxn<'_> {
         self.changes
             .put_decoded(entity_table(E::KIND), meta.id.to_bytes().to_vec(), encode(&entity), || Arc::new(kept));
         let version = entity.meta().version;
-        self.audit(now, E::KIND, meta.id, AuditOp::Update, changes, version);
+        if !changes.is_empty() {
+            self.audit(now, E::KIND, meta.id, AuditOp::Update, changes, version);
+        }
         Ok(entity)
     }
 
@@ -1057,6 +1072,14 @@ impl WriteTxn<'_> {
             return Err(Error::Conflict { kind: E::KIND, id: raw, given: version, stored });
         }
         self.check_unreferenced(E::KIND, raw)?;
+        if let Some(task) = (&old as &dyn std::any::Any).downcast_ref::<Task>() {
+            if task.stage.is_some() && !self.engine_writes_state {
+                return Err(Error::NotAllowed(format!(
+                    "task {raw} was created by stage \"{}\" of its deal's process and cannot be deleted; a head may cancel it",
+                    task.stage.as_deref().unwrap_or_default()
+                )));
+            }
+        }
         let history = if E::KIND == EntityKind::Deal { self.stage_steps(DealId(raw))? } else { 0 };
         if history > 1 {
             return Err(Error::NotAllowed(format!(
@@ -1177,7 +1200,36 @@ impl WriteTxn<'_> {
     }
 
     /// The first step of the stage history of a deal created outside the process engine.
-    fn creation_step(&self, deal: &Deal) -> Result<StageChange> {
+    fn creation_step(&self, deal: &mut Deal) -> Result<StageChange> {
+        let settings = self.store.settings.clone();
+        if let Some(kind) = settings.process_kind(&deal.kind) {
+            if kind.mode == crate::process::Mode::Managed {
+                return Err(FieldError::new(
+                    EntityKind::Deal,
+                    "kind",
+                    format!(
+                        "process kind \"{}\" is managed: its deals are created through the process engine, which creates the first stage's tasks",
+                        kind.id
+                    ),
+                )
+                .into());
+            }
+            let first = kind.stages.first().map(|s| s.id.as_str());
+            if deal.stage.as_deref() != first {
+                return Err(FieldError::new(
+                    EntityKind::Deal,
+                    "stage",
+                    format!(
+                        "a deal of process kind \"{}\" starts in its first stage ({}); a deal that got further elsewhere is imported with its stage history",
+                        kind.id,
+                        first.unwrap_or("none")
+                    ),
+                )
+                .into());
+            }
+        }
+        deal.stage_entered_at = Some(deal.created_at);
+        deal.checklist.clear();
         if deal.status != DealStatus::InProgress {
             return Err(FieldError::new(
                 EntityKind::Deal,
@@ -1341,36 +1393,56 @@ impl WriteTxn<'_> {
     }
 }
 
-/// Refuses a change of a deal's stage or status outside the process engine: the stage
-/// history must record every one.
-fn deal_state_unchanged<E: Entity>(old: &E, new: &E) -> Result<()> {
-    let (Some(old), Some(new)) =
-        ((old as &dyn std::any::Any).downcast_ref::<Deal>(), (new as &dyn std::any::Any).downcast_ref::<Deal>())
-    else {
-        return Ok(());
-    };
-    let changed = if old.stage != new.stage {
-        Some("stage")
-    } else if old.status != new.status {
-        Some("status")
-    } else if old.closed_at != new.closed_at {
-        Some("closed_at")
-    } else if old.stage_entered_at != new.stage_entered_at {
-        Some("stage_entered_at")
-    } else if old.history_steps != new.history_steps {
-        Some("history_steps")
-    } else {
-        None
-    };
-    match changed {
-        None => Ok(()),
-        Some(field) => Err(FieldError::new(
-            EntityKind::Deal,
-            field,
-            "changes only through the process engine (move, advance, hold, resume, close, reopen), which records it in the stage history",
-        )
-        .into()),
+/// Refuses a change, outside the process engine, of what the engine owns: a deal's kind,
+/// stage, status and their bookkeeping (the stage history must record every change), a
+/// closed deal's loss reason and competitor (the history records the loss), and a task's
+/// state (who may finish a task, and whether a stage's work is done, are process rules).
+fn process_state_unchanged<E: Entity>(old: &E, new: &E) -> Result<()> {
+    let (old, new) = (old as &dyn std::any::Any, new as &dyn std::any::Any);
+    if let (Some(old), Some(new)) = (old.downcast_ref::<Deal>(), new.downcast_ref::<Deal>()) {
+        let closed = old.status.is_closed();
+        let changed = [
+            ("kind", old.kind != new.kind),
+            ("stage", old.stage != new.stage),
+            ("status", old.status != new.status),
+            ("closed_at", old.closed_at != new.closed_at),
+            ("stage_entered_at", old.stage_entered_at != new.stage_entered_at),
+            ("history_steps", old.history_steps != new.history_steps),
+            ("loss_reason", closed && old.loss_reason != new.loss_reason),
+            ("competitor", closed && old.competitor != new.competitor),
+        ]
+        .into_iter()
+        .find(|(_, changed)| *changed);
+        if let Some((field, _)) = changed {
+            return Err(FieldError::new(
+                EntityKind::Deal,
+                field,
+                "changes only through the process engine (move, advance, hold, resume, close, reopen), which records it in the stage history",
+            )
+            .into());
+        }
     }
+    if let (Some(old), Some(new)) = (old.downcast_ref::<Task>(), new.downcast_ref::<Task>()) {
+        let changed = [
+            ("status", old.status != new.status),
+            ("finished_at", old.finished_at != new.finished_at),
+            ("finished_by", old.finished_by != new.finished_by),
+            ("required", old.required != new.required),
+            ("stage", old.stage != new.stage),
+            ("deal", old.deal != new.deal),
+        ]
+        .into_iter()
+        .find(|(_, changed)| *changed);
+        if let Some((field, _)) = changed {
+            return Err(FieldError::new(
+                EntityKind::Task,
+                field,
+                "changes only through the process engine (complete_task, cancel_task), which applies who may finish it",
+            )
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// The key of step `step` of a deal's stage history.
