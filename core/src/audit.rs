@@ -86,6 +86,119 @@ pub(crate) fn snapshot(old: &serde_json::Value) -> Vec<FieldChange> {
         .collect()
 }
 
+/// The fields that differ between two versions of an entity whose records (compact
+/// MessagePack arrays, one element per field, after a format byte) are `old_record` and
+/// `new_record`: the elements are compared as bytes, and only the fields that differ are
+/// turned into JSON. Gives what [`diff`] gives on the JSON forms.
+pub(crate) fn diff_records<E: Serialize>(old: &E, old_record: &[u8], new: &E, new_record: &[u8]) -> Vec<FieldChange> {
+    let (Some(olds), Some(news)) = (msgpack::elements(old_record.get(1..)), msgpack::elements(new_record.get(1..)))
+    else {
+        return diff_of(old, new);
+    };
+    let mut names = fields::Collect::Names(Vec::with_capacity(olds.len()));
+    if new.serialize(fields::Fields(&mut names)).is_err() {
+        return diff_of(old, new);
+    }
+    let fields::Collect::Names(names) = names else { unreachable!("collected names") };
+    if names.len() != olds.len() || names.len() != news.len() {
+        return diff_of(old, new);
+    }
+    let at: Vec<usize> = (0..names.len())
+        .filter(|i| old_record[olds[*i].clone()] != new_record[news[*i].clone()] && !is_bookkeeping(names[*i]))
+        .collect();
+    if at.is_empty() {
+        return Vec::new();
+    }
+    let keys: Vec<&'static str> = at.iter().map(|i| names[*i]).collect();
+    let json = |e: &E| -> Option<Vec<(&'static str, serde_json::Value)>> {
+        let mut c = fields::Collect::JsonAt { at: at.clone(), next: 0, values: Vec::with_capacity(at.len()) };
+        e.serialize(fields::Fields(&mut c)).ok()?;
+        let fields::Collect::JsonAt { values, .. } = c else { return None };
+        Some(values)
+    };
+    let (Some(old_values), Some(new_values)) = (json(old), json(new)) else { return diff_of(old, new) };
+    let mut out: Vec<FieldChange> = keys
+        .iter()
+        .map(|k| FieldChange {
+            field: k.to_string(),
+            old: old_values.iter().find(|(ok, _)| ok == k).map(|(_, v)| v.clone()),
+            new: new_values.iter().find(|(nk, _)| nk == k).map(|(_, v)| v.clone()),
+        })
+        .collect();
+    out.sort_by(|a, b| a.field.cmp(&b.field));
+    out
+}
+
+/// Finding the elements of a MessagePack array without decoding them.
+mod msgpack {
+    use std::ops::Range;
+
+    /// The byte ranges of the elements of the array `buf` holds (and nothing after it).
+    pub fn elements(buf: Option<&[u8]>) -> Option<Vec<Range<usize>>> {
+        let buf = buf?;
+        let (n, mut at) = match *buf.first()? {
+            m @ 0x90..=0x9f => ((m & 0x0f) as usize, 1),
+            0xdc => (u16::from_be_bytes(buf.get(1..3)?.try_into().ok()?) as usize, 3),
+            0xdd => (u32::from_be_bytes(buf.get(1..5)?.try_into().ok()?) as usize, 5),
+            _ => return None,
+        };
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let end = skip(buf, at, 0)?;
+            // Ranges are into the record, which has the format byte in front.
+            out.push(at + 1..end + 1);
+            at = end;
+        }
+        (at == buf.len()).then_some(out)
+    }
+
+    /// The end of the value that starts at `at`.
+    fn skip(buf: &[u8], at: usize, depth: u32) -> Option<usize> {
+        if depth > 64 {
+            return None;
+        }
+        let len = |from: usize, width: usize| -> Option<usize> {
+            let b = buf.get(from..from + width)?;
+            Some(b.iter().fold(0usize, |n, x| (n << 8) | *x as usize))
+        };
+        let m = *buf.get(at)?;
+        let end = match m {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => at + 1,
+            0x80..=0x8f => return items(buf, at + 1, 2 * (m & 0x0f) as usize, depth),
+            0x90..=0x9f => return items(buf, at + 1, (m & 0x0f) as usize, depth),
+            0xa0..=0xbf => at + 1 + (m & 0x1f) as usize,
+            0xc4 | 0xd9 => at + 2 + len(at + 1, 1)?,
+            0xc5 | 0xda => at + 3 + len(at + 1, 2)?,
+            0xc6 | 0xdb => at + 5 + len(at + 1, 4)?,
+            0xc7 => at + 3 + len(at + 1, 1)?,
+            0xc8 => at + 4 + len(at + 1, 2)?,
+            0xc9 => at + 6 + len(at + 1, 4)?,
+            0xca | 0xce | 0xd2 => at + 5,
+            0xcb | 0xcf | 0xd3 => at + 9,
+            0xcc | 0xd0 => at + 2,
+            0xcd | 0xd1 => at + 3,
+            0xd4 => at + 3,
+            0xd5 => at + 4,
+            0xd6 => at + 6,
+            0xd7 => at + 10,
+            0xd8 => at + 18,
+            0xdc => return items(buf, at + 3, len(at + 1, 2)?, depth),
+            0xdd => return items(buf, at + 5, len(at + 1, 4)?, depth),
+            0xde => return items(buf, at + 3, 2 * len(at + 1, 2)?, depth),
+            0xdf => return items(buf, at + 5, 2 * len(at + 1, 4)?, depth),
+            0xc1 => return None,
+        };
+        (end <= buf.len()).then_some(end)
+    }
+
+    fn items(buf: &[u8], mut at: usize, n: usize, depth: u32) -> Option<usize> {
+        for _ in 0..n {
+            at = skip(buf, at, depth + 1)?;
+        }
+        Some(at)
+    }
+}
+
 /// The fields that differ between two versions of an entity, as [`diff`] would find them
 /// from their JSON forms, but without building those: each top-level field is encoded to
 /// bytes and compared, and only the fields that differ are turned into JSON.
@@ -134,6 +247,10 @@ mod fields {
 
     /// What to collect per field.
     pub enum Collect {
+        /// Every field's name, in order.
+        Names(Vec<&'static str>),
+        /// The JSON of the fields at these positions (ascending).
+        JsonAt { at: Vec<usize>, next: usize, values: Vec<(&'static str, serde_json::Value)> },
         /// The encoded bytes of every field, one after the other in `buf`.
         Bytes { buf: Vec<u8>, fields: Vec<(&'static str, std::ops::Range<usize>)> },
         /// The JSON of every field whose bytes differ from the collected ones.
@@ -175,6 +292,20 @@ mod fields {
         type Error = NotAStruct;
 
         fn serialize_field<T: ?Sized + Serialize>(&mut self, key: &'static str, value: &T) -> Result<(), NotAStruct> {
+            match self.0 {
+                Collect::Names(names) => {
+                    names.push(key);
+                    return Ok(());
+                }
+                Collect::JsonAt { at, next, values } => {
+                    if at.binary_search(next).is_ok() {
+                        values.push((key, serde_json::to_value(value).map_err(|e| NotAStruct(e.to_string()))?));
+                    }
+                    *next += 1;
+                    return Ok(());
+                }
+                _ => {}
+            }
             if is_bookkeeping(key) {
                 return Ok(());
             }
@@ -198,6 +329,7 @@ mod fields {
                         changed.push((key, json()?));
                     }
                 }
+                Collect::Names(_) | Collect::JsonAt { .. } => unreachable!("handled above"),
                 Collect::Json { keys, values } => {
                     if keys.contains(&key) {
                         values.push((key, json()?));
@@ -315,6 +447,9 @@ mod tests {
         new.probability = Some(40);
         let json = diff(&to_value(&old), &to_value(&new));
         assert_eq!(diff_of(&old, &new), json);
+        let (a, b) = (crate::store::encode(&old), crate::store::encode(&new));
+        assert_eq!(diff_records(&old, &a, &new, &b), json);
+        assert!(diff_records(&old, &a, &old, &a).is_empty());
         assert_eq!(json.len(), 4);
     }
 }

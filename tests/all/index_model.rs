@@ -162,7 +162,9 @@ fn expected(d: &Deal, step: &Step, head: bool) -> Option<(Option<String>, DealSt
         Step::Won => stays(!closed, DealStatus::Won),
         Step::Lost { known_reason } => stays(!closed && known_reason, DealStatus::Lost),
         Step::Reopen(to) => {
-            let ok = closed && head && to.is_none_or(|s| s < 5);
+            // Where it was closed, or a stage it may move to from there.
+            let may_move = |s: usize| if at == 4 { s == 3 } else { s == at + 1 || s + 1 == at };
+            let ok = closed && head && to.is_none_or(|s| s < 5 && (s == at || may_move(s)));
             ok.then(|| (to.map_or(d.stage.clone(), |s| Some(STAGES[s].to_string())), DealStatus::InProgress, true))
         }
     }

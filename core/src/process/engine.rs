@@ -56,6 +56,8 @@ struct Cx<'e> {
     actor: Option<Arc<User>>,
     hooks: &'e Hooks,
     depth: u32,
+    /// The instant of the operation: every step, task and stamp it writes shares it.
+    now: Timestamp,
 }
 
 impl Engine {
@@ -84,7 +86,7 @@ impl Engine {
             }
             None => None,
         };
-        Ok(Cx { settings: tx.settings_arc(), actor, hooks: &self.hooks, depth: 0 })
+        Ok(Cx { settings: tx.settings_arc(), actor, hooks: &self.hooks, depth: 0, now: tx.now() })
     }
 
     /// Creates a deal in the first stage of its kind, in progress, and (managed kinds) the
@@ -316,8 +318,8 @@ impl Cx<'_> {
             .ok_or_else(|| deal_field("kind", format!("\"{}\" is not a configured process kind", deal.kind)))
     }
 
-    fn now(&self, tx: &WriteTxn<'_>) -> Timestamp {
-        tx.now()
+    fn now(&self, _tx: &WriteTxn<'_>) -> Timestamp {
+        self.now
     }
 
     /// The stored deal, if the caller has its current version.
@@ -401,7 +403,13 @@ impl Cx<'_> {
     }
 
     fn deeper(&self) -> Cx<'_> {
-        Cx { settings: self.settings.clone(), actor: self.actor.clone(), hooks: self.hooks, depth: self.depth + 1 }
+        Cx {
+            settings: self.settings.clone(),
+            actor: self.actor.clone(),
+            hooks: self.hooks,
+            depth: self.depth + 1,
+            now: self.now,
+        }
     }
 
     /// Saves a deal through `entity.before_save` guards (no change of stage or status).
@@ -844,6 +852,47 @@ impl Cx<'_> {
                 self.guard(&input)?;
             }
         }
+        // The reactions see the deal as it will be stored. Fields they set on it are written
+        // with the transition itself (one version, one audit entry); their other actions
+        // follow once the transition is written.
+        let point = if closing { HookPoint::DealAfterClose } else { HookPoint::DealAfterTransition };
+        let mut later = Vec::new();
+        let mut merged = false;
+        if self.hooks.any(point, Some(&kind.id)) {
+            // As it will be stored: the next version, changed now by the actor.
+            let meta = (new.version, new.updated_at, new.updated_by);
+            (new.version, new.updated_at, new.updated_by) = (old.version + 1, now, tx.actor());
+            let input = self.input(
+                point,
+                Some(&kind.id),
+                EntityKind::Deal,
+                Some(Subject::Deal(&old)),
+                Some(Subject::Deal(&new)),
+                Some(&t),
+            );
+            let actions = self.react(&input, Some(old.id));
+            (new.version, new.updated_at, new.updated_by) = meta;
+            for action in actions? {
+                match action {
+                    Action::SetField { field, value } => {
+                        set_field(&mut new, &field, value, &self.settings)?;
+                        merged = true;
+                    }
+                    other => later.push(other),
+                }
+            }
+        }
+        if merged && self.hooks.any(HookPoint::EntityBeforeSave, Some(&kind.id)) {
+            let input = self.input(
+                HookPoint::EntityBeforeSave,
+                Some(&kind.id),
+                EntityKind::Deal,
+                Some(Subject::Deal(&old)),
+                Some(Subject::Deal(&new)),
+                Some(&t),
+            );
+            self.guard(&input)?;
+        }
         let entered = old.stage_entered_at.unwrap_or(old.created_at);
         // A reopen leaves no stage (the deal was closed); a close leaves its stage.
         let leaves = closing || (old.stage != new.stage && how != How::Reopen);
@@ -884,21 +933,12 @@ impl Cx<'_> {
         if stage_changes && !closing {
             self.enter_stage(tx, &deal, kind)?;
         }
-        let point = if closing { HookPoint::DealAfterClose } else { HookPoint::DealAfterTransition };
-        if self.hooks.any(point, Some(&kind.id)) {
-            let input = self.input(
-                point,
-                Some(&kind.id),
-                EntityKind::Deal,
-                Some(Subject::Deal(&old)),
-                Some(Subject::Deal(&deal)),
-                Some(&t),
-            );
-            let actions = self.react(&input, Some(deal.id))?;
-            if !actions.is_empty() {
-                self.deeper().apply(tx, deal.id, None, actions)?;
-                return tx.load(deal.id);
-            }
+        if !later.is_empty() {
+            self.deeper().apply(tx, deal.id, None, later)?;
+            return tx.load(deal.id);
+        }
+        if merged && !closing {
+            return self.auto_advance(tx, deal);
         }
         Ok(deal)
     }

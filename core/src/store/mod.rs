@@ -1032,7 +1032,8 @@ impl WriteTxn<'_> {
             process_state_unchanged(old, &entity)?;
         }
         self.check(&mut entity, Some(old))?;
-        let changes = audit::diff_of(old, &entity);
+        let record = encode(&entity);
+        let changes = audit::diff_records(old, &encode(old), &entity, &record);
         // The engine's own bookkeeping (a step count) is not audited, but is written.
         if changes.is_empty() && !self.engine_writes_state {
             return Ok(old.clone());
@@ -1049,8 +1050,7 @@ impl WriteTxn<'_> {
             self.index_change(e, meta.id, true);
         }
         let kept = entity.clone();
-        self.changes
-            .put_decoded(entity_table(E::KIND), meta.id.to_bytes().to_vec(), encode(&entity), || Arc::new(kept));
+        self.changes.put_decoded(entity_table(E::KIND), meta.id.to_bytes().to_vec(), record, || Arc::new(kept));
         let version = entity.meta().version;
         if !changes.is_empty() {
             self.audit(now, E::KIND, meta.id, AuditOp::Update, changes, version);
