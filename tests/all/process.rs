@@ -1764,3 +1764,58 @@ fn a_stage_cannot_route_to_itself() {
     let err = Settings::parse(&text, Path::new("self.toml")).unwrap_err().to_string();
     assert!(err.starts_with("self.toml:") && err.contains("cannot move to itself"), "{err}");
 }
+
+#[test]
+fn reactions_see_the_deal_exactly_as_it_is_stored() {
+    let w = world();
+    let seen: Arc<Mutex<Vec<Deal>>> = Arc::default();
+    let log = seen.clone();
+    let mut hooks = Hooks::new();
+    hooks.register(
+        "watch",
+        handler(move |i: &HookInput<'_>| {
+            if let Some(Subject::Deal(d)) = &i.after {
+                log.lock().unwrap().push((*d).clone());
+            }
+            Ok(Answer::Actions(vec![Action::SetField { field: "comment".into(), value: "seen".into() }]))
+        }),
+    );
+    hooks.bind(HookPoint::DealAfterTransition, "watch", &[]).unwrap();
+    let e = Engine::new(hooks);
+    let d = w.deal(&e, "b2b_sale", 100);
+    w.advance(HOUR);
+    let moved = w.run(w.ivanov, |tx| e.move_deal(tx, d.id, d.version, "needs_analysis", None));
+    let mut shown = seen.lock().unwrap()[0].clone();
+    // The reaction's own field is the only difference.
+    assert_eq!(moved.comment, "seen");
+    shown.comment = "seen".into();
+    assert_eq!(shown, moved);
+}
+
+#[test]
+fn an_imported_deal_on_hold_in_a_managed_stage_can_go_on() {
+    let w = world();
+    let e = Engine::default();
+    let step = |days: i64, how: How, stage: &str, status: DealStatus| ImportStep {
+        at: T0.plus_millis(days * DAY),
+        how,
+        to_stage: Some(stage.into()),
+        to_status: status,
+        actor: None,
+        note: None,
+    };
+    let mut d = new_deal(w.client, w.ivanov, 100);
+    d.kind = "tender".into();
+    d.stage = Some("documentation".into());
+    d.status = DealStatus::OnHold;
+    d.custom.insert("tender_number".into(), CustomValue::String("0373200001226000042".into()));
+    let steps = vec![
+        step(-9, How::Create, "announcement", DealStatus::InProgress),
+        step(-8, How::Route, "documentation", DealStatus::InProgress),
+        step(-7, How::Hold, "documentation", DealStatus::OnHold),
+    ];
+    let d = w.run(w.ivanov, |tx| e.import_deal(tx, d, steps));
+    let d = w.run(w.ivanov, |tx| e.resume(tx, d.id, d.version));
+    let d = next_day_complete(&w, &e, d.id, w.ivanov);
+    assert_eq!(d.stage.as_deref(), Some("bid"));
+}

@@ -93,7 +93,7 @@ impl Engine {
     /// first stage's tasks.
     pub fn create_deal(&self, tx: &mut WriteTxn<'_>, deal: Deal) -> Result<Deal> {
         let cx = self.cx(tx)?;
-        tx.attempt(|tx| cx.create_deal(tx, deal))
+        cx.attempt(tx, |tx| cx.create_deal(tx, deal))
     }
 
     /// Moves a deal by hand to `to`. Manual kinds: any stage the current one allows.
@@ -107,14 +107,14 @@ impl Engine {
         note: Option<&str>,
     ) -> Result<Deal> {
         let cx = self.cx(tx)?;
-        tx.attempt(|tx| cx.move_deal(tx, id, version, to, note))
+        cx.attempt(tx, |tx| cx.move_deal(tx, id, version, to, note))
     }
 
     /// Managed kinds: moves the deal along its route if the stage's requirements hold;
     /// otherwise says what is missing.
     pub fn advance(&self, tx: &mut WriteTxn<'_>, id: DealId, version: u64) -> Result<Deal> {
         let cx = self.cx(tx)?;
-        tx.attempt(|tx| {
+        cx.attempt(tx, |tx| {
             let deal = cx.current(tx, id, version)?;
             cx.advance(tx, deal)
         })
@@ -123,7 +123,7 @@ impl Engine {
     /// Puts an in-progress deal on hold.
     pub fn hold(&self, tx: &mut WriteTxn<'_>, id: DealId, version: u64, comment: &str) -> Result<Deal> {
         let cx = self.cx(tx)?;
-        tx.attempt(|tx| {
+        cx.attempt(tx, |tx| {
             let deal = cx.current(tx, id, version)?;
             cx.hold(tx, deal, comment)
         })
@@ -132,7 +132,7 @@ impl Engine {
     /// Takes a deal off hold.
     pub fn resume(&self, tx: &mut WriteTxn<'_>, id: DealId, version: u64) -> Result<Deal> {
         let cx = self.cx(tx)?;
-        tx.attempt(|tx| {
+        cx.attempt(tx, |tx| {
             let old = cx.current(tx, id, version)?;
             if old.status != DealStatus::OnHold {
                 return Err(process(id, format!("is {}, not on hold", old.status.name())));
@@ -148,20 +148,20 @@ impl Engine {
     /// Closes a deal as won or lost.
     pub fn close(&self, tx: &mut WriteTxn<'_>, id: DealId, version: u64, outcome: Outcome) -> Result<Deal> {
         let cx = self.cx(tx)?;
-        tx.attempt(|tx| cx.close(tx, id, version, outcome))
+        cx.attempt(tx, |tx| cx.close(tx, id, version, outcome))
     }
 
     /// Reopens a closed deal in `stage` (default: the stage it was closed in). Only users
     /// with one of the kind's `reopen_roles` may.
     pub fn reopen(&self, tx: &mut WriteTxn<'_>, id: DealId, version: u64, stage: Option<&str>) -> Result<Deal> {
         let cx = self.cx(tx)?;
-        tx.attempt(|tx| cx.reopen(tx, id, version, stage))
+        cx.attempt(tx, |tx| cx.reopen(tx, id, version, stage))
     }
 
     /// Ticks a checklist item of the deal's current stage off (or back on).
     pub fn set_checked(&self, tx: &mut WriteTxn<'_>, id: DealId, version: u64, item: &str, done: bool) -> Result<Deal> {
         let cx = self.cx(tx)?;
-        tx.attempt(|tx| {
+        cx.attempt(tx, |tx| {
             let mut deal = cx.current(tx, id, version)?;
             if deal.status != DealStatus::InProgress {
                 return Err(process(id, format!("is {}: its checklist is for a deal in progress", deal.status.name())));
@@ -192,14 +192,14 @@ impl Engine {
     /// triggers `interaction.after_create` reactions. Deals go through [`Engine::create_deal`].
     pub fn create<E: Entity>(&self, tx: &mut WriteTxn<'_>, entity: E) -> Result<E> {
         let cx = self.cx(tx)?;
-        tx.attempt(|tx| cx.create(tx, entity))
+        cx.attempt(tx, |tx| cx.create(tx, entity))
     }
 
     /// Updates any entity, asking `entity.before_save` guards first. A deal's stage and
     /// status do not change this way.
     pub fn update<E: Entity>(&self, tx: &mut WriteTxn<'_>, entity: E) -> Result<E> {
         let cx = self.cx(tx)?;
-        tx.attempt(|tx| {
+        cx.attempt(tx, |tx| {
             let e = cx.update(tx, entity)?;
             if let Some(deal) = (&e as &dyn std::any::Any).downcast_ref::<Deal>() {
                 cx.auto_advance(tx, deal.clone())?;
@@ -213,13 +213,13 @@ impl Engine {
     /// `process.complete_others_tasks`. In a managed process this may move the deal on.
     pub fn complete_task(&self, tx: &mut WriteTxn<'_>, id: TaskId, version: u64) -> Result<Task> {
         let cx = self.cx(tx)?;
-        tx.attempt(|tx| cx.finish_task(tx, id, version, TaskStatus::Done))
+        cx.attempt(tx, |tx| cx.finish_task(tx, id, version, TaskStatus::Done))
     }
 
     /// Cancels an open task (same permissions as completing it).
     pub fn cancel_task(&self, tx: &mut WriteTxn<'_>, id: TaskId, version: u64) -> Result<Task> {
         let cx = self.cx(tx)?;
-        tx.attempt(|tx| cx.finish_task(tx, id, version, TaskStatus::Cancelled))
+        cx.attempt(tx, |tx| cx.finish_task(tx, id, version, TaskStatus::Cancelled))
     }
 
     /// Brings in a deal from another system with its past stage history. The deal's
@@ -227,7 +227,7 @@ impl Engine {
     /// stages, and end in the deal's stage and status.
     pub fn import_deal(&self, tx: &mut WriteTxn<'_>, deal: Deal, steps: Vec<ImportStep>) -> Result<Deal> {
         let cx = self.cx(tx)?;
-        tx.attempt(|tx| cx.import_deal(tx, deal, steps))
+        cx.attempt(tx, |tx| cx.import_deal(tx, deal, steps))
     }
 
     /// What keeps the deal from leaving its current stage forward, one line each (empty:
@@ -312,6 +312,14 @@ fn is_final(kind: &ProcessKindSpec, stage: &str) -> bool {
 }
 
 impl Cx<'_> {
+    /// Runs an operation all-or-nothing, with every write of it stamped with its instant.
+    fn attempt<'a, R>(&self, tx: &mut WriteTxn<'a>, f: impl FnOnce(&mut WriteTxn<'a>) -> Result<R>) -> Result<R> {
+        let was = tx.pin_now(Some(self.now));
+        let r = tx.attempt(f);
+        tx.pin_now(was);
+        r
+    }
+
     fn kind<'s>(&'s self, deal: &Deal) -> Result<&'s ProcessKindSpec> {
         self.settings
             .process_kind(&deal.kind)
@@ -852,6 +860,11 @@ impl Cx<'_> {
                 self.guard(&input)?;
             }
         }
+        let step = match old.history_steps {
+            0 => tx.stage_steps(old.id)?,
+            n => n,
+        };
+        new.history_steps = step + 1;
         // The reactions see the deal as it will be stored. Fields they set on it are written
         // with the transition itself (one version, one audit entry); their other actions
         // follow once the transition is written.
@@ -896,11 +909,6 @@ impl Cx<'_> {
         let entered = old.stage_entered_at.unwrap_or(old.created_at);
         // A reopen leaves no stage (the deal was closed); a close leaves its stage.
         let leaves = closing || (old.stage != new.stage && how != How::Reopen);
-        let step = match old.history_steps {
-            0 => tx.stage_steps(old.id)?,
-            n => n,
-        };
-        new.history_steps = step + 1;
         let deal = tx.as_engine(|tx| tx.update(new))?;
         tx.append_counted_stage_change(&StageChange {
             deal: deal.id,
@@ -944,8 +952,9 @@ impl Cx<'_> {
     }
 
     /// Creates the tasks of the deal's (new) stage, for managed kinds.
+    /// (An imported deal may be on hold in its stage: it gets the stage's tasks too.)
     fn enter_stage(&self, tx: &mut WriteTxn<'_>, deal: &Deal, kind: &ProcessKindSpec) -> Result<()> {
-        if kind.mode != Mode::Managed || deal.status != DealStatus::InProgress {
+        if kind.mode != Mode::Managed || deal.status.is_closed() {
             return Ok(());
         }
         let Some(stage) = deal.stage.as_deref().and_then(|s| kind.stage(s)) else { return Ok(()) };
@@ -1246,6 +1255,15 @@ impl Cx<'_> {
                         return Err(bad(
                             i,
                             format!("a managed deal is reopened where it closed or earlier, not in \"{to}\""),
+                        ))
+                    }
+                    How::Reopen if from != to && kind.mode == Mode::Manual && !spec.to.iter().any(|t| t == to) => {
+                        return Err(bad(
+                            i,
+                            format!(
+                                "a deal closed in \"{from}\" is reopened there or where it may move ({}), not in \"{to}\"",
+                                spec.to.join(", ")
+                            ),
                         ))
                     }
                     _ => {}

@@ -161,6 +161,7 @@ impl Store {
             savepoints: 0,
             postings_undo: Vec::new(),
             engine_writes_state: false,
+            now: None,
         })
     }
 
@@ -692,6 +693,8 @@ pub struct WriteTxn<'s> {
     postings_undo: Vec<PostingUndo>,
     /// Set while the process engine writes a deal's stage and status.
     engine_writes_state: bool,
+    /// The instant writes are stamped with, while an engine operation runs.
+    now: Option<Timestamp>,
 }
 
 /// An index change before it was overwritten: the list, the id, and the earlier pending
@@ -834,7 +837,13 @@ impl WriteTxn<'_> {
 
     /// The current instant of the store's clock.
     pub fn now(&self) -> Timestamp {
-        self.store.clock.now()
+        self.now.unwrap_or_else(|| self.store.clock.now())
+    }
+
+    /// Makes `now` the instant of everything written until it is unpinned (`None`); returns
+    /// the previous pin. The process engine stamps all writes of one operation alike.
+    pub(crate) fn pin_now(&mut self, now: Option<Timestamp>) -> Option<Timestamp> {
+        std::mem::replace(&mut self.now, now)
     }
 
     /// Commits everything written in the transaction.
