@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod config;
 pub mod demo;
+pub mod dossier;
 mod error;
 pub mod id;
 pub mod installation;

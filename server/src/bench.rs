@@ -35,6 +35,15 @@ pub enum What {
         #[arg(long, requires = "dir")]
         reuse: bool,
     },
+    /// The dossier of a partner with many deals, documents and interactions.
+    Dossier {
+        /// Deals of the partner (each with an invoice and a payment).
+        #[arg(long, default_value_t = 1_000)]
+        deals: usize,
+        /// Interactions with the partner.
+        #[arg(long, default_value_t = 50_000)]
+        interactions: usize,
+    },
     /// Stage transitions through the process engine with native guards and a reaction.
     Process {
         /// Transitions timed inside one transaction.
@@ -52,6 +61,7 @@ pub fn run(what: What) -> Result<()> {
             store(deals, dir, reads, reuse, cache_mb, record_cache_mb)
         }
         What::Process { transitions, commits } => process(transitions, commits),
+        What::Dossier { deals, interactions } => dossier(deals, interactions),
     }
 }
 
@@ -303,6 +313,99 @@ fn store(
         median(shared.clone()).as_secs_f64() * 1e6,
         percentile(&mut shared, 0.99).as_secs_f64() * 1e6,
         median(fresh).as_secs_f64() * 1e6
+    );
+    Ok(())
+}
+
+/// The first page of a big partner's dossier, from a fresh snapshot of a reopened database
+/// (cold record cache) and then warm.
+fn dossier(deals: usize, interactions: usize) -> Result<()> {
+    use crmkit_core::dossier::{dossier, DossierOptions};
+    use crmkit_core::model::{
+        Document, DocumentKind, DocumentState, Interaction, InteractionKind, Partner, PartnerRole, Role, User,
+    };
+    use crmkit_core::store::Durability;
+    use crmkit_core::values::{Currency, Money};
+
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("bench");
+    let inst = Installation::init(&dir, None, Arc::new(SystemClock))?;
+    let store = inst.store();
+    say!("crmkit bench dossier: a partner with {deals} deals, {} documents and {interactions} interactions", 2 * deals);
+    let (partner, deal_ids) = store.transact(None, |tx| {
+        tx.set_durability(Durability::Deferred);
+        let manager = tx.create(User::new("bench.manager", "Bench Manager", Role::Manager))?;
+        let partner = tx.create(Partner::new("ООО «Большой клиент»", PartnerRole::Client))?;
+        let mut ids = Vec::new();
+        for i in 0..deals {
+            let mut d = Deal::new(
+                format!("Deal {i}"),
+                partner.id,
+                "b2b_sale",
+                Some("qualification".into()),
+                manager.id,
+                Money::new((10_000 + i as i64).into(), Currency::RUB),
+            );
+            d.source = Some("website".into());
+            let d = tx.create(d)?;
+            for (kind, state) in
+                [(DocumentKind::Invoice, DocumentState::Issued), (DocumentKind::Payment, DocumentState::Completed)]
+            {
+                let mut doc =
+                    Document::new(kind, format!("{}-{i}", kind.name()), d.created_at.date(), partner.id, d.amount);
+                doc.deal = Some(d.id);
+                doc.state = state;
+                if kind == DocumentKind::Invoice {
+                    doc.lines.push(crmkit_core::model::DocumentLine {
+                        item: "Service".into(),
+                        qty: 1.into(),
+                        unit: None,
+                        price: d.amount.amount,
+                    });
+                }
+                tx.create(doc)?;
+            }
+            ids.push(d.id);
+        }
+        Ok((partner.id, ids))
+    })?;
+    let mut left = interactions;
+    while left > 0 {
+        let n = left.min(10_000);
+        store.transact(None, |tx| {
+            tx.set_durability(Durability::Deferred);
+            for i in 0..n {
+                let mut it = Interaction::new(InteractionKind::Call, tx.now(), partner, format!("Call {i}"));
+                it.deal = Some(deal_ids[i % deal_ids.len()]);
+                tx.create(it)?;
+            }
+            Ok(())
+        })?;
+        left -= n;
+    }
+    store.transact(None, |_| Ok(()))?;
+    drop(inst);
+
+    let inst = Installation::open(&dir, Arc::new(SystemClock))?;
+    let r = inst.store().read()?;
+    let t = Instant::now();
+    let cold = dossier(&r, partner, DossierOptions::default())?;
+    let cold_time = t.elapsed();
+    let mut warm = Vec::new();
+    for _ in 0..21 {
+        let r = inst.store().read()?;
+        let t = Instant::now();
+        std::hint::black_box(dossier(&r, partner, DossierOptions::default())?);
+        warm.push(t.elapsed());
+    }
+    say!(
+        "dossier, first page of the timeline ({} of {} interactions, {} deals, {} documents): cold {:.2} ms, warm median {:.2} ms (21 runs)",
+        cold.timeline.interactions.len(),
+        cold.timeline.total,
+        cold.deals.won + cold.deals.lost + cold.deals.open.len(),
+        cold.documents.count,
+        cold_time.as_secs_f64() * 1e3,
+        median(warm).as_secs_f64() * 1e3
     );
     Ok(())
 }

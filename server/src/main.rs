@@ -15,6 +15,7 @@ macro_rules! say {
 }
 
 mod bench;
+mod dossier;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -64,6 +65,18 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Everything about one partner: card, counterparties, contacts, relations, deals,
+    /// documents and balances, revenue, and the latest interactions.
+    Dossier {
+        dir: PathBuf,
+        /// The partner's id or exact name.
+        partner: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Interactions of the timeline to show.
+        #[arg(long, default_value_t = 20)]
+        timeline: usize,
+    },
     /// Measure the engine: `crmkit bench store` loads a demo and times reads and opens.
     Bench {
         #[command(subcommand)]
@@ -72,7 +85,7 @@ enum Command {
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
-enum Format {
+pub(crate) enum Format {
     Table,
     Json,
 }
@@ -103,6 +116,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Stats { dir, format } => stats(&dir, format),
         Command::Bench { what } => bench::run(what),
+        Command::Dossier { dir, partner, format, timeline } => dossier::run(&dir, &partner, format, timeline),
     }
 }
 

@@ -40,6 +40,27 @@ fn init_check_demo_stats() {
     let stats: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(stats["entities"]["deal"], 200);
     assert_eq!(stats["schema_version"], crmkit_core::store::SCHEMA_VERSION);
+
+    // The dossier of a client with deals, by id and as JSON.
+    let partner = {
+        use crmkit_core::store::Reader;
+        let inst =
+            crmkit_core::Installation::open(&root.join("d"), std::sync::Arc::new(crmkit_core::time::SystemClock))
+                .unwrap();
+        let r = inst.store().read().unwrap();
+        let deals: Vec<crmkit_core::model::Deal> = r.list(None, 1).unwrap();
+        r.load::<crmkit_core::model::Partner>(deals[0].partner).unwrap()
+    };
+    let id = partner.id.to_string();
+    let o = crmkit(&["dossier", "d", &id], root);
+    let page = text(&o);
+    assert!(o.status.success() && page.contains(&partner.name) && page.contains("timeline ("), "{page}");
+    assert!(page.contains("deals: ") && page.contains("documents ("), "{page}");
+    let o = crmkit(&["dossier", "d", &id, "--format", "json"], root);
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(json["partner"]["id"], serde_json::json!(id));
+    let o = crmkit(&["dossier", "d", "Нет такого"], root);
+    assert!(!o.status.success() && text(&o).contains("no partner"), "{}", text(&o));
 }
 
 #[test]

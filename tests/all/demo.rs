@@ -27,7 +27,7 @@ fn make(deals: usize, seed: u64) -> (tempfile::TempDir, Installation, demo::Summ
 }
 
 /// One demo of 2000 deals, made once for the tests that only read it.
-fn company() -> &'static (tempfile::TempDir, Installation, demo::Summary) {
+pub fn company() -> &'static (tempfile::TempDir, Installation, demo::Summary) {
     static COMPANY: OnceLock<(tempfile::TempDir, Installation, demo::Summary)> = OnceLock::new();
     COMPANY.get_or_init(|| make(2000, 42))
 }

@@ -3,6 +3,7 @@
 mod common;
 mod config;
 mod demo;
+mod dossier;
 mod golden;
 mod index_model;
 mod process;

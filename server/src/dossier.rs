@@ -1,0 +1,129 @@
+//! `crmkit dossier`: everything about one partner, as a terminal page or JSON.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Result;
+use crmkit_core::dossier::{dossier, find_partner, Amounts, Dossier, DossierOptions};
+use crmkit_core::time::SystemClock;
+use crmkit_core::Installation;
+
+use crate::Format;
+
+pub fn run(dir: &Path, partner: &str, format: Format, timeline: usize) -> Result<()> {
+    let inst = Installation::open(dir, Arc::new(SystemClock))?;
+    let r = inst.store().read()?;
+    let p = find_partner(&r, partner)?;
+    let d = dossier(&r, p.id, DossierOptions { timeline_limit: timeline, ..Default::default() })?;
+    match format {
+        Format::Json => say!("{}", serde_json::to_string_pretty(&d)?),
+        Format::Table => say!("{}", render(&d)),
+    }
+    Ok(())
+}
+
+fn amounts(a: &Amounts) -> String {
+    if a.is_empty() {
+        return "0".into();
+    }
+    a.iter().map(|(c, v)| format!("{} {c}", v.round_dp(2))).collect::<Vec<_>>().join(" + ")
+}
+
+/// The dossier as a readable page.
+pub fn render(d: &Dossier) -> String {
+    let mut o = String::new();
+    let p = &d.partner;
+    let roles: Vec<&str> = p.roles.iter().map(|r| r.name()).collect();
+    let _ = writeln!(o, "{}  ({})  {}", p.name, roles.join(", "), p.id);
+    if let Some(s) = &p.segment {
+        let _ = writeln!(o, "segment: {s}");
+    }
+    let _ = writeln!(
+        o,
+        "last contact: {}   next task: {}",
+        d.last_contact.map_or("never".to_string(), |t| t.to_string()),
+        d.next_task.as_ref().map_or("none".to_string(), |t| format!(
+            "{} (due {})",
+            t.title,
+            t.due.map_or("-".to_string(), |d| d.to_string())
+        ))
+    );
+    let _ = writeln!(o, "\ncounterparties ({})", d.counterparties.len());
+    for c in &d.counterparties {
+        let _ = writeln!(o, "  {}  INN {}", c.name, c.tax_id.as_deref().unwrap_or("-"));
+    }
+    let _ = writeln!(o, "\ncontacts ({}, {} links)", d.contacts.len(), d.contact_links.len());
+    for c in &d.contacts {
+        let _ = writeln!(
+            o,
+            "  {}  {}  {}",
+            c.name,
+            if c.position.is_empty() { "-" } else { &c.position },
+            c.phones.first().map(String::as_str).unwrap_or("")
+        );
+    }
+    if !d.partner_links.is_empty() || !d.group.parents.is_empty() || !d.group.members.is_empty() {
+        let _ = writeln!(o, "\nrelations");
+        for parent in &d.group.parents {
+            let _ = writeln!(o, "  group parent: {}", parent.name);
+        }
+        for m in &d.group.members {
+            let _ = writeln!(o, "  group member: {}", m.name);
+        }
+        for (link, other) in &d.partner_links {
+            let _ = writeln!(o, "  {} {}", link.link_type, other.name);
+        }
+    }
+    let s = &d.deals;
+    let _ = writeln!(
+        o,
+        "\ndeals: {} open ({}), {} won ({}), {} lost ({})",
+        s.open.len(),
+        amounts(&s.open_amount),
+        s.won,
+        amounts(&s.won_amount),
+        s.lost,
+        amounts(&s.lost_amount)
+    );
+    for deal in s.open.iter().take(10) {
+        let _ = writeln!(
+            o,
+            "  {}  {} / {}  {}  {}",
+            deal.title,
+            deal.kind,
+            deal.stage.as_deref().unwrap_or("-"),
+            deal.status.name(),
+            deal.amount
+        );
+    }
+    if !s.lost_by_reason.is_empty() {
+        let reasons: Vec<String> = s.lost_by_reason.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        let _ = writeln!(o, "  lost by reason: {}", reasons.join(", "));
+    }
+    let docs = &d.documents;
+    let _ = writeln!(
+        o,
+        "\ndocuments ({}): invoiced {}, paid {}, shipped {}, receivable {}",
+        docs.count,
+        amounts(&docs.invoiced),
+        amounts(&docs.paid),
+        amounts(&docs.shipped),
+        amounts(&docs.receivable)
+    );
+    for doc in docs.latest.iter().take(10) {
+        let _ = writeln!(o, "  {}  {}  {}  {}  {:?}", doc.date, doc.kind.name(), doc.number, doc.amount, doc.state);
+    }
+    if !d.revenue_by_month.is_empty() {
+        let _ = writeln!(o, "\nrevenue (won deals) by month");
+        for (m, a) in d.revenue_by_month.iter().rev().take(12) {
+            let _ = writeln!(o, "  {m}  {}", amounts(a));
+        }
+    }
+    let t = &d.timeline;
+    let _ = writeln!(o, "\ntimeline ({} of {}, latest first)", t.interactions.len(), t.total);
+    for i in &t.interactions {
+        let _ = writeln!(o, "  {}  {:<7}  {}", i.at, i.kind.name(), i.subject);
+    }
+    o
+}
