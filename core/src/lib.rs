@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod deal_file;
 pub mod demo;
 pub mod dossier;
 mod error;

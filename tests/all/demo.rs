@@ -17,7 +17,7 @@ use crmkit_core::Installation;
 
 const DAY: i64 = 86_400_000;
 
-fn make(deals: usize, seed: u64) -> (tempfile::TempDir, Installation, demo::Summary) {
+pub fn make(deals: usize, seed: u64) -> (tempfile::TempDir, Installation, demo::Summary) {
     let dir = tempfile::tempdir().unwrap();
     let opts = DemoOptions::new(deals, seed);
     let clock = Arc::new(ManualClock::new(opts.start));

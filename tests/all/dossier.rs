@@ -127,3 +127,87 @@ fn the_dossier_agrees_with_a_scan_of_everything() {
     }
     assert!(find_partner(&r, "Нет такого").unwrap_err().to_string().contains("no partner"));
 }
+
+#[test]
+fn a_deal_file_holds_everything_in_time_order_in_pages() {
+    use crmkit_core::deal_file::{deal_file, FileQuery, ItemKind};
+    use crmkit_core::model::{EntityKind, EntityRef, Participant};
+
+    // Its own demo: the test writes an attachment, and the shared one must stay as made.
+    let (_dir, inst, _) = crate::demo::make(300, 11);
+    // A deal with a long history: a won one with documents.
+    let r = inst.store().read().unwrap();
+    let mut deals = Vec::new();
+    r.for_each::<Deal>(|d| {
+        deals.push(d);
+        true
+    })
+    .unwrap();
+    let deal = deals.iter().filter(|d| d.status == DealStatus::Won).max_by_key(|d| d.history_steps).unwrap();
+    // An attachment on it, in a new transaction.
+    let before = r.stage_history(deal.id).unwrap().len();
+    drop(r);
+    inst.store()
+        .transact(None, |tx| {
+            tx.attach(
+                EntityRef { kind: EntityKind::Deal, id: deal.id.raw() },
+                "contract.pdf",
+                "application/pdf",
+                b"%PDF",
+            )
+        })
+        .unwrap();
+    let r = inst.store().read().unwrap();
+
+    let all = deal_file(&r, deal.id, &FileQuery::default()).unwrap();
+    let count = |k: ItemKind| all.items.iter().filter(|i| i.kind() == k).count();
+    assert_eq!(count(ItemKind::Step), before);
+    let mut inters = 0;
+    r.for_each::<Interaction>(|i| {
+        inters += usize::from(i.deal == Some(deal.id));
+        true
+    })
+    .unwrap();
+    let mut docs = 0;
+    r.for_each::<Document>(|d| {
+        docs += usize::from(d.deal == Some(deal.id));
+        true
+    })
+    .unwrap();
+    let mut parts = 0;
+    r.for_each::<Participant>(|p| {
+        parts += usize::from(p.deal == deal.id);
+        true
+    })
+    .unwrap();
+    assert_eq!(
+        (count(ItemKind::Interaction), count(ItemKind::Document), count(ItemKind::Attachment)),
+        (inters, docs, 1)
+    );
+    assert_eq!(count(ItemKind::Audit), r.audit_of::<Deal>(deal.id).unwrap().len());
+    assert_eq!(all.participants.len(), parts);
+    assert!(all.items.windows(2).all(|w| w[0].at() <= w[1].at()), "time order");
+    assert_eq!(all.total, all.items.len());
+
+    // Pages add up to the whole; filters by kind and period.
+    let mut paged = Vec::new();
+    let mut q = FileQuery { limit: 3, ..Default::default() };
+    loop {
+        let page = deal_file(&r, deal.id, &q).unwrap();
+        assert_eq!(page.total, all.total);
+        if page.items.is_empty() {
+            break;
+        }
+        paged.extend(page.items);
+        q.offset += 3;
+    }
+    assert_eq!(paged, all.items);
+    let steps = deal_file(&r, deal.id, &FileQuery { kinds: vec![ItemKind::Step], ..Default::default() }).unwrap();
+    assert!(steps.items.iter().all(|i| i.kind() == ItemKind::Step) && steps.total == before);
+    let mid = all.items[all.items.len() / 2].at();
+    let late = deal_file(&r, deal.id, &FileQuery { from: Some(mid), ..Default::default() }).unwrap();
+    let early = deal_file(&r, deal.id, &FileQuery { to: Some(mid), ..Default::default() }).unwrap();
+    assert_eq!(late.total + early.total, all.total);
+    assert!(late.items.iter().all(|i| i.at() >= mid) && early.items.iter().all(|i| i.at() < mid));
+    assert!(serde_json::to_value(&all).unwrap()["items"][0]["type"] == "step");
+}
