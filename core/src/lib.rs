@@ -10,6 +10,7 @@ pub mod deal_file;
 pub mod demo;
 pub mod dossier;
 mod error;
+pub mod graph;
 pub mod id;
 pub mod installation;
 pub mod model;

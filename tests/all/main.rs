@@ -5,6 +5,7 @@ mod config;
 mod demo;
 mod dossier;
 mod golden;
+mod graph;
 mod index_model;
 mod process;
 mod store;
