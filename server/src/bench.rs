@@ -35,7 +35,8 @@ pub enum What {
         #[arg(long, requires = "dir")]
         reuse: bool,
     },
-    /// The dossier of a partner with many deals, documents and interactions.
+    /// The dossier of a partner with many deals, documents and interactions, and the
+    /// roll-up of a holding of 100 partners.
     Dossier {
         /// Deals of the partner (each with an invoice and a payment).
         #[arg(long, default_value_t = 1_000)]
@@ -398,12 +399,96 @@ fn dossier(deals: usize, interactions: usize) -> Result<()> {
         std::hint::black_box(dossier(&r, partner, DossierOptions::default())?);
         warm.push(t.elapsed());
     }
-    say!(
+    let dossier_line = format!(
         "dossier, first page of the timeline ({} of {} interactions, {} deals, {} documents): cold {:.2} ms, warm median {:.2} ms (21 runs)",
         cold.timeline.interactions.len(),
         cold.timeline.total,
         cold.deals.won + cold.deals.lost + cold.deals.open.len(),
         cold.documents.count,
+        cold_time.as_secs_f64() * 1e3,
+        median(warm).as_secs_f64() * 1e3
+    );
+    say!("{dossier_line}");
+    drop(r);
+    drop(inst);
+    holding(&dir)
+}
+
+/// The roll-up of a holding of 100 partners (a head, 9 divisions with 10 members each),
+/// each with 10 deals and their invoices and payments.
+fn holding(dir: &std::path::Path) -> Result<()> {
+    use crmkit_core::graph::group_rollup;
+    use crmkit_core::model::{Document, DocumentKind, DocumentState, Partner, PartnerRole};
+    use crmkit_core::store::Durability;
+    use crmkit_core::values::{Currency, Money};
+
+    let inst = Installation::open(dir, Arc::new(SystemClock))?;
+    let head = inst.store().transact(None, |tx| {
+        tx.set_durability(Durability::Deferred);
+        let manager = tx.user_by_login("bench.manager")?.expect("created above").id;
+        let mut all = Vec::new();
+        let head = tx.create(Partner::new("Холдинг «Бенч»", PartnerRole::Client))?;
+        all.push(head.id);
+        for div in 0..9 {
+            let mut d = Partner::new(format!("Дивизион {div}"), PartnerRole::Client);
+            d.parent = Some(head.id);
+            let d = tx.create(d)?;
+            all.push(d.id);
+            for m in 0..10 {
+                let mut p = Partner::new(format!("Компания {div}-{m}"), PartnerRole::Client);
+                p.parent = Some(d.id);
+                all.push(tx.create(p)?.id);
+            }
+        }
+        for p in all {
+            for i in 0..10 {
+                let mut deal = Deal::new(
+                    format!("Deal {i}"),
+                    p,
+                    "b2b_sale",
+                    Some("qualification".into()),
+                    manager,
+                    Money::new((1_000 + i as i64).into(), Currency::RUB),
+                );
+                deal.source = Some("website".into());
+                let deal = tx.create(deal)?;
+                for kind in [DocumentKind::Invoice, DocumentKind::Payment] {
+                    let mut doc =
+                        Document::new(kind, format!("{}-{i}", kind.name()), deal.created_at.date(), p, deal.amount);
+                    doc.deal = Some(deal.id);
+                    doc.state = DocumentState::Completed;
+                    if kind == DocumentKind::Invoice {
+                        doc.lines.push(crmkit_core::model::DocumentLine {
+                            item: "Service".into(),
+                            qty: 1.into(),
+                            unit: None,
+                            price: deal.amount.amount,
+                        });
+                    }
+                    tx.create(doc)?;
+                }
+            }
+        }
+        Ok(head.id)
+    })?;
+    drop(inst);
+    let inst = Installation::open(dir, Arc::new(SystemClock))?;
+    let r = inst.store().read()?;
+    let t = Instant::now();
+    let cold = group_rollup(&r, head, 10_000)?;
+    let cold_time = t.elapsed();
+    let mut warm = Vec::new();
+    for _ in 0..21 {
+        let r = inst.store().read()?;
+        let t = Instant::now();
+        std::hint::black_box(group_rollup(&r, head, 10_000)?);
+        warm.push(t.elapsed());
+    }
+    say!(
+        "group roll-up of a holding of {} partners ({} deals, {} documents): cold {:.2} ms, warm median {:.2} ms (21 runs)",
+        cold.members.len(),
+        cold.total.open_deals + cold.total.won_deals + cold.total.lost_deals,
+        cold.total.documents,
         cold_time.as_secs_f64() * 1e3,
         median(warm).as_secs_f64() * 1e3
     );
