@@ -13,6 +13,7 @@ mod error;
 pub mod graph;
 pub mod id;
 pub mod installation;
+pub mod merge;
 pub mod model;
 pub mod process;
 pub mod store;

@@ -138,3 +138,68 @@ fn the_environment_across_deals() {
     let got: BTreeSet<_> = partners_of_counterparty(&r, cp).unwrap().into_iter().map(|p| p.id).collect();
     assert_eq!(got, expected);
 }
+
+#[test]
+fn merging_duplicate_partners_moves_everything_and_leaves_no_orphans() {
+    use crmkit_core::id::TypedId;
+    use crmkit_core::merge::merge_partners;
+    use crmkit_core::model::{ContactPerson, EntityKind, How};
+    use crmkit_core::store::Index;
+
+    let (_dir, inst, _) = crate::demo::make(400, 17);
+    let store = inst.store();
+    let r = store.read().unwrap();
+    let deals: Vec<Deal> = all(&r);
+    let partners: Vec<Partner> = all(&r);
+    // Two clients with deals, neither in the other's group.
+    let mut busy: Vec<PartnerId> = partners
+        .iter()
+        .filter(|p| p.parent.is_none() && deals.iter().filter(|d| d.partner == p.id).count() >= 3)
+        .map(|p| p.id)
+        .collect();
+    busy.truncate(2);
+    let (keep, dup) = (busy[0], busy[1]);
+    let count = |r: &crmkit_core::store::Snapshot, index: Index, p: PartnerId| {
+        r.ids_by(index, &p.raw().to_bytes(), None, usize::MAX).unwrap().len()
+    };
+    let indexes =
+        [Index::DealByPartner, Index::DocumentByPartner, Index::InteractionByPartner, Index::ContactByPartner];
+    let before: Vec<usize> = indexes.iter().map(|i| count(&r, *i, keep) + count(&r, *i, dup)).collect();
+    let dup_deals: Vec<Deal> = deals.iter().filter(|d| d.partner == dup).cloned().collect();
+    let dup_counterparties = partners.iter().find(|p| p.id == dup).unwrap().counterparties.clone();
+    drop(r);
+
+    // Refused: into itself, and nothing is written.
+    let dump = crate::common::dump(store);
+    let err = store.transact(None, |tx| merge_partners(tx, keep, keep)).unwrap_err();
+    assert!(err.to_string().contains("into itself"), "{err}");
+    assert!(crate::common::dump(store) == dump);
+
+    let report = store.transact(None, |tx| merge_partners(tx, keep, dup)).unwrap();
+    assert_eq!(report.deals, dup_deals.len());
+    let r = store.read().unwrap();
+    assert!(r.get::<Partner>(dup).unwrap().is_none(), "the duplicate is gone");
+    let after: Vec<usize> = indexes.iter().map(|i| count(&r, *i, keep)).collect();
+    assert_eq!(after, before);
+    for i in Index::ALL {
+        assert_eq!(count(&r, *i, dup), 0, "{i:?} still refers to the duplicate");
+    }
+    let kept: Partner = r.load(keep).unwrap();
+    assert!(dup_counterparties.iter().all(|c| kept.counterparties.contains(c)));
+    // The moved deals keep their history and show the move in their audit.
+    for d in &dup_deals {
+        let moved: Deal = r.load(d.id).unwrap();
+        assert_eq!((moved.partner, moved.stage.clone(), moved.status), (keep, d.stage.clone(), d.status));
+        assert_eq!(r.stage_history(d.id).unwrap().first().map(|s| s.how), Some(How::Create));
+        let audit = r.audit_of::<Deal>(d.id).unwrap();
+        assert!(audit.last().unwrap().changes.iter().any(|c| c.field == "partner"), "{audit:?}");
+    }
+    let deleted = r.audit_entries_of(dup.raw()).unwrap();
+    assert!(deleted.iter().any(|e| e.entity.kind == EntityKind::Partner), "the delete is audited");
+    drop(r);
+    assert_eq!(store.verify_indexes().unwrap(), Vec::<String>::new());
+    assert_eq!(store.verify_histories().unwrap(), Vec::<String>::new());
+    let r = store.read().unwrap();
+    let contacts: Vec<ContactPerson> = all(&r);
+    assert!(contacts.iter().all(|c| c.partner != dup));
+}
