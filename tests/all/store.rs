@@ -597,3 +597,43 @@ fn index_verification_finds_a_damaged_index() {
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].starts_with("DealByPartner") && problems[0].contains("missing"), "{problems:?}");
 }
+
+#[test]
+fn attachments_from_a_reader_stop_at_the_limit_and_come_back_in_chunks() {
+    use crmkit_core::config::{Settings, DEFAULT_CONFIG};
+    use crmkit_core::model::{EntityKind, EntityRef};
+
+    let text = DEFAULT_CONFIG.replacen("max_size_mb = 25", "max_size_mb = 2", 1);
+    let fx = Fixture::with_settings(Settings::parse(&text, std::path::Path::new("att.toml")).unwrap());
+    let (p, m) = fx.client("Эпсилон");
+    let owner = EntityRef { kind: EntityKind::Partner, id: p.id.0 };
+    // Over the limit: refused after reading just past it; nothing stored.
+    let before = fx.dump();
+    let mut endless = std::io::repeat(7);
+    let err =
+        fx.store.transact(Some(m), |tx| tx.attach_from(owner, "big.bin", "application/octet-stream", &mut endless));
+    assert!(err.unwrap_err().to_string().contains("more than 2097152 bytes"));
+    assert!(fx.dump() == before);
+    // Under it: stored once however often attached, read back in 1 MiB chunks.
+    let content: Vec<u8> = (0..(3 << 19)).map(|i| (i % 251) as u8).collect();
+    let a = fx
+        .store
+        .transact(Some(m), |tx| tx.attach_from(owner, "scan.pdf", "application/pdf", &mut content.as_slice()))
+        .unwrap();
+    let chunks_before = fx.store.stats().unwrap().blob_chunks;
+    fx.store
+        .transact(Some(m), |tx| tx.attach_from(owner, "copy.pdf", "application/pdf", &mut content.as_slice()))
+        .unwrap();
+    assert_eq!(fx.store.stats().unwrap().blob_chunks, chunks_before);
+    let r = fx.store.read().unwrap();
+    let mut sizes = Vec::new();
+    let mut back = Vec::new();
+    let found = r
+        .blob_chunks(&a.content, &mut |c| {
+            sizes.push(c.len());
+            back.extend_from_slice(c);
+            true
+        })
+        .unwrap();
+    assert!(found && back == content && sizes == [1 << 20, 1 << 19], "{sizes:?}");
+}

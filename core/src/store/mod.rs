@@ -13,6 +13,7 @@ mod schema;
 pub mod tables;
 
 use std::collections::BTreeMap;
+use std::io::Read as _;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -625,6 +626,24 @@ pub trait Reader {
     }
 
     /// The stored content with this hash.
+    /// Visits the stored content with this hash chunk by chunk (up to 1 MiB each), without
+    /// holding all of it; `false` from `visit` stops. Returns whether the content exists.
+    fn blob_chunks(&self, hash: &ContentHash, visit: &mut dyn FnMut(&[u8]) -> bool) -> Result<bool> {
+        let mut found = false;
+        let end = prefix_end(&hash.0);
+        self.kv_scan(
+            BLOBS,
+            Bound::Included(&hash.0[..]),
+            end.as_deref().map_or(Bound::Unbounded, Bound::Excluded),
+            false,
+            &mut |_, v| {
+                found = true;
+                visit(v)
+            },
+        )?;
+        Ok(found)
+    }
+
     fn blob(&self, hash: &ContentHash) -> Result<Option<Vec<u8>>> {
         let mut out: Option<Vec<u8>> = None;
         let end = prefix_end(&hash.0);
@@ -1113,6 +1132,30 @@ impl WriteTxn<'_> {
         let now = self.now();
         self.audit(now, E::KIND, raw, AuditOp::Delete, audit::snapshot(&to_json(&old)), stored);
         Ok(())
+    }
+
+    /// Attaches what `reader` yields (a file, a request body): reads at most the configured
+    /// limit and refuses, without storing anything, as soon as there is more.
+    pub fn attach_from(
+        &mut self,
+        owner: EntityRef,
+        name: &str,
+        mime: &str,
+        reader: &mut dyn std::io::Read,
+    ) -> Result<Attachment> {
+        let max = self.store.settings.attachment_max_bytes;
+        let mut content = Vec::new();
+        let read = std::io::Read::take(reader, max + 1).read_to_end(&mut content);
+        read.map_err(|e| Error::Io { path: PathBuf::from(name), source: e })?;
+        if content.len() as u64 > max {
+            return Err(FieldError::new(
+                EntityKind::Attachment,
+                "content",
+                format!("is more than {max} bytes, the limit (attachments.max_size_mb)"),
+            )
+            .into());
+        }
+        self.attach(owner, name, mime, &content)
     }
 
     /// Stores `content` (once per hash) and attaches it to `owner` under `name`.
