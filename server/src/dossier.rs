@@ -127,3 +127,69 @@ pub fn render(d: &Dossier) -> String {
     }
     o
 }
+
+/// `crmkit deal`: a deal's file, oldest first.
+pub fn deal(dir: &Path, deal: &str, only: &[String], format: Format) -> Result<()> {
+    use crmkit_core::deal_file::{deal_file, FileItem, FileQuery, ItemKind};
+
+    let inst = Installation::open(dir, Arc::new(SystemClock))?;
+    let r = inst.store().read()?;
+    let id: crmkit_core::id::DealId = deal.parse().map_err(|e| anyhow::anyhow!("\"{deal}\" is not a deal id: {e}"))?;
+    let mut kinds = Vec::new();
+    for k in only {
+        let names: Vec<&str> = ItemKind::ALL.iter().map(|k| k.name()).collect();
+        kinds.push(
+            ItemKind::from_name(k)
+                .ok_or_else(|| anyhow::anyhow!("--only: \"{k}\" is not a kind of item ({})", names.join(", ")))?,
+        );
+    }
+    let file = deal_file(&r, id, &FileQuery { kinds, ..Default::default() })?;
+    if format == Format::Json {
+        say!("{}", serde_json::to_string_pretty(&file)?);
+        return Ok(());
+    }
+    let d = &file.deal;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{}  {}  {} / {}  {}  {}",
+        d.title,
+        d.id,
+        d.kind,
+        d.stage.as_deref().unwrap_or("-"),
+        d.status.name(),
+        d.amount
+    );
+    let _ = writeln!(
+        o,
+        "environment: {} participant(s), {} link(s)",
+        file.participants.len(),
+        file.participant_links.len()
+    );
+    for p in &file.participants {
+        let _ = writeln!(o, "  {}  {:?}", p.role, p.attitude);
+    }
+    let _ = writeln!(o, "\nfile ({} items, oldest first)", file.total);
+    for item in &file.items {
+        let what = match item {
+            FileItem::Step(s) => format!(
+                "{} {} → {} ({})",
+                s.how.name(),
+                s.from_stage.as_deref().unwrap_or("-"),
+                s.to_stage.as_deref().unwrap_or("-"),
+                s.to_status.name()
+            ),
+            FileItem::Task(t) => format!("{} [{}]", t.title, t.status.name()),
+            FileItem::Interaction(i) => format!("{} {}", i.kind.name(), i.subject),
+            FileItem::Document(doc) => format!("{} {} {} {:?}", doc.kind.name(), doc.number, doc.amount, doc.state),
+            FileItem::Attachment(a) => format!("{} ({} bytes)", a.name, a.size),
+            FileItem::Audit(a) => {
+                let fields: Vec<&str> = a.changes.iter().map(|c| c.field.as_str()).collect();
+                format!("{:?} {}", a.op, fields.join(", "))
+            }
+        };
+        let _ = writeln!(o, "  {}  {:<11}  {what}", item.at(), item.kind().name());
+    }
+    say!("{o}");
+    Ok(())
+}

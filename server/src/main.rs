@@ -77,6 +77,18 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         timeline: usize,
     },
+    /// A deal's file: its stage history, tasks, interactions, documents, attachments and
+    /// audit entries in time order, with its environment.
+    Deal {
+        dir: PathBuf,
+        /// The deal's id.
+        deal: String,
+        /// Only these kinds of item (step, task, interaction, document, attachment, audit).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Measure the engine: `crmkit bench store` loads a demo and times reads and opens.
     Bench {
         #[command(subcommand)]
@@ -117,6 +129,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Stats { dir, format } => stats(&dir, format),
         Command::Bench { what } => bench::run(what),
         Command::Dossier { dir, partner, format, timeline } => dossier::run(&dir, &partner, format, timeline),
+        Command::Deal { dir, deal, only, format } => dossier::deal(&dir, &deal, &only, format),
     }
 }
 

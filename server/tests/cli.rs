@@ -59,6 +59,23 @@ fn init_check_demo_stats() {
     let o = crmkit(&["dossier", "d", &id, "--format", "json"], root);
     let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(json["partner"]["id"], serde_json::json!(id));
+    // A deal's file, and only its stage history.
+    let deal = json["deals"]["open"][0]["id"].as_str().or(None).map(str::to_string);
+    let deal = deal.unwrap_or_else(|| {
+        use crmkit_core::store::Reader;
+        let inst =
+            crmkit_core::Installation::open(&root.join("d"), std::sync::Arc::new(crmkit_core::time::SystemClock))
+                .unwrap();
+        let deals: Vec<crmkit_core::model::Deal> = inst.store().read().unwrap().list(None, 1).unwrap();
+        deals[0].id.to_string()
+    });
+    let o = crmkit(&["deal", "d", &deal], root);
+    assert!(o.status.success() && text(&o).contains("create") && text(&o).contains("oldest first"), "{}", text(&o));
+    let o = crmkit(&["deal", "d", &deal, "--only", "step", "--format", "json"], root);
+    let file: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(file["items"].as_array().unwrap().iter().all(|i| i["type"] == "step"));
+    let o = crmkit(&["deal", "d", &deal, "--only", "gossip"], root);
+    assert!(!o.status.success() && text(&o).contains("\"gossip\" is not a kind of item"), "{}", text(&o));
     let o = crmkit(&["dossier", "d", "Нет такого"], root);
     assert!(!o.status.success() && text(&o).contains("no partner"), "{}", text(&o));
 }
