@@ -203,3 +203,32 @@ fn merging_duplicate_partners_moves_everything_and_leaves_no_orphans() {
     let contacts: Vec<ContactPerson> = all(&r);
     assert!(contacts.iter().all(|c| c.partner != dup));
 }
+
+#[test]
+fn a_merge_into_a_partner_deep_inside_the_duplicates_group_is_refused() {
+    use crmkit_core::merge::merge_partners;
+
+    let fx = crate::common::Fixture::new();
+    let make = |name: &str, parent: Option<PartnerId>| {
+        fx.store
+            .transact(None, |tx| {
+                let mut p = Partner::new(name, PartnerRole::Client);
+                p.parent = parent;
+                tx.create(p)
+            })
+            .unwrap()
+            .id
+    };
+    let top = make("Холдинг", None);
+    let division = make("Дивизион", Some(top));
+    let company = make("Компания", Some(division));
+    let before = fx.dump();
+    let err = fx.store.transact(None, |tx| merge_partners(tx, company, top)).unwrap_err();
+    assert!(err.to_string().contains("deeper inside the group"), "{err}");
+    assert!(fx.dump() == before, "a refused merge wrote something");
+    // A direct member takes the duplicate's place at the top.
+    fx.store.transact(None, |tx| merge_partners(tx, division, top)).unwrap();
+    let r = fx.store.read().unwrap();
+    assert_eq!(r.load::<Partner>(division).unwrap().parent, None);
+    assert_eq!(r.load::<Partner>(company).unwrap().parent, Some(division));
+}
