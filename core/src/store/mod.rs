@@ -1462,17 +1462,12 @@ fn process_state_unchanged<E: Entity>(old: &E, new: &E) -> Result<()> {
             ("history_steps", old.history_steps != new.history_steps),
             ("loss_reason", closed && old.loss_reason != new.loss_reason),
             ("competitor", closed && old.competitor != new.competitor),
-        ]
-        .into_iter()
-        .find(|(_, changed)| *changed);
-        if let Some((field, _)) = changed {
-            return Err(FieldError::new(
-                EntityKind::Deal,
-                field,
-                "changes only through the process engine (move, advance, hold, resume, close, reopen), which records it in the stage history",
-            )
-            .into());
-        }
+        ];
+        refuse_changed(
+            EntityKind::Deal,
+            &changed,
+            "changes only through the process engine (move, advance, hold, resume, close, reopen), which records it in the stage history",
+        )?;
     }
     if let (Some(old), Some(new)) = (old.downcast_ref::<Task>(), new.downcast_ref::<Task>()) {
         let changed = [
@@ -1482,19 +1477,22 @@ fn process_state_unchanged<E: Entity>(old: &E, new: &E) -> Result<()> {
             ("required", old.required != new.required),
             ("stage", old.stage != new.stage),
             ("deal", old.deal != new.deal),
-        ]
-        .into_iter()
-        .find(|(_, changed)| *changed);
-        if let Some((field, _)) = changed {
-            return Err(FieldError::new(
-                EntityKind::Task,
-                field,
-                "changes only through the process engine (complete_task, cancel_task), which applies who may finish it",
-            )
-            .into());
-        }
+        ];
+        refuse_changed(
+            EntityKind::Task,
+            &changed,
+            "changes only through the process engine (complete_task, cancel_task), which applies who may finish it",
+        )?;
     }
     Ok(())
+}
+
+/// The first field marked changed, as an error with `message`.
+fn refuse_changed(kind: EntityKind, fields: &[(&str, bool)], message: &str) -> Result<()> {
+    match fields.iter().find(|(_, changed)| *changed) {
+        Some((field, _)) => Err(FieldError::new(kind, *field, message).into()),
+        None => Ok(()),
+    }
 }
 
 /// The key of step `step` of a deal's stage history.
