@@ -193,3 +193,37 @@ pub fn deal(dir: &Path, deal: &str, only: &[String], format: Format) -> Result<(
     say!("{o}");
     Ok(())
 }
+
+/// `crmkit group`: the group a partner belongs to, with every member's figures.
+pub fn group(dir: &Path, partner: &str, format: Format) -> Result<()> {
+    use crmkit_core::graph::group_rollup;
+
+    let inst = Installation::open(dir, Arc::new(SystemClock))?;
+    let r = inst.store().read()?;
+    let p = find_partner(&r, partner)?;
+    let g = group_rollup(&r, p.id, 10_000)?;
+    if format == Format::Json {
+        say!("{}", serde_json::to_string_pretty(&g)?);
+        return Ok(());
+    }
+    let mut o = String::new();
+    let _ = writeln!(o, "group of {} ({} members)", g.head.name, g.members.len());
+    let line = |o: &mut String, name: &str, f: &crmkit_core::graph::Figures| {
+        let _ = writeln!(
+            o,
+            "  {name:<40} deals {:>4} open / {:>4} won / {:>4} lost   won {}   invoiced {}   paid {}",
+            f.open_deals,
+            f.won_deals,
+            f.lost_deals,
+            amounts(&f.won_amount),
+            amounts(&f.invoiced),
+            amounts(&f.paid)
+        );
+    };
+    for (m, f) in &g.members {
+        line(&mut o, &m.name, f);
+    }
+    line(&mut o, "total", &g.total);
+    say!("{o}");
+    Ok(())
+}

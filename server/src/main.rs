@@ -89,6 +89,15 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// The group of companies a partner belongs to, with each member's deals, revenue and
+    /// balances, and the total.
+    Group {
+        dir: PathBuf,
+        /// The partner's id or exact name (any member of the group).
+        partner: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Measure the engine: `crmkit bench store` loads a demo and times reads and opens.
     Bench {
         #[command(subcommand)]
@@ -130,6 +139,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench { what } => bench::run(what),
         Command::Dossier { dir, partner, format, timeline } => dossier::run(&dir, &partner, format, timeline),
         Command::Deal { dir, deal, only, format } => dossier::deal(&dir, &deal, &only, format),
+        Command::Group { dir, partner, format } => dossier::group(&dir, &partner, format),
     }
 }
 

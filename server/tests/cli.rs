@@ -76,6 +76,12 @@ fn init_check_demo_stats() {
     assert!(file["items"].as_array().unwrap().iter().all(|i| i["type"] == "step"));
     let o = crmkit(&["deal", "d", &deal, "--only", "gossip"], root);
     assert!(!o.status.success() && text(&o).contains("\"gossip\" is not a kind of item"), "{}", text(&o));
+    // The client's group (a partner alone is a group of one).
+    let o = crmkit(&["group", "d", &id, "--format", "json"], root);
+    let group: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(group["members"].as_array().unwrap().iter().any(|m| m[0]["id"] == serde_json::json!(id)), "{group}");
+    let o = crmkit(&["group", "d", &id], root);
+    assert!(o.status.success() && text(&o).contains("total"), "{}", text(&o));
     let o = crmkit(&["dossier", "d", "Нет такого"], root);
     assert!(!o.status.success() && text(&o).contains("no partner"), "{}", text(&o));
 }
