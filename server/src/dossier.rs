@@ -23,7 +23,8 @@ pub fn run(dir: &Path, partner: &str, format: Format, timeline: usize) -> Result
     Ok(())
 }
 
-fn amounts(a: &Amounts) -> String {
+/// Sums per currency, `1200.00 RUB + 30.00 EUR` (`0` when empty).
+pub(crate) fn amounts(a: &Amounts) -> String {
     if a.is_empty() {
         return "0".into();
     }

@@ -14,8 +14,10 @@ macro_rules! say {
     }};
 }
 
+mod attachments;
 mod bench;
 mod dossier;
+mod graph;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -98,6 +100,106 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// The partners linked to a partner, with each link's type and direction.
+    Neighbours {
+        dir: PathBuf,
+        /// The partner's id or exact name.
+        partner: String,
+        /// Only links of this type (an id of `partner_link_types`).
+        #[arg(long)]
+        link_type: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// The shortest chain of partner links from one partner to another, hop by hop.
+    Path {
+        dir: PathBuf,
+        /// Where the chain starts: a partner's id or exact name.
+        from: String,
+        /// Where it ends: a partner's id or exact name.
+        to: String,
+        /// The longest chain to look for, in links.
+        #[arg(long, default_value_t = 6)]
+        max_depth: usize,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// The deals a partner took part in (as a competitor, subcontractor, …) or that were
+    /// lost to it, and how they ended.
+    Competitor {
+        dir: PathBuf,
+        /// The partner's id or exact name.
+        partner: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// The deals a contact person touched: in a deal's environment or in an interaction.
+    ContactDeals {
+        dir: PathBuf,
+        /// The contact person's id, e-mail or exact name.
+        contact: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Merge a duplicate partner into the partner that stays: everything that refers to
+    /// the duplicate moves, then the duplicate is deleted; a refusal writes nothing.
+    Merge {
+        dir: PathBuf,
+        /// The partner that stays: id or exact name.
+        keep: String,
+        /// The partner that goes: id or exact name.
+        duplicate: String,
+        /// The user recorded in the audit log (default: the system).
+        #[arg(long = "as", value_name = "LOGIN")]
+        actor: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Attach a file to an entity; content already stored is not stored again.
+    Attach {
+        dir: PathBuf,
+        /// The entity as KIND:ID (`deal:ID`, `partner:ID`, `contact:ID`, …).
+        entity: String,
+        /// The file to attach.
+        file: PathBuf,
+        /// The name to store (default: the file's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// The MIME type (default: guessed from the name's extension).
+        #[arg(long)]
+        mime: Option<String>,
+        /// The user recorded in the audit log (default: the system).
+        #[arg(long = "as", value_name = "LOGIN")]
+        actor: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// The files attached to an entity.
+    Attachments {
+        dir: PathBuf,
+        /// The entity as KIND:ID.
+        entity: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Write an attachment's content to stdout or to a file.
+    Fetch {
+        dir: PathBuf,
+        /// The attachment's id.
+        attachment: String,
+        /// The file to write (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Delete an attachment; its content goes with the last attachment that has it.
+    Detach {
+        dir: PathBuf,
+        /// The attachment's id.
+        attachment: String,
+        /// The user recorded in the audit log (default: the system).
+        #[arg(long = "as", value_name = "LOGIN")]
+        actor: Option<String>,
+    },
     /// Measure the engine: `crmkit bench store` loads a demo and times reads and opens.
     Bench {
         #[command(subcommand)]
@@ -140,6 +242,29 @@ fn run(cli: Cli) -> Result<()> {
         Command::Dossier { dir, partner, format, timeline } => dossier::run(&dir, &partner, format, timeline),
         Command::Deal { dir, deal, only, format } => dossier::deal(&dir, &deal, &only, format),
         Command::Group { dir, partner, format } => dossier::group(&dir, &partner, format),
+        Command::Neighbours { dir, partner, link_type, format } => {
+            graph::neighbours(&dir, &partner, link_type.as_deref(), format)
+        }
+        Command::Path { dir, from, to, max_depth, format } => graph::path(&dir, &from, &to, max_depth, format),
+        Command::Competitor { dir, partner, format } => graph::competitor(&dir, &partner, format),
+        Command::ContactDeals { dir, contact, format } => graph::contact_deals(&dir, &contact, format),
+        Command::Merge { dir, keep, duplicate, actor, format } => {
+            graph::merge(&dir, &keep, &duplicate, actor.as_deref(), format)
+        }
+        Command::Attach { dir, entity, file, name, mime, actor, format } => attachments::attach(
+            &dir,
+            attachments::AttachArgs {
+                entity: &entity,
+                file: &file,
+                name: name.as_deref(),
+                mime: mime.as_deref(),
+                login: actor.as_deref(),
+                format,
+            },
+        ),
+        Command::Attachments { dir, entity, format } => attachments::list(&dir, &entity, format),
+        Command::Fetch { dir, attachment, out } => attachments::fetch(&dir, &attachment, out.as_deref()),
+        Command::Detach { dir, attachment, actor } => attachments::detach(&dir, &attachment, actor.as_deref()),
     }
 }
 
@@ -282,5 +407,18 @@ pub(crate) fn human_bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// The user `--as LOGIN` names, recorded as the actor of a write (`None`: the system).
+pub(crate) fn acting_user<R: crmkit_core::store::Reader>(
+    r: &R,
+    login: Option<&str>,
+) -> Result<Option<crmkit_core::id::UserId>> {
+    let Some(login) = login else { return Ok(None) };
+    match r.user_by_login(login)? {
+        Some(u) if u.active => Ok(Some(u.id)),
+        Some(_) => bail!("--as: user \"{login}\" is deactivated"),
+        None => bail!("--as: no user has the login \"{login}\""),
     }
 }

@@ -1,0 +1,445 @@
+//! The `crmkit` command line as a user runs it: the real binary on installations built with
+//! the core API — attachments, the partner graph, a competitor's and a contact's deals,
+//! merges — with every refused write checked against a dump of the database.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, OnceLock};
+
+use crmkit_core::config::DEFAULT_CONFIG;
+use crmkit_core::id::{DealId, PartnerId, UserId};
+use crmkit_core::model::{
+    ContactPerson, ContentHash, Deal, Participant, Partner, PartnerLink, PartnerRole, Role, User,
+};
+use crmkit_core::process::{Engine, Hooks, Outcome};
+use crmkit_core::store::Reader;
+use crmkit_core::time::ManualClock;
+use crmkit_core::Installation;
+use serde_json::Value;
+
+use crate::common::{dump, new_deal, Dump, T0};
+
+/// The `crmkit` binary of this build. Cargo hands its path (`CARGO_BIN_EXE_crmkit`) only to
+/// the tests of the binary's own package, so it is built here, once, by the cargo running
+/// these tests, with their profile and target folder; when it is fresh that costs a moment.
+fn binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test binary's path");
+        // The tests run from <target>/<profile folder>/deps/.
+        let profile_dir =
+            exe.parent().and_then(Path::parent).expect("the test binary lives in <target>/<profile>/deps");
+        let target = profile_dir.parent().expect("a target folder");
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => "dev".to_string(),
+            Some(other) => other.to_string(),
+            None => panic!("{} names no profile", profile_dir.display()),
+        };
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "crmkit", "--bin", "crmkit", "--profile", &profile])
+            .arg("--manifest-path")
+            .arg(&manifest)
+            .env("CARGO_TARGET_DIR", target)
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the crmkit binary failed: {status}");
+        let bin = profile_dir.join(format!("crmkit{}", std::env::consts::EXE_SUFFIX));
+        assert!(bin.is_file(), "cargo built crmkit, but not at {}", bin.display());
+        bin
+    })
+}
+
+fn crmkit(args: &[&str]) -> Output {
+    Command::new(binary()).args(args).output().expect("crmkit runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Runs `crmkit args`, which must succeed; returns its stdout.
+fn ok(args: &[&str]) -> String {
+    let o = crmkit(args);
+    assert!(o.status.success(), "crmkit {args:?} failed: {}", text(&o));
+    String::from_utf8(o.stdout).expect("UTF-8 output")
+}
+
+/// Runs `crmkit args … --format json`, which must succeed; returns the JSON.
+fn json(args: &[&str]) -> Value {
+    let args: Vec<&str> = args.iter().copied().chain(["--format", "json"]).collect();
+    let out = ok(&args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("crmkit {args:?}: not JSON ({e}): {out}"))
+}
+
+/// Runs `crmkit args`, which must fail with exit code 1; returns what it printed.
+fn fails(args: &[&str]) -> String {
+    let o = crmkit(args);
+    assert_eq!(o.status.code(), Some(1), "crmkit {args:?} should have failed: {}", text(&o));
+    text(&o)
+}
+
+/// An installation in a temporary folder, filled through the core API and closed again so
+/// that the binary can open it.
+struct Site {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl Site {
+    /// A new installation with the default config, `edit` applied to its text.
+    fn new(edit: impl FnOnce(String) -> String) -> Site {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("site");
+        let config = edit(DEFAULT_CONFIG.to_string());
+        Installation::init(&dir, Some(&config), Arc::new(ManualClock::new(T0))).unwrap();
+        Site { _tmp: tmp, dir }
+    }
+
+    fn dir(&self) -> &str {
+        self.dir.to_str().expect("a UTF-8 temporary folder")
+    }
+
+    /// Opens the installation for `f`, and closes it again.
+    fn with<R>(&self, f: impl FnOnce(&Installation) -> R) -> R {
+        let inst = Installation::open(&self.dir, Arc::new(ManualClock::new(T0))).unwrap();
+        f(&inst)
+    }
+
+    /// Every key and value of the database.
+    fn dump(&self) -> Dump {
+        self.with(|inst| dump(inst.store()))
+    }
+
+    fn partner(&self, name: &str, role: PartnerRole) -> PartnerId {
+        self.with(|inst| inst.store().transact(None, |tx| Ok(tx.create(Partner::new(name, role))?.id)).unwrap())
+    }
+
+    fn link(&self, from: PartnerId, to: PartnerId, link_type: &str) {
+        self.with(|inst| inst.store().transact(None, |tx| tx.create(PartnerLink::new(from, to, link_type))).unwrap());
+    }
+
+    fn manager(&self) -> UserId {
+        self.with(|inst| {
+            inst.store().transact(None, |tx| Ok(tx.create(User::new("petrov", "Пётр Петров", Role::Manager))?.id))
+        })
+        .unwrap()
+    }
+
+    fn deal(&self, partner: PartnerId, manager: UserId, amount: i64) -> DealId {
+        self.with(|inst| {
+            inst.store().transact(Some(manager), |tx| Ok(tx.create(new_deal(partner, manager, amount))?.id))
+        })
+        .unwrap()
+    }
+
+    /// Writes `bytes` to a file named `name` next to the installation.
+    fn file(&self, name: &str, bytes: &[u8]) -> String {
+        let path = self.dir.with_file_name(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+
+    fn blob_chunks(&self) -> u64 {
+        json(&["stats", self.dir()])["blob_chunks"].as_u64().unwrap()
+    }
+}
+
+/// `n` bytes that do not repeat in any short period.
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn attach_list_and_fetch_give_back_the_same_bytes() {
+    let site = Site::new(|c| c);
+    let client = site.partner("Альфа", PartnerRole::Client);
+    let entity = format!("partner:{client}");
+    // More than two of the store's 1 MiB chunks, so the content comes back in pieces.
+    let bytes = noise(2_500_000, 1);
+    let file = site.file("offer.pdf", &bytes);
+
+    let attached = json(&["attach", site.dir(), &entity, &file]);
+    let att = &attached["attachment"];
+    assert_eq!(attached["already_stored"], false);
+    assert_eq!((att["name"].as_str(), att["mime"].as_str()), (Some("offer.pdf"), Some("application/pdf")));
+    assert_eq!(att["size"], bytes.len());
+    assert_eq!(att["content"], ContentHash::of(&bytes).hex());
+    let id = att["id"].as_str().unwrap();
+
+    let listed = json(&["attachments", site.dir(), &entity]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(&listed[0], att);
+    let table = ok(&["attachments", site.dir(), &entity]);
+    for column in ["offer.pdf", "application/pdf", "2.4 MiB", &ContentHash::of(&bytes).hex(), id] {
+        assert!(table.contains(column), "{column:?} missing from {table}");
+    }
+
+    let o = crmkit(&["fetch", site.dir(), id]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.stdout == bytes, "fetch to stdout gave {} other bytes", o.stdout.len());
+    let out = site.dir.with_file_name("back.pdf");
+    let said = ok(&["fetch", site.dir(), id, "--out", out.to_str().unwrap()]);
+    assert!(said.contains(&format!("wrote {} bytes", bytes.len())), "{said}");
+    assert!(std::fs::read(&out).unwrap() == bytes);
+
+    // A name and a MIME type of one's own; an empty file is content too.
+    let empty = site.file("empty", b"");
+    let attached = json(&["attach", site.dir(), &entity, &empty, "--name", "Пусто.txt", "--mime", "text/plain"]);
+    assert_eq!(
+        (attached["attachment"]["name"].as_str(), attached["attachment"]["size"].as_u64()),
+        (Some("Пусто.txt"), Some(0))
+    );
+    let o = crmkit(&["fetch", site.dir(), attached["attachment"]["id"].as_str().unwrap()]);
+    assert!(o.status.success() && o.stdout.is_empty(), "{}", text(&o));
+}
+
+#[test]
+fn shared_content_is_stored_once_and_freed_with_its_last_attachment() {
+    let site = Site::new(|c| c);
+    let client = site.partner("Альфа", PartnerRole::Client);
+    let manager = site.manager();
+    let deal = site.deal(client, manager, 1_000_000);
+    let bytes = noise(1_500_000, 2);
+    let file = site.file("contract.docx", &bytes);
+    assert_eq!(site.blob_chunks(), 0);
+
+    let first = json(&["attach", site.dir(), &format!("partner:{client}"), &file]);
+    assert_eq!(first["already_stored"], false);
+    let chunks = site.blob_chunks();
+    assert_eq!(chunks, 2, "1.5 MB in 1 MiB chunks");
+    let second = ok(&["attach", site.dir(), &format!("deal:{deal}"), &file, "--as", "petrov"]);
+    assert!(second.contains("already stored"), "{second}");
+    assert_eq!(site.blob_chunks(), chunks, "the same content is not stored twice");
+    let listed = json(&["attachments", site.dir(), &format!("deal:{deal}")]);
+    let (one, two) = (first["attachment"]["id"].as_str().unwrap(), listed[0]["id"].as_str().unwrap());
+    assert_eq!(listed[0]["content"], first["attachment"]["content"]);
+
+    let said = ok(&["detach", site.dir(), one]);
+    assert!(said.contains("stays: other attachments share it"), "{said}");
+    assert_eq!(site.blob_chunks(), chunks);
+    assert!(crmkit(&["fetch", site.dir(), two]).stdout == bytes, "the other attachment still has the content");
+    assert!(fails(&["fetch", site.dir(), one]).contains(&format!("attachment {one} does not exist")));
+
+    let said = ok(&["detach", site.dir(), two, "--as", "petrov"]);
+    assert!(said.contains("is freed"), "{said}");
+    assert_eq!(site.blob_chunks(), 0, "the last attachment took the content with it");
+    assert_eq!(json(&["attachments", site.dir(), &format!("deal:{deal}")]), serde_json::json!([]));
+    let refused = fails(&["detach", site.dir(), two]);
+    assert!(refused.contains(&format!("attachment {two} does not exist")), "{refused}");
+}
+
+#[test]
+fn an_attachment_over_the_limit_is_refused_and_writes_nothing() {
+    let site = Site::new(|c| {
+        assert_eq!(c.matches("max_size_mb = 25").count(), 1);
+        c.replacen("max_size_mb = 25", "max_size_mb = 1", 1)
+    });
+    let client = site.partner("Альфа", PartnerRole::Client);
+    let entity = format!("partner:{client}");
+    let limit = 1024 * 1024;
+    let big = site.file("scan.tiff", &noise(limit + 1, 3));
+    let before = site.dump();
+    let stats = ok(&["stats", site.dir(), "--format", "json"]);
+
+    let refused = fails(&["attach", site.dir(), &entity, &big]);
+    for part in [&big, &client.to_string(), "1048576", "attachments.max_size_mb", "nothing was written"] {
+        assert!(refused.contains(part), "{part:?} missing from {refused}");
+    }
+    assert!(site.dump() == before, "a refused attachment changed the database");
+    let listed = ok(&["attachments", site.dir(), &entity]);
+    assert_eq!(listed.trim(), format!("partner {client}: 0 attachment(s)"));
+    assert_eq!(ok(&["stats", site.dir(), "--format", "json"]), stats);
+
+    // Exactly the limit is accepted.
+    let fits = site.file("fits.bin", &noise(limit, 4));
+    assert_eq!(json(&["attach", site.dir(), &entity, &fits])["attachment"]["size"], limit);
+
+    // What else is refused names what was wrong, and writes nothing either.
+    let before = site.dump();
+    let cases: [(&[&str], &str); 6] = [
+        (&["attach", site.dir(), "partner", &fits], "\"partner\" is not an entity: write KIND:ID"),
+        (&["attach", site.dir(), "folder:01J9Z0CR00000000000000000E", &fits], "\"folder\" is not a kind of entity"),
+        (
+            &["attach", site.dir(), "deal:01J9Z0CR00000000000000000E", &fits],
+            "deal 01J9Z0CR00000000000000000E does not exist",
+        ),
+        (&["attach", site.dir(), &entity, "/nonexistent/file.pdf"], "opening /nonexistent/file.pdf"),
+        (&["attach", site.dir(), &entity, &fits, "--mime", "pdf"], "attachment.mime: \"pdf\" is not a MIME type"),
+        (&["attach", site.dir(), &entity, &fits, "--as", "nobody"], "--as: no user has the login \"nobody\""),
+    ];
+    for (args, needle) in cases {
+        let msg = fails(args);
+        assert!(msg.contains(needle), "crmkit {args:?}: {needle:?} missing from {msg}");
+    }
+    assert!(site.dump() == before, "a refused attachment changed the database");
+}
+
+#[test]
+fn neighbours_and_paths_on_a_small_graph() {
+    let site = Site::new(|c| c);
+    let holding = site.partner("Холдинг", PartnerRole::Client);
+    let plant = site.partner("Завод", PartnerRole::Client);
+    let referrer = site.partner("Рекомендатель", PartnerRole::Other);
+    let alone = site.partner("Одиночка", PartnerRole::Client);
+    site.link(holding, plant, "holding");
+    site.link(referrer, plant, "recommended_by");
+
+    let n = json(&["neighbours", site.dir(), "Завод"]);
+    let mut seen: Vec<(String, String, String)> = n["neighbours"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            let s = |v: &Value| v.as_str().unwrap().to_string();
+            (s(&x["partner"]["name"]), s(&x["link"]["link_type"]), s(&x["direction"]))
+        })
+        .collect();
+    seen.sort();
+    let expected = [("Рекомендатель", "recommended_by", "incoming"), ("Холдинг", "holding", "incoming")];
+    assert_eq!(seen, expected.map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())));
+    let table = ok(&["neighbours", site.dir(), &holding.to_string(), "--link-type", "holding"]);
+    assert!(table.contains("Холдинг") && table.contains(": 1 link(s) of type holding"), "{table}");
+    assert!(table.lines().any(|l| l.split_whitespace().eq(["holding", "→", "Завод", &plant.to_string()])), "{table}");
+    let only = json(&["neighbours", site.dir(), "Завод", "--link-type", "holding"]);
+    assert_eq!(only["neighbours"].as_array().unwrap().len(), 1);
+    let msg = fails(&["neighbours", site.dir(), "Завод", "--link-type", "friends"]);
+    assert!(msg.contains("\"friends\" is not a partner link type (holding, affiliated"), "{msg}");
+    assert!(ok(&["neighbours", site.dir(), "Одиночка"]).contains("0 link(s)"));
+
+    // Холдинг → Завод along the holding link, then Завод → Рекомендатель against its link.
+    let path = ok(&["path", site.dir(), "Холдинг", &referrer.to_string()]);
+    let lines: Vec<&str> = path.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "Холдинг → Рекомендатель: 2 link(s)",
+            "  1. Холдинг  -[holding]->  Завод",
+            "  2. Завод  <-[recommended_by]-  Рекомендатель"
+        ],
+        "{path}"
+    );
+    let p = json(&["path", site.dir(), "Холдинг", "Рекомендатель"]);
+    let hops = p["hops"].as_array().unwrap();
+    assert_eq!(hops.len(), 2);
+    assert_eq!((hops[0]["direction"].as_str(), hops[1]["direction"].as_str()), (Some("forward"), Some("backward")));
+    assert_eq!(hops[1]["to"]["id"], referrer.to_string());
+    assert_eq!(
+        ok(&["path", site.dir(), "Холдинг", "Рекомендатель", "--max-depth", "1"]).trim(),
+        "no path within 1 link from Холдинг to Рекомендатель"
+    );
+    assert_eq!(
+        ok(&["path", site.dir(), "Холдинг", "Одиночка"]).trim(),
+        "no path within 6 links from Холдинг to Одиночка"
+    );
+    assert_eq!(json(&["path", site.dir(), "Холдинг", &alone.to_string()])["hops"], Value::Null);
+    assert!(
+        fails(&["path", site.dir(), "Холдинг", "Никто"]).contains("TO: no partner has the id or the name \"Никто\"")
+    );
+}
+
+#[test]
+fn a_competitors_deals_and_a_contacts_deals() {
+    let site = Site::new(|c| c);
+    let client = site.partner("Альфа", PartnerRole::Client);
+    let rival = site.partner("Конкурент", PartnerRole::Competitor);
+    let manager = site.manager();
+    let open = site.deal(client, manager, 1_000_000);
+    let lost = site.deal(client, manager, 250_000);
+    let contact = site.with(|inst| {
+        inst.store()
+            .transact(Some(manager), |tx| {
+                let mut c = ContactPerson::new(client, "Иван Сидоров");
+                c.emails.push("i.sidorov@alfa.example".into());
+                let c = tx.create(c)?;
+                tx.create(Participant::partner(open, rival, "competitor"))?;
+                tx.create(Participant::contact(open, c.id, "decision_maker"))?;
+                let deal = tx.load::<Deal>(lost)?;
+                let reason = "price".to_string();
+                let outcome = Outcome::Lost { reason, competitor: Some(rival), comment: String::new() };
+                Engine::new(Hooks::new()).close(tx, lost, deal.version, outcome)?;
+                Ok(c.id)
+            })
+            .unwrap()
+    });
+
+    let c = json(&["competitor", site.dir(), "Конкурент"]);
+    let count = |k: &str| c["outcomes"][k]["deals"].as_u64().unwrap();
+    let counts = ["in_progress", "on_hold", "won", "lost", "lost_to_them"].map(count);
+    assert_eq!(counts, [1, 0, 0, 1, 1], "{c}");
+    assert_eq!(c["outcomes"]["lost_to_them"]["amount"]["RUB"], "250000");
+    let deals = c["deals"].as_array().unwrap();
+    assert_eq!(deals.len(), 2);
+    assert_eq!(deals[0]["deal"]["id"], open.to_string());
+    assert_eq!(deals[0]["as_participant"][0]["role"], "competitor");
+    assert_eq!(
+        (deals[1]["deal"]["id"].as_str(), deals[1]["won_against_us"].as_bool()),
+        (Some(&*lost.to_string()), Some(true))
+    );
+    let table = ok(&["competitor", site.dir(), &rival.to_string()]);
+    assert!(table.contains("2 deal(s): 1 in progress (1000000 RUB), 0 on hold, 0 won by us, 1 lost (250000 RUB) — 1 of them to Конкурент (250000 RUB)"), "{table}");
+    assert!(table.lines().any(|l| l.contains("lost to them") && l.contains("won the deal")), "{table}");
+
+    for key in [contact.to_string(), "i.sidorov@ALFA.example".into(), "иван сидоров".into()] {
+        let t = json(&["contact-deals", site.dir(), &key]);
+        assert_eq!(t["contact"]["id"], contact.to_string(), "{key}");
+        assert_eq!(t["deals"].as_array().unwrap().len(), 1, "{key}");
+        assert_eq!(t["deals"][0]["as_participant"][0]["role"], "decision_maker");
+    }
+    let table = ok(&["contact-deals", site.dir(), "Иван Сидоров"]);
+    assert!(table.starts_with("Иван Сидоров (Альфа)") && table.contains("decision_maker"), "{table}");
+    let msg = fails(&["contact-deals", site.dir(), "Пётр Иванов"]);
+    assert!(msg.contains("no contact person has the id, e-mail or name \"Пётр Иванов\""), "{msg}");
+}
+
+#[test]
+fn a_refused_merge_writes_nothing() {
+    let site = Site::new(|c| c);
+    let client = site.partner("Альфа", PartnerRole::Client);
+    site.partner("Бета", PartnerRole::Client);
+    let before = site.dump();
+    let msg = fails(&["merge", site.dir(), "Альфа", &client.to_string()]);
+    assert!(msg.contains(&format!("partner {client} cannot be merged into itself")), "{msg}");
+    assert!(msg.contains("nothing was written"), "{msg}");
+    let msg = fails(&["merge", site.dir(), "Альфа", "Бета", "--as", "nobody"]);
+    assert!(msg.contains("--as: no user has the login \"nobody\""), "{msg}");
+    let msg = fails(&["merge", site.dir(), "Альфа", "Гамма"]);
+    assert!(msg.contains("DUPLICATE: no partner has the id or the name \"Гамма\""), "{msg}");
+    assert!(site.dump() == before, "a refused merge changed the database");
+}
+
+#[test]
+fn a_merge_moves_everything_to_the_partner_that_stays() {
+    let site = Site::new(|c| c);
+    let keep = site.partner("Альфа", PartnerRole::Client);
+    let dup = site.partner("Альфа (дубль)", PartnerRole::Client);
+    let other = site.partner("Гамма", PartnerRole::Client);
+    let manager = site.manager();
+    let deal = site.deal(dup, manager, 500_000);
+    site.link(dup, other, "affiliated");
+    let file = site.file("card.txt", b"requisites");
+    ok(&["attach", site.dir(), &format!("partner:{dup}"), &file]);
+
+    let m = json(&["merge", site.dir(), "Альфа", "Альфа (дубль)", "--as", "petrov"]);
+    assert_eq!(m["kept"]["id"], keep.to_string());
+    assert_eq!(m["deleted"]["id"], dup.to_string());
+    let moved = &m["moved"];
+    assert_eq!([&moved["deals"], &moved["links_moved"], &moved["attachments"]], [1, 1, 1], "{m}");
+
+    assert!(fails(&["neighbours", site.dir(), &dup.to_string()]).contains("no partner has the id or the name"));
+    let n = json(&["neighbours", site.dir(), "Гамма"]);
+    assert_eq!(n["neighbours"][0]["partner"]["id"], keep.to_string());
+    assert_eq!(json(&["attachments", site.dir(), &format!("partner:{keep}")]).as_array().unwrap().len(), 1);
+    let dossier = json(&["dossier", site.dir(), &keep.to_string()]);
+    assert_eq!(dossier["deals"]["open"][0]["id"], deal.to_string());
+    assert!(ok(&["check", site.dir()]).contains("indexes consistent"));
+}
