@@ -18,6 +18,7 @@ pub mod model;
 pub mod process;
 pub mod store;
 pub mod time;
+pub mod transfer;
 pub mod values;
 
 pub use error::{Error, Result};

@@ -171,6 +171,8 @@ fn merge(tx: &mut WriteTxn<'_>, keep: PartnerId, dup: PartnerId) -> Result<Merge
             + retarget::<Interaction>(tx, id, dup, keep)?
             + retarget::<Document>(tx, id, dup, keep)?;
     }
+    // A re-run of the import that brought the duplicate in finds the survivor.
+    tx.move_external_keys(EntityKind::Partner, dup.raw(), keep.raw())?;
     let d: Partner = tx.load(dup)?;
     tx.delete::<Partner>(dup, d.version)?;
     Ok(report)

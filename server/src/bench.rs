@@ -45,6 +45,19 @@ pub enum What {
         #[arg(long, default_value_t = 50_000)]
         interactions: usize,
     },
+    /// Bulk import of interactions from a CSV file, with one guard bound on
+    /// `entity.before_save`.
+    Import {
+        /// Rows in the file.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        /// Partners the interactions are spread over (imported first).
+        #[arg(long, default_value_t = 1_000)]
+        partners: usize,
+        /// Rows per committed batch.
+        #[arg(long, default_value_t = 50_000)]
+        batch: usize,
+    },
     /// Stage transitions through the process engine with native guards and a reaction.
     Process {
         /// Transitions timed inside one transaction.
@@ -63,6 +76,7 @@ pub fn run(what: What) -> Result<()> {
         }
         What::Process { transitions, commits } => process(transitions, commits),
         What::Dossier { deals, interactions } => dossier(deals, interactions),
+        What::Import { rows, partners, batch } => import(rows, partners, batch),
     }
 }
 
@@ -491,6 +505,105 @@ fn holding(dir: &std::path::Path) -> Result<()> {
         cold.total.documents,
         cold_time.as_secs_f64() * 1e3,
         median(warm).as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
+/// Imports `rows` interactions from a generated CSV file into fresh installations (three
+/// times, for a median), with a native guard on `entity.before_save` that reads every row's
+/// subject; then runs the same file again on the last one.
+fn import(rows: usize, partners: usize, batch: usize) -> Result<()> {
+    use std::io::Write as _;
+
+    use crmkit_core::model::{EntityKind, Role, User};
+    use crmkit_core::process::{Answer, Engine, HookInput, HookPoint, Hooks, Subject};
+    use crmkit_core::transfer::{Format, ImportOptions, Importer};
+
+    let tmp = tempfile::tempdir()?;
+    let file = tmp.path().join("interactions.csv");
+    {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&file)?);
+        writeln!(w, "key,kind,direction,at,duration_min,subject,body,partner,author")?;
+        let kinds =
+            [("call", "outgoing", "12"), ("email", "incoming", ""), ("meeting", "outgoing", "60"), ("note", "", "")];
+        for i in 0..rows {
+            let (kind, dir, minutes) = kinds[i % kinds.len()];
+            let day = 1 + i % 28;
+            let (h, m) = (8 + i % 10, i % 60);
+            writeln!(
+                w,
+                "X{i:08},{kind},{dir},2025-03-{day:02}T{h:02}:{m:02}:00Z,{minutes},Обсуждение поставки {},\"Клиент просит уточнить сроки, цену и условия оплаты\",P{},bench.manager",
+                i % 977,
+                i % partners
+            )?;
+        }
+        w.flush()?;
+    }
+    let size = std::fs::metadata(&file)?.len();
+    say!(
+        "crmkit bench import: {rows} interactions ({:.0} MiB of CSV) over {partners} partners, batches of {batch} rows, one guard on entity.before_save",
+        size as f64 / (1 << 20) as f64
+    );
+    let mut hooks = Hooks::new();
+    hooks.register("no_advertising", |i: &HookInput<'_>| {
+        let subject = match &i.after {
+            Some(Subject::Interaction(it)) => it.subject.as_str(),
+            _ => "",
+        };
+        Ok(if subject.contains("реклама") {
+            Answer::Reject { message: "no advertising in the journal".into(), field: Some("subject".into()) }
+        } else {
+            Answer::Allow
+        })
+    });
+    hooks.bind(HookPoint::EntityBeforeSave, "no_advertising", &[])?;
+    let engine = Engine::new(hooks);
+    let mut opts = ImportOptions::new(EntityKind::Interaction, Format::Csv);
+    opts.batch_rows = batch;
+
+    let mut times = Vec::new();
+    let mut last = None;
+    for run in 1..=3 {
+        let dir = tmp.path().join(format!("bench{run}"));
+        let inst = Installation::init(&dir, None, Arc::new(SystemClock))?;
+        let store = inst.store();
+        store.transact(None, |tx| tx.create(User::new("bench.manager", "Bench Manager", Role::Manager)))?;
+        let mut text = String::from("key,name,roles,manager\n");
+        for p in 0..partners {
+            text.push_str(&format!("P{p},Клиент {p},client,bench.manager\n"));
+        }
+        let partner_opts = ImportOptions::new(EntityKind::Partner, Format::Csv);
+        Importer::new(store, &Engine::default(), None, &partner_opts)?.run(text.as_bytes(), &mut |_| {})?;
+        let t = Instant::now();
+        let report = Importer::new(store, &engine, None, &opts)?.run(std::fs::File::open(&file)?, &mut |_| {})?;
+        let took = t.elapsed();
+        anyhow::ensure!(
+            report.failed == 0 && report.created == rows as u64,
+            "the import failed: {:?}",
+            report.errors.first()
+        );
+        say!(
+            "run {run}: {rows} rows created in {:.2} s: {:.0} rows/s",
+            took.as_secs_f64(),
+            rows as f64 / took.as_secs_f64()
+        );
+        times.push(took);
+        if let Some(previous) = last.replace(inst) {
+            drop(previous);
+            std::fs::remove_dir_all(tmp.path().join(format!("bench{}", run - 1)))?;
+        }
+    }
+    let m = median(times);
+    say!("import, median of 3: {:.2} s: {:.0} rows/s", m.as_secs_f64(), rows as f64 / m.as_secs_f64());
+    let inst = last.expect("three runs");
+    let t = Instant::now();
+    let report = Importer::new(inst.store(), &engine, None, &opts)?.run(std::fs::File::open(&file)?, &mut |_| {})?;
+    let took = t.elapsed();
+    say!(
+        "the same file again: {} rows unchanged in {:.2} s: {:.0} rows/s",
+        report.unchanged,
+        took.as_secs_f64(),
+        rows as f64 / took.as_secs_f64()
     );
     Ok(())
 }

@@ -14,10 +14,16 @@ macro_rules! say {
     }};
 }
 
+/// The bulk import hands rows from a reading thread to the writing one, which frees them;
+/// glibc's allocator is slow at frees across threads, mimalloc is not (see ARCHITECTURE.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod attachments;
 mod bench;
 mod dossier;
 mod graph;
+mod transfer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -200,6 +206,55 @@ enum Command {
         #[arg(long = "as", value_name = "LOGIN")]
         actor: Option<String>,
     },
+    /// Import rows from a CSV or JSONL file: each row's external key makes re-running the
+    /// file update rather than duplicate; bad rows are skipped and listed in
+    /// FILE.errors.csv next to the input.
+    Import {
+        dir: PathBuf,
+        /// partners, counterparties, contacts, deals, interactions or documents.
+        #[arg(long)]
+        entity: String,
+        /// The file (.csv or .jsonl).
+        file: PathBuf,
+        /// csv or jsonl (default: from the file name).
+        #[arg(long)]
+        format: Option<String>,
+        /// Column mapping: a TOML file with a [columns] table, or "File column=column,…"
+        /// ("-" ignores a column).
+        #[arg(long)]
+        map: Option<String>,
+        /// The CSV delimiter (default: guessed from the header, , or ;).
+        #[arg(long)]
+        delimiter: Option<char>,
+        /// Rows per committed batch.
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
+        /// All or nothing: any bad row and nothing is written.
+        #[arg(long)]
+        atomic: bool,
+        /// Check every row and report, writing nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The user the import acts as (login); the system when absent.
+        #[arg(long = "as")]
+        as_user: Option<String>,
+    },
+    /// Export an entity kind as CSV or JSONL, in the columns import reads.
+    Export {
+        dir: PathBuf,
+        /// partners, counterparties, contacts, deals, interactions or documents.
+        #[arg(long)]
+        entity: String,
+        /// csv or jsonl.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// The file to write (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The CSV delimiter.
+        #[arg(long)]
+        delimiter: Option<char>,
+    },
     /// Measure the engine: `crmkit bench store` loads a demo and times reads and opens.
     Bench {
         #[command(subcommand)]
@@ -239,6 +294,23 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Stats { dir, format } => stats(&dir, format),
         Command::Bench { what } => bench::run(what),
+        Command::Import { dir, entity, file, format, map, delimiter, batch, atomic, dry_run, as_user } => {
+            transfer::import(transfer::ImportArgs {
+                dir,
+                entity,
+                file,
+                format,
+                map,
+                delimiter,
+                batch,
+                atomic,
+                dry_run,
+                as_user,
+            })
+        }
+        Command::Export { dir, entity, format, out, delimiter } => {
+            transfer::export(&dir, &entity, &format, out.as_deref(), delimiter)
+        }
         Command::Dossier { dir, partner, format, timeline } => dossier::run(&dir, &partner, format, timeline),
         Command::Deal { dir, deal, only, format } => dossier::deal(&dir, &deal, &only, format),
         Command::Group { dir, partner, format } => dossier::group(&dir, &partner, format),

@@ -443,3 +443,54 @@ fn a_merge_moves_everything_to_the_partner_that_stays() {
     assert_eq!(dossier["deals"]["open"][0]["id"], deal.to_string());
     assert!(ok(&["check", site.dir()]).contains("indexes consistent"));
 }
+
+#[test]
+fn import_reports_bad_rows_next_to_the_file_and_export_reads_back() {
+    let site = Site::new(|c| c);
+    // Spreadsheet-style: semicolons, Russian headers mapped by a mapping file.
+    let input = site.file(
+        "clients.csv",
+        "Код;Наименование;Роли;Регион\nK1;Альфа;client;Сибирь\nK2;;client;Урал\nK3;Бета;supplier;Урал\n".as_bytes(),
+    );
+    let mapping = site.file(
+        "clients.toml",
+        "[columns]\n\"Код\" = \"key\"\n\"Наименование\" = \"name\"\n\"Роли\" = \"roles\"\n\"Регион\" = \"-\"\n"
+            .as_bytes(),
+    );
+    let report = PathBuf::from(&input).with_file_name("clients.errors.csv");
+    let before = site.dump();
+    let out = fails(&["import", site.dir(), "--entity", "partners", &input, "--map", &mapping, "--dry-run"]);
+    assert!(out.contains("dry run, nothing written") && out.contains("2 created"), "{out}");
+    assert_eq!(before, site.dump(), "a dry run wrote something");
+    let out = fails(&["import", site.dir(), "--entity", "partners", &input, "--map", &mapping]);
+    assert!(out.contains("2 created") && out.contains("1 failed") && out.contains("row 2 (line 3), name"), "{out}");
+    let listed = std::fs::read_to_string(&report).unwrap();
+    assert_eq!(listed.lines().next(), Some("row,line,key,field,message"));
+    assert!(listed.lines().nth(1).unwrap().starts_with("2,3,K2,name,"), "{listed}");
+    // The fixed file again: the two partners stay as they are, the third comes in, and the
+    // stale report goes away.
+    std::fs::write(
+        &input,
+        "Код;Наименование;Роли;Регион\nK1;Альфа;client;Сибирь\nK2;Гамма;client;Урал\nK3;Бета;supplier;Урал\n",
+    )
+    .unwrap();
+    let out = ok(&["import", site.dir(), "--entity", "partners", &input, "--map", &mapping]);
+    assert!(out.contains("1 created, 0 updated, 2 unchanged, 0 failed"), "{out}");
+    assert!(!report.exists(), "the report of the earlier run is still there");
+    // Export to stdout and to a file: the keys come back, and the file imports unchanged.
+    let csv = ok(&["export", site.dir(), "--entity", "partners"]);
+    assert!(csv.starts_with("key,name,roles,parent,manager"), "{csv}");
+    assert!(csv.contains("K2,Гамма,client,"), "{csv}");
+    let out_file = site.dir.with_file_name("partners.jsonl");
+    let said =
+        ok(&["export", site.dir(), "--entity", "partners", "--format", "jsonl", "--out", out_file.to_str().unwrap()]);
+    assert!(said.contains("3 partner rows written"), "{said}");
+    let out = ok(&["import", site.dir(), "--entity", "partners", out_file.to_str().unwrap()]);
+    assert!(out.contains("0 created, 0 updated, 3 unchanged"), "{out}");
+    // A file that is not CSV all the way: the import stops at the broken quote and says where.
+    let broken = site.file("broken.csv", b"key,name,roles\nK9,\"Open,client\n");
+    let out = fails(&["import", site.dir(), "--entity", "partners", &broken]);
+    assert!(out.contains("line 2") && out.contains("unterminated quote"), "{out}");
+    let out = fails(&["import", site.dir(), "--entity", "leads", &broken]);
+    assert!(out.contains("\"leads\" is not an entity"), "{out}");
+}

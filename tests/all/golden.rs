@@ -115,8 +115,9 @@ fn contents(store: &Store) -> Value {
     })
 }
 
-/// Writes the golden file of the current schema version: the test company, and since
-/// schema 4 deals of every process mode moved through the process engine, with tasks.
+/// Writes the golden file of the current schema version: the test company, since schema 4
+/// deals of every process mode moved through the process engine, with tasks, and since
+/// schema 5 an external key on the partner.
 fn bless(version: u32) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("golden.redb");
@@ -137,6 +138,7 @@ fn bless(version: u32) {
                     "text/plain",
                     "Коммерческое предложение".as_bytes(),
                 )?;
+                tx.set_external_key(EntityKind::Partner, "1C-000123", c.partner.id.0)?;
                 let d = engine.move_deal(tx, c.deal.id, c.deal.version, "needs_analysis", None)?;
                 let mut d = engine.set_checked(tx, d.id, d.version, "needs_recorded", true)?;
                 d.probability = Some(40);
@@ -231,6 +233,11 @@ fn golden_files_of_every_schema_version_open_and_read_back() {
             let tasks = r.list::<Task>(None, usize::MAX).unwrap();
             let has = |status| tasks.iter().any(|t: &Task| t.status == status);
             assert!(has(TaskStatus::Done) && has(TaskStatus::Open), "golden-v{version}: {tasks:#?}");
+        }
+        if version >= 5 {
+            let partner = r.external_key(EntityKind::Partner, "1C-000123").unwrap();
+            let deals: Vec<Deal> = r.list(None, 1).unwrap();
+            assert_eq!(partner, Some(deals[0].partner.0), "golden-v{version}: the partner's external key");
         }
         drop(r);
 

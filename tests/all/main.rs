@@ -10,4 +10,5 @@ mod graph;
 mod index_model;
 mod process;
 mod store;
+mod transfer;
 mod validation;

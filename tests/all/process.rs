@@ -1231,7 +1231,8 @@ fn an_interaction_triggers_its_reactions() {
     hooks.register(
         "follow_up",
         handler(move |input| {
-            let Some(Subject::Other(json)) = &input.after else { return Err(Fault("no interaction".into())) };
+            let Some(Subject::Interaction(it)) = &input.after else { return Err(Fault("no interaction".into())) };
+            let json = serde_json::to_value(it).unwrap();
             log.lock().unwrap().push((input.entity, input.process_kind.map(str::to_string), json["subject"].clone()));
             Ok(Answer::Actions(vec![Action::CreateTask {
                 title: format!("Follow up: {}", json["subject"].as_str().unwrap_or("")),

@@ -448,7 +448,7 @@ impl Cx<'_> {
                     kind,
                     EntityKind::Interaction,
                     None,
-                    Some(Subject::Other(serde_json::to_value(it).expect("serializes"))),
+                    Some(Subject::Interaction(it)),
                     None,
                 );
                 let actions = self.react(&input, deal.as_ref().map(|d| d.id))?;
@@ -1347,11 +1347,22 @@ fn role_name(r: crate::model::Role) -> &'static str {
 }
 
 fn subject<E: Entity>(e: &E) -> Subject<'_> {
+    use crate::model::{ContactPerson, Counterparty, Document, Partner};
     let any = e as &dyn std::any::Any;
     if let Some(d) = any.downcast_ref::<Deal>() {
         Subject::Deal(d)
     } else if let Some(t) = any.downcast_ref::<Task>() {
         Subject::Task(t)
+    } else if let Some(i) = any.downcast_ref::<Interaction>() {
+        Subject::Interaction(i)
+    } else if let Some(p) = any.downcast_ref::<Partner>() {
+        Subject::Partner(p)
+    } else if let Some(c) = any.downcast_ref::<Counterparty>() {
+        Subject::Counterparty(c)
+    } else if let Some(c) = any.downcast_ref::<ContactPerson>() {
+        Subject::Contact(c)
+    } else if let Some(d) = any.downcast_ref::<Document>() {
+        Subject::Document(d)
     } else {
         Subject::Other(serde_json::to_value(e).expect("entities serialize"))
     }

@@ -18,7 +18,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::spec::HookBinding;
-use crate::model::{Deal, DealStatus, EntityKind, How, Task, User};
+use crate::model::{
+    ContactPerson, Counterparty, Deal, DealStatus, Document, EntityKind, How, Interaction, Partner, Task, User,
+};
 use crate::{Error, Result};
 
 macro_rules! hook_points {
@@ -80,12 +82,18 @@ pub enum HookKind {
     Computation,
 }
 
-/// The entity a hook is about, before or after the change.
+/// The entity a hook is about, before or after the change. Serialized as the entity's own
+/// JSON form, whichever variant holds it; native handlers read the typed value.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum Subject<'a> {
     Deal(&'a Deal),
     Task(&'a Task),
+    Interaction(&'a Interaction),
+    Partner(&'a Partner),
+    Counterparty(&'a Counterparty),
+    Contact(&'a ContactPerson),
+    Document(&'a Document),
     /// Any other entity, as its JSON form.
     Other(serde_json::Value),
 }

@@ -35,7 +35,7 @@ use crate::time::{Clock, Timestamp};
 use crate::{Error, Result};
 use kv::{Backend, Changes, KvRead, KvWrite};
 use postings::prefix_end;
-use tables::{entity_table, AUDIT, AUDIT_BY_ENTITY, BLOBS, META, STAGE_HISTORY};
+use tables::{entity_table, AUDIT, AUDIT_BY_ENTITY, BLOBS, EXTERNAL_KEYS, META, STAGE_HISTORY};
 
 /// Record format byte: MessagePack, structs as maps with field names (schema 1 files).
 const FORMAT_MSGPACK_NAMED: u8 = 1;
@@ -43,6 +43,8 @@ const FORMAT_MSGPACK_NAMED: u8 = 1;
 const FORMAT_MSGPACK_COMPACT: u8 = 2;
 /// Attachment content is stored in chunks of this size.
 const BLOB_CHUNK: usize = 1 << 20;
+/// The longest external key, in characters.
+pub const MAX_EXTERNAL_KEY: usize = 200;
 
 pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
@@ -91,6 +93,8 @@ pub struct Store {
     settings: Arc<Settings>,
     clock: Arc<dyn Clock>,
     path: PathBuf,
+    /// Write transactions committed since the store was opened.
+    commits: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -103,7 +107,13 @@ impl Store {
             });
         }
         let backend = redb::RedbBackend::create(path, settings.cache_bytes)?;
-        let store = Store { backend: with_record_cache(backend, &settings), settings, clock, path: path.to_path_buf() };
+        let store = Store {
+            backend: with_record_cache(backend, &settings),
+            settings,
+            clock,
+            path: path.to_path_buf(),
+            commits: Default::default(),
+        };
         schema::initialize(&store)?;
         Ok(store)
     }
@@ -114,7 +124,13 @@ impl Store {
         let backend = redb::RedbBackend::open(path, settings.cache_bytes)?;
         schema::check_is_crmkit(&backend, path)?;
         backend.ensure_tables()?;
-        let store = Store { backend: with_record_cache(backend, &settings), settings, clock, path: path.to_path_buf() };
+        let store = Store {
+            backend: with_record_cache(backend, &settings),
+            settings,
+            clock,
+            path: path.to_path_buf(),
+            commits: Default::default(),
+        };
         schema::migrate(&store)?;
         Ok(store)
     }
@@ -129,6 +145,12 @@ impl Store {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How many write transactions were committed since the store was opened: a caller
+    /// that knows how many were its own can tell whether anyone else wrote meanwhile.
+    pub fn commit_count(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The settings writes are validated against.
@@ -163,6 +185,7 @@ impl Store {
             postings_undo: Vec::new(),
             engine_writes_state: false,
             now: None,
+            in_base: Default::default(),
         })
     }
 
@@ -561,6 +584,61 @@ pub trait Reader {
         err.map_or(Ok(out), Err)
     }
 
+    /// The entity of `kind` an import registered under the external key `key` (`None`
+    /// when no live entity has it).
+    fn external_key(&self, kind: EntityKind, key: &str) -> Result<Option<RawId>> {
+        match self.kv_get(EXTERNAL_KEYS, &external_key(kind, key))?.and_then(|v| RawId::from_bytes(&v)) {
+            Some(id) if self.exists(kind, id)? => Ok(Some(id)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Visits the external keys of the live entities of `kind`, in key order, until `f`
+    /// returns `false`.
+    fn for_each_external_key(&self, kind: EntityKind, mut f: impl FnMut(&str, RawId) -> bool) -> Result<()> {
+        let prefix = external_key(kind, "");
+        let end = prefix_end(&prefix);
+        let mut from = prefix.clone();
+        let mut first = true;
+        loop {
+            // Read in slices, so that `f` may read the store between them.
+            let mut slice: Vec<(Vec<u8>, RawId)> = Vec::new();
+            self.kv_scan(
+                EXTERNAL_KEYS,
+                if first { Bound::Included(&from[..]) } else { Bound::Excluded(&from[..]) },
+                end.as_deref().map_or(Bound::Unbounded, Bound::Excluded),
+                false,
+                &mut |k, v| {
+                    if let Some(id) = RawId::from_bytes(v) {
+                        slice.push((k.to_vec(), id));
+                    }
+                    slice.len() < 4096
+                },
+            )?;
+            first = false;
+            let Some((last, _)) = slice.last() else { return Ok(()) };
+            from = last.clone();
+            for (k, id) in &slice {
+                if self.exists(kind, *id)? && !f(&String::from_utf8_lossy(&k[prefix.len()..]), *id) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// The external keys of one entity, in key order. This scans the keys of its kind:
+    /// meant for merges and checks, not for hot paths.
+    fn external_keys_of(&self, kind: EntityKind, id: RawId) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        self.for_each_external_key(kind, |k, of| {
+            if of == id {
+                out.push(k.to_string());
+            }
+            true
+        })?;
+        Ok(out)
+    }
+
     /// The number of steps in a deal's stage history.
     fn stage_steps(&self, deal: DealId) -> Result<u32> {
         let prefix = deal.0.to_bytes();
@@ -714,6 +792,9 @@ pub struct WriteTxn<'s> {
     engine_writes_state: bool,
     /// The instant writes are stamped with, while an engine operation runs.
     now: Option<Timestamp>,
+    /// Records found in the committed state the transaction started from, which does not
+    /// change under it: reference checks of a bulk load ask about the same few over and over.
+    in_base: std::cell::RefCell<std::collections::HashSet<(usize, RawId)>>,
 }
 
 /// An index change before it was overwritten: the list, the id, and the earlier pending
@@ -748,7 +829,23 @@ impl Reader for WriteTxn<'_> {
     fn kv_contains(&self, t: Table, key: &[u8]) -> Result<bool> {
         match self.changes.get(t, key) {
             Some(v) => Ok(v.is_some()),
-            None => self.kv.base().contains(t, key),
+            None => {
+                let Some(id) = RawId::from_bytes(key).filter(|_| key.len() == 16) else {
+                    return self.kv.base().contains(t, key);
+                };
+                if self.in_base.borrow().contains(&(t.slot, id)) {
+                    return Ok(true);
+                }
+                let found = self.kv.base().contains(t, key)?;
+                if found {
+                    let mut known = self.in_base.borrow_mut();
+                    if known.len() >= 100_000 {
+                        known.clear();
+                    }
+                    known.insert((t.slot, id));
+                }
+                Ok(found)
+            }
         }
     }
 
@@ -873,7 +970,9 @@ impl WriteTxn<'_> {
         for ((index, prefix), delta) in &self.postings {
             postings::apply(self.kv.base(), *index, prefix, delta, &mut self.changes)?;
         }
-        self.kv.commit(self.changes, self.durability)
+        self.kv.commit(self.changes, self.durability)?;
+        self.store.commits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
     }
 
     /// Runs `f`; if it fails, everything it wrote is taken back, so the transaction is as it
@@ -1129,8 +1228,42 @@ impl WriteTxn<'_> {
         for k in blob_keys {
             self.changes.delete(BLOBS, k);
         }
+
         let now = self.now();
         self.audit(now, E::KIND, raw, AuditOp::Delete, audit::snapshot(&to_json(&old)), stored);
+        Ok(())
+    }
+
+    /// Registers `key` as an external key of the entity `id` of `kind`: the id the record
+    /// has in the system it came from. A key names one live entity of a kind; an entity may
+    /// have several keys.
+    pub fn set_external_key(&mut self, kind: EntityKind, key: &str, id: RawId) -> Result<()> {
+        if !self.exists(kind, id)? {
+            return Err(Error::NotFound { kind, id });
+        }
+        self.put_external_key(kind, key, id, false)
+    }
+
+    /// [`WriteTxn::set_external_key`] for an entity the caller has just created. `known_free`:
+    /// the caller has made sure no live entity has the key.
+    pub(crate) fn put_external_key(&mut self, kind: EntityKind, key: &str, id: RawId, known_free: bool) -> Result<()> {
+        let bad = |m: String| Error::from(FieldError::new(kind, "key", m));
+        check_external_key(kind, key)?;
+        match if known_free { None } else { self.external_key(kind, key)? } {
+            Some(other) if other == id => return Ok(()),
+            Some(other) => return Err(bad(format!("\"{key}\" is already the key of {kind} {other}"))),
+            None => {}
+        }
+        self.changes.put(EXTERNAL_KEYS, external_key(kind, key), id.to_bytes().to_vec());
+        Ok(())
+    }
+
+    /// Moves the external keys of `from` to `to` (both of `kind`): a merge of duplicates
+    /// leaves the survivor findable by the duplicate's keys.
+    pub(crate) fn move_external_keys(&mut self, kind: EntityKind, from: RawId, to: RawId) -> Result<()> {
+        for key in self.external_keys_of(kind, from)? {
+            self.changes.put(EXTERNAL_KEYS, external_key(kind, &key), to.to_bytes().to_vec());
+        }
         Ok(())
     }
 
@@ -1496,6 +1629,31 @@ fn refuse_changed(kind: EntityKind, fields: &[(&str, bool)], message: &str) -> R
 }
 
 /// The key of step `step` of a deal's stage history.
+/// Whether `key` may be an external key: not empty, no surrounding spaces, no control
+/// characters, at most [`MAX_EXTERNAL_KEY`] characters.
+pub fn check_external_key(kind: EntityKind, key: &str) -> std::result::Result<(), FieldError> {
+    let bad = |m: String| FieldError::new(kind, "key", m);
+    if key.trim().is_empty() || key.trim().len() != key.len() {
+        return Err(bad(format!("\"{key}\" is not an external key: it must be non-empty, without surrounding spaces")));
+    }
+    if key.chars().count() > MAX_EXTERNAL_KEY {
+        return Err(bad(format!("is longer than {MAX_EXTERNAL_KEY} characters")));
+    }
+    if let Some(c) = key.chars().find(|c| c.is_control()) {
+        return Err(bad(format!("contains the control character {c:?}")));
+    }
+    Ok(())
+}
+
+/// The key of an external key in [`EXTERNAL_KEYS`].
+fn external_key(kind: EntityKind, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(kind.name().len() + 1 + key.len());
+    k.extend_from_slice(kind.name().as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
 fn history_key(deal: DealId, step: u32) -> Vec<u8> {
     let mut k = deal.0.to_bytes().to_vec();
     k.extend_from_slice(&step.to_be_bytes());

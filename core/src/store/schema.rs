@@ -17,7 +17,7 @@ use crate::model::{Entity, EntityKind};
 use crate::{Error, Result};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 const FORMAT: &[u8] = b"format";
 const FORMAT_VALUE: &[u8] = b"crmkit";
@@ -28,7 +28,7 @@ pub(super) const ID_SEQ: &[u8] = b"id_seq";
 type Migration = fn(&mut WriteTxn<'_>) -> Result<()>;
 
 /// Migrations from each older schema version; version 1 is the first released schema.
-const MIGRATIONS: &[Migration] = &[v1_to_v2, rebuild_indexes, v3_to_v4];
+const MIGRATIONS: &[Migration] = &[v1_to_v2, rebuild_indexes, v3_to_v4, v4_to_v5];
 
 /// Calls `$f::<Type>` for the entity type of `$kind`.
 macro_rules! for_kind {
@@ -106,6 +106,12 @@ pub(super) fn expected_postings_of(r: &impl crate::store::Reader, kind: EntityKi
         ids.sort();
     }
     Ok(lists)
+}
+
+/// Schema 5 adds the external keys of imported records, in two new tables that start empty
+/// (the store creates missing tables when it opens a file).
+fn v4_to_v5(_tx: &mut WriteTxn<'_>) -> Result<()> {
+    Ok(())
 }
 
 /// Schema 4 adds the stage history of deals (and tasks, which start empty). Deals from an

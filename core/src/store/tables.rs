@@ -21,8 +21,12 @@ pub const AUDIT_BY_ENTITY: Table = Table { name: "audit_by_entity", slot: 2 };
 pub const BLOBS: Table = Table { name: "blobs", slot: 3 };
 /// The stage history of deals: deal id ++ step number (u32, big-endian). Only appended to.
 pub const STAGE_HISTORY: Table = Table { name: "stage_history", slot: 4 };
+/// External keys (the ids records had in the system they were imported from): entity kind
+/// name ++ 0 ++ key → entity id. Re-running an import finds what it wrote before. A key of
+/// a deleted entity stays until a new entity takes it; lookups skip it.
+pub const EXTERNAL_KEYS: Table = Table { name: "external_keys", slot: 5 };
 
-const FIRST_ENTITY_SLOT: usize = 5;
+const FIRST_ENTITY_SLOT: usize = 6;
 const FIRST_INDEX_SLOT: usize = FIRST_ENTITY_SLOT + EntityKind::ALL.len();
 
 /// The number of tables.
@@ -30,7 +34,7 @@ pub const TABLE_COUNT: usize = FIRST_INDEX_SLOT + Index::ALL.len();
 
 /// Every table, in slot order.
 pub fn all_tables() -> Vec<Table> {
-    let mut t = vec![META, AUDIT, AUDIT_BY_ENTITY, BLOBS, STAGE_HISTORY];
+    let mut t = vec![META, AUDIT, AUDIT_BY_ENTITY, BLOBS, STAGE_HISTORY, EXTERNAL_KEYS];
     t.extend(EntityKind::ALL.iter().map(|k| entity_table(*k)));
     t.extend(Index::ALL.iter().map(|i| i.table()));
     debug_assert!(t.iter().enumerate().all(|(i, t)| t.slot == i));
