@@ -413,8 +413,15 @@ fn check(dir: &Path) -> Result<()> {
         }
         bail!("{} stage history problem(s) in {}", histories.len(), s.database.display());
     }
+    let attachments = inst.store().verify_attachments()?;
+    if !attachments.is_empty() {
+        for p in &attachments {
+            eprintln!("attachment problem: {p}");
+        }
+        bail!("{} attachment problem(s) in {}", attachments.len(), s.database.display());
+    }
     say!(
-        "database: ok ({}, schema version {}, indexes consistent, {} stage history steps consistent)",
+        "database: ok ({}, schema version {}, indexes consistent, {} stage history steps consistent, attachments match their content)",
         s.database.display(),
         stats.schema_version,
         stats.stage_history_steps

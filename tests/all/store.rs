@@ -637,3 +637,32 @@ fn attachments_from_a_reader_stop_at_the_limit_and_come_back_in_chunks() {
         .unwrap();
     assert!(found && back == content && sizes == [1 << 20, 1 << 19], "{sizes:?}");
 }
+
+#[test]
+fn an_attachments_content_is_written_only_by_attach_and_never_changes() {
+    use crmkit_core::model::{Attachment, ContentHash, EntityRef};
+    let fx = Fixture::new();
+    let p = fx.partner("Альфа", PartnerRole::Client);
+    let owner = EntityRef { kind: EntityKind::Partner, id: p.id.raw() };
+    let a = fx.store.transact(None, |tx| tx.attach(owner, "КП.txt", "text/plain", b"first")).unwrap();
+    let before = fx.dump();
+    // A record pointing at content nobody stored is refused.
+    let mut forged = a.clone();
+    forged.content = ContentHash::of(b"never stored");
+    let err = fx.store.transact(None, |tx| tx.create::<Attachment>(forged.clone())).unwrap_err();
+    assert!(err.to_string().contains("created by attach"), "{err}");
+    // The content and size of an attachment do not change; its name may.
+    let mut changed = a.clone();
+    changed.content = ContentHash::of(b"second");
+    changed.size = 6;
+    let err = fx.store.transact(None, |tx| tx.update(changed.clone())).unwrap_err();
+    assert!(err.to_string().contains("attachment.content"), "{err}");
+    assert_eq!(before, fx.dump());
+    let mut renamed = a.clone();
+    renamed.name = "Коммерческое предложение.txt".into();
+    let renamed = fx.store.transact(None, |tx| tx.update(renamed)).unwrap();
+    assert_eq!(renamed.content, a.content);
+    assert_eq!(fx.store.verify_attachments().unwrap(), Vec::<String>::new());
+    fx.store.transact(None, |tx| tx.delete::<Attachment>(renamed.id, renamed.version)).unwrap();
+    assert_eq!(fx.store.verify_attachments().unwrap(), Vec::<String>::new(), "the content went with it");
+}

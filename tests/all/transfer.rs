@@ -37,14 +37,8 @@ fn export(store: &Store, kind: EntityKind, format: Format) -> String {
     String::from_utf8(out).unwrap()
 }
 
-const ORDER: [EntityKind; 6] = [
-    EntityKind::Counterparty,
-    EntityKind::Partner,
-    EntityKind::Contact,
-    EntityKind::Deal,
-    EntityKind::Interaction,
-    EntityKind::Document,
-];
+/// The kinds in the order a migration imports them (each refers only to earlier ones).
+const ORDER: [EntityKind; 6] = transfer::columns::KINDS;
 
 /// A fresh installation with the demo's config and users (users are not imported).
 fn fresh_like(source: &Installation) -> (tempfile::TempDir, Installation) {

@@ -107,15 +107,19 @@ impl Store {
             });
         }
         let backend = redb::RedbBackend::create(path, settings.cache_bytes)?;
-        let store = Store {
+        let store = Store::over(backend, settings, clock, path);
+        schema::initialize(&store)?;
+        Ok(store)
+    }
+
+    fn over(backend: redb::RedbBackend, settings: Arc<Settings>, clock: Arc<dyn Clock>, path: &Path) -> Store {
+        Store {
             backend: with_record_cache(backend, &settings),
             settings,
             clock,
             path: path.to_path_buf(),
             commits: Default::default(),
-        };
-        schema::initialize(&store)?;
-        Ok(store)
+        }
     }
 
     /// Opens an existing database file, migrating an older schema.
@@ -124,13 +128,7 @@ impl Store {
         let backend = redb::RedbBackend::open(path, settings.cache_bytes)?;
         schema::check_is_crmkit(&backend, path)?;
         backend.ensure_tables()?;
-        let store = Store {
-            backend: with_record_cache(backend, &settings),
-            settings,
-            clock,
-            path: path.to_path_buf(),
-            commits: Default::default(),
-        };
+        let store = Store::over(backend, settings, clock, path);
         schema::migrate(&store)?;
         Ok(store)
     }
@@ -186,6 +184,7 @@ impl Store {
             engine_writes_state: false,
             now: None,
             in_base: Default::default(),
+            attaching: false,
         })
     }
 
@@ -250,6 +249,43 @@ impl Store {
         let steps = r.kv.len(STAGE_HISTORY)?;
         if counted != steps {
             problems.push(format!("the stage history holds {steps} steps, but the deals' histories have {counted}: steps of deals that do not exist"));
+        }
+        Ok(problems)
+    }
+
+    /// Checks attachments against the stored content: every attachment's content is there
+    /// and as long as its size says, and no content is kept that no attachment refers to.
+    /// Returns the problems found.
+    pub fn verify_attachments(&self) -> Result<Vec<String>> {
+        let r = self.read()?;
+        let mut problems = Vec::new();
+        let mut sizes: BTreeMap<[u8; 32], u64> = BTreeMap::new();
+        r.kv_scan(BLOBS, Bound::Unbounded, Bound::Unbounded, false, &mut |k, v| {
+            if let Ok(hash) = <[u8; 32]>::try_from(&k[..32.min(k.len())]) {
+                *sizes.entry(hash).or_default() += v.len() as u64;
+            }
+            true
+        })?;
+        let mut referenced = std::collections::BTreeSet::new();
+        r.for_each::<Attachment>(|a| {
+            match sizes.get(&a.content.0) {
+                None => problems.push(format!(
+                    "attachment {} ({}): its content {} is not stored",
+                    a.id,
+                    a.name,
+                    a.content.hex()
+                )),
+                Some(&n) if n != a.size => problems.push(format!(
+                    "attachment {} ({}): {} bytes are stored for its content, its size says {}",
+                    a.id, a.name, n, a.size
+                )),
+                Some(_) => {}
+            }
+            referenced.insert(a.content.0);
+            true
+        })?;
+        for hash in sizes.keys().filter(|h| !referenced.contains(*h)) {
+            problems.push(format!("content {} is stored but no attachment refers to it", ContentHash(*hash).hex()));
         }
         Ok(problems)
     }
@@ -795,6 +831,8 @@ pub struct WriteTxn<'s> {
     /// Records found in the committed state the transaction started from, which does not
     /// change under it: reference checks of a bulk load ask about the same few over and over.
     in_base: std::cell::RefCell<std::collections::HashSet<(usize, RawId)>>,
+    /// Set while `attach` creates the attachment record for content it stores.
+    attaching: bool,
 }
 
 /// An index change before it was overwritten: the list, the id, and the earlier pending
@@ -1083,6 +1121,11 @@ impl WriteTxn<'_> {
     }
 
     fn create_inner<E: Entity>(&mut self, mut entity: E, created_at: Option<Timestamp>) -> Result<E> {
+        if E::KIND == EntityKind::Attachment && !self.attaching {
+            return Err(Error::NotAllowed(
+                "attachments are created by attach or attach_from, which store their content".into(),
+            ));
+        }
         let now = self.now();
         let created = created_at.unwrap_or(now);
         let id = self.peek_id(created);
@@ -1158,6 +1201,7 @@ impl WriteTxn<'_> {
         if !self.engine_writes_state {
             process_state_unchanged(old, &entity)?;
         }
+        attachment_content_unchanged(old, &entity)?;
         self.check(&mut entity, Some(old))?;
         let record = encode(&entity);
         let changes = audit::diff_records(old, &encode(old), &entity, &record);
@@ -1304,7 +1348,8 @@ impl WriteTxn<'_> {
         }
         let hash = ContentHash::of(content);
         let stored = self.kv_contains(BLOBS, &blob_key(&hash, 0))?;
-        let attachment = self.create(Attachment {
+        self.attaching = true;
+        let created = self.create(Attachment {
             id: Default::default(),
             version: 0,
             created_at: Timestamp::default(),
@@ -1316,7 +1361,9 @@ impl WriteTxn<'_> {
             mime: mime.to_string(),
             size: content.len() as u64,
             content: hash,
-        })?;
+        });
+        self.attaching = false;
+        let attachment = created?;
         if !stored {
             for (i, chunk) in content.chunks(BLOB_CHUNK).enumerate() {
                 self.changes.put(BLOBS, blob_key(&hash, i as u32), chunk.to_vec());
@@ -1620,6 +1667,21 @@ fn process_state_unchanged<E: Entity>(old: &E, new: &E) -> Result<()> {
     Ok(())
 }
 
+/// An attachment keeps its content: the stored bytes are shared by hash and freed by
+/// reference, so only `attach` writes them.
+fn attachment_content_unchanged<E: Entity>(old: &E, new: &E) -> Result<()> {
+    let (old, new) = (old as &dyn std::any::Any, new as &dyn std::any::Any);
+    if let (Some(old), Some(new)) = (old.downcast_ref::<Attachment>(), new.downcast_ref::<Attachment>()) {
+        let changed = [("content", old.content != new.content), ("size", old.size != new.size)];
+        refuse_changed(
+            EntityKind::Attachment,
+            &changed,
+            "an attachment's content does not change: attach the new file and detach the old one",
+        )?;
+    }
+    Ok(())
+}
+
 /// The first field marked changed, as an error with `message`.
 fn refuse_changed(kind: EntityKind, fields: &[(&str, bool)], message: &str) -> Result<()> {
     match fields.iter().find(|(_, changed)| *changed) {
@@ -1628,7 +1690,6 @@ fn refuse_changed(kind: EntityKind, fields: &[(&str, bool)], message: &str) -> R
     }
 }
 
-/// The key of step `step` of a deal's stage history.
 /// Whether `key` may be an external key: not empty, no surrounding spaces, no control
 /// characters, at most [`MAX_EXTERNAL_KEY`] characters.
 pub fn check_external_key(kind: EntityKind, key: &str) -> std::result::Result<(), FieldError> {
@@ -1654,6 +1715,7 @@ fn external_key(kind: EntityKind, key: &str) -> Vec<u8> {
     k
 }
 
+/// The key of step `step` of a deal's stage history.
 fn history_key(deal: DealId, step: u32) -> Vec<u8> {
     let mut k = deal.0.to_bytes().to_vec();
     k.extend_from_slice(&step.to_be_bytes());

@@ -112,7 +112,8 @@ fn check<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> Result<(), St
     serde_json::from_value::<T>(v.clone()).map(|_| ()).map_err(|e| e.to_string())
 }
 
-/// The entity kinds files can carry.
+/// The entity kinds files can carry, in the order a migration imports them: each refers
+/// only to kinds before it.
 pub const KINDS: [EntityKind; 6] = [
     EntityKind::Counterparty,
     EntityKind::Partner,

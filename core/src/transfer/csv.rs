@@ -174,15 +174,10 @@ impl<R: BufRead> CsvReader<R> {
                         if b == b'"' {
                             rec.buf.push(b'"');
                             state = State::Quoted;
-                        } else if b == self.delimiter {
-                            rec.end_field();
-                            state = State::Start;
-                        } else if b == b'\n' || b == b'\r' {
-                            rec.end_field();
-                            self.line += 1;
-                            self.after_cr = b == b'\r';
-                            done = true;
-                            break;
+                        } else if b == self.delimiter || b == b'\n' || b == b'\r' {
+                            // The field has ended: the byte ends it as after any field.
+                            state = State::Unquoted;
+                            i -= 1;
                         } else {
                             return Err(CsvError::AfterQuote { line: self.line, found: b as char });
                         }
