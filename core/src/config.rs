@@ -14,7 +14,9 @@ use toml::Spanned;
 
 use crate::model::check_login;
 use crate::model::{CustomFieldDef, CustomFieldType, EntityKind, Role};
-use crate::process::spec::{self, Assignee, Guidance, HookBinding, Mode, ProcessSettings, Route, TaskTemplate};
+use crate::process::spec::{
+    self, Assignee, CallLimits, Guidance, HookBinding, Mode, ProcessSettings, Route, ScriptSettings, TaskTemplate,
+};
 pub use crate::process::spec::{ProcessKindSpec, StageSpec};
 use crate::process::{
     condition::{self, Condition},
@@ -122,6 +124,8 @@ pub struct Settings {
     pub process: ProcessSettings,
     /// Hook bindings, in file order.
     pub hooks: Vec<HookBinding>,
+    /// Limits of scripts and plugins (`[scripting]`).
+    pub scripting: ScriptSettings,
 }
 
 impl Settings {
@@ -214,6 +218,21 @@ mod raw {
         pub process: Process,
         #[serde(default)]
         pub hooks: Vec<Hook>,
+        #[serde(default)]
+        pub scripting: Scripting,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Scripting {
+        pub timeout_ms: Option<Spanned<u64>>,
+        pub max_operations: Option<Spanned<u64>>,
+        pub max_call_depth: Option<Spanned<usize>>,
+        pub max_expr_depth: Option<Spanned<usize>>,
+        pub max_string_size: Option<Spanned<usize>>,
+        pub max_array_size: Option<Spanned<usize>>,
+        pub max_map_size: Option<Spanned<usize>>,
+        pub imports: Option<bool>,
     }
 
     #[derive(Deserialize, Default)]
@@ -230,6 +249,8 @@ mod raw {
         pub handler: Spanned<String>,
         #[serde(default)]
         pub kinds: Vec<Spanned<String>>,
+        pub timeout_ms: Option<Spanned<u64>>,
+        pub max_operations: Option<Spanned<u64>>,
     }
 
     #[derive(Deserialize)]
@@ -403,6 +424,20 @@ impl Source<'_> {
             .map(str::trim)
             .find(|l| l.starts_with('['))
             .map(|l| l.split('#').next().unwrap_or(l).trim())
+    }
+
+    /// A number that must be above zero.
+    fn positive<T: PartialOrd + Default + Copy + fmt::Display>(
+        &self,
+        v: Spanned<T>,
+        key: &str,
+    ) -> Result<T, ConfigError> {
+        let n = *v.get_ref();
+        if n > T::default() {
+            Ok(n)
+        } else {
+            Err(self.error(v.span(), format!("{key} must be above zero, got {n}")))
+        }
     }
 
     fn error(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
@@ -621,12 +656,57 @@ impl Source<'_> {
                     return Err(self.error(kind.span(), format!("hooks: \"{}\" is not a process kind", kind.get_ref())));
                 }
             }
+            let limits = CallLimits {
+                timeout_ms: h.timeout_ms.map(|t| self.positive(t, "hooks.timeout_ms")).transpose()?,
+                max_operations: h.max_operations.map(|t| self.positive(t, "hooks.max_operations")).transpose()?,
+            };
             hooks.push(HookBinding {
                 point,
                 handler: h.handler.into_inner(),
                 kinds: h.kinds.into_iter().map(Spanned::into_inner).collect(),
+                limits,
             });
         }
+        let d = ScriptSettings::default();
+        let sc = raw.scripting;
+        let scripting = ScriptSettings {
+            timeout_ms: sc
+                .timeout_ms
+                .map(|v| self.positive(v, "scripting.timeout_ms"))
+                .transpose()?
+                .unwrap_or(d.timeout_ms),
+            max_operations: sc
+                .max_operations
+                .map(|v| self.positive(v, "scripting.max_operations"))
+                .transpose()?
+                .unwrap_or(d.max_operations),
+            max_call_depth: sc
+                .max_call_depth
+                .map(|v| self.positive(v, "scripting.max_call_depth"))
+                .transpose()?
+                .unwrap_or(d.max_call_depth),
+            max_expr_depth: sc
+                .max_expr_depth
+                .map(|v| self.positive(v, "scripting.max_expr_depth"))
+                .transpose()?
+                .unwrap_or(d.max_expr_depth),
+            max_string_size: sc
+                .max_string_size
+                .map(|v| self.positive(v, "scripting.max_string_size"))
+                .transpose()?
+                .unwrap_or(d.max_string_size),
+            max_array_size: sc
+                .max_array_size
+                .map(|v| self.positive(v, "scripting.max_array_size"))
+                .transpose()?
+                .unwrap_or(d.max_array_size),
+            max_map_size: sc
+                .max_map_size
+                .map(|v| self.positive(v, "scripting.max_map_size"))
+                .transpose()?
+                .unwrap_or(d.max_map_size),
+            imports: sc.imports.unwrap_or(d.imports),
+        };
 
         if lists.loss_reasons.items.is_empty() {
             return Err(ConfigError {
@@ -675,6 +755,7 @@ impl Source<'_> {
             process_kinds,
             process,
             hooks,
+            scripting,
         })
     }
 

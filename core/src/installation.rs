@@ -9,6 +9,15 @@ use crate::store::{Reader, Store};
 use crate::time::Clock;
 use crate::{Error, Result};
 
+/// The scripts a new installation starts with: the default and demo configs bind them.
+pub const SHIPPED_SCRIPTS: [(&str, &str); 5] = [
+    ("README.md", include_str!("../../scripts/README.md")),
+    ("stages/guards.rhai", include_str!("../../scripts/stages/guards.rhai")),
+    ("stages/routes.rhai", include_str!("../../scripts/stages/routes.rhai")),
+    ("stages/reactions.rhai", include_str!("../../scripts/stages/reactions.rhai")),
+    ("tasks/assignees.rhai", include_str!("../../scripts/tasks/assignees.rhai")),
+];
+
 /// An opened installation: its settings and its store.
 pub struct Installation {
     dir: PathBuf,
@@ -34,6 +43,13 @@ impl Installation {
         let mut settings = Settings::parse(text, &file)?;
         for sub in ["config", "scripts", "plugins"] {
             std::fs::create_dir_all(dir.join(sub)).map_err(io(&dir.join(sub)))?;
+        }
+        for (name, text) in SHIPPED_SCRIPTS {
+            let path = dir.join("scripts").join(name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(io(parent))?;
+            }
+            std::fs::write(&path, text).map_err(io(&path))?;
         }
         std::fs::write(&file, text).map_err(io(&file))?;
         if settings.database.is_relative() {

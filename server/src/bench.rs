@@ -58,6 +58,13 @@ pub enum What {
         #[arg(long, default_value_t = 50_000)]
         batch: usize,
     },
+    /// Rhai scripts: a guard's call cost with its real input, how fast `loop {}` is
+    /// stopped, reloading 100 scripts.
+    Script {
+        /// Guard calls to time.
+        #[arg(long, default_value_t = 20_000)]
+        calls: usize,
+    },
     /// Stage transitions through the process engine with native guards and a reaction.
     Process {
         /// Transitions timed inside one transaction.
@@ -77,6 +84,7 @@ pub fn run(what: What) -> Result<()> {
         What::Process { transitions, commits } => process(transitions, commits),
         What::Dossier { deals, interactions } => dossier(deals, interactions),
         What::Import { rows, partners, batch } => import(rows, partners, batch),
+        What::Script { calls } => script(calls),
     }
 }
 
@@ -605,5 +613,131 @@ fn import(rows: usize, partners: usize, batch: usize) -> Result<()> {
         took.as_secs_f64(),
         rows as f64 / took.as_secs_f64()
     );
+    Ok(())
+}
+
+/// The cost of script hooks: a guard over a deal called with the input the engine builds
+/// (the conversion of the deal into the script's value included), the time `loop {}` runs
+/// before its limit stops it, and the compilation of 100 scripts.
+fn script(calls: usize) -> Result<()> {
+    use crmkit_core::model::{Partner, PartnerRole, Role, User};
+    use crmkit_core::process::{CallLimits, Handler, HookInput, HookPoint, ScriptSettings, Subject};
+    use crmkit_core::values::{Currency, Money};
+    use crmkit_rhai::{ScriptHandler, ScriptHost};
+
+    let tmp = tempfile::tempdir()?;
+    let inst = Installation::init(&tmp.path().join("bench"), None, Arc::new(SystemClock))?;
+    let scripts = tmp.path().join("scripts");
+    std::fs::create_dir_all(&scripts)?;
+    std::fs::write(
+        scripts.join("guards.rhai"),
+        r#"
+// Big deals leave qualification only with an expected close date and a known source.
+fn check(ctx) {
+    let d = ctx.after;
+    if ctx.transition != () && d.amount > 1000000 {
+        if d.expected_close == () { return #{ reject: "a big deal needs an expected close date", field: "expected_close" }; }
+        if d.source == () { return #{ reject: "a big deal needs its source", field: "source" }; }
+    }
+    true
+}
+fn spin(ctx) { loop { } }
+"#,
+    )?;
+    let limits = ScriptSettings::default();
+    let host = Arc::new(ScriptHost::new(&scripts, &limits));
+    anyhow::ensure!(host.load_all().is_empty(), "the bench scripts compile");
+    let deal = inst.store().transact(None, |tx| {
+        let manager = tx.create(User::new("bench.manager", "Bench Manager", Role::Manager))?;
+        let partner = tx.create(Partner::new("ООО «Клиент»", PartnerRole::Client))?;
+        let mut d = Deal::new(
+            "Поставка",
+            partner.id,
+            "b2b_sale",
+            Some("qualification".into()),
+            manager.id,
+            Money::new(2_500_000.into(), Currency::RUB),
+        );
+        d.source = Some("website".into());
+        d.expected_close = crmkit_core::time::Timestamp::parse("2026-06-30T00:00:00Z").ok().map(|t| t.date());
+        tx.create(d)
+    })?;
+    let snapshot = inst.store().read()?;
+    let transition = crmkit_core::process::Transition {
+        how: crmkit_core::model::How::Manual,
+        from_stage: Some("qualification".into()),
+        to_stage: Some("needs_analysis".into()),
+        from_status: deal.status,
+        to_status: deal.status,
+        note: None,
+    };
+    let guard = ScriptHandler::new(
+        host.clone(),
+        "guards.rhai",
+        "check",
+        HookPoint::DealBeforeTransition,
+        CallLimits::default(),
+    );
+    let input = HookInput {
+        hook: HookPoint::DealBeforeTransition,
+        process_kind: Some("b2b_sale"),
+        entity: crmkit_core::model::EntityKind::Deal,
+        actor: None,
+        before: Some(Subject::Deal(&deal)),
+        after: Some(Subject::Deal(&deal)),
+        transition: Some(&transition),
+        task: None,
+        depth: 0,
+        view: &snapshot,
+    };
+    say!("crmkit bench script: a guard over a deal, {calls} calls");
+    for _ in 0..1000 {
+        guard.call(&input).map_err(|f| anyhow::anyhow!("{}", f.0))?;
+    }
+    let mut times = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let t = Instant::now();
+        let answer = guard.call(&input).map_err(|f| anyhow::anyhow!("{}", f.0))?;
+        times.push(t.elapsed());
+        std::hint::black_box(answer);
+    }
+    let p99 = percentile(&mut times, 0.99);
+    say!(
+        "guard call with its input converted: median {:.2} µs, p99 {:.2} µs",
+        median(times).as_secs_f64() * 1e6,
+        p99.as_secs_f64() * 1e6
+    );
+
+    let mut stops = Vec::new();
+    for _ in 0..11 {
+        let t = Instant::now();
+        let e = host.call("guards.rhai", "spin", vec![rhai::Dynamic::UNIT], CallLimits::default());
+        stops.push(t.elapsed());
+        anyhow::ensure!(e.is_err(), "loop {{}} was not stopped");
+    }
+    let worst = *stops.iter().max().expect("runs");
+    say!(
+        "loop {{}} stopped after: median {:.1} ms, worst {:.1} ms of 11 (scripting.timeout_ms = {})",
+        median(stops).as_secs_f64() * 1e3,
+        worst.as_secs_f64() * 1e3,
+        limits.timeout_ms
+    );
+
+    let many = tmp.path().join("many");
+    std::fs::create_dir_all(&many)?;
+    for i in 0..100 {
+        let mut text = format!("// Script {i}: a guard and a scoring function.\n");
+        text.push_str("fn check(ctx) {\n    let d = ctx.after;\n    if d.amount > 1000000 && d.expected_close == () { return `deal ${d.title} needs a date`; }\n    true\n}\n");
+        text.push_str("fn score(ctx) {\n    let s = 0;\n    for x in ctx.after.checklist { s += 1; }\n    if ctx.after.source == \"referral\" { s += 10; }\n    switch ctx.after.stage { \"proposal\" => s += 5, \"negotiation\" => s += 8, _ => {} }\n    s\n}\n");
+        std::fs::write(many.join(format!("s{i:03}.rhai")), text)?;
+    }
+    let mut loads = Vec::new();
+    for _ in 0..5 {
+        let h = ScriptHost::new(&many, &limits);
+        let t = Instant::now();
+        anyhow::ensure!(h.load_all().is_empty(), "the 100 scripts compile");
+        loads.push(t.elapsed());
+    }
+    say!("compiling 100 scripts: median {:.1} ms of 5", median(loads).as_secs_f64() * 1e3);
     Ok(())
 }

@@ -23,6 +23,7 @@ mod attachments;
 mod bench;
 mod dossier;
 mod graph;
+mod script;
 mod transfer;
 
 use std::path::{Path, PathBuf};
@@ -206,6 +207,11 @@ enum Command {
         #[arg(long = "as", value_name = "LOGIN")]
         actor: Option<String>,
     },
+    /// Check and try out the installation's Rhai scripts.
+    Script {
+        #[command(subcommand)]
+        what: script::What,
+    },
     /// Import rows from a CSV or JSONL file: each row's external key makes re-running the
     /// file update rather than duplicate; bad rows are skipped and listed in
     /// FILE.errors.csv next to the input.
@@ -294,6 +300,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Stats { dir, format } => stats(&dir, format),
         Command::Bench { what } => bench::run(what),
+        Command::Script { what } => script::run(what),
         Command::Import { dir, entity, file, format, map, delimiter, batch, atomic, dry_run, as_user } => {
             transfer::import(transfer::ImportArgs {
                 dir,
@@ -426,6 +433,8 @@ fn check(dir: &Path) -> Result<()> {
         stats.schema_version,
         stats.stage_history_steps
     );
+    let (scripts, bound) = script::check_installation(&inst)?;
+    say!("scripts: ok ({scripts} compiled, {bound} bindings to script functions checked)");
     let mut missing = Vec::new();
     for kind in &s.process_kinds {
         let guidance = kind.guidance.iter().chain(kind.stages.iter().flat_map(|st| st.guidance.iter()));
@@ -444,16 +453,12 @@ fn check(dir: &Path) -> Result<()> {
         }
         bail!("{} guidance file(s) missing in {}", missing.len(), dir.display());
     }
-    if !s.hooks.is_empty() {
-        say!(
-            "hooks: {} binding(s); their handlers are registered by the embedding program (scripts and plugins once their runtimes exist)",
-            s.hooks.len()
-        );
+    let native = s.hooks.iter().filter(|b| !crmkit_rhai::is_script_handler(&b.handler)).count();
+    if native > 0 {
+        say!("hooks: {native} binding(s) to handlers the embedding program registers");
     }
-    for sub in ["scripts", "plugins"] {
-        let n = std::fs::read_dir(dir.join(sub)).map(|d| d.count()).unwrap_or(0);
-        say!("{sub}/: {n} file(s) (checked once their runtimes exist)");
-    }
+    let plugins = std::fs::read_dir(dir.join("plugins")).map(|d| d.count()).unwrap_or(0);
+    say!("plugins/: {plugins} file(s) (checked once the plugin runtime exists)");
     Ok(())
 }
 

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use crmkit_core::model::EntityKind;
-use crmkit_core::process::{Engine, Hooks};
 use crmkit_core::store::Reader;
 use crmkit_core::time::SystemClock;
 use crmkit_core::transfer::{self, csv, Format, ImportOptions, Importer, Mapping, Report};
@@ -83,7 +82,7 @@ pub fn import(a: ImportArgs) -> Result<()> {
         }
         None => None,
     };
-    let engine = Engine::with_config(inst.settings(), Hooks::default())?;
+    let engine = crate::script::engine(&inst)?;
     let mut opts = ImportOptions::new(kind, format);
     opts.mapping = mapping;
     opts.delimiter = delimiter(a.delimiter)?;

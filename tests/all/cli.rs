@@ -494,3 +494,25 @@ fn import_reports_bad_rows_next_to_the_file_and_export_reads_back() {
     let out = fails(&["import", site.dir(), "--entity", "leads", &broken]);
     assert!(out.contains("\"leads\" is not an entity"), "{out}");
 }
+
+#[test]
+fn scripts_are_checked_and_run_from_the_command_line() {
+    let site = Site::new(|c| c);
+    let out = ok(&["check", site.dir()]);
+    assert!(out.contains("scripts: ok (4 compiled, 3 bindings to script functions checked)"), "{out}");
+    let out = ok(&["script", "check", site.dir()]);
+    assert!(out.contains("4 scripts compiled"), "{out}");
+    // A dry run of the route script against the installation: a client with no won deals.
+    let p = site.partner("Альфа", PartnerRole::Client);
+    let input =
+        site.file("ctx.json", format!("{{\"after\": {{\"amount\": 2000000, \"partner\": \"{p}\"}}}}").as_bytes());
+    let out = ok(&["script", "run", site.dir(), "stages/routes.rhai", "approval_for_new_clients", "--input", &input]);
+    assert_eq!(out.trim(), "\"approval\"");
+    // A broken script: both checks name the file, line and column, and fail.
+    let guards = site.dir.join("scripts/stages/guards.rhai");
+    std::fs::write(&guards, "fn quote_before_leaving_proposal(ctx) {\n    let t = ;\n}\n").unwrap();
+    let out = fails(&["script", "check", site.dir()]);
+    assert!(out.contains("scripts/stages/guards.rhai:2:13"), "{out}");
+    let out = fails(&["check", site.dir()]);
+    assert!(out.contains("scripts/stages/guards.rhai:2:13"), "{out}");
+}

@@ -9,6 +9,7 @@ mod golden;
 mod graph;
 mod index_model;
 mod process;
+mod scripting;
 mod store;
 mod transfer;
 mod validation;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 
 use super::condition::field_is_set;
-use super::hooks::{Action, Answer, HookInput, HookPoint, Hooks, Subject, Transition};
+use super::hooks::{Action, Answer, HookInput, HookPoint, Hooks, Subject, Transition, View};
 use super::spec::{Assignee, Mode, ProcessKindSpec, StageSpec};
 use crate::config::Settings;
 use crate::id::{DealId, PartnerId, TaskId, TypedId, UserId};
@@ -339,8 +339,10 @@ impl Cx<'_> {
         Ok(deal)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn input<'a>(
         &'a self,
+        view: &'a dyn View,
         hook: HookPoint,
         kind: Option<&'a str>,
         entity: EntityKind,
@@ -358,6 +360,7 @@ impl Cx<'_> {
             transition,
             task: None,
             depth: self.depth,
+            view,
         }
     }
 
@@ -433,7 +436,7 @@ impl Cx<'_> {
         }
         if self.hooks.any(HookPoint::EntityBeforeSave, None) {
             let after = subject(&entity);
-            self.guard(&self.input(HookPoint::EntityBeforeSave, None, E::KIND, None, Some(after), None))?;
+            self.guard(&self.input(&*tx, HookPoint::EntityBeforeSave, None, E::KIND, None, Some(after), None))?;
         }
         let e = tx.create(entity)?;
         if let Some(it) = (&e as &dyn std::any::Any).downcast_ref::<Interaction>() {
@@ -444,6 +447,7 @@ impl Cx<'_> {
             let kind = deal.as_ref().map(|d| d.kind.as_str());
             if self.hooks.any(HookPoint::InteractionAfterCreate, kind) {
                 let input = self.input(
+                    &*tx,
                     HookPoint::InteractionAfterCreate,
                     kind,
                     EntityKind::Interaction,
@@ -466,6 +470,7 @@ impl Cx<'_> {
         if self.hooks.any(HookPoint::EntityBeforeSave, pkind.as_deref()) {
             let before: E = tx.load(entity.id())?;
             let input = self.input(
+                &*tx,
                 HookPoint::EntityBeforeSave,
                 pkind.as_deref(),
                 E::KIND,
@@ -511,7 +516,8 @@ impl Cx<'_> {
         deal.history_steps = 1;
         for point in [HookPoint::DealBeforeCreate, HookPoint::EntityBeforeSave] {
             if self.hooks.any(point, Some(&kind.id)) {
-                let input = self.input(point, Some(&kind.id), EntityKind::Deal, None, Some(Subject::Deal(&deal)), None);
+                let input =
+                    self.input(&*tx, point, Some(&kind.id), EntityKind::Deal, None, Some(Subject::Deal(&deal)), None);
                 self.guard(&input)?;
             }
         }
@@ -640,7 +646,7 @@ impl Cx<'_> {
         }
         let point = HookPoint::DealRoute;
         for (name, handler) in self.hooks.bound_at(point, Some(&kind.id)) {
-            let input = self.input(point, Some(&kind.id), EntityKind::Deal, None, Some(Subject::Deal(deal)), None);
+            let input = self.input(tx, point, Some(&kind.id), EntityKind::Deal, None, Some(Subject::Deal(deal)), None);
             match handler.call(&input) {
                 Ok(Answer::Stage(None)) => {}
                 Ok(Answer::Stage(Some(s))) if from.to.contains(&s) && s != from.id => return Ok(s),
@@ -850,6 +856,7 @@ impl Cx<'_> {
         for point in guards {
             if self.hooks.any(*point, Some(&kind.id)) {
                 let input = self.input(
+                    &*tx,
                     *point,
                     Some(&kind.id),
                     EntityKind::Deal,
@@ -876,6 +883,7 @@ impl Cx<'_> {
             let meta = (new.version, new.updated_at, new.updated_by);
             (new.version, new.updated_at, new.updated_by) = (old.version + 1, now, tx.actor());
             let input = self.input(
+                &*tx,
                 point,
                 Some(&kind.id),
                 EntityKind::Deal,
@@ -897,6 +905,7 @@ impl Cx<'_> {
         }
         if merged && self.hooks.any(HookPoint::EntityBeforeSave, Some(&kind.id)) {
             let input = self.input(
+                &*tx,
                 HookPoint::EntityBeforeSave,
                 Some(&kind.id),
                 EntityKind::Deal,
@@ -1008,7 +1017,7 @@ impl Cx<'_> {
                 let point = HookPoint::TaskAssignee;
                 for (name, handler) in self.hooks.bound_at(point, Some(kind)) {
                     let mut input =
-                        self.input(point, Some(kind), EntityKind::Task, None, Some(Subject::Deal(deal)), None);
+                        self.input(tx, point, Some(kind), EntityKind::Task, None, Some(Subject::Deal(deal)), None);
                     input.task = Some(task);
                     match handler.call(&input) {
                         Ok(Answer::Assignee(None)) => {}
@@ -1077,6 +1086,7 @@ impl Cx<'_> {
             for point in [HookPoint::TaskBeforeComplete, HookPoint::EntityBeforeSave] {
                 if self.hooks.any(point, pkind.as_deref()) {
                     let input = self.input(
+                        &*tx,
                         point,
                         pkind.as_deref(),
                         EntityKind::Task,
@@ -1091,6 +1101,7 @@ impl Cx<'_> {
         let task = tx.as_engine(|tx| tx.update(new))?;
         if status == TaskStatus::Done && self.hooks.any(HookPoint::TaskAfterComplete, pkind.as_deref()) {
             let input = self.input(
+                &*tx,
                 HookPoint::TaskAfterComplete,
                 pkind.as_deref(),
                 EntityKind::Task,

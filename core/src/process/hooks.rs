@@ -18,9 +18,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::spec::HookBinding;
+use crate::id::{DealId, PartnerId, TypedId, UserId};
 use crate::model::{
-    ContactPerson, Counterparty, Deal, DealStatus, Document, EntityKind, How, Interaction, Partner, Task, User,
+    ContactPerson, Counterparty, Deal, DealStatus, Document, EntityKind, How, Interaction, Partner, Role, StageChange,
+    Task, User,
 };
+use crate::store::{Index, Reader};
 use crate::{Error, Result};
 
 macro_rules! hook_points {
@@ -110,8 +113,74 @@ pub struct Transition {
     pub note: Option<String>,
 }
 
+/// What a handler may read besides its input: the store as the write being decided sees
+/// it. Object-safe, so scripts and plugins reach it through their host functions.
+pub trait View {
+    /// A partner.
+    fn partner(&self, id: PartnerId) -> Result<Option<Partner>>;
+    /// A deal.
+    fn deal(&self, id: DealId) -> Result<Option<Deal>>;
+    /// A user.
+    fn user(&self, id: UserId) -> Result<Option<User>>;
+    /// The deals of a partner, oldest first.
+    fn deals_of(&self, partner: PartnerId) -> Result<Vec<Deal>>;
+    /// A deal's stage history, step by step.
+    fn history(&self, deal: DealId) -> Result<Vec<StageChange>>;
+    /// A deal's interactions, oldest first.
+    fn interactions(&self, deal: DealId) -> Result<Vec<Interaction>>;
+    /// A deal's documents, oldest first.
+    fn documents(&self, deal: DealId) -> Result<Vec<Document>>;
+    /// The active users with a role.
+    fn users_with_role(&self, role: Role) -> Result<Vec<User>>;
+    /// How many open tasks a user has.
+    fn open_tasks(&self, user: UserId) -> Result<usize>;
+    /// The user with a login.
+    fn user_with_login(&self, login: &str) -> Result<Option<User>>;
+}
+
+impl<R: Reader> View for R {
+    fn partner(&self, id: PartnerId) -> Result<Option<Partner>> {
+        self.get(id)
+    }
+    fn deal(&self, id: DealId) -> Result<Option<Deal>> {
+        self.get(id)
+    }
+    fn user(&self, id: UserId) -> Result<Option<User>> {
+        self.get(id)
+    }
+    fn deals_of(&self, partner: PartnerId) -> Result<Vec<Deal>> {
+        self.find(Index::DealByPartner, &partner.raw().to_bytes(), None, usize::MAX)
+    }
+    fn history(&self, deal: DealId) -> Result<Vec<StageChange>> {
+        self.stage_history(deal)
+    }
+    fn interactions(&self, deal: DealId) -> Result<Vec<Interaction>> {
+        self.find(Index::InteractionByDeal, &deal.raw().to_bytes(), None, usize::MAX)
+    }
+    fn documents(&self, deal: DealId) -> Result<Vec<Document>> {
+        self.find(Index::DocumentByDeal, &deal.raw().to_bytes(), None, usize::MAX)
+    }
+    fn users_with_role(&self, role: Role) -> Result<Vec<User>> {
+        let mut out = Vec::new();
+        self.for_each::<User>(|u| {
+            if u.active && u.roles.contains(&role) {
+                out.push(u);
+            }
+            true
+        })?;
+        Ok(out)
+    }
+    fn user_with_login(&self, login: &str) -> Result<Option<User>> {
+        Reader::user_by_login(self, login)
+    }
+    fn open_tasks(&self, user: UserId) -> Result<usize> {
+        let prefix = crate::model::task_executor_prefix(user, crate::model::TaskStatus::Open);
+        Ok(self.ids_by(Index::TaskByExecutor, &prefix, None, usize::MAX)?.len())
+    }
+}
+
 /// What a handler is called with.
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub struct HookInput<'a> {
     pub hook: HookPoint,
     /// The deal's process kind, when the hook concerns a deal or one of its tasks.
@@ -129,6 +198,25 @@ pub struct HookInput<'a> {
     pub task: Option<&'a Task>,
     /// How many reactions deep this call is (0: a direct request).
     pub depth: u32,
+    /// The store as the write being decided sees it.
+    #[serde(skip)]
+    pub view: &'a dyn View,
+}
+
+impl fmt::Debug for HookInput<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HookInput")
+            .field("hook", &self.hook)
+            .field("process_kind", &self.process_kind)
+            .field("entity", &self.entity)
+            .field("actor", &self.actor.map(|a| &a.login))
+            .field("before", &self.before)
+            .field("after", &self.after)
+            .field("transition", &self.transition)
+            .field("task", &self.task)
+            .field("depth", &self.depth)
+            .finish()
+    }
 }
 
 /// What a handler answers.

@@ -8,8 +8,9 @@ mod monitor;
 pub mod spec;
 
 pub use engine::{Engine, ImportStep, Outcome};
-pub use hooks::{Action, Answer, Fault, Handler, HookInput, HookKind, HookPoint, Hooks, Subject, Transition};
+pub use hooks::{Action, Answer, Fault, Handler, HookInput, HookKind, HookPoint, Hooks, Subject, Transition, View};
 pub use monitor::{sla_breaches, SlaBreach};
 pub use spec::{
-    Assignee, Guidance, HookBinding, Mode, ProcessKindSpec, ProcessSettings, Route, StageSpec, TaskTemplate,
+    Assignee, CallLimits, Guidance, HookBinding, Mode, ProcessKindSpec, ProcessSettings, Route, ScriptSettings,
+    StageSpec, TaskTemplate,
 };

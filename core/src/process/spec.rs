@@ -160,6 +160,52 @@ pub struct HookBinding {
     pub point: HookPoint,
     pub handler: String,
     pub kinds: Vec<String>,
+    /// Limits of this binding's calls where they differ from `[scripting]` (scripts and
+    /// plugins; native handlers have none).
+    pub limits: CallLimits,
+}
+
+/// Per-call limits a binding may tighten or loosen: `None` keeps the installation's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CallLimits {
+    /// Wall-clock time a call may take, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Operations (statements, expressions, calls) a call may run.
+    pub max_operations: Option<u64>,
+}
+
+/// Limits of scripts and plugins for the whole installation (`[scripting]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ScriptSettings {
+    /// Wall-clock time a call may take, in milliseconds.
+    pub timeout_ms: u64,
+    /// Operations a call may run.
+    pub max_operations: u64,
+    /// Nested function calls.
+    pub max_call_depth: usize,
+    /// Nested expressions (in statements; functions get half).
+    pub max_expr_depth: usize,
+    /// The longest string, in bytes.
+    pub max_string_size: usize,
+    pub max_array_size: usize,
+    pub max_map_size: usize,
+    /// Whether scripts may `import` other scripts (from `scripts/` only).
+    pub imports: bool,
+}
+
+impl Default for ScriptSettings {
+    fn default() -> Self {
+        ScriptSettings {
+            timeout_ms: 20,
+            max_operations: 1_000_000,
+            max_call_depth: 48,
+            max_expr_depth: 64,
+            max_string_size: 1 << 20,
+            max_array_size: 100_000,
+            max_map_size: 10_000,
+            imports: true,
+        }
+    }
 }
 
 /// Parses a duration written as `30m`, `4h`, `2d` or `1w`, in milliseconds.

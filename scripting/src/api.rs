@@ -1,0 +1,305 @@
+//! What a script sees and answers: the hook's input as Rhai values (a deal as a typed value
+//! with a getter per field, other entities as object maps), and the answers it may give.
+
+use crmkit_core::model::{CustomFields, CustomValue, Deal, Role};
+use crmkit_core::process::{Action, Answer, HookInput, HookKind, HookPoint, Subject, Transition, View};
+use std::cell::RefCell;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+
+use rhai::{Dynamic, Engine, Map};
+
+/// The functions that read the store.
+pub const STORE_FUNCTIONS: [&str; 8] =
+    ["partner(", "deal(", "deals_of(", "history(", "interactions(", "documents(", "users_with_role(", "open_tasks("];
+
+/// A read a script asks of the store.
+pub enum Ask {
+    Partner(String),
+    Deal(String),
+    DealsOf(String),
+    History(String),
+    Interactions(String),
+    Documents(String),
+    UsersWithRole(String),
+    OpenTasks(String),
+}
+
+/// The answer to an [`Ask`].
+pub type Reply = Result<Dynamic, String>;
+
+type Link = (Sender<Ask>, Receiver<Reply>);
+
+thread_local! {
+    /// Where this thread's script sends its reads.
+    static LINK: RefCell<Option<Link>> = const { RefCell::new(None) };
+}
+
+/// Connects this thread's script to the thread that answers its reads (`None`: none).
+pub fn connect(link: Option<Link>) {
+    LINK.with(|l| *l.borrow_mut() = link);
+}
+
+fn ask(function: &str, question: Ask) -> Result<Dynamic, Box<rhai::EvalAltResult>> {
+    LINK.with(|l| match &*l.borrow() {
+        Some((send, receive)) => {
+            send.send(question).map_err(|_| format!("{function}(): the store went away"))?;
+            receive.recv().map_err(|_| format!("{function}(): the store went away"))?.map_err(Into::into)
+        }
+        None => Err(format!("{function}(): the store is not open to this call").into()),
+    })
+}
+
+fn id<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, String> {
+    s.parse().map_err(|_| format!("\"{s}\" is not a {what} id"))
+}
+
+fn dynamic<T: serde::Serialize>(v: &T) -> Reply {
+    rhai::serde::to_dynamic(v).map_err(|e| e.to_string())
+}
+
+fn deals(v: Vec<Deal>) -> Dynamic {
+    v.into_iter().map(|d| Dynamic::from(Arc::new(d))).collect::<rhai::Array>().into()
+}
+
+/// Answers a script's read from `view`, on the thread that holds it.
+pub fn answer_read(view: &dyn View, question: Ask) -> Reply {
+    let err = |e: crmkit_core::Error| e.to_string();
+    match question {
+        Ask::Partner(p) => match view.partner(id("partner", &p)?).map_err(err)? {
+            Some(p) => dynamic(&p),
+            None => Ok(Dynamic::UNIT),
+        },
+        Ask::Deal(d) => {
+            Ok(view.deal(id("deal", &d)?).map_err(err)?.map_or(Dynamic::UNIT, |d| Dynamic::from(Arc::new(d))))
+        }
+        Ask::DealsOf(p) => Ok(deals(view.deals_of(id("partner", &p)?).map_err(err)?)),
+        Ask::History(d) => dynamic(&view.history(id("deal", &d)?).map_err(err)?),
+        Ask::Interactions(d) => dynamic(&view.interactions(id("deal", &d)?).map_err(err)?),
+        Ask::Documents(d) => dynamic(&view.documents(id("deal", &d)?).map_err(err)?),
+        Ask::OpenTasks(login) => {
+            let user = view
+                .user_with_login(&login)
+                .map_err(err)?
+                .ok_or_else(|| format!("no user has the login \"{login}\""))?;
+            Ok(Dynamic::from_int(view.open_tasks(user.id).map_err(err)? as i64))
+        }
+        Ask::UsersWithRole(r) => {
+            let role: Role = serde_json::from_value(serde_json::Value::String(r.clone()))
+                .map_err(|_| format!("\"{r}\" is not a role"))?;
+            dynamic(&view.users_with_role(role).map_err(err)?)
+        }
+    }
+}
+
+/// Registers the types and functions scripts use.
+pub fn register(engine: &mut Engine) {
+    engine.register_fn("partner", |id: &str| ask("partner", Ask::Partner(id.into())));
+    engine.register_fn("deal", |id: &str| ask("deal", Ask::Deal(id.into())));
+    engine.register_fn("deals_of", |partner: &str| ask("deals_of", Ask::DealsOf(partner.into())));
+    engine.register_fn("history", |deal: &str| ask("history", Ask::History(deal.into())));
+    engine.register_fn("history", |deal: &mut Arc<Deal>| ask("history", Ask::History(deal.id.to_string())));
+    engine.register_fn("interactions", |deal: &str| ask("interactions", Ask::Interactions(deal.into())));
+    engine.register_fn("interactions", |deal: &mut Arc<Deal>| {
+        ask("interactions", Ask::Interactions(deal.id.to_string()))
+    });
+    engine.register_fn("documents", |deal: &str| ask("documents", Ask::Documents(deal.into())));
+    engine.register_fn("documents", |deal: &mut Arc<Deal>| ask("documents", Ask::Documents(deal.id.to_string())));
+    engine.register_fn("users_with_role", |role: &str| ask("users_with_role", Ask::UsersWithRole(role.into())));
+    engine.register_fn("open_tasks", |login: &str| ask("open_tasks", Ask::OpenTasks(login.into())));
+    // A deal is shared, not copied, between the values that hold it.
+    engine.register_type_with_name::<Arc<Deal>>("Deal");
+    macro_rules! text {
+        ($($name:ident),*) => {$(
+            engine.register_get(stringify!($name), |d: &mut Arc<Deal>| -> Dynamic { d.$name.clone().into() });
+        )*};
+    }
+    macro_rules! optional {
+        ($($name:ident),*) => {$(
+            engine.register_get(stringify!($name), |d: &mut Arc<Deal>| -> Dynamic {
+                d.$name.as_ref().map_or(Dynamic::UNIT, |v| v.to_string().into())
+            });
+        )*};
+    }
+    text!(title, kind, comment);
+    optional!(stage, source, loss_reason, counterparty, competitor, expected_close, closed_at, stage_entered_at);
+    engine.register_get("id", |d: &mut Arc<Deal>| -> Dynamic { d.id.to_string().into() });
+    engine.register_get("partner", |d: &mut Arc<Deal>| -> Dynamic { d.partner.to_string().into() });
+    engine.register_get("manager", |d: &mut Arc<Deal>| -> Dynamic { d.manager.to_string().into() });
+    engine.register_get("status", |d: &mut Arc<Deal>| -> Dynamic { d.status.name().into() });
+    engine.register_get("amount", |d: &mut Arc<Deal>| -> Dynamic { Dynamic::from_decimal(d.amount.amount) });
+    engine.register_get("currency", |d: &mut Arc<Deal>| -> Dynamic { d.amount.currency.to_string().into() });
+    engine.register_get("probability", |d: &mut Arc<Deal>| -> Dynamic {
+        d.probability.map_or(Dynamic::UNIT, |p| Dynamic::from_int(p.into()))
+    });
+    engine.register_get("checklist", |d: &mut Arc<Deal>| -> Dynamic {
+        d.checklist.iter().map(|c| Dynamic::from(c.clone())).collect::<rhai::Array>().into()
+    });
+    engine.register_get("custom", |d: &mut Arc<Deal>| -> Dynamic { custom(&d.custom).into() });
+    engine.register_fn("to_string", |d: &mut Arc<Deal>| format!("deal {} \"{}\"", d.id, d.title));
+    register_context(engine);
+
+    // Dates are `YYYY-MM-DD` text; times RFC 3339.
+    engine.register_fn("days_between", |from: &str, to: &str| -> Result<i64, Box<rhai::EvalAltResult>> {
+        Ok((date(to)? - date(from)?).num_days())
+    });
+    engine.register_fn("add_days", |day: &str, n: i64| -> Result<String, Box<rhai::EvalAltResult>> {
+        Ok((date(day)? + chrono::Duration::days(n)).to_string())
+    });
+    // The sequence number of an id: which came first, whatever the clock said.
+    engine.register_fn("sequence", |id: &str| -> Result<i64, Box<rhai::EvalAltResult>> {
+        let raw: crmkit_core::id::RawId = id.parse().map_err(|_| format!("\"{id}\" is not an id"))?;
+        let bytes = raw.to_bytes();
+        let mut low = [0u8; 8];
+        low.copy_from_slice(&bytes[8..]);
+        Ok((u64::from_be_bytes(low) & (i64::MAX as u64)) as i64)
+    });
+    engine.register_fn("log", |level: &str, message: &str| {
+        eprintln!("script {level}: {message}");
+    });
+}
+
+fn date(s: &str) -> Result<chrono::NaiveDate, Box<rhai::EvalAltResult>> {
+    let day = s.get(..10).unwrap_or(s);
+    chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+        .map_err(|_| format!("\"{s}\" is not a date like 2026-03-01").into())
+}
+
+/// Custom values as plain script values: text, decimals, booleans; money as a map.
+fn custom(values: &CustomFields) -> Map {
+    values
+        .iter()
+        .map(|(k, v)| {
+            let v: Dynamic = match v {
+                CustomValue::String(s) | CustomValue::Enum(s) => s.clone().into(),
+                CustomValue::Number(n) => Dynamic::from_decimal(*n),
+                CustomValue::Money(m) => {
+                    let mut map = Map::new();
+                    map.insert("amount".into(), Dynamic::from_decimal(m.amount));
+                    map.insert("currency".into(), m.currency.to_string().into());
+                    map.into()
+                }
+                CustomValue::Date(d) => d.to_string().into(),
+                CustomValue::Bool(b) => (*b).into(),
+                CustomValue::Ref(id) => id.to_string().into(),
+            };
+            (k.as_str().into(), v)
+        })
+        .collect()
+}
+
+fn subject(s: &Subject<'_>) -> Result<Dynamic, String> {
+    Ok(match s {
+        Subject::Deal(d) => Dynamic::from(Arc::new((*d).clone())),
+        other => rhai::serde::to_dynamic(other).map_err(|e| e.to_string())?,
+    })
+}
+
+/// The `ctx` a script function is called with: a value with a getter per part, so that
+/// nothing is built for the parts a script does not read.
+#[derive(Clone)]
+pub struct Ctx {
+    hook: &'static str,
+    kind: Dynamic,
+    entity: &'static str,
+    actor: Dynamic,
+    before: Dynamic,
+    after: Dynamic,
+    transition: Dynamic,
+    task: Dynamic,
+    depth: i64,
+}
+
+/// Registers `Ctx` and `Transition` with their getters.
+fn register_context(engine: &mut Engine) {
+    engine.register_type_with_name::<Ctx>("Ctx");
+    engine.register_get("hook", |c: &mut Ctx| -> Dynamic { c.hook.into() });
+    engine.register_get("kind", |c: &mut Ctx| c.kind.clone());
+    engine.register_get("entity", |c: &mut Ctx| -> Dynamic { c.entity.into() });
+    engine.register_get("actor", |c: &mut Ctx| c.actor.clone());
+    engine.register_get("before", |c: &mut Ctx| c.before.clone());
+    engine.register_get("after", |c: &mut Ctx| c.after.clone());
+    engine.register_get("transition", |c: &mut Ctx| c.transition.clone());
+    engine.register_get("task", |c: &mut Ctx| c.task.clone());
+    engine.register_get("depth", |c: &mut Ctx| c.depth);
+    engine.register_type_with_name::<Arc<Transition>>("Transition");
+    let text = |v: &Option<String>| v.as_ref().map_or(Dynamic::UNIT, |s| s.clone().into());
+    engine.register_get("how", |t: &mut Arc<Transition>| -> Dynamic { t.how.name().into() });
+    engine.register_get("from_stage", move |t: &mut Arc<Transition>| text(&t.from_stage));
+    engine.register_get("to_stage", move |t: &mut Arc<Transition>| text(&t.to_stage));
+    engine.register_get("from_status", |t: &mut Arc<Transition>| -> Dynamic { t.from_status.name().into() });
+    engine.register_get("to_status", |t: &mut Arc<Transition>| -> Dynamic { t.to_status.name().into() });
+    engine.register_get("note", move |t: &mut Arc<Transition>| text(&t.note));
+}
+
+/// The `ctx` of a call with `input`.
+pub fn context(input: &HookInput<'_>) -> Result<Dynamic, String> {
+    let json = |v: Option<Result<Dynamic, String>>| v.transpose().map(|d| d.unwrap_or(Dynamic::UNIT));
+    let ctx = Ctx {
+        hook: input.hook.name(),
+        kind: input.process_kind.map_or(Dynamic::UNIT, |k| k.to_string().into()),
+        entity: input.entity.name(),
+        actor: json(input.actor.map(|a| rhai::serde::to_dynamic(a).map_err(|e| e.to_string())))?,
+        before: json(input.before.as_ref().map(subject))?,
+        after: json(input.after.as_ref().map(subject))?,
+        transition: input.transition.map_or(Dynamic::UNIT, |t| Dynamic::from(Arc::new(t.clone()))),
+        task: json(input.task.map(|t| rhai::serde::to_dynamic(t).map_err(|e| e.to_string())))?,
+        depth: input.depth.into(),
+    };
+    Ok(Dynamic::from(ctx))
+}
+
+/// What a script's return value means at `point`; an error says what was expected.
+pub fn answer(point: HookPoint, value: Dynamic) -> Result<Answer, String> {
+    let got = value.type_name();
+    match point.kind() {
+        HookKind::Guard => {
+            if value.is_unit() {
+                return Ok(Answer::Allow);
+            }
+            if let Some(b) = value.clone().try_cast::<bool>() {
+                return Ok(if b { Answer::Allow } else { Answer::Reject { message: "refused".into(), field: None } });
+            }
+            if value.is_string() {
+                return Ok(Answer::Reject { message: value.into_string().unwrap_or_default(), field: None });
+            }
+            if let Some(map) = value.try_cast::<Map>() {
+                if let Some(message) = map.get("reject") {
+                    let field = map.get("field").filter(|f| !f.is_unit()).map(|f| f.to_string());
+                    return Ok(Answer::Reject { message: message.to_string(), field });
+                }
+                if map.get("allow").and_then(|a| a.as_bool().ok()) == Some(true) {
+                    return Ok(Answer::Allow);
+                }
+            }
+            Err(format!(
+                "returned {got}; a guard answers true (allow), false or a message (reject), or #{{reject: \"…\", field: \"…\"}}"
+            ))
+        }
+        HookKind::Reaction => {
+            if value.is_unit() {
+                return Ok(Answer::Actions(Vec::new()));
+            }
+            if !value.is_array() {
+                return Err(format!("returned {got}; a reaction answers an array of actions (or nothing)"));
+            }
+            let actions: Vec<Action> = rhai::serde::from_dynamic(&value).map_err(|e| {
+                format!("returned actions that are not understood: {e} (an action is a map like #{{action: \"create_task\", title: \"…\"}})")
+            })?;
+            Ok(Answer::Actions(actions))
+        }
+        HookKind::Computation => {
+            let text = if value.is_unit() {
+                None
+            } else if value.is_string() {
+                Some(value.into_string().unwrap_or_default())
+            } else {
+                return Err(format!("returned {got}; {point} answers a name (text) or nothing for the default"));
+            };
+            Ok(match point {
+                HookPoint::TaskAssignee => Answer::Assignee(text),
+                _ => Answer::Stage(text),
+            })
+        }
+    }
+}

@@ -1,0 +1,409 @@
+//! The script host: one configured engine, the compiled scripts of an installation, and
+//! the calls of hook handlers into them under their limits.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Instant, SystemTime};
+
+use crmkit_core::config::Settings;
+use crmkit_core::process::{Answer, CallLimits, Fault, Handler, HookInput, HookPoint, Hooks, ScriptSettings, View};
+use rhai::module_resolvers::ModuleResolver;
+use rhai::{CallFnOptions, Dynamic, Engine, EvalAltResult, Module, Position, Scope, Shared, AST};
+
+/// A script that does not compile, a binding that does not fit, or a call that failed:
+/// where (file, line, column, function) and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScriptError {
+    /// The file, relative to `scripts/`.
+    pub file: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// The function called, for errors of a call.
+    pub function: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ScriptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "scripts/{}", self.file)?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+            if let Some(c) = self.column {
+                write!(f, ":{c}")?;
+            }
+        }
+        if let Some(func) = &self.function {
+            write!(f, ": in {func}()")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ScriptError {}
+
+impl ScriptError {
+    fn at(file: &str, pos: Position, function: Option<&str>, message: impl Into<String>) -> ScriptError {
+        ScriptError {
+            file: file.to_string(),
+            line: pos.line(),
+            column: pos.position(),
+            function: function.map(str::to_string),
+            message: message.into(),
+        }
+    }
+}
+
+/// The budget of the call running on this thread: checked on every operation.
+#[derive(Clone, Copy)]
+struct Budget {
+    deadline: Option<Instant>,
+    max_operations: u64,
+    timeout_ms: u64,
+}
+
+thread_local! {
+    static BUDGET: Cell<Budget> = const { Cell::new(Budget { deadline: None, max_operations: u64::MAX, timeout_ms: 0 }) };
+}
+
+/// Why a call was stopped, as the progress callback tells the engine.
+const OUT_OF_TIME: &str = "time";
+const OUT_OF_OPERATIONS: &str = "operations";
+
+struct Compiled {
+    ast: Arc<AST>,
+    modified: Option<SystemTime>,
+    /// Whether the script may read the store (it calls a store function or imports).
+    reads_store: bool,
+}
+
+/// One installation's scripts and the engine that runs them.
+pub struct ScriptHost {
+    engine: Engine,
+    dir: PathBuf,
+    limits: ScriptSettings,
+    scripts: RwLock<BTreeMap<String, Compiled>>,
+}
+
+impl fmt::Debug for ScriptHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScriptHost").field("dir", &self.dir).field("limits", &self.limits).finish()
+    }
+}
+
+/// `import` from `scripts/` only, or not at all.
+struct ScriptsOnly {
+    dir: Option<PathBuf>,
+}
+
+impl ModuleResolver for ScriptsOnly {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        _source: Option<&str>,
+        path: &str,
+        pos: Position,
+    ) -> Result<Shared<Module>, Box<EvalAltResult>> {
+        let refuse = |m: String| -> Box<EvalAltResult> { EvalAltResult::ErrorRuntime(m.into(), pos).into() };
+        let Some(dir) = &self.dir else {
+            return Err(refuse(format!("import \"{path}\": imports are off in this installation (scripting.imports)")));
+        };
+        let file = dir.join(format!("{path}.rhai"));
+        let inside = file.canonicalize().ok().filter(|f| f.starts_with(dir));
+        let Some(file) = inside else {
+            return Err(refuse(format!(
+                "import \"{path}\": only scripts inside the installation's scripts/ folder can be imported"
+            )));
+        };
+        let ast = engine.compile_file(file)?;
+        Ok(Module::eval_ast_as_new(Scope::new(), &ast, engine)?.into())
+    }
+}
+
+impl ScriptHost {
+    /// A host for the scripts in `dir`, under `limits`. Nothing is compiled yet.
+    pub fn new(dir: &Path, limits: &ScriptSettings) -> ScriptHost {
+        let mut engine = Engine::new();
+        engine.set_max_call_levels(limits.max_call_depth);
+        engine.set_max_expr_depths(limits.max_expr_depth, (limits.max_expr_depth / 2).max(1));
+        engine.set_max_string_size(limits.max_string_size);
+        engine.set_max_array_size(limits.max_array_size);
+        engine.set_max_map_size(limits.max_map_size);
+        engine.set_max_modules(64);
+        engine.disable_symbol("eval");
+        let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        engine.set_module_resolver(ScriptsOnly { dir: limits.imports.then_some(canonical) });
+        engine.on_print(|s| eprintln!("script: {s}"));
+        engine.on_debug(|s, source, pos| eprintln!("script {}:{pos}: {s}", source.unwrap_or("?")));
+        engine.on_progress(|ops| {
+            let b = BUDGET.with(Cell::get);
+            if ops > b.max_operations {
+                return Some(OUT_OF_OPERATIONS.into());
+            }
+            if ops & 255 == 0 {
+                if let Some(d) = b.deadline {
+                    if Instant::now() >= d {
+                        return Some(OUT_OF_TIME.into());
+                    }
+                }
+            }
+            None
+        });
+        crate::api::register(&mut engine);
+        ScriptHost { engine, dir: dir.to_path_buf(), limits: limits.clone(), scripts: RwLock::new(BTreeMap::new()) }
+    }
+
+    /// The folder the scripts are in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Every `.rhai` file below the folder, as names relative to it, sorted.
+    pub fn files(&self) -> Vec<String> {
+        fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
+            let Ok(entries) = std::fs::read_dir(dir) else { return };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, base, out);
+                } else if p.extension().is_some_and(|x| x == "rhai") {
+                    if let Ok(rel) = p.strip_prefix(base) {
+                        out.push(rel.to_string_lossy().replace('\\', "/"));
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.dir, &self.dir, &mut out);
+        out.sort();
+        out
+    }
+
+    /// Compiles every script; returns the errors (the scripts that compile are kept).
+    pub fn load_all(&self) -> Vec<ScriptError> {
+        self.files().iter().filter_map(|f| self.load(f).err()).collect()
+    }
+
+    /// Compiles the scripts whose files changed since they were compiled (and new ones).
+    /// A script that no longer compiles keeps its last good version; its error is returned.
+    pub fn reload_changed(&self) -> Vec<ScriptError> {
+        let mut errors = Vec::new();
+        for f in self.files() {
+            let modified = std::fs::metadata(self.dir.join(&f)).and_then(|m| m.modified()).ok();
+            let current = self.scripts.read().expect("not poisoned").get(&f).map(|c| c.modified);
+            if current.is_none_or(|m| m != modified || m.is_none()) {
+                if let Err(e) = self.load(&f) {
+                    errors.push(e);
+                }
+            }
+        }
+        errors
+    }
+
+    /// Compiles one script (a name relative to the folder) and keeps it.
+    pub fn load(&self, file: &str) -> Result<Arc<AST>, ScriptError> {
+        let path = self.dir.join(file);
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| ScriptError::at(file, Position::NONE, None, format!("cannot be read: {e}")))?;
+        let mut ast = self.engine.compile(&text).map_err(|e| {
+            let message = match e.err_type().to_string() {
+                m if m.contains("'eval'") => {
+                    "eval is not available to scripts: they run only the code of their files".to_string()
+                }
+                m => m,
+            };
+            ScriptError::at(file, e.position(), None, message)
+        })?;
+        ast.set_source(file);
+        let ast = Arc::new(ast);
+        let reads_store = text.contains("import") || crate::api::STORE_FUNCTIONS.iter().any(|f| text.contains(f));
+        let compiled = Compiled { ast: ast.clone(), modified, reads_store };
+        self.scripts.write().expect("not poisoned").insert(file.to_string(), compiled);
+        Ok(ast)
+    }
+
+    /// The compiled script, compiling it on first use.
+    fn script(&self, file: &str) -> Result<Arc<AST>, ScriptError> {
+        if let Some(c) = self.scripts.read().expect("not poisoned").get(file) {
+            return Ok(c.ast.clone());
+        }
+        self.load(file)
+    }
+
+    /// Checks that `file` defines `function` taking `arity` parameters.
+    pub fn check_function(&self, file: &str, function: &str, arity: usize) -> Result<(), ScriptError> {
+        let ast = self.script(file)?;
+        let found: Vec<usize> = ast.iter_functions().filter(|f| f.name == function).map(|f| f.params.len()).collect();
+        if found.contains(&arity) {
+            return Ok(());
+        }
+        let message = if found.is_empty() {
+            let defined: Vec<String> =
+                ast.iter_functions().map(|f| format!("{}({})", f.name, f.params.join(", "))).collect();
+            format!(
+                "defines no function {function}; it defines {}",
+                if defined.is_empty() { "none".to_string() } else { defined.join(", ") }
+            )
+        } else {
+            format!("{function} takes {} parameter(s); a hook handler takes {arity} (ctx)", found[0])
+        };
+        Err(ScriptError::at(file, Position::NONE, Some(function), message))
+    }
+
+    /// Calls `function` of `file` with `args` under the limits, the store functions of the
+    /// script reading `view`. A script that reads the store runs on a helper thread while
+    /// this one answers its reads, so that `view` (a write transaction, say) never leaves
+    /// the thread that holds it.
+    pub fn call_with(
+        &self,
+        view: &dyn View,
+        file: &str,
+        function: &str,
+        args: Vec<Dynamic>,
+        limits: CallLimits,
+    ) -> Result<Dynamic, ScriptError> {
+        self.script(file)?;
+        let reads_store = self.scripts.read().expect("not poisoned").get(file).is_some_and(|c| c.reads_store);
+        if !reads_store {
+            return self.call(file, function, args, limits);
+        }
+        let (ask, asked) = std::sync::mpsc::channel::<crate::api::Ask>();
+        let (reply, replies) = std::sync::mpsc::channel::<crate::api::Reply>();
+        std::thread::scope(|scope| {
+            let script = scope.spawn(move || {
+                crate::api::connect(Some((ask, replies)));
+                let result = self.call(file, function, args, limits);
+                crate::api::connect(None);
+                result
+            });
+            // The channel closes when the script's thread lets go of its end.
+            for question in asked {
+                if reply.send(crate::api::answer_read(view, question)).is_err() {
+                    break;
+                }
+            }
+            script.join().unwrap_or_else(|_| {
+                Err(ScriptError::at(file, Position::NONE, Some(function), "the script's thread panicked"))
+            })
+        })
+    }
+
+    /// Calls `function` of `file` with `args` under the installation's limits, changed by
+    /// `limits`; the script cannot read the store.
+    pub fn call(
+        &self,
+        file: &str,
+        function: &str,
+        args: Vec<Dynamic>,
+        limits: CallLimits,
+    ) -> Result<Dynamic, ScriptError> {
+        let ast = self.script(file)?;
+        let timeout_ms = limits.timeout_ms.unwrap_or(self.limits.timeout_ms);
+        let budget = Budget {
+            deadline: Some(Instant::now() + std::time::Duration::from_millis(timeout_ms)),
+            max_operations: limits.max_operations.unwrap_or(self.limits.max_operations),
+            timeout_ms,
+        };
+        let outer = BUDGET.with(|b| b.replace(budget));
+        let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
+        let result = self.engine.call_fn_with_options::<Dynamic>(options, &mut Scope::new(), &ast, function, args);
+        BUDGET.with(|b| b.set(outer));
+        result.map_err(|e| call_error(file, function, *e, budget))
+    }
+}
+
+/// A failed call as a [`ScriptError`]: the innermost error, where it happened.
+fn call_error(file: &str, function: &str, e: EvalAltResult, budget: Budget) -> ScriptError {
+    let mut err = e;
+    let mut inner_fn = function.to_string();
+    while let EvalAltResult::ErrorInFunctionCall(name, _, inner, _) = err {
+        inner_fn = name;
+        err = *inner;
+    }
+    let pos = err.position();
+    let message = match &err {
+        EvalAltResult::ErrorTerminated(why, _) if why.to_string() == OUT_OF_TIME => {
+            format!(
+                "stopped after {} ms, the limit (scripting.timeout_ms or the binding's timeout_ms)",
+                budget.timeout_ms
+            )
+        }
+        EvalAltResult::ErrorTerminated(why, _) if why.to_string() == OUT_OF_OPERATIONS => format!(
+            "stopped after {} operations, the limit (scripting.max_operations or the binding's max_operations)",
+            budget.max_operations
+        ),
+        EvalAltResult::ErrorStackOverflow(_) => {
+            "calls nested too deep (scripting.max_call_depth): runaway recursion?".to_string()
+        }
+        EvalAltResult::ErrorDataTooLarge(what, _) => {
+            format!("{what} grew past its limit (scripting.max_string_size, max_array_size, max_map_size)")
+        }
+        EvalAltResult::ErrorFunctionNotFound(sig, _) if sig.starts_with(function) && inner_fn == function => {
+            format!("defines no function {sig}")
+        }
+        other => other.to_string(),
+    };
+    ScriptError::at(file, pos, Some(&inner_fn), message)
+}
+
+/// Whether a handler name names a script function (`FILE.rhai::FUNCTION`).
+pub fn is_script_handler(name: &str) -> bool {
+    split_handler(name).is_some()
+}
+
+fn split_handler(name: &str) -> Option<(&str, &str)> {
+    let (file, function) = name.rsplit_once("::")?;
+    (file.ends_with(".rhai") && !function.is_empty()).then_some((file, function))
+}
+
+/// A hook handler that is a script function.
+pub struct ScriptHandler {
+    host: Arc<ScriptHost>,
+    file: String,
+    function: String,
+    point: HookPoint,
+    limits: CallLimits,
+}
+
+impl ScriptHandler {
+    /// The handler `file::function` at `point`.
+    pub fn new(host: Arc<ScriptHost>, file: &str, function: &str, point: HookPoint, limits: CallLimits) -> Self {
+        ScriptHandler { host, file: file.to_string(), function: function.to_string(), point, limits }
+    }
+}
+
+impl Handler for ScriptHandler {
+    fn call(&self, input: &HookInput<'_>) -> Result<Answer, Fault> {
+        let ctx = crate::api::context(input).map_err(|e| Fault(format!("the hook's input: {e}")))?;
+        let value = self
+            .host
+            .call_with(input.view, &self.file, &self.function, vec![ctx], self.limits)
+            .map_err(|e| Fault(e.to_string()))?;
+        crate::api::answer(self.point, value)
+            .map_err(|m| Fault(ScriptError::at(&self.file, Position::NONE, Some(&self.function), m).to_string()))
+    }
+}
+
+/// Registers a handler in `hooks` for every binding of `settings` that names a script
+/// function, after checking that the script compiles and defines the function. Returns
+/// every problem found (nothing is registered for a binding with a problem).
+pub fn register_scripts(hooks: &mut Hooks, settings: &Settings, host: &Arc<ScriptHost>) -> Vec<ScriptError> {
+    let mut errors = Vec::new();
+    let mut done = std::collections::BTreeSet::new();
+    for b in &settings.hooks {
+        let Some((file, function)) = split_handler(&b.handler) else { continue };
+        if !done.insert(b.handler.clone()) {
+            continue;
+        }
+        match host.check_function(file, function, 1) {
+            Ok(()) => {
+                hooks.register(b.handler.clone(), ScriptHandler::new(host.clone(), file, function, b.point, b.limits));
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    errors
+}

@@ -1,0 +1,23 @@
+//! crmkit's Rhai runtime: `.rhai` files in an installation's `scripts/` folder answer the
+//! process engine's hooks. Core does not depend on this crate; it implements core's
+//! [`Handler`](crmkit_core::process::Handler) like any other handler.
+//!
+//! A binding names a script function as `FILE::FUNCTION`, the file relative to `scripts/`:
+//!
+//! ```toml
+//! [[hooks]]
+//! point = "deal.before_transition"
+//! handler = "guards.rhai::quote_before_leaving_proposal"
+//! ```
+//!
+//! One [`rhai::Engine`] serves every script of an installation; each file is compiled once
+//! and kept until it changes ([`ScriptHost::reload_changed`]). A call runs under the
+//! installation's limits (`[scripting]`), which a binding may change: operations and wall
+//! time are counted per call, call depth, expression depth and the sizes of strings, arrays
+//! and maps per engine. Scripts have no file system, network or process access; `eval` is
+//! not part of the language they are compiled with, and `import` reaches only `scripts/`.
+
+mod api;
+mod host;
+
+pub use host::{is_script_handler, register_scripts, ScriptError, ScriptHandler, ScriptHost};

@@ -1,0 +1,112 @@
+//! Scripts from the command line: the process engine with an installation's script
+//! handlers bound, `crmkit script check` and `crmkit script run`.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use crmkit_core::process::{CallLimits, Engine, Hooks};
+use crmkit_core::time::SystemClock;
+use crmkit_core::Installation;
+use crmkit_rhai::{register_scripts, ScriptError, ScriptHost};
+
+#[derive(Subcommand)]
+pub enum What {
+    /// Compile every script (or one) and check every binding of config to a script
+    /// function: errors name file:line:column.
+    Check {
+        dir: std::path::PathBuf,
+        /// One script, relative to scripts/.
+        file: Option<String>,
+    },
+    /// Run one script function on an input, against the installation, and print what it
+    /// answers (as JSON). Nothing is written.
+    Run {
+        dir: std::path::PathBuf,
+        /// The script, relative to scripts/.
+        file: String,
+        /// The function.
+        function: String,
+        /// A JSON file with the function's argument (the hook's `ctx`); none: `()`.
+        #[arg(long)]
+        input: Option<std::path::PathBuf>,
+    },
+}
+
+/// The scripts of an installation, compiled.
+pub fn host(inst: &Installation) -> (Arc<ScriptHost>, Vec<ScriptError>) {
+    let host = Arc::new(ScriptHost::new(&inst.dir().join("scripts"), &inst.settings().scripting));
+    let errors = host.load_all();
+    (host, errors)
+}
+
+/// The process engine of an installation: config's bindings, script handlers included.
+pub fn engine(inst: &Installation) -> Result<Engine> {
+    let (host, mut errors) = host(inst);
+    let mut hooks = Hooks::new();
+    errors.extend(register_scripts(&mut hooks, inst.settings(), &host));
+    report(&errors)?;
+    Ok(Engine::with_config(inst.settings(), hooks)?)
+}
+
+fn report(errors: &[ScriptError]) -> Result<()> {
+    for e in errors {
+        eprintln!("error: {e}");
+    }
+    if !errors.is_empty() {
+        bail!("{} script problem(s)", errors.len());
+    }
+    Ok(())
+}
+
+/// Compiles the scripts and checks the bindings; the number of scripts and bindings.
+pub fn check_installation(inst: &Installation) -> Result<(usize, usize)> {
+    let (host, mut errors) = host(inst);
+    let mut hooks = Hooks::new();
+    errors.extend(register_scripts(&mut hooks, inst.settings(), &host));
+    report(&errors)?;
+    let bound = inst.settings().hooks.iter().filter(|b| crmkit_rhai::is_script_handler(&b.handler)).count();
+    Ok((host.files().len(), bound))
+}
+
+pub fn run(what: What) -> Result<()> {
+    match what {
+        What::Check { dir, file } => {
+            let inst = Installation::open(&dir, Arc::new(SystemClock))?;
+            match file {
+                Some(f) => {
+                    let host = ScriptHost::new(&inst.dir().join("scripts"), &inst.settings().scripting);
+                    host.load(&f).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    say!("scripts/{f}: ok");
+                }
+                None => {
+                    let (scripts, bound) = check_installation(&inst)?;
+                    say!("scripts: ok ({scripts} scripts compiled, {bound} bindings to script functions checked)");
+                }
+            }
+            Ok(())
+        }
+        What::Run { dir, file, function, input } => {
+            let inst = Installation::open(&dir, Arc::new(SystemClock))?;
+            let (host, errors) = host(&inst);
+            report(&errors)?;
+            let arg = match input {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                    let json: serde_json::Value =
+                        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+                    rhai::serde::to_dynamic(json).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                }
+                None => rhai::Dynamic::UNIT,
+            };
+            let snapshot = inst.store().read()?;
+            let out = host
+                .call_with(&snapshot, &file, &function, vec![arg], CallLimits::default())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let json: serde_json::Value = rhai::serde::from_dynamic(&out)
+                .map_err(|e| anyhow::anyhow!("{file}::{function} answered a value JSON cannot hold: {e}"))?;
+            say!("{}", serde_json::to_string_pretty(&json)?);
+            Ok(())
+        }
+    }
+}

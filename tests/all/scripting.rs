@@ -1,0 +1,394 @@
+//! Rhai scripts behind the hook interface: answers, limits, and every way a script can be
+//! wrong — each refused with a message naming the script, and nothing written.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crmkit_core::config::{Settings, DEFAULT_CONFIG};
+use crmkit_core::id::UserId;
+use crmkit_core::model::{Deal, Task};
+use crmkit_core::process::{Engine, Hooks};
+use crmkit_core::store::Reader;
+use crmkit_core::Error;
+use crmkit_rhai::{register_scripts, ScriptError, ScriptHost};
+
+use crate::common::{dump, new_deal, Fixture};
+
+/// An installation whose config binds `hooks` (TOML `[[hooks]]` entries) and whose
+/// `scripts/` holds `scripts` (name, text).
+struct Scripted {
+    fx: Fixture,
+    scripts: tempfile::TempDir,
+    host: Arc<ScriptHost>,
+    engine: Engine,
+    manager: UserId,
+}
+
+fn scripted(hooks: &str, scripts: &[(&str, &str)]) -> Result<Scripted, Vec<ScriptError>> {
+    let dir = tempfile::tempdir().unwrap();
+    // The default config binds the shipped scripts.
+    for (name, text) in crmkit_core::installation::SHIPPED_SCRIPTS.iter().chain(scripts) {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let config = format!("{DEFAULT_CONFIG}\n{hooks}");
+    let settings = Settings::parse(&config, Path::new("crmkit.toml")).unwrap();
+    let host = Arc::new(ScriptHost::new(dir.path(), &settings.scripting));
+    let errors = host.load_all();
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut registry = Hooks::new();
+    let errors = register_scripts(&mut registry, &settings, &host);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let engine = Engine::with_config(&settings, registry).unwrap();
+    let fx = Fixture::with_settings(settings);
+    let manager = fx.user("m.petrova");
+    Ok(Scripted { fx, scripts: dir, host, engine, manager })
+}
+
+impl Scripted {
+    fn deal(&self, amount: i64) -> Deal {
+        let p = self.fx.partner("Альфа", crmkit_core::model::PartnerRole::Client);
+        let mut d = new_deal(p.id, self.manager, amount);
+        d.source = Some("website".into());
+        self.fx.store.transact(Some(self.manager), |tx| self.engine.create_deal(tx, d)).unwrap()
+    }
+
+    fn move_to(&self, d: &Deal, stage: &str) -> crmkit_core::Result<Deal> {
+        self.fx.store.transact(Some(self.manager), |tx| self.engine.move_deal(tx, d.id, d.version, stage, None))
+    }
+}
+
+const GUARD: &str = r#"[[hooks]]
+point = "deal.before_transition"
+handler = "guards.rhai::check"
+"#;
+
+#[test]
+fn a_guard_script_allows_or_refuses_with_its_message_and_field() {
+    let s = scripted(
+        GUARD,
+        &[(
+            "guards.rhai",
+            r#"
+            // Big deals need an expected close date before the needs analysis.
+            fn check(ctx) {
+                let d = ctx.after;
+                if ctx.transition.to_stage == "needs_analysis" && d.amount > 1000000 && d.expected_close == () {
+                    return #{ reject: `deal "${d.title}" of ${d.amount} ${d.currency} needs an expected close date`, field: "expected_close" };
+                }
+                true
+            }
+            "#,
+        )],
+    )
+    .unwrap();
+    let small = s.deal(10_000);
+    s.move_to(&small, "needs_analysis").unwrap();
+    let mut big = s.deal(5_000_000);
+    big.expected_close = None;
+    let big = s.fx.store.transact(None, |tx| tx.update(big)).unwrap();
+    let before = dump(&s.fx.store);
+    let err = s.move_to(&big, "needs_analysis").unwrap_err();
+    match &err {
+        Error::Rejected { handler, message, field, .. } => {
+            assert_eq!(handler, "guards.rhai::check");
+            assert!(message.contains("5000000 RUB needs an expected close date"), "{message}");
+            assert_eq!(field.as_deref(), Some("expected_close"));
+        }
+        other => panic!("expected a refusal, got {other}"),
+    }
+    assert_eq!(before, dump(&s.fx.store));
+}
+
+#[test]
+fn a_syntax_error_names_the_file_line_and_column() {
+    let errors = scripted("", &[("ok.rhai", "fn f(ctx) { true }"), ("bad/broken.rhai", "fn f(ctx) {\n  let x = ;\n}")])
+        .err()
+        .expect("refused");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let text = errors[0].to_string();
+    assert!(text.starts_with("scripts/bad/broken.rhai:2:11:"), "{text}");
+}
+
+#[test]
+fn a_binding_to_a_missing_function_or_with_the_wrong_arity_is_refused() {
+    let errors =
+        scripted(GUARD, &[("guards.rhai", "fn chek(ctx) { true }\nfn helper(a, b) { a }")]).err().expect("refused");
+    let text = errors[0].to_string();
+    assert!(text.contains("guards.rhai") && text.contains("defines no function check"), "{text}");
+    assert!(text.contains("chek(ctx)"), "it lists what is there: {text}");
+    let errors = scripted(GUARD, &[("guards.rhai", "fn check(a, b) { true }")]).err().expect("refused");
+    assert!(errors[0].to_string().contains("takes 2 parameter(s)"), "{}", errors[0]);
+    let errors = scripted(GUARD, &[]).err().expect("refused");
+    assert!(errors[0].to_string().contains("cannot be read"), "{}", errors[0]);
+}
+
+/// A guard whose body is `body`; the deal is moved and must be refused with a fault whose
+/// message contains `expected`; nothing is written.
+fn faults(body: &str, expected: &[&str]) {
+    let script = format!("fn check(ctx) {{\n{body}\n}}\nfn deep(n) {{ deep(n + 1) }}");
+    let s = scripted(GUARD, &[("guards.rhai", &script)]).unwrap();
+    let d = s.deal(10_000);
+    let before = dump(&s.fx.store);
+    let err = s.move_to(&d, "needs_analysis").unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::HookFault { .. }), "not a fault: {text}");
+    for e in expected {
+        assert!(text.contains(e), "{text:?} does not say {e:?}");
+    }
+    assert_eq!(before, dump(&s.fx.store), "{body}: something was written");
+    // The engine keeps serving: the next write goes through.
+    s.fx.store.transact(None, |tx| tx.update(s.fx.store.read()?.load::<Deal>(d.id)?)).unwrap();
+}
+
+#[test]
+fn a_runtime_error_refuses_the_write_naming_script_function_and_line() {
+    faults("  let amount = ctx.after.amount;\n  amount / 0", &["guards.rhai:3", "in check()", "Division by zero"]);
+    faults("  ctx.after.no_such_field", &["guards.rhai:2", "no_such_field"]);
+}
+
+#[test]
+fn runaway_scripts_are_stopped_by_their_limits() {
+    faults("  loop { }", &["stopped after 20 ms"]);
+    faults("  deep(0)", &["guards.rhai", "nested too deep"]);
+    faults("  let s = \"x\";\n  loop { s += s; }", &["grew past its limit"]);
+}
+
+#[test]
+fn a_wrong_answer_is_a_fault_that_says_what_was_expected() {
+    faults("  42", &["returned i64", "a guard answers true"]);
+}
+
+#[test]
+fn eval_is_not_in_the_language_and_import_reaches_only_scripts() {
+    let errors = scripted("", &[("evil.rhai", "fn f(ctx) { eval(\"1\") }")]).err().expect("refused");
+    assert!(errors[0].to_string().contains("eval is not available"), "{}", errors[0]);
+    // Importing a neighbour works; a path out of scripts/ does not.
+    let s = scripted(
+        GUARD,
+        &[
+            ("lib/limits.rhai", "fn max_amount() { 1000000 }"),
+            ("guards.rhai", "fn check(ctx) { import \"lib/limits\" as l; ctx.after.amount <= l::max_amount() }"),
+            ("escape.rhai", "fn check(ctx) { import \"../../../etc/passwd\" as p; true }"),
+        ],
+    )
+    .unwrap();
+    let d = s.deal(5_000_000);
+    let err = s.move_to(&d, "needs_analysis").unwrap_err();
+    assert!(matches!(err, Error::Rejected { .. }), "{err}");
+    let e = s.host.call("escape.rhai", "check", vec![rhai::Dynamic::UNIT], Default::default()).unwrap_err();
+    assert!(e.message.contains("only scripts inside the installation's scripts/ folder"), "{e}");
+}
+
+#[test]
+fn a_reaction_script_answers_actions_the_engine_applies() {
+    let hooks = r#"[[hooks]]
+point = "deal.after_transition"
+handler = "reactions.rhai::follow_up"
+"#;
+    let s = scripted(
+        hooks,
+        &[(
+            "reactions.rhai",
+            r#"
+            fn follow_up(ctx) {
+                if ctx.transition.to_stage != "needs_analysis" { return []; }
+                [#{ action: "create_task", title: `Call back about ${ctx.after.title}`, due_in_minutes: 1440 },
+                 #{ action: "set_field", field: "probability", value: 30 }]
+            }
+            "#,
+        )],
+    )
+    .unwrap();
+    let d = s.deal(10_000);
+    let moved = s.move_to(&d, "needs_analysis").unwrap();
+    assert_eq!(moved.probability, Some(30));
+    let tasks: Vec<Task> = s.fx.store.read().unwrap().tasks_of_deal(d.id).unwrap();
+    assert!(tasks.iter().any(|t| t.title == "Call back about Поставка оборудования"), "{tasks:?}");
+}
+
+#[test]
+fn a_changed_script_is_reloaded_and_a_broken_one_keeps_the_last_good_version() {
+    let s = scripted(GUARD, &[("guards.rhai", "fn check(ctx) { true }")]).unwrap();
+    let d = s.deal(10_000);
+    let path = s.scripts.path().join("guards.rhai");
+    // Make sure the modification time moves on.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&path, "fn check(ctx) { \"closed for the audit\" }").unwrap();
+    assert_eq!(s.host.reload_changed(), Vec::new());
+    let err = s.move_to(&d, "needs_analysis").unwrap_err();
+    assert!(err.to_string().contains("closed for the audit"), "{err}");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&path, "fn check(ctx) { true ").unwrap();
+    let errors = s.host.reload_changed();
+    assert_eq!(errors.len(), 1);
+    let err = s.move_to(&d, "needs_analysis").unwrap_err();
+    assert!(err.to_string().contains("closed for the audit"), "the last good version still runs: {err}");
+}
+
+// The shipped scripts, as the default config binds them.
+
+#[test]
+fn shipped_guard_no_leaving_the_proposal_without_a_quote() {
+    use crmkit_core::model::{Document, DocumentKind, DocumentState};
+    use crmkit_core::values::{Currency, Money};
+    let s = scripted("", &[]).unwrap();
+    let mut d = s.deal(300_000);
+    d.expected_close = chrono::NaiveDate::from_ymd_opt(2026, 9, 1);
+    let d = s.fx.store.transact(None, |tx| tx.update(d)).unwrap();
+    let d = s.move_to(&d, "needs_analysis").unwrap();
+    let d =
+        s.fx.store
+            .transact(Some(s.manager), |tx| s.engine.set_checked(tx, d.id, d.version, "needs_recorded", true))
+            .unwrap();
+    let d = s.move_to(&d, "proposal").unwrap();
+    let before = dump(&s.fx.store);
+    let err = s.move_to(&d, "negotiation").unwrap_err();
+    match &err {
+        Error::Rejected { handler, message, field, .. } => {
+            assert_eq!(handler, "stages/guards.rhai::quote_before_leaving_proposal");
+            assert!(message.contains("without a quote"), "{message}");
+            assert_eq!(field.as_deref(), Some("documents"));
+        }
+        other => panic!("expected a refusal, got {other}"),
+    }
+    assert_eq!(before, dump(&s.fx.store));
+    // Going back is allowed without one; forward needs the quote, which the script reads
+    // in the same transaction that moves the deal.
+    let moved =
+        s.fx.store
+            .transact(Some(s.manager), |tx| {
+                let mut q = Document::new(
+                    DocumentKind::Quote,
+                    "КП-17",
+                    chrono::NaiveDate::from_ymd_opt(2026, 3, 2).unwrap(),
+                    d.partner,
+                    Money::new(300_000.into(), Currency::RUB),
+                );
+                q.deal = Some(d.id);
+                q.state = DocumentState::Issued;
+                tx.create(q)?;
+                s.engine.move_deal(tx, d.id, d.version, "negotiation", None)
+            })
+            .unwrap();
+    assert_eq!(moved.stage.as_deref(), Some("negotiation"));
+}
+
+#[test]
+fn shipped_reaction_a_call_back_task_90_days_after_a_loss_to_a_competitor() {
+    use crmkit_core::model::{PartnerRole, TaskStatus};
+    use crmkit_core::process::Outcome;
+    let s = scripted("", &[]).unwrap();
+    let rival = s.fx.partner("ПромЛидер", PartnerRole::Competitor);
+    let d = s.deal(80_000);
+    let lost = s
+        .fx
+        .store
+        .transact(Some(s.manager), |tx| {
+            let outcome =
+                Outcome::Lost {
+                    reason: "price".into(), competitor: Some(rival.id), comment: "дешевле на 12%".into()
+                };
+            s.engine.close(tx, d.id, d.version, outcome)
+        })
+        .unwrap();
+    let tasks: Vec<Task> = s.fx.store.read().unwrap().tasks_of_deal(d.id).unwrap();
+    let call_back = tasks.iter().find(|t| t.title.contains("Call back")).expect("the reaction's task");
+    assert_eq!(call_back.title, "Call back: lost \"Поставка оборудования\" to ПромЛидер 90 days ago");
+    assert_eq!(call_back.status, TaskStatus::Open);
+    assert_eq!(call_back.executor, s.manager);
+    assert_eq!(call_back.due.unwrap().0 - lost.closed_at.unwrap().0, 90 * 86_400_000);
+    // A deal lost without a competitor gets no such task.
+    let other = s.deal(10_000);
+    s.fx.store
+        .transact(Some(s.manager), |tx| {
+            let outcome = Outcome::Lost { reason: "no_budget".into(), competitor: None, comment: String::new() };
+            s.engine.close(tx, other.id, other.version, outcome)
+        })
+        .unwrap();
+    let tasks: Vec<Task> = s.fx.store.read().unwrap().tasks_of_deal(other.id).unwrap();
+    assert!(tasks.iter().all(|t| !t.title.contains("Call back")), "{tasks:?}");
+}
+
+/// Calls a script function bound at `point` directly, with a deal as `ctx.after` and the
+/// store as it is.
+fn ask_script(
+    s: &Scripted,
+    point: crmkit_core::process::HookPoint,
+    handler: &str,
+    deal: &Deal,
+) -> crmkit_core::process::Answer {
+    use crmkit_core::process::{Handler, HookInput, Subject};
+    let (file, function) = handler.split_once("::").unwrap();
+    let h = crmkit_rhai::ScriptHandler::new(s.host.clone(), file, function, point, Default::default());
+    let view = s.fx.store.read().unwrap();
+    let input = HookInput {
+        hook: point,
+        process_kind: Some(&deal.kind),
+        entity: crmkit_core::model::EntityKind::Deal,
+        actor: None,
+        before: None,
+        after: Some(Subject::Deal(deal)),
+        transition: None,
+        task: None,
+        depth: 0,
+        view: &view,
+    };
+    h.call(&input).unwrap_or_else(|f| panic!("{}", f.0))
+}
+
+#[test]
+fn shipped_assignee_managers_take_turns() {
+    use crmkit_core::model::{Role, User};
+    use crmkit_core::process::{Answer, HookPoint};
+    let s = scripted("", &[]).unwrap();
+    s.fx.store
+        .transact(None, |tx| {
+            tx.create(User::new("a.ivanov", "Алексей Иванов", Role::Manager))?;
+            let mut away = User::new("z.away", "Уехавший", Role::Manager);
+            away.active = false;
+            tx.create(away)
+        })
+        .unwrap();
+    // Each answer gets a task, as the engine would make it: the two active managers take
+    // turns (by login at first), the inactive one never comes.
+    let mut logins = Vec::new();
+    for _ in 0..4 {
+        let d = s.deal(10_000);
+        let login = match ask_script(&s, HookPoint::TaskAssignee, "tasks/assignees.rhai::least_busy_manager", &d) {
+            Answer::Assignee(Some(login)) => login,
+            other => panic!("{other:?}"),
+        };
+        s.fx.store
+            .transact(None, |tx| {
+                let user = tx.user_by_login(&login)?.expect("a user");
+                let mut t = Task::new("Submit the bid", user.id);
+                t.deal = Some(d.id);
+                tx.create(t)
+            })
+            .unwrap();
+        logins.push(login);
+    }
+    assert_eq!(logins, ["a.ivanov", "m.petrova", "a.ivanov", "m.petrova"]);
+}
+
+#[test]
+fn shipped_route_a_new_clients_bid_goes_through_approval() {
+    use crmkit_core::process::{Answer, HookPoint, Outcome};
+    let s = scripted("", &[]).unwrap();
+    let handler = "stages/routes.rhai::approval_for_new_clients";
+    let d = s.deal(2_000_000);
+    assert_eq!(ask_script(&s, HookPoint::DealRoute, handler, &d), Answer::Stage(Some("approval".into())));
+    // Small bids, and bids of clients we have won before, take the default route.
+    let small = s.deal(500_000);
+    assert_eq!(ask_script(&s, HookPoint::DealRoute, handler, &small), Answer::Stage(None));
+    s.fx.store.transact(Some(s.manager), |tx| s.engine.close(tx, small.id, small.version, Outcome::Won)).unwrap();
+    let again = s.fx.store.read().unwrap().load::<Deal>(d.id).unwrap();
+    let same_partner = Deal { partner: small.partner, ..again };
+    assert_eq!(ask_script(&s, HookPoint::DealRoute, handler, &same_partner), Answer::Stage(None));
+}
