@@ -233,6 +233,8 @@ mod raw {
         pub max_array_size: Option<Spanned<usize>>,
         pub max_map_size: Option<Spanned<usize>>,
         pub imports: Option<bool>,
+        pub report_timeout_ms: Option<Spanned<u64>>,
+        pub report_max_operations: Option<Spanned<u64>>,
     }
 
     #[derive(Deserialize, Default)]
@@ -706,6 +708,16 @@ impl Source<'_> {
                 .transpose()?
                 .unwrap_or(d.max_map_size),
             imports: sc.imports.unwrap_or(d.imports),
+            report_timeout_ms: sc
+                .report_timeout_ms
+                .map(|v| self.positive(v, "scripting.report_timeout_ms"))
+                .transpose()?
+                .unwrap_or(d.report_timeout_ms),
+            report_max_operations: sc
+                .report_max_operations
+                .map(|v| self.positive(v, "scripting.report_max_operations"))
+                .transpose()?
+                .unwrap_or(d.report_max_operations),
         };
 
         if lists.loss_reasons.items.is_empty() {

@@ -10,12 +10,24 @@ use std::sync::Arc;
 use rhai::{Dynamic, Engine, Map};
 
 /// The functions that read the store.
-pub const STORE_FUNCTIONS: [&str; 8] =
-    ["partner(", "deal(", "deals_of(", "history(", "interactions(", "documents(", "users_with_role(", "open_tasks("];
+pub const STORE_FUNCTIONS: [&str; 10] = [
+    "partner(",
+    "user(",
+    "deals(",
+    "deal(",
+    "deals_of(",
+    "history(",
+    "interactions(",
+    "documents(",
+    "users_with_role(",
+    "open_tasks(",
+];
 
 /// A read a script asks of the store.
 pub enum Ask {
     Partner(String),
+    User(String),
+    Deals,
     Deal(String),
     DealsOf(String),
     History(String),
@@ -70,6 +82,19 @@ pub fn answer_read(view: &dyn View, question: Ask) -> Reply {
             Some(p) => dynamic(&p),
             None => Ok(Dynamic::UNIT),
         },
+        Ask::User(u) => match view.user(id("user", &u)?).map_err(err)? {
+            Some(u) => dynamic(&u),
+            None => Ok(Dynamic::UNIT),
+        },
+        Ask::Deals => {
+            let mut all = rhai::Array::new();
+            view.each_deal(&mut |d| {
+                all.push(Dynamic::from(Arc::new(d.clone())));
+                true
+            })
+            .map_err(err)?;
+            Ok(all.into())
+        }
         Ask::Deal(d) => {
             Ok(view.deal(id("deal", &d)?).map_err(err)?.map_or(Dynamic::UNIT, |d| Dynamic::from(Arc::new(d))))
         }
@@ -96,6 +121,8 @@ pub fn answer_read(view: &dyn View, question: Ask) -> Reply {
 pub fn register(engine: &mut Engine) {
     engine.register_fn("partner", |id: &str| ask("partner", Ask::Partner(id.into())));
     engine.register_fn("deal", |id: &str| ask("deal", Ask::Deal(id.into())));
+    engine.register_fn("user", |id: &str| ask("user", Ask::User(id.into())));
+    engine.register_fn("deals", || ask("deals", Ask::Deals));
     engine.register_fn("deals_of", |partner: &str| ask("deals_of", Ask::DealsOf(partner.into())));
     engine.register_fn("history", |deal: &str| ask("history", Ask::History(deal.into())));
     engine.register_fn("history", |deal: &mut Arc<Deal>| ask("history", Ask::History(deal.id.to_string())));
@@ -124,6 +151,7 @@ pub fn register(engine: &mut Engine) {
     text!(title, kind, comment);
     optional!(stage, source, loss_reason, counterparty, competitor, expected_close, closed_at, stage_entered_at);
     engine.register_get("id", |d: &mut Arc<Deal>| -> Dynamic { d.id.to_string().into() });
+    engine.register_get("created_at", |d: &mut Arc<Deal>| -> Dynamic { d.created_at.to_string().into() });
     engine.register_get("partner", |d: &mut Arc<Deal>| -> Dynamic { d.partner.to_string().into() });
     engine.register_get("manager", |d: &mut Arc<Deal>| -> Dynamic { d.manager.to_string().into() });
     engine.register_get("status", |d: &mut Arc<Deal>| -> Dynamic { d.status.name().into() });

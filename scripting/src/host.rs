@@ -155,6 +155,11 @@ impl ScriptHost {
         ScriptHost { engine, dir: dir.to_path_buf(), limits: limits.clone(), scripts: RwLock::new(BTreeMap::new()) }
     }
 
+    /// The limits the host was made with.
+    pub fn limits(&self) -> &ScriptSettings {
+        &self.limits
+    }
+
     /// The folder the scripts are in.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -19,5 +19,6 @@
 
 mod api;
 mod host;
+pub mod report;
 
 pub use host::{is_script_handler, register_scripts, ScriptError, ScriptHandler, ScriptHost};

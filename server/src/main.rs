@@ -207,6 +207,18 @@ enum Command {
         #[arg(long = "as", value_name = "LOGIN")]
         actor: Option<String>,
     },
+    /// Run a report script (scripts/reports/NAME.rhai) and print its table.
+    Report {
+        dir: PathBuf,
+        /// The report's name.
+        name: String,
+        /// A parameter of the report, NAME=VALUE (repeatable).
+        #[arg(long = "param")]
+        params: Vec<String>,
+        /// table, csv or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
     /// Check and try out the installation's Rhai scripts.
     Script {
         #[command(subcommand)]
@@ -301,6 +313,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Stats { dir, format } => stats(&dir, format),
         Command::Bench { what } => bench::run(what),
         Command::Script { what } => script::run(what),
+        Command::Report { dir, name, params, format } => script::report(&dir, &name, &params, &format),
         Command::Import { dir, entity, file, format, map, delimiter, batch, atomic, dry_run, as_user } => {
             transfer::import(transfer::ImportArgs {
                 dir,

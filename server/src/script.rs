@@ -45,11 +45,11 @@ pub fn engine(inst: &Installation) -> Result<Engine> {
     let (host, mut errors) = host(inst);
     let mut hooks = Hooks::new();
     errors.extend(register_scripts(&mut hooks, inst.settings(), &host));
-    report(&errors)?;
+    report_errors(&errors)?;
     Ok(Engine::with_config(inst.settings(), hooks)?)
 }
 
-fn report(errors: &[ScriptError]) -> Result<()> {
+fn report_errors(errors: &[ScriptError]) -> Result<()> {
     for e in errors {
         eprintln!("error: {e}");
     }
@@ -64,7 +64,7 @@ pub fn check_installation(inst: &Installation) -> Result<(usize, usize)> {
     let (host, mut errors) = host(inst);
     let mut hooks = Hooks::new();
     errors.extend(register_scripts(&mut hooks, inst.settings(), &host));
-    report(&errors)?;
+    report_errors(&errors)?;
     let bound = inst.settings().hooks.iter().filter(|b| crmkit_rhai::is_script_handler(&b.handler)).count();
     Ok((host.files().len(), bound))
 }
@@ -89,7 +89,7 @@ pub fn run(what: What) -> Result<()> {
         What::Run { dir, file, function, input } => {
             let inst = Installation::open(&dir, Arc::new(SystemClock))?;
             let (host, errors) = host(&inst);
-            report(&errors)?;
+            report_errors(&errors)?;
             let arg = match input {
                 Some(path) => {
                     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -109,4 +109,73 @@ pub fn run(what: What) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `crmkit report DIR NAME`: a report script's table.
+pub fn report(dir: &std::path::Path, name: &str, params: &[String], format: &str) -> Result<()> {
+    use crmkit_rhai::report::run_report;
+    let inst = Installation::open(dir, Arc::new(SystemClock))?;
+    let (host, errors) = host(&inst);
+    report_errors(&errors)?;
+    let mut args = std::collections::BTreeMap::new();
+    for p in params {
+        let (k, v) = p.split_once('=').with_context(|| format!("--param {p}: expected NAME=VALUE"))?;
+        args.insert(k.trim().to_string(), v.to_string());
+    }
+    let snapshot = inst.store().read()?;
+    let table = run_report(&host, &snapshot, name, &args).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match format {
+        "json" => say!("{}", serde_json::to_string_pretty(&table)?),
+        "csv" => {
+            let mut out = Vec::new();
+            let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+            crmkit_core::transfer::csv::write_record(&mut out, &names, b',')?;
+            for row in &table.rows {
+                let cells: Vec<String> = row.iter().map(text).collect();
+                let refs: Vec<&str> = cells.iter().map(String::as_str).collect();
+                crmkit_core::transfer::csv::write_record(&mut out, &refs, b',')?;
+            }
+            say!("{}", String::from_utf8_lossy(&out).trim_end());
+        }
+        "table" => {
+            let cells: Vec<Vec<String>> = table.rows.iter().map(|r| r.iter().map(text).collect()).collect();
+            let widths: Vec<usize> = table
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    cells.iter().map(|r| r[i].chars().count()).chain([c.name.chars().count()]).max().unwrap_or(0)
+                })
+                .collect();
+            let line = |values: Vec<&str>| {
+                values
+                    .iter()
+                    .zip(&widths)
+                    .zip(&table.columns)
+                    .map(
+                        |((v, w), c)| {
+                            if c.ty == "text" || c.ty == "date" {
+                                format!("{v:<w$}")
+                            } else {
+                                format!("{v:>w$}")
+                            }
+                        },
+                    )
+                    .collect::<Vec<_>>()
+                    .join("  ")
+            };
+            say!("{}", line(table.columns.iter().map(|c| c.name.as_str()).collect()));
+            for r in &cells {
+                say!("{}", line(r.iter().map(String::as_str).collect()));
+            }
+            say!("({} rows)", cells.len());
+        }
+        other => bail!("\"{other}\" is not a format: table, csv or json"),
+    }
+    Ok(())
 }

@@ -499,9 +499,9 @@ fn import_reports_bad_rows_next_to_the_file_and_export_reads_back() {
 fn scripts_are_checked_and_run_from_the_command_line() {
     let site = Site::new(|c| c);
     let out = ok(&["check", site.dir()]);
-    assert!(out.contains("scripts: ok (4 compiled, 3 bindings to script functions checked)"), "{out}");
+    assert!(out.contains("scripts: ok (6 compiled, 3 bindings to script functions checked)"), "{out}");
     let out = ok(&["script", "check", site.dir()]);
-    assert!(out.contains("4 scripts compiled"), "{out}");
+    assert!(out.contains("6 scripts compiled"), "{out}");
     // A dry run of the route script against the installation: a client with no won deals.
     let p = site.partner("Альфа", PartnerRole::Client);
     let input =

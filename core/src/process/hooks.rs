@@ -136,6 +136,8 @@ pub trait View {
     fn open_tasks(&self, user: UserId) -> Result<usize>;
     /// The user with a login.
     fn user_with_login(&self, login: &str) -> Result<Option<User>>;
+    /// Visits every deal, oldest first, until `f` returns `false` (reports).
+    fn each_deal(&self, f: &mut dyn FnMut(&Deal) -> bool) -> Result<()>;
 }
 
 impl<R: Reader> View for R {
@@ -169,6 +171,9 @@ impl<R: Reader> View for R {
             true
         })?;
         Ok(out)
+    }
+    fn each_deal(&self, f: &mut dyn FnMut(&Deal) -> bool) -> Result<()> {
+        self.for_each::<Deal>(|d| f(&d))
     }
     fn user_with_login(&self, login: &str) -> Result<Option<User>> {
         Reader::user_by_login(self, login)

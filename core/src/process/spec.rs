@@ -191,6 +191,10 @@ pub struct ScriptSettings {
     pub max_map_size: usize,
     /// Whether scripts may `import` other scripts (from `scripts/` only).
     pub imports: bool,
+    /// Wall-clock time a report may take, in milliseconds.
+    pub report_timeout_ms: u64,
+    /// Operations a report may run.
+    pub report_max_operations: u64,
 }
 
 impl Default for ScriptSettings {
@@ -204,6 +208,8 @@ impl Default for ScriptSettings {
             max_array_size: 100_000,
             max_map_size: 10_000,
             imports: true,
+            report_timeout_ms: 60_000,
+            report_max_operations: 2_000_000_000,
         }
     }
 }
