@@ -182,8 +182,16 @@ pub fn register(engine: &mut Engine) {
         low.copy_from_slice(&bytes[8..]);
         Ok((u64::from_be_bytes(low) & (i64::MAX as u64)) as i64)
     });
-    engine.register_fn("log", |level: &str, message: &str| {
-        eprintln!("script {level}: {message}");
+    engine.register_fn("log", |ctx: rhai::NativeCallContext, level: &str, message: &str| {
+        let source = ctx.call_source().unwrap_or("?");
+        let line = ctx.call_position().line().unwrap_or(0);
+        match level {
+            "error" => tracing::error!(target: "crmkit::script", script = source, line, "{message}"),
+            "warn" => tracing::warn!(target: "crmkit::script", script = source, line, "{message}"),
+            "debug" => tracing::debug!(target: "crmkit::script", script = source, line, "{message}"),
+            "trace" => tracing::trace!(target: "crmkit::script", script = source, line, "{message}"),
+            _ => tracing::info!(target: "crmkit::script", script = source, line, "{message}"),
+        }
     });
 }
 

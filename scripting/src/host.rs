@@ -135,8 +135,10 @@ impl ScriptHost {
         engine.disable_symbol("eval");
         let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
         engine.set_module_resolver(ScriptsOnly { dir: limits.imports.then_some(canonical) });
-        engine.on_print(|s| eprintln!("script: {s}"));
-        engine.on_debug(|s, source, pos| eprintln!("script {}:{pos}: {s}", source.unwrap_or("?")));
+        engine.on_print(|s| tracing::info!(target: "crmkit::script", "{s}"));
+        engine.on_debug(|s, source, pos| {
+            tracing::debug!(target: "crmkit::script", script = source.unwrap_or("?"), line = pos.line().unwrap_or(0), "{s}")
+        });
         engine.on_progress(|ops| {
             let b = BUDGET.with(Cell::get);
             if ops > b.max_operations {

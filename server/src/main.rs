@@ -287,6 +287,14 @@ pub(crate) enum Format {
 }
 
 fn main() {
+    // Log lines (scripts' `log` and `print`) go to stderr, from level info up.
+    use std::io::IsTerminal as _;
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .with_max_level(tracing::Level::INFO)
+        .init();
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
