@@ -85,6 +85,11 @@ pub struct ScriptHost {
     dir: PathBuf,
     limits: ScriptSettings,
     scripts: RwLock<BTreeMap<String, Compiled>>,
+    /// How often calls look for changed files (`None`: never; [`ScriptHost::reload_changed`]
+    /// is then called by the embedding program).
+    watch: Option<std::time::Duration>,
+    /// When files were last looked at.
+    looked: std::sync::Mutex<Option<Instant>>,
 }
 
 impl fmt::Debug for ScriptHost {
@@ -154,7 +159,36 @@ impl ScriptHost {
             None
         });
         crate::api::register(&mut engine);
-        ScriptHost { engine, dir: dir.to_path_buf(), limits: limits.clone(), scripts: RwLock::new(BTreeMap::new()) }
+        ScriptHost {
+            engine,
+            dir: dir.to_path_buf(),
+            limits: limits.clone(),
+            scripts: RwLock::new(BTreeMap::new()),
+            watch: None,
+            looked: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Makes calls look for changed script files at most every `interval` and recompile
+    /// them: a long-running program picks up a consultant's edit without a restart, and
+    /// keeps the old version of a script while the new one does not compile.
+    pub fn watch(mut self, interval: std::time::Duration) -> ScriptHost {
+        self.watch = Some(interval);
+        self
+    }
+
+    fn look_for_changes(&self) {
+        let Some(interval) = self.watch else { return };
+        {
+            let mut looked = self.looked.lock().unwrap_or_else(|p| p.into_inner());
+            if looked.is_some_and(|t| t.elapsed() < interval) {
+                return;
+            }
+            *looked = Some(Instant::now());
+        }
+        for e in self.reload_changed() {
+            tracing::warn!(target: "crmkit::script", "{e}; the last version that compiled stays in use");
+        }
     }
 
     /// The limits the host was made with.
@@ -234,6 +268,7 @@ impl ScriptHost {
 
     /// The compiled script, compiling it on first use.
     fn script(&self, file: &str) -> Result<Arc<AST>, ScriptError> {
+        self.look_for_changes();
         if let Some(c) = self.scripts.read().expect("not poisoned").get(file) {
             return Ok(c.ast.clone());
         }

@@ -35,7 +35,10 @@ pub enum What {
 
 /// The scripts of an installation, compiled.
 pub fn host(inst: &Installation) -> (Arc<ScriptHost>, Vec<ScriptError>) {
-    let host = Arc::new(ScriptHost::new(&inst.dir().join("scripts"), &inst.settings().scripting));
+    let host = Arc::new(
+        ScriptHost::new(&inst.dir().join("scripts"), &inst.settings().scripting)
+            .watch(std::time::Duration::from_secs(1)),
+    );
     let errors = host.load_all();
     (host, errors)
 }

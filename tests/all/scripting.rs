@@ -472,3 +472,20 @@ fn a_report_that_returns_the_wrong_shape_says_so() {
     let e = run_report(&host, &snap, "missing", &Default::default()).unwrap_err();
     assert!(e.to_string().contains("no such report; the installation has bad, typed"), "{e}");
 }
+
+#[test]
+fn a_watched_host_picks_up_an_edit_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("score.rhai");
+    std::fs::write(&file, "fn score(ctx) { 1 }").unwrap();
+    let host = ScriptHost::new(dir.path(), &Default::default()).watch(std::time::Duration::ZERO);
+    let call = || host.call("score.rhai", "score", vec![rhai::Dynamic::UNIT], Default::default());
+    assert_eq!(call().unwrap().as_int(), Ok(1));
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&file, "fn score(ctx) { 2 }").unwrap();
+    assert_eq!(call().unwrap().as_int(), Ok(2));
+    // A broken edit: the last version that compiled goes on answering.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&file, "fn score(ctx) { 3 ").unwrap();
+    assert_eq!(call().unwrap().as_int(), Ok(2));
+}
