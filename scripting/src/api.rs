@@ -10,7 +10,8 @@ use std::sync::Arc;
 use rhai::{Dynamic, Engine, Map};
 
 /// The functions that read the store.
-pub const STORE_FUNCTIONS: [&str; 10] = [
+pub const STORE_FUNCTIONS: [&str; 11] = [
+    "each_deal(",
     "partner(",
     "user(",
     "deals(",
@@ -23,11 +24,20 @@ pub const STORE_FUNCTIONS: [&str; 10] = [
     "open_tasks(",
 ];
 
+/// Whether a script's text may read the store: it names a store function before a `(`, or
+/// may call a function it does not name (`Fn`, `call`, `curry`), or imports one that might.
+pub fn may_read_store(text: &str) -> bool {
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    ["import", "Fn(", "call(", "curry("].iter().any(|w| compact.contains(w))
+        || STORE_FUNCTIONS.iter().any(|f| compact.contains(f))
+}
+
 /// A read a script asks of the store.
 pub enum Ask {
     Partner(String),
     User(String),
     Deals,
+    DealsAfter(Option<String>, usize),
     Deal(String),
     DealsOf(String),
     History(String),
@@ -90,10 +100,19 @@ pub fn answer_read(view: &dyn View, question: Ask) -> Reply {
             let mut all = rhai::Array::new();
             view.each_deal(&mut |d| {
                 all.push(Dynamic::from(Arc::new(d.clone())));
-                true
+                all.len() <= MAX_DEALS_AT_ONCE
             })
             .map_err(err)?;
+            if all.len() > MAX_DEALS_AT_ONCE {
+                return Err(format!(
+                    "deals(): the installation has more than {MAX_DEALS_AT_ONCE} deals; go through them with each_deal(|deal| …)"
+                ));
+            }
             Ok(all.into())
+        }
+        Ask::DealsAfter(after, limit) => {
+            let after = after.map(|a| id("deal", &a)).transpose()?;
+            Ok(deals(view.deals_page(after, limit).map_err(err)?))
         }
         Ask::Deal(d) => {
             Ok(view.deal(id("deal", &d)?).map_err(err)?.map_or(Dynamic::UNIT, |d| Dynamic::from(Arc::new(d))))
@@ -117,8 +136,28 @@ pub fn answer_read(view: &dyn View, question: Ask) -> Reply {
     }
 }
 
+/// The most deals `deals()` hands a script at once.
+const MAX_DEALS_AT_ONCE: usize = 10_000;
+
+/// Calls `f` with every deal, oldest first, a page at a time, until it returns `false`.
+fn each_deal(ctx: rhai::NativeCallContext, f: rhai::FnPtr) -> Result<(), Box<rhai::EvalAltResult>> {
+    let mut after: Option<String> = None;
+    loop {
+        let page = ask("each_deal", Ask::DealsAfter(after.clone(), 500))?.into_array()?;
+        let Some(last) = page.last() else { return Ok(()) };
+        after = Some(last.clone().cast::<Arc<Deal>>().id.to_string());
+        for deal in page {
+            let go_on: Dynamic = f.call_within_context(&ctx, (deal,))?;
+            if go_on.as_bool() == Ok(false) {
+                return Ok(());
+            }
+        }
+    }
+}
+
 /// Registers the types and functions scripts use.
 pub fn register(engine: &mut Engine) {
+    engine.register_fn("each_deal", each_deal);
     engine.register_fn("partner", |id: &str| ask("partner", Ask::Partner(id.into())));
     engine.register_fn("deal", |id: &str| ask("deal", Ask::Deal(id.into())));
     engine.register_fn("user", |id: &str| ask("user", Ask::User(id.into())));
@@ -172,7 +211,10 @@ pub fn register(engine: &mut Engine) {
         Ok((date(to)? - date(from)?).num_days())
     });
     engine.register_fn("add_days", |day: &str, n: i64| -> Result<String, Box<rhai::EvalAltResult>> {
-        Ok((date(day)? + chrono::Duration::days(n)).to_string())
+        chrono::TimeDelta::try_days(n)
+            .and_then(|d| date(day).ok()?.checked_add_signed(d))
+            .map(|d| d.to_string())
+            .ok_or_else(|| format!("add_days(\"{day}\", {n}): not a date, or beyond the calendar").into())
     });
     // The sequence number of an id: which came first, whatever the clock said.
     engine.register_fn("sequence", |id: &str| -> Result<i64, Box<rhai::EvalAltResult>> {

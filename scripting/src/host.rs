@@ -85,6 +85,8 @@ pub struct ScriptHost {
     dir: PathBuf,
     limits: ScriptSettings,
     scripts: RwLock<BTreeMap<String, Compiled>>,
+    /// The modules imports evaluated (shared with the engine's resolver).
+    modules: Arc<RwLock<BTreeMap<PathBuf, Shared<Module>>>>,
     /// How often calls look for changed files (`None`: never; [`ScriptHost::reload_changed`]
     /// is then called by the embedding program).
     watch: Option<std::time::Duration>,
@@ -101,6 +103,14 @@ impl fmt::Debug for ScriptHost {
 /// `import` from `scripts/` only, or not at all.
 struct ScriptsOnly {
     dir: Option<PathBuf>,
+    /// Modules already evaluated, by file: a module's top level runs once, not per call.
+    modules: Arc<RwLock<BTreeMap<PathBuf, Shared<Module>>>>,
+}
+
+thread_local! {
+    /// The files this thread is importing, outermost first: an import of one of them is a
+    /// cycle.
+    static IMPORTING: std::cell::RefCell<Vec<PathBuf>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl ModuleResolver for ScriptsOnly {
@@ -115,15 +125,46 @@ impl ModuleResolver for ScriptsOnly {
         let Some(dir) = &self.dir else {
             return Err(refuse(format!("import \"{path}\": imports are off in this installation (scripting.imports)")));
         };
-        let file = dir.join(format!("{path}.rhai"));
-        let inside = file.canonicalize().ok().filter(|f| f.starts_with(dir));
-        let Some(file) = inside else {
-            return Err(refuse(format!(
-                "import \"{path}\": only scripts inside the installation's scripts/ folder can be imported"
-            )));
+        let outside = || {
+            refuse(format!("import \"{path}\": only scripts inside the installation's scripts/ folder can be imported"))
         };
-        let ast = engine.compile_file(file)?;
-        Ok(Module::eval_ast_as_new(Scope::new(), &ast, engine)?.into())
+        let relative = Path::new(path);
+        if relative.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+            return Err(outside());
+        }
+        let file = dir.join(format!("{path}.rhai"));
+        if !file.is_file() {
+            return Err(refuse(format!("import \"{path}\": there is no scripts/{path}.rhai")));
+        }
+        let inside = file.canonicalize().ok().filter(|f| f.starts_with(dir));
+        let Some(file) = inside else { return Err(outside()) };
+        if let Some(m) = self.modules.read().unwrap_or_else(|p| p.into_inner()).get(&file) {
+            return Ok(m.clone());
+        }
+        let name = |f: &PathBuf| f.strip_prefix(dir).unwrap_or(f).display().to_string();
+        let cycle = IMPORTING.with(|stack| {
+            let stack = stack.borrow();
+            stack.iter().position(|f| *f == file).map(|at| {
+                let mut chain: Vec<String> = stack[at..].iter().map(name).collect();
+                chain.push(name(&file));
+                chain.join(" → ")
+            })
+        });
+        if let Some(chain) = cycle {
+            return Err(refuse(format!("import cycle: {chain}")));
+        }
+        IMPORTING.with(|stack| stack.borrow_mut().push(file.clone()));
+        let module = engine
+            .compile_file(file.clone())
+            .and_then(|mut ast| {
+                ast.set_source(name(&file));
+                Module::eval_ast_as_new(Scope::new(), &ast, engine)
+            })
+            .map(Shared::new);
+        IMPORTING.with(|stack| stack.borrow_mut().pop());
+        let module = module?;
+        self.modules.write().unwrap_or_else(|p| p.into_inner()).insert(file, module.clone());
+        Ok(module)
     }
 }
 
@@ -139,7 +180,8 @@ impl ScriptHost {
         engine.set_max_modules(64);
         engine.disable_symbol("eval");
         let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-        engine.set_module_resolver(ScriptsOnly { dir: limits.imports.then_some(canonical) });
+        let modules = Arc::new(RwLock::new(BTreeMap::new()));
+        engine.set_module_resolver(ScriptsOnly { dir: limits.imports.then_some(canonical), modules: modules.clone() });
         engine.on_print(|s| tracing::info!(target: "crmkit::script", "{s}"));
         engine.on_debug(|s, source, pos| {
             tracing::debug!(target: "crmkit::script", script = source.unwrap_or("?"), line = pos.line().unwrap_or(0), "{s}")
@@ -164,6 +206,7 @@ impl ScriptHost {
             dir: dir.to_path_buf(),
             limits: limits.clone(),
             scripts: RwLock::new(BTreeMap::new()),
+            modules,
             watch: None,
             looked: std::sync::Mutex::new(None),
         }
@@ -235,6 +278,8 @@ impl ScriptHost {
             let modified = std::fs::metadata(self.dir.join(&f)).and_then(|m| m.modified()).ok();
             let current = self.scripts.read().expect("not poisoned").get(&f).map(|c| c.modified);
             if current.is_none_or(|m| m != modified || m.is_none()) {
+                // An imported module may be the file that changed.
+                self.modules.write().unwrap_or_else(|p| p.into_inner()).clear();
                 if let Err(e) = self.load(&f) {
                     errors.push(e);
                 }
@@ -260,7 +305,7 @@ impl ScriptHost {
         })?;
         ast.set_source(file);
         let ast = Arc::new(ast);
-        let reads_store = text.contains("import") || crate::api::STORE_FUNCTIONS.iter().any(|f| text.contains(f));
+        let reads_store = crate::api::may_read_store(&text);
         let compiled = Compiled { ast: ast.clone(), modified, reads_store };
         self.scripts.write().expect("not poisoned").insert(file.to_string(), compiled);
         Ok(ast)
@@ -268,11 +313,19 @@ impl ScriptHost {
 
     /// The compiled script, compiling it on first use.
     fn script(&self, file: &str) -> Result<Arc<AST>, ScriptError> {
+        Ok(self.compiled(file)?.0)
+    }
+
+    /// The compiled script and whether it may read the store, as one version.
+    fn compiled(&self, file: &str) -> Result<(Arc<AST>, bool), ScriptError> {
         self.look_for_changes();
         if let Some(c) = self.scripts.read().expect("not poisoned").get(file) {
-            return Ok(c.ast.clone());
+            return Ok((c.ast.clone(), c.reads_store));
         }
-        self.load(file)
+        self.load(file)?;
+        let scripts = self.scripts.read().expect("not poisoned");
+        let c = scripts.get(file).expect("just loaded");
+        Ok((c.ast.clone(), c.reads_store))
     }
 
     /// Checks that `file` defines `function` taking `arity` parameters.
@@ -307,23 +360,27 @@ impl ScriptHost {
         args: Vec<Dynamic>,
         limits: CallLimits,
     ) -> Result<Dynamic, ScriptError> {
-        self.script(file)?;
-        let reads_store = self.scripts.read().expect("not poisoned").get(file).is_some_and(|c| c.reads_store);
+        let (ast, reads_store) = self.compiled(file)?;
         if !reads_store {
-            return self.call(file, function, args, limits);
+            return self.run(file, &ast, function, args, limits);
         }
-        let (ask, asked) = std::sync::mpsc::channel::<crate::api::Ask>();
-        let (reply, replies) = std::sync::mpsc::channel::<crate::api::Reply>();
         std::thread::scope(|scope| {
+            let (ask, asked) = std::sync::mpsc::channel::<crate::api::Ask>();
+            let (reply, replies) = std::sync::mpsc::channel::<crate::api::Reply>();
             let script = scope.spawn(move || {
                 crate::api::connect(Some((ask, replies)));
-                let result = self.call(file, function, args, limits);
+                let result = self.run(file, &ast, function, args, limits);
                 crate::api::connect(None);
                 result
             });
             // The channel closes when the script's thread lets go of its end.
             for question in asked {
-                if reply.send(crate::api::answer_read(view, question)).is_err() {
+                // A store that panics answers with an error; the script's thread never waits
+                // for an answer that does not come.
+                let answer =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| crate::api::answer_read(view, question)))
+                        .unwrap_or_else(|_| Err("the store failed while reading (a panic)".to_string()));
+                if reply.send(answer).is_err() {
                     break;
                 }
             }
@@ -343,6 +400,17 @@ impl ScriptHost {
         limits: CallLimits,
     ) -> Result<Dynamic, ScriptError> {
         let ast = self.script(file)?;
+        self.run(file, &ast, function, args, limits)
+    }
+
+    fn run(
+        &self,
+        file: &str,
+        ast: &AST,
+        function: &str,
+        args: Vec<Dynamic>,
+        limits: CallLimits,
+    ) -> Result<Dynamic, ScriptError> {
         let timeout_ms = limits.timeout_ms.unwrap_or(self.limits.timeout_ms);
         let budget = Budget {
             deadline: Some(Instant::now() + std::time::Duration::from_millis(timeout_ms)),
@@ -351,7 +419,7 @@ impl ScriptHost {
         };
         let outer = BUDGET.with(|b| b.replace(budget));
         let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
-        let result = self.engine.call_fn_with_options::<Dynamic>(options, &mut Scope::new(), &ast, function, args);
+        let result = self.engine.call_fn_with_options::<Dynamic>(options, &mut Scope::new(), ast, function, args);
         BUDGET.with(|b| b.set(outer));
         result.map_err(|e| call_error(file, function, *e, budget))
     }
@@ -361,10 +429,15 @@ impl ScriptHost {
 fn call_error(file: &str, function: &str, e: EvalAltResult, budget: Budget) -> ScriptError {
     let mut err = e;
     let mut inner_fn = function.to_string();
-    while let EvalAltResult::ErrorInFunctionCall(name, _, inner, _) = err {
+    let mut inner_file = file.to_string();
+    while let EvalAltResult::ErrorInFunctionCall(name, source, inner, _) = err {
         inner_fn = name;
+        if !source.is_empty() {
+            inner_file = source;
+        }
         err = *inner;
     }
+    let file = inner_file.as_str();
     let pos = err.position();
     let message = match &err {
         EvalAltResult::ErrorTerminated(why, _) if why.to_string() == OUT_OF_TIME => {

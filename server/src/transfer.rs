@@ -158,7 +158,10 @@ fn summarize(r: &Report, a: &ImportArgs, report_file: &Path) {
     if let Some(s) = &r.stopped {
         say!("stopped: {s}");
         if !a.atomic && !a.dry_run && s.row == 0 && r.rows > 0 {
-            say!("  batches committed before this point stay; the rest of the file was not imported");
+            say!(
+                "  batches committed before this point stay; {} valid row(s) of the open batch and the rest of the file were not imported",
+                r.discarded
+            );
         }
     }
     if !r.errors.is_empty() || r.stopped.is_some() {

@@ -489,3 +489,20 @@ fn a_watched_host_picks_up_an_edit_by_itself() {
     std::fs::write(&file, "fn score(ctx) { 3 ").unwrap();
     assert_eq!(call().unwrap().as_int(), Ok(2));
 }
+
+#[test]
+fn an_import_cycle_and_a_date_beyond_the_calendar_are_errors_not_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.rhai"), "import \"b\" as b;\nfn x() { 1 }").unwrap();
+    std::fs::write(dir.path().join("b.rhai"), "import \"a\" as a;\nfn y() { 2 }").unwrap();
+    std::fs::write(dir.path().join("main.rhai"), "fn f(ctx) { import \"a\" as a; a::x() }\nfn g(ctx) { add_days(\"2026-01-01\", 100000000000) }\nfn h(ctx) { import \"missing\" as m; 1 }").unwrap();
+    let host = ScriptHost::new(dir.path(), &Default::default());
+    let call =
+        |f: &str| host.call("main.rhai", f, vec![rhai::Dynamic::UNIT], Default::default()).unwrap_err().to_string();
+    let e = call("f");
+    assert!(e.contains("import cycle: a.rhai → b.rhai → a.rhai"), "{e}");
+    let e = call("g");
+    assert!(e.contains("beyond the calendar") && e.contains("main.rhai:2"), "{e}");
+    let e = call("h");
+    assert!(e.contains("there is no scripts/missing.rhai"), "{e}");
+}

@@ -253,11 +253,13 @@ fn an_unterminated_quote_stops_the_import_and_its_open_batch_is_not_written() {
     let r = import_with(&fx.store, &Engine::default(), EntityKind::Interaction, Format::Csv, text.as_bytes(), |o| {
         o.batch_rows = 4
     });
-    let stop = r.stopped.expect("stopped");
+    let stop = r.stopped.clone().expect("stopped");
     assert_eq!(stop.line, 7, "the line the quote opened on");
     assert!(stop.message.contains("unterminated quote"), "{}", stop.message);
     // Rows 1–4 were a committed batch; row 5 was in the batch the broken row ends.
     assert_eq!(count::<Interaction>(&fx.store), 4);
+    // The report counts what was written, and the valid row the stop dropped.
+    assert_eq!((r.created, r.discarded, r.written), (4, 1, true));
     assert!(fx.store.read().unwrap().external_key(EntityKind::Interaction, "I5").unwrap().is_none());
 }
 

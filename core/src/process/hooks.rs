@@ -138,6 +138,8 @@ pub trait View {
     fn user_with_login(&self, login: &str) -> Result<Option<User>>;
     /// Visits every deal, oldest first, until `f` returns `false` (reports).
     fn each_deal(&self, f: &mut dyn FnMut(&Deal) -> bool) -> Result<()>;
+    /// Deals after `after` (none: from the first), oldest first, at most `limit`.
+    fn deals_page(&self, after: Option<DealId>, limit: usize) -> Result<Vec<Deal>>;
 }
 
 impl<R: Reader> View for R {
@@ -174,6 +176,9 @@ impl<R: Reader> View for R {
     }
     fn each_deal(&self, f: &mut dyn FnMut(&Deal) -> bool) -> Result<()> {
         self.for_each::<Deal>(|d| f(&d))
+    }
+    fn deals_page(&self, after: Option<DealId>, limit: usize) -> Result<Vec<Deal>> {
+        self.list(after, limit)
     }
     fn user_with_login(&self, login: &str) -> Result<Option<User>> {
         Reader::user_by_login(self, login)

@@ -1008,9 +1008,11 @@ impl WriteTxn<'_> {
         for ((index, prefix), delta) in &self.postings {
             postings::apply(self.kv.base(), *index, prefix, delta, &mut self.changes)?;
         }
-        self.kv.commit(self.changes, self.durability)?;
+        // Counted before the backend lets the next writer in, so that a writer never sees
+        // a commit it cannot count (a failed commit counts too: that only makes a caller
+        // look again).
         self.store.commits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Ok(())
+        self.kv.commit(self.changes, self.durability)
     }
 
     /// Runs `f`; if it fails, everything it wrote is taken back, so the transaction is as it

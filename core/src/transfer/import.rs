@@ -119,6 +119,8 @@ pub struct Report {
     /// Whether anything was written (false for a dry run, a refused atomic import, or a
     /// file refused at its header).
     pub written: bool,
+    /// Valid rows of the batch a stop dropped: read and checked, not written.
+    pub discarded: u64,
 }
 
 /// How far an import is.
@@ -305,6 +307,9 @@ pub struct Importer<'a> {
     own_commits: u64,
     /// Whether someone else committed during the import: keys are then looked up again.
     foreign_commits: bool,
+    /// Rows of the open batch created, updated and unchanged: counted in the report when
+    /// the batch commits (or, for a dry run, when it ends).
+    open: [u64; 3],
 }
 
 impl<'a> Importer<'a> {
@@ -328,6 +333,7 @@ impl<'a> Importer<'a> {
             commits_at_start: 0,
             own_commits: 0,
             foreign_commits: false,
+            open: [0; 3],
         })
     }
 
@@ -488,6 +494,8 @@ impl<'a> Importer<'a> {
                     Item::Stop(e) => {
                         // The open batch is not written.
                         drop(batch);
+                        self.report.discarded += self.open.iter().sum::<u64>();
+                        self.open = [0; 3];
                         self.report.stopped = Some(e);
                         return Ok(());
                     }
@@ -495,15 +503,27 @@ impl<'a> Importer<'a> {
                 }
                 if batch.rows >= self.opts.batch_rows && !self.single_transaction() {
                     batch = batch.commit_and_renew(&mut self.report)?;
+                    self.count_open_batch();
                     self.own_commits += 1;
                     self.check_foreign_commits();
                 }
             }
         }
         if self.opts.dry_run || (self.opts.atomic && !self.report.errors.is_empty()) {
+            // What the file would have done; `written` stays false.
+            self.count_open_batch();
             return Ok(());
         }
-        batch.commit(&mut self.report)
+        batch.commit(&mut self.report)?;
+        self.count_open_batch();
+        Ok(())
+    }
+
+    fn count_open_batch(&mut self) {
+        let [created, updated, unchanged] = std::mem::take(&mut self.open);
+        self.report.created += created;
+        self.report.updated += updated;
+        self.report.unchanged += unchanged;
     }
 
     /// Called with a batch's transaction open (nobody else can commit until it ends).
@@ -534,9 +554,9 @@ impl<'a> Importer<'a> {
         let whole = plan.p.attachments.is_empty() && !self.foreign_commits;
         let result = if whole { self.write_entity(tx, plan) } else { tx.attempt(|tx| self.write_entity(tx, plan)) };
         match result {
-            Ok(Written::Created) => self.report.created += 1,
-            Ok(Written::Updated) => self.report.updated += 1,
-            Ok(Written::Unchanged) => self.report.unchanged += 1,
+            Ok(Written::Created) => self.open[0] += 1,
+            Ok(Written::Updated) => self.open[1] += 1,
+            Ok(Written::Unchanged) => self.open[2] += 1,
             Err(e) => {
                 let failure = row_failure(e)?;
                 self.row_error(n, line, Some(key), failure);
@@ -598,14 +618,11 @@ fn read_rows<E: Entity, R: BufRead>(
     // Keys of this file's rows seen so far, with their row number.
     let mut seen: HashMap<String, u64> = HashMap::new();
     let mut n = 0u64;
-    let next = |n: u64, snapshot: &mut crate::store::Snapshot| -> bool {
+    let next = |n: u64, snapshot: &mut crate::store::Snapshot| -> Result<()> {
         if n.is_multiple_of(refresh) {
-            match store.read() {
-                Ok(s) => *snapshot = s,
-                Err(_) => return false,
-            }
+            *snapshot = store.read()?;
         }
-        true
+        Ok(())
     };
     match source {
         Source::Csv(mut reader, at) => {
@@ -623,8 +640,8 @@ fn read_rows<E: Entity, R: BufRead>(
                     }
                 }
                 n += 1;
-                if !next(n, &mut snapshot) {
-                    break;
+                if let Err(e) = next(n, &mut snapshot) {
+                    return out.finish(Item::Fatal(e));
                 }
                 let row = Row { source: RowSource::Csv(&rec, &at) };
                 let line = rec.line;
@@ -658,8 +675,8 @@ fn read_rows<E: Entity, R: BufRead>(
                     continue;
                 }
                 n += 1;
-                if !next(n, &mut snapshot) {
-                    break;
+                if let Err(e) = next(n, &mut snapshot) {
+                    return out.finish(Item::Fatal(e));
                 }
                 let item = match json_row(&cx, &buf) {
                     Err(error) => Item::Failed { n, line, key: None, error },
