@@ -23,7 +23,9 @@ mod attachments;
 mod bench;
 mod dossier;
 mod graph;
+mod http;
 mod script;
+mod token;
 mod transfer;
 
 use std::path::{Path, PathBuf};
@@ -42,6 +44,23 @@ use indicatif::{ProgressBar, ProgressStyle};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token for a user acting in one of their roles; prints the token alone.
+    Create {
+        dir: PathBuf,
+        #[arg(long)]
+        user: String,
+        /// admin, head, manager or viewer.
+        #[arg(long)]
+        role: String,
+    },
+    /// Revoke a token, by the id `token list` shows (or the token itself).
+    Revoke { dir: PathBuf, id: String },
+    /// The tokens: id, user, role, created, whether revoked.
+    List { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -207,6 +226,18 @@ enum Command {
         #[arg(long = "as", value_name = "LOGIN")]
         actor: Option<String>,
     },
+    /// Serve the installation over HTTP until SIGINT or SIGTERM.
+    Serve {
+        dir: PathBuf,
+        /// The address to listen on (port 0: any free port; the address is printed).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+    },
+    /// API tokens: random, shown once, stored only as a hash.
+    Token {
+        #[command(subcommand)]
+        what: TokenCommand,
+    },
     /// Run a report script (scripts/reports/NAME.rhai) and print its table.
     Report {
         dir: PathBuf,
@@ -321,6 +352,34 @@ fn run(cli: Cli) -> Result<()> {
         Command::Stats { dir, format } => stats(&dir, format),
         Command::Bench { what } => bench::run(what),
         Command::Script { what } => script::run(what),
+        Command::Serve { dir, addr } => http::serve(&dir, &addr),
+        Command::Token { what } => match what {
+            TokenCommand::Create { dir, user, role } => {
+                let inst = Installation::open(&dir, Arc::new(SystemClock))?;
+                let t = token::create(&inst, &user, &role)?;
+                say!("{t}");
+                Ok(())
+            }
+            TokenCommand::Revoke { dir, id } => {
+                let inst = Installation::open(&dir, Arc::new(SystemClock))?;
+                let t = token::revoke(&inst, &id)?;
+                say!("revoked token {} of {} ({:?})", t.id(), t.login, t.role);
+                Ok(())
+            }
+            TokenCommand::List { dir } => {
+                for t in token::load(&dir)? {
+                    say!(
+                        "{}  {:<20} {:<8} {}{}",
+                        t.id(),
+                        t.login,
+                        format!("{:?}", t.role).to_lowercase(),
+                        t.created,
+                        if t.revoked { "  revoked" } else { "" }
+                    );
+                }
+                Ok(())
+            }
+        },
         Command::Report { dir, name, params, format } => script::report(&dir, &name, &params, &format),
         Command::Import { dir, entity, file, format, map, delimiter, batch, atomic, dry_run, as_user } => {
             transfer::import(transfer::ImportArgs {

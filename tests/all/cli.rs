@@ -516,3 +516,109 @@ fn scripts_are_checked_and_run_from_the_command_line() {
     let out = fails(&["check", site.dir()]);
     assert!(out.contains("scripts/stages/guards.rhai:2:13"), "{out}");
 }
+
+/// A `crmkit serve` process on a free loopback port, stopped (SIGTERM) when dropped.
+struct Served {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Served {
+    fn start(site: &Site) -> Served {
+        use std::io::BufRead as _;
+        let mut child = Command::new(binary())
+            .args(["serve", site.dir(), "--addr", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("crmkit serve starts");
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut first).unwrap();
+        let addr = first.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("{first}")).to_string();
+        Served { child, addr }
+    }
+
+    /// One HTTP/1.1 request over its own connection: status and body.
+    fn request(&self, method: &str, path: &str, token: Option<&str>) -> (u16, Value) {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(&self.addr).unwrap();
+        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: crmkit\r\n{auth}Connection: close\r\n\r\n").unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let text = String::from_utf8_lossy(&raw);
+        let status: u16 = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("{text}"));
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
+    /// Stops the server as an operator would, and returns what it printed.
+    fn stop(mut self) -> String {
+        use std::io::Read as _;
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "the server stopped with {status}");
+        let mut out = String::new();
+        self.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        out
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_api_answers_over_loopback_by_token_and_role_and_stops_cleanly() {
+    let site = Site::new(|c| c);
+    let petrov = site.manager();
+    let (mine, theirs) = site.with(|inst| {
+        inst.store()
+            .transact(None, |tx| {
+                let other = tx.create(User::new("sidorov", "Сидор Сидоров", Role::Manager))?.id;
+                let p = tx.create(Partner::new("Альфа", PartnerRole::Client))?.id;
+                let mine = tx.create(new_deal(p, petrov, 100))?.id;
+                let theirs = tx.create(new_deal(p, other, 200))?.id;
+                Ok((mine, theirs))
+            })
+            .unwrap()
+    });
+    site.with(|inst| inst.store().transact(None, |tx| tx.create(User::new("boss", "Босс", Role::Admin))).unwrap());
+    let admin = ok(&["token", "create", site.dir(), "--user", "boss", "--role", "admin"]).trim().to_string();
+    let manager = ok(&["token", "create", site.dir(), "--user", "petrov", "--role", "manager"]).trim().to_string();
+    let out = fails(&["token", "create", site.dir(), "--user", "petrov", "--role", "admin"]);
+    assert!(out.contains("does not have the role admin"), "{out}");
+
+    let server = Served::start(&site);
+    assert_eq!(server.request("GET", "/health", None), (200, serde_json::json!({ "status": "ok" })));
+    let deal = |id: &DealId| format!("/api/v1/deals/{id}");
+    let (status, body) = server.request("GET", &deal(&mine), None);
+    assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
+    let (status, _) = server.request("GET", &deal(&mine), Some("crmk_not_a_token"));
+    assert_eq!(status, 401);
+    let (status, body) = server.request("GET", &deal(&theirs), Some(&admin));
+    assert_eq!((status, body["id"].as_str()), (200, Some(theirs.to_string().as_str())));
+    assert_eq!(body["amount"]["currency"], "RUB");
+    // A manager sees their own deals; another's is as good as absent.
+    assert_eq!(server.request("GET", &deal(&mine), Some(&manager)).0, 200);
+    let (status, body) = server.request("GET", &deal(&theirs), Some(&manager));
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+    let (status, body) = server.request("GET", "/api/v1/deals/%FF%FE", Some(&admin));
+    assert_eq!((status, body["field"].as_str()), (400, Some("id")));
+    let (status, body) = server.request("GET", "/api/v1/nothing", Some(&admin));
+    assert_eq!((status, body["code"].as_str()), (404, Some("no_route")));
+    let said = server.stop();
+    assert!(said.contains("stopped; the database is closed"), "{said}");
+    // The database opens cleanly after the server let go of it.
+    ok(&["check", site.dir()]);
+    // A revoked token is refused by the next server.
+    let id = ok(&["token", "list", site.dir()]).lines().find(|l| l.contains("petrov")).unwrap()[..12].to_string();
+    ok(&["token", "revoke", site.dir(), &id]);
+    let server = Served::start(&site);
+    assert_eq!(server.request("GET", &deal(&mine), Some(&manager)).0, 401);
+    server.stop();
+}

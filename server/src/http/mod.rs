@@ -1,0 +1,248 @@
+//! `crmkit serve`: the CRM over HTTP — hyper 1 on tokio, HTTP/1.1 and HTTP/2, bearer
+//! tokens, JSON errors, graceful shutdown on SIGINT and SIGTERM.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use crmkit_core::id::DealId;
+use crmkit_core::model::{Deal, Role, User};
+use crmkit_core::store::Reader;
+use crmkit_core::time::SystemClock;
+use crmkit_core::Installation;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::token::{self, Token};
+
+/// The most connections served at once; more wait in the kernel's queue.
+const MAX_CONNECTIONS: usize = 1024;
+/// How long a client may take to send its request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long in-flight requests may take to finish on shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// What every request handler shares.
+struct App {
+    inst: Installation,
+    tokens: Vec<Token>,
+}
+
+type Body = Full<Bytes>;
+
+/// An error answer: `{ "code", "message", "field" }` with its status.
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    field: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into(), field: None }
+    }
+
+    fn into_response(self) -> Response<Body> {
+        json_response(self.status, &json!({ "code": self.code, "message": self.message, "field": self.field }))
+    }
+}
+
+impl From<crmkit_core::Error> for ApiError {
+    fn from(e: crmkit_core::Error) -> ApiError {
+        use crmkit_core::Error as E;
+        match e {
+            E::NotFound { .. } => ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            E::Conflict { .. } => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            E::Invalid(f) => ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid",
+                message: f.message.clone(),
+                field: Some(f.field.clone()),
+            },
+            E::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
+            other => {
+                tracing::error!("internal error: {other}");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the server failed; see its log")
+            }
+        }
+    }
+}
+
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(value.to_string())))
+        .expect("a valid response")
+}
+
+/// The caller a token names.
+struct Caller {
+    user: User,
+    role: Role,
+}
+
+fn authenticate(app: &App, req: &Request<Incoming>) -> Result<Caller, ApiError> {
+    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+    let header = req
+        .headers()
+        .get("authorization")
+        .ok_or_else(|| unauthorized("this needs a token: Authorization: Bearer TOKEN"))?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .ok_or_else(|| unauthorized("the Authorization header is not \"Bearer TOKEN\""))?;
+    let h = token::hash(token.trim());
+    let t = app
+        .tokens
+        .iter()
+        .find(|t| t.hash == h && !t.revoked)
+        .ok_or_else(|| unauthorized("the token is not known, or was revoked"))?;
+    let user = app
+        .inst
+        .store()
+        .read()
+        .map_err(ApiError::from)?
+        .user_by_login(&t.login)
+        .map_err(ApiError::from)?
+        .filter(|u| u.active)
+        .ok_or_else(|| unauthorized("the token's user no longer exists or is deactivated"))?;
+    Ok(Caller { user, role: t.role })
+}
+
+/// Whether `caller` may see `deal`: admins and viewers every deal, heads the deals of their
+/// department, managers their own.
+fn may_see(r: &impl Reader, caller: &Caller, deal: &Deal) -> Result<bool, ApiError> {
+    Ok(match caller.role {
+        Role::Admin | Role::Viewer => true,
+        Role::Manager => deal.manager == caller.user.id,
+        Role::Head => {
+            deal.manager == caller.user.id || {
+                let manager: Option<User> = r.get(deal.manager).map_err(ApiError::from)?;
+                manager.is_some_and(|m| m.department.is_some() && m.department == caller.user.department)
+            }
+        }
+    })
+}
+
+async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let started = std::time::Instant::now();
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let response = match route(&app, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    tracing::info!(%method, path, status = response.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request");
+    Ok(response)
+}
+
+async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (req.method(), segments.as_slice()) {
+        (&Method::GET, ["health"]) => Ok(json_response(StatusCode::OK, &json!({ "status": "ok" }))),
+        (_, ["api", "v1", ..]) => {
+            let caller = authenticate(app, &req)?;
+            match (req.method(), &segments[2..]) {
+                (&Method::GET, ["deals", id]) => get_deal(app, &caller, id),
+                (&Method::GET, ["me"]) => Ok(json_response(
+                    StatusCode::OK,
+                    &json!({ "login": caller.user.login, "name": caller.user.name, "role": caller.role }),
+                )),
+                _ => Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "no_route",
+                    format!("no resource {} {path}", req.method()),
+                )),
+            }
+        }
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "no_route", format!("no resource {} {path}", req.method()))),
+    }
+}
+
+fn get_deal(app: &App, caller: &Caller, id: &str) -> Result<Response<Body>, ApiError> {
+    let id: DealId = id.parse().map_err(|e| {
+        let mut err = ApiError::new(StatusCode::BAD_REQUEST, "bad_id", format!("\"{id}\" is not a deal id: {e}"));
+        err.field = Some("id".into());
+        err
+    })?;
+    let r = app.inst.store().read()?;
+    let deal: Deal = r
+        .get(id)?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("deal {id} does not exist")))?;
+    if !may_see(&r, caller, &deal)? {
+        // Not found rather than forbidden: a manager does not learn which ids exist.
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("deal {id} does not exist")));
+    }
+    let body = serde_json::to_value(&deal)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// Serves the installation in `dir` on `addr` until SIGINT or SIGTERM; prints the address
+/// it listens on first.
+pub fn serve(dir: &Path, addr: &str) -> Result<()> {
+    let inst = Installation::open(dir, Arc::new(SystemClock))?;
+    let tokens = token::load(dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async move {
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+        let local: SocketAddr = listener.local_addr()?;
+        say!("listening on http://{local}");
+        let app = Arc::new(App { inst, tokens });
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let graceful = GracefulShutdown::new();
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).max_buf_size(64 * 1024);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        loop {
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => p.expect("the semaphore stays open"),
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+            };
+            let (stream, _) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        continue;
+                    }
+                },
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+            };
+            let app = app.clone();
+            let service = hyper::service::service_fn(move |req| handle(app.clone(), req));
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!("connection ended: {e}");
+                }
+                drop(permit);
+            });
+        }
+        say!("shutting down: finishing requests in flight");
+        tokio::select! {
+            _ = graceful.shutdown() => {}
+            _ = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("requests still running after {SHUTDOWN_GRACE:?}; stopping"),
+        }
+        drop(app);
+        say!("stopped; the database is closed");
+        Ok(())
+    })
+}

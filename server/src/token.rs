@@ -1,0 +1,117 @@
+//! API tokens: random, shown once, kept only as their SHA-256 in the installation's
+//! `data/tokens.jsonl`, each with the user and the role it acts in.
+
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use crmkit_core::model::Role;
+use crmkit_core::store::Reader;
+use crmkit_core::Installation;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// A stored token: its hash, never the token.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Token {
+    /// SHA-256 of the token, hex.
+    pub hash: String,
+    pub login: String,
+    pub role: Role,
+    pub created: String,
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+impl Token {
+    /// The short id that names a token in `crmkit token revoke`: the first 12 hex digits of
+    /// its hash.
+    pub fn id(&self) -> &str {
+        &self.hash[..12]
+    }
+}
+
+fn file(inst: &Installation) -> PathBuf {
+    inst.dir().join("data").join("tokens.jsonl")
+}
+
+/// SHA-256 of a token, hex.
+pub fn hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every stored token.
+pub fn load(dir: &Path) -> Result<Vec<Token>> {
+    let path = dir.join("data").join("tokens.jsonl");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| format!("{}:{}: not a token record", path.display(), i + 1))
+        })
+        .collect()
+}
+
+fn save(inst: &Installation, tokens: &[Token]) -> Result<()> {
+    let path = file(inst);
+    let tmp = path.with_extension("jsonl.tmp");
+    let mut out = std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    for t in tokens {
+        writeln!(out, "{}", serde_json::to_string(t)?)?;
+    }
+    out.sync_all()?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
+}
+
+/// Creates a token for `login` acting as `role` (one of the user's roles); returns it.
+pub fn create(inst: &Installation, login: &str, role: &str) -> Result<String> {
+    let role: Role = serde_json::from_value(serde_json::Value::String(role.to_string()))
+        .map_err(|_| anyhow::anyhow!("\"{role}\" is not a role: admin, head, manager or viewer"))?;
+    let user =
+        inst.store().read()?.user_by_login(login)?.with_context(|| format!("no user has the login \"{login}\""))?;
+    if !user.active {
+        bail!("user \"{login}\" is deactivated");
+    }
+    if !user.roles.contains(&role) {
+        bail!("user \"{login}\" does not have the role {}", serde_json::to_value(role)?.as_str().unwrap_or("?"));
+    }
+    let mut random = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut random))
+        .context("reading random bytes from /dev/urandom")?;
+    let token = format!("crmk_{}", random.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let mut tokens = load(inst.dir())?;
+    tokens.push(Token {
+        hash: hash(&token),
+        login: login.to_string(),
+        role,
+        created: crmkit_core::time::Clock::now(&crmkit_core::time::SystemClock).to_string(),
+        revoked: false,
+    });
+    save(inst, &tokens)?;
+    Ok(token)
+}
+
+/// Revokes the token whose id (or the token itself) is `which`.
+pub fn revoke(inst: &Installation, which: &str) -> Result<Token> {
+    let mut tokens = load(inst.dir())?;
+    let h = hash(which);
+    let found: Vec<usize> = (0..tokens.len())
+        .filter(|&i| tokens[i].hash == h || (which.len() >= 8 && tokens[i].hash.starts_with(which)))
+        .collect();
+    let i = match found.as_slice() {
+        [i] => *i,
+        [] => bail!("no token has the id \"{which}\""),
+        _ => bail!("several tokens start with \"{which}\": give more of the id"),
+    };
+    tokens[i].revoked = true;
+    let revoked = tokens[i].clone();
+    save(inst, &tokens)?;
+    Ok(revoked)
+}
