@@ -622,3 +622,77 @@ fn the_api_answers_over_loopback_by_token_and_role_and_stops_cleanly() {
     assert_eq!(server.request("GET", &deal(&mine), Some(&manager)).0, 401);
     server.stop();
 }
+
+impl Served {
+    /// A request with a JSON body: status and body.
+    fn send(&self, method: &str, path: &str, token: &str, body: &[u8]) -> (u16, Value) {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(&self.addr).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: crmkit\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        let _ = s.write_all(body);
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        let text = String::from_utf8_lossy(&raw);
+        let status: u16 = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("{text}"));
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+}
+
+#[test]
+fn writes_through_the_api_are_checked_and_group_committed() {
+    let site = Site::new(|c| c);
+    site.manager();
+    let p = site.partner("Альфа", PartnerRole::Client);
+    site.with(|inst| {
+        inst.store().transact(None, |tx| tx.create(User::new("watcher", "Наблюдатель", Role::Viewer))).unwrap()
+    });
+    let manager = ok(&["token", "create", site.dir(), "--user", "petrov", "--role", "manager"]).trim().to_string();
+    let viewer = ok(&["token", "create", site.dir(), "--user", "watcher", "--role", "viewer"]).trim().to_string();
+    let before = site.dump();
+    let server = Served::start(&site);
+    let post = |token: &str, body: &str| server.send("POST", "/api/v1/interactions", token, body.as_bytes());
+    let call = |subject: &str| {
+        format!("{{\"kind\":\"call\",\"direction\":\"outgoing\",\"at\":\"2026-03-02T10:00:00Z\",\"subject\":\"{subject}\",\"partner\":\"{p}\"}}")
+    };
+    // Every bad request is refused with its own status, and nothing is written.
+    let (status, body) = post(&manager, "{\"kind\": \"call\",");
+    assert_eq!((status, body["code"].as_str()), (400, Some("bad_json")));
+    let (status, body) = post(&manager, &call("x").replace("\"subject\"", "\"subjekt\""));
+    assert_eq!((status, body["code"].as_str()), (422, Some("invalid")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("subjekt"), "{body}");
+    let (status, body) = post(&manager, &call("x").replace("\"call\"", "42"));
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = post(&manager, &call("x").replace(&p.to_string(), "01JBJGB4000000000000000016"));
+    assert_eq!((status, body["field"].as_str()), (422, Some("partner")), "{body}");
+    let (status, body) = post(&viewer, &call("x"));
+    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")));
+    let big = format!(
+        "{{\"kind\":\"note\",\"at\":\"2026-03-02T10:00:00Z\",\"body\":\"{}\",\"partner\":\"{p}\"}}",
+        "x".repeat(2 << 20)
+    );
+    let (status, body) = post(&manager, &big);
+    assert_eq!((status, body["code"].as_str()), (413, Some("too_large")));
+    // 32 clients writing at once: each gets its own answer, all are there afterwards.
+    std::thread::scope(|s| {
+        for i in 0..32 {
+            let (post, call, manager) = (&post, &call, &manager);
+            s.spawn(move || {
+                for j in 0..4 {
+                    let (status, body) = post(manager, &call(&format!("Звонок {i}-{j}")));
+                    assert_eq!(status, 201, "{body}");
+                    assert_eq!(body["subject"], format!("Звонок {i}-{j}"));
+                }
+            });
+        }
+    });
+    server.stop();
+    let after = site.dump();
+    assert_eq!(after["interactions"].len(), before["interactions"].len() + 128);
+    ok(&["check", site.dir()]);
+}

@@ -35,9 +35,15 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 /// What every request handler shares.
 struct App {
-    inst: Installation,
+    inst: Arc<Installation>,
     tokens: Vec<Token>,
+    writer: writer::Writer,
 }
+
+mod writer;
+
+/// The largest request body accepted.
+const MAX_BODY: usize = 1 << 20;
 
 type Body = Full<Bytes>;
 
@@ -72,6 +78,22 @@ impl From<crmkit_core::Error> for ApiError {
                 field: Some(f.field.clone()),
             },
             E::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
+            E::Rejected { message, field, handler, .. } => ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "rejected",
+                message: format!("{handler}: {message}"),
+                field,
+            },
+            E::Process { .. } | E::NotAllowed(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_allowed", e.to_string())
+            }
+            E::Referenced { .. } | E::Duplicate { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
+            E::HookFault { .. } => {
+                tracing::error!("{e}");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "hook_failed", e.to_string())
+            }
             other => {
                 tracing::error!("internal error: {other}");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the server failed; see its log")
@@ -158,6 +180,7 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiE
             let caller = authenticate(app, &req)?;
             match (req.method(), &segments[2..]) {
                 (&Method::GET, ["deals", id]) => get_deal(app, &caller, id),
+                (&Method::POST, ["interactions"]) => post_interaction(app, &caller, req).await,
                 (&Method::GET, ["me"]) => Ok(json_response(
                     StatusCode::OK,
                     &json!({ "login": caller.user.login, "name": caller.user.name, "role": caller.role }),
@@ -192,17 +215,88 @@ fn get_deal(app: &App, caller: &Caller, id: &str) -> Result<Response<Body>, ApiE
     Ok(json_response(StatusCode::OK, &body))
 }
 
+/// The body of a request as JSON of type `T`: at most [`MAX_BODY`] bytes, UTF-8, no
+/// unknown fields.
+async fn json_body<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+    use http_body_util::BodyExt as _;
+    if let Some(len) = req.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse::<usize>().ok()) {
+        if len > MAX_BODY {
+            return Err(too_large());
+        }
+    }
+    let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
+    let bytes = match limited.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return Err(too_large()),
+        Err(e) => {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("the body could not be read: {e}")))
+        }
+    };
+    // Not JSON at all is a bad request; JSON of the wrong shape is unprocessable.
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", format!("the body is not JSON: {e}")))?;
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", format!("the body: {e}")))
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("the body is over the limit of {MAX_BODY} bytes"))
+}
+
+/// `POST /api/v1/interactions`: a call, e-mail, meeting or note with a partner.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewInteraction {
+    kind: crmkit_core::model::InteractionKind,
+    #[serde(default)]
+    direction: Option<crmkit_core::model::Direction>,
+    at: crmkit_core::time::Timestamp,
+    #[serde(default)]
+    duration_min: Option<u32>,
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    body: String,
+    partner: crmkit_core::id::PartnerId,
+    #[serde(default)]
+    deal: Option<DealId>,
+}
+
+async fn post_interaction(app: &App, caller: &Caller, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    if caller.role == Role::Viewer {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "a viewer does not write"));
+    }
+    let n: NewInteraction = json_body(req).await?;
+    let mut it = crmkit_core::model::Interaction::new(n.kind, n.at, n.partner, n.subject);
+    it.direction = n.direction;
+    it.duration_min = n.duration_min;
+    it.body = n.body;
+    it.deal = n.deal;
+    it.author = Some(caller.user.id);
+    let actor = caller.user.id;
+    let created = app
+        .writer
+        .write(Some(actor), move |engine, tx| {
+            let it = engine.create(tx, it)?;
+            Ok(serde_json::to_value(&it).expect("entities serialize"))
+        })
+        .await?;
+    Ok(json_response(StatusCode::CREATED, &created))
+}
+
 /// Serves the installation in `dir` on `addr` until SIGINT or SIGTERM; prints the address
 /// it listens on first.
 pub fn serve(dir: &Path, addr: &str) -> Result<()> {
-    let inst = Installation::open(dir, Arc::new(SystemClock))?;
+    let inst = Arc::new(Installation::open(dir, Arc::new(SystemClock))?);
     let tokens = token::load(dir)?;
+    let engine = crate::script::engine(&inst)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async move {
         let listener = TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
         let local: SocketAddr = listener.local_addr()?;
         say!("listening on http://{local}");
-        let app = Arc::new(App { inst, tokens });
+        let writer = writer::Writer::start(inst.clone(), engine);
+        let app = Arc::new(App { inst, tokens, writer });
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let graceful = GracefulShutdown::new();
         let mut builder = Builder::new(TokioExecutor::new());
@@ -241,7 +335,11 @@ pub fn serve(dir: &Path, addr: &str) -> Result<()> {
             _ = graceful.shutdown() => {}
             _ = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("requests still running after {SHUTDOWN_GRACE:?}; stopping"),
         }
-        drop(app);
+        // The writer finishes what it was given, commits, and lets go of the store.
+        match Arc::try_unwrap(app) {
+            Ok(app) => app.writer.stop(),
+            Err(_) => tracing::warn!("connections still hold the app; the writer stops with the process"),
+        }
         say!("stopped; the database is closed");
         Ok(())
     })

@@ -1,0 +1,125 @@
+//! The one writer: redb allows a single write transaction at a time, so every write request
+//! goes to this thread, which runs the writes waiting together in one transaction
+//! (**group commit**), each in its own savepoint: a write that fails is taken back alone and
+//! answered with its error; the others are answered once the commit is durable.
+
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crmkit_core::id::UserId;
+use crmkit_core::process::Engine;
+use crmkit_core::store::{Durability, WriteTxn};
+use crmkit_core::Installation;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::ApiError;
+
+/// A write: runs in the writer's transaction, answers a JSON value.
+type Work = Box<dyn FnOnce(&Engine, &mut WriteTxn<'_>) -> crmkit_core::Result<Value> + Send>;
+
+struct Job {
+    actor: Option<UserId>,
+    work: Work,
+    reply: oneshot::Sender<Result<Value, ApiError>>,
+}
+
+/// The most writes one commit takes.
+const MAX_GROUP: usize = 256;
+
+/// The handle requests send their writes through.
+pub struct Writer {
+    jobs: Option<Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    /// Starts the writer thread over `inst`.
+    pub fn start(inst: Arc<Installation>, engine: Engine) -> Writer {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("crmkit-writer".into())
+            .spawn(move || run(&inst, &engine, &queue))
+            .expect("the writer thread starts");
+        Writer { jobs: Some(jobs), thread: Some(thread) }
+    }
+
+    /// Runs `work` as `actor` in the next group; answers once it is durable (or with its
+    /// error, when it failed and was taken back).
+    pub async fn write(
+        &self,
+        actor: Option<UserId>,
+        work: impl FnOnce(&Engine, &mut WriteTxn<'_>) -> crmkit_core::Result<Value> + Send + 'static,
+    ) -> Result<Value, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job { actor, work: Box::new(work), reply };
+        let stopped = || ApiError::new(hyper::StatusCode::SERVICE_UNAVAILABLE, "stopping", "the server is stopping");
+        self.jobs.as_ref().ok_or_else(stopped)?.send(job).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Lets the writer finish the writes it was given and waits for it.
+    pub fn stop(mut self) {
+        self.jobs.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(inst: &Installation, engine: &Engine, queue: &Receiver<Job>) {
+    // Blocks for the first write of a group, then takes what else is waiting.
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        write_group(inst, engine, group);
+    }
+}
+
+fn write_group(inst: &Installation, engine: &Engine, group: Vec<Job>) {
+    let mut tx = match inst.store().write(None) {
+        Ok(tx) => tx,
+        Err(e) => {
+            let message = e.to_string();
+            for job in group {
+                let _ = job.reply.send(Err(ApiError::from(crmkit_core::Error::Storage(message.clone()))));
+            }
+            return;
+        }
+    };
+    tx.set_durability(Durability::Immediate);
+    let mut done = Vec::with_capacity(group.len());
+    for job in group {
+        tx.set_actor(job.actor);
+        let work = job.work;
+        match tx.attempt(|tx| work(engine, tx)) {
+            Ok(value) => done.push((job.reply, value)),
+            Err(e) => {
+                let _ = job.reply.send(Err(ApiError::from(e)));
+            }
+        }
+    }
+    match tx.commit() {
+        Ok(()) => {
+            for (reply, value) in done {
+                let _ = reply.send(Ok(value));
+            }
+        }
+        Err(e) => {
+            tracing::error!("a group commit failed: {e}");
+            for (reply, _) in done {
+                let _ = reply.send(Err(ApiError::new(
+                    hyper::StatusCode::SERVICE_UNAVAILABLE,
+                    "not_written",
+                    "the write could not be made durable; nothing was written",
+                )));
+            }
+        }
+    }
+}
