@@ -65,6 +65,19 @@ pub enum What {
         #[arg(long, default_value_t = 20_000)]
         calls: usize,
     },
+    /// The HTTP API under load on loopback: GET of deals, POST of interactions (group
+    /// commit), against a plain hyper hello-world measured in the same run.
+    Http {
+        /// Deals in the demo installation served.
+        #[arg(long, default_value_t = 20_000)]
+        deals: usize,
+        /// Concurrent keep-alive clients.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
     /// Stage transitions through the process engine with native guards and a reaction.
     Process {
         /// Transitions timed inside one transaction.
@@ -85,6 +98,7 @@ pub fn run(what: What) -> Result<()> {
         What::Dossier { deals, interactions } => dossier(deals, interactions),
         What::Import { rows, partners, batch } => import(rows, partners, batch),
         What::Script { calls } => script(calls),
+        What::Http { deals, clients, seconds } => http(deals, clients, seconds),
     }
 }
 
@@ -756,4 +770,187 @@ fn spin(ctx) { loop { } }
     }
     say!("reloading 100 edited scripts: median {:.1} ms of 5", median(reloads).as_secs_f64() * 1e3);
     Ok(())
+}
+
+/// What a load run measured.
+struct Load {
+    ok: u64,
+    failed: u64,
+    latencies: Vec<Duration>,
+    took: Duration,
+}
+
+/// `clients` keep-alive HTTP/1.1 connections to `addr`, each sending `request(n)` and
+/// reading the answer, for `seconds`.
+async fn load(
+    addr: std::net::SocketAddr,
+    clients: usize,
+    seconds: u64,
+    request: Arc<dyn Fn(u64) -> Vec<u8> + Send + Sync>,
+) -> Result<Load> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let request = request.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await?;
+            s.set_nodelay(true)?;
+            let (mut ok, mut failed, mut latencies) = (0u64, 0u64, Vec::new());
+            let mut buf = Vec::with_capacity(8192);
+            let mut n = c as u64 * 1_000_003;
+            while Instant::now() < deadline {
+                n += 1;
+                let t = Instant::now();
+                s.write_all(&request(n)).await?;
+                buf.clear();
+                // Headers, then as many body bytes as Content-Length says.
+                let (head_end, length) = loop {
+                    let mut chunk = [0u8; 4096];
+                    let got = s.read(&mut chunk).await?;
+                    anyhow::ensure!(got > 0, "the server closed the connection");
+                    buf.extend_from_slice(&chunk[..got]);
+                    if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..at]).to_ascii_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        break (at + 4, length);
+                    }
+                };
+                while buf.len() < head_end + length {
+                    let mut chunk = [0u8; 4096];
+                    let got = s.read(&mut chunk).await?;
+                    anyhow::ensure!(got > 0, "the server closed the connection");
+                    buf.extend_from_slice(&chunk[..got]);
+                }
+                latencies.push(t.elapsed());
+                if buf.starts_with(b"HTTP/1.1 2") {
+                    ok += 1;
+                } else {
+                    failed += 1;
+                }
+            }
+            anyhow::Ok((ok, failed, latencies))
+        }));
+    }
+    let mut total = Load { ok: 0, failed: 0, latencies: Vec::new(), took: Duration::ZERO };
+    for t in tasks {
+        let (ok, failed, mut l) = t.await??;
+        total.ok += ok;
+        total.failed += failed;
+        total.latencies.append(&mut l);
+    }
+    total.took = started.elapsed();
+    Ok(total)
+}
+
+fn report_load(what: &str, l: &mut Load) -> f64 {
+    let rate = l.ok as f64 / l.took.as_secs_f64();
+    let p99 = percentile(&mut l.latencies, 0.99);
+    say!(
+        "{what}: {:.0} req/s ({} ok, {} failed), median {:.2} ms, p99 {:.2} ms",
+        rate,
+        l.ok,
+        l.failed,
+        median(l.latencies.clone()).as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3
+    );
+    rate
+}
+
+/// The HTTP API on loopback against a plain hyper server measured in the same run.
+fn http(deals: usize, clients: usize, seconds: u64) -> Result<()> {
+    use crmkit_core::demo::{self, DemoOptions};
+    use crmkit_core::time::ManualClock;
+
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("demo");
+    let opts = DemoOptions::new(deals, 42);
+    let clock = Arc::new(ManualClock::new(opts.start));
+    {
+        let inst = Installation::init(&dir, Some(demo::DEMO_CONFIG), clock.clone())?;
+        demo::populate(inst.store(), &clock, &opts, &mut |_| {})?;
+    }
+    let inst = Arc::new(Installation::open(&dir, Arc::new(SystemClock))?);
+    let token = crate::token::create(&inst, "admin", "admin")?;
+    let snap = inst.store().read()?;
+    let ids: Vec<String> = snap.list::<Deal>(None, usize::MAX)?.iter().map(|d| d.id.to_string()).collect();
+    let partner = snap.list::<crmkit_core::model::Partner>(None, 1)?.remove(0).id;
+    drop(snap);
+    let tokens = crate::token::load(&dir)?;
+    let engine = crate::script::engine(&inst)?;
+    say!("crmkit bench http: {deals}-deal demo, {clients} keep-alive clients, {seconds} s per figure, loopback");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        // A plain hyper server: the ceiling of this machine and load generator.
+        let hello = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let hello_addr = hello.local_addr()?;
+        let (stop_hello, hello_stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            use hyper_util::rt::{TokioExecutor, TokioIo};
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            tokio::pin!(hello_stopped);
+            loop {
+                let (s, _) = tokio::select! { a = hello.accept() => match a { Ok(a) => a, Err(_) => continue }, _ = &mut hello_stopped => break };
+                let _ = s.set_nodelay(true);
+                let conn = builder
+                    .serve_connection(
+                        TokioIo::new(s),
+                        hyper::service::service_fn(|_req| async {
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"hello"))))
+                        }),
+                    )
+                    .into_owned();
+                tokio::spawn(conn);
+            }
+        });
+        let plain: Arc<dyn Fn(u64) -> Vec<u8> + Send + Sync> =
+            Arc::new(|_| b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n".to_vec());
+        let mut l = load(hello_addr, clients, seconds, plain).await?;
+        let base = report_load("plain hyper hello-world", &mut l);
+        let _ = stop_hello.send(());
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(crate::http::Served::new(inst, tokens, engine).run(listener, async move {
+            let _ = stopped.await;
+        }));
+        let ids = Arc::new(ids);
+        let auth = format!("Authorization: Bearer {token}\r\n");
+        let (get_ids, get_auth) = (ids.clone(), auth.clone());
+        let get: Arc<dyn Fn(u64) -> Vec<u8> + Send + Sync> = Arc::new(move |n| {
+            let id = &get_ids[(n.wrapping_mul(2_654_435_761) % get_ids.len() as u64) as usize];
+            format!("GET /api/v1/deals/{id} HTTP/1.1\r\nHost: bench\r\n{get_auth}\r\n").into_bytes()
+        });
+        let mut l = load(addr, clients, seconds, get).await?;
+        let got = report_load("GET /api/v1/deals/{id}", &mut l);
+        say!("  ratio to the plain server: {:.2}", got / base);
+        let post: Arc<dyn Fn(u64) -> Vec<u8> + Send + Sync> = Arc::new(move |n| {
+            let body = format!(
+                "{{\"kind\":\"call\",\"direction\":\"outgoing\",\"at\":\"2026-03-02T10:00:00Z\",\"subject\":\"Звонок {n}\",\"partner\":\"{partner}\"}}"
+            );
+            format!(
+                "POST /api/v1/interactions HTTP/1.1\r\nHost: bench\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        });
+        let mut l = load(addr, clients, seconds, post).await?;
+        report_load("POST /api/v1/interactions, durable, group-committed", &mut l);
+        let _ = stop.send(());
+        server.await?;
+        let rss = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(|l| l.trim_start_matches("VmRSS:").trim().to_string()))
+            .unwrap_or_default();
+        say!("process RSS after the runs (server, load generator and demo data): {rss}");
+        anyhow::Ok(())
+    })
 }

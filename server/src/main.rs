@@ -318,15 +318,17 @@ pub(crate) enum Format {
 }
 
 fn main() {
-    // Log lines (scripts' `log` and `print`) go to stderr, from level info up.
+    let cli = Cli::parse();
+    // Log lines (requests, scripts' `log` and `print`) go to stderr, from level info up;
+    // benchmarks log only warnings, so that the log does not become what they measure.
     use std::io::IsTerminal as _;
+    let level = if matches!(cli.command, Command::Bench { .. }) { tracing::Level::WARN } else { tracing::Level::INFO };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
-        .with_max_level(tracing::Level::INFO)
+        .with_max_level(level)
         .init();
-    let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);

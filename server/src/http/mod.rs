@@ -284,29 +284,31 @@ async fn post_interaction(app: &App, caller: &Caller, req: Request<Incoming>) ->
     Ok(json_response(StatusCode::CREATED, &created))
 }
 
-/// Serves the installation in `dir` on `addr` until SIGINT or SIGTERM; prints the address
-/// it listens on first.
-pub fn serve(dir: &Path, addr: &str) -> Result<()> {
-    let inst = Arc::new(Installation::open(dir, Arc::new(SystemClock))?);
-    let tokens = token::load(dir)?;
-    let engine = crate::script::engine(&inst)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-    runtime.block_on(async move {
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
-        let local: SocketAddr = listener.local_addr()?;
-        say!("listening on http://{local}");
+/// What a server needs: the installation, its tokens and its process engine.
+pub struct Served {
+    app: Arc<App>,
+}
+
+impl Served {
+    /// The installation `inst` with `tokens`, writing through `engine`.
+    pub fn new(inst: Arc<Installation>, tokens: Vec<Token>, engine: crmkit_core::process::Engine) -> Served {
         let writer = writer::Writer::start(inst.clone(), engine);
-        let app = Arc::new(App { inst, tokens, writer });
+        Served { app: Arc::new(App { inst, tokens, writer }) }
+    }
+
+    /// Serves connections from `listener` until `stop` completes, then lets requests in
+    /// flight finish and stops the writer.
+    pub async fn run(self, listener: TcpListener, stop: impl std::future::Future<Output = ()>) {
+        let app = self.app;
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let graceful = GracefulShutdown::new();
         let mut builder = Builder::new(TokioExecutor::new());
         builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).max_buf_size(64 * 1024);
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::pin!(stop);
         loop {
             let permit = tokio::select! {
                 p = slots.clone().acquire_owned() => p.expect("the semaphore stays open"),
-                _ = tokio::signal::ctrl_c() => break,
-                _ = term.recv() => break,
+                _ = &mut stop => break,
             };
             let (stream, _) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -316,9 +318,9 @@ pub fn serve(dir: &Path, addr: &str) -> Result<()> {
                         continue;
                     }
                 },
-                _ = tokio::signal::ctrl_c() => break,
-                _ = term.recv() => break,
+                _ = &mut stop => break,
             };
+            let _ = stream.set_nodelay(true);
             let app = app.clone();
             let service = hyper::service::service_fn(move |req| handle(app.clone(), req));
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
@@ -330,7 +332,6 @@ pub fn serve(dir: &Path, addr: &str) -> Result<()> {
                 drop(permit);
             });
         }
-        say!("shutting down: finishing requests in flight");
         tokio::select! {
             _ = graceful.shutdown() => {}
             _ = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("requests still running after {SHUTDOWN_GRACE:?}; stopping"),
@@ -340,6 +341,29 @@ pub fn serve(dir: &Path, addr: &str) -> Result<()> {
             Ok(app) => app.writer.stop(),
             Err(_) => tracing::warn!("connections still hold the app; the writer stops with the process"),
         }
+    }
+}
+
+/// Serves the installation in `dir` on `addr` until SIGINT or SIGTERM; prints the address
+/// it listens on first.
+pub fn serve(dir: &Path, addr: &str) -> Result<()> {
+    let inst = Arc::new(Installation::open(dir, Arc::new(SystemClock))?);
+    let tokens = token::load(dir)?;
+    let engine = crate::script::engine(&inst)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async move {
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+        let local: SocketAddr = listener.local_addr()?;
+        say!("listening on http://{local}");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let stop = async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            say!("shutting down: finishing requests in flight");
+        };
+        Served::new(inst, tokens, engine).run(listener, stop).await;
         say!("stopped; the database is closed");
         Ok(())
     })
