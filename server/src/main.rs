@@ -86,6 +86,12 @@ enum Command {
         /// Replace an existing installation in DIR even if it is not a demo.
         #[arg(long)]
         force: bool,
+        /// Stop after creating it instead of serving it.
+        #[arg(long)]
+        no_serve: bool,
+        /// Where to serve it.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
     },
     /// Count the entities of an installation.
     Stats {
@@ -344,12 +350,32 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Check { dir } => check(&dir),
-        Command::Demo { dir, deals, seed, force } => {
+        Command::Demo { dir, deals, seed, force, no_serve, addr } => {
             let summary = make_demo(&dir, deals, seed, force, true, None, true)?;
             say!("{}", summary.to_string().trim_end());
             say!("\ninstallation: {}", dir.display());
-            say!("next: crmkit stats {}", dir.display());
-            Ok(())
+            if no_serve {
+                say!("next: crmkit stats {}   or   crmkit serve {}", dir.display(), dir.display());
+                return Ok(());
+            }
+            let token = {
+                let inst = Installation::open(&dir, Arc::new(SystemClock))?;
+                token::create(&inst, "admin", "admin")?
+            };
+            let deal = {
+                let inst = Installation::open(&dir, Arc::new(SystemClock))?;
+                let r = inst.store().read()?;
+                crmkit_core::store::Reader::list::<crmkit_core::model::Deal>(&r, None, 1)?
+                    .first()
+                    .map(|d| d.id.to_string())
+                    .unwrap_or_default()
+            };
+            http::serve_then(&dir, &addr, move |url| {
+                say!("\nthe demo is served at {url} (Ctrl-C stops it); an admin token: {token}");
+                say!("  curl {url}/health");
+                say!("  curl -H 'Authorization: Bearer {token}' {url}/api/v1/me");
+                say!("  curl -H 'Authorization: Bearer {token}' {url}/api/v1/deals/{deal}");
+            })
         }
         Command::Stats { dir, format } => stats(&dir, format),
         Command::Bench { what } => bench::run(what),

@@ -25,14 +25,14 @@ fn init_check_demo_stats() {
     let o = crmkit(&["check", "acme"], root);
     assert!(o.status.success() && text(&o).contains("indexes consistent"), "{}", text(&o));
 
-    let o = crmkit(&["demo", "--dir", "d", "--deals", "300", "--seed", "5"], root);
+    let o = crmkit(&["demo", "--dir", "d", "--deals", "300", "--seed", "5", "--no-serve"], root);
     assert!(o.status.success(), "{}", text(&o));
     let summary = text(&o);
     assert!(summary.lines().any(|l| l.split_whitespace().eq(["deal", "300"])), "{summary}");
     // A demo replaces an earlier demo, but not another installation.
-    let o = crmkit(&["demo", "--dir", "d", "--deals", "200"], root);
+    let o = crmkit(&["demo", "--dir", "d", "--deals", "200", "--no-serve"], root);
     assert!(o.status.success(), "{}", text(&o));
-    let o = crmkit(&["demo", "--dir", "acme", "--deals", "200"], root);
+    let o = crmkit(&["demo", "--dir", "acme", "--deals", "200", "--no-serve"], root);
     assert!(!o.status.success() && text(&o).contains("not a demo"), "{}", text(&o));
 
     let o = crmkit(&["stats", "d", "--format", "json"], root);

@@ -696,3 +696,78 @@ fn writes_through_the_api_are_checked_and_group_committed() {
     assert_eq!(after["interactions"].len(), before["interactions"].len() + 128);
     ok(&["check", site.dir()]);
 }
+
+/// A POST to `addr` that may meet a dead server: the status, or `None` when no answer came.
+fn try_post(addr: &str, path: &str, token: &str, body: &str) -> Option<u16> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: crmkit\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    String::from_utf8_lossy(&raw).split(' ').nth(1)?.parse().ok()
+}
+
+#[test]
+fn every_acknowledged_write_survives_a_kill_mid_load() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    let site = Site::new(|c| c);
+    site.manager();
+    let p = site.partner("Альфа", PartnerRole::Client);
+    let token = ok(&["token", "create", site.dir(), "--user", "petrov", "--role", "manager"]).trim().to_string();
+    for round in 0..3 {
+        let mut server = Served::start(&site);
+        let acknowledged = Mutex::new(Vec::new());
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for client in 0..8 {
+                let (addr, acknowledged, stop, token) = (server.addr.clone(), &acknowledged, &stop, &token);
+                s.spawn(move || {
+                    let mut n = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        let subject = format!("r{round}-c{client}-{n}");
+                        let body = format!("{{\"kind\":\"note\",\"at\":\"2026-03-02T10:00:00Z\",\"subject\":\"{subject}\",\"partner\":\"{p}\"}}");
+                        match try_post(&addr, "/api/v1/interactions", token, &body) {
+                            Some(201) => acknowledged.lock().unwrap().push(subject),
+                            Some(other) => panic!("{subject}: {other}"),
+                            None => break,
+                        }
+                    }
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(600));
+            server.child.kill().unwrap(); // SIGKILL, in the middle of the load
+            server.child.wait().unwrap();
+            stop.store(true, Ordering::Relaxed);
+        });
+        let acknowledged = acknowledged.into_inner().unwrap();
+        assert!(acknowledged.len() > 10, "round {round}: only {} writes went through", acknowledged.len());
+        // The database opens cleanly and holds every acknowledged write.
+        let stored: std::collections::HashSet<String> = site.with(|inst| {
+            let mut all = std::collections::HashSet::new();
+            inst.store()
+                .read()
+                .unwrap()
+                .for_each::<crmkit_core::model::Interaction>(|i| {
+                    all.insert(i.subject);
+                    true
+                })
+                .unwrap();
+            all
+        });
+        let lost: Vec<&String> = acknowledged.iter().filter(|s| !stored.contains(*s)).collect();
+        assert!(
+            lost.is_empty(),
+            "round {round}: {} acknowledged writes are missing: {:?}",
+            lost.len(),
+            &lost[..lost.len().min(5)]
+        );
+        ok(&["check", site.dir()]);
+    }
+}

@@ -347,6 +347,11 @@ impl Served {
 /// Serves the installation in `dir` on `addr` until SIGINT or SIGTERM; prints the address
 /// it listens on first.
 pub fn serve(dir: &Path, addr: &str) -> Result<()> {
+    serve_then(dir, addr, |_| {})
+}
+
+/// [`serve`], calling `listening` with the URL once the socket is bound.
+pub fn serve_then(dir: &Path, addr: &str, listening: impl FnOnce(&str)) -> Result<()> {
     let inst = Arc::new(Installation::open(dir, Arc::new(SystemClock))?);
     let tokens = token::load(dir)?;
     let engine = crate::script::engine(&inst)?;
@@ -355,6 +360,7 @@ pub fn serve(dir: &Path, addr: &str) -> Result<()> {
         let listener = TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
         let local: SocketAddr = listener.local_addr()?;
         say!("listening on http://{local}");
+        listening(&format!("http://{local}"));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let stop = async move {
             tokio::select! {
