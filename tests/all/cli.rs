@@ -771,3 +771,67 @@ fn every_acknowledged_write_survives_a_kill_mid_load() {
         ok(&["check", site.dir()]);
     }
 }
+
+#[test]
+fn a_deal_lives_through_the_api_and_a_script_guard_has_its_say() {
+    let site = Site::new(|c| c);
+    site.manager();
+    let p = site.partner("Альфа", PartnerRole::Client);
+    let manager = ok(&["token", "create", site.dir(), "--user", "petrov", "--role", "manager"]).trim().to_string();
+    let server = Served::start(&site);
+    let post = |path: &str, body: String| server.send("POST", path, &manager, body.as_bytes());
+    let (status, deal) = post(
+        "/api/v1/deals",
+        format!("{{\"title\":\"Поставка\",\"partner\":\"{p}\",\"kind\":\"b2b_sale\",\"amount\":{{\"amount\":\"150000.00\",\"currency\":\"RUB\"}},\"source\":\"website\",\"expected_close\":\"2026-06-30\"}}"),
+    );
+    assert_eq!(status, 201, "{deal}");
+    assert_eq!((deal["stage"].as_str(), deal["status"].as_str()), (Some("qualification"), Some("in_progress")));
+    let id = deal["id"].as_str().unwrap().to_string();
+    let act = |action: &str, version: &Value, extra: &str| {
+        post(&format!("/api/v1/deals/{id}/{action}"), format!("{{\"version\":{version}{extra}}}"))
+    };
+    let (status, moved) = act("move", &deal["version"], ",\"stage\":\"needs_analysis\"");
+    assert_eq!((status, moved["stage"].as_str()), (200, Some("needs_analysis")), "{moved}");
+    // The version read before the move is stale now.
+    let (status, body) = act("move", &deal["version"], ",\"stage\":\"proposal\"");
+    assert_eq!((status, body["code"].as_str()), (409, Some("conflict")), "{body}");
+    // Leaving the stage forward needs its checklist: the engine says so.
+    let (status, body) = act("move", &moved["version"], ",\"stage\":\"proposal\"");
+    assert_eq!((status, body["field"].as_str()), (422, Some("checklist")), "{body}");
+    let (status, checked) = act("check", &moved["version"], ",\"item\":\"needs_recorded\"");
+    assert_eq!(status, 200, "{checked}");
+    let (status, proposal) = act("move", &checked["version"], ",\"stage\":\"proposal\"");
+    assert_eq!(status, 200, "{proposal}");
+    // The shipped Rhai guard: no leaving the proposal without a quote.
+    let (status, body) = act("move", &proposal["version"], ",\"stage\":\"negotiation\"");
+    assert_eq!(
+        (status, body["code"].as_str(), body["field"].as_str()),
+        (422, Some("rejected"), Some("documents")),
+        "{body}"
+    );
+    assert!(body["message"].as_str().unwrap().contains("without a quote"), "{body}");
+    let (status, lost) = act("lose", &proposal["version"], ",\"reason\":\"price\"");
+    assert_eq!((status, lost["status"].as_str()), (200, Some("lost")), "{lost}");
+    // The list pages by cursor and filters; the dossier sums the partner up.
+    for i in 0..3 {
+        let (status, _) = post(
+            "/api/v1/deals",
+            format!("{{\"title\":\"Ещё {i}\",\"partner\":\"{p}\",\"kind\":\"b2b_sale\",\"amount\":{{\"amount\":\"10\",\"currency\":\"RUB\"}}}}"),
+        );
+        assert_eq!(status, 201);
+    }
+    let (status, page) = server.request("GET", "/api/v1/deals?limit=2", Some(&manager));
+    assert_eq!((status, page["items"].as_array().unwrap().len()), (200, 2), "{page}");
+    let next = page["next"].as_str().unwrap().to_string();
+    let (_, rest) = server.request("GET", &format!("/api/v1/deals?limit=2&after={next}"), Some(&manager));
+    assert_eq!(rest["items"].as_array().unwrap().len(), 2, "{rest}");
+    assert!(rest["next"].is_null());
+    let (_, lost_only) = server.request("GET", "/api/v1/deals?status=lost", Some(&manager));
+    assert_eq!(lost_only["items"].as_array().unwrap().len(), 1);
+    let (status, body) = server.request("GET", "/api/v1/deals?status=maybe", Some(&manager));
+    assert_eq!((status, body["field"].as_str()), (400, Some("status")));
+    let (status, dossier) = server.request("GET", &format!("/api/v1/partners/{p}/dossier"), Some(&manager));
+    assert_eq!(status, 200, "{dossier}");
+    assert_eq!(dossier["partner"]["name"], "Альфа");
+    server.stop();
+}

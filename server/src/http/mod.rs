@@ -180,6 +180,13 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiE
             let caller = authenticate(app, &req)?;
             match (req.method(), &segments[2..]) {
                 (&Method::GET, ["deals", id]) => get_deal(app, &caller, id),
+                (&Method::GET, ["deals"]) => list_deals(app, &caller, req.uri().query().unwrap_or("")),
+                (&Method::POST, ["deals"]) => post_deal(app, &caller, req).await,
+                (&Method::POST, ["deals", id, action]) => {
+                    let (id, action) = (id.to_string(), action.to_string());
+                    deal_action(app, &caller, &id, &action, req).await
+                }
+                (&Method::GET, ["partners", id, "dossier"]) => get_dossier(app, id),
                 (&Method::POST, ["interactions"]) => post_interaction(app, &caller, req).await,
                 (&Method::GET, ["me"]) => Ok(json_response(
                     StatusCode::OK,
@@ -211,6 +218,293 @@ fn get_deal(app: &App, caller: &Caller, id: &str) -> Result<Response<Body>, ApiE
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("deal {id} does not exist")));
     }
     let body = serde_json::to_value(&deal)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+fn deal_id(id: &str) -> Result<DealId, ApiError> {
+    id.parse().map_err(|e| {
+        let mut err = ApiError::new(StatusCode::BAD_REQUEST, "bad_id", format!("\"{id}\" is not a deal id: {e}"));
+        err.field = Some("id".into());
+        err
+    })
+}
+
+/// The query parameters of a request, decoded.
+fn query(q: &str) -> Result<std::collections::BTreeMap<String, String>, ApiError> {
+    let mut out = std::collections::BTreeMap::new();
+    for pair in q.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| -> Result<String, ApiError> {
+            let bytes = s.as_bytes();
+            let mut raw = Vec::with_capacity(bytes.len());
+            let mut i = 0;
+            while i < bytes.len() {
+                match bytes[i] {
+                    b'%' if i + 2 < bytes.len() => {
+                        let hex =
+                            std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                        raw.push(hex.ok_or_else(|| {
+                            ApiError::new(
+                                StatusCode::BAD_REQUEST,
+                                "bad_query",
+                                format!("\"{s}\" has a broken %-escape"),
+                            )
+                        })?);
+                        i += 3;
+                    }
+                    b'+' => {
+                        raw.push(b' ');
+                        i += 1;
+                    }
+                    b => {
+                        raw.push(b);
+                        i += 1;
+                    }
+                }
+            }
+            String::from_utf8(raw)
+                .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", "the query is not UTF-8"))
+        };
+        out.insert(decode(k)?, decode(v)?);
+    }
+    Ok(out)
+}
+
+/// `GET /api/v1/deals?partner=&manager=&status=&after=&limit=`: a page of the deals the
+/// caller may see, oldest first; `next` is the cursor of the next page.
+fn list_deals(app: &App, caller: &Caller, q: &str) -> Result<Response<Body>, ApiError> {
+    use crmkit_core::store::Index;
+    let q = query(q)?;
+    let limit: usize = match q.get("limit") {
+        Some(l) => l.parse().ok().filter(|n| (1..=500).contains(n)).ok_or_else(|| {
+            let mut e = ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                format!("limit \"{l}\" is not a number from 1 to 500"),
+            );
+            e.field = Some("limit".into());
+            e
+        })?,
+        None => 50,
+    };
+    let after = q.get("after").map(|a| deal_id(a)).transpose()?;
+    let r = app.inst.store().read()?;
+    let bad = |field: &str, m: String| {
+        let mut e = ApiError::new(StatusCode::BAD_REQUEST, "bad_query", m);
+        e.field = Some(field.into());
+        e
+    };
+    // The most selective index the filters allow; a manager's own deals by their own index.
+    let (index, prefix): (Option<Index>, Vec<u8>) = if caller.role == Role::Manager {
+        (Some(Index::DealByManager), caller.user.id.0.to_bytes().to_vec())
+    } else if let Some(p) = q.get("partner") {
+        let p: crmkit_core::id::PartnerId = p.parse().map_err(|e| bad("partner", format!("\"{p}\": {e}")))?;
+        (Some(Index::DealByPartner), p.0.to_bytes().to_vec())
+    } else if let Some(m) = q.get("manager") {
+        let m: crmkit_core::id::UserId = m.parse().map_err(|e| bad("manager", format!("\"{m}\": {e}")))?;
+        (Some(Index::DealByManager), m.0.to_bytes().to_vec())
+    } else {
+        (None, Vec::new())
+    };
+    let status = q.get("status").map(|s| {
+        serde_json::from_value::<crmkit_core::model::DealStatus>(serde_json::Value::String(s.clone()))
+            .map_err(|_| bad("status", format!("\"{s}\" is not a deal status (in_progress, won, lost, on_hold)")))
+    });
+    let status = status.transpose()?;
+    let mut items = Vec::new();
+    let mut cursor = after.map(|a| a.0);
+    let mut next = None;
+    // Reads in slices until the page is full: filters may drop deals.
+    'pages: loop {
+        let slice: Vec<Deal> = match index {
+            Some(ix) => r.find(ix, &prefix, cursor, 200)?,
+            None => r.list(cursor.map(DealId), 200)?,
+        };
+        let Some(last) = slice.last() else { break };
+        cursor = Some(last.id.0);
+        for d in slice {
+            let keep = status.is_none_or(|s| d.status == s)
+                && q.get("partner").is_none_or(|p| d.partner.to_string() == *p)
+                && q.get("manager").is_none_or(|m| d.manager.to_string() == *m)
+                && may_see(&r, caller, &d)?;
+            if keep {
+                if items.len() == limit {
+                    next = Some(items.last().map(|d: &Deal| d.id.to_string()).unwrap_or_default());
+                    break 'pages;
+                }
+                items.push(d);
+            }
+        }
+    }
+    Ok(json_response(StatusCode::OK, &json!({ "items": items, "next": next })))
+}
+
+/// `POST /api/v1/deals`: a new deal, in the first stage of its kind.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewDeal {
+    title: String,
+    partner: crmkit_core::id::PartnerId,
+    kind: String,
+    amount: crmkit_core::values::Money,
+    #[serde(default)]
+    manager: Option<crmkit_core::id::UserId>,
+    /// `YYYY-MM-DD`.
+    #[serde(default)]
+    expected_close: Option<String>,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    comment: String,
+}
+
+async fn post_deal(app: &App, caller: &Caller, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    if caller.role == Role::Viewer {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "a viewer does not write"));
+    }
+    let n: NewDeal = json_body(req).await?;
+    let manager = n.manager.unwrap_or(caller.user.id);
+    if caller.role == Role::Manager && manager != caller.user.id {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "a manager creates deals for themselves"));
+    }
+    let mut d = Deal::new(n.title, n.partner, n.kind, None, manager, n.amount);
+    d.expected_close = match &n.expected_close {
+        Some(day) => Some(
+            crmkit_core::time::Timestamp::parse(&format!("{day}T00:00:00Z"))
+                .map_err(|_| {
+                    let mut e = ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid",
+                        format!("\"{day}\" is not a date like 2026-06-30"),
+                    );
+                    e.field = Some("expected_close".into());
+                    e
+                })?
+                .date(),
+        ),
+        None => None,
+    };
+    d.source = n.source;
+    d.comment = n.comment;
+    let created = app
+        .writer
+        .write(Some(caller.user.id), move |engine, tx| {
+            let d = engine.create_deal(tx, d)?;
+            Ok(serde_json::to_value(&d).expect("entities serialize"))
+        })
+        .await?;
+    Ok(json_response(StatusCode::CREATED, &created))
+}
+
+/// The body of a deal action: the version the caller read, and what the action needs.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DealAction {
+    version: u64,
+    #[serde(default)]
+    stage: Option<String>,
+    #[serde(default)]
+    comment: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    competitor: Option<crmkit_core::id::PartnerId>,
+    /// `check`: the checklist item, and whether it is done (default: done).
+    #[serde(default)]
+    item: Option<String>,
+    #[serde(default)]
+    done: Option<bool>,
+}
+
+/// `POST /api/v1/deals/{id}/{move|check|hold|resume|win|lose|reopen}` with
+/// `{ "version": N, … }`: a stale version is a 409.
+async fn deal_action(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+    action: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    use crmkit_core::process::Outcome;
+    if caller.role == Role::Viewer {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "a viewer does not write"));
+    }
+    let id = deal_id(id)?;
+    if !["move", "check", "hold", "resume", "win", "lose", "reopen"].contains(&action) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_route",
+            format!("a deal has no action \"{action}\" (move, check, hold, resume, win, lose, reopen)"),
+        ));
+    }
+    {
+        let r = app.inst.store().read()?;
+        let deal: Deal = r
+            .get(id)?
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("deal {id} does not exist")))?;
+        if !may_see(&r, caller, &deal)? || caller.role == Role::Viewer {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("deal {id} does not exist")));
+        }
+    }
+    let a: DealAction = json_body(req).await?;
+    let action = action.to_string();
+    let done = app
+        .writer
+        .write(Some(caller.user.id), move |engine, tx| {
+            let v = a.version;
+            let d = match action.as_str() {
+                "move" => {
+                    let stage = a.stage.as_deref().ok_or_else(|| {
+                        crmkit_core::model::FieldError::new(
+                            crmkit_core::model::EntityKind::Deal,
+                            "stage",
+                            "is required to move a deal",
+                        )
+                    })?;
+                    engine.move_deal(tx, id, v, stage, a.comment.as_deref())?
+                }
+                "check" => {
+                    let item = a.item.as_deref().ok_or_else(|| {
+                        crmkit_core::model::FieldError::new(
+                            crmkit_core::model::EntityKind::Deal,
+                            "item",
+                            "is required to check a checklist item",
+                        )
+                    })?;
+                    engine.set_checked(tx, id, v, item, a.done.unwrap_or(true))?
+                }
+                "hold" => engine.hold(tx, id, v, a.comment.as_deref().unwrap_or(""))?,
+                "resume" => engine.resume(tx, id, v)?,
+                "win" => engine.close(tx, id, v, Outcome::Won)?,
+                "lose" => engine.close(
+                    tx,
+                    id,
+                    v,
+                    Outcome::Lost {
+                        reason: a.reason.unwrap_or_default(),
+                        competitor: a.competitor,
+                        comment: a.comment.unwrap_or_default(),
+                    },
+                )?,
+                _ => engine.reopen(tx, id, v, a.stage.as_deref())?,
+            };
+            Ok(serde_json::to_value(&d).expect("entities serialize"))
+        })
+        .await?;
+    Ok(json_response(StatusCode::OK, &done))
+}
+
+/// `GET /api/v1/partners/{id}/dossier`: everything about a partner.
+fn get_dossier(app: &App, id: &str) -> Result<Response<Body>, ApiError> {
+    let id: crmkit_core::id::PartnerId = id.parse().map_err(|e| {
+        let mut err = ApiError::new(StatusCode::BAD_REQUEST, "bad_id", format!("\"{id}\" is not a partner id: {e}"));
+        err.field = Some("id".into());
+        err
+    })?;
+    let r = app.inst.store().read()?;
+    let d = crmkit_core::dossier::dossier(&r, id, Default::default())?;
+    let body = serde_json::to_value(&d)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     Ok(json_response(StatusCode::OK, &body))
 }
