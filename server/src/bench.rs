@@ -883,7 +883,7 @@ fn http(deals: usize, clients: usize, seconds: u64) -> Result<()> {
     let partner = snap.list::<crmkit_core::model::Partner>(None, 1)?.remove(0).id;
     drop(snap);
     let tokens = crate::token::load(&dir)?;
-    let engine = crate::script::engine(&inst)?;
+    let (engine, scripts) = crate::script::engine_and_scripts(&inst)?;
     say!("crmkit bench http: {deals}-deal demo, {clients} keep-alive clients, {seconds} s per figure, loopback");
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -919,7 +919,7 @@ fn http(deals: usize, clients: usize, seconds: u64) -> Result<()> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(crate::http::Served::new(inst, tokens, engine).run(listener, async move {
+        let server = tokio::spawn(crate::http::Served::new(inst, tokens, engine, scripts).run(listener, async move {
             let _ = stopped.await;
         }));
         let ids = Arc::new(ids);

@@ -325,15 +325,18 @@ pub(crate) enum Format {
 
 fn main() {
     let cli = Cli::parse();
-    // Log lines (requests, scripts' `log` and `print`) go to stderr, from level info up;
-    // benchmarks log only warnings, so that the log does not become what they measure.
+    // Log lines (requests, scripts' `log` and `print`) go to stderr, from level info up
+    // unless RUST_LOG says otherwise; benchmarks log only warnings, so that the log does not
+    // become what they measure.
     use std::io::IsTerminal as _;
-    let level = if matches!(cli.command, Command::Bench { .. }) { tracing::Level::WARN } else { tracing::Level::INFO };
+    let level = if matches!(cli.command, Command::Bench { .. }) { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
-        .with_max_level(level)
+        .with_env_filter(filter)
         .init();
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");

@@ -45,11 +45,16 @@ pub fn host(inst: &Installation) -> (Arc<ScriptHost>, Vec<ScriptError>) {
 
 /// The process engine of an installation: config's bindings, script handlers included.
 pub fn engine(inst: &Installation) -> Result<Engine> {
+    Ok(engine_and_scripts(inst)?.0)
+}
+
+/// The process engine and the script host it calls (reports run on the same host).
+pub fn engine_and_scripts(inst: &Installation) -> Result<(Engine, Arc<ScriptHost>)> {
     let (host, mut errors) = host(inst);
     let mut hooks = Hooks::new();
     errors.extend(register_scripts(&mut hooks, inst.settings(), &host));
     report_errors(&errors)?;
-    Ok(Engine::with_config(inst.settings(), hooks)?)
+    Ok((Engine::with_config(inst.settings(), hooks)?, host))
 }
 
 fn report_errors(errors: &[ScriptError]) -> Result<()> {

@@ -833,5 +833,19 @@ fn a_deal_lives_through_the_api_and_a_script_guard_has_its_say() {
     let (status, dossier) = server.request("GET", &format!("/api/v1/partners/{p}/dossier"), Some(&manager));
     assert_eq!(status, 200, "{dossier}");
     assert_eq!(dossier["partner"]["name"], "Альфа");
+    // Reports are for heads, admins and viewers; a manager is refused.
+    let (status, _) = server.request("GET", "/api/v1/reports/losses_by_competitor", Some(&manager));
+    assert_eq!(status, 403);
+    server.stop();
+    site.with(|inst| {
+        inst.store().transact(None, |tx| tx.create(User::new("watcher", "Наблюдатель", Role::Viewer))).unwrap()
+    });
+    let viewer = ok(&["token", "create", site.dir(), "--user", "watcher", "--role", "viewer"]).trim().to_string();
+    let server = Served::start(&site);
+    let (status, table) = server.request("GET", "/api/v1/reports/losses_by_competitor?top=5", Some(&viewer));
+    assert_eq!(status, 200, "{table}");
+    assert_eq!(table["rows"][0], serde_json::json!(["(none named)", "price", 1, "150000"]));
+    let (status, body) = server.request("GET", "/api/v1/reports/nope", Some(&viewer));
+    assert_eq!((status, body["code"].as_str()), (404, Some("report_failed")), "{body}");
     server.stop();
 }

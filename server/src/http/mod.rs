@@ -38,6 +38,7 @@ struct App {
     inst: Arc<Installation>,
     tokens: Vec<Token>,
     writer: writer::Writer,
+    scripts: Arc<crmkit_rhai::ScriptHost>,
 }
 
 mod writer;
@@ -187,6 +188,7 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiE
                     deal_action(app, &caller, &id, &action, req).await
                 }
                 (&Method::GET, ["partners", id, "dossier"]) => get_dossier(app, id),
+                (&Method::GET, ["reports", name]) => get_report(app, &caller, name, &req),
                 (&Method::POST, ["interactions"]) => post_interaction(app, &caller, req).await,
                 (&Method::GET, ["me"]) => Ok(json_response(
                     StatusCode::OK,
@@ -495,6 +497,49 @@ async fn deal_action(
     Ok(json_response(StatusCode::OK, &done))
 }
 
+/// `GET /api/v1/reports/NAME?param=value`: a report script's table, as JSON or (with
+/// `Accept: text/csv`) CSV. Reports read every deal: heads, admins and viewers run them.
+fn get_report(app: &App, caller: &Caller, name: &str, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    if caller.role == Role::Manager {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "reports are for heads, admins and viewers"));
+    }
+    let params = query(req.uri().query().unwrap_or(""))?;
+    let r = app.inst.store().read()?;
+    let table = crmkit_rhai::report::run_report(&app.scripts, &r, name, &params).map_err(|e| {
+        let status = if e.message.starts_with("there is no such report") {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
+        ApiError::new(status, "report_failed", e.to_string())
+    })?;
+    let wants_csv = req.headers().get("accept").and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("text/csv"));
+    if !wants_csv {
+        let body = serde_json::to_value(&table)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        return Ok(json_response(StatusCode::OK, &body));
+    }
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut out = Vec::new();
+    let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+    let io = |e: std::io::Error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string());
+    crmkit_core::transfer::csv::write_record(&mut out, &names, b',').map_err(io)?;
+    for row in &table.rows {
+        let cells: Vec<String> = row.iter().map(text).collect();
+        let refs: Vec<&str> = cells.iter().map(String::as_str).collect();
+        crmkit_core::transfer::csv::write_record(&mut out, &refs, b',').map_err(io)?;
+    }
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/csv; charset=utf-8")
+        .body(Full::new(Bytes::from(out)))
+        .expect("a valid response"))
+}
+
 /// `GET /api/v1/partners/{id}/dossier`: everything about a partner.
 fn get_dossier(app: &App, id: &str) -> Result<Response<Body>, ApiError> {
     let id: crmkit_core::id::PartnerId = id.parse().map_err(|e| {
@@ -585,9 +630,14 @@ pub struct Served {
 
 impl Served {
     /// The installation `inst` with `tokens`, writing through `engine`.
-    pub fn new(inst: Arc<Installation>, tokens: Vec<Token>, engine: crmkit_core::process::Engine) -> Served {
+    pub fn new(
+        inst: Arc<Installation>,
+        tokens: Vec<Token>,
+        engine: crmkit_core::process::Engine,
+        scripts: Arc<crmkit_rhai::ScriptHost>,
+    ) -> Served {
         let writer = writer::Writer::start(inst.clone(), engine);
-        Served { app: Arc::new(App { inst, tokens, writer }) }
+        Served { app: Arc::new(App { inst, tokens, writer, scripts }) }
     }
 
     /// Serves connections from `listener` until `stop` completes, then lets requests in
@@ -648,7 +698,7 @@ pub fn serve(dir: &Path, addr: &str) -> Result<()> {
 pub fn serve_then(dir: &Path, addr: &str, listening: impl FnOnce(&str)) -> Result<()> {
     let inst = Arc::new(Installation::open(dir, Arc::new(SystemClock))?);
     let tokens = token::load(dir)?;
-    let engine = crate::script::engine(&inst)?;
+    let (engine, scripts) = crate::script::engine_and_scripts(&inst)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async move {
         let listener = TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
@@ -663,7 +713,7 @@ pub fn serve_then(dir: &Path, addr: &str, listening: impl FnOnce(&str)) -> Resul
             }
             say!("shutting down: finishing requests in flight");
         };
-        Served::new(inst, tokens, engine).run(listener, stop).await;
+        Served::new(inst, tokens, engine, scripts).run(listener, stop).await;
         say!("stopped; the database is closed");
         Ok(())
     })
