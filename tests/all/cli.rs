@@ -849,3 +849,26 @@ fn a_deal_lives_through_the_api_and_a_script_guard_has_its_say() {
     assert_eq!((status, body["code"].as_str()), (404, Some("report_failed")), "{body}");
     server.stop();
 }
+
+#[test]
+fn a_client_that_never_finishes_its_headers_is_dropped_and_others_are_served() {
+    use std::io::{Read as _, Write as _};
+    let site = Site::new(|c| c);
+    let server = Served::start(&site);
+    let mut slow = std::net::TcpStream::connect(&server.addr).unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: crmkit\r\nX-Slow: ").unwrap();
+    // Others go on being served meanwhile.
+    for _ in 0..5 {
+        assert_eq!(server.request("GET", "/health", None).0, 200);
+    }
+    // The header timeout (10 s) closes the slow connection.
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    let waited = started.elapsed();
+    assert!(waited < std::time::Duration::from_secs(25), "the slow client was kept {waited:?}");
+    assert!(!String::from_utf8_lossy(&rest).contains("200 OK"), "{}", String::from_utf8_lossy(&rest));
+    assert_eq!(server.request("GET", "/health", None).0, 200);
+    server.stop();
+}
