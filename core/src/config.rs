@@ -428,6 +428,16 @@ impl Source<'_> {
             .map(|l| l.split('#').next().unwrap_or(l).trim())
     }
 
+    /// A number that must be above zero, or `default` when not given.
+    fn positive_or<T: PartialOrd + Default + Copy + fmt::Display>(
+        &self,
+        v: Option<Spanned<T>>,
+        key: &str,
+        default: T,
+    ) -> Result<T, ConfigError> {
+        v.map(|v| self.positive(v, key)).transpose().map(|v| v.unwrap_or(default))
+    }
+
     /// A number that must be above zero.
     fn positive<T: PartialOrd + Default + Copy + fmt::Display>(
         &self,
@@ -672,52 +682,24 @@ impl Source<'_> {
         let d = ScriptSettings::default();
         let sc = raw.scripting;
         let scripting = ScriptSettings {
-            timeout_ms: sc
-                .timeout_ms
-                .map(|v| self.positive(v, "scripting.timeout_ms"))
-                .transpose()?
-                .unwrap_or(d.timeout_ms),
-            max_operations: sc
-                .max_operations
-                .map(|v| self.positive(v, "scripting.max_operations"))
-                .transpose()?
-                .unwrap_or(d.max_operations),
-            max_call_depth: sc
-                .max_call_depth
-                .map(|v| self.positive(v, "scripting.max_call_depth"))
-                .transpose()?
-                .unwrap_or(d.max_call_depth),
-            max_expr_depth: sc
-                .max_expr_depth
-                .map(|v| self.positive(v, "scripting.max_expr_depth"))
-                .transpose()?
-                .unwrap_or(d.max_expr_depth),
-            max_string_size: sc
-                .max_string_size
-                .map(|v| self.positive(v, "scripting.max_string_size"))
-                .transpose()?
-                .unwrap_or(d.max_string_size),
-            max_array_size: sc
-                .max_array_size
-                .map(|v| self.positive(v, "scripting.max_array_size"))
-                .transpose()?
-                .unwrap_or(d.max_array_size),
-            max_map_size: sc
-                .max_map_size
-                .map(|v| self.positive(v, "scripting.max_map_size"))
-                .transpose()?
-                .unwrap_or(d.max_map_size),
+            timeout_ms: self.positive_or(sc.timeout_ms, "scripting.timeout_ms", d.timeout_ms)?,
+            max_operations: self.positive_or(sc.max_operations, "scripting.max_operations", d.max_operations)?,
+            max_call_depth: self.positive_or(sc.max_call_depth, "scripting.max_call_depth", d.max_call_depth)?,
+            max_expr_depth: self.positive_or(sc.max_expr_depth, "scripting.max_expr_depth", d.max_expr_depth)?,
+            max_string_size: self.positive_or(sc.max_string_size, "scripting.max_string_size", d.max_string_size)?,
+            max_array_size: self.positive_or(sc.max_array_size, "scripting.max_array_size", d.max_array_size)?,
+            max_map_size: self.positive_or(sc.max_map_size, "scripting.max_map_size", d.max_map_size)?,
             imports: sc.imports.unwrap_or(d.imports),
-            report_timeout_ms: sc
-                .report_timeout_ms
-                .map(|v| self.positive(v, "scripting.report_timeout_ms"))
-                .transpose()?
-                .unwrap_or(d.report_timeout_ms),
-            report_max_operations: sc
-                .report_max_operations
-                .map(|v| self.positive(v, "scripting.report_max_operations"))
-                .transpose()?
-                .unwrap_or(d.report_max_operations),
+            report_timeout_ms: self.positive_or(
+                sc.report_timeout_ms,
+                "scripting.report_timeout_ms",
+                d.report_timeout_ms,
+            )?,
+            report_max_operations: self.positive_or(
+                sc.report_max_operations,
+                "scripting.report_max_operations",
+                d.report_max_operations,
+            )?,
         };
 
         if lists.loss_reasons.items.is_empty() {

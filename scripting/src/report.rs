@@ -30,6 +30,27 @@ pub struct Table {
 
 const TYPES: [&str; 4] = ["text", "int", "decimal", "date"];
 
+impl Table {
+    /// The table as CSV: a header row of column names, then the rows (decimals as their
+    /// exact text, empty cells for nulls).
+    pub fn to_csv(&self) -> Vec<u8> {
+        let text = |v: &Value| match v {
+            Value::Null => String::new(),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let mut out = Vec::new();
+        let names: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
+        crmkit_core::transfer::csv::write_record(&mut out, &names, b',').expect("writing to memory");
+        for row in &self.rows {
+            let cells: Vec<String> = row.iter().map(text).collect();
+            let refs: Vec<&str> = cells.iter().map(String::as_str).collect();
+            crmkit_core::transfer::csv::write_record(&mut out, &refs, b',').expect("writing to memory");
+        }
+        out
+    }
+}
+
 /// The file of report `name`.
 pub fn report_file(name: &str) -> String {
     format!("reports/{name}.rhai")

@@ -139,17 +139,7 @@ pub fn report(dir: &std::path::Path, name: &str, params: &[String], format: &str
     };
     match format {
         "json" => say!("{}", serde_json::to_string_pretty(&table)?),
-        "csv" => {
-            let mut out = Vec::new();
-            let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
-            crmkit_core::transfer::csv::write_record(&mut out, &names, b',')?;
-            for row in &table.rows {
-                let cells: Vec<String> = row.iter().map(text).collect();
-                let refs: Vec<&str> = cells.iter().map(String::as_str).collect();
-                crmkit_core::transfer::csv::write_record(&mut out, &refs, b',')?;
-            }
-            say!("{}", String::from_utf8_lossy(&out).trim_end());
-        }
+        "csv" => say!("{}", String::from_utf8_lossy(&table.to_csv()).trim_end()),
         "table" => {
             let cells: Vec<Vec<String>> = table.rows.iter().map(|r| r.iter().map(text).collect()).collect();
             let widths: Vec<usize> = table

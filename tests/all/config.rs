@@ -137,3 +137,17 @@ fn opening_an_installation_again_writes_nothing() {
     let again = crmkit_core::Installation::open(dir.path(), clock).unwrap();
     assert!(crate::common::dump(again.store()) == before, "reopening rewrote the config users");
 }
+
+#[test]
+fn script_limits_are_read_and_checked() {
+    let s = Settings::parse(DEFAULT_CONFIG, Path::new("crmkit.toml")).unwrap();
+    assert_eq!((s.scripting.timeout_ms, s.scripting.max_operations, s.scripting.imports), (20, 1_000_000, true));
+    assert!(s.hooks.iter().any(|h| h.handler == "stages/guards.rhai::quote_before_leaving_proposal"));
+    let text = DEFAULT_CONFIG.replacen("timeout_ms = 20\nmax_operations", "timeout_ms = 0\nmax_operations", 1);
+    let err = Settings::parse(&text, Path::new("crmkit.toml")).unwrap_err().to_string();
+    assert!(err.starts_with("crmkit.toml:") && err.contains("scripting.timeout_ms must be above zero, got 0"), "{err}");
+    let text =
+        format!("{DEFAULT_CONFIG}\n[[hooks]]\npoint = \"deal.route\"\nhandler = \"x.rhai::f\"\nmax_operations = 0\n");
+    let err = Settings::parse(&text, Path::new("crmkit.toml")).unwrap_err().to_string();
+    assert!(err.contains("hooks.max_operations must be above zero"), "{err}");
+}

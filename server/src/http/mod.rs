@@ -519,20 +519,7 @@ fn get_report(app: &App, caller: &Caller, name: &str, req: &Request<Incoming>) -
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
         return Ok(json_response(StatusCode::OK, &body));
     }
-    let text = |v: &serde_json::Value| match v {
-        serde_json::Value::Null => String::new(),
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let mut out = Vec::new();
-    let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
-    let io = |e: std::io::Error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string());
-    crmkit_core::transfer::csv::write_record(&mut out, &names, b',').map_err(io)?;
-    for row in &table.rows {
-        let cells: Vec<String> = row.iter().map(text).collect();
-        let refs: Vec<&str> = cells.iter().map(String::as_str).collect();
-        crmkit_core::transfer::csv::write_record(&mut out, &refs, b',').map_err(io)?;
-    }
+    let out = table.to_csv();
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header("content-type", "text/csv; charset=utf-8")
