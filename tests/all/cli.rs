@@ -595,6 +595,9 @@ fn the_api_answers_over_loopback_by_token_and_role_and_stops_cleanly() {
 
     let server = Served::start(&site);
     assert_eq!(server.request("GET", "/health", None), (200, serde_json::json!({ "status": "ok" })));
+    let (status, doc) = server.request("GET", "/openapi.json", None);
+    assert_eq!((status, doc["openapi"].as_str()), (200, Some("3.1.0")));
+    assert!(doc["paths"]["/api/v1/deals/{id}"]["get"].is_object());
     let deal = |id: &DealId| format!("/api/v1/deals/{id}");
     let (status, body) = server.request("GET", &deal(&mine), None);
     assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));

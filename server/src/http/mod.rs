@@ -172,36 +172,122 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
     Ok(response)
 }
 
-async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let path = req.uri().path().to_string();
+/// The OpenAPI 3.1 document of the API; a test keeps it and [`ROUTES`] the same.
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// Every route the server answers: method and path template, as the OpenAPI document
+/// writes them. The router recognizes requests by this table.
+const ROUTES: &[(&str, &str)] = &[
+    ("get", "/health"),
+    ("get", "/openapi.json"),
+    ("get", "/api/v1/me"),
+    ("get", "/api/v1/deals"),
+    ("post", "/api/v1/deals"),
+    ("get", "/api/v1/deals/{id}"),
+    ("post", "/api/v1/deals/{id}/{action}"),
+    ("post", "/api/v1/interactions"),
+    ("get", "/api/v1/partners/{id}/dossier"),
+    ("get", "/api/v1/reports/{name}"),
+];
+
+/// The route `method path` takes, with the values of its `{…}` segments.
+fn find_route<'p>(method: &Method, path: &'p str) -> Option<(&'static str, Vec<&'p str>)> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (req.method(), segments.as_slice()) {
-        (&Method::GET, ["health"]) => Ok(json_response(StatusCode::OK, &json!({ "status": "ok" }))),
-        (_, ["api", "v1", ..]) => {
-            let caller = authenticate(app, &req)?;
-            match (req.method(), &segments[2..]) {
-                (&Method::GET, ["deals", id]) => get_deal(app, &caller, id),
-                (&Method::GET, ["deals"]) => list_deals(app, &caller, req.uri().query().unwrap_or("")),
-                (&Method::POST, ["deals"]) => post_deal(app, &caller, req).await,
-                (&Method::POST, ["deals", id, action]) => {
-                    let (id, action) = (id.to_string(), action.to_string());
-                    deal_action(app, &caller, &id, &action, req).await
-                }
-                (&Method::GET, ["partners", id, "dossier"]) => get_dossier(app, id),
-                (&Method::GET, ["reports", name]) => get_report(app, &caller, name, &req),
-                (&Method::POST, ["interactions"]) => post_interaction(app, &caller, req).await,
-                (&Method::GET, ["me"]) => Ok(json_response(
-                    StatusCode::OK,
-                    &json!({ "login": caller.user.login, "name": caller.user.name, "role": caller.role }),
-                )),
-                _ => Err(ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "no_route",
-                    format!("no resource {} {path}", req.method()),
-                )),
+    ROUTES.iter().find_map(|(m, template)| {
+        if !m.eq_ignore_ascii_case(method.as_str()) {
+            return None;
+        }
+        let parts: Vec<&str> = template.trim_matches('/').split('/').collect();
+        if parts.len() != segments.len() {
+            return None;
+        }
+        let mut values = Vec::new();
+        for (t, s) in parts.iter().zip(&segments) {
+            if t.starts_with('{') {
+                values.push(*s);
+            } else if t != s {
+                return None;
             }
         }
-        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "no_route", format!("no resource {} {path}", req.method()))),
+        Some((*template, values))
+    })
+}
+
+async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path().to_string();
+    let Some((template, values)) = find_route(req.method(), &path) else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "no_route", format!("no resource {} {path}", req.method())));
+    };
+    let values: Vec<String> = values.into_iter().map(str::to_string).collect();
+    match template {
+        "/health" => return Ok(json_response(StatusCode::OK, &json!({ "status": "ok" }))),
+        "/openapi.json" => {
+            return Ok(Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from_static(OPENAPI.as_bytes())))
+                .expect("a valid response"))
+        }
+        _ => {}
+    }
+    let caller = authenticate(app, &req)?;
+    match (req.method().as_str(), template) {
+        ("GET", "/api/v1/me") => Ok(json_response(
+            StatusCode::OK,
+            &json!({ "login": caller.user.login, "name": caller.user.name, "role": caller.role }),
+        )),
+        ("GET", "/api/v1/deals") => list_deals(app, &caller, req.uri().query().unwrap_or("")),
+        ("POST", "/api/v1/deals") => post_deal(app, &caller, req).await,
+        ("GET", "/api/v1/deals/{id}") => get_deal(app, &caller, &values[0]),
+        ("POST", "/api/v1/deals/{id}/{action}") => deal_action(app, &caller, &values[0], &values[1], req).await,
+        ("POST", "/api/v1/interactions") => post_interaction(app, &caller, req).await,
+        ("GET", "/api/v1/partners/{id}/dossier") => get_dossier(app, &values[0]),
+        ("GET", "/api/v1/reports/{name}") => get_report(app, &caller, &values[0], &req),
+        (method, template) => unreachable!("route {method} {template} is in ROUTES but has no handler"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_and_the_routes_are_the_same() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("the document is JSON");
+        assert_eq!(doc["openapi"], "3.1.0");
+        let mut documented = Vec::new();
+        for (path, ops) in doc["paths"].as_object().expect("paths") {
+            for method in ops.as_object().expect("operations").keys() {
+                documented.push((method.clone(), path.clone()));
+            }
+        }
+        documented.sort();
+        let mut routed: Vec<(String, String)> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        routed.sort();
+        assert_eq!(documented, routed);
+        // Every documented path parameter is a segment of its template, and back.
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            let mut in_path: Vec<&str> =
+                path.split('/').filter_map(|s| s.strip_prefix('{')?.strip_suffix('}')).collect();
+            in_path.sort();
+            for (method, op) in ops.as_object().unwrap() {
+                let mut declared: Vec<&str> = op["parameters"]
+                    .as_array()
+                    .map(|ps| ps.iter().filter(|p| p["in"] == "path").filter_map(|p| p["name"].as_str()).collect())
+                    .unwrap_or_default();
+                declared.sort();
+                assert_eq!(in_path, declared, "{method} {path}");
+            }
+        }
+    }
+
+    #[test]
+    fn requests_find_their_route_and_its_values() {
+        let (t, v) = find_route(&Method::POST, "/api/v1/deals/01ABC/move").unwrap();
+        assert_eq!((t, v), ("/api/v1/deals/{id}/{action}", vec!["01ABC", "move"]));
+        assert_eq!(find_route(&Method::GET, "/api/v1/deals").unwrap().0, "/api/v1/deals");
+        assert!(find_route(&Method::DELETE, "/api/v1/deals").is_none());
+        assert!(find_route(&Method::GET, "/api/v1/nothing").is_none());
     }
 }
 
