@@ -875,3 +875,35 @@ fn a_client_that_never_finishes_its_headers_is_dropped_and_others_are_served() {
     assert_eq!(server.request("GET", "/health", None).0, 200);
     server.stop();
 }
+
+#[test]
+fn a_flood_of_headers_and_a_10_mb_body_are_refused_and_the_server_goes_on() {
+    use std::io::{Read as _, Write as _};
+    let site = Site::new(|c| c);
+    site.manager();
+    let token = ok(&["token", "create", site.dir(), "--user", "petrov", "--role", "manager"]).trim().to_string();
+    let before = site.dump();
+    let server = Served::start(&site);
+    // Thousands of headers: refused before any handler runs.
+    let mut s = std::net::TcpStream::connect(&server.addr).unwrap();
+    let mut request = String::from("GET /health HTTP/1.1\r\nHost: crmkit\r\n");
+    for i in 0..5000 {
+        request.push_str(&format!("X-Flood-{i}: {}\r\n", "y".repeat(40)));
+    }
+    request.push_str("\r\n");
+    let _ = s.write_all(request.as_bytes());
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(!answer.contains("200 OK"), "{answer}");
+    // A 10 MB body: 413 from its declared length, nothing read or written.
+    let body = format!(
+        "{{\"kind\":\"note\",\"at\":\"2026-03-02T10:00:00Z\",\"body\":\"{}\",\"partner\":\"x\"}}",
+        "z".repeat(10 << 20)
+    );
+    let (status, reply) = server.send("POST", "/api/v1/interactions", &token, body.as_bytes());
+    assert_eq!((status, reply["code"].as_str()), (413, Some("too_large")));
+    assert_eq!(server.request("GET", "/health", None).0, 200);
+    server.stop();
+    assert_eq!(before, site.dump());
+}
