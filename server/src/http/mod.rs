@@ -61,6 +61,11 @@ impl ApiError {
         ApiError { status, code, message: message.into(), field: None }
     }
 
+    /// An error about one field of the request.
+    fn at(status: StatusCode, code: &'static str, field: &str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into(), field: Some(field.to_string()) }
+    }
+
     fn into_response(self) -> Response<Body> {
         json_response(self.status, &json!({ "code": self.code, "message": self.message, "field": self.field }))
     }
@@ -292,11 +297,7 @@ mod tests {
 }
 
 fn get_deal(app: &App, caller: &Caller, id: &str) -> Result<Response<Body>, ApiError> {
-    let id: DealId = id.parse().map_err(|e| {
-        let mut err = ApiError::new(StatusCode::BAD_REQUEST, "bad_id", format!("\"{id}\" is not a deal id: {e}"));
-        err.field = Some("id".into());
-        err
-    })?;
+    let id: DealId = parse_id("deal", id)?;
     let r = app.inst.store().read()?;
     let deal: Deal = r
         .get(id)?
@@ -310,12 +311,21 @@ fn get_deal(app: &App, caller: &Caller, id: &str) -> Result<Response<Body>, ApiE
     Ok(json_response(StatusCode::OK, &body))
 }
 
-fn deal_id(id: &str) -> Result<DealId, ApiError> {
-    id.parse().map_err(|e| {
-        let mut err = ApiError::new(StatusCode::BAD_REQUEST, "bad_id", format!("\"{id}\" is not a deal id: {e}"));
-        err.field = Some("id".into());
-        err
-    })
+/// The id in a path, or a 400 naming it.
+fn parse_id<T: std::str::FromStr>(what: &str, id: &str) -> Result<T, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    id.parse()
+        .map_err(|e| ApiError::at(StatusCode::BAD_REQUEST, "bad_id", "id", format!("\"{id}\" is not a {what} id: {e}")))
+}
+
+/// Refuses a write to a viewer.
+fn may_write(caller: &Caller) -> Result<(), ApiError> {
+    if caller.role == Role::Viewer {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "a viewer does not write"));
+    }
+    Ok(())
 }
 
 /// The query parameters of a request, decoded.
@@ -366,23 +376,18 @@ fn list_deals(app: &App, caller: &Caller, q: &str) -> Result<Response<Body>, Api
     let q = query(q)?;
     let limit: usize = match q.get("limit") {
         Some(l) => l.parse().ok().filter(|n| (1..=500).contains(n)).ok_or_else(|| {
-            let mut e = ApiError::new(
+            ApiError::at(
                 StatusCode::BAD_REQUEST,
                 "bad_query",
+                "limit",
                 format!("limit \"{l}\" is not a number from 1 to 500"),
-            );
-            e.field = Some("limit".into());
-            e
+            )
         })?,
         None => 50,
     };
-    let after = q.get("after").map(|a| deal_id(a)).transpose()?;
+    let after = q.get("after").map(|a| parse_id::<DealId>("deal", a)).transpose()?;
     let r = app.inst.store().read()?;
-    let bad = |field: &str, m: String| {
-        let mut e = ApiError::new(StatusCode::BAD_REQUEST, "bad_query", m);
-        e.field = Some(field.into());
-        e
-    };
+    let bad = |field: &str, m: String| ApiError::at(StatusCode::BAD_REQUEST, "bad_query", field, m);
     // The most selective index the filters allow; a manager's own deals by their own index.
     let (index, prefix): (Option<Index>, Vec<u8>) = if caller.role == Role::Manager {
         (Some(Index::DealByManager), caller.user.id.0.to_bytes().to_vec())
@@ -448,9 +453,7 @@ struct NewDeal {
 }
 
 async fn post_deal(app: &App, caller: &Caller, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    if caller.role == Role::Viewer {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "a viewer does not write"));
-    }
+    may_write(caller)?;
     let n: NewDeal = json_body(req).await?;
     let manager = n.manager.unwrap_or(caller.user.id);
     if caller.role == Role::Manager && manager != caller.user.id {
@@ -461,13 +464,12 @@ async fn post_deal(app: &App, caller: &Caller, req: Request<Incoming>) -> Result
         Some(day) => Some(
             crmkit_core::time::Timestamp::parse(&format!("{day}T00:00:00Z"))
                 .map_err(|_| {
-                    let mut e = ApiError::new(
+                    ApiError::at(
                         StatusCode::UNPROCESSABLE_ENTITY,
                         "invalid",
+                        "expected_close",
                         format!("\"{day}\" is not a date like 2026-06-30"),
-                    );
-                    e.field = Some("expected_close".into());
-                    e
+                    )
                 })?
                 .date(),
         ),
@@ -515,10 +517,8 @@ async fn deal_action(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     use crmkit_core::process::Outcome;
-    if caller.role == Role::Viewer {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "a viewer does not write"));
-    }
-    let id = deal_id(id)?;
+    may_write(caller)?;
+    let id: DealId = parse_id("deal", id)?;
     if !["move", "check", "hold", "resume", "win", "lose", "reopen"].contains(&action) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -531,7 +531,7 @@ async fn deal_action(
         let deal: Deal = r
             .get(id)?
             .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("deal {id} does not exist")))?;
-        if !may_see(&r, caller, &deal)? || caller.role == Role::Viewer {
+        if !may_see(&r, caller, &deal)? {
             return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("deal {id} does not exist")));
         }
     }
@@ -541,25 +541,20 @@ async fn deal_action(
         .writer
         .write(Some(caller.user.id), move |engine, tx| {
             let v = a.version;
+            let required = |field: &str, what: &str| {
+                crmkit_core::model::FieldError::new(
+                    crmkit_core::model::EntityKind::Deal,
+                    field,
+                    format!("is required to {what}"),
+                )
+            };
             let d = match action.as_str() {
                 "move" => {
-                    let stage = a.stage.as_deref().ok_or_else(|| {
-                        crmkit_core::model::FieldError::new(
-                            crmkit_core::model::EntityKind::Deal,
-                            "stage",
-                            "is required to move a deal",
-                        )
-                    })?;
+                    let stage = a.stage.as_deref().ok_or_else(|| required("stage", "move a deal"))?;
                     engine.move_deal(tx, id, v, stage, a.comment.as_deref())?
                 }
                 "check" => {
-                    let item = a.item.as_deref().ok_or_else(|| {
-                        crmkit_core::model::FieldError::new(
-                            crmkit_core::model::EntityKind::Deal,
-                            "item",
-                            "is required to check a checklist item",
-                        )
-                    })?;
+                    let item = a.item.as_deref().ok_or_else(|| required("item", "check a checklist item"))?;
                     engine.set_checked(tx, id, v, item, a.done.unwrap_or(true))?
                 }
                 "hold" => engine.hold(tx, id, v, a.comment.as_deref().unwrap_or(""))?,
@@ -615,11 +610,7 @@ fn get_report(app: &App, caller: &Caller, name: &str, req: &Request<Incoming>) -
 
 /// `GET /api/v1/partners/{id}/dossier`: everything about a partner.
 fn get_dossier(app: &App, id: &str) -> Result<Response<Body>, ApiError> {
-    let id: crmkit_core::id::PartnerId = id.parse().map_err(|e| {
-        let mut err = ApiError::new(StatusCode::BAD_REQUEST, "bad_id", format!("\"{id}\" is not a partner id: {e}"));
-        err.field = Some("id".into());
-        err
-    })?;
+    let id: crmkit_core::id::PartnerId = parse_id("partner", id)?;
     let r = app.inst.store().read()?;
     let d = crmkit_core::dossier::dossier(&r, id, Default::default())?;
     let body = serde_json::to_value(&d)
@@ -675,9 +666,7 @@ struct NewInteraction {
 }
 
 async fn post_interaction(app: &App, caller: &Caller, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    if caller.role == Role::Viewer {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "a viewer does not write"));
-    }
+    may_write(caller)?;
     let n: NewInteraction = json_body(req).await?;
     let mut it = crmkit_core::model::Interaction::new(n.kind, n.at, n.partner, n.subject);
     it.direction = n.direction;
