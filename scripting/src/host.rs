@@ -79,6 +79,19 @@ struct Compiled {
     reads_store: bool,
 }
 
+/// A script file's state (see [`ScriptHost::status`]).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ScriptStatus {
+    /// The file, relative to `scripts/`.
+    pub file: String,
+    /// Why the file as it is now does not compile (`None`: it compiles).
+    pub error: Option<String>,
+    /// Whether a compiled version is loaded (the last one that compiled).
+    pub in_use: bool,
+    /// The functions it defines, as `name/arity`.
+    pub functions: Vec<String>,
+}
+
 /// One installation's scripts and the engine that runs them.
 pub struct ScriptHost {
     engine: Engine,
@@ -294,7 +307,18 @@ impl ScriptHost {
         let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
         let text = std::fs::read_to_string(&path)
             .map_err(|e| ScriptError::at(file, Position::NONE, None, format!("cannot be read: {e}")))?;
-        let mut ast = self.engine.compile(&text).map_err(|e| {
+        let mut ast = self.compile(file, &text)?;
+        ast.set_source(file);
+        let ast = Arc::new(ast);
+        let reads_store = crate::api::may_read_store(&text);
+        let compiled = Compiled { ast: ast.clone(), modified, reads_store };
+        self.scripts.write().expect("not poisoned").insert(file.to_string(), compiled);
+        Ok(ast)
+    }
+
+    /// Compiles the text of `file`; errors name the line and column.
+    fn compile(&self, file: &str, text: &str) -> Result<AST, ScriptError> {
+        self.engine.compile(text).map_err(|e| {
             let message = match e.err_type().to_string() {
                 m if m.contains("'eval'") => {
                     "eval is not available to scripts: they run only the code of their files".to_string()
@@ -302,13 +326,31 @@ impl ScriptHost {
                 m => m,
             };
             ScriptError::at(file, e.position(), None, message)
-        })?;
-        ast.set_source(file);
-        let ast = Arc::new(ast);
-        let reads_store = crate::api::may_read_store(&text);
-        let compiled = Compiled { ast: ast.clone(), modified, reads_store };
-        self.scripts.write().expect("not poisoned").insert(file.to_string(), compiled);
-        Ok(ast)
+        })
+    }
+
+    /// Every script file as it is on disk now: whether it compiles (its error if not),
+    /// whether a compiled version is in use, and the functions it defines. Nothing is
+    /// recompiled for use.
+    pub fn status(&self) -> Vec<ScriptStatus> {
+        let scripts = self.scripts.read().expect("not poisoned");
+        self.files()
+            .into_iter()
+            .map(|file| {
+                let compiled = std::fs::read_to_string(self.dir.join(&file))
+                    .map_err(|e| ScriptError::at(&file, Position::NONE, None, format!("cannot be read: {e}")))
+                    .and_then(|text| self.compile(&file, &text));
+                let in_use = scripts.get(&file);
+                let functions = match (&compiled, in_use) {
+                    (Ok(ast), _) => ast.iter_functions().map(|f| format!("{}/{}", f.name, f.params.len())).collect(),
+                    (Err(_), Some(c)) => {
+                        c.ast.iter_functions().map(|f| format!("{}/{}", f.name, f.params.len())).collect()
+                    }
+                    (Err(_), None) => Vec::new(),
+                };
+                ScriptStatus { in_use: in_use.is_some(), error: compiled.err().map(|e| e.to_string()), functions, file }
+            })
+            .collect()
     }
 
     /// The compiled script, compiling it on first use.

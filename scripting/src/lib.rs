@@ -21,4 +21,4 @@ mod api;
 mod host;
 pub mod report;
 
-pub use host::{is_script_handler, register_scripts, ScriptError, ScriptHandler, ScriptHost};
+pub use host::{is_script_handler, register_scripts, ScriptError, ScriptHandler, ScriptHost, ScriptStatus};

@@ -919,7 +919,7 @@ fn http(deals: usize, clients: usize, seconds: u64) -> Result<()> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(crate::http::Served::new(inst, tokens, engine, scripts).run(listener, async move {
+        let server = tokio::spawn(crate::http::Served::new(inst, tokens, engine, scripts)?.run(listener, async move {
             let _ = stopped.await;
         }));
         let ids = Arc::new(ids);

@@ -57,6 +57,13 @@ pub fn engine_and_scripts(inst: &Installation) -> Result<(Engine, Arc<ScriptHost
     Ok((Engine::with_config(inst.settings(), hooks)?, host))
 }
 
+/// Another process engine calling the scripts of `host` (an import runs its own).
+pub fn engine_on(inst: &Installation, host: &Arc<ScriptHost>) -> Result<Engine> {
+    let mut hooks = Hooks::new();
+    report_errors(&register_scripts(&mut hooks, inst.settings(), host))?;
+    Ok(Engine::with_config(inst.settings(), hooks)?)
+}
+
 fn report_errors(errors: &[ScriptError]) -> Result<()> {
     for e in errors {
         eprintln!("error: {e}");

@@ -89,7 +89,7 @@ pub fn import(a: ImportArgs) -> Result<()> {
     opts.batch_rows = a.batch.max(1);
     opts.atomic = a.atomic;
     opts.dry_run = a.dry_run;
-    opts.base_dir = a.file.parent().map(Path::to_path_buf).unwrap_or_default();
+    opts.base_dir = Some(a.file.parent().map(Path::to_path_buf).unwrap_or_default());
     let file = std::fs::File::open(&a.file).with_context(|| format!("opening {}", a.file.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let bar = ProgressBar::new(size);

@@ -22,7 +22,7 @@ use crate::common::{dump, new_deal, Dump, T0};
 /// The `crmkit` binary of this build. Cargo hands its path (`CARGO_BIN_EXE_crmkit`) only to
 /// the tests of the binary's own package, so it is built here, once, by the cargo running
 /// these tests, with their profile and target folder; when it is fresh that costs a moment.
-fn binary() -> &'static Path {
+pub(crate) fn binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let exe = std::env::current_exe().expect("the test binary's path");
@@ -60,21 +60,21 @@ fn text(o: &Output) -> String {
 }
 
 /// Runs `crmkit args`, which must succeed; returns its stdout.
-fn ok(args: &[&str]) -> String {
+pub(crate) fn ok(args: &[&str]) -> String {
     let o = crmkit(args);
     assert!(o.status.success(), "crmkit {args:?} failed: {}", text(&o));
     String::from_utf8(o.stdout).expect("UTF-8 output")
 }
 
 /// Runs `crmkit args … --format json`, which must succeed; returns the JSON.
-fn json(args: &[&str]) -> Value {
+pub(crate) fn json(args: &[&str]) -> Value {
     let args: Vec<&str> = args.iter().copied().chain(["--format", "json"]).collect();
     let out = ok(&args);
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("crmkit {args:?}: not JSON ({e}): {out}"))
 }
 
 /// Runs `crmkit args`, which must fail with exit code 1; returns what it printed.
-fn fails(args: &[&str]) -> String {
+pub(crate) fn fails(args: &[&str]) -> String {
     let o = crmkit(args);
     assert_eq!(o.status.code(), Some(1), "crmkit {args:?} should have failed: {}", text(&o));
     text(&o)
@@ -82,14 +82,14 @@ fn fails(args: &[&str]) -> String {
 
 /// An installation in a temporary folder, filled through the core API and closed again so
 /// that the binary can open it.
-struct Site {
+pub(crate) struct Site {
     _tmp: tempfile::TempDir,
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
 }
 
 impl Site {
     /// A new installation with the default config, `edit` applied to its text.
-    fn new(edit: impl FnOnce(String) -> String) -> Site {
+    pub(crate) fn new(edit: impl FnOnce(String) -> String) -> Site {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("site");
         let config = edit(DEFAULT_CONFIG.to_string());
@@ -97,22 +97,22 @@ impl Site {
         Site { _tmp: tmp, dir }
     }
 
-    fn dir(&self) -> &str {
+    pub(crate) fn dir(&self) -> &str {
         self.dir.to_str().expect("a UTF-8 temporary folder")
     }
 
     /// Opens the installation for `f`, and closes it again.
-    fn with<R>(&self, f: impl FnOnce(&Installation) -> R) -> R {
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&Installation) -> R) -> R {
         let inst = Installation::open(&self.dir, Arc::new(ManualClock::new(T0))).unwrap();
         f(&inst)
     }
 
     /// Every key and value of the database.
-    fn dump(&self) -> Dump {
+    pub(crate) fn dump(&self) -> Dump {
         self.with(|inst| dump(inst.store()))
     }
 
-    fn partner(&self, name: &str, role: PartnerRole) -> PartnerId {
+    pub(crate) fn partner(&self, name: &str, role: PartnerRole) -> PartnerId {
         self.with(|inst| inst.store().transact(None, |tx| Ok(tx.create(Partner::new(name, role))?.id)).unwrap())
     }
 
@@ -120,14 +120,14 @@ impl Site {
         self.with(|inst| inst.store().transact(None, |tx| tx.create(PartnerLink::new(from, to, link_type))).unwrap());
     }
 
-    fn manager(&self) -> UserId {
+    pub(crate) fn manager(&self) -> UserId {
         self.with(|inst| {
             inst.store().transact(None, |tx| Ok(tx.create(User::new("petrov", "Пётр Петров", Role::Manager))?.id))
         })
         .unwrap()
     }
 
-    fn deal(&self, partner: PartnerId, manager: UserId, amount: i64) -> DealId {
+    pub(crate) fn deal(&self, partner: PartnerId, manager: UserId, amount: i64) -> DealId {
         self.with(|inst| {
             inst.store().transact(Some(manager), |tx| Ok(tx.create(new_deal(partner, manager, amount))?.id))
         })
@@ -135,7 +135,7 @@ impl Site {
     }
 
     /// Writes `bytes` to a file named `name` next to the installation.
-    fn file(&self, name: &str, bytes: &[u8]) -> String {
+    pub(crate) fn file(&self, name: &str, bytes: &[u8]) -> String {
         let path = self.dir.with_file_name(name);
         std::fs::write(&path, bytes).unwrap();
         path.to_str().unwrap().to_string()
@@ -147,7 +147,7 @@ impl Site {
 }
 
 /// `n` bytes that do not repeat in any short period.
-fn noise(n: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn noise(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..n)
         .map(|_| {
@@ -515,395 +515,4 @@ fn scripts_are_checked_and_run_from_the_command_line() {
     assert!(out.contains("scripts/stages/guards.rhai:2:13"), "{out}");
     let out = fails(&["check", site.dir()]);
     assert!(out.contains("scripts/stages/guards.rhai:2:13"), "{out}");
-}
-
-/// A `crmkit serve` process on a free loopback port, stopped (SIGTERM) when dropped.
-struct Served {
-    child: std::process::Child,
-    addr: String,
-}
-
-impl Served {
-    fn start(site: &Site) -> Served {
-        use std::io::BufRead as _;
-        let mut child = Command::new(binary())
-            .args(["serve", site.dir(), "--addr", "127.0.0.1:0"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("crmkit serve starts");
-        let mut first = String::new();
-        std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut first).unwrap();
-        let addr = first.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("{first}")).to_string();
-        Served { child, addr }
-    }
-
-    /// One HTTP/1.1 request over its own connection: status and body.
-    fn request(&self, method: &str, path: &str, token: Option<&str>) -> (u16, Value) {
-        use std::io::{Read as _, Write as _};
-        let mut s = std::net::TcpStream::connect(&self.addr).unwrap();
-        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-        write!(s, "{method} {path} HTTP/1.1\r\nHost: crmkit\r\n{auth}Connection: close\r\n\r\n").unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).unwrap();
-        let text = String::from_utf8_lossy(&raw);
-        let status: u16 = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("{text}"));
-        let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
-    }
-
-    /// Stops the server as an operator would, and returns what it printed.
-    fn stop(mut self) -> String {
-        use std::io::Read as _;
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "the server stopped with {status}");
-        let mut out = String::new();
-        self.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-        out
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-#[test]
-fn the_api_answers_over_loopback_by_token_and_role_and_stops_cleanly() {
-    let site = Site::new(|c| c);
-    let petrov = site.manager();
-    let (mine, theirs) = site.with(|inst| {
-        inst.store()
-            .transact(None, |tx| {
-                let other = tx.create(User::new("sidorov", "Сидор Сидоров", Role::Manager))?.id;
-                let p = tx.create(Partner::new("Альфа", PartnerRole::Client))?.id;
-                let mine = tx.create(new_deal(p, petrov, 100))?.id;
-                let theirs = tx.create(new_deal(p, other, 200))?.id;
-                Ok((mine, theirs))
-            })
-            .unwrap()
-    });
-    site.with(|inst| inst.store().transact(None, |tx| tx.create(User::new("boss", "Босс", Role::Admin))).unwrap());
-    let admin = ok(&["token", "create", site.dir(), "--user", "boss", "--role", "admin"]).trim().to_string();
-    let manager = ok(&["token", "create", site.dir(), "--user", "petrov", "--role", "manager"]).trim().to_string();
-    let out = fails(&["token", "create", site.dir(), "--user", "petrov", "--role", "admin"]);
-    assert!(out.contains("does not have the role admin"), "{out}");
-
-    let server = Served::start(&site);
-    assert_eq!(server.request("GET", "/health", None), (200, serde_json::json!({ "status": "ok" })));
-    let (status, doc) = server.request("GET", "/openapi.json", None);
-    assert_eq!((status, doc["openapi"].as_str()), (200, Some("3.1.0")));
-    assert!(doc["paths"]["/api/v1/deals/{id}"]["get"].is_object());
-    let deal = |id: &DealId| format!("/api/v1/deals/{id}");
-    let (status, body) = server.request("GET", &deal(&mine), None);
-    assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
-    let (status, _) = server.request("GET", &deal(&mine), Some("crmk_not_a_token"));
-    assert_eq!(status, 401);
-    let (status, body) = server.request("GET", &deal(&theirs), Some(&admin));
-    assert_eq!((status, body["id"].as_str()), (200, Some(theirs.to_string().as_str())));
-    assert_eq!(body["amount"]["currency"], "RUB");
-    // A manager sees their own deals; another's is as good as absent.
-    assert_eq!(server.request("GET", &deal(&mine), Some(&manager)).0, 200);
-    let (status, body) = server.request("GET", &deal(&theirs), Some(&manager));
-    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
-    let (status, body) = server.request("GET", "/api/v1/deals/%FF%FE", Some(&admin));
-    assert_eq!((status, body["field"].as_str()), (400, Some("id")));
-    let (status, body) = server.request("GET", "/api/v1/nothing", Some(&admin));
-    assert_eq!((status, body["code"].as_str()), (404, Some("no_route")));
-    let said = server.stop();
-    assert!(said.contains("stopped; the database is closed"), "{said}");
-    // The database opens cleanly after the server let go of it.
-    ok(&["check", site.dir()]);
-    // A revoked token is refused by the next server.
-    let id = ok(&["token", "list", site.dir()]).lines().find(|l| l.contains("petrov")).unwrap()[..12].to_string();
-    ok(&["token", "revoke", site.dir(), &id]);
-    let server = Served::start(&site);
-    assert_eq!(server.request("GET", &deal(&mine), Some(&manager)).0, 401);
-    server.stop();
-}
-
-impl Served {
-    /// A request with a JSON body: status and body.
-    fn send(&self, method: &str, path: &str, token: &str, body: &[u8]) -> (u16, Value) {
-        use std::io::{Read as _, Write as _};
-        let mut s = std::net::TcpStream::connect(&self.addr).unwrap();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: crmkit\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        )
-        .unwrap();
-        let _ = s.write_all(body);
-        let mut raw = Vec::new();
-        let _ = s.read_to_end(&mut raw);
-        let text = String::from_utf8_lossy(&raw);
-        let status: u16 = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("{text}"));
-        let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
-    }
-}
-
-#[test]
-fn writes_through_the_api_are_checked_and_group_committed() {
-    let site = Site::new(|c| c);
-    site.manager();
-    let p = site.partner("Альфа", PartnerRole::Client);
-    site.with(|inst| {
-        inst.store().transact(None, |tx| tx.create(User::new("watcher", "Наблюдатель", Role::Viewer))).unwrap()
-    });
-    let manager = ok(&["token", "create", site.dir(), "--user", "petrov", "--role", "manager"]).trim().to_string();
-    let viewer = ok(&["token", "create", site.dir(), "--user", "watcher", "--role", "viewer"]).trim().to_string();
-    let before = site.dump();
-    let server = Served::start(&site);
-    let post = |token: &str, body: &str| server.send("POST", "/api/v1/interactions", token, body.as_bytes());
-    let call = |subject: &str| {
-        format!("{{\"kind\":\"call\",\"direction\":\"outgoing\",\"at\":\"2026-03-02T10:00:00Z\",\"subject\":\"{subject}\",\"partner\":\"{p}\"}}")
-    };
-    // Every bad request is refused with its own status, and nothing is written.
-    let (status, body) = post(&manager, "{\"kind\": \"call\",");
-    assert_eq!((status, body["code"].as_str()), (400, Some("bad_json")));
-    let (status, body) = post(&manager, &call("x").replace("\"subject\"", "\"subjekt\""));
-    assert_eq!((status, body["code"].as_str()), (422, Some("invalid")), "{body}");
-    assert!(body["message"].as_str().unwrap().contains("subjekt"), "{body}");
-    let (status, body) = post(&manager, &call("x").replace("\"call\"", "42"));
-    assert_eq!(status, 422, "{body}");
-    let (status, body) = post(&manager, &call("x").replace(&p.to_string(), "01JBJGB4000000000000000016"));
-    assert_eq!((status, body["field"].as_str()), (422, Some("partner")), "{body}");
-    let (status, body) = post(&viewer, &call("x"));
-    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")));
-    let big = format!(
-        "{{\"kind\":\"note\",\"at\":\"2026-03-02T10:00:00Z\",\"body\":\"{}\",\"partner\":\"{p}\"}}",
-        "x".repeat(2 << 20)
-    );
-    let (status, body) = post(&manager, &big);
-    assert_eq!((status, body["code"].as_str()), (413, Some("too_large")));
-    // 32 clients writing at once: each gets its own answer, all are there afterwards.
-    std::thread::scope(|s| {
-        for i in 0..32 {
-            let (post, call, manager) = (&post, &call, &manager);
-            s.spawn(move || {
-                for j in 0..4 {
-                    let (status, body) = post(manager, &call(&format!("Звонок {i}-{j}")));
-                    assert_eq!(status, 201, "{body}");
-                    assert_eq!(body["subject"], format!("Звонок {i}-{j}"));
-                }
-            });
-        }
-    });
-    server.stop();
-    let after = site.dump();
-    assert_eq!(after["interactions"].len(), before["interactions"].len() + 128);
-    ok(&["check", site.dir()]);
-}
-
-/// A POST to `addr` that may meet a dead server: the status, or `None` when no answer came.
-fn try_post(addr: &str, path: &str, token: &str, body: &str) -> Option<u16> {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    write!(
-            s,
-            "POST {path} HTTP/1.1\r\nHost: crmkit\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .ok()?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
-    String::from_utf8_lossy(&raw).split(' ').nth(1)?.parse().ok()
-}
-
-#[test]
-fn every_acknowledged_write_survives_a_kill_mid_load() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Mutex;
-    let site = Site::new(|c| c);
-    site.manager();
-    let p = site.partner("Альфа", PartnerRole::Client);
-    let token = ok(&["token", "create", site.dir(), "--user", "petrov", "--role", "manager"]).trim().to_string();
-    for round in 0..3 {
-        let mut server = Served::start(&site);
-        let acknowledged = Mutex::new(Vec::new());
-        let stop = AtomicBool::new(false);
-        std::thread::scope(|s| {
-            for client in 0..8 {
-                let (addr, acknowledged, stop, token) = (server.addr.clone(), &acknowledged, &stop, &token);
-                s.spawn(move || {
-                    let mut n = 0;
-                    while !stop.load(Ordering::Relaxed) {
-                        n += 1;
-                        let subject = format!("r{round}-c{client}-{n}");
-                        let body = format!("{{\"kind\":\"note\",\"at\":\"2026-03-02T10:00:00Z\",\"subject\":\"{subject}\",\"partner\":\"{p}\"}}");
-                        match try_post(&addr, "/api/v1/interactions", token, &body) {
-                            Some(201) => acknowledged.lock().unwrap().push(subject),
-                            Some(other) => panic!("{subject}: {other}"),
-                            None => break,
-                        }
-                    }
-                });
-            }
-            std::thread::sleep(std::time::Duration::from_millis(600));
-            server.child.kill().unwrap(); // SIGKILL, in the middle of the load
-            server.child.wait().unwrap();
-            stop.store(true, Ordering::Relaxed);
-        });
-        let acknowledged = acknowledged.into_inner().unwrap();
-        assert!(acknowledged.len() > 10, "round {round}: only {} writes went through", acknowledged.len());
-        // The database opens cleanly and holds every acknowledged write.
-        let stored: std::collections::HashSet<String> = site.with(|inst| {
-            let mut all = std::collections::HashSet::new();
-            inst.store()
-                .read()
-                .unwrap()
-                .for_each::<crmkit_core::model::Interaction>(|i| {
-                    all.insert(i.subject);
-                    true
-                })
-                .unwrap();
-            all
-        });
-        let lost: Vec<&String> = acknowledged.iter().filter(|s| !stored.contains(*s)).collect();
-        assert!(
-            lost.is_empty(),
-            "round {round}: {} acknowledged writes are missing: {:?}",
-            lost.len(),
-            &lost[..lost.len().min(5)]
-        );
-        ok(&["check", site.dir()]);
-    }
-}
-
-#[test]
-fn a_deal_lives_through_the_api_and_a_script_guard_has_its_say() {
-    let site = Site::new(|c| c);
-    site.manager();
-    let p = site.partner("Альфа", PartnerRole::Client);
-    let manager = ok(&["token", "create", site.dir(), "--user", "petrov", "--role", "manager"]).trim().to_string();
-    let server = Served::start(&site);
-    let post = |path: &str, body: String| server.send("POST", path, &manager, body.as_bytes());
-    let (status, deal) = post(
-        "/api/v1/deals",
-        format!("{{\"title\":\"Поставка\",\"partner\":\"{p}\",\"kind\":\"b2b_sale\",\"amount\":{{\"amount\":\"150000.00\",\"currency\":\"RUB\"}},\"source\":\"website\",\"expected_close\":\"2026-06-30\"}}"),
-    );
-    assert_eq!(status, 201, "{deal}");
-    assert_eq!((deal["stage"].as_str(), deal["status"].as_str()), (Some("qualification"), Some("in_progress")));
-    let id = deal["id"].as_str().unwrap().to_string();
-    let act = |action: &str, version: &Value, extra: &str| {
-        post(&format!("/api/v1/deals/{id}/{action}"), format!("{{\"version\":{version}{extra}}}"))
-    };
-    let (status, moved) = act("move", &deal["version"], ",\"stage\":\"needs_analysis\"");
-    assert_eq!((status, moved["stage"].as_str()), (200, Some("needs_analysis")), "{moved}");
-    // The version read before the move is stale now.
-    let (status, body) = act("move", &deal["version"], ",\"stage\":\"proposal\"");
-    assert_eq!((status, body["code"].as_str()), (409, Some("conflict")), "{body}");
-    // Leaving the stage forward needs its checklist: the engine says so.
-    let (status, body) = act("move", &moved["version"], ",\"stage\":\"proposal\"");
-    assert_eq!((status, body["field"].as_str()), (422, Some("checklist")), "{body}");
-    let (status, checked) = act("check", &moved["version"], ",\"item\":\"needs_recorded\"");
-    assert_eq!(status, 200, "{checked}");
-    let (status, proposal) = act("move", &checked["version"], ",\"stage\":\"proposal\"");
-    assert_eq!(status, 200, "{proposal}");
-    // The shipped Rhai guard: no leaving the proposal without a quote.
-    let (status, body) = act("move", &proposal["version"], ",\"stage\":\"negotiation\"");
-    assert_eq!(
-        (status, body["code"].as_str(), body["field"].as_str()),
-        (422, Some("rejected"), Some("documents")),
-        "{body}"
-    );
-    assert!(body["message"].as_str().unwrap().contains("without a quote"), "{body}");
-    let (status, lost) = act("lose", &proposal["version"], ",\"reason\":\"price\"");
-    assert_eq!((status, lost["status"].as_str()), (200, Some("lost")), "{lost}");
-    // The list pages by cursor and filters; the dossier sums the partner up.
-    for i in 0..3 {
-        let (status, _) = post(
-            "/api/v1/deals",
-            format!("{{\"title\":\"Ещё {i}\",\"partner\":\"{p}\",\"kind\":\"b2b_sale\",\"amount\":{{\"amount\":\"10\",\"currency\":\"RUB\"}}}}"),
-        );
-        assert_eq!(status, 201);
-    }
-    let (status, page) = server.request("GET", "/api/v1/deals?limit=2", Some(&manager));
-    assert_eq!((status, page["items"].as_array().unwrap().len()), (200, 2), "{page}");
-    let next = page["next"].as_str().unwrap().to_string();
-    let (_, rest) = server.request("GET", &format!("/api/v1/deals?limit=2&after={next}"), Some(&manager));
-    assert_eq!(rest["items"].as_array().unwrap().len(), 2, "{rest}");
-    assert!(rest["next"].is_null());
-    let (_, lost_only) = server.request("GET", "/api/v1/deals?status=lost", Some(&manager));
-    assert_eq!(lost_only["items"].as_array().unwrap().len(), 1);
-    let (status, body) = server.request("GET", "/api/v1/deals?status=maybe", Some(&manager));
-    assert_eq!((status, body["field"].as_str()), (400, Some("status")));
-    let (status, dossier) = server.request("GET", &format!("/api/v1/partners/{p}/dossier"), Some(&manager));
-    assert_eq!(status, 200, "{dossier}");
-    assert_eq!(dossier["partner"]["name"], "Альфа");
-    // Reports are for heads, admins and viewers; a manager is refused.
-    let (status, _) = server.request("GET", "/api/v1/reports/losses_by_competitor", Some(&manager));
-    assert_eq!(status, 403);
-    server.stop();
-    site.with(|inst| {
-        inst.store().transact(None, |tx| tx.create(User::new("watcher", "Наблюдатель", Role::Viewer))).unwrap()
-    });
-    let viewer = ok(&["token", "create", site.dir(), "--user", "watcher", "--role", "viewer"]).trim().to_string();
-    let server = Served::start(&site);
-    let (status, table) = server.request("GET", "/api/v1/reports/losses_by_competitor?top=5", Some(&viewer));
-    assert_eq!(status, 200, "{table}");
-    assert_eq!(table["rows"][0], serde_json::json!(["(none named)", "price", 1, "150000"]));
-    let (status, body) = server.request("GET", "/api/v1/reports/nope", Some(&viewer));
-    assert_eq!((status, body["code"].as_str()), (404, Some("report_failed")), "{body}");
-    server.stop();
-}
-
-#[test]
-fn a_client_that_never_finishes_its_headers_is_dropped_and_others_are_served() {
-    use std::io::{Read as _, Write as _};
-    let site = Site::new(|c| c);
-    let server = Served::start(&site);
-    let mut slow = std::net::TcpStream::connect(&server.addr).unwrap();
-    slow.write_all(b"GET /health HTTP/1.1\r\nHost: crmkit\r\nX-Slow: ").unwrap();
-    // Others go on being served meanwhile.
-    for _ in 0..5 {
-        assert_eq!(server.request("GET", "/health", None).0, 200);
-    }
-    // The header timeout (10 s) closes the slow connection.
-    slow.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
-    let started = std::time::Instant::now();
-    let mut rest = Vec::new();
-    let _ = slow.read_to_end(&mut rest);
-    let waited = started.elapsed();
-    assert!(waited < std::time::Duration::from_secs(25), "the slow client was kept {waited:?}");
-    assert!(!String::from_utf8_lossy(&rest).contains("200 OK"), "{}", String::from_utf8_lossy(&rest));
-    assert_eq!(server.request("GET", "/health", None).0, 200);
-    server.stop();
-}
-
-#[test]
-fn a_flood_of_headers_and_a_10_mb_body_are_refused_and_the_server_goes_on() {
-    use std::io::{Read as _, Write as _};
-    let site = Site::new(|c| c);
-    site.manager();
-    let token = ok(&["token", "create", site.dir(), "--user", "petrov", "--role", "manager"]).trim().to_string();
-    let before = site.dump();
-    let server = Served::start(&site);
-    // Thousands of headers: refused before any handler runs.
-    let mut s = std::net::TcpStream::connect(&server.addr).unwrap();
-    let mut request = String::from("GET /health HTTP/1.1\r\nHost: crmkit\r\n");
-    for i in 0..5000 {
-        request.push_str(&format!("X-Flood-{i}: {}\r\n", "y".repeat(40)));
-    }
-    request.push_str("\r\n");
-    let _ = s.write_all(request.as_bytes());
-    let mut answer = Vec::new();
-    let _ = s.read_to_end(&mut answer);
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(!answer.contains("200 OK"), "{answer}");
-    // A 10 MB body: 413 from its declared length, nothing read or written.
-    let body = format!(
-        "{{\"kind\":\"note\",\"at\":\"2026-03-02T10:00:00Z\",\"body\":\"{}\",\"partner\":\"x\"}}",
-        "z".repeat(10 << 20)
-    );
-    let (status, reply) = server.send("POST", "/api/v1/interactions", &token, body.as_bytes());
-    assert_eq!((status, reply["code"].as_str()), (413, Some("too_large")));
-    assert_eq!(server.request("GET", "/health", None).0, 200);
-    server.stop();
-    assert_eq!(before, site.dump());
 }

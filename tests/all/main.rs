@@ -1,5 +1,6 @@
 //! The integration tests of crmkit: one binary, one module per topic.
 
+mod api;
 mod cli;
 mod common;
 mod config;

@@ -293,7 +293,7 @@ fn a_row_whose_attachment_is_over_the_limit_is_skipped_whole_and_the_rest_of_its
                 I3,email,2026-02-01T12:00:00Z,Ответ,P1,\n";
     let base = dir.path().to_path_buf();
     let r = import_with(&fx.store, &Engine::default(), EntityKind::Interaction, Format::Csv, text.as_bytes(), |o| {
-        o.base_dir = base.clone()
+        o.base_dir = Some(base.clone())
     });
     assert_eq!((r.created, r.failed), (2, 1), "{:?}", r.errors);
     let e = &r.errors[0];
@@ -306,7 +306,7 @@ fn a_row_whose_attachment_is_over_the_limit_is_skipped_whole_and_the_rest_of_its
     assert_eq!(count::<Interaction>(&fx.store), 2);
     // Re-running attaches nothing again.
     let r = import_with(&fx.store, &Engine::default(), EntityKind::Interaction, Format::Csv, text.as_bytes(), |o| {
-        o.base_dir = base
+        o.base_dir = Some(base)
     });
     assert_eq!((r.created, r.updated, r.unchanged, r.failed), (0, 0, 2, 1));
     assert_eq!(fx.store.stats().unwrap().entities[&EntityKind::Attachment], 1);

@@ -51,8 +51,9 @@ pub struct ImportOptions {
     pub atomic: bool,
     /// Check everything, write nothing.
     pub dry_run: bool,
-    /// Where relative attachment paths start (the input file's directory).
-    pub base_dir: PathBuf,
+    /// Where relative attachment paths start (the input file's directory); `None`: an
+    /// `attachments` column is refused (a file uploaded to a server names no local files).
+    pub base_dir: Option<PathBuf>,
 }
 
 impl ImportOptions {
@@ -66,7 +67,7 @@ impl ImportOptions {
             batch_rows: 10_000,
             atomic: false,
             dry_run: false,
-            base_dir: PathBuf::from("."),
+            base_dir: Some(PathBuf::from(".")),
         }
     }
 }
@@ -877,7 +878,15 @@ impl Converter<'_> {
                 }
                 Ty::Attachments => {
                     let list = cell.list().map_err(|m| fail(field_err(&name, m)))?;
-                    p.attachments = list.iter().map(|f| self.opts.base_dir.join(f)).collect();
+                    match &self.opts.base_dir {
+                        _ if list.is_empty() => {}
+                        Some(base) => p.attachments = list.iter().map(|f| base.join(f)).collect(),
+                        None => {
+                            let m =
+                                "files are not read from the server's disk: attach them through /api/v1/attachments";
+                            return Err(fail(field_err(&name, m)));
+                        }
+                    }
                 }
                 _ if name == "stage" => {
                     p.stage = Some(Some(cell.text().map_err(|m| fail(field_err(&name, m)))?.into_owned()))

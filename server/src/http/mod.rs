@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use crmkit_core::id::DealId;
-use crmkit_core::model::{Deal, Role, User};
+use crmkit_core::model::{Deal, Role};
 use crmkit_core::store::Reader;
 use crmkit_core::time::SystemClock;
 use crmkit_core::Installation;
@@ -39,14 +39,42 @@ struct App {
     tokens: Vec<Token>,
     writer: writer::Writer,
     scripts: Arc<crmkit_rhai::ScriptHost>,
+    /// The engine imports write through (the writer thread has its own).
+    import_engine: Arc<crmkit_core::process::Engine>,
+    /// Held while an import runs: one at a time.
+    importing: tokio::sync::Mutex<()>,
 }
 
+/// Where uploads wait until they are whole: `data/uploads`, emptied when a server starts.
+fn uploads_dir(app: &App) -> std::path::PathBuf {
+    app.inst.dir().join("data").join("uploads")
+}
+
+mod access;
+mod entities;
+mod files;
+mod import;
+mod tasks;
 mod writer;
+
+pub(crate) use access::Caller;
 
 /// The largest request body accepted.
 const MAX_BODY: usize = 1 << 20;
 
-type Body = Full<Bytes>;
+/// A response body: whole, or streamed (attachment downloads).
+pub(crate) type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+/// A whole response body.
+fn full(bytes: impl Into<Bytes>) -> Body {
+    use http_body_util::BodyExt as _;
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
+
+/// An empty response body.
+fn empty() -> Body {
+    full(Bytes::new())
+}
 
 /// An error answer: `{ "code", "message", "field" }` with its status.
 struct ApiError {
@@ -112,14 +140,8 @@ fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(value.to_string())))
+        .body(full(value.to_string()))
         .expect("a valid response")
-}
-
-/// The caller a token names.
-struct Caller {
-    user: User,
-    role: Role,
 }
 
 fn authenticate(app: &App, req: &Request<Incoming>) -> Result<Caller, ApiError> {
@@ -151,21 +173,6 @@ fn authenticate(app: &App, req: &Request<Incoming>) -> Result<Caller, ApiError> 
     Ok(Caller { user, role: t.role })
 }
 
-/// Whether `caller` may see `deal`: admins and viewers every deal, heads the deals of their
-/// department, managers their own.
-fn may_see(r: &impl Reader, caller: &Caller, deal: &Deal) -> Result<bool, ApiError> {
-    Ok(match caller.role {
-        Role::Admin | Role::Viewer => true,
-        Role::Manager => deal.manager == caller.user.id,
-        Role::Head => {
-            deal.manager == caller.user.id || {
-                let manager: Option<User> = r.get(deal.manager).map_err(ApiError::from)?;
-                manager.is_some_and(|m| m.department.is_some() && m.department == caller.user.department)
-            }
-        }
-    })
-}
-
 async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let started = std::time::Instant::now();
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
@@ -180,20 +187,58 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
 /// The OpenAPI 3.1 document of the API; a test keeps it and [`ROUTES`] the same.
 const OPENAPI: &str = include_str!("openapi.json");
 
-/// Every route the server answers: method and path template, as the OpenAPI document
-/// writes them. The router recognizes requests by this table.
-const ROUTES: &[(&str, &str)] = &[
-    ("get", "/health"),
-    ("get", "/openapi.json"),
-    ("get", "/api/v1/me"),
-    ("get", "/api/v1/deals"),
-    ("post", "/api/v1/deals"),
-    ("get", "/api/v1/deals/{id}"),
-    ("post", "/api/v1/deals/{id}/{action}"),
-    ("post", "/api/v1/interactions"),
-    ("get", "/api/v1/partners/{id}/dossier"),
-    ("get", "/api/v1/reports/{name}"),
+/// The entity resources, with whether they take `DELETE` (users are deactivated, deals
+/// and tasks closed, never deleted).
+const RESOURCES: &[(&str, bool)] = &[
+    ("partners", true),
+    ("counterparties", true),
+    ("contacts", true),
+    ("partner-links", true),
+    ("contact-links", true),
+    ("users", false),
+    ("deals", false),
+    ("participants", true),
+    ("participant-links", true),
+    ("interactions", true),
+    ("documents", true),
+    ("tasks", false),
+    ("attachments", true),
 ];
+
+/// Every route the server answers: method and path template, as the OpenAPI document
+/// writes them. The router recognizes requests by this table, first match first: fixed
+/// paths come before the templates they would also match.
+static ROUTES: std::sync::LazyLock<Vec<(&'static str, String)>> = std::sync::LazyLock::new(|| {
+    let fixed = [
+        ("get", "/health"),
+        ("get", "/openapi.json"),
+        ("get", "/api/v1/me"),
+        ("get", "/api/v1/process-kinds"),
+        ("get", "/api/v1/process-kinds/{id}"),
+        ("get", "/api/v1/tasks/mine"),
+        ("get", "/api/v1/tasks/overdue"),
+        ("post", "/api/v1/tasks/{id}/{action}"),
+        ("get", "/api/v1/deals/{id}/file"),
+        ("post", "/api/v1/deals/{id}/{action}"),
+        ("get", "/api/v1/partners/{id}/dossier"),
+        ("get", "/api/v1/reports/{name}"),
+        ("get", "/api/v1/attachments/{id}/content"),
+        ("post", "/api/v1/import/{entity}"),
+        ("get", "/api/v1/scripts"),
+        ("post", "/api/v1/scripts/reload"),
+    ];
+    let mut routes: Vec<(&'static str, String)> = fixed.iter().map(|(m, p)| (*m, p.to_string())).collect();
+    for (name, deletable) in RESOURCES {
+        routes.push(("get", format!("/api/v1/{name}")));
+        routes.push(("post", format!("/api/v1/{name}")));
+        routes.push(("get", format!("/api/v1/{name}/{{id}}")));
+        routes.push(("patch", format!("/api/v1/{name}/{{id}}")));
+        if *deletable {
+            routes.push(("delete", format!("/api/v1/{name}/{{id}}")));
+        }
+    }
+    routes
+});
 
 /// The route `method path` takes, with the values of its `{…}` segments.
 fn find_route<'p>(method: &Method, path: &'p str) -> Option<(&'static str, Vec<&'p str>)> {
@@ -202,19 +247,17 @@ fn find_route<'p>(method: &Method, path: &'p str) -> Option<(&'static str, Vec<&
         if !m.eq_ignore_ascii_case(method.as_str()) {
             return None;
         }
-        let parts: Vec<&str> = template.trim_matches('/').split('/').collect();
-        if parts.len() != segments.len() {
-            return None;
-        }
+        let mut parts = template.trim_matches('/').split('/');
         let mut values = Vec::new();
-        for (t, s) in parts.iter().zip(&segments) {
+        for s in &segments {
+            let t = parts.next()?;
             if t.starts_with('{') {
                 values.push(*s);
-            } else if t != s {
+            } else if t != *s {
                 return None;
             }
         }
-        Some((*template, values))
+        parts.next().is_none().then_some((template.as_str(), values))
     })
 }
 
@@ -230,25 +273,52 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiE
             return Ok(Response::builder()
                 .status(StatusCode::OK)
                 .header("content-type", "application/json")
-                .body(Full::new(Bytes::from_static(OPENAPI.as_bytes())))
+                .body(full(Bytes::from_static(OPENAPI.as_bytes())))
                 .expect("a valid response"))
         }
         _ => {}
     }
     let caller = authenticate(app, &req)?;
+    let q = req.uri().query().unwrap_or("").to_string();
     match (req.method().as_str(), template) {
         ("GET", "/api/v1/me") => Ok(json_response(
             StatusCode::OK,
-            &json!({ "login": caller.user.login, "name": caller.user.name, "role": caller.role }),
+            &json!({ "id": caller.user.id, "login": caller.user.login, "name": caller.user.name, "role": caller.role }),
         )),
-        ("GET", "/api/v1/deals") => list_deals(app, &caller, req.uri().query().unwrap_or("")),
-        ("POST", "/api/v1/deals") => post_deal(app, &caller, req).await,
-        ("GET", "/api/v1/deals/{id}") => get_deal(app, &caller, &values[0]),
+        ("GET", "/api/v1/process-kinds") => {
+            Ok(json_response(StatusCode::OK, &json!({ "items": app.inst.settings().process_kinds })))
+        }
+        ("GET", "/api/v1/process-kinds/{id}") => {
+            let kind = app.inst.settings().process_kind(&values[0]).ok_or_else(|| {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("there is no process kind \"{}\"", values[0]))
+            })?;
+            Ok(json_response(StatusCode::OK, &json!(kind)))
+        }
+        ("GET", "/api/v1/tasks/mine") => tasks::mine(app, &caller, &q),
+        ("GET", "/api/v1/tasks/overdue") => tasks::overdue(app, &caller, &q),
+        ("POST", "/api/v1/tasks/{id}/{action}") => tasks::finish(app, &caller, &values[0], &values[1], req).await,
+        ("GET", "/api/v1/deals/{id}/file") => get_deal_file(app, &caller, &values[0], &q),
         ("POST", "/api/v1/deals/{id}/{action}") => deal_action(app, &caller, &values[0], &values[1], req).await,
-        ("POST", "/api/v1/interactions") => post_interaction(app, &caller, req).await,
-        ("GET", "/api/v1/partners/{id}/dossier") => get_dossier(app, &values[0]),
+        ("GET", "/api/v1/partners/{id}/dossier") => get_dossier(app, &caller, &values[0]),
         ("GET", "/api/v1/reports/{name}") => get_report(app, &caller, &values[0], &req),
-        (method, template) => unreachable!("route {method} {template} is in ROUTES but has no handler"),
+        ("POST", "/api/v1/attachments") => files::upload(app, &caller, &q, req).await,
+        ("GET", "/api/v1/attachments/{id}/content") => files::download(app, &caller, &values[0]),
+        ("POST", "/api/v1/import/{entity}") => import::upload(app, &caller, &values[0], &q, req).await,
+        ("GET", "/api/v1/scripts") => scripts_status(app, &caller),
+        ("POST", "/api/v1/scripts/reload") => scripts_reload(app, &caller),
+        (method, template) => {
+            let mut parts = template.trim_start_matches("/api/v1/").split('/');
+            let resource = parts.next().unwrap_or_default();
+            let with_id = parts.next().is_some();
+            entities::with_resource!(resource, E => match (method, with_id) {
+                ("GET", false) => entities::list::<E>(app, &caller, &q),
+                ("POST", false) => entities::create::<E>(app, &caller, req).await,
+                ("GET", true) => entities::get::<E>(app, &caller, &values[0]),
+                ("PATCH", true) => entities::update::<E>(app, &caller, &values[0], req).await,
+                ("DELETE", true) => entities::delete::<E>(app, &caller, &values[0], req).await,
+                _ => unreachable!("route {method} {template} is in ROUTES but has no handler"),
+            })
+        }
     }
 }
 
@@ -267,7 +337,7 @@ mod tests {
             }
         }
         documented.sort();
-        let mut routed: Vec<(String, String)> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        let mut routed: Vec<(String, String)> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.clone())).collect();
         routed.sort();
         assert_eq!(documented, routed);
         // Every documented path parameter is a segment of its template, and back.
@@ -296,21 +366,6 @@ mod tests {
     }
 }
 
-fn get_deal(app: &App, caller: &Caller, id: &str) -> Result<Response<Body>, ApiError> {
-    let id: DealId = parse_id("deal", id)?;
-    let r = app.inst.store().read()?;
-    let deal: Deal = r
-        .get(id)?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("deal {id} does not exist")))?;
-    if !may_see(&r, caller, &deal)? {
-        // Not found rather than forbidden: a manager does not learn which ids exist.
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("deal {id} does not exist")));
-    }
-    let body = serde_json::to_value(&deal)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-    Ok(json_response(StatusCode::OK, &body))
-}
-
 /// The id in a path, or a 400 naming it.
 fn parse_id<T: std::str::FromStr>(what: &str, id: &str) -> Result<T, ApiError>
 where
@@ -326,6 +381,38 @@ fn may_write(caller: &Caller) -> Result<(), ApiError> {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "a viewer does not write"));
     }
     Ok(())
+}
+
+/// Refuses `what` to anyone but an admin.
+fn admin_only(caller: &Caller, what: &str) -> Result<(), ApiError> {
+    if caller.role != Role::Admin {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("{what} are for admins")));
+    }
+    Ok(())
+}
+
+/// `GET /api/v1/scripts`: every script file — whether it compiles as it is now, whether a
+/// compiled version is in use — and every hook binding to a script.
+fn scripts_status(app: &App, caller: &Caller) -> Result<Response<Body>, ApiError> {
+    admin_only(caller, "scripts")?;
+    let bindings: Vec<_> = app
+        .inst
+        .settings()
+        .hooks
+        .iter()
+        .filter(|b| crmkit_rhai::is_script_handler(&b.handler))
+        .map(|b| json!({ "point": b.point, "handler": b.handler, "kinds": b.kinds }))
+        .collect();
+    Ok(json_response(StatusCode::OK, &json!({ "scripts": app.scripts.status(), "bindings": bindings })))
+}
+
+/// `POST /api/v1/scripts/reload`: recompiles the edited scripts now; a script that no
+/// longer compiles keeps its last good version and is listed with its error.
+fn scripts_reload(app: &App, caller: &Caller) -> Result<Response<Body>, ApiError> {
+    admin_only(caller, "scripts")?;
+    let errors: Vec<String> = app.scripts.reload_changed().iter().map(ToString::to_string).collect();
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    Ok(json_response(status, &json!({ "errors": errors, "scripts": app.scripts.status() })))
 }
 
 /// The query parameters of a request, decoded.
@@ -369,129 +456,13 @@ fn query(q: &str) -> Result<std::collections::BTreeMap<String, String>, ApiError
     Ok(out)
 }
 
-/// `GET /api/v1/deals?partner=&manager=&status=&after=&limit=`: a page of the deals the
-/// caller may see, oldest first; `next` is the cursor of the next page.
-fn list_deals(app: &App, caller: &Caller, q: &str) -> Result<Response<Body>, ApiError> {
-    use crmkit_core::store::Index;
-    let q = query(q)?;
-    let limit: usize = match q.get("limit") {
-        Some(l) => l.parse().ok().filter(|n| (1..=500).contains(n)).ok_or_else(|| {
-            ApiError::at(
-                StatusCode::BAD_REQUEST,
-                "bad_query",
-                "limit",
-                format!("limit \"{l}\" is not a number from 1 to 500"),
-            )
-        })?,
-        None => 50,
-    };
-    let after = q.get("after").map(|a| parse_id::<DealId>("deal", a)).transpose()?;
-    let r = app.inst.store().read()?;
-    let bad = |field: &str, m: String| ApiError::at(StatusCode::BAD_REQUEST, "bad_query", field, m);
-    // The most selective index the filters allow; a manager's own deals by their own index.
-    let (index, prefix): (Option<Index>, Vec<u8>) = if caller.role == Role::Manager {
-        (Some(Index::DealByManager), caller.user.id.0.to_bytes().to_vec())
-    } else if let Some(p) = q.get("partner") {
-        let p: crmkit_core::id::PartnerId = p.parse().map_err(|e| bad("partner", format!("\"{p}\": {e}")))?;
-        (Some(Index::DealByPartner), p.0.to_bytes().to_vec())
-    } else if let Some(m) = q.get("manager") {
-        let m: crmkit_core::id::UserId = m.parse().map_err(|e| bad("manager", format!("\"{m}\": {e}")))?;
-        (Some(Index::DealByManager), m.0.to_bytes().to_vec())
-    } else {
-        (None, Vec::new())
-    };
-    let status = q.get("status").map(|s| {
-        serde_json::from_value::<crmkit_core::model::DealStatus>(serde_json::Value::String(s.clone()))
-            .map_err(|_| bad("status", format!("\"{s}\" is not a deal status (in_progress, won, lost, on_hold)")))
-    });
-    let status = status.transpose()?;
-    let mut items = Vec::new();
-    let mut cursor = after.map(|a| a.0);
-    let mut next = None;
-    // Reads in slices until the page is full: filters may drop deals.
-    'pages: loop {
-        let slice: Vec<Deal> = match index {
-            Some(ix) => r.find(ix, &prefix, cursor, 200)?,
-            None => r.list(cursor.map(DealId), 200)?,
-        };
-        let Some(last) = slice.last() else { break };
-        cursor = Some(last.id.0);
-        for d in slice {
-            let keep = status.is_none_or(|s| d.status == s)
-                && q.get("partner").is_none_or(|p| d.partner.to_string() == *p)
-                && q.get("manager").is_none_or(|m| d.manager.to_string() == *m)
-                && may_see(&r, caller, &d)?;
-            if keep {
-                if items.len() == limit {
-                    next = Some(items.last().map(|d: &Deal| d.id.to_string()).unwrap_or_default());
-                    break 'pages;
-                }
-                items.push(d);
-            }
-        }
-    }
-    Ok(json_response(StatusCode::OK, &json!({ "items": items, "next": next })))
-}
-
-/// `POST /api/v1/deals`: a new deal, in the first stage of its kind.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewDeal {
-    title: String,
-    partner: crmkit_core::id::PartnerId,
-    kind: String,
-    amount: crmkit_core::values::Money,
-    #[serde(default)]
-    manager: Option<crmkit_core::id::UserId>,
-    /// `YYYY-MM-DD`.
-    #[serde(default)]
-    expected_close: Option<String>,
-    #[serde(default)]
-    source: Option<String>,
-    #[serde(default)]
-    comment: String,
-}
-
-async fn post_deal(app: &App, caller: &Caller, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    may_write(caller)?;
-    let n: NewDeal = json_body(req).await?;
-    let manager = n.manager.unwrap_or(caller.user.id);
-    if caller.role == Role::Manager && manager != caller.user.id {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "a manager creates deals for themselves"));
-    }
-    let mut d = Deal::new(n.title, n.partner, n.kind, None, manager, n.amount);
-    d.expected_close = match &n.expected_close {
-        Some(day) => Some(
-            crmkit_core::time::Timestamp::parse(&format!("{day}T00:00:00Z"))
-                .map_err(|_| {
-                    ApiError::at(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "invalid",
-                        "expected_close",
-                        format!("\"{day}\" is not a date like 2026-06-30"),
-                    )
-                })?
-                .date(),
-        ),
-        None => None,
-    };
-    d.source = n.source;
-    d.comment = n.comment;
-    let created = app
-        .writer
-        .write(Some(caller.user.id), move |engine, tx| {
-            let d = engine.create_deal(tx, d)?;
-            Ok(serde_json::to_value(&d).expect("entities serialize"))
-        })
-        .await?;
-    Ok(json_response(StatusCode::CREATED, &created))
-}
-
 /// The body of a deal action: the version the caller read, and what the action needs.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DealAction {
-    version: u64,
+    /// The version acted on (or `If-Match`).
+    #[serde(default)]
+    version: Option<u64>,
     #[serde(default)]
     stage: Option<String>,
     #[serde(default)]
@@ -526,21 +497,16 @@ async fn deal_action(
             format!("a deal has no action \"{action}\" (move, check, hold, resume, win, lose, reopen)"),
         ));
     }
-    {
-        let r = app.inst.store().read()?;
-        let deal: Deal = r
-            .get(id)?
-            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("deal {id} does not exist")))?;
-        if !may_see(&r, caller, &deal)? {
-            return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("deal {id} does not exist")));
-        }
-    }
+    let header = entities::if_match(&req)?;
     let a: DealAction = json_body(req).await?;
+    let version = entities::version_named(header, a.version.map(serde_json::Value::from).as_ref())?;
     let action = action.to_string();
+    let caller = caller.clone();
     let done = app
         .writer
         .write(Some(caller.user.id), move |engine, tx| {
-            let v = a.version;
+            entities::writable::<Deal>(&*tx, &caller, id.0)?;
+            let v = version;
             let required = |field: &str, what: &str| {
                 crmkit_core::model::FieldError::new(
                     crmkit_core::model::EntityKind::Deal,
@@ -575,7 +541,7 @@ async fn deal_action(
             Ok(serde_json::to_value(&d).expect("entities serialize"))
         })
         .await?;
-    Ok(json_response(StatusCode::OK, &done))
+    Ok(entities::entity_response(StatusCode::OK, &done))
 }
 
 /// `GET /api/v1/reports/NAME?param=value`: a report script's table, as JSON or (with
@@ -604,23 +570,52 @@ fn get_report(app: &App, caller: &Caller, name: &str, req: &Request<Incoming>) -
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header("content-type", "text/csv; charset=utf-8")
-        .body(Full::new(Bytes::from(out)))
+        .body(full(out))
         .expect("a valid response"))
 }
 
-/// `GET /api/v1/partners/{id}/dossier`: everything about a partner.
-fn get_dossier(app: &App, id: &str) -> Result<Response<Body>, ApiError> {
+/// `GET /api/v1/partners/{id}/dossier`: everything about a partner the caller may see.
+fn get_dossier(app: &App, caller: &Caller, id: &str) -> Result<Response<Body>, ApiError> {
     let id: crmkit_core::id::PartnerId = parse_id("partner", id)?;
     let r = app.inst.store().read()?;
+    entities::visible::<crmkit_core::model::Partner>(&r, caller, id.0)?;
     let d = crmkit_core::dossier::dossier(&r, id, Default::default())?;
-    let body = serde_json::to_value(&d)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(json_response(StatusCode::OK, &serde_json::to_value(&d).expect("a dossier serializes")))
 }
 
-/// The body of a request as JSON of type `T`: at most [`MAX_BODY`] bytes, UTF-8, no
-/// unknown fields.
-async fn json_body<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+/// `GET /api/v1/deals/{id}/file?kinds=&from=&to=&offset=&limit=`: a deal with its
+/// participants and, in time order, its stage changes, interactions, documents, tasks and
+/// attachments.
+fn get_deal_file(app: &App, caller: &Caller, id: &str, q: &str) -> Result<Response<Body>, ApiError> {
+    use crmkit_core::deal_file::{FileQuery, ItemKind};
+    let id: DealId = parse_id("deal", id)?;
+    let q = query(q)?;
+    let bad = |field: &str, m: String| ApiError::at(StatusCode::BAD_REQUEST, "bad_query", field, m);
+    let mut fq = FileQuery { limit: entities::page_limit(&q)?, ..FileQuery::default() };
+    if let Some(kinds) = q.get("kinds") {
+        for k in kinds.split(',').filter(|k| !k.is_empty()) {
+            fq.kinds
+                .push(ItemKind::from_name(k).ok_or_else(|| bad("kinds", format!("\"{k}\" is not a kind of item")))?);
+        }
+    }
+    for (field, slot) in [("from", &mut fq.from), ("to", &mut fq.to)] {
+        if let Some(at) = q.get(field) {
+            let t = crmkit_core::time::Timestamp::parse(at)
+                .map_err(|_| bad(field, format!("\"{at}\" is not an instant like 2026-06-30T10:00:00Z")))?;
+            *slot = Some(t);
+        }
+    }
+    if let Some(o) = q.get("offset") {
+        fq.offset = o.parse().map_err(|_| bad("offset", format!("\"{o}\" is not a number")))?;
+    }
+    let r = app.inst.store().read()?;
+    entities::visible::<Deal>(&r, caller, id.0)?;
+    let file = crmkit_core::deal_file::deal_file(&r, id, &fq)?;
+    Ok(json_response(StatusCode::OK, &serde_json::to_value(&file).expect("a deal file serializes")))
+}
+
+/// The body of a request as JSON: at most [`MAX_BODY`] bytes, UTF-8.
+async fn body_json(req: Request<Incoming>) -> Result<serde_json::Value, ApiError> {
     use http_body_util::BodyExt as _;
     if let Some(len) = req.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse::<usize>().ok()) {
         if len > MAX_BODY {
@@ -636,53 +631,25 @@ async fn json_body<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Re
         }
     };
     // Not JSON at all is a bad request; JSON of the wrong shape is unprocessable.
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", format!("the body is not JSON: {e}")))?;
-    serde_json::from_value(value)
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", format!("the body: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", format!("the body is not JSON: {e}")))
+}
+
+/// The body of a request as JSON of type `T` ([`body_json`]); errors name the field.
+async fn json_body<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+    let value = body_json(req).await?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let field = e.path().to_string();
+        let message = format!("the body: {}", e.inner());
+        match field.as_str() {
+            "." => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message),
+            _ => ApiError::at(StatusCode::UNPROCESSABLE_ENTITY, "invalid", &field, message),
+        }
+    })
 }
 
 fn too_large() -> ApiError {
     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("the body is over the limit of {MAX_BODY} bytes"))
-}
-
-/// `POST /api/v1/interactions`: a call, e-mail, meeting or note with a partner.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewInteraction {
-    kind: crmkit_core::model::InteractionKind,
-    #[serde(default)]
-    direction: Option<crmkit_core::model::Direction>,
-    at: crmkit_core::time::Timestamp,
-    #[serde(default)]
-    duration_min: Option<u32>,
-    #[serde(default)]
-    subject: String,
-    #[serde(default)]
-    body: String,
-    partner: crmkit_core::id::PartnerId,
-    #[serde(default)]
-    deal: Option<DealId>,
-}
-
-async fn post_interaction(app: &App, caller: &Caller, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    may_write(caller)?;
-    let n: NewInteraction = json_body(req).await?;
-    let mut it = crmkit_core::model::Interaction::new(n.kind, n.at, n.partner, n.subject);
-    it.direction = n.direction;
-    it.duration_min = n.duration_min;
-    it.body = n.body;
-    it.deal = n.deal;
-    it.author = Some(caller.user.id);
-    let actor = caller.user.id;
-    let created = app
-        .writer
-        .write(Some(actor), move |engine, tx| {
-            let it = engine.create(tx, it)?;
-            Ok(serde_json::to_value(&it).expect("entities serialize"))
-        })
-        .await?;
-    Ok(json_response(StatusCode::CREATED, &created))
 }
 
 /// What a server needs: the installation, its tokens and its process engine.
@@ -697,9 +664,16 @@ impl Served {
         tokens: Vec<Token>,
         engine: crmkit_core::process::Engine,
         scripts: Arc<crmkit_rhai::ScriptHost>,
-    ) -> Served {
+    ) -> Result<Served> {
+        let import_engine = Arc::new(crate::script::engine_on(&inst, &scripts)?);
         let writer = writer::Writer::start(inst.clone(), engine);
-        Served { app: Arc::new(App { inst, tokens, writer, scripts }) }
+        let app = App { inst, tokens, writer, scripts, import_engine, importing: tokio::sync::Mutex::new(()) };
+        let uploads = uploads_dir(&app);
+        if uploads.exists() {
+            std::fs::remove_dir_all(&uploads).with_context(|| format!("emptying {}", uploads.display()))?;
+        }
+        std::fs::create_dir_all(&uploads).with_context(|| format!("creating {}", uploads.display()))?;
+        Ok(Served { app: Arc::new(app) })
     }
 
     /// Serves connections from `listener` until `stop` completes, then lets requests in
@@ -775,7 +749,7 @@ pub fn serve_then(dir: &Path, addr: &str, listening: impl FnOnce(&str)) -> Resul
             }
             say!("shutting down: finishing requests in flight");
         };
-        Served::new(inst, tokens, engine, scripts).run(listener, stop).await;
+        Served::new(inst, tokens, engine, scripts)?.run(listener, stop).await;
         say!("stopped; the database is closed");
         Ok(())
     })

@@ -1,0 +1,221 @@
+//! Who may read and write what: the one place the API's role rules live.
+//!
+//! - `admin`: everything, and alone writes users, scripts and imports.
+//! - `head`: the deals, partners, tasks and their files of their department (users sharing
+//!   their `department`), and reports.
+//! - `manager`: their own deals, partners and tasks, and what hangs off them; partners with
+//!   no manager are shared by everyone.
+//! - `viewer`: reads everything, writes nothing.
+//!
+//! Reference data — users, counterparties, process kinds — every role reads. An entity
+//! outside a caller's scope answers 404, as if it did not exist: a manager does not learn
+//! which ids exist.
+
+use crmkit_core::id::{ContactId, DealId, PartnerId, UserId};
+use crmkit_core::model::{
+    Attachment, ContactLink, ContactPerson, Counterparty, Deal, Document, Entity, EntityKind, Interaction, Participant,
+    ParticipantLink, Partner, PartnerLink, Role, Task, User,
+};
+use crmkit_core::store::Reader;
+use crmkit_core::Result;
+
+/// The user a request's token names, with the role it was issued for.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub user: User,
+    pub role: Role,
+}
+
+/// Reading or writing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+impl Caller {
+    /// Whether the caller may `access` `thing`: viewers never write; otherwise the thing's
+    /// scope decides.
+    pub fn may<E: Scoped>(&self, r: &impl Reader, access: Access, thing: &E) -> Result<bool> {
+        if access == Access::Write && self.role == Role::Viewer {
+            return Ok(false);
+        }
+        thing.in_scope(r, self, access)
+    }
+
+    /// Whether the things `owner` is responsible for (as a deal's or partner's manager, a
+    /// task's executor) are in the caller's scope: admins' and viewers' everyone's, heads'
+    /// their department's, managers' their own.
+    pub fn covers(&self, r: &impl Reader, owner: UserId) -> Result<bool> {
+        Ok(match self.role {
+            Role::Admin | Role::Viewer => true,
+            Role::Manager => owner == self.user.id,
+            Role::Head => {
+                owner == self.user.id || {
+                    let u: Option<std::sync::Arc<User>> = r.get_shared(owner)?;
+                    u.is_some_and(|m| m.department.is_some() && m.department == self.user.department)
+                }
+            }
+        })
+    }
+
+    /// Whether the entity `id` of `kind` is in scope (a missing one is: the write that
+    /// names it fails on the reference instead).
+    pub fn may_ref(
+        &self,
+        r: &impl Reader,
+        access: Access,
+        kind: EntityKind,
+        id: crmkit_core::id::RawId,
+    ) -> Result<bool> {
+        use crmkit_core::id::TypedId;
+        fn one<E: Scoped>(c: &Caller, r: &impl Reader, a: Access, id: crmkit_core::id::RawId) -> Result<bool> {
+            match r.get_shared::<E>(E::Id::from_raw(id))? {
+                Some(e) => c.may(r, a, e.as_ref()),
+                None => Ok(true),
+            }
+        }
+        match kind {
+            EntityKind::Counterparty => one::<Counterparty>(self, r, access, id),
+            EntityKind::Partner => one::<Partner>(self, r, access, id),
+            EntityKind::PartnerLink => one::<PartnerLink>(self, r, access, id),
+            EntityKind::Contact => one::<ContactPerson>(self, r, access, id),
+            EntityKind::ContactLink => one::<ContactLink>(self, r, access, id),
+            EntityKind::User => one::<User>(self, r, access, id),
+            EntityKind::Deal => one::<Deal>(self, r, access, id),
+            EntityKind::Participant => one::<Participant>(self, r, access, id),
+            EntityKind::ParticipantLink => one::<ParticipantLink>(self, r, access, id),
+            EntityKind::Interaction => one::<Interaction>(self, r, access, id),
+            EntityKind::Document => one::<Document>(self, r, access, id),
+            EntityKind::Attachment => one::<Attachment>(self, r, access, id),
+            EntityKind::Task => one::<Task>(self, r, access, id),
+        }
+    }
+
+    fn partner(&self, r: &impl Reader, access: Access, id: PartnerId) -> Result<bool> {
+        self.may_ref(r, access, EntityKind::Partner, id.0)
+    }
+
+    fn deal(&self, r: &impl Reader, access: Access, id: DealId) -> Result<bool> {
+        self.may_ref(r, access, EntityKind::Deal, id.0)
+    }
+
+    fn contact(&self, r: &impl Reader, access: Access, id: ContactId) -> Result<bool> {
+        self.may_ref(r, access, EntityKind::Contact, id.0)
+    }
+}
+
+/// An entity whose scope the rules above decide.
+pub trait Scoped: Entity {
+    /// Whether the entity is in `caller`'s scope for `access` (the viewer rule aside).
+    fn in_scope(&self, r: &impl Reader, caller: &Caller, access: Access) -> Result<bool>;
+}
+
+impl Scoped for Deal {
+    fn in_scope(&self, r: &impl Reader, caller: &Caller, _: Access) -> Result<bool> {
+        caller.covers(r, self.manager)
+    }
+}
+
+impl Scoped for Partner {
+    fn in_scope(&self, r: &impl Reader, caller: &Caller, _: Access) -> Result<bool> {
+        match self.manager {
+            Some(m) => caller.covers(r, m),
+            None => Ok(true),
+        }
+    }
+}
+
+impl Scoped for Counterparty {
+    fn in_scope(&self, _: &impl Reader, _: &Caller, _: Access) -> Result<bool> {
+        Ok(true)
+    }
+}
+
+impl Scoped for User {
+    fn in_scope(&self, _: &impl Reader, caller: &Caller, access: Access) -> Result<bool> {
+        Ok(access == Access::Read || caller.role == Role::Admin)
+    }
+}
+
+impl Scoped for ContactPerson {
+    fn in_scope(&self, r: &impl Reader, caller: &Caller, access: Access) -> Result<bool> {
+        caller.partner(r, access, self.partner)
+    }
+}
+
+/// A link is read by whoever sees both its ends and written by whoever may write its
+/// `from` end and see its `to` end.
+fn link(
+    access: Access,
+    from: impl FnOnce(Access) -> Result<bool>,
+    to: impl FnOnce(Access) -> Result<bool>,
+) -> Result<bool> {
+    match access {
+        Access::Read => Ok(from(Access::Read)? && to(Access::Read)?),
+        Access::Write => Ok(from(Access::Write)? && to(Access::Read)?),
+    }
+}
+
+impl Scoped for PartnerLink {
+    fn in_scope(&self, r: &impl Reader, caller: &Caller, access: Access) -> Result<bool> {
+        link(access, |a| caller.partner(r, a, self.from), |a| caller.partner(r, a, self.to))
+    }
+}
+
+impl Scoped for ContactLink {
+    fn in_scope(&self, r: &impl Reader, caller: &Caller, access: Access) -> Result<bool> {
+        link(access, |a| caller.contact(r, a, self.from), |a| caller.contact(r, a, self.to))
+    }
+}
+
+impl Scoped for Participant {
+    fn in_scope(&self, r: &impl Reader, caller: &Caller, access: Access) -> Result<bool> {
+        caller.deal(r, access, self.deal)
+    }
+}
+
+impl Scoped for ParticipantLink {
+    fn in_scope(&self, r: &impl Reader, caller: &Caller, access: Access) -> Result<bool> {
+        caller.deal(r, access, self.deal)
+    }
+}
+
+impl Scoped for Interaction {
+    fn in_scope(&self, r: &impl Reader, caller: &Caller, access: Access) -> Result<bool> {
+        if self.author == Some(caller.user.id) {
+            return Ok(true);
+        }
+        match self.deal {
+            Some(d) => caller.deal(r, access, d),
+            None => caller.partner(r, access, self.partner),
+        }
+    }
+}
+
+impl Scoped for Document {
+    fn in_scope(&self, r: &impl Reader, caller: &Caller, access: Access) -> Result<bool> {
+        match self.deal {
+            Some(d) => caller.deal(r, access, d),
+            None => caller.partner(r, access, self.partner),
+        }
+    }
+}
+
+impl Scoped for Attachment {
+    fn in_scope(&self, r: &impl Reader, caller: &Caller, access: Access) -> Result<bool> {
+        caller.may_ref(r, access, self.owner.kind, self.owner.id)
+    }
+}
+
+impl Scoped for Task {
+    fn in_scope(&self, r: &impl Reader, caller: &Caller, access: Access) -> Result<bool> {
+        if self.executor == caller.user.id || caller.covers(r, self.executor)? {
+            return Ok(true);
+        }
+        match self.deal {
+            Some(d) => caller.deal(r, access, d),
+            None => Ok(false),
+        }
+    }
+}

@@ -1,0 +1,638 @@
+//! The entity resources: `/api/v1/partners`, `/api/v1/contacts`, … — list with filters and
+//! a cursor, get, create, update by JSON merge patch with the version read, delete — one
+//! generic implementation over [`Resource`], with the role rules of [`super::access`].
+
+use crmkit_core::id::{RawId, TypedId};
+use crmkit_core::model::{
+    ContactLink, ContactPerson, Counterparty, Deal, Document, Entity, IndexEntry, Interaction, Participant,
+    ParticipantLink, Partner, PartnerLink, Task, User,
+};
+use crmkit_core::process::Engine;
+use crmkit_core::store::{Index, Reader, WriteTxn};
+use crmkit_core::Error;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde_json::{json, Map, Value};
+
+use super::access::{Access, Caller, Scoped};
+use super::{body_json, json_response, parse_id, query, ApiError, App, Body};
+
+/// A list filter: the query parameter, the index it reads, and how its value becomes the
+/// index prefix.
+pub struct Filter {
+    pub name: &'static str,
+    pub index: Index,
+    pub prefix: fn(&str) -> Result<Vec<u8>, String>,
+}
+
+const fn filter(name: &'static str, index: Index, prefix: fn(&str) -> Result<Vec<u8>, String>) -> Filter {
+    Filter { name, index, prefix }
+}
+
+/// An id value.
+fn id(s: &str) -> Result<Vec<u8>, String> {
+    s.parse::<RawId>().map(|id| id.to_bytes().to_vec()).map_err(|e| e.to_string())
+}
+
+/// A text value, matched exactly.
+fn text(s: &str) -> Result<Vec<u8>, String> {
+    Ok(crmkit_core::model::text_prefix(&[s]))
+}
+
+/// A text value, matched without regard to case.
+fn lower(s: &str) -> Result<Vec<u8>, String> {
+    Ok(crmkit_core::model::text_prefix(&[&s.to_lowercase()]))
+}
+
+/// A deal status.
+fn deal_status(s: &str) -> Result<Vec<u8>, String> {
+    let status: crmkit_core::model::DealStatus = serde_json::from_value(Value::String(s.to_string()))
+        .map_err(|_| "is not a deal status (in_progress, won, lost, on_hold)".to_string())?;
+    Ok(crmkit_core::model::text_prefix(&[status.name()]))
+}
+
+/// `KIND/STAGE`.
+fn kind_stage(s: &str) -> Result<Vec<u8>, String> {
+    let (kind, stage) = s.split_once('/').ok_or("is not KIND/STAGE, like b2b_sale/proposal")?;
+    Ok(crmkit_core::model::text_prefix(&[kind, stage]))
+}
+
+/// What the API needs to know about an entity kind beyond its scope.
+pub trait Resource: Scoped {
+    /// The path segment: `partners`.
+    const PATH: &'static str;
+    /// The filters its list takes.
+    const FILTERS: &'static [Filter];
+    /// Fields only the server or the process engine sets; a body may not name them.
+    const SERVER_FIELDS: &'static [&'static str] = &[];
+
+    /// Values a new entity's body may leave out, filled for `caller`.
+    fn defaults(caller: &Caller) -> Vec<(&'static str, Value)> {
+        let _ = caller;
+        Vec::new()
+    }
+
+    /// The index an unfiltered list of `caller` walks instead of every entity.
+    fn scope_index(caller: &Caller) -> Option<IndexEntry> {
+        let _ = caller;
+        None
+    }
+
+    /// Creates the entity.
+    fn create(engine: &Engine, tx: &mut WriteTxn<'_>, e: Self) -> crmkit_core::Result<Self> {
+        engine.create(tx, e)
+    }
+}
+
+/// The fields every entity has that the store keeps.
+const META_FIELDS: [&str; 6] = ["id", "version", "created_at", "updated_at", "created_by", "updated_by"];
+
+impl Resource for Partner {
+    const PATH: &'static str = "partners";
+    const FILTERS: &'static [Filter] = &[
+        filter("name", Index::PartnerByName, lower),
+        filter("parent", Index::PartnerByParent, id),
+        filter("manager", Index::PartnerByManager, id),
+        filter("counterparty", Index::PartnerByCounterparty, id),
+    ];
+}
+
+impl Resource for Counterparty {
+    const PATH: &'static str = "counterparties";
+    const FILTERS: &'static [Filter] = &[filter("tax_id", Index::CounterpartyByTaxId, text)];
+}
+
+impl Resource for ContactPerson {
+    const PATH: &'static str = "contacts";
+    const FILTERS: &'static [Filter] =
+        &[filter("partner", Index::ContactByPartner, id), filter("email", Index::ContactByEmail, lower)];
+}
+
+impl Resource for PartnerLink {
+    const PATH: &'static str = "partner-links";
+    const FILTERS: &'static [Filter] = &[filter("partner", Index::PartnerLinkByPartner, id)];
+}
+
+impl Resource for ContactLink {
+    const PATH: &'static str = "contact-links";
+    const FILTERS: &'static [Filter] = &[filter("contact", Index::ContactLinkByContact, id)];
+}
+
+impl Resource for User {
+    const PATH: &'static str = "users";
+    const FILTERS: &'static [Filter] = &[filter("login", Index::UserByLogin, text)];
+}
+
+impl Resource for Deal {
+    const PATH: &'static str = "deals";
+    const FILTERS: &'static [Filter] = &[
+        filter("partner", Index::DealByPartner, id),
+        filter("manager", Index::DealByManager, id),
+        filter("status", Index::DealByStatus, deal_status),
+        filter("stage", Index::DealByStage, kind_stage),
+        filter("counterparty", Index::DealByCounterparty, id),
+        filter("competitor", Index::DealByCompetitor, id),
+    ];
+    const SERVER_FIELDS: &'static [&'static str] = &[
+        "stage",
+        "status",
+        "closed_at",
+        "stage_entered_at",
+        "checklist",
+        "history_steps",
+        "loss_reason",
+        "competitor",
+    ];
+
+    fn defaults(caller: &Caller) -> Vec<(&'static str, Value)> {
+        vec![("manager", json!(caller.user.id)), ("status", json!("in_progress"))]
+    }
+
+    fn scope_index(caller: &Caller) -> Option<IndexEntry> {
+        (caller.role == crmkit_core::model::Role::Manager)
+            .then(|| IndexEntry::by_id(Index::DealByManager, caller.user.id))
+    }
+
+    fn create(engine: &Engine, tx: &mut WriteTxn<'_>, e: Self) -> crmkit_core::Result<Self> {
+        engine.create_deal(tx, e)
+    }
+}
+
+impl Resource for Participant {
+    const PATH: &'static str = "participants";
+    const FILTERS: &'static [Filter] = &[
+        filter("deal", Index::ParticipantByDeal, id),
+        filter("partner", Index::ParticipantByPartner, id),
+        filter("contact", Index::ParticipantByContact, id),
+    ];
+}
+
+impl Resource for ParticipantLink {
+    const PATH: &'static str = "participant-links";
+    const FILTERS: &'static [Filter] = &[filter("participant", Index::ParticipantLinkByParticipant, id)];
+}
+
+impl Resource for Interaction {
+    const PATH: &'static str = "interactions";
+    const FILTERS: &'static [Filter] = &[
+        filter("partner", Index::InteractionByPartner, id),
+        filter("deal", Index::InteractionByDeal, id),
+        filter("contact", Index::InteractionByContact, id),
+    ];
+
+    fn defaults(caller: &Caller) -> Vec<(&'static str, Value)> {
+        vec![("author", json!(caller.user.id))]
+    }
+}
+
+impl Resource for Document {
+    const PATH: &'static str = "documents";
+    const FILTERS: &'static [Filter] = &[
+        filter("partner", Index::DocumentByPartner, id),
+        filter("deal", Index::DocumentByDeal, id),
+        filter("counterparty", Index::DocumentByCounterparty, id),
+    ];
+}
+
+impl Resource for crmkit_core::model::Attachment {
+    const PATH: &'static str = "attachments";
+    const FILTERS: &'static [Filter] = &[filter("owner", Index::AttachmentByOwner, id)];
+    /// The content is uploaded (`POST /api/v1/attachments`), never written as JSON.
+    const SERVER_FIELDS: &'static [&'static str] = &["owner", "size", "content"];
+}
+
+impl Resource for Task {
+    const PATH: &'static str = "tasks";
+    const FILTERS: &'static [Filter] = &[filter("deal", Index::TaskByDeal, id)];
+    const SERVER_FIELDS: &'static [&'static str] = &["status", "finished_at", "finished_by", "stage", "required"];
+
+    fn defaults(caller: &Caller) -> Vec<(&'static str, Value)> {
+        vec![("executor", json!(caller.user.id)), ("status", json!("open"))]
+    }
+}
+
+/// Runs `$body` with `$E` the entity type of the resource named `$path`.
+macro_rules! with_resource {
+    ($path:expr, $E:ident => $body:expr) => {
+        match $path {
+            "partners" => {
+                type $E = crmkit_core::model::Partner;
+                $body
+            }
+            "counterparties" => {
+                type $E = crmkit_core::model::Counterparty;
+                $body
+            }
+            "contacts" => {
+                type $E = crmkit_core::model::ContactPerson;
+                $body
+            }
+            "partner-links" => {
+                type $E = crmkit_core::model::PartnerLink;
+                $body
+            }
+            "contact-links" => {
+                type $E = crmkit_core::model::ContactLink;
+                $body
+            }
+            "users" => {
+                type $E = crmkit_core::model::User;
+                $body
+            }
+            "deals" => {
+                type $E = crmkit_core::model::Deal;
+                $body
+            }
+            "participants" => {
+                type $E = crmkit_core::model::Participant;
+                $body
+            }
+            "participant-links" => {
+                type $E = crmkit_core::model::ParticipantLink;
+                $body
+            }
+            "interactions" => {
+                type $E = crmkit_core::model::Interaction;
+                $body
+            }
+            "documents" => {
+                type $E = crmkit_core::model::Document;
+                $body
+            }
+            "tasks" => {
+                type $E = crmkit_core::model::Task;
+                $body
+            }
+            "attachments" => {
+                type $E = crmkit_core::model::Attachment;
+                $body
+            }
+            other => unreachable!("no resource {other}"),
+        }
+    };
+}
+pub(crate) use with_resource;
+
+/// The most entities one list request looks at; a page that is not full by then ends with
+/// a cursor to go on from.
+const SCAN_BUDGET: usize = 5_000;
+
+/// The `limit` of a list request: 1 to 500, 50 when absent.
+pub fn page_limit(q: &std::collections::BTreeMap<String, String>) -> Result<usize, ApiError> {
+    match q.get("limit") {
+        Some(l) => l.parse().ok().filter(|n| (1..=500).contains(n)).ok_or_else(|| {
+            ApiError::at(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                "limit",
+                format!("limit \"{l}\" is not a number from 1 to 500"),
+            )
+        }),
+        None => Ok(50),
+    }
+}
+
+/// `GET /api/v1/RESOURCE?FILTER=VALUE&after=ID&limit=N`: a page of what the caller may
+/// see, oldest first; `next` is the cursor of the next page (`null`: none).
+pub fn list<E: Resource>(app: &App, caller: &Caller, q: &str) -> Result<Response<Body>, ApiError> {
+    let q = query(q)?;
+    let limit = page_limit(&q)?;
+    let after = q.get("after").map(|a| parse_id::<RawId>(E::KIND.name(), a)).transpose()?;
+    let mut wanted = Vec::new();
+    for (name, value) in &q {
+        if name == "after" || name == "limit" {
+            continue;
+        }
+        let f = E::FILTERS.iter().find(|f| f.name == name).ok_or_else(|| {
+            let names: Vec<&str> = E::FILTERS.iter().map(|f| f.name).collect();
+            ApiError::at(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                name,
+                format!("{} cannot be filtered by \"{name}\"; the filters are {}", E::PATH, names.join(", ")),
+            )
+        })?;
+        let prefix = (f.prefix)(value)
+            .map_err(|m| ApiError::at(StatusCode::BAD_REQUEST, "bad_query", name, format!("{name} \"{value}\" {m}")))?;
+        wanted.push(IndexEntry { index: f.index, prefix });
+    }
+    let walk = wanted.first().cloned().or_else(|| E::scope_index(caller));
+    let r = app.inst.store().read()?;
+    let mut items: Vec<E> = Vec::new();
+    let mut cursor = after;
+    let mut next = None;
+    let mut scanned = 0;
+    let mut entries = Vec::new();
+    'slices: loop {
+        let slice: Vec<E> = match &walk {
+            Some(w) => r.find(w.index, &w.prefix, cursor, 200)?,
+            None => r.list(cursor.map(E::Id::from_raw), 200)?,
+        };
+        let Some(last) = slice.last() else { break };
+        cursor = Some(last.meta().id);
+        for e in slice {
+            entries.clear();
+            e.index_entries(&mut entries);
+            if wanted.iter().all(|w| entries.contains(w)) && caller.may(&r, Access::Read, &e)? {
+                if items.len() == limit {
+                    next = items.last().map(|e| e.meta().id.to_string());
+                    break 'slices;
+                }
+                items.push(e);
+            }
+        }
+        scanned += 200;
+        if scanned >= SCAN_BUDGET {
+            next = cursor.map(|c| c.to_string());
+            break;
+        }
+    }
+    Ok(json_response(StatusCode::OK, &json!({ "items": items, "next": next })))
+}
+
+/// The entity `id` if it exists and `caller` may see it; 404 otherwise.
+pub fn visible<E: Scoped>(r: &impl Reader, caller: &Caller, id: RawId) -> crmkit_core::Result<E> {
+    let not_found = || Error::NotFound { kind: E::KIND, id };
+    let e: E = r.get(E::Id::from_raw(id))?.ok_or_else(not_found)?;
+    if !caller.may(r, Access::Read, &e)? {
+        return Err(not_found());
+    }
+    Ok(e)
+}
+
+/// [`visible`], and writable by `caller` (403 otherwise).
+pub fn writable<E: Scoped>(r: &impl Reader, caller: &Caller, id: RawId) -> crmkit_core::Result<E> {
+    let e: E = visible(r, caller, id)?;
+    if !caller.may(r, Access::Write, &e)? {
+        return Err(Error::Forbidden(format!("{} {id} is not yours to change as {}", E::KIND, role_name(caller))));
+    }
+    Ok(e)
+}
+
+fn role_name(caller: &Caller) -> &'static str {
+    match caller.role {
+        crmkit_core::model::Role::Admin => "admin",
+        crmkit_core::model::Role::Head => "head",
+        crmkit_core::model::Role::Manager => "manager",
+        crmkit_core::model::Role::Viewer => "viewer",
+    }
+}
+
+/// An entity as the answer, with its version as the `ETag`.
+pub fn entity_response(status: StatusCode, e: &Value) -> Response<Body> {
+    let mut response = json_response(status, e);
+    if let Some(v) = e.get("version").and_then(Value::as_u64) {
+        response.headers_mut().insert("etag", format!("\"{v}\"").parse().expect("a valid header"));
+    }
+    response
+}
+
+/// `GET /api/v1/RESOURCE/{id}`.
+pub fn get<E: Resource>(app: &App, caller: &Caller, id: &str) -> Result<Response<Body>, ApiError> {
+    let id: RawId = parse_id(E::KIND.name(), id)?;
+    let r = app.inst.store().read()?;
+    let e: E = visible(&r, caller, id)?;
+    Ok(entity_response(StatusCode::OK, &to_json(&e)))
+}
+
+fn to_json<E: Entity>(e: &E) -> Value {
+    serde_json::to_value(e).expect("entities serialize")
+}
+
+/// Refuses body fields the store or the process engine keeps.
+fn refuse_server_fields<E: Resource>(body: &Map<String, Value>) -> Result<(), ApiError> {
+    for key in body.keys() {
+        if META_FIELDS.contains(&key.as_str()) || E::SERVER_FIELDS.contains(&key.as_str()) {
+            return Err(ApiError::at(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                key,
+                format!("{}.{key} is set by the server, not by a request", E::KIND),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The top-level field names of a struct `T`, as its `Deserialize` declares them.
+fn field_names<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::{Error as _, Visitor};
+    struct Probe<'a>(&'a mut &'static [&'static str]);
+    impl<'de> serde::Deserializer<'de> for Probe<'_> {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(Self::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(Self::Error::custom("probed"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
+            unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Probe(&mut fields));
+    fields
+}
+
+/// The entity a JSON object describes: fields the entity does not have are refused, and
+/// errors name the field.
+fn from_json<E: Entity>(value: Value) -> crmkit_core::Result<E> {
+    use crmkit_core::model::FieldError;
+    let known = field_names::<E>();
+    if let Some(unknown) = value.as_object().and_then(|o| o.keys().find(|k| !known.contains(&k.as_str()))) {
+        let fields: Vec<&str> = known.iter().copied().filter(|f| !META_FIELDS.contains(f)).collect();
+        let message = format!("{unknown} is not a field of {}; its fields are {}", E::KIND, fields.join(", "));
+        return Err(Error::Invalid(FieldError::new(E::KIND, unknown.clone(), message)));
+    }
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let message = err.inner().to_string();
+        let path = err.path().to_string();
+        // A missing field is an error of the object holding it: name the field.
+        let field = match message.strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
+            Some(f) if path == "." => f.to_string(),
+            Some(f) => format!("{path}.{f}"),
+            None => path,
+        };
+        Error::Invalid(FieldError::new(E::KIND, field, message))
+    })
+}
+
+/// A request body that must be a JSON object.
+async fn object_body(req: Request<Incoming>) -> Result<Map<String, Value>, ApiError> {
+    match body_json(req).await? {
+        Value::Object(o) => Ok(o),
+        _ => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "the body is not a JSON object")),
+    }
+}
+
+/// `POST /api/v1/RESOURCE`: a new entity from its fields.
+pub async fn create<E: Resource>(
+    app: &App,
+    caller: &Caller,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    super::may_write(caller)?;
+    let mut body = object_body(req).await?;
+    refuse_server_fields::<E>(&body)?;
+    for (field, value) in E::defaults(caller) {
+        body.entry(field).or_insert(value);
+    }
+    body.insert("id".into(), json!(RawId::default()));
+    body.insert("version".into(), json!(0));
+    for at in ["created_at", "updated_at"] {
+        body.insert(at.into(), json!(crmkit_core::time::Timestamp::default()));
+    }
+    let caller = caller.clone();
+    let created = app
+        .writer
+        .write(Some(caller.user.id), move |engine, tx| {
+            let e: E = from_json(Value::Object(body))?;
+            if !caller.may(&*tx, Access::Write, &e)? {
+                return Err(Error::Forbidden(format!(
+                    "a {} may not create this {}: it would be outside their scope",
+                    role_name(&caller),
+                    E::KIND
+                )));
+            }
+            Ok(to_json(&E::create(engine, tx, e)?))
+        })
+        .await?;
+    Ok(entity_response(StatusCode::CREATED, &created))
+}
+
+/// The version `If-Match` names, if the request has one.
+pub fn if_match(req: &Request<Incoming>) -> Result<Option<u64>, ApiError> {
+    let Some(h) = req.headers().get("if-match") else { return Ok(None) };
+    let text = String::from_utf8_lossy(h.as_bytes()).into_owned();
+    let v = text.trim().trim_start_matches("W/").trim_matches('"');
+    v.parse().map(Some).map_err(|_| {
+        ApiError::at(
+            StatusCode::BAD_REQUEST,
+            "bad_version",
+            "version",
+            format!("If-Match {text} is not a version like \"3\""),
+        )
+    })
+}
+
+/// The version a write of an existing entity names: `If-Match`, else `given` (the body's
+/// `version`, or the query's for a delete).
+pub fn version_named(if_match: Option<u64>, given: Option<&Value>) -> Result<u64, ApiError> {
+    let bad = |m: &str| ApiError::at(StatusCode::BAD_REQUEST, "bad_version", "version", m);
+    match (if_match, given) {
+        (Some(v), _) => Ok(v),
+        (None, Some(v)) => v.as_u64().ok_or_else(|| bad("version is not a whole number")),
+        (None, None) => Err(bad("a change names the version it was made to: \"version\" or If-Match")),
+    }
+}
+
+/// RFC 7396 JSON merge patch: objects merge key by key, `null` removes, anything else
+/// replaces.
+fn merge(target: &mut Value, patch: Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(&k);
+                } else {
+                    merge(t.entry(k).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p,
+    }
+}
+
+/// `PATCH /api/v1/RESOURCE/{id}` with a JSON merge patch and the version read (body
+/// `version` or `If-Match`): a stale version is a 409.
+pub async fn update<E: Resource>(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    super::may_write(caller)?;
+    let id: RawId = parse_id(E::KIND.name(), id)?;
+    let header = if_match(&req)?;
+    let mut patch = object_body(req).await?;
+    let version = version_named(header, patch.remove("version").as_ref())?;
+    refuse_server_fields::<E>(&patch)?;
+    let caller = caller.clone();
+    let updated = app
+        .writer
+        .write(Some(caller.user.id), move |engine, tx| {
+            let current: E = writable(&*tx, &caller, id)?;
+            let stored = current.meta().version;
+            if stored != version {
+                return Err(Error::Conflict { kind: E::KIND, id, given: version, stored });
+            }
+            let mut value = to_json(&current);
+            merge(&mut value, Value::Object(patch));
+            let next: E = from_json(value)?;
+            if !caller.may(&*tx, Access::Write, &next)? {
+                return Err(Error::Forbidden(format!(
+                    "this change would take {} {id} out of the scope of a {}",
+                    E::KIND,
+                    role_name(&caller)
+                )));
+            }
+            Ok(to_json(&engine.update(tx, next)?))
+        })
+        .await?;
+    Ok(entity_response(StatusCode::OK, &updated))
+}
+
+/// `DELETE /api/v1/RESOURCE/{id}` with `If-Match` or `?version=`: refused while anything
+/// refers to the entity.
+pub async fn delete<E: Resource>(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    super::may_write(caller)?;
+    let id: RawId = parse_id(E::KIND.name(), id)?;
+    let q = query(req.uri().query().unwrap_or(""))?;
+    let given = q.get("version").map(|v| v.parse::<u64>().map_or_else(|_| json!(v), |n| json!(n)));
+    let version = version_named(if_match(&req)?, given.as_ref())?;
+    let caller = caller.clone();
+    app.writer
+        .write(Some(caller.user.id), move |_, tx| {
+            let current: E = writable(&*tx, &caller, id)?;
+            tx.delete::<E>(current.id(), version)?;
+            Ok(Value::Null)
+        })
+        .await?;
+    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(super::empty()).expect("a valid response"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fields_of_an_entity_are_those_it_declares() {
+        let fields = field_names::<Partner>();
+        assert!(fields.contains(&"name") && fields.contains(&"manager") && fields.contains(&"custom"), "{fields:?}");
+        assert!(!fields.contains(&"nme"));
+        assert_eq!(
+            field_names::<Task>().len(),
+            to_json(&Task::new("t", Default::default())).as_object().unwrap().len()
+        );
+    }
+
+    #[test]
+    fn a_merge_patch_merges_objects_removes_nulls_and_replaces_the_rest() {
+        let mut v = json!({ "a": 1, "b": { "c": 2, "d": 3 }, "e": [1, 2] });
+        merge(&mut v, json!({ "a": null, "b": { "c": 5, "d": null }, "e": [3], "f": "x" }));
+        assert_eq!(v, json!({ "b": { "c": 5 }, "e": [3], "f": "x" }));
+    }
+}

@@ -1,0 +1,177 @@
+//! Attachments over HTTP, streamed both ways: an upload goes to a temporary file beside
+//! the database as it arrives and is stored in one write once it is whole — an upload cut
+//! off halfway leaves nothing — and a download is read from a snapshot chunk by chunk.
+
+use std::io::Write as _;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use crmkit_core::id::{AttachmentId, RawId};
+use crmkit_core::model::{Attachment, EntityKind, EntityRef};
+use crmkit_core::store::Reader;
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response, StatusCode};
+
+use super::access::{Access, Caller};
+use super::entities;
+use super::{parse_id, query, ApiError, App, Body};
+
+/// `POST /api/v1/attachments?owner_kind=deal&owner=ID&name=FILE` with the file as the body
+/// and its MIME type as `Content-Type`.
+pub async fn upload(app: &App, caller: &Caller, q: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    use http_body_util::BodyExt as _;
+    super::may_write(caller)?;
+    let q = query(q)?;
+    let bad = |field: &str, m: String| ApiError::at(StatusCode::BAD_REQUEST, "bad_query", field, m);
+    let kinds = || EntityKind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ");
+    let kind = q.get("owner_kind").ok_or_else(|| bad("owner_kind", format!("owner_kind is required: {}", kinds())))?;
+    let kind = EntityKind::from_name(kind)
+        .ok_or_else(|| bad("owner_kind", format!("\"{kind}\" is not a kind of entity ({})", kinds())))?;
+    let owner = q.get("owner").ok_or_else(|| bad("owner", "owner (the id of the entity) is required".into()))?;
+    let owner = EntityRef { kind, id: parse_id::<RawId>("entity", owner)? };
+    let name = q.get("name").cloned().ok_or_else(|| bad("name", "name (the file name) is required".into()))?;
+    let mime = match req.headers().get("content-type") {
+        Some(m) => String::from_utf8_lossy(m.as_bytes()).into_owned(),
+        None => "application/octet-stream".to_string(),
+    };
+    // Refused before a byte of the body is read: an owner out of scope, a declared size
+    // over the limit.
+    {
+        let r = app.inst.store().read()?;
+        if !r.exists(owner.kind, owner.id)? || !caller.may_ref(&r, Access::Read, owner.kind, owner.id)? {
+            return Err(ApiError::at(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "owner",
+                format!("{} {} does not exist", owner.kind, owner.id),
+            ));
+        }
+    }
+    let max = app.inst.settings().attachment_max_bytes;
+    let too_large = || {
+        ApiError::at(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "content",
+            format!("the file is over the limit of {max} bytes (attachments.max_size_mb)"),
+        )
+    };
+    let declared = req.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
+    let internal = |e: std::io::Error| {
+        tracing::error!("an upload's temporary file: {e}");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the server failed; see its log")
+    };
+    let mut file = tempfile::NamedTempFile::new_in(super::uploads_dir(app)).map_err(internal)?;
+    let mut body = req.into_body();
+    let mut received: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "cut_off",
+                format!("the upload broke off after {received} bytes ({e}); nothing was stored"),
+            )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            received += data.len() as u64;
+            if received > max {
+                return Err(too_large());
+            }
+            file.write_all(&data).map_err(internal)?;
+        }
+    }
+    if declared.is_some_and(|n| n != received) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "cut_off",
+            format!("the upload ended after {received} of {} bytes; nothing was stored", declared.unwrap_or(0)),
+        ));
+    }
+    file.flush().map_err(internal)?;
+    let caller = caller.clone();
+    let created = app
+        .writer
+        .write(Some(caller.user.id), move |_, tx| {
+            if !caller.may_ref(&*tx, Access::Write, owner.kind, owner.id)? {
+                return Err(crmkit_core::Error::Forbidden(format!(
+                    "{} {} is not yours to attach files to",
+                    owner.kind, owner.id
+                )));
+            }
+            let mut content =
+                file.reopen().map_err(|e| crmkit_core::Error::Io { path: file.path().into(), source: e })?;
+            let a = tx.attach_from(owner, &name, &mime, &mut content)?;
+            Ok(serde_json::to_value(&a).expect("entities serialize"))
+        })
+        .await?;
+    Ok(entities::entity_response(StatusCode::CREATED, &created))
+}
+
+/// `GET /api/v1/attachments/{id}/content`: the file, streamed from one snapshot.
+pub fn download(app: &App, caller: &Caller, id: &str) -> Result<Response<Body>, ApiError> {
+    use http_body_util::BodyExt as _;
+    let id: AttachmentId = parse_id("attachment", id)?;
+    let r = app.inst.store().read()?;
+    let a: Attachment = entities::visible(&r, caller, id.0)?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    let hash = a.content;
+    tokio::task::spawn_blocking(move || {
+        let mut open = true;
+        let found = r.blob_chunks(&hash, &mut |chunk| {
+            open = tx.blocking_send(Ok(Bytes::copy_from_slice(chunk))).is_ok();
+            open
+        });
+        let failure = match found {
+            Ok(true) => None,
+            Ok(false) => Some(format!("the content {} is missing from the store", hash.hex())),
+            Err(e) => Some(e.to_string()),
+        };
+        if let (Some(m), true) = (failure, open) {
+            tracing::error!("download of attachment {id}: {m}");
+            let _ = tx.blocking_send(Err(std::io::Error::other(m)));
+        }
+    });
+    let disposition = format!("attachment; filename*=UTF-8''{}", percent_encode(&a.name));
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", &a.mime)
+        .header("content-length", a.size)
+        .header("content-disposition", disposition)
+        .header("etag", format!("\"{}\"", a.content.hex()))
+        .body(Chunks { rx }.boxed())
+        .expect("a valid response"))
+}
+
+/// A response body fed chunk by chunk through a channel.
+struct Chunks {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+}
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        self.rx.poll_recv(cx).map(|chunk| chunk.map(|c| c.map(Frame::data)))
+    }
+}
+
+/// RFC 5987 encoding of a file name for `Content-Disposition`.
+fn percent_encode(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,130 @@
+//! `POST /api/v1/import/{entity}`: a CSV or JSON-lines file uploaded and imported as
+//! `crmkit import` does — bad rows skipped and listed, batches committed, `atomic` for all
+//! or nothing, `dry_run` for nothing — answered with the same per-row report.
+
+use std::io::{Seek as _, Write as _};
+
+use crmkit_core::transfer::{Format, ImportOptions, Importer, Mapping};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+
+use super::access::Caller;
+use super::{json_response, query, ApiError, App, Body};
+
+/// The largest file an import takes.
+const MAX_IMPORT: u64 = 512 << 20;
+
+/// Whether a query flag is on: present with no value, `true` or `1`.
+fn flag(q: &std::collections::BTreeMap<String, String>, name: &str) -> Result<bool, ApiError> {
+    match q.get(name).map(String::as_str) {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("") | Some("true") | Some("1") => Ok(true),
+        Some(other) => Err(ApiError::at(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            name,
+            format!("{name} \"{other}\" is not true or false"),
+        )),
+    }
+}
+
+pub async fn upload(
+    app: &App,
+    caller: &Caller,
+    entity: &str,
+    q: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    use http_body_util::BodyExt as _;
+    super::admin_only(caller, "imports")?;
+    let kind = crate::transfer::entity(entity)
+        .map_err(|e| ApiError::at(StatusCode::NOT_FOUND, "not_found", "entity", e.to_string()))?;
+    let q = query(q)?;
+    let bad = |field: &str, m: String| ApiError::at(StatusCode::BAD_REQUEST, "bad_query", field, m);
+    let content_type = req.headers().get("content-type").map(|v| String::from_utf8_lossy(v.as_bytes()).to_lowercase());
+    let format = match (q.get("format"), content_type.as_deref()) {
+        (Some(f), _) => Format::from_name(f).ok_or_else(|| bad("format", format!("\"{f}\" is not csv or jsonl")))?,
+        (None, Some(t)) if t.starts_with("text/csv") => Format::Csv,
+        (None, Some(t)) if t.contains("ndjson") || t.contains("jsonl") || t.contains("json-seq") => Format::Jsonl,
+        _ => {
+            return Err(bad(
+                "format",
+                "say what the file is: Content-Type text/csv or application/x-ndjson, or ?format=csv|jsonl".into(),
+            ))
+        }
+    };
+    let mut opts = ImportOptions::new(kind, format);
+    opts.atomic = flag(&q, "atomic")?;
+    opts.dry_run = flag(&q, "dry_run")?;
+    opts.base_dir = None;
+    if let Some(d) = q.get("delimiter") {
+        let mut chars = d.chars();
+        opts.delimiter = match (chars.next(), chars.next()) {
+            (Some(c), None) if c.is_ascii() && !matches!(c, '"' | '\n' | '\r') => Some(c as u8),
+            _ => return Err(bad("delimiter", format!("\"{d}\" cannot separate CSV fields; use , ; or a tab"))),
+        };
+    }
+    if let Some(m) = q.get("map") {
+        opts.mapping = Mapping::parse_pairs(m).map_err(|e| bad("map", e))?;
+    }
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("an import file is at most {MAX_IMPORT} bytes"),
+        )
+    };
+    let internal = |e: std::io::Error| {
+        tracing::error!("an import's temporary file: {e}");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the server failed; see its log")
+    };
+    if req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|n| n > MAX_IMPORT)
+    {
+        return Err(too_large());
+    }
+    let mut file = tempfile::tempfile_in(super::uploads_dir(app)).map_err(internal)?;
+    let mut body = req.into_body();
+    let mut received = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "cut_off",
+                format!("the upload broke off after {received} bytes ({e}); nothing was imported"),
+            )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            received += data.len() as u64;
+            if received > MAX_IMPORT {
+                return Err(too_large());
+            }
+            file.write_all(&data).map_err(internal)?;
+        }
+    }
+    file.rewind().map_err(internal)?;
+    // One import at a time; its batches take turns with the API's writes.
+    let _running = app.importing.try_lock().map_err(|_| {
+        ApiError::new(StatusCode::CONFLICT, "busy", "another import is running; try again when it has finished")
+    })?;
+    let dry_run = opts.dry_run;
+    let inst = app.inst.clone();
+    let engine = app.import_engine.clone();
+    let actor = caller.user.id;
+    let report = tokio::task::spawn_blocking(move || {
+        Importer::new(inst.store(), &engine, Some(actor), &opts)?.run(file, &mut |_| {})
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!("the import stopped: {e}");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the server failed; see its log")
+    })??;
+    // Rows refused while others went in are in the report of a 200, as is a dry run; a
+    // file of which nothing was written because of its errors is a 422.
+    let refused = !dry_run && !report.written && (report.failed > 0 || report.stopped.is_some());
+    let status = if refused { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    Ok(json_response(status, &serde_json::to_value(&report).expect("a report serializes")))
+}

@@ -1,0 +1,117 @@
+//! Tasks as their executors see them: mine, overdue, and completing or cancelling one.
+
+use crmkit_core::id::{RawId, TaskId};
+use crmkit_core::model::{Role, Task, TaskStatus};
+use crmkit_core::store::{Index, Reader};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde_json::json;
+
+use super::access::{Access, Caller};
+use super::entities::{self, page_limit};
+use super::{json_body, json_response, parse_id, query, ApiError, App, Body};
+
+/// `GET /api/v1/tasks/mine?status=open|done|cancelled&after=&limit=`: the caller's tasks
+/// in one status (open by default), oldest first.
+pub fn mine(app: &App, caller: &Caller, q: &str) -> Result<Response<Body>, ApiError> {
+    let q = query(q)?;
+    let limit = page_limit(&q)?;
+    let status = match q.get("status").map(String::as_str) {
+        None | Some("open") => TaskStatus::Open,
+        Some("done") => TaskStatus::Done,
+        Some("cancelled") => TaskStatus::Cancelled,
+        Some(other) => {
+            return Err(ApiError::at(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                "status",
+                format!("status \"{other}\" is not open, done or cancelled"),
+            ))
+        }
+    };
+    let after = q.get("after").map(|a| parse_id::<RawId>("task", a)).transpose()?;
+    let r = app.inst.store().read()?;
+    let prefix = crmkit_core::model::task_executor_prefix(caller.user.id, status);
+    let mut items: Vec<Task> = r.find(Index::TaskByExecutor, &prefix, after, limit + 1)?;
+    let next = (items.len() > limit).then(|| {
+        items.truncate(limit);
+        items.last().map(|t| t.id.to_string())
+    });
+    Ok(json_response(StatusCode::OK, &json!({ "items": items, "next": next.flatten() })))
+}
+
+/// `GET /api/v1/tasks/overdue?limit=`: open tasks past their due time, the most overdue
+/// first — a manager's own, a head's department's, everyone's for admins and viewers.
+pub fn overdue(app: &App, caller: &Caller, q: &str) -> Result<Response<Body>, ApiError> {
+    let q = query(q)?;
+    let limit = page_limit(&q)?;
+    let r = app.inst.store().read()?;
+    let now = app.inst.store().clock().now();
+    let mut items: Vec<Task> = if caller.role == Role::Manager {
+        let mut own: Vec<Task> = r
+            .tasks_of(caller.user.id, TaskStatus::Open, usize::MAX)?
+            .into_iter()
+            .filter(|t| t.is_overdue(now))
+            .collect();
+        own.sort_by_key(|t| (t.due, t.id));
+        own
+    } else {
+        let mut seen = Vec::new();
+        for t in r.overdue_tasks(now, 20 * limit)? {
+            if caller.may(&r, Access::Read, &t)? {
+                seen.push(t);
+            }
+        }
+        seen
+    };
+    items.truncate(limit);
+    Ok(json_response(StatusCode::OK, &json!({ "items": items })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Finish {
+    #[serde(default)]
+    version: Option<u64>,
+}
+
+/// `POST /api/v1/tasks/{id}/complete|cancel` with `{ "version": N }` or `If-Match`: its
+/// executor may, and the roles the process settings allow; completing a stage's task may
+/// move its deal on.
+pub async fn finish(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+    action: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    super::may_write(caller)?;
+    let id: TaskId = parse_id("task", id)?;
+    let complete = match action {
+        "complete" => true,
+        "cancel" => false,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_route",
+                format!("a task has no action \"{other}\" (complete, cancel)"),
+            ))
+        }
+    };
+    let header = entities::if_match(&req)?;
+    let f: Finish = json_body(req).await?;
+    let version = entities::version_named(header, f.version.map(serde_json::Value::from).as_ref())?;
+    let caller = caller.clone();
+    let done = app
+        .writer
+        .write(Some(caller.user.id), move |engine, tx| {
+            entities::writable::<Task>(&*tx, &caller, id.0)?;
+            let t = match complete {
+                true => engine.complete_task(tx, id, version)?,
+                false => engine.cancel_task(tx, id, version)?,
+            };
+            Ok(serde_json::to_value(&t).expect("entities serialize"))
+        })
+        .await?;
+    Ok(entities::entity_response(StatusCode::OK, &done))
+}

@@ -1,0 +1,1156 @@
+//! The HTTP API as its clients use it: `crmkit serve` on a loopback port against a real
+//! installation — tokens and roles, every resource, writes group-committed, crashes, slow
+//! and hostile clients — with every refused request checked against a dump of the database.
+
+use std::process::Command;
+
+use crmkit_core::id::DealId;
+use crmkit_core::model::{Partner, PartnerRole, Role, User};
+use crmkit_core::store::Reader;
+use serde_json::Value;
+
+use crate::cli::{binary, fails, ok, Site};
+use crate::common::new_deal;
+
+/// A `crmkit serve` process on a free loopback port, stopped (SIGTERM) when dropped.
+struct Served {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Served {
+    fn start(site: &Site) -> Served {
+        use std::io::BufRead as _;
+        let mut child = Command::new(binary())
+            .args(["serve", site.dir(), "--addr", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("crmkit serve starts");
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut first).unwrap();
+        let addr = first.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("{first}")).to_string();
+        Served { child, addr }
+    }
+
+    /// One HTTP/1.1 request over its own connection: status and JSON body.
+    fn request(&self, method: &str, path: &str, token: Option<&str>) -> (u16, Value) {
+        let a = self.exchange(method, path, token, &[], None);
+        (a.status, a.json())
+    }
+
+    /// One HTTP/1.1 request over its own connection, with extra headers and a body.
+    fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Answer {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(&self.addr).unwrap();
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: crmkit\r\nConnection: close\r\n");
+        if let Some(t) = token {
+            head += &format!("Authorization: Bearer {t}\r\n");
+        }
+        for (name, value) in headers {
+            head += &format!("{name}: {value}\r\n");
+        }
+        if let Some(b) = body {
+            if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
+                head += "Content-Type: application/json\r\n";
+            }
+            head += &format!("Content-Length: {}\r\n", b.len());
+        }
+        head += "\r\n";
+        s.write_all(head.as_bytes()).unwrap();
+        if let Some(b) = body {
+            // The server may answer (413) and close before it has read everything.
+            let _ = s.write_all(b);
+        }
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        Answer::parse(&raw)
+    }
+
+    /// Stops the server as an operator would, and returns what it printed.
+    fn stop(mut self) -> String {
+        use std::io::Read as _;
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "the server stopped with {status}");
+        let mut out = String::new();
+        self.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        out
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_api_answers_over_loopback_by_token_and_role_and_stops_cleanly() {
+    let site = Site::new(|c| c);
+    let petrov = site.manager();
+    let (mine, theirs) = site.with(|inst| {
+        inst.store()
+            .transact(None, |tx| {
+                let other = tx.create(User::new("sidorov", "Сидор Сидоров", Role::Manager))?.id;
+                let p = tx.create(Partner::new("Альфа", PartnerRole::Client))?.id;
+                let mine = tx.create(new_deal(p, petrov, 100))?.id;
+                let theirs = tx.create(new_deal(p, other, 200))?.id;
+                Ok((mine, theirs))
+            })
+            .unwrap()
+    });
+    site.with(|inst| inst.store().transact(None, |tx| tx.create(User::new("boss", "Босс", Role::Admin))).unwrap());
+    let admin = ok(&["token", "create", site.dir(), "--user", "boss", "--role", "admin"]).trim().to_string();
+    let manager = ok(&["token", "create", site.dir(), "--user", "petrov", "--role", "manager"]).trim().to_string();
+    let out = fails(&["token", "create", site.dir(), "--user", "petrov", "--role", "admin"]);
+    assert!(out.contains("does not have the role admin"), "{out}");
+
+    let server = Served::start(&site);
+    assert_eq!(server.request("GET", "/health", None), (200, serde_json::json!({ "status": "ok" })));
+    let (status, doc) = server.request("GET", "/openapi.json", None);
+    assert_eq!((status, doc["openapi"].as_str()), (200, Some("3.1.0")));
+    assert!(doc["paths"]["/api/v1/deals/{id}"]["get"].is_object());
+    let deal = |id: &DealId| format!("/api/v1/deals/{id}");
+    let (status, body) = server.request("GET", &deal(&mine), None);
+    assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
+    let (status, _) = server.request("GET", &deal(&mine), Some("crmk_not_a_token"));
+    assert_eq!(status, 401);
+    let (status, body) = server.request("GET", &deal(&theirs), Some(&admin));
+    assert_eq!((status, body["id"].as_str()), (200, Some(theirs.to_string().as_str())));
+    assert_eq!(body["amount"]["currency"], "RUB");
+    // A manager sees their own deals; another's is as good as absent.
+    assert_eq!(server.request("GET", &deal(&mine), Some(&manager)).0, 200);
+    let (status, body) = server.request("GET", &deal(&theirs), Some(&manager));
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+    let (status, body) = server.request("GET", "/api/v1/deals/%FF%FE", Some(&admin));
+    assert_eq!((status, body["field"].as_str()), (400, Some("id")));
+    let (status, body) = server.request("GET", "/api/v1/nothing", Some(&admin));
+    assert_eq!((status, body["code"].as_str()), (404, Some("no_route")));
+    let said = server.stop();
+    assert!(said.contains("stopped; the database is closed"), "{said}");
+    // The database opens cleanly after the server let go of it.
+    ok(&["check", site.dir()]);
+    // A revoked token is refused by the next server.
+    let id = ok(&["token", "list", site.dir()]).lines().find(|l| l.contains("petrov")).unwrap()[..12].to_string();
+    ok(&["token", "revoke", site.dir(), &id]);
+    let server = Served::start(&site);
+    assert_eq!(server.request("GET", &deal(&mine), Some(&manager)).0, 401);
+    server.stop();
+}
+
+impl Served {
+    /// A request with a JSON body: status and JSON body.
+    fn send(&self, method: &str, path: &str, token: &str, body: &[u8]) -> (u16, Value) {
+        let a = self.exchange(method, path, Some(token), &[], Some(body));
+        (a.status, a.json())
+    }
+}
+
+/// An HTTP response as a client reads it.
+struct Answer {
+    status: u16,
+    /// Header names in lower case.
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn parse(raw: &[u8]) -> Answer {
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| {
+            panic!("no complete response: {}", String::from_utf8_lossy(raw));
+        });
+        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).unwrap();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_lowercase(), v.trim().to_string()))
+            .collect();
+        let mut body = raw[split + 4..].to_vec();
+        if headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked")) {
+            body = dechunk(&body);
+        }
+        Answer { status, headers, body }
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// The content of a chunked HTTP/1.1 body.
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(std::str::from_utf8(&raw[..end]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&raw[end + 2..end + 2 + size]);
+        raw = &raw[end + 4 + size..];
+    }
+    out
+}
+
+#[test]
+fn writes_through_the_api_are_checked_and_group_committed() {
+    let site = Site::new(|c| c);
+    site.manager();
+    let p = site.partner("Альфа", PartnerRole::Client);
+    site.with(|inst| {
+        inst.store().transact(None, |tx| tx.create(User::new("watcher", "Наблюдатель", Role::Viewer))).unwrap()
+    });
+    let manager = ok(&["token", "create", site.dir(), "--user", "petrov", "--role", "manager"]).trim().to_string();
+    let viewer = ok(&["token", "create", site.dir(), "--user", "watcher", "--role", "viewer"]).trim().to_string();
+    let before = site.dump();
+    let server = Served::start(&site);
+    let post = |token: &str, body: &str| server.send("POST", "/api/v1/interactions", token, body.as_bytes());
+    let call = |subject: &str| {
+        format!("{{\"kind\":\"call\",\"direction\":\"outgoing\",\"at\":\"2026-03-02T10:00:00Z\",\"subject\":\"{subject}\",\"partner\":\"{p}\"}}")
+    };
+    // Every bad request is refused with its own status, and nothing is written.
+    let (status, body) = post(&manager, "{\"kind\": \"call\",");
+    assert_eq!((status, body["code"].as_str()), (400, Some("bad_json")));
+    let (status, body) = post(&manager, &call("x").replace("\"subject\"", "\"subjekt\""));
+    assert_eq!((status, body["code"].as_str()), (422, Some("invalid")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("subjekt"), "{body}");
+    let (status, body) = post(&manager, &call("x").replace("\"call\"", "42"));
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = post(&manager, &call("x").replace(&p.to_string(), "01JBJGB4000000000000000016"));
+    assert_eq!((status, body["field"].as_str()), (422, Some("partner")), "{body}");
+    let (status, body) = post(&viewer, &call("x"));
+    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")));
+    let big = format!(
+        "{{\"kind\":\"note\",\"at\":\"2026-03-02T10:00:00Z\",\"body\":\"{}\",\"partner\":\"{p}\"}}",
+        "x".repeat(2 << 20)
+    );
+    let (status, body) = post(&manager, &big);
+    assert_eq!((status, body["code"].as_str()), (413, Some("too_large")));
+    // 32 clients writing at once: each gets its own answer, all are there afterwards.
+    std::thread::scope(|s| {
+        for i in 0..32 {
+            let (post, call, manager) = (&post, &call, &manager);
+            s.spawn(move || {
+                for j in 0..4 {
+                    let (status, body) = post(manager, &call(&format!("Звонок {i}-{j}")));
+                    assert_eq!(status, 201, "{body}");
+                    assert_eq!(body["subject"], format!("Звонок {i}-{j}"));
+                }
+            });
+        }
+    });
+    server.stop();
+    let after = site.dump();
+    assert_eq!(after["interactions"].len(), before["interactions"].len() + 128);
+    ok(&["check", site.dir()]);
+}
+
+/// A POST to `addr` that may meet a dead server: the status, or `None` when no answer came.
+fn try_post(addr: &str, path: &str, token: &str, body: &str) -> Option<u16> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: crmkit\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    String::from_utf8_lossy(&raw).split(' ').nth(1)?.parse().ok()
+}
+
+#[test]
+fn every_acknowledged_write_survives_a_kill_mid_load() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    let site = Site::new(|c| c);
+    site.manager();
+    let p = site.partner("Альфа", PartnerRole::Client);
+    let token = ok(&["token", "create", site.dir(), "--user", "petrov", "--role", "manager"]).trim().to_string();
+    for round in 0..3 {
+        let mut server = Served::start(&site);
+        let acknowledged = Mutex::new(Vec::new());
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for client in 0..8 {
+                let (addr, acknowledged, stop, token) = (server.addr.clone(), &acknowledged, &stop, &token);
+                s.spawn(move || {
+                    let mut n = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        let subject = format!("r{round}-c{client}-{n}");
+                        let body = format!("{{\"kind\":\"note\",\"at\":\"2026-03-02T10:00:00Z\",\"subject\":\"{subject}\",\"partner\":\"{p}\"}}");
+                        match try_post(&addr, "/api/v1/interactions", token, &body) {
+                            Some(201) => acknowledged.lock().unwrap().push(subject),
+                            Some(other) => panic!("{subject}: {other}"),
+                            None => break,
+                        }
+                    }
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(600));
+            server.child.kill().unwrap(); // SIGKILL, in the middle of the load
+            server.child.wait().unwrap();
+            stop.store(true, Ordering::Relaxed);
+        });
+        let acknowledged = acknowledged.into_inner().unwrap();
+        assert!(acknowledged.len() > 10, "round {round}: only {} writes went through", acknowledged.len());
+        // The database opens cleanly and holds every acknowledged write.
+        let stored: std::collections::HashSet<String> = site.with(|inst| {
+            let mut all = std::collections::HashSet::new();
+            inst.store()
+                .read()
+                .unwrap()
+                .for_each::<crmkit_core::model::Interaction>(|i| {
+                    all.insert(i.subject);
+                    true
+                })
+                .unwrap();
+            all
+        });
+        let lost: Vec<&String> = acknowledged.iter().filter(|s| !stored.contains(*s)).collect();
+        assert!(
+            lost.is_empty(),
+            "round {round}: {} acknowledged writes are missing: {:?}",
+            lost.len(),
+            &lost[..lost.len().min(5)]
+        );
+        ok(&["check", site.dir()]);
+    }
+}
+
+#[test]
+fn a_deal_lives_through_the_api_and_a_script_guard_has_its_say() {
+    let site = Site::new(|c| c);
+    site.manager();
+    let p = site.partner("Альфа", PartnerRole::Client);
+    let manager = ok(&["token", "create", site.dir(), "--user", "petrov", "--role", "manager"]).trim().to_string();
+    let server = Served::start(&site);
+    let post = |path: &str, body: String| server.send("POST", path, &manager, body.as_bytes());
+    let (status, deal) = post(
+        "/api/v1/deals",
+        format!("{{\"title\":\"Поставка\",\"partner\":\"{p}\",\"kind\":\"b2b_sale\",\"amount\":{{\"amount\":\"150000.00\",\"currency\":\"RUB\"}},\"source\":\"website\",\"expected_close\":\"2026-06-30\"}}"),
+    );
+    assert_eq!(status, 201, "{deal}");
+    assert_eq!((deal["stage"].as_str(), deal["status"].as_str()), (Some("qualification"), Some("in_progress")));
+    let id = deal["id"].as_str().unwrap().to_string();
+    let act = |action: &str, version: &Value, extra: &str| {
+        post(&format!("/api/v1/deals/{id}/{action}"), format!("{{\"version\":{version}{extra}}}"))
+    };
+    let (status, moved) = act("move", &deal["version"], ",\"stage\":\"needs_analysis\"");
+    assert_eq!((status, moved["stage"].as_str()), (200, Some("needs_analysis")), "{moved}");
+    // The version read before the move is stale now.
+    let (status, body) = act("move", &deal["version"], ",\"stage\":\"proposal\"");
+    assert_eq!((status, body["code"].as_str()), (409, Some("conflict")), "{body}");
+    // Leaving the stage forward needs its checklist: the engine says so.
+    let (status, body) = act("move", &moved["version"], ",\"stage\":\"proposal\"");
+    assert_eq!((status, body["field"].as_str()), (422, Some("checklist")), "{body}");
+    let (status, checked) = act("check", &moved["version"], ",\"item\":\"needs_recorded\"");
+    assert_eq!(status, 200, "{checked}");
+    let (status, proposal) = act("move", &checked["version"], ",\"stage\":\"proposal\"");
+    assert_eq!(status, 200, "{proposal}");
+    // The shipped Rhai guard: no leaving the proposal without a quote.
+    let (status, body) = act("move", &proposal["version"], ",\"stage\":\"negotiation\"");
+    assert_eq!(
+        (status, body["code"].as_str(), body["field"].as_str()),
+        (422, Some("rejected"), Some("documents")),
+        "{body}"
+    );
+    assert!(body["message"].as_str().unwrap().contains("without a quote"), "{body}");
+    let (status, lost) = act("lose", &proposal["version"], ",\"reason\":\"price\"");
+    assert_eq!((status, lost["status"].as_str()), (200, Some("lost")), "{lost}");
+    // The list pages by cursor and filters; the dossier sums the partner up.
+    for i in 0..3 {
+        let (status, _) = post(
+            "/api/v1/deals",
+            format!("{{\"title\":\"Ещё {i}\",\"partner\":\"{p}\",\"kind\":\"b2b_sale\",\"amount\":{{\"amount\":\"10\",\"currency\":\"RUB\"}}}}"),
+        );
+        assert_eq!(status, 201);
+    }
+    let (status, page) = server.request("GET", "/api/v1/deals?limit=2", Some(&manager));
+    assert_eq!((status, page["items"].as_array().unwrap().len()), (200, 2), "{page}");
+    let next = page["next"].as_str().unwrap().to_string();
+    let (_, rest) = server.request("GET", &format!("/api/v1/deals?limit=2&after={next}"), Some(&manager));
+    assert_eq!(rest["items"].as_array().unwrap().len(), 2, "{rest}");
+    assert!(rest["next"].is_null());
+    let (_, lost_only) = server.request("GET", "/api/v1/deals?status=lost", Some(&manager));
+    assert_eq!(lost_only["items"].as_array().unwrap().len(), 1);
+    let (status, body) = server.request("GET", "/api/v1/deals?status=maybe", Some(&manager));
+    assert_eq!((status, body["field"].as_str()), (400, Some("status")));
+    let (status, dossier) = server.request("GET", &format!("/api/v1/partners/{p}/dossier"), Some(&manager));
+    assert_eq!(status, 200, "{dossier}");
+    assert_eq!(dossier["partner"]["name"], "Альфа");
+    // Reports are for heads, admins and viewers; a manager is refused.
+    let (status, _) = server.request("GET", "/api/v1/reports/losses_by_competitor", Some(&manager));
+    assert_eq!(status, 403);
+    server.stop();
+    site.with(|inst| {
+        inst.store().transact(None, |tx| tx.create(User::new("watcher", "Наблюдатель", Role::Viewer))).unwrap()
+    });
+    let viewer = ok(&["token", "create", site.dir(), "--user", "watcher", "--role", "viewer"]).trim().to_string();
+    let server = Served::start(&site);
+    let (status, table) = server.request("GET", "/api/v1/reports/losses_by_competitor?top=5", Some(&viewer));
+    assert_eq!(status, 200, "{table}");
+    assert_eq!(table["rows"][0], serde_json::json!(["(none named)", "price", 1, "150000"]));
+    let (status, body) = server.request("GET", "/api/v1/reports/nope", Some(&viewer));
+    assert_eq!((status, body["code"].as_str()), (404, Some("report_failed")), "{body}");
+    server.stop();
+}
+
+#[test]
+fn a_client_that_never_finishes_its_headers_is_dropped_and_others_are_served() {
+    use std::io::{Read as _, Write as _};
+    let site = Site::new(|c| c);
+    let server = Served::start(&site);
+    let mut slow = std::net::TcpStream::connect(&server.addr).unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: crmkit\r\nX-Slow: ").unwrap();
+    // Others go on being served meanwhile.
+    for _ in 0..5 {
+        assert_eq!(server.request("GET", "/health", None).0, 200);
+    }
+    // The header timeout (10 s) closes the slow connection.
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    let waited = started.elapsed();
+    assert!(waited < std::time::Duration::from_secs(25), "the slow client was kept {waited:?}");
+    assert!(!String::from_utf8_lossy(&rest).contains("200 OK"), "{}", String::from_utf8_lossy(&rest));
+    assert_eq!(server.request("GET", "/health", None).0, 200);
+    server.stop();
+}
+
+#[test]
+fn a_flood_of_headers_and_a_10_mb_body_are_refused_and_the_server_goes_on() {
+    use std::io::{Read as _, Write as _};
+    let site = Site::new(|c| c);
+    site.manager();
+    let token = ok(&["token", "create", site.dir(), "--user", "petrov", "--role", "manager"]).trim().to_string();
+    let before = site.dump();
+    let server = Served::start(&site);
+    // Thousands of headers: refused before any handler runs.
+    let mut s = std::net::TcpStream::connect(&server.addr).unwrap();
+    let mut request = String::from("GET /health HTTP/1.1\r\nHost: crmkit\r\n");
+    for i in 0..5000 {
+        request.push_str(&format!("X-Flood-{i}: {}\r\n", "y".repeat(40)));
+    }
+    request.push_str("\r\n");
+    let _ = s.write_all(request.as_bytes());
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(!answer.contains("200 OK"), "{answer}");
+    // A 10 MB body: 413 from its declared length, nothing read or written.
+    let body = format!(
+        "{{\"kind\":\"note\",\"at\":\"2026-03-02T10:00:00Z\",\"body\":\"{}\",\"partner\":\"x\"}}",
+        "z".repeat(10 << 20)
+    );
+    let (status, reply) = server.send("POST", "/api/v1/interactions", &token, body.as_bytes());
+    assert_eq!((status, reply["code"].as_str()), (413, Some("too_large")));
+    assert_eq!(server.request("GET", "/health", None).0, 200);
+    server.stop();
+    assert_eq!(before, site.dump());
+}
+
+/// The people of a small sales office, with a token each: an admin, the head of the north
+/// department, a north manager, a south manager and a viewer.
+struct Office {
+    site: Site,
+    tokens: std::collections::BTreeMap<&'static str, String>,
+    /// The north manager's and the south manager's user ids.
+    north: crmkit_core::id::UserId,
+    south: crmkit_core::id::UserId,
+}
+
+impl Office {
+    fn new() -> Office {
+        let site = Site::new(|c| c);
+        let people = [
+            ("boss", Role::Admin, None),
+            ("head", Role::Head, Some("north")),
+            ("north", Role::Manager, Some("north")),
+            ("south", Role::Manager, Some("south")),
+            ("watcher", Role::Viewer, None),
+        ];
+        let ids = site.with(|inst| {
+            inst.store()
+                .transact(None, |tx| {
+                    let mut ids = Vec::new();
+                    for (login, role, department) in people {
+                        let mut u = User::new(login, login.to_uppercase(), role);
+                        u.department = department.map(str::to_string);
+                        ids.push(tx.create(u)?.id);
+                    }
+                    Ok(ids)
+                })
+                .unwrap()
+        });
+        let mut tokens = std::collections::BTreeMap::new();
+        for (login, role, _) in people {
+            let role = serde_json::to_value(role).unwrap().as_str().unwrap().to_string();
+            tokens.insert(
+                login,
+                ok(&["token", "create", site.dir(), "--user", login, "--role", &role]).trim().to_string(),
+            );
+        }
+        Office { site, tokens, north: ids[2], south: ids[3] }
+    }
+
+    fn token(&self, login: &str) -> &str {
+        &self.tokens[login]
+    }
+}
+
+/// One entity of each kind on the north manager's side and one on the south manager's,
+/// made through the store: `(resource path, north id, south id, a harmless change)`.
+fn two_of_everything(office: &Office) -> Vec<(&'static str, String, String, Value)> {
+    use crmkit_core::model::{
+        ContactLink, ContactPerson, Counterparty, CounterpartyKind, Document, DocumentKind, EntityKind, EntityRef,
+        Interaction, InteractionKind, Participant, ParticipantLink, PartnerLink, Task,
+    };
+    use serde_json::json;
+    let (north, south) = (office.north, office.south);
+    let shared = office.site.partner("Общий конкурент", PartnerRole::Competitor);
+    office.site.with(|inst| {
+        inst.store()
+            .transact(None, |tx| {
+                let mut sides = Vec::new();
+                for (i, manager) in [north, south].into_iter().enumerate() {
+                    let mut p = Partner::new(format!("Клиент {i}"), PartnerRole::Client);
+                    p.manager = Some(manager);
+                    let p = tx.create(p)?.id;
+                    let c =
+                        tx.create(Counterparty::new(CounterpartyKind::LegalEntity, format!("ООО «Сторона {i}»")))?.id;
+                    let k = tx.create(ContactPerson::new(p, format!("Контакт {i}")))?.id;
+                    let k2 = tx.create(ContactPerson::new(p, format!("Начальник {i}")))?.id;
+                    let pl = tx.create(PartnerLink::new(p, shared, "recommended_by"))?.id;
+                    let cl = tx.create(ContactLink::new(k, k2, "reports_to"))?.id;
+                    let d = tx.create(new_deal(p, manager, 1000))?.id;
+                    let pa = tx.create(Participant::partner(d, shared, "influencer"))?.id;
+                    let pa2 = tx.create(Participant::contact(d, k, "decision_maker"))?.id;
+                    let pal = tx.create(ParticipantLink::new(d, pa, pa2, "influences"))?.id;
+                    let mut it = Interaction::new(InteractionKind::Call, crate::common::T0, p, "Звонок");
+                    it.deal = Some(d);
+                    let it = tx.create(it)?.id;
+                    let mut doc = Document::new(
+                        DocumentKind::Quote,
+                        format!("КП-{i}"),
+                        chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+                        p,
+                        crmkit_core::values::Money::new(1000.into(), crmkit_core::values::Currency::RUB),
+                    );
+                    doc.deal = Some(d);
+                    let doc = tx.create(doc)?.id;
+                    let mut t = Task::new("Перезвонить", manager);
+                    t.deal = Some(d);
+                    let t = tx.create(t)?.id;
+                    let a =
+                        tx.attach(EntityRef { kind: EntityKind::Deal, id: d.0 }, "kp.pdf", "application/pdf", b"%PDF")?;
+                    sides.push(vec![
+                        p.to_string(),
+                        c.to_string(),
+                        k.to_string(),
+                        pl.to_string(),
+                        cl.to_string(),
+                        manager.to_string(),
+                        d.to_string(),
+                        pa.to_string(),
+                        pal.to_string(),
+                        it.to_string(),
+                        doc.to_string(),
+                        t.to_string(),
+                        a.id.to_string(),
+                    ]);
+                }
+                let changes = [
+                    ("partners", json!({ "comment": "изменено" })),
+                    ("counterparties", json!({ "full_name": "Изменено" })),
+                    ("contacts", json!({ "position": "Директор" })),
+                    ("partner-links", json!({ "note": "изменено" })),
+                    ("contact-links", json!({ "note": "изменено" })),
+                    ("users", json!({ "email": "someone@example.com" })),
+                    ("deals", json!({ "comment": "изменено" })),
+                    ("participants", json!({ "note": "изменено" })),
+                    ("participant-links", json!({ "note": "изменено" })),
+                    ("interactions", json!({ "body": "изменено" })),
+                    ("documents", json!({ "comment": "изменено" })),
+                    ("tasks", json!({ "description": "изменено" })),
+                    ("attachments", json!({ "name": "kp-v2.pdf" })),
+                ];
+                Ok(changes
+                    .into_iter()
+                    .enumerate()
+                    .map(|(n, (path, change))| (path, sides[0][n].clone(), sides[1][n].clone(), change))
+                    .collect())
+            })
+            .unwrap()
+    })
+}
+
+/// What a role may do to one side's entity of a resource: the status of a read and of a
+/// change. The rules: admins everything; heads their department (the north); managers
+/// their own (the north manager); viewers read everything; users and counterparties are
+/// reference data every role reads; only admins change users.
+fn expected(login: &str, resource: &str, north_side: bool) -> (u16, u16) {
+    let reference = matches!(resource, "users" | "counterparties");
+    let read = match login {
+        "boss" | "watcher" => 200,
+        _ if north_side || reference => 200,
+        _ => 404,
+    };
+    let write = match login {
+        "watcher" => 403,
+        _ if read == 404 => 404,
+        "boss" => 200,
+        _ if resource == "users" => 403,
+        _ => 200,
+    };
+    (read, write)
+}
+
+#[test]
+fn every_role_on_every_resource_reads_and_writes_what_its_scope_allows() {
+    let office = Office::new();
+    let resources = two_of_everything(&office);
+    let logins = ["boss", "head", "north", "watcher"];
+    let before = office.site.dump();
+    let server = Served::start(&office.site);
+    // Reads, lists and every refused change; the database must come out as it went in.
+    let mut allowed = Vec::new();
+    for (resource, north_id, south_id, change) in &resources {
+        for login in logins {
+            let token = office.token(login);
+            let mut listed = Vec::new();
+            let mut after = String::new();
+            loop {
+                let (status, page) =
+                    server.request("GET", &format!("/api/v1/{resource}?limit=500{after}"), Some(token));
+                assert_eq!(status, 200, "{login} lists {resource}: {page}");
+                listed.extend(page["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()));
+                match page["next"].as_str() {
+                    Some(n) => after = format!("&after={n}"),
+                    None => break,
+                }
+            }
+            for (id, north_side) in [(north_id, true), (south_id, false)] {
+                let (read, write) = expected(login, resource, north_side);
+                let got = server.exchange("GET", &format!("/api/v1/{resource}/{id}"), Some(token), &[], None);
+                assert_eq!(got.status, read, "{login} reads {resource} {id} ({}): {}", north_side, got.json());
+                assert_eq!(listed.contains(id), read == 200, "{login} lists {resource}: {listed:?} and {id}");
+                if read == 200 {
+                    let version = got.json()["version"].as_u64().unwrap();
+                    assert_eq!(got.header("etag"), Some(format!("\"{version}\"").as_str()));
+                }
+                if write == 200 {
+                    allowed.push((login, *resource, id.clone(), change.clone()));
+                    continue;
+                }
+                let mut body = change.clone();
+                body["version"] = 1.into();
+                let (status, answer) =
+                    server.send("PATCH", &format!("/api/v1/{resource}/{id}"), token, body.to_string().as_bytes());
+                assert_eq!(status, write, "{login} changes {resource} {id}: {answer}");
+            }
+        }
+    }
+    // Creating out of scope: a viewer anything, a manager a partner or a deal of another.
+    let watcher = office.token("watcher");
+    let (status, _) = server.send("POST", "/api/v1/counterparties", watcher, br#"{"kind":"legal_entity","name":"X"}"#);
+    assert_eq!(status, 403);
+    let south = office.south.to_string();
+    let partner = format!(r#"{{"name":"Чужой","roles":["client"],"manager":"{south}"}}"#);
+    let (status, answer) = server.send("POST", "/api/v1/partners", office.token("north"), partner.as_bytes());
+    assert_eq!((status, answer["code"].as_str()), (403, Some("forbidden")), "{answer}");
+    let (status, _) =
+        server.send("POST", "/api/v1/users", office.token("head"), br#"{"login":"x1","name":"X","roles":["manager"]}"#);
+    assert_eq!(status, 403);
+    server.stop();
+    assert!(office.site.dump() == before, "a refused request wrote something");
+
+    // Every change the rules allow goes through, with the version read.
+    let server = Served::start(&office.site);
+    for (login, resource, id, change) in allowed {
+        let token = office.token(login);
+        let got = server.exchange("GET", &format!("/api/v1/{resource}/{id}"), Some(token), &[], None);
+        let etag = got.header("etag").unwrap().to_string();
+        let body = change.to_string();
+        let answer = server.exchange(
+            "PATCH",
+            &format!("/api/v1/{resource}/{id}"),
+            Some(token),
+            &[("If-Match", &etag), ("Content-Type", "application/merge-patch+json")],
+            Some(body.as_bytes()),
+        );
+        assert_eq!(answer.status, 200, "{login} changes {resource} {id}: {}", answer.json());
+        for (field, value) in change.as_object().unwrap() {
+            assert_eq!(&answer.json()[field], value, "{login} changes {resource}");
+        }
+    }
+    server.stop();
+    ok(&["check", office.site.dir()]);
+}
+
+#[test]
+fn an_entity_is_created_changed_by_version_and_deleted_and_bad_changes_write_nothing() {
+    let office = Office::new();
+    let server = Served::start(&office.site);
+    let north = office.token("north");
+    let me = office.north.to_string();
+    // Created with the caller as manager when the body names none of its own.
+    let (status, p) = server.send(
+        "POST",
+        "/api/v1/partners",
+        north,
+        format!(
+            r#"{{"name":"Ромашка","roles":["client"],"manager":"{me}","custom":{{"employees":{{"number":"120"}}}}}}"#
+        )
+        .as_bytes(),
+    );
+    assert_eq!(status, 201, "{p}");
+    assert_eq!((p["version"].as_u64(), p["created_by"].as_str()), (Some(1), Some(me.as_str())));
+    let id = p["id"].as_str().unwrap().to_string();
+    let url = format!("/api/v1/partners/{id}");
+    // Bad changes: each refused with what and where, nothing written.
+    /// What is wrong, extra headers, the body, and the status, code and field answered.
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, u16, &'a str, Option<&'a str>);
+    let cases: [Case; 9] = [
+        ("stale version", &[], r#"{"version":7,"comment":"x"}"#, 409, "conflict", None),
+        ("stale If-Match", &[("If-Match", "\"0\"")], r#"{"comment":"x"}"#, 409, "conflict", None),
+        ("no version", &[], r#"{"comment":"x"}"#, 400, "bad_version", Some("version")),
+        ("unknown field", &[], r#"{"version":1,"comennt":"x"}"#, 422, "invalid", Some("comennt")),
+        (
+            "server field",
+            &[],
+            r#"{"version":1,"created_at":"2020-01-01T00:00:00Z"}"#,
+            422,
+            "invalid",
+            Some("created_at"),
+        ),
+        ("wrong type", &[], r#"{"version":1,"roles":"client"}"#, 422, "invalid", Some("roles")),
+        ("a rule", &[], r#"{"version":1,"name":"  "}"#, 422, "invalid", Some("name")),
+        (
+            "custom field type",
+            &[],
+            r#"{"version":1,"custom":{"employees":{"string":"many"}}}"#,
+            422,
+            "invalid",
+            Some("custom.employees"),
+        ),
+        ("not an object", &[], r#"[1,2]"#, 422, "invalid", None),
+    ];
+    for (what, headers, body, status, code, field) in cases {
+        let a = server.exchange("PATCH", &url, Some(north), headers, Some(body.as_bytes()));
+        let j = a.json();
+        assert_eq!((a.status, j["code"].as_str()), (status, Some(code)), "{what}: {j}");
+        if field.is_some() {
+            assert_eq!(j["field"].as_str(), field, "{what}: {j}");
+        }
+    }
+    let (_, now) = server.request("GET", &url, Some(north));
+    assert_eq!(now["version"], 1, "a refused change wrote: {now}");
+    // A merge patch: the named fields change, `null` clears, the rest stays.
+    let (status, p) = server.send(
+        "PATCH",
+        &url,
+        north,
+        br#"{"version":1,"comment":"VIP","custom":{"employees":null},"segment":"A"}"#,
+    );
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(
+        (p["version"].as_u64(), p["comment"].as_str(), p["segment"].as_str()),
+        (Some(2), Some("VIP"), Some("A"))
+    );
+    assert_eq!((p["custom"].get("employees"), p["name"].as_str()), (None, Some("Ромашка")));
+    let (status, p) = server.send("PATCH", &url, north, br#"{"version":2,"segment":null}"#);
+    assert_eq!((status, p["segment"].is_null(), p["version"].as_u64()), (200, true, Some(3)));
+    // Lists filter by indexed fields and page with a cursor.
+    for n in 0..7 {
+        let body = format!(r#"{{"partner":"{id}","name":"Контакт {n}","emails":["c{n}@romashka.ru"]}}"#);
+        assert_eq!(server.send("POST", "/api/v1/contacts", north, body.as_bytes()).0, 201);
+    }
+    let (status, page) = server.request("GET", "/api/v1/contacts?email=C3@Romashka.ru", Some(north));
+    assert_eq!((status, page["items"].as_array().unwrap().len()), (200, 1), "{page}");
+    let mut seen = Vec::new();
+    let mut path = format!("/api/v1/contacts?partner={id}&limit=3");
+    loop {
+        let (_, page) = server.request("GET", &path, Some(north));
+        seen.extend(page["items"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_string()));
+        match page["next"].as_str() {
+            Some(next) => path = format!("/api/v1/contacts?partner={id}&limit=3&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (0..7).map(|n| format!("Контакт {n}")).collect::<Vec<_>>());
+    let (status, e) = server.request("GET", "/api/v1/contacts?colour=red", Some(north));
+    assert_eq!((status, e["field"].as_str()), (400, Some("colour")), "{e}");
+    let (status, e) = server.request("GET", "/api/v1/contacts?partner=nonsense", Some(north));
+    assert_eq!((status, e["field"].as_str()), (400, Some("partner")), "{e}");
+    let (status, e) = server.request("GET", "/api/v1/contacts?limit=0", Some(north));
+    assert_eq!((status, e["field"].as_str()), (400, Some("limit")), "{e}");
+    // Deleting: with the version; refused while something refers to the partner.
+    let (_, contacts) = server.request("GET", &format!("/api/v1/contacts?partner={id}"), Some(north));
+    let contact = &contacts["items"][0];
+    let curl = format!("/api/v1/contacts/{}", contact["id"].as_str().unwrap());
+    assert_eq!(server.exchange("DELETE", &curl, Some(north), &[], None).status, 400);
+    assert_eq!(server.exchange("DELETE", &format!("{curl}?version=9"), Some(north), &[], None).status, 409);
+    assert_eq!(server.exchange("DELETE", &curl, Some(north), &[("If-Match", "\"1\"")], None).status, 204);
+    assert_eq!(server.request("GET", &curl, Some(north)).0, 404);
+    let (status, e) = server.send("DELETE", &format!("{url}?version=3"), north, b"");
+    assert_eq!((status, e["code"].as_str()), (409, Some("conflict")), "{e}");
+    // Users and deals are not deleted; the route is not there.
+    let (status, _) = server.request("DELETE", &format!("/api/v1/users/{me}"), Some(office.token("boss")));
+    assert_eq!(status, 404);
+    // A deal through the generic create: the process engine puts it in its first stage;
+    // what the engine keeps cannot be written.
+    let deal = format!(
+        r#"{{"title":"Поставка","partner":"{id}","kind":"b2b_sale","amount":{{"amount":"150000.00","currency":"RUB"}}}}"#
+    );
+    let (status, d) = server.send("POST", "/api/v1/deals", north, deal.as_bytes());
+    assert_eq!(
+        (status, d["manager"].as_str(), d["stage"].as_str()),
+        (201, Some(me.as_str()), Some("qualification")),
+        "{d}"
+    );
+    let durl = format!("/api/v1/deals/{}", d["id"].as_str().unwrap());
+    let (status, e) = server.send("PATCH", &durl, north, br#"{"version":1,"stage":"won"}"#);
+    assert_eq!((status, e["field"].as_str()), (422, Some("stage")), "{e}");
+    let (status, e) = server.send("PATCH", &durl, north, br#"{"version":1,"kind":"tender"}"#);
+    assert_eq!((status, e["field"].as_str()), (422, Some("kind")), "{e}");
+    let (status, d) =
+        server.send("PATCH", &durl, north, br#"{"version":1,"amount":{"amount":"175000.50","currency":"RUB"}}"#);
+    assert_eq!((status, d["amount"]["amount"].as_str()), (200, Some("175000.50")), "{d}");
+    server.stop();
+    ok(&["check", office.site.dir()]);
+}
+
+#[test]
+fn two_writers_of_one_deal_one_wins_the_other_gets_409_and_nothing_is_lost() {
+    let office = Office::new();
+    let p = office.site.partner("Альфа", PartnerRole::Client);
+    let deal = office.site.deal(p, office.north, 500);
+    let server = Served::start(&office.site);
+    let url = format!("/api/v1/deals/{deal}");
+    let (north, head) = (office.token("north"), office.token("head"));
+    for round in 0..10u64 {
+        let version = round + 1;
+        let barrier = std::sync::Barrier::new(2);
+        let answers: Vec<(u16, Value)> = std::thread::scope(|s| {
+            let writers: Vec<_> = [(north, "менеджер"), (head, "руководитель")]
+                .into_iter()
+                .map(|(token, who)| {
+                    let (server, url, barrier) = (&server, &url, &barrier);
+                    s.spawn(move || {
+                        let body = format!(r#"{{"version":{version},"comment":"{who} {round}"}}"#);
+                        barrier.wait();
+                        server.send("PATCH", url, token, body.as_bytes())
+                    })
+                })
+                .collect();
+            writers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        let mut statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
+        statuses.sort();
+        assert_eq!(statuses, [200, 409], "round {round}: {answers:?}");
+        let winner = &answers.iter().find(|a| a.0 == 200).unwrap().1;
+        let (_, now) = server.request("GET", &url, Some(north));
+        assert_eq!((now["version"].as_u64(), &now["comment"]), (Some(version + 1), &winner["comment"]));
+    }
+    server.stop();
+}
+
+/// Sends a request head and then `body` in pieces over a raw socket, and lets the
+/// connection go without finishing when `complete` is false; the status answered, if any.
+fn upload_raw(addr: &str, head: &str, body: &[&[u8]], complete: bool) -> Option<u16> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    for piece in body {
+        if s.write_all(piece).is_err() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if !complete {
+        let _ = s.shutdown(std::net::Shutdown::Both);
+        return None;
+    }
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    String::from_utf8_lossy(&raw).split(' ').nth(1)?.parse().ok()
+}
+
+#[test]
+fn attachments_stream_up_and_down_and_an_upload_cut_off_halfway_leaves_nothing() {
+    let office = Office::new();
+    let p = office.site.partner("Альфа", PartnerRole::Client);
+    let (mine, theirs) = (office.site.deal(p, office.north, 100), office.site.deal(p, office.south, 200));
+    let north = office.token("north").to_string();
+    let uploads = office.site.dir.join("data/uploads");
+    let file = crate::cli::noise(3 << 20, 7);
+    let before = office.site.dump();
+    let server = Served::start(&office.site);
+    let to = |deal: &DealId, name: &str| format!("/api/v1/attachments?owner_kind=deal&owner={deal}&name={name}");
+    let head = |path: &str, length: Option<usize>| {
+        let length =
+            length.map_or("Transfer-Encoding: chunked\r\n".to_string(), |n| format!("Content-Length: {n}\r\n"));
+        format!("POST {path} HTTP/1.1\r\nHost: crmkit\r\nAuthorization: Bearer {north}\r\nContent-Type: application/pdf\r\n{length}\r\n")
+    };
+    // Cut off halfway: by length, and chunked with no last chunk.
+    let halves: Vec<&[u8]> = file[..1 << 20].chunks(64 << 10).collect();
+    upload_raw(&server.addr, &head(&to(&mine, "half.pdf"), Some(file.len())), &halves, false);
+    let chunked: Vec<Vec<u8>> = file[..1 << 20]
+        .chunks(64 << 10)
+        .map(|c| [format!("{:x}\r\n", c.len()).into_bytes(), c.to_vec(), b"\r\n".to_vec()].concat())
+        .collect();
+    let chunked: Vec<&[u8]> = chunked.iter().map(Vec::as_slice).collect();
+    upload_raw(&server.addr, &head(&to(&mine, "half.pdf"), None), &chunked, false);
+    // Over the limit (25 MB): said in advance, or found out while streaming.
+    let declared = upload_raw(&server.addr, &head(&to(&mine, "big.pdf"), Some(26 << 20)), &[], true);
+    assert_eq!(declared, Some(413));
+    let big = vec![0u8; 1 << 20];
+    let mut endless: Vec<u8> = format!("{:x}\r\n", big.len()).into_bytes();
+    endless.extend_from_slice(&big);
+    endless.extend_from_slice(b"\r\n");
+    let pieces: Vec<&[u8]> = std::iter::repeat_n(endless.as_slice(), 27).collect();
+    assert_eq!(upload_raw(&server.addr, &head(&to(&mine, "big.pdf"), None), &pieces, true), Some(413));
+    // Someone else's deal, a bad owner, a bad name.
+    let a = server.exchange(
+        "POST",
+        &to(&theirs, "x.pdf"),
+        Some(&north),
+        &[("Content-Type", "application/pdf")],
+        Some(b"%PDF"),
+    );
+    assert_eq!((a.status, a.json()["field"].as_str()), (404, Some("owner")));
+    let a =
+        server.exchange("POST", "/api/v1/attachments?owner_kind=dael&owner=1&name=x", Some(&north), &[], Some(b"x"));
+    assert_eq!((a.status, a.json()["field"].as_str()), (400, Some("owner_kind")));
+    let a = server.exchange(
+        "POST",
+        &to(&mine, "..%2Fx.pdf"),
+        Some(&north),
+        &[("Content-Type", "application/pdf")],
+        Some(b"%PDF"),
+    );
+    assert_eq!((a.status, a.json()["field"].as_str()), (422, Some("name")), "{}", a.json());
+    server.stop();
+    assert!(office.site.dump() == before, "a refused or broken upload wrote something");
+    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0, "an upload left a temporary file");
+
+    // A whole upload, streamed in pieces, comes back byte for byte.
+    let server = Served::start(&office.site);
+    let pieces: Vec<&[u8]> = file.chunks(256 << 10).collect();
+    let path = to(&mine, "%D0%9A%D0%9F%20v1.pdf");
+    assert_eq!(upload_raw(&server.addr, &head(&path, Some(file.len())), &pieces, true), Some(201));
+    let (_, list) = server.request("GET", &format!("/api/v1/attachments?owner={mine}"), Some(&north));
+    let a = &list["items"][0];
+    assert_eq!((a["name"].as_str(), a["size"].as_u64()), (Some("КП v1.pdf"), Some(file.len() as u64)), "{list}");
+    let got = server.exchange(
+        "GET",
+        &format!("/api/v1/attachments/{}/content", a["id"].as_str().unwrap()),
+        Some(&north),
+        &[],
+        None,
+    );
+    assert_eq!(got.status, 200);
+    assert_eq!(got.header("content-type"), Some("application/pdf"));
+    assert_eq!(got.header("content-disposition"), Some("attachment; filename*=UTF-8''%D0%9A%D0%9F%20v1.pdf"));
+    assert!(got.body == file, "the download differs from the upload");
+    // Others do not see it; its owner renames and deletes it.
+    let south = office.token("south");
+    let url = format!("/api/v1/attachments/{}", a["id"].as_str().unwrap());
+    assert_eq!(server.exchange("GET", &format!("{url}/content"), Some(south), &[], None).status, 404);
+    let (status, renamed) = server.send("PATCH", &url, &north, br#"{"version":1,"name":"offer.pdf"}"#);
+    assert_eq!((status, renamed["name"].as_str()), (200, Some("offer.pdf")));
+    let (status, e) = server.send("PATCH", &url, &north, br#"{"version":2,"size":1}"#);
+    assert_eq!((status, e["field"].as_str()), (422, Some("size")));
+    assert_eq!(server.exchange("DELETE", &url, Some(&north), &[("If-Match", "\"2\"")], None).status, 204);
+    server.stop();
+    ok(&["check", office.site.dir()]);
+}
+
+#[test]
+fn tasks_mine_and_overdue_by_role_and_completed_with_their_version() {
+    let office = Office::new();
+    let server = Served::start(&office.site);
+    let (north, south, head) = (office.token("north"), office.token("south"), office.token("head"));
+    let (status, t) =
+        server.send("POST", "/api/v1/tasks", north, br#"{"title":"Call back","due":"2020-01-10T09:00:00Z"}"#);
+    assert_eq!((status, t["executor"].as_str()), (201, Some(office.north.to_string().as_str())), "{t}");
+    let (status, e) = server.send("POST", "/api/v1/tasks", north, br#"{"title":"x","status":"done"}"#);
+    assert_eq!((status, e["field"].as_str()), (422, Some("status")));
+    let (status, _) = server.send("POST", "/api/v1/tasks", south, br#"{"title":"Later","due":"2099-01-01T00:00:00Z"}"#);
+    assert_eq!(status, 201);
+    let id = t["id"].as_str().unwrap();
+    let ids = |path: &str, token: &str| -> Vec<String> {
+        let (status, page) = server.request("GET", path, Some(token));
+        assert_eq!(status, 200, "{path}: {page}");
+        page["items"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(ids("/api/v1/tasks/mine", north), [id]);
+    assert_eq!(ids("/api/v1/tasks/overdue", north), [id]);
+    assert_eq!(ids("/api/v1/tasks/overdue", head), [id]);
+    assert!(ids("/api/v1/tasks/overdue", south).is_empty());
+    assert_eq!(ids("/api/v1/tasks/mine", south).len(), 1);
+    let (status, e) = server.request("GET", "/api/v1/tasks/mine?status=finished", Some(north));
+    assert_eq!((status, e["field"].as_str()), (400, Some("status")));
+    // Completing: with the version; not someone else's out of scope; not twice.
+    let done = format!("/api/v1/tasks/{id}/complete");
+    assert_eq!(server.send("POST", &done, north, br#"{"version":5}"#).0, 409);
+    assert_eq!(server.send("POST", &done, south, br#"{"version":1}"#).0, 404);
+    assert_eq!(server.send("POST", &format!("/api/v1/tasks/{id}/finish"), north, br#"{"version":1}"#).0, 404);
+    let (status, t) = server.send("POST", &done, north, br#"{"version":1}"#);
+    assert_eq!(
+        (status, t["status"].as_str(), t["finished_by"].as_str()),
+        (200, Some("done"), Some(office.north.to_string().as_str()))
+    );
+    assert_eq!(server.send("POST", &done, north, br#"{"version":2}"#).0, 422);
+    assert!(ids("/api/v1/tasks/mine", north).is_empty());
+    assert_eq!(ids("/api/v1/tasks/mine?status=done", north), [id]);
+    server.stop();
+}
+
+#[test]
+fn an_import_upload_answers_the_per_row_report_and_an_atomic_one_writes_all_or_nothing() {
+    let office = Office::new();
+    let server = Served::start(&office.site);
+    let boss = office.token("boss");
+    let csv = |body: &str| -> (u16, Value) {
+        let a = server.exchange(
+            "POST",
+            "/api/v1/import/partners",
+            Some(boss),
+            &[("Content-Type", "text/csv")],
+            Some(body.as_bytes()),
+        );
+        (a.status, a.json())
+    };
+    let good_and_bad = "key,name,roles\nP1,Альфа,client\nP2,,client\nP3,Гамма,client; supplier\n";
+    // Atomic and dry runs write nothing.
+    let (status, r) = server
+        .exchange(
+            "POST",
+            "/api/v1/import/partners?atomic=true",
+            Some(boss),
+            &[("Content-Type", "text/csv")],
+            Some(good_and_bad.as_bytes()),
+        )
+        .pipe(|a| (a.status, a.json()));
+    assert_eq!((status, r["written"].as_bool(), r["failed"].as_u64()), (422, Some(false), Some(1)), "{r}");
+    let (status, r) = server
+        .exchange(
+            "POST",
+            "/api/v1/import/partners?dry_run",
+            Some(boss),
+            &[("Content-Type", "text/csv")],
+            Some(good_and_bad.as_bytes()),
+        )
+        .pipe(|a| (a.status, a.json()));
+    assert_eq!((status, r["created"].as_u64(), r["written"].as_bool()), (200, Some(2), Some(false)), "{r}");
+    let (_, list) = server.request("GET", "/api/v1/partners", Some(boss));
+    assert_eq!(list["items"].as_array().unwrap().len(), 0);
+    // A plain run: good rows in, the bad one reported with its row, line and field.
+    let (status, r) = csv(good_and_bad);
+    assert_eq!((status, r["created"].as_u64(), r["failed"].as_u64()), (200, Some(2), Some(1)), "{r}");
+    let e = &r["errors"][0];
+    assert_eq!(
+        (e["row"].as_u64(), e["line"].as_u64(), e["key"].as_str(), e["field"].as_str()),
+        (Some(2), Some(3), Some("P2"), Some("name")),
+        "{r}"
+    );
+    // Again: nothing new.
+    let (_, r) = csv("key,name,roles\nP1,Альфа,client\n");
+    assert_eq!((r["created"].as_u64(), r["unchanged"].as_u64()), (Some(0), Some(1)), "{r}");
+    // Refused: a file naming files on the server's disk, an unknown entity, no format, a manager.
+    let (_, r) = server
+        .exchange(
+            "POST",
+            "/api/v1/import/interactions",
+            Some(boss),
+            &[("Content-Type", "text/csv")],
+            Some(b"key,kind,at,subject,partner,attachments\nI1,note,2026-03-01T10:00:00Z,x,P1,/etc/passwd\n"),
+        )
+        .pipe(|a| (a.status, a.json()));
+    assert_eq!((r["failed"].as_u64(), r["errors"][0]["field"].as_str()), (Some(1), Some("attachments")), "{r}");
+    let a =
+        server.exchange("POST", "/api/v1/import/widgets", Some(boss), &[("Content-Type", "text/csv")], Some(b"a\n1\n"));
+    assert_eq!(a.status, 404);
+    let a = server.exchange(
+        "POST",
+        "/api/v1/import/partners",
+        Some(boss),
+        &[("Content-Type", "application/pdf")],
+        Some(b"a\n1\n"),
+    );
+    assert_eq!((a.status, a.json()["field"].as_str()), (400, Some("format")));
+    let a = server.exchange(
+        "POST",
+        "/api/v1/import/partners",
+        Some(office.token("north")),
+        &[("Content-Type", "text/csv")],
+        Some(b"a\n1\n"),
+    );
+    assert_eq!(a.status, 403);
+    let (_, list) = server.request("GET", "/api/v1/partners", Some(boss));
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    server.stop();
+    ok(&["check", office.site.dir()]);
+}
+
+/// `x.pipe(f)`: `f(x)`, to keep a long call readable.
+trait Pipe: Sized {
+    fn pipe<R>(self, f: impl FnOnce(Self) -> R) -> R {
+        f(self)
+    }
+}
+impl<T> Pipe for T {}
+
+#[test]
+fn admins_see_the_scripts_state_and_reload_them() {
+    let office = Office::new();
+    let server = Served::start(&office.site);
+    let boss = office.token("boss");
+    let (status, s) = server.request("GET", "/api/v1/scripts", Some(boss));
+    assert_eq!(status, 200);
+    let guards = s["scripts"].as_array().unwrap().iter().find(|f| f["file"] == "stages/guards.rhai").unwrap().clone();
+    assert_eq!(
+        (guards["error"].is_null(), guards["functions"][0].as_str()),
+        (true, Some("quote_before_leaving_proposal/1")),
+        "{s}"
+    );
+    assert!(s["bindings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|b| b["handler"] == "stages/guards.rhai::quote_before_leaving_proposal"));
+    assert_eq!(server.request("GET", "/api/v1/scripts", Some(office.token("head"))).0, 403);
+    assert_eq!(server.send("POST", "/api/v1/scripts/reload", office.token("north"), b"").0, 403);
+    // A broken edit: reported with file and line; the last good version stays in use.
+    let path = office.site.dir.join("scripts/stages/guards.rhai");
+    let good = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, "fn quote_before_leaving_proposal(ctx) {\n    let t = ;\n}\n").unwrap();
+    let (status, r) = server.send("POST", "/api/v1/scripts/reload", boss, b"");
+    assert_eq!(status, 422, "{r}");
+    assert!(r["errors"][0].as_str().unwrap().contains("scripts/stages/guards.rhai:2:13"), "{r}");
+    let guards = r["scripts"].as_array().unwrap().iter().find(|f| f["file"] == "stages/guards.rhai").unwrap().clone();
+    assert_eq!((guards["in_use"].as_bool(), guards["error"].is_string()), (Some(true), true), "{r}");
+    std::fs::write(&path, good).unwrap();
+    let (status, r) = server.send("POST", "/api/v1/scripts/reload", boss, b"");
+    assert_eq!((status, r["errors"].as_array().unwrap().len()), (200, 0), "{r}");
+    server.stop();
+}
