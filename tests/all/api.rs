@@ -75,10 +75,15 @@ impl Served {
     }
 
     /// Stops the server as an operator would, and returns what it printed.
-    fn stop(mut self) -> String {
-        use std::io::Read as _;
+    fn stop(self) -> String {
         let pid = self.child.id().to_string();
         assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        self.stop_after_signal()
+    }
+
+    /// Waits for a server that was sent SIGTERM to stop; returns what it printed.
+    fn stop_after_signal(mut self) -> String {
+        use std::io::Read as _;
         let status = self.child.wait().unwrap();
         assert!(status.success(), "the server stopped with {status}");
         let mut out = String::new();
@@ -372,7 +377,15 @@ fn a_deal_lives_through_the_api_and_a_script_guard_has_its_say() {
         "{body}"
     );
     assert!(body["message"].as_str().unwrap().contains("without a quote"), "{body}");
-    let (status, lost) = act("lose", &proposal["version"], ",\"reason\":\"price\"");
+    // With a quote the guard lets the deal go on.
+    let quote = format!(
+        r#"{{"kind":"quote","number":"КП-17","date":"2026-03-01","partner":"{p}","deal":"{id}","amount":{{"amount":"150000.00","currency":"RUB"}},"state":"issued"}}"#
+    );
+    let (status, doc) = post("/api/v1/documents", quote);
+    assert_eq!(status, 201, "{doc}");
+    let (status, negotiation) = act("move", &proposal["version"], ",\"stage\":\"negotiation\"");
+    assert_eq!((status, negotiation["stage"].as_str()), (200, Some("negotiation")), "{negotiation}");
+    let (status, lost) = act("lose", &negotiation["version"], ",\"reason\":\"price\"");
     assert_eq!((status, lost["status"].as_str()), (200, Some("lost")), "{lost}");
     // The list pages by cursor and filters; the dossier sums the partner up.
     for i in 0..3 {
@@ -1153,4 +1166,148 @@ fn admins_see_the_scripts_state_and_reload_them() {
     let (status, r) = server.send("POST", "/api/v1/scripts/reload", boss, b"");
     assert_eq!((status, r["errors"].as_array().unwrap().len()), (200, 0), "{r}");
     server.stop();
+}
+
+#[test]
+fn admins_issue_and_revoke_tokens_through_the_api_and_both_take_effect_at_once() {
+    let office = Office::new();
+    let server = Served::start(&office.site);
+    let boss = office.token("boss");
+    let (status, t) = server.send("POST", "/api/v1/tokens", boss, br#"{"login":"north","role":"manager"}"#);
+    assert_eq!((status, t["login"].as_str(), t["role"].as_str()), (201, Some("north"), Some("manager")), "{t}");
+    let secret = t["token"].as_str().unwrap().to_string();
+    let id = t["id"].as_str().unwrap().to_string();
+    let (status, me) = server.request("GET", "/api/v1/me", Some(&secret));
+    assert_eq!((status, me["login"].as_str()), (200, Some("north")));
+    // The list names tokens by id and never shows a secret or a hash.
+    let (_, list) = server.request("GET", "/api/v1/tokens", Some(boss));
+    assert_eq!(list["items"].as_array().unwrap().len(), 6);
+    assert!(!list.to_string().contains(&secret) && !list.to_string().contains("hash"), "{list}");
+    // Refused: a role the user lacks, an unknown login, a non-admin, an unknown id.
+    let (status, e) = server.send("POST", "/api/v1/tokens", boss, br#"{"login":"north","role":"admin"}"#);
+    assert_eq!((status, e["field"].as_str()), (422, Some("role")));
+    let (status, e) = server.send("POST", "/api/v1/tokens", boss, br#"{"login":"nobody","role":"viewer"}"#);
+    assert_eq!((status, e["field"].as_str()), (422, Some("login")));
+    assert_eq!(server.request("GET", "/api/v1/tokens", Some(office.token("head"))).0, 403);
+    assert_eq!(server.request("DELETE", "/api/v1/tokens/0123456789ab", Some(boss)).0, 404);
+    // Revoked: refused from the next request on, and after a restart.
+    let (status, r) = server.request("DELETE", &format!("/api/v1/tokens/{id}"), Some(boss));
+    assert_eq!((status, r["revoked"].as_bool()), (200, Some(true)));
+    assert_eq!(server.request("GET", "/api/v1/me", Some(&secret)).0, 401);
+    // A role taken from its user takes the user's token for that role with it.
+    let head = office.token("head");
+    let (_, users) = server.request("GET", "/api/v1/users?login=head", Some(boss));
+    let (user, version) = (users["items"][0]["id"].as_str().unwrap(), users["items"][0]["version"].as_u64().unwrap());
+    let change = format!(r#"{{"version":{version},"roles":["manager"]}}"#);
+    assert_eq!(server.send("PATCH", &format!("/api/v1/users/{user}"), boss, change.as_bytes()).0, 200);
+    let (status, e) = server.request("GET", "/api/v1/me", Some(head));
+    assert_eq!((status, e["code"].as_str()), (401, Some("unauthorized")));
+    server.stop();
+    let server = Served::start(&office.site);
+    assert_eq!(server.request("GET", "/api/v1/me", Some(&secret)).0, 401);
+    assert_eq!(server.request("GET", "/api/v1/me", Some(office.token("north"))).0, 200);
+    server.stop();
+}
+
+#[test]
+fn a_managed_deal_moves_through_the_api_as_its_tasks_are_completed() {
+    let office = Office::new();
+    let p = office.site.partner("Заказчик", PartnerRole::Client);
+    let server = Served::start(&office.site);
+    let (north, head) = (office.token("north"), office.token("head"));
+    let body = format!(
+        r#"{{"title":"Тендер на поставку","partner":"{p}","kind":"tender","amount":{{"amount":"900000","currency":"RUB"}}}}"#
+    );
+    let (status, deal) = server.send("POST", "/api/v1/deals", north, body.as_bytes());
+    assert_eq!((status, deal["stage"].as_str()), (201, Some("announcement")), "{deal}");
+    let id = deal["id"].as_str().unwrap().to_string();
+    // A managed deal does not move by hand.
+    let (status, e) =
+        server.send("POST", &format!("/api/v1/deals/{id}/move"), north, br#"{"version":1,"stage":"documentation"}"#);
+    assert_eq!(status, 422, "{e}");
+    let open_task = |token: &str| -> Value {
+        let (_, tasks) = server.request("GET", &format!("/api/v1/tasks?deal={id}"), Some(token));
+        tasks["items"].as_array().unwrap().iter().find(|t| t["status"] == "open").cloned().unwrap_or(Value::Null)
+    };
+    let complete = |token: &str, task: &Value| {
+        let url = format!("/api/v1/tasks/{}/complete", task["id"].as_str().unwrap());
+        server.exchange("POST", &url, Some(token), &[("If-Match", &format!("\"{}\"", task["version"]))], Some(b"{}"))
+    };
+    let stage = || server.request("GET", &format!("/api/v1/deals/{id}"), Some(north)).1;
+    let t = open_task(north);
+    assert_eq!(t["title"], "Study the tender documentation");
+    assert_eq!(complete(north, &t).status, 200);
+    assert_eq!(stage()["stage"], "documentation");
+    // The next stage's task done, the deal waits for the tender number the stage requires,
+    // and moves on once a change supplies it.
+    assert_eq!(complete(north, &open_task(north)).status, 200);
+    let d = stage();
+    assert_eq!(d["stage"], "documentation");
+    let change =
+        format!(r#"{{"version":{},"custom":{{"tender_number":{{"string":"0373100000126000017"}}}}}}"#, d["version"]);
+    assert_eq!(server.send("PATCH", &format!("/api/v1/deals/{id}"), north, change.as_bytes()).0, 200);
+    // Under 5,000,000 the route skips approval; the bid task goes to the least busy
+    // manager, chosen by the shipped script.
+    assert_eq!(stage()["stage"], "bid");
+    let t = open_task(head);
+    assert_eq!(
+        (t["title"].as_str(), t["executor"].as_str()),
+        (Some("Submit the bid on the tender platform"), Some(office.north.to_string().as_str()))
+    );
+    assert_eq!(complete(north, &t).status, 200);
+    assert_eq!(stage()["stage"], "award");
+    let (status, file) = server.request("GET", &format!("/api/v1/deals/{id}/file?kinds=step"), Some(head));
+    assert_eq!(status, 200, "{file}");
+    let stages: Vec<&str> =
+        file["items"].as_array().unwrap().iter().filter_map(|i| i["item"]["to_stage"].as_str()).collect();
+    assert_eq!(stages, ["announcement", "documentation", "bid", "award"], "{file}");
+    assert_eq!(server.request("GET", &format!("/api/v1/deals/{id}/file"), Some(office.token("south"))).0, 404);
+    server.stop();
+}
+
+#[test]
+fn a_stopping_server_finishes_the_requests_in_flight() {
+    use std::io::{Read as _, Write as _};
+    let office = Office::new();
+    let p = office.site.partner("Альфа", PartnerRole::Client);
+    let server = Served::start(&office.site);
+    let north = office.token("north");
+    // Eight writes whose bodies are half sent when the server is told to stop.
+    let body = format!(r#"{{"kind":"note","at":"2026-03-02T10:00:00Z","subject":"В полёте","partner":"{p}"}}"#);
+    let mut streams: Vec<std::net::TcpStream> = (0..8)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&server.addr).unwrap();
+            write!(s, "POST /api/v1/interactions HTTP/1.1\r\nHost: crmkit\r\nAuthorization: Bearer {north}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).unwrap();
+            s.write_all(&body.as_bytes()[..10]).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for s in &mut streams {
+        s.write_all(&body.as_bytes()[10..]).unwrap();
+    }
+    for s in &mut streams {
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        assert_eq!(Answer::parse(&raw).status, 201, "{}", String::from_utf8_lossy(&raw));
+    }
+    let said = server.stop_after_signal();
+    assert!(said.contains("stopped; the database is closed"), "{said}");
+    let notes = office.site.with(|inst| {
+        let mut n = 0;
+        inst.store()
+            .read()
+            .unwrap()
+            .for_each::<crmkit_core::model::Interaction>(|i| {
+                n += usize::from(i.subject == "В полёте");
+                true
+            })
+            .unwrap();
+        n
+    });
+    assert_eq!(notes, 8);
+    ok(&["check", office.site.dir()]);
 }

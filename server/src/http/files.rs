@@ -61,10 +61,7 @@ pub async fn upload(app: &App, caller: &Caller, q: &str, req: Request<Incoming>)
     if declared.is_some_and(|n| n > max) {
         return Err(too_large());
     }
-    let internal = |e: std::io::Error| {
-        tracing::error!("an upload's temporary file: {e}");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the server failed; see its log")
-    };
+    let internal = |e: std::io::Error| ApiError::internal("an upload's temporary file", e);
     let mut file = tempfile::NamedTempFile::new_in(super::uploads_dir(app)).map_err(internal)?;
     let mut body = req.into_body();
     let mut received: u64 = 0;

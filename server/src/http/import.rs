@@ -74,10 +74,7 @@ pub async fn upload(
             format!("an import file is at most {MAX_IMPORT} bytes"),
         )
     };
-    let internal = |e: std::io::Error| {
-        tracing::error!("an import's temporary file: {e}");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the server failed; see its log")
-    };
+    let internal = |e: std::io::Error| ApiError::internal("an import's temporary file", e);
     if req
         .headers()
         .get("content-length")
@@ -118,10 +115,7 @@ pub async fn upload(
         Importer::new(inst.store(), &engine, Some(actor), &opts)?.run(file, &mut |_| {})
     })
     .await
-    .map_err(|e| {
-        tracing::error!("the import stopped: {e}");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the server failed; see its log")
-    })??;
+    .map_err(|e| ApiError::internal("the import stopped", e))??;
     // Rows refused while others went in are in the report of a 200, as is a dry run; a
     // file of which nothing was written because of its errors is a 422.
     let refused = !dry_run && !report.written && (report.failed > 0 || report.stopped.is_some());

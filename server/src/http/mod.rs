@@ -36,7 +36,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// What every request handler shares.
 struct App {
     inst: Arc<Installation>,
-    tokens: Vec<Token>,
+    /// The API tokens, as `data/tokens.jsonl` has them; admins change both at once.
+    tokens: std::sync::RwLock<Vec<Token>>,
     writer: writer::Writer,
     scripts: Arc<crmkit_rhai::ScriptHost>,
     /// The engine imports write through (the writer thread has its own).
@@ -92,6 +93,13 @@ impl ApiError {
     /// An error about one field of the request.
     fn at(status: StatusCode, code: &'static str, field: &str, message: impl Into<String>) -> ApiError {
         ApiError { status, code, message: message.into(), field: Some(field.to_string()) }
+    }
+
+    /// A failure of the server itself: logged with what was being done, answered without
+    /// details.
+    fn internal(doing: &str, e: impl std::fmt::Display) -> ApiError {
+        tracing::error!("{doing}: {e:#}");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the server failed; see its log")
     }
 
     fn into_response(self) -> Response<Body> {
@@ -156,21 +164,27 @@ fn authenticate(app: &App, req: &Request<Incoming>) -> Result<Caller, ApiError> 
         .and_then(|h| h.strip_prefix("Bearer "))
         .ok_or_else(|| unauthorized("the Authorization header is not \"Bearer TOKEN\""))?;
     let h = token::hash(token.trim());
-    let t = app
+    let (login, role) = app
         .tokens
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
         .iter()
         .find(|t| t.hash == h && !t.revoked)
+        .map(|t| (t.login.clone(), t.role))
         .ok_or_else(|| unauthorized("the token is not known, or was revoked"))?;
     let user = app
         .inst
         .store()
         .read()
         .map_err(ApiError::from)?
-        .user_by_login(&t.login)
+        .user_by_login(&login)
         .map_err(ApiError::from)?
         .filter(|u| u.active)
         .ok_or_else(|| unauthorized("the token's user no longer exists or is deactivated"))?;
-    Ok(Caller { user, role: t.role })
+    if !user.roles.contains(&role) {
+        return Err(unauthorized("the token's role was taken from its user"));
+    }
+    Ok(Caller { user, role })
 }
 
 async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
@@ -226,6 +240,9 @@ static ROUTES: std::sync::LazyLock<Vec<(&'static str, String)>> = std::sync::Laz
         ("post", "/api/v1/import/{entity}"),
         ("get", "/api/v1/scripts"),
         ("post", "/api/v1/scripts/reload"),
+        ("get", "/api/v1/tokens"),
+        ("post", "/api/v1/tokens"),
+        ("delete", "/api/v1/tokens/{id}"),
     ];
     let mut routes: Vec<(&'static str, String)> = fixed.iter().map(|(m, p)| (*m, p.to_string())).collect();
     for (name, deletable) in RESOURCES {
@@ -306,6 +323,9 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiE
         ("POST", "/api/v1/import/{entity}") => import::upload(app, &caller, &values[0], &q, req).await,
         ("GET", "/api/v1/scripts") => scripts_status(app, &caller),
         ("POST", "/api/v1/scripts/reload") => scripts_reload(app, &caller),
+        ("GET", "/api/v1/tokens") => list_tokens(app, &caller),
+        ("POST", "/api/v1/tokens") => create_token(app, &caller, req).await,
+        ("DELETE", "/api/v1/tokens/{id}") => revoke_token(app, &caller, &values[0]),
         (method, template) => {
             let mut parts = template.trim_start_matches("/api/v1/").split('/');
             let resource = parts.next().unwrap_or_default();
@@ -413,6 +433,61 @@ fn scripts_reload(app: &App, caller: &Caller) -> Result<Response<Body>, ApiError
     let errors: Vec<String> = app.scripts.reload_changed().iter().map(ToString::to_string).collect();
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     Ok(json_response(status, &json!({ "errors": errors, "scripts": app.scripts.status() })))
+}
+
+/// A token as an admin sees it: its id, never its hash.
+fn token_json(t: &Token) -> serde_json::Value {
+    json!({ "id": t.id(), "login": t.login, "role": t.role, "created": t.created, "revoked": t.revoked })
+}
+
+/// `GET /api/v1/tokens`: every token (admins).
+fn list_tokens(app: &App, caller: &Caller) -> Result<Response<Body>, ApiError> {
+    admin_only(caller, "tokens")?;
+    let tokens = app.tokens.read().unwrap_or_else(|p| p.into_inner());
+    Ok(json_response(StatusCode::OK, &json!({ "items": tokens.iter().map(token_json).collect::<Vec<_>>() })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    login: String,
+    role: Role,
+}
+
+/// `POST /api/v1/tokens` `{ "login", "role" }`: a new token for a user acting in one of
+/// their roles, shown in this answer only (admins).
+async fn create_token(app: &App, caller: &Caller, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    admin_only(caller, "tokens")?;
+    let n: NewToken = json_body(req).await?;
+    let invalid = |field: &str, m: String| ApiError::at(StatusCode::UNPROCESSABLE_ENTITY, "invalid", field, m);
+    let user = app.inst.store().read()?.user_by_login(&n.login)?;
+    let user = user.ok_or_else(|| invalid("login", format!("no user has the login \"{}\"", n.login)))?;
+    if !user.active {
+        return Err(invalid("login", format!("user \"{}\" is deactivated", n.login)));
+    }
+    if !user.roles.contains(&n.role) {
+        return Err(invalid("role", format!("user \"{}\" does not have the role {}", n.login, json!(n.role))));
+    }
+    let role = json!(n.role).as_str().unwrap_or_default().to_string();
+    let mut tokens = app.tokens.write().unwrap_or_else(|p| p.into_inner());
+    let secret = token::create(&app.inst, &n.login, &role).map_err(|e| ApiError::internal("creating a token", e))?;
+    *tokens = token::load(app.inst.dir()).map_err(|e| ApiError::internal("reading the tokens", e))?;
+    let made = tokens.iter().find(|t| t.hash == token::hash(&secret)).map(token_json).unwrap_or_default();
+    let mut body = made;
+    body["token"] = json!(secret);
+    Ok(json_response(StatusCode::CREATED, &body))
+}
+
+/// `DELETE /api/v1/tokens/{id}`: revokes a token at once (admins).
+fn revoke_token(app: &App, caller: &Caller, id: &str) -> Result<Response<Body>, ApiError> {
+    admin_only(caller, "tokens")?;
+    let mut tokens = app.tokens.write().unwrap_or_else(|p| p.into_inner());
+    if id.len() < 12 || !tokens.iter().any(|t| t.id() == id) {
+        return Err(ApiError::at(StatusCode::NOT_FOUND, "not_found", "id", format!("no token has the id \"{id}\"")));
+    }
+    let revoked = token::revoke(&app.inst, id).map_err(|e| ApiError::internal("revoking a token", e))?;
+    *tokens = token::load(app.inst.dir()).map_err(|e| ApiError::internal("reading the tokens", e))?;
+    Ok(json_response(StatusCode::OK, &token_json(&revoked)))
 }
 
 /// The query parameters of a request, decoded.
@@ -667,6 +742,7 @@ impl Served {
     ) -> Result<Served> {
         let import_engine = Arc::new(crate::script::engine_on(&inst, &scripts)?);
         let writer = writer::Writer::start(inst.clone(), engine);
+        let tokens = std::sync::RwLock::new(tokens);
         let app = App { inst, tokens, writer, scripts, import_engine, importing: tokio::sync::Mutex::new(()) };
         let uploads = uploads_dir(&app);
         if uploads.exists() {
