@@ -1,10 +1,10 @@
 //! `crmkit bench`: figures for the store, printed as medians from one run.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::Subcommand;
 use crmkit_core::id::DealId;
 use crmkit_core::model::Deal;
@@ -77,6 +77,11 @@ pub enum What {
         /// Seconds per measurement.
         #[arg(long, default_value_t = 5)]
         seconds: u64,
+        /// Serve this existing demo installation instead of generating one (`crmkit demo
+        /// --deals 1000000 --no-serve` makes one); the POSTed interactions stay in it. The
+        /// idle memory of a `crmkit serve` process on it is measured first.
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// Stage transitions through the process engine with native guards and a reaction.
     Process {
@@ -98,7 +103,7 @@ pub fn run(what: What) -> Result<()> {
         What::Dossier { deals, interactions } => dossier(deals, interactions),
         What::Import { rows, partners, batch } => import(rows, partners, batch),
         What::Script { calls } => script(calls),
-        What::Http { deals, clients, seconds } => http(deals, clients, seconds),
+        What::Http { deals, clients, seconds, dir } => http(deals, clients, seconds, dir),
     }
 }
 
@@ -864,28 +869,41 @@ fn report_load(what: &str, l: &mut Load) -> f64 {
 }
 
 /// The HTTP API on loopback against a plain hyper server measured in the same run.
-fn http(deals: usize, clients: usize, seconds: u64) -> Result<()> {
+fn http(deals: usize, clients: usize, seconds: u64, existing: Option<PathBuf>) -> Result<()> {
     use crmkit_core::demo::{self, DemoOptions};
     use crmkit_core::time::ManualClock;
 
     let tmp = tempfile::tempdir()?;
-    let dir = tmp.path().join("demo");
-    let opts = DemoOptions::new(deals, 42);
-    let clock = Arc::new(ManualClock::new(opts.start));
-    {
-        let inst = Installation::init(&dir, Some(demo::DEMO_CONFIG), clock.clone())?;
-        demo::populate(inst.store(), &clock, &opts, &mut |_| {})?;
-    }
+    let dir = match existing {
+        Some(dir) => {
+            idle_rss(&dir)?;
+            dir
+        }
+        None => {
+            let dir = tmp.path().join("demo");
+            let opts = DemoOptions::new(deals, 42);
+            let clock = Arc::new(ManualClock::new(opts.start));
+            let inst = Installation::init(&dir, Some(demo::DEMO_CONFIG), clock.clone())?;
+            demo::populate(inst.store(), &clock, &opts, &mut |_| {})?;
+            dir
+        }
+    };
     let inst = Arc::new(Installation::open(&dir, Arc::new(SystemClock))?);
     let token = crate::token::create(&inst, "admin", "admin")?;
     let snap = inst.store().read()?;
-    let ids: Vec<String> = snap.list::<Deal>(None, usize::MAX)?.iter().map(|d| d.id.to_string()).collect();
+    let mut ids: Vec<String> = Vec::new();
+    snap.for_each::<Deal>(|d| {
+        ids.push(d.id.to_string());
+        true
+    })?;
+    let deals = ids.len();
     let partner = snap.list::<crmkit_core::model::Partner>(None, 1)?.remove(0).id;
     drop(snap);
     let tokens = crate::token::load(&dir)?;
     let (engine, scripts) = crate::script::engine_and_scripts(&inst)?;
     say!("crmkit bench http: {deals}-deal demo, {clients} keep-alive clients, {seconds} s per figure, loopback");
 
+    let (kept, issued) = (inst.clone(), token.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         // A plain hyper server: the ceiling of this machine and load generator.
@@ -952,5 +970,62 @@ fn http(deals: usize, clients: usize, seconds: u64) -> Result<()> {
             .unwrap_or_default();
         say!("process RSS after the runs (server, load generator and demo data): {rss}");
         anyhow::Ok(())
-    })
+    })?;
+    crate::token::revoke(&kept, &issued)?;
+    Ok(())
+}
+
+/// The resident memory of a `crmkit serve` process on `dir`: started, then idle after a
+/// thousand reads of deals.
+fn idle_rss(dir: &Path) -> Result<()> {
+    use std::io::{BufRead as _, Read as _, Write as _};
+    let rss = |pid: u32| -> Result<String> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        Ok(status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .map(|l| l.trim_start_matches("VmRSS:").trim())
+            .unwrap_or("?")
+            .to_string())
+    };
+    let token = {
+        let inst = Installation::open(dir, Arc::new(SystemClock))?;
+        crate::token::create(&inst, "admin", "admin")?
+    };
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(["serve", &dir.to_string_lossy(), "--addr", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().context("the server's output")?).read_line(&mut first)?;
+    let addr = first.trim().strip_prefix("listening on http://").context("the server did not start")?.to_string();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let started = rss(child.id())?;
+    let list = format!("GET /api/v1/deals?limit=50 HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
+    let mut after = None;
+    for _ in 0..1000 {
+        let mut s = std::net::TcpStream::connect(&addr)?;
+        let path = match after.take() {
+            Some(a) => list.replacen("limit=50", &format!("limit=50&after={a}"), 1),
+            None => list.clone(),
+        };
+        s.write_all(path.as_bytes())?;
+        let mut raw = String::new();
+        s.read_to_string(&mut raw)?;
+        let page: serde_json::Value =
+            serde_json::from_str(raw.split("\r\n\r\n").nth(1).unwrap_or("")).unwrap_or_default();
+        after = page["next"].as_str().map(str::to_string);
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let idle = rss(child.id())?;
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
+    child.wait()?;
+    let inst = Installation::open(dir, Arc::new(SystemClock))?;
+    crate::token::revoke(&inst, &token)?;
+    say!(
+        "idle `crmkit serve` RSS on {}: {started} after starting, {idle} after paging through 50,000 deals",
+        dir.display()
+    );
+    Ok(())
 }
