@@ -1311,3 +1311,42 @@ fn a_stopping_server_finishes_the_requests_in_flight() {
     assert_eq!(notes, 8);
     ok(&["check", office.site.dir()]);
 }
+
+#[test]
+fn a_client_that_stalls_in_its_body_gets_408_and_nothing_is_written() {
+    use std::io::{Read as _, Write as _};
+    let office = Office::new();
+    let p = office.site.partner("Альфа", PartnerRole::Client);
+    let deal = office.site.deal(p, office.north, 100);
+    let north = office.token("north");
+    let before = office.site.dump();
+    let server = Served::start(&office.site);
+    let stall = |head: String, part: &[u8]| {
+        let mut s = std::net::TcpStream::connect(&server.addr).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(part).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+        s
+    };
+    let json = stall(
+        format!("POST /api/v1/interactions HTTP/1.1\r\nHost: crmkit\r\nAuthorization: Bearer {north}\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n"),
+        br#"{"kind":"note","#,
+    );
+    let upload = stall(
+        format!("POST /api/v1/attachments?owner_kind=deal&owner={deal}&name=a.pdf HTTP/1.1\r\nHost: crmkit\r\nAuthorization: Bearer {north}\r\nContent-Type: application/pdf\r\nContent-Length: 300000\r\n\r\n"),
+        &[7u8; 100_000],
+    );
+    // Others are served while the two wait.
+    for _ in 0..5 {
+        assert_eq!(server.request("GET", "/api/v1/me", Some(north)).0, 200);
+    }
+    let started = std::time::Instant::now();
+    for mut s in [json, upload] {
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        assert_eq!(Answer::parse(&raw).status, 408, "{}", String::from_utf8_lossy(&raw));
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(25));
+    server.stop();
+    assert!(office.site.dump() == before, "a stalled request wrote something");
+}

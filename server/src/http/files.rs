@@ -20,7 +20,6 @@ use super::{parse_id, query, ApiError, App, Body};
 /// `POST /api/v1/attachments?owner_kind=deal&owner=ID&name=FILE` with the file as the body
 /// and its MIME type as `Content-Type`.
 pub async fn upload(app: &App, caller: &Caller, q: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    use http_body_util::BodyExt as _;
     super::may_write(caller)?;
     let q = query(q)?;
     let bad = |field: &str, m: String| ApiError::at(StatusCode::BAD_REQUEST, "bad_query", field, m);
@@ -65,21 +64,12 @@ pub async fn upload(app: &App, caller: &Caller, q: &str, req: Request<Incoming>)
     let mut file = tempfile::NamedTempFile::new_in(super::uploads_dir(app)).map_err(internal)?;
     let mut body = req.into_body();
     let mut received: u64 = 0;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "cut_off",
-                format!("the upload broke off after {received} bytes ({e}); nothing was stored"),
-            )
-        })?;
-        if let Ok(data) = frame.into_data() {
-            received += data.len() as u64;
-            if received > max {
-                return Err(too_large());
-            }
-            file.write_all(&data).map_err(internal)?;
+    while let Some(data) = super::next_piece(&mut body, received).await? {
+        received += data.len() as u64;
+        if received > max {
+            return Err(too_large());
         }
+        file.write_all(&data).map_err(internal)?;
     }
     if declared.is_some_and(|n| n != received) {
         return Err(ApiError::new(

@@ -35,7 +35,6 @@ pub async fn upload(
     q: &str,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    use http_body_util::BodyExt as _;
     super::admin_only(caller, "imports")?;
     let kind = crate::transfer::entity(entity)
         .map_err(|e| ApiError::at(StatusCode::NOT_FOUND, "not_found", "entity", e.to_string()))?;
@@ -86,21 +85,12 @@ pub async fn upload(
     let mut file = tempfile::tempfile_in(super::uploads_dir(app)).map_err(internal)?;
     let mut body = req.into_body();
     let mut received = 0u64;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "cut_off",
-                format!("the upload broke off after {received} bytes ({e}); nothing was imported"),
-            )
-        })?;
-        if let Ok(data) = frame.into_data() {
-            received += data.len() as u64;
-            if received > MAX_IMPORT {
-                return Err(too_large());
-            }
-            file.write_all(&data).map_err(internal)?;
+    while let Some(data) = super::next_piece(&mut body, received).await? {
+        received += data.len() as u64;
+        if received > MAX_IMPORT {
+            return Err(too_large());
         }
+        file.write_all(&data).map_err(internal)?;
     }
     file.rewind().map_err(internal)?;
     // One import at a time; its batches take turns with the API's writes.

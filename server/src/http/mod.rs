@@ -30,6 +30,9 @@ use crate::token::{self, Token};
 const MAX_CONNECTIONS: usize = 1024;
 /// How long a client may take to send its request headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a JSON body whole, and the longest pause between
+/// pieces of a streamed upload.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests may take to finish on shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
@@ -698,7 +701,10 @@ async fn body_json(req: Request<Incoming>) -> Result<serde_json::Value, ApiError
         }
     }
     let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
-    let bytes = match limited.collect().await {
+    let Ok(collected) = tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await else {
+        return Err(too_slow());
+    };
+    let bytes = match collected {
         Ok(c) => c.to_bytes(),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return Err(too_large()),
         Err(e) => {
@@ -721,6 +727,37 @@ async fn json_body<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Re
             _ => ApiError::at(StatusCode::UNPROCESSABLE_ENTITY, "invalid", &field, message),
         }
     })
+}
+
+fn too_slow() -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "too_slow",
+        format!("the body did not arrive within {} s; nothing was written", BODY_TIMEOUT.as_secs()),
+    )
+}
+
+/// The next piece of a streamed body: `None` at its end; a client silent for longer than
+/// [`BODY_TIMEOUT`] or a connection that broke is an error naming how much had arrived.
+async fn next_piece(body: &mut Incoming, received: u64) -> Result<Option<Bytes>, ApiError> {
+    use http_body_util::BodyExt as _;
+    loop {
+        let frame = match tokio::time::timeout(BODY_TIMEOUT, body.frame()).await {
+            Err(_) => return Err(too_slow()),
+            Ok(None) => return Ok(None),
+            Ok(Some(Err(e))) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "cut_off",
+                    format!("the upload broke off after {received} bytes ({e}); nothing was stored"),
+                ))
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            return Ok(Some(data));
+        }
+    }
 }
 
 fn too_large() -> ApiError {
