@@ -889,7 +889,7 @@ fn http(deals: usize, clients: usize, seconds: u64, existing: Option<PathBuf>) -
         }
     };
     let inst = Arc::new(Installation::open(&dir, Arc::new(SystemClock))?);
-    let token = crate::token::create(&inst, "admin", "admin")?;
+    let token = crate::token::create(&inst, "admin", crmkit_core::model::Role::Admin)?;
     let snap = inst.store().read()?;
     let mut ids: Vec<String> = Vec::new();
     snap.for_each::<Deal>(|d| {
@@ -990,7 +990,7 @@ fn idle_rss(dir: &Path) -> Result<()> {
     };
     let token = {
         let inst = Installation::open(dir, Arc::new(SystemClock))?;
-        crate::token::create(&inst, "admin", "admin")?
+        crate::token::create(&inst, "admin", crmkit_core::model::Role::Admin)?
     };
     let mut child = std::process::Command::new(std::env::current_exe()?)
         .args(["serve", &dir.to_string_lossy(), "--addr", "127.0.0.1:0"])

@@ -363,7 +363,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             let token = {
                 let inst = Installation::open(&dir, Arc::new(SystemClock))?;
-                token::create(&inst, "admin", "admin")?
+                token::create(&inst, "admin", crmkit_core::model::Role::Admin)?
             };
             let deal = {
                 let inst = Installation::open(&dir, Arc::new(SystemClock))?;
@@ -387,7 +387,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Token { what } => match what {
             TokenCommand::Create { dir, user, role } => {
                 let inst = Installation::open(&dir, Arc::new(SystemClock))?;
-                let t = token::create(&inst, &user, &role)?;
+                let t = token::create(&inst, &user, token::role(&role)?)?;
                 say!("{t}");
                 Ok(())
             }

@@ -27,7 +27,7 @@ impl Token {
     /// The short id that names a token in `crmkit token revoke`: the first 12 hex digits of
     /// its hash.
     pub fn id(&self) -> &str {
-        &self.hash[..12]
+        self.hash.get(..12).unwrap_or(&self.hash)
     }
 }
 
@@ -69,23 +69,31 @@ fn save(inst: &Installation, tokens: &[Token]) -> Result<()> {
     Ok(())
 }
 
+/// The role named `name`, or an error listing the roles.
+pub fn role(name: &str) -> Result<Role> {
+    Role::from_name(name).with_context(|| format!("\"{name}\" is not a role: admin, head, manager or viewer"))
+}
+
+/// `N` random bytes from the kernel.
+pub fn random<const N: usize>() -> Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading random bytes from /dev/urandom")?;
+    Ok(bytes)
+}
+
 /// Creates a token for `login` acting as `role` (one of the user's roles); returns it.
-pub fn create(inst: &Installation, login: &str, role: &str) -> Result<String> {
-    let role: Role = serde_json::from_value(serde_json::Value::String(role.to_string()))
-        .map_err(|_| anyhow::anyhow!("\"{role}\" is not a role: admin, head, manager or viewer"))?;
+pub fn create(inst: &Installation, login: &str, role: Role) -> Result<String> {
     let user =
         inst.store().read()?.user_by_login(login)?.with_context(|| format!("no user has the login \"{login}\""))?;
     if !user.active {
         bail!("user \"{login}\" is deactivated");
     }
     if !user.roles.contains(&role) {
-        bail!("user \"{login}\" does not have the role {}", serde_json::to_value(role)?.as_str().unwrap_or("?"));
+        bail!("user \"{login}\" does not have the role {}", role.name());
     }
-    let mut random = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut random))
-        .context("reading random bytes from /dev/urandom")?;
-    let token = format!("crmk_{}", random.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let token = format!("crmk_{}", random::<32>()?.iter().map(|b| format!("{b:02x}")).collect::<String>());
     let mut tokens = load(inst.dir())?;
     tokens.push(Token {
         hash: hash(&token),

@@ -824,7 +824,7 @@ fn an_entity_is_created_changed_by_version_and_deleted_and_bad_changes_write_not
     assert_eq!(server.exchange("DELETE", &curl, Some(north), &[("If-Match", "\"1\"")], None).status, 204);
     assert_eq!(server.request("GET", &curl, Some(north)).0, 404);
     let (status, e) = server.send("DELETE", &format!("{url}?version=3"), north, b"");
-    assert_eq!((status, e["code"].as_str()), (409, Some("conflict")), "{e}");
+    assert_eq!((status, e["code"].as_str()), (409, Some("referenced")), "{e}");
     // Users and deals are not deleted; the route is not there.
     let (status, _) = server.request("DELETE", &format!("/api/v1/users/{me}"), Some(office.token("boss")));
     assert_eq!(status, 404);
@@ -1349,4 +1349,129 @@ fn a_client_that_stalls_in_its_body_gets_408_and_nothing_is_written() {
     assert!(started.elapsed() < std::time::Duration::from_secs(25));
     server.stop();
     assert!(office.site.dump() == before, "a stalled request wrote something");
+}
+
+#[test]
+fn nothing_points_into_anothers_scope_and_nothing_tells_which_ids_exist() {
+    use crmkit_core::model::Task;
+    let office = Office::new();
+    let all = two_of_everything(&office);
+    let id = |path: &str, north: bool| -> String {
+        let (_, n, s, _) = all.iter().find(|(p, ..)| *p == path).unwrap();
+        if north {
+            n.clone()
+        } else {
+            s.clone()
+        }
+    };
+    let (p_north, p_south, d_north, d_south) =
+        (id("partners", true), id("partners", false), id("deals", true), id("deals", false));
+    // A task of the south manager's on the north manager's deal (as a route might assign).
+    let lent = office.site.with(|inst| {
+        inst.store()
+            .transact(None, |tx| {
+                let mut t = Task::new("Помочь с расчётом", office.south);
+                t.deal = Some(d_north.parse().unwrap());
+                Ok(tx.create(t)?.id)
+            })
+            .unwrap()
+    });
+    let before = office.site.dump();
+    let server = Served::start(&office.site);
+    let north = office.token("north");
+    let nowhere = "01KJPWD6M000000000000000ZZ";
+    // Pointing a new or changed entity at someone else's deal or partner reads exactly like
+    // pointing it at an id that does not exist.
+    let refused = |method: &str, path: &str, body: String| -> Value {
+        let (status, e) = server.send(method, path, north, body.as_bytes());
+        assert_eq!((status, e["code"].as_str()), (422, Some("invalid")), "{method} {path} {body}: {e}");
+        e
+    };
+    let note = |partner: &str, deal: &str| {
+        format!(r#"{{"kind":"note","at":"2026-03-02T10:00:00Z","partner":"{partner}","deal":"{deal}"}}"#)
+    };
+    let hidden = refused("POST", "/api/v1/interactions", note(&p_north, &d_south));
+    let absent = refused("POST", "/api/v1/interactions", note(&p_north, nowhere));
+    assert_eq!(hidden["field"], absent["field"]);
+    assert_eq!(
+        hidden["message"].as_str().unwrap().replace(&d_south, "ID"),
+        absent["message"].as_str().unwrap().replace(nowhere, "ID")
+    );
+    refused("POST", "/api/v1/interactions", note(&p_south, &d_south));
+    refused("POST", "/api/v1/tasks", format!(r#"{{"title":"x","deal":"{d_south}"}}"#));
+    let doc = format!(
+        r#"{{"kind":"quote","number":"1","date":"2026-03-01","partner":"{p_south}","amount":{{"amount":"1","currency":"RUB"}},"state":"draft"}}"#
+    );
+    refused("POST", "/api/v1/documents", doc);
+    refused("POST", "/api/v1/contacts", format!(r#"{{"partner":"{p_south}","name":"Шпион"}}"#));
+    let (status, e) = server.send(
+        "POST",
+        "/api/v1/interactions",
+        north,
+        format!(r#"{{"kind":"note","at":"2026-03-02T10:00:00Z","partner":"{p_north}","author":"{}"}}"#, office.south)
+            .as_bytes(),
+    );
+    assert_eq!((status, e["field"].as_str()), (422, Some("author")), "{e}");
+    let own_note = id("interactions", true);
+    refused(
+        "PATCH",
+        &format!("/api/v1/interactions/{own_note}"),
+        format!(r#"{{"version":1,"deal":"{d_south}","partner":"{p_south}"}}"#),
+    );
+    // Lists: cursors are sealed; a raw id is not one.
+    let (_, page) = server.request("GET", "/api/v1/deals?limit=1", Some(office.token("boss")));
+    let next = page["next"].as_str().unwrap();
+    assert!(!all.iter().any(|(_, n, s, _)| next.contains(n.as_str()) || next.contains(s.as_str())), "{next}");
+    let (status, e) = server.request("GET", &format!("/api/v1/deals?after={d_north}"), Some(north));
+    assert_eq!((status, e["field"].as_str()), (400, Some("after")));
+    server.stop();
+    assert!(office.site.dump() == before, "a refused request wrote something");
+
+    let server = Served::start(&office.site);
+    // The dossier of the partner both sides link to shows the north manager only the north side.
+    let (_, links) = server.request("GET", &format!("/api/v1/partner-links?partner={p_north}"), Some(north));
+    let competitor = links["items"][0]["to"].as_str().unwrap().to_string();
+    let (status, d) = server.request("GET", &format!("/api/v1/partners/{competitor}/dossier"), Some(north));
+    assert_eq!(status, 200, "{d}");
+    let others: Vec<&str> =
+        d["partner_links"].as_array().unwrap().iter().map(|l| l[1]["id"].as_str().unwrap()).collect();
+    assert_eq!(others, [p_north.as_str()], "{d}");
+    let (_, d) = server.request("GET", &format!("/api/v1/partners/{competitor}/dossier"), Some(office.token("boss")));
+    assert_eq!(d["partner_links"].as_array().unwrap().len(), 2);
+    // A task lent to the south manager on the north deal: its executor sees and finishes it.
+    let south = office.token("south");
+    let (status, t) = server.request("GET", &format!("/api/v1/tasks/{lent}"), Some(south));
+    assert_eq!(status, 200, "{t}");
+    let (status, t) = server.send("POST", &format!("/api/v1/tasks/{lent}/complete"), south, br#"{"version":1}"#);
+    assert_eq!((status, t["status"].as_str()), (200, Some("done")), "{t}");
+    // A finished task is a record: it does not change.
+    let (status, e) = server.send(
+        "PATCH",
+        &format!("/api/v1/tasks/{lent}"),
+        office.token("boss"),
+        r#"{"version":2,"title":"Иначе"}"#.as_bytes(),
+    );
+    assert_eq!((status, e["field"].as_str()), (422, Some("title")), "{e}");
+    // A manager may not finish another's task; the If-Match header alone is enough otherwise.
+    let theirs = id("tasks", false);
+    let (status, _) = server.send("POST", &format!("/api/v1/tasks/{theirs}/complete"), north, br#"{"version":1}"#);
+    assert_eq!(status, 404);
+    let own = id("tasks", true);
+    let a = server.exchange(
+        "POST",
+        &format!("/api/v1/tasks/{own}/complete"),
+        Some(north),
+        &[("If-Match", "\"1\"")],
+        Some(b""),
+    );
+    assert_eq!((a.status, a.json()["status"].as_str()), (200, Some("done")), "{}", a.json());
+    let a = server.exchange(
+        "POST",
+        &format!("/api/v1/deals/{d_north}/hold"),
+        Some(north),
+        &[("If-Match", "\"1\"")],
+        Some(br#"{"version":2}"#),
+    );
+    assert_eq!((a.status, a.json()["field"].as_str()), (400, Some("version")));
+    server.stop();
 }

@@ -23,6 +23,23 @@ pub enum Role {
     Viewer,
 }
 
+impl Role {
+    /// The name config and the API use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Head => "head",
+            Role::Manager => "manager",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    /// The role named `name`.
+    pub fn from_name(name: &str) -> Option<Role> {
+        [Role::Admin, Role::Head, Role::Manager, Role::Viewer].into_iter().find(|r| r.name() == name)
+    }
+}
+
 /// An employee. Users are never deleted, only deactivated, so that every deal, task and
 /// audit entry keeps a person behind it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -770,7 +770,7 @@ impl Cx<'_> {
         }
         if let Some(actor) = &self.actor {
             if !actor.roles.iter().any(|r| kind.reopen_roles.contains(r)) {
-                let roles: Vec<&str> = kind.reopen_roles.iter().map(|r| role_name(*r)).collect();
+                let roles: Vec<&str> = kind.reopen_roles.iter().map(|r| r.name()).collect();
                 return Err(Error::Forbidden(format!(
                     "{} may not reopen deal {id}: process kind \"{}\" lets only {} reopen deals",
                     actor.login,
@@ -1007,10 +1007,7 @@ impl Cx<'_> {
                     true
                 })?;
                 same_dept.or(any).ok_or_else(|| {
-                    process(
-                        deal.id,
-                        format!("task \"{}\": no active user has the {} role", task.title, role_name(*role)),
-                    )
+                    process(deal.id, format!("task \"{}\": no active user has the {} role", task.title, role.name()))
                 })
             }
             Assignee::Hook => {
@@ -1052,13 +1049,7 @@ impl Cx<'_> {
                     actor.login,
                     if status == TaskStatus::Done { "complete" } else { "cancel" },
                     old.title,
-                    self.settings
-                        .process
-                        .complete_others_tasks
-                        .iter()
-                        .map(|r| role_name(*r))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    self.settings.process.complete_others_tasks.iter().map(|r| r.name()).collect::<Vec<_>>().join(", ")
                 )));
             }
             // A required task of a stage is the route's work: only those who may finish
@@ -1069,7 +1060,7 @@ impl Cx<'_> {
                     actor.login,
                     old.title,
                     old.stage.as_deref().unwrap_or_default(),
-                    self.settings.process.complete_others_tasks.iter().map(|r| role_name(*r)).collect::<Vec<_>>().join(", ")
+                    self.settings.process.complete_others_tasks.iter().map(|r| r.name()).collect::<Vec<_>>().join(", ")
                 )));
             }
         }
@@ -1345,15 +1336,6 @@ impl Cx<'_> {
         // A managed deal still running gets the tasks of the stage it is in.
         self.enter_stage(tx, &created, kind)?;
         Ok(created)
-    }
-}
-
-fn role_name(r: crate::model::Role) -> &'static str {
-    match r {
-        crate::model::Role::Admin => "admin",
-        crate::model::Role::Head => "head",
-        crate::model::Role::Manager => "manager",
-        crate::model::Role::Viewer => "viewer",
     }
 }
 

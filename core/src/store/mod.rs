@@ -1665,6 +1665,16 @@ fn process_state_unchanged<E: Entity>(old: &E, new: &E) -> Result<()> {
             &changed,
             "changes only through the process engine (complete_task, cancel_task), which applies who may finish it",
         )?;
+        // A finished task is a record of work done: the managers' figures count it as it was.
+        if old.status != crate::model::TaskStatus::Open {
+            let changed = [
+                ("title", old.title != new.title),
+                ("description", old.description != new.description),
+                ("executor", old.executor != new.executor),
+                ("due", old.due != new.due),
+            ];
+            refuse_changed(EntityKind::Task, &changed, "does not change once the task is done or cancelled")?;
+        }
     }
     Ok(())
 }

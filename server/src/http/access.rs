@@ -183,7 +183,9 @@ impl Scoped for ParticipantLink {
 
 impl Scoped for Interaction {
     fn in_scope(&self, r: &impl Reader, caller: &Caller, access: Access) -> Result<bool> {
-        if self.author == Some(caller.user.id) {
+        // Its author reads it wherever it was recorded; writing takes the deal's or the
+        // partner's scope.
+        if access == Access::Read && self.author == Some(caller.user.id) {
             return Ok(true);
         }
         match self.deal {
@@ -209,13 +211,56 @@ impl Scoped for Attachment {
 }
 
 impl Scoped for Task {
+    /// Read by its executor, those who cover the executor, and those who see its deal;
+    /// written, when it belongs to a deal, by those who may write the deal, otherwise by
+    /// those who cover the executor. (Finishing a task is its executor's whatever the deal:
+    /// the process engine decides that.)
     fn in_scope(&self, r: &impl Reader, caller: &Caller, access: Access) -> Result<bool> {
-        if self.executor == caller.user.id || caller.covers(r, self.executor)? {
-            return Ok(true);
-        }
-        match self.deal {
-            Some(d) => caller.deal(r, access, d),
-            None => Ok(false),
+        match (access, self.deal) {
+            (Access::Write, Some(d)) => caller.deal(r, access, d),
+            (Access::Write, None) => caller.covers(r, self.executor),
+            (Access::Read, deal) => Ok(self.executor == caller.user.id
+                || caller.covers(r, self.executor)?
+                || deal.map_or(Ok(false), |d| caller.deal(r, access, d))?),
         }
     }
+}
+
+/// Takes out of a dossier what `caller` may not see: others' deals, documents,
+/// interactions and tasks, partners of other scopes in links and the group. The partner's
+/// totals (counts and amounts of its deals and documents) stay: they describe the partner
+/// the caller sees.
+pub fn scope_dossier(r: &impl Reader, caller: &Caller, d: &mut crmkit_core::dossier::Dossier) -> Result<()> {
+    if matches!(caller.role, Role::Admin | Role::Viewer) {
+        return Ok(());
+    }
+    fn keep<E: Scoped>(r: &impl Reader, caller: &Caller, items: &mut Vec<E>) -> Result<()> {
+        let mut kept = Vec::with_capacity(items.len());
+        for e in items.drain(..) {
+            if caller.may(r, Access::Read, &e)? {
+                kept.push(e);
+            }
+        }
+        *items = kept;
+        Ok(())
+    }
+    keep(r, caller, &mut d.contact_links)?;
+    keep(r, caller, &mut d.group.parents)?;
+    keep(r, caller, &mut d.group.members)?;
+    keep(r, caller, &mut d.deals.open)?;
+    keep(r, caller, &mut d.timeline.interactions)?;
+    keep(r, caller, &mut d.documents.latest)?;
+    let mut links = Vec::with_capacity(d.partner_links.len());
+    for (link, other) in d.partner_links.drain(..) {
+        if caller.may(r, Access::Read, &link)? {
+            links.push((link, other));
+        }
+    }
+    d.partner_links = links;
+    if let Some(t) = &d.next_task {
+        if !caller.may(r, Access::Read, t)? {
+            d.next_task = None;
+        }
+    }
+    Ok(())
 }

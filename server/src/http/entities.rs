@@ -65,6 +65,8 @@ pub trait Resource: Scoped {
     const FILTERS: &'static [Filter];
     /// Fields only the server or the process engine sets; a body may not name them.
     const SERVER_FIELDS: &'static [&'static str] = &[];
+    /// Fields set when the entity is created and never changed after.
+    const FIXED_FIELDS: &'static [&'static str] = &[];
 
     /// Values a new entity's body may leave out, filled for `caller`.
     fn defaults(caller: &Caller) -> Vec<(&'static str, Value)> {
@@ -121,6 +123,8 @@ impl Resource for ContactLink {
 impl Resource for User {
     const PATH: &'static str = "users";
     const FILTERS: &'static [Filter] = &[filter("login", Index::UserByLogin, text)];
+    /// Tokens name their user by login: a login given up must not pass to someone else.
+    const FIXED_FIELDS: &'static [&'static str] = &["login"];
 }
 
 impl Resource for Deal {
@@ -143,6 +147,7 @@ impl Resource for Deal {
         "loss_reason",
         "competitor",
     ];
+    const FIXED_FIELDS: &'static [&'static str] = &["kind"];
 
     fn defaults(caller: &Caller) -> Vec<(&'static str, Value)> {
         vec![("manager", json!(caller.user.id)), ("status", json!("in_progress"))]
@@ -179,6 +184,8 @@ impl Resource for Interaction {
         filter("deal", Index::InteractionByDeal, id),
         filter("contact", Index::InteractionByContact, id),
     ];
+    /// Its author is whoever recorded it.
+    const SERVER_FIELDS: &'static [&'static str] = &["author"];
 
     fn defaults(caller: &Caller) -> Vec<(&'static str, Value)> {
         vec![("author", json!(caller.user.id))]
@@ -205,6 +212,7 @@ impl Resource for Task {
     const PATH: &'static str = "tasks";
     const FILTERS: &'static [Filter] = &[filter("deal", Index::TaskByDeal, id)];
     const SERVER_FIELDS: &'static [&'static str] = &["status", "finished_at", "finished_by", "stage", "required"];
+    const FIXED_FIELDS: &'static [&'static str] = &["deal"];
 
     fn defaults(caller: &Caller) -> Vec<(&'static str, Value)> {
         vec![("executor", json!(caller.user.id)), ("status", json!("open"))]
@@ -292,12 +300,28 @@ pub fn page_limit(q: &std::collections::BTreeMap<String, String>) -> Result<usiz
     }
 }
 
-/// `GET /api/v1/RESOURCE?FILTER=VALUE&after=ID&limit=N`: a page of what the caller may
+/// The position the `after` cursor of a list names.
+pub fn after(app: &App, q: &std::collections::BTreeMap<String, String>) -> Result<Option<RawId>, ApiError> {
+    q.get("after")
+        .map(|a| {
+            app.cursors.open(a).ok_or_else(|| {
+                ApiError::at(
+                    StatusCode::BAD_REQUEST,
+                    "bad_query",
+                    "after",
+                    format!("\"{a}\" is not a cursor: pass the \"next\" of the page before"),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// `GET /api/v1/RESOURCE?FILTER=VALUE&after=CURSOR&limit=N`: a page of what the caller may
 /// see, oldest first; `next` is the cursor of the next page (`null`: none).
 pub fn list<E: Resource>(app: &App, caller: &Caller, q: &str) -> Result<Response<Body>, ApiError> {
     let q = query(q)?;
     let limit = page_limit(&q)?;
-    let after = q.get("after").map(|a| parse_id::<RawId>(E::KIND.name(), a)).transpose()?;
+    let after = after(app, &q)?;
     let mut wanted = Vec::new();
     for (name, value) in &q {
         if name == "after" || name == "limit" {
@@ -335,7 +359,7 @@ pub fn list<E: Resource>(app: &App, caller: &Caller, q: &str) -> Result<Response
             e.index_entries(&mut entries);
             if wanted.iter().all(|w| entries.contains(w)) && caller.may(&r, Access::Read, &e)? {
                 if items.len() == limit {
-                    next = items.last().map(|e| e.meta().id.to_string());
+                    next = items.last().map(|e| app.cursors.seal(e.meta().id));
                     break 'slices;
                 }
                 items.push(e);
@@ -343,7 +367,7 @@ pub fn list<E: Resource>(app: &App, caller: &Caller, q: &str) -> Result<Response
         }
         scanned += 200;
         if scanned >= SCAN_BUDGET {
-            next = cursor.map(|c| c.to_string());
+            next = cursor.map(|c| app.cursors.seal(c));
             break;
         }
     }
@@ -364,18 +388,9 @@ pub fn visible<E: Scoped>(r: &impl Reader, caller: &Caller, id: RawId) -> crmkit
 pub fn writable<E: Scoped>(r: &impl Reader, caller: &Caller, id: RawId) -> crmkit_core::Result<E> {
     let e: E = visible(r, caller, id)?;
     if !caller.may(r, Access::Write, &e)? {
-        return Err(Error::Forbidden(format!("{} {id} is not yours to change as {}", E::KIND, role_name(caller))));
+        return Err(Error::Forbidden(format!("{} {id} is not yours to change as {}", E::KIND, caller.role.name())));
     }
     Ok(e)
-}
-
-fn role_name(caller: &Caller) -> &'static str {
-    match caller.role {
-        crmkit_core::model::Role::Admin => "admin",
-        crmkit_core::model::Role::Head => "head",
-        crmkit_core::model::Role::Manager => "manager",
-        crmkit_core::model::Role::Viewer => "viewer",
-    }
 }
 
 /// An entity as the answer, with its version as the `ETag`.
@@ -395,20 +410,36 @@ pub fn get<E: Resource>(app: &App, caller: &Caller, id: &str) -> Result<Response
     Ok(entity_response(StatusCode::OK, &to_json(&e)))
 }
 
-fn to_json<E: Entity>(e: &E) -> Value {
+pub fn to_json<E: Entity>(e: &E) -> Value {
     serde_json::to_value(e).expect("entities serialize")
 }
 
-/// Refuses body fields the store or the process engine keeps.
-fn refuse_server_fields<E: Resource>(body: &Map<String, Value>) -> Result<(), ApiError> {
-    for key in body.keys() {
-        if META_FIELDS.contains(&key.as_str()) || E::SERVER_FIELDS.contains(&key.as_str()) {
-            return Err(ApiError::at(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid",
-                key,
-                format!("{}.{key} is set by the server, not by a request", E::KIND),
-            ));
+/// Refuses body fields the store or the process engine keeps, and (`change`) the fields
+/// fixed at creation.
+fn refuse_server_fields<E: Resource>(body: &Map<String, Value>, change: bool) -> Result<(), ApiError> {
+    for key in body.keys().map(String::as_str) {
+        let refused = |why: &str| {
+            Err(ApiError::at(StatusCode::UNPROCESSABLE_ENTITY, "invalid", key, format!("{}.{key} {why}", E::KIND)))
+        };
+        if META_FIELDS.contains(&key) || E::SERVER_FIELDS.contains(&key) {
+            return refused("is set by the server, not by a request");
+        }
+        if change && E::FIXED_FIELDS.contains(&key) {
+            return refused("is set when it is created and does not change");
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a reference to an entity the caller may not see as if it did not exist, so that
+/// a write does not tell which ids exist.
+fn refuse_unseen_refs<E: Entity>(r: &impl Reader, caller: &Caller, e: &E) -> crmkit_core::Result<()> {
+    let mut refs = Vec::new();
+    e.refs(&mut refs);
+    for x in refs {
+        if r.exists(x.kind, x.id)? && !caller.may_ref(r, Access::Read, x.kind, x.id)? {
+            let message = format!("refers to {} {}, which does not exist", x.kind, x.id);
+            return Err(Error::Invalid(crmkit_core::model::FieldError::new(E::KIND, x.field, message)));
         }
     }
     Ok(())
@@ -481,7 +512,7 @@ pub async fn create<E: Resource>(
 ) -> Result<Response<Body>, ApiError> {
     super::may_write(caller)?;
     let mut body = object_body(req).await?;
-    refuse_server_fields::<E>(&body)?;
+    refuse_server_fields::<E>(&body, false)?;
     for (field, value) in E::defaults(caller) {
         body.entry(field).or_insert(value);
     }
@@ -495,10 +526,11 @@ pub async fn create<E: Resource>(
         .writer
         .write(Some(caller.user.id), move |engine, tx| {
             let e: E = from_json(Value::Object(body))?;
+            refuse_unseen_refs(&*tx, &caller, &e)?;
             if !caller.may(&*tx, Access::Write, &e)? {
                 return Err(Error::Forbidden(format!(
                     "a {} may not create this {}: it would be outside their scope",
-                    role_name(&caller),
+                    caller.role.name(),
                     E::KIND
                 )));
             }
@@ -512,42 +544,61 @@ pub async fn create<E: Resource>(
 pub fn if_match(req: &Request<Incoming>) -> Result<Option<u64>, ApiError> {
     let Some(h) = req.headers().get("if-match") else { return Ok(None) };
     let text = String::from_utf8_lossy(h.as_bytes()).into_owned();
-    let v = text.trim().trim_start_matches("W/").trim_matches('"');
+    let tag = text.trim();
+    let v = tag.strip_prefix("W/").unwrap_or(tag).strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(tag);
     v.parse().map(Some).map_err(|_| {
         ApiError::at(
             StatusCode::BAD_REQUEST,
             "bad_version",
             "version",
-            format!("If-Match {text} is not a version like \"3\""),
+            format!("If-Match {text} is not a version like \"3\" (a change always names the version it was made to)"),
         )
     })
 }
 
-/// The version a write of an existing entity names: `If-Match`, else `given` (the body's
-/// `version`, or the query's for a delete).
-pub fn version_named(if_match: Option<u64>, given: Option<&Value>) -> Result<u64, ApiError> {
+/// The version a write of an existing entity names: `If-Match` or `given` (the body's
+/// `version`, or the query's for a delete); both must agree.
+pub fn version_named(if_match: Option<u64>, given: Option<u64>) -> Result<u64, ApiError> {
     let bad = |m: &str| ApiError::at(StatusCode::BAD_REQUEST, "bad_version", "version", m);
     match (if_match, given) {
-        (Some(v), _) => Ok(v),
-        (None, Some(v)) => v.as_u64().ok_or_else(|| bad("version is not a whole number")),
+        (Some(a), Some(b)) if a != b => Err(bad("If-Match and version name different versions")),
+        (Some(v), _) | (None, Some(v)) => Ok(v),
         (None, None) => Err(bad("a change names the version it was made to: \"version\" or If-Match")),
+    }
+}
+
+/// The `version` member of a body, if any.
+fn body_version(v: Option<Value>) -> Result<Option<u64>, ApiError> {
+    match v {
+        None => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            ApiError::at(
+                StatusCode::BAD_REQUEST,
+                "bad_version",
+                "version",
+                format!("version {v} is not a whole number"),
+            )
+        }),
     }
 }
 
 /// RFC 7396 JSON merge patch: objects merge key by key, `null` removes, anything else
 /// replaces.
 fn merge(target: &mut Value, patch: Value) {
-    match (target, patch) {
-        (Value::Object(t), Value::Object(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(&k);
-                } else {
-                    merge(t.entry(k).or_insert(Value::Null), v);
-                }
-            }
+    let Value::Object(patch) = patch else {
+        *target = patch;
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let Value::Object(t) = target else { unreachable!("made an object above") };
+    for (k, v) in patch {
+        if v.is_null() {
+            t.remove(&k);
+        } else {
+            merge(t.entry(k).or_insert(Value::Null), v);
         }
-        (t, p) => *t = p,
     }
 }
 
@@ -563,8 +614,8 @@ pub async fn update<E: Resource>(
     let id: RawId = parse_id(E::KIND.name(), id)?;
     let header = if_match(&req)?;
     let mut patch = object_body(req).await?;
-    let version = version_named(header, patch.remove("version").as_ref())?;
-    refuse_server_fields::<E>(&patch)?;
+    let version = version_named(header, body_version(patch.remove("version"))?)?;
+    refuse_server_fields::<E>(&patch, true)?;
     let caller = caller.clone();
     let updated = app
         .writer
@@ -577,11 +628,12 @@ pub async fn update<E: Resource>(
             let mut value = to_json(&current);
             merge(&mut value, Value::Object(patch));
             let next: E = from_json(value)?;
+            refuse_unseen_refs(&*tx, &caller, &next)?;
             if !caller.may(&*tx, Access::Write, &next)? {
                 return Err(Error::Forbidden(format!(
                     "this change would take {} {id} out of the scope of a {}",
                     E::KIND,
-                    role_name(&caller)
+                    caller.role.name()
                 )));
             }
             Ok(to_json(&engine.update(tx, next)?))
@@ -601,8 +653,17 @@ pub async fn delete<E: Resource>(
     super::may_write(caller)?;
     let id: RawId = parse_id(E::KIND.name(), id)?;
     let q = query(req.uri().query().unwrap_or(""))?;
-    let given = q.get("version").map(|v| v.parse::<u64>().map_or_else(|_| json!(v), |n| json!(n)));
-    let version = version_named(if_match(&req)?, given.as_ref())?;
+    let given = q.get("version").map(|v| {
+        v.parse::<u64>().map_err(|_| {
+            ApiError::at(
+                StatusCode::BAD_REQUEST,
+                "bad_version",
+                "version",
+                format!("version \"{v}\" is not a whole number"),
+            )
+        })
+    });
+    let version = version_named(if_match(&req)?, given.transpose()?)?;
     let caller = caller.clone();
     app.writer
         .write(Some(caller.user.id), move |_, tx| {
@@ -634,5 +695,8 @@ mod tests {
         let mut v = json!({ "a": 1, "b": { "c": 2, "d": 3 }, "e": [1, 2] });
         merge(&mut v, json!({ "a": null, "b": { "c": 5, "d": null }, "e": [3], "f": "x" }));
         assert_eq!(v, json!({ "b": { "c": 5 }, "e": [3], "f": "x" }));
+        // An object patched onto what is not an object merges into an empty one.
+        merge(&mut v, json!({ "e": { "g": null, "h": 1 } }));
+        assert_eq!(v["e"], json!({ "h": 1 }));
     }
 }

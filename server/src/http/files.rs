@@ -46,14 +46,51 @@ pub async fn upload(app: &App, caller: &Caller, q: &str, req: Request<Incoming>)
                 format!("{} {} does not exist", owner.kind, owner.id),
             ));
         }
+        if !caller.may_ref(&r, Access::Write, owner.kind, owner.id)? {
+            return Err(not_yours(owner));
+        }
     }
     let max = app.inst.settings().attachment_max_bytes;
+    let file = spool(app, req, max, "attachments.max_size_mb").await?;
+    let caller = caller.clone();
+    let created = app
+        .writer
+        .write(Some(caller.user.id), move |_, tx| {
+            if !caller.may_ref(&*tx, Access::Write, owner.kind, owner.id)? {
+                return Err(not_yours(owner).into_core());
+            }
+            let mut content =
+                file.reopen().map_err(|e| crmkit_core::Error::Io { path: file.path().into(), source: e })?;
+            let a = tx.attach_from(owner, &name, &mime, &mut content)?;
+            Ok(entities::to_json(&a))
+        })
+        .await?;
+    Ok(entities::entity_response(StatusCode::CREATED, &created))
+}
+
+fn not_yours(owner: EntityRef) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!("{} {} is not yours to attach files to", owner.kind, owner.id),
+    )
+}
+
+/// A request body streamed into a temporary file in `data/uploads` (removed when dropped):
+/// at most `max` bytes (the setting that says so named in the 413), no pause longer than
+/// the body timeout, and as long as its `Content-Length` said.
+pub async fn spool(
+    app: &App,
+    req: Request<Incoming>,
+    max: u64,
+    limit: &str,
+) -> Result<tempfile::NamedTempFile, ApiError> {
     let too_large = || {
         ApiError::at(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
             "content",
-            format!("the file is over the limit of {max} bytes (attachments.max_size_mb)"),
+            format!("the upload is over the limit of {max} bytes ({limit})"),
         )
     };
     let declared = req.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -71,31 +108,15 @@ pub async fn upload(app: &App, caller: &Caller, q: &str, req: Request<Incoming>)
         }
         file.write_all(&data).map_err(internal)?;
     }
-    if declared.is_some_and(|n| n != received) {
+    if let Some(n) = declared.filter(|n| *n != received) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "cut_off",
-            format!("the upload ended after {received} of {} bytes; nothing was stored", declared.unwrap_or(0)),
+            format!("the upload ended after {received} of {n} bytes; nothing was stored"),
         ));
     }
     file.flush().map_err(internal)?;
-    let caller = caller.clone();
-    let created = app
-        .writer
-        .write(Some(caller.user.id), move |_, tx| {
-            if !caller.may_ref(&*tx, Access::Write, owner.kind, owner.id)? {
-                return Err(crmkit_core::Error::Forbidden(format!(
-                    "{} {} is not yours to attach files to",
-                    owner.kind, owner.id
-                )));
-            }
-            let mut content =
-                file.reopen().map_err(|e| crmkit_core::Error::Io { path: file.path().into(), source: e })?;
-            let a = tx.attach_from(owner, &name, &mime, &mut content)?;
-            Ok(serde_json::to_value(&a).expect("entities serialize"))
-        })
-        .await?;
-    Ok(entities::entity_response(StatusCode::CREATED, &created))
+    Ok(file)
 }
 
 /// `GET /api/v1/attachments/{id}/content`: the file, streamed from one snapshot.
@@ -106,10 +127,18 @@ pub fn download(app: &App, caller: &Caller, id: &str) -> Result<Response<Body>, 
     let a: Attachment = entities::visible(&r, caller, id.0)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
     let hash = a.content;
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
+        // A client that stops reading for longer than the body timeout lets go of the
+        // thread and the snapshot.
+        let send = |piece: std::io::Result<Bytes>| {
+            runtime
+                .block_on(async { tokio::time::timeout(super::BODY_TIMEOUT, tx.send(piece)).await })
+                .is_ok_and(|sent| sent.is_ok())
+        };
         let mut open = true;
         let found = r.blob_chunks(&hash, &mut |chunk| {
-            open = tx.blocking_send(Ok(Bytes::copy_from_slice(chunk))).is_ok();
+            open = send(Ok(Bytes::copy_from_slice(chunk)));
             open
         });
         let failure = match found {
@@ -119,7 +148,7 @@ pub fn download(app: &App, caller: &Caller, id: &str) -> Result<Response<Body>, 
         };
         if let (Some(m), true) = (failure, open) {
             tracing::error!("download of attachment {id}: {m}");
-            let _ = tx.blocking_send(Err(std::io::Error::other(m)));
+            send(Err(std::io::Error::other(m)));
         }
     });
     let disposition = format!("attachment; filename*=UTF-8''{}", percent_encode(&a.name));

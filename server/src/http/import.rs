@@ -2,8 +2,6 @@
 //! `crmkit import` does — bad rows skipped and listed, batches committed, `atomic` for all
 //! or nothing, `dry_run` for nothing — answered with the same per-row report.
 
-use std::io::{Seek as _, Write as _};
-
 use crmkit_core::transfer::{Format, ImportOptions, Importer, Mapping};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -44,7 +42,7 @@ pub async fn upload(
     let format = match (q.get("format"), content_type.as_deref()) {
         (Some(f), _) => Format::from_name(f).ok_or_else(|| bad("format", format!("\"{f}\" is not csv or jsonl")))?,
         (None, Some(t)) if t.starts_with("text/csv") => Format::Csv,
-        (None, Some(t)) if t.contains("ndjson") || t.contains("jsonl") || t.contains("json-seq") => Format::Jsonl,
+        (None, Some(t)) if t.contains("ndjson") || t.contains("jsonl") => Format::Jsonl,
         _ => {
             return Err(bad(
                 "format",
@@ -66,42 +64,19 @@ pub async fn upload(
     if let Some(m) = q.get("map") {
         opts.mapping = Mapping::parse_pairs(m).map_err(|e| bad("map", e))?;
     }
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("an import file is at most {MAX_IMPORT} bytes"),
-        )
-    };
-    let internal = |e: std::io::Error| ApiError::internal("an import's temporary file", e);
-    if req
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        .is_some_and(|n| n > MAX_IMPORT)
-    {
-        return Err(too_large());
-    }
-    let mut file = tempfile::tempfile_in(super::uploads_dir(app)).map_err(internal)?;
-    let mut body = req.into_body();
-    let mut received = 0u64;
-    while let Some(data) = super::next_piece(&mut body, received).await? {
-        received += data.len() as u64;
-        if received > MAX_IMPORT {
-            return Err(too_large());
-        }
-        file.write_all(&data).map_err(internal)?;
-    }
-    file.rewind().map_err(internal)?;
-    // One import at a time; its batches take turns with the API's writes.
-    let _running = app.importing.try_lock().map_err(|_| {
+    // One import at a time, claimed before the upload is read and held until the import
+    // has finished even if its client goes away.
+    let running = app.importing.clone().try_lock_owned().map_err(|_| {
         ApiError::new(StatusCode::CONFLICT, "busy", "another import is running; try again when it has finished")
     })?;
+    let file = super::files::spool(app, req, MAX_IMPORT, "the import limit").await?;
+    let file = file.reopen().map_err(|e| ApiError::internal("an import's temporary file", e))?;
     let dry_run = opts.dry_run;
     let inst = app.inst.clone();
     let engine = app.import_engine.clone();
     let actor = caller.user.id;
     let report = tokio::task::spawn_blocking(move || {
+        let _running = running;
         Importer::new(inst.store(), &engine, Some(actor), &opts)?.run(file, &mut |_| {})
     })
     .await

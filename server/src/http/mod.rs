@@ -41,12 +41,16 @@ struct App {
     inst: Arc<Installation>,
     /// The API tokens, as `data/tokens.jsonl` has them; admins change both at once.
     tokens: std::sync::RwLock<Vec<Token>>,
+    /// Held while the tokens file is written, so that requests only wait for the swap.
+    token_writes: std::sync::Mutex<()>,
     writer: writer::Writer,
     scripts: Arc<crmkit_rhai::ScriptHost>,
     /// The engine imports write through (the writer thread has its own).
     import_engine: Arc<crmkit_core::process::Engine>,
     /// Held while an import runs: one at a time.
-    importing: tokio::sync::Mutex<()>,
+    importing: Arc<tokio::sync::Mutex<()>>,
+    /// Seals the cursors of lists.
+    cursors: cursor::Cursors,
 }
 
 /// Where uploads wait until they are whole: `data/uploads`, emptied when a server starts.
@@ -55,6 +59,7 @@ fn uploads_dir(app: &App) -> std::path::PathBuf {
 }
 
 mod access;
+mod cursor;
 mod entities;
 mod files;
 mod import;
@@ -105,6 +110,11 @@ impl ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the server failed; see its log")
     }
 
+    /// The same refusal as a core error, for a write running in the writer.
+    fn into_core(self) -> crmkit_core::Error {
+        crmkit_core::Error::Forbidden(self.message)
+    }
+
     fn into_response(self) -> Response<Body> {
         json_response(self.status, &json!({ "code": self.code, "message": self.message, "field": self.field }))
     }
@@ -132,9 +142,8 @@ impl From<crmkit_core::Error> for ApiError {
             E::Process { .. } | E::NotAllowed(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_allowed", e.to_string())
             }
-            E::Referenced { .. } | E::Duplicate { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
-            }
+            E::Referenced { .. } => ApiError::new(StatusCode::CONFLICT, "referenced", e.to_string()),
+            E::Duplicate { .. } => ApiError::new(StatusCode::CONFLICT, "duplicate", e.to_string()),
             E::HookFault { .. } => {
                 tracing::error!("{e}");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "hook_failed", e.to_string())
@@ -188,6 +197,14 @@ fn authenticate(app: &App, req: &Request<Incoming>) -> Result<Caller, ApiError> 
         return Err(unauthorized("the token's role was taken from its user"));
     }
     Ok(Caller { user, role })
+}
+
+/// Runs a long read — a report, a dossier, a deal's file — on the blocking pool, so that
+/// the async workers go on serving.
+async fn blocking(
+    f: impl FnOnce() -> Result<Response<Body>, ApiError> + Send + 'static,
+) -> Result<Response<Body>, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal("a read stopped", e))?
 }
 
 async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
@@ -281,7 +298,7 @@ fn find_route<'p>(method: &Method, path: &'p str) -> Option<(&'static str, Vec<&
     })
 }
 
-async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().to_string();
     let Some((template, values)) = find_route(req.method(), &path) else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "no_route", format!("no resource {} {path}", req.method())));
@@ -317,10 +334,21 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiE
         ("GET", "/api/v1/tasks/mine") => tasks::mine(app, &caller, &q),
         ("GET", "/api/v1/tasks/overdue") => tasks::overdue(app, &caller, &q),
         ("POST", "/api/v1/tasks/{id}/{action}") => tasks::finish(app, &caller, &values[0], &values[1], req).await,
-        ("GET", "/api/v1/deals/{id}/file") => get_deal_file(app, &caller, &values[0], &q),
+        ("GET", "/api/v1/deals/{id}/file") => {
+            let app = app.clone();
+            blocking(move || get_deal_file(&app, &caller, &values[0], &q)).await
+        }
         ("POST", "/api/v1/deals/{id}/{action}") => deal_action(app, &caller, &values[0], &values[1], req).await,
-        ("GET", "/api/v1/partners/{id}/dossier") => get_dossier(app, &caller, &values[0]),
-        ("GET", "/api/v1/reports/{name}") => get_report(app, &caller, &values[0], &req),
+        ("GET", "/api/v1/partners/{id}/dossier") => {
+            let app = app.clone();
+            blocking(move || get_dossier(&app, &caller, &values[0])).await
+        }
+        ("GET", "/api/v1/reports/{name}") => {
+            let app = app.clone();
+            let accept = req.headers().get("accept").and_then(|a| a.to_str().ok()).unwrap_or_default();
+            let csv = accept.contains("text/csv");
+            blocking(move || get_report(&app, &caller, &values[0], &q, csv)).await
+        }
         ("POST", "/api/v1/attachments") => files::upload(app, &caller, &q, req).await,
         ("GET", "/api/v1/attachments/{id}/content") => files::download(app, &caller, &values[0]),
         ("POST", "/api/v1/import/{entity}") => import::upload(app, &caller, &values[0], &q, req).await,
@@ -462,21 +490,15 @@ struct NewToken {
 async fn create_token(app: &App, caller: &Caller, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     admin_only(caller, "tokens")?;
     let n: NewToken = json_body(req).await?;
-    let invalid = |field: &str, m: String| ApiError::at(StatusCode::UNPROCESSABLE_ENTITY, "invalid", field, m);
-    let user = app.inst.store().read()?.user_by_login(&n.login)?;
-    let user = user.ok_or_else(|| invalid("login", format!("no user has the login \"{}\"", n.login)))?;
-    if !user.active {
-        return Err(invalid("login", format!("user \"{}\" is deactivated", n.login)));
-    }
-    if !user.roles.contains(&n.role) {
-        return Err(invalid("role", format!("user \"{}\" does not have the role {}", n.login, json!(n.role))));
-    }
-    let role = json!(n.role).as_str().unwrap_or_default().to_string();
-    let mut tokens = app.tokens.write().unwrap_or_else(|p| p.into_inner());
-    let secret = token::create(&app.inst, &n.login, &role).map_err(|e| ApiError::internal("creating a token", e))?;
-    *tokens = token::load(app.inst.dir()).map_err(|e| ApiError::internal("reading the tokens", e))?;
-    let made = tokens.iter().find(|t| t.hash == token::hash(&secret)).map(token_json).unwrap_or_default();
-    let mut body = made;
+    let _writing = app.token_writes.lock().unwrap_or_else(|p| p.into_inner());
+    // The user's refusals (unknown, deactivated, without the role) are the caller's to fix.
+    let secret = token::create(&app.inst, &n.login, n.role).map_err(|e| {
+        let field = if e.to_string().contains("role") { "role" } else { "login" };
+        ApiError::at(StatusCode::UNPROCESSABLE_ENTITY, "invalid", field, e.to_string())
+    })?;
+    let fresh = token::load(app.inst.dir()).map_err(|e| ApiError::internal("reading the tokens", e))?;
+    let mut body = fresh.iter().find(|t| t.hash == token::hash(&secret)).map(token_json).unwrap_or_default();
+    *app.tokens.write().unwrap_or_else(|p| p.into_inner()) = fresh;
     body["token"] = json!(secret);
     Ok(json_response(StatusCode::CREATED, &body))
 }
@@ -484,12 +506,14 @@ async fn create_token(app: &App, caller: &Caller, req: Request<Incoming>) -> Res
 /// `DELETE /api/v1/tokens/{id}`: revokes a token at once (admins).
 fn revoke_token(app: &App, caller: &Caller, id: &str) -> Result<Response<Body>, ApiError> {
     admin_only(caller, "tokens")?;
-    let mut tokens = app.tokens.write().unwrap_or_else(|p| p.into_inner());
-    if id.len() < 12 || !tokens.iter().any(|t| t.id() == id) {
+    let _writing = app.token_writes.lock().unwrap_or_else(|p| p.into_inner());
+    let known = app.tokens.read().unwrap_or_else(|p| p.into_inner()).iter().any(|t| t.id() == id);
+    if id.len() < 12 || !known {
         return Err(ApiError::at(StatusCode::NOT_FOUND, "not_found", "id", format!("no token has the id \"{id}\"")));
     }
     let revoked = token::revoke(&app.inst, id).map_err(|e| ApiError::internal("revoking a token", e))?;
-    *tokens = token::load(app.inst.dir()).map_err(|e| ApiError::internal("reading the tokens", e))?;
+    let fresh = token::load(app.inst.dir()).map_err(|e| ApiError::internal("reading the tokens", e))?;
+    *app.tokens.write().unwrap_or_else(|p| p.into_inner()) = fresh;
     Ok(json_response(StatusCode::OK, &token_json(&revoked)))
 }
 
@@ -576,8 +600,8 @@ async fn deal_action(
         ));
     }
     let header = entities::if_match(&req)?;
-    let a: DealAction = json_body(req).await?;
-    let version = entities::version_named(header, a.version.map(serde_json::Value::from).as_ref())?;
+    let a: DealAction = action_body(req).await?;
+    let version = entities::version_named(header, a.version)?;
     let action = action.to_string();
     let caller = caller.clone();
     let done = app
@@ -624,11 +648,11 @@ async fn deal_action(
 
 /// `GET /api/v1/reports/NAME?param=value`: a report script's table, as JSON or (with
 /// `Accept: text/csv`) CSV. Reports read every deal: heads, admins and viewers run them.
-fn get_report(app: &App, caller: &Caller, name: &str, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+fn get_report(app: &App, caller: &Caller, name: &str, q: &str, wants_csv: bool) -> Result<Response<Body>, ApiError> {
     if caller.role == Role::Manager {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "reports are for heads, admins and viewers"));
     }
-    let params = query(req.uri().query().unwrap_or(""))?;
+    let params = query(q)?;
     let r = app.inst.store().read()?;
     let table = crmkit_rhai::report::run_report(&app.scripts, &r, name, &params).map_err(|e| {
         let status = if e.message.starts_with("there is no such report") {
@@ -638,7 +662,6 @@ fn get_report(app: &App, caller: &Caller, name: &str, req: &Request<Incoming>) -
         };
         ApiError::new(status, "report_failed", e.to_string())
     })?;
-    let wants_csv = req.headers().get("accept").and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("text/csv"));
     if !wants_csv {
         let body = serde_json::to_value(&table)
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
@@ -657,7 +680,8 @@ fn get_dossier(app: &App, caller: &Caller, id: &str) -> Result<Response<Body>, A
     let id: crmkit_core::id::PartnerId = parse_id("partner", id)?;
     let r = app.inst.store().read()?;
     entities::visible::<crmkit_core::model::Partner>(&r, caller, id.0)?;
-    let d = crmkit_core::dossier::dossier(&r, id, Default::default())?;
+    let mut d = crmkit_core::dossier::dossier(&r, id, Default::default())?;
+    access::scope_dossier(&r, caller, &mut d)?;
     Ok(json_response(StatusCode::OK, &serde_json::to_value(&d).expect("a dossier serializes")))
 }
 
@@ -694,6 +718,24 @@ fn get_deal_file(app: &App, caller: &Caller, id: &str, q: &str) -> Result<Respon
 
 /// The body of a request as JSON: at most [`MAX_BODY`] bytes, UTF-8.
 async fn body_json(req: Request<Incoming>) -> Result<serde_json::Value, ApiError> {
+    let bytes = read_body(req).await?;
+    // Not JSON at all is a bad request; JSON of the wrong shape is unprocessable.
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", format!("the body is not JSON: {e}")))
+}
+
+/// The body of an action (`move`, `complete`, …): JSON of type `T`, an empty body taken as
+/// `{}` (the version may come in If-Match alone).
+async fn action_body<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+    let bytes = read_body(req).await?;
+    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+    let value = serde_json::from_slice(text)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", format!("the body is not JSON: {e}")))?;
+    typed(value)
+}
+
+/// A request body whole: at most [`MAX_BODY`] bytes within [`BODY_TIMEOUT`].
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
     use http_body_util::BodyExt as _;
     if let Some(len) = req.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse::<usize>().ok()) {
         if len > MAX_BODY {
@@ -704,21 +746,20 @@ async fn body_json(req: Request<Incoming>) -> Result<serde_json::Value, ApiError
     let Ok(collected) = tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await else {
         return Err(too_slow());
     };
-    let bytes = match collected {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return Err(too_large()),
-        Err(e) => {
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("the body could not be read: {e}")))
-        }
-    };
-    // Not JSON at all is a bad request; JSON of the wrong shape is unprocessable.
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", format!("the body is not JSON: {e}")))
+    match collected {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("the body could not be read: {e}"))),
+    }
 }
 
 /// The body of a request as JSON of type `T` ([`body_json`]); errors name the field.
 async fn json_body<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
-    let value = body_json(req).await?;
+    typed(body_json(req).await?)
+}
+
+/// A JSON value as type `T`; errors name the field.
+fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
         let message = format!("the body: {}", e.inner());
@@ -780,7 +821,17 @@ impl Served {
         let import_engine = Arc::new(crate::script::engine_on(&inst, &scripts)?);
         let writer = writer::Writer::start(inst.clone(), engine);
         let tokens = std::sync::RwLock::new(tokens);
-        let app = App { inst, tokens, writer, scripts, import_engine, importing: tokio::sync::Mutex::new(()) };
+        let cursors = cursor::Cursors::load_or_create(inst.dir())?;
+        let app = App {
+            inst,
+            tokens,
+            token_writes: std::sync::Mutex::new(()),
+            writer,
+            scripts,
+            import_engine,
+            importing: Arc::default(),
+            cursors,
+        };
         let uploads = uploads_dir(&app);
         if uploads.exists() {
             std::fs::remove_dir_all(&uploads).with_context(|| format!("emptying {}", uploads.display()))?;

@@ -1,6 +1,6 @@
 //! Tasks as their executors see them: mine, overdue, and completing or cancelling one.
 
-use crmkit_core::id::{RawId, TaskId};
+use crmkit_core::id::TaskId;
 use crmkit_core::model::{Role, Task, TaskStatus};
 use crmkit_core::store::{Index, Reader};
 use hyper::body::Incoming;
@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::access::{Access, Caller};
 use super::entities::{self, page_limit};
-use super::{json_body, json_response, parse_id, query, ApiError, App, Body};
+use super::{json_response, parse_id, query, ApiError, App, Body};
 
 /// `GET /api/v1/tasks/mine?status=open|done|cancelled&after=&limit=`: the caller's tasks
 /// in one status (open by default), oldest first.
@@ -29,13 +29,13 @@ pub fn mine(app: &App, caller: &Caller, q: &str) -> Result<Response<Body>, ApiEr
             ))
         }
     };
-    let after = q.get("after").map(|a| parse_id::<RawId>("task", a)).transpose()?;
+    let after = entities::after(app, &q)?;
     let r = app.inst.store().read()?;
     let prefix = crmkit_core::model::task_executor_prefix(caller.user.id, status);
     let mut items: Vec<Task> = r.find(Index::TaskByExecutor, &prefix, after, limit + 1)?;
     let next = (items.len() > limit).then(|| {
         items.truncate(limit);
-        items.last().map(|t| t.id.to_string())
+        items.last().map(|t| app.cursors.seal(t.id.0))
     });
     Ok(json_response(StatusCode::OK, &json!({ "items": items, "next": next.flatten() })))
 }
@@ -99,18 +99,26 @@ pub async fn finish(
         }
     };
     let header = entities::if_match(&req)?;
-    let f: Finish = json_body(req).await?;
-    let version = entities::version_named(header, f.version.map(serde_json::Value::from).as_ref())?;
+    let f: Finish = super::action_body(req).await?;
+    let version = entities::version_named(header, f.version)?;
     let caller = caller.clone();
     let done = app
         .writer
         .write(Some(caller.user.id), move |engine, tx| {
-            entities::writable::<Task>(&*tx, &caller, id.0)?;
+            // Its executor finishes a task they can see, whatever the deal; someone else
+            // needs a role the process settings allow — the role the token acts in.
+            let task: Task = entities::visible(&*tx, &caller, id.0)?;
+            let others = &tx.settings().process.complete_others_tasks;
+            if task.executor != caller.user.id && !others.contains(&caller.role) {
+                return Err(crmkit_core::Error::Forbidden(format!(
+                    "task {id} is another user's; finishing it takes one of the roles in process.complete_others_tasks"
+                )));
+            }
             let t = match complete {
                 true => engine.complete_task(tx, id, version)?,
                 false => engine.cancel_task(tx, id, version)?,
             };
-            Ok(serde_json::to_value(&t).expect("entities serialize"))
+            Ok(entities::to_json(&t))
         })
         .await?;
     Ok(entities::entity_response(StatusCode::OK, &done))
