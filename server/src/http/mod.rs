@@ -408,6 +408,14 @@ mod tests {
     }
 
     #[test]
+    fn every_resource_of_the_table_is_served_by_the_entity_of_its_path() {
+        use entities::Resource as _;
+        for (name, _) in RESOURCES {
+            entities::with_resource!(*name, E => assert_eq!(E::PATH, *name));
+        }
+    }
+
+    #[test]
     fn requests_find_their_route_and_its_values() {
         let (t, v) = find_route(&Method::POST, "/api/v1/deals/01ABC/move").unwrap();
         assert_eq!((t, v), ("/api/v1/deals/{id}/{action}", vec!["01ABC", "move"]));
