@@ -492,7 +492,12 @@ struct Office {
 
 impl Office {
     fn new() -> Office {
-        let site = Site::new(|c| c);
+        Office::with_config(|c| c)
+    }
+
+    /// The office with its config text edited by `edit`.
+    fn with_config(edit: impl FnOnce(String) -> String) -> Office {
+        let site = Site::new(edit);
         let people = [
             ("boss", Role::Admin, None),
             ("head", Role::Head, Some("north")),
@@ -1211,7 +1216,24 @@ fn admins_issue_and_revoke_tokens_through_the_api_and_both_take_effect_at_once()
 
 #[test]
 fn a_managed_deal_moves_through_the_api_as_its_tasks_are_completed() {
-    let office = Office::new();
+    // A consultant's guard on the tender: the bid goes out only with a quote.
+    let office = Office::with_config(|c| {
+        c + "\n[[hooks]]\npoint = \"deal.before_transition\"\nhandler = \"stages/bid.rhai::bid_needs_a_quote\"\nkinds = [\"tender\"]\n"
+    });
+    std::fs::write(
+        office.site.dir.join("scripts/stages/bid.rhai"),
+        r#"
+fn bid_needs_a_quote(ctx) {
+    let t = ctx.transition;
+    if t == () || t.from_stage != "bid" { return true; }
+    for doc in documents(ctx.after) {
+        if doc.kind == "quote" { return true; }
+    }
+    #{ reject: "the bid goes out with a quote: add it first", field: "documents" }
+}
+"#,
+    )
+    .unwrap();
     let p = office.site.partner("Заказчик", PartnerRole::Client);
     let server = Served::start(&office.site);
     let (north, head) = (office.token("north"), office.token("head"));
@@ -1254,6 +1276,19 @@ fn a_managed_deal_moves_through_the_api_as_its_tasks_are_completed() {
         (t["title"].as_str(), t["executor"].as_str()),
         (Some("Submit the bid on the tender platform"), Some(office.north.to_string().as_str()))
     );
+    // The guard refuses the step the completed task would make, and nothing is written.
+    let refused = complete(north, &t);
+    assert_eq!(
+        (refused.status, refused.json()["code"].as_str(), refused.json()["field"].as_str()),
+        (422, Some("rejected"), Some("documents")),
+        "{}",
+        refused.json()
+    );
+    assert_eq!((stage()["stage"].as_str(), open_task(north)["id"].as_str()), (Some("bid"), t["id"].as_str()));
+    let quote = format!(
+        r#"{{"kind":"quote","number":"Т-1","date":"2026-03-01","partner":"{p}","deal":"{id}","amount":{{"amount":"900000","currency":"RUB"}},"state":"issued"}}"#
+    );
+    assert_eq!(server.send("POST", "/api/v1/documents", north, quote.as_bytes()).0, 201);
     assert_eq!(complete(north, &t).status, 200);
     assert_eq!(stage()["stage"], "award");
     let (status, file) = server.request("GET", &format!("/api/v1/deals/{id}/file?kinds=step"), Some(head));
