@@ -1124,6 +1124,9 @@ fn an_import_upload_answers_the_per_row_report_and_an_atomic_one_writes_all_or_n
         Some(b"a\n1\n"),
     );
     assert_eq!(a.status, 403);
+    // An atomic run holds the one write transaction throughout: over the API it is kept small.
+    let head = format!("POST /api/v1/import/partners?atomic HTTP/1.1\r\nHost: crmkit\r\nAuthorization: Bearer {boss}\r\nContent-Type: text/csv\r\nContent-Length: {}\r\n\r\n", 17 << 20);
+    assert_eq!(upload_raw(&server.addr, &head, &[], true), Some(413));
     let (_, list) = server.request("GET", "/api/v1/partners", Some(boss));
     assert_eq!(list["items"].as_array().unwrap().len(), 2);
     server.stop();

@@ -11,6 +11,10 @@ use super::{json_response, query, ApiError, App, Body};
 
 /// The largest file an import takes.
 const MAX_IMPORT: u64 = 512 << 20;
+/// The largest file an atomic or dry-run import takes: it holds the one write transaction
+/// from its first row to its last, and the API's writes wait meanwhile (batches of a plain
+/// import let them in between).
+const MAX_HELD_IMPORT: u64 = 16 << 20;
 
 /// Whether a query flag is on: present with no value, `true` or `1`.
 fn flag(q: &std::collections::BTreeMap<String, String>, name: &str) -> Result<bool, ApiError> {
@@ -69,7 +73,11 @@ pub async fn upload(
     let running = app.importing.clone().try_lock_owned().map_err(|_| {
         ApiError::new(StatusCode::CONFLICT, "busy", "another import is running; try again when it has finished")
     })?;
-    let file = super::files::spool(app, req, MAX_IMPORT, "the import limit").await?;
+    let (max, limit) = match opts.atomic || opts.dry_run {
+        true => (MAX_HELD_IMPORT, "the limit of an atomic or dry-run import over the API; use crmkit import for more"),
+        false => (MAX_IMPORT, "the import limit"),
+    };
+    let file = super::files::spool(app, req, max, limit).await?;
     let file = file.reopen().map_err(|e| ApiError::internal("an import's temporary file", e))?;
     let dry_run = opts.dry_run;
     let inst = app.inst.clone();
