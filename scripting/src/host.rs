@@ -66,11 +66,17 @@ struct Budget {
 
 thread_local! {
     static BUDGET: Cell<Budget> = const { Cell::new(Budget { deadline: None, max_operations: u64::MAX, timeout_ms: 0 }) };
+    /// Operations of the call on this thread so far. Counted here rather than taken from the
+    /// engine: a function pointer called back from native code (`each_deal(|d| …)`) runs on a
+    /// copy of the engine's state whose count starts over each time, and a report calling back
+    /// a million times must still meet its limits.
+    static TICKS: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Why a call was stopped, as the progress callback tells the engine.
 const OUT_OF_TIME: &str = "time";
 const OUT_OF_OPERATIONS: &str = "operations";
+const STOPPING: &str = "stopping";
 
 struct Compiled {
     ast: Arc<AST>,
@@ -105,6 +111,8 @@ pub struct ScriptHost {
     watch: Option<std::time::Duration>,
     /// When files were last looked at.
     looked: std::sync::Mutex<Option<Instant>>,
+    /// Set when the program stops: running calls end at their next operation.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl fmt::Debug for ScriptHost {
@@ -199,7 +207,16 @@ impl ScriptHost {
         engine.on_debug(|s, source, pos| {
             tracing::debug!(target: "crmkit::script", script = source.unwrap_or("?"), line = pos.line().unwrap_or(0), "{s}")
         });
-        engine.on_progress(|ops| {
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = stopping.clone();
+        engine.on_progress(move |_| {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return Some(STOPPING.into());
+            }
+            let ops = TICKS.with(|t| {
+                t.set(t.get() + 1);
+                t.get()
+            });
             let b = BUDGET.with(Cell::get);
             if ops > b.max_operations {
                 return Some(OUT_OF_OPERATIONS.into());
@@ -222,6 +239,7 @@ impl ScriptHost {
             modules,
             watch: None,
             looked: std::sync::Mutex::new(None),
+            stopping,
         }
     }
 
@@ -245,6 +263,12 @@ impl ScriptHost {
         for e in self.reload_changed() {
             tracing::warn!(target: "crmkit::script", "{e}; the last version that compiled stays in use");
         }
+    }
+
+    /// Ends the calls running now at their next operation, and every call after (a program
+    /// that stops does not wait out a long report).
+    pub fn stop_all(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The limits the host was made with.
@@ -460,9 +484,11 @@ impl ScriptHost {
             timeout_ms,
         };
         let outer = BUDGET.with(|b| b.replace(budget));
+        let outer_ticks = TICKS.with(|t| t.replace(0));
         let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
         let result = self.engine.call_fn_with_options::<Dynamic>(options, &mut Scope::new(), ast, function, args);
         BUDGET.with(|b| b.set(outer));
+        TICKS.with(|t| t.set(outer_ticks));
         result.map_err(|e| call_error(file, function, *e, budget))
     }
 }
@@ -492,6 +518,9 @@ fn call_error(file: &str, function: &str, e: EvalAltResult, budget: Budget) -> S
             "stopped after {} operations, the limit (scripting.max_operations or the binding's max_operations)",
             budget.max_operations
         ),
+        EvalAltResult::ErrorTerminated(why, _) if why.to_string() == STOPPING => {
+            "stopped: the program is shutting down".to_string()
+        }
         EvalAltResult::ErrorStackOverflow(_) => {
             "calls nested too deep (scripting.max_call_depth): runaway recursion?".to_string()
         }

@@ -1513,3 +1513,33 @@ fn nothing_points_into_anothers_scope_and_nothing_tells_which_ids_exist() {
     assert_eq!((a.status, a.json()["field"].as_str()), (400, Some("version")));
     server.stop();
 }
+
+#[test]
+fn a_stopping_server_does_not_wait_out_a_long_report() {
+    let office = Office::new();
+    std::fs::write(
+        office.site.dir.join("scripts/reports/forever.rhai"),
+        "fn report(p) { let n = 0; loop { n += 1; } }",
+    )
+    .unwrap();
+    let server = Served::start(&office.site);
+    let boss = office.token("boss").to_string();
+    let addr = server.addr.clone();
+    let asked = std::thread::spawn(move || {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(s, "GET /api/v1/reports/forever HTTP/1.1\r\nHost: crmkit\r\nAuthorization: Bearer {boss}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        raw
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    let said = server.stop();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "the stop waited {:?}", started.elapsed());
+    assert!(said.contains("stopped; the database is closed"), "{said}");
+    let raw = asked.join().unwrap();
+    let answer = String::from_utf8_lossy(&raw);
+    assert!(answer.is_empty() || answer.contains("shutting down"), "{answer}");
+    ok(&["check", office.site.dir()]);
+}

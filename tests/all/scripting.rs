@@ -448,6 +448,29 @@ fn shipped_reports_add_up_to_the_deals_they_read() {
 }
 
 #[test]
+fn a_report_calling_back_for_every_deal_still_meets_its_limits() {
+    use crmkit_rhai::report::run_report;
+    let (_tmp, inst, _) = crate::demo::company();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("reports")).unwrap();
+    // A few operations per deal: no single callback comes near the limit, all of them do.
+    std::fs::write(
+        dir.path().join("reports/count.rhai"),
+        "fn report(p) { let n = 0; each_deal(|d| { n += 1; true }); #{ columns: [#{ name: \"n\", type: \"int\" }], rows: [[n]] } }",
+    )
+    .unwrap();
+    let snap = inst.store().read().unwrap();
+    let deals = snap.list::<Deal>(None, usize::MAX).unwrap().len();
+    let roomy = ScriptHost::new(dir.path(), &Default::default());
+    let t = run_report(&roomy, &snap, "count", &Default::default()).unwrap();
+    assert_eq!(t.rows[0][0].as_u64(), Some(deals as u64));
+    let limits = crmkit_core::process::ScriptSettings { report_max_operations: 2 * deals as u64, ..Default::default() };
+    let tight = ScriptHost::new(dir.path(), &limits);
+    let e = run_report(&tight, &snap, "count", &Default::default()).unwrap_err();
+    assert!(e.to_string().contains("operations"), "{e}");
+}
+
+#[test]
 fn a_report_that_returns_the_wrong_shape_says_so() {
     use crmkit_rhai::report::run_report;
     let dir = tempfile::tempdir().unwrap();

@@ -35,6 +35,9 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests may take to finish on shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// How long scripts still running on shutdown (a long report) may go on before they are
+/// ended.
+const SCRIPT_GRACE: Duration = Duration::from_secs(2);
 
 /// What every request handler shares.
 struct App {
@@ -849,8 +852,8 @@ impl Served {
     }
 
     /// Serves connections from `listener` until `stop` completes, then lets requests in
-    /// flight finish and stops the writer.
-    pub async fn run(self, listener: TcpListener, stop: impl std::future::Future<Output = ()>) {
+    /// flight finish and stops the writer; whether everything let go of the store.
+    pub async fn run(self, listener: TcpListener, stop: impl std::future::Future<Output = ()>) -> bool {
         let app = self.app;
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let graceful = GracefulShutdown::new();
@@ -884,14 +887,39 @@ impl Served {
                 drop(permit);
             });
         }
+        // Requests in flight finish; scripts still running after a moment (a long report)
+        // are ended, so that their requests answer at once.
+        let finished = graceful.shutdown();
+        tokio::pin!(finished);
         tokio::select! {
-            _ = graceful.shutdown() => {}
-            _ = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("requests still running after {SHUTDOWN_GRACE:?}; stopping"),
+            _ = &mut finished => {}
+            _ = tokio::time::sleep(SCRIPT_GRACE) => {
+                app.scripts.stop_all();
+                tokio::select! {
+                    _ = finished => {}
+                    _ = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("requests still running after {SHUTDOWN_GRACE:?}; stopping"),
+                }
+            }
         }
-        // The writer finishes what it was given, commits, and lets go of the store.
-        match Arc::try_unwrap(app) {
-            Ok(app) => app.writer.stop(),
-            Err(_) => tracing::warn!("connections still hold the app; the writer stops with the process"),
+        // The reads holding the app finish; then the writer finishes what it was given,
+        // commits, and lets go of the store.
+        let mut app = app;
+        let waited = std::time::Instant::now();
+        loop {
+            match Arc::try_unwrap(app) {
+                Ok(app) => {
+                    app.writer.stop();
+                    return true;
+                }
+                Err(still) if waited.elapsed() < SHUTDOWN_GRACE => {
+                    app = still;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(_) => {
+                    tracing::warn!("reads still hold the store after {SHUTDOWN_GRACE:?}; it closes with the process");
+                    return false;
+                }
+            }
         }
     }
 }
@@ -908,7 +936,7 @@ pub fn serve_then(dir: &Path, addr: &str, listening: impl FnOnce(&str)) -> Resul
     let tokens = token::load(dir)?;
     let (engine, scripts) = crate::script::engine_and_scripts(&inst)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-    runtime.block_on(async move {
+    let closed = runtime.block_on(async move {
         let listener = TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
         let local: SocketAddr = listener.local_addr()?;
         say!("listening on http://{local}");
@@ -921,8 +949,13 @@ pub fn serve_then(dir: &Path, addr: &str, listening: impl FnOnce(&str)) -> Resul
             }
             say!("shutting down: finishing requests in flight");
         };
-        Served::new(inst, tokens, engine, scripts)?.run(listener, stop).await;
-        say!("stopped; the database is closed");
-        Ok(())
-    })
+        anyhow::Ok(Served::new(inst, tokens, engine, scripts)?.run(listener, stop).await)
+    })?;
+    // Work still on the blocking pool is not waited for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match closed {
+        true => say!("stopped; the database is closed"),
+        false => say!("stopped; reads were still running, so the database was not closed cleanly"),
+    }
+    Ok(())
 }
