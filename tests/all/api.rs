@@ -1543,3 +1543,48 @@ fn a_stopping_server_does_not_wait_out_a_long_report() {
     assert!(answer.is_empty() || answer.contains("shutting down"), "{answer}");
     ok(&["check", office.site.dir()]);
 }
+
+#[test]
+fn a_heads_report_reads_the_deals_of_their_department_only() {
+    let office = Office::new();
+    let all = two_of_everything(&office);
+    std::fs::write(
+        office.site.dir.join("scripts/reports/deals_by_manager.rhai"),
+        r#"
+fn report(p) {
+    let counts = #{};
+    each_deal(|d| {
+        let login = user(d.manager).login;
+        if !counts.contains(login) { counts[login] = 0; }
+        counts[login] += 1;
+        true
+    });
+    let rows = [];
+    for k in counts.keys() { rows.push([k, counts[k]]); }
+    rows.sort(|a, b| if a[0] < b[0] { -1 } else if a[0] > b[0] { 1 } else { 0 });
+    #{ columns: [#{ name: "manager", type: "text" }, #{ name: "deals", type: "int" }], rows: rows }
+}
+"#,
+    )
+    .unwrap();
+    let (_, _, south_deal, _) = all.iter().find(|(p, ..)| *p == "deals").unwrap().clone();
+    let server = Served::start(&office.site);
+    let rows = |login: &str| {
+        server.request("GET", "/api/v1/reports/deals_by_manager", Some(office.token(login))).1["rows"].clone()
+    };
+    assert_eq!(rows("boss"), serde_json::json!([["north", 1], ["south", 1]]));
+    assert_eq!(rows("watcher"), serde_json::json!([["north", 1], ["south", 1]]));
+    assert_eq!(rows("head"), serde_json::json!([["north", 1]]));
+    assert_eq!(server.request("GET", "/api/v1/reports/deals_by_manager", Some(office.token("north"))).0, 403);
+    // Nor does a head's report reach another department's deal by its id.
+    std::fs::write(
+        office.site.dir.join("scripts/reports/one_deal.rhai"),
+        format!(r#"fn report(p) {{ let d = deal("{south_deal}"); #{{ columns: [#{{ name: "found", type: "int" }}], rows: [[if d == () {{ 0 }} else {{ 1 }}]] }} }}"#),
+    )
+    .unwrap();
+    let found = |login: &str| {
+        server.request("GET", "/api/v1/reports/one_deal", Some(office.token(login))).1["rows"][0][0].clone()
+    };
+    assert_eq!((found("boss"), found("head")), (serde_json::json!(1), serde_json::json!(0)));
+    server.stop();
+}

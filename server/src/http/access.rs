@@ -264,3 +264,92 @@ pub fn scope_dossier(r: &impl Reader, caller: &Caller, d: &mut crmkit_core::doss
     }
     Ok(())
 }
+
+/// The store as a head's report sees it: the deals of their department (and what hangs off
+/// them) and nothing of other departments'; partners and users as everyone reads them.
+pub struct DepartmentView<'a, R: Reader> {
+    r: &'a R,
+    /// The users whose deals the head covers.
+    covered: std::collections::BTreeSet<UserId>,
+}
+
+impl<'a, R: Reader> DepartmentView<'a, R> {
+    /// The view of `caller`'s department over `r`.
+    pub fn new(r: &'a R, caller: &Caller) -> Result<DepartmentView<'a, R>> {
+        let mut covered = std::collections::BTreeSet::from([caller.user.id]);
+        if caller.user.department.is_some() {
+            r.for_each::<User>(|u| {
+                if u.department == caller.user.department {
+                    covered.insert(u.id);
+                }
+                true
+            })?;
+        }
+        Ok(DepartmentView { r, covered })
+    }
+
+    fn sees(&self, deal: &Deal) -> bool {
+        self.covered.contains(&deal.manager)
+    }
+
+    fn sees_id(&self, id: DealId) -> Result<bool> {
+        Ok(self.r.get_shared::<Deal>(id)?.is_some_and(|d| self.sees(&d)))
+    }
+}
+
+impl<R: Reader> crmkit_core::process::View for DepartmentView<'_, R> {
+    fn partner(&self, id: PartnerId) -> Result<Option<Partner>> {
+        self.r.get(id)
+    }
+    fn deal(&self, id: DealId) -> Result<Option<Deal>> {
+        Ok(self.r.get::<Deal>(id)?.filter(|d| self.sees(d)))
+    }
+    fn user(&self, id: UserId) -> Result<Option<User>> {
+        self.r.get(id)
+    }
+    fn deals_of(&self, partner: PartnerId) -> Result<Vec<Deal>> {
+        Ok(crmkit_core::process::View::deals_of(self.r, partner)?.into_iter().filter(|d| self.sees(d)).collect())
+    }
+    fn history(&self, deal: DealId) -> Result<Vec<crmkit_core::model::StageChange>> {
+        if !self.sees_id(deal)? {
+            return Ok(Vec::new());
+        }
+        self.r.stage_history(deal)
+    }
+    fn interactions(&self, deal: DealId) -> Result<Vec<Interaction>> {
+        if !self.sees_id(deal)? {
+            return Ok(Vec::new());
+        }
+        crmkit_core::process::View::interactions(self.r, deal)
+    }
+    fn documents(&self, deal: DealId) -> Result<Vec<Document>> {
+        if !self.sees_id(deal)? {
+            return Ok(Vec::new());
+        }
+        crmkit_core::process::View::documents(self.r, deal)
+    }
+    fn users_with_role(&self, role: Role) -> Result<Vec<User>> {
+        crmkit_core::process::View::users_with_role(self.r, role)
+    }
+    fn open_tasks(&self, user: UserId) -> Result<usize> {
+        crmkit_core::process::View::open_tasks(self.r, user)
+    }
+    fn user_with_login(&self, login: &str) -> Result<Option<User>> {
+        self.r.user_by_login(login)
+    }
+    fn each_deal(&self, f: &mut dyn FnMut(&Deal) -> bool) -> Result<()> {
+        crmkit_core::process::View::each_deal(self.r, &mut |d| !self.sees(d) || f(d))
+    }
+    fn deals_page(&self, after: Option<DealId>, limit: usize) -> Result<Vec<Deal>> {
+        let mut out = Vec::new();
+        let mut cursor = after;
+        while out.len() < limit {
+            let page = self.r.list::<Deal>(cursor, 500)?;
+            let Some(last) = page.last() else { break };
+            cursor = Some(last.id);
+            out.extend(page.into_iter().filter(|d| self.sees(d)));
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+}

@@ -658,14 +658,24 @@ async fn deal_action(
 }
 
 /// `GET /api/v1/reports/NAME?param=value`: a report script's table, as JSON or (with
-/// `Accept: text/csv`) CSV. Reports read every deal: heads, admins and viewers run them.
+/// `Accept: text/csv`) CSV. Admins and viewers report over every deal, heads over the deals of
+/// their department; managers do not run reports.
 fn get_report(app: &App, caller: &Caller, name: &str, q: &str, wants_csv: bool) -> Result<Response<Body>, ApiError> {
     if caller.role == Role::Manager {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "reports are for heads, admins and viewers"));
     }
     let params = query(q)?;
     let r = app.inst.store().read()?;
-    let table = crmkit_rhai::report::run_report(&app.scripts, &r, name, &params).map_err(|e| {
+    // A head's report reads the deals of their department only.
+    let department;
+    let view: &dyn crmkit_core::process::View = match caller.role {
+        Role::Head => {
+            department = access::DepartmentView::new(&r, caller)?;
+            &department
+        }
+        _ => &r,
+    };
+    let table = crmkit_rhai::report::run_report(&app.scripts, view, name, &params).map_err(|e| {
         let status = if e.message.starts_with("there is no such report") {
             StatusCode::NOT_FOUND
         } else {
