@@ -340,7 +340,13 @@ pub fn list<E: Resource>(app: &App, caller: &Caller, q: &str) -> Result<Response
             .map_err(|m| ApiError::at(StatusCode::BAD_REQUEST, "bad_query", name, format!("{name} \"{value}\" {m}")))?;
         wanted.push(IndexEntry { index: f.index, prefix });
     }
-    let walk = wanted.first().cloned().or_else(|| E::scope_index(caller));
+    // The index walked: a filter's, unless it is a value shared by many (a status, a stage)
+    // and the caller's scope has an index of its own (a manager's deals), which is smaller.
+    let walk = match (wanted.first(), E::scope_index(caller)) {
+        (Some(w), Some(scope)) if w.index.target() == crmkit_core::store::Target::Value => Some(scope),
+        (Some(w), _) => Some(w.clone()),
+        (None, scope) => scope,
+    };
     let r = app.inst.store().read()?;
     let mut items: Vec<E> = Vec::new();
     let mut cursor = after;
