@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde_json::json;
 
-use super::access::{Access, Caller};
+use super::access::Caller;
 use super::entities::{self, page_limit};
 use super::{json_response, parse_id, query, ApiError, App, Body};
 
@@ -47,22 +47,28 @@ pub fn overdue(app: &App, caller: &Caller, q: &str) -> Result<Response<Body>, Ap
     let limit = page_limit(&q)?;
     let r = app.inst.store().read()?;
     let now = app.inst.store().clock().now();
-    let mut items: Vec<Task> = if caller.role == Role::Manager {
-        let mut own: Vec<Task> = r
-            .tasks_of(caller.user.id, TaskStatus::Open, usize::MAX)?
-            .into_iter()
-            .filter(|t| t.is_overdue(now))
-            .collect();
-        own.sort_by_key(|t| (t.due, t.id));
-        own
-    } else {
-        let mut seen = Vec::new();
-        for t in r.overdue_tasks(now, 20 * limit)? {
-            if caller.may(&r, Access::Read, &t)? {
-                seen.push(t);
+    // Everyone's for admins and viewers; otherwise the open tasks of the people the caller
+    // covers (themselves, or their department), the overdue ones.
+    let mut items: Vec<Task> = match caller.role {
+        Role::Admin | Role::Viewer => r.overdue_tasks(now, limit)?,
+        Role::Manager | Role::Head => {
+            let mut people = vec![caller.user.id];
+            if caller.role == Role::Head && caller.user.department.is_some() {
+                r.for_each::<crmkit_core::model::User>(|u| {
+                    if u.department == caller.user.department && u.id != caller.user.id {
+                        people.push(u.id);
+                    }
+                    true
+                })?;
             }
+            let mut overdue = Vec::new();
+            for who in people {
+                let open = r.tasks_of(who, TaskStatus::Open, usize::MAX)?;
+                overdue.extend(open.into_iter().filter(|t| t.is_overdue(now)));
+            }
+            overdue.sort_by_key(|t| (t.due, t.id));
+            overdue
         }
-        seen
     };
     items.truncate(limit);
     Ok(json_response(StatusCode::OK, &json!({ "items": items })))
