@@ -62,10 +62,12 @@ struct Budget {
     deadline: Option<Instant>,
     max_operations: u64,
     timeout_ms: u64,
+    /// Whether the call ends when the program stops (a report).
+    stoppable: bool,
 }
 
 thread_local! {
-    static BUDGET: Cell<Budget> = const { Cell::new(Budget { deadline: None, max_operations: u64::MAX, timeout_ms: 0 }) };
+    static BUDGET: Cell<Budget> = const { Cell::new(Budget { deadline: None, max_operations: u64::MAX, timeout_ms: 0, stoppable: false }) };
     /// Operations of the call on this thread so far. Counted here rather than taken from the
     /// engine: a function pointer called back from native code (`each_deal(|d| …)`) runs on a
     /// copy of the engine's state whose count starts over each time, and a report calling back
@@ -210,14 +212,14 @@ impl ScriptHost {
         let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stop = stopping.clone();
         engine.on_progress(move |_| {
-            if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                return Some(STOPPING.into());
-            }
             let ops = TICKS.with(|t| {
                 t.set(t.get() + 1);
                 t.get()
             });
             let b = BUDGET.with(Cell::get);
+            if b.stoppable && stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return Some(STOPPING.into());
+            }
             if ops > b.max_operations {
                 return Some(OUT_OF_OPERATIONS.into());
             }
@@ -265,9 +267,9 @@ impl ScriptHost {
         }
     }
 
-    /// Ends the calls running now at their next operation, and every call after (a program
-    /// that stops does not wait out a long report).
-    pub fn stop_all(&self) {
+    /// Ends the reports running now at their next operation, and every report after (a
+    /// program that stops does not wait out a long report). Hook calls are not affected.
+    pub fn stop_reports(&self) {
         self.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
@@ -426,16 +428,40 @@ impl ScriptHost {
         args: Vec<Dynamic>,
         limits: CallLimits,
     ) -> Result<Dynamic, ScriptError> {
+        self.call_on(view, file, function, args, limits, false)
+    }
+
+    /// [`ScriptHost::call_with`] for a report: ended by [`ScriptHost::stop_reports`].
+    pub fn call_report(
+        &self,
+        view: &dyn View,
+        file: &str,
+        function: &str,
+        args: Vec<Dynamic>,
+        limits: CallLimits,
+    ) -> Result<Dynamic, ScriptError> {
+        self.call_on(view, file, function, args, limits, true)
+    }
+
+    fn call_on(
+        &self,
+        view: &dyn View,
+        file: &str,
+        function: &str,
+        args: Vec<Dynamic>,
+        limits: CallLimits,
+        stoppable: bool,
+    ) -> Result<Dynamic, ScriptError> {
         let (ast, reads_store) = self.compiled(file)?;
         if !reads_store {
-            return self.run(file, &ast, function, args, limits);
+            return self.run(file, &ast, function, args, limits, stoppable);
         }
         std::thread::scope(|scope| {
             let (ask, asked) = std::sync::mpsc::channel::<crate::api::Ask>();
             let (reply, replies) = std::sync::mpsc::channel::<crate::api::Reply>();
             let script = scope.spawn(move || {
                 crate::api::connect(Some((ask, replies)));
-                let result = self.run(file, &ast, function, args, limits);
+                let result = self.run(file, &ast, function, args, limits, stoppable);
                 crate::api::connect(None);
                 result
             });
@@ -466,7 +492,7 @@ impl ScriptHost {
         limits: CallLimits,
     ) -> Result<Dynamic, ScriptError> {
         let ast = self.script(file)?;
-        self.run(file, &ast, function, args, limits)
+        self.run(file, &ast, function, args, limits, false)
     }
 
     fn run(
@@ -476,12 +502,14 @@ impl ScriptHost {
         function: &str,
         args: Vec<Dynamic>,
         limits: CallLimits,
+        stoppable: bool,
     ) -> Result<Dynamic, ScriptError> {
         let timeout_ms = limits.timeout_ms.unwrap_or(self.limits.timeout_ms);
         let budget = Budget {
             deadline: Some(Instant::now() + std::time::Duration::from_millis(timeout_ms)),
             max_operations: limits.max_operations.unwrap_or(self.limits.max_operations),
             timeout_ms,
+            stoppable,
         };
         let outer = BUDGET.with(|b| b.replace(budget));
         let outer_ticks = TICKS.with(|t| t.replace(0));

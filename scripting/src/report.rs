@@ -88,7 +88,7 @@ pub fn run_report(
         timeout_ms: Some(host.limits().report_timeout_ms),
         max_operations: Some(host.limits().report_max_operations),
     };
-    let out = host.call_with(view, &file, "report", vec![args.into()], limits)?;
+    let out = host.call_report(view, &file, "report", vec![args.into()], limits)?;
     table(out).map_err(|m| ScriptError { file, line: None, column: None, function: Some("report".into()), message: m })
 }
 

@@ -1426,36 +1426,43 @@ fn nothing_points_into_anothers_scope_and_nothing_tells_which_ids_exist() {
         e
     };
     let note = |partner: &str, deal: &str| {
-        format!(r#"{{"kind":"note","at":"2026-03-02T10:00:00Z","partner":"{partner}","deal":"{deal}"}}"#)
+        format!(
+            r#"{{"kind":"note","at":"2026-03-02T10:00:00Z","subject":"Заметка","partner":"{partner}","deal":"{deal}"}}"#
+        )
     };
     let hidden = refused("POST", "/api/v1/interactions", note(&p_north, &d_south));
     let absent = refused("POST", "/api/v1/interactions", note(&p_north, nowhere));
-    assert_eq!(hidden["field"], absent["field"]);
+    assert_eq!((hidden["field"].as_str(), absent["field"].as_str()), (Some("deal"), Some("deal")), "{hidden} {absent}");
     assert_eq!(
         hidden["message"].as_str().unwrap().replace(&d_south, "ID"),
         absent["message"].as_str().unwrap().replace(nowhere, "ID")
     );
-    refused("POST", "/api/v1/interactions", note(&p_south, &d_south));
-    refused("POST", "/api/v1/tasks", format!(r#"{{"title":"x","deal":"{d_south}"}}"#));
+    assert_eq!(refused("POST", "/api/v1/interactions", note(&p_south, &d_south))["field"], "partner");
+    assert_eq!(refused("POST", "/api/v1/tasks", format!(r#"{{"title":"x","deal":"{d_south}"}}"#))["field"], "deal");
     let doc = format!(
         r#"{{"kind":"quote","number":"1","date":"2026-03-01","partner":"{p_south}","amount":{{"amount":"1","currency":"RUB"}},"state":"draft"}}"#
     );
-    refused("POST", "/api/v1/documents", doc);
-    refused("POST", "/api/v1/contacts", format!(r#"{{"partner":"{p_south}","name":"Шпион"}}"#));
+    assert_eq!(refused("POST", "/api/v1/documents", doc)["field"], "partner");
+    let contact = format!(r#"{{"partner":"{p_south}","name":"Шпион"}}"#);
+    assert_eq!(refused("POST", "/api/v1/contacts", contact)["field"], "partner");
     let (status, e) = server.send(
         "POST",
         "/api/v1/interactions",
         north,
-        format!(r#"{{"kind":"note","at":"2026-03-02T10:00:00Z","partner":"{p_north}","author":"{}"}}"#, office.south)
-            .as_bytes(),
+        format!(
+            r#"{{"kind":"note","at":"2026-03-02T10:00:00Z","subject":"Заметка","partner":"{p_north}","author":"{}"}}"#,
+            office.south
+        )
+        .as_bytes(),
     );
     assert_eq!((status, e["field"].as_str()), (422, Some("author")), "{e}");
     let own_note = id("interactions", true);
-    refused(
+    let moved = refused(
         "PATCH",
         &format!("/api/v1/interactions/{own_note}"),
         format!(r#"{{"version":1,"deal":"{d_south}","partner":"{p_south}"}}"#),
     );
+    assert!(["deal", "partner"].contains(&moved["field"].as_str().unwrap()), "{moved}");
     // Lists: cursors are sealed; a raw id is not one.
     let (_, page) = server.request("GET", "/api/v1/deals?limit=1", Some(office.token("boss")));
     let next = page["next"].as_str().unwrap();
@@ -1587,4 +1594,76 @@ fn report(p) {
     };
     assert_eq!((found("boss"), found("head")), (serde_json::json!(1), serde_json::json!(0)));
     server.stop();
+}
+
+#[test]
+fn custom_references_competitors_methods_and_roles_are_held_to_the_same_rules() {
+    let office = Office::with_config(|c| {
+        c + "\n[[custom_fields.interaction]]\nname = \"about\"\nlabel = \"About the deal\"\ntype = \"reference\"\ntarget = \"deal\"\n"
+    });
+    let all = two_of_everything(&office);
+    let id = |path: &str, north: bool| -> String {
+        let (_, n, s, _) = all.iter().find(|(p, ..)| *p == path).unwrap();
+        if north {
+            n.clone()
+        } else {
+            s.clone()
+        }
+    };
+    let (p_north, d_north, d_south, p_south) =
+        (id("partners", true), id("deals", true), id("deals", false), id("partners", false));
+    // A user who is a manager and a head, with a token for each role.
+    let lead = office.site.with(|inst| {
+        inst.store()
+            .transact(None, |tx| {
+                let mut u = User::new("lead", "LEAD", Role::Manager);
+                u.roles.push(Role::Head);
+                u.department = Some("north".into());
+                Ok(tx.create(u)?.id)
+            })
+            .unwrap()
+    });
+    let lead_deal = office.site.deal(p_north.parse().unwrap(), lead, 300);
+    let as_manager =
+        ok(&["token", "create", office.site.dir(), "--user", "lead", "--role", "manager"]).trim().to_string();
+    let as_head = ok(&["token", "create", office.site.dir(), "--user", "lead", "--role", "head"]).trim().to_string();
+    let server = Served::start(&office.site);
+    let north = office.token("north");
+    // A custom reference into another's deal reads like one to nothing.
+    let note = |about: &str| {
+        format!(
+            r#"{{"kind":"note","at":"2026-03-02T10:00:00Z","subject":"Заметка","partner":"{p_north}","custom":{{"about":{{"ref":"{about}"}}}}}}"#
+        )
+    };
+    let (status, e) = server.send("POST", "/api/v1/interactions", north, note(&d_south).as_bytes());
+    assert_eq!((status, e["field"].as_str()), (422, Some("custom.about")), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("does not exist"), "{e}");
+    assert_eq!(server.send("POST", "/api/v1/interactions", north, note(&d_north).as_bytes()).0, 201);
+    // So does a competitor from another scope; a shared one is named freely.
+    let lose =
+        |competitor: &str| format!(r#"{{"version":1,"reason":"competitor_product","competitor":"{competitor}"}}"#);
+    let (status, e) = server.send("POST", &format!("/api/v1/deals/{d_north}/lose"), north, lose(&p_south).as_bytes());
+    assert_eq!((status, e["field"].as_str()), (422, Some("competitor")), "{e}");
+    assert!(!e["message"].as_str().unwrap().contains("Клиент"), "{e}");
+    let (_, links) = server.request("GET", &format!("/api/v1/partner-links?partner={p_north}"), Some(north));
+    let shared = links["items"][0]["to"].as_str().unwrap().to_string();
+    let (status, lost) = server.send("POST", &format!("/api/v1/deals/{d_north}/lose"), north, lose(&shared).as_bytes());
+    assert_eq!((status, lost["competitor"].as_str()), (200, Some(shared.as_str())), "{lost}");
+    // Methods are what HTTP says they are: `get` is not GET, and nothing breaks.
+    let (status, e) = server.request("get", "/api/v1/me", Some(north));
+    assert_eq!((status, e["code"].as_str()), (404, Some("no_route")));
+    assert_eq!(server.request("GET", "/api/v1/me", Some(north)).0, 200);
+    // A token acts in its role only: as a manager the user may not reopen; as a head, may.
+    let lose_own = r#"{"version":1,"reason":"price"}"#;
+    assert_eq!(
+        server.send("POST", &format!("/api/v1/deals/{lead_deal}/lose"), &as_manager, lose_own.as_bytes()).0,
+        200
+    );
+    let (status, e) =
+        server.send("POST", &format!("/api/v1/deals/{lead_deal}/reopen"), &as_manager, br#"{"version":2}"#);
+    assert_eq!((status, e["code"].as_str()), (403, Some("forbidden")), "{e}");
+    let (status, d) = server.send("POST", &format!("/api/v1/deals/{lead_deal}/reopen"), &as_head, br#"{"version":2}"#);
+    assert_eq!((status, d["status"].as_str()), (200, Some("in_progress")), "{d}");
+    server.stop();
+    ok(&["check", office.site.dir()]);
 }

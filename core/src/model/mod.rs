@@ -183,6 +183,17 @@ impl Ref {
     }
 }
 
+/// Every reference `e` makes: its fields' and its custom reference fields' (those of the
+/// values declared in `settings`).
+pub fn references<E: Entity>(e: &E, settings: &Settings) -> Vec<Ref> {
+    let mut refs = Vec::new();
+    e.refs(&mut refs);
+    if let Some(values) = e.custom() {
+        custom::check(E::KIND, values, settings.custom_fields_of(E::KIND), Some(&mut refs)).ok();
+    }
+    refs
+}
+
 /// One entry of a secondary index: the index and the key prefix (the entity id is appended
 /// by the store).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

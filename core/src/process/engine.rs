@@ -82,7 +82,17 @@ impl Engine {
     fn cx(&self, tx: &WriteTxn<'_>) -> Result<Cx<'_>> {
         let actor = match tx.actor() {
             Some(id) => {
-                Some(tx.get_shared::<User>(id)?.ok_or(Error::NotFound { kind: EntityKind::User, id: id.raw() })?)
+                let user =
+                    tx.get_shared::<User>(id)?.ok_or(Error::NotFound { kind: EntityKind::User, id: id.raw() })?;
+                // Acting in one role, the user may do what that role may, not what their others may.
+                Some(match tx.acting_role() {
+                    Some(role) if user.roles != [role] => {
+                        let mut u = (*user).clone();
+                        u.roles.retain(|r| *r == role);
+                        Arc::new(u)
+                    }
+                    _ => user,
+                })
             }
             None => None,
         };

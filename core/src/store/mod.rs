@@ -175,6 +175,7 @@ impl Store {
             kv,
             changes: Changes::new(),
             actor,
+            acting_role: None,
             seq,
             seq_used: false,
             durability: Durability::Immediate,
@@ -814,6 +815,8 @@ pub struct WriteTxn<'s> {
     kv: Box<dyn KvWrite>,
     changes: Changes,
     actor: Option<UserId>,
+    /// The one role the actor acts in (an API token's), when not all of theirs.
+    acting_role: Option<crate::model::Role>,
     /// The last sequence number handed out.
     seq: u64,
     /// Whether `seq` moved and must be stored at commit.
@@ -977,6 +980,17 @@ impl WriteTxn<'_> {
     /// record who took each step of many deals in one transaction).
     pub fn set_actor(&mut self, actor: Option<UserId>) {
         self.actor = actor;
+    }
+
+    /// Limits what the process engine lets the actor do to one of their roles (an API token
+    /// acts in one role); `None`: all of the user's roles.
+    pub fn set_acting_role(&mut self, role: Option<crate::model::Role>) {
+        self.acting_role = role;
+    }
+
+    /// The role the actor acts in, if limited to one.
+    pub fn acting_role(&self) -> Option<crate::model::Role> {
+        self.acting_role
     }
 
     /// The acting user recorded in the audit log.
@@ -1504,13 +1518,7 @@ impl WriteTxn<'_> {
         if let Some(values) = entity.custom() {
             custom::check(E::KIND, values, settings.custom_fields_of(E::KIND), Some(&mut refs))?;
         }
-        let mut old_refs = Vec::new();
-        if let Some(old) = old {
-            old.refs(&mut old_refs);
-            if let Some(values) = old.custom() {
-                custom::check(E::KIND, values, settings.custom_fields_of(E::KIND), Some(&mut old_refs)).ok();
-            }
-        }
+        let old_refs = old.map(|old| crate::model::references(old, &settings)).unwrap_or_default();
         for r in refs.iter().filter(|r| !old_refs.contains(r)) {
             self.check_ref(E::KIND, r)?;
         }

@@ -248,7 +248,14 @@ pub fn scope_dossier(r: &impl Reader, caller: &Caller, d: &mut crmkit_core::doss
     keep(r, caller, &mut d.group.parents)?;
     keep(r, caller, &mut d.group.members)?;
     keep(r, caller, &mut d.deals.open)?;
+    let shown = d.timeline.interactions.len();
     keep(r, caller, &mut d.timeline.interactions)?;
+    // What the hidden ones would tell: when they were, how many, where the next page starts.
+    if d.timeline.interactions.len() != shown {
+        d.timeline.total = d.timeline.interactions.len();
+        d.last_contact = d.timeline.interactions.iter().map(|i| i.at).max();
+    }
+    d.timeline.next_before = None;
     keep(r, caller, &mut d.documents.latest)?;
     let mut links = Vec::with_capacity(d.partner_links.len());
     for (link, other) in d.partner_links.drain(..) {
@@ -269,13 +276,14 @@ pub fn scope_dossier(r: &impl Reader, caller: &Caller, d: &mut crmkit_core::doss
 /// them) and nothing of other departments'; partners and users as everyone reads them.
 pub struct DepartmentView<'a, R: Reader> {
     r: &'a R,
+    caller: &'a Caller,
     /// The users whose deals the head covers.
     covered: std::collections::BTreeSet<UserId>,
 }
 
 impl<'a, R: Reader> DepartmentView<'a, R> {
     /// The view of `caller`'s department over `r`.
-    pub fn new(r: &'a R, caller: &Caller) -> Result<DepartmentView<'a, R>> {
+    pub fn new(r: &'a R, caller: &'a Caller) -> Result<DepartmentView<'a, R>> {
         let mut covered = std::collections::BTreeSet::from([caller.user.id]);
         if caller.user.department.is_some() {
             r.for_each::<User>(|u| {
@@ -285,7 +293,7 @@ impl<'a, R: Reader> DepartmentView<'a, R> {
                 true
             })?;
         }
-        Ok(DepartmentView { r, covered })
+        Ok(DepartmentView { r, caller, covered })
     }
 
     fn sees(&self, deal: &Deal) -> bool {
@@ -299,7 +307,10 @@ impl<'a, R: Reader> DepartmentView<'a, R> {
 
 impl<R: Reader> crmkit_core::process::View for DepartmentView<'_, R> {
     fn partner(&self, id: PartnerId) -> Result<Option<Partner>> {
-        self.r.get(id)
+        match self.r.get::<Partner>(id)? {
+            Some(p) if self.caller.may(self.r, Access::Read, &p)? => Ok(Some(p)),
+            _ => Ok(None),
+        }
     }
     fn deal(&self, id: DealId) -> Result<Option<Deal>> {
         Ok(self.r.get::<Deal>(id)?.filter(|d| self.sees(d)))
@@ -332,7 +343,10 @@ impl<R: Reader> crmkit_core::process::View for DepartmentView<'_, R> {
         crmkit_core::process::View::users_with_role(self.r, role)
     }
     fn open_tasks(&self, user: UserId) -> Result<usize> {
-        crmkit_core::process::View::open_tasks(self.r, user)
+        match self.covered.contains(&user) {
+            true => crmkit_core::process::View::open_tasks(self.r, user),
+            false => Ok(0),
+        }
     }
     fn user_with_login(&self, login: &str) -> Result<Option<User>> {
         self.r.user_by_login(login)

@@ -219,9 +219,10 @@ impl Resource for Task {
     }
 }
 
-/// Runs `$body` with `$E` the entity type of the resource named `$path`.
+/// Runs `$body` with `$E` the entity type of the resource named `$path`, `$none` when no
+/// resource has that name.
 macro_rules! with_resource {
-    ($path:expr, $E:ident => $body:expr) => {
+    ($path:expr, $E:ident => $body:expr, else $none:expr) => {
         match $path {
             "partners" => {
                 type $E = crmkit_core::model::Partner;
@@ -275,7 +276,7 @@ macro_rules! with_resource {
                 type $E = crmkit_core::model::Attachment;
                 $body
             }
-            other => unreachable!("no resource {other}"),
+            _ => $none,
         }
     };
 }
@@ -301,15 +302,15 @@ pub fn page_limit(q: &std::collections::BTreeMap<String, String>) -> Result<usiz
 }
 
 /// The position the `after` cursor of a list names.
-pub fn after(app: &App, q: &std::collections::BTreeMap<String, String>) -> Result<Option<RawId>, ApiError> {
+pub fn after(app: &App, list: &str, q: &std::collections::BTreeMap<String, String>) -> Result<Option<RawId>, ApiError> {
     q.get("after")
         .map(|a| {
-            app.cursors.open(a).ok_or_else(|| {
+            app.cursors.open(list, a).ok_or_else(|| {
                 ApiError::at(
                     StatusCode::BAD_REQUEST,
                     "bad_query",
                     "after",
-                    format!("\"{a}\" is not a cursor: pass the \"next\" of the page before"),
+                    format!("\"{a}\" is not a cursor of {list}: pass the \"next\" of the page before"),
                 )
             })
         })
@@ -321,7 +322,7 @@ pub fn after(app: &App, q: &std::collections::BTreeMap<String, String>) -> Resul
 pub fn list<E: Resource>(app: &App, caller: &Caller, q: &str) -> Result<Response<Body>, ApiError> {
     let q = query(q)?;
     let limit = page_limit(&q)?;
-    let after = after(app, &q)?;
+    let after = after(app, E::PATH, &q)?;
     let mut wanted = Vec::new();
     for (name, value) in &q {
         if name == "after" || name == "limit" {
@@ -365,7 +366,7 @@ pub fn list<E: Resource>(app: &App, caller: &Caller, q: &str) -> Result<Response
             e.index_entries(&mut entries);
             if wanted.iter().all(|w| entries.contains(w)) && caller.may(&r, Access::Read, &e)? {
                 if items.len() == limit {
-                    next = items.last().map(|e| app.cursors.seal(e.meta().id));
+                    next = items.last().map(|e| app.cursors.seal(E::PATH, e.meta().id));
                     break 'slices;
                 }
                 items.push(e);
@@ -373,7 +374,7 @@ pub fn list<E: Resource>(app: &App, caller: &Caller, q: &str) -> Result<Response
         }
         scanned += 200;
         if scanned >= SCAN_BUDGET {
-            next = cursor.map(|c| app.cursors.seal(c));
+            next = cursor.map(|c| app.cursors.seal(E::PATH, c));
             break;
         }
     }
@@ -445,15 +446,30 @@ fn refuse_server_fields<E: Resource>(body: &Map<String, Value>, change: bool) ->
 }
 
 /// Refuses a reference to an entity the caller may not see as if it did not exist, so that
-/// a write does not tell which ids exist.
-fn refuse_unseen_refs<E: Entity>(r: &impl Reader, caller: &Caller, e: &E) -> crmkit_core::Result<()> {
-    let mut refs = Vec::new();
-    e.refs(&mut refs);
-    for x in refs {
-        if r.exists(x.kind, x.id)? && !caller.may_ref(r, Access::Read, x.kind, x.id)? {
-            let message = format!("refers to {} {}, which does not exist", x.kind, x.id);
-            return Err(Error::Invalid(crmkit_core::model::FieldError::new(E::KIND, x.field, message)));
-        }
+/// a write does not tell which ids exist. References the stored version `old` already made
+/// stand (an entity may point at what its owner no longer sees).
+fn refuse_unseen_refs<E: Entity>(r: &impl Reader, caller: &Caller, e: &E, old: Option<&E>) -> crmkit_core::Result<()> {
+    let settings = r.settings();
+    let before = old.map(|o| crmkit_core::model::references(o, settings)).unwrap_or_default();
+    for x in crmkit_core::model::references(e, settings).into_iter().filter(|x| !before.contains(x)) {
+        hidden_as_absent(r, caller, E::KIND, &x.field, x.kind, x.id)?;
+    }
+    Ok(())
+}
+
+/// An error, as for an id that does not exist, when `kind` `id` exists but `caller` may not
+/// see it.
+pub fn hidden_as_absent(
+    r: &impl Reader,
+    caller: &Caller,
+    entity: crmkit_core::model::EntityKind,
+    field: &str,
+    kind: crmkit_core::model::EntityKind,
+    id: RawId,
+) -> crmkit_core::Result<()> {
+    if r.exists(kind, id)? && !caller.may_ref(r, Access::Read, kind, id)? {
+        let message = format!("refers to {kind} {id}, which does not exist");
+        return Err(Error::Invalid(crmkit_core::model::FieldError::new(entity, field, message)));
     }
     Ok(())
 }
@@ -537,9 +553,9 @@ pub async fn create<E: Resource>(
     let caller = caller.clone();
     let created = app
         .writer
-        .write(Some(caller.user.id), move |engine, tx| {
+        .write(Some((caller.user.id, caller.role)), move |engine, tx| {
             let e: E = from_json(Value::Object(body))?;
-            refuse_unseen_refs(&*tx, &caller, &e)?;
+            refuse_unseen_refs(&*tx, &caller, &e, None)?;
             if !caller.may(&*tx, Access::Write, &e)? {
                 return Err(Error::Forbidden(format!(
                     "a {} may not create this {}: it would be outside their scope",
@@ -632,7 +648,7 @@ pub async fn update<E: Resource>(
     let caller = caller.clone();
     let updated = app
         .writer
-        .write(Some(caller.user.id), move |engine, tx| {
+        .write(Some((caller.user.id, caller.role)), move |engine, tx| {
             let current: E = writable(&*tx, &caller, id)?;
             let stored = current.meta().version;
             if stored != version {
@@ -641,7 +657,7 @@ pub async fn update<E: Resource>(
             let mut value = to_json(&current);
             merge(&mut value, Value::Object(patch));
             let next: E = from_json(value)?;
-            refuse_unseen_refs(&*tx, &caller, &next)?;
+            refuse_unseen_refs(&*tx, &caller, &next, Some(&current))?;
             if !caller.may(&*tx, Access::Write, &next)? {
                 return Err(Error::Forbidden(format!(
                     "this change would take {} {id} out of the scope of a {}",
@@ -679,7 +695,7 @@ pub async fn delete<E: Resource>(
     let version = version_named(if_match(&req)?, given.transpose()?)?;
     let caller = caller.clone();
     app.writer
-        .write(Some(caller.user.id), move |_, tx| {
+        .write(Some((caller.user.id, caller.role)), move |_, tx| {
             let current: E = writable(&*tx, &caller, id)?;
             tx.delete::<E>(current.id(), version)?;
             Ok(Value::Null)

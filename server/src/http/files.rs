@@ -55,7 +55,7 @@ pub async fn upload(app: &App, caller: &Caller, q: &str, req: Request<Incoming>)
     let caller = caller.clone();
     let created = app
         .writer
-        .write(Some(caller.user.id), move |_, tx| {
+        .write(Some((caller.user.id, caller.role)), move |_, tx| {
             if !caller.may_ref(&*tx, Access::Write, owner.kind, owner.id)? {
                 return Err(not_yours(owner).into_core());
             }

@@ -283,8 +283,16 @@ static ROUTES: std::sync::LazyLock<Vec<(&'static str, String)>> = std::sync::Laz
 /// The route `method path` takes, with the values of its `{…}` segments.
 fn find_route<'p>(method: &Method, path: &'p str) -> Option<(&'static str, Vec<&'p str>)> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // Methods are case-sensitive: `get` is not GET.
+    let name = match *method {
+        Method::GET => "get",
+        Method::POST => "post",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        _ => return None,
+    };
     ROUTES.iter().find_map(|(m, template)| {
-        if !m.eq_ignore_ascii_case(method.as_str()) {
+        if *m != name {
             return None;
         }
         let mut parts = template.trim_matches('/').split('/');
@@ -361,6 +369,10 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
         ("POST", "/api/v1/tokens") => create_token(app, &caller, req).await,
         ("DELETE", "/api/v1/tokens/{id}") => revoke_token(app, &caller, &values[0]),
         (method, template) => {
+            let no_handler = || {
+                tracing::error!("route {method} {template} has no handler");
+                ApiError::new(StatusCode::NOT_FOUND, "no_route", format!("no resource {method} {path}"))
+            };
             let mut parts = template.trim_start_matches("/api/v1/").split('/');
             let resource = parts.next().unwrap_or_default();
             let with_id = parts.next().is_some();
@@ -370,8 +382,8 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
                 ("GET", true) => entities::get::<E>(app, &caller, &values[0]),
                 ("PATCH", true) => entities::update::<E>(app, &caller, &values[0], req).await,
                 ("DELETE", true) => entities::delete::<E>(app, &caller, &values[0], req).await,
-                _ => unreachable!("route {method} {template} is in ROUTES but has no handler"),
-            })
+                _ => Err(no_handler()),
+            }, else Err(no_handler()))
         }
     }
 }
@@ -414,7 +426,7 @@ mod tests {
     fn every_resource_of_the_table_is_served_by_the_entity_of_its_path() {
         use entities::Resource as _;
         for (name, _) in RESOURCES {
-            entities::with_resource!(*name, E => assert_eq!(E::PATH, *name));
+            entities::with_resource!(*name, E => assert_eq!(E::PATH, *name), else panic!("{name} has no entity"));
         }
     }
 
@@ -617,8 +629,12 @@ async fn deal_action(
     let caller = caller.clone();
     let done = app
         .writer
-        .write(Some(caller.user.id), move |engine, tx| {
+        .write(Some((caller.user.id, caller.role)), move |engine, tx| {
             entities::writable::<Deal>(&*tx, &caller, id.0)?;
+            if let Some(c) = a.competitor {
+                use crmkit_core::model::EntityKind;
+                entities::hidden_as_absent(&*tx, &caller, EntityKind::Deal, "competitor", EntityKind::Partner, c.0)?;
+            }
             let v = version;
             let required = |field: &str, what: &str| {
                 crmkit_core::model::FieldError::new(
@@ -879,7 +895,9 @@ impl Served {
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {
+                        // Out of descriptors, say: wait a moment rather than spin.
                         tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                 },
@@ -897,30 +915,34 @@ impl Served {
                 drop(permit);
             });
         }
-        // Requests in flight finish; scripts still running after a moment (a long report)
-        // are ended, so that their requests answer at once.
+        // Requests in flight finish; reports still running after a moment are ended, so
+        // that their requests answer at once.
         let finished = graceful.shutdown();
         tokio::pin!(finished);
         tokio::select! {
             _ = &mut finished => {}
             _ = tokio::time::sleep(SCRIPT_GRACE) => {
-                app.scripts.stop_all();
+                app.scripts.stop_reports();
                 tokio::select! {
                     _ = finished => {}
                     _ = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("requests still running after {SHUTDOWN_GRACE:?}; stopping"),
                 }
             }
         }
-        // The reads holding the app finish; then the writer finishes what it was given,
-        // commits, and lets go of the store.
+        // Reports whose clients went away end too; an import running finishes (its batches
+        // are its own transactions); the writer finishes what it was given and commits.
+        app.scripts.stop_reports();
+        if tokio::time::timeout(SHUTDOWN_GRACE, app.importing.lock()).await.is_err() {
+            tracing::warn!("an import is still running after {SHUTDOWN_GRACE:?}; it stops with the process");
+        }
+        let stopping = app.clone();
+        let _ = tokio::task::spawn_blocking(move || stopping.writer.stop()).await;
+        // The last reads let go of the store, which closes with the app.
         let mut app = app;
         let waited = std::time::Instant::now();
         loop {
             match Arc::try_unwrap(app) {
-                Ok(app) => {
-                    app.writer.stop();
-                    return true;
-                }
+                Ok(_) => return true,
                 Err(still) if waited.elapsed() < SHUTDOWN_GRACE => {
                     app = still;
                     tokio::time::sleep(Duration::from_millis(20)).await;

@@ -29,13 +29,13 @@ pub fn mine(app: &App, caller: &Caller, q: &str) -> Result<Response<Body>, ApiEr
             ))
         }
     };
-    let after = entities::after(app, &q)?;
+    let after = entities::after(app, "tasks/mine", &q)?;
     let r = app.inst.store().read()?;
     let prefix = crmkit_core::model::task_executor_prefix(caller.user.id, status);
     let mut items: Vec<Task> = r.find(Index::TaskByExecutor, &prefix, after, limit + 1)?;
     let next = (items.len() > limit).then(|| {
         items.truncate(limit);
-        items.last().map(|t| app.cursors.seal(t.id.0))
+        items.last().map(|t| app.cursors.seal("tasks/mine", t.id.0))
     });
     Ok(json_response(StatusCode::OK, &json!({ "items": items, "next": next.flatten() })))
 }
@@ -110,7 +110,7 @@ pub async fn finish(
     let caller = caller.clone();
     let done = app
         .writer
-        .write(Some(caller.user.id), move |engine, tx| {
+        .write(Some((caller.user.id, caller.role)), move |engine, tx| {
             // Its executor finishes a task they can see, whatever the deal; someone else
             // needs a role the process settings allow — the role the token acts in.
             let task: Task = entities::visible(&*tx, &caller, id.0)?;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crmkit_core::id::UserId;
+use crmkit_core::model::Role;
 use crmkit_core::process::Engine;
 use crmkit_core::store::{Durability, WriteTxn};
 use crmkit_core::Installation;
@@ -20,7 +21,8 @@ use super::ApiError;
 type Work = Box<dyn FnOnce(&Engine, &mut WriteTxn<'_>) -> crmkit_core::Result<Value> + Send>;
 
 struct Job {
-    actor: Option<UserId>,
+    /// Who writes, in which role.
+    actor: Option<(UserId, Role)>,
     work: Work,
     reply: oneshot::Sender<Result<Value, ApiError>>,
 }
@@ -30,8 +32,8 @@ const MAX_GROUP: usize = 256;
 
 /// The handle requests send their writes through.
 pub struct Writer {
-    jobs: Option<Sender<Job>>,
-    thread: Option<JoinHandle<()>>,
+    jobs: std::sync::Mutex<Option<Sender<Job>>>,
+    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Writer {
@@ -42,27 +44,29 @@ impl Writer {
             .name("crmkit-writer".into())
             .spawn(move || run(&inst, &engine, &queue))
             .expect("the writer thread starts");
-        Writer { jobs: Some(jobs), thread: Some(thread) }
+        Writer { jobs: std::sync::Mutex::new(Some(jobs)), thread: std::sync::Mutex::new(Some(thread)) }
     }
 
-    /// Runs `work` as `actor` in the next group; answers once it is durable (or with its
-    /// error, when it failed and was taken back).
+    /// Runs `work` as `actor` (a user acting in one role) in the next group; answers once it
+    /// is durable (or with its error, when it failed and was taken back).
     pub async fn write(
         &self,
-        actor: Option<UserId>,
+        actor: Option<(UserId, Role)>,
         work: impl FnOnce(&Engine, &mut WriteTxn<'_>) -> crmkit_core::Result<Value> + Send + 'static,
     ) -> Result<Value, ApiError> {
         let (reply, answer) = oneshot::channel();
         let job = Job { actor, work: Box::new(work), reply };
         let stopped = || ApiError::new(hyper::StatusCode::SERVICE_UNAVAILABLE, "stopping", "the server is stopping");
-        self.jobs.as_ref().ok_or_else(stopped)?.send(job).map_err(|_| stopped())?;
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        jobs.ok_or_else(stopped)?.send(job).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
-    /// Lets the writer finish the writes it was given and waits for it.
-    pub fn stop(mut self) {
-        self.jobs.take();
-        if let Some(t) = self.thread.take() {
+    /// Lets the writer finish the writes it was given and waits for it; later writes are
+    /// answered 503.
+    pub fn stop(&self) {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
         }
     }
@@ -95,13 +99,30 @@ fn write_group(inst: &Installation, engine: &Engine, group: Vec<Job>) {
     };
     tx.set_durability(Durability::Immediate);
     let mut done = Vec::with_capacity(group.len());
-    for job in group {
-        tx.set_actor(job.actor);
+    let mut jobs = group.into_iter();
+    while let Some(job) = jobs.next() {
+        tx.set_actor(job.actor.map(|(id, _)| id));
+        tx.set_acting_role(job.actor.map(|(_, role)| role));
         let work = job.work;
-        match tx.attempt(|tx| work(engine, tx)) {
-            Ok(value) => done.push((job.reply, value)),
-            Err(e) => {
+        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tx.attempt(|tx| work(engine, tx))));
+        match attempt {
+            Ok(Ok(value)) => done.push((job.reply, value)),
+            Ok(Err(e)) => {
                 let _ = job.reply.send(Err(ApiError::from(e)));
+            }
+            Err(_) => {
+                // A write that panicked leaves its transaction in doubt: none of the group is
+                // written, every request of it is told so, and the writer goes on.
+                tracing::error!("a write panicked; its group is taken back");
+                let failed = ApiError::internal("a write panicked", "its group was taken back");
+                let _ = job.reply.send(Err(failed));
+                for (reply, _) in done {
+                    let _ = reply.send(Err(not_written()));
+                }
+                for job in jobs {
+                    let _ = job.reply.send(Err(not_written()));
+                }
+                return;
             }
         }
     }
@@ -114,12 +135,16 @@ fn write_group(inst: &Installation, engine: &Engine, group: Vec<Job>) {
         Err(e) => {
             tracing::error!("a group commit failed: {e}");
             for (reply, _) in done {
-                let _ = reply.send(Err(ApiError::new(
-                    hyper::StatusCode::SERVICE_UNAVAILABLE,
-                    "not_written",
-                    "the write could not be made durable; nothing was written",
-                )));
+                let _ = reply.send(Err(not_written()));
             }
         }
     }
+}
+
+fn not_written() -> ApiError {
+    ApiError::new(
+        hyper::StatusCode::SERVICE_UNAVAILABLE,
+        "not_written",
+        "the write could not be made durable; nothing was written",
+    )
 }
