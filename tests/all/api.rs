@@ -620,6 +620,16 @@ fn two_of_everything(office: &Office) -> Vec<(&'static str, String, String, Valu
     })
 }
 
+/// The id of the north (or south) side's entity of `path` among [`two_of_everything`]'s.
+fn side(all: &[(&'static str, String, String, Value)], path: &str, north: bool) -> String {
+    let (_, n, s, _) = all.iter().find(|(p, ..)| *p == path).unwrap();
+    if north {
+        n.clone()
+    } else {
+        s.clone()
+    }
+}
+
 /// What a role may do to one side's entity of a resource: the status of a read and of a
 /// change. The rules: admins everything; heads their department (the north); managers
 /// their own (the north manager); viewers read everything; users and counterparties are
@@ -1394,14 +1404,7 @@ fn nothing_points_into_anothers_scope_and_nothing_tells_which_ids_exist() {
     use crmkit_core::model::Task;
     let office = Office::new();
     let all = two_of_everything(&office);
-    let id = |path: &str, north: bool| -> String {
-        let (_, n, s, _) = all.iter().find(|(p, ..)| *p == path).unwrap();
-        if north {
-            n.clone()
-        } else {
-            s.clone()
-        }
-    };
+    let id = |path: &str, north: bool| side(&all, path, north);
     let (p_north, p_south, d_north, d_south) =
         (id("partners", true), id("partners", false), id("deals", true), id("deals", false));
     // A task of the south manager's on the north manager's deal (as a route might assign).
@@ -1574,7 +1577,7 @@ fn report(p) {
 "#,
     )
     .unwrap();
-    let (_, _, south_deal, _) = all.iter().find(|(p, ..)| *p == "deals").unwrap().clone();
+    let south_deal = side(&all, "deals", false);
     let server = Served::start(&office.site);
     let rows = |login: &str| {
         server.request("GET", "/api/v1/reports/deals_by_manager", Some(office.token(login))).1["rows"].clone()
@@ -1602,14 +1605,7 @@ fn custom_references_competitors_methods_and_roles_are_held_to_the_same_rules() 
         c + "\n[[custom_fields.interaction]]\nname = \"about\"\nlabel = \"About the deal\"\ntype = \"reference\"\ntarget = \"deal\"\n"
     });
     let all = two_of_everything(&office);
-    let id = |path: &str, north: bool| -> String {
-        let (_, n, s, _) = all.iter().find(|(p, ..)| *p == path).unwrap();
-        if north {
-            n.clone()
-        } else {
-            s.clone()
-        }
-    };
+    let id = |path: &str, north: bool| side(&all, path, north);
     let (p_north, d_north, d_south, p_south) =
         (id("partners", true), id("deals", true), id("deals", false), id("partners", false));
     // A user who is a manager and a head, with a token for each role.
