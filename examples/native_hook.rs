@@ -8,8 +8,9 @@
 use std::sync::Arc;
 
 use crmkit_core::config::Settings;
+use crmkit_core::hooks::{Action, Answer, Fault, HookInput, HookPoint, Hooks, Subject};
 use crmkit_core::model::{Deal, Document, DocumentKind, DocumentState, Partner, PartnerRole, Role, User};
-use crmkit_core::process::{Action, Answer, Engine, HookInput, HookPoint, Hooks, Subject};
+use crmkit_core::process::Engine;
 use crmkit_core::store::{Index, Reader, Store};
 use crmkit_core::time::{Clock, ManualClock, Timestamp};
 use crmkit_core::values::Money;
@@ -18,7 +19,11 @@ use crmkit_core::Error;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let clock = Arc::new(ManualClock::new(Timestamp::parse("2026-03-02T09:00:00Z")?));
-    let store = Arc::new(Store::create(&dir.path().join("crm.redb"), Arc::new(Settings::builtin()), clock.clone())?);
+    // The built-in config binds the shipped Rhai scripts; this program has no Rhai runtime
+    // and binds native handlers only, so it keeps the config's processes without its bindings.
+    let mut settings = Settings::builtin();
+    settings.hooks.clear();
+    let store = Arc::new(Store::create(&dir.path().join("crm.redb"), Arc::new(settings.clone()), clock.clone())?);
 
     // The guard reads the store: handlers are plain closures and may capture what they need.
     // It reads the last committed state, not the transaction it guards.
@@ -29,10 +34,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if t.from_stage.as_deref() != Some("proposal") || t.to_stage.as_deref() != Some("negotiation") {
             return Ok(Answer::Allow);
         }
-        let r = for_guard.read().map_err(|e| crmkit_core::process::Fault(e.to_string()))?;
-        let docs: Vec<Document> = r
-            .find(Index::DocumentByDeal, &deal.id.0.to_bytes(), None, 100)
-            .map_err(|e| crmkit_core::process::Fault(e.to_string()))?;
+        let r = for_guard.read().map_err(|e| Fault(e.to_string()))?;
+        let docs: Vec<Document> =
+            r.find(Index::DocumentByDeal, &deal.id.0.to_bytes(), None, 100).map_err(|e| Fault(e.to_string()))?;
         if docs.iter().any(|d| d.kind == DocumentKind::Quote && d.state == DocumentState::Agreed) {
             Ok(Answer::Allow)
         } else {
@@ -58,7 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     hooks.bind(HookPoint::DealBeforeTransition, "require_agreed_quote", &["b2b_sale"])?;
     hooks.bind(HookPoint::DealAfterTransition, "follow_up_on_hold", &[])?;
-    let engine = Engine::new(hooks);
+    let engine = Engine::new(&settings, hooks)?;
 
     let amount = Money::parse("1250000", "RUB")?;
     let (manager, deal) = store.transact(None, |tx| {

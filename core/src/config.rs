@@ -12,16 +12,12 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use toml::Spanned;
 
+use crate::hooks::{runtime_of, CallLimits, HookBinding, HookPoint};
 use crate::model::check_login;
 use crate::model::{CustomFieldDef, CustomFieldType, EntityKind, Role};
-use crate::process::spec::{
-    self, Assignee, CallLimits, Guidance, HookBinding, Mode, ProcessSettings, Route, ScriptSettings, TaskTemplate,
-};
+use crate::process::condition::{self, Condition};
+use crate::process::spec::{self, Assignee, Guidance, Mode, ProcessSettings, Route, ScriptSettings, TaskTemplate};
 pub use crate::process::spec::{ProcessKindSpec, StageSpec};
-use crate::process::{
-    condition::{self, Condition},
-    HookPoint,
-};
 use crate::values::{phone, Currency};
 
 /// The installation's config file, relative to the installation folder.
@@ -249,6 +245,7 @@ mod raw {
     pub struct Hook {
         pub point: Spanned<String>,
         pub handler: Spanned<String>,
+        pub runtime: Option<Spanned<String>>,
         #[serde(default)]
         pub kinds: Vec<Spanned<String>>,
         pub timeout_ms: Option<Spanned<u64>>,
@@ -672,11 +669,21 @@ impl Source<'_> {
                 timeout_ms: h.timeout_ms.map(|t| self.positive(t, "hooks.timeout_ms")).transpose()?,
                 max_operations: h.max_operations.map(|t| self.positive(t, "hooks.max_operations")).transpose()?,
             };
+            let runtime = match h.runtime {
+                Some(r) if r.get_ref().trim().is_empty() => {
+                    return Err(self.error(r.span(), "hooks: the runtime name must not be empty"))
+                }
+                Some(r) => r.into_inner(),
+                None => runtime_of(h.handler.get_ref()).to_string(),
+            };
+            let origin = format!("{}:{}", self.file.display(), self.position(h.handler.span().start).0);
             hooks.push(HookBinding {
                 point,
                 handler: h.handler.into_inner(),
+                runtime,
                 kinds: h.kinds.into_iter().map(Spanned::into_inner).collect(),
                 limits,
+                origin,
             });
         }
         let d = ScriptSettings::default();

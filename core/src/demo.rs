@@ -24,7 +24,7 @@ use crate::model::{
     TaskStatus, User,
 };
 use crate::process::condition::field_is_set;
-use crate::process::{Engine, Hooks, Mode, Outcome, ProcessKindSpec, StageSpec};
+use crate::process::{Engine, Mode, Outcome, ProcessKindSpec, StageSpec};
 use crate::store::{Durability, Reader, Store, WriteTxn};
 use crate::time::{ManualClock, Timestamp};
 use crate::values::{ru, Currency, Money};
@@ -645,7 +645,7 @@ pub fn populate(
         written: 0,
         phase: "people",
         progress,
-        engine: Engine::new(Hooks::new()),
+        engine: Engine::without_hooks(),
         documents: 0,
     };
     let before = store.stats()?;

@@ -41,6 +41,9 @@ pub enum Error {
     /// A hook handler failed (as opposed to refusing); the write was aborted.
     #[error("{hook}: handler {handler} failed: {message}")]
     HookFault { hook: &'static str, handler: String, message: String },
+    /// Hook bindings that cannot be made, one per line with its place in config.
+    #[error("{0}")]
+    Bindings(String),
     /// The file is not a crmkit database.
     #[error("{path} is not a crmkit database: {reason}")]
     NotCrmkit { path: PathBuf, reason: String },

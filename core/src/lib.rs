@@ -11,6 +11,7 @@ pub mod demo;
 pub mod dossier;
 mod error;
 pub mod graph;
+pub mod hooks;
 pub mod id;
 pub mod installation;
 pub mod merge;

@@ -1,8 +1,12 @@
-//! What a script sees and answers: the hook's input as Rhai values (a deal as a typed value
-//! with a getter per field, other entities as object maps), and the answers it may give.
+//! What a script sees and answers: the hook's input as Rhai values, derived from version 1
+//! of the hook contract (docs/hooks.md): `ctx` has a getter per field of the contract's
+//! input, a deal is a typed value with a getter per field of the contract's deal (its
+//! amounts and custom numbers as decimals), other entities are object maps of their contract
+//! form. What a script returns goes back to core as JSON, which core reads against the point.
 
+use crmkit_core::hooks::wire::{ActorV1, DocumentV1, InteractionV1, PartnerV1, SubjectV1, TaskV1};
+use crmkit_core::hooks::{HookInput, Reply, Subject, Transition, View};
 use crmkit_core::model::{CustomFields, CustomValue, Deal, Role};
-use crmkit_core::process::{Action, Answer, HookInput, HookKind, HookPoint, Subject, Transition, View};
 use std::cell::RefCell;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
@@ -48,9 +52,9 @@ pub enum Ask {
 }
 
 /// The answer to an [`Ask`].
-pub type Reply = Result<Dynamic, String>;
+pub type ReadReply = Result<Dynamic, String>;
 
-type Link = (Sender<Ask>, Receiver<Reply>);
+type Link = (Sender<Ask>, Receiver<ReadReply>);
 
 thread_local! {
     /// Where this thread's script sends its reads.
@@ -76,7 +80,7 @@ fn id<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, String> {
     s.parse().map_err(|_| format!("\"{s}\" is not a {what} id"))
 }
 
-fn dynamic<T: serde::Serialize>(v: &T) -> Reply {
+fn dynamic<T: serde::Serialize>(v: &T) -> ReadReply {
     rhai::serde::to_dynamic(v).map_err(|e| e.to_string())
 }
 
@@ -85,11 +89,11 @@ fn deals(v: Vec<Deal>) -> Dynamic {
 }
 
 /// Answers a script's read from `view`, on the thread that holds it.
-pub fn answer_read(view: &dyn View, question: Ask) -> Reply {
+pub fn answer_read(view: &dyn View, question: Ask) -> ReadReply {
     let err = |e: crmkit_core::Error| e.to_string();
     match question {
         Ask::Partner(p) => match view.partner(id("partner", &p)?).map_err(err)? {
-            Some(p) => dynamic(&p),
+            Some(p) => dynamic(&PartnerV1::from(&p)),
             None => Ok(Dynamic::UNIT),
         },
         Ask::User(u) => match view.user(id("user", &u)?).map_err(err)? {
@@ -119,8 +123,14 @@ pub fn answer_read(view: &dyn View, question: Ask) -> Reply {
         }
         Ask::DealsOf(p) => Ok(deals(view.deals_of(id("partner", &p)?).map_err(err)?)),
         Ask::History(d) => dynamic(&view.history(id("deal", &d)?).map_err(err)?),
-        Ask::Interactions(d) => dynamic(&view.interactions(id("deal", &d)?).map_err(err)?),
-        Ask::Documents(d) => dynamic(&view.documents(id("deal", &d)?).map_err(err)?),
+        Ask::Interactions(d) => {
+            let all = view.interactions(id("deal", &d)?).map_err(err)?;
+            dynamic(&all.iter().map(InteractionV1::from).collect::<Vec<_>>())
+        }
+        Ask::Documents(d) => {
+            let all = view.documents(id("deal", &d)?).map_err(err)?;
+            dynamic(&all.iter().map(DocumentV1::from).collect::<Vec<_>>())
+        }
         Ask::OpenTasks(login) => {
             let user = view
                 .user_with_login(&login)
@@ -190,7 +200,9 @@ pub fn register(engine: &mut Engine) {
     text!(title, kind, comment);
     optional!(stage, source, loss_reason, counterparty, competitor, expected_close, closed_at, stage_entered_at);
     engine.register_get("id", |d: &mut Arc<Deal>| -> Dynamic { d.id.to_string().into() });
+    engine.register_get("version", |d: &mut Arc<Deal>| -> Dynamic { Dynamic::from_int(d.version as i64) });
     engine.register_get("created_at", |d: &mut Arc<Deal>| -> Dynamic { d.created_at.to_string().into() });
+    engine.register_get("updated_at", |d: &mut Arc<Deal>| -> Dynamic { d.updated_at.to_string().into() });
     engine.register_get("partner", |d: &mut Arc<Deal>| -> Dynamic { d.partner.to_string().into() });
     engine.register_get("manager", |d: &mut Arc<Deal>| -> Dynamic { d.manager.to_string().into() });
     engine.register_get("status", |d: &mut Arc<Deal>| -> Dynamic { d.status.name().into() });
@@ -269,7 +281,7 @@ fn custom(values: &CustomFields) -> Map {
 fn subject(s: &Subject<'_>) -> Result<Dynamic, String> {
     Ok(match s {
         Subject::Deal(d) => Dynamic::from(Arc::new((*d).clone())),
-        other => rhai::serde::to_dynamic(other).map_err(|e| e.to_string())?,
+        other => rhai::serde::to_dynamic(SubjectV1::from(other)).map_err(|e| e.to_string())?,
     })
 }
 
@@ -291,7 +303,9 @@ pub struct Ctx {
 /// Registers `Ctx` and `Transition` with their getters.
 fn register_context(engine: &mut Engine) {
     engine.register_type_with_name::<Ctx>("Ctx");
+    engine.register_get("v", |_: &mut Ctx| -> Dynamic { Dynamic::from_int(crmkit_core::hooks::wire::VERSION.into()) });
     engine.register_get("hook", |c: &mut Ctx| -> Dynamic { c.hook.into() });
+    engine.register_get("process_kind", |c: &mut Ctx| c.kind.clone());
     engine.register_get("kind", |c: &mut Ctx| c.kind.clone());
     engine.register_get("entity", |c: &mut Ctx| -> Dynamic { c.entity.into() });
     engine.register_get("actor", |c: &mut Ctx| c.actor.clone());
@@ -317,67 +331,23 @@ pub fn context(input: &HookInput<'_>) -> Result<Dynamic, String> {
         hook: input.hook.name(),
         kind: input.process_kind.map_or(Dynamic::UNIT, |k| k.to_string().into()),
         entity: input.entity.name(),
-        actor: json(input.actor.map(|a| rhai::serde::to_dynamic(a).map_err(|e| e.to_string())))?,
+        actor: json(input.actor.map(|a| rhai::serde::to_dynamic(ActorV1::from(a)).map_err(|e| e.to_string())))?,
         before: json(input.before.as_ref().map(subject))?,
         after: json(input.after.as_ref().map(subject))?,
         transition: input.transition.map_or(Dynamic::UNIT, |t| Dynamic::from(Arc::new(t.clone()))),
-        task: json(input.task.map(|t| rhai::serde::to_dynamic(t).map_err(|e| e.to_string())))?,
+        task: json(input.task.map(|t| rhai::serde::to_dynamic(TaskV1::from(t)).map_err(|e| e.to_string())))?,
         depth: input.depth.into(),
     };
     Ok(Dynamic::from(ctx))
 }
 
-/// What a script's return value means at `point`; an error says what was expected.
-pub fn answer(point: HookPoint, value: Dynamic) -> Result<Answer, String> {
-    let got = value.type_name();
-    match point.kind() {
-        HookKind::Guard => {
-            if value.is_unit() {
-                return Ok(Answer::Allow);
-            }
-            if let Some(b) = value.clone().try_cast::<bool>() {
-                return Ok(if b { Answer::Allow } else { Answer::Reject { message: "refused".into(), field: None } });
-            }
-            if value.is_string() {
-                return Ok(Answer::Reject { message: value.into_string().unwrap_or_default(), field: None });
-            }
-            if let Some(map) = value.try_cast::<Map>() {
-                if let Some(message) = map.get("reject") {
-                    let field = map.get("field").filter(|f| !f.is_unit()).map(|f| f.to_string());
-                    return Ok(Answer::Reject { message: message.to_string(), field });
-                }
-                if map.get("allow").and_then(|a| a.as_bool().ok()) == Some(true) {
-                    return Ok(Answer::Allow);
-                }
-            }
-            Err(format!(
-                "returned {got}; a guard answers true (allow), false or a message (reject), or #{{reject: \"…\", field: \"…\"}}"
-            ))
-        }
-        HookKind::Reaction => {
-            if value.is_unit() {
-                return Ok(Answer::Actions(Vec::new()));
-            }
-            if !value.is_array() {
-                return Err(format!("returned {got}; a reaction answers an array of actions (or nothing)"));
-            }
-            let actions: Vec<Action> = rhai::serde::from_dynamic(&value).map_err(|e| {
-                format!("returned actions that are not understood: {e} (an action is a map like #{{action: \"create_task\", title: \"…\"}})")
-            })?;
-            Ok(Answer::Actions(actions))
-        }
-        HookKind::Computation => {
-            let text = if value.is_unit() {
-                None
-            } else if value.is_string() {
-                Some(value.into_string().unwrap_or_default())
-            } else {
-                return Err(format!("returned {got}; {point} answers a name (text) or nothing for the default"));
-            };
-            Ok(match point {
-                HookPoint::TaskAssignee => Answer::Assignee(text),
-                _ => Answer::Stage(text),
-            })
-        }
+/// A script's return value as the JSON answer core reads against the point.
+pub fn reply(value: Dynamic) -> Result<Reply, String> {
+    if value.is_unit() {
+        return Ok(Reply::Json(serde_json::Value::Null));
     }
+    let got = value.type_name();
+    rhai::serde::from_dynamic::<serde_json::Value>(&value)
+        .map(Reply::Json)
+        .map_err(|e| format!("returned {got}, which is not plain data: {e}"))
 }

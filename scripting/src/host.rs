@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime};
 
-use crmkit_core::config::Settings;
-use crmkit_core::process::{Answer, CallLimits, Fault, Handler, HookInput, HookPoint, Hooks, ScriptSettings, View};
+use crmkit_core::hooks::{CallLimits, Fault, Handler, HandlerProvider, HookBinding, HookInput, Reply, View};
+use crmkit_core::process::ScriptSettings;
 use rhai::module_resolvers::ModuleResolver;
 use rhai::{CallFnOptions, Dynamic, Engine, EvalAltResult, Module, Position, Scope, Shared, AST};
 
@@ -458,7 +458,7 @@ impl ScriptHost {
         }
         std::thread::scope(|scope| {
             let (ask, asked) = std::sync::mpsc::channel::<crate::api::Ask>();
-            let (reply, replies) = std::sync::mpsc::channel::<crate::api::Reply>();
+            let (reply, replies) = std::sync::mpsc::channel::<crate::api::ReadReply>();
             let script = scope.spawn(move || {
                 crate::api::connect(Some((ask, replies)));
                 let result = self.run(file, &ast, function, args, limits, stoppable);
@@ -563,11 +563,6 @@ fn call_error(file: &str, function: &str, e: EvalAltResult, budget: Budget) -> S
     ScriptError::at(file, pos, Some(&inner_fn), message)
 }
 
-/// Whether a handler name names a script function (`FILE.rhai::FUNCTION`).
-pub fn is_script_handler(name: &str) -> bool {
-    split_handler(name).is_some()
-}
-
 fn split_handler(name: &str) -> Option<(&str, &str)> {
     let (file, function) = name.rsplit_once("::")?;
     (file.ends_with(".rhai") && !function.is_empty()).then_some((file, function))
@@ -578,46 +573,53 @@ pub struct ScriptHandler {
     host: Arc<ScriptHost>,
     file: String,
     function: String,
-    point: HookPoint,
     limits: CallLimits,
 }
 
 impl ScriptHandler {
-    /// The handler `file::function` at `point`.
-    pub fn new(host: Arc<ScriptHost>, file: &str, function: &str, point: HookPoint, limits: CallLimits) -> Self {
-        ScriptHandler { host, file: file.to_string(), function: function.to_string(), point, limits }
+    /// The handler `file::function`, called under `limits`.
+    pub fn new(host: Arc<ScriptHost>, file: &str, function: &str, limits: CallLimits) -> Self {
+        ScriptHandler { host, file: file.to_string(), function: function.to_string(), limits }
     }
 }
 
 impl Handler for ScriptHandler {
-    fn call(&self, input: &HookInput<'_>) -> Result<Answer, Fault> {
+    fn call(&self, input: &HookInput<'_>) -> Result<Reply, Fault> {
         let ctx = crate::api::context(input).map_err(|e| Fault(format!("the hook's input: {e}")))?;
         let value = self
             .host
             .call_with(input.view, &self.file, &self.function, vec![ctx], self.limits)
             .map_err(|e| Fault(e.to_string()))?;
-        crate::api::answer(self.point, value)
+        crate::api::reply(value)
             .map_err(|m| Fault(ScriptError::at(&self.file, Position::NONE, Some(&self.function), m).to_string()))
     }
 }
 
-/// Registers a handler in `hooks` for every binding of `settings` that names a script
-/// function, after checking that the script compiles and defines the function. Returns
-/// every problem found (nothing is registered for a binding with a problem).
-pub fn register_scripts(hooks: &mut Hooks, settings: &Settings, host: &Arc<ScriptHost>) -> Vec<ScriptError> {
-    let mut errors = Vec::new();
-    let mut done = std::collections::BTreeSet::new();
-    for b in &settings.hooks {
-        let Some((file, function)) = split_handler(&b.handler) else { continue };
-        if !done.insert(b.handler.clone()) {
-            continue;
-        }
-        match host.check_function(file, function, 1) {
-            Ok(()) => {
-                hooks.register(b.handler.clone(), ScriptHandler::new(host.clone(), file, function, b.point, b.limits));
-            }
-            Err(e) => errors.push(e),
-        }
+/// The Rhai runtime as the engine finds it: bindings whose runtime is `rhai` name a script
+/// function as `FILE::FUNCTION`, the file relative to `scripts/`.
+pub struct RhaiProvider {
+    host: Arc<ScriptHost>,
+}
+
+impl RhaiProvider {
+    /// The provider of the functions of `host`'s scripts.
+    pub fn new(host: Arc<ScriptHost>) -> RhaiProvider {
+        RhaiProvider { host }
     }
-    errors
+}
+
+/// The runtime name bindings use for Rhai scripts.
+pub const RUNTIME: &str = "rhai";
+
+impl HandlerProvider for RhaiProvider {
+    fn runtime(&self) -> &str {
+        RUNTIME
+    }
+
+    fn handler(&self, binding: &HookBinding) -> Result<Arc<dyn Handler>, String> {
+        let (file, function) = split_handler(&binding.handler)
+            .ok_or("a script function is named FILE.rhai::FUNCTION, the file relative to scripts/")?;
+        self.host.check_function(file, function, 1).map_err(|e| e.to_string())?;
+        Ok(Arc::new(ScriptHandler::new(self.host.clone(), file, function, binding.limits)))
+    }
 }

@@ -1,6 +1,7 @@
 //! crmkit's Rhai runtime: `.rhai` files in an installation's `scripts/` folder answer the
 //! process engine's hooks. Core does not depend on this crate; it implements core's
-//! [`Handler`](crmkit_core::process::Handler) like any other handler.
+//! [`Handler`](crmkit_core::hooks::Handler) through its
+//! [`RhaiProvider`] like any other handler.
 //!
 //! A binding names a script function as `FILE::FUNCTION`, the file relative to `scripts/`:
 //!
@@ -21,4 +22,4 @@ mod api;
 mod host;
 pub mod report;
 
-pub use host::{is_script_handler, register_scripts, ScriptError, ScriptHandler, ScriptHost, ScriptStatus};
+pub use host::{RhaiProvider, ScriptError, ScriptHandler, ScriptHost, ScriptStatus, RUNTIME};

@@ -564,7 +564,7 @@ fn check(dir: &Path) -> Result<()> {
         }
         bail!("{} guidance file(s) missing in {}", missing.len(), dir.display());
     }
-    let native = s.hooks.iter().filter(|b| !crmkit_rhai::is_script_handler(&b.handler)).count();
+    let native = s.hooks.iter().filter(|b| b.runtime == crmkit_core::hooks::NATIVE).count();
     if native > 0 {
         say!("hooks: {native} binding(s) to handlers the embedding program registers");
     }

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use crmkit_core::process::{CallLimits, Engine, Hooks};
+use crmkit_core::hooks::{CallLimits, Hooks};
+use crmkit_core::process::Engine;
 use crmkit_core::time::SystemClock;
 use crmkit_core::Installation;
-use crmkit_rhai::{register_scripts, ScriptError, ScriptHost};
+use crmkit_rhai::{RhaiProvider, ScriptError, ScriptHost};
 
 #[derive(Subcommand)]
 pub enum What {
@@ -50,18 +51,21 @@ pub fn engine(inst: &Installation) -> Result<Engine> {
 
 /// The process engine and the script host it calls (reports run on the same host).
 pub fn engine_and_scripts(inst: &Installation) -> Result<(Engine, Arc<ScriptHost>)> {
-    let (host, mut errors) = host(inst);
-    let mut hooks = Hooks::new();
-    errors.extend(register_scripts(&mut hooks, inst.settings(), &host));
+    let (host, errors) = host(inst);
     report_errors(&errors)?;
-    Ok((Engine::with_config(inst.settings(), hooks)?, host))
+    Ok((engine_on(inst, &host)?, host))
 }
 
 /// Another process engine calling the scripts of `host` (an import runs its own).
 pub fn engine_on(inst: &Installation, host: &Arc<ScriptHost>) -> Result<Engine> {
+    Ok(Engine::new(inst.settings(), hooks(host))?)
+}
+
+/// The runtimes an installation's bindings may name: Rhai, on `host`.
+pub fn hooks(host: &Arc<ScriptHost>) -> Hooks {
     let mut hooks = Hooks::new();
-    report_errors(&register_scripts(&mut hooks, inst.settings(), host))?;
-    Ok(Engine::with_config(inst.settings(), hooks)?)
+    hooks.provider(Arc::new(RhaiProvider::new(host.clone())));
+    hooks
 }
 
 fn report_errors(errors: &[ScriptError]) -> Result<()> {
@@ -76,11 +80,10 @@ fn report_errors(errors: &[ScriptError]) -> Result<()> {
 
 /// Compiles the scripts and checks the bindings; the number of scripts and bindings.
 pub fn check_installation(inst: &Installation) -> Result<(usize, usize)> {
-    let (host, mut errors) = host(inst);
-    let mut hooks = Hooks::new();
-    errors.extend(register_scripts(&mut hooks, inst.settings(), &host));
+    let (host, errors) = host(inst);
     report_errors(&errors)?;
-    let bound = inst.settings().hooks.iter().filter(|b| crmkit_rhai::is_script_handler(&b.handler)).count();
+    Engine::new(inst.settings(), hooks(&host))?;
+    let bound = inst.settings().hooks.iter().filter(|b| b.runtime == crmkit_rhai::RUNTIME).count();
     Ok((host.files().len(), bound))
 }
 

@@ -11,13 +11,13 @@ use crmkit_core::id::{DealId, PartnerId, UserId};
 use crmkit_core::model::{
     ContactPerson, ContentHash, Deal, Participant, Partner, PartnerLink, PartnerRole, Role, User,
 };
-use crmkit_core::process::{Engine, Hooks, Outcome};
+use crmkit_core::process::{Hooks, Outcome};
 use crmkit_core::store::Reader;
 use crmkit_core::time::ManualClock;
 use crmkit_core::Installation;
 use serde_json::Value;
 
-use crate::common::{dump, new_deal, Dump, T0};
+use crate::common::{dump, native_engine, new_deal, Dump, T0};
 
 /// The `crmkit` binary of this build. Cargo hands its path (`CARGO_BIN_EXE_crmkit`) only to
 /// the tests of the binary's own package, so it is built here, once, by the cargo running
@@ -366,7 +366,7 @@ fn a_competitors_deals_and_a_contacts_deals() {
                 let deal = tx.load::<Deal>(lost)?;
                 let reason = "price".to_string();
                 let outcome = Outcome::Lost { reason, competitor: Some(rival), comment: String::new() };
-                Engine::new(Hooks::new()).close(tx, lost, deal.version, outcome)?;
+                native_engine(Hooks::new()).close(tx, lost, deal.version, outcome)?;
                 Ok(c.id)
             })
             .unwrap()

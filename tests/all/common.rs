@@ -114,3 +114,11 @@ pub fn dump(store: &Store) -> Dump {
     }
     out
 }
+
+/// A process engine calling the native handlers of `hooks` only: the built-in config binds
+/// the shipped Rhai scripts, which the tests of the engine itself do not run.
+pub fn native_engine(hooks: crmkit_core::hooks::Hooks) -> crmkit_core::process::Engine {
+    let mut settings = Settings::builtin();
+    settings.hooks.clear();
+    crmkit_core::process::Engine::new(&settings, hooks).expect("native bindings")
+}

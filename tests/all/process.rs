@@ -6,20 +6,21 @@ use std::path::Path;
 use std::sync::{Arc, Barrier, Mutex};
 
 use crmkit_core::config::{Settings, DEFAULT_CONFIG};
+use crmkit_core::hooks::{
+    Action, Answer, Fault, Handler, HandlerProvider, HookBinding, HookInput, HookPoint, Hooks, Subject,
+};
 use crmkit_core::id::{DealId, PartnerId, RawId, TypedId, UserId};
 use crmkit_core::model::{
     check_history, CustomValue, Deal, DealStatus, EntityKind, How, Interaction, InteractionKind, PartnerRole, Role,
     StageChange, Task, TaskStatus, User,
 };
-use crmkit_core::process::{
-    Action, Answer, Engine, Fault, Handler, HookInput, HookPoint, Hooks, ImportStep, Outcome, Subject,
-};
+use crmkit_core::process::{Engine, ImportStep, Outcome};
 use crmkit_core::store::{Index, Reader, WriteTxn};
 use crmkit_core::time::Timestamp;
 use crmkit_core::Error;
 use proptest::prelude::*;
 
-use crate::common::{new_deal, Fixture, T0};
+use crate::common::{native_engine, new_deal, Fixture, T0};
 
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
@@ -510,7 +511,7 @@ fn the_first_guard_that_rejects_wins() {
     for name in ["allow_all", "require_quote", "require_budget"] {
         hooks.bind(HookPoint::DealBeforeTransition, name, &["b2b_sale"]).unwrap();
     }
-    let e = Engine::new(hooks);
+    let e = native_engine(hooks);
     let w = world();
     let d = w.deal(&e, "b2b_sale", 1000);
     calls.lock().unwrap().clear();
@@ -551,7 +552,7 @@ fn a_guard_that_fails_aborts_the_step_and_is_named() {
     hooks.register("confused", handler(|_| Ok(Answer::Stage(None))));
     hooks.bind(HookPoint::DealBeforeClose, "flaky_script", &[]).unwrap();
     hooks.bind(HookPoint::DealBeforeTransition, "confused", &[]).unwrap();
-    let e = Engine::new(hooks);
+    let e = native_engine(hooks);
     let w = world();
     let d = w.deal(&e, "b2b_sale", 1000);
     let err = w.refused(w.ivanov, |tx| e.close(tx, d.id, d.version, Outcome::Won));
@@ -567,7 +568,7 @@ fn a_guard_that_fails_aborts_the_step_and_is_named() {
     match &err {
         Error::HookFault { hook, handler, message } => {
             assert_eq!((*hook, handler.as_str()), ("deal.before_transition", "confused"));
-            assert!(message.contains("expects allow or reject"), "{message}");
+            assert!(message.contains("answered Stage(None); deal.before_transition expects a verdict"), "{message}");
         }
         other => panic!("expected a fault, got {other:?}"),
     }
@@ -578,7 +579,7 @@ fn a_reaction_that_fails_takes_the_step_back() {
     let mut hooks = Hooks::new();
     hooks.register("notify", handler(|_| Err(Fault("out of fuel".into()))));
     hooks.bind(HookPoint::DealAfterTransition, "notify", &["b2b_sale"]).unwrap();
-    let e = Engine::new(hooks);
+    let e = native_engine(hooks);
     let w = world();
     let d = w.deal(&e, "b2b_sale", 1000);
     // The move is written before the reaction runs; the fault takes all of it back.
@@ -618,7 +619,7 @@ fn cascading(again: impl Fn(u32) -> bool + Send + Sync + 'static) -> Engine {
     );
     hooks.bind(HookPoint::DealAfterTransition, "hold_and_note", &["b2b_sale"]).unwrap();
     hooks.bind(HookPoint::InteractionAfterCreate, "note_again", &["b2b_sale"]).unwrap();
-    Engine::new(hooks)
+    native_engine(hooks)
 }
 
 #[test]
@@ -1030,7 +1031,7 @@ fn hooks_choose_the_route_and_the_assignee() {
     );
     hooks.bind(HookPoint::DealRoute, "approval_decision", &["tender"]).unwrap();
     hooks.bind(HookPoint::TaskAssignee, "bid_specialist", &["tender"]).unwrap();
-    let e = Engine::new(hooks);
+    let e = native_engine(hooks);
     let w = world();
 
     // The head sends the bid back for rework instead of on to the bid.
@@ -1091,7 +1092,7 @@ fn hooks_choose_the_route_and_the_assignee() {
     let mut hooks = Hooks::new();
     hooks.register("nobody", handler(|_| Ok(Answer::Assignee(Some("ghost".into())))));
     hooks.bind(HookPoint::TaskAssignee, "nobody", &[]).unwrap();
-    let ghostly = Engine::new(hooks);
+    let ghostly = native_engine(hooks);
     let plain = Engine::default();
     let d = tender_to_documentation_end(&w, &plain, 10_000);
     assert_eq!(w.open_task(d.id).executor, w.ivanov);
@@ -1166,7 +1167,7 @@ fn reactions_apply_in_the_same_transaction() {
         }),
     );
     hooks.bind(HookPoint::DealAfterTransition, "on_stage", &["b2b_sale"]).unwrap();
-    let e = Engine::new(hooks);
+    let e = native_engine(hooks);
     let w = world();
     let d = w.deal(&e, "b2b_sale", 1000);
     let d = w.run(w.ivanov, |tx| {
@@ -1240,7 +1241,7 @@ fn an_interaction_triggers_its_reactions() {
         }),
     );
     hooks.bind(HookPoint::InteractionAfterCreate, "follow_up", &[]).unwrap();
-    let e = Engine::new(hooks);
+    let e = native_engine(hooks);
     let w = world();
     let d = w.deal(&e, "repeat_sale", 1000);
     w.advance(HOUR);
@@ -1550,14 +1551,23 @@ fn config_binds_handlers_the_program_registers() {
     );
     let settings = Settings::parse(&text, Path::new("hooks.toml")).unwrap();
     let w = world_with(settings.clone());
-    // The default config binds the shipped scripts: here they answer nothing in particular.
-    let mut scripts = Hooks::new();
-    for b in settings.hooks.iter().filter(|b| crmkit_rhai::is_script_handler(&b.handler)) {
-        scripts.register(b.handler.clone(), handler(|_| Ok(Answer::Allow)));
+    // The default config binds the shipped scripts: here a stand-in for the Rhai runtime
+    // answers for them, found by the bindings' runtime as the real one would be.
+    struct AllowAll;
+    impl HandlerProvider for AllowAll {
+        fn runtime(&self) -> &str {
+            "rhai"
+        }
+        fn handler(&self, b: &HookBinding) -> Result<Arc<dyn Handler>, String> {
+            assert!(b.handler.contains(".rhai::"), "{b:?}");
+            Ok(Arc::new(handler(|_| Ok(Answer::Allow))))
+        }
     }
+    let mut scripts = Hooks::new();
+    scripts.provider(Arc::new(AllowAll));
     let mut hooks = scripts.clone();
     hooks.register("no_moves", handler(|_| Ok(Answer::Reject { message: "frozen".into(), field: None })));
-    let e = Engine::with_config(&settings, hooks).unwrap();
+    let e = Engine::new(&settings, hooks).unwrap();
     let b2b = w.deal(&e, "b2b_sale", 100);
     let err = w.refused(w.ivanov, |tx| e.move_deal(tx, b2b.id, b2b.version, "needs_analysis", None));
     assert!(matches!(&err, Error::Rejected { handler, message, .. } if handler == "no_moves" && message == "frozen"));
@@ -1565,9 +1575,29 @@ fn config_binds_handlers_the_program_registers() {
     let moved = w.run(w.ivanov, |tx| e.move_deal(tx, repeat.id, repeat.version, "quote", None));
     assert_eq!(moved.stage.as_deref(), Some("quote"));
 
-    // A binding to a handler nobody registered names the handler and the hook point.
-    let err = Engine::with_config(&settings, scripts).unwrap_err().to_string();
-    assert!(err.contains("\"no_moves\"") && err.contains("deal.before_transition"), "{err}");
+    // A binding to a handler nobody registered names the handler, the hook point and the
+    // binding's line; a binding to a runtime that is not there says which runtimes are.
+    let err = Engine::new(&settings, scripts).unwrap_err().to_string();
+    assert!(
+        err.contains("hooks.toml:")
+            && err.contains("no_moves bound to deal.before_transition: native handler \"no_moves\" is not registered"),
+        "{err}"
+    );
+    let err = Engine::new(&settings, Hooks::new()).unwrap_err().to_string();
+    assert_eq!(err.lines().count(), 4, "every binding that cannot be made is listed: {err}");
+    assert!(err.contains("no rhai runtime is available here (runtimes: native)"), "{err}");
+
+    // A panicking native handler is a fault: named, the write refused, the engine goes on.
+    let mut hooks = Hooks::new();
+    hooks.register("boom", handler(|_| panic!("the handler broke")));
+    hooks.bind(HookPoint::DealBeforeTransition, "boom", &["repeat_sale"]).unwrap();
+    let e = native_engine(hooks);
+    let before = w.fx.dump();
+    let err = w.refused(w.ivanov, |tx| e.move_deal(tx, moved.id, moved.version, "order", None));
+    assert_eq!(err.to_string(), "deal.before_transition: handler boom failed: panicked: the handler broke");
+    assert_eq!(w.fx.dump(), before);
+    let b2b_moved = w.run(w.ivanov, |tx| e.move_deal(tx, b2b.id, b2b.version, "needs_analysis", None));
+    assert_eq!(b2b_moved.stage.as_deref(), Some("needs_analysis"));
 
     // Config errors name the line: an unknown hook point, a kind that does not exist.
     let bad = DEFAULT_CONFIG.to_string() + "\n[[hooks]]\npoint = \"deal.before_lunch\"\nhandler = \"x\"\n";
@@ -1708,7 +1738,7 @@ fn reactions_with_bad_requests_are_errors_not_panics() {
     );
     hooks.bind(HookPoint::DealAfterTransition, "far_future", &[]).unwrap();
     hooks.bind(HookPoint::InteractionAfterCreate, "far_future", &[]).unwrap();
-    let e = Engine::new(hooks);
+    let e = native_engine(hooks);
     let d = w.deal(&e, "b2b_sale", 100);
     let err = w.refused(w.ivanov, |tx| e.move_deal(tx, d.id, d.version, "needs_analysis", None));
     process_error(&err, d.id, "between 0 and ten years");
@@ -1783,7 +1813,7 @@ fn reactions_see_the_deal_exactly_as_it_is_stored() {
         }),
     );
     hooks.bind(HookPoint::DealAfterTransition, "watch", &[]).unwrap();
-    let e = Engine::new(hooks);
+    let e = native_engine(hooks);
     let d = w.deal(&e, "b2b_sale", 100);
     w.advance(HOUR);
     let moved = w.run(w.ivanov, |tx| e.move_deal(tx, d.id, d.version, "needs_analysis", None));

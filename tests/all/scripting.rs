@@ -10,7 +10,7 @@ use crmkit_core::model::{Deal, Task};
 use crmkit_core::process::{Engine, Hooks};
 use crmkit_core::store::Reader;
 use crmkit_core::Error;
-use crmkit_rhai::{register_scripts, ScriptError, ScriptHost};
+use crmkit_rhai::{RhaiProvider, ScriptError, ScriptHost};
 
 use crate::common::{dump, new_deal, Fixture};
 
@@ -24,7 +24,8 @@ struct Scripted {
     manager: UserId,
 }
 
-fn scripted(hooks: &str, scripts: &[(&str, &str)]) -> Result<Scripted, Vec<ScriptError>> {
+/// Builds the installation; what is wrong with its scripts or bindings, one line each.
+fn scripted(hooks: &str, scripts: &[(&str, &str)]) -> Result<Scripted, Vec<String>> {
     let dir = tempfile::tempdir().unwrap();
     // The default config binds the shipped scripts.
     for (name, text) in crmkit_core::installation::SHIPPED_SCRIPTS.iter().chain(scripts) {
@@ -37,14 +38,12 @@ fn scripted(hooks: &str, scripts: &[(&str, &str)]) -> Result<Scripted, Vec<Scrip
     let host = Arc::new(ScriptHost::new(dir.path(), &settings.scripting));
     let errors = host.load_all();
     if !errors.is_empty() {
-        return Err(errors);
+        return Err(errors.iter().map(ScriptError::to_string).collect());
     }
     let mut registry = Hooks::new();
-    let errors = register_scripts(&mut registry, &settings, &host);
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let engine = Engine::with_config(&settings, registry).unwrap();
+    registry.provider(Arc::new(RhaiProvider::new(host.clone())));
+    let engine =
+        Engine::new(&settings, registry).map_err(|e| e.to_string().lines().map(str::to_string).collect::<Vec<_>>())?;
     let fx = Fixture::with_settings(settings);
     let manager = fx.user("m.petrova");
     Ok(Scripted { fx, scripts: dir, host, engine, manager })
@@ -161,7 +160,13 @@ fn runaway_scripts_are_stopped_by_their_limits() {
 
 #[test]
 fn a_wrong_answer_is_a_fault_that_says_what_was_expected() {
-    faults("  42", &["returned i64", "a guard answers true"]);
+    // One shape for every runtime: the point, the handler, what it answered, what was expected.
+    faults(
+        "  42",
+        &["deal.before_transition: handler guards.rhai::check failed: answered a number (42); deal.before_transition expects a verdict"],
+    );
+    faults("  #{ reject: \"no\", feild: \"amount\" }", &["answered a map", "expects a verdict"]);
+    faults("  Fn(\"check\")", &["guards.rhai", "returned Fn, which is not plain data"]);
 }
 
 #[test]
@@ -325,7 +330,7 @@ fn ask_script(
 ) -> crmkit_core::process::Answer {
     use crmkit_core::process::{Handler, HookInput, Subject};
     let (file, function) = handler.split_once("::").unwrap();
-    let h = crmkit_rhai::ScriptHandler::new(s.host.clone(), file, function, point, Default::default());
+    let h = crmkit_rhai::ScriptHandler::new(s.host.clone(), file, function, Default::default());
     let view = s.fx.store.read().unwrap();
     let input = HookInput {
         hook: point,
@@ -339,7 +344,8 @@ fn ask_script(
         depth: 0,
         view: &view,
     };
-    h.call(&input).unwrap_or_else(|f| panic!("{}", f.0))
+    let reply = h.call(&input).unwrap_or_else(|f| panic!("{}", f.0));
+    crmkit_core::hooks::accept(point, handler, reply).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

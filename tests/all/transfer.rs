@@ -12,7 +12,7 @@ use crmkit_core::time::SystemClock;
 use crmkit_core::transfer::{self, Format, ImportOptions, Importer, Mapping, Report};
 use crmkit_core::{demo, Installation};
 
-use crate::common::{dump, Fixture};
+use crate::common::{dump, native_engine, Fixture};
 
 fn import_with(
     store: &Store,
@@ -331,7 +331,7 @@ fn every_row_passes_the_guards_and_a_refusal_names_the_handler() {
         })
     });
     hooks.bind(HookPoint::EntityBeforeSave, "no_spam", &[]).unwrap();
-    let engine = Engine::new(hooks);
+    let engine = native_engine(hooks);
     let text = interactions(10, |i| (i == 7).then(|| "I7,email,2026-02-01T10:00:00Z,реклама,P1".to_string()));
     let r = import_with(&fx.store, &engine, EntityKind::Interaction, Format::Csv, text.as_bytes(), |_| {});
     assert_eq!((r.created, r.failed), (9, 1));

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 
 use super::condition::field_is_set;
-use super::hooks::{Action, Answer, HookInput, HookPoint, Hooks, Subject, Transition, View};
 use super::spec::{Assignee, Mode, ProcessKindSpec, StageSpec};
 use crate::config::Settings;
+use crate::hooks::{fault, Action, Answer, HookInput, HookPoint, Hooks, Subject, Transition, View};
 use crate::id::{DealId, PartnerId, TaskId, TypedId, UserId};
 use crate::model::{
     CustomFieldType, CustomValue, Deal, DealStatus, Entity, EntityKind, FieldError, How, Interaction, InteractionKind,
@@ -61,17 +61,19 @@ struct Cx<'e> {
 }
 
 impl Engine {
-    /// An engine calling `hooks`.
-    pub fn new(hooks: Hooks) -> Engine {
-        Engine { hooks }
-    }
-
-    /// An engine calling `hooks`, with the bindings of config's `[[hooks]]` added after
-    /// those already made. A binding to a handler `hooks` does not have is an error naming
-    /// it.
-    pub fn with_config(settings: &Settings, mut hooks: Hooks) -> Result<Engine> {
+    /// An engine calling `hooks`: the bindings already made, then those of config's
+    /// `[[hooks]]`, each found through its runtime's provider in `hooks`. Every binding that
+    /// cannot be made (no such handler, no such runtime, a script function that does not
+    /// exist) is named in the error, with its place in config.
+    pub fn new(settings: &Settings, mut hooks: Hooks) -> Result<Engine> {
         hooks.bind_all(&settings.hooks)?;
         Ok(Engine { hooks })
+    }
+
+    /// An engine that calls no hooks at all, whatever config binds: for programs that
+    /// replay or generate histories (the demo company) rather than serve users.
+    pub fn without_hooks() -> Engine {
+        Engine { hooks: Hooks::new() }
     }
 
     /// The hook handlers and bindings.
@@ -375,14 +377,9 @@ impl Cx<'_> {
     }
 
     fn guard(&self, input: &HookInput<'_>) -> Result<()> {
-        for (name, handler) in self.hooks.bound_at(input.hook, input.process_kind) {
-            match handler.call(input) {
-                Ok(Answer::Allow) => {}
-                Ok(Answer::Reject { message, field }) => {
-                    return Err(Error::Rejected { hook: input.hook.name(), handler: name.to_string(), message, field })
-                }
-                Ok(other) => return Err(wrong_answer(input.hook, name, &other, "allow or reject")),
-                Err(f) => return Err(fault(input.hook, name, f.0)),
+        for asked in self.hooks.ask(input) {
+            if let (name, Answer::Reject { message, field }) = asked? {
+                return Err(Error::Rejected { hook: input.hook.name(), handler: name.to_string(), message, field });
             }
         }
         Ok(())
@@ -392,11 +389,9 @@ impl Cx<'_> {
     /// applied to `deal`.
     fn react(&self, input: &HookInput<'_>, deal: Option<DealId>) -> Result<Vec<Action>> {
         let mut actions = Vec::new();
-        for (name, handler) in self.hooks.bound_at(input.hook, input.process_kind) {
-            match handler.call(input) {
-                Ok(Answer::Actions(mut a)) => actions.append(&mut a),
-                Ok(other) => return Err(wrong_answer(input.hook, name, &other, "a list of actions")),
-                Err(f) => return Err(fault(input.hook, name, f.0)),
+        for asked in self.hooks.ask(input) {
+            if let (_, Answer::Actions(mut a)) = asked? {
+                actions.append(&mut a);
             }
         }
         if !actions.is_empty() && deal.is_none() {
@@ -655,12 +650,10 @@ impl Cx<'_> {
             return Ok(r.to.clone());
         }
         let point = HookPoint::DealRoute;
-        for (name, handler) in self.hooks.bound_at(point, Some(&kind.id)) {
-            let input = self.input(tx, point, Some(&kind.id), EntityKind::Deal, None, Some(Subject::Deal(deal)), None);
-            match handler.call(&input) {
-                Ok(Answer::Stage(None)) => {}
-                Ok(Answer::Stage(Some(s))) if from.to.contains(&s) && s != from.id => return Ok(s),
-                Ok(Answer::Stage(Some(s))) => {
+        let input = self.input(tx, point, Some(&kind.id), EntityKind::Deal, None, Some(Subject::Deal(deal)), None);
+        for asked in self.hooks.ask(&input) {
+            match asked? {
+                (name, Answer::Stage(Some(s))) if !(from.to.contains(&s) && s != from.id) => {
                     return Err(fault(
                         point,
                         name,
@@ -671,8 +664,8 @@ impl Cx<'_> {
                         ),
                     ))
                 }
-                Ok(other) => return Err(wrong_answer(point, name, &other, "a stage")),
-                Err(f) => return Err(fault(point, name, f.0)),
+                (_, Answer::Stage(Some(s))) => return Ok(s),
+                _ => {}
             }
         }
         // The default: the next stage in order if the stage may move there, else the first
@@ -1022,20 +1015,15 @@ impl Cx<'_> {
             }
             Assignee::Hook => {
                 let point = HookPoint::TaskAssignee;
-                for (name, handler) in self.hooks.bound_at(point, Some(kind)) {
-                    let mut input =
-                        self.input(tx, point, Some(kind), EntityKind::Task, None, Some(Subject::Deal(deal)), None);
-                    input.task = Some(task);
-                    match handler.call(&input) {
-                        Ok(Answer::Assignee(None)) => {}
-                        Ok(Answer::Assignee(Some(login))) => {
-                            return by_login(&login, &format!("{point} handler {name}")).map_err(|e| match e {
-                                Error::Process { message, .. } => fault(point, name, message),
-                                e => e,
-                            })
-                        }
-                        Ok(other) => return Err(wrong_answer(point, name, &other, "an assignee")),
-                        Err(f) => return Err(fault(point, name, f.0)),
+                let mut input =
+                    self.input(tx, point, Some(kind), EntityKind::Task, None, Some(Subject::Deal(deal)), None);
+                input.task = Some(task);
+                for asked in self.hooks.ask(&input) {
+                    if let (name, Answer::Assignee(Some(login))) = asked? {
+                        return by_login(&login, &format!("{point} handler {name}")).map_err(|e| match e {
+                            Error::Process { message, .. } => fault(point, name, message),
+                            e => e,
+                        });
                     }
                 }
                 Ok(deal.manager)
@@ -1369,14 +1357,6 @@ fn subject<E: Entity>(e: &E) -> Subject<'_> {
     } else {
         Subject::Other(serde_json::to_value(e).expect("entities serialize"))
     }
-}
-
-fn fault(point: HookPoint, handler: &str, message: String) -> Error {
-    Error::HookFault { hook: point.name(), handler: handler.to_string(), message }
-}
-
-fn wrong_answer(point: HookPoint, handler: &str, answer: &Answer, expected: &str) -> Error {
-    fault(point, handler, format!("answered {answer:?}, but {point} expects {expected}"))
 }
 
 /// Sets a deal field from a reaction's JSON value.

@@ -3,14 +3,15 @@
 
 pub mod condition;
 mod engine;
-pub mod hooks;
 mod monitor;
 pub mod spec;
 
+pub use crate::hooks::{
+    Action, Answer, CallLimits, Fault, Handler, HookBinding, HookInput, HookKind, HookPoint, Hooks, Reply, Subject,
+    Transition, View,
+};
 pub use engine::{Engine, ImportStep, Outcome};
-pub use hooks::{Action, Answer, Fault, Handler, HookInput, HookKind, HookPoint, Hooks, Subject, Transition, View};
 pub use monitor::{sla_breaches, SlaBreach};
 pub use spec::{
-    Assignee, CallLimits, Guidance, HookBinding, Mode, ProcessKindSpec, ProcessSettings, Route, ScriptSettings,
-    StageSpec, TaskTemplate,
+    Assignee, Guidance, Mode, ProcessKindSpec, ProcessSettings, Route, ScriptSettings, StageSpec, TaskTemplate,
 };

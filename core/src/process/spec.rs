@@ -4,7 +4,6 @@
 use serde::Serialize;
 
 use super::condition::Condition;
-use super::hooks::HookPoint;
 use crate::config::ListItem;
 use crate::model::Role;
 
@@ -151,27 +150,6 @@ impl Default for ProcessSettings {
     fn default() -> Self {
         ProcessSettings { max_reaction_depth: 3, complete_others_tasks: vec![Role::Admin, Role::Head] }
     }
-}
-
-/// A hook binding (`[[hooks]]`): run `handler` at `point`, for the listed process kinds
-/// (all when empty). Bindings of one point run in file order.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct HookBinding {
-    pub point: HookPoint,
-    pub handler: String,
-    pub kinds: Vec<String>,
-    /// Limits of this binding's calls where they differ from `[scripting]` (scripts and
-    /// plugins; native handlers have none).
-    pub limits: CallLimits,
-}
-
-/// Per-call limits a binding may tighten or loosen: `None` keeps the installation's.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct CallLimits {
-    /// Wall-clock time a call may take, in milliseconds.
-    pub timeout_ms: Option<u64>,
-    /// Operations (statements, expressions, calls) a call may run.
-    pub max_operations: Option<u64>,
 }
 
 /// Limits of scripts and plugins for the whole installation (`[scripting]`).

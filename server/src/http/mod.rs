@@ -474,7 +474,7 @@ fn scripts_status(app: &App, caller: &Caller) -> Result<Response<Body>, ApiError
         .settings()
         .hooks
         .iter()
-        .filter(|b| crmkit_rhai::is_script_handler(&b.handler))
+        .filter(|b| b.runtime == crmkit_rhai::RUNTIME)
         .map(|b| json!({ "point": b.point, "handler": b.handler, "kinds": b.kinds }))
         .collect();
     Ok(json_response(StatusCode::OK, &json!({ "scripts": app.scripts.status(), "bindings": bindings })))

@@ -1,0 +1,239 @@
+//! What handlers answer: the typed [`Answer`], the JSON forms scripts and plugins send, and
+//! the one check that turns either into the answer a point accepts — or into the one
+//! "wrong answer" fault naming the point, the handler and what was expected.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::point::{AnswerType, HookPoint};
+use crate::Error;
+
+/// What a handler answers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    /// A guard lets the change happen.
+    Allow,
+    /// A guard refuses the change, with a message for the user and the field at fault.
+    Reject {
+        message: String,
+        #[serde(default)]
+        field: Option<String>,
+    },
+    /// A reaction's actions.
+    Actions(Vec<Action>),
+    /// `deal.route`: the next stage (`None`: the default route).
+    Stage(Option<String>),
+    /// `task.assignee`: the executor's login (`None`: the default rule).
+    Assignee(Option<String>),
+}
+
+impl Answer {
+    /// The type of answer this is.
+    pub fn answer_type(&self) -> AnswerType {
+        match self {
+            Answer::Allow | Answer::Reject { .. } => AnswerType::Verdict,
+            Answer::Actions(_) => AnswerType::Actions,
+            Answer::Stage(_) => AnswerType::Stage,
+            Answer::Assignee(_) => AnswerType::Assignee,
+        }
+    }
+}
+
+/// A change a reaction asks for, applied in the same transaction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    /// A task on the deal (or, for task hooks, on the task's deal).
+    CreateTask {
+        title: String,
+        #[serde(default)]
+        description: String,
+        /// The executor's login; the deal's manager when absent.
+        #[serde(default)]
+        executor: Option<String>,
+        /// Due this many minutes from now.
+        #[serde(default)]
+        due_in_minutes: Option<i64>,
+        #[serde(default)]
+        required: bool,
+    },
+    /// Sets a deal field (`probability`, `amount`, `expected_close`, `source`, `comment`,
+    /// `custom.NAME`); `null` clears it.
+    SetField { field: String, value: Value },
+    /// A note (an interaction) on the deal's partner and the deal.
+    AddNote {
+        subject: String,
+        #[serde(default)]
+        body: String,
+    },
+    /// Puts the deal on hold.
+    PutOnHold {
+        #[serde(default)]
+        comment: String,
+    },
+}
+
+/// What a handler hands back: a typed answer (native handlers) or the JSON form of one
+/// (scripts and plugins), which core reads against the point.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+    /// An answer already typed.
+    Answer(Answer),
+    /// An answer in its JSON form (docs/hooks.md, "Answers").
+    Json(Value),
+}
+
+impl From<Answer> for Reply {
+    fn from(a: Answer) -> Reply {
+        Reply::Answer(a)
+    }
+}
+
+/// Reads `reply` as the answer `point` accepts; anything else is the "wrong answer" fault
+/// of `handler`.
+pub fn accept(point: HookPoint, handler: &str, reply: Reply) -> Result<Answer, Error> {
+    let expected = point.answer_type();
+    let wrong = |got: String| Error::HookFault {
+        hook: point.name(),
+        handler: handler.to_string(),
+        message: format!("answered {got}; {point} expects {}", expected.expected()),
+    };
+    match reply {
+        Reply::Answer(a) if a.answer_type() == expected => Ok(a),
+        Reply::Answer(a) => Err(wrong(format!("{a:?}"))),
+        Reply::Json(v) => from_json(expected, v).map_err(wrong),
+    }
+}
+
+/// The answer of type `t` that a JSON value stands for; what it was when it is none.
+fn from_json(t: AnswerType, v: Value) -> Result<Answer, String> {
+    let got = || describe(&v);
+    match t {
+        AnswerType::Verdict => match &v {
+            Value::Null | Value::Bool(true) => Ok(Answer::Allow),
+            Value::Bool(false) => Ok(Answer::Reject { message: "refused".into(), field: None }),
+            Value::String(s) => Ok(Answer::Reject { message: s.clone(), field: None }),
+            Value::Object(m) if m.get("allow") == Some(&Value::Bool(true)) && m.len() == 1 => Ok(Answer::Allow),
+            Value::Object(m) if m.contains_key("reject") && m.keys().all(|k| k == "reject" || k == "field") => {
+                let message = match &m["reject"] {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let field = match m.get("field") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(s)) => Some(s.clone()),
+                    Some(other) => return Err(format!("a rejection whose field is {}", describe(other))),
+                };
+                Ok(Answer::Reject { message, field })
+            }
+            _ => Err(got()),
+        },
+        AnswerType::Actions => match v {
+            Value::Null => Ok(Answer::Actions(Vec::new())),
+            Value::Array(items) => {
+                let mut actions = Vec::with_capacity(items.len());
+                for (i, item) in items.into_iter().enumerate() {
+                    let a = serde_json::from_value::<Action>(item).map_err(|e| {
+                        format!("an action that is not understood (item {}: {e}; an action is like {{\"action\": \"create_task\", \"title\": \"…\"}})", i + 1)
+                    })?;
+                    actions.push(a);
+                }
+                Ok(Answer::Actions(actions))
+            }
+            _ => Err(got()),
+        },
+        AnswerType::Stage | AnswerType::Assignee => {
+            let text = match v {
+                Value::Null => None,
+                Value::String(s) => Some(s),
+                _ => return Err(got()),
+            };
+            Ok(if t == AnswerType::Stage { Answer::Stage(text) } else { Answer::Assignee(text) })
+        }
+    }
+}
+
+/// A JSON value in a few words, for messages.
+fn describe(v: &Value) -> String {
+    let mut text = v.to_string();
+    if text.len() > 80 {
+        let mut cut = 77;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    let what = match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "text",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a map",
+    };
+    format!("{what} ({text})")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[track_caller]
+    fn check(point: HookPoint, reply: Value, expected: Result<Answer, &str>) {
+        let got = accept(point, "h", Reply::Json(reply)).map_err(|e| e.to_string());
+        match (got, expected) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b),
+            (Err(m), Err(part)) => assert!(m.contains(part), "{m:?} does not contain {part:?}"),
+            (got, expected) => panic!("got {got:?}, expected {expected:?}"),
+        }
+    }
+
+    #[test]
+    fn json_answers_are_read_against_the_point() {
+        let guard = HookPoint::DealBeforeTransition;
+        check(guard, json!(null), Ok(Answer::Allow));
+        check(guard, json!(true), Ok(Answer::Allow));
+        check(guard, json!({"allow": true}), Ok(Answer::Allow));
+        check(guard, json!(false), Ok(Answer::Reject { message: "refused".into(), field: None }));
+        check(guard, json!("no quote"), Ok(Answer::Reject { message: "no quote".into(), field: None }));
+        check(
+            guard,
+            json!({"reject": "no quote", "field": "documents"}),
+            Ok(Answer::Reject { message: "no quote".into(), field: Some("documents".into()) }),
+        );
+        check(guard, json!(3), Err("answered a number (3); deal.before_transition expects a verdict"));
+        check(guard, json!({"rejekt": "x"}), Err("answered a map"));
+        check(guard, json!({"reject": "x", "field": 2}), Err("a rejection whose field is a number"));
+
+        let reaction = HookPoint::DealAfterTransition;
+        check(reaction, json!(null), Ok(Answer::Actions(vec![])));
+        check(
+            reaction,
+            json!([{"action": "put_on_hold"}]),
+            Ok(Answer::Actions(vec![Action::PutOnHold { comment: String::new() }])),
+        );
+        check(reaction, json!([{"action": "explode"}]), Err("item 1: unknown variant `explode`"));
+        check(reaction, json!([{"action": "put_on_hold", "coment": "x"}]), Err("item 1: unknown field `coment`"));
+        check(reaction, json!("x"), Err("deal.after_transition expects a list of actions"));
+
+        check(HookPoint::DealRoute, json!("bid"), Ok(Answer::Stage(Some("bid".into()))));
+        check(HookPoint::DealRoute, json!(null), Ok(Answer::Stage(None)));
+        check(HookPoint::DealRoute, json!(1), Err("deal.route expects a stage id"));
+        check(HookPoint::TaskAssignee, json!("anna"), Ok(Answer::Assignee(Some("anna".into()))));
+        check(HookPoint::TaskAssignee, json!([]), Err("task.assignee expects a user's login"));
+    }
+
+    #[test]
+    fn typed_answers_must_fit_the_point() {
+        let err = accept(HookPoint::DealRoute, "native_route", Reply::Answer(Answer::Allow)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "deal.route: handler native_route failed: answered Allow; deal.route expects a stage id (text) or null for the default route"
+        );
+        assert_eq!(accept(HookPoint::DealRoute, "h", Answer::Stage(None).into()).unwrap(), Answer::Stage(None));
+    }
+}

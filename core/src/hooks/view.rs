@@ -1,0 +1,83 @@
+//! What a handler may read besides its input: the store as the write being decided sees
+//! it, behind an object-safe trait so native handlers, scripts and plugins read alike.
+
+use crate::id::{DealId, PartnerId, TypedId, UserId};
+use crate::model::{Deal, Document, Interaction, Partner, Role, StageChange, User};
+use crate::store::{Index, Reader};
+use crate::Result;
+
+/// What a handler may read besides its input: the store as the write being decided sees
+/// it. Object-safe, so scripts and plugins reach it through their host functions.
+pub trait View {
+    /// A partner.
+    fn partner(&self, id: PartnerId) -> Result<Option<Partner>>;
+    /// A deal.
+    fn deal(&self, id: DealId) -> Result<Option<Deal>>;
+    /// A user.
+    fn user(&self, id: UserId) -> Result<Option<User>>;
+    /// The deals of a partner, oldest first.
+    fn deals_of(&self, partner: PartnerId) -> Result<Vec<Deal>>;
+    /// A deal's stage history, step by step.
+    fn history(&self, deal: DealId) -> Result<Vec<StageChange>>;
+    /// A deal's interactions, oldest first.
+    fn interactions(&self, deal: DealId) -> Result<Vec<Interaction>>;
+    /// A deal's documents, oldest first.
+    fn documents(&self, deal: DealId) -> Result<Vec<Document>>;
+    /// The active users with a role.
+    fn users_with_role(&self, role: Role) -> Result<Vec<User>>;
+    /// How many open tasks a user has.
+    fn open_tasks(&self, user: UserId) -> Result<usize>;
+    /// The user with a login.
+    fn user_with_login(&self, login: &str) -> Result<Option<User>>;
+    /// Visits every deal, oldest first, until `f` returns `false` (reports).
+    fn each_deal(&self, f: &mut dyn FnMut(&Deal) -> bool) -> Result<()>;
+    /// Deals after `after` (none: from the first), oldest first, at most `limit`.
+    fn deals_page(&self, after: Option<DealId>, limit: usize) -> Result<Vec<Deal>>;
+}
+
+impl<R: Reader> View for R {
+    fn partner(&self, id: PartnerId) -> Result<Option<Partner>> {
+        self.get(id)
+    }
+    fn deal(&self, id: DealId) -> Result<Option<Deal>> {
+        self.get(id)
+    }
+    fn user(&self, id: UserId) -> Result<Option<User>> {
+        self.get(id)
+    }
+    fn deals_of(&self, partner: PartnerId) -> Result<Vec<Deal>> {
+        self.find(Index::DealByPartner, &partner.raw().to_bytes(), None, usize::MAX)
+    }
+    fn history(&self, deal: DealId) -> Result<Vec<StageChange>> {
+        self.stage_history(deal)
+    }
+    fn interactions(&self, deal: DealId) -> Result<Vec<Interaction>> {
+        self.find(Index::InteractionByDeal, &deal.raw().to_bytes(), None, usize::MAX)
+    }
+    fn documents(&self, deal: DealId) -> Result<Vec<Document>> {
+        self.find(Index::DocumentByDeal, &deal.raw().to_bytes(), None, usize::MAX)
+    }
+    fn users_with_role(&self, role: Role) -> Result<Vec<User>> {
+        let mut out = Vec::new();
+        self.for_each::<User>(|u| {
+            if u.active && u.roles.contains(&role) {
+                out.push(u);
+            }
+            true
+        })?;
+        Ok(out)
+    }
+    fn each_deal(&self, f: &mut dyn FnMut(&Deal) -> bool) -> Result<()> {
+        self.for_each::<Deal>(|d| f(&d))
+    }
+    fn deals_page(&self, after: Option<DealId>, limit: usize) -> Result<Vec<Deal>> {
+        self.list(after, limit)
+    }
+    fn user_with_login(&self, login: &str) -> Result<Option<User>> {
+        Reader::user_by_login(self, login)
+    }
+    fn open_tasks(&self, user: UserId) -> Result<usize> {
+        let prefix = crate::model::task_executor_prefix(user, crate::model::TaskStatus::Open);
+        Ok(self.ids_by(Index::TaskByExecutor, &prefix, None, usize::MAX)?.len())
+    }
+}

@@ -1,0 +1,490 @@
+//! The JSON a handler sees: version 1 of the hook contract. These types are written for
+//! handlers, not taken from the stored records, so the records may change without a
+//! script or plugin noticing; a change here is a new version, never an edit of this one.
+//! docs/hooks.md documents every type with an example, and a test reads those examples
+//! back into these types.
+//!
+//! Conventions: ids are 26-character text; times are RFC 3339 text (UTC); dates are
+//! `YYYY-MM-DD`; decimal amounts are text (`"1500000.00"`) so no precision is lost;
+//! a field without a value is `null`. Custom field values are plain: text, enum, date and
+//! reference values as text, numbers as decimal text, booleans as booleans, money as
+//! `{"amount": "…", "currency": "…"}`.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::point::HookPoint;
+use super::registry::{HookInput, Subject, Transition};
+use crate::id::{ContactId, CounterpartyId, DealId, DocumentId, InteractionId, PartnerId, TaskId, UserId};
+use crate::model::{
+    Attitude, ContactPerson, Counterparty, CounterpartyKind, CustomFields, CustomValue, Deal, DealStatus, Direction,
+    Document, DocumentKind, DocumentState, EntityKind, How, Interaction, InteractionKind, Partner, PartnerRole, Role,
+    Task, TaskStatus, User,
+};
+use crate::time::Timestamp;
+
+/// The version of the contract these types are.
+pub const VERSION: u32 = 1;
+
+/// A hook call's input, as a handler that speaks JSON receives it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputV1 {
+    /// The contract version: 1.
+    pub v: u32,
+    /// The hook point.
+    pub hook: HookPoint,
+    /// The deal's process kind, when the hook concerns a deal or one of its tasks.
+    pub process_kind: Option<String>,
+    /// The kind of entity the hook is about (`deal`, `task`, `interaction`, …).
+    pub entity: EntityKind,
+    /// The acting user (`null`: the system).
+    pub actor: Option<ActorV1>,
+    /// The entity as stored before the change (`null` on creation).
+    pub before: Option<SubjectV1>,
+    /// The entity as it will be stored (for `deal.route` and `task.assignee`: the deal as it is).
+    pub after: Option<SubjectV1>,
+    /// The change of stage or status (transition and close hooks).
+    pub transition: Option<TransitionV1>,
+    /// `task.assignee`: the task about to be created.
+    pub task: Option<TaskV1>,
+    /// How many reactions deep this call is (0: a direct request).
+    pub depth: u32,
+}
+
+/// The entity a hook is about; which one is told by the input's `entity`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SubjectV1 {
+    Deal(DealV1),
+    Task(TaskV1),
+    Interaction(InteractionV1),
+    Partner(PartnerV1),
+    Counterparty(CounterpartyV1),
+    Contact(ContactV1),
+    Document(DocumentV1),
+    /// Any other entity (links, participants, users, attachments, …), in the form the HTTP
+    /// API gives it (`/openapi.json`).
+    Record(serde_json::Map<String, Value>),
+}
+
+/// The acting user.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActorV1 {
+    pub id: UserId,
+    pub login: String,
+    pub name: String,
+    pub email: Option<String>,
+    pub department: Option<String>,
+    /// The roles the user acts in (`admin`, `head`, `manager`, `viewer`).
+    pub roles: Vec<Role>,
+}
+
+/// A change of a deal's stage or status.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransitionV1 {
+    /// `move`, `advance`, `hold`, `resume`, `win`, `lose`, `reopen`, …
+    pub how: How,
+    pub from_stage: Option<String>,
+    pub to_stage: Option<String>,
+    pub from_status: DealStatus,
+    pub to_status: DealStatus,
+    /// The loss reason, hold comment or move reason.
+    pub note: Option<String>,
+}
+
+/// A deal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DealV1 {
+    pub id: DealId,
+    /// Goes up by one with every stored change.
+    pub version: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub title: String,
+    pub partner: PartnerId,
+    pub counterparty: Option<CounterpartyId>,
+    /// The process kind's id.
+    pub kind: String,
+    /// The current stage's id (`null` for a stageless kind).
+    pub stage: Option<String>,
+    /// `in_progress`, `won`, `lost`, `on_hold`.
+    pub status: DealStatus,
+    pub manager: UserId,
+    pub amount: Decimal,
+    /// ISO 4217 code.
+    pub currency: String,
+    pub expected_close: Option<NaiveDate>,
+    /// Win probability, percent.
+    pub probability: Option<u8>,
+    pub source: Option<String>,
+    pub loss_reason: Option<String>,
+    pub competitor: Option<PartnerId>,
+    pub comment: String,
+    pub closed_at: Option<Timestamp>,
+    pub stage_entered_at: Option<Timestamp>,
+    /// The checklist items of the current stage ticked off.
+    pub checklist: Vec<String>,
+    pub custom: BTreeMap<String, Value>,
+}
+
+/// A task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskV1 {
+    pub id: TaskId,
+    pub version: u64,
+    pub created_at: Timestamp,
+    pub title: String,
+    pub description: String,
+    pub executor: UserId,
+    pub due: Option<Timestamp>,
+    /// `open`, `done`, `cancelled`.
+    pub status: TaskStatus,
+    pub deal: Option<DealId>,
+    /// The stage that created the task.
+    pub stage: Option<String>,
+    /// Whether the stage cannot be left while the task is open.
+    pub required: bool,
+    pub finished_at: Option<Timestamp>,
+    pub finished_by: Option<UserId>,
+}
+
+/// An interaction: a call, meeting, e-mail or note.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InteractionV1 {
+    pub id: InteractionId,
+    pub version: u64,
+    pub created_at: Timestamp,
+    pub kind: InteractionKind,
+    pub direction: Option<Direction>,
+    pub at: Timestamp,
+    pub duration_min: Option<u32>,
+    pub subject: String,
+    pub body: String,
+    pub partner: PartnerId,
+    pub deal: Option<DealId>,
+    pub contacts: Vec<ContactId>,
+    pub author: Option<UserId>,
+    pub custom: BTreeMap<String, Value>,
+}
+
+/// A partner: the business relationship.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerV1 {
+    pub id: PartnerId,
+    pub version: u64,
+    pub created_at: Timestamp,
+    pub name: String,
+    pub roles: Vec<PartnerRole>,
+    /// The group this partner belongs to.
+    pub parent: Option<PartnerId>,
+    pub manager: Option<UserId>,
+    pub segment: Option<String>,
+    pub counterparties: Vec<CounterpartyId>,
+    pub source: Option<String>,
+    pub comment: String,
+    pub custom: BTreeMap<String, Value>,
+}
+
+/// A counterparty: the legal subject. Addresses and bank accounts are not part of
+/// version 1.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CounterpartyV1 {
+    pub id: CounterpartyId,
+    pub version: u64,
+    pub created_at: Timestamp,
+    /// `legal_entity`, `entrepreneur`, `individual`, …
+    pub kind: CounterpartyKind,
+    pub name: String,
+    pub full_name: String,
+    /// ISO 3166 code.
+    pub country: String,
+    pub tax_id: Option<String>,
+    pub kpp: Option<String>,
+    pub reg_number: Option<String>,
+    pub custom: BTreeMap<String, Value>,
+}
+
+/// A contact person of a partner.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactV1 {
+    pub id: ContactId,
+    pub version: u64,
+    pub created_at: Timestamp,
+    pub partner: PartnerId,
+    pub name: String,
+    pub position: String,
+    /// E.164.
+    pub phones: Vec<String>,
+    pub emails: Vec<String>,
+    pub decision_role: Option<String>,
+    pub attitude: Option<Attitude>,
+    pub comment: String,
+    pub custom: BTreeMap<String, Value>,
+}
+
+/// A document: a quote, invoice, order, waybill or payment. Its lines are not part of
+/// version 1.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentV1 {
+    pub id: DocumentId,
+    pub version: u64,
+    pub created_at: Timestamp,
+    pub kind: DocumentKind,
+    pub number: String,
+    pub date: NaiveDate,
+    pub partner: PartnerId,
+    pub deal: Option<DealId>,
+    pub counterparty: Option<CounterpartyId>,
+    pub amount: Decimal,
+    pub currency: String,
+    pub state: DocumentState,
+    pub comment: String,
+    pub custom: BTreeMap<String, Value>,
+}
+
+/// Custom field values in their plain form.
+pub fn custom(values: &CustomFields) -> BTreeMap<String, Value> {
+    values
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                CustomValue::String(s) | CustomValue::Enum(s) => Value::String(s.clone()),
+                CustomValue::Number(n) => Value::String(n.to_string()),
+                CustomValue::Money(m) => {
+                    serde_json::json!({ "amount": m.amount.to_string(), "currency": m.currency.to_string() })
+                }
+                CustomValue::Date(d) => Value::String(d.to_string()),
+                CustomValue::Bool(b) => Value::Bool(*b),
+                CustomValue::Ref(id) => Value::String(id.to_string()),
+            };
+            (k.to_string(), v)
+        })
+        .collect()
+}
+
+impl From<&Deal> for DealV1 {
+    fn from(d: &Deal) -> DealV1 {
+        DealV1 {
+            id: d.id,
+            version: d.version,
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+            title: d.title.clone(),
+            partner: d.partner,
+            counterparty: d.counterparty,
+            kind: d.kind.clone(),
+            stage: d.stage.clone(),
+            status: d.status,
+            manager: d.manager,
+            amount: d.amount.amount,
+            currency: d.amount.currency.to_string(),
+            expected_close: d.expected_close,
+            probability: d.probability,
+            source: d.source.clone(),
+            loss_reason: d.loss_reason.clone(),
+            competitor: d.competitor,
+            comment: d.comment.clone(),
+            closed_at: d.closed_at,
+            stage_entered_at: d.stage_entered_at,
+            checklist: d.checklist.clone(),
+            custom: custom(&d.custom),
+        }
+    }
+}
+
+impl From<&Task> for TaskV1 {
+    fn from(t: &Task) -> TaskV1 {
+        TaskV1 {
+            id: t.id,
+            version: t.version,
+            created_at: t.created_at,
+            title: t.title.clone(),
+            description: t.description.clone(),
+            executor: t.executor,
+            due: t.due,
+            status: t.status,
+            deal: t.deal,
+            stage: t.stage.clone(),
+            required: t.required,
+            finished_at: t.finished_at,
+            finished_by: t.finished_by,
+        }
+    }
+}
+
+impl From<&Interaction> for InteractionV1 {
+    fn from(i: &Interaction) -> InteractionV1 {
+        InteractionV1 {
+            id: i.id,
+            version: i.version,
+            created_at: i.created_at,
+            kind: i.kind,
+            direction: i.direction,
+            at: i.at,
+            duration_min: i.duration_min,
+            subject: i.subject.clone(),
+            body: i.body.clone(),
+            partner: i.partner,
+            deal: i.deal,
+            contacts: i.contacts.clone(),
+            author: i.author,
+            custom: custom(&i.custom),
+        }
+    }
+}
+
+impl From<&Partner> for PartnerV1 {
+    fn from(p: &Partner) -> PartnerV1 {
+        PartnerV1 {
+            id: p.id,
+            version: p.version,
+            created_at: p.created_at,
+            name: p.name.clone(),
+            roles: p.roles.clone(),
+            parent: p.parent,
+            manager: p.manager,
+            segment: p.segment.clone(),
+            counterparties: p.counterparties.clone(),
+            source: p.source.clone(),
+            comment: p.comment.clone(),
+            custom: custom(&p.custom),
+        }
+    }
+}
+
+impl From<&Counterparty> for CounterpartyV1 {
+    fn from(c: &Counterparty) -> CounterpartyV1 {
+        CounterpartyV1 {
+            id: c.id,
+            version: c.version,
+            created_at: c.created_at,
+            kind: c.kind,
+            name: c.name.clone(),
+            full_name: c.full_name.clone(),
+            country: c.country.clone(),
+            tax_id: c.tax_id.clone(),
+            kpp: c.kpp.clone(),
+            reg_number: c.reg_number.clone(),
+            custom: custom(&c.custom),
+        }
+    }
+}
+
+impl From<&ContactPerson> for ContactV1 {
+    fn from(c: &ContactPerson) -> ContactV1 {
+        ContactV1 {
+            id: c.id,
+            version: c.version,
+            created_at: c.created_at,
+            partner: c.partner,
+            name: c.name.clone(),
+            position: c.position.clone(),
+            phones: c.phones.clone(),
+            emails: c.emails.clone(),
+            decision_role: c.decision_role.clone(),
+            attitude: c.attitude,
+            comment: c.comment.clone(),
+            custom: custom(&c.custom),
+        }
+    }
+}
+
+impl From<&Document> for DocumentV1 {
+    fn from(d: &Document) -> DocumentV1 {
+        DocumentV1 {
+            id: d.id,
+            version: d.version,
+            created_at: d.created_at,
+            kind: d.kind,
+            number: d.number.clone(),
+            date: d.date,
+            partner: d.partner,
+            deal: d.deal,
+            counterparty: d.counterparty,
+            amount: d.amount.amount,
+            currency: d.amount.currency.to_string(),
+            state: d.state,
+            comment: d.comment.clone(),
+            custom: custom(&d.custom),
+        }
+    }
+}
+
+impl From<&User> for ActorV1 {
+    fn from(u: &User) -> ActorV1 {
+        ActorV1 {
+            id: u.id,
+            login: u.login.clone(),
+            name: u.name.clone(),
+            email: u.email.clone(),
+            department: u.department.clone(),
+            roles: u.roles.clone(),
+        }
+    }
+}
+
+impl From<&Transition> for TransitionV1 {
+    fn from(t: &Transition) -> TransitionV1 {
+        TransitionV1 {
+            how: t.how,
+            from_stage: t.from_stage.clone(),
+            to_stage: t.to_stage.clone(),
+            from_status: t.from_status,
+            to_status: t.to_status,
+            note: t.note.clone(),
+        }
+    }
+}
+
+impl From<&Subject<'_>> for SubjectV1 {
+    fn from(s: &Subject<'_>) -> SubjectV1 {
+        match s {
+            Subject::Deal(d) => SubjectV1::Deal((*d).into()),
+            Subject::Task(t) => SubjectV1::Task((*t).into()),
+            Subject::Interaction(i) => SubjectV1::Interaction((*i).into()),
+            Subject::Partner(p) => SubjectV1::Partner((*p).into()),
+            Subject::Counterparty(c) => SubjectV1::Counterparty((*c).into()),
+            Subject::Contact(c) => SubjectV1::Contact((*c).into()),
+            Subject::Document(d) => SubjectV1::Document((*d).into()),
+            Subject::Other(v) => SubjectV1::Record(match v {
+                Value::Object(m) => m.clone(),
+                other => {
+                    let mut m = serde_json::Map::new();
+                    m.insert("value".into(), other.clone());
+                    m
+                }
+            }),
+        }
+    }
+}
+
+impl From<&HookInput<'_>> for InputV1 {
+    fn from(i: &HookInput<'_>) -> InputV1 {
+        InputV1 {
+            v: VERSION,
+            hook: i.hook,
+            process_kind: i.process_kind.map(str::to_string),
+            entity: i.entity,
+            actor: i.actor.map(ActorV1::from),
+            before: i.before.as_ref().map(SubjectV1::from),
+            after: i.after.as_ref().map(SubjectV1::from),
+            transition: i.transition.map(TransitionV1::from),
+            task: i.task.map(TaskV1::from),
+            depth: i.depth,
+        }
+    }
+}
