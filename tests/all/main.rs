@@ -8,6 +8,7 @@ mod demo;
 mod dossier;
 mod golden;
 mod graph;
+mod hooks;
 mod index_model;
 mod process;
 mod scripting;

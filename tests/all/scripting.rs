@@ -535,3 +535,48 @@ fn an_import_cycle_and_a_date_beyond_the_calendar_are_errors_not_crashes() {
     let e = call("h");
     assert!(e.contains("there is no scripts/missing.rhai"), "{e}");
 }
+
+/// `ctx` and a deal in Rhai are derived from the hook contract: a script can read every field
+/// of the contract's input and of its deal, by the same names.
+#[test]
+fn ctx_and_deal_have_every_field_of_the_contract() {
+    use crmkit_core::hooks::wire::{DealV1, InputV1};
+    let deal_fields = field_names(
+        serde_json::json!({
+            "id": "01JN8W7A1G0000000000000010", "version": 1, "created_at": "2026-03-02T09:00:00Z",
+            "updated_at": "2026-03-02T09:00:00Z", "title": "t", "partner": "01JN8W6ZQ0000000000000000P",
+            "counterparty": null, "kind": "b2b_sale", "stage": null, "status": "in_progress",
+            "manager": "01JN8W6ZQ0000000000000000C", "amount": "1", "currency": "RUB", "expected_close": null,
+            "probability": null, "source": null, "loss_reason": null, "competitor": null, "comment": "",
+            "closed_at": null, "stage_entered_at": null, "checklist": [], "custom": {}
+        }),
+        |v| serde_json::to_value(serde_json::from_value::<DealV1>(v).unwrap()).unwrap(),
+    );
+    let input_fields = field_names(
+        serde_json::json!({
+            "v": 1, "hook": "deal.before_transition", "process_kind": null, "entity": "deal", "actor": null,
+            "before": null, "after": null, "transition": null, "task": null, "depth": 0
+        }),
+        |v| serde_json::to_value(serde_json::from_value::<InputV1>(v).unwrap()).unwrap(),
+    );
+    let reads = |object: &str, fields: &[String]| {
+        fields.iter().map(|f| format!("  let _{f} = {object}.{f};\n")).collect::<String>()
+    };
+    let script = format!(
+        "fn check(ctx) {{\n{}{}  if ctx.v != 1 || ctx.process_kind != ctx.kind {{ return \"not the contract\" }}\n  true\n}}",
+        reads("ctx", &input_fields),
+        reads("ctx.after", &deal_fields)
+    );
+    let s = scripted(GUARD, &[("guards.rhai", &script)]).unwrap();
+    let d = s.deal(10_000);
+    s.move_to(&d, "needs_analysis").unwrap_or_else(|e| panic!("{e}\n{script}"));
+}
+
+/// The fields of a contract type, as its JSON form names them: `sample` read into the type
+/// and written back by `through`.
+fn field_names(sample: serde_json::Value, through: fn(serde_json::Value) -> serde_json::Value) -> Vec<String> {
+    match through(sample) {
+        serde_json::Value::Object(m) => m.keys().cloned().collect(),
+        other => panic!("not an object: {other}"),
+    }
+}

@@ -89,7 +89,8 @@ pub struct ActorV1 {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransitionV1 {
-    /// `move`, `advance`, `hold`, `resume`, `win`, `lose`, `reopen`, …
+    /// `manual` (moved by hand), `route` (a managed route), `hold`, `resume`, `won`, `lost`,
+    /// `reopen`.
     pub how: How,
     pub from_stage: Option<String>,
     pub to_stage: Option<String>,
@@ -204,7 +205,7 @@ pub struct CounterpartyV1 {
     pub id: CounterpartyId,
     pub version: u64,
     pub created_at: Timestamp,
-    /// `legal_entity`, `entrepreneur`, `individual`, …
+    /// `legal_entity`, `sole_trader`, `individual`.
     pub kind: CounterpartyKind,
     pub name: String,
     pub full_name: String,
