@@ -17,6 +17,7 @@ pub mod installation;
 pub mod merge;
 pub mod model;
 pub mod process;
+pub mod report;
 pub mod store;
 pub mod time;
 pub mod transfer;

@@ -23,3 +23,4 @@ mod host;
 pub mod report;
 
 pub use host::{RhaiProvider, ScriptError, ScriptHandler, ScriptHost, ScriptStatus, RUNTIME};
+pub use report::RhaiReports;

@@ -1,55 +1,18 @@
-//! Custom reports: `scripts/reports/NAME.rhai` defines `report(params)`, which reads the
-//! store and returns a table — `#{ columns: [#{ name, type }], rows: [[…], …] }` with the
-//! types `text`, `int`, `decimal` and `date`.
+//! Custom reports as a [`ReportSource`]: `scripts/reports/NAME.rhai` defines
+//! `report(params)`, which reads the store and returns a table —
+//! `#{ columns: [#{ name, type }], rows: [[…], …] }` with the types `text`, `int`,
+//! `decimal` and `date` — and may declare its parameters with `parameters()`, returning
+//! `[#{ name: "from", description: "…" }, …]`. Core checks the parameters and the table.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use crmkit_core::process::{CallLimits, View};
+use crmkit_core::hooks::{CallLimits, View};
+use crmkit_core::report::{Column, ColumnType, Parameter, ReportInfo, ReportSource};
 use rhai::{Dynamic, Map};
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::{ScriptError, ScriptHost};
-
-/// A column of a report.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Column {
-    pub name: String,
-    /// `text`, `int`, `decimal` or `date`.
-    #[serde(rename = "type")]
-    pub ty: String,
-}
-
-/// What a report returns.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Table {
-    pub columns: Vec<Column>,
-    /// One value per column; `null` where a row has none.
-    pub rows: Vec<Vec<Value>>,
-}
-
-const TYPES: [&str; 4] = ["text", "int", "decimal", "date"];
-
-impl Table {
-    /// The table as CSV: a header row of column names, then the rows (decimals as their
-    /// exact text, empty cells for nulls).
-    pub fn to_csv(&self) -> Vec<u8> {
-        let text = |v: &Value| match v {
-            Value::Null => String::new(),
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        let mut out = Vec::new();
-        let names: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
-        crmkit_core::transfer::csv::write_record(&mut out, &names, b',').expect("writing to memory");
-        for row in &self.rows {
-            let cells: Vec<String> = row.iter().map(text).collect();
-            let refs: Vec<&str> = cells.iter().map(String::as_str).collect();
-            crmkit_core::transfer::csv::write_record(&mut out, &refs, b',').expect("writing to memory");
-        }
-        out
-    }
-}
 
 /// The file of report `name`.
 pub fn report_file(name: &str) -> String {
@@ -61,35 +24,73 @@ pub fn reports(host: &ScriptHost) -> Vec<String> {
     host.files().iter().filter_map(|f| f.strip_prefix("reports/")?.strip_suffix(".rhai").map(str::to_string)).collect()
 }
 
-/// Runs report `name` with `params` over `view`, under the installation's report limits.
-pub fn run_report(
-    host: &ScriptHost,
-    view: &dyn View,
-    name: &str,
-    params: &BTreeMap<String, String>,
-) -> Result<Table, ScriptError> {
-    let file = report_file(name);
-    if !host.files().contains(&file) {
-        let known = reports(host);
-        return Err(ScriptError {
-            file,
-            line: None,
-            column: None,
-            function: None,
-            message: format!(
-                "there is no such report; the installation has {}",
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
-            ),
-        });
+/// The reports of a script host's `scripts/reports/`.
+pub struct RhaiReports {
+    host: Arc<ScriptHost>,
+}
+
+impl RhaiReports {
+    /// The reports of `host`.
+    pub fn new(host: Arc<ScriptHost>) -> RhaiReports {
+        RhaiReports { host }
     }
-    host.check_function(&file, "report", 1)?;
-    let args: Map = params.iter().map(|(k, v)| (k.as_str().into(), Dynamic::from(v.clone()))).collect();
-    let limits = CallLimits {
-        timeout_ms: Some(host.limits().report_timeout_ms),
-        max_operations: Some(host.limits().report_max_operations),
-    };
-    let out = host.call_report(view, &file, "report", vec![args.into()], limits)?;
-    table(out).map_err(|m| ScriptError { file, line: None, column: None, function: Some("report".into()), message: m })
+
+    /// The parameters report `file` declares (`None`: it defines no `parameters()`); an
+    /// error when `parameters()` fails or answers something else than a list of them.
+    fn parameters(&self, file: &str) -> Result<Option<Vec<Parameter>>, String> {
+        if self.host.check_function(file, "parameters", 0).is_err() {
+            return Ok(None);
+        }
+        let out = self.host.call(file, "parameters", Vec::new(), CallLimits::default()).map_err(|e| e.to_string())?;
+        let shape = || {
+            format!(
+                "scripts/{file}: parameters() returns [#{{ name: \"…\", description: \"…\" }}, …], not {}",
+                out.type_name()
+            )
+        };
+        let list: Vec<BTreeMap<String, String>> = rhai::serde::from_dynamic(&out).map_err(|_| shape())?;
+        list.into_iter()
+            .map(|p| {
+                let name = p.get("name").filter(|n| !n.is_empty()).ok_or_else(shape)?.clone();
+                Ok(Parameter { name, description: p.get("description").cloned().unwrap_or_default() })
+            })
+            .collect::<Result<_, _>>()
+            .map(Some)
+    }
+}
+
+impl ReportSource for RhaiReports {
+    fn reports(&self) -> Vec<ReportInfo> {
+        reports(&self.host)
+            .into_iter()
+            .map(|name| {
+                // A broken declaration is reported when the report is run.
+                let parameters = self.parameters(&report_file(&name)).unwrap_or(None);
+                ReportInfo { name, runtime: crate::RUNTIME.to_string(), parameters }
+            })
+            .collect()
+    }
+
+    fn run(
+        &self,
+        name: &str,
+        params: &BTreeMap<String, String>,
+        view: &dyn View,
+    ) -> Result<(Vec<Column>, Vec<Vec<Value>>), String> {
+        let file = report_file(name);
+        let host = &self.host;
+        host.check_function(&file, "report", 1).map_err(|e| e.to_string())?;
+        self.parameters(&file)?;
+        let args: Map = params.iter().map(|(k, v)| (k.as_str().into(), Dynamic::from(v.clone()))).collect();
+        let limits = CallLimits {
+            timeout_ms: Some(host.limits().report_timeout_ms),
+            max_operations: Some(host.limits().report_max_operations),
+        };
+        let out = host.call_report(view, &file, "report", vec![args.into()], limits).map_err(|e| e.to_string())?;
+        table(out).map_err(|m| {
+            ScriptError { file, line: None, column: None, function: Some("report".into()), message: m }.to_string()
+        })
+    }
 }
 
 /// A cell as JSON: decimals as their exact text.
@@ -103,8 +104,8 @@ fn json_of(v: &Dynamic) -> Result<Value, String> {
     rhai::serde::from_dynamic(v).map_err(|e| format!("{} cannot be a cell: {e}", v.type_name()))
 }
 
-/// Checks and converts what `report` returned.
-fn table(out: Dynamic) -> Result<Table, String> {
+/// Converts what `report` returned into columns and rows (core checks their types).
+fn table(out: Dynamic) -> Result<(Vec<Column>, Vec<Vec<Value>>), String> {
     let shape = "a report returns #{ columns: [#{ name: \"…\", type: \"text\" }, …], rows: [[…], …] }";
     let got = out.type_name();
     let map = out.try_cast::<Map>().ok_or_else(|| format!("returned {got}; {shape}"))?;
@@ -115,11 +116,12 @@ fn table(out: Dynamic) -> Result<Table, String> {
         .into_iter()
         .enumerate()
         .map(|(i, c)| {
-            let name = c.get("name").cloned().ok_or_else(|| format!("column {i} has no name"))?;
-            let ty = c.get("type").cloned().unwrap_or_else(|| "text".into());
-            if !TYPES.contains(&ty.as_str()) {
-                return Err(format!("column {name}: \"{ty}\" is not a type ({})", TYPES.join(", ")));
-            }
+            let name = c.get("name").cloned().ok_or_else(|| format!("column {} has no name", i + 1))?;
+            let ty = c.get("type").map_or("text", String::as_str);
+            let ty = ColumnType::from_name(ty).ok_or_else(|| {
+                let types: Vec<&str> = ColumnType::ALL.iter().map(|t| t.name()).collect();
+                format!("column {name}: \"{ty}\" is not a type ({})", types.join(", "))
+            })?;
             Ok(Column { name, ty })
         })
         .collect::<Result<_, String>>()?;
@@ -134,23 +136,5 @@ fn table(out: Dynamic) -> Result<Table, String> {
             row.iter().map(json_of).collect::<Result<Vec<_>, String>>().map_err(|e| format!("row {}: {e}", i + 1))
         })
         .collect::<Result<_, String>>()?;
-    for (i, row) in rows.iter().enumerate() {
-        if row.len() != columns.len() {
-            return Err(format!("row {} has {} values for {} columns", i + 1, row.len(), columns.len()));
-        }
-        for (v, c) in row.iter().zip(&columns) {
-            let fits = match (c.ty.as_str(), v) {
-                (_, Value::Null) => true,
-                ("int", Value::Number(n)) => n.is_i64(),
-                ("decimal", Value::Number(_)) => true,
-                ("decimal", Value::String(s)) => s.parse::<rust_decimal::Decimal>().is_ok(),
-                ("text" | "date", Value::String(_)) => true,
-                _ => false,
-            };
-            if !fits {
-                return Err(format!("row {}, column {}: {v} is not of type {}", i + 1, c.name, c.ty));
-            }
-        }
-    }
-    Ok(Table { columns, rows })
+    Ok((columns, rows))
 }

@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use crmkit_core::hooks::{CallLimits, Hooks};
 use crmkit_core::process::Engine;
+use crmkit_core::report::ColumnType;
 use crmkit_core::time::SystemClock;
 use crmkit_core::Installation;
 use crmkit_rhai::{RhaiProvider, ScriptError, ScriptHost};
@@ -59,6 +60,13 @@ pub fn engine_and_scripts(inst: &Installation) -> Result<(Engine, Arc<ScriptHost
 /// Another process engine calling the scripts of `host` (an import runs its own).
 pub fn engine_on(inst: &Installation, host: &Arc<ScriptHost>) -> Result<Engine> {
     Ok(Engine::new(inst.settings(), hooks(host))?)
+}
+
+/// The reports of an installation: its report scripts, on `host`.
+pub fn reports(host: &Arc<ScriptHost>) -> crmkit_core::report::Reports {
+    let mut reports = crmkit_core::report::Reports::new();
+    reports.add(Arc::new(crmkit_rhai::RhaiReports::new(host.clone())));
+    reports
 }
 
 /// The runtimes an installation's bindings may name: Rhai, on `host`.
@@ -131,7 +139,6 @@ pub fn run(what: What) -> Result<()> {
 
 /// `crmkit report DIR NAME`: a report script's table.
 pub fn report(dir: &std::path::Path, name: &str, params: &[String], format: &str) -> Result<()> {
-    use crmkit_rhai::report::run_report;
     let inst = Installation::open(dir, Arc::new(SystemClock))?;
     let (host, errors) = host(&inst);
     report_errors(&errors)?;
@@ -141,19 +148,15 @@ pub fn report(dir: &std::path::Path, name: &str, params: &[String], format: &str
         args.insert(k.trim().to_string(), v.to_string());
     }
     let snapshot = inst.store().read()?;
-    let table = run_report(&host, &snapshot, name, &args).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let text = |v: &serde_json::Value| match v {
-        serde_json::Value::Null => String::new(),
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
+    let table = reports(&host).run(name, &args, &snapshot)?;
+    let text = crmkit_core::report::cell_text;
     match format {
         "json" => say!("{}", serde_json::to_string_pretty(&table)?),
         "csv" => say!("{}", String::from_utf8_lossy(&table.to_csv()).trim_end()),
         "table" => {
-            let cells: Vec<Vec<String>> = table.rows.iter().map(|r| r.iter().map(text).collect()).collect();
+            let cells: Vec<Vec<String>> = table.rows().iter().map(|r| r.iter().map(text).collect()).collect();
             let widths: Vec<usize> = table
-                .columns
+                .columns()
                 .iter()
                 .enumerate()
                 .map(|(i, c)| {
@@ -164,20 +167,18 @@ pub fn report(dir: &std::path::Path, name: &str, params: &[String], format: &str
                 values
                     .iter()
                     .zip(&widths)
-                    .zip(&table.columns)
-                    .map(
-                        |((v, w), c)| {
-                            if c.ty == "text" || c.ty == "date" {
-                                format!("{v:<w$}")
-                            } else {
-                                format!("{v:>w$}")
-                            }
-                        },
-                    )
+                    .zip(table.columns())
+                    .map(|((v, w), c)| {
+                        if matches!(c.ty, ColumnType::Text | ColumnType::Date) {
+                            format!("{v:<w$}")
+                        } else {
+                            format!("{v:>w$}")
+                        }
+                    })
                     .collect::<Vec<_>>()
                     .join("  ")
             };
-            say!("{}", line(table.columns.iter().map(|c| c.name.as_str()).collect()));
+            say!("{}", line(table.columns().iter().map(|c| c.name.as_str()).collect()));
             for r in &cells {
                 say!("{}", line(r.iter().map(String::as_str).collect()));
             }

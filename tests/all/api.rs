@@ -1586,6 +1586,21 @@ fn report(p) {
     assert_eq!(rows("watcher"), serde_json::json!([["north", 1], ["south", 1]]));
     assert_eq!(rows("head"), serde_json::json!([["north", 1]]));
     assert_eq!(server.request("GET", "/api/v1/reports/deals_by_manager", Some(office.token("north"))).0, 403);
+    // The list names every report and what the shipped ones take; a parameter a report does
+    // not declare is refused, naming those it takes.
+    let (status, list) = server.request("GET", "/api/v1/reports", Some(office.token("head")));
+    assert_eq!(status, 200, "{list}");
+    let names: Vec<&str> = list["reports"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["deals_by_manager", "losses_by_competitor", "pipeline_by_manager"]);
+    assert_eq!(list["reports"][0]["parameters"], serde_json::Value::Null);
+    assert_eq!(list["reports"][2]["runtime"], "rhai");
+    assert_eq!(list["reports"][2]["parameters"][0]["name"], "from");
+    assert_eq!(server.request("GET", "/api/v1/reports", Some(office.token("north"))).0, 403);
+    let (status, body) =
+        server.request("GET", "/api/v1/reports/pipeline_by_manager?form=2025-01", Some(office.token("head")));
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["message"], "report pipeline_by_manager: it has no parameter \"form\" (it takes from, to)");
+    assert_eq!(server.request("GET", "/api/v1/reports/nothing", Some(office.token("head"))).0, 404);
     // Nor does a head's report reach another department's deal by its id.
     std::fs::write(
         office.site.dir.join("scripts/reports/one_deal.rhai"),

@@ -399,8 +399,20 @@ fn shipped_route_a_new_clients_bid_goes_through_approval() {
     assert_eq!(ask_script(&s, HookPoint::DealRoute, handler, &same_partner), Answer::Stage(None));
 }
 
+/// Report `name` of `host`'s scripts, through core's reports as the CLI and the API run it.
+fn run_report(
+    host: &Arc<ScriptHost>,
+    view: &dyn crmkit_core::hooks::View,
+    name: &str,
+    params: &std::collections::BTreeMap<String, String>,
+) -> Result<crmkit_core::report::Table, crmkit_core::report::ReportError> {
+    let mut reports = crmkit_core::report::Reports::new();
+    reports.add(Arc::new(crmkit_rhai::RhaiReports::new(host.clone())));
+    reports.run(name, params, view)
+}
+
 /// A host over the shipped scripts.
-fn shipped_host() -> (tempfile::TempDir, ScriptHost) {
+fn shipped_host() -> (tempfile::TempDir, Arc<ScriptHost>) {
     let dir = tempfile::tempdir().unwrap();
     for (name, text) in crmkit_core::installation::SHIPPED_SCRIPTS {
         let path = dir.path().join(name);
@@ -409,53 +421,55 @@ fn shipped_host() -> (tempfile::TempDir, ScriptHost) {
     }
     let host = ScriptHost::new(dir.path(), &Default::default());
     assert_eq!(host.load_all(), Vec::new());
-    (dir, host)
+    (dir, Arc::new(host))
 }
 
 #[test]
 fn shipped_reports_add_up_to_the_deals_they_read() {
     use crmkit_core::model::DealStatus;
-    use crmkit_rhai::report::run_report;
     use std::collections::BTreeMap;
     let (_tmp, inst, _) = crate::demo::company();
     let (_dir, host) = shipped_host();
     let snap = inst.store().read().unwrap();
     let deals: Vec<Deal> = snap.list(None, usize::MAX).unwrap();
     let count = |f: &dyn Fn(&Deal) -> bool| deals.iter().filter(|d| f(d)).count() as i64;
-    let sum = |t: &crmkit_rhai::report::Table, col: &str| -> i64 {
-        let i = t.columns.iter().position(|c| c.name == col).unwrap();
-        t.rows.iter().map(|r| r[i].as_i64().unwrap()).sum()
+    let sum = |t: &crmkit_core::report::Table, col: &str| -> i64 {
+        let i = t.columns().iter().position(|c| c.name == col).unwrap();
+        t.rows().iter().map(|r| r[i].as_i64().unwrap()).sum()
     };
 
     let pipeline = run_report(&host, &snap, "pipeline_by_manager", &BTreeMap::new()).unwrap();
-    assert_eq!(pipeline.columns.len(), 6);
+    assert_eq!(pipeline.columns().len(), 6);
     assert_eq!(sum(&pipeline, "won_deals"), count(&|d| d.status == DealStatus::Won));
     assert_eq!(
         sum(&pipeline, "open_deals"),
         count(&|d| matches!(d.status, DealStatus::InProgress | DealStatus::OnHold) && d.expected_close.is_some())
     );
-    let mut rows = pipeline.rows.clone();
+    let mut rows = pipeline.rows().to_vec();
     rows.sort_by_key(|r| (r[0].as_str().unwrap().to_string(), r[1].as_str().unwrap().to_string()));
-    assert_eq!(rows, pipeline.rows, "sorted by manager and month");
+    assert_eq!(rows, pipeline.rows(), "sorted by manager and month");
     // A period keeps only its months.
     let params =
         BTreeMap::from([("from".to_string(), "2025-03".to_string()), ("to".to_string(), "2025-05".to_string())]);
     let spring = run_report(&host, &snap, "pipeline_by_manager", &params).unwrap();
-    assert!(!spring.rows.is_empty());
-    assert!(spring.rows.iter().all(|r| ("2025-03".."2025-06").contains(&r[1].as_str().unwrap())), "{:?}", spring.rows);
+    assert!(!spring.rows().is_empty());
+    assert!(
+        spring.rows().iter().all(|r| ("2025-03".."2025-06").contains(&r[1].as_str().unwrap())),
+        "{:?}",
+        spring.rows()
+    );
 
     let losses = run_report(&host, &snap, "losses_by_competitor", &BTreeMap::new()).unwrap();
     assert_eq!(sum(&losses, "deals"), count(&|d| d.status == DealStatus::Lost));
-    let counts: Vec<i64> = losses.rows.iter().map(|r| r[2].as_i64().unwrap()).collect();
+    let counts: Vec<i64> = losses.rows().iter().map(|r| r[2].as_i64().unwrap()).collect();
     assert!(counts.windows(2).all(|w| w[0] >= w[1]), "most frequent first: {counts:?}");
-    assert!(losses.rows.iter().any(|r| r[0] != "(none named)"), "the demo loses to competitors too");
+    assert!(losses.rows().iter().any(|r| r[0] != "(none named)"), "the demo loses to competitors too");
     let top = run_report(&host, &snap, "losses_by_competitor", &BTreeMap::from([("top".into(), "3".into())])).unwrap();
-    assert_eq!(top.rows, losses.rows[..3].to_vec());
+    assert_eq!(top.rows(), &losses.rows()[..3].to_vec());
 }
 
 #[test]
 fn a_report_calling_back_for_every_deal_still_meets_its_limits() {
-    use crmkit_rhai::report::run_report;
     let (_tmp, inst, _) = crate::demo::company();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("reports")).unwrap();
@@ -467,18 +481,17 @@ fn a_report_calling_back_for_every_deal_still_meets_its_limits() {
     .unwrap();
     let snap = inst.store().read().unwrap();
     let deals = snap.list::<Deal>(None, usize::MAX).unwrap().len();
-    let roomy = ScriptHost::new(dir.path(), &Default::default());
+    let roomy = Arc::new(ScriptHost::new(dir.path(), &Default::default()));
     let t = run_report(&roomy, &snap, "count", &Default::default()).unwrap();
-    assert_eq!(t.rows[0][0].as_u64(), Some(deals as u64));
+    assert_eq!(t.rows()[0][0].as_u64(), Some(deals as u64));
     let limits = crmkit_core::process::ScriptSettings { report_max_operations: 2 * deals as u64, ..Default::default() };
-    let tight = ScriptHost::new(dir.path(), &limits);
+    let tight = Arc::new(ScriptHost::new(dir.path(), &limits));
     let e = run_report(&tight, &snap, "count", &Default::default()).unwrap_err();
     assert!(e.to_string().contains("operations"), "{e}");
 }
 
 #[test]
 fn a_report_that_returns_the_wrong_shape_says_so() {
-    use crmkit_rhai::report::run_report;
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("reports")).unwrap();
     std::fs::write(
@@ -491,7 +504,12 @@ fn a_report_that_returns_the_wrong_shape_says_so() {
         "fn report(p) { #{ columns: [#{ name: \"n\", type: \"int\" }], rows: [[\"x\"]] } }",
     )
     .unwrap();
-    let host = ScriptHost::new(dir.path(), &Default::default());
+    std::fs::write(
+        dir.path().join("reports/declared.rhai"),
+        "fn parameters() { [#{ name: \"from\", description: \"a month, YYYY-MM\" }] }\nfn report(p) { #{ columns: [#{ name: \"from\" }], rows: [[p.from]] } }",
+    )
+    .unwrap();
+    let host = Arc::new(ScriptHost::new(dir.path(), &Default::default()));
     let fx = Fixture::new();
     let snap = fx.store.read().unwrap();
     let e = run_report(&host, &snap, "bad", &Default::default()).unwrap_err();
@@ -499,7 +517,12 @@ fn a_report_that_returns_the_wrong_shape_says_so() {
     let e = run_report(&host, &snap, "typed", &Default::default()).unwrap_err();
     assert!(e.to_string().contains("row 1, column n: \"x\" is not of type int"), "{e}");
     let e = run_report(&host, &snap, "missing", &Default::default()).unwrap_err();
-    assert!(e.to_string().contains("no such report; the installation has bad, typed"), "{e}");
+    assert_eq!(e.to_string(), "there is no report \"missing\"; the installation has bad, declared, typed");
+    // A report that declares its parameters refuses others, naming what it takes.
+    let e = run_report(&host, &snap, "declared", &[("form".to_string(), "2025-01".to_string())].into()).unwrap_err();
+    assert_eq!(e.to_string(), "report declared: it has no parameter \"form\" (it takes from)");
+    let t = run_report(&host, &snap, "declared", &[("from".to_string(), "2025-01".to_string())].into()).unwrap();
+    assert_eq!(t.rows()[0][0], serde_json::json!("2025-01"));
 }
 
 #[test]

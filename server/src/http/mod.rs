@@ -48,6 +48,8 @@ struct App {
     token_writes: std::sync::Mutex<()>,
     writer: writer::Writer,
     scripts: Arc<crmkit_rhai::ScriptHost>,
+    /// The installation's reports (its report scripts).
+    reports: crmkit_core::report::Reports,
     /// The engine imports write through (the writer thread has its own).
     import_engine: Arc<crmkit_core::process::Engine>,
     /// Held while an import runs: one at a time.
@@ -258,6 +260,7 @@ static ROUTES: std::sync::LazyLock<Vec<(&'static str, String)>> = std::sync::Laz
         ("get", "/api/v1/deals/{id}/file"),
         ("post", "/api/v1/deals/{id}/{action}"),
         ("get", "/api/v1/partners/{id}/dossier"),
+        ("get", "/api/v1/reports"),
         ("get", "/api/v1/reports/{name}"),
         ("get", "/api/v1/attachments/{id}/content"),
         ("post", "/api/v1/import/{entity}"),
@@ -354,6 +357,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
             let app = app.clone();
             blocking(move || get_dossier(&app, &caller, &values[0])).await
         }
+        ("GET", "/api/v1/reports") => list_reports(app, &caller),
         ("GET", "/api/v1/reports/{name}") => {
             let app = app.clone();
             let accept = req.headers().get("accept").and_then(|a| a.to_str().ok()).unwrap_or_default();
@@ -673,6 +677,14 @@ async fn deal_action(
     Ok(entities::entity_response(StatusCode::OK, &done))
 }
 
+/// `GET /api/v1/reports`: the installation's reports, with the parameters each declares.
+fn list_reports(app: &App, caller: &Caller) -> Result<Response<Body>, ApiError> {
+    if caller.role == Role::Manager {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "reports are for heads, admins and viewers"));
+    }
+    Ok(json_response(StatusCode::OK, &json!({ "reports": app.reports.list() })))
+}
+
 /// `GET /api/v1/reports/NAME?param=value`: a report script's table, as JSON or (with
 /// `Accept: text/csv`) CSV. Admins and viewers report over every deal, heads over the deals of
 /// their department; managers do not run reports.
@@ -691,11 +703,11 @@ fn get_report(app: &App, caller: &Caller, name: &str, q: &str, wants_csv: bool) 
         }
         _ => &r,
     };
-    let table = crmkit_rhai::report::run_report(&app.scripts, view, name, &params).map_err(|e| {
-        let status = if e.message.starts_with("there is no such report") {
-            StatusCode::NOT_FOUND
-        } else {
-            StatusCode::UNPROCESSABLE_ENTITY
+    let table = app.reports.run(name, &params, view).map_err(|e| {
+        use crmkit_core::report::ReportError as E;
+        let status = match e {
+            E::NotFound { .. } => StatusCode::NOT_FOUND,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         ApiError::new(status, "report_failed", e.to_string())
     })?;
@@ -864,6 +876,7 @@ impl Served {
             tokens,
             token_writes: std::sync::Mutex::new(()),
             writer,
+            reports: crate::script::reports(&scripts),
             scripts,
             import_engine,
             importing: Arc::default(),
