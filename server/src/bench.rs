@@ -870,8 +870,8 @@ fn report_load(what: &str, l: &mut Load) -> f64 {
 
 /// The HTTP API on loopback against a plain hyper server measured in the same run.
 fn http(deals: usize, clients: usize, seconds: u64, existing: Option<PathBuf>) -> Result<()> {
-    use crmkit_core::demo::{self, DemoOptions};
     use crmkit_core::time::ManualClock;
+    use crmkit_demo::{self as demo, DemoOptions};
 
     let tmp = tempfile::tempdir()?;
     let dir = match existing {

@@ -33,10 +33,10 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use crmkit_core::demo::{self, DemoOptions};
 use crmkit_core::model::EntityKind;
 use crmkit_core::time::{ManualClock, SystemClock};
 use crmkit_core::Installation;
+use crmkit_demo::{self as demo, DemoOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
