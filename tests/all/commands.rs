@@ -1,4 +1,5 @@
-//! The `crmkit` command line as a user runs it: real processes on a temporary folder.
+//! The first commands as a user runs them — `init`, `check`, `demo`, `stats`, `dossier`,
+//! `deal`, `group` — real processes on a temporary folder.
 
 use std::path::Path;
 use std::process::{Command, Output};
