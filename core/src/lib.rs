@@ -1,5 +1,5 @@
 //! crmkit-core: the CRM engine as a library — the domain model, the redb store with its
-//! indexes and audit log, configuration, and the synthetic demo company.
+//! indexes and audit log, configuration, the process engine, import and export.
 //!
 //! Architecture invariant: this crate knows nothing of HTTP, async runtimes, Rhai or
 //! wasmtime. Extensions reach it through data-only interfaces.
@@ -7,7 +7,6 @@
 pub mod audit;
 pub mod config;
 pub mod deal_file;
-pub mod demo;
 pub mod dossier;
 mod error;
 pub mod graph;

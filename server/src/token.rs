@@ -16,9 +16,13 @@ use sha2::{Digest, Sha256};
 pub struct Token {
     /// SHA-256 of the token, hex.
     pub hash: String,
+    /// The login of the user the token acts for.
     pub login: String,
+    /// The one role of the user's the token acts in.
     pub role: Role,
+    /// When it was created (RFC 3339).
     pub created: String,
+    /// Whether it was revoked; a revoked token is kept, and refused.
     #[serde(default)]
     pub revoked: bool,
 }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use crmkit_core::config::DEFAULT_CONFIG;
 use crmkit_core::id::{DealId, PartnerId, UserId};
@@ -19,36 +19,10 @@ use serde_json::Value;
 
 use crate::common::{dump, native_engine, new_deal, Dump, T0};
 
-/// The `crmkit` binary of this build. Cargo hands its path (`CARGO_BIN_EXE_crmkit`) only to
-/// the tests of the binary's own package, so it is built here, once, by the cargo running
-/// these tests, with their profile and target folder; when it is fresh that costs a moment.
+/// The `crmkit` binary of this build: Cargo builds it for the tests of its package, which
+/// these are, with their profile and target folder.
 pub(crate) fn binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test binary's path");
-        // The tests run from <target>/<profile folder>/deps/.
-        let profile_dir =
-            exe.parent().and_then(Path::parent).expect("the test binary lives in <target>/<profile>/deps");
-        let target = profile_dir.parent().expect("a target folder");
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") => "dev".to_string(),
-            Some(other) => other.to_string(),
-            None => panic!("{} names no profile", profile_dir.display()),
-        };
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "crmkit", "--bin", "crmkit", "--profile", &profile])
-            .arg("--manifest-path")
-            .arg(&manifest)
-            .env("CARGO_TARGET_DIR", target)
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the crmkit binary failed: {status}");
-        let bin = profile_dir.join(format!("crmkit{}", std::env::consts::EXE_SUFFIX));
-        assert!(bin.is_file(), "cargo built crmkit, but not at {}", bin.display());
-        bin
-    })
+    Path::new(env!("CARGO_BIN_EXE_crmkit"))
 }
 
 fn crmkit(args: &[&str]) -> Output {

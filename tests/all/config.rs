@@ -86,7 +86,7 @@ fn the_shipped_configs_are_valid() {
     assert!(s.partner_link_types.contains("holding") && s.partner_link_types.contains("dealer_of"));
     let deal_fields = s.custom_fields_of(EntityKind::Deal);
     assert!(matches!(deal_fields[1].ty, CustomFieldType::Enum { .. }));
-    Settings::parse(crmkit_core::demo::DEMO_CONFIG, Path::new("config/demo.toml")).unwrap();
+    Settings::parse(crmkit_demo::DEMO_CONFIG, Path::new("config/demo.toml")).unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     for entry in std::fs::read_dir(root.join("config")).unwrap() {
         let path = entry.unwrap().path();

@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
 
-use crmkit_core::demo::{self, DemoOptions};
 use crmkit_core::id::{DealId, PartnerId};
 use crmkit_core::model::{
     check_history, Deal, DealStatus, Document, DocumentKind, DocumentState, EntityKind, How, Interaction, Participant,
@@ -14,6 +13,7 @@ use crmkit_core::process::Mode;
 use crmkit_core::store::{Index, Reader};
 use crmkit_core::time::ManualClock;
 use crmkit_core::Installation;
+use crmkit_demo::{self as demo, DemoOptions};
 
 const DAY: i64 = 86_400_000;
 

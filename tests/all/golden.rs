@@ -1,7 +1,7 @@
 //! Golden databases: a small file written by each schema version is committed under
 //! `tests/data/` and must open, unchanged in meaning, with every later version.
 //!
-//! `CRMKIT_BLESS=1 cargo test -p crmkit-tests golden` writes the file of the current schema
+//! `CRMKIT_BLESS=1 cargo test -p crmkit --test all golden` writes the file of the current schema
 //! version (only do that when the schema version changes; never rewrite an old one).
 
 use std::path::{Path, PathBuf};
@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use crate::common::T0;
 
 fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data").join(name)
 }
 
 fn all<E: Entity>(r: &impl Reader) -> Value {

@@ -1,7 +1,9 @@
-//! The integration tests of crmkit: one binary, one module per topic.
+//! The integration tests of crmkit: one binary, one module per topic, a test target of the
+//! `crmkit` package (server/Cargo.toml) so that Cargo builds the binary the CLI tests run.
 
 mod api;
 mod cli;
+mod commands;
 mod common;
 mod config;
 mod demo;

@@ -10,7 +10,8 @@ use crmkit_core::process::{Answer, Engine, HookInput, HookPoint, Hooks, Subject}
 use crmkit_core::store::{Reader, Store};
 use crmkit_core::time::SystemClock;
 use crmkit_core::transfer::{self, Format, ImportOptions, Importer, Mapping, Report};
-use crmkit_core::{demo, Installation};
+use crmkit_core::Installation;
+use crmkit_demo as demo;
 
 use crate::common::{dump, native_engine, Fixture};
 

@@ -1,4 +1,5 @@
-//! The `crmkit` command line as a user runs it: real processes on a temporary folder.
+//! The first commands as a user runs them — `init`, `check`, `demo`, `stats`, `dossier`,
+//! `deal`, `group` — real processes on a temporary folder.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -101,33 +102,4 @@ fn a_broken_config_is_reported_with_file_and_line() {
 
     let o = crmkit(&["stats", "nowhere"], root);
     assert!(!o.status.success() && text(&o).contains("nowhere/config/crmkit.toml"), "{}", text(&o));
-}
-
-#[test]
-fn the_store_benchmark_runs_and_prints_its_figures() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("b");
-    let dir = dir.to_str().unwrap();
-    let args = [
-        "bench",
-        "store",
-        "--deals",
-        "300",
-        "--reads",
-        "2000",
-        "--cache-mb",
-        "64",
-        "--record-cache-mb",
-        "16",
-        "--dir",
-        dir,
-    ];
-    let o = crmkit(&args, tmp.path());
-    let out = text(&o);
-    assert!(o.status.success(), "{out}");
-    for figure in ["bulk load:", "entities/s", "file size:", "open database: median", "point read of a deal by id"] {
-        assert!(out.contains(figure), "missing {figure:?} in {out}");
-    }
-    let o = crmkit(&["bench", "store", "--dir", dir, "--reuse", "--reads", "1000"], tmp.path());
-    assert!(o.status.success() && !text(&o).contains("bulk load:"), "{}", text(&o));
 }

@@ -1,4 +1,5 @@
-//! The demo company: a realistic, deterministic synthetic sales department.
+//! The demo company: a realistic, deterministic synthetic sales department, in a crate of
+//! its own so that programs embedding `crmkit-core` do not compile it.
 //!
 //! `populate` fills a fresh store with managers in three departments, client partners (some
 //! of them holdings with subsidiaries) with their counterparties — valid INN, KPP, OGRN and
@@ -16,19 +17,19 @@ use std::fmt;
 use chrono::{Datelike, NaiveDate, TimeZone, Utc};
 use rust_decimal::Decimal;
 
-use crate::id::{ContactId, CounterpartyId, PartnerId, UserId};
-use crate::model::{
+use crmkit_core::id::{ContactId, CounterpartyId, PartnerId, UserId};
+use crmkit_core::model::{
     Address, AddressKind, Attitude, BankAccount, ContactLink, ContactPerson, Counterparty, CounterpartyKind,
     CustomValue, Deal, DealStatus, Direction, Document, DocumentKind, DocumentLine, DocumentState, EntityKind,
     Influence, Interaction, InteractionKind, Participant, ParticipantLink, Partner, PartnerLink, PartnerRole, Role,
     TaskStatus, User,
 };
-use crate::process::condition::field_is_set;
-use crate::process::{Engine, Mode, Outcome, ProcessKindSpec, StageSpec};
-use crate::store::{Durability, Reader, Store, WriteTxn};
-use crate::time::{ManualClock, Timestamp};
-use crate::values::{ru, Currency, Money};
-use crate::Result;
+use crmkit_core::process::condition::field_is_set;
+use crmkit_core::process::{Engine, Mode, Outcome, ProcessKindSpec, StageSpec};
+use crmkit_core::store::{Durability, Reader, Store, WriteTxn};
+use crmkit_core::time::{ManualClock, Timestamp};
+use crmkit_core::values::{ru, Currency, Money};
+use crmkit_core::Result;
 
 /// The config of demo installations (the default one under the demo's name).
 pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
@@ -565,7 +566,7 @@ impl<'a> Writer<'a> {
         Ok(self.tx.as_mut().expect("just set"))
     }
 
-    fn create<E: crate::model::Entity>(&mut self, at: Timestamp, e: E) -> Result<E> {
+    fn create<E: crmkit_core::model::Entity>(&mut self, at: Timestamp, e: E) -> Result<E> {
         self.clock.set(at);
         let e = self.tx()?.create(e)?;
         self.written += 1;
@@ -574,7 +575,7 @@ impl<'a> Writer<'a> {
     }
 
     /// Saves a changed entity at `at` (not a deal's stage or status: see [`Writer::op`]).
-    fn update<E: crate::model::Entity>(&mut self, at: Timestamp, e: E) -> Result<E> {
+    fn update<E: crmkit_core::model::Entity>(&mut self, at: Timestamp, e: E) -> Result<E> {
         self.clock.set(at);
         let e = self.tx()?.update(e)?;
         self.counted()?;
@@ -902,7 +903,7 @@ fn deals(w: &mut Writer<'_>, rng: &mut Rng, opts: &DemoOptions, world: &World) -
         };
         let profile = &KINDS[*rng.weighted(&kinds)];
         let kind = settings.process_kind(profile.id).ok_or_else(|| {
-            crate::Error::NotAllowed(format!("the demo needs process kind \"{}\" in its config", profile.id))
+            crmkit_core::Error::NotAllowed(format!("the demo needs process kind \"{}\" in its config", profile.id))
         })?;
         let tier_factor = [3.0, 1.0, 0.35][client.tier];
         let amount = rng.amount(profile.amount.0 * tier_factor, profile.amount.1 * tier_factor);
@@ -1087,7 +1088,7 @@ impl Story<'_> {
         let n = kind.stages.len();
         loop {
             let pos = self.deal.stage.as_deref().and_then(|s| kind.position(s)).ok_or_else(|| {
-                crate::Error::Process { deal: self.deal.id.0, message: "has no stage of its kind".into() }
+                crmkit_core::Error::Process { deal: self.deal.id.0, message: "has no stage of its kind".into() }
             })?;
             let spec = &kind.stages[pos];
             let sp = self.profile.stage(&spec.id);

@@ -1,19 +1,54 @@
-//! `crmkit bench`: figures for the store, printed as medians from one run.
+//! `crmkit-bench`: the figures of docs/benchmarks.md — the store, the process engine, a big
+//! dossier, bulk import, scripts and the HTTP API — measured outside the shipped `crmkit`
+//! binary. Printed as medians from one run.
+
+/// The same allocator as the `crmkit` binary, so that the figures are the binary's (the bulk
+/// import's cross-thread frees depend on it, see ARCHITECTURE.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use clap::Subcommand;
+use clap::{Parser, Subcommand};
+use crmkit::say;
 use crmkit_core::id::DealId;
 use crmkit_core::model::Deal;
 use crmkit_core::store::Reader;
 use crmkit_core::time::SystemClock;
 use crmkit_core::Installation;
 
+#[derive(Parser)]
+#[command(name = "crmkit-bench", about = "Benchmarks of crmkit: the figures of docs/benchmarks.md")]
+struct Cli {
+    #[command(subcommand)]
+    what: What,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    // Benchmarks log only warnings, so that the log does not become what they measure; the
+    // server started for its memory logs as `crmkit serve` does.
+    use std::io::IsTerminal as _;
+    let level = if matches!(cli.what, What::Serve { .. }) { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .with_env_filter(filter)
+        .init();
+    if let Err(e) = run(cli.what) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
 #[derive(Subcommand)]
-pub enum What {
+enum What {
     /// Bulk load of the demo, database open time, point reads of deals.
     Store {
         /// Deals in the demo that is loaded.
@@ -79,9 +114,18 @@ pub enum What {
         seconds: u64,
         /// Serve this existing demo installation instead of generating one (`crmkit demo
         /// --deals 1000000 --no-serve` makes one); the POSTed interactions stay in it. The
-        /// idle memory of a `crmkit serve` process on it is measured first.
+        /// idle memory of a server process on it (the code of `crmkit serve`) is measured
+        /// first.
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+    /// Serves an installation as `crmkit serve` does, with the same code: the process whose
+    /// memory `http --dir` reads.
+    #[command(hide = true)]
+    Serve {
+        dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
     },
     /// Stage transitions through the process engine with native guards and a reaction.
     Process {
@@ -94,7 +138,7 @@ pub enum What {
     },
 }
 
-pub fn run(what: What) -> Result<()> {
+fn run(what: What) -> Result<()> {
     match what {
         What::Store { deals, dir, reads, reuse, cache_mb, record_cache_mb } => {
             store(deals, dir, reads, reuse, cache_mb, record_cache_mb)
@@ -104,6 +148,7 @@ pub fn run(what: What) -> Result<()> {
         What::Import { rows, partners, batch } => import(rows, partners, batch),
         What::Script { calls } => script(calls),
         What::Http { deals, clients, seconds, dir } => http(deals, clients, seconds, dir),
+        What::Serve { dir, addr } => crmkit::serve(&dir, &addr),
     }
 }
 
@@ -169,7 +214,7 @@ fn process(transitions: usize, commits: usize) -> Result<()> {
     })?;
 
     say!(
-        "crmkit bench process: {transitions} transitions of {deals_n} deals, two guards on deal.before_transition, one reaction on deal.after_transition"
+        "crmkit-bench process: {transitions} transitions of {deals_n} deals, two guards on deal.before_transition, one reaction on deal.after_transition"
     );
     // The engine's own cost: each transition in its own transaction, timed up to (not
     // including) the commit, which is not durable here. Forward moves make the reaction set
@@ -245,19 +290,33 @@ fn store(
     let tmp = tempfile::tempdir()?;
     let dir = dir.unwrap_or_else(|| tmp.path().join("bench"));
     if reuse {
-        say!("crmkit bench store: the installation in {}", dir.display());
+        say!("crmkit-bench store: the installation in {}", dir.display());
     } else {
-        say!("crmkit bench store: demo with {deals} deals in {}", dir.display());
+        say!("crmkit-bench store: demo with {deals} deals in {}", dir.display());
         let started = Instant::now();
-        let summary = crate::make_demo(&dir, deals, 42, true, true, Some((cache_mb, record_cache_mb)), false)?;
+        let summary = crmkit::make_demo(&dir, deals, 42, true, true, Some((cache_mb, record_cache_mb)), false)?;
         let load = started.elapsed();
         let entities = summary.entities();
+        let load_rate = entities as f64 / load.as_secs_f64();
         say!(
-            "bulk load: {entities} entities in {:.2} s = {:.0} entities/s (with {} audit entries of updates)",
+            "bulk load: {entities} entities in {:.2} s = {:.0} entities/s (with {} audit entries of updates; \
+             the demo company generated and every deal's history run through the process engine, with \
+             indexes, reference checks and audit rows)",
             load.as_secs_f64(),
-            entities as f64 / load.as_secs_f64(),
+            load_rate,
             summary.audit_entries
         );
+        let batch = crmkit_demo::DemoOptions::new(deals, 42).batch;
+        let raw = raw_redb_inserts(&dir, &summary, batch, cache_mb)?;
+        say!(
+            "raw redb on this machine: {} inserts of {}-byte values (the load's records, in its mix of kinds) into one table, \
+             committed durably every {batch}: {:.2} s = {:.0} inserts/s",
+            raw.inserts,
+            raw.mean_bytes,
+            raw.took.as_secs_f64(),
+            raw.rate()
+        );
+        say!("bulk load / raw redb inserts: {:.3}", load_rate / raw.rate());
     }
 
     // Open time: each open is a fresh process-level open of the file.
@@ -276,7 +335,7 @@ fn store(
     }
     let inst = Installation::open(&dir, Arc::new(SystemClock))?;
     let stats = inst.store().stats()?;
-    say!("file size: {} ({} bytes)", crate::human_bytes(stats.file_bytes), stats.file_bytes);
+    say!("file size: {} ({} bytes)", crmkit::human_bytes(stats.file_bytes), stats.file_bytes);
     say!(
         "open database: median {:.2} ms (installation with config and user sync: {:.2} ms), 7 runs",
         median(opens).as_secs_f64() * 1e3,
@@ -359,6 +418,74 @@ fn store(
     Ok(())
 }
 
+/// What plain redb inserts measured.
+struct RawInserts {
+    inserts: u64,
+    mean_bytes: usize,
+    took: Duration,
+}
+
+impl RawInserts {
+    fn rate(&self) -> f64 {
+        self.inserts as f64 / self.took.as_secs_f64()
+    }
+}
+
+/// The floor the bulk load is measured against: plain redb inserts on the same machine and
+/// disk, as many as the load wrote entities, of values copied from the load's records (a
+/// pool sampled from each entity table in proportion to the entities of its kind), under
+/// increasing 16-byte keys in one table, committed with immediate durability every `batch`
+/// inserts as the load commits its batches, with the installation's page cache size. The
+/// file is made in the installation's folder and removed.
+fn raw_redb_inserts(dir: &Path, summary: &crmkit_demo::Summary, batch: usize, cache_mb: u64) -> Result<RawInserts> {
+    const POOL: u64 = 4096;
+    let inserts = summary.entities();
+    let mut pool: Vec<Vec<u8>> = Vec::new();
+    {
+        let inst = Installation::open(dir, Arc::new(SystemClock))?;
+        let snap = inst.store().read()?;
+        for (kind, n) in &summary.counts {
+            let want = (POOL * n).div_ceil(inserts.max(1)).max(1) as usize;
+            let mut taken = 0;
+            let table = crmkit_core::store::tables::entity_table(*kind);
+            let (from, to) = (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded);
+            snap.kv_scan(table, from, to, false, &mut |_, v| {
+                pool.push(v.to_vec());
+                taken += 1;
+                taken < want
+            })?;
+        }
+    }
+    anyhow::ensure!(!pool.is_empty(), "the load wrote no records to copy");
+    let mean_bytes = pool.iter().map(Vec::len).sum::<usize>() / pool.len();
+    let path = dir.join("raw-redb-inserts.redb");
+    if path.exists() {
+        std::fs::remove_file(&path)?;
+    }
+    let db = redb::Builder::new().set_cache_size((cache_mb as usize) << 20).create(&path)?;
+    let records: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("records");
+    let started = Instant::now();
+    let mut done = 0u64;
+    while done < inserts {
+        let mut tx = db.begin_write()?;
+        tx.set_durability(redb::Durability::Immediate)?;
+        let end = (done + batch as u64).min(inserts);
+        {
+            let mut table = tx.open_table(records)?;
+            for i in done..end {
+                let value = &pool[(i % pool.len() as u64) as usize];
+                table.insert(u128::from(i).to_be_bytes().as_slice(), value.as_slice())?;
+            }
+        }
+        tx.commit()?;
+        done = end;
+    }
+    let took = started.elapsed();
+    drop(db);
+    std::fs::remove_file(&path)?;
+    Ok(RawInserts { inserts, mean_bytes, took })
+}
+
 /// The first page of a big partner's dossier, from a fresh snapshot of a reopened database
 /// (cold record cache) and then warm.
 fn dossier(deals: usize, interactions: usize) -> Result<()> {
@@ -373,7 +500,7 @@ fn dossier(deals: usize, interactions: usize) -> Result<()> {
     let dir = tmp.path().join("bench");
     let inst = Installation::init(&dir, None, Arc::new(SystemClock))?;
     let store = inst.store();
-    say!("crmkit bench dossier: a partner with {deals} deals, {} documents and {interactions} interactions", 2 * deals);
+    say!("crmkit-bench dossier: a partner with {deals} deals, {} documents and {interactions} interactions", 2 * deals);
     let (partner, deal_ids) = store.transact(None, |tx| {
         tx.set_durability(Durability::Deferred);
         let manager = tx.create(User::new("bench.manager", "Bench Manager", Role::Manager))?;
@@ -568,7 +695,7 @@ fn import(rows: usize, partners: usize, batch: usize) -> Result<()> {
     }
     let size = std::fs::metadata(&file)?.len();
     say!(
-        "crmkit bench import: {rows} interactions ({:.0} MiB of CSV) over {partners} partners, batches of {batch} rows, one guard on entity.before_save",
+        "crmkit-bench import: {rows} interactions ({:.0} MiB of CSV) over {partners} partners, batches of {batch} rows, one guard on entity.before_save",
         size as f64 / (1 << 20) as f64
     );
     let mut hooks = Hooks::new();
@@ -709,7 +836,7 @@ fn spin(ctx) { loop { } }
         depth: 0,
         view: &snapshot,
     };
-    say!("crmkit bench script: a guard over a deal, {calls} calls");
+    say!("crmkit-bench script: a guard over a deal, {calls} calls");
     for _ in 0..1000 {
         ask(&input)?;
     }
@@ -870,8 +997,8 @@ fn report_load(what: &str, l: &mut Load) -> f64 {
 
 /// The HTTP API on loopback against a plain hyper server measured in the same run.
 fn http(deals: usize, clients: usize, seconds: u64, existing: Option<PathBuf>) -> Result<()> {
-    use crmkit_core::demo::{self, DemoOptions};
     use crmkit_core::time::ManualClock;
+    use crmkit_demo::{self as demo, DemoOptions};
 
     let tmp = tempfile::tempdir()?;
     let dir = match existing {
@@ -889,7 +1016,7 @@ fn http(deals: usize, clients: usize, seconds: u64, existing: Option<PathBuf>) -
         }
     };
     let inst = Arc::new(Installation::open(&dir, Arc::new(SystemClock))?);
-    let token = crate::token::create(&inst, "admin", crmkit_core::model::Role::Admin)?;
+    let token = crmkit::token::create(&inst, "admin", crmkit_core::model::Role::Admin)?;
     let snap = inst.store().read()?;
     let mut ids: Vec<String> = Vec::new();
     snap.for_each::<Deal>(|d| {
@@ -899,9 +1026,9 @@ fn http(deals: usize, clients: usize, seconds: u64, existing: Option<PathBuf>) -
     let deals = ids.len();
     let partner = snap.list::<crmkit_core::model::Partner>(None, 1)?.remove(0).id;
     drop(snap);
-    let tokens = crate::token::load(&dir)?;
-    let (engine, scripts) = crate::script::engine_and_scripts(&inst)?;
-    say!("crmkit bench http: {deals}-deal demo, {clients} keep-alive clients, {seconds} s per figure, loopback");
+    let tokens = crmkit::token::load(&dir)?;
+    let (engine, scripts) = crmkit::engine_and_scripts(&inst)?;
+    say!("crmkit-bench http: {deals}-deal demo, {clients} keep-alive clients, {seconds} s per figure, loopback");
 
     let (kept, issued) = (inst.clone(), token.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -937,7 +1064,7 @@ fn http(deals: usize, clients: usize, seconds: u64, existing: Option<PathBuf>) -
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(crate::http::Served::new(inst, tokens, engine, scripts)?.run(listener, async move {
+        let server = tokio::spawn(crmkit::Served::new(inst, tokens, engine, scripts)?.run(listener, async move {
             let _ = stopped.await;
         }));
         let ids = Arc::new(ids);
@@ -971,11 +1098,12 @@ fn http(deals: usize, clients: usize, seconds: u64, existing: Option<PathBuf>) -
         say!("process RSS after the runs (server, load generator and demo data): {rss}");
         anyhow::Ok(())
     })?;
-    crate::token::revoke(&kept, &issued)?;
+    crmkit::token::revoke(&kept, &issued)?;
     Ok(())
 }
 
-/// The resident memory of a `crmkit serve` process on `dir`: started, then idle after a
+/// The resident memory of a server process on `dir` (this program's hidden `serve`, the code
+/// of `crmkit serve` with the same allocator): started, then idle after a
 /// thousand reads of deals.
 fn idle_rss(dir: &Path) -> Result<()> {
     use std::io::{BufRead as _, Read as _, Write as _};
@@ -990,7 +1118,7 @@ fn idle_rss(dir: &Path) -> Result<()> {
     };
     let token = {
         let inst = Installation::open(dir, Arc::new(SystemClock))?;
-        crate::token::create(&inst, "admin", crmkit_core::model::Role::Admin)?
+        crmkit::token::create(&inst, "admin", crmkit_core::model::Role::Admin)?
     };
     let mut child = std::process::Command::new(std::env::current_exe()?)
         .args(["serve", &dir.to_string_lossy(), "--addr", "127.0.0.1:0"])
@@ -1022,9 +1150,9 @@ fn idle_rss(dir: &Path) -> Result<()> {
     std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
     child.wait()?;
     let inst = Installation::open(dir, Arc::new(SystemClock))?;
-    crate::token::revoke(&inst, &token)?;
+    crmkit::token::revoke(&inst, &token)?;
     say!(
-        "idle `crmkit serve` RSS on {}: {started} after starting, {idle} after paging through 50,000 deals",
+        "idle server RSS (the code of `crmkit serve`, a process of its own) on {}: {started} after starting, {idle} after paging through 50,000 deals",
         dir.display()
     );
     Ok(())

@@ -1,0 +1,592 @@
+//! The command line of the CRM engine — create, check, fill, inspect and serve
+//! installations — behind the `crmkit` binary.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use crmkit_core::model::EntityKind;
+use crmkit_core::time::{ManualClock, SystemClock};
+use crmkit_core::Installation;
+use crmkit_demo::{self as demo, DemoOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::{attachments, dossier, graph, http, script, token, transfer};
+
+#[derive(Parser)]
+#[command(name = "crmkit", version, about = "An embeddable CRM engine: installations, demo data, statistics")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token for a user acting in one of their roles; prints the token alone.
+    Create {
+        dir: PathBuf,
+        #[arg(long)]
+        user: String,
+        /// admin, head, manager or viewer.
+        #[arg(long)]
+        role: String,
+    },
+    /// Revoke a token, by the id `token list` shows (or the token itself).
+    Revoke { dir: PathBuf, id: String },
+    /// The tokens: id, user, role, created, whether revoked.
+    List { dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new installation folder with the default config and an empty database.
+    Init {
+        /// The folder (created if missing).
+        dir: PathBuf,
+    },
+    /// Validate an installation's config and database without changing anything.
+    Check { dir: PathBuf },
+    /// Create an installation filled with a synthetic, deterministic company.
+    Demo {
+        /// Where to create it.
+        #[arg(long, default_value = "demo")]
+        dir: PathBuf,
+        /// How many deals to generate (partners: one per ten deals).
+        #[arg(long, default_value_t = 20_000)]
+        deals: usize,
+        /// The random seed: the same seed gives the same company.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Replace an existing installation in DIR even if it is not a demo.
+        #[arg(long)]
+        force: bool,
+        /// Stop after creating it instead of serving it.
+        #[arg(long)]
+        no_serve: bool,
+        /// Where to serve it.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+    },
+    /// Count the entities of an installation.
+    Stats {
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Everything about one partner: card, counterparties, contacts, relations, deals,
+    /// documents and balances, revenue, and the latest interactions.
+    Dossier {
+        dir: PathBuf,
+        /// The partner's id or exact name.
+        partner: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Interactions of the timeline to show.
+        #[arg(long, default_value_t = 20)]
+        timeline: usize,
+    },
+    /// A deal's file: its stage history, tasks, interactions, documents, attachments and
+    /// audit entries in time order, with its environment.
+    Deal {
+        dir: PathBuf,
+        /// The deal's id.
+        deal: String,
+        /// Only these kinds of item (step, task, interaction, document, attachment, audit).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// The group of companies a partner belongs to, with each member's deals, revenue and
+    /// balances, and the total.
+    Group {
+        dir: PathBuf,
+        /// The partner's id or exact name (any member of the group).
+        partner: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// The partners linked to a partner, with each link's type and direction.
+    Neighbours {
+        dir: PathBuf,
+        /// The partner's id or exact name.
+        partner: String,
+        /// Only links of this type (an id of `partner_link_types`).
+        #[arg(long)]
+        link_type: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// The shortest chain of partner links from one partner to another, hop by hop.
+    Path {
+        dir: PathBuf,
+        /// Where the chain starts: a partner's id or exact name.
+        from: String,
+        /// Where it ends: a partner's id or exact name.
+        to: String,
+        /// The longest chain to look for, in links.
+        #[arg(long, default_value_t = 6)]
+        max_depth: usize,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// The deals a partner took part in (as a competitor, subcontractor, …) or that were
+    /// lost to it, and how they ended.
+    Competitor {
+        dir: PathBuf,
+        /// The partner's id or exact name.
+        partner: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// The deals a contact person touched: in a deal's environment or in an interaction.
+    ContactDeals {
+        dir: PathBuf,
+        /// The contact person's id, e-mail or exact name.
+        contact: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Merge a duplicate partner into the partner that stays: everything that refers to
+    /// the duplicate moves, then the duplicate is deleted; a refusal writes nothing.
+    Merge {
+        dir: PathBuf,
+        /// The partner that stays: id or exact name.
+        keep: String,
+        /// The partner that goes: id or exact name.
+        duplicate: String,
+        /// The user recorded in the audit log (default: the system).
+        #[arg(long = "as", value_name = "LOGIN")]
+        actor: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Attach a file to an entity; content already stored is not stored again.
+    Attach {
+        dir: PathBuf,
+        /// The entity as KIND:ID (`deal:ID`, `partner:ID`, `contact:ID`, …).
+        entity: String,
+        /// The file to attach.
+        file: PathBuf,
+        /// The name to store (default: the file's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// The MIME type (default: guessed from the name's extension).
+        #[arg(long)]
+        mime: Option<String>,
+        /// The user recorded in the audit log (default: the system).
+        #[arg(long = "as", value_name = "LOGIN")]
+        actor: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// The files attached to an entity.
+    Attachments {
+        dir: PathBuf,
+        /// The entity as KIND:ID.
+        entity: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Write an attachment's content to stdout or to a file.
+    Fetch {
+        dir: PathBuf,
+        /// The attachment's id.
+        attachment: String,
+        /// The file to write (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Delete an attachment; its content goes with the last attachment that has it.
+    Detach {
+        dir: PathBuf,
+        /// The attachment's id.
+        attachment: String,
+        /// The user recorded in the audit log (default: the system).
+        #[arg(long = "as", value_name = "LOGIN")]
+        actor: Option<String>,
+    },
+    /// Serve the installation over HTTP until SIGINT or SIGTERM.
+    Serve {
+        dir: PathBuf,
+        /// The address to listen on (port 0: any free port; the address is printed).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+    },
+    /// API tokens: random, shown once, stored only as a hash.
+    Token {
+        #[command(subcommand)]
+        what: TokenCommand,
+    },
+    /// Run a report script (scripts/reports/NAME.rhai) and print its table.
+    Report {
+        dir: PathBuf,
+        /// The report's name.
+        name: String,
+        /// A parameter of the report, NAME=VALUE (repeatable).
+        #[arg(long = "param")]
+        params: Vec<String>,
+        /// table, csv or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Check and try out the installation's Rhai scripts.
+    Script {
+        #[command(subcommand)]
+        what: script::What,
+    },
+    /// Import rows from a CSV or JSONL file: each row's external key makes re-running the
+    /// file update rather than duplicate; bad rows are skipped and listed in
+    /// FILE.errors.csv next to the input.
+    Import {
+        dir: PathBuf,
+        /// partners, counterparties, contacts, deals, interactions or documents.
+        #[arg(long)]
+        entity: String,
+        /// The file (.csv or .jsonl).
+        file: PathBuf,
+        /// csv or jsonl (default: from the file name).
+        #[arg(long)]
+        format: Option<String>,
+        /// Column mapping: a TOML file with a [columns] table, or "File column=column,…"
+        /// ("-" ignores a column).
+        #[arg(long)]
+        map: Option<String>,
+        /// The CSV delimiter (default: guessed from the header, , or ;).
+        #[arg(long)]
+        delimiter: Option<char>,
+        /// Rows per committed batch.
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
+        /// All or nothing: any bad row and nothing is written.
+        #[arg(long)]
+        atomic: bool,
+        /// Check every row and report, writing nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The user the import acts as (login); the system when absent.
+        #[arg(long = "as")]
+        as_user: Option<String>,
+    },
+    /// Export an entity kind as CSV or JSONL, in the columns import reads.
+    Export {
+        dir: PathBuf,
+        /// partners, counterparties, contacts, deals, interactions or documents.
+        #[arg(long)]
+        entity: String,
+        /// csv or jsonl.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// The file to write (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The CSV delimiter.
+        #[arg(long)]
+        delimiter: Option<char>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub(crate) enum Format {
+    Table,
+    Json,
+}
+
+/// Runs the command line: parses the arguments, runs the command, and exits with status 1
+/// and the error on stderr when it fails.
+pub fn main() {
+    let cli = Cli::parse();
+    // Log lines (requests, scripts' `log` and `print`) go to stderr, from level info up
+    // unless RUST_LOG says otherwise.
+    use std::io::IsTerminal as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .with_env_filter(filter)
+        .init();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Init { dir } => {
+            Installation::init(&dir, None, Arc::new(SystemClock))?;
+            say!("created installation in {}", dir.display());
+            say!("config: {}", dir.join(crmkit_core::config::CONFIG_FILE).display());
+            Ok(())
+        }
+        Command::Check { dir } => check(&dir),
+        Command::Demo { dir, deals, seed, force, no_serve, addr } => {
+            let summary = make_demo(&dir, deals, seed, force, true, None, true)?;
+            say!("{}", summary.to_string().trim_end());
+            say!("\ninstallation: {}", dir.display());
+            if no_serve {
+                say!("next: crmkit stats {}   or   crmkit serve {}", dir.display(), dir.display());
+                return Ok(());
+            }
+            let token = {
+                let inst = Installation::open(&dir, Arc::new(SystemClock))?;
+                token::create(&inst, "admin", crmkit_core::model::Role::Admin)?
+            };
+            let deal = {
+                let inst = Installation::open(&dir, Arc::new(SystemClock))?;
+                let r = inst.store().read()?;
+                crmkit_core::store::Reader::list::<crmkit_core::model::Deal>(&r, None, 1)?
+                    .first()
+                    .map(|d| d.id.to_string())
+                    .unwrap_or_default()
+            };
+            http::serve_then(&dir, &addr, move |url| {
+                say!("\nthe demo is served at {url} (Ctrl-C stops it); an admin token: {token}");
+                say!("  curl {url}/health");
+                say!("  curl -H 'Authorization: Bearer {token}' {url}/api/v1/me");
+                say!("  curl -H 'Authorization: Bearer {token}' {url}/api/v1/deals/{deal}");
+            })
+        }
+        Command::Stats { dir, format } => stats(&dir, format),
+        Command::Script { what } => script::run(what),
+        Command::Serve { dir, addr } => http::serve(&dir, &addr),
+        Command::Token { what } => match what {
+            TokenCommand::Create { dir, user, role } => {
+                let inst = Installation::open(&dir, Arc::new(SystemClock))?;
+                let t = token::create(&inst, &user, token::role(&role)?)?;
+                say!("{t}");
+                Ok(())
+            }
+            TokenCommand::Revoke { dir, id } => {
+                let inst = Installation::open(&dir, Arc::new(SystemClock))?;
+                let t = token::revoke(&inst, &id)?;
+                say!("revoked token {} of {} ({:?})", t.id(), t.login, t.role);
+                Ok(())
+            }
+            TokenCommand::List { dir } => {
+                for t in token::load(&dir)? {
+                    say!(
+                        "{}  {:<20} {:<8} {}{}",
+                        t.id(),
+                        t.login,
+                        format!("{:?}", t.role).to_lowercase(),
+                        t.created,
+                        if t.revoked { "  revoked" } else { "" }
+                    );
+                }
+                Ok(())
+            }
+        },
+        Command::Report { dir, name, params, format } => script::report(&dir, &name, &params, &format),
+        Command::Import { dir, entity, file, format, map, delimiter, batch, atomic, dry_run, as_user } => {
+            transfer::import(transfer::ImportArgs {
+                dir,
+                entity,
+                file,
+                format,
+                map,
+                delimiter,
+                batch,
+                atomic,
+                dry_run,
+                as_user,
+            })
+        }
+        Command::Export { dir, entity, format, out, delimiter } => {
+            transfer::export(&dir, &entity, &format, out.as_deref(), delimiter)
+        }
+        Command::Dossier { dir, partner, format, timeline } => dossier::run(&dir, &partner, format, timeline),
+        Command::Deal { dir, deal, only, format } => dossier::deal(&dir, &deal, &only, format),
+        Command::Group { dir, partner, format } => dossier::group(&dir, &partner, format),
+        Command::Neighbours { dir, partner, link_type, format } => {
+            graph::neighbours(&dir, &partner, link_type.as_deref(), format)
+        }
+        Command::Path { dir, from, to, max_depth, format } => graph::path(&dir, &from, &to, max_depth, format),
+        Command::Competitor { dir, partner, format } => graph::competitor(&dir, &partner, format),
+        Command::ContactDeals { dir, contact, format } => graph::contact_deals(&dir, &contact, format),
+        Command::Merge { dir, keep, duplicate, actor, format } => {
+            graph::merge(&dir, &keep, &duplicate, actor.as_deref(), format)
+        }
+        Command::Attach { dir, entity, file, name, mime, actor, format } => attachments::attach(
+            &dir,
+            attachments::AttachArgs {
+                entity: &entity,
+                file: &file,
+                name: name.as_deref(),
+                mime: mime.as_deref(),
+                login: actor.as_deref(),
+                format,
+            },
+        ),
+        Command::Attachments { dir, entity, format } => attachments::list(&dir, &entity, format),
+        Command::Fetch { dir, attachment, out } => attachments::fetch(&dir, &attachment, out.as_deref()),
+        Command::Detach { dir, attachment, actor } => attachments::detach(&dir, &attachment, actor.as_deref()),
+    }
+}
+
+/// Marks an installation made by `crmkit demo`, which a later demo may replace.
+const DEMO_MARKER: &str = ".crmkit-demo";
+
+/// Creates a demo installation in `dir` and fills it with `deals` deals from `seed`, with a
+/// progress bar when `show` is set: an earlier demo there is replaced, another installation
+/// only with `force`. `caches_mb` sets its page and record caches (MiB) instead of the demo
+/// config's; `compact` compacts the file afterwards.
+pub fn make_demo(
+    dir: &Path,
+    deals: usize,
+    seed: u64,
+    force: bool,
+    show: bool,
+    caches_mb: Option<(u64, u64)>,
+    compact: bool,
+) -> Result<demo::Summary> {
+    if dir.join(crmkit_core::config::CONFIG_FILE).exists() {
+        // A demo replaces an earlier demo; anything else only with --force.
+        if !force && !dir.join(DEMO_MARKER).exists() {
+            bail!("{} holds an installation that is not a demo; pass --force to replace it", dir.display());
+        }
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    let opts = DemoOptions::new(deals, seed);
+    let clock = Arc::new(ManualClock::new(opts.start));
+    let config = match caches_mb {
+        Some((pages, records)) => demo::DEMO_CONFIG
+            .replacen("\ncache_mb = 256", &format!("\ncache_mb = {pages}"), 1)
+            .replacen("\nrecord_cache_mb = 64", &format!("\nrecord_cache_mb = {records}"), 1),
+        None => demo::DEMO_CONFIG.to_string(),
+    };
+    let inst = Installation::init(dir, Some(&config), clock.clone())?;
+    std::fs::write(dir.join(DEMO_MARKER), format!("deals = {deals}\nseed = {seed}\n"))?;
+    let bar = if show { ProgressBar::new(opts.estimated_entities()) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg:<14} [{bar:40}] {pos}/{len} entities ({per_sec}, {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let summary = demo::populate(inst.store(), &clock, &opts, &mut |p| {
+        bar.set_message(p.phase);
+        bar.set_position(p.written);
+    })?;
+    bar.finish_and_clear();
+    if compact {
+        let database = inst.settings().database.clone();
+        drop(inst);
+        crmkit_core::store::Store::compact_file(&database)?;
+    }
+    Ok(summary)
+}
+
+fn check(dir: &Path) -> Result<()> {
+    let inst = Installation::open(dir, Arc::new(SystemClock))?;
+    let stats = inst.store().stats()?;
+    let s = inst.settings();
+    say!(
+        "config: ok ({} users, {} process kinds, {} custom fields)",
+        s.users.len(),
+        s.process_kinds.len(),
+        s.custom_fields.values().map(Vec::len).sum::<usize>()
+    );
+    let problems = inst.store().verify_indexes()?;
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("index problem: {p}");
+        }
+        bail!("{} index problem(s) in {}", problems.len(), s.database.display());
+    }
+    let histories = inst.store().verify_histories()?;
+    if !histories.is_empty() {
+        for p in &histories {
+            eprintln!("stage history problem: {p}");
+        }
+        bail!("{} stage history problem(s) in {}", histories.len(), s.database.display());
+    }
+    let attachments = inst.store().verify_attachments()?;
+    if !attachments.is_empty() {
+        for p in &attachments {
+            eprintln!("attachment problem: {p}");
+        }
+        bail!("{} attachment problem(s) in {}", attachments.len(), s.database.display());
+    }
+    say!(
+        "database: ok ({}, schema version {}, indexes consistent, {} stage history steps consistent, attachments match their content)",
+        s.database.display(),
+        stats.schema_version,
+        stats.stage_history_steps
+    );
+    let (scripts, bound) = script::check_installation(&inst)?;
+    say!("scripts: ok ({scripts} compiled, {bound} bindings to script functions checked)");
+    let mut missing = Vec::new();
+    for kind in &s.process_kinds {
+        let guidance = kind.guidance.iter().chain(kind.stages.iter().flat_map(|st| st.guidance.iter()));
+        for g in guidance {
+            if let Some(f) = &g.file {
+                if !dir.join(f).is_file() {
+                    missing
+                        .push(format!("process kind \"{}\": guidance \"{}\": file {f} is missing", kind.id, g.title));
+                }
+            }
+        }
+    }
+    if !missing.is_empty() {
+        for m in &missing {
+            eprintln!("{m}");
+        }
+        bail!("{} guidance file(s) missing in {}", missing.len(), dir.display());
+    }
+    let native = s.hooks.iter().filter(|b| b.runtime == crmkit_core::hooks::NATIVE).count();
+    if native > 0 {
+        say!("hooks: {native} binding(s) to handlers the embedding program registers");
+    }
+    let plugins = std::fs::read_dir(dir.join("plugins")).map(|d| d.count()).unwrap_or(0);
+    say!("plugins/: {plugins} file(s) (checked once the plugin runtime exists)");
+    Ok(())
+}
+
+fn stats(dir: &Path, format: Format) -> Result<()> {
+    let inst = Installation::open(dir, Arc::new(SystemClock))?;
+    let stats = inst.store().stats()?;
+    if format == Format::Json {
+        say!("{}", serde_json::to_string_pretty(&stats)?);
+        return Ok(());
+    }
+    say!("{:<18} {:>12}", "entity", "count");
+    for k in EntityKind::ALL {
+        say!("{:<18} {:>12}", k.name(), stats.entities[&k]);
+    }
+    say!("{:<18} {:>12}", "audit entries", stats.audit_entries);
+    say!("{:<18} {:>12}", "history steps", stats.stage_history_steps);
+    say!("{:<18} {:>12}", "file size", human_bytes(stats.file_bytes));
+    Ok(())
+}
+
+/// A byte count for people: `512 B`, `1.5 KiB`, `3.8 GiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// The user `--as LOGIN` names, recorded as the actor of a write (`None`: the system).
+pub(crate) fn acting_user<R: crmkit_core::store::Reader>(
+    r: &R,
+    login: Option<&str>,
+) -> Result<Option<crmkit_core::id::UserId>> {
+    let Some(login) = login else { return Ok(None) };
+    match r.user_by_login(login)? {
+        Some(u) if u.active => Ok(Some(u.id)),
+        Some(_) => bail!("--as: user \"{login}\" is deactivated"),
+        None => bail!("--as: no user has the login \"{login}\""),
+    }
+}

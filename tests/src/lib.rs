@@ -1,1 +1,0 @@
-//! Integration tests of crmkit live in `all/`; this library is empty.
