@@ -502,7 +502,7 @@ pub(crate) fn make_demo(
     if compact {
         let database = inst.settings().database.clone();
         drop(inst);
-        crmkit_core::store::Store::compact_file(&database)?;
+        crmkit_core::store::redb::RedbBackend::compact_file(&database)?;
     }
     Ok(summary)
 }
