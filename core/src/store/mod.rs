@@ -1,13 +1,17 @@
 //! The store: entities, secondary indexes, the audit log and attachment content, kept
 //! consistent in one transaction per write, over an ordered key-value [`kv::Backend`]: a
-//! redb file ([`redb::RedbBackend`]) or any other.
+//! redb file ([`redb::RedbBackend`], the default), memory ([`memory::MemoryBackend`]) or any
+//! other.
 //!
 //! Records are encoded as described in `docs/storage.md`: one format byte followed by a
 //! MessagePack map with field names, so fields can be added without touching old files.
 //! Keys are big-endian ids, so every table iterates in creation order.
 
 mod cache;
+#[cfg(test)]
+mod conformance;
 pub mod kv;
+pub mod memory;
 pub(crate) mod postings;
 pub mod redb;
 mod schema;
@@ -170,8 +174,13 @@ impl Store {
         Store::with_backend(backend, settings, clock)
     }
 
+    /// A new database in memory ([`memory::MemoryBackend`]), gone when the store is dropped.
+    pub fn in_memory(settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Result<Store> {
+        Store::with_backend(memory::MemoryBackend::new(), settings, clock)
+    }
+
     /// Closes the store and gives back its backend, to open it again later with
-    /// [`Store::with_backend`].
+    /// [`Store::with_backend`] (an in-memory database lives on in it).
     pub fn into_backend(self) -> Box<dyn Backend> {
         self.backend.into_backend()
     }
