@@ -57,8 +57,8 @@ impl RedbBackend {
     }
 
     /// Creates a new, empty database file: the folder must exist, the file must not (or be
-    /// empty). Tables are made as they are first written; [`Store::with_backend`]
-    /// (super::Store::with_backend) sets up a crmkit database in it.
+    /// empty). Tables are made as they are first written; a store opened over it with
+    /// [`Store::with_backend`](super::Store::with_backend) sets up a crmkit database in it.
     pub fn create(path: &Path, cache_bytes: usize) -> Result<RedbBackend, Error> {
         if path.exists() && std::fs::metadata(path).map(|m| m.len() > 0).unwrap_or(true) {
             return Err(Error::Io {
