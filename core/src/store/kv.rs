@@ -36,7 +36,7 @@ pub enum KvError {
 /// How hard a commit works to be durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Durability {
-    /// The commit is on disk when `commit` returns.
+    /// The commit is durable (for a file: on disk) when `commit` returns.
     #[default]
     Immediate,
     /// Visible to readers at once, durable with the next immediate commit (bulk loads).

@@ -40,7 +40,8 @@ impl Shared {
     }
 }
 
-/// A crmkit database held in memory, gone when the last handle is dropped.
+/// A crmkit database held in memory, gone when it is dropped (a store gives it back with
+/// [`Store::into_backend`](super::Store::into_backend)).
 ///
 /// Transactions behave as with the redb file: snapshots are isolated from later commits, a
 /// single writer at a time, a write transaction dropped without committing writes nothing,
