@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use crate::config::ConfigError;
 use crate::id::RawId;
 use crate::model::{EntityKind, FieldError};
+use crate::store::kv::KvError;
 
 /// Everything the engine can refuse or fail with.
 #[derive(Debug, thiserror::Error)]
@@ -44,14 +45,15 @@ pub enum Error {
     /// Hook bindings that cannot be made, one per line with its place in config.
     #[error("{0}")]
     Bindings(String),
-    /// The file is not a crmkit database.
-    #[error("{path} is not a crmkit database: {reason}")]
-    NotCrmkit { path: PathBuf, reason: String },
-    /// The file was written by a newer crmkit.
+    /// The database is not a crmkit database. `database` names it as its backend does: a
+    /// file's path, "the in-memory database".
+    #[error("{database} is not a crmkit database: {reason}")]
+    NotCrmkit { database: String, reason: String },
+    /// The database was written by a newer crmkit.
     #[error(
-        "{path} has schema version {found}; this crmkit reads versions up to {supported}: upgrade crmkit to open it"
+        "{database} has schema version {found}; this crmkit reads versions up to {supported}: upgrade crmkit to open it"
     )]
-    NewerSchema { path: PathBuf, found: u32, supported: u32 },
+    NewerSchema { database: String, found: u32, supported: u32 },
     /// A stored record could not be decoded.
     #[error("corrupt {what}: {message}")]
     Corrupt { what: String, message: String },
@@ -60,10 +62,21 @@ pub enum Error {
     Config(#[from] ConfigError),
     /// The storage backend failed.
     #[error("storage: {0}")]
-    Storage(String),
+    Storage(KvError),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+}
+
+/// A value the backend could not decode is corrupt data, whoever noticed; anything else the
+/// backend reports is a storage failure.
+impl From<KvError> for Error {
+    fn from(e: KvError) -> Error {
+        match e {
+            KvError::Corrupt { what, message } => Error::Corrupt { what, message },
+            other => Error::Storage(other),
+        }
+    }
 }
 
 /// Results of the engine.

@@ -1,5 +1,6 @@
-//! crmkit-core: the CRM engine as a library — the domain model, the redb store with its
-//! indexes and audit log, configuration, the process engine, import and export.
+//! crmkit-core: the CRM engine as a library — the domain model, the store with its indexes
+//! and audit log (on a redb file or in memory), configuration, the process engine and its
+//! hooks, reports, import and export.
 //!
 //! Architecture invariant: this crate knows nothing of HTTP, async runtimes, Rhai or
 //! wasmtime. Extensions reach it through data-only interfaces.

@@ -474,7 +474,7 @@ pub fn make_demo(
     if compact {
         let database = inst.settings().database.clone();
         drop(inst);
-        crmkit_core::store::Store::compact_file(&database)?;
+        crmkit_core::store::redb::RedbBackend::compact_file(&database)?;
     }
     Ok(summary)
 }

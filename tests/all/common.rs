@@ -1,5 +1,6 @@
-//! Shared fixtures: a store on a real redb file in a temporary folder, driven by a manual
-//! clock, and a byte-exact dump of everything it holds.
+//! Shared fixtures: a store on a real redb file in a temporary folder or in memory, driven
+//! by a manual clock; running a test on every backend; a byte-exact dump of everything a
+//! store holds.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -17,33 +18,82 @@ use rust_decimal::Decimal;
 /// 2026-03-02T09:00:00Z.
 pub const T0: Timestamp = Timestamp(1_772_442_000_000);
 
+/// The backends a store can run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A redb file in the fixture's folder (what installations use).
+    Redb,
+    /// `MemoryBackend`.
+    Memory,
+}
+
+/// Declares the listed functions, each `fn(Backend)`, as tests on every backend:
+/// `MODULE::on_redb::NAME` and `MODULE::on_memory::NAME`, so a failure names its backend.
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod on_redb {
+            $(#[test]
+            fn $name() {
+                super::$name($crate::common::Backend::Redb)
+            })*
+        }
+        mod on_memory {
+            $(#[test]
+            fn $name() {
+                super::$name($crate::common::Backend::Memory)
+            })*
+        }
+    };
+}
+pub(crate) use on_every_backend;
+
 pub struct Fixture {
     pub dir: tempfile::TempDir,
     pub clock: Arc<ManualClock>,
     pub store: Store,
+    pub backend: Backend,
 }
 
 impl Fixture {
-    /// A new store with the built-in settings.
+    /// A new store on a redb file with the built-in settings.
     pub fn new() -> Fixture {
-        Fixture::with_settings(Settings::builtin())
+        Fixture::on(Backend::Redb)
     }
 
+    /// A new store on `backend` with the built-in settings.
+    pub fn on(backend: Backend) -> Fixture {
+        Fixture::on_with(backend, Settings::builtin())
+    }
+
+    /// A new store on a redb file.
     pub fn with_settings(settings: Settings) -> Fixture {
+        Fixture::on_with(Backend::Redb, settings)
+    }
+
+    /// A new store on `backend`.
+    pub fn on_with(backend: Backend, settings: Settings) -> Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
         let clock = Arc::new(ManualClock::new(T0));
-        let store =
-            Store::create(&dir.path().join("crm.redb"), Arc::new(settings), clock.clone()).expect("create store");
-        Fixture { dir, clock, store }
+        let settings = Arc::new(settings);
+        let store = match backend {
+            Backend::Redb => Store::create(&dir.path().join("crm.redb"), settings, clock.clone()),
+            Backend::Memory => Store::in_memory(settings, clock.clone()),
+        };
+        Fixture { dir, clock, store: store.expect("create store"), backend }
     }
 
-    /// Closes and reopens the database file.
+    /// Closes and reopens the database: the file, or the same memory.
     pub fn reopen(self) -> Fixture {
-        let Fixture { dir, clock, store } = self;
+        let Fixture { dir, clock, store, backend } = self;
         let settings = store.settings().clone();
-        drop(store);
-        let store = Store::open(&dir.path().join("crm.redb"), settings, clock.clone()).expect("reopen");
-        Fixture { dir, clock, store }
+        let store = match backend {
+            Backend::Redb => {
+                drop(store);
+                Store::open(&dir.path().join("crm.redb"), settings, clock.clone())
+            }
+            Backend::Memory => Store::with_backend(store.into_backend(), settings, clock.clone()),
+        };
+        Fixture { dir, clock, store: store.expect("reopen"), backend }
     }
 
     /// Every key and value of every table.

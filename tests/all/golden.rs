@@ -125,9 +125,14 @@ fn bless(version: u32) {
     let store = Store::create(&path, Arc::new(Settings::builtin()), clock.clone()).unwrap();
     let fx_company = {
         // Reuse the test company on this store.
-        let fx = crate::common::Fixture { dir: tempfile::tempdir().unwrap(), clock: clock.clone(), store };
+        let fx = crate::common::Fixture {
+            dir: tempfile::tempdir().unwrap(),
+            clock: clock.clone(),
+            store,
+            backend: crate::common::Backend::Redb,
+        };
         let c = crate::store::company(&fx);
-        let engine = Engine::default();
+        let engine = Engine::without_hooks();
         let manager = c.manager.id;
         clock.advance(3_600_000);
         fx.store

@@ -1,6 +1,7 @@
 //! The sales process engine through its public surface: every refused step is a typed error
 //! that leaves the database byte-for-byte as it was (even when the transaction goes on and
 //! commits), and every accepted one leaves a stage history that tells exactly what happened.
+//! Each test runs on every backend.
 
 use std::path::Path;
 use std::sync::{Arc, Barrier, Mutex};
@@ -20,7 +21,42 @@ use crmkit_core::time::Timestamp;
 use crmkit_core::Error;
 use proptest::prelude::*;
 
-use crate::common::{native_engine, new_deal, Fixture, T0};
+use crate::common::{native_engine, new_deal, on_every_backend, Backend, Fixture, T0};
+
+on_every_backend! {
+    a_transition_the_current_stage_does_not_allow,
+    leaving_a_stage_with_a_required_field_empty,
+    leaving_a_stage_with_a_checklist_item_undone,
+    closing_as_lost_needs_a_reason_of_the_kind,
+    the_winning_competitor_must_be_a_competitor,
+    a_managed_route_cannot_be_skipped_by_hand,
+    a_closed_or_held_deal_does_not_move,
+    only_the_executor_or_a_head_completes_a_task,
+    two_moves_of_the_same_version_conflict,
+    the_first_guard_that_rejects_wins,
+    a_guard_that_fails_aborts_the_step_and_is_named,
+    a_reaction_that_fails_takes_the_step_back,
+    a_reaction_cascade_deeper_than_the_limit_writes_nothing,
+    reopening_is_for_heads,
+    imported_histories_must_be_whole_and_end_where_the_deal_is,
+    a_manual_deal_from_creation_to_won,
+    a_managed_tender_moves_itself_as_its_tasks_are_done,
+    large_bids_branch_to_an_approval_by_the_head,
+    hooks_choose_the_route_and_the_assignee,
+    a_stageless_project_only_changes_status,
+    reactions_apply_in_the_same_transaction,
+    an_interaction_triggers_its_reactions,
+    open_and_overdue_tasks,
+    config_binds_handlers_the_program_registers,
+    deals_past_their_stage_sla,
+    what_the_engine_owns_cannot_be_changed_around_it,
+    reopening_does_not_skip_the_route_and_counts_no_dwell,
+    a_deal_resumed_after_its_tasks_were_done_moves_on,
+    reactions_with_bad_requests_are_errors_not_panics,
+    imports_follow_the_rules_of_the_kind,
+    reactions_see_the_deal_exactly_as_it_is_stored,
+    an_imported_deal_on_hold_in_a_managed_stage_can_go_on,
+}
 
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
@@ -59,12 +95,12 @@ struct World {
     specialist: UserId,
 }
 
-fn world() -> World {
-    world_with(settings())
+fn world(backend: Backend) -> World {
+    world_with(backend, settings())
 }
 
-fn world_with(settings: Settings) -> World {
-    let fx = Fixture::with_settings(settings);
+fn world_with(backend: Backend, settings: Settings) -> World {
+    let fx = Fixture::on_with(backend, settings);
     let user = |login: &str, role: Role, department: &str| {
         fx.store
             .transact(None, |tx| {
@@ -259,10 +295,9 @@ fn invalid(err: &Error, field: &str, needle: &str) {
 // ---------------------------------------------------------------------------------------
 // Bad input: a clear typed error, nothing written.
 
-#[test]
-fn a_transition_the_current_stage_does_not_allow() {
-    let w = world();
-    let e = Engine::default();
+fn a_transition_the_current_stage_does_not_allow(backend: Backend) {
+    let w = world(backend);
+    let e = Engine::without_hooks();
     let d = w.deal(&e, "b2b_sale", 1000);
     let err = w.refused(w.ivanov, |tx| e.move_deal(tx, d.id, d.version, "proposal", None));
     process_error(
@@ -292,10 +327,9 @@ fn a_transition_the_current_stage_does_not_allow() {
     );
 }
 
-#[test]
-fn leaving_a_stage_with_a_required_field_empty() {
-    let w = world();
-    let e = Engine::default();
+fn leaving_a_stage_with_a_required_field_empty(backend: Backend) {
+    let w = world(backend);
+    let e = Engine::without_hooks();
     let mut d = new_deal(w.client, w.ivanov, 1000);
     d.source = None;
     let d = w.run(w.ivanov, |tx| e.create_deal(tx, d));
@@ -311,10 +345,9 @@ fn leaving_a_stage_with_a_required_field_empty() {
     );
 }
 
-#[test]
-fn leaving_a_stage_with_a_checklist_item_undone() {
-    let w = world();
-    let e = Engine::default();
+fn leaving_a_stage_with_a_checklist_item_undone(backend: Backend) {
+    let w = world(backend);
+    let e = Engine::without_hooks();
     let d = w.deal(&e, "b2b_sale", 1000);
     let d = w.run(w.ivanov, |tx| e.move_deal(tx, d.id, d.version, "needs_analysis", None));
     let err = w.refused(w.ivanov, |tx| e.move_deal(tx, d.id, d.version, "proposal", None));
@@ -330,10 +363,9 @@ fn leaving_a_stage_with_a_checklist_item_undone() {
     invalid(&err, "checklist", "is not done");
 }
 
-#[test]
-fn closing_as_lost_needs_a_reason_of_the_kind() {
-    let w = world();
-    let e = Engine::default();
+fn closing_as_lost_needs_a_reason_of_the_kind(backend: Backend) {
+    let w = world(backend);
+    let e = Engine::without_hooks();
     let d = w.deal(&e, "b2b_sale", 1000);
     let err = w.refused(w.ivanov, |tx| e.close(tx, d.id, d.version, lost("  ")));
     invalid(&err, "loss_reason", "is required to close a deal as lost");
@@ -348,10 +380,9 @@ fn closing_as_lost_needs_a_reason_of_the_kind() {
     invalid(&err, "loss_reason", "\"weather\" is not a loss reason");
 }
 
-#[test]
-fn the_winning_competitor_must_be_a_competitor() {
-    let w = world();
-    let e = Engine::default();
+fn the_winning_competitor_must_be_a_competitor(backend: Backend) {
+    let w = world(backend);
+    let e = Engine::without_hooks();
     let d = w.deal(&e, "b2b_sale", 1000);
     let outcome =
         |competitor| Outcome::Lost { reason: "price".into(), competitor: Some(competitor), comment: String::new() };
@@ -373,10 +404,9 @@ fn the_winning_competitor_must_be_a_competitor() {
     assert_eq!((r.status, r.competitor, r.comment.as_str()), (DealStatus::Lost, Some(w.competitor), "10% cheaper"));
 }
 
-#[test]
-fn a_managed_route_cannot_be_skipped_by_hand() {
-    let w = world();
-    let e = Engine::default();
+fn a_managed_route_cannot_be_skipped_by_hand(backend: Backend) {
+    let w = world(backend);
+    let e = Engine::without_hooks();
     let d = w.deal(&e, "tender", 1000);
     let err = w.refused(w.ivanov, |tx| e.move_deal(tx, d.id, d.version, "documentation", None));
     process_error(&err, d.id, "process kind \"tender\" is managed");
@@ -397,10 +427,9 @@ fn a_managed_route_cannot_be_skipped_by_hand() {
     process_error(&err, m.id, "process kind \"b2b_sale\" is manual: move its deals by hand");
 }
 
-#[test]
-fn a_closed_or_held_deal_does_not_move() {
-    let w = world();
-    let e = Engine::default();
+fn a_closed_or_held_deal_does_not_move(backend: Backend) {
+    let w = world(backend);
+    let e = Engine::without_hooks();
     let d = w.deal(&e, "b2b_sale", 1000);
     let held = w.run(w.ivanov, |tx| e.hold(tx, d.id, d.version, "holidays"));
     let err = w.refused(w.ivanov, |tx| e.move_deal(tx, held.id, held.version, "needs_analysis", None));
@@ -425,10 +454,9 @@ fn a_closed_or_held_deal_does_not_move() {
     invalid(&err, "status", "changes only through the process engine");
 }
 
-#[test]
-fn only_the_executor_or_a_head_completes_a_task() {
-    let w = world();
-    let e = Engine::default();
+fn only_the_executor_or_a_head_completes_a_task(backend: Backend) {
+    let w = world(backend);
+    let e = Engine::without_hooks();
     let d = w.deal(&e, "tender", 1000);
     let task = w.open_task(d.id);
     assert_eq!(task.executor, w.ivanov);
@@ -456,10 +484,9 @@ fn only_the_executor_or_a_head_completes_a_task() {
     assert!(matches!(&err, Error::NotAllowed(m) if m.contains("is already done")), "{err:?}");
 }
 
-#[test]
-fn two_moves_of_the_same_version_conflict() {
-    let w = world();
-    let e = Engine::default();
+fn two_moves_of_the_same_version_conflict(backend: Backend) {
+    let w = world(backend);
+    let e = Engine::without_hooks();
     let d = w.deal(&e, "b2b_sale", 1000);
     // Two users read version 1 and move the deal at the same moment: the store serializes
     // the writes, and the second one finds the deal changed.
@@ -487,8 +514,7 @@ fn two_moves_of_the_same_version_conflict() {
     assert!(matches!(err, Error::Conflict { given: 1, stored: 2, .. }), "{err}");
 }
 
-#[test]
-fn the_first_guard_that_rejects_wins() {
+fn the_first_guard_that_rejects_wins(backend: Backend) {
     let calls = Arc::new(Mutex::new(Vec::new()));
     let mut hooks = Hooks::new();
     for (name, answer) in [
@@ -512,7 +538,7 @@ fn the_first_guard_that_rejects_wins() {
         hooks.bind(HookPoint::DealBeforeTransition, name, &["b2b_sale"]).unwrap();
     }
     let e = native_engine(hooks);
-    let w = world();
+    let w = world(backend);
     let d = w.deal(&e, "b2b_sale", 1000);
     calls.lock().unwrap().clear();
     let err = w.refused(w.ivanov, |tx| e.move_deal(tx, d.id, d.version, "needs_analysis", None));
@@ -545,15 +571,14 @@ fn the_first_guard_that_rejects_wins() {
     assert_eq!(w.load(t.id).stage.as_deref(), Some("documentation"));
 }
 
-#[test]
-fn a_guard_that_fails_aborts_the_step_and_is_named() {
+fn a_guard_that_fails_aborts_the_step_and_is_named(backend: Backend) {
     let mut hooks = Hooks::new();
     hooks.register("flaky_script", handler(|_| Err(Fault("line 3: variable `quote` is not defined".into()))));
     hooks.register("confused", handler(|_| Ok(Answer::Stage(None))));
     hooks.bind(HookPoint::DealBeforeClose, "flaky_script", &[]).unwrap();
     hooks.bind(HookPoint::DealBeforeTransition, "confused", &[]).unwrap();
     let e = native_engine(hooks);
-    let w = world();
+    let w = world(backend);
     let d = w.deal(&e, "b2b_sale", 1000);
     let err = w.refused(w.ivanov, |tx| e.close(tx, d.id, d.version, Outcome::Won));
     match &err {
@@ -574,13 +599,12 @@ fn a_guard_that_fails_aborts_the_step_and_is_named() {
     }
 }
 
-#[test]
-fn a_reaction_that_fails_takes_the_step_back() {
+fn a_reaction_that_fails_takes_the_step_back(backend: Backend) {
     let mut hooks = Hooks::new();
     hooks.register("notify", handler(|_| Err(Fault("out of fuel".into()))));
     hooks.bind(HookPoint::DealAfterTransition, "notify", &["b2b_sale"]).unwrap();
     let e = native_engine(hooks);
-    let w = world();
+    let w = world(backend);
     let d = w.deal(&e, "b2b_sale", 1000);
     // The move is written before the reaction runs; the fault takes all of it back.
     let err = w.refused(w.ivanov, |tx| e.move_deal(tx, d.id, d.version, "needs_analysis", None));
@@ -622,9 +646,8 @@ fn cascading(again: impl Fn(u32) -> bool + Send + Sync + 'static) -> Engine {
     native_engine(hooks)
 }
 
-#[test]
-fn a_reaction_cascade_deeper_than_the_limit_writes_nothing() {
-    let w = world();
+fn a_reaction_cascade_deeper_than_the_limit_writes_nothing(backend: Backend) {
+    let w = world(backend);
     let e = cascading(|_| true);
     let d = w.deal(&e, "b2b_sale", 1000);
     let err = w.refused(w.ivanov, |tx| e.move_deal(tx, d.id, d.version, "needs_analysis", None));
@@ -648,16 +671,15 @@ fn a_reaction_cascade_deeper_than_the_limit_writes_nothing() {
 
     // A smaller limit in config stops the same cascade earlier.
     let text = DEFAULT_CONFIG.replace("max_reaction_depth = 3", "max_reaction_depth = 1");
-    let w = world_with(Settings::parse(&text, Path::new("depth.toml")).unwrap());
+    let w = world_with(backend, Settings::parse(&text, Path::new("depth.toml")).unwrap());
     let d = w.deal(&e, "b2b_sale", 1000);
     let err = w.refused(w.ivanov, |tx| e.move_deal(tx, d.id, d.version, "needs_analysis", None));
     process_error(&err, d.id, "at depth 2; process.max_reaction_depth is 1");
 }
 
-#[test]
-fn reopening_is_for_heads() {
-    let w = world();
-    let e = Engine::default();
+fn reopening_is_for_heads(backend: Backend) {
+    let w = world(backend);
+    let e = Engine::without_hooks();
     let d = w.deal(&e, "b2b_sale", 1000);
     let d = w.run(w.ivanov, |tx| e.move_deal(tx, d.id, d.version, "needs_analysis", None));
     w.advance(DAY);
@@ -694,10 +716,9 @@ fn reopening_is_for_heads() {
     );
 }
 
-#[test]
-fn imported_histories_must_be_whole_and_end_where_the_deal_is() {
-    let w = world();
-    let e = Engine::default();
+fn imported_histories_must_be_whole_and_end_where_the_deal_is(backend: Backend) {
+    let w = world(backend);
+    let e = Engine::without_hooks();
     let step = |days: i64, how: How, stage: &str, status: DealStatus| ImportStep {
         at: T0.plus_millis(days * DAY),
         how,
@@ -812,10 +833,9 @@ fn imported_histories_must_be_whole_and_end_where_the_deal_is() {
 // ---------------------------------------------------------------------------------------
 // The life of a deal in each mode.
 
-#[test]
-fn a_manual_deal_from_creation_to_won() {
-    let w = world();
-    let e = Engine::default();
+fn a_manual_deal_from_creation_to_won(backend: Backend) {
+    let w = world(backend);
+    let e = Engine::without_hooks();
     let d = w.deal(&e, "b2b_sale", 1_250_000);
     assert_eq!((d.probability, d.stage_entered_at), (Some(10), Some(T0)));
     w.advance(DAY);
@@ -861,10 +881,9 @@ fn a_manual_deal_from_creation_to_won() {
     assert!(w.tasks(d.id).is_empty(), "a manual process creates no tasks");
 }
 
-#[test]
-fn a_managed_tender_moves_itself_as_its_tasks_are_done() {
-    let w = world();
-    let e = Engine::default();
+fn a_managed_tender_moves_itself_as_its_tasks_are_done(backend: Backend) {
+    let w = world(backend);
+    let e = Engine::without_hooks();
     let mut d = new_deal(w.client, w.ivanov, 2_000_000);
     d.kind = "tender".into();
     d.stage = None;
@@ -949,10 +968,9 @@ fn tender_to_documentation_end(w: &World, e: &Engine, amount: i64) -> Deal {
     next_day_complete(w, e, d.id, w.ivanov)
 }
 
-#[test]
-fn large_bids_branch_to_an_approval_by_the_head() {
-    let w = world();
-    let e = Engine::default();
+fn large_bids_branch_to_an_approval_by_the_head(backend: Backend) {
+    let w = world(backend);
+    let e = Engine::without_hooks();
     let small = tender_to_documentation_end(&w, &e, 4_999_999);
     assert_eq!(small.stage.as_deref(), Some("bid"));
     let d = tender_to_documentation_end(&w, &e, 5_000_000);
@@ -982,7 +1000,7 @@ fn large_bids_branch_to_an_approval_by_the_head() {
 
     // Without an active head in the department, any head approves; without any, the route
     // stops with a message saying why, and the task that would have moved it stays open.
-    let w = world();
+    let w = world(backend);
     let deactivate = |w: &World, user: UserId| {
         w.fx.store
             .transact(None, |tx| {
@@ -1003,8 +1021,7 @@ fn large_bids_branch_to_an_approval_by_the_head() {
     process_error(&err, d.id, "task \"Approve the bid price\": no active user has the head role");
 }
 
-#[test]
-fn hooks_choose_the_route_and_the_assignee() {
+fn hooks_choose_the_route_and_the_assignee(backend: Backend) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let mut hooks = Hooks::new();
     hooks.register(
@@ -1032,7 +1049,7 @@ fn hooks_choose_the_route_and_the_assignee() {
     hooks.bind(HookPoint::DealRoute, "approval_decision", &["tender"]).unwrap();
     hooks.bind(HookPoint::TaskAssignee, "bid_specialist", &["tender"]).unwrap();
     let e = native_engine(hooks);
-    let w = world();
+    let w = world(backend);
 
     // The head sends the bid back for rework instead of on to the bid.
     let d = tender_to_documentation_end(&w, &e, 8_000_000);
@@ -1093,7 +1110,7 @@ fn hooks_choose_the_route_and_the_assignee() {
     hooks.register("nobody", handler(|_| Ok(Answer::Assignee(Some("ghost".into())))));
     hooks.bind(HookPoint::TaskAssignee, "nobody", &[]).unwrap();
     let ghostly = native_engine(hooks);
-    let plain = Engine::default();
+    let plain = Engine::without_hooks();
     let d = tender_to_documentation_end(&w, &plain, 10_000);
     assert_eq!(w.open_task(d.id).executor, w.ivanov);
     let d = tender(&w, &ghostly, 10_000);
@@ -1109,10 +1126,9 @@ fn hooks_choose_the_route_and_the_assignee() {
     }
 }
 
-#[test]
-fn a_stageless_project_only_changes_status() {
-    let w = world();
-    let e = Engine::default();
+fn a_stageless_project_only_changes_status(backend: Backend) {
+    let w = world(backend);
+    let e = Engine::without_hooks();
     let d = w.deal(&e, "project", 30_000_000);
     assert_eq!((d.stage.as_deref(), d.probability), (None, None));
     w.advance(DAY);
@@ -1136,8 +1152,7 @@ fn a_stageless_project_only_changes_status() {
     );
 }
 
-#[test]
-fn reactions_apply_in_the_same_transaction() {
+fn reactions_apply_in_the_same_transaction(backend: Backend) {
     let depths = Arc::new(Mutex::new(Vec::new()));
     let log = depths.clone();
     let mut hooks = Hooks::new();
@@ -1168,7 +1183,7 @@ fn reactions_apply_in_the_same_transaction() {
     );
     hooks.bind(HookPoint::DealAfterTransition, "on_stage", &["b2b_sale"]).unwrap();
     let e = native_engine(hooks);
-    let w = world();
+    let w = world(backend);
     let d = w.deal(&e, "b2b_sale", 1000);
     let d = w.run(w.ivanov, |tx| {
         let d = e.move_deal(tx, d.id, d.version, "needs_analysis", None)?;
@@ -1220,8 +1235,7 @@ fn reactions_apply_in_the_same_transaction() {
     assert_eq!(calls[calls.len() - 2..], [(How::Manual, 0), (How::Hold, 1)]);
 }
 
-#[test]
-fn an_interaction_triggers_its_reactions() {
+fn an_interaction_triggers_its_reactions(backend: Backend) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
     let mut hooks = Hooks::new();
@@ -1242,7 +1256,7 @@ fn an_interaction_triggers_its_reactions() {
     );
     hooks.bind(HookPoint::InteractionAfterCreate, "follow_up", &[]).unwrap();
     let e = native_engine(hooks);
-    let w = world();
+    let w = world(backend);
     let d = w.deal(&e, "repeat_sale", 1000);
     w.advance(HOUR);
     let mut call = Interaction::new(InteractionKind::Call, T0, w.client, "Price request");
@@ -1256,10 +1270,9 @@ fn an_interaction_triggers_its_reactions() {
     );
 }
 
-#[test]
-fn open_and_overdue_tasks() {
-    let w = world();
-    let e = Engine::default();
+fn open_and_overdue_tasks(backend: Backend) {
+    let w = world(backend);
+    let e = Engine::without_hooks();
     // Tenders created a day apart: each has its study task due two days later.
     let mut deals = Vec::new();
     for _ in 0..3 {
@@ -1462,9 +1475,9 @@ fn step(
 /// Runs each `(op, actor, stale, wait)`: after `wait` ms, user `actor` (ivanov, petrov,
 /// sidorova) tries `op`, with a version one ahead of the stored one when `stale`. After each,
 /// every deal's history must be consistent with the deal and extend the one seen before.
-fn run_random(ops: Vec<(Op, usize, bool, i64)>) {
-    let w = world();
-    let e = Engine::default();
+fn run_random(ops: Vec<(Op, usize, bool, i64)>, backend: Backend) {
+    let w = world(backend);
+    let e = Engine::without_hooks();
     let users = [w.ivanov, w.petrov, w.sidorova];
     for (kind, amount) in [("b2b_sale", 1000), ("tender", 1000), ("tender", 5_000_000), ("project", 1000)] {
         w.deal(&e, kind, amount);
@@ -1529,28 +1542,35 @@ fn run_random(ops: Vec<(Op, usize, bool, i64)>) {
     assert_eq!(w.fx.store.verify_indexes().unwrap(), Vec::<String>::new());
 }
 
+/// Random steps, each with its actor, whether its version is stale, and the time before it.
+fn steps() -> impl Strategy<Value = Vec<(Op, usize, bool, i64)>> {
+    proptest::collection::vec(
+        (op(), 0usize..3, proptest::bool::weighted(0.1), prop_oneof![Just(0i64), 1i64..3 * DAY]),
+        1..50,
+    )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, max_shrink_iters: 300, ..ProptestConfig::default() })]
 
     #[test]
-    fn any_sequence_of_steps_keeps_histories_consistent_and_append_only(
-        ops in proptest::collection::vec(
-            (op(), 0usize..3, proptest::bool::weighted(0.1), prop_oneof![Just(0i64), 1i64..3 * DAY]),
-            1..50,
-        )
-    ) {
-        run_random(ops);
+    fn any_sequence_of_steps_keeps_histories_consistent_and_append_only_on_redb(ops in steps()) {
+        run_random(ops, Backend::Redb);
+    }
+
+    #[test]
+    fn any_sequence_of_steps_keeps_histories_consistent_and_append_only_on_memory(ops in steps()) {
+        run_random(ops, Backend::Memory);
     }
 }
 
-#[test]
-fn config_binds_handlers_the_program_registers() {
+fn config_binds_handlers_the_program_registers(backend: Backend) {
     // A guard bound in config for b2b_sale only: other kinds do not see it.
     let text = format!(
         "{DEFAULT_CONFIG}\n[[hooks]]\npoint = \"deal.before_transition\"\nhandler = \"no_moves\"\nkinds = [\"b2b_sale\"]\n"
     );
     let settings = Settings::parse(&text, Path::new("hooks.toml")).unwrap();
-    let w = world_with(settings.clone());
+    let w = world_with(backend, settings.clone());
     // The default config binds the shipped scripts: here a stand-in for the Rhai runtime
     // answers for them, found by the bindings' runtime as the real one would be.
     struct AllowAll;
@@ -1609,11 +1629,10 @@ fn config_binds_handlers_the_program_registers() {
     assert!(err.contains("\"barter\" is not a process kind"), "{err}");
 }
 
-#[test]
-fn deals_past_their_stage_sla() {
+fn deals_past_their_stage_sla(backend: Backend) {
     use crmkit_core::process::sla_breaches;
-    let w = world();
-    let e = Engine::default();
+    let w = world(backend);
+    let e = Engine::without_hooks();
     // qualification has an SLA of 5 days, request (repeat_sale) of 2 days.
     let slow = w.deal(&e, "b2b_sale", 100);
     let quick = w.deal(&e, "repeat_sale", 100);
@@ -1636,10 +1655,9 @@ fn deals_past_their_stage_sla() {
     assert_eq!(sla_breaches(&r, now, 0).unwrap(), []);
 }
 
-#[test]
-fn what_the_engine_owns_cannot_be_changed_around_it() {
-    let w = world();
-    let e = Engine::default();
+fn what_the_engine_owns_cannot_be_changed_around_it(backend: Backend) {
+    let w = world(backend);
+    let e = Engine::without_hooks();
     let t = tender(&w, &e, 100);
     let task = w.open_task(t.id);
 
@@ -1687,10 +1705,9 @@ fn what_the_engine_owns_cannot_be_changed_around_it() {
     invalid(&err, "kind", "managed");
 }
 
-#[test]
-fn reopening_does_not_skip_the_route_and_counts_no_dwell() {
-    let w = world();
-    let e = Engine::default();
+fn reopening_does_not_skip_the_route_and_counts_no_dwell(backend: Backend) {
+    let w = world(backend);
+    let e = Engine::without_hooks();
     let t = tender(&w, &e, 100);
     let t = next_day_complete(&w, &e, t.id, w.ivanov); // announcement → documentation
     let t = w.run(w.ivanov, |tx| e.close(tx, t.id, t.version, lost("price")));
@@ -1706,10 +1723,9 @@ fn reopening_does_not_skip_the_route_and_counts_no_dwell() {
     assert_eq!(w.open_task(t.id).stage.as_deref(), Some("announcement"));
 }
 
-#[test]
-fn a_deal_resumed_after_its_tasks_were_done_moves_on() {
-    let w = world();
-    let e = Engine::default();
+fn a_deal_resumed_after_its_tasks_were_done_moves_on(backend: Backend) {
+    let w = world(backend);
+    let e = Engine::without_hooks();
     let t = tender(&w, &e, 100);
     let t = w.run(w.ivanov, |tx| e.hold(tx, t.id, t.version, "client on vacation"));
     let task = w.open_task(t.id);
@@ -1720,9 +1736,8 @@ fn a_deal_resumed_after_its_tasks_were_done_moves_on() {
     assert_eq!(t.stage.as_deref(), Some("documentation"));
 }
 
-#[test]
-fn reactions_with_bad_requests_are_errors_not_panics() {
-    let w = world();
+fn reactions_with_bad_requests_are_errors_not_panics(backend: Backend) {
+    let w = world(backend);
     let mut hooks = Hooks::new();
     hooks.register(
         "far_future",
@@ -1747,10 +1762,9 @@ fn reactions_with_bad_requests_are_errors_not_panics() {
     assert!(err.to_string().contains("belongs to no deal"), "{err}");
 }
 
-#[test]
-fn imports_follow_the_rules_of_the_kind() {
-    let w = world();
-    let e = Engine::default();
+fn imports_follow_the_rules_of_the_kind(backend: Backend) {
+    let w = world(backend);
+    let e = Engine::without_hooks();
     let step = |days: i64, how: How, stage: &str, status: DealStatus, note: Option<&str>| ImportStep {
         at: T0.plus_millis(days * DAY),
         how,
@@ -1797,9 +1811,8 @@ fn a_stage_cannot_route_to_itself() {
     assert!(err.starts_with("self.toml:") && err.contains("cannot move to itself"), "{err}");
 }
 
-#[test]
-fn reactions_see_the_deal_exactly_as_it_is_stored() {
-    let w = world();
+fn reactions_see_the_deal_exactly_as_it_is_stored(backend: Backend) {
+    let w = world(backend);
     let seen: Arc<Mutex<Vec<Deal>>> = Arc::default();
     let log = seen.clone();
     let mut hooks = Hooks::new();
@@ -1824,10 +1837,9 @@ fn reactions_see_the_deal_exactly_as_it_is_stored() {
     assert_eq!(shown, moved);
 }
 
-#[test]
-fn an_imported_deal_on_hold_in_a_managed_stage_can_go_on() {
-    let w = world();
-    let e = Engine::default();
+fn an_imported_deal_on_hold_in_a_managed_stage_can_go_on(backend: Backend) {
+    let w = world(backend);
+    let e = Engine::without_hooks();
     let step = |days: i64, how: How, stage: &str, status: DealStatus| ImportStep {
         at: T0.plus_millis(days * DAY),
         how,

@@ -1,5 +1,25 @@
-//! The store on a real redb file: round trips, reopening, optimistic concurrency, deletes,
-//! the audit log, attachments and recognizing foreign files.
+//! The store on every backend: round trips, reopening, optimistic concurrency, deletes, the
+//! audit log, attachments, damaged indexes and recognizing foreign data (and files).
+
+on_every_backend! {
+    every_entity_round_trips_and_survives_reopening,
+    indexes_answer_the_common_questions,
+    ids_are_time_ordered_so_creation_ranges_are_scans,
+    a_stale_version_is_a_conflict_and_writes_nothing,
+    an_update_that_changes_nothing_is_not_recorded,
+    the_audit_log_records_every_change_with_who_and_what,
+    deleting_a_referenced_entity_is_refused,
+    a_partner_cannot_become_its_own_ancestor,
+    logins_are_unique,
+    attachment_content_is_stored_once_and_freed_with_its_last_reference,
+    a_counterparty_can_serve_several_partners,
+    long_posting_lists_split_into_chunks_and_stay_exact,
+    snapshots_read_their_own_versions_through_the_record_cache,
+    index_verification_finds_a_damaged_index,
+    a_backend_holding_anything_else_is_refused,
+    attachments_from_a_reader_stop_at_the_limit_and_come_back_in_chunks,
+    an_attachments_content_is_written_only_by_attach_and_never_changes,
+}
 
 use std::sync::Arc;
 
@@ -12,13 +32,14 @@ use crmkit_core::model::{
     Influence, Interaction, InteractionKind, Participant, ParticipantLink, Partner, PartnerLink, PartnerRole, User,
 };
 use crmkit_core::process::{Engine, Outcome};
-use crmkit_core::store::{force_schema_version, Index, Reader, Store};
+use crmkit_core::store::kv::{Backend as _, Changes, Durability};
+use crmkit_core::store::{force_schema_version, tables, Index, Reader, Store};
 use crmkit_core::time::{ManualClock, Timestamp};
 use crmkit_core::values::{ru, Currency, Money};
 use crmkit_core::Error;
 use rust_decimal::Decimal;
 
-use crate::common::{Fixture, T0};
+use crate::common::{on_every_backend, Backend, Fixture, T0};
 
 /// One of every entity kind, linked together as a real company would be.
 pub struct Company {
@@ -171,9 +192,8 @@ fn check_all(r: &impl Reader, c: &Company) {
     same(r, &c.document);
 }
 
-#[test]
-fn every_entity_round_trips_and_survives_reopening() {
-    let fx = Fixture::new();
+fn every_entity_round_trips_and_survives_reopening(backend: Backend) {
+    let fx = Fixture::on(backend);
     let c = company(&fx);
     assert_eq!(c.boss.phones, ["+74951234567"]);
     check_all(&fx.store.read().unwrap(), &c);
@@ -185,9 +205,8 @@ fn every_entity_round_trips_and_survives_reopening() {
     assert_eq!(stats.schema_version, crmkit_core::store::SCHEMA_VERSION);
 }
 
-#[test]
-fn indexes_answer_the_common_questions() {
-    let fx = Fixture::new();
+fn indexes_answer_the_common_questions(backend: Backend) {
+    let fx = Fixture::on(backend);
     let c = company(&fx);
     let r = fx.store.read().unwrap();
     let by = |i: Index, p: &[u8]| r.ids_by(i, p, None, 100).unwrap();
@@ -208,9 +227,8 @@ fn indexes_answer_the_common_questions() {
     assert_eq!(r.user_by_login("o.smirnova").unwrap().unwrap().id, c.manager.id);
 }
 
-#[test]
-fn ids_are_time_ordered_so_creation_ranges_are_scans() {
-    let fx = Fixture::new();
+fn ids_are_time_ordered_so_creation_ranges_are_scans(backend: Backend) {
+    let fx = Fixture::on(backend);
     let (p, m) = fx.client("Альфа");
     let mut ids = Vec::new();
     for day in 0..5 {
@@ -226,9 +244,8 @@ fn ids_are_time_ordered_so_creation_ranges_are_scans() {
     assert_eq!(later, ids[2..]);
 }
 
-#[test]
-fn a_stale_version_is_a_conflict_and_writes_nothing() {
-    let fx = Fixture::new();
+fn a_stale_version_is_a_conflict_and_writes_nothing(backend: Backend) {
+    let fx = Fixture::on(backend);
     let (p, m) = fx.client("Бета");
     let d = fx.deal(p.id, m, 100);
     let mut first = d.clone();
@@ -246,9 +263,8 @@ fn a_stale_version_is_a_conflict_and_writes_nothing() {
     assert!(fx.dump() == before);
 }
 
-#[test]
-fn an_update_that_changes_nothing_is_not_recorded() {
-    let fx = Fixture::new();
+fn an_update_that_changes_nothing_is_not_recorded(backend: Backend) {
+    let fx = Fixture::on(backend);
     let (p, m) = fx.client("Гамма");
     let d = fx.deal(p.id, m, 100);
     let before = fx.dump();
@@ -257,14 +273,13 @@ fn an_update_that_changes_nothing_is_not_recorded() {
     assert!(fx.dump() == before);
 }
 
-#[test]
-fn the_audit_log_records_every_change_with_who_and_what() {
-    let fx = Fixture::new();
+fn the_audit_log_records_every_change_with_who_and_what(backend: Backend) {
+    let fx = Fixture::on(backend);
     let (p, m) = fx.client("Дельта");
     let d = fx.deal(p.id, m, 100);
     fx.clock.advance(60_000);
     let outcome = Outcome::Lost { reason: "no_budget".into(), competitor: None, comment: String::new() };
-    let lost = fx.store.transact(Some(m), |tx| Engine::default().close(tx, d.id, d.version, outcome)).unwrap();
+    let lost = fx.store.transact(Some(m), |tx| Engine::without_hooks().close(tx, d.id, d.version, outcome)).unwrap();
     assert_eq!(lost.status, DealStatus::Lost);
     let r = fx.store.read().unwrap();
     let log = r.audit_of::<Deal>(d.id).unwrap();
@@ -309,9 +324,8 @@ fn the_audit_log_records_every_change_with_who_and_what() {
     assert_eq!(all.len() as u64, fx.store.stats().unwrap().audit_entries);
 }
 
-#[test]
-fn deleting_a_referenced_entity_is_refused() {
-    let fx = Fixture::new();
+fn deleting_a_referenced_entity_is_refused(backend: Backend) {
+    let fx = Fixture::on(backend);
     let c = company(&fx);
     let before = fx.dump();
     let err = fx.store.transact(None, |tx| tx.delete::<Partner>(c.partner.id, c.partner.version)).unwrap_err();
@@ -334,9 +348,8 @@ fn deleting_a_referenced_entity_is_refused() {
     assert_eq!(r.ids_by(Index::ContactByPartner, &c.partner.id.raw().to_bytes(), None, 10).unwrap(), [c.boss.id.raw()]);
 }
 
-#[test]
-fn a_partner_cannot_become_its_own_ancestor() {
-    let fx = Fixture::new();
+fn a_partner_cannot_become_its_own_ancestor(backend: Backend) {
+    let fx = Fixture::on(backend);
     let c = company(&fx);
     let mut holding = c.holding.clone();
     holding.parent = Some(c.partner.id);
@@ -344,9 +357,8 @@ fn a_partner_cannot_become_its_own_ancestor() {
     assert!(err.to_string().contains("cycle"), "{err}");
 }
 
-#[test]
-fn logins_are_unique() {
-    let fx = Fixture::new();
+fn logins_are_unique(backend: Backend) {
+    let fx = Fixture::on(backend);
     fx.user("i.petrov");
     let err = fx
         .store
@@ -355,9 +367,8 @@ fn logins_are_unique() {
     assert!(matches!(err, Error::Duplicate { field: "login", .. }), "{err}");
 }
 
-#[test]
-fn attachment_content_is_stored_once_and_freed_with_its_last_reference() {
-    let fx = Fixture::new();
+fn attachment_content_is_stored_once_and_freed_with_its_last_reference(backend: Backend) {
+    let fx = Fixture::on(backend);
     let c = company(&fx);
     let pdf = b"%PDF-1.7 quote".repeat(100_000); // 1.4 MB: two chunks
     let owner = |k, id| EntityRef { kind: k, id };
@@ -397,9 +408,8 @@ fn attachment_content_is_stored_once_and_freed_with_its_last_reference() {
     assert!(fx.dump() == before);
 }
 
-#[test]
-fn a_counterparty_can_serve_several_partners() {
-    let fx = Fixture::new();
+fn a_counterparty_can_serve_several_partners(backend: Backend) {
+    let fx = Fixture::on(backend);
     let c = company(&fx);
     // The holding acts through its subsidiary's legal entity too.
     let mut holding = c.holding.clone();
@@ -415,6 +425,27 @@ fn a_counterparty_can_serve_several_partners() {
     let mut d = crate::common::new_deal(holding.id, c.manager.id, 500);
     d.counterparty = Some(c.counterparty.id);
     fx.store.transact(None, |tx| tx.create(d)).unwrap();
+}
+
+#[test]
+fn both_backends_hold_the_same_bytes_after_the_same_writes() {
+    let dumps: Vec<_> = [Backend::Redb, Backend::Memory]
+        .into_iter()
+        .map(|backend| {
+            let fx = Fixture::on(backend);
+            let c = company(&fx);
+            fx.clock.advance(60_000);
+            let outcome = Outcome::Won;
+            fx.store
+                .transact(Some(c.manager.id), |tx| {
+                    Engine::without_hooks().close(tx, c.deal.id, c.deal.version, outcome)
+                })
+                .unwrap();
+            fx.store.transact(None, |tx| tx.delete::<ContactLink>(c.contact_link.id, 1)).unwrap();
+            fx.reopen().dump()
+        })
+        .collect();
+    assert!(dumps[0] == dumps[1], "redb and memory differ after the same writes");
 }
 
 #[test]
@@ -454,11 +485,10 @@ fn foreign_files_are_recognized() {
     assert!(matches!(Store::open(&missing, settings, clock).err().unwrap(), Error::Io { .. }));
 }
 
-#[test]
-fn long_posting_lists_split_into_chunks_and_stay_exact() {
+fn long_posting_lists_split_into_chunks_and_stay_exact(backend: Backend) {
     // 400 deals of one partner (several chunks of 64), then moves to another partner and
     // deletions scattered through the list, over several transactions.
-    let fx = Fixture::new();
+    let fx = Fixture::on(backend);
     let (a, m) = fx.client("Омега");
     let (b, _) = fx.client("Сигма");
     let mut deals: Vec<Deal> = Vec::new();
@@ -516,11 +546,10 @@ fn long_posting_lists_split_into_chunks_and_stay_exact() {
     assert_eq!(fx.store.verify_indexes().unwrap(), Vec::<String>::new());
 }
 
-#[test]
-fn snapshots_read_their_own_versions_through_the_record_cache() {
+fn snapshots_read_their_own_versions_through_the_record_cache(backend: Backend) {
     // Old snapshots stay open while deals change; every read from every snapshot must give
     // the version that snapshot was taken at, however the shared record cache was filled.
-    let fx = Fixture::new();
+    let fx = Fixture::on(backend);
     let (p, m) = fx.client("Кэш");
     let mut deals: Vec<Deal> = (0..8).map(|i| fx.deal(p.id, m, 100 + i)).collect();
     let mut open: Vec<(crmkit_core::store::Snapshot, Vec<Option<Deal>>)> = Vec::new();
@@ -572,39 +601,67 @@ fn snapshots_read_their_own_versions_through_the_record_cache() {
     deals.clear();
 }
 
-#[test]
-fn index_verification_finds_a_damaged_index() {
-    let fx = Fixture::new();
+fn index_verification_finds_a_damaged_index(backend: Backend) {
+    let fx = Fixture::on(backend);
     let c = company(&fx);
     assert_eq!(fx.store.verify_indexes().unwrap(), Vec::<String>::new());
-    let Fixture { dir, clock, store } = fx;
-    let settings = store.settings().clone();
-    drop(store);
-    // Damage the file behind the store's back: drop the deals-by-partner chunk.
-    {
-        let db = redb::Database::open(dir.path().join("crm.redb")).unwrap();
-        let tx = db.begin_write().unwrap();
-        {
-            let mut t = tx.open_table(redb::TableDefinition::<&[u8], &[u8]>::new("ix_deal_partner")).unwrap();
-            let mut key = c.partner.id.raw().to_bytes().to_vec();
-            key.extend_from_slice(&c.deal.id.raw().to_bytes());
-            assert!(t.remove(key.as_slice()).unwrap().is_some(), "the chunk key is prefix ++ first id");
-        }
-        tx.commit().unwrap();
-    }
-    let store = Store::open(&dir.path().join("crm.redb"), settings, clock).unwrap();
+    let settings = fx.store.settings().clone();
+    let kv = fx.store.into_backend();
+    // Damage the data behind the store's back: drop the deals-by-partner chunk.
+    let table = Index::DealByPartner.table();
+    let mut key = c.partner.id.raw().to_bytes().to_vec();
+    key.extend_from_slice(&c.deal.id.raw().to_bytes());
+    assert!(kv.read().unwrap().contains(table, &key).unwrap(), "the chunk key is prefix ++ first id");
+    let mut changes = Changes::new();
+    changes.delete(table, key);
+    kv.write().unwrap().commit(changes, Durability::Immediate).unwrap();
+    let store = Store::with_backend(kv, settings, fx.clock.clone()).unwrap();
     let problems = store.verify_indexes().unwrap();
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].starts_with("DealByPartner") && problems[0].contains("missing"), "{problems:?}");
 }
 
-#[test]
-fn attachments_from_a_reader_stop_at_the_limit_and_come_back_in_chunks() {
+fn a_backend_holding_anything_else_is_refused(backend: Backend) {
+    let fx = Fixture::on(backend);
+    let (settings, clock) = (fx.store.settings().clone(), fx.clock.clone());
+    let name = fx.store.describe();
+    let current = crmkit_core::store::SCHEMA_VERSION;
+
+    // A newer schema asks for a newer crmkit.
+    force_schema_version(&fx.store, current + 1).unwrap();
+    let kv = fx.store.into_backend();
+    let err = Store::with_backend(kv, settings.clone(), clock.clone()).err().expect("a newer schema is refused");
+    assert!(
+        matches!(&err, Error::NewerSchema { database, found, supported } if *database == name && *found == current + 1 && *supported == current),
+        "{err}"
+    );
+    assert!(err.to_string().starts_with(&format!("{name} has schema version {}", current + 1)), "{err}");
+
+    // Data without crmkit's meta entries is someone else's.
+    let kv: Box<dyn crmkit_core::store::kv::Backend> = match backend {
+        Backend::Redb => {
+            let path = fx.dir.path().join("other.redb");
+            Box::new(crmkit_core::store::redb::RedbBackend::create(&path, 1 << 20).unwrap())
+        }
+        Backend::Memory => Box::new(crmkit_core::store::memory::MemoryBackend::new()),
+    };
+    let name = kv.describe();
+    let mut changes = Changes::new();
+    changes.put(tables::AUDIT, b"key".to_vec(), b"value".to_vec());
+    kv.write().unwrap().commit(changes, Durability::Immediate).unwrap();
+    let err = Store::with_backend(kv, settings, clock).err().expect("foreign data is refused");
+    assert_eq!(
+        err.to_string(),
+        format!("{name} is not a crmkit database: its meta table does not identify it as crmkit")
+    );
+}
+
+fn attachments_from_a_reader_stop_at_the_limit_and_come_back_in_chunks(backend: Backend) {
     use crmkit_core::config::{Settings, DEFAULT_CONFIG};
     use crmkit_core::model::{EntityKind, EntityRef};
 
     let text = DEFAULT_CONFIG.replacen("max_size_mb = 25", "max_size_mb = 2", 1);
-    let fx = Fixture::with_settings(Settings::parse(&text, std::path::Path::new("att.toml")).unwrap());
+    let fx = Fixture::on_with(backend, Settings::parse(&text, std::path::Path::new("att.toml")).unwrap());
     let (p, m) = fx.client("Эпсилон");
     let owner = EntityRef { kind: EntityKind::Partner, id: p.id.0 };
     // Over the limit: refused after reading just past it; nothing stored.
@@ -638,10 +695,9 @@ fn attachments_from_a_reader_stop_at_the_limit_and_come_back_in_chunks() {
     assert!(found && back == content && sizes == [1 << 20, 1 << 19], "{sizes:?}");
 }
 
-#[test]
-fn an_attachments_content_is_written_only_by_attach_and_never_changes() {
+fn an_attachments_content_is_written_only_by_attach_and_never_changes(backend: Backend) {
     use crmkit_core::model::{Attachment, ContentHash, EntityRef};
-    let fx = Fixture::new();
+    let fx = Fixture::on(backend);
     let p = fx.partner("Альфа", PartnerRole::Client);
     let owner = EntityRef { kind: EntityKind::Partner, id: p.id.raw() };
     let a = fx.store.transact(None, |tx| tx.attach(owner, "КП.txt", "text/plain", b"first")).unwrap();

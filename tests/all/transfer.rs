@@ -29,7 +29,7 @@ fn import_with(
 }
 
 fn import(store: &Store, kind: EntityKind, text: &str) -> Report {
-    import_with(store, &Engine::default(), kind, Format::Csv, text.as_bytes(), |_| {})
+    import_with(store, &Engine::without_hooks(), kind, Format::Csv, text.as_bytes(), |_| {})
 }
 
 fn export(store: &Store, kind: EntityKind, format: Format) -> String {
@@ -77,7 +77,7 @@ fn export_import_into_a_fresh_installation_and_export_again_gives_the_same_files
             let first = export(source.store(), kind, format);
             let rows = first.lines().count() as u64 - u64::from(format == Format::Csv);
             assert!(rows > 0, "{kind}: the demo has some");
-            let r = import_with(fresh.store(), &Engine::default(), kind, format, first.as_bytes(), |_| {});
+            let r = import_with(fresh.store(), &Engine::without_hooks(), kind, format, first.as_bytes(), |_| {});
             assert_eq!((r.failed, r.created), (0, rows), "{kind} {format:?}: {:?}", r.errors.first());
             let second = export(fresh.store(), kind, format);
             assert_eq!(first, second, "{kind} {format:?}: the second export differs");
@@ -91,7 +91,7 @@ fn export_import_into_a_fresh_installation_and_export_again_gives_the_same_files
         let before = dump(fresh.store());
         for kind in ORDER {
             let text = export(fresh.store(), kind, format);
-            let r = import_with(fresh.store(), &Engine::default(), kind, format, text.as_bytes(), |_| {});
+            let r = import_with(fresh.store(), &Engine::without_hooks(), kind, format, text.as_bytes(), |_| {});
             assert_eq!((r.created, r.updated, r.failed), (0, 0, 0), "{kind}: {:?}", r.errors.first());
         }
         assert_eq!(before, dump(fresh.store()), "a re-run wrote something");
@@ -168,7 +168,7 @@ fn a_missing_required_column_stops_before_any_row_and_writes_nothing() {
     mapping.insert("Роли", "roles");
     let r = import_with(
         &fx.store,
-        &Engine::default(),
+        &Engine::without_hooks(),
         EntityKind::Partner,
         Format::Csv,
         "Код;Наименование;Роли;Регион\nP3;Гамма;client;Сибирь\n".as_bytes(),
@@ -182,9 +182,10 @@ fn a_wrong_type_in_row_5000_is_reported_there_and_skipped_while_the_rest_goes_in
     let fx = with_partners();
     let bad = |i: usize| (i == 5000).then(|| format!("I{i},call,вчера,Звонок,P1"));
     let text = interactions(6000, bad);
-    let r = import_with(&fx.store, &Engine::default(), EntityKind::Interaction, Format::Csv, text.as_bytes(), |o| {
-        o.batch_rows = 1000
-    });
+    let r =
+        import_with(&fx.store, &Engine::without_hooks(), EntityKind::Interaction, Format::Csv, text.as_bytes(), |o| {
+            o.batch_rows = 1000
+        });
     assert_eq!((r.rows, r.created, r.failed), (6000, 5999, 1));
     let e = &r.errors[0];
     assert_eq!((e.row, e.line, e.key.as_deref(), e.field.as_str()), (5000, 5001, Some("I5000"), "at"));
@@ -198,16 +199,18 @@ fn an_atomic_import_with_one_bad_row_writes_nothing_and_a_dry_run_never_writes()
     let fx = with_partners();
     let before = dump(&fx.store);
     let text = interactions(3000, |i| (i == 2999).then(|| format!("I{i},call,2026-02-01T10:00:00Z,Звонок,P404")));
-    let r = import_with(&fx.store, &Engine::default(), EntityKind::Interaction, Format::Csv, text.as_bytes(), |o| {
-        o.atomic = true;
-        o.batch_rows = 100;
-    });
+    let r =
+        import_with(&fx.store, &Engine::without_hooks(), EntityKind::Interaction, Format::Csv, text.as_bytes(), |o| {
+            o.atomic = true;
+            o.batch_rows = 100;
+        });
     assert_eq!((r.created, r.failed, r.written), (2999, 1, false));
     assert_eq!(before, dump(&fx.store), "an atomic import with a bad row wrote something");
     let text = interactions(500, |_| None);
-    let r = import_with(&fx.store, &Engine::default(), EntityKind::Interaction, Format::Csv, text.as_bytes(), |o| {
-        o.dry_run = true
-    });
+    let r =
+        import_with(&fx.store, &Engine::without_hooks(), EntityKind::Interaction, Format::Csv, text.as_bytes(), |o| {
+            o.dry_run = true
+        });
     assert_eq!((r.created, r.failed, r.written), (500, 0, false));
     assert_eq!(before, dump(&fx.store), "a dry run wrote something");
 }
@@ -230,7 +233,7 @@ fn broken_utf8_names_the_row_and_column() {
     let needle = "Звонок 2".as_bytes();
     let at = text.windows(needle.len()).position(|w| w == needle).unwrap();
     text.splice(at..at + 2, [0xC7]); // "З" as Windows-1251 writes it
-    let r = import_with(&fx.store, &Engine::default(), EntityKind::Interaction, Format::Csv, &text, |_| {});
+    let r = import_with(&fx.store, &Engine::without_hooks(), EntityKind::Interaction, Format::Csv, &text, |_| {});
     assert_eq!((r.created, r.failed), (2, 1));
     let e = &r.errors[0];
     assert_eq!((e.row, e.field.as_str()), (2, "subject"));
@@ -242,7 +245,7 @@ fn broken_utf8_names_the_row_and_column() {
     lines.extend_from_slice(
         b"{\"key\":\"J2\",\"kind\":\"note\",\"at\":\"2026-02-01T10:00:00Z\",\"subject\":\"\xC3\",\"partner\":\"P1\"}\n",
     );
-    let r = import_with(&fx.store, &Engine::default(), EntityKind::Interaction, Format::Jsonl, &lines, |_| {});
+    let r = import_with(&fx.store, &Engine::without_hooks(), EntityKind::Interaction, Format::Jsonl, &lines, |_| {});
     assert_eq!((r.created, r.failed, r.errors[0].row), (1, 1, 2));
     assert!(r.errors[0].message.contains("UTF-8"), "{}", r.errors[0].message);
 }
@@ -251,9 +254,10 @@ fn broken_utf8_names_the_row_and_column() {
 fn an_unterminated_quote_stops_the_import_and_its_open_batch_is_not_written() {
     let fx = with_partners();
     let text = interactions(7, |i| (i == 6).then(|| "I6,call,2026-02-01T10:00:00Z,\"Звонок без конца,P1".to_string()));
-    let r = import_with(&fx.store, &Engine::default(), EntityKind::Interaction, Format::Csv, text.as_bytes(), |o| {
-        o.batch_rows = 4
-    });
+    let r =
+        import_with(&fx.store, &Engine::without_hooks(), EntityKind::Interaction, Format::Csv, text.as_bytes(), |o| {
+            o.batch_rows = 4
+        });
     let stop = r.stopped.clone().expect("stopped");
     assert_eq!(stop.line, 7, "the line the quote opened on");
     assert!(stop.message.contains("unterminated quote"), "{}", stop.message);
@@ -293,9 +297,10 @@ fn a_row_whose_attachment_is_over_the_limit_is_skipped_whole_and_the_rest_of_its
                 I2,email,2026-02-01T11:00:00Z,Письмо с КП,P1,small.txt; big.pdf\n\
                 I3,email,2026-02-01T12:00:00Z,Ответ,P1,\n";
     let base = dir.path().to_path_buf();
-    let r = import_with(&fx.store, &Engine::default(), EntityKind::Interaction, Format::Csv, text.as_bytes(), |o| {
-        o.base_dir = Some(base.clone())
-    });
+    let r =
+        import_with(&fx.store, &Engine::without_hooks(), EntityKind::Interaction, Format::Csv, text.as_bytes(), |o| {
+            o.base_dir = Some(base.clone())
+        });
     assert_eq!((r.created, r.failed), (2, 1), "{:?}", r.errors);
     let e = &r.errors[0];
     assert_eq!((e.row, e.field.as_str()), (2, "attachments"));
@@ -306,9 +311,10 @@ fn a_row_whose_attachment_is_over_the_limit_is_skipped_whole_and_the_rest_of_its
     assert_eq!(stats.entities[&EntityKind::Attachment], 1);
     assert_eq!(count::<Interaction>(&fx.store), 2);
     // Re-running attaches nothing again.
-    let r = import_with(&fx.store, &Engine::default(), EntityKind::Interaction, Format::Csv, text.as_bytes(), |o| {
-        o.base_dir = Some(base)
-    });
+    let r =
+        import_with(&fx.store, &Engine::without_hooks(), EntityKind::Interaction, Format::Csv, text.as_bytes(), |o| {
+            o.base_dir = Some(base)
+        });
     assert_eq!((r.created, r.updated, r.unchanged, r.failed), (0, 0, 2, 1));
     assert_eq!(fx.store.stats().unwrap().entities[&EntityKind::Attachment], 1);
 }

@@ -186,7 +186,7 @@ fn lost_deal_rules() {
     // checks of the record both apply to a close.
     let (fx, p, m) = setup();
     let d = fx.deal(p.id, m, 1000);
-    let engine = Engine::default();
+    let engine = Engine::without_hooks();
     let lost = |reason: &str, competitor: Option<PartnerId>| Outcome::Lost {
         reason: reason.into(),
         competitor,
@@ -270,7 +270,7 @@ fn a_refused_write_inside_a_transaction_leaves_earlier_writes_intact() {
 fn refused_writes_inside_a_committed_transaction_leave_no_trace() {
     // Two stores receive the same valid writes; one also sees refused ones in between. After
     // committing, both files hold exactly the same bytes.
-    let engine = Engine::default();
+    let engine = Engine::without_hooks();
     let run = |with_refusals: bool| {
         let (fx, p, m) = setup();
         fx.store
@@ -371,7 +371,7 @@ fn a_deal_cannot_close_before_it_was_created() {
     let d = fx.deal(p.id, m, 1000);
     fx.clock.set(crate::common::T0.plus_millis(-86_400_000));
     rejects(&fx, EntityKind::Deal, "closed_at", "before the deal was created", |tx| {
-        Engine::default().close(tx, d.id, d.version, Outcome::Won)
+        Engine::without_hooks().close(tx, d.id, d.version, Outcome::Won)
     });
 }
 

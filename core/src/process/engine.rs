@@ -45,7 +45,7 @@ pub struct ImportStep {
 }
 
 /// The process engine: the rules of process kinds, plus the hook handlers it asks.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Engine {
     hooks: Hooks,
 }

@@ -13,9 +13,8 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::kv::{Backend, Changes, Decode, Decoded, Durability, KvRead, KvWrite, Visit};
+use super::kv::{Backend, Changes, Decode, Decoded, Durability, KvError, KvRead, KvWrite, Visit};
 use super::tables::{all_tables, Table};
-use crate::Error;
 
 const SHARDS: usize = 16;
 /// Keys whose last change is remembered per shard before the shard starts over.
@@ -119,10 +118,15 @@ impl CachedBackend {
         };
         CachedBackend { inner, shared: Arc::new(shared) }
     }
+
+    /// The backend behind the cache.
+    pub fn into_inner(self) -> Box<dyn Backend> {
+        self.inner
+    }
 }
 
 impl Backend for CachedBackend {
-    fn read(&self) -> Result<Box<dyn KvRead>, Error> {
+    fn read(&self) -> Result<Box<dyn KvRead>, KvError> {
         let before = self.shared.generation.load(Ordering::SeqCst);
         let inner = self.inner.read()?;
         let after = self.shared.generation.load(Ordering::SeqCst);
@@ -132,12 +136,20 @@ impl Backend for CachedBackend {
         Ok(Box::new(CachedRead { inner, generation, shared: self.shared.clone() }))
     }
 
-    fn write(&self) -> Result<Box<dyn KvWrite>, Error> {
+    fn write(&self) -> Result<Box<dyn KvWrite>, KvError> {
         let inner = self.inner.write()?;
         // Writers take turns, so every commit before this one has reached the backend; one
         // may not have published its number yet, which only makes the cache answer less.
         let generation = Some(self.shared.generation.load(Ordering::SeqCst));
         Ok(Box::new(CachedWrite { inner, generation, shared: self.shared.clone() }))
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    fn path(&self) -> Option<&std::path::Path> {
+        self.inner.path()
     }
 }
 
@@ -148,15 +160,15 @@ struct CachedRead {
 }
 
 impl KvRead for CachedRead {
-    fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+    fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
         self.inner.get(t, key)
     }
 
-    fn get_decoded(&self, t: Table, key: &[u8], decode: &Decode<'_>) -> Result<Option<Decoded>, Error> {
+    fn get_decoded(&self, t: Table, key: &[u8], decode: &Decode<'_>) -> Result<Option<Decoded>, KvError> {
         cached_get(self.inner.as_ref(), self.generation, &self.shared, t, key, decode)
     }
 
-    fn contains(&self, t: Table, key: &[u8]) -> Result<bool, Error> {
+    fn contains(&self, t: Table, key: &[u8]) -> Result<bool, KvError> {
         self.inner.contains(t, key)
     }
 
@@ -167,11 +179,11 @@ impl KvRead for CachedRead {
         to: Bound<&[u8]>,
         reverse: bool,
         visit: Visit<'_>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), KvError> {
         self.inner.scan(t, from, to, reverse, visit)
     }
 
-    fn len(&self, t: Table) -> Result<u64, Error> {
+    fn len(&self, t: Table) -> Result<u64, KvError> {
         self.inner.len(t)
     }
 }
@@ -185,15 +197,15 @@ struct CachedWrite {
 }
 
 impl KvRead for CachedWrite {
-    fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+    fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
         self.inner.base().get(t, key)
     }
 
-    fn get_decoded(&self, t: Table, key: &[u8], decode: &Decode<'_>) -> Result<Option<Decoded>, Error> {
+    fn get_decoded(&self, t: Table, key: &[u8], decode: &Decode<'_>) -> Result<Option<Decoded>, KvError> {
         cached_get(self.inner.base(), self.generation, &self.shared, t, key, decode)
     }
 
-    fn contains(&self, t: Table, key: &[u8]) -> Result<bool, Error> {
+    fn contains(&self, t: Table, key: &[u8]) -> Result<bool, KvError> {
         self.inner.base().contains(t, key)
     }
 
@@ -204,11 +216,11 @@ impl KvRead for CachedWrite {
         to: Bound<&[u8]>,
         reverse: bool,
         visit: Visit<'_>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), KvError> {
         self.inner.base().scan(t, from, to, reverse, visit)
     }
 
-    fn len(&self, t: Table) -> Result<u64, Error> {
+    fn len(&self, t: Table) -> Result<u64, KvError> {
         self.inner.base().len(t)
     }
 }
@@ -218,7 +230,7 @@ impl KvWrite for CachedWrite {
         self
     }
 
-    fn commit(self: Box<Self>, changes: Changes, durability: Durability) -> Result<(), Error> {
+    fn commit(self: Box<Self>, changes: Changes, durability: Durability) -> Result<(), KvError> {
         let shared = self.shared;
         // Numbers follow the backend's commit order: the next writer can only reach this
         // point after this commit's backend commit, which comes after this line.
@@ -286,7 +298,7 @@ fn cached_get(
     t: Table,
     key: &[u8],
     decode: &Decode<'_>,
-) -> Result<Option<Decoded>, Error> {
+) -> Result<Option<Decoded>, KvError> {
     let cached = generation.filter(|_| shared.cached[t.slot]).zip(shared.shard(t, key));
     let Some((seen, (shard, k))) = cached else {
         return inner.get_decoded(t, key, decode);

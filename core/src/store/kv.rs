@@ -4,17 +4,39 @@
 //! two traits, so a second backend — a distributed ordered KV store, say — is one new module
 //! implementing them. Tables are fixed and known up front; keys and values are bytes, keys
 //! ordered bytewise.
+//!
+//! Backends report failures as [`KvError`]; the store layers it into its own error type.
+//! Savepoints are not a backend matter: a write transaction keeps its changes in
+//! [`Changes`] until the commit, with an undo log for taking some of them back.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::path::Path;
 
 use super::tables::{Table, TABLE_COUNT};
-use crate::Error;
+
+/// What a backend can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KvError {
+    /// The backend could not read or write: I/O, a lock held elsewhere, damage it detected.
+    /// The message says what failed and where.
+    #[error("{0}")]
+    Backend(String),
+    /// A stored value could not be decoded (see [`Decode`]).
+    #[error("corrupt {what}: {message}")]
+    Corrupt {
+        /// What was being read, e.g. `deal 01J9…`.
+        what: String,
+        /// Why it could not be decoded.
+        message: String,
+    },
+}
 
 /// How hard a commit works to be durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Durability {
-    /// The commit is on disk when `commit` returns.
+    /// The commit is durable (for a file: on disk) when `commit` returns.
     #[default]
     Immediate,
     /// Visible to readers at once, durable with the next immediate commit (bulk loads).
@@ -28,6 +50,7 @@ type Undo = (usize, Vec<u8>, Option<Option<Vec<u8>>>);
 /// The writes of one transaction, per table: `Some(value)` puts, `None` deletes.
 #[derive(Debug, Default)]
 pub struct Changes {
+    /// Per table slot, the pending change of each key, in key order.
     pub tables: Vec<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
     /// While a savepoint is open: what each write replaced, so it can be taken back.
     undo: Option<Vec<Undo>>,
@@ -80,7 +103,6 @@ impl Changes {
         self.tables[t.slot].get(key).map(|v| v.as_deref())
     }
 
-    /// Puts `value` at `key`.
     /// Puts `value` at `key`, and its decoded form for the record cache.
     pub(crate) fn put_decoded(&mut self, t: Table, key: Vec<u8>, value: Vec<u8>, decoded: impl FnOnce() -> Decoded) {
         let keep = self.decoded.len() < MAX_DECODED;
@@ -90,6 +112,7 @@ impl Changes {
         }
     }
 
+    /// Puts `value` at `key`.
     pub fn put(&mut self, t: Table, key: Vec<u8>, value: Vec<u8>) {
         if !self.decoded.is_empty() {
             self.decoded.remove(&(t.slot, key.clone()));
@@ -117,7 +140,7 @@ impl Changes {
 pub type Decoded = std::sync::Arc<dyn std::any::Any + Send + Sync>;
 
 /// Turns stored bytes into a decoded record.
-pub type Decode<'a> = dyn Fn(&[u8]) -> Result<Decoded, Error> + 'a;
+pub type Decode<'a> = dyn Fn(&[u8]) -> Result<Decoded, KvError> + 'a;
 
 /// Called for each entry of a scan; returns `false` to stop.
 pub type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> bool;
@@ -125,17 +148,17 @@ pub type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> bool;
 /// A consistent read-only view of the data.
 pub trait KvRead: Send {
     /// The value at `key`.
-    fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, Error>;
+    fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
     /// The decoded value at `key`: `decode` turns stored bytes into a record, and a caching
     /// layer may hand out the record it decoded before instead.
-    fn get_decoded(&self, t: Table, key: &[u8], decode: &Decode<'_>) -> Result<Option<Decoded>, Error> {
+    fn get_decoded(&self, t: Table, key: &[u8], decode: &Decode<'_>) -> Result<Option<Decoded>, KvError> {
         match self.get(t, key)? {
             Some(bytes) => decode(&bytes).map(Some),
             None => Ok(None),
         }
     }
     /// Whether `key` has a value.
-    fn contains(&self, t: Table, key: &[u8]) -> Result<bool, Error> {
+    fn contains(&self, t: Table, key: &[u8]) -> Result<bool, KvError> {
         Ok(self.get(t, key)?.is_some())
     }
     /// Visits the entries with keys in the range, in key order (or reverse).
@@ -146,9 +169,9 @@ pub trait KvRead: Send {
         to: Bound<&[u8]>,
         reverse: bool,
         visit: Visit<'_>,
-    ) -> Result<(), Error>;
+    ) -> Result<(), KvError>;
     /// The number of entries in the table.
-    fn len(&self, t: Table) -> Result<u64, Error>;
+    fn len(&self, t: Table) -> Result<u64, KvError>;
 }
 
 /// The exclusive writer: reads the state the transaction started from, and commits changes.
@@ -156,13 +179,41 @@ pub trait KvWrite: Send {
     /// The state the transaction started from.
     fn base(&self) -> &dyn KvRead;
     /// Applies all changes atomically.
-    fn commit(self: Box<Self>, changes: Changes, durability: Durability) -> Result<(), Error>;
+    fn commit(self: Box<Self>, changes: Changes, durability: Durability) -> Result<(), KvError>;
 }
 
 /// A storage backend.
+///
+/// What the store relies on: a snapshot from [`Backend::read`] sees every commit that
+/// returned before it was taken and none that started after; writers take turns, so
+/// [`Backend::write`] returns only once the previous writer committed (its changes visible
+/// to every snapshot taken from then on) or was dropped (writing nothing). The record cache
+/// numbers commits in the order writers take the slot, which these rules make the order in
+/// which commits become visible.
 pub trait Backend: Send + Sync {
     /// A snapshot of the latest committed state; never waits for writers.
-    fn read(&self) -> Result<Box<dyn KvRead>, Error>;
+    fn read(&self) -> Result<Box<dyn KvRead>, KvError>;
     /// Takes the single writer slot (waits for the current writer to finish).
-    fn write(&self) -> Result<Box<dyn KvWrite>, Error>;
+    fn write(&self) -> Result<Box<dyn KvWrite>, KvError>;
+    /// Names the database in messages: a file's path, "the in-memory database".
+    fn describe(&self) -> String;
+    /// The file the data lives in, for backends that keep it in one.
+    fn path(&self) -> Option<&Path> {
+        None
+    }
+}
+
+impl<B: Backend + ?Sized> Backend for Box<B> {
+    fn read(&self) -> Result<Box<dyn KvRead>, KvError> {
+        (**self).read()
+    }
+    fn write(&self) -> Result<Box<dyn KvWrite>, KvError> {
+        (**self).write()
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn path(&self) -> Option<&Path> {
+        (**self).path()
+    }
 }

@@ -1,12 +1,17 @@
 //! The store: entities, secondary indexes, the audit log and attachment content, kept
-//! consistent in one transaction per write, over an ordered key-value [`kv::Backend`].
+//! consistent in one transaction per write, over an ordered key-value [`kv::Backend`]: a
+//! redb file ([`redb::RedbBackend`], the default), memory ([`memory::MemoryBackend`]) or any
+//! other.
 //!
 //! Records are encoded as described in `docs/storage.md`: one format byte followed by a
 //! MessagePack map with field names, so fields can be added without touching old files.
 //! Keys are big-endian ids, so every table iterates in creation order.
 
 mod cache;
+#[cfg(test)]
+mod conformance;
 pub mod kv;
+pub mod memory;
 pub(crate) mod postings;
 pub mod redb;
 mod schema;
@@ -18,7 +23,7 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use kv::Durability;
+pub use kv::{Durability, KvError};
 #[doc(hidden)]
 pub use schema::force_schema_version;
 pub use schema::SCHEMA_VERSION;
@@ -60,12 +65,17 @@ pub fn decode_record<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> 
 }
 
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: impl Fn() -> String) -> Result<T> {
+    Ok(decode_kv(bytes, what)?)
+}
+
+/// [`decode`] for a [`kv::Decode`] function, which fails with the backend's error type.
+fn decode_kv<T: serde::de::DeserializeOwned>(bytes: &[u8], what: impl Fn() -> String) -> Result<T, KvError> {
     match bytes.split_first() {
         Some((&(FORMAT_MSGPACK_NAMED | FORMAT_MSGPACK_COMPACT), body)) => {
-            rmp_serde::from_slice(body).map_err(|e| Error::Corrupt { what: what(), message: e.to_string() })
+            rmp_serde::from_slice(body).map_err(|e| KvError::Corrupt { what: what(), message: e.to_string() })
         }
-        Some((b, _)) => Err(Error::Corrupt { what: what(), message: format!("unknown record format {b}") }),
-        None => Err(Error::Corrupt { what: what(), message: "empty record".into() }),
+        Some((b, _)) => Err(KvError::Corrupt { what: what(), message: format!("unknown record format {b}") }),
+        None => Err(KvError::Corrupt { what: what(), message: "empty record".into() }),
     }
 }
 
@@ -83,66 +93,106 @@ pub struct Stats {
     pub stage_history_steps: u64,
     pub blob_chunks: u64,
     pub schema_version: u32,
-    /// Size of the database file in bytes.
+    /// Size of the database file in bytes (0 for a backend without a file).
     pub file_bytes: u64,
 }
 
 /// An open crmkit database.
 pub struct Store {
-    backend: Box<dyn Backend>,
+    backend: Stack,
     settings: Arc<Settings>,
     clock: Arc<dyn Clock>,
-    path: PathBuf,
     /// Write transactions committed since the store was opened.
     commits: std::sync::atomic::AtomicU64,
 }
 
-impl Store {
-    /// Creates a new database file at `path` (the folder must exist; the file must not).
-    pub fn create(path: &Path, settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Result<Store> {
-        if path.exists() && std::fs::metadata(path).map(|m| m.len() > 0).unwrap_or(true) {
-            return Err(Error::Io {
-                path: path.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "a file is already there"),
-            });
+/// The backend a store was given, with the record cache in front when the settings give the
+/// cache memory.
+enum Stack {
+    Bare(Box<dyn Backend>),
+    Cached(cache::CachedBackend),
+}
+
+impl Stack {
+    fn new(backend: Box<dyn Backend>, settings: &Settings) -> Stack {
+        if settings.record_cache_bytes == 0 {
+            return Stack::Bare(backend);
         }
-        let backend = redb::RedbBackend::create(path, settings.cache_bytes)?;
-        let store = Store::over(backend, settings, clock, path);
-        schema::initialize(&store)?;
+        let entity_slots: Vec<usize> = EntityKind::ALL.iter().map(|k| entity_table(*k).slot).collect();
+        Stack::Cached(cache::CachedBackend::new(backend, settings.record_cache_bytes, move |t| {
+            entity_slots.contains(&t.slot)
+        }))
+    }
+
+    fn inner(&self) -> &dyn Backend {
+        match self {
+            Stack::Bare(b) => b.as_ref(),
+            Stack::Cached(c) => c,
+        }
+    }
+
+    fn into_backend(self) -> Box<dyn Backend> {
+        match self {
+            Stack::Bare(b) => b,
+            Stack::Cached(c) => c.into_inner(),
+        }
+    }
+
+    fn read(&self) -> Result<Box<dyn KvRead>> {
+        Ok(self.inner().read()?)
+    }
+
+    fn write(&self) -> Result<Box<dyn KvWrite>> {
+        Ok(self.inner().write()?)
+    }
+}
+
+impl Store {
+    /// Opens a crmkit database over any backend, the one constructor every other goes
+    /// through: an empty backend becomes a new database of the current schema; otherwise the
+    /// backend must hold a crmkit database, whose schema is checked and, if older, migrated.
+    pub fn with_backend(
+        backend: impl Backend + 'static,
+        settings: Arc<Settings>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Store> {
+        let backend = Stack::new(Box::new(backend), &settings);
+        let store = Store { backend, settings, clock, commits: Default::default() };
+        schema::prepare(&store)?;
         Ok(store)
     }
 
-    fn over(backend: redb::RedbBackend, settings: Arc<Settings>, clock: Arc<dyn Clock>, path: &Path) -> Store {
-        Store {
-            backend: with_record_cache(backend, &settings),
-            settings,
-            clock,
-            path: path.to_path_buf(),
-            commits: Default::default(),
-        }
+    /// Creates a new database file at `path` (the folder must exist; the file must not).
+    pub fn create(path: &Path, settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Result<Store> {
+        let backend = redb::RedbBackend::create(path, settings.cache_bytes)?;
+        Store::with_backend(backend, settings, clock)
     }
 
     /// Opens an existing database file, migrating an older schema.
     pub fn open(path: &Path, settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Result<Store> {
-        schema::check_file_header(path)?;
         let backend = redb::RedbBackend::open(path, settings.cache_bytes)?;
-        schema::check_is_crmkit(&backend, path)?;
-        backend.ensure_tables()?;
-        let store = Store::over(backend, settings, clock, path);
-        schema::migrate(&store)?;
-        Ok(store)
+        Store::with_backend(backend, settings, clock)
     }
 
-    /// Compacts the database file at `path`, which no store may have open: gives back the
-    /// space of pages freed by earlier transactions. Returns the file size before and after.
-    pub fn compact_file(path: &Path) -> Result<(u64, u64)> {
-        schema::check_file_header(path)?;
-        redb::compact(path)
+    /// A new database in memory ([`memory::MemoryBackend`]), gone when the store is dropped.
+    pub fn in_memory(settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Result<Store> {
+        Store::with_backend(memory::MemoryBackend::new(), settings, clock)
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Closes the store and gives back its backend, to open it again later with
+    /// [`Store::with_backend`] (an in-memory database lives on in it).
+    pub fn into_backend(self) -> Box<dyn Backend> {
+        self.backend.into_backend()
+    }
+
+    /// The database file, for a backend that keeps one.
+    pub fn path(&self) -> Option<&Path> {
+        self.backend.inner().path()
+    }
+
+    /// Names the database in messages: the file's path, "the in-memory database".
+    pub fn describe(&self) -> String {
+        self.backend.inner().describe()
     }
 
     /// How many write transactions were committed since the store was opened: a caller
@@ -304,7 +354,7 @@ impl Store {
             stage_history_steps: r.len(STAGE_HISTORY)?,
             blob_chunks: r.len(BLOBS)?,
             schema_version: schema::stored_version(r.as_ref())?.unwrap_or(0),
-            file_bytes: std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0),
+            file_bytes: self.path().and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len()),
         })
     }
 }
@@ -331,17 +381,6 @@ fn compare_index(r: &Snapshot, index: Index, expected: &postings::Lists, problem
     Ok(())
 }
 
-/// Puts the record cache in front of the backend, for entity tables.
-fn with_record_cache(backend: redb::RedbBackend, settings: &Settings) -> Box<dyn Backend> {
-    if settings.record_cache_bytes == 0 {
-        return Box::new(backend);
-    }
-    let entity_slots: Vec<usize> = EntityKind::ALL.iter().map(|k| entity_table(*k).slot).collect();
-    Box::new(cache::CachedBackend::new(Box::new(backend), settings.record_cache_bytes, move |t| {
-        entity_slots.contains(&t.slot)
-    }))
-}
-
 /// Reads shared by snapshots and write transactions (which see their own writes).
 pub trait Reader {
     #[doc(hidden)]
@@ -349,7 +388,7 @@ pub trait Reader {
     #[doc(hidden)]
     fn kv_get_decoded(&self, t: Table, key: &[u8], decode: &kv::Decode<'_>) -> Result<Option<kv::Decoded>> {
         match self.kv_get(t, key)? {
-            Some(bytes) => decode(&bytes).map(Some),
+            Some(bytes) => Ok(Some(decode(&bytes)?)),
             None => Ok(None),
         }
     }
@@ -379,7 +418,7 @@ pub trait Reader {
     fn get_shared<E: Entity>(&self, id: E::Id) -> Result<Option<Arc<E>>> {
         let raw = id.raw();
         let decoder =
-            |bytes: &[u8]| decode::<E>(bytes, || format!("{} {raw}", E::KIND)).map(|e| Arc::new(e) as kv::Decoded);
+            |bytes: &[u8]| decode_kv::<E>(bytes, || format!("{} {raw}", E::KIND)).map(|e| Arc::new(e) as kv::Decoded);
         let found = self.kv_get_decoded(entity_table(E::KIND), &raw.to_bytes(), &decoder)?;
         Ok(found
             .map(|d| d.downcast::<E>().unwrap_or_else(|_| unreachable!("{} records decode as their type", E::KIND))))
@@ -784,13 +823,13 @@ pub struct Snapshot {
 
 impl Reader for Snapshot {
     fn kv_get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.kv.get(t, key)
+        Ok(self.kv.get(t, key)?)
     }
     fn kv_get_decoded(&self, t: Table, key: &[u8], decode: &kv::Decode<'_>) -> Result<Option<kv::Decoded>> {
-        self.kv.get_decoded(t, key, decode)
+        Ok(self.kv.get_decoded(t, key, decode)?)
     }
     fn kv_contains(&self, t: Table, key: &[u8]) -> Result<bool> {
-        self.kv.contains(t, key)
+        Ok(self.kv.contains(t, key)?)
     }
     fn kv_scan(
         &self,
@@ -800,7 +839,7 @@ impl Reader for Snapshot {
         reverse: bool,
         visit: kv::Visit<'_>,
     ) -> Result<()> {
-        self.kv.scan(t, from, to, reverse, visit)
+        Ok(self.kv.scan(t, from, to, reverse, visit)?)
     }
     fn settings(&self) -> &Settings {
         &self.settings
@@ -855,15 +894,15 @@ impl Reader for WriteTxn<'_> {
     fn kv_get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
         match self.changes.get(t, key) {
             Some(v) => Ok(v.map(<[u8]>::to_vec)),
-            None => self.kv.base().get(t, key),
+            None => Ok(self.kv.base().get(t, key)?),
         }
     }
 
     fn kv_get_decoded(&self, t: Table, key: &[u8], decode: &kv::Decode<'_>) -> Result<Option<kv::Decoded>> {
         match self.changes.get(t, key) {
-            Some(Some(bytes)) => decode(bytes).map(Some),
+            Some(Some(bytes)) => Ok(Some(decode(bytes)?)),
             Some(None) => Ok(None),
-            None => self.kv.base().get_decoded(t, key, decode),
+            None => Ok(self.kv.base().get_decoded(t, key, decode)?),
         }
     }
 
@@ -872,7 +911,7 @@ impl Reader for WriteTxn<'_> {
             Some(v) => Ok(v.is_some()),
             None => {
                 let Some(id) = RawId::from_bytes(key).filter(|_| key.len() == 16) else {
-                    return self.kv.base().contains(t, key);
+                    return Ok(self.kv.base().contains(t, key)?);
                 };
                 if self.in_base.borrow().contains(&(t.slot, id)) {
                     return Ok(true);
@@ -900,7 +939,7 @@ impl Reader for WriteTxn<'_> {
     ) -> Result<()> {
         let pending = &self.changes.tables[t.slot];
         if pending.is_empty() {
-            return self.kv.base().scan(t, from, to, reverse, visit);
+            return Ok(self.kv.base().scan(t, from, to, reverse, visit)?);
         }
         // Merge the pending changes in the range with the base scan; pending wins on equal keys.
         let range: (Bound<&[u8]>, Bound<&[u8]>) = (from, to);
@@ -1026,7 +1065,7 @@ impl WriteTxn<'_> {
         // a commit it cannot count (a failed commit counts too: that only makes a caller
         // look again).
         self.store.commits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.kv.commit(self.changes, self.durability)
+        Ok(self.kv.commit(self.changes, self.durability)?)
     }
 
     /// Runs `f`; if it fails, everything it wrote is taken back, so the transaction is as it

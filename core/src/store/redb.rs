@@ -1,14 +1,16 @@
-//! The embedded default backend: one redb file.
+//! The embedded default backend: one redb file, and what concerns the file (recognizing it
+//! before redb reads it, compaction).
 
 use std::cell::RefCell;
+use std::io::Read as _;
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use redb::{ReadOnlyTable, ReadableDatabase, ReadableTableMetadata, TableDefinition, TableError, TableHandle};
 
-use super::kv::{Backend, Changes, Durability, KvRead, KvWrite, Visit};
-use super::tables::{all_tables, Table, TABLE_COUNT};
+use super::kv::{Backend, Changes, Durability, KvError, KvRead, KvWrite, Visit};
+use super::tables::{all_tables, Table, META, TABLE_COUNT};
 use crate::Error;
 
 type Bytes = &'static [u8];
@@ -22,49 +24,68 @@ fn def(t: Table) -> Def {
 }
 
 /// The first bytes of every redb file.
-pub(crate) const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
 
-pub(crate) fn storage(e: impl std::fmt::Display) -> Error {
-    Error::Storage(e.to_string())
+fn storage(e: impl std::fmt::Display) -> KvError {
+    KvError::Backend(e.to_string())
 }
 
 /// A redb database file.
 pub struct RedbBackend {
     db: redb::Database,
-}
-
-/// Rewrites a closed database file so that it holds no free pages; returns the sizes before
-/// and after.
-pub(crate) fn compact(path: &Path) -> Result<(u64, u64), Error> {
-    let size =
-        || std::fs::metadata(path).map(|m| m.len()).map_err(|e| Error::Io { path: path.to_path_buf(), source: e });
-    let before = size()?;
-    let mut db = redb::Database::open(path).map_err(storage)?;
-    while db.compact().map_err(storage)? {}
-    drop(db);
-    Ok((before, size()?))
+    path: PathBuf,
 }
 
 impl RedbBackend {
-    /// Opens an existing file.
+    /// Opens an existing crmkit database file. Refuses, as not a crmkit database, a file that
+    /// is not a redb file, one of a redb format this build cannot read, a damaged one and a
+    /// redb file without crmkit's `meta` table; creates any table the file lacks (after a
+    /// schema version that adds one). The schema itself is checked by
+    /// [`Store::with_backend`](super::Store::with_backend).
     pub fn open(path: &Path, cache_bytes: usize) -> Result<RedbBackend, Error> {
+        check_file_header(path)?;
         let db = redb::Builder::new().set_cache_size(cache_bytes).open(path).map_err(|e| open_error(path, e))?;
-        Ok(RedbBackend { db })
+        let backend = RedbBackend { db, path: path.to_path_buf() };
+        if !backend.has_table(META.name)? {
+            return Err(Error::NotCrmkit {
+                database: path.display().to_string(),
+                reason: "it is a redb database without crmkit's meta table".into(),
+            });
+        }
+        backend.ensure_tables()?;
+        Ok(backend)
     }
 
-    /// Creates a new file (it must not exist) with every table.
+    /// Creates a new, empty database file: the folder must exist, the file must not (or be
+    /// empty). Tables are made as they are first written; a store opened over it with
+    /// [`Store::with_backend`](super::Store::with_backend) sets up a crmkit database in it.
     pub fn create(path: &Path, cache_bytes: usize) -> Result<RedbBackend, Error> {
-        let db = redb::Builder::new().set_cache_size(cache_bytes).create(path).map_err(|e| open_error(path, e))?;
-        let tx = db.begin_write().map_err(storage)?;
-        for t in all_tables() {
-            tx.open_table(def(t)).map_err(storage)?;
+        if path.exists() && std::fs::metadata(path).map(|m| m.len() > 0).unwrap_or(true) {
+            return Err(Error::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "a file is already there"),
+            });
         }
-        tx.commit().map_err(storage)?;
-        Ok(RedbBackend { db })
+        let db = redb::Builder::new().set_cache_size(cache_bytes).create(path).map_err(|e| open_error(path, e))?;
+        Ok(RedbBackend { db, path: path.to_path_buf() })
+    }
+
+    /// Compacts the crmkit database file at `path`, which no store may have open: gives
+    /// back the space of pages freed by earlier transactions. Returns the file size before
+    /// and after.
+    pub fn compact_file(path: &Path) -> Result<(u64, u64), Error> {
+        check_file_header(path)?;
+        let size =
+            || std::fs::metadata(path).map(|m| m.len()).map_err(|e| Error::Io { path: path.to_path_buf(), source: e });
+        let before = size()?;
+        let mut db = redb::Database::open(path).map_err(|e| open_error(path, e))?;
+        while db.compact().map_err(storage)? {}
+        drop(db);
+        Ok((before, size()?))
     }
 
     /// Creates any table the file lacks (after a schema migration adds one).
-    pub fn ensure_tables(&self) -> Result<(), Error> {
+    pub fn ensure_tables(&self) -> Result<(), KvError> {
         let tx = self.db.begin_write().map_err(storage)?;
         for t in all_tables() {
             tx.open_table(def(t)).map_err(storage)?;
@@ -73,47 +94,69 @@ impl RedbBackend {
     }
 
     /// Whether the file has a table with this name.
-    pub fn has_table(&self, name: &str) -> Result<bool, Error> {
+    pub fn has_table(&self, name: &str) -> Result<bool, KvError> {
         let tx = self.db.begin_read().map_err(storage)?;
         let found = tx.list_tables().map_err(storage)?.any(|t| t.name() == name);
         Ok(found)
     }
 
     /// Rewrites the file compactly (after bulk loads).
-    pub fn compact(&mut self) -> Result<(), Error> {
+    pub fn compact(&mut self) -> Result<(), KvError> {
         self.db.compact().map_err(storage)?;
         Ok(())
     }
 }
 
+/// Rejects files that are not redb files before redb sees them.
+fn check_file_header(path: &Path) -> Result<(), Error> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+    let mut head = [0u8; REDB_MAGIC.len()];
+    let n = f.read(&mut head).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+    if n < head.len() || head != REDB_MAGIC {
+        return Err(Error::NotCrmkit {
+            database: path.display().to_string(),
+            reason: "it is not a redb database file".into(),
+        });
+    }
+    Ok(())
+}
+
 fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
     match e {
         redb::DatabaseError::DatabaseAlreadyOpen => {
-            Error::Storage(format!("{} is already open in another process", path.display()))
+            Error::Storage(KvError::Backend(format!("{} is already open in another process", path.display())))
         }
         redb::DatabaseError::UpgradeRequired(v) => Error::NotCrmkit {
-            path: path.to_path_buf(),
+            database: path.display().to_string(),
             reason: format!("it is a redb file of format version {v}, which this build cannot read"),
         },
         redb::DatabaseError::Storage(redb::StorageError::Corrupted(m)) => {
-            Error::NotCrmkit { path: path.to_path_buf(), reason: format!("the file is damaged: {m}") }
+            Error::NotCrmkit { database: path.display().to_string(), reason: format!("the file is damaged: {m}") }
         }
-        other => Error::Storage(format!("{}: {other}", path.display())),
+        other => Error::Storage(KvError::Backend(format!("{}: {other}", path.display()))),
     }
 }
 
 impl Backend for RedbBackend {
-    fn read(&self) -> Result<Box<dyn KvRead>, Error> {
+    fn read(&self) -> Result<Box<dyn KvRead>, KvError> {
         let tx = self.db.begin_read().map_err(storage)?;
         Ok(Box::new(RedbRead { tx, tables: RefCell::new((0..TABLE_COUNT).map(|_| None).collect()) }))
     }
 
-    fn write(&self) -> Result<Box<dyn KvWrite>, Error> {
+    fn write(&self) -> Result<Box<dyn KvWrite>, KvError> {
         let tx = self.db.begin_write().map_err(storage)?;
         // With the writer slot held, a fresh read transaction sees exactly the state the
         // write transaction starts from.
         let base = self.read()?;
         Ok(Box::new(RedbWrite { tx, base }))
+    }
+
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn path(&self) -> Option<&Path> {
+        Some(&self.path)
     }
 }
 
@@ -129,8 +172,8 @@ impl RedbRead {
     fn with<R>(
         &self,
         t: Table,
-        f: impl FnOnce(&ReadOnlyTable<&'static [u8], &'static [u8]>) -> Result<R, Error>,
-    ) -> Result<Option<R>, Error> {
+        f: impl FnOnce(&ReadOnlyTable<&'static [u8], &'static [u8]>) -> Result<R, KvError>,
+    ) -> Result<Option<R>, KvError> {
         // The borrow ends before `f` runs, so `f` may read other tables (or this one).
         let table = {
             let mut tables = self.tables.borrow_mut();
@@ -152,12 +195,12 @@ impl RedbRead {
 }
 
 impl KvRead for RedbRead {
-    fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+    fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
         let v = self.with(t, |table| Ok(table.get(key).map_err(storage)?.map(|v| v.value().to_vec())))?;
         Ok(v.flatten())
     }
 
-    fn contains(&self, t: Table, key: &[u8]) -> Result<bool, Error> {
+    fn contains(&self, t: Table, key: &[u8]) -> Result<bool, KvError> {
         Ok(self.with(t, |table| Ok(table.get(key).map_err(storage)?.is_some()))?.unwrap_or(false))
     }
 
@@ -168,12 +211,12 @@ impl KvRead for RedbRead {
         to: Bound<&[u8]>,
         reverse: bool,
         visit: Visit<'_>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), KvError> {
         self.with(t, |table| {
             let range = table.range::<&[u8]>((from, to)).map_err(storage)?;
             let mut step = |item: Row<'_>| {
                 let (k, v) = item.map_err(storage)?;
-                Ok::<bool, Error>(visit(k.value(), v.value()))
+                Ok::<bool, KvError>(visit(k.value(), v.value()))
             };
             if reverse {
                 for item in range.rev() {
@@ -193,7 +236,7 @@ impl KvRead for RedbRead {
         Ok(())
     }
 
-    fn len(&self, t: Table) -> Result<u64, Error> {
+    fn len(&self, t: Table) -> Result<u64, KvError> {
         Ok(self.with(t, |table| table.len().map_err(storage))?.unwrap_or(0))
     }
 }
@@ -208,7 +251,7 @@ impl KvWrite for RedbWrite {
         self.base.as_ref()
     }
 
-    fn commit(self: Box<Self>, changes: Changes, durability: Durability) -> Result<(), Error> {
+    fn commit(self: Box<Self>, changes: Changes, durability: Durability) -> Result<(), KvError> {
         let RedbWrite { mut tx, base } = *self;
         drop(base);
         tx.set_durability(match durability {

@@ -1,16 +1,15 @@
-//! Schema facts kept in the `meta` table, recognizing crmkit files, and migrations.
+//! Schema facts kept in the `meta` table, recognizing crmkit databases, and migrations —
+//! written against the key-value interface, so they hold for every backend.
 //!
 //! `meta` holds `format` = `crmkit`, `schema_version` (u32, big-endian) and `id_seq` (u64,
-//! big-endian, the last sequence number handed out). Opening a file checks, in order: redb's
-//! magic bytes, the `meta` table and its `format`, and the schema version; an older version
-//! runs the migrations in [`MIGRATIONS`] one by one, each in its own transaction.
-
-use std::io::Read;
-use std::path::Path;
+//! big-endian, the last sequence number handed out). A backend with no data at all becomes a
+//! new database. Otherwise opening checks, in order: the `meta` table's `format`, and the
+//! schema version; an older version runs the migrations in [`MIGRATIONS`] one by one, each in
+//! its own transaction. (What is about a file — is it a redb file at all — the file's
+//! backend checks before.)
 
 use super::kv::KvRead;
-use super::redb::{RedbBackend, REDB_MAGIC};
-use super::tables::{entity_table, AUDIT, AUDIT_BY_ENTITY, META};
+use super::tables::{all_tables, entity_table, AUDIT, AUDIT_BY_ENTITY, META};
 use super::{postings, Store, WriteTxn};
 use crate::id::{RawId, TypedId, UserId};
 use crate::model::{Entity, EntityKind};
@@ -229,7 +228,7 @@ fn set_actors<E: Entity>(
     Ok(())
 }
 
-pub(super) fn initialize(store: &Store) -> Result<()> {
+fn initialize(store: &Store) -> Result<()> {
     let mut tx = store.write(None)?;
     tx.changes.put(META, FORMAT.to_vec(), FORMAT_VALUE.to_vec());
     tx.changes.put(META, VERSION.to_vec(), SCHEMA_VERSION.to_be_bytes().to_vec());
@@ -237,27 +236,29 @@ pub(super) fn initialize(store: &Store) -> Result<()> {
     tx.commit()
 }
 
-/// Rejects files that are not redb files before redb sees them.
-pub(super) fn check_file_header(path: &Path) -> Result<()> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
-    let mut head = [0u8; REDB_MAGIC.len()];
-    let n = f.read(&mut head).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
-    if n < head.len() || head != REDB_MAGIC {
-        return Err(Error::NotCrmkit { path: path.to_path_buf(), reason: "it is not a redb database file".into() });
+/// Sets up a new database in an empty backend; otherwise checks that the backend holds a
+/// crmkit database and migrates an older schema.
+pub(super) fn prepare(store: &Store) -> Result<()> {
+    let r = store.backend.read()?;
+    let mut empty = true;
+    for t in all_tables() {
+        if r.len(t)? > 0 {
+            empty = false;
+            break;
+        }
     }
-    Ok(())
-}
-
-pub(super) fn check_is_crmkit(backend: &RedbBackend, path: &Path) -> Result<()> {
-    let not = |reason: &str| Error::NotCrmkit { path: path.to_path_buf(), reason: reason.to_string() };
-    if !backend.has_table(META.name)? {
-        return Err(not("it is a redb database without crmkit's meta table"));
+    if empty {
+        drop(r);
+        return initialize(store);
     }
-    let r = crate::store::kv::Backend::read(backend)?;
-    match r.get(META, FORMAT)? {
-        Some(v) if v == FORMAT_VALUE => Ok(()),
-        _ => Err(not("its meta table does not identify it as crmkit")),
+    if r.get(META, FORMAT)?.as_deref() != Some(FORMAT_VALUE) {
+        return Err(Error::NotCrmkit {
+            database: store.describe(),
+            reason: "its meta table does not identify it as crmkit".into(),
+        });
     }
+    drop(r);
+    migrate(store)
 }
 
 pub(super) fn stored_version(r: &dyn KvRead) -> Result<Option<u32>> {
@@ -274,20 +275,20 @@ pub(super) fn stored_seq(r: &dyn KvRead) -> Result<u64> {
     }
 }
 
-pub(super) fn migrate(store: &Store) -> Result<()> {
+fn migrate(store: &Store) -> Result<()> {
     let found = {
         let r = store.backend.read()?;
         stored_version(r.as_ref())?.ok_or_else(|| Error::NotCrmkit {
-            path: store.path.clone(),
+            database: store.describe(),
             reason: "its meta table has no schema version".into(),
         })?
     };
     if found > SCHEMA_VERSION {
-        return Err(Error::NewerSchema { path: store.path.clone(), found, supported: SCHEMA_VERSION });
+        return Err(Error::NewerSchema { database: store.describe(), found, supported: SCHEMA_VERSION });
     }
     if found == 0 {
         return Err(Error::NotCrmkit {
-            path: store.path.clone(),
+            database: store.describe(),
             reason: "schema version 0 was never released".into(),
         });
     }

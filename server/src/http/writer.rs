@@ -92,7 +92,9 @@ fn write_group(inst: &Installation, engine: &Engine, group: Vec<Job>) {
         Err(e) => {
             let message = e.to_string();
             for job in group {
-                let _ = job.reply.send(Err(ApiError::from(crmkit_core::Error::Storage(message.clone()))));
+                let _ = job.reply.send(Err(ApiError::from(crmkit_core::Error::Storage(
+                    crmkit_core::store::KvError::Backend(message.clone()),
+                ))));
             }
             return;
         }
