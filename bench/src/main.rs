@@ -769,8 +769,9 @@ fn import(rows: usize, partners: usize, batch: usize) -> Result<()> {
 /// before its limit stops it, and the compilation of 100 scripts.
 fn script(calls: usize) -> Result<()> {
     use crmkit_core::model::{Partner, PartnerRole, Role, User};
-    use crmkit_core::process::{CallLimits, Handler, HookInput, HookPoint, ScriptSettings, Subject};
+    use crmkit_core::process::{CallLimits, Handler, HookInput, HookPoint, Subject};
     use crmkit_core::values::{Currency, Money};
+    use crmkit_rhai::RhaiSettings;
     use crmkit_rhai::{ScriptHandler, ScriptHost};
 
     let tmp = tempfile::tempdir()?;
@@ -792,7 +793,7 @@ fn check(ctx) {
 fn spin(ctx) { loop { } }
 "#,
     )?;
-    let limits = ScriptSettings::default();
+    let limits = RhaiSettings::default();
     let host = Arc::new(ScriptHost::new(&scripts, &limits));
     anyhow::ensure!(host.load_all().is_empty(), "the bench scripts compile");
     let deal = inst.store().transact(None, |tx| {
@@ -863,7 +864,7 @@ fn spin(ctx) { loop { } }
     }
     let worst = *stops.iter().max().expect("runs");
     say!(
-        "loop {{}} stopped after: median {:.1} ms, worst {:.1} ms of 11 (scripting.timeout_ms = {})",
+        "loop {{}} stopped after: median {:.1} ms, worst {:.1} ms of 11 (limits.timeout_ms = {})",
         median(stops).as_secs_f64() * 1e3,
         worst.as_secs_f64() * 1e3,
         limits.timeout_ms

@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use toml::Spanned;
 
-use crate::hooks::{runtime_of, CallLimits, HookBinding, HookPoint};
+use crate::hooks::{runtime_of, CallLimits, HookBinding, HookPoint, Limits};
 use crate::model::check_login;
 use crate::model::{CustomFieldDef, CustomFieldType, EntityKind, Role};
 use crate::process::condition::{self, Condition};
-use crate::process::spec::{self, Assignee, Guidance, Mode, ProcessSettings, Route, ScriptSettings, TaskTemplate};
+use crate::process::spec::{self, Assignee, Guidance, Mode, ProcessSettings, Route, TaskTemplate};
 pub use crate::process::spec::{ProcessKindSpec, StageSpec};
 use crate::values::{phone, Currency};
 
@@ -120,11 +120,37 @@ pub struct Settings {
     pub process: ProcessSettings,
     /// Hook bindings, in file order.
     pub hooks: Vec<HookBinding>,
-    /// Limits of scripts and plugins (`[scripting]`).
-    pub scripting: ScriptSettings,
+    /// What every hook runtime's calls may take (`[limits]`).
+    pub limits: Limits,
+    /// The runtimes' own sections (`[runtimes.NAME]`), by name, with the line each starts
+    /// on; each runtime reads its own with [`Settings::runtime_section`].
+    pub runtimes: BTreeMap<String, usize>,
+    /// The config text and its file, for the sections core leaves to the runtimes.
+    pub source: ConfigSource,
+}
+
+/// The config as it was read: its file (for messages) and its text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigSource {
+    pub file: PathBuf,
+    #[serde(skip)]
+    pub text: std::sync::Arc<str>,
 }
 
 impl Settings {
+    /// Reads the config text as `T`, a runtime's view of the file (usually a struct whose
+    /// only field is `runtimes`, holding the runtime's own section with
+    /// `deny_unknown_fields`). Errors name the file, line and key, as core's own do.
+    pub fn runtime_section<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        let source = Source { text: &self.source.text, file: &self.source.file };
+        toml::from_str(&self.source.text).map_err(|e| source.toml_error(&e))
+    }
+
+    /// A config error at `span` of the config text (a span a runtime's section reported).
+    pub fn error_at(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+        Source { text: &self.source.text, file: &self.source.file }.error(span, message)
+    }
+
     /// The process kind with this id.
     pub fn process_kind(&self, id: &str) -> Option<&ProcessKindSpec> {
         self.process_kinds.iter().find(|k| k.id == id)
@@ -215,22 +241,19 @@ mod raw {
         #[serde(default)]
         pub hooks: Vec<Hook>,
         #[serde(default)]
-        pub scripting: Scripting,
+        pub limits: Limits,
+        /// Each runtime's own section, which the runtime reads and checks.
+        #[serde(default)]
+        pub runtimes: BTreeMap<Spanned<String>, Spanned<toml::Table>>,
+        /// The section limits and runtimes replaced: refused with where its keys went.
+        pub scripting: Option<Spanned<toml::Table>>,
     }
 
     #[derive(Deserialize, Default)]
     #[serde(deny_unknown_fields)]
-    pub struct Scripting {
+    pub struct Limits {
         pub timeout_ms: Option<Spanned<u64>>,
-        pub max_operations: Option<Spanned<u64>>,
-        pub max_call_depth: Option<Spanned<usize>>,
-        pub max_expr_depth: Option<Spanned<usize>>,
-        pub max_string_size: Option<Spanned<usize>>,
-        pub max_array_size: Option<Spanned<usize>>,
-        pub max_map_size: Option<Spanned<usize>>,
-        pub imports: Option<bool>,
         pub report_timeout_ms: Option<Spanned<u64>>,
-        pub report_max_operations: Option<Spanned<u64>>,
     }
 
     #[derive(Deserialize, Default)]
@@ -686,28 +709,26 @@ impl Source<'_> {
                 origin,
             });
         }
-        let d = ScriptSettings::default();
-        let sc = raw.scripting;
-        let scripting = ScriptSettings {
-            timeout_ms: self.positive_or(sc.timeout_ms, "scripting.timeout_ms", d.timeout_ms)?,
-            max_operations: self.positive_or(sc.max_operations, "scripting.max_operations", d.max_operations)?,
-            max_call_depth: self.positive_or(sc.max_call_depth, "scripting.max_call_depth", d.max_call_depth)?,
-            max_expr_depth: self.positive_or(sc.max_expr_depth, "scripting.max_expr_depth", d.max_expr_depth)?,
-            max_string_size: self.positive_or(sc.max_string_size, "scripting.max_string_size", d.max_string_size)?,
-            max_array_size: self.positive_or(sc.max_array_size, "scripting.max_array_size", d.max_array_size)?,
-            max_map_size: self.positive_or(sc.max_map_size, "scripting.max_map_size", d.max_map_size)?,
-            imports: sc.imports.unwrap_or(d.imports),
+        if let Some(old) = &raw.scripting {
+            return Err(self.error(
+                old.span(),
+                "[scripting] is split: timeout_ms and report_timeout_ms go to [limits] (every runtime), the Rhai limits (max_operations, report_max_operations, max_call_depth, max_expr_depth, max_string_size, max_array_size, max_map_size, imports) to [runtimes.rhai]",
+            ));
+        }
+        let d = Limits::default();
+        let limits = Limits {
+            timeout_ms: self.positive_or(raw.limits.timeout_ms, "limits.timeout_ms", d.timeout_ms)?,
             report_timeout_ms: self.positive_or(
-                sc.report_timeout_ms,
-                "scripting.report_timeout_ms",
+                raw.limits.report_timeout_ms,
+                "limits.report_timeout_ms",
                 d.report_timeout_ms,
             )?,
-            report_max_operations: self.positive_or(
-                sc.report_max_operations,
-                "scripting.report_max_operations",
-                d.report_max_operations,
-            )?,
         };
+        let mut runtimes = BTreeMap::new();
+        for name in raw.runtimes.keys() {
+            self.ident(name, "runtimes")?;
+            runtimes.insert(name.get_ref().clone(), self.position(name.span().start).0);
+        }
 
         if lists.loss_reasons.items.is_empty() {
             return Err(ConfigError {
@@ -756,7 +777,9 @@ impl Source<'_> {
             process_kinds,
             process,
             hooks,
-            scripting,
+            limits,
+            runtimes,
+            source: ConfigSource { file: self.file.to_path_buf(), text: self.text.into() },
         })
     }
 

@@ -10,7 +10,7 @@ use crmkit_core::process::Engine;
 use crmkit_core::report::ColumnType;
 use crmkit_core::time::SystemClock;
 use crmkit_core::Installation;
-use crmkit_rhai::{RhaiProvider, ScriptError, ScriptHost};
+use crmkit_rhai::{RhaiProvider, RhaiSettings, ScriptError, ScriptHost};
 
 #[derive(Subcommand)]
 pub enum What {
@@ -35,14 +35,23 @@ pub enum What {
     },
 }
 
-/// The scripts of an installation, compiled.
-pub fn host(inst: &Installation) -> (Arc<ScriptHost>, Vec<ScriptError>) {
-    let host = Arc::new(
-        ScriptHost::new(&inst.dir().join("scripts"), &inst.settings().scripting)
-            .watch(std::time::Duration::from_secs(1)),
-    );
+/// The scripts of an installation, compiled, and what does not compile. A config section
+/// for a runtime this program does not have is an error naming its line.
+pub fn host(inst: &Installation) -> Result<(Arc<ScriptHost>, Vec<ScriptError>)> {
+    let settings = inst.settings();
+    for (name, line) in &settings.runtimes {
+        if name != crmkit_rhai::RUNTIME {
+            bail!(
+                "{}:{line}: [runtimes.{name}]: no {name} runtime is available here (runtimes: {})",
+                settings.source.file.display(),
+                crmkit_rhai::RUNTIME
+            );
+        }
+    }
+    let limits = RhaiSettings::from_settings(settings)?;
+    let host = Arc::new(ScriptHost::new(&inst.dir().join("scripts"), &limits).watch(std::time::Duration::from_secs(1)));
     let errors = host.load_all();
-    (host, errors)
+    Ok((host, errors))
 }
 
 /// The process engine of an installation: config's bindings, script handlers included.
@@ -52,7 +61,7 @@ pub fn engine(inst: &Installation) -> Result<Engine> {
 
 /// The process engine and the script host it calls (reports run on the same host).
 pub fn engine_and_scripts(inst: &Installation) -> Result<(Engine, Arc<ScriptHost>)> {
-    let (host, errors) = host(inst);
+    let (host, errors) = host(inst)?;
     report_errors(&errors)?;
     Ok((engine_on(inst, &host)?, host))
 }
@@ -88,7 +97,7 @@ fn report_errors(errors: &[ScriptError]) -> Result<()> {
 
 /// Compiles the scripts and checks the bindings; the number of scripts and bindings.
 pub fn check_installation(inst: &Installation) -> Result<(usize, usize)> {
-    let (host, errors) = host(inst);
+    let (host, errors) = host(inst)?;
     report_errors(&errors)?;
     Engine::new(inst.settings(), hooks(&host))?;
     let bound = inst.settings().hooks.iter().filter(|b| b.runtime == crmkit_rhai::RUNTIME).count();
@@ -101,7 +110,8 @@ pub fn run(what: What) -> Result<()> {
             let inst = Installation::open(&dir, Arc::new(SystemClock))?;
             match file {
                 Some(f) => {
-                    let host = ScriptHost::new(&inst.dir().join("scripts"), &inst.settings().scripting);
+                    let host =
+                        ScriptHost::new(&inst.dir().join("scripts"), &RhaiSettings::from_settings(inst.settings())?);
                     host.load(&f).map_err(|e| anyhow::anyhow!("{e}"))?;
                     say!("scripts/{f}: ok");
                 }
@@ -114,7 +124,7 @@ pub fn run(what: What) -> Result<()> {
         }
         What::Run { dir, file, function, input } => {
             let inst = Installation::open(&dir, Arc::new(SystemClock))?;
-            let (host, errors) = host(&inst);
+            let (host, errors) = host(&inst)?;
             report_errors(&errors)?;
             let arg = match input {
                 Some(path) => {
@@ -140,7 +150,7 @@ pub fn run(what: What) -> Result<()> {
 /// `crmkit report DIR NAME`: a report script's table.
 pub fn report(dir: &std::path::Path, name: &str, params: &[String], format: &str) -> Result<()> {
     let inst = Installation::open(dir, Arc::new(SystemClock))?;
-    let (host, errors) = host(&inst);
+    let (host, errors) = host(&inst)?;
     report_errors(&errors)?;
     let mut args = std::collections::BTreeMap::new();
     for p in params {

@@ -93,12 +93,29 @@ fn a_broken_config_is_reported_with_file_and_line() {
     let root = tmp.path();
     assert!(crmkit(&["init", "x"], root).status.success());
     let file = root.join("x/config/crmkit.toml");
-    let broken = std::fs::read_to_string(&file).unwrap().replacen("[defaults]", "[defaults]\ncurency = \"RUB\"", 1);
-    std::fs::write(&file, broken).unwrap();
+    let broken = std::fs::read_to_string(&file).unwrap();
+    let broken = broken.replacen("[defaults]", "[defaults]\ncurency = \"RUB\"", 1);
+    std::fs::write(&file, &broken).unwrap();
     let o = crmkit(&["check", "x"], root);
     assert_eq!(o.status.code(), Some(1));
     let msg = text(&o);
     assert!(msg.contains("config/crmkit.toml:") && msg.contains("unknown key \"curency\" in [defaults]"), "{msg}");
+
+    // The runtimes' own sections are checked by the runtimes, as strictly and as precisely.
+    let fine = broken.replacen("[defaults]\ncurency = \"RUB\"", "[defaults]", 1);
+    let line = fine.lines().position(|l| l == "[runtimes.rhai]").unwrap() + 2;
+    std::fs::write(&file, fine.replacen("[runtimes.rhai]\n", "[runtimes.rhai]\nmax_call_dept = 10\n", 1)).unwrap();
+    let msg = text(&crmkit(&["check", "x"], root));
+    assert!(msg.contains(&format!("config/crmkit.toml:{line}:1: unknown key \"max_call_dept\"")), "{msg}");
+    std::fs::write(&file, format!("{fine}\n[runtimes.lua]\nmax_operations = 5\n")).unwrap();
+    let line = fine.lines().count() + 2;
+    let msg = text(&crmkit(&["check", "x"], root));
+    assert!(
+        msg.contains(&format!(
+            "config/crmkit.toml:{line}: [runtimes.lua]: no lua runtime is available here (runtimes: rhai)"
+        )),
+        "{msg}"
+    );
 
     let o = crmkit(&["stats", "nowhere"], root);
     assert!(!o.status.success() && text(&o).contains("nowhere/config/crmkit.toml"), "{}", text(&o));

@@ -17,7 +17,7 @@ fn unknown_keys_name_file_line_and_section() {
         "[defaults]\ncurrency = \"RUB\"\n\n[[process_kinds]]\nid = \"b2b\"\nname = \"B2B\"\nstgaes = []\n",
         "config/crmkit.toml:7:1: unknown key \"stgaes\" in [[process_kinds]] (expected one of id, name, mode, loss_reasons, require_competitor, require_loss_comment, reopen_roles, guidance, stages)",
     );
-    check("[databse]\npath = \"x.redb\"\n", "config/crmkit.toml:1:2: unknown key \"databse\" (expected one of installation, database, defaults, attachments, users, lists, partner_link_types, contact_link_types, participant_link_types, custom_fields, process_kinds, process, hooks, scripting)");
+    check("[databse]\npath = \"x.redb\"\n", "config/crmkit.toml:1:2: unknown key \"databse\" (expected one of installation, database, defaults, attachments, users, lists, partner_link_types, contact_link_types, participant_link_types, custom_fields, process_kinds, process, hooks, limits, runtimes, scripting)");
 }
 
 #[test]
@@ -140,12 +140,44 @@ fn opening_an_installation_again_writes_nothing() {
 
 #[test]
 fn script_limits_are_read_and_checked() {
+    use crmkit_rhai::RhaiSettings;
     let s = Settings::parse(DEFAULT_CONFIG, Path::new("crmkit.toml")).unwrap();
-    assert_eq!((s.scripting.timeout_ms, s.scripting.max_operations, s.scripting.imports), (20, 1_000_000, true));
+    assert_eq!((s.limits.timeout_ms, s.limits.report_timeout_ms), (20, 60_000));
+    let rhai = RhaiSettings::from_settings(&s).unwrap();
+    assert_eq!((rhai.timeout_ms, rhai.max_operations, rhai.imports), (20, 1_000_000, true));
     assert!(s.hooks.iter().any(|h| h.handler == "stages/guards.rhai::quote_before_leaving_proposal"));
-    let text = DEFAULT_CONFIG.replacen("timeout_ms = 20\nmax_operations", "timeout_ms = 0\nmax_operations", 1);
+    let text = DEFAULT_CONFIG.replacen("[limits]\ntimeout_ms = 20", "[limits]\ntimeout_ms = 0", 1);
     let err = Settings::parse(&text, Path::new("crmkit.toml")).unwrap_err().to_string();
-    assert!(err.starts_with("crmkit.toml:") && err.contains("scripting.timeout_ms must be above zero, got 0"), "{err}");
+    assert!(err.starts_with("crmkit.toml:") && err.contains("limits.timeout_ms must be above zero, got 0"), "{err}");
+    // The Rhai runtime reads and checks its own section, naming file, line and key.
+    let line_of = |text: &str, what: &str| text.lines().position(|l| l.starts_with(what)).unwrap() + 1;
+    let text = DEFAULT_CONFIG.replacen("max_operations = 1000000", "max_operations = 0", 1);
+    let err = RhaiSettings::from_settings(&Settings::parse(&text, Path::new("crmkit.toml")).unwrap()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "crmkit.toml:{}:18: runtimes.rhai.max_operations must be above zero, got 0",
+            line_of(&text, "max_operations = 0")
+        )
+    );
+    let text = DEFAULT_CONFIG.replacen("max_operations = 1000000", "max_operatoins = 5", 1);
+    let err = RhaiSettings::from_settings(&Settings::parse(&text, Path::new("crmkit.toml")).unwrap()).unwrap_err();
+    let err = err.to_string();
+    assert!(
+        err.starts_with(&format!("crmkit.toml:{}:1: unknown key \"max_operatoins\"", line_of(&text, "max_operatoins"))),
+        "{err}"
+    );
+    assert!(
+        err.contains("runtimes.rhai") && err.contains("max_call_depth"),
+        "it names the section and the keys: {err}"
+    );
+    let text = DEFAULT_CONFIG.replacen("imports = true", "imports = \"yes\"", 1);
+    let err = RhaiSettings::from_settings(&Settings::parse(&text, Path::new("crmkit.toml")).unwrap()).unwrap_err();
+    assert!(err.to_string().contains("imports"), "{err}");
+    // A config written before the split says where its keys went.
+    let text = DEFAULT_CONFIG.replacen("[limits]", "[scripting]", 1);
+    let err = Settings::parse(&text, Path::new("crmkit.toml")).unwrap_err().to_string();
+    assert!(err.contains("[scripting] is split: timeout_ms and report_timeout_ms go to [limits]"), "{err}");
     let text =
         format!("{DEFAULT_CONFIG}\n[[hooks]]\npoint = \"deal.route\"\nhandler = \"x.rhai::f\"\nmax_operations = 0\n");
     let err = Settings::parse(&text, Path::new("crmkit.toml")).unwrap_err().to_string();

@@ -35,7 +35,7 @@ fn scripted(hooks: &str, scripts: &[(&str, &str)]) -> Result<Scripted, Vec<Strin
     }
     let config = format!("{DEFAULT_CONFIG}\n{hooks}");
     let settings = Settings::parse(&config, Path::new("crmkit.toml")).unwrap();
-    let host = Arc::new(ScriptHost::new(dir.path(), &settings.scripting));
+    let host = Arc::new(ScriptHost::new(dir.path(), &crmkit_rhai::RhaiSettings::from_settings(&settings).unwrap()));
     let errors = host.load_all();
     if !errors.is_empty() {
         return Err(errors.iter().map(ScriptError::to_string).collect());
@@ -484,7 +484,7 @@ fn a_report_calling_back_for_every_deal_still_meets_its_limits() {
     let roomy = Arc::new(ScriptHost::new(dir.path(), &Default::default()));
     let t = run_report(&roomy, &snap, "count", &Default::default()).unwrap();
     assert_eq!(t.rows()[0][0].as_u64(), Some(deals as u64));
-    let limits = crmkit_core::process::ScriptSettings { report_max_operations: 2 * deals as u64, ..Default::default() };
+    let limits = crmkit_rhai::RhaiSettings { report_max_operations: 2 * deals as u64, ..Default::default() };
     let tight = Arc::new(ScriptHost::new(dir.path(), &limits));
     let e = run_report(&tight, &snap, "count", &Default::default()).unwrap_err();
     assert!(e.to_string().contains("operations"), "{e}");

@@ -51,6 +51,23 @@ pub fn runtime_of(handler: &str) -> &'static str {
 pub struct CallLimits {
     /// Wall-clock time a call may take, in milliseconds.
     pub timeout_ms: Option<u64>,
-    /// Operations (statements, expressions, calls) a call may run.
+    /// The work a call may do, in its runtime's unit: Rhai operations (statements,
+    /// expressions, calls), WASM fuel.
     pub max_operations: Option<u64>,
+}
+
+/// What every runtime's calls may take, for the whole installation (`[limits]`); each
+/// runtime's own limits (operations, fuel, memory, sizes) are in its section of config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Limits {
+    /// Wall-clock time a hook call may take, in milliseconds.
+    pub timeout_ms: u64,
+    /// Wall-clock time a report may take, in milliseconds.
+    pub report_timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { timeout_ms: 20, report_timeout_ms: 60_000 }
+    }
 }

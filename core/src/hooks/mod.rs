@@ -22,7 +22,7 @@ mod view;
 pub mod wire;
 
 pub use answer::{accept, Action, Answer, Reply};
-pub use binding::{runtime_of, CallLimits, HookBinding};
+pub use binding::{runtime_of, CallLimits, HookBinding, Limits};
 pub use point::{AnswerType, HookFamily, HookKind, HookPoint};
 pub use registry::{fault, Fault, Handler, HandlerProvider, HookInput, Hooks, Subject, Transition, NATIVE};
 pub use view::View;

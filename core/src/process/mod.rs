@@ -12,6 +12,4 @@ pub use crate::hooks::{
 };
 pub use engine::{Engine, ImportStep, Outcome};
 pub use monitor::{sla_breaches, SlaBreach};
-pub use spec::{
-    Assignee, Guidance, Mode, ProcessKindSpec, ProcessSettings, Route, ScriptSettings, StageSpec, TaskTemplate,
-};
+pub use spec::{Assignee, Guidance, Mode, ProcessKindSpec, ProcessSettings, Route, StageSpec, TaskTemplate};

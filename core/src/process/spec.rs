@@ -152,46 +152,6 @@ impl Default for ProcessSettings {
     }
 }
 
-/// Limits of scripts and plugins for the whole installation (`[scripting]`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ScriptSettings {
-    /// Wall-clock time a call may take, in milliseconds.
-    pub timeout_ms: u64,
-    /// Operations a call may run.
-    pub max_operations: u64,
-    /// Nested function calls.
-    pub max_call_depth: usize,
-    /// Nested expressions (in statements; functions get half).
-    pub max_expr_depth: usize,
-    /// The longest string, in bytes.
-    pub max_string_size: usize,
-    pub max_array_size: usize,
-    pub max_map_size: usize,
-    /// Whether scripts may `import` other scripts (from `scripts/` only).
-    pub imports: bool,
-    /// Wall-clock time a report may take, in milliseconds.
-    pub report_timeout_ms: u64,
-    /// Operations a report may run.
-    pub report_max_operations: u64,
-}
-
-impl Default for ScriptSettings {
-    fn default() -> Self {
-        ScriptSettings {
-            timeout_ms: 20,
-            max_operations: 1_000_000,
-            max_call_depth: 48,
-            max_expr_depth: 64,
-            max_string_size: 1 << 20,
-            max_array_size: 100_000,
-            max_map_size: 10_000,
-            imports: true,
-            report_timeout_ms: 60_000,
-            report_max_operations: 2_000_000_000,
-        }
-    }
-}
-
 /// Parses a duration written as `30m`, `4h`, `2d` or `1w`, in milliseconds.
 pub fn parse_duration(text: &str) -> Result<i64, String> {
     let t = text.trim();

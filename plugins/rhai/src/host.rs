@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime};
 
+use crate::settings::RhaiSettings;
 use crmkit_core::hooks::{CallLimits, Fault, Handler, HandlerProvider, HookBinding, HookInput, Reply, View};
-use crmkit_core::process::ScriptSettings;
 use rhai::module_resolvers::ModuleResolver;
 use rhai::{CallFnOptions, Dynamic, Engine, EvalAltResult, Module, Position, Scope, Shared, AST};
 
@@ -104,7 +104,7 @@ pub struct ScriptStatus {
 pub struct ScriptHost {
     engine: Engine,
     dir: PathBuf,
-    limits: ScriptSettings,
+    limits: RhaiSettings,
     scripts: RwLock<BTreeMap<String, Compiled>>,
     /// The modules imports evaluated (shared with the engine's resolver).
     modules: Arc<RwLock<BTreeMap<PathBuf, Shared<Module>>>>,
@@ -146,7 +146,9 @@ impl ModuleResolver for ScriptsOnly {
     ) -> Result<Shared<Module>, Box<EvalAltResult>> {
         let refuse = |m: String| -> Box<EvalAltResult> { EvalAltResult::ErrorRuntime(m.into(), pos).into() };
         let Some(dir) = &self.dir else {
-            return Err(refuse(format!("import \"{path}\": imports are off in this installation (scripting.imports)")));
+            return Err(refuse(format!(
+                "import \"{path}\": imports are off in this installation (runtimes.rhai.imports)"
+            )));
         };
         let outside = || {
             refuse(format!("import \"{path}\": only scripts inside the installation's scripts/ folder can be imported"))
@@ -193,7 +195,7 @@ impl ModuleResolver for ScriptsOnly {
 
 impl ScriptHost {
     /// A host for the scripts in `dir`, under `limits`. Nothing is compiled yet.
-    pub fn new(dir: &Path, limits: &ScriptSettings) -> ScriptHost {
+    pub fn new(dir: &Path, limits: &RhaiSettings) -> ScriptHost {
         let mut engine = Engine::new();
         engine.set_max_call_levels(limits.max_call_depth);
         engine.set_max_expr_depths(limits.max_expr_depth, (limits.max_expr_depth / 2).max(1));
@@ -274,7 +276,7 @@ impl ScriptHost {
     }
 
     /// The limits the host was made with.
-    pub fn limits(&self) -> &ScriptSettings {
+    pub fn limits(&self) -> &RhaiSettings {
         &self.limits
     }
 
@@ -537,23 +539,20 @@ fn call_error(file: &str, function: &str, e: EvalAltResult, budget: Budget) -> S
     let pos = err.position();
     let message = match &err {
         EvalAltResult::ErrorTerminated(why, _) if why.to_string() == OUT_OF_TIME => {
-            format!(
-                "stopped after {} ms, the limit (scripting.timeout_ms or the binding's timeout_ms)",
-                budget.timeout_ms
-            )
+            format!("stopped after {} ms, the limit (limits.timeout_ms or the binding's timeout_ms)", budget.timeout_ms)
         }
         EvalAltResult::ErrorTerminated(why, _) if why.to_string() == OUT_OF_OPERATIONS => format!(
-            "stopped after {} operations, the limit (scripting.max_operations or the binding's max_operations)",
+            "stopped after {} operations, the limit (runtimes.rhai.max_operations or the binding's max_operations)",
             budget.max_operations
         ),
         EvalAltResult::ErrorTerminated(why, _) if why.to_string() == STOPPING => {
             "stopped: the program is shutting down".to_string()
         }
         EvalAltResult::ErrorStackOverflow(_) => {
-            "calls nested too deep (scripting.max_call_depth): runaway recursion?".to_string()
+            "calls nested too deep (runtimes.rhai.max_call_depth): runaway recursion?".to_string()
         }
         EvalAltResult::ErrorDataTooLarge(what, _) => {
-            format!("{what} grew past its limit (scripting.max_string_size, max_array_size, max_map_size)")
+            format!("{what} grew past its limit (runtimes.rhai.max_string_size, max_array_size, max_map_size)")
         }
         EvalAltResult::ErrorFunctionNotFound(sig, _) if sig.starts_with(function) && inner_fn == function => {
             format!("defines no function {sig}")

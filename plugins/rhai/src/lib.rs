@@ -13,7 +13,7 @@
 //!
 //! One [`rhai::Engine`] serves every script of an installation; each file is compiled once
 //! and kept until it changes ([`ScriptHost::reload_changed`]). A call runs under the
-//! installation's limits (`[scripting]`), which a binding may change: operations and wall
+//! installation's limits (`[limits]` and `[runtimes.rhai]`), which a binding may change: operations and wall
 //! time are counted per call, call depth, expression depth and the sizes of strings, arrays
 //! and maps per engine. Scripts have no file system, network or process access; `eval` is
 //! not part of the language they are compiled with, and `import` reaches only `scripts/`.
@@ -21,6 +21,8 @@
 mod api;
 mod host;
 pub mod report;
+mod settings;
 
 pub use host::{RhaiProvider, ScriptError, ScriptHandler, ScriptHost, ScriptStatus, RUNTIME};
 pub use report::RhaiReports;
+pub use settings::RhaiSettings;
