@@ -135,6 +135,7 @@ pub struct Attachment {
 
 impl Entity for Attachment {
     const KIND: EntityKind = EntityKind::Attachment;
+    const TABLE: &'static str = "attachments";
     type Id = AttachmentId;
     entity_meta!(AttachmentId);
 

@@ -78,6 +78,7 @@ impl ContactPerson {
 
 impl Entity for ContactPerson {
     const KIND: EntityKind = EntityKind::Contact;
+    const TABLE: &'static str = "contacts";
     type Id = ContactId;
     entity_meta!(ContactId);
 
@@ -162,6 +163,7 @@ impl ContactLink {
 
 impl Entity for ContactLink {
     const KIND: EntityKind = EntityKind::ContactLink;
+    const TABLE: &'static str = "contact_links";
     type Id = ContactLinkId;
     entity_meta!(ContactLinkId);
 

@@ -140,6 +140,7 @@ fn err(field: impl Into<String>, message: impl Into<String>) -> FieldError {
 
 impl Entity for Counterparty {
     const KIND: EntityKind = KIND;
+    const TABLE: &'static str = "counterparties";
     type Id = CounterpartyId;
     entity_meta!(CounterpartyId);
 

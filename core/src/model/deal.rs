@@ -146,6 +146,7 @@ impl Deal {
 
 impl Entity for Deal {
     const KIND: EntityKind = EntityKind::Deal;
+    const TABLE: &'static str = "deals";
     type Id = DealId;
     entity_meta!(DealId);
 
@@ -325,6 +326,7 @@ impl Participant {
 
 impl Entity for Participant {
     const KIND: EntityKind = EntityKind::Participant;
+    const TABLE: &'static str = "participants";
     type Id = ParticipantId;
     entity_meta!(ParticipantId);
 
@@ -401,6 +403,7 @@ impl ParticipantLink {
 
 impl Entity for ParticipantLink {
     const KIND: EntityKind = EntityKind::ParticipantLink;
+    const TABLE: &'static str = "participant_links";
     type Id = ParticipantLinkId;
     entity_meta!(ParticipantLinkId);
 

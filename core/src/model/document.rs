@@ -138,6 +138,7 @@ impl Document {
 
 impl Entity for Document {
     const KIND: EntityKind = EntityKind::Document;
+    const TABLE: &'static str = "documents";
     type Id = DocumentId;
     entity_meta!(DocumentId);
 

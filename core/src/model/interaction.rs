@@ -106,6 +106,7 @@ impl Interaction {
 
 impl Entity for Interaction {
     const KIND: EntityKind = EntityKind::Interaction;
+    const TABLE: &'static str = "interactions";
     type Id = InteractionId;
     entity_meta!(InteractionId);
 

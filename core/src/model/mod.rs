@@ -116,6 +116,51 @@ impl EntityKind {
     }
 }
 
+/// Runs `$body` with `$E` the entity type of the kind `$kind`: the one place that maps entity
+/// kinds to their types. `with_kind!(kind, E => body)` covers every kind;
+/// `with_kind!(kind, only [Deal, Task], E => body, else other => fallback)` only the listed
+/// ones (so `body` is compiled for those types alone). A new kind is one line in the list
+/// of all kinds and one `@type` line here.
+#[macro_export]
+macro_rules! with_kind {
+    (@type Counterparty) => { $crate::model::Counterparty };
+    (@type Partner) => { $crate::model::Partner };
+    (@type PartnerLink) => { $crate::model::PartnerLink };
+    (@type Contact) => { $crate::model::ContactPerson };
+    (@type ContactLink) => { $crate::model::ContactLink };
+    (@type User) => { $crate::model::User };
+    (@type Deal) => { $crate::model::Deal };
+    (@type Participant) => { $crate::model::Participant };
+    (@type ParticipantLink) => { $crate::model::ParticipantLink };
+    (@type Interaction) => { $crate::model::Interaction };
+    (@type Document) => { $crate::model::Document };
+    (@type Attachment) => { $crate::model::Attachment };
+    (@type Task) => { $crate::model::Task };
+    (@every $kind:expr, $E:ident => $body:expr, [$($v:ident),*]) => {
+        match $kind {
+            $($crate::model::EntityKind::$v => {
+                type $E = $crate::with_kind!(@type $v);
+                $body
+            })*
+        }
+    };
+    ($kind:expr, only [$($v:ident),* $(,)?], $E:ident => $body:expr, else $other:pat => $none:expr) => {
+        match $kind {
+            $($crate::model::EntityKind::$v => {
+                type $E = $crate::with_kind!(@type $v);
+                $body
+            })*
+            $other => $none,
+        }
+    };
+    ($kind:expr, $E:ident => $body:expr) => {
+        $crate::with_kind!(@every $kind, $E => $body, [
+            Counterparty, Partner, PartnerLink, Contact, ContactLink, User, Deal, Participant,
+            ParticipantLink, Interaction, Document, Attachment, Task
+        ])
+    };
+}
+
 impl fmt::Display for EntityKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -248,6 +293,8 @@ pub struct Meta {
 pub trait Entity: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Sync + 'static {
     /// The entity kind.
     const KIND: EntityKind;
+    /// The name of the store's table of these records (part of the file format).
+    const TABLE: &'static str;
     /// Its typed id.
     type Id: TypedId;
 

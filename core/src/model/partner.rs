@@ -99,6 +99,7 @@ impl Partner {
 
 impl Entity for Partner {
     const KIND: EntityKind = EntityKind::Partner;
+    const TABLE: &'static str = "partners";
     type Id = PartnerId;
     entity_meta!(PartnerId);
 
@@ -203,6 +204,7 @@ impl PartnerLink {
 
 impl Entity for PartnerLink {
     const KIND: EntityKind = EntityKind::PartnerLink;
+    const TABLE: &'static str = "partner_links";
     type Id = PartnerLinkId;
     entity_meta!(PartnerLinkId);
 

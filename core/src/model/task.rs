@@ -111,6 +111,7 @@ pub fn due_prefix(due: Timestamp) -> Vec<u8> {
 
 impl Entity for Task {
     const KIND: EntityKind = EntityKind::Task;
+    const TABLE: &'static str = "tasks";
     type Id = TaskId;
     entity_meta!(TaskId);
 

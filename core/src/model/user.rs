@@ -107,6 +107,7 @@ pub(crate) fn check_login(login: &str) -> Result<(), String> {
 
 impl Entity for User {
     const KIND: EntityKind = EntityKind::User;
+    const TABLE: &'static str = "users";
     type Id = UserId;
     entity_meta!(UserId);
 

@@ -41,23 +41,11 @@ pub fn all_tables() -> Vec<Table> {
     t
 }
 
-/// The table holding the records of `kind`, keyed by id.
+/// The table holding the records of `kind`, keyed by id (named by the entity's
+/// [`Entity::TABLE`](crate::model::Entity::TABLE)).
 pub fn entity_table(kind: EntityKind) -> Table {
-    let (name, n) = match kind {
-        EntityKind::User => ("users", 0),
-        EntityKind::Counterparty => ("counterparties", 1),
-        EntityKind::Partner => ("partners", 2),
-        EntityKind::PartnerLink => ("partner_links", 3),
-        EntityKind::Contact => ("contacts", 4),
-        EntityKind::ContactLink => ("contact_links", 5),
-        EntityKind::Deal => ("deals", 6),
-        EntityKind::Participant => ("participants", 7),
-        EntityKind::ParticipantLink => ("participant_links", 8),
-        EntityKind::Interaction => ("interactions", 9),
-        EntityKind::Document => ("documents", 10),
-        EntityKind::Attachment => ("attachments", 11),
-        EntityKind::Task => ("tasks", 12),
-    };
+    let name = crate::with_kind!(kind, E => <E as crate::model::Entity>::TABLE);
+    let n = EntityKind::ALL.iter().position(|k| *k == kind).expect("every kind is listed");
     Table { name, slot: FIRST_ENTITY_SLOT + n }
 }
 
