@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::rules::{in_list, optional_text, required_text, trim};
-use super::{entity_meta, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, Ref};
+use super::{entity_meta, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, ListId, Ref};
 use crate::id::{ContactId, ContactLinkId, PartnerId, UserId};
 use crate::store::Index;
 use crate::time::Timestamp;
@@ -87,7 +87,7 @@ impl Entity for ContactPerson {
         trim(&mut self.name);
         trim(&mut self.position);
         for (i, p) in self.phones.iter_mut().enumerate() {
-            *p = normalize_phone(p, &cx.settings.phone_region)
+            *p = normalize_phone(p, cx.rules.phone_region())
                 .map_err(|e| FieldError::new(k, format!("phones[{i}]"), e.to_string()))?;
         }
         for (i, e) in self.emails.iter_mut().enumerate() {
@@ -101,7 +101,7 @@ impl Entity for ContactPerson {
         required_text(k, "name", &self.name, 200)?;
         optional_text(k, "position", &self.position, 200)?;
         if let Some(r) = &self.decision_role {
-            in_list(k, "decision_role", r, &cx.settings.lists.decision_roles)?;
+            in_list(k, "decision_role", r, cx.rules.list(ListId::DecisionRoles))?;
         }
         optional_text(k, "comment", &self.comment, 10_000)
     }
@@ -172,7 +172,7 @@ impl Entity for ContactLink {
         if self.from == self.to {
             return Err(FieldError::new(k, "to", "a contact person cannot be linked to themselves"));
         }
-        in_list(k, "link_type", &self.link_type, &cx.settings.contact_link_types)?;
+        in_list(k, "link_type", &self.link_type, cx.rules.list(ListId::ContactLinkTypes))?;
         optional_text(k, "note", &self.note, 2000)
     }
 

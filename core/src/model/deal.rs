@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::rules::{in_list, money, optional_text, required_text, trim, trim_opt};
 use super::{
-    entity_meta, Attitude, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, PartnerRole, Ref, Requirement,
+    entity_meta, Attitude, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, ListId, PartnerRole, Ref,
+    Requirement,
 };
 use crate::id::{ContactId, CounterpartyId, DealId, ParticipantId, ParticipantLinkId, PartnerId, UserId};
 use crate::store::Index;
@@ -169,26 +170,24 @@ impl Entity for Deal {
         let k = Self::KIND;
         let e = |f: &str, m: String| FieldError::new(k, f, m);
         required_text(k, "title", &self.title, 300)?;
-        let Some(kind) = cx.settings.process_kind(&self.kind) else {
-            let known: Vec<&str> = cx.settings.process_kinds.iter().map(|p| p.id.as_str()).collect();
+        let Some(stages) = cx.rules.stages_of(&self.kind) else {
             return Err(e(
                 "kind",
-                format!("\"{}\" is not a configured process kind ({})", self.kind, known.join(", ")),
+                format!("\"{}\" is not a configured process kind ({})", self.kind, cx.rules.process_kinds().join(", ")),
             ));
         };
-        match (&self.stage, kind.stages.is_empty()) {
-            (None, false) => return Err(e("stage", format!("is required for process kind \"{}\"", kind.id))),
+        match (&self.stage, stages.is_empty()) {
+            (None, false) => return Err(e("stage", format!("is required for process kind \"{}\"", self.kind))),
             (Some(s), true) => {
                 return Err(e(
                     "stage",
-                    format!("process kind \"{}\" has no stages, but stage \"{s}\" was given", kind.id),
+                    format!("process kind \"{}\" has no stages, but stage \"{s}\" was given", self.kind),
                 ))
             }
-            (Some(s), false) if kind.stage(s).is_none() => {
-                let known: Vec<&str> = kind.stages.iter().map(|st| st.id.as_str()).collect();
+            (Some(s), false) if !stages.contains(&s.as_str()) => {
                 return Err(e(
                     "stage",
-                    format!("\"{s}\" is not a stage of process kind \"{}\" ({})", kind.id, known.join(", ")),
+                    format!("\"{s}\" is not a stage of process kind \"{}\" ({})", self.kind, stages.join(", ")),
                 ));
             }
             _ => {}
@@ -200,11 +199,11 @@ impl Entity for Deal {
             }
         }
         if let Some(src) = &self.source {
-            in_list(k, "source", src, &cx.settings.lists.sources)?;
+            in_list(k, "source", src, cx.rules.list(ListId::Sources))?;
         }
         match (&self.loss_reason, self.status) {
             (None, DealStatus::Lost) => return Err(e("loss_reason", "is required when a deal is lost".into())),
-            (Some(r), DealStatus::Lost) => in_list(k, "loss_reason", r, &cx.settings.lists.loss_reasons)?,
+            (Some(r), DealStatus::Lost) => in_list(k, "loss_reason", r, cx.rules.list(ListId::LossReasons))?,
             (Some(_), _) => return Err(e("loss_reason", "is only allowed on a lost deal".into())),
             (None, _) => {}
         }
@@ -335,7 +334,7 @@ impl Entity for Participant {
         if self.partner.is_some() == self.contact.is_some() {
             return Err(FieldError::new(k, "partner", "set exactly one of partner and contact"));
         }
-        in_list(k, "role", &self.role, &cx.settings.lists.participant_roles)?;
+        in_list(k, "role", &self.role, cx.rules.list(ListId::ParticipantRoles))?;
         optional_text(k, "note", &self.note, 2000)
     }
 
@@ -412,7 +411,7 @@ impl Entity for ParticipantLink {
         if self.from == self.to {
             return Err(FieldError::new(k, "to", "a participant cannot be linked to itself"));
         }
-        in_list(k, "link_type", &self.link_type, &cx.settings.participant_link_types)?;
+        in_list(k, "link_type", &self.link_type, cx.rules.list(ListId::ParticipantLinkTypes))?;
         optional_text(k, "note", &self.note, 2000)
     }
 

@@ -14,6 +14,7 @@ mod document;
 mod history;
 mod interaction;
 mod partner;
+mod settings;
 mod task;
 mod user;
 
@@ -23,9 +24,10 @@ pub use counterparty::{Address, AddressKind, BankAccount, Counterparty, Counterp
 pub use custom::{CustomFieldDef, CustomFieldType, CustomFields, CustomValue};
 pub use deal::{Deal, DealStatus, Influence, Participant, ParticipantLink};
 pub use document::{Document, DocumentKind, DocumentLine, DocumentState};
-pub use history::{check_history, How, StageChange};
+pub use history::{How, StageChange};
 pub use interaction::{Direction, Interaction, InteractionKind};
 pub use partner::{Partner, PartnerLink, PartnerRole};
+pub use settings::{List, ListId, ListItem, Rules};
 pub use task::{due_prefix as task_due_prefix, executor_prefix as task_executor_prefix, Task, TaskStatus};
 pub(crate) use user::check_login;
 pub use user::{Role, User};
@@ -35,7 +37,6 @@ use std::fmt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Settings;
 use crate::id::{RawId, TypedId};
 use crate::store::Index;
 use crate::time::Timestamp;
@@ -229,12 +230,12 @@ impl Ref {
 }
 
 /// Every reference `e` makes: its fields' and its custom reference fields' (those of the
-/// values declared in `settings`).
-pub fn references<E: Entity>(e: &E, settings: &Settings) -> Vec<Ref> {
+/// values declared in `rules`).
+pub fn references<E: Entity>(e: &E, rules: &dyn Rules) -> Vec<Ref> {
     let mut refs = Vec::new();
     e.refs(&mut refs);
     if let Some(values) = e.custom() {
-        custom::check(E::KIND, values, settings.custom_fields_of(E::KIND), Some(&mut refs)).ok();
+        custom::check(E::KIND, values, rules.custom_fields_of(E::KIND), Some(&mut refs)).ok();
     }
     refs
 }
@@ -271,11 +272,11 @@ pub fn text_prefix(parts: &[&str]) -> Vec<u8> {
     p
 }
 
-/// What validation may consult: the installation's settings.
+/// What validation may consult: the installation's rules.
 #[derive(Clone, Copy)]
 pub struct Cx<'a> {
-    /// The validated configuration.
-    pub settings: &'a Settings,
+    /// The configured lists, custom fields, process kinds and defaults.
+    pub rules: &'a dyn Rules,
 }
 
 /// The common bookkeeping fields every entity has.
@@ -358,8 +359,7 @@ pub(crate) use entity_meta;
 
 /// Helpers shared by the entity rules.
 pub(crate) mod rules {
-    use super::{EntityKind, FieldError};
-    use crate::config::List;
+    use super::{EntityKind, FieldError, List};
 
     /// A trimmed name that must not be empty and has a length limit.
     pub fn required_text(kind: EntityKind, field: &str, value: &str, max: usize) -> Result<(), FieldError> {

@@ -223,37 +223,6 @@ impl Store {
         Ok(problems)
     }
 
-    /// Checks every deal's stage history: numbered without gaps, each step starting where
-    /// the previous ended, dwell times that add up, and ending in the deal's current stage
-    /// and status. Returns one line per deal that fails (empty when all hold).
-    pub fn verify_histories(&self) -> Result<Vec<String>> {
-        let r = self.read()?;
-        let mut problems = Vec::new();
-        let mut counted = 0u64;
-        let mut failed: Option<Error> = None;
-        r.for_each::<Deal>(|deal| match r.stage_history(deal.id) {
-            Ok(steps) => {
-                counted += steps.len() as u64;
-                if let Err(m) = crate::model::check_history(&deal, &steps, &self.settings) {
-                    problems.push(m);
-                }
-                true
-            }
-            Err(e) => {
-                failed = Some(e);
-                false
-            }
-        })?;
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        let steps = r.kv.len(STAGE_HISTORY)?;
-        if counted != steps {
-            problems.push(format!("the stage history holds {steps} steps, but the deals' histories have {counted}: steps of deals that do not exist"));
-        }
-        Ok(problems)
-    }
-
     /// Checks attachments against the stored content: every attachment's content is there
     /// and as long as its size says, and no content is kept that no attachment refers to.
     /// Returns the problems found.
@@ -780,6 +749,13 @@ pub trait Reader {
 pub struct Snapshot {
     kv: Box<dyn KvRead>,
     settings: Arc<Settings>,
+}
+
+impl Snapshot {
+    /// The number of steps in the stage history of all deals.
+    pub(crate) fn stage_history_len(&self) -> Result<u64> {
+        self.kv.len(STAGE_HISTORY)
+    }
 }
 
 impl Reader for Snapshot {
@@ -1510,7 +1486,7 @@ impl WriteTxn<'_> {
     /// point at cannot be deleted while they do.
     fn check<E: Entity>(&self, entity: &mut E, old: Option<&E>) -> Result<()> {
         let settings = self.store.settings.clone();
-        let cx = Cx { settings: &settings };
+        let cx = Cx { rules: &*settings };
         entity.normalize(cx)?;
         entity.validate(cx)?;
         let mut refs = Vec::new();
@@ -1518,7 +1494,7 @@ impl WriteTxn<'_> {
         if let Some(values) = entity.custom() {
             custom::check(E::KIND, values, settings.custom_fields_of(E::KIND), Some(&mut refs))?;
         }
-        let old_refs = old.map(|old| crate::model::references(old, &settings)).unwrap_or_default();
+        let old_refs = old.map(|old| crate::model::references(old, &*settings)).unwrap_or_default();
         for r in refs.iter().filter(|r| !old_refs.contains(r)) {
             self.check_ref(E::KIND, r)?;
         }
