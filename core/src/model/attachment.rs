@@ -5,9 +5,9 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::rules::{optional_text, required_text};
+use super::Index;
 use super::{entity_meta, Cx, Entity, EntityKind, FieldError, IndexEntry, Ref};
 use crate::id::{AttachmentId, RawId, UserId};
-use crate::store::Index;
 use crate::time::Timestamp;
 
 /// The SHA-256 of a file's content.

@@ -3,9 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::rules::{in_list, optional_text, required_text, trim};
+use super::Index;
 use super::{entity_meta, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, ListId, Ref};
 use crate::id::{ContactId, ContactLinkId, PartnerId, UserId};
-use crate::store::Index;
 use crate::time::Timestamp;
 use crate::values::{email::normalize_email, phone::normalize_phone};
 

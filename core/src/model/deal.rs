@@ -4,12 +4,12 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::rules::{in_list, money, optional_text, required_text, trim, trim_opt};
+use super::Index;
 use super::{
     entity_meta, Attitude, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, ListId, PartnerRole, Ref,
     Requirement,
 };
 use crate::id::{ContactId, CounterpartyId, DealId, ParticipantId, ParticipantLinkId, PartnerId, UserId};
-use crate::store::Index;
 use crate::time::Timestamp;
 use crate::values::Money;
 

@@ -12,6 +12,7 @@ pub(crate) mod custom;
 mod deal;
 mod document;
 mod history;
+mod index;
 mod interaction;
 mod partner;
 mod settings;
@@ -25,6 +26,7 @@ pub use custom::{CustomFieldDef, CustomFieldType, CustomFields, CustomValue};
 pub use deal::{Deal, DealStatus, Influence, Participant, ParticipantLink};
 pub use document::{Document, DocumentKind, DocumentLine, DocumentState};
 pub use history::{How, StageChange};
+pub use index::{Index, Target};
 pub use interaction::{Direction, Interaction, InteractionKind};
 pub use partner::{Partner, PartnerLink, PartnerRole};
 pub use settings::{List, ListId, ListItem, Rules};
@@ -38,7 +40,6 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::id::{RawId, TypedId};
-use crate::store::Index;
 use crate::time::Timestamp;
 
 /// Every kind of entity the store keeps.

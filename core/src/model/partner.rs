@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::rules::{in_list, optional_text, required_text, trim, trim_opt};
+use super::Index;
 use super::{entity_meta, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, ListId, Ref, Requirement};
 use crate::id::{CounterpartyId, PartnerId, PartnerLinkId, UserId};
-use crate::store::Index;
 use crate::time::Timestamp;
 
 /// A role a partner plays for us; roles combine.

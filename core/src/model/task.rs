@@ -3,9 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::rules::{optional_text, required_text, trim};
+use super::Index;
 use super::{entity_meta, Cx, Entity, EntityKind, FieldError, IndexEntry, Ref};
 use crate::id::{DealId, TaskId, UserId};
-use crate::store::Index;
 use crate::time::Timestamp;
 
 /// Where a task stands.

@@ -18,11 +18,12 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use crate::model::{Index, Target};
 pub use kv::Durability;
 #[doc(hidden)]
 pub use schema::force_schema_version;
 pub use schema::SCHEMA_VERSION;
-pub use tables::{Index, Table, Target};
+pub use tables::Table;
 
 use crate::audit::{self, AuditEntry, AuditOp};
 use crate::config::Settings;
