@@ -161,6 +161,14 @@ impl Rules for Settings {
     fn stages_of(&self, kind: &str) -> Option<Vec<&str>> {
         self.process_kind(kind).map(|k| k.stages.iter().map(|s| s.id.as_str()).collect())
     }
+
+    fn creation_step(
+        &self,
+        deal: &mut crate::model::Deal,
+        actor: Option<crate::id::UserId>,
+    ) -> Result<crate::model::StageChange, crate::model::FieldError> {
+        crate::process::creation_step(self.process_kind(&deal.kind), deal, actor)
+    }
 }
 
 /// The default installation's config, also used by `crmkit init`.

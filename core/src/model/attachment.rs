@@ -139,6 +139,23 @@ impl Entity for Attachment {
     type Id = AttachmentId;
     entity_meta!(AttachmentId);
 
+    const CREATED_BY_ATTACH: bool = true;
+
+    /// An attachment keeps its content: the stored bytes are shared by hash and freed by
+    /// reference, so only `attach` writes them.
+    fn check_change(&self, new: &Self, _by_engine: bool) -> Result<(), FieldError> {
+        let changed = [("content", self.content != new.content), ("size", self.size != new.size)];
+        super::rules::refuse_changed(
+            Self::KIND,
+            &changed,
+            "an attachment's content does not change: attach the new file and detach the old one",
+        )
+    }
+
+    fn content(&self) -> Option<&ContentHash> {
+        Some(&self.content)
+    }
+
     fn validate(&self, _cx: Cx<'_>) -> Result<(), FieldError> {
         let k = Self::KIND;
         required_text(k, "name", &self.name, 255)?;

@@ -3,11 +3,11 @@
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use super::rules::{in_list, money, optional_text, required_text, trim, trim_opt};
+use super::rules::{in_list, money, optional_text, refuse_changed, required_text, trim, trim_opt};
 use super::Index;
 use super::{
     entity_meta, Attitude, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, ListId, PartnerRole, Ref,
-    Requirement,
+    Requirement, StageChange,
 };
 use crate::id::{ContactId, CounterpartyId, DealId, ParticipantId, ParticipantLinkId, PartnerId, UserId};
 use crate::time::Timestamp;
@@ -247,6 +247,52 @@ impl Entity for Deal {
         if let Some(c) = self.competitor {
             out.push(IndexEntry::by_id(Index::DealByCompetitor, c));
         }
+    }
+
+    const HAS_HISTORY: bool = true;
+
+    /// A deal created outside the engine starts its history with the creation step, by the
+    /// process's rule ([`Rules::creation_step`](super::Rules::creation_step)).
+    fn created_outside_engine(&mut self, cx: Cx<'_>, actor: Option<UserId>) -> Result<Option<StageChange>, FieldError> {
+        self.history_steps = 1;
+        cx.rules.creation_step(self, actor).map(Some)
+    }
+
+    /// Outside the process engine, a deal's kind, stage, status and their bookkeeping do
+    /// not change (the stage history must record every change), nor a closed deal's loss
+    /// reason and competitor (the history records the loss).
+    fn check_change(&self, new: &Self, by_engine: bool) -> Result<(), FieldError> {
+        if by_engine {
+            return Ok(());
+        }
+        let closed = self.status.is_closed();
+        let changed = [
+            ("kind", self.kind != new.kind),
+            ("stage", self.stage != new.stage),
+            ("status", self.status != new.status),
+            ("closed_at", self.closed_at != new.closed_at),
+            ("stage_entered_at", self.stage_entered_at != new.stage_entered_at),
+            ("history_steps", self.history_steps != new.history_steps),
+            ("loss_reason", closed && self.loss_reason != new.loss_reason),
+            ("competitor", closed && self.competitor != new.competitor),
+        ];
+        refuse_changed(
+            Self::KIND,
+            &changed,
+            "changes only through the process engine (move, advance, hold, resume, close, reopen), which records it in the stage history",
+        )
+    }
+
+    /// A deal that moved through its process keeps its history: only a deal with nothing
+    /// but its creation step is deleted (the step with it).
+    fn check_delete(&self, _by_engine: bool, history_steps: u32) -> Result<(), String> {
+        if history_steps > 1 {
+            return Err(format!(
+                "deal {} cannot be deleted: it has moved through its process ({history_steps} steps of stage history), and the history is kept for the statistics; close it as lost instead",
+                self.id
+            ));
+        }
+        Ok(())
     }
 
     fn custom(&self) -> Option<&CustomFields> {

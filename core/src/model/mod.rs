@@ -327,6 +327,44 @@ pub trait Entity: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Syn
     fn custom(&self) -> Option<&CustomFields> {
         None
     }
+
+    /// Whether records of this kind are created only by the store's `attach`, which stores
+    /// their content with them.
+    const CREATED_BY_ATTACH: bool = false;
+    /// Why records of this kind are never deleted (`None`: they may be, when nothing refers
+    /// to them).
+    const NEVER_DELETED: Option<&'static str> = None;
+    /// Whether each record has a stage history in the store, which a delete must reckon
+    /// with.
+    const HAS_HISTORY: bool = false;
+
+    /// Called when the store creates the record outside the process engine, after it is
+    /// validated: refuses a state only the engine may create, and returns the first step
+    /// of the stage history the record starts with, if it has one.
+    fn created_outside_engine(
+        &mut self,
+        cx: Cx<'_>,
+        actor: Option<crate::id::UserId>,
+    ) -> Result<Option<StageChange>, FieldError> {
+        let _ = (cx, actor);
+        Ok(None)
+    }
+    /// Refuses a change from the stored `self` to `new` that only the process engine may
+    /// make (when `by_engine` is false) or that nobody may make.
+    fn check_change(&self, new: &Self, by_engine: bool) -> Result<(), FieldError> {
+        let _ = (new, by_engine);
+        Ok(())
+    }
+    /// Refuses deleting the record, with the reason: `by_engine` tells whether the process
+    /// engine deletes it, `history_steps` how many steps its stage history has.
+    fn check_delete(&self, by_engine: bool, history_steps: u32) -> Result<(), String> {
+        let _ = (by_engine, history_steps);
+        Ok(())
+    }
+    /// The stored content the record refers to, released with the last record that does.
+    fn content(&self) -> Option<&ContentHash> {
+        None
+    }
 }
 
 /// Implements the bookkeeping accessors of [`Entity`] for a struct with the standard
@@ -420,6 +458,14 @@ pub(crate) mod rules {
             ));
         }
         Ok(())
+    }
+
+    /// The first field marked changed, as an error with `message`.
+    pub fn refuse_changed(kind: EntityKind, fields: &[(&str, bool)], message: &str) -> Result<(), FieldError> {
+        match fields.iter().find(|(_, changed)| *changed) {
+            Some((field, _)) => Err(FieldError::new(kind, *field, message)),
+            None => Ok(()),
+        }
     }
 
     /// Trims a string in place.

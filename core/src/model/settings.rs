@@ -4,7 +4,8 @@
 
 use serde::Serialize;
 
-use super::{CustomFieldDef, EntityKind};
+use super::{CustomFieldDef, Deal, EntityKind, FieldError, StageChange};
+use crate::id::UserId;
 
 /// One item of a configured list: its id and the name shown for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -62,7 +63,8 @@ pub enum ListId {
 }
 
 /// What validating an entity may consult: the configured lists and custom fields, the
-/// process kinds and their stages, the default phone region.
+/// process kinds and their stages, the default phone region, and the process's rule for a
+/// deal created outside the process engine.
 pub trait Rules: Send + Sync {
     /// The configured list `list`.
     fn list(&self, list: ListId) -> &List;
@@ -75,4 +77,7 @@ pub trait Rules: Send + Sync {
     /// The stage ids of process kind `kind` in order (empty for a stageless kind); `None`
     /// when no such kind is configured.
     fn stages_of(&self, kind: &str) -> Option<Vec<&str>>;
+    /// The first step of the stage history of `deal`, created outside the process engine:
+    /// refuses what only the engine may create and sets what the step fixes on the deal.
+    fn creation_step(&self, deal: &mut Deal, actor: Option<UserId>) -> Result<StageChange, FieldError>;
 }

@@ -124,6 +124,9 @@ impl Entity for User {
         Ok(())
     }
 
+    const NEVER_DELETED: Option<&'static str> =
+        Some("deactivate the user instead, so that their deals and history keep an owner");
+
     fn validate(&self, _cx: Cx<'_>) -> Result<(), FieldError> {
         let k = Self::KIND;
         check_login(&self.login).map_err(|m| FieldError::new(k, "login", m))?;

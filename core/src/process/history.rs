@@ -1,8 +1,10 @@
 //! The consistency check of a deal's stage history: the process rules every step obeys,
 //! kept next to the engine that writes the steps.
 
+use super::{Mode, ProcessKindSpec};
 use crate::config::Settings;
-use crate::model::{Deal, DealStatus, How, StageChange};
+use crate::id::UserId;
+use crate::model::{Deal, DealStatus, EntityKind, FieldError, How, StageChange};
 use crate::store::{Reader, Store};
 use crate::{Error, Result};
 
@@ -129,4 +131,66 @@ pub fn check_history(deal: &Deal, steps: &[StageChange], settings: &Settings) ->
         ));
     }
     Ok(())
+}
+
+/// The first step of the stage history of `deal` (of process kind `kind`, if configured),
+/// created outside the process engine: a managed kind's deals are created by the engine,
+/// which creates the first stage's tasks; others start in progress in their kind's first
+/// stage. Sets what the step fixes on the deal (when it entered the stage, an empty
+/// checklist).
+pub(crate) fn creation_step(
+    kind: Option<&ProcessKindSpec>,
+    deal: &mut Deal,
+    actor: Option<UserId>,
+) -> std::result::Result<StageChange, FieldError> {
+    if let Some(kind) = kind {
+        if kind.mode == Mode::Managed {
+            return Err(FieldError::new(
+                EntityKind::Deal,
+                "kind",
+                format!(
+                    "process kind \"{}\" is managed: its deals are created through the process engine, which creates the first stage's tasks",
+                    kind.id
+                ),
+            ));
+        }
+        let first = kind.stages.first().map(|s| s.id.as_str());
+        if deal.stage.as_deref() != first {
+            return Err(FieldError::new(
+                EntityKind::Deal,
+                "stage",
+                format!(
+                    "a deal of process kind \"{}\" starts in its first stage ({}); a deal that got further elsewhere is imported with its stage history",
+                    kind.id,
+                    first.unwrap_or("none")
+                ),
+            ));
+        }
+    }
+    deal.stage_entered_at = Some(deal.created_at);
+    deal.checklist.clear();
+    if deal.status != DealStatus::InProgress {
+        return Err(FieldError::new(
+            EntityKind::Deal,
+            "status",
+            format!(
+                "a new deal is in progress, not {}: a deal closed elsewhere is imported with its stage history",
+                deal.status.name()
+            ),
+        ));
+    }
+    Ok(StageChange {
+        deal: deal.id,
+        step: 0,
+        at: deal.created_at,
+        actor,
+        how: How::Create,
+        from_stage: None,
+        to_stage: deal.stage.clone(),
+        from_status: None,
+        to_status: deal.status,
+        dwell_ms: None,
+        note: None,
+        imported: false,
+    })
 }

@@ -13,6 +13,7 @@ pub use crate::hooks::{
 };
 pub use engine::{Engine, ImportStep, Outcome};
 pub use history::check_history;
+pub(crate) use history::creation_step;
 pub use monitor::{sla_breaches, SlaBreach};
 pub use spec::{
     Assignee, Guidance, Mode, ProcessKindSpec, ProcessSettings, Route, ScriptSettings, StageSpec, TaskTemplate,
