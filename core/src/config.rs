@@ -14,7 +14,7 @@ use toml::Spanned;
 
 use crate::hooks::{runtime_of, CallLimits, HookBinding, HookPoint, Limits};
 use crate::model::check_login;
-use crate::model::{CustomFieldDef, CustomFieldType, EntityKind, Role};
+use crate::model::{CustomFieldDef, CustomFieldType, EntityKind, ListId, Role, Rules};
 use crate::process::condition::{self, Condition};
 use crate::process::spec::{self, Assignee, Guidance, Mode, ProcessSettings, Route, TaskTemplate};
 pub use crate::process::spec::{ProcessKindSpec, StageSpec};
@@ -43,37 +43,7 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// An entry of a configured list: a stable id and a name to show.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ListItem {
-    pub id: String,
-    pub name: String,
-}
-
-/// A configured list of values (loss reasons, sources, link types, …).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct List {
-    /// The list's name as config spells it (`lists.loss_reasons`).
-    pub name: &'static str,
-    pub items: Vec<ListItem>,
-}
-
-impl List {
-    /// Whether `id` is in the list.
-    pub fn contains(&self, id: &str) -> bool {
-        self.items.iter().any(|i| i.id == id)
-    }
-
-    /// The ids, comma-separated (for messages).
-    pub fn ids_joined(&self) -> String {
-        self.items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>().join(", ")
-    }
-
-    /// The name shown for `id` (the id itself if unknown).
-    pub fn label<'a>(&'a self, id: &'a str) -> &'a str {
-        self.items.iter().find(|i| i.id == id).map_or(id, |i| i.name.as_str())
-    }
-}
+pub use crate::model::{List, ListItem};
 
 /// The configured value lists.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -186,6 +156,44 @@ impl Settings {
     /// Settings for tests and examples: the built-in lists and one process kind.
     pub fn builtin() -> Settings {
         Settings::parse(DEFAULT_CONFIG, Path::new("<built-in>")).expect("the built-in config is valid")
+    }
+}
+
+impl Rules for Settings {
+    fn list(&self, list: ListId) -> &List {
+        match list {
+            ListId::LossReasons => &self.lists.loss_reasons,
+            ListId::Sources => &self.lists.sources,
+            ListId::ParticipantRoles => &self.lists.participant_roles,
+            ListId::DecisionRoles => &self.lists.decision_roles,
+            ListId::PartnerLinkTypes => &self.partner_link_types,
+            ListId::ContactLinkTypes => &self.contact_link_types,
+            ListId::ParticipantLinkTypes => &self.participant_link_types,
+        }
+    }
+
+    fn custom_fields_of(&self, kind: EntityKind) -> &[CustomFieldDef] {
+        Settings::custom_fields_of(self, kind)
+    }
+
+    fn phone_region(&self) -> &str {
+        &self.phone_region
+    }
+
+    fn process_kinds(&self) -> Vec<&str> {
+        self.process_kinds.iter().map(|p| p.id.as_str()).collect()
+    }
+
+    fn stages_of(&self, kind: &str) -> Option<Vec<&str>> {
+        self.process_kind(kind).map(|k| k.stages.iter().map(|s| s.id.as_str()).collect())
+    }
+
+    fn creation_step(
+        &self,
+        deal: &mut crate::model::Deal,
+        actor: Option<crate::id::UserId>,
+    ) -> Result<crate::model::StageChange, crate::model::FieldError> {
+        crate::process::creation_step(self.process_kind(&deal.kind), deal, actor)
     }
 }
 

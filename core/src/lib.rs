@@ -14,6 +14,8 @@ pub mod graph;
 pub mod hooks;
 pub mod id;
 pub mod installation;
+#[cfg(test)]
+mod layers;
 pub mod merge;
 pub mod model;
 pub mod process;

@@ -6,10 +6,10 @@ use std::sync::{Arc, OnceLock};
 
 use crmkit_core::id::{DealId, PartnerId};
 use crmkit_core::model::{
-    check_history, Deal, DealStatus, Document, DocumentKind, DocumentState, EntityKind, How, Interaction, Participant,
-    Partner, PartnerRole, StageChange, Task, TaskStatus,
+    Deal, DealStatus, Document, DocumentKind, DocumentState, EntityKind, How, Interaction, Participant, Partner,
+    PartnerRole, StageChange, Task, TaskStatus,
 };
-use crmkit_core::process::Mode;
+use crmkit_core::process::{check_history, Mode};
 use crmkit_core::store::{Index, Reader};
 use crmkit_core::time::ManualClock;
 use crmkit_core::Installation;

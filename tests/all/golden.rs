@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use crmkit_core::config::Settings;
 use crmkit_core::model::{
-    check_history, Attachment, ContactLink, ContactPerson, Counterparty, CustomValue, Deal, Document, Entity,
-    EntityKind, EntityRef, Interaction, Participant, ParticipantLink, Partner, PartnerLink, Task, TaskStatus, User,
+    Attachment, ContactLink, ContactPerson, Counterparty, CustomValue, Deal, Document, Entity, EntityKind, EntityRef,
+    Interaction, Participant, ParticipantLink, Partner, PartnerLink, Task, TaskStatus, User,
 };
-use crmkit_core::process::{Engine, Outcome};
+use crmkit_core::process::{check_history, Engine, Outcome};
 use crmkit_core::store::{Reader, Store, SCHEMA_VERSION};
 use crmkit_core::time::ManualClock;
 use serde_json::{json, Value};

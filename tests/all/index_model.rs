@@ -7,10 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crmkit_core::id::{RawId, TypedId, UserId};
 use crmkit_core::model::{
-    check_history, text_prefix, ContactPerson, Deal, DealStatus, Interaction, InteractionKind, Partner, PartnerRole,
-    Role, User,
+    text_prefix, ContactPerson, Deal, DealStatus, Interaction, InteractionKind, Partner, PartnerRole, Role, User,
 };
-use crmkit_core::process::{Engine, Outcome};
+use crmkit_core::process::{check_history, Engine, Outcome};
 use crmkit_core::store::{Index, Reader};
 use crmkit_core::Error;
 use proptest::prelude::*;

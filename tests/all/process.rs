@@ -12,10 +12,10 @@ use crmkit_core::hooks::{
 };
 use crmkit_core::id::{DealId, PartnerId, RawId, TypedId, UserId};
 use crmkit_core::model::{
-    check_history, CustomValue, Deal, DealStatus, EntityKind, How, Interaction, InteractionKind, PartnerRole, Role,
-    StageChange, Task, TaskStatus, User,
+    CustomValue, Deal, DealStatus, EntityKind, How, Interaction, InteractionKind, PartnerRole, Role, StageChange, Task,
+    TaskStatus, User,
 };
-use crmkit_core::process::{Engine, ImportStep, Outcome};
+use crmkit_core::process::{check_history, Engine, ImportStep, Outcome};
 use crmkit_core::store::{Index, Reader, WriteTxn};
 use crmkit_core::time::Timestamp;
 use crmkit_core::Error;

@@ -5,9 +5,9 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::rules::{optional_text, required_text};
+use super::Index;
 use super::{entity_meta, Cx, Entity, EntityKind, FieldError, IndexEntry, Ref};
 use crate::id::{AttachmentId, RawId, UserId};
-use crate::store::Index;
 use crate::time::Timestamp;
 
 /// The SHA-256 of a file's content.
@@ -135,8 +135,26 @@ pub struct Attachment {
 
 impl Entity for Attachment {
     const KIND: EntityKind = EntityKind::Attachment;
+    const TABLE: &'static str = "attachments";
     type Id = AttachmentId;
     entity_meta!(AttachmentId);
+
+    const CREATED_BY_ATTACH: bool = true;
+
+    /// An attachment keeps its content: the stored bytes are shared by hash and freed by
+    /// reference, so only `attach` writes them.
+    fn check_change(&self, new: &Self, _by_engine: bool) -> Result<(), FieldError> {
+        let changed = [("content", self.content != new.content), ("size", self.size != new.size)];
+        super::rules::refuse_changed(
+            Self::KIND,
+            &changed,
+            "an attachment's content does not change: attach the new file and detach the old one",
+        )
+    }
+
+    fn content(&self) -> Option<&ContentHash> {
+        Some(&self.content)
+    }
 
     fn validate(&self, _cx: Cx<'_>) -> Result<(), FieldError> {
         let k = Self::KIND;

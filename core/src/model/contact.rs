@@ -3,9 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::rules::{in_list, optional_text, required_text, trim};
-use super::{entity_meta, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, Ref};
+use super::Index;
+use super::{entity_meta, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, ListId, Ref};
 use crate::id::{ContactId, ContactLinkId, PartnerId, UserId};
-use crate::store::Index;
 use crate::time::Timestamp;
 use crate::values::{email::normalize_email, phone::normalize_phone};
 
@@ -78,6 +78,7 @@ impl ContactPerson {
 
 impl Entity for ContactPerson {
     const KIND: EntityKind = EntityKind::Contact;
+    const TABLE: &'static str = "contacts";
     type Id = ContactId;
     entity_meta!(ContactId);
 
@@ -86,7 +87,7 @@ impl Entity for ContactPerson {
         trim(&mut self.name);
         trim(&mut self.position);
         for (i, p) in self.phones.iter_mut().enumerate() {
-            *p = normalize_phone(p, &cx.settings.phone_region)
+            *p = normalize_phone(p, cx.rules.phone_region())
                 .map_err(|e| FieldError::new(k, format!("phones[{i}]"), e.to_string()))?;
         }
         for (i, e) in self.emails.iter_mut().enumerate() {
@@ -100,7 +101,7 @@ impl Entity for ContactPerson {
         required_text(k, "name", &self.name, 200)?;
         optional_text(k, "position", &self.position, 200)?;
         if let Some(r) = &self.decision_role {
-            in_list(k, "decision_role", r, &cx.settings.lists.decision_roles)?;
+            in_list(k, "decision_role", r, cx.rules.list(ListId::DecisionRoles))?;
         }
         optional_text(k, "comment", &self.comment, 10_000)
     }
@@ -162,6 +163,7 @@ impl ContactLink {
 
 impl Entity for ContactLink {
     const KIND: EntityKind = EntityKind::ContactLink;
+    const TABLE: &'static str = "contact_links";
     type Id = ContactLinkId;
     entity_meta!(ContactLinkId);
 
@@ -170,7 +172,7 @@ impl Entity for ContactLink {
         if self.from == self.to {
             return Err(FieldError::new(k, "to", "a contact person cannot be linked to themselves"));
         }
-        in_list(k, "link_type", &self.link_type, &cx.settings.contact_link_types)?;
+        in_list(k, "link_type", &self.link_type, cx.rules.list(ListId::ContactLinkTypes))?;
         optional_text(k, "note", &self.note, 2000)
     }
 

@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::rules::{optional_text, required_text, trim, trim_opt};
+use super::Index;
 use super::{entity_meta, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, Ref};
 use crate::id::{CounterpartyId, UserId};
-use crate::store::Index;
 use crate::time::Timestamp;
 use crate::values::{ru, Currency};
 
@@ -140,6 +140,7 @@ fn err(field: impl Into<String>, message: impl Into<String>) -> FieldError {
 
 impl Entity for Counterparty {
     const KIND: EntityKind = KIND;
+    const TABLE: &'static str = "counterparties";
     type Id = CounterpartyId;
     entity_meta!(CounterpartyId);
 

@@ -3,12 +3,13 @@
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use super::rules::{in_list, money, optional_text, required_text, trim, trim_opt};
+use super::rules::{in_list, money, optional_text, refuse_changed, required_text, trim, trim_opt};
+use super::Index;
 use super::{
-    entity_meta, Attitude, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, PartnerRole, Ref, Requirement,
+    entity_meta, Attitude, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, ListId, PartnerRole, Ref,
+    Requirement, StageChange,
 };
 use crate::id::{ContactId, CounterpartyId, DealId, ParticipantId, ParticipantLinkId, PartnerId, UserId};
-use crate::store::Index;
 use crate::time::Timestamp;
 use crate::values::Money;
 
@@ -146,6 +147,7 @@ impl Deal {
 
 impl Entity for Deal {
     const KIND: EntityKind = EntityKind::Deal;
+    const TABLE: &'static str = "deals";
     type Id = DealId;
     entity_meta!(DealId);
 
@@ -168,26 +170,24 @@ impl Entity for Deal {
         let k = Self::KIND;
         let e = |f: &str, m: String| FieldError::new(k, f, m);
         required_text(k, "title", &self.title, 300)?;
-        let Some(kind) = cx.settings.process_kind(&self.kind) else {
-            let known: Vec<&str> = cx.settings.process_kinds.iter().map(|p| p.id.as_str()).collect();
+        let Some(stages) = cx.rules.stages_of(&self.kind) else {
             return Err(e(
                 "kind",
-                format!("\"{}\" is not a configured process kind ({})", self.kind, known.join(", ")),
+                format!("\"{}\" is not a configured process kind ({})", self.kind, cx.rules.process_kinds().join(", ")),
             ));
         };
-        match (&self.stage, kind.stages.is_empty()) {
-            (None, false) => return Err(e("stage", format!("is required for process kind \"{}\"", kind.id))),
+        match (&self.stage, stages.is_empty()) {
+            (None, false) => return Err(e("stage", format!("is required for process kind \"{}\"", self.kind))),
             (Some(s), true) => {
                 return Err(e(
                     "stage",
-                    format!("process kind \"{}\" has no stages, but stage \"{s}\" was given", kind.id),
+                    format!("process kind \"{}\" has no stages, but stage \"{s}\" was given", self.kind),
                 ))
             }
-            (Some(s), false) if kind.stage(s).is_none() => {
-                let known: Vec<&str> = kind.stages.iter().map(|st| st.id.as_str()).collect();
+            (Some(s), false) if !stages.contains(&s.as_str()) => {
                 return Err(e(
                     "stage",
-                    format!("\"{s}\" is not a stage of process kind \"{}\" ({})", kind.id, known.join(", ")),
+                    format!("\"{s}\" is not a stage of process kind \"{}\" ({})", self.kind, stages.join(", ")),
                 ));
             }
             _ => {}
@@ -199,11 +199,11 @@ impl Entity for Deal {
             }
         }
         if let Some(src) = &self.source {
-            in_list(k, "source", src, &cx.settings.lists.sources)?;
+            in_list(k, "source", src, cx.rules.list(ListId::Sources))?;
         }
         match (&self.loss_reason, self.status) {
             (None, DealStatus::Lost) => return Err(e("loss_reason", "is required when a deal is lost".into())),
-            (Some(r), DealStatus::Lost) => in_list(k, "loss_reason", r, &cx.settings.lists.loss_reasons)?,
+            (Some(r), DealStatus::Lost) => in_list(k, "loss_reason", r, cx.rules.list(ListId::LossReasons))?,
             (Some(_), _) => return Err(e("loss_reason", "is only allowed on a lost deal".into())),
             (None, _) => {}
         }
@@ -247,6 +247,52 @@ impl Entity for Deal {
         if let Some(c) = self.competitor {
             out.push(IndexEntry::by_id(Index::DealByCompetitor, c));
         }
+    }
+
+    const HAS_HISTORY: bool = true;
+
+    /// A deal created outside the engine starts its history with the creation step, by the
+    /// process's rule ([`Rules::creation_step`](super::Rules::creation_step)).
+    fn created_outside_engine(&mut self, cx: Cx<'_>, actor: Option<UserId>) -> Result<Option<StageChange>, FieldError> {
+        self.history_steps = 1;
+        cx.rules.creation_step(self, actor).map(Some)
+    }
+
+    /// Outside the process engine, a deal's kind, stage, status and their bookkeeping do
+    /// not change (the stage history must record every change), nor a closed deal's loss
+    /// reason and competitor (the history records the loss).
+    fn check_change(&self, new: &Self, by_engine: bool) -> Result<(), FieldError> {
+        if by_engine {
+            return Ok(());
+        }
+        let closed = self.status.is_closed();
+        let changed = [
+            ("kind", self.kind != new.kind),
+            ("stage", self.stage != new.stage),
+            ("status", self.status != new.status),
+            ("closed_at", self.closed_at != new.closed_at),
+            ("stage_entered_at", self.stage_entered_at != new.stage_entered_at),
+            ("history_steps", self.history_steps != new.history_steps),
+            ("loss_reason", closed && self.loss_reason != new.loss_reason),
+            ("competitor", closed && self.competitor != new.competitor),
+        ];
+        refuse_changed(
+            Self::KIND,
+            &changed,
+            "changes only through the process engine (move, advance, hold, resume, close, reopen), which records it in the stage history",
+        )
+    }
+
+    /// A deal that moved through its process keeps its history: only a deal with nothing
+    /// but its creation step is deleted (the step with it).
+    fn check_delete(&self, _by_engine: bool, history_steps: u32) -> Result<(), String> {
+        if history_steps > 1 {
+            return Err(format!(
+                "deal {} cannot be deleted: it has moved through its process ({history_steps} steps of stage history), and the history is kept for the statistics; close it as lost instead",
+                self.id
+            ));
+        }
+        Ok(())
     }
 
     fn custom(&self) -> Option<&CustomFields> {
@@ -325,6 +371,7 @@ impl Participant {
 
 impl Entity for Participant {
     const KIND: EntityKind = EntityKind::Participant;
+    const TABLE: &'static str = "participants";
     type Id = ParticipantId;
     entity_meta!(ParticipantId);
 
@@ -333,7 +380,7 @@ impl Entity for Participant {
         if self.partner.is_some() == self.contact.is_some() {
             return Err(FieldError::new(k, "partner", "set exactly one of partner and contact"));
         }
-        in_list(k, "role", &self.role, &cx.settings.lists.participant_roles)?;
+        in_list(k, "role", &self.role, cx.rules.list(ListId::ParticipantRoles))?;
         optional_text(k, "note", &self.note, 2000)
     }
 
@@ -401,6 +448,7 @@ impl ParticipantLink {
 
 impl Entity for ParticipantLink {
     const KIND: EntityKind = EntityKind::ParticipantLink;
+    const TABLE: &'static str = "participant_links";
     type Id = ParticipantLinkId;
     entity_meta!(ParticipantLinkId);
 
@@ -409,7 +457,7 @@ impl Entity for ParticipantLink {
         if self.from == self.to {
             return Err(FieldError::new(k, "to", "a participant cannot be linked to itself"));
         }
-        in_list(k, "link_type", &self.link_type, &cx.settings.participant_link_types)?;
+        in_list(k, "link_type", &self.link_type, cx.rules.list(ListId::ParticipantLinkTypes))?;
         optional_text(k, "note", &self.note, 2000)
     }
 

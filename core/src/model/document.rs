@@ -5,9 +5,9 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::rules::{money, optional_text, required_text, trim};
+use super::Index;
 use super::{entity_meta, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, Ref, Requirement};
 use crate::id::{CounterpartyId, DealId, DocumentId, PartnerId, UserId};
-use crate::store::Index;
 use crate::time::Timestamp;
 use crate::values::Money;
 
@@ -138,6 +138,7 @@ impl Document {
 
 impl Entity for Document {
     const KIND: EntityKind = EntityKind::Document;
+    const TABLE: &'static str = "documents";
     type Id = DocumentId;
     entity_meta!(DocumentId);
 

@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::rules::{optional_text, trim};
+use super::Index;
 use super::{entity_meta, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, Ref, Requirement};
 use crate::id::{ContactId, DealId, InteractionId, PartnerId, UserId};
-use crate::store::Index;
 use crate::time::Timestamp;
 
 /// What kind of contact an interaction records.
@@ -106,6 +106,7 @@ impl Interaction {
 
 impl Entity for Interaction {
     const KIND: EntityKind = EntityKind::Interaction;
+    const TABLE: &'static str = "interactions";
     type Id = InteractionId;
     entity_meta!(InteractionId);
 

@@ -12,8 +12,10 @@ pub(crate) mod custom;
 mod deal;
 mod document;
 mod history;
+mod index;
 mod interaction;
 mod partner;
+mod settings;
 mod task;
 mod user;
 
@@ -23,9 +25,11 @@ pub use counterparty::{Address, AddressKind, BankAccount, Counterparty, Counterp
 pub use custom::{CustomFieldDef, CustomFieldType, CustomFields, CustomValue};
 pub use deal::{Deal, DealStatus, Influence, Participant, ParticipantLink};
 pub use document::{Document, DocumentKind, DocumentLine, DocumentState};
-pub use history::{check_history, How, StageChange};
+pub use history::{How, StageChange};
+pub use index::{Index, Target};
 pub use interaction::{Direction, Interaction, InteractionKind};
 pub use partner::{Partner, PartnerLink, PartnerRole};
+pub use settings::{List, ListId, ListItem, Rules};
 pub use task::{due_prefix as task_due_prefix, executor_prefix as task_executor_prefix, Task, TaskStatus};
 pub(crate) use user::check_login;
 pub use user::{Role, User};
@@ -35,9 +39,7 @@ use std::fmt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Settings;
 use crate::id::{RawId, TypedId};
-use crate::store::Index;
 use crate::time::Timestamp;
 
 /// Every kind of entity the store keeps.
@@ -116,6 +118,51 @@ impl EntityKind {
     }
 }
 
+/// Runs `$body` with `$E` the entity type of the kind `$kind`: the one place that maps entity
+/// kinds to their types. `with_kind!(kind, E => body)` covers every kind;
+/// `with_kind!(kind, only [Deal, Task], E => body, else other => fallback)` only the listed
+/// ones (so `body` is compiled for those types alone). A new kind is one line in the list
+/// of all kinds and one `@type` line here.
+#[macro_export]
+macro_rules! with_kind {
+    (@type Counterparty) => { $crate::model::Counterparty };
+    (@type Partner) => { $crate::model::Partner };
+    (@type PartnerLink) => { $crate::model::PartnerLink };
+    (@type Contact) => { $crate::model::ContactPerson };
+    (@type ContactLink) => { $crate::model::ContactLink };
+    (@type User) => { $crate::model::User };
+    (@type Deal) => { $crate::model::Deal };
+    (@type Participant) => { $crate::model::Participant };
+    (@type ParticipantLink) => { $crate::model::ParticipantLink };
+    (@type Interaction) => { $crate::model::Interaction };
+    (@type Document) => { $crate::model::Document };
+    (@type Attachment) => { $crate::model::Attachment };
+    (@type Task) => { $crate::model::Task };
+    (@every $kind:expr, $E:ident => $body:expr, [$($v:ident),*]) => {
+        match $kind {
+            $($crate::model::EntityKind::$v => {
+                type $E = $crate::with_kind!(@type $v);
+                $body
+            })*
+        }
+    };
+    ($kind:expr, only [$($v:ident),* $(,)?], $E:ident => $body:expr, else $other:pat => $none:expr) => {
+        match $kind {
+            $($crate::model::EntityKind::$v => {
+                type $E = $crate::with_kind!(@type $v);
+                $body
+            })*
+            $other => $none,
+        }
+    };
+    ($kind:expr, $E:ident => $body:expr) => {
+        $crate::with_kind!(@every $kind, $E => $body, [
+            Counterparty, Partner, PartnerLink, Contact, ContactLink, User, Deal, Participant,
+            ParticipantLink, Interaction, Document, Attachment, Task
+        ])
+    };
+}
+
 impl fmt::Display for EntityKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -184,12 +231,12 @@ impl Ref {
 }
 
 /// Every reference `e` makes: its fields' and its custom reference fields' (those of the
-/// values declared in `settings`).
-pub fn references<E: Entity>(e: &E, settings: &Settings) -> Vec<Ref> {
+/// values declared in `rules`).
+pub fn references<E: Entity>(e: &E, rules: &dyn Rules) -> Vec<Ref> {
     let mut refs = Vec::new();
     e.refs(&mut refs);
     if let Some(values) = e.custom() {
-        custom::check(E::KIND, values, settings.custom_fields_of(E::KIND), Some(&mut refs)).ok();
+        custom::check(E::KIND, values, rules.custom_fields_of(E::KIND), Some(&mut refs)).ok();
     }
     refs
 }
@@ -226,11 +273,11 @@ pub fn text_prefix(parts: &[&str]) -> Vec<u8> {
     p
 }
 
-/// What validation may consult: the installation's settings.
+/// What validation may consult: the installation's rules.
 #[derive(Clone, Copy)]
 pub struct Cx<'a> {
-    /// The validated configuration.
-    pub settings: &'a Settings,
+    /// The configured lists, custom fields, process kinds and defaults.
+    pub rules: &'a dyn Rules,
 }
 
 /// The common bookkeeping fields every entity has.
@@ -248,6 +295,8 @@ pub struct Meta {
 pub trait Entity: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Sync + 'static {
     /// The entity kind.
     const KIND: EntityKind;
+    /// The name of the store's table of these records (part of the file format).
+    const TABLE: &'static str;
     /// Its typed id.
     type Id: TypedId;
 
@@ -276,6 +325,44 @@ pub trait Entity: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Syn
     fn index_entries(&self, out: &mut Vec<IndexEntry>);
     /// Custom field values, for entity kinds that have them.
     fn custom(&self) -> Option<&CustomFields> {
+        None
+    }
+
+    /// Whether records of this kind are created only by the store's `attach`, which stores
+    /// their content with them.
+    const CREATED_BY_ATTACH: bool = false;
+    /// Why records of this kind are never deleted (`None`: they may be, when nothing refers
+    /// to them).
+    const NEVER_DELETED: Option<&'static str> = None;
+    /// Whether each record has a stage history in the store, which a delete must reckon
+    /// with.
+    const HAS_HISTORY: bool = false;
+
+    /// Called when the store creates the record outside the process engine, after it is
+    /// validated: refuses a state only the engine may create, and returns the first step
+    /// of the stage history the record starts with, if it has one.
+    fn created_outside_engine(
+        &mut self,
+        cx: Cx<'_>,
+        actor: Option<crate::id::UserId>,
+    ) -> Result<Option<StageChange>, FieldError> {
+        let _ = (cx, actor);
+        Ok(None)
+    }
+    /// Refuses a change from the stored `self` to `new` that only the process engine may
+    /// make (when `by_engine` is false) or that nobody may make.
+    fn check_change(&self, new: &Self, by_engine: bool) -> Result<(), FieldError> {
+        let _ = (new, by_engine);
+        Ok(())
+    }
+    /// Refuses deleting the record, with the reason: `by_engine` tells whether the process
+    /// engine deletes it, `history_steps` how many steps its stage history has.
+    fn check_delete(&self, by_engine: bool, history_steps: u32) -> Result<(), String> {
+        let _ = (by_engine, history_steps);
+        Ok(())
+    }
+    /// The stored content the record refers to, released with the last record that does.
+    fn content(&self) -> Option<&ContentHash> {
         None
     }
 }
@@ -311,8 +398,7 @@ pub(crate) use entity_meta;
 
 /// Helpers shared by the entity rules.
 pub(crate) mod rules {
-    use super::{EntityKind, FieldError};
-    use crate::config::List;
+    use super::{EntityKind, FieldError, List};
 
     /// A trimmed name that must not be empty and has a length limit.
     pub fn required_text(kind: EntityKind, field: &str, value: &str, max: usize) -> Result<(), FieldError> {
@@ -372,6 +458,14 @@ pub(crate) mod rules {
             ));
         }
         Ok(())
+    }
+
+    /// The first field marked changed, as an error with `message`.
+    pub fn refuse_changed(kind: EntityKind, fields: &[(&str, bool)], message: &str) -> Result<(), FieldError> {
+        match fields.iter().find(|(_, changed)| *changed) {
+            Some((field, _)) => Err(FieldError::new(kind, *field, message)),
+            None => Ok(()),
+        }
     }
 
     /// Trims a string in place.

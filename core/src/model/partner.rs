@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::rules::{in_list, optional_text, required_text, trim, trim_opt};
-use super::{entity_meta, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, Ref, Requirement};
+use super::Index;
+use super::{entity_meta, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, ListId, Ref, Requirement};
 use crate::id::{CounterpartyId, PartnerId, PartnerLinkId, UserId};
-use crate::store::Index;
 use crate::time::Timestamp;
 
 /// A role a partner plays for us; roles combine.
@@ -99,6 +99,7 @@ impl Partner {
 
 impl Entity for Partner {
     const KIND: EntityKind = EntityKind::Partner;
+    const TABLE: &'static str = "partners";
     type Id = PartnerId;
     entity_meta!(PartnerId);
 
@@ -127,7 +128,7 @@ impl Entity for Partner {
             required_text(k, "segment", seg, 100)?;
         }
         if let Some(src) = &self.source {
-            in_list(k, "source", src, &cx.settings.lists.sources)?;
+            in_list(k, "source", src, cx.rules.list(ListId::Sources))?;
         }
         optional_text(k, "comment", &self.comment, 10_000)
     }
@@ -203,6 +204,7 @@ impl PartnerLink {
 
 impl Entity for PartnerLink {
     const KIND: EntityKind = EntityKind::PartnerLink;
+    const TABLE: &'static str = "partner_links";
     type Id = PartnerLinkId;
     entity_meta!(PartnerLinkId);
 
@@ -211,7 +213,7 @@ impl Entity for PartnerLink {
         if self.from == self.to {
             return Err(FieldError::new(k, "to", "a partner cannot be linked to itself"));
         }
-        in_list(k, "link_type", &self.link_type, &cx.settings.partner_link_types)?;
+        in_list(k, "link_type", &self.link_type, cx.rules.list(ListId::PartnerLinkTypes))?;
         optional_text(k, "note", &self.note, 2000)
     }
 

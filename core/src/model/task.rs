@@ -2,10 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::rules::{optional_text, required_text, trim};
-use super::{entity_meta, Cx, Entity, EntityKind, FieldError, IndexEntry, Ref};
+use super::rules::{optional_text, refuse_changed, required_text, trim};
+use super::Index;
+use super::{entity_meta, Cx, Entity, EntityKind, FieldError, IndexEntry, Ref, StageChange};
 use crate::id::{DealId, TaskId, UserId};
-use crate::store::Index;
 use crate::time::Timestamp;
 
 /// Where a task stands.
@@ -111,11 +111,72 @@ pub fn due_prefix(due: Timestamp) -> Vec<u8> {
 
 impl Entity for Task {
     const KIND: EntityKind = EntityKind::Task;
+    const TABLE: &'static str = "tasks";
     type Id = TaskId;
     entity_meta!(TaskId);
 
     fn normalize(&mut self, _cx: Cx<'_>) -> Result<(), FieldError> {
         trim(&mut self.title);
+        Ok(())
+    }
+
+    /// A task created outside the engine is open; it is finished through the engine.
+    fn created_outside_engine(
+        &mut self,
+        _cx: Cx<'_>,
+        _actor: Option<UserId>,
+    ) -> Result<Option<StageChange>, FieldError> {
+        if self.status != TaskStatus::Open {
+            return Err(FieldError::new(
+                Self::KIND,
+                "status",
+                "a new task is open; it is finished through the process engine",
+            ));
+        }
+        Ok(None)
+    }
+
+    /// Outside the process engine, a task's state does not change (who may finish a task,
+    /// and whether a stage's work is done, are process rules), nor anything of a finished
+    /// task: the managers' figures count it as it was.
+    fn check_change(&self, new: &Self, by_engine: bool) -> Result<(), FieldError> {
+        if by_engine {
+            return Ok(());
+        }
+        let changed = [
+            ("status", self.status != new.status),
+            ("finished_at", self.finished_at != new.finished_at),
+            ("finished_by", self.finished_by != new.finished_by),
+            ("required", self.required != new.required),
+            ("stage", self.stage != new.stage),
+            ("deal", self.deal != new.deal),
+        ];
+        refuse_changed(
+            Self::KIND,
+            &changed,
+            "changes only through the process engine (complete_task, cancel_task), which applies who may finish it",
+        )?;
+        if self.status != TaskStatus::Open {
+            let changed = [
+                ("title", self.title != new.title),
+                ("description", self.description != new.description),
+                ("executor", self.executor != new.executor),
+                ("due", self.due != new.due),
+            ];
+            refuse_changed(Self::KIND, &changed, "does not change once the task is done or cancelled")?;
+        }
+        Ok(())
+    }
+
+    /// A task a stage created is the process's: only the engine deletes it.
+    fn check_delete(&self, by_engine: bool, _history_steps: u32) -> Result<(), String> {
+        if self.stage.is_some() && !by_engine {
+            return Err(format!(
+                "task {} was created by stage \"{}\" of its deal's process and cannot be deleted; a head may cancel it",
+                self.id,
+                self.stage.as_deref().unwrap_or_default()
+            ));
+        }
         Ok(())
     }
 

@@ -3,9 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::rules::{optional_text, required_text, trim, trim_opt};
+use super::Index;
 use super::{entity_meta, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, Ref};
 use crate::id::UserId;
-use crate::store::Index;
 use crate::time::Timestamp;
 use crate::values::email::normalize_email;
 
@@ -107,6 +107,7 @@ pub(crate) fn check_login(login: &str) -> Result<(), String> {
 
 impl Entity for User {
     const KIND: EntityKind = EntityKind::User;
+    const TABLE: &'static str = "users";
     type Id = UserId;
     entity_meta!(UserId);
 
@@ -122,6 +123,9 @@ impl Entity for User {
         }
         Ok(())
     }
+
+    const NEVER_DELETED: Option<&'static str> =
+        Some("deactivate the user instead, so that their deals and history keep an owner");
 
     fn validate(&self, _cx: Cx<'_>) -> Result<(), FieldError> {
         let k = Self::KIND;

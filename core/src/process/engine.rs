@@ -1330,7 +1330,7 @@ impl Cx<'_> {
             tx.append_stage_change(&c)?;
         }
         let history = tx.stage_history(created.id)?;
-        crate::model::check_history(&created, &history, &self.settings).map_err(|m| deal_field("history", m))?;
+        super::check_history(&created, &history, &self.settings).map_err(|m| deal_field("history", m))?;
         // A managed deal still running gets the tasks of the stage it is in.
         self.enter_stage(tx, &created, kind)?;
         Ok(created)

@@ -3,6 +3,7 @@
 
 pub mod condition;
 mod engine;
+mod history;
 mod monitor;
 pub mod spec;
 
@@ -11,5 +12,7 @@ pub use crate::hooks::{
     Transition, View,
 };
 pub use engine::{Engine, ImportStep, Outcome};
+pub use history::check_history;
+pub(crate) use history::creation_step;
 pub use monitor::{sla_breaches, SlaBreach};
 pub use spec::{Assignee, Guidance, Mode, ProcessKindSpec, ProcessSettings, Route, StageSpec, TaskTemplate};

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::condition::Condition;
-use crate::config::ListItem;
+use crate::model::ListItem;
 use crate::model::Role;
 
 /// How a process kind's deals move through their stages (as in 1C:ERP 2).

@@ -23,18 +23,19 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use crate::model::{Index, Target};
 pub use kv::{Durability, KvError};
 #[doc(hidden)]
 pub use schema::force_schema_version;
 pub use schema::SCHEMA_VERSION;
-pub use tables::{Index, Table, Target};
+pub use tables::Table;
 
 use crate::audit::{self, AuditEntry, AuditOp};
 use crate::config::Settings;
 use crate::id::{AuditId, DealId, RawId, TaskId, TypedId, UserId};
 use crate::model::{
-    custom, Attachment, ContentHash, Cx, Deal, DealStatus, Entity, EntityKind, EntityRef, FieldError, How, IndexEntry,
-    Meta, Participant, Partner, Ref, Requirement, StageChange, Task, TaskStatus, User,
+    custom, Attachment, ContentHash, Cx, Entity, EntityKind, EntityRef, FieldError, IndexEntry, Meta, Participant,
+    Partner, Ref, Requirement, StageChange, Task, TaskStatus, User,
 };
 use crate::time::{Clock, Timestamp};
 use crate::{Error, Result};
@@ -270,37 +271,6 @@ impl Store {
             ids.sort();
         }
         compare_index(&r, Index::CustomRef, &custom_refs, &mut problems)?;
-        Ok(problems)
-    }
-
-    /// Checks every deal's stage history: numbered without gaps, each step starting where
-    /// the previous ended, dwell times that add up, and ending in the deal's current stage
-    /// and status. Returns one line per deal that fails (empty when all hold).
-    pub fn verify_histories(&self) -> Result<Vec<String>> {
-        let r = self.read()?;
-        let mut problems = Vec::new();
-        let mut counted = 0u64;
-        let mut failed: Option<Error> = None;
-        r.for_each::<Deal>(|deal| match r.stage_history(deal.id) {
-            Ok(steps) => {
-                counted += steps.len() as u64;
-                if let Err(m) = crate::model::check_history(&deal, &steps, &self.settings) {
-                    problems.push(m);
-                }
-                true
-            }
-            Err(e) => {
-                failed = Some(e);
-                false
-            }
-        })?;
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        let steps = r.kv.len(STAGE_HISTORY)?;
-        if counted != steps {
-            problems.push(format!("the stage history holds {steps} steps, but the deals' histories have {counted}: steps of deals that do not exist"));
-        }
         Ok(problems)
     }
 
@@ -821,6 +791,13 @@ pub struct Snapshot {
     settings: Arc<Settings>,
 }
 
+impl Snapshot {
+    /// The number of steps in the stage history of all deals.
+    pub(crate) fn stage_history_len(&self) -> Result<u64> {
+        Ok(self.kv.len(STAGE_HISTORY)?)
+    }
+}
+
 impl Reader for Snapshot {
     fn kv_get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.kv.get(t, key)?)
@@ -1176,7 +1153,7 @@ impl WriteTxn<'_> {
     }
 
     fn create_inner<E: Entity>(&mut self, mut entity: E, created_at: Option<Timestamp>) -> Result<E> {
-        if E::KIND == EntityKind::Attachment && !self.attaching {
+        if E::CREATED_BY_ATTACH && !self.attaching {
             return Err(Error::NotAllowed(
                 "attachments are created by attach or attach_from, which store their content".into(),
             ));
@@ -1197,24 +1174,11 @@ impl WriteTxn<'_> {
         self.check(&mut entity, None)?;
         let entries = entries_of(&entity);
         self.check_unique::<E>(&entries, id)?;
-        let first_step = match (&mut entity as &mut dyn std::any::Any).downcast_mut::<Deal>() {
-            Some(deal) if !self.engine_writes_state => {
-                deal.history_steps = 1;
-                Some(self.creation_step(deal)?)
-            }
-            _ if E::KIND == EntityKind::Task && !self.engine_writes_state => {
-                let task = (&entity as &dyn std::any::Any).downcast_ref::<Task>().expect("a task");
-                if task.status != TaskStatus::Open {
-                    return Err(FieldError::new(
-                        EntityKind::Task,
-                        "status",
-                        "a new task is open; it is finished through the process engine",
-                    )
-                    .into());
-                }
-                None
-            }
-            _ => None,
+        let first_step = if self.engine_writes_state {
+            None
+        } else {
+            let settings = self.store.settings.clone();
+            entity.created_outside_engine(Cx { rules: &*settings }, self.actor)?
         };
         // Everything is checked: from here on nothing can fail.
         let taken = self.next_id(created);
@@ -1253,10 +1217,7 @@ impl WriteTxn<'_> {
             updated_by: self.actor,
         });
         entity.stamp(now);
-        if !self.engine_writes_state {
-            process_state_unchanged(old, &entity)?;
-        }
-        attachment_content_unchanged(old, &entity)?;
+        old.check_change(&entity, self.engine_writes_state)?;
         self.check(&mut entity, Some(old))?;
         let record = encode(&entity);
         let changes = audit::diff_records(old, &encode(old), &entity, &record);
@@ -1287,10 +1248,8 @@ impl WriteTxn<'_> {
     /// Deletes the entity if `version` is the stored one and nothing refers to it.
     pub fn delete<E: Entity>(&mut self, id: E::Id, version: u64) -> Result<()> {
         let raw = id.raw();
-        if E::KIND == EntityKind::User {
-            return Err(Error::NotAllowed(format!(
-                "user {raw} cannot be deleted: deactivate the user instead, so that their deals and history keep an owner"
-            )));
+        if let Some(why) = E::NEVER_DELETED {
+            return Err(Error::NotAllowed(format!("{} {raw} cannot be deleted: {why}", E::KIND)));
         }
         let old: E = self.load(id)?;
         let stored = old.meta().version;
@@ -1298,22 +1257,10 @@ impl WriteTxn<'_> {
             return Err(Error::Conflict { kind: E::KIND, id: raw, given: version, stored });
         }
         self.check_unreferenced(E::KIND, raw)?;
-        if let Some(task) = (&old as &dyn std::any::Any).downcast_ref::<Task>() {
-            if task.stage.is_some() && !self.engine_writes_state {
-                return Err(Error::NotAllowed(format!(
-                    "task {raw} was created by stage \"{}\" of its deal's process and cannot be deleted; a head may cancel it",
-                    task.stage.as_deref().unwrap_or_default()
-                )));
-            }
-        }
-        let history = if E::KIND == EntityKind::Deal { self.stage_steps(DealId(raw))? } else { 0 };
-        if history > 1 {
-            return Err(Error::NotAllowed(format!(
-                "deal {raw} cannot be deleted: it has moved through its process ({history} steps of stage history), and the history is kept for the statistics; close it as lost instead"
-            )));
-        }
-        let blob_keys = match (&old as &dyn std::any::Any).downcast_ref::<Attachment>() {
-            Some(att) => self.blob_keys_released(&att.content, raw)?,
+        let history = if E::HAS_HISTORY { self.stage_steps(DealId(raw))? } else { 0 };
+        old.check_delete(self.engine_writes_state, history).map_err(Error::NotAllowed)?;
+        let blob_keys = match old.content() {
+            Some(hash) => self.blob_keys_released(hash, raw)?,
             None => Vec::new(),
         };
         // Everything is checked: from here on nothing can fail.
@@ -1321,7 +1268,7 @@ impl WriteTxn<'_> {
             self.index_change(e, raw, false);
         }
         self.changes.delete(entity_table(E::KIND), raw.to_bytes().to_vec());
-        if history == 1 {
+        if E::HAS_HISTORY && history == 1 {
             self.changes.delete(STAGE_HISTORY, history_key(DealId(raw), 0));
         }
         for k in blob_keys {
@@ -1486,70 +1433,12 @@ impl WriteTxn<'_> {
         self.changes.put(AUDIT_BY_ENTITY, k, Vec::new());
     }
 
-    /// The first step of the stage history of a deal created outside the process engine.
-    fn creation_step(&self, deal: &mut Deal) -> Result<StageChange> {
-        let settings = self.store.settings.clone();
-        if let Some(kind) = settings.process_kind(&deal.kind) {
-            if kind.mode == crate::process::Mode::Managed {
-                return Err(FieldError::new(
-                    EntityKind::Deal,
-                    "kind",
-                    format!(
-                        "process kind \"{}\" is managed: its deals are created through the process engine, which creates the first stage's tasks",
-                        kind.id
-                    ),
-                )
-                .into());
-            }
-            let first = kind.stages.first().map(|s| s.id.as_str());
-            if deal.stage.as_deref() != first {
-                return Err(FieldError::new(
-                    EntityKind::Deal,
-                    "stage",
-                    format!(
-                        "a deal of process kind \"{}\" starts in its first stage ({}); a deal that got further elsewhere is imported with its stage history",
-                        kind.id,
-                        first.unwrap_or("none")
-                    ),
-                )
-                .into());
-            }
-        }
-        deal.stage_entered_at = Some(deal.created_at);
-        deal.checklist.clear();
-        if deal.status != DealStatus::InProgress {
-            return Err(FieldError::new(
-                EntityKind::Deal,
-                "status",
-                format!(
-                    "a new deal is in progress, not {}: a deal closed elsewhere is imported with its stage history",
-                    deal.status.name()
-                ),
-            )
-            .into());
-        }
-        Ok(StageChange {
-            deal: deal.id,
-            step: 0,
-            at: deal.created_at,
-            actor: self.actor,
-            how: How::Create,
-            from_stage: None,
-            to_stage: deal.stage.clone(),
-            from_status: None,
-            to_status: deal.status,
-            dwell_ms: None,
-            note: None,
-            imported: false,
-        })
-    }
-
     /// Normalizes and validates an entity, and checks every reference it makes.
     /// References the stored version `old` already made are not checked again: what they
     /// point at cannot be deleted while they do.
     fn check<E: Entity>(&self, entity: &mut E, old: Option<&E>) -> Result<()> {
         let settings = self.store.settings.clone();
-        let cx = Cx { settings: &settings };
+        let cx = Cx { rules: &*settings };
         entity.normalize(cx)?;
         entity.validate(cx)?;
         let mut refs = Vec::new();
@@ -1557,7 +1446,7 @@ impl WriteTxn<'_> {
         if let Some(values) = entity.custom() {
             custom::check(E::KIND, values, settings.custom_fields_of(E::KIND), Some(&mut refs))?;
         }
-        let old_refs = old.map(|old| crate::model::references(old, &settings)).unwrap_or_default();
+        let old_refs = old.map(|old| crate::model::references(old, &*settings)).unwrap_or_default();
         for r in refs.iter().filter(|r| !old_refs.contains(r)) {
             self.check_ref(E::KIND, r)?;
         }
@@ -1671,81 +1560,6 @@ impl WriteTxn<'_> {
             }
         }
         Ok(())
-    }
-}
-
-/// Refuses a change, outside the process engine, of what the engine owns: a deal's kind,
-/// stage, status and their bookkeeping (the stage history must record every change), a
-/// closed deal's loss reason and competitor (the history records the loss), and a task's
-/// state (who may finish a task, and whether a stage's work is done, are process rules).
-fn process_state_unchanged<E: Entity>(old: &E, new: &E) -> Result<()> {
-    let (old, new) = (old as &dyn std::any::Any, new as &dyn std::any::Any);
-    if let (Some(old), Some(new)) = (old.downcast_ref::<Deal>(), new.downcast_ref::<Deal>()) {
-        let closed = old.status.is_closed();
-        let changed = [
-            ("kind", old.kind != new.kind),
-            ("stage", old.stage != new.stage),
-            ("status", old.status != new.status),
-            ("closed_at", old.closed_at != new.closed_at),
-            ("stage_entered_at", old.stage_entered_at != new.stage_entered_at),
-            ("history_steps", old.history_steps != new.history_steps),
-            ("loss_reason", closed && old.loss_reason != new.loss_reason),
-            ("competitor", closed && old.competitor != new.competitor),
-        ];
-        refuse_changed(
-            EntityKind::Deal,
-            &changed,
-            "changes only through the process engine (move, advance, hold, resume, close, reopen), which records it in the stage history",
-        )?;
-    }
-    if let (Some(old), Some(new)) = (old.downcast_ref::<Task>(), new.downcast_ref::<Task>()) {
-        let changed = [
-            ("status", old.status != new.status),
-            ("finished_at", old.finished_at != new.finished_at),
-            ("finished_by", old.finished_by != new.finished_by),
-            ("required", old.required != new.required),
-            ("stage", old.stage != new.stage),
-            ("deal", old.deal != new.deal),
-        ];
-        refuse_changed(
-            EntityKind::Task,
-            &changed,
-            "changes only through the process engine (complete_task, cancel_task), which applies who may finish it",
-        )?;
-        // A finished task is a record of work done: the managers' figures count it as it was.
-        if old.status != crate::model::TaskStatus::Open {
-            let changed = [
-                ("title", old.title != new.title),
-                ("description", old.description != new.description),
-                ("executor", old.executor != new.executor),
-                ("due", old.due != new.due),
-            ];
-            refuse_changed(EntityKind::Task, &changed, "does not change once the task is done or cancelled")?;
-        }
-    }
-    Ok(())
-}
-
-/// An attachment keeps its content: the stored bytes are shared by hash and freed by
-/// reference, so only `attach` writes them.
-fn attachment_content_unchanged<E: Entity>(old: &E, new: &E) -> Result<()> {
-    let (old, new) = (old as &dyn std::any::Any, new as &dyn std::any::Any);
-    if let (Some(old), Some(new)) = (old.downcast_ref::<Attachment>(), new.downcast_ref::<Attachment>()) {
-        let changed = [("content", old.content != new.content), ("size", old.size != new.size)];
-        refuse_changed(
-            EntityKind::Attachment,
-            &changed,
-            "an attachment's content does not change: attach the new file and detach the old one",
-        )?;
-    }
-    Ok(())
-}
-
-/// The first field marked changed, as an error with `message`.
-fn refuse_changed(kind: EntityKind, fields: &[(&str, bool)], message: &str) -> Result<()> {
-    match fields.iter().find(|(_, changed)| *changed) {
-        Some((field, _)) => Err(FieldError::new(kind, *field, message).into()),
-        None => Ok(()),
     }
 }
 

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use super::kv::{Changes, KvRead};
-use super::tables::Index;
 use crate::id::RawId;
+use crate::model::Index;
 use crate::Result;
 
 /// The most ids a chunk holds.

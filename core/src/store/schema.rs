@@ -29,28 +29,6 @@ type Migration = fn(&mut WriteTxn<'_>) -> Result<()>;
 /// Migrations from each older schema version; version 1 is the first released schema.
 const MIGRATIONS: &[Migration] = &[v1_to_v2, rebuild_indexes, v3_to_v4, v4_to_v5];
 
-/// Calls `$f::<Type>` for the entity type of `$kind`.
-macro_rules! for_kind {
-    ($kind:expr, $f:ident($($arg:expr),*)) => {{
-        use crate::model::*;
-        match $kind {
-            EntityKind::Counterparty => $f::<Counterparty>($($arg),*),
-            EntityKind::Partner => $f::<Partner>($($arg),*),
-            EntityKind::PartnerLink => $f::<PartnerLink>($($arg),*),
-            EntityKind::Contact => $f::<ContactPerson>($($arg),*),
-            EntityKind::ContactLink => $f::<ContactLink>($($arg),*),
-            EntityKind::User => $f::<User>($($arg),*),
-            EntityKind::Deal => $f::<Deal>($($arg),*),
-            EntityKind::Participant => $f::<Participant>($($arg),*),
-            EntityKind::ParticipantLink => $f::<ParticipantLink>($($arg),*),
-            EntityKind::Interaction => $f::<Interaction>($($arg),*),
-            EntityKind::Document => $f::<Document>($($arg),*),
-            EntityKind::Attachment => $f::<Attachment>($($arg),*),
-            EntityKind::Task => $f::<Task>($($arg),*),
-        }
-    }};
-}
-
 /// Rebuilds every secondary index from the records (schema 3 keeps indexes as posting
 /// chunks; before, one key per entry).
 fn rebuild_indexes(tx: &mut WriteTxn<'_>) -> Result<()> {
@@ -100,7 +78,7 @@ pub(super) fn expected_postings_of(r: &impl crate::store::Reader, kind: EntityKi
         })
     }
     let mut lists = Lists::new();
-    for_kind!(kind, collect(r, &mut lists))?;
+    crate::with_kind!(kind, E => collect::<E>(r, &mut lists))?;
     for ids in lists.values_mut() {
         ids.sort();
     }
@@ -195,7 +173,7 @@ fn v1_to_v2(tx: &mut WriteTxn<'_>) -> Result<()> {
     }
     for (entity, (created_by, updated_by)) in actors {
         if tx.exists(entity.kind, entity.id)? {
-            for_kind!(entity.kind, set_actors(tx, entity.id, created_by, updated_by))?;
+            crate::with_kind!(entity.kind, E => set_actors::<E>(tx, entity.id, created_by, updated_by))?;
             continue;
         }
         // A deleted entity: its creator goes into the last state its deletion kept.

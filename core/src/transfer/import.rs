@@ -26,10 +26,7 @@ use super::columns::{self, Column, Empty, Ty, KEY};
 use super::csv::{CsvError, CsvReader, Record};
 use super::{Format, Mapping};
 use crate::id::{RawId, TypedId, UserId};
-use crate::model::{
-    ContactPerson, Counterparty, CustomFieldType, Deal, DealStatus, Document, Entity, EntityKind, EntityRef, How,
-    Interaction, Partner,
-};
+use crate::model::{CustomFieldType, Deal, DealStatus, Entity, EntityKind, EntityRef, How};
 use crate::process::{Engine, ImportStep};
 use crate::store::{Index, Reader, Store, WriteTxn};
 use crate::time::Timestamp;
@@ -341,16 +338,12 @@ impl<'a> Importer<'a> {
     /// Imports what `input` holds, calling `progress` now and then. One thread reads and
     /// converts rows, the calling thread writes them.
     pub fn run(mut self, input: impl Read + Send, progress: &mut dyn FnMut(Progress)) -> Result<Report> {
-        use EntityKind as K;
-        match self.opts.kind {
-            K::Counterparty => self.run_typed::<Counterparty>(input, progress)?,
-            K::Partner => self.run_typed::<Partner>(input, progress)?,
-            K::Contact => self.run_typed::<ContactPerson>(input, progress)?,
-            K::Deal => self.run_typed::<Deal>(input, progress)?,
-            K::Interaction => self.run_typed::<Interaction>(input, progress)?,
-            K::Document => self.run_typed::<Document>(input, progress)?,
-            other => return Err(Error::NotAllowed(format!("{other} cannot be imported"))),
-        }
+        crate::with_kind!(
+            self.opts.kind,
+            only [Counterparty, Partner, Contact, Deal, Interaction, Document],
+            E => self.run_typed::<E>(input, progress)?,
+            else other => return Err(Error::NotAllowed(format!("{other} cannot be imported")))
+        );
         Ok(self.report)
     }
 

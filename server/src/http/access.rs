@@ -75,21 +75,7 @@ impl Caller {
                 None => Ok(true),
             }
         }
-        match kind {
-            EntityKind::Counterparty => one::<Counterparty>(self, r, access, id),
-            EntityKind::Partner => one::<Partner>(self, r, access, id),
-            EntityKind::PartnerLink => one::<PartnerLink>(self, r, access, id),
-            EntityKind::Contact => one::<ContactPerson>(self, r, access, id),
-            EntityKind::ContactLink => one::<ContactLink>(self, r, access, id),
-            EntityKind::User => one::<User>(self, r, access, id),
-            EntityKind::Deal => one::<Deal>(self, r, access, id),
-            EntityKind::Participant => one::<Participant>(self, r, access, id),
-            EntityKind::ParticipantLink => one::<ParticipantLink>(self, r, access, id),
-            EntityKind::Interaction => one::<Interaction>(self, r, access, id),
-            EntityKind::Document => one::<Document>(self, r, access, id),
-            EntityKind::Attachment => one::<Attachment>(self, r, access, id),
-            EntityKind::Task => one::<Task>(self, r, access, id),
-        }
+        crmkit_core::with_kind!(kind, E => one::<E>(self, r, access, id))
     }
 
     fn partner(&self, r: &impl Reader, access: Access, id: PartnerId) -> Result<bool> {

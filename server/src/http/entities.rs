@@ -4,7 +4,7 @@
 
 use crmkit_core::id::{RawId, TypedId};
 use crmkit_core::model::{
-    ContactLink, ContactPerson, Counterparty, Deal, Document, Entity, IndexEntry, Interaction, Participant,
+    ContactLink, ContactPerson, Counterparty, Deal, Document, Entity, EntityKind, IndexEntry, Interaction, Participant,
     ParticipantLink, Partner, PartnerLink, Task, User,
 };
 use crmkit_core::process::Engine;
@@ -223,64 +223,18 @@ impl Resource for Task {
 /// resource has that name.
 macro_rules! with_resource {
     ($path:expr, $E:ident => $body:expr, else $none:expr) => {
-        match $path {
-            "partners" => {
-                type $E = crmkit_core::model::Partner;
-                $body
-            }
-            "counterparties" => {
-                type $E = crmkit_core::model::Counterparty;
-                $body
-            }
-            "contacts" => {
-                type $E = crmkit_core::model::ContactPerson;
-                $body
-            }
-            "partner-links" => {
-                type $E = crmkit_core::model::PartnerLink;
-                $body
-            }
-            "contact-links" => {
-                type $E = crmkit_core::model::ContactLink;
-                $body
-            }
-            "users" => {
-                type $E = crmkit_core::model::User;
-                $body
-            }
-            "deals" => {
-                type $E = crmkit_core::model::Deal;
-                $body
-            }
-            "participants" => {
-                type $E = crmkit_core::model::Participant;
-                $body
-            }
-            "participant-links" => {
-                type $E = crmkit_core::model::ParticipantLink;
-                $body
-            }
-            "interactions" => {
-                type $E = crmkit_core::model::Interaction;
-                $body
-            }
-            "documents" => {
-                type $E = crmkit_core::model::Document;
-                $body
-            }
-            "tasks" => {
-                type $E = crmkit_core::model::Task;
-                $body
-            }
-            "attachments" => {
-                type $E = crmkit_core::model::Attachment;
-                $body
-            }
-            _ => $none,
+        match $crate::http::entities::kind_at($path) {
+            Some(kind) => crmkit_core::with_kind!(kind, $E => $body),
+            None => $none,
         }
     };
 }
 pub(crate) use with_resource;
+
+/// The entity kind whose resource is at `path` (`"partners"`, `"partner-links"`, …).
+pub(crate) fn kind_at(path: &str) -> Option<EntityKind> {
+    EntityKind::ALL.into_iter().find(|k| crmkit_core::with_kind!(*k, E => <E as Resource>::PATH == path))
+}
 
 /// The most entities one list request looks at; a page that is not full by then ends with
 /// a cursor to go on from.
