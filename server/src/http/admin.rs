@@ -1,0 +1,90 @@
+//! The admin resources: the state of the installation's scripts and their reload, and the
+//! API tokens (list, create, revoke).
+
+use crmkit_core::model::Role;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde_json::json;
+
+use super::body::json_body;
+use super::{admin_only, json_response, ApiError, App, Body, Caller};
+use crate::token::{self, Token};
+
+/// `GET /api/v1/scripts`: every script file — whether it compiles as it is now, whether a
+/// compiled version is in use — and every hook binding to a script.
+pub(super) fn scripts_status(app: &App, caller: &Caller) -> Result<Response<Body>, ApiError> {
+    admin_only(caller, "scripts")?;
+    let bindings: Vec<_> = app
+        .inst
+        .settings()
+        .hooks
+        .iter()
+        .filter(|b| b.runtime == crmkit_rhai::RUNTIME)
+        .map(|b| json!({ "point": b.point, "handler": b.handler, "kinds": b.kinds }))
+        .collect();
+    Ok(json_response(StatusCode::OK, &json!({ "scripts": app.scripts.status(), "bindings": bindings })))
+}
+
+/// `POST /api/v1/scripts/reload`: recompiles the edited scripts now; a script that no
+/// longer compiles keeps its last good version and is listed with its error.
+pub(super) fn scripts_reload(app: &App, caller: &Caller) -> Result<Response<Body>, ApiError> {
+    admin_only(caller, "scripts")?;
+    let errors: Vec<String> = app.scripts.reload_changed().iter().map(ToString::to_string).collect();
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    Ok(json_response(status, &json!({ "errors": errors, "scripts": app.scripts.status() })))
+}
+
+/// A token as an admin sees it: its id, never its hash.
+fn token_json(t: &Token) -> serde_json::Value {
+    json!({ "id": t.id(), "login": t.login, "role": t.role, "created": t.created, "revoked": t.revoked })
+}
+
+/// `GET /api/v1/tokens`: every token (admins).
+pub(super) fn list_tokens(app: &App, caller: &Caller) -> Result<Response<Body>, ApiError> {
+    admin_only(caller, "tokens")?;
+    let tokens = app.tokens.read().unwrap_or_else(|p| p.into_inner());
+    Ok(json_response(StatusCode::OK, &json!({ "items": tokens.iter().map(token_json).collect::<Vec<_>>() })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    login: String,
+    role: Role,
+}
+
+/// `POST /api/v1/tokens` `{ "login", "role" }`: a new token for a user acting in one of
+/// their roles, shown in this answer only (admins).
+pub(super) async fn create_token(
+    app: &App,
+    caller: &Caller,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    admin_only(caller, "tokens")?;
+    let n: NewToken = json_body(req).await?;
+    let _writing = app.token_writes.lock().unwrap_or_else(|p| p.into_inner());
+    // The user's refusals (unknown, deactivated, without the role) are the caller's to fix.
+    let secret = token::create(&app.inst, &n.login, n.role).map_err(|e| {
+        let field = if e.to_string().contains("role") { "role" } else { "login" };
+        ApiError::at(StatusCode::UNPROCESSABLE_ENTITY, "invalid", field, e.to_string())
+    })?;
+    let fresh = token::load(app.inst.dir()).map_err(|e| ApiError::internal("reading the tokens", e))?;
+    let mut body = fresh.iter().find(|t| t.hash == token::hash(&secret)).map(token_json).unwrap_or_default();
+    *app.tokens.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+    body["token"] = json!(secret);
+    Ok(json_response(StatusCode::CREATED, &body))
+}
+
+/// `DELETE /api/v1/tokens/{id}`: revokes a token at once (admins).
+pub(super) fn revoke_token(app: &App, caller: &Caller, id: &str) -> Result<Response<Body>, ApiError> {
+    admin_only(caller, "tokens")?;
+    let _writing = app.token_writes.lock().unwrap_or_else(|p| p.into_inner());
+    let known = app.tokens.read().unwrap_or_else(|p| p.into_inner()).iter().any(|t| t.id() == id);
+    if id.len() < 12 || !known {
+        return Err(ApiError::at(StatusCode::NOT_FOUND, "not_found", "id", format!("no token has the id \"{id}\"")));
+    }
+    let revoked = token::revoke(&app.inst, id).map_err(|e| ApiError::internal("revoking a token", e))?;
+    let fresh = token::load(app.inst.dir()).map_err(|e| ApiError::internal("reading the tokens", e))?;
+    *app.tokens.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+    Ok(json_response(StatusCode::OK, &token_json(&revoked)))
+}

@@ -1,0 +1,170 @@
+//! Reading requests and writing responses: bodies whole or piece by piece within their
+//! limits, JSON of a given type with the failing field named, query strings, JSON answers.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+
+use super::ApiError;
+
+/// How long a client may take to send a JSON body whole, and the longest pause between
+/// pieces of a streamed upload.
+pub(super) const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest request body accepted.
+const MAX_BODY: usize = 1 << 20;
+
+/// A response body: whole, or streamed (attachment downloads).
+pub(crate) type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+/// A whole response body.
+pub(super) fn full(bytes: impl Into<Bytes>) -> Body {
+    use http_body_util::BodyExt as _;
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
+
+/// An empty response body.
+pub(super) fn empty() -> Body {
+    full(Bytes::new())
+}
+
+pub(super) fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(full(value.to_string()))
+        .expect("a valid response")
+}
+
+/// The query parameters of a request, decoded.
+pub(super) fn query(q: &str) -> Result<std::collections::BTreeMap<String, String>, ApiError> {
+    let mut out = std::collections::BTreeMap::new();
+    for pair in q.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| -> Result<String, ApiError> {
+            let bytes = s.as_bytes();
+            let mut raw = Vec::with_capacity(bytes.len());
+            let mut i = 0;
+            while i < bytes.len() {
+                match bytes[i] {
+                    b'%' if i + 2 < bytes.len() => {
+                        let hex =
+                            std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                        raw.push(hex.ok_or_else(|| {
+                            ApiError::new(
+                                StatusCode::BAD_REQUEST,
+                                "bad_query",
+                                format!("\"{s}\" has a broken %-escape"),
+                            )
+                        })?);
+                        i += 3;
+                    }
+                    b'+' => {
+                        raw.push(b' ');
+                        i += 1;
+                    }
+                    b => {
+                        raw.push(b);
+                        i += 1;
+                    }
+                }
+            }
+            String::from_utf8(raw)
+                .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", "the query is not UTF-8"))
+        };
+        out.insert(decode(k)?, decode(v)?);
+    }
+    Ok(out)
+}
+
+/// The body of a request as JSON: at most [`MAX_BODY`] bytes, UTF-8.
+pub(super) async fn body_json(req: Request<Incoming>) -> Result<serde_json::Value, ApiError> {
+    let bytes = read_body(req).await?;
+    // Not JSON at all is a bad request; JSON of the wrong shape is unprocessable.
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", format!("the body is not JSON: {e}")))
+}
+
+/// The body of an action (`move`, `complete`, …): JSON of type `T`, an empty body taken as
+/// `{}` (the version may come in If-Match alone).
+pub(super) async fn action_body<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+    let bytes = read_body(req).await?;
+    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+    let value = serde_json::from_slice(text)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", format!("the body is not JSON: {e}")))?;
+    typed(value)
+}
+
+/// A request body whole: at most [`MAX_BODY`] bytes within [`BODY_TIMEOUT`].
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt as _;
+    if let Some(len) = req.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse::<usize>().ok()) {
+        if len > MAX_BODY {
+            return Err(too_large());
+        }
+    }
+    let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
+    let Ok(collected) = tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await else {
+        return Err(too_slow());
+    };
+    match collected {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("the body could not be read: {e}"))),
+    }
+}
+
+/// The body of a request as JSON of type `T` ([`body_json`]); errors name the field.
+pub(super) async fn json_body<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+    typed(body_json(req).await?)
+}
+
+/// A JSON value as type `T`; errors name the field.
+fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let field = e.path().to_string();
+        let message = format!("the body: {}", e.inner());
+        match field.as_str() {
+            "." => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message),
+            _ => ApiError::at(StatusCode::UNPROCESSABLE_ENTITY, "invalid", &field, message),
+        }
+    })
+}
+
+fn too_slow() -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "too_slow",
+        format!("the body did not arrive within {} s; nothing was written", BODY_TIMEOUT.as_secs()),
+    )
+}
+
+/// The next piece of a streamed body: `None` at its end; a client silent for longer than
+/// [`BODY_TIMEOUT`] or a connection that broke is an error naming how much had arrived.
+pub(super) async fn next_piece(body: &mut Incoming, received: u64) -> Result<Option<Bytes>, ApiError> {
+    use http_body_util::BodyExt as _;
+    loop {
+        let frame = match tokio::time::timeout(BODY_TIMEOUT, body.frame()).await {
+            Err(_) => return Err(too_slow()),
+            Ok(None) => return Ok(None),
+            Ok(Some(Err(e))) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "cut_off",
+                    format!("the upload broke off after {received} bytes ({e}); nothing was stored"),
+                ))
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            return Ok(Some(data));
+        }
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("the body is over the limit of {MAX_BODY} bytes"))
+}

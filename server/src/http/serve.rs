@@ -1,0 +1,182 @@
+//! Serving: the listener, connections under a cap and timeouts, and the shutdown that lets
+//! requests in flight finish, stops the writer and closes the store.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use crmkit_core::time::SystemClock;
+use crmkit_core::Installation;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use super::router::handle;
+use super::{cursor, uploads_dir, writer, App};
+use crate::token::{self, Token};
+
+/// The most connections served at once; more wait in the kernel's queue.
+const MAX_CONNECTIONS: usize = 1024;
+/// How long a client may take to send its request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long in-flight requests may take to finish on shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// How long scripts still running on shutdown (a long report) may go on before they are
+/// ended.
+const SCRIPT_GRACE: Duration = Duration::from_secs(2);
+
+/// What a server needs: the installation, its tokens and its process engine.
+pub struct Served {
+    app: Arc<App>,
+}
+
+impl Served {
+    /// The installation `inst` with `tokens`, writing through `engine`.
+    pub fn new(
+        inst: Arc<Installation>,
+        tokens: Vec<Token>,
+        engine: crmkit_core::process::Engine,
+        scripts: Arc<crmkit_rhai::ScriptHost>,
+    ) -> Result<Served> {
+        let import_engine = Arc::new(crate::script::engine_on(&inst, &scripts)?);
+        let writer = writer::Writer::start(inst.clone(), engine);
+        let tokens = std::sync::RwLock::new(tokens);
+        let cursors = cursor::Cursors::load_or_create(inst.dir())?;
+        let app = App {
+            inst,
+            tokens,
+            token_writes: std::sync::Mutex::new(()),
+            writer,
+            reports: crate::script::reports(&scripts),
+            scripts,
+            import_engine,
+            importing: Arc::default(),
+            cursors,
+        };
+        let uploads = uploads_dir(&app);
+        if uploads.exists() {
+            std::fs::remove_dir_all(&uploads).with_context(|| format!("emptying {}", uploads.display()))?;
+        }
+        std::fs::create_dir_all(&uploads).with_context(|| format!("creating {}", uploads.display()))?;
+        Ok(Served { app: Arc::new(app) })
+    }
+
+    /// Serves connections from `listener` until `stop` completes, then lets requests in
+    /// flight finish and stops the writer; whether everything let go of the store.
+    pub async fn run(self, listener: TcpListener, stop: impl std::future::Future<Output = ()>) -> bool {
+        let app = self.app;
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let graceful = GracefulShutdown::new();
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).max_buf_size(64 * 1024);
+        tokio::pin!(stop);
+        loop {
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => p.expect("the semaphore stays open"),
+                _ = &mut stop => break,
+            };
+            let (stream, _) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of descriptors, say: wait a moment rather than spin.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                _ = &mut stop => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let app = app.clone();
+            let service = hyper::service::service_fn(move |req| handle(app.clone(), req));
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!("connection ended: {e}");
+                }
+                drop(permit);
+            });
+        }
+        // Requests in flight finish; reports still running after a moment are ended, so
+        // that their requests answer at once.
+        let finished = graceful.shutdown();
+        tokio::pin!(finished);
+        tokio::select! {
+            _ = &mut finished => {}
+            _ = tokio::time::sleep(SCRIPT_GRACE) => {
+                app.scripts.stop_reports();
+                tokio::select! {
+                    _ = finished => {}
+                    _ = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("requests still running after {SHUTDOWN_GRACE:?}; stopping"),
+                }
+            }
+        }
+        // Reports whose clients went away end too; an import running finishes (its batches
+        // are its own transactions); the writer finishes what it was given and commits.
+        app.scripts.stop_reports();
+        if tokio::time::timeout(SHUTDOWN_GRACE, app.importing.lock()).await.is_err() {
+            tracing::warn!("an import is still running after {SHUTDOWN_GRACE:?}; it stops with the process");
+        }
+        let stopping = app.clone();
+        let _ = tokio::task::spawn_blocking(move || stopping.writer.stop()).await;
+        // The last reads let go of the store, which closes with the app.
+        let mut app = app;
+        let waited = std::time::Instant::now();
+        loop {
+            match Arc::try_unwrap(app) {
+                Ok(_) => return true,
+                Err(still) if waited.elapsed() < SHUTDOWN_GRACE => {
+                    app = still;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(_) => {
+                    tracing::warn!("reads still hold the store after {SHUTDOWN_GRACE:?}; it closes with the process");
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Serves the installation in `dir` on `addr` until SIGINT or SIGTERM; prints the address
+/// it listens on first.
+pub fn serve(dir: &Path, addr: &str) -> Result<()> {
+    serve_then(dir, addr, |_| {})
+}
+
+/// [`serve`], calling `listening` with the URL once the socket is bound.
+pub fn serve_then(dir: &Path, addr: &str, listening: impl FnOnce(&str)) -> Result<()> {
+    let inst = Arc::new(Installation::open(dir, Arc::new(SystemClock))?);
+    let tokens = token::load(dir)?;
+    let (engine, scripts) = crate::script::engine_and_scripts(&inst)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let closed = runtime.block_on(async move {
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+        let local: SocketAddr = listener.local_addr()?;
+        say!("listening on http://{local}");
+        listening(&format!("http://{local}"));
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let stop = async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            say!("shutting down: finishing requests in flight");
+        };
+        anyhow::Ok(Served::new(inst, tokens, engine, scripts)?.run(listener, stop).await)
+    })?;
+    // Work still on the blocking pool is not waited for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match closed {
+        true => say!("stopped; the database is closed"),
+        false => say!("stopped; reads were still running, so the database was not closed cleanly"),
+    }
+    Ok(())
+}
