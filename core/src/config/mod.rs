@@ -1,0 +1,169 @@
+//! Installation configuration: `config/crmkit.toml` parsed in two layers.
+//!
+//! [`raw`] mirrors the TOML exactly (unknown keys are errors) and keeps source positions;
+//! [`Settings`] is the validated value the rest of the engine reads. Every error names the
+//! file, the line and the key: `config/crmkit.toml:14:1: unknown key "stgaes" in [[process_kinds]]`.
+
+mod custom_fields;
+mod lists;
+mod processes;
+mod raw;
+mod rules;
+mod source;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::hooks::{HookBinding, Limits};
+use crate::model::{CustomFieldDef, EntityKind, Role};
+use crate::process::spec::ProcessSettings;
+pub use crate::process::spec::{ProcessKindSpec, StageSpec};
+use crate::values::Currency;
+use source::Source;
+
+/// The installation's config file, relative to the installation folder.
+pub const CONFIG_FILE: &str = "config/crmkit.toml";
+
+/// A configuration error with its position.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The file, as given to the loader.
+    pub file: PathBuf,
+    /// 1-based line and column, when the error has a position.
+    pub line: Option<(usize, usize)>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some((l, c)) => write!(f, "{}:{l}:{c}: {}", self.file.display(), self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+pub use crate::model::{List, ListItem};
+
+/// The configured value lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lists {
+    pub loss_reasons: List,
+    pub sources: List,
+    pub participant_roles: List,
+    pub decision_roles: List,
+}
+
+/// A user declared in config; synchronized into the store when the installation opens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserSpec {
+    pub login: String,
+    pub name: String,
+    pub email: Option<String>,
+    pub department: Option<String>,
+    pub roles: Vec<Role>,
+}
+
+/// The validated configuration of an installation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Settings {
+    /// A name for the installation (shown by the CLI).
+    pub name: String,
+    /// The database file (absolute, or relative to the working directory).
+    pub database: PathBuf,
+    /// Memory for cached database pages, in bytes.
+    pub cache_bytes: usize,
+    /// Memory for cached entity records (shared by all readers), in bytes; 0 turns it off.
+    pub record_cache_bytes: usize,
+    pub default_currency: Currency,
+    /// ISO 3166 region for phone numbers written without a country code.
+    pub phone_region: String,
+    /// The largest attachment accepted, in bytes.
+    pub attachment_max_bytes: u64,
+    pub users: Vec<UserSpec>,
+    pub lists: Lists,
+    pub partner_link_types: List,
+    pub contact_link_types: List,
+    pub participant_link_types: List,
+    pub custom_fields: BTreeMap<EntityKind, Vec<CustomFieldDef>>,
+    pub process_kinds: Vec<ProcessKindSpec>,
+    pub process: ProcessSettings,
+    /// Hook bindings, in file order.
+    pub hooks: Vec<HookBinding>,
+    /// What every hook runtime's calls may take (`[limits]`).
+    pub limits: Limits,
+    /// The runtimes' own sections (`[runtimes.NAME]`), by name, with the line each starts
+    /// on; each runtime reads its own with [`Settings::runtime_section`].
+    pub runtimes: BTreeMap<String, usize>,
+    /// The config text and its file, for the sections core leaves to the runtimes.
+    pub source: ConfigSource,
+}
+
+/// The config as it was read: its file (for messages) and its text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigSource {
+    pub file: PathBuf,
+    #[serde(skip)]
+    pub text: std::sync::Arc<str>,
+}
+
+impl Settings {
+    /// Reads the config text as `T`, a runtime's view of the file (usually a struct whose
+    /// only field is `runtimes`, holding the runtime's own section with
+    /// `deny_unknown_fields`). Errors name the file, line and key, as core's own do.
+    pub fn runtime_section<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        let source = Source { text: &self.source.text, file: &self.source.file };
+        toml::from_str(&self.source.text).map_err(|e| source.toml_error(&e))
+    }
+
+    /// A config error at `span` of the config text (a span a runtime's section reported).
+    pub fn error_at(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+        Source { text: &self.source.text, file: &self.source.file }.error(span, message)
+    }
+
+    /// The process kind with this id.
+    pub fn process_kind(&self, id: &str) -> Option<&ProcessKindSpec> {
+        self.process_kinds.iter().find(|k| k.id == id)
+    }
+
+    /// The custom fields declared for `kind`.
+    pub fn custom_fields_of(&self, kind: EntityKind) -> &[CustomFieldDef] {
+        self.custom_fields.get(&kind).map_or(&[], Vec::as_slice)
+    }
+
+    /// Reads and validates `DIR/config/crmkit.toml`; a relative database path is taken
+    /// relative to `dir`.
+    pub fn load_installation(dir: &Path) -> Result<Settings, ConfigError> {
+        let file = dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&file).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        let mut s = Settings::parse(&text, &file)?;
+        if s.database.is_relative() {
+            s.database = dir.join(&s.database);
+        }
+        Ok(s)
+    }
+
+    /// Parses and validates config text; `file` is only used in messages.
+    pub fn parse(text: &str, file: &Path) -> Result<Settings, ConfigError> {
+        let raw: raw::Config = toml::from_str(text).map_err(|e| Source { text, file }.toml_error(&e))?;
+        Source { text, file }.validate(raw)
+    }
+
+    /// Settings for tests and examples: the built-in lists and one process kind.
+    pub fn builtin() -> Settings {
+        Settings::parse(DEFAULT_CONFIG, Path::new("<built-in>")).expect("the built-in config is valid")
+    }
+}
+
+/// The default installation's config, also used by `crmkit init`.
+pub const DEFAULT_CONFIG: &str = include_str!("../../../config/crmkit.toml");
