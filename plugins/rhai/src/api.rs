@@ -341,13 +341,22 @@ pub fn context(input: &HookInput<'_>) -> Result<Dynamic, String> {
     Ok(Dynamic::from(ctx))
 }
 
-/// A script's return value as the JSON answer core reads against the point.
+/// A script's return value as the JSON answer core reads against the point. The common
+/// answers (nothing, a boolean, a message) are turned into JSON directly; anything else goes
+/// through serde.
 pub fn reply(value: Dynamic) -> Result<Reply, String> {
+    use serde_json::Value;
     if value.is_unit() {
-        return Ok(Reply::Json(serde_json::Value::Null));
+        return Ok(Reply::Json(Value::Null));
+    }
+    if let Ok(b) = value.as_bool() {
+        return Ok(Reply::Json(Value::Bool(b)));
+    }
+    if value.is_string() {
+        return Ok(Reply::Json(Value::String(value.into_string().unwrap_or_default())));
     }
     let got = value.type_name();
-    rhai::serde::from_dynamic::<serde_json::Value>(&value)
+    rhai::serde::from_dynamic::<Value>(&value)
         .map(Reply::Json)
         .map_err(|e| format!("returned {got}, which is not plain data: {e}"))
 }
