@@ -74,3 +74,23 @@ pub struct StageChange {
     /// Brought in from another system with its original time.
     pub imported: bool,
 }
+
+impl StageChange {
+    /// The first step of `deal`: its creation, in the stage and status it starts in.
+    pub fn created(deal: &super::Deal, at: Timestamp, actor: Option<UserId>) -> StageChange {
+        StageChange {
+            deal: deal.id,
+            step: 0,
+            at,
+            actor,
+            how: How::Create,
+            from_stage: None,
+            to_stage: deal.stage.clone(),
+            from_status: None,
+            to_status: deal.status,
+            dwell_ms: None,
+            note: None,
+            imported: false,
+        }
+    }
+}

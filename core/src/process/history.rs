@@ -179,18 +179,5 @@ pub(crate) fn creation_step(
             ),
         ));
     }
-    Ok(StageChange {
-        deal: deal.id,
-        step: 0,
-        at: deal.created_at,
-        actor,
-        how: How::Create,
-        from_stage: None,
-        to_stage: deal.stage.clone(),
-        from_status: None,
-        to_status: deal.status,
-        dwell_ms: None,
-        note: None,
-        imported: false,
-    })
+    Ok(StageChange::created(deal, deal.created_at, actor))
 }

@@ -120,20 +120,7 @@ impl Cx<'_> {
             }
         }
         let deal = tx.as_engine(|tx| tx.create(deal))?;
-        tx.append_stage_change(&StageChange {
-            deal: deal.id,
-            step: 0,
-            at: now,
-            actor: tx.actor(),
-            how: How::Create,
-            from_stage: None,
-            to_stage: deal.stage.clone(),
-            from_status: None,
-            to_status: deal.status,
-            dwell_ms: None,
-            note: None,
-            imported: false,
-        })?;
+        tx.append_stage_change(&StageChange::created(&deal, now, tx.actor()))?;
         self.enter_stage(tx, &deal, kind)?;
         Ok(deal)
     }
