@@ -25,6 +25,18 @@ fn init_check_demo_stats() {
 
     let o = crmkit(&["check", "acme"], root);
     assert!(o.status.success() && text(&o).contains("indexes consistent"), "{}", text(&o));
+    // The command line runs reports through core as the API does: declared parameters only.
+    let o = crmkit(&["report", "acme", "losses_by_competitor", "--param", "top=3", "--format", "csv"], root);
+    assert!(o.status.success() && text(&o).starts_with("competitor,loss_reason,deals,amount"), "{}", text(&o));
+    let o = crmkit(&["report", "acme", "losses_by_competitor", "--param", "tpo=3"], root);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("report losses_by_competitor: it has no parameter \"tpo\" (it takes top)"),
+        "{}",
+        text(&o)
+    );
+    let o = crmkit(&["report", "acme", "nothing"], root);
+    assert!(!o.status.success() && text(&o).contains("there is no report \"nothing\""), "{}", text(&o));
 
     let o = crmkit(&["demo", "--dir", "d", "--deals", "300", "--seed", "5", "--no-serve"], root);
     assert!(o.status.success(), "{}", text(&o));
