@@ -291,9 +291,13 @@ fn every_acknowledged_write_survives_a_kill_mid_load() {
         let mut server = Served::start(&site);
         let acknowledged = Mutex::new(Vec::new());
         let stop = AtomicBool::new(false);
+        // Each acknowledgement is announced, so that the kill comes in the middle of the load
+        // however fast or slow the machine is.
+        let (said, heard) = std::sync::mpsc::channel::<()>();
         std::thread::scope(|s| {
             for client in 0..8 {
                 let (addr, acknowledged, stop, token) = (server.addr.clone(), &acknowledged, &stop, &token);
+                let said = said.clone();
                 s.spawn(move || {
                     let mut n = 0;
                     while !stop.load(Ordering::Relaxed) {
@@ -301,20 +305,26 @@ fn every_acknowledged_write_survives_a_kill_mid_load() {
                         let subject = format!("r{round}-c{client}-{n}");
                         let body = format!("{{\"kind\":\"note\",\"at\":\"2026-03-02T10:00:00Z\",\"subject\":\"{subject}\",\"partner\":\"{p}\"}}");
                         match try_post(&addr, "/api/v1/interactions", token, &body) {
-                            Some(201) => acknowledged.lock().unwrap().push(subject),
+                            Some(201) => {
+                                acknowledged.lock().unwrap().push(subject);
+                                let _ = said.send(());
+                            }
                             Some(other) => panic!("{subject}: {other}"),
                             None => break,
                         }
                     }
                 });
             }
-            std::thread::sleep(std::time::Duration::from_millis(600));
+            drop(said);
+            for _ in 0..40 {
+                heard.recv().expect("the clients write until the kill");
+            }
             server.child.kill().unwrap(); // SIGKILL, in the middle of the load
             server.child.wait().unwrap();
             stop.store(true, Ordering::Relaxed);
         });
         let acknowledged = acknowledged.into_inner().unwrap();
-        assert!(acknowledged.len() > 10, "round {round}: only {} writes went through", acknowledged.len());
+        assert!(acknowledged.len() >= 40, "round {round}: only {} writes went through", acknowledged.len());
         // The database opens cleanly and holds every acknowledged write.
         let stored: std::collections::HashSet<String> = site.with(|inst| {
             let mut all = std::collections::HashSet::new();
