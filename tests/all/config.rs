@@ -114,8 +114,12 @@ fn config_users_and_lists_are_checked_when_loading() {
     let err =
         Settings::parse(&base.replace("name = \"Administrator\"", "name = \"  \""), Path::new("c.toml")).unwrap_err();
     assert!(err.to_string().contains("users.name must not be empty"), "{err}");
-    let no_reasons = base.replace("loss_reasons = [", "loss_reasons_unused = [");
-    assert!(Settings::parse(&no_reasons, Path::new("c.toml")).is_err());
+    // The list is there and empty (not renamed away, which an unknown key would refuse first).
+    let start = base.find("loss_reasons = [\n").expect("the default lists loss reasons");
+    let end = start + base[start..].find("\n]\n").expect("the list ends") + 2;
+    let no_reasons = format!("{}loss_reasons = []{}", &base[..start], &base[end..]);
+    let err = Settings::parse(&no_reasons, Path::new("c.toml")).unwrap_err();
+    assert_eq!(err.to_string(), "c.toml: lists.loss_reasons is empty: a deal could never be closed as lost");
     let required_user_field =
         format!("{base}\n[[custom_fields.user]]\nname = \"badge\"\ntype = \"string\"\nrequired = true\n");
     let err = Settings::parse(&required_user_field, Path::new("c.toml")).unwrap_err();

@@ -169,7 +169,11 @@ fn expected(d: &Deal, step: &Step, head: bool) -> Option<(Option<String>, DealSt
     }
 }
 
-fn run(ops: Vec<Op>, backend: Backend) {
+/// Partner names in several scripts: Cyrillic, a combining accent, an emoji, Latin.
+const NAMES: [&str; 5] = ["Ромашка", "Cafe\u{301} Zoë", "🚀 Ракета", "Ёлка-Палка", "Acme"];
+
+/// Runs `ops`; returns how many operations the store accepted and how many were tried.
+fn run(ops: Vec<Op>, backend: Backend) -> (usize, usize) {
     let fx = Fixture::on(backend);
     let managers: Vec<UserId> = (0..3).map(|i| fx.user(&format!("mgr{i}"))).collect();
     let head = fx.store.transact(None, |tx| tx.create(User::new("head", "Head of sales", Role::Head))).unwrap().id;
@@ -189,16 +193,21 @@ fn run(ops: Vec<Op>, backend: Backend) {
         m.steps.insert(d.id.raw(), 1);
         m.deals.insert(d.id.raw(), d);
     }
+    let (mut accepted_ops, mut tried) = (0, 0);
     for op in ops {
         let before = fx.dump();
         // (whether the store accepted it, whether the model says it must, the error if any)
         let (accepted, expected, error): (bool, bool, Option<Error>) = match op {
             Op::CreatePartner { parent, manager } => {
-                let mut p = Partner::new(format!("P{}", m.partners.len()), PartnerRole::Client);
+                let name = format!("{} {}", NAMES[m.partners.len() % NAMES.len()], m.partners.len());
+                let mut p = Partner::new(name.clone(), PartnerRole::Client);
                 p.parent = parent.and_then(|i| nth(&m.partners, i)).map(|x| x.id);
                 p.manager = Some(managers[manager]);
+                let sent = (name, p.parent, p.manager);
                 match fx.store.transact(None, |tx| tx.create(p)) {
                     Ok(p) => {
+                        // The model keeps what it sent, not what came back.
+                        assert_eq!((p.name.clone(), p.parent, p.manager), sent, "the stored partner");
                         m.partners.insert(p.id.raw(), p);
                         (true, true, None)
                     }
@@ -366,6 +375,8 @@ fn run(ops: Vec<Op>, backend: Backend) {
             }
         };
         assert_eq!(accepted, expected, "outcome differs from the model: {error:?}");
+        tried += 1;
+        accepted_ops += usize::from(accepted);
         if !accepted {
             assert!(fx.dump() == before, "a refused operation changed the database");
         }
@@ -373,6 +384,19 @@ fn run(ops: Vec<Op>, backend: Backend) {
         fx.clock.advance(1000);
     }
     check_against(&fx, &m);
+    (accepted_ops, tried)
+}
+
+/// Runs `ops` on both backends and asks that at least a fifth of the operations tried went
+/// through: a store that refused everything would otherwise agree with a model it never
+/// reaches.
+fn run_everywhere(ops: Vec<Op>) {
+    for backend in [Backend::Redb, Backend::Memory] {
+        let (accepted, tried) = run(ops.clone(), backend);
+        if tried >= 10 {
+            assert!(accepted * 5 >= tried, "{backend:?}: only {accepted} of {tried} operations were accepted");
+        }
+    }
 }
 
 /// Every deal's stage history is well formed, ends in the deal's stage and status, has as
@@ -441,16 +465,61 @@ fn check_against(fx: &Fixture, m: &Model) {
     );
 }
 
+fn floored((accepted, tried): (usize, usize)) {
+    if tried >= 10 {
+        assert!(accepted * 5 >= tried, "only {accepted} of {tried} operations were accepted");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, max_shrink_iters: 200, ..ProptestConfig::default() })]
 
     #[test]
     fn indexes_agree_with_a_naive_scan_after_random_operations_on_redb(ops in proptest::collection::vec(op(), 1..60)) {
-        run(ops, Backend::Redb);
+        floored(run(ops, Backend::Redb));
     }
 
     #[test]
     fn indexes_agree_with_a_naive_scan_after_random_operations_on_memory(ops in proptest::collection::vec(op(), 1..60)) {
-        run(ops, Backend::Memory);
+        floored(run(ops, Backend::Memory));
     }
+}
+
+// The cases proptest once shrank failures to (tests/proptest-regressions/index_model.txt),
+// as tests of their own. The two oldest were written before deals were created with a
+// source and through the engine, and before process steps replaced a plain "move": they
+// are given here in today's operations.
+
+fn process(deal: usize, step: Step, actor: usize) -> Op {
+    Op::Process { deal, step, actor, stale: false }
+}
+
+#[test]
+fn a_new_partner_without_references_can_be_deleted() {
+    run_everywhere(vec![Op::CreatePartner { parent: None, manager: 0 }, Op::DeletePartner { partner: 0 }]);
+}
+
+#[test]
+fn a_deal_of_a_new_partner_with_a_contact_is_won_and_reopened() {
+    run_everywhere(vec![
+        Op::CreatePartner { parent: None, manager: 0 },
+        Op::CreateDeal { partner: 0, manager: 0, amount: 0, source: true, via_engine: false },
+        Op::CreateContact { partner: 0 },
+        process(0, Step::Won, 0),
+        process(0, Step::Reopen(Some(0)), 3),
+    ]);
+}
+
+#[test]
+fn a_move_a_win_and_a_checklist_change_of_other_deals() {
+    run_everywhere(vec![
+        process(5, Step::Neighbour(true), 0),
+        process(21, Step::Won, 0),
+        process(1, Step::Check(false), 0),
+    ]);
+}
+
+#[test]
+fn a_head_reopens_a_won_deal_into_another_stage() {
+    run_everywhere(vec![process(31, Step::Won, 0), process(3, Step::Reopen(Some(2)), 3)]);
 }

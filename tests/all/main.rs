@@ -1,7 +1,7 @@
 //! The integration tests of crmkit: one binary, one module per topic, a test target of the
 //! `crmkit` package (server/Cargo.toml) so that Cargo builds the binary the CLI tests run.
 
-mod api;
+pub(crate) mod api;
 mod cli;
 mod commands;
 mod common;
@@ -13,6 +13,7 @@ mod graph;
 mod hooks;
 mod index_model;
 mod process;
+mod refusals;
 mod scripting;
 mod store;
 mod transfer;

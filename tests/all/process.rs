@@ -1483,6 +1483,7 @@ fn run_random(ops: Vec<(Op, usize, bool, i64)>, backend: Backend) {
         w.deal(&e, kind, amount);
     }
     let mut seen: std::collections::BTreeMap<DealId, Vec<StageChange>> = Default::default();
+    let (tried, mut accepted) = (ops.len(), 0);
     for (op, actor, stale, wait) in ops {
         w.advance(wait);
         let r = w.fx.store.read().unwrap();
@@ -1502,7 +1503,10 @@ fn run_random(ops: Vec<(Op, usize, bool, i64)>, backend: Backend) {
             })
             .unwrap();
         match &result {
-            Ok(()) => assert!(!stale || matches!(op, Op::Create { .. }), "{op:?} with a stale version was accepted"),
+            Ok(()) => {
+                assert!(!stale || matches!(op, Op::Create { .. }), "{op:?} with a stale version was accepted");
+                accepted += 1;
+            }
             Err(err) => {
                 assert!(
                     matches!(
@@ -1540,6 +1544,11 @@ fn run_random(ops: Vec<(Op, usize, bool, i64)>, backend: Backend) {
         }
     }
     assert_eq!(w.fx.store.verify_indexes().unwrap(), Vec::<String>::new());
+    // An engine that refused everything would keep every history consistent: ask that a
+    // good part of the steps went through.
+    if tried >= 20 {
+        assert!(accepted * 10 >= tried, "only {accepted} of {tried} steps were accepted");
+    }
 }
 
 /// Random steps, each with its actor, whether its version is stale, and the time before it.
@@ -1862,4 +1871,93 @@ fn an_imported_deal_on_hold_in_a_managed_stage_can_go_on(backend: Backend) {
     let d = w.run(w.ivanov, |tx| e.resume(tx, d.id, d.version));
     let d = next_day_complete(&w, &e, d.id, w.ivanov);
     assert_eq!(d.stage.as_deref(), Some("bid"));
+}
+
+/// Cancelling a task: not another's (a manager), not a required stage task even one's own
+/// (only heads may call the route's work off), not a stale version, not once it is done or
+/// cancelled. Each refusal commits its transaction and leaves the database as it was.
+fn cancelling_a_task_is_refused_to_the_wrong_user_and_in_the_wrong_state(backend: Backend) {
+    let w = world(backend);
+    let e = Engine::without_hooks();
+    let d = w.deal(&e, "tender", 1000);
+    let task = w.open_task(d.id);
+    assert!(task.required && task.stage.is_some() && task.executor == w.ivanov, "{task:#?}");
+    let err = w.refused(w.petrov, |tx| e.cancel_task(tx, task.id, task.version));
+    assert!(
+        matches!(&err, Error::Forbidden(m) if m.starts_with("petrov may not cancel task") && m.contains("another user's")),
+        "{err:?}"
+    );
+    let err = w.refused(w.ivanov, |tx| e.cancel_task(tx, task.id, task.version));
+    assert!(
+        matches!(&err, Error::Forbidden(m) if m.starts_with("ivanov may not cancel task") && m.contains("required by stage \"announcement\"")),
+        "{err:?}"
+    );
+    let err = w.refused(w.sidorova, |tx| e.cancel_task(tx, task.id, task.version + 1));
+    assert!(matches!(err, Error::Conflict { kind: EntityKind::Task, given: 2, stored: 1, .. }), "{err:?}");
+    // A head may; after that nobody can cancel or complete it again.
+    let cancelled = w.run(w.sidorova, |tx| e.cancel_task(tx, task.id, task.version));
+    assert_eq!((cancelled.status, cancelled.finished_by), (TaskStatus::Cancelled, Some(w.sidorova)));
+    for actor in [w.ivanov, w.sidorova] {
+        let err = w.refused(actor, |tx| e.cancel_task(tx, cancelled.id, cancelled.version));
+        assert!(matches!(&err, Error::NotAllowed(m) if m.ends_with("is already cancelled")), "{err:?}");
+        let err = w.refused(actor, |tx| e.complete_task(tx, cancelled.id, cancelled.version));
+        assert!(matches!(&err, Error::NotAllowed(m) if m.ends_with("is already cancelled")), "{err:?}");
+    }
+    // A done task cannot be cancelled either.
+    let b2b = w.deal(&e, "b2b_sale", 1000);
+    let mut own = Task::new("Позвонить клиенту", w.ivanov);
+    own.due = Some(T0.plus_millis(DAY));
+    own.deal = Some(b2b.id);
+    let own = w.run(w.ivanov, |tx| tx.create(own));
+    let done = w.run(w.ivanov, |tx| e.complete_task(tx, own.id, own.version));
+    let err = w.refused(w.ivanov, |tx| e.cancel_task(tx, done.id, done.version));
+    assert!(matches!(&err, Error::NotAllowed(m) if m.ends_with("is already done")), "{err:?}");
+}
+
+/// The engine's creation of a deal refuses what the store refuses, naming the field: an
+/// unknown kind, partner or manager, a negative amount, more decimals than the currency has,
+/// a stage that is not the kind's first. Nothing is written, even when the transaction
+/// commits.
+fn create_deal_refuses_bad_input_naming_the_field(backend: Backend) {
+    let w = world(backend);
+    let e = Engine::without_hooks();
+    let good = || {
+        let mut d = new_deal(w.client, w.ivanov, 1000);
+        d.stage = None;
+        d.source = Some("referral".into());
+        d
+    };
+    let check = |d: Deal, field: &str, needle: &str| {
+        let err = w.refused(w.ivanov, |tx| e.create_deal(tx, d));
+        match &err {
+            Error::Invalid(f) => {
+                assert_eq!((f.entity, f.field.as_str()), (EntityKind::Deal, field), "{err}");
+                assert!(f.message.contains(needle), "{:?} lacks {needle:?}", f.message);
+            }
+            Error::Process { message, .. } if field == "-" => assert!(message.contains(needle), "{message}"),
+            other => panic!("{field}: expected an invalid field, got {other:?}"),
+        }
+    };
+    check(Deal { kind: "barter".into(), ..good() }, "kind", "\"barter\" is not a configured process kind");
+    check(Deal { partner: PartnerId(RawId::new(1, 999)), ..good() }, "partner", "does not exist");
+    check(Deal { manager: UserId(RawId::new(1, 998)), ..good() }, "manager", "does not exist");
+    let negative = crmkit_core::values::Money::new(rust_decimal::Decimal::from(-1), crmkit_core::values::Currency::RUB);
+    check(Deal { amount: negative, ..good() }, "amount", "must not be negative");
+    let fractions =
+        crmkit_core::values::Money::new(rust_decimal::Decimal::new(10_005, 3), crmkit_core::values::Currency::RUB);
+    check(Deal { amount: fractions, ..good() }, "amount", "decimal places");
+    check(Deal { title: " ".into(), ..good() }, "title", "required");
+    // A deal in progress names no winning competitor.
+    check(Deal { competitor: Some(w.competitor), ..good() }, "competitor", "only recorded on a lost deal");
+    // And the same deal goes through.
+    let d = w.run(w.ivanov, |tx| e.create_deal(tx, good()));
+    assert_eq!((d.stage.as_deref(), d.status), (Some("qualification"), DealStatus::InProgress));
+}
+
+#[test]
+fn engine_refusals_of_tasks_and_new_deals() {
+    for backend in [Backend::Redb, Backend::Memory] {
+        cancelling_a_task_is_refused_to_the_wrong_user_and_in_the_wrong_state(backend);
+        create_deal_refuses_bad_input_naming_the_field(backend);
+    }
 }
