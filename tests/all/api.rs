@@ -1738,7 +1738,11 @@ fn closing_over_http_asks_the_guards_of_leaving_and_checks_its_input_first() {
     for (action, extra, needle) in [
         ("hold", format!(",\"comment\":\"{long}\""), "the limit is 2000"),
         ("hold", ",\"comment\":\"a\\u0000b\"".to_string(), "control character"),
-        ("move", ",\"stage\":\"needs_analysis\",\"comment\":\"\\u001b[2J\\u001b[31mred\"".to_string(), "control character"),
+        (
+            "move",
+            ",\"stage\":\"needs_analysis\",\"comment\":\"\\u001b[2J\\u001b[31mred\"".to_string(),
+            "control character",
+        ),
         ("lose", format!(",\"reason\":\"price\",\"comment\":\"{long}\""), "the limit is 10000"),
         ("lose", ",\"reason\":\"price\",\"comment\":\"\\u001b[31m\"".to_string(), "control character"),
     ] {
@@ -1767,11 +1771,54 @@ fn closing_over_http_asks_the_guards_of_leaving_and_checks_its_input_first() {
     assert!(site.dump() == before, "a refused request wrote something");
     // A loss to a real competitor goes through, and the shipped reaction follows it up.
     let server = Served::start(&site);
-    let body = format!("{{\"version\":{},\"reason\":\"price\",\"competitor\":\"{rival}\",\"comment\":\"Скидка 12%\\nи рассрочка\"}}", deal.version);
+    let body = format!(
+        "{{\"version\":{},\"reason\":\"price\",\"competitor\":\"{rival}\",\"comment\":\"Скидка 12%\\nи рассрочка\"}}",
+        deal.version
+    );
     let (status, lost) = server.send("POST", &format!("/api/v1/deals/{id}/lose"), &manager, body.as_bytes());
-    assert_eq!((status, lost["status"].as_str(), lost["competitor"].as_str()), (200, Some("lost"), Some(rival.to_string().as_str())), "{lost}");
+    assert_eq!(
+        (status, lost["status"].as_str(), lost["competitor"].as_str()),
+        (200, Some("lost"), Some(rival.to_string().as_str())),
+        "{lost}"
+    );
     let (status, tasks) = server.request("GET", &format!("/api/v1/tasks?deal={id}"), Some(&manager));
     assert_eq!(status, 200, "{tasks}");
     assert!(tasks.to_string().contains("Call back: lost"), "{tasks}");
     server.stop();
+}
+
+/// Dates over HTTP: a deal's `expected_close` and a document's `date`, in a new entity and a
+/// change of one, are `YYYY-MM-DD` from 1900-01-01 to 2999-12-31; others answer 422 naming
+/// the field and write nothing.
+#[test]
+fn dates_over_http_are_held_to_their_range() {
+    let site = Site::new(|c| c);
+    site.manager();
+    let p = site.partner("Альфа", PartnerRole::Client);
+    let manager = ok(&["token", "create", site.dir(), "--user", "petrov", "--role", "manager"]).trim().to_string();
+    let server = Served::start(&site);
+    let deal = |close: &str| {
+        format!("{{\"title\":\"Поставка\",\"partner\":\"{p}\",\"kind\":\"b2b_sale\",\"amount\":{{\"amount\":\"10\",\"currency\":\"RUB\"}},\"expected_close\":\"{close}\"}}")
+    };
+    let (status, created) = server.send("POST", "/api/v1/deals", &manager, deal("2026-06-30").as_bytes());
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    server.stop();
+    let before = site.dump();
+    let server = Served::start(&site);
+    for bad in ["+99999-01-01", "-0001-01-01", "1899-12-31", "3000-01-01"] {
+        let (status, body) = server.send("POST", "/api/v1/deals", &manager, deal(bad).as_bytes());
+        assert_eq!((status, body["field"].as_str()), (422, Some("expected_close")), "{bad}: {body}");
+        assert!(body["message"].as_str().unwrap().contains("outside the dates a field holds"), "{body}");
+        let patch = format!("{{\"version\":{},\"expected_close\":\"{bad}\"}}", created["version"]);
+        let (status, body) = server.send("PATCH", &format!("/api/v1/deals/{id}"), &manager, patch.as_bytes());
+        assert_eq!((status, body["field"].as_str()), (422, Some("expected_close")), "{bad}: {body}");
+        let doc = format!(
+            r#"{{"kind":"quote","number":"КП-1","date":"{bad}","partner":"{p}","amount":{{"amount":"10","currency":"RUB"}},"state":"draft"}}"#
+        );
+        let (status, body) = server.send("POST", "/api/v1/documents", &manager, doc.as_bytes());
+        assert_eq!((status, body["field"].as_str()), (422, Some("date")), "{bad}: {body}");
+    }
+    server.stop();
+    assert!(site.dump() == before, "a refused request wrote something");
 }

@@ -61,6 +61,7 @@ on_every_backend! {
     cancelling_a_task_is_not_completing_it,
     an_unknown_competitor_is_refused_before_any_hook,
     the_comment_of_a_step_is_free_text_with_its_rule,
+    a_hook_sets_a_date_by_the_rule_of_dates,
 }
 
 const HOUR: i64 = 3_600_000;
@@ -1879,10 +1880,13 @@ fn an_imported_deal_on_hold_in_a_managed_stage_can_go_on(backend: Backend) {
 // ---------------------------------------------------------------------------------------
 // Closing is leaving the stage; references and free text are checked before any hook.
 
+/// What a guard saw of each step: the point, how, whether it closes, whether it leaves.
+type Seen = Arc<Mutex<Vec<(HookPoint, How, bool, bool)>>>;
+
 /// A guard bound to `deal.before_transition` only, refusing every step it sees out of
 /// "qualification" — and recording what it saw.
-fn leaving_guard() -> (Engine, Arc<Mutex<Vec<(HookPoint, How, bool, bool)>>>) {
-    let seen: Arc<Mutex<Vec<(HookPoint, How, bool, bool)>>> = Arc::default();
+fn leaving_guard() -> (Engine, Seen) {
+    let seen: Seen = Arc::default();
     let mut hooks = Hooks::new();
     let record = seen.clone();
     hooks.register(
@@ -2105,4 +2109,34 @@ fn the_comment_of_a_step_is_free_text_with_its_rule(backend: Backend) {
     ];
     let err = w.refused(w.ivanov, |tx| e.import_deal(tx, d, steps));
     invalid(&err, "history", "step 1: note contains the control character");
+}
+
+fn a_hook_sets_a_date_by_the_rule_of_dates(backend: Backend) {
+    let value: Arc<Mutex<serde_json::Value>> = Arc::default();
+    let mut hooks = Hooks::new();
+    let v = value.clone();
+    hooks.register(
+        "set_close",
+        handler(move |_| {
+            let value = v.lock().unwrap().clone();
+            Ok(Answer::Actions(vec![Action::SetField { field: "expected_close".into(), value }]))
+        }),
+    );
+    hooks.bind(HookPoint::DealAfterTransition, "set_close", &[]).unwrap();
+    let e = native_engine(hooks);
+    let w = world(backend);
+    let d = w.deal(&e, "b2b_sale", 1000);
+    for (bad, needle) in [
+        ("+99999-01-01", "is not a date written YYYY-MM-DD"),
+        ("-0001-01-01", "is not a date written YYYY-MM-DD"),
+        ("2026-7-1", "is not a date written YYYY-MM-DD"),
+        ("1899-12-31", "1899-12-31 is outside the dates a field holds (1900-01-01 to 2999-12-31)"),
+    ] {
+        *value.lock().unwrap() = serde_json::Value::String(bad.into());
+        let err = w.refused(w.ivanov, |tx| e.hold(tx, d.id, d.version, ""));
+        invalid(&err, "expected_close", needle);
+    }
+    *value.lock().unwrap() = serde_json::Value::String("2026-07-01".into());
+    let held = w.run(w.ivanov, |tx| e.hold(tx, d.id, d.version, ""));
+    assert_eq!(held.expected_close.map(|d| d.to_string()).as_deref(), Some("2026-07-01"));
 }

@@ -619,7 +619,9 @@ fn a_script_reads_whether_a_step_closes_the_deal_and_leaves_its_stage() {
         Err(crmkit_core::Error::Rejected { message, .. }) => message,
         other => panic!("expected a rejection, got {other:?}"),
     };
-    let won = s.fx.store.transact(Some(s.manager), |tx| s.engine.close(tx, d.id, d.version, crmkit_core::process::Outcome::Won));
+    let won =
+        s.fx.store
+            .transact(Some(s.manager), |tx| s.engine.close(tx, d.id, d.version, crmkit_core::process::Outcome::Won));
     assert_eq!(refused(won), "no won (leaves true)");
     assert_eq!(refused(s.move_to(&d, "needs_analysis")), "no leaving");
     let held = s.fx.store.transact(Some(s.manager), |tx| s.engine.hold(tx, d.id, d.version, "May"));
