@@ -1688,3 +1688,147 @@ fn custom_references_competitors_methods_and_roles_are_held_to_the_same_rules() 
     server.stop();
     ok(&["check", office.site.dir()]);
 }
+
+/// Closing a deal over HTTP asks the guards of leaving its stage (the shipped
+/// `quote_before_leaving_proposal`); a loss naming no competitor, the free text of a step
+/// and an upload's file name are checked before any hook runs, answer 422 naming the field,
+/// and write nothing.
+#[test]
+fn closing_over_http_asks_the_guards_of_leaving_and_checks_its_input_first() {
+    use crmkit_core::process::Engine;
+    let site = Site::new(|c| c);
+    let petrov = site.manager();
+    let client = site.partner("Альфа", PartnerRole::Client);
+    let rival = site.partner("ПромЛидер", PartnerRole::Competitor);
+    // In "proposal", without a quote.
+    let deal = site.with(|inst| {
+        let e = Engine::without_hooks();
+        inst.store()
+            .transact(Some(petrov), |tx| {
+                let mut d = new_deal(client, petrov, 150_000);
+                d.source = Some("website".into());
+                let d = e.create_deal(tx, d)?;
+                let d = e.move_deal(tx, d.id, d.version, "needs_analysis", None)?;
+                let d = e.set_checked(tx, d.id, d.version, "needs_recorded", true)?;
+                e.move_deal(tx, d.id, d.version, "proposal", None)
+            })
+            .unwrap()
+    });
+    let manager = ok(&["token", "create", site.dir(), "--user", "petrov", "--role", "manager"]).trim().to_string();
+    let before = site.dump();
+    let server = Served::start(&site);
+    let id = deal.id;
+    let act = |action: &str, extra: &str| {
+        let body = format!("{{\"version\":{}{extra}}}", deal.version);
+        server.send("POST", &format!("/api/v1/deals/{id}/{action}"), &manager, body.as_bytes())
+    };
+    // The guard bound to deal.before_transition stops a win from the proposal.
+    let (status, body) = act("win", "");
+    assert_eq!(
+        (status, body["code"].as_str(), body["field"].as_str()),
+        (422, Some("rejected"), Some("documents")),
+        "{body}"
+    );
+    assert!(body["message"].as_str().unwrap().contains("without a quote"), "{body}");
+    // A competitor that is nothing, a user, the deal itself, or a partner who is no competitor:
+    // refused before the shipped reaction that reads the competitor runs.
+    let ghost = "01JBJGB4000000000000000016".to_string();
+    for (competitor, needle) in [
+        (ghost, "does not exist"),
+        (petrov.to_string(), "does not exist"),
+        (id.to_string(), "does not exist"),
+        (client.to_string(), "does not have the competitor role"),
+    ] {
+        let (status, body) = act("lose", &format!(",\"reason\":\"price\",\"competitor\":\"{competitor}\""));
+        assert_eq!((status, body["code"].as_str(), body["field"].as_str()), (422, Some("invalid"), Some("competitor")));
+        assert!(body["message"].as_str().unwrap().contains(needle), "{body}");
+    }
+    // The free text of a step: too long, a NUL, terminal escapes.
+    let long = "ж".repeat(100_000);
+    for (action, extra, needle) in [
+        ("hold", format!(",\"comment\":\"{long}\""), "the limit is 2000"),
+        ("hold", ",\"comment\":\"a\\u0000b\"".to_string(), "control character"),
+        (
+            "move",
+            ",\"stage\":\"needs_analysis\",\"comment\":\"\\u001b[2J\\u001b[31mred\"".to_string(),
+            "control character",
+        ),
+        ("lose", format!(",\"reason\":\"price\",\"comment\":\"{long}\""), "the limit is 10000"),
+        ("lose", ",\"reason\":\"price\",\"comment\":\"\\u001b[31m\"".to_string(), "control character"),
+    ] {
+        let (status, body) = act(action, &extra);
+        assert_eq!(
+            (status, body["code"].as_str(), body["field"].as_str()),
+            (422, Some("invalid"), Some("comment")),
+            "{action}: {body}"
+        );
+        assert!(body["message"].as_str().unwrap().contains(needle), "{action}: {body}");
+    }
+    // A file name on more than one line, or with a control character.
+    for name in ["offer%0D%0Ax.pdf", "offer%00.pdf", "%1B%5B31moffer.pdf"] {
+        let a = server.exchange(
+            "POST",
+            &format!("/api/v1/attachments?owner_kind=deal&owner={id}&name={name}"),
+            Some(&manager),
+            &[("content-type", "application/pdf")],
+            Some(b"%PDF-1.4"),
+        );
+        let body = a.json();
+        assert_eq!((a.status, body["field"].as_str()), (422, Some("name")), "{name}: {body}");
+        assert!(body["message"].as_str().unwrap().contains("control character"), "{body}");
+    }
+    server.stop();
+    assert!(site.dump() == before, "a refused request wrote something");
+    // A loss to a real competitor goes through, and the shipped reaction follows it up.
+    let server = Served::start(&site);
+    let body = format!(
+        "{{\"version\":{},\"reason\":\"price\",\"competitor\":\"{rival}\",\"comment\":\"Скидка 12%\\nи рассрочка\"}}",
+        deal.version
+    );
+    let (status, lost) = server.send("POST", &format!("/api/v1/deals/{id}/lose"), &manager, body.as_bytes());
+    assert_eq!(
+        (status, lost["status"].as_str(), lost["competitor"].as_str()),
+        (200, Some("lost"), Some(rival.to_string().as_str())),
+        "{lost}"
+    );
+    let (status, tasks) = server.request("GET", &format!("/api/v1/tasks?deal={id}"), Some(&manager));
+    assert_eq!(status, 200, "{tasks}");
+    assert!(tasks.to_string().contains("Call back: lost"), "{tasks}");
+    server.stop();
+}
+
+/// Dates over HTTP: a deal's `expected_close` and a document's `date`, in a new entity and a
+/// change of one, are `YYYY-MM-DD` from 1900-01-01 to 2999-12-31; others answer 422 naming
+/// the field and write nothing.
+#[test]
+fn dates_over_http_are_held_to_their_range() {
+    let site = Site::new(|c| c);
+    site.manager();
+    let p = site.partner("Альфа", PartnerRole::Client);
+    let manager = ok(&["token", "create", site.dir(), "--user", "petrov", "--role", "manager"]).trim().to_string();
+    let server = Served::start(&site);
+    let deal = |close: &str| {
+        format!("{{\"title\":\"Поставка\",\"partner\":\"{p}\",\"kind\":\"b2b_sale\",\"amount\":{{\"amount\":\"10\",\"currency\":\"RUB\"}},\"expected_close\":\"{close}\"}}")
+    };
+    let (status, created) = server.send("POST", "/api/v1/deals", &manager, deal("2026-06-30").as_bytes());
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    server.stop();
+    let before = site.dump();
+    let server = Served::start(&site);
+    for bad in ["+99999-01-01", "-0001-01-01", "1899-12-31", "3000-01-01"] {
+        let (status, body) = server.send("POST", "/api/v1/deals", &manager, deal(bad).as_bytes());
+        assert_eq!((status, body["field"].as_str()), (422, Some("expected_close")), "{bad}: {body}");
+        assert!(body["message"].as_str().unwrap().contains("outside the dates a field holds"), "{body}");
+        let patch = format!("{{\"version\":{},\"expected_close\":\"{bad}\"}}", created["version"]);
+        let (status, body) = server.send("PATCH", &format!("/api/v1/deals/{id}"), &manager, patch.as_bytes());
+        assert_eq!((status, body["field"].as_str()), (422, Some("expected_close")), "{bad}: {body}");
+        let doc = format!(
+            r#"{{"kind":"quote","number":"КП-1","date":"{bad}","partner":"{p}","amount":{{"amount":"10","currency":"RUB"}},"state":"draft"}}"#
+        );
+        let (status, body) = server.send("POST", "/api/v1/documents", &manager, doc.as_bytes());
+        assert_eq!((status, body["field"].as_str()), (422, Some("date")), "{bad}: {body}");
+    }
+    server.stop();
+    assert!(site.dump() == before, "a refused request wrote something");
+}

@@ -56,6 +56,12 @@ on_every_backend! {
     imports_follow_the_rules_of_the_kind,
     reactions_see_the_deal_exactly_as_it_is_stored,
     an_imported_deal_on_hold_in_a_managed_stage_can_go_on,
+    closing_a_deal_is_leaving_its_stage,
+    every_step_asks_the_guards_of_leaving,
+    cancelling_a_task_is_not_completing_it,
+    an_unknown_competitor_is_refused_before_any_hook,
+    the_comment_of_a_step_is_free_text_with_its_rule,
+    a_hook_sets_a_date_by_the_rule_of_dates,
 }
 
 const HOUR: i64 = 3_600_000;
@@ -580,7 +586,14 @@ fn a_guard_that_fails_aborts_the_step_and_is_named(backend: Backend) {
     let e = native_engine(hooks);
     let w = world(backend);
     let d = w.deal(&e, "b2b_sale", 1000);
+    // A close asks the guards of leaving the stage first: the confused one faults there.
     let err = w.refused(w.ivanov, |tx| e.close(tx, d.id, d.version, Outcome::Won));
+    assert!(matches!(&err, Error::HookFault { hook: "deal.before_transition", handler, .. } if handler == "confused"));
+    let mut hooks = Hooks::new();
+    hooks.register("flaky_script", handler(|_| Err(Fault("line 3: variable `quote` is not defined".into()))));
+    hooks.bind(HookPoint::DealBeforeClose, "flaky_script", &[]).unwrap();
+    let closing = native_engine(hooks);
+    let err = w.refused(w.ivanov, |tx| closing.close(tx, d.id, d.version, Outcome::Won));
     match &err {
         Error::HookFault { hook, handler, message } => assert_eq!(
             (*hook, handler.as_str(), message.as_str()),
@@ -1960,4 +1973,268 @@ fn engine_refusals_of_tasks_and_new_deals() {
         cancelling_a_task_is_refused_to_the_wrong_user_and_in_the_wrong_state(backend);
         create_deal_refuses_bad_input_naming_the_field(backend);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Closing is leaving the stage; references and free text are checked before any hook.
+
+/// What a guard saw of each step: the point, how, whether it closes, whether it leaves.
+type Seen = Arc<Mutex<Vec<(HookPoint, How, bool, bool)>>>;
+
+/// A guard bound to `deal.before_transition` only, refusing every step it sees out of
+/// "qualification" — and recording what it saw.
+fn leaving_guard() -> (Engine, Seen) {
+    let seen: Seen = Arc::default();
+    let mut hooks = Hooks::new();
+    let record = seen.clone();
+    hooks.register(
+        "stay",
+        handler(move |input| {
+            let t = input.transition.expect("a transition");
+            record.lock().unwrap().push((input.hook, t.how, t.closes(), t.leaves_stage()));
+            let wire = serde_json::to_value(input).unwrap();
+            assert_eq!(wire["transition"]["closes"], t.closes());
+            assert_eq!(wire["transition"]["leaves_stage"], t.leaves_stage());
+            if t.leaves_stage() && t.from_stage.as_deref() == Some("qualification") {
+                Ok(Answer::Reject { message: "not out of qualification".into(), field: Some("stage".into()) })
+            } else {
+                Ok(Answer::Allow)
+            }
+        }),
+    );
+    hooks.bind(HookPoint::DealBeforeTransition, "stay", &[]).unwrap();
+    (native_engine(hooks), seen)
+}
+
+fn closing_a_deal_is_leaving_its_stage(backend: Backend) {
+    let w = world(backend);
+    let (e, seen) = leaving_guard();
+    let d = w.deal(&e, "b2b_sale", 1000);
+    let rejected = |err: &Error| {
+        assert!(
+            matches!(err, Error::Rejected { hook: "deal.before_transition", handler, .. } if handler == "stay"),
+            "{err:?}"
+        )
+    };
+    rejected(&w.refused(w.ivanov, |tx| e.close(tx, d.id, d.version, Outcome::Won)));
+    let full = Outcome::Lost { reason: "price".into(), competitor: Some(w.competitor), comment: "cheaper".into() };
+    rejected(&w.refused(w.ivanov, |tx| e.close(tx, d.id, d.version, full.clone())));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            (HookPoint::DealBeforeTransition, How::Won, true, true),
+            (HookPoint::DealBeforeTransition, How::Lost, true, true)
+        ]
+    );
+    // Out of another stage the guard lets both through, and deal.before_close is asked after it.
+    let mut hooks = Hooks::new();
+    let order: Arc<Mutex<Vec<HookPoint>>> = Arc::default();
+    let o = order.clone();
+    hooks.register(
+        "order",
+        handler(move |input| {
+            o.lock().unwrap().push(input.hook);
+            Ok(Answer::Allow)
+        }),
+    );
+    for p in [HookPoint::EntityBeforeSave, HookPoint::DealBeforeClose, HookPoint::DealBeforeTransition] {
+        hooks.bind(p, "order", &[]).unwrap();
+    }
+    let ordered = native_engine(hooks);
+    let d = w.run(w.ivanov, |tx| ordered.move_deal(tx, d.id, d.version, "needs_analysis", None));
+    order.lock().unwrap().clear();
+    let won = w.run(w.ivanov, |tx| ordered.close(tx, d.id, d.version, Outcome::Won));
+    assert_eq!(
+        *order.lock().unwrap(),
+        [HookPoint::DealBeforeTransition, HookPoint::DealBeforeClose, HookPoint::EntityBeforeSave]
+    );
+    assert_eq!(won.status, DealStatus::Won);
+}
+
+fn every_step_asks_the_guards_of_leaving(backend: Backend) {
+    let w = world(backend);
+    let (e, seen) = leaving_guard();
+    let d = w.deal(&e, "b2b_sale", 1000);
+    // A hold, a resume and a reopen leave no stage: the guard sees them and lets them be.
+    let d = w.run(w.ivanov, |tx| e.hold(tx, d.id, d.version, "budget in May"));
+    let d = w.run(w.ivanov, |tx| e.resume(tx, d.id, d.version));
+    let err = w.refused(w.ivanov, |tx| e.move_deal(tx, d.id, d.version, "needs_analysis", None));
+    assert!(matches!(err, Error::Rejected { hook: "deal.before_transition", .. }), "{err:?}");
+    let closed = w.run(w.sidorova, |tx| Engine::without_hooks().close(tx, d.id, d.version, Outcome::Won));
+    let d = w.run(w.sidorova, |tx| e.reopen(tx, closed.id, closed.version, None));
+    assert_eq!((d.status, d.stage.as_deref()), (DealStatus::InProgress, Some("qualification")));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            (HookPoint::DealBeforeTransition, How::Hold, false, false),
+            (HookPoint::DealBeforeTransition, How::Resume, false, false),
+            (HookPoint::DealBeforeTransition, How::Manual, false, true),
+            (HookPoint::DealBeforeTransition, How::Reopen, false, false),
+        ]
+    );
+}
+
+fn cancelling_a_task_is_not_completing_it(backend: Backend) {
+    let seen: Arc<Mutex<Vec<(HookPoint, TaskStatus)>>> = Arc::default();
+    let mut hooks = Hooks::new();
+    let record = seen.clone();
+    hooks.register(
+        "tasks",
+        handler(move |input| {
+            if let Some(Subject::Task(t)) = &input.after {
+                record.lock().unwrap().push((input.hook, t.status));
+                if t.status == TaskStatus::Cancelled && t.required {
+                    return Ok(Answer::Reject { message: "required work is not called off".into(), field: None });
+                }
+            }
+            Ok(Answer::Allow)
+        }),
+    );
+    hooks.bind(HookPoint::TaskBeforeComplete, "tasks", &[]).unwrap();
+    hooks.bind(HookPoint::EntityBeforeSave, "tasks", &[]).unwrap();
+    let e = native_engine(hooks);
+    let w = world(backend);
+    let d = w.deal(&e, "tender", 1000);
+    let task = w.open_task(d.id);
+    assert!(task.required);
+    seen.lock().unwrap().clear();
+    let err = w.refused(w.sidorova, |tx| e.cancel_task(tx, task.id, task.version));
+    assert!(matches!(err, Error::Rejected { hook: "entity.before_save", .. }), "{err:?}");
+    assert_eq!(*seen.lock().unwrap(), [(HookPoint::EntityBeforeSave, TaskStatus::Cancelled)]);
+    seen.lock().unwrap().clear();
+    w.run(w.ivanov, |tx| e.complete_task(tx, task.id, task.version));
+    let seen = seen.lock().unwrap();
+    assert_eq!(
+        seen[..2],
+        [(HookPoint::TaskBeforeComplete, TaskStatus::Done), (HookPoint::EntityBeforeSave, TaskStatus::Done)]
+    );
+}
+
+fn an_unknown_competitor_is_refused_before_any_hook(backend: Backend) {
+    let asked: Arc<Mutex<Vec<HookPoint>>> = Arc::default();
+    let mut hooks = Hooks::new();
+    let a = asked.clone();
+    hooks.register(
+        "reads_the_competitor",
+        handler(move |input| {
+            a.lock().unwrap().push(input.hook);
+            if let Some(Subject::Deal(d)) = &input.after {
+                if let Some(c) = d.competitor {
+                    assert!(input.view.partner(c).unwrap().is_some(), "a hook met a missing partner");
+                }
+            }
+            Ok(match input.hook.answer_type() {
+                crmkit_core::hooks::AnswerType::Actions => Answer::Actions(vec![]),
+                _ => Answer::Allow,
+            })
+        }),
+    );
+    for p in [
+        HookPoint::DealBeforeTransition,
+        HookPoint::DealBeforeClose,
+        HookPoint::EntityBeforeSave,
+        HookPoint::DealAfterClose,
+    ] {
+        hooks.bind(p, "reads_the_competitor", &[]).unwrap();
+    }
+    let e = native_engine(hooks);
+    let w = world(backend);
+    let d = w.deal(&e, "b2b_sale", 1000);
+    asked.lock().unwrap().clear();
+    let lose = |competitor: PartnerId| Outcome::Lost {
+        reason: "price".into(),
+        competitor: Some(competitor),
+        comment: "they were cheaper".into(),
+    };
+    // No such record; a record of another kind (a user, the deal itself); a partner who is no
+    // competitor.
+    let ghost = PartnerId(RawId::new(1, 999));
+    for (id, needle) in [
+        (ghost, format!("refers to partner {ghost}, which does not exist")),
+        (PartnerId(w.ivanov.raw()), format!("refers to partner {}, which does not exist", w.ivanov)),
+        (PartnerId(d.id.raw()), "which does not exist".to_string()),
+        (w.client, "does not have the competitor role".to_string()),
+    ] {
+        let err = w.refused(w.ivanov, |tx| e.close(tx, d.id, d.version, lose(id)));
+        invalid(&err, "competitor", &needle);
+    }
+    assert!(asked.lock().unwrap().is_empty(), "hooks were asked: {:?}", asked.lock().unwrap());
+    let lost = w.run(w.ivanov, |tx| e.close(tx, d.id, d.version, lose(w.competitor)));
+    assert_eq!(lost.competitor, Some(w.competitor));
+}
+
+fn the_comment_of_a_step_is_free_text_with_its_rule(backend: Backend) {
+    let w = world(backend);
+    let (guarded, _) = leaving_guard();
+    for e in [Engine::without_hooks(), guarded] {
+        let d = w.deal(&e, "b2b_sale", 1000);
+        let long = "ж".repeat(2001);
+        for bad in [long.as_str(), "a\0b", "\u{1b}[2J\u{1b}[31mred"] {
+            let err = w.refused(w.ivanov, |tx| e.hold(tx, d.id, d.version, bad));
+            invalid(&err, "comment", if bad.len() > 2000 { "the limit is 2000" } else { "control character" });
+            let err = w.refused(w.ivanov, |tx| e.move_deal(tx, d.id, d.version, "needs_analysis", Some(bad)));
+            invalid(&err, "comment", if bad.len() > 2000 { "the limit is 2000" } else { "control character" });
+            let outcome = Outcome::Lost { reason: "price".into(), competitor: None, comment: bad.repeat(5) };
+            let err = w.refused(w.ivanov, |tx| e.close(tx, d.id, d.version, outcome));
+            invalid(&err, "comment", if bad.len() > 2000 { "the limit is 10000" } else { "control character" });
+        }
+        // Line breaks and tabs are text; the note is kept trimmed.
+        let d = w.run(w.ivanov, |tx| e.hold(tx, d.id, d.version, "  до мая\n\tбюджет  "));
+        let steps = w.fx.store.read().unwrap().stage_history(d.id).unwrap();
+        assert_eq!(steps.last().unwrap().note.as_deref(), Some("до мая\n\tбюджет"));
+    }
+    // An imported history's notes obey the same rule.
+    let e = Engine::without_hooks();
+    let mut d = new_deal(w.client, w.ivanov, 100);
+    d.status = DealStatus::OnHold;
+    let steps = vec![
+        ImportStep {
+            at: T0.plus_millis(-2 * DAY),
+            how: How::Create,
+            to_stage: Some("qualification".into()),
+            to_status: DealStatus::InProgress,
+            actor: None,
+            note: None,
+        },
+        ImportStep {
+            at: T0.plus_millis(-DAY),
+            how: How::Hold,
+            to_stage: Some("qualification".into()),
+            to_status: DealStatus::OnHold,
+            actor: None,
+            note: Some("\u{7}beep".into()),
+        },
+    ];
+    let err = w.refused(w.ivanov, |tx| e.import_deal(tx, d, steps));
+    invalid(&err, "history", "step 1: note contains the control character");
+}
+
+fn a_hook_sets_a_date_by_the_rule_of_dates(backend: Backend) {
+    let value: Arc<Mutex<serde_json::Value>> = Arc::default();
+    let mut hooks = Hooks::new();
+    let v = value.clone();
+    hooks.register(
+        "set_close",
+        handler(move |_| {
+            let value = v.lock().unwrap().clone();
+            Ok(Answer::Actions(vec![Action::SetField { field: "expected_close".into(), value }]))
+        }),
+    );
+    hooks.bind(HookPoint::DealAfterTransition, "set_close", &[]).unwrap();
+    let e = native_engine(hooks);
+    let w = world(backend);
+    let d = w.deal(&e, "b2b_sale", 1000);
+    for (bad, needle) in [
+        ("+99999-01-01", "is not a date written YYYY-MM-DD"),
+        ("-0001-01-01", "is not a date written YYYY-MM-DD"),
+        ("2026-7-1", "is not a date written YYYY-MM-DD"),
+        ("1899-12-31", "1899-12-31 is outside the dates a field holds (1900-01-01 to 2999-12-31)"),
+    ] {
+        *value.lock().unwrap() = serde_json::Value::String(bad.into());
+        let err = w.refused(w.ivanov, |tx| e.hold(tx, d.id, d.version, ""));
+        invalid(&err, "expected_close", needle);
+    }
+    *value.lock().unwrap() = serde_json::Value::String("2026-07-01".into());
+    let held = w.run(w.ivanov, |tx| e.hold(tx, d.id, d.version, ""));
+    assert_eq!(held.expected_close.map(|d| d.to_string()).as_deref(), Some("2026-07-01"));
 }

@@ -621,3 +621,27 @@ fn field_names(sample: serde_json::Value, through: fn(serde_json::Value) -> serd
         other => panic!("not an object: {other}"),
     }
 }
+
+#[test]
+fn a_script_reads_whether_a_step_closes_the_deal_and_leaves_its_stage() {
+    let s = scripted(
+        "[[hooks]]\npoint = \"deal.before_transition\"\nhandler = \"steps.rhai::no_closing\"\n",
+        &[(
+            "steps.rhai",
+            "fn no_closing(ctx) {\n    let t = ctx.transition;\n    if t.closes { return `no ${t.how} (leaves ${t.leaves_stage})`; }\n    if t.leaves_stage { return \"no leaving\"; }\n    true\n}\n",
+        )],
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let d = s.deal(1000);
+    let refused = |r: crmkit_core::Result<Deal>| match r {
+        Err(crmkit_core::Error::Rejected { message, .. }) => message,
+        other => panic!("expected a rejection, got {other:?}"),
+    };
+    let won =
+        s.fx.store
+            .transact(Some(s.manager), |tx| s.engine.close(tx, d.id, d.version, crmkit_core::process::Outcome::Won));
+    assert_eq!(refused(won), "no won (leaves true)");
+    assert_eq!(refused(s.move_to(&d, "needs_analysis")), "no leaving");
+    let held = s.fx.store.transact(Some(s.manager), |tx| s.engine.hold(tx, d.id, d.version, "May"));
+    assert_eq!(held.unwrap().status, crmkit_core::model::DealStatus::OnHold);
+}

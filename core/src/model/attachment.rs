@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::rules::{optional_text, required_text};
+use super::rules::optional_text;
 use super::Index;
 use super::{entity_meta, Cx, Entity, EntityKind, FieldError, IndexEntry, Ref};
 use crate::id::{AttachmentId, RawId, UserId};
@@ -158,10 +158,7 @@ impl Entity for Attachment {
 
     fn validate(&self, _cx: Cx<'_>) -> Result<(), FieldError> {
         let k = Self::KIND;
-        required_text(k, "name", &self.name, 255)?;
-        if self.name.contains(['/', '\\']) || matches!(self.name.trim(), "." | "..") {
-            return Err(FieldError::new(k, "name", "a file name must not contain a path separator"));
-        }
+        super::text::file_name(k, "name", &self.name)?;
         optional_text(k, "mime", &self.mime, 255)?;
         let m = &self.mime;
         let valid_mime =

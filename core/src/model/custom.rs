@@ -120,8 +120,11 @@ pub(crate) fn check(
                 super::rules::money(kind, &field, m)?;
                 true
             }
+            (CustomFieldType::Date, CustomValue::Date(d)) => {
+                crate::values::date::check(*d).map_err(|m| FieldError::new(kind, &field, m))?;
+                true
+            }
             (CustomFieldType::Number, CustomValue::Number(_))
-            | (CustomFieldType::Date, CustomValue::Date(_))
             | (CustomFieldType::Bool, CustomValue::Bool(_))
             | (CustomFieldType::Reference { .. }, CustomValue::Ref(_)) => true,
             (CustomFieldType::Enum { values }, CustomValue::Enum(v)) => {

@@ -322,6 +322,8 @@ fn register_context(engine: &mut Engine) {
     engine.register_get("from_status", |t: &mut Arc<Transition>| -> Dynamic { t.from_status.name().into() });
     engine.register_get("to_status", |t: &mut Arc<Transition>| -> Dynamic { t.to_status.name().into() });
     engine.register_get("note", move |t: &mut Arc<Transition>| text(&t.note));
+    engine.register_get("closes", |t: &mut Arc<Transition>| t.closes());
+    engine.register_get("leaves_stage", |t: &mut Arc<Transition>| t.leaves_stage());
 }
 
 /// The `ctx` of a call with `input`.

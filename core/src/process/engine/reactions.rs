@@ -214,7 +214,7 @@ pub(super) fn set_field(d: &mut Deal, field: &str, value: serde_json::Value, set
         "expected_close" => {
             d.expected_close = match text(&value)? {
                 None => None,
-                Some(s) => Some(s.parse().map_err(|e| bad(format!("\"{s}\" is not a date: {e}")))?),
+                Some(s) => Some(crate::values::date::parse(&s).map_err(bad)?),
             }
         }
         "source" => d.source = text(&value)?,
@@ -243,7 +243,7 @@ pub(super) fn set_field(d: &mut Deal, field: &str, value: serde_json::Value, set
                 ),
                 CustomFieldType::Date => {
                     let s = text(&value)?.unwrap_or_default();
-                    CustomValue::Date(s.parse().map_err(|e| bad(format!("\"{s}\" is not a date: {e}")))?)
+                    CustomValue::Date(crate::values::date::parse(&s).map_err(bad)?)
                 }
                 CustomFieldType::Money => {
                     CustomValue::Money(serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?)
