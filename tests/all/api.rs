@@ -1832,3 +1832,122 @@ fn dates_over_http_are_held_to_their_range() {
     server.stop();
     assert!(site.dump() == before, "a refused request wrote something");
 }
+
+/// `s` percent-encoded for a query string.
+fn encoded(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn multi_valued_fields_are_checked_and_filtered_and_ibans_and_e_mails_are_checked_through_the_api() {
+    let site = Site::new(|c| c);
+    let petrov = site.manager();
+    let p = site.partner("Альфа", PartnerRole::Client);
+    site.with(|inst| inst.store().transact(None, |tx| tx.create(User::new("boss", "Босс", Role::Admin))).unwrap());
+    let admin = ok(&["token", "create", site.dir(), "--user", "boss", "--role", "admin"]).trim().to_string();
+    let mut server = Served::start(&site);
+    let post = |server: &Served, path: &str, body: String| server.send("POST", path, &admin, body.as_bytes());
+    let deal = |title: &str, custom: &str| {
+        format!("{{\"title\":\"{title}\",\"partner\":\"{p}\",\"manager\":\"{petrov}\",\"kind\":\"b2b_sale\",\"amount\":{{\"amount\":\"1000.00\",\"currency\":\"RUB\"}},\"custom\":{{{custom}}}}}")
+    };
+    let (status, pumps) =
+        post(&server, "/api/v1/deals", deal("Насосы", r#""equipment":{"enum_set":["pumps","valves"]}"#));
+    assert_eq!(status, 201, "{pumps}");
+    assert_eq!(pumps["custom"]["equipment"], serde_json::json!({ "enum_set": ["pumps", "valves"] }));
+    let (status, compressors) =
+        post(&server, "/api/v1/deals", deal("Компрессоры", r#""equipment":{"enum_set":["compressors"]}"#));
+    assert_eq!(status, 201, "{compressors}");
+    let (status, plain) = post(&server, "/api/v1/deals", deal("Без оборудования", ""));
+    assert_eq!(status, 201, "{plain}");
+
+    // Refused on create and on change, naming the field; nothing written (the database is
+    // compared with the server stopped).
+    server.stop();
+    let before = site.dump();
+    server = Served::start(&site);
+    for (custom, needle) in [
+        (r#""equipment":{"enum_set":["pumps","valves","pumps"]}"#, "\"pumps\" twice"),
+        (r#""equipment":{"enum_set":["boats"]}"#, "\"boats\" is not one of the allowed values"),
+        (r#""equipment":{"enum":"pumps"}"#, "expected a enum_set"),
+        (r#""delivery_region":{"enum_set":["volga"]}"#, "expected a enum value, got a enum_set value"),
+    ] {
+        let (status, body) = post(&server, "/api/v1/deals", deal("Плохая", custom));
+        assert_eq!((status, body["code"].as_str()), (422, Some("invalid")), "{custom}: {body}");
+        assert!(body["message"].as_str().unwrap().contains(needle), "{custom}: {body}");
+        assert!(body["field"].as_str().unwrap().starts_with("custom."), "{body}");
+    }
+    let url = format!("/api/v1/deals/{}", pumps["id"].as_str().unwrap());
+    let patch = |server: &Served, set: &str, version: &Value| {
+        let body = format!(r#"{{"version":{version},"custom":{{"equipment":{{"enum_set":{set}}}}}}}"#);
+        server.send("PATCH", &url, &admin, body.as_bytes())
+    };
+    let (status, body) = patch(&server, r#"["valves","valves"]"#, &pumps["version"]);
+    assert_eq!((status, body["field"].as_str()), (422, Some("custom.equipment")), "{body}");
+    server.stop();
+    assert!(site.dump() == before, "a refused request wrote something");
+    server = Served::start(&site);
+
+    // A filter on a multi-valued field matches the records holding the value.
+    let ids = |query: &str| -> Vec<String> {
+        let (status, page) = server.request("GET", &format!("/api/v1/deals?{query}"), Some(&admin));
+        assert_eq!(status, 200, "{query}: {page}");
+        page["items"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap().to_string()).collect()
+    };
+    let id = |d: &Value| d["id"].as_str().unwrap().to_string();
+    assert_eq!(ids("custom.equipment=pumps"), [id(&pumps)]);
+    assert_eq!(ids("custom.equipment=compressors"), [id(&compressors)]);
+    assert_eq!(ids("custom.equipment=automation"), Vec::<String>::new());
+    assert_eq!(ids(&format!("custom.equipment=valves&partner={p}&status=in_progress")), [id(&pumps)]);
+    let (status, _) = patch(&server, r#"["valves","compressors"]"#, &pumps["version"]);
+    assert_eq!(status, 200);
+    assert_eq!(ids("custom.equipment=compressors"), [id(&pumps), id(&compressors)]);
+    assert_eq!(ids("custom.equipment=pumps"), Vec::<String>::new());
+    assert_eq!(ids("custom.tender_number=42"), Vec::<String>::new());
+    for (query, needle) in [
+        ("custom.equipment=boats", "\"boats\" is not one of the allowed values"),
+        ("custom.equipmnet=pumps", "declared: tender_number, delivery_region, equipment"),
+    ] {
+        let (status, body) = server.request("GET", &format!("/api/v1/deals?{query}"), Some(&admin));
+        assert_eq!((status, body["code"].as_str()), (400, Some("bad_query")), "{body}");
+        assert!(body["message"].as_str().unwrap().contains(needle), "{body}");
+    }
+
+    // E-mail domains in any script, stored in their ASCII form and found by either.
+    let contact = |email: &str| format!(r#"{{"partner":"{p}","name":"Петров","emails":["{email}"]}}"#);
+    let (status, c) = post(&server, "/api/v1/contacts", contact("info@пример.рф"));
+    assert_eq!(status, 201, "{c}");
+    assert_eq!(c["emails"], serde_json::json!(["info@xn--e1afmkfd.xn--p1ai"]));
+    for query in ["info@пример.рф", "info@xn--e1afmkfd.xn--p1ai", "INFO@ПРИМЕР.РФ"] {
+        let (status, page) = server.request("GET", &format!("/api/v1/contacts?email={}", encoded(query)), Some(&admin));
+        assert_eq!((status, page["items"][0]["id"].as_str()), (200, c["id"].as_str()), "{query}: {page}");
+    }
+    // IBANs by their country's registry entry.
+    let counterparty = |iban: &str| {
+        format!(
+            r#"{{"kind":"legal_entity","name":"Muster GmbH","country":"DE","bank_accounts":[{{"bank":"Commerzbank","account":"{iban}","currency":"EUR"}}]}}"#
+        )
+    };
+    server.stop();
+    let before = site.dump();
+    server = Served::start(&site);
+    for (body, field, needle) in [
+        (contact("info@xn--zz.рф"), "emails[0]", "not a valid internationalized domain name"),
+        (counterparty("DE5137040044053201300"), "bank_accounts[0].account", "length and layout of a DE IBAN"),
+        (counterparty("ZZ591234567890123456"), "bank_accounts[0].account", "not a country of the IBAN registry"),
+    ] {
+        let path = if body.contains("emails") { "/api/v1/contacts" } else { "/api/v1/counterparties" };
+        let (status, answer) = post(&server, path, body);
+        assert_eq!((status, answer["field"].as_str()), (422, Some(field)), "{answer}");
+        assert!(answer["message"].as_str().unwrap().contains(needle), "{answer}");
+    }
+    server.stop();
+    assert!(site.dump() == before, "a refused request wrote something");
+    let server = Served::start(&site);
+    let (status, body) = post(&server, "/api/v1/counterparties", counterparty("DE89 3704 0044 0532 0130 00"));
+    assert_eq!(status, 201, "{body}");
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crmkit_core::config::{Settings, DEFAULT_CONFIG};
 use crmkit_core::id::UserId;
-use crmkit_core::model::{Deal, Task};
+use crmkit_core::model::{CustomValue, Deal, Task};
 use crmkit_core::process::{Engine, Hooks};
 use crmkit_core::store::Reader;
 use crmkit_core::Error;
@@ -644,4 +644,41 @@ fn a_script_reads_whether_a_step_closes_the_deal_and_leaves_its_stage() {
     assert_eq!(refused(s.move_to(&d, "needs_analysis")), "no leaving");
     let held = s.fx.store.transact(Some(s.manager), |tx| s.engine.hold(tx, d.id, d.version, "May"));
     assert_eq!(held.unwrap().status, crmkit_core::model::DealStatus::OnHold);
+}
+
+#[test]
+fn a_script_reads_a_multi_valued_field_as_an_array_and_sets_it_through_set_field() {
+    let hooks = r#"[[hooks]]
+point = "deal.after_transition"
+handler = "kit.rhai::extend"
+"#;
+    let s = scripted(
+        hooks,
+        &[(
+            "kit.rhai",
+            r#"
+            // Pumps need automation; "twice" asks for a value the field already holds.
+            fn extend(ctx) {
+                let kit = ctx.after.custom.equipment;
+                if type_of(kit) != "array" || !kit.contains("pumps") { return []; }
+                let add = if ctx.after.title == "twice" { "pumps" } else { "automation" };
+                kit.push(add);
+                [#{ action: "set_field", field: "custom.equipment", value: kit }]
+            }
+            "#,
+        )],
+    )
+    .unwrap();
+    let with_pumps = |title: &str| {
+        let mut d = s.deal(10_000);
+        d.title = title.into();
+        d.custom.insert("equipment".into(), CustomValue::EnumSet(vec!["pumps".into()]));
+        s.fx.store.transact(None, |tx| tx.update(d)).unwrap()
+    };
+    let moved = s.move_to(&with_pumps("Насосная станция"), "needs_analysis").unwrap();
+    assert_eq!(moved.custom["equipment"], CustomValue::EnumSet(vec!["pumps".into(), "automation".into()]));
+
+    let twice = with_pumps("twice");
+    let text = s.refused_move(&twice, "needs_analysis").to_string();
+    assert!(text.contains("custom.equipment") && text.contains("\"pumps\" twice"), "{text}");
 }

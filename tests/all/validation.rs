@@ -569,3 +569,130 @@ fn a_file_name_from_the_command_line_is_one_line() {
     }
     assert!(site.dump() == before, "a refused attach wrote something");
 }
+
+fn equipment(values: &[&str]) -> CustomValue {
+    CustomValue::EnumSet(values.iter().map(|v| v.to_string()).collect())
+}
+
+#[test]
+fn a_multi_valued_enum_field_holds_distinct_declared_values() {
+    let (fx, p, m) = setup();
+    let with = |v: CustomValue| {
+        move |tx: &mut WriteTxn<'_>| {
+            let mut d = new_deal(p.id, m, 100);
+            d.custom.insert("equipment".into(), v);
+            tx.create(d)
+        }
+    };
+    rejects(
+        &fx,
+        EntityKind::Deal,
+        "custom.equipment",
+        "\"pumps\" twice",
+        with(equipment(&["pumps", "valves", "pumps"])),
+    );
+    rejects(
+        &fx,
+        EntityKind::Deal,
+        "custom.equipment",
+        "\"boats\" is not one of the allowed values",
+        with(equipment(&["pumps", "boats"])),
+    );
+    rejects(
+        &fx,
+        EntityKind::Deal,
+        "custom.equipment",
+        "expected a enum_set (a list of the declared values",
+        with(CustomValue::Enum("pumps".into())),
+    );
+    rejects(&fx, EntityKind::Deal, "custom.delivery_region", "expected a enum value, got a enum_set value", |tx| {
+        let mut d = new_deal(p.id, m, 100);
+        d.custom.insert("delivery_region".into(), equipment(&["volga"]));
+        tx.create(d)
+    });
+    // A good one is stored as given, and read back after a reopen.
+    let d = fx.store.transact(None, with(equipment(&["valves", "pumps"]))).unwrap();
+    let fx = fx.reopen();
+    let back: Deal = fx.store.read().unwrap().get(d.id).unwrap().unwrap();
+    assert_eq!(back.custom["equipment"], equipment(&["valves", "pumps"]));
+    // An empty set is allowed where the field is not required, and a required field must
+    // hold a value.
+    fx.store.transact(None, with(equipment(&[]))).unwrap();
+    let text = crmkit_core::config::DEFAULT_CONFIG.replace(
+        "values = [\"pumps\", \"valves\", \"compressors\", \"heat_exchangers\", \"automation\"]\nmultiple = true",
+        "values = [\"pumps\", \"valves\", \"compressors\", \"heat_exchangers\", \"automation\"]\nmultiple = true\nrequired = true",
+    );
+    let settings = crmkit_core::config::Settings::parse(&text, std::path::Path::new("c.toml")).unwrap();
+    let fx = Fixture::with_settings(settings);
+    let (p, m) = fx.client("Ромашка");
+    rejects(&fx, EntityKind::Deal, "custom.equipment", "at least one value", |tx| {
+        let mut d = new_deal(p.id, m, 100);
+        d.custom.insert("equipment".into(), equipment(&[]));
+        tx.create(d)
+    });
+    rejects(&fx, EntityKind::Deal, "custom.equipment", "is a required custom field", |tx| {
+        tx.create(new_deal(p.id, m, 100))
+    });
+}
+
+#[test]
+fn internationalized_e_mail_domains_are_stored_in_their_ascii_form() {
+    let (fx, p, _) = setup();
+    let c = fx
+        .store
+        .transact(None, |tx| {
+            let mut c = ContactPerson::new(p.id, "Петров Иван");
+            c.emails = vec!["info@пример.рф".into(), "Sales@ПРИМЕР.РФ".into(), "kontakt@müller.de".into()];
+            tx.create(c)
+        })
+        .unwrap();
+    assert_eq!(c.emails, ["info@xn--e1afmkfd.xn--p1ai", "Sales@xn--e1afmkfd.xn--p1ai", "kontakt@xn--mller-kva.de"]);
+    rejects(&fx, EntityKind::Contact, "emails[0]", "not a valid internationalized domain name", |tx| {
+        let mut c = ContactPerson::new(p.id, "Петров Иван");
+        c.emails = vec!["info@\u{301}пример.рф".into()];
+        tx.create(c)
+    });
+    rejects(&fx, EntityKind::Contact, "emails[0]", "not a valid internationalized domain name", |tx| {
+        let mut c = ContactPerson::new(p.id, "Петров Иван");
+        c.emails = vec!["info@xn--zz.xn--p1ai".into()];
+        tx.create(c)
+    });
+    // Users' addresses follow the same rule.
+    rejects(&fx, EntityKind::User, "email", "'_' in the domain", |tx| {
+        let mut u = crmkit_core::model::User::new("ivanov", "Иванов", crmkit_core::model::Role::Manager);
+        u.email = Some("ivanov@компания_.рф".into());
+        tx.create(u)
+    });
+}
+
+#[test]
+fn an_iban_has_its_country_s_length_and_layout() {
+    let (fx, ..) = setup();
+    let with = |account: &'static str| {
+        move |tx: &mut WriteTxn<'_>| {
+            let mut c = Counterparty::new(CounterpartyKind::LegalEntity, "Muster GmbH");
+            c.country = "DE".into();
+            c.bank_accounts.push(crmkit_core::model::BankAccount {
+                bank: "Commerzbank".into(),
+                bik: None,
+                swift: Some("COBADEFFXXX".into()),
+                account: account.into(),
+                corr_account: None,
+                currency: Currency::EUR,
+            });
+            tx.create(c)
+        }
+    };
+    let field = "bank_accounts[0].account";
+    rejects(&fx, EntityKind::Counterparty, field, "length and layout of a DE IBAN", with("DE5137040044053201300"));
+    rejects(&fx, EntityKind::Counterparty, field, "length and layout of a GB IBAN", with("GB25123412345698765432"));
+    rejects(
+        &fx,
+        EntityKind::Counterparty,
+        field,
+        "\"ZZ\", which is not a country of the IBAN registry",
+        with("ZZ591234567890123456"),
+    );
+    rejects(&fx, EntityKind::Counterparty, field, "mod-97", with("DE89370400440532013001"));
+    fx.store.transact(None, with("DE89 3704 0044 0532 0130 00")).unwrap();
+}

@@ -280,6 +280,7 @@ pub fn custom(values: &CustomFields) -> BTreeMap<String, Value> {
                 CustomValue::Date(d) => Value::String(d.to_string()),
                 CustomValue::Bool(b) => Value::Bool(*b),
                 CustomValue::Ref(id) => Value::String(id.to_string()),
+                CustomValue::EnumSet(set) => Value::Array(set.iter().cloned().map(Value::String).collect()),
             };
             (k.to_string(), v)
         })

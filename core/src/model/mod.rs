@@ -20,7 +20,7 @@ mod task;
 pub mod text;
 mod user;
 
-pub use attachment::{Attachment, ContentHash, EntityRef};
+pub use attachment::{mime_of_name, Attachment, ContentHash, EntityRef};
 pub use contact::{Attitude, ContactLink, ContactPerson};
 pub use counterparty::{Address, AddressKind, BankAccount, Counterparty, CounterpartyKind};
 pub use custom::{CustomFieldDef, CustomFieldType, CustomFields, CustomValue};

@@ -272,6 +272,7 @@ fn custom(values: &CustomFields) -> Map {
                 CustomValue::Date(d) => d.to_string().into(),
                 CustomValue::Bool(b) => (*b).into(),
                 CustomValue::Ref(id) => id.to_string().into(),
+                CustomValue::EnumSet(set) => set.iter().cloned().map(Dynamic::from).collect::<rhai::Array>().into(),
             };
             (k.as_str().into(), v)
         })

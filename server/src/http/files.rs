@@ -34,7 +34,7 @@ pub async fn upload(app: &App, caller: &Caller, q: &str, req: Request<Incoming>)
     crmkit_core::model::text::file_name(EntityKind::Attachment, "name", &name).map_err(crmkit_core::Error::from)?;
     let mime = match req.headers().get("content-type") {
         Some(m) => String::from_utf8_lossy(m.as_bytes()).into_owned(),
-        None => "application/octet-stream".to_string(),
+        None => crmkit_core::model::mime_of_name(&name).to_string(),
     };
     // Refused before a byte of the body is read: an owner out of scope, a declared size
     // over the limit.

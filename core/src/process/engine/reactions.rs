@@ -236,6 +236,21 @@ pub(super) fn set_field(d: &mut Deal, field: &str, value: serde_json::Value, set
             }
             let v = match &def.ty {
                 CustomFieldType::String => CustomValue::String(text(&value)?.unwrap_or_default()),
+                CustomFieldType::Enum { multiple: true, .. } => {
+                    let items = value.as_array().ok_or_else(|| {
+                        bad(format!(
+                            "custom.{name} holds several values: expected a list like [\"a\", \"b\"], got {value}"
+                        ))
+                    })?;
+                    let mut set = Vec::with_capacity(items.len());
+                    for item in items {
+                        let s = item
+                            .as_str()
+                            .ok_or_else(|| bad(format!("expected text values in the list, got {item}")))?;
+                        set.push(s.to_string());
+                    }
+                    CustomValue::EnumSet(set)
+                }
                 CustomFieldType::Enum { .. } => CustomValue::Enum(text(&value)?.unwrap_or_default()),
                 CustomFieldType::Number => CustomValue::Number(decimal(&value)?),
                 CustomFieldType::Bool => CustomValue::Bool(

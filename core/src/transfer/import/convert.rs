@@ -204,6 +204,10 @@ impl Converter<'_> {
                         };
                         ("bool", Value::Bool(b))
                     }
+                    // A multi-valued enum: `a; b` in CSV, a JSON array in either format.
+                    CustomFieldType::Enum { multiple: true, .. } => {
+                        ("enum_set", Value::Array(cell.list()?.into_iter().map(Value::String).collect()))
+                    }
                     CustomFieldType::Enum { .. } => ("enum", Value::String(t()?)),
                     CustomFieldType::Reference { target } => {
                         ("ref", Value::String(self.resolve(tx, *target, &t()?)?.to_string()))
