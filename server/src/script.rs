@@ -136,7 +136,8 @@ pub fn run(what: What) -> Result<()> {
             report_errors(&errors)?;
             let arg = match input {
                 Some(path) => {
-                    let text = std::fs::read_to_string(crate::console::path(&path)).with_context(|| format!("reading {}", path.display()))?;
+                    let text = std::fs::read_to_string(crate::console::path(&path))
+                        .with_context(|| format!("reading {}", path.display()))?;
                     let json: serde_json::Value =
                         serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
                     rhai::serde::to_dynamic(json).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?

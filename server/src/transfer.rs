@@ -66,7 +66,8 @@ pub fn import(a: ImportArgs) -> Result<()> {
     let mapping = match &a.map {
         None => Mapping::default(),
         Some(m) if crate::console::path(Path::new(m)).is_file() => {
-            let text = std::fs::read_to_string(crate::console::path(Path::new(m))).with_context(|| format!("reading the mapping file {m}"))?;
+            let text = std::fs::read_to_string(crate::console::path(Path::new(m)))
+                .with_context(|| format!("reading the mapping file {m}"))?;
             Mapping::parse_toml(&text).map_err(|e| anyhow::anyhow!("mapping file {m}: {e}"))?
         }
         Some(m) => Mapping::parse_pairs(m).map_err(|e| anyhow::anyhow!("--map: {e}"))?,
@@ -178,7 +179,8 @@ pub fn export(dir: &Path, entity_name: &str, format: &str, out: Option<&Path>, d
     let rows = match out {
         Some(path) => {
             let mut w = std::io::BufWriter::new(
-                std::fs::File::create(crate::console::path(path)).with_context(|| format!("creating {}", path.display()))?,
+                std::fs::File::create(crate::console::path(path))
+                    .with_context(|| format!("creating {}", path.display()))?,
             );
             let n = transfer::export(&r, kind, format, delimiter, &mut w)?;
             w.flush()?;

@@ -281,8 +281,8 @@ fn a_backup_under_load_restores_with_every_acknowledged_write() {
     assert_eq!(token.code, Some(0), "{token:?}");
     let token = token.stdout.trim().to_string();
     let server = Server::start(&dir);
-    // Acknowledged writes, each with the moment its answer came.
-    let acknowledged: Mutex<Vec<(String, Instant)>> = Mutex::new(Vec::new());
+    // Acknowledged writes, each with the moment its answer came and how long it took.
+    let acknowledged: Mutex<Vec<(String, Instant, Duration)>> = Mutex::new(Vec::new());
     let stop = AtomicBool::new(false);
     let out = tmp.path().join("backup.redb");
     let (began, latency) = std::thread::scope(|s| {
@@ -294,8 +294,9 @@ fn a_backup_under_load_restores_with_every_acknowledged_write() {
                     n += 1;
                     let name = format!("Нагрузка {client}-{n}");
                     let body = format!(r#"{{"name":"{name}","roles":["client"]}}"#);
+                    let sent = Instant::now();
                     match post(addr, "/api/v1/partners", token, &body) {
-                        Some((201, _)) => acknowledged.lock().unwrap().push((name, Instant::now())),
+                        Some((201, _)) => acknowledged.lock().unwrap().push((name, Instant::now(), sent.elapsed())),
                         other => panic!("{name}: {other:?}"),
                     }
                 }
@@ -312,11 +313,20 @@ fn a_backup_under_load_restores_with_every_acknowledged_write() {
     });
     server.stop();
     let acknowledged = acknowledged.into_inner().unwrap();
-    let before: Vec<&String> = acknowledged.iter().filter(|(_, at)| *at < began).map(|(n, _)| n).collect();
-    let during = acknowledged.iter().filter(|(_, at)| *at >= began && *at < began + latency).count();
+    let before: Vec<&String> = acknowledged.iter().filter(|(_, at, _)| *at < began).map(|(n, _, _)| n).collect();
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v.get(v.len() / 2).copied().unwrap_or_default()
+    };
+    let quiet = median(acknowledged.iter().filter(|(_, at, _)| *at < began).map(|a| a.2).collect());
+    let loaded: Vec<Duration> =
+        acknowledged.iter().filter(|(_, at, _)| *at >= began && *at < began + latency).map(|a| a.2).collect();
+    let during = loaded.len();
     println!(
-        "backup of a 300-deal demo under load: {latency:?}; {} writes before it, {during} during it",
-        before.len()
+        "backup of a 300-deal demo under load: {latency:?} (the crmkit process, through the server); {} writes \
+         before it (median {quiet:?}), {during} during it (median {:?})",
+        before.len(),
+        median(loaded)
     );
     assert!(before.len() > 5, "only {} writes before the backup", before.len());
     assert!(during > 0, "no write was acknowledged while the backup ran");

@@ -75,10 +75,8 @@ impl RedbBackend {
     /// backend fail.
     pub fn open_read_only(path: &Path, cache_bytes: usize) -> Result<RedbBackend, Error> {
         check_file_header(path)?;
-        let db = redb::Builder::new()
-            .set_cache_size(cache_bytes)
-            .open_read_only(path)
-            .map_err(|e| open_error(path, e))?;
+        let db =
+            redb::Builder::new().set_cache_size(cache_bytes).open_read_only(path).map_err(|e| open_error(path, e))?;
         let backend = RedbBackend { db: Db::Read(db), path: path.to_path_buf() };
         backend.require_meta()?;
         Ok(backend)
@@ -204,7 +202,9 @@ impl RedbBackend {
     pub fn compact(&mut self) -> Result<(), KvError> {
         match &mut self.db {
             Db::Write(db) => db.compact().map_err(storage)?,
-            Db::Read(_) => return Err(self.writable().err().expect("read-only")),
+            Db::Read(_) => {
+                return Err(KvError::Backend(format!("{} is open read-only", self.path.display())));
+            }
         };
         Ok(())
     }

@@ -267,7 +267,10 @@ pub(super) fn recognize(r: &dyn KvRead, database: &str) -> Result<u32> {
         return Err(Error::NewerSchema { database: database.to_string(), found, supported: SCHEMA_VERSION });
     }
     if found == 0 {
-        return Err(Error::NotCrmkit { database: database.to_string(), reason: "schema version 0 was never released".into() });
+        return Err(Error::NotCrmkit {
+            database: database.to_string(),
+            reason: "schema version 0 was never released".into(),
+        });
     }
     Ok(found)
 }
