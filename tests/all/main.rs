@@ -2,6 +2,7 @@
 //! `crmkit` package (server/Cargo.toml) so that Cargo builds the binary the CLI tests run.
 
 pub(crate) mod api;
+mod beside;
 mod cli;
 mod commands;
 mod common;

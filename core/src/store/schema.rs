@@ -246,6 +246,42 @@ pub(super) fn prepare(store: &Store) -> Result<()> {
     migrate(store)
 }
 
+/// Checks, writing nothing, that the backend holds a crmkit database of the schema this
+/// build writes (a read-only store cannot migrate an older one); the version found.
+pub(super) fn verify(store: &Store) -> Result<u32> {
+    let r = store.backend.read()?;
+    let found = recognize(r.as_ref(), &store.describe())?;
+    if found < SCHEMA_VERSION {
+        return Err(Error::OlderSchema { database: store.describe(), found, current: SCHEMA_VERSION });
+    }
+    Ok(found)
+}
+
+/// The schema version of the crmkit database `r` reads, which this build can open (it may
+/// need migrating); `database` names it in errors.
+pub(super) fn recognize(r: &dyn KvRead, database: &str) -> Result<u32> {
+    if r.get(META, FORMAT)?.as_deref() != Some(FORMAT_VALUE) {
+        return Err(Error::NotCrmkit {
+            database: database.to_string(),
+            reason: "its meta table does not identify it as crmkit".into(),
+        });
+    }
+    let found = stored_version(r)?.ok_or_else(|| Error::NotCrmkit {
+        database: database.to_string(),
+        reason: "its meta table has no schema version".into(),
+    })?;
+    if found > SCHEMA_VERSION {
+        return Err(Error::NewerSchema { database: database.to_string(), found, supported: SCHEMA_VERSION });
+    }
+    if found == 0 {
+        return Err(Error::NotCrmkit {
+            database: database.to_string(),
+            reason: "schema version 0 was never released".into(),
+        });
+    }
+    Ok(found)
+}
+
 pub(super) fn stored_version(r: &dyn KvRead) -> Result<Option<u32>> {
     Ok(r.get(META, VERSION)?.and_then(|v| v.try_into().ok()).map(u32::from_be_bytes))
 }

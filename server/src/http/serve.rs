@@ -70,6 +70,8 @@ impl Served {
     /// flight finish and stops the writer; whether everything let go of the store.
     pub async fn run(self, listener: TcpListener, stop: impl std::future::Future<Output = ()>) -> bool {
         let app = self.app;
+        // The command line reaches the installation through this server while it runs.
+        let commands = crate::beside::Listener::start(app.inst.clone());
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let graceful = GracefulShutdown::new();
         let mut builder = Builder::new(TokioExecutor::new());
@@ -103,6 +105,9 @@ impl Served {
                 }
                 drop(permit);
             });
+        }
+        if let Some(commands) = commands {
+            commands.stop(SHUTDOWN_GRACE).await;
         }
         // Requests in flight finish; reports still running after a moment are ended, so
         // that their requests answer at once.
