@@ -1398,21 +1398,24 @@ const ALL_STAGES: [&str; 11] = [
 
 fn op() -> impl Strategy<Value = Op> {
     let i = 0usize..16;
+    // Deal steps go to the first b2b sale or the first tender two times in three, so that
+    // deals get as far as a contract or an award.
+    let i = prop_oneof![1 => i.clone(), 2 => 0usize..2];
     prop_oneof![
         2 => (0usize..3, any::<bool>()).prop_map(|(kind, big)| Op::Create { kind, big }),
         6 => (i.clone(), proptest::option::weighted(0.8, proptest::bool::weighted(0.7)), 0usize..11)
             .prop_map(|(deal, next, stage)| Op::Move { deal, next, stage }),
         2 => i.clone().prop_map(|deal| Op::Advance { deal }),
-        2 => (i.clone(), any::<bool>()).prop_map(|(deal, done)| Op::Check { deal, done }),
+        3 => (i.clone(), proptest::bool::weighted(0.8)).prop_map(|(deal, done)| Op::Check { deal, done }),
         1 => i.clone().prop_map(|deal| Op::Hold { deal }),
         1 => i.clone().prop_map(|deal| Op::Resume { deal }),
         1 => i.clone().prop_map(|deal| Op::Won { deal }),
         1 => (i.clone(), any::<bool>()).prop_map(|(deal, known_reason)| Op::Lost { deal, known_reason }),
         2 => (i.clone(), proptest::option::weighted(0.3, 0usize..11))
             .prop_map(|(deal, stage)| Op::Reopen { deal, stage }),
-        1 => i.clone().prop_map(|deal| Op::Number { deal }),
-        4 => i.clone().prop_map(|task| Op::Complete { task }),
-        1 => i.prop_map(|task| Op::Cancel { task }),
+        1 => i.prop_map(|deal| Op::Number { deal }),
+        4 => (0usize..16).prop_map(|task| Op::Complete { task }),
+        1 => (0usize..16).prop_map(|task| Op::Cancel { task }),
     ]
 }
 
