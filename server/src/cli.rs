@@ -233,6 +233,10 @@ enum Command {
         /// The address to listen on (port 0: any free port; the address is printed).
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: String,
+        /// How log lines (one per request, warnings, scripts' `log`) are written to stderr:
+        /// text for people, or json — one JSON object per line, for a log collector.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// API tokens: random, shown once, stored only as a hash.
     Token {
@@ -307,6 +311,13 @@ enum Command {
     },
 }
 
+/// How log lines are written.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub(crate) enum Format {
     Table,
@@ -322,12 +333,15 @@ pub fn main() {
     use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_writer(console::log_writer)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .with_env_filter(filter)
-        .init();
+    let logs = tracing_subscriber::fmt().with_writer(console::log_writer).with_target(false).with_env_filter(filter);
+    match cli.command {
+        // One JSON object per line: the event's fields at the top level beside timestamp,
+        // level and message.
+        Command::Serve { log_format: LogFormat::Json, .. } => {
+            logs.json().flatten_event(true).with_current_span(false).with_span_list(false).init()
+        }
+        _ => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
     let code = console::finish(run(cli));
     if code != 0 {
         std::process::exit(code);
@@ -428,7 +442,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Stats { dir, format } => stats(&dir, format),
         Command::Script { what } => script::run(what),
-        Command::Serve { dir, addr } => http::serve(&dir, &addr),
+        Command::Serve { dir, addr, log_format: _ } => http::serve(&dir, &addr),
         Command::Token { what } => match what {
             TokenCommand::Create { dir, user, role } => {
                 let inst = Installation::open(&dir, Arc::new(SystemClock))?;

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -139,6 +140,30 @@ struct Bound {
     name: String,
     kinds: Vec<String>,
     handler: Arc<dyn Handler>,
+    /// Its calls so far, shared by the clones of the registry.
+    counts: Arc<Counts>,
+}
+
+/// One bound handler's calls, faults and time, counted as [`Hooks::ask`] calls it.
+#[derive(Default)]
+struct Counts {
+    calls: AtomicU64,
+    faults: AtomicU64,
+    nanos: AtomicU64,
+}
+
+/// What one bound handler has done since it was bound: plain counters an embedding
+/// program reads (the server's `/metrics` exports them); core keeps no metrics library.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandlerStats {
+    pub point: HookPoint,
+    /// The handler's name as its binding gives it (`FILE.rhai::FUNCTION`, a native name).
+    pub handler: String,
+    /// Calls, faults among them (a failure, a panic, an answer of the wrong type) and the
+    /// time spent in the handler, in nanoseconds.
+    pub calls: u64,
+    pub faults: u64,
+    pub nanos: u64,
 }
 
 /// Handlers by runtime, and which of them run at each hook point, in order.
@@ -217,7 +242,8 @@ impl Hooks {
     }
 
     fn push(&mut self, point: HookPoint, name: &str, kinds: Vec<String>, handler: Arc<dyn Handler>) {
-        self.bound.entry(point).or_default().push(Bound { name: name.to_string(), kinds, handler });
+        let counts = Arc::default();
+        self.bound.entry(point).or_default().push(Bound { name: name.to_string(), kinds, handler, counts });
     }
 
     /// Binds what config's `[[hooks]]` say, in order, each through its runtime's provider.
@@ -256,27 +282,47 @@ impl Hooks {
         self.bound_at(point, kind).next().is_some()
     }
 
-    /// The handlers bound at `point` that apply to `kind`, in order, with their names.
-    fn bound_at<'a>(
-        &'a self,
-        point: HookPoint,
-        kind: Option<&'a str>,
-    ) -> impl Iterator<Item = (&'a str, &'a dyn Handler)> + 'a {
-        self.bound.get(&point).into_iter().flatten().filter_map(move |b| {
-            let applies = b.kinds.is_empty() || kind.is_some_and(|k| b.kinds.iter().any(|x| x == k));
-            applies.then_some((b.name.as_str(), b.handler.as_ref()))
+    /// The handlers bound at `point` that apply to `kind`, in order.
+    fn bound_at<'a>(&'a self, point: HookPoint, kind: Option<&'a str>) -> impl Iterator<Item = &'a Bound> + 'a {
+        self.bound.get(&point).into_iter().flatten().filter(move |b| {
+            b.kinds.is_empty() || kind.is_some_and(|k| b.kinds.iter().any(|x| x == k))
         })
+    }
+
+    /// Every bound handler's calls, faults and time since it was bound, by point in order;
+    /// a clone of this registry counts into the same figures.
+    pub fn stats(&self) -> Vec<HandlerStats> {
+        self.bound
+            .iter()
+            .flat_map(|(point, bound)| bound.iter().map(move |b| (*point, b)))
+            .map(|(point, b)| HandlerStats {
+                point,
+                handler: b.name.clone(),
+                calls: b.counts.calls.load(Ordering::Relaxed),
+                faults: b.counts.faults.load(Ordering::Relaxed),
+                nanos: b.counts.nanos.load(Ordering::Relaxed),
+            })
+            .collect()
     }
 
     /// Asks the handlers bound at `input.hook` for `input.process_kind`, in order, lazily:
     /// each item is one handler's name and its answer, already checked against the point,
     /// or the fault that stops the write (a handler's failure, a panic, a wrong answer).
     pub fn ask<'a>(&'a self, input: &'a HookInput<'a>) -> impl Iterator<Item = Result<(&'a str, Answer)>> + 'a {
-        self.bound_at(input.hook, input.process_kind).map(move |(name, handler)| {
-            let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.call(input)))
-                .map_err(|panic| fault(input.hook, name, format!("panicked: {}", panic_message(&panic))))?
-                .map_err(|f| fault(input.hook, name, f.0))?;
-            Ok((name, accept(input.hook, name, reply)?))
+        self.bound_at(input.hook, input.process_kind).map(move |b| {
+            let name = b.name.as_str();
+            let started = std::time::Instant::now();
+            let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| b.handler.call(input)));
+            b.counts.calls.fetch_add(1, Ordering::Relaxed);
+            b.counts.nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            let answer = called
+                .map_err(|panic| fault(input.hook, name, format!("panicked: {}", panic_message(&panic))))
+                .and_then(|reply| reply.map_err(|f| fault(input.hook, name, f.0)))
+                .and_then(|reply| accept(input.hook, name, reply));
+            if answer.is_err() {
+                b.counts.faults.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok((name, answer?))
         })
     }
 }

@@ -85,6 +85,9 @@ struct Shared {
     shard_budget: usize,
     /// Which table slots hold entity records.
     cached: Vec<bool>,
+    /// Lookups answered from the cache, and lookups of cached tables it could not answer.
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl Shared {
@@ -98,6 +101,21 @@ impl Shared {
     fn lock(m: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
         m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// What the record cache has done since the store was opened: plain counters an embedding
+/// program (the server's `/metrics`) reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Record lookups the cache answered.
+    pub hits: u64,
+    /// Lookups of cached records it did not hold (read from the backend, then kept).
+    pub misses: u64,
+    /// Records held now, and the memory counted for them.
+    pub entries: u64,
+    pub bytes: u64,
+    /// The memory it may use (`record_cache_mb`).
+    pub budget_bytes: u64,
 }
 
 /// A backend with a record cache in front.
@@ -115,8 +133,27 @@ impl CachedBackend {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             shard_budget: budget_bytes / SHARDS,
             cached: all_tables().into_iter().map(cached).collect(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         };
         CachedBackend { inner, shared: Arc::new(shared) }
+    }
+
+    /// How the cache has served since it was made.
+    pub fn stats(&self) -> CacheStats {
+        let (mut entries, mut bytes) = (0, 0);
+        for shard in &self.shared.shards {
+            let s = Shared::lock(shard);
+            entries += s.records.len() as u64;
+            bytes += s.bytes as u64;
+        }
+        CacheStats {
+            hits: self.shared.hits.load(Ordering::Relaxed),
+            misses: self.shared.misses.load(Ordering::Relaxed),
+            entries,
+            bytes,
+            budget_bytes: (self.shared.shard_budget * SHARDS) as u64,
+        }
     }
 
     /// The backend behind the cache.
@@ -305,8 +342,10 @@ fn cached_get(
     };
     let hit = Shared::lock(shard).records.get(&k).filter(|(_, _, from)| *from <= seen).map(|(r, _, _)| r.clone());
     if hit.is_some() {
+        shared.hits.fetch_add(1, Ordering::Relaxed);
         return Ok(hit);
     }
+    shared.misses.fetch_add(1, Ordering::Relaxed);
     let Some(bytes) = inner.get(t, key)? else { return Ok(None) };
     let record = decode(&bytes)?;
     // A decoded record takes about twice its stored size in memory.

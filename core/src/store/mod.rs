@@ -32,6 +32,7 @@ use std::sync::Arc;
 
 pub use crate::model::{Index, Target};
 pub use backup::Copied;
+pub use cache::CacheStats;
 pub use codec::decode_record;
 pub(crate) use codec::encode;
 pub use external_keys::{check_external_key, MAX_EXTERNAL_KEY};
@@ -176,6 +177,15 @@ impl Store {
     /// that knows how many were its own can tell whether anyone else wrote meanwhile.
     pub fn commit_count(&self) -> u64 {
         self.commits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How the record cache has served since the store was opened; `None` when the
+    /// settings give it no memory (`record_cache_mb = 0`).
+    pub fn record_cache_stats(&self) -> Option<CacheStats> {
+        match &self.backend {
+            Stack::Cached(c) => Some(c.stats()),
+            Stack::Bare(_) => None,
+        }
     }
 
     /// The settings writes are validated against.

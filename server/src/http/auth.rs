@@ -41,6 +41,7 @@ pub(super) fn authenticate(app: &App, req: &Request<Incoming>) -> Result<Caller,
     if !user.roles.contains(&role) {
         return Err(unauthorized("the token's role was taken from its user"));
     }
+    super::metrics::User::note(req, &user.login);
     Ok(Caller { user, role })
 }
 

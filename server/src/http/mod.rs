@@ -24,6 +24,8 @@ struct App {
     importing: Arc<tokio::sync::Mutex<()>>,
     /// Seals the cursors of lists.
     cursors: cursor::Cursors,
+    /// What `GET /metrics` reports.
+    metrics: metrics::Metrics,
 }
 
 /// Where uploads wait until they are whole: `data/uploads`, emptied when a server starts.
@@ -42,6 +44,7 @@ mod entities;
 mod error;
 mod files;
 mod import;
+mod metrics;
 mod reports;
 mod router;
 mod serve;

@@ -24,15 +24,12 @@ async fn blocking(
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal("a read stopped", e))?
 }
 
+/// The response to a request (its log line and metrics are `metrics::observed`'s).
 pub(super) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
-    let started = std::time::Instant::now();
-    let (method, path) = (req.method().clone(), req.uri().path().to_string());
-    let response = match route(&app, req).await {
+    Ok(match route(&app, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
-    };
-    tracing::info!(%method, path, status = response.status().as_u16(), micros = started.elapsed().as_micros() as u64, "request");
-    Ok(response)
+    })
 }
 
 /// The OpenAPI 3.1 document of the API; a test keeps it and [`ROUTES`] the same.
@@ -63,6 +60,7 @@ static ROUTES: std::sync::LazyLock<Vec<(&'static str, String)>> = std::sync::Laz
     let fixed = [
         ("get", "/health"),
         ("get", "/openapi.json"),
+        ("get", "/metrics"),
         ("get", "/api/v1/me"),
         ("get", "/api/v1/process-kinds"),
         ("get", "/api/v1/process-kinds/{id}"),
@@ -96,7 +94,7 @@ static ROUTES: std::sync::LazyLock<Vec<(&'static str, String)>> = std::sync::Laz
 });
 
 /// The route `method path` takes, with the values of its `{…}` segments.
-fn find_route<'p>(method: &Method, path: &'p str) -> Option<(&'static str, Vec<&'p str>)> {
+pub(super) fn find_route<'p>(method: &Method, path: &'p str) -> Option<(&'static str, Vec<&'p str>)> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     // Methods are case-sensitive: `get` is not GET.
     let name = match *method {
@@ -132,6 +130,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
     let values: Vec<String> = values.into_iter().map(str::to_string).collect();
     match template {
         "/health" => return Ok(json_response(StatusCode::OK, &json!({ "status": "ok" }))),
+        "/metrics" => return super::metrics::respond(app, &req),
         "/openapi.json" => {
             return Ok(Response::builder()
                 .status(StatusCode::OK)

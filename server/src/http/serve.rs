@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::router::handle;
-use super::{cursor, uploads_dir, writer, App};
+use super::{cursor, metrics, uploads_dir, writer, App};
 use crate::token::{self, Token};
 
 /// The most connections served at once; more wait in the kernel's queue.
@@ -44,7 +44,9 @@ impl Served {
         scripts: Arc<crmkit_rhai::ScriptHost>,
     ) -> Result<Served> {
         let import_engine = Arc::new(crate::script::engine_on(&inst, &scripts)?);
+        let hooks = vec![engine.hooks().clone(), import_engine.hooks().clone()];
         let writer = writer::Writer::start(inst.clone(), engine);
+        let metrics = metrics::Metrics::new(inst.clone(), &writer.metrics, hooks);
         let tokens = std::sync::RwLock::new(tokens);
         let cursors = cursor::Cursors::load_or_create(inst.dir())?;
         let app = App {
@@ -57,6 +59,7 @@ impl Served {
             import_engine,
             importing: Arc::default(),
             cursors,
+            metrics,
         };
         let uploads = uploads_dir(&app);
         if uploads.exists() {
@@ -82,7 +85,7 @@ impl Served {
                 p = slots.clone().acquire_owned() => p.expect("the semaphore stays open"),
                 _ = &mut stop => break,
             };
-            let (stream, _) = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {
@@ -96,7 +99,7 @@ impl Served {
             };
             let _ = stream.set_nodelay(true);
             let app = app.clone();
-            let service = hyper::service::service_fn(move |req| handle(app.clone(), req));
+            let service = hyper::service::service_fn(move |req| metrics::observed(app.clone(), peer, req, handle));
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
             let conn = graceful.watch(conn);
             tokio::spawn(async move {

@@ -15,6 +15,7 @@ use crmkit_core::Installation;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use super::metrics::WriterMetrics;
 use super::ApiError;
 
 /// A write: runs in the writer's transaction, answers a JSON value.
@@ -32,6 +33,8 @@ const MAX_GROUP: usize = 256;
 
 /// The handle requests send their writes through.
 pub struct Writer {
+    /// The queue, group sizes and commit times, for `/metrics`.
+    pub(super) metrics: WriterMetrics,
     jobs: std::sync::Mutex<Option<Sender<Job>>>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
@@ -40,11 +43,13 @@ impl Writer {
     /// Starts the writer thread over `inst`.
     pub fn start(inst: Arc<Installation>, engine: Engine) -> Writer {
         let (jobs, queue) = mpsc::channel::<Job>();
+        let metrics = WriterMetrics::default();
+        let measured = metrics.clone();
         let thread = std::thread::Builder::new()
             .name("crmkit-writer".into())
-            .spawn(move || run(&inst, &engine, &queue))
+            .spawn(move || run(&inst, &engine, &queue, &measured))
             .expect("the writer thread starts");
-        Writer { jobs: std::sync::Mutex::new(Some(jobs)), thread: std::sync::Mutex::new(Some(thread)) }
+        Writer { metrics, jobs: std::sync::Mutex::new(Some(jobs)), thread: std::sync::Mutex::new(Some(thread)) }
     }
 
     /// Runs `work` as `actor` (a user acting in one role) in the next group; answers once it
@@ -58,7 +63,12 @@ impl Writer {
         let job = Job { actor, work: Box::new(work), reply };
         let stopped = || ApiError::new(hyper::StatusCode::SERVICE_UNAVAILABLE, "stopping", "the server is stopping");
         let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        jobs.ok_or_else(stopped)?.send(job).map_err(|_| stopped())?;
+        let jobs = jobs.ok_or_else(stopped)?;
+        self.metrics.queued.inc();
+        if jobs.send(job).is_err() {
+            self.metrics.queued.dec();
+            return Err(stopped());
+        }
         answer.await.map_err(|_| stopped())?
     }
 
@@ -72,7 +82,7 @@ impl Writer {
     }
 }
 
-fn run(inst: &Installation, engine: &Engine, queue: &Receiver<Job>) {
+fn run(inst: &Installation, engine: &Engine, queue: &Receiver<Job>, metrics: &WriterMetrics) {
     // Blocks for the first write of a group, then takes what else is waiting.
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
@@ -82,11 +92,13 @@ fn run(inst: &Installation, engine: &Engine, queue: &Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        write_group(inst, engine, group);
+        metrics.queued.dec_by(group.len() as i64);
+        metrics.group_size.observe(group.len() as f64);
+        write_group(inst, engine, group, metrics);
     }
 }
 
-fn write_group(inst: &Installation, engine: &Engine, group: Vec<Job>) {
+fn write_group(inst: &Installation, engine: &Engine, group: Vec<Job>, metrics: &WriterMetrics) {
     let mut tx = match inst.store().write(None) {
         Ok(tx) => tx,
         Err(e) => {
@@ -128,7 +140,10 @@ fn write_group(inst: &Installation, engine: &Engine, group: Vec<Job>) {
             }
         }
     }
-    match tx.commit() {
+    let committing = std::time::Instant::now();
+    let committed = tx.commit();
+    metrics.commit_seconds.observe(committing.elapsed().as_secs_f64());
+    match committed {
         Ok(()) => {
             for (reply, value) in done {
                 let _ = reply.send(Ok(value));
