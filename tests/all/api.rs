@@ -14,8 +14,8 @@ use crate::common::new_deal;
 
 /// A `crmkit serve` process on a free loopback port, stopped (SIGTERM) when dropped.
 pub(crate) struct Served {
-    child: std::process::Child,
-    addr: String,
+    pub(crate) child: std::process::Child,
+    pub(crate) addr: String,
 }
 
 impl Served {
@@ -192,7 +192,12 @@ impl Answer {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
+    /// The body as text.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 }

@@ -13,6 +13,7 @@ mod golden;
 mod graph;
 mod hooks;
 mod index_model;
+mod ops;
 mod process;
 mod refusals;
 mod scripting;

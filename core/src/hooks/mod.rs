@@ -24,5 +24,7 @@ pub mod wire;
 pub use answer::{accept, Action, Answer, Reply};
 pub use binding::{runtime_of, CallLimits, HookBinding, Limits};
 pub use point::{AnswerType, HookFamily, HookKind, HookPoint};
-pub use registry::{fault, Fault, Handler, HandlerProvider, HandlerStats, HookInput, Hooks, Subject, Transition, NATIVE};
+pub use registry::{
+    fault, Fault, Handler, HandlerProvider, HandlerStats, HookInput, Hooks, Subject, Transition, NATIVE,
+};
 pub use view::View;

@@ -284,9 +284,11 @@ impl Hooks {
 
     /// The handlers bound at `point` that apply to `kind`, in order.
     fn bound_at<'a>(&'a self, point: HookPoint, kind: Option<&'a str>) -> impl Iterator<Item = &'a Bound> + 'a {
-        self.bound.get(&point).into_iter().flatten().filter(move |b| {
-            b.kinds.is_empty() || kind.is_some_and(|k| b.kinds.iter().any(|x| x == k))
-        })
+        self.bound
+            .get(&point)
+            .into_iter()
+            .flatten()
+            .filter(move |b| b.kinds.is_empty() || kind.is_some_and(|k| b.kinds.iter().any(|x| x == k)))
     }
 
     /// Every bound handler's calls, faults and time since it was bound, by point in order;

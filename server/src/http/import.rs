@@ -92,7 +92,7 @@ pub async fn upload(
     // Rows refused while others went in are in the report of a 200, as is a dry run; a
     // file of which nothing was written because of its errors is a 422.
     if !dry_run {
-        app.metrics.imported(kind.name(), &report);
+        app.metrics.imported(entity, &report);
     }
     let refused = !dry_run && !report.written && (report.failed > 0 || report.stopped.is_some());
     let status = if refused { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };

@@ -92,7 +92,11 @@ impl Metrics {
     pub fn new(inst: Arc<Installation>, writer: &WriterMetrics, hooks: Vec<Hooks>) -> Metrics {
         let mut registry = Registry::with_prefix("crmkit");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("http_requests", "HTTP requests answered, by method, route pattern and status", requests.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by method, route pattern and status",
+            requests.clone(),
+        );
         // Histograms need their buckets: the family makes each with this constructor.
         let latency = Family::<RouteLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
         registry.register_with_unit(
@@ -116,19 +120,19 @@ impl Metrics {
             import_rows.clone(),
         );
         registry.register_collector(Box::new(CoreStats { inst, hooks }));
-        let boot = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
+        let boot =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
         Metrics { registry, requests, latency, import_rows, next_request: AtomicU64::new(0), boot }
     }
 
-    /// Counts the rows of an import of `entity` that wrote (not a dry run).
+    /// Counts the rows of an import of `entity` (not a dry run): the rows refused, and
+    /// those written when anything was (an atomic import with a bad row writes none).
     pub fn imported(&self, entity: &str, report: &crmkit_core::transfer::Report) {
+        let written = |n: u64| if report.written { n } else { 0 };
         for (outcome, n) in [
-            ("created", report.created),
-            ("updated", report.updated),
-            ("unchanged", report.unchanged),
+            ("created", written(report.created)),
+            ("updated", written(report.updated)),
+            ("unchanged", written(report.unchanged)),
             ("failed", report.failed),
         ] {
             self.import_rows.get_or_create(&ImportLabels { entity: entity.to_string(), outcome }).inc_by(n);
@@ -200,7 +204,8 @@ impl Collector for CoreStats {
             ("hook_duration", "Time spent in each hook handler", Some(Unit::Seconds)),
         ];
         for (i, (name, help, unit)) in series.iter().enumerate() {
-            let mut family = encoder.encode_descriptor(name, help, unit.as_ref(), ConstCounter::new(0u64).metric_type())?;
+            let mut family =
+                encoder.encode_descriptor(name, help, unit.as_ref(), ConstCounter::new(0u64).metric_type())?;
             for ((point, handler), (calls, faults, nanos)) in &by_handler {
                 let labels = HandlerLabels { point: point.clone(), handler: handler.clone() };
                 let series = family.encode_family(&labels)?;
@@ -258,9 +263,8 @@ where
     let path = req.uri().path().to_string();
     let route = super::router::find_route(&method, &path).map(|(t, _)| t).unwrap_or(UNMATCHED);
     let metrics = &app.metrics;
-    let id = client_request_id(&req).unwrap_or_else(|| {
-        format!("{:x}-{:x}", metrics.boot, metrics.next_request.fetch_add(1, Ordering::Relaxed))
-    });
+    let id = client_request_id(&req)
+        .unwrap_or_else(|| format!("{:x}-{:x}", metrics.boot, metrics.next_request.fetch_add(1, Ordering::Relaxed)));
     let user = User::default();
     req.extensions_mut().insert(Peer(peer));
     req.extensions_mut().insert(user.clone());
@@ -268,7 +272,10 @@ where
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     let metrics = &app.metrics;
-    metrics.requests.get_or_create(&RequestLabels { method: method.to_string(), route: route.to_string(), status }).inc();
+    metrics
+        .requests
+        .get_or_create(&RequestLabels { method: method.to_string(), route: route.to_string(), status })
+        .inc();
     metrics
         .latency
         .get_or_create(&RouteLabels { method: method.to_string(), route: route.to_string() })
