@@ -417,13 +417,20 @@ fn run(cli: Cli) -> Result<()> {
             let summary = make_demo(&dir, deals, seed, force, true, None, true)?;
             say!("{}", summary.to_string().trim_end());
             say!("\ninstallation: {}", dir.display());
+            let d = dir.display().to_string();
+            say!("the admin login: {DEMO_ADMIN} (config/crmkit.toml's [[users]]; the API takes tokens, not passwords)");
             if no_serve {
-                say!("next: crmkit stats {}   or   crmkit serve {}", dir.display(), dir.display());
+                say!("an admin token for the API, printed once:");
+                say!("  crmkit token create {d} --user {DEMO_ADMIN} --role admin");
+                say!("then serve it and call the API with the token:");
+                say!("  crmkit serve {d} --addr {addr}");
+                say!("  curl -H 'Authorization: Bearer TOKEN' http://{addr}/api/v1/me");
+                say!("(an admin may also create tokens for other users: POST /api/v1/tokens; crmkit stats {d} counts what is there)");
                 return Ok(());
             }
             let token = {
                 let inst = Installation::open(&dir, Arc::new(SystemClock))?;
-                token::create(&inst, "admin", crmkit_core::model::Role::Admin)?
+                token::create(&inst, DEMO_ADMIN, crmkit_core::model::Role::Admin)?
             };
             let deal = {
                 let inst = Installation::open(&dir, Arc::new(SystemClock))?;
@@ -434,9 +441,10 @@ fn run(cli: Cli) -> Result<()> {
                     .unwrap_or_default()
             };
             http::serve_then(&dir, &addr, move |url| {
-                say!("\nthe demo is served at {url} (Ctrl-C stops it); an admin token: {token}");
+                say!("\nthe demo is served at {url} (Ctrl-C stops it); a token of {DEMO_ADMIN} in the admin role: {token}");
                 say!("  curl {url}/health");
                 say!("  curl -H 'Authorization: Bearer {token}' {url}/api/v1/me");
+                say!("  curl -H 'Authorization: Bearer {token}' -d '{{\"login\":\"{DEMO_ADMIN}\",\"role\":\"admin\"}}' {url}/api/v1/tokens   # another token");
                 say!("  curl -H 'Authorization: Bearer {token}' {url}/api/v1/deals/{deal}");
             })
         }
@@ -516,6 +524,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Detach { dir, attachment, actor } => attachments::detach(&dir, &attachment, actor.as_deref()),
     }
 }
+
+/// The demo config's admin user (config/demo.toml).
+const DEMO_ADMIN: &str = "admin";
 
 /// Marks an installation made by `crmkit demo`, which a later demo may replace.
 const DEMO_MARKER: &str = ".crmkit-demo";

@@ -209,3 +209,83 @@ fn the_text_log_stays_the_default() {
     let line = text.lines().find(|l| l.contains("request")).unwrap_or_else(|| panic!("{text}"));
     assert!(serde_json::from_str::<Value>(line).is_err() && line.contains("route=\"/health\""), "{line}");
 }
+
+/// `crmkit ARGS` in `cwd`: its stdout, after checking it succeeded.
+fn run_in(cwd: &std::path::Path, args: &[&str]) -> String {
+    let o = Command::new(binary()).args(args).current_dir(cwd).output().unwrap();
+    assert!(
+        o.status.success(),
+        "crmkit {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[test]
+fn the_demo_names_its_admin_and_its_instructions_for_a_token_work_as_printed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let said = run_in(tmp.path(), &["demo", "--dir", "shop", "--deals", "60", "--no-serve"]);
+    assert!(said.contains("the admin login: admin"), "{said}");
+    // Follow the printed commands: the token, the server, the call.
+    let command = |starts: &str| -> Vec<String> {
+        let line = said
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(starts))
+            .unwrap_or_else(|| panic!("no `{starts}` in {said}"));
+        line.split_whitespace().skip(1).map(str::to_string).collect()
+    };
+    let create = command("crmkit token create");
+    let token = run_in(tmp.path(), &create.iter().map(String::as_str).collect::<Vec<_>>()).trim().to_string();
+    let mut serve = command("crmkit serve");
+    let at = serve.iter().position(|a| a == "--addr").unwrap();
+    serve[at + 1] = "127.0.0.1:0".into();
+    let mut child = Command::new(binary())
+        .args(&serve)
+        .current_dir(tmp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut first).unwrap();
+    let addr = first.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("{first}")).to_string();
+    let server = Served { child, addr };
+    let curl = command("curl -H 'Authorization: Bearer TOKEN'");
+    let path = curl.last().unwrap().split_once("8080").unwrap().1.to_string();
+    let (status, me) = server.request("GET", &path, Some(&token));
+    assert_eq!((status, me["login"].as_str(), me["role"].as_str()), (200, Some("admin"), Some("admin")), "{me}");
+    // And the other way it names: an admin's token makes another over the API.
+    let (status, made) = server.send("POST", "/api/v1/tokens", &token, br#"{"login":"admin","role":"admin"}"#);
+    assert_eq!(status, 201, "{made}");
+    let other = made["token"].as_str().unwrap_or_else(|| panic!("{made}"));
+    assert_eq!(server.request("GET", "/api/v1/me", Some(other)).0, 200);
+    server.stop();
+}
+
+#[test]
+fn stats_as_json_carries_every_figure_of_the_text_form() {
+    let tmp = tempfile::tempdir().unwrap();
+    run_in(tmp.path(), &["demo", "--dir", "shop", "--deals", "80", "--no-serve"]);
+    let text = run_in(tmp.path(), &["stats", "shop"]);
+    let json: Value = serde_json::from_str(&run_in(tmp.path(), &["stats", "shop", "--format", "json"])).unwrap();
+    let mut figures = 0;
+    for line in text.lines().skip(1) {
+        // `NAME   FIGURE`: the figure is the last column (a size has its unit after it).
+        let (name, figure) = match line.rsplit_once("  ") {
+            Some((n, f)) => (n.trim(), f.trim()),
+            None => panic!("{line}"),
+        };
+        let in_json = match name {
+            "audit entries" => json["audit_entries"].to_string(),
+            "history steps" => json["stage_history_steps"].to_string(),
+            "file size" => crmkit::cli::human_bytes(json["file_bytes"].as_u64().unwrap()),
+            kind => json["entities"][kind].to_string(),
+        };
+        assert_eq!(in_json, figure, "{name}: text {figure}, JSON {in_json}");
+        figures += 1;
+    }
+    assert_eq!(figures, json["entities"].as_object().unwrap().len() + 3, "{text}");
+    assert!(json["entities"]["deal"].as_u64() == Some(80));
+}
