@@ -29,7 +29,8 @@ pub enum What {
         file: String,
         /// The function.
         function: String,
-        /// A JSON file with the function's argument (the hook's `ctx`); none: `()`.
+        /// A JSON file with the hook's input as the contract writes it (docs/hooks.md, `"v": 1`):
+        /// the function gets the same `ctx` the engine gives it. None: `()`.
         #[arg(long)]
         input: Option<std::path::PathBuf>,
     },
@@ -129,9 +130,9 @@ pub fn run(what: What) -> Result<()> {
             let arg = match input {
                 Some(path) => {
                     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-                    let json: serde_json::Value =
-                        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-                    rhai::serde::to_dynamic(json).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                    crmkit_rhai::context_from_json(&text, inst.settings()).map_err(|e| {
+                        anyhow::anyhow!("{}: not a hook input of the contract (docs/hooks.md): {e}", path.display())
+                    })?
                 }
                 None => rhai::Dynamic::UNIT,
             };
@@ -198,3 +199,4 @@ pub fn report(dir: &std::path::Path, name: &str, params: &[String], format: &str
     }
     Ok(())
 }
+

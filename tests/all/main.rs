@@ -13,6 +13,7 @@ mod graph;
 mod hooks;
 mod index_model;
 mod process;
+mod script_tools;
 mod scripting;
 mod store;
 mod transfer;

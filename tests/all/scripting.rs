@@ -26,6 +26,15 @@ struct Scripted {
 
 /// Builds the installation; what is wrong with its scripts or bindings, one line each.
 fn scripted(hooks: &str, scripts: &[(&str, &str)]) -> Result<Scripted, Vec<String>> {
+    scripted_with(|c| c, hooks, scripts)
+}
+
+/// [`scripted`] with the default config edited by `edit` first.
+fn scripted_with(
+    edit: impl FnOnce(String) -> String,
+    hooks: &str,
+    scripts: &[(&str, &str)],
+) -> Result<Scripted, Vec<String>> {
     let dir = tempfile::tempdir().unwrap();
     // The default config binds the shipped scripts.
     for (name, text) in crmkit_core::installation::SHIPPED_SCRIPTS.iter().chain(scripts) {
@@ -33,7 +42,7 @@ fn scripted(hooks: &str, scripts: &[(&str, &str)]) -> Result<Scripted, Vec<Strin
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, text).unwrap();
     }
-    let config = format!("{DEFAULT_CONFIG}\n{hooks}");
+    let config = format!("{}\n{hooks}", edit(DEFAULT_CONFIG.to_string()));
     let settings = Settings::parse(&config, Path::new("crmkit.toml")).unwrap();
     let host = Arc::new(ScriptHost::new(dir.path(), &crmkit_rhai::RhaiSettings::from_settings(&settings).unwrap()));
     let errors = host.load_all();
@@ -153,9 +162,71 @@ fn a_runtime_error_refuses_the_write_naming_script_function_and_line() {
 
 #[test]
 fn runaway_scripts_are_stopped_by_their_limits() {
-    faults("  loop { }", &["stopped after 20 ms"]);
-    faults("  deep(0)", &["guards.rhai", "nested too deep"]);
-    faults("  let s = \"x\";\n  loop { s += s; }", &["grew past its limit"]);
+    faults("  loop { }", &["scripts/guards.rhai:2:3: in check(): stopped after 20 ms"]);
+    faults("  deep(0)", &["scripts/guards.rhai:4:", "in deep(): calls nested too deep"]);
+    faults("  let s = \"x\";\n  loop { s += s; }", &["scripts/guards.rhai:3:", "a string grew past its limit"]);
+}
+
+/// Every limit stops the write it was asked about with the script, function and line where
+/// it stopped the call, and nothing is written — as `crmkit script run` says it
+/// (script_tools::script_run_names_the_line_where_a_limit_stopped_the_script).
+#[test]
+fn a_limit_names_the_script_function_and_line_where_it_stopped() {
+    use crate::script_tools::{limited, RUNAWAY, STOPPED};
+    for (function, place, what) in STOPPED {
+        let hooks = format!("[[hooks]]\npoint = \"deal.before_transition\"\nhandler = \"runaway.rhai::{function}\"\n");
+        let s = scripted_with(limited, &hooks, &[("runaway.rhai", RUNAWAY)]).unwrap();
+        let d = s.deal(10_000);
+        let before = dump(&s.fx.store);
+        let err = s.move_to(&d, "needs_analysis").unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::HookFault { .. }), "not a fault: {text}");
+        assert!(text.contains(&format!("handler runaway.rhai::{function} failed: scripts/{place}")), "{text}");
+        assert!(text.contains(what), "{text:?} does not say {what:?}");
+        assert_eq!(before, dump(&s.fx.store), "{function}: something was written");
+    }
+}
+
+#[test]
+fn a_misspelled_variable_is_an_error_when_the_script_is_compiled() {
+    let errors = scripted(
+        GUARD,
+        &[(
+            "guards.rhai",
+            "fn check(ctx) {\n    let amount = ctx.after.amount;\n    if amout > 5 { return false; }\n    true\n}",
+        )],
+    )
+    .err()
+    .expect("refused");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("scripts/guards.rhai:3:8: Undefined variable: amout"), "{}", errors[0]);
+    // Constants of the file's top level are not seen by functions: said so, not silently ().
+    let errors =
+        scripted("", &[("limits.rhai", "const LIMIT = 5;\nfn check(ctx) { ctx.after.amount < LIMIT }")]).err().unwrap();
+    assert!(
+        errors[0].contains("limits.rhai:2:36: Undefined variable: LIMIT") && errors[0].contains("top level"),
+        "{errors:?}"
+    );
+    // Parameters, closures' captures, loop variables and imports are declared.
+    scripted(
+        "",
+        &[
+            ("lib/amounts.rhai", "fn big() { 1000000 }"),
+            (
+                "fine.rhai",
+                "fn f(ctx) {\n  import \"lib/amounts\" as a;\n  let n = 0;\n  [1, 2].for_each(|x| n += x);\n  for (d, i) in [ctx] { n += i; }\n  n < a::big()\n}",
+            ),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+}
+
+#[test]
+fn the_shipped_scripts_compile_with_strict_variables() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts");
+    let host = ScriptHost::new(&dir, &crmkit_rhai::RhaiSettings::default());
+    assert_eq!(host.files().len(), 6);
+    assert_eq!(host.load_all(), Vec::new());
 }
 
 #[test]
