@@ -1,11 +1,12 @@
 //! Scripts as a consultant tries and changes them: `crmkit script run` on the hook contract's
-//! JSON answers as the engine does, and limits and misspellings are named where they are.
+//! JSON answers as the engine does, limits and misspellings are named where they are, and a
+//! running server reloads its `[[hooks]]` bindings — or keeps the ones in force and says why.
 
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use crmkit_core::hooks::{Answer, Fault, HookInput};
-use crmkit_core::model::{Deal, PartnerRole};
+use crmkit_core::model::{Deal, PartnerRole, Role, User};
 use crmkit_core::process::{Engine, Hooks};
 use crmkit_core::store::Reader;
 use crmkit_core::Installation;
@@ -290,3 +291,164 @@ fn a_binding_to_a_missing_function_names_the_config_line() {
     }
 }
 
+/// A `crmkit serve` on a free loopback port, stopped when dropped.
+struct Server {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(site: &Site) -> Server {
+        use std::io::BufRead as _;
+        let mut child = Command::new(binary())
+            .args(["serve", site.dir(), "--addr", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("crmkit serve starts");
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut first).unwrap();
+        let addr = first.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("{first}")).to_string();
+        Server { child, addr }
+    }
+
+    /// One request on its own connection: the status and the JSON answer.
+    fn call(&self, method: &str, path: &str, token: &str, body: Option<&Value>) -> (u16, Value) {
+        use std::io::{Read as _, Write as _};
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let mut s = std::net::TcpStream::connect(&self.addr).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: crmkit\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let raw = String::from_utf8(raw).unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Rewrites the site's config file with `edit`, moving its modification time on.
+fn edit_config(site: &Site, edit: impl FnOnce(String) -> String) {
+    let path = site.dir.join("config/crmkit.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, edit(text)).unwrap();
+}
+
+#[test]
+fn a_reload_applies_changed_bindings_and_keeps_them_when_the_config_is_bad() {
+    let binding = "[[hooks]]\npoint = \"deal.before_transition\"\nhandler = \"deals.rhai::big_enough\"\n";
+    let site = Site::new(with_hooks(binding));
+    script(&site, "deals.rhai", DEALS);
+    site.with(|inst| inst.store().transact(None, |tx| tx.create(User::new("boss", "Босс", Role::Admin))).unwrap());
+    let admin = ok(&["token", "create", site.dir(), "--user", "boss", "--role", "admin"]).trim().to_string();
+    let partner = site.partner("Альфа", PartnerRole::Client);
+    let server = Server::start(&site);
+    let deal = |amount: &str| {
+        let body = json!({ "title": format!("Сделка на {amount}"), "partner": partner, "kind": "b2b_sale", "source": "website",
+                           "amount": { "amount": amount, "currency": "RUB" } });
+        let (status, d) = server.call("POST", "/api/v1/deals", &admin, Some(&body));
+        assert_eq!(status, 201, "{d}");
+        d
+    };
+    let try_move = |d: &Value| {
+        let body = json!({ "version": d["version"], "stage": "needs_analysis" });
+        server.call("POST", &format!("/api/v1/deals/{}/move", d["id"].as_str().unwrap()), &admin, Some(&body))
+    };
+    let reload = || server.call("POST", "/api/v1/scripts/reload", &admin, None);
+    let small = deal("50000");
+    let (status, body) = try_move(&small);
+    assert_eq!((status, body["code"].as_str()), (422, Some("rejected")), "{body}");
+    // The binding changes to another guard: after the reload the new one decides.
+    edit_config(&site, |c| c.replace("deals.rhai::big_enough", "deals.rhai::under_a_million"));
+    let (status, body) = reload();
+    assert_eq!((status, &body["applied"]), (200, &json!(true)), "{body}");
+    assert_eq!(
+        body["bindings"].as_array().unwrap().iter().filter(|b| b["handler"] == "deals.rhai::under_a_million").count(),
+        1,
+        "{body}"
+    );
+    let (status, body) = try_move(&small);
+    assert_eq!(status, 200, "the old guard is gone: {body}");
+    let big = deal("2000000");
+    let (status, body) = try_move(&big);
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (422, Some("deals.rhai::under_a_million: 2000000 is above a million")),
+        "{body}"
+    );
+    let (_, listed) = server.call("GET", "/api/v1/scripts", &admin, None);
+    assert!(listed["bindings"].to_string().contains("deals.rhai::under_a_million"), "{listed}");
+    // Bad configs: each refused with its file and line, the guard in force stays.
+    let config = site.dir.join("config/crmkit.toml").display().to_string();
+    let line = config_line(&site, "under_a_million");
+    let good = std::fs::read_to_string(site.dir.join("config/crmkit.toml")).unwrap();
+    let limits = config_line(&site, "[limits]");
+    let cases = [
+        // A binding to a function the script does not define.
+        (
+            good.replace("deals.rhai::under_a_million", "deals.rhai::nowhere"),
+            format!(
+                "{config}:{line}: hooks: deals.rhai::nowhere bound to deal.before_transition: \
+                 scripts/deals.rhai: in nowhere(): defines no function nowhere"
+            ),
+        ),
+        // Not TOML: an unterminated string.
+        (
+            good.replace(
+                "point = \"deal.before_transition\"\nhandler = \"deals.rhai::under",
+                "point = \"deal.before_transition\nhandler = \"deals.rhai::under",
+            ),
+            format!("{config}:{}", line - 1),
+        ),
+        // Another section changed with the binding: neither is applied.
+        (
+            good.replace("[limits]\ntimeout_ms = 20\n", "[limits]\ntimeout_ms = 200\n")
+                .replace("under_a_million", "big_enough"),
+            format!(
+                "{config}:{limits}: [limits] changed; a reload applies [[hooks]] bindings and scripts only: \
+                 restart the server"
+            ),
+        ),
+    ];
+    for (text, says) in cases {
+        std::fs::write(site.dir.join("config/crmkit.toml"), text).unwrap();
+        let (status, body) = reload();
+        assert_eq!((status, &body["applied"]), (422, &json!(false)), "{body}");
+        assert!(body["errors"].to_string().contains(&says.replace('"', "\\\"")), "{body} does not say {says:?}");
+        let huge = deal("3000000");
+        let (status, body) = try_move(&huge);
+        assert_eq!(
+            (status, body["message"].as_str()),
+            (422, Some("deals.rhai::under_a_million: 3000000 is above a million")),
+            "{body}"
+        );
+    }
+    // A script that no longer compiles keeps the bindings in force too, and says where.
+    std::fs::write(site.dir.join("config/crmkit.toml"), good.replace("under_a_million", "big_enough")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    script(&site, "deals.rhai", &DEALS.replace("let d = ctx.after;", "let d = ;"));
+    let (status, body) = reload();
+    assert_eq!(status, 422, "{body}");
+    assert!(body["errors"].to_string().contains("scripts/deals.rhai:3:13"), "{body}");
+    let (status, _) = try_move(&deal("4000000"));
+    assert_eq!(status, 422, "the guard in force still refuses");
+    // Fixed: the change applies.
+    script(&site, "deals.rhai", DEALS);
+    let (status, body) = reload();
+    assert_eq!((status, &body["applied"]), (200, &json!(true)), "{body}");
+    let (status, body) = try_move(&deal("5000000"));
+    assert_eq!(status, 200, "big_enough lets a big deal in: {body}");
+}

@@ -14,9 +14,8 @@ use crate::token::{self, Token};
 /// compiled version is in use — and every hook binding to a script.
 pub(super) fn scripts_status(app: &App, caller: &Caller) -> Result<Response<Body>, ApiError> {
     admin_only(caller, "scripts")?;
-    let bindings: Vec<_> = app
-        .inst
-        .settings()
+    let settings = app.bound.settings();
+    let bindings: Vec<_> = settings
         .hooks
         .iter()
         .filter(|b| b.runtime == crmkit_rhai::RUNTIME)
@@ -25,13 +24,42 @@ pub(super) fn scripts_status(app: &App, caller: &Caller) -> Result<Response<Body
     Ok(json_response(StatusCode::OK, &json!({ "scripts": app.scripts.status(), "bindings": bindings })))
 }
 
-/// `POST /api/v1/scripts/reload`: recompiles the edited scripts now; a script that no
-/// longer compiles keeps its last good version and is listed with its error.
+/// `POST /api/v1/scripts/reload`: recompiles the edited scripts and re-reads the config,
+/// whose `[[hooks]]` bindings then take effect for the next writes. A script that does not
+/// compile, a binding that cannot be made, a config that does not parse or one whose other
+/// sections changed (those need a restart) keeps the bindings in force: the answer (422)
+/// lists why, each with its file and line. A script that no longer compiles keeps its last
+/// good version.
 pub(super) fn scripts_reload(app: &App, caller: &Caller) -> Result<Response<Body>, ApiError> {
     admin_only(caller, "scripts")?;
-    let errors: Vec<String> = app.scripts.reload_changed().iter().map(ToString::to_string).collect();
-    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
-    Ok(json_response(status, &json!({ "errors": errors, "scripts": app.scripts.status() })))
+    let r = crate::script::reload(&app.inst, &app.scripts, &app.bound);
+    if r.applied {
+        tracing::info!("scripts and [[hooks]] bindings reloaded");
+    } else {
+        for e in r.script_errors.iter().chain(&r.config_errors) {
+            tracing::warn!("reload: {e}");
+        }
+    }
+    let errors: Vec<&String> = r.script_errors.iter().chain(&r.config_errors).collect();
+    let status = if r.applied { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let settings = app.bound.settings();
+    let bindings: Vec<_> = settings
+        .hooks
+        .iter()
+        .filter(|b| b.runtime == crmkit_rhai::RUNTIME)
+        .map(|b| json!({ "point": b.point, "handler": b.handler, "kinds": b.kinds }))
+        .collect();
+    Ok(json_response(
+        status,
+        &json!({
+            "applied": r.applied,
+            "errors": errors,
+            "script_errors": r.script_errors,
+            "config_errors": r.config_errors,
+            "bindings": bindings,
+            "scripts": app.scripts.status(),
+        }),
+    ))
 }
 
 /// A token as an admin sees it: its id, never its hash.

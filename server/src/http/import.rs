@@ -81,7 +81,7 @@ pub async fn upload(
     let file = file.reopen().map_err(|e| ApiError::internal("an import's temporary file", e))?;
     let dry_run = opts.dry_run;
     let inst = app.inst.clone();
-    let engine = app.import_engine.clone();
+    let engine = app.bound.engine();
     let actor = caller.user.id;
     let report = tokio::task::spawn_blocking(move || {
         let _running = running;

@@ -18,8 +18,9 @@ struct App {
     scripts: Arc<crmkit_rhai::ScriptHost>,
     /// The installation's reports (its report scripts).
     reports: crmkit_core::report::Reports,
-    /// The engine imports write through (the writer thread has its own).
-    import_engine: Arc<crmkit_core::process::Engine>,
+    /// The hook bindings in force and the engine calling them (writes and imports), which
+    /// `POST /api/v1/scripts/reload` replaces.
+    bound: Arc<crate::script::Bound>,
     /// Held while an import runs: one at a time.
     importing: Arc<tokio::sync::Mutex<()>>,
     /// Seals the cursors of lists.

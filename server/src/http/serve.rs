@@ -43,8 +43,8 @@ impl Served {
         engine: crmkit_core::process::Engine,
         scripts: Arc<crmkit_rhai::ScriptHost>,
     ) -> Result<Served> {
-        let import_engine = Arc::new(crate::script::engine_on(&inst, &scripts)?);
-        let writer = writer::Writer::start(inst.clone(), engine);
+        let bound = Arc::new(crate::script::Bound::new(engine, Arc::new(inst.settings().clone())));
+        let writer = writer::Writer::start(inst.clone(), bound.clone());
         let tokens = std::sync::RwLock::new(tokens);
         let cursors = cursor::Cursors::load_or_create(inst.dir())?;
         let app = App {
@@ -54,7 +54,7 @@ impl Served {
             writer,
             reports: crate::script::reports(&scripts),
             scripts,
-            import_engine,
+            bound,
             importing: Arc::default(),
             cursors,
         };

@@ -37,12 +37,13 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread over `inst`.
-    pub fn start(inst: Arc<Installation>, engine: Engine) -> Writer {
+    /// Starts the writer thread over `inst`; each group of writes runs on the engine `bound`
+    /// has in force when the group starts.
+    pub fn start(inst: Arc<Installation>, bound: Arc<crate::script::Bound>) -> Writer {
         let (jobs, queue) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("crmkit-writer".into())
-            .spawn(move || run(&inst, &engine, &queue))
+            .spawn(move || run(&inst, &bound, &queue))
             .expect("the writer thread starts");
         Writer { jobs: std::sync::Mutex::new(Some(jobs)), thread: std::sync::Mutex::new(Some(thread)) }
     }
@@ -72,7 +73,7 @@ impl Writer {
     }
 }
 
-fn run(inst: &Installation, engine: &Engine, queue: &Receiver<Job>) {
+fn run(inst: &Installation, bound: &crate::script::Bound, queue: &Receiver<Job>) {
     // Blocks for the first write of a group, then takes what else is waiting.
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
@@ -82,7 +83,7 @@ fn run(inst: &Installation, engine: &Engine, queue: &Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        write_group(inst, engine, group);
+        write_group(inst, &bound.engine(), group);
     }
 }
 
