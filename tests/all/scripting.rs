@@ -674,3 +674,166 @@ fn field_names(sample: serde_json::Value, through: fn(serde_json::Value) -> serd
         other => panic!("not an object: {other}"),
     }
 }
+
+// docs/scripting.md is the reference of what scripts may call; these keep it equal to the
+// runtime's registration and to core's declarations.
+
+/// The first cells (in backticks) of the table rows of docs/scripting.md under the heading
+/// that starts with `heading`, up to the next heading of that level.
+fn doc_cells(heading: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/scripting.md")).unwrap();
+    let level = heading.split(' ').next().unwrap().to_string() + " ";
+    let mut inside = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with(&level) {
+            inside = line.starts_with(heading);
+        } else if inside && line.starts_with("| `") {
+            let cell = line[3..].split('`').next().unwrap();
+            out.push(cell.to_string());
+        }
+    }
+    assert!(!out.is_empty(), "no table under {heading:?} in docs/scripting.md");
+    out
+}
+
+/// A registered signature (`get$amount(_: &mut Deal) -> …`, `partner(_: string) -> …`) as the
+/// docs write it: `Deal.amount`, `partner(string)`.
+fn doc_form(signature: &str) -> String {
+    let (name, rest) = signature.split_once('(').unwrap();
+    let params: Vec<String> = rest
+        .split(')')
+        .next()
+        .unwrap()
+        .split(", ")
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let ty = p.split(": ").nth(1).unwrap_or(p).trim_start_matches("&mut ");
+            if ty == "i64" {
+                "int".to_string()
+            } else {
+                ty.to_string()
+            }
+        })
+        .collect();
+    match name.strip_prefix("get$") {
+        Some(getter) => format!("{}.{getter}", params[0]),
+        None => format!("{name}({})", params.join(", ")),
+    }
+}
+
+#[test]
+fn docs_list_every_function_and_getter_scripts_have_and_only_those() {
+    use std::collections::BTreeSet;
+    let registered: BTreeSet<String> = crmkit_rhai::signatures().iter().map(|s| doc_form(s)).collect();
+    let documented: BTreeSet<String> = doc_cells("## `ctx` and the values it holds")
+        .into_iter()
+        .chain(doc_cells("## Functions").into_iter().filter(|c| c.contains('(')))
+        .collect();
+    let missing: Vec<_> = registered.difference(&documented).collect();
+    let extra: Vec<_> = documented.difference(&registered).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "not documented: {missing:?}; documented, not there: {extra:?}");
+    // The Rhai functions the page names are Rhai's.
+    let standard: BTreeSet<String> = rhai::Engine::new()
+        .gen_fn_signatures(true)
+        .iter()
+        .map(|s| s.split('(').next().unwrap().to_string())
+        // Statements of the language that write to the log through the engine's callbacks.
+        .chain(["print", "debug"].map(String::from))
+        .collect();
+    for f in doc_cells("## Functions").into_iter().filter(|c| !c.contains('(')) {
+        assert!(standard.contains(&f), "docs/scripting.md names {f}, which Rhai does not have");
+    }
+}
+
+#[test]
+fn docs_list_every_action_with_its_fields() {
+    use crmkit_core::hooks::Action;
+    // Every action, so that a new one fails to compile here until it is documented.
+    let all = [
+        Action::CreateTask {
+            title: "t".into(),
+            description: String::new(),
+            executor: None,
+            due_in_minutes: None,
+            required: false,
+        },
+        Action::SetField { field: "probability".into(), value: serde_json::Value::Null },
+        Action::AddNote { subject: "s".into(), body: String::new() },
+        Action::PutOnHold { comment: String::new() },
+    ];
+    for a in &all {
+        match a {
+            Action::CreateTask { .. } | Action::SetField { .. } | Action::AddNote { .. } | Action::PutOnHold { .. } => {
+            }
+        }
+    }
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/scripting.md")).unwrap();
+    let documented = doc_cells("## Answers").into_iter().filter(|c| !c.contains([' ', '.'])).collect::<Vec<_>>();
+    let mut names = Vec::new();
+    for a in &all {
+        let json = serde_json::to_value(a).unwrap();
+        let name = json["action"].as_str().unwrap().to_string();
+        let row = text.lines().find(|l| l.starts_with(&format!("| `{name}` |"))).unwrap_or_else(|| panic!("{name}"));
+        for field in json.as_object().unwrap().keys().filter(|k| *k != "action") {
+            assert!(row.contains(&format!("`{field}`")), "docs/scripting.md: {name} without its field {field}: {row}");
+        }
+        names.push(name);
+    }
+    assert_eq!(documented, names, "the actions of docs/scripting.md");
+}
+
+#[test]
+fn docs_list_every_limit_key_with_its_default() {
+    let defaults = serde_json::to_value(crmkit_rhai::RhaiSettings::default()).unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/scripting.md")).unwrap();
+    let mut expected: Vec<String> = defaults
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| match k.as_str() {
+            "timeout_ms" | "report_timeout_ms" => format!("limits.{k}"),
+            other => format!("runtimes.rhai.{other}"),
+        })
+        .collect();
+    expected.sort();
+    let mut documented = doc_cells("## Limits");
+    documented.sort();
+    assert_eq!(documented, expected);
+    // Each default as written is the default, and each key is one config takes.
+    let mut section = String::from("[runtimes.rhai]\n");
+    for key in &documented {
+        let row = text.lines().find(|l| l.starts_with(&format!("| `{key}` |"))).unwrap();
+        let default = row.split('|').nth(2).unwrap().trim();
+        let field = key.rsplit('.').next().unwrap();
+        assert_eq!(defaults[field].to_string(), default, "{key}");
+        if let Some(rhai_key) = key.strip_prefix("runtimes.rhai.") {
+            section += &format!("{rhai_key} = {default}\n");
+        }
+    }
+    let config = DEFAULT_CONFIG.replace("[runtimes.rhai]\nmax_operations = 1000000\nimports = true\n", &section);
+    assert_ne!(config, DEFAULT_CONFIG);
+    let settings = Settings::parse(&config, Path::new("crmkit.toml")).unwrap();
+    assert_eq!(crmkit_rhai::RhaiSettings::from_settings(&settings).unwrap(), crmkit_rhai::RhaiSettings::default());
+}
+
+#[test]
+fn docs_say_which_operation_fires_every_point() {
+    use crmkit_core::hooks::HookPoint;
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/scripting.md")).unwrap();
+    let table: String = text
+        .split("## Which operation fires which point")
+        .nth(1)
+        .unwrap()
+        .split("\n## ")
+        .next()
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .map(|l| l.rsplit('|').nth(1).unwrap().to_string())
+        .collect();
+    let named: std::collections::BTreeSet<&str> =
+        table.split('`').filter(|w| w.contains('.') && !w.contains(' ')).collect();
+    let points: std::collections::BTreeSet<&str> = HookPoint::ALL.iter().map(|p| p.name()).collect();
+    assert_eq!(named, points);
+}

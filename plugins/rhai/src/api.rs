@@ -165,6 +165,17 @@ fn each_deal(ctx: rhai::NativeCallContext, f: rhai::FnPtr) -> Result<(), Box<rha
     }
 }
 
+/// The signature of every function, getter and method the CRM adds for scripts (beyond
+/// Rhai's own), sorted: what docs/scripting.md lists.
+pub fn signatures() -> Vec<String> {
+    let mut engine = Engine::new_raw();
+    register(&mut engine);
+    let mut all = engine.gen_fn_signatures(false);
+    all.sort();
+    all.dedup();
+    all
+}
+
 /// Registers the types and functions scripts use.
 pub fn register(engine: &mut Engine) {
     engine.register_fn("each_deal", each_deal);
