@@ -11,6 +11,7 @@ mod dossier;
 mod golden;
 mod graph;
 mod hooks;
+mod hostile;
 mod index_model;
 mod process;
 mod scripting;
