@@ -278,7 +278,7 @@ fn try_post(addr: &str, path: &str, token: &str, body: &str) -> Option<u16> {
     let mut s = std::net::TcpStream::connect(addr).ok()?;
     write!(
             s,
-            "POST {path} HTTP/1.1\r\nHost: crmkit\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nHost: crmkit\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )
         .ok()?;
@@ -848,9 +848,9 @@ fn an_entity_is_created_changed_by_version_and_deleted_and_bad_changes_write_not
     assert_eq!(server.request("GET", &curl, Some(north)).0, 404);
     let (status, e) = server.send("DELETE", &format!("{url}?version=3"), north, b"");
     assert_eq!((status, e["code"].as_str()), (409, Some("referenced")), "{e}");
-    // Users and deals are not deleted; the route is not there.
-    let (status, _) = server.request("DELETE", &format!("/api/v1/users/{me}"), Some(office.token("boss")));
-    assert_eq!(status, 404);
+    // Users and deals are not deleted; the path does not take DELETE.
+    let (status, e) = server.request("DELETE", &format!("/api/v1/users/{me}"), Some(office.token("boss")));
+    assert_eq!((status, e["code"].as_str()), (405, Some("method_not_allowed")), "{e}");
     // A deal through the generic create: the process engine puts it in its first stage;
     // what the engine keeps cannot be written.
     let deal = format!(
@@ -1669,8 +1669,9 @@ fn custom_references_competitors_methods_and_roles_are_held_to_the_same_rules() 
     let (status, lost) = server.send("POST", &format!("/api/v1/deals/{d_north}/lose"), north, lose(&shared).as_bytes());
     assert_eq!((status, lost["competitor"].as_str()), (200, Some(shared.as_str())), "{lost}");
     // Methods are what HTTP says they are: `get` is not GET, and nothing breaks.
-    let (status, e) = server.request("get", "/api/v1/me", Some(north));
-    assert_eq!((status, e["code"].as_str()), (404, Some("no_route")));
+    let a = server.exchange("get", "/api/v1/me", Some(north), &[], None);
+    assert_eq!((a.status, a.json()["code"].as_str()), (405, Some("method_not_allowed")));
+    assert_eq!(a.header("allow"), Some("GET, HEAD, OPTIONS"));
     assert_eq!(server.request("GET", "/api/v1/me", Some(north)).0, 200);
     // A token acts in its role only: as a manager the user may not reopen; as a head, may.
     let lose_own = r#"{"version":1,"reason":"price"}"#;
@@ -1956,5 +1957,49 @@ fn http2_is_spoken_and_idle_connections_are_closed_after_the_timeout() {
     s.read_to_end(&mut got).expect("the server closes the idle connection within 5 s");
     assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
     assert!(started.elapsed() >= std::time::Duration::from_millis(300), "{:?}", started.elapsed());
+    server.stop();
+}
+
+#[test]
+fn money_is_taken_only_in_the_decimal_form_the_schema_declares() {
+    let office = Office::new();
+    let partner = office.site.partner("Альфа", PartnerRole::Client);
+    let before = office.site.dump();
+    let server = Served::start(&office.site);
+    let boss = office.token("boss");
+    let deal = |amount: &str| {
+        format!(
+            r#"{{"title":"Поставка","partner":"{partner}","kind":"b2b_sale","amount":{{"amount":{amount},"currency":"RUB"}}}}"#
+        )
+    };
+    for amount in [
+        r#""1e5""#,
+        r#""1E5""#,
+        r#""+5""#,
+        r#"" 5""#,
+        r#""5 ""#,
+        r#""1_000""#,
+        r#""5.""#,
+        r#"".5""#,
+        r#""10.005""#,
+        r#""0x10""#,
+        r#""5,50""#,
+        r#""""#,
+        "5",
+        "5.5",
+        r#""1.2.3""#,
+    ] {
+        let (status, e) = server.send("POST", "/api/v1/deals", boss, deal(amount).as_bytes());
+        assert_eq!(
+            (status, e["code"].as_str(), e["field"].as_str()),
+            (422, Some("invalid"), Some("amount.amount")),
+            "{amount}: {e}"
+        );
+    }
+    server.stop();
+    assert_eq!(office.site.dump(), before);
+    let server = Served::start(&office.site);
+    let (status, d) = server.send("POST", "/api/v1/deals", boss, deal(r#""10.500""#).as_bytes());
+    assert_eq!((status, d["amount"]["amount"].as_str()), (201, Some("10.50")), "{d}");
     server.stop();
 }

@@ -59,8 +59,8 @@ pub(super) fn query(q: &str) -> Result<std::collections::BTreeMap<String, String
     Ok(out)
 }
 
-/// Refuses a JSON body without `Content-Type: application/json` (a `charset` parameter, if
-/// any, is `utf-8`).
+/// Refuses a JSON body without `Content-Type: application/json` (or, for a PATCH,
+/// `application/merge-patch+json`); a `charset` parameter, if any, is `utf-8`.
 fn json_content_type(req: &Request<Incoming>) -> Result<(), ApiError> {
     let refuse =
         |m: String| ApiError::at(StatusCode::UNSUPPORTED_MEDIA_TYPE, Code::UnsupportedMediaType, "Content-Type", m);
@@ -70,7 +70,9 @@ fn json_content_type(req: &Request<Incoming>) -> Result<(), ApiError> {
     let text = value.to_str().map_err(|_| refuse("Content-Type is not ASCII".into()))?;
     let mut parts = text.split(';');
     let media = parts.next().unwrap_or_default().trim();
-    if !media.eq_ignore_ascii_case("application/json") {
+    // A PATCH is a JSON merge patch (RFC 7396), which has its own type too.
+    let patch = req.method() == hyper::Method::PATCH && media.eq_ignore_ascii_case("application/merge-patch+json");
+    if !media.eq_ignore_ascii_case("application/json") && !patch {
         return Err(refuse(format!("Content-Type \"{text}\" is not application/json")));
     }
     for param in parts {
@@ -88,8 +90,57 @@ pub(super) async fn body_json(req: Request<Incoming>) -> Result<serde_json::Valu
     json_content_type(&req)?;
     let bytes = read_body(req).await?;
     // Not JSON at all is a bad request; JSON of the wrong shape is unprocessable.
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, Code::BadJson, format!("the body is not JSON: {e}")))
+    let mut value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, Code::BadJson, format!("the body is not JSON: {e}")))?;
+    check_money(&mut value, &mut String::new())?;
+    Ok(value)
+}
+
+/// Refuses an amount of money in `value` (an object of `amount` and `currency`, the
+/// OpenAPI document's `Money`) that is not the plain decimal string the schema declares:
+/// digits with one optional `.` and a leading `-`, no exponent, `+`, spaces or `_`, and no
+/// more fraction digits than its currency has (JSON numbers fail the type check after). A
+/// good amount is rewritten with its currency's minor units (`"10.5"` RUB: `"10.50"`).
+fn check_money(value: &mut serde_json::Value, path: &mut String) -> Result<(), ApiError> {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            if let (Some(Value::String(amount)), Some(Value::String(currency)), 2) =
+                (map.get("amount"), map.get("currency"), map.len())
+            {
+                match crmkit_core::values::Money::parse(amount, currency) {
+                    // Written with the currency's minor units, as an import writes it.
+                    Ok(m) => {
+                        map.insert("amount".into(), Value::String(m.amount.to_string()));
+                    }
+                    Err(e) => {
+                        let field = if path.is_empty() { "amount".to_string() } else { format!("{path}.amount") };
+                        let message = format!("{field}: {e}");
+                        return Err(ApiError::at(StatusCode::UNPROCESSABLE_ENTITY, Code::Invalid, &field, message));
+                    }
+                }
+            }
+            for (key, v) in map.iter_mut() {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                check_money(v, path)?;
+                path.truncate(len);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                check_money(v, path)?;
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The body of an action (`move`, `complete`, …): JSON of type `T`, an empty body taken as
@@ -105,8 +156,9 @@ pub(super) async fn action_body<T: serde::de::DeserializeOwned>(req: Request<Inc
             &bytes
         }
     };
-    let value = serde_json::from_slice(text)
+    let mut value = serde_json::from_slice(text)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, Code::BadJson, format!("the body is not JSON: {e}")))?;
+    check_money(&mut value, &mut String::new())?;
     typed(value)
 }
 
