@@ -1,7 +1,8 @@
 //! The integration tests of crmkit: one binary, one module per topic, a test target of the
 //! `crmkit` package (server/Cargo.toml) so that Cargo builds the binary the CLI tests run.
 
-mod api;
+pub(crate) mod api;
+mod beside;
 mod cli;
 mod commands;
 mod common;
@@ -14,6 +15,7 @@ mod hooks;
 mod hostile;
 mod index_model;
 mod process;
+mod refusals;
 mod scripting;
 mod store;
 mod transfer;

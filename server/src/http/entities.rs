@@ -4,8 +4,8 @@
 
 use crmkit_core::id::{RawId, TypedId};
 use crmkit_core::model::{
-    ContactLink, ContactPerson, Counterparty, Deal, Document, Entity, EntityKind, IndexEntry, Interaction, Participant,
-    ParticipantLink, Partner, PartnerLink, Task, User,
+    ContactLink, ContactPerson, Counterparty, CustomValue, Deal, Document, Entity, EntityKind, IndexEntry, Interaction,
+    Participant, ParticipantLink, Partner, PartnerLink, Task, User,
 };
 use crmkit_core::process::Engine;
 use crmkit_core::store::{Index, Reader, WriteTxn};
@@ -42,6 +42,13 @@ fn text(s: &str) -> Result<Vec<u8>, String> {
 /// A text value, matched without regard to case.
 fn lower(s: &str) -> Result<Vec<u8>, String> {
     Ok(crmkit_core::model::text_prefix(&[&s.to_lowercase()]))
+}
+
+/// An e-mail address in the form contacts store it (an internationalized domain in its ASCII
+/// form), matched without regard to case; text that is no address is matched as it is.
+fn email(s: &str) -> Result<Vec<u8>, String> {
+    let address = crmkit_core::values::email::normalize_email(s).unwrap_or_else(|_| s.to_string());
+    Ok(crmkit_core::model::text_prefix(&[&address.to_lowercase()]))
 }
 
 /// A deal status.
@@ -107,7 +114,7 @@ impl Resource for Counterparty {
 impl Resource for ContactPerson {
     const PATH: &'static str = "contacts";
     const FILTERS: &'static [Filter] =
-        &[filter("partner", Index::ContactByPartner, id), filter("email", Index::ContactByEmail, lower)];
+        &[filter("partner", Index::ContactByPartner, id), filter("email", Index::ContactByEmail, email)];
 }
 
 impl Resource for PartnerLink {
@@ -277,14 +284,40 @@ pub fn seal(app: &App, list: &str, id: RawId) -> Result<String, ApiError> {
 }
 
 /// `GET /api/v1/RESOURCE?FILTER=VALUE&after=CURSOR&limit=N`: a page of what the caller may
-/// see, oldest first; `next` is the cursor of the next page (`null`: none).
+/// A list filter on a declared custom field, `custom.NAME=VALUE`: the value read as the
+/// field's type; a multi-valued field matches when it holds the value.
+fn custom_filter(app: &App, kind: EntityKind, name: &str, value: &str) -> Result<(String, CustomValue), ApiError> {
+    let field = &name["custom.".len()..];
+    let defs = app.inst.settings().custom_fields_of(kind);
+    let bad = |m: String| ApiError::at(StatusCode::BAD_REQUEST, Code::BadQuery, name, m);
+    let def = defs.iter().find(|d| d.name == field).ok_or_else(|| {
+        let declared: Vec<&str> = defs.iter().map(|d| d.name.as_str()).collect();
+        bad(if declared.is_empty() {
+            format!("\"{field}\" is not a custom field: none are declared for {kind}")
+        } else {
+            format!("\"{field}\" is not a custom field of {kind} (declared: {})", declared.join(", "))
+        })
+    })?;
+    let wanted = def.filter_value(value).map_err(|m| bad(format!("{name} {m}")))?;
+    Ok((field.to_string(), wanted))
+}
+
+/// `GET /api/v1/RESOURCE?FILTER=VALUE&custom.NAME=VALUE&after=CURSOR&limit=N`: a page of
+/// what the caller may see, oldest first; `next` is the cursor of the next page (`null`:
+/// none). Custom-field filters have no index: they narrow what the other filters (or the
+/// caller's scope) walk, within the same budget per page.
 pub fn list<E: Resource>(app: &App, caller: &Caller, q: &str) -> Result<Response<Body>, ApiError> {
     let q = query(q)?;
     let limit = page_limit(&q)?;
     let after = after(app, E::PATH, &q)?;
     let mut wanted = Vec::new();
+    let mut custom_wanted = Vec::new();
     for (name, value) in &q {
         if name == "after" || name == "limit" {
+            continue;
+        }
+        if name.starts_with("custom.") {
+            custom_wanted.push(custom_filter(app, E::KIND, name, value)?);
             continue;
         }
         let f = E::FILTERS.iter().find(|f| f.name == name).ok_or_else(|| {
@@ -293,7 +326,11 @@ pub fn list<E: Resource>(app: &App, caller: &Caller, q: &str) -> Result<Response
                 StatusCode::BAD_REQUEST,
                 Code::BadQuery,
                 name,
-                format!("{} cannot be filtered by \"{name}\"; the filters are {}", E::PATH, names.join(", ")),
+                format!(
+                    "{} cannot be filtered by \"{name}\"; the filters are {}, and custom.NAME for a declared custom field",
+                    E::PATH,
+                    names.join(", ")
+                ),
             )
         })?;
         let prefix = (f.prefix)(value).map_err(|m| {
@@ -324,7 +361,10 @@ pub fn list<E: Resource>(app: &App, caller: &Caller, q: &str) -> Result<Response
         for e in slice {
             entries.clear();
             e.index_entries(&mut entries);
-            if wanted.iter().all(|w| entries.contains(w)) && caller.may(&r, Access::Read, &e)? {
+            let custom_match = || {
+                custom_wanted.iter().all(|(field, w)| e.custom().and_then(|c| c.get(field)).is_some_and(|v| v.holds(w)))
+            };
+            if wanted.iter().all(|w| entries.contains(w)) && custom_match() && caller.may(&r, Access::Read, &e)? {
                 if items.len() == limit {
                     next = items.last().map(|e| seal(app, E::PATH, e.meta().id)).transpose()?;
                     break 'slices;

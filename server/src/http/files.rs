@@ -30,9 +30,11 @@ pub async fn upload(app: &App, caller: &Caller, q: &str, req: Request<Incoming>)
     let owner = q.get("owner").ok_or_else(|| bad("owner", "owner (the id of the entity) is required".into()))?;
     let owner = EntityRef { kind, id: parse_id::<RawId>("entity", owner)? };
     let name = q.get("name").cloned().ok_or_else(|| bad("name", "name (the file name) is required".into()))?;
+    // The rule of file names, before a byte of the body is read; the write checks it again.
+    crmkit_core::model::text::file_name(EntityKind::Attachment, "name", &name).map_err(crmkit_core::Error::from)?;
     let mime = match req.headers().get("content-type") {
         Some(m) => String::from_utf8_lossy(m.as_bytes()).into_owned(),
-        None => "application/octet-stream".to_string(),
+        None => crmkit_core::model::mime_of_name(&name).to_string(),
     };
     // Refused before a byte of the body is read: an owner out of scope, a declared size
     // over the limit.

@@ -77,6 +77,8 @@ impl Served {
     /// flight finish and stops the writer; whether everything let go of the store.
     pub async fn run(self, listener: TcpListener, stop: impl std::future::Future<Output = ()>) -> bool {
         let (app, idle) = (self.app, self.idle);
+        // The command line reaches the installation through this server while it runs.
+        let commands = crate::beside::Listener::start(app.inst.clone());
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let (stopping, _) = tokio::sync::watch::channel(false);
         let mut builder = Builder::new(TokioExecutor::new());
@@ -139,6 +141,9 @@ impl Served {
                 }
                 drop(permit);
             });
+        }
+        if let Some(commands) = commands {
+            commands.stop(SHUTDOWN_GRACE).await;
         }
         // Requests in flight finish (every connection gives its slot back); reports still
         // running after a moment are ended, so that their requests answer at once.
