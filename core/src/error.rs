@@ -54,6 +54,18 @@ pub enum Error {
         "{database} has schema version {found}; this crmkit reads versions up to {supported}: upgrade crmkit to open it"
     )]
     NewerSchema { database: String, found: u32, supported: u32 },
+    /// The database is open for writing in another process (a running `crmkit serve`, say).
+    #[error("{database} is already open in another process")]
+    InUse { database: String },
+    /// The database was not closed cleanly (the process holding it ended without closing
+    /// it) and was opened read-only, which cannot recover it.
+    #[error("{database} was not closed cleanly and needs recovery, which a read-only open cannot do")]
+    NeedsRecovery { database: String },
+    /// The database has an older schema, which only an open for writing migrates.
+    #[error(
+        "{database} has schema version {found}; this crmkit migrates it to {current} when it opens it for writing"
+    )]
+    OlderSchema { database: String, found: u32, current: u32 },
     /// A stored record could not be decoded.
     #[error("corrupt {what}: {message}")]
     Corrupt { what: String, message: String },

@@ -76,6 +76,15 @@ impl Installation {
         Ok(inst)
     }
 
+    /// Opens the installation in `dir` for reading only: reads and validates its config and
+    /// opens the database without writing anything to it (see [`Store::open_read_only`]);
+    /// the users declared in config are not brought in.
+    pub fn open_read_only(dir: &Path, clock: Arc<dyn Clock>) -> Result<Installation> {
+        let settings = Settings::load_installation(dir)?;
+        let store = Store::open_read_only(&settings.database.clone(), Arc::new(settings), clock)?;
+        Ok(Installation { dir: dir.to_path_buf(), store })
+    }
+
     /// The installation folder.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -53,7 +53,7 @@ impl ColumnType {
             (ColumnType::Decimal, Value::Number(_)) => true,
             (ColumnType::Decimal, Value::String(s)) => s.parse::<rust_decimal::Decimal>().is_ok(),
             (ColumnType::Text, Value::String(_)) => true,
-            (ColumnType::Date, Value::String(s)) => chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok(),
+            (ColumnType::Date, Value::String(s)) => crate::values::date::parse(s).is_ok(),
             _ => false,
         }
     }

@@ -43,33 +43,6 @@ fn load_attachment<R: Reader>(r: &R, id: AttachmentId) -> Result<Attachment> {
     r.get(id)?.ok_or_else(|| anyhow!("attachment {id} does not exist"))
 }
 
-/// The MIME type of common file names by their extension; `application/octet-stream` for
-/// the rest.
-fn guess_mime(name: &str) -> &'static str {
-    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
-    match ext.as_str() {
-        "pdf" => "application/pdf",
-        "txt" | "log" => "text/plain",
-        "csv" => "text/csv",
-        "html" | "htm" => "text/html",
-        "json" => "application/json",
-        "xml" => "application/xml",
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "svg" => "image/svg+xml",
-        "zip" => "application/zip",
-        "eml" => "message/rfc822",
-        "doc" => "application/msword",
-        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-        "xls" => "application/vnd.ms-excel",
-        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        "odt" => "application/vnd.oasis.opendocument.text",
-        "ods" => "application/vnd.oasis.opendocument.spreadsheet",
-        _ => "application/octet-stream",
-    }
-}
-
 /// What `crmkit attach` is asked to do.
 pub struct AttachArgs<'a> {
     pub entity: &'a str,
@@ -94,7 +67,7 @@ pub fn attach(dir: &Path, a: AttachArgs<'_>) -> Result<()> {
             .map(str::to_string)
             .ok_or_else(|| anyhow!("{}: no file name to store; give one with --name", a.file.display()))?,
     };
-    let mime = a.mime.unwrap_or_else(|| guess_mime(&name));
+    let mime = a.mime.unwrap_or_else(|| crmkit_core::model::mime_of_name(&name));
     let actor = {
         let r = inst.store().read()?;
         existing(&r, owner)?;

@@ -12,7 +12,8 @@ use crmkit_core::Installation;
 use crmkit_demo::{self as demo, DemoOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::{attachments, dossier, graph, http, script, token, transfer};
+use crate::console::{self, Exit};
+use crate::{attachments, beside, dossier, graph, http, script, token, transfer};
 
 #[derive(Parser)]
 #[command(name = "crmkit", version, about = "An embeddable CRM engine: installations, demo data, statistics")]
@@ -45,8 +46,27 @@ enum Command {
         /// The folder (created if missing).
         dir: PathBuf,
     },
-    /// Validate an installation's config and database without changing anything.
+    /// Validate an installation's config and database without changing anything (the
+    /// database is opened read-only; a file left unrecovered by a crash is reported, and
+    /// `crmkit repair` recovers it).
     Check { dir: PathBuf },
+    /// Open the database for writing — which recovers a file a crash left unrecovered,
+    /// migrates an older schema and brings in config's users — then check it as `check` does.
+    Repair { dir: PathBuf },
+    /// Write a consistent copy of the database to a new file, from one snapshot, while a
+    /// server serves and writes go on.
+    Backup {
+        dir: PathBuf,
+        /// The backup file to create (it must not exist).
+        out: PathBuf,
+    },
+    /// Replace the installation's database with a backup, atomically; refused while a
+    /// server runs and for a file that is not a crmkit database.
+    Restore {
+        /// The backup file.
+        backup: PathBuf,
+        dir: PathBuf,
+    },
     /// Create an installation filled with a synthetic, deterministic company.
     Demo {
         /// Where to create it.
@@ -303,18 +323,53 @@ pub fn main() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(console::log_writer)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .with_env_filter(filter)
         .init();
-    if let Err(e) = run(cli) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+    let code = console::finish(run(cli));
+    if code != 0 {
+        std::process::exit(code);
+    }
+}
+
+impl Command {
+    /// The installation of a command that runs through its server while one runs, or runs
+    /// here when none does — with the same output and exit status either way.
+    fn beside(&self) -> Option<&Path> {
+        match self {
+            Command::Check { dir }
+            | Command::Repair { dir }
+            | Command::Backup { dir, .. }
+            | Command::Stats { dir, .. }
+            | Command::Report { dir, .. }
+            | Command::Import { dir, .. }
+            | Command::Export { dir, .. } => Some(dir),
+            Command::Script { what } => Some(what.dir()),
+            _ => None,
+        }
+    }
+}
+
+/// Runs a command line a client sent to this server (see `beside.rs`); its exit status.
+pub(crate) fn run_forwarded(args: &[String]) -> i32 {
+    match Cli::try_parse_from(args) {
+        Ok(cli) => console::finish(run(cli)),
+        Err(e) => {
+            complain!("{e}");
+            2
+        }
     }
 }
 
 fn run(cli: Cli) -> Result<()> {
+    // The one place that decides: through the installation's server while one runs.
+    if let Some(dir) = cli.command.beside().filter(|_| !console::is_beside()) {
+        if let Some(code) = beside::forward(dir)? {
+            return if code == 0 { Ok(()) } else { Err(Exit(code).into()) };
+        }
+    }
     match cli.command {
         Command::Init { dir } => {
             Installation::init(&dir, None, Arc::new(SystemClock))?;
@@ -322,7 +377,28 @@ fn run(cli: Cli) -> Result<()> {
             say!("config: {}", dir.join(crmkit_core::config::CONFIG_FILE).display());
             Ok(())
         }
-        Command::Check { dir } => check(&dir),
+        Command::Check { dir } => check(&*console::installation_read_only(&dir)?, &dir),
+        Command::Repair { dir } => {
+            let inst = console::installation(&dir)?;
+            say!("repair: the database is open for writing (recovered, migrated and in step with config's users)");
+            check(&inst, &dir)
+        }
+        Command::Backup { dir, out } => {
+            if console::path(&out).exists() {
+                bail!("{}: a file is already there; a backup never replaces one", out.display());
+            }
+            let inst = console::installation_read_only(&dir)?;
+            let copied = inst.store().back_up(&console::path(&out))?;
+            say!(
+                "backed up {} entries ({} of keys and values, schema version {}) to {}",
+                copied.entries,
+                human_bytes(copied.bytes),
+                copied.schema_version,
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Restore { backup, dir } => restore(&backup, &dir),
         Command::Demo { dir, deals, seed, force, no_serve, addr } => {
             let summary = make_demo(&dir, deals, seed, force, true, None, true)?;
             say!("{}", summary.to_string().trim_end());
@@ -479,8 +555,25 @@ pub fn make_demo(
     Ok(summary)
 }
 
-fn check(dir: &Path) -> Result<()> {
-    let inst = Installation::open(dir, Arc::new(SystemClock))?;
+/// `crmkit restore BACKUP DIR`.
+fn restore(backup: &Path, dir: &Path) -> Result<()> {
+    if beside::server_running(dir)? {
+        bail!("a crmkit server is serving {}: stop it before restoring its database", dir.display());
+    }
+    let settings = crmkit_core::config::Settings::load_installation(dir)?;
+    let version = crmkit_core::store::Store::inspect_file(backup)
+        .with_context(|| format!("{} is not a crmkit backup; nothing was replaced", backup.display()))?;
+    let bytes = crmkit_core::store::Store::restore_file(backup, &settings.database)?;
+    say!(
+        "restored {} ({}, schema version {version}) as {}",
+        backup.display(),
+        human_bytes(bytes),
+        settings.database.display()
+    );
+    Ok(())
+}
+
+fn check(inst: &Installation, dir: &Path) -> Result<()> {
     let stats = inst.store().stats()?;
     let s = inst.settings();
     say!(
@@ -492,21 +585,21 @@ fn check(dir: &Path) -> Result<()> {
     let problems = inst.store().verify_indexes()?;
     if !problems.is_empty() {
         for p in &problems {
-            eprintln!("index problem: {p}");
+            complain!("index problem: {p}");
         }
         bail!("{} index problem(s) in {}", problems.len(), s.database.display());
     }
     let histories = inst.store().verify_histories()?;
     if !histories.is_empty() {
         for p in &histories {
-            eprintln!("stage history problem: {p}");
+            complain!("stage history problem: {p}");
         }
         bail!("{} stage history problem(s) in {}", histories.len(), s.database.display());
     }
     let attachments = inst.store().verify_attachments()?;
     if !attachments.is_empty() {
         for p in &attachments {
-            eprintln!("attachment problem: {p}");
+            complain!("attachment problem: {p}");
         }
         bail!("{} attachment problem(s) in {}", attachments.len(), s.database.display());
     }
@@ -516,14 +609,14 @@ fn check(dir: &Path) -> Result<()> {
         stats.schema_version,
         stats.stage_history_steps
     );
-    let (scripts, bound) = script::check_installation(&inst)?;
+    let (scripts, bound) = script::check_installation(inst)?;
     say!("scripts: ok ({scripts} compiled, {bound} bindings to script functions checked)");
     let mut missing = Vec::new();
     for kind in &s.process_kinds {
         let guidance = kind.guidance.iter().chain(kind.stages.iter().flat_map(|st| st.guidance.iter()));
         for g in guidance {
             if let Some(f) = &g.file {
-                if !dir.join(f).is_file() {
+                if !console::path(&dir.join(f)).is_file() {
                     missing
                         .push(format!("process kind \"{}\": guidance \"{}\": file {f} is missing", kind.id, g.title));
                 }
@@ -532,7 +625,7 @@ fn check(dir: &Path) -> Result<()> {
     }
     if !missing.is_empty() {
         for m in &missing {
-            eprintln!("{m}");
+            complain!("{m}");
         }
         bail!("{} guidance file(s) missing in {}", missing.len(), dir.display());
     }
@@ -540,13 +633,13 @@ fn check(dir: &Path) -> Result<()> {
     if native > 0 {
         say!("hooks: {native} binding(s) to handlers the embedding program registers");
     }
-    let plugins = std::fs::read_dir(dir.join("plugins")).map(|d| d.count()).unwrap_or(0);
+    let plugins = std::fs::read_dir(console::path(&dir.join("plugins"))).map(|d| d.count()).unwrap_or(0);
     say!("plugins/: {plugins} file(s) (checked once the plugin runtime exists)");
     Ok(())
 }
 
 fn stats(dir: &Path, format: Format) -> Result<()> {
-    let inst = Installation::open(dir, Arc::new(SystemClock))?;
+    let inst = console::installation(dir)?;
     let stats = inst.store().stats()?;
     if format == Format::Json {
         say!("{}", serde_json::to_string_pretty(&stats)?);

@@ -8,22 +8,28 @@
 
 #![warn(missing_docs)]
 
-/// Prints a line to stdout. A reader that has gone away (`crmkit stats DIR | head -3`) ends
-/// the program quietly instead of with a panic.
+/// Prints a line to the command's stdout: the process's, or the client's when a running
+/// server runs the command for the command line. A reader that has gone away
+/// (`crmkit stats DIR | head -3`) ends the program quietly instead of with a panic.
 #[macro_export]
 macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                std::process::exit(0);
-            }
-        }
-    }};
+    ($($arg:tt)*) => {
+        $crate::console::say(format_args!($($arg)*))
+    };
+}
+
+/// Prints a line to the command's stderr (see [`say!`]).
+macro_rules! complain {
+    ($($arg:tt)*) => {
+        $crate::console::complain(format_args!($($arg)*))
+    };
 }
 
 mod attachments;
+mod beside;
 pub mod cli;
+#[doc(hidden)]
+pub mod console;
 mod dossier;
 mod graph;
 mod http;

@@ -9,7 +9,6 @@ use crmkit_core::config::Settings;
 use crmkit_core::hooks::{CallLimits, Hooks};
 use crmkit_core::process::Engine;
 use crmkit_core::report::ColumnType;
-use crmkit_core::time::SystemClock;
 use crmkit_core::Installation;
 use crmkit_rhai::{RhaiProvider, RhaiSettings, ScriptError, ScriptHost};
 
@@ -35,6 +34,15 @@ pub enum What {
         #[arg(long)]
         input: Option<std::path::PathBuf>,
     },
+}
+
+impl What {
+    /// The installation the command works on.
+    pub fn dir(&self) -> &std::path::Path {
+        match self {
+            What::Check { dir, .. } | What::Run { dir, .. } => dir,
+        }
+    }
 }
 
 /// The scripts of an installation, compiled, and what does not compile. A config section
@@ -89,7 +97,7 @@ pub fn hooks(host: &Arc<ScriptHost>) -> Hooks {
 
 fn report_errors(errors: &[ScriptError]) -> Result<()> {
     for e in errors {
-        eprintln!("error: {e}");
+        complain!("error: {e}");
     }
     if !errors.is_empty() {
         bail!("{} script problem(s)", errors.len());
@@ -109,7 +117,7 @@ pub fn check_installation(inst: &Installation) -> Result<(usize, usize)> {
 pub fn run(what: What) -> Result<()> {
     match what {
         What::Check { dir, file } => {
-            let inst = Installation::open(&dir, Arc::new(SystemClock))?;
+            let inst = crate::console::installation(&dir)?;
             match file {
                 Some(f) => {
                     let host =
@@ -125,12 +133,13 @@ pub fn run(what: What) -> Result<()> {
             Ok(())
         }
         What::Run { dir, file, function, input } => {
-            let inst = Installation::open(&dir, Arc::new(SystemClock))?;
+            let inst = crate::console::installation(&dir)?;
             let (host, errors) = host(&inst)?;
             report_errors(&errors)?;
             let arg = match input {
                 Some(path) => {
-                    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                    let text = std::fs::read_to_string(crate::console::path(&path))
+                        .with_context(|| format!("reading {}", path.display()))?;
                     crmkit_rhai::context_from_json(&text, inst.settings()).map_err(|e| {
                         anyhow::anyhow!("{}: not a hook input of the contract (docs/hooks.md): {e}", path.display())
                     })?
@@ -151,7 +160,7 @@ pub fn run(what: What) -> Result<()> {
 
 /// `crmkit report DIR NAME`: a report script's table.
 pub fn report(dir: &std::path::Path, name: &str, params: &[String], format: &str) -> Result<()> {
-    let inst = Installation::open(dir, Arc::new(SystemClock))?;
+    let inst = crate::console::installation(dir)?;
     let (host, errors) = host(&inst)?;
     report_errors(&errors)?;
     let mut args = std::collections::BTreeMap::new();

@@ -3,14 +3,11 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use crmkit_core::model::EntityKind;
 use crmkit_core::store::Reader;
-use crmkit_core::time::SystemClock;
 use crmkit_core::transfer::{self, csv, Format, ImportOptions, Importer, Mapping, Report};
-use crmkit_core::Installation;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// The entity kind a command-line name means (`partners` or `partner`).
@@ -68,13 +65,14 @@ pub fn import(a: ImportArgs) -> Result<()> {
     };
     let mapping = match &a.map {
         None => Mapping::default(),
-        Some(m) if Path::new(m).is_file() => {
-            let text = std::fs::read_to_string(m).with_context(|| format!("reading the mapping file {m}"))?;
+        Some(m) if crate::console::path(Path::new(m)).is_file() => {
+            let text = std::fs::read_to_string(crate::console::path(Path::new(m)))
+                .with_context(|| format!("reading the mapping file {m}"))?;
             Mapping::parse_toml(&text).map_err(|e| anyhow::anyhow!("mapping file {m}: {e}"))?
         }
         Some(m) => Mapping::parse_pairs(m).map_err(|e| anyhow::anyhow!("--map: {e}"))?,
     };
-    let inst = Installation::open(&a.dir, Arc::new(SystemClock))?;
+    let inst = crate::console::installation(&a.dir)?;
     let store = inst.store();
     let actor = match &a.as_user {
         Some(login) => {
@@ -89,10 +87,12 @@ pub fn import(a: ImportArgs) -> Result<()> {
     opts.batch_rows = a.batch.max(1);
     opts.atomic = a.atomic;
     opts.dry_run = a.dry_run;
-    opts.base_dir = Some(a.file.parent().map(Path::to_path_buf).unwrap_or_default());
-    let file = std::fs::File::open(&a.file).with_context(|| format!("opening {}", a.file.display()))?;
+    let input = crate::console::path(&a.file);
+    opts.base_dir = Some(input.parent().map(Path::to_path_buf).unwrap_or_default());
+    let file = std::fs::File::open(&input).with_context(|| format!("opening {}", a.file.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let bar = ProgressBar::new(size);
+    // A server running the import for the command line draws no bar on its own terminal.
+    let bar = if crate::console::is_beside() { ProgressBar::hidden() } else { ProgressBar::new(size) };
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta})")
             .expect("a valid template")
@@ -104,10 +104,10 @@ pub fn import(a: ImportArgs) -> Result<()> {
     })?;
     bar.finish_and_clear();
     let report_file = report_path(&a.file);
-    write_report(&report, &report_file)?;
+    write_report(&report, &crate::console::path(&report_file))?;
     summarize(&report, &a, &report_file);
     if report.stopped.is_some() || report.failed > 0 {
-        std::process::exit(1);
+        return Err(crate::console::Exit(1).into());
     }
     Ok(())
 }
@@ -174,20 +174,20 @@ pub fn export(dir: &Path, entity_name: &str, format: &str, out: Option<&Path>, d
     let kind = entity(entity_name)?;
     let format = Format::from_name(format).with_context(|| format!("\"{format}\" is not a format: csv or jsonl"))?;
     let delimiter = delimiter(delim)?.unwrap_or(b',');
-    let inst = Installation::open(dir, Arc::new(SystemClock))?;
+    let inst = crate::console::installation(dir)?;
     let r = inst.store().read()?;
     let rows = match out {
         Some(path) => {
             let mut w = std::io::BufWriter::new(
-                std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+                std::fs::File::create(crate::console::path(path))
+                    .with_context(|| format!("creating {}", path.display()))?,
             );
             let n = transfer::export(&r, kind, format, delimiter, &mut w)?;
             w.flush()?;
             n
         }
         None => {
-            let stdout = std::io::stdout();
-            let mut w = std::io::BufWriter::new(stdout.lock());
+            let mut w = std::io::BufWriter::new(crate::console::stdout());
             let n = transfer::export(&r, kind, format, delimiter, &mut w)?;
             w.flush()?;
             n

@@ -495,3 +495,20 @@ fn scripts_are_checked_and_run_from_the_command_line() {
     let out = fails(&["check", site.dir()]);
     assert!(out.contains("scripts/stages/guards.rhai:2:13"), "{out}");
 }
+
+#[test]
+fn attach_takes_the_mime_type_from_the_same_table_as_imports() {
+    let site = Site::new(|c| c);
+    let entity = format!("partner:{}", site.partner("Альфа", PartnerRole::Client));
+    for (name, mime) in [
+        ("scan.JPG", "image/jpeg"),
+        ("offer.odt", "application/vnd.oasis.opendocument.text"),
+        ("photo.webp", "image/webp"),
+        ("notes", "application/octet-stream"),
+    ] {
+        let file = site.file(name, name.as_bytes());
+        let attached = json(&["attach", site.dir(), &entity, &file]);
+        assert_eq!(attached["attachment"]["mime"].as_str(), Some(mime), "{name}");
+        assert_eq!(crmkit_core::model::mime_of_name(name), mime, "{name}");
+    }
+}

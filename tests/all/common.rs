@@ -1,6 +1,7 @@
 //! Shared fixtures: a store on a real redb file in a temporary folder or in memory, driven
 //! by a manual clock; running a test on every backend; a byte-exact dump of everything a
-//! store holds.
+//! store holds; running a refused write in a transaction that commits anyway and checking
+//! the database is byte-for-byte what it was.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -10,7 +11,7 @@ use chrono::NaiveDate;
 use crmkit_core::config::Settings;
 use crmkit_core::id::{PartnerId, UserId};
 use crmkit_core::model::{Counterparty, CounterpartyKind, Deal, Partner, PartnerRole, Role, User};
-use crmkit_core::store::{tables, Reader, Store};
+use crmkit_core::store::{tables, Reader, Store, WriteTxn};
 use crmkit_core::time::{ManualClock, Timestamp};
 use crmkit_core::values::{ru, Currency, Money};
 use rust_decimal::Decimal;
@@ -101,6 +102,15 @@ impl Fixture {
         dump(&self.store)
     }
 
+    /// See [`refused`].
+    pub fn refused<R: std::fmt::Debug>(
+        &self,
+        actor: Option<UserId>,
+        write: impl FnOnce(&mut WriteTxn<'_>) -> crmkit_core::Result<R>,
+    ) -> crmkit_core::Error {
+        refused(&self.store, actor, write)
+    }
+
     pub fn user(&self, login: &str) -> UserId {
         self.store
             .transact(None, |tx| Ok(tx.create(User::new(login, format!("User {login}"), Role::Manager))?.id))
@@ -146,6 +156,38 @@ pub fn new_deal(partner: PartnerId, manager: UserId, amount: i64) -> Deal {
     );
     d.expected_close = NaiveDate::from_ymd_opt(2026, 6, 30);
     d
+}
+
+/// Runs `write` by `actor` in a transaction that commits whatever `write` answers, expects
+/// `write` to fail, and checks the committed database holds exactly what it held before: a
+/// refused write must take back everything it wrote by itself, so a partial write would
+/// reach the file and fail the comparison. Returns the error.
+pub fn refused<R: std::fmt::Debug>(
+    store: &Store,
+    actor: Option<UserId>,
+    write: impl FnOnce(&mut WriteTxn<'_>) -> crmkit_core::Result<R>,
+) -> crmkit_core::Error {
+    let before = dump(store);
+    let mut tx = store.write(actor).expect("a write transaction");
+    let err = write(&mut tx).expect_err("the write must be refused");
+    tx.commit().expect("the transaction commits after the refusal");
+    let after = dump(store);
+    if after != before {
+        panic!("a refused write ({err}) changed the database: {}", dump_diff(&before, &after));
+    }
+    err
+}
+
+/// The tables whose rows differ between two dumps, with the number of rows in each.
+pub fn dump_diff(before: &Dump, after: &Dump) -> String {
+    let mut out = Vec::new();
+    for (table, rows) in after {
+        let old = before.get(table).map_or(&[][..], Vec::as_slice);
+        if old != rows.as_slice() {
+            out.push(format!("{table} ({} rows, was {})", rows.len(), old.len()));
+        }
+    }
+    out.join(", ")
 }
 
 pub type Dump = BTreeMap<&'static str, Vec<(Vec<u8>, Vec<u8>)>>;

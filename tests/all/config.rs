@@ -114,8 +114,12 @@ fn config_users_and_lists_are_checked_when_loading() {
     let err =
         Settings::parse(&base.replace("name = \"Administrator\"", "name = \"  \""), Path::new("c.toml")).unwrap_err();
     assert!(err.to_string().contains("users.name must not be empty"), "{err}");
-    let no_reasons = base.replace("loss_reasons = [", "loss_reasons_unused = [");
-    assert!(Settings::parse(&no_reasons, Path::new("c.toml")).is_err());
+    // The list is there and empty (not renamed away, which an unknown key would refuse first).
+    let start = base.find("loss_reasons = [\n").expect("the default lists loss reasons");
+    let end = start + base[start..].find("\n]\n").expect("the list ends") + 2;
+    let no_reasons = format!("{}loss_reasons = []{}", &base[..start], &base[end..]);
+    let err = Settings::parse(&no_reasons, Path::new("c.toml")).unwrap_err();
+    assert_eq!(err.to_string(), "c.toml: lists.loss_reasons is empty: a deal could never be closed as lost");
     let required_user_field =
         format!("{base}\n[[custom_fields.user]]\nname = \"badge\"\ntype = \"string\"\nrequired = true\n");
     let err = Settings::parse(&required_user_field, Path::new("c.toml")).unwrap_err();
@@ -182,4 +186,35 @@ fn script_limits_are_read_and_checked() {
         format!("{DEFAULT_CONFIG}\n[[hooks]]\npoint = \"deal.route\"\nhandler = \"x.rhai::f\"\nmax_operations = 0\n");
     let err = Settings::parse(&text, Path::new("crmkit.toml")).unwrap_err().to_string();
     assert!(err.contains("hooks.max_operations must be above zero"), "{err}");
+}
+
+#[test]
+fn multiple_is_for_enum_fields_only_and_an_unknown_key_is_still_an_error() {
+    check(
+        "[[custom_fields.deal]]\nname = \"note\"\ntype = \"string\"\nmultiple = true\n",
+        "config/crmkit.toml:4:12: \"multiple\" is only for enum fields, not string",
+    );
+    check(
+        "[[custom_fields.partner]]\nname = \"owner\"\ntype = \"reference\"\ntarget = \"user\"\nmultiple = false\n",
+        "config/crmkit.toml:5:12: \"multiple\" is only for enum fields, not reference",
+    );
+    check(
+        "[[custom_fields.deal]]\nname = \"kit\"\ntype = \"enum\"\nvalues = [\"a\"]\nmultipel = true\n",
+        "config/crmkit.toml:5:1: unknown key \"multipel\" in [[custom_fields.deal]] (expected one of name, label, type, required, values, target, multiple)",
+    );
+    check(
+        "[[custom_fields.deal]]\nname = \"kit\"\ntype = \"enum\"\nvalues = [\"a\"]\nmultiple = \"yes\"\n",
+        "config/crmkit.toml:5:12: custom_fields.deal.multiple: invalid type: string \"yes\", expected a boolean",
+    );
+    let text = format!(
+        "{DEFAULT_CONFIG}\n[[custom_fields.deal]]\nname = \"kit\"\ntype = \"enum\"\nvalues = [\"a\", \"b\"]\nmultiple = true\n[[custom_fields.deal]]\nname = \"one\"\ntype = \"enum\"\nvalues = [\"a\"]\n"
+    );
+    let s = Settings::parse(&text, Path::new("c.toml")).unwrap();
+    let defs = s.custom_fields_of(EntityKind::Deal);
+    let ty = |name: &str| &defs.iter().find(|d| d.name == name).unwrap().ty;
+    assert_eq!(*ty("kit"), CustomFieldType::Enum { values: vec!["a".into(), "b".into()], multiple: true });
+    assert_eq!(*ty("one"), CustomFieldType::Enum { values: vec!["a".into()], multiple: false });
+    // The default installation declares one, so that every installation can see the form.
+    let builtin = Settings::builtin();
+    assert!(builtin.custom_fields_of(EntityKind::Deal).iter().any(|d| d.name == "equipment" && d.ty.is_multiple()));
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use crmkit_core::id::{DealId, PartnerId};
 use crmkit_core::model::{
     Deal, DealStatus, Document, DocumentKind, DocumentState, EntityKind, How, Interaction, Participant, Partner,
-    PartnerRole, StageChange, Task, TaskStatus,
+    PartnerRole, Role, StageChange, Task, TaskStatus, User,
 };
 use crmkit_core::process::{check_history, Mode};
 use crmkit_core::store::{Index, Reader};
@@ -69,21 +69,45 @@ fn the_same_seed_gives_the_same_company() {
 #[test]
 fn the_demo_looks_like_a_sales_department() {
     let (_d, inst, summary) = company();
-    let stats = inst.store().stats().unwrap();
+    assert_eq!(inst.store().verify_indexes().unwrap(), Vec::<String>::new());
+    let r = inst.store().read().unwrap();
+    // What the generator was asked for: the deals, one client per ten deals (members of
+    // holdings included), the twelve competitors, a head per department and the managers.
+    let opts = DemoOptions::new(2000, 42);
+    let users: Vec<User> = r.list(None, usize::MAX).unwrap();
+    let (heads, managers) = (
+        users.iter().filter(|u| u.roles.contains(&Role::Head)).count(),
+        users.iter().filter(|u| u.roles == [Role::Manager]).count(),
+    );
+    assert_eq!((users.len(), heads, managers), (1 + 3 + opts.managers, 3, opts.managers), "the admin, heads, managers");
+    let partners: Vec<Partner> = r.list(None, usize::MAX).unwrap();
+    let clients = partners.iter().filter(|p| p.has_role(PartnerRole::Client)).count();
+    assert_eq!((partners.len(), clients), (opts.partners + 12, opts.partners));
+    // The summary counts what a scan of each kind's records finds (the installation's admin
+    // was there before the demo), and the audit entries the log holds.
     for k in EntityKind::ALL {
+        let mut scanned = 0u64;
+        crmkit_core::with_kind!(k, E => r.for_each::<E>(|_| {
+            scanned += 1;
+            true
+        }))
+        .unwrap();
+        let expected = if k == EntityKind::User { scanned - 1 } else { scanned };
+        assert_eq!(summary.counts.get(&k).copied().unwrap_or(0), expected, "{k}");
         if k != EntityKind::Attachment {
-            assert!(stats.entities[&k] > 0, "no {k} in the demo");
+            assert!(scanned > 0, "no {k} in the demo");
         }
     }
-    assert_eq!(stats.entities[&EntityKind::Deal], 2000);
-    assert_eq!(inst.store().verify_indexes().unwrap(), Vec::<String>::new());
-    // The summary counts what the store holds (all but the installation's admin user).
-    for (k, n) in &stats.entities {
-        let expected = if *k == EntityKind::User { n - 1 } else { *n };
-        assert_eq!(summary.counts.get(k).copied().unwrap_or(0), expected, "{k}");
+    assert_eq!(summary.counts[&EntityKind::Deal], opts.deals as u64);
+    let mut audit = 0u64;
+    let mut after = None;
+    loop {
+        let page = r.audit_log(after, 10_000).unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        audit += page.len() as u64;
     }
-    assert_eq!(summary.audit_entries, stats.audit_entries);
-    let r = inst.store().read().unwrap();
+    assert_eq!(summary.audit_entries, audit);
     let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
     let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
     let mut pipeline = BTreeMap::new();
@@ -110,7 +134,6 @@ fn the_demo_looks_like_a_sales_department() {
     assert!((0.25..0.6).contains(&(won / (won + lost))), "win rate {:.2}", won / (won + lost));
 
     // Holdings with members, and competitors.
-    let partners: Vec<Partner> = r.list(None, usize::MAX).unwrap();
     let holdings = partners
         .iter()
         .filter(|p| !r.ids_by(Index::PartnerByParent, &p.id.0.to_bytes(), None, 1).unwrap().is_empty())

@@ -116,8 +116,8 @@ fn contents(store: &Store) -> Value {
 }
 
 /// Writes the golden file of the current schema version: the test company, since schema 4
-/// deals of every process mode moved through the process engine, with tasks, and since
-/// schema 5 an external key on the partner.
+/// deals of every process mode moved through the process engine, with tasks, since schema 5
+/// an external key on the partner, and since schema 6 a multi-valued custom field.
 fn bless(version: u32) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("golden.redb");
@@ -159,6 +159,10 @@ fn bless(version: u32) {
                 d.stage = None;
                 d.source = Some("tender".into());
                 d.custom.insert("tender_number".into(), CustomValue::String("0373200001226000042".into()));
+                if version >= 6 {
+                    let set = vec!["pumps".to_string(), "automation".to_string()];
+                    d.custom.insert("equipment".into(), CustomValue::EnumSet(set));
+                }
                 engine.create_deal(tx, d)
             })
             .unwrap();

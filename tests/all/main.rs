@@ -1,7 +1,8 @@
 //! The integration tests of crmkit: one binary, one module per topic, a test target of the
 //! `crmkit` package (server/Cargo.toml) so that Cargo builds the binary the CLI tests run.
 
-mod api;
+pub(crate) mod api;
+mod beside;
 mod cli;
 mod commands;
 mod common;
@@ -11,8 +12,10 @@ mod dossier;
 mod golden;
 mod graph;
 mod hooks;
+mod hostile;
 mod index_model;
 mod process;
+mod refusals;
 mod script_tools;
 mod scripting;
 mod store;

@@ -386,7 +386,7 @@ fn a_reload_applies_changed_bindings_and_keeps_them_when_the_config_is_bad() {
     let (status, body) = try_move(&big);
     assert_eq!(
         (status, body["message"].as_str()),
-        (422, Some("deals.rhai::under_a_million: 2000000 is above a million")),
+        (422, Some("deals.rhai::under_a_million: 2000000.00 is above a million")),
         "{body}"
     );
     let (_, listed) = server.call("GET", "/api/v1/scripts", &admin, None);
@@ -432,7 +432,7 @@ fn a_reload_applies_changed_bindings_and_keeps_them_when_the_config_is_bad() {
         let (status, body) = try_move(&huge);
         assert_eq!(
             (status, body["message"].as_str()),
-            (422, Some("deals.rhai::under_a_million: 3000000 is above a million")),
+            (422, Some("deals.rhai::under_a_million: 3000000.00 is above a million")),
             "{body}"
         );
     }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crmkit_core::config::Settings;
-use crmkit_core::model::{Deal, EntityKind, Interaction, Partner, User};
+use crmkit_core::model::{CustomValue, Deal, EntityKind, Interaction, Partner, User};
 use crmkit_core::process::{Answer, Engine, HookInput, HookPoint, Hooks, Subject};
 use crmkit_core::store::{Reader, Store};
 use crmkit_core::time::SystemClock;
@@ -415,4 +415,109 @@ fn a_key_that_cannot_be_a_key_is_refused_and_its_row_leaves_nothing() {
     assert_eq!((r.errors[0].row, r.errors[0].field.as_str()), (1, "key"));
     assert!(r.errors[0].message.contains("longer than 200"), "{}", r.errors[0].message);
     assert_eq!(count::<Interaction>(&fx.store), 1);
+}
+
+#[test]
+fn a_multi_valued_field_imports_from_a_list_cell_exports_the_same_and_refuses_a_value_twice() {
+    let fx = with_partners();
+    let deals = |rows: &str| format!("key,title,kind,partner,manager,amount,currency,custom.equipment\n{rows}");
+    fx.user("m.ivanova");
+    let text = deals("D1,Насосы,b2b_sale,P1,m.ivanova,1000,RUB,pumps; automation\nD2,Без оборудования,b2b_sale,P1,m.ivanova,1000,RUB,\n");
+    let r = import(&fx.store, EntityKind::Deal, &text);
+    assert_eq!((r.created, r.failed), (2, 0), "{:?}", r.errors);
+    let snap = fx.store.read().unwrap();
+    let d1: Deal =
+        snap.load(crmkit_core::id::DealId(snap.external_key(EntityKind::Deal, "D1").unwrap().unwrap())).unwrap();
+    let d2: Deal =
+        snap.load(crmkit_core::id::DealId(snap.external_key(EntityKind::Deal, "D2").unwrap().unwrap())).unwrap();
+    drop(snap);
+    let set = |v: &[&str]| CustomValue::EnumSet(v.iter().map(|s| s.to_string()).collect());
+    assert_eq!(d1.custom["equipment"], set(&["pumps", "automation"]));
+    assert!(!d2.custom.contains_key("equipment"));
+
+    // Exported `;`-separated in CSV and as an array in JSON lines; both read back unchanged.
+    let csv = export(&fx.store, EntityKind::Deal, Format::Csv);
+    assert!(csv.lines().any(|l| l.ends_with(",pumps; automation")), "{csv}");
+    let jsonl = export(&fx.store, EntityKind::Deal, Format::Jsonl);
+    assert!(jsonl.contains(r#""custom.equipment":["pumps","automation"]"#), "{jsonl}");
+    let r = import(&fx.store, EntityKind::Deal, &csv);
+    assert_eq!((r.unchanged, r.failed), (2, 0), "{:?}", r.errors);
+    let r = import_with(&fx.store, &Engine::without_hooks(), EntityKind::Deal, Format::Jsonl, jsonl.as_bytes(), |_| {});
+    assert_eq!((r.unchanged, r.failed), (2, 0), "{:?}", r.errors);
+
+    // A value twice or one not declared: the row is refused, naming the field; nothing is written.
+    let before = dump(&fx.store);
+    let r = import(&fx.store, EntityKind::Deal, &deals("D3,Дубль,b2b_sale,P1,m.ivanova,1000,RUB,pumps; valves; pumps\nD4,Лодки,b2b_sale,P1,m.ivanova,1000,RUB,boats\n"));
+    assert_eq!((r.created, r.failed), (0, 2), "{:?}", r.errors);
+    assert_eq!(r.errors[0].field, "custom.equipment");
+    assert!(r.errors[0].message.contains("\"pumps\" twice"), "{}", r.errors[0].message);
+    assert_eq!(r.errors[1].field, "custom.equipment");
+    assert!(r.errors[1].message.contains("\"boats\" is not one of the allowed values"), "{}", r.errors[1].message);
+    assert_eq!(before, dump(&fx.store));
+}
+
+#[test]
+fn imported_e_mails_and_ibans_are_checked_as_the_api_checks_them() {
+    let fx = with_partners();
+    let r = import(
+        &fx.store,
+        EntityKind::Contact,
+        "key,partner,name,emails\nC1,P1,Петров,info@пример.рф; Sales@Müller.de\n",
+    );
+    assert_eq!((r.created, r.failed), (1, 0), "{:?}", r.errors);
+    let csv = export(&fx.store, EntityKind::Contact, Format::Csv);
+    assert!(csv.contains("info@xn--e1afmkfd.xn--p1ai; Sales@xn--mller-kva.de"), "{csv}");
+
+    let before = dump(&fx.store);
+    let r = import(&fx.store, EntityKind::Contact, "key,partner,name,emails\nC2,P1,Сидоров,info@xn--zz.рф\n");
+    assert_eq!((r.created, r.failed), (0, 1));
+    assert_eq!(r.errors[0].field, "emails[0]");
+    assert!(r.errors[0].message.contains("not a valid internationalized domain name"), "{}", r.errors[0].message);
+    let account = |iban: &str| {
+        let json = format!(r#"[{{"bank":"Commerzbank","account":"{iban}","currency":"EUR"}}]"#).replace('"', "\"\"");
+        format!("key,kind,name,country,bank_accounts\nK1,legal_entity,Muster GmbH,DE,\"{json}\"\n")
+    };
+    let r = import(&fx.store, EntityKind::Counterparty, &account("DE5137040044053201300"));
+    assert_eq!((r.created, r.failed), (0, 1));
+    assert_eq!(r.errors[0].field, "bank_accounts[0].account");
+    assert!(r.errors[0].message.contains("length and layout of a DE IBAN"), "{}", r.errors[0].message);
+    assert_eq!(before, dump(&fx.store));
+    let r = import(&fx.store, EntityKind::Counterparty, &account("DE89370400440532013000"));
+    assert_eq!((r.created, r.failed), (1, 0), "{:?}", r.errors);
+}
+
+#[test]
+fn imported_files_get_the_mime_type_crmkit_attach_gives_them() {
+    let fx = with_partners();
+    let dir = tempfile::tempdir().unwrap();
+    let names = ["scan.JPG", "offer.odt", "letter.eml", "photo.webp", "notes"];
+    for n in names {
+        std::fs::write(dir.path().join(n), n.as_bytes()).unwrap();
+    }
+    let text = format!(
+        "key,kind,at,subject,partner,attachments\nI1,email,2026-02-01T10:00:00Z,Письмо,P1,{}\n",
+        names.join("; ")
+    );
+    let base = dir.path().to_path_buf();
+    let r =
+        import_with(&fx.store, &Engine::without_hooks(), EntityKind::Interaction, Format::Csv, text.as_bytes(), |o| {
+            o.base_dir = Some(base)
+        });
+    assert_eq!((r.created, r.failed), (1, 0), "{:?}", r.errors);
+    let attachments: Vec<crmkit_core::model::Attachment> = fx.store.read().unwrap().list(None, 100).unwrap();
+    assert_eq!(attachments.len(), names.len());
+    for a in attachments {
+        assert_eq!(a.mime, crmkit_core::model::mime_of_name(&a.name), "{}", a.name);
+    }
+    let mime = |n: &str| crmkit_core::model::mime_of_name(n);
+    assert_eq!(
+        [mime("scan.JPG"), mime("offer.odt"), mime("letter.eml"), mime("photo.webp"), mime("notes")],
+        [
+            "image/jpeg",
+            "application/vnd.oasis.opendocument.text",
+            "message/rfc822",
+            "image/webp",
+            "application/octet-stream"
+        ]
+    );
 }

@@ -22,6 +22,9 @@ impl Source<'_> {
             Ok(())
         };
         let ty = d.ty.get_ref().as_str();
+        if let (Some(m), false) = (&d.multiple, ty == "enum") {
+            return Err(self.error(m.span(), format!("\"multiple\" is only for enum fields, not {ty}")));
+        }
         match ty {
             "enum" => {
                 no_target(ty)?;
@@ -37,7 +40,10 @@ impl Source<'_> {
                         return Err(self.error(v.span(), format!("empty or duplicate enum value \"{}\"", v.get_ref())));
                     }
                 }
-                Ok(CustomFieldType::Enum { values: values.get_ref().iter().map(|v| v.get_ref().clone()).collect() })
+                Ok(CustomFieldType::Enum {
+                    values: values.get_ref().iter().map(|v| v.get_ref().clone()).collect(),
+                    multiple: d.multiple.as_ref().is_some_and(|m| *m.get_ref()),
+                })
             }
             "reference" => {
                 no_values(ty)?;

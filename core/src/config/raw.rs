@@ -161,6 +161,7 @@ pub struct CustomField {
     pub required: bool,
     pub values: Option<Spanned<Vec<Spanned<String>>>>,
     pub target: Option<Spanned<String>>,
+    pub multiple: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]

@@ -98,6 +98,15 @@ pub struct TransitionV1 {
     pub to_status: DealStatus,
     /// The loss reason, hold comment or move reason.
     pub note: Option<String>,
+    /// Whether the change closes the deal (`how` is `won` or `lost`): `to_status` is the
+    /// outcome, `to_stage` the stage it is closed in. Added to version 1; absent means false.
+    #[serde(default)]
+    pub closes: bool,
+    /// Whether the deal leaves its stage `from_stage`: moved to another stage (by hand or by
+    /// its route), or closed. Hold, resume and reopen leave no stage. Added to version 1;
+    /// absent means false.
+    #[serde(default)]
+    pub leaves_stage: bool,
 }
 
 /// A deal.
@@ -271,6 +280,7 @@ pub fn custom(values: &CustomFields) -> BTreeMap<String, Value> {
                 CustomValue::Date(d) => Value::String(d.to_string()),
                 CustomValue::Bool(b) => Value::Bool(*b),
                 CustomValue::Ref(id) => Value::String(id.to_string()),
+                CustomValue::EnumSet(set) => Value::Array(set.iter().cloned().map(Value::String).collect()),
             };
             (k.to_string(), v)
         })
@@ -447,7 +457,22 @@ impl From<&Transition> for TransitionV1 {
             from_status: t.from_status,
             to_status: t.to_status,
             note: t.note.clone(),
+            closes: t.closes(),
+            leaves_stage: t.leaves_stage(),
         }
+    }
+}
+
+impl Transition {
+    /// Whether the change closes the deal (won or lost).
+    pub fn closes(&self) -> bool {
+        matches!(self.how, How::Won | How::Lost)
+    }
+
+    /// Whether the deal leaves its stage: moved to another one (by hand or by its route), or
+    /// closed. A hold, a resume and a reopen leave no stage.
+    pub fn leaves_stage(&self) -> bool {
+        self.closes() || (matches!(self.how, How::Manual | How::Route) && self.from_stage != self.to_stage)
     }
 }
 

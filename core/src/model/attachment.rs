@@ -4,11 +4,19 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::rules::{optional_text, required_text};
+use super::rules::optional_text;
 use super::Index;
 use super::{entity_meta, Cx, Entity, EntityKind, FieldError, IndexEntry, Ref};
 use crate::id::{AttachmentId, RawId, UserId};
 use crate::time::Timestamp;
+
+/// The MIME type of a file by its name's extension, from one table (the `mime_guess` crate's,
+/// kept from the shared MIME database and Apache's list) for every path that attaches a file
+/// without saying its type: `crmkit attach`, an import's `attachments` column and an upload
+/// without `Content-Type`. `application/octet-stream` for an unknown or missing extension.
+pub fn mime_of_name(name: &str) -> &'static str {
+    mime_guess::from_path(name).first_raw().unwrap_or("application/octet-stream")
+}
 
 /// The SHA-256 of a file's content.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -158,10 +166,7 @@ impl Entity for Attachment {
 
     fn validate(&self, _cx: Cx<'_>) -> Result<(), FieldError> {
         let k = Self::KIND;
-        required_text(k, "name", &self.name, 255)?;
-        if self.name.contains(['/', '\\']) || matches!(self.name.trim(), "." | "..") {
-            return Err(FieldError::new(k, "name", "a file name must not contain a path separator"));
-        }
+        super::text::file_name(k, "name", &self.name)?;
         optional_text(k, "mime", &self.mime, 255)?;
         let m = &self.mime;
         let valid_mime =
@@ -182,5 +187,30 @@ impl Entity for Attachment {
     fn index_entries(&self, out: &mut Vec<IndexEntry>) {
         out.push(IndexEntry { index: Index::AttachmentByOwner, prefix: self.owner.id.to_bytes().to_vec() });
         out.push(IndexEntry { index: Index::AttachmentByContent, prefix: self.content.0.to_vec() });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mime_of_name;
+
+    #[test]
+    fn mime_types_come_from_the_extension_in_any_case() {
+        let cases = [
+            ("КП.pdf", "application/pdf"),
+            ("scan.JPG", "image/jpeg"),
+            ("price.xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+            ("offer.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+            ("contract.odt", "application/vnd.oasis.opendocument.text"),
+            ("letter.eml", "message/rfc822"),
+            ("rows.csv", "text/csv"),
+            ("photo.webp", "image/webp"),
+            ("archive.7z", "application/x-7z-compressed"),
+            ("README", "application/octet-stream"),
+            ("data.unknownext", "application/octet-stream"),
+        ];
+        for (name, mime) in cases {
+            assert_eq!(mime_of_name(name), mime, "{name}");
+        }
     }
 }

@@ -14,7 +14,8 @@ use crate::values::Money;
 pub type CustomFields = BTreeMap<String, CustomValue>;
 
 /// One custom value. Stored and shown tagged with its type (`{"date": "2026-03-01"}`), so a
-/// value keeps its meaning even if the field's declaration changes later.
+/// value keeps its meaning even if the field's declaration changes later. A multi-valued enum
+/// field (`multiple = true`) holds an `enum_set`: distinct declared values, in the order given.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CustomValue {
@@ -25,6 +26,8 @@ pub enum CustomValue {
     Bool(bool),
     Enum(String),
     Ref(RawId),
+    /// The values of an enum field declared with `multiple = true` (schema 6 and later).
+    EnumSet(Vec<String>),
 }
 
 impl CustomValue {
@@ -38,6 +41,16 @@ impl CustomValue {
             CustomValue::Bool(_) => "bool",
             CustomValue::Enum(_) => "enum",
             CustomValue::Ref(_) => "reference",
+            CustomValue::EnumSet(_) => "enum_set",
+        }
+    }
+
+    /// Whether the value matches `wanted` as a list filter does: equal, or for a
+    /// multi-valued field, holding it.
+    pub fn holds(&self, wanted: &CustomValue) -> bool {
+        match (self, wanted) {
+            (CustomValue::EnumSet(set), CustomValue::Enum(w)) => set.contains(w),
+            (v, w) => v == w,
         }
     }
 }
@@ -51,9 +64,11 @@ pub enum CustomFieldType {
     Money,
     Date,
     Bool,
-    /// One of the listed values.
+    /// One of the listed values; with `multiple`, a set of them.
     Enum {
         values: Vec<String>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        multiple: bool,
     },
     /// The id of an entity of the given kind.
     Reference {
@@ -74,6 +89,20 @@ impl CustomFieldType {
             CustomFieldType::Reference { .. } => "reference",
         }
     }
+
+    /// Whether the field holds several values (an enum with `multiple = true`).
+    pub fn is_multiple(&self) -> bool {
+        matches!(self, CustomFieldType::Enum { multiple: true, .. })
+    }
+
+    /// What a value of the field is, in words for messages: `enum`, `enum_set (multiple)`.
+    fn describe(&self) -> &'static str {
+        if self.is_multiple() {
+            "enum_set (a list of the declared values: the field has multiple = true)"
+        } else {
+            self.name()
+        }
+    }
 }
 
 /// A custom field declared in config for one entity type.
@@ -88,6 +117,62 @@ pub struct CustomFieldDef {
     pub ty: CustomFieldType,
     /// Whether every entity of the type must have a value.
     pub required: bool,
+}
+
+impl CustomFieldDef {
+    /// The value a list filter `custom.NAME=TEXT` on field `def` asks for: the text read as the
+    /// field's type (an enum value must be declared); money fields are not filtered on.
+    pub fn filter_value(&self, text: &str) -> Result<CustomValue, String> {
+        Ok(match &self.ty {
+            CustomFieldType::String => CustomValue::String(text.to_string()),
+            CustomFieldType::Number => {
+                CustomValue::Number(text.parse().map_err(|_| format!("\"{text}\" is not a number like 12.5"))?)
+            }
+            CustomFieldType::Date => {
+                CustomValue::Date(text.parse().map_err(|_| format!("\"{text}\" is not a date like 2026-03-01"))?)
+            }
+            CustomFieldType::Bool => match text {
+                "true" => CustomValue::Bool(true),
+                "false" => CustomValue::Bool(false),
+                _ => return Err(format!("\"{text}\" is not true or false")),
+            },
+            CustomFieldType::Enum { values, .. } => {
+                if !values.iter().any(|v| v == text) {
+                    return Err(format!("\"{text}\" is not one of the allowed values ({})", values.join(", ")));
+                }
+                CustomValue::Enum(text.to_string())
+            }
+            CustomFieldType::Reference { .. } => CustomValue::Ref(text.parse().map_err(|e: crate::id::IdError| e.0)?),
+            CustomFieldType::Money => return Err("is a money field; lists are not filtered by money".into()),
+        })
+    }
+}
+
+/// Checks the values of a multi-valued enum field: each declared, none twice (a set is refused
+/// rather than folded, so what is stored is what was sent), not empty when required.
+fn check_set(
+    kind: EntityKind,
+    field: &str,
+    set: &[String],
+    values: &[String],
+    required: bool,
+) -> Result<(), FieldError> {
+    for (i, v) in set.iter().enumerate() {
+        if !values.contains(v) {
+            return Err(FieldError::new(
+                kind,
+                field,
+                format!("\"{v}\" is not one of the allowed values ({})", values.join(", ")),
+            ));
+        }
+        if set[..i].contains(v) {
+            return Err(FieldError::new(kind, field, format!("lists \"{v}\" twice; each value may appear once")));
+        }
+    }
+    if required && set.is_empty() {
+        return Err(FieldError::new(kind, field, "is a required custom field and must hold at least one value"));
+    }
+    Ok(())
 }
 
 /// Checks custom values against the declarations for `kind`; collects reference fields.
@@ -120,11 +205,14 @@ pub(crate) fn check(
                 super::rules::money(kind, &field, m)?;
                 true
             }
+            (CustomFieldType::Date, CustomValue::Date(d)) => {
+                crate::values::date::check(*d).map_err(|m| FieldError::new(kind, &field, m))?;
+                true
+            }
             (CustomFieldType::Number, CustomValue::Number(_))
-            | (CustomFieldType::Date, CustomValue::Date(_))
             | (CustomFieldType::Bool, CustomValue::Bool(_))
             | (CustomFieldType::Reference { .. }, CustomValue::Ref(_)) => true,
-            (CustomFieldType::Enum { values }, CustomValue::Enum(v)) => {
+            (CustomFieldType::Enum { values, multiple: false }, CustomValue::Enum(v)) => {
                 if !values.contains(v) {
                     return Err(FieldError::new(
                         kind,
@@ -134,13 +222,17 @@ pub(crate) fn check(
                 }
                 true
             }
+            (CustomFieldType::Enum { values, multiple: true }, CustomValue::EnumSet(set)) => {
+                check_set(kind, &field, set, values, def.required)?;
+                true
+            }
             _ => false,
         };
         if !ok {
             return Err(FieldError::new(
                 kind,
                 field,
-                format!("expected a {} value, got a {} value", def.ty.name(), value.type_name()),
+                format!("expected a {} value, got a {} value", def.ty.describe(), value.type_name()),
             ));
         }
     }

@@ -193,6 +193,9 @@ impl Entity for Deal {
             _ => {}
         }
         money(k, "amount", &self.amount)?;
+        if let Some(d) = self.expected_close {
+            crate::values::date::check(d).map_err(|m| e("expected_close", m))?;
+        }
         if let Some(p) = self.probability {
             if p > 100 {
                 return Err(e("probability", format!("is a percentage from 0 to 100, got {p}")));

@@ -154,6 +154,7 @@ impl Entity for Document {
         let k = Self::KIND;
         let e = |f: String, m: String| FieldError::new(k, f, m);
         required_text(k, "number", &self.number, 64)?;
+        crate::values::date::check(self.date).map_err(|m| e("date".into(), m))?;
         money(k, "amount", &self.amount)?;
         for (i, l) in self.lines.iter().enumerate() {
             required_text(k, &format!("lines[{i}].item"), &l.item, 500)?;

@@ -17,9 +17,10 @@ mod interaction;
 mod partner;
 mod settings;
 mod task;
+pub mod text;
 mod user;
 
-pub use attachment::{Attachment, ContentHash, EntityRef};
+pub use attachment::{mime_of_name, Attachment, ContentHash, EntityRef};
 pub use contact::{Attitude, ContactLink, ContactPerson};
 pub use counterparty::{Address, AddressKind, BankAccount, Counterparty, CounterpartyKind};
 pub use custom::{CustomFieldDef, CustomFieldType, CustomFields, CustomValue};
@@ -408,16 +409,10 @@ pub(crate) mod rules {
         optional_text(kind, field, value, max)
     }
 
-    /// Text with a length limit and no control characters but line breaks and tabs.
+    /// Text with a length limit and no control characters but line breaks and tabs
+    /// ([`super::text::check`]).
     pub fn optional_text(kind: EntityKind, field: &str, value: &str, max: usize) -> Result<(), FieldError> {
-        let n = value.chars().count();
-        if n > max {
-            return Err(FieldError::new(kind, field, format!("is {n} characters long; the limit is {max}")));
-        }
-        if let Some(c) = value.chars().find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
-            return Err(FieldError::new(kind, field, format!("contains the control character {c:?}")));
-        }
-        Ok(())
+        super::text::field(kind, field, value, max)
     }
 
     /// An identifier from a configured list.

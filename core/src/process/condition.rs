@@ -4,7 +4,9 @@
 //!
 //! Fields: `amount`, `currency`, `probability`, `source`, `counterparty`, `expected_close`,
 //! `comment`, `title`, `manager`, `custom.NAME`. A field without a value compares unequal to
-//! everything and fails every ordering.
+//! everything and fails every ordering. A multi-valued enum field (`multiple = true`) asks
+//! whether it holds a value: `custom.equipment == pumps` holds when pumps is among its values,
+//! `!=` when it is not; an ordering never holds, and an empty set is no value.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -57,6 +59,9 @@ enum Value {
     None,
     Number(Decimal),
     Text(String),
+    /// A multi-valued enum field's values: `==` asks whether it holds the value, `!=`
+    /// whether it does not; an order means nothing for it.
+    Set(Vec<String>),
 }
 
 impl Condition {
@@ -165,6 +170,14 @@ impl Test {
                         Err(_) => return *op == Op::Ne,
                     },
                     Value::Text(t) => t.as_str().cmp(value.as_str()),
+                    Value::Set(set) => {
+                        let has = set.iter().any(|v| v == value);
+                        return match op {
+                            Op::Eq => has,
+                            Op::Ne => !has,
+                            _ => false,
+                        };
+                    }
                 };
                 match op {
                     Op::Eq => ord == Ordering::Equal,
@@ -200,6 +213,8 @@ impl Field {
                 Some(CustomValue::Bool(b)) => Value::Text(b.to_string()),
                 Some(CustomValue::Date(d)) => Value::Text(d.to_string()),
                 Some(CustomValue::Ref(id)) => Value::Text(id.to_string()),
+                Some(CustomValue::EnumSet(set)) if set.is_empty() => Value::None,
+                Some(CustomValue::EnumSet(set)) => Value::Set(set.clone()),
             },
         }
     }
@@ -318,6 +333,22 @@ mod tests {
         // As for required fields, an amount of zero is no amount.
         let c = Condition::parse("amount is set", &[]).unwrap();
         assert!(c.holds(&deal(1)) && !c.holds(&deal(0)));
+    }
+
+    #[test]
+    fn a_multi_valued_field_is_asked_whether_it_holds_a_value() {
+        let mut d = deal(1);
+        let set = |d: &mut Deal, v: &[&str]| {
+            d.custom.insert("kit".into(), CustomValue::EnumSet(v.iter().map(|s| s.to_string()).collect()));
+        };
+        let holds = |text: &str, d: &Deal| Condition::parse(text, &["kit"]).unwrap().holds(d);
+        set(&mut d, &["pumps", "valves"]);
+        assert!(holds("custom.kit == pumps", &d) && holds("custom.kit == valves", &d));
+        assert!(!holds("custom.kit == automation", &d) && holds("custom.kit != automation", &d));
+        assert!(!holds("custom.kit != pumps", &d) && !holds("custom.kit > a", &d));
+        assert!(holds("custom.kit is set", &d));
+        set(&mut d, &[]);
+        assert!(holds("custom.kit is not set", &d) && !holds("custom.kit == pumps", &d));
     }
 
     #[test]

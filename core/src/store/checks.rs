@@ -11,8 +11,9 @@ use crate::{Error, Result};
 impl WriteTxn<'_> {
     /// Normalizes and validates an entity, and checks every reference it makes.
     /// References the stored version `old` already made are not checked again: what they
-    /// point at cannot be deleted while they do.
-    pub(super) fn check<E: Entity>(&self, entity: &mut E, old: Option<&E>) -> Result<()> {
+    /// point at cannot be deleted while they do. The process engine calls it before any hook
+    /// sees a change, so a handler never meets a reference to nothing.
+    pub(crate) fn check<E: Entity>(&self, entity: &mut E, old: Option<&E>) -> Result<()> {
         let settings = self.store.settings.clone();
         let cx = Cx { rules: &*settings };
         entity.normalize(cx)?;

@@ -8,6 +8,7 @@
 //! Keys are big-endian ids, so every table iterates in creation order.
 
 mod attachments;
+mod backup;
 mod cache;
 mod checks;
 mod codec;
@@ -30,6 +31,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use crate::model::{Index, Target};
+pub use backup::Copied;
 pub use codec::decode_record;
 pub(crate) use codec::encode;
 pub use external_keys::{check_external_key, MAX_EXTERNAL_KEY};
@@ -126,6 +128,27 @@ impl Store {
     pub fn open(path: &Path, settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Result<Store> {
         let backend = redb::RedbBackend::open(path, settings.cache_bytes)?;
         Store::with_backend(backend, settings, clock)
+    }
+
+    /// Opens an existing database file for reading only, writing nothing to it: the file
+    /// must hold a crmkit database of the current schema, closed cleanly (see
+    /// [`redb::RedbBackend::open_read_only`]). Writes through the store fail.
+    pub fn open_read_only(path: &Path, settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Result<Store> {
+        let backend = redb::RedbBackend::open_read_only(path, settings.cache_bytes)?;
+        Store::over_read_only(backend, settings, clock)
+    }
+
+    /// A store over a backend opened for reading only: checks, writing nothing, that it
+    /// holds a crmkit database of the current schema.
+    pub fn over_read_only(
+        backend: impl Backend + 'static,
+        settings: Arc<Settings>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Store> {
+        let backend = Stack::new(Box::new(backend), &settings);
+        let store = Store { backend, settings, clock, commits: Default::default() };
+        schema::verify(&store)?;
+        Ok(store)
     }
 
     /// A new database in memory ([`memory::MemoryBackend`]), gone when the store is dropped.

@@ -1,5 +1,5 @@
 //! The embedded default backend: one redb file, and what concerns the file (recognizing it
-//! before redb reads it, compaction).
+//! before redb reads it, opening it read-only, compaction, replacing it with a backup).
 
 use std::cell::RefCell;
 use std::io::Read as _;
@@ -32,8 +32,24 @@ fn storage(e: impl std::fmt::Display) -> KvError {
 
 /// A redb database file.
 pub struct RedbBackend {
-    db: redb::Database,
+    db: Db,
     path: PathBuf,
+}
+
+/// The file opened for reading and writing (exclusively), or read-only (shared with other
+/// readers, writing nothing to the file).
+enum Db {
+    Write(redb::Database),
+    Read(redb::ReadOnlyDatabase),
+}
+
+impl Db {
+    fn begin_read(&self) -> Result<redb::ReadTransaction, redb::TransactionError> {
+        match self {
+            Db::Write(db) => db.begin_read(),
+            Db::Read(db) => db.begin_read(),
+        }
+    }
 }
 
 impl RedbBackend {
@@ -45,15 +61,80 @@ impl RedbBackend {
     pub fn open(path: &Path, cache_bytes: usize) -> Result<RedbBackend, Error> {
         check_file_header(path)?;
         let db = redb::Builder::new().set_cache_size(cache_bytes).open(path).map_err(|e| open_error(path, e))?;
-        let backend = RedbBackend { db, path: path.to_path_buf() };
-        if !backend.has_table(META.name)? {
+        let backend = RedbBackend { db: Db::Write(db), path: path.to_path_buf() };
+        backend.require_meta()?;
+        backend.ensure_tables()?;
+        Ok(backend)
+    }
+
+    /// Opens an existing crmkit database file for reading only: nothing is written to the
+    /// file, not even redb's "in use" mark, so its bytes and times stay as they were. Other
+    /// read-only opens may share the file; an open for writing (a running server) may not
+    /// ([`Error::InUse`]). A file that was not closed cleanly is refused
+    /// ([`Error::NeedsRecovery`]): only an open for writing recovers it. Writes through this
+    /// backend fail.
+    pub fn open_read_only(path: &Path, cache_bytes: usize) -> Result<RedbBackend, Error> {
+        check_file_header(path)?;
+        let db =
+            redb::Builder::new().set_cache_size(cache_bytes).open_read_only(path).map_err(|e| open_error(path, e))?;
+        let backend = RedbBackend { db: Db::Read(db), path: path.to_path_buf() };
+        backend.require_meta()?;
+        Ok(backend)
+    }
+
+    fn require_meta(&self) -> Result<(), Error> {
+        if !self.has_table(META.name)? {
             return Err(Error::NotCrmkit {
-                database: path.display().to_string(),
+                database: self.path.display().to_string(),
                 reason: "it is a redb database without crmkit's meta table".into(),
             });
         }
-        backend.ensure_tables()?;
-        Ok(backend)
+        Ok(())
+    }
+
+    /// Replaces the database file at `database` with a copy of the file at `backup`,
+    /// atomically: the copy is written beside the database, made durable, then renamed over
+    /// it, so the path holds either the old database or the whole backup. Refuses, before
+    /// touching anything, while another process has the database open for writing
+    /// ([`Error::InUse`]), and keeps it from being opened for writing until the rename is
+    /// done. What `backup` holds is the caller's to check first
+    /// ([`Store::inspect_file`](super::Store::inspect_file)).
+    pub fn replace_file(database: &Path, backup: &Path) -> Result<u64, Error> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        // A shared hold of the old file: refused while a writer has it, and it keeps writers
+        // out until the new file is in place. A damaged or unrecovered file is replaced all
+        // the same; that is what a restore is for.
+        let _hold = match database.exists() {
+            true => match RedbBackend::open_read_only(database, 0) {
+                Ok(held) => Some(held),
+                Err(e @ Error::InUse { .. }) => return Err(e),
+                Err(_) => None,
+            },
+            false => None,
+        };
+        let name = database.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let partial = database.with_file_name(format!(".{name}.restoring"));
+        let copied = (|| {
+            let bytes = std::fs::copy(backup, &partial).map_err(io(&partial))?;
+            std::fs::File::open(&partial).and_then(|f| f.sync_all()).map_err(io(&partial))?;
+            Ok::<u64, Error>(bytes)
+        })();
+        let bytes = match copied {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = std::fs::remove_file(&partial);
+                return Err(e);
+            }
+        };
+        std::fs::rename(&partial, database).map_err(io(database))?;
+        if let Some(parent) = database.parent() {
+            // The rename itself is durable once the folder is.
+            let _ = std::fs::File::open(parent).and_then(|d| d.sync_all());
+        }
+        Ok(bytes)
     }
 
     /// Creates a new, empty database file: the folder must exist, the file must not (or be
@@ -67,7 +148,7 @@ impl RedbBackend {
             });
         }
         let db = redb::Builder::new().set_cache_size(cache_bytes).create(path).map_err(|e| open_error(path, e))?;
-        Ok(RedbBackend { db, path: path.to_path_buf() })
+        Ok(RedbBackend { db: Db::Write(db), path: path.to_path_buf() })
     }
 
     /// Compacts the crmkit database file at `path`, which no store may have open: gives
@@ -84,13 +165,30 @@ impl RedbBackend {
         Ok((before, size()?))
     }
 
-    /// Creates any table the file lacks (after a schema migration adds one).
+    /// Creates any table the file lacks (after a schema migration adds one); writes nothing
+    /// when it has them all.
     pub fn ensure_tables(&self) -> Result<(), KvError> {
-        let tx = self.db.begin_write().map_err(storage)?;
-        for t in all_tables() {
+        let present: Vec<String> = {
+            let tx = self.db.begin_read().map_err(storage)?;
+            let names = tx.list_tables().map_err(storage)?.map(|t| t.name().to_string()).collect();
+            names
+        };
+        let missing: Vec<Table> = all_tables().into_iter().filter(|t| !present.iter().any(|p| p == t.name)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let tx = self.writable()?.begin_write().map_err(storage)?;
+        for t in missing {
             tx.open_table(def(t)).map_err(storage)?;
         }
         tx.commit().map_err(storage)
+    }
+
+    fn writable(&self) -> Result<&redb::Database, KvError> {
+        match &self.db {
+            Db::Write(db) => Ok(db),
+            Db::Read(_) => Err(KvError::Backend(format!("{} is open read-only", self.path.display()))),
+        }
     }
 
     /// Whether the file has a table with this name.
@@ -102,7 +200,12 @@ impl RedbBackend {
 
     /// Rewrites the file compactly (after bulk loads).
     pub fn compact(&mut self) -> Result<(), KvError> {
-        self.db.compact().map_err(storage)?;
+        match &mut self.db {
+            Db::Write(db) => db.compact().map_err(storage)?,
+            Db::Read(_) => {
+                return Err(KvError::Backend(format!("{} is open read-only", self.path.display())));
+            }
+        };
         Ok(())
     }
 }
@@ -123,9 +226,8 @@ fn check_file_header(path: &Path) -> Result<(), Error> {
 
 fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
     match e {
-        redb::DatabaseError::DatabaseAlreadyOpen => {
-            Error::Storage(KvError::Backend(format!("{} is already open in another process", path.display())))
-        }
+        redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse { database: path.display().to_string() },
+        redb::DatabaseError::RepairAborted => Error::NeedsRecovery { database: path.display().to_string() },
         redb::DatabaseError::UpgradeRequired(v) => Error::NotCrmkit {
             database: path.display().to_string(),
             reason: format!("it is a redb file of format version {v}, which this build cannot read"),
@@ -144,7 +246,7 @@ impl Backend for RedbBackend {
     }
 
     fn write(&self) -> Result<Box<dyn KvWrite>, KvError> {
-        let tx = self.db.begin_write().map_err(storage)?;
+        let tx = self.writable()?.begin_write().map_err(storage)?;
         // With the writer slot held, a fresh read transaction sees exactly the state the
         // write transaction starts from.
         let base = self.read()?;

@@ -16,7 +16,7 @@ use crate::model::{Entity, EntityKind};
 use crate::{Error, Result};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 const FORMAT: &[u8] = b"format";
 const FORMAT_VALUE: &[u8] = b"crmkit";
@@ -27,7 +27,7 @@ pub(super) const ID_SEQ: &[u8] = b"id_seq";
 type Migration = fn(&mut WriteTxn<'_>) -> Result<()>;
 
 /// Migrations from each older schema version; version 1 is the first released schema.
-const MIGRATIONS: &[Migration] = &[v1_to_v2, rebuild_indexes, v3_to_v4, v4_to_v5];
+const MIGRATIONS: &[Migration] = &[v1_to_v2, rebuild_indexes, v3_to_v4, v4_to_v5, v5_to_v6];
 
 /// Rebuilds every secondary index from the records (schema 3 keeps indexes as posting
 /// chunks; before, one key per entry).
@@ -88,6 +88,13 @@ pub(super) fn expected_postings_of(r: &impl crate::store::Reader, kind: EntityKi
 /// Schema 5 adds the external keys of imported records, in two new tables that start empty
 /// (the store creates missing tables when it opens a file).
 fn v4_to_v5(_tx: &mut WriteTxn<'_>) -> Result<()> {
+    Ok(())
+}
+
+/// Schema 6 adds a kind of custom value, `enum_set` (the values of an enum field declared
+/// with `multiple = true`). Stored records do not change; the version is raised so that an
+/// older build refuses the file ("upgrade crmkit") instead of failing on such a value.
+fn v5_to_v6(_tx: &mut WriteTxn<'_>) -> Result<()> {
     Ok(())
 }
 
@@ -237,6 +244,42 @@ pub(super) fn prepare(store: &Store) -> Result<()> {
     }
     drop(r);
     migrate(store)
+}
+
+/// Checks, writing nothing, that the backend holds a crmkit database of the schema this
+/// build writes (a read-only store cannot migrate an older one); the version found.
+pub(super) fn verify(store: &Store) -> Result<u32> {
+    let r = store.backend.read()?;
+    let found = recognize(r.as_ref(), &store.describe())?;
+    if found < SCHEMA_VERSION {
+        return Err(Error::OlderSchema { database: store.describe(), found, current: SCHEMA_VERSION });
+    }
+    Ok(found)
+}
+
+/// The schema version of the crmkit database `r` reads, which this build can open (it may
+/// need migrating); `database` names it in errors.
+pub(super) fn recognize(r: &dyn KvRead, database: &str) -> Result<u32> {
+    if r.get(META, FORMAT)?.as_deref() != Some(FORMAT_VALUE) {
+        return Err(Error::NotCrmkit {
+            database: database.to_string(),
+            reason: "its meta table does not identify it as crmkit".into(),
+        });
+    }
+    let found = stored_version(r)?.ok_or_else(|| Error::NotCrmkit {
+        database: database.to_string(),
+        reason: "its meta table has no schema version".into(),
+    })?;
+    if found > SCHEMA_VERSION {
+        return Err(Error::NewerSchema { database: database.to_string(), found, supported: SCHEMA_VERSION });
+    }
+    if found == 0 {
+        return Err(Error::NotCrmkit {
+            database: database.to_string(),
+            reason: "schema version 0 was never released".into(),
+        });
+    }
+    Ok(found)
 }
 
 pub(super) fn stored_version(r: &dyn KvRead) -> Result<Option<u32>> {

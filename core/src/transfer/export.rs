@@ -230,7 +230,7 @@ fn csv_text(column: &Column, v: &Value) -> String {
     match (&column.ty, v) {
         (_, Value::Null) => String::new(),
         (_, Value::String(s)) => s.clone(),
-        (Ty::List | Ty::Keys(_) | Ty::EnumList(_), Value::Array(items)) => {
+        (Ty::List | Ty::Keys(_) | Ty::EnumList(_) | Ty::Custom(_), Value::Array(items)) => {
             let texts: Vec<&str> = items.iter().map(|i| i.as_str().unwrap_or_default()).collect();
             if texts.iter().any(|t| t.contains(';') || t.starts_with('[')) {
                 v.to_string()

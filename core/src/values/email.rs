@@ -1,5 +1,5 @@
 //! E-mail address validation and normalization, so that contacts are stored
-//! in one canonical form (`local@lowercased-domain`) and obvious typos are
+//! in one canonical form (`local@lowercased-ascii-domain`) and obvious typos are
 //! caught at input time.
 
 use std::fmt;
@@ -39,8 +39,9 @@ pub enum EmailProblem {
     EmptyDomain,
     /// More than 253 characters after the `@`.
     DomainTooLong,
-    /// A domain with non-ASCII characters (should be given in punycode).
-    InternationalDomain,
+    /// An internationalized domain (non-ASCII, or with `xn--` labels) that is not a valid
+    /// IDNA domain name.
+    BadInternationalDomain,
     /// A character not allowed in a domain.
     BadDomainChar(char),
     /// An empty domain label (leading, trailing or double dot).
@@ -75,8 +76,8 @@ impl fmt::Display for EmailProblem {
             EmailProblem::DomainTooLong => {
                 write!(f, "has a domain longer than {MAX_DOMAIN} characters")
             }
-            EmailProblem::InternationalDomain => {
-                f.write_str("has a non-ASCII domain; give the domain in its punycode form (xn--...)")
+            EmailProblem::BadInternationalDomain => {
+                f.write_str("has a domain that is not a valid internationalized domain name")
             }
             EmailProblem::BadDomainChar(c) => {
                 write!(f, "has {c:?} in the domain, which is not allowed")
@@ -96,15 +97,18 @@ impl fmt::Display for EmailProblem {
     }
 }
 
-/// Validates an e-mail address and returns it as `local@lowercased-domain`.
+/// Validates an e-mail address and returns it as `local@lowercased-ascii-domain`.
 ///
 /// Surrounding whitespace is trimmed. The local part keeps its case (it is
 /// case-sensitive in principle) and must be 1–64 characters of
 /// `A-Za-z0-9.!#$%&'*+/=?^_`{|}~-` without leading, trailing or doubled
-/// dots. The domain is lower-cased and needs at least two labels of
-/// `a-z0-9-` (1–63 characters, no leading or trailing `-`); the top-level
-/// label must be at least two letters or a punycode label (`xn--...`).
-/// Unicode (IDN) domains are rejected with a request for the punycode form.
+/// dots. An internationalized domain (`пример.рф`) is converted to its ASCII
+/// form by IDNA (UTS 46: `xn--e1afmkfd.xn--p1ai`), and a domain already in
+/// that form must decode; the address is stored with the ASCII form, so it has
+/// one spelling however it was typed and every mail system accepts it. The
+/// domain is lower-cased and needs at least two labels of `a-z0-9-` (1–63
+/// characters, no leading or trailing `-`); the top-level label must be at
+/// least two letters or a punycode label (`xn--...`).
 pub fn normalize_email(s: &str) -> Result<String, ValueError> {
     let bad = |problem| ValueError::BadEmail { value: s.to_owned(), problem };
     let trimmed = s.trim();
@@ -153,10 +157,15 @@ fn normalize_domain(domain: &str) -> Result<String, EmailProblem> {
     if domain.is_empty() {
         return Err(EmailProblem::EmptyDomain);
     }
-    if !domain.is_ascii() {
-        return Err(EmailProblem::InternationalDomain);
-    }
-    let domain = domain.to_ascii_lowercase();
+    let international = !domain.is_ascii()
+        || domain.split('.').any(|label| label.len() >= 4 && label[..4].eq_ignore_ascii_case("xn--"));
+    let domain = if international {
+        idna::domain_to_ascii_cow(domain.as_bytes(), idna::AsciiDenyList::EMPTY)
+            .map_err(|_| EmailProblem::BadInternationalDomain)?
+            .into_owned()
+    } else {
+        domain.to_ascii_lowercase()
+    };
     if let Some(c) = domain.chars().find(|&c| !(c.is_ascii_alphanumeric() || c == '-' || c == '.')) {
         return Err(EmailProblem::BadDomainChar(c));
     }
@@ -218,6 +227,10 @@ mod tests {
             ("o'brien@sub.domain.example.org", "o'brien@sub.domain.example.org"),
             ("!#$%&'*+/=?^_`{|}~-@example.com", "!#$%&'*+/=?^_`{|}~-@example.com"),
             ("info@xn--e1afmkfd.xn--p1ai", "info@xn--e1afmkfd.xn--p1ai"),
+            ("info@пример.рф", "info@xn--e1afmkfd.xn--p1ai"),
+            ("Info@ПРИМЕР.РФ", "Info@xn--e1afmkfd.xn--p1ai"),
+            ("info@XN--E1AFMKFD.xn--p1ai", "info@xn--e1afmkfd.xn--p1ai"),
+            ("kontakt@müller.de", "kontakt@xn--mller-kva.de"),
             ("x@my-host.example", "x@my-host.example"),
             ("x@123.example.com", "x@123.example.com"),
         ];
@@ -256,9 +269,14 @@ mod tests {
             ),
             ("иван@example.com", "e-mail \"иван@example.com\" has 'и' before the '@', which is not allowed"),
             (
-                "info@пример.рф",
-                "e-mail \"info@пример.рф\" has a non-ASCII domain; give the domain in its punycode form (xn--...)",
+                "info@xn--zz.xn--p1ai",
+                "e-mail \"info@xn--zz.xn--p1ai\" has a domain that is not a valid internationalized domain name",
             ),
+            (
+                "info@\u{301}пример.рф",
+                "e-mail \"info@\\u{301}пример.рф\" has a domain that is not a valid internationalized domain name",
+            ),
+            ("info@пример_.рф", "e-mail \"info@пример_.рф\" has '_' in the domain, which is not allowed"),
             ("user@exa_mple.com", "e-mail \"user@exa_mple.com\" has '_' in the domain, which is not allowed"),
             ("user@example..com", "e-mail \"user@example..com\" has an empty part in the domain (check the dots)"),
             ("user@.example.com", "e-mail \"user@.example.com\" has an empty part in the domain (check the dots)"),

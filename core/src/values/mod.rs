@@ -1,4 +1,4 @@
-//! Validated value types shared by the whole engine: currencies, money,
+//! Validated value types shared by the whole engine: currencies, money, calendar dates,
 //! Russian registration identifiers, IBANs, e-mail addresses and phone numbers.
 //!
 //! Every check here is a pure function or constructor that either returns the
@@ -6,6 +6,7 @@
 //! words, what is wrong with the value. The caller adds which field it was.
 
 pub mod currency;
+pub mod date;
 pub mod email;
 pub mod money;
 pub mod phone;

@@ -63,6 +63,16 @@ pub enum IdProblem {
     },
     /// An IBAN that fails the ISO 13616 mod-97 check.
     ChecksumMismatch,
+    /// An IBAN whose country code is not in the IBAN registry.
+    UnknownIbanCountry {
+        /// The two letters found.
+        country: String,
+    },
+    /// An IBAN whose length or layout after the check digits is not its country's.
+    WrongIbanLayout {
+        /// The country code.
+        country: String,
+    },
 }
 
 impl fmt::Display for IdProblem {
@@ -89,6 +99,13 @@ impl fmt::Display for IdProblem {
                 write!(f, "has check digits {found:?}; valid IBAN check digits are 02 to 98")
             }
             IdProblem::ChecksumMismatch => f.write_str("fails the ISO 13616 mod-97 check"),
+            IdProblem::UnknownIbanCountry { country } => {
+                write!(f, "starts with {country:?}, which is not a country of the IBAN registry")
+            }
+            IdProblem::WrongIbanLayout { country } => write!(
+                f,
+                "does not have the length and layout of a {country} IBAN (which positions hold letters or digits)"
+            ),
         }
     }
 }
@@ -301,7 +318,11 @@ pub fn complete_account(bik: &str, account_with_zero_key: &str) -> String {
 
 /// Validates an IBAN (ISO 13616): spaces are allowed and ignored, letters
 /// may be in either case; 15 to 34 characters, a two-letter country code,
-/// two check digits in 02..=98, and the mod-97 check must give 1.
+/// two check digits in 02..=98, and the mod-97 check must give 1. Then the
+/// country's entry in the IBAN registry (the `iban_validate` crate's copy of
+/// SWIFT's registry) decides: the country must be there, and the IBAN must
+/// have its length and layout (`DE` 22 characters, all digits after the check
+/// digits; `GB` 22, four letters of the bank code first).
 pub fn check_iban(s: &str) -> Result<(), ValueError> {
     let bad = |problem| ValueError::BadIban { value: s.to_owned(), problem };
     let chars = iban_chars(s).map_err(bad)?;
@@ -314,7 +335,15 @@ pub fn check_iban(s: &str) -> Result<(), ValueError> {
     if iban_mod97(rearranged) != 1 {
         return Err(bad(IdProblem::ChecksumMismatch));
     }
-    Ok(())
+    let electronic: String = chars.iter().map(|&(_, c)| c).collect();
+    let country: String = electronic[..2].to_string();
+    match electronic.parse::<iban::Iban>() {
+        Ok(_) => Ok(()),
+        Err(iban::ParseIbanError::UnknownCountry(_)) => Err(bad(IdProblem::UnknownIbanCountry { country })),
+        Err(iban::ParseIbanError::InvalidBban(_)) => Err(bad(IdProblem::WrongIbanLayout { country })),
+        // The shape and the checksum were checked above, more precisely.
+        Err(iban::ParseIbanError::InvalidBaseIban { .. }) => Err(bad(IdProblem::ChecksumMismatch)),
+    }
 }
 
 /// The IBAN's non-space characters, upper-cased, with their 1-based
@@ -661,6 +690,19 @@ mod tests {
                 (
                     "GB01WEST12345698765432",
                     Err("IBAN \"GB01WEST12345698765432\" has check digits \"01\"; valid IBAN check digits are 02 to 98"),
+                ),
+                // The checksum holds; the country's registry entry does not.
+                (
+                    "DE5137040044053201300",
+                    Err("IBAN \"DE5137040044053201300\" does not have the length and layout of a DE IBAN (which positions hold letters or digits)"),
+                ),
+                (
+                    "GB25123412345698765432",
+                    Err("IBAN \"GB25123412345698765432\" does not have the length and layout of a GB IBAN (which positions hold letters or digits)"),
+                ),
+                (
+                    "ZZ591234567890123456",
+                    Err("IBAN \"ZZ591234567890123456\" starts with \"ZZ\", which is not a country of the IBAN registry"),
                 ),
             ],
         );

@@ -283,6 +283,7 @@ fn custom(values: &CustomFields) -> Map {
                 CustomValue::Date(d) => d.to_string().into(),
                 CustomValue::Bool(b) => (*b).into(),
                 CustomValue::Ref(id) => id.to_string().into(),
+                CustomValue::EnumSet(set) => set.iter().cloned().map(Dynamic::from).collect::<rhai::Array>().into(),
             };
             (k.as_str().into(), v)
         })
@@ -333,6 +334,8 @@ fn register_context(engine: &mut Engine) {
     engine.register_get("from_status", |t: &mut Arc<Transition>| -> Dynamic { t.from_status.name().into() });
     engine.register_get("to_status", |t: &mut Arc<Transition>| -> Dynamic { t.to_status.name().into() });
     engine.register_get("note", move |t: &mut Arc<Transition>| text(&t.note));
+    engine.register_get("closes", |t: &mut Arc<Transition>| t.closes());
+    engine.register_get("leaves_stage", |t: &mut Arc<Transition>| t.leaves_stage());
 }
 
 /// The `ctx` of a call with `input`.

@@ -144,12 +144,27 @@ fn custom_value(path: &str, ty: &CustomFieldType, value: Value) -> Result<Custom
     let text = |v: &Value, expected: &str| v.as_str().map(str::to_string).ok_or_else(|| wrong(expected, v));
     Ok(match ty {
         CustomFieldType::String => CustomValue::String(text(&value, "text")?),
-        CustomFieldType::Enum { values } => {
+        CustomFieldType::Enum { values, multiple: false } => {
             let v = text(&value, "text")?;
             if !values.contains(&v) {
                 return Err(at(path, format!("\"{v}\" is not one of {}", values.join(", "))));
             }
             CustomValue::Enum(v)
+        }
+        CustomFieldType::Enum { values, multiple: true } => {
+            let items = value.as_array().ok_or_else(|| wrong("a list of texts", &value))?;
+            let mut set = Vec::with_capacity(items.len());
+            for item in items {
+                let v = text(item, "text")?;
+                if !values.contains(&v) {
+                    return Err(at(path, format!("\"{v}\" is not one of {}", values.join(", "))));
+                }
+                if set.contains(&v) {
+                    return Err(at(path, format!("lists \"{v}\" twice")));
+                }
+                set.push(v);
+            }
+            CustomValue::EnumSet(set)
         }
         CustomFieldType::Number => {
             let v = match &value {
@@ -165,7 +180,7 @@ fn custom_value(path: &str, ty: &CustomFieldType, value: Value) -> Result<Custom
         }
         CustomFieldType::Date => {
             let v = text(&value, "a date like \"2026-03-01\"")?;
-            CustomValue::Date(v.parse().map_err(|_| wrong("a date like \"2026-03-01\"", &value))?)
+            CustomValue::Date(crmkit_core::values::date::parse(&v).map_err(|e| at(path, e))?)
         }
         CustomFieldType::Bool => CustomValue::Bool(value.as_bool().ok_or_else(|| wrong("true or false", &value))?),
         CustomFieldType::Reference { .. } => {

@@ -7,7 +7,7 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::json;
 
 use super::body::json_body;
-use super::{admin_only, json_response, ApiError, App, Body, Caller};
+use super::{admin_only, json_response, ApiError, App, Body, Caller, Code};
 use crate::token::{self, Token};
 
 /// `GET /api/v1/scripts`: every script file — whether it compiles as it is now, whether a
@@ -94,7 +94,7 @@ pub(super) async fn create_token(
     // The user's refusals (unknown, deactivated, without the role) are the caller's to fix.
     let secret = token::create(&app.inst, &n.login, n.role).map_err(|e| {
         let field = if e.to_string().contains("role") { "role" } else { "login" };
-        ApiError::at(StatusCode::UNPROCESSABLE_ENTITY, "invalid", field, e.to_string())
+        ApiError::at(StatusCode::UNPROCESSABLE_ENTITY, Code::Invalid, field, e.to_string())
     })?;
     let fresh = token::load(app.inst.dir()).map_err(|e| ApiError::internal("reading the tokens", e))?;
     let mut body = fresh.iter().find(|t| t.hash == token::hash(&secret)).map(token_json).unwrap_or_default();
@@ -109,7 +109,7 @@ pub(super) fn revoke_token(app: &App, caller: &Caller, id: &str) -> Result<Respo
     let _writing = app.token_writes.lock().unwrap_or_else(|p| p.into_inner());
     let known = app.tokens.read().unwrap_or_else(|p| p.into_inner()).iter().any(|t| t.id() == id);
     if id.len() < 12 || !known {
-        return Err(ApiError::at(StatusCode::NOT_FOUND, "not_found", "id", format!("no token has the id \"{id}\"")));
+        return Err(ApiError::at(StatusCode::NOT_FOUND, Code::NotFound, "id", format!("no token has the id \"{id}\"")));
     }
     let revoked = token::revoke(&app.inst, id).map_err(|e| ApiError::internal("revoking a token", e))?;
     let fresh = token::load(app.inst.dir()).map_err(|e| ApiError::internal("reading the tokens", e))?;

@@ -15,14 +15,14 @@ use hyper::{Request, Response, StatusCode};
 
 use super::access::{Access, Caller};
 use super::entities;
-use super::{parse_id, query, ApiError, App, Body};
+use super::{parse_id, query, ApiError, App, Body, Code};
 
 /// `POST /api/v1/attachments?owner_kind=deal&owner=ID&name=FILE` with the file as the body
 /// and its MIME type as `Content-Type`.
 pub async fn upload(app: &App, caller: &Caller, q: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     super::may_write(caller)?;
     let q = query(q)?;
-    let bad = |field: &str, m: String| ApiError::at(StatusCode::BAD_REQUEST, "bad_query", field, m);
+    let bad = |field: &str, m: String| ApiError::at(StatusCode::BAD_REQUEST, Code::BadQuery, field, m);
     let kinds = || EntityKind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ");
     let kind = q.get("owner_kind").ok_or_else(|| bad("owner_kind", format!("owner_kind is required: {}", kinds())))?;
     let kind = EntityKind::from_name(kind)
@@ -30,9 +30,11 @@ pub async fn upload(app: &App, caller: &Caller, q: &str, req: Request<Incoming>)
     let owner = q.get("owner").ok_or_else(|| bad("owner", "owner (the id of the entity) is required".into()))?;
     let owner = EntityRef { kind, id: parse_id::<RawId>("entity", owner)? };
     let name = q.get("name").cloned().ok_or_else(|| bad("name", "name (the file name) is required".into()))?;
+    // The rule of file names, before a byte of the body is read; the write checks it again.
+    crmkit_core::model::text::file_name(EntityKind::Attachment, "name", &name).map_err(crmkit_core::Error::from)?;
     let mime = match req.headers().get("content-type") {
         Some(m) => String::from_utf8_lossy(m.as_bytes()).into_owned(),
-        None => "application/octet-stream".to_string(),
+        None => crmkit_core::model::mime_of_name(&name).to_string(),
     };
     // Refused before a byte of the body is read: an owner out of scope, a declared size
     // over the limit.
@@ -41,7 +43,7 @@ pub async fn upload(app: &App, caller: &Caller, q: &str, req: Request<Incoming>)
         if !r.exists(owner.kind, owner.id)? || !caller.may_ref(&r, Access::Read, owner.kind, owner.id)? {
             return Err(ApiError::at(
                 StatusCode::NOT_FOUND,
-                "not_found",
+                Code::NotFound,
                 "owner",
                 format!("{} {} does not exist", owner.kind, owner.id),
             ));
@@ -71,7 +73,7 @@ pub async fn upload(app: &App, caller: &Caller, q: &str, req: Request<Incoming>)
 fn not_yours(owner: EntityRef) -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
-        "forbidden",
+        Code::Forbidden,
         format!("{} {} is not yours to attach files to", owner.kind, owner.id),
     )
 }
@@ -88,7 +90,7 @@ pub async fn spool(
     let too_large = || {
         ApiError::at(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
+            Code::TooLarge,
             "content",
             format!("the upload is over the limit of {max} bytes ({limit})"),
         )
@@ -111,7 +113,7 @@ pub async fn spool(
     if let Some(n) = declared.filter(|n| *n != received) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "cut_off",
+            Code::CutOff,
             format!("the upload ended after {received} of {n} bytes; nothing was stored"),
         ));
     }

@@ -15,7 +15,7 @@ use crmkit_core::Installation;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::ApiError;
+use super::{ApiError, Code};
 
 /// A write: runs in the writer's transaction, answers a JSON value.
 type Work = Box<dyn FnOnce(&Engine, &mut WriteTxn<'_>) -> crmkit_core::Result<Value> + Send>;
@@ -57,7 +57,8 @@ impl Writer {
     ) -> Result<Value, ApiError> {
         let (reply, answer) = oneshot::channel();
         let job = Job { actor, work: Box::new(work), reply };
-        let stopped = || ApiError::new(hyper::StatusCode::SERVICE_UNAVAILABLE, "stopping", "the server is stopping");
+        let stopped =
+            || ApiError::new(hyper::StatusCode::SERVICE_UNAVAILABLE, Code::Stopping, "the server is stopping");
         let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).clone();
         jobs.ok_or_else(stopped)?.send(job).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -147,7 +148,7 @@ fn write_group(inst: &Installation, engine: &Engine, group: Vec<Job>) {
 fn not_written() -> ApiError {
     ApiError::new(
         hyper::StatusCode::SERVICE_UNAVAILABLE,
-        "not_written",
+        Code::NotWritten,
         "the write could not be made durable; nothing was written",
     )
 }

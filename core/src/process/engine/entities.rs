@@ -20,7 +20,10 @@ impl Cx<'_> {
             let deal = self.create_deal(tx, deal)?;
             return Ok((&deal as &dyn std::any::Any).downcast_ref::<E>().expect("a deal").clone());
         }
+        let mut entity = entity;
         if self.hooks.any(HookPoint::EntityBeforeSave, None) {
+            // Checked before a handler sees it, as the write checks it after.
+            tx.check(&mut entity, None)?;
             let after = subject(&entity);
             self.guard(&self.input(&*tx, HookPoint::EntityBeforeSave, None, E::KIND, None, Some(after), None))?;
         }
@@ -50,11 +53,12 @@ impl Cx<'_> {
         Ok(e)
     }
 
-    pub(super) fn update<E: Entity>(&self, tx: &mut WriteTxn<'_>, entity: E) -> Result<E> {
+    pub(super) fn update<E: Entity>(&self, tx: &mut WriteTxn<'_>, mut entity: E) -> Result<E> {
         let kind_of = |e: &E| (e as &dyn std::any::Any).downcast_ref::<Deal>().map(|d| d.kind.clone());
         let pkind = kind_of(&entity);
         if self.hooks.any(HookPoint::EntityBeforeSave, pkind.as_deref()) {
             let before: E = tx.load(entity.id())?;
+            tx.check(&mut entity, Some(&before))?;
             let input = self.input(
                 &*tx,
                 HookPoint::EntityBeforeSave,

@@ -4,7 +4,7 @@
 use super::lifecycle::is_final;
 use super::{deal_field, Cx, ImportStep};
 use crate::id::TypedId;
-use crate::model::{Deal, DealStatus, EntityKind, How, StageChange};
+use crate::model::{text, Deal, DealStatus, EntityKind, How, StageChange};
 use crate::process::spec::Mode;
 use crate::store::{Reader, WriteTxn};
 use crate::Result;
@@ -30,6 +30,9 @@ impl Cx<'_> {
             }
             if s.at.0 < 0 {
                 return Err(bad(i, format!("{} is before 1970", s.at)));
+            }
+            if let Some(note) = &s.note {
+                text::check(note, text::NOTE_MAX).map_err(|m| bad(i, format!("note {m}")))?;
             }
             if let Some(actor) = s.actor {
                 if !tx.exists(EntityKind::User, actor.raw())? {

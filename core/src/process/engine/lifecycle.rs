@@ -6,7 +6,7 @@ use super::reactions::set_field;
 use super::{deal_field, process, Cx, Outcome};
 use crate::hooks::{fault, Action, Answer, HookPoint, Subject, Transition};
 use crate::id::DealId;
-use crate::model::{Deal, DealStatus, EntityKind, How, StageChange, TaskStatus};
+use crate::model::{text, Deal, DealStatus, EntityKind, How, StageChange, TaskStatus};
 use crate::process::condition::field_is_set;
 use crate::process::spec::{Mode, ProcessKindSpec, StageSpec};
 use crate::store::{Reader, WriteTxn};
@@ -112,7 +112,12 @@ impl Cx<'_> {
         deal.stage_entered_at = Some(now);
         deal.checklist.clear();
         deal.history_steps = 1;
-        for point in [HookPoint::DealBeforeCreate, HookPoint::EntityBeforeSave] {
+        let guards = [HookPoint::DealBeforeCreate, HookPoint::EntityBeforeSave];
+        if guards.iter().any(|p| self.hooks.any(*p, Some(&kind.id))) {
+            // Checked before a handler sees it, as every write is after.
+            tx.check(&mut deal, None)?;
+        }
+        for point in guards {
             if self.hooks.any(point, Some(&kind.id)) {
                 let input =
                     self.input(&*tx, point, Some(&kind.id), EntityKind::Deal, None, Some(Subject::Deal(&deal)), None);
@@ -429,6 +434,25 @@ impl Cx<'_> {
                 }
             }
         }
+        // The step's comment obeys the rule of free text, and the deal as it will be is
+        // checked (its fields and references) before any handler sees it: a handler never
+        // meets a competitor that does not exist, and a refused step asks no one.
+        let note = note.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+        if let Some(n) = &note {
+            text::field(EntityKind::Deal, "comment", n, text::NOTE_MAX)?;
+        }
+        let closing = matches!(how, How::Won | How::Lost);
+        // Closing a deal is leaving its stage: the guards of leaving are asked first, then
+        // those of closing.
+        let guards: &[HookPoint] = if closing {
+            &[HookPoint::DealBeforeTransition, HookPoint::DealBeforeClose, HookPoint::EntityBeforeSave]
+        } else {
+            &[HookPoint::DealBeforeTransition, HookPoint::EntityBeforeSave]
+        };
+        let point = if closing { HookPoint::DealAfterClose } else { HookPoint::DealAfterTransition };
+        if guards.iter().chain([&point]).any(|p| self.hooks.any(*p, Some(&kind.id))) {
+            tx.check(&mut new, Some(&old))?;
+        }
         let t = Transition {
             how,
             from_stage: old.stage.clone(),
@@ -436,12 +460,6 @@ impl Cx<'_> {
             from_status: old.status,
             to_status: new.status,
             note: note.clone(),
-        };
-        let closing = matches!(how, How::Won | How::Lost);
-        let guards: &[HookPoint] = if closing {
-            &[HookPoint::DealBeforeClose, HookPoint::EntityBeforeSave]
-        } else {
-            &[HookPoint::DealBeforeTransition, HookPoint::EntityBeforeSave]
         };
         for point in guards {
             if self.hooks.any(*point, Some(&kind.id)) {
@@ -465,7 +483,6 @@ impl Cx<'_> {
         // The reactions see the deal as it will be stored. Fields they set on it are written
         // with the transition itself (one version, one audit entry); their other actions
         // follow once the transition is written.
-        let point = if closing { HookPoint::DealAfterClose } else { HookPoint::DealAfterTransition };
         let mut later = Vec::new();
         let mut merged = false;
         if self.hooks.any(point, Some(&kind.id)) {

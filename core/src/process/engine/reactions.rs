@@ -214,7 +214,7 @@ pub(super) fn set_field(d: &mut Deal, field: &str, value: serde_json::Value, set
         "expected_close" => {
             d.expected_close = match text(&value)? {
                 None => None,
-                Some(s) => Some(s.parse().map_err(|e| bad(format!("\"{s}\" is not a date: {e}")))?),
+                Some(s) => Some(crate::values::date::parse(&s).map_err(bad)?),
             }
         }
         "source" => d.source = text(&value)?,
@@ -236,6 +236,21 @@ pub(super) fn set_field(d: &mut Deal, field: &str, value: serde_json::Value, set
             }
             let v = match &def.ty {
                 CustomFieldType::String => CustomValue::String(text(&value)?.unwrap_or_default()),
+                CustomFieldType::Enum { multiple: true, .. } => {
+                    let items = value.as_array().ok_or_else(|| {
+                        bad(format!(
+                            "custom.{name} holds several values: expected a list like [\"a\", \"b\"], got {value}"
+                        ))
+                    })?;
+                    let mut set = Vec::with_capacity(items.len());
+                    for item in items {
+                        let s = item
+                            .as_str()
+                            .ok_or_else(|| bad(format!("expected text values in the list, got {item}")))?;
+                        set.push(s.to_string());
+                    }
+                    CustomValue::EnumSet(set)
+                }
                 CustomFieldType::Enum { .. } => CustomValue::Enum(text(&value)?.unwrap_or_default()),
                 CustomFieldType::Number => CustomValue::Number(decimal(&value)?),
                 CustomFieldType::Bool => CustomValue::Bool(
@@ -243,7 +258,7 @@ pub(super) fn set_field(d: &mut Deal, field: &str, value: serde_json::Value, set
                 ),
                 CustomFieldType::Date => {
                     let s = text(&value)?.unwrap_or_default();
-                    CustomValue::Date(s.parse().map_err(|e| bad(format!("\"{s}\" is not a date: {e}")))?)
+                    CustomValue::Date(crate::values::date::parse(&s).map_err(bad)?)
                 }
                 CustomFieldType::Money => {
                     CustomValue::Money(serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?)

@@ -124,20 +124,25 @@ impl Cx<'_> {
         new.status = status;
         new.finished_at = Some(self.now(tx));
         new.finished_by = tx.actor();
-        if status == TaskStatus::Done {
-            for point in [HookPoint::TaskBeforeComplete, HookPoint::EntityBeforeSave] {
-                if self.hooks.any(point, pkind.as_deref()) {
-                    let input = self.input(
-                        &*tx,
-                        point,
-                        pkind.as_deref(),
-                        EntityKind::Task,
-                        Some(Subject::Task(&old)),
-                        Some(Subject::Task(&new)),
-                        None,
-                    );
-                    self.guard(&input)?;
-                }
+        // Calling a task off is not completing it: `task.before_complete` is asked only of
+        // a task marked done; both are changes through the engine, which `entity.before_save`
+        // sees.
+        let guards: &[HookPoint] = match status {
+            TaskStatus::Done => &[HookPoint::TaskBeforeComplete, HookPoint::EntityBeforeSave],
+            _ => &[HookPoint::EntityBeforeSave],
+        };
+        for point in guards {
+            if self.hooks.any(*point, pkind.as_deref()) {
+                let input = self.input(
+                    &*tx,
+                    *point,
+                    pkind.as_deref(),
+                    EntityKind::Task,
+                    Some(Subject::Task(&old)),
+                    Some(Subject::Task(&new)),
+                    None,
+                );
+                self.guard(&input)?;
             }
         }
         let task = tx.as_engine(|tx| tx.update(new))?;

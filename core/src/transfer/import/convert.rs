@@ -204,6 +204,10 @@ impl Converter<'_> {
                         };
                         ("bool", Value::Bool(b))
                     }
+                    // A multi-valued enum: `a; b` in CSV, a JSON array in either format.
+                    CustomFieldType::Enum { multiple: true, .. } => {
+                        ("enum_set", Value::Array(cell.list()?.into_iter().map(Value::String).collect()))
+                    }
                     CustomFieldType::Enum { .. } => ("enum", Value::String(t()?)),
                     CustomFieldType::Reference { target } => {
                         ("ref", Value::String(self.resolve(tx, *target, &t()?)?.to_string()))
@@ -348,11 +352,22 @@ fn one_of(value: &str, names: &[&str]) -> std::result::Result<String, String> {
     }
 }
 
-/// A date as `2026-03-01` or `01.03.2026`.
+/// A date as `2026-03-01` ([`crate::values::date::parse`]) or, as spreadsheets write it,
+/// `01.03.2026`; either in the range of every date field.
 pub(crate) fn parse_date(s: &str) -> std::result::Result<chrono::NaiveDate, String> {
-    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .or_else(|_| chrono::NaiveDate::parse_from_str(s, "%d.%m.%Y"))
-        .map_err(|_| format!("expected a date like 2026-03-01 or 01.03.2026, got \"{s}\""))
+    let s = s.trim();
+    let b = s.as_bytes();
+    let dotted = b.len() == 10
+        && b[2] == b'.'
+        && b[5] == b'.'
+        && b.iter().enumerate().all(|(i, c)| i == 2 || i == 5 || c.is_ascii_digit());
+    if !dotted {
+        return crate::values::date::parse(s).map_err(|m| format!("{m}; 01.03.2026 is read too"));
+    }
+    let d = chrono::NaiveDate::parse_from_str(s, "%d.%m.%Y")
+        .map_err(|_| format!("\"{s}\" is not a day of the calendar"))?;
+    crate::values::date::check(d)?;
+    Ok(d)
 }
 
 /// An instant as RFC 3339, or `2026-03-01 09:30[:00]` in UTC.

@@ -2,7 +2,7 @@
 //! or not at all, deals with their history, attachments, and a failed row as its error.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::convert::{Plan, Prepared};
 use super::read::Item;
@@ -277,7 +277,8 @@ impl Importer<'_> {
             if existing.iter().any(|a| a.name == name && a.content == hash) {
                 continue;
             }
-            tx.attach(owner, &name, mime_of(path), &content).map_err(|e| attachment_error(e.to_string()))?;
+            tx.attach(owner, &name, crate::model::mime_of_name(&name), &content)
+                .map_err(|e| attachment_error(e.to_string()))?;
             any = true;
         }
         Ok(any)
@@ -334,19 +335,4 @@ fn row_failure(e: Error) -> Result<(String, String)> {
         Error::Storage(_) | Error::Io { .. } | Error::Corrupt { .. } => return Err(e),
         other => (String::new(), other.to_string()),
     })
-}
-
-fn mime_of(path: &Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-        Some("pdf") => "application/pdf",
-        Some("txt") => "text/plain",
-        Some("csv") => "text/csv",
-        Some("png") => "image/png",
-        Some("jpg" | "jpeg") => "image/jpeg",
-        Some("doc") => "application/msword",
-        Some("docx") => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-        Some("xls") => "application/vnd.ms-excel",
-        Some("xlsx") => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        _ => "application/octet-stream",
-    }
 }
