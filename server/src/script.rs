@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
+use crmkit_core::config::Settings;
 use crmkit_core::hooks::{CallLimits, Hooks};
 use crmkit_core::process::Engine;
 use crmkit_core::report::ColumnType;
@@ -28,7 +29,8 @@ pub enum What {
         file: String,
         /// The function.
         function: String,
-        /// A JSON file with the function's argument (the hook's `ctx`); none: `()`.
+        /// A JSON file with the hook's input as the contract writes it (docs/hooks.md, `"v": 1`):
+        /// the function gets the same `ctx` the engine gives it. None: `()`.
         #[arg(long)]
         input: Option<std::path::PathBuf>,
     },
@@ -138,9 +140,9 @@ pub fn run(what: What) -> Result<()> {
                 Some(path) => {
                     let text = std::fs::read_to_string(crate::console::path(&path))
                         .with_context(|| format!("reading {}", path.display()))?;
-                    let json: serde_json::Value =
-                        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-                    rhai::serde::to_dynamic(json).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                    crmkit_rhai::context_from_json(&text, inst.settings()).map_err(|e| {
+                        anyhow::anyhow!("{}: not a hook input of the contract (docs/hooks.md): {e}", path.display())
+                    })?
                 }
                 None => rhai::Dynamic::UNIT,
             };
@@ -206,4 +208,115 @@ pub fn report(dir: &std::path::Path, name: &str, params: &[String], format: &str
         other => bail!("\"{other}\" is not a format: table, csv or json"),
     }
     Ok(())
+}
+
+/// The hook bindings in force in a running server and the process engine that calls them:
+/// a reload replaces both at once, and the writes after it run on the new engine (a group
+/// of writes takes the engine once, when it starts).
+pub struct Bound {
+    current: std::sync::RwLock<(Arc<Engine>, Arc<Settings>)>,
+}
+
+impl Bound {
+    /// `engine`, made from `settings`' bindings.
+    pub fn new(engine: Engine, settings: Arc<Settings>) -> Bound {
+        Bound { current: std::sync::RwLock::new((Arc::new(engine), settings)) }
+    }
+
+    /// The engine in force.
+    pub fn engine(&self) -> Arc<Engine> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).0.clone()
+    }
+
+    /// The config whose `[[hooks]]` are in force (its other sections are the ones the
+    /// server started with).
+    pub fn settings(&self) -> Arc<Settings> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).1.clone()
+    }
+
+    fn replace(&self, engine: Engine, settings: Arc<Settings>) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = (Arc::new(engine), settings);
+    }
+}
+
+/// What a reload did: the scripts that do not compile, and why the config was not applied.
+/// Empty lists: every edited script and the config's `[[hooks]]` are in force.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Reloaded {
+    /// Scripts that no longer compile (their last good version stays in use), file:line.
+    pub script_errors: Vec<String>,
+    /// Why the config's bindings were not applied, file:line (none: applied).
+    pub config_errors: Vec<String>,
+    /// Whether the config's `[[hooks]]` (and the scripts) are now in force.
+    pub applied: bool,
+}
+
+/// Re-reads the installation's scripts and config and applies the config's `[[hooks]]`
+/// bindings: all of them or, when a script does not compile, a binding cannot be made or
+/// another section of config changed (those need a restart), none — the running bindings
+/// stay, and the answer says why.
+pub fn reload(inst: &Installation, host: &Arc<ScriptHost>, bound: &Bound) -> Reloaded {
+    let mut out = Reloaded {
+        script_errors: host.reload_changed().iter().map(ToString::to_string).collect(),
+        ..Default::default()
+    };
+    // The watch may have compiled an edit already; what does not compile now is still an error.
+    for s in host.status() {
+        if let Some(e) = s.error {
+            if !out.script_errors.contains(&e) {
+                out.script_errors.push(e);
+            }
+        }
+    }
+    let settings = match Settings::load_installation(inst.dir()) {
+        Ok(s) => s,
+        Err(e) => {
+            out.config_errors.push(e.to_string());
+            return out;
+        }
+    };
+    out.config_errors = changed_sections(&bound.settings(), &settings);
+    if !out.config_errors.is_empty() || !out.script_errors.is_empty() {
+        return out;
+    }
+    match Engine::new(&settings, hooks(host)) {
+        Ok(engine) => {
+            bound.replace(engine, Arc::new(settings));
+            out.applied = true;
+        }
+        Err(e) => out.config_errors.extend(e.to_string().lines().map(str::to_string)),
+    }
+    out
+}
+
+/// The sections of config other than `[[hooks]]` that differ between the running config and
+/// `new`, each as an error naming its place: a reload does not apply them.
+fn changed_sections(running: &Settings, new: &Settings) -> Vec<String> {
+    let table = |s: &Settings| toml::from_str::<toml::Table>(&s.source.text).unwrap_or_default();
+    let (old, now) = (table(running), table(new));
+    let keys: std::collections::BTreeSet<&String> = old.keys().chain(now.keys()).collect();
+    let file = new.source.file.display();
+    keys.into_iter()
+        .filter(|k| k.as_str() != "hooks" && old.get(*k) != now.get(*k))
+        .map(|k| {
+            let line = line_of(&new.source.text, k).or_else(|| line_of(&running.source.text, k));
+            let place = line.map_or(format!("{file}"), |l| format!("{file}:{l}"));
+            format!(
+                "{place}: [{k}] changed; a reload applies [[hooks]] bindings and scripts only: restart the server \
+                 to apply it (nothing of this config was applied)"
+            )
+        })
+        .collect()
+}
+
+/// The line where the top-level key or section `key` is first written.
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            let header = l.trim_start_matches('[');
+            (l.starts_with('[') && (header.starts_with(&format!("{key}]")) || header.starts_with(&format!("{key}."))))
+                || (l.starts_with(key) && l[key.len()..].trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
 }

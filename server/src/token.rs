@@ -1,7 +1,7 @@
 //! API tokens: random, shown once, kept only as their SHA-256 in the installation's
 //! `data/tokens.jsonl`, each with the user and the role it acts in.
 
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -78,12 +78,10 @@ pub fn role(name: &str) -> Result<Role> {
     Role::from_name(name).with_context(|| format!("\"{name}\" is not a role: admin, head, manager or viewer"))
 }
 
-/// `N` random bytes from the kernel.
+/// `N` random bytes from the operating system's generator (`getrandom`).
 pub fn random<const N: usize>() -> Result<[u8; N]> {
     let mut bytes = [0u8; N];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("reading random bytes from /dev/urandom")?;
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("getting random bytes: {e}"))?;
     Ok(bytes)
 }
 

@@ -20,9 +20,15 @@ pub(crate) struct Served {
 
 impl Served {
     pub(crate) fn start(site: &Site) -> Served {
+        Served::start_with(site, &[])
+    }
+
+    /// A server with environment variables `env` set.
+    pub(crate) fn start_with(site: &Site, env: &[(&str, &str)]) -> Served {
         use std::io::BufRead as _;
         let mut child = Command::new(binary())
             .args(["serve", site.dir(), "--addr", "127.0.0.1:0"])
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -165,15 +171,17 @@ impl Served {
 pub(crate) struct Answer {
     pub(crate) status: u16,
     /// Header names in lower case.
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Answer {
-    fn parse(raw: &[u8]) -> Answer {
-        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| {
-            panic!("no complete response: {}", String::from_utf8_lossy(raw));
-        });
+    pub(crate) fn parse(raw: &[u8]) -> Answer {
+        let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+            assert!(raw.is_empty(), "no complete response: {}", String::from_utf8_lossy(raw));
+            // No answer at all: the connection was closed.
+            return Answer { status: 0, headers: Vec::new(), body: Vec::new() };
+        };
         let head = String::from_utf8_lossy(&raw[..split]).into_owned();
         let mut lines = head.split("\r\n");
         let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).unwrap();
@@ -275,7 +283,7 @@ fn try_post(addr: &str, path: &str, token: &str, body: &str) -> Option<u16> {
     let mut s = std::net::TcpStream::connect(addr).ok()?;
     write!(
             s,
-            "POST {path} HTTP/1.1\r\nHost: crmkit\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nHost: crmkit\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )
         .ok()?;
@@ -855,9 +863,9 @@ fn an_entity_is_created_changed_by_version_and_deleted_and_bad_changes_write_not
     assert_eq!(server.request("GET", &curl, Some(north)).0, 404);
     let (status, e) = server.send("DELETE", &format!("{url}?version=3"), north, b"");
     assert_eq!((status, e["code"].as_str()), (409, Some("referenced")), "{e}");
-    // Users and deals are not deleted; the route is not there.
-    let (status, _) = server.request("DELETE", &format!("/api/v1/users/{me}"), Some(office.token("boss")));
-    assert_eq!(status, 404);
+    // Users and deals are not deleted; the path does not take DELETE.
+    let (status, e) = server.request("DELETE", &format!("/api/v1/users/{me}"), Some(office.token("boss")));
+    assert_eq!((status, e["code"].as_str()), (405, Some("method_not_allowed")), "{e}");
     // A deal through the generic create: the process engine puts it in its first stage;
     // what the engine keeps cannot be written.
     let deal = format!(
@@ -1676,8 +1684,9 @@ fn custom_references_competitors_methods_and_roles_are_held_to_the_same_rules() 
     let (status, lost) = server.send("POST", &format!("/api/v1/deals/{d_north}/lose"), north, lose(&shared).as_bytes());
     assert_eq!((status, lost["competitor"].as_str()), (200, Some(shared.as_str())), "{lost}");
     // Methods are what HTTP says they are: `get` is not GET, and nothing breaks.
-    let (status, e) = server.request("get", "/api/v1/me", Some(north));
-    assert_eq!((status, e["code"].as_str()), (404, Some("no_route")));
+    let a = server.exchange("get", "/api/v1/me", Some(north), &[], None);
+    assert_eq!((a.status, a.json()["code"].as_str()), (405, Some("method_not_allowed")));
+    assert_eq!(a.header("allow"), Some("GET, HEAD, OPTIONS"));
     assert_eq!(server.request("GET", "/api/v1/me", Some(north)).0, 200);
     // A token acts in its role only: as a manager the user may not reopen; as a head, may.
     let lose_own = r#"{"version":1,"reason":"price"}"#;
@@ -1692,6 +1701,322 @@ fn custom_references_competitors_methods_and_roles_are_held_to_the_same_rules() 
     assert_eq!((status, d["status"].as_str()), (200, Some("in_progress")), "{d}");
     server.stop();
     ok(&["check", office.site.dir()]);
+}
+
+#[test]
+fn json_writes_need_a_json_content_type_and_paths_are_exact() {
+    let office = Office::new();
+    let before = office.site.dump();
+    let server = Served::start(&office.site);
+    let boss = office.token("boss");
+    let partner = r#"{"name":"Альфа","roles":["client"]}"#.as_bytes();
+    for (content_type, field) in [
+        ("text/plain", "Content-Type"),
+        ("", "Content-Type"),
+        ("application/jsonx", "Content-Type"),
+        ("application/json; charset=latin1", "Content-Type"),
+        ("multipart/form-data", "Content-Type"),
+    ] {
+        let a =
+            server.exchange("POST", "/api/v1/partners", Some(boss), &[("Content-Type", content_type)], Some(partner));
+        let j = a.json();
+        assert_eq!(
+            (a.status, j["code"].as_str(), j["field"].as_str()),
+            (415, Some("unsupported_media_type"), Some(field)),
+            "{content_type}: {j}"
+        );
+    }
+    // An action's body is JSON too; an empty one needs no type.
+    let a = server.exchange(
+        "POST",
+        "/api/v1/tasks/01KJPWD6M0000000000000000T/complete",
+        Some(boss),
+        &[("Content-Type", "text/plain")],
+        Some(br#"{"version":1}"#),
+    );
+    assert_eq!(a.status, 415, "{}", a.json());
+    // Paths are case-sensitive and exact.
+    for path in ["/API/v1/partners", "/api/V1/partners", "/api/v1/Partners", "/api/v1/partners/", "/api/v1//partners"] {
+        let a = server.exchange("POST", path, Some(boss), &[], Some(partner));
+        assert_eq!((a.status, a.json()["code"].as_str()), (404, Some("no_route")), "{path}");
+    }
+    server.stop();
+    assert_eq!(office.site.dump(), before);
+    // With the type (and its charset in any case), the write is made.
+    let server = Served::start(&office.site);
+    let a = server.exchange(
+        "POST",
+        "/api/v1/partners",
+        Some(boss),
+        &[("Content-Type", "Application/JSON; Charset=\"UTF-8\"")],
+        Some(partner),
+    );
+    assert_eq!(a.status, 201, "{}", a.json());
+    server.stop();
+}
+
+#[test]
+fn every_route_answers_options_and_head_and_a_wrong_method_gets_405_with_allow() {
+    let office = Office::new();
+    let server = Served::start(&office.site);
+    let boss = office.token("boss");
+    let (_, doc) = server.request("GET", "/openapi.json", None);
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let concrete: String = path
+            .split('/')
+            .map(|s| if s.starts_with('{') { "01KJPWD6M0000000000000000T" } else { s })
+            .collect::<Vec<_>>()
+            .join("/");
+        let mut methods: Vec<String> = ops.as_object().unwrap().keys().map(|m| m.to_uppercase()).collect();
+        if methods.iter().any(|m| m == "GET") {
+            methods.push("HEAD".into());
+        }
+        methods.push("OPTIONS".into());
+        let a = server.exchange("OPTIONS", &concrete, None, &[], None);
+        assert_eq!(a.status, 204, "OPTIONS {concrete}");
+        let mut allow: Vec<String> = a.header("allow").unwrap().split(", ").map(str::to_string).collect();
+        allow.sort();
+        methods.sort();
+        assert_eq!(allow, methods, "{path}");
+        if let Some(wrong) = ["PUT", "DELETE", "PATCH", "POST"].into_iter().find(|m| !methods.iter().any(|x| x == m)) {
+            let a = server.exchange(wrong, &concrete, Some(boss), &[], None);
+            let j = a.json();
+            assert_eq!((a.status, j["code"].as_str()), (405, Some("method_not_allowed")), "{wrong} {path}: {j}");
+            let mut got: Vec<&str> = a.header("allow").unwrap().split(", ").collect();
+            got.sort();
+            assert_eq!(got, methods.iter().map(String::as_str).collect::<Vec<_>>(), "{path}");
+        }
+    }
+    // HEAD is GET without the body: the same status and length.
+    for path in ["/health", "/api/v1/partners", "/api/v1/deals/nope"] {
+        let get = server.exchange("GET", path, Some(boss), &[], None);
+        let head = server.exchange("HEAD", path, Some(boss), &[], None);
+        assert_eq!(head.status, get.status, "{path}");
+        assert!(head.body.is_empty(), "{path}");
+        assert_eq!(head.header("content-length"), Some(get.body.len().to_string().as_str()), "{path}");
+    }
+    server.stop();
+}
+
+#[test]
+fn query_strings_are_form_decoded_and_a_repeated_parameter_is_refused() {
+    let office = Office::new();
+    let server = Served::start(&office.site);
+    let boss = office.token("boss");
+    // `%+5` is not an escape: it stays, `+` a space, and "% 5" is no limit.
+    let (status, j) = server.request("GET", "/api/v1/partners?limit=%+5", Some(boss));
+    assert_eq!((status, j["code"].as_str(), j["field"].as_str()), (400, Some("bad_query"), Some("limit")), "{j}");
+    assert!(j["message"].as_str().unwrap().contains("\"% 5\""), "{j}");
+    let (status, _) = server.request("GET", "/api/v1/partners?limit=%31%30", Some(boss));
+    assert_eq!(status, 200);
+    let (status, j) = server.request("GET", "/api/v1/partners?limit=1&limit=2", Some(boss));
+    assert_eq!((status, j["code"].as_str(), j["field"].as_str()), (400, Some("bad_query"), Some("limit")), "{j}");
+    server.stop();
+}
+
+#[test]
+fn a_tampered_cut_or_foreign_cursor_is_refused_with_bad_cursor() {
+    let office = Office::new();
+    for name in ["Альфа", "Бета", "Гамма"] {
+        office.site.partner(name, PartnerRole::Client);
+    }
+    let server = Served::start(&office.site);
+    let boss = office.token("boss");
+    let (_, page) = server.request("GET", "/api/v1/partners?limit=1", Some(boss));
+    let next = page["next"].as_str().unwrap().to_string();
+    let (status, second) = server.request("GET", &format!("/api/v1/partners?limit=1&after={next}"), Some(boss));
+    assert_eq!(status, 200);
+    assert_ne!(second["items"][0]["id"], page["items"][0]["id"]);
+    let (_, users) = server.request("GET", "/api/v1/users?limit=1", Some(boss));
+    let foreign = users["next"].as_str().unwrap().to_string();
+    let flip = |at: usize| {
+        let mut b = next.clone().into_bytes();
+        b[at] = if b[at] == b'a' { b'b' } else { b'a' };
+        String::from_utf8(b).unwrap()
+    };
+    for bad in [
+        flip(0),
+        flip(60),
+        flip(next.len() - 1),
+        next[..next.len() - 2].to_string(),
+        foreign,
+        "zz".into(),
+        String::new(),
+    ] {
+        let (status, j) = server.request("GET", &format!("/api/v1/partners?limit=1&after={bad}"), Some(boss));
+        assert_eq!(
+            (status, j["code"].as_str(), j["field"].as_str()),
+            (400, Some("bad_cursor"), Some("after")),
+            "{bad}: {j}"
+        );
+    }
+    server.stop();
+}
+
+#[test]
+fn import_parameters_are_checked_and_written_says_whether_anything_was() {
+    let office = Office::new();
+    let before = office.site.dump();
+    let server = Served::start(&office.site);
+    let boss = office.token("boss");
+    let file = "key,name,roles\nP1,Альфа,client\n";
+    let import = |query: &str, content_type: &str| {
+        let a = server.exchange(
+            "POST",
+            &format!("/api/v1/import/partners{query}"),
+            Some(boss),
+            &[("Content-Type", content_type)],
+            Some(file.as_bytes()),
+        );
+        (a.status, a.json())
+    };
+    for (query, field) in [
+        ("?atomik=1", "atomik"),
+        ("?atomic=yes", "atomic"),
+        ("?dry_run=2", "dry_run"),
+        ("?format=xml", "format"),
+        ("?delimiter=ab", "delimiter"),
+        ("?format=jsonl&delimiter=%3B", "delimiter"),
+        ("?map=", "map"),
+        ("?atomic&atomic", "atomic"),
+    ] {
+        let (status, j) = import(query, "text/csv");
+        assert_eq!(
+            (status, j["code"].as_str(), j["field"].as_str()),
+            (400, Some("bad_query"), Some(field)),
+            "{query}: {j}"
+        );
+    }
+    server.stop();
+    assert_eq!(office.site.dump(), before);
+    let server = Served::start(&office.site);
+    let import = |query: &str| {
+        let a = server.exchange(
+            "POST",
+            &format!("/api/v1/import/partners{query}"),
+            Some(boss),
+            &[("Content-Type", "text/csv")],
+            Some(file.as_bytes()),
+        );
+        (a.status, a.json())
+    };
+    let (status, r) = import("");
+    assert_eq!((status, r["created"].as_u64(), r["written"].as_bool()), (200, Some(1), Some(true)), "{r}");
+    // The same file again changes nothing, and says so.
+    let (status, r) = import("");
+    assert_eq!((status, r["unchanged"].as_u64(), r["written"].as_bool()), (200, Some(1), Some(false)), "{r}");
+    server.stop();
+}
+
+/// An HTTP/2 client with prior knowledge (h2c) on a connection of its own.
+async fn h2_client(
+    addr: &str,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    tokio::task::JoinHandle<Result<(), hyper::Error>>,
+) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    (send, tokio::spawn(conn))
+}
+
+#[test]
+fn http2_is_spoken_and_idle_connections_are_closed_after_the_timeout() {
+    use http_body_util::BodyExt as _;
+    let office = Office::new();
+    let server = Served::start_with(&office.site, &[("CRMKIT_HTTP_IDLE_TIMEOUT", "0.5")]);
+    let boss = office.token("boss").to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (mut send, conn) = h2_client(&server.addr).await;
+        let req = hyper::Request::get(format!("http://{}/api/v1/me", server.addr))
+            .header("authorization", format!("Bearer {boss}"))
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        let res = send.send_request(req).await.unwrap();
+        assert_eq!(res.version(), hyper::Version::HTTP_2);
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["content-type"], "application/json");
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        let me: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(me["login"], "boss");
+        // An error over h2 is the same JSON.
+        let req = hyper::Request::delete(format!("http://{}/api/v1/deals", server.addr))
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        let res = send.send_request(req).await.unwrap();
+        assert_eq!(res.status(), 405);
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["code"], "method_not_allowed");
+        // Then idle: the server closes the connection (GOAWAY) after the timeout.
+        let started = std::time::Instant::now();
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
+        assert!(ended.is_ok(), "the idle h2 connection is still open after 5 s");
+        assert!(started.elapsed() >= std::time::Duration::from_millis(300), "{:?}", started.elapsed());
+        // A connection that never sends a request is closed too.
+        let (_send, conn) = h2_client(&server.addr).await;
+        assert!(tokio::time::timeout(std::time::Duration::from_secs(5), conn).await.is_ok());
+    });
+    // HTTP/1 kept alive: closed after the same timeout.
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(&server.addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).expect("the server closes the idle connection within 5 s");
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300), "{:?}", started.elapsed());
+    server.stop();
+}
+
+#[test]
+fn money_is_taken_only_in_the_decimal_form_the_schema_declares() {
+    let office = Office::new();
+    let partner = office.site.partner("Альфа", PartnerRole::Client);
+    let before = office.site.dump();
+    let server = Served::start(&office.site);
+    let boss = office.token("boss");
+    let deal = |amount: &str| {
+        format!(
+            r#"{{"title":"Поставка","partner":"{partner}","kind":"b2b_sale","amount":{{"amount":{amount},"currency":"RUB"}}}}"#
+        )
+    };
+    for amount in [
+        r#""1e5""#,
+        r#""1E5""#,
+        r#""+5""#,
+        r#"" 5""#,
+        r#""5 ""#,
+        r#""1_000""#,
+        r#""5.""#,
+        r#"".5""#,
+        r#""10.005""#,
+        r#""0x10""#,
+        r#""5,50""#,
+        r#""""#,
+        "5",
+        "5.5",
+        r#""1.2.3""#,
+    ] {
+        let (status, e) = server.send("POST", "/api/v1/deals", boss, deal(amount).as_bytes());
+        assert_eq!(
+            (status, e["code"].as_str(), e["field"].as_str()),
+            (422, Some("invalid"), Some("amount.amount")),
+            "{amount}: {e}"
+        );
+    }
+    server.stop();
+    assert_eq!(office.site.dump(), before);
+    let server = Served::start(&office.site);
+    let (status, d) = server.send("POST", "/api/v1/deals", boss, deal(r#""10.500""#).as_bytes());
+    assert_eq!((status, d["amount"]["amount"].as_str()), (201, Some("10.50")), "{d}");
+    server.stop();
 }
 
 /// Closing a deal over HTTP asks the guards of leaving its stage (the shipped

@@ -476,10 +476,15 @@ fn scripts_are_checked_and_run_from_the_command_line() {
     assert!(out.contains("scripts: ok (6 compiled, 3 bindings to script functions checked)"), "{out}");
     let out = ok(&["script", "check", site.dir()]);
     assert!(out.contains("6 scripts compiled"), "{out}");
-    // A dry run of the route script against the installation: a client with no won deals.
+    // A dry run of the route script against the installation: a client with no won deals,
+    // its deal as the hook contract writes it (docs/hooks.md).
     let p = site.partner("Альфа", PartnerRole::Client);
-    let input =
-        site.file("ctx.json", format!("{{\"after\": {{\"amount\": 2000000, \"partner\": \"{p}\"}}}}").as_bytes());
+    let id = site.deal(p, site.manager(), 2_000_000);
+    let deal = site
+        .with(|inst| crmkit_core::hooks::wire::DealV1::from(&inst.store().read().unwrap().load::<Deal>(id).unwrap()));
+    let ctx = serde_json::json!({ "v": 1, "hook": "deal.route", "process_kind": "b2b_sale", "entity": "deal",
+        "actor": null, "before": null, "after": deal, "transition": null, "task": null, "depth": 0 });
+    let input = site.file("ctx.json", ctx.to_string().as_bytes());
     let out = ok(&["script", "run", site.dir(), "stages/routes.rhai", "approval_for_new_clients", "--input", &input]);
     assert_eq!(out.trim(), "\"approval\"");
     // A broken script: both checks name the file, line and column, and fail.

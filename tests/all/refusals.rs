@@ -94,7 +94,8 @@ fn deleting_with_the_wrong_role_or_out_of_scope_writes_nothing() {
                 (409, "conflict"),
             );
         }
-        // Users, deals and tasks are never deleted, not even by an admin: there is no route.
+        // Users, deals and tasks are never deleted, not even by an admin: their paths do not
+        // take DELETE.
         for resource in ["users", "deals", "tasks"] {
             let id = side(&all, resource, true);
             refused(
@@ -103,7 +104,7 @@ fn deleting_with_the_wrong_role_or_out_of_scope_writes_nothing() {
                 &format!("/api/v1/{resource}/{id}?version=1"),
                 office.token("boss"),
                 None,
-                (404, "no_route"),
+                (405, "method_not_allowed"),
             );
         }
     });

@@ -26,6 +26,15 @@ struct Scripted {
 
 /// Builds the installation; what is wrong with its scripts or bindings, one line each.
 fn scripted(hooks: &str, scripts: &[(&str, &str)]) -> Result<Scripted, Vec<String>> {
+    scripted_with(|c| c, hooks, scripts)
+}
+
+/// [`scripted`] with the default config edited by `edit` first.
+fn scripted_with(
+    edit: impl FnOnce(String) -> String,
+    hooks: &str,
+    scripts: &[(&str, &str)],
+) -> Result<Scripted, Vec<String>> {
     let dir = tempfile::tempdir().unwrap();
     // The default config binds the shipped scripts.
     for (name, text) in crmkit_core::installation::SHIPPED_SCRIPTS.iter().chain(scripts) {
@@ -33,7 +42,7 @@ fn scripted(hooks: &str, scripts: &[(&str, &str)]) -> Result<Scripted, Vec<Strin
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, text).unwrap();
     }
-    let config = format!("{DEFAULT_CONFIG}\n{hooks}");
+    let config = format!("{}\n{hooks}", edit(DEFAULT_CONFIG.to_string()));
     let settings = Settings::parse(&config, Path::new("crmkit.toml")).unwrap();
     let host = Arc::new(ScriptHost::new(dir.path(), &crmkit_rhai::RhaiSettings::from_settings(&settings).unwrap()));
     let errors = host.load_all();
@@ -161,16 +170,84 @@ fn a_runtime_error_refuses_the_write_naming_script_function_and_line() {
 #[test]
 fn runaway_scripts_are_stopped_by_their_limits() {
     // Each limit alone: an endless loop with the operations unlimited meets the time limit,
-    // and with the time limit far away it meets the operations limit.
-    faults_with("max_operations = 1000000000000\n", "  loop { }", &["stopped after 20 ms"]);
+    // and with the time limit far away it meets the operations limit; each names the line.
+    faults_with(
+        "max_operations = 1000000000000\n",
+        "  loop { }",
+        &["scripts/guards.rhai:2:3: in check(): stopped after 20 ms"],
+    );
     faults_with(
         "timeout_ms = 600000\nmax_operations = 5000\n",
         "  loop { }",
-        &["stopped after 5000 operations", "max_operations"],
+        &["scripts/guards.rhai:2:", "stopped after 5000 operations", "max_operations"],
     );
     // The call depth and the size of a value, with the time limit out of the way.
-    faults_with("timeout_ms = 600000\n", "  deep(0)", &["guards.rhai", "nested too deep"]);
-    faults_with("timeout_ms = 600000\n", "  let s = \"x\";\n  loop { s += s; }", &["grew past its limit"]);
+    faults_with("timeout_ms = 600000\n", "  deep(0)", &["scripts/guards.rhai:4:", "in deep(): calls nested too deep"]);
+    faults_with(
+        "timeout_ms = 600000\n",
+        "  let s = \"x\";\n  loop { s += s; }",
+        &["scripts/guards.rhai:3:", "a string grew past its limit"],
+    );
+}
+
+/// Every limit stops the write it was asked about with the script, function and line where
+/// it stopped the call, and nothing is written — as `crmkit script run` says it
+/// (script_tools::script_run_names_the_line_where_a_limit_stopped_the_script).
+#[test]
+fn a_limit_names_the_script_function_and_line_where_it_stopped() {
+    use crate::script_tools::{limited, RUNAWAY, STOPPED};
+    for (function, place, what) in STOPPED {
+        let hooks = format!("[[hooks]]\npoint = \"deal.before_transition\"\nhandler = \"runaway.rhai::{function}\"\n");
+        let s = scripted_with(limited, &hooks, &[("runaway.rhai", RUNAWAY)]).unwrap();
+        let d = s.deal(10_000);
+        let err = s.refused_move(&d, "needs_analysis");
+        let text = err.to_string();
+        assert!(matches!(err, Error::HookFault { .. }), "not a fault: {text}");
+        assert!(text.contains(&format!("handler runaway.rhai::{function} failed: scripts/{place}")), "{text}");
+        assert!(text.contains(what), "{text:?} does not say {what:?}");
+    }
+}
+
+#[test]
+fn a_misspelled_variable_is_an_error_when_the_script_is_compiled() {
+    let errors = scripted(
+        GUARD,
+        &[(
+            "guards.rhai",
+            "fn check(ctx) {\n    let amount = ctx.after.amount;\n    if amout > 5 { return false; }\n    true\n}",
+        )],
+    )
+    .err()
+    .expect("refused");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("scripts/guards.rhai:3:8: Undefined variable: amout"), "{}", errors[0]);
+    // Constants of the file's top level are not seen by functions: said so, not silently ().
+    let errors =
+        scripted("", &[("limits.rhai", "const LIMIT = 5;\nfn check(ctx) { ctx.after.amount < LIMIT }")]).err().unwrap();
+    assert!(
+        errors[0].contains("limits.rhai:2:36: Undefined variable: LIMIT") && errors[0].contains("top level"),
+        "{errors:?}"
+    );
+    // Parameters, closures' captures, loop variables and imports are declared.
+    scripted(
+        "",
+        &[
+            ("lib/amounts.rhai", "fn big() { 1000000 }"),
+            (
+                "fine.rhai",
+                "fn f(ctx) {\n  import \"lib/amounts\" as a;\n  let n = 0;\n  [1, 2].for_each(|x| n += x);\n  for (d, i) in [ctx] { n += i; }\n  n < a::big()\n}",
+            ),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+}
+
+#[test]
+fn the_shipped_scripts_compile_with_strict_variables() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts");
+    let host = ScriptHost::new(&dir, &crmkit_rhai::RhaiSettings::default());
+    assert_eq!(host.files().len(), 6);
+    assert_eq!(host.load_all(), Vec::new());
 }
 
 #[test]
@@ -620,6 +697,169 @@ fn field_names(sample: serde_json::Value, through: fn(serde_json::Value) -> serd
         serde_json::Value::Object(m) => m.keys().cloned().collect(),
         other => panic!("not an object: {other}"),
     }
+}
+
+// docs/scripting.md is the reference of what scripts may call; these keep it equal to the
+// runtime's registration and to core's declarations.
+
+/// The first cells (in backticks) of the table rows of docs/scripting.md under the heading
+/// that starts with `heading`, up to the next heading of that level.
+fn doc_cells(heading: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/scripting.md")).unwrap();
+    let level = heading.split(' ').next().unwrap().to_string() + " ";
+    let mut inside = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with(&level) {
+            inside = line.starts_with(heading);
+        } else if inside && line.starts_with("| `") {
+            let cell = line[3..].split('`').next().unwrap();
+            out.push(cell.to_string());
+        }
+    }
+    assert!(!out.is_empty(), "no table under {heading:?} in docs/scripting.md");
+    out
+}
+
+/// A registered signature (`get$amount(_: &mut Deal) -> …`, `partner(_: string) -> …`) as the
+/// docs write it: `Deal.amount`, `partner(string)`.
+fn doc_form(signature: &str) -> String {
+    let (name, rest) = signature.split_once('(').unwrap();
+    let params: Vec<String> = rest
+        .split(')')
+        .next()
+        .unwrap()
+        .split(", ")
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let ty = p.split(": ").nth(1).unwrap_or(p).trim_start_matches("&mut ");
+            if ty == "i64" {
+                "int".to_string()
+            } else {
+                ty.to_string()
+            }
+        })
+        .collect();
+    match name.strip_prefix("get$") {
+        Some(getter) => format!("{}.{getter}", params[0]),
+        None => format!("{name}({})", params.join(", ")),
+    }
+}
+
+#[test]
+fn docs_list_every_function_and_getter_scripts_have_and_only_those() {
+    use std::collections::BTreeSet;
+    let registered: BTreeSet<String> = crmkit_rhai::signatures().iter().map(|s| doc_form(s)).collect();
+    let documented: BTreeSet<String> = doc_cells("## `ctx` and the values it holds")
+        .into_iter()
+        .chain(doc_cells("## Functions").into_iter().filter(|c| c.contains('(')))
+        .collect();
+    let missing: Vec<_> = registered.difference(&documented).collect();
+    let extra: Vec<_> = documented.difference(&registered).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "not documented: {missing:?}; documented, not there: {extra:?}");
+    // The Rhai functions the page names are Rhai's.
+    let standard: BTreeSet<String> = rhai::Engine::new()
+        .gen_fn_signatures(true)
+        .iter()
+        .map(|s| s.split('(').next().unwrap().to_string())
+        // Statements of the language that write to the log through the engine's callbacks.
+        .chain(["print", "debug"].map(String::from))
+        .collect();
+    for f in doc_cells("## Functions").into_iter().filter(|c| !c.contains('(')) {
+        assert!(standard.contains(&f), "docs/scripting.md names {f}, which Rhai does not have");
+    }
+}
+
+#[test]
+fn docs_list_every_action_with_its_fields() {
+    use crmkit_core::hooks::Action;
+    // Every action, so that a new one fails to compile here until it is documented.
+    let all = [
+        Action::CreateTask {
+            title: "t".into(),
+            description: String::new(),
+            executor: None,
+            due_in_minutes: None,
+            required: false,
+        },
+        Action::SetField { field: "probability".into(), value: serde_json::Value::Null },
+        Action::AddNote { subject: "s".into(), body: String::new() },
+        Action::PutOnHold { comment: String::new() },
+    ];
+    for a in &all {
+        match a {
+            Action::CreateTask { .. } | Action::SetField { .. } | Action::AddNote { .. } | Action::PutOnHold { .. } => {
+            }
+        }
+    }
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/scripting.md")).unwrap();
+    let documented = doc_cells("## Answers").into_iter().filter(|c| !c.contains([' ', '.'])).collect::<Vec<_>>();
+    let mut names = Vec::new();
+    for a in &all {
+        let json = serde_json::to_value(a).unwrap();
+        let name = json["action"].as_str().unwrap().to_string();
+        let row = text.lines().find(|l| l.starts_with(&format!("| `{name}` |"))).unwrap_or_else(|| panic!("{name}"));
+        for field in json.as_object().unwrap().keys().filter(|k| *k != "action") {
+            assert!(row.contains(&format!("`{field}`")), "docs/scripting.md: {name} without its field {field}: {row}");
+        }
+        names.push(name);
+    }
+    assert_eq!(documented, names, "the actions of docs/scripting.md");
+}
+
+#[test]
+fn docs_list_every_limit_key_with_its_default() {
+    let defaults = serde_json::to_value(crmkit_rhai::RhaiSettings::default()).unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/scripting.md")).unwrap();
+    let mut expected: Vec<String> = defaults
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| match k.as_str() {
+            "timeout_ms" | "report_timeout_ms" => format!("limits.{k}"),
+            other => format!("runtimes.rhai.{other}"),
+        })
+        .collect();
+    expected.sort();
+    let mut documented = doc_cells("## Limits");
+    documented.sort();
+    assert_eq!(documented, expected);
+    // Each default as written is the default, and each key is one config takes.
+    let mut section = String::from("[runtimes.rhai]\n");
+    for key in &documented {
+        let row = text.lines().find(|l| l.starts_with(&format!("| `{key}` |"))).unwrap();
+        let default = row.split('|').nth(2).unwrap().trim();
+        let field = key.rsplit('.').next().unwrap();
+        assert_eq!(defaults[field].to_string(), default, "{key}");
+        if let Some(rhai_key) = key.strip_prefix("runtimes.rhai.") {
+            section += &format!("{rhai_key} = {default}\n");
+        }
+    }
+    let config = DEFAULT_CONFIG.replace("[runtimes.rhai]\nmax_operations = 1000000\nimports = true\n", &section);
+    assert_ne!(config, DEFAULT_CONFIG);
+    let settings = Settings::parse(&config, Path::new("crmkit.toml")).unwrap();
+    assert_eq!(crmkit_rhai::RhaiSettings::from_settings(&settings).unwrap(), crmkit_rhai::RhaiSettings::default());
+}
+
+#[test]
+fn docs_say_which_operation_fires_every_point() {
+    use crmkit_core::hooks::HookPoint;
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/scripting.md")).unwrap();
+    let table: String = text
+        .split("## Which operation fires which point")
+        .nth(1)
+        .unwrap()
+        .split("\n## ")
+        .next()
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .map(|l| l.rsplit('|').nth(1).unwrap().to_string())
+        .collect();
+    let named: std::collections::BTreeSet<&str> =
+        table.split('`').filter(|w| w.contains('.') && !w.contains(' ')).collect();
+    let points: std::collections::BTreeSet<&str> = HookPoint::ALL.iter().map(|p| p.name()).collect();
+    assert_eq!(named, points);
 }
 
 #[test]

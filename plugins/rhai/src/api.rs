@@ -4,7 +4,7 @@
 //! amounts and custom numbers as decimals), other entities are object maps of their contract
 //! form. What a script returns goes back to core as JSON, which core reads against the point.
 
-use crmkit_core::hooks::wire::{ActorV1, DocumentV1, InteractionV1, PartnerV1, SubjectV1, TaskV1};
+use crmkit_core::hooks::wire::{ActorV1, DocumentV1, InputV1, InteractionV1, PartnerV1, SubjectV1, TaskV1};
 use crmkit_core::hooks::{HookInput, Reply, Subject, Transition, View};
 use crmkit_core::model::{CustomFields, CustomValue, Deal, Role};
 use std::cell::RefCell;
@@ -163,6 +163,17 @@ fn each_deal(ctx: rhai::NativeCallContext, f: rhai::FnPtr) -> Result<(), Box<rha
             }
         }
     }
+}
+
+/// The signature of every function, getter and method the CRM adds for scripts (beyond
+/// Rhai's own), sorted: what docs/scripting.md lists.
+pub fn signatures() -> Vec<String> {
+    let mut engine = Engine::new_raw();
+    register(&mut engine);
+    let mut all = engine.gen_fn_signatures(false);
+    all.sort();
+    all.dedup();
+    all
 }
 
 /// Registers the types and functions scripts use.
@@ -339,6 +350,39 @@ pub fn context(input: &HookInput<'_>) -> Result<Dynamic, String> {
         after: json(input.after.as_ref().map(subject))?,
         transition: input.transition.map_or(Dynamic::UNIT, |t| Dynamic::from(Arc::new(t.clone()))),
         task: json(input.task.map(|t| rhai::serde::to_dynamic(TaskV1::from(t)).map_err(|e| e.to_string())))?,
+        depth: input.depth.into(),
+    };
+    Ok(Dynamic::from(ctx))
+}
+
+/// The `ctx` of a call whose input is written in its contract form, with `before` and
+/// `after` already read into the values a script sees (see [`crate::input`]).
+pub(crate) fn wire_context(input: &InputV1, before: Dynamic, after: Dynamic) -> Result<Dynamic, String> {
+    let map = |v: Result<Dynamic, _>| v.map_err(|e: Box<rhai::EvalAltResult>| e.to_string());
+    let ctx = Ctx {
+        hook: input.hook.name(),
+        kind: input.process_kind.clone().map_or(Dynamic::UNIT, Into::into),
+        entity: input.entity.name(),
+        actor: match &input.actor {
+            Some(a) => map(rhai::serde::to_dynamic(a))?,
+            None => Dynamic::UNIT,
+        },
+        before,
+        after,
+        transition: input.transition.as_ref().map_or(Dynamic::UNIT, |t| {
+            Dynamic::from(Arc::new(Transition {
+                how: t.how,
+                from_stage: t.from_stage.clone(),
+                to_stage: t.to_stage.clone(),
+                from_status: t.from_status,
+                to_status: t.to_status,
+                note: t.note.clone(),
+            }))
+        }),
+        task: match &input.task {
+            Some(t) => map(rhai::serde::to_dynamic(t))?,
+            None => Dynamic::UNIT,
+        },
         depth: input.depth.into(),
     };
     Ok(Dynamic::from(ctx))

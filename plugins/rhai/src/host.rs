@@ -103,6 +103,10 @@ pub struct ScriptStatus {
 /// One installation's scripts and the engine that runs them.
 pub struct ScriptHost {
     engine: Engine,
+    /// The same engine stepping through every statement: a call stopped by a limit runs again
+    /// on it to find the file, function and line where it was stopped (the engine reports
+    /// limits without a place).
+    tracer: Engine,
     dir: PathBuf,
     limits: RhaiSettings,
     scripts: RwLock<BTreeMap<String, Compiled>>,
@@ -193,50 +197,112 @@ impl ModuleResolver for ScriptsOnly {
     }
 }
 
+/// An engine under `limits` with the CRM API, importing from `dir` (when imports are on).
+fn configured(
+    limits: &RhaiSettings,
+    dir: &Path,
+    modules: &Arc<RwLock<BTreeMap<PathBuf, Shared<Module>>>>,
+    stopping: &Arc<std::sync::atomic::AtomicBool>,
+) -> Engine {
+    let mut engine = Engine::new();
+    engine.set_max_call_levels(limits.max_call_depth);
+    engine.set_max_expr_depths(limits.max_expr_depth, (limits.max_expr_depth / 2).max(1));
+    engine.set_max_string_size(limits.max_string_size);
+    engine.set_max_array_size(limits.max_array_size);
+    engine.set_max_map_size(limits.max_map_size);
+    engine.set_max_modules(64);
+    engine.disable_symbol("eval");
+    // A misspelled name is an error when the script is compiled, not a fault at the first
+    // call that reaches it.
+    engine.set_strict_variables(true);
+    engine
+        .set_module_resolver(ScriptsOnly { dir: limits.imports.then(|| dir.to_path_buf()), modules: modules.clone() });
+    engine.on_print(|s| tracing::info!(target: "crmkit::script", "{s}"));
+    engine.on_debug(|s, source, pos| {
+        tracing::debug!(target: "crmkit::script", script = source.unwrap_or("?"), line = pos.line().unwrap_or(0), "{s}")
+    });
+    let stop = stopping.clone();
+    engine.on_progress(move |_| {
+        let ops = TICKS.with(|t| {
+            t.set(t.get() + 1);
+            t.get()
+        });
+        let b = BUDGET.with(Cell::get);
+        if b.stoppable && stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return Some(STOPPING.into());
+        }
+        if ops > b.max_operations {
+            return Some(OUT_OF_OPERATIONS.into());
+        }
+        if ops & 255 == 0 {
+            if let Some(d) = b.deadline {
+                if Instant::now() >= d {
+                    return Some(OUT_OF_TIME.into());
+                }
+            }
+        }
+        None
+    });
+    crate::api::register(&mut engine);
+    engine
+}
+
+/// Where a traced call was last: the file (as its AST names it), the position and the
+/// function.
+#[derive(Clone)]
+struct Place {
+    source: Option<String>,
+    pos: Position,
+    function: Option<String>,
+}
+
+thread_local! {
+    /// The last step of the traced call on this thread.
+    static TRACE: std::cell::RefCell<Option<Place>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The longest a traced call runs again to find where a call out of time was stopped.
+const TRACE_TIME: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Whether `e` is a limit stopping a call: the engine reports those without their place.
+fn is_limit(e: &EvalAltResult) -> bool {
+    match e {
+        EvalAltResult::ErrorTerminated(why, _) => why.to_string() != STOPPING,
+        EvalAltResult::ErrorStackOverflow(_)
+        | EvalAltResult::ErrorDataTooLarge(..)
+        | EvalAltResult::ErrorTooManyOperations(_) => true,
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => is_limit(inner),
+        _ => false,
+    }
+}
+
 impl ScriptHost {
     /// A host for the scripts in `dir`, under `limits`. Nothing is compiled yet.
     pub fn new(dir: &Path, limits: &RhaiSettings) -> ScriptHost {
-        let mut engine = Engine::new();
-        engine.set_max_call_levels(limits.max_call_depth);
-        engine.set_max_expr_depths(limits.max_expr_depth, (limits.max_expr_depth / 2).max(1));
-        engine.set_max_string_size(limits.max_string_size);
-        engine.set_max_array_size(limits.max_array_size);
-        engine.set_max_map_size(limits.max_map_size);
-        engine.set_max_modules(64);
-        engine.disable_symbol("eval");
         let canonical = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
         let modules = Arc::new(RwLock::new(BTreeMap::new()));
-        engine.set_module_resolver(ScriptsOnly { dir: limits.imports.then_some(canonical), modules: modules.clone() });
-        engine.on_print(|s| tracing::info!(target: "crmkit::script", "{s}"));
-        engine.on_debug(|s, source, pos| {
-            tracing::debug!(target: "crmkit::script", script = source.unwrap_or("?"), line = pos.line().unwrap_or(0), "{s}")
-        });
         let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stop = stopping.clone();
-        engine.on_progress(move |_| {
-            let ops = TICKS.with(|t| {
-                t.set(t.get() + 1);
-                t.get()
-            });
-            let b = BUDGET.with(Cell::get);
-            if b.stoppable && stop.load(std::sync::atomic::Ordering::Relaxed) {
-                return Some(STOPPING.into());
-            }
-            if ops > b.max_operations {
-                return Some(OUT_OF_OPERATIONS.into());
-            }
-            if ops & 255 == 0 {
-                if let Some(d) = b.deadline {
-                    if Instant::now() >= d {
-                        return Some(OUT_OF_TIME.into());
-                    }
+        let engine = configured(limits, &canonical, &modules, &stopping);
+        let mut tracer = configured(limits, &canonical, &modules, &stopping);
+        // Rhai marks its debugger interface as one that may still change, with a
+        // deprecation note; a change shows here when rhai is upgraded.
+        #[allow(deprecated)]
+        tracer.register_debugger(
+            |_, debugger| debugger,
+            |ctx, event, _node, source, pos| {
+                use rhai::debugger::{DebuggerCommand, DebuggerEvent};
+                // The steps only: leaving functions with the error comes after the place.
+                if !matches!(event, DebuggerEvent::Step | DebuggerEvent::Start) {
+                    return Ok(DebuggerCommand::StepInto);
                 }
-            }
-            None
-        });
-        crate::api::register(&mut engine);
+                let function = ctx.global_runtime_state().debugger().call_stack().last().map(|f| f.fn_name.to_string());
+                TRACE.with(|t| *t.borrow_mut() = Some(Place { source: source.map(str::to_string), pos, function }));
+                Ok(DebuggerCommand::StepInto)
+            },
+        );
         ScriptHost {
             engine,
+            tracer,
             dir: dir.to_path_buf(),
             limits: limits.clone(),
             scripts: RwLock::new(BTreeMap::new()),
@@ -351,6 +417,11 @@ impl ScriptHost {
                 m if m.contains("'eval'") => {
                     "eval is not available to scripts: they run only the code of their files".to_string()
                 }
+                m if matches!(e.err_type(), rhai::ParseErrorType::VariableUndefined(_)) => format!(
+                    "{}: a function sees only its parameters (ctx) and what it declares with let or const \
+                     before; constants of the file's top level are not visible in functions",
+                    m.split(" (line").next().unwrap_or(&m)
+                ),
                 m => m,
             };
             ScriptError::at(file, e.position(), None, message)
@@ -406,8 +477,9 @@ impl ScriptHost {
             return Ok(());
         }
         let message = if found.is_empty() {
-            let defined: Vec<String> =
+            let mut defined: Vec<String> =
                 ast.iter_functions().map(|f| format!("{}({})", f.name, f.params.join(", "))).collect();
+            defined.sort();
             format!(
                 "defines no function {function}; it defines {}",
                 if defined.is_empty() { "none".to_string() } else { defined.join(", ") }
@@ -516,15 +588,32 @@ impl ScriptHost {
         let outer = BUDGET.with(|b| b.replace(budget));
         let outer_ticks = TICKS.with(|t| t.replace(0));
         let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
+        let again = args.clone();
         let result = self.engine.call_fn_with_options::<Dynamic>(options, &mut Scope::new(), ast, function, args);
+        let place = match &result {
+            Err(e) if is_limit(e) => self.trace(ast, function, again, budget),
+            _ => None,
+        };
         BUDGET.with(|b| b.set(outer));
         TICKS.with(|t| t.set(outer_ticks));
-        result.map_err(|e| call_error(file, function, *e, budget))
+        result.map_err(|e| call_error(file, function, *e, budget, place))
+    }
+
+    /// Runs a call that a limit stopped again, stepping, under the same budget (a time limit:
+    /// at most [`TRACE_TIME`]); where it was when it stopped.
+    fn trace(&self, ast: &AST, function: &str, args: Vec<Dynamic>, budget: Budget) -> Option<Place> {
+        let time = std::time::Duration::from_millis(budget.timeout_ms).min(TRACE_TIME);
+        BUDGET.with(|b| b.set(Budget { deadline: Some(Instant::now() + time), ..budget }));
+        TICKS.with(|t| t.set(0));
+        TRACE.with(|t| t.borrow_mut().take());
+        let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
+        let _ = self.tracer.call_fn_with_options::<Dynamic>(options, &mut Scope::new(), ast, function, args);
+        TRACE.with(|t| t.borrow_mut().take())
     }
 }
 
 /// A failed call as a [`ScriptError`]: the innermost error, where it happened.
-fn call_error(file: &str, function: &str, e: EvalAltResult, budget: Budget) -> ScriptError {
+fn call_error(file: &str, function: &str, e: EvalAltResult, budget: Budget, place: Option<Place>) -> ScriptError {
     let mut err = e;
     let mut inner_fn = function.to_string();
     let mut inner_file = file.to_string();
@@ -552,14 +641,27 @@ fn call_error(file: &str, function: &str, e: EvalAltResult, budget: Budget) -> S
             "calls nested too deep (runtimes.rhai.max_call_depth): runaway recursion?".to_string()
         }
         EvalAltResult::ErrorDataTooLarge(what, _) => {
-            format!("{what} grew past its limit (runtimes.rhai.max_string_size, max_array_size, max_map_size)")
+            let (what, key) = match what.as_str() {
+                w if w.starts_with("Length of string") => ("a string", "runtimes.rhai.max_string_size"),
+                w if w.starts_with("Size of array") => ("an array", "runtimes.rhai.max_array_size"),
+                w if w.starts_with("Size of object map") => ("an object map", "runtimes.rhai.max_map_size"),
+                _ => ("a value", "runtimes.rhai.max_string_size, max_array_size, max_map_size"),
+            };
+            format!("{what} grew past its limit ({key})")
         }
         EvalAltResult::ErrorFunctionNotFound(sig, _) if sig.starts_with(function) && inner_fn == function => {
             format!("defines no function {sig}")
         }
         other => other.to_string(),
     };
-    ScriptError::at(file, pos, Some(&inner_fn), message)
+    match place {
+        // Where the traced run was stopped, when the engine did not say.
+        Some(p) if pos.is_none() => {
+            let file = p.source.as_deref().unwrap_or(file);
+            ScriptError::at(file, p.pos, Some(p.function.as_deref().unwrap_or(&inner_fn)), message)
+        }
+        _ => ScriptError::at(file, pos, Some(&inner_fn), message),
+    }
 }
 
 fn split_handler(name: &str) -> Option<(&str, &str)> {

@@ -20,9 +20,12 @@
 
 mod api;
 mod host;
+mod input;
 pub mod report;
 mod settings;
 
+pub use api::signatures;
 pub use host::{RhaiProvider, ScriptError, ScriptHandler, ScriptHost, ScriptStatus, RUNTIME};
+pub use input::{context_from_json, InputError};
 pub use report::RhaiReports;
 pub use settings::RhaiSettings;

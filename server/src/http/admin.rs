@@ -7,16 +7,15 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::json;
 
 use super::body::json_body;
-use super::{admin_only, json_response, ApiError, App, Body, Caller};
+use super::{admin_only, json_response, ApiError, App, Body, Caller, Code};
 use crate::token::{self, Token};
 
 /// `GET /api/v1/scripts`: every script file — whether it compiles as it is now, whether a
 /// compiled version is in use — and every hook binding to a script.
 pub(super) fn scripts_status(app: &App, caller: &Caller) -> Result<Response<Body>, ApiError> {
     admin_only(caller, "scripts")?;
-    let bindings: Vec<_> = app
-        .inst
-        .settings()
+    let settings = app.bound.settings();
+    let bindings: Vec<_> = settings
         .hooks
         .iter()
         .filter(|b| b.runtime == crmkit_rhai::RUNTIME)
@@ -25,13 +24,42 @@ pub(super) fn scripts_status(app: &App, caller: &Caller) -> Result<Response<Body
     Ok(json_response(StatusCode::OK, &json!({ "scripts": app.scripts.status(), "bindings": bindings })))
 }
 
-/// `POST /api/v1/scripts/reload`: recompiles the edited scripts now; a script that no
-/// longer compiles keeps its last good version and is listed with its error.
+/// `POST /api/v1/scripts/reload`: recompiles the edited scripts and re-reads the config,
+/// whose `[[hooks]]` bindings then take effect for the next writes. A script that does not
+/// compile, a binding that cannot be made, a config that does not parse or one whose other
+/// sections changed (those need a restart) keeps the bindings in force: the answer (422)
+/// lists why, each with its file and line. A script that no longer compiles keeps its last
+/// good version.
 pub(super) fn scripts_reload(app: &App, caller: &Caller) -> Result<Response<Body>, ApiError> {
     admin_only(caller, "scripts")?;
-    let errors: Vec<String> = app.scripts.reload_changed().iter().map(ToString::to_string).collect();
-    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
-    Ok(json_response(status, &json!({ "errors": errors, "scripts": app.scripts.status() })))
+    let r = crate::script::reload(&app.inst, &app.scripts, &app.bound);
+    if r.applied {
+        tracing::info!("scripts and [[hooks]] bindings reloaded");
+    } else {
+        for e in r.script_errors.iter().chain(&r.config_errors) {
+            tracing::warn!("reload: {e}");
+        }
+    }
+    let errors: Vec<&String> = r.script_errors.iter().chain(&r.config_errors).collect();
+    let status = if r.applied { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let settings = app.bound.settings();
+    let bindings: Vec<_> = settings
+        .hooks
+        .iter()
+        .filter(|b| b.runtime == crmkit_rhai::RUNTIME)
+        .map(|b| json!({ "point": b.point, "handler": b.handler, "kinds": b.kinds }))
+        .collect();
+    Ok(json_response(
+        status,
+        &json!({
+            "applied": r.applied,
+            "errors": errors,
+            "script_errors": r.script_errors,
+            "config_errors": r.config_errors,
+            "bindings": bindings,
+            "scripts": app.scripts.status(),
+        }),
+    ))
 }
 
 /// A token as an admin sees it: its id, never its hash.
@@ -66,7 +94,7 @@ pub(super) async fn create_token(
     // The user's refusals (unknown, deactivated, without the role) are the caller's to fix.
     let secret = token::create(&app.inst, &n.login, n.role).map_err(|e| {
         let field = if e.to_string().contains("role") { "role" } else { "login" };
-        ApiError::at(StatusCode::UNPROCESSABLE_ENTITY, "invalid", field, e.to_string())
+        ApiError::at(StatusCode::UNPROCESSABLE_ENTITY, Code::Invalid, field, e.to_string())
     })?;
     let fresh = token::load(app.inst.dir()).map_err(|e| ApiError::internal("reading the tokens", e))?;
     let mut body = fresh.iter().find(|t| t.hash == token::hash(&secret)).map(token_json).unwrap_or_default();
@@ -81,7 +109,7 @@ pub(super) fn revoke_token(app: &App, caller: &Caller, id: &str) -> Result<Respo
     let _writing = app.token_writes.lock().unwrap_or_else(|p| p.into_inner());
     let known = app.tokens.read().unwrap_or_else(|p| p.into_inner()).iter().any(|t| t.id() == id);
     if id.len() < 12 || !known {
-        return Err(ApiError::at(StatusCode::NOT_FOUND, "not_found", "id", format!("no token has the id \"{id}\"")));
+        return Err(ApiError::at(StatusCode::NOT_FOUND, Code::NotFound, "id", format!("no token has the id \"{id}\"")));
     }
     let revoked = token::revoke(&app.inst, id).map_err(|e| ApiError::internal("revoking a token", e))?;
     let fresh = token::load(app.inst.dir()).map_err(|e| ApiError::internal("reading the tokens", e))?;

@@ -6,11 +6,11 @@ use crmkit_core::store::Reader;
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 
-use super::{ApiError, App, Caller};
+use super::{ApiError, App, Caller, Code};
 use crate::token;
 
 pub(super) fn authenticate(app: &App, req: &Request<Incoming>) -> Result<Caller, ApiError> {
-    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, Code::Unauthorized, m);
     let header = req
         .headers()
         .get("authorization")
@@ -48,7 +48,7 @@ pub(super) fn authenticate(app: &App, req: &Request<Incoming>) -> Result<Caller,
 /// Refuses a write to a viewer.
 pub(super) fn may_write(caller: &Caller) -> Result<(), ApiError> {
     if caller.role == Role::Viewer {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "a viewer does not write"));
+        return Err(ApiError::new(StatusCode::FORBIDDEN, Code::Forbidden, "a viewer does not write"));
     }
     Ok(())
 }
@@ -56,7 +56,7 @@ pub(super) fn may_write(caller: &Caller) -> Result<(), ApiError> {
 /// Refuses `what` to anyone but an admin.
 pub(super) fn admin_only(caller: &Caller, what: &str) -> Result<(), ApiError> {
     if caller.role != Role::Admin {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("{what} are for admins")));
+        return Err(ApiError::new(StatusCode::FORBIDDEN, Code::Forbidden, format!("{what} are for admins")));
     }
     Ok(())
 }

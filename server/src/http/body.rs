@@ -8,7 +8,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-use super::ApiError;
+use super::{ApiError, Code};
 
 /// How long a client may take to send a JSON body whole, and the longest pause between
 /// pieces of a streamed upload.
@@ -39,62 +39,126 @@ pub(super) fn json_response(status: StatusCode, value: &serde_json::Value) -> Re
         .expect("a valid response")
 }
 
-/// The query parameters of a request, decoded.
+/// The query parameters of a request, decoded as a form (`application/x-www-form-urlencoded`,
+/// by `form_urlencoded`, the WHATWG rules browsers follow): `+` is a space, a `%` not
+/// followed by two hex digits stays as it is, bytes that are not UTF-8 become U+FFFD. A
+/// parameter given twice is a 400 naming it.
 pub(super) fn query(q: &str) -> Result<std::collections::BTreeMap<String, String>, ApiError> {
     let mut out = std::collections::BTreeMap::new();
-    for pair in q.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |s: &str| -> Result<String, ApiError> {
-            let bytes = s.as_bytes();
-            let mut raw = Vec::with_capacity(bytes.len());
-            let mut i = 0;
-            while i < bytes.len() {
-                match bytes[i] {
-                    b'%' if i + 2 < bytes.len() => {
-                        let hex =
-                            std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
-                        raw.push(hex.ok_or_else(|| {
-                            ApiError::new(
-                                StatusCode::BAD_REQUEST,
-                                "bad_query",
-                                format!("\"{s}\" has a broken %-escape"),
-                            )
-                        })?);
-                        i += 3;
-                    }
-                    b'+' => {
-                        raw.push(b' ');
-                        i += 1;
-                    }
-                    b => {
-                        raw.push(b);
-                        i += 1;
-                    }
-                }
-            }
-            String::from_utf8(raw)
-                .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", "the query is not UTF-8"))
-        };
-        out.insert(decode(k)?, decode(v)?);
+    for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+        if out.contains_key(k.as_ref()) {
+            return Err(ApiError::at(
+                StatusCode::BAD_REQUEST,
+                Code::BadQuery,
+                &k,
+                format!("the query gives {k} more than once"),
+            ));
+        }
+        out.insert(k.into_owned(), v.into_owned());
     }
     Ok(out)
 }
 
+/// Refuses a JSON body without `Content-Type: application/json` (or, for a PATCH,
+/// `application/merge-patch+json`); a `charset` parameter, if any, is `utf-8`.
+fn json_content_type(req: &Request<Incoming>) -> Result<(), ApiError> {
+    let refuse =
+        |m: String| ApiError::at(StatusCode::UNSUPPORTED_MEDIA_TYPE, Code::UnsupportedMediaType, "Content-Type", m);
+    let Some(value) = req.headers().get("content-type") else {
+        return Err(refuse("the body is JSON: say so with Content-Type: application/json".into()));
+    };
+    let text = value.to_str().map_err(|_| refuse("Content-Type is not ASCII".into()))?;
+    let mut parts = text.split(';');
+    let media = parts.next().unwrap_or_default().trim();
+    // A PATCH is a JSON merge patch (RFC 7396), which has its own type too.
+    let patch = req.method() == hyper::Method::PATCH && media.eq_ignore_ascii_case("application/merge-patch+json");
+    if !media.eq_ignore_ascii_case("application/json") && !patch {
+        return Err(refuse(format!("Content-Type \"{text}\" is not application/json")));
+    }
+    for param in parts {
+        let (name, value) = param.split_once('=').unwrap_or((param, ""));
+        let value = value.trim().trim_matches('"');
+        if !(name.trim().eq_ignore_ascii_case("charset") && value.eq_ignore_ascii_case("utf-8")) {
+            return Err(refuse(format!("Content-Type \"{text}\": a JSON body takes no parameter but charset=utf-8")));
+        }
+    }
+    Ok(())
+}
+
 /// The body of a request as JSON: at most [`MAX_BODY`] bytes, UTF-8.
 pub(super) async fn body_json(req: Request<Incoming>) -> Result<serde_json::Value, ApiError> {
+    json_content_type(&req)?;
     let bytes = read_body(req).await?;
     // Not JSON at all is a bad request; JSON of the wrong shape is unprocessable.
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", format!("the body is not JSON: {e}")))
+    let mut value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, Code::BadJson, format!("the body is not JSON: {e}")))?;
+    check_money(&mut value, &mut String::new())?;
+    Ok(value)
+}
+
+/// Refuses an amount of money in `value` (an object of `amount` and `currency`, the
+/// OpenAPI document's `Money`) that is not the plain decimal string the schema declares:
+/// digits with one optional `.` and a leading `-`, no exponent, `+`, spaces or `_`, and no
+/// more fraction digits than its currency has (JSON numbers fail the type check after). A
+/// good amount is rewritten with its currency's minor units (`"10.5"` RUB: `"10.50"`).
+fn check_money(value: &mut serde_json::Value, path: &mut String) -> Result<(), ApiError> {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            if let (Some(Value::String(amount)), Some(Value::String(currency)), 2) =
+                (map.get("amount"), map.get("currency"), map.len())
+            {
+                match crmkit_core::values::Money::parse(amount, currency) {
+                    // Written with the currency's minor units, as an import writes it.
+                    Ok(m) => {
+                        map.insert("amount".into(), Value::String(m.amount.to_string()));
+                    }
+                    Err(e) => {
+                        let field = if path.is_empty() { "amount".to_string() } else { format!("{path}.amount") };
+                        let message = format!("{field}: {e}");
+                        return Err(ApiError::at(StatusCode::UNPROCESSABLE_ENTITY, Code::Invalid, &field, message));
+                    }
+                }
+            }
+            for (key, v) in map.iter_mut() {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                check_money(v, path)?;
+                path.truncate(len);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                check_money(v, path)?;
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The body of an action (`move`, `complete`, …): JSON of type `T`, an empty body taken as
-/// `{}` (the version may come in If-Match alone).
+/// `{}` (the version may come in If-Match alone); a body that is not empty needs the JSON
+/// Content-Type.
 pub(super) async fn action_body<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+    let typed_json = json_content_type(&req);
     let bytes = read_body(req).await?;
-    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
-    let value = serde_json::from_slice(text)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", format!("the body is not JSON: {e}")))?;
+    let text: &[u8] = match bytes.iter().all(u8::is_ascii_whitespace) {
+        true => b"{}",
+        false => {
+            typed_json?;
+            &bytes
+        }
+    };
+    let mut value = serde_json::from_slice(text)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, Code::BadJson, format!("the body is not JSON: {e}")))?;
+    check_money(&mut value, &mut String::new())?;
     typed(value)
 }
 
@@ -113,7 +177,9 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
     match collected {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("the body could not be read: {e}"))),
+        Err(e) => {
+            Err(ApiError::new(StatusCode::BAD_REQUEST, Code::BadBody, format!("the body could not be read: {e}")))
+        }
     }
 }
 
@@ -128,8 +194,8 @@ fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, 
         let field = e.path().to_string();
         let message = format!("the body: {}", e.inner());
         match field.as_str() {
-            "." => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message),
-            _ => ApiError::at(StatusCode::UNPROCESSABLE_ENTITY, "invalid", &field, message),
+            "." => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, Code::Invalid, message),
+            _ => ApiError::at(StatusCode::UNPROCESSABLE_ENTITY, Code::Invalid, &field, message),
         }
     })
 }
@@ -137,7 +203,7 @@ fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, 
 fn too_slow() -> ApiError {
     ApiError::new(
         StatusCode::REQUEST_TIMEOUT,
-        "too_slow",
+        Code::TooSlow,
         format!("the body did not arrive within {} s; nothing was written", BODY_TIMEOUT.as_secs()),
     )
 }
@@ -153,7 +219,7 @@ pub(super) async fn next_piece(body: &mut Incoming, received: u64) -> Result<Opt
             Ok(Some(Err(e))) => {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
-                    "cut_off",
+                    Code::CutOff,
                     format!("the upload broke off after {received} bytes ({e}); nothing was stored"),
                 ))
             }
@@ -166,5 +232,9 @@ pub(super) async fn next_piece(body: &mut Incoming, received: u64) -> Result<Opt
 }
 
 fn too_large() -> ApiError {
-    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("the body is over the limit of {MAX_BODY} bytes"))
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        Code::TooLarge,
+        format!("the body is over the limit of {MAX_BODY} bytes"),
+    )
 }

@@ -6,7 +6,7 @@ use crmkit_core::model::Deal;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-use super::{action_body, entities, may_write, parse_id, ApiError, App, Body, Caller};
+use super::{action_body, entities, may_write, parse_id, ApiError, App, Body, Caller, Code};
 
 /// The body of a deal action: the version the caller read, and what the action needs.
 #[derive(serde::Deserialize)]
@@ -45,7 +45,7 @@ pub(super) async fn deal_action(
     if !["move", "check", "hold", "resume", "win", "lose", "reopen"].contains(&action) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "no_route",
+            Code::NoRoute,
             format!("a deal has no action \"{action}\" (move, check, hold, resume, win, lose, reopen)"),
         ));
     }

@@ -5,7 +5,7 @@ use crmkit_core::id::DealId;
 use crmkit_core::model::Deal;
 use hyper::{Response, StatusCode};
 
-use super::{access, entities, json_response, parse_id, query, ApiError, App, Body, Caller};
+use super::{access, entities, json_response, parse_id, query, ApiError, App, Body, Caller, Code};
 
 /// `GET /api/v1/partners/{id}/dossier`: everything about a partner the caller may see.
 pub(super) fn get_dossier(app: &App, caller: &Caller, id: &str) -> Result<Response<Body>, ApiError> {
@@ -24,7 +24,7 @@ pub(super) fn get_deal_file(app: &App, caller: &Caller, id: &str, q: &str) -> Re
     use crmkit_core::deal_file::{FileQuery, ItemKind};
     let id: DealId = parse_id("deal", id)?;
     let q = query(q)?;
-    let bad = |field: &str, m: String| ApiError::at(StatusCode::BAD_REQUEST, "bad_query", field, m);
+    let bad = |field: &str, m: String| ApiError::at(StatusCode::BAD_REQUEST, Code::BadQuery, field, m);
     let mut fq = FileQuery { limit: entities::page_limit(&q)?, ..FileQuery::default() };
     if let Some(kinds) = q.get("kinds") {
         for k in kinds.split(',').filter(|k| !k.is_empty()) {

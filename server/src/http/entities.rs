@@ -15,7 +15,7 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::access::{Access, Caller, Scoped};
-use super::{body_json, json_response, parse_id, query, ApiError, App, Body};
+use super::{body_json, json_response, parse_id, query, ApiError, App, Body, Code};
 
 /// A list filter: the query parameter, the index it reads, and how its value becomes the
 /// index prefix.
@@ -253,7 +253,7 @@ pub fn page_limit(q: &std::collections::BTreeMap<String, String>) -> Result<usiz
         Some(l) => l.parse().ok().filter(|n| (1..=500).contains(n)).ok_or_else(|| {
             ApiError::at(
                 StatusCode::BAD_REQUEST,
-                "bad_query",
+                Code::BadQuery,
                 "limit",
                 format!("limit \"{l}\" is not a number from 1 to 500"),
             )
@@ -266,24 +266,30 @@ pub fn page_limit(q: &std::collections::BTreeMap<String, String>) -> Result<usiz
 pub fn after(app: &App, list: &str, q: &std::collections::BTreeMap<String, String>) -> Result<Option<RawId>, ApiError> {
     q.get("after")
         .map(|a| {
-            app.cursors.open(list, a).ok_or_else(|| {
+            app.cursors.open(list, a).map_err(|e| {
                 ApiError::at(
                     StatusCode::BAD_REQUEST,
-                    "bad_query",
+                    Code::BadCursor,
                     "after",
-                    format!("\"{a}\" is not a cursor of {list}: pass the \"next\" of the page before"),
+                    format!("after \"{a}\" {e}; pass the \"next\" of the page before"),
                 )
             })
         })
         .transpose()
 }
 
+/// The cursor of `list` stopped at `id`.
+pub fn seal(app: &App, list: &str, id: RawId) -> Result<String, ApiError> {
+    app.cursors.seal(list, id).map_err(|e| ApiError::internal("sealing a cursor", e))
+}
+
+/// `GET /api/v1/RESOURCE?FILTER=VALUE&after=CURSOR&limit=N`: a page of what the caller may
 /// A list filter on a declared custom field, `custom.NAME=VALUE`: the value read as the
 /// field's type; a multi-valued field matches when it holds the value.
 fn custom_filter(app: &App, kind: EntityKind, name: &str, value: &str) -> Result<(String, CustomValue), ApiError> {
     let field = &name["custom.".len()..];
     let defs = app.inst.settings().custom_fields_of(kind);
-    let bad = |m: String| ApiError::at(StatusCode::BAD_REQUEST, "bad_query", name, m);
+    let bad = |m: String| ApiError::at(StatusCode::BAD_REQUEST, Code::BadQuery, name, m);
     let def = defs.iter().find(|d| d.name == field).ok_or_else(|| {
         let declared: Vec<&str> = defs.iter().map(|d| d.name.as_str()).collect();
         bad(if declared.is_empty() {
@@ -318,7 +324,7 @@ pub fn list<E: Resource>(app: &App, caller: &Caller, q: &str) -> Result<Response
             let names: Vec<&str> = E::FILTERS.iter().map(|f| f.name).collect();
             ApiError::at(
                 StatusCode::BAD_REQUEST,
-                "bad_query",
+                Code::BadQuery,
                 name,
                 format!(
                     "{} cannot be filtered by \"{name}\"; the filters are {}, and custom.NAME for a declared custom field",
@@ -327,8 +333,9 @@ pub fn list<E: Resource>(app: &App, caller: &Caller, q: &str) -> Result<Response
                 ),
             )
         })?;
-        let prefix = (f.prefix)(value)
-            .map_err(|m| ApiError::at(StatusCode::BAD_REQUEST, "bad_query", name, format!("{name} \"{value}\" {m}")))?;
+        let prefix = (f.prefix)(value).map_err(|m| {
+            ApiError::at(StatusCode::BAD_REQUEST, Code::BadQuery, name, format!("{name} \"{value}\" {m}"))
+        })?;
         wanted.push(IndexEntry { index: f.index, prefix });
     }
     // The index walked: a filter's, unless it is a value shared by many (a status, a stage)
@@ -359,7 +366,7 @@ pub fn list<E: Resource>(app: &App, caller: &Caller, q: &str) -> Result<Response
             };
             if wanted.iter().all(|w| entries.contains(w)) && custom_match() && caller.may(&r, Access::Read, &e)? {
                 if items.len() == limit {
-                    next = items.last().map(|e| app.cursors.seal(E::PATH, e.meta().id));
+                    next = items.last().map(|e| seal(app, E::PATH, e.meta().id)).transpose()?;
                     break 'slices;
                 }
                 items.push(e);
@@ -367,7 +374,7 @@ pub fn list<E: Resource>(app: &App, caller: &Caller, q: &str) -> Result<Response
         }
         scanned += 200;
         if scanned >= SCAN_BUDGET {
-            next = cursor.map(|c| app.cursors.seal(E::PATH, c));
+            next = cursor.map(|c| seal(app, E::PATH, c)).transpose()?;
             break;
         }
     }
@@ -426,7 +433,7 @@ pub fn to_json<E: Entity>(e: &E) -> Value {
 fn refuse_server_fields<E: Resource>(body: &Map<String, Value>, change: bool) -> Result<(), ApiError> {
     for key in body.keys().map(String::as_str) {
         let refused = |why: &str| {
-            Err(ApiError::at(StatusCode::UNPROCESSABLE_ENTITY, "invalid", key, format!("{}.{key} {why}", E::KIND)))
+            Err(ApiError::at(StatusCode::UNPROCESSABLE_ENTITY, Code::Invalid, key, format!("{}.{key} {why}", E::KIND)))
         };
         if META_FIELDS.contains(&key) || E::SERVER_FIELDS.contains(&key) {
             return refused("is set by the server, not by a request");
@@ -522,7 +529,7 @@ fn from_json<E: Entity>(value: Value) -> crmkit_core::Result<E> {
 async fn object_body(req: Request<Incoming>) -> Result<Map<String, Value>, ApiError> {
     match body_json(req).await? {
         Value::Object(o) => Ok(o),
-        _ => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "the body is not a JSON object")),
+        _ => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, Code::Invalid, "the body is not a JSON object")),
     }
 }
 
@@ -571,7 +578,7 @@ pub fn if_match(req: &Request<Incoming>) -> Result<Option<u64>, ApiError> {
     v.parse().map(Some).map_err(|_| {
         ApiError::at(
             StatusCode::BAD_REQUEST,
-            "bad_version",
+            Code::BadVersion,
             "version",
             format!("If-Match {text} is not a version like \"3\" (a change always names the version it was made to)"),
         )
@@ -581,7 +588,7 @@ pub fn if_match(req: &Request<Incoming>) -> Result<Option<u64>, ApiError> {
 /// The version a write of an existing entity names: `If-Match` or `given` (the body's
 /// `version`, or the query's for a delete); both must agree.
 pub fn version_named(if_match: Option<u64>, given: Option<u64>) -> Result<u64, ApiError> {
-    let bad = |m: &str| ApiError::at(StatusCode::BAD_REQUEST, "bad_version", "version", m);
+    let bad = |m: &str| ApiError::at(StatusCode::BAD_REQUEST, Code::BadVersion, "version", m);
     match (if_match, given) {
         (Some(a), Some(b)) if a != b => Err(bad("If-Match and version name different versions")),
         (Some(v), _) | (None, Some(v)) => Ok(v),
@@ -596,7 +603,7 @@ fn body_version(v: Option<Value>) -> Result<Option<u64>, ApiError> {
         Some(v) => v.as_u64().map(Some).ok_or_else(|| {
             ApiError::at(
                 StatusCode::BAD_REQUEST,
-                "bad_version",
+                Code::BadVersion,
                 "version",
                 format!("version {v} is not a whole number"),
             )
@@ -679,7 +686,7 @@ pub async fn delete<E: Resource>(
         v.parse::<u64>().map_err(|_| {
             ApiError::at(
                 StatusCode::BAD_REQUEST,
-                "bad_version",
+                Code::BadVersion,
                 "version",
                 format!("version \"{v}\" is not a whole number"),
             )

@@ -15,14 +15,14 @@ use hyper::{Request, Response, StatusCode};
 
 use super::access::{Access, Caller};
 use super::entities;
-use super::{parse_id, query, ApiError, App, Body};
+use super::{parse_id, query, ApiError, App, Body, Code};
 
 /// `POST /api/v1/attachments?owner_kind=deal&owner=ID&name=FILE` with the file as the body
 /// and its MIME type as `Content-Type`.
 pub async fn upload(app: &App, caller: &Caller, q: &str, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     super::may_write(caller)?;
     let q = query(q)?;
-    let bad = |field: &str, m: String| ApiError::at(StatusCode::BAD_REQUEST, "bad_query", field, m);
+    let bad = |field: &str, m: String| ApiError::at(StatusCode::BAD_REQUEST, Code::BadQuery, field, m);
     let kinds = || EntityKind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ");
     let kind = q.get("owner_kind").ok_or_else(|| bad("owner_kind", format!("owner_kind is required: {}", kinds())))?;
     let kind = EntityKind::from_name(kind)
@@ -43,7 +43,7 @@ pub async fn upload(app: &App, caller: &Caller, q: &str, req: Request<Incoming>)
         if !r.exists(owner.kind, owner.id)? || !caller.may_ref(&r, Access::Read, owner.kind, owner.id)? {
             return Err(ApiError::at(
                 StatusCode::NOT_FOUND,
-                "not_found",
+                Code::NotFound,
                 "owner",
                 format!("{} {} does not exist", owner.kind, owner.id),
             ));
@@ -73,7 +73,7 @@ pub async fn upload(app: &App, caller: &Caller, q: &str, req: Request<Incoming>)
 fn not_yours(owner: EntityRef) -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
-        "forbidden",
+        Code::Forbidden,
         format!("{} {} is not yours to attach files to", owner.kind, owner.id),
     )
 }
@@ -90,7 +90,7 @@ pub async fn spool(
     let too_large = || {
         ApiError::at(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
+            Code::TooLarge,
             "content",
             format!("the upload is over the limit of {max} bytes ({limit})"),
         )
@@ -113,7 +113,7 @@ pub async fn spool(
     if let Some(n) = declared.filter(|n| *n != received) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "cut_off",
+            Code::CutOff,
             format!("the upload ended after {received} of {n} bytes; nothing was stored"),
         ));
     }

@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
 use super::access::Caller;
-use super::{json_response, query, ApiError, App, Body};
+use super::{json_response, query, ApiError, App, Body, Code};
 
 /// The largest file an import takes.
 const MAX_IMPORT: u64 = 512 << 20;
@@ -16,6 +16,9 @@ const MAX_IMPORT: u64 = 512 << 20;
 /// import let them in between).
 const MAX_HELD_IMPORT: u64 = 16 << 20;
 
+/// The query parameters an import takes.
+const PARAMETERS: &[&str] = &["format", "atomic", "dry_run", "delimiter", "map"];
+
 /// Whether a query flag is on: present with no value, `true` or `1`.
 fn flag(q: &std::collections::BTreeMap<String, String>, name: &str) -> Result<bool, ApiError> {
     match q.get(name).map(String::as_str) {
@@ -23,7 +26,7 @@ fn flag(q: &std::collections::BTreeMap<String, String>, name: &str) -> Result<bo
         Some("") | Some("true") | Some("1") => Ok(true),
         Some(other) => Err(ApiError::at(
             StatusCode::BAD_REQUEST,
-            "bad_query",
+            Code::BadQuery,
             name,
             format!("{name} \"{other}\" is not true or false"),
         )),
@@ -39,9 +42,15 @@ pub async fn upload(
 ) -> Result<Response<Body>, ApiError> {
     super::admin_only(caller, "imports")?;
     let kind = crate::transfer::entity(entity)
-        .map_err(|e| ApiError::at(StatusCode::NOT_FOUND, "not_found", "entity", e.to_string()))?;
+        .map_err(|e| ApiError::at(StatusCode::NOT_FOUND, Code::NotFound, "entity", e.to_string()))?;
     let q = query(q)?;
-    let bad = |field: &str, m: String| ApiError::at(StatusCode::BAD_REQUEST, "bad_query", field, m);
+    let bad = |field: &str, m: String| ApiError::at(StatusCode::BAD_REQUEST, Code::BadQuery, field, m);
+    if let Some(unknown) = q.keys().find(|k| !PARAMETERS.contains(&k.as_str())) {
+        return Err(bad(
+            unknown,
+            format!("an import takes no parameter \"{unknown}\"; it takes {}", PARAMETERS.join(", ")),
+        ));
+    }
     let content_type = req.headers().get("content-type").map(|v| String::from_utf8_lossy(v.as_bytes()).to_lowercase());
     let format = match (q.get("format"), content_type.as_deref()) {
         (Some(f), _) => Format::from_name(f).ok_or_else(|| bad("format", format!("\"{f}\" is not csv or jsonl")))?,
@@ -59,6 +68,9 @@ pub async fn upload(
     opts.dry_run = flag(&q, "dry_run")?;
     opts.base_dir = None;
     if let Some(d) = q.get("delimiter") {
+        if format != Format::Csv {
+            return Err(bad("delimiter", "delimiter is for CSV files; this one is JSON lines".into()));
+        }
         let mut chars = d.chars();
         opts.delimiter = match (chars.next(), chars.next()) {
             (Some(c), None) if c.is_ascii() && !matches!(c, '"' | '\n' | '\r') => Some(c as u8),
@@ -66,12 +78,15 @@ pub async fn upload(
         };
     }
     if let Some(m) = q.get("map") {
+        if m.trim().is_empty() {
+            return Err(bad("map", "map is empty; give COLUMN=field pairs".into()));
+        }
         opts.mapping = Mapping::parse_pairs(m).map_err(|e| bad("map", e))?;
     }
     // One import at a time, claimed before the upload is read and held until the import
     // has finished even if its client goes away.
     let running = app.importing.clone().try_lock_owned().map_err(|_| {
-        ApiError::new(StatusCode::CONFLICT, "busy", "another import is running; try again when it has finished")
+        ApiError::new(StatusCode::CONFLICT, Code::Busy, "another import is running; try again when it has finished")
     })?;
     let (max, limit) = match opts.atomic || opts.dry_run {
         true => (MAX_HELD_IMPORT, "the limit of an atomic or dry-run import over the API; use crmkit import for more"),
@@ -81,7 +96,7 @@ pub async fn upload(
     let file = file.reopen().map_err(|e| ApiError::internal("an import's temporary file", e))?;
     let dry_run = opts.dry_run;
     let inst = app.inst.clone();
-    let engine = app.import_engine.clone();
+    let engine = app.bound.engine();
     let actor = caller.user.id;
     let report = tokio::task::spawn_blocking(move || {
         let _running = running;
@@ -95,6 +110,9 @@ pub async fn upload(
         app.metrics.imported(entity, &report);
     }
     let refused = !dry_run && !report.written && (report.failed > 0 || report.stopped.is_some());
+    // Written: some row was created or changed (a batch of unchanged rows changes nothing).
+    let mut report = report;
+    report.written = report.written && !dry_run && report.created + report.updated > 0;
     let status = if refused { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     Ok(json_response(status, &serde_json::to_value(&report).expect("a report serializes")))
 }

@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use crmkit_core::hooks::Hooks;
 use crmkit_core::Installation;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -88,8 +87,8 @@ pub(super) struct Metrics {
 
 impl Metrics {
     /// The metrics of a server over `inst`, whose writer reports into `writer` and whose
-    /// process engines ask the handlers of `hooks`.
-    pub fn new(inst: Arc<Installation>, writer: &WriterMetrics, hooks: Vec<Hooks>) -> Metrics {
+    /// writes and imports run through the engine `bound` holds (replaced by a reload).
+    pub fn new(inst: Arc<Installation>, writer: &WriterMetrics, bound: Arc<crate::script::Bound>) -> Metrics {
         let mut registry = Registry::with_prefix("crmkit");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -119,7 +118,7 @@ impl Metrics {
             "Rows of API imports by entity and outcome (created, updated, unchanged, failed); dry runs are not counted",
             import_rows.clone(),
         );
-        registry.register_collector(Box::new(CoreStats { inst, hooks }));
+        registry.register_collector(Box::new(CoreStats { inst, bound }));
         let boot =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
         Metrics { registry, requests, latency, import_rows, next_request: AtomicU64::new(0), boot }
@@ -154,9 +153,10 @@ fn latency_histogram() -> Histogram {
 /// Core's plain counters, read at each scrape.
 struct CoreStats {
     inst: Arc<Installation>,
-    /// The hook registries of the server's engines (the writer's and the imports'); a
-    /// handler bound in both is one series, their sum.
-    hooks: Vec<Hooks>,
+    /// The engine in force, whose hook registry counts per handler (the writer's writes and
+    /// the imports share it; a reload brings a new registry, whose counts start at zero, as
+    /// a restarted process's do).
+    bound: Arc<crate::script::Bound>,
 }
 
 impl std::fmt::Debug for CoreStats {
@@ -190,8 +190,8 @@ impl Collector for CoreStats {
             )?)?;
         }
         let mut by_handler: std::collections::BTreeMap<(String, String), (u64, u64, u64)> = Default::default();
-        for hooks in &self.hooks {
-            for h in hooks.stats() {
+        {
+            for h in self.bound.engine().hooks().stats() {
                 let e = by_handler.entry((h.point.name().to_string(), h.handler)).or_default();
                 e.0 += h.calls;
                 e.1 += h.faults;
@@ -261,7 +261,7 @@ where
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let route = super::router::find_route(&method, &path).map(|(t, _)| t).unwrap_or(UNMATCHED);
+    let route = super::router::pattern(&path).unwrap_or(UNMATCHED);
     let metrics = &app.metrics;
     let id = client_request_id(&req)
         .unwrap_or_else(|| format!("{:x}-{:x}", metrics.boot, metrics.next_request.fetch_add(1, Ordering::Relaxed)));

@@ -18,8 +18,9 @@ struct App {
     scripts: Arc<crmkit_rhai::ScriptHost>,
     /// The installation's reports (its report scripts).
     reports: crmkit_core::report::Reports,
-    /// The engine imports write through (the writer thread has its own).
-    import_engine: Arc<crmkit_core::process::Engine>,
+    /// The hook bindings in force and the engine calling them (writes and imports), which
+    /// `POST /api/v1/scripts/reload` replaces.
+    bound: Arc<crate::script::Bound>,
     /// Held while an import runs: one at a time.
     importing: Arc<tokio::sync::Mutex<()>>,
     /// Seals the cursors of lists.
@@ -43,6 +44,7 @@ mod dossier;
 mod entities;
 mod error;
 mod files;
+mod framing;
 mod import;
 mod metrics;
 mod reports;
@@ -56,6 +58,6 @@ pub(crate) use access::Caller;
 use auth::{admin_only, may_write};
 pub(crate) use body::Body;
 use body::{action_body, body_json, empty, full, json_response, next_piece, query, BODY_TIMEOUT};
-use error::ApiError;
+use error::{ApiError, Code};
 use router::parse_id;
 pub use serve::{serve, serve_then, Served};

@@ -5,12 +5,12 @@ use crmkit_core::model::Role;
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
-use super::{access, full, json_response, query, ApiError, App, Body, Caller};
+use super::{access, full, json_response, query, ApiError, App, Body, Caller, Code};
 
 /// `GET /api/v1/reports`: the installation's reports, with the parameters each declares.
 pub(super) fn list_reports(app: &App, caller: &Caller) -> Result<Response<Body>, ApiError> {
     if caller.role == Role::Manager {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "reports are for heads, admins and viewers"));
+        return Err(ApiError::new(StatusCode::FORBIDDEN, Code::Forbidden, "reports are for heads, admins and viewers"));
     }
     Ok(json_response(StatusCode::OK, &json!({ "reports": app.reports.list() })))
 }
@@ -26,7 +26,7 @@ pub(super) fn get_report(
     wants_csv: bool,
 ) -> Result<Response<Body>, ApiError> {
     if caller.role == Role::Manager {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "reports are for heads, admins and viewers"));
+        return Err(ApiError::new(StatusCode::FORBIDDEN, Code::Forbidden, "reports are for heads, admins and viewers"));
     }
     let params = query(q)?;
     let r = app.inst.store().read()?;
@@ -45,11 +45,11 @@ pub(super) fn get_report(
             E::NotFound { .. } => StatusCode::NOT_FOUND,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
-        ApiError::new(status, "report_failed", e.to_string())
+        ApiError::new(status, Code::ReportFailed, e.to_string())
     })?;
     if !wants_csv {
         let body = serde_json::to_value(&table)
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, e.to_string()))?;
         return Ok(json_response(StatusCode::OK, &body));
     }
     let out = table.to_csv();

@@ -1,5 +1,5 @@
 //! The route table (kept equal to the OpenAPI document) and the dispatch of each request
-//! to its handler, with the request log line.
+//! to its handler (the request's log line and metrics are `metrics::observed`'s).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use super::auth::authenticate;
 use super::deals::deal_action;
 use super::dossier::{get_deal_file, get_dossier};
 use super::reports::{get_report, list_reports};
-use super::{entities, files, full, import, json_response, tasks, ApiError, App, Body};
+use super::{entities, files, full, import, json_response, tasks, ApiError, App, Body, Code};
 
 /// Runs a long read — a report, a dossier, a deal's file — on the blocking pool, so that
 /// the async workers go on serving.
@@ -24,12 +24,22 @@ async fn blocking(
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal("a read stopped", e))?
 }
 
-/// The response to a request (its log line and metrics are `metrics::observed`'s).
+/// The response to a request.
 pub(super) async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
-    Ok(match route(&app, req).await {
+    let method = req.method().clone();
+    let mut response = match route(&app, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
-    })
+    };
+    if method == Method::HEAD {
+        // GET's answer without its body; its length stays said.
+        use hyper::body::Body as _;
+        if let Some(len) = response.body().size_hint().exact() {
+            response.headers_mut().insert("content-length", len.into());
+        }
+        *response.body_mut() = super::empty();
+    }
+    Ok(response)
 }
 
 /// The OpenAPI 3.1 document of the API; a test keeps it and [`ROUTES`] the same.
@@ -53,85 +63,167 @@ const RESOURCES: &[(&str, bool)] = &[
     ("attachments", true),
 ];
 
-/// Every route the server answers: method and path template, as the OpenAPI document
-/// writes them. The router recognizes requests by this table, first match first: fixed
-/// paths come before the templates they would also match.
-static ROUTES: std::sync::LazyLock<Vec<(&'static str, String)>> = std::sync::LazyLock::new(|| {
+/// What a route does: the handler a request of its method and path goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Health,
+    OpenApi,
+    Metrics,
+    Me,
+    ProcessKinds,
+    ProcessKind,
+    TasksMine,
+    TasksOverdue,
+    TaskAction,
+    DealFile,
+    DealAction,
+    Dossier,
+    Reports,
+    Report,
+    Upload,
+    AttachmentContent,
+    Import,
+    Scripts,
+    ScriptsReload,
+    Tokens,
+    TokenCreate,
+    TokenRevoke,
+    List(&'static str),
+    Create(&'static str),
+    Get(&'static str),
+    Update(&'static str),
+    Delete(&'static str),
+}
+
+/// Every route the server answers: method, path template as the OpenAPI document writes
+/// it, and its handler. The router ([`TABLE`]) is built from it alone.
+static ROUTES: std::sync::LazyLock<Vec<(Method, String, Op)>> = std::sync::LazyLock::new(|| {
     let fixed = [
-        ("get", "/health"),
-        ("get", "/openapi.json"),
-        ("get", "/metrics"),
-        ("get", "/api/v1/me"),
-        ("get", "/api/v1/process-kinds"),
-        ("get", "/api/v1/process-kinds/{id}"),
-        ("get", "/api/v1/tasks/mine"),
-        ("get", "/api/v1/tasks/overdue"),
-        ("post", "/api/v1/tasks/{id}/{action}"),
-        ("get", "/api/v1/deals/{id}/file"),
-        ("post", "/api/v1/deals/{id}/{action}"),
-        ("get", "/api/v1/partners/{id}/dossier"),
-        ("get", "/api/v1/reports"),
-        ("get", "/api/v1/reports/{name}"),
-        ("get", "/api/v1/attachments/{id}/content"),
-        ("post", "/api/v1/import/{entity}"),
-        ("get", "/api/v1/scripts"),
-        ("post", "/api/v1/scripts/reload"),
-        ("get", "/api/v1/tokens"),
-        ("post", "/api/v1/tokens"),
-        ("delete", "/api/v1/tokens/{id}"),
+        (Method::GET, "/health", Op::Health),
+        (Method::GET, "/openapi.json", Op::OpenApi),
+        (Method::GET, "/metrics", Op::Metrics),
+        (Method::GET, "/api/v1/me", Op::Me),
+        (Method::GET, "/api/v1/process-kinds", Op::ProcessKinds),
+        (Method::GET, "/api/v1/process-kinds/{id}", Op::ProcessKind),
+        (Method::GET, "/api/v1/tasks/mine", Op::TasksMine),
+        (Method::GET, "/api/v1/tasks/overdue", Op::TasksOverdue),
+        (Method::POST, "/api/v1/tasks/{id}/{action}", Op::TaskAction),
+        (Method::GET, "/api/v1/deals/{id}/file", Op::DealFile),
+        (Method::POST, "/api/v1/deals/{id}/{action}", Op::DealAction),
+        (Method::GET, "/api/v1/partners/{id}/dossier", Op::Dossier),
+        (Method::GET, "/api/v1/reports", Op::Reports),
+        (Method::GET, "/api/v1/reports/{name}", Op::Report),
+        (Method::GET, "/api/v1/attachments/{id}/content", Op::AttachmentContent),
+        (Method::POST, "/api/v1/import/{entity}", Op::Import),
+        (Method::GET, "/api/v1/scripts", Op::Scripts),
+        (Method::POST, "/api/v1/scripts/reload", Op::ScriptsReload),
+        (Method::GET, "/api/v1/tokens", Op::Tokens),
+        (Method::POST, "/api/v1/tokens", Op::TokenCreate),
+        (Method::DELETE, "/api/v1/tokens/{id}", Op::TokenRevoke),
     ];
-    let mut routes: Vec<(&'static str, String)> = fixed.iter().map(|(m, p)| (*m, p.to_string())).collect();
+    let mut routes: Vec<(Method, String, Op)> = fixed.into_iter().map(|(m, p, op)| (m, p.to_string(), op)).collect();
     for (name, deletable) in RESOURCES {
-        routes.push(("get", format!("/api/v1/{name}")));
-        routes.push(("post", format!("/api/v1/{name}")));
-        routes.push(("get", format!("/api/v1/{name}/{{id}}")));
-        routes.push(("patch", format!("/api/v1/{name}/{{id}}")));
+        let create = if *name == "attachments" { Op::Upload } else { Op::Create(name) };
+        routes.push((Method::GET, format!("/api/v1/{name}"), Op::List(name)));
+        routes.push((Method::POST, format!("/api/v1/{name}"), create));
+        routes.push((Method::GET, format!("/api/v1/{name}/{{id}}"), Op::Get(name)));
+        routes.push((Method::PATCH, format!("/api/v1/{name}/{{id}}"), Op::Update(name)));
         if *deletable {
-            routes.push(("delete", format!("/api/v1/{name}/{{id}}")));
+            routes.push((Method::DELETE, format!("/api/v1/{name}/{{id}}"), Op::Delete(name)));
         }
     }
     routes
 });
 
-/// The route `method path` takes, with the values of its `{…}` segments.
-pub(super) fn find_route<'p>(method: &Method, path: &'p str) -> Option<(&'static str, Vec<&'p str>)> {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    // Methods are case-sensitive: `get` is not GET.
-    let name = match *method {
-        Method::GET => "get",
-        Method::POST => "post",
-        Method::PATCH => "patch",
-        Method::DELETE => "delete",
-        _ => return None,
-    };
-    ROUTES.iter().find_map(|(m, template)| {
-        if *m != name {
-            return None;
-        }
-        let mut parts = template.trim_matches('/').split('/');
-        let mut values = Vec::new();
-        for s in &segments {
-            let t = parts.next()?;
-            if t.starts_with('{') {
-                values.push(*s);
-            } else if t != *s {
-                return None;
+/// The path templates of [`ROUTES`], matched by `matchit` (fixed segments before `{…}`
+/// ones), each with the methods it takes and their handlers.
+static TABLE: std::sync::LazyLock<matchit::Router<(&'static str, Vec<(Method, Op)>)>> =
+    std::sync::LazyLock::new(|| {
+        let mut by_path: Vec<(&'static str, Vec<(Method, Op)>)> = Vec::new();
+        for (method, path, op) in ROUTES.iter() {
+            match by_path.iter_mut().find(|(p, _)| p == path) {
+                Some((_, ops)) => ops.push((method.clone(), *op)),
+                None => by_path.push((path, vec![(method.clone(), *op)])),
             }
         }
-        parts.next().is_none().then_some((template.as_str(), values))
-    })
+        let mut router = matchit::Router::new();
+        for (path, ops) in by_path {
+            router.insert(path, (path, ops)).unwrap_or_else(|e| panic!("route {path}: {e}"));
+        }
+        router
+    });
+
+/// Why a request found no handler.
+#[derive(Debug, PartialEq, Eq)]
+enum Miss {
+    /// No route has the path.
+    NoRoute,
+    /// The path is a route's, not with this method; the methods it takes (`Allow`).
+    Method(String),
+}
+
+/// The handler of `method path` (HEAD: GET's) and the values of its `{…}` segments.
+fn find_route(method: &Method, path: &str) -> Result<(Op, Vec<(String, String)>), Miss> {
+    let found = TABLE.at(path).map_err(|_| Miss::NoRoute)?;
+    let wanted = if method == Method::HEAD { &Method::GET } else { method };
+    let params = || found.params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    match found.value.1.iter().find(|(m, _)| m == wanted) {
+        Some((_, op)) => Ok((*op, params())),
+        None => Err(Miss::Method(allow(&found.value.1))),
+    }
+}
+
+/// The path template of the route `path` matches (`/api/v1/deals/{id}`), whatever the
+/// method: what the metrics label a request with.
+pub(super) fn pattern(path: &str) -> Option<&'static str> {
+    TABLE.at(path).ok().map(|found| found.value.0)
+}
+
+/// The `Allow` header of a path taking `ops`: their methods, HEAD with GET, and OPTIONS.
+fn allow(ops: &[(Method, Op)]) -> String {
+    let mut methods: Vec<&str> = ops.iter().map(|(m, _)| m.as_str()).collect();
+    if methods.contains(&"GET") {
+        methods.push("HEAD");
+    }
+    methods.push("OPTIONS");
+    methods.join(", ")
 }
 
 async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().to_string();
-    let Some((template, values)) = find_route(req.method(), &path) else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "no_route", format!("no resource {} {path}", req.method())));
+    let (op, params) = match find_route(req.method(), &path) {
+        Ok(found) => found,
+        Err(Miss::Method(allow)) if req.method() == Method::OPTIONS => {
+            return Ok(Response::builder()
+                .status(StatusCode::NO_CONTENT)
+                .header("allow", allow)
+                .body(super::empty())
+                .expect("a valid response"))
+        }
+        Err(Miss::Method(allow)) => {
+            let mut r = ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                Code::MethodNotAllowed,
+                format!("{path} does not take {}; it takes {allow}", req.method()),
+            )
+            .into_response();
+            r.headers_mut().insert("allow", allow.parse().expect("method names are a header value"));
+            return Ok(r);
+        }
+        Err(Miss::NoRoute) => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                Code::NoRoute,
+                format!("no resource {} {path}", req.method()),
+            ))
+        }
     };
-    let values: Vec<String> = values.into_iter().map(str::to_string).collect();
-    match template {
-        "/health" => return Ok(json_response(StatusCode::OK, &json!({ "status": "ok" }))),
-        "/metrics" => return super::metrics::respond(app, &req),
-        "/openapi.json" => {
+    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+    let (id, action) = (param("id"), param("action"));
+    match op {
+        Op::Health => return Ok(json_response(StatusCode::OK, &json!({ "status": "ok" }))),
+        Op::Metrics => return super::metrics::respond(app, &req),
+        Op::OpenApi => {
             return Ok(Response::builder()
                 .status(StatusCode::OK)
                 .header("content-type", "application/json")
@@ -142,62 +234,58 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
     }
     let caller = authenticate(app, &req)?;
     let q = req.uri().query().unwrap_or("").to_string();
-    match (req.method().as_str(), template) {
-        ("GET", "/api/v1/me") => Ok(json_response(
+    match op {
+        Op::Health | Op::OpenApi | Op::Metrics => unreachable!("answered above"),
+        Op::Me => Ok(json_response(
             StatusCode::OK,
             &json!({ "id": caller.user.id, "login": caller.user.login, "name": caller.user.name, "role": caller.role }),
         )),
-        ("GET", "/api/v1/process-kinds") => {
-            Ok(json_response(StatusCode::OK, &json!({ "items": app.inst.settings().process_kinds })))
-        }
-        ("GET", "/api/v1/process-kinds/{id}") => {
-            let kind = app.inst.settings().process_kind(&values[0]).ok_or_else(|| {
-                ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("there is no process kind \"{}\"", values[0]))
+        Op::ProcessKinds => Ok(json_response(StatusCode::OK, &json!({ "items": app.inst.settings().process_kinds }))),
+        Op::ProcessKind => {
+            let kind = app.inst.settings().process_kind(&id).ok_or_else(|| {
+                ApiError::new(StatusCode::NOT_FOUND, Code::NotFound, format!("there is no process kind \"{id}\""))
             })?;
             Ok(json_response(StatusCode::OK, &json!(kind)))
         }
-        ("GET", "/api/v1/tasks/mine") => tasks::mine(app, &caller, &q),
-        ("GET", "/api/v1/tasks/overdue") => tasks::overdue(app, &caller, &q),
-        ("POST", "/api/v1/tasks/{id}/{action}") => tasks::finish(app, &caller, &values[0], &values[1], req).await,
-        ("GET", "/api/v1/deals/{id}/file") => {
+        Op::TasksMine => tasks::mine(app, &caller, &q),
+        Op::TasksOverdue => tasks::overdue(app, &caller, &q),
+        Op::TaskAction => tasks::finish(app, &caller, &id, &action, req).await,
+        Op::DealFile => {
             let app = app.clone();
-            blocking(move || get_deal_file(&app, &caller, &values[0], &q)).await
+            blocking(move || get_deal_file(&app, &caller, &id, &q)).await
         }
-        ("POST", "/api/v1/deals/{id}/{action}") => deal_action(app, &caller, &values[0], &values[1], req).await,
-        ("GET", "/api/v1/partners/{id}/dossier") => {
+        Op::DealAction => deal_action(app, &caller, &id, &action, req).await,
+        Op::Dossier => {
             let app = app.clone();
-            blocking(move || get_dossier(&app, &caller, &values[0])).await
+            blocking(move || get_dossier(&app, &caller, &id)).await
         }
-        ("GET", "/api/v1/reports") => list_reports(app, &caller),
-        ("GET", "/api/v1/reports/{name}") => {
+        Op::Reports => list_reports(app, &caller),
+        Op::Report => {
             let app = app.clone();
             let accept = req.headers().get("accept").and_then(|a| a.to_str().ok()).unwrap_or_default();
             let csv = accept.contains("text/csv");
-            blocking(move || get_report(&app, &caller, &values[0], &q, csv)).await
+            let name = param("name");
+            blocking(move || get_report(&app, &caller, &name, &q, csv)).await
         }
-        ("POST", "/api/v1/attachments") => files::upload(app, &caller, &q, req).await,
-        ("GET", "/api/v1/attachments/{id}/content") => files::download(app, &caller, &values[0]),
-        ("POST", "/api/v1/import/{entity}") => import::upload(app, &caller, &values[0], &q, req).await,
-        ("GET", "/api/v1/scripts") => scripts_status(app, &caller),
-        ("POST", "/api/v1/scripts/reload") => scripts_reload(app, &caller),
-        ("GET", "/api/v1/tokens") => list_tokens(app, &caller),
-        ("POST", "/api/v1/tokens") => create_token(app, &caller, req).await,
-        ("DELETE", "/api/v1/tokens/{id}") => revoke_token(app, &caller, &values[0]),
-        (method, template) => {
+        Op::Upload => files::upload(app, &caller, &q, req).await,
+        Op::AttachmentContent => files::download(app, &caller, &id),
+        Op::Import => import::upload(app, &caller, &param("entity"), &q, req).await,
+        Op::Scripts => scripts_status(app, &caller),
+        Op::ScriptsReload => scripts_reload(app, &caller),
+        Op::Tokens => list_tokens(app, &caller),
+        Op::TokenCreate => create_token(app, &caller, req).await,
+        Op::TokenRevoke => revoke_token(app, &caller, &id),
+        Op::List(resource) | Op::Create(resource) | Op::Get(resource) | Op::Update(resource) | Op::Delete(resource) => {
             let no_handler = || {
-                tracing::error!("route {method} {template} has no handler");
-                ApiError::new(StatusCode::NOT_FOUND, "no_route", format!("no resource {method} {path}"))
+                tracing::error!("route {op:?} has no entity");
+                ApiError::internal("routing", format!("{resource} has no entity"))
             };
-            let mut parts = template.trim_start_matches("/api/v1/").split('/');
-            let resource = parts.next().unwrap_or_default();
-            let with_id = parts.next().is_some();
-            entities::with_resource!(resource, E => match (method, with_id) {
-                ("GET", false) => entities::list::<E>(app, &caller, &q),
-                ("POST", false) => entities::create::<E>(app, &caller, req).await,
-                ("GET", true) => entities::get::<E>(app, &caller, &values[0]),
-                ("PATCH", true) => entities::update::<E>(app, &caller, &values[0], req).await,
-                ("DELETE", true) => entities::delete::<E>(app, &caller, &values[0], req).await,
-                _ => Err(no_handler()),
+            entities::with_resource!(resource, E => match op {
+                Op::List(_) => entities::list::<E>(app, &caller, &q),
+                Op::Create(_) => entities::create::<E>(app, &caller, req).await,
+                Op::Get(_) => entities::get::<E>(app, &caller, &id),
+                Op::Update(_) => entities::update::<E>(app, &caller, &id, req).await,
+                _ => entities::delete::<E>(app, &caller, &id, req).await,
             }, else Err(no_handler()))
         }
     }
@@ -208,8 +296,9 @@ pub(super) fn parse_id<T: std::str::FromStr>(what: &str, id: &str) -> Result<T, 
 where
     T::Err: std::fmt::Display,
 {
-    id.parse()
-        .map_err(|e| ApiError::at(StatusCode::BAD_REQUEST, "bad_id", "id", format!("\"{id}\" is not a {what} id: {e}")))
+    id.parse().map_err(|e| {
+        ApiError::at(StatusCode::BAD_REQUEST, Code::BadId, "id", format!("\"{id}\" is not a {what} id: {e}"))
+    })
 }
 
 #[cfg(test)]
@@ -227,7 +316,8 @@ mod tests {
             }
         }
         documented.sort();
-        let mut routed: Vec<(String, String)> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.clone())).collect();
+        let mut routed: Vec<(String, String)> =
+            ROUTES.iter().map(|(m, p, _)| (m.as_str().to_lowercase(), p.clone())).collect();
         routed.sort();
         assert_eq!(documented, routed);
         // Every documented path parameter is a segment of its template, and back.
@@ -256,10 +346,17 @@ mod tests {
 
     #[test]
     fn requests_find_their_route_and_its_values() {
-        let (t, v) = find_route(&Method::POST, "/api/v1/deals/01ABC/move").unwrap();
-        assert_eq!((t, v), ("/api/v1/deals/{id}/{action}", vec!["01ABC", "move"]));
-        assert_eq!(find_route(&Method::GET, "/api/v1/deals").unwrap().0, "/api/v1/deals");
-        assert!(find_route(&Method::DELETE, "/api/v1/deals").is_none());
-        assert!(find_route(&Method::GET, "/api/v1/nothing").is_none());
+        let (op, v) = find_route(&Method::POST, "/api/v1/deals/01ABC/move").unwrap();
+        assert_eq!(op, Op::DealAction);
+        assert_eq!(v, vec![("id".to_string(), "01ABC".to_string()), ("action".to_string(), "move".to_string())]);
+        assert_eq!(find_route(&Method::GET, "/api/v1/deals/01ABC/file").unwrap().0, Op::DealFile);
+        assert_eq!(find_route(&Method::GET, "/api/v1/deals").unwrap().0, Op::List("deals"));
+        assert_eq!(find_route(&Method::HEAD, "/api/v1/deals").unwrap().0, Op::List("deals"));
+        assert_eq!(find_route(&Method::GET, "/api/v1/tasks/mine").unwrap().0, Op::TasksMine);
+        assert_eq!(find_route(&Method::POST, "/api/v1/attachments").unwrap().0, Op::Upload);
+        assert_eq!(find_route(&Method::DELETE, "/api/v1/deals"), Err(Miss::Method("GET, POST, HEAD, OPTIONS".into())));
+        assert_eq!(find_route(&Method::GET, "/api/v1/nothing"), Err(Miss::NoRoute));
+        assert_eq!(find_route(&Method::GET, "/API/v1/deals"), Err(Miss::NoRoute));
+        assert_eq!(find_route(&Method::GET, "/api/v1/deals/"), Err(Miss::NoRoute));
     }
 }

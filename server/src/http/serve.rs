@@ -11,10 +11,10 @@ use crmkit_core::time::SystemClock;
 use crmkit_core::Installation;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use super::framing::JsonErrors;
 use super::router::handle;
 use super::{cursor, metrics, uploads_dir, writer, App};
 use crate::token::{self, Token};
@@ -23,6 +23,12 @@ use crate::token::{self, Token};
 const MAX_CONNECTIONS: usize = 1024;
 /// How long a client may take to send its request headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request head (request line and headers) read.
+pub(super) const MAX_HEAD: usize = 64 * 1024;
+/// How long a connection, HTTP/1 kept alive or HTTP/2, may stay open with no request
+/// running before the server closes it (HTTP/2: GOAWAY); `CRMKIT_HTTP_IDLE_TIMEOUT`
+/// (seconds) changes it.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long in-flight requests may take to finish on shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -33,6 +39,7 @@ const SCRIPT_GRACE: Duration = Duration::from_secs(2);
 /// What a server needs: the installation, its tokens and its process engine.
 pub struct Served {
     app: Arc<App>,
+    idle: Duration,
 }
 
 impl Served {
@@ -43,10 +50,9 @@ impl Served {
         engine: crmkit_core::process::Engine,
         scripts: Arc<crmkit_rhai::ScriptHost>,
     ) -> Result<Served> {
-        let import_engine = Arc::new(crate::script::engine_on(&inst, &scripts)?);
-        let hooks = vec![engine.hooks().clone(), import_engine.hooks().clone()];
-        let writer = writer::Writer::start(inst.clone(), engine);
-        let metrics = metrics::Metrics::new(inst.clone(), &writer.metrics, hooks);
+        let bound = Arc::new(crate::script::Bound::new(engine, Arc::new(inst.settings().clone())));
+        let writer = writer::Writer::start(inst.clone(), bound.clone());
+        let metrics = metrics::Metrics::new(inst.clone(), &writer.metrics, bound.clone());
         let tokens = std::sync::RwLock::new(tokens);
         let cursors = cursor::Cursors::load_or_create(inst.dir())?;
         let app = App {
@@ -56,7 +62,7 @@ impl Served {
             writer,
             reports: crate::script::reports(&scripts),
             scripts,
-            import_engine,
+            bound,
             importing: Arc::default(),
             cursors,
             metrics,
@@ -66,19 +72,20 @@ impl Served {
             std::fs::remove_dir_all(&uploads).with_context(|| format!("emptying {}", uploads.display()))?;
         }
         std::fs::create_dir_all(&uploads).with_context(|| format!("creating {}", uploads.display()))?;
-        Ok(Served { app: Arc::new(app) })
+        Ok(Served { app: Arc::new(app), idle: idle_timeout()? })
     }
 
     /// Serves connections from `listener` until `stop` completes, then lets requests in
     /// flight finish and stops the writer; whether everything let go of the store.
     pub async fn run(self, listener: TcpListener, stop: impl std::future::Future<Output = ()>) -> bool {
-        let app = self.app;
+        let (app, idle) = (self.app, self.idle);
         // The command line reaches the installation through this server while it runs.
         let commands = crate::beside::Listener::start(app.inst.clone());
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        let graceful = GracefulShutdown::new();
+        let (stopping, _) = tokio::sync::watch::channel(false);
         let mut builder = Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).max_buf_size(64 * 1024);
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT.min(idle)).max_buf_size(MAX_HEAD);
+        builder.http2().timer(TokioTimer::new());
         tokio::pin!(stop);
         loop {
             let permit = tokio::select! {
@@ -99,12 +106,40 @@ impl Served {
             };
             let _ = stream.set_nodelay(true);
             let app = app.clone();
-            let service = hyper::service::service_fn(move |req| metrics::observed(app.clone(), peer, req, handle));
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-            let conn = graceful.watch(conn);
+            let activity = Arc::new(Activity::new());
+            let seen = activity.clone();
+            let service = hyper::service::service_fn(move |req| {
+                let running = seen.start();
+                let app = app.clone();
+                async move {
+                    let answer = metrics::observed(app, peer, req, handle).await;
+                    drop(running);
+                    answer
+                }
+            });
+            let conn =
+                builder.serve_connection_with_upgrades(TokioIo::new(JsonErrors::new(stream)), service).into_owned();
+            let mut stopping = stopping.subscribe();
             tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!("connection ended: {e}");
+                tokio::pin!(conn);
+                let mut closing = false;
+                loop {
+                    tokio::select! {
+                        ended = conn.as_mut() => {
+                            if let Err(e) = ended {
+                                tracing::debug!("connection ended: {e}");
+                            }
+                            break;
+                        }
+                        _ = activity.idle_for(idle), if !closing => {
+                            conn.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
+                        _ = stopping.wait_for(|s| *s), if !closing => {
+                            conn.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
+                    }
                 }
                 drop(permit);
             });
@@ -112,9 +147,10 @@ impl Served {
         if let Some(commands) = commands {
             commands.stop(SHUTDOWN_GRACE).await;
         }
-        // Requests in flight finish; reports still running after a moment are ended, so
-        // that their requests answer at once.
-        let finished = graceful.shutdown();
+        // Requests in flight finish (every connection gives its slot back); reports still
+        // running after a moment are ended, so that their requests answer at once.
+        stopping.send_replace(true);
+        let finished = slots.acquire_many(MAX_CONNECTIONS as u32);
         tokio::pin!(finished);
         tokio::select! {
             _ = &mut finished => {}
@@ -148,6 +184,71 @@ impl Served {
                     tracing::warn!("reads still hold the store after {SHUTDOWN_GRACE:?}; it closes with the process");
                     return false;
                 }
+            }
+        }
+    }
+}
+
+/// The idle timeout: `CRMKIT_HTTP_IDLE_TIMEOUT` seconds (a decimal number over 0), or
+/// [`IDLE_TIMEOUT`].
+fn idle_timeout() -> Result<Duration> {
+    match std::env::var("CRMKIT_HTTP_IDLE_TIMEOUT") {
+        Err(_) => Ok(IDLE_TIMEOUT),
+        Ok(text) => text
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
+            .map(Duration::from_secs_f64)
+            .with_context(|| {
+                format!("CRMKIT_HTTP_IDLE_TIMEOUT \"{text}\" is not a number of seconds over 0 (at most 86400)")
+            }),
+    }
+}
+
+/// What a connection is doing: requests running, and when the last one began or ended.
+struct Activity {
+    running: std::sync::atomic::AtomicUsize,
+    last: std::sync::Mutex<tokio::time::Instant>,
+}
+
+/// A request running on a connection; its end counts as activity.
+struct Running(Arc<Activity>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.touch();
+    }
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity { running: 0.into(), last: std::sync::Mutex::new(tokio::time::Instant::now()) }
+    }
+
+    fn touch(&self) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+    }
+
+    fn start(self: &Arc<Self>) -> Running {
+        self.running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.touch();
+        Running(self.clone())
+    }
+
+    /// Completes once no request has run on the connection for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let last = *self.last.lock().unwrap_or_else(|p| p.into_inner());
+            if self.running.load(std::sync::atomic::Ordering::SeqCst) == 0 && last.elapsed() >= idle {
+                return;
+            }
+            // Looked at again when the last activity is `idle` old, or `idle` from now while
+            // a request runs.
+            match self.running.load(std::sync::atomic::Ordering::SeqCst) {
+                0 => tokio::time::sleep_until(last + idle).await,
+                _ => tokio::time::sleep(idle).await,
             }
         }
     }

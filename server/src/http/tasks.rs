@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::access::Caller;
 use super::entities::{self, page_limit};
-use super::{json_response, parse_id, query, ApiError, App, Body};
+use super::{json_response, parse_id, query, ApiError, App, Body, Code};
 
 /// `GET /api/v1/tasks/mine?status=open|done|cancelled&after=&limit=`: the caller's tasks
 /// in one status (open by default), oldest first.
@@ -23,7 +23,7 @@ pub fn mine(app: &App, caller: &Caller, q: &str) -> Result<Response<Body>, ApiEr
         Some(other) => {
             return Err(ApiError::at(
                 StatusCode::BAD_REQUEST,
-                "bad_query",
+                Code::BadQuery,
                 "status",
                 format!("status \"{other}\" is not open, done or cancelled"),
             ))
@@ -33,11 +33,12 @@ pub fn mine(app: &App, caller: &Caller, q: &str) -> Result<Response<Body>, ApiEr
     let r = app.inst.store().read()?;
     let prefix = crmkit_core::model::task_executor_prefix(caller.user.id, status);
     let mut items: Vec<Task> = r.find(Index::TaskByExecutor, &prefix, after, limit + 1)?;
-    let next = (items.len() > limit).then(|| {
+    let mut next = None;
+    if items.len() > limit {
         items.truncate(limit);
-        items.last().map(|t| app.cursors.seal("tasks/mine", t.id.0))
-    });
-    Ok(json_response(StatusCode::OK, &json!({ "items": items, "next": next.flatten() })))
+        next = items.last().map(|t| entities::seal(app, "tasks/mine", t.id.0)).transpose()?;
+    }
+    Ok(json_response(StatusCode::OK, &json!({ "items": items, "next": next })))
 }
 
 /// `GET /api/v1/tasks/overdue?limit=`: open tasks past their due time, the most overdue
@@ -99,7 +100,7 @@ pub async fn finish(
         other => {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
-                "no_route",
+                Code::NoRoute,
                 format!("a task has no action \"{other}\" (complete, cancel)"),
             ))
         }

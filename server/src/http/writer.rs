@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::metrics::WriterMetrics;
-use super::ApiError;
+use super::{ApiError, Code};
 
 /// A write: runs in the writer's transaction, answers a JSON value.
 type Work = Box<dyn FnOnce(&Engine, &mut WriteTxn<'_>) -> crmkit_core::Result<Value> + Send>;
@@ -40,14 +40,15 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread over `inst`.
-    pub fn start(inst: Arc<Installation>, engine: Engine) -> Writer {
+    /// Starts the writer thread over `inst`; each group of writes runs on the engine `bound`
+    /// has in force when the group starts.
+    pub fn start(inst: Arc<Installation>, bound: Arc<crate::script::Bound>) -> Writer {
         let (jobs, queue) = mpsc::channel::<Job>();
         let metrics = WriterMetrics::default();
         let measured = metrics.clone();
         let thread = std::thread::Builder::new()
             .name("crmkit-writer".into())
-            .spawn(move || run(&inst, &engine, &queue, &measured))
+            .spawn(move || run(&inst, &bound, &queue, &measured))
             .expect("the writer thread starts");
         Writer { metrics, jobs: std::sync::Mutex::new(Some(jobs)), thread: std::sync::Mutex::new(Some(thread)) }
     }
@@ -61,7 +62,8 @@ impl Writer {
     ) -> Result<Value, ApiError> {
         let (reply, answer) = oneshot::channel();
         let job = Job { actor, work: Box::new(work), reply };
-        let stopped = || ApiError::new(hyper::StatusCode::SERVICE_UNAVAILABLE, "stopping", "the server is stopping");
+        let stopped =
+            || ApiError::new(hyper::StatusCode::SERVICE_UNAVAILABLE, Code::Stopping, "the server is stopping");
         let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let jobs = jobs.ok_or_else(stopped)?;
         self.metrics.queued.inc();
@@ -82,7 +84,7 @@ impl Writer {
     }
 }
 
-fn run(inst: &Installation, engine: &Engine, queue: &Receiver<Job>, metrics: &WriterMetrics) {
+fn run(inst: &Installation, bound: &crate::script::Bound, queue: &Receiver<Job>, metrics: &WriterMetrics) {
     // Blocks for the first write of a group, then takes what else is waiting.
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
@@ -94,7 +96,7 @@ fn run(inst: &Installation, engine: &Engine, queue: &Receiver<Job>, metrics: &Wr
         }
         metrics.queued.dec_by(group.len() as i64);
         metrics.group_size.observe(group.len() as f64);
-        write_group(inst, engine, group, metrics);
+        write_group(inst, &bound.engine(), group, metrics);
     }
 }
 
@@ -161,7 +163,7 @@ fn write_group(inst: &Installation, engine: &Engine, group: Vec<Job>, metrics: &
 fn not_written() -> ApiError {
     ApiError::new(
         hyper::StatusCode::SERVICE_UNAVAILABLE,
-        "not_written",
+        Code::NotWritten,
         "the write could not be made durable; nothing was written",
     )
 }
