@@ -72,6 +72,11 @@ const DAY: i64 = 24 * HOUR;
 /// the reasons, repeat_sale wants the competitor and a comment. (The tender's bid task goes
 /// to whoever the `task.assignee` hook names, as in the default config.)
 fn settings() -> Settings {
+    Settings::parse(&settings_text(), Path::new("process-test.toml")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The text of [`settings`].
+fn settings_text() -> String {
     let mut text = DEFAULT_CONFIG.to_string();
     let mut edit = |from: &str, to: &str| {
         assert_eq!(text.matches(from).count(), 1, "{from:?} must occur once in the default config");
@@ -85,7 +90,7 @@ fn settings() -> Settings {
         "id = \"repeat_sale\"\nname = \"Repeat sale\"\nmode = \"manual\"\n",
         "id = \"repeat_sale\"\nname = \"Repeat sale\"\nmode = \"manual\"\nrequire_competitor = true\nrequire_loss_comment = true\n",
     );
-    Settings::parse(&text, Path::new("process-test.toml")).unwrap_or_else(|e| panic!("{e}"))
+    text
 }
 
 /// A sales department: two managers and a head in Moscow, a head in Kazan (created first,
@@ -2874,31 +2879,41 @@ fn the_comment_of_a_step_is_free_text_with_its_rule(backend: Backend) {
 }
 
 fn a_hook_sets_a_date_by_the_rule_of_dates(backend: Backend) {
-    let value: Arc<Mutex<serde_json::Value>> = Arc::default();
+    let value: Arc<Mutex<(&'static str, serde_json::Value)>> = Arc::new(Mutex::new(("", serde_json::Value::Null)));
     let mut hooks = Hooks::new();
     let v = value.clone();
     hooks.register(
-        "set_close",
+        "set_date",
         handler(move |_| {
-            let value = v.lock().unwrap().clone();
-            Ok(Answer::Actions(vec![Action::SetField { field: "expected_close".into(), value }]))
+            let (field, value) = v.lock().unwrap().clone();
+            Ok(Answer::Actions(vec![Action::SetField { field: field.into(), value }]))
         }),
     );
-    hooks.bind(HookPoint::DealAfterTransition, "set_close", &[]).unwrap();
+    hooks.bind(HookPoint::DealAfterTransition, "set_date", &[]).unwrap();
     let e = native_engine(hooks);
-    let w = world(backend);
+    let text = format!(
+        "{}\n[[custom_fields.deal]]\nname = \"signed_on\"\nlabel = \"Signed on\"\ntype = \"date\"\n",
+        settings_text()
+    );
+    let w = world_with(backend, Settings::parse(&text, Path::new("process-test.toml")).unwrap());
     let d = w.deal(&e, "b2b_sale", 1000);
-    for (bad, needle) in [
-        ("+99999-01-01", "is not a date written YYYY-MM-DD"),
-        ("-0001-01-01", "is not a date written YYYY-MM-DD"),
-        ("2026-7-1", "is not a date written YYYY-MM-DD"),
-        ("1899-12-31", "1899-12-31 is outside the dates a field holds (1900-01-01 to 2999-12-31)"),
-    ] {
-        *value.lock().unwrap() = serde_json::Value::String(bad.into());
-        let err = w.refused(w.ivanov, |tx| e.hold(tx, d.id, d.version, ""));
-        invalid(&err, "expected_close", needle);
+    for field in ["expected_close", "custom.signed_on"] {
+        for (bad, needle) in [
+            ("+99999-01-01", "is not a date written YYYY-MM-DD"),
+            ("-0001-01-01", "is not a date written YYYY-MM-DD"),
+            ("2026-7-1", "\"2026-7-1\" is not a date written YYYY-MM-DD"),
+            ("01.07.2026", "is not a date written YYYY-MM-DD"),
+            ("1899-12-31", "1899-12-31 is outside the dates a field holds (1900-01-01 to 2999-12-31)"),
+        ] {
+            *value.lock().unwrap() = (field, serde_json::Value::String(bad.into()));
+            let err = w.refused(w.ivanov, |tx| e.hold(tx, d.id, d.version, ""));
+            invalid(&err, field, needle);
+        }
     }
-    *value.lock().unwrap() = serde_json::Value::String("2026-07-01".into());
+    *value.lock().unwrap() = ("expected_close", serde_json::Value::String("2026-07-01".into()));
     let held = w.run(w.ivanov, |tx| e.hold(tx, d.id, d.version, ""));
     assert_eq!(held.expected_close.map(|d| d.to_string()).as_deref(), Some("2026-07-01"));
+    *value.lock().unwrap() = ("custom.signed_on", serde_json::Value::String("2026-03-01".into()));
+    let resumed = w.run(w.ivanov, |tx| e.resume(tx, d.id, held.version));
+    assert_eq!(resumed.custom["signed_on"], CustomValue::Date(chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap()));
 }
