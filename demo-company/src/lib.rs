@@ -1207,7 +1207,7 @@ impl Story<'_> {
             0 => {
                 let Some(back) = self.at(at.plus_millis(rng.range(14, 120) * DAY)) else { return Ok(None) };
                 let version = self.deal.version;
-                self.deal = w.op(back, Some(self.deal.manager), |e, tx| e.resume(tx, id, version))?;
+                self.deal = w.op(back, Some(self.deal.manager), |e, tx| e.resume(tx, id, version, ""))?;
                 Ok(Some(back.0 - at.0))
             }
             1 => {
@@ -1340,7 +1340,7 @@ impl Story<'_> {
         let at = self.at(at).expect("a comeback is before the end");
         self.reopened = true;
         let (id, version) = (self.deal.id, self.deal.version);
-        self.deal = w.op(at, None, |e, tx| e.reopen(tx, id, version, None))?;
+        self.deal = w.op(at, None, |e, tx| e.reopen(tx, id, version, None, ""))?;
         // The client is waiting for the quote again.
         self.settle_quote(w, DocumentState::Issued)
     }
@@ -1348,7 +1348,9 @@ impl Story<'_> {
     /// Closes the deal as won at `at`, with its order, invoice, shipment and payment.
     fn win(&mut self, w: &mut Writer<'_>, rng: &mut Rng, at: Timestamp) -> Result<()> {
         let (id, version) = (self.deal.id, self.deal.version);
-        self.deal = w.op(at, Some(self.deal.manager), |e, tx| e.close(tx, id, version, Outcome::Won))?;
+        self.deal = w.op(at, Some(self.deal.manager), |e, tx| {
+            e.close(tx, id, version, Outcome::Won { comment: String::new() })
+        })?;
         self.settle_quote(w, DocumentState::Agreed)?;
         let end = self.end;
         self.document(w, DocumentKind::Order, at, DocumentState::Agreed)?;

@@ -424,7 +424,7 @@ fn a_managed_route_cannot_be_skipped_by_hand(backend: Backend) {
     process_error(&err, d.id, "process kind \"tender\" is managed");
     let err = w.refused(w.ivanov, |tx| e.advance(tx, d.id, d.version));
     invalid(&err, "tasks", "required task \"Study the tender documentation\"");
-    let err = w.refused(w.ivanov, |tx| e.close(tx, d.id, d.version, Outcome::Won));
+    let err = w.refused(w.ivanov, |tx| e.close(tx, d.id, d.version, Outcome::Won { comment: String::new() }));
     process_error(&err, d.id, "a deal is won from the end of its route, not from stage \"announcement\"");
     // In documentation, "bid" is a stage it may go to, but only the route takes it there.
     let task = w.open_task(d.id);
@@ -448,12 +448,12 @@ fn a_closed_or_held_deal_does_not_move(backend: Backend) {
     process_error(&err, d.id, "is on hold: resume it before moving it");
     let err = w.refused(w.ivanov, |tx| e.hold(tx, held.id, held.version, "again"));
     process_error(&err, d.id, "is on_hold: only a deal in progress can be put on hold");
-    let won = w.run(w.ivanov, |tx| e.close(tx, held.id, held.version, Outcome::Won));
+    let won = w.run(w.ivanov, |tx| e.close(tx, held.id, held.version, Outcome::Won { comment: String::new() }));
     let err = w.refused(w.ivanov, |tx| e.move_deal(tx, won.id, won.version, "needs_analysis", None));
     process_error(&err, d.id, "is closed (won): reopen it before moving it");
     let err = w.refused(w.ivanov, |tx| e.close(tx, won.id, won.version, lost("price")));
     process_error(&err, d.id, "is already closed (won)");
-    let err = w.refused(w.ivanov, |tx| e.resume(tx, won.id, won.version));
+    let err = w.refused(w.ivanov, |tx| e.resume(tx, won.id, won.version, ""));
     process_error(&err, d.id, "is won, not on hold");
     // A stageless deal has no stage to move to.
     let p = w.deal(&e, "project", 1000);
@@ -593,13 +593,13 @@ fn a_guard_that_fails_aborts_the_step_and_is_named(backend: Backend) {
     let w = world(backend);
     let d = w.deal(&e, "b2b_sale", 1000);
     // A close asks the guards of leaving the stage first: the confused one faults there.
-    let err = w.refused(w.ivanov, |tx| e.close(tx, d.id, d.version, Outcome::Won));
+    let err = w.refused(w.ivanov, |tx| e.close(tx, d.id, d.version, Outcome::Won { comment: String::new() }));
     assert!(matches!(&err, Error::HookFault { hook: "deal.before_transition", handler, .. } if handler == "confused"));
     let mut hooks = Hooks::new();
     hooks.register("flaky_script", handler(|_| Err(Fault("line 3: variable `quote` is not defined".into()))));
     hooks.bind(HookPoint::DealBeforeClose, "flaky_script", &[]).unwrap();
     let closing = native_engine(hooks);
-    let err = w.refused(w.ivanov, |tx| closing.close(tx, d.id, d.version, Outcome::Won));
+    let err = w.refused(w.ivanov, |tx| closing.close(tx, d.id, d.version, Outcome::Won { comment: String::new() }));
     match &err {
         Error::HookFault { hook, handler, message } => assert_eq!(
             (*hook, handler.as_str(), message.as_str()),
@@ -703,7 +703,7 @@ fn reopening_is_for_heads(backend: Backend) {
     let d = w.run(w.ivanov, |tx| e.move_deal(tx, d.id, d.version, "needs_analysis", None));
     w.advance(DAY);
     let lost = w.run(w.ivanov, |tx| e.close(tx, d.id, d.version, lost("no_budget")));
-    let err = w.refused(w.ivanov, |tx| e.reopen(tx, lost.id, lost.version, None));
+    let err = w.refused(w.ivanov, |tx| e.reopen(tx, lost.id, lost.version, None, ""));
     match &err {
         Error::Forbidden(m) => assert_eq!(
             m,
@@ -714,17 +714,17 @@ fn reopening_is_for_heads(backend: Backend) {
         ),
         other => panic!("expected Forbidden, got {other:?}"),
     }
-    let err = w.refused(w.sidorova, |tx| e.reopen(tx, lost.id, lost.version, Some("signing")));
+    let err = w.refused(w.sidorova, |tx| e.reopen(tx, lost.id, lost.version, Some("signing"), ""));
     invalid(&err, "stage", "\"signing\" is not a stage of process kind \"b2b_sale\"");
-    let err = w.refused(w.sidorova, |tx| e.reopen(tx, d.id, d.version, None));
+    let err = w.refused(w.sidorova, |tx| e.reopen(tx, d.id, d.version, None, ""));
     assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
     w.advance(DAY);
-    let open = w.run(w.sidorova, |tx| e.reopen(tx, lost.id, lost.version, None));
+    let open = w.run(w.sidorova, |tx| e.reopen(tx, lost.id, lost.version, None, ""));
     assert_eq!(
         (open.status, open.stage.as_deref(), open.closed_at, open.loss_reason.as_deref(), open.probability),
         (DealStatus::InProgress, Some("needs_analysis"), None, None, Some(25))
     );
-    let err = w.refused(w.sidorova, |tx| e.reopen(tx, open.id, open.version, None));
+    let err = w.refused(w.sidorova, |tx| e.reopen(tx, open.id, open.version, None, ""));
     process_error(&err, d.id, "is in_progress, not closed");
     w.check_history(
         d.id,
@@ -881,7 +881,7 @@ fn a_manual_deal_from_creation_to_won(backend: Backend) {
     w.advance(3 * DAY + 2 * HOUR);
     let d = w.run(w.ivanov, |tx| e.move_deal(tx, d.id, d.version, "contract", None));
     w.advance(DAY);
-    let d = w.run(w.ivanov, |tx| e.close(tx, d.id, d.version, Outcome::Won));
+    let d = w.run(w.ivanov, |tx| e.close(tx, d.id, d.version, Outcome::Won { comment: String::new() }));
     assert_eq!(
         (d.status, d.stage.as_deref(), d.closed_at, d.probability),
         (DealStatus::Won, Some("contract"), Some(T0.plus_millis(11 * DAY + 2 * HOUR)), Some(100))
@@ -946,7 +946,7 @@ fn a_managed_tender_moves_itself_as_its_tasks_are_done(backend: Backend) {
     let err = w.refused(w.ivanov, |tx| e.advance(tx, d.id, d.version));
     process_error(&err, d.id, "is in \"award\", the end of its route: close it as won or lost");
     w.advance(5 * DAY);
-    let d = w.run(w.ivanov, |tx| e.close(tx, d.id, d.version, Outcome::Won));
+    let d = w.run(w.ivanov, |tx| e.close(tx, d.id, d.version, Outcome::Won { comment: String::new() }));
     w.check_history(
         d.id,
         "0 create -/- -> announcement/in_progress at +0 dwell - by ivanov
@@ -1153,7 +1153,7 @@ fn a_stageless_project_only_changes_status(backend: Backend) {
     w.advance(DAY);
     let d = w.run(w.ivanov, |tx| e.hold(tx, d.id, d.version, "  waiting for funding "));
     w.advance(10 * DAY);
-    let d = w.run(w.petrov, |tx| e.resume(tx, d.id, d.version));
+    let d = w.run(w.petrov, |tx| e.resume(tx, d.id, d.version, ""));
     w.advance(2 * DAY);
     let outcome =
         Outcome::Lost { reason: "no_budget".into(), competitor: None, comment: "frozen until next year".into() };
@@ -2130,10 +2130,10 @@ fn send(w: &World, e: &Engine, tx: &mut WriteTxn<'_>, op: &Resolved, stale: bool
         Resolved::Advance(id) => e.advance(tx, *id, version(*id)).map(drop),
         Resolved::Check(id, done) => e.set_checked(tx, *id, version(*id), "needs_recorded", *done).map(drop),
         Resolved::Hold(id) => e.hold(tx, *id, version(*id), "pause").map(drop),
-        Resolved::Resume(id) => e.resume(tx, *id, version(*id)).map(drop),
-        Resolved::Won(id) => e.close(tx, *id, version(*id), Outcome::Won).map(drop),
+        Resolved::Resume(id) => e.resume(tx, *id, version(*id), "").map(drop),
+        Resolved::Won(id) => e.close(tx, *id, version(*id), Outcome::Won { comment: String::new() }).map(drop),
         Resolved::Lost(id, reason) => e.close(tx, *id, version(*id), lost(reason)).map(drop),
-        Resolved::Reopen(id, to) => e.reopen(tx, *id, version(*id), *to).map(drop),
+        Resolved::Reopen(id, to) => e.reopen(tx, *id, version(*id), *to, "").map(drop),
         Resolved::Number(id) => {
             let mut d = deal(*id);
             d.custom.insert("tender_number".into(), CustomValue::String("42".into()));
@@ -2403,9 +2403,9 @@ fn reopening_does_not_skip_the_route_and_counts_no_dwell(backend: Backend) {
     let t = next_day_complete(&w, &e, t.id, w.ivanov); // announcement → documentation
     let t = w.run(w.ivanov, |tx| e.close(tx, t.id, t.version, lost("price")));
     w.advance(10 * DAY);
-    let err = w.refused(w.sidorova, |tx| e.reopen(tx, t.id, t.version, Some("award")));
+    let err = w.refused(w.sidorova, |tx| e.reopen(tx, t.id, t.version, Some("award"), ""));
     process_error(&err, t.id, "cannot be reopened in stage \"award\"");
-    let t = w.run(w.sidorova, |tx| e.reopen(tx, t.id, t.version, Some("announcement")));
+    let t = w.run(w.sidorova, |tx| e.reopen(tx, t.id, t.version, Some("announcement"), ""));
     let history = w.fx.store.read().unwrap().stage_history(t.id).unwrap();
     let reopen = history.last().unwrap();
     assert_eq!((reopen.how, reopen.dwell_ms), (How::Reopen, None));
@@ -2423,7 +2423,7 @@ fn a_deal_resumed_after_its_tasks_were_done_moves_on(backend: Backend) {
     w.run(w.ivanov, |tx| e.complete_task(tx, task.id, task.version));
     assert_eq!(w.load(t.id).stage.as_deref(), Some("announcement"), "a held deal stays");
     let t = w.load(t.id);
-    let t = w.run(w.ivanov, |tx| e.resume(tx, t.id, t.version));
+    let t = w.run(w.ivanov, |tx| e.resume(tx, t.id, t.version, ""));
     assert_eq!(t.stage.as_deref(), Some("documentation"));
 }
 
@@ -2550,7 +2550,7 @@ fn an_imported_deal_on_hold_in_a_managed_stage_can_go_on(backend: Backend) {
         step(-7, How::Hold, "documentation", DealStatus::OnHold),
     ];
     let d = w.run(w.ivanov, |tx| e.import_deal(tx, d, steps));
-    let d = w.run(w.ivanov, |tx| e.resume(tx, d.id, d.version));
+    let d = w.run(w.ivanov, |tx| e.resume(tx, d.id, d.version, ""));
     let d = next_day_complete(&w, &e, d.id, w.ivanov);
     assert_eq!(d.stage.as_deref(), Some("bid"));
 }
@@ -2685,7 +2685,7 @@ fn closing_a_deal_is_leaving_its_stage(backend: Backend) {
             "{err:?}"
         )
     };
-    rejected(&w.refused(w.ivanov, |tx| e.close(tx, d.id, d.version, Outcome::Won)));
+    rejected(&w.refused(w.ivanov, |tx| e.close(tx, d.id, d.version, Outcome::Won { comment: String::new() })));
     let full = Outcome::Lost { reason: "price".into(), competitor: Some(w.competitor), comment: "cheaper".into() };
     rejected(&w.refused(w.ivanov, |tx| e.close(tx, d.id, d.version, full.clone())));
     assert_eq!(
@@ -2712,7 +2712,7 @@ fn closing_a_deal_is_leaving_its_stage(backend: Backend) {
     let ordered = native_engine(hooks);
     let d = w.run(w.ivanov, |tx| ordered.move_deal(tx, d.id, d.version, "needs_analysis", None));
     order.lock().unwrap().clear();
-    let won = w.run(w.ivanov, |tx| ordered.close(tx, d.id, d.version, Outcome::Won));
+    let won = w.run(w.ivanov, |tx| ordered.close(tx, d.id, d.version, Outcome::Won { comment: String::new() }));
     assert_eq!(
         *order.lock().unwrap(),
         [HookPoint::DealBeforeTransition, HookPoint::DealBeforeClose, HookPoint::EntityBeforeSave]
@@ -2726,11 +2726,13 @@ fn every_step_asks_the_guards_of_leaving(backend: Backend) {
     let d = w.deal(&e, "b2b_sale", 1000);
     // A hold, a resume and a reopen leave no stage: the guard sees them and lets them be.
     let d = w.run(w.ivanov, |tx| e.hold(tx, d.id, d.version, "budget in May"));
-    let d = w.run(w.ivanov, |tx| e.resume(tx, d.id, d.version));
+    let d = w.run(w.ivanov, |tx| e.resume(tx, d.id, d.version, ""));
     let err = w.refused(w.ivanov, |tx| e.move_deal(tx, d.id, d.version, "needs_analysis", None));
     assert!(matches!(err, Error::Rejected { hook: "deal.before_transition", .. }), "{err:?}");
-    let closed = w.run(w.sidorova, |tx| Engine::without_hooks().close(tx, d.id, d.version, Outcome::Won));
-    let d = w.run(w.sidorova, |tx| e.reopen(tx, closed.id, closed.version, None));
+    let closed = w.run(w.sidorova, |tx| {
+        Engine::without_hooks().close(tx, d.id, d.version, Outcome::Won { comment: String::new() })
+    });
+    let d = w.run(w.sidorova, |tx| e.reopen(tx, closed.id, closed.version, None, ""));
     assert_eq!((d.status, d.stage.as_deref()), (DealStatus::InProgress, Some("qualification")));
     assert_eq!(
         *seen.lock().unwrap(),
@@ -2914,6 +2916,6 @@ fn a_hook_sets_a_date_by_the_rule_of_dates(backend: Backend) {
     let held = w.run(w.ivanov, |tx| e.hold(tx, d.id, d.version, ""));
     assert_eq!(held.expected_close.map(|d| d.to_string()).as_deref(), Some("2026-07-01"));
     *value.lock().unwrap() = ("custom.signed_on", serde_json::Value::String("2026-03-01".into()));
-    let resumed = w.run(w.ivanov, |tx| e.resume(tx, d.id, held.version));
+    let resumed = w.run(w.ivanov, |tx| e.resume(tx, d.id, held.version, ""));
     assert_eq!(resumed.custom["signed_on"], CustomValue::Date(chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap()));
 }

@@ -413,7 +413,11 @@ fn shipped_route_a_new_clients_bid_goes_through_approval() {
     // Small bids, and bids of clients we have won before, take the default route.
     let small = s.deal(500_000);
     assert_eq!(ask_script(&s, HookPoint::DealRoute, handler, &small), Answer::Stage(None));
-    s.fx.store.transact(Some(s.manager), |tx| s.engine.close(tx, small.id, small.version, Outcome::Won)).unwrap();
+    s.fx.store
+        .transact(Some(s.manager), |tx| {
+            s.engine.close(tx, small.id, small.version, Outcome::Won { comment: String::new() })
+        })
+        .unwrap();
     let again = s.fx.store.read().unwrap().load::<Deal>(d.id).unwrap();
     let same_partner = Deal { partner: small.partner, ..again };
     assert_eq!(ask_script(&s, HookPoint::DealRoute, handler, &same_partner), Answer::Stage(None));
@@ -668,9 +672,9 @@ fn a_script_reads_whether_a_step_closes_the_deal_and_leaves_its_stage() {
         Err(crmkit_core::Error::Rejected { message, .. }) => message,
         other => panic!("expected a rejection, got {other:?}"),
     };
-    let won =
-        s.fx.store
-            .transact(Some(s.manager), |tx| s.engine.close(tx, d.id, d.version, crmkit_core::process::Outcome::Won));
+    let won = s.fx.store.transact(Some(s.manager), |tx| {
+        s.engine.close(tx, d.id, d.version, crmkit_core::process::Outcome::Won { comment: String::new() })
+    });
     assert_eq!(refused(won), "no won (leaves true)");
     assert_eq!(refused(s.move_to(&d, "needs_analysis")), "no leaving");
     let held = s.fx.store.transact(Some(s.manager), |tx| s.engine.hold(tx, d.id, d.version, "May"));
