@@ -13,7 +13,7 @@ use crate::store::kv::KvError;
 pub enum Error {
     /// A field breaks a rule; nothing was written.
     #[error("invalid {0}")]
-    Invalid(#[from] FieldError),
+    Invalid(FieldError),
     /// No entity of this kind has this id.
     #[error("{kind} {id} does not exist")]
     NotFound { kind: EntityKind, id: RawId },
@@ -75,9 +75,19 @@ pub enum Error {
     /// The storage backend failed.
     #[error("storage: {0}")]
     Storage(KvError),
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    /// A file could not be read or written. The message says why once; the I/O error is
+    /// kept as `error` (its `kind()` tells what happened), not as the error's source, so a
+    /// printed chain does not repeat it.
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
+}
+
+/// A field error is an invalid write. Its message is part of this error's, so it is not
+/// also its source (a printed chain would say it twice).
+impl From<FieldError> for Error {
+    fn from(e: FieldError) -> Error {
+        Error::Invalid(e)
+    }
 }
 
 /// A value the backend could not decode is corrupt data, whoever noticed; anything else the
@@ -93,3 +103,29 @@ impl From<KvError> for Error {
 
 /// Results of the engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+    use crate::model::EntityKind;
+
+    /// A message says its cause once: a printed chain (`{:#}` in the binary) adds nothing that
+    /// the message already holds.
+    #[test]
+    fn messages_do_not_repeat_their_cause() {
+        let io = Error::Io {
+            path: "demo/data/crmkit.redb".into(),
+            error: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "a file is already there"),
+        };
+        assert_eq!(io.to_string(), "demo/data/crmkit.redb: a file is already there");
+        assert!(io.source().is_none());
+        let invalid = Error::from(FieldError::new(EntityKind::Deal, "comment", "is too long"));
+        assert_eq!(invalid.to_string(), "invalid deal.comment: is too long");
+        assert!(invalid.source().is_none());
+        let csv = crate::transfer::csv::CsvError::from(std::io::Error::other("disk gone"));
+        assert_eq!(csv.to_string(), "disk gone");
+        assert!(csv.source().is_none());
+    }
+}

@@ -27,7 +27,7 @@ pub struct Installation {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.to_path_buf(), source }
+    move |error| Error::Io { path: path.to_path_buf(), error }
 }
 
 impl Installation {
@@ -38,7 +38,7 @@ impl Installation {
         if file.exists() {
             return Err(Error::Io {
                 path: file,
-                source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "an installation is already there"),
+                error: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "an installation is already there"),
             });
         }
         let text = config.unwrap_or(DEFAULT_CONFIG);

@@ -864,6 +864,61 @@ fn client(
     Ok(p.id)
 }
 
+/// The deal field `equipment` (a multi-valued enum), when the config declares it so: the
+/// values a deal holds are declared ones, each once, in the declared order.
+struct Equipment {
+    values: Vec<String>,
+}
+
+impl Equipment {
+    const FIELD: &'static str = "equipment";
+
+    fn declared(settings: &crmkit_core::config::Settings) -> Option<Equipment> {
+        use crmkit_core::model::CustomFieldType;
+        let def = settings.custom_fields_of(EntityKind::Deal).iter().find(|d| d.name == Self::FIELD)?;
+        match &def.ty {
+            CustomFieldType::Enum { values, multiple: true } if !values.is_empty() => {
+                Some(Equipment { values: values.clone() })
+            }
+            _ => None,
+        }
+    }
+
+    /// What a deal selling `product` supplies, as its manager records it: about three deals in
+    /// four have it; the product's own kind of equipment where it has one, and projects and
+    /// tenders often more kinds at once. `None` when not recorded.
+    fn kit(&self, rng: &mut Rng, kind: &str, product: &str) -> Option<CustomValue> {
+        if !rng.chance(0.75) {
+            return None;
+        }
+        let main = match product {
+            "Насосная станция" => "pumps",
+            "Датчик давления" => "valves",
+            "Промышленный контроллер" | "Частотный преобразователь" | "Шкаф управления" | "Лицензия SCADA" => {
+                "automation"
+            }
+            _ => "",
+        };
+        let extra = match kind {
+            "project" => 0.45,
+            "tender" => 0.3,
+            _ => 0.12,
+        };
+        let mut chosen: Vec<bool> = self.values.iter().map(|v| v == main).collect();
+        if !chosen.contains(&true) {
+            let i = rng.below(self.values.len());
+            chosen[i] = true;
+        }
+        for c in chosen.iter_mut() {
+            if rng.chance(extra) {
+                *c = true;
+            }
+        }
+        let set = self.values.iter().zip(chosen).filter(|(_, c)| *c).map(|(v, _)| v.clone()).collect();
+        Some(CustomValue::EnumSet(set))
+    }
+}
+
 /// Appends the check digit of a 15-digit OGRNIP: (first 14 digits mod 13) mod 10.
 fn complete_ogrnip(first14: &str) -> String {
     let n: u64 = first14.parse().expect("14 digits");
@@ -888,6 +943,9 @@ fn deals(w: &mut Writer<'_>, rng: &mut Rng, opts: &DemoOptions, world: &World) -
     let span = opts.end.0 - opts.start.0;
     let settings = w.store.settings().clone();
     let kinds: Vec<(usize, u32)> = KINDS.iter().enumerate().map(|(i, k)| (i, k.weight)).collect();
+    let equipment = Equipment::declared(&settings);
+    // Its own stream, so that the field does not change the rest of the company.
+    let mut kit_rng = Rng(opts.seed ^ 0x0E91_95E4);
     let mut comebacks = Vec::new();
     for n in 0..opts.deals {
         // Deals start evenly over the history, with growth: more deals in the second year.
@@ -938,6 +996,9 @@ fn deals(w: &mut Writer<'_>, rng: &mut Rng, opts: &DemoOptions, world: &World) -
             deal.custom.insert("tender_number".into(), CustomValue::String(format!("32{}", rng.digits(9))));
         }
         deal.custom.insert("delivery_region".into(), CustomValue::Enum(rng.pick(REGIONS).to_string()));
+        if let Some(kit) = equipment.as_ref().and_then(|e| e.kit(&mut kit_rng, profile.id, product.0)) {
+            deal.custom.insert(Equipment::FIELD.into(), kit);
+        }
         let deal = w.op(start, Some(deal.manager), |e, tx| e.create_deal(tx, deal))?;
 
         let qty = Decimal::from(1 + rng.below(20) as i64);
@@ -1207,7 +1268,7 @@ impl Story<'_> {
             0 => {
                 let Some(back) = self.at(at.plus_millis(rng.range(14, 120) * DAY)) else { return Ok(None) };
                 let version = self.deal.version;
-                self.deal = w.op(back, Some(self.deal.manager), |e, tx| e.resume(tx, id, version))?;
+                self.deal = w.op(back, Some(self.deal.manager), |e, tx| e.resume(tx, id, version, ""))?;
                 Ok(Some(back.0 - at.0))
             }
             1 => {
@@ -1340,7 +1401,7 @@ impl Story<'_> {
         let at = self.at(at).expect("a comeback is before the end");
         self.reopened = true;
         let (id, version) = (self.deal.id, self.deal.version);
-        self.deal = w.op(at, None, |e, tx| e.reopen(tx, id, version, None))?;
+        self.deal = w.op(at, None, |e, tx| e.reopen(tx, id, version, None, ""))?;
         // The client is waiting for the quote again.
         self.settle_quote(w, DocumentState::Issued)
     }
@@ -1348,7 +1409,9 @@ impl Story<'_> {
     /// Closes the deal as won at `at`, with its order, invoice, shipment and payment.
     fn win(&mut self, w: &mut Writer<'_>, rng: &mut Rng, at: Timestamp) -> Result<()> {
         let (id, version) = (self.deal.id, self.deal.version);
-        self.deal = w.op(at, Some(self.deal.manager), |e, tx| e.close(tx, id, version, Outcome::Won))?;
+        self.deal = w.op(at, Some(self.deal.manager), |e, tx| {
+            e.close(tx, id, version, Outcome::Won { comment: String::new() })
+        })?;
         self.settle_quote(w, DocumentState::Agreed)?;
         let end = self.end;
         self.document(w, DocumentKind::Order, at, DocumentState::Agreed)?;

@@ -2127,37 +2127,159 @@ fn closing_over_http_asks_the_guards_of_leaving_and_checks_its_input_first() {
     server.stop();
 }
 
-/// Dates over HTTP: a deal's `expected_close` and a document's `date`, in a new entity and a
-/// change of one, are `YYYY-MM-DD` from 1900-01-01 to 2999-12-31; others answer 422 naming
-/// the field and write nothing.
+/// A comment sent with a resume, a win or a reopen is kept as the step's note in the stage
+/// history, as a move's and a hold's are; a comment too long or with a control character is
+/// refused naming `comment`, and nothing is written.
+#[test]
+fn comments_on_resume_win_and_reopen_are_kept_in_the_history() {
+    use crmkit_core::process::Engine;
+    let site = Site::new(|c| c);
+    let petrov = site.manager();
+    let client = site.partner("Альфа", PartnerRole::Client);
+    site.with(|inst| inst.store().transact(None, |tx| tx.create(User::new("boss", "Начальник", Role::Admin))).unwrap());
+    let held = site.with(|inst| {
+        let e = Engine::without_hooks();
+        inst.store()
+            .transact(Some(petrov), |tx| {
+                let d = e.create_deal(tx, new_deal(client, petrov, 150_000))?;
+                e.hold(tx, d.id, d.version, "Ждём бюджет")
+            })
+            .unwrap()
+    });
+    let manager = ok(&["token", "create", site.dir(), "--user", "petrov", "--role", "manager"]).trim().to_string();
+    let admin = ok(&["token", "create", site.dir(), "--user", "boss", "--role", "admin"]).trim().to_string();
+    let id = held.id;
+    let act = |server: &Served, token: &str, action: &str, version: u64, comment: &str| {
+        let body = format!("{{\"version\":{version},\"comment\":{}}}", serde_json::json!(comment));
+        server.send("POST", &format!("/api/v1/deals/{id}/{action}"), token, body.as_bytes())
+    };
+    let long = "ж".repeat(2001);
+    let bad: [(&str, &str); 3] =
+        [(&long, "the limit is 2000"), ("a\u{0}b", "control character"), ("\u{1b}[31mred", "control character")];
+    let refuses = |server: &Served, token: &str, action: &str, version: u64| {
+        for (comment, needle) in bad {
+            let (status, body) = act(server, token, action, version, comment);
+            assert_eq!(
+                (status, body["code"].as_str(), body["field"].as_str()),
+                (422, Some("invalid"), Some("comment")),
+                "{action}: {body}"
+            );
+            assert!(body["message"].as_str().unwrap().contains(needle), "{action}: {body}");
+        }
+    };
+    let steps = || {
+        site.with(|inst| {
+            let history = inst.store().read().unwrap().stage_history(id).unwrap();
+            history.iter().map(|s| (s.how.name().to_string(), s.note.clone())).collect::<Vec<_>>()
+        })
+    };
+    let step = |how: &str, note: Option<&str>| (how.to_string(), note.map(str::to_string));
+
+    // Each action: the bad comments first (nothing written), then a good one, kept.
+    let mut version = held.version;
+    for (action, token, comment, how) in [
+        ("resume", &manager, "Бюджет утверждён\nв марте", "resume"),
+        ("win", &manager, "Подписан договор №17", "won"),
+        ("reopen", &admin, "Клиент расторг договор", "reopen"),
+    ] {
+        let before = site.dump();
+        let server = Served::start(&site);
+        refuses(&server, token, action, version);
+        server.stop();
+        assert!(site.dump() == before, "a refused {action} wrote something");
+        let server = Served::start(&site);
+        let (status, d) = act(&server, token, action, version, comment);
+        assert_eq!(status, 200, "{action}: {d}");
+        version = d["version"].as_u64().unwrap();
+        server.stop();
+        assert_eq!(steps().last(), Some(&step(how, Some(comment))), "{action}");
+    }
+    // Without a comment (or with blanks only), a step has no note.
+    let server = Served::start(&site);
+    let (status, d) = act(&server, &manager, "hold", version, "");
+    assert_eq!(status, 200, "{d}");
+    let (status, _) = act(&server, &manager, "resume", d["version"].as_u64().unwrap(), "  ");
+    assert_eq!(status, 200);
+    server.stop();
+    assert_eq!(
+        steps(),
+        [
+            step("create", None),
+            step("hold", Some("Ждём бюджет")),
+            step("resume", Some("Бюджет утверждён\nв марте")),
+            step("won", Some("Подписан договор №17")),
+            step("reopen", Some("Клиент расторг договор")),
+            step("hold", None),
+            step("resume", None),
+        ]
+    );
+}
+
+/// Dates over HTTP: a deal's `expected_close`, a document's `date` and a custom date field, in
+/// a new entity and a change of one, are exactly `YYYY-MM-DD` from 1900-01-01 to 2999-12-31;
+/// others (a loose spelling like `2026-3-1` included) answer 422 naming the field and write
+/// nothing.
 #[test]
 fn dates_over_http_are_held_to_their_range() {
-    let site = Site::new(|c| c);
+    let site = Site::new(|c| {
+        format!("{c}\n[[custom_fields.deal]]\nname = \"signed_on\"\nlabel = \"Signed on\"\ntype = \"date\"\n")
+    });
     site.manager();
     let p = site.partner("Альфа", PartnerRole::Client);
     let manager = ok(&["token", "create", site.dir(), "--user", "petrov", "--role", "manager"]).trim().to_string();
     let server = Served::start(&site);
-    let deal = |close: &str| {
-        format!("{{\"title\":\"Поставка\",\"partner\":\"{p}\",\"kind\":\"b2b_sale\",\"amount\":{{\"amount\":\"10\",\"currency\":\"RUB\"}},\"expected_close\":\"{close}\"}}")
+    let deal = |close: &str, signed: &str| {
+        format!("{{\"title\":\"Поставка\",\"partner\":\"{p}\",\"kind\":\"b2b_sale\",\"amount\":{{\"amount\":\"10\",\"currency\":\"RUB\"}},\"expected_close\":\"{close}\",\"custom\":{{\"signed_on\":{{\"date\":\"{signed}\"}}}}}}")
     };
-    let (status, created) = server.send("POST", "/api/v1/deals", &manager, deal("2026-06-30").as_bytes());
+    let (status, created) = server.send("POST", "/api/v1/deals", &manager, deal("2026-06-30", "2026-03-01").as_bytes());
     assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        (created["expected_close"].as_str(), created["custom"]["signed_on"]["date"].as_str()),
+        (Some("2026-06-30"), Some("2026-03-01"))
+    );
     let id = created["id"].as_str().unwrap().to_string();
+    let (status, found) = server.request("GET", "/api/v1/deals?custom.signed_on=2026-3-1", Some(&manager));
+    assert_eq!(
+        (status, found["code"].as_str(), found["field"].as_str()),
+        (400, Some("bad_query"), Some("custom.signed_on")),
+        "{found}"
+    );
+    assert!(found["message"].as_str().unwrap().contains("is not a date written YYYY-MM-DD"), "{found}");
     server.stop();
     let before = site.dump();
     let server = Served::start(&site);
-    for bad in ["+99999-01-01", "-0001-01-01", "1899-12-31", "3000-01-01"] {
-        let (status, body) = server.send("POST", "/api/v1/deals", &manager, deal(bad).as_bytes());
-        assert_eq!((status, body["field"].as_str()), (422, Some("expected_close")), "{bad}: {body}");
-        assert!(body["message"].as_str().unwrap().contains("outside the dates a field holds"), "{body}");
+    for (bad, needle) in [
+        ("+99999-01-01", "\"+99999-01-01\" is not a date written YYYY-MM-DD"),
+        ("-0001-01-01", "is not a date written YYYY-MM-DD"),
+        ("2026-3-1", "\"2026-3-1\" is not a date written YYYY-MM-DD (like 2026-03-01)"),
+        ("2026-03-1", "is not a date written YYYY-MM-DD"),
+        ("01.03.2026", "is not a date written YYYY-MM-DD"),
+        ("2026-03-01T00:00:00Z", "is not a date written YYYY-MM-DD"),
+        (" 2026-03-01", "is not a date written YYYY-MM-DD"),
+        ("2026-02-30", "is not a day of the calendar"),
+        ("1899-12-31", "1899-12-31 is outside the dates a field holds"),
+        ("3000-01-01", "3000-01-01 is outside the dates a field holds"),
+    ] {
+        let refused = |status: u16, body: &serde_json::Value, field: &str| {
+            assert_eq!((status, body["field"].as_str()), (422, Some(field)), "{bad}: {body}");
+            assert!(body["message"].as_str().unwrap().contains(needle), "{bad}: {body}");
+        };
+        let (status, body) = server.send("POST", "/api/v1/deals", &manager, deal(bad, "2026-03-01").as_bytes());
+        refused(status, &body, "expected_close");
+        let (status, body) = server.send("POST", "/api/v1/deals", &manager, deal("2026-06-30", bad).as_bytes());
+        refused(status, &body, "custom.signed_on");
         let patch = format!("{{\"version\":{},\"expected_close\":\"{bad}\"}}", created["version"]);
         let (status, body) = server.send("PATCH", &format!("/api/v1/deals/{id}"), &manager, patch.as_bytes());
-        assert_eq!((status, body["field"].as_str()), (422, Some("expected_close")), "{bad}: {body}");
+        refused(status, &body, "expected_close");
+        let patch =
+            format!("{{\"version\":{},\"custom\":{{\"signed_on\":{{\"date\":\"{bad}\"}}}}}}", created["version"]);
+        let (status, body) = server.send("PATCH", &format!("/api/v1/deals/{id}"), &manager, patch.as_bytes());
+        refused(status, &body, "custom.signed_on");
         let doc = format!(
             r#"{{"kind":"quote","number":"КП-1","date":"{bad}","partner":"{p}","amount":{{"amount":"10","currency":"RUB"}},"state":"draft"}}"#
         );
         let (status, body) = server.send("POST", "/api/v1/documents", &manager, doc.as_bytes());
-        assert_eq!((status, body["field"].as_str()), (422, Some("date")), "{bad}: {body}");
+        refused(status, &body, "date");
     }
     server.stop();
     assert!(site.dump() == before, "a refused request wrote something");

@@ -512,3 +512,15 @@ fn attach_takes_the_mime_type_from_the_same_table_as_imports() {
         assert_eq!(crmkit_core::model::mime_of_name(name), mime, "{name}");
     }
 }
+
+/// The command line prints an error's chain; a file error says its cause once.
+#[test]
+fn a_file_error_says_its_cause_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("crm");
+    let dir = dir.to_str().unwrap();
+    ok(&["init", dir]);
+    let out = fails(&["init", dir]);
+    let config = std::path::Path::new(dir).join("config/crmkit.toml");
+    assert_eq!(out.trim(), format!("error: {}: an installation is already there", config.display()));
+}

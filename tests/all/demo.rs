@@ -418,3 +418,44 @@ fn every_demo_record_passes_validation_again() {
         .unwrap();
     assert!(crate::common::dump(store) == before);
 }
+
+/// The multi-valued `equipment` field the demo config declares is filled on most deals, with
+/// declared values only, each once, in the declared order; projects supply more kinds at once.
+#[test]
+fn deals_record_their_equipment_as_declared() {
+    use crmkit_core::model::{CustomFieldType, CustomValue};
+    let (_, inst, _) = company();
+    let settings = inst.store().settings();
+    let def = settings.custom_fields_of(EntityKind::Deal).iter().find(|d| d.name == "equipment").expect("declared");
+    let CustomFieldType::Enum { values, multiple: true } = &def.ty else { panic!("{:?}", def.ty) };
+    let deals = histories(inst);
+    let mut filled = 0;
+    let mut sizes: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for (d, _) in &deals {
+        let Some(v) = d.custom.get("equipment") else { continue };
+        let CustomValue::EnumSet(set) = v else { panic!("deal {}: {v:?}", d.id) };
+        assert!(!set.is_empty(), "deal {}", d.id);
+        let positions: Vec<usize> = set
+            .iter()
+            .map(|x| values.iter().position(|y| y == x).unwrap_or_else(|| panic!("deal {}: {x} is not declared", d.id)))
+            .collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "deal {}: {set:?}", d.id);
+        seen.extend(set.iter().cloned());
+        filled += 1;
+        let e = sizes.entry(d.kind.as_str()).or_default();
+        e.0 += 1;
+        e.1 += set.len();
+    }
+    let share = filled as f64 / deals.len() as f64;
+    assert!((0.6..0.9).contains(&share), "{filled} of {} deals have equipment", deals.len());
+    assert_eq!(seen.len(), values.len(), "every declared value is used: {seen:?}");
+    let mean = |kind: &str| sizes[kind].1 as f64 / sizes[kind].0 as f64;
+    assert!(mean("project") > mean("b2b_sale") + 0.5, "{sizes:?}");
+    // One value is held by some deals, not all: a list filter on it picks deals out.
+    let pumps = deals
+        .iter()
+        .filter(|(d, _)| d.custom.get("equipment").is_some_and(|v| v.holds(&CustomValue::Enum("pumps".into()))))
+        .count();
+    assert!(pumps > 0 && pumps < filled, "{pumps} of {filled}");
+}

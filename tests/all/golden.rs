@@ -199,7 +199,7 @@ fn bless(version: u32) {
                     comment: "ПромЛидер дешевле на 12%".into(),
                 };
                 engine.close(tx, repeat.id, repeat.version, lost)?;
-                engine.close(tx, project.id, project.version, Outcome::Won)
+                engine.close(tx, project.id, project.version, Outcome::Won { comment: String::new() })
             })
             .unwrap();
         fx

@@ -486,8 +486,8 @@ fn run(ops: Vec<Op>, backend: Backend) -> (usize, usize) {
                     Step::Neighbour(_) => unreachable!("resolved to a move"),
                     Step::Check(done) => engine.set_checked(tx, d.id, version, "needs_recorded", done),
                     Step::Hold => engine.hold(tx, d.id, version, "waiting for the budget"),
-                    Step::Resume => engine.resume(tx, d.id, version),
-                    Step::Won => engine.close(tx, d.id, version, Outcome::Won),
+                    Step::Resume => engine.resume(tx, d.id, version, ""),
+                    Step::Won => engine.close(tx, d.id, version, Outcome::Won { comment: String::new() }),
                     Step::Lost { known_reason } => {
                         let reason = if known_reason { "price" } else { "weather" };
                         engine.close(
@@ -497,7 +497,7 @@ fn run(ops: Vec<Op>, backend: Backend) -> (usize, usize) {
                             Outcome::Lost { reason: reason.into(), competitor: None, comment: String::new() },
                         )
                     }
-                    Step::Reopen(to) => engine.reopen(tx, d.id, version, to.map(|s| STAGES[s])),
+                    Step::Reopen(to) => engine.reopen(tx, d.id, version, to.map(|s| STAGES[s]), ""),
                 });
                 match (r, want) {
                     (Ok(new), Ok((deal, change))) => {

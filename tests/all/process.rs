@@ -72,6 +72,11 @@ const DAY: i64 = 24 * HOUR;
 /// the reasons, repeat_sale wants the competitor and a comment. (The tender's bid task goes
 /// to whoever the `task.assignee` hook names, as in the default config.)
 fn settings() -> Settings {
+    Settings::parse(&settings_text(), Path::new("process-test.toml")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The text of [`settings`].
+fn settings_text() -> String {
     let mut text = DEFAULT_CONFIG.to_string();
     let mut edit = |from: &str, to: &str| {
         assert_eq!(text.matches(from).count(), 1, "{from:?} must occur once in the default config");
@@ -85,7 +90,7 @@ fn settings() -> Settings {
         "id = \"repeat_sale\"\nname = \"Repeat sale\"\nmode = \"manual\"\n",
         "id = \"repeat_sale\"\nname = \"Repeat sale\"\nmode = \"manual\"\nrequire_competitor = true\nrequire_loss_comment = true\n",
     );
-    Settings::parse(&text, Path::new("process-test.toml")).unwrap_or_else(|e| panic!("{e}"))
+    text
 }
 
 /// A sales department: two managers and a head in Moscow, a head in Kazan (created first,
@@ -419,7 +424,7 @@ fn a_managed_route_cannot_be_skipped_by_hand(backend: Backend) {
     process_error(&err, d.id, "process kind \"tender\" is managed");
     let err = w.refused(w.ivanov, |tx| e.advance(tx, d.id, d.version));
     invalid(&err, "tasks", "required task \"Study the tender documentation\"");
-    let err = w.refused(w.ivanov, |tx| e.close(tx, d.id, d.version, Outcome::Won));
+    let err = w.refused(w.ivanov, |tx| e.close(tx, d.id, d.version, Outcome::Won { comment: String::new() }));
     process_error(&err, d.id, "a deal is won from the end of its route, not from stage \"announcement\"");
     // In documentation, "bid" is a stage it may go to, but only the route takes it there.
     let task = w.open_task(d.id);
@@ -443,12 +448,12 @@ fn a_closed_or_held_deal_does_not_move(backend: Backend) {
     process_error(&err, d.id, "is on hold: resume it before moving it");
     let err = w.refused(w.ivanov, |tx| e.hold(tx, held.id, held.version, "again"));
     process_error(&err, d.id, "is on_hold: only a deal in progress can be put on hold");
-    let won = w.run(w.ivanov, |tx| e.close(tx, held.id, held.version, Outcome::Won));
+    let won = w.run(w.ivanov, |tx| e.close(tx, held.id, held.version, Outcome::Won { comment: String::new() }));
     let err = w.refused(w.ivanov, |tx| e.move_deal(tx, won.id, won.version, "needs_analysis", None));
     process_error(&err, d.id, "is closed (won): reopen it before moving it");
     let err = w.refused(w.ivanov, |tx| e.close(tx, won.id, won.version, lost("price")));
     process_error(&err, d.id, "is already closed (won)");
-    let err = w.refused(w.ivanov, |tx| e.resume(tx, won.id, won.version));
+    let err = w.refused(w.ivanov, |tx| e.resume(tx, won.id, won.version, ""));
     process_error(&err, d.id, "is won, not on hold");
     // A stageless deal has no stage to move to.
     let p = w.deal(&e, "project", 1000);
@@ -588,13 +593,13 @@ fn a_guard_that_fails_aborts_the_step_and_is_named(backend: Backend) {
     let w = world(backend);
     let d = w.deal(&e, "b2b_sale", 1000);
     // A close asks the guards of leaving the stage first: the confused one faults there.
-    let err = w.refused(w.ivanov, |tx| e.close(tx, d.id, d.version, Outcome::Won));
+    let err = w.refused(w.ivanov, |tx| e.close(tx, d.id, d.version, Outcome::Won { comment: String::new() }));
     assert!(matches!(&err, Error::HookFault { hook: "deal.before_transition", handler, .. } if handler == "confused"));
     let mut hooks = Hooks::new();
     hooks.register("flaky_script", handler(|_| Err(Fault("line 3: variable `quote` is not defined".into()))));
     hooks.bind(HookPoint::DealBeforeClose, "flaky_script", &[]).unwrap();
     let closing = native_engine(hooks);
-    let err = w.refused(w.ivanov, |tx| closing.close(tx, d.id, d.version, Outcome::Won));
+    let err = w.refused(w.ivanov, |tx| closing.close(tx, d.id, d.version, Outcome::Won { comment: String::new() }));
     match &err {
         Error::HookFault { hook, handler, message } => assert_eq!(
             (*hook, handler.as_str(), message.as_str()),
@@ -698,7 +703,7 @@ fn reopening_is_for_heads(backend: Backend) {
     let d = w.run(w.ivanov, |tx| e.move_deal(tx, d.id, d.version, "needs_analysis", None));
     w.advance(DAY);
     let lost = w.run(w.ivanov, |tx| e.close(tx, d.id, d.version, lost("no_budget")));
-    let err = w.refused(w.ivanov, |tx| e.reopen(tx, lost.id, lost.version, None));
+    let err = w.refused(w.ivanov, |tx| e.reopen(tx, lost.id, lost.version, None, ""));
     match &err {
         Error::Forbidden(m) => assert_eq!(
             m,
@@ -709,17 +714,17 @@ fn reopening_is_for_heads(backend: Backend) {
         ),
         other => panic!("expected Forbidden, got {other:?}"),
     }
-    let err = w.refused(w.sidorova, |tx| e.reopen(tx, lost.id, lost.version, Some("signing")));
+    let err = w.refused(w.sidorova, |tx| e.reopen(tx, lost.id, lost.version, Some("signing"), ""));
     invalid(&err, "stage", "\"signing\" is not a stage of process kind \"b2b_sale\"");
-    let err = w.refused(w.sidorova, |tx| e.reopen(tx, d.id, d.version, None));
+    let err = w.refused(w.sidorova, |tx| e.reopen(tx, d.id, d.version, None, ""));
     assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
     w.advance(DAY);
-    let open = w.run(w.sidorova, |tx| e.reopen(tx, lost.id, lost.version, None));
+    let open = w.run(w.sidorova, |tx| e.reopen(tx, lost.id, lost.version, None, ""));
     assert_eq!(
         (open.status, open.stage.as_deref(), open.closed_at, open.loss_reason.as_deref(), open.probability),
         (DealStatus::InProgress, Some("needs_analysis"), None, None, Some(25))
     );
-    let err = w.refused(w.sidorova, |tx| e.reopen(tx, open.id, open.version, None));
+    let err = w.refused(w.sidorova, |tx| e.reopen(tx, open.id, open.version, None, ""));
     process_error(&err, d.id, "is in_progress, not closed");
     w.check_history(
         d.id,
@@ -876,7 +881,7 @@ fn a_manual_deal_from_creation_to_won(backend: Backend) {
     w.advance(3 * DAY + 2 * HOUR);
     let d = w.run(w.ivanov, |tx| e.move_deal(tx, d.id, d.version, "contract", None));
     w.advance(DAY);
-    let d = w.run(w.ivanov, |tx| e.close(tx, d.id, d.version, Outcome::Won));
+    let d = w.run(w.ivanov, |tx| e.close(tx, d.id, d.version, Outcome::Won { comment: String::new() }));
     assert_eq!(
         (d.status, d.stage.as_deref(), d.closed_at, d.probability),
         (DealStatus::Won, Some("contract"), Some(T0.plus_millis(11 * DAY + 2 * HOUR)), Some(100))
@@ -941,7 +946,7 @@ fn a_managed_tender_moves_itself_as_its_tasks_are_done(backend: Backend) {
     let err = w.refused(w.ivanov, |tx| e.advance(tx, d.id, d.version));
     process_error(&err, d.id, "is in \"award\", the end of its route: close it as won or lost");
     w.advance(5 * DAY);
-    let d = w.run(w.ivanov, |tx| e.close(tx, d.id, d.version, Outcome::Won));
+    let d = w.run(w.ivanov, |tx| e.close(tx, d.id, d.version, Outcome::Won { comment: String::new() }));
     w.check_history(
         d.id,
         "0 create -/- -> announcement/in_progress at +0 dwell - by ivanov
@@ -1148,7 +1153,7 @@ fn a_stageless_project_only_changes_status(backend: Backend) {
     w.advance(DAY);
     let d = w.run(w.ivanov, |tx| e.hold(tx, d.id, d.version, "  waiting for funding "));
     w.advance(10 * DAY);
-    let d = w.run(w.petrov, |tx| e.resume(tx, d.id, d.version));
+    let d = w.run(w.petrov, |tx| e.resume(tx, d.id, d.version, ""));
     w.advance(2 * DAY);
     let outcome =
         Outcome::Lost { reason: "no_budget".into(), competitor: None, comment: "frozen until next year".into() };
@@ -2125,10 +2130,10 @@ fn send(w: &World, e: &Engine, tx: &mut WriteTxn<'_>, op: &Resolved, stale: bool
         Resolved::Advance(id) => e.advance(tx, *id, version(*id)).map(drop),
         Resolved::Check(id, done) => e.set_checked(tx, *id, version(*id), "needs_recorded", *done).map(drop),
         Resolved::Hold(id) => e.hold(tx, *id, version(*id), "pause").map(drop),
-        Resolved::Resume(id) => e.resume(tx, *id, version(*id)).map(drop),
-        Resolved::Won(id) => e.close(tx, *id, version(*id), Outcome::Won).map(drop),
+        Resolved::Resume(id) => e.resume(tx, *id, version(*id), "").map(drop),
+        Resolved::Won(id) => e.close(tx, *id, version(*id), Outcome::Won { comment: String::new() }).map(drop),
         Resolved::Lost(id, reason) => e.close(tx, *id, version(*id), lost(reason)).map(drop),
-        Resolved::Reopen(id, to) => e.reopen(tx, *id, version(*id), *to).map(drop),
+        Resolved::Reopen(id, to) => e.reopen(tx, *id, version(*id), *to, "").map(drop),
         Resolved::Number(id) => {
             let mut d = deal(*id);
             d.custom.insert("tender_number".into(), CustomValue::String("42".into()));
@@ -2398,9 +2403,9 @@ fn reopening_does_not_skip_the_route_and_counts_no_dwell(backend: Backend) {
     let t = next_day_complete(&w, &e, t.id, w.ivanov); // announcement → documentation
     let t = w.run(w.ivanov, |tx| e.close(tx, t.id, t.version, lost("price")));
     w.advance(10 * DAY);
-    let err = w.refused(w.sidorova, |tx| e.reopen(tx, t.id, t.version, Some("award")));
+    let err = w.refused(w.sidorova, |tx| e.reopen(tx, t.id, t.version, Some("award"), ""));
     process_error(&err, t.id, "cannot be reopened in stage \"award\"");
-    let t = w.run(w.sidorova, |tx| e.reopen(tx, t.id, t.version, Some("announcement")));
+    let t = w.run(w.sidorova, |tx| e.reopen(tx, t.id, t.version, Some("announcement"), ""));
     let history = w.fx.store.read().unwrap().stage_history(t.id).unwrap();
     let reopen = history.last().unwrap();
     assert_eq!((reopen.how, reopen.dwell_ms), (How::Reopen, None));
@@ -2418,7 +2423,7 @@ fn a_deal_resumed_after_its_tasks_were_done_moves_on(backend: Backend) {
     w.run(w.ivanov, |tx| e.complete_task(tx, task.id, task.version));
     assert_eq!(w.load(t.id).stage.as_deref(), Some("announcement"), "a held deal stays");
     let t = w.load(t.id);
-    let t = w.run(w.ivanov, |tx| e.resume(tx, t.id, t.version));
+    let t = w.run(w.ivanov, |tx| e.resume(tx, t.id, t.version, ""));
     assert_eq!(t.stage.as_deref(), Some("documentation"));
 }
 
@@ -2545,7 +2550,7 @@ fn an_imported_deal_on_hold_in_a_managed_stage_can_go_on(backend: Backend) {
         step(-7, How::Hold, "documentation", DealStatus::OnHold),
     ];
     let d = w.run(w.ivanov, |tx| e.import_deal(tx, d, steps));
-    let d = w.run(w.ivanov, |tx| e.resume(tx, d.id, d.version));
+    let d = w.run(w.ivanov, |tx| e.resume(tx, d.id, d.version, ""));
     let d = next_day_complete(&w, &e, d.id, w.ivanov);
     assert_eq!(d.stage.as_deref(), Some("bid"));
 }
@@ -2680,7 +2685,7 @@ fn closing_a_deal_is_leaving_its_stage(backend: Backend) {
             "{err:?}"
         )
     };
-    rejected(&w.refused(w.ivanov, |tx| e.close(tx, d.id, d.version, Outcome::Won)));
+    rejected(&w.refused(w.ivanov, |tx| e.close(tx, d.id, d.version, Outcome::Won { comment: String::new() })));
     let full = Outcome::Lost { reason: "price".into(), competitor: Some(w.competitor), comment: "cheaper".into() };
     rejected(&w.refused(w.ivanov, |tx| e.close(tx, d.id, d.version, full.clone())));
     assert_eq!(
@@ -2707,7 +2712,7 @@ fn closing_a_deal_is_leaving_its_stage(backend: Backend) {
     let ordered = native_engine(hooks);
     let d = w.run(w.ivanov, |tx| ordered.move_deal(tx, d.id, d.version, "needs_analysis", None));
     order.lock().unwrap().clear();
-    let won = w.run(w.ivanov, |tx| ordered.close(tx, d.id, d.version, Outcome::Won));
+    let won = w.run(w.ivanov, |tx| ordered.close(tx, d.id, d.version, Outcome::Won { comment: String::new() }));
     assert_eq!(
         *order.lock().unwrap(),
         [HookPoint::DealBeforeTransition, HookPoint::DealBeforeClose, HookPoint::EntityBeforeSave]
@@ -2721,11 +2726,13 @@ fn every_step_asks_the_guards_of_leaving(backend: Backend) {
     let d = w.deal(&e, "b2b_sale", 1000);
     // A hold, a resume and a reopen leave no stage: the guard sees them and lets them be.
     let d = w.run(w.ivanov, |tx| e.hold(tx, d.id, d.version, "budget in May"));
-    let d = w.run(w.ivanov, |tx| e.resume(tx, d.id, d.version));
+    let d = w.run(w.ivanov, |tx| e.resume(tx, d.id, d.version, ""));
     let err = w.refused(w.ivanov, |tx| e.move_deal(tx, d.id, d.version, "needs_analysis", None));
     assert!(matches!(err, Error::Rejected { hook: "deal.before_transition", .. }), "{err:?}");
-    let closed = w.run(w.sidorova, |tx| Engine::without_hooks().close(tx, d.id, d.version, Outcome::Won));
-    let d = w.run(w.sidorova, |tx| e.reopen(tx, closed.id, closed.version, None));
+    let closed = w.run(w.sidorova, |tx| {
+        Engine::without_hooks().close(tx, d.id, d.version, Outcome::Won { comment: String::new() })
+    });
+    let d = w.run(w.sidorova, |tx| e.reopen(tx, closed.id, closed.version, None, ""));
     assert_eq!((d.status, d.stage.as_deref()), (DealStatus::InProgress, Some("qualification")));
     assert_eq!(
         *seen.lock().unwrap(),
@@ -2874,31 +2881,41 @@ fn the_comment_of_a_step_is_free_text_with_its_rule(backend: Backend) {
 }
 
 fn a_hook_sets_a_date_by_the_rule_of_dates(backend: Backend) {
-    let value: Arc<Mutex<serde_json::Value>> = Arc::default();
+    let value: Arc<Mutex<(&'static str, serde_json::Value)>> = Arc::new(Mutex::new(("", serde_json::Value::Null)));
     let mut hooks = Hooks::new();
     let v = value.clone();
     hooks.register(
-        "set_close",
+        "set_date",
         handler(move |_| {
-            let value = v.lock().unwrap().clone();
-            Ok(Answer::Actions(vec![Action::SetField { field: "expected_close".into(), value }]))
+            let (field, value) = v.lock().unwrap().clone();
+            Ok(Answer::Actions(vec![Action::SetField { field: field.into(), value }]))
         }),
     );
-    hooks.bind(HookPoint::DealAfterTransition, "set_close", &[]).unwrap();
+    hooks.bind(HookPoint::DealAfterTransition, "set_date", &[]).unwrap();
     let e = native_engine(hooks);
-    let w = world(backend);
+    let text = format!(
+        "{}\n[[custom_fields.deal]]\nname = \"signed_on\"\nlabel = \"Signed on\"\ntype = \"date\"\n",
+        settings_text()
+    );
+    let w = world_with(backend, Settings::parse(&text, Path::new("process-test.toml")).unwrap());
     let d = w.deal(&e, "b2b_sale", 1000);
-    for (bad, needle) in [
-        ("+99999-01-01", "is not a date written YYYY-MM-DD"),
-        ("-0001-01-01", "is not a date written YYYY-MM-DD"),
-        ("2026-7-1", "is not a date written YYYY-MM-DD"),
-        ("1899-12-31", "1899-12-31 is outside the dates a field holds (1900-01-01 to 2999-12-31)"),
-    ] {
-        *value.lock().unwrap() = serde_json::Value::String(bad.into());
-        let err = w.refused(w.ivanov, |tx| e.hold(tx, d.id, d.version, ""));
-        invalid(&err, "expected_close", needle);
+    for field in ["expected_close", "custom.signed_on"] {
+        for (bad, needle) in [
+            ("+99999-01-01", "is not a date written YYYY-MM-DD"),
+            ("-0001-01-01", "is not a date written YYYY-MM-DD"),
+            ("2026-7-1", "\"2026-7-1\" is not a date written YYYY-MM-DD"),
+            ("01.07.2026", "is not a date written YYYY-MM-DD"),
+            ("1899-12-31", "1899-12-31 is outside the dates a field holds (1900-01-01 to 2999-12-31)"),
+        ] {
+            *value.lock().unwrap() = (field, serde_json::Value::String(bad.into()));
+            let err = w.refused(w.ivanov, |tx| e.hold(tx, d.id, d.version, ""));
+            invalid(&err, field, needle);
+        }
     }
-    *value.lock().unwrap() = serde_json::Value::String("2026-07-01".into());
+    *value.lock().unwrap() = ("expected_close", serde_json::Value::String("2026-07-01".into()));
     let held = w.run(w.ivanov, |tx| e.hold(tx, d.id, d.version, ""));
     assert_eq!(held.expected_close.map(|d| d.to_string()).as_deref(), Some("2026-07-01"));
+    *value.lock().unwrap() = ("custom.signed_on", serde_json::Value::String("2026-03-01".into()));
+    let resumed = w.run(w.ivanov, |tx| e.resume(tx, d.id, held.version, ""));
+    assert_eq!(resumed.custom["signed_on"], CustomValue::Date(chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap()));
 }

@@ -122,7 +122,7 @@ fn winning_and_resuming_are_refused_to_the_wrong_user_and_in_the_wrong_state() {
         inst.store()
             .transact(Some(office.north), |tx| {
                 let won = tx.create(crate::common::new_deal(p, office.north, 500))?;
-                engine.close(tx, won.id, won.version, crmkit_core::process::Outcome::Won)
+                engine.close(tx, won.id, won.version, crmkit_core::process::Outcome::Won { comment: String::new() })
             })
             .unwrap()
     });

@@ -490,7 +490,11 @@ fn shipped_route_a_new_clients_bid_goes_through_approval() {
     // Small bids, and bids of clients we have won before, take the default route.
     let small = s.deal(500_000);
     assert_eq!(ask_script(&s, HookPoint::DealRoute, handler, &small), Answer::Stage(None));
-    s.fx.store.transact(Some(s.manager), |tx| s.engine.close(tx, small.id, small.version, Outcome::Won)).unwrap();
+    s.fx.store
+        .transact(Some(s.manager), |tx| {
+            s.engine.close(tx, small.id, small.version, Outcome::Won { comment: String::new() })
+        })
+        .unwrap();
     let again = s.fx.store.read().unwrap().load::<Deal>(d.id).unwrap();
     let same_partner = Deal { partner: small.partner, ..again };
     assert_eq!(ask_script(&s, HookPoint::DealRoute, handler, &same_partner), Answer::Stage(None));
@@ -652,6 +656,37 @@ fn an_import_cycle_and_a_date_beyond_the_calendar_are_errors_not_crashes() {
     assert!(e.contains("beyond the calendar") && e.contains("main.rhai:2"), "{e}");
     let e = call("h");
     assert!(e.contains("there is no scripts/missing.rhai"), "{e}");
+}
+
+/// `days_between` and `add_days` read dates by core's rule of dates: `YYYY-MM-DD` (or an
+/// RFC 3339 time, whose day it is), anything looser is a script error naming the value.
+#[test]
+fn the_date_functions_read_dates_by_the_rule_of_dates() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("main.rhai"),
+        "fn between(ctx) { days_between(ctx[0], ctx[1]) }\nfn add(ctx) { add_days(ctx[0], 10) }",
+    )
+    .unwrap();
+    let host = ScriptHost::new(dir.path(), &Default::default());
+    let call = |f: &str, args: &[&str]| {
+        let arg: rhai::Array = args.iter().map(|a| rhai::Dynamic::from(a.to_string())).collect();
+        host.call("main.rhai", f, vec![arg.into()], Default::default()).map_err(|e| e.to_string())
+    };
+    assert_eq!(call("between", &["2026-03-01", "2026-03-31"]).unwrap().as_int(), Ok(30));
+    assert_eq!(call("between", &["2026-03-01T09:00:00Z", "2026-03-11"]).unwrap().as_int(), Ok(10));
+    assert_eq!(call("add", &["2026-02-25"]).unwrap().into_string().unwrap(), "2026-03-07");
+    for (f, args, needle) in [
+        ("between", ["2026-3-1", "2026-03-31"], "\"2026-3-1\" is not a date written YYYY-MM-DD"),
+        ("between", ["2026-03-01", "01.03.2026"], "\"01.03.2026\" is not a date written YYYY-MM-DD"),
+        ("between", ["2026-03-01", "2026-03-01T9:00"], "\"2026-03-01T9:00\" is not a date written YYYY-MM-DD"),
+        ("between", ["2026-03-01", "2026-02-30"], "\"2026-02-30\" is not a day of the calendar"),
+        ("add", ["2026-3-1", ""], "\"2026-3-1\" is not a date written YYYY-MM-DD"),
+        ("add", ["1899-12-31", ""], "1899-12-31 is outside the dates a field holds"),
+    ] {
+        let e = call(f, &args).unwrap_err();
+        assert!(e.contains(needle) && e.contains("main.rhai:"), "{f}{args:?}: {e}");
+    }
 }
 
 /// `ctx` and a deal in Rhai are derived from the hook contract: a script can read every field
@@ -877,9 +912,9 @@ fn a_script_reads_whether_a_step_closes_the_deal_and_leaves_its_stage() {
         Err(crmkit_core::Error::Rejected { message, .. }) => message,
         other => panic!("expected a rejection, got {other:?}"),
     };
-    let won =
-        s.fx.store
-            .transact(Some(s.manager), |tx| s.engine.close(tx, d.id, d.version, crmkit_core::process::Outcome::Won));
+    let won = s.fx.store.transact(Some(s.manager), |tx| {
+        s.engine.close(tx, d.id, d.version, crmkit_core::process::Outcome::Won { comment: String::new() })
+    });
     assert_eq!(refused(won), "no won (leaves true)");
     assert_eq!(refused(s.move_to(&d, "needs_analysis")), "no leaving");
     let held = s.fx.store.transact(Some(s.manager), |tx| s.engine.hold(tx, d.id, d.version, "May"));

@@ -421,7 +421,7 @@ fn both_backends_hold_the_same_bytes_after_the_same_writes() {
             let fx = Fixture::on(backend);
             let c = company(&fx);
             fx.clock.advance(60_000);
-            let outcome = Outcome::Won;
+            let outcome = Outcome::Won { comment: String::new() };
             fx.store
                 .transact(Some(c.manager.id), |tx| {
                     Engine::without_hooks().close(tx, c.deal.id, c.deal.version, outcome)

@@ -287,9 +287,9 @@ fn refused_writes_inside_a_committed_transaction_leave_no_trace() {
                     assert!(engine.move_deal(tx, d.id, d.version, "contract", None).is_err());
                     let no_reason = Outcome::Lost { reason: String::new(), competitor: None, comment: String::new() };
                     assert!(engine.close(tx, d.id, d.version, no_reason).is_err());
-                    assert!(engine.close(tx, d.id, d.version + 1, Outcome::Won).is_err());
+                    assert!(engine.close(tx, d.id, d.version + 1, Outcome::Won { comment: String::new() }).is_err());
                 }
-                engine.close(tx, d.id, d.version, Outcome::Won)?;
+                engine.close(tx, d.id, d.version, Outcome::Won { comment: String::new() })?;
                 tx.create(new_deal(p.id, m, 20))
             })
             .unwrap();
@@ -367,7 +367,7 @@ fn a_deal_cannot_close_before_it_was_created() {
     let d = fx.deal(p.id, m, 1000);
     fx.clock.set(crate::common::T0.plus_millis(-86_400_000));
     rejects(&fx, EntityKind::Deal, "closed_at", "before the deal was created", |tx| {
-        Engine::without_hooks().close(tx, d.id, d.version, Outcome::Won)
+        Engine::without_hooks().close(tx, d.id, d.version, Outcome::Won { comment: String::new() })
     });
 }
 

@@ -22,7 +22,7 @@ pub enum CustomValue {
     String(String),
     Number(Decimal),
     Money(Money),
-    Date(NaiveDate),
+    Date(#[serde(deserialize_with = "crate::values::date::input::date")] NaiveDate),
     Bool(bool),
     Enum(String),
     Ref(RawId),
@@ -128,9 +128,7 @@ impl CustomFieldDef {
             CustomFieldType::Number => {
                 CustomValue::Number(text.parse().map_err(|_| format!("\"{text}\" is not a number like 12.5"))?)
             }
-            CustomFieldType::Date => {
-                CustomValue::Date(text.parse().map_err(|_| format!("\"{text}\" is not a date like 2026-03-01"))?)
-            }
+            CustomFieldType::Date => CustomValue::Date(crate::values::date::parse(text)?),
             CustomFieldType::Bool => match text {
                 "true" => CustomValue::Bool(true),
                 "false" => CustomValue::Bool(false),

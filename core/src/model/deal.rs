@@ -73,7 +73,7 @@ pub struct Deal {
     pub manager: UserId,
     /// The potential amount.
     pub amount: Money,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::values::date::input::optional")]
     pub expected_close: Option<NaiveDate>,
     /// Win probability in percent, 0–100.
     #[serde(default)]

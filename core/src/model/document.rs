@@ -78,6 +78,7 @@ pub struct Document {
     pub updated_by: Option<UserId>,
     pub kind: DocumentKind,
     pub number: String,
+    #[serde(deserialize_with = "crate::values::date::input::date")]
     pub date: NaiveDate,
     pub partner: PartnerId,
     #[serde(default)]

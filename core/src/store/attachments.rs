@@ -29,7 +29,7 @@ impl WriteTxn<'_> {
         let max = self.store.settings.attachment_max_bytes;
         let mut content = Vec::new();
         let read = std::io::Read::take(reader, max + 1).read_to_end(&mut content);
-        read.map_err(|e| Error::Io { path: PathBuf::from(name), source: e })?;
+        read.map_err(|e| Error::Io { path: PathBuf::from(name), error: e })?;
         if content.len() as u64 > max {
             return Err(FieldError::new(
                 EntityKind::Attachment,

@@ -87,7 +87,7 @@ impl Store {
     /// into place once it is whole and checked, so `out` never holds a partial backup.
     /// Refuses an `out` that exists.
     pub fn back_up(&self, out: &Path) -> Result<Copied> {
-        let io = |source| Error::Io { path: out.to_path_buf(), source };
+        let io = |error| Error::Io { path: out.to_path_buf(), error };
         if out.exists() {
             return Err(io(std::io::Error::new(std::io::ErrorKind::AlreadyExists, "a file is already there")));
         }

@@ -102,7 +102,7 @@ impl RedbBackend {
     pub fn replace_file(database: &Path, backup: &Path) -> Result<u64, Error> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
-            move |source| Error::Io { path, source }
+            move |error| Error::Io { path, error }
         };
         // A shared hold of the old file: refused while a writer has it, and it keeps writers
         // out until the new file is in place. A damaged or unrecovered file is replaced all
@@ -144,7 +144,7 @@ impl RedbBackend {
         if path.exists() && std::fs::metadata(path).map(|m| m.len() > 0).unwrap_or(true) {
             return Err(Error::Io {
                 path: path.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "a file is already there"),
+                error: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "a file is already there"),
             });
         }
         let db = redb::Builder::new().set_cache_size(cache_bytes).create(path).map_err(|e| open_error(path, e))?;
@@ -157,7 +157,7 @@ impl RedbBackend {
     pub fn compact_file(path: &Path) -> Result<(u64, u64), Error> {
         check_file_header(path)?;
         let size =
-            || std::fs::metadata(path).map(|m| m.len()).map_err(|e| Error::Io { path: path.to_path_buf(), source: e });
+            || std::fs::metadata(path).map(|m| m.len()).map_err(|e| Error::Io { path: path.to_path_buf(), error: e });
         let before = size()?;
         let mut db = redb::Database::open(path).map_err(|e| open_error(path, e))?;
         while db.compact().map_err(storage)? {}
@@ -212,9 +212,9 @@ impl RedbBackend {
 
 /// Rejects files that are not redb files before redb sees them.
 fn check_file_header(path: &Path) -> Result<(), Error> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::Io { path: path.to_path_buf(), error: e })?;
     let mut head = [0u8; REDB_MAGIC.len()];
-    let n = f.read(&mut head).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+    let n = f.read(&mut head).map_err(|e| Error::Io { path: path.to_path_buf(), error: e })?;
     if n < head.len() || head != REDB_MAGIC {
         return Err(Error::NotCrmkit {
             database: path.display().to_string(),

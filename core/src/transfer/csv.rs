@@ -14,7 +14,7 @@ pub enum CsvError {
     /// Something other than a delimiter or a line break follows a closing quote.
     #[error("line {line}: {found:?} after the closing quote of a field; a quote inside a quoted field is written twice (\"\")")]
     AfterQuote { line: u64, found: char },
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] io::Error),
 }
 

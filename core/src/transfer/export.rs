@@ -45,7 +45,7 @@ pub fn export<R: Reader>(r: &R, kind: EntityKind, format: Format, delimiter: u8,
 }
 
 fn io(e: std::io::Error) -> Error {
-    Error::Io { path: "output".into(), source: e }
+    Error::Io { path: "output".into(), error: e }
 }
 
 struct Exporter<'r, R> {

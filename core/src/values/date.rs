@@ -46,6 +46,35 @@ pub fn parse(s: &str) -> Result<NaiveDate, String> {
     Ok(d)
 }
 
+/// Reading date fields with serde: JSON and other human-readable formats are input (a request
+/// body, an import line, a script's answer), held to [`parse`]; the binary records of the
+/// store are decoded as they were written, so a record stored before the rule stays readable.
+/// Use with `#[serde(deserialize_with = "crate::values::date::input::…")]`.
+pub mod input {
+    use chrono::NaiveDate;
+    use serde::{Deserialize, Deserializer};
+
+    /// A date field.
+    pub fn date<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
+        if !d.is_human_readable() {
+            return NaiveDate::deserialize(d);
+        }
+        let text = std::borrow::Cow::<str>::deserialize(d)?;
+        super::parse(&text).map_err(serde::de::Error::custom)
+    }
+
+    /// An optional date field (`null` or absent is none).
+    pub fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
+        if !d.is_human_readable() {
+            return Option::<NaiveDate>::deserialize(d);
+        }
+        match Option::<std::borrow::Cow<str>>::deserialize(d)? {
+            None => Ok(None),
+            Some(text) => super::parse(&text).map(Some).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 /// A date as `parse` reads it, also for years outside four digits (`+99999-01-01`).
 fn shown(d: NaiveDate) -> String {
     if (0..=9999).contains(&d.year()) {
@@ -84,5 +113,35 @@ mod tests {
         let far = NaiveDate::from_ymd_opt(99999, 1, 1).unwrap();
         assert!(check(far).unwrap_err().starts_with("+99999-01-01 is outside"), "{:?}", check(far));
         assert!(check(NaiveDate::from_ymd_opt(-1, 1, 1).unwrap()).is_err());
+    }
+
+    #[derive(serde::Deserialize, serde::Serialize, Debug)]
+    struct Holder {
+        #[serde(deserialize_with = "input::date")]
+        day: NaiveDate,
+        #[serde(default, deserialize_with = "input::optional")]
+        close: Option<NaiveDate>,
+    }
+
+    /// JSON is input and held to the rule; a binary record is read as it was written.
+    #[test]
+    fn input_is_strict_and_records_stay_readable() {
+        let json = |t: &str| serde_json::from_str::<Holder>(t).map_err(|e| e.to_string());
+        let h = json(r#"{"day":"2026-03-01","close":null}"#).unwrap();
+        assert_eq!((h.day.to_string(), h.close), ("2026-03-01".into(), None));
+        assert_eq!(json(r#"{"day":"2026-03-01"}"#).unwrap().close, None);
+        assert!(json(r#"{"day":"2026-3-1"}"#).unwrap_err().contains("is not a date written YYYY-MM-DD"));
+        let e = json(r#"{"day":"2026-03-01","close":"2026-3-1"}"#).unwrap_err();
+        assert!(e.contains("\"2026-3-1\" is not a date written YYYY-MM-DD"), "{e}");
+        assert!(json(r#"{"day":"1899-12-31"}"#).unwrap_err().contains("outside"));
+        // A record written with a loose spelling (as chrono once read it) still decodes.
+        #[derive(serde::Serialize)]
+        struct Loose<'a> {
+            day: &'a str,
+            close: Option<&'a str>,
+        }
+        let bytes = rmp_serde::to_vec(&Loose { day: "2026-3-1", close: Some("1850-1-2") }).unwrap();
+        let h: Holder = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!((h.day.to_string(), h.close.unwrap().to_string()), ("2026-03-01".into(), "1850-01-02".into()));
     }
 }

@@ -234,10 +234,11 @@ pub fn register(engine: &mut Engine) {
         Ok((date(to)? - date(from)?).num_days())
     });
     engine.register_fn("add_days", |day: &str, n: i64| -> Result<String, Box<rhai::EvalAltResult>> {
+        let from = date(day)?;
         chrono::TimeDelta::try_days(n)
-            .and_then(|d| date(day).ok()?.checked_add_signed(d))
+            .and_then(|d| from.checked_add_signed(d))
             .map(|d| d.to_string())
-            .ok_or_else(|| format!("add_days(\"{day}\", {n}): not a date, or beyond the calendar").into())
+            .ok_or_else(|| format!("add_days(\"{day}\", {n}): beyond the calendar").into())
     });
     // The sequence number of an id: which came first, whatever the clock said.
     engine.register_fn("sequence", |id: &str| -> Result<i64, Box<rhai::EvalAltResult>> {
@@ -260,10 +261,14 @@ pub fn register(engine: &mut Engine) {
     });
 }
 
+/// A date argument: `YYYY-MM-DD` by core's rule of dates, or an RFC 3339 time (a record's
+/// `created_at`, a stage's `stage_entered_at`), whose day it is as written.
 fn date(s: &str) -> Result<chrono::NaiveDate, Box<rhai::EvalAltResult>> {
-    let day = s.get(..10).unwrap_or(s);
-    chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
-        .map_err(|_| format!("\"{s}\" is not a date like 2026-03-01").into())
+    let day = match s.get(..10) {
+        Some(day) if s.len() > 10 && chrono::DateTime::parse_from_rfc3339(s).is_ok() => day,
+        _ => s,
+    };
+    crmkit_core::values::date::parse(day).map_err(|m| format!("{m}: a date is YYYY-MM-DD text").into())
 }
 
 /// Custom values as plain script values: text, decimals, booleans; money as a map.

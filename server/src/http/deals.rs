@@ -80,8 +80,8 @@ pub(super) async fn deal_action(
                     engine.set_checked(tx, id, v, item, a.done.unwrap_or(true))?
                 }
                 "hold" => engine.hold(tx, id, v, a.comment.as_deref().unwrap_or(""))?,
-                "resume" => engine.resume(tx, id, v)?,
-                "win" => engine.close(tx, id, v, Outcome::Won)?,
+                "resume" => engine.resume(tx, id, v, a.comment.as_deref().unwrap_or(""))?,
+                "win" => engine.close(tx, id, v, Outcome::Won { comment: a.comment.unwrap_or_default() })?,
                 "lose" => engine.close(
                     tx,
                     id,
@@ -92,7 +92,7 @@ pub(super) async fn deal_action(
                         comment: a.comment.unwrap_or_default(),
                     },
                 )?,
-                _ => engine.reopen(tx, id, v, a.stage.as_deref())?,
+                _ => engine.reopen(tx, id, v, a.stage.as_deref(), a.comment.as_deref().unwrap_or(""))?,
             };
             Ok(serde_json::to_value(&d).expect("entities serialize"))
         })

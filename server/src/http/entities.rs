@@ -521,6 +521,11 @@ fn from_json<E: Entity>(value: Value) -> crmkit_core::Result<E> {
             Some(f) => format!("{path}.{f}"),
             None => path,
         };
+        // A custom value's type tag and parts (`custom.signed_on.date`) are of its field.
+        let field = match field.strip_prefix("custom.").and_then(|rest| rest.split_once('.')) {
+            Some((name, _)) => format!("custom.{name}"),
+            None => field,
+        };
         Error::Invalid(FieldError::new(E::KIND, field, message))
     })
 }

@@ -62,7 +62,7 @@ pub async fn upload(app: &App, caller: &Caller, q: &str, req: Request<Incoming>)
                 return Err(not_yours(owner).into_core());
             }
             let mut content =
-                file.reopen().map_err(|e| crmkit_core::Error::Io { path: file.path().into(), source: e })?;
+                file.reopen().map_err(|e| crmkit_core::Error::Io { path: file.path().into(), error: e })?;
             let a = tx.attach_from(owner, &name, &mime, &mut content)?;
             Ok(entities::to_json(&a))
         })

@@ -292,7 +292,7 @@ impl Cx<'_> {
         let now = self.now(tx);
         new.closed_at = Some(now);
         let (how, note) = match outcome {
-            Outcome::Won => {
+            Outcome::Won { comment } => {
                 if kind.mode == Mode::Managed {
                     let stage = self.stage_of(&old, kind)?;
                     if !is_final(kind, &stage.id) {
@@ -311,7 +311,7 @@ impl Cx<'_> {
                 }
                 new.status = DealStatus::Won;
                 new.probability = Some(100);
-                (How::Won, None)
+                (How::Won, Some(comment))
             }
             Outcome::Lost { reason, competitor, comment } => {
                 let reason = reason.trim().to_string();
@@ -357,7 +357,14 @@ impl Cx<'_> {
         deal.stage.as_deref().and_then(|s| kind.stage(s)).ok_or_else(|| process(deal.id, "has no current stage"))
     }
 
-    pub(super) fn reopen(&self, tx: &mut WriteTxn<'_>, id: DealId, version: u64, stage: Option<&str>) -> Result<Deal> {
+    pub(super) fn reopen(
+        &self,
+        tx: &mut WriteTxn<'_>,
+        id: DealId,
+        version: u64,
+        stage: Option<&str>,
+        comment: &str,
+    ) -> Result<Deal> {
         let old = self.current(tx, id, version)?;
         let kind = self.kind(&old)?;
         if !old.status.is_closed() {
@@ -409,7 +416,7 @@ impl Cx<'_> {
         new.loss_reason = None;
         new.competitor = None;
         new.probability = new.stage.as_deref().and_then(|s| kind.stage(s)).and_then(|s| s.probability);
-        self.transition(tx, old, new, How::Reopen, None)
+        self.transition(tx, old, new, How::Reopen, Some(comment.to_string()))
     }
 
     /// Writes a change of stage or status with its history step, after the guards, and

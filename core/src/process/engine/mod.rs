@@ -24,7 +24,10 @@ use lifecycle::unmet;
 /// How a deal is closed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    Won,
+    Won {
+        /// The step's comment, kept in the stage history (empty: none).
+        comment: String,
+    },
     Lost {
         /// An id of the kind's loss reasons.
         reason: String,
@@ -143,8 +146,8 @@ impl Engine {
         })
     }
 
-    /// Takes a deal off hold.
-    pub fn resume(&self, tx: &mut WriteTxn<'_>, id: DealId, version: u64) -> Result<Deal> {
+    /// Takes a deal off hold; `comment` (empty: none) is kept in the stage history.
+    pub fn resume(&self, tx: &mut WriteTxn<'_>, id: DealId, version: u64, comment: &str) -> Result<Deal> {
         let cx = self.cx(tx)?;
         cx.attempt(tx, |tx| {
             let old = cx.current(tx, id, version)?;
@@ -153,7 +156,7 @@ impl Engine {
             }
             let mut new = old.clone();
             new.status = DealStatus::InProgress;
-            let deal = cx.transition(tx, old, new, How::Resume, None)?;
+            let deal = cx.transition(tx, old, new, How::Resume, Some(comment.to_string()))?;
             // Tasks done while the deal was on hold may have finished its stage.
             cx.auto_advance(tx, deal)
         })
@@ -166,10 +169,18 @@ impl Engine {
     }
 
     /// Reopens a closed deal in `stage` (default: the stage it was closed in). Only users
-    /// with one of the kind's `reopen_roles` may.
-    pub fn reopen(&self, tx: &mut WriteTxn<'_>, id: DealId, version: u64, stage: Option<&str>) -> Result<Deal> {
+    /// with one of the kind's `reopen_roles` may. `comment` (empty: none) is kept in the stage
+    /// history.
+    pub fn reopen(
+        &self,
+        tx: &mut WriteTxn<'_>,
+        id: DealId,
+        version: u64,
+        stage: Option<&str>,
+        comment: &str,
+    ) -> Result<Deal> {
         let cx = self.cx(tx)?;
-        cx.attempt(tx, |tx| cx.reopen(tx, id, version, stage))
+        cx.attempt(tx, |tx| cx.reopen(tx, id, version, stage, comment))
     }
 
     /// Ticks a checklist item of the deal's current stage off (or back on).

@@ -202,7 +202,7 @@ impl<'a> Importer<'a> {
         let mut input = std::io::BufReader::with_capacity(1 << 16, input);
         // The CSV header is read here: the writer needs its column positions too.
         if self.opts.format == Format::Csv {
-            let io = |e: std::io::Error| Error::Io { path: PathBuf::from("input"), source: e };
+            let io = |e: std::io::Error| Error::Io { path: PathBuf::from("input"), error: e };
             let delimiter = match self.opts.delimiter {
                 Some(d) => d,
                 None => super::csv::sniff_delimiter(input.fill_buf().map_err(io)?),

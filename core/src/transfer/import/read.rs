@@ -164,7 +164,7 @@ pub(super) fn read_rows<E: Entity, R: BufRead>(
                 let read = match input.read_until(b'\n', &mut buf) {
                     Ok(0) => break,
                     Ok(read) => read,
-                    Err(e) => return out.finish(Item::Fatal(Error::Io { path: PathBuf::from("input"), source: e })),
+                    Err(e) => return out.finish(Item::Fatal(Error::Io { path: PathBuf::from("input"), error: e })),
                 };
                 line += 1;
                 bytes += read as u64;
@@ -312,7 +312,7 @@ fn missing_required(columns: &[Column], present: impl Fn(usize) -> bool) -> Opti
 /// A CSV error that stops the import, as the problem of the file it is.
 fn csv_stop(e: CsvError) -> Result<RowError> {
     match e {
-        CsvError::Io(e) => Err(Error::Io { path: PathBuf::from("input"), source: e }),
+        CsvError::Io(e) => Err(Error::Io { path: PathBuf::from("input"), error: e }),
         CsvError::UnterminatedQuote { line } | CsvError::AfterQuote { line, .. } => {
             Ok(RowError { row: 0, line, key: None, field: String::new(), message: e.to_string() })
         }
