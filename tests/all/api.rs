@@ -13,13 +13,13 @@ use crate::cli::{binary, fails, ok, Site};
 use crate::common::new_deal;
 
 /// A `crmkit serve` process on a free loopback port, stopped (SIGTERM) when dropped.
-struct Served {
+pub(crate) struct Served {
     child: std::process::Child,
     addr: String,
 }
 
 impl Served {
-    fn start(site: &Site) -> Served {
+    pub(crate) fn start(site: &Site) -> Served {
         use std::io::BufRead as _;
         let mut child = Command::new(binary())
             .args(["serve", site.dir(), "--addr", "127.0.0.1:0"])
@@ -40,7 +40,7 @@ impl Served {
     }
 
     /// One HTTP/1.1 request over its own connection, with extra headers and a body.
-    fn exchange(
+    pub(crate) fn exchange(
         &self,
         method: &str,
         path: &str,
@@ -72,6 +72,12 @@ impl Served {
         let mut raw = Vec::new();
         let _ = s.read_to_end(&mut raw);
         Answer::parse(&raw)
+    }
+
+    /// Kills the server with SIGKILL, as a crash would stop it, and waits until it is gone.
+    pub(crate) fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     /// Stops the server as an operator would, and returns what it printed.
@@ -162,8 +168,8 @@ impl Served {
 }
 
 /// An HTTP response as a client reads it.
-struct Answer {
-    status: u16,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
     /// Header names in lower case.
     headers: Vec<(String, String)>,
     body: Vec<u8>,
@@ -188,7 +194,7 @@ impl Answer {
         Answer { status, headers, body }
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
 

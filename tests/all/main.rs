@@ -12,6 +12,7 @@ mod golden;
 mod graph;
 mod hooks;
 mod index_model;
+mod operations;
 mod process;
 mod scripting;
 mod store;
