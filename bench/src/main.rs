@@ -20,6 +20,8 @@ use crmkit_core::store::Reader;
 use crmkit_core::time::SystemClock;
 use crmkit_core::Installation;
 
+mod ops;
+
 #[derive(Parser)]
 #[command(name = "crmkit-bench", about = "Benchmarks of crmkit: the figures of docs/benchmarks.md")]
 struct Cli {
@@ -127,6 +129,41 @@ enum What {
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: String,
     },
+    /// Reopening a database after its writing process was killed with SIGKILL, with and
+    /// without quick-repair (`database.quick_repair`), and the writer's durable commits/s.
+    Recovery {
+        /// The installation (the demo is built there first unless it holds one).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Deals of the demo built.
+        #[arg(long, default_value_t = 1_000_000)]
+        deals: usize,
+        /// Seconds the writer writes before it is killed.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Kills per setting.
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+    },
+    /// The writing child of `recovery`, killed by it.
+    #[command(hide = true)]
+    RecoveryWriter { dir: PathBuf },
+    /// A CSV import of interactions over HTTP, alone and while clients POST interactions:
+    /// the import's rows/s and the latency of those writes.
+    ImportHttp {
+        /// Rows in the file.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        /// Partners the interactions are spread over (imported first).
+        #[arg(long, default_value_t = 1_000)]
+        partners: usize,
+        /// Clients writing one interaction after another during the import.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Commit without quick-repair.
+        #[arg(long)]
+        no_quick_repair: bool,
+    },
     /// Stage transitions through the process engine with native guards and a reaction.
     Process {
         /// Transitions timed inside one transaction.
@@ -135,6 +172,9 @@ enum What {
         /// Transitions committed one by one with immediate durability.
         #[arg(long, default_value_t = 300)]
         commits: usize,
+        /// Commit without quick-repair.
+        #[arg(long)]
+        no_quick_repair: bool,
     },
 }
 
@@ -143,7 +183,12 @@ fn run(what: What) -> Result<()> {
         What::Store { deals, dir, reads, reuse, cache_mb, record_cache_mb } => {
             store(deals, dir, reads, reuse, cache_mb, record_cache_mb)
         }
-        What::Process { transitions, commits } => process(transitions, commits),
+        What::Process { transitions, commits, no_quick_repair } => process(transitions, commits, !no_quick_repair),
+        What::Recovery { dir, deals, seconds, rounds } => ops::recovery(&dir, deals, seconds, rounds),
+        What::RecoveryWriter { dir } => ops::recovery_writer(&dir),
+        What::ImportHttp { rows, partners, clients, no_quick_repair } => {
+            ops::import_http(rows, partners, clients, !no_quick_repair)
+        }
         What::Dossier { deals, interactions } => dossier(deals, interactions),
         What::Import { rows, partners, batch } => import(rows, partners, batch),
         What::Script { calls } => script(calls),
@@ -155,14 +200,15 @@ fn run(what: What) -> Result<()> {
 /// The engine's cost per transition: deals of the manual `b2b_sale` kind move between
 /// their first two stages, with two native guards on `deal.before_transition` and one
 /// reaction on `deal.after_transition`.
-fn process(transitions: usize, commits: usize) -> Result<()> {
+fn process(transitions: usize, commits: usize, quick_repair: bool) -> Result<()> {
     use crmkit_core::model::{Partner, PartnerRole, Role, User};
     use crmkit_core::process::{Action, Answer, Engine, HookInput, HookPoint, Hooks, Subject};
     use crmkit_core::store::Durability;
     use crmkit_core::values::{Currency, Money};
 
     let tmp = tempfile::tempdir()?;
-    let inst = Installation::init(tmp.path(), None, Arc::new(SystemClock))?;
+    let config = ops::with_quick_repair(crmkit_core::config::DEFAULT_CONFIG, quick_repair);
+    let inst = Installation::init(tmp.path(), Some(&config), Arc::new(SystemClock))?;
     let store = inst.store();
     let mut hooks = Hooks::new();
     hooks.register("amount_positive", |i: &HookInput<'_>| {
@@ -259,7 +305,7 @@ fn process(transitions: usize, commits: usize) -> Result<()> {
     }
     let took = started.elapsed();
     say!(
-        "with Durability::Immediate, one transition per commit: {commits} in {:.2} s = {:.0} commits/s",
+        "with Durability::Immediate, one transition per commit (quick_repair = {quick_repair}): {commits} in {:.2} s = {:.0} commits/s",
         took.as_secs_f64(),
         commits as f64 / took.as_secs_f64()
     );
@@ -667,32 +713,13 @@ fn holding(dir: &std::path::Path) -> Result<()> {
 /// times, for a median), with a native guard on `entity.before_save` that reads every row's
 /// subject; then runs the same file again on the last one.
 fn import(rows: usize, partners: usize, batch: usize) -> Result<()> {
-    use std::io::Write as _;
-
     use crmkit_core::model::{EntityKind, Role, User};
     use crmkit_core::process::{Answer, Engine, HookInput, HookPoint, Hooks, Subject};
     use crmkit_core::transfer::{Format, ImportOptions, Importer};
 
     let tmp = tempfile::tempdir()?;
     let file = tmp.path().join("interactions.csv");
-    {
-        let mut w = std::io::BufWriter::new(std::fs::File::create(&file)?);
-        writeln!(w, "key,kind,direction,at,duration_min,subject,body,partner,author")?;
-        let kinds =
-            [("call", "outgoing", "12"), ("email", "incoming", ""), ("meeting", "outgoing", "60"), ("note", "", "")];
-        for i in 0..rows {
-            let (kind, dir, minutes) = kinds[i % kinds.len()];
-            let day = 1 + i % 28;
-            let (h, m) = (8 + i % 10, i % 60);
-            writeln!(
-                w,
-                "X{i:08},{kind},{dir},2025-03-{day:02}T{h:02}:{m:02}:00Z,{minutes},Обсуждение поставки {},\"Клиент просит уточнить сроки, цену и условия оплаты\",P{},bench.manager",
-                i % 977,
-                i % partners
-            )?;
-        }
-        w.flush()?;
-    }
+    ops::interactions_csv(&file, rows, partners)?;
     let size = std::fs::metadata(&file)?.len();
     say!(
         "crmkit-bench import: {rows} interactions ({:.0} MiB of CSV) over {partners} partners, batches of {batch} rows, one guard on entity.before_save",
@@ -921,19 +948,34 @@ async fn load(
     seconds: u64,
     request: Arc<dyn Fn(u64) -> Vec<u8> + Send + Sync>,
 ) -> Result<Load> {
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let timer = running.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        timer.store(false, std::sync::atomic::Ordering::SeqCst);
+    });
+    load_while(addr, clients, running, request).await
+}
+
+/// [`load`] for as long as `running` holds.
+async fn load_while(
+    addr: std::net::SocketAddr,
+    clients: usize,
+    running: Arc<std::sync::atomic::AtomicBool>,
+    request: Arc<dyn Fn(u64) -> Vec<u8> + Send + Sync>,
+) -> Result<Load> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let request = request.clone();
+        let (request, running) = (request.clone(), running.clone());
         tasks.push(tokio::spawn(async move {
             let mut s = tokio::net::TcpStream::connect(addr).await?;
             s.set_nodelay(true)?;
             let (mut ok, mut failed, mut latencies) = (0u64, 0u64, Vec::new());
             let mut buf = Vec::with_capacity(8192);
             let mut n = c as u64 * 1_000_003;
-            while Instant::now() < deadline {
+            while running.load(std::sync::atomic::Ordering::SeqCst) {
                 n += 1;
                 let t = Instant::now();
                 s.write_all(&request(n)).await?;

@@ -80,6 +80,12 @@ impl Served {
         Answer::parse(&raw)
     }
 
+    /// Kills the server with SIGKILL, as a crash would stop it, and waits until it is gone.
+    pub(crate) fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     /// Stops the server as an operator would, and returns what it printed.
     pub(crate) fn stop(self) -> String {
         let pid = self.child.id().to_string();

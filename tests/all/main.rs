@@ -14,6 +14,7 @@ mod graph;
 mod hooks;
 mod hostile;
 mod index_model;
+mod operations;
 mod ops;
 mod process;
 mod refusals;

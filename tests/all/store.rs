@@ -627,7 +627,13 @@ fn a_backend_holding_anything_else_is_refused(backend: Backend) {
     let kv: Box<dyn crmkit_core::store::kv::Backend> = match backend {
         Backend::Redb => {
             let path = fx.dir.path().join("other.redb");
-            Box::new(crmkit_core::store::redb::RedbBackend::create(&path, 1 << 20).unwrap())
+            Box::new(
+                crmkit_core::store::redb::RedbBackend::create(
+                    &path,
+                    crmkit_core::store::redb::RedbOptions { cache_bytes: 1 << 20, quick_repair: true },
+                )
+                .unwrap(),
+            )
         }
         Backend::Memory => Box::new(crmkit_core::store::memory::MemoryBackend::new()),
     };

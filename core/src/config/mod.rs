@@ -81,6 +81,10 @@ pub struct Settings {
     pub cache_bytes: usize,
     /// Memory for cached entity records (shared by all readers), in bytes; 0 turns it off.
     pub record_cache_bytes: usize,
+    /// Whether every durable commit also records the file's allocator state (in two
+    /// phases), so that a database whose process was killed reopens at once instead of
+    /// being walked whole to rebuild it (`database.quick_repair`).
+    pub quick_repair: bool,
     pub default_currency: Currency,
     /// ISO 3166 region for phone numbers written without a country code.
     pub phone_region: String,

@@ -109,6 +109,7 @@ pub struct Database {
     pub path: Option<String>,
     pub cache_mb: Option<Spanned<u64>>,
     pub record_cache_mb: Option<Spanned<u64>>,
+    pub quick_repair: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]

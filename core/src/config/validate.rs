@@ -252,6 +252,7 @@ impl Source<'_> {
             database: PathBuf::from(raw.database.path.unwrap_or_else(|| "data/crmkit.redb".to_string())),
             cache_bytes,
             record_cache_bytes,
+            quick_repair: raw.database.quick_repair.unwrap_or(true),
             default_currency,
             phone_region,
             attachment_max_bytes,

@@ -95,7 +95,8 @@ impl Store {
         let partial = out.with_file_name(format!(".{name}.partial"));
         let _ = std::fs::remove_file(&partial);
         let written = (|| {
-            let target = RedbBackend::create(&partial, 16 << 20)?;
+            let target =
+                RedbBackend::create(&partial, super::redb::RedbOptions { cache_bytes: 16 << 20, quick_repair: false })?;
             let copied = self.copy_into(&target)?;
             drop(target);
             Store::inspect_file(&partial)?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::kv::{Backend, Changes, Durability, KvRead};
 use super::memory::MemoryBackend;
-use super::redb::RedbBackend;
+use super::redb::{RedbBackend, RedbOptions};
 use super::tables::{Table, AUDIT, META};
 
 /// Backends by name.
@@ -16,7 +16,9 @@ type Named = Vec<(&'static str, Box<dyn Backend>)>;
 /// A fresh, empty instance of each backend, with its name; the folder keeps the file.
 fn backends() -> (tempfile::TempDir, Named) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let redb = RedbBackend::create(&dir.path().join("kv.redb"), 1 << 20).expect("create redb file");
+    let redb =
+        RedbBackend::create(&dir.path().join("kv.redb"), RedbOptions { cache_bytes: 1 << 20, quick_repair: true })
+            .expect("create redb file");
     (dir, vec![("redb", Box::new(redb)), ("memory", Box::new(MemoryBackend::new()))])
 }
 

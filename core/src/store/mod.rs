@@ -121,13 +121,13 @@ impl Store {
 
     /// Creates a new database file at `path` (the folder must exist; the file must not).
     pub fn create(path: &Path, settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Result<Store> {
-        let backend = redb::RedbBackend::create(path, settings.cache_bytes)?;
+        let backend = redb::RedbBackend::create(path, redb::RedbOptions::of(&settings))?;
         Store::with_backend(backend, settings, clock)
     }
 
     /// Opens an existing database file, migrating an older schema.
     pub fn open(path: &Path, settings: Arc<Settings>, clock: Arc<dyn Clock>) -> Result<Store> {
-        let backend = redb::RedbBackend::open(path, settings.cache_bytes)?;
+        let backend = redb::RedbBackend::open(path, redb::RedbOptions::of(&settings))?;
         Store::with_backend(backend, settings, clock)
     }
 

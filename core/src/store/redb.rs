@@ -5,7 +5,9 @@ use std::cell::RefCell;
 use std::io::Read as _;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use redb::{ReadOnlyTable, ReadableDatabase, ReadableTableMetadata, TableDefinition, TableError, TableHandle};
 
@@ -30,10 +32,66 @@ fn storage(e: impl std::fmt::Display) -> KvError {
     KvError::Backend(e.to_string())
 }
 
+/// How a redb file is opened.
+#[derive(Clone, Copy, Debug)]
+pub struct RedbOptions {
+    /// Memory for cached pages, in bytes.
+    pub cache_bytes: usize,
+    /// Whether every durable commit records the allocator state, in two phases (redb's
+    /// quick-repair): a file whose process was killed then opens without being walked whole
+    /// to rebuild that state, at the price of a second fsync and the state's pages per commit.
+    pub quick_repair: bool,
+}
+
+impl RedbOptions {
+    /// The options an installation's settings ask for.
+    pub fn of(settings: &crate::config::Settings) -> RedbOptions {
+        RedbOptions { cache_bytes: settings.cache_bytes, quick_repair: settings.quick_repair }
+    }
+}
+
 /// A redb database file.
 pub struct RedbBackend {
     db: Db,
     path: PathBuf,
+    quick_repair: bool,
+    /// How long opening took when the file had to be repaired (it was not closed cleanly
+    /// and its last commit did not record the allocator state).
+    repaired: Option<Duration>,
+    turns: Arc<Turns>,
+}
+
+/// Write transactions in the order they were asked for. redb hands its one writer slot to
+/// whichever waiting thread wakes first, so a thread that commits and at once begins again
+/// (a bulk import's batches) could keep it from a writer that has been waiting meanwhile;
+/// here each writer takes a ticket and waits for its turn.
+#[derive(Default)]
+struct Turns {
+    /// The next ticket to hand out, and the ticket whose turn it is.
+    state: Mutex<(u64, u64)>,
+    next: Condvar,
+}
+
+impl Turns {
+    fn take(self: &Arc<Self>) -> Turn {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let ticket = state.0;
+        state.0 += 1;
+        while state.1 != ticket {
+            state = self.next.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        Turn(self.clone())
+    }
+}
+
+/// A write transaction's turn, passed on when dropped.
+struct Turn(Arc<Turns>);
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.0.state.lock().unwrap_or_else(|p| p.into_inner()).1 += 1;
+        self.0.next.notify_all();
+    }
 }
 
 /// The file opened for reading and writing (exclusively), or read-only (shared with other
@@ -58,10 +116,22 @@ impl RedbBackend {
     /// redb file without crmkit's `meta` table; creates any table the file lacks (after a
     /// schema version that adds one). The schema itself is checked by
     /// [`Store::with_backend`](super::Store::with_backend).
-    pub fn open(path: &Path, cache_bytes: usize) -> Result<RedbBackend, Error> {
+    ///
+    /// A file left by a process that did not close it (a crash, a kill) is repaired first:
+    /// at once when its last commit recorded the allocator state ([`RedbOptions::quick_repair`]),
+    /// otherwise by reading the whole file (see [`RedbBackend::repaired`]).
+    pub fn open(path: &Path, opts: RedbOptions) -> Result<RedbBackend, Error> {
         check_file_header(path)?;
-        let db = redb::Builder::new().set_cache_size(cache_bytes).open(path).map_err(|e| open_error(path, e))?;
-        let backend = RedbBackend { db: Db::Write(db), path: path.to_path_buf() };
+        let repairing = Arc::new(AtomicBool::new(false));
+        let flag = repairing.clone();
+        let started = Instant::now();
+        let db = redb::Builder::new()
+            .set_cache_size(opts.cache_bytes)
+            .set_repair_callback(move |_| flag.store(true, Ordering::Relaxed))
+            .open(path)
+            .map_err(|e| open_error(path, e))?;
+        let repaired = repairing.load(Ordering::Relaxed).then(|| started.elapsed());
+        let backend = RedbBackend::over(Db::Write(db), path, opts, repaired);
         backend.require_meta()?;
         backend.ensure_tables()?;
         Ok(backend)
@@ -77,7 +147,8 @@ impl RedbBackend {
         check_file_header(path)?;
         let db =
             redb::Builder::new().set_cache_size(cache_bytes).open_read_only(path).map_err(|e| open_error(path, e))?;
-        let backend = RedbBackend { db: Db::Read(db), path: path.to_path_buf() };
+        let opts = RedbOptions { cache_bytes, quick_repair: false };
+        let backend = RedbBackend::over(Db::Read(db), path, opts, None);
         backend.require_meta()?;
         Ok(backend)
     }
@@ -140,15 +211,39 @@ impl RedbBackend {
     /// Creates a new, empty database file: the folder must exist, the file must not (or be
     /// empty). Tables are made as they are first written; a store opened over it with
     /// [`Store::with_backend`](super::Store::with_backend) sets up a crmkit database in it.
-    pub fn create(path: &Path, cache_bytes: usize) -> Result<RedbBackend, Error> {
+    pub fn create(path: &Path, opts: RedbOptions) -> Result<RedbBackend, Error> {
         if path.exists() && std::fs::metadata(path).map(|m| m.len() > 0).unwrap_or(true) {
             return Err(Error::Io {
                 path: path.to_path_buf(),
                 error: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "a file is already there"),
             });
         }
-        let db = redb::Builder::new().set_cache_size(cache_bytes).create(path).map_err(|e| open_error(path, e))?;
-        Ok(RedbBackend { db: Db::Write(db), path: path.to_path_buf() })
+        let db = redb::Builder::new().set_cache_size(opts.cache_bytes).create(path).map_err(|e| open_error(path, e))?;
+        Ok(RedbBackend::over(Db::Write(db), path, opts, None))
+    }
+
+    fn over(db: Db, path: &Path, opts: RedbOptions, repaired: Option<Duration>) -> RedbBackend {
+        RedbBackend {
+            db,
+            path: path.to_path_buf(),
+            quick_repair: opts.quick_repair,
+            repaired,
+            turns: Default::default(),
+        }
+    }
+
+    /// When the file was not closed cleanly and had to be read whole to rebuild its
+    /// allocator state on opening: how long opening took. `None` after a clean close, and
+    /// after a crash when the last commit recorded the state (quick-repair).
+    pub fn repaired(&self) -> Option<Duration> {
+        self.repaired
+    }
+
+    /// Begins redb's write transaction with this file's commit settings.
+    fn begin_write(&self) -> Result<redb::WriteTransaction, KvError> {
+        let mut tx = self.writable()?.begin_write().map_err(storage)?;
+        tx.set_quick_repair(self.quick_repair);
+        Ok(tx)
     }
 
     /// Compacts the crmkit database file at `path`, which no store may have open: gives
@@ -177,7 +272,8 @@ impl RedbBackend {
         if missing.is_empty() {
             return Ok(());
         }
-        let tx = self.writable()?.begin_write().map_err(storage)?;
+        let _turn = self.turns.take();
+        let tx = self.begin_write()?;
         for t in missing {
             tx.open_table(def(t)).map_err(storage)?;
         }
@@ -246,11 +342,12 @@ impl Backend for RedbBackend {
     }
 
     fn write(&self) -> Result<Box<dyn KvWrite>, KvError> {
-        let tx = self.writable()?.begin_write().map_err(storage)?;
+        let turn = self.turns.take();
+        let tx = self.begin_write()?;
         // With the writer slot held, a fresh read transaction sees exactly the state the
         // write transaction starts from.
         let base = self.read()?;
-        Ok(Box::new(RedbWrite { tx, base }))
+        Ok(Box::new(RedbWrite { tx, base, _turn: turn }))
     }
 
     fn describe(&self) -> String {
@@ -346,6 +443,8 @@ impl KvRead for RedbRead {
 struct RedbWrite {
     tx: redb::WriteTransaction,
     base: Box<dyn KvRead>,
+    /// Dropped last: the next writer's turn comes once this transaction has ended.
+    _turn: Turn,
 }
 
 impl KvWrite for RedbWrite {
@@ -354,7 +453,7 @@ impl KvWrite for RedbWrite {
     }
 
     fn commit(self: Box<Self>, changes: Changes, durability: Durability) -> Result<(), KvError> {
-        let RedbWrite { mut tx, base } = *self;
+        let RedbWrite { mut tx, base, _turn } = *self;
         drop(base);
         tx.set_durability(match durability {
             Durability::Immediate => redb::Durability::Immediate,

@@ -12,12 +12,15 @@ use super::{json_response, query, ApiError, App, Body, Code};
 /// The largest file an import takes.
 const MAX_IMPORT: u64 = 512 << 20;
 /// The largest file an atomic or dry-run import takes: it holds the one write transaction
-/// from its first row to its last, and the API's writes wait meanwhile (batches of a plain
-/// import let them in between).
+/// from its first row to its last, and the API's writes wait meanwhile (a plain import lets
+/// them in between its batches).
 const MAX_HELD_IMPORT: u64 = 16 << 20;
 
 /// The query parameters an import takes.
 const PARAMETERS: &[&str] = &["format", "atomic", "dry_run", "delimiter", "map"];
+/// How long a batch of a plain import writes before it commits and lets the writes waiting
+/// meanwhile go first: what an API write waits for at most, besides the batch's commit.
+const BATCH_TIME: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Whether a query flag is on: present with no value, `true` or `1`.
 fn flag(q: &std::collections::BTreeMap<String, String>, name: &str) -> Result<bool, ApiError> {
@@ -67,6 +70,7 @@ pub async fn upload(
     opts.atomic = flag(&q, "atomic")?;
     opts.dry_run = flag(&q, "dry_run")?;
     opts.base_dir = None;
+    opts.batch_time = Some(BATCH_TIME);
     if let Some(d) = q.get("delimiter") {
         if format != Format::Csv {
             return Err(bad("delimiter", "delimiter is for CSV files; this one is JSON lines".into()));

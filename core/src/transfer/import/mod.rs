@@ -9,7 +9,11 @@
 //! **Policy for bad rows:** a row that fails (a bad value, a broken reference, a guard's
 //! refusal, an attachment over the limit) is skipped whole — nothing of it is written, not
 //! even its attachments — and reported with its row number, the field and the message;
-//! the other rows of its batch are written and the batch commits. With
+//! the other rows of its batch are written and the batch commits. A batch ends after
+//! [`ImportOptions::batch_rows`] rows, or once it has been writing for
+//! [`ImportOptions::batch_time`] when that is set: the import holds the database's one
+//! writer only while a batch is open, and writers waiting meanwhile (the API's) go before its
+//! next batch; such batches are made durable every `batch_rows` rows and at the end. With
 //! [`ImportOptions::atomic`] the whole file is one transaction and any bad row leaves the
 //! database as it was. A file that cannot be read on (an unterminated quote, a broken
 //! header) stops the import: batches committed before stay, the open batch is not written.
@@ -49,6 +53,13 @@ pub struct ImportOptions {
     pub delimiter: Option<u8>,
     /// Rows per committed batch.
     pub batch_rows: usize,
+    /// When set, a batch also ends (and commits) once it has been writing this long, so
+    /// that other writes wait at most about this long for the import (the API's import:
+    /// 10 ms). Such commits wait for the disk only once `batch_rows` rows are owed a
+    /// durable commit, and at the end: a crash loses at most the rows since the last one,
+    /// which running the file again writes (keys make it idempotent). Not for atomic
+    /// imports and dry runs, which are one transaction.
+    pub batch_time: Option<std::time::Duration>,
     /// The whole file in one transaction: any bad row and nothing is written.
     pub atomic: bool,
     /// Check everything, write nothing.
@@ -59,7 +70,8 @@ pub struct ImportOptions {
 }
 
 impl ImportOptions {
-    /// Options for `kind` in `format`, with no mapping, batches of 10,000 rows.
+    /// Options for `kind` in `format`, with no mapping, batches of 10,000 rows and no time
+    /// bound.
     pub fn new(kind: EntityKind, format: Format) -> ImportOptions {
         ImportOptions {
             kind,
@@ -67,6 +79,7 @@ impl ImportOptions {
             mapping: Mapping::default(),
             delimiter: None,
             batch_rows: 10_000,
+            batch_time: None,
             atomic: false,
             dry_run: false,
             base_dir: Some(PathBuf::from(".")),
@@ -151,6 +164,8 @@ pub struct Importer<'a> {
     /// Rows of the open batch created, updated and unchanged: counted in the report when
     /// the batch commits (or, for a dry run, when it ends).
     open: [u64; 3],
+    /// Rows committed since the last durable commit of the import.
+    unsynced: usize,
 }
 
 impl<'a> Importer<'a> {
@@ -175,6 +190,7 @@ impl<'a> Importer<'a> {
             own_commits: 0,
             foreign_commits: false,
             open: [0; 3],
+            unsynced: 0,
         })
     }
 

@@ -3,6 +3,7 @@
 
 use std::io::Read;
 use std::path::PathBuf;
+use std::time::Instant;
 
 use super::convert::{Plan, Prepared};
 use super::read::Item;
@@ -10,7 +11,7 @@ use super::row::{RawRow, Row, RowSource};
 use super::{Importer, Progress, Report, RowError};
 use crate::id::{TypedId, UserId};
 use crate::model::{Deal, DealStatus, Entity, EntityKind, EntityRef};
-use crate::store::{Index, Reader, Store, WriteTxn};
+use crate::store::{Durability, Index, Reader, Store, WriteTxn};
 use crate::{Error, Result};
 
 impl Importer<'_> {
@@ -64,7 +65,17 @@ impl Importer<'_> {
                     }
                     Item::Fatal(e) => return Err(e),
                 }
-                if batch.rows >= self.opts.batch_rows && !self.single_transaction() {
+                if !self.single_transaction() && batch.full(self.opts) {
+                    // A batch ended by its time commits without waiting for the disk until
+                    // `batch_rows` rows are owed one; the next durable commit (the import's
+                    // or anyone's) makes them durable too.
+                    self.unsynced += batch.rows;
+                    let durable = self.unsynced >= self.opts.batch_rows;
+                    if durable {
+                        self.unsynced = 0;
+                    } else {
+                        batch.tx.set_durability(Durability::Deferred);
+                    }
                     batch = batch.commit_and_renew(&mut self.report)?;
                     self.count_open_batch();
                     self.own_commits += 1;
@@ -302,11 +313,19 @@ struct Batch<'s> {
     actor: Option<UserId>,
     tx: WriteTxn<'s>,
     rows: usize,
+    /// When the batch got the writer.
+    began: Instant,
 }
 
 impl<'s> Batch<'s> {
     fn new(store: &'s Store, actor: Option<UserId>) -> Result<Batch<'s>> {
-        Ok(Batch { store, actor, tx: store.write(actor)?, rows: 0 })
+        let tx = store.write(actor)?;
+        Ok(Batch { store, actor, tx, rows: 0, began: Instant::now() })
+    }
+
+    /// Whether the batch has its rows, or has been writing for its time.
+    fn full(&self, opts: &super::ImportOptions) -> bool {
+        self.rows >= opts.batch_rows || opts.batch_time.is_some_and(|t| self.began.elapsed() >= t)
     }
 
     fn commit(self, report: &mut Report) -> Result<()> {
@@ -318,7 +337,7 @@ impl<'s> Batch<'s> {
     fn commit_and_renew(self, report: &mut Report) -> Result<Batch<'s>> {
         let (store, actor) = (self.store, self.actor);
         self.commit(report)?;
-        Ok(Batch { store, actor, tx: store.write(actor)?, rows: 0 })
+        Batch::new(store, actor)
     }
 }
 
