@@ -53,11 +53,14 @@ impl Bar {
     /// Shows how far core's operation is; a new stage starts the bar again at its total.
     pub(crate) fn update(&self, p: Progress) {
         if self.bar.message() != p.stage {
-            self.bar.reset();
+            self.bar.set_length(p.total);
+            self.bar.set_position(p.done);
+            self.bar.reset_eta();
+            self.bar.reset_elapsed();
             self.bar.set_message(p.stage);
+        } else {
+            self.bar.set_position(p.done);
         }
-        self.bar.set_length(p.total);
-        self.bar.set_position(p.done);
     }
 
     /// The bar itself, for commands that count in their own units (bytes, demo entities).

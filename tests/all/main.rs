@@ -15,6 +15,7 @@ mod hooks;
 mod index_model;
 mod ops;
 mod process;
+mod progress;
 mod refusals;
 mod scripting;
 mod store;
