@@ -10,7 +10,7 @@ use std::path::Path;
 
 /// The layers, bottom to top. A module may use its own layer and those below.
 const LAYERS: &[&[&str]] = &[
-    &["id", "time", "values"],
+    &["id", "time", "values", "progress"],
     &["model"],
     // The store's backend interface: ordered tables of bytes, with an error type of its own.
     &["store::kv"],

@@ -19,6 +19,7 @@ mod layers;
 pub mod merge;
 pub mod model;
 pub mod process;
+pub mod progress;
 pub mod report;
 pub mod store;
 pub mod time;

@@ -10,9 +10,9 @@ use crmkit_core::model::EntityKind;
 use crmkit_core::time::{ManualClock, SystemClock};
 use crmkit_core::Installation;
 use crmkit_demo::{self as demo, DemoOptions};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::console::{self, Exit};
+use crate::progress::Bar;
 use crate::{attachments, beside, dossier, graph, http, script, token, transfer};
 
 #[derive(Parser)]
@@ -402,7 +402,10 @@ fn run(cli: Cli) -> Result<()> {
                 bail!("{}: a file is already there; a backup never replaces one", out.display());
             }
             let inst = console::installation_read_only(&dir)?;
-            let copied = inst.store().back_up(&console::path(&out))?;
+            let copied = {
+                let bar = Bar::stages();
+                inst.store().back_up_with_progress(&console::path(&out), &mut |p| bar.update(p))?
+            };
             say!(
                 "backed up {} entries ({} of keys and values, schema version {}) to {}",
                 copied.entries,
@@ -561,20 +564,26 @@ pub fn make_demo(
     };
     let inst = Installation::init(dir, Some(&config), clock.clone())?;
     std::fs::write(dir.join(DEMO_MARKER), format!("deals = {deals}\nseed = {seed}\n"))?;
-    let bar = if show { ProgressBar::new(opts.estimated_entities()) } else { ProgressBar::hidden() };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg:<14} [{bar:40}] {pos}/{len} entities ({per_sec}, {eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    let summary = demo::populate(inst.store(), &clock, &opts, &mut |p| {
-        bar.set_message(p.phase);
-        bar.set_position(p.written);
-    })?;
-    bar.finish_and_clear();
+    let summary = {
+        let shown = show.then(|| {
+            Bar::new(
+                opts.estimated_entities(),
+                "{msg:<14} [{bar:40}] {human_pos}/{human_len} entities ({elapsed}, {eta} left)",
+            )
+        });
+        demo::populate(inst.store(), &clock, &opts, &mut |p| {
+            if let Some(b) = &shown {
+                b.bar().set_message(p.phase);
+                b.bar().set_position(p.written);
+            }
+        })?
+    };
     if compact {
         let database = inst.settings().database.clone();
         drop(inst);
+        // redb compacts in one call that reports nothing: a spinner shows it works.
+        let size = std::fs::metadata(&database).map(|m| m.len()).unwrap_or(0);
+        let _spinner = show.then(|| Bar::spinner(format!("compacting {} ({})", database.display(), human_bytes(size))));
         crmkit_core::store::redb::RedbBackend::compact_file(&database)?;
     }
     Ok(summary)
@@ -607,21 +616,24 @@ fn check(inst: &Installation, dir: &Path) -> Result<()> {
         s.process_kinds.len(),
         s.custom_fields.values().map(Vec::len).sum::<usize>()
     );
-    let problems = inst.store().verify_indexes()?;
+    // Lines said while the bar is shown go above it; it is cleared before the verdict.
+    let bar = Bar::stages();
+    let problems = inst.store().verify_indexes_with_progress(&mut |p| bar.update(p))?;
     if !problems.is_empty() {
         for p in &problems {
             complain!("index problem: {p}");
         }
         bail!("{} index problem(s) in {}", problems.len(), s.database.display());
     }
-    let histories = inst.store().verify_histories()?;
+    let histories = inst.store().verify_histories_with_progress(&mut |p| bar.update(p))?;
     if !histories.is_empty() {
         for p in &histories {
             complain!("stage history problem: {p}");
         }
         bail!("{} stage history problem(s) in {}", histories.len(), s.database.display());
     }
-    let attachments = inst.store().verify_attachments()?;
+    let attachments = inst.store().verify_attachments_with_progress(&mut |p| bar.update(p))?;
+    drop(bar);
     if !attachments.is_empty() {
         for p in &attachments {
             complain!("attachment problem: {p}");

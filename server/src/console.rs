@@ -107,7 +107,7 @@ pub fn say(args: std::fmt::Arguments<'_>) {
     if send(Stream::Out, line.as_bytes()) {
         return;
     }
-    if let Err(e) = std::io::stdout().lock().write_all(line.as_bytes()) {
+    if let Err(e) = crate::progress::around(|| std::io::stdout().lock().write_all(line.as_bytes())) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }
@@ -118,7 +118,7 @@ pub fn say(args: std::fmt::Arguments<'_>) {
 pub(crate) fn complain(args: std::fmt::Arguments<'_>) {
     let line = format!("{args}\n");
     if !send(Stream::Err, line.as_bytes()) {
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        let _ = crate::progress::around(|| std::io::stderr().lock().write_all(line.as_bytes()));
     }
 }
 
@@ -132,12 +132,31 @@ pub(crate) fn stdout() -> Box<dyn Write> {
 }
 
 /// The stderr log lines go to: the client's when this thread runs a forwarded command (a
-/// script's `print` in `crmkit script run`), else the process's.
+/// script's `print` in `crmkit script run`), else the process's, with a progress bar on it
+/// lifted out of the way of each line.
 pub(crate) fn log_writer() -> Box<dyn Write> {
     if is_beside() {
         Box::new(Client(Stream::Err))
     } else {
-        Box::new(std::io::stderr())
+        Box::new(Stderr)
+    }
+}
+
+/// The process's stderr, written around a progress bar.
+struct Stderr;
+
+impl Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        crate::progress::around(|| std::io::stderr().write(buf))
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        // A log line is written whole, in one lift of the bar.
+        crate::progress::around(|| std::io::stderr().lock().write_all(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 

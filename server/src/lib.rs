@@ -33,6 +33,7 @@ pub mod console;
 mod dossier;
 mod graph;
 mod http;
+mod progress;
 mod script;
 pub mod token;
 mod transfer;

@@ -1,14 +1,15 @@
 //! `crmkit import` and `crmkit export`: files of partners, counterparties, contacts, deals,
 //! interactions and documents in and out of an installation.
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use crmkit_core::model::EntityKind;
 use crmkit_core::store::Reader;
 use crmkit_core::transfer::{self, csv, Format, ImportOptions, Importer, Mapping, Report};
-use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::progress::Bar;
 
 /// The entity kind a command-line name means (`partners` or `partner`).
 pub fn entity(name: &str) -> Result<EntityKind> {
@@ -91,18 +92,13 @@ pub fn import(a: ImportArgs) -> Result<()> {
     opts.base_dir = Some(input.parent().map(Path::to_path_buf).unwrap_or_default());
     let file = std::fs::File::open(&input).with_context(|| format!("opening {}", a.file.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    // A server running the import for the command line draws no bar on its own terminal.
-    let bar = if crate::console::is_beside() { ProgressBar::hidden() } else { ProgressBar::new(size) };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta})")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
-    let report = Importer::new(store, &engine, actor, &opts)?.run(file, &mut |p| {
-        bar.set_position(p.bytes);
-        bar.set_message(format!("{} rows", p.rows));
-    })?;
-    bar.finish_and_clear();
+    let report = {
+        let bar = Bar::new(size, "import [{bar:40}] {bytes}/{total_bytes} {msg} ({eta} left)");
+        Importer::new(store, &engine, actor, &opts)?.run(file, &mut |p| {
+            bar.bar().set_position(p.bytes);
+            bar.bar().set_message(format!("{} rows", p.rows));
+        })?
+    };
     let report_file = report_path(&a.file);
     write_report(&report, &crate::console::path(&report_file))?;
     summarize(&report, &a, &report_file);
@@ -176,23 +172,35 @@ pub fn export(dir: &Path, entity_name: &str, format: &str, out: Option<&Path>, d
     let delimiter = delimiter(delim)?.unwrap_or(b',');
     let inst = crate::console::installation(dir)?;
     let r = inst.store().read()?;
+    // Rows written to a terminal show how far the export is themselves, and a bar on the
+    // same terminal would be torn up by them: a bar only for a file or a pipe.
+    let bar = match out {
+        None if std::io::stdout().is_terminal() => None,
+        _ => Some(Bar::stages()),
+    };
+    let mut show = |p| {
+        if let Some(b) = &bar {
+            b.update(p)
+        }
+    };
     let rows = match out {
         Some(path) => {
             let mut w = std::io::BufWriter::new(
                 std::fs::File::create(crate::console::path(path))
                     .with_context(|| format!("creating {}", path.display()))?,
             );
-            let n = transfer::export(&r, kind, format, delimiter, &mut w)?;
+            let n = transfer::export_with_progress(&r, kind, format, delimiter, &mut w, &mut show)?;
             w.flush()?;
             n
         }
         None => {
             let mut w = std::io::BufWriter::new(crate::console::stdout());
-            let n = transfer::export(&r, kind, format, delimiter, &mut w)?;
+            let n = transfer::export_with_progress(&r, kind, format, delimiter, &mut w, &mut show)?;
             w.flush()?;
             n
         }
     };
+    drop(bar);
     if let Some(path) = out {
         say!("{rows} {kind} rows written to {}", path.display());
     }

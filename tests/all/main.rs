@@ -17,6 +17,7 @@ mod index_model;
 mod operations;
 mod ops;
 mod process;
+mod progress;
 mod refusals;
 mod script_tools;
 mod scripting;

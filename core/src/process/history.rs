@@ -5,6 +5,7 @@ use super::{Mode, ProcessKindSpec};
 use crate::config::Settings;
 use crate::id::UserId;
 use crate::model::{Deal, DealStatus, EntityKind, FieldError, How, StageChange};
+use crate::progress::{self, Meter, Progress};
 use crate::store::{Reader, Store};
 use crate::{Error, Result};
 
@@ -13,7 +14,14 @@ impl Store {
     /// the previous ended, dwell times that add up, and ending in the deal's current stage
     /// and status. Returns one line per deal that fails (empty when all hold).
     pub fn verify_histories(&self) -> Result<Vec<String>> {
+        self.verify_histories_with_progress(&mut progress::ignore)
+    }
+
+    /// [`Store::verify_histories`], reporting its stage `"stage histories"` to `progress`:
+    /// the deals whose history was checked.
+    pub fn verify_histories_with_progress(&self, progress: &mut dyn FnMut(Progress)) -> Result<Vec<String>> {
         let r = self.read()?;
+        let mut meter = Meter::start(progress, "stage histories", r.count(EntityKind::Deal)?);
         let mut problems = Vec::new();
         let mut counted = 0u64;
         let mut failed: Option<Error> = None;
@@ -23,6 +31,7 @@ impl Store {
                 if let Err(m) = check_history(&deal, &steps, self.settings()) {
                     problems.push(m);
                 }
+                meter.add(1);
                 true
             }
             Err(e) => {
@@ -37,6 +46,7 @@ impl Store {
         if counted != steps {
             problems.push(format!("the stage history holds {steps} steps, but the deals' histories have {counted}: steps of deals that do not exist"));
         }
+        meter.finish();
         Ok(problems)
     }
 }

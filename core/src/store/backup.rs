@@ -16,6 +16,7 @@ use super::kv::{Backend, Changes, Durability};
 use super::redb::RedbBackend;
 use super::tables::all_tables;
 use super::{schema, Store};
+use crate::progress::{self, Meter, Progress};
 use crate::{Error, Result};
 
 /// Pending bytes after which a copy commits what it has and goes on in a new transaction
@@ -38,6 +39,12 @@ impl Store {
     /// empty: every table, key for key. Writes to this store go on meanwhile; the copy has
     /// none that committed after the snapshot was taken.
     pub fn copy_into(&self, target: &dyn Backend) -> Result<Copied> {
+        self.copy_into_with_progress(target, &mut progress::ignore)
+    }
+
+    /// [`Store::copy_into`], reporting its stage `"backup"` to `progress`: the entries
+    /// copied, over all tables.
+    pub fn copy_into_with_progress(&self, target: &dyn Backend, progress: &mut dyn FnMut(Progress)) -> Result<Copied> {
         {
             let r = target.read()?;
             for t in all_tables() {
@@ -52,6 +59,11 @@ impl Store {
         }
         let snapshot = self.backend.read()?;
         let schema_version = schema::recognize(snapshot.as_ref(), &self.describe())?;
+        let mut total = 0;
+        for t in all_tables() {
+            total += snapshot.len(t)?;
+        }
+        let mut meter = Meter::start(progress, "backup", total);
         let mut copied = Copied { entries: 0, bytes: 0, schema_version };
         let mut changes = Changes::new();
         let mut pending = 0usize;
@@ -67,6 +79,7 @@ impl Store {
                     pending += k.len() + v.len();
                     copied.entries += 1;
                     copied.bytes += (k.len() + v.len()) as u64;
+                    meter.add(1);
                     full = pending >= COPY_CHUNK_BYTES;
                     !full
                 })?;
@@ -79,6 +92,7 @@ impl Store {
             }
         }
         target.write()?.commit(changes, Durability::Immediate)?;
+        meter.finish();
         Ok(copied)
     }
 
@@ -87,6 +101,12 @@ impl Store {
     /// into place once it is whole and checked, so `out` never holds a partial backup.
     /// Refuses an `out` that exists.
     pub fn back_up(&self, out: &Path) -> Result<Copied> {
+        self.back_up_with_progress(out, &mut progress::ignore)
+    }
+
+    /// [`Store::back_up`], reporting the copy to `progress`
+    /// ([`Store::copy_into_with_progress`]).
+    pub fn back_up_with_progress(&self, out: &Path, progress: &mut dyn FnMut(Progress)) -> Result<Copied> {
         let io = |error| Error::Io { path: out.to_path_buf(), error };
         if out.exists() {
             return Err(io(std::io::Error::new(std::io::ErrorKind::AlreadyExists, "a file is already there")));
@@ -97,7 +117,7 @@ impl Store {
         let written = (|| {
             let target =
                 RedbBackend::create(&partial, super::redb::RedbOptions { cache_bytes: 16 << 20, quick_repair: false })?;
-            let copied = self.copy_into(&target)?;
+            let copied = self.copy_into_with_progress(&target, progress)?;
             drop(target);
             Store::inspect_file(&partial)?;
             Ok::<Copied, Error>(copied)

@@ -8,6 +8,7 @@ use super::tables::{entity_table, AUDIT, BLOBS, STAGE_HISTORY};
 use super::{postings, schema, Reader, Snapshot, Store};
 use crate::id::RawId;
 use crate::model::{Attachment, ContentHash, EntityKind, Index};
+use crate::progress::{self, Meter, Progress};
 use crate::Result;
 
 /// Counts of what a store holds.
@@ -29,24 +30,39 @@ impl Store {
     /// line per disagreement (empty when the database is consistent).
     /// Works one entity kind at a time, so memory follows the largest kind, not the file.
     pub fn verify_indexes(&self) -> Result<Vec<String>> {
+        self.verify_indexes_with_progress(&mut progress::ignore)
+    }
+
+    /// [`Store::verify_indexes`], reporting its stage `"indexes"` to `progress`: the
+    /// records read and the index entries compared.
+    pub fn verify_indexes_with_progress(&self, progress: &mut dyn FnMut(Progress)) -> Result<Vec<String>> {
         let r = self.read()?;
+        let mut total = 0;
+        for kind in EntityKind::ALL {
+            total += r.kv.len(entity_table(kind))?;
+        }
+        for index in Index::ALL {
+            total += r.kv.len(index.table())?;
+        }
+        let mut meter = Meter::start(progress, "indexes", total);
         let mut problems = Vec::new();
         let mut custom_refs = postings::Lists::new();
         for kind in EntityKind::ALL {
-            let mut expected = schema::expected_postings_of(&r, kind)?;
+            let mut expected = schema::expected_postings_of(&r, kind, &mut || meter.add(1))?;
             let refs: Vec<_> = expected.keys().filter(|(i, _)| *i == Index::CustomRef).cloned().collect();
             for key in refs {
                 let mut ids = expected.remove(&key).unwrap_or_default();
                 custom_refs.entry(key).or_default().append(&mut ids);
             }
             for index in Index::ALL.iter().filter(|i| i.owner() == Some(kind)) {
-                compare_index(&r, *index, &expected, &mut problems)?;
+                compare_index(&r, *index, &expected, &mut problems, &mut meter)?;
             }
         }
         for ids in custom_refs.values_mut() {
             ids.sort();
         }
-        compare_index(&r, Index::CustomRef, &custom_refs, &mut problems)?;
+        compare_index(&r, Index::CustomRef, &custom_refs, &mut problems, &mut meter)?;
+        meter.finish();
         Ok(problems)
     }
 
@@ -54,13 +70,22 @@ impl Store {
     /// and as long as its size says, and no content is kept that no attachment refers to.
     /// Returns the problems found.
     pub fn verify_attachments(&self) -> Result<Vec<String>> {
+        self.verify_attachments_with_progress(&mut progress::ignore)
+    }
+
+    /// [`Store::verify_attachments`], reporting its stage `"attachments"` to `progress`:
+    /// the content chunks and the attachments read.
+    pub fn verify_attachments_with_progress(&self, progress: &mut dyn FnMut(Progress)) -> Result<Vec<String>> {
         let r = self.read()?;
+        let total = r.kv.len(BLOBS)? + r.kv.len(entity_table(EntityKind::Attachment))?;
+        let mut meter = Meter::start(progress, "attachments", total);
         let mut problems = Vec::new();
         let mut sizes: BTreeMap<[u8; 32], u64> = BTreeMap::new();
         r.kv_scan(BLOBS, Bound::Unbounded, Bound::Unbounded, false, &mut |k, v| {
             if let Ok(hash) = <[u8; 32]>::try_from(&k[..32.min(k.len())]) {
                 *sizes.entry(hash).or_default() += v.len() as u64;
             }
+            meter.add(1);
             true
         })?;
         let mut referenced = std::collections::BTreeSet::new();
@@ -79,11 +104,13 @@ impl Store {
                 Some(_) => {}
             }
             referenced.insert(a.content.0);
+            meter.add(1);
             true
         })?;
         for hash in sizes.keys().filter(|h| !referenced.contains(*h)) {
             problems.push(format!("content {} is stored but no attachment refers to it", ContentHash(*hash).hex()));
         }
+        meter.finish();
         Ok(problems)
     }
 
@@ -107,11 +134,20 @@ impl Store {
 
 /// Compares the stored entries of `index` with the expected lists (which may hold other
 /// indexes too), adding a line per difference.
-fn compare_index(r: &Snapshot, index: Index, expected: &postings::Lists, problems: &mut Vec<String>) -> Result<()> {
+fn compare_index(
+    r: &Snapshot,
+    index: Index,
+    expected: &postings::Lists,
+    problems: &mut Vec<String>,
+    meter: &mut Meter<'_>,
+) -> Result<()> {
     let mut stored: BTreeMap<Vec<u8>, Vec<RawId>> = BTreeMap::new();
-    for (prefix, id) in r.index_entries(index)? {
-        stored.entry(prefix).or_default().push(id);
-    }
+    r.kv_scan(index.table(), Bound::Unbounded, Bound::Unbounded, false, &mut |k, v| {
+        let prefix = &k[..k.len().saturating_sub(16)];
+        stored.entry(prefix.to_vec()).or_default().extend(postings::ids(v));
+        meter.add(1);
+        true
+    })?;
     for ((_, prefix), want) in expected.iter().filter(|((i, _), _)| *i == index) {
         match stored.get(prefix) {
             Some(got) if got == want => {}

@@ -47,6 +47,16 @@ pub trait Reader {
     /// The settings in force.
     fn settings(&self) -> &Settings;
 
+    /// How many entities of `kind` there are (a snapshot knows without reading them).
+    fn count(&self, kind: EntityKind) -> Result<u64> {
+        let mut n = 0;
+        self.kv_scan(entity_table(kind), Bound::Unbounded, Bound::Unbounded, false, &mut |_, _| {
+            n += 1;
+            true
+        })?;
+        Ok(n)
+    }
+
     /// The entity with this id, if any.
     fn get<E: Entity>(&self, id: E::Id) -> Result<Option<E>> {
         Ok(self.get_shared::<E>(id)?.map(|e| Arc::try_unwrap(e).unwrap_or_else(|shared| (*shared).clone())))
@@ -468,6 +478,10 @@ impl Snapshot {
 }
 
 impl Reader for Snapshot {
+    fn count(&self, kind: EntityKind) -> Result<u64> {
+        Ok(self.kv.len(entity_table(kind))?)
+    }
+
     fn kv_get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.kv.get(t, key)?)
     }

@@ -56,7 +56,7 @@ fn rebuild_indexes(tx: &mut WriteTxn<'_>) -> Result<()> {
 pub(super) fn expected_postings(r: &impl crate::store::Reader) -> Result<postings::Lists> {
     let mut lists = postings::Lists::new();
     for kind in EntityKind::ALL {
-        for (key, mut ids) in expected_postings_of(r, kind)? {
+        for (key, mut ids) in expected_postings_of(r, kind, &mut || {})? {
             lists.entry(key).or_default().append(&mut ids);
         }
     }
@@ -66,19 +66,25 @@ pub(super) fn expected_postings(r: &impl crate::store::Reader) -> Result<posting
     Ok(lists)
 }
 
-/// The posting-list entries the records of one kind make, sorted ids per `(index, prefix)`.
-pub(super) fn expected_postings_of(r: &impl crate::store::Reader, kind: EntityKind) -> Result<postings::Lists> {
+/// The posting-list entries the records of one kind make, sorted ids per `(index, prefix)`;
+/// `each` is called once per record read.
+pub(super) fn expected_postings_of(
+    r: &impl crate::store::Reader,
+    kind: EntityKind,
+    each: &mut dyn FnMut(),
+) -> Result<postings::Lists> {
     use postings::Lists;
-    fn collect<E: Entity>(r: &impl crate::store::Reader, lists: &mut Lists) -> Result<()> {
+    fn collect<E: Entity>(r: &impl crate::store::Reader, lists: &mut Lists, each: &mut dyn FnMut()) -> Result<()> {
         r.for_each::<E>(|e| {
             for entry in super::entries_of(&e) {
                 lists.entry((entry.index, entry.prefix)).or_default().push(e.id().raw());
             }
+            each();
             true
         })
     }
     let mut lists = Lists::new();
-    crate::with_kind!(kind, E => collect::<E>(r, &mut lists))?;
+    crate::with_kind!(kind, E => collect::<E>(r, &mut lists, each))?;
     for ids in lists.values_mut() {
         ids.sort();
     }

@@ -16,17 +16,33 @@ use crate::id::{DealId, PartnerId, RawId, TypedId, UserId};
 use crate::model::{
     ContactPerson, Counterparty, CustomFieldType, Deal, Document, Entity, EntityKind, Interaction, Partner, User,
 };
+use crate::progress::{self, Meter, Progress};
 use crate::store::Reader;
 use crate::{Error, Result};
 
 /// Writes every entity of `kind` to `out`; returns the number of rows.
 pub fn export<R: Reader>(r: &R, kind: EntityKind, format: Format, delimiter: u8, out: &mut dyn Write) -> Result<u64> {
+    export_with_progress(r, kind, format, delimiter, out, &mut progress::ignore)
+}
+
+/// [`export`], reporting its stage `"export"` to `progress`: the rows written of the
+/// entities of `kind`.
+pub fn export_with_progress<R: Reader>(
+    r: &R,
+    kind: EntityKind,
+    format: Format,
+    delimiter: u8,
+    out: &mut dyn Write,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<u64> {
     let columns = columns::columns(kind, r.settings())
         .ok_or_else(|| Error::NotAllowed(format!("{kind} cannot be exported")))?
         .into_iter()
         .filter(|c| c.exported)
         .collect::<Vec<_>>();
-    let mut x = Exporter { r, columns, format, delimiter, keys: HashMap::new(), logins: HashMap::new(), rows: 0 };
+    let meter = Meter::start(progress, "export", r.count(kind)?);
+    let mut x =
+        Exporter { r, columns, format, delimiter, keys: HashMap::new(), logins: HashMap::new(), rows: 0, meter };
     if format == Format::Csv {
         let names: Vec<&str> = x.columns.iter().map(|c| c.name.as_str()).collect();
         csv::write_record(out, &names, delimiter).map_err(io)?;
@@ -41,14 +57,16 @@ pub fn export<R: Reader>(r: &R, kind: EntityKind, format: Format, delimiter: u8,
         K::Document => x.all::<Document>(out)?,
         _ => unreachable!("columns() knows only these"),
     }
-    Ok(x.rows)
+    let rows = x.rows;
+    x.meter.finish();
+    Ok(rows)
 }
 
 fn io(e: std::io::Error) -> Error {
     Error::Io { path: "output".into(), error: e }
 }
 
-struct Exporter<'r, R> {
+struct Exporter<'r, 'p, R> {
     r: &'r R,
     columns: Vec<Column>,
     format: Format,
@@ -57,9 +75,10 @@ struct Exporter<'r, R> {
     keys: HashMap<EntityKind, HashMap<RawId, String>>,
     logins: HashMap<UserId, String>,
     rows: u64,
+    meter: Meter<'p>,
 }
 
-impl<R: Reader> Exporter<'_, R> {
+impl<R: Reader> Exporter<'_, '_, R> {
     fn all<E: Entity>(&mut self, out: &mut dyn Write) -> Result<()> {
         let mut err = None;
         self.r.for_each::<E>(|e| match self.row(&e, out) {
@@ -116,6 +135,7 @@ impl<R: Reader> Exporter<'_, R> {
             cells.push((column, value));
         }
         self.rows += 1;
+        self.meter.add(1);
         match self.format {
             Format::Csv => {
                 let texts: Vec<String> = cells.iter().map(|(c, v)| csv_text(c, v)).collect();

@@ -9,7 +9,7 @@ mod import;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-pub use export::export;
+pub use export::{export, export_with_progress};
 pub use import::{ImportOptions, Importer, Progress, Report, RowError};
 
 /// A file format.
