@@ -24,9 +24,10 @@ fn quick_repair_is_on_by_default_and_a_setting_of_the_database() {
     assert!(Settings::builtin().quick_repair);
     let off = Settings::parse(&text.replace("quick_repair = true", "quick_repair = false"), "t.toml".as_ref());
     assert!(!off.unwrap().quick_repair);
-    let e = Settings::parse(&text.replace("quick_repair = true", "quick_repair = \"yes\""), "t.toml".as_ref())
-        .err()
-        .expect("a string is not a boolean");
+    let Err(e) = Settings::parse(&text.replace("quick_repair = true", "quick_repair = \"yes\""), "t.toml".as_ref())
+    else {
+        panic!("a string is not a boolean");
+    };
     assert!(e.to_string().contains("quick_repair"), "{e}");
 }
 

@@ -135,23 +135,25 @@ static ROUTES: std::sync::LazyLock<Vec<(Method, String, Op)>> = std::sync::LazyL
     routes
 });
 
+/// A path template and the methods it takes, with their handlers.
+type PathRoutes = (&'static str, Vec<(Method, Op)>);
+
 /// The path templates of [`ROUTES`], matched by `matchit` (fixed segments before `{…}`
 /// ones), each with the methods it takes and their handlers.
-static TABLE: std::sync::LazyLock<matchit::Router<(&'static str, Vec<(Method, Op)>)>> =
-    std::sync::LazyLock::new(|| {
-        let mut by_path: Vec<(&'static str, Vec<(Method, Op)>)> = Vec::new();
-        for (method, path, op) in ROUTES.iter() {
-            match by_path.iter_mut().find(|(p, _)| p == path) {
-                Some((_, ops)) => ops.push((method.clone(), *op)),
-                None => by_path.push((path, vec![(method.clone(), *op)])),
-            }
+static TABLE: std::sync::LazyLock<matchit::Router<PathRoutes>> = std::sync::LazyLock::new(|| {
+    let mut by_path: Vec<(&'static str, Vec<(Method, Op)>)> = Vec::new();
+    for (method, path, op) in ROUTES.iter() {
+        match by_path.iter_mut().find(|(p, _)| p == path) {
+            Some((_, ops)) => ops.push((method.clone(), *op)),
+            None => by_path.push((path, vec![(method.clone(), *op)])),
         }
-        let mut router = matchit::Router::new();
-        for (path, ops) in by_path {
-            router.insert(path, (path, ops)).unwrap_or_else(|e| panic!("route {path}: {e}"));
-        }
-        router
-    });
+    }
+    let mut router = matchit::Router::new();
+    for (path, ops) in by_path {
+        router.insert(path, (path, ops)).unwrap_or_else(|e| panic!("route {path}: {e}"));
+    }
+    router
+});
 
 /// Why a request found no handler.
 #[derive(Debug, PartialEq, Eq)]
