@@ -6,14 +6,13 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use crmkit_core::model::EntityKind;
 use crmkit_core::time::{ManualClock, SystemClock};
 use crmkit_core::Installation;
 use crmkit_demo::{self as demo, DemoOptions};
 
 use crate::console::{self, Exit};
 use crate::progress::Bar;
-use crate::{attachments, beside, dossier, graph, http, script, token, transfer};
+use crate::{attachments, beside, dossier, graph, http, script, stats, token, transfer};
 
 #[derive(Parser)]
 #[command(name = "crmkit", version, about = "An embeddable CRM engine: installations, demo data, statistics")]
@@ -88,7 +87,8 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: String,
     },
-    /// Count the entities of an installation.
+    /// Count the entities of an installation, its deals by status and the pipeline of open
+    /// deals per process kind and stage.
     Stats {
         dir: PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -451,7 +451,7 @@ fn run(cli: Cli) -> Result<()> {
                 say!("  curl -H 'Authorization: Bearer {token}' {url}/api/v1/deals/{deal}");
             })
         }
-        Command::Stats { dir, format } => stats(&dir, format),
+        Command::Stats { dir, format } => stats::run(&dir, format),
         Command::Script { what } => script::run(what),
         Command::Serve { dir, addr, log_format: _ } => http::serve(&dir, &addr),
         Command::Token { what } => match what {
@@ -672,23 +672,6 @@ fn check(inst: &Installation, dir: &Path) -> Result<()> {
     }
     let plugins = std::fs::read_dir(console::path(&dir.join("plugins"))).map(|d| d.count()).unwrap_or(0);
     say!("plugins/: {plugins} file(s) (checked once the plugin runtime exists)");
-    Ok(())
-}
-
-fn stats(dir: &Path, format: Format) -> Result<()> {
-    let inst = console::installation(dir)?;
-    let stats = inst.store().stats()?;
-    if format == Format::Json {
-        say!("{}", serde_json::to_string_pretty(&stats)?);
-        return Ok(());
-    }
-    say!("{:<18} {:>12}", "entity", "count");
-    for k in EntityKind::ALL {
-        say!("{:<18} {:>12}", k.name(), stats.entities[&k]);
-    }
-    say!("{:<18} {:>12}", "audit entries", stats.audit_entries);
-    say!("{:<18} {:>12}", "history steps", stats.stage_history_steps);
-    say!("{:<18} {:>12}", "file size", human_bytes(stats.file_bytes));
     Ok(())
 }
 

@@ -35,6 +35,7 @@ mod graph;
 mod http;
 mod progress;
 mod script;
+mod stats;
 pub mod token;
 mod transfer;
 

@@ -4,11 +4,17 @@
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 
-use crmkit_core::model::PartnerRole;
+use crmkit_core::hooks::Hooks;
+use crmkit_core::id::{PartnerId, UserId};
+use crmkit_core::model::How;
+use crmkit_core::model::{Deal, DealStatus, PartnerRole};
+use crmkit_core::process::ImportStep;
+use crmkit_core::values::{Currency, Money};
 use serde_json::Value;
 
 use crate::api::{Office, Served};
-use crate::cli::binary;
+use crate::cli::{binary, ok, Site};
+use crate::common::{native_engine, T0};
 
 /// The samples of an OpenMetrics text: `name{labels}` (labels as `k="v"` pairs in order) to
 /// value. Comment lines (`# TYPE`, `# HELP`, `# EOF`) are checked for shape and skipped.
@@ -264,14 +270,33 @@ fn the_demo_names_its_admin_and_its_instructions_for_a_token_work_as_printed() {
     server.stop();
 }
 
+/// The columns of a `crmkit stats` line: runs of two or more spaces separate them.
+fn columns(line: &str) -> Vec<&str> {
+    line.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect()
+}
+
+/// Sums per currency as the text form writes them, from the JSON's map.
+fn amounts(json: &Value) -> String {
+    let map = json.as_object().unwrap();
+    if map.is_empty() {
+        return "0".into();
+    }
+    map.iter()
+        .map(|(c, v)| format!("{} {c}", v.as_str().unwrap().parse::<rust_decimal::Decimal>().unwrap().round_dp(2)))
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
 #[test]
 fn stats_as_json_carries_every_figure_of_the_text_form() {
     let tmp = tempfile::tempdir().unwrap();
     run_in(tmp.path(), &["demo", "--dir", "shop", "--deals", "80", "--no-serve"]);
     let text = run_in(tmp.path(), &["stats", "shop"]);
     let json: Value = serde_json::from_str(&run_in(tmp.path(), &["stats", "shop", "--format", "json"])).unwrap();
+    let sections: Vec<&str> = text.split("\n\n").collect();
+    assert_eq!(sections.len(), 3, "entities, deals by status, pipeline: {text}");
     let mut figures = 0;
-    for line in text.lines().skip(1) {
+    for line in sections[0].lines().skip(1) {
         // `NAME   FIGURE`: the figure is the last column (a size has its unit after it).
         let (name, figure) = match line.rsplit_once("  ") {
             Some((n, f)) => (n.trim(), f.trim()),
@@ -288,4 +313,163 @@ fn stats_as_json_carries_every_figure_of_the_text_form() {
     }
     assert_eq!(figures, json["entities"].as_object().unwrap().len() + 3, "{text}");
     assert!(json["entities"]["deal"].as_u64() == Some(80));
+
+    let statuses = json["deals_by_status"].as_array().unwrap();
+    let lines: Vec<&str> = sections[1].lines().skip(1).collect();
+    assert_eq!(columns(sections[1].lines().next().unwrap()), ["deals by status", "count", "amount"]);
+    assert_eq!(lines.len(), statuses.len(), "{text}");
+    for (line, s) in lines.iter().zip(statuses) {
+        let want = [s["status"].as_str().unwrap().replace('_', " "), s["count"].to_string(), amounts(&s["amount"])];
+        assert_eq!(columns(line), want, "{line}");
+    }
+    let total: u64 = statuses.iter().map(|s| s["count"].as_u64().unwrap()).sum();
+    assert_eq!(total, 80, "every deal has one status");
+
+    let pipeline = json["pipeline"].as_array().unwrap();
+    let lines: Vec<&str> = sections[2].trim_end().lines().skip(1).collect();
+    assert_eq!(lines.len(), pipeline.len(), "{text}");
+    for (line, p) in lines.iter().zip(pipeline) {
+        let label = match p["stage_name"].as_str().or(p["stage"].as_str()) {
+            Some(stage) => format!("{} / {stage}", p["kind_name"].as_str().unwrap()),
+            None => p["kind_name"].as_str().unwrap().to_string(),
+        };
+        assert_eq!(columns(line), [label, p["count"].to_string(), amounts(&p["amount"])], "{line}");
+    }
+    assert!(pipeline.iter().any(|p| p["count"].as_u64() > Some(0)), "the demo has open deals: {text}");
+}
+
+/// A deal of `kind` at `stage` with `status` over `amount` in `currency`, brought in by the
+/// process engine with a history that gets it there from the kind's first stage.
+fn stats_deal(
+    site: &Site,
+    partner: PartnerId,
+    manager: UserId,
+    (kind, stage, status): (&str, Option<&str>, DealStatus),
+    (amount, currency): (&str, &str),
+) {
+    let mut d = Deal::new(
+        "Stats",
+        partner,
+        kind,
+        stage.map(str::to_string),
+        manager,
+        Money::new(amount.parse().unwrap(), currency.parse::<Currency>().unwrap()),
+    );
+    d.status = status;
+    if status == DealStatus::Lost {
+        d.loss_reason = Some("price".into());
+    }
+    // The route up to `stage`, one stage after the other.
+    let route: Vec<String> = site.with(|inst| {
+        let k = inst.settings().process_kinds.iter().find(|k| k.id == kind).unwrap();
+        let upto = stage.map_or(0, |s| k.position(s).unwrap());
+        k.stages[..k.stages.len().min(upto + 1)].iter().map(|s| s.id.clone()).collect()
+    });
+    let day = 86_400_000;
+    let step = |days: i64, how: How, to_stage: Option<&str>, to_status: DealStatus| ImportStep {
+        at: T0.plus_millis(-days * day),
+        how,
+        to_stage: to_stage.map(str::to_string),
+        to_status,
+        actor: None,
+        note: None,
+    };
+    let mut steps = vec![step(20, How::Create, route.first().map(String::as_str), DealStatus::InProgress)];
+    for (i, s) in route.iter().enumerate().skip(1) {
+        steps.push(step(20 - i as i64, How::Manual, Some(s), DealStatus::InProgress));
+    }
+    match status {
+        DealStatus::InProgress => {}
+        DealStatus::OnHold => steps.push(step(1, How::Hold, stage, status)),
+        DealStatus::Won => steps.push(step(1, How::Won, stage, status)),
+        DealStatus::Lost => {
+            let mut lost = step(1, How::Lost, stage, status);
+            lost.note = Some("price".into());
+            steps.push(lost);
+        }
+    }
+    site.with(|inst| {
+        inst.store().transact(Some(manager), |tx| native_engine(Hooks::new()).import_deal(tx, d, steps)).unwrap()
+    });
+}
+
+#[test]
+fn stats_counts_deals_by_status_and_the_open_pipeline_of_a_known_installation() {
+    use DealStatus::*;
+    let site = Site::new(|c| c);
+    let client = site.partner("ООО Ромашка", PartnerRole::Client);
+    let manager = site.manager();
+    #[rustfmt::skip]
+    let deals = [
+        (("b2b_sale", Some("qualification"), InProgress), ("100.50", "RUB")),
+        (("b2b_sale", Some("qualification"), InProgress), ("200", "RUB")),
+        (("b2b_sale", Some("qualification"), OnHold), ("10", "EUR")),
+        (("b2b_sale", Some("proposal"), InProgress), ("1000", "RUB")),
+        (("b2b_sale", Some("contract"), Won), ("5000", "RUB")),
+        (("b2b_sale", Some("negotiation"), Lost), ("700", "USD")),
+        (("repeat_sale", Some("order"), InProgress), ("42", "USD")),
+        (("repeat_sale", Some("order"), Won), ("3", "EUR")),
+        (("project", None, OnHold), ("9000", "RUB")),
+        (("project", None, Lost), ("1", "RUB")),
+    ];
+    for (what, money) in deals {
+        stats_deal(&site, client, manager, what, money);
+    }
+    let json = crate::cli::json(&["stats", site.dir()]);
+    assert_eq!(json["entities"]["deal"], 10);
+    let by_status: Vec<(&str, u64, Value)> = json["deals_by_status"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["status"].as_str().unwrap(), s["count"].as_u64().unwrap(), s["amount"].clone()))
+        .collect();
+    assert_eq!(
+        by_status,
+        [
+            ("in_progress", 4, serde_json::json!({"RUB": "1300.50", "USD": "42"})),
+            ("won", 2, serde_json::json!({"EUR": "3", "RUB": "5000"})),
+            ("lost", 2, serde_json::json!({"RUB": "1", "USD": "700"})),
+            ("on_hold", 2, serde_json::json!({"EUR": "10", "RUB": "9000"})),
+        ]
+    );
+    let pipeline: Vec<(String, u64, Value)> = json["pipeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let at = format!("{}/{}", p["kind"].as_str().unwrap(), p["stage"].as_str().unwrap_or("-"));
+            (at, p["count"].as_u64().unwrap(), p["amount"].clone())
+        })
+        .collect();
+    let none = serde_json::json!({});
+    #[rustfmt::skip]
+    let want = [
+        ("b2b_sale/qualification", 3, serde_json::json!({"EUR": "10", "RUB": "300.50"})),
+        ("b2b_sale/needs_analysis", 0, none.clone()),
+        ("b2b_sale/proposal", 1, serde_json::json!({"RUB": "1000"})),
+        ("b2b_sale/negotiation", 0, none.clone()),
+        ("b2b_sale/contract", 0, none.clone()),
+        ("tender/announcement", 0, none.clone()),
+        ("tender/documentation", 0, none.clone()),
+        ("tender/approval", 0, none.clone()),
+        ("tender/bid", 0, none.clone()),
+        ("tender/award", 0, none.clone()),
+        ("repeat_sale/request", 0, none.clone()),
+        ("repeat_sale/quote", 0, none.clone()),
+        ("repeat_sale/order", 1, serde_json::json!({"USD": "42"})),
+        ("project/-", 1, serde_json::json!({"RUB": "9000"})),
+    ];
+    let want: Vec<(String, u64, Value)> = want.into_iter().map(|(a, n, v)| (a.to_string(), n, v)).collect();
+    assert_eq!(pipeline, want);
+    let text = ok(&["stats", site.dir()]);
+    for line in [
+        "in progress  4  1300.50 RUB + 42 USD",
+        "on hold  2  10 EUR + 9000 RUB",
+        "B2B sale / Qualification  3  10 EUR + 300.50 RUB",
+        "B2B sale / Contract  0  0",
+        "Long project (no stages)  1  9000 RUB",
+    ] {
+        let want = columns(line);
+        assert!(text.lines().any(|l| columns(l) == want), "no line {line:?} in\n{text}");
+    }
 }
