@@ -134,6 +134,8 @@ fn summarize(r: &Report, a: &ImportArgs, report_file: &Path) {
         "dry run, nothing written"
     } else if a.atomic && !r.written && (r.failed > 0 || r.stopped.is_some()) {
         "atomic import refused, nothing written"
+    } else if !r.written {
+        "imported, nothing written"
     } else {
         "imported"
     };

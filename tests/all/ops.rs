@@ -1,5 +1,6 @@
 //! Operations: what a running server tells its operator (`GET /metrics`, the JSON request
-//! log), progress reports of long commands, the demo's login instructions and `stats`.
+//! log), progress reports of long commands, the demo's login instructions, `stats`, and
+//! what an import says it wrote.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -472,4 +473,24 @@ fn stats_counts_deals_by_status_and_the_open_pipeline_of_a_known_installation() 
         let want = columns(line);
         assert!(text.lines().any(|l| columns(l) == want), "no line {line:?} in\n{text}");
     }
+}
+
+#[test]
+fn importing_the_same_file_twice_writes_nothing_the_second_time_and_says_so() {
+    let site = Site::new(|c| c);
+    let input = site.file("partners.csv", "key,name,roles\nP1,Альфа,client\nP2,Бета,client; supplier\n".as_bytes());
+    let first = ok(&["import", site.dir(), "--entity", "partners", &input]);
+    assert!(first.starts_with("imported: 2 rows read; 2 created, 0 updated, 0 unchanged, 0 failed"), "{first}");
+    let before = site.dump();
+    let second = ok(&["import", site.dir(), "--entity", "partners", &input]);
+    assert!(
+        second.starts_with("imported, nothing written: 2 rows read; 0 created, 0 updated, 2 unchanged, 0 failed"),
+        "{second}"
+    );
+    assert_eq!(before, site.dump(), "an import of unchanged rows wrote something");
+    // One row changed among unchanged ones is written, and said to be.
+    std::fs::write(&input, "key,name,roles\nP1,Альфа,client\nP2,Бета Плюс,client; supplier\n").unwrap();
+    let third = ok(&["import", site.dir(), "--entity", "partners", &input]);
+    assert!(third.starts_with("imported: 2 rows read; 0 created, 1 updated, 1 unchanged, 0 failed"), "{third}");
+    assert_ne!(before, site.dump());
 }

@@ -98,7 +98,7 @@ pub async fn upload(
     };
     let file = super::files::spool(app, req, max, limit).await?;
     let file = file.reopen().map_err(|e| ApiError::internal("an import's temporary file", e))?;
-    let dry_run = opts.dry_run;
+    let (dry_run, atomic) = (opts.dry_run, opts.atomic);
     let inst = app.inst.clone();
     let engine = app.bound.engine();
     let actor = caller.user.id;
@@ -109,14 +109,13 @@ pub async fn upload(
     .await
     .map_err(|e| ApiError::internal("the import stopped", e))??;
     // Rows refused while others went in are in the report of a 200, as is a dry run; a
-    // file of which nothing was written because of its errors is a 422.
+    // file of which nothing was written because of its errors is a 422: an atomic import
+    // with a bad row, or a file stopped (at its header, say) before anything was written.
+    // Rows that failed among unchanged ones are not a refusal of the file.
+    let refused = !dry_run && !report.written && ((atomic && report.failed > 0) || report.stopped.is_some());
     if !dry_run {
-        app.metrics.imported(entity, &report);
+        app.metrics.imported(entity, &report, refused);
     }
-    let refused = !dry_run && !report.written && (report.failed > 0 || report.stopped.is_some());
-    // Written: some row was created or changed (a batch of unchanged rows changes nothing).
-    let mut report = report;
-    report.written = report.written && !dry_run && report.created + report.updated > 0;
     let status = if refused { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     Ok(json_response(status, &serde_json::to_value(&report).expect("a report serializes")))
 }

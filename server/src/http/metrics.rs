@@ -124,10 +124,11 @@ impl Metrics {
         Metrics { registry, requests, latency, import_rows, next_request: AtomicU64::new(0), boot }
     }
 
-    /// Counts the rows of an import of `entity` (not a dry run): the rows refused, and
-    /// those written when anything was (an atomic import with a bad row writes none).
-    pub fn imported(&self, entity: &str, report: &crmkit_core::transfer::Report) {
-        let written = |n: u64| if report.written { n } else { 0 };
+    /// Counts the rows of an import of `entity` (not a dry run): the rows refused, and the
+    /// created, updated and unchanged ones unless the import was `refused` as a whole (an
+    /// atomic import with a bad row writes none).
+    pub fn imported(&self, entity: &str, report: &crmkit_core::transfer::Report, refused: bool) {
+        let written = |n: u64| if refused { 0 } else { n };
         for (outcome, n) in [
             ("created", written(report.created)),
             ("updated", written(report.updated)),

@@ -132,8 +132,9 @@ pub struct Report {
     pub errors: Vec<RowError>,
     /// The problem that stopped the import before the end of the file.
     pub stopped: Option<RowError>,
-    /// Whether anything was written (false for a dry run, a refused atomic import, or a
-    /// file refused at its header).
+    /// Whether anything was written: a row created or changed and committed (false for a
+    /// dry run, a refused atomic import, a file refused at its header, or a file whose rows
+    /// were all unchanged or failed).
     pub written: bool,
     /// Valid rows of the batch a stop dropped: read and checked, not written.
     pub discarded: u64,

@@ -76,7 +76,8 @@ impl Importer<'_> {
                     } else {
                         batch.tx.set_durability(Durability::Deferred);
                     }
-                    batch = batch.commit_and_renew(&mut self.report)?;
+                    let changed = self.open_changes();
+                    batch = batch.commit_and_renew(&mut self.report, changed)?;
                     self.count_open_batch();
                     self.own_commits += 1;
                     self.check_foreign_commits();
@@ -88,9 +89,16 @@ impl Importer<'_> {
             self.count_open_batch();
             return Ok(());
         }
-        batch.commit(&mut self.report)?;
+        let changed = self.open_changes();
+        batch.commit(&mut self.report, changed)?;
         self.count_open_batch();
         Ok(())
+    }
+
+    /// Whether the open batch created or changed something (a batch of unchanged rows,
+    /// committed, writes nothing).
+    fn open_changes(&self) -> bool {
+        self.open[0] + self.open[1] > 0
     }
 
     fn count_open_batch(&mut self) {
@@ -328,15 +336,17 @@ impl<'s> Batch<'s> {
         self.rows >= opts.batch_rows || opts.batch_time.is_some_and(|t| self.began.elapsed() >= t)
     }
 
-    fn commit(self, report: &mut Report) -> Result<()> {
+    /// Commits the batch; the report says written once a batch that `changed` something
+    /// is committed.
+    fn commit(self, report: &mut Report, changed: bool) -> Result<()> {
         self.tx.commit()?;
-        report.written = true;
+        report.written |= changed;
         Ok(())
     }
 
-    fn commit_and_renew(self, report: &mut Report) -> Result<Batch<'s>> {
+    fn commit_and_renew(self, report: &mut Report, changed: bool) -> Result<Batch<'s>> {
         let (store, actor) = (self.store, self.actor);
-        self.commit(report)?;
+        self.commit(report, changed)?;
         Batch::new(store, actor)
     }
 }
