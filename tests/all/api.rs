@@ -39,6 +39,41 @@ impl Served {
         Served { child, addr }
     }
 
+    /// `crmkit serve --log-format json` on a free loopback port, its log lines (one JSON
+    /// object each: a line per request, scripts' `print`) written to `log` as they happen.
+    pub(crate) fn start_logging(site: &Site, log: &std::path::Path) -> Served {
+        use std::io::BufRead as _;
+        let mut child = Command::new(binary())
+            .args(["serve", site.dir(), "--addr", "127.0.0.1:0", "--log-format", "json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("crmkit serve starts");
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut first).unwrap();
+        let addr = first.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("{first}")).to_string();
+        Served { child, addr }
+    }
+
+    /// Reads what the server prints until a line that starts with `prefix` (byte by byte,
+    /// so that nothing after it is taken from what [`Served::stop`] reads).
+    pub(crate) fn wait_for_said(&mut self, prefix: &str) {
+        use std::io::Read as _;
+        let out = self.child.stdout.as_mut().unwrap();
+        let mut line = Vec::new();
+        let mut byte = [0u8];
+        loop {
+            assert_eq!(out.read(&mut byte).unwrap(), 1, "the server ended before saying {prefix:?}");
+            if byte[0] != b'\n' {
+                line.push(byte[0]);
+            } else if line.starts_with(prefix.as_bytes()) {
+                return;
+            } else {
+                line.clear();
+            }
+        }
+    }
+
     /// One HTTP/1.1 request over its own connection: status and JSON body.
     pub(crate) fn request(&self, method: &str, path: &str, token: Option<&str>) -> (u16, Value) {
         let a = self.exchange(method, path, token, &[], None);
@@ -930,17 +965,50 @@ fn two_writers_of_one_deal_one_wins_the_other_gets_409_and_nothing_is_lost() {
     server.stop();
 }
 
+/// Waits (up to 30 s) until the JSON log at `log` (see [`Served::start_logging`]) has a line
+/// for which `seen` holds, and returns it. The server writes a line when its event happens;
+/// the file is read again every few milliseconds, which paces the polling, not the test.
+pub(crate) fn wait_for_log(log: &std::path::Path, seen: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap();
+        // The last line may be half written: only whole lines count.
+        let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        if let Some(v) = whole.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).find(|v| seen(v)) {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "no such log line in 30 s:\n{text}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Reads the `100 Continue` a server sends on a connection whose request said `Expect:
+/// 100-continue` once its handler starts reading the body: the request is in flight.
+fn read_continue(s: &mut std::net::TcpStream) {
+    use std::io::Read as _;
+    let mut got = Vec::new();
+    let mut byte = [0u8];
+    while !got.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).unwrap(), 1, "the connection ended: {}", String::from_utf8_lossy(&got));
+        got.push(byte[0]);
+    }
+    assert_eq!(got, b"HTTP/1.1 100 Continue\r\n\r\n", "{}", String::from_utf8_lossy(&got));
+}
+
 /// Sends a request head and then `body` in pieces over a raw socket, and lets the
 /// connection go without finishing when `complete` is false; the status answered, if any.
 fn upload_raw(addr: &str, head: &str, body: &[&[u8]], complete: bool) -> Option<u16> {
     use std::io::{Read as _, Write as _};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.write_all(head.as_bytes()).unwrap();
+    if head.contains("Expect: 100-continue") {
+        // The handler is reading the body: what comes is streamed into the upload it began.
+        read_continue(&mut s);
+    }
     for piece in body {
         if s.write_all(piece).is_err() {
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
     }
     if !complete {
         let _ = s.shutdown(std::net::Shutdown::Both);
@@ -967,15 +1035,17 @@ fn attachments_stream_up_and_down_and_an_upload_cut_off_halfway_leaves_nothing()
             length.map_or("Transfer-Encoding: chunked\r\n".to_string(), |n| format!("Content-Length: {n}\r\n"));
         format!("POST {path} HTTP/1.1\r\nHost: crmkit\r\nAuthorization: Bearer {north}\r\nContent-Type: application/pdf\r\n{length}\r\n")
     };
-    // Cut off halfway: by length, and chunked with no last chunk.
+    // Cut off halfway, once the server is reading the body: by length, and chunked with no
+    // last chunk.
+    let expecting = |head: String| head.replace("\r\n\r\n", "\r\nExpect: 100-continue\r\n\r\n");
     let halves: Vec<&[u8]> = file[..1 << 20].chunks(64 << 10).collect();
-    upload_raw(&server.addr, &head(&to(&mine, "half.pdf"), Some(file.len())), &halves, false);
+    upload_raw(&server.addr, &expecting(head(&to(&mine, "half.pdf"), Some(file.len()))), &halves, false);
     let chunked: Vec<Vec<u8>> = file[..1 << 20]
         .chunks(64 << 10)
         .map(|c| [format!("{:x}\r\n", c.len()).into_bytes(), c.to_vec(), b"\r\n".to_vec()].concat())
         .collect();
     let chunked: Vec<&[u8]> = chunked.iter().map(Vec::as_slice).collect();
-    upload_raw(&server.addr, &head(&to(&mine, "half.pdf"), None), &chunked, false);
+    upload_raw(&server.addr, &expecting(head(&to(&mine, "half.pdf"), None)), &chunked, false);
     // Over the limit (25 MB): said in advance, or found out while streaming.
     let declared = upload_raw(&server.addr, &head(&to(&mine, "big.pdf"), Some(26 << 20)), &[], true);
     assert_eq!(declared, Some(413));
@@ -1347,22 +1417,27 @@ fn a_stopping_server_finishes_the_requests_in_flight() {
     use std::io::{Read as _, Write as _};
     let office = Office::new();
     let p = office.site.partner("Альфа", PartnerRole::Client);
-    let server = Served::start(&office.site);
+    let mut server = Served::start(&office.site);
     let north = office.token("north");
-    // Eight writes whose bodies are half sent when the server is told to stop.
+    // Eight writes whose bodies are half sent when the server is told to stop: each in its
+    // handler, reading the body (the server has said 100 Continue), before the signal.
     let body = format!(r#"{{"kind":"note","at":"2026-03-02T10:00:00Z","subject":"В полёте","partner":"{p}"}}"#);
     let mut streams: Vec<std::net::TcpStream> = (0..8)
         .map(|_| {
             let mut s = std::net::TcpStream::connect(&server.addr).unwrap();
-            write!(s, "POST /api/v1/interactions HTTP/1.1\r\nHost: crmkit\r\nAuthorization: Bearer {north}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).unwrap();
+            write!(s, "POST /api/v1/interactions HTTP/1.1\r\nHost: crmkit\r\nAuthorization: Bearer {north}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n", body.len()).unwrap();
+            read_continue(&mut s);
             s.write_all(&body.as_bytes()[..10]).unwrap();
             s
         })
         .collect();
-    std::thread::sleep(std::time::Duration::from_millis(300));
     let pid = server.child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    server.wait_for_said("shutting down");
+    // The server is stopping. Its connections are told so a moment later; the pause lets that
+    // happen first, so that a stop that dropped requests in flight would be caught here — the
+    // requests must be answered whether or not it has happened yet.
+    std::thread::sleep(std::time::Duration::from_millis(100));
     for s in &mut streams {
         s.write_all(&body.as_bytes()[10..]).unwrap();
     }
@@ -1558,10 +1633,11 @@ fn a_stopping_server_does_not_wait_out_a_long_report() {
     let office = Office::new();
     std::fs::write(
         office.site.dir.join("scripts/reports/forever.rhai"),
-        "fn report(p) { let n = 0; loop { n += 1; } }",
+        "fn report(p) { print(\"forever: running\"); let n = 0; loop { n += 1; } }",
     )
     .unwrap();
-    let server = Served::start(&office.site);
+    let log = office.site.dir.with_file_name("serve.log");
+    let server = Served::start_logging(&office.site, &log);
     let boss = office.token("boss").to_string();
     let addr = server.addr.clone();
     let asked = std::thread::spawn(move || {
@@ -1572,14 +1648,15 @@ fn a_stopping_server_does_not_wait_out_a_long_report() {
         let _ = s.read_to_end(&mut raw);
         raw
     });
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // The report is running when the server is told to stop.
+    wait_for_log(&log, |l| l["message"] == "forever: running");
     let started = std::time::Instant::now();
     let said = server.stop();
     assert!(started.elapsed() < std::time::Duration::from_secs(10), "the stop waited {:?}", started.elapsed());
     assert!(said.contains("stopped; the database is closed"), "{said}");
     let raw = asked.join().unwrap();
     let answer = String::from_utf8_lossy(&raw);
-    assert!(answer.is_empty() || answer.contains("shutting down"), "{answer}");
+    assert!(answer.contains("shutting down"), "{answer}");
     ok(&["check", office.site.dir()]);
 }
 

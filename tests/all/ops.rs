@@ -65,27 +65,12 @@ fn scrape(server: &Served) -> BTreeMap<String, f64> {
     parse_metrics(&a.text())
 }
 
-/// `crmkit serve --log-format json` on a free loopback port, its stderr in `log`.
-fn serve_logging_json(site: &crate::cli::Site, log: &std::path::Path) -> Served {
-    use std::io::BufRead as _;
-    let mut child = Command::new(binary())
-        .args(["serve", site.dir(), "--addr", "127.0.0.1:0", "--log-format", "json"])
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("crmkit serve starts");
-    let mut first = String::new();
-    std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut first).unwrap();
-    let addr = first.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("{first}")).to_string();
-    Served { child, addr }
-}
-
 #[test]
 fn metrics_count_requests_by_route_writes_hooks_and_imports_and_the_json_log_has_a_line_per_request() {
     let office = Office::new();
     let p = office.site.partner("Альфа", PartnerRole::Client);
     let log = office.site.dir.with_file_name("serve.log");
-    let server = serve_logging_json(&office.site, &log);
+    let server = Served::start_logging(&office.site, &log);
     let (boss, north) = (office.token("boss").to_string(), office.token("north").to_string());
 
     let before = scrape(&server);
