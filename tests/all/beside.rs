@@ -128,6 +128,9 @@ fn sizeless(mut ran: Ran) -> Ran {
     ran
 }
 
+/// The input of `script run`: a deal leaving the proposal stage, as the engine gives it.
+const CONTEXT: &str = r#"{"v":1,"hook":"deal.before_transition","process_kind":"b2b_sale","entity":"deal","actor":{"id":"01JN8W6ZQ0000000000000000C","login":"a.ivanova","name":"Иванова Анна","email":"a.ivanova@example.ru","department":"Moscow sales","roles":["manager"]},"before":{"id":"01JN8W7A1G0000000000000010","version":4,"created_at":"2026-03-02T09:00:00.000Z","updated_at":"2026-03-05T14:30:00.000Z","title":"Поставка серверов, 40 шт.","partner":"01JN8W6ZQ0000000000000000P","counterparty":"01JN8W6ZQ0000000000000000K","kind":"b2b_sale","stage":"proposal","status":"in_progress","manager":"01JN8W6ZQ0000000000000000C","amount":"12500000.00","currency":"RUB","expected_close":"2026-04-30","probability":50,"source":"website","loss_reason":null,"competitor":null,"comment":"","closed_at":null,"stage_entered_at":"2026-03-05T14:30:00.000Z","checklist":["quote_sent"],"custom":{}},"after":{"id":"01JN8W7A1G0000000000000010","version":5,"created_at":"2026-03-02T09:00:00.000Z","updated_at":"2026-03-09T10:00:00.000Z","title":"Поставка серверов, 40 шт.","partner":"01JN8W6ZQ0000000000000000P","counterparty":"01JN8W6ZQ0000000000000000K","kind":"b2b_sale","stage":"negotiation","status":"in_progress","manager":"01JN8W6ZQ0000000000000000C","amount":"12500000.00","currency":"RUB","expected_close":"2026-04-30","probability":70,"source":"website","loss_reason":null,"competitor":null,"comment":"","closed_at":null,"stage_entered_at":"2026-03-09T10:00:00.000Z","checklist":[],"custom":{}},"transition":{"how":"manual","from_stage":"proposal","to_stage":"negotiation","from_status":"in_progress","to_status":"in_progress","note":null,"closes":false,"leaves_stage":true},"task":null,"depth":0}"#;
+
 /// The files the commands read, written into a working folder.
 fn inputs(work: &Path) {
     std::fs::create_dir_all(work).unwrap();
@@ -136,7 +139,9 @@ fn inputs(work: &Path) {
         "key,name,roles\nnew-1,Новый партнёр 1,client\nnew-2,,client\nnew-3,Новый партнёр 3,nonsense\nnew-4,Новый партнёр 4,supplier\n",
     )
     .unwrap();
-    std::fs::write(work.join("ctx.json"), r#"{"v":1,"deal":{"custom":{}},"to_stage":"proposal"}"#).unwrap();
+    // A hook input of the contract (docs/hooks.md's deal.before_transition example, without
+    // custom fields the demo does not declare).
+    std::fs::write(work.join("ctx.json"), CONTEXT).unwrap();
 }
 
 #[test]
