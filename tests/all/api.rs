@@ -112,7 +112,9 @@ impl Served {
         }
         let mut raw = Vec::new();
         let _ = s.read_to_end(&mut raw);
-        Answer::parse(&raw)
+        let answer = Answer::parse(&raw);
+        contract::holds(method, path, &answer);
+        answer
     }
 
     /// Kills the server with SIGKILL, as a crash would stop it, and waits until it is gone.
@@ -248,6 +250,123 @@ impl Answer {
 
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// The API's own contract, `server/src/http/openapi.json`, held against every answer the
+/// helpers above receive: the route, method and status must be declared (or a `default`
+/// answer), and a JSON body must validate against the schema declared for them.
+mod contract {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    use serde_json::{json, Value};
+
+    use super::Answer;
+
+    fn doc() -> &'static Value {
+        static DOC: OnceLock<Value> = OnceLock::new();
+        DOC.get_or_init(|| serde_json::from_str(include_str!("../../server/src/http/openapi.json")).unwrap())
+    }
+
+    /// The documented path template `path` (query string aside) falls under, the one with the
+    /// most literal segments when several do, as the router prefers them.
+    fn template(path: &str) -> Option<&'static str> {
+        let path = path.split('?').next().unwrap_or(path);
+        let segments: Vec<&str> = path.split('/').collect();
+        doc()["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|t| {
+                let parts: Vec<&str> = t.split('/').collect();
+                parts.len() == segments.len()
+                    && parts.iter().zip(&segments).all(|(p, s)| p.starts_with('{') && !s.is_empty() || p == s)
+            })
+            .max_by_key(|t| t.split('/').filter(|p| !p.starts_with('{')).count())
+            .map(String::as_str)
+    }
+
+    /// `value` with its `$ref` to `#/components/responses/...` followed.
+    fn resolved(value: &'static Value) -> &'static Value {
+        match value["$ref"].as_str().and_then(|r| r.strip_prefix("#/components/responses/")) {
+            Some(name) => &doc()["components"]["responses"][name],
+            None => value,
+        }
+    }
+
+    /// A validator for `schema`, whose `$ref`s point into the document's components.
+    fn validator(key: String, schema: &Value) -> Arc<jsonschema::Validator> {
+        static CACHE: OnceLock<Mutex<HashMap<String, Arc<jsonschema::Validator>>>> = OnceLock::new();
+        let cache = CACHE.get_or_init(Default::default);
+        if let Some(v) = cache.lock().unwrap().get(&key) {
+            return v.clone();
+        }
+        let root = json!({ "components": doc()["components"], "allOf": [schema] });
+        let built = jsonschema::draft202012::options()
+            .should_validate_formats(true)
+            .build(&root)
+            .unwrap_or_else(|e| panic!("the schema of {key} does not compile: {e}"));
+        let built = Arc::new(built);
+        cache.lock().unwrap().insert(key, built.clone());
+        built
+    }
+
+    /// Panics, naming what disagrees, when `answer` to `method path` is not what the document
+    /// declares.
+    pub(super) fn holds(method: &str, path: &str, answer: &Answer) {
+        // No answer (a connection closed on purpose), or the bodiless answers every route has.
+        if answer.status == 0 || method == "HEAD" || method == "OPTIONS" {
+            return;
+        }
+        let json = answer.header("content-type").is_some_and(|t| t.starts_with("application/json"));
+        // Methods are case-sensitive: `get` is no method of any route.
+        let documented = method.bytes().all(|b| b.is_ascii_uppercase());
+        let operation = template(path).filter(|_| documented).map(|t| (t, &doc()["paths"][t][method.to_lowercase()]));
+        let (key, declared) = match operation {
+            Some((t, op)) if op.is_object() => {
+                let status = answer.status.to_string();
+                let declared = op["responses"].get(&status).or_else(|| op["responses"].get("default"));
+                let declared = declared.unwrap_or_else(|| {
+                    panic!(
+                        "openapi.json declares no {status} (and no default) for {method} {t}; the server answered {}",
+                        answer.text()
+                    )
+                });
+                (format!("{method} {t} {status}"), resolved(declared))
+            }
+            // Outside the routes (no route, wrong method): the error every answer of the
+            // kind has.
+            _ => {
+                assert!(answer.status >= 400, "{method} {path} is not documented but answered {}", answer.status);
+                ("error".to_string(), &doc()["components"]["responses"]["Error"])
+            }
+        };
+        let content = declared["content"].as_object();
+        if answer.body.is_empty() && !json {
+            assert!(content.is_none(), "{key} is declared with a body and came without one");
+            return;
+        }
+        let content =
+            content.unwrap_or_else(|| panic!("{key} is declared without a body and came with one: {}", answer.text()));
+        if !json {
+            let got = answer.header("content-type").unwrap_or("");
+            assert!(
+                content.keys().any(|k| k == "*/*" || got.starts_with(k.as_str())),
+                "{key} came as {got}, declared as {:?}",
+                content.keys().collect::<Vec<_>>()
+            );
+            return;
+        }
+        let schema = content
+            .get("application/json")
+            .and_then(|c| c.get("schema"))
+            .unwrap_or_else(|| panic!("{key} came as JSON, which openapi.json does not declare for it"));
+        let body: Value = serde_json::from_slice(&answer.body)
+            .unwrap_or_else(|e| panic!("{key} came as JSON that does not parse: {e}: {}", answer.text()));
+        let v = validator(key.clone(), schema);
+        let errors: Vec<String> = v.iter_errors(&body).map(|e| format!("at {}: {e}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{key} disagrees with openapi.json:\n{}\nthe body: {body}", errors.join("\n"));
     }
 }
 
@@ -2485,4 +2604,55 @@ fn multi_valued_fields_are_checked_and_filtered_and_ibans_and_e_mails_are_checke
     let server = Served::start(&site);
     let (status, body) = post(&server, "/api/v1/counterparties", counterparty("DE89 3704 0044 0532 0130 00"));
     assert_eq!(status, 201, "{body}");
+}
+
+#[test]
+fn every_field_openapi_marks_read_only_is_refused_on_input_and_nothing_is_written() {
+    let office = Office::new();
+    let doc: Value = serde_json::from_str(include_str!("../../server/src/http/openapi.json")).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let name_of =
+        |r: &Value| r["$ref"].as_str().and_then(|r| r.strip_prefix("#/components/schemas/")).map(str::to_string);
+    let before = office.site.dump();
+    let server = Served::start(&office.site);
+    let mut tried = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let post = &ops["post"];
+        let (Some(new), Some(entity)) = (
+            name_of(&post["requestBody"]["content"]["application/json"]["schema"]),
+            name_of(&post["responses"]["201"]["content"]["application/json"]["schema"]),
+        ) else {
+            continue;
+        };
+        for (field, property) in schemas[&entity]["properties"].as_object().unwrap() {
+            if property["readOnly"] != true {
+                continue;
+            }
+            // The document does not offer what the server refuses...
+            assert!(schemas[&new]["properties"].get(field).is_none(), "{new} names the read-only {field}");
+            if field != "version" {
+                let patch = format!("{entity}Patch");
+                assert!(schemas[&patch]["properties"].get(field).is_none(), "{patch} names the read-only {field}");
+            }
+            // ...and the server refuses it, naming it.
+            let (status, body) =
+                server.send("POST", path, office.token("boss"), format!("{{\"{field}\": null}}").as_bytes());
+            assert_eq!(
+                (status, body["field"].as_str()),
+                (422, Some(field.as_str())),
+                "POST {path} with {field}: {body}"
+            );
+            tried += 1;
+        }
+        // A field the document offers for a new entity is not refused as the server's.
+        for field in schemas[&new]["properties"].as_object().unwrap().keys() {
+            let (status, body) =
+                server.send("POST", path, office.token("boss"), format!("{{\"{field}\": null}}").as_bytes());
+            let server_set = body["message"].as_str().is_some_and(|m| m.contains("set by the server"));
+            assert!(!server_set, "POST {path} with {field}, which {new} offers: {status} {body}");
+        }
+    }
+    assert!(tried > 80, "{tried} read-only fields tried");
+    server.stop();
+    assert_eq!(office.site.dump(), before);
 }
