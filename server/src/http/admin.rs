@@ -14,14 +14,19 @@ use crate::token::{self, Token};
 /// compiled version is in use — and every hook binding to a script.
 pub(super) fn scripts_status(app: &App, caller: &Caller) -> Result<Response<Body>, ApiError> {
     admin_only(caller, "scripts")?;
-    let settings = app.bound.settings();
-    let bindings: Vec<_> = settings
+    let bindings = script_bindings(app);
+    Ok(json_response(StatusCode::OK, &json!({ "scripts": app.scripts.status(), "bindings": bindings })))
+}
+
+/// The hook bindings in force that go to a script: point, handler, kinds.
+fn script_bindings(app: &App) -> Vec<serde_json::Value> {
+    app.bound
+        .settings()
         .hooks
         .iter()
         .filter(|b| b.runtime == crmkit_rhai::RUNTIME)
         .map(|b| json!({ "point": b.point, "handler": b.handler, "kinds": b.kinds }))
-        .collect();
-    Ok(json_response(StatusCode::OK, &json!({ "scripts": app.scripts.status(), "bindings": bindings })))
+        .collect()
 }
 
 /// `POST /api/v1/scripts/reload`: recompiles the edited scripts and re-reads the config,
@@ -42,13 +47,7 @@ pub(super) fn scripts_reload(app: &App, caller: &Caller) -> Result<Response<Body
     }
     let errors: Vec<&String> = r.script_errors.iter().chain(&r.config_errors).collect();
     let status = if r.applied { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
-    let settings = app.bound.settings();
-    let bindings: Vec<_> = settings
-        .hooks
-        .iter()
-        .filter(|b| b.runtime == crmkit_rhai::RUNTIME)
-        .map(|b| json!({ "point": b.point, "handler": b.handler, "kinds": b.kinds }))
-        .collect();
+    let bindings = script_bindings(app);
     Ok(json_response(
         status,
         &json!({
