@@ -73,14 +73,17 @@ pub fn server_running(dir: &Path) -> Result<bool> {
     Ok(connect(dir)?.is_some())
 }
 
-/// Runs this process's command line through the server of the installation in `dir`, if one
-/// runs: copies its output to this process's stdout and stderr and returns its exit status.
-/// `None` when no server answers (the command then runs here).
-pub fn forward(dir: &Path) -> Result<Option<i32>> {
+/// Runs the command line `args` (`None`: this process's) through the server of the
+/// installation in `dir`, if one runs: copies its output to this process's stdout and stderr
+/// and returns its exit status. `None` when no server answers (the command then runs here).
+pub fn forward(dir: &Path, args: Option<&[String]>) -> Result<Option<i32>> {
     let Some(mut stream) = connect(dir)? else { return Ok(None) };
-    let args = std::env::args_os()
-        .map(|a| a.into_string().map_err(|a| anyhow::anyhow!("{a:?} is not UTF-8: a server cannot be given it")))
-        .collect::<Result<Vec<_>>>()?;
+    let args = match args {
+        Some(args) => args.to_vec(),
+        None => std::env::args_os()
+            .map(|a| a.into_string().map_err(|a| anyhow::anyhow!("{a:?} is not UTF-8: a server cannot be given it")))
+            .collect::<Result<Vec<_>>>()?,
+    };
     let request = Request {
         version: env!("CARGO_PKG_VERSION").to_string(),
         cwd: std::env::current_dir().context("reading the working folder")?,
@@ -238,7 +241,7 @@ async fn serve_command(mut stream: tokio::net::UnixStream, inst: Arc<Installatio
     } else {
         tracing::info!("command line: {}", request.args.get(1..).unwrap_or_default().join(" "));
         tokio::task::spawn_blocking(move || {
-            console::run_beside(inst, request.cwd, output, || crate::cli::run_forwarded(&request.args))
+            console::run_beside(inst, request.cwd, output, || crate::cli::run_command_line(&request.args))
         })
     };
     let mut client_gone = false;

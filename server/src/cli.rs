@@ -342,7 +342,7 @@ pub fn main() {
         }
         _ => logs.with_ansi(std::io::stderr().is_terminal()).init(),
     }
-    let code = console::finish(run(cli));
+    let code = console::finish(run(cli, None));
     if code != 0 {
         std::process::exit(code);
     }
@@ -366,10 +366,15 @@ impl Command {
     }
 }
 
-/// Runs a command line a client sent to this server (see `beside.rs`); its exit status.
-pub(crate) fn run_forwarded(args: &[String]) -> i32 {
+/// Runs the command line `args` (the program's name first) in this process as the `crmkit`
+/// binary runs it, and returns its exit status: through the installation's server while one
+/// answers on its socket (a server in this same process included, as a benchmark that
+/// serves an installation has it), here otherwise. Its output goes to this process's stdout
+/// and stderr — or to the client's, when this is a server running a command a client sent
+/// (see `beside.rs`). It blocks: call it off an async runtime's threads.
+pub fn run_command_line(args: &[String]) -> i32 {
     match Cli::try_parse_from(args) {
-        Ok(cli) => console::finish(run(cli)),
+        Ok(cli) => console::finish(run(cli, Some(args))),
         Err(e) => {
             complain!("{e}");
             2
@@ -377,10 +382,11 @@ pub(crate) fn run_forwarded(args: &[String]) -> i32 {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// Runs `cli`, parsed from `args` (`None`: this process's command line).
+fn run(cli: Cli, args: Option<&[String]>) -> Result<()> {
     // The one place that decides: through the installation's server while one runs.
     if let Some(dir) = cli.command.beside().filter(|_| !console::is_beside()) {
-        if let Some(code) = beside::forward(dir)? {
+        if let Some(code) = beside::forward(dir, args)? {
             return if code == 0 { Ok(()) } else { Err(Exit(code).into()) };
         }
     }

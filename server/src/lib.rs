@@ -2,9 +2,10 @@
 //! `crmkit-bench` serves an installation in its own process with the same code.
 //!
 //! The surface is what the binary and the benchmarks need: [`cli::main`] (the whole command
-//! line), [`serve`] and [`Served`] (the HTTP API), [`engine_and_scripts`] (an installation's
-//! process engine with its scripts bound), [`token`] (API tokens), [`make_demo`] and
-//! [`human_bytes`]. Everything else stays inside.
+//! line), [`cli::run_command_line`] (one command line, run in this process), [`serve`] and
+//! [`Served`] (the HTTP API), [`engine_and_scripts`] (an installation's process engine with
+//! its scripts bound), [`token`] (API tokens), [`make_demo`] and [`human_bytes`]. Everything
+//! else stays inside.
 
 #![warn(missing_docs)]
 
