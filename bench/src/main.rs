@@ -164,6 +164,27 @@ enum What {
         #[arg(long)]
         no_quick_repair: bool,
     },
+    /// `crmkit backup` through the socket of a server on loopback, with no writes and while
+    /// clients POST interactions: the backup's time and MiB/s, the writes' latency and rate
+    /// against theirs alone; each backup taken under writes is restored and checked.
+    Backup {
+        /// Deals of the demo built.
+        #[arg(long, default_value_t = 20_000)]
+        deals: usize,
+        /// The installation (the demo is built there first unless it holds one; the POSTed
+        /// interactions stay in it). A temporary demo, removed afterwards, by default.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Clients writing one interaction after another.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Seconds the clients write alone, for the figures the backup's are compared to.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+        /// Rounds: writes alone, a backup alone, a backup while the clients write.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// Stage transitions through the process engine with native guards and a reaction.
     Process {
         /// Transitions timed inside one transaction.
@@ -188,6 +209,9 @@ fn run(what: What) -> Result<()> {
         What::RecoveryWriter { dir } => ops::recovery_writer(&dir),
         What::ImportHttp { rows, partners, clients, no_quick_repair } => {
             ops::import_http(rows, partners, clients, !no_quick_repair)
+        }
+        What::Backup { deals, dir, clients, seconds, rounds } => {
+            ops::backup(dir.as_deref(), deals, clients, seconds, rounds)
         }
         What::Dossier { deals, interactions } => dossier(deals, interactions),
         What::Import { rows, partners, batch } => import(rows, partners, batch),
