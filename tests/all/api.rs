@@ -10,6 +10,7 @@ use crmkit_core::store::Reader;
 use serde_json::Value;
 
 use crate::cli::{binary, fails, ok, Site};
+use crate::client::{self, Answer};
 use crate::common::new_deal;
 
 /// A `crmkit serve` process on a free loopback port, stopped (SIGTERM) when dropped.
@@ -74,13 +75,14 @@ impl Served {
         }
     }
 
-    /// One HTTP/1.1 request over its own connection: status and JSON body.
+    /// One request over its own connection: status and JSON body.
     pub(crate) fn request(&self, method: &str, path: &str, token: Option<&str>) -> (u16, Value) {
         let a = self.exchange(method, path, token, &[], None);
         (a.status, a.json())
     }
 
-    /// One HTTP/1.1 request over its own connection, with extra headers and a body.
+    /// One request over its own connection, with extra headers and a body: see
+    /// [`client::exchange`]. The server must answer.
     pub(crate) fn exchange(
         &self,
         method: &str,
@@ -89,32 +91,8 @@ impl Served {
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
     ) -> Answer {
-        use std::io::{Read as _, Write as _};
-        let mut s = std::net::TcpStream::connect(&self.addr).unwrap();
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: crmkit\r\nConnection: close\r\n");
-        if let Some(t) = token {
-            head += &format!("Authorization: Bearer {t}\r\n");
-        }
-        for (name, value) in headers {
-            head += &format!("{name}: {value}\r\n");
-        }
-        if let Some(b) = body {
-            if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
-                head += "Content-Type: application/json\r\n";
-            }
-            head += &format!("Content-Length: {}\r\n", b.len());
-        }
-        head += "\r\n";
-        s.write_all(head.as_bytes()).unwrap();
-        if let Some(b) = body {
-            // The server may answer (413) and close before it has read everything.
-            let _ = s.write_all(b);
-        }
-        let mut raw = Vec::new();
-        let _ = s.read_to_end(&mut raw);
-        let answer = Answer::parse(&raw);
-        contract::holds(method, path, &answer);
-        answer
+        client::exchange(&self.addr, method, path, token, headers, body)
+            .unwrap_or_else(|| panic!("{method} {path}: the server at {} gave no answer", self.addr))
     }
 
     /// Kills the server with SIGKILL, as a crash would stop it, and waits until it is gone.
@@ -210,180 +188,6 @@ impl Served {
     }
 }
 
-/// An HTTP response as a client reads it.
-pub(crate) struct Answer {
-    pub(crate) status: u16,
-    /// Header names in lower case.
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
-}
-
-impl Answer {
-    pub(crate) fn parse(raw: &[u8]) -> Answer {
-        let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-            assert!(raw.is_empty(), "no complete response: {}", String::from_utf8_lossy(raw));
-            // No answer at all: the connection was closed.
-            return Answer { status: 0, headers: Vec::new(), body: Vec::new() };
-        };
-        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-        let mut lines = head.split("\r\n");
-        let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).unwrap();
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim().to_lowercase(), v.trim().to_string()))
-            .collect();
-        let mut body = raw[split + 4..].to_vec();
-        if headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked")) {
-            body = dechunk(&body);
-        }
-        Answer { status, headers, body }
-    }
-
-    pub(crate) fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-
-    /// The body as text.
-    pub(crate) fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-    }
-}
-
-/// The API's own contract, `server/src/http/openapi.json`, held against every answer the
-/// helpers above receive: the route, method and status must be declared (or a `default`
-/// answer), and a JSON body must validate against the schema declared for them.
-mod contract {
-    use std::collections::HashMap;
-    use std::sync::{Arc, Mutex, OnceLock};
-
-    use serde_json::{json, Value};
-
-    use super::Answer;
-
-    fn doc() -> &'static Value {
-        static DOC: OnceLock<Value> = OnceLock::new();
-        DOC.get_or_init(|| serde_json::from_str(include_str!("../../server/src/http/openapi.json")).unwrap())
-    }
-
-    /// The documented path template `path` (query string aside) falls under, the one with the
-    /// most literal segments when several do, as the router prefers them.
-    fn template(path: &str) -> Option<&'static str> {
-        let path = path.split('?').next().unwrap_or(path);
-        let segments: Vec<&str> = path.split('/').collect();
-        doc()["paths"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .filter(|t| {
-                let parts: Vec<&str> = t.split('/').collect();
-                parts.len() == segments.len()
-                    && parts.iter().zip(&segments).all(|(p, s)| p.starts_with('{') && !s.is_empty() || p == s)
-            })
-            .max_by_key(|t| t.split('/').filter(|p| !p.starts_with('{')).count())
-            .map(String::as_str)
-    }
-
-    /// `value` with its `$ref` to `#/components/responses/...` followed.
-    fn resolved(value: &'static Value) -> &'static Value {
-        match value["$ref"].as_str().and_then(|r| r.strip_prefix("#/components/responses/")) {
-            Some(name) => &doc()["components"]["responses"][name],
-            None => value,
-        }
-    }
-
-    /// A validator for `schema`, whose `$ref`s point into the document's components.
-    fn validator(key: String, schema: &Value) -> Arc<jsonschema::Validator> {
-        static CACHE: OnceLock<Mutex<HashMap<String, Arc<jsonschema::Validator>>>> = OnceLock::new();
-        let cache = CACHE.get_or_init(Default::default);
-        if let Some(v) = cache.lock().unwrap().get(&key) {
-            return v.clone();
-        }
-        let root = json!({ "components": doc()["components"], "allOf": [schema] });
-        let built = jsonschema::draft202012::options()
-            .should_validate_formats(true)
-            .build(&root)
-            .unwrap_or_else(|e| panic!("the schema of {key} does not compile: {e}"));
-        let built = Arc::new(built);
-        cache.lock().unwrap().insert(key, built.clone());
-        built
-    }
-
-    /// Panics, naming what disagrees, when `answer` to `method path` is not what the document
-    /// declares.
-    pub(super) fn holds(method: &str, path: &str, answer: &Answer) {
-        // No answer (a connection closed on purpose), or the bodiless answers every route has.
-        if answer.status == 0 || method == "HEAD" || method == "OPTIONS" {
-            return;
-        }
-        let json = answer.header("content-type").is_some_and(|t| t.starts_with("application/json"));
-        // Methods are case-sensitive: `get` is no method of any route.
-        let documented = method.bytes().all(|b| b.is_ascii_uppercase());
-        let operation = template(path).filter(|_| documented).map(|t| (t, &doc()["paths"][t][method.to_lowercase()]));
-        let (key, declared) = match operation {
-            Some((t, op)) if op.is_object() => {
-                let status = answer.status.to_string();
-                let declared = op["responses"].get(&status).or_else(|| op["responses"].get("default"));
-                let declared = declared.unwrap_or_else(|| {
-                    panic!(
-                        "openapi.json declares no {status} (and no default) for {method} {t}; the server answered {}",
-                        answer.text()
-                    )
-                });
-                (format!("{method} {t} {status}"), resolved(declared))
-            }
-            // Outside the routes (no route, wrong method): the error every answer of the
-            // kind has.
-            _ => {
-                assert!(answer.status >= 400, "{method} {path} is not documented but answered {}", answer.status);
-                ("error".to_string(), &doc()["components"]["responses"]["Error"])
-            }
-        };
-        let content = declared["content"].as_object();
-        if answer.body.is_empty() && !json {
-            assert!(content.is_none(), "{key} is declared with a body and came without one");
-            return;
-        }
-        let content =
-            content.unwrap_or_else(|| panic!("{key} is declared without a body and came with one: {}", answer.text()));
-        if !json {
-            let got = answer.header("content-type").unwrap_or("");
-            assert!(
-                content.keys().any(|k| k == "*/*" || got.starts_with(k.as_str())),
-                "{key} came as {got}, declared as {:?}",
-                content.keys().collect::<Vec<_>>()
-            );
-            return;
-        }
-        let schema = content
-            .get("application/json")
-            .and_then(|c| c.get("schema"))
-            .unwrap_or_else(|| panic!("{key} came as JSON, which openapi.json does not declare for it"));
-        let body: Value = serde_json::from_slice(&answer.body)
-            .unwrap_or_else(|e| panic!("{key} came as JSON that does not parse: {e}: {}", answer.text()));
-        let v = validator(key.clone(), schema);
-        let errors: Vec<String> = v.iter_errors(&body).map(|e| format!("at {}: {e}", e.instance_path())).collect();
-        assert!(errors.is_empty(), "{key} disagrees with openapi.json:\n{}\nthe body: {body}", errors.join("\n"));
-    }
-}
-
-/// The content of a chunked HTTP/1.1 body.
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(end) = raw.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(std::str::from_utf8(&raw[..end]).unwrap().trim(), 16).unwrap();
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&raw[end + 2..end + 2 + size]);
-        raw = &raw[end + 4 + size..];
-    }
-    out
-}
-
 #[test]
 fn writes_through_the_api_are_checked_and_group_committed() {
     let site = Site::new(|c| c);
@@ -437,21 +241,6 @@ fn writes_through_the_api_are_checked_and_group_committed() {
     ok(&["check", site.dir()]);
 }
 
-/// A POST to `addr` that may meet a dead server: the status, or `None` when no answer came.
-fn try_post(addr: &str, path: &str, token: &str, body: &str) -> Option<u16> {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    write!(
-            s,
-            "POST {path} HTTP/1.1\r\nHost: crmkit\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .ok()?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
-    String::from_utf8_lossy(&raw).split(' ').nth(1)?.parse().ok()
-}
-
 #[test]
 fn every_acknowledged_write_survives_a_kill_mid_load() {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -477,7 +266,9 @@ fn every_acknowledged_write_survives_a_kill_mid_load() {
                         n += 1;
                         let subject = format!("r{round}-c{client}-{n}");
                         let body = format!("{{\"kind\":\"note\",\"at\":\"2026-03-02T10:00:00Z\",\"subject\":\"{subject}\",\"partner\":\"{p}\"}}");
-                        match try_post(&addr, "/api/v1/interactions", token, &body) {
+                        let answer =
+                            client::exchange(&addr, "POST", "/api/v1/interactions", Some(token), &[], Some(body.as_bytes()));
+                        match answer.map(|a| a.status) {
                             Some(201) => {
                                 acknowledged.lock().unwrap().push(subject);
                                 let _ = said.send(());
@@ -1116,6 +907,7 @@ fn read_continue(s: &mut std::net::TcpStream) {
 
 /// Sends a request head and then `body` in pieces over a raw socket, and lets the
 /// connection go without finishing when `complete` is false; the status answered, if any.
+/// Raw, as a body cut off or shorter than its declared length is no request hyper sends.
 fn upload_raw(addr: &str, head: &str, body: &[&[u8]], complete: bool) -> Option<u16> {
     use std::io::{Read as _, Write as _};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -1198,11 +990,11 @@ fn attachments_stream_up_and_down_and_an_upload_cut_off_halfway_leaves_nothing()
     assert!(office.site.dump() == before, "a refused or broken upload wrote something");
     assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 0, "an upload left a temporary file");
 
-    // A whole upload, streamed in pieces, comes back byte for byte.
+    // A whole upload of 3 MB, streamed to disk as it comes, comes back byte for byte.
     let server = Served::start(&office.site);
-    let pieces: Vec<&[u8]> = file.chunks(256 << 10).collect();
     let path = to(&mine, "%D0%9A%D0%9F%20v1.pdf");
-    assert_eq!(upload_raw(&server.addr, &head(&path, Some(file.len())), &pieces, true), Some(201));
+    let a = server.exchange("POST", &path, Some(&north), &[("Content-Type", "application/pdf")], Some(&file));
+    assert_eq!(a.status, 201, "{}", a.text());
     let (_, list) = server.request("GET", &format!("/api/v1/attachments?owner={mine}"), Some(&north));
     let a = &list["items"][0];
     assert_eq!((a["name"].as_str(), a["size"].as_u64()), (Some("КП v1.pdf"), Some(file.len() as u64)), "{list}");
@@ -1759,23 +1551,16 @@ fn a_stopping_server_does_not_wait_out_a_long_report() {
     let server = Served::start_logging(&office.site, &log);
     let boss = office.token("boss").to_string();
     let addr = server.addr.clone();
-    let asked = std::thread::spawn(move || {
-        use std::io::{Read as _, Write as _};
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        write!(s, "GET /api/v1/reports/forever HTTP/1.1\r\nHost: crmkit\r\nAuthorization: Bearer {boss}\r\nConnection: close\r\n\r\n").unwrap();
-        let mut raw = Vec::new();
-        let _ = s.read_to_end(&mut raw);
-        raw
-    });
+    let asked =
+        std::thread::spawn(move || client::exchange(&addr, "GET", "/api/v1/reports/forever", Some(&boss), &[], None));
     // The report is running when the server is told to stop.
     wait_for_log(&log, |l| l["message"] == "forever: running");
     let started = std::time::Instant::now();
     let said = server.stop();
     assert!(started.elapsed() < std::time::Duration::from_secs(10), "the stop waited {:?}", started.elapsed());
     assert!(said.contains("stopped; the database is closed"), "{said}");
-    let raw = asked.join().unwrap();
-    let answer = String::from_utf8_lossy(&raw);
-    assert!(answer.contains("shutting down"), "{answer}");
+    let answer = asked.join().unwrap().expect("the report is answered");
+    assert!(answer.text().contains("shutting down"), "{} {}", answer.status, answer.text());
     ok(&["check", office.site.dir()]);
 }
 

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::cli::binary;
+use crate::client;
 
 /// What a command printed and how it ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -258,23 +259,6 @@ fn digest(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
 }
 
-/// A POST over its own connection: the status and the body, or `None` when no answer came.
-fn post(addr: &str, path: &str, token: &str, body: &str) -> Option<(u16, String)> {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: crmkit\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    Some((status, text))
-}
-
 #[test]
 fn a_backup_under_load_restores_with_every_acknowledged_write() {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -300,7 +284,9 @@ fn a_backup_under_load_restores_with_every_acknowledged_write() {
                     let name = format!("Нагрузка {client}-{n}");
                     let body = format!(r#"{{"name":"{name}","roles":["client"]}}"#);
                     let sent = Instant::now();
-                    match post(addr, "/api/v1/partners", token, &body) {
+                    let answer =
+                        client::exchange(addr, "POST", "/api/v1/partners", Some(token), &[], Some(body.as_bytes()));
+                    match answer.map(|a| (a.status, a.text())) {
                         Some((201, _)) => acknowledged.lock().unwrap().push((name, Instant::now(), sent.elapsed())),
                         other => panic!("{name}: {other:?}"),
                     }

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::api::{Answer, Served};
+use crate::api::Served;
 use crate::cli::Site;
+use crate::client::Answer;
 
 /// Sends `raw` on a connection of its own and reads the answer until the server closes.
 fn send(addr: &str, raw: &[u8]) -> Answer {

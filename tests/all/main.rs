@@ -4,6 +4,7 @@
 pub(crate) mod api;
 mod beside;
 mod cli;
+mod client;
 mod commands;
 mod common;
 mod config;

@@ -13,6 +13,7 @@ use crmkit_core::Installation;
 use crmkit_rhai::{RhaiProvider, RhaiSettings, ScriptHost};
 use serde_json::{json, Value};
 
+use crate::api::Served;
 use crate::cli::{binary, fails, ok, Site};
 use crate::common::new_deal;
 
@@ -291,55 +292,6 @@ fn a_binding_to_a_missing_function_names_the_config_line() {
     }
 }
 
-/// A `crmkit serve` on a free loopback port, stopped when dropped.
-struct Server {
-    child: std::process::Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(site: &Site) -> Server {
-        use std::io::BufRead as _;
-        let mut child = Command::new(binary())
-            .args(["serve", site.dir(), "--addr", "127.0.0.1:0"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("crmkit serve starts");
-        let mut first = String::new();
-        std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut first).unwrap();
-        let addr = first.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("{first}")).to_string();
-        Server { child, addr }
-    }
-
-    /// One request on its own connection: the status and the JSON answer.
-    fn call(&self, method: &str, path: &str, token: &str, body: Option<&Value>) -> (u16, Value) {
-        use std::io::{Read as _, Write as _};
-        let body = body.map(Value::to_string).unwrap_or_default();
-        let mut s = std::net::TcpStream::connect(&self.addr).unwrap();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: crmkit\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).unwrap();
-        let raw = String::from_utf8(raw).unwrap();
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Rewrites the site's config file with `edit`, moving its modification time on.
 fn edit_config(site: &Site, edit: impl FnOnce(String) -> String) {
     let path = site.dir.join("config/crmkit.toml");
@@ -355,19 +307,24 @@ fn a_reload_applies_changed_bindings_and_keeps_them_when_the_config_is_bad() {
     site.with(|inst| inst.store().transact(None, |tx| tx.create(User::new("boss", "Босс", Role::Admin))).unwrap());
     let admin = ok(&["token", "create", site.dir(), "--user", "boss", "--role", "admin"]).trim().to_string();
     let partner = site.partner("Альфа", PartnerRole::Client);
-    let server = Server::start(&site);
+    let server = Served::start(&site);
     let deal = |amount: &str| {
         let body = json!({ "title": format!("Сделка на {amount}"), "partner": partner, "kind": "b2b_sale", "source": "website",
                            "amount": { "amount": amount, "currency": "RUB" } });
-        let (status, d) = server.call("POST", "/api/v1/deals", &admin, Some(&body));
+        let (status, d) = server.send("POST", "/api/v1/deals", &admin, body.to_string().as_bytes());
         assert_eq!(status, 201, "{d}");
         d
     };
     let try_move = |d: &Value| {
         let body = json!({ "version": d["version"], "stage": "needs_analysis" });
-        server.call("POST", &format!("/api/v1/deals/{}/move", d["id"].as_str().unwrap()), &admin, Some(&body))
+        server.send(
+            "POST",
+            &format!("/api/v1/deals/{}/move", d["id"].as_str().unwrap()),
+            &admin,
+            body.to_string().as_bytes(),
+        )
     };
-    let reload = || server.call("POST", "/api/v1/scripts/reload", &admin, None);
+    let reload = || server.request("POST", "/api/v1/scripts/reload", Some(&admin));
     let small = deal("50000");
     let (status, body) = try_move(&small);
     assert_eq!((status, body["code"].as_str()), (422, Some("rejected")), "{body}");
@@ -389,7 +346,7 @@ fn a_reload_applies_changed_bindings_and_keeps_them_when_the_config_is_bad() {
         (422, Some("deals.rhai::under_a_million: 2000000.00 is above a million")),
         "{body}"
     );
-    let (_, listed) = server.call("GET", "/api/v1/scripts", &admin, None);
+    let (_, listed) = server.request("GET", "/api/v1/scripts", Some(&admin));
     assert!(listed["bindings"].to_string().contains("deals.rhai::under_a_million"), "{listed}");
     // Bad configs: each refused with its file and line, the guard in force stays.
     let config = site.dir.join("config/crmkit.toml").display().to_string();

@@ -303,9 +303,13 @@ fn subject(s: &Subject<'_>) -> Result<Dynamic, String> {
 }
 
 /// The `ctx` a script function is called with: a value with a getter per part, so that
-/// nothing is built for the parts a script does not read.
+/// nothing is built for the parts a script does not read. Its parts are shared, so a copy
+/// of it (the engine keeps one to replay a call a limit stopped) costs one count.
 #[derive(Clone)]
-pub struct Ctx {
+pub struct Ctx(Arc<Parts>);
+
+/// The parts of a [`Ctx`].
+struct Parts {
     hook: &'static str,
     kind: Dynamic,
     entity: &'static str,
@@ -321,16 +325,16 @@ pub struct Ctx {
 fn register_context(engine: &mut Engine) {
     engine.register_type_with_name::<Ctx>("Ctx");
     engine.register_get("v", |_: &mut Ctx| -> Dynamic { Dynamic::from_int(crmkit_core::hooks::wire::VERSION.into()) });
-    engine.register_get("hook", |c: &mut Ctx| -> Dynamic { c.hook.into() });
-    engine.register_get("process_kind", |c: &mut Ctx| c.kind.clone());
-    engine.register_get("kind", |c: &mut Ctx| c.kind.clone());
-    engine.register_get("entity", |c: &mut Ctx| -> Dynamic { c.entity.into() });
-    engine.register_get("actor", |c: &mut Ctx| c.actor.clone());
-    engine.register_get("before", |c: &mut Ctx| c.before.clone());
-    engine.register_get("after", |c: &mut Ctx| c.after.clone());
-    engine.register_get("transition", |c: &mut Ctx| c.transition.clone());
-    engine.register_get("task", |c: &mut Ctx| c.task.clone());
-    engine.register_get("depth", |c: &mut Ctx| c.depth);
+    engine.register_get("hook", |c: &mut Ctx| -> Dynamic { c.0.hook.into() });
+    engine.register_get("process_kind", |c: &mut Ctx| c.0.kind.clone());
+    engine.register_get("kind", |c: &mut Ctx| c.0.kind.clone());
+    engine.register_get("entity", |c: &mut Ctx| -> Dynamic { c.0.entity.into() });
+    engine.register_get("actor", |c: &mut Ctx| c.0.actor.clone());
+    engine.register_get("before", |c: &mut Ctx| c.0.before.clone());
+    engine.register_get("after", |c: &mut Ctx| c.0.after.clone());
+    engine.register_get("transition", |c: &mut Ctx| c.0.transition.clone());
+    engine.register_get("task", |c: &mut Ctx| c.0.task.clone());
+    engine.register_get("depth", |c: &mut Ctx| c.0.depth);
     engine.register_type_with_name::<Arc<Transition>>("Transition");
     let text = |v: &Option<String>| v.as_ref().map_or(Dynamic::UNIT, |s| s.clone().into());
     engine.register_get("how", |t: &mut Arc<Transition>| -> Dynamic { t.how.name().into() });
@@ -346,7 +350,7 @@ fn register_context(engine: &mut Engine) {
 /// The `ctx` of a call with `input`.
 pub fn context(input: &HookInput<'_>) -> Result<Dynamic, String> {
     let json = |v: Option<Result<Dynamic, String>>| v.transpose().map(|d| d.unwrap_or(Dynamic::UNIT));
-    let ctx = Ctx {
+    let ctx = Parts {
         hook: input.hook.name(),
         kind: input.process_kind.map_or(Dynamic::UNIT, |k| k.to_string().into()),
         entity: input.entity.name(),
@@ -357,14 +361,14 @@ pub fn context(input: &HookInput<'_>) -> Result<Dynamic, String> {
         task: json(input.task.map(|t| rhai::serde::to_dynamic(TaskV1::from(t)).map_err(|e| e.to_string())))?,
         depth: input.depth.into(),
     };
-    Ok(Dynamic::from(ctx))
+    Ok(Dynamic::from(Ctx(Arc::new(ctx))))
 }
 
 /// The `ctx` of a call whose input is written in its contract form, with `before` and
 /// `after` already read into the values a script sees (see [`crate::input`]).
 pub(crate) fn wire_context(input: &InputV1, before: Dynamic, after: Dynamic) -> Result<Dynamic, String> {
     let map = |v: Result<Dynamic, _>| v.map_err(|e: Box<rhai::EvalAltResult>| e.to_string());
-    let ctx = Ctx {
+    let ctx = Parts {
         hook: input.hook.name(),
         kind: input.process_kind.clone().map_or(Dynamic::UNIT, Into::into),
         entity: input.entity.name(),
@@ -390,7 +394,7 @@ pub(crate) fn wire_context(input: &InputV1, before: Dynamic, after: Dynamic) -> 
         },
         depth: input.depth.into(),
     };
-    Ok(Dynamic::from(ctx))
+    Ok(Dynamic::from(Ctx(Arc::new(ctx))))
 }
 
 /// A script's return value as the JSON answer core reads against the point. The common
