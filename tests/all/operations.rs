@@ -71,6 +71,41 @@ fn a_killed_server_s_database_reopens_and_checks_clean() {
     }
 }
 
+/// The time bound ends a batch only for a writer that waits: alone, an import writes whole
+/// batches of its row count however long they take (each row here takes over 1 ms against a
+/// bound of 1 ms), so the file commits as few times as its rows ask.
+#[test]
+fn an_import_alone_keeps_its_batches_whole() {
+    const ROWS: u64 = 120;
+    let fx = Fixture::on(Backend::Redb);
+    let store = &fx.store;
+    store
+        .transact(None, |tx| {
+            let p = tx.create(Partner::new("P0", PartnerRole::Client))?;
+            tx.set_external_key(EntityKind::Partner, "P0", p.id.raw())
+        })
+        .unwrap();
+    let mut hooks = Hooks::new();
+    hooks.register("slow", |_: &HookInput<'_>| {
+        std::thread::sleep(Duration::from_millis(1));
+        Ok(Answer::Allow)
+    });
+    hooks.bind(HookPoint::EntityBeforeSave, "slow", &[]).unwrap();
+    let engine = native_engine(hooks);
+    let mut text = String::from("key,kind,at,subject,partner\n");
+    for n in 1..=ROWS {
+        text.push_str(&format!("K{n},note,2026-03-01T10:00:00Z,row {n},P0\n"));
+    }
+    let mut opts = ImportOptions::new(EntityKind::Interaction, Format::Csv);
+    opts.batch_rows = 50;
+    opts.batch_time = Some(Duration::from_millis(1));
+    let before = store.commit_count();
+    let report = Importer::new(store, &engine, None, &opts).unwrap().run(text.as_bytes(), &mut |_| {}).unwrap();
+    assert_eq!((report.created, report.failed), (ROWS, 0), "{:?}", report.errors.first());
+    // 50 + 50 + 20 rows: three commits, not one per millisecond.
+    assert_eq!(store.commit_count() - before, 3);
+}
+
 /// An import of one big batch (by rows) with a time bound: a write that asks for the
 /// database while the import is running gets it between two batches. The handshake: once
 /// the import reaches row 100 the other thread writes, and every later row waits (1 ms at a

@@ -61,6 +61,8 @@ pub struct Store {
     clock: Arc<dyn Clock>,
     /// Write transactions committed since the store was opened.
     commits: std::sync::atomic::AtomicU64,
+    /// Writers waiting in [`Store::write`] for the writer's slot.
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 /// The backend a store was given, with the record cache in front when the settings give the
@@ -114,7 +116,7 @@ impl Store {
         clock: Arc<dyn Clock>,
     ) -> Result<Store> {
         let backend = Stack::new(Box::new(backend), &settings);
-        let store = Store { backend, settings, clock, commits: Default::default() };
+        let store = Store { backend, settings, clock, commits: Default::default(), waiting: Default::default() };
         schema::prepare(&store)?;
         Ok(store)
     }
@@ -147,7 +149,7 @@ impl Store {
         clock: Arc<dyn Clock>,
     ) -> Result<Store> {
         let backend = Stack::new(Box::new(backend), &settings);
-        let store = Store { backend, settings, clock, commits: Default::default() };
+        let store = Store { backend, settings, clock, commits: Default::default(), waiting: Default::default() };
         schema::verify(&store)?;
         Ok(store)
     }
@@ -171,6 +173,12 @@ impl Store {
     /// Names the database in messages: the file's path, "the in-memory database".
     pub fn describe(&self) -> String {
         self.backend.inner().describe()
+    }
+
+    /// Whether a writer is waiting for the writer's slot: the holder of a long write (an
+    /// import's batch) can end it early for them.
+    pub fn writers_waiting(&self) -> bool {
+        self.waiting.load(std::sync::atomic::Ordering::SeqCst) > 0
     }
 
     /// How many write transactions were committed since the store was opened: a caller
@@ -205,7 +213,10 @@ impl Store {
 
     /// Starts the single write transaction; `actor` is recorded in the audit log.
     pub fn write(&self, actor: Option<UserId>) -> Result<WriteTxn<'_>> {
-        let kv = self.backend.write()?;
+        self.waiting.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let kv = self.backend.write();
+        self.waiting.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        let kv = kv?;
         let seq = schema::stored_seq(kv.base())?;
         Ok(WriteTxn {
             store: self,

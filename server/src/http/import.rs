@@ -18,9 +18,10 @@ const MAX_HELD_IMPORT: u64 = 16 << 20;
 
 /// The query parameters an import takes.
 const PARAMETERS: &[&str] = &["format", "atomic", "dry_run", "delimiter", "map"];
-/// How long a batch of a plain import writes before it commits and lets the writes waiting
-/// meanwhile go first: what an API write waits for at most, besides the batch's commit.
-const BATCH_TIME: std::time::Duration = std::time::Duration::from_millis(10);
+/// How long a batch of a plain import writes, once another write waits, before it commits
+/// and lets the writes waiting go first: what an API write waits for at most, besides the
+/// batch's commit.
+const BATCH_TIME: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Whether a query flag is on: present with no value, `true` or `1`.
 fn flag(q: &std::collections::BTreeMap<String, String>, name: &str) -> Result<bool, ApiError> {

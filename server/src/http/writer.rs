@@ -85,8 +85,11 @@ impl Writer {
 }
 
 fn run(inst: &Installation, bound: &crate::script::Bound, queue: &Receiver<Job>, metrics: &WriterMetrics) {
-    // Blocks for the first write of a group, then takes what else is waiting.
+    // Blocks for the first write of a group and takes the database's write turn, which may
+    // wait behind an import's batch; then takes every write that is waiting, those that came
+    // meanwhile included, so that they all go in the one turn.
     while let Ok(first) = queue.recv() {
+        let tx = inst.store().write(None);
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match queue.try_recv() {
@@ -96,12 +99,12 @@ fn run(inst: &Installation, bound: &crate::script::Bound, queue: &Receiver<Job>,
         }
         metrics.queued.dec_by(group.len() as i64);
         metrics.group_size.observe(group.len() as f64);
-        write_group(inst, &bound.engine(), group, metrics);
+        write_group(tx, &bound.engine(), group, metrics);
     }
 }
 
-fn write_group(inst: &Installation, engine: &Engine, group: Vec<Job>, metrics: &WriterMetrics) {
-    let mut tx = match inst.store().write(None) {
+fn write_group(tx: crmkit_core::Result<WriteTxn<'_>>, engine: &Engine, group: Vec<Job>, metrics: &WriterMetrics) {
+    let mut tx = match tx {
         Ok(tx) => tx,
         Err(e) => {
             let message = e.to_string();

@@ -10,10 +10,11 @@
 //! refusal, an attachment over the limit) is skipped whole — nothing of it is written, not
 //! even its attachments — and reported with its row number, the field and the message;
 //! the other rows of its batch are written and the batch commits. A batch ends after
-//! [`ImportOptions::batch_rows`] rows, or once it has been writing for
-//! [`ImportOptions::batch_time`] when that is set: the import holds the database's one
-//! writer only while a batch is open, and writers waiting meanwhile (the API's) go before its
-//! next batch; such batches are made durable every `batch_rows` rows and at the end. With
+//! [`ImportOptions::batch_rows`] rows, or, when [`ImportOptions::batch_time`] is set, once
+//! it has been writing that long while another writer waits: the import holds the
+//! database's one writer only while a batch is open, and writers waiting meanwhile (the
+//! API's) go before its next batch; such batches are made durable every `batch_rows` rows
+//! and at the end. With
 //! [`ImportOptions::atomic`] the whole file is one transaction and any bad row leaves the
 //! database as it was. A file that cannot be read on (an unterminated quote, a broken
 //! header) stops the import: batches committed before stay, the open batch is not written.
@@ -53,9 +54,10 @@ pub struct ImportOptions {
     pub delimiter: Option<u8>,
     /// Rows per committed batch.
     pub batch_rows: usize,
-    /// When set, a batch also ends (and commits) once it has been writing this long, so
-    /// that other writes wait at most about this long for the import (the API's import:
-    /// 10 ms). Such commits wait for the disk only once `batch_rows` rows are owed a
+    /// When set, a batch also ends (and commits) once it has been writing this long while
+    /// another writer waits for the database, so that other writes wait at most about this
+    /// long for the import (the API's import: 5 ms); alone, an import writes whole batches
+    /// of `batch_rows`. Such commits wait for the disk only once `batch_rows` rows are owed a
     /// durable commit, and at the end: a crash loses at most the rows since the last one,
     /// which running the file again writes (keys make it idempotent). Not for atomic
     /// imports and dry runs, which are one transaction.

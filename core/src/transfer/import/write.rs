@@ -331,9 +331,11 @@ impl<'s> Batch<'s> {
         Ok(Batch { store, actor, tx, rows: 0, began: Instant::now() })
     }
 
-    /// Whether the batch has its rows, or has been writing for its time.
+    /// Whether the batch has its rows, or has been writing for its time while another
+    /// writer waits.
     fn full(&self, opts: &super::ImportOptions) -> bool {
-        self.rows >= opts.batch_rows || opts.batch_time.is_some_and(|t| self.began.elapsed() >= t)
+        self.rows >= opts.batch_rows
+            || opts.batch_time.is_some_and(|t| self.began.elapsed() >= t && self.store.writers_waiting())
     }
 
     /// Commits the batch; the report says written once a batch that `changed` something
