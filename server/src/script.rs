@@ -11,6 +11,7 @@ use crmkit_core::process::Engine;
 use crmkit_core::report::ColumnType;
 use crmkit_core::Installation;
 use crmkit_rhai::{RhaiProvider, RhaiSettings, ScriptError, ScriptHost};
+use crmkit_wasm::{PluginHost, WasmProvider, WasmSettings};
 
 #[derive(Subcommand)]
 pub enum What {
@@ -50,11 +51,12 @@ impl What {
 pub fn host(inst: &Installation) -> Result<(Arc<ScriptHost>, Vec<ScriptError>)> {
     let settings = inst.settings();
     for (name, line) in &settings.runtimes {
-        if name != crmkit_rhai::RUNTIME {
+        if name != crmkit_rhai::RUNTIME && name != crmkit_wasm::RUNTIME {
             bail!(
-                "{}:{line}: [runtimes.{name}]: no {name} runtime is available here (runtimes: {})",
+                "{}:{line}: [runtimes.{name}]: no {name} runtime is available here (runtimes: {}, {})",
                 settings.source.file.display(),
-                crmkit_rhai::RUNTIME
+                crmkit_rhai::RUNTIME,
+                crmkit_wasm::RUNTIME
             );
         }
     }
@@ -76,9 +78,35 @@ pub fn engine_and_scripts(inst: &Installation) -> Result<(Engine, Arc<ScriptHost
     Ok((engine_on(inst, &host)?, host))
 }
 
-/// Another process engine calling the scripts of `host` (an import runs its own).
+/// Another process engine calling the scripts of `host` and the installation's plugins (an
+/// import runs its own).
 pub fn engine_on(inst: &Installation, host: &Arc<ScriptHost>) -> Result<Engine> {
-    Ok(Engine::new(inst.settings(), hooks(host))?)
+    Ok(Engine::new(inst.settings(), hooks(host, &plugins(inst)?))?)
+}
+
+/// The plugins of an installation (`[runtimes.wasm]`, the folder `plugins/` by default),
+/// loaded, their compiled code kept in `data/plugin-cache/`. A plugin that does not load is
+/// an error naming it, as a script that does not compile is.
+pub fn plugins(inst: &Installation) -> Result<Arc<PluginHost>> {
+    load_plugins(inst, inst.settings()).or_else(|errors| {
+        for e in &errors {
+            complain!("error: {e}");
+        }
+        bail!("{} plugin problem(s)", errors.len())
+    })
+}
+
+/// The plugins of an installation under `settings`, or every reason they do not load.
+fn load_plugins(inst: &Installation, settings: &Settings) -> std::result::Result<Arc<PluginHost>, Vec<String>> {
+    let wasm = WasmSettings::from_settings(settings).map_err(|e| vec![e.to_string()])?;
+    let dir = inst.dir().join(&wasm.dir);
+    let cache = inst.dir().join("data").join("plugin-cache");
+    let host = PluginHost::new(&dir, Some(&cache), &wasm).map_err(|e| vec![e.to_string()])?;
+    let errors = host.load_all();
+    if !errors.is_empty() {
+        return Err(errors.iter().map(ToString::to_string).collect());
+    }
+    Ok(Arc::new(host))
 }
 
 /// The reports of an installation: its report scripts, on `host`.
@@ -88,10 +116,12 @@ pub fn reports(host: &Arc<ScriptHost>) -> crmkit_core::report::Reports {
     reports
 }
 
-/// The runtimes an installation's bindings may name: Rhai, on `host`.
-pub fn hooks(host: &Arc<ScriptHost>) -> Hooks {
+/// The runtimes an installation's bindings may name: Rhai, on `host`, and WASM, the plugins
+/// of `plugins`.
+pub fn hooks(host: &Arc<ScriptHost>, plugins: &Arc<PluginHost>) -> Hooks {
     let mut hooks = Hooks::new();
     hooks.provider(Arc::new(RhaiProvider::new(host.clone())));
+    hooks.provider(Arc::new(WasmProvider::new(plugins.clone())));
     hooks
 }
 
@@ -109,7 +139,7 @@ fn report_errors(errors: &[ScriptError]) -> Result<()> {
 pub fn check_installation(inst: &Installation) -> Result<(usize, usize)> {
     let (host, errors) = host(inst)?;
     report_errors(&errors)?;
-    Engine::new(inst.settings(), hooks(&host))?;
+    Engine::new(inst.settings(), hooks(&host, &plugins(inst)?))?;
     let bound = inst.settings().hooks.iter().filter(|b| b.runtime == crmkit_rhai::RUNTIME).count();
     Ok((host.files().len(), bound))
 }
@@ -279,7 +309,15 @@ pub fn reload(inst: &Installation, host: &Arc<ScriptHost>, bound: &Bound) -> Rel
     if !out.config_errors.is_empty() || !out.script_errors.is_empty() {
         return out;
     }
-    match Engine::new(&settings, hooks(host)) {
+    // Plugins load afresh: a new or changed module is picked up, or the reload says why not.
+    let plugins = match load_plugins(inst, &settings) {
+        Ok(p) => p,
+        Err(errors) => {
+            out.script_errors.extend(errors);
+            return out;
+        }
+    };
+    match Engine::new(&settings, hooks(host, &plugins)) {
         Ok(engine) => {
             bound.replace(engine, Arc::new(settings));
             out.applied = true;

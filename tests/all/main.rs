@@ -25,3 +25,4 @@ mod scripting;
 mod store;
 mod transfer;
 mod validation;
+mod wasm;

@@ -1,0 +1,135 @@
+//! WASM plugins bound in config and run by the process engine on a real store: a guard
+//! refuses with its message, a faulting plugin refuses the write naming plugin, export and
+//! cause, and in every refusal nothing is written.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crmkit_core::config::{Settings, DEFAULT_CONFIG};
+use crmkit_core::process::{Engine, Hooks};
+use crmkit_core::Error;
+use crmkit_wasm::{PluginHost, WasmProvider, WasmSettings};
+use sha2::{Digest, Sha256};
+
+use crate::common::{new_deal, refused, Fixture};
+
+const BASE: &str = r#"
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (func (export "crmkit_abi_v1"))
+  (func (export "crmkit_alloc") (param $len i32) (result i32)
+    (local $at i32)
+    (local.set $at (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $len)))
+    (if (i32.gt_u (global.get $heap) (i32.mul (memory.size) (i32.const 65536)))
+      (then (drop (memory.grow (i32.add (i32.div_u (local.get $len) (i32.const 65536)) (i32.const 1))))))
+    (local.get $at))
+  (func $pack (param $ptr i32) (param $len i32) (result i64)
+    (i64.or (i64.shl (i64.extend_i32_u (local.get $ptr)) (i64.const 32)) (i64.extend_i32_u (local.get $len))))
+"#;
+
+/// Rejects a move to `needs_analysis` (it finds `"to_stage":"needs_analysis"`, 27 bytes, in
+/// its input), allows anything else.
+const GUARD: &str = r#"
+  (data (i32.const 64) "\"to_stage\":\"needs_analysis\"")
+  (data (i32.const 128) "{\"reject\":\"needs a quote first\",\"field\":\"stage\"}")
+  (data (i32.const 256) "null")
+  (func (export "guard") (param $ptr i32) (param $len i32) (result i64)
+    (local $i i32) (local $j i32) (local $end i32)
+    (local.set $end (i32.sub (i32.add (local.get $ptr) (local.get $len)) (i32.const 27)))
+    (local.set $i (local.get $ptr))
+    (block $done
+      (loop $scan
+        (br_if $done (i32.gt_s (local.get $i) (local.get $end)))
+        (local.set $j (i32.const 0))
+        (block $miss
+          (loop $cmp
+            (br_if $miss (i32.ne (i32.load8_u (i32.add (local.get $i) (local.get $j)))
+                                 (i32.load8_u (i32.add (i32.const 64) (local.get $j)))))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (if (i32.eq (local.get $j) (i32.const 27))
+              (then (return (call $pack (i32.const 128) (i32.const 48)))))
+            (br $cmp)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $scan)))
+    (call $pack (i32.const 256) (i32.const 4)))
+"#;
+
+fn write_plugin(plugins: &Path, name: &str, imports: &str, body: &str, manifest: &str) {
+    let wasm = wat::parse_str(format!("(module {imports} {BASE} {body})")).unwrap();
+    let dir = plugins.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.wasm")), &wasm).unwrap();
+    let sha: String = Sha256::digest(&wasm).iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(
+        dir.join("plugin.toml"),
+        format!(
+            "name = \"{name}\"\nversion = \"1.0.0\"\nabi = 1\nsha256 = \"{sha}\"\n{manifest}\n[hooks]\n\"deal.before_transition\" = \"guard\"\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// An engine on a real store whose config binds `handler` at `deal.before_transition`, the
+/// plugins folder holding the test's plugins.
+fn engine(handler: &str) -> (Fixture, Engine, tempfile::TempDir) {
+    let plugins = tempfile::tempdir().unwrap();
+    write_plugin(plugins.path(), "quote", "", GUARD, "");
+    write_plugin(plugins.path(), "trap", "", r#"(func (export "guard") (param i32 i32) (result i64) unreachable)"#, "");
+    // Reads the same partner again and again, past the cap on host calls.
+    write_plugin(
+        plugins.path(),
+        "reader",
+        r#"(import "crmkit_v1" "read_partner" (func $read (param i32 i32) (result i64)))"#,
+        r#"(data (i32.const 64) "01JN8W6ZQ0000000000000000P")
+           (func (export "guard") (param i32 i32) (result i64)
+             (loop $l (drop (call $read (i32.const 64) (i32.const 26))) (br $l)) (i64.const 0))"#,
+        "capabilities = [\"read_partner\"]",
+    );
+    let config = format!(
+        "{DEFAULT_CONFIG}\n[runtimes.wasm]\nmax_host_calls = 50\ngrants.reader = [\"read_partner\"]\n\n[[hooks]]\npoint = \"deal.before_transition\"\nhandler = \"{handler}\"\n"
+    );
+    let settings = Settings::parse(&config, Path::new("crmkit.toml")).unwrap();
+    let wasm = WasmSettings::from_settings(&settings).unwrap();
+    let host = PluginHost::new(plugins.path(), None, &wasm).unwrap();
+    assert_eq!(host.load_all(), vec![]);
+    let mut hooks = Hooks::new();
+    hooks.provider(Arc::new(WasmProvider::new(Arc::new(host))));
+    // The default config's bindings of the shipped Rhai scripts are left out: the plugin alone.
+    let mut settings = settings;
+    settings.hooks.retain(|b| b.runtime == "wasm");
+    let engine = Engine::new(&settings, hooks).unwrap();
+    (Fixture::with_settings(settings), engine, plugins)
+}
+
+#[test]
+fn a_plugin_guard_refuses_and_faults_refuse_with_nothing_written() {
+    for (handler, expected) in [
+        ("quote.wasm::guard", "needs a quote first"),
+        ("trap.wasm::guard", "plugin trap, export guard: trapped"),
+        (
+            "reader.wasm::guard",
+            "plugin reader, export guard: made more than 50 host calls in one call (the last: read_partner",
+        ),
+    ] {
+        let (fx, engine, _plugins) = engine(handler);
+        let manager = fx.user("m.petrova");
+        let p = fx.partner("Альфа", crmkit_core::model::PartnerRole::Client);
+        let mut d = new_deal(p.id, manager, 10_000);
+        d.source = Some("website".into());
+        let d = fx.store.transact(Some(manager), |tx| engine.create_deal(tx, d.clone())).unwrap();
+        let err = refused(&fx.store, Some(manager), |tx| engine.move_deal(tx, d.id, d.version, "needs_analysis", None));
+        let text = match &err {
+            Error::Rejected { handler: h, message, field, .. } => {
+                assert_eq!(h, handler);
+                assert_eq!(field.as_deref(), Some("stage"));
+                message.clone()
+            }
+            other => other.to_string(),
+        };
+        assert!(text.contains(expected), "{handler}: {text:?} does not contain {expected:?}");
+        // The engine goes on serving: the next write it is asked for is made.
+        let again = fx.store.transact(Some(manager), |tx| engine.create_deal(tx, new_deal(p.id, manager, 5))).unwrap();
+        assert_eq!(again.version, 1);
+    }
+}
