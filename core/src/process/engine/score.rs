@@ -104,8 +104,10 @@ impl Cx<'_> {
                 }
             }
         }
+        let follows = !deal.probability_manual && deal.status != DealStatus::Won && deal.status != DealStatus::Lost;
         let same = match (&deal.score, &found) {
-            (Some(a), Some(b)) => a.same_result(b),
+            // The same score, and the probability (a stage may have set another) follows it.
+            (Some(a), Some(b)) => a.same_result(b) && (!follows || deal.probability == Some(b.percent())),
             (None, None) => true,
             _ => false,
         };
@@ -113,7 +115,7 @@ impl Cx<'_> {
             return Ok(deal);
         }
         if let Some(s) = &found {
-            if !deal.probability_manual && deal.status != DealStatus::Won && deal.status != DealStatus::Lost {
+            if follows {
                 deal.probability = Some(s.percent());
             }
         }
