@@ -87,6 +87,14 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: String,
     },
+    /// Ask the bound `deal.score` handler again about the open deals (every deal with
+    /// `--all`) and keep the scores, in one transaction: a handler's fault writes nothing.
+    Score {
+        dir: PathBuf,
+        /// Every deal, closed ones too.
+        #[arg(long)]
+        all: bool,
+    },
     /// Count the entities of an installation, its deals by status and the pipeline of open
     /// deals per process kind and stage.
     Stats {
@@ -357,6 +365,7 @@ impl Command {
             | Command::Repair { dir }
             | Command::Backup { dir, .. }
             | Command::Stats { dir, .. }
+            | Command::Score { dir, .. }
             | Command::Report { dir, .. }
             | Command::Import { dir, .. }
             | Command::Export { dir, .. } => Some(dir),
@@ -458,6 +467,7 @@ fn run(cli: Cli, args: Option<&[String]>) -> Result<()> {
             })
         }
         Command::Stats { dir, format } => stats::run(&dir, format),
+        Command::Score { dir, all } => score(&dir, all),
         Command::Script { what } => script::run(what),
         Command::Serve { dir, addr, log_format: _ } => http::serve(&dir, &addr),
         Command::Token { what } => match what {
@@ -708,4 +718,30 @@ pub(crate) fn acting_user<R: crmkit_core::store::Reader>(
         Some(_) => bail!("--as: user \"{login}\" is deactivated"),
         None => bail!("--as: no user has the login \"{login}\""),
     }
+}
+
+/// `crmkit score DIR [--all]`: scores deals again through the installation's bindings.
+fn score(dir: &Path, all: bool) -> Result<()> {
+    let inst = console::installation(dir)?;
+    let engine = script::engine(&inst)?;
+    if !engine.scores() {
+        bail!(
+            "no deal.score handler is bound in {}: nothing to score (bind one in [[hooks]], see docs/hooks.md)",
+            dir.join(crmkit_core::config::CONFIG_FILE).display()
+        );
+    }
+    let done = {
+        let bar = Bar::stages();
+        engine.rescore(inst.store(), None, all, &mut |p| bar.update(p))?
+    };
+    say!(
+        "scored {}{} deals: {} changed, {} unchanged, {} without a score, {} with a probability set by hand (kept)",
+        done.deals,
+        if all { "" } else { " open" },
+        done.changed,
+        done.deals - done.changed,
+        done.unscored,
+        done.manual
+    );
+    Ok(())
 }

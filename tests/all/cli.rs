@@ -524,3 +524,14 @@ fn a_file_error_says_its_cause_once() {
     let config = std::path::Path::new(dir).join("config/crmkit.toml");
     assert_eq!(out.trim(), format!("error: {}: an installation is already there", config.display()));
 }
+
+/// `crmkit score` with no `deal.score` binding says so and scores nothing.
+#[test]
+fn score_without_a_bound_model_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("crm");
+    let dir = dir.to_str().unwrap();
+    ok(&["init", dir]);
+    let out = fails(&["score", dir, "--all"]);
+    assert!(out.contains("no deal.score handler is bound in") && out.contains("nothing to score"), "{out}");
+}

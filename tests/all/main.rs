@@ -20,6 +20,7 @@ mod ops;
 mod process;
 mod progress;
 mod refusals;
+mod score;
 mod script_tools;
 mod scripting;
 mod store;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::point::{AnswerType, HookPoint};
+use crate::model::score::{self, ScoreFactor};
 use crate::Error;
 
 /// What a handler answers.
@@ -26,6 +27,19 @@ pub enum Answer {
     Stage(Option<String>),
     /// `task.assignee`: the executor's login (`None`: the default rule).
     Assignee(Option<String>),
+    /// `deal.score`: the deal's win probability and its factors (`None`: no score).
+    Score(Option<Score>),
+}
+
+/// A scoring model's answer: the win probability in percent (0 to 100, a decimal number),
+/// the factors that produced it and, if it says, the model's name and version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Score {
+    pub probability: f64,
+    pub factors: Vec<ScoreFactor>,
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 impl Answer {
@@ -36,6 +50,7 @@ impl Answer {
             Answer::Actions(_) => AnswerType::Actions,
             Answer::Stage(_) => AnswerType::Stage,
             Answer::Assignee(_) => AnswerType::Assignee,
+            Answer::Score(_) => AnswerType::Score,
         }
     }
 }
@@ -100,6 +115,12 @@ pub fn accept(point: HookPoint, handler: &str, reply: Reply) -> Result<Answer, E
         message: format!("answered {got}; {point} expects {}", expected.expected()),
     };
     match reply {
+        Reply::Answer(Answer::Score(Some(s))) if expected == AnswerType::Score => {
+            match score::check(s.probability, &s.factors, s.model.as_deref()) {
+                Ok(()) => Ok(Answer::Score(Some(s))),
+                Err(m) => Err(wrong(format!("a score whose {m}"))),
+            }
+        }
         Reply::Answer(a) if a.answer_type() == expected => Ok(a),
         Reply::Answer(a) => Err(wrong(format!("{a:?}"))),
         Reply::Json(v) => from_json(expected, v).map_err(wrong),
@@ -151,7 +172,65 @@ fn from_json(t: AnswerType, v: Value) -> Result<Answer, String> {
             };
             Ok(if t == AnswerType::Stage { Answer::Stage(text) } else { Answer::Assignee(text) })
         }
+        AnswerType::Score => match v {
+            Value::Null => Ok(Answer::Score(None)),
+            Value::Object(m) => score_from_json(m).map(|s| Answer::Score(Some(s))),
+            _ => Err(got()),
+        },
     }
+}
+
+/// A score from its JSON form, strictly: `probability` and `factors` are required, `model`
+/// may be left out, nothing else may be there; each factor has exactly `name`, `value` and
+/// `contribution`.
+fn score_from_json(m: serde_json::Map<String, Value>) -> Result<Score, String> {
+    let bad = |what: String| format!("a score whose {what}");
+    if let Some(k) = m.keys().find(|k| !["probability", "factors", "model"].contains(&k.as_str())) {
+        return Err(bad(format!("member \"{k}\" is not one of probability, factors, model")));
+    }
+    let probability = match m.get("probability") {
+        None => return Err(bad("probability is missing".into())),
+        Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+        Some(other) => return Err(bad(format!("probability is {}, not a number", describe(other)))),
+    };
+    let items = match m.get("factors") {
+        None => return Err(bad("factors are missing (an empty list when there are none)".into())),
+        Some(Value::Array(items)) => items,
+        Some(other) => return Err(bad(format!("factors are {}, not a list", describe(other)))),
+    };
+    let mut factors = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let Value::Object(f) = item else {
+            return Err(bad(format!(
+                "factors[{i}] is {}, not a map with name, value and contribution",
+                describe(item)
+            )));
+        };
+        if let Some(k) = f.keys().find(|k| !["name", "value", "contribution"].contains(&k.as_str())) {
+            return Err(bad(format!("factors[{i}] has member \"{k}\", not one of name, value, contribution")));
+        }
+        let name = match f.get("name") {
+            Some(Value::String(s)) => s.clone(),
+            None => return Err(bad(format!("factors[{i}].name is missing"))),
+            Some(other) => return Err(bad(format!("factors[{i}].name is {}, not text", describe(other)))),
+        };
+        let Some(value) = f.get("value").cloned() else {
+            return Err(bad(format!("factors[{i}].value is missing (null when the model saw none)")));
+        };
+        let contribution = match f.get("contribution") {
+            Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+            None => return Err(bad(format!("factors[{i}].contribution is missing"))),
+            Some(other) => return Err(bad(format!("factors[{i}].contribution is {}, not a number", describe(other)))),
+        };
+        factors.push(ScoreFactor { name, value, contribution });
+    }
+    let model = match m.get("model") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => return Err(bad(format!("model is {}, not text", describe(other)))),
+    };
+    score::check(probability, &factors, model.as_deref()).map_err(bad)?;
+    Ok(Score { probability, factors, model })
 }
 
 /// A JSON value in a few words, for messages.
@@ -225,6 +304,52 @@ mod tests {
         check(HookPoint::DealRoute, json!(1), Err("deal.route expects a stage id"));
         check(HookPoint::TaskAssignee, json!("anna"), Ok(Answer::Assignee(Some("anna".into()))));
         check(HookPoint::TaskAssignee, json!([]), Err("task.assignee expects a user's login"));
+
+        let score = HookPoint::DealScore;
+        let factor = ScoreFactor { name: "amount".into(), value: json!("1500.00"), contribution: -0.25 };
+        check(score, json!(null), Ok(Answer::Score(None)));
+        check(
+            score,
+            json!({"probability": 37.5, "factors": [{"name": "amount", "value": "1500.00", "contribution": -0.25}], "model": "m1"}),
+            Ok(Answer::Score(Some(Score { probability: 37.5, factors: vec![factor], model: Some("m1".into()) }))),
+        );
+        check(
+            score,
+            json!({"probability": 0, "factors": []}),
+            Ok(Answer::Score(Some(Score { probability: 0.0, factors: vec![], model: None }))),
+        );
+        check(
+            score,
+            json!({"probability": 101, "factors": []}),
+            Err("a score whose probability is a percentage from 0 to 100, got 101"),
+        );
+        check(score, json!({"probability": -1, "factors": []}), Err("got -1"));
+        check(score, json!({"probability": "50", "factors": []}), Err("probability is text (\"50\"), not a number"));
+        check(score, json!({"factors": []}), Err("probability is missing"));
+        check(score, json!({"probability": 5, "factors": {}}), Err("factors are a map ({}), not a list"));
+        check(score, json!({"probability": 5}), Err("factors are missing"));
+        check(
+            score,
+            json!({"probability": 5, "factors": [{"value": 1, "contribution": 1}]}),
+            Err("factors[0].name is missing"),
+        );
+        check(
+            score,
+            json!({"probability": 5, "factors": [{"name": " ", "value": 1, "contribution": 1}]}),
+            Err("factors[0].name is empty"),
+        );
+        check(
+            score,
+            json!({"probability": 5, "factors": [{"name": "a", "value": [1], "contribution": 1}]}),
+            Err("factors[0].value is a list or a map"),
+        );
+        check(
+            score,
+            json!({"probability": 5, "factors": [{"name": "a", "value": 1}]}),
+            Err("factors[0].contribution is missing"),
+        );
+        check(score, json!({"probability": 5, "factors": [], "why": 1}), Err("member \"why\" is not one of"));
+        check(score, json!(50), Err("answered a number (50); deal.score expects a score"));
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! - **guards** answer [`Answer::Allow`] or [`Answer::Reject`]; the first rejection wins;
 //! - **reactions** answer [`Answer::Actions`], applied in the same transaction;
 //! - **computations** answer a value ([`Answer::Stage`] for `deal.route`,
-//!   [`Answer::Assignee`] for `task.assignee`); no value means "the default".
+//!   [`Answer::Assignee`] for `task.assignee`, [`Answer::Score`] for `deal.score`); no value
+//!   means "the default".
 //!
 //! Each point declares its answer type ([`HookPoint::answer_type`]); core checks every answer
 //! against it. A handler that fails (a trap, an exhausted budget, a script error, a panic) or
@@ -21,7 +22,7 @@ mod registry;
 mod view;
 pub mod wire;
 
-pub use answer::{accept, Action, Answer, Reply};
+pub use answer::{accept, Action, Answer, Reply, Score};
 pub use binding::{runtime_of, CallLimits, HookBinding, Limits};
 pub use point::{AnswerType, HookFamily, HookKind, HookPoint};
 pub use registry::{

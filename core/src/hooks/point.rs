@@ -13,6 +13,8 @@ pub enum HookFamily {
     /// The sales process and the records it writes: deals, tasks, interactions, any entity
     /// saved.
     Process,
+    /// Scoring models: what the engine asks to estimate a deal.
+    Scoring,
 }
 
 impl HookFamily {
@@ -20,6 +22,7 @@ impl HookFamily {
     pub fn name(self) -> &'static str {
         match self {
             HookFamily::Process => "process",
+            HookFamily::Scoring => "scoring",
         }
     }
 }
@@ -50,6 +53,8 @@ pub enum AnswerType {
     Stage,
     /// A user's login, or nothing for the default ([`Answer::Assignee`](super::Answer::Assignee)).
     Assignee,
+    /// A probability with its factors, or nothing ([`Answer::Score`](super::Answer::Score)).
+    Score,
 }
 
 impl AnswerType {
@@ -62,6 +67,9 @@ impl AnswerType {
             AnswerType::Actions => "a list of actions (or null for none)",
             AnswerType::Stage => "a stage id (text) or null for the default route",
             AnswerType::Assignee => "a user's login (text) or null for the default rule",
+            AnswerType::Score => {
+                "a score {\"probability\": 0 to 100, \"factors\": [{\"name\": \"…\", \"value\": …, \"contribution\": …}], \"model\": \"…\"} or null for none"
+            }
         }
     }
 }
@@ -112,6 +120,7 @@ hook_points! {
     InteractionAfterCreate = "interaction.after_create", Process, Reaction, Actions;
     DealRoute = "deal.route", Process, Computation, Stage;
     TaskAssignee = "task.assignee", Process, Computation, Assignee;
+    DealScore = "deal.score", Scoring, Computation, Score;
 }
 
 impl HookPoint {

@@ -4,6 +4,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::rules::{in_list, money, optional_text, refuse_changed, required_text, trim, trim_opt};
+use super::DealScore;
 use super::Index;
 use super::{
     entity_meta, Attitude, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, ListId, PartnerRole, Ref,
@@ -103,6 +104,16 @@ pub struct Deal {
     /// The number of steps in the deal's stage history (kept by the store and the engine).
     #[serde(default)]
     pub history_steps: u32,
+    /// Whether `probability` was set by hand (or given when the deal was created or
+    /// imported): a scoring model's score and a stage's default then leave it as it is.
+    /// Schema 7 and later.
+    #[serde(default)]
+    pub probability_manual: bool,
+    /// The score the `deal.score` handler gave the deal (`None`: none bound, or it gave
+    /// none); kept beside a manual probability. Written only by the process engine.
+    /// Schema 7 and later.
+    #[serde(default)]
+    pub score: Option<DealScore>,
 }
 
 impl Deal {
@@ -141,6 +152,8 @@ impl Deal {
             stage_entered_at: None,
             checklist: Vec::new(),
             history_steps: 0,
+            probability_manual: false,
+            score: None,
         }
     }
 }
@@ -201,6 +214,9 @@ impl Entity for Deal {
                 return Err(e("probability", format!("is a percentage from 0 to 100, got {p}")));
             }
         }
+        if let Some(s) = &self.score {
+            super::score::check(s.probability, &s.factors, s.model.as_deref()).map_err(|m| e("score", m))?;
+        }
         if let Some(src) = &self.source {
             in_list(k, "source", src, cx.rules.list(ListId::Sources))?;
         }
@@ -258,15 +274,34 @@ impl Entity for Deal {
     /// process's rule ([`Rules::creation_step`](super::Rules::creation_step)).
     fn created_outside_engine(&mut self, cx: Cx<'_>, actor: Option<UserId>) -> Result<Option<StageChange>, FieldError> {
         self.history_steps = 1;
+        if self.score.is_some() {
+            return Err(FieldError::new(Self::KIND, "score", "is computed by the deal.score handler, not given"));
+        }
+        self.probability_manual = self.probability.is_some();
         cx.rules.creation_step(self, actor).map(Some)
     }
 
     /// Outside the process engine, a deal's kind, stage, status and their bookkeeping do
     /// not change (the stage history must record every change), nor a closed deal's loss
     /// reason and competitor (the history records the loss).
+    /// A probability changed outside the engine was set by hand: it is flagged manual (and
+    /// a cleared one is not); an unchanged one keeps the flag the write gives.
+    fn follow_change(&self, new: &mut Self, by_engine: bool) {
+        if !by_engine && self.probability != new.probability {
+            new.probability_manual = new.probability.is_some();
+        }
+    }
+
     fn check_change(&self, new: &Self, by_engine: bool) -> Result<(), FieldError> {
         if by_engine {
             return Ok(());
+        }
+        if self.score != new.score {
+            return Err(FieldError::new(
+                Self::KIND,
+                "score",
+                "is computed by the deal.score handler when the deal changes (or by `crmkit score`), not set",
+            ));
         }
         let closed = self.status.is_closed();
         let changed = [

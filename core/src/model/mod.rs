@@ -15,6 +15,7 @@ mod history;
 mod index;
 mod interaction;
 mod partner;
+pub mod score;
 mod settings;
 mod task;
 pub mod text;
@@ -30,6 +31,7 @@ pub use history::{How, StageChange};
 pub use index::{Index, Target};
 pub use interaction::{Direction, Interaction, InteractionKind};
 pub use partner::{Partner, PartnerLink, PartnerRole};
+pub use score::{DealScore, ScoreFactor};
 pub use settings::{List, ListId, ListItem, Rules};
 pub use task::{due_prefix as task_due_prefix, executor_prefix as task_executor_prefix, Task, TaskStatus};
 pub(crate) use user::check_login;
@@ -349,6 +351,12 @@ pub trait Entity: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Syn
     ) -> Result<Option<StageChange>, FieldError> {
         let _ = (cx, actor);
         Ok(None)
+    }
+    /// Sets what a change from the stored `self` to `new` implies for fields the record
+    /// derives from it (a deal's probability set by hand is flagged manual); `by_engine`
+    /// tells whether the process engine makes the change. Runs before [`Entity::check_change`].
+    fn follow_change(&self, new: &mut Self, by_engine: bool) {
+        let _ = (new, by_engine);
     }
     /// Refuses a change from the stored `self` to `new` that only the process engine may
     /// make (when `by_engine` is false) or that nobody may make.

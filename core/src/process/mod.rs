@@ -11,7 +11,7 @@ pub use crate::hooks::{
     Action, Answer, CallLimits, Fault, Handler, HookBinding, HookInput, HookKind, HookPoint, Hooks, Reply, Subject,
     Transition, View,
 };
-pub use engine::{Engine, ImportStep, Outcome};
+pub use engine::{Engine, ImportStep, Outcome, Rescored};
 pub use history::check_history;
 pub(crate) use history::creation_step;
 pub use monitor::{sla_breaches, SlaBreach};

@@ -16,7 +16,7 @@ use crate::model::{Entity, EntityKind};
 use crate::{Error, Result};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 const FORMAT: &[u8] = b"format";
 const FORMAT_VALUE: &[u8] = b"crmkit";
@@ -27,7 +27,7 @@ pub(super) const ID_SEQ: &[u8] = b"id_seq";
 type Migration = fn(&mut WriteTxn<'_>) -> Result<()>;
 
 /// Migrations from each older schema version; version 1 is the first released schema.
-const MIGRATIONS: &[Migration] = &[v1_to_v2, rebuild_indexes, v3_to_v4, v4_to_v5, v5_to_v6];
+const MIGRATIONS: &[Migration] = &[v1_to_v2, rebuild_indexes, v3_to_v4, v4_to_v5, v5_to_v6, v6_to_v7];
 
 /// Rebuilds every secondary index from the records (schema 3 keeps indexes as posting
 /// chunks; before, one key per entry).
@@ -101,6 +101,32 @@ fn v4_to_v5(_tx: &mut WriteTxn<'_>) -> Result<()> {
 /// with `multiple = true`). Stored records do not change; the version is raised so that an
 /// older build refuses the file ("upgrade crmkit") instead of failing on such a value.
 fn v5_to_v6(_tx: &mut WriteTxn<'_>) -> Result<()> {
+    Ok(())
+}
+
+/// Schema 7 keeps a deal's score (`score`) and whether its probability was set by hand
+/// (`probability_manual`). Every deal is written in the new form, without a score; an open
+/// deal whose probability is not the one its stage gives was set by someone (a user, an
+/// import, a rule) and is flagged manual, so that a scoring model bound later does not
+/// replace it.
+fn v6_to_v7(tx: &mut WriteTxn<'_>) -> Result<()> {
+    use crate::model::Deal;
+    use crate::store::Reader;
+    let mut deals = Vec::new();
+    tx.for_each::<Deal>(|d| {
+        deals.push(d);
+        true
+    })?;
+    let settings = tx.settings_arc();
+    for mut d in deals {
+        let stage_default = settings
+            .process_kind(&d.kind)
+            .and_then(|k| d.stage.as_deref().and_then(|s| k.stage(s)))
+            .and_then(|s| s.probability);
+        d.probability_manual = !d.status.is_closed() && d.probability.is_some() && d.probability != stage_default;
+        d.score = None;
+        tx.changes.put(entity_table(crate::model::EntityKind::Deal), d.id.0.to_bytes().to_vec(), super::encode(&d));
+    }
     Ok(())
 }
 

@@ -291,6 +291,7 @@ impl WriteTxn<'_> {
             updated_by: self.actor,
         });
         entity.stamp(now);
+        old.follow_change(&mut entity, self.engine_writes_state);
         old.check_change(&entity, self.engine_writes_state)?;
         self.check(&mut entity, Some(old))?;
         let record = encode(&entity);

@@ -153,6 +153,8 @@ impl Resource for Deal {
         "history_steps",
         "loss_reason",
         "competitor",
+        "probability_manual",
+        "score",
     ];
     const FIXED_FIELDS: &'static [&'static str] = &["kind"];
 
@@ -650,6 +652,8 @@ pub async fn update<E: Resource>(
     let mut patch = object_body(req).await?;
     let version = version_named(header, body_version(patch.remove("version"))?)?;
     refuse_server_fields::<E>(&patch, true)?;
+    // A probability a request sets is set by hand, even when it is the value the deal has.
+    let set_by_hand = E::KIND == EntityKind::Deal && patch.get("probability").is_some_and(|p| !p.is_null());
     let caller = caller.clone();
     let updated = app
         .writer
@@ -661,6 +665,9 @@ pub async fn update<E: Resource>(
             }
             let mut value = to_json(&current);
             merge(&mut value, Value::Object(patch));
+            if set_by_hand {
+                value["probability_manual"] = Value::Bool(true);
+            }
             let next: E = from_json(value)?;
             refuse_unseen_refs(&*tx, &caller, &next, Some(&current))?;
             if !caller.may(&*tx, Access::Write, &next)? {

@@ -163,6 +163,10 @@ impl Cx<'_> {
         }
         let created_at = first.at;
         deal.history_steps = changes.len() as u32;
+        // A probability brought from the other system is someone's estimate there, kept as
+        // set by hand on an open deal; a score is computed here, never brought in.
+        deal.probability_manual = deal.probability.is_some() && !deal.status.is_closed();
+        deal.score = None;
         let created = tx.as_engine(|tx| tx.create_imported(deal, created_at))?;
         for mut c in changes {
             c.deal = created.id;

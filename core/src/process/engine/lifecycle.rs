@@ -104,6 +104,9 @@ impl Cx<'_> {
             _ => {}
         }
         let now = self.now(tx);
+        // A probability given with the deal is someone's estimate: kept as set by hand.
+        deal.probability_manual = deal.probability.is_some();
+        deal.score = None;
         if let Some(stage) = deal.stage.as_deref().and_then(|s| kind.stage(s)) {
             if deal.probability.is_none() {
                 deal.probability = stage.probability;
@@ -311,6 +314,7 @@ impl Cx<'_> {
                 }
                 new.status = DealStatus::Won;
                 new.probability = Some(100);
+                new.probability_manual = false;
                 (How::Won, Some(comment))
             }
             Outcome::Lost { reason, competitor, comment } => {
@@ -342,6 +346,7 @@ impl Cx<'_> {
                 }
                 new.status = DealStatus::Lost;
                 new.probability = Some(0);
+                new.probability_manual = false;
                 new.loss_reason = Some(reason.clone());
                 new.competitor = competitor;
                 if !comment.trim().is_empty() {
@@ -416,6 +421,7 @@ impl Cx<'_> {
         new.loss_reason = None;
         new.competitor = None;
         new.probability = new.stage.as_deref().and_then(|s| kind.stage(s)).and_then(|s| s.probability);
+        new.probability_manual = false;
         self.transition(tx, old, new, How::Reopen, Some(comment.to_string()))
     }
 
@@ -435,7 +441,8 @@ impl Cx<'_> {
         if stage_changes {
             new.stage_entered_at = Some(now);
             new.checklist.clear();
-            if how != How::Reopen {
+            // A probability set by hand stays; the stage's default replaces any other.
+            if how != How::Reopen && !new.probability_manual {
                 if let Some(p) = new.stage.as_deref().and_then(|s| kind.stage(s)).and_then(|s| s.probability) {
                     new.probability = Some(p);
                 }

@@ -17,9 +17,11 @@ mod entities;
 mod import;
 mod lifecycle;
 mod reactions;
+mod score;
 mod tasks;
 
 use lifecycle::unmet;
+pub use score::Rescored;
 
 /// How a deal is closed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,7 +112,10 @@ impl Engine {
     /// first stage's tasks.
     pub fn create_deal(&self, tx: &mut WriteTxn<'_>, deal: Deal) -> Result<Deal> {
         let cx = self.cx(tx)?;
-        cx.attempt(tx, |tx| cx.create_deal(tx, deal))
+        cx.attempt(tx, |tx| {
+            let deal = cx.create_deal(tx, deal)?;
+            cx.score(tx, deal)
+        })
     }
 
     /// Moves a deal by hand to `to`. Manual kinds: any stage the current one allows.
@@ -124,7 +129,10 @@ impl Engine {
         note: Option<&str>,
     ) -> Result<Deal> {
         let cx = self.cx(tx)?;
-        cx.attempt(tx, |tx| cx.move_deal(tx, id, version, to, note))
+        cx.attempt(tx, |tx| {
+            let deal = cx.move_deal(tx, id, version, to, note)?;
+            cx.score(tx, deal)
+        })
     }
 
     /// Managed kinds: moves the deal along its route if the stage's requirements hold;
@@ -133,7 +141,8 @@ impl Engine {
         let cx = self.cx(tx)?;
         cx.attempt(tx, |tx| {
             let deal = cx.current(tx, id, version)?;
-            cx.advance(tx, deal)
+            let deal = cx.advance(tx, deal)?;
+            cx.score(tx, deal)
         })
     }
 
@@ -142,7 +151,8 @@ impl Engine {
         let cx = self.cx(tx)?;
         cx.attempt(tx, |tx| {
             let deal = cx.current(tx, id, version)?;
-            cx.hold(tx, deal, comment)
+            let deal = cx.hold(tx, deal, comment)?;
+            cx.score(tx, deal)
         })
     }
 
@@ -158,14 +168,18 @@ impl Engine {
             new.status = DealStatus::InProgress;
             let deal = cx.transition(tx, old, new, How::Resume, Some(comment.to_string()))?;
             // Tasks done while the deal was on hold may have finished its stage.
-            cx.auto_advance(tx, deal)
+            let deal = cx.auto_advance(tx, deal)?;
+            cx.score(tx, deal)
         })
     }
 
     /// Closes a deal as won or lost.
     pub fn close(&self, tx: &mut WriteTxn<'_>, id: DealId, version: u64, outcome: Outcome) -> Result<Deal> {
         let cx = self.cx(tx)?;
-        cx.attempt(tx, |tx| cx.close(tx, id, version, outcome))
+        cx.attempt(tx, |tx| {
+            let deal = cx.close(tx, id, version, outcome)?;
+            cx.score(tx, deal)
+        })
     }
 
     /// Reopens a closed deal in `stage` (default: the stage it was closed in). Only users
@@ -180,7 +194,10 @@ impl Engine {
         comment: &str,
     ) -> Result<Deal> {
         let cx = self.cx(tx)?;
-        cx.attempt(tx, |tx| cx.reopen(tx, id, version, stage, comment))
+        cx.attempt(tx, |tx| {
+            let deal = cx.reopen(tx, id, version, stage, comment)?;
+            cx.score(tx, deal)
+        })
     }
 
     /// Ticks a checklist item of the deal's current stage off (or back on).
@@ -209,7 +226,8 @@ impl Engine {
                 deal.checklist.sort();
             }
             let deal = cx.save(tx, deal)?;
-            cx.auto_advance(tx, deal)
+            let deal = cx.auto_advance(tx, deal)?;
+            cx.score(tx, deal)
         })
     }
 
@@ -227,7 +245,8 @@ impl Engine {
         cx.attempt(tx, |tx| {
             let e = cx.update(tx, entity)?;
             if let Some(deal) = (&e as &dyn std::any::Any).downcast_ref::<Deal>() {
-                cx.auto_advance(tx, deal.clone())?;
+                let deal = cx.auto_advance(tx, deal.clone())?;
+                cx.score(tx, deal)?;
                 return tx.load::<E>(e.id());
             }
             Ok(e)
@@ -238,13 +257,13 @@ impl Engine {
     /// `process.complete_others_tasks`. In a managed process this may move the deal on.
     pub fn complete_task(&self, tx: &mut WriteTxn<'_>, id: TaskId, version: u64) -> Result<Task> {
         let cx = self.cx(tx)?;
-        cx.attempt(tx, |tx| cx.finish_task(tx, id, version, TaskStatus::Done))
+        cx.attempt(tx, |tx| cx.finish_and_score(tx, id, version, TaskStatus::Done))
     }
 
     /// Cancels an open task (same permissions as completing it).
     pub fn cancel_task(&self, tx: &mut WriteTxn<'_>, id: TaskId, version: u64) -> Result<Task> {
         let cx = self.cx(tx)?;
-        cx.attempt(tx, |tx| cx.finish_task(tx, id, version, TaskStatus::Cancelled))
+        cx.attempt(tx, |tx| cx.finish_and_score(tx, id, version, TaskStatus::Cancelled))
     }
 
     /// Brings in a deal from another system with its past stage history. The deal's
@@ -252,7 +271,10 @@ impl Engine {
     /// stages, and end in the deal's stage and status.
     pub fn import_deal(&self, tx: &mut WriteTxn<'_>, deal: Deal, steps: Vec<ImportStep>) -> Result<Deal> {
         let cx = self.cx(tx)?;
-        cx.attempt(tx, |tx| cx.import_deal(tx, deal, steps))
+        cx.attempt(tx, |tx| {
+            let deal = cx.import_deal(tx, deal, steps)?;
+            cx.score(tx, deal)
+        })
     }
 
     /// What keeps the deal from leaving its current stage forward, one line each (empty:
@@ -286,6 +308,23 @@ impl Cx<'_> {
         self.settings
             .process_kind(&deal.kind)
             .ok_or_else(|| deal_field("kind", format!("\"{}\" is not a configured process kind", deal.kind)))
+    }
+
+    /// Finishes a task and, when that changed its deal (a managed deal moved on), scores
+    /// the deal again.
+    fn finish_and_score(&self, tx: &mut WriteTxn<'_>, id: TaskId, version: u64, to: TaskStatus) -> Result<Task> {
+        let deal_before = match tx.load::<Task>(id)?.deal {
+            Some(d) => Some((d, tx.load::<Deal>(d)?.version)),
+            None => None,
+        };
+        let task = self.finish_task(tx, id, version, to)?;
+        if let Some((d, v)) = deal_before {
+            let deal: Deal = tx.load(d)?;
+            if deal.version != v {
+                self.score(tx, deal)?;
+            }
+        }
+        Ok(task)
     }
 
     fn now(&self, _tx: &WriteTxn<'_>) -> Timestamp {
