@@ -157,6 +157,30 @@ impl ResourceLimiter for State {
     }
 }
 
+/// A plugin as its host sees it (see [`PluginHost::status`]).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct PluginStatus {
+    /// Its name: its folder in the plugins folder.
+    pub name: String,
+    /// Whether a loaded version is in use (calls go to it).
+    pub in_use: bool,
+    /// Why the plugin as it is on disk now does not load (`None`: it loads).
+    pub error: Option<String>,
+    /// Whether the plugin on disk loads and differs from the version in use (or none is):
+    /// loading it again would put it in use.
+    pub pending: bool,
+    /// The plugin's version, ABI version and module SHA-256 — of the version in use, else of
+    /// the one on disk; `None` when neither is there to say.
+    pub version: Option<String>,
+    pub abi: Option<u32>,
+    pub sha256: Option<String>,
+    /// The export for each hook point it provides.
+    pub hooks: BTreeMap<crmkit_core::hooks::HookPoint, String>,
+    /// The capabilities it is linked with: requested in its manifest and granted by the
+    /// installation (a plugin with a capability not granted does not load).
+    pub capabilities: Vec<String>,
+}
+
 /// The plugins of one installation and the engine that runs them.
 pub struct PluginHost {
     engine: Engine,
@@ -237,6 +261,14 @@ impl PluginHost {
         self.names().iter().filter_map(|n| self.load(n).err()).collect()
     }
 
+    /// The plugin in folder `name` as it is on disk now, checked and linked as [`load`] does,
+    /// without putting it in use: the plugins in use stay as they are.
+    ///
+    /// [`load`]: PluginHost::load
+    pub fn check(&self, name: &str) -> Result<Plugin, PluginError> {
+        self.read_plugin(name)
+    }
+
     /// Loads (or loads again) the plugin in folder `name`.
     pub fn load(&self, name: &str) -> Result<Arc<Plugin>, PluginError> {
         let loaded = self.read_plugin(name).map(Arc::new);
@@ -265,6 +297,38 @@ impl PluginHost {
             None,
             format!("there is no plugin {name} in {} (a folder with plugin.toml and {name}.wasm)", self.dir.display()),
         ))
+    }
+
+    /// Every plugin of the folder and every plugin in use: whether it loads as it is on disk
+    /// now (loading it again from the compiled-code cache, without putting it in use), and
+    /// what the version in use is.
+    pub fn status(&self) -> Vec<PluginStatus> {
+        let in_use = self.plugins.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut names: std::collections::BTreeSet<String> = self.names().into_iter().collect();
+        names.extend(in_use.keys().cloned());
+        names
+            .into_iter()
+            .map(|name| {
+                let now = self.read_plugin(&name);
+                let used = in_use.get(&name);
+                let shown = used.map(|p| &p.manifest).or(now.as_ref().ok().map(|p| &p.manifest));
+                PluginStatus {
+                    in_use: used.is_some(),
+                    error: now.as_ref().err().map(ToString::to_string),
+                    pending: match (&now, used) {
+                        (Ok(n), Some(u)) => n.manifest != u.manifest,
+                        (Ok(_), None) => true,
+                        (Err(_), _) => false,
+                    },
+                    version: shown.map(|m| m.version.clone()),
+                    abi: shown.map(|m| m.abi),
+                    sha256: shown.map(|m| m.sha256.clone()),
+                    hooks: shown.map(|m| m.hooks.clone()).unwrap_or_default(),
+                    capabilities: shown.map(|m| m.capabilities.clone()).unwrap_or_default(),
+                    name,
+                }
+            })
+            .collect()
     }
 
     /// The loaded plugins.
@@ -357,11 +421,7 @@ impl PluginHost {
         }
         let sha256 = hex(&Sha256::digest(bytes));
         if sha256 != manifest.sha256 {
-            return Err(err(format!(
-                "the SHA-256 of {} is {sha256}, plugin.toml says {}: the module is not the one the manifest was written for",
-                path.display(),
-                manifest.sha256
-            )));
+            return Err(err(crate::inspect::sha_mismatch(&path.display().to_string(), &sha256, &manifest.sha256)));
         }
         if let Some(cache) = &self.cache {
             if let Some(code) = cache.get(&sha256) {
@@ -518,12 +578,12 @@ fn deserialize(engine: &Engine, code: &[u8]) -> wasmtime::Result<Module> {
     unsafe { Module::deserialize(engine, code) }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A function type as a message shows it: `(i32, i32) -> i64`.
-fn signature(ft: &FuncType) -> String {
+pub(crate) fn signature(ft: &FuncType) -> String {
     let params: Vec<String> = ft.params().map(|t| t.to_string()).collect();
     let results: Vec<String> = ft.results().map(|t| t.to_string()).collect();
     format!("({}) -> ({})", params.join(", "), results.join(", "))
@@ -540,8 +600,14 @@ fn func_is(ty: Option<ExternType>, params: &[&str], results: &[&str]) -> Result<
 }
 
 /// Checks the exports version 1 asks for: the version marker, `memory`, the allocator and
-/// every hook export the manifest names.
+/// every hook export the manifest names. The first problem, with the export at fault.
 fn check_exports(module: &Module, manifest: &Manifest) -> Result<(), (Option<String>, String)> {
+    export_problems(module, Some(manifest)).into_iter().next().map_or(Ok(()), Err)
+}
+
+/// The ABI version marker `module` exports, as a version and the export's name, or why there
+/// is none that this host runs.
+pub(crate) fn marker(module: &Module) -> Result<(u32, String), String> {
     let markers: Vec<(String, Option<u32>)> = module
         .exports()
         .filter_map(|e| {
@@ -550,82 +616,110 @@ fn check_exports(module: &Module, manifest: &Manifest) -> Result<(), (Option<Str
         .collect();
     let supported = abi::supported();
     match markers.as_slice() {
-        [] => {
-            return Err((
-                None,
-                format!(
-                    "exports no ABI version marker (a function {}N, e.g. {}1); supported: {supported}",
-                    abi::MARKER_PREFIX,
-                    abi::MARKER_PREFIX
-                ),
-            ))
-        }
+        [] => Err(format!(
+            "exports no ABI version marker (a function {}N, e.g. {}1); supported: {supported}",
+            abi::MARKER_PREFIX,
+            abi::MARKER_PREFIX
+        )),
         [(name, Some(v))] if !abi::SUPPORTED.contains(v) => {
-            return Err((None, format!("found ABI version {v} (export {name}), supported: {supported}")))
+            Err(format!("found ABI version {v} (export {name}), supported: {supported}"))
         }
-        [(name, Some(v))] if *v != manifest.abi => {
-            return Err((
-                None,
-                format!("the module is ABI version {v} (export {name}), plugin.toml says abi = {}", manifest.abi),
-            ))
-        }
-        [(_, Some(_))] => {}
+        [(name, Some(v))] => Ok((*v, name.clone())),
         many => {
             let names: Vec<&str> = many.iter().map(|(n, _)| n.as_str()).collect();
-            return Err((
-                None,
-                format!("exports {} as its ABI version marker: exactly one crmkit_abi_vN with a number N is expected; supported: {supported}", names.join(", ")),
-            ));
+            Err(format!(
+                "exports {} as its ABI version marker: exactly one crmkit_abi_vN with a number N is expected; supported: {supported}",
+                names.join(", ")
+            ))
         }
+    }
+}
+
+/// Every way `module`'s exports fall short of version 1: the version marker (and, given a
+/// manifest, its agreement with `abi`), `memory`, the allocator and every hook export the
+/// manifest names — each with the export at fault when it is a hook's.
+pub(crate) fn export_problems(module: &Module, manifest: Option<&Manifest>) -> Vec<(Option<String>, String)> {
+    let mut out = Vec::new();
+    match (marker(module), manifest) {
+        (Err(m), _) => out.push((None, m)),
+        (Ok((v, name)), Some(manifest)) if v != manifest.abi => out.push((
+            None,
+            format!("the module is ABI version {v} (export {name}), plugin.toml says abi = {}", manifest.abi),
+        )),
+        (Ok(_), _) => {}
     }
     match module.get_export(abi::MEMORY) {
         Some(ExternType::Memory(m)) if !m.is_64() && !m.is_shared() => {}
         Some(ExternType::Memory(_)) => {
-            return Err((None, "exports a 64-bit or shared memory; version 1 takes a plain 32-bit memory".into()))
+            out.push((None, "exports a 64-bit or shared memory; version 1 takes a plain 32-bit memory".into()))
         }
-        _ => return Err((None, "exports no memory named \"memory\"".into())),
+        _ => out.push((None, "exports no memory named \"memory\"".into())),
     }
-    func_is(module.get_export(abi::ALLOC), &["i32"], &["i32"]).map_err(|m| (None, format!("{}: {m}", abi::ALLOC)))?;
-    for (point, export) in &manifest.hooks {
-        func_is(module.get_export(export), &["i32", "i32"], &["i64"])
-            .map_err(|m| (Some(export.clone()), format!("the hook export for {point} {m}")))?;
+    if let Err(m) = func_is(module.get_export(abi::ALLOC), &["i32"], &["i32"]) {
+        out.push((None, format!("{}: {m}", abi::ALLOC)));
     }
-    Ok(())
+    for (point, export) in manifest.map(|m| &m.hooks).into_iter().flatten() {
+        if let Err(m) = func_is(module.get_export(export), &["i32", "i32"], &["i64"]) {
+            out.push((Some(export.clone()), format!("the hook export for {point} {m}")));
+        }
+    }
+    out
 }
 
 /// Checks every import is one the host provides to this plugin; whether it reads.
 fn check_imports(module: &Module, manifest: &Manifest) -> Result<bool, String> {
-    let mut reads = false;
+    let (problems, reads) = import_problems(module, Some(manifest.capabilities.as_slice()));
+    problems.into_iter().next().map_or(Ok(reads), Err)
+}
+
+/// The type version 1 gives the import `name` of its namespace, when it has one.
+fn import_type(name: &str) -> Option<(&'static [&'static str], &'static [&'static str])> {
+    match name {
+        "log" => Some((&["i32", "i32", "i32"], &[])),
+        "now_ms" | "config" => Some((&[], &["i64"])),
+        n if abi::CAPABILITIES.contains(&n) => Some((&["i32", "i32"], &["i64"])),
+        _ => None,
+    }
+}
+
+/// Every import of `module` the host does not provide (another namespace, WASI, an unknown
+/// name, a wrong type) and, given the manifest's `capabilities`, every read it does not
+/// request; and whether it imports a read.
+pub(crate) fn import_problems(module: &Module, capabilities: Option<&[String]>) -> (Vec<String>, bool) {
+    let provided = || {
+        format!(
+            "version 1 provides {}.{{{}}}",
+            abi::NAMESPACE,
+            abi::FREE_IMPORTS.iter().chain(abi::CAPABILITIES).copied().collect::<Vec<_>>().join(", ")
+        )
+    };
+    let (mut out, mut reads) = (Vec::new(), false);
     for i in module.imports() {
         let full = format!("{}.{}", i.module(), i.name());
         if abi::WASI.contains(&i.module()) {
-            return Err(format!("imports {full}: WASI is not part of ABI version 1 (build without WASI: a core module with no imports besides {})", abi::NAMESPACE));
+            out.push(format!("imports {full}: WASI is not part of ABI version 1 (build without WASI: a core module with no imports besides {})", abi::NAMESPACE));
+            continue;
         }
-        if i.module() != abi::NAMESPACE {
-            return Err(format!(
-                "imports {full}, which the host does not provide (version 1 provides {}.{{{}}})",
-                abi::NAMESPACE,
-                abi::FREE_IMPORTS.iter().chain(abi::CAPABILITIES).copied().collect::<Vec<_>>().join(", ")
-            ));
+        let Some((params, results)) = import_type(i.name()).filter(|_| i.module() == abi::NAMESPACE) else {
+            out.push(format!("imports {full}, which the host does not provide ({})", provided()));
+            continue;
+        };
+        if let Err(m) = func_is(Some(i.ty()), params, results) {
+            out.push(format!("imports {full}, which {}", m.replacen("is not exported", "is missing", 1)));
+            continue;
         }
         if abi::CAPABILITIES.contains(&i.name()) {
-            if !manifest.capabilities.iter().any(|c| c == i.name()) {
-                return Err(format!(
+            reads = true;
+            if capabilities.is_some_and(|c| !c.iter().any(|c| c == i.name())) {
+                out.push(format!(
                     "imports {full}, which needs capability {}: plugin.toml does not request it (capabilities = [\"{}\"])",
                     i.name(),
                     i.name()
                 ));
             }
-            reads = true;
-        } else if !abi::FREE_IMPORTS.contains(&i.name()) {
-            return Err(format!(
-                "imports {full}, which the host does not provide (version 1 provides {}.{{{}}})",
-                abi::NAMESPACE,
-                abi::FREE_IMPORTS.iter().chain(abi::CAPABILITIES).copied().collect::<Vec<_>>().join(", ")
-            ));
         }
     }
-    Ok(reads)
+    (out, reads)
 }
 
 /// `memory[at..at + len]`, or why it is not in memory.

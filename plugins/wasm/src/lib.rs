@@ -21,12 +21,14 @@
 mod abi;
 mod cache;
 mod host;
+mod inspect;
 mod manifest;
 mod provider;
 mod settings;
 
-pub use abi::{pack, unpack, CAPABILITIES, MARKER_PREFIX, NAMESPACE, SUPPORTED};
-pub use host::{Compiled, Plugin, PluginError, PluginHost};
+pub use abi::{pack, supported, unpack, CAPABILITIES, MARKER_PREFIX, NAMESPACE, SUPPORTED};
+pub use host::{Compiled, Plugin, PluginError, PluginHost, PluginStatus};
+pub use inspect::{inspect, Inspection};
 pub use manifest::Manifest;
 pub use provider::{split_handler, PluginHandler, WasmProvider, RUNTIME};
 pub use settings::WasmSettings;

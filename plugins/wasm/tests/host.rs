@@ -207,7 +207,7 @@ fn bad_modules_are_refused_at_load_naming_the_cause() {
         &["capability read_partner is requested in plugin.toml but not granted", "runtimes.wasm.grants.not_granted"],
     );
     has("greedy", &["limits.memory_mb = 4096", "at most 64 (runtimes.wasm.max_memory_mb)"]);
-    has("wrong_import_sig", &["linking", "now_ms"]);
+    has("wrong_import_sig", &["imports crmkit_v1.now_ms, which is a function () -> (i32), it must be () -> (i64)"]);
     assert_eq!(of("good"), "");
     assert_eq!(errors.len(), 13, "{errors:#?}");
     // The good one serves; a refused one says why when called.
