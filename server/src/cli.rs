@@ -12,7 +12,7 @@ use crmkit_demo::{self as demo, DemoOptions};
 
 use crate::console::{self, Exit};
 use crate::progress::Bar;
-use crate::{attachments, beside, dossier, graph, http, script, stats, token, transfer};
+use crate::{attachments, beside, dossier, graph, http, plugin, script, stats, token, transfer};
 
 #[derive(Parser)]
 #[command(name = "crmkit", version, about = "An embeddable CRM engine: installations, demo data, statistics")]
@@ -268,6 +268,11 @@ enum Command {
         #[command(subcommand)]
         what: script::What,
     },
+    /// Inspect, check and try out WASM plugins (plugins/ABI.md).
+    Plugin {
+        #[command(subcommand)]
+        what: plugin::What,
+    },
     /// Import rows from a CSV or JSONL file: each row's external key makes re-running the
     /// file update rather than duplicate; bad rows are skipped and listed in
     /// FILE.errors.csv next to the input.
@@ -370,6 +375,7 @@ impl Command {
             | Command::Import { dir, .. }
             | Command::Export { dir, .. } => Some(dir),
             Command::Script { what } => Some(what.dir()),
+            Command::Plugin { what } => what.dir(),
             _ => None,
         }
     }
@@ -469,6 +475,7 @@ fn run(cli: Cli, args: Option<&[String]>) -> Result<()> {
         Command::Stats { dir, format } => stats::run(&dir, format),
         Command::Score { dir, all } => score(&dir, all),
         Command::Script { what } => script::run(what),
+        Command::Plugin { what } => plugin::run(what),
         Command::Serve { dir, addr, log_format: _ } => http::serve(&dir, &addr),
         Command::Token { what } => match what {
             TokenCommand::Create { dir, user, role } => {
@@ -662,8 +669,9 @@ fn check(inst: &Installation, dir: &Path) -> Result<()> {
         stats.schema_version,
         stats.stage_history_steps
     );
-    let (scripts, bound) = script::check_installation(inst)?;
-    say!("scripts: ok ({scripts} compiled, {bound} bindings to script functions checked)");
+    let c = script::check_installation(inst)?;
+    say!("scripts: ok ({} compiled, {} bindings to script functions checked)", c.scripts, c.script_bindings);
+    say!("plugins: ok ({} loaded, {} bindings to plugin exports checked)", c.plugins, c.plugin_bindings);
     let mut missing = Vec::new();
     for kind in &s.process_kinds {
         let guidance = kind.guidance.iter().chain(kind.stages.iter().flat_map(|st| st.guidance.iter()));
@@ -686,8 +694,6 @@ fn check(inst: &Installation, dir: &Path) -> Result<()> {
     if native > 0 {
         say!("hooks: {native} binding(s) to handlers the embedding program registers");
     }
-    let plugins = std::fs::read_dir(console::path(&dir.join("plugins"))).map(|d| d.count()).unwrap_or(0);
-    say!("plugins/: {plugins} file(s) (checked once the plugin runtime exists)");
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 //! The surface is what the binary and the benchmarks need: [`cli::main`] (the whole command
 //! line), [`cli::run_command_line`] (one command line, run in this process), [`serve`] and
 //! [`Served`] (the HTTP API), [`engine_and_scripts`] (an installation's process engine with
-//! its scripts bound), [`token`] (API tokens), [`make_demo`] and [`human_bytes`]. Everything
+//! its scripts and plugins bound), [`token`] (API tokens), [`make_demo`] and [`human_bytes`]. Everything
 //! else stays inside.
 
 #![warn(missing_docs)]
@@ -34,6 +34,7 @@ pub mod console;
 mod dossier;
 mod graph;
 mod http;
+mod plugin;
 mod progress;
 mod script;
 mod stats;
@@ -42,6 +43,6 @@ mod transfer;
 
 pub use cli::{human_bytes, make_demo};
 pub use http::{serve, Served};
-pub use script::engine_and_scripts;
+pub use script::{engine_and_scripts, Runtimes};
 
 use cli::{acting_user, Format};

@@ -71,17 +71,22 @@ pub fn engine(inst: &Installation) -> Result<Engine> {
     Ok(engine_and_scripts(inst)?.0)
 }
 
-/// The process engine and the script host it calls (reports run on the same host).
-pub fn engine_and_scripts(inst: &Installation) -> Result<(Engine, Arc<ScriptHost>)> {
-    let (host, errors) = host(inst)?;
-    report_errors(&errors)?;
-    Ok((engine_on(inst, &host)?, host))
+/// The hosts a process engine calls: the installation's scripts (reports run on the same
+/// host) and its plugins.
+pub struct Runtimes {
+    /// The Rhai scripts.
+    pub scripts: Arc<ScriptHost>,
+    /// The WASM plugins.
+    pub plugins: Arc<PluginHost>,
 }
 
-/// Another process engine calling the scripts of `host` and the installation's plugins (an
-/// import runs its own).
-pub fn engine_on(inst: &Installation, host: &Arc<ScriptHost>) -> Result<Engine> {
-    Ok(Engine::new(inst.settings(), hooks(host, &plugins(inst)?))?)
+/// The process engine and the script and plugin hosts it calls.
+pub fn engine_and_scripts(inst: &Installation) -> Result<(Engine, Runtimes)> {
+    let (host, errors) = host(inst)?;
+    report_errors(&errors)?;
+    let plugins = plugins(inst)?;
+    let engine = Engine::new(inst.settings(), hooks(&host, &plugins))?;
+    Ok((engine, Runtimes { scripts: host, plugins }))
 }
 
 /// The plugins of an installation (`[runtimes.wasm]`, the folder `plugins/` by default),
@@ -96,12 +101,18 @@ pub fn plugins(inst: &Installation) -> Result<Arc<PluginHost>> {
     })
 }
 
-/// The plugins of an installation under `settings`, or every reason they do not load.
-fn load_plugins(inst: &Installation, settings: &Settings) -> std::result::Result<Arc<PluginHost>, Vec<String>> {
-    let wasm = WasmSettings::from_settings(settings).map_err(|e| vec![e.to_string()])?;
+/// A host for the plugins of an installation under `settings` (`[runtimes.wasm]`), its
+/// compiled code kept in `data/plugin-cache/`; nothing loaded yet.
+pub fn plugin_host(inst: &Installation, settings: &Settings) -> std::result::Result<PluginHost, String> {
+    let wasm = WasmSettings::from_settings(settings).map_err(|e| e.to_string())?;
     let dir = inst.dir().join(&wasm.dir);
     let cache = inst.dir().join("data").join("plugin-cache");
-    let host = PluginHost::new(&dir, Some(&cache), &wasm).map_err(|e| vec![e.to_string()])?;
+    PluginHost::new(&dir, Some(&cache), &wasm).map_err(|e| e.to_string())
+}
+
+/// The plugins of an installation under `settings`, or every reason they do not load.
+fn load_plugins(inst: &Installation, settings: &Settings) -> std::result::Result<Arc<PluginHost>, Vec<String>> {
+    let host = plugin_host(inst, settings).map_err(|e| vec![e])?;
     let errors = host.load_all();
     if !errors.is_empty() {
         return Err(errors.iter().map(ToString::to_string).collect());
@@ -135,13 +146,32 @@ fn report_errors(errors: &[ScriptError]) -> Result<()> {
     Ok(())
 }
 
-/// Compiles the scripts and checks the bindings; the number of scripts and bindings.
-pub fn check_installation(inst: &Installation) -> Result<(usize, usize)> {
+/// What [`check_installation`] found in order.
+pub struct Checked {
+    /// Scripts compiled.
+    pub scripts: usize,
+    /// Bindings to script functions.
+    pub script_bindings: usize,
+    /// Plugins loaded.
+    pub plugins: usize,
+    /// Bindings to plugin exports.
+    pub plugin_bindings: usize,
+}
+
+/// Compiles the scripts, loads the plugins and checks the bindings to both: every script
+/// that does not compile, or else every plugin that does not load, is an error naming it.
+pub fn check_installation(inst: &Installation) -> Result<Checked> {
     let (host, errors) = host(inst)?;
     report_errors(&errors)?;
-    Engine::new(inst.settings(), hooks(&host, &plugins(inst)?))?;
-    let bound = inst.settings().hooks.iter().filter(|b| b.runtime == crmkit_rhai::RUNTIME).count();
-    Ok((host.files().len(), bound))
+    let plugins = plugins(inst)?;
+    Engine::new(inst.settings(), hooks(&host, &plugins))?;
+    let count = |runtime: &str| inst.settings().hooks.iter().filter(|b| b.runtime == runtime).count();
+    Ok(Checked {
+        scripts: host.files().len(),
+        script_bindings: count(crmkit_rhai::RUNTIME),
+        plugins: plugins.loaded().len(),
+        plugin_bindings: count(crmkit_wasm::RUNTIME),
+    })
 }
 
 pub fn run(what: What) -> Result<()> {
@@ -156,8 +186,12 @@ pub fn run(what: What) -> Result<()> {
                     say!("scripts/{f}: ok");
                 }
                 None => {
-                    let (scripts, bound) = check_installation(&inst)?;
-                    say!("scripts: ok ({scripts} scripts compiled, {bound} bindings to script functions checked)");
+                    let c = check_installation(&inst)?;
+                    say!(
+                        "scripts: ok ({} scripts compiled, {} bindings to script functions checked)",
+                        c.scripts,
+                        c.script_bindings
+                    );
                 }
             }
             Ok(())
@@ -240,17 +274,17 @@ pub fn report(dir: &std::path::Path, name: &str, params: &[String], format: &str
     Ok(())
 }
 
-/// The hook bindings in force in a running server and the process engine that calls them:
-/// a reload replaces both at once, and the writes after it run on the new engine (a group
-/// of writes takes the engine once, when it starts).
+/// The hook bindings in force in a running server, the process engine that calls them and
+/// the plugins it calls: a reload replaces them at once, and the writes after it run on the
+/// new engine (a group of writes takes the engine once, when it starts).
 pub struct Bound {
-    current: std::sync::RwLock<(Arc<Engine>, Arc<Settings>)>,
+    current: std::sync::RwLock<(Arc<Engine>, Arc<Settings>, Arc<PluginHost>)>,
 }
 
 impl Bound {
-    /// `engine`, made from `settings`' bindings.
-    pub fn new(engine: Engine, settings: Arc<Settings>) -> Bound {
-        Bound { current: std::sync::RwLock::new((Arc::new(engine), settings)) }
+    /// `engine`, made from `settings`' bindings, calling `plugins`.
+    pub fn new(engine: Engine, settings: Arc<Settings>, plugins: Arc<PluginHost>) -> Bound {
+        Bound { current: std::sync::RwLock::new((Arc::new(engine), settings, plugins)) }
     }
 
     /// The engine in force.
@@ -264,27 +298,37 @@ impl Bound {
         self.current.read().unwrap_or_else(|p| p.into_inner()).1.clone()
     }
 
-    fn replace(&self, engine: Engine, settings: Arc<Settings>) {
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = (Arc::new(engine), settings);
+    /// The plugins the engine in force calls.
+    pub fn plugins(&self) -> Arc<PluginHost> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).2.clone()
+    }
+
+    fn replace(&self, engine: Engine, settings: Arc<Settings>, plugins: Arc<PluginHost>) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = (Arc::new(engine), settings, plugins);
     }
 }
 
-/// What a reload did: the scripts that do not compile, and why the config was not applied.
-/// Empty lists: every edited script and the config's `[[hooks]]` are in force.
+/// What a reload did: the scripts that do not compile, the plugins that do not load, and why
+/// the config was not applied. Empty lists: every edited script, every plugin as it is on
+/// disk and the config's `[[hooks]]` are in force.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Reloaded {
     /// Scripts that no longer compile (their last good version stays in use), file:line.
     pub script_errors: Vec<String>,
+    /// Plugins that do not load (the plugins in use stay, all of them), each naming the
+    /// plugin and why.
+    pub plugin_errors: Vec<String>,
     /// Why the config's bindings were not applied, file:line (none: applied).
     pub config_errors: Vec<String>,
-    /// Whether the config's `[[hooks]]` (and the scripts) are now in force.
+    /// Whether the config's `[[hooks]]` (and the scripts and plugins) are now in force.
     pub applied: bool,
 }
 
-/// Re-reads the installation's scripts and config and applies the config's `[[hooks]]`
-/// bindings: all of them or, when a script does not compile, a binding cannot be made or
-/// another section of config changed (those need a restart), none — the running bindings
-/// stay, and the answer says why.
+/// Re-reads the installation's scripts, plugins and config and applies the config's
+/// `[[hooks]]` bindings on the plugins as they are on disk: all of them or, when a script
+/// does not compile, a plugin does not load, a binding cannot be made or another section of
+/// config changed (those need a restart), none — the running bindings and plugins stay, and
+/// the answer says why.
 pub fn reload(inst: &Installation, host: &Arc<ScriptHost>, bound: &Bound) -> Reloaded {
     let mut out = Reloaded {
         script_errors: host.reload_changed().iter().map(ToString::to_string).collect(),
@@ -313,13 +357,13 @@ pub fn reload(inst: &Installation, host: &Arc<ScriptHost>, bound: &Bound) -> Rel
     let plugins = match load_plugins(inst, &settings) {
         Ok(p) => p,
         Err(errors) => {
-            out.script_errors.extend(errors);
+            out.plugin_errors = errors;
             return out;
         }
     };
     match Engine::new(&settings, hooks(host, &plugins)) {
         Ok(engine) => {
-            bound.replace(engine, Arc::new(settings));
+            bound.replace(engine, Arc::new(settings), plugins);
             out.applied = true;
         }
         Err(e) => out.config_errors.extend(e.to_string().lines().map(str::to_string)),

@@ -112,6 +112,11 @@ const COMMANDS: &[&[&str]] = &[
     &["script", "check", "DIR", "stages/missing.rhai"],
     &["script", "run", "DIR", "stages/guards.rhai", "quote_before_leaving_proposal", "--input", "ctx.json"],
     &["script", "run", "DIR", "stages/guards.rhai", "no_such_function"],
+    &["plugin", "check", "DIR"],
+    &["plugin", "inspect", "DIR/plugins/quote/quote.wasm"],
+    &["plugin", "run", "DIR", "quote", "deal.before_transition", "--input", "ctx.json"],
+    &["plugin", "run", "DIR", "quote", "guard", "--input", "allow.json"],
+    &["plugin", "run", "DIR", "missing", "guard", "--input", "ctx.json"],
     &["import", "DIR", "--entity", "partners", "partners.csv", "--dry-run"],
     &["import", "DIR", "--entity", "partners", "partners.csv"],
     &["import", "DIR", "--entity", "partners", "missing.csv"],
@@ -143,12 +148,16 @@ fn inputs(work: &Path) {
     // A hook input of the contract (docs/hooks.md's deal.before_transition example, without
     // custom fields the demo does not declare).
     std::fs::write(work.join("ctx.json"), CONTEXT).unwrap();
+    // The same move to another stage, which the plugin's guard allows.
+    std::fs::write(work.join("allow.json"), CONTEXT.replace(r#""to_stage":"negotiation""#, r#""to_stage":"closing""#))
+        .unwrap();
 }
 
 #[test]
 fn every_command_prints_and_exits_the_same_through_a_running_server() {
     let tmp = tempfile::tempdir().unwrap();
     let base = demo(tmp.path(), "base", 300);
+    crate::plugin_cli::good_plugin(&base.join("plugins"), "quote", "needs a quote first");
     let (direct, served) = (tmp.path().join("direct"), tmp.path().join("served"));
     copy_dir(&base, &direct);
     copy_dir(&base, &served);
@@ -158,9 +167,8 @@ fn every_command_prints_and_exits_the_same_through_a_running_server() {
     let server = Server::start(&served);
     let mut failures = 0;
     for args in COMMANDS {
-        let with = |dir: &Path| -> Vec<String> {
-            args.iter().map(|a| if *a == "DIR" { dir.to_str().unwrap().to_string() } else { a.to_string() }).collect()
-        };
+        let with =
+            |dir: &Path| -> Vec<String> { args.iter().map(|a| a.replace("DIR", dir.to_str().unwrap())).collect() };
         let a = with(&direct);
         let b = with(&served);
         let here = sizeless(run(&work_direct, &direct, &a.iter().map(String::as_str).collect::<Vec<_>>()));
@@ -171,7 +179,7 @@ fn every_command_prints_and_exits_the_same_through_a_running_server() {
         }
     }
     // The refusals above are real refusals, not a server that answers nothing.
-    assert!((8..=9).contains(&failures), "{failures} commands failed");
+    assert!((9..=10).contains(&failures), "{failures} commands failed");
     for file in ["deals.jsonl", "partners.errors.csv", "copy.redb"] {
         assert!(work_served.join(file).is_file(), "{file} was not written through the server");
     }

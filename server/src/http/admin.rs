@@ -1,5 +1,5 @@
-//! The admin resources: the state of the installation's scripts and their reload, and the
-//! API tokens (list, create, revoke).
+//! The admin resources: the state of the installation's scripts and plugins and their
+//! reload, and the API tokens (list, create, revoke).
 
 use crmkit_core::model::Role;
 use hyper::body::Incoming;
@@ -11,52 +11,64 @@ use super::{admin_only, json_response, ApiError, App, Body, Caller, Code};
 use crate::token::{self, Token};
 
 /// `GET /api/v1/scripts`: every script file — whether it compiles as it is now, whether a
-/// compiled version is in use — and every hook binding to a script.
+/// compiled version is in use — and every hook binding to a script; every plugin — whether
+/// it loads as it is now, the version in use, its hooks and capabilities — and every hook
+/// binding to a plugin export.
 pub(super) fn scripts_status(app: &App, caller: &Caller) -> Result<Response<Body>, ApiError> {
     admin_only(caller, "scripts")?;
-    let bindings = script_bindings(app);
-    Ok(json_response(StatusCode::OK, &json!({ "scripts": app.scripts.status(), "bindings": bindings })))
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "scripts": app.scripts.status(),
+            "bindings": bindings(app, crmkit_rhai::RUNTIME),
+            "plugins": app.bound.plugins().status(),
+            "plugin_bindings": bindings(app, crmkit_wasm::RUNTIME),
+        }),
+    ))
 }
 
-/// The hook bindings in force that go to a script: point, handler, kinds.
-fn script_bindings(app: &App) -> Vec<serde_json::Value> {
+/// The hook bindings in force that go to `runtime`: point, handler, kinds.
+fn bindings(app: &App, runtime: &str) -> Vec<serde_json::Value> {
     app.bound
         .settings()
         .hooks
         .iter()
-        .filter(|b| b.runtime == crmkit_rhai::RUNTIME)
+        .filter(|b| b.runtime == runtime)
         .map(|b| json!({ "point": b.point, "handler": b.handler, "kinds": b.kinds }))
         .collect()
 }
 
-/// `POST /api/v1/scripts/reload`: recompiles the edited scripts and re-reads the config,
-/// whose `[[hooks]]` bindings then take effect for the next writes. A script that does not
-/// compile, a binding that cannot be made, a config that does not parse or one whose other
-/// sections changed (those need a restart) keeps the bindings in force: the answer (422)
-/// lists why, each with its file and line. A script that no longer compiles keeps its last
+/// `POST /api/v1/scripts/reload`: recompiles the edited scripts, loads the plugins as they
+/// are on disk and re-reads the config, whose `[[hooks]]` bindings then take effect for the
+/// next writes. A script that does not compile, a plugin that does not load, a binding that
+/// cannot be made, a config that does not parse or one whose other sections changed (those
+/// need a restart) keeps the bindings and plugins in force: the answer (422) lists why, each
+/// with its file and line or its plugin. A script that no longer compiles keeps its last
 /// good version.
 pub(super) fn scripts_reload(app: &App, caller: &Caller) -> Result<Response<Body>, ApiError> {
     admin_only(caller, "scripts")?;
     let r = crate::script::reload(&app.inst, &app.scripts, &app.bound);
     if r.applied {
-        tracing::info!("scripts and [[hooks]] bindings reloaded");
+        tracing::info!("scripts, plugins and [[hooks]] bindings reloaded");
     } else {
-        for e in r.script_errors.iter().chain(&r.config_errors) {
+        for e in r.script_errors.iter().chain(&r.plugin_errors).chain(&r.config_errors) {
             tracing::warn!("reload: {e}");
         }
     }
-    let errors: Vec<&String> = r.script_errors.iter().chain(&r.config_errors).collect();
+    let errors: Vec<&String> = r.script_errors.iter().chain(&r.plugin_errors).chain(&r.config_errors).collect();
     let status = if r.applied { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
-    let bindings = script_bindings(app);
     Ok(json_response(
         status,
         &json!({
             "applied": r.applied,
             "errors": errors,
             "script_errors": r.script_errors,
+            "plugin_errors": r.plugin_errors,
             "config_errors": r.config_errors,
-            "bindings": bindings,
+            "bindings": bindings(app, crmkit_rhai::RUNTIME),
             "scripts": app.scripts.status(),
+            "plugin_bindings": bindings(app, crmkit_wasm::RUNTIME),
+            "plugins": app.bound.plugins().status(),
         }),
     ))
 }

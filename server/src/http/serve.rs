@@ -43,14 +43,15 @@ pub struct Served {
 }
 
 impl Served {
-    /// The installation `inst` with `tokens`, writing through `engine`.
+    /// The installation `inst` with `tokens`, writing through `engine`, which calls `runtimes`.
     pub fn new(
         inst: Arc<Installation>,
         tokens: Vec<Token>,
         engine: crmkit_core::process::Engine,
-        scripts: Arc<crmkit_rhai::ScriptHost>,
+        runtimes: crate::script::Runtimes,
     ) -> Result<Served> {
-        let bound = Arc::new(crate::script::Bound::new(engine, Arc::new(inst.settings().clone())));
+        let crate::script::Runtimes { scripts, plugins } = runtimes;
+        let bound = Arc::new(crate::script::Bound::new(engine, Arc::new(inst.settings().clone()), plugins));
         let writer = writer::Writer::start(inst.clone(), bound.clone());
         let metrics = metrics::Metrics::new(inst.clone(), &writer.metrics, bound.clone());
         let tokens = std::sync::RwLock::new(tokens);
@@ -264,7 +265,7 @@ pub fn serve(dir: &Path, addr: &str) -> Result<()> {
 pub fn serve_then(dir: &Path, addr: &str, listening: impl FnOnce(&str)) -> Result<()> {
     let inst = Arc::new(Installation::open(dir, Arc::new(SystemClock))?);
     let tokens = token::load(dir)?;
-    let (engine, scripts) = crate::script::engine_and_scripts(&inst)?;
+    let (engine, runtimes) = crate::script::engine_and_scripts(&inst)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     let closed = runtime.block_on(async move {
         let listener = TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
@@ -279,7 +280,7 @@ pub fn serve_then(dir: &Path, addr: &str, listening: impl FnOnce(&str)) -> Resul
             }
             say!("shutting down: finishing requests in flight");
         };
-        anyhow::Ok(Served::new(inst, tokens, engine, scripts)?.run(listener, stop).await)
+        anyhow::Ok(Served::new(inst, tokens, engine, runtimes)?.run(listener, stop).await)
     })?;
     // Work still on the blocking pool is not waited for.
     runtime.shutdown_timeout(Duration::from_secs(1));
