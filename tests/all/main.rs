@@ -17,6 +17,7 @@ mod hostile;
 mod index_model;
 mod operations;
 mod ops;
+mod plugin_examples;
 mod process;
 mod progress;
 mod refusals;
