@@ -1028,7 +1028,7 @@ handler = "scoring/logistic.rhai::win_probability"
         assert_eq!((score.handler.as_str(), score.model.as_deref()), (handler, Some("logistic-v1")));
         assert!((0.0..=100.0).contains(&score.probability), "{}", score.probability);
         let names: Vec<&str> = score.factors.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(names, ["intercept", "amount", "stage", "source", "days_open"]);
+        assert_eq!(names, ["intercept", "amount", "stage", "source", "days_to_stage"]);
         // The contributions are the log-odds of the probability.
         let log_odds: f64 = score.factors.iter().map(|f| f.contribution).sum();
         let p = 100.0 / (1.0 + (-log_odds).exp());
@@ -1049,4 +1049,9 @@ handler = "scoring/logistic.rhai::win_probability"
     let moved = s.move_to(&small, "needs_analysis").unwrap();
     assert!(check(&moved) > p_small, "a later stage raises it");
     assert_eq!(moved.score.as_ref().unwrap().factors[2].value, serde_json::json!("needs_analysis"));
+    // Asked again about the same deals, the model says the same: rescoring writes nothing.
+    let before = s.fx.dump();
+    let done = s.engine.rescore(&s.fx.store, None, true, &mut |_| {}).unwrap();
+    assert_eq!((done.deals, done.changed), (2, 0));
+    assert!(s.fx.dump() == before, "an unchanged score was written");
 }
