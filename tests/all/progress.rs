@@ -132,7 +132,7 @@ fn check_in_a_pipe_prints_its_lines_and_no_bar() {
         out,
         format!(
             "config: ok (1 users, 4 process kinds, 5 custom fields)\n\
-             database: ok ({}, schema version 6, indexes consistent, {steps} stage history steps consistent, attachments match their content)\n\
+             database: ok ({}, schema version 7, indexes consistent, {steps} stage history steps consistent, attachments match their content)\n\
              scripts: ok (7 compiled, 3 bindings to script functions checked)\n\
              plugins/: 0 file(s) (checked once the plugin runtime exists)\n",
             database.display()
