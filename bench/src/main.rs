@@ -21,6 +21,7 @@ use crmkit_core::time::SystemClock;
 use crmkit_core::Installation;
 
 mod ops;
+mod wasm;
 
 #[derive(Parser)]
 #[command(name = "crmkit-bench", about = "Benchmarks of crmkit: the figures of docs/benchmarks.md")]
@@ -98,6 +99,13 @@ enum What {
     /// Rhai scripts: a guard's call cost with its real input, how fast `loop {}` is
     /// stopped, reloading 100 scripts.
     Script {
+        /// Guard calls to time.
+        #[arg(long, default_value_t = 20_000)]
+        calls: usize,
+    },
+    /// WASM plugins: a guard's call in a fresh instance with its real input, how soon a
+    /// spinning plugin is stopped, ten plugins loaded compiling and from the cache.
+    Wasm {
         /// Guard calls to time.
         #[arg(long, default_value_t = 20_000)]
         calls: usize,
@@ -216,6 +224,7 @@ fn run(what: What) -> Result<()> {
         What::Dossier { deals, interactions } => dossier(deals, interactions),
         What::Import { rows, partners, batch } => import(rows, partners, batch),
         What::Script { calls } => script(calls),
+        What::Wasm { calls } => wasm::wasm(calls),
         What::Http { deals, clients, seconds, dir } => http(deals, clients, seconds, dir),
         What::Serve { dir, addr } => crmkit::serve(&dir, &addr),
     }
@@ -818,10 +827,39 @@ fn import(rows: usize, partners: usize, batch: usize) -> Result<()> {
 /// The cost of script hooks: a guard over a deal called with the input the engine builds
 /// (the conversion of the deal into the script's value included), the time `loop {}` runs
 /// before its limit stops it, and the compilation of 100 scripts.
-fn script(calls: usize) -> Result<()> {
+/// The deal a bench guard is asked about, in a fresh installation, and the stage move it is
+/// asked about: a big deal with its close date and source, leaving qualification.
+pub(crate) fn guard_subject(inst: &Installation) -> Result<(Deal, crmkit_core::process::Transition)> {
     use crmkit_core::model::{Partner, PartnerRole, Role, User};
-    use crmkit_core::process::{CallLimits, Handler, HookInput, HookPoint, Subject};
     use crmkit_core::values::{Currency, Money};
+    let deal = inst.store().transact(None, |tx| {
+        let manager = tx.create(User::new("bench.manager", "Bench Manager", Role::Manager))?;
+        let partner = tx.create(Partner::new("ООО «Клиент»", PartnerRole::Client))?;
+        let mut d = Deal::new(
+            "Поставка",
+            partner.id,
+            "b2b_sale",
+            Some("qualification".into()),
+            manager.id,
+            Money::new(2_500_000.into(), Currency::RUB),
+        );
+        d.source = Some("website".into());
+        d.expected_close = crmkit_core::time::Timestamp::parse("2026-06-30T00:00:00Z").ok().map(|t| t.date());
+        tx.create(d)
+    })?;
+    let transition = crmkit_core::process::Transition {
+        how: crmkit_core::model::How::Manual,
+        from_stage: Some("qualification".into()),
+        to_stage: Some("needs_analysis".into()),
+        from_status: deal.status,
+        to_status: deal.status,
+        note: None,
+    };
+    Ok((deal, transition))
+}
+
+fn script(calls: usize) -> Result<()> {
+    use crmkit_core::process::{CallLimits, Handler, HookInput, HookPoint, Subject};
     use crmkit_rhai::RhaiSettings;
     use crmkit_rhai::{ScriptHandler, ScriptHost};
 
@@ -847,30 +885,8 @@ fn spin(ctx) { loop { } }
     let limits = RhaiSettings::default();
     let host = Arc::new(ScriptHost::new(&scripts, &limits));
     anyhow::ensure!(host.load_all().is_empty(), "the bench scripts compile");
-    let deal = inst.store().transact(None, |tx| {
-        let manager = tx.create(User::new("bench.manager", "Bench Manager", Role::Manager))?;
-        let partner = tx.create(Partner::new("ООО «Клиент»", PartnerRole::Client))?;
-        let mut d = Deal::new(
-            "Поставка",
-            partner.id,
-            "b2b_sale",
-            Some("qualification".into()),
-            manager.id,
-            Money::new(2_500_000.into(), Currency::RUB),
-        );
-        d.source = Some("website".into());
-        d.expected_close = crmkit_core::time::Timestamp::parse("2026-06-30T00:00:00Z").ok().map(|t| t.date());
-        tx.create(d)
-    })?;
+    let (deal, transition) = guard_subject(&inst)?;
     let snapshot = inst.store().read()?;
-    let transition = crmkit_core::process::Transition {
-        how: crmkit_core::model::How::Manual,
-        from_stage: Some("qualification".into()),
-        to_stage: Some("needs_analysis".into()),
-        from_status: deal.status,
-        to_status: deal.status,
-        note: None,
-    };
     let guard = ScriptHandler::new(host.clone(), "guards.rhai", "check", CallLimits::default());
     let ask = |input: &HookInput<'_>| -> Result<crmkit_core::hooks::Answer> {
         let reply = guard.call(input).map_err(|f| anyhow::anyhow!("{}", f.0))?;

@@ -470,7 +470,7 @@ impl Office {
     }
 
     /// The office with its config text edited by `edit`.
-    fn with_config(edit: impl FnOnce(String) -> String) -> Office {
+    pub(crate) fn with_config(edit: impl FnOnce(String) -> String) -> Office {
         let site = Site::new(edit);
         let people = [
             ("boss", Role::Admin, None),

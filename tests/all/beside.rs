@@ -121,6 +121,7 @@ const COMMANDS: &[&[&str]] = &[
     &["import", "DIR", "--entity", "partners", "partners.csv"],
     &["import", "DIR", "--entity", "partners", "missing.csv"],
     &["stats", "DIR"],
+    &["score", "DIR"],
     &["check", "DIR"],
     &["backup", "DIR", "copy.redb"],
     &["backup", "DIR", "copy.redb"],
@@ -357,4 +358,81 @@ fn a_backup_under_load_restores_with_every_acknowledged_write() {
     assert_eq!(busy.code, Some(1));
     assert!(busy.stderr.contains("a crmkit server is serving"), "{busy:?}");
     server.stop();
+}
+
+#[test]
+fn score_prints_and_exits_the_same_through_a_running_server_and_counts_what_it_rescored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = demo(tmp.path(), "base", 200);
+    let (direct, served) = (tmp.path().join("direct"), tmp.path().join("served"));
+    let both = |args: &[&str]| -> Ran {
+        let with = |dir: &Path| -> Vec<String> {
+            args.iter().map(|a| if *a == "DIR" { dir.to_str().unwrap().to_string() } else { a.to_string() }).collect()
+        };
+        let (a, b) = (with(&direct), with(&served));
+        let here = run(tmp.path(), &direct, &a.iter().map(String::as_str).collect::<Vec<_>>());
+        let there = run(tmp.path(), &served, &b.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(here, there, "crmkit {args:?}: run directly (left) and through the server (right) differ");
+        here
+    };
+    // Without a binding: refused the same way both ways, nothing written.
+    copy_dir(&base, &direct);
+    copy_dir(&base, &served);
+    let server = Server::start(&served);
+    let unbound = both(&["score", "DIR"]);
+    assert_eq!(unbound.code, Some(1), "{unbound:?}");
+    assert!(unbound.stderr.contains("no deal.score handler is bound in DIR/config/crmkit.toml"), "{unbound:?}");
+    server.stop();
+
+    // The shipped model bound (the demo config's commented binding, uncommented).
+    let config = base.join("config/crmkit.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let commented = "# [[hooks]]\n# point = \"deal.score\"\n# handler = \"scoring/logistic.rhai::win_probability\"\n";
+    assert!(text.contains(commented), "the demo config carries the binding");
+    std::fs::write(&config, text.replace(commented, &commented.replace("# ", ""))).unwrap();
+    let (open, total) = {
+        use crmkit_core::model::Deal;
+        use crmkit_core::store::Reader as _;
+        let inst = crmkit_core::installation::Installation::open_read_only(
+            &base,
+            std::sync::Arc::new(crmkit_core::time::SystemClock),
+        )
+        .unwrap();
+        let r = inst.store().read().unwrap();
+        let (mut open, mut total) = (0, 0);
+        r.for_each::<Deal>(|d| {
+            total += 1;
+            open += usize::from(!d.status.is_closed());
+            true
+        })
+        .unwrap();
+        (open, total)
+    };
+    assert!(open > 0 && total > open, "{open} open of {total}");
+    for dir in [&direct, &served] {
+        std::fs::remove_dir_all(dir).unwrap();
+        copy_dir(&base, dir);
+    }
+    let server = Server::start(&served);
+    // The demo's deals were written without the model: every one is scored and changes.
+    let first = both(&["score", "DIR"]);
+    assert_eq!(first.code, Some(0), "{first:?}");
+    assert_eq!(
+        first.stdout,
+        format!("scored {open} open deals: {open} changed, 0 unchanged, 0 without a score, 0 with a probability set by hand (kept)\n")
+    );
+    let again = both(&["score", "DIR"]);
+    assert_eq!(
+        again.stdout,
+        format!("scored {open} open deals: 0 changed, {open} unchanged, 0 without a score, 0 with a probability set by hand (kept)\n")
+    );
+    let closed = total - open;
+    let all = both(&["score", "DIR", "--all"]);
+    assert_eq!(
+        all.stdout,
+        format!("scored {total} deals: {closed} changed, {open} unchanged, 0 without a score, 0 with a probability set by hand (kept)\n")
+    );
+    server.stop();
+    let check = run(tmp.path(), &served, &["check", served.to_str().unwrap()]);
+    assert_eq!(check.code, Some(0), "{check:?}");
 }

@@ -18,6 +18,7 @@ mod index_model;
 mod operations;
 mod ops;
 mod plugin_cli;
+mod plugin_examples;
 mod process;
 mod progress;
 mod refusals;

@@ -133,7 +133,7 @@ fn check_in_a_pipe_prints_its_lines_and_no_bar() {
         format!(
             "config: ok (1 users, 4 process kinds, 5 custom fields)\n\
              database: ok ({}, schema version 7, indexes consistent, {steps} stage history steps consistent, attachments match their content)\n\
-             scripts: ok (6 compiled, 3 bindings to script functions checked)\n\
+             scripts: ok (7 compiled, 3 bindings to script functions checked)\n\
              plugins: ok (0 loaded, 0 bindings to plugin exports checked)\n",
             database.display()
         )
@@ -191,7 +191,7 @@ fn on_a_terminal_check_draws_a_bar_and_clears_it_before_its_verdict() {
     assert!(after_bar.contains("\x1b[2K"), "{after_bar:?}");
     assert_eq!(visible(after_bar).trim(), "", "{after_bar:?}");
     assert!(!drawn[verdict..].contains(FRAME), "no bar after the verdict");
-    assert!(drawn.contains("scripts: ok (6 compiled"), "{drawn}");
+    assert!(drawn.contains("scripts: ok (7 compiled"), "{drawn}");
 }
 
 #[test]

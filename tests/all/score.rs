@@ -197,3 +197,63 @@ fn rescoring_after_the_model_changed_updates_open_deals_or_all() {
     let w: Deal = fx.store.read().unwrap().load(won.id).unwrap();
     assert_eq!((score_of(&w), w.probability), (40.0, Some(100)));
 }
+
+/// The shipped scoring model bound in an installation's config.
+const SHIPPED_MODEL: &str =
+    "\n[[hooks]]\npoint = \"deal.score\"\nhandler = \"scoring/logistic.rhai::win_probability\"\n";
+
+#[test]
+fn through_the_api_a_probability_set_by_hand_is_flagged_beside_the_score_and_cleared_is_the_models() {
+    use crate::api::{Office, Served};
+    use crmkit_core::model::PartnerRole;
+    let office = Office::with_config(|c| format!("{c}{SHIPPED_MODEL}"));
+    let partner = office.site.partner("Клиент", PartnerRole::Client);
+    let server = Served::start(&office.site);
+    let north = office.token("north");
+    let body = format!(
+        r#"{{"title":"Поставка насосов","partner":"{partner}","kind":"b2b_sale","source":"referral","amount":{{"amount":"750000","currency":"RUB"}}}}"#
+    );
+    let (status, d) = server.send("POST", "/api/v1/deals", north, body.as_bytes());
+    assert_eq!(status, 201, "{d}");
+    let model = d["score"]["probability"].as_f64().expect("scored on creation");
+    assert_eq!(d["score"]["handler"], "scoring/logistic.rhai::win_probability");
+    assert_eq!((d["probability"].as_f64(), &d["probability_manual"]), (Some(model.round()), &json!(false)), "{d}");
+    let url = format!("/api/v1/deals/{}", d["id"].as_str().unwrap());
+
+    // Set by hand: kept and flagged, the model's score beside it.
+    let patch = json!({"version": d["version"], "probability": 80});
+    let (status, d) = server.send("PATCH", &url, north, patch.to_string().as_bytes());
+    assert_eq!(status, 200, "{d}");
+    assert_eq!((&d["probability"], &d["probability_manual"]), (&json!(80), &json!(true)), "{d}");
+    assert_eq!(d["score"]["probability"].as_f64(), Some(model), "{d}");
+    let (_, read) = server.request("GET", &url, Some(north));
+    assert_eq!(read, d, "read back as answered");
+
+    // Cleared with null: the model's again.
+    let patch = json!({"version": d["version"], "probability": null});
+    let (status, d) = server.send("PATCH", &url, north, patch.to_string().as_bytes());
+    assert_eq!(status, 200, "{d}");
+    assert_eq!((d["probability"].as_f64(), &d["probability_manual"]), (Some(model.round()), &json!(false)), "{d}");
+    server.stop();
+
+    // What the engine keeps is refused on input, on a change as on a creation, naming the
+    // field; nothing is written.
+    let before = office.site.dump();
+    let server = Served::start(&office.site);
+    let version = &d["version"];
+    let forged_score =
+        json!({"probability": 99, "factors": [], "model": null, "handler": "me", "at": "2026-03-02T09:00:00Z"});
+    for (field, value) in [("score", forged_score.clone()), ("score", json!(null)), ("probability_manual", json!(true))]
+    {
+        let patch = json!({"version": version, field: value});
+        let (status, e) = server.send("PATCH", &url, north, patch.to_string().as_bytes());
+        assert_eq!((status, e["field"].as_str()), (422, Some(field)), "PATCH {patch}: {e}");
+        let mut new: Value = serde_json::from_str(&body).unwrap();
+        new[field] = value;
+        let (status, e) = server.send("POST", "/api/v1/deals", north, new.to_string().as_bytes());
+        assert_eq!((status, e["field"].as_str()), (422, Some(field)), "POST {new}: {e}");
+    }
+    server.stop();
+    let after = office.site.dump();
+    assert!(after == before, "a refused request wrote: {}", crate::common::dump_diff(&before, &after));
+}

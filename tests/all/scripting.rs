@@ -246,7 +246,7 @@ fn a_misspelled_variable_is_an_error_when_the_script_is_compiled() {
 fn the_shipped_scripts_compile_with_strict_variables() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts");
     let host = ScriptHost::new(&dir, &crmkit_rhai::RhaiSettings::default());
-    assert_eq!(host.files().len(), 6);
+    assert_eq!(host.files().len(), 7);
     assert_eq!(host.load_all(), Vec::new());
 }
 
@@ -956,4 +956,102 @@ handler = "kit.rhai::extend"
     let twice = with_pumps("twice");
     let text = s.refused_move(&twice, "needs_analysis").to_string();
     assert!(text.contains("custom.equipment") && text.contains("\"pumps\" twice"), "{text}");
+}
+
+const SCORE: &str = r#"[[hooks]]
+point = "deal.score"
+handler = "score.rhai::score"
+"#;
+
+#[test]
+fn a_scoring_script_answers_deal_score_and_the_engine_keeps_it() {
+    let script = r#"
+        // A thousandth of the amount in percent, at most 100; 150 for a deal titled "wrong".
+        fn score(ctx) {
+            let d = ctx.after;
+            if d.title == "wrong" {
+                return #{ probability: 150, factors: [], model: "per-mille" };
+            }
+            let p = (d.amount / 1000).to_float();
+            if p > 100.0 { p = 100.0; }
+            #{ probability: p, factors: [#{ name: "amount", value: d.amount.to_string(), contribution: p }], model: "per-mille" }
+        }
+    "#;
+    let s = scripted(SCORE, &[("score.rhai", script)]).unwrap();
+    let d = s.deal(42_500);
+    let score = d.score.clone().expect("scored");
+    assert_eq!(
+        (score.probability, score.handler.as_str(), score.model.as_deref()),
+        (42.5, "score.rhai::score", Some("per-mille"))
+    );
+    assert_eq!(score.factors.len(), 1);
+    assert_eq!(
+        (score.factors[0].name.as_str(), &score.factors[0].value, score.factors[0].contribution),
+        ("amount", &serde_json::json!("42500"), 42.5)
+    );
+    assert_eq!((d.probability, d.probability_manual), (Some(43), false), "the probability follows the score");
+    assert_eq!(s.fx.store.read().unwrap().load::<Deal>(d.id).unwrap(), d, "stored as returned");
+
+    // A wrong answer is the script's fault, on creation and on an edit; nothing is written.
+    let p = s.fx.partner("Бета", crmkit_core::model::PartnerRole::Client);
+    let mut wrong = new_deal(p.id, s.manager, 10_000);
+    wrong.title = "wrong".into();
+    let err = refused(&s.fx.store, Some(s.manager), |tx| s.engine.create_deal(tx, wrong.clone()));
+    let text = err.to_string();
+    assert!(matches!(err, Error::HookFault { .. }), "not a fault: {text}");
+    assert!(
+        text.starts_with("deal.score: handler score.rhai::score failed: ")
+            && text.contains("probability is a percentage from 0 to 100, got 150"),
+        "{text}"
+    );
+    let mut renamed = d.clone();
+    renamed.title = "wrong".into();
+    let err = refused(&s.fx.store, Some(s.manager), |tx| s.engine.update(tx, renamed.clone()));
+    assert!(err.to_string().contains("handler score.rhai::score failed"), "{err}");
+}
+
+#[test]
+fn shipped_scoring_model_gives_a_probability_with_its_factors() {
+    let binding = r#"[[hooks]]
+point = "deal.score"
+handler = "scoring/logistic.rhai::win_probability"
+"#;
+    // The configs ship the binding commented out, word for word.
+    let commented: String = binding.lines().map(|l| format!("# {l}\n")).collect();
+    for config in [DEFAULT_CONFIG, crmkit_demo::DEMO_CONFIG] {
+        assert!(config.contains(&commented), "the commented binding:\n{commented}");
+    }
+    let s = scripted(binding, &[]).unwrap();
+    let handler = "scoring/logistic.rhai::win_probability";
+    let check = |d: &Deal| -> f64 {
+        let score = d.score.clone().unwrap_or_else(|| panic!("{} is not scored", d.title));
+        assert_eq!((score.handler.as_str(), score.model.as_deref()), (handler, Some("logistic-v1")));
+        assert!((0.0..=100.0).contains(&score.probability), "{}", score.probability);
+        let names: Vec<&str> = score.factors.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["intercept", "amount", "stage", "source", "days_to_stage"]);
+        // The contributions are the log-odds of the probability.
+        let log_odds: f64 = score.factors.iter().map(|f| f.contribution).sum();
+        let p = 100.0 / (1.0 + (-log_odds).exp());
+        assert!((p - score.probability).abs() <= 0.05, "{p} against {}", score.probability);
+        assert_eq!(d.probability, Some(score.percent()));
+        score.probability
+    };
+    // Small deals are likelier than big ones; a deal further on likelier than one at the start.
+    let small = s.deal(100_000);
+    let big = s.deal(50_000_000);
+    let (p_small, p_big) = (check(&small), check(&big));
+    assert!(p_small > p_big, "{p_small} against {p_big}");
+    let score = small.score.clone().unwrap();
+    assert_eq!(score.factors[1].value, serde_json::json!("100000"));
+    assert_eq!(score.factors[2].value, serde_json::json!("qualification"));
+    assert_eq!(score.factors[3].value, serde_json::json!("website"));
+    assert_eq!(score.factors[4].value, serde_json::json!(0));
+    let moved = s.move_to(&small, "needs_analysis").unwrap();
+    assert!(check(&moved) > p_small, "a later stage raises it");
+    assert_eq!(moved.score.as_ref().unwrap().factors[2].value, serde_json::json!("needs_analysis"));
+    // Asked again about the same deals, the model says the same: rescoring writes nothing.
+    let before = s.fx.dump();
+    let done = s.engine.rescore(&s.fx.store, None, true, &mut |_| {}).unwrap();
+    assert_eq!((done.deals, done.changed), (2, 0));
+    assert!(s.fx.dump() == before, "an unchanged score was written");
 }

@@ -8,7 +8,8 @@ use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
 
 /// The seal's length: an HMAC-SHA-256 tag.
 const TAG: usize = 32;
@@ -26,13 +27,31 @@ impl Cache {
     pub(crate) fn open(dir: &Path, engine: &wasmtime::Engine) -> std::io::Result<Cache> {
         std::fs::create_dir_all(dir)?;
         let key_file = dir.join("key");
-        let key = match std::fs::read(&key_file) {
-            Ok(k) if k.len() == 32 => k.try_into().expect("32 bytes"),
-            _ => {
+        let read_key = || std::fs::read(&key_file).ok().and_then(|k| <[u8; 32]>::try_from(k).ok());
+        let key = match read_key() {
+            Some(k) => k,
+            None => {
                 let mut k = [0u8; 32];
                 getrandom::fill(&mut k).map_err(|e| std::io::Error::other(e.to_string()))?;
-                write_atomically(&key_file, &k)?;
-                k
+                // Made beside and linked into place, which fails when another host made it
+                // first: every host then seals with the one key the folder keeps.
+                let tag: String = k[..8].iter().map(|b| format!("{b:02x}")).collect();
+                let made = dir.join(format!("key.tmp{}-{tag}", std::process::id()));
+                write_atomically(&made, &k)?;
+                let linked = std::fs::hard_link(&made, &key_file);
+                let _ = std::fs::remove_file(&made);
+                match linked {
+                    Ok(()) => k,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => match read_key() {
+                        Some(theirs) => theirs,
+                        // A key file of the wrong length: replaced.
+                        None => {
+                            write_atomically(&key_file, &k)?;
+                            k
+                        }
+                    },
+                    Err(e) => return Err(e),
+                }
             }
         };
         let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -53,44 +72,42 @@ impl Cache {
         }
         let code = bytes.split_off(TAG);
         let name = file.file_name()?.to_string_lossy().into_owned();
-        (hmac(&self.key, name.as_bytes(), &code) == bytes.as_slice()).then_some(code)
+        // The tag is compared in constant time.
+        mac(&self.key, name.as_bytes(), &code).verify_slice(&bytes).is_ok().then_some(code)
     }
 
     /// Keeps the compiled code of the module with `sha256`.
     pub(crate) fn put(&self, sha256: &str, code: &[u8]) -> std::io::Result<()> {
         let file = self.file(sha256);
         let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let mut bytes = hmac(&self.key, name.as_bytes(), code).to_vec();
+        let mut bytes = mac(&self.key, name.as_bytes(), code).finalize().into_bytes().to_vec();
         bytes.extend_from_slice(code);
         write_atomically(&file, &bytes)
     }
 }
 
+/// Writes `file` whole or not at all, readable and writable by the owner only. The
+/// temporary name is the process's and a count's, so two hosts of one process writing at
+/// once do not take each other's file.
 fn write_atomically(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp)?;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = file.with_extension(format!("tmp{}-{n}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, file)
 }
 
-/// HMAC-SHA-256 (RFC 2104) of `name` and `code` under `key`: the name binds the entry to
-/// its module and engine, so one sealed entry cannot stand in for another.
-fn hmac(key: &[u8; 32], name: &[u8], code: &[u8]) -> [u8; TAG] {
-    let mut ipad = [0x36u8; 64];
-    let mut opad = [0x5cu8; 64];
-    for (i, k) in key.iter().enumerate() {
-        ipad[i] ^= k;
-        opad[i] ^= k;
-    }
-    let inner = Sha256::new()
-        .chain_update(ipad)
-        .chain_update((name.len() as u64).to_le_bytes())
-        .chain_update(name)
-        .chain_update(code)
-        .finalize();
-    let outer = Sha256::new().chain_update(opad).chain_update(inner).finalize();
-    outer.into()
+/// The HMAC-SHA-256 of `name` and `code` under `key`: the name binds the entry to its
+/// module and engine, so one sealed entry cannot stand in for another.
+fn mac(key: &[u8; 32], name: &[u8], code: &[u8]) -> Hmac<Sha256> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(&(name.len() as u64).to_le_bytes());
+    mac.update(name);
+    mac.update(code);
+    mac
 }
 
 #[cfg(test)]
@@ -121,5 +138,22 @@ mod tests {
         assert_eq!(cache.get(&sha), None);
         std::fs::write(&file, b"short").unwrap();
         assert_eq!(cache.get(&sha), None);
+    }
+
+    #[test]
+    fn hosts_of_one_process_write_one_entry_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = wasmtime::Engine::default();
+        let sha = "cd".repeat(32);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| Cache::open(dir.path(), &engine).unwrap().put(&sha, b"compiled code").unwrap());
+            }
+        });
+        let cache = Cache::open(dir.path(), &engine).unwrap();
+        assert_eq!(cache.get(&sha).as_deref(), Some(&b"compiled code"[..]));
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(cache.file(&sha)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }

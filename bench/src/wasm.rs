@@ -1,0 +1,169 @@
+//! WASM plugin figures: a guard's call in a fresh instance with the hook contract's JSON
+//! both ways, how soon a spinning plugin is stopped, and loading ten plugins compiled and
+//! then from the compiled-code cache.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Result;
+use crmkit::say;
+use crmkit_core::hooks::{CallLimits, HookInput, HookPoint, Subject};
+use crmkit_core::time::SystemClock;
+use crmkit_core::Installation;
+use crmkit_wasm::{Compiled, PluginHost, WasmSettings};
+use sha2::{Digest, Sha256};
+
+use super::{median, percentile};
+
+/// A guard that reads its whole input (it counts the quotes in it, as a parser would touch
+/// every byte) and answers `null`, allowing the change. `$salt` makes modules differ.
+fn guard_wat(salt: u32) -> String {
+    format!(
+        r#"(module
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (global $salt i32 (i32.const {salt}))
+  (func (export "crmkit_abi_v1"))
+  (func (export "crmkit_alloc") (param $len i32) (result i32)
+    (local $at i32)
+    (local.set $at (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $len)))
+    (if (i32.gt_u (global.get $heap) (i32.mul (memory.size) (i32.const 65536)))
+      (then (drop (memory.grow (i32.add (i32.div_u (local.get $len) (i32.const 65536)) (i32.const 1))))))
+    (local.get $at))
+  (data (i32.const 16) "null")
+  (func (export "guard") (param $ptr i32) (param $len i32) (result i64)
+    (local $i i32) (local $quotes i32)
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (local.get $len)))
+        (if (i32.eq (i32.load8_u (i32.add (local.get $ptr) (local.get $i))) (i32.const 34))
+          (then (local.set $quotes (i32.add (local.get $quotes) (i32.const 1)))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next)))
+    (i64.or (i64.shl (i64.const 16) (i64.const 32)) (i64.const 4)))
+  (func (export "spin") (param i32 i32) (result i64)
+    (loop $forever (br $forever))
+    (i64.const 0)))"#
+    )
+}
+
+/// Writes plugin `name` (the guard with `salt`) into `plugins`: module and manifest.
+fn install(plugins: &Path, name: &str, salt: u32, timeout_ms: u64) -> Result<()> {
+    let dir = plugins.join(name);
+    std::fs::create_dir_all(&dir)?;
+    let module = wat::parse_str(guard_wat(salt))?;
+    let sha: String = Sha256::digest(&module).iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(dir.join(format!("{name}.wasm")), &module)?;
+    std::fs::write(
+        dir.join("plugin.toml"),
+        format!(
+            "name = \"{name}\"\nversion = \"1.0.0\"\nabi = 1\nsha256 = \"{sha}\"\n\n[hooks]\n\"deal.before_transition\" = \"guard\"\n\n[limits]\ntimeout_ms = {timeout_ms}\n"
+        ),
+    )?;
+    Ok(())
+}
+
+/// `crmkit-bench wasm`.
+pub fn wasm(calls: usize) -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let inst = Installation::init(&tmp.path().join("bench"), None, Arc::new(SystemClock))?;
+    let plugins = tmp.path().join("plugins");
+    let cache = tmp.path().join("plugin-cache");
+    const DEADLINE_MS: u64 = 20;
+    install(&plugins, "guard", 0, DEADLINE_MS)?;
+    let settings = WasmSettings::default();
+    let host = PluginHost::new(&plugins, Some(&cache), &settings)?;
+    host.load("guard")?;
+
+    let (deal, transition) = super::guard_subject(&inst)?;
+    let snapshot = inst.store().read()?;
+    let input = HookInput {
+        hook: HookPoint::DealBeforeTransition,
+        process_kind: Some("b2b_sale"),
+        entity: crmkit_core::model::EntityKind::Deal,
+        actor: None,
+        before: Some(Subject::Deal(&deal)),
+        after: Some(Subject::Deal(&deal)),
+        transition: Some(&transition),
+        task: None,
+        depth: 0,
+        view: &snapshot,
+    };
+    let size = serde_json::to_vec(&input.to_wire())?.len();
+    // As the engine calls a plugin: the input written as JSON, the call in a fresh instance,
+    // the answer read as JSON and checked against the point.
+    let ask = |input: &HookInput<'_>| -> Result<crmkit_core::hooks::Answer> {
+        let json = serde_json::to_vec(&input.to_wire())?;
+        let value = host.call("guard", "guard", &json, None, CallLimits::default())?;
+        Ok(crmkit_core::hooks::accept(input.hook, "guard.wasm::guard", crmkit_core::hooks::Reply::Json(value))?)
+    };
+    say!(
+        "crmkit-bench wasm: a guard over a deal ({size} bytes of input JSON), {calls} calls, each in a fresh instance"
+    );
+    for _ in 0..1000 {
+        ask(&input)?;
+    }
+    let mut times = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let t = Instant::now();
+        let answer = ask(&input)?;
+        times.push(t.elapsed());
+        std::hint::black_box(answer);
+    }
+    let p99 = percentile(&mut times, 0.99);
+    say!(
+        "guard call, fresh instance, JSON both ways, answer checked: median {:.2} µs, p99 {:.2} µs",
+        median(times).as_secs_f64() * 1e6,
+        p99.as_secs_f64() * 1e6
+    );
+
+    let mut stops = Vec::new();
+    for _ in 0..11 {
+        let t = Instant::now();
+        let stopped = host.call("guard", "spin", b"{}", None, CallLimits::default());
+        stops.push(t.elapsed());
+        anyhow::ensure!(stopped.is_err(), "the spinning plugin was not stopped");
+    }
+    let worst = *stops.iter().max().expect("runs");
+    say!(
+        "a spinning plugin stopped after: median {:.1} ms, worst {:.1} ms of 11 (its limit {DEADLINE_MS} ms; worst/limit {:.2})",
+        median(stops).as_secs_f64() * 1e3,
+        worst.as_secs_f64() * 1e3,
+        worst.as_secs_f64() * 1e3 / DEADLINE_MS as f64
+    );
+
+    let ten = tmp.path().join("ten");
+    for i in 0..10 {
+        install(&ten, &format!("plugin{i}"), i + 1, DEADLINE_MS)?;
+    }
+    let ten_cache = tmp.path().join("ten-cache");
+    for start in ["first start (compiling)", "second start (compiled-code cache)"] {
+        let t = Instant::now();
+        let host = PluginHost::new(&ten, Some(&ten_cache), &settings)?;
+        let errors = host.load_all();
+        let took = t.elapsed();
+        anyhow::ensure!(errors.is_empty(), "the plugins load: {errors:?}");
+        let loaded = host.loaded();
+        let compiled: Vec<u64> = loaded
+            .iter()
+            .filter_map(|p| match p.compiled {
+                Compiled::Now { ms } => Some(ms),
+                Compiled::FromCache => None,
+            })
+            .collect();
+        say!(
+            "{start}: 10 plugins loaded in {:.1} ms; {} compiled ({}), {} from the cache",
+            took.as_secs_f64() * 1e3,
+            compiled.len(),
+            if compiled.is_empty() {
+                "none".to_string()
+            } else {
+                format!("{} ms each", compiled.iter().map(u64::to_string).collect::<Vec<_>>().join(", "))
+            },
+            loaded.len() - compiled.len()
+        );
+    }
+    Ok(())
+}
