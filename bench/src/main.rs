@@ -858,6 +858,34 @@ pub(crate) fn guard_subject(inst: &Installation) -> Result<(Deal, crmkit_core::p
     Ok((deal, transition))
 }
 
+/// Times `calls` calls of `call`, after 1,000 to warm up: the median and the p99.
+pub(crate) fn time_calls<T>(calls: usize, mut call: impl FnMut() -> Result<T>) -> Result<(Duration, Duration)> {
+    for _ in 0..1000 {
+        call()?;
+    }
+    let mut times = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let t = Instant::now();
+        let answer = call()?;
+        times.push(t.elapsed());
+        std::hint::black_box(answer);
+    }
+    let p99 = percentile(&mut times, 0.99);
+    Ok((median(times), p99))
+}
+
+/// Times 11 runs of `stop`, a call that a limit must stop: the median and the worst.
+pub(crate) fn time_stops(mut stop: impl FnMut() -> Result<()>) -> Result<(Duration, Duration)> {
+    let mut stops = Vec::new();
+    for _ in 0..11 {
+        let t = Instant::now();
+        stop()?;
+        stops.push(t.elapsed());
+    }
+    let worst = *stops.iter().max().expect("runs");
+    Ok((median(stops), worst))
+}
+
 fn script(calls: usize) -> Result<()> {
     use crmkit_core::process::{CallLimits, Handler, HookInput, HookPoint, Subject};
     use crmkit_rhai::RhaiSettings;
@@ -905,34 +933,21 @@ fn spin(ctx) { loop { } }
         view: &snapshot,
     };
     say!("crmkit-bench script: a guard over a deal, {calls} calls");
-    for _ in 0..1000 {
-        ask(&input)?;
-    }
-    let mut times = Vec::with_capacity(calls);
-    for _ in 0..calls {
-        let t = Instant::now();
-        let answer = ask(&input)?;
-        times.push(t.elapsed());
-        std::hint::black_box(answer);
-    }
-    let p99 = percentile(&mut times, 0.99);
+    let (median_call, p99) = time_calls(calls, || ask(&input))?;
     say!(
         "guard call with its input converted and its answer checked: median {:.2} µs, p99 {:.2} µs",
-        median(times).as_secs_f64() * 1e6,
+        median_call.as_secs_f64() * 1e6,
         p99.as_secs_f64() * 1e6
     );
 
-    let mut stops = Vec::new();
-    for _ in 0..11 {
-        let t = Instant::now();
+    let (median_stop, worst) = time_stops(|| {
         let e = host.call("guards.rhai", "spin", vec![rhai::Dynamic::UNIT], CallLimits::default());
-        stops.push(t.elapsed());
         anyhow::ensure!(e.is_err(), "loop {{}} was not stopped");
-    }
-    let worst = *stops.iter().max().expect("runs");
+        Ok(())
+    })?;
     say!(
         "loop {{}} stopped after: median {:.1} ms, worst {:.1} ms of 11 (limits.timeout_ms = {})",
-        median(stops).as_secs_f64() * 1e3,
+        median_stop.as_secs_f64() * 1e3,
         worst.as_secs_f64() * 1e3,
         limits.timeout_ms
     );

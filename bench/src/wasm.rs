@@ -14,8 +14,6 @@ use crmkit_core::Installation;
 use crmkit_wasm::{Compiled, PluginHost, WasmSettings};
 use sha2::{Digest, Sha256};
 
-use super::{median, percentile};
-
 /// A guard that reads its whole input (it counts the quotes in it, as a parser would touch
 /// every byte) and answers `null`, allowing the change. `$salt` makes modules differ.
 fn guard_wat(salt: u32) -> String {
@@ -102,34 +100,21 @@ pub fn wasm(calls: usize) -> Result<()> {
     say!(
         "crmkit-bench wasm: a guard over a deal ({size} bytes of input JSON), {calls} calls, each in a fresh instance"
     );
-    for _ in 0..1000 {
-        ask(&input)?;
-    }
-    let mut times = Vec::with_capacity(calls);
-    for _ in 0..calls {
-        let t = Instant::now();
-        let answer = ask(&input)?;
-        times.push(t.elapsed());
-        std::hint::black_box(answer);
-    }
-    let p99 = percentile(&mut times, 0.99);
+    let (median_call, p99) = super::time_calls(calls, || ask(&input))?;
     say!(
         "guard call, fresh instance, JSON both ways, answer checked: median {:.2} µs, p99 {:.2} µs",
-        median(times).as_secs_f64() * 1e6,
+        median_call.as_secs_f64() * 1e6,
         p99.as_secs_f64() * 1e6
     );
 
-    let mut stops = Vec::new();
-    for _ in 0..11 {
-        let t = Instant::now();
+    let (median_stop, worst) = super::time_stops(|| {
         let stopped = host.call("guard", "spin", b"{}", None, CallLimits::default());
-        stops.push(t.elapsed());
         anyhow::ensure!(stopped.is_err(), "the spinning plugin was not stopped");
-    }
-    let worst = *stops.iter().max().expect("runs");
+        Ok(())
+    })?;
     say!(
         "a spinning plugin stopped after: median {:.1} ms, worst {:.1} ms of 11 (its limit {DEADLINE_MS} ms; worst/limit {:.2})",
-        median(stops).as_secs_f64() * 1e3,
+        median_stop.as_secs_f64() * 1e3,
         worst.as_secs_f64() * 1e3,
         worst.as_secs_f64() * 1e3 / DEADLINE_MS as f64
     );
