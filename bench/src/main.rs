@@ -858,6 +858,27 @@ pub(crate) fn guard_subject(inst: &Installation) -> Result<(Deal, crmkit_core::p
     Ok((deal, transition))
 }
 
+/// What a guard on `deal.before_transition` is asked about `deal` making `transition`.
+pub(crate) fn guard_input<'a>(
+    deal: &'a Deal,
+    transition: &'a crmkit_core::process::Transition,
+    view: &'a dyn crmkit_core::hooks::View,
+) -> crmkit_core::hooks::HookInput<'a> {
+    use crmkit_core::hooks::{HookInput, HookPoint, Subject};
+    HookInput {
+        hook: HookPoint::DealBeforeTransition,
+        process_kind: Some("b2b_sale"),
+        entity: crmkit_core::model::EntityKind::Deal,
+        actor: None,
+        before: Some(Subject::Deal(deal)),
+        after: Some(Subject::Deal(deal)),
+        transition: Some(transition),
+        task: None,
+        depth: 0,
+        view,
+    }
+}
+
 /// Times `calls` calls of `call`, after 1,000 to warm up: the median and the p99.
 pub(crate) fn time_calls<T>(calls: usize, mut call: impl FnMut() -> Result<T>) -> Result<(Duration, Duration)> {
     for _ in 0..1000 {
@@ -887,7 +908,7 @@ pub(crate) fn time_stops(mut stop: impl FnMut() -> Result<()>) -> Result<(Durati
 }
 
 fn script(calls: usize) -> Result<()> {
-    use crmkit_core::process::{CallLimits, Handler, HookInput, HookPoint, Subject};
+    use crmkit_core::process::{CallLimits, Handler, HookInput};
     use crmkit_rhai::RhaiSettings;
     use crmkit_rhai::{ScriptHandler, ScriptHost};
 
@@ -920,18 +941,7 @@ fn spin(ctx) { loop { } }
         let reply = guard.call(input).map_err(|f| anyhow::anyhow!("{}", f.0))?;
         Ok(crmkit_core::hooks::accept(input.hook, "guards.rhai::check", reply)?)
     };
-    let input = HookInput {
-        hook: HookPoint::DealBeforeTransition,
-        process_kind: Some("b2b_sale"),
-        entity: crmkit_core::model::EntityKind::Deal,
-        actor: None,
-        before: Some(Subject::Deal(&deal)),
-        after: Some(Subject::Deal(&deal)),
-        transition: Some(&transition),
-        task: None,
-        depth: 0,
-        view: &snapshot,
-    };
+    let input = guard_input(&deal, &transition, &snapshot);
     say!("crmkit-bench script: a guard over a deal, {calls} calls");
     let (median_call, p99) = time_calls(calls, || ask(&input))?;
     say!(

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use crmkit::say;
-use crmkit_core::hooks::{CallLimits, HookInput, HookPoint, Subject};
+use crmkit_core::hooks::{CallLimits, HookInput};
 use crmkit_core::time::SystemClock;
 use crmkit_core::Installation;
 use crmkit_wasm::{Compiled, PluginHost, WasmSettings};
@@ -77,18 +77,7 @@ pub fn wasm(calls: usize) -> Result<()> {
 
     let (deal, transition) = super::guard_subject(&inst)?;
     let snapshot = inst.store().read()?;
-    let input = HookInput {
-        hook: HookPoint::DealBeforeTransition,
-        process_kind: Some("b2b_sale"),
-        entity: crmkit_core::model::EntityKind::Deal,
-        actor: None,
-        before: Some(Subject::Deal(&deal)),
-        after: Some(Subject::Deal(&deal)),
-        transition: Some(&transition),
-        task: None,
-        depth: 0,
-        view: &snapshot,
-    };
+    let input = super::guard_input(&deal, &transition, &snapshot);
     let size = serde_json::to_vec(&input.to_wire())?.len();
     // As the engine calls a plugin: the input written as JSON, the call in a fresh instance,
     // the answer read as JSON and checked against the point.
