@@ -124,7 +124,7 @@ fn a_broken_config_is_reported_with_file_and_line() {
     let msg = text(&crmkit(&["check", "x"], root));
     assert!(
         msg.contains(&format!(
-            "config/crmkit.toml:{line}: [runtimes.lua]: no lua runtime is available here (runtimes: rhai)"
+            "config/crmkit.toml:{line}: [runtimes.lua]: no lua runtime is available here (runtimes: rhai, wasm)"
         )),
         "{msg}"
     );
