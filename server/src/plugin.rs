@@ -223,8 +223,13 @@ fn run_export(inst: &Installation, plugin: &str, hook: &str, input: &Path) -> Re
         anyhow::anyhow!("{}: not a hook input of the contract (docs/hooks.md): {e}", input.display())
     };
     // The same reading of the input as `crmkit script run`: what one refuses, so does the other.
-    let _ctx = crmkit_rhai::context_from_json(&text, inst.settings()).map_err(|e| not_input(&e))?;
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| not_input(&e))?;
+    let now = inst.store().clock().now();
+    let _ctx = crmkit_rhai::context_from_json(&text, inst.settings(), now).map_err(|e| not_input(&e))?;
+    let mut json: serde_json::Value = serde_json::from_str(&text).map_err(|e| not_input(&e))?;
+    // An input written without `now` (added to version 1 later) is given the installation's.
+    if let Some(fields) = json.as_object_mut() {
+        fields.entry("now").or_insert_with(|| serde_json::Value::String(now.to_string()));
+    }
     let input_hook = json.get("hook").and_then(|h| h.as_str());
     let (point, export) = point_and_export(&p.manifest, hook, input_hook)?;
     if input_hook != Some(point.name()) {
