@@ -86,6 +86,11 @@ pub(crate) fn export_problems(module: &Module, manifest: Option<&Manifest>) -> V
     if let Err(m) = func_is(module.get_export(abi::ALLOC), &["i32"], &["i32"]) {
         out.push((None, format!("{}: {m}", abi::ALLOC)));
     }
+    if let Some(ty) = module.get_export(abi::RESET) {
+        if let Err(m) = func_is(Some(ty), &[], &[]) {
+            out.push((None, format!("{}: {m}", abi::RESET)));
+        }
+    }
     for (point, export) in manifest.map(|m| &m.hooks).into_iter().flatten() {
         if let Err(m) = func_is(module.get_export(export), &["i32", "i32"], &["i64"]) {
             out.push((Some(export.clone()), format!("the hook export for {point} {m}")));

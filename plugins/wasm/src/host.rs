@@ -11,11 +11,11 @@ use std::time::Instant;
 
 use crmkit_core::time::{Clock, SystemClock};
 use sha2::{Digest, Sha256};
-use wasmtime::{Config, Engine, InstancePre, Module};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, InstancePre, Module, PoolingAllocationConfig};
 
 use crate::abi;
 use crate::cache::Cache;
-use crate::call::{State, Ticker};
+use crate::call::{Idle, State, Ticker, MAX_TABLE_ELEMENTS};
 use crate::check::{check_exports, check_imports, hex};
 use crate::imports::linker;
 use crate::manifest::Manifest;
@@ -72,6 +72,20 @@ pub struct Plugin {
     pub(crate) config: Arc<[u8]>,
     /// Whether it imports a read (its calls then need the store).
     pub(crate) reads: bool,
+    /// Its idle instances, when the installation lets it reuse them.
+    pub(crate) idle: Option<Idle>,
+}
+
+impl Plugin {
+    /// Whether its instances are kept between calls (`runtimes.wasm.reuse`).
+    pub fn reuses_instances(&self) -> bool {
+        self.idle.is_some()
+    }
+
+    /// How many of its instances wait for a call.
+    pub fn idle_instances(&self) -> usize {
+        self.idle.as_ref().map_or(0, Idle::len)
+    }
 }
 
 impl fmt::Debug for Plugin {
@@ -102,7 +116,14 @@ pub struct PluginStatus {
     /// The capabilities it is linked with: requested in its manifest and granted by the
     /// installation (a plugin with a capability not granted does not load).
     pub capabilities: Vec<String>,
+    /// Whether its instances are kept between calls (`runtimes.wasm.reuse`); false: every
+    /// call runs in a fresh instance.
+    pub reuses_instances: bool,
 }
+
+/// How much of a finished instance's memory and table stays mapped for the next instance
+/// in its slot instead of being given back to the system and zeroed on the next use.
+const KEEP_RESIDENT: usize = 1 << 20;
 
 /// The plugins of one installation and the engine that runs them.
 pub struct PluginHost {
@@ -130,6 +151,17 @@ impl PluginHost {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.consume_fuel(settings.fuel.is_some());
+        if settings.instance_slots > 0 {
+            let mut pool = PoolingAllocationConfig::new();
+            pool.total_core_instances(settings.instance_slots)
+                .total_memories(settings.instance_slots)
+                .total_tables(settings.instance_slots)
+                .max_memory_size((settings.max_memory_mb as usize) << 20)
+                .table_elements(MAX_TABLE_ELEMENTS)
+                .linear_memory_keep_resident(KEEP_RESIDENT)
+                .table_keep_resident(KEEP_RESIDENT);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
         let engine = Engine::new(&config).map_err(|e| PluginError::new("*", None, format!("the engine: {e}")))?;
         let cache =
             match cache.filter(|_| settings.cache) {
@@ -248,6 +280,10 @@ impl PluginHost {
                     sha256: shown.map(|m| m.sha256.clone()),
                     hooks: shown.map(|m| m.hooks.clone()).unwrap_or_default(),
                     capabilities: shown.map(|m| m.capabilities.clone()).unwrap_or_default(),
+                    reuses_instances: used
+                        .map(|p| p.reuses_instances())
+                        .or(now.as_ref().ok().map(Plugin::reuses_instances))
+                        .unwrap_or(false),
                     name,
                 }
             })
@@ -295,6 +331,13 @@ impl PluginHost {
             }
         }
         let reads = check_imports(&module, &manifest).map_err(err)?;
+        let reuse = self.settings.reuse.iter().any(|n| n == name);
+        if reuse && module.get_export(abi::RESET).is_none() {
+            return Err(err(format!(
+                "runtimes.wasm.reuse lists {name}, but it does not export {} (a function () -> ()) to free what a call leaves; only a plugin that does can keep its instances",
+                abi::RESET
+            )));
+        }
         let memory_mb = manifest.memory_mb.unwrap_or(self.settings.memory_mb);
         if memory_mb > self.settings.max_memory_mb {
             return Err(err(format!(
@@ -321,6 +364,7 @@ impl PluginHost {
             timeout_ms,
             config,
             reads,
+            idle: reuse.then(Idle::default),
         })
     }
 
