@@ -1,6 +1,7 @@
-//! WASM plugin figures: a guard's call in a fresh instance with the hook contract's JSON
-//! both ways, how soon a spinning plugin is stopped, and loading ten plugins compiled and
-//! then from the compiled-code cache.
+//! WASM plugin figures: a guard's call with the hook contract's JSON both ways — in a fresh
+//! instance from the pool of slots, in a fresh instance mapped for the call, and in an
+//! instance kept between calls — how soon a spinning plugin is stopped, and loading ten
+//! plugins compiled and then from the compiled-code cache.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ fn guard_wat(salt: u32) -> String {
     (if (i32.gt_u (global.get $heap) (i32.mul (memory.size) (i32.const 65536)))
       (then (drop (memory.grow (i32.add (i32.div_u (local.get $len) (i32.const 65536)) (i32.const 1))))))
     (local.get $at))
+  (func (export "crmkit_reset") (global.set $heap (i32.const 4096)))
   (data (i32.const 16) "null")
   (func (export "guard") (param $ptr i32) (param $len i32) (result i64)
     (local $i i32) (local $quotes i32)
@@ -63,6 +65,31 @@ fn install(plugins: &Path, name: &str, salt: u32, timeout_ms: u64) -> Result<()>
     Ok(())
 }
 
+fn micros(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// A deal as a plugin is given it when little more than the deal is asked about: about 300
+/// bytes of JSON.
+fn small_context(deal: &crmkit_core::model::Deal) -> serde_json::Value {
+    serde_json::json!({
+        "v": 1,
+        "hook": "deal.score",
+        "deal": {
+            "id": deal.id.to_string(),
+            "title": deal.title,
+            "partner": deal.partner.to_string(),
+            "stage": deal.stage,
+            "status": "open",
+            "amount": deal.amount.amount.to_string(),
+            "currency": "RUB",
+            "source": deal.source,
+            "probability": deal.probability,
+            "expected_close": deal.expected_close.map(|d| d.to_string()),
+        }
+    })
+}
+
 /// `crmkit-bench wasm`.
 pub fn wasm(calls: usize) -> Result<()> {
     let tmp = tempfile::tempdir()?;
@@ -78,23 +105,39 @@ pub fn wasm(calls: usize) -> Result<()> {
     let (deal, transition) = super::guard_subject(&inst)?;
     let snapshot = inst.store().read()?;
     let input = super::guard_input(&deal, &transition, &snapshot);
-    let size = serde_json::to_vec(&input.to_wire())?.len();
-    // As the engine calls a plugin: the input written as JSON, the call in a fresh instance,
-    // the answer read as JSON and checked against the point.
-    let ask = |input: &HookInput<'_>| -> Result<crmkit_core::hooks::Answer> {
-        let json = serde_json::to_vec(&input.to_wire())?;
-        let value = host.call("guard", "guard", &json, None, CallLimits::default())?;
-        Ok(crmkit_core::hooks::accept(input.hook, "guard.wasm::guard", crmkit_core::hooks::Reply::Json(value))?)
-    };
-    say!(
-        "crmkit-bench wasm: a guard over a deal ({size} bytes of input JSON), {calls} calls, each in a fresh instance"
-    );
-    let (median_call, p99) = super::time_calls(calls, || ask(&input))?;
-    say!(
-        "guard call, fresh instance, JSON both ways, answer checked: median {:.2} µs, p99 {:.2} µs",
-        median_call.as_secs_f64() * 1e6,
-        p99.as_secs_f64() * 1e6
-    );
+    let full = serde_json::to_vec(&input.to_wire())?.len();
+    let context = small_context(&deal);
+    let small = serde_json::to_vec(&context)?.len();
+    say!("crmkit-bench wasm: a guard, {calls} calls each way; the JSON written, the call made, the answer read");
+    say!("| instance | input | median | p99 |");
+    say!("| --- | --- | ---: | ---: |");
+    let ways = [
+        ("fresh, from the pool of slots (default)", WasmSettings::default()),
+        (
+            "fresh, memory mapped per call (instance_slots = 0)",
+            WasmSettings { instance_slots: 0, ..WasmSettings::default() },
+        ),
+        ("kept between calls (reuse)", WasmSettings { reuse: vec!["guard".into()], ..WasmSettings::default() }),
+    ];
+    for (way, settings) in ways {
+        let host = PluginHost::new(&plugins, Some(&cache), &settings)?;
+        host.load("guard")?;
+        // As the engine calls a plugin: the input written as JSON, the call, the answer read
+        // as JSON and checked against the point.
+        let guard = |input: &HookInput<'_>| -> Result<crmkit_core::hooks::Answer> {
+            let json = serde_json::to_vec(&input.to_wire())?;
+            let value = host.call("guard", "guard", &json, None, CallLimits::default())?;
+            Ok(crmkit_core::hooks::accept(input.hook, "guard.wasm::guard", crmkit_core::hooks::Reply::Json(value))?)
+        };
+        let (median, p99) = super::time_calls(calls, || guard(&input))?;
+        say!("| {way} | the engine's guard input, {full} bytes | {:.2} µs | {:.2} µs |", micros(median), micros(p99));
+        let scored = || -> Result<serde_json::Value> {
+            let json = serde_json::to_vec(&context)?;
+            Ok(host.call("guard", "guard", &json, None, CallLimits::default())?)
+        };
+        let (median, p99) = super::time_calls(calls, scored)?;
+        say!("| {way} | a deal context, {small} bytes | {:.2} µs | {:.2} µs |", micros(median), micros(p99));
+    }
 
     let (median_stop, worst) = super::time_stops(|| {
         let stopped = host.call("guard", "spin", b"{}", None, CallLimits::default());

@@ -132,11 +132,12 @@ fn check(inst: &Installation) -> Result<()> {
                 let m = &p.manifest;
                 let hooks: Vec<String> = m.hooks.iter().map(|(p, e)| format!("{p} -> {e}")).collect();
                 say!(
-                    "plugin {name} {}: ok (abi {}; hooks: {}; capabilities: {})",
+                    "plugin {name} {}: ok (abi {}; hooks: {}; capabilities: {}; instances: {})",
                     m.version,
                     m.abi,
                     if hooks.is_empty() { "none".to_string() } else { hooks.join(", ") },
-                    if m.capabilities.is_empty() { "none".to_string() } else { m.capabilities.join(", ") }
+                    if m.capabilities.is_empty() { "none".to_string() } else { m.capabilities.join(", ") },
+                    if p.reuses_instances() { "reused" } else { "fresh" }
                 );
             }
             Err(e) => {

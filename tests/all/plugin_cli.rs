@@ -222,7 +222,7 @@ fn check_names_each_plugin_that_does_not_load_and_so_does_crmkit_check() {
         r,
         Ran {
             code: Some(1),
-            stdout: "plugin good 1.0.0: ok (abi 1; hooks: deal.before_transition -> guard; capabilities: none)\n\
+            stdout: "plugin good 1.0.0: ok (abi 1; hooks: deal.before_transition -> guard; capabilities: none; instances: fresh)\n\
                      binding deal.before_transition -> good.wasm::guard: ok\n"
                 .into(),
             stderr: format!("error: {why}\nerror: 1 of 2 plugin(s) do not load: broken\n"),
@@ -357,7 +357,7 @@ fn the_scripts_status_and_reload_cover_plugins() {
         s["plugins"],
         serde_json::json!([{
             "name": "good", "in_use": true, "error": null, "pending": false, "version": "1.0.0", "abi": 1,
-            "sha256": hex(&Sha256::digest(&first)), "hooks": {"deal.before_transition": "guard"}, "capabilities": []
+            "sha256": hex(&Sha256::digest(&first)), "hooks": {"deal.before_transition": "guard"}, "capabilities": [], "reuses_instances": false
         }])
     );
     assert_eq!(

@@ -20,7 +20,10 @@
 
 mod abi;
 mod cache;
+mod call;
+mod check;
 mod host;
+mod imports;
 mod inspect;
 mod manifest;
 mod provider;
