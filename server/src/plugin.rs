@@ -243,8 +243,14 @@ fn run_export(inst: &Installation, plugin: &str, hook: &str, input: &Path) -> Re
     let handler = format!("{plugin}.wasm::{export}");
     let snapshot = inst.store().read()?;
     let bytes = serde_json::to_vec(&json)?;
+    // `now_ms` answers the input's `now`, as in the engine's calls.
+    let at = json
+        .get("now")
+        .and_then(|n| n.as_str())
+        .and_then(|n| crmkit_core::time::Timestamp::parse(n).ok())
+        .unwrap_or(now);
     let reply = host
-        .call(plugin, &export, &bytes, Some(&snapshot as &dyn View), CallLimits::default())
+        .call_at(at, plugin, &export, &bytes, Some(&snapshot as &dyn View), CallLimits::default())
         .map_err(|e| fault(point, &handler, e.to_string()))?;
     let answer = accept(point, &handler, Reply::Json(reply))?;
     say!("{}", serde_json::to_string_pretty(&answer)?);

@@ -76,6 +76,18 @@ fn engine(handler: &str) -> (Fixture, Engine, tempfile::TempDir) {
     let plugins = tempfile::tempdir().unwrap();
     write_plugin(plugins.path(), "quote", "", GUARD, "");
     write_plugin(plugins.path(), "trap", "", r#"(func (export "guard") (param i32 i32) (result i64) unreachable)"#, "");
+    // Refuses every move before 2026-03-04 by the clock `now_ms` answers.
+    write_plugin(
+        plugins.path(),
+        "clock",
+        r#"(import "crmkit_v1" "now_ms" (func $now (result i64)))"#,
+        r#"(data (i32.const 128) "{\"reject\":\"not before 2026-03-04\"}")
+           (data (i32.const 256) "null")
+           (func (export "guard") (param i32 i32) (result i64)
+             (if (i64.lt_s (call $now) (i64.const 1772582400000)) (then (return (call $pack (i32.const 128) (i32.const 34)))))
+             (call $pack (i32.const 256) (i32.const 4)))"#,
+        "",
+    );
     // Reads the same partner again and again, past the cap on host calls.
     write_plugin(
         plugins.path(),
@@ -132,4 +144,23 @@ fn a_plugin_guard_refuses_and_faults_refuse_with_nothing_written() {
         let again = fx.store.transact(Some(manager), |tx| engine.create_deal(tx, new_deal(p.id, manager, 5))).unwrap();
         assert_eq!(again.version, 1);
     }
+}
+
+#[test]
+fn now_ms_answers_the_engines_clock() {
+    let (fx, engine, _plugins) = engine("clock.wasm::guard");
+    let manager = fx.user("m.petrova");
+    let p = fx.partner("Альфа", crmkit_core::model::PartnerRole::Client);
+    let mut d = new_deal(p.id, manager, 10_000);
+    d.source = Some("website".into());
+    let d = fx.store.transact(Some(manager), |tx| engine.create_deal(tx, d.clone())).unwrap();
+    assert!(fx.store.clock().now().to_string().starts_with("2026-03-02"), "{}", fx.store.clock().now());
+    match refused(&fx.store, Some(manager), |tx| engine.move_deal(tx, d.id, d.version, "needs_analysis", None)) {
+        Error::Rejected { message, .. } => assert_eq!(message, "not before 2026-03-04"),
+        other => panic!("expected a rejection, got {other}"),
+    }
+    fx.clock.advance(2 * 86_400_000);
+    let moved =
+        fx.store.transact(Some(manager), |tx| engine.move_deal(tx, d.id, d.version, "needs_analysis", None)).unwrap();
+    assert_eq!(moved.stage.as_deref(), Some("needs_analysis"));
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crmkit_core::hooks::{CallLimits, View};
-use crmkit_core::time::Clock;
+use crmkit_core::time::Timestamp;
 use wasmtime::{Engine, Instance, Memory, ResourceLimiter, Store, Trap, TypedFunc};
 
 use crate::abi;
@@ -59,7 +59,8 @@ pub(crate) struct State {
     pub(crate) max_host_calls: u32,
     pub(crate) max_answer_bytes: usize,
     pub(crate) config: Arc<[u8]>,
-    pub(crate) clock: Arc<dyn Clock>,
+    /// The call's instant, milliseconds since 1970 (`now_ms`).
+    pub(crate) now_ms: i64,
     pub(crate) plugin: Arc<str>,
     pub(crate) reads: Option<(Sender<Ask>, Receiver<ReadAnswer>)>,
     /// Why the host stopped the call, when it did (a trap says only "host error").
@@ -139,10 +140,24 @@ impl Idle {
 
 impl PluginHost {
     /// Calls `export` of `plugin` with `input` (the hook contract's JSON) under the limits
-    /// of the plugin, changed by `limits`; its reads see `view` (none: a read is a fault).
-    /// The answer JSON, or what went wrong.
+    /// of the plugin, changed by `limits`; its reads see `view` (none: a read is a fault),
+    /// and `now_ms` answers the host's clock. The answer JSON, or what went wrong.
     pub fn call(
         &self,
+        plugin: &str,
+        export: &str,
+        input: &[u8],
+        view: Option<&dyn View>,
+        limits: CallLimits,
+    ) -> Result<serde_json::Value, PluginError> {
+        self.call_at(self.clock.now(), plugin, export, input, view, limits)
+    }
+
+    /// [`call`](PluginHost::call) at the instant `now`, which `now_ms` answers: the engine
+    /// passes its hook input's `now`, so a plugin sees the time its input says.
+    pub fn call_at(
+        &self,
+        now: Timestamp,
         plugin: &str,
         export: &str,
         input: &[u8],
@@ -162,7 +177,7 @@ impl PluginHost {
             Some(view) if p.reads => std::thread::scope(|scope| {
                 let (ask, asked) = std::sync::mpsc::channel::<Ask>();
                 let (reply, replies) = std::sync::mpsc::channel::<ReadAnswer>();
-                let run = scope.spawn(|| self.run(&p, export, input, Some((ask, replies)), limits));
+                let run = scope.spawn(|| self.run(&p, now, export, input, Some((ask, replies)), limits));
                 for (what, id) in asked {
                     let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(view, what, &id)))
                         .unwrap_or_else(|_| Err("the store failed while reading (a panic)".to_string()));
@@ -172,7 +187,7 @@ impl PluginHost {
                 }
                 run.join().unwrap_or_else(|_| Err("the plugin's thread panicked".to_string()))
             }),
-            _ => self.run(&p, export, input, None, limits),
+            _ => self.run(&p, now, export, input, None, limits),
         };
         answer.map_err(err)
     }
@@ -181,6 +196,7 @@ impl PluginHost {
     fn run(
         &self,
         p: &Plugin,
+        now: Timestamp,
         export: &str,
         input: &[u8],
         reads: Option<(Sender<Ask>, Receiver<ReadAnswer>)>,
@@ -196,6 +212,7 @@ impl PluginHost {
         state.host_calls = 0;
         state.fault = None;
         state.reads = reads;
+        state.now_ms = now.0;
         let answer = self.invoke(&mut live, export, input, timeout_ms, fuel);
         if let (Ok(_), Some(idle)) = (&answer, &p.idle) {
             live.store.data_mut().reads = None;
@@ -228,7 +245,7 @@ impl PluginHost {
             max_host_calls: self.settings.max_host_calls,
             max_answer_bytes: self.settings.max_answer_bytes,
             config: p.config.clone(),
-            clock: self.clock.clone(),
+            now_ms: 0,
             plugin: p.manifest.name.as_str().into(),
             reads: None,
             fault: None,
@@ -239,10 +256,12 @@ impl PluginHost {
         arm(&mut store, timeout_ms, fuel).map_err(Other)?;
         let instance = match p.pre.instantiate(&mut store) {
             Ok(i) => i,
-            Err(e) if format!("{e:#}").contains("maximum concurrent") => return Err(Full(format!(
+            Err(e) if format!("{e:#}").contains("maximum concurrent") => {
+                return Err(Full(format!(
                 "no instance slot is free: {} instances run or are kept at once (runtimes.wasm.instance_slots): {e:#}",
                 self.settings.instance_slots
-            ))),
+            )))
+            }
             Err(e) => return Err(Other(self.why(&mut store, e, "while starting", timeout_ms, fuel))),
         };
         let memory = instance.get_memory(&mut store, abi::MEMORY).ok_or(Other("exports no memory".into()))?;

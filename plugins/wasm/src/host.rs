@@ -182,7 +182,8 @@ impl PluginHost {
         })
     }
 
-    /// The clock `now_ms` answers from (default: the system's).
+    /// The clock `now_ms` answers from in a [`call`](PluginHost::call) (default: the
+    /// system's); the engine's calls answer their input's `now`.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> PluginHost {
         self.clock = clock;
         self

@@ -1,7 +1,7 @@
 //! What a plugin may call: `log`, `now_ms`, `config` and the reads its capabilities grant,
 //! each counted against the call's cap of host calls. Reads are answered by the thread that
 //! holds the store.
-use crmkit_core::hooks::wire::{DealV1, DocumentV1, InteractionV1, PartnerV1};
+use crmkit_core::hooks::wire::{self, DealV1, DocumentV1, InteractionV1, PartnerV1};
 use crmkit_core::hooks::View;
 use wasmtime::{Caller, Engine, Linker};
 
@@ -86,7 +86,7 @@ pub(crate) fn linker(engine: &Engine, capabilities: &[String]) -> wasmtime::Resu
     })?;
     linker.func_wrap(abi::NAMESPACE, "now_ms", |mut caller: Caller<'_, State>| {
         count(&mut caller, "now_ms")?;
-        Ok(caller.data().clock.now().0)
+        Ok(caller.data().now_ms)
     })?;
     linker.func_wrap(abi::NAMESPACE, "config", |mut caller: Caller<'_, State>| {
         count(&mut caller, "config")?;
@@ -127,7 +127,9 @@ pub(crate) fn read(view: &dyn View, what: &str, id: &str) -> ReadAnswer {
         "read_deal" => {
             serde_json::to_vec(&view.deal(parse(what, "deal", id)?).map_err(err)?.as_ref().map(DealV1::from))
         }
-        "read_deal_history" => serde_json::to_vec(&view.history(parse(what, "deal", id)?).map_err(err)?),
+        "read_deal_history" => {
+            serde_json::to_vec(&wire::history(&view.history(parse(what, "deal", id)?).map_err(err)?))
+        }
         "read_deal_documents" => serde_json::to_vec(
             &view.documents(parse(what, "deal", id)?).map_err(err)?.iter().map(DocumentV1::from).collect::<Vec<_>>(),
         ),
