@@ -120,9 +120,12 @@ fn load_plugins(inst: &Installation, settings: &Settings) -> std::result::Result
     Ok(Arc::new(host))
 }
 
-/// The reports of an installation: its report scripts, on `host`.
+/// The reports of an installation: the built-in analytics (docs/analytics.md), then its
+/// report scripts, on `host` — a script named like a built-in report is not reached by
+/// that name.
 pub fn reports(host: &Arc<ScriptHost>) -> crmkit_core::report::Reports {
     let mut reports = crmkit_core::report::Reports::new();
+    reports.add(Arc::new(crmkit_core::analytics::Analytics));
     reports.add(Arc::new(crmkit_rhai::RhaiReports::new(host.clone())));
     reports
 }

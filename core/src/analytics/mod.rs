@@ -4,14 +4,17 @@
 //! (process kind, period, as-of date, manager, department, partner segment) and reads the
 //! store through the [`View`] scans, holding aggregates, not records.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::NaiveDate;
 use serde_json::Value;
 
+mod funnel;
+
 use crate::hooks::View;
-use crate::id::UserId;
-use crate::report::{Column, ColumnType, Parameter, ReportInfo, ReportSource};
+use crate::id::{PartnerId, UserId};
+use crate::model::Deal;
+use crate::report::{Column, ColumnType, Parameter, ReportInfo, ReportSource, Table};
 use crate::time::Timestamp;
 
 /// A built-in report: its name, what it shows, and how it is computed.
@@ -25,7 +28,13 @@ struct Builtin {
 pub type Rows = (Vec<Column>, Vec<Vec<Value>>);
 
 /// The built-in reports, in the order they are listed.
-const BUILTINS: &[Builtin] = &[];
+const BUILTINS: &[Builtin] = &[
+    Builtin { name: "funnel", about: funnel::ABOUT, run: funnel::run },
+];
+
+/// The built-in reports that draw a chart, and how: from the report's table to an SVG
+/// document.
+const CHARTS: &[(&str, fn(&Table) -> Result<String, String>)] = &[("funnel", funnel::svg)];
 
 /// The parameters every built-in report takes, with what they mean.
 pub const PARAMETERS: &[(&str, &str)] = &[
@@ -97,13 +106,112 @@ impl Filter {
         Ok(f)
     }
 
+    /// The period as instants: from the start of `from` to the last millisecond of `to`
+    /// (either end open when not given), and never past the instant `as_of` looks at.
+    pub fn period(&self) -> (Option<Timestamp>, Option<Timestamp>) {
+        let start = self.from.map(Timestamp::start_of);
+        let end = self.to.map(end_of);
+        let end = match (end, self.as_of.map(end_of)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        (start, end)
+    }
+
+    /// Whether `at` falls in [`Filter::period`].
+    pub fn in_period(&self, at: Timestamp) -> bool {
+        let (start, end) = self.period();
+        start.is_none_or(|s| at >= s) && end.is_none_or(|e| at <= e)
+    }
+
+    /// Which deals the filter admits, made ready for a scan: the users of `department` and
+    /// the partners of `segment` are looked up once. A department no user is in, or a segment
+    /// no partner is in, is refused, naming the ones there are.
+    pub fn deals(&self, view: &dyn View) -> Result<DealScope, String> {
+        let mut scope = DealScope { kind: self.kind.clone(), manager: self.manager, ..DealScope::default() };
+        if let Some(department) = &self.department {
+            let (mut users, mut known) = (HashSet::new(), BTreeSet::new());
+            view.each_user(&mut |u| {
+                if let Some(d) = &u.department {
+                    if d == department {
+                        users.insert(u.id);
+                    }
+                    known.insert(d.clone());
+                }
+                true
+            })
+            .map_err(|e| e.to_string())?;
+            if users.is_empty() {
+                return Err(format!(
+                    "parameter department: no user is in department \"{department}\" (departments: {})",
+                    list(known)
+                ));
+            }
+            scope.managers = Some(users);
+        }
+        if let Some(segment) = &self.segment {
+            let (mut partners, mut known) = (HashSet::new(), BTreeSet::new());
+            view.each_partner(&mut |p| {
+                if let Some(s) = &p.segment {
+                    if s == segment {
+                        partners.insert(p.id);
+                    }
+                    known.insert(s.clone());
+                }
+                true
+            })
+            .map_err(|e| e.to_string())?;
+            if partners.is_empty() {
+                return Err(format!(
+                    "parameter segment: no partner is in segment \"{segment}\" (segments: {})",
+                    list(known)
+                ));
+            }
+            scope.partners = Some(partners);
+        }
+        Ok(scope)
+    }
+
     /// The instant the report looks at: the end of `as_of` (its last millisecond), else
     /// `now`.
     pub fn instant(&self, now: Timestamp) -> Timestamp {
         match self.as_of {
-            Some(day) => Timestamp::start_of(day.succ_opt().unwrap_or(day)).plus_millis(-1),
+            Some(day) => end_of(day),
             None => now,
         }
+    }
+}
+
+/// The last millisecond of `day`.
+fn end_of(day: NaiveDate) -> Timestamp {
+    Timestamp::start_of(day.succ_opt().unwrap_or(day)).plus_millis(-1)
+}
+
+/// `items` joined by commas, or `none`.
+fn list(items: BTreeSet<String>) -> String {
+    if items.is_empty() {
+        return "none".to_string();
+    }
+    items.into_iter().collect::<Vec<_>>().join(", ")
+}
+
+/// The deals a [`Filter`] admits, by what a deal record says: its kind, its manager (now),
+/// the manager's department and the partner's segment (now).
+#[derive(Clone, Debug, Default)]
+pub struct DealScope {
+    kind: Option<String>,
+    manager: Option<UserId>,
+    managers: Option<HashSet<UserId>>,
+    partners: Option<HashSet<PartnerId>>,
+}
+
+impl DealScope {
+    /// Whether the report counts `deal`.
+    pub fn admits(&self, deal: &Deal) -> bool {
+        self.kind.as_ref().is_none_or(|k| *k == deal.kind)
+            && self.manager.is_none_or(|m| m == deal.manager)
+            && self.managers.as_ref().is_none_or(|m| m.contains(&deal.manager))
+            && self.partners.as_ref().is_none_or(|p| p.contains(&deal.partner))
     }
 }
 
@@ -138,6 +246,16 @@ impl ReportSource for Analytics {
         let filter = Filter::from_params(params, view).map_err(|m| format!("report {name}: {m}"))?;
         (report.run)(view, &filter).map_err(|m| format!("report {name}: {m}"))
     }
+}
+
+/// The built-in reports that draw a chart (`--format svg`, `Accept: image/svg+xml`).
+pub fn charts() -> Vec<&'static str> {
+    CHARTS.iter().map(|(name, _)| *name).collect()
+}
+
+/// Report `name`'s `table` drawn as an SVG document; `None` when the report has no chart.
+pub fn chart(name: &str, table: &Table) -> Option<Result<String, String>> {
+    CHARTS.iter().find(|(n, _)| *n == name).map(|(n, draw)| draw(table).map_err(|m| format!("report {n}: chart: {m}")))
 }
 
 /// What each built-in report shows, by name.

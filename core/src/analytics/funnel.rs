@@ -1,0 +1,424 @@
+//! The sales funnel: per stage of a process kind, the deals that reached it in the period and
+//! their amount, the conversion from stage to stage, the deals in it now (or as of a past
+//! day, replayed from the stage history) with the weighted pipeline and expected wins — and
+//! its SVG chart.
+//!
+//! One pass over the stage history, joined deal by deal with a page of deal records at a
+//! time (both come in id order): what is held per deal is the deal being read and one flag
+//! per stage, so memory does not grow with the number of deals.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::fmt::Write as _;
+
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde_json::Value;
+
+use super::{column, Filter, Rows};
+use crate::hooks::View;
+use crate::id::DealId;
+use crate::model::{Deal, DealStatus, How, StageChange};
+use crate::process::spec::ProcessKindSpec;
+use crate::report::{ColumnType, Table};
+use crate::time::Timestamp;
+use crate::values::Currency;
+
+/// What the funnel shows.
+pub(super) const ABOUT: &str = "per stage of a process kind: deals that reached it in the period, their amount, \
+     conversion from the previous stage and from the first, deals in it now (or as of a day), the weighted \
+     pipeline and expected wins; then the deals won in the period, and the kind's total";
+
+/// Deal records read at a time.
+const PAGE: usize = 512;
+
+/// Sums per currency.
+type Amounts = BTreeMap<Currency, Decimal>;
+
+/// What one stage (or the won line, or the total) adds up to.
+#[derive(Default)]
+struct Tally {
+    reached: u64,
+    reached_amount: Amounts,
+    open: u64,
+    open_amount: Amounts,
+    weighted: Amounts,
+    expected_wins: Decimal,
+}
+
+/// One process kind's funnel being added up.
+struct KindTally<'k> {
+    spec: &'k ProcessKindSpec,
+    stages: HashMap<&'k str, usize>,
+    tallies: Vec<Tally>,
+    won: Tally,
+    total: Tally,
+}
+
+/// The deal whose steps are being read: the record, and what its steps said so far.
+struct Current {
+    deal: Deal,
+    kind: usize,
+    /// The stages it entered in the period, by position in the route.
+    reached: Vec<bool>,
+    won: bool,
+    /// Its stage (position) and status after the last step up to the instant; `None`
+    /// before its first step (it did not exist yet).
+    state: Option<(Option<usize>, DealStatus)>,
+    steps: bool,
+}
+
+/// The funnel being computed.
+struct Funnel<'v, 'k> {
+    view: &'v dyn View,
+    filter: &'k Filter,
+    scope: super::DealScope,
+    kinds: Vec<KindTally<'k>>,
+    kind_index: HashMap<&'k str, usize>,
+    /// The instant of `as_of`, when given: later steps are not seen.
+    instant: Option<Timestamp>,
+    currencies: BTreeSet<Currency>,
+    /// Deal records ahead of the history being read.
+    ahead: VecDeque<Deal>,
+    after: Option<DealId>,
+    exhausted: bool,
+    /// The deal of the steps being read (`None` inside: a deal the report does not count).
+    current: Option<(DealId, Option<Current>)>,
+}
+
+/// The `funnel` report.
+pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
+    let settings = view.settings();
+    let kinds: Vec<&ProcessKindSpec> = match &filter.kind {
+        Some(k) => {
+            let spec = settings.process_kinds.iter().find(|p| p.id == *k).ok_or_else(|| format!("parameter kind: no kind {k}"))?;
+            if spec.stages.is_empty() {
+                return Err(format!(
+                    "parameter kind: process kind \"{k}\" is {}: its deals have no stages to make a funnel of",
+                    spec.mode.name()
+                ));
+            }
+            vec![spec]
+        }
+        None => settings.process_kinds.iter().filter(|k| !k.stages.is_empty()).collect(),
+    };
+    let mut f = Funnel {
+        view,
+        filter,
+        scope: filter.deals(view)?,
+        kind_index: kinds.iter().enumerate().map(|(i, k)| (k.id.as_str(), i)).collect(),
+        kinds: kinds
+            .into_iter()
+            .map(|spec| KindTally {
+                spec,
+                stages: spec.stages.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect(),
+                tallies: spec.stages.iter().map(|_| Tally::default()).collect(),
+                won: Tally::default(),
+                total: Tally::default(),
+            })
+            .collect(),
+        instant: filter.as_of.map(|_| filter.instant(Timestamp(0))),
+        currencies: BTreeSet::new(),
+        ahead: VecDeque::new(),
+        after: None,
+        exhausted: false,
+        current: None,
+    };
+    let mut failed = None;
+    view.each_stage_change(&mut |c| match f.step(c) {
+        Ok(()) => true,
+        Err(e) => {
+            failed = Some(e);
+            false
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    f.finish_current();
+    // Deals after the last one with steps.
+    while let Some(deal) = f.next_deal()? {
+        f.without_steps(deal);
+    }
+    Ok(f.rows())
+}
+
+impl<'k> Funnel<'_, 'k> {
+    /// The next deal record in id order, if any.
+    fn next_deal(&mut self) -> Result<Option<Deal>, String> {
+        if self.ahead.is_empty() && !self.exhausted {
+            let page = self.view.deals_page(self.after, PAGE).map_err(|e| e.to_string())?;
+            self.exhausted = page.len() < PAGE;
+            self.after = page.last().map(|d| d.id);
+            self.ahead.extend(page);
+        }
+        Ok(self.ahead.pop_front())
+    }
+
+    /// Reads one step of the history.
+    fn step(&mut self, c: &StageChange) -> Result<(), String> {
+        if self.current.as_ref().map(|(id, _)| *id) != Some(c.deal) {
+            self.finish_current();
+            let record = loop {
+                match self.ahead.front() {
+                    Some(d) if d.id > c.deal => break None,
+                    Some(d) if d.id == c.deal => break self.ahead.pop_front(),
+                    Some(_) => {
+                        // A deal with no steps at all (only a damaged store has one).
+                        let d = self.ahead.pop_front().expect("a front");
+                        self.without_steps(d);
+                    }
+                    None if self.exhausted => break None,
+                    None => {
+                        let Some(d) = self.next_deal()? else { break None };
+                        self.ahead.push_front(d);
+                    }
+                }
+            };
+            let current = record.and_then(|d| self.start(d));
+            self.current = Some((c.deal, current));
+        }
+        let instant = self.instant;
+        let Some((_, Some(cur))) = &mut self.current else { return Ok(()) };
+        if instant.is_some_and(|i| c.at > i) {
+            return Ok(());
+        }
+        cur.steps = true;
+        let kind = &self.kinds[cur.kind];
+        let stage = c.to_stage.as_deref().and_then(|s| kind.stages.get(s).copied());
+        cur.state = Some((stage, c.to_status));
+        let enters = matches!(c.how, How::Create | How::Reopen) || c.from_stage != c.to_stage;
+        if let (true, Some(i)) = (enters, stage) {
+            if self.filter.in_period(c.at) {
+                cur.reached[i] = true;
+            }
+        }
+        if c.how == How::Won && self.filter.in_period(c.at) {
+            cur.won = true;
+        }
+        Ok(())
+    }
+
+    /// The state of a deal the report counts, before its steps; `None` for one it does not.
+    fn start(&self, deal: Deal) -> Option<Current> {
+        let kind = *self.kind_index.get(deal.kind.as_str())?;
+        if !self.scope.admits(&deal) {
+            return None;
+        }
+        let stages = self.kinds[kind].tallies.len();
+        Some(Current { deal, kind, reached: vec![false; stages], won: false, state: None, steps: false })
+    }
+
+    /// A deal without history: created, as the record says, in its stage and status.
+    fn without_steps(&mut self, deal: Deal) {
+        let Some(mut cur) = self.start(deal) else { return };
+        if self.instant.is_none_or(|i| cur.deal.created_at <= i) {
+            let kind = &self.kinds[cur.kind];
+            let stage = cur.deal.stage.as_deref().and_then(|s| kind.stages.get(s).copied());
+            cur.state = Some((stage, cur.deal.status));
+            if let Some(i) = stage.filter(|_| self.filter.in_period(cur.deal.created_at)) {
+                cur.reached[i] = true;
+            }
+            cur.steps = true;
+        }
+        self.finish(cur);
+    }
+
+    fn finish_current(&mut self) {
+        if let Some((_, Some(cur))) = self.current.take() {
+            self.finish(cur);
+        }
+    }
+
+    /// Adds a deal whose steps are all read.
+    fn finish(&mut self, cur: Current) {
+        if !cur.steps {
+            return; // created after the instant
+        }
+        let d = &cur.deal;
+        let money = d.amount.currency;
+        self.currencies.insert(money);
+        let kind = &mut self.kinds[cur.kind];
+        let add = |a: &mut Amounts| *a.entry(money).or_default() += d.amount.amount;
+        for (i, _) in cur.reached.iter().enumerate().filter(|(_, r)| **r) {
+            kind.tallies[i].reached += 1;
+            add(&mut kind.tallies[i].reached_amount);
+        }
+        if cur.reached.iter().any(|r| *r) {
+            kind.total.reached += 1;
+            add(&mut kind.total.reached_amount);
+        }
+        if cur.won {
+            kind.won.reached += 1;
+            add(&mut kind.won.reached_amount);
+        }
+        // Where it stands at the instant: the replayed state for a past day, else the record.
+        let (stage, status) = match self.instant {
+            Some(_) => cur.state.unwrap_or((None, d.status)),
+            None => (d.stage.as_deref().and_then(|s| kind.stages.get(s).copied()), d.status),
+        };
+        if let (Some(i), DealStatus::InProgress | DealStatus::OnHold) = (stage, status) {
+            for t in [&mut kind.tallies[i], &mut kind.total] {
+                t.open += 1;
+                add(&mut t.open_amount);
+                if let Some(p) = d.probability {
+                    let share = Decimal::from(p) / Decimal::from(100);
+                    *t.weighted.entry(money).or_default() += d.amount.amount * share;
+                    t.expected_wins += share;
+                }
+            }
+        }
+    }
+
+    /// The table: per kind, its stages in route order, the won line and the total.
+    fn rows(self) -> Rows {
+        let default = self.view.settings().default_currency;
+        let mut currencies = vec![default];
+        currencies.extend(self.currencies.iter().filter(|c| **c != default));
+        let mut columns = vec![
+            column("kind", ColumnType::Text),
+            column("row", ColumnType::Text),
+            column("stage", ColumnType::Text),
+            column("stage_name", ColumnType::Text),
+            column("reached", ColumnType::Int),
+            column("conversion_from_previous", ColumnType::Decimal),
+            column("conversion_from_first", ColumnType::Decimal),
+            column("open_now", ColumnType::Int),
+            column("expected_wins", ColumnType::Decimal),
+        ];
+        for c in &currencies {
+            for what in ["reached_amount", "open_amount", "weighted"] {
+                columns.push(column(&format!("{what}_{c}"), ColumnType::Decimal));
+            }
+        }
+        let mut rows = Vec::new();
+        for k in &self.kinds {
+            let first = k.tallies.first().map_or(0, |t| t.reached);
+            let mut previous: Option<u64> = None;
+            let mut line = |row: &str, stage: Option<&str>, name: &str, t: &Tally, prev: Option<u64>, open: bool| {
+                let mut r = vec![
+                    Value::from(k.spec.id.clone()),
+                    Value::from(row),
+                    stage.map_or(Value::Null, Value::from),
+                    Value::from(name),
+                    Value::from(t.reached),
+                    prev.and_then(|p| percent(t.reached, p)).map_or(Value::Null, Value::from),
+                    if row == "total" { None } else { percent(t.reached, first) }.map_or(Value::Null, Value::from),
+                    if open { Value::from(t.open) } else { Value::Null },
+                    if open { Value::from(fixed(t.expected_wins)) } else { Value::Null },
+                ];
+                for c in &currencies {
+                    let sum = |a: &Amounts| fixed(a.get(c).copied().unwrap_or_default());
+                    r.push(Value::from(sum(&t.reached_amount)));
+                    r.push(if open { Value::from(sum(&t.open_amount)) } else { Value::Null });
+                    r.push(if open { Value::from(sum(&t.weighted)) } else { Value::Null });
+                }
+                rows.push(r);
+            };
+            for (s, t) in k.spec.stages.iter().zip(&k.tallies) {
+                line("stage", Some(&s.id), &s.name, t, previous, true);
+                previous = Some(t.reached);
+            }
+            line("won", None, "won", &k.won, previous, false);
+            line("total", None, "total", &k.total, None, true);
+        }
+        (columns, rows)
+    }
+}
+
+/// `part` as a percentage of `whole` with two decimals; `None` when `whole` is zero.
+fn percent(part: u64, whole: u64) -> Option<String> {
+    (whole > 0).then(|| fixed(Decimal::from(part) * Decimal::from(100) / Decimal::from(whole)))
+}
+
+/// `d` rounded half away from zero to two decimals, written with both.
+fn fixed(d: Decimal) -> String {
+    let mut d = d.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
+    d.rescale(2);
+    d.to_string()
+}
+
+/// The funnel's table as an SVG chart: per kind, a centred bar per stage and for the won
+/// deals, as wide as the deals that reached it, labelled with the count and the conversion
+/// from the previous line.
+pub(super) fn svg(table: &Table) -> Result<String, String> {
+    let at = |name: &str| {
+        table.columns().iter().position(|c| c.name == name).ok_or_else(|| format!("the table has no column {name}"))
+    };
+    let (kind, row, name, reached, conv) =
+        (at("kind")?, at("row")?, at("stage_name")?, at("reached")?, at("conversion_from_previous")?);
+    // The kinds in table order, each with its bars.
+    let mut blocks: Vec<(String, Vec<(String, u64, Option<String>)>)> = Vec::new();
+    for r in table.rows() {
+        if r[row] == "total" {
+            continue;
+        }
+        let k = r[kind].as_str().unwrap_or_default().to_string();
+        if blocks.last().is_none_or(|(last, _)| *last != k) {
+            blocks.push((k, Vec::new()));
+        }
+        let bar = (
+            r[name].as_str().unwrap_or_default().to_string(),
+            r[reached].as_u64().unwrap_or(0),
+            r[conv].as_str().map(str::to_string),
+        );
+        blocks.last_mut().expect("pushed").1.push(bar);
+    }
+    const WIDTH: u32 = 720;
+    const BAR: u32 = 28;
+    const GAP: u32 = 8;
+    const TITLE: u32 = 36;
+    const LABELS: u32 = 220;
+    let height: u32 = 16 + blocks.iter().map(|(_, bars)| TITLE + bars.len() as u32 * (BAR + GAP) + 16).sum::<u32>();
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="13">"#
+    );
+    let _ = writeln!(o, r#"<title>Sales funnel</title>"#);
+    let span = WIDTH - LABELS - 16;
+    let mut y = 16;
+    for (k, bars) in &blocks {
+        let _ = writeln!(o, r#"<text x="8" y="{}" font-size="16" font-weight="bold">{}</text>"#, y + 20, escape(k));
+        y += TITLE;
+        let most = bars.iter().map(|b| b.1).max().unwrap_or(0).max(1);
+        for (label, count, conversion) in bars {
+            let w = ((*count as f64 / most as f64) * span as f64).round().max(1.0) as u32;
+            let x = LABELS + (span - w) / 2;
+            let fill = if label == "won" { "#2e8b57" } else { "#4682b4" };
+            let _ = writeln!(o, r#"<rect x="{x}" y="{y}" width="{w}" height="{BAR}" fill="{fill}"/>"#);
+            let _ = writeln!(o, r#"<text x="8" y="{}">{}</text>"#, y + BAR / 2 + 5, escape(label));
+            let text = match conversion {
+                Some(c) => format!("{count} ({c}%)"),
+                None => count.to_string(),
+            };
+            let _ = writeln!(
+                o,
+                r#"<text x="{}" y="{}" text-anchor="middle" fill="{}">{}</text>"#,
+                LABELS + span / 2,
+                y + BAR / 2 + 5,
+                if w > 90 { "#ffffff" } else { "#000000" },
+                escape(&text)
+            );
+            y += BAR + GAP;
+        }
+        y += 16;
+    }
+    o.push_str("</svg>\n");
+    Ok(o)
+}
+
+/// `s` with the characters XML gives a meaning escaped.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
