@@ -12,7 +12,7 @@ use crmkit_demo::{self as demo, DemoOptions};
 
 use crate::console::{self, Exit};
 use crate::progress::Bar;
-use crate::{attachments, beside, dossier, graph, http, plugin, script, stats, token, transfer};
+use crate::{analytics, attachments, beside, dossier, graph, http, plugin, script, stats, token, transfer};
 
 #[derive(Parser)]
 #[command(name = "crmkit", version, about = "An embeddable CRM engine: installations, demo data, statistics")]
@@ -263,6 +263,37 @@ enum Command {
         #[arg(long, default_value = "table")]
         format: String,
     },
+    /// A built-in sales report over the installation's deals and their stage history, as a
+    /// table, CSV, JSON or an SVG chart (docs/analytics.md lists the reports).
+    Analytics {
+        /// The report's name (funnel, …).
+        report: String,
+        dir: PathBuf,
+        /// Only the deals of this process kind (its id).
+        #[arg(long)]
+        kind: Option<String>,
+        /// The period's first day, YYYY-MM-DD (UTC).
+        #[arg(long)]
+        from: Option<String>,
+        /// The period's last day, YYYY-MM-DD (UTC).
+        #[arg(long)]
+        to: Option<String>,
+        /// The state at the end of this day, YYYY-MM-DD (UTC), replayed from the history.
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Only the deals this manager (a login) holds.
+        #[arg(long)]
+        manager: Option<String>,
+        /// Only the deals of managers in this department.
+        #[arg(long)]
+        department: Option<String>,
+        /// Only the deals of partners in this segment.
+        #[arg(long)]
+        segment: Option<String>,
+        /// table, csv, json, or svg for a report with a chart.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
     /// Check and try out the installation's Rhai scripts.
     Script {
         #[command(subcommand)]
@@ -372,6 +403,7 @@ impl Command {
             | Command::Stats { dir, .. }
             | Command::Score { dir, .. }
             | Command::Report { dir, .. }
+            | Command::Analytics { dir, .. }
             | Command::Import { dir, .. }
             | Command::Export { dir, .. } => Some(dir),
             Command::Script { what } => Some(what.dir()),
@@ -505,6 +537,19 @@ fn run(cli: Cli, args: Option<&[String]>) -> Result<()> {
             }
         },
         Command::Report { dir, name, params, format } => script::report(&dir, &name, &params, &format),
+        Command::Analytics { report, dir, kind, from, to, as_of, manager, department, segment, format } => {
+            let given = [
+                ("kind", kind),
+                ("from", from),
+                ("to", to),
+                ("as_of", as_of),
+                ("manager", manager),
+                ("department", department),
+                ("segment", segment),
+            ];
+            let params = given.into_iter().filter_map(|(n, v)| v.map(|v| (n.to_string(), v))).collect();
+            analytics::run(analytics::Args { report: &report, dir: &dir, params, format: &format })
+        }
         Command::Import { dir, entity, file, format, map, delimiter, batch, atomic, dry_run, as_user } => {
             transfer::import(transfer::ImportArgs {
                 dir,

@@ -26,6 +26,7 @@ macro_rules! complain {
     };
 }
 
+mod analytics;
 mod attachments;
 mod beside;
 pub mod cli;

@@ -237,6 +237,12 @@ pub fn report(dir: &std::path::Path, name: &str, params: &[String], format: &str
     }
     let snapshot = inst.store().read()?;
     let table = reports(&host).run(name, &args, &snapshot)?;
+    print_table(&table, format)
+}
+
+/// Prints a report's table in `format`: `table` (aligned columns for the terminal), `csv` or
+/// `json`.
+pub fn print_table(table: &crmkit_core::report::Table, format: &str) -> Result<()> {
     let text = crmkit_core::report::cell_text;
     match format {
         "json" => say!("{}", serde_json::to_string_pretty(&table)?),

@@ -69,12 +69,13 @@ struct Current {
 /// The funnel being computed.
 struct Funnel<'v, 'k> {
     view: &'v dyn View,
-    filter: &'k Filter,
     scope: super::DealScope,
     kinds: Vec<KindTally<'k>>,
     kind_index: HashMap<&'k str, usize>,
     /// The instant of `as_of`, when given: later steps are not seen.
     instant: Option<Timestamp>,
+    /// The period's first and last instants, when bounded.
+    period: (Option<Timestamp>, Option<Timestamp>),
     currencies: BTreeSet<Currency>,
     /// Deal records ahead of the history being read.
     ahead: VecDeque<Deal>,
@@ -102,7 +103,6 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     };
     let mut f = Funnel {
         view,
-        filter,
         scope: filter.deals(view)?,
         kind_index: kinds.iter().enumerate().map(|(i, k)| (k.id.as_str(), i)).collect(),
         kinds: kinds
@@ -116,6 +116,7 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
             })
             .collect(),
         instant: filter.as_of.map(|_| filter.instant(Timestamp(0))),
+        period: filter.period(),
         currencies: BTreeSet::new(),
         ahead: VecDeque::new(),
         after: None,
@@ -178,6 +179,7 @@ impl<'k> Funnel<'_, 'k> {
             self.current = Some((c.deal, current));
         }
         let instant = self.instant;
+        let in_period = self.in_period(c.at);
         let Some((_, Some(cur))) = &mut self.current else { return Ok(()) };
         if instant.is_some_and(|i| c.at > i) {
             return Ok(());
@@ -188,14 +190,19 @@ impl<'k> Funnel<'_, 'k> {
         cur.state = Some((stage, c.to_status));
         let enters = matches!(c.how, How::Create | How::Reopen) || c.from_stage != c.to_stage;
         if let (true, Some(i)) = (enters, stage) {
-            if self.filter.in_period(c.at) {
+            if in_period {
                 cur.reached[i] = true;
             }
         }
-        if c.how == How::Won && self.filter.in_period(c.at) {
+        if c.how == How::Won && in_period {
             cur.won = true;
         }
         Ok(())
+    }
+
+    fn in_period(&self, at: Timestamp) -> bool {
+        let (start, end) = self.period;
+        start.is_none_or(|s| at >= s) && end.is_none_or(|e| at <= e)
     }
 
     /// The state of a deal the report counts, before its steps; `None` for one it does not.
@@ -215,7 +222,7 @@ impl<'k> Funnel<'_, 'k> {
             let kind = &self.kinds[cur.kind];
             let stage = cur.deal.stage.as_deref().and_then(|s| kind.stages.get(s).copied());
             cur.state = Some((stage, cur.deal.status));
-            if let Some(i) = stage.filter(|_| self.filter.in_period(cur.deal.created_at)) {
+            if let Some(i) = stage.filter(|_| self.in_period(cur.deal.created_at)) {
                 cur.reached[i] = true;
             }
             cur.steps = true;
@@ -257,10 +264,22 @@ impl<'k> Funnel<'_, 'k> {
             None => (d.stage.as_deref().and_then(|s| kind.stages.get(s).copied()), d.status),
         };
         if let (Some(i), DealStatus::InProgress | DealStatus::OnHold) = (stage, status) {
+            // The history keeps no probabilities: as of a past day, a deal that stands where
+            // it stood then, or whose probability was set by hand and is still open, has the
+            // one it has now; any other had its stage's default then (closing sets 0 or 100).
+            let now = d.stage.as_deref().and_then(|s| kind.stages.get(s).copied());
+            let probability = if self.instant.is_none()
+                || (now == stage && d.status == status)
+                || (d.probability_manual && !d.status.is_closed())
+            {
+                d.probability
+            } else {
+                kind.spec.stages[i].probability
+            };
             for t in [&mut kind.tallies[i], &mut kind.total] {
                 t.open += 1;
                 add(&mut t.open_amount);
-                if let Some(p) = d.probability {
+                if let Some(p) = probability {
                     let share = Decimal::from(p) / Decimal::from(100);
                     *t.weighted.entry(money).or_default() += d.amount.amount * share;
                     t.expected_wins += share;
