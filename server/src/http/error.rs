@@ -54,6 +54,7 @@ codes! {
     NotFound = "not_found": 404;
     NoRoute = "no_route": 404;
     MethodNotAllowed = "method_not_allowed": 405;
+    NotAcceptable = "not_acceptable": 406;
     TooSlow = "too_slow": 408;
     Conflict = "conflict": 409;
     Busy = "busy": 409;

@@ -13,7 +13,7 @@ use super::admin::{create_token, list_tokens, revoke_token, scripts_reload, scri
 use super::auth::authenticate;
 use super::deals::deal_action;
 use super::dossier::{get_deal_file, get_dossier};
-use super::reports::{get_report, list_reports};
+use super::reports::{get_analytics, get_report, list_reports, Wants};
 use super::{entities, files, full, import, json_response, tasks, ApiError, App, Body, Code};
 
 /// Runs a long read — a report, a dossier, a deal's file — on the blocking pool, so that
@@ -80,6 +80,7 @@ enum Op {
     Dossier,
     Reports,
     Report,
+    Analytics,
     Upload,
     AttachmentContent,
     Import,
@@ -113,6 +114,7 @@ static ROUTES: std::sync::LazyLock<Vec<(Method, String, Op)>> = std::sync::LazyL
         (Method::GET, "/api/v1/partners/{id}/dossier", Op::Dossier),
         (Method::GET, "/api/v1/reports", Op::Reports),
         (Method::GET, "/api/v1/reports/{name}", Op::Report),
+        (Method::GET, "/api/v1/analytics/{name}", Op::Analytics),
         (Method::GET, "/api/v1/attachments/{id}/content", Op::AttachmentContent),
         (Method::POST, "/api/v1/import/{entity}", Op::Import),
         (Method::GET, "/api/v1/scripts", Op::Scripts),
@@ -268,6 +270,13 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
             let csv = accept.contains("text/csv");
             let name = param("name");
             blocking(move || get_report(&app, &caller, &name, &q, csv)).await
+        }
+        Op::Analytics => {
+            let app = app.clone();
+            let accept = req.headers().get("accept").and_then(|a| a.to_str().ok()).unwrap_or_default();
+            let wants = Wants::from_accept(accept);
+            let name = param("name");
+            blocking(move || get_analytics(&app, &caller, &name, &q, wants)).await
         }
         Op::Upload => files::upload(app, &caller, &q, req).await,
         Op::AttachmentContent => files::download(app, &caller, &id),
