@@ -349,3 +349,99 @@ fn docs_list_every_report_and_parameter() {
         );
     }
 }
+
+#[test]
+fn the_command_line_prints_the_funnel_as_a_table_csv_json_or_svg_and_refuses_what_is_wrong() {
+    use crate::cli::{fails, ok};
+    let office = crate::api::Office::new();
+    crate::api::two_of_everything(&office);
+    let dir = office.site.dir();
+    let before = office.site.dump();
+    let table = ok(&["analytics", "funnel", dir, "--kind", "b2b_sale"]);
+    assert!(table.starts_with("kind      row    stage "), "{table}");
+    assert!(table.lines().any(|l| l.split_whitespace().take(5).eq(["b2b_sale", "stage", "qualification", "Qualification", "2"])), "{table}");
+    assert!(table.trim_end().ends_with("(7 rows)"), "{table}");
+    let csv = ok(&["analytics", "funnel", dir, "--kind", "b2b_sale", "--format", "csv"]);
+    // Two deals of RUB 1000 in qualification, made through the store: without a probability,
+    // they add nothing to the expected wins and the weighted pipeline.
+    assert_eq!(
+        csv.lines().take(2).collect::<Vec<_>>(),
+        [
+            "kind,row,stage,stage_name,reached,conversion_from_previous,conversion_from_first,open_now,expected_wins,reached_amount_RUB,open_amount_RUB,weighted_RUB",
+            "b2b_sale,stage,qualification,Qualification,2,,100.00,2,0.00,2000.00,2000.00,0.00",
+        ]
+    );
+    // The same table as `crmkit report` gives it: the built-in reports are among the reports.
+    assert_eq!(csv, ok(&["report", dir, "funnel", "--param", "kind=b2b_sale", "--format", "csv"]));
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["analytics", "funnel", dir, "--format", "json", "--as-of", "2026-03-02"])).unwrap();
+    assert_eq!(json["columns"][4], serde_json::json!({ "name": "reached", "type": "int" }));
+    assert_eq!(json["rows"][0][4], 2);
+    assert_eq!(json["rows"].as_array().unwrap().len(), 7 + 7 + 5);
+    let svg = ok(&["analytics", "funnel", dir, "--kind", "b2b_sale", "--format", "svg", "--department", "north"]);
+    well_formed(&svg);
+    assert!(svg.contains(">1 (0.00%)<") || svg.contains(">1<"), "{svg}");
+    for (args, message) in [
+        (vec!["--format", "xml"], "\"xml\" is not a format: table, csv, json or svg"),
+        (vec!["--kind", "nope"], "parameter kind: there is no process kind \"nope\""),
+        (vec!["--as-of", "2026-02-30"], "parameter as_of: "),
+        (vec!["--from", "2026-03-02", "--to", "2026-03-01"], "parameter to: the period ends (2026-03-01) before it starts (2026-03-02)"),
+        (vec!["--manager", "nobody"], "parameter manager: there is no user \"nobody\""),
+        (vec!["--department", "east"], "parameter department: no user is in department \"east\" (departments: north, south)"),
+    ] {
+        let mut all = vec!["analytics", "funnel", dir];
+        all.extend(args.iter().copied());
+        let said = fails(&all);
+        assert!(said.contains(message), "{args:?}: {said}");
+    }
+    let said = fails(&["analytics", "nothing", dir]);
+    assert!(said.contains("there is no report \"nothing\"; the installation has funnel"), "{said}");
+    assert_eq!(office.site.dump(), before, "a report changed the database");
+}
+
+#[test]
+fn the_api_answers_the_funnel_as_json_csv_or_svg_to_the_callers_and_over_the_deals_of_the_reports_route() {
+    let office = crate::api::Office::new();
+    crate::api::two_of_everything(&office);
+    let before = office.site.dump();
+    let server = crate::api::Served::start(&office.site);
+    let path = "/api/v1/analytics/funnel?kind=b2b_sale";
+    let reached = |login: &str| {
+        let (status, body) = server.request("GET", path, Some(office.token(login)));
+        assert_eq!(status, 200, "{login}: {body}");
+        assert_eq!(body["rows"][0][2], "qualification");
+        body["rows"][0][4].clone()
+    };
+    // Admins and viewers see both departments' deals, the head the north's only.
+    assert_eq!((reached("boss"), reached("watcher"), reached("head")), (2.into(), 2.into(), 1.into()));
+    let (status, body) = server.request("GET", path, Some(office.token("north")));
+    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")), "{body}");
+    // The same table as the reports route gives, which lists the funnel among the reports.
+    let (_, via_reports) = server.request("GET", "/api/v1/reports/funnel?kind=b2b_sale", Some(office.token("boss")));
+    assert_eq!(server.request("GET", path, Some(office.token("boss"))).1, via_reports);
+    let csv = server.exchange("GET", path, Some(office.token("head")), &[("accept", "text/csv")], None);
+    assert_eq!(csv.status, 200);
+    assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
+    assert!(csv.text().lines().nth(1).unwrap().starts_with("b2b_sale,stage,qualification,Qualification,1,"), "{}", csv.text());
+    let svg = server.exchange("GET", path, Some(office.token("boss")), &[("accept", "image/svg+xml")], None);
+    assert_eq!(svg.status, 200, "{}", svg.text());
+    assert!(svg.header("content-type").unwrap().starts_with("image/svg+xml"));
+    well_formed(&svg.text());
+    // Refused parameters name the parameter; nothing is there by another name.
+    for (query, status, message) in [
+        ("kind=nope", 422, "report funnel: parameter kind: there is no process kind \"nope\""),
+        ("as_of=2026-02-30", 422, "report funnel: parameter as_of: "),
+        ("from=2026-03-02&to=2026-03-01", 422, "report funnel: parameter to: the period ends"),
+        ("manager=nobody", 422, "report funnel: parameter manager: there is no user \"nobody\""),
+        ("segment=retail", 422, "report funnel: parameter segment: no partner is in segment \"retail\""),
+        ("frm=2026-03-01", 422, "report funnel: it has no parameter \"frm\" (it takes kind, from, to, as_of, manager, department, segment)"),
+    ] {
+        let (got, body) = server.request("GET", &format!("/api/v1/analytics/funnel?{query}"), Some(office.token("boss")));
+        assert_eq!((got, body["code"].as_str()), (status, Some("report_failed")), "{query}: {body}");
+        assert!(body["message"].as_str().unwrap().starts_with(message), "{query}: {body}");
+    }
+    let (status, body) = server.request("GET", "/api/v1/analytics/pipeline_by_manager", Some(office.token("boss")));
+    assert_eq!((status, body["code"].as_str()), (404, Some("report_failed")), "a script is no built-in report: {body}");
+    server.stop();
+    assert_eq!(office.site.dump(), before, "reading reports changed the database");
+}

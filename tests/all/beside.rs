@@ -104,6 +104,9 @@ const COMMANDS: &[&[&str]] = &[
     &["report", "DIR", "pipeline_by_manager", "--format", "csv", "--param", "from=2020-01"],
     &["report", "DIR", "pipeline_by_manager", "--param", "nonsense=1"],
     &["report", "DIR", "no_such_report"],
+    &["analytics", "funnel", "DIR"],
+    &["analytics", "funnel", "DIR", "--format", "svg", "--as-of", "2026-01-31", "--kind", "b2b_sale"],
+    &["analytics", "funnel", "DIR", "--kind", "nope"],
     &["export", "DIR", "--entity", "partners"],
     &["export", "DIR", "--entity", "deals", "--format", "jsonl", "--out", "deals.jsonl"],
     &["export", "DIR", "--entity", "nothing"],
@@ -180,7 +183,7 @@ fn every_command_prints_and_exits_the_same_through_a_running_server() {
         }
     }
     // The refusals above are real refusals, not a server that answers nothing.
-    assert!((10..=11).contains(&failures), "{failures} commands failed");
+    assert!((11..=12).contains(&failures), "{failures} commands failed");
     for file in ["deals.jsonl", "partners.errors.csv", "copy.redb"] {
         assert!(work_served.join(file).is_file(), "{file} was not written through the server");
     }
