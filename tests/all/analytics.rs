@@ -94,7 +94,8 @@ fn play(days: usize) -> Fixture {
             let current = |_: &str| -> Deal { deal.clone().unwrap() };
             // A reopening is the system's (managers may not reopen); the rest the manager's.
             let actor = if matches!(op, Op::Reopen(_)) { None } else { Some(manager) };
-            let created = f.store
+            let created = f
+                .store
                 .transact(actor, |tx| {
                     match op {
                         Op::Create(name, amount, currency) => {
@@ -205,7 +206,8 @@ b2b_sale,total,,total,4,,,3,1.15,6000.00,3000.00,1350.00,500.00,500.00,125.00
     assert_eq!(funnel(&f.store, &[("kind", "b2b_sale"), ("as_of", "2026-03-05")]), as_of);
     // Without a kind, every kind with stages has its block, in config order.
     let all = funnel(&f.store, &[]);
-    let blocks: Vec<&str> = all.lines().skip(1).filter(|l| l.contains(",total,")).map(|l| l.split(',').next().unwrap()).collect();
+    let blocks: Vec<&str> =
+        all.lines().skip(1).filter(|l| l.contains(",total,")).map(|l| l.split(',').next().unwrap()).collect();
     assert_eq!(blocks, ["b2b_sale", "tender", "repeat_sale"]);
     assert!(all.contains("tender,stage,announcement,Tender announced,0,,,0,0.00,"), "{all}");
 }
@@ -226,7 +228,10 @@ fn the_funnel_as_of_a_past_day_is_the_funnel_of_a_database_that_stopped_that_day
     // As of a day before the first deal, the funnel is empty; as of today it is now's.
     let empty = funnel(&full.store, &[("kind", "b2b_sale"), ("as_of", "2026-03-01")]);
     assert!(empty.lines().skip(1).all(|l| l.split(',').nth(4) == Some("0")), "{empty}");
-    assert_eq!(funnel(&full.store, &[("kind", "b2b_sale"), ("as_of", "2026-03-10")]), funnel(&full.store, &[("kind", "b2b_sale")]));
+    assert_eq!(
+        funnel(&full.store, &[("kind", "b2b_sale"), ("as_of", "2026-03-10")]),
+        funnel(&full.store, &[("kind", "b2b_sale")])
+    );
 }
 
 #[test]
@@ -255,10 +260,22 @@ fn the_funnel_filters_by_manager_department_and_segment_and_refuses_what_is_not_
         (vec![("kind", "project")], "report funnel: parameter kind: process kind \"project\" is stageless"),
         (vec![("manager", "nobody")], "report funnel: parameter manager: there is no user \"nobody\""),
         (vec![("from", "2026-13-01")], "report funnel: parameter from: "),
-        (vec![("to", "2026-03-01"), ("from", "2026-03-02")], "report funnel: parameter to: the period ends (2026-03-01) before it starts (2026-03-02)"),
-        (vec![("department", "east")], "report funnel: parameter department: no user is in department \"east\" (departments: "),
-        (vec![("segment", "retail")], "report funnel: parameter segment: no partner is in segment \"retail\" (segments: "),
-        (vec![("frm", "2026-03-01")], "report funnel: it has no parameter \"frm\" (it takes kind, from, to, as_of, manager, department, segment)"),
+        (
+            vec![("to", "2026-03-01"), ("from", "2026-03-02")],
+            "report funnel: parameter to: the period ends (2026-03-01) before it starts (2026-03-02)",
+        ),
+        (
+            vec![("department", "east")],
+            "report funnel: parameter department: no user is in department \"east\" (departments: ",
+        ),
+        (
+            vec![("segment", "retail")],
+            "report funnel: parameter segment: no partner is in segment \"retail\" (segments: ",
+        ),
+        (
+            vec![("frm", "2026-03-01")],
+            "report funnel: it has no parameter \"frm\" (it takes kind, from, to, as_of, manager, department, segment)",
+        ),
     ] {
         let e = run(&params).expect_err(message);
         assert!(e.starts_with(message), "{params:?}: {e}");
@@ -359,7 +376,16 @@ fn the_command_line_prints_the_funnel_as_a_table_csv_json_or_svg_and_refuses_wha
     let before = office.site.dump();
     let table = ok(&["analytics", "funnel", dir, "--kind", "b2b_sale"]);
     assert!(table.starts_with("kind      row    stage "), "{table}");
-    assert!(table.lines().any(|l| l.split_whitespace().take(5).eq(["b2b_sale", "stage", "qualification", "Qualification", "2"])), "{table}");
+    assert!(
+        table.lines().any(|l| l.split_whitespace().take(5).eq([
+            "b2b_sale",
+            "stage",
+            "qualification",
+            "Qualification",
+            "2"
+        ])),
+        "{table}"
+    );
     assert!(table.trim_end().ends_with("(7 rows)"), "{table}");
     let csv = ok(&["analytics", "funnel", dir, "--kind", "b2b_sale", "--format", "csv"]);
     // Two deals of RUB 1000 in qualification, made through the store: without a probability,
@@ -385,9 +411,15 @@ fn the_command_line_prints_the_funnel_as_a_table_csv_json_or_svg_and_refuses_wha
         (vec!["--format", "xml"], "\"xml\" is not a format: table, csv, json or svg"),
         (vec!["--kind", "nope"], "parameter kind: there is no process kind \"nope\""),
         (vec!["--as-of", "2026-02-30"], "parameter as_of: "),
-        (vec!["--from", "2026-03-02", "--to", "2026-03-01"], "parameter to: the period ends (2026-03-01) before it starts (2026-03-02)"),
+        (
+            vec!["--from", "2026-03-02", "--to", "2026-03-01"],
+            "parameter to: the period ends (2026-03-01) before it starts (2026-03-02)",
+        ),
         (vec!["--manager", "nobody"], "parameter manager: there is no user \"nobody\""),
-        (vec!["--department", "east"], "parameter department: no user is in department \"east\" (departments: north, south)"),
+        (
+            vec!["--department", "east"],
+            "parameter department: no user is in department \"east\" (departments: north, south)",
+        ),
     ] {
         let mut all = vec!["analytics", "funnel", dir];
         all.extend(args.iter().copied());
@@ -422,7 +454,11 @@ fn the_api_answers_the_funnel_as_json_csv_or_svg_to_the_callers_and_over_the_dea
     let csv = server.exchange("GET", path, Some(office.token("head")), &[("accept", "text/csv")], None);
     assert_eq!(csv.status, 200);
     assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
-    assert!(csv.text().lines().nth(1).unwrap().starts_with("b2b_sale,stage,qualification,Qualification,1,"), "{}", csv.text());
+    assert!(
+        csv.text().lines().nth(1).unwrap().starts_with("b2b_sale,stage,qualification,Qualification,1,"),
+        "{}",
+        csv.text()
+    );
     let svg = server.exchange("GET", path, Some(office.token("boss")), &[("accept", "image/svg+xml")], None);
     assert_eq!(svg.status, 200, "{}", svg.text());
     assert!(svg.header("content-type").unwrap().starts_with("image/svg+xml"));
@@ -434,9 +470,14 @@ fn the_api_answers_the_funnel_as_json_csv_or_svg_to_the_callers_and_over_the_dea
         ("from=2026-03-02&to=2026-03-01", 422, "report funnel: parameter to: the period ends"),
         ("manager=nobody", 422, "report funnel: parameter manager: there is no user \"nobody\""),
         ("segment=retail", 422, "report funnel: parameter segment: no partner is in segment \"retail\""),
-        ("frm=2026-03-01", 422, "report funnel: it has no parameter \"frm\" (it takes kind, from, to, as_of, manager, department, segment)"),
+        (
+            "frm=2026-03-01",
+            422,
+            "report funnel: it has no parameter \"frm\" (it takes kind, from, to, as_of, manager, department, segment)",
+        ),
     ] {
-        let (got, body) = server.request("GET", &format!("/api/v1/analytics/funnel?{query}"), Some(office.token("boss")));
+        let (got, body) =
+            server.request("GET", &format!("/api/v1/analytics/funnel?{query}"), Some(office.token("boss")));
         assert_eq!((got, body["code"].as_str()), (status, Some("report_failed")), "{query}: {body}");
         assert!(body["message"].as_str().unwrap().starts_with(message), "{query}: {body}");
     }

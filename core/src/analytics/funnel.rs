@@ -90,7 +90,11 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     let settings = view.settings();
     let kinds: Vec<&ProcessKindSpec> = match &filter.kind {
         Some(k) => {
-            let spec = settings.process_kinds.iter().find(|p| p.id == *k).ok_or_else(|| format!("parameter kind: no kind {k}"))?;
+            let spec = settings
+                .process_kinds
+                .iter()
+                .find(|p| p.id == *k)
+                .ok_or_else(|| format!("parameter kind: no kind {k}"))?;
             if spec.stages.is_empty() {
                 return Err(format!(
                     "parameter kind: process kind \"{k}\" is {}: its deals have no stages to make a funnel of",
@@ -366,7 +370,7 @@ pub(super) fn svg(table: &Table) -> Result<String, String> {
     let (kind, row, name, reached, conv) =
         (at("kind")?, at("row")?, at("stage_name")?, at("reached")?, at("conversion_from_previous")?);
     // The kinds in table order, each with its bars.
-    let mut blocks: Vec<(String, Vec<(String, u64, Option<String>)>)> = Vec::new();
+    let mut blocks: Vec<(String, Vec<Bar>)> = Vec::new();
     for r in table.rows() {
         if r[row] == "total" {
             continue;
@@ -425,6 +429,10 @@ pub(super) fn svg(table: &Table) -> Result<String, String> {
     o.push_str("</svg>\n");
     Ok(o)
 }
+
+/// A bar of the chart: its label, the deals that reached it, the conversion from the bar
+/// before.
+type Bar = (String, u64, Option<String>);
 
 /// `s` with the characters XML gives a meaning escaped.
 fn escape(s: &str) -> String {

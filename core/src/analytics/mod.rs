@@ -28,13 +28,14 @@ struct Builtin {
 pub type Rows = (Vec<Column>, Vec<Vec<Value>>);
 
 /// The built-in reports, in the order they are listed.
-const BUILTINS: &[Builtin] = &[
-    Builtin { name: "funnel", about: funnel::ABOUT, run: funnel::run },
-];
+const BUILTINS: &[Builtin] = &[Builtin { name: "funnel", about: funnel::ABOUT, run: funnel::run }];
 
 /// The built-in reports that draw a chart, and how: from the report's table to an SVG
 /// document.
-const CHARTS: &[(&str, fn(&Table) -> Result<String, String>)] = &[("funnel", funnel::svg)];
+const CHARTS: &[(&str, Draw)] = &[("funnel", funnel::svg)];
+
+/// Draws a report's table as an SVG document.
+type Draw = fn(&Table) -> Result<String, String>;
 
 /// The parameters every built-in report takes, with what they mean.
 pub const PARAMETERS: &[(&str, &str)] = &[
