@@ -4,6 +4,10 @@
 //! (process kind, period, as-of date, manager, department, partner segment) and reads the
 //! store through the [`View`] scans, holding aggregates, not records.
 
+mod lost;
+mod managers;
+mod scope;
+
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
@@ -25,7 +29,18 @@ struct Builtin {
 pub type Rows = (Vec<Column>, Vec<Vec<Value>>);
 
 /// The built-in reports, in the order they are listed.
-const BUILTINS: &[Builtin] = &[];
+const BUILTINS: &[Builtin] = &[
+    Builtin {
+        name: "lost",
+        about: "lost deals of the period by reason, stage reached, competitor, manager, kind and month: deals, share, amount, days to loss",
+        run: lost::run,
+    },
+    Builtin {
+        name: "managers",
+        about: "per manager: deals opened, won and lost, win rate, revenue, average deal, cycle time, calls, meetings, e-mails, tasks done and overdue, conversion against the team's, plan coverage",
+        run: managers::run,
+    },
+];
 
 /// The parameters every built-in report takes, with what they mean.
 pub const PARAMETERS: &[(&str, &str)] = &[
