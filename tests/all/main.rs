@@ -1,6 +1,7 @@
 //! The integration tests of crmkit: one binary, one module per topic, a test target of the
 //! `crmkit` package (server/Cargo.toml) so that Cargo builds the binary the CLI tests run.
 
+mod analytics_lost;
 pub(crate) mod api;
 mod beside;
 mod cli;

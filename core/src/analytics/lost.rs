@@ -77,10 +77,10 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
             }
             None => None,
         };
-        let manager = scope.people.get(&d.manager).map_or_else(
-            || (d.manager.to_string(), d.manager.to_string()),
-            |p| (p.login.clone(), p.name.clone()),
-        );
+        let manager = scope
+            .people
+            .get(&d.manager)
+            .map_or_else(|| (d.manager.to_string(), d.manager.to_string()), |p| (p.login.clone(), p.name.clone()));
         let kind_position = settings.process_kinds.iter().position(|k| k.id == d.kind).unwrap_or(usize::MAX);
         let month = loss.at.date().format("%Y-%m").to_string();
         let cuts: [(Option<String>, String, Option<(usize, usize)>); 7] = [

@@ -239,7 +239,9 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
             let plan = plan_currency
                 .filter(|c| mine.iter().all(|p| p.amount.currency == *c))
                 .map(|_| mine.iter().map(|p| p.amount.amount).sum::<Decimal>());
-            let coverage = plan.filter(|p| !p.is_zero()).map(|p| (f.plan_revenue * Decimal::ONE_HUNDRED / p).round_dp(1).normalize());
+            let coverage = plan
+                .filter(|p| !p.is_zero())
+                .map(|p| (f.plan_revenue * Decimal::ONE_HUNDRED / p).round_dp(1).normalize());
             vec![
                 Value::from(login),
                 person.map_or(Value::Null, |p| Value::from(p.name.clone())),

@@ -106,7 +106,6 @@ impl<'f> Scope<'f> {
     pub fn deal(&self, deal: &Deal) -> bool {
         self.team_deal(deal) && self.filter.manager.is_none_or(|m| m == deal.manager)
     }
-
 }
 
 /// How a deal stood at the instant when it was closed then.
@@ -198,7 +197,8 @@ pub(super) fn percent(part: u64, whole: u64) -> Option<Decimal> {
     (whole > 0).then(|| (Decimal::from(part) * Decimal::ONE_HUNDRED / Decimal::from(whole)).round_dp(1).normalize())
 }
 
-/// A decimal as a report value (its exact text), or null.
+/// A decimal as a report value (its exact text without trailing zeros, so that amounts
+/// written `100000` and `100000.00` print alike), or null.
 pub(super) fn dec(d: Option<Decimal>) -> serde_json::Value {
-    d.map_or(serde_json::Value::Null, |d| serde_json::Value::String(d.to_string()))
+    d.map_or(serde_json::Value::Null, |d| serde_json::Value::String(d.normalize().to_string()))
 }

@@ -31,33 +31,38 @@ impl Source<'_> {
                 ));
             }
             let line = self.position(p.manager.span().start).0;
-            let (from, to) = match (p.period, p.from, p.to) {
-                (Some(m), None, None) => self.month(&m)?,
-                (None, Some(f), Some(t)) => {
-                    let from = self.date(&f, "plans.from")?;
-                    let to = self.date(&t, "plans.to")?;
-                    if to < from {
-                        return Err(self.error(t.span(), format!("plans.to: the plan ends ({to}) before it starts ({from})")));
+            let (from, to) =
+                match (p.period, p.from, p.to) {
+                    (Some(m), None, None) => self.month(&m)?,
+                    (None, Some(f), Some(t)) => {
+                        let from = self.date(&f, "plans.from")?;
+                        let to = self.date(&t, "plans.to")?;
+                        if to < from {
+                            return Err(self
+                                .error(t.span(), format!("plans.to: the plan ends ({to}) before it starts ({from})")));
+                        }
+                        (from, to)
                     }
-                    (from, to)
-                }
-                (Some(m), _, _) => {
-                    return Err(self.error(m.span(), "plans: give either period (a month) or from and to, not both"))
-                }
-                (None, f, t) => {
-                    let at = f.map(|f| f.span()).or(t.map(|t| t.span())).unwrap_or(p.manager.span());
-                    return Err(self.error(at, "plans: a plan needs period = \"YYYY-MM\", or both from and to (YYYY-MM-DD)"));
-                }
-            };
+                    (Some(m), _, _) => {
+                        return Err(self.error(m.span(), "plans: give either period (a month) or from and to, not both"))
+                    }
+                    (None, f, t) => {
+                        let at = f.map(|f| f.span()).or(t.map(|t| t.span())).unwrap_or(p.manager.span());
+                        return Err(self
+                            .error(at, "plans: a plan needs period = \"YYYY-MM\", or both from and to (YYYY-MM-DD)"));
+                    }
+                };
             let currency = match &p.currency {
                 Some(c) => c.get_ref().as_str(),
                 None => default_currency.as_str(),
             };
             let span = p.currency.as_ref().map_or(p.amount.span(), |c| c.span());
-            let amount =
-                Money::parse(p.amount.get_ref(), currency).map_err(|e| self.error(span.clone(), format!("plans.amount: {e}")))?;
+            let amount = Money::parse(p.amount.get_ref(), currency)
+                .map_err(|e| self.error(span.clone(), format!("plans.amount: {e}")))?;
             if amount.is_negative() || amount.is_zero() {
-                return Err(self.error(p.amount.span(), format!("plans.amount must be above zero, got {}", amount.amount)));
+                return Err(
+                    self.error(p.amount.span(), format!("plans.amount must be above zero, got {}", amount.amount))
+                );
             }
             for other in plans.iter().filter(|o| o.manager == *login) {
                 if other.amount.currency != amount.currency {
@@ -91,13 +96,14 @@ impl Source<'_> {
     /// The first and last day of a `YYYY-MM` month.
     fn month(&self, v: &Spanned<String>) -> Result<(NaiveDate, NaiveDate), ConfigError> {
         let s = v.get_ref();
-        let bad = || self.error(v.span(), format!("plans.period: \"{s}\" is not a month written YYYY-MM (like 2026-03)"));
+        let bad =
+            || self.error(v.span(), format!("plans.period: \"{s}\" is not a month written YYYY-MM (like 2026-03)"));
         let (y, m) = s.split_once('-').ok_or_else(bad)?;
         if y.len() != 4 || m.len() != 2 || !s.bytes().enumerate().all(|(i, b)| i == 4 || b.is_ascii_digit()) {
             return Err(bad());
         }
-        let first = NaiveDate::from_ymd_opt(y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?, 1)
-            .ok_or_else(bad)?;
+        let first =
+            NaiveDate::from_ymd_opt(y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?, 1).ok_or_else(bad)?;
         let next = if first.month() == 12 {
             NaiveDate::from_ymd_opt(first.year() + 1, 1, 1)
         } else {
