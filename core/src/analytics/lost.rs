@@ -30,6 +30,10 @@ struct Cell {
     to_loss_ms: Vec<i64>,
 }
 
+/// A deal's place in one cut: the value's id (none where it has none), its name, and where
+/// it sorts when the cut has a natural order.
+type Cut = (Option<String>, String, Option<(usize, usize)>);
+
 /// Runs the report.
 pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     let scope = Scope::new(view, filter, Timestamp(i64::MAX))?;
@@ -83,7 +87,7 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
             .map_or_else(|| (d.manager.to_string(), d.manager.to_string()), |p| (p.login.clone(), p.name.clone()));
         let kind_position = settings.process_kinds.iter().position(|k| k.id == d.kind).unwrap_or(usize::MAX);
         let month = loss.at.date().format("%Y-%m").to_string();
-        let cuts: [(Option<String>, String, Option<(usize, usize)>); 7] = [
+        let cuts: [Cut; 7] = [
             (None, "all lost deals".into(), None),
             match reason {
                 Some((id, name)) => (Some(id), name, None),
