@@ -1025,10 +1025,13 @@ handler = "scoring/logistic.rhai::win_probability"
     let handler = "scoring/logistic.rhai::win_probability";
     let check = |d: &Deal| -> f64 {
         let score = d.score.clone().unwrap_or_else(|| panic!("{} is not scored", d.title));
-        assert_eq!((score.handler.as_str(), score.model.as_deref()), (handler, Some("logistic-v1")));
+        assert_eq!((score.handler.as_str(), score.model.as_deref()), (handler, Some("logistic-v2")));
         assert!((0.0..=100.0).contains(&score.probability), "{}", score.probability);
         let names: Vec<&str> = score.factors.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(names, ["intercept", "amount", "stage", "source", "days_to_stage"]);
+        assert_eq!(
+            names,
+            ["intercept", "amount", "stage", "source", "days_to_stage", "partner_role", "partner_segment"]
+        );
         // The contributions are the log-odds of the probability.
         let log_odds: f64 = score.factors.iter().map(|f| f.contribution).sum();
         let p = 100.0 / (1.0 + (-log_odds).exp());
