@@ -892,6 +892,7 @@ pub(crate) fn guard_input<'a>(
         transition: Some(transition),
         task: None,
         depth: 0,
+        now: deal.updated_at,
         view,
     }
 }

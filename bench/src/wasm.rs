@@ -1,6 +1,7 @@
-//! WASM plugin figures: a guard's call in a fresh instance with the hook contract's JSON
-//! both ways, how soon a spinning plugin is stopped, and loading ten plugins compiled and
-//! then from the compiled-code cache.
+//! WASM plugin figures: a guard's call with the hook contract's JSON both ways — in a fresh
+//! instance from the pool of slots, in a fresh instance mapped for the call, and in an
+//! instance kept between calls — how soon a spinning plugin is stopped, and loading ten
+//! plugins compiled and then from the compiled-code cache.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,24 +13,20 @@ use crmkit_core::hooks::{CallLimits, HookInput};
 use crmkit_core::time::SystemClock;
 use crmkit_core::Installation;
 use crmkit_wasm::{Compiled, PluginHost, WasmSettings};
-use sha2::{Digest, Sha256};
+
+#[path = "../../plugins/wasm/tests/support/skeleton.rs"]
+mod skeleton;
+use skeleton::{BASE, MARKER};
 
 /// A guard that reads its whole input (it counts the quotes in it, as a parser would touch
 /// every byte) and answers `null`, allowing the change. `$salt` makes modules differ.
 fn guard_wat(salt: u32) -> String {
     format!(
         r#"(module
-  (memory (export "memory") 1)
-  (global $heap (mut i32) (i32.const 4096))
+  {BASE}
   (global $salt i32 (i32.const {salt}))
-  (func (export "crmkit_abi_v1"))
-  (func (export "crmkit_alloc") (param $len i32) (result i32)
-    (local $at i32)
-    (local.set $at (global.get $heap))
-    (global.set $heap (i32.add (global.get $heap) (local.get $len)))
-    (if (i32.gt_u (global.get $heap) (i32.mul (memory.size) (i32.const 65536)))
-      (then (drop (memory.grow (i32.add (i32.div_u (local.get $len) (i32.const 65536)) (i32.const 1))))))
-    (local.get $at))
+  {MARKER}
+  (func (export "crmkit_reset") (global.set $heap (i32.const 4096)))
   (data (i32.const 16) "null")
   (func (export "guard") (param $ptr i32) (param $len i32) (result i64)
     (local $i i32) (local $quotes i32)
@@ -49,18 +46,34 @@ fn guard_wat(salt: u32) -> String {
 
 /// Writes plugin `name` (the guard with `salt`) into `plugins`: module and manifest.
 fn install(plugins: &Path, name: &str, salt: u32, timeout_ms: u64) -> Result<()> {
-    let dir = plugins.join(name);
-    std::fs::create_dir_all(&dir)?;
     let module = wat::parse_str(guard_wat(salt))?;
-    let sha: String = Sha256::digest(&module).iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(dir.join(format!("{name}.wasm")), &module)?;
-    std::fs::write(
-        dir.join("plugin.toml"),
-        format!(
-            "name = \"{name}\"\nversion = \"1.0.0\"\nabi = 1\nsha256 = \"{sha}\"\n\n[hooks]\n\"deal.before_transition\" = \"guard\"\n\n[limits]\ntimeout_ms = {timeout_ms}\n"
-        ),
-    )?;
+    let manifest = format!("\n[hooks]\n\"deal.before_transition\" = \"guard\"\n\n[limits]\ntimeout_ms = {timeout_ms}");
+    crmkit_wasm::install(plugins, name, "1.0.0", &module, &manifest)?;
     Ok(())
+}
+fn micros(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// A deal as a plugin is given it when little more than the deal is asked about: about 300
+/// bytes of JSON.
+fn small_context(deal: &crmkit_core::model::Deal) -> serde_json::Value {
+    serde_json::json!({
+        "v": 1,
+        "hook": "deal.score",
+        "deal": {
+            "id": deal.id.to_string(),
+            "title": deal.title,
+            "partner": deal.partner.to_string(),
+            "stage": deal.stage,
+            "status": "open",
+            "amount": deal.amount.amount.to_string(),
+            "currency": "RUB",
+            "source": deal.source,
+            "probability": deal.probability,
+            "expected_close": deal.expected_close.map(|d| d.to_string()),
+        }
+    })
 }
 
 /// `crmkit-bench wasm`.
@@ -78,23 +91,39 @@ pub fn wasm(calls: usize) -> Result<()> {
     let (deal, transition) = super::guard_subject(&inst)?;
     let snapshot = inst.store().read()?;
     let input = super::guard_input(&deal, &transition, &snapshot);
-    let size = serde_json::to_vec(&input.to_wire())?.len();
-    // As the engine calls a plugin: the input written as JSON, the call in a fresh instance,
-    // the answer read as JSON and checked against the point.
-    let ask = |input: &HookInput<'_>| -> Result<crmkit_core::hooks::Answer> {
-        let json = serde_json::to_vec(&input.to_wire())?;
-        let value = host.call("guard", "guard", &json, None, CallLimits::default())?;
-        Ok(crmkit_core::hooks::accept(input.hook, "guard.wasm::guard", crmkit_core::hooks::Reply::Json(value))?)
-    };
-    say!(
-        "crmkit-bench wasm: a guard over a deal ({size} bytes of input JSON), {calls} calls, each in a fresh instance"
-    );
-    let (median_call, p99) = super::time_calls(calls, || ask(&input))?;
-    say!(
-        "guard call, fresh instance, JSON both ways, answer checked: median {:.2} µs, p99 {:.2} µs",
-        median_call.as_secs_f64() * 1e6,
-        p99.as_secs_f64() * 1e6
-    );
+    let full = serde_json::to_vec(&input.to_wire())?.len();
+    let context = small_context(&deal);
+    let small = serde_json::to_vec(&context)?.len();
+    say!("crmkit-bench wasm: a guard, {calls} calls each way; the JSON written, the call made, the answer read");
+    say!("| instance | input | median | p99 |");
+    say!("| --- | --- | ---: | ---: |");
+    let ways = [
+        ("fresh, from the pool of slots (default)", WasmSettings::default()),
+        (
+            "fresh, memory mapped per call (instance_slots = 0)",
+            WasmSettings { instance_slots: 0, ..WasmSettings::default() },
+        ),
+        ("kept between calls (reuse)", WasmSettings { reuse: vec!["guard".into()], ..WasmSettings::default() }),
+    ];
+    for (way, settings) in ways {
+        let host = PluginHost::new(&plugins, Some(&cache), &settings)?;
+        host.load("guard")?;
+        // As the engine calls a plugin: the input written as JSON, the call, the answer read
+        // as JSON and checked against the point.
+        let guard = |input: &HookInput<'_>| -> Result<crmkit_core::hooks::Answer> {
+            let json = serde_json::to_vec(&input.to_wire())?;
+            let value = host.call("guard", "guard", &json, None, CallLimits::default())?;
+            Ok(crmkit_core::hooks::accept(input.hook, "guard.wasm::guard", crmkit_core::hooks::Reply::Json(value))?)
+        };
+        let (median, p99) = super::time_calls(calls, || guard(&input))?;
+        say!("| {way} | the engine's guard input, {full} bytes | {:.2} µs | {:.2} µs |", micros(median), micros(p99));
+        let scored = || -> Result<serde_json::Value> {
+            let json = serde_json::to_vec(&context)?;
+            Ok(host.call("guard", "guard", &json, None, CallLimits::default())?)
+        };
+        let (median, p99) = super::time_calls(calls, scored)?;
+        say!("| {way} | a deal context, {small} bytes | {:.2} µs | {:.2} µs |", micros(median), micros(p99));
+    }
 
     let (median_stop, worst) = super::time_stops(|| {
         let stopped = host.call("guard", "spin", b"{}", None, CallLimits::default());

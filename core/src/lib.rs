@@ -5,6 +5,7 @@
 //! Architecture invariant: this crate knows nothing of HTTP, async runtimes, Rhai or
 //! wasmtime. Extensions reach it through data-only interfaces.
 
+pub mod analytics;
 pub mod audit;
 pub mod config;
 pub mod deal_file;

@@ -37,6 +37,11 @@ impl Timestamp {
         self.to_chrono().date_naive()
     }
 
+    /// The first instant of `day` (midnight, UTC).
+    pub fn start_of(day: chrono::NaiveDate) -> Timestamp {
+        Timestamp::from_chrono(day.and_time(chrono::NaiveTime::MIN).and_utc())
+    }
+
     /// The instant `ms` milliseconds later.
     pub fn plus_millis(self, ms: i64) -> Timestamp {
         Timestamp(self.0.saturating_add(ms))

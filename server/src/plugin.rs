@@ -132,11 +132,12 @@ fn check(inst: &Installation) -> Result<()> {
                 let m = &p.manifest;
                 let hooks: Vec<String> = m.hooks.iter().map(|(p, e)| format!("{p} -> {e}")).collect();
                 say!(
-                    "plugin {name} {}: ok (abi {}; hooks: {}; capabilities: {})",
+                    "plugin {name} {}: ok (abi {}; hooks: {}; capabilities: {}; instances: {})",
                     m.version,
                     m.abi,
                     if hooks.is_empty() { "none".to_string() } else { hooks.join(", ") },
-                    if m.capabilities.is_empty() { "none".to_string() } else { m.capabilities.join(", ") }
+                    if m.capabilities.is_empty() { "none".to_string() } else { m.capabilities.join(", ") },
+                    if p.reuses_instances() { "reused" } else { "fresh" }
                 );
             }
             Err(e) => {
@@ -223,8 +224,13 @@ fn run_export(inst: &Installation, plugin: &str, hook: &str, input: &Path) -> Re
         anyhow::anyhow!("{}: not a hook input of the contract (docs/hooks.md): {e}", input.display())
     };
     // The same reading of the input as `crmkit script run`: what one refuses, so does the other.
-    let _ctx = crmkit_rhai::context_from_json(&text, inst.settings()).map_err(|e| not_input(&e))?;
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| not_input(&e))?;
+    let now = inst.store().clock().now();
+    let _ctx = crmkit_rhai::context_from_json(&text, inst.settings(), now).map_err(|e| not_input(&e))?;
+    let mut json: serde_json::Value = serde_json::from_str(&text).map_err(|e| not_input(&e))?;
+    // An input written without `now` (added to version 1 later) is given the installation's.
+    if let Some(fields) = json.as_object_mut() {
+        fields.entry("now").or_insert_with(|| serde_json::Value::String(now.to_string()));
+    }
     let input_hook = json.get("hook").and_then(|h| h.as_str());
     let (point, export) = point_and_export(&p.manifest, hook, input_hook)?;
     if input_hook != Some(point.name()) {
@@ -237,8 +243,14 @@ fn run_export(inst: &Installation, plugin: &str, hook: &str, input: &Path) -> Re
     let handler = format!("{plugin}.wasm::{export}");
     let snapshot = inst.store().read()?;
     let bytes = serde_json::to_vec(&json)?;
+    // `now_ms` answers the input's `now`, as in the engine's calls.
+    let at = json
+        .get("now")
+        .and_then(|n| n.as_str())
+        .and_then(|n| crmkit_core::time::Timestamp::parse(n).ok())
+        .unwrap_or(now);
     let reply = host
-        .call(plugin, &export, &bytes, Some(&snapshot as &dyn View), CallLimits::default())
+        .call_at(at, plugin, &export, &bytes, Some(&snapshot as &dyn View), CallLimits::default())
         .map_err(|e| fault(point, &handler, e.to_string()))?;
     let answer = accept(point, &handler, Reply::Json(reply))?;
     say!("{}", serde_json::to_string_pretty(&answer)?);

@@ -204,7 +204,7 @@ pub fn run(what: What) -> Result<()> {
                 Some(path) => {
                     let text = std::fs::read_to_string(crate::console::path(&path))
                         .with_context(|| format!("reading {}", path.display()))?;
-                    crmkit_rhai::context_from_json(&text, inst.settings()).map_err(|e| {
+                    crmkit_rhai::context_from_json(&text, inst.settings(), inst.store().clock().now()).map_err(|e| {
                         anyhow::anyhow!("{}: not a hook input of the contract (docs/hooks.md): {e}", path.display())
                     })?
                 }

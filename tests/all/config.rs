@@ -218,3 +218,34 @@ fn multiple_is_for_enum_fields_only_and_an_unknown_key_is_still_an_error() {
     let builtin = Settings::builtin();
     assert!(builtin.custom_fields_of(EntityKind::Deal).iter().any(|d| d.name == "equipment" && d.ty.is_multiple()));
 }
+
+#[test]
+fn wasm_runtime_mistakes_name_file_line_and_key() {
+    use crmkit_wasm::WasmSettings;
+    let wasm = |section: &str| {
+        let text = format!("{DEFAULT_CONFIG}\n[runtimes.wasm]\n{section}\n");
+        let line = text.lines().count();
+        let settings = Settings::parse(&text, Path::new("crmkit.toml")).unwrap();
+        (WasmSettings::from_settings(&settings).map_err(|e| e.to_string()), line)
+    };
+    for (section, expected) in [
+        ("max_host_calls = 0", "runtimes.wasm.max_host_calls must be above zero, got 0"),
+        ("memory_mb = 128", "runtimes.wasm.memory_mb (128) is above runtimes.wasm.max_memory_mb (64)"),
+        (
+            "grants.scoring = [\"read_everything\"]",
+            "runtimes.wasm.grants.scoring: unknown capability \"read_everything\"",
+        ),
+        ("instance_slots = 5000", "runtimes.wasm.instance_slots is 5000, at most 4096"),
+        ("dir = \" \"", "runtimes.wasm.dir must not be empty"),
+        ("reuse = \"scoring\"", "invalid type: string \"scoring\", expected a sequence"),
+        ("reuses = [\"scoring\"]", "unknown key \"reuses\" in [runtimes.wasm] (expected one of dir, max_timeout_ms, memory_mb, max_memory_mb, max_input_bytes, max_answer_bytes, max_host_calls, fuel, cache, grants, reuse, instance_slots)"),
+    ] {
+        let (result, line) = wasm(section);
+        let err = result.expect_err(section);
+        assert!(err.starts_with(&format!("crmkit.toml:{line}:")), "{section}: {err}");
+        assert!(err.contains(expected), "{section}: {err:?} does not contain {expected:?}");
+    }
+    let (ok, _) = wasm("reuse = [\"scoring\"]\ninstance_slots = 0");
+    let ok = ok.unwrap();
+    assert_eq!((ok.reuse, ok.instance_slots), (vec!["scoring".to_string()], 0));
+}

@@ -2,6 +2,7 @@
 //! deals went through the process engine.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use crmkit_core::id::{DealId, PartnerId};
@@ -26,10 +27,20 @@ pub fn make(deals: usize, seed: u64) -> (tempfile::TempDir, Installation, demo::
     (dir, inst, summary)
 }
 
-/// One demo of 2000 deals, made once for the tests that only read it.
-pub fn company() -> &'static (tempfile::TempDir, Installation, demo::Summary) {
-    static COMPANY: OnceLock<(tempfile::TempDir, Installation, demo::Summary)> = OnceLock::new();
-    COMPANY.get_or_init(|| make(2000, 42))
+/// One demo of 2000 deals, made once for the tests that only read it. A static is never
+/// dropped, so it lives in a folder of its own under the build's temporary folder, made
+/// again by each run, rather than in a temporary folder no one would remove.
+pub fn company() -> &'static (std::path::PathBuf, Installation, demo::Summary) {
+    static COMPANY: OnceLock<(std::path::PathBuf, Installation, demo::Summary)> = OnceLock::new();
+    COMPANY.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-company");
+        let _ = std::fs::remove_dir_all(&dir);
+        let opts = DemoOptions::new(2000, 42);
+        let clock = Arc::new(ManualClock::new(opts.start));
+        let inst = Installation::init(&dir, Some(demo::DEMO_CONFIG), clock.clone()).unwrap();
+        let summary = demo::populate(inst.store(), &clock, &opts, &mut |_| {}).unwrap();
+        (dir, inst, summary)
+    })
 }
 
 /// Every deal with its stage history.

@@ -125,3 +125,103 @@ fn a_real_call_serializes_to_the_contract() {
     let t = moved.transition.unwrap();
     assert_eq!((t.from_stage.as_deref(), t.to_stage.as_deref()), (Some("qualification"), Some("needs_analysis")));
 }
+
+/// The example of a block of docs/hooks.md tagged `tag` (```json TAG).
+fn doc_block(tag: &str) -> Value {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/hooks.md")).unwrap();
+    let start = text.find(&format!("```json {tag}\n")).unwrap_or_else(|| panic!("no ```json {tag} block"));
+    let body = &text[start..].split_once('\n').unwrap().1;
+    let body = &body[..body.find("\n```").unwrap()];
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("```json {tag}: {e}"))
+}
+
+/// The names of an object's members, sorted.
+fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap_or_else(|| panic!("not an object: {v}")).keys().cloned().collect();
+    k.sort();
+    k
+}
+
+/// What a real operation hands a handler carries the engine's clock as `now`, and the deal's
+/// stored score and manual flag; what the reads answer is the contract's step and user, key
+/// for key with the examples of docs/hooks.md.
+#[test]
+fn the_input_has_the_time_and_the_deal_its_score_and_reads_answer_the_contract() {
+    use crmkit_core::hooks::wire::{self, StageChangeV1, UserV1};
+    use crmkit_core::model::{StageChange, User};
+    use crmkit_core::store::Reader;
+
+    let fx = Fixture::new();
+    let manager = fx.user("a.ivanova");
+    let partner = fx.partner("Альфа", PartnerRole::Client);
+    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let mut hooks = Hooks::new();
+    hooks.register("model", |_: &HookInput<'_>| -> Result<Reply, _> {
+        Ok(Reply::Json(serde_json::json!({
+            "probability": 27.5,
+            "factors": [{"name": "amount", "value": "1000", "contribution": -1.5}],
+            "model": "m-1"
+        })))
+    });
+    let record = seen.clone();
+    hooks.register("record", move |input: &HookInput<'_>| -> Result<Answer, _> {
+        record.lock().unwrap().push(serde_json::to_value(input).unwrap());
+        Ok(Answer::Allow)
+    });
+    hooks.bind(HookPoint::DealScore, "model", &[]).unwrap();
+    hooks.bind(HookPoint::DealBeforeTransition, "record", &[]).unwrap();
+    let engine = native_engine(hooks);
+    let mut deal = new_deal(partner.id, manager, 1000);
+    deal.source = Some("website".into());
+    let deal = fx.store.transact(Some(manager), |tx| engine.create_deal(tx, deal)).unwrap();
+    fx.clock.advance(90_000);
+    let now = fx.store.clock().now();
+    fx.store.transact(Some(manager), |tx| engine.move_deal(tx, deal.id, deal.version, "needs_analysis", None)).unwrap();
+
+    let seen = seen.lock().unwrap();
+    let json = &seen[0];
+    assert_eq!(json["now"], Value::String(now.to_string()), "the engine's clock, as RFC 3339 text");
+    assert_eq!(json["now"], json["after"]["stage_entered_at"], "the instant the step stamps");
+    let input: InputV1 = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(input.now, now);
+    assert_eq!(json["before"]["probability_manual"], Value::Bool(false));
+    assert_eq!(
+        json["before"]["score"],
+        serde_json::json!({
+            "probability": 27.5,
+            "factors": [{"name": "amount", "value": "1000", "contribution": -1.5}],
+            "model": "m-1",
+            "handler": "model",
+            "at": deal.created_at.to_string()
+        }),
+        "the score as the deal stores it"
+    );
+    let Some(SubjectV1::Deal(after)) = &input.after else { panic!("not a deal") };
+    assert_eq!(after.score.as_ref().map(|s| s.probability), Some(27.5));
+
+    // The reads: a deal's history and a user, in their contract forms.
+    let view = fx.store.read().unwrap();
+    let history: Vec<StageChange> = view.stage_history(deal.id).unwrap();
+    assert_eq!(history.len(), 2);
+    let steps = serde_json::to_value(wire::history(&history)).unwrap();
+    let example = doc_block("step");
+    serde_json::from_value::<StageChangeV1>(example.clone()).expect("the example is a step");
+    for step in steps.as_array().unwrap() {
+        assert_eq!(keys(step), keys(&example), "a step has the documented members");
+    }
+    assert_eq!(steps[1]["how"], "manual");
+    assert_eq!(steps[1]["at"], Value::String(now.to_string()));
+    assert_eq!(steps[1]["dwell_ms"], 90_000);
+    // Version 1's step is what `read_deal_history` has always answered: the stored step's
+    // serde form, member for member.
+    assert_eq!(steps, serde_json::to_value(&history).unwrap());
+    let round: Vec<StageChangeV1> = serde_json::from_value(steps.clone()).unwrap();
+    assert_eq!(serde_json::to_value(round).unwrap(), steps, "a step round-trips");
+
+    let user: User = view.load(manager).unwrap();
+    let wire_user = serde_json::to_value(UserV1::from(&user)).unwrap();
+    let example = doc_block("user");
+    serde_json::from_value::<UserV1>(example.clone()).expect("the example is a user");
+    assert_eq!(keys(&wire_user), keys(&example), "a user has the documented members");
+    assert_eq!(wire_user["login"], "a.ivanova");
+}

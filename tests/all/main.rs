@@ -25,6 +25,8 @@ mod refusals;
 mod score;
 mod script_tools;
 mod scripting;
+#[path = "../../plugins/wasm/tests/support/skeleton.rs"]
+mod skeleton;
 mod store;
 mod transfer;
 mod validation;

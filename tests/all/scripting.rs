@@ -439,6 +439,7 @@ fn ask_script(
         transition: None,
         task: None,
         depth: 0,
+        now: s.fx.store.clock().now(),
         view: &view,
     };
     let reply = h.call(&input).unwrap_or_else(|f| panic!("{}", f.0));
@@ -708,7 +709,8 @@ fn ctx_and_deal_have_every_field_of_the_contract() {
     let input_fields = field_names(
         serde_json::json!({
             "v": 1, "hook": "deal.before_transition", "process_kind": null, "entity": "deal", "actor": null,
-            "before": null, "after": null, "transition": null, "task": null, "depth": 0
+            "before": null, "after": null, "transition": null, "task": null, "depth": 0,
+            "now": "2026-03-02T09:00:00Z"
         }),
         |v| serde_json::to_value(serde_json::from_value::<InputV1>(v).unwrap()).unwrap(),
     );
@@ -1057,4 +1059,228 @@ handler = "scoring/logistic.rhai::win_probability"
     let done = s.engine.rescore(&s.fx.store, None, true, &mut |_| {}).unwrap();
     assert_eq!((done.deals, done.changed), (2, 0));
     assert!(s.fx.dump() == before, "an unchanged score was written");
+}
+
+/// A scoring script and a stage guard that reads the deal's stored score: a deal the model
+/// rates below 30 may not leave its stage, and the refusal writes nothing; a manual
+/// probability is seen as such, beside the score.
+#[test]
+fn a_guard_refuses_a_deal_whose_score_is_low() {
+    let hooks = r#"[[hooks]]
+point = "deal.score"
+handler = "scoring/amount.rhai::score"
+
+[[hooks]]
+point = "deal.before_transition"
+handler = "guards.rhai::check"
+"#;
+    let scoring = r#"
+        // One percent per 1,000 of the amount, at most 90.
+        fn score(ctx) {
+            let p = ctx.after.amount / 1000;
+            if p > 90 { p = 90; }
+            #{ probability: p.to_float(), factors: [#{ name: "amount", value: ctx.after.amount.to_string(), contribution: p.to_float() }], model: "amount-v1" }
+        }
+    "#;
+    let guard = r#"
+        fn check(ctx) {
+            let deal = ctx.after;
+            if ctx.transition.leaves_stage && deal.score != () && deal.score.probability < 30 {
+                return #{ reject: `${deal.title}: the model gives ${deal.score.probability}% (${deal.score.model}, ${deal.score.factors.len()} factor), under 30%`, field: "score" };
+            }
+            if deal.probability_manual { return `manual ${deal.probability}, scored ${deal.score.probability}`; }
+            true
+        }
+    "#;
+    let s = scripted(hooks, &[("scoring/amount.rhai", scoring), ("guards.rhai", guard)]).unwrap();
+
+    let low = s.deal(20_000);
+    assert_eq!(low.score.as_ref().map(|s| s.probability), Some(20.0), "scored when created");
+    let title = low.title.clone();
+    match s.refused_move(&low, "needs_analysis") {
+        Error::Rejected { message, field, .. } => {
+            assert_eq!(message, format!("{title}: the model gives 20.0% (amount-v1, 1 factor), under 30%"));
+            assert_eq!(field.as_deref(), Some("score"));
+        }
+        other => panic!("expected a rejection, got {other}"),
+    }
+
+    let high = s.deal(45_000);
+    let moved = s.move_to(&high, "needs_analysis").unwrap();
+    assert_eq!(moved.stage.as_deref(), Some("needs_analysis"));
+
+    // A probability given by hand is kept and flagged; the guard reads both.
+    let p = s.fx.partner("Бета", crmkit_core::model::PartnerRole::Client);
+    let mut d = new_deal(p.id, s.manager, 50_000);
+    d.source = Some("website".into());
+    d.probability = Some(15);
+    let manual = s.fx.store.transact(Some(s.manager), |tx| s.engine.create_deal(tx, d)).unwrap();
+    assert!(manual.probability_manual);
+    match s.refused_move(&manual, "needs_analysis") {
+        Error::Rejected { message, .. } => assert_eq!(message, "manual 15, scored 50.0"),
+        other => panic!("expected a rejection, got {other}"),
+    }
+}
+
+/// `ctx.now` is the engine's clock, not the system's: with the clock standing still at a
+/// chosen instant, a script sees exactly that instant, and measures time in a stage with it.
+#[test]
+fn ctx_now_is_the_engines_clock() {
+    let guard = r#"
+        fn check(ctx) {
+            `now ${ctx.now}, ${days_between(ctx.before.stage_entered_at, ctx.now)} days in ${ctx.before.stage}`
+        }
+    "#;
+    let s = scripted(GUARD, &[("guards.rhai", guard)]).unwrap();
+    let d = s.deal(10_000);
+    s.fx.clock.advance(3 * 86_400_000 + 5_000);
+    let now = s.fx.store.clock().now();
+    assert_eq!(now.to_string(), "2026-03-05T09:00:05.000Z");
+    match s.refused_move(&d, "needs_analysis") {
+        Error::Rejected { message, .. } => {
+            assert_eq!(message, "now 2026-03-05T09:00:05.000Z, 3 days in qualification")
+        }
+        other => panic!("expected a rejection, got {other}"),
+    }
+}
+
+/// A script's `history` and `user` reads answer the contract's forms (docs/hooks.md, "What
+/// a handler may read"), key for key.
+#[test]
+fn history_and_user_reads_are_the_contract() {
+    let guard = r#"
+        fn check(ctx) {
+            let steps = history(ctx.after);
+            let who = user(ctx.after.manager);
+            let keys = |m| { let k = m.keys(); k.sort(); k };
+            `${keys.call(steps[0])} ${keys.call(who)} ${steps[0].how} ${steps[0].to_stage} ${who.login}`
+        }
+    "#;
+    let s = scripted(GUARD, &[("guards.rhai", guard)]).unwrap();
+    let d = s.deal(10_000);
+    let manager = s.fx.store.read().unwrap().load::<crmkit_core::model::User>(s.manager).unwrap();
+    match s.refused_move(&d, "needs_analysis") {
+        Error::Rejected { message, .. } => assert_eq!(
+            message,
+            format!(
+                "[\"actor\", \"at\", \"deal\", \"dwell_ms\", \"from_stage\", \"from_status\", \"how\", \"imported\", \"note\", \"step\", \"to_stage\", \"to_status\"] \
+                 [\"active\", \"created_at\", \"custom\", \"department\", \"email\", \"id\", \"login\", \"name\", \"roles\", \"updated_at\", \"version\"] \
+                 create qualification {}",
+                manager.login
+            )
+        ),
+        other => panic!("expected a rejection, got {other}"),
+    }
+}
+
+/// The shipped report scripts on a company with more manager-and-month cells than a
+/// script's map may hold (`max_map_size`): a report that kept a map entry per cell stops
+/// there; the shipped ones count natively (`tally_deals`) and finish, adding up.
+#[test]
+fn shipped_reports_finish_where_a_map_per_cell_does_not_fit() {
+    use crmkit_core::model::DealStatus;
+    use std::collections::{BTreeMap, BTreeSet};
+    let dir = tempfile::tempdir().unwrap();
+    // Ten years of 2,000 managers: many more cells than deals, so nearly every won or open
+    // deal opens a cell of its own.
+    let base = crmkit_demo::DemoOptions::new(28_000, 7);
+    let opts =
+        crmkit_demo::DemoOptions { managers: 2_000, start: base.end.plus_millis(-10 * 365 * 86_400_000), ..base };
+    let clock = Arc::new(crmkit_core::time::ManualClock::new(opts.start));
+    let inst = crmkit_core::Installation::init(&dir.path().join("big"), Some(crmkit_demo::DEMO_CONFIG), clock.clone())
+        .unwrap();
+    crmkit_demo::populate(inst.store(), &clock, &opts, &mut |_| {}).unwrap();
+    let snap = inst.store().read().unwrap();
+    let mut cells = BTreeSet::new();
+    let (mut won, mut open, mut lost) = (0i64, 0i64, 0i64);
+    snap.for_each::<Deal>(|d| {
+        let month = match d.status {
+            DealStatus::Won => d.closed_at.map(|t| t.date()),
+            DealStatus::InProgress | DealStatus::OnHold => d.expected_close,
+            DealStatus::Lost => None,
+        };
+        won += (d.status == DealStatus::Won) as i64;
+        open += (month.is_some() && d.status != DealStatus::Won) as i64;
+        lost += (d.status == DealStatus::Lost) as i64;
+        if let Some(m) = month {
+            cells.insert((d.manager, m.format("%Y-%m").to_string()));
+        }
+        true
+    })
+    .unwrap();
+    let limit = crmkit_rhai::RhaiSettings::default().max_map_size;
+    assert!(cells.len() > limit, "{} cells, the map limit {limit}: the company is too small to show it", cells.len());
+
+    // A report keeping a map entry per manager and month stops at the limit.
+    let (_scripts, host) = shipped_host();
+    std::fs::write(
+        host.dir().join("reports/per_cell.rhai"),
+        r#"fn report(p) {
+            let cells = #{};
+            each_deal(|d| {
+                let day = if d.status == "won" { d.closed_at } else { d.expected_close };
+                if day != () { cells[`${d.manager}|${day.sub_string(0, 7)}`] = true; }
+                true
+            });
+            #{ columns: [#{ name: "cells", type: "int" }], rows: [[cells.len()]] }
+        }"#,
+    )
+    .unwrap();
+    host.load_all();
+    let e = run_report(&host, &snap, "per_cell", &BTreeMap::new()).unwrap_err().to_string();
+    assert!(e.contains("an object map grew past its limit (runtimes.rhai.max_map_size)"), "{e}");
+
+    let sum = |t: &crmkit_core::report::Table, col: &str| -> i64 {
+        let i = t.columns().iter().position(|c| c.name == col).unwrap();
+        t.rows().iter().map(|r| r[i].as_i64().unwrap()).sum()
+    };
+    let pipeline = run_report(&host, &snap, "pipeline_by_manager", &BTreeMap::new()).unwrap();
+    assert_eq!(pipeline.rows().len(), cells.len());
+    assert_eq!((sum(&pipeline, "won_deals"), sum(&pipeline, "open_deals")), (won, open));
+    let losses = run_report(&host, &snap, "losses_by_competitor", &BTreeMap::new()).unwrap();
+    assert_eq!(sum(&losses, "deals"), lost);
+}
+
+#[test]
+fn tally_deals_names_what_is_wrong_in_its_options() {
+    let (_tmp, inst, _) = crate::demo::company();
+    let snap = inst.store().read().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("reports")).unwrap();
+    for (options, expected) in [
+        (r#"#{ status: ["won"] }"#, "tally_deals: by must name at least one key"),
+        (r#"#{ by: ["mood"] }"#, "tally_deals: by: \"mood\" is not a key (keys: manager, kind, stage"),
+        (r#"#{ by: ["manager"], status: ["won", "done"] }"#, "tally_deals: status: \"done\" is not a status"),
+        (r#"#{ by: ["manager"], colour: 1 }"#, "tally_deals: unknown option \"colour\" (options: by, status, kind)"),
+        (r#"#{ by: "manager" }"#, "tally_deals: by is string, not an array"),
+    ] {
+        std::fs::write(
+            dir.path().join("reports/t.rhai"),
+            format!("fn report(p) {{ tally_deals({options}); #{{ columns: [], rows: [] }} }}"),
+        )
+        .unwrap();
+        let host = Arc::new(ScriptHost::new(dir.path(), &Default::default()));
+        let e = run_report(&host, &snap, "t", &Default::default()).unwrap_err().to_string();
+        assert!(e.contains(expected), "{options}: {e:?} does not contain {expected:?}");
+    }
+    // Grouped by status, the counts are the deals' by status.
+    std::fs::write(
+        dir.path().join("reports/t.rhai"),
+        r#"fn report(p) {
+            #{ columns: [#{ name: "status", type: "text" }, #{ name: "deals", type: "int" }],
+               rows: tally_deals(#{ by: ["status"] }).map(|r| [r[0], r[1]]) }
+        }"#,
+    )
+    .unwrap();
+    let host = Arc::new(ScriptHost::new(dir.path(), &Default::default()));
+    let t = run_report(&host, &snap, "t", &Default::default()).unwrap();
+    let mut expected = std::collections::BTreeMap::<String, i64>::new();
+    snap.for_each::<Deal>(|d| {
+        *expected.entry(d.status.name().to_string()).or_default() += 1;
+        true
+    })
+    .unwrap();
+    let got: std::collections::BTreeMap<String, i64> =
+        t.rows().iter().map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_i64().unwrap())).collect();
+    assert_eq!(got, expected);
 }

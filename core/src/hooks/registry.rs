@@ -19,6 +19,7 @@ use super::wire::InputV1;
 use crate::model::{
     ContactPerson, Counterparty, Deal, DealStatus, Document, EntityKind, How, Interaction, Partner, Task, User,
 };
+use crate::time::Timestamp;
 use crate::{Error, Result};
 
 /// The entity a hook is about, before or after the change, as native handlers read it;
@@ -67,6 +68,9 @@ pub struct HookInput<'a> {
     pub task: Option<&'a Task>,
     /// How many reactions deep this call is (0: a direct request).
     pub depth: u32,
+    /// The instant of the operation the call belongs to, from the engine's clock (the
+    /// store's [`Clock`](crate::time::Clock)): what "now" is for the handler.
+    pub now: Timestamp,
     /// The store as the write being decided sees it.
     pub view: &'a dyn View,
 }
@@ -96,6 +100,7 @@ impl fmt::Debug for HookInput<'_> {
             .field("transition", &self.transition)
             .field("task", &self.task)
             .field("depth", &self.depth)
+            .field("now", &self.now)
             .finish()
     }
 }

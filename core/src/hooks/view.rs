@@ -1,8 +1,9 @@
 //! What a handler may read besides its input: the store as the write being decided sees
 //! it, behind an object-safe trait so native handlers, scripts and plugins read alike.
 
+use crate::config::Settings;
 use crate::id::{DealId, PartnerId, TypedId, UserId};
-use crate::model::{Deal, Document, Interaction, Partner, Role, StageChange, User};
+use crate::model::{Deal, Document, Interaction, Partner, Role, StageChange, Task, User};
 use crate::store::{Index, Reader};
 use crate::Result;
 
@@ -33,6 +34,22 @@ pub trait View {
     fn each_deal(&self, f: &mut dyn FnMut(&Deal) -> bool) -> Result<()>;
     /// Deals after `after` (none: from the first), oldest first, at most `limit`.
     fn deals_page(&self, after: Option<DealId>, limit: usize) -> Result<Vec<Deal>>;
+    /// Visits every step of every deal's stage history — deal by deal (oldest deal first),
+    /// each deal's steps in order — until `f` returns `false`. One pass over the history as
+    /// it is stored, holding one step at a time (reports).
+    fn each_stage_change(&self, f: &mut dyn FnMut(&StageChange) -> bool) -> Result<()>;
+    /// Visits every partner, oldest first, until `f` returns `false` (reports).
+    fn each_partner(&self, f: &mut dyn FnMut(&Partner) -> bool) -> Result<()>;
+    /// Visits every document, oldest first, until `f` returns `false` (reports).
+    fn each_document(&self, f: &mut dyn FnMut(&Document) -> bool) -> Result<()>;
+    /// Visits every interaction, oldest first, until `f` returns `false` (reports).
+    fn each_interaction(&self, f: &mut dyn FnMut(&Interaction) -> bool) -> Result<()>;
+    /// Visits every task, oldest first, until `f` returns `false` (reports).
+    fn each_task(&self, f: &mut dyn FnMut(&Task) -> bool) -> Result<()>;
+    /// Visits every user, oldest first, until `f` returns `false` (reports).
+    fn each_user(&self, f: &mut dyn FnMut(&User) -> bool) -> Result<()>;
+    /// The installation's config: process kinds and their stages, lists, limits.
+    fn settings(&self) -> &Settings;
 }
 
 impl<R: Reader> View for R {
@@ -72,6 +89,27 @@ impl<R: Reader> View for R {
     }
     fn deals_page(&self, after: Option<DealId>, limit: usize) -> Result<Vec<Deal>> {
         self.list(after, limit)
+    }
+    fn each_stage_change(&self, f: &mut dyn FnMut(&StageChange) -> bool) -> Result<()> {
+        self.for_each_stage_change(|c| f(&c))
+    }
+    fn each_partner(&self, f: &mut dyn FnMut(&Partner) -> bool) -> Result<()> {
+        self.for_each::<Partner>(|p| f(&p))
+    }
+    fn each_document(&self, f: &mut dyn FnMut(&Document) -> bool) -> Result<()> {
+        self.for_each::<Document>(|d| f(&d))
+    }
+    fn each_interaction(&self, f: &mut dyn FnMut(&Interaction) -> bool) -> Result<()> {
+        self.for_each::<Interaction>(|i| f(&i))
+    }
+    fn each_task(&self, f: &mut dyn FnMut(&Task) -> bool) -> Result<()> {
+        self.for_each::<Task>(|t| f(&t))
+    }
+    fn each_user(&self, f: &mut dyn FnMut(&User) -> bool) -> Result<()> {
+        self.for_each::<User>(|u| f(&u))
+    }
+    fn settings(&self) -> &Settings {
+        Reader::settings(self)
     }
     fn user_with_login(&self, login: &str) -> Result<Option<User>> {
         Reader::user_by_login(self, login)

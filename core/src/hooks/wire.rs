@@ -21,9 +21,9 @@ use super::point::HookPoint;
 use super::registry::{HookInput, Subject, Transition};
 use crate::id::{ContactId, CounterpartyId, DealId, DocumentId, InteractionId, PartnerId, TaskId, UserId};
 use crate::model::{
-    Attitude, ContactPerson, Counterparty, CounterpartyKind, CustomFields, CustomValue, Deal, DealStatus, Direction,
-    Document, DocumentKind, DocumentState, EntityKind, How, Interaction, InteractionKind, Partner, PartnerRole, Role,
-    Task, TaskStatus, User,
+    Attitude, ContactPerson, Counterparty, CounterpartyKind, CustomFields, CustomValue, Deal, DealScore, DealStatus,
+    Direction, Document, DocumentKind, DocumentState, EntityKind, How, Interaction, InteractionKind, Partner,
+    PartnerRole, Role, StageChange, Task, TaskStatus, User,
 };
 use crate::time::Timestamp;
 
@@ -54,6 +54,10 @@ pub struct InputV1 {
     pub task: Option<TaskV1>,
     /// How many reactions deep this call is (0: a direct request).
     pub depth: u32,
+    /// The instant of the operation the call belongs to, from the engine's clock: every
+    /// stamp the operation writes (`updated_at`, a step's `at`, a task's due time) is taken
+    /// from it. Added to version 1.
+    pub now: Timestamp,
 }
 
 /// The entity a hook is about; which one is told by the input's `entity`.
@@ -134,6 +138,15 @@ pub struct DealV1 {
     pub expected_close: Option<NaiveDate>,
     /// Win probability, percent.
     pub probability: Option<u8>,
+    /// Whether `probability` was set by hand (or given when the deal was created): a
+    /// scoring model's score and a stage's default leave it as it is. Added to version 1;
+    /// absent means false.
+    #[serde(default)]
+    pub probability_manual: bool,
+    /// The score the `deal.score` handler gave the deal, as stored (`null`: none). Added to
+    /// version 1; absent means null. Boxed: most deals are handed around without reading it.
+    #[serde(default)]
+    pub score: Option<Box<ScoreV1>>,
     pub source: Option<String>,
     pub loss_reason: Option<String>,
     pub competitor: Option<PartnerId>,
@@ -142,6 +155,80 @@ pub struct DealV1 {
     pub stage_entered_at: Option<Timestamp>,
     /// The checklist items of the current stage ticked off.
     pub checklist: Vec<String>,
+    pub custom: BTreeMap<String, Value>,
+}
+
+/// A deal's stored score: what the `deal.score` handler answered (`probability`, `factors`,
+/// `model`, the answer's members) and which handler answered it when.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreV1 {
+    /// The win probability in percent, 0 to 100, a decimal number as the model gave it.
+    pub probability: f64,
+    /// The factors that produced it, in the model's order.
+    pub factors: Vec<FactorV1>,
+    /// The model's name and version, if it gave one.
+    pub model: Option<String>,
+    /// The handler that computed it, as its binding names it (`scoring.rhai::score`).
+    pub handler: String,
+    /// When the score last changed.
+    pub at: Timestamp,
+}
+
+/// One factor of a score: what the model looked at, what it found, and its part in the score.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FactorV1 {
+    pub name: String,
+    /// Text, a number, a boolean or null.
+    pub value: Value,
+    /// In the model's own unit; positive raises the probability.
+    pub contribution: f64,
+}
+
+/// One step of a deal's stage history, as the history reads (`read_deal_history`, Rhai's
+/// `history`) give it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageChangeV1 {
+    pub deal: DealId,
+    /// 0 for the creation, then 1, 2, … without gaps.
+    pub step: u32,
+    pub at: Timestamp,
+    /// Who made the change (`null`: the system).
+    pub actor: Option<UserId>,
+    /// `create`, `manual`, `route`, `hold`, `resume`, `won`, `lost`, `reopen`.
+    pub how: How,
+    pub from_stage: Option<String>,
+    pub to_stage: Option<String>,
+    /// `null` on the creation step.
+    pub from_status: Option<DealStatus>,
+    pub to_status: DealStatus,
+    /// The time spent in the stage left, in milliseconds, when the step leaves a stage (a
+    /// move or a close); `null` otherwise.
+    pub dwell_ms: Option<i64>,
+    /// The loss reason, a hold comment, or the reason for a manual move.
+    pub note: Option<String>,
+    /// Brought in from another system with its original time.
+    pub imported: bool,
+}
+
+/// A user, as the user reads of scripts give it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserV1 {
+    pub id: UserId,
+    pub version: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub login: String,
+    pub name: String,
+    pub email: Option<String>,
+    pub department: Option<String>,
+    /// `admin`, `head`, `manager`, `viewer`.
+    pub roles: Vec<Role>,
+    /// Whether the user may sign in and be given work.
+    pub active: bool,
     pub custom: BTreeMap<String, Value>,
 }
 
@@ -305,6 +392,8 @@ impl From<&Deal> for DealV1 {
             currency: d.amount.currency.to_string(),
             expected_close: d.expected_close,
             probability: d.probability,
+            probability_manual: d.probability_manual,
+            score: d.score.as_ref().map(|s| Box::new(ScoreV1::from(s))),
             source: d.source.clone(),
             loss_reason: d.loss_reason.clone(),
             competitor: d.competitor,
@@ -315,6 +404,65 @@ impl From<&Deal> for DealV1 {
             custom: custom(&d.custom),
         }
     }
+}
+
+impl From<&DealScore> for ScoreV1 {
+    fn from(s: &DealScore) -> ScoreV1 {
+        ScoreV1 {
+            probability: s.probability,
+            factors: s
+                .factors
+                .iter()
+                .map(|f| FactorV1 { name: f.name.clone(), value: f.value.clone(), contribution: f.contribution })
+                .collect(),
+            model: s.model.clone(),
+            handler: s.handler.clone(),
+            at: s.at,
+        }
+    }
+}
+
+impl From<&StageChange> for StageChangeV1 {
+    fn from(c: &StageChange) -> StageChangeV1 {
+        StageChangeV1 {
+            deal: c.deal,
+            step: c.step,
+            at: c.at,
+            actor: c.actor,
+            how: c.how,
+            from_stage: c.from_stage.clone(),
+            to_stage: c.to_stage.clone(),
+            from_status: c.from_status,
+            to_status: c.to_status,
+            dwell_ms: c.dwell_ms,
+            note: c.note.clone(),
+            imported: c.imported,
+        }
+    }
+}
+
+impl From<&User> for UserV1 {
+    fn from(u: &User) -> UserV1 {
+        UserV1 {
+            id: u.id,
+            version: u.version,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+            login: u.login.clone(),
+            name: u.name.clone(),
+            email: u.email.clone(),
+            department: u.department.clone(),
+            roles: u.roles.clone(),
+            active: u.active,
+            custom: custom(&u.custom),
+        }
+    }
+}
+
+/// A deal's stage history in its contract form, step by step: what `read_deal_history`
+/// answers.
+pub fn history(changes: &[StageChange]) -> Vec<StageChangeV1> {
+    changes.iter().map(StageChangeV1::from).collect()
 }
 
 impl From<&Task> for TaskV1 {
@@ -511,6 +659,7 @@ impl From<&HookInput<'_>> for InputV1 {
             transition: i.transition.map(TransitionV1::from),
             task: i.task.map(TaskV1::from),
             depth: i.depth,
+            now: i.now,
         }
     }
 }

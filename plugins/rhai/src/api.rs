@@ -4,7 +4,9 @@
 //! amounts and custom numbers as decimals), other entities are object maps of their contract
 //! form. What a script returns goes back to core as JSON, which core reads against the point.
 
-use crmkit_core::hooks::wire::{ActorV1, DocumentV1, InputV1, InteractionV1, PartnerV1, SubjectV1, TaskV1};
+use crmkit_core::hooks::wire::{
+    self, ActorV1, DocumentV1, InputV1, InteractionV1, PartnerV1, ScoreV1, SubjectV1, TaskV1, UserV1,
+};
 use crmkit_core::hooks::{HookInput, Reply, Subject, Transition, View};
 use crmkit_core::model::{CustomFields, CustomValue, Deal, Role};
 use std::cell::RefCell;
@@ -14,8 +16,10 @@ use std::sync::Arc;
 use rhai::{Dynamic, Engine, Map};
 
 /// The functions that read the store.
-pub const STORE_FUNCTIONS: [&str; 11] = [
+pub const STORE_FUNCTIONS: [&str; 13] = [
     "each_deal(",
+    "tally_deals(",
+    "analytics(",
     "partner(",
     "user(",
     "deals(",
@@ -49,6 +53,8 @@ pub enum Ask {
     Documents(String),
     UsersWithRole(String),
     OpenTasks(String),
+    Tally(crate::scan::Tally),
+    Analytics(String, std::collections::BTreeMap<String, String>),
 }
 
 /// The answer to an [`Ask`].
@@ -97,7 +103,7 @@ pub fn answer_read(view: &dyn View, question: Ask) -> ReadReply {
             None => Ok(Dynamic::UNIT),
         },
         Ask::User(u) => match view.user(id("user", &u)?).map_err(err)? {
-            Some(u) => dynamic(&u),
+            Some(u) => dynamic(&UserV1::from(&u)),
             None => Ok(Dynamic::UNIT),
         },
         Ask::Deals => {
@@ -122,7 +128,7 @@ pub fn answer_read(view: &dyn View, question: Ask) -> ReadReply {
             Ok(view.deal(id("deal", &d)?).map_err(err)?.map_or(Dynamic::UNIT, |d| Dynamic::from(Arc::new(d))))
         }
         Ask::DealsOf(p) => Ok(deals(view.deals_of(id("partner", &p)?).map_err(err)?)),
-        Ask::History(d) => dynamic(&view.history(id("deal", &d)?).map_err(err)?),
+        Ask::History(d) => dynamic(&wire::history(&view.history(id("deal", &d)?).map_err(err)?)),
         Ask::Interactions(d) => {
             let all = view.interactions(id("deal", &d)?).map_err(err)?;
             dynamic(&all.iter().map(InteractionV1::from).collect::<Vec<_>>())
@@ -138,10 +144,12 @@ pub fn answer_read(view: &dyn View, question: Ask) -> ReadReply {
                 .ok_or_else(|| format!("no user has the login \"{login}\""))?;
             Ok(Dynamic::from_int(view.open_tasks(user.id).map_err(err)? as i64))
         }
+        Ask::Tally(tally) => Ok(tally.run(view)?.into()),
+        Ask::Analytics(name, params) => Ok(crate::scan::analytics(view, &name, &params)?.into()),
         Ask::UsersWithRole(r) => {
             let role: Role = serde_json::from_value(serde_json::Value::String(r.clone()))
                 .map_err(|_| format!("\"{r}\" is not a role"))?;
-            dynamic(&view.users_with_role(role).map_err(err)?)
+            dynamic(&view.users_with_role(role).map_err(err)?.iter().map(UserV1::from).collect::<Vec<_>>())
         }
     }
 }
@@ -179,6 +187,15 @@ pub fn signatures() -> Vec<String> {
 /// Registers the types and functions scripts use.
 pub fn register(engine: &mut Engine) {
     engine.register_fn("each_deal", each_deal);
+    engine.register_fn("tally_deals", |options: Map| {
+        ask("tally_deals", Ask::Tally(crate::scan::Tally::from_options(&options)?))
+    });
+    engine.register_fn("analytics", |name: &str, params: Map| {
+        let params = params.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        ask("analytics", Ask::Analytics(name.to_string(), params))
+    });
+    engine
+        .register_fn("analytics", |name: &str| ask("analytics", Ask::Analytics(name.to_string(), Default::default())));
     engine.register_fn("partner", |id: &str| ask("partner", Ask::Partner(id.into())));
     engine.register_fn("deal", |id: &str| ask("deal", Ask::Deal(id.into())));
     engine.register_fn("user", |id: &str| ask("user", Ask::User(id.into())));
@@ -221,6 +238,13 @@ pub fn register(engine: &mut Engine) {
     engine.register_get("currency", |d: &mut Arc<Deal>| -> Dynamic { d.amount.currency.to_string().into() });
     engine.register_get("probability", |d: &mut Arc<Deal>| -> Dynamic {
         d.probability.map_or(Dynamic::UNIT, |p| Dynamic::from_int(p.into()))
+    });
+    engine.register_get("probability_manual", |d: &mut Arc<Deal>| d.probability_manual);
+    engine.register_get("score", |d: &mut Arc<Deal>| -> Result<Dynamic, Box<rhai::EvalAltResult>> {
+        match &d.score {
+            Some(s) => rhai::serde::to_dynamic(ScoreV1::from(s)),
+            None => Ok(Dynamic::UNIT),
+        }
     });
     engine.register_get("checklist", |d: &mut Arc<Deal>| -> Dynamic {
         d.checklist.iter().map(|c| Dynamic::from(c.clone())).collect::<rhai::Array>().into()
@@ -319,6 +343,8 @@ struct Parts {
     transition: Dynamic,
     task: Dynamic,
     depth: i64,
+    /// The operation's instant, RFC 3339 text.
+    now: rhai::ImmutableString,
 }
 
 /// Registers `Ctx` and `Transition` with their getters.
@@ -335,6 +361,7 @@ fn register_context(engine: &mut Engine) {
     engine.register_get("transition", |c: &mut Ctx| c.0.transition.clone());
     engine.register_get("task", |c: &mut Ctx| c.0.task.clone());
     engine.register_get("depth", |c: &mut Ctx| c.0.depth);
+    engine.register_get("now", |c: &mut Ctx| c.0.now.clone());
     engine.register_type_with_name::<Arc<Transition>>("Transition");
     let text = |v: &Option<String>| v.as_ref().map_or(Dynamic::UNIT, |s| s.clone().into());
     engine.register_get("how", |t: &mut Arc<Transition>| -> Dynamic { t.how.name().into() });
@@ -360,6 +387,7 @@ pub fn context(input: &HookInput<'_>) -> Result<Dynamic, String> {
         transition: input.transition.map_or(Dynamic::UNIT, |t| Dynamic::from(Arc::new(t.clone()))),
         task: json(input.task.map(|t| rhai::serde::to_dynamic(TaskV1::from(t)).map_err(|e| e.to_string())))?,
         depth: input.depth.into(),
+        now: input.now.to_string().into(),
     };
     Ok(Dynamic::from(Ctx(Arc::new(ctx))))
 }
@@ -393,6 +421,7 @@ pub(crate) fn wire_context(input: &InputV1, before: Dynamic, after: Dynamic) -> 
             None => Dynamic::UNIT,
         },
         depth: input.depth.into(),
+        now: input.now.to_string().into(),
     };
     Ok(Dynamic::from(Ctx(Arc::new(ctx))))
 }

@@ -7,9 +7,12 @@ use std::sync::Arc;
 
 use crmkit_core::config::Settings;
 use crmkit_core::hooks::wire::{
-    ContactV1, CounterpartyV1, DealV1, DocumentV1, InputV1, InteractionV1, PartnerV1, SubjectV1, TaskV1, VERSION,
+    ContactV1, CounterpartyV1, DealV1, DocumentV1, FactorV1, InputV1, InteractionV1, PartnerV1, ScoreV1, SubjectV1,
+    TaskV1, VERSION,
 };
-use crmkit_core::model::{CustomFieldType, CustomFields, CustomValue, Deal, EntityKind};
+use crmkit_core::model::score;
+use crmkit_core::model::{CustomFieldType, CustomFields, CustomValue, Deal, DealScore, EntityKind, ScoreFactor};
+use crmkit_core::time::Timestamp;
 use crmkit_core::values::{Currency, Money};
 use rhai::Dynamic;
 use serde::de::DeserializeOwned;
@@ -55,7 +58,8 @@ fn read<T: DeserializeOwned>(prefix: &str, value: Value) -> Result<T, InputError
 /// The `ctx` a script function is called with for the hook input `text` (contract JSON,
 /// `"v": 1`), read against the installation's `settings` (a deal's custom fields take their
 /// declared types): the same typed values, with the same getters, as the engine's call.
-pub fn context_from_json(text: &str, settings: &Settings) -> Result<Dynamic, InputError> {
+/// An input written without `now` (added to version 1 later) is read as if it said `now`.
+pub fn context_from_json(text: &str, settings: &Settings, now: Timestamp) -> Result<Dynamic, InputError> {
     let json: Value = serde_json::from_str(text).map_err(|e| at("", format!("not JSON: {e}")))?;
     let Value::Object(mut fields) = json else {
         return Err(at("", "the input is a JSON object of the hook contract (docs/hooks.md, \"The input\")"));
@@ -67,6 +71,7 @@ pub fn context_from_json(text: &str, settings: &Settings) -> Result<Dynamic, Inp
         }
         None => return Err(at("v", format!("missing: the contract's version ({VERSION})"))),
     }
+    fields.entry("now").or_insert_with(|| Value::String(now.to_string()));
     // The entity decides what `before` and `after` are, so they are read after it.
     let before = fields.insert("before".into(), Value::Null).unwrap_or(Value::Null);
     let after = fields.insert("after".into(), Value::Null).unwrap_or(Value::Null);
@@ -126,6 +131,12 @@ fn deal(path: &str, d: DealV1, settings: &Settings) -> Result<Deal, InputError> 
     deal.status = d.status;
     deal.expected_close = d.expected_close;
     deal.probability = d.probability;
+    deal.probability_manual = d.probability_manual;
+    if let Some(s) = &d.score {
+        let factors: Vec<ScoreFactor> = s.factors.iter().map(factor).collect();
+        score::check(s.probability, &factors, s.model.as_deref()).map_err(|m| at(format!("{path}.score"), m))?;
+    }
+    deal.score = d.score.map(|s| score(*s));
     deal.source = d.source;
     deal.loss_reason = d.loss_reason;
     deal.competitor = d.competitor;
@@ -135,6 +146,21 @@ fn deal(path: &str, d: DealV1, settings: &Settings) -> Result<Deal, InputError> 
     deal.checklist = d.checklist;
     deal.custom = custom;
     Ok(deal)
+}
+
+/// The stored score a contract score stands for.
+fn score(s: ScoreV1) -> DealScore {
+    DealScore {
+        probability: s.probability,
+        factors: s.factors.iter().map(factor).collect(),
+        model: s.model,
+        handler: s.handler,
+        at: s.at,
+    }
+}
+
+fn factor(f: &FactorV1) -> ScoreFactor {
+    ScoreFactor { name: f.name.clone(), value: f.value.clone(), contribution: f.contribution }
 }
 
 /// A custom value in its plain contract form, read as the declared type.

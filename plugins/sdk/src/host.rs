@@ -40,7 +40,8 @@ pub fn log(level: Level, text: &str) {
     unsafe { ffi::log(level as i32, text.as_ptr(), text.len() as i32) }
 }
 
-/// The installation's clock: milliseconds since 1970-01-01 UTC.
+/// The instant of the operation the hook is called for (the input's `now`), from the
+/// installation's clock: milliseconds since 1970-01-01 UTC.
 pub fn now_ms() -> i64 {
     // SAFETY: no arguments.
     unsafe { ffi::now_ms() }

@@ -1,7 +1,8 @@
 //! What every Rust plugin needs on wasm32 and `no_std` gives no default for: the global
-//! allocator (a bump allocator: each call runs in a fresh instance, so memory is never
-//! freed), the exports `crmkit_alloc` and `crmkit_abi_v1`, and a panic handler that logs the
-//! panic and traps.
+//! allocator (a bump allocator: a call's memory is freed all at once, when its fresh instance
+//! goes or, in an instance the installation keeps, when the host calls `crmkit_reset`), the
+//! exports `crmkit_alloc`, `crmkit_reset` and `crmkit_abi_v1`, and a panic handler that logs
+//! the panic and traps.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::arch::wasm32;
@@ -9,9 +10,10 @@ use core::cell::Cell;
 
 const PAGE: usize = 65_536;
 
-/// The free bytes `next..end`; starts above the module's initial memory, which holds the
-/// stack and the data.
+/// The free bytes `next..end`; the heap starts at `start`, above the module's initial
+/// memory, which holds the stack and the data.
 struct Bump {
+    start: Cell<usize>,
     next: Cell<usize>,
     end: Cell<usize>,
 }
@@ -20,12 +22,13 @@ struct Bump {
 unsafe impl Sync for Bump {}
 
 #[global_allocator]
-static HEAP: Bump = Bump { next: Cell::new(0), end: Cell::new(0) };
+static HEAP: Bump = Bump { start: Cell::new(0), next: Cell::new(0), end: Cell::new(0) };
 
 impl Bump {
     fn take(&self, size: usize, align: usize) -> *mut u8 {
         if self.end.get() == 0 {
             let top = wasm32::memory_size(0) * PAGE;
+            self.start.set(top);
             self.next.set(top);
             self.end.set(top);
         }
@@ -82,6 +85,15 @@ unsafe impl GlobalAlloc for Bump {
 #[no_mangle]
 pub extern "C" fn crmkit_alloc(len: i32) -> i32 {
     HEAP.take((len.max(1)) as usize, 8) as usize as i32
+}
+
+/// Frees everything allocated since the instance started: the host calls it after a call
+/// that ended well, in an instance it keeps for the next call. Nothing allocated may be
+/// used after it (a plugin that keeps heap data in a static between calls must not be
+/// listed in `runtimes.wasm.reuse`).
+#[no_mangle]
+pub extern "C" fn crmkit_reset() {
+    HEAP.next.set(HEAP.start.get());
 }
 
 /// The ABI version marker; never called.

@@ -32,6 +32,9 @@ pub struct Input {
     pub task: Option<Value>,
     /// How many reactions deep the call is.
     pub depth: u32,
+    /// The instant of the operation, from the engine's clock (RFC 3339); empty from a host
+    /// older than the field.
+    pub now: String,
 }
 
 impl Input {
@@ -94,6 +97,10 @@ pub struct Deal {
     pub currency: String,
     pub expected_close: Option<String>,
     pub probability: Option<u32>,
+    /// Whether `probability` was set by hand.
+    pub probability_manual: bool,
+    /// The score the `deal.score` handler last gave the deal.
+    pub score: Option<DealScore>,
     pub source: Option<String>,
     pub loss_reason: Option<String>,
     pub competitor: Option<String>,
@@ -109,6 +116,19 @@ impl Deal {
     pub fn amount_f64(&self) -> Option<f64> {
         self.amount.parse().ok()
     }
+}
+
+/// A deal's stored score: the scoring model's answer, which handler gave it and when.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct DealScore {
+    /// The win probability in percent, 0 to 100.
+    pub probability: f64,
+    /// Each `{"name", "value", "contribution"}`.
+    pub factors: Vec<Value>,
+    pub model: Option<String>,
+    pub handler: String,
+    pub at: String,
 }
 
 /// A partner, as `read_partner` gives it.

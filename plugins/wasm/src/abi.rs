@@ -16,6 +16,11 @@ pub const NAMESPACE: &str = "crmkit_v1";
 /// `(len: i32) -> i32`.
 pub const ALLOC: &str = "crmkit_alloc";
 
+/// The export a plugin offers to have its instance kept between calls: `() -> ()`, called
+/// after each call that ended well, to free what the call left. Optional; used only for a
+/// plugin the installation lets reuse its instances (`runtimes.wasm.reuse`).
+pub const RESET: &str = "crmkit_reset";
+
 /// The guest's linear memory.
 pub const MEMORY: &str = "memory";
 

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::{Config, Engine, ExternType, Module};
 
 use crate::abi;
-use crate::host::{export_problems, hex, import_problems, marker, signature};
+use crate::check::{export_problems, hex, import_problems, marker, signature};
 use crate::manifest::Manifest;
 
 /// What a module exports and imports, and what is wrong with it.

@@ -20,8 +20,12 @@
 
 mod abi;
 mod cache;
+mod call;
+mod check;
 mod host;
+mod imports;
 mod inspect;
+mod install;
 mod manifest;
 mod provider;
 mod settings;
@@ -29,6 +33,7 @@ mod settings;
 pub use abi::{pack, supported, unpack, CAPABILITIES, MARKER_PREFIX, NAMESPACE, SUPPORTED};
 pub use host::{Compiled, Plugin, PluginError, PluginHost, PluginStatus};
 pub use inspect::{inspect, Inspection};
+pub use install::install;
 pub use manifest::Manifest;
 pub use provider::{split_handler, PluginHandler, WasmProvider, RUNTIME};
 pub use settings::WasmSettings;

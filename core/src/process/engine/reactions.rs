@@ -35,6 +35,7 @@ impl Cx<'_> {
             transition,
             task: None,
             depth: self.depth,
+            now: self.now,
             view,
         }
     }
