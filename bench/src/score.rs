@@ -1,6 +1,7 @@
-//! Scoring deals with the example model three ways — the Rust plugin through the WASM host,
-//! the same model as the shipped Rhai script, and natively — in one run: deals/s of each,
-//! their ratios, and a check that the three give every deal the same probability.
+//! Scoring deals with the example model three ways — the Rust plugin through the WASM host
+//! (in fresh instances, and in instances kept between calls), the same model as the shipped
+//! Rhai script, and natively — in one run: deals/s of each, their ratios, and a check that
+//! they give every deal the same probability.
 
 use std::path::Path;
 use std::process::Command;
@@ -64,7 +65,8 @@ pub fn score(deals: usize, partners: usize, chunk: usize) -> Result<()> {
         "crmkit-bench score: {deals} deals of {partners} partners (a redb installation; the partner read through the store), the model {} three ways, one after another on each chunk of {chunk} deals",
         ways.model.model
     );
-    let (mut native_t, mut wasm_t, mut rhai_t) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let (mut native_t, mut wasm_t, mut kept_t, mut rhai_t) =
+        (Duration::ZERO, Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let (mut steps, mut factor_rounding) = (0usize, 0usize);
     let mut next_report = deals / 10;
     let started = Instant::now();
@@ -78,13 +80,20 @@ pub fn score(deals: usize, partners: usize, chunk: usize) -> Result<()> {
         let wasm = batch.iter().map(|d| ways.wasm(d, &view)).collect::<Result<Vec<_>, _>>();
         wasm_t += t.elapsed();
         let t = Instant::now();
+        let kept = batch.iter().map(|d| ways.wasm_kept(d, &view)).collect::<Result<Vec<_>, _>>();
+        kept_t += t.elapsed();
+        let t = Instant::now();
         let rhai = batch.iter().map(|d| ways.rhai(d, &view)).collect::<Result<Vec<_>, _>>();
         rhai_t += t.elapsed();
-        let (native, wasm, rhai) =
-            (native.map_err(anyhow::Error::msg)?, wasm.map_err(anyhow::Error::msg)?, rhai.map_err(anyhow::Error::msg)?);
+        let (native, wasm, kept, rhai) = (
+            native.map_err(anyhow::Error::msg)?,
+            wasm.map_err(anyhow::Error::msg)?,
+            kept.map_err(anyhow::Error::msg)?,
+            rhai.map_err(anyhow::Error::msg)?,
+        );
         for (i, d) in batch.iter().enumerate() {
             let n = &native[i];
-            for (way, s) in [("WASM", &wasm[i]), ("Rhai", &rhai[i])] {
+            for (way, s) in [("WASM", &wasm[i]), ("WASM (kept instance)", &kept[i]), ("Rhai", &rhai[i])] {
                 if !agree(n, s.probability) {
                     bail!(
                         "deal {} ({}): the {way} model says {} %, the native one {} % ({:.6} unrounded)\n  {way} factors: {:?}\n  native factors: {:?}",
@@ -125,10 +134,11 @@ pub fn score(deals: usize, partners: usize, chunk: usize) -> Result<()> {
         }
     }
     let rate = |t: Duration| deals as f64 / t.as_secs_f64();
-    let (native, wasm, rhai) = (rate(native_t), rate(wasm_t), rate(rhai_t));
+    let (native, wasm, kept, rhai) = (rate(native_t), rate(wasm_t), rate(kept_t), rate(rhai_t));
     for (what, r, t) in [
         ("native Rust (a plain function, the partner read from the store)", native, native_t),
         ("WASM plugin rust_score.wasm::score_deal (fresh instance, JSON both ways, read_partner)", wasm, wasm_t),
+        ("the same plugin, its instance kept between calls (runtimes.wasm.reuse)", kept, kept_t),
         ("Rhai script scoring/logistic.rhai::win_probability (partner() read)", rhai, rhai_t),
     ] {
         say!(
@@ -137,7 +147,13 @@ pub fn score(deals: usize, partners: usize, chunk: usize) -> Result<()> {
             t.as_secs_f64() * 1e6 / deals as f64
         );
     }
-    say!("ratios: native/WASM {:.1}x, WASM/Rhai {:.2}x, native/Rhai {:.1}x", native / wasm, wasm / rhai, native / rhai);
+    say!(
+        "ratios: native/WASM {:.1}x, WASM/Rhai {:.2}x, native/Rhai {:.1}x; kept/fresh WASM {:.2}x",
+        native / wasm,
+        wasm / rhai,
+        native / rhai,
+        kept / wasm
+    );
     say!(
         "agreement: all {deals} deals within the model's rounding; {steps} probabilities one 0.1 step apart at a rounding midpoint, {factor_rounding} contributions one 0.0001 step apart"
     );

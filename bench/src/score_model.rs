@@ -203,6 +203,8 @@ pub struct Ways {
     /// The plugin's `[config]` as JSON.
     pub config: serde_json::Value,
     wasm: crmkit_core::hooks::Hooks,
+    /// The plugin with its instances kept between calls (`runtimes.wasm.reuse`).
+    wasm_kept: crmkit_core::hooks::Hooks,
     rhai: crmkit_core::hooks::Hooks,
     scripts: std::sync::Arc<crmkit_rhai::ScriptHost>,
 }
@@ -223,11 +225,16 @@ impl Ways {
             .map_err(|e| format!("{}: {e}", plugins.join("rust_score/plugin.toml").display()))?;
         let (config, model) = Model::from_manifest(&manifest)?;
         let wasm_settings = crmkit_wasm::WasmSettings::from_settings(settings).map_err(|e| e.to_string())?;
-        let host = crmkit_wasm::PluginHost::new(plugins, None, &wasm_settings).map_err(|e| e.to_string())?;
-        let errors = host.load_all();
-        if !errors.is_empty() {
-            return Err(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"));
-        }
+        let host = |settings: &crmkit_wasm::WasmSettings| -> Result<Arc<crmkit_wasm::PluginHost>, String> {
+            let host = crmkit_wasm::PluginHost::new(plugins, None, settings).map_err(|e| e.to_string())?;
+            let errors = host.load_all();
+            if !errors.is_empty() {
+                return Err(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"));
+            }
+            Ok(Arc::new(host))
+        };
+        let fresh = host(&wasm_settings)?;
+        let kept = host(&crmkit_wasm::WasmSettings { reuse: vec!["rust_score".into()], ..wasm_settings.clone() })?;
         let rhai_settings = crmkit_rhai::RhaiSettings::from_settings(settings).map_err(|e| e.to_string())?;
         let script_host = Arc::new(crmkit_rhai::ScriptHost::new(scripts, &rhai_settings));
         let errors = script_host.load_all();
@@ -243,9 +250,10 @@ impl Ways {
             hooks.bind_all(&[binding]).map_err(|e| e.to_string())?;
             Ok(hooks)
         };
-        let wasm = bound(Arc::new(crmkit_wasm::WasmProvider::new(Arc::new(host))), WASM_HANDLER)?;
+        let wasm = bound(Arc::new(crmkit_wasm::WasmProvider::new(fresh)), WASM_HANDLER)?;
+        let wasm_kept = bound(Arc::new(crmkit_wasm::WasmProvider::new(kept)), WASM_HANDLER)?;
         let rhai = bound(Arc::new(crmkit_rhai::RhaiProvider::new(script_host.clone())), RHAI_HANDLER)?;
-        Ok(Ways { model, config, wasm, rhai, scripts: script_host })
+        Ok(Ways { model, config, wasm, wasm_kept, rhai, scripts: script_host })
     }
 
     /// The script's `coefficients()` as JSON, to be compared with the plugin's `[config]`.
@@ -266,6 +274,15 @@ impl Ways {
     /// The plugin's answer for `deal`.
     pub fn wasm(&self, deal: &Deal, view: &dyn crmkit_core::hooks::View) -> Result<crmkit_core::hooks::Score, String> {
         ask(&self.wasm, deal, view)
+    }
+
+    /// The plugin's answer for `deal` from an instance kept between calls.
+    pub fn wasm_kept(
+        &self,
+        deal: &Deal,
+        view: &dyn crmkit_core::hooks::View,
+    ) -> Result<crmkit_core::hooks::Score, String> {
+        ask(&self.wasm_kept, deal, view)
     }
 
     /// The script's answer for `deal`.
@@ -291,6 +308,7 @@ fn ask(
         transition: None,
         task: None,
         depth: 0,
+        now: deal.updated_at,
         view,
     };
     let answer = match hooks.ask(&input).next() {
