@@ -26,6 +26,8 @@ mod refusals;
 mod score;
 mod script_tools;
 mod scripting;
+#[path = "../../plugins/wasm/tests/support/skeleton.rs"]
+mod skeleton;
 mod store;
 mod transfer;
 mod validation;

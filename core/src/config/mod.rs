@@ -150,6 +150,17 @@ impl Settings {
         Source { text: &self.source.text, file: &self.source.file }.error(span, message)
     }
 
+    /// A positive number of a runtime's section: `default` when `value` (its span and number)
+    /// is not written, the number when it is above zero, else an error at its place naming
+    /// `key` (e.g. `runtimes.wasm.memory_mb must be above zero, got 0`).
+    pub fn positive(&self, value: Option<(Range<usize>, u64)>, key: &str, default: u64) -> Result<u64, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some((_, n)) if n > 0 => Ok(n),
+            Some((span, n)) => Err(self.error_at(span, format!("{key} must be above zero, got {n}"))),
+        }
+    }
+
     /// The process kind with this id.
     pub fn process_kind(&self, id: &str) -> Option<&ProcessKindSpec> {
         self.process_kinds.iter().find(|k| k.id == id)
