@@ -195,7 +195,9 @@ fn the_rust_model_the_shipped_script_and_a_native_function_score_every_deal_alik
         let d = deal(i, &ids);
         let native = ways.native(&d, &view).unwrap();
         let (wasm, rhai) = (ways.wasm(&d, &view).unwrap(), ways.rhai(&d, &view).unwrap());
-        for (way, s) in [("wasm", &wasm), ("rhai", &rhai)] {
+        // A kept instance answers as a fresh one: nothing of a call is left for the next.
+        let kept = ways.wasm_kept(&d, &view).unwrap();
+        for (way, s) in [("wasm", &wasm), ("wasm, kept instance", &kept), ("rhai", &rhai)] {
             assert!(agree(&native, s.probability), "deal {i}: {way} {} against native {native:?}", s.probability);
             let factors: Vec<_> = s.factors.iter().map(|f| (f.name.as_str(), f.contribution)).collect();
             assert_eq!(factors.len(), native.factors.len(), "deal {i}: {way} {factors:?} against {native:?}");
@@ -219,7 +221,11 @@ fn the_rust_model_the_shipped_script_and_a_native_function_score_every_deal_alik
     orphan.partner = crmkit_core::id::PartnerId::default();
     let native = ways.native(&orphan, &view).unwrap();
     assert_eq!(native.factors.len(), 5);
-    for s in [ways.wasm(&orphan, &view).unwrap(), ways.rhai(&orphan, &view).unwrap()] {
+    for s in [
+        ways.wasm(&orphan, &view).unwrap(),
+        ways.wasm_kept(&orphan, &view).unwrap(),
+        ways.rhai(&orphan, &view).unwrap(),
+    ] {
         assert!(agree(&native, s.probability) && s.factors.len() == 5, "{s:?} against {native:?}");
     }
 }
