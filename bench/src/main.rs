@@ -1,5 +1,5 @@
 //! `crmkit-bench`: the figures of docs/benchmarks.md — the store, the process engine, a big
-//! dossier, bulk import, scripts and the HTTP API — measured outside the shipped `crmkit`
+//! dossier, bulk import, scripts, plugins, scoring and the HTTP API — measured outside the shipped `crmkit`
 //! binary. Printed as medians from one run.
 
 /// The same allocator as the `crmkit` binary, so that the figures are the binary's (the bulk
@@ -21,6 +21,8 @@ use crmkit_core::time::SystemClock;
 use crmkit_core::Installation;
 
 mod ops;
+mod score;
+mod score_model;
 mod wasm;
 
 #[derive(Parser)]
@@ -109,6 +111,20 @@ enum What {
         /// Guard calls to time.
         #[arg(long, default_value_t = 20_000)]
         calls: usize,
+    },
+    /// Scoring deals with the example model three ways: the Rust plugin through the WASM
+    /// host, the same model as the shipped Rhai script, natively; deals/s and their ratios,
+    /// the three checked to agree on every deal.
+    Score {
+        /// Deals scored (generated in memory, chunk by chunk).
+        #[arg(long, default_value_t = 1_000_000)]
+        deals: usize,
+        /// Partners the deals belong to (stored in a redb installation, read by the model).
+        #[arg(long, default_value_t = 10_000)]
+        partners: usize,
+        /// Deals each way scores before the next way scores them.
+        #[arg(long, default_value_t = 10_000)]
+        chunk: usize,
     },
     /// The HTTP API under load on loopback: GET of deals, POST of interactions (group
     /// commit), against a plain hyper hello-world measured in the same run.
@@ -225,6 +241,7 @@ fn run(what: What) -> Result<()> {
         What::Import { rows, partners, batch } => import(rows, partners, batch),
         What::Script { calls } => script(calls),
         What::Wasm { calls } => wasm::wasm(calls),
+        What::Score { deals, partners, chunk } => score::score(deals, partners, chunk),
         What::Http { deals, clients, seconds, dir } => http(deals, clients, seconds, dir),
         What::Serve { dir, addr } => crmkit::serve(&dir, &addr),
     }

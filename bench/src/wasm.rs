@@ -13,24 +13,19 @@ use crmkit_core::hooks::{CallLimits, HookInput};
 use crmkit_core::time::SystemClock;
 use crmkit_core::Installation;
 use crmkit_wasm::{Compiled, PluginHost, WasmSettings};
-use sha2::{Digest, Sha256};
+
+#[path = "../../plugins/wasm/tests/support/skeleton.rs"]
+mod skeleton;
+use skeleton::{BASE, MARKER};
 
 /// A guard that reads its whole input (it counts the quotes in it, as a parser would touch
 /// every byte) and answers `null`, allowing the change. `$salt` makes modules differ.
 fn guard_wat(salt: u32) -> String {
     format!(
         r#"(module
-  (memory (export "memory") 1)
-  (global $heap (mut i32) (i32.const 4096))
+  {BASE}
   (global $salt i32 (i32.const {salt}))
-  (func (export "crmkit_abi_v1"))
-  (func (export "crmkit_alloc") (param $len i32) (result i32)
-    (local $at i32)
-    (local.set $at (global.get $heap))
-    (global.set $heap (i32.add (global.get $heap) (local.get $len)))
-    (if (i32.gt_u (global.get $heap) (i32.mul (memory.size) (i32.const 65536)))
-      (then (drop (memory.grow (i32.add (i32.div_u (local.get $len) (i32.const 65536)) (i32.const 1))))))
-    (local.get $at))
+  {MARKER}
   (func (export "crmkit_reset") (global.set $heap (i32.const 4096)))
   (data (i32.const 16) "null")
   (func (export "guard") (param $ptr i32) (param $len i32) (result i64)
@@ -51,20 +46,11 @@ fn guard_wat(salt: u32) -> String {
 
 /// Writes plugin `name` (the guard with `salt`) into `plugins`: module and manifest.
 fn install(plugins: &Path, name: &str, salt: u32, timeout_ms: u64) -> Result<()> {
-    let dir = plugins.join(name);
-    std::fs::create_dir_all(&dir)?;
     let module = wat::parse_str(guard_wat(salt))?;
-    let sha: String = Sha256::digest(&module).iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(dir.join(format!("{name}.wasm")), &module)?;
-    std::fs::write(
-        dir.join("plugin.toml"),
-        format!(
-            "name = \"{name}\"\nversion = \"1.0.0\"\nabi = 1\nsha256 = \"{sha}\"\n\n[hooks]\n\"deal.before_transition\" = \"guard\"\n\n[limits]\ntimeout_ms = {timeout_ms}\n"
-        ),
-    )?;
+    let manifest = format!("\n[hooks]\n\"deal.before_transition\" = \"guard\"\n\n[limits]\ntimeout_ms = {timeout_ms}");
+    crmkit_wasm::install(plugins, name, "1.0.0", &module, &manifest)?;
     Ok(())
 }
-
 fn micros(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }

@@ -428,6 +428,9 @@ fn the_command_line_prints_the_funnel_as_a_table_csv_json_or_svg_and_refuses_wha
     }
     let said = fails(&["analytics", "nothing", dir]);
     assert!(said.contains("there is no report \"nothing\"; the installation has funnel"), "{said}");
+    // A report without a chart refuses svg, naming those that have one.
+    let said = fails(&["analytics", "lost", dir, "--format", "svg"]);
+    assert!(said.contains("report lost has no chart") && said.contains("funnel"), "{said}");
     assert_eq!(office.site.dump(), before, "a report changed the database");
 }
 
@@ -481,6 +484,16 @@ fn the_api_answers_the_funnel_as_json_csv_or_svg_to_the_callers_and_over_the_dea
         assert_eq!((got, body["code"].as_str()), (status, Some("report_failed")), "{query}: {body}");
         assert!(body["message"].as_str().unwrap().starts_with(message), "{query}: {body}");
     }
+    // A report without a chart: 406, naming what it is offered as.
+    let lost = server.exchange(
+        "GET",
+        "/api/v1/analytics/lost",
+        Some(office.token("boss")),
+        &[("accept", "image/svg+xml")],
+        None,
+    );
+    assert_eq!(lost.status, 406, "{}", lost.text());
+    assert!(lost.text().contains("not_acceptable"), "{}", lost.text());
     let (status, body) = server.request("GET", "/api/v1/analytics/pipeline_by_manager", Some(office.token("boss")));
     assert_eq!((status, body["code"].as_str()), (404, Some("report_failed")), "a script is no built-in report: {body}");
     server.stop();

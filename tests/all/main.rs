@@ -2,6 +2,7 @@
 //! `crmkit` package (server/Cargo.toml) so that Cargo builds the binary the CLI tests run.
 
 mod analytics;
+mod analytics_lost;
 pub(crate) mod api;
 mod beside;
 mod cli;
@@ -26,6 +27,8 @@ mod refusals;
 mod score;
 mod script_tools;
 mod scripting;
+#[path = "../../plugins/wasm/tests/support/skeleton.rs"]
+mod skeleton;
 mod store;
 mod transfer;
 mod validation;

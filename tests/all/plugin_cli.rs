@@ -11,21 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::Served;
 use crate::cli::{binary, ok, Site};
-
-/// Memory, the version marker, a bump allocator and `$pack` (see plugins/ABI.md).
-const BASE: &str = r#"
-  (memory (export "memory") 1)
-  (global $heap (mut i32) (i32.const 4096))
-  (func (export "crmkit_alloc") (param $len i32) (result i32)
-    (local $at i32)
-    (local.set $at (global.get $heap))
-    (global.set $heap (i32.add (global.get $heap) (local.get $len)))
-    (local.get $at))
-  (func $pack (param $ptr i32) (param $len i32) (result i64)
-    (i64.or (i64.shl (i64.extend_i32_u (local.get $ptr)) (i64.const 32)) (i64.extend_i32_u (local.get $len))))
-"#;
-
-const MARKER: &str = r#"(func (export "crmkit_abi_v1"))"#;
+use crate::skeleton::{BASE, MARKER};
 
 /// Rejects a move to `stage` (it finds `"to_stage":"STAGE"` in its input) with `message`,
 /// allows anything else.
@@ -73,17 +59,7 @@ fn hex(bytes: &[u8]) -> String {
 /// its manifest declaring `guard` for `deal.before_transition`; the module's bytes.
 pub(crate) fn write_plugin(plugins: &Path, name: &str, imports: &str, body: &str) -> Vec<u8> {
     let wasm = wat::parse_str(format!("(module {imports} {BASE} {body})")).unwrap();
-    let dir = plugins.join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(format!("{name}.wasm")), &wasm).unwrap();
-    std::fs::write(
-        dir.join("plugin.toml"),
-        format!(
-            "name = \"{name}\"\nversion = \"1.0.0\"\nabi = 1\nsha256 = \"{}\"\n\n[hooks]\n\"deal.before_transition\" = \"guard\"\n",
-            hex(&Sha256::digest(&wasm))
-        ),
-    )
-    .unwrap();
+    crmkit_wasm::install(plugins, name, "1.0.0", &wasm, "\n[hooks]\n\"deal.before_transition\" = \"guard\"").unwrap();
     wasm
 }
 

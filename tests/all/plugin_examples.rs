@@ -3,6 +3,8 @@
 //! an installation's plugins folder and run by the process engine on a real store: the Rust
 //! scoring model stores its score and factors on the deal and reads the partner only when
 //! granted; the C and WAT guards allow one change and refuse another with nothing written.
+//! The scoring model is also the shipped Rhai script's and a plain Rust function's
+//! (bench/src/score_model.rs, what `crmkit-bench score` measures): the three agree deal by deal.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,6 +20,9 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::common::{new_deal, refused, Fixture};
+
+#[path = "../../bench/src/score_model.rs"]
+mod score_model;
 
 /// The grant the scoring model needs to load.
 const GRANTED: &str = "grants.rust_score = [\"read_partner\"]";
@@ -129,33 +134,33 @@ fn the_rust_model_scores_deals_reading_their_partner_and_the_score_is_stored() {
     assert_eq!(
         factors,
         vec![
-            ("intercept", json!(null), -1.2),
-            ("amount", json!("10000"), -0.6),
-            ("stage", json!("qualification"), -0.8),
-            ("source", json!("website"), 0.3),
-            ("age_days", json!(0.0), 0.0),
-            ("partner_role", json!("client"), 0.7),
-            ("partner_segment", json!("key"), 0.6),
+            ("intercept", json!(null), 0.2),
+            ("amount", json!("10000"), 0.9),
+            ("stage", json!("qualification"), -1.6),
+            ("source", json!("website"), 0.0),
+            ("days_to_stage", json!(0), 0.0),
+            ("partner_role", json!("client"), 0.4),
+            ("partner_segment", json!("key"), 0.5),
         ]
     );
-    let z = -1.2 - 0.6 - 0.8 + 0.3 + 0.7 + 0.6;
+    let z = 0.2 + 0.9 - 1.6 + 0.4 + 0.5;
     assert_eq!(
         (s.probability, s.model.as_deref(), s.handler.as_str()),
-        (logistic(z), Some("logistic-v1"), "rust_score.wasm::score_deal")
+        (logistic(z), Some("logistic-v2"), "rust_score.wasm::score_deal")
     );
     assert_eq!(d.probability, Some(logistic(z).round() as u8), "the probability follows the score");
     assert_eq!(fx.store.read().unwrap().load::<Deal>(d.id).unwrap(), d, "stored as returned");
 
-    // Thirty days on, in the next stage: the stage's and the age's terms change.
+    // Thirty days on, in the next stage: the stage's and the days' terms change.
     fx.clock.advance(30 * 86_400_000);
     let d =
         fx.store.transact(Some(manager), |tx| engine.move_deal(tx, d.id, d.version, "needs_analysis", None)).unwrap();
     let s = d.score.clone().unwrap();
     let of = |name: &str| s.factors.iter().find(|f| f.name == name).map(|f| (f.value.clone(), f.contribution)).unwrap();
-    assert_eq!((of("stage"), of("age_days")), ((json!("needs_analysis"), -0.3), (json!(30.0), -0.3)));
-    assert_eq!(s.probability, logistic(-1.2 - 0.6 - 0.3 + 0.3 - 0.3 + 0.7 + 0.6));
+    assert_eq!((of("stage"), of("days_to_stage")), ((json!("needs_analysis"), -0.9), (json!(30), -0.36)));
+    assert_eq!(s.probability, logistic(0.2 + 0.9 - 0.9 - 0.36 + 0.4 + 0.5));
 
-    // A supplier without a segment: the partner adds nothing.
+    // A supplier without a segment, a deal of the pivot's amount without a source.
     let d = fx
         .store
         .transact(Some(manager), |tx| engine.create_deal(tx, new_deal(supplier.id, manager, 1_000_000)))
@@ -163,8 +168,66 @@ fn the_rust_model_scores_deals_reading_their_partner_and_the_score_is_stored() {
     let s = d.score.unwrap();
     let partner: Vec<_> =
         s.factors.iter().filter(|f| f.name.starts_with("partner")).map(|f| (f.value.clone(), f.contribution)).collect();
-    assert_eq!(partner, vec![(json!("supplier"), 0.0), (json!(null), 0.0)]);
-    assert_eq!(s.probability, logistic(-1.2 - 0.9 - 0.8));
+    assert_eq!(partner, vec![(json!("supplier"), 0.1), (json!(null), 0.0)]);
+    assert_eq!(s.probability, logistic(0.2 - 1.6 + 0.1));
+}
+
+#[test]
+fn the_rust_model_the_shipped_script_and_a_native_function_score_every_deal_alike() {
+    use score_model::{agree, deal, partner, Ways};
+    let plugins = tempfile::tempdir().unwrap();
+    install(plugins.path(), "rust_score", "rust-score");
+    let config = format!("{DEFAULT_CONFIG}\n[runtimes.wasm]\n{GRANTED}\n");
+    let settings = Settings::parse(&config, Path::new("crmkit.toml")).unwrap();
+    let fx = Fixture::with_settings(settings.clone());
+    let ids: Vec<_> = fx.store.transact(None, |tx| (0..40).map(|i| Ok(tx.create(partner(i))?.id)).collect()).unwrap();
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts");
+    let ways = Ways::new(&settings, plugins.path(), &scripts, 1000).unwrap();
+    assert_eq!(
+        ways.script_coefficients().unwrap(),
+        ways.config,
+        "scripts/scoring/logistic.rhai's coefficients() and plugins/examples/rust-score/plugin.toml's [config]"
+    );
+
+    let view = fx.store.read().unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..400 {
+        let d = deal(i, &ids);
+        let native = ways.native(&d, &view).unwrap();
+        let (wasm, rhai) = (ways.wasm(&d, &view).unwrap(), ways.rhai(&d, &view).unwrap());
+        // A kept instance answers as a fresh one: nothing of a call is left for the next.
+        let kept = ways.wasm_kept(&d, &view).unwrap();
+        for (way, s) in [("wasm", &wasm), ("wasm, kept instance", &kept), ("rhai", &rhai)] {
+            assert!(agree(&native, s.probability), "deal {i}: {way} {} against native {native:?}", s.probability);
+            let factors: Vec<_> = s.factors.iter().map(|f| (f.name.as_str(), f.contribution)).collect();
+            assert_eq!(factors.len(), native.factors.len(), "deal {i}: {way} {factors:?} against {native:?}");
+            for ((name, c), (native_name, n)) in factors.iter().zip(&native.factors) {
+                assert!(
+                    name == native_name && (c - n).abs() < 1e-4 + 1e-9,
+                    "deal {i}: {way} {factors:?} against {native:?}"
+                );
+            }
+            assert_eq!(s.model.as_deref(), Some(ways.model.model.as_str()));
+        }
+        // The two runtimes also saw the same values.
+        let values = |s: &crmkit_core::hooks::Score| s.factors.iter().map(|f| f.value.clone()).collect::<Vec<_>>();
+        assert_eq!(values(&wasm), values(&rhai), "deal {i}");
+        seen.insert((native.probability * 10.0).round() as i64);
+    }
+    assert!(seen.len() > 100, "the deals are varied enough to test the model: {} probabilities", seen.len());
+
+    // A partner that is not there: no partner terms, in any of the three.
+    let mut orphan = deal(0, &ids);
+    orphan.partner = crmkit_core::id::PartnerId::default();
+    let native = ways.native(&orphan, &view).unwrap();
+    assert_eq!(native.factors.len(), 5);
+    for s in [
+        ways.wasm(&orphan, &view).unwrap(),
+        ways.wasm_kept(&orphan, &view).unwrap(),
+        ways.rhai(&orphan, &view).unwrap(),
+    ] {
+        assert!(agree(&native, s.probability) && s.factors.len() == 5, "{s:?} against {native:?}");
+    }
 }
 
 #[test]

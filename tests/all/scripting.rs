@@ -1027,10 +1027,13 @@ handler = "scoring/logistic.rhai::win_probability"
     let handler = "scoring/logistic.rhai::win_probability";
     let check = |d: &Deal| -> f64 {
         let score = d.score.clone().unwrap_or_else(|| panic!("{} is not scored", d.title));
-        assert_eq!((score.handler.as_str(), score.model.as_deref()), (handler, Some("logistic-v1")));
+        assert_eq!((score.handler.as_str(), score.model.as_deref()), (handler, Some("logistic-v2")));
         assert!((0.0..=100.0).contains(&score.probability), "{}", score.probability);
         let names: Vec<&str> = score.factors.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(names, ["intercept", "amount", "stage", "source", "days_to_stage"]);
+        assert_eq!(
+            names,
+            ["intercept", "amount", "stage", "source", "days_to_stage", "partner_role", "partner_segment"]
+        );
         // The contributions are the log-odds of the probability.
         let log_odds: f64 = score.factors.iter().map(|f| f.contribution).sum();
         let p = 100.0 / (1.0 + (-log_odds).exp());
@@ -1168,4 +1171,116 @@ fn history_and_user_reads_are_the_contract() {
         ),
         other => panic!("expected a rejection, got {other}"),
     }
+}
+
+/// The shipped report scripts on a company with more manager-and-month cells than a
+/// script's map may hold (`max_map_size`): a report that kept a map entry per cell stops
+/// there; the shipped ones count natively (`tally_deals`) and finish, adding up.
+#[test]
+fn shipped_reports_finish_where_a_map_per_cell_does_not_fit() {
+    use crmkit_core::model::DealStatus;
+    use std::collections::{BTreeMap, BTreeSet};
+    let dir = tempfile::tempdir().unwrap();
+    // Ten years of 2,000 managers: many more cells than deals, so nearly every won or open
+    // deal opens a cell of its own.
+    let base = crmkit_demo::DemoOptions::new(28_000, 7);
+    let opts =
+        crmkit_demo::DemoOptions { managers: 2_000, start: base.end.plus_millis(-10 * 365 * 86_400_000), ..base };
+    let clock = Arc::new(crmkit_core::time::ManualClock::new(opts.start));
+    let inst = crmkit_core::Installation::init(&dir.path().join("big"), Some(crmkit_demo::DEMO_CONFIG), clock.clone())
+        .unwrap();
+    crmkit_demo::populate(inst.store(), &clock, &opts, &mut |_| {}).unwrap();
+    let snap = inst.store().read().unwrap();
+    let mut cells = BTreeSet::new();
+    let (mut won, mut open, mut lost) = (0i64, 0i64, 0i64);
+    snap.for_each::<Deal>(|d| {
+        let month = match d.status {
+            DealStatus::Won => d.closed_at.map(|t| t.date()),
+            DealStatus::InProgress | DealStatus::OnHold => d.expected_close,
+            DealStatus::Lost => None,
+        };
+        won += (d.status == DealStatus::Won) as i64;
+        open += (month.is_some() && d.status != DealStatus::Won) as i64;
+        lost += (d.status == DealStatus::Lost) as i64;
+        if let Some(m) = month {
+            cells.insert((d.manager, m.format("%Y-%m").to_string()));
+        }
+        true
+    })
+    .unwrap();
+    let limit = crmkit_rhai::RhaiSettings::default().max_map_size;
+    assert!(cells.len() > limit, "{} cells, the map limit {limit}: the company is too small to show it", cells.len());
+
+    // A report keeping a map entry per manager and month stops at the limit.
+    let (_scripts, host) = shipped_host();
+    std::fs::write(
+        host.dir().join("reports/per_cell.rhai"),
+        r#"fn report(p) {
+            let cells = #{};
+            each_deal(|d| {
+                let day = if d.status == "won" { d.closed_at } else { d.expected_close };
+                if day != () { cells[`${d.manager}|${day.sub_string(0, 7)}`] = true; }
+                true
+            });
+            #{ columns: [#{ name: "cells", type: "int" }], rows: [[cells.len()]] }
+        }"#,
+    )
+    .unwrap();
+    host.load_all();
+    let e = run_report(&host, &snap, "per_cell", &BTreeMap::new()).unwrap_err().to_string();
+    assert!(e.contains("an object map grew past its limit (runtimes.rhai.max_map_size)"), "{e}");
+
+    let sum = |t: &crmkit_core::report::Table, col: &str| -> i64 {
+        let i = t.columns().iter().position(|c| c.name == col).unwrap();
+        t.rows().iter().map(|r| r[i].as_i64().unwrap()).sum()
+    };
+    let pipeline = run_report(&host, &snap, "pipeline_by_manager", &BTreeMap::new()).unwrap();
+    assert_eq!(pipeline.rows().len(), cells.len());
+    assert_eq!((sum(&pipeline, "won_deals"), sum(&pipeline, "open_deals")), (won, open));
+    let losses = run_report(&host, &snap, "losses_by_competitor", &BTreeMap::new()).unwrap();
+    assert_eq!(sum(&losses, "deals"), lost);
+}
+
+#[test]
+fn tally_deals_names_what_is_wrong_in_its_options() {
+    let (_tmp, inst, _) = crate::demo::company();
+    let snap = inst.store().read().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("reports")).unwrap();
+    for (options, expected) in [
+        (r#"#{ status: ["won"] }"#, "tally_deals: by must name at least one key"),
+        (r#"#{ by: ["mood"] }"#, "tally_deals: by: \"mood\" is not a key (keys: manager, kind, stage"),
+        (r#"#{ by: ["manager"], status: ["won", "done"] }"#, "tally_deals: status: \"done\" is not a status"),
+        (r#"#{ by: ["manager"], colour: 1 }"#, "tally_deals: unknown option \"colour\" (options: by, status, kind)"),
+        (r#"#{ by: "manager" }"#, "tally_deals: by is string, not an array"),
+    ] {
+        std::fs::write(
+            dir.path().join("reports/t.rhai"),
+            format!("fn report(p) {{ tally_deals({options}); #{{ columns: [], rows: [] }} }}"),
+        )
+        .unwrap();
+        let host = Arc::new(ScriptHost::new(dir.path(), &Default::default()));
+        let e = run_report(&host, &snap, "t", &Default::default()).unwrap_err().to_string();
+        assert!(e.contains(expected), "{options}: {e:?} does not contain {expected:?}");
+    }
+    // Grouped by status, the counts are the deals' by status.
+    std::fs::write(
+        dir.path().join("reports/t.rhai"),
+        r#"fn report(p) {
+            #{ columns: [#{ name: "status", type: "text" }, #{ name: "deals", type: "int" }],
+               rows: tally_deals(#{ by: ["status"] }).map(|r| [r[0], r[1]]) }
+        }"#,
+    )
+    .unwrap();
+    let host = Arc::new(ScriptHost::new(dir.path(), &Default::default()));
+    let t = run_report(&host, &snap, "t", &Default::default()).unwrap();
+    let mut expected = std::collections::BTreeMap::<String, i64>::new();
+    snap.for_each::<Deal>(|d| {
+        *expected.entry(d.status.name().to_string()).or_default() += 1;
+        true
+    })
+    .unwrap();
+    let got: std::collections::BTreeMap<String, i64> =
+        t.rows().iter().map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_i64().unwrap())).collect();
+    assert_eq!(got, expected);
 }

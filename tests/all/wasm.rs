@@ -9,72 +9,26 @@ use crmkit_core::config::{Settings, DEFAULT_CONFIG};
 use crmkit_core::process::{Engine, Hooks};
 use crmkit_core::Error;
 use crmkit_wasm::{PluginHost, WasmProvider, WasmSettings};
-use sha2::{Digest, Sha256};
 
 use crate::common::{new_deal, refused, Fixture};
+use crate::skeleton::{BASE, MARKER};
 
-const BASE: &str = r#"
-  (memory (export "memory") 1)
-  (global $heap (mut i32) (i32.const 4096))
-  (func (export "crmkit_abi_v1"))
-  (func (export "crmkit_alloc") (param $len i32) (result i32)
-    (local $at i32)
-    (local.set $at (global.get $heap))
-    (global.set $heap (i32.add (global.get $heap) (local.get $len)))
-    (if (i32.gt_u (global.get $heap) (i32.mul (memory.size) (i32.const 65536)))
-      (then (drop (memory.grow (i32.add (i32.div_u (local.get $len) (i32.const 65536)) (i32.const 1))))))
-    (local.get $at))
-  (func $pack (param $ptr i32) (param $len i32) (result i64)
-    (i64.or (i64.shl (i64.extend_i32_u (local.get $ptr)) (i64.const 32)) (i64.extend_i32_u (local.get $len))))
-"#;
-
-/// Rejects a move to `needs_analysis` (it finds `"to_stage":"needs_analysis"`, 27 bytes, in
-/// its input), allows anything else.
-const GUARD: &str = r#"
-  (data (i32.const 64) "\"to_stage\":\"needs_analysis\"")
-  (data (i32.const 128) "{\"reject\":\"needs a quote first\",\"field\":\"stage\"}")
-  (data (i32.const 256) "null")
-  (func (export "guard") (param $ptr i32) (param $len i32) (result i64)
-    (local $i i32) (local $j i32) (local $end i32)
-    (local.set $end (i32.sub (i32.add (local.get $ptr) (local.get $len)) (i32.const 27)))
-    (local.set $i (local.get $ptr))
-    (block $done
-      (loop $scan
-        (br_if $done (i32.gt_s (local.get $i) (local.get $end)))
-        (local.set $j (i32.const 0))
-        (block $miss
-          (loop $cmp
-            (br_if $miss (i32.ne (i32.load8_u (i32.add (local.get $i) (local.get $j)))
-                                 (i32.load8_u (i32.add (i32.const 64) (local.get $j)))))
-            (local.set $j (i32.add (local.get $j) (i32.const 1)))
-            (if (i32.eq (local.get $j) (i32.const 27))
-              (then (return (call $pack (i32.const 128) (i32.const 48)))))
-            (br $cmp)))
-        (local.set $i (i32.add (local.get $i) (i32.const 1)))
-        (br $scan)))
-    (call $pack (i32.const 256) (i32.const 4)))
-"#;
+/// Rejects a move to `needs_analysis` with "needs a quote first", allows anything else.
+fn quote_guard() -> String {
+    crate::plugin_cli::guard("needs_analysis", "needs a quote first")
+}
 
 fn write_plugin(plugins: &Path, name: &str, imports: &str, body: &str, manifest: &str) {
-    let wasm = wat::parse_str(format!("(module {imports} {BASE} {body})")).unwrap();
-    let dir = plugins.join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(format!("{name}.wasm")), &wasm).unwrap();
-    let sha: String = Sha256::digest(&wasm).iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(
-        dir.join("plugin.toml"),
-        format!(
-            "name = \"{name}\"\nversion = \"1.0.0\"\nabi = 1\nsha256 = \"{sha}\"\n{manifest}\n[hooks]\n\"deal.before_transition\" = \"guard\"\n"
-        ),
-    )
-    .unwrap();
+    let wasm = wat::parse_str(format!("(module {imports} {BASE} {MARKER} {body})")).unwrap();
+    let hooks = "[hooks]\n\"deal.before_transition\" = \"guard\"";
+    crmkit_wasm::install(plugins, name, "1.0.0", &wasm, &format!("{manifest}\n{hooks}")).unwrap();
 }
 
 /// An engine on a real store whose config binds `handler` at `deal.before_transition`, the
 /// plugins folder holding the test's plugins.
 fn engine(handler: &str) -> (Fixture, Engine, tempfile::TempDir) {
     let plugins = tempfile::tempdir().unwrap();
-    write_plugin(plugins.path(), "quote", "", GUARD, "");
+    write_plugin(plugins.path(), "quote", "", &quote_guard(), "");
     write_plugin(plugins.path(), "trap", "", r#"(func (export "guard") (param i32 i32) (result i64) unreachable)"#, "");
     // Refuses every move before 2026-03-04 by the clock `now_ms` answers.
     write_plugin(

@@ -4,6 +4,10 @@
 //! (process kind, period, as-of date, manager, department, partner segment) and reads the
 //! store through the [`View`] scans, holding aggregates, not records.
 
+mod lost;
+mod managers;
+mod scope;
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::NaiveDate;
@@ -28,7 +32,19 @@ struct Builtin {
 pub type Rows = (Vec<Column>, Vec<Vec<Value>>);
 
 /// The built-in reports, in the order they are listed.
-const BUILTINS: &[Builtin] = &[Builtin { name: "funnel", about: funnel::ABOUT, run: funnel::run }];
+const BUILTINS: &[Builtin] = &[
+    Builtin { name: "funnel", about: funnel::ABOUT, run: funnel::run },
+    Builtin {
+        name: "lost",
+        about: "lost deals of the period by reason, stage reached, competitor, manager, kind and month: deals, share, amount, days to loss",
+        run: lost::run,
+    },
+    Builtin {
+        name: "managers",
+        about: "per manager: deals opened, won and lost, win rate, revenue, average deal, cycle time, calls, meetings, e-mails, tasks done and overdue, conversion against the team's, plan coverage",
+        run: managers::run,
+    },
+];
 
 /// The built-in reports that draw a chart, and how: from the report's table to an SVG
 /// document.

@@ -6,6 +6,7 @@
 
 mod custom_fields;
 mod lists;
+mod plans;
 mod processes;
 mod raw;
 mod rules;
@@ -17,13 +18,14 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use chrono::NaiveDate;
 use serde::Serialize;
 
 use crate::hooks::{HookBinding, Limits};
 use crate::model::{CustomFieldDef, EntityKind, Role};
 use crate::process::spec::ProcessSettings;
 pub use crate::process::spec::{ProcessKindSpec, StageSpec};
-use crate::values::Currency;
+use crate::values::{Currency, Money};
 use source::Source;
 
 /// The installation's config file, relative to the installation folder.
@@ -70,6 +72,21 @@ pub struct UserSpec {
     pub roles: Vec<Role>,
 }
 
+/// A manager's sales plan for a period (`[[plans]]`): the revenue to win, in one currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// The manager's login (a user of `[[users]]`).
+    pub manager: String,
+    /// The period's first day.
+    pub from: NaiveDate,
+    /// The period's last day.
+    pub to: NaiveDate,
+    /// The revenue planned.
+    pub amount: Money,
+    /// The line of config the plan starts on.
+    pub line: usize,
+}
+
 /// The validated configuration of an installation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Settings {
@@ -102,6 +119,8 @@ pub struct Settings {
     pub hooks: Vec<HookBinding>,
     /// What every hook runtime's calls may take (`[limits]`).
     pub limits: Limits,
+    /// The managers' sales plans, in file order (`[[plans]]`).
+    pub plans: Vec<Plan>,
     /// The runtimes' own sections (`[runtimes.NAME]`), by name, with the line each starts
     /// on; each runtime reads its own with [`Settings::runtime_section`].
     pub runtimes: BTreeMap<String, usize>,
@@ -129,6 +148,17 @@ impl Settings {
     /// A config error at `span` of the config text (a span a runtime's section reported).
     pub fn error_at(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
         Source { text: &self.source.text, file: &self.source.file }.error(span, message)
+    }
+
+    /// A positive number of a runtime's section: `default` when `value` (its span and number)
+    /// is not written, the number when it is above zero, else an error at its place naming
+    /// `key` (e.g. `runtimes.wasm.memory_mb must be above zero, got 0`).
+    pub fn positive(&self, value: Option<(Range<usize>, u64)>, key: &str, default: u64) -> Result<u64, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some((_, n)) if n > 0 => Ok(n),
+            Some((span, n)) => Err(self.error_at(span, format!("{key} must be above zero, got {n}"))),
+        }
     }
 
     /// The process kind with this id.

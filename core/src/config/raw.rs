@@ -37,11 +37,24 @@ pub struct Config {
     pub hooks: Vec<Hook>,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub plans: Vec<Plan>,
     /// Each runtime's own section, which the runtime reads and checks.
     #[serde(default)]
     pub runtimes: BTreeMap<Spanned<String>, Spanned<toml::Table>>,
     /// The section limits and runtimes replaced: refused with where its keys went.
     pub scripting: Option<Spanned<toml::Table>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub manager: Spanned<String>,
+    pub period: Option<Spanned<String>>,
+    pub from: Option<Spanned<String>>,
+    pub to: Option<Spanned<String>>,
+    pub amount: Spanned<String>,
+    pub currency: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]

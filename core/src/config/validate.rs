@@ -247,6 +247,8 @@ impl Source<'_> {
             }
         }
 
+        let plans = self.plans(raw.plans, &users, default_currency)?;
+
         Ok(Settings {
             name: raw.installation.name.unwrap_or_else(|| "crmkit".to_string()),
             database: PathBuf::from(raw.database.path.unwrap_or_else(|| "data/crmkit.redb".to_string())),
@@ -266,6 +268,7 @@ impl Source<'_> {
             process,
             hooks,
             limits,
+            plans,
             runtimes,
             source: ConfigSource { file: self.file.to_path_buf(), text: self.text.into() },
         })

@@ -16,8 +16,10 @@ use std::sync::Arc;
 use rhai::{Dynamic, Engine, Map};
 
 /// The functions that read the store.
-pub const STORE_FUNCTIONS: [&str; 11] = [
+pub const STORE_FUNCTIONS: [&str; 13] = [
     "each_deal(",
+    "tally_deals(",
+    "analytics(",
     "partner(",
     "user(",
     "deals(",
@@ -51,6 +53,8 @@ pub enum Ask {
     Documents(String),
     UsersWithRole(String),
     OpenTasks(String),
+    Tally(crate::scan::Tally),
+    Analytics(String, std::collections::BTreeMap<String, String>),
 }
 
 /// The answer to an [`Ask`].
@@ -140,6 +144,8 @@ pub fn answer_read(view: &dyn View, question: Ask) -> ReadReply {
                 .ok_or_else(|| format!("no user has the login \"{login}\""))?;
             Ok(Dynamic::from_int(view.open_tasks(user.id).map_err(err)? as i64))
         }
+        Ask::Tally(tally) => Ok(tally.run(view)?.into()),
+        Ask::Analytics(name, params) => Ok(crate::scan::analytics(view, &name, &params)?.into()),
         Ask::UsersWithRole(r) => {
             let role: Role = serde_json::from_value(serde_json::Value::String(r.clone()))
                 .map_err(|_| format!("\"{r}\" is not a role"))?;
@@ -181,6 +187,15 @@ pub fn signatures() -> Vec<String> {
 /// Registers the types and functions scripts use.
 pub fn register(engine: &mut Engine) {
     engine.register_fn("each_deal", each_deal);
+    engine.register_fn("tally_deals", |options: Map| {
+        ask("tally_deals", Ask::Tally(crate::scan::Tally::from_options(&options)?))
+    });
+    engine.register_fn("analytics", |name: &str, params: Map| {
+        let params = params.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        ask("analytics", Ask::Analytics(name.to_string(), params))
+    });
+    engine
+        .register_fn("analytics", |name: &str| ask("analytics", Ask::Analytics(name.to_string(), Default::default())));
     engine.register_fn("partner", |id: &str| ask("partner", Ask::Partner(id.into())));
     engine.register_fn("deal", |id: &str| ask("deal", Ask::Deal(id.into())));
     engine.register_fn("user", |id: &str| ask("user", Ask::User(id.into())));

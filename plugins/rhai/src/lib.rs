@@ -22,6 +22,7 @@ mod api;
 mod host;
 mod input;
 pub mod report;
+mod scan;
 mod settings;
 
 pub use api::signatures;

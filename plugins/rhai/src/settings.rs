@@ -1,8 +1,6 @@
 //! The Rhai runtime's limits: its own section of config, `[runtimes.rhai]`, read and checked
 //! here (core knows only the limits every runtime shares, `[limits]`).
 
-use std::ops::Range;
-
 use crmkit_core::config::{ConfigError, Settings};
 use serde::Deserialize;
 use toml::Spanned;
@@ -85,10 +83,10 @@ impl RhaiSettings {
         let raw = settings.runtime_section::<File>()?.runtimes.rhai;
         let d = RhaiSettings::default();
         let positive = |v: Option<Spanned<usize>>, key: &str, default: usize| -> Result<usize, ConfigError> {
-            check(settings, v.map(|v| (v.span(), *v.get_ref() as u64)), key, default as u64).map(|n| n as usize)
+            settings.positive(v.map(|v| (v.span(), *v.get_ref() as u64)), key, default as u64).map(|n| n as usize)
         };
         let positive64 = |v: Option<Spanned<u64>>, key: &str, default: u64| {
-            check(settings, v.map(|v| (v.span(), *v.get_ref())), key, default)
+            settings.positive(v.map(|v| (v.span(), *v.get_ref())), key, default)
         };
         Ok(RhaiSettings {
             timeout_ms: settings.limits.timeout_ms,
@@ -106,13 +104,5 @@ impl RhaiSettings {
                 d.report_max_operations,
             )?,
         })
-    }
-}
-
-fn check(settings: &Settings, v: Option<(Range<usize>, u64)>, key: &str, default: u64) -> Result<u64, ConfigError> {
-    match v {
-        None => Ok(default),
-        Some((_, n)) if n > 0 => Ok(n),
-        Some((span, n)) => Err(settings.error_at(span, format!("{key} must be above zero, got {n}"))),
     }
 }

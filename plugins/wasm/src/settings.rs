@@ -3,7 +3,6 @@
 //! checked here; core knows only the limits every runtime shares (`[limits]`).
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 
 use crmkit_core::config::{ConfigError, Settings};
 use serde::Deserialize;
@@ -107,7 +106,7 @@ impl WasmSettings {
         let raw = settings.runtime_section::<File>()?.runtimes.wasm;
         let d = WasmSettings::default();
         let positive = |v: Option<Spanned<u64>>, key: &str, default: u64| {
-            check(settings, v.map(|v| (v.span(), *v.get_ref())), key, default)
+            settings.positive(v.map(|v| (v.span(), *v.get_ref())), key, default)
         };
         let dir = match raw.dir {
             None => d.dir,
@@ -180,11 +179,3 @@ impl WasmSettings {
 
 /// The most instance slots: each reserves 6 GiB of address space (4 GiB and its guard).
 const MAX_SLOTS: u64 = 4096;
-
-fn check(settings: &Settings, v: Option<(Range<usize>, u64)>, key: &str, default: u64) -> Result<u64, ConfigError> {
-    match v {
-        None => Ok(default),
-        Some((_, n)) if n > 0 => Ok(n),
-        Some((span, n)) => Err(settings.error_at(span, format!("{key} must be above zero, got {n}"))),
-    }
-}

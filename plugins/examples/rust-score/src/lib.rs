@@ -1,7 +1,9 @@
 //! A deal-scoring model for crmkit's `deal.score`: logistic regression over the deal's
-//! amount, stage, source and age and its partner's roles and segment (read through the
-//! `read_partner` capability), coefficients in the manifest's `[config]`. Each term is a
-//! factor of the answer; the probability is 100 / (1 + e^-z), z their sum.
+//! amount, stage, source and the days it took to reach its stage, and its partner's roles and
+//! segment (read through the `read_partner` capability), coefficients in the manifest's
+//! `[config]`. It is the model of the shipped script `scripts/scoring/logistic.rhai`, term for
+//! term and with the same coefficients. Each term is a factor of the answer, rounded to 4
+//! decimals; the probability is 100 / (1 + e^-z), z their sum, rounded to 0.1.
 
 #![no_std]
 
@@ -13,7 +15,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crmkit_sdk::serde::Deserialize;
-use crmkit_sdk::{host, hook, json, parse_time_ms, Error, Factor, Input, Score, Value};
+use crmkit_sdk::{hook, host, json, parse_time_ms, Error, Factor, Input, Score, Value};
 
 /// The coefficients, from `[config]`.
 #[derive(Deserialize)]
@@ -21,8 +23,12 @@ use crmkit_sdk::{host, hook, json, parse_time_ms, Error, Factor, Input, Score, V
 struct Model {
     model: String,
     intercept: f64,
-    amount_log10: f64,
-    age_days: f64,
+    /// The amount the amount's term is measured from, in currency units.
+    amount_pivot: f64,
+    /// Per tenfold of the amount above (or below) the pivot.
+    amount_per_tenfold: f64,
+    /// Per day from the deal's creation to its current stage (or to its close).
+    per_day_to_stage: f64,
     #[serde(default)]
     stage: BTreeMap<String, f64>,
     #[serde(default)]
@@ -41,10 +47,17 @@ fn text(value: Option<&str>) -> Value {
     value.map_or(Value::Null, |v| json!(v))
 }
 
-/// Rounded to 4 decimals, so the stored factors read well.
+/// Rounded to `places` decimals, so the stored factors read well.
 fn round(x: f64, places: i32) -> f64 {
     let m = libm::pow(10.0, places as f64);
     libm::round(x * m) / m
+}
+
+/// The day (since 1970-01-01) of an RFC 3339 time as the contract writes it, in UTC.
+fn day(what: &str, time: &str) -> Result<i64, Error> {
+    parse_time_ms(time)
+        .map(|ms| ms.div_euclid(86_400_000))
+        .ok_or_else(|| Error(format!("the deal's {what} {time:?} is not a time")))
 }
 
 fn score(input: Input) -> Result<Option<Score>, Error> {
@@ -56,25 +69,33 @@ fn score(input: Input) -> Result<Option<Score>, Error> {
     };
     add("intercept", Value::Null, m.intercept);
 
-    let amount = deal.amount_f64().ok_or_else(|| Error(format!("the deal's amount {:?} is not a number", deal.amount)))?;
-    add("amount", json!(deal.amount), m.amount_log10 * libm::log10(amount.max(1.0)));
+    let amount =
+        deal.amount_f64().ok_or_else(|| Error(format!("the deal's amount {:?} is not a number", deal.amount)))?;
+    let tenfolds = if amount < 1.0 { 0.0 } else { libm::log(amount / m.amount_pivot) / libm::log(10.0) };
+    add("amount", json!(deal.amount), m.amount_per_tenfold * tenfolds);
 
     add("stage", text(deal.stage.as_deref()), lookup(&m.stage, deal.stage.as_deref()));
     add("source", text(deal.source.as_deref()), lookup(&m.source, deal.source.as_deref()));
 
-    let created = parse_time_ms(&deal.created_at)
-        .ok_or_else(|| Error(format!("the deal's created_at {:?} is not a time", deal.created_at)))?;
-    let days = ((host::now_ms() - created).max(0) / 86_400_000) as f64;
-    add("age_days", json!(days), m.age_days * days);
+    let (what, reached) = match (&deal.closed_at, &deal.stage_entered_at) {
+        (Some(t), _) => ("closed_at", t),
+        (None, Some(t)) => ("stage_entered_at", t),
+        (None, None) => ("created_at", &deal.created_at),
+    };
+    let days = day(what, reached)? - day("created_at", &deal.created_at)?;
+    add("days_to_stage", json!(days), m.per_day_to_stage * days as f64);
 
     match host::read_partner(&deal.partner)? {
         Some(p) => {
-            // The strongest of the partner's roles counts.
-            let best = p
-                .roles
-                .iter()
-                .filter_map(|r| m.partner_role.get(r).map(|c| (r, *c)))
-                .max_by(|a, b| a.1.total_cmp(&b.1));
+            // The strongest of the partner's roles counts (the first of equals).
+            let mut best: Option<(&String, f64)> = None;
+            for role in &p.roles {
+                if let Some(&c) = m.partner_role.get(role) {
+                    if best.is_none_or(|(_, b)| c > b) {
+                        best = Some((role, c));
+                    }
+                }
+            }
             match best {
                 Some((role, c)) => add("partner_role", json!(role), c),
                 None => add("partner_role", json!(p.roles.join(",")), 0.0),

@@ -1,0 +1,204 @@
+//! What the lost-deals and managers reports share: the period and instant a [`Filter`]
+//! names, which deals and users it lets through, and the replay of the stage history that
+//! tells how each deal stood (won, lost, since when, in which stage) at that instant.
+
+use std::collections::{HashMap, HashSet};
+
+use rust_decimal::Decimal;
+
+use super::Filter;
+use crate::hooks::View;
+use crate::id::{DealId, PartnerId, UserId};
+use crate::model::{Deal, DealStatus};
+use crate::time::Timestamp;
+
+/// Milliseconds in a day.
+pub(super) const DAY_MS: i64 = 86_400_000;
+
+/// A user as the reports name them.
+pub(super) struct Person {
+    pub login: String,
+    pub name: String,
+    pub department: Option<String>,
+    /// Active and holding the manager role: listed by the managers report even when idle.
+    pub sells: bool,
+}
+
+/// The filter resolved against the store: its period as instants, its users and segment.
+pub(super) struct Scope<'f> {
+    pub filter: &'f Filter,
+    /// The instant the state is replayed to (the end of `as_of`, else the end of time).
+    pub instant: Timestamp,
+    /// The period's first instant.
+    pub start: Option<Timestamp>,
+    /// The first instant after the period.
+    pub end: Option<Timestamp>,
+    /// Every user (users are few next to deals).
+    pub people: HashMap<UserId, Person>,
+    /// The partners in the filter's segment (only when it names one).
+    segment: Option<HashSet<PartnerId>>,
+}
+
+impl<'f> Scope<'f> {
+    /// Resolves `filter`; without `as_of` the state is the current one.
+    pub fn new(view: &dyn View, filter: &'f Filter, now: Timestamp) -> Result<Scope<'f>, String> {
+        let mut people = HashMap::new();
+        view.each_user(&mut |u| {
+            let sells = u.active && u.roles.contains(&crate::model::Role::Manager);
+            people.insert(
+                u.id,
+                Person { login: u.login.clone(), name: u.name.clone(), department: u.department.clone(), sells },
+            );
+            true
+        })
+        .map_err(|e| e.to_string())?;
+        let segment = match &filter.segment {
+            Some(seg) => {
+                let mut ids = HashSet::new();
+                view.each_partner(&mut |p| {
+                    if p.segment.as_deref() == Some(seg.as_str()) {
+                        ids.insert(p.id);
+                    }
+                    true
+                })
+                .map_err(|e| e.to_string())?;
+                Some(ids)
+            }
+            None => None,
+        };
+        Ok(Scope {
+            filter,
+            instant: filter.instant(now),
+            start: filter.from.map(Timestamp::start_of),
+            end: filter.to.map(|d| Timestamp::start_of(d.succ_opt().unwrap_or(d))),
+            people,
+            segment,
+        })
+    }
+
+    /// Whether `t` falls in the period and is not after the instant.
+    pub fn in_period(&self, t: Timestamp) -> bool {
+        t <= self.instant && self.start.is_none_or(|s| t >= s) && self.end.is_none_or(|e| t < e)
+    }
+
+    /// Whether `user` is in the filter's department (any user when it names none).
+    pub fn in_department(&self, user: UserId) -> bool {
+        match &self.filter.department {
+            Some(dep) => self.people.get(&user).is_some_and(|p| p.department.as_deref() == Some(dep.as_str())),
+            None => true,
+        }
+    }
+
+    /// Whether `partner` is in the filter's segment (any partner when it names none).
+    pub fn in_segment(&self, partner: PartnerId) -> bool {
+        self.segment.as_ref().is_none_or(|s| s.contains(&partner))
+    }
+
+    /// Whether the kind, department and segment let `deal` through (the team's deals).
+    pub fn team_deal(&self, deal: &Deal) -> bool {
+        self.filter.kind.as_ref().is_none_or(|k| *k == deal.kind)
+            && self.in_department(deal.manager)
+            && self.in_segment(deal.partner)
+            && deal.created_at <= self.instant
+    }
+
+    /// Whether the whole filter, manager included, lets `deal` through.
+    pub fn deal(&self, deal: &Deal) -> bool {
+        self.team_deal(deal) && self.filter.manager.is_none_or(|m| m == deal.manager)
+    }
+}
+
+/// How a deal stood at the instant when it was closed then.
+pub(super) struct Closing {
+    pub status: DealStatus,
+    /// When it was closed (the step that closed it last before the instant).
+    pub at: Timestamp,
+    /// The stage it was closed in.
+    pub stage: Option<String>,
+    /// The closing step's note: the loss reason of a loss.
+    pub note: Option<String>,
+    /// Whether the deal was closed as lost again after the instant: its competitor as the
+    /// deal records it now belongs to that later loss.
+    pub lost_again: bool,
+}
+
+/// Replays every deal's history up to `instant` in one pass and keeps the deals closed
+/// (won or lost) then that `keep` wants. A step closes a deal when its status turns won or
+/// lost; a reopening undoes it.
+pub(super) fn closings(
+    view: &dyn View,
+    instant: Timestamp,
+    keep: &dyn Fn(&Closing) -> bool,
+) -> Result<HashMap<DealId, Closing>, String> {
+    let mut out = HashMap::new();
+    let mut current: Option<(DealId, Option<Closing>)> = None;
+    let flush = |c: Option<(DealId, Option<Closing>)>, out: &mut HashMap<DealId, Closing>| {
+        if let Some((id, Some(closing))) = c {
+            if closing.status.is_closed() && keep(&closing) {
+                out.insert(id, closing);
+            }
+        }
+    };
+    view.each_stage_change(&mut |s| {
+        if current.as_ref().is_none_or(|(id, _)| *id != s.deal) {
+            flush(current.take(), &mut out);
+            current = Some((s.deal, None));
+        }
+        let Some((_, state)) = current.as_mut() else { return true };
+        let closes = s.to_status.is_closed() && s.from_status != Some(s.to_status);
+        if s.at <= instant {
+            if closes {
+                *state = Some(Closing {
+                    status: s.to_status,
+                    at: s.at,
+                    stage: s.to_stage.clone(),
+                    note: s.note.clone(),
+                    lost_again: false,
+                });
+            } else if let Some(c) = state.as_mut() {
+                c.status = s.to_status;
+            }
+        } else if closes && s.to_status == DealStatus::Lost {
+            if let Some(c) = state.as_mut() {
+                c.lost_again = true;
+            }
+        }
+        true
+    })
+    .map_err(|e| e.to_string())?;
+    flush(current.take(), &mut out);
+    Ok(out)
+}
+
+/// Days in `ms` milliseconds, to one decimal.
+pub(super) fn days(ms: Decimal) -> Decimal {
+    (ms / Decimal::from(DAY_MS)).round_dp(1).normalize()
+}
+
+/// The median and the mean of `values` (milliseconds) in days, none when empty.
+pub(super) fn median_mean_days(values: &mut [i64]) -> (Option<Decimal>, Option<Decimal>) {
+    if values.is_empty() {
+        return (None, None);
+    }
+    values.sort_unstable();
+    let n = values.len();
+    let median = if n % 2 == 1 {
+        Decimal::from(values[n / 2])
+    } else {
+        (Decimal::from(values[n / 2 - 1]) + Decimal::from(values[n / 2])) / Decimal::TWO
+    };
+    let sum: i128 = values.iter().map(|&v| i128::from(v)).sum();
+    let mean = Decimal::from_i128_with_scale(sum, 0) / Decimal::from(n as u64);
+    (Some(days(median)), Some(days(mean)))
+}
+
+/// `part` of `whole` in percent, to one decimal (none when `whole` is zero).
+pub(super) fn percent(part: u64, whole: u64) -> Option<Decimal> {
+    (whole > 0).then(|| (Decimal::from(part) * Decimal::ONE_HUNDRED / Decimal::from(whole)).round_dp(1).normalize())
+}
+
+/// A decimal as a report value (its exact text without trailing zeros, so that amounts
+/// written `100000` and `100000.00` print alike), or null.
+pub(super) fn dec(d: Option<Decimal>) -> serde_json::Value {
+    d.map_or(serde_json::Value::Null, |d| serde_json::Value::String(d.normalize().to_string()))
+}

@@ -1,0 +1,224 @@
+//! Native scans a report script asks for instead of visiting every deal in Rhai:
+//! `tally_deals` groups the deals by the keys the script names and counts and sums them in
+//! one pass in Rust, and `analytics` runs a built-in report. A script over a million deals
+//! then handles a few thousand rows, not a million calls of its closure.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crmkit_core::analytics::Analytics;
+use crmkit_core::hooks::View;
+use crmkit_core::id::{PartnerId, UserId};
+use crmkit_core::model::{Deal, DealStatus};
+use crmkit_core::report::{ColumnType, ReportSource};
+use rhai::{Dynamic, Map};
+use rust_decimal::Decimal;
+
+/// The keys deals can be grouped by, each with what it is.
+pub const KEYS: &[(&str, &str)] = &[
+    ("manager", "the manager's login"),
+    ("kind", "the process kind's id"),
+    ("stage", "the stage's id (() for a stageless deal)"),
+    ("status", "in_progress, on_hold, won or lost"),
+    ("partner", "the partner's name"),
+    ("competitor", "the competitor's name (() when none is named)"),
+    ("loss_reason", "the loss reason (() when none)"),
+    ("source", "the deal's source (() when none)"),
+    ("currency", "the amount's currency code"),
+    ("created_month", "YYYY-MM the deal was created"),
+    ("expected_close_month", "YYYY-MM of the expected close date (() when none)"),
+    ("closed_month", "YYYY-MM the deal was won or lost (() while open)"),
+];
+
+/// What a script asked `tally_deals` for, checked.
+pub struct Tally {
+    by: Vec<String>,
+    statuses: Option<Vec<DealStatus>>,
+    kind: Option<String>,
+}
+
+impl Tally {
+    /// Reads `tally_deals`' options: `by` (an array of keys, required), `status` (an array
+    /// of statuses) and `kind` (a process kind), each named when wrong.
+    pub fn from_options(options: &Map) -> Result<Tally, String> {
+        let mut tally = Tally { by: Vec::new(), statuses: None, kind: None };
+        for (key, value) in options {
+            match key.as_str() {
+                "by" => {
+                    let keys =
+                        value.clone().into_array().map_err(|t| format!("tally_deals: by is {t}, not an array"))?;
+                    for k in keys {
+                        let k = k.into_string().map_err(|t| format!("tally_deals: by holds a {t}, not a key"))?;
+                        if !KEYS.iter().any(|(name, _)| *name == k) {
+                            return Err(format!(
+                                "tally_deals: by: \"{k}\" is not a key (keys: {})",
+                                KEYS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                            ));
+                        }
+                        tally.by.push(k);
+                    }
+                }
+                "status" => {
+                    let list =
+                        value.clone().into_array().map_err(|t| format!("tally_deals: status is {t}, not an array"))?;
+                    let mut statuses = Vec::new();
+                    for s in list {
+                        let s = s.into_string().map_err(|t| format!("tally_deals: status holds a {t}"))?;
+                        let status = DealStatus::ALL.into_iter().find(|d| d.name() == s).ok_or_else(|| {
+                            format!(
+                                "tally_deals: status: \"{s}\" is not a status ({})",
+                                DealStatus::ALL.iter().map(|d| d.name()).collect::<Vec<_>>().join(", ")
+                            )
+                        })?;
+                        statuses.push(status);
+                    }
+                    tally.statuses = Some(statuses);
+                }
+                "kind" => {
+                    tally.kind =
+                        Some(value.clone().into_string().map_err(|t| format!("tally_deals: kind is {t}, not text"))?)
+                }
+                other => return Err(format!("tally_deals: unknown option \"{other}\" (options: by, status, kind)")),
+            }
+        }
+        if tally.by.is_empty() {
+            return Err("tally_deals: by must name at least one key, e.g. #{ by: [\"manager\"] }".into());
+        }
+        Ok(tally)
+    }
+
+    /// One pass over the deals of `view`: a row per group — its keys in the order of `by`,
+    /// then the number of deals and their amount (summed as the amounts stand: add
+    /// `currency` to the keys to keep currencies apart) — sorted by the keys. Rows are
+    /// arrays, not maps: Rhai counts every entry of every map a value holds against
+    /// `max_map_size`, which a few thousand small maps would pass.
+    pub fn run(&self, view: &dyn View) -> Result<rhai::Array, String> {
+        let mut names = Names::default();
+        let mut groups: BTreeMap<Vec<Option<String>>, (i64, Decimal)> = BTreeMap::new();
+        let mut failed = None;
+        view.each_deal(&mut |d| {
+            if self.statuses.as_ref().is_some_and(|s| !s.contains(&d.status))
+                || self.kind.as_ref().is_some_and(|k| *k != d.kind)
+            {
+                return true;
+            }
+            let mut key = Vec::with_capacity(self.by.len());
+            for k in &self.by {
+                match names.value(view, d, k) {
+                    Ok(v) => key.push(v),
+                    Err(e) => {
+                        failed = Some(e);
+                        return false;
+                    }
+                }
+            }
+            let group = groups.entry(key).or_insert((0, Decimal::ZERO));
+            group.0 += 1;
+            group.1 += d.amount.amount;
+            true
+        })
+        .map_err(|e| format!("tally_deals: {e}"))?;
+        if let Some(e) = failed {
+            return Err(format!("tally_deals: {e}"));
+        }
+        Ok(groups
+            .into_iter()
+            .map(|(key, (deals, amount))| {
+                let mut row: rhai::Array = key.into_iter().map(|v| v.map_or(Dynamic::UNIT, Dynamic::from)).collect();
+                row.push(Dynamic::from_int(deals));
+                row.push(Dynamic::from_decimal(amount));
+                Dynamic::from_array(row)
+            })
+            .collect())
+    }
+}
+
+/// Logins and partner names looked up once each.
+#[derive(Default)]
+struct Names {
+    logins: HashMap<UserId, String>,
+    partners: HashMap<PartnerId, String>,
+}
+
+impl Names {
+    fn login(&mut self, view: &dyn View, id: UserId) -> Result<String, crmkit_core::Error> {
+        if let Some(l) = self.logins.get(&id) {
+            return Ok(l.clone());
+        }
+        let login = view.user(id)?.map_or_else(|| id.to_string(), |u| u.login);
+        self.logins.insert(id, login.clone());
+        Ok(login)
+    }
+
+    fn partner(&mut self, view: &dyn View, id: PartnerId) -> Result<String, crmkit_core::Error> {
+        if let Some(n) = self.partners.get(&id) {
+            return Ok(n.clone());
+        }
+        let name = view.partner(id)?.map_or_else(|| id.to_string(), |p| p.name);
+        self.partners.insert(id, name.clone());
+        Ok(name)
+    }
+
+    fn value(&mut self, view: &dyn View, d: &Deal, key: &str) -> Result<Option<String>, crmkit_core::Error> {
+        let month = |t: crmkit_core::time::Timestamp| t.date().format("%Y-%m").to_string();
+        Ok(match key {
+            "manager" => Some(self.login(view, d.manager)?),
+            "kind" => Some(d.kind.clone()),
+            "stage" => d.stage.clone(),
+            "status" => Some(d.status.name().to_string()),
+            "partner" => Some(self.partner(view, d.partner)?),
+            "competitor" => d.competitor.map(|c| self.partner(view, c)).transpose()?,
+            "loss_reason" => d.loss_reason.clone(),
+            "source" => d.source.clone(),
+            "currency" => Some(d.amount.currency.to_string()),
+            "created_month" => Some(month(d.created_at)),
+            "expected_close_month" => d.expected_close.map(|day| day.format("%Y-%m").to_string()),
+            "closed_month" => d.closed_at.map(month),
+            _ => None,
+        })
+    }
+}
+
+/// Runs built-in report `name` with `params` over `view`: `#{ columns, rows }` as a report
+/// script returns them — each column a map of `name` and `type`, each row an array in
+/// column order (decimals as decimals, dates as text) — so a script can pass it on or
+/// reshape it.
+pub fn analytics(view: &dyn View, name: &str, params: &BTreeMap<String, String>) -> Result<Map, String> {
+    let source = Analytics;
+    if !source.reports().iter().any(|r| r.name == name) {
+        let known: Vec<String> = source.reports().into_iter().map(|r| r.name).collect();
+        return Err(format!(
+            "analytics: there is no built-in report \"{name}\" (reports: {})",
+            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+        ));
+    }
+    let (columns, rows) = source.run(name, params, view).map_err(|e| format!("analytics: {e}"))?;
+    let rows: rhai::Array = rows
+        .into_iter()
+        .map(|row| {
+            let cells: rhai::Array = columns
+                .iter()
+                .zip(row)
+                .map(|(c, v)| match (c.ty, &v) {
+                    (ColumnType::Decimal, serde_json::Value::String(s)) => {
+                        s.parse::<Decimal>().map(Dynamic::from_decimal).unwrap_or_else(|_| s.clone().into())
+                    }
+                    _ => rhai::serde::to_dynamic(&v).unwrap_or(Dynamic::UNIT),
+                })
+                .collect();
+            Dynamic::from_array(cells)
+        })
+        .collect();
+    let columns: rhai::Array = columns
+        .iter()
+        .map(|c| {
+            let mut m = Map::new();
+            m.insert("name".into(), c.name.clone().into());
+            m.insert("type".into(), c.ty.name().into());
+            Dynamic::from_map(m)
+        })
+        .collect();
+    let mut out = Map::new();
+    out.insert("columns".into(), Dynamic::from_array(columns));
+    out.insert("rows".into(), Dynamic::from_array(rows));
+    Ok(out)
+}
