@@ -20,7 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["hooks", "process"],
     // Assembles the parts: the validated settings, with process kinds and hook bindings.
     &["config"],
-    &["dossier", "graph", "merge", "deal_file", "transfer", "installation", "report"],
+    &["dossier", "graph", "merge", "deal_file", "transfer", "installation", "report", "analytics"],
 ];
 
 /// Edges that go up the stack and are allowed for now: (from, to, why).
@@ -32,6 +32,11 @@ const ALLOWED_UPWARD: &[(&str, &str, &str)] = &[
         "the store holds the Settings it validates against and hands them to readers (Reader::settings)",
     ),
     ("process", "config", "the engine reads process kinds and process settings from Settings"),
+    (
+        "hooks",
+        "config",
+        "View::settings hands reports the Settings the store holds (process kinds, stages, plans), as Reader::settings does",
+    ),
 ];
 
 /// Modules that must not reach a module, directly or through others: (from, to).
