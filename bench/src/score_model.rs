@@ -102,24 +102,12 @@ pub fn agree(native: &Scored, other: f64) -> bool {
     diff < 0.1 + 1e-9 && (tenths - tenths.floor() - 0.5).abs() < 0.03
 }
 
-/// A small deterministic generator (splitmix64), so that a run and the test see the same
-/// deals without a random-number crate.
-struct Mix(u64);
+// The demo's deterministic generator, so that a run and the test see the same deals.
+use crmkit_demo::Rng as Mix;
 
-impl Mix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a, T>(&mut self, from: &'a [T]) -> &'a T {
-        &from[self.below(from.len() as u64) as usize]
-    }
+/// One of `from`, picked by `r`.
+fn pick<'a, T>(r: &mut Mix, from: &'a [T]) -> &'a T {
+    &from[r.below(from.len())]
 }
 
 /// Partner `i` of a set: mostly clients, some also suppliers, some suppliers, competitors or
@@ -139,7 +127,7 @@ pub fn partner(i: usize) -> Partner {
         p.roles.push(second);
         p.roles.sort();
     }
-    p.segment = r.pick(&[Some("key"), Some("smb"), Some("smb"), Some("mid"), None]).map(str::to_string);
+    p.segment = pick(&mut r, &[Some("key"), Some("smb"), Some("smb"), Some("mid"), None]).map(str::to_string);
     p
 }
 
@@ -167,22 +155,22 @@ const SOURCES: [Option<&str>; 8] = [
 /// closed (won or lost) up to 30 days later.
 pub fn deal(i: usize, partners: &[PartnerId]) -> Deal {
     let mut r = Mix(i as u64);
-    let (kind, stages) = r.pick(&KINDS);
-    let stage = r.pick(stages).to_string();
-    let partner = *r.pick(partners);
+    let (kind, stages) = pick(&mut r, &KINDS);
+    let stage = pick(&mut r, stages).to_string();
+    let partner = *pick(&mut r, partners);
     let cents = (10f64.powf(3.0 + 5.0 * (r.below(1_000_000) as f64 / 1_000_000.0)) * 100.0).round() as i64;
     let amount = Money::new(rust_decimal::Decimal::new(cents, 2), Currency::RUB);
     let mut d = Deal::new(format!("Deal {i}"), partner, *kind, Some(stage), UserId::default(), amount);
-    let created = 1_735_689_600_000 + r.below(600 * DAY_MS as u64) as i64;
+    let created = 1_735_689_600_000 + r.below(600 * DAY_MS as usize) as i64;
     d.id = DealId(RawId::new(created, i as u64));
     d.created_at = Timestamp(created);
     d.updated_at = d.created_at;
-    d.source = r.pick(&SOURCES).map(str::to_string);
-    let entered = created + r.below(120 * DAY_MS as u64) as i64;
+    d.source = pick(&mut r, &SOURCES).map(str::to_string);
+    let entered = created + r.below(120 * DAY_MS as usize) as i64;
     d.stage_entered_at = Some(Timestamp(entered));
     if r.below(6) == 0 {
         d.status = if r.below(2) == 0 { DealStatus::Won } else { DealStatus::Lost };
-        d.closed_at = Some(Timestamp(entered + r.below(30 * DAY_MS as u64) as i64));
+        d.closed_at = Some(Timestamp(entered + r.below(30 * DAY_MS as usize) as i64));
         if d.status == DealStatus::Lost {
             d.loss_reason = Some("price".into());
         }

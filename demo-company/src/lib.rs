@@ -129,8 +129,8 @@ fn grouped(amount: Decimal) -> String {
 }
 
 /// A small deterministic generator (SplitMix64): the demo must not change when a
-/// dependency's random algorithm does.
-struct Rng(u64);
+/// dependency's random algorithm does. Public for the benchmarks' generated data.
+pub struct Rng(pub u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -140,7 +140,8 @@ impl Rng {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
-    fn below(&mut self, n: usize) -> usize {
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
     }
     fn range(&mut self, lo: i64, hi: i64) -> i64 {
