@@ -1603,12 +1603,20 @@ fn report(p) {
     let names: Vec<&str> = list["reports"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["deals_by_manager", "funnel", "losses_by_competitor", "lost", "managers", "pipeline_by_manager"]
+        [
+            "bottlenecks",
+            "deals_by_manager",
+            "funnel",
+            "losses_by_competitor",
+            "lost",
+            "managers",
+            "pipeline_by_manager"
+        ]
     );
-    assert_eq!(list["reports"][0]["parameters"], serde_json::Value::Null);
-    assert_eq!(list["reports"][1]["runtime"], "native");
-    assert_eq!(list["reports"][5]["runtime"], "rhai");
-    assert_eq!(list["reports"][5]["parameters"][0]["name"], "from");
+    assert_eq!(list["reports"][1]["parameters"], serde_json::Value::Null);
+    assert_eq!(list["reports"][2]["runtime"], "native");
+    assert_eq!(list["reports"][6]["runtime"], "rhai");
+    assert_eq!(list["reports"][6]["parameters"][0]["name"], "from");
     assert_eq!(server.request("GET", "/api/v1/reports", Some(office.token("north"))).0, 403);
     let (status, body) =
         server.request("GET", "/api/v1/reports/pipeline_by_manager?form=2025-01", Some(office.token("head")));

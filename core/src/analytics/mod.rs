@@ -4,6 +4,7 @@
 //! (process kind, period, as-of date, manager, department, partner segment) and reads the
 //! store through the [`View`] scans, holding aggregates, not records.
 
+mod bottlenecks;
 mod lost;
 mod managers;
 mod scope;
@@ -34,6 +35,7 @@ pub type Rows = (Vec<Column>, Vec<Vec<Value>>);
 /// The built-in reports, in the order they are listed.
 const BUILTINS: &[Builtin] = &[
     Builtin { name: "funnel", about: funnel::ABOUT, run: funnel::run },
+    Builtin { name: "bottlenecks", about: bottlenecks::ABOUT, run: bottlenecks::run },
     Builtin {
         name: "lost",
         about: "lost deals of the period by reason, stage reached, competitor, manager, kind and month: deals, share, amount, days to loss",
