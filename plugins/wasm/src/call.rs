@@ -298,7 +298,7 @@ impl PluginHost {
                 h
             }
         };
-        let ptr = place(&mut live.store, &live.alloc, live.memory, input)
+        let ptr = place(&mut live.store, &live.alloc, live.memory, input, "")
             .map_err(|e| self.why(&mut live.store, e, "placing the input", timeout_ms, fuel))?;
         let packed = match hook.call(&mut live.store, (ptr as i32, input.len() as i32)) {
             Ok(v) => v,
@@ -388,18 +388,20 @@ pub(crate) fn guest_bytes(mem: &[u8], at: u32, len: u32) -> Result<&[u8], String
     Ok(&mem[at as usize..end as usize])
 }
 
-/// Places `bytes` in guest memory through its allocator; where.
-fn place(
+/// Places `bytes` in guest memory through its allocator; where. `purpose` says what for in
+/// a fault (` for read_partner's answer`; empty for the input).
+pub(crate) fn place(
     store: &mut impl wasmtime::AsContextMut<Data = State>,
     alloc: &TypedFunc<i32, i32>,
     memory: Memory,
     bytes: &[u8],
+    purpose: &str,
 ) -> wasmtime::Result<u32> {
     let at = alloc.call(&mut *store, bytes.len() as i32)? as u32;
     let size = memory.data_size(&*store) as u64;
     if at == 0 || at as u64 + bytes.len() as u64 > size {
         let m = format!(
-            "{}({}) returned {at}, which is not room for {} bytes in its memory of {size} bytes",
+            "{}({}) returned {at}{purpose}, which is not room for {} bytes in its memory of {size} bytes",
             abi::ALLOC,
             bytes.len(),
             bytes.len()

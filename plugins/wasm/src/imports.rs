@@ -6,7 +6,7 @@ use crmkit_core::hooks::View;
 use wasmtime::{Caller, Engine, Linker};
 
 use crate::abi;
-use crate::call::{guest_bytes, State};
+use crate::call::{guest_bytes, place, State};
 
 /// A read a plugin asks for, answered on the thread that holds the store.
 pub(crate) type Ask = (&'static str, String);
@@ -54,17 +54,7 @@ fn give(caller: &mut Caller<'_, State>, import: &str, bytes: &[u8]) -> wasmtime:
         return Err(fail(caller, format!("{import}: the plugin exports no memory or allocator")));
     };
     let alloc = alloc.typed::<i32, i32>(&*caller)?;
-    let at = alloc.call(&mut *caller, bytes.len() as i32)? as u32;
-    let size = memory.data_size(&*caller) as u64;
-    if at == 0 || at as u64 + bytes.len() as u64 > size {
-        let m = format!(
-            "{}({}) returned {at} for {import}'s answer, which is not room for it in its memory of {size} bytes",
-            abi::ALLOC,
-            bytes.len()
-        );
-        return Err(fail(caller, m));
-    }
-    memory.write(&mut *caller, at as usize, bytes)?;
+    let at = place(caller, &alloc, memory, bytes, &format!(" for {import}'s answer"))?;
     Ok(abi::pack(at, bytes.len() as u32))
 }
 
