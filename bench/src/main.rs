@@ -20,6 +20,8 @@ use crmkit_core::store::Reader;
 use crmkit_core::time::SystemClock;
 use crmkit_core::Installation;
 
+mod analytics;
+mod analytics_sql;
 mod ops;
 mod score;
 mod score_model;
@@ -209,6 +211,44 @@ enum What {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// The built-in sales reports against SQLite and DuckDB on the same data, each report
+    /// written as SQL: times (best and median of five), peak memory, the SQL results checked
+    /// equal to crmkit's rows; then the shipped report scripts timed.
+    Analytics {
+        /// The installation (a demo is built there first unless it holds one). A temporary
+        /// demo, removed afterwards, by default.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Deals of the demo built.
+        #[arg(long, default_value_t = 1_000_000)]
+        deals: usize,
+        /// Where the SQLite and DuckDB files, the SQL of each report and the Python virtual
+        /// environment are kept (reused while they hold the same installation). Default: DIR
+        /// with `-sql` appended.
+        #[arg(long)]
+        sql_dir: Option<PathBuf>,
+        /// The Python virtual environment with the `duckdb` package (made there with
+        /// `python3 -m venv` and `pip install duckdb` when missing; default SQL_DIR/venv).
+        #[arg(long)]
+        venv: Option<PathBuf>,
+        /// SQLite only: no Python, no DuckDB.
+        #[arg(long)]
+        no_duckdb: bool,
+        /// Load SQLite and DuckDB again even if they hold this installation.
+        #[arg(long)]
+        reload: bool,
+    },
+    /// One engine's timed runs of one report, written as JSON: the child processes of
+    /// `analytics`, so that each has its own peak memory.
+    #[command(hide = true)]
+    AnalyticsRun {
+        engine: String,
+        report: String,
+        place: PathBuf,
+        sql: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Stage transitions through the process engine with native guards and a reaction.
     Process {
         /// Transitions timed inside one transaction.
@@ -244,6 +284,12 @@ fn run(what: What) -> Result<()> {
         What::Score { deals, partners, chunk } => score::score(deals, partners, chunk),
         What::Http { deals, clients, seconds, dir } => http(deals, clients, seconds, dir),
         What::Serve { dir, addr } => crmkit::serve(&dir, &addr),
+        What::Analytics { dir, deals, sql_dir, venv, no_duckdb, reload } => {
+            analytics::analytics(analytics::Args { dir, deals, sql_dir, venv, duckdb: !no_duckdb, reload })
+        }
+        What::AnalyticsRun { engine, report, place, sql, out } => {
+            analytics::run_one(&engine, &report, &place, sql.as_deref(), &out)
+        }
     }
 }
 
