@@ -236,6 +236,9 @@ pub fn analytics(args: Args) -> Result<()> {
         })
         .unwrap_or_default();
     scripts.sort();
+    if scripts.is_empty() {
+        say!("no report scripts in {}", dir.join("scripts").join("reports").display());
+    }
     for name in scripts {
         let run = child(&me, &["script", &name, &dir.to_string_lossy()])?;
         say!(

@@ -344,7 +344,7 @@ fn managers(cx: &Ctx) -> String {
     format!(
         "WITH h AS (
   SELECT deal, MAX(step) AS last_step, MAX(CASE WHEN {CLOSES} THEN step END) AS closing
-  FROM steps WHERE at <= {now} GROUP BY deal
+  FROM steps x WHERE x.at <= {now} GROUP BY deal
 ),
 closed AS (
   SELECT h.deal, z.to_status AS status, c.at
