@@ -13,6 +13,12 @@ use crate::model::Index;
 use crate::Result;
 
 impl Reader for WriteTxn<'_> {
+    fn pending_funnel_totals(
+        &self,
+    ) -> Result<Option<std::collections::BTreeMap<super::FunnelKey, super::FunnelTotals>>> {
+        Ok(Some(self.funnel_changes()?))
+    }
+
     fn kv_get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
         match self.changes.get(t, key) {
             Some(v) => Ok(v.map(<[u8]>::to_vec)),

@@ -4,6 +4,7 @@
 use std::ops::Bound;
 use std::sync::Arc;
 
+use super::aggregates::{FunnelKey, FunnelTotals};
 use super::codec::{decode, decode_kv};
 use super::external_keys::external_key;
 use super::kv::{self, KvRead};
@@ -88,6 +89,18 @@ pub trait Reader {
     fn pending(&self, index: Index, prefix: &[u8]) -> Option<&postings::Delta> {
         let _ = (index, prefix);
         None
+    }
+
+    #[doc(hidden)]
+    /// What a write transaction's pending writes change in the funnel totals.
+    fn pending_funnel_totals(&self) -> Result<Option<std::collections::BTreeMap<FunnelKey, FunnelTotals>>> {
+        Ok(None)
+    }
+
+    /// The funnel totals of process kind `kind` (every kind: `None`): per kind, manager and
+    /// line, what the deals add up to, as kept at write time (see [`FunnelTotals`]).
+    fn funnel_totals(&self, kind: Option<&str>) -> Result<std::collections::BTreeMap<FunnelKey, FunnelTotals>> {
+        super::aggregates::read_totals(self, kind, self.pending_funnel_totals()?)
     }
 
     /// Ids in `index` under `prefix`, in id (creation) order, after `after`, at most `limit`.
