@@ -12,6 +12,7 @@ mod common;
 mod config;
 mod demo;
 mod dossier;
+mod funnel_totals;
 mod golden;
 mod graph;
 mod hooks;

@@ -232,6 +232,16 @@ impl DealScope {
             && self.managers.as_ref().is_none_or(|m| m.contains(&deal.manager))
             && self.partners.as_ref().is_none_or(|p| p.contains(&deal.partner))
     }
+
+    /// Whether the report counts the deals of `kind` that `manager` holds, when the scope
+    /// names no partners (`None` when it does: that takes the deal itself).
+    pub fn admits_line(&self, kind: &str, manager: UserId) -> Option<bool> {
+        self.partners.is_none().then(|| {
+            self.kind.as_ref().is_none_or(|k| k == kind)
+                && self.manager.is_none_or(|m| m == manager)
+                && self.managers.as_ref().is_none_or(|m| m.contains(&manager))
+        })
+    }
 }
 
 /// A column of `name` and type `ty`.

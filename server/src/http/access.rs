@@ -412,6 +412,15 @@ impl<R: Reader> crmkit_core::process::View for DepartmentView<'_, R> {
     fn each_user(&self, f: &mut dyn FnMut(&User) -> bool) -> Result<()> {
         crmkit_core::process::View::each_user(self.r, f)
     }
+    fn funnel_totals(
+        &self,
+        kind: Option<&str>,
+    ) -> Result<std::collections::BTreeMap<crmkit_core::store::FunnelKey, crmkit_core::store::FunnelTotals>> {
+        // The lines of the department's managers: a head's funnel adds up theirs.
+        let mut lines = self.r.funnel_totals(kind)?;
+        lines.retain(|k, _| self.covered.contains(&k.manager));
+        Ok(lines)
+    }
     fn settings(&self) -> &crmkit_core::config::Settings {
         self.r.settings()
     }
