@@ -353,17 +353,37 @@ impl WriteTxn<'_> {
         let base = Base { kv: self.kv.base(), settings: &self.store.settings };
         for id in deals {
             let id = DealId(id);
-            if base.kv.contains(deal_table, &id.0.to_bytes())? {
+            let in_base = base.kv.contains(deal_table, &id.0.to_bytes())?;
+            if in_base {
                 if let Some(old) = base.get_shared::<Deal>(id)? {
                     add_deal(&mut delta, &old, &base.stage_history(id)?, -1);
                 }
             }
             if let Some(new) = self.get_shared::<Deal>(id)? {
-                add_deal(&mut delta, &new, &self.stage_history(id)?, 1);
+                // A deal the committed state does not have has no steps there either (a
+                // deal is deleted with its history): its steps are all pending, read
+                // without a look at the backend (what keeps a bulk load's commit cheap).
+                let history = if in_base { self.stage_history(id)? } else { self.pending_steps(id)? };
+                add_deal(&mut delta, &new, &history, 1);
             }
         }
         delta.retain(|_, t| !t.is_zero());
         Ok(delta)
+    }
+
+    /// The pending steps of a deal's stage history, in order.
+    fn pending_steps(&self, deal: DealId) -> Result<Vec<StageChange>> {
+        let prefix = deal.0.to_bytes().to_vec();
+        let mut out = Vec::new();
+        for (k, v) in self.changes.tables[STAGE_HISTORY.slot].range(prefix.clone()..) {
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if let Some(v) = v {
+                out.push(decode(v, || format!("stage history of deal {deal}"))?);
+            }
+        }
+        Ok(out)
     }
 
     /// Writes the totals the pending changes make (called once, at commit).
