@@ -3,7 +3,8 @@
 //! and their stage histories, a refused operation leaves them as they were, and the funnel
 //! read from them is the funnel the history scan gives; a write transaction sees its own
 //! writes in them; `crmkit check` names a damaged line; a head of department's funnel over
-//! the API adds up their managers' lines only; a deleted deal takes its lines away.
+//! the API adds up their managers' lines only; a deleted deal takes its lines away; lines of
+//! a stage config no longer lists send the funnel back to the history.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -477,4 +478,33 @@ fn a_deleted_deal_takes_its_lines_away() {
     assert_eq!(fx.store.read().unwrap().funnel_totals(None).unwrap(), before);
     assert_eq!(naive(&fx.store.read().unwrap()), before);
     let _ = kept;
+}
+
+#[test]
+fn a_stage_config_no_longer_lists_sends_the_funnel_to_the_history() {
+    let fx = Fixture::on_with(Backend::Memory, settings());
+    let engine = Engine::new(fx.store.settings(), Hooks::new()).unwrap();
+    let (partner, manager) = fx.client("Альфа");
+    for amount in [100, 200] {
+        fx.store
+            .transact(Some(manager), |tx| {
+                let d = engine.create_deal(tx, new_deal(partner.id, manager, amount))?;
+                engine.move_deal(tx, d.id, d.version, "needs_analysis", None)
+            })
+            .unwrap();
+    }
+    // The same data under a config whose b2b sale has no stage "needs_analysis" any more.
+    let mut narrower = settings();
+    let sale = narrower.process_kinds.iter_mut().find(|k| k.id == "b2b_sale").unwrap();
+    sale.stages.retain(|s| s.id != "needs_analysis");
+    let clock = fx.clock.clone();
+    let store = Store::with_backend(fx.store.into_backend(), Arc::new(narrower), clock).unwrap();
+    let lines = store.read().unwrap().funnel_totals(Some("b2b_sale")).unwrap();
+    assert!(lines.keys().any(|k| k.line == FunnelLine::Stage("needs_analysis".into())));
+    let now = funnel(&store, &[("kind", "b2b_sale")]);
+    assert_eq!(now, funnel(&store, &[("kind", "b2b_sale"), ("from", "1900-01-01")]));
+    // The scan leaves the steps into the stage it does not know out: the deals reached the
+    // first stage and are open in none of the stages listed.
+    let first = now.lines().nth(1).unwrap();
+    assert!(first.starts_with("b2b_sale,stage,qualification,Qualification,2,,100.00,0,"), "{now}");
 }
