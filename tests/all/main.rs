@@ -3,6 +3,7 @@
 
 mod analytics;
 mod analytics_lost;
+mod analytics_model;
 pub(crate) mod api;
 mod beside;
 mod cli;
