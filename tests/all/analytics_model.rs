@@ -60,7 +60,11 @@ impl Shop {
         Shop { fx, ann, bob, client }
     }
 
-    fn run(&self, who: UserId, f: &mut dyn FnMut(&mut crmkit_core::store::WriteTxn<'_>) -> crmkit_core::Result<Deal>) -> Deal {
+    fn run(
+        &self,
+        who: UserId,
+        f: &mut dyn FnMut(&mut crmkit_core::store::WriteTxn<'_>) -> crmkit_core::Result<Deal>,
+    ) -> Deal {
         self.fx.store.transact(Some(who), |tx| f(tx)).unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -78,9 +82,16 @@ impl Shop {
         }
         self.fx.clock.advance(DAY);
         match end {
-            Some(true) => self.run(manager, &mut |tx| e.close(tx, d.id, d.version, Outcome::Won { comment: String::new() })),
+            Some(true) => {
+                self.run(manager, &mut |tx| e.close(tx, d.id, d.version, Outcome::Won { comment: String::new() }))
+            }
             Some(false) => self.run(manager, &mut |tx| {
-                e.close(tx, d.id, d.version, Outcome::Lost { reason: "price".into(), competitor: None, comment: String::new() })
+                e.close(
+                    tx,
+                    d.id,
+                    d.version,
+                    Outcome::Lost { reason: "price".into(), competitor: None, comment: String::new() },
+                )
             }),
             None => d,
         }
@@ -127,6 +138,11 @@ impl Shop {
         let d: Deal = r.load(d.id).unwrap();
         m.score(method, &d.kind, d.stage.as_deref(), &m.attributes(&d, &model::LookUp(&r)))
     }
+}
+
+/// ln 2 to four decimals, as contributions are rounded.
+fn ln2() -> f64 {
+    (std::f64::consts::LN_2 * 10_000.0).round() / 10_000.0
 }
 
 fn factor(name: &str, value: Value, contribution: f64) -> ScoreFactor {
@@ -187,8 +203,8 @@ fn the_rates_and_probabilities_of_a_small_history_are_the_ones_worked_out_by_han
         s.factors,
         [
             factor("kind", json!("repeat_sale"), 0.0),
-            factor("stage", json!("quote"), 0.6931),
-            factor("manager", json!("ann"), 0.6931),
+            factor("stage", json!("quote"), ln2()),
+            factor("manager", json!("ann"), ln2()),
             factor("partner", json!("Ромашка"), 0.0),
         ]
     );
@@ -209,8 +225,8 @@ fn the_rates_and_probabilities_of_a_small_history_are_the_ones_worked_out_by_han
         s.factors,
         [
             factor("prior", Value::Null, 0.0),
-            factor("stage", json!("quote"), 0.6931),
-            factor("manager", json!("ann"), 0.6931),
+            factor("stage", json!("quote"), ln2()),
+            factor("manager", json!("ann"), ln2()),
             factor("source", json!("website"), -0.4055),
         ]
     );
@@ -218,11 +234,14 @@ fn the_rates_and_probabilities_of_a_small_history_are_the_ones_worked_out_by_han
     // D8: request 3 won and 3 lost: 0; bob ln(1/6) - ln(3/6) = -1.0986; cold_call was never
     // seen (fewer than min_deals = 2 closed deals): 0 → 25.00.
     let s = shop.score(&m, ScoringMethod::Bayes, &d8);
-    assert_eq!(s.factors[1..], [
-        factor("stage", json!("request"), 0.0),
-        factor("manager", json!("bob"), -1.0986),
-        factor("source", json!("cold_call"), 0.0),
-    ]);
+    assert_eq!(
+        s.factors[1..],
+        [
+            factor("stage", json!("request"), 0.0),
+            factor("manager", json!("bob"), -1.0986),
+            factor("source", json!("cold_call"), 0.0),
+        ]
+    );
     assert_eq!(s.probability, 25.0);
 
     // The report: the kind, its stages (win rate onward = won ÷ closed; the model's
@@ -244,7 +263,8 @@ fn the_rates_and_probabilities_of_a_small_history_are_the_ones_worked_out_by_han
         "{got}"
     );
     // A manager narrows the deals listed, not the fit.
-    let got = table(&builtins(), &shop.fx.store, "win-probability", &[("kind", "repeat_sale"), ("manager", "bob")]).unwrap();
+    let got =
+        table(&builtins(), &shop.fx.store, "win-probability", &[("kind", "repeat_sale"), ("manager", "bob")]).unwrap();
     let rows: Vec<String> = compact(&got).collect();
     assert_eq!(rows.iter().filter(|l| l.starts_with("deal")).count(), 1, "{got}");
     assert!(rows.contains(&"stage | repeat_sale | quote | 4 | 3 | 75 | 66.67".to_string()), "{got}");
@@ -318,7 +338,12 @@ fn bound_in_config_the_model_scores_deals_on_write_and_a_script_replaces_it_for_
     };
     assert_eq!(touch("called").score.map(|s| s.probability), Some(80.0), "fitted now");
     let lost = shop.run(shop.ann, &mut |tx| {
-        engine.close(tx, other.id, other.version, Outcome::Lost { reason: "price".into(), competitor: None, comment: String::new() })
+        engine.close(
+            tx,
+            other.id,
+            other.version,
+            Outcome::Lost { reason: "price".into(), competitor: None, comment: String::new() },
+        )
     });
     assert_eq!((lost.status, lost.score), (DealStatus::Lost, None));
     shop.fx.clock.advance(30 * 60_000);
@@ -339,12 +364,23 @@ fn bound_in_config_the_model_scores_deals_on_write_and_a_script_replaces_it_for_
     b.source = Some("website".into());
     let b = shop.run(shop.ann, &mut |tx| engine.create_deal(tx, b.clone()));
     let s = b.score.expect("scored by the script");
-    assert_eq!((s.handler.as_str(), s.model.as_deref()), ("scoring/logistic.rhai::win_probability", Some("logistic-v2")));
+    assert_eq!(
+        (s.handler.as_str(), s.model.as_deref()),
+        ("scoring/logistic.rhai::win_probability", Some("logistic-v2"))
+    );
 }
 
 /// Imports a repeat sale with its history: created in request at `created` (days from T0),
 /// moved a day at a time through `stages`, then closed (`Some(won)`) at `closed`.
-fn import(store: &Store, e: &Engine, manager: UserId, client: PartnerId, created: i64, stages: &[&str], end: Option<(bool, i64)>) {
+fn import(
+    store: &Store,
+    e: &Engine,
+    manager: UserId,
+    client: PartnerId,
+    created: i64,
+    stages: &[&str],
+    end: Option<(bool, i64)>,
+) {
     let mut d = new_deal(client, manager, 1000);
     d.kind = "repeat_sale".into();
     d.source = Some("website".into());
@@ -376,6 +412,9 @@ fn import(store: &Store, e: &Engine, manager: UserId, client: PartnerId, created
     store.transact(Some(manager), |tx| e.import_deal(tx, d.clone(), steps.clone())).unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// Deals imported alike: the stages after request, the end (won?, on which day), how many.
+type Batch<'a> = (&'a [&'a str], Option<(bool, i64)>, usize);
+
 /// A history whose true win probabilities are known: from request 20%, from quote 50%,
 /// from order 80%. Before the cutoff (2026-01-21, T0 - 40 days) 1000 deals closed: 600 lost
 /// in request, 150 lost in quote, 50 lost in order, 200 won from order — onward from request
@@ -384,7 +423,7 @@ fn import(store: &Store, e: &Engine, manager: UserId, client: PartnerId, created
 /// deals won in exactly its true proportion.
 fn synthetic(store: &Store, manager: UserId, client: PartnerId) {
     let e = Engine::without_hooks();
-    let mut plan: Vec<(&[&str], Option<(bool, i64)>, usize)> = vec![
+    let mut plan: Vec<Batch<'_>> = vec![
         (&[], Some((false, -70)), 600),
         (&["quote"], Some((false, -70)), 150),
         (&["quote", "order"], Some((false, -70)), 50),
@@ -432,7 +471,8 @@ fn calibration_on_synthetic_deals_with_known_probabilities_is_near_the_truth() {
     reports.add(Arc::new(AnalyticsWithHooks(hooks)));
     let got = table(&reports, &shop.fx.store, "calibration", &[("as_of", "2026-01-21")]).unwrap();
     let rows: Vec<Vec<&str>> = got.lines().skip(1).map(|l| l.split(" | ").collect()).collect();
-    let all = |model: &str| rows.iter().find(|r| r[0] == model && r[1] == "all").unwrap_or_else(|| panic!("{model}: {got}"));
+    let all =
+        |model: &str| rows.iter().find(|r| r[0] == model && r[1] == "all").unwrap_or_else(|| panic!("{model}: {got}"));
     let num = |s: &str| s.parse::<f64>().unwrap_or_else(|_| panic!("{s:?} in {got}"));
     // The true probabilities' Brier score: Σ n·p(1-p) / N = (50·0.16 + 40·0.25 + 50·0.16) /
     // 140 = 0.1857; their log loss: -(10 ln 0.2 + 40 ln 0.8 + 40 ln 0.5 + 40 ln 0.8 + 10 ln
@@ -466,10 +506,12 @@ fn calibration_on_synthetic_deals_with_known_probabilities_is_near_the_truth() {
     // Without the cutoff, or judged before it: refused, naming the parameter.
     let err = table(&builtins(), &shop.fx.store, "calibration", &[]).unwrap_err();
     assert!(err.contains("parameter as_of: the calibration report needs the cutoff day"), "{err}");
-    let err = table(&builtins(), &shop.fx.store, "calibration", &[("as_of", "2026-01-21"), ("to", "2026-01-01")]).unwrap_err();
+    let err = table(&builtins(), &shop.fx.store, "calibration", &[("as_of", "2026-01-21"), ("to", "2026-01-01")])
+        .unwrap_err();
     assert!(err.contains("parameter to: the outcomes are read after the cutoff (2026-01-21)"), "{err}");
     // Judged at the end of 2026-02-01, before they closed: no deal is judged.
-    let got = table(&builtins(), &shop.fx.store, "calibration", &[("as_of", "2026-01-21"), ("to", "2026-02-01")]).unwrap();
+    let got =
+        table(&builtins(), &shop.fx.store, "calibration", &[("as_of", "2026-01-21"), ("to", "2026-02-01")]).unwrap();
     assert!(got.lines().nth(1).unwrap().starts_with("base_rate | all | 0 | 0"), "{got}");
 }
 
@@ -506,7 +548,10 @@ fn mistakes_in_win_probability_are_named_with_their_line_and_key() {
     assert_eq!(w.method, ScoringMethod::Bayes);
     assert_eq!(w.fields, ["stage", "amount_band", "segment", "custom.delivery_region"]);
     assert_eq!(w.amount_bands.iter().map(ToString::to_string).collect::<Vec<_>>(), ["100000", "1000000.50"]);
-    assert_eq!((w.smoothing.to_string().as_str(), w.prior_weight.to_string().as_str(), w.min_deals, w.refit_minutes), ("0.5", "4", 1, 5));
+    assert_eq!(
+        (w.smoothing.to_string().as_str(), w.prior_weight.to_string().as_str(), w.min_deals, w.refit_minutes),
+        ("0.5", "4", 1, 5)
+    );
     // Left out, the defaults.
     let d = Settings::builtin().win_probability;
     assert_eq!((d.method, d.min_deals, d.refit_minutes), (ScoringMethod::Stages, 3, 60));
@@ -549,7 +594,10 @@ fn both_reports_through_the_command_line_and_the_api() {
     let w = json(&["analytics", "win-probability", dir, "--kind", "repeat_sale"]);
     let names: Vec<&str> = w["columns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(names[..3], ["row", "kind", "stage"]);
-    assert_eq!(w["rows"][0], json!(["kind", "repeat_sale", null, null, null, null, 1140, 270, "23.7", "23.73", null, null, null, null]));
+    assert_eq!(
+        w["rows"][0],
+        json!(["kind", "repeat_sale", null, null, null, null, 1140, 270, "23.7", "23.73", null, null, null, null])
+    );
     // Order: reached then closed 250 + 50, won 200 + 40. The kind's rate (270 + 1) / (1140 + 2)
     // = 0.2373, logit -1.1675; order (240 + 10·0.2373) / (300 + 10) = 0.7818, 2.4440 over the
     // kind's; Σ = 1.2765 → 78.19.
@@ -559,21 +607,18 @@ fn both_reports_through_the_command_line_and_the_api() {
     );
 
     let c = json(&["analytics", "calibration", dir, "--as-of", "2026-01-21"]);
-    let models: Vec<&str> = c["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r[1] == "all")
-        .map(|r| r[0].as_str().unwrap())
-        .collect();
+    let models: Vec<&str> =
+        c["rows"].as_array().unwrap().iter().filter(|r| r[1] == "all").map(|r| r[0].as_str().unwrap()).collect();
     assert_eq!(models, ["base_rate", "stages", "bayes", "scoring/logistic.rhai::win_probability"]);
-    let script = c["rows"].as_array().unwrap().iter().find(|r| r[0] == "scoring/logistic.rhai::win_probability").unwrap();
+    let script =
+        c["rows"].as_array().unwrap().iter().find(|r| r[0] == "scoring/logistic.rhai::win_probability").unwrap();
     assert_eq!((script[2].as_u64(), script[5].as_str()), (Some(2), Some("100")));
     let said = fails(&["analytics", "calibration", dir]);
     assert!(said.contains("parameter as_of"), "{said}");
 
     let server = Served::start(site);
-    let (status, body) = server.request("GET", "/api/v1/analytics/calibration?as_of=2026-01-21", Some(office.token("boss")));
+    let (status, body) =
+        server.request("GET", "/api/v1/analytics/calibration?as_of=2026-01-21", Some(office.token("boss")));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["rows"], c["rows"], "the API answers what the command line prints");
     let (status, body) =

@@ -76,15 +76,11 @@ pub(super) fn run_with(view: &dyn View, filter: &Filter, hooks: Option<&Hooks>) 
     let settings = &view.settings().win_probability;
     let kind_ok = |k: &str| filter.kind.as_deref().is_none_or(|f| f == k);
     let start = filter.from.map(Timestamp::start_of);
-    let model = Model::fit(view, settings, cutoff, cutoff, &|d, at| {
-        kind_ok(&d.kind) && start.is_none_or(|s| at >= s)
-    })?;
+    let model = Model::fit(view, settings, cutoff, cutoff, &|d, at| kind_ok(&d.kind) && start.is_none_or(|s| at >= s))?;
     let scope = filter.deals(view)?;
     let names = Directory::read(view, super::model::needs_partners(settings))?;
-    let mut tallies: Vec<(String, Tally)> = ["base_rate", "stages", "bayes"]
-        .iter()
-        .map(|n| (n.to_string(), Tally::default()))
-        .collect();
+    let mut tallies: Vec<(String, Tally)> =
+        ["base_rate", "stages", "bayes"].iter().map(|n| (n.to_string(), Tally::default())).collect();
     let point = HookPoint::DealScore;
     let none = Attributes::default();
     super::model::each_deal_with_history(view, &|d| scope.admits(d), &mut |deal, steps| {

@@ -269,12 +269,15 @@ fn attributes(deal: &Deal, fields: &[String], settings: &WinProbability, names: 
     Attributes(out)
 }
 
+/// What [`each_deal_with_history`] calls with each deal and its steps; an error stops it.
+pub type Visit<'a> = dyn FnMut(&Deal, &[StageChange]) -> Result<(), String> + 'a;
+
 /// Visits every deal `admit` lets through with its stage history, in id order: one pass
 /// over the history joined with pages of deal records, holding one deal's steps at a time.
 pub fn each_deal_with_history(
     view: &dyn crate::hooks::View,
     admit: &dyn Fn(&Deal) -> bool,
-    f: &mut dyn FnMut(&Deal, &[StageChange]) -> Result<(), String>,
+    f: &mut Visit<'_>,
 ) -> Result<(), String> {
     let mut ahead: VecDeque<Deal> = VecDeque::new();
     let (mut after, mut exhausted) = (None::<DealId>, false);

@@ -101,10 +101,8 @@ impl Source<'_> {
             }
             if let Some(last) = amount_bands.last() {
                 if n <= *last {
-                    return Err(self.error(
-                        b.span(),
-                        format!("win_probability.amount_bands must ascend: {n} comes after {last}"),
-                    ));
+                    return Err(self
+                        .error(b.span(), format!("win_probability.amount_bands must ascend: {n} comes after {last}")));
                 }
             }
             amount_bands.push(n);
