@@ -371,7 +371,8 @@ fn bound_in_config_the_model_scores_deals_on_write_and_a_script_replaces_it_for_
 }
 
 /// Imports a repeat sale with its history: created in request at `created` (days from T0),
-/// moved a day at a time through `stages`, then closed (`Some(won)`) at `closed`.
+/// moved a day at a time through `stages`, then won or lost on the day `end` says (open
+/// without it).
 fn import(
     store: &Store,
     e: &Engine,
@@ -380,7 +381,7 @@ fn import(
     created: i64,
     stages: &[&str],
     end: Option<(bool, i64)>,
-) {
+) -> Deal {
     let mut d = new_deal(client, manager, 1000);
     d.kind = "repeat_sale".into();
     d.source = Some("website".into());
@@ -409,7 +410,7 @@ fn import(
     if let Some((won, day)) = end {
         steps.push(step(day, if won { How::Won } else { How::Lost }, last, d.status));
     }
-    store.transact(Some(manager), |tx| e.import_deal(tx, d.clone(), steps.clone())).unwrap_or_else(|e| panic!("{e}"));
+    store.transact(Some(manager), |tx| e.import_deal(tx, d.clone(), steps.clone())).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Deals imported alike: the stages after request, the end (won?, on which day), how many.
@@ -440,6 +441,7 @@ fn synthetic(store: &Store, manager: UserId, client: PartnerId) {
         for p in plan.iter_mut().filter(|p| p.2 > 0) {
             let created = if p.1.is_some_and(|(_, day)| day == -70) { -80 } else { -50 };
             import(store, &e, manager, client, created, p.0, p.1);
+
             p.2 -= 1;
         }
     }
@@ -585,11 +587,18 @@ fn both_reports_through_the_command_line_and_the_api() {
             inst.store().transact(Some(office.north), |tx| e.import_deal(tx, d.clone(), steps.clone())).unwrap();
         }
     });
+    // One deal still open, in quote, brought in unscored (by an engine without bindings).
+    let open =
+        site.with(|inst| import(inst.store(), &Engine::without_hooks(), office.north, client, -5, &["quote"], None));
+    assert_eq!(open.score, None);
     let dir = site.dir();
 
-    // `crmkit score` fits the model at its start and scores the open deals: none is open.
+    // `crmkit score` fits the model at its start and scores the open deal through the
+    // binding of config.
     let said = ok(&["score", dir]);
-    assert!(said.starts_with("scored 0 open deals"), "{said}");
+    assert!(said.starts_with("scored 1 open deals: 1 changed"), "{said}");
+    // The reports write nothing, refused or not.
+    let before = site.dump();
 
     let w = json(&["analytics", "win-probability", dir, "--kind", "repeat_sale"]);
     let names: Vec<&str> = w["columns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
@@ -616,7 +625,16 @@ fn both_reports_through_the_command_line_and_the_api() {
     let said = fails(&["analytics", "calibration", dir]);
     assert!(said.contains("parameter as_of"), "{said}");
 
+    assert_eq!(site.dump(), before, "a report changed the database");
     let server = Served::start(site);
+    let (status, deal) = server.request("GET", &format!("/api/v1/deals/{}", open.id), Some(office.token("boss")));
+    assert_eq!(status, 200, "{deal}");
+    let score = &deal["score"];
+    assert_eq!((score["handler"].as_str(), score["model"].as_str()), (Some(HANDLER), Some("win_probability/stages")));
+    let factors: Vec<ScoreFactor> = serde_json::from_value(score["factors"].clone()).unwrap();
+    assert_eq!(factors.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["kind", "stage", "manager", "partner"]);
+    let p = score["probability"].as_f64().unwrap();
+    assert!((from_factors(&factors) - p).abs() < 0.005 && (45.0..60.0).contains(&p), "{score}");
     let (status, body) =
         server.request("GET", "/api/v1/analytics/calibration?as_of=2026-01-21", Some(office.token("boss")));
     assert_eq!(status, 200, "{body}");
