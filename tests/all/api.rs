@@ -1605,18 +1605,20 @@ fn report(p) {
         names,
         [
             "bottlenecks",
+            "calibration",
             "deals_by_manager",
             "funnel",
             "losses_by_competitor",
             "lost",
             "managers",
-            "pipeline_by_manager"
+            "pipeline_by_manager",
+            "win-probability"
         ]
     );
-    assert_eq!(list["reports"][1]["parameters"], serde_json::Value::Null);
-    assert_eq!(list["reports"][2]["runtime"], "native");
-    assert_eq!(list["reports"][6]["runtime"], "rhai");
-    assert_eq!(list["reports"][6]["parameters"][0]["name"], "from");
+    assert_eq!(list["reports"][2]["parameters"], serde_json::Value::Null);
+    assert_eq!(list["reports"][3]["runtime"], "native");
+    assert_eq!(list["reports"][7]["runtime"], "rhai");
+    assert_eq!(list["reports"][7]["parameters"][0]["name"], "from");
     assert_eq!(server.request("GET", "/api/v1/reports", Some(office.token("north"))).0, 403);
     let (status, body) =
         server.request("GET", "/api/v1/reports/pipeline_by_manager?form=2025-01", Some(office.token("head")));
