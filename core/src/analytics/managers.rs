@@ -14,7 +14,7 @@ use crate::hooks::View;
 use crate::id::{DealId, UserId};
 use crate::model::{DealStatus, InteractionKind, TaskStatus};
 use crate::report::ColumnType;
-use crate::time::{Clock, SystemClock, Timestamp};
+use crate::time::Timestamp;
 use crate::values::Currency;
 
 /// One manager's figures.
@@ -63,7 +63,7 @@ impl Figures {
 /// Runs the report.
 pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     // Tasks fall overdue against the clock; everything else is replayed to the end of time.
-    let now = SystemClock.now();
+    let now = view.now();
     let scope = Scope::new(view, filter, Timestamp(i64::MAX))?;
     let overdue_at = filter.instant(now);
     let settings = view.settings();

@@ -5,6 +5,7 @@ use crate::config::Settings;
 use crate::id::{DealId, PartnerId, TypedId, UserId};
 use crate::model::{Deal, Document, Interaction, Partner, Role, StageChange, Task, User};
 use crate::store::{Index, Reader};
+use crate::time::Timestamp;
 use crate::Result;
 
 /// What a handler may read besides its input: the store as the write being decided sees
@@ -50,6 +51,8 @@ pub trait View {
     fn each_user(&self, f: &mut dyn FnMut(&User) -> bool) -> Result<()>;
     /// The installation's config: process kinds and their stages, lists, limits.
     fn settings(&self) -> &Settings;
+    /// Now, by the installation's clock: what "overdue" and "stuck now" are measured against.
+    fn now(&self) -> Timestamp;
 }
 
 impl<R: Reader> View for R {
@@ -110,6 +113,9 @@ impl<R: Reader> View for R {
     }
     fn settings(&self) -> &Settings {
         Reader::settings(self)
+    }
+    fn now(&self) -> Timestamp {
+        Reader::now(self)
     }
     fn user_with_login(&self, login: &str) -> Result<Option<User>> {
         Reader::user_by_login(self, login)

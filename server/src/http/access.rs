@@ -415,6 +415,9 @@ impl<R: Reader> crmkit_core::process::View for DepartmentView<'_, R> {
     fn settings(&self) -> &crmkit_core::config::Settings {
         self.r.settings()
     }
+    fn now(&self) -> crmkit_core::time::Timestamp {
+        self.r.now()
+    }
 }
 
 impl<R: Reader> DepartmentView<'_, R> {
