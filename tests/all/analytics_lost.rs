@@ -57,15 +57,15 @@ amount = \"100000\"
     Settings::parse(&text, Path::new("config/crmkit.toml")).unwrap_or_else(|e| panic!("{e}"))
 }
 
-struct Sales {
-    fx: Fixture,
+pub(crate) struct Sales {
+    pub(crate) fx: Fixture,
     reports: Reports,
 }
 
 impl Sales {
     /// Runs `report` with `params` (`name=value` pairs) through the report sources, as the
     /// CLI and the API do, and prints its table one row a line, cells joined with " | ".
-    fn run(&self, report: &str, params: &[(&str, &str)]) -> Result<String, ReportError> {
+    pub(crate) fn run(&self, report: &str, params: &[(&str, &str)]) -> Result<String, ReportError> {
         let params: BTreeMap<String, String> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let r = self.fx.store.read().unwrap();
         let table = self.reports.run(report, &params, &r)?;
@@ -102,7 +102,7 @@ impl Sales {
 /// ann on D1 (d1), a meeting on D7 with no author (d5), an e-mail by bob on D2 (d6), a note
 /// by ann (d6), a call by ann in April (d31). Tasks: ann's T1 due d3 done d2, T2 due d4
 /// done d6 (late); bob's T3 due d10 still open, T4 due d40 open.
-fn sales(backend: Backend) -> Sales {
+pub(crate) fn sales(backend: Backend) -> Sales {
     let fx = Fixture::on_with(backend, settings());
     let e = Engine::without_hooks();
     let at = |day: i64| fx.clock.set(T0.plus_millis(day * DAY));
