@@ -20,6 +20,7 @@ mod hostile;
 mod index_model;
 mod operations;
 mod ops;
+mod plans;
 mod plugin_cli;
 mod plugin_examples;
 mod process;
