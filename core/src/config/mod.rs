@@ -12,6 +12,7 @@ mod raw;
 mod rules;
 mod source;
 mod validate;
+mod win_probability;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,6 +28,7 @@ use crate::process::spec::ProcessSettings;
 pub use crate::process::spec::{ProcessKindSpec, StageSpec};
 use crate::values::{Currency, Money};
 use source::Source;
+pub use win_probability::{ScoringMethod, WinProbability, BAYES_FIELDS};
 
 /// The installation's config file, relative to the installation folder.
 pub const CONFIG_FILE: &str = "config/crmkit.toml";
@@ -121,6 +123,8 @@ pub struct Settings {
     pub limits: Limits,
     /// The managers' sales plans, in file order (`[[plans]]`).
     pub plans: Vec<Plan>,
+    /// How the built-in scoring model is fitted (`[win_probability]`).
+    pub win_probability: WinProbability,
     /// The runtimes' own sections (`[runtimes.NAME]`), by name, with the line each starts
     /// on; each runtime reads its own with [`Settings::runtime_section`].
     pub runtimes: BTreeMap<String, usize>,
