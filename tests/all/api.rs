@@ -1604,8 +1604,11 @@ fn report(p) {
     assert_eq!(
         names,
         [
+            "abc-xyz",
+            "bcg",
             "bottlenecks",
             "deals_by_manager",
+            "execution",
             "funnel",
             "losses_by_competitor",
             "lost",
@@ -1613,10 +1616,10 @@ fn report(p) {
             "pipeline_by_manager"
         ]
     );
-    assert_eq!(list["reports"][1]["parameters"], serde_json::Value::Null);
-    assert_eq!(list["reports"][2]["runtime"], "native");
-    assert_eq!(list["reports"][6]["runtime"], "rhai");
-    assert_eq!(list["reports"][6]["parameters"][0]["name"], "from");
+    assert_eq!(list["reports"][3]["parameters"], serde_json::Value::Null);
+    assert_eq!(list["reports"][5]["runtime"], "native");
+    assert_eq!(list["reports"][9]["runtime"], "rhai");
+    assert_eq!(list["reports"][9]["parameters"][0]["name"], "from");
     assert_eq!(server.request("GET", "/api/v1/reports", Some(office.token("north"))).0, 403);
     let (status, body) =
         server.request("GET", "/api/v1/reports/pipeline_by_manager?form=2025-01", Some(office.token("head")));

@@ -5,6 +5,8 @@
 //! store through the [`View`] scans, holding aggregates, not records.
 
 mod bottlenecks;
+mod clients;
+mod execution;
 mod lost;
 mod managers;
 mod scope;
@@ -15,6 +17,8 @@ use chrono::NaiveDate;
 use serde_json::Value;
 
 mod funnel;
+
+pub use clients::{client_classes, ClientClass, ClientClasses};
 
 use crate::hooks::View;
 use crate::id::{PartnerId, UserId};
@@ -46,11 +50,14 @@ const BUILTINS: &[Builtin] = &[
         about: "per manager: deals opened, won and lost, win rate, revenue, average deal, cycle time, calls, meetings, e-mails, tasks done and overdue, conversion against the team's, plan coverage",
         run: managers::run,
     },
+    Builtin { name: "execution", about: execution::ABOUT, run: execution::run },
+    Builtin { name: "abc-xyz", about: clients::ABC_XYZ, run: clients::run_abc_xyz },
+    Builtin { name: "bcg", about: clients::BCG, run: clients::run_bcg },
 ];
 
 /// The built-in reports that draw a chart, and how: from the report's table to an SVG
 /// document.
-const CHARTS: &[(&str, Draw)] = &[("funnel", funnel::svg)];
+const CHARTS: &[(&str, Draw)] = &[("funnel", funnel::svg), ("bcg", clients::svg)];
 
 /// Draws a report's table as an SVG document.
 type Draw = fn(&Table) -> Result<String, String>;

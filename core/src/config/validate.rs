@@ -248,6 +248,7 @@ impl Source<'_> {
         }
 
         let plans = self.plans(raw.plans, &users, default_currency)?;
+        let analytics = self.analytics(raw.analytics)?;
 
         Ok(Settings {
             name: raw.installation.name.unwrap_or_else(|| "crmkit".to_string()),
@@ -269,6 +270,7 @@ impl Source<'_> {
             hooks,
             limits,
             plans,
+            analytics,
             runtimes,
             source: ConfigSource { file: self.file.to_path_buf(), text: self.text.into() },
         })
