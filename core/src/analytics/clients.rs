@@ -82,6 +82,15 @@ impl DocScope {
     }
 }
 
+/// Revenue by client and currency, month by month.
+type ByMonth = HashMap<(PartnerId, Currency), BTreeMap<Month, Decimal>>;
+
+/// A client to classify: its id, name, revenue in the period and revenue month by month.
+type Classified = (PartnerId, String, Decimal, Vec<Decimal>);
+
+/// A dot of the BCG chart: its name, relative share, growth (none: new) and quadrant.
+type Dot = (String, f64, Option<f64>, String);
+
 /// The last day a report looks at: `to`, never after `as_of`; else `as_of`; else `today`.
 fn last_day(filter: &Filter, today: NaiveDate) -> NaiveDate {
     match (filter.to, filter.as_of) {
@@ -98,13 +107,8 @@ fn today() -> NaiveDate {
 
 /// Completed shipments dated `from..=to` that `scope` admits, by partner, currency and
 /// month.
-fn revenue(
-    view: &dyn View,
-    scope: &DocScope,
-    from: Option<NaiveDate>,
-    to: NaiveDate,
-) -> Result<HashMap<(PartnerId, Currency), BTreeMap<Month, Decimal>>, String> {
-    let mut clients: HashMap<(PartnerId, Currency), BTreeMap<Month, Decimal>> = HashMap::new();
+fn revenue(view: &dyn View, scope: &DocScope, from: Option<NaiveDate>, to: NaiveDate) -> Result<ByMonth, String> {
+    let mut clients: ByMonth = HashMap::new();
     view.each_document(&mut |d| {
         if d.kind != DocumentKind::Shipment
             || d.state != DocumentState::Completed
@@ -232,7 +236,7 @@ pub(super) fn run_abc_xyz(view: &dyn View, filter: &Filter) -> Result<Rows, Stri
         Some(f) => months(NaiveDate::from_ymd_opt(f.0, f.1, 1).unwrap_or(to), to),
         None => Vec::new(),
     };
-    let mut by_currency: BTreeMap<Currency, Vec<(PartnerId, String, Decimal, Vec<Decimal>)>> = BTreeMap::new();
+    let mut by_currency: BTreeMap<Currency, Vec<Classified>> = BTreeMap::new();
     for ((p, c), m) in clients {
         let series: Vec<Decimal> = period.iter().map(|mo| m.get(mo).copied().unwrap_or_default()).collect();
         let total = m.values().copied().sum();
@@ -458,7 +462,7 @@ pub fn client_classes(view: &dyn View, today: NaiveDate) -> Result<ClientClasses
     let monthly = revenue(view, &scope, Some(prev_from), to)?;
     let period = months(from, to);
     let settings = view.settings();
-    let mut abc: BTreeMap<Currency, Vec<(PartnerId, String, Decimal, Vec<Decimal>)>> = BTreeMap::new();
+    let mut abc: BTreeMap<Currency, Vec<Classified>> = BTreeMap::new();
     let mut bcg: BTreeMap<Currency, Vec<BcgLine>> = BTreeMap::new();
     for ((p, c), m) in &monthly {
         let series: Vec<Decimal> = period.iter().map(|mo| m.get(mo).copied().unwrap_or_default()).collect();
@@ -506,7 +510,7 @@ pub(super) fn svg(table: &Table) -> Result<String, String> {
     let (dim, cur, name, share, growth, quad) =
         (at("dimension")?, at("currency")?, at("name")?, at("relative_share_pct")?, at("growth_pct")?, at("quadrant")?);
     let num = |v: &Value| v.as_str().and_then(|s| s.parse::<f64>().ok());
-    let mut panels: Vec<(String, Vec<(String, f64, Option<f64>, String)>)> = Vec::new();
+    let mut panels: Vec<(String, Vec<Dot>)> = Vec::new();
     for r in table.rows() {
         let title = format!("{} · {}", r[dim].as_str().unwrap_or_default(), r[cur].as_str().unwrap_or_default());
         if panels.last().is_none_or(|(t, _)| *t != title) {
