@@ -427,7 +427,12 @@ fn the_command_line_prints_the_funnel_as_a_table_csv_json_or_svg_and_refuses_wha
         assert!(said.contains(message), "{args:?}: {said}");
     }
     let said = fails(&["analytics", "nothing", dir]);
-    assert!(said.contains("there is no report \"nothing\"; the installation has abc-xyz, bcg, bottlenecks, execution, funnel"), "{said}");
+    assert!(
+        said.contains(
+            "there is no report \"nothing\"; the installation has abc-xyz, bcg, bottlenecks, execution, funnel"
+        ),
+        "{said}"
+    );
     // A report without a chart refuses svg, naming those that have one.
     let said = fails(&["analytics", "lost", dir, "--format", "svg"]);
     assert!(said.contains("report lost has no chart") && said.contains("funnel"), "{said}");

@@ -539,3 +539,42 @@ fn terms(ctx) {
     let back: crmkit_core::hooks::wire::DocumentV1 = serde_json::from_value(older).unwrap();
     assert_eq!(back.due, None);
 }
+
+#[test]
+fn the_demo_company_has_due_dates_and_some_of_them_overdue() {
+    let (_, inst, _) = crate::demo::company();
+    let r = inst.store().read().unwrap();
+    let today = inst.store().clock().now().date();
+    let docs: Vec<Document> = crmkit_core::store::Reader::list(&r, None, usize::MAX).unwrap();
+    let (mut orders, mut invoices) = (0, 0);
+    for d in &docs {
+        match d.kind {
+            // Delivery promised in 14 days, payment in 10, 20 or 30.
+            DocumentKind::Order => {
+                assert_eq!(d.due.map(|due| (due - d.date).num_days()), Some(14), "{d:?}");
+                orders += 1;
+            }
+            DocumentKind::Invoice => {
+                let terms = d.due.map(|due| (due - d.date).num_days());
+                assert!(matches!(terms, Some(10 | 20 | 30)), "{d:?}");
+                invoices += 1;
+            }
+            DocumentKind::Quote | DocumentKind::Payment => assert_eq!(d.due, None, "{d:?}"),
+            DocumentKind::Shipment => assert!(d.due.is_none_or(|due| due >= d.date), "{d:?}"),
+        }
+    }
+    assert!(orders > 100 && invoices == orders, "{orders} orders, {invoices} invoices");
+    let params = std::collections::BTreeMap::from([("as_of".to_string(), today.to_string())]);
+    let table = crmkit_core::report::Reports::new();
+    let mut reports = table;
+    reports.add(Arc::new(crmkit_core::analytics::Analytics));
+    let t = reports.run("execution", &params, &r).unwrap();
+    let col = |name: &str| t.columns().iter().position(|c| c.name == name).unwrap();
+    let total = t.rows().iter().find(|row| row[0] == "total" && row[3] == "RUB").expect("a RUB total");
+    for (amount, deals) in
+        [("overdue_payment", "overdue_payment_deals"), ("overdue_shipment", "overdue_shipment_deals")]
+    {
+        let due: Decimal = total[col(amount)].as_str().unwrap().parse().unwrap();
+        assert!(due > Decimal::ZERO && total[col(deals)].as_u64().unwrap() > 0, "{amount}: {total:?}");
+    }
+}
