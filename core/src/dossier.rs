@@ -11,14 +11,14 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use crate::analytics::{client_classes, ClientClass, ClientClasses};
+use crate::analytics::{ClientClass, ClientClasses};
 use crate::id::{ContactId, DealId, InteractionId, PartnerId, RawId, TypedId};
 use crate::model::{
     ContactLink, ContactPerson, Counterparty, Deal, DealStatus, Document, DocumentKind, DocumentState, Interaction,
     Partner, PartnerLink, Task, TaskStatus,
 };
 use crate::store::{Index, Reader};
-use crate::time::{Clock, SystemClock, Timestamp};
+use crate::time::Timestamp;
 use crate::values::Currency;
 use crate::{Error, Result};
 
@@ -34,8 +34,8 @@ pub struct DossierOptions {
     /// How deep the group tree is followed.
     pub group_depth: usize,
     /// Every client's classes, computed beforehand (an installation keeps them for the day:
-    /// [`crate::Installation::client_classes`]); `None` computes them now, one pass over
-    /// every document of the installation.
+    /// [`crate::Installation::client_classes`]); `None` leaves the dossier's `classes`
+    /// empty, so that a dossier never scans every document of the installation unasked.
     pub classes: Option<Arc<ClientClasses>>,
 }
 
@@ -132,7 +132,8 @@ pub struct Dossier {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ClassesSection {
     /// The months classified: the twelve full months before the day they were computed
-    /// (the BCG growth is against the twelve before them).
+    /// (the BCG growth is against the twelve before them); none when the caller did not
+    /// ask for the classes.
     pub from: Option<chrono::NaiveDate>,
     pub to: Option<chrono::NaiveDate>,
     /// One entry per currency the partner had revenue in, in either period; empty when it
@@ -153,13 +154,12 @@ pub fn dossier<R: Reader>(r: &R, partner: PartnerId, options: DossierOptions) ->
     let deals = partner_deals(&cx)?;
     let timeline = timeline(&cx)?;
     let classes = match &cx.options.classes {
-        Some(c) => c.clone(),
-        None => Arc::new(client_classes(r, SystemClock.now().date()).map_err(Error::NotAllowed)?),
-    };
-    let classes = ClassesSection {
-        from: classes.period.map(|p| p.0),
-        to: classes.period.map(|p| p.1),
-        by_currency: classes.by_partner.get(&partner).cloned().unwrap_or_default(),
+        Some(c) => ClassesSection {
+            from: c.period.map(|p| p.0),
+            to: c.period.map(|p| p.1),
+            by_currency: c.by_partner.get(&partner).cloned().unwrap_or_default(),
+        },
+        None => ClassesSection::default(),
     };
     Ok(Dossier {
         classes,

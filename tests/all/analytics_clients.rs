@@ -439,6 +439,9 @@ fn execution_of_the_won_deals_has_the_figures_worked_out_by_hand() {
                 { "currency": "RUB", "abc_xyz": "AZ", "revenue": "10000", "bcg": "star" }
             ]})
         );
+        // Without the classes handed in, the dossier does not compute them.
+        let plain = dossier(&r, alfa, DossierOptions::default()).unwrap();
+        assert!(plain.classes.by_currency.is_empty() && plain.classes.from.is_none());
         assert_eq!(
             of(beta)["by_currency"],
             json!([{ "currency": "RUB", "abc_xyz": "BZ", "revenue": "2500", "bcg": "question mark" }])
