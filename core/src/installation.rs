@@ -78,6 +78,7 @@ impl Installation {
         let store = Store::open(&settings.database.clone(), Arc::new(settings), clock)?;
         let inst = Installation { dir: dir.to_path_buf(), store, classes: Default::default() };
         inst.sync_users()?;
+        inst.check_plans()?;
         Ok(inst)
     }
 
@@ -121,6 +122,48 @@ impl Installation {
     /// The validated settings.
     pub fn settings(&self) -> &Settings {
         self.store.settings()
+    }
+
+    /// Checks config's `[[plans]]` against the plans stored over the API: a manager's plans
+    /// may neither overlap nor mix currencies, whichever way they were set. A write of a
+    /// stored plan is refused when it would break that; a config edited afterwards is
+    /// refused here, naming its line and the stored plan.
+    pub fn check_plans(&self) -> Result<()> {
+        let settings = self.settings();
+        if settings.plans.is_empty() {
+            return Ok(());
+        }
+        let snapshot = self.store.read()?;
+        let mut clash = None;
+        snapshot.for_each::<crate::model::Plan>(|stored| {
+            let Ok(Some(user)) = snapshot.get::<User>(stored.manager) else { return true };
+            for p in settings.plans.iter().filter(|p| p.manager == user.login) {
+                let message = if p.amount.currency != stored.amount.currency {
+                    format!(
+                        "plans: {}'s plan {} stored in the database is in {}, so this one cannot be in {}",
+                        user.login, stored.id, stored.amount.currency, p.amount.currency
+                    )
+                } else if p.from <= stored.to && stored.from <= p.to {
+                    format!(
+                        "plans: {}'s plan from {} to {} overlaps plan {} stored in the database, from {} to {}",
+                        user.login, p.from, p.to, stored.id, stored.from, stored.to
+                    )
+                } else {
+                    continue;
+                };
+                clash = Some(crate::config::ConfigError {
+                    file: settings.source.file.clone(),
+                    line: Some((p.line, 1)),
+                    message,
+                });
+                return false;
+            }
+            true
+        })?;
+        match clash {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     /// Creates the users declared in config that the store lacks and updates those whose

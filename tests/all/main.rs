@@ -4,6 +4,7 @@
 mod analytics;
 mod analytics_clients;
 mod analytics_lost;
+mod analytics_model;
 pub(crate) mod api;
 mod beside;
 mod cli;
@@ -20,6 +21,7 @@ mod hostile;
 mod index_model;
 mod operations;
 mod ops;
+mod plans;
 mod plugin_cli;
 mod plugin_examples;
 mod process;

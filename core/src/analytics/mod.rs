@@ -7,9 +7,12 @@
 mod bottlenecks;
 mod clients;
 mod execution;
+mod calibration;
 mod lost;
 mod managers;
+pub mod model;
 mod scope;
+mod win_probability;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -53,6 +56,8 @@ const BUILTINS: &[Builtin] = &[
     Builtin { name: "execution", about: execution::ABOUT, run: execution::run },
     Builtin { name: "abc-xyz", about: clients::ABC_XYZ, run: clients::run_abc_xyz },
     Builtin { name: "bcg", about: clients::BCG, run: clients::run_bcg },
+    Builtin { name: "win-probability", about: win_probability::ABOUT, run: win_probability::run },
+    Builtin { name: "calibration", about: calibration::ABOUT, run: calibration::run },
 ];
 
 /// The built-in reports that draw a chart, and how: from the report's table to an SVG
@@ -271,6 +276,25 @@ impl ReportSource for Analytics {
         let report = BUILTINS.iter().find(|b| b.name == name).ok_or_else(|| format!("there is no report {name}"))?;
         let filter = Filter::from_params(params, view).map_err(|m| format!("report {name}: {m}"))?;
         (report.run)(view, &filter).map_err(|m| format!("report {name}: {m}"))
+    }
+}
+
+/// The built-in reports with an installation's hook bindings: the calibration report also
+/// backtests the handlers bound at `deal.score` (the others are the same as [`Analytics`]'s).
+#[derive(Clone)]
+pub struct AnalyticsWithHooks(pub crate::hooks::Hooks);
+
+impl ReportSource for AnalyticsWithHooks {
+    fn reports(&self) -> Vec<ReportInfo> {
+        Analytics.reports()
+    }
+
+    fn run(&self, name: &str, params: &BTreeMap<String, String>, view: &dyn View) -> Result<Rows, String> {
+        if name != "calibration" {
+            return Analytics.run(name, params, view);
+        }
+        let filter = Filter::from_params(params, view).map_err(|m| format!("report {name}: {m}"))?;
+        calibration::run_with(view, &filter, Some(&self.0)).map_err(|m| format!("report {name}: {m}"))
     }
 }
 

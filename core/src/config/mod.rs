@@ -13,6 +13,7 @@ mod raw;
 mod rules;
 mod source;
 mod validate;
+mod win_probability;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -29,6 +30,7 @@ use crate::process::spec::ProcessSettings;
 pub use crate::process::spec::{ProcessKindSpec, StageSpec};
 use crate::values::{Currency, Money};
 use source::Source;
+pub use win_probability::{ScoringMethod, WinProbability, BAYES_FIELDS};
 
 /// The installation's config file, relative to the installation folder.
 pub const CONFIG_FILE: &str = "config/crmkit.toml";
@@ -168,6 +170,8 @@ pub struct Settings {
     pub plans: Vec<Plan>,
     /// The client classifications' thresholds (`[analytics.abc_xyz]`, `[analytics.bcg]`).
     pub analytics: AnalyticsSettings,
+    /// How the built-in scoring model is fitted (`[win_probability]`).
+    pub win_probability: WinProbability,
     /// The runtimes' own sections (`[runtimes.NAME]`), by name, with the line each starts
     /// on; each runtime reads its own with [`Settings::runtime_section`].
     pub runtimes: BTreeMap<String, usize>,

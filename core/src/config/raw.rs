@@ -41,6 +41,8 @@ pub struct Config {
     pub plans: Vec<Plan>,
     #[serde(default)]
     pub analytics: Analytics,
+    #[serde(default)]
+    pub win_probability: WinProbability,
     /// Each runtime's own section, which the runtime reads and checks.
     #[serde(default)]
     pub runtimes: BTreeMap<Spanned<String>, Spanned<toml::Table>>,
@@ -70,6 +72,18 @@ pub struct AbcXyz {
 pub struct Bcg {
     pub share: Option<Spanned<f64>>,
     pub growth: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WinProbability {
+    pub method: Option<Spanned<String>>,
+    pub fields: Option<Spanned<Vec<Spanned<String>>>>,
+    pub amount_bands: Option<Vec<Spanned<toml::Value>>>,
+    pub smoothing: Option<Spanned<f64>>,
+    pub prior_weight: Option<Spanned<f64>>,
+    pub min_deals: Option<Spanned<u64>>,
+    pub refit_minutes: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]

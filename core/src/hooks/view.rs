@@ -3,8 +3,9 @@
 
 use crate::config::Settings;
 use crate::id::{DealId, PartnerId, TypedId, UserId};
-use crate::model::{Deal, Document, Interaction, Partner, Role, StageChange, Task, User};
+use crate::model::{Deal, Document, Interaction, Partner, Plan, Role, StageChange, Task, User};
 use crate::store::{Index, Reader};
+use crate::time::Timestamp;
 use crate::Result;
 
 /// What a handler may read besides its input: the store as the write being decided sees
@@ -48,8 +49,13 @@ pub trait View {
     fn each_task(&self, f: &mut dyn FnMut(&Task) -> bool) -> Result<()>;
     /// Visits every user, oldest first, until `f` returns `false` (reports).
     fn each_user(&self, f: &mut dyn FnMut(&User) -> bool) -> Result<()>;
+    /// Visits every sales plan stored (set over the API; config's `[[plans]]` are in
+    /// [`View::settings`]), oldest first, until `f` returns `false` (reports).
+    fn each_plan(&self, f: &mut dyn FnMut(&Plan) -> bool) -> Result<()>;
     /// The installation's config: process kinds and their stages, lists, limits.
     fn settings(&self) -> &Settings;
+    /// Now, by the installation's clock: what "overdue" and "stuck now" are measured against.
+    fn now(&self) -> Timestamp;
 }
 
 impl<R: Reader> View for R {
@@ -108,8 +114,14 @@ impl<R: Reader> View for R {
     fn each_user(&self, f: &mut dyn FnMut(&User) -> bool) -> Result<()> {
         self.for_each::<User>(|u| f(&u))
     }
+    fn each_plan(&self, f: &mut dyn FnMut(&Plan) -> bool) -> Result<()> {
+        self.for_each::<Plan>(|p| f(&p))
+    }
     fn settings(&self) -> &Settings {
         Reader::settings(self)
+    }
+    fn now(&self) -> Timestamp {
+        Reader::now(self)
     }
     fn user_with_login(&self, login: &str) -> Result<Option<User>> {
         Reader::user_by_login(self, login)

@@ -208,7 +208,7 @@ impl Store {
 
     /// A consistent read-only snapshot of the latest committed state.
     pub fn read(&self) -> Result<Snapshot> {
-        Ok(Snapshot { kv: self.backend.read()?, settings: self.settings.clone() })
+        Ok(Snapshot { kv: self.backend.read()?, settings: self.settings.clone(), clock: self.clock.clone() })
     }
 
     /// Starts the single write transaction; `actor` is recorded in the audit log.

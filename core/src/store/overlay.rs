@@ -10,6 +10,7 @@ use super::{Reader, WriteTxn};
 use crate::config::Settings;
 use crate::id::RawId;
 use crate::model::Index;
+use crate::time::Timestamp;
 use crate::Result;
 
 impl Reader for WriteTxn<'_> {
@@ -124,6 +125,10 @@ impl Reader for WriteTxn<'_> {
 
     fn settings(&self) -> &Settings {
         &self.store.settings
+    }
+
+    fn now(&self) -> Timestamp {
+        self.store.clock.now()
     }
 
     fn pending(&self, index: Index, prefix: &[u8]) -> Option<&postings::Delta> {

@@ -13,7 +13,7 @@ use crate::audit::{AuditEntry, AuditOp};
 use crate::config::Settings;
 use crate::id::{AuditId, DealId, RawId, TaskId, TypedId, UserId};
 use crate::model::{ContentHash, Entity, EntityKind, EntityRef, Index, StageChange, Task, TaskStatus, User};
-use crate::time::Timestamp;
+use crate::time::{Clock, Timestamp};
 use crate::{Error, Result};
 
 fn id_suffix(key: &[u8]) -> Option<RawId> {
@@ -46,6 +46,8 @@ pub trait Reader {
     ) -> Result<()>;
     /// The settings in force.
     fn settings(&self) -> &Settings;
+    /// Now, by the installation's clock (the one writes take their times from).
+    fn now(&self) -> Timestamp;
 
     /// How many entities of `kind` there are (a snapshot knows without reading them).
     fn count(&self, kind: EntityKind) -> Result<u64> {
@@ -468,6 +470,7 @@ pub trait Reader {
 pub struct Snapshot {
     pub(super) kv: Box<dyn KvRead>,
     pub(super) settings: Arc<Settings>,
+    pub(super) clock: Arc<dyn Clock>,
 }
 
 impl Snapshot {
@@ -503,5 +506,8 @@ impl Reader for Snapshot {
     }
     fn settings(&self) -> &Settings {
         &self.settings
+    }
+    fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 }
