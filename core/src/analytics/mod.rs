@@ -5,9 +5,9 @@
 //! store through the [`View`] scans, holding aggregates, not records.
 
 mod bottlenecks;
+mod calibration;
 mod clients;
 mod execution;
-mod calibration;
 mod lost;
 mod managers;
 pub mod model;
@@ -53,11 +53,11 @@ const BUILTINS: &[Builtin] = &[
         about: "per manager: deals opened, won and lost, win rate, revenue, average deal, cycle time, calls, meetings, e-mails, tasks done and overdue, conversion against the team's, plan coverage",
         run: managers::run,
     },
+    Builtin { name: "win-probability", about: win_probability::ABOUT, run: win_probability::run },
+    Builtin { name: "calibration", about: calibration::ABOUT, run: calibration::run },
     Builtin { name: "execution", about: execution::ABOUT, run: execution::run },
     Builtin { name: "abc-xyz", about: clients::ABC_XYZ, run: clients::run_abc_xyz },
     Builtin { name: "bcg", about: clients::BCG, run: clients::run_bcg },
-    Builtin { name: "win-probability", about: win_probability::ABOUT, run: win_probability::run },
-    Builtin { name: "calibration", about: calibration::ABOUT, run: calibration::run },
 ];
 
 /// The built-in reports that draw a chart, and how: from the report's table to an SVG
