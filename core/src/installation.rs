@@ -26,6 +26,9 @@ pub const SHIPPED_SCRIPTS: [(&str, &str); 8] = [
 pub struct Installation {
     dir: PathBuf,
     store: Store,
+    /// Every client's ABC/XYZ class and BCG quadrant and the day they were computed for
+    /// (see [`Installation::client_classes`]).
+    classes: std::sync::Mutex<Option<(chrono::NaiveDate, Arc<crate::analytics::ClientClasses>)>>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -63,7 +66,7 @@ impl Installation {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
         let store = Store::create(&settings.database.clone(), Arc::new(settings), clock)?;
-        let inst = Installation { dir: dir.to_path_buf(), store };
+        let inst = Installation { dir: dir.to_path_buf(), store, classes: Default::default() };
         inst.sync_users()?;
         Ok(inst)
     }
@@ -73,7 +76,7 @@ impl Installation {
     pub fn open(dir: &Path, clock: Arc<dyn Clock>) -> Result<Installation> {
         let settings = Settings::load_installation(dir)?;
         let store = Store::open(&settings.database.clone(), Arc::new(settings), clock)?;
-        let inst = Installation { dir: dir.to_path_buf(), store };
+        let inst = Installation { dir: dir.to_path_buf(), store, classes: Default::default() };
         inst.sync_users()?;
         inst.check_plans()?;
         Ok(inst)
@@ -85,7 +88,7 @@ impl Installation {
     pub fn open_read_only(dir: &Path, clock: Arc<dyn Clock>) -> Result<Installation> {
         let settings = Settings::load_installation(dir)?;
         let store = Store::open_read_only(&settings.database.clone(), Arc::new(settings), clock)?;
-        Ok(Installation { dir: dir.to_path_buf(), store })
+        Ok(Installation { dir: dir.to_path_buf(), store, classes: Default::default() })
     }
 
     /// The installation folder.
@@ -94,6 +97,24 @@ impl Installation {
     }
 
     /// The store.
+    /// Every client's ABC/XYZ class and BCG quadrant, as the dossier shows them. They cover
+    /// the twelve full months before the current one, so they are computed (one pass over
+    /// the documents) at most once a day and kept: a document entered or changed in those
+    /// months shows in the classes the next day, or after a restart.
+    pub fn client_classes(&self) -> Result<Arc<crate::analytics::ClientClasses>> {
+        let today = self.store.clock().now().date();
+        let mut cached = self.classes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((day, classes)) = cached.as_ref() {
+            if *day == today {
+                return Ok(classes.clone());
+            }
+        }
+        let r = self.store.read()?;
+        let classes = Arc::new(crate::analytics::client_classes(&r, today).map_err(Error::NotAllowed)?);
+        *cached = Some((today, classes.clone()));
+        Ok(classes)
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }

@@ -1449,14 +1449,22 @@ impl Story<'_> {
         })?;
         self.settle_quote(w, DocumentState::Agreed)?;
         let end = self.end;
-        self.document(w, DocumentKind::Order, at, DocumentState::Agreed)?;
-        self.document(w, DocumentKind::Invoice, at.plus_millis(DAY).min(end), DocumentState::Completed)?;
+        // Delivery is promised in 14 days; payment terms are 10, 20 or 30 days from the
+        // invoice (taken from the document count, so the random draws stay as they were).
+        // Shipments and payments come 3–30 and 2–45 days after the win, so some are late.
+        let delivery = ts_date(at.plus_millis(14 * DAY));
+        let order = self.document(w, DocumentKind::Order, at, DocumentState::Agreed, Some(delivery))?;
+        let invoiced = at.plus_millis(DAY).min(end);
+        let terms = 10 * (1 + (w.documents % 3) as i64);
+        let pay_by = ts_date(invoiced.plus_millis(terms * DAY));
+        self.document(w, DocumentKind::Invoice, invoiced, DocumentState::Completed, Some(pay_by))?;
         let shipped = at.plus_millis(rng.range(3, 30) * DAY);
         let state = if shipped <= end { DocumentState::Completed } else { DocumentState::Issued };
-        self.document(w, DocumentKind::Shipment, shipped.min(end), state)?;
+        let ship_date = ts_date(shipped.min(end));
+        self.document(w, DocumentKind::Shipment, shipped.min(end), state, order.due.filter(|d| *d >= ship_date))?;
         let paid = at.plus_millis(rng.range(2, 45) * DAY);
         if paid <= end && rng.chance(0.93) {
-            self.document(w, DocumentKind::Payment, paid, DocumentState::Completed)?;
+            self.document(w, DocumentKind::Payment, paid, DocumentState::Completed, None)?;
         }
         Ok(())
     }
@@ -1464,7 +1472,7 @@ impl Story<'_> {
     /// Sends the client the quote (once per deal).
     fn issue_quote(&mut self, w: &mut Writer<'_>, at: Timestamp) -> Result<()> {
         if self.quote.is_none() && at <= self.end {
-            self.quote = Some(self.document(w, DocumentKind::Quote, at.max(self.now), DocumentState::Issued)?);
+            self.quote = Some(self.document(w, DocumentKind::Quote, at.max(self.now), DocumentState::Issued, None)?);
         }
         Ok(())
     }
@@ -1488,6 +1496,7 @@ impl Story<'_> {
         kind: DocumentKind,
         at: Timestamp,
         state: DocumentState,
+        due: Option<NaiveDate>,
     ) -> Result<Document> {
         w.documents += 1;
         let prefix = match kind {
@@ -1509,6 +1518,7 @@ impl Story<'_> {
         d.deal = Some(self.deal.id);
         d.counterparty = Some(self.client.counterparties[0]);
         d.state = state;
+        d.due = due;
         if kind != DocumentKind::Payment {
             d.lines.push(DocumentLine {
                 item: self.product.0.to_string(),

@@ -1611,9 +1611,12 @@ fn report(p) {
     assert_eq!(
         names,
         [
+            "abc-xyz",
+            "bcg",
             "bottlenecks",
             "calibration",
             "deals_by_manager",
+            "execution",
             "funnel",
             "losses_by_competitor",
             "lost",
@@ -1622,10 +1625,10 @@ fn report(p) {
             "win-probability"
         ]
     );
-    assert_eq!(list["reports"][2]["parameters"], serde_json::Value::Null);
-    assert_eq!(list["reports"][3]["runtime"], "native");
-    assert_eq!(list["reports"][7]["runtime"], "rhai");
-    assert_eq!(list["reports"][7]["parameters"][0]["name"], "from");
+    assert_eq!(list["reports"][4]["parameters"], serde_json::Value::Null);
+    assert_eq!(list["reports"][5]["runtime"], "native");
+    assert_eq!(list["reports"][10]["runtime"], "rhai");
+    assert_eq!(list["reports"][10]["parameters"][0]["name"], "from");
     assert_eq!(server.request("GET", "/api/v1/reports", Some(office.token("north"))).0, 403);
     let (status, body) =
         server.request("GET", "/api/v1/reports/pipeline_by_manager?form=2025-01", Some(office.token("head")));

@@ -2,6 +2,7 @@
 //! `crmkit` package (server/Cargo.toml) so that Cargo builds the binary the CLI tests run.
 
 mod analytics;
+mod analytics_clients;
 mod analytics_lost;
 mod analytics_model;
 pub(crate) mod api;

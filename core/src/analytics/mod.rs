@@ -6,6 +6,8 @@
 
 mod bottlenecks;
 mod calibration;
+mod clients;
+mod execution;
 mod lost;
 mod managers;
 pub mod model;
@@ -18,6 +20,8 @@ use chrono::NaiveDate;
 use serde_json::Value;
 
 mod funnel;
+
+pub use clients::{client_classes, ClientClass, ClientClasses};
 
 use crate::hooks::View;
 use crate::id::{PartnerId, UserId};
@@ -51,11 +55,14 @@ const BUILTINS: &[Builtin] = &[
     },
     Builtin { name: "win-probability", about: win_probability::ABOUT, run: win_probability::run },
     Builtin { name: "calibration", about: calibration::ABOUT, run: calibration::run },
+    Builtin { name: "execution", about: execution::ABOUT, run: execution::run },
+    Builtin { name: "abc-xyz", about: clients::ABC_XYZ, run: clients::run_abc_xyz },
+    Builtin { name: "bcg", about: clients::BCG, run: clients::run_bcg },
 ];
 
 /// The built-in reports that draw a chart, and how: from the report's table to an SVG
 /// document.
-const CHARTS: &[(&str, Draw)] = &[("funnel", funnel::svg)];
+const CHARTS: &[(&str, Draw)] = &[("funnel", funnel::svg), ("bcg", clients::svg)];
 
 /// Draws a report's table as an SVG document.
 type Draw = fn(&Table) -> Result<String, String>;

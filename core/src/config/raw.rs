@@ -40,12 +40,38 @@ pub struct Config {
     #[serde(default)]
     pub plans: Vec<Plan>,
     #[serde(default)]
+    pub analytics: Analytics,
+    #[serde(default)]
     pub win_probability: WinProbability,
     /// Each runtime's own section, which the runtime reads and checks.
     #[serde(default)]
     pub runtimes: BTreeMap<Spanned<String>, Spanned<toml::Table>>,
     /// The section limits and runtimes replaced: refused with where its keys went.
     pub scripting: Option<Spanned<toml::Table>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Analytics {
+    pub abc_xyz: Option<AbcXyz>,
+    pub bcg: Option<Bcg>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbcXyz {
+    pub a: Option<Spanned<f64>>,
+    pub b: Option<Spanned<f64>>,
+    pub c: Option<Spanned<f64>>,
+    pub x: Option<Spanned<f64>>,
+    pub y: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bcg {
+    pub share: Option<Spanned<f64>>,
+    pub growth: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -248,6 +248,7 @@ impl Source<'_> {
         }
 
         let plans = self.plans(raw.plans, &users, default_currency)?;
+        let analytics = self.analytics(raw.analytics)?;
         let deal_fields = custom_fields.get(&EntityKind::Deal).map_or(&[][..], Vec::as_slice);
         let win_probability = self.win_probability(raw.win_probability, deal_fields)?;
 
@@ -271,6 +272,7 @@ impl Source<'_> {
             hooks,
             limits,
             plans,
+            analytics,
             win_probability,
             runtimes,
             source: ConfigSource { file: self.file.to_path_buf(), text: self.text.into() },
