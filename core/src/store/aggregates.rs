@@ -304,6 +304,7 @@ pub(super) fn stored(r: &(impl Reader + ?Sized), kind: Option<&str>) -> Result<B
 struct Base<'a> {
     kv: &'a dyn KvRead,
     settings: &'a Settings,
+    clock: &'a dyn crate::time::Clock,
 }
 
 impl Reader for Base<'_> {
@@ -325,6 +326,9 @@ impl Reader for Base<'_> {
     }
     fn settings(&self) -> &Settings {
         self.settings
+    }
+    fn now(&self) -> crate::time::Timestamp {
+        self.clock.now()
     }
 }
 
@@ -350,7 +354,7 @@ impl WriteTxn<'_> {
         if deals.is_empty() {
             return Ok(delta);
         }
-        let base = Base { kv: self.kv.base(), settings: &self.store.settings };
+        let base = Base { kv: self.kv.base(), settings: &self.store.settings, clock: &*self.store.clock };
         for id in deals {
             let id = DealId(id);
             let in_base = base.kv.contains(deal_table, &id.0.to_bytes())?;
