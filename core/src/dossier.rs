@@ -2,14 +2,16 @@
 //! from one snapshot.
 //!
 //! Each section is a field of [`Dossier`] built by one function from a [`Cx`]; adding a
-//! section (claims, loyalty, ABC/XYZ class, strategy — later) is one more field and one more
+//! section (claims, loyalty, strategy — later) is one more field and one more
 //! function. The whole value serializes to JSON for the API; the CLI prints it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+use crate::analytics::{ClientClass, ClientClasses};
 use crate::id::{ContactId, DealId, InteractionId, PartnerId, RawId, TypedId};
 use crate::model::{
     ContactLink, ContactPerson, Counterparty, Deal, DealStatus, Document, DocumentKind, DocumentState, Interaction,
@@ -31,11 +33,21 @@ pub struct DossierOptions {
     pub documents_limit: usize,
     /// How deep the group tree is followed.
     pub group_depth: usize,
+    /// Every client's classes, computed beforehand (an installation keeps them for the day:
+    /// [`crate::Installation::client_classes`]); `None` leaves the dossier's `classes`
+    /// empty, so that a dossier never scans every document of the installation unasked.
+    pub classes: Option<Arc<ClientClasses>>,
 }
 
 impl Default for DossierOptions {
     fn default() -> Self {
-        DossierOptions { timeline_limit: 20, timeline_before: None, documents_limit: 20, group_depth: 16 }
+        DossierOptions {
+            timeline_limit: 20,
+            timeline_before: None,
+            documents_limit: 20,
+            group_depth: 16,
+            classes: None,
+        }
     }
 }
 
@@ -109,6 +121,24 @@ pub struct Dossier {
     pub last_contact: Option<Timestamp>,
     /// The open task on the partner's deals that is due first.
     pub next_task: Option<Task>,
+    /// The partner as a client: its ABC/XYZ class and BCG quadrant per currency.
+    pub classes: ClassesSection,
+    /// The open deals' amounts times their probability (in percent, none counting as 0),
+    /// per currency.
+    pub weighted_pipeline: Amounts,
+}
+
+/// The partner's place among the installation's clients.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ClassesSection {
+    /// The months classified: the twelve full months before the day they were computed
+    /// (the BCG growth is against the twelve before them); none when the caller did not
+    /// ask for the classes.
+    pub from: Option<chrono::NaiveDate>,
+    pub to: Option<chrono::NaiveDate>,
+    /// One entry per currency the partner had revenue in, in either period; empty when it
+    /// had none.
+    pub by_currency: Vec<ClientClass>,
 }
 
 /// What the section builders read from.
@@ -123,7 +153,17 @@ pub fn dossier<R: Reader>(r: &R, partner: PartnerId, options: DossierOptions) ->
     let cx = Cx { r, partner: r.load(partner)?, options };
     let deals = partner_deals(&cx)?;
     let timeline = timeline(&cx)?;
+    let classes = match &cx.options.classes {
+        Some(c) => ClassesSection {
+            from: c.period.map(|p| p.0),
+            to: c.period.map(|p| p.1),
+            by_currency: c.by_partner.get(&partner).cloned().unwrap_or_default(),
+        },
+        None => ClassesSection::default(),
+    };
     Ok(Dossier {
+        classes,
+        weighted_pipeline: weighted_pipeline(&deals),
         counterparties: counterparties(&cx)?,
         contacts: contacts(&cx)?,
         contact_links: contact_links(&cx)?,
@@ -229,6 +269,15 @@ fn deals_section(deals: Vec<Deal>) -> DealsSection {
         }
     }
     s
+}
+
+fn weighted_pipeline(deals: &[Deal]) -> Amounts {
+    let mut out = Amounts::new();
+    for d in deals.iter().filter(|d| !d.status.is_closed()) {
+        let p = Decimal::from(d.probability.unwrap_or(0));
+        add(&mut out, d.amount.currency, (d.amount.amount * p / Decimal::ONE_HUNDRED).round_dp(2));
+    }
+    out
 }
 
 fn revenue_by_month(deals: &[Deal]) -> BTreeMap<String, Amounts> {

@@ -201,6 +201,8 @@ typed_ids! {
     AttachmentId;
     /// A task of an employee.
     TaskId;
+    /// A manager's sales plan for a period.
+    PlanId;
     /// An entry of the audit log.
     AuditId;
 }

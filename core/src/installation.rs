@@ -26,6 +26,9 @@ pub const SHIPPED_SCRIPTS: [(&str, &str); 8] = [
 pub struct Installation {
     dir: PathBuf,
     store: Store,
+    /// Every client's ABC/XYZ class and BCG quadrant and the day they were computed for
+    /// (see [`Installation::client_classes`]).
+    classes: std::sync::Mutex<Option<(chrono::NaiveDate, Arc<crate::analytics::ClientClasses>)>>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -63,7 +66,7 @@ impl Installation {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
         let store = Store::create(&settings.database.clone(), Arc::new(settings), clock)?;
-        let inst = Installation { dir: dir.to_path_buf(), store };
+        let inst = Installation { dir: dir.to_path_buf(), store, classes: Default::default() };
         inst.sync_users()?;
         Ok(inst)
     }
@@ -73,8 +76,9 @@ impl Installation {
     pub fn open(dir: &Path, clock: Arc<dyn Clock>) -> Result<Installation> {
         let settings = Settings::load_installation(dir)?;
         let store = Store::open(&settings.database.clone(), Arc::new(settings), clock)?;
-        let inst = Installation { dir: dir.to_path_buf(), store };
+        let inst = Installation { dir: dir.to_path_buf(), store, classes: Default::default() };
         inst.sync_users()?;
+        inst.check_plans()?;
         Ok(inst)
     }
 
@@ -84,7 +88,7 @@ impl Installation {
     pub fn open_read_only(dir: &Path, clock: Arc<dyn Clock>) -> Result<Installation> {
         let settings = Settings::load_installation(dir)?;
         let store = Store::open_read_only(&settings.database.clone(), Arc::new(settings), clock)?;
-        Ok(Installation { dir: dir.to_path_buf(), store })
+        Ok(Installation { dir: dir.to_path_buf(), store, classes: Default::default() })
     }
 
     /// The installation folder.
@@ -93,6 +97,24 @@ impl Installation {
     }
 
     /// The store.
+    /// Every client's ABC/XYZ class and BCG quadrant, as the dossier shows them. They cover
+    /// the twelve full months before the current one, so they are computed (one pass over
+    /// the documents) at most once a day and kept: a document entered or changed in those
+    /// months shows in the classes the next day, or after a restart.
+    pub fn client_classes(&self) -> Result<Arc<crate::analytics::ClientClasses>> {
+        let today = self.store.clock().now().date();
+        let mut cached = self.classes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((day, classes)) = cached.as_ref() {
+            if *day == today {
+                return Ok(classes.clone());
+            }
+        }
+        let r = self.store.read()?;
+        let classes = Arc::new(crate::analytics::client_classes(&r, today).map_err(Error::NotAllowed)?);
+        *cached = Some((today, classes.clone()));
+        Ok(classes)
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }
@@ -100,6 +122,48 @@ impl Installation {
     /// The validated settings.
     pub fn settings(&self) -> &Settings {
         self.store.settings()
+    }
+
+    /// Checks config's `[[plans]]` against the plans stored over the API: a manager's plans
+    /// may neither overlap nor mix currencies, whichever way they were set. A write of a
+    /// stored plan is refused when it would break that; a config edited afterwards is
+    /// refused here, naming its line and the stored plan.
+    pub fn check_plans(&self) -> Result<()> {
+        let settings = self.settings();
+        if settings.plans.is_empty() {
+            return Ok(());
+        }
+        let snapshot = self.store.read()?;
+        let mut clash = None;
+        snapshot.for_each::<crate::model::Plan>(|stored| {
+            let Ok(Some(user)) = snapshot.get::<User>(stored.manager) else { return true };
+            for p in settings.plans.iter().filter(|p| p.manager == user.login) {
+                let message = if p.amount.currency != stored.amount.currency {
+                    format!(
+                        "plans: {}'s plan {} stored in the database is in {}, so this one cannot be in {}",
+                        user.login, stored.id, stored.amount.currency, p.amount.currency
+                    )
+                } else if p.from <= stored.to && stored.from <= p.to {
+                    format!(
+                        "plans: {}'s plan from {} to {} overlaps plan {} stored in the database, from {} to {}",
+                        user.login, p.from, p.to, stored.id, stored.from, stored.to
+                    )
+                } else {
+                    continue;
+                };
+                clash = Some(crate::config::ConfigError {
+                    file: settings.source.file.clone(),
+                    line: Some((p.line, 1)),
+                    message,
+                });
+                return false;
+            }
+            true
+        })?;
+        match clash {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     /// Creates the users declared in config that the store lacks and updates those whose

@@ -21,8 +21,8 @@ use crmkit_core::id::{ContactId, CounterpartyId, PartnerId, UserId};
 use crmkit_core::model::{
     Address, AddressKind, Attitude, BankAccount, ContactLink, ContactPerson, Counterparty, CounterpartyKind,
     CustomValue, Deal, DealStatus, Direction, Document, DocumentKind, DocumentLine, DocumentState, EntityKind,
-    Influence, Interaction, InteractionKind, Participant, ParticipantLink, Partner, PartnerLink, PartnerRole, Role,
-    TaskStatus, User,
+    Influence, Interaction, InteractionKind, Participant, ParticipantLink, Partner, PartnerLink, PartnerRole, Plan,
+    Role, TaskStatus, User,
 };
 use crmkit_core::process::condition::field_is_set;
 use crmkit_core::process::{Engine, Mode, Outcome, ProcessKindSpec, StageSpec};
@@ -661,6 +661,9 @@ pub fn populate(
     w.phase = "deals";
     deals(&mut w, &mut rng, opts, &world)?;
     w.flush(Durability::Immediate)?;
+    w.phase = "plans";
+    plans(&mut w, opts, &world)?;
+    w.flush(Durability::Immediate)?;
     // The engine writes tasks and updates of its own: count what the store holds.
     let after = store.stats()?;
     for (k, n) in &after.entities {
@@ -695,6 +698,37 @@ fn users(w: &mut Writer<'_>, rng: &mut Rng, opts: &DemoOptions, world: &mut Worl
         world.managers.push(Manager { id: u.id, dept, pace, skill });
     }
     Ok(())
+}
+
+/// Each manager's monthly sales plans for the last year of the history: what they won a
+/// month on average (in roubles), raised by a tenth as a stretch, in round 10,000s — set
+/// by the head of their department on the first of the month.
+fn plans(w: &mut Writer<'_>, opts: &DemoOptions, world: &World) -> Result<()> {
+    let mut won: std::collections::HashMap<UserId, Decimal> = std::collections::HashMap::new();
+    w.store.read()?.for_each::<Deal>(|d| {
+        if d.status == DealStatus::Won && d.amount.currency == Currency::RUB {
+            *won.entry(d.manager).or_default() += d.amount.amount;
+        }
+        true
+    })?;
+    let span = opts.start.date();
+    let end = opts.end.date();
+    let months = Decimal::from(((end.year() - span.year()) * 12 + end.month() as i32 - span.month() as i32).max(1));
+    let step = Decimal::from(10_000);
+    for m in &world.managers {
+        let monthly = won.get(&m.id).copied().unwrap_or_default() / months * Decimal::new(11, 1);
+        let amount = ((monthly / step).round() * step).max(step);
+        let mut first = NaiveDate::from_ymd_opt(end.year() - 1, end.month(), 1).expect("a month");
+        w.act_as(Some(world.heads[m.dept]))?;
+        while first <= end {
+            let next = first.checked_add_months(chrono::Months::new(1)).expect("a month");
+            let last = next.pred_opt().expect("a day");
+            let plan = Plan::new(m.id, first, last, Money::new(amount, Currency::RUB));
+            w.create(Timestamp::start_of(first), plan)?;
+            first = next;
+        }
+    }
+    w.act_as(None)
 }
 
 fn company_name(rng: &mut Rng) -> (String, String) {
@@ -1415,14 +1449,22 @@ impl Story<'_> {
         })?;
         self.settle_quote(w, DocumentState::Agreed)?;
         let end = self.end;
-        self.document(w, DocumentKind::Order, at, DocumentState::Agreed)?;
-        self.document(w, DocumentKind::Invoice, at.plus_millis(DAY).min(end), DocumentState::Completed)?;
+        // Delivery is promised in 14 days; payment terms are 10, 20 or 30 days from the
+        // invoice (taken from the document count, so the random draws stay as they were).
+        // Shipments and payments come 3–30 and 2–45 days after the win, so some are late.
+        let delivery = ts_date(at.plus_millis(14 * DAY));
+        let order = self.document(w, DocumentKind::Order, at, DocumentState::Agreed, Some(delivery))?;
+        let invoiced = at.plus_millis(DAY).min(end);
+        let terms = 10 * (1 + (w.documents % 3) as i64);
+        let pay_by = ts_date(invoiced.plus_millis(terms * DAY));
+        self.document(w, DocumentKind::Invoice, invoiced, DocumentState::Completed, Some(pay_by))?;
         let shipped = at.plus_millis(rng.range(3, 30) * DAY);
         let state = if shipped <= end { DocumentState::Completed } else { DocumentState::Issued };
-        self.document(w, DocumentKind::Shipment, shipped.min(end), state)?;
+        let ship_date = ts_date(shipped.min(end));
+        self.document(w, DocumentKind::Shipment, shipped.min(end), state, order.due.filter(|d| *d >= ship_date))?;
         let paid = at.plus_millis(rng.range(2, 45) * DAY);
         if paid <= end && rng.chance(0.93) {
-            self.document(w, DocumentKind::Payment, paid, DocumentState::Completed)?;
+            self.document(w, DocumentKind::Payment, paid, DocumentState::Completed, None)?;
         }
         Ok(())
     }
@@ -1430,7 +1472,7 @@ impl Story<'_> {
     /// Sends the client the quote (once per deal).
     fn issue_quote(&mut self, w: &mut Writer<'_>, at: Timestamp) -> Result<()> {
         if self.quote.is_none() && at <= self.end {
-            self.quote = Some(self.document(w, DocumentKind::Quote, at.max(self.now), DocumentState::Issued)?);
+            self.quote = Some(self.document(w, DocumentKind::Quote, at.max(self.now), DocumentState::Issued, None)?);
         }
         Ok(())
     }
@@ -1454,6 +1496,7 @@ impl Story<'_> {
         kind: DocumentKind,
         at: Timestamp,
         state: DocumentState,
+        due: Option<NaiveDate>,
     ) -> Result<Document> {
         w.documents += 1;
         let prefix = match kind {
@@ -1475,6 +1518,7 @@ impl Story<'_> {
         d.deal = Some(self.deal.id);
         d.counterparty = Some(self.client.counterparties[0]);
         d.state = state;
+        d.due = due;
         if kind != DocumentKind::Payment {
             d.lines.push(DocumentLine {
                 item: self.product.0.to_string(),

@@ -7,7 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
-use crmkit_core::analytics::{self, Analytics};
+use crmkit_core::analytics::{self, Analytics, AnalyticsWithHooks};
+use crmkit_core::hooks::Hooks;
 use crmkit_core::report::{ReportSource as _, Reports, Table};
 
 /// The parameters of `crmkit analytics`, as the command line gives them.
@@ -19,10 +20,15 @@ pub struct Args<'a> {
     pub format: &'a str,
 }
 
-/// The built-in reports alone, checked as every report is (parameters, table).
-pub fn reports() -> Reports {
+/// The built-in reports alone, checked as every report is (parameters, table); with the
+/// installation's `hooks`, the calibration report also backtests the bound `deal.score`
+/// handlers.
+pub fn reports(hooks: Option<Hooks>) -> Reports {
     let mut reports = Reports::new();
-    reports.add(Arc::new(Analytics));
+    match hooks {
+        Some(hooks) => reports.add(Arc::new(AnalyticsWithHooks(hooks))),
+        None => reports.add(Arc::new(Analytics)),
+    };
     reports
 }
 
@@ -50,8 +56,14 @@ pub fn run(args: Args<'_>) -> Result<()> {
         }
     }
     let inst = crate::console::installation(args.dir)?;
+    // The calibration report backtests the bound deal.score handlers too: their scripts and
+    // plugins are loaded for it.
+    let hooks = match args.report {
+        "calibration" => Some(crate::script::engine(&inst)?.hooks().clone()),
+        _ => None,
+    };
     let snapshot = inst.store().read()?;
-    let table = reports().run(args.report, &args.params, &snapshot)?;
+    let table = reports(hooks).run(args.report, &args.params, &snapshot)?;
     if args.format == "svg" {
         let out = svg(args.report, &table).map_err(|m| anyhow::anyhow!(m))?;
         say!("{}", out.trim_end());

@@ -700,6 +700,13 @@ fn check(inst: &Installation, dir: &Path) -> Result<()> {
         }
         bail!("{} stage history problem(s) in {}", histories.len(), s.database.display());
     }
+    let totals = inst.store().verify_funnel_totals_with_progress(&mut |p| bar.update(p))?;
+    if !totals.is_empty() {
+        for p in &totals {
+            complain!("funnel totals problem: {p}");
+        }
+        bail!("{} funnel totals problem(s) in {}", totals.len(), s.database.display());
+    }
     let attachments = inst.store().verify_attachments_with_progress(&mut |p| bar.update(p))?;
     drop(bar);
     if !attachments.is_empty() {
@@ -709,7 +716,7 @@ fn check(inst: &Installation, dir: &Path) -> Result<()> {
         bail!("{} attachment problem(s) in {}", attachments.len(), s.database.display());
     }
     say!(
-        "database: ok ({}, schema version {}, indexes consistent, {} stage history steps consistent, attachments match their content)",
+        "database: ok ({}, schema version {}, indexes consistent, {} stage history steps consistent, funnel totals match the deals, attachments match their content)",
         s.database.display(),
         stats.schema_version,
         stats.stage_history_steps

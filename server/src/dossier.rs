@@ -15,7 +15,9 @@ pub fn run(dir: &Path, partner: &str, format: Format, timeline: usize) -> Result
     let inst = Installation::open(dir, Arc::new(SystemClock))?;
     let r = inst.store().read()?;
     let p = find_partner(&r, partner)?;
-    let d = dossier(&r, p.id, DossierOptions { timeline_limit: timeline, ..Default::default() })?;
+    let options =
+        DossierOptions { timeline_limit: timeline, classes: Some(inst.client_classes()?), ..Default::default() };
+    let d = dossier(&r, p.id, options)?;
     match format {
         Format::Json => say!("{}", serde_json::to_string_pretty(&d)?),
         Format::Table => say!("{}", render(&d)),
@@ -114,6 +116,17 @@ pub fn render(d: &Dossier) -> String {
     );
     for doc in docs.latest.iter().take(10) {
         let _ = writeln!(o, "  {}  {}  {}  {}  {:?}", doc.date, doc.kind.name(), doc.number, doc.amount, doc.state);
+    }
+    let _ = writeln!(o, "weighted pipeline: {}", amounts(&d.weighted_pipeline));
+    if let (Some(from), Some(to)) = (d.classes.from, d.classes.to) {
+        let classes: Vec<String> = d
+            .classes
+            .by_currency
+            .iter()
+            .map(|c| format!("{}: {} {}", c.currency, c.abc_xyz.as_deref().unwrap_or("-"), c.bcg))
+            .collect();
+        let shown = if classes.is_empty() { "no revenue".to_string() } else { classes.join(", ") };
+        let _ = writeln!(o, "client class ({from}..{to}, ABC/XYZ and BCG): {shown}");
     }
     if !d.revenue_by_month.is_empty() {
         let _ = writeln!(o, "\nrevenue (won deals) by month");

@@ -131,9 +131,11 @@ pub fn reports(host: &Arc<ScriptHost>) -> crmkit_core::report::Reports {
 }
 
 /// The runtimes an installation's bindings may name: Rhai, on `host`, and WASM, the plugins
-/// of `plugins`.
+/// of `plugins`; and the native handlers built in: the win-probability model (`win_probability`,
+/// docs/analytics.md).
 pub fn hooks(host: &Arc<ScriptHost>, plugins: &Arc<PluginHost>) -> Hooks {
     let mut hooks = Hooks::new();
+    crmkit_core::analytics::model::register(&mut hooks);
     hooks.provider(Arc::new(RhaiProvider::new(host.clone())));
     hooks.provider(Arc::new(WasmProvider::new(plugins.clone())));
     hooks

@@ -298,7 +298,7 @@ fn the_funnel_chart_is_well_formed_svg_with_a_bar_per_stage() {
         assert!(svg.contains(label), "{label} in {svg}");
     }
     assert!(crmkit_core::analytics::chart("no_such_report", &table).is_none());
-    assert_eq!(crmkit_core::analytics::charts(), ["funnel"]);
+    assert_eq!(crmkit_core::analytics::charts(), ["funnel", "bcg"]);
 }
 
 /// Checks `svg` is one well-formed XML element tree with an `svg` root: every tag closes in
@@ -427,7 +427,12 @@ fn the_command_line_prints_the_funnel_as_a_table_csv_json_or_svg_and_refuses_wha
         assert!(said.contains(message), "{args:?}: {said}");
     }
     let said = fails(&["analytics", "nothing", dir]);
-    assert!(said.contains("there is no report \"nothing\"; the installation has bottlenecks, funnel"), "{said}");
+    assert!(
+        said.contains(
+            "there is no report \"nothing\"; the installation has abc-xyz, bcg, bottlenecks, calibration, execution, funnel"
+        ),
+        "{said}"
+    );
     // A report without a chart refuses svg, naming those that have one.
     let said = fails(&["analytics", "lost", dir, "--format", "svg"]);
     assert!(said.contains("report lost has no chart") && said.contains("funnel"), "{said}");

@@ -57,15 +57,15 @@ amount = \"100000\"
     Settings::parse(&text, Path::new("config/crmkit.toml")).unwrap_or_else(|e| panic!("{e}"))
 }
 
-struct Sales {
-    fx: Fixture,
+pub(crate) struct Sales {
+    pub(crate) fx: Fixture,
     reports: Reports,
 }
 
 impl Sales {
     /// Runs `report` with `params` (`name=value` pairs) through the report sources, as the
     /// CLI and the API do, and prints its table one row a line, cells joined with " | ".
-    fn run(&self, report: &str, params: &[(&str, &str)]) -> Result<String, ReportError> {
+    pub(crate) fn run(&self, report: &str, params: &[(&str, &str)]) -> Result<String, ReportError> {
         let params: BTreeMap<String, String> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let r = self.fx.store.read().unwrap();
         let table = self.reports.run(report, &params, &r)?;
@@ -102,7 +102,7 @@ impl Sales {
 /// ann on D1 (d1), a meeting on D7 with no author (d5), an e-mail by bob on D2 (d6), a note
 /// by ann (d6), a call by ann in April (d31). Tasks: ann's T1 due d3 done d2, T2 due d4
 /// done d6 (late); bob's T3 due d10 still open, T4 due d40 open.
-fn sales(backend: Backend) -> Sales {
+pub(crate) fn sales(backend: Backend) -> Sales {
     let fx = Fixture::on_with(backend, settings());
     let e = Engine::without_hooks();
     let at = |day: i64| fx.clock.set(T0.plus_millis(day * DAY));
@@ -398,9 +398,11 @@ fn managers_narrowed_and_as_of() {
              (team) |  |  | 1 | 0 | 1 | 0 | RUB | 0 |  |  |  | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 300000 | RUB | 0 | 0"
         ),
     );
-    // bob alone, against the whole team, over all time: his task due 11 April is overdue by
-    // now too; ann's April plan joins the team's (500000 + 100000), with D5's 400000 won on
-    // 1 April in it; D6 is the team's fourth loss.
+    // bob alone, against the whole team, over all time, now (by the installation's clock)
+    // being d45: his task due 11 April (d40) is overdue too; ann's April plan joins the
+    // team's (500000 + 100000), with D5's 400000 won on 1 April in it; D6 is the team's
+    // fourth loss.
+    s.fx.clock.set(T0.plus_millis(45 * DAY));
     s.check(
         "managers",
         &[("manager", "bob")],
@@ -410,6 +412,11 @@ fn managers_narrowed_and_as_of() {
              (team) |  |  | 8 | 3 | 4 | 42.9 | RUB | 600000 | 200000 |  | 8 | 2 | 1 | 1 | 2 | 3 | 37.5 | 37.5 | 600000 | RUB | 600000 | 100"
         ),
     );
+    // On d39 the task due d40 is not overdue yet.
+    s.fx.clock.set(T0.plus_millis(39 * DAY));
+    let got = s.run("managers", &[("manager", "bob")]).unwrap();
+    let bob: Vec<&str> = got.lines().nth(1).unwrap().split(" | ").collect();
+    assert_eq!((bob[15], bob[16]), ("0", "1"), "tasks done and overdue on d39: {got}");
     // The department narrows the rows and the team.
     let got = s.run("managers", &[("department", "Moscow"), ("to", "2026-03-31")]).unwrap();
     let rows: Vec<&str> = got.lines().skip(1).collect();

@@ -553,6 +553,9 @@ pub(crate) fn two_of_everything(office: &Office) -> Vec<(&'static str, String, S
                     let t = tx.create(t)?.id;
                     let a =
                         tx.attach(EntityRef { kind: EntityKind::Deal, id: d.0 }, "kp.pdf", "application/pdf", b"%PDF")?;
+                    let january = |day| chrono::NaiveDate::from_ymd_opt(2026, 1, day).unwrap();
+                    let money = crmkit_core::values::Money::new(50_000.into(), crmkit_core::values::Currency::RUB);
+                    let plan = tx.create(crmkit_core::model::Plan::new(manager, january(1), january(31), money))?.id;
                     sides.push(vec![
                         p.to_string(),
                         c.to_string(),
@@ -567,6 +570,7 @@ pub(crate) fn two_of_everything(office: &Office) -> Vec<(&'static str, String, S
                         doc.to_string(),
                         t.to_string(),
                         a.id.to_string(),
+                        plan.to_string(),
                     ]);
                 }
                 let changes = [
@@ -583,6 +587,7 @@ pub(crate) fn two_of_everything(office: &Office) -> Vec<(&'static str, String, S
                     ("documents", json!({ "comment": "изменено" })),
                     ("tasks", json!({ "description": "изменено" })),
                     ("attachments", json!({ "name": "kp-v2.pdf" })),
+                    ("plans", json!({ "comment": "изменено" })),
                 ];
                 Ok(changes
                     .into_iter()
@@ -607,7 +612,8 @@ pub(crate) fn side(all: &[(&'static str, String, String, Value)], path: &str, no
 /// What a role may do to one side's entity of a resource: the status of a read and of a
 /// change. The rules: admins everything; heads their department (the north); managers
 /// their own (the north manager); viewers read everything; users and counterparties are
-/// reference data every role reads; only admins change users.
+/// reference data every role reads; only admins change users; a manager reads but does not
+/// set their own plan.
 fn expected(login: &str, resource: &str, north_side: bool) -> (u16, u16) {
     let reference = matches!(resource, "users" | "counterparties");
     let read = match login {
@@ -620,6 +626,7 @@ fn expected(login: &str, resource: &str, north_side: bool) -> (u16, u16) {
         _ if read == 404 => 404,
         "boss" => 200,
         _ if resource == "users" => 403,
+        "north" if resource == "plans" => 403,
         _ => 200,
     };
     (read, write)
@@ -1604,19 +1611,24 @@ fn report(p) {
     assert_eq!(
         names,
         [
+            "abc-xyz",
+            "bcg",
             "bottlenecks",
+            "calibration",
             "deals_by_manager",
+            "execution",
             "funnel",
             "losses_by_competitor",
             "lost",
             "managers",
-            "pipeline_by_manager"
+            "pipeline_by_manager",
+            "win-probability"
         ]
     );
-    assert_eq!(list["reports"][1]["parameters"], serde_json::Value::Null);
-    assert_eq!(list["reports"][2]["runtime"], "native");
-    assert_eq!(list["reports"][6]["runtime"], "rhai");
-    assert_eq!(list["reports"][6]["parameters"][0]["name"], "from");
+    assert_eq!(list["reports"][4]["parameters"], serde_json::Value::Null);
+    assert_eq!(list["reports"][5]["runtime"], "native");
+    assert_eq!(list["reports"][10]["runtime"], "rhai");
+    assert_eq!(list["reports"][10]["parameters"][0]["name"], "from");
     assert_eq!(server.request("GET", "/api/v1/reports", Some(office.token("north"))).0, 403);
     let (status, body) =
         server.request("GET", "/api/v1/reports/pipeline_by_manager?form=2025-01", Some(office.token("head")));

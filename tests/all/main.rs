@@ -2,7 +2,9 @@
 //! `crmkit` package (server/Cargo.toml) so that Cargo builds the binary the CLI tests run.
 
 mod analytics;
+mod analytics_clients;
 mod analytics_lost;
+mod analytics_model;
 pub(crate) mod api;
 mod beside;
 mod cli;
@@ -12,6 +14,7 @@ mod common;
 mod config;
 mod demo;
 mod dossier;
+mod funnel_totals;
 mod golden;
 mod graph;
 mod hooks;
@@ -19,6 +22,7 @@ mod hostile;
 mod index_model;
 mod operations;
 mod ops;
+mod plans;
 mod plugin_cli;
 mod plugin_examples;
 mod process;

@@ -1284,3 +1284,64 @@ fn tally_deals_names_what_is_wrong_in_its_options() {
         t.rows().iter().map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_i64().unwrap())).collect();
     assert_eq!(got, expected);
 }
+
+#[test]
+fn a_report_script_reads_a_built_in_report_through_analytics() {
+    use crmkit_core::analytics::Analytics;
+    use crmkit_core::report::ReportSource as _;
+    let (_tmp, inst, _) = crate::demo::company();
+    let snap = inst.store().read().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("reports")).unwrap();
+    let script = |body: &str| {
+        std::fs::write(dir.path().join("reports/t.rhai"), format!("fn report(p) {{ {body} }}")).unwrap();
+        Arc::new(ScriptHost::new(dir.path(), &Default::default()))
+    };
+    // Passed on as it is, the table is the built-in report's, cell for cell.
+    let host = script(r#"analytics("lost", #{ from: "2025-01-01", to: "2026-12-31" })"#);
+    let got = run_report(&host, &snap, "t", &Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    let params = [("from", "2025-01-01"), ("to", "2026-12-31")].map(|(k, v)| (k.to_string(), v.to_string())).into();
+    let (columns, rows) = Analytics.run("lost", &params, &snap).unwrap();
+    assert!(!rows.is_empty(), "the demo has lost deals");
+    assert_eq!(
+        got.columns().iter().map(|c| (&c.name, c.ty)).collect::<Vec<_>>(),
+        columns.iter().map(|c| (&c.name, c.ty)).collect::<Vec<_>>()
+    );
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let cells = |rows: &[Vec<serde_json::Value>]| {
+        rows.iter().map(|r| r.iter().map(text).collect::<Vec<_>>()).collect::<Vec<_>>()
+    };
+    assert_eq!(cells(got.rows()), cells(&rows));
+    // Reshaped: the deals of every stage row of the funnel, summed in the script, are the sum
+    // of the built-in report's column.
+    let host = script(
+        r#"let f = analytics("funnel");
+           let at = f.columns.index_of(|c| c.name == "reached");
+           let row = f.columns.index_of(|c| c.name == "row");
+           let n = 0;
+           for r in f.rows { if r[row] == "stage" { n += r[at]; } }
+           #{ columns: [#{ name: "reached", type: "int" }], rows: [[n]] }"#,
+    );
+    let got = run_report(&host, &snap, "t", &Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    let (columns, rows) = Analytics.run("funnel", &Default::default(), &snap).unwrap();
+    let (row, at) = ["row", "reached"].map(|n| columns.iter().position(|c| c.name == n).unwrap()).into();
+    let sum: i64 = rows.iter().filter(|r| r[row] == "stage").map(|r| r[at].as_i64().unwrap()).sum();
+    assert!(sum > 0);
+    assert_eq!(got.rows()[0][0].as_i64(), Some(sum));
+    // Mistakes are named: the report, the parameter.
+    for (body, expected) in [
+        (r#"analytics("forecast")"#, "analytics: there is no built-in report \"forecast\" (reports: funnel, "),
+        (
+            r#"analytics("lost", #{ kind: "yacht" })"#,
+            "analytics: report lost: parameter kind: there is no process kind \"yacht\"",
+        ),
+        (r#"analytics("lost", #{ from: "1.3.2026" })"#, "analytics: report lost: parameter from: "),
+        (r#"analytics("lost", #{ colour: "red" })"#, "analytics: report lost: there is no parameter \"colour\""),
+    ] {
+        let e = run_report(&script(body), &snap, "t", &Default::default()).unwrap_err().to_string();
+        assert!(e.contains(expected), "{body}: {e:?} does not contain {expected:?}");
+    }
+}

@@ -19,7 +19,7 @@ use crate::id::DealId;
 use crate::model::{Deal, DealStatus, How, StageChange};
 use crate::process::spec::ProcessKindSpec;
 use crate::report::ColumnType;
-use crate::time::{Clock, SystemClock, Timestamp};
+use crate::time::Timestamp;
 
 pub(super) const ABOUT: &str = "per stage: time in it (median, 90th percentile, longest) of the visits that ended in the period, how many left it lost, SLA breaches, deals in it now and how many are stuck, the median this month against the month before";
 
@@ -57,7 +57,7 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
         kinds.iter().map(|k| k.stages.iter().map(|_| Stage::default()).collect()).collect();
     let kind_of: HashMap<&str, usize> = kinds.iter().enumerate().map(|(i, k)| (k.id.as_str(), i)).collect();
     // Without `as_of`, now by the system clock: a view has no clock of its own.
-    let now = filter.instant(SystemClock.now());
+    let now = filter.instant(view.now());
     let months = month_of(now);
     let scope = filter.deals(view)?;
     each_deal_with_history(view, &scope, &mut |deal, steps| {

@@ -3,9 +3,12 @@
 //! day, replayed from the stage history) with the weighted pipeline and expected wins — and
 //! its SVG chart.
 //!
-//! One pass over the stage history, joined deal by deal with a page of deal records at a
-//! time (both come in id order): what is held per deal is the deal being read and one flag
-//! per stage, so memory does not grow with the number of deals.
+//! Without a period, a past day or a segment, the funnel adds up the funnel totals the store
+//! keeps at write time ([`View::funnel_totals`]): a few lines per kind, stage and manager,
+//! whatever the number of deals. Otherwise, one pass over the stage history, joined deal by
+//! deal with a page of deal records at a time (both come in id order): what is held per deal
+//! is the deal being read and one flag per stage, so memory does not grow with the number
+//! of deals. Both give the same table.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -19,6 +22,7 @@ use crate::id::DealId;
 use crate::model::{Deal, DealStatus, How, StageChange};
 use crate::process::spec::ProcessKindSpec;
 use crate::report::{ColumnType, Table};
+use crate::store::{FunnelKey, FunnelLine, FunnelTotals};
 use crate::time::Timestamp;
 use crate::values::Currency;
 
@@ -127,6 +131,9 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
         exhausted: false,
         current: None,
     };
+    if filter.from.is_none() && filter.to.is_none() && filter.as_of.is_none() && f.add_totals(filter)? {
+        return Ok(f.rows());
+    }
     let mut failed = None;
     view.each_stage_change(&mut |c| match f.step(c) {
         Ok(()) => true,
@@ -148,6 +155,62 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
 }
 
 impl<'k> Funnel<'_, 'k> {
+    /// Adds up the funnel totals kept at write time; `false` (and nothing added) when they
+    /// cannot give the funnel: the scope takes a segment, or a line names a stage the kind
+    /// no longer has (the scan leaves such steps out).
+    fn add_totals(&mut self, filter: &Filter) -> Result<bool, String> {
+        if filter.segment.is_some() {
+            return Ok(false);
+        }
+        let lines = self.view.funnel_totals(filter.kind.as_deref()).map_err(|e| e.to_string())?;
+        let mut currencies = BTreeSet::new();
+        let mut kinds: Vec<(usize, &FunnelKey, &FunnelTotals)> = Vec::new();
+        for (key, t) in &lines {
+            let Some(&k) = self.kind_index.get(key.kind.as_str()) else { continue };
+            match self.scope.admits_line(&key.kind, key.manager) {
+                None => return Ok(false),
+                Some(false) => continue,
+                Some(true) => {}
+            }
+            if let FunnelLine::Stage(s) = &key.line {
+                if !self.kinds[k].stages.contains_key(s.as_str()) {
+                    return Ok(false);
+                }
+            }
+            kinds.push((k, key, t));
+        }
+        for (k, key, t) in kinds {
+            let kind = &mut self.kinds[k];
+            let add = |into: &mut Amounts, from: &Amounts| {
+                for (c, a) in from {
+                    *into.entry(*c).or_default() += *a;
+                }
+            };
+            match &key.line {
+                FunnelLine::Deals => currencies.extend(t.currencies.iter().filter(|(_, n)| **n > 0).map(|(c, _)| *c)),
+                FunnelLine::Reached | FunnelLine::Won => {
+                    let tally = if key.line == FunnelLine::Won { &mut kind.won } else { &mut kind.total };
+                    tally.reached += t.deals as u64;
+                    add(&mut tally.reached_amount, &t.amount);
+                }
+                FunnelLine::Stage(s) => {
+                    let i = kind.stages[s.as_str()];
+                    let tally = &mut kind.tallies[i];
+                    tally.reached += t.deals as u64;
+                    add(&mut tally.reached_amount, &t.amount);
+                    for tally in [&mut kind.tallies[i], &mut kind.total] {
+                        tally.open += t.open as u64;
+                        add(&mut tally.open_amount, &t.open_amount);
+                        add(&mut tally.weighted, &t.weighted);
+                        tally.expected_wins += t.expected_wins;
+                    }
+                }
+            }
+        }
+        self.currencies = currencies;
+        Ok(true)
+    }
+
     /// The next deal record in id order, if any.
     fn next_deal(&mut self) -> Result<Option<Deal>, String> {
         if self.ahead.is_empty() && !self.exhausted {

@@ -9,13 +9,12 @@ use serde_json::Value;
 
 use super::scope::{closings, dec, median_mean_days, percent, Scope};
 use super::{column, Filter, Rows};
-use crate::config::Plan;
 use crate::hooks::View;
 use crate::id::{DealId, UserId};
 use crate::model::{DealStatus, InteractionKind, TaskStatus};
 use crate::report::ColumnType;
-use crate::time::{Clock, SystemClock, Timestamp};
-use crate::values::Currency;
+use crate::time::Timestamp;
+use crate::values::{Currency, Money};
 
 /// One manager's figures.
 #[derive(Default)]
@@ -60,24 +59,40 @@ impl Figures {
     }
 }
 
+/// A plan in scope, configured or stored.
+struct Plan {
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+    amount: Money,
+}
+
 /// Runs the report.
 pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     // Tasks fall overdue against the clock; everything else is replayed to the end of time.
-    let now = SystemClock.now();
+    let now = view.now();
     let scope = Scope::new(view, filter, Timestamp(i64::MAX))?;
     let overdue_at = filter.instant(now);
     let settings = view.settings();
     let closed = closings(view, scope.instant, &|_| true)?;
 
     // The plans in scope: those lying within the period, by manager.
+    // Config's `[[plans]]` and the plans stored over the API count alike.
     let within = |p: &Plan| filter.from.is_none_or(|f| p.from >= f) && filter.to.is_none_or(|t| p.to <= t);
-    let mut plans: HashMap<UserId, Vec<&Plan>> = HashMap::new();
+    let mut plans: HashMap<UserId, Vec<Plan>> = HashMap::new();
     for (id, person) in &scope.people {
-        let mine: Vec<&Plan> = settings.plans.iter().filter(|p| p.manager == person.login && within(p)).collect();
-        if !mine.is_empty() {
-            plans.insert(*id, mine);
+        let configured = settings.plans.iter().filter(|p| p.manager == person.login);
+        for p in configured.map(|p| Plan { from: p.from, to: p.to, amount: p.amount }).filter(|p| within(p)) {
+            plans.entry(*id).or_default().push(p);
         }
     }
+    view.each_plan(&mut |p| {
+        let plan = Plan { from: p.from, to: p.to, amount: p.amount };
+        if scope.people.contains_key(&p.manager) && within(&plan) {
+            plans.entry(p.manager).or_default().push(plan);
+        }
+        true
+    })
+    .map_err(|e| e.to_string())?;
 
     let mut figures: HashMap<UserId, Figures> = HashMap::new();
     // The team's deals' managers, for interactions and tasks that name only their deal.
@@ -220,7 +235,7 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     ];
     let currency = settings.default_currency;
     let all_plans: Vec<&Plan> =
-        plans.iter().filter(|(id, _)| scope.in_department(**id)).flat_map(|(_, p)| p.iter().copied()).collect();
+        plans.iter().filter(|(id, _)| scope.in_department(**id)).flat_map(|(_, p)| p.iter()).collect();
     let rows = rows
         .into_iter()
         .map(|(login, id, mut f)| {
@@ -231,7 +246,7 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
                 f.revenue.iter().filter(|(c, _)| **c != currency).map(|(c, (_, a))| format!("{a} {c}")).collect();
             let (median_cycle, _) = median_mean_days(&mut f.cycle_ms);
             let mine: Vec<&Plan> = match id {
-                Some(id) => plans.get(&id).cloned().unwrap_or_default(),
+                Some(id) => plans.get(&id).map(|p| p.iter().collect()).unwrap_or_default(),
                 None => all_plans.clone(),
             };
             let plan_currency = mine.first().map(|p| p.amount.currency);

@@ -5,9 +5,14 @@
 //! store through the [`View`] scans, holding aggregates, not records.
 
 mod bottlenecks;
+mod calibration;
+mod clients;
+mod execution;
 mod lost;
 mod managers;
+pub mod model;
 mod scope;
+mod win_probability;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -15,6 +20,8 @@ use chrono::NaiveDate;
 use serde_json::Value;
 
 mod funnel;
+
+pub use clients::{client_classes, ClientClass, ClientClasses};
 
 use crate::hooks::View;
 use crate::id::{PartnerId, UserId};
@@ -46,11 +53,16 @@ const BUILTINS: &[Builtin] = &[
         about: "per manager: deals opened, won and lost, win rate, revenue, average deal, cycle time, calls, meetings, e-mails, tasks done and overdue, conversion against the team's, plan coverage",
         run: managers::run,
     },
+    Builtin { name: "win-probability", about: win_probability::ABOUT, run: win_probability::run },
+    Builtin { name: "calibration", about: calibration::ABOUT, run: calibration::run },
+    Builtin { name: "execution", about: execution::ABOUT, run: execution::run },
+    Builtin { name: "abc-xyz", about: clients::ABC_XYZ, run: clients::run_abc_xyz },
+    Builtin { name: "bcg", about: clients::BCG, run: clients::run_bcg },
 ];
 
 /// The built-in reports that draw a chart, and how: from the report's table to an SVG
 /// document.
-const CHARTS: &[(&str, Draw)] = &[("funnel", funnel::svg)];
+const CHARTS: &[(&str, Draw)] = &[("funnel", funnel::svg), ("bcg", clients::svg)];
 
 /// Draws a report's table as an SVG document.
 type Draw = fn(&Table) -> Result<String, String>;
@@ -232,6 +244,16 @@ impl DealScope {
             && self.managers.as_ref().is_none_or(|m| m.contains(&deal.manager))
             && self.partners.as_ref().is_none_or(|p| p.contains(&deal.partner))
     }
+
+    /// Whether the report counts the deals of `kind` that `manager` holds, when the scope
+    /// names no partners (`None` when it does: that takes the deal itself).
+    pub fn admits_line(&self, kind: &str, manager: UserId) -> Option<bool> {
+        self.partners.is_none().then(|| {
+            self.kind.as_ref().is_none_or(|k| k == kind)
+                && self.manager.is_none_or(|m| m == manager)
+                && self.managers.as_ref().is_none_or(|m| m.contains(&manager))
+        })
+    }
 }
 
 /// A column of `name` and type `ty`.
@@ -264,6 +286,25 @@ impl ReportSource for Analytics {
         let report = BUILTINS.iter().find(|b| b.name == name).ok_or_else(|| format!("there is no report {name}"))?;
         let filter = Filter::from_params(params, view).map_err(|m| format!("report {name}: {m}"))?;
         (report.run)(view, &filter).map_err(|m| format!("report {name}: {m}"))
+    }
+}
+
+/// The built-in reports with an installation's hook bindings: the calibration report also
+/// backtests the handlers bound at `deal.score` (the others are the same as [`Analytics`]'s).
+#[derive(Clone)]
+pub struct AnalyticsWithHooks(pub crate::hooks::Hooks);
+
+impl ReportSource for AnalyticsWithHooks {
+    fn reports(&self) -> Vec<ReportInfo> {
+        Analytics.reports()
+    }
+
+    fn run(&self, name: &str, params: &BTreeMap<String, String>, view: &dyn View) -> Result<Rows, String> {
+        if name != "calibration" {
+            return Analytics.run(name, params, view);
+        }
+        let filter = Filter::from_params(params, view).map_err(|m| format!("report {name}: {m}"))?;
+        calibration::run_with(view, &filter, Some(&self.0)).map_err(|m| format!("report {name}: {m}"))
     }
 }
 

@@ -4,6 +4,7 @@
 //! [`Settings`] is the validated value the rest of the engine reads. Every error names the
 //! file, the line and the key: `config/crmkit.toml:14:1: unknown key "stgaes" in [[process_kinds]]`.
 
+mod analytics;
 mod custom_fields;
 mod lists;
 mod plans;
@@ -12,6 +13,7 @@ mod raw;
 mod rules;
 mod source;
 mod validate;
+mod win_probability;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +21,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
+use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::hooks::{HookBinding, Limits};
@@ -27,6 +30,7 @@ use crate::process::spec::ProcessSettings;
 pub use crate::process::spec::{ProcessKindSpec, StageSpec};
 use crate::values::{Currency, Money};
 use source::Source;
+pub use win_probability::{ScoringMethod, WinProbability, BAYES_FIELDS};
 
 /// The installation's config file, relative to the installation folder.
 pub const CONFIG_FILE: &str = "config/crmkit.toml";
@@ -87,6 +91,49 @@ pub struct Plan {
     pub line: usize,
 }
 
+/// The thresholds of the client classifications (`[analytics.*]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct AnalyticsSettings {
+    pub abc_xyz: AbcXyzSettings,
+    pub bcg: BcgSettings,
+}
+
+/// ABC by the cumulative share of revenue, XYZ by the coefficient of variation of monthly
+/// revenue, all in percent (`[analytics.abc_xyz]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AbcXyzSettings {
+    /// The share of revenue class A covers (default 80).
+    pub a: Decimal,
+    /// The share class B covers after A (default 15; C takes the rest).
+    pub b: Decimal,
+    /// The largest coefficient of variation of class X (default 10).
+    pub x: Decimal,
+    /// The largest coefficient of variation of class Y (default 25; above: Z).
+    pub y: Decimal,
+}
+
+impl Default for AbcXyzSettings {
+    fn default() -> Self {
+        AbcXyzSettings { a: Decimal::from(80), b: Decimal::from(15), x: Decimal::from(10), y: Decimal::from(25) }
+    }
+}
+
+/// Where the BCG matrix splits (`[analytics.bcg]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BcgSettings {
+    /// The relative share (a client's revenue over the largest client's, in percent) from
+    /// which a client's share is high (default 50).
+    pub share: Decimal,
+    /// The growth over the previous period, in percent, from which growth is high (default 10).
+    pub growth: Decimal,
+}
+
+impl Default for BcgSettings {
+    fn default() -> Self {
+        BcgSettings { share: Decimal::from(50), growth: Decimal::from(10) }
+    }
+}
+
 /// The validated configuration of an installation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Settings {
@@ -121,6 +168,10 @@ pub struct Settings {
     pub limits: Limits,
     /// The managers' sales plans, in file order (`[[plans]]`).
     pub plans: Vec<Plan>,
+    /// The client classifications' thresholds (`[analytics.abc_xyz]`, `[analytics.bcg]`).
+    pub analytics: AnalyticsSettings,
+    /// How the built-in scoring model is fitted (`[win_probability]`).
+    pub win_probability: WinProbability,
     /// The runtimes' own sections (`[runtimes.NAME]`), by name, with the line each starts
     /// on; each runtime reads its own with [`Settings::runtime_section`].
     pub runtimes: BTreeMap<String, usize>,

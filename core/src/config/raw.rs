@@ -39,11 +39,51 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub plans: Vec<Plan>,
+    #[serde(default)]
+    pub analytics: Analytics,
+    #[serde(default)]
+    pub win_probability: WinProbability,
     /// Each runtime's own section, which the runtime reads and checks.
     #[serde(default)]
     pub runtimes: BTreeMap<Spanned<String>, Spanned<toml::Table>>,
     /// The section limits and runtimes replaced: refused with where its keys went.
     pub scripting: Option<Spanned<toml::Table>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Analytics {
+    pub abc_xyz: Option<AbcXyz>,
+    pub bcg: Option<Bcg>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbcXyz {
+    pub a: Option<Spanned<f64>>,
+    pub b: Option<Spanned<f64>>,
+    pub c: Option<Spanned<f64>>,
+    pub x: Option<Spanned<f64>>,
+    pub y: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bcg {
+    pub share: Option<Spanned<f64>>,
+    pub growth: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WinProbability {
+    pub method: Option<Spanned<String>>,
+    pub fields: Option<Spanned<Vec<Spanned<String>>>>,
+    pub amount_bands: Option<Vec<Spanned<toml::Value>>>,
+    pub smoothing: Option<Spanned<f64>>,
+    pub prior_weight: Option<Spanned<f64>>,
+    pub min_deals: Option<Spanned<u64>>,
+    pub refit_minutes: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]

@@ -248,6 +248,9 @@ impl Source<'_> {
         }
 
         let plans = self.plans(raw.plans, &users, default_currency)?;
+        let analytics = self.analytics(raw.analytics)?;
+        let deal_fields = custom_fields.get(&EntityKind::Deal).map_or(&[][..], Vec::as_slice);
+        let win_probability = self.win_probability(raw.win_probability, deal_fields)?;
 
         Ok(Settings {
             name: raw.installation.name.unwrap_or_else(|| "crmkit".to_string()),
@@ -269,6 +272,8 @@ impl Source<'_> {
             hooks,
             limits,
             plans,
+            analytics,
+            win_probability,
             runtimes,
             source: ConfigSource { file: self.file.to_path_buf(), text: self.text.into() },
         })

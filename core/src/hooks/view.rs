@@ -1,10 +1,13 @@
 //! What a handler may read besides its input: the store as the write being decided sees
 //! it, behind an object-safe trait so native handlers, scripts and plugins read alike.
 
+use std::collections::BTreeMap;
+
 use crate::config::Settings;
 use crate::id::{DealId, PartnerId, TypedId, UserId};
-use crate::model::{Deal, Document, Interaction, Partner, Role, StageChange, Task, User};
-use crate::store::{Index, Reader};
+use crate::model::{Deal, Document, Interaction, Partner, Plan, Role, StageChange, Task, User};
+use crate::store::{FunnelKey, FunnelTotals, Index, Reader};
+use crate::time::Timestamp;
 use crate::Result;
 
 /// What a handler may read besides its input: the store as the write being decided sees
@@ -48,8 +51,18 @@ pub trait View {
     fn each_task(&self, f: &mut dyn FnMut(&Task) -> bool) -> Result<()>;
     /// Visits every user, oldest first, until `f` returns `false` (reports).
     fn each_user(&self, f: &mut dyn FnMut(&User) -> bool) -> Result<()>;
+    /// The funnel totals kept at write time for process kind `kind` (every kind: `None`):
+    /// per kind, manager and line (all deals, those that entered a stage, those won, each
+    /// stage), what the deals this view sees add up to. A report reads them instead of
+    /// every deal where it needs no more.
+    fn funnel_totals(&self, kind: Option<&str>) -> Result<BTreeMap<FunnelKey, FunnelTotals>>;
+    /// Visits every sales plan stored (set over the API; config's `[[plans]]` are in
+    /// [`View::settings`]), oldest first, until `f` returns `false` (reports).
+    fn each_plan(&self, f: &mut dyn FnMut(&Plan) -> bool) -> Result<()>;
     /// The installation's config: process kinds and their stages, lists, limits.
     fn settings(&self) -> &Settings;
+    /// Now, by the installation's clock: what "overdue" and "stuck now" are measured against.
+    fn now(&self) -> Timestamp;
 }
 
 impl<R: Reader> View for R {
@@ -108,8 +121,17 @@ impl<R: Reader> View for R {
     fn each_user(&self, f: &mut dyn FnMut(&User) -> bool) -> Result<()> {
         self.for_each::<User>(|u| f(&u))
     }
+    fn funnel_totals(&self, kind: Option<&str>) -> Result<BTreeMap<FunnelKey, FunnelTotals>> {
+        Reader::funnel_totals(self, kind)
+    }
+    fn each_plan(&self, f: &mut dyn FnMut(&Plan) -> bool) -> Result<()> {
+        self.for_each::<Plan>(|p| f(&p))
+    }
     fn settings(&self) -> &Settings {
         Reader::settings(self)
+    }
+    fn now(&self) -> Timestamp {
+        Reader::now(self)
     }
     fn user_with_login(&self, login: &str) -> Result<Option<User>> {
         Reader::user_by_login(self, login)

@@ -351,6 +351,9 @@ pub struct DocumentV1 {
     pub state: DocumentState,
     pub comment: String,
     pub custom: BTreeMap<String, Value>,
+    /// When it falls due (added within version 1: absent is read as null).
+    #[serde(default)]
+    pub due: Option<NaiveDate>,
 }
 
 /// Custom field values in their plain form.
@@ -579,6 +582,7 @@ impl From<&Document> for DocumentV1 {
             state: d.state,
             comment: d.comment.clone(),
             custom: custom(&d.custom),
+            due: d.due,
         }
     }
 }

@@ -95,6 +95,11 @@ pub struct Document {
     pub comment: String,
     #[serde(default)]
     pub custom: CustomFields,
+    /// When it falls due: an invoice's payment date, an order's or shipment's delivery date
+    /// (none: no date was agreed). Not before [`Document::date`]. Schema 7 records without
+    /// it read as none.
+    #[serde(default, deserialize_with = "crate::values::date::input::optional")]
+    pub due: Option<NaiveDate>,
 }
 
 impl Document {
@@ -124,6 +129,7 @@ impl Document {
             lines: Vec::new(),
             comment: String::new(),
             custom: CustomFields::new(),
+            due: None,
         }
     }
 
@@ -156,6 +162,12 @@ impl Entity for Document {
         let e = |f: String, m: String| FieldError::new(k, f, m);
         required_text(k, "number", &self.number, 64)?;
         crate::values::date::check(self.date).map_err(|m| e("date".into(), m))?;
+        if let Some(due) = self.due {
+            crate::values::date::check(due).map_err(|m| e("due".into(), m))?;
+            if due < self.date {
+                return Err(e("due".into(), format!("falls due ({due}) before the document's date ({})", self.date)));
+            }
+        }
         money(k, "amount", &self.amount)?;
         for (i, l) in self.lines.iter().enumerate() {
             required_text(k, &format!("lines[{i}].item"), &l.item, 500)?;

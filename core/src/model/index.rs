@@ -90,6 +90,7 @@ indexes! {
     TaskByExecutor = "ix_task_executor", o(K::Task), Value, "executor/status";
     TaskByDeal = "ix_task_deal", o(K::Task), Kind(K::Deal), "deal";
     TaskOpenByDue = "ix_task_open_due", o(K::Task), Value, "due";
+    PlanByManager = "ix_plan_manager", o(K::Plan), Kind(K::User), "manager";
     CustomRef = "ix_custom_ref", None, Any, "custom reference";
 }
 

@@ -15,6 +15,7 @@ mod history;
 mod index;
 mod interaction;
 mod partner;
+mod plan;
 pub mod score;
 mod settings;
 mod task;
@@ -31,6 +32,7 @@ pub use history::{How, StageChange};
 pub use index::{Index, Target};
 pub use interaction::{Direction, Interaction, InteractionKind};
 pub use partner::{Partner, PartnerLink, PartnerRole};
+pub use plan::Plan;
 pub use score::{DealScore, ScoreFactor};
 pub use settings::{List, ListId, ListItem, Rules};
 pub use task::{due_prefix as task_due_prefix, executor_prefix as task_executor_prefix, Task, TaskStatus};
@@ -62,11 +64,12 @@ pub enum EntityKind {
     Document,
     Attachment,
     Task,
+    Plan,
 }
 
 impl EntityKind {
     /// All kinds, in the order reports list them.
-    pub const ALL: [EntityKind; 13] = [
+    pub const ALL: [EntityKind; 14] = [
         EntityKind::User,
         EntityKind::Counterparty,
         EntityKind::Partner,
@@ -80,6 +83,7 @@ impl EntityKind {
         EntityKind::Document,
         EntityKind::Attachment,
         EntityKind::Task,
+        EntityKind::Plan,
     ];
 
     /// The snake_case name used in config, messages and the API.
@@ -98,6 +102,7 @@ impl EntityKind {
             EntityKind::Document => "document",
             EntityKind::Attachment => "attachment",
             EntityKind::Task => "task",
+            EntityKind::Plan => "plan",
         }
     }
 
@@ -141,6 +146,7 @@ macro_rules! with_kind {
     (@type Document) => { $crate::model::Document };
     (@type Attachment) => { $crate::model::Attachment };
     (@type Task) => { $crate::model::Task };
+    (@type Plan) => { $crate::model::Plan };
     (@every $kind:expr, $E:ident => $body:expr, [$($v:ident),*]) => {
         match $kind {
             $($crate::model::EntityKind::$v => {
@@ -161,7 +167,7 @@ macro_rules! with_kind {
     ($kind:expr, $E:ident => $body:expr) => {
         $crate::with_kind!(@every $kind, $E => $body, [
             Counterparty, Partner, PartnerLink, Contact, ContactLink, User, Deal, Participant,
-            ParticipantLink, Interaction, Document, Attachment, Task
+            ParticipantLink, Interaction, Document, Attachment, Task, Plan
         ])
     };
 }
@@ -220,6 +226,14 @@ pub enum Requirement {
     /// The referenced partner is not this partner nor one of its descendants (no cycles
     /// in the group tree).
     NotDescendantOf(crate::id::PartnerId),
+    /// The referenced user's other plans (stored, and configured in `[[plans]]`) neither
+    /// overlap this plan's period nor are in another currency.
+    PlanFits {
+        plan: crate::id::PlanId,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+        currency: crate::values::Currency,
+    },
 }
 
 impl Ref {

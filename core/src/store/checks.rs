@@ -86,6 +86,40 @@ impl WriteTxn<'_> {
                     fail(format!("deal {} is neither partner {partner}'s nor has it as a participant", r.id))
                 }
             }
+            Some(Requirement::PlanFits { plan, from, to, currency }) => {
+                let user: crate::model::User = self.load(crate::id::UserId(r.id))?;
+                let clash = |other_from, other_to, other_currency, which: String| -> Option<String> {
+                    if other_currency != currency {
+                        Some(format!(
+                            "{}'s plans are in {other_currency} ({which}), so this one cannot be in {currency}",
+                            user.login
+                        ))
+                    } else if other_from <= to && from <= other_to {
+                        Some(format!(
+                            "{}'s plan from {from} to {to} overlaps {which}, from {other_from} to {other_to}",
+                            user.login
+                        ))
+                    } else {
+                        None
+                    }
+                };
+                for p in self.settings().plans.iter().filter(|p| p.manager == user.login) {
+                    let which = format!("the plan of config line {}", p.line);
+                    if let Some(m) = clash(p.from, p.to, p.amount.currency, which) {
+                        return fail(m);
+                    }
+                }
+                for id in self.ids_by(Index::PlanByManager, &r.id.to_bytes(), None, usize::MAX)? {
+                    if id == plan.raw() {
+                        continue;
+                    }
+                    let p: crate::model::Plan = self.load(crate::id::PlanId(id))?;
+                    if let Some(m) = clash(p.from, p.to, p.amount.currency, format!("plan {}", p.id)) {
+                        return fail(m);
+                    }
+                }
+                Ok(())
+            }
             Some(Requirement::NotDescendantOf(me)) => {
                 let mut at = Some(crate::id::PartnerId(r.id));
                 let mut steps = 0;

@@ -7,6 +7,7 @@
 //! MessagePack map with field names, so fields can be added without touching old files.
 //! Keys are big-endian ids, so every table iterates in creation order.
 
+mod aggregates;
 mod attachments;
 mod backup;
 mod cache;
@@ -31,6 +32,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use crate::model::{Index, Target};
+pub use aggregates::{contribution, Amounts, FunnelKey, FunnelLine, FunnelTotals};
 pub use backup::Copied;
 pub use cache::CacheStats;
 pub use codec::decode_record;
@@ -208,7 +210,7 @@ impl Store {
 
     /// A consistent read-only snapshot of the latest committed state.
     pub fn read(&self) -> Result<Snapshot> {
-        Ok(Snapshot { kv: self.backend.read()?, settings: self.settings.clone() })
+        Ok(Snapshot { kv: self.backend.read()?, settings: self.settings.clone(), clock: self.clock.clone() })
     }
 
     /// Starts the single write transaction; `actor` is recorded in the audit log.

@@ -10,9 +10,16 @@ use super::{Reader, WriteTxn};
 use crate::config::Settings;
 use crate::id::RawId;
 use crate::model::Index;
+use crate::time::Timestamp;
 use crate::Result;
 
 impl Reader for WriteTxn<'_> {
+    fn pending_funnel_totals(
+        &self,
+    ) -> Result<Option<std::collections::BTreeMap<super::FunnelKey, super::FunnelTotals>>> {
+        Ok(Some(self.funnel_changes()?))
+    }
+
     fn kv_get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
         match self.changes.get(t, key) {
             Some(v) => Ok(v.map(<[u8]>::to_vec)),
@@ -124,6 +131,10 @@ impl Reader for WriteTxn<'_> {
 
     fn settings(&self) -> &Settings {
         &self.store.settings
+    }
+
+    fn now(&self) -> Timestamp {
+        self.store.clock.now()
     }
 
     fn pending(&self, index: Index, prefix: &[u8]) -> Option<&postings::Delta> {

@@ -4,6 +4,7 @@
 use std::ops::Bound;
 use std::sync::Arc;
 
+use super::aggregates::{FunnelKey, FunnelTotals};
 use super::codec::{decode, decode_kv};
 use super::external_keys::external_key;
 use super::kv::{self, KvRead};
@@ -13,7 +14,7 @@ use crate::audit::{AuditEntry, AuditOp};
 use crate::config::Settings;
 use crate::id::{AuditId, DealId, RawId, TaskId, TypedId, UserId};
 use crate::model::{ContentHash, Entity, EntityKind, EntityRef, Index, StageChange, Task, TaskStatus, User};
-use crate::time::Timestamp;
+use crate::time::{Clock, Timestamp};
 use crate::{Error, Result};
 
 fn id_suffix(key: &[u8]) -> Option<RawId> {
@@ -46,6 +47,8 @@ pub trait Reader {
     ) -> Result<()>;
     /// The settings in force.
     fn settings(&self) -> &Settings;
+    /// Now, by the installation's clock (the one writes take their times from).
+    fn now(&self) -> Timestamp;
 
     /// How many entities of `kind` there are (a snapshot knows without reading them).
     fn count(&self, kind: EntityKind) -> Result<u64> {
@@ -88,6 +91,18 @@ pub trait Reader {
     fn pending(&self, index: Index, prefix: &[u8]) -> Option<&postings::Delta> {
         let _ = (index, prefix);
         None
+    }
+
+    #[doc(hidden)]
+    /// What a write transaction's pending writes change in the funnel totals.
+    fn pending_funnel_totals(&self) -> Result<Option<std::collections::BTreeMap<FunnelKey, FunnelTotals>>> {
+        Ok(None)
+    }
+
+    /// The funnel totals of process kind `kind` (every kind: `None`): per kind, manager and
+    /// line, what the deals add up to, as kept at write time (see [`FunnelTotals`]).
+    fn funnel_totals(&self, kind: Option<&str>) -> Result<std::collections::BTreeMap<FunnelKey, FunnelTotals>> {
+        super::aggregates::read_totals(self, kind, self.pending_funnel_totals()?)
     }
 
     /// Ids in `index` under `prefix`, in id (creation) order, after `after`, at most `limit`.
@@ -468,6 +483,7 @@ pub trait Reader {
 pub struct Snapshot {
     pub(super) kv: Box<dyn KvRead>,
     pub(super) settings: Arc<Settings>,
+    pub(super) clock: Arc<dyn Clock>,
 }
 
 impl Snapshot {
@@ -503,5 +519,8 @@ impl Reader for Snapshot {
     }
     fn settings(&self) -> &Settings {
         &self.settings
+    }
+    fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 }

@@ -25,8 +25,12 @@ pub const STAGE_HISTORY: Table = Table { name: "stage_history", slot: 4 };
 /// name ++ 0 ++ key → entity id. Re-running an import finds what it wrote before. A key of
 /// a deleted entity stays until a new entity takes it; lookups skip it.
 pub const EXTERNAL_KEYS: Table = Table { name: "external_keys", slot: 5 };
+/// The funnel totals: process kind ++ 0 ++ manager id ++ line tag (++ stage id) → what the
+/// deals of that line add up to. Kept by every commit that writes deals or their stage
+/// history (see `aggregates.rs`).
+pub const FUNNEL_TOTALS: Table = Table { name: "funnel_totals", slot: 6 };
 
-const FIRST_ENTITY_SLOT: usize = 6;
+const FIRST_ENTITY_SLOT: usize = 7;
 const FIRST_INDEX_SLOT: usize = FIRST_ENTITY_SLOT + EntityKind::ALL.len();
 
 /// The number of tables.
@@ -34,7 +38,7 @@ pub const TABLE_COUNT: usize = FIRST_INDEX_SLOT + Index::ALL.len();
 
 /// Every table, in slot order.
 pub fn all_tables() -> Vec<Table> {
-    let mut t = vec![META, AUDIT, AUDIT_BY_ENTITY, BLOBS, STAGE_HISTORY, EXTERNAL_KEYS];
+    let mut t = vec![META, AUDIT, AUDIT_BY_ENTITY, BLOBS, STAGE_HISTORY, EXTERNAL_KEYS, FUNNEL_TOTALS];
     t.extend(EntityKind::ALL.iter().map(|k| entity_table(*k)));
     t.extend(Index::ALL.iter().map(|i| i.table()));
     debug_assert!(t.iter().enumerate().all(|(i, t)| t.slot == i));

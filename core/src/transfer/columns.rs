@@ -205,6 +205,7 @@ pub fn columns(kind: EntityKind, settings: &Settings) -> Option<Vec<Column>> {
             col("partner", Ty::Key(K::Partner), Required),
             col("deal", Ty::Key(K::Deal), Null),
             col("counterparty", Ty::Key(K::Counterparty), Null),
+            col("due", Ty::Date, Null),
             at(col("amount", Ty::Amount, Required), "amount.amount"),
             at(col("currency", Ty::Currency, Required), "amount.currency"),
             col("state", Ty::Enum(DOCUMENT_STATES), Required),

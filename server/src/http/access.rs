@@ -14,7 +14,7 @@
 use crmkit_core::id::{ContactId, DealId, PartnerId, UserId};
 use crmkit_core::model::{
     Attachment, ContactLink, ContactPerson, Counterparty, Deal, Document, Entity, EntityKind, Interaction, Participant,
-    ParticipantLink, Partner, PartnerLink, Role, Task, User,
+    ParticipantLink, Partner, PartnerLink, Plan, Role, Task, User,
 };
 use crmkit_core::store::Reader;
 use crmkit_core::Result;
@@ -212,6 +212,20 @@ impl Scoped for Task {
     }
 }
 
+impl Scoped for Plan {
+    /// Read by the plan's manager and those who cover the manager; written by admins, and
+    /// by heads for the managers of their department (not their own: a head's plan is set
+    /// from above).
+    fn in_scope(&self, r: &impl Reader, caller: &Caller, access: Access) -> Result<bool> {
+        match (access, caller.role) {
+            (Access::Read, _) => caller.covers(r, self.manager),
+            (Access::Write, Role::Admin) => Ok(true),
+            (Access::Write, Role::Head) => Ok(self.manager != caller.user.id && caller.covers(r, self.manager)?),
+            (Access::Write, Role::Manager | Role::Viewer) => Ok(false),
+        }
+    }
+}
+
 /// Takes out of a dossier what `caller` may not see: others' deals, documents,
 /// interactions and tasks, partners of other scopes in links and the group. The partner's
 /// totals (counts and amounts of its deals and documents) stay: they describe the partner
@@ -392,6 +406,9 @@ impl<R: Reader> crmkit_core::process::View for DepartmentView<'_, R> {
     fn each_interaction(&self, f: &mut dyn FnMut(&Interaction) -> bool) -> Result<()> {
         self.each_of_deals(|i: &Interaction| i.deal, f)
     }
+    fn each_plan(&self, f: &mut dyn FnMut(&Plan) -> bool) -> Result<()> {
+        self.r.for_each::<Plan>(|p| !self.covered.contains(&p.manager) || f(&p))
+    }
     fn each_task(&self, f: &mut dyn FnMut(&crmkit_core::model::Task) -> bool) -> Result<()> {
         let mut failed = None;
         self.r.for_each::<crmkit_core::model::Task>(|t| {
@@ -412,8 +429,20 @@ impl<R: Reader> crmkit_core::process::View for DepartmentView<'_, R> {
     fn each_user(&self, f: &mut dyn FnMut(&User) -> bool) -> Result<()> {
         crmkit_core::process::View::each_user(self.r, f)
     }
+    fn funnel_totals(
+        &self,
+        kind: Option<&str>,
+    ) -> Result<std::collections::BTreeMap<crmkit_core::store::FunnelKey, crmkit_core::store::FunnelTotals>> {
+        // The lines of the department's managers: a head's funnel adds up theirs.
+        let mut lines = self.r.funnel_totals(kind)?;
+        lines.retain(|k, _| self.covered.contains(&k.manager));
+        Ok(lines)
+    }
     fn settings(&self) -> &crmkit_core::config::Settings {
         self.r.settings()
+    }
+    fn now(&self) -> crmkit_core::time::Timestamp {
+        self.r.now()
     }
 }
 

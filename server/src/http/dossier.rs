@@ -12,7 +12,9 @@ pub(super) fn get_dossier(app: &App, caller: &Caller, id: &str) -> Result<Respon
     let id: crmkit_core::id::PartnerId = parse_id("partner", id)?;
     let r = app.inst.store().read()?;
     entities::visible::<crmkit_core::model::Partner>(&r, caller, id.0)?;
-    let mut d = crmkit_core::dossier::dossier(&r, id, Default::default())?;
+    let options =
+        crmkit_core::dossier::DossierOptions { classes: Some(app.inst.client_classes()?), ..Default::default() };
+    let mut d = crmkit_core::dossier::dossier(&r, id, options)?;
     access::scope_dossier(&r, caller, &mut d)?;
     Ok(json_response(StatusCode::OK, &serde_json::to_value(&d).expect("a dossier serializes")))
 }

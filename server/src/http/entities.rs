@@ -5,7 +5,7 @@
 use crmkit_core::id::{RawId, TypedId};
 use crmkit_core::model::{
     ContactLink, ContactPerson, Counterparty, CustomValue, Deal, Document, Entity, EntityKind, IndexEntry, Interaction,
-    Participant, ParticipantLink, Partner, PartnerLink, Task, User,
+    Participant, ParticipantLink, Partner, PartnerLink, Plan, Task, User,
 };
 use crmkit_core::process::Engine;
 use crmkit_core::store::{Index, Reader, WriteTxn};
@@ -226,6 +226,11 @@ impl Resource for Task {
     fn defaults(caller: &Caller) -> Vec<(&'static str, Value)> {
         vec![("executor", json!(caller.user.id)), ("status", json!("open"))]
     }
+}
+
+impl Resource for Plan {
+    const PATH: &'static str = "plans";
+    const FILTERS: &'static [Filter] = &[filter("manager", Index::PlanByManager, id)];
 }
 
 /// Runs `$body` with `$E` the entity type of the resource named `$path`, `$none` when no

@@ -64,7 +64,7 @@ pub(super) fn get_analytics(
     wants: Wants,
 ) -> Result<Response<Body>, ApiError> {
     refuse_managers(caller)?;
-    let builtins = crate::analytics::reports();
+    let builtins = crate::analytics::reports(Some(app.bound.engine().hooks().clone()));
     if wants == Wants::Svg && builtins.list().iter().any(|r| r.name == name) {
         if let Some(m) = crate::analytics::no_chart(name) {
             return Err(ApiError::new(

@@ -61,6 +61,7 @@ const RESOURCES: &[(&str, bool)] = &[
     ("documents", true),
     ("tasks", false),
     ("attachments", true),
+    ("plans", true),
 ];
 
 /// What a route does: the handler a request of its method and path goes to.

@@ -1,0 +1,206 @@
+//! The deal execution report: for the deals won in the period, what was ordered, invoiced,
+//! paid and shipped against the amount won, what is still owed or undelivered, and what of
+//! it is overdue by the documents' due dates — per manager, per partner and in total.
+//!
+//! Which documents count: orders and invoices once issued (issued, agreed or completed —
+//! drafts and cancelled ones do not), payments and shipments once completed. A payment is
+//! overdue by the invoices whose `due` day has passed: their sum less what was paid (paid
+//! money settles the earliest invoices first); a shipment by the orders whose `due`
+//! (delivery) day has passed, less what was shipped. Documents in another currency than
+//! their deal's are left out.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+use super::scope::{closings, dec, Scope};
+use super::{column, Filter, Rows};
+use crate::hooks::View;
+use crate::id::{DealId, PartnerId, UserId};
+use crate::model::{DealStatus, DocumentKind, DocumentState};
+use crate::report::ColumnType;
+use crate::time::{Clock, SystemClock};
+use crate::values::Currency;
+
+pub(super) const ABOUT: &str = "deals won in the period: amount won, ordered, invoiced, paid and shipped, what is left to pay and to ship, overdue payments and shipments by the documents' due dates, deals won after their expected close — per manager, per partner and in total";
+
+/// A won deal and its documents, summed.
+#[derive(Default)]
+struct DealAcc {
+    manager: Option<UserId>,
+    partner: Option<PartnerId>,
+    currency: Option<Currency>,
+    amount: Decimal,
+    won_late: bool,
+    ordered: Decimal,
+    invoiced: Decimal,
+    paid: Decimal,
+    shipped: Decimal,
+    /// Invoiced and ordered amounts whose due day has passed.
+    invoices_due: Decimal,
+    orders_due: Decimal,
+}
+
+/// One row's sums.
+#[derive(Default)]
+struct Cell {
+    name: String,
+    deals: u64,
+    won: Decimal,
+    ordered: Decimal,
+    invoiced: Decimal,
+    paid: Decimal,
+    shipped: Decimal,
+    overdue_payment: Decimal,
+    overdue_payment_deals: u64,
+    overdue_shipment: Decimal,
+    overdue_shipment_deals: u64,
+    won_late: u64,
+}
+
+/// Runs the report.
+pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
+    let scope = Scope::new(view, filter, SystemClock.now())?;
+    let today: NaiveDate = scope.instant.date();
+    let won = closings(view, scope.instant, &|c| c.status == DealStatus::Won && scope.in_period(c.at))?;
+    let mut deals: HashMap<DealId, DealAcc> = HashMap::new();
+    view.each_deal(&mut |d| {
+        let Some(win) = won.get(&d.id) else { return true };
+        if !scope.deal(d) {
+            return true;
+        }
+        let won_late = d.expected_close.is_some_and(|e| win.at.date() > e);
+        deals.insert(
+            d.id,
+            DealAcc {
+                manager: Some(d.manager),
+                partner: Some(d.partner),
+                currency: Some(d.amount.currency),
+                amount: d.amount.amount,
+                won_late,
+                ..DealAcc::default()
+            },
+        );
+        true
+    })
+    .map_err(|e| e.to_string())?;
+    view.each_document(&mut |doc| {
+        let Some(acc) = doc.deal.and_then(|id| deals.get_mut(&id)) else { return true };
+        if doc.created_at > scope.instant || acc.currency != Some(doc.amount.currency) {
+            return true;
+        }
+        let a = doc.amount.amount;
+        let issued = matches!(doc.state, DocumentState::Issued | DocumentState::Agreed | DocumentState::Completed);
+        let passed = doc.due.is_some_and(|due| due < today);
+        match doc.kind {
+            DocumentKind::Order if issued => {
+                acc.ordered += a;
+                if passed {
+                    acc.orders_due += a;
+                }
+            }
+            DocumentKind::Invoice if issued => {
+                acc.invoiced += a;
+                if passed {
+                    acc.invoices_due += a;
+                }
+            }
+            DocumentKind::Payment if doc.state == DocumentState::Completed => acc.paid += a,
+            DocumentKind::Shipment if doc.state == DocumentState::Completed => acc.shipped += a,
+            _ => {}
+        }
+        true
+    })
+    .map_err(|e| e.to_string())?;
+
+    let partners: HashSet<PartnerId> = deals.values().filter_map(|d| d.partner).collect();
+    let mut names: HashMap<PartnerId, String> = HashMap::new();
+    view.each_partner(&mut |p| {
+        if partners.contains(&p.id) {
+            names.insert(p.id, p.name.clone());
+        }
+        true
+    })
+    .map_err(|e| e.to_string())?;
+
+    // (dimension, key, currency) → cell; dimension 0 manager, 1 partner, 2 total.
+    let mut cells: BTreeMap<(u8, String, Currency), Cell> = BTreeMap::new();
+    for d in deals.values() {
+        let (Some(m), Some(p), Some(c)) = (d.manager, d.partner, d.currency) else { continue };
+        let overdue_payment = (d.invoices_due - d.paid).max(Decimal::ZERO);
+        let overdue_shipment = (d.orders_due - d.shipped).max(Decimal::ZERO);
+        let manager =
+            scope.people.get(&m).map_or_else(|| (m.to_string(), m.to_string()), |p| (p.login.clone(), p.name.clone()));
+        let partner = (p.to_string(), names.get(&p).cloned().unwrap_or_else(|| p.to_string()));
+        for (dim, (key, name)) in [(0u8, manager), (1, partner), (2, (String::new(), "all won deals".to_string()))] {
+            let cell = cells.entry((dim, key, c)).or_default();
+            cell.name = name;
+            cell.deals += 1;
+            cell.won += d.amount;
+            cell.ordered += d.ordered;
+            cell.invoiced += d.invoiced;
+            cell.paid += d.paid;
+            cell.shipped += d.shipped;
+            cell.overdue_payment += overdue_payment;
+            cell.overdue_payment_deals += u64::from(overdue_payment > Decimal::ZERO);
+            cell.overdue_shipment += overdue_shipment;
+            cell.overdue_shipment_deals += u64::from(overdue_shipment > Decimal::ZERO);
+            cell.won_late += u64::from(d.won_late);
+        }
+    }
+    let mut rows: Vec<_> = cells.into_iter().collect();
+    // Managers and partners by amount won (largest first), then name.
+    rows.sort_by(|((da, ka, ca), a), ((db, kb, cb), b)| {
+        da.cmp(db)
+            .then_with(|| b.won.cmp(&a.won))
+            .then_with(|| a.name.cmp(&b.name))
+            .then_with(|| ka.cmp(kb))
+            .then_with(|| ca.cmp(cb))
+    });
+    let columns = vec![
+        column("dimension", ColumnType::Text),
+        column("key", ColumnType::Text),
+        column("name", ColumnType::Text),
+        column("currency", ColumnType::Text),
+        column("won_deals", ColumnType::Int),
+        column("won_amount", ColumnType::Decimal),
+        column("ordered", ColumnType::Decimal),
+        column("invoiced", ColumnType::Decimal),
+        column("paid", ColumnType::Decimal),
+        column("shipped", ColumnType::Decimal),
+        column("to_pay", ColumnType::Decimal),
+        column("to_ship", ColumnType::Decimal),
+        column("overdue_payment", ColumnType::Decimal),
+        column("overdue_payment_deals", ColumnType::Int),
+        column("overdue_shipment", ColumnType::Decimal),
+        column("overdue_shipment_deals", ColumnType::Int),
+        column("won_after_expected_close", ColumnType::Int),
+    ];
+    let rows = rows
+        .into_iter()
+        .map(|((dim, key, currency), c)| {
+            vec![
+                Value::from(["manager", "partner", "total"][dim as usize]),
+                if dim == 2 { Value::Null } else { Value::from(key) },
+                Value::from(c.name),
+                Value::from(currency.to_string()),
+                Value::from(c.deals),
+                dec(Some(c.won)),
+                dec(Some(c.ordered)),
+                dec(Some(c.invoiced)),
+                dec(Some(c.paid)),
+                dec(Some(c.shipped)),
+                dec(Some((c.invoiced - c.paid).max(Decimal::ZERO))),
+                dec(Some((c.ordered - c.shipped).max(Decimal::ZERO))),
+                dec(Some(c.overdue_payment)),
+                Value::from(c.overdue_payment_deals),
+                dec(Some(c.overdue_shipment)),
+                Value::from(c.overdue_shipment_deals),
+                Value::from(c.won_late),
+            ]
+        })
+        .collect();
+    Ok((columns, rows))
+}
