@@ -63,6 +63,11 @@ impl Run {
 }
 
 /// The command.
+/// The parameters of the reports timed for crmkit alone (no SQL written for them), where
+/// the report needs one: the calibration backtest's cutoff, half a year before the demo's
+/// last day.
+const CRMKIT_ONLY: &[(&str, &[(&str, &str)])] = &[("calibration", &[("as_of", "2026-05-01")])];
+
 pub fn analytics(args: Args) -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let sql_dir = match (&args.sql_dir, &args.dir) {
@@ -345,7 +350,9 @@ pub fn run_one(engine: &str, report: &str, place: &Path, sql: Option<&Path>, out
             let params: BTreeMap<String, String> = REPORTS
                 .iter()
                 .find(|r| r.name == report)
-                .map(|r| r.params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+                .map(|r| r.params)
+                .or_else(|| CRMKIT_ONLY.iter().find(|(n, _)| *n == report).map(|(_, p)| *p))
+                .map(|p| p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
                 .unwrap_or_default();
             for _ in 0..RUNS {
                 let t = Instant::now();
