@@ -6,25 +6,21 @@
 //! id order with pages of deal records; what is held is a duration per finished visit and per
 //! deal in a stage now, never the deals.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 use chrono::Datelike;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::scope::{days, dec, percent};
-use super::{column, DealScope, Filter, Rows};
+use super::scope::{days, dec, each_deal_with_history, percent};
+use super::{column, Filter, Rows};
 use crate::hooks::View;
-use crate::id::DealId;
 use crate::model::{Deal, DealStatus, How, StageChange};
 use crate::process::spec::ProcessKindSpec;
 use crate::report::ColumnType;
 use crate::time::Timestamp;
 
 pub(super) const ABOUT: &str = "per stage: time in it (median, 90th percentile, longest) of the visits that ended in the period, how many left it lost, SLA breaches, deals in it now and how many are stuck, the median this month against the month before";
-
-/// Deal records are read this many at a time.
-const PAGE: usize = 512;
 
 /// What one stage gathers.
 #[derive(Default)]
@@ -56,11 +52,11 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     let mut tallies: Vec<Vec<Stage>> =
         kinds.iter().map(|k| k.stages.iter().map(|_| Stage::default()).collect()).collect();
     let kind_of: HashMap<&str, usize> = kinds.iter().enumerate().map(|(i, k)| (k.id.as_str(), i)).collect();
-    // Without `as_of`, now by the system clock: a view has no clock of its own.
+    // Without `as_of`, now by the installation's clock.
     let now = filter.instant(view.now());
     let months = month_of(now);
     let scope = filter.deals(view)?;
-    each_deal_with_history(view, &scope, &mut |deal, steps| {
+    let mut visit = |deal: &Deal, steps: &[StageChange]| {
         let Some(&k) = kind_of.get(deal.kind.as_str()) else { return };
         let spec = kinds[k];
         let index = |stage: &Option<String>| stage.as_deref().and_then(|s| spec.stages.iter().position(|x| x.id == s));
@@ -90,6 +86,10 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
         if let Some((Some(stage), DealStatus::InProgress, entered)) = state {
             tallies[k][stage].now.push(now.0 - entered.0);
         }
+    };
+    each_deal_with_history(view, &|d| scope.admits(d), &mut |deal, steps| {
+        visit(deal, steps);
+        Ok(())
     })?;
 
     let columns = vec![
@@ -159,63 +159,4 @@ fn month_of(t: Timestamp) -> i32 {
 
 fn previous(month: i32) -> i32 {
     month - 1
-}
-
-/// Visits every deal `scope` admits with its stage history, in id order: one pass over the
-/// history joined with pages of deal records, holding one deal's steps at a time. Deals
-/// without steps are not visited.
-fn each_deal_with_history(
-    view: &dyn View,
-    scope: &DealScope,
-    f: &mut dyn FnMut(&Deal, &[StageChange]),
-) -> Result<(), String> {
-    let mut ahead: VecDeque<Deal> = VecDeque::new();
-    let (mut after, mut exhausted) = (None::<DealId>, false);
-    let mut steps: Vec<StageChange> = Vec::new();
-    let mut failed = None;
-    // The record of `id`, reading pages of deals as far as it.
-    let mut record = |id: DealId| -> Result<Option<Deal>, String> {
-        loop {
-            match ahead.front() {
-                Some(d) if d.id > id => return Ok(None),
-                Some(d) if d.id == id => return Ok(ahead.pop_front()),
-                Some(_) => {
-                    ahead.pop_front();
-                }
-                None if exhausted => return Ok(None),
-                None => {
-                    let page = view.deals_page(after, PAGE).map_err(|e| e.to_string())?;
-                    exhausted = page.len() < PAGE;
-                    after = page.last().map(|d| d.id);
-                    ahead.extend(page);
-                }
-            }
-        }
-    };
-    let mut flush = |steps: &mut Vec<StageChange>, record: &mut dyn FnMut(DealId) -> Result<Option<Deal>, String>| {
-        if let Some(first) = steps.first() {
-            if let Some(deal) = record(first.deal)? {
-                if scope.admits(&deal) {
-                    f(&deal, steps);
-                }
-            }
-        }
-        steps.clear();
-        Ok::<(), String>(())
-    };
-    view.each_stage_change(&mut |c| {
-        if steps.first().is_some_and(|s| s.deal != c.deal) {
-            if let Err(e) = flush(&mut steps, &mut record) {
-                failed = Some(e);
-                return false;
-            }
-        }
-        steps.push(c.clone());
-        true
-    })
-    .map_err(|e| e.to_string())?;
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    flush(&mut steps, &mut record)
 }

@@ -83,7 +83,7 @@ pub(super) fn run_with(view: &dyn View, filter: &Filter, hooks: Option<&Hooks>) 
         ["base_rate", "stages", "bayes"].iter().map(|n| (n.to_string(), Tally::default())).collect();
     let point = HookPoint::DealScore;
     let none = Attributes::default();
-    super::model::each_deal_with_history(view, &|d| scope.admits(d), &mut |deal, steps| {
+    super::scope::each_deal_with_history(view, &|d| scope.admits(d), &mut |deal, steps| {
         let Some(then) = replay(steps, cutoff) else { return Ok(()) };
         if !matches!(then.status, DealStatus::InProgress | DealStatus::OnHold) {
             return Ok(());

@@ -16,6 +16,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::funnel::escape;
 use super::scope::dec;
 use super::{column, Filter, Rows};
 use crate::config::{AbcXyzSettings, BcgSettings};
@@ -59,20 +60,8 @@ impl DocScope {
         } else {
             None
         };
-        let partners = match &filter.segment {
-            Some(seg) => {
-                let mut ids = HashSet::new();
-                view.each_partner(&mut |p| {
-                    if p.segment.as_deref() == Some(seg.as_str()) {
-                        ids.insert(p.id);
-                    }
-                    true
-                })
-                .map_err(|e| e.to_string())?;
-                Some(ids)
-            }
-            None => None,
-        };
+        // The segment's partners, looked up (and an unknown segment refused) by the filter.
+        let partners = scope.partners.clone();
         Ok(DocScope { deals, partners })
     }
 
@@ -600,20 +589,4 @@ pub(super) fn svg(table: &Table) -> Result<String, String> {
     }
     o.push_str("</svg>\n");
     Ok(o)
-}
-
-/// `s` with the characters XML gives a meaning escaped.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
 }

@@ -498,7 +498,7 @@ pub(super) fn svg(table: &Table) -> Result<String, String> {
 type Bar = (String, u64, Option<String>);
 
 /// `s` with the characters XML gives a meaning escaped.
-fn escape(s: &str) -> String {
+pub(super) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for ch in s.chars() {
         match ch {

@@ -6,7 +6,7 @@
 //! scoring). Both answer log-odds contributions that sum to the score. It is also the native
 //! `deal.score` handler [`HANDLER`], which keeps its fitted model for `refit_minutes`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use rust_decimal::prelude::ToPrimitive;
@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::config::{ScoringMethod, WinProbability};
 use crate::hooks::{Answer, Fault, Handler, HookInput, Hooks, Reply, Score, Subject};
-use crate::id::{DealId, PartnerId, UserId};
+use crate::id::{PartnerId, UserId};
 use crate::model::{CustomValue, Deal, DealStatus, ScoreFactor, StageChange};
 use crate::time::Timestamp;
 
@@ -24,9 +24,6 @@ pub const HANDLER: &str = "win_probability";
 
 /// The value a deal without one shows for a field.
 const NONE: &str = "(none)";
-
-/// Deal records are read this many at a time.
-const PAGE: usize = 512;
 
 /// Makes the built-in model available to `[[hooks]]` bindings as the native handler
 /// [`HANDLER`].
@@ -269,66 +266,6 @@ fn attributes(deal: &Deal, fields: &[String], settings: &WinProbability, names: 
     Attributes(out)
 }
 
-/// What [`each_deal_with_history`] calls with each deal and its steps; an error stops it.
-pub type Visit<'a> = dyn FnMut(&Deal, &[StageChange]) -> Result<(), String> + 'a;
-
-/// Visits every deal `admit` lets through with its stage history, in id order: one pass
-/// over the history joined with pages of deal records, holding one deal's steps at a time.
-pub fn each_deal_with_history(
-    view: &dyn crate::hooks::View,
-    admit: &dyn Fn(&Deal) -> bool,
-    f: &mut Visit<'_>,
-) -> Result<(), String> {
-    let mut ahead: VecDeque<Deal> = VecDeque::new();
-    let (mut after, mut exhausted) = (None::<DealId>, false);
-    let mut record = |id: DealId| -> Result<Option<Deal>, String> {
-        loop {
-            match ahead.front() {
-                Some(d) if d.id > id => return Ok(None),
-                Some(d) if d.id == id => return Ok(ahead.pop_front()),
-                Some(_) => {
-                    ahead.pop_front();
-                }
-                None if exhausted => return Ok(None),
-                None => {
-                    let page = view.deals_page(after, PAGE).map_err(|e| e.to_string())?;
-                    exhausted = page.len() < PAGE;
-                    after = page.last().map(|d| d.id);
-                    ahead.extend(page);
-                }
-            }
-        }
-    };
-    let mut steps: Vec<StageChange> = Vec::new();
-    let mut failed = None;
-    let mut flush = |steps: &mut Vec<StageChange>| -> Result<(), String> {
-        if let Some(first) = steps.first() {
-            if let Some(deal) = record(first.deal)? {
-                if admit(&deal) {
-                    f(&deal, steps)?;
-                }
-            }
-        }
-        steps.clear();
-        Ok(())
-    };
-    view.each_stage_change(&mut |c| {
-        if steps.first().is_some_and(|s| s.deal != c.deal) {
-            if let Err(e) = flush(&mut steps) {
-                failed = Some(e);
-                return false;
-            }
-        }
-        steps.push(c.clone());
-        true
-    })
-    .map_err(|e| e.to_string())?;
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    flush(&mut steps)
-}
-
 impl Model {
     /// Fits a model under `settings` from the deals closed (won or lost) at `instant`, as
     /// the history replayed to it says, that `train` lets through (given the deal and when
@@ -345,7 +282,7 @@ impl Model {
         let names = Directory::read(view, needs_partners(settings))?;
         let fields = fitted_fields(settings);
         let mut kinds: HashMap<String, KindFit> = HashMap::new();
-        each_deal_with_history(view, &|_| true, &mut |deal, steps| {
+        super::scope::each_deal_with_history(view, &|_| true, &mut |deal, steps| {
             let Some(r) = replay(steps, instant) else { return Ok(()) };
             let (Some(closed_at), true) = (r.closed_at, r.status.is_closed()) else { return Ok(()) };
             if !train(deal, closed_at) {

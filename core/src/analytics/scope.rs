@@ -2,14 +2,14 @@
 //! names, which deals and users it lets through, and the replay of the stage history that
 //! tells how each deal stood (won, lost, since when, in which stage) at that instant.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use rust_decimal::Decimal;
 
 use super::Filter;
 use crate::hooks::View;
 use crate::id::{DealId, PartnerId, UserId};
-use crate::model::{Deal, DealStatus};
+use crate::model::{Deal, DealStatus, StageChange};
 use crate::time::Timestamp;
 
 /// Milliseconds in a day.
@@ -201,4 +201,67 @@ pub(super) fn percent(part: u64, whole: u64) -> Option<Decimal> {
 /// written `100000` and `100000.00` print alike), or null.
 pub(super) fn dec(d: Option<Decimal>) -> serde_json::Value {
     d.map_or(serde_json::Value::Null, |d| serde_json::Value::String(d.normalize().to_string()))
+}
+
+/// Deal records read at a time by [`each_deal_with_history`].
+const PAGE: usize = 512;
+
+/// What [`each_deal_with_history`] calls with each deal and its steps; an error stops it.
+pub(super) type Visit<'a> = dyn FnMut(&Deal, &[StageChange]) -> Result<(), String> + 'a;
+
+/// Visits every deal `admit` lets through with its stage history, in id order: one pass
+/// over the history joined with pages of deal records, holding one deal's steps at a time.
+pub(super) fn each_deal_with_history(
+    view: &dyn crate::hooks::View,
+    admit: &dyn Fn(&Deal) -> bool,
+    f: &mut Visit<'_>,
+) -> Result<(), String> {
+    let mut ahead: VecDeque<Deal> = VecDeque::new();
+    let (mut after, mut exhausted) = (None::<DealId>, false);
+    let mut record = |id: DealId| -> Result<Option<Deal>, String> {
+        loop {
+            match ahead.front() {
+                Some(d) if d.id > id => return Ok(None),
+                Some(d) if d.id == id => return Ok(ahead.pop_front()),
+                Some(_) => {
+                    ahead.pop_front();
+                }
+                None if exhausted => return Ok(None),
+                None => {
+                    let page = view.deals_page(after, PAGE).map_err(|e| e.to_string())?;
+                    exhausted = page.len() < PAGE;
+                    after = page.last().map(|d| d.id);
+                    ahead.extend(page);
+                }
+            }
+        }
+    };
+    let mut steps: Vec<StageChange> = Vec::new();
+    let mut failed = None;
+    let mut flush = |steps: &mut Vec<StageChange>| -> Result<(), String> {
+        if let Some(first) = steps.first() {
+            if let Some(deal) = record(first.deal)? {
+                if admit(&deal) {
+                    f(&deal, steps)?;
+                }
+            }
+        }
+        steps.clear();
+        Ok(())
+    };
+    view.each_stage_change(&mut |c| {
+        if steps.first().is_some_and(|s| s.deal != c.deal) {
+            if let Err(e) = flush(&mut steps) {
+                failed = Some(e);
+                return false;
+            }
+        }
+        steps.push(c.clone());
+        true
+    })
+    .map_err(|e| e.to_string())?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    flush(&mut steps)
 }

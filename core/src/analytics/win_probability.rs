@@ -97,7 +97,7 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     let names = Directory::read(view, true)?;
     // (weighted amount, row), the largest kept.
     let mut open: Vec<(Decimal, Vec<Value>)> = Vec::new();
-    super::model::each_deal_with_history(view, &|d| scope.admits(d), &mut |deal, steps| {
+    super::scope::each_deal_with_history(view, &|d| scope.admits(d), &mut |deal, steps| {
         let Some(r) = replay(steps, instant) else { return Ok(()) };
         if !matches!(r.status, DealStatus::InProgress | DealStatus::OnHold) {
             return Ok(());
