@@ -2,7 +2,7 @@
 //! out by hand, the factors summing to the score, the native `deal.score` handler bound in
 //! config scoring deals on write (and a Rhai script replacing it for one kind), the
 //! calibration report on synthetic deals whose true win probabilities are known,
-//! `[win_probability]`'s mistakes named, and both reports through the CLI and the API.
+//! `[analytics.win_probability]`'s mistakes named, and both reports through the CLI and the API.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -26,7 +26,7 @@ const DAY: i64 = 86_400_000;
 
 /// The settings of the hand-worked history: α = 1, m = 2, at least 2 closed deals.
 const MODEL: &str = r#"
-[win_probability]
+[analytics.win_probability]
 method = "stages"
 fields = ["stage", "manager", "source"]
 smoothing = 1
@@ -520,31 +520,31 @@ fn calibration_on_synthetic_deals_with_known_probabilities_is_near_the_truth() {
 #[test]
 fn mistakes_in_win_probability_are_named_with_their_line_and_key() {
     let cases: &[(&str, &str)] = &[
-        ("method = \"magic\"", "win_probability.method: \"magic\" is not a method (stages, bayes)"),
-        ("fields = [\"stage\", \"colour\"]", "win_probability.fields: \"colour\" is not a field (stage, manager, partner, segment, source, amount_band, custom.tender_number, custom.delivery_region, custom.equipment)"),
-        ("fields = [\"custom.nope\"]", "win_probability.fields: \"custom.nope\" is not a field"),
-        ("fields = [\"stage\", \"stage\"]", "win_probability.fields: \"stage\" is listed twice"),
-        ("fields = []", "win_probability.fields is empty: naive Bayes needs a field"),
-        ("fields = [\"amount_band\"]", "win_probability.fields: amount_band needs win_probability.amount_bands"),
-        ("amount_bands = [1000, 100]", "win_probability.amount_bands must ascend: 100 comes after 1000"),
-        ("amount_bands = [\"lots\"]", "win_probability.amount_bands: \"lots\" is not an amount"),
-        ("amount_bands = [-5]", "win_probability.amount_bands: -5 is not above zero"),
-        ("smoothing = 0", "win_probability.smoothing must be above zero, got 0"),
-        ("prior_weight = -1.5", "win_probability.prior_weight must be above zero, got -1.5"),
-        ("min_deals = 0", "win_probability.min_deals must be above zero, got 0"),
-        ("refit_minutes = 0", "win_probability.refit_minutes must be above zero, got 0"),
-        ("smothing = 1", "unknown key \"smothing\" in [win_probability]"),
+        ("method = \"magic\"", "analytics.win_probability.method: \"magic\" is not a method (stages, bayes)"),
+        ("fields = [\"stage\", \"colour\"]", "analytics.win_probability.fields: \"colour\" is not a field (stage, manager, partner, segment, source, amount_band, custom.tender_number, custom.delivery_region, custom.equipment)"),
+        ("fields = [\"custom.nope\"]", "analytics.win_probability.fields: \"custom.nope\" is not a field"),
+        ("fields = [\"stage\", \"stage\"]", "analytics.win_probability.fields: \"stage\" is listed twice"),
+        ("fields = []", "analytics.win_probability.fields is empty: naive Bayes needs a field"),
+        ("fields = [\"amount_band\"]", "analytics.win_probability.fields: amount_band needs analytics.win_probability.amount_bands"),
+        ("amount_bands = [1000, 100]", "analytics.win_probability.amount_bands must ascend: 100 comes after 1000"),
+        ("amount_bands = [\"lots\"]", "analytics.win_probability.amount_bands: \"lots\" is not an amount"),
+        ("amount_bands = [-5]", "analytics.win_probability.amount_bands: -5 is not above zero"),
+        ("smoothing = 0", "analytics.win_probability.smoothing must be above zero, got 0"),
+        ("prior_weight = -1.5", "analytics.win_probability.prior_weight must be above zero, got -1.5"),
+        ("min_deals = 0", "analytics.win_probability.min_deals must be above zero, got 0"),
+        ("refit_minutes = 0", "analytics.win_probability.refit_minutes must be above zero, got 0"),
+        ("smothing = 1", "unknown key \"smothing\" in [analytics.win_probability]"),
     ];
     let line = DEFAULT_CONFIG.lines().count() + 3;
     for (key, message) in cases {
-        let text = format!("{DEFAULT_CONFIG}\n[win_probability]\n{key}\n");
+        let text = format!("{DEFAULT_CONFIG}\n[analytics.win_probability]\n{key}\n");
         let err = Settings::parse(&text, Path::new("config/crmkit.toml")).unwrap_err().to_string();
         assert!(err.starts_with(&format!("config/crmkit.toml:{line}:")), "{key}: {err}");
         assert!(err.contains(message), "{key}: {err}");
     }
     // Written right, every key is taken.
     let s = settings(
-        "[win_probability]\nmethod = \"bayes\"\nfields = [\"stage\", \"amount_band\", \"segment\", \"custom.delivery_region\"]\namount_bands = [100000, \"1000000.50\"]\nsmoothing = 0.5\nprior_weight = 4\nmin_deals = 1\nrefit_minutes = 5\n",
+        "[analytics.win_probability]\nmethod = \"bayes\"\nfields = [\"stage\", \"amount_band\", \"segment\", \"custom.delivery_region\"]\namount_bands = [100000, \"1000000.50\"]\nsmoothing = 0.5\nprior_weight = 4\nmin_deals = 1\nrefit_minutes = 5\n",
     );
     let w = &s.win_probability;
     assert_eq!(w.method, ScoringMethod::Bayes);

@@ -1,6 +1,6 @@
 //! The built-in win-probability model: fitted from the closed deals' stage history (counts
 //! per process kind, stage, manager, partner and configured field — never the deals), it
-//! scores a deal by one of two methods (`[win_probability]`, docs/analytics.md): the win rate
+//! scores a deal by one of two methods (`[analytics.win_probability]`, docs/analytics.md): the win rate
 //! onward from the deal's stage combined with its manager's and partner's (1C:ERP's way), or
 //! naive Bayes over configured fields with Laplace smoothing (Odoo's predictive lead
 //! scoring). Both answer log-odds contributions that sum to the score. It is also the native
@@ -384,9 +384,9 @@ fn round2(x: f64) -> f64 {
 }
 
 /// The built-in model as a native `deal.score` handler: it answers no score for a won or
-/// lost deal, and otherwise scores the deal by `[win_probability]`'s method with a model
+/// lost deal, and otherwise scores the deal by `[analytics.win_probability]`'s method with a model
 /// fitted from every closed deal, kept for `refit_minutes` of the engine's clock (and fitted
-/// again sooner when `[win_probability]` changed or the clock went back).
+/// again sooner when `[analytics.win_probability]` changed or the clock went back).
 #[derive(Default)]
 pub struct WinProbabilityHandler {
     fitted: Mutex<Option<Arc<Model>>>,

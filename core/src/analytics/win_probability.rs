@@ -14,7 +14,7 @@ use crate::model::DealStatus;
 use crate::report::ColumnType;
 use crate::time::{Clock, SystemClock};
 
-pub(super) const ABOUT: &str = "the built-in model ([win_probability]): per kind and stage the closed deals that reached it, won, the win rate onward and the model's probability; then the open deals with their probability, weighted amount and top factors (the 100 largest weighted amounts)";
+pub(super) const ABOUT: &str = "the built-in model ([analytics.win_probability]): per kind and stage the closed deals that reached it, won, the win rate onward and the model's probability; then the open deals with their probability, weighted amount and top factors (the 100 largest weighted amounts)";
 
 /// The most open deals listed.
 pub const DEAL_LIMIT: usize = 100;

@@ -170,7 +170,7 @@ pub struct Settings {
     pub plans: Vec<Plan>,
     /// The client classifications' thresholds (`[analytics.abc_xyz]`, `[analytics.bcg]`).
     pub analytics: AnalyticsSettings,
-    /// How the built-in scoring model is fitted (`[win_probability]`).
+    /// How the built-in scoring model is fitted (`[analytics.win_probability]`).
     pub win_probability: WinProbability,
     /// The runtimes' own sections (`[runtimes.NAME]`), by name, with the line each starts
     /// on; each runtime reads its own with [`Settings::runtime_section`].

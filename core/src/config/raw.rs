@@ -41,8 +41,6 @@ pub struct Config {
     pub plans: Vec<Plan>,
     #[serde(default)]
     pub analytics: Analytics,
-    #[serde(default)]
-    pub win_probability: WinProbability,
     /// Each runtime's own section, which the runtime reads and checks.
     #[serde(default)]
     pub runtimes: BTreeMap<Spanned<String>, Spanned<toml::Table>>,
@@ -55,6 +53,8 @@ pub struct Config {
 pub struct Analytics {
     pub abc_xyz: Option<AbcXyz>,
     pub bcg: Option<Bcg>,
+    #[serde(default)]
+    pub win_probability: WinProbability,
 }
 
 #[derive(Deserialize)]

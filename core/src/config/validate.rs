@@ -248,9 +248,11 @@ impl Source<'_> {
         }
 
         let plans = self.plans(raw.plans, &users, default_currency)?;
-        let analytics = self.analytics(raw.analytics)?;
+        let mut raw_analytics = raw.analytics;
+        let raw_win_probability = std::mem::take(&mut raw_analytics.win_probability);
+        let analytics = self.analytics(raw_analytics)?;
         let deal_fields = custom_fields.get(&EntityKind::Deal).map_or(&[][..], Vec::as_slice);
-        let win_probability = self.win_probability(raw.win_probability, deal_fields)?;
+        let win_probability = self.win_probability(raw_win_probability, deal_fields)?;
 
         Ok(Settings {
             name: raw.installation.name.unwrap_or_else(|| "crmkit".to_string()),

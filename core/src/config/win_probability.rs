@@ -1,4 +1,4 @@
-//! `[win_probability]`: how the built-in scoring model (the native `deal.score` handler
+//! `[analytics.win_probability]`: how the built-in scoring model (the native `deal.score` handler
 //! `win_probability`, and the win-probability and calibration reports) is fitted — the
 //! method (the historical win rate onward from the stage, or naive Bayes), the fields naive
 //! Bayes reads, the smoothing, the smallest counts it trusts and how often it refits.
@@ -39,7 +39,7 @@ impl ScoringMethod {
     }
 }
 
-/// The built-in model's settings (`[win_probability]`).
+/// The built-in model's settings (`[analytics.win_probability]`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct WinProbability {
     /// The method the native handler and the win-probability report use.
@@ -88,21 +88,25 @@ impl Source<'_> {
                 other => {
                     return Err(self.error(
                         m.span(),
-                        format!("win_probability.method: \"{other}\" is not a method (stages, bayes)"),
+                        format!("analytics.win_probability.method: \"{other}\" is not a method (stages, bayes)"),
                     ))
                 }
             },
         };
         let mut amount_bands: Vec<Decimal> = Vec::new();
         for b in raw.amount_bands.iter().flatten() {
-            let n = self.number(b, "win_probability.amount_bands")?;
+            let n = self.number(b, "analytics.win_probability.amount_bands")?;
             if n <= Decimal::ZERO {
-                return Err(self.error(b.span(), format!("win_probability.amount_bands: {n} is not above zero")));
+                return Err(
+                    self.error(b.span(), format!("analytics.win_probability.amount_bands: {n} is not above zero"))
+                );
             }
             if let Some(last) = amount_bands.last() {
                 if n <= *last {
-                    return Err(self
-                        .error(b.span(), format!("win_probability.amount_bands must ascend: {n} comes after {last}")));
+                    return Err(self.error(
+                        b.span(),
+                        format!("analytics.win_probability.amount_bands must ascend: {n} comes after {last}"),
+                    ));
                 }
             }
             amount_bands.push(n);
@@ -111,7 +115,9 @@ impl Source<'_> {
             None => d.fields,
             Some(list) => {
                 if list.get_ref().is_empty() {
-                    return Err(self.error(list.span(), "win_probability.fields is empty: naive Bayes needs a field"));
+                    return Err(
+                        self.error(list.span(), "analytics.win_probability.fields is empty: naive Bayes needs a field")
+                    );
                 }
                 let mut fields: Vec<String> = Vec::new();
                 for f in list.get_ref() {
@@ -125,7 +131,7 @@ impl Source<'_> {
                         return Err(self.error(
                             f.span(),
                             format!(
-                                "win_probability.fields: \"{name}\" is not a field ({}{}{})",
+                                "analytics.win_probability.fields: \"{name}\" is not a field ({}{}{})",
                                 BAYES_FIELDS.join(", "),
                                 if customs.is_empty() { "" } else { ", " },
                                 customs.join(", ")
@@ -133,12 +139,13 @@ impl Source<'_> {
                         ));
                     }
                     if fields.contains(name) {
-                        return Err(self.error(f.span(), format!("win_probability.fields: \"{name}\" is listed twice")));
+                        return Err(self
+                            .error(f.span(), format!("analytics.win_probability.fields: \"{name}\" is listed twice")));
                     }
                     if name == "amount_band" && amount_bands.is_empty() {
                         return Err(self.error(
                             f.span(),
-                            "win_probability.fields: amount_band needs win_probability.amount_bands (the bands' upper bounds)",
+                            "analytics.win_probability.fields: amount_band needs analytics.win_probability.amount_bands (the bands' upper bounds)",
                         ));
                     }
                     fields.push(name.clone());
@@ -162,10 +169,14 @@ impl Source<'_> {
             method,
             fields,
             amount_bands,
-            smoothing: positive(&raw.smoothing, "win_probability.smoothing", d.smoothing)?,
-            prior_weight: positive(&raw.prior_weight, "win_probability.prior_weight", d.prior_weight)?,
-            min_deals: self.positive_or(raw.min_deals, "win_probability.min_deals", d.min_deals)?,
-            refit_minutes: self.positive_or(raw.refit_minutes, "win_probability.refit_minutes", d.refit_minutes)?,
+            smoothing: positive(&raw.smoothing, "analytics.win_probability.smoothing", d.smoothing)?,
+            prior_weight: positive(&raw.prior_weight, "analytics.win_probability.prior_weight", d.prior_weight)?,
+            min_deals: self.positive_or(raw.min_deals, "analytics.win_probability.min_deals", d.min_deals)?,
+            refit_minutes: self.positive_or(
+                raw.refit_minutes,
+                "analytics.win_probability.refit_minutes",
+                d.refit_minutes,
+            )?,
         })
     }
 
