@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crmkit_core::analytics::{Analytics, PARAMETERS};
-use crmkit_core::config::Settings;
 use crmkit_core::hooks::Hooks;
 use crmkit_core::id::DealId;
 use crmkit_core::model::Deal;
@@ -17,23 +16,9 @@ use crmkit_core::store::{Reader as _, Store};
 use crmkit_core::values::{Currency, Money};
 use rust_decimal::Decimal;
 
-use crate::common::{new_deal, Fixture};
+use crate::common::{free_moving_settings as settings, new_deal, Fixture};
 
 const DAY: i64 = 86_400_000;
-
-/// The built-in config's B2B sale without what stands between its stages (a source, a
-/// ticked checklist): the history below moves deals freely.
-fn settings() -> Settings {
-    let mut s = Settings::builtin();
-    s.hooks.clear();
-    for k in &mut s.process_kinds {
-        for stage in &mut k.stages {
-            stage.required_fields.clear();
-            stage.checklist.clear();
-        }
-    }
-    s
-}
 
 /// One operation of the hand-made history, on deal `A`…`E`.
 enum Op {

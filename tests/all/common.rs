@@ -214,3 +214,17 @@ pub fn native_engine(hooks: crmkit_core::hooks::Hooks) -> crmkit_core::process::
     settings.hooks.clear();
     crmkit_core::process::Engine::new(&settings, hooks).expect("native bindings")
 }
+
+/// The built-in config without hooks, required fields or checklists: deals move between
+/// stages freely, and what the engine refuses it refuses by its own rules.
+pub fn free_moving_settings() -> Settings {
+    let mut s = Settings::builtin();
+    s.hooks.clear();
+    for k in &mut s.process_kinds {
+        for stage in &mut k.stages {
+            stage.required_fields.clear();
+            stage.checklist.clear();
+        }
+    }
+    s
+}

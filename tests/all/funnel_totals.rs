@@ -12,7 +12,6 @@ use std::process::Command;
 use std::sync::Arc;
 
 use crmkit_core::analytics::Analytics;
-use crmkit_core::config::Settings;
 use crmkit_core::hooks::Hooks;
 use crmkit_core::id::{DealId, UserId};
 use crmkit_core::model::{Deal, DealStatus, How};
@@ -26,23 +25,9 @@ use crmkit_core::values::{Currency, Money};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 
-use crate::common::{new_deal, Backend, Fixture};
+use crate::common::{free_moving_settings as settings, new_deal, Backend, Fixture};
 
 const DAY: i64 = 86_400_000;
-
-/// The built-in config without hooks, required fields or checklists: the operations below
-/// move deals freely, and what the engine refuses it refuses by its own rules.
-fn settings() -> Settings {
-    let mut s = Settings::builtin();
-    s.hooks.clear();
-    for k in &mut s.process_kinds {
-        for stage in &mut k.stages {
-            stage.required_fields.clear();
-            stage.checklist.clear();
-        }
-    }
-    s
-}
 
 /// Kinds with stages in the built-in config: a manual one, a managed one (its deals move
 /// only along the route), another manual one.
