@@ -337,19 +337,8 @@ impl WriteTxn<'_> {
     /// deals it writes add now less what they added when it started (lines that do not
     /// change are left out).
     pub(super) fn funnel_changes(&self) -> Result<BTreeMap<FunnelKey, FunnelTotals>> {
-        let mut deals: BTreeSet<RawId> = BTreeSet::new();
+        let deals = self.touched_deals();
         let deal_table = entity_table(EntityKind::Deal);
-        for t in [deal_table, STAGE_HISTORY] {
-            let mut last = None;
-            for k in self.changes.tables[t.slot].keys() {
-                if let Some(id) = k.get(..16).and_then(RawId::from_bytes) {
-                    if last != Some(id) {
-                        deals.insert(id);
-                        last = Some(id);
-                    }
-                }
-            }
-        }
         let mut delta = BTreeMap::new();
         if deals.is_empty() {
             return Ok(delta);
@@ -375,8 +364,25 @@ impl WriteTxn<'_> {
         Ok(delta)
     }
 
+    /// The deals the pending changes write: their records or steps of their histories.
+    pub(super) fn touched_deals(&self) -> BTreeSet<RawId> {
+        let mut deals: BTreeSet<RawId> = BTreeSet::new();
+        for t in [entity_table(EntityKind::Deal), STAGE_HISTORY] {
+            let mut last = None;
+            for k in self.changes.tables[t.slot].keys() {
+                if let Some(id) = k.get(..16).and_then(RawId::from_bytes) {
+                    if last != Some(id) {
+                        deals.insert(id);
+                        last = Some(id);
+                    }
+                }
+            }
+        }
+        deals
+    }
+
     /// The pending steps of a deal's stage history, in order.
-    fn pending_steps(&self, deal: DealId) -> Result<Vec<StageChange>> {
+    pub(super) fn pending_steps(&self, deal: DealId) -> Result<Vec<StageChange>> {
         let prefix = deal.0.to_bytes().to_vec();
         let mut out = Vec::new();
         for (k, v) in self.changes.tables[STAGE_HISTORY.slot].range(prefix.clone()..) {
