@@ -16,7 +16,7 @@ use crate::model::{Entity, EntityKind};
 use crate::{Error, Result};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 8;
+pub const SCHEMA_VERSION: u32 = 9;
 
 const FORMAT: &[u8] = b"format";
 const FORMAT_VALUE: &[u8] = b"crmkit";
@@ -27,7 +27,8 @@ pub(super) const ID_SEQ: &[u8] = b"id_seq";
 type Migration = fn(&mut WriteTxn<'_>) -> Result<()>;
 
 /// Migrations from each older schema version; version 1 is the first released schema.
-const MIGRATIONS: &[Migration] = &[v1_to_v2, rebuild_indexes, v3_to_v4, v4_to_v5, v5_to_v6, v6_to_v7, v7_to_v8];
+const MIGRATIONS: &[Migration] =
+    &[v1_to_v2, rebuild_indexes, v3_to_v4, v4_to_v5, v5_to_v6, v6_to_v7, v7_to_v8, v8_to_v9];
 
 /// Rebuilds every secondary index from the records (schema 3 keeps indexes as posting
 /// chunks; before, one key per entry).
@@ -135,6 +136,13 @@ fn v6_to_v7(tx: &mut WriteTxn<'_>) -> Result<()> {
 /// their stage histories.
 fn v7_to_v8(tx: &mut WriteTxn<'_>) -> Result<()> {
     tx.rebuild_funnel_totals()
+}
+
+/// Schema 9 keeps the scan layout (table `deal_rows`): one narrow row per deal with its
+/// stage history, brought up to date by every commit that writes deals; a file from before
+/// gets every row written once from its deals and their stage histories.
+fn v8_to_v9(tx: &mut WriteTxn<'_>) -> Result<()> {
+    tx.rebuild_rows()
 }
 
 /// Schema 4 adds the stage history of deals (and tasks, which start empty). Deals from an
