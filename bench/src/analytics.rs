@@ -286,7 +286,7 @@ fn load_average() -> String {
 const LOAD_FORMAT: u32 = 2;
 
 /// Which installation the SQL files were loaded from, and by which loader: the length and
-/// time of each file in `dir` (the database's included).
+/// time of the demo's stamp files in `dir` and of its config.
 fn stamp(dir: &Path) -> Result<String> {
     let mut out = vec![format!("tables {LOAD_FORMAT}"), dir.canonicalize()?.display().to_string()];
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.filter_map(|e| e.ok()).collect();
@@ -298,11 +298,10 @@ fn stamp(dir: &Path) -> Result<String> {
             out.push(format!("{} {} {}", e.file_name().to_string_lossy(), m.len(), t.as_millis()));
         }
     }
-    if out.len() == 2 {
-        let cfg = dir.join(crmkit_core::config::CONFIG_FILE);
-        let t = std::fs::metadata(&cfg)?.modified()?.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        out.push(format!("config {}", t.as_millis()));
-    }
+    // The config too: the stages, loss reasons, plans and thresholds loaded are its.
+    let cfg = std::fs::metadata(dir.join(crmkit_core::config::CONFIG_FILE))?;
+    let t = cfg.modified()?.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    out.push(format!("config {} {}", cfg.len(), t.as_millis()));
     Ok(out.join("\n") + "\n")
 }
 
