@@ -228,6 +228,9 @@ fn golden_files_of_every_schema_version_open_and_read_back() {
         assert_eq!(store.verify_funnel_totals().unwrap(), Vec::<String>::new(), "funnel totals of v{version}");
         // The scan rows (schema 9) too: one per deal.
         assert_eq!(store.verify_scan_rows().unwrap(), Vec::<String>::new(), "scan rows of v{version}");
+        // And the document rows (schema 10): one per document, every one of them.
+        assert_eq!(store.verify_document_rows().unwrap(), Vec::<String>::new(), "document rows of v{version}");
+        crate::document_rows::assert_rows_match(&store.read().unwrap());
         assert!(
             version < 3 || !store.read().unwrap().funnel_totals(None).unwrap().is_empty(),
             "v{version} has deals: it has funnel totals"

@@ -13,6 +13,7 @@ mod commands;
 mod common;
 mod config;
 mod demo;
+mod document_rows;
 mod dossier;
 mod funnel_totals;
 mod golden;

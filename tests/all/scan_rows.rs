@@ -3,7 +3,8 @@
 //! scans its own writes, a deleted deal takes its row away, and `crmkit check` names a
 //! damaged row, a missing one and a stray one.
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
 use std::sync::Arc;
 
 use crmkit_core::hooks::{Hooks, View};
@@ -125,15 +126,44 @@ fn a_write_transaction_scans_its_own_writes_and_a_deleted_deal_leaves_no_row() {
     assert_rows_match(&r);
 }
 
-#[test]
-fn check_names_a_damaged_a_missing_and_a_stray_row() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("site");
-    crmkit::make_demo(&dir, 60, 7, false, false, Some((16, 16)), false).unwrap();
+/// A demo site in `dir` that `crmkit check` passes, and the command that checks it.
+pub(crate) fn checked_demo(dir: &Path) -> impl Fn() -> Output + '_ {
+    crmkit::make_demo(dir, 60, 7, false, false, Some((16, 16)), false).unwrap();
     let check = || Command::new(crate::cli::binary()).args(["check", dir.to_str().unwrap()]).output().unwrap();
     let ok = check();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     assert!(String::from_utf8_lossy(&ok.stdout).contains("funnel totals and scan rows match the deals"));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("document rows match the documents"));
+    check
+}
+
+/// `key` with its last byte changed: an id no record has.
+pub(crate) fn stray(key: [u8; 16]) -> [u8; 16] {
+    let mut k = key;
+    k[15] ^= 0x5a;
+    k
+}
+
+/// Writes `changes` straight into the backend of `store`, past every check.
+pub(crate) fn damage(store: Store, changes: Changes) {
+    let kv = store.into_backend();
+    kv.write().unwrap().commit(changes, Durability::Immediate).unwrap();
+}
+
+/// Asserts that `o` failed and said every line of `want` on stderr.
+pub(crate) fn said_all(o: &Output, want: &[String]) {
+    assert!(!o.status.success());
+    let said = String::from_utf8_lossy(&o.stderr).to_string();
+    for want in want {
+        assert!(said.contains(want), "{said}\nwanted: {want}");
+    }
+}
+
+#[test]
+fn check_names_a_damaged_a_missing_and_a_stray_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("site");
+    let check = checked_demo(&dir);
 
     let path = dir.join("data/crmkit.redb");
     let store = Store::open(&path, Arc::new(settings()), Arc::new(SystemClock)).unwrap();
@@ -144,32 +174,24 @@ fn check_names_a_damaged_a_missing_and_a_stray_row() {
     // no deal has appears.
     let (first, second) = (raw(ids[0]), raw(ids[1]));
     assert_ne!(first, second);
-    let stray = {
-        let mut k = ids[2].0.to_bytes();
-        k[15] ^= 0x5a;
-        k
-    };
-    let kv = store.into_backend();
+    let stray = stray(ids[2].0.to_bytes());
     let mut changes = Changes::new();
     changes.put(DEAL_ROWS, ids[0].0.to_bytes().to_vec(), second.clone());
     changes.delete(DEAL_ROWS, ids[2].0.to_bytes().to_vec());
     changes.put(DEAL_ROWS, stray.to_vec(), second);
-    kv.write().unwrap().commit(changes, Durability::Immediate).unwrap();
-    drop(kv);
+    damage(store, changes);
 
-    let o = check();
-    assert!(!o.status.success());
-    let said = String::from_utf8_lossy(&o.stderr).to_string();
     let stray_id = DealId(crmkit_core::id::RawId::from_bytes(&stray).unwrap());
-    for want in [
-        format!(
-            "scan layout problem: scan row of deal {}: differs from what its record and stage history make",
-            ids[0]
-        ),
-        format!("scan layout problem: scan row of deal {}: missing", ids[2]),
-        format!("scan layout problem: scan row of deal {stray_id}: stored, but there is no such deal"),
-        "3 scan layout problem(s)".to_string(),
-    ] {
-        assert!(said.contains(&want), "{said}\nwanted: {want}");
-    }
+    said_all(
+        &check(),
+        &[
+            format!(
+                "scan layout problem: scan row of deal {}: differs from what its record and stage history make",
+                ids[0]
+            ),
+            format!("scan layout problem: scan row of deal {}: missing", ids[2]),
+            format!("scan layout problem: scan row of deal {stray_id}: stored, but there is no such deal"),
+            "3 scan layout problem(s)".to_string(),
+        ],
+    );
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::config::Settings;
 use crate::id::{DealId, PartnerId, TypedId, UserId};
 use crate::model::{Deal, Document, Interaction, Partner, Plan, Role, StageChange, Task, User};
-use crate::store::{DealRow, FunnelKey, FunnelTotals, Index, Reader};
+use crate::store::{DealRow, DocumentRow, FunnelKey, FunnelTotals, Index, Reader};
 use crate::time::Timestamp;
 use crate::Result;
 
@@ -49,6 +49,10 @@ pub trait View {
     fn each_partner(&self, f: &mut dyn FnMut(&Partner) -> bool) -> Result<()>;
     /// Visits every document, oldest first, until `f` returns `false` (reports).
     fn each_document(&self, f: &mut dyn FnMut(&Document) -> bool) -> Result<()>;
+    /// Visits every document as the scan layout keeps it (what the reports over every
+    /// document read, not the full record), oldest first, until `f` returns `false`. One
+    /// row at a time; the fastest way over every document (reports).
+    fn scan_documents(&self, f: &mut dyn FnMut(&DocumentRow) -> bool) -> Result<()>;
     /// Visits every interaction, oldest first, until `f` returns `false` (reports).
     fn each_interaction(&self, f: &mut dyn FnMut(&Interaction) -> bool) -> Result<()>;
     /// Visits every task, oldest first, until `f` returns `false` (reports).
@@ -118,6 +122,9 @@ impl<R: Reader> View for R {
     }
     fn each_document(&self, f: &mut dyn FnMut(&Document) -> bool) -> Result<()> {
         self.for_each::<Document>(|d| f(&d))
+    }
+    fn scan_documents(&self, f: &mut dyn FnMut(&DocumentRow) -> bool) -> Result<()> {
+        Reader::scan_documents(self, f)
     }
     fn each_interaction(&self, f: &mut dyn FnMut(&Interaction) -> bool) -> Result<()> {
         self.for_each::<Interaction>(|i| f(&i))

@@ -14,8 +14,11 @@ use crate::time::Timestamp;
 use crate::Result;
 
 impl Reader for WriteTxn<'_> {
-    fn pending_rows(&self) -> Result<Option<super::scan::PendingRows>> {
-        Ok(Some(WriteTxn::pending_rows(self)?))
+    fn pending_rows(&self, table: super::tables::Table) -> Result<Option<super::rows::PendingRows>> {
+        if table == super::tables::DOCUMENT_ROWS {
+            return Ok(Some(self.pending_document_rows()?));
+        }
+        Ok(Some(self.pending_deal_rows()?))
     }
 
     fn pending_funnel_totals(

@@ -106,8 +106,10 @@ pub trait Reader {
     }
 
     #[doc(hidden)]
-    /// The scan rows of the deals a write transaction's pending writes touch.
-    fn pending_rows(&self) -> Result<Option<super::scan::PendingRows>> {
+    /// The rows of scan layout `table` (`deal_rows`, `document_rows`) that a write
+    /// transaction's pending writes touch.
+    fn pending_rows(&self, table: super::tables::Table) -> Result<Option<super::rows::PendingRows>> {
+        let _ = table;
         Ok(None)
     }
 
@@ -115,7 +117,15 @@ pub trait Reader {
     /// history — in id (creation) order, until `f` returns `false`. One row is held at a
     /// time; `f` gets the same [`DealRow`](super::DealRow) refilled.
     fn scan_deals(&self, f: &mut dyn FnMut(&super::DealRow) -> bool) -> Result<()> {
-        super::scan::scan(self, self.pending_rows()?, f)
+        super::scan::scan(self, self.pending_rows(super::tables::DEAL_ROWS)?, f)
+    }
+
+    /// Visits every document as the scan layout keeps it — its narrow row: what the
+    /// reports over every document read — in id (creation) order, until `f` returns
+    /// `false`. One row is held at a time; `f` gets the same
+    /// [`DocumentRow`](super::DocumentRow) refilled.
+    fn scan_documents(&self, f: &mut dyn FnMut(&super::DocumentRow) -> bool) -> Result<()> {
+        super::document_rows::scan(self, self.pending_rows(super::tables::DOCUMENT_ROWS)?, f)
     }
 
     /// Ids in `index` under `prefix`, in id (creation) order, after `after`, at most `limit`.

@@ -23,15 +23,13 @@
 //! · to_status (1) · dwell_ms? (i64) · note? · imported (1)
 //! ```
 
-use std::collections::BTreeMap;
-use std::ops::Bound;
-
 use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 
 use super::codec::{decode, encode};
 use super::kv::KvError;
-use super::tables::{entity_table, DEAL_ROWS};
+use super::rows::{self, put_len, put_opt_id, put_opt_str, put_opt_time, put_str, Cursor, PendingRows};
+use super::tables::{entity_table, DEAL_ROWS, DOCUMENT_ROWS};
 use super::{Reader, Store, WriteTxn};
 use crate::id::{DealId, PartnerId, RawId, UserId};
 use crate::model::{CustomFields, Deal, DealStatus, EntityKind, How, StageChange};
@@ -171,7 +169,7 @@ impl DealRow {
 
     /// Fills the row from the stored row of deal `id`, reusing its strings and steps.
     pub(crate) fn decode_into(&mut self, id: DealId, bytes: &[u8]) -> std::result::Result<(), KvError> {
-        let mut r = Cursor { bytes, at: 0, deal: id };
+        let mut r = Cursor::new(bytes, "deal", id.0);
         let version = r.u8()?;
         if version != VERSION {
             return Err(r.corrupt(format!("unknown row format {version}")));
@@ -181,19 +179,11 @@ impl DealRow {
         r.str_into(&mut self.title)?;
         self.partner = PartnerId(r.id()?);
         r.opt_str_into(&mut self.stage)?;
-        self.status = r.status()?;
+        self.status = status(&mut r)?;
         self.manager = UserId(r.id()?);
-        let amount = Decimal::deserialize(r.take(16)?.try_into().expect("16 bytes"));
-        let code = std::str::from_utf8(r.take(3)?).map_err(|_| r.corrupt("currency is not text".into()))?;
-        let currency = code.parse::<Currency>().map_err(|e| r.corrupt(format!("currency: {e}")))?;
-        self.amount = Money { amount, currency };
-        self.expected_close = match r.flag()? {
-            true => {
-                let days = i32::from_le_bytes(r.take(4)?.try_into().expect("4 bytes"));
-                Some(NaiveDate::from_num_days_from_ce_opt(days).ok_or_else(|| r.corrupt("expected close".into()))?)
-            }
-            false => None,
-        };
+        let amount = r.decimal()?;
+        self.amount = Money { amount, currency: r.currency()? };
+        self.expected_close = if r.flag()? { Some(r.date("expected close")?) } else { None };
         self.probability = if r.flag()? { Some(r.u8()?) } else { None };
         self.probability_manual = r.flag()?;
         r.opt_str_into(&mut self.source)?;
@@ -233,16 +223,13 @@ impl DealRow {
             s.how = *How::ALL.get(usize::from(how)).ok_or_else(|| r.corrupt(format!("step how {how}")))?;
             r.opt_str_into(&mut s.from_stage)?;
             r.opt_str_into(&mut s.to_stage)?;
-            s.from_status = if r.flag()? { Some(r.status()?) } else { None };
-            s.to_status = r.status()?;
+            s.from_status = if r.flag()? { Some(status(&mut r)?) } else { None };
+            s.to_status = status(&mut r)?;
             s.dwell_ms = r.opt_i64()?;
             r.opt_str_into(&mut s.note)?;
             s.imported = r.flag()?;
         }
-        if r.at != bytes.len() {
-            return Err(r.corrupt(format!("{} bytes after the last step", bytes.len() - r.at)));
-        }
-        Ok(())
+        r.end("last step")
     }
 }
 
@@ -250,154 +237,10 @@ fn status_byte(s: DealStatus) -> u8 {
     DealStatus::ALL.iter().position(|x| *x == s).expect("listed") as u8
 }
 
-fn put_len(w: &mut Vec<u8>, mut n: usize) {
-    loop {
-        let b = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            w.push(b);
-            return;
-        }
-        w.push(b | 0x80);
-    }
+fn status(r: &mut Cursor<'_>) -> std::result::Result<DealStatus, KvError> {
+    let b = r.u8()?;
+    DealStatus::ALL.get(usize::from(b)).copied().ok_or_else(|| r.corrupt(format!("status {b}")))
 }
-
-fn put_str(w: &mut Vec<u8>, s: &str) {
-    put_len(w, s.len());
-    w.extend_from_slice(s.as_bytes());
-}
-
-fn put_opt_str(w: &mut Vec<u8>, s: Option<&str>) {
-    match s {
-        Some(s) => {
-            w.push(1);
-            put_str(w, s);
-        }
-        None => w.push(0),
-    }
-}
-
-fn put_opt_id(w: &mut Vec<u8>, id: Option<RawId>) {
-    match id {
-        Some(id) => {
-            w.push(1);
-            w.extend_from_slice(&id.to_bytes());
-        }
-        None => w.push(0),
-    }
-}
-
-fn put_opt_time(w: &mut Vec<u8>, t: Option<Timestamp>) {
-    match t {
-        Some(t) => {
-            w.push(1);
-            w.extend_from_slice(&t.0.to_le_bytes());
-        }
-        None => w.push(0),
-    }
-}
-
-/// Reads a row, naming the deal in every error.
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    at: usize,
-    deal: DealId,
-}
-
-impl<'a> Cursor<'a> {
-    fn corrupt(&self, message: String) -> KvError {
-        KvError::Corrupt {
-            what: format!("scan row of deal {}", self.deal),
-            message: format!("{message} at byte {}", self.at),
-        }
-    }
-
-    fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], KvError> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|e| *e <= self.bytes.len())
-            .ok_or_else(|| self.corrupt("cut short".into()))?;
-        let out = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(out)
-    }
-
-    fn u8(&mut self) -> std::result::Result<u8, KvError> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn flag(&mut self) -> std::result::Result<bool, KvError> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            b => Err(self.corrupt(format!("flag {b}"))),
-        }
-    }
-
-    fn i64(&mut self) -> std::result::Result<i64, KvError> {
-        Ok(i64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
-    }
-
-    fn opt_i64(&mut self) -> std::result::Result<Option<i64>, KvError> {
-        Ok(if self.flag()? { Some(self.i64()?) } else { None })
-    }
-
-    fn id(&mut self) -> std::result::Result<RawId, KvError> {
-        let b = self.take(16)?;
-        RawId::from_bytes(b).ok_or_else(|| self.corrupt("id".into()))
-    }
-
-    fn opt_id(&mut self) -> std::result::Result<Option<RawId>, KvError> {
-        Ok(if self.flag()? { Some(self.id()?) } else { None })
-    }
-
-    fn status(&mut self) -> std::result::Result<DealStatus, KvError> {
-        let b = self.u8()?;
-        DealStatus::ALL.get(usize::from(b)).copied().ok_or_else(|| self.corrupt(format!("status {b}")))
-    }
-
-    fn len(&mut self) -> std::result::Result<usize, KvError> {
-        let mut n = 0usize;
-        for shift in (0..64).step_by(7) {
-            let b = self.u8()?;
-            n |= usize::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(n);
-            }
-        }
-        Err(self.corrupt("length too long".into()))
-    }
-
-    fn str_into(&mut self, out: &mut String) -> std::result::Result<(), KvError> {
-        let n = self.len()?;
-        let b = self.take(n)?;
-        let s = std::str::from_utf8(b).map_err(|_| self.corrupt("text is not UTF-8".into()))?;
-        out.clear();
-        out.push_str(s);
-        Ok(())
-    }
-
-    fn opt_str_into(&mut self, out: &mut Option<String>) -> std::result::Result<(), KvError> {
-        if !self.flag()? {
-            *out = None;
-            return Ok(());
-        }
-        match out {
-            Some(s) => self.str_into(s),
-            None => {
-                let mut s = String::new();
-                self.str_into(&mut s)?;
-                *out = Some(s);
-                Ok(())
-            }
-        }
-    }
-}
-
-/// The pending rows of a write transaction: per deal it writes, the row it has now (`None`:
-/// deleted).
-pub(super) type PendingRows = BTreeMap<[u8; 16], Option<Vec<u8>>>;
 
 /// Visits every row `r` sees, in deal id order, with `pending` rows in place of the stored
 /// ones, until `f` returns `false`.
@@ -407,69 +250,15 @@ pub(super) fn scan(
     f: &mut dyn FnMut(&DealRow) -> bool,
 ) -> Result<()> {
     let mut row = DealRow::default();
-    let mut pending = pending.unwrap_or_default().into_iter().peekable();
-    let mut err: Option<crate::Error> = None;
-    let mut go = true;
-    let mut visit = |key: &[u8], bytes: &[u8], row: &mut DealRow, err: &mut Option<crate::Error>| -> bool {
-        let Some(id) = RawId::from_bytes(key) else {
-            *err = Some(crate::Error::Corrupt {
-                what: format!("scan row key {key:02x?}"),
-                message: "not a deal id".into(),
-            });
-            return false;
-        };
-        match row.decode_into(DealId(id), bytes) {
-            Ok(()) => f(row),
-            Err(e) => {
-                *err = Some(e.into());
-                false
-            }
-        }
-    };
-    r.kv_scan(DEAL_ROWS, Bound::Unbounded, Bound::Unbounded, false, &mut |k, v| {
-        while let Some((pk, _)) = pending.peek() {
-            if pk.as_slice() > k {
-                break;
-            }
-            let (pk, pv) = pending.next().expect("peeked");
-            if pk.as_slice() == k {
-                // The pending row replaces the stored one (or deletes it).
-                return match pv {
-                    Some(v) => {
-                        go = visit(&pk, &v, &mut row, &mut err);
-                        go
-                    }
-                    None => true,
-                };
-            }
-            if let Some(v) = pv {
-                if !visit(&pk, &v, &mut row, &mut err) {
-                    go = false;
-                    return false;
-                }
-            }
-        }
-        go = visit(k, v, &mut row, &mut err);
-        go
-    })?;
-    if let Some(e) = err {
-        return Err(e);
-    }
-    if go {
-        for (pk, pv) in pending {
-            if let Some(v) = pv {
-                if !visit(&pk, &v, &mut row, &mut err) {
-                    break;
-                }
-            }
-        }
-    }
-    err.map_or(Ok(()), Err)
+    rows::scan(r, DEAL_ROWS, "deal", pending, &mut |id, bytes| {
+        row.decode_into(DealId(id), bytes)?;
+        Ok(f(&row))
+    })
 }
 
 impl WriteTxn<'_> {
     /// The rows of the deals the pending changes write, as they stand in the transaction.
-    pub(super) fn pending_rows(&self) -> Result<PendingRows> {
+    pub(super) fn pending_deal_rows(&self) -> Result<PendingRows> {
         let mut out = PendingRows::new();
         let deal_table = entity_table(EntityKind::Deal);
         for id in self.touched_deals() {
@@ -490,51 +279,28 @@ impl WriteTxn<'_> {
 
     /// Writes the rows the pending changes make (called once, at commit).
     pub(super) fn write_row_changes(&mut self) -> Result<()> {
-        for (k, row) in self.pending_rows()? {
-            match row {
-                Some(v) => self.changes.put(DEAL_ROWS, k.to_vec(), v),
-                None => self.changes.delete(DEAL_ROWS, k.to_vec()),
-            }
-        }
+        let deals = self.pending_deal_rows()?;
+        self.write_rows(DEAL_ROWS, deals);
+        let documents = self.pending_document_rows()?;
+        self.write_rows(DOCUMENT_ROWS, documents);
         Ok(())
     }
 
     /// Replaces every stored row with the one the records make (the migration that
     /// introduces the layout).
     pub(super) fn rebuild_rows(&mut self) -> Result<()> {
-        let mut keys = Vec::new();
-        self.kv_scan(DEAL_ROWS, Bound::Unbounded, Bound::Unbounded, false, &mut |k, _| {
-            keys.push(k.to_vec());
-            true
-        })?;
-        for k in keys {
-            self.changes.delete(DEAL_ROWS, k);
-        }
         let mut rows = Vec::new();
         expected_rows(self, &mut |id, row| {
             rows.push((id, row));
             Ok(())
         })?;
-        for (id, row) in rows {
-            self.changes.put(DEAL_ROWS, id.0.to_bytes().to_vec(), row);
-        }
-        Ok(())
+        self.replace_rows(DEAL_ROWS, rows)
     }
 }
 
 /// Every deal's row as its record and history make it, in id order.
-fn expected_rows(r: &impl Reader, f: &mut dyn FnMut(DealId, Vec<u8>) -> Result<()>) -> Result<()> {
-    let mut after = None;
-    loop {
-        let page: Vec<Deal> = r.list(after, 1024)?;
-        for d in &page {
-            f(d.id, DealRow::encode(d, &r.stage_history(d.id)?))?;
-        }
-        match page.last() {
-            Some(d) if page.len() == 1024 => after = Some(d.id),
-            _ => return Ok(()),
-        }
-    }
+fn expected_rows(r: &impl Reader, f: &mut dyn FnMut(RawId, Vec<u8>) -> Result<()>) -> Result<()> {
+    rows::each_record(r, &mut |d: &Deal| f(d.id.0, DealRow::encode(d, &r.stage_history(d.id)?)))
 }
 
 impl Store {
@@ -550,42 +316,11 @@ impl Store {
         let r = self.read()?;
         let total = r.count(EntityKind::Deal)?;
         let mut meter = Meter::start(progress, "scan rows", total);
-        let mut problems = Vec::new();
-        // Stored keys and deal ids both come in id order: walked side by side.
-        let mut keys: Vec<[u8; 16]> = Vec::new();
-        r.kv_scan(DEAL_ROWS, Bound::Unbounded, Bound::Unbounded, false, &mut |k, _| {
-            keys.push(k.try_into().unwrap_or([0xff; 16]));
-            true
-        })?;
-        let mut next = keys.iter().peekable();
-        let extra = |k: &[u8; 16], problems: &mut Vec<String>| {
-            let name = RawId::from_bytes(k).map_or_else(|| format!("{k:02x?}"), |id| DealId(id).to_string());
-            problems.push(format!("scan row of deal {name}: stored, but there is no such deal"));
+        let misread = |id: RawId, got: &[u8]| match DealRow::default().decode_into(DealId(id), got) {
+            Ok(()) => "differs from what its record and stage history make".to_string(),
+            Err(e) => format!("cannot be read ({e})"),
         };
-        expected_rows(&r, &mut |id, want| {
-            meter.add(1);
-            let key = id.0.to_bytes();
-            while let Some(k) = next.next_if(|k| **k < key) {
-                extra(k, &mut problems);
-            }
-            next.next_if(|k| **k == key);
-            match r.kv_get(DEAL_ROWS, &key)? {
-                Some(got) if got == want => {}
-                Some(got) => {
-                    let mut row = DealRow::default();
-                    let what = match row.decode_into(id, &got) {
-                        Ok(()) => "differs from what its record and stage history make".to_string(),
-                        Err(e) => format!("cannot be read ({e})"),
-                    };
-                    problems.push(format!("scan row of deal {id}: {what}"));
-                }
-                None => problems.push(format!("scan row of deal {id}: missing")),
-            }
-            Ok(())
-        })?;
-        for k in next {
-            extra(k, &mut problems);
-        }
+        let problems = rows::verify(&r, DEAL_ROWS, "deal", &mut meter, &mut |f| expected_rows(&r, f), &misread)?;
         meter.finish();
         Ok(problems)
     }

@@ -34,7 +34,11 @@ pub const FUNNEL_TOTALS: Table = Table { name: "funnel_totals", slot: 6 };
 /// every commit that writes deals or their stage history (see `scan.rs`).
 pub const DEAL_ROWS: Table = Table { name: "deal_rows", slot: 7 };
 
-const FIRST_ENTITY_SLOT: usize = 8;
+/// The scan layout of documents: document id → the document's narrow row, kept by every
+/// commit that writes documents (see `document_rows.rs`).
+pub const DOCUMENT_ROWS: Table = Table { name: "document_rows", slot: 8 };
+
+const FIRST_ENTITY_SLOT: usize = 9;
 const FIRST_INDEX_SLOT: usize = FIRST_ENTITY_SLOT + EntityKind::ALL.len();
 
 /// The number of tables.
@@ -42,7 +46,17 @@ pub const TABLE_COUNT: usize = FIRST_INDEX_SLOT + Index::ALL.len();
 
 /// Every table, in slot order.
 pub fn all_tables() -> Vec<Table> {
-    let mut t = vec![META, AUDIT, AUDIT_BY_ENTITY, BLOBS, STAGE_HISTORY, EXTERNAL_KEYS, FUNNEL_TOTALS, DEAL_ROWS];
+    let mut t = vec![
+        META,
+        AUDIT,
+        AUDIT_BY_ENTITY,
+        BLOBS,
+        STAGE_HISTORY,
+        EXTERNAL_KEYS,
+        FUNNEL_TOTALS,
+        DEAL_ROWS,
+        DOCUMENT_ROWS,
+    ];
     t.extend(EntityKind::ALL.iter().map(|k| entity_table(*k)));
     t.extend(Index::ALL.iter().map(|i| i.table()));
     debug_assert!(t.iter().enumerate().all(|(i, t)| t.slot == i));

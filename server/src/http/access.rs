@@ -406,6 +406,19 @@ impl<R: Reader> crmkit_core::process::View for DepartmentView<'_, R> {
     fn each_document(&self, f: &mut dyn FnMut(&Document) -> bool) -> Result<()> {
         self.each_of_deals(|d: &Document| d.deal, f)
     }
+    fn scan_documents(&self, f: &mut dyn FnMut(&crmkit_core::store::DocumentRow) -> bool) -> Result<()> {
+        // As `each_document`: the documents of a deal the head sees.
+        let mut failed = None;
+        self.r.scan_documents(&mut |d| match d.deal.map(|deal| self.sees_id(deal)) {
+            Some(Ok(true)) => f(d),
+            Some(Ok(false)) | None => true,
+            Some(Err(err)) => {
+                failed = Some(err);
+                false
+            }
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
     fn each_interaction(&self, f: &mut dyn FnMut(&Interaction) -> bool) -> Result<()> {
         self.each_of_deals(|i: &Interaction| i.deal, f)
     }

@@ -1,0 +1,356 @@
+//! What the tables of the scan layout (`deal_rows`, `document_rows`) share: the hand-written
+//! row encoding's pieces (a writer's helpers and a [`Cursor`] naming the record in every
+//! error), the scan that merges a write transaction's pending rows with the stored ones,
+//! the commit's and the migration's writes, and the check that walks the stored rows and
+//! the records side by side.
+//!
+//! Each table is keyed by its record's id (16 bytes), so both walks go in id order.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use super::kv::KvError;
+use super::tables::Table;
+use super::{Reader, WriteTxn};
+use crate::id::RawId;
+use crate::model::Entity;
+use crate::progress::Meter;
+use crate::time::Timestamp;
+use crate::Result;
+
+/// The pending rows of a write transaction in one table: per record it writes, the row it
+/// has now (`None`: deleted).
+pub(super) type PendingRows = BTreeMap<[u8; 16], Option<Vec<u8>>>;
+
+pub(super) fn put_len(w: &mut Vec<u8>, mut n: usize) {
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            w.push(b);
+            return;
+        }
+        w.push(b | 0x80);
+    }
+}
+
+pub(super) fn put_str(w: &mut Vec<u8>, s: &str) {
+    put_len(w, s.len());
+    w.extend_from_slice(s.as_bytes());
+}
+
+pub(super) fn put_opt_str(w: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => {
+            w.push(1);
+            put_str(w, s);
+        }
+        None => w.push(0),
+    }
+}
+
+pub(super) fn put_opt_id(w: &mut Vec<u8>, id: Option<RawId>) {
+    match id {
+        Some(id) => {
+            w.push(1);
+            w.extend_from_slice(&id.to_bytes());
+        }
+        None => w.push(0),
+    }
+}
+
+pub(super) fn put_opt_time(w: &mut Vec<u8>, t: Option<Timestamp>) {
+    match t {
+        Some(t) => {
+            w.push(1);
+            w.extend_from_slice(&t.0.to_le_bytes());
+        }
+        None => w.push(0),
+    }
+}
+
+/// Reads a row, naming its record (`noun` and id) in every error.
+pub(super) struct Cursor<'a> {
+    pub(super) bytes: &'a [u8],
+    pub(super) at: usize,
+    pub(super) noun: &'static str,
+    pub(super) id: RawId,
+}
+
+impl<'a> Cursor<'a> {
+    pub(super) fn new(bytes: &'a [u8], noun: &'static str, id: RawId) -> Cursor<'a> {
+        Cursor { bytes, at: 0, noun, id }
+    }
+
+    pub(super) fn corrupt(&self, message: String) -> KvError {
+        KvError::Corrupt {
+            what: format!("scan row of {} {}", self.noun, self.id),
+            message: format!("{message} at byte {}", self.at),
+        }
+    }
+
+    pub(super) fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], KvError> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|e| *e <= self.bytes.len())
+            .ok_or_else(|| self.corrupt("cut short".into()))?;
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+
+    pub(super) fn u8(&mut self) -> std::result::Result<u8, KvError> {
+        Ok(self.take(1)?[0])
+    }
+
+    pub(super) fn flag(&mut self) -> std::result::Result<bool, KvError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            b => Err(self.corrupt(format!("flag {b}"))),
+        }
+    }
+
+    pub(super) fn i32(&mut self) -> std::result::Result<i32, KvError> {
+        Ok(i32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+
+    pub(super) fn i64(&mut self) -> std::result::Result<i64, KvError> {
+        Ok(i64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+
+    pub(super) fn opt_i64(&mut self) -> std::result::Result<Option<i64>, KvError> {
+        Ok(if self.flag()? { Some(self.i64()?) } else { None })
+    }
+
+    pub(super) fn id(&mut self) -> std::result::Result<RawId, KvError> {
+        let b = self.take(16)?;
+        RawId::from_bytes(b).ok_or_else(|| self.corrupt("id".into()))
+    }
+
+    pub(super) fn opt_id(&mut self) -> std::result::Result<Option<RawId>, KvError> {
+        Ok(if self.flag()? { Some(self.id()?) } else { None })
+    }
+
+    /// An amount as `rust_decimal`'s 16-byte form.
+    pub(super) fn decimal(&mut self) -> std::result::Result<rust_decimal::Decimal, KvError> {
+        Ok(rust_decimal::Decimal::deserialize(self.take(16)?.try_into().expect("16 bytes")))
+    }
+
+    /// A currency as its 3-letter code.
+    pub(super) fn currency(&mut self) -> std::result::Result<crate::values::Currency, KvError> {
+        let code = std::str::from_utf8(self.take(3)?).map_err(|_| self.corrupt("currency is not text".into()))?;
+        code.parse().map_err(|e| self.corrupt(format!("currency: {e}")))
+    }
+
+    /// A date as days from 0001-01-01.
+    pub(super) fn date(&mut self, what: &str) -> std::result::Result<chrono::NaiveDate, KvError> {
+        let days = self.i32()?;
+        chrono::NaiveDate::from_num_days_from_ce_opt(days).ok_or_else(|| self.corrupt(format!("{what} {days}")))
+    }
+
+    pub(super) fn len(&mut self) -> std::result::Result<usize, KvError> {
+        let mut n = 0usize;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            n |= usize::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(n);
+            }
+        }
+        Err(self.corrupt("length too long".into()))
+    }
+
+    pub(super) fn str_into(&mut self, out: &mut String) -> std::result::Result<(), KvError> {
+        let n = self.len()?;
+        let b = self.take(n)?;
+        let s = std::str::from_utf8(b).map_err(|_| self.corrupt("text is not UTF-8".into()))?;
+        out.clear();
+        out.push_str(s);
+        Ok(())
+    }
+
+    pub(super) fn opt_str_into(&mut self, out: &mut Option<String>) -> std::result::Result<(), KvError> {
+        if !self.flag()? {
+            *out = None;
+            return Ok(());
+        }
+        match out {
+            Some(s) => self.str_into(s),
+            None => {
+                let mut s = String::new();
+                self.str_into(&mut s)?;
+                *out = Some(s);
+                Ok(())
+            }
+        }
+    }
+
+    /// Fails unless the whole row was read.
+    pub(super) fn end(&self, after: &str) -> std::result::Result<(), KvError> {
+        if self.at != self.bytes.len() {
+            return Err(self.corrupt(format!("{} bytes after the {after}", self.bytes.len() - self.at)));
+        }
+        Ok(())
+    }
+}
+
+/// Visits every row of `table` that `r` sees, in id order, with `pending` rows in place of
+/// the stored ones, until `visit` returns `false` or fails. `noun` names the records.
+pub(super) fn scan(
+    r: &(impl Reader + ?Sized),
+    table: Table,
+    noun: &str,
+    pending: Option<PendingRows>,
+    visit: &mut dyn FnMut(RawId, &[u8]) -> Result<bool>,
+) -> Result<()> {
+    let mut pending = pending.unwrap_or_default().into_iter().peekable();
+    let mut err: Option<crate::Error> = None;
+    let mut go = true;
+    let mut one = |key: &[u8], bytes: &[u8], err: &mut Option<crate::Error>| -> bool {
+        let Some(id) = RawId::from_bytes(key) else {
+            *err = Some(crate::Error::Corrupt {
+                what: format!("scan row key {key:02x?}"),
+                message: format!("not a {noun} id"),
+            });
+            return false;
+        };
+        match visit(id, bytes) {
+            Ok(go) => go,
+            Err(e) => {
+                *err = Some(e);
+                false
+            }
+        }
+    };
+    r.kv_scan(table, Bound::Unbounded, Bound::Unbounded, false, &mut |k, v| {
+        while let Some((pk, _)) = pending.peek() {
+            if pk.as_slice() > k {
+                break;
+            }
+            let (pk, pv) = pending.next().expect("peeked");
+            if pk.as_slice() == k {
+                // The pending row replaces the stored one (or deletes it).
+                return match pv {
+                    Some(v) => {
+                        go = one(&pk, &v, &mut err);
+                        go
+                    }
+                    None => true,
+                };
+            }
+            if let Some(v) = pv {
+                if !one(&pk, &v, &mut err) {
+                    go = false;
+                    return false;
+                }
+            }
+        }
+        go = one(k, v, &mut err);
+        go
+    })?;
+    if let Some(e) = err {
+        return Err(e);
+    }
+    if go {
+        for (pk, pv) in pending {
+            if let Some(v) = pv {
+                if !one(&pk, &v, &mut err) {
+                    break;
+                }
+            }
+        }
+    }
+    err.map_or(Ok(()), Err)
+}
+
+/// Visits every record of kind `E` that `r` sees, in id order, a page at a time.
+pub(super) fn each_record<E: Entity>(r: &impl Reader, f: &mut dyn FnMut(&E) -> Result<()>) -> Result<()> {
+    let mut after = None;
+    loop {
+        let page: Vec<E> = r.list(after, 1024)?;
+        for e in &page {
+            f(e)?;
+        }
+        match page.last() {
+            Some(e) if page.len() == 1024 => after = Some(e.id()),
+            _ => return Ok(()),
+        }
+    }
+}
+
+impl WriteTxn<'_> {
+    /// Writes `pending` into `table` (at commit).
+    pub(super) fn write_rows(&mut self, table: Table, pending: PendingRows) {
+        for (k, row) in pending {
+            match row {
+                Some(v) => self.changes.put(table, k.to_vec(), v),
+                None => self.changes.delete(table, k.to_vec()),
+            }
+        }
+    }
+
+    /// Replaces every row stored in `table` with `rows` (the migration that introduces it).
+    pub(super) fn replace_rows(&mut self, table: Table, rows: Vec<(RawId, Vec<u8>)>) -> Result<()> {
+        let mut keys = Vec::new();
+        self.kv_scan(table, Bound::Unbounded, Bound::Unbounded, false, &mut |k, _| {
+            keys.push(k.to_vec());
+            true
+        })?;
+        for k in keys {
+            self.changes.delete(table, k);
+        }
+        for (id, row) in rows {
+            self.changes.put(table, id.to_bytes().to_vec(), row);
+        }
+        Ok(())
+    }
+}
+
+/// Hands each record's id and expected row to its argument, in id order.
+pub(super) type Expected<'a> = &'a mut dyn FnMut(&mut dyn FnMut(RawId, Vec<u8>) -> Result<()>) -> Result<()>;
+
+/// Compares the rows stored in `table` with those the records make: `expected` hands every
+/// record's id and row to its argument, in id order; `misread` says why a stored row that
+/// differs does (it differs, or it cannot be read). Returns one line per problem, naming the
+/// record as `noun` and id; `meter` counts the records.
+pub(super) fn verify(
+    r: &impl Reader,
+    table: Table,
+    noun: &str,
+    meter: &mut Meter<'_>,
+    expected: Expected<'_>,
+    misread: &dyn Fn(RawId, &[u8]) -> String,
+) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    // Stored keys and record ids both come in id order: walked side by side.
+    let mut keys: Vec<[u8; 16]> = Vec::new();
+    r.kv_scan(table, Bound::Unbounded, Bound::Unbounded, false, &mut |k, _| {
+        keys.push(k.try_into().unwrap_or([0xff; 16]));
+        true
+    })?;
+    let mut next = keys.iter().peekable();
+    let extra = |k: &[u8; 16], problems: &mut Vec<String>| {
+        let name = RawId::from_bytes(k).map_or_else(|| format!("{k:02x?}"), |id| id.to_string());
+        problems.push(format!("scan row of {noun} {name}: stored, but there is no such {noun}"));
+    };
+    expected(&mut |id, want| {
+        meter.add(1);
+        let key = id.to_bytes();
+        while let Some(k) = next.next_if(|k| **k < key) {
+            extra(k, &mut problems);
+        }
+        next.next_if(|k| **k == key);
+        match r.kv_get(table, &key)? {
+            Some(got) if got == want => {}
+            Some(got) => problems.push(format!("scan row of {noun} {id}: {}", misread(id, &got))),
+            None => problems.push(format!("scan row of {noun} {id}: missing")),
+        }
+        Ok(())
+    })?;
+    for k in next {
+        extra(k, &mut problems);
+    }
+    Ok(problems)
+}
