@@ -98,7 +98,7 @@ fn today() -> NaiveDate {
 /// month.
 fn revenue(view: &dyn View, scope: &DocScope, from: Option<NaiveDate>, to: NaiveDate) -> Result<ByMonth, String> {
     let mut clients: ByMonth = HashMap::new();
-    view.each_document(&mut |d| {
+    view.scan_documents(&mut |d| {
         if d.kind != DocumentKind::Shipment
             || d.state != DocumentState::Completed
             || d.date > to
@@ -391,7 +391,7 @@ fn by_period(
 ) -> Result<(Split, Split), String> {
     let mut clients: Split = HashMap::new();
     let mut items: Split = HashMap::new();
-    view.each_document(&mut |d| {
+    view.scan_documents(&mut |d| {
         if d.kind != DocumentKind::Shipment
             || d.state != DocumentState::Completed
             || d.date > to

@@ -88,7 +88,7 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
         true
     })
     .map_err(|e| e.to_string())?;
-    view.each_document(&mut |doc| {
+    view.scan_documents(&mut |doc| {
         let Some(acc) = doc.deal.and_then(|id| deals.get_mut(&id)) else { return true };
         if doc.created_at > scope.instant || acc.currency != Some(doc.amount.currency) {
             return true;
