@@ -108,8 +108,7 @@ pub trait Reader {
     #[doc(hidden)]
     /// The rows of scan layout `table` (`deal_rows`, `document_rows`) that a write
     /// transaction's pending writes touch.
-    fn pending_rows(&self, table: super::tables::Table) -> Result<Option<super::rows::PendingRows>> {
-        let _ = table;
+    fn pending_rows(&self, _table: super::tables::Table) -> Result<Option<super::rows::PendingRows>> {
         Ok(None)
     }
 
