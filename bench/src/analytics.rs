@@ -119,14 +119,16 @@ pub fn analytics(args: Args) -> Result<()> {
         serde_json::from_str(&std::fs::read_to_string(sql_dir.join("meta.json"))?)?
     };
     say!(
-        "data: {} deals, {} stage steps, {} partners, {} users, {} interactions, {} tasks, {} documents",
+        "data: {} deals, {} stage steps, {} partners, {} users, {} interactions, {} tasks, {} documents, {} document lines, {} plans",
         meta.counts[0],
         meta.counts[1],
         meta.counts[2],
         meta.counts[3],
         meta.counts[4],
         meta.counts[5],
-        meta.counts[6]
+        meta.counts[6],
+        meta.counts[7],
+        meta.counts[8]
     );
     say!("load average before timing: {}", load_average());
 
@@ -280,10 +282,13 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Which installation the SQL files were loaded from: the length and time of each file in
-/// `dir` (the database's included).
+/// The version of the tables the loader writes: files loaded by another are loaded again.
+const LOAD_FORMAT: u32 = 2;
+
+/// Which installation the SQL files were loaded from, and by which loader: the length and
+/// time of the demo's stamp files in `dir` and of its config.
 fn stamp(dir: &Path) -> Result<String> {
-    let mut out = vec![dir.canonicalize()?.display().to_string()];
+    let mut out = vec![format!("tables {LOAD_FORMAT}"), dir.canonicalize()?.display().to_string()];
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.filter_map(|e| e.ok()).collect();
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
@@ -293,11 +298,10 @@ fn stamp(dir: &Path) -> Result<String> {
             out.push(format!("{} {} {}", e.file_name().to_string_lossy(), m.len(), t.as_millis()));
         }
     }
-    if out.len() == 1 {
-        let cfg = dir.join(crmkit_core::config::CONFIG_FILE);
-        let t = std::fs::metadata(&cfg)?.modified()?.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        out.push(format!("config {}", t.as_millis()));
-    }
+    // The config too: the stages, loss reasons, plans and thresholds loaded are its.
+    let cfg = std::fs::metadata(dir.join(crmkit_core::config::CONFIG_FILE))?;
+    let t = cfg.modified()?.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    out.push(format!("config {} {}", cfg.len(), t.as_millis()));
     Ok(out.join("\n") + "\n")
 }
 
@@ -366,6 +370,15 @@ pub fn run_one(engine: &str, report: &str, place: &Path, sql: Option<&Path>, out
             let sql = std::fs::read_to_string(sql.context("the SQL file")?)?;
             let db = rusqlite::Connection::open_with_flags(place, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
             db.execute_batch("PRAGMA cache_size = -1048576; PRAGMA mmap_size = 8589934592; PRAGMA threads = 2;")?;
+            // The bundled SQLite is built without its math functions: `sqrt` as
+            // SQLITE_ENABLE_MATH_FUNCTIONS defines it (DuckDB has its own).
+            db.create_scalar_function(
+                "sqrt",
+                1,
+                rusqlite::functions::FunctionFlags::SQLITE_UTF8
+                    | rusqlite::functions::FunctionFlags::SQLITE_DETERMINISTIC,
+                |cx| Ok(cx.get::<Option<f64>>(0)?.map(f64::sqrt)),
+            )?;
             for _ in 0..RUNS {
                 let t = Instant::now();
                 let mut stmt = db.prepare(&sql)?;
@@ -547,6 +560,7 @@ const TABLES: &[(&str, &[(&str, Ty)])] = &[
             ("competitor", Ty::Int),
             ("created_at", Ty::Int),
             ("closed_at", Ty::Int),
+            ("expected_close", Ty::Text),
         ],
     ),
     (
@@ -594,13 +608,28 @@ const TABLES: &[(&str, &[(&str, Ty)])] = &[
     (
         "documents",
         &[
+            ("id", Ty::Int),
             ("kind", Ty::Text),
             ("date", Ty::Text),
+            ("due", Ty::Text),
+            ("created_at", Ty::Int),
             ("partner", Ty::Int),
             ("deal", Ty::Int),
             ("currency", Ty::Text),
             ("amount", Ty::Int),
             ("state", Ty::Text),
+        ],
+    ),
+    // Quantities and prices in units of 10^-4.
+    ("lines", &[("document", Ty::Int), ("item", Ty::Text), ("qty", Ty::Int), ("price", Ty::Int)]),
+    (
+        "plans",
+        &[
+            ("manager", Ty::Int),
+            ("from_day", Ty::Text),
+            ("to_day", Ty::Text),
+            ("currency", Ty::Text),
+            ("amount", Ty::Int),
         ],
     ),
     ("kinds", &[("pos", Ty::Int), ("id", Ty::Text), ("name", Ty::Text)]),
@@ -616,6 +645,18 @@ const TABLES: &[(&str, &[(&str, Ty)])] = &[
         ],
     ),
     ("loss_reasons", &[("id", Ty::Text), ("name", Ty::Text)]),
+    // The client classifications' thresholds, in hundredths of a percent.
+    (
+        "thresholds",
+        &[
+            ("abc_a", Ty::Int),
+            ("abc_b", Ty::Int),
+            ("xyz_x", Ty::Int),
+            ("xyz_y", Ty::Int),
+            ("bcg_share", Ty::Int),
+            ("bcg_growth", Ty::Int),
+        ],
+    ),
 ];
 
 /// The tables as the DuckDB loader reads them: name → [[column, type]].
@@ -689,11 +730,16 @@ fn tag<T: Serialize>(v: &T) -> String {
 
 /// An amount in minor units (hundredths).
 fn minor(d: Decimal) -> Result<i64> {
-    let m = d * Decimal::ONE_HUNDRED;
+    scaled(d, 2, "amount")
+}
+
+/// `d` in units of 10^-`decimals`, an integer; `what` names it in the error.
+fn scaled(d: Decimal, decimals: u32, what: &str) -> Result<i64> {
+    let m = d * Decimal::from(10i64.pow(decimals));
     if !m.fract().is_zero() {
-        bail!("amount {d} has more than two decimals");
+        bail!("{what} {d} has more than {decimals} decimals");
     }
-    m.to_i64().ok_or_else(|| anyhow!("amount {d} is too large"))
+    m.to_i64().ok_or_else(|| anyhow!("{what} {d} is too large"))
 }
 
 /// Loads the installation in `dir` into a new SQLite file `db` and writes the same rows as
@@ -716,7 +762,7 @@ fn export(dir: &Path, db: &Path, csv: &Path) -> Result<Meta> {
         let mut body: Vec<String> = cols
             .iter()
             .map(|(c, t)| {
-                let pk = matches!(*name, "deals" | "partners" | "users") && *c == "id";
+                let pk = matches!(*name, "deals" | "partners" | "users" | "documents") && *c == "id";
                 format!("{c} {}{}", ty(t), if pk { " PRIMARY KEY" } else { "" })
             })
             .collect();
@@ -752,9 +798,11 @@ fn export(dir: &Path, db: &Path, csv: &Path) -> Result<Meta> {
 
     let mut users = HashMap::new();
     let mut rows_users = Vec::new();
+    let mut rows_logins = Vec::new();
     view.each_user(&mut |u| {
         let n = users.len() as i64 + 1;
         users.insert(u.id, n);
+        rows_logins.push((u.login.clone(), n));
         rows_users.push(vec![
             i(Some(n)),
             t(Some(u.login.clone())),
@@ -803,6 +851,7 @@ fn export(dir: &Path, db: &Path, csv: &Path) -> Result<Meta> {
                 i(d.competitor.and_then(|c| partners.get(&c).copied())),
                 i(Some(d.created_at.0)),
                 i(d.closed_at.map(|c| c.0)),
+                t(d.expected_close.map(|e| e.to_string())),
             ]
         );
         true
@@ -855,7 +904,9 @@ fn export(dir: &Path, db: &Path, csv: &Path) -> Result<Meta> {
         );
         true
     })?;
+    let mut documents = 0i64;
     view.each_document(&mut |x| {
+        documents += 1;
         let amount = match minor(x.amount.amount) {
             Ok(a) => a,
             Err(e) => {
@@ -863,11 +914,30 @@ fn export(dir: &Path, db: &Path, csv: &Path) -> Result<Meta> {
                 return false;
             }
         };
+        for l in &x.lines {
+            // The line's amount, qty × price, is computed by the SQL from these: their
+            // product must stay an integer of the engines.
+            let figures = scaled(l.qty, 4, "line quantity").and_then(|q| {
+                let p = scaled(l.price, 4, "line price")?;
+                q.checked_mul(p).map(|_| (q, p)).ok_or_else(|| anyhow!("line {} x {} is too large", l.qty, l.price))
+            });
+            let (q, p) = match figures {
+                Ok(f) => f,
+                Err(e) => {
+                    failed = Some(e.context(format!("document {}", x.id)));
+                    return false;
+                }
+            };
+            put!("lines", [i(Some(documents)), t(Some(l.item.clone())), i(Some(q)), i(Some(p))]);
+        }
         put!(
             "documents",
             [
+                i(Some(documents)),
                 t(Some(tag(&x.kind))),
                 t(Some(x.date.to_string())),
+                t(x.due.map(|d| d.to_string())),
+                i(Some(x.created_at.0)),
                 i(partners.get(&x.partner).copied()),
                 i(x.deal.and_then(|d| deals.get(&d).copied())),
                 t(Some(x.amount.currency.to_string())),
@@ -879,6 +949,25 @@ fn export(dir: &Path, db: &Path, csv: &Path) -> Result<Meta> {
     })?;
     if let Some(e) = failed.take() {
         return Err(e);
+    }
+    let mut plans = Vec::new();
+    let login: HashMap<&str, i64> = rows_logins.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    for p in &settings.plans {
+        plans.push((login.get(p.manager.as_str()).copied(), p.from, p.to, p.amount));
+    }
+    view.each_plan(&mut |p| {
+        plans.push((users.get(&p.manager).copied(), p.from, p.to, p.amount));
+        true
+    })?;
+    for (manager, from, to, amount) in plans {
+        let row = [
+            i(manager),
+            t(Some(from.to_string())),
+            t(Some(to.to_string())),
+            t(Some(amount.currency.to_string())),
+            i(Some(minor(amount.amount).context("plan")?)),
+        ];
+        sinks.get_mut("plans").expect("plans").put(&row)?;
     }
     let mut settings_rows: Vec<(&str, Vec<Cell>)> = Vec::new();
     for (k, spec) in settings.process_kinds.iter().enumerate() {
@@ -900,13 +989,22 @@ fn export(dir: &Path, db: &Path, csv: &Path) -> Result<Meta> {
     for item in &settings.lists.loss_reasons.items {
         settings_rows.push(("loss_reasons", vec![t(Some(item.id.clone())), t(Some(item.name.clone()))]));
     }
+    let (abc, bcg) = (&settings.analytics.abc_xyz, &settings.analytics.bcg);
+    let mut thresholds = Vec::new();
+    for (what, v) in
+        [("a", abc.a), ("b", abc.b), ("x", abc.x), ("y", abc.y), ("share", bcg.share), ("growth", bcg.growth)]
+    {
+        thresholds.push(i(Some(scaled(v, 2, &format!("the classification threshold {what}"))?)));
+    }
+    settings_rows.push(("thresholds", thresholds));
     for (table, row) in settings_rows {
         sinks.get_mut(table).expect("a table").put(&row)?;
     }
-    let counts: Vec<u64> = ["deals", "steps", "partners", "users", "interactions", "tasks", "documents"]
-        .iter()
-        .map(|n| sinks[n].rows)
-        .collect();
+    let counts: Vec<u64> =
+        ["deals", "steps", "partners", "users", "interactions", "tasks", "documents", "lines", "plans"]
+            .iter()
+            .map(|n| sinks[n].rows)
+            .collect();
     for (_, mut s) in sinks {
         s.csv.flush()?;
     }

@@ -1,6 +1,6 @@
 //! The built-in reports written as SQL for `crmkit-bench analytics`: one entry per report
 //! (crmkit's name and parameters, the SQL, the columns that identify a row), the same text
-//! for SQLite and DuckDB but for the one expression that turns an instant into a month.
+//! for SQLite and DuckDB but for the expressions that turn an instant into a month or a day.
 //!
 //! The column mapping is in the SQL: a result column is named after the crmkit column it is
 //! compared with, and a name ending in `@N` holds an integer in units of 10^-N (amounts in
@@ -8,8 +8,13 @@
 //! rounding is crmkit's, written with integer arithmetic: `/` divides integers in both
 //! engines (DuckDB is run with `SET integer_division = true`). Columns a report has and its
 //! SQL does not name are not compared; each entry says which and why.
+//!
+//! Dates (documents' dates and due dates, plans' periods, expected closes) are loaded as
+//! `YYYY-MM-DD` text, which orders as the dates do.
 
+use chrono::{Datelike as _, Months, NaiveDate};
 use crmkit_core::time::Timestamp;
+use crmkit_core::values::Currency;
 
 /// Milliseconds in a day.
 const DAY: i64 = 86_400_000;
@@ -32,6 +37,9 @@ pub struct Ctx {
     /// The first millisecond of the instant's month and of the month before.
     pub month_start: i64,
     pub previous_month_start: i64,
+    /// The day `as_of` names (today without one): the last day the client classifications
+    /// look at, and the day by which a document's due date has passed.
+    pub day: NaiveDate,
 }
 
 impl Ctx {
@@ -42,6 +50,10 @@ impl Ctx {
         default_currency: String,
         as_of: Option<&str>,
     ) -> Result<Ctx, String> {
+        let day = match as_of {
+            Some(d) => crmkit_core::values::date::parse(d).map_err(|e| format!("as_of: {e}"))?,
+            None => chrono::Utc::now().date_naive(),
+        };
         let (instant, month_start, previous_month_start) = match as_of {
             Some(day) => {
                 let date = |s: &str| crmkit_core::values::date::parse(s).map(|d| Timestamp::start_of(d).0);
@@ -54,7 +66,24 @@ impl Ctx {
             }
             None => (i64::MAX, i64::MAX, i64::MAX),
         };
-        Ok(Ctx { engine, currencies, default_currency, instant, month_start, previous_month_start })
+        Ok(Ctx { engine, currencies, default_currency, instant, month_start, previous_month_start, day })
+    }
+
+    /// `YYYY-MM-DD` of the instant `ms` (milliseconds since the epoch, UTC).
+    fn day_of(&self, ms: &str) -> String {
+        match self.engine {
+            Engine::Sqlite => format!("date(({ms}) / 1000, 'unixepoch')"),
+            Engine::Duckdb => format!("strftime(epoch_ms({ms}), '%Y-%m-%d')"),
+        }
+    }
+
+    /// The BCG matrix's periods (crmkit's): the twelve months ending with `day`, from its
+    /// first day, and the first day of the period of as many days just before it.
+    fn bcg_periods(&self) -> (NaiveDate, NaiveDate) {
+        let to = self.day;
+        let from = to.checked_sub_months(Months::new(12)).and_then(|d| d.succ_opt()).unwrap_or(to);
+        let days = (to - from).num_days() + 1;
+        (from, from - chrono::Duration::days(days))
     }
 
     /// `YYYY-MM` of the instant `ms` (milliseconds since the epoch, UTC).
@@ -93,10 +122,19 @@ pub const REPORTS: &[SqlReport] = &[
         name: "managers",
         params: AS_OF,
         key: &["manager"],
-        not_compared: "revenue_other_currencies (free text), plan, plan_currency, plan_revenue, plan_coverage_pct \
-             (config's [[plans]], not loaded into the engines)",
+        not_compared: "revenue_other_currencies (free text: each sum as written, 100 or 100.00, which minor units \
+             do not keep)",
         sql: managers,
     },
+    SqlReport {
+        name: "execution",
+        params: AS_OF,
+        key: &["dimension", "key", "currency"],
+        not_compared: "",
+        sql: execution,
+    },
+    SqlReport { name: "abc-xyz", params: AS_OF, key: &["currency", "partner"], not_compared: "", sql: abc_xyz },
+    SqlReport { name: "bcg", params: AS_OF, key: &["dimension", "currency", "key"], not_compared: "", sql: bcg },
 ];
 
 /// `n / d` rounded half to even, for `n >= 0` and `d > 0` (rust_decimal's `round_dp`).
@@ -104,6 +142,21 @@ fn half_even(n: &str, d: &str) -> String {
     format!(
         "(({n}) / ({d}) + CASE WHEN 2 * (({n}) % ({d})) > ({d}) \
          OR (2 * (({n}) % ({d})) = ({d}) AND (({n}) / ({d})) % 2 = 1) THEN 1 ELSE 0 END)"
+    )
+}
+
+/// `n / d` rounded half to even, for any `n` and `d > 0` (the magnitude rounded, as
+/// rust_decimal does).
+fn half_even_signed(n: &str, d: &str) -> String {
+    format!("(CASE WHEN ({n}) < 0 THEN -{} ELSE {} END)", half_even(&format!("-({n})"), d), half_even(n, d))
+}
+
+/// A non-negative floating-point `x` rounded to an integer half to even: crmkit turns its
+/// floating-point figures into decimals (the shortest that reads back) and rounds those.
+fn float_half_even(x: &str) -> String {
+    format!(
+        "(CAST(ROUND({x}) AS BIGINT) - CASE WHEN ROUND({x}) - ({x}) = 0.5 AND CAST(ROUND({x}) AS BIGINT) % 2 = 1 \
+         THEN 1 ELSE 0 END)"
     )
 }
 
@@ -341,16 +394,16 @@ fn managers(cx: &Ctx) -> String {
     let now = cx.instant;
     let cur = &cx.default_currency;
     let rate = |p: &str, w: &str| pct1(p, w);
+    let closed = closed_by(now);
+    let won_day = cx.day_of("c.at");
+    // A plan's figure: the sum of its amounts when they share one currency.
+    let plan_sum = "CASE WHEN COUNT(DISTINCT currency) = 1 THEN SUM(amount) END AS plan, \
+                    CASE WHEN COUNT(DISTINCT currency) = 1 THEN MIN(currency) END AS plan_currency";
     format!(
-        "WITH h AS (
-  SELECT deal, MAX(step) AS last_step, MAX(CASE WHEN {CLOSES} THEN step END) AS closing
-  FROM steps x WHERE x.at <= {now} GROUP BY deal
-),
-closed AS (
-  SELECT h.deal, z.to_status AS status, c.at
-  FROM h JOIN steps z ON z.deal = h.deal AND z.step = h.last_step JOIN steps c ON c.deal = h.deal AND c.step = h.closing
-  WHERE z.to_status IN ('won', 'lost')
-),
+        "WITH {closed},
+plan_rows AS (SELECT manager, from_day, to_day, currency, amount FROM plans WHERE manager IS NOT NULL),
+my_plans AS (SELECT manager AS who, {plan_sum} FROM plan_rows GROUP BY manager),
+team_plans AS (SELECT {plan_sum} FROM plan_rows),
 team AS (SELECT id, manager, currency, amount, created_at FROM deals WHERE created_at <= {now}),
 deal_figures AS (
   SELECT d.manager AS who, COUNT(*) AS opened,
@@ -359,6 +412,15 @@ deal_figures AS (
     SUM(CASE WHEN c.status = 'won' AND d.currency = '{cur}' THEN d.amount ELSE 0 END) AS revenue,
     SUM(CASE WHEN c.status = 'won' AND d.currency = '{cur}' THEN 1 ELSE 0 END) AS won_here
   FROM team d LEFT JOIN closed c ON c.deal = d.id GROUP BY d.manager
+),
+plan_won AS (
+  SELECT d.manager AS who, SUM(d.amount) AS revenue
+  FROM team d JOIN closed c ON c.deal = d.id
+  WHERE c.status = 'won' AND EXISTS (
+    SELECT 1 FROM plan_rows p
+    WHERE p.manager = d.manager AND p.currency = d.currency AND p.from_day <= {won_day} AND {won_day} <= p.to_day
+  )
+  GROUP BY d.manager
 ),
 cycles AS (
   SELECT d.manager AS who, c.at - d.created_at AS ms FROM team d JOIN closed c ON c.deal = d.id WHERE c.status = 'won'
@@ -399,33 +461,235 @@ per AS (
   SELECT u.login, u.name, u.department, COALESCE(f.opened, 0) AS opened, COALESCE(f.won, 0) AS won,
     COALESCE(f.lost, 0) AS lost, COALESCE(f.revenue, 0) AS revenue, COALESCE(f.won_here, 0) AS won_here,
     m.median, COALESCE(c.calls, 0) AS calls, COALESCE(c.meetings, 0) AS meetings, COALESCE(c.emails, 0) AS emails,
-    COALESCE(w.done, 0) AS done, COALESCE(w.overdue, 0) AS overdue
+    COALESCE(w.done, 0) AS done, COALESCE(w.overdue, 0) AS overdue,
+    pl.plan, pl.plan_currency, COALESCE(pw.revenue, 0) AS plan_revenue
   FROM people p JOIN users u ON u.id = p.who LEFT JOIN deal_figures f ON f.who = p.who
   LEFT JOIN cycle_median m ON m.who = p.who LEFT JOIN contacts c ON c.who = p.who LEFT JOIN work w ON w.who = p.who
+  LEFT JOIN my_plans pl ON pl.who = p.who LEFT JOIN plan_won pw ON pw.who = p.who
 ),
 sums AS (
   SELECT SUM(opened) AS opened, SUM(won) AS won, SUM(lost) AS lost, SUM(revenue) AS revenue, SUM(won_here) AS won_here,
-    SUM(calls) AS calls, SUM(meetings) AS meetings, SUM(emails) AS emails, SUM(done) AS done, SUM(overdue) AS overdue
+    SUM(calls) AS calls, SUM(meetings) AS meetings, SUM(emails) AS emails, SUM(done) AS done, SUM(overdue) AS overdue,
+    SUM(plan_revenue) AS plan_revenue
   FROM per
 )
 SELECT login AS manager, name, department, opened, won, lost, {} AS \"win_rate_pct@1\", '{cur}' AS currency,
   revenue AS \"revenue@2\", CASE WHEN won_here > 0 THEN {} END AS \"average_deal@2\",
   median AS \"median_cycle_days@1\", calls, meetings, emails, done AS tasks_done, overdue AS tasks_overdue,
-  {} AS \"conversion_pct@1\", (SELECT {} FROM sums) AS \"team_conversion_pct@1\"
+  {} AS \"conversion_pct@1\", (SELECT {} FROM sums) AS \"team_conversion_pct@1\",
+  plan AS \"plan@2\", CASE WHEN plan IS NOT NULL THEN plan_currency END AS plan_currency,
+  CASE WHEN plan IS NOT NULL THEN plan_revenue END AS \"plan_revenue@2\", {} AS \"plan_coverage_pct@1\"
 FROM per
 UNION ALL
-SELECT '(team)', NULL, NULL, opened, won, lost, {}, '{cur}', revenue, CASE WHEN won_here > 0 THEN {} END,
-  (SELECT median FROM team_median), calls, meetings, emails, done, overdue, {}, {}
-FROM sums",
+SELECT '(team)', NULL, NULL, s.opened, s.won, s.lost, {}, '{cur}', s.revenue, CASE WHEN s.won_here > 0 THEN {} END,
+  (SELECT median FROM team_median), s.calls, s.meetings, s.emails, s.done, s.overdue, {}, {},
+  t.plan, CASE WHEN t.plan IS NOT NULL THEN t.plan_currency END, CASE WHEN t.plan IS NOT NULL THEN s.plan_revenue END, {}
+FROM sums s CROSS JOIN team_plans t",
         median_days("ms"),
         median_days("ms"),
         rate("won", "won + lost"),
         half_even("revenue", "won_here"),
         rate("won", "opened"),
         rate("won", "opened"),
-        rate("won", "won + lost"),
-        half_even("revenue", "won_here"),
-        rate("won", "opened"),
-        rate("won", "opened"),
+        rate("plan_revenue", "plan"),
+        rate("s.won", "s.won + s.lost"),
+        half_even("s.revenue", "s.won_here"),
+        rate("s.won", "s.opened"),
+        rate("s.won", "s.opened"),
+        rate("s.plan_revenue", "t.plan"),
+    )
+}
+
+/// The deals won by the instant and how each stood then (the lost and managers reports'
+/// replay of the history): `h` the last step and the last closing step by the instant,
+/// `closed` each deal closed then with its status and the instant it was closed.
+fn closed_by(now: i64) -> String {
+    format!(
+        "h AS (
+  SELECT deal, MAX(step) AS last_step, MAX(CASE WHEN {CLOSES} THEN step END) AS closing
+  FROM steps x WHERE x.at <= {now} GROUP BY deal
+),
+closed AS (
+  SELECT h.deal, z.to_status AS status, c.at
+  FROM h JOIN steps z ON z.deal = h.deal AND z.step = h.last_step JOIN steps c ON c.deal = h.deal AND c.step = h.closing
+  WHERE z.to_status IN ('won', 'lost')
+)"
+    )
+}
+
+fn execution(cx: &Ctx) -> String {
+    let now = cx.instant;
+    let today = cx.day;
+    let closed = closed_by(now);
+    let won_day = cx.day_of("c.at");
+    let issued = "x.state IN ('issued', 'agreed', 'completed')";
+    let sums = "SUM(amount) AS \"won_amount@2\", SUM(ordered) AS \"ordered@2\", SUM(invoiced) AS \"invoiced@2\", \
+                SUM(paid) AS \"paid@2\", SUM(shipped) AS \"shipped@2\"";
+    format!(
+        "WITH {closed},
+won AS (
+  SELECT d.id, d.manager, d.partner, d.currency, d.amount,
+    CASE WHEN d.expected_close IS NOT NULL AND {won_day} > d.expected_close THEN 1 ELSE 0 END AS late
+  FROM closed c JOIN deals d ON d.id = c.deal
+  WHERE c.status = 'won' AND d.created_at <= {now}
+),
+docs AS (
+  SELECT w.id,
+    SUM(CASE WHEN x.kind = 'order' AND {issued} THEN x.amount ELSE 0 END) AS ordered,
+    SUM(CASE WHEN x.kind = 'invoice' AND {issued} THEN x.amount ELSE 0 END) AS invoiced,
+    SUM(CASE WHEN x.kind = 'payment' AND x.state = 'completed' THEN x.amount ELSE 0 END) AS paid,
+    SUM(CASE WHEN x.kind = 'shipment' AND x.state = 'completed' THEN x.amount ELSE 0 END) AS shipped,
+    SUM(CASE WHEN x.kind = 'order' AND {issued} AND x.due < '{today}' THEN x.amount ELSE 0 END) AS orders_due,
+    SUM(CASE WHEN x.kind = 'invoice' AND {issued} AND x.due < '{today}' THEN x.amount ELSE 0 END) AS invoices_due
+  FROM won w JOIN documents x ON x.deal = w.id
+  WHERE x.created_at <= {now} AND x.currency = w.currency
+  GROUP BY w.id
+),
+per AS (
+  SELECT w.manager, w.partner, w.currency, w.amount, w.late,
+    COALESCE(x.ordered, 0) AS ordered, COALESCE(x.invoiced, 0) AS invoiced,
+    COALESCE(x.paid, 0) AS paid, COALESCE(x.shipped, 0) AS shipped,
+    CASE WHEN x.invoices_due - x.paid > 0 THEN x.invoices_due - x.paid ELSE 0 END AS overdue_payment,
+    CASE WHEN x.orders_due - x.shipped > 0 THEN x.orders_due - x.shipped ELSE 0 END AS overdue_shipment
+  FROM won w LEFT JOIN docs x ON x.id = w.id
+),
+cuts AS (
+  SELECT 0 AS dim, 'manager' AS dimension, u.login AS \"key\", u.name AS name, p.*
+  FROM per p JOIN users u ON u.id = p.manager
+  UNION ALL
+  SELECT 1, 'partner', c.pid, c.name, p.* FROM per p JOIN partners c ON c.id = p.partner
+  UNION ALL
+  SELECT 2, 'total', NULL, 'all won deals', p.* FROM per p
+)
+SELECT dimension, \"key\", MAX(name) AS name, currency, COUNT(*) AS won_deals, {sums},
+  CASE WHEN SUM(invoiced) > SUM(paid) THEN SUM(invoiced) - SUM(paid) ELSE 0 END AS \"to_pay@2\",
+  CASE WHEN SUM(ordered) > SUM(shipped) THEN SUM(ordered) - SUM(shipped) ELSE 0 END AS \"to_ship@2\",
+  SUM(overdue_payment) AS \"overdue_payment@2\",
+  SUM(CASE WHEN overdue_payment > 0 THEN 1 ELSE 0 END) AS overdue_payment_deals,
+  SUM(overdue_shipment) AS \"overdue_shipment@2\",
+  SUM(CASE WHEN overdue_shipment > 0 THEN 1 ELSE 0 END) AS overdue_shipment_deals,
+  SUM(late) AS won_after_expected_close
+FROM cuts GROUP BY dim, dimension, \"key\", currency"
+    )
+}
+
+/// The month's index (year × 12 + month) of a `YYYY-MM` text.
+fn month_index(ym: &str) -> String {
+    format!("(CAST(substr({ym}, 1, 4) AS BIGINT) * 12 + CAST(substr({ym}, 6, 2) AS BIGINT))")
+}
+
+fn abc_xyz(cx: &Ctx) -> String {
+    let to = cx.day;
+    let last = i64::from(to.year()) * 12 + i64::from(to.month());
+    let x = "(s.amount / 100.0)";
+    // crmkit's coefficient of variation, in floating point as crmkit computes it: the
+    // population deviation of the period's months (those without revenue as zeros) over
+    // their mean, in percent, rounded to tenths.
+    let cv = "sqrt((v.sq + (n.months - v.k) * c.mean * c.mean) / n.months) / c.mean * 100.0";
+    let cv_tenths = float_half_even(&format!("({cv}) * 10.0"));
+    format!(
+        "WITH sales AS (
+  SELECT partner, currency, substr(date, 1, 7) AS month, SUM(amount) AS amount
+  FROM documents WHERE kind = 'shipment' AND state = 'completed' AND date <= '{to}'
+  GROUP BY partner, currency, substr(date, 1, 7)
+),
+n AS (SELECT {last} - MIN({}) + 1 AS months FROM sales),
+clients AS (
+  SELECT s.partner, s.currency, SUM(s.amount) AS revenue, SUM(CASE WHEN s.amount > 0 THEN 1 ELSE 0 END) AS active,
+    SUM({x}) / MAX(n.months) AS mean
+  FROM sales s CROSS JOIN n GROUP BY s.partner, s.currency HAVING SUM(s.amount) > 0
+),
+spread AS (
+  SELECT s.partner, s.currency, SUM(({x} - c.mean) * ({x} - c.mean)) AS sq, COUNT(*) AS k
+  FROM sales s JOIN clients c ON c.partner = s.partner AND c.currency = s.currency
+  GROUP BY s.partner, s.currency
+),
+ranked AS (
+  SELECT c.currency, p.pid, p.name, c.revenue, c.active, n.months, {cv_tenths} AS cv,
+    SUM(c.revenue) OVER (PARTITION BY c.currency) AS total,
+    SUM(c.revenue) OVER (PARTITION BY c.currency ORDER BY c.revenue DESC, p.name, c.partner
+      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) - c.revenue AS before
+  FROM clients c JOIN spread v ON v.partner = c.partner AND v.currency = c.currency
+  JOIN partners p ON p.id = c.partner CROSS JOIN n
+),
+classed AS (
+  SELECT r.*,
+    CASE WHEN r.before * 10000 < t.abc_a * r.total THEN 'A'
+      WHEN r.before * 10000 < (t.abc_a + t.abc_b) * r.total THEN 'B' ELSE 'C' END AS abc,
+    CASE WHEN r.cv * 10 <= t.xyz_x THEN 'X' WHEN r.cv * 10 <= t.xyz_y THEN 'Y' ELSE 'Z' END AS xyz
+  FROM ranked r CROSS JOIN thresholds t
+)
+SELECT currency, pid AS partner, name, revenue AS \"revenue@2\", {} AS \"share_pct@2\",
+  {} AS \"cumulative_pct@2\", abc, months, active AS months_with_revenue, {} AS \"mean_monthly@2\",
+  cv AS \"cv_pct@1\", xyz, abc || xyz AS class
+FROM classed",
+        month_index("month"),
+        half_even("revenue * 10000", "total"),
+        half_even("(before + revenue) * 10000", "total"),
+        half_even("revenue", "months"),
+    )
+}
+
+/// A document line's amount, qty × price (both in units of 10^-4) rounded to the minor
+/// units of `currency` (crmkit's), in hundredths.
+fn line_amount(cx: &Ctx, currency: &str) -> String {
+    let of = |units: u32| {
+        let units = units.min(2);
+        let rounded = half_even_signed("l.qty * l.price", &10i64.pow(8 - units).to_string());
+        if units == 2 {
+            rounded
+        } else {
+            format!("{rounded} * {}", 10i64.pow(2 - units))
+        }
+    };
+    let odd: Vec<String> = cx
+        .currencies
+        .iter()
+        .filter_map(|c| {
+            let units = c.parse::<Currency>().map_or(2, |c| c.minor_units());
+            (units != 2).then(|| format!("WHEN '{c}' THEN {}", of(units)))
+        })
+        .collect();
+    if odd.is_empty() {
+        of(2)
+    } else {
+        format!("CASE {currency} {} ELSE {} END", odd.join(" "), of(2))
+    }
+}
+
+fn bcg(cx: &Ctx) -> String {
+    let to = cx.day;
+    let (from, previous_from) = cx.bcg_periods();
+    let split = "SUM(CASE WHEN cur = 1 THEN amount ELSE 0 END) AS revenue, \
+                 SUM(CASE WHEN cur = 0 THEN amount ELSE 0 END) AS previous";
+    format!(
+        "WITH shipments AS (
+  SELECT id, partner, currency, amount, CASE WHEN date >= '{from}' THEN 1 ELSE 0 END AS cur
+  FROM documents
+  WHERE kind = 'shipment' AND state = 'completed' AND date >= '{previous_from}' AND date <= '{to}'
+),
+item_sales AS (
+  SELECT l.item, s.currency, s.cur, {} AS amount FROM shipments s JOIN lines l ON l.document = s.id
+),
+sums AS (
+  SELECT 'client' AS dimension, s.currency, p.pid AS \"key\", p.name, {split}
+  FROM shipments s JOIN partners p ON p.id = s.partner GROUP BY s.currency, p.pid, p.name
+  UNION ALL
+  SELECT 'item', currency, item, item, {split} FROM item_sales GROUP BY currency, item
+),
+largest AS (SELECT *, MAX(revenue) OVER (PARTITION BY dimension, currency) AS largest FROM sums),
+figures AS (
+  SELECT dimension, currency, \"key\", name, revenue, previous,
+    CASE WHEN previous > 0 THEN {} END AS growth, CASE WHEN largest > 0 THEN {} ELSE 0 END AS share
+  FROM largest
+)
+SELECT dimension, currency, \"key\", name, revenue AS \"revenue@2\", previous AS \"previous_revenue@2\",
+  growth AS \"growth_pct@2\", share AS \"relative_share_pct@2\",
+  CASE WHEN share >= t.bcg_share THEN CASE WHEN growth IS NULL OR growth >= t.bcg_growth THEN 'star' ELSE 'cash cow' END
+    ELSE CASE WHEN growth IS NULL OR growth >= t.bcg_growth THEN 'question mark' ELSE 'dog' END END AS quadrant
+FROM figures CROSS JOIN thresholds t",
+        line_amount(cx, "s.currency"),
+        half_even_signed("(revenue - previous) * 10000", "previous"),
+        half_even_signed("revenue * 10000", "largest"),
     )
 }

@@ -707,6 +707,13 @@ fn check(inst: &Installation, dir: &Path) -> Result<()> {
         }
         bail!("{} funnel totals problem(s) in {}", totals.len(), s.database.display());
     }
+    let rows = inst.store().verify_scan_rows_with_progress(&mut |p| bar.update(p))?;
+    if !rows.is_empty() {
+        for p in &rows {
+            complain!("scan layout problem: {p}");
+        }
+        bail!("{} scan layout problem(s) in {}", rows.len(), s.database.display());
+    }
     let attachments = inst.store().verify_attachments_with_progress(&mut |p| bar.update(p))?;
     drop(bar);
     if !attachments.is_empty() {
@@ -716,7 +723,7 @@ fn check(inst: &Installation, dir: &Path) -> Result<()> {
         bail!("{} attachment problem(s) in {}", attachments.len(), s.database.display());
     }
     say!(
-        "database: ok ({}, schema version {}, indexes consistent, {} stage history steps consistent, funnel totals match the deals, attachments match their content)",
+        "database: ok ({}, schema version {}, indexes consistent, {} stage history steps consistent, funnel totals and scan rows match the deals, attachments match their content)",
         s.database.display(),
         stats.schema_version,
         stats.stage_history_steps

@@ -136,7 +136,7 @@ impl Shop {
     fn score(&self, m: &Model, method: ScoringMethod, d: &Deal) -> model::Scored {
         let r = self.fx.store.read().unwrap();
         let d: Deal = r.load(d.id).unwrap();
-        m.score(method, &d.kind, d.stage.as_deref(), &m.attributes(&d, &model::LookUp(&r)))
+        m.score(method, &d.kind, d.stage.as_deref(), &m.attributes(&model::Facts::of_deal(&d), &model::LookUp(&r)))
     }
 }
 

@@ -224,9 +224,11 @@ fn golden_files_of_every_schema_version_open_and_read_back() {
         let store = Store::open(&copy, Arc::new(Settings::builtin()), Arc::new(ManualClock::new(T0))).unwrap();
         assert_eq!(store.stats().unwrap().schema_version, SCHEMA_VERSION, "not migrated");
         assert_eq!(store.verify_indexes().unwrap(), Vec::<String>::new(), "indexes after migrating v{version}");
-        // The funnel totals (schema 8) and their rollup lines (schema 9) are built from the
+        // The funnel totals (schema 8) and their rollup lines (schema 10) are built from the
         // deals and their histories.
         assert_eq!(store.verify_funnel_totals().unwrap(), Vec::<String>::new(), "funnel totals of v{version}");
+        // The scan rows (schema 9) too: one per deal.
+        assert_eq!(store.verify_scan_rows().unwrap(), Vec::<String>::new(), "scan rows of v{version}");
         assert!(
             version < 3 || !store.read().unwrap().funnel_totals(None).unwrap().is_empty(),
             "v{version} has deals: it has funnel totals"

@@ -28,6 +28,7 @@ mod plugin_examples;
 mod process;
 mod progress;
 mod refusals;
+mod scan_rows;
 mod score;
 mod script_tools;
 mod scripting;

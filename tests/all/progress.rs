@@ -89,9 +89,11 @@ fn check_export_and_backup_report_rising_counts_up_to_their_totals() {
     assert_eq!(store.verify_indexes_with_progress(&mut seen.record()).unwrap(), Vec::<String>::new());
     assert_eq!(store.verify_histories_with_progress(&mut seen.record()).unwrap(), Vec::<String>::new());
     assert_eq!(store.verify_funnel_totals_with_progress(&mut seen.record()).unwrap(), Vec::<String>::new());
+    assert_eq!(store.verify_scan_rows_with_progress(&mut seen.record()).unwrap(), Vec::<String>::new());
     assert_eq!(store.verify_attachments_with_progress(&mut seen.record()).unwrap(), Vec::<String>::new());
-    assert_eq!(seen.stages(), ["indexes", "stage histories", "funnel totals", "attachments"]);
+    assert_eq!(seen.stages(), ["indexes", "stage histories", "funnel totals", "scan rows", "attachments"]);
     assert_eq!(seen.stage("funnel totals"), 300, "one per deal");
+    assert_eq!(seen.stage("scan rows"), 300, "one per deal");
     // Every record, and the index entries besides.
     assert!(seen.stage("indexes") > records, "{records}");
     assert_eq!(seen.stage("stage histories"), 300);
@@ -134,7 +136,7 @@ fn check_in_a_pipe_prints_its_lines_and_no_bar() {
         out,
         format!(
             "config: ok (1 users, 4 process kinds, 5 custom fields)\n\
-             database: ok ({}, schema version 9, indexes consistent, {steps} stage history steps consistent, funnel totals match the deals, attachments match their content)\n\
+             database: ok ({}, schema version 10, indexes consistent, {steps} stage history steps consistent, funnel totals and scan rows match the deals, attachments match their content)\n\
              scripts: ok (7 compiled, 3 bindings to script functions checked)\n\
              plugins: ok (0 loaded, 0 bindings to plugin exports checked)\n",
             database.display()

@@ -88,6 +88,7 @@ fn export_import_into_a_fresh_installation_and_export_again_gives_the_same_files
         assert!(fresh.store().verify_histories().unwrap().is_empty());
         assert!(fresh.store().verify_indexes().unwrap().is_empty());
         assert_eq!(fresh.store().verify_funnel_totals().unwrap(), Vec::<String>::new());
+        assert_eq!(fresh.store().verify_scan_rows().unwrap(), Vec::<String>::new());
         // Running the same files again changes nothing at all.
         let before = dump(fresh.store());
         for kind in ORDER {
@@ -371,6 +372,7 @@ fn deals_come_with_their_history_and_a_file_cannot_rewrite_it() {
     assert_eq!(steps[1].dwell_ms, Some(10 * 86_400_000));
     drop(snap);
     assert_eq!(fx.store.verify_funnel_totals().unwrap(), Vec::<String>::new());
+    assert_eq!(fx.store.verify_scan_rows().unwrap(), Vec::<String>::new());
     // The same file again: nothing changes. A changed history is refused.
     let r = import(&fx.store, EntityKind::Deal, &text);
     assert_eq!((r.unchanged, r.failed), (2, 0), "{:?}", r.errors);
@@ -399,6 +401,7 @@ fn a_merge_leaves_the_duplicate_s_key_with_the_survivor() {
     drop(snap);
     fx.store.transact(None, |tx| crmkit_core::merge::merge_partners(tx, p1, p2)).unwrap();
     assert_eq!(fx.store.verify_funnel_totals().unwrap(), Vec::<String>::new());
+    assert_eq!(fx.store.verify_scan_rows().unwrap(), Vec::<String>::new());
     let snap = fx.store.read().unwrap();
     assert_eq!(snap.external_key(EntityKind::Partner, "P2").unwrap(), Some(p1.0));
     assert_eq!(snap.external_keys_of(EntityKind::Partner, p1.0).unwrap(), vec!["P1".to_string(), "P2".to_string()]);

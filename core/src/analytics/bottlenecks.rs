@@ -15,9 +15,10 @@ use serde_json::Value;
 use super::scope::{days, dec, each_deal_with_history, percent};
 use super::{column, Filter, Rows};
 use crate::hooks::View;
-use crate::model::{Deal, DealStatus, How, StageChange};
+use crate::model::{DealStatus, How, StageChange};
 use crate::process::spec::ProcessKindSpec;
 use crate::report::ColumnType;
+use crate::store::DealRow;
 use crate::time::Timestamp;
 
 pub(super) const ABOUT: &str = "per stage: time in it (median, 90th percentile, longest) of the visits that ended in the period, how many left it lost, SLA breaches, deals in it now and how many are stuck, the median this month against the month before";
@@ -56,7 +57,7 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     let now = filter.instant(view.now());
     let months = month_of(now);
     let scope = filter.deals(view)?;
-    let mut visit = |deal: &Deal, steps: &[StageChange]| {
+    let mut visit = |deal: &DealRow, steps: &[StageChange]| {
         let Some(&k) = kind_of.get(deal.kind.as_str()) else { return };
         let spec = kinds[k];
         let index = |stage: &Option<String>| stage.as_deref().and_then(|s| spec.stages.iter().position(|x| x.id == s));

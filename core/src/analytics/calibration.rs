@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::model::{replay, Attributes, Directory, Model, HANDLER};
+use super::model::{replay, Attributes, Directory, Facts, Model, HANDLER};
 use super::scope::{dec, percent};
 use super::win_probability::fdec;
 use super::{column, end_of, Filter, Rows};
@@ -95,13 +95,14 @@ pub(super) fn run_with(view: &dyn View, filter: &Filter, hooks: Option<&Hooks>) 
             _ => return Ok(()),
         };
         let stage = then.stage.as_deref();
-        let attrs = model.attributes(deal, &names);
+        let attrs = model.attributes(&Facts::of_row(deal, &model.fields())?, &names);
         let base = model.score(ScoringMethod::Stages, &deal.kind, None, &none);
         tallies[0].1.add(base.probability / 100.0, won);
         tallies[1].1.add(model.score(ScoringMethod::Stages, &deal.kind, stage, &attrs).probability / 100.0, won);
         tallies[2].1.add(model.score(ScoringMethod::Bayes, &deal.kind, stage, &attrs).probability / 100.0, won);
         let Some(hooks) = hooks.filter(|h| h.any(point, Some(&deal.kind))) else { return Ok(()) };
-        let mut as_then = deal.clone();
+        // A handler reads the deal's whole record, as it stood at the cutoff.
+        let Some(mut as_then) = view.deal(deal.id).map_err(|e| e.to_string())? else { return Ok(()) };
         as_then.stage = then.stage.clone();
         as_then.status = then.status;
         as_then.closed_at = None;

@@ -49,7 +49,7 @@ impl DocScope {
         let scope = filter.deals(view)?;
         let deals = if filter.kind.is_some() || filter.manager.is_some() || filter.department.is_some() {
             let mut ids = HashSet::new();
-            view.each_deal(&mut |d| {
+            view.scan_deals(&mut |d| {
                 if scope.admits(d) {
                     ids.insert(d.id);
                 }

@@ -15,7 +15,7 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::scope::{closings, dec, Scope};
+use super::scope::{closing, dec, Scope};
 use super::{column, Filter, Rows};
 use crate::hooks::View;
 use crate::id::{DealId, PartnerId, UserId};
@@ -64,11 +64,13 @@ struct Cell {
 pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     let scope = Scope::new(view, filter, SystemClock.now())?;
     let today: NaiveDate = scope.instant.date();
-    let won = closings(view, scope.instant, &|c| c.status == DealStatus::Won && scope.in_period(c.at))?;
     let mut deals: HashMap<DealId, DealAcc> = HashMap::new();
-    view.each_deal(&mut |d| {
-        let Some(win) = won.get(&d.id) else { return true };
+    view.scan_deals(&mut |d| {
         if !scope.deal(d) {
+            return true;
+        }
+        let Some(win) = closing(&d.steps, scope.instant) else { return true };
+        if win.status != DealStatus::Won || !scope.in_period(win.at) {
             return true;
         }
         let won_late = d.expected_close.is_some_and(|e| win.at.date() > e);

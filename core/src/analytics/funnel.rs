@@ -11,7 +11,7 @@
 //! come in id order): what is held per deal is the deal being read and one flag per stage,
 //! so memory does not grow with the number of deals. Both give the same table.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 use rust_decimal::{Decimal, RoundingStrategy};
@@ -19,21 +19,17 @@ use serde_json::Value;
 
 use super::{column, Filter, Rows};
 use crate::hooks::View;
-use crate::id::DealId;
-use crate::model::{Deal, DealStatus, How, StageChange};
+use crate::model::{DealStatus, How, StageChange};
 use crate::process::spec::ProcessKindSpec;
 use crate::report::{ColumnType, Table};
-use crate::store::{FunnelLine, FunnelTotals};
+use crate::store::{DealRow, FunnelLine, FunnelTotals};
 use crate::time::Timestamp;
-use crate::values::Currency;
+use crate::values::{Currency, Money};
 
 /// What the funnel shows.
 pub(super) const ABOUT: &str = "per stage of a process kind: deals that reached it in the period, their amount, \
      conversion from the previous stage and from the first, deals in it now (or as of a day), the weighted \
      pipeline and expected wins; then the deals won in the period, and the kind's total";
-
-/// Deal records read at a time.
-const PAGE: usize = 512;
 
 /// Sums per currency.
 type Amounts = BTreeMap<Currency, Decimal>;
@@ -58,9 +54,16 @@ struct KindTally<'k> {
     total: Tally,
 }
 
-/// The deal whose steps are being read: the record, and what its steps said so far.
+/// The deal whose steps are being read: what the report needs of its row, and what its
+/// steps said so far.
 struct Current {
-    deal: Deal,
+    amount: Money,
+    /// Its stage now (position in the route) and status now.
+    stage_now: Option<usize>,
+    status: DealStatus,
+    probability: Option<u8>,
+    probability_manual: bool,
+    created_at: Timestamp,
     kind: usize,
     /// The stages it entered in the period, by position in the route.
     reached: Vec<bool>,
@@ -82,12 +85,6 @@ struct Funnel<'v, 'k> {
     /// The period's first and last instants, when bounded.
     period: (Option<Timestamp>, Option<Timestamp>),
     currencies: BTreeSet<Currency>,
-    /// Deal records ahead of the history being read.
-    ahead: VecDeque<Deal>,
-    after: Option<DealId>,
-    exhausted: bool,
-    /// The deal of the steps being read (`None` inside: a deal the report does not count).
-    current: Option<(DealId, Option<Current>)>,
 }
 
 /// The `funnel` report.
@@ -127,31 +124,24 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
         instant: filter.as_of.map(|_| filter.instant(Timestamp(0))),
         period: filter.period(),
         currencies: BTreeSet::new(),
-        ahead: VecDeque::new(),
-        after: None,
-        exhausted: false,
-        current: None,
     };
     if filter.from.is_none() && filter.to.is_none() && filter.as_of.is_none() && f.add_totals(filter)? {
         return Ok(f.rows());
     }
-    let mut failed = None;
-    view.each_stage_change(&mut |c| match f.step(c) {
-        Ok(()) => true,
-        Err(e) => {
-            failed = Some(e);
-            false
+    view.scan_deals(&mut |d| {
+        let Some(mut cur) = f.start(d) else { return true };
+        if d.steps.is_empty() {
+            // A deal with no steps at all (only a damaged store has one).
+            f.without_steps(cur);
+            return true;
         }
+        for c in &d.steps {
+            f.step(&mut cur, c);
+        }
+        f.finish(cur);
+        true
     })
     .map_err(|e| e.to_string())?;
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    f.finish_current();
-    // Deals after the last one with steps.
-    while let Some(deal) = f.next_deal()? {
-        f.without_steps(deal);
-    }
     Ok(f.rows())
 }
 
@@ -233,50 +223,16 @@ impl<'k> Funnel<'_, 'k> {
         Ok(true)
     }
 
-    /// The next deal record in id order, if any.
-    fn next_deal(&mut self) -> Result<Option<Deal>, String> {
-        if self.ahead.is_empty() && !self.exhausted {
-            let page = self.view.deals_page(self.after, PAGE).map_err(|e| e.to_string())?;
-            self.exhausted = page.len() < PAGE;
-            self.after = page.last().map(|d| d.id);
-            self.ahead.extend(page);
-        }
-        Ok(self.ahead.pop_front())
-    }
-
-    /// Reads one step of the history.
-    fn step(&mut self, c: &StageChange) -> Result<(), String> {
-        if self.current.as_ref().map(|(id, _)| *id) != Some(c.deal) {
-            self.finish_current();
-            let record = loop {
-                match self.ahead.front() {
-                    Some(d) if d.id > c.deal => break None,
-                    Some(d) if d.id == c.deal => break self.ahead.pop_front(),
-                    Some(_) => {
-                        // A deal with no steps at all (only a damaged store has one).
-                        let d = self.ahead.pop_front().expect("a front");
-                        self.without_steps(d);
-                    }
-                    None if self.exhausted => break None,
-                    None => {
-                        let Some(d) = self.next_deal()? else { break None };
-                        self.ahead.push_front(d);
-                    }
-                }
-            };
-            let current = record.and_then(|d| self.start(d));
-            self.current = Some((c.deal, current));
-        }
-        let instant = self.instant;
-        let in_period = self.in_period(c.at);
-        let Some((_, Some(cur))) = &mut self.current else { return Ok(()) };
-        if instant.is_some_and(|i| c.at > i) {
-            return Ok(());
+    /// Reads one step of the deal's history.
+    fn step(&self, cur: &mut Current, c: &StageChange) {
+        if self.instant.is_some_and(|i| c.at > i) {
+            return;
         }
         cur.steps = true;
         let kind = &self.kinds[cur.kind];
         let stage = c.to_stage.as_deref().and_then(|s| kind.stages.get(s).copied());
         cur.state = Some((stage, c.to_status));
+        let in_period = self.in_period(c.at);
         let enters = matches!(c.how, How::Create | How::Reopen) || c.from_stage != c.to_stage;
         if let (true, Some(i)) = (enters, stage) {
             if in_period {
@@ -286,7 +242,6 @@ impl<'k> Funnel<'_, 'k> {
         if c.how == How::Won && in_period {
             cur.won = true;
         }
-        Ok(())
     }
 
     fn in_period(&self, at: Timestamp) -> bool {
@@ -295,23 +250,32 @@ impl<'k> Funnel<'_, 'k> {
     }
 
     /// The state of a deal the report counts, before its steps; `None` for one it does not.
-    fn start(&self, deal: Deal) -> Option<Current> {
+    fn start(&self, deal: &DealRow) -> Option<Current> {
         let kind = *self.kind_index.get(deal.kind.as_str())?;
-        if !self.scope.admits(&deal) {
+        if !self.scope.admits(deal) {
             return None;
         }
-        let stages = self.kinds[kind].tallies.len();
-        Some(Current { deal, kind, reached: vec![false; stages], won: false, state: None, steps: false })
+        let spec = &self.kinds[kind];
+        Some(Current {
+            amount: deal.amount,
+            stage_now: deal.stage.as_deref().and_then(|s| spec.stages.get(s).copied()),
+            status: deal.status,
+            probability: deal.probability,
+            probability_manual: deal.probability_manual,
+            created_at: deal.created_at,
+            kind,
+            reached: vec![false; spec.tallies.len()],
+            won: false,
+            state: None,
+            steps: false,
+        })
     }
 
     /// A deal without history: created, as the record says, in its stage and status.
-    fn without_steps(&mut self, deal: Deal) {
-        let Some(mut cur) = self.start(deal) else { return };
-        if self.instant.is_none_or(|i| cur.deal.created_at <= i) {
-            let kind = &self.kinds[cur.kind];
-            let stage = cur.deal.stage.as_deref().and_then(|s| kind.stages.get(s).copied());
-            cur.state = Some((stage, cur.deal.status));
-            if let Some(i) = stage.filter(|_| self.in_period(cur.deal.created_at)) {
+    fn without_steps(&mut self, mut cur: Current) {
+        if self.instant.is_none_or(|i| cur.created_at <= i) {
+            cur.state = Some((cur.stage_now, cur.status));
+            if let Some(i) = cur.stage_now.filter(|_| self.in_period(cur.created_at)) {
                 cur.reached[i] = true;
             }
             cur.steps = true;
@@ -319,18 +283,12 @@ impl<'k> Funnel<'_, 'k> {
         self.finish(cur);
     }
 
-    fn finish_current(&mut self) {
-        if let Some((_, Some(cur))) = self.current.take() {
-            self.finish(cur);
-        }
-    }
-
     /// Adds a deal whose steps are all read.
     fn finish(&mut self, cur: Current) {
         if !cur.steps {
             return; // created after the instant
         }
-        let d = &cur.deal;
+        let d = &cur;
         let money = d.amount.currency;
         self.currencies.insert(money);
         let kind = &mut self.kinds[cur.kind];
@@ -350,13 +308,13 @@ impl<'k> Funnel<'_, 'k> {
         // Where it stands at the instant: the replayed state for a past day, else the record.
         let (stage, status) = match self.instant {
             Some(_) => cur.state.unwrap_or((None, d.status)),
-            None => (d.stage.as_deref().and_then(|s| kind.stages.get(s).copied()), d.status),
+            None => (d.stage_now, d.status),
         };
         if let (Some(i), DealStatus::InProgress | DealStatus::OnHold) = (stage, status) {
             // The history keeps no probabilities: as of a past day, a deal that stands where
             // it stood then, or whose probability was set by hand and is still open, has the
             // one it has now; any other had its stage's default then (closing sets 0 or 100).
-            let now = d.stage.as_deref().and_then(|s| kind.stages.get(s).copied());
+            let now = d.stage_now;
             let probability = if self.instant.is_none()
                 || (now == stage && d.status == status)
                 || (d.probability_manual && !d.status.is_closed())

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::scope::{closings, dec, median_mean_days, percent, Scope};
+use super::scope::{closing, dec, median_mean_days, percent, Scope};
 use super::{column, Filter, Rows};
 use crate::hooks::View;
 use crate::id::PartnerId;
@@ -37,16 +37,18 @@ type Cut = (Option<String>, String, Option<(usize, usize)>);
 /// Runs the report.
 pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     let scope = Scope::new(view, filter, Timestamp(i64::MAX))?;
-    let lost = closings(view, scope.instant, &|c| c.status == DealStatus::Lost && scope.in_period(c.at))?;
     let settings = view.settings();
     // (cut, key, currency) → cell; the key is null where the value has no id.
     let mut cells: BTreeMap<(usize, Option<String>, Currency), Cell> = BTreeMap::new();
     let mut competitors: HashMap<PartnerId, String> = HashMap::new();
     let mut total = 0u64;
     let mut failure = None;
-    view.each_deal(&mut |d| {
-        let Some(loss) = lost.get(&d.id) else { return true };
+    view.scan_deals(&mut |d| {
         if !scope.deal(d) {
+            return true;
+        }
+        let Some(loss) = closing(&d.steps, scope.instant) else { return true };
+        if loss.status != DealStatus::Lost || !scope.in_period(loss.at) {
             return true;
         }
         total += 1;

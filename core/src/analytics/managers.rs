@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::scope::{closings, dec, median_mean_days, percent, Scope};
+use super::scope::{closing, dec, median_mean_days, percent, Scope};
 use super::{column, Filter, Rows};
 use crate::hooks::View;
 use crate::id::{DealId, UserId};
@@ -73,7 +73,6 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     let scope = Scope::new(view, filter, Timestamp(i64::MAX))?;
     let overdue_at = filter.instant(now);
     let settings = view.settings();
-    let closed = closings(view, scope.instant, &|_| true)?;
 
     // The plans in scope: those lying within the period, by manager.
     // Config's `[[plans]]` and the plans stored over the API count alike.
@@ -97,13 +96,14 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     let mut figures: HashMap<UserId, Figures> = HashMap::new();
     // The team's deals' managers, for interactions and tasks that name only their deal.
     let mut deal_manager: HashMap<DealId, UserId> = HashMap::new();
-    view.each_deal(&mut |d| {
+    view.scan_deals(&mut |d| {
         if !scope.team_deal(d) {
             return true;
         }
+        let closed = closing(&d.steps, scope.instant);
         deal_manager.insert(d.id, d.manager);
         let f = figures.entry(d.manager).or_default();
-        let close = closed.get(&d.id);
+        let close = closed.as_ref();
         let won_at = close.filter(|c| c.status == DealStatus::Won).map(|c| c.at);
         if scope.in_period(d.created_at) {
             f.opened += 1;

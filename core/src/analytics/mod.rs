@@ -25,8 +25,8 @@ pub use clients::{client_classes, ClientClass, ClientClasses};
 
 use crate::hooks::View;
 use crate::id::{PartnerId, UserId};
-use crate::model::Deal;
 use crate::report::{Column, ColumnType, Parameter, ReportInfo, ReportSource, Table};
+use crate::store::DealRow;
 use crate::time::Timestamp;
 
 /// A built-in report: its name, what it shows, and how it is computed.
@@ -238,7 +238,7 @@ pub struct DealScope {
 
 impl DealScope {
     /// Whether the report counts `deal`.
-    pub fn admits(&self, deal: &Deal) -> bool {
+    pub fn admits(&self, deal: &DealRow) -> bool {
         self.kind.as_ref().is_none_or(|k| *k == deal.kind)
             && self.manager.is_none_or(|m| m == deal.manager)
             && self.managers.as_ref().is_none_or(|m| m.contains(&deal.manager))

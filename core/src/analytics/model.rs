@@ -16,7 +16,8 @@ use serde_json::Value;
 use crate::config::{ScoringMethod, WinProbability};
 use crate::hooks::{Answer, Fault, Handler, HookInput, Hooks, Reply, Score, Subject};
 use crate::id::{PartnerId, UserId};
-use crate::model::{CustomValue, Deal, DealStatus, ScoreFactor, StageChange};
+use crate::model::{CustomFields, CustomValue, Deal, DealStatus, ScoreFactor, StageChange};
+use crate::store::DealRow;
 use crate::time::Timestamp;
 
 /// The name the built-in model is registered under as a native `deal.score` handler.
@@ -231,8 +232,45 @@ fn shown(text: String) -> Value {
     Value::String(text.chars().take(crate::model::score::MAX_VALUE_TEXT).collect())
 }
 
+/// What the model reads of a deal: a stored record (scored live) or a scan row (fitting).
+pub struct Facts<'a> {
+    manager: UserId,
+    partner: PartnerId,
+    source: Option<&'a str>,
+    amount: Decimal,
+    custom: std::borrow::Cow<'a, CustomFields>,
+}
+
+impl<'a> Facts<'a> {
+    /// The facts of a deal's record.
+    pub fn of_deal(deal: &'a Deal) -> Facts<'a> {
+        Facts {
+            manager: deal.manager,
+            partner: deal.partner,
+            source: deal.source.as_deref(),
+            amount: deal.amount.amount,
+            custom: std::borrow::Cow::Borrowed(&deal.custom),
+        }
+    }
+
+    /// The facts of a scan row; its custom fields are decoded only when `fields` name one.
+    pub fn of_row(row: &'a DealRow, fields: &[String]) -> Result<Facts<'a>, String> {
+        let custom = match fields.iter().any(|f| f.starts_with("custom.")) {
+            true => row.custom().map_err(|e| e.to_string())?,
+            false => CustomFields::new(),
+        };
+        Ok(Facts {
+            manager: row.manager,
+            partner: row.partner,
+            source: row.source.as_deref(),
+            amount: row.amount.amount,
+            custom: std::borrow::Cow::Owned(custom),
+        })
+    }
+}
+
 /// A deal's values of `fields`.
-fn attributes(deal: &Deal, fields: &[String], settings: &WinProbability, names: &dyn Names) -> Attributes {
+fn attributes(deal: &Facts<'_>, fields: &[String], settings: &WinProbability, names: &dyn Names) -> Attributes {
     let mut out = Vec::with_capacity(fields.len());
     let mut partner: Option<(String, Option<String>)> = None;
     let mut partner_of = |names: &dyn Names| partner.get_or_insert_with(|| names.partner(deal.partner)).clone();
@@ -248,11 +286,11 @@ fn attributes(deal: &Deal, fields: &[String], settings: &WinProbability, names: 
                 (s.clone(), shown(s))
             }
             "source" => {
-                let s = deal.source.clone().unwrap_or_else(|| NONE.to_string());
+                let s = deal.source.unwrap_or(NONE).to_string();
                 (s.clone(), shown(s))
             }
             "amount_band" => {
-                let band = amount_band(deal.amount.amount, &settings.amount_bands);
+                let band = amount_band(deal.amount, &settings.amount_bands);
                 (band.clone(), shown(band))
             }
             other => {
@@ -277,7 +315,7 @@ impl Model {
         settings: &WinProbability,
         instant: Timestamp,
         fitted_at: Timestamp,
-        train: &dyn Fn(&Deal, Timestamp) -> bool,
+        train: &dyn Fn(&DealRow, Timestamp) -> bool,
     ) -> Result<Model, String> {
         let names = Directory::read(view, needs_partners(settings))?;
         let fields = fitted_fields(settings);
@@ -294,7 +332,8 @@ impl Model {
             for s in &r.reached {
                 kind.stages.entry(s.clone()).or_default().add(won);
             }
-            for (field, key, _) in attributes(deal, &fields, settings, &names).0 {
+            let facts = Facts::of_row(deal, &fields)?;
+            for (field, key, _) in attributes(&facts, &fields, settings, &names).0 {
                 kind.fields.entry(field).or_default().entry(key).or_default().add(won);
             }
             Ok(())
@@ -302,8 +341,13 @@ impl Model {
         Ok(Model { settings: settings.clone(), kinds, fitted_at })
     }
 
+    /// The fields this model reads of a deal.
+    pub fn fields(&self) -> Vec<String> {
+        fitted_fields(&self.settings)
+    }
+
     /// A deal's values of the fields this model reads.
-    pub fn attributes(&self, deal: &Deal, names: &dyn Names) -> Attributes {
+    pub fn attributes(&self, deal: &Facts<'_>, names: &dyn Names) -> Attributes {
         attributes(deal, &fitted_fields(&self.settings), &self.settings, names)
     }
 
@@ -419,7 +463,7 @@ impl Handler for WinProbabilityHandler {
         }
         let model = self.model(input.view, input.now).map_err(Fault)?;
         let method = model.settings.method;
-        let attrs = model.attributes(deal, &LookUp(input.view));
+        let attrs = model.attributes(&Facts::of_deal(deal), &LookUp(input.view));
         let s = model.score(method, &deal.kind, deal.stage.as_deref(), &attrs);
         Ok(Answer::Score(Some(Score {
             probability: s.probability,

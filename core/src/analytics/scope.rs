@@ -2,14 +2,15 @@
 //! names, which deals and users it lets through, and the replay of the stage history that
 //! tells how each deal stood (won, lost, since when, in which stage) at that instant.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 
 use rust_decimal::Decimal;
 
 use super::Filter;
 use crate::hooks::View;
-use crate::id::{DealId, PartnerId, UserId};
-use crate::model::{Deal, DealStatus, StageChange};
+use crate::id::{PartnerId, UserId};
+use crate::model::{DealStatus, StageChange};
+use crate::store::DealRow;
 use crate::time::Timestamp;
 
 /// Milliseconds in a day.
@@ -95,7 +96,7 @@ impl<'f> Scope<'f> {
     }
 
     /// Whether the kind, department and segment let `deal` through (the team's deals).
-    pub fn team_deal(&self, deal: &Deal) -> bool {
+    pub fn team_deal(&self, deal: &DealRow) -> bool {
         self.filter.kind.as_ref().is_none_or(|k| *k == deal.kind)
             && self.in_department(deal.manager)
             && self.in_segment(deal.partner)
@@ -103,7 +104,7 @@ impl<'f> Scope<'f> {
     }
 
     /// Whether the whole filter, manager included, lets `deal` through.
-    pub fn deal(&self, deal: &Deal) -> bool {
+    pub fn deal(&self, deal: &DealRow) -> bool {
         self.team_deal(deal) && self.filter.manager.is_none_or(|m| m == deal.manager)
     }
 }
@@ -122,33 +123,16 @@ pub(super) struct Closing {
     pub lost_again: bool,
 }
 
-/// Replays every deal's history up to `instant` in one pass and keeps the deals closed
-/// (won or lost) then that `keep` wants. A step closes a deal when its status turns won or
-/// lost; a reopening undoes it.
-pub(super) fn closings(
-    view: &dyn View,
-    instant: Timestamp,
-    keep: &dyn Fn(&Closing) -> bool,
-) -> Result<HashMap<DealId, Closing>, String> {
-    let mut out = HashMap::new();
-    let mut current: Option<(DealId, Option<Closing>)> = None;
-    let flush = |c: Option<(DealId, Option<Closing>)>, out: &mut HashMap<DealId, Closing>| {
-        if let Some((id, Some(closing))) = c {
-            if closing.status.is_closed() && keep(&closing) {
-                out.insert(id, closing);
-            }
-        }
-    };
-    view.each_stage_change(&mut |s| {
-        if current.as_ref().is_none_or(|(id, _)| *id != s.deal) {
-            flush(current.take(), &mut out);
-            current = Some((s.deal, None));
-        }
-        let Some((_, state)) = current.as_mut() else { return true };
+/// Replays a deal's history (`steps`, in order) up to `instant`: how it stood then if it
+/// was closed (won or lost). A step closes a deal when its status turns won or lost; a
+/// reopening undoes it.
+pub(super) fn closing(steps: &[StageChange], instant: Timestamp) -> Option<Closing> {
+    let mut state: Option<Closing> = None;
+    for s in steps {
         let closes = s.to_status.is_closed() && s.from_status != Some(s.to_status);
         if s.at <= instant {
             if closes {
-                *state = Some(Closing {
+                state = Some(Closing {
                     status: s.to_status,
                     at: s.at,
                     stage: s.to_stage.clone(),
@@ -163,11 +147,8 @@ pub(super) fn closings(
                 c.lost_again = true;
             }
         }
-        true
-    })
-    .map_err(|e| e.to_string())?;
-    flush(current.take(), &mut out);
-    Ok(out)
+    }
+    state.filter(|c| c.status.is_closed())
 }
 
 /// Days in `ms` milliseconds, to one decimal.
@@ -203,65 +184,30 @@ pub(super) fn dec(d: Option<Decimal>) -> serde_json::Value {
     d.map_or(serde_json::Value::Null, |d| serde_json::Value::String(d.normalize().to_string()))
 }
 
-/// Deal records read at a time by [`each_deal_with_history`].
-const PAGE: usize = 512;
-
 /// What [`each_deal_with_history`] calls with each deal and its steps; an error stops it.
-pub(super) type Visit<'a> = dyn FnMut(&Deal, &[StageChange]) -> Result<(), String> + 'a;
+pub(super) type Visit<'a> = dyn FnMut(&DealRow, &[StageChange]) -> Result<(), String> + 'a;
 
 /// Visits every deal `admit` lets through with its stage history, in id order: one pass
-/// over the history joined with pages of deal records, holding one deal's steps at a time.
+/// over the scan layout, holding one deal at a time. A deal without steps (only a damaged
+/// store has one) is passed over.
 pub(super) fn each_deal_with_history(
     view: &dyn crate::hooks::View,
-    admit: &dyn Fn(&Deal) -> bool,
+    admit: &dyn Fn(&DealRow) -> bool,
     f: &mut Visit<'_>,
 ) -> Result<(), String> {
-    let mut ahead: VecDeque<Deal> = VecDeque::new();
-    let (mut after, mut exhausted) = (None::<DealId>, false);
-    let mut record = |id: DealId| -> Result<Option<Deal>, String> {
-        loop {
-            match ahead.front() {
-                Some(d) if d.id > id => return Ok(None),
-                Some(d) if d.id == id => return Ok(ahead.pop_front()),
-                Some(_) => {
-                    ahead.pop_front();
-                }
-                None if exhausted => return Ok(None),
-                None => {
-                    let page = view.deals_page(after, PAGE).map_err(|e| e.to_string())?;
-                    exhausted = page.len() < PAGE;
-                    after = page.last().map(|d| d.id);
-                    ahead.extend(page);
-                }
-            }
-        }
-    };
-    let mut steps: Vec<StageChange> = Vec::new();
     let mut failed = None;
-    let mut flush = |steps: &mut Vec<StageChange>| -> Result<(), String> {
-        if let Some(first) = steps.first() {
-            if let Some(deal) = record(first.deal)? {
-                if admit(&deal) {
-                    f(&deal, steps)?;
-                }
-            }
+    view.scan_deals(&mut |d| {
+        if d.steps.is_empty() || !admit(d) {
+            return true;
         }
-        steps.clear();
-        Ok(())
-    };
-    view.each_stage_change(&mut |c| {
-        if steps.first().is_some_and(|s| s.deal != c.deal) {
-            if let Err(e) = flush(&mut steps) {
+        match f(d, &d.steps) {
+            Ok(()) => true,
+            Err(e) => {
                 failed = Some(e);
-                return false;
+                false
             }
         }
-        steps.push(c.clone());
-        true
     })
     .map_err(|e| e.to_string())?;
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    flush(&mut steps)
+    failed.map_or(Ok(()), Err)
 }

@@ -6,7 +6,7 @@
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::model::{replay, top_factors, Directory, Model};
+use super::model::{replay, top_factors, Directory, Facts, Model};
 use super::scope::{dec, percent};
 use super::{column, Filter, Rows};
 use crate::hooks::View;
@@ -102,7 +102,12 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
         if !matches!(r.status, DealStatus::InProgress | DealStatus::OnHold) {
             return Ok(());
         }
-        let s = model.score(method, &deal.kind, r.stage.as_deref(), &model.attributes(deal, &names));
+        let s = model.score(
+            method,
+            &deal.kind,
+            r.stage.as_deref(),
+            &model.attributes(&Facts::of_row(deal, &model.fields())?, &names),
+        );
         let p = Decimal::try_from(s.probability).unwrap_or_default();
         let weighted = (deal.amount.amount * p / Decimal::ONE_HUNDRED).round_dp(2);
         open.push((

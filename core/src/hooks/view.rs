@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::config::Settings;
 use crate::id::{DealId, PartnerId, TypedId, UserId};
 use crate::model::{Deal, Document, Interaction, Partner, Plan, Role, StageChange, Task, User};
-use crate::store::{FunnelKey, FunnelRollupKey, FunnelTotals, Index, Reader};
+use crate::store::{DealRow, FunnelKey, FunnelRollupKey, FunnelTotals, Index, Reader};
 use crate::time::Timestamp;
 use crate::Result;
 
@@ -41,6 +41,10 @@ pub trait View {
     /// each deal's steps in order — until `f` returns `false`. One pass over the history as
     /// it is stored, holding one step at a time (reports).
     fn each_stage_change(&self, f: &mut dyn FnMut(&StageChange) -> bool) -> Result<()>;
+    /// Visits every deal with its whole stage history as the scan layout keeps them (the
+    /// fields reports group and sum by, not the full record), oldest first, until `f`
+    /// returns `false`. One row at a time; the fastest way over every deal (reports).
+    fn scan_deals(&self, f: &mut dyn FnMut(&DealRow) -> bool) -> Result<()>;
     /// Visits every partner, oldest first, until `f` returns `false` (reports).
     fn each_partner(&self, f: &mut dyn FnMut(&Partner) -> bool) -> Result<()>;
     /// Visits every document, oldest first, until `f` returns `false` (reports).
@@ -110,6 +114,9 @@ impl<R: Reader> View for R {
     }
     fn each_stage_change(&self, f: &mut dyn FnMut(&StageChange) -> bool) -> Result<()> {
         self.for_each_stage_change(|c| f(&c))
+    }
+    fn scan_deals(&self, f: &mut dyn FnMut(&DealRow) -> bool) -> Result<()> {
+        Reader::scan_deals(self, f)
     }
     fn each_partner(&self, f: &mut dyn FnMut(&Partner) -> bool) -> Result<()> {
         self.for_each::<Partner>(|p| f(&p))

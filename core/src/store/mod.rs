@@ -23,6 +23,7 @@ mod overlay;
 pub(crate) mod postings;
 mod read;
 pub mod redb;
+mod scan;
 mod schema;
 pub mod tables;
 mod write;
@@ -41,6 +42,7 @@ pub use external_keys::{check_external_key, MAX_EXTERNAL_KEY};
 pub use integrity::Stats;
 pub use kv::{Durability, KvError};
 pub use read::{Reader, Snapshot};
+pub use scan::DealRow;
 #[doc(hidden)]
 pub use schema::force_schema_version;
 pub use schema::SCHEMA_VERSION;

@@ -14,6 +14,10 @@ use crate::time::Timestamp;
 use crate::Result;
 
 impl Reader for WriteTxn<'_> {
+    fn pending_rows(&self) -> Result<Option<super::scan::PendingRows>> {
+        Ok(Some(WriteTxn::pending_rows(self)?))
+    }
+
     fn pending_funnel_totals(
         &self,
     ) -> Result<Option<std::collections::BTreeMap<super::FunnelKey, super::FunnelTotals>>> {

@@ -112,6 +112,19 @@ pub trait Reader {
         super::aggregates::read_rollup(self, kind, self.pending_funnel_totals()?)
     }
 
+    #[doc(hidden)]
+    /// The scan rows of the deals a write transaction's pending writes touch.
+    fn pending_rows(&self) -> Result<Option<super::scan::PendingRows>> {
+        Ok(None)
+    }
+
+    /// Visits every deal as the scan layout keeps it — its narrow row with its whole stage
+    /// history — in id (creation) order, until `f` returns `false`. One row is held at a
+    /// time; `f` gets the same [`DealRow`](super::DealRow) refilled.
+    fn scan_deals(&self, f: &mut dyn FnMut(&super::DealRow) -> bool) -> Result<()> {
+        super::scan::scan(self, self.pending_rows()?, f)
+    }
+
     /// Ids in `index` under `prefix`, in id (creation) order, after `after`, at most `limit`.
     fn ids_by(&self, index: Index, prefix: &[u8], after: Option<RawId>, limit: usize) -> Result<Vec<RawId>> {
         let mut out = Vec::new();

@@ -30,7 +30,11 @@ pub const EXTERNAL_KEYS: Table = Table { name: "external_keys", slot: 5 };
 /// history (see `aggregates.rs`).
 pub const FUNNEL_TOTALS: Table = Table { name: "funnel_totals", slot: 6 };
 
-const FIRST_ENTITY_SLOT: usize = 7;
+/// The scan layout: deal id → the deal's narrow row with its whole stage history, kept by
+/// every commit that writes deals or their stage history (see `scan.rs`).
+pub const DEAL_ROWS: Table = Table { name: "deal_rows", slot: 7 };
+
+const FIRST_ENTITY_SLOT: usize = 8;
 const FIRST_INDEX_SLOT: usize = FIRST_ENTITY_SLOT + EntityKind::ALL.len();
 
 /// The number of tables.
@@ -38,7 +42,7 @@ pub const TABLE_COUNT: usize = FIRST_INDEX_SLOT + Index::ALL.len();
 
 /// Every table, in slot order.
 pub fn all_tables() -> Vec<Table> {
-    let mut t = vec![META, AUDIT, AUDIT_BY_ENTITY, BLOBS, STAGE_HISTORY, EXTERNAL_KEYS, FUNNEL_TOTALS];
+    let mut t = vec![META, AUDIT, AUDIT_BY_ENTITY, BLOBS, STAGE_HISTORY, EXTERNAL_KEYS, FUNNEL_TOTALS, DEAL_ROWS];
     t.extend(EntityKind::ALL.iter().map(|k| entity_table(*k)));
     t.extend(Index::ALL.iter().map(|i| i.table()));
     debug_assert!(t.iter().enumerate().all(|(i, t)| t.slot == i));

@@ -107,6 +107,7 @@ impl WriteTxn<'_> {
     /// Commits everything written in the transaction.
     pub fn commit(mut self) -> Result<()> {
         self.write_funnel_changes()?;
+        self.write_row_changes()?;
         if self.seq_used {
             self.changes.put(META, schema::ID_SEQ.to_vec(), self.seq.to_be_bytes().to_vec());
         }

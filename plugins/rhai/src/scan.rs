@@ -8,8 +8,9 @@ use std::collections::{BTreeMap, HashMap};
 use crmkit_core::analytics::Analytics;
 use crmkit_core::hooks::View;
 use crmkit_core::id::{PartnerId, UserId};
-use crmkit_core::model::{Deal, DealStatus};
+use crmkit_core::model::DealStatus;
 use crmkit_core::report::{ColumnType, ReportSource};
+use crmkit_core::store::DealRow;
 use rhai::{Dynamic, Map};
 use rust_decimal::Decimal;
 
@@ -95,7 +96,7 @@ impl Tally {
         let mut names = Names::default();
         let mut groups: BTreeMap<Vec<Option<String>>, (i64, Decimal)> = BTreeMap::new();
         let mut failed = None;
-        view.each_deal(&mut |d| {
+        view.scan_deals(&mut |d| {
             if self.statuses.as_ref().is_some_and(|s| !s.contains(&d.status))
                 || self.kind.as_ref().is_some_and(|k| *k != d.kind)
             {
@@ -158,7 +159,7 @@ impl Names {
         Ok(name)
     }
 
-    fn value(&mut self, view: &dyn View, d: &Deal, key: &str) -> Result<Option<String>, crmkit_core::Error> {
+    fn value(&mut self, view: &dyn View, d: &DealRow, key: &str) -> Result<Option<String>, crmkit_core::Error> {
         let month = |t: crmkit_core::time::Timestamp| t.date().format("%Y-%m").to_string();
         Ok(match key {
             "manager" => Some(self.login(view, d.manager)?),

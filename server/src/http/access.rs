@@ -388,6 +388,9 @@ impl<R: Reader> crmkit_core::process::View for DepartmentView<'_, R> {
         })?;
         failed.map_or(Ok(()), Err)
     }
+    fn scan_deals(&self, f: &mut dyn FnMut(&crmkit_core::store::DealRow) -> bool) -> Result<()> {
+        self.r.scan_deals(&mut |d| !self.covered.contains(&d.manager) || f(d))
+    }
     fn each_partner(&self, f: &mut dyn FnMut(&Partner) -> bool) -> Result<()> {
         let mut failed = None;
         self.r.for_each::<Partner>(|p| match self.caller.may(self.r, Access::Read, &p) {
