@@ -184,8 +184,14 @@ impl DealRow {
         self.status = r.status()?;
         self.manager = UserId(r.id()?);
         let amount = Decimal::deserialize(r.take(16)?.try_into().expect("16 bytes"));
-        let code = std::str::from_utf8(r.take(3)?).map_err(|_| r.corrupt("currency is not text".into()))?;
-        let currency = code.parse::<Currency>().map_err(|e| r.corrupt(format!("currency: {e}")))?;
+        let code = r.take(3)?;
+        let currency = match self.amount.currency.as_str().as_bytes() == code {
+            true => self.amount.currency,
+            false => std::str::from_utf8(code)
+                .map_err(|_| r.corrupt("currency is not text".into()))?
+                .parse::<Currency>()
+                .map_err(|e| r.corrupt(format!("currency: {e}")))?,
+        };
         self.amount = Money { amount, currency };
         self.expected_close = match r.flag()? {
             true => {
@@ -305,6 +311,7 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    #[cold]
     fn corrupt(&self, message: String) -> KvError {
         KvError::Corrupt {
             what: format!("scan row of deal {}", self.deal),
@@ -312,6 +319,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    #[inline]
     fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], KvError> {
         let end = self
             .at
@@ -323,10 +331,12 @@ impl<'a> Cursor<'a> {
         Ok(out)
     }
 
+    #[inline]
     fn u8(&mut self) -> std::result::Result<u8, KvError> {
         Ok(self.take(1)?[0])
     }
 
+    #[inline]
     fn flag(&mut self) -> std::result::Result<bool, KvError> {
         match self.u8()? {
             0 => Ok(false),
@@ -335,28 +345,34 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    #[inline]
     fn i64(&mut self) -> std::result::Result<i64, KvError> {
         Ok(i64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
     }
 
+    #[inline]
     fn opt_i64(&mut self) -> std::result::Result<Option<i64>, KvError> {
         Ok(if self.flag()? { Some(self.i64()?) } else { None })
     }
 
+    #[inline]
     fn id(&mut self) -> std::result::Result<RawId, KvError> {
         let b = self.take(16)?;
         RawId::from_bytes(b).ok_or_else(|| self.corrupt("id".into()))
     }
 
+    #[inline]
     fn opt_id(&mut self) -> std::result::Result<Option<RawId>, KvError> {
         Ok(if self.flag()? { Some(self.id()?) } else { None })
     }
 
+    #[inline]
     fn status(&mut self) -> std::result::Result<DealStatus, KvError> {
         let b = self.u8()?;
         DealStatus::ALL.get(usize::from(b)).copied().ok_or_else(|| self.corrupt(format!("status {b}")))
     }
 
+    #[inline]
     fn len(&mut self) -> std::result::Result<usize, KvError> {
         let mut n = 0usize;
         for shift in (0..64).step_by(7) {
@@ -369,15 +385,21 @@ impl<'a> Cursor<'a> {
         Err(self.corrupt("length too long".into()))
     }
 
+    #[inline]
     fn str_into(&mut self, out: &mut String) -> std::result::Result<(), KvError> {
         let n = self.len()?;
         let b = self.take(n)?;
-        let s = std::str::from_utf8(b).map_err(|_| self.corrupt("text is not UTF-8".into()))?;
-        out.clear();
-        out.push_str(s);
+        // Kinds, stages and reasons repeat from row to row: text equal to what the kept row
+        // holds is valid already and stays.
+        if out.as_bytes() != b {
+            let s = std::str::from_utf8(b).map_err(|_| self.corrupt("text is not UTF-8".into()))?;
+            out.clear();
+            out.push_str(s);
+        }
         Ok(())
     }
 
+    #[inline]
     fn opt_str_into(&mut self, out: &mut Option<String>) -> std::result::Result<(), KvError> {
         if !self.flag()? {
             *out = None;
