@@ -1,10 +1,13 @@
 //! The funnel totals kept at write time: after random operations through the process
-//! engine on a redb file they equal a recomputation written out here from the deal records
-//! and their stage histories, a refused operation leaves them as they were, and the funnel
-//! read from them is the funnel the history scan gives; a write transaction sees its own
-//! writes in them; `crmkit check` names a damaged line; a head of department's funnel over
-//! the API adds up their managers' lines only; a deleted deal takes its lines away; lines of
-//! a stage config no longer lists send the funnel back to the history.
+//! engine on a redb file they — the lines of each manager and each kind's rollup lines over
+//! every manager — equal a recomputation written out here from the deal records and their
+//! stage histories, a refused operation leaves them as they were, and the funnel read from
+//! them is the funnel the history scan gives; a write transaction sees its own writes in
+//! them; `crmkit check` names a damaged line, of a manager or a rollup line; the funnel of
+//! every manager reads the rollup lines, a manager's funnel that manager's lines; a head of
+//! department's funnel over the API adds up their managers' lines only; a deleted deal takes
+//! its lines away; lines of a stage config no longer lists send the funnel back to the
+//! history.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -19,7 +22,7 @@ use crmkit_core::process::{Engine, Outcome};
 use crmkit_core::report::Reports;
 use crmkit_core::store::kv::Changes;
 use crmkit_core::store::tables::FUNNEL_TOTALS;
-use crmkit_core::store::{Durability, FunnelKey, FunnelLine, FunnelTotals, Reader, Store};
+use crmkit_core::store::{Durability, FunnelKey, FunnelLine, FunnelRollupKey, FunnelTotals, Reader, Store};
 use crmkit_core::time::SystemClock;
 use crmkit_core::values::{Currency, Money};
 use proptest::prelude::*;
@@ -262,6 +265,37 @@ fn naive(r: &impl Reader) -> BTreeMap<FunnelKey, FunnelTotals> {
     out
 }
 
+/// The rollup lines as this test works them out: the lines of `naive`, summed per kind and
+/// line over the managers.
+fn naive_rollup(lines: &BTreeMap<FunnelKey, FunnelTotals>) -> BTreeMap<FunnelRollupKey, FunnelTotals> {
+    let mut out: BTreeMap<FunnelRollupKey, FunnelTotals> = BTreeMap::new();
+    for (k, t) in lines {
+        let sum = out.entry(FunnelRollupKey { kind: k.kind.clone(), line: k.line.clone() }).or_default();
+        sum.deals += t.deals;
+        sum.won += t.won;
+        sum.lost += t.lost;
+        sum.open += t.open;
+        sum.expected_wins += t.expected_wins;
+        for (into, from) in
+            [(&mut sum.amount, &t.amount), (&mut sum.open_amount, &t.open_amount), (&mut sum.weighted, &t.weighted)]
+        {
+            for (c, a) in from {
+                *into.entry(*c).or_default() += *a;
+            }
+        }
+        for (c, n) in &t.currencies {
+            *sum.currencies.entry(*c).or_default() += n;
+        }
+    }
+    for t in out.values_mut() {
+        for m in [&mut t.amount, &mut t.open_amount, &mut t.weighted] {
+            m.retain(|_, v| !v.is_zero());
+        }
+    }
+    out.retain(|_, t| *t != FunnelTotals::default());
+    out
+}
+
 /// The funnel of `store` with `params`, as CSV.
 fn funnel(store: &Store, params: &[(&str, &str)]) -> String {
     let mut reports = Reports::new();
@@ -303,9 +337,19 @@ fn run_random(ops: Vec<Op>) {
             }
         }
         let r = fx.store.read().unwrap();
-        assert_eq!(r.funnel_totals(None).unwrap(), naive(&r), "after {op:?}");
+        let lines = naive(&r);
+        assert_eq!(r.funnel_totals(None).unwrap(), lines, "after {op:?}");
+        assert_eq!(r.funnel_rollup(None).unwrap(), naive_rollup(&lines), "rollup lines after {op:?}");
         crate::scan_rows::assert_rows_match(&r);
     }
+    let r = fx.store.read().unwrap();
+    let rollup = naive_rollup(&naive(&r));
+    for kind in KINDS {
+        let of_kind: BTreeMap<_, _> =
+            rollup.iter().filter(|(k, _)| k.kind == kind).map(|(k, t)| (k.clone(), t.clone())).collect();
+        assert_eq!(r.funnel_rollup(Some(kind)).unwrap(), of_kind, "{kind}");
+    }
+    drop(r);
     assert_eq!(fx.store.verify_funnel_totals().unwrap(), Vec::<String>::new());
     // The funnel read from the totals is the funnel the scan gives (a period from long ago
     // takes the scan and counts the same steps).
@@ -369,14 +413,19 @@ fn a_write_transaction_reads_the_totals_with_its_own_writes() {
     engine.move_deal(&mut tx, d.id, d.version, "needs_analysis", None).unwrap();
     let seen = tx.funnel_totals(Some("b2b_sale")).unwrap();
     assert_eq!(seen, naive(&tx));
+    let seen_rollup = tx.funnel_rollup(Some("b2b_sale")).unwrap();
+    assert_eq!(seen_rollup, naive_rollup(&seen));
+    assert_eq!(tx.funnel_rollup(None).unwrap(), seen_rollup);
     let needs_analysis =
         FunnelKey { kind: "b2b_sale".into(), manager, line: FunnelLine::Stage("needs_analysis".into()) };
     assert_eq!((seen[&needs_analysis].deals, seen[&needs_analysis].open), (1, 1));
     assert_eq!((seen[&qualification].deals, seen[&qualification].open), (1, 0));
     // Other readers see nothing of it until it commits, and everything after.
     assert!(fx.store.read().unwrap().funnel_totals(None).unwrap().is_empty());
+    assert!(fx.store.read().unwrap().funnel_rollup(None).unwrap().is_empty());
     tx.commit().unwrap();
     assert_eq!(fx.store.read().unwrap().funnel_totals(Some("b2b_sale")).unwrap(), seen);
+    assert_eq!(fx.store.read().unwrap().funnel_rollup(Some("b2b_sale")).unwrap(), seen_rollup);
 }
 
 #[test]
@@ -434,6 +483,59 @@ fn check_names_a_damaged_line_with_both_values() {
 }
 
 #[test]
+fn the_funnel_of_every_manager_reads_the_rollup_lines_and_check_names_a_damaged_one() {
+    let fx = Fixture::on_with(Backend::Memory, settings());
+    let engine = Engine::new(fx.store.settings(), Hooks::new()).unwrap();
+    let (partner, first) = fx.client("Альфа");
+    let second = fx.user("petrov");
+    for (manager, amount) in [(first, 100), (second, 200), (second, 300)] {
+        fx.store.transact(Some(manager), |tx| engine.create_deal(tx, new_deal(partner.id, manager, amount))).unwrap();
+    }
+    let r = fx.store.read().unwrap();
+    let rollup = r.funnel_rollup(Some("b2b_sale")).unwrap();
+    let qualification = FunnelRollupKey { kind: "b2b_sale".into(), line: FunnelLine::Stage("qualification".into()) };
+    let line = rollup[&qualification].clone();
+    assert_eq!((line.deals, line.open), (3, 3));
+    let login = r.get::<crmkit_core::model::User>(second).unwrap().unwrap().login;
+    drop(r);
+    let every = funnel(&fx.store, &[]);
+    let of_second = funnel(&fx.store, &[("manager", login.as_str())]);
+    assert_ne!(every, of_second);
+
+    // The rollup line of the first stage, under its documented key (0, kind, 0, tag 3,
+    // stage), gets the value of the kind's rollup line of all deals.
+    let rows = stored_rows(&fx.store);
+    let raw_key = [&[0u8][..], b"b2b_sale\0", &[3], b"qualification"].concat();
+    let all_deals = [&[0u8][..], b"b2b_sale\0", &[0]].concat();
+    assert!(rows.iter().any(|(k, _)| *k == raw_key), "{rows:02x?}");
+    let (_, other) = rows.iter().find(|(k, _)| *k == all_deals).expect("the rollup line of all deals").clone();
+    let damaged: FunnelTotals = crmkit_core::store::decode_record(&other).unwrap();
+    assert_ne!(damaged, line);
+    let clock = fx.clock.clone();
+    let kv = fx.store.into_backend();
+    let mut changes = Changes::new();
+    changes.put(FUNNEL_TOTALS, raw_key, other);
+    kv.write().unwrap().commit(changes, Durability::Immediate).unwrap();
+    let store = Store::with_backend(kv, Arc::new(settings()), clock).unwrap();
+
+    assert_eq!(
+        store.verify_funnel_totals().unwrap(),
+        vec![format!(
+            "funnel totals of kind \"b2b_sale\", every manager, stage \"qualification\": stored {damaged}; the records say {line}"
+        )]
+    );
+    // The funnel of every manager (of every kind or one) is read from the rollup lines: it
+    // shows the damage, the scan does not; a manager's funnel reads that manager's lines.
+    assert_ne!(funnel(&store, &[]), every);
+    assert_ne!(
+        funnel(&store, &[("kind", "b2b_sale")]),
+        funnel(&store, &[("kind", "b2b_sale"), ("from", "1900-01-01")])
+    );
+    assert_eq!(funnel(&store, &[("from", "1900-01-01")]), every);
+    assert_eq!(funnel(&store, &[("manager", login.as_str())]), of_second);
+}
+
+#[test]
 fn a_heads_funnel_from_the_totals_is_the_scanned_funnel_of_their_department() {
     let office = crate::api::Office::new();
     crate::api::two_of_everything(&office);
@@ -463,6 +565,7 @@ fn a_deleted_deal_takes_its_lines_away() {
     fx.store.transact(Some(manager), |tx| tx.delete::<Deal>(gone.id, gone.version)).unwrap();
     assert_eq!(fx.store.read().unwrap().funnel_totals(None).unwrap(), before);
     assert_eq!(naive(&fx.store.read().unwrap()), before);
+    assert_eq!(fx.store.read().unwrap().funnel_rollup(None).unwrap(), naive_rollup(&before));
     let _ = kept;
 }
 

@@ -224,16 +224,21 @@ fn golden_files_of_every_schema_version_open_and_read_back() {
         let store = Store::open(&copy, Arc::new(Settings::builtin()), Arc::new(ManualClock::new(T0))).unwrap();
         assert_eq!(store.stats().unwrap().schema_version, SCHEMA_VERSION, "not migrated");
         assert_eq!(store.verify_indexes().unwrap(), Vec::<String>::new(), "indexes after migrating v{version}");
-        // The funnel totals (schema 8) are built from the deals and their histories.
+        // The funnel totals (schema 8) and their rollup lines (schema 10) are built from the
+        // deals and their histories.
         assert_eq!(store.verify_funnel_totals().unwrap(), Vec::<String>::new(), "funnel totals of v{version}");
         // The scan rows (schema 9) too: one per deal.
         assert_eq!(store.verify_scan_rows().unwrap(), Vec::<String>::new(), "scan rows of v{version}");
-        // And the document rows (schema 10): one per document, every one of them.
+        // And the document rows (schema 11): one per document, every one of them.
         assert_eq!(store.verify_document_rows().unwrap(), Vec::<String>::new(), "document rows of v{version}");
         crate::document_rows::assert_rows_match(&store.read().unwrap());
         assert!(
             version < 3 || !store.read().unwrap().funnel_totals(None).unwrap().is_empty(),
             "v{version} has deals: it has funnel totals"
+        );
+        assert!(
+            version < 3 || !store.read().unwrap().funnel_rollup(None).unwrap().is_empty(),
+            "v{version} has deals: it has rollup lines"
         );
         let mut expected: Value =
             serde_json::from_str(&std::fs::read_to_string(data(&format!("golden-v{version}.json"))).unwrap()).unwrap();

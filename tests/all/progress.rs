@@ -143,7 +143,7 @@ fn check_in_a_pipe_prints_its_lines_and_no_bar() {
         out,
         format!(
             "config: ok (1 users, 4 process kinds, 5 custom fields)\n\
-             database: ok ({}, schema version 10, indexes consistent, {steps} stage history steps consistent, funnel totals and scan rows match the deals, document rows match the documents, attachments match their content)\n\
+             database: ok ({}, schema version 11, indexes consistent, {steps} stage history steps consistent, funnel totals and scan rows match the deals, document rows match the documents, attachments match their content)\n\
              scripts: ok (7 compiled, 3 bindings to script functions checked)\n\
              plugins: ok (0 loaded, 0 bindings to plugin exports checked)\n",
             database.display()

@@ -1286,6 +1286,63 @@ fn tally_deals_names_what_is_wrong_in_its_options() {
 }
 
 #[test]
+fn join_rows_matches_two_tables_on_their_keys_and_names_a_bad_row() {
+    let (_tmp, inst, _) = crate::demo::company();
+    let snap = inst.store().read().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("reports")).unwrap();
+    let run = |body: &str| {
+        std::fs::write(
+            dir.path().join("reports/t.rhai"),
+            format!(
+                "fn report(p) {{ let rows = {body}; #{{ columns: [#{{ name: \"row\", type: \"text\" }}], \
+                 rows: rows.map(|r| [`${{r}}`]) }} }}"
+            ),
+        )
+        .unwrap();
+        let host = Arc::new(ScriptHost::new(dir.path(), &Default::default()));
+        run_report(&host, &snap, "t", &Default::default())
+            .map(|t| t.rows().iter().map(|r| r[0].as_str().unwrap().to_string()).collect::<Vec<_>>())
+            .map_err(|e| e.to_string())
+    };
+    // Keys on either side, sorted: () first, then numbers, then text; a side without the
+    // key gives () in each of its cells.
+    let got = run(r#"join_rows([["b", 1, 10], ["a", 2, 20], [(), 0, 5]], [["a", 2, "x"], ["c", 1, "y"]], 2)"#).unwrap();
+    assert_eq!(got, ["[(), 0, 5, ()]", "[\"a\", 2, 20, \"x\"]", "[\"b\", 1, 10, ()]", "[\"c\", 1, (), \"y\"]"]);
+    // A side with no rows is as wide as the other.
+    assert_eq!(run(r#"join_rows([], [["a", 1, 2]], 1)"#).unwrap(), ["[\"a\", (), (), 1, 2]"]);
+    assert_eq!(run(r#"join_rows([["a", 1, 2]], [], 1)"#).unwrap(), ["[\"a\", 1, 2, (), ()]"]);
+    // Two tally_deals answers joined per manager: every manager with a won or a lost deal.
+    let got = run(
+        r#"join_rows(tally_deals(#{ by: ["manager"], status: ["won"] }), tally_deals(#{ by: ["manager"], status: ["lost"] }), 1)"#,
+    )
+    .unwrap();
+    let mut managers = std::collections::BTreeSet::new();
+    snap.for_each::<Deal>(|d| {
+        if d.status.is_closed() {
+            managers.insert(d.manager);
+        }
+        true
+    })
+    .unwrap();
+    assert_eq!(got.len(), managers.len());
+    for (body, expected) in [
+        (r#"join_rows([["a", 1]], [], 0)"#, "join_rows: keys is 0; it is how many leading cells of a row make its key"),
+        (r#"join_rows([["a", 1], 5], [], 1)"#, "join_rows: left row 2: is i64, not an array"),
+        (r#"join_rows([], [["a", 1], ["b"]], 2)"#, "join_rows: right row 2: has 1 cells, fewer than the 2 key cells"),
+        (
+            r#"join_rows([["a", 1], ["b", 1, 2]], [], 1)"#,
+            "join_rows: left row 2: has 3 cells where the rows before have 2",
+        ),
+        (r#"join_rows([[#{ x: 1 }, 1]], [], 1)"#, "join_rows: left row 1: key cell 1 is map; keys are text, numbers"),
+        (r#"join_rows([], [["a", 1], ["a", 2]], 1)"#, "join_rows: right row 2: its key is on an earlier right row too"),
+    ] {
+        let e = run(body).unwrap_err();
+        assert!(e.contains(expected), "{body}: {e:?} does not contain {expected:?}");
+    }
+}
+
+#[test]
 fn a_report_script_reads_a_built_in_report_through_analytics() {
     use crmkit_core::analytics::Analytics;
     use crmkit_core::report::ReportSource as _;

@@ -4,11 +4,12 @@
 //! its SVG chart.
 //!
 //! Without a period, a past day or a segment, the funnel adds up the funnel totals the store
-//! keeps at write time ([`View::funnel_totals`]): a few lines per kind, stage and manager,
-//! whatever the number of deals. Otherwise, one pass over the stage history, joined deal by
-//! deal with a page of deal records at a time (both come in id order): what is held per deal
-//! is the deal being read and one flag per stage, so memory does not grow with the number
-//! of deals. Both give the same table.
+//! keeps at write time, whatever the number of deals: for every manager's deals the rollup
+//! lines ([`View::funnel_rollup`], a few per kind and stage), for a manager's or a
+//! department's the lines of those managers ([`View::funnel_totals`]). Otherwise, one pass
+//! over the stage history, joined deal by deal with a page of deal records at a time (both
+//! come in id order): what is held per deal is the deal being read and one flag per stage,
+//! so memory does not grow with the number of deals. Both give the same table.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -21,7 +22,7 @@ use crate::hooks::View;
 use crate::model::{DealStatus, How, StageChange};
 use crate::process::spec::ProcessKindSpec;
 use crate::report::{ColumnType, Table};
-use crate::store::{DealRow, FunnelKey, FunnelLine, FunnelTotals};
+use crate::store::{DealRow, FunnelLine, FunnelTotals};
 use crate::time::Timestamp;
 use crate::values::{Currency, Money};
 
@@ -152,34 +153,55 @@ impl<'k> Funnel<'_, 'k> {
         if filter.segment.is_some() {
             return Ok(false);
         }
-        let lines = self.view.funnel_totals(filter.kind.as_deref()).map_err(|e| e.to_string())?;
-        let mut currencies = BTreeSet::new();
-        let mut kinds: Vec<(usize, &FunnelKey, &FunnelTotals)> = Vec::new();
-        for (key, t) in &lines {
-            let Some(&k) = self.kind_index.get(key.kind.as_str()) else { continue };
-            match self.scope.admits_line(&key.kind, key.manager) {
-                None => return Ok(false),
-                Some(false) => continue,
-                Some(true) => {}
+        let kind = filter.kind.as_deref();
+        // Every manager's deals: the rollup lines, a few per stage; else the lines of the
+        // managers the scope takes (the view has no rollup when it sees some managers only).
+        let rollup = if self.scope.takes_every_manager() {
+            self.view.funnel_rollup(kind).map_err(|e| e.to_string())?
+        } else {
+            None
+        };
+        let per_manager;
+        let mut lines: Vec<(&str, &FunnelLine, &FunnelTotals)> = Vec::new();
+        if let Some(rollup) = &rollup {
+            lines.extend(
+                rollup
+                    .iter()
+                    .filter(|(key, _)| self.scope.admits_kind(&key.kind))
+                    .map(|(key, t)| (key.kind.as_str(), &key.line, t)),
+            );
+        } else {
+            per_manager = self.view.funnel_totals(kind).map_err(|e| e.to_string())?;
+            for (key, t) in &per_manager {
+                match self.scope.admits_line(&key.kind, key.manager) {
+                    None => return Ok(false),
+                    Some(false) => continue,
+                    Some(true) => lines.push((&key.kind, &key.line, t)),
+                }
             }
-            if let FunnelLine::Stage(s) = &key.line {
+        }
+        let mut currencies = BTreeSet::new();
+        let mut kinds: Vec<(usize, &FunnelLine, &FunnelTotals)> = Vec::new();
+        for (kind, line, t) in lines {
+            let Some(&k) = self.kind_index.get(kind) else { continue };
+            if let FunnelLine::Stage(s) = line {
                 if !self.kinds[k].stages.contains_key(s.as_str()) {
                     return Ok(false);
                 }
             }
-            kinds.push((k, key, t));
+            kinds.push((k, line, t));
         }
-        for (k, key, t) in kinds {
+        for (k, line, t) in kinds {
             let kind = &mut self.kinds[k];
             let add = |into: &mut Amounts, from: &Amounts| {
                 for (c, a) in from {
                     *into.entry(*c).or_default() += *a;
                 }
             };
-            match &key.line {
+            match line {
                 FunnelLine::Deals => currencies.extend(t.currencies.iter().filter(|(_, n)| **n > 0).map(|(c, _)| *c)),
                 FunnelLine::Reached | FunnelLine::Won => {
-                    let tally = if key.line == FunnelLine::Won { &mut kind.won } else { &mut kind.total };
+                    let tally = if *line == FunnelLine::Won { &mut kind.won } else { &mut kind.total };
                     tally.reached += t.deals as u64;
                     add(&mut tally.reached_amount, &t.amount);
                 }

@@ -254,6 +254,17 @@ impl DealScope {
                 && self.managers.as_ref().is_none_or(|m| m.contains(&manager))
         })
     }
+
+    /// Whether the scope takes the deals of every manager: it names no manager, department
+    /// or partners (the rollup lines of the funnel totals then add up its deals).
+    pub fn takes_every_manager(&self) -> bool {
+        self.partners.is_none() && self.manager.is_none() && self.managers.is_none()
+    }
+
+    /// Whether the report counts deals of `kind`.
+    pub fn admits_kind(&self, kind: &str) -> bool {
+        self.kind.as_ref().is_none_or(|k| k == kind)
+    }
 }
 
 /// A column of `name` and type `ty`.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::config::Settings;
 use crate::id::{DealId, PartnerId, TypedId, UserId};
 use crate::model::{Deal, Document, Interaction, Partner, Plan, Role, StageChange, Task, User};
-use crate::store::{DealRow, DocumentRow, FunnelKey, FunnelTotals, Index, Reader};
+use crate::store::{DealRow, DocumentRow, FunnelKey, FunnelRollupKey, FunnelTotals, Index, Reader};
 use crate::time::Timestamp;
 use crate::Result;
 
@@ -64,6 +64,11 @@ pub trait View {
     /// stage), what the deals this view sees add up to. A report reads them instead of
     /// every deal where it needs no more.
     fn funnel_totals(&self, kind: Option<&str>) -> Result<BTreeMap<FunnelKey, FunnelTotals>>;
+    /// The rollup lines of the funnel totals of `kind` (every kind: `None`): per kind and
+    /// line, the lines of [`View::funnel_totals`] summed over every manager, kept at write
+    /// time — a few lines per stage whatever the number of managers. `None` when this view
+    /// sees the deals of some managers only (a department's): add up their lines instead.
+    fn funnel_rollup(&self, kind: Option<&str>) -> Result<Option<BTreeMap<FunnelRollupKey, FunnelTotals>>>;
     /// Visits every sales plan stored (set over the API; config's `[[plans]]` are in
     /// [`View::settings`]), oldest first, until `f` returns `false` (reports).
     fn each_plan(&self, f: &mut dyn FnMut(&Plan) -> bool) -> Result<()>;
@@ -137,6 +142,9 @@ impl<R: Reader> View for R {
     }
     fn funnel_totals(&self, kind: Option<&str>) -> Result<BTreeMap<FunnelKey, FunnelTotals>> {
         Reader::funnel_totals(self, kind)
+    }
+    fn funnel_rollup(&self, kind: Option<&str>) -> Result<Option<BTreeMap<FunnelRollupKey, FunnelTotals>>> {
+        Reader::funnel_rollup(self, kind).map(Some)
     }
     fn each_plan(&self, f: &mut dyn FnMut(&Plan) -> bool) -> Result<()> {
         self.for_each::<Plan>(|p| f(&p))

@@ -1,7 +1,10 @@
 //! The funnel totals: what the deals of each process kind, manager and stage add up to, kept
 //! in their own table and brought up to date by every commit that writes a deal or a step of
 //! its stage history, so that the unfiltered funnel and the forecast read a few keys instead
-//! of every deal. `crmkit check` compares them with a naive recomputation.
+//! of every deal. Beside the lines of each manager, each kind has rollup lines — the same
+//! lines summed over every manager — written by the same commit, so that a funnel of every
+//! manager reads a few keys per stage whatever the number of managers. `crmkit check`
+//! compares both with a naive recomputation.
 //!
 //! What one deal adds is a pure function of its record and its stage history
 //! ([`contribution`]). A commit finds the deals it writes among its pending changes — records
@@ -150,15 +153,40 @@ impl fmt::Display for FunnelTotals {
     }
 }
 
-impl fmt::Display for FunnelKey {
+/// The key of a rollup line: a process kind's line summed over every manager.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FunnelRollupKey {
+    pub kind: String,
+    pub line: FunnelLine,
+}
+
+impl FunnelKey {
+    /// The rollup line this line adds to.
+    pub fn rollup(&self) -> FunnelRollupKey {
+        FunnelRollupKey { kind: self.kind.clone(), line: self.line.clone() }
+    }
+}
+
+impl fmt::Display for FunnelLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "kind \"{}\", manager {}, ", self.kind, self.manager)?;
-        match &self.line {
+        match self {
             FunnelLine::Deals => write!(f, "all deals"),
             FunnelLine::Reached => write!(f, "deals that entered a stage"),
             FunnelLine::Won => write!(f, "deals won"),
             FunnelLine::Stage(s) => write!(f, "stage \"{s}\""),
         }
+    }
+}
+
+impl fmt::Display for FunnelRollupKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "kind \"{}\", every manager, {}", self.kind, self.line)
+    }
+}
+
+impl fmt::Display for FunnelKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "kind \"{}\", manager {}, {}", self.kind, self.manager, self.line)
     }
 }
 
@@ -227,18 +255,41 @@ fn add_deal(into: &mut BTreeMap<FunnelKey, FunnelTotals>, deal: &Deal, history: 
     }
 }
 
-/// The key prefix of a kind's lines.
+/// The rollup lines: what each line of the managers of a kind adds up to over every
+/// manager (lines that add up to nothing are left out).
+pub(super) fn rollup(lines: &BTreeMap<FunnelKey, FunnelTotals>) -> BTreeMap<FunnelRollupKey, FunnelTotals> {
+    let mut out: BTreeMap<FunnelRollupKey, FunnelTotals> = BTreeMap::new();
+    for (key, t) in lines {
+        out.entry(key.rollup()).or_default().add(t, 1);
+    }
+    out.retain(|_, t| !t.is_zero());
+    out
+}
+
+/// The first byte of a rollup line's key: no process kind id starts with it (an id starts
+/// with a lowercase letter), so the rollup lines of every kind come first in the table,
+/// apart from the lines of the managers.
+const ROLLUP: u8 = 0;
+
+/// The key prefix of a kind's lines of managers.
 fn kind_prefix(kind: &str) -> Vec<u8> {
     let mut k = kind.as_bytes().to_vec();
     k.push(0);
     k
 }
 
-/// The stored key: kind, 0, manager id, line tag, stage id.
-fn encode_key(key: &FunnelKey) -> Vec<u8> {
-    let mut k = kind_prefix(&key.kind);
-    k.extend_from_slice(&key.manager.0.to_bytes());
-    match &key.line {
+/// The key prefix of a kind's rollup lines (every kind's: `None`).
+fn rollup_prefix(kind: Option<&str>) -> Vec<u8> {
+    let mut k = vec![ROLLUP];
+    if let Some(kind) = kind {
+        k.extend_from_slice(&kind_prefix(kind));
+    }
+    k
+}
+
+/// Appends the line tag and, for a stage line, the stage id.
+fn encode_line(k: &mut Vec<u8>, line: &FunnelLine) {
+    match line {
         FunnelLine::Deals => k.push(0),
         FunnelLine::Reached => k.push(1),
         FunnelLine::Won => k.push(2),
@@ -247,44 +298,75 @@ fn encode_key(key: &FunnelKey) -> Vec<u8> {
             k.extend_from_slice(s.as_bytes());
         }
     }
-    k
 }
 
-fn decode_key(k: &[u8]) -> Result<FunnelKey> {
-    let bad = || Error::Corrupt { what: format!("funnel totals key {k:02x?}"), message: "malformed".into() };
-    let nul = k.iter().position(|b| *b == 0).ok_or_else(bad)?;
-    let kind = std::str::from_utf8(&k[..nul]).map_err(|_| bad())?.to_string();
-    let rest = &k[nul + 1..];
-    if rest.len() < 17 {
-        return Err(bad());
-    }
-    let manager = UserId(RawId::from_bytes(&rest[..16]).ok_or_else(bad)?);
-    let line = match (rest[16], &rest[17..]) {
+fn decode_line(b: &[u8]) -> Option<FunnelLine> {
+    Some(match b.split_first()? {
         (0, []) => FunnelLine::Deals,
         (1, []) => FunnelLine::Reached,
         (2, []) => FunnelLine::Won,
-        (3, s) => FunnelLine::Stage(std::str::from_utf8(s).map_err(|_| bad())?.to_string()),
-        _ => return Err(bad()),
-    };
-    Ok(FunnelKey { kind, manager, line })
+        (3, s) => FunnelLine::Stage(std::str::from_utf8(s).ok()?.to_string()),
+        _ => return None,
+    })
 }
 
-/// The stored lines of one kind (all kinds: `None`), through `r`'s raw reads.
-pub(super) fn stored(r: &(impl Reader + ?Sized), kind: Option<&str>) -> Result<BTreeMap<FunnelKey, FunnelTotals>> {
-    let prefix = kind.map(kind_prefix).unwrap_or_default();
-    let end = prefix_end(&prefix);
+/// The stored key of a manager's line: kind, 0, manager id, line tag, stage id.
+fn encode_key(key: &FunnelKey) -> Vec<u8> {
+    let mut k = kind_prefix(&key.kind);
+    k.extend_from_slice(&key.manager.0.to_bytes());
+    encode_line(&mut k, &key.line);
+    k
+}
+
+/// The stored key of a rollup line: 0, kind, 0, line tag, stage id.
+fn encode_rollup_key(key: &FunnelRollupKey) -> Vec<u8> {
+    let mut k = rollup_prefix(Some(&key.kind));
+    encode_line(&mut k, &key.line);
+    k
+}
+
+/// A manager's line from its stored key.
+fn decode_key(k: &[u8]) -> Option<FunnelKey> {
+    let nul = k.iter().position(|b| *b == 0)?;
+    let kind = std::str::from_utf8(&k[..nul]).ok()?.to_string();
+    let rest = k.get(nul + 1..)?;
+    let manager = UserId(RawId::from_bytes(rest.get(..16)?)?);
+    Some(FunnelKey { kind, manager, line: decode_line(&rest[16..])? })
+}
+
+/// A rollup line from its stored key.
+fn decode_rollup_key(k: &[u8]) -> Option<FunnelRollupKey> {
+    let rest = k.strip_prefix(&[ROLLUP])?;
+    let nul = rest.iter().position(|b| *b == 0)?;
+    let kind = std::str::from_utf8(&rest[..nul]).ok()?.to_string();
+    Some(FunnelRollupKey { kind, line: decode_line(&rest[nul + 1..])? })
+}
+
+/// The stored lines with keys from `prefix` up to `end` (no end: to the end of the table),
+/// through `r`'s raw reads, each key decoded by `decode_key`.
+fn scan<K: Ord + fmt::Display>(
+    r: &(impl Reader + ?Sized),
+    prefix: &[u8],
+    end: Option<Vec<u8>>,
+    decode_key: fn(&[u8]) -> Option<K>,
+) -> Result<BTreeMap<K, FunnelTotals>> {
     let mut out = BTreeMap::new();
     let mut err = None;
     r.kv_scan(
         FUNNEL_TOTALS,
-        Bound::Included(&prefix[..]),
+        Bound::Included(prefix),
         end.as_deref().map_or(Bound::Unbounded, Bound::Excluded),
         false,
         &mut |k, v| {
-            let line = decode_key(k).and_then(|key| {
-                let t: FunnelTotals = decode(v, || format!("funnel totals of {key}"))?;
-                Ok((key, t))
-            });
+            let line = decode_key(k)
+                .ok_or_else(|| Error::Corrupt {
+                    what: format!("funnel totals key {k:02x?}"),
+                    message: "malformed".into(),
+                })
+                .and_then(|key| {
+                    let t: FunnelTotals = decode(v, || format!("funnel totals of {key}"))?;
+                    Ok((key, t))
+                });
             match line {
                 Ok((key, t)) => {
                     out.insert(key, t);
@@ -298,6 +380,27 @@ pub(super) fn stored(r: &(impl Reader + ?Sized), kind: Option<&str>) -> Result<B
         },
     )?;
     err.map_or(Ok(out), Err)
+}
+
+/// The stored lines of managers of one kind (all kinds: `None`), through `r`'s raw reads.
+pub(super) fn stored(r: &(impl Reader + ?Sized), kind: Option<&str>) -> Result<BTreeMap<FunnelKey, FunnelTotals>> {
+    match kind {
+        Some(kind) => {
+            let prefix = kind_prefix(kind);
+            scan(r, &prefix, prefix_end(&prefix), decode_key)
+        }
+        // Every kind's: all that follows the rollup lines.
+        None => scan(r, &[ROLLUP + 1], None, decode_key),
+    }
+}
+
+/// The stored rollup lines of one kind (all kinds: `None`), through `r`'s raw reads.
+pub(super) fn stored_rollup(
+    r: &(impl Reader + ?Sized),
+    kind: Option<&str>,
+) -> Result<BTreeMap<FunnelRollupKey, FunnelTotals>> {
+    let prefix = rollup_prefix(kind);
+    scan(r, &prefix, prefix_end(&prefix), decode_rollup_key)
 }
 
 /// The committed state a write transaction started from, read as a [`Reader`].
@@ -396,27 +499,37 @@ impl WriteTxn<'_> {
         Ok(out)
     }
 
-    /// Writes the totals the pending changes make (called once, at commit).
+    /// Writes the totals the pending changes make, the lines of managers and the rollup
+    /// lines they add to (called once, at commit).
     pub(super) fn write_funnel_changes(&mut self) -> Result<()> {
         let delta = self.funnel_changes()?;
+        for (key, change) in rollup(&delta) {
+            self.add_to_line(encode_rollup_key(&key), &key, &change)?;
+        }
         for (key, change) in delta {
-            let k = encode_key(&key);
-            let mut line: FunnelTotals = match self.kv_get(FUNNEL_TOTALS, &k)? {
-                Some(v) => decode(&v, || format!("funnel totals of {key}"))?,
-                None => FunnelTotals::default(),
-            };
-            line.add(&change, 1);
-            if line.is_zero() {
-                self.changes.delete(FUNNEL_TOTALS, k);
-            } else {
-                self.changes.put(FUNNEL_TOTALS, k, encode(&line));
-            }
+            self.add_to_line(encode_key(&key), &key, &change)?;
         }
         Ok(())
     }
 
-    /// Replaces the stored totals with those the records and histories make (the migration
-    /// that introduces them).
+    /// Adds `change` to the stored line under `k` (named `key`), deleting a line that adds
+    /// up to nothing.
+    fn add_to_line(&mut self, k: Vec<u8>, key: &dyn fmt::Display, change: &FunnelTotals) -> Result<()> {
+        let mut line: FunnelTotals = match self.kv_get(FUNNEL_TOTALS, &k)? {
+            Some(v) => decode(&v, || format!("funnel totals of {key}"))?,
+            None => FunnelTotals::default(),
+        };
+        line.add(change, 1);
+        if line.is_zero() {
+            self.changes.delete(FUNNEL_TOTALS, k);
+        } else {
+            self.changes.put(FUNNEL_TOTALS, k, encode(&line));
+        }
+        Ok(())
+    }
+
+    /// Replaces the stored totals, lines of managers and rollup lines, with those the
+    /// records and histories make (the migrations that introduce them).
     pub(super) fn rebuild_funnel_totals(&mut self) -> Result<()> {
         let mut keys = Vec::new();
         self.kv_scan(FUNNEL_TOTALS, Bound::Unbounded, Bound::Unbounded, false, &mut |k, _| {
@@ -426,7 +539,11 @@ impl WriteTxn<'_> {
         for k in keys {
             self.changes.delete(FUNNEL_TOTALS, k);
         }
-        for (key, line) in recompute(self, &mut || {})? {
+        let lines = recompute(self, &mut || {})?;
+        for (key, line) in rollup(&lines) {
+            self.changes.put(FUNNEL_TOTALS, encode_rollup_key(&key), encode(&line));
+        }
+        for (key, line) in lines {
             self.changes.put(FUNNEL_TOTALS, encode_key(&key), encode(&line));
         }
         Ok(())
@@ -452,30 +569,70 @@ fn recompute(r: &impl Reader, each: &mut dyn FnMut()) -> Result<BTreeMap<FunnelK
     Ok(out)
 }
 
-/// The stored totals of `kind` (every kind: `None`) as `r` sees them, with a write
-/// transaction's pending changes (`pending`).
-pub(super) fn read_totals(
-    r: &(impl Reader + ?Sized),
-    kind: Option<&str>,
-    pending: Option<BTreeMap<FunnelKey, FunnelTotals>>,
-) -> Result<BTreeMap<FunnelKey, FunnelTotals>> {
-    let mut lines = stored(r, kind)?;
-    for (key, change) in pending.into_iter().flatten() {
-        if kind.is_some_and(|k| k != key.kind) {
-            continue;
-        }
+/// Adds `pending` to `lines`, leaving out the lines that then add up to nothing.
+fn add_pending<K: Ord + Clone>(lines: &mut BTreeMap<K, FunnelTotals>, pending: BTreeMap<K, FunnelTotals>) {
+    for (key, change) in pending {
         let line = lines.entry(key.clone()).or_default();
         line.add(&change, 1);
         if line.is_zero() {
             lines.remove(&key);
         }
     }
+}
+
+/// The stored lines of managers of `kind` (every kind: `None`) as `r` sees them, with a
+/// write transaction's pending changes (`pending`).
+pub(super) fn read_totals(
+    r: &(impl Reader + ?Sized),
+    kind: Option<&str>,
+    mut pending: Option<BTreeMap<FunnelKey, FunnelTotals>>,
+) -> Result<BTreeMap<FunnelKey, FunnelTotals>> {
+    let mut lines = stored(r, kind)?;
+    if let Some(pending) = &mut pending {
+        pending.retain(|key, _| kind.is_none_or(|k| k == key.kind));
+    }
+    add_pending(&mut lines, pending.unwrap_or_default());
     Ok(lines)
 }
 
+/// The stored rollup lines of `kind` (every kind: `None`) as `r` sees them, with a write
+/// transaction's pending changes of the lines of managers (`pending`).
+pub(super) fn read_rollup(
+    r: &(impl Reader + ?Sized),
+    kind: Option<&str>,
+    mut pending: Option<BTreeMap<FunnelKey, FunnelTotals>>,
+) -> Result<BTreeMap<FunnelRollupKey, FunnelTotals>> {
+    let mut lines = stored_rollup(r, kind)?;
+    if let Some(pending) = &mut pending {
+        pending.retain(|key, _| kind.is_none_or(|k| k == key.kind));
+        add_pending(&mut lines, rollup(pending));
+    }
+    Ok(lines)
+}
+
+/// One line per difference between the `stored` lines and those the records make
+/// (`expected`): the line, and both values.
+fn differences<K: Ord + fmt::Display>(
+    expected: &BTreeMap<K, FunnelTotals>,
+    stored: &BTreeMap<K, FunnelTotals>,
+    problems: &mut Vec<String>,
+) {
+    for (key, want) in expected {
+        match stored.get(key) {
+            Some(got) if got == want => {}
+            Some(got) => problems.push(format!("funnel totals of {key}: stored {got}; the records say {want}")),
+            None => problems.push(format!("funnel totals of {key}: missing; the records say {want}")),
+        }
+    }
+    for (key, got) in stored.iter().filter(|(k, _)| !expected.contains_key(*k)) {
+        problems.push(format!("funnel totals of {key}: stored {got}; the records say there is no such line"));
+    }
+}
+
 impl Store {
-    /// Checks the stored funnel totals against a recomputation from every deal and its
-    /// stage history; returns one line per difference, naming the line and both values.
+    /// Checks the stored funnel totals, the lines of managers and the rollup lines, against
+    /// a recomputation from every deal and its stage history; returns one line per
+    /// difference, naming the line and both values.
     pub fn verify_funnel_totals(&self) -> Result<Vec<String>> {
         self.verify_funnel_totals_with_progress(&mut progress::ignore)
     }
@@ -487,19 +644,14 @@ impl Store {
         let total = r.count(EntityKind::Deal)?;
         let mut meter = Meter::start(progress, "funnel totals", total);
         let expected = recompute(&r, &mut || meter.add(1))?;
-        let stored = stored(&r, None)?;
+        let stored_lines = stored(&r, None)?;
+        let stored_rollups = stored_rollup(&r, None)?;
         meter.finish();
         let mut problems = Vec::new();
-        for (key, want) in &expected {
-            match stored.get(key) {
-                Some(got) if got == want => {}
-                Some(got) => problems.push(format!("funnel totals of {key}: stored {got}; the records say {want}")),
-                None => problems.push(format!("funnel totals of {key}: missing; the records say {want}")),
-            }
-        }
-        for (key, got) in stored.iter().filter(|(k, _)| !expected.contains_key(*k)) {
-            problems.push(format!("funnel totals of {key}: stored {got}; the records say there is no such line"));
-        }
+        differences(&expected, &stored_lines, &mut problems);
+        // A rollup line must be the sum of the kind's lines of every manager, as the records
+        // make them.
+        differences(&rollup(&expected), &stored_rollups, &mut problems);
         Ok(problems)
     }
 }

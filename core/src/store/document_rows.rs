@@ -133,7 +133,7 @@ impl DocumentRow {
         self.partner = PartnerId(r.id()?);
         self.deal = r.opt_id()?.map(DealId);
         let amount = r.decimal()?;
-        self.amount = Money { amount, currency: r.currency()? };
+        self.amount = Money { amount, currency: r.currency(self.amount.currency)? };
         let n = r.len()?;
         self.lines.truncate(n);
         for i in 0..n {

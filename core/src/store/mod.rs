@@ -35,7 +35,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use crate::model::{Index, Target};
-pub use aggregates::{contribution, Amounts, FunnelKey, FunnelLine, FunnelTotals};
+pub use aggregates::{contribution, Amounts, FunnelKey, FunnelLine, FunnelRollupKey, FunnelTotals};
 pub use backup::Copied;
 pub use cache::CacheStats;
 pub use codec::decode_record;

@@ -4,7 +4,7 @@
 use std::ops::Bound;
 use std::sync::Arc;
 
-use super::aggregates::{FunnelKey, FunnelTotals};
+use super::aggregates::{FunnelKey, FunnelRollupKey, FunnelTotals};
 use super::codec::{decode, decode_kv};
 use super::external_keys::external_key;
 use super::kv::{self, KvRead};
@@ -103,6 +103,13 @@ pub trait Reader {
     /// line, what the deals add up to, as kept at write time (see [`FunnelTotals`]).
     fn funnel_totals(&self, kind: Option<&str>) -> Result<std::collections::BTreeMap<FunnelKey, FunnelTotals>> {
         super::aggregates::read_totals(self, kind, self.pending_funnel_totals()?)
+    }
+
+    /// The rollup lines of the funnel totals of process kind `kind` (every kind: `None`):
+    /// per kind and line, what the deals of every manager add up to — the sum of the lines
+    /// of [`Reader::funnel_totals`] over the managers, kept at write time beside them.
+    fn funnel_rollup(&self, kind: Option<&str>) -> Result<std::collections::BTreeMap<FunnelRollupKey, FunnelTotals>> {
+        super::aggregates::read_rollup(self, kind, self.pending_funnel_totals()?)
     }
 
     #[doc(hidden)]

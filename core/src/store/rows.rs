@@ -82,6 +82,7 @@ impl<'a> Cursor<'a> {
         Cursor { bytes, at: 0, noun, id }
     }
 
+    #[cold]
     pub(super) fn corrupt(&self, message: String) -> KvError {
         KvError::Corrupt {
             what: format!("scan row of {} {}", self.noun, self.id),
@@ -89,6 +90,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    #[inline]
     pub(super) fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], KvError> {
         let end = self
             .at
@@ -100,10 +102,12 @@ impl<'a> Cursor<'a> {
         Ok(out)
     }
 
+    #[inline]
     pub(super) fn u8(&mut self) -> std::result::Result<u8, KvError> {
         Ok(self.take(1)?[0])
     }
 
+    #[inline]
     pub(super) fn flag(&mut self) -> std::result::Result<bool, KvError> {
         match self.u8()? {
             0 => Ok(false),
@@ -112,44 +116,60 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    #[inline]
     pub(super) fn i32(&mut self) -> std::result::Result<i32, KvError> {
         Ok(i32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
     }
 
+    #[inline]
     pub(super) fn i64(&mut self) -> std::result::Result<i64, KvError> {
         Ok(i64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
     }
 
+    #[inline]
     pub(super) fn opt_i64(&mut self) -> std::result::Result<Option<i64>, KvError> {
         Ok(if self.flag()? { Some(self.i64()?) } else { None })
     }
 
+    #[inline]
     pub(super) fn id(&mut self) -> std::result::Result<RawId, KvError> {
         let b = self.take(16)?;
         RawId::from_bytes(b).ok_or_else(|| self.corrupt("id".into()))
     }
 
+    #[inline]
     pub(super) fn opt_id(&mut self) -> std::result::Result<Option<RawId>, KvError> {
         Ok(if self.flag()? { Some(self.id()?) } else { None })
     }
 
     /// An amount as `rust_decimal`'s 16-byte form.
+    #[inline]
     pub(super) fn decimal(&mut self) -> std::result::Result<rust_decimal::Decimal, KvError> {
         Ok(rust_decimal::Decimal::deserialize(self.take(16)?.try_into().expect("16 bytes")))
     }
 
-    /// A currency as its 3-letter code.
-    pub(super) fn currency(&mut self) -> std::result::Result<crate::values::Currency, KvError> {
-        let code = std::str::from_utf8(self.take(3)?).map_err(|_| self.corrupt("currency is not text".into()))?;
+    /// A currency as its 3-letter code; `kept` (the kept row's) when the code is its.
+    #[inline]
+    pub(super) fn currency(
+        &mut self,
+        kept: crate::values::Currency,
+    ) -> std::result::Result<crate::values::Currency, KvError> {
+        let code = self.take(3)?;
+        if kept.as_str().as_bytes() == code {
+            return Ok(kept);
+        }
+        let code = std::str::from_utf8(code).map_err(|_| self.corrupt("currency is not text".into()))?;
         code.parse().map_err(|e| self.corrupt(format!("currency: {e}")))
     }
 
     /// A date as days from 0001-01-01.
+    #[inline]
     pub(super) fn date(&mut self, what: &str) -> std::result::Result<chrono::NaiveDate, KvError> {
         let days = self.i32()?;
         chrono::NaiveDate::from_num_days_from_ce_opt(days).ok_or_else(|| self.corrupt(format!("{what} {days}")))
     }
 
+    #[inline]
     pub(super) fn len(&mut self) -> std::result::Result<usize, KvError> {
         let mut n = 0usize;
         for shift in (0..64).step_by(7) {
@@ -162,15 +182,21 @@ impl<'a> Cursor<'a> {
         Err(self.corrupt("length too long".into()))
     }
 
+    #[inline]
     pub(super) fn str_into(&mut self, out: &mut String) -> std::result::Result<(), KvError> {
         let n = self.len()?;
         let b = self.take(n)?;
-        let s = std::str::from_utf8(b).map_err(|_| self.corrupt("text is not UTF-8".into()))?;
-        out.clear();
-        out.push_str(s);
+        // Kinds, stages and reasons repeat from row to row: text equal to what the kept row
+        // holds is valid already and stays.
+        if out.as_bytes() != b {
+            let s = std::str::from_utf8(b).map_err(|_| self.corrupt("text is not UTF-8".into()))?;
+            out.clear();
+            out.push_str(s);
+        }
         Ok(())
     }
 
+    #[inline]
     pub(super) fn opt_str_into(&mut self, out: &mut Option<String>) -> std::result::Result<(), KvError> {
         if !self.flag()? {
             *out = None;

@@ -182,7 +182,7 @@ impl DealRow {
         self.status = status(&mut r)?;
         self.manager = UserId(r.id()?);
         let amount = r.decimal()?;
-        self.amount = Money { amount, currency: r.currency()? };
+        self.amount = Money { amount, currency: r.currency(self.amount.currency)? };
         self.expected_close = if r.flag()? { Some(r.date("expected close")?) } else { None };
         self.probability = if r.flag()? { Some(r.u8()?) } else { None };
         self.probability_manual = r.flag()?;

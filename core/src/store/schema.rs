@@ -16,7 +16,7 @@ use crate::model::{Entity, EntityKind};
 use crate::{Error, Result};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 10;
+pub const SCHEMA_VERSION: u32 = 11;
 
 const FORMAT: &[u8] = b"format";
 const FORMAT_VALUE: &[u8] = b"crmkit";
@@ -28,7 +28,7 @@ type Migration = fn(&mut WriteTxn<'_>) -> Result<()>;
 
 /// Migrations from each older schema version; version 1 is the first released schema.
 const MIGRATIONS: &[Migration] =
-    &[v1_to_v2, rebuild_indexes, v3_to_v4, v4_to_v5, v5_to_v6, v6_to_v7, v7_to_v8, v8_to_v9, v9_to_v10];
+    &[v1_to_v2, rebuild_indexes, v3_to_v4, v4_to_v5, v5_to_v6, v6_to_v7, v7_to_v8, v8_to_v9, v9_to_v10, v10_to_v11];
 
 /// Rebuilds every secondary index from the records (schema 3 keeps indexes as posting
 /// chunks; before, one key per entry).
@@ -145,10 +145,17 @@ fn v8_to_v9(tx: &mut WriteTxn<'_>) -> Result<()> {
     tx.rebuild_rows()
 }
 
-/// Schema 10 keeps the scan layout of documents (table `document_rows`): one narrow row per
+/// Schema 10 keeps, beside the funnel totals of each manager, each kind's rollup lines (the
+/// sum over every manager, keys starting with a 0 byte); a file from before gets its totals
+/// computed again, rollup lines included.
+fn v9_to_v10(tx: &mut WriteTxn<'_>) -> Result<()> {
+    tx.rebuild_funnel_totals()
+}
+
+/// Schema 11 keeps the scan layout of documents (table `document_rows`): one narrow row per
 /// document, brought up to date by every commit that writes documents; a file from before
 /// gets every row written once from its documents.
-fn v9_to_v10(tx: &mut WriteTxn<'_>) -> Result<()> {
+fn v10_to_v11(tx: &mut WriteTxn<'_>) -> Result<()> {
     tx.rebuild_document_rows()
 }
 

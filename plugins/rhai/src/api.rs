@@ -190,6 +190,9 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("tally_deals", |options: Map| {
         ask("tally_deals", Ask::Tally(crate::scan::Tally::from_options(&options)?))
     });
+    engine.register_fn("join_rows", |left: rhai::Array, right: rhai::Array, keys: i64| {
+        crate::scan::join_rows(left, right, keys).map_err(Box::<rhai::EvalAltResult>::from)
+    });
     engine.register_fn("analytics", |name: &str, params: Map| {
         let params = params.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         ask("analytics", Ask::Analytics(name.to_string(), params))

@@ -223,3 +223,98 @@ pub fn analytics(view: &dyn View, name: &str, params: &BTreeMap<String, String>)
     out.insert("rows".into(), Dynamic::from_array(rows));
     Ok(out)
 }
+
+/// A key cell of [`join_rows`], ordered as `tally_deals` orders its keys: `()` first, then
+/// booleans, numbers and text.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum KeyCell {
+    Unit,
+    Bool(bool),
+    Number(Decimal),
+    Text(String),
+}
+
+impl KeyCell {
+    fn of(v: &Dynamic) -> Option<KeyCell> {
+        if v.is_unit() {
+            Some(KeyCell::Unit)
+        } else if let Ok(b) = v.as_bool() {
+            Some(KeyCell::Bool(b))
+        } else if let Ok(i) = v.as_int() {
+            Some(KeyCell::Number(Decimal::from(i)))
+        } else if let Some(d) = v.clone().try_cast::<Decimal>() {
+            Some(KeyCell::Number(d.normalize()))
+        } else if v.is_string() {
+            Some(KeyCell::Text(v.clone().into_string().ok()?))
+        } else {
+            None
+        }
+    }
+}
+
+/// `join_rows(left, right, keys)`: the rows of two tables (arrays of row arrays) matched on
+/// their first `keys` cells — one row per key found in either, sorted by the keys: the key
+/// cells, then the rest of the left row, then the rest of the right row, `()` for each cell
+/// of a side that has no row with the key (a side with no rows at all is taken to be as wide
+/// as the other). Built natively in one go: a script that merged
+/// two long tables itself, pushing row by row, pays Rhai's size check of the whole result
+/// on every push.
+pub fn join_rows(left: rhai::Array, right: rhai::Array, keys: i64) -> Result<rhai::Array, String> {
+    let keys = usize::try_from(keys).ok().filter(|k| *k > 0).ok_or_else(|| {
+        format!("join_rows: keys is {keys}; it is how many leading cells of a row make its key (1 or more)")
+    })?;
+    let mut joined: BTreeMap<Vec<KeyCell>, (rhai::Array, Option<rhai::Array>, Option<rhai::Array>)> = BTreeMap::new();
+    let mut widths = [None::<usize>; 2];
+    for (side, (name, rows)) in [("left", left), ("right", right)].into_iter().enumerate() {
+        for (n, row) in rows.into_iter().enumerate() {
+            let where_ = || format!("join_rows: {name} row {}", n + 1);
+            let row = row.into_array().map_err(|t| format!("{}: is {t}, not an array", where_()))?;
+            if row.len() < keys {
+                return Err(format!("{}: has {} cells, fewer than the {keys} key cells", where_(), row.len()));
+            }
+            match widths[side] {
+                Some(w) if w != row.len() => {
+                    return Err(format!("{}: has {} cells where the rows before have {w}", where_(), row.len()))
+                }
+                _ => widths[side] = Some(row.len()),
+            }
+            let mut key = Vec::with_capacity(keys);
+            for (i, cell) in row[..keys].iter().enumerate() {
+                key.push(KeyCell::of(cell).ok_or_else(|| {
+                    format!(
+                        "{}: key cell {} is {}; keys are text, numbers, booleans or ()",
+                        where_(),
+                        i + 1,
+                        cell.type_name()
+                    )
+                })?);
+            }
+            let mut row = row;
+            let rest = row.split_off(keys);
+            let entry = joined.entry(key).or_insert_with(|| (row, None, None));
+            let slot = if side == 0 { &mut entry.1 } else { &mut entry.2 };
+            if slot.is_some() {
+                return Err(format!(
+                    "{}: its key is on an earlier {name} row too; keys must be unique per side",
+                    where_()
+                ));
+            }
+            *slot = Some(rest);
+        }
+    }
+    // A side without rows has no width of its own: it is taken to be as wide as the other
+    // (two tallies of the same keys are).
+    let [lw, rw] = match widths {
+        [Some(l), Some(r)] => [l - keys, r - keys],
+        [Some(w), None] | [None, Some(w)] => [w - keys, w - keys],
+        [None, None] => [0, 0],
+    };
+    Ok(joined
+        .into_values()
+        .map(|(mut row, l, r)| {
+            row.extend(l.unwrap_or_else(|| vec![Dynamic::UNIT; lw]));
+            row.extend(r.unwrap_or_else(|| vec![Dynamic::UNIT; rw]));
+            Dynamic::from_array(row)
+        })
+        .collect())
+}

@@ -454,6 +454,14 @@ impl<R: Reader> crmkit_core::process::View for DepartmentView<'_, R> {
         lines.retain(|k, _| self.covered.contains(&k.manager));
         Ok(lines)
     }
+    fn funnel_rollup(
+        &self,
+        _kind: Option<&str>,
+    ) -> Result<Option<std::collections::BTreeMap<crmkit_core::store::FunnelRollupKey, crmkit_core::store::FunnelTotals>>>
+    {
+        // The rollup adds up every manager's deals, the department's and the others'.
+        Ok(None)
+    }
     fn settings(&self) -> &crmkit_core::config::Settings {
         self.r.settings()
     }
