@@ -219,7 +219,11 @@ impl RedbBackend {
             });
         }
         let db = redb::Builder::new().set_cache_size(opts.cache_bytes).create(path).map_err(|e| open_error(path, e))?;
-        Ok(RedbBackend::over(Db::Write(db), path, opts, None))
+        let backend = RedbBackend::over(Db::Write(db), path, opts, None);
+        // Every table from the start: a table no write ever touched would otherwise be
+        // created by the first opening after, a write where a reader expects none.
+        backend.ensure_tables()?;
+        Ok(backend)
     }
 
     fn over(db: Db, path: &Path, opts: RedbOptions, repaired: Option<Duration>) -> RedbBackend {
