@@ -18,7 +18,7 @@ use crmkit_core::time::SystemClock;
 
 use crate::common::{free_moving_settings as settings, new_deal, Backend, Fixture};
 
-/// What `r` scans, as (row, custom fields) per deal.
+/// What `r` scans, a row per deal.
 fn scanned(r: &(impl Reader + ?Sized)) -> Vec<DealRow> {
     let mut rows = Vec::new();
     Reader::scan_deals(r, &mut |d| {
