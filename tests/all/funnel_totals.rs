@@ -2,7 +2,8 @@
 //! engine on a redb file they — the lines of each manager and each kind's rollup lines over
 //! every manager — equal a recomputation written out here from the deal records and their
 //! stage histories, a refused operation leaves them as they were, and the funnel read from
-//! them is the funnel the history scan gives; a write transaction sees its own writes in
+//! them is the funnel the history scan gives (the deal rows, and the rows of the tasks the
+//! stages open, say what their records say after every operation); a write transaction sees its own writes in
 //! them; `crmkit check` names a damaged line, of a manager or a rollup line; the funnel of
 //! every manager reads the rollup lines, a manager's funnel that manager's lines; a head of
 //! department's funnel over the API adds up their managers' lines only; a deleted deal takes
@@ -341,6 +342,8 @@ fn run_random(ops: Vec<Op>) {
         assert_eq!(r.funnel_totals(None).unwrap(), lines, "after {op:?}");
         assert_eq!(r.funnel_rollup(None).unwrap(), naive_rollup(&lines), "rollup lines after {op:?}");
         crate::scan_rows::assert_rows_match(&r);
+        // The stage tasks the engine opens, finishes and cancels keep their rows too.
+        crate::interaction_rows::assert_rows_match(&r);
     }
     let r = fx.store.read().unwrap();
     let rollup = naive_rollup(&naive(&r));

@@ -232,6 +232,14 @@ fn golden_files_of_every_schema_version_open_and_read_back() {
         // And the document rows (schema 11): one per document, every one of them.
         assert_eq!(store.verify_document_rows().unwrap(), Vec::<String>::new(), "document rows of v{version}");
         crate::document_rows::assert_rows_match(&store.read().unwrap());
+        // And the interaction and task rows (schema 12), written in batches by the migration.
+        assert_eq!(store.verify_interaction_rows().unwrap(), Vec::<String>::new(), "interaction rows of v{version}");
+        assert_eq!(store.verify_task_rows().unwrap(), Vec::<String>::new(), "task rows of v{version}");
+        crate::interaction_rows::assert_rows_match(&store.read().unwrap());
+        assert!(
+            store.read().unwrap().count(EntityKind::Interaction).unwrap() > 0,
+            "v{version} has interactions: the rows are checked against some"
+        );
         assert!(
             version < 3 || !store.read().unwrap().funnel_totals(None).unwrap().is_empty(),
             "v{version} has deals: it has funnel totals"

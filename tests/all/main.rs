@@ -21,6 +21,7 @@ mod graph;
 mod hooks;
 mod hostile;
 mod index_model;
+mod interaction_rows;
 mod operations;
 mod ops;
 mod plans;

@@ -133,7 +133,7 @@ pub(crate) fn checked_demo(dir: &Path) -> impl Fn() -> Output + '_ {
     let ok = check();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     assert!(String::from_utf8_lossy(&ok.stdout).contains("funnel totals and scan rows match the deals"));
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("document rows match the documents"));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("document, interaction and task rows match their records"));
     check
 }
 

@@ -90,6 +90,9 @@ fn export_import_into_a_fresh_installation_and_export_again_gives_the_same_files
         assert_eq!(fresh.store().verify_funnel_totals().unwrap(), Vec::<String>::new());
         assert_eq!(fresh.store().verify_scan_rows().unwrap(), Vec::<String>::new());
         assert_eq!(fresh.store().verify_document_rows().unwrap(), Vec::<String>::new());
+        assert_eq!(fresh.store().verify_interaction_rows().unwrap(), Vec::<String>::new());
+        assert_eq!(fresh.store().verify_task_rows().unwrap(), Vec::<String>::new());
+        crate::interaction_rows::assert_rows_match(&fresh.store().read().unwrap());
         // Running the same files again changes nothing at all.
         let before = dump(fresh.store());
         for kind in ORDER {
@@ -375,6 +378,8 @@ fn deals_come_with_their_history_and_a_file_cannot_rewrite_it() {
     assert_eq!(fx.store.verify_funnel_totals().unwrap(), Vec::<String>::new());
     assert_eq!(fx.store.verify_scan_rows().unwrap(), Vec::<String>::new());
     assert_eq!(fx.store.verify_document_rows().unwrap(), Vec::<String>::new());
+    assert_eq!(fx.store.verify_interaction_rows().unwrap(), Vec::<String>::new());
+    assert_eq!(fx.store.verify_task_rows().unwrap(), Vec::<String>::new());
     // The same file again: nothing changes. A changed history is refused.
     let r = import(&fx.store, EntityKind::Deal, &text);
     assert_eq!((r.unchanged, r.failed), (2, 0), "{:?}", r.errors);
@@ -405,6 +410,8 @@ fn a_merge_leaves_the_duplicate_s_key_with_the_survivor() {
     assert_eq!(fx.store.verify_funnel_totals().unwrap(), Vec::<String>::new());
     assert_eq!(fx.store.verify_scan_rows().unwrap(), Vec::<String>::new());
     assert_eq!(fx.store.verify_document_rows().unwrap(), Vec::<String>::new());
+    assert_eq!(fx.store.verify_interaction_rows().unwrap(), Vec::<String>::new());
+    assert_eq!(fx.store.verify_task_rows().unwrap(), Vec::<String>::new());
     let snap = fx.store.read().unwrap();
     assert_eq!(snap.external_key(EntityKind::Partner, "P2").unwrap(), Some(p1.0));
     assert_eq!(snap.external_keys_of(EntityKind::Partner, p1.0).unwrap(), vec!["P1".to_string(), "P2".to_string()]);

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use crate::config::Settings;
 use crate::id::{DealId, PartnerId, TypedId, UserId};
 use crate::model::{Deal, Document, Interaction, Partner, Plan, Role, StageChange, Task, User};
-use crate::store::{DealRow, DocumentRow, FunnelKey, FunnelRollupKey, FunnelTotals, Index, Reader};
+use crate::store::{
+    DealRow, DocumentRow, FunnelKey, FunnelRollupKey, FunnelTotals, Index, InteractionRow, Reader, TaskRow,
+};
 use crate::time::Timestamp;
 use crate::Result;
 
@@ -55,8 +57,16 @@ pub trait View {
     fn scan_documents(&self, f: &mut dyn FnMut(&DocumentRow) -> bool) -> Result<()>;
     /// Visits every interaction, oldest first, until `f` returns `false` (reports).
     fn each_interaction(&self, f: &mut dyn FnMut(&Interaction) -> bool) -> Result<()>;
+    /// Visits every interaction as the scan layout keeps it (kind, instant, partner, deal
+    /// and author, not the full record), oldest first, until `f` returns `false`. One row at
+    /// a time; the fastest way over every interaction (reports).
+    fn scan_interactions(&self, f: &mut dyn FnMut(&InteractionRow) -> bool) -> Result<()>;
     /// Visits every task, oldest first, until `f` returns `false` (reports).
     fn each_task(&self, f: &mut dyn FnMut(&Task) -> bool) -> Result<()>;
+    /// Visits every task as the scan layout keeps it (creation, executor, due date, status,
+    /// deal and finish, not the full record), oldest first, until `f` returns `false`. One
+    /// row at a time; the fastest way over every task (reports).
+    fn scan_tasks(&self, f: &mut dyn FnMut(&TaskRow) -> bool) -> Result<()>;
     /// Visits every user, oldest first, until `f` returns `false` (reports).
     fn each_user(&self, f: &mut dyn FnMut(&User) -> bool) -> Result<()>;
     /// The funnel totals kept at write time for process kind `kind` (every kind: `None`):
@@ -134,8 +144,14 @@ impl<R: Reader> View for R {
     fn each_interaction(&self, f: &mut dyn FnMut(&Interaction) -> bool) -> Result<()> {
         self.for_each::<Interaction>(|i| f(&i))
     }
+    fn scan_interactions(&self, f: &mut dyn FnMut(&InteractionRow) -> bool) -> Result<()> {
+        Reader::scan_interactions(self, f)
+    }
     fn each_task(&self, f: &mut dyn FnMut(&Task) -> bool) -> Result<()> {
         self.for_each::<Task>(|t| f(&t))
+    }
+    fn scan_tasks(&self, f: &mut dyn FnMut(&TaskRow) -> bool) -> Result<()> {
+        Reader::scan_tasks(self, f)
     }
     fn each_user(&self, f: &mut dyn FnMut(&User) -> bool) -> Result<()> {
         self.for_each::<User>(|u| f(&u))

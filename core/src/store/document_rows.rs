@@ -22,7 +22,7 @@ use rust_decimal::Decimal;
 
 use super::kv::KvError;
 use super::rows::{self, put_len, put_opt_id, put_str, Cursor, PendingRows};
-use super::tables::{entity_table, DOCUMENT_ROWS};
+use super::tables::DOCUMENT_ROWS;
 use super::{Reader, Store, WriteTxn};
 use crate::id::{DealId, DocumentId, PartnerId, RawId};
 use crate::model::{Document, DocumentKind, DocumentState, EntityKind};
@@ -167,14 +167,7 @@ impl WriteTxn<'_> {
     /// The rows of the documents the pending changes write, as they stand in the
     /// transaction.
     pub(super) fn pending_document_rows(&self) -> Result<PendingRows> {
-        let mut out = PendingRows::new();
-        let table = entity_table(EntityKind::Document);
-        let ids: Vec<RawId> = self.changes.tables[table.slot].keys().filter_map(|k| RawId::from_bytes(k)).collect();
-        for id in ids {
-            let row = self.get_shared::<Document>(DocumentId(id))?.map(|d| DocumentRow::encode(&d));
-            out.insert(id.to_bytes(), row);
-        }
-        Ok(out)
+        self.pending_rows_of(DocumentRow::encode)
     }
 
     /// Replaces every stored document row with the one the record makes (the migration that

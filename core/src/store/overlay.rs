@@ -15,10 +15,15 @@ use crate::Result;
 
 impl Reader for WriteTxn<'_> {
     fn pending_rows(&self, table: super::tables::Table) -> Result<Option<super::rows::PendingRows>> {
-        if table == super::tables::DOCUMENT_ROWS {
-            return Ok(Some(self.pending_document_rows()?));
-        }
-        Ok(Some(self.pending_deal_rows()?))
+        use super::tables::{DEAL_ROWS, DOCUMENT_ROWS, INTERACTION_ROWS, TASK_ROWS};
+        Ok(Some(match table {
+            DEAL_ROWS => self.pending_deal_rows()?,
+            DOCUMENT_ROWS => self.pending_document_rows()?,
+            INTERACTION_ROWS => self.pending_interaction_rows()?,
+            TASK_ROWS => self.pending_task_rows()?,
+            // Not a table of the scan layout: nothing of it is kept at commit.
+            _ => return Ok(None),
+        }))
     }
 
     fn pending_funnel_totals(

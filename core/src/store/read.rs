@@ -113,7 +113,8 @@ pub trait Reader {
     }
 
     #[doc(hidden)]
-    /// The rows of scan layout `table` (`deal_rows`, `document_rows`) that a write
+    /// The rows of scan layout `table` (`deal_rows`, `document_rows`, `interaction_rows`,
+    /// `task_rows`) that a write
     /// transaction's pending writes touch.
     fn pending_rows(&self, _table: super::tables::Table) -> Result<Option<super::rows::PendingRows>> {
         Ok(None)
@@ -132,6 +133,20 @@ pub trait Reader {
     /// [`DocumentRow`](super::DocumentRow) refilled.
     fn scan_documents(&self, f: &mut dyn FnMut(&super::DocumentRow) -> bool) -> Result<()> {
         super::document_rows::scan(self, self.pending_rows(super::tables::DOCUMENT_ROWS)?, f)
+    }
+
+    /// Visits every interaction as the scan layout keeps it — its narrow row: what the
+    /// reports over every interaction read — in id (creation) order, until `f` returns
+    /// `false`. One row is held at a time.
+    fn scan_interactions(&self, f: &mut dyn FnMut(&super::InteractionRow) -> bool) -> Result<()> {
+        super::interaction_rows::scan(self, self.pending_rows(super::tables::INTERACTION_ROWS)?, f)
+    }
+
+    /// Visits every task as the scan layout keeps it — its narrow row: what the reports
+    /// over every task read — in id (creation) order, until `f` returns `false`. One row
+    /// is held at a time.
+    fn scan_tasks(&self, f: &mut dyn FnMut(&super::TaskRow) -> bool) -> Result<()> {
+        super::task_rows::scan(self, self.pending_rows(super::tables::TASK_ROWS)?, f)
     }
 
     /// Ids in `index` under `prefix`, in id (creation) order, after `after`, at most `limit`.

@@ -1,18 +1,20 @@
-//! What the tables of the scan layout (`deal_rows`, `document_rows`) share: the hand-written
-//! row encoding's pieces (a writer's helpers and a [`Cursor`] naming the record in every
-//! error), the scan that merges a write transaction's pending rows with the stored ones,
-//! the commit's and the migration's writes, and the check that walks the stored rows and
-//! the records side by side.
+//! What the tables of the scan layout (`deal_rows`, `document_rows`, `interaction_rows`,
+//! `task_rows`) share: the hand-written row encoding's pieces (a writer's helpers and a
+//! [`Cursor`] naming the record in every error), the scan that merges a write transaction's
+//! pending rows with the stored ones, the pending rows of a table whose row is a function of
+//! one record, the commit's and the migrations' writes (one that holds every row until its
+//! commit, one that commits in batches), and the check that walks the stored rows and the
+//! records side by side.
 //!
 //! Each table is keyed by its record's id (16 bytes), so both walks go in id order.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use super::kv::KvError;
-use super::tables::Table;
-use super::{Reader, WriteTxn};
-use crate::id::RawId;
+use super::kv::{Durability, KvError};
+use super::tables::{entity_table, Table};
+use super::{Reader, Store, WriteTxn};
+use crate::id::{RawId, TypedId};
 use crate::model::Entity;
 use crate::progress::Meter;
 use crate::time::Timestamp;
@@ -306,7 +308,78 @@ pub(super) fn each_record<E: Entity>(r: &impl Reader, f: &mut dyn FnMut(&E) -> R
     }
 }
 
+/// How many rows a migration that builds a table on its own ([`build_in_batches`]) holds
+/// before it commits them: a few megabytes of pending rows, and few commits.
+pub(super) const BATCH: usize = 50_000;
+
+/// Empties `table`, then writes into it the row `encode` makes of every record of kind `E`,
+/// in id order — committing every `batch` rows ([`BATCH`]) and going on in a new transaction, so that
+/// memory holds one batch of rows whatever the number of records (the migration that
+/// introduces the table, on a file of millions of records). The commits it makes are
+/// deferred: durable with the caller's commit of the transaction it returns, which holds
+/// the last rows. Nothing else writes meanwhile (the store is opening); if the run stops
+/// half way, the schema version is still the old one and the next opening starts over,
+/// emptying the table first.
+pub(super) fn build_in_batches<'s, E: Entity>(
+    store: &'s Store,
+    mut tx: WriteTxn<'s>,
+    table: Table,
+    encode: fn(&E) -> Vec<u8>,
+    batch: usize,
+) -> Result<WriteTxn<'s>> {
+    fn next_batch<'s>(store: &'s Store, mut tx: WriteTxn<'s>) -> Result<WriteTxn<'s>> {
+        tx.set_durability(Durability::Deferred);
+        tx.commit()?;
+        store.write(None)
+    }
+    // Rows left by an earlier run that stopped (or written by an older build since) go.
+    loop {
+        let mut keys = Vec::new();
+        tx.kv_scan(table, Bound::Unbounded, Bound::Unbounded, false, &mut |k, _| {
+            keys.push(k.to_vec());
+            keys.len() < batch
+        })?;
+        let last = keys.len() < batch;
+        for k in keys {
+            tx.changes.delete(table, k);
+        }
+        if last {
+            break;
+        }
+        tx = next_batch(store, tx)?;
+    }
+    let page_size = batch.min(1024);
+    let mut after: Option<E::Id> = None;
+    loop {
+        let page: Vec<E> = tx.list(after, page_size)?;
+        for e in &page {
+            tx.changes.put(table, e.id().raw().to_bytes().to_vec(), encode(e));
+        }
+        match page.last() {
+            Some(e) if page.len() == page_size => after = Some(e.id()),
+            _ => return Ok(tx),
+        }
+        if tx.changes.tables[table.slot].len() >= batch {
+            tx = next_batch(store, tx)?;
+        }
+    }
+}
+
 impl WriteTxn<'_> {
+    /// The rows of the records of kind `E` the pending changes write, as `encode` makes
+    /// them from the records as they stand in the transaction (`None`: deleted) — for a
+    /// table whose row is a function of its record alone.
+    pub(super) fn pending_rows_of<E: Entity>(&self, encode: fn(&E) -> Vec<u8>) -> Result<PendingRows> {
+        let table = entity_table(E::KIND);
+        let ids: Vec<RawId> = self.changes.tables[table.slot].keys().filter_map(|k| RawId::from_bytes(k)).collect();
+        let mut out = PendingRows::new();
+        for id in ids {
+            let row = self.get_shared::<E>(E::Id::from_raw(id))?.map(|e| encode(&e));
+            out.insert(id.to_bytes(), row);
+        }
+        Ok(out)
+    }
+
     /// Writes `pending` into `table` (at commit).
     pub(super) fn write_rows(&mut self, table: Table, pending: PendingRows) {
         for (k, row) in pending {
@@ -379,4 +452,70 @@ pub(super) fn verify(
         extra(k, &mut problems);
     }
     Ok(problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::Settings;
+    use crate::model::{Interaction, InteractionKind, Partner, PartnerRole};
+    use crate::store::tables::INTERACTION_ROWS;
+    use crate::store::InteractionRow;
+    use crate::time::{SystemClock, Timestamp};
+
+    /// The stored rows of `table`.
+    fn stored(store: &Store, table: Table) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        store
+            .read()
+            .unwrap()
+            .kv_scan(table, Bound::Unbounded, Bound::Unbounded, false, &mut |k, v| {
+                out.push((k.to_vec(), v.to_vec()));
+                true
+            })
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_build_in_small_batches_commits_as_it_goes_and_leaves_exactly_the_rows_the_records_make() {
+        let store = Store::in_memory(Arc::new(Settings::builtin()), Arc::new(SystemClock)).unwrap();
+        let partner = store.transact(None, |tx| tx.create(Partner::new("Альфа", PartnerRole::Client))).unwrap();
+        let ids: Vec<RawId> = store
+            .transact(None, |tx| {
+                (0..10)
+                    .map(|n| {
+                        let i =
+                            Interaction::new(InteractionKind::Call, Timestamp(n), partner.id, format!("Звонок {n}"));
+                        Ok(tx.create(i)?.id.0)
+                    })
+                    .collect()
+            })
+            .unwrap();
+        let want = stored(&store, INTERACTION_ROWS);
+        assert_eq!(want.len(), 10);
+        // Rows an earlier run left: seven strays (more than a batch) and a wrong one.
+        let mut tx = store.write(None).unwrap();
+        for n in 0..7u8 {
+            let mut k = ids[9].to_bytes();
+            k[15] = k[15].wrapping_add(n + 1);
+            tx.changes.put(INTERACTION_ROWS, k.to_vec(), vec![n]);
+        }
+        tx.changes.put(INTERACTION_ROWS, ids[0].to_bytes().to_vec(), vec![0xff]);
+        tx.commit().unwrap();
+        assert_eq!(stored(&store, INTERACTION_ROWS).len(), 17);
+
+        let before = store.commits.load(std::sync::atomic::Ordering::SeqCst);
+        let tx = store.write(None).unwrap();
+        let tx = build_in_batches::<Interaction>(&store, tx, INTERACTION_ROWS, InteractionRow::encode, 3).unwrap();
+        assert!(tx.changes.tables[INTERACTION_ROWS.slot].len() <= 3, "the last transaction holds one batch at most");
+        tx.commit().unwrap();
+        let commits = store.commits.load(std::sync::atomic::Ordering::SeqCst) - before;
+        // 17 stored rows emptied three at a time, then ten rows written three at a time.
+        assert!(commits >= 8, "{commits} commits");
+        assert_eq!(stored(&store, INTERACTION_ROWS), want);
+        assert_eq!(store.verify_interaction_rows().unwrap(), Vec::<String>::new());
+    }
 }

@@ -10,13 +10,13 @@
 
 use super::kv::KvRead;
 use super::tables::{all_tables, entity_table, AUDIT, AUDIT_BY_ENTITY, META};
-use super::{postings, Store, WriteTxn};
+use super::{postings, rows, InteractionRow, Store, TaskRow, WriteTxn};
 use crate::id::{RawId, TypedId, UserId};
 use crate::model::{Entity, EntityKind};
 use crate::{Error, Result};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 11;
+pub const SCHEMA_VERSION: u32 = 12;
 
 const FORMAT: &[u8] = b"format";
 const FORMAT_VALUE: &[u8] = b"crmkit";
@@ -24,11 +24,29 @@ const VERSION: &[u8] = b"schema_version";
 pub(super) const ID_SEQ: &[u8] = b"id_seq";
 
 /// A step from schema version `n` to `n + 1` (index `n - 1`).
-type Migration = fn(&mut WriteTxn<'_>) -> Result<()>;
+enum Migration {
+    /// Writes everything in one transaction, which raises the version when it commits.
+    InOne(fn(&mut WriteTxn<'_>) -> Result<()>),
+    /// Writes more than one transaction should hold until its commit: commits as it goes,
+    /// and returns the transaction, still open, that raises the version. Starts over from
+    /// the beginning when a run stopped half way is run again.
+    Batched(for<'s> fn(&'s Store) -> Result<WriteTxn<'s>>),
+}
 
 /// Migrations from each older schema version; version 1 is the first released schema.
-const MIGRATIONS: &[Migration] =
-    &[v1_to_v2, rebuild_indexes, v3_to_v4, v4_to_v5, v5_to_v6, v6_to_v7, v7_to_v8, v8_to_v9, v9_to_v10, v10_to_v11];
+const MIGRATIONS: &[Migration] = &[
+    Migration::InOne(v1_to_v2),
+    Migration::InOne(rebuild_indexes),
+    Migration::InOne(v3_to_v4),
+    Migration::InOne(v4_to_v5),
+    Migration::InOne(v5_to_v6),
+    Migration::InOne(v6_to_v7),
+    Migration::InOne(v7_to_v8),
+    Migration::InOne(v8_to_v9),
+    Migration::InOne(v9_to_v10),
+    Migration::InOne(v10_to_v11),
+    Migration::Batched(v11_to_v12),
+];
 
 /// Rebuilds every secondary index from the records (schema 3 keeps indexes as posting
 /// chunks; before, one key per entry).
@@ -157,6 +175,19 @@ fn v9_to_v10(tx: &mut WriteTxn<'_>) -> Result<()> {
 /// gets every row written once from its documents.
 fn v10_to_v11(tx: &mut WriteTxn<'_>) -> Result<()> {
     tx.rebuild_document_rows()
+}
+
+/// Schema 12 keeps the scan layout of interactions and tasks (tables `interaction_rows` and
+/// `task_rows`): one narrow row per record, brought up to date by every commit that writes
+/// them; a file from before gets every row written once from its records — in batches of
+/// [`rows::BATCH`], each committed before the next is read, since a file may hold millions
+/// of interactions.
+fn v11_to_v12(store: &Store) -> Result<WriteTxn<'_>> {
+    use super::tables::{INTERACTION_ROWS, TASK_ROWS};
+    use crate::model::{Interaction, Task};
+    let tx = store.write(None)?;
+    let tx = rows::build_in_batches::<Interaction>(store, tx, INTERACTION_ROWS, InteractionRow::encode, rows::BATCH)?;
+    rows::build_in_batches::<Task>(store, tx, TASK_ROWS, TaskRow::encode, rows::BATCH)
 }
 
 /// Schema 4 adds the stage history of deals (and tasks, which start empty). Deals from an
@@ -375,9 +406,14 @@ fn migrate(store: &Store) -> Result<()> {
         });
     }
     for v in found..SCHEMA_VERSION {
-        let step = MIGRATIONS[(v - 1) as usize];
-        let mut tx = store.write(None)?;
-        step(&mut tx)?;
+        let mut tx = match &MIGRATIONS[(v - 1) as usize] {
+            Migration::InOne(step) => {
+                let mut tx = store.write(None)?;
+                step(&mut tx)?;
+                tx
+            }
+            Migration::Batched(step) => step(store)?,
+        };
         tx.changes.put(META, VERSION.to_vec(), (v + 1).to_be_bytes().to_vec());
         tx.commit()?;
     }

@@ -38,7 +38,15 @@ pub const DEAL_ROWS: Table = Table { name: "deal_rows", slot: 7 };
 /// commit that writes documents (see `document_rows.rs`).
 pub const DOCUMENT_ROWS: Table = Table { name: "document_rows", slot: 8 };
 
-const FIRST_ENTITY_SLOT: usize = 9;
+/// The scan layout of interactions: interaction id → the interaction's narrow row, kept by
+/// every commit that writes interactions (see `interaction_rows.rs`).
+pub const INTERACTION_ROWS: Table = Table { name: "interaction_rows", slot: 9 };
+
+/// The scan layout of tasks: task id → the task's narrow row, kept by every commit that
+/// writes tasks (see `task_rows.rs`).
+pub const TASK_ROWS: Table = Table { name: "task_rows", slot: 10 };
+
+const FIRST_ENTITY_SLOT: usize = 11;
 const FIRST_INDEX_SLOT: usize = FIRST_ENTITY_SLOT + EntityKind::ALL.len();
 
 /// The number of tables.
@@ -56,6 +64,8 @@ pub fn all_tables() -> Vec<Table> {
         FUNNEL_TOTALS,
         DEAL_ROWS,
         DOCUMENT_ROWS,
+        INTERACTION_ROWS,
+        TASK_ROWS,
     ];
     t.extend(EntityKind::ALL.iter().map(|k| entity_table(*k)));
     t.extend(Index::ALL.iter().map(|i| i.table()));

@@ -422,6 +422,19 @@ impl<R: Reader> crmkit_core::process::View for DepartmentView<'_, R> {
     fn each_interaction(&self, f: &mut dyn FnMut(&Interaction) -> bool) -> Result<()> {
         self.each_of_deals(|i: &Interaction| i.deal, f)
     }
+    fn scan_interactions(&self, f: &mut dyn FnMut(&crmkit_core::store::InteractionRow) -> bool) -> Result<()> {
+        // As `each_interaction`: the interactions of a deal the head sees.
+        let mut failed = None;
+        self.r.scan_interactions(&mut |i| match i.deal.map(|deal| self.sees_id(deal)) {
+            Some(Ok(true)) => f(i),
+            Some(Ok(false)) | None => true,
+            Some(Err(err)) => {
+                failed = Some(err);
+                false
+            }
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
     fn each_plan(&self, f: &mut dyn FnMut(&Plan) -> bool) -> Result<()> {
         self.r.for_each::<Plan>(|p| !self.covered.contains(&p.manager) || f(&p))
     }
@@ -439,6 +452,25 @@ impl<R: Reader> crmkit_core::process::View for DepartmentView<'_, R> {
                 None => self.covered.contains(&t.executor),
             };
             !seen || f(&t)
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
+    fn scan_tasks(&self, f: &mut dyn FnMut(&crmkit_core::store::TaskRow) -> bool) -> Result<()> {
+        // As `each_task`: the tasks of a deal the head sees, and those of no deal that one
+        // of the department does.
+        let mut failed = None;
+        self.r.scan_tasks(&mut |t| {
+            let seen = match t.deal {
+                Some(deal) => match self.sees_id(deal) {
+                    Ok(seen) => seen,
+                    Err(e) => {
+                        failed = Some(e);
+                        return false;
+                    }
+                },
+                None => self.covered.contains(&t.executor),
+            };
+            !seen || f(t)
         })?;
         failed.map_or(Ok(()), Err)
     }
@@ -488,5 +520,87 @@ impl<R: Reader> DepartmentView<'_, R> {
             }
         })?;
         failed.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crmkit_core::config::Settings;
+    use crmkit_core::model::{DealStatus, InteractionKind, PartnerRole};
+    use crmkit_core::process::View;
+    use crmkit_core::store::Store;
+    use crmkit_core::time::{SystemClock, Timestamp};
+    use crmkit_core::values::{Currency, Money};
+
+    use super::*;
+
+    #[test]
+    fn a_heads_scans_of_interactions_and_tasks_pass_what_the_walks_over_the_records_pass() {
+        let store = Store::in_memory(Arc::new(Settings::builtin()), Arc::new(SystemClock)).unwrap();
+        let user = |login: &str, role: Role, department: &str| {
+            let mut u = User::new(login, login, role);
+            u.department = Some(department.into());
+            u
+        };
+        let (head, north, south, ids) = store
+            .transact(None, |tx| {
+                let head = tx.create(user("head", Role::Head, "north"))?;
+                let north = tx.create(user("north", Role::Manager, "north"))?.id;
+                let south = tx.create(user("south", Role::Manager, "south"))?.id;
+                let partner = tx.create(Partner::new("Альфа", PartnerRole::Client))?.id;
+                let mut ids = Vec::new();
+                for manager in [north, south] {
+                    let amount = Money::new(1000.into(), Currency::RUB);
+                    let mut d =
+                        Deal::new("Поставка", partner, "b2b_sale", Some("qualification".into()), manager, amount);
+                    d.expected_close = chrono::NaiveDate::from_ymd_opt(2026, 6, 30);
+                    let deal = tx.create(d)?;
+                    assert_eq!(deal.status, DealStatus::InProgress);
+                    let mut i = Interaction::new(InteractionKind::Call, Timestamp(1), partner, "Звонок");
+                    i.deal = Some(deal.id);
+                    let mut t = Task::new("Перезвонить", manager);
+                    t.deal = Some(deal.id);
+                    ids.push((tx.create(i)?.id, tx.create(t)?.id));
+                    // Of no deal: an interaction (a head sees none) and a task (theirs if
+                    // its executor is of the department).
+                    let i = tx.create(Interaction::new(InteractionKind::Note, Timestamp(2), partner, "Заметка"))?;
+                    let t = tx.create(Task::new("Отчёт", manager))?;
+                    ids.push((i.id, t.id));
+                }
+                Ok((head, north, south, ids))
+            })
+            .unwrap();
+        let r = store.read().unwrap();
+        let caller = Caller { user: head, role: Role::Head };
+        let view = DepartmentView::new(&r, &caller).unwrap();
+        let (mut walked, mut scanned) = (Vec::new(), Vec::new());
+        view.each_interaction(&mut |i| {
+            walked.push(i.id);
+            true
+        })
+        .unwrap();
+        view.scan_interactions(&mut |i| {
+            scanned.push(i.id);
+            true
+        })
+        .unwrap();
+        assert_eq!(walked, [ids[0].0], "the interaction of the north's deal");
+        assert_eq!(scanned, walked);
+        let (mut walked, mut scanned) = (Vec::new(), Vec::new());
+        view.each_task(&mut |t| {
+            walked.push((t.id, t.executor));
+            true
+        })
+        .unwrap();
+        view.scan_tasks(&mut |t| {
+            scanned.push((t.id, t.executor));
+            true
+        })
+        .unwrap();
+        assert_eq!(walked, [(ids[0].1, north), (ids[1].1, north)], "the north's tasks, of its deal and of none");
+        assert_eq!(scanned, walked);
+        assert!(!scanned.iter().any(|(_, e)| *e == south));
     }
 }
