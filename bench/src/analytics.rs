@@ -877,7 +877,7 @@ fn export(dir: &Path, db: &Path, csv: &Path) -> Result<Meta> {
         );
         true
     })?;
-    view.each_interaction(&mut |x| {
+    view.scan_interactions(&mut |x| {
         put!(
             "interactions",
             [
@@ -890,7 +890,7 @@ fn export(dir: &Path, db: &Path, csv: &Path) -> Result<Meta> {
         );
         true
     })?;
-    view.each_task(&mut |x| {
+    view.scan_tasks(&mut |x| {
         put!(
             "tasks",
             [

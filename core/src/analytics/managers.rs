@@ -140,7 +140,7 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
         None if filter.kind.is_some() => None,
         None => Some(None),
     };
-    view.each_interaction(&mut |i| {
+    view.scan_interactions(&mut |i| {
         if !scope.in_period(i.at) || i.kind == InteractionKind::Note {
             return true;
         }
@@ -162,7 +162,7 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
         true
     })
     .map_err(|e| e.to_string())?;
-    view.each_task(&mut |t| {
+    view.scan_tasks(&mut |t| {
         let of_no_deal_in_segment = t.deal.is_none() && filter.segment.is_some();
         if counts(t.deal).is_none()
             || of_no_deal_in_segment
