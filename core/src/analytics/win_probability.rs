@@ -12,7 +12,6 @@ use super::{column, Filter, Rows};
 use crate::hooks::View;
 use crate::model::DealStatus;
 use crate::report::ColumnType;
-use crate::time::{Clock, SystemClock};
 
 pub(super) const ABOUT: &str = "the built-in model ([analytics.win_probability]): per kind and stage the closed deals that reached it, won, the win rate onward and the model's probability; then the open deals with their probability, weighted amount and top factors (the 100 largest weighted amounts)";
 
@@ -29,7 +28,7 @@ pub(super) fn fdec(x: f64, dp: u32) -> Value {
 
 pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     let settings = &view.settings().win_probability;
-    let instant = filter.instant(SystemClock.now());
+    let instant = filter.instant(view.now());
     let kind_ok = |k: &str| filter.kind.as_deref().is_none_or(|f| f == k);
     let model = Model::fit(view, settings, instant, instant, &|d, at| kind_ok(&d.kind) && filter.in_period(at))?;
     let method = settings.method;
@@ -117,7 +116,7 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
                 Value::from(deal.kind.as_str()),
                 r.stage.map_or(Value::Null, Value::from),
                 Value::from(deal.id.to_string()),
-                Value::from(deal.title.as_str()),
+                Value::from(deal.title().map_err(|e| e.to_string())?),
                 Value::from(super::model::Names::login(&names, deal.manager)),
                 Value::Null,
                 Value::Null,

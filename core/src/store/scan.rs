@@ -47,7 +47,10 @@ const VERSION: u8 = 1;
 pub struct DealRow {
     pub id: DealId,
     pub kind: String,
-    pub title: String,
+    /// The title, still as stored (reports seldom show it, and every title differs, so
+    /// checking each one's text costs a scan more than any other field): see
+    /// [`DealRow::title`].
+    title: Vec<u8>,
     pub partner: PartnerId,
     pub stage: Option<String>,
     pub status: DealStatus,
@@ -74,7 +77,7 @@ impl Default for DealRow {
         DealRow {
             id: DealId(RawId::from_bytes(&[0; 16]).expect("16 bytes")),
             kind: String::new(),
-            title: String::new(),
+            title: Vec::new(),
             partner: PartnerId(RawId::from_bytes(&[0; 16]).expect("16 bytes")),
             stage: None,
             status: DealStatus::InProgress,
@@ -96,6 +99,14 @@ impl Default for DealRow {
 }
 
 impl DealRow {
+    /// The deal's title.
+    pub fn title(&self) -> Result<&str> {
+        std::str::from_utf8(&self.title).map_err(|_| crate::Error::Corrupt {
+            what: format!("scan row of deal {}", self.id),
+            message: "the title is not UTF-8".to_string(),
+        })
+    }
+
     /// The deal's custom fields.
     pub fn custom(&self) -> Result<CustomFields> {
         if self.custom.is_empty() {
@@ -176,7 +187,9 @@ impl DealRow {
         }
         self.id = id;
         r.str_into(&mut self.kind)?;
-        r.str_into(&mut self.title)?;
+        let title = r.len()?;
+        self.title.clear();
+        self.title.extend_from_slice(r.take(title)?);
         self.partner = PartnerId(r.id()?);
         r.opt_str_into(&mut self.stage)?;
         self.status = status(&mut r)?;
