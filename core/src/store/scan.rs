@@ -28,7 +28,7 @@ use rust_decimal::Decimal;
 
 use super::codec::{decode, encode};
 use super::kv::KvError;
-use super::rows::{self, put_len, put_opt_id, put_opt_str, put_opt_time, put_str, Cursor, PendingRows};
+use super::rows::{self, put_len, put_opt_id, put_opt_str, put_opt_time, put_str, Cursor, PendingRows, Texts};
 use super::tables::{entity_table, DEAL_ROWS, DOCUMENT_ROWS};
 use super::{Reader, Store, WriteTxn};
 use crate::id::{DealId, PartnerId, RawId, UserId};
@@ -180,7 +180,17 @@ impl DealRow {
 
     /// Fills the row from the stored row of deal `id`, reusing its strings and steps.
     pub(crate) fn decode_into(&mut self, id: DealId, bytes: &[u8]) -> std::result::Result<(), KvError> {
-        let mut r = Cursor::new(bytes, "deal", id.0);
+        self.decode_with(id, bytes, &mut Texts::default())
+    }
+
+    /// [`DealRow::decode_into`] within a scan that found `texts` valid.
+    pub(crate) fn decode_with(
+        &mut self,
+        id: DealId,
+        bytes: &[u8],
+        texts: &mut Texts,
+    ) -> std::result::Result<(), KvError> {
+        let mut r = Cursor::new(bytes, "deal", id.0, texts);
         let version = r.u8()?;
         if version != VERSION {
             return Err(r.corrupt(format!("unknown row format {version}")));
@@ -263,8 +273,9 @@ pub(super) fn scan(
     f: &mut dyn FnMut(&DealRow) -> bool,
 ) -> Result<()> {
     let mut row = DealRow::default();
+    let mut texts = Texts::default();
     rows::scan(r, DEAL_ROWS, "deal", pending, &mut |id, bytes| {
-        row.decode_into(DealId(id), bytes)?;
+        row.decode_with(DealId(id), bytes, &mut texts)?;
         Ok(f(&row))
     })
 }
