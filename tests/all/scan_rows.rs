@@ -42,12 +42,12 @@ pub(crate) fn assert_rows_match(r: &(impl Reader + ?Sized)) {
     assert_eq!(rows.iter().map(|d| d.id).collect::<Vec<_>>(), deals.iter().map(|d| d.id).collect::<Vec<_>>());
     for (row, d) in rows.iter().zip(&deals) {
         let fields = (
-            (&row.kind, &row.title, row.partner, &row.stage, row.status, row.manager, row.amount),
+            (&row.kind, row.title().unwrap(), row.partner, &row.stage, row.status, row.manager, row.amount),
             (row.expected_close, row.probability, row.probability_manual, &row.source, &row.loss_reason),
             (row.competitor, row.created_at, row.closed_at, row.stage_entered_at),
         );
         let record = (
-            (&d.kind, &d.title, d.partner, &d.stage, d.status, d.manager, d.amount),
+            (&d.kind, d.title.as_str(), d.partner, &d.stage, d.status, d.manager, d.amount),
             (d.expected_close, d.probability, d.probability_manual, &d.source, &d.loss_reason),
             (d.competitor, d.created_at, d.closed_at, d.stage_entered_at),
         );
@@ -82,7 +82,7 @@ fn every_row_says_what_the_record_and_history_say_on_both_backends() {
         fx.store.transact(Some(manager), |tx| tx.update(a.clone())).unwrap();
         let r = fx.store.read().unwrap();
         assert_rows_match(&r);
-        assert_eq!(scanned(&r)[0].title, "Поставка насосов");
+        assert_eq!(scanned(&r)[0].title().unwrap(), "Поставка насосов");
         assert_eq!(scanned(&r)[0].steps.len(), 2);
         assert_eq!(fx.store.verify_scan_rows().unwrap(), Vec::<String>::new());
     }

@@ -94,8 +94,8 @@ pub(super) fn run_with(view: &dyn View, filter: &Filter, hooks: Option<&Hooks>) 
             DealStatus::Lost => false,
             _ => return Ok(()),
         };
-        let stage = then.stage.as_deref();
-        let attrs = model.attributes(&Facts::of_row(deal, &model.fields())?, &names);
+        let stage = then.stage;
+        let attrs = model.attributes(&Facts::of_row(deal, model.fields())?, &names);
         let base = model.score(ScoringMethod::Stages, &deal.kind, None, &none);
         tallies[0].1.add(base.probability / 100.0, won);
         tallies[1].1.add(model.score(ScoringMethod::Stages, &deal.kind, stage, &attrs).probability / 100.0, won);
@@ -103,7 +103,7 @@ pub(super) fn run_with(view: &dyn View, filter: &Filter, hooks: Option<&Hooks>) 
         let Some(hooks) = hooks.filter(|h| h.any(point, Some(&deal.kind))) else { return Ok(()) };
         // A handler reads the deal's whole record, as it stood at the cutoff.
         let Some(mut as_then) = view.deal(deal.id).map_err(|e| e.to_string())? else { return Ok(()) };
-        as_then.stage = then.stage.clone();
+        as_then.stage = then.stage.map(str::to_string);
         as_then.status = then.status;
         as_then.closed_at = None;
         as_then.loss_reason = None;

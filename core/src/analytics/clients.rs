@@ -24,7 +24,6 @@ use crate::hooks::View;
 use crate::id::{DealId, PartnerId};
 use crate::model::{DocumentKind, DocumentState};
 use crate::report::{ColumnType, Table};
-use crate::time::{Clock, SystemClock};
 use crate::values::Currency;
 
 pub(super) const ABC_XYZ: &str = "clients by share of revenue (ABC: classes A, B, C covering 80/15/5% of it by default) and by the steadiness of their monthly revenue (XYZ: coefficient of variation up to 10%, 25%, above), revenue from completed shipments of the period, per currency";
@@ -90,8 +89,9 @@ fn last_day(filter: &Filter, today: NaiveDate) -> NaiveDate {
     }
 }
 
-fn today() -> NaiveDate {
-    SystemClock.now().date()
+/// Today by the installation's clock.
+fn today(view: &dyn View) -> NaiveDate {
+    view.now().date()
 }
 
 /// Completed shipments dated `from..=to` that `scope` admits, by partner, currency and
@@ -215,7 +215,7 @@ fn months(from: NaiveDate, to: NaiveDate) -> Vec<Month> {
 /// The ABC/XYZ report.
 pub(super) fn run_abc_xyz(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     let scope = DocScope::new(view, filter)?;
-    let to = last_day(filter, today());
+    let to = last_day(filter, today(view));
     let clients = revenue(view, &scope, filter.from, to)?;
     let ids: HashSet<PartnerId> = clients.keys().map(|k| k.0).collect();
     let names = names(view, &ids)?;
@@ -331,7 +331,7 @@ fn bcg_rows(mut lines: Vec<BcgLine>, t: &BcgSettings) -> Vec<(BcgLine, Decimal, 
 /// The BCG report.
 pub(super) fn run_bcg(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     let scope = DocScope::new(view, filter)?;
-    let ((from, to), (prev_from, _)) = bcg_periods(filter, today());
+    let ((from, to), (prev_from, _)) = bcg_periods(filter, today(view));
     // Months cannot split the periods (they need not start on the 1st): split by date.
     let (clients, items) = by_period(view, &scope, from, prev_from, to)?;
     let ids: HashSet<PartnerId> = clients.keys().filter_map(|k| k.0.parse().ok()).collect();

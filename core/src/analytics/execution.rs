@@ -21,7 +21,6 @@ use crate::hooks::View;
 use crate::id::{DealId, PartnerId, UserId};
 use crate::model::{DealStatus, DocumentKind, DocumentState};
 use crate::report::ColumnType;
-use crate::time::{Clock, SystemClock};
 use crate::values::Currency;
 
 pub(super) const ABOUT: &str = "deals won in the period: amount won, ordered, invoiced, paid and shipped, what is left to pay and to ship, overdue payments and shipments by the documents' due dates, deals won after their expected close — per manager, per partner and in total";
@@ -43,6 +42,14 @@ struct DealAcc {
     orders_due: Decimal,
 }
 
+/// Whose sums a row holds.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Who {
+    Manager(UserId),
+    Partner(PartnerId),
+    Total,
+}
+
 /// One row's sums.
 #[derive(Default)]
 struct Cell {
@@ -62,7 +69,7 @@ struct Cell {
 
 /// Runs the report.
 pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
-    let scope = Scope::new(view, filter, SystemClock.now())?;
+    let scope = Scope::new(view, filter, view.now())?;
     let today: NaiveDate = scope.instant.date();
     let mut deals: HashMap<DealId, DealAcc> = HashMap::new();
     view.scan_deals(&mut |d| {
@@ -127,18 +134,14 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     })
     .map_err(|e| e.to_string())?;
 
-    // (dimension, key, currency) → cell; dimension 0 manager, 1 partner, 2 total.
-    let mut cells: BTreeMap<(u8, String, Currency), Cell> = BTreeMap::new();
+    // Summed by manager, partner and in total first (cheap keys), then named.
+    let mut sums: HashMap<(Who, Currency), Cell> = HashMap::new();
     for d in deals.values() {
         let (Some(m), Some(p), Some(c)) = (d.manager, d.partner, d.currency) else { continue };
         let overdue_payment = (d.invoices_due - d.paid).max(Decimal::ZERO);
         let overdue_shipment = (d.orders_due - d.shipped).max(Decimal::ZERO);
-        let manager =
-            scope.people.get(&m).map_or_else(|| (m.to_string(), m.to_string()), |p| (p.login.clone(), p.name.clone()));
-        let partner = (p.to_string(), names.get(&p).cloned().unwrap_or_else(|| p.to_string()));
-        for (dim, (key, name)) in [(0u8, manager), (1, partner), (2, (String::new(), "all won deals".to_string()))] {
-            let cell = cells.entry((dim, key, c)).or_default();
-            cell.name = name;
+        for who in [Who::Manager(m), Who::Partner(p), Who::Total] {
+            let cell = sums.entry((who, c)).or_default();
             cell.deals += 1;
             cell.won += d.amount;
             cell.ordered += d.ordered;
@@ -151,6 +154,23 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
             cell.overdue_shipment_deals += u64::from(overdue_shipment > Decimal::ZERO);
             cell.won_late += u64::from(d.won_late);
         }
+    }
+    // (dimension, key, currency) → cell; dimension 0 manager, 1 partner, 2 total.
+    let mut cells: BTreeMap<(u8, String, Currency), Cell> = BTreeMap::new();
+    for ((who, c), mut cell) in sums {
+        let (dim, key, name) = match who {
+            Who::Manager(m) => {
+                let (login, name) = scope
+                    .people
+                    .get(&m)
+                    .map_or_else(|| (m.to_string(), m.to_string()), |p| (p.login.clone(), p.name.clone()));
+                (0u8, login, name)
+            }
+            Who::Partner(p) => (1, p.to_string(), names.get(&p).cloned().unwrap_or_else(|| p.to_string())),
+            Who::Total => (2, String::new(), "all won deals".to_string()),
+        };
+        cell.name = name;
+        cells.insert((dim, key, c), cell);
     }
     let mut rows: Vec<_> = cells.into_iter().collect();
     // Managers and partners by amount won (largest first), then name.

@@ -4,13 +4,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use chrono::Datelike;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
 use super::scope::{closing, dec, median_mean_days, percent, Scope};
 use super::{column, Filter, Rows};
 use crate::hooks::View;
-use crate::id::PartnerId;
+use crate::id::{PartnerId, UserId};
 use crate::model::DealStatus;
 use crate::report::ColumnType;
 use crate::time::Timestamp;
@@ -30,19 +31,60 @@ struct Cell {
     to_loss_ms: Vec<i64>,
 }
 
-/// A deal's place in one cut: the value's id (none where it has none), its name, and where
-/// it sorts when the cut has a natural order.
+/// A deal's place in one cut, before it is named: cheap to hash, so that the pass over
+/// every deal allocates only for values it has not seen. Texts are interned.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Key {
+    /// The cut's "none" (no reason, no stage, no competitor) or the total.
+    Nothing,
+    Text(u32),
+    Partner(PartnerId),
+    User(UserId),
+    /// `year * 12 + month0`.
+    Month(i32),
+}
+
+/// What one cut's value gathers before it is named.
+#[derive(Default)]
+struct Acc {
+    deals: u64,
+    amount: Decimal,
+    to_loss_ms: Vec<i64>,
+    /// The position in config of the process kind of the last deal counted (a stage's
+    /// name and order are that kind's).
+    kind: Option<usize>,
+}
+
+/// Texts seen in the pass, each stored once.
+#[derive(Default)]
+struct Interned {
+    ids: HashMap<Box<str>, u32>,
+    texts: Vec<Box<str>>,
+}
+
+impl Interned {
+    fn id(&mut self, text: &str) -> u32 {
+        if let Some(&id) = self.ids.get(text) {
+            return id;
+        }
+        let id = self.texts.len() as u32;
+        self.texts.push(text.into());
+        self.ids.insert(text.into(), id);
+        id
+    }
+}
+
+/// A value's name in one cut: its id (none where it has none), its name, and where it
+/// sorts when the cut has a natural order.
 type Cut = (Option<String>, String, Option<(usize, usize)>);
 
 /// Runs the report.
 pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     let scope = Scope::new(view, filter, Timestamp(i64::MAX))?;
     let settings = view.settings();
-    // (cut, key, currency) → cell; the key is null where the value has no id.
-    let mut cells: BTreeMap<(usize, Option<String>, Currency), Cell> = BTreeMap::new();
-    let mut competitors: HashMap<PartnerId, String> = HashMap::new();
+    let mut accs: HashMap<(u8, Key, Currency), Acc> = HashMap::new();
+    let mut texts = Interned::default();
     let mut total = 0u64;
-    let mut failure = None;
     view.scan_deals(&mut |d| {
         if !scope.deal(d) {
             return true;
@@ -52,74 +94,88 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
             return true;
         }
         total += 1;
-        let kind = settings.process_kind(&d.kind);
-        let reason = loss.note.as_deref().map(|r| {
-            let name = settings.lists.loss_reasons.items.iter().find(|i| i.id == r).map_or(r, |i| &i.name);
-            (r.to_string(), name.to_string())
-        });
-        let stage = loss.stage.as_deref().map(|s| {
-            let position = kind.and_then(|k| k.stages.iter().position(|st| st.id == s));
-            let name = kind.and_then(|k| k.stage(s)).map_or(s, |st| st.name.as_str());
-            (s.to_string(), name.to_string(), position.unwrap_or(usize::MAX))
-        });
+        let kind = settings.process_kinds.iter().position(|k| k.id == d.kind);
+        let text = |t: Option<&str>, texts: &mut Interned| t.map_or(Key::Nothing, |t| Key::Text(texts.id(t)));
         // The deal records the competitor of its last loss only.
-        let competitor = match d.competitor.filter(|_| !loss.lost_again && d.status == DealStatus::Lost) {
-            Some(id) => {
-                let name = match competitors.get(&id) {
-                    Some(n) => n.clone(),
-                    None => match view.partner(id) {
-                        Ok(p) => {
-                            let n = p.map_or_else(|| id.to_string(), |p| p.name);
-                            competitors.insert(id, n.clone());
-                            n
-                        }
-                        Err(e) => {
-                            failure = Some(e.to_string());
-                            return false;
-                        }
-                    },
-                };
-                Some((id.to_string(), name))
-            }
-            None => None,
-        };
-        let manager = scope
-            .people
-            .get(&d.manager)
-            .map_or_else(|| (d.manager.to_string(), d.manager.to_string()), |p| (p.login.clone(), p.name.clone()));
-        let kind_position = settings.process_kinds.iter().position(|k| k.id == d.kind).unwrap_or(usize::MAX);
-        let month = loss.at.date().format("%Y-%m").to_string();
-        let cuts: [Cut; 7] = [
-            (None, "all lost deals".into(), None),
-            match reason {
-                Some((id, name)) => (Some(id), name, None),
-                None => (None, "(no reason recorded)".into(), None),
-            },
-            match stage {
-                Some((id, name, position)) => (Some(id), name, Some((kind_position, position))),
-                None => (None, "(no stage)".into(), Some((kind_position, usize::MAX))),
-            },
-            match competitor {
-                Some((id, name)) => (Some(id), name, None),
-                None => (None, "(none recorded)".into(), None),
-            },
-            (Some(manager.0), manager.1, None),
-            (Some(d.kind.clone()), kind.map_or_else(|| d.kind.clone(), |k| k.name.clone()), None),
-            (Some(month.clone()), month, None),
+        let competitor = d.competitor.filter(|_| !loss.lost_again && d.status == DealStatus::Lost);
+        let date = loss.at.date();
+        let keys = [
+            Key::Nothing,
+            text(loss.note, &mut texts),
+            text(loss.stage, &mut texts),
+            competitor.map_or(Key::Nothing, Key::Partner),
+            Key::User(d.manager),
+            Key::Text(texts.id(&d.kind)),
+            Key::Month(date.year() * 12 + date.month0() as i32),
         ];
-        for (dim, (key, value, order)) in cuts.into_iter().enumerate() {
-            let cell = cells.entry((dim, key, d.amount.currency)).or_default();
-            cell.value = value;
-            cell.order = order;
-            cell.deals += 1;
-            cell.amount += d.amount.amount;
-            cell.to_loss_ms.push(loss.at.0 - d.created_at.0);
+        for (dim, key) in keys.into_iter().enumerate() {
+            let acc = accs.entry((dim as u8, key, d.amount.currency)).or_default();
+            acc.deals += 1;
+            acc.amount += d.amount.amount;
+            acc.to_loss_ms.push(loss.at.0 - d.created_at.0);
+            acc.kind = kind;
         }
         true
     })
     .map_err(|e| e.to_string())?;
-    if let Some(e) = failure {
-        return Err(e);
+
+    // Each value named.
+    let mut competitors: HashMap<PartnerId, String> = HashMap::new();
+    let mut cells: BTreeMap<(usize, Option<String>, Currency), Cell> = BTreeMap::new();
+    for ((dim, key, currency), acc) in accs {
+        let dim = usize::from(dim);
+        let spec = acc.kind.map(|k| &settings.process_kinds[k]);
+        let kind_position = acc.kind.unwrap_or(usize::MAX);
+        let text = |k: Key| match k {
+            Key::Text(id) => Some(&*texts.texts[id as usize]),
+            _ => None,
+        };
+        let (id, value, order): Cut = match (DIMENSIONS[dim], key) {
+            ("total", _) => (None, "all lost deals".into(), None),
+            ("reason", Key::Nothing) => (None, "(no reason recorded)".into(), None),
+            ("reason", k) => {
+                let r = text(k).unwrap_or_default();
+                let name = settings.lists.loss_reasons.items.iter().find(|i| i.id == r).map_or(r, |i| &i.name);
+                (Some(r.to_string()), name.to_string(), None)
+            }
+            ("stage", Key::Nothing) => (None, "(no stage)".into(), Some((kind_position, usize::MAX))),
+            ("stage", k) => {
+                let s = text(k).unwrap_or_default();
+                let position = spec.and_then(|k| k.stages.iter().position(|st| st.id == s));
+                let name = spec.and_then(|k| k.stage(s)).map_or(s, |st| st.name.as_str());
+                (Some(s.to_string()), name.to_string(), Some((kind_position, position.unwrap_or(usize::MAX))))
+            }
+            ("competitor", Key::Partner(id)) => {
+                let name = match competitors.get(&id) {
+                    Some(n) => n.clone(),
+                    None => {
+                        let n = view.partner(id).map_err(|e| e.to_string())?.map_or_else(|| id.to_string(), |p| p.name);
+                        competitors.insert(id, n.clone());
+                        n
+                    }
+                };
+                (Some(id.to_string()), name, None)
+            }
+            ("competitor", _) => (None, "(none recorded)".into(), None),
+            ("manager", Key::User(m)) => {
+                let (login, name) = scope
+                    .people
+                    .get(&m)
+                    .map_or_else(|| (m.to_string(), m.to_string()), |p| (p.login.clone(), p.name.clone()));
+                (Some(login), name, None)
+            }
+            ("kind", k) => {
+                let id = text(k).unwrap_or_default();
+                (Some(id.to_string()), spec.map_or_else(|| id.to_string(), |k| k.name.clone()), None)
+            }
+            (_, Key::Month(m)) => {
+                let month = format!("{:04}-{:02}", m.div_euclid(12), m.rem_euclid(12) + 1);
+                (Some(month.clone()), month, None)
+            }
+            (cut, _) => unreachable!("no {cut} key of this shape"),
+        };
+        let cell = Cell { value, order, deals: acc.deals, amount: acc.amount, to_loss_ms: acc.to_loss_ms };
+        cells.insert((dim, id, currency), cell);
     }
 
     // Within a cut: stages in route order, months in time order, the rest by deals (over

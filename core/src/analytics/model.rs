@@ -6,6 +6,7 @@
 //! scoring). Both answer log-odds contributions that sum to the score. It is also the native
 //! `deal.score` handler [`HANDLER`], which keeps its fitted model for `refit_minutes`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -77,6 +78,8 @@ pub struct Model {
     pub kinds: HashMap<String, KindFit>,
     /// When it was fitted (the engine's clock).
     pub fitted_at: Timestamp,
+    /// The fields it reads of a deal besides the stage (from `settings`).
+    fields: Vec<String>,
 }
 
 /// A score: the probability in percent (two decimals) and the factors, whose contributions
@@ -89,18 +92,18 @@ pub struct Scored {
 
 /// How a deal stood at an instant, replayed from its history.
 #[derive(Clone, Debug)]
-pub struct Replayed {
-    pub stage: Option<String>,
+pub struct Replayed<'a> {
+    pub stage: Option<&'a str>,
     pub status: DealStatus,
     /// The stages it had reached, in order of first entry.
-    pub reached: Vec<String>,
+    pub reached: Vec<&'a str>,
     /// When it was last closed (its status turned won or lost), if it is closed.
     pub closed_at: Option<Timestamp>,
 }
 
 /// Replays `steps` (one deal's history, in order) up to `instant`; none when the deal did
 /// not exist yet.
-pub fn replay(steps: &[StageChange], instant: Timestamp) -> Option<Replayed> {
+pub fn replay(steps: &[StageChange], instant: Timestamp) -> Option<Replayed<'_>> {
     let mut out: Option<Replayed> = None;
     for s in steps.iter().filter(|s| s.at <= instant) {
         let r = out.get_or_insert_with(|| Replayed {
@@ -109,9 +112,9 @@ pub fn replay(steps: &[StageChange], instant: Timestamp) -> Option<Replayed> {
             reached: Vec::new(),
             closed_at: None,
         });
-        if let Some(stage) = &s.to_stage {
-            if !r.reached.contains(stage) {
-                r.reached.push(stage.clone());
+        if let Some(stage) = s.to_stage.as_deref() {
+            if !r.reached.contains(&stage) {
+                r.reached.push(stage);
             }
         }
         let closes = s.to_status.is_closed() && s.from_status != Some(s.to_status);
@@ -120,7 +123,7 @@ pub fn replay(steps: &[StageChange], instant: Timestamp) -> Option<Replayed> {
         } else if !s.to_status.is_closed() {
             r.closed_at = None;
         }
-        r.stage = s.to_stage.clone();
+        r.stage = s.to_stage.as_deref();
         r.status = s.to_status;
     }
     out
@@ -128,26 +131,26 @@ pub fn replay(steps: &[StageChange], instant: Timestamp) -> Option<Replayed> {
 
 /// Names the fit and the scoring read: users' logins, partners' names and segments.
 pub trait Names {
-    fn login(&self, user: UserId) -> String;
+    fn login(&self, user: UserId) -> Cow<'_, str>;
     /// A partner's name and segment.
-    fn partner(&self, partner: PartnerId) -> (String, Option<String>);
+    fn partner(&self, partner: PartnerId) -> Cow<'_, (String, Option<String>)>;
 }
 
 /// Names looked up one at a time in a view (scoring one deal).
 pub struct LookUp<'a>(pub &'a dyn crate::hooks::View);
 
 impl Names for LookUp<'_> {
-    fn login(&self, user: UserId) -> String {
-        match self.0.user(user) {
+    fn login(&self, user: UserId) -> Cow<'_, str> {
+        Cow::Owned(match self.0.user(user) {
             Ok(Some(u)) => u.login,
             _ => user.to_string(),
-        }
+        })
     }
-    fn partner(&self, partner: PartnerId) -> (String, Option<String>) {
-        match self.0.partner(partner) {
+    fn partner(&self, partner: PartnerId) -> Cow<'_, (String, Option<String>)> {
+        Cow::Owned(match self.0.partner(partner) {
             Ok(Some(p)) => (p.name, p.segment),
             _ => (partner.to_string(), None),
-        }
+        })
     }
 }
 
@@ -180,17 +183,17 @@ impl Directory {
 }
 
 impl Names for Directory {
-    fn login(&self, user: UserId) -> String {
-        self.logins.get(&user).cloned().unwrap_or_else(|| user.to_string())
+    fn login(&self, user: UserId) -> Cow<'_, str> {
+        self.logins.get(&user).map_or_else(|| Cow::Owned(user.to_string()), |l| Cow::Borrowed(l.as_str()))
     }
-    fn partner(&self, partner: PartnerId) -> (String, Option<String>) {
-        self.partners.get(&partner).cloned().unwrap_or_else(|| (partner.to_string(), None))
+    fn partner(&self, partner: PartnerId) -> Cow<'_, (String, Option<String>)> {
+        self.partners.get(&partner).map_or_else(|| Cow::Owned((partner.to_string(), None)), Cow::Borrowed)
     }
 }
 
 /// The fields besides the stage a fit under `settings` counts: the manager and the partner
 /// (the stages method), then the Bayes fields.
-fn fitted_fields(settings: &WinProbability) -> Vec<String> {
+pub(super) fn fitted_fields(settings: &WinProbability) -> Vec<String> {
     let mut out = vec!["manager".to_string(), "partner".to_string()];
     for f in &settings.fields {
         if f != "stage" && !out.contains(f) {
@@ -269,35 +272,44 @@ impl<'a> Facts<'a> {
     }
 }
 
-/// A deal's values of `fields`.
-fn attributes(deal: &Facts<'_>, fields: &[String], settings: &WinProbability, names: &dyn Names) -> Attributes {
+/// Writes `deal`'s value of `field` — the value counted: a login, a partner's id, a
+/// segment, a source, a band, a custom field's text — into `out`, cleared first.
+fn key_into(out: &mut String, deal: &Facts<'_>, field: &str, settings: &WinProbability, names: &dyn Names) {
+    use std::fmt::Write;
+    out.clear();
+    match field {
+        "manager" => out.push_str(&names.login(deal.manager)),
+        "partner" => {
+            let _ = write!(out, "{}", deal.partner);
+        }
+        "segment" => out.push_str(names.partner(deal.partner).1.as_deref().unwrap_or(NONE)),
+        "source" => out.push_str(deal.source.unwrap_or(NONE)),
+        "amount_band" => out.push_str(&amount_band(deal.amount, &settings.amount_bands)),
+        other => {
+            let name = other.strip_prefix("custom.").unwrap_or(other);
+            match deal.custom.get(name) {
+                Some(v) => out.push_str(&custom_text(v)),
+                None => out.push_str(NONE),
+            }
+        }
+    }
+}
+
+/// A deal's values of `fields`: the value counted and the value a factor shows (a
+/// partner's name for the partner, else the value counted).
+pub(super) fn attributes(
+    deal: &Facts<'_>,
+    fields: &[String],
+    settings: &WinProbability,
+    names: &dyn Names,
+) -> Attributes {
     let mut out = Vec::with_capacity(fields.len());
-    let mut partner: Option<(String, Option<String>)> = None;
-    let mut partner_of = |names: &dyn Names| partner.get_or_insert_with(|| names.partner(deal.partner)).clone();
     for f in fields {
-        let (key, show) = match f.as_str() {
-            "manager" => {
-                let login = names.login(deal.manager);
-                (login.clone(), shown(login))
-            }
-            "partner" => (deal.partner.to_string(), shown(partner_of(names).0)),
-            "segment" => {
-                let s = partner_of(names).1.unwrap_or_else(|| NONE.to_string());
-                (s.clone(), shown(s))
-            }
-            "source" => {
-                let s = deal.source.unwrap_or(NONE).to_string();
-                (s.clone(), shown(s))
-            }
-            "amount_band" => {
-                let band = amount_band(deal.amount, &settings.amount_bands);
-                (band.clone(), shown(band))
-            }
-            other => {
-                let name = other.strip_prefix("custom.").unwrap_or(other);
-                let s = deal.custom.get(name).map_or_else(|| NONE.to_string(), custom_text);
-                (s.clone(), shown(s))
-            }
+        let mut key = String::new();
+        key_into(&mut key, deal, f, settings, names);
+        let show = match f.as_str() {
+            "partner" => shown(names.partner(deal.partner).0.clone()),
+            _ => shown(key.clone()),
         };
         out.push((f.clone(), key, show));
     }
@@ -318,37 +330,56 @@ impl Model {
         train: &dyn Fn(&DealRow, Timestamp) -> bool,
     ) -> Result<Model, String> {
         let names = Directory::read(view, needs_partners(settings))?;
+        Model::fit_visiting(view, settings, &names, instant, fitted_at, train, &mut |_, _| Ok(()))
+    }
+
+    /// [`Model::fit`] with the names read already, handing every deal and its history to
+    /// `visit` on the way (a report that needs another look at every deal makes one pass).
+    pub fn fit_visiting(
+        view: &dyn crate::hooks::View,
+        settings: &WinProbability,
+        names: &Directory,
+        instant: Timestamp,
+        fitted_at: Timestamp,
+        train: &dyn Fn(&DealRow, Timestamp) -> bool,
+        visit: &mut super::scope::Visit<'_>,
+    ) -> Result<Model, String> {
         let fields = fitted_fields(settings);
         let mut kinds: HashMap<String, KindFit> = HashMap::new();
+        // Each deal's value of a field, written here (a fit over a million deals allocates
+        // only for values it has not counted yet).
+        let mut key = String::new();
         super::scope::each_deal_with_history(view, &|_| true, &mut |deal, steps| {
+            visit(deal, steps)?;
             let Some(r) = replay(steps, instant) else { return Ok(()) };
             let (Some(closed_at), true) = (r.closed_at, r.status.is_closed()) else { return Ok(()) };
             if !train(deal, closed_at) {
                 return Ok(());
             }
             let won = r.status == DealStatus::Won;
-            let kind = kinds.entry(deal.kind.clone()).or_default();
+            let kind = get_or_insert(&mut kinds, &deal.kind);
             kind.total.add(won);
             for s in &r.reached {
-                kind.stages.entry(s.clone()).or_default().add(won);
+                get_or_insert(&mut kind.stages, s).add(won);
             }
             let facts = Facts::of_row(deal, &fields)?;
-            for (field, key, _) in attributes(&facts, &fields, settings, &names).0 {
-                kind.fields.entry(field).or_default().entry(key).or_default().add(won);
+            for field in &fields {
+                key_into(&mut key, &facts, field, settings, names);
+                get_or_insert(get_or_insert(&mut kind.fields, field), &key).add(won);
             }
             Ok(())
         })?;
-        Ok(Model { settings: settings.clone(), kinds, fitted_at })
+        Ok(Model { settings: settings.clone(), kinds, fitted_at, fields })
     }
 
-    /// The fields this model reads of a deal.
-    pub fn fields(&self) -> Vec<String> {
-        fitted_fields(&self.settings)
+    /// The fields this model reads of a deal besides the stage.
+    pub fn fields(&self) -> &[String] {
+        &self.fields
     }
 
     /// A deal's values of the fields this model reads.
     pub fn attributes(&self, deal: &Facts<'_>, names: &dyn Names) -> Attributes {
-        attributes(deal, &fitted_fields(&self.settings), &self.settings, names)
+        attributes(deal, &self.fields, &self.settings, names)
     }
 
     /// The score `method` gives a deal of `kind` in `stage` with `attrs` (fields missing
@@ -407,6 +438,15 @@ impl Model {
         let sum: f64 = factors.iter().map(|f| f.contribution).sum();
         Scored { probability: round2(100.0 / (1.0 + (-sum).exp())), factors }
     }
+}
+
+/// The entry of `map` under `key`, inserted (default) when missing; a key already there
+/// costs no allocation.
+fn get_or_insert<'m, V: Default>(map: &'m mut HashMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("inserted")
 }
 
 /// A decimal setting as a float.

@@ -110,14 +110,14 @@ impl<'f> Scope<'f> {
 }
 
 /// How a deal stood at the instant when it was closed then.
-pub(super) struct Closing {
+pub(super) struct Closing<'a> {
     pub status: DealStatus,
     /// When it was closed (the step that closed it last before the instant).
     pub at: Timestamp,
     /// The stage it was closed in.
-    pub stage: Option<String>,
+    pub stage: Option<&'a str>,
     /// The closing step's note: the loss reason of a loss.
-    pub note: Option<String>,
+    pub note: Option<&'a str>,
     /// Whether the deal was closed as lost again after the instant: its competitor as the
     /// deal records it now belongs to that later loss.
     pub lost_again: bool,
@@ -126,7 +126,7 @@ pub(super) struct Closing {
 /// Replays a deal's history (`steps`, in order) up to `instant`: how it stood then if it
 /// was closed (won or lost). A step closes a deal when its status turns won or lost; a
 /// reopening undoes it.
-pub(super) fn closing(steps: &[StageChange], instant: Timestamp) -> Option<Closing> {
+pub(super) fn closing(steps: &[StageChange], instant: Timestamp) -> Option<Closing<'_>> {
     let mut state: Option<Closing> = None;
     for s in steps {
         let closes = s.to_status.is_closed() && s.from_status != Some(s.to_status);
@@ -135,8 +135,8 @@ pub(super) fn closing(steps: &[StageChange], instant: Timestamp) -> Option<Closi
                 state = Some(Closing {
                     status: s.to_status,
                     at: s.at,
-                    stage: s.to_stage.clone(),
-                    note: s.note.clone(),
+                    stage: s.to_stage.as_deref(),
+                    note: s.note.as_deref(),
                     lost_again: false,
                 });
             } else if let Some(c) = state.as_mut() {

@@ -12,7 +12,6 @@ use super::{column, Filter, Rows};
 use crate::hooks::View;
 use crate::model::DealStatus;
 use crate::report::ColumnType;
-use crate::time::{Clock, SystemClock};
 
 pub(super) const ABOUT: &str = "the built-in model ([analytics.win_probability]): per kind and stage the closed deals that reached it, won, the win rate onward and the model's probability; then the open deals with their probability, weighted amount and top factors (the 100 largest weighted amounts)";
 
@@ -29,9 +28,41 @@ pub(super) fn fdec(x: f64, dp: u32) -> Value {
 
 pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     let settings = &view.settings().win_probability;
-    let instant = filter.instant(SystemClock.now());
+    let instant = filter.instant(view.now());
     let kind_ok = |k: &str| filter.kind.as_deref().is_none_or(|f| f == k);
-    let model = Model::fit(view, settings, instant, instant, &|d, at| kind_ok(&d.kind) && filter.in_period(at))?;
+    let scope = filter.deals(view)?;
+    // Partners' names are read whatever the fields: a factor shows the partner's name.
+    let names = Directory::read(view, true)?;
+    // The open deals in scope are gathered in the fit's pass and scored after it.
+    let mut open: Vec<Open> = Vec::new();
+    let fields = super::model::fitted_fields(settings);
+    let model = Model::fit_visiting(
+        view,
+        settings,
+        &names,
+        instant,
+        instant,
+        &|d, at| kind_ok(&d.kind) && filter.in_period(at),
+        &mut |deal, steps| {
+            if !scope.admits(deal) {
+                return Ok(());
+            }
+            let Some(r) = replay(steps, instant) else { return Ok(()) };
+            if !matches!(r.status, DealStatus::InProgress | DealStatus::OnHold) {
+                return Ok(());
+            }
+            open.push(Open {
+                id: deal.id,
+                kind: deal.kind.clone(),
+                stage: r.stage.map(str::to_string),
+                title: deal.title().map_err(|e| e.to_string())?.to_string(),
+                manager: deal.manager,
+                amount: deal.amount,
+                attributes: super::model::attributes(&Facts::of_row(deal, &fields)?, &fields, settings, &names),
+            });
+            Ok(())
+        },
+    )?;
     let method = settings.method;
 
     let columns = vec![
@@ -93,32 +124,21 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
         }
     }
 
-    let scope = filter.deals(view)?;
-    let names = Directory::read(view, true)?;
     // (weighted amount, row), the largest kept.
-    let mut open: Vec<(Decimal, Vec<Value>)> = Vec::new();
-    super::scope::each_deal_with_history(view, &|d| scope.admits(d), &mut |deal, steps| {
-        let Some(r) = replay(steps, instant) else { return Ok(()) };
-        if !matches!(r.status, DealStatus::InProgress | DealStatus::OnHold) {
-            return Ok(());
-        }
-        let s = model.score(
-            method,
-            &deal.kind,
-            r.stage.as_deref(),
-            &model.attributes(&Facts::of_row(deal, &model.fields())?, &names),
-        );
+    let mut largest: Vec<(Decimal, Vec<Value>)> = Vec::new();
+    for deal in open {
+        let s = model.score(method, &deal.kind, deal.stage.as_deref(), &deal.attributes);
         let p = Decimal::try_from(s.probability).unwrap_or_default();
         let weighted = (deal.amount.amount * p / Decimal::ONE_HUNDRED).round_dp(2);
-        open.push((
+        largest.push((
             weighted,
             vec![
                 Value::from("deal"),
-                Value::from(deal.kind.as_str()),
-                r.stage.map_or(Value::Null, Value::from),
+                Value::from(deal.kind),
+                deal.stage.map_or(Value::Null, Value::from),
                 Value::from(deal.id.to_string()),
-                Value::from(deal.title.as_str()),
-                Value::from(super::model::Names::login(&names, deal.manager)),
+                Value::from(deal.title),
+                Value::from(super::model::Names::login(&names, deal.manager).into_owned()),
                 Value::Null,
                 Value::Null,
                 Value::Null,
@@ -129,14 +149,24 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
                 Value::from(top_factors(&s.factors, TOP)),
             ],
         ));
-        if open.len() >= 2 * DEAL_LIMIT {
-            keep_largest(&mut open);
+        if largest.len() >= 2 * DEAL_LIMIT {
+            keep_largest(&mut largest);
         }
-        Ok(())
-    })?;
-    keep_largest(&mut open);
-    rows.extend(open.into_iter().map(|(_, row)| row));
+    }
+    keep_largest(&mut largest);
+    rows.extend(largest.into_iter().map(|(_, row)| row));
     Ok((columns, rows))
+}
+
+/// An open deal in scope, as the fit's pass saw it: what scoring it and its row need.
+struct Open {
+    id: crate::id::DealId,
+    kind: String,
+    stage: Option<String>,
+    title: String,
+    manager: crate::id::UserId,
+    amount: crate::values::Money,
+    attributes: super::model::Attributes,
 }
 
 /// Sorts by weighted amount, largest first (then by deal id), and keeps [`DEAL_LIMIT`].

@@ -21,7 +21,7 @@ use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 
 use super::kv::KvError;
-use super::rows::{self, put_len, put_opt_id, put_str, Cursor, PendingRows};
+use super::rows::{self, put_len, put_opt_id, put_str, Cursor, PendingRows, Texts};
 use super::tables::DOCUMENT_ROWS;
 use super::{Reader, Store, WriteTxn};
 use crate::id::{DealId, DocumentId, PartnerId, RawId};
@@ -117,7 +117,17 @@ impl DocumentRow {
 
     /// Fills the row from the stored row of document `id`, reusing its lines.
     pub(crate) fn decode_into(&mut self, id: DocumentId, bytes: &[u8]) -> std::result::Result<(), KvError> {
-        let mut r = Cursor::new(bytes, "document", id.0);
+        self.decode_with(id, bytes, &mut Texts::default())
+    }
+
+    /// [`DocumentRow::decode_into`] within a scan that found `texts` valid.
+    pub(crate) fn decode_with(
+        &mut self,
+        id: DocumentId,
+        bytes: &[u8],
+        texts: &mut Texts,
+    ) -> std::result::Result<(), KvError> {
+        let mut r = Cursor::new(bytes, "document", id.0, texts);
         let version = r.u8()?;
         if version != VERSION {
             return Err(r.corrupt(format!("unknown row format {version}")));
@@ -157,8 +167,9 @@ pub(super) fn scan(
     f: &mut dyn FnMut(&DocumentRow) -> bool,
 ) -> Result<()> {
     let mut row = DocumentRow::default();
+    let mut texts = Texts::default();
     rows::scan(r, DOCUMENT_ROWS, "document", pending, &mut |id, bytes| {
-        row.decode_into(DocumentId(id), bytes)?;
+        row.decode_with(DocumentId(id), bytes, &mut texts)?;
         Ok(f(&row))
     })
 }

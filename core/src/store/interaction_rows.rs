@@ -16,7 +16,7 @@
 //! ```
 
 use super::kv::KvError;
-use super::rows::{self, put_opt_id, Cursor, PendingRows};
+use super::rows::{self, put_opt_id, Cursor, PendingRows, Texts};
 use super::tables::INTERACTION_ROWS;
 use super::{Reader, Store, WriteTxn};
 use crate::id::{DealId, InteractionId, PartnerId, RawId, UserId};
@@ -60,7 +60,9 @@ impl InteractionRow {
 
     /// The stored row of interaction `id`, decoded.
     pub(crate) fn decode(id: InteractionId, bytes: &[u8]) -> std::result::Result<InteractionRow, KvError> {
-        let mut r = Cursor::new(bytes, "interaction", id.0);
+        // No texts in this row.
+        let mut texts = Texts::default();
+        let mut r = Cursor::new(bytes, "interaction", id.0, &mut texts);
         let version = r.u8()?;
         if version != VERSION {
             return Err(r.corrupt(format!("unknown row format {version}")));

@@ -71,17 +71,67 @@ pub(super) fn put_opt_time(w: &mut Vec<u8>, t: Option<Timestamp>) {
     }
 }
 
+/// Texts a scan has found to be UTF-8 already. The same few texts come back row after row
+/// (kinds, stages, reasons, the usual notes, items), and checking each again costs a scan
+/// more than any other part of decoding; a text found here is copied without the check.
+/// Direct-mapped by length and first and last bytes: a text whose slot another took is
+/// checked again and takes the slot.
+pub(crate) struct Texts {
+    slots: Vec<String>,
+}
+
+/// The slots of a [`Texts`] (a power of two: a slot is the top bits of a hash).
+const TEXT_SLOTS: usize = 512;
+
+impl Default for Texts {
+    /// No slots yet: a row without texts costs its scan nothing.
+    fn default() -> Texts {
+        Texts { slots: Vec::new() }
+    }
+}
+
+impl Texts {
+    #[inline]
+    fn slot(b: &[u8]) -> usize {
+        let n = b.len();
+        let word = |at: &[u8]| at.iter().take(8).fold(0u64, |w, &x| (w << 8) | u64::from(x));
+        let head = word(b);
+        let tail = word(&b[n.saturating_sub(8)..]);
+        let h = (head ^ tail.rotate_left(29) ^ (n as u64)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (h >> (64 - TEXT_SLOTS.trailing_zeros())) as usize
+    }
+
+    /// Copies `b` into `out` when it is UTF-8; `false` when it is not.
+    #[inline]
+    fn copy_into(&mut self, b: &[u8], out: &mut String) -> bool {
+        if self.slots.is_empty() {
+            self.slots.resize(TEXT_SLOTS, String::new());
+        }
+        let slot = &mut self.slots[Texts::slot(b)];
+        if slot.as_bytes() != b {
+            let Ok(s) = std::str::from_utf8(b) else { return false };
+            slot.clear();
+            slot.push_str(s);
+        }
+        out.clear();
+        out.push_str(slot);
+        true
+    }
+}
+
 /// Reads a row, naming its record (`noun` and id) in every error.
 pub(super) struct Cursor<'a> {
     pub(super) bytes: &'a [u8],
     pub(super) at: usize,
     pub(super) noun: &'static str,
     pub(super) id: RawId,
+    /// The texts found valid by the scan this row is part of.
+    texts: &'a mut Texts,
 }
 
 impl<'a> Cursor<'a> {
-    pub(super) fn new(bytes: &'a [u8], noun: &'static str, id: RawId) -> Cursor<'a> {
-        Cursor { bytes, at: 0, noun, id }
+    pub(super) fn new(bytes: &'a [u8], noun: &'static str, id: RawId, texts: &'a mut Texts) -> Cursor<'a> {
+        Cursor { bytes, at: 0, noun, id, texts }
     }
 
     #[cold]
@@ -190,10 +240,8 @@ impl<'a> Cursor<'a> {
         let b = self.take(n)?;
         // Kinds, stages and reasons repeat from row to row: text equal to what the kept row
         // holds is valid already and stays.
-        if out.as_bytes() != b {
-            let s = std::str::from_utf8(b).map_err(|_| self.corrupt("text is not UTF-8".into()))?;
-            out.clear();
-            out.push_str(s);
+        if out.as_bytes() != b && !self.texts.copy_into(b, out) {
+            return Err(self.corrupt("text is not UTF-8".into()));
         }
         Ok(())
     }
@@ -517,5 +565,33 @@ mod tests {
         assert!(commits >= 8, "{commits} commits");
         assert_eq!(stored(&store, INTERACTION_ROWS), want);
         assert_eq!(store.verify_interaction_rows().unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_text_is_copied_once_checked_and_one_that_is_not_utf8_is_refused_wherever_it_falls() {
+        let mut texts = Texts::default();
+        let mut out = String::from("kept");
+        assert!(texts.copy_into("переговоры".as_bytes(), &mut out));
+        assert_eq!(out, "переговоры");
+        // Found in its slot the second time, and copied the same.
+        out.clear();
+        assert!(texts.copy_into("переговоры".as_bytes(), &mut out));
+        assert_eq!(out, "переговоры");
+        // Bytes sharing the text's length and ends (so its slot) but not UTF-8 are refused,
+        // and the checked text stays usable.
+        let mut bad = "переговоры".as_bytes().to_vec();
+        bad[9] = 0xff;
+        assert_eq!(Texts::slot(&bad), Texts::slot("переговоры".as_bytes()));
+        assert!(!texts.copy_into(&bad, &mut out));
+        assert!(texts.copy_into("переговоры".as_bytes(), &mut out));
+        assert_eq!(out, "переговоры");
+        // Every slot holds the text it was last given; a thousand texts all come back.
+        for i in 0..1000 {
+            let t = format!("stage-{i}");
+            assert!(texts.copy_into(t.as_bytes(), &mut out));
+            assert_eq!(out, t);
+        }
+        assert!(texts.copy_into(b"", &mut out));
+        assert_eq!(out, "");
     }
 }

@@ -28,7 +28,7 @@ use rust_decimal::Decimal;
 
 use super::codec::{decode, encode};
 use super::kv::KvError;
-use super::rows::{self, put_len, put_opt_id, put_opt_str, put_opt_time, put_str, Cursor, PendingRows};
+use super::rows::{self, put_len, put_opt_id, put_opt_str, put_opt_time, put_str, Cursor, PendingRows, Texts};
 use super::tables::{entity_table, DEAL_ROWS, DOCUMENT_ROWS, INTERACTION_ROWS, TASK_ROWS};
 use super::{Reader, Store, WriteTxn};
 use crate::id::{DealId, PartnerId, RawId, UserId};
@@ -47,7 +47,10 @@ const VERSION: u8 = 1;
 pub struct DealRow {
     pub id: DealId,
     pub kind: String,
-    pub title: String,
+    /// The title, still as stored (reports seldom show it, and every title differs, so
+    /// checking each one's text costs a scan more than any other field): see
+    /// [`DealRow::title`].
+    title: Vec<u8>,
     pub partner: PartnerId,
     pub stage: Option<String>,
     pub status: DealStatus,
@@ -74,7 +77,7 @@ impl Default for DealRow {
         DealRow {
             id: DealId(RawId::from_bytes(&[0; 16]).expect("16 bytes")),
             kind: String::new(),
-            title: String::new(),
+            title: Vec::new(),
             partner: PartnerId(RawId::from_bytes(&[0; 16]).expect("16 bytes")),
             stage: None,
             status: DealStatus::InProgress,
@@ -96,6 +99,14 @@ impl Default for DealRow {
 }
 
 impl DealRow {
+    /// The deal's title.
+    pub fn title(&self) -> Result<&str> {
+        std::str::from_utf8(&self.title).map_err(|_| crate::Error::Corrupt {
+            what: format!("scan row of deal {}", self.id),
+            message: "the title is not UTF-8".to_string(),
+        })
+    }
+
     /// The deal's custom fields.
     pub fn custom(&self) -> Result<CustomFields> {
         if self.custom.is_empty() {
@@ -169,14 +180,26 @@ impl DealRow {
 
     /// Fills the row from the stored row of deal `id`, reusing its strings and steps.
     pub(crate) fn decode_into(&mut self, id: DealId, bytes: &[u8]) -> std::result::Result<(), KvError> {
-        let mut r = Cursor::new(bytes, "deal", id.0);
+        self.decode_with(id, bytes, &mut Texts::default())
+    }
+
+    /// [`DealRow::decode_into`] within a scan that found `texts` valid.
+    pub(crate) fn decode_with(
+        &mut self,
+        id: DealId,
+        bytes: &[u8],
+        texts: &mut Texts,
+    ) -> std::result::Result<(), KvError> {
+        let mut r = Cursor::new(bytes, "deal", id.0, texts);
         let version = r.u8()?;
         if version != VERSION {
             return Err(r.corrupt(format!("unknown row format {version}")));
         }
         self.id = id;
         r.str_into(&mut self.kind)?;
-        r.str_into(&mut self.title)?;
+        let title = r.len()?;
+        self.title.clear();
+        self.title.extend_from_slice(r.take(title)?);
         self.partner = PartnerId(r.id()?);
         r.opt_str_into(&mut self.stage)?;
         self.status = status(&mut r)?;
@@ -250,8 +273,9 @@ pub(super) fn scan(
     f: &mut dyn FnMut(&DealRow) -> bool,
 ) -> Result<()> {
     let mut row = DealRow::default();
+    let mut texts = Texts::default();
     rows::scan(r, DEAL_ROWS, "deal", pending, &mut |id, bytes| {
-        row.decode_into(DealId(id), bytes)?;
+        row.decode_with(DealId(id), bytes, &mut texts)?;
         Ok(f(&row))
     })
 }

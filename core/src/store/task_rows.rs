@@ -17,7 +17,7 @@
 //! ```
 
 use super::kv::KvError;
-use super::rows::{self, put_opt_id, put_opt_time, Cursor, PendingRows};
+use super::rows::{self, put_opt_id, put_opt_time, Cursor, PendingRows, Texts};
 use super::tables::TASK_ROWS;
 use super::{Reader, Store, WriteTxn};
 use crate::id::{DealId, RawId, TaskId, UserId};
@@ -62,7 +62,9 @@ impl TaskRow {
 
     /// The stored row of task `id`, decoded.
     pub(crate) fn decode(id: TaskId, bytes: &[u8]) -> std::result::Result<TaskRow, KvError> {
-        let mut r = Cursor::new(bytes, "task", id.0);
+        // No texts in this row.
+        let mut texts = Texts::default();
+        let mut r = Cursor::new(bytes, "task", id.0, &mut texts);
         let version = r.u8()?;
         if version != VERSION {
             return Err(r.corrupt(format!("unknown row format {version}")));

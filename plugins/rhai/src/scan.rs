@@ -3,7 +3,9 @@
 //! one pass in Rust, and `analytics` runs a built-in report. A script over a million deals
 //! then handles a few thousand rows, not a million calls of its closure.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
 
 use crmkit_core::analytics::Analytics;
 use crmkit_core::hooks::View;
@@ -94,25 +96,27 @@ impl Tally {
     /// `max_map_size`, which a few thousand small maps would pass.
     pub fn run(&self, view: &dyn View) -> Result<rhai::Array, String> {
         let mut names = Names::default();
-        let mut groups: BTreeMap<Vec<Option<String>>, (i64, Decimal)> = BTreeMap::new();
+        let mut groups: HashMap<Vec<Option<String>>, (i64, Decimal)> = HashMap::new();
         let mut failed = None;
+        // The deal's keys, written into the same strings deal after deal: a group already
+        // seen costs no allocation.
+        let mut key: Vec<Option<String>> = vec![None; self.by.len()];
         view.scan_deals(&mut |d| {
             if self.statuses.as_ref().is_some_and(|s| !s.contains(&d.status))
                 || self.kind.as_ref().is_some_and(|k| *k != d.kind)
             {
                 return true;
             }
-            let mut key = Vec::with_capacity(self.by.len());
-            for k in &self.by {
-                match names.value(view, d, k) {
-                    Ok(v) => key.push(v),
-                    Err(e) => {
-                        failed = Some(e);
-                        return false;
-                    }
+            for (k, out) in self.by.iter().zip(key.iter_mut()) {
+                if let Err(e) = names.value_into(view, d, k, out) {
+                    failed = Some(e);
+                    return false;
                 }
             }
-            let group = groups.entry(key).or_insert((0, Decimal::ZERO));
+            let group = match groups.get_mut(&key) {
+                Some(g) => g,
+                None => groups.entry(key.clone()).or_insert((0, Decimal::ZERO)),
+            };
             group.0 += 1;
             group.1 += d.amount.amount;
             true
@@ -121,6 +125,8 @@ impl Tally {
         if let Some(e) = failed {
             return Err(format!("tally_deals: {e}"));
         }
+        let mut groups: Vec<_> = groups.into_iter().collect();
+        groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Ok(groups
             .into_iter()
             .map(|(key, (deals, amount))| {
@@ -141,41 +147,69 @@ struct Names {
 }
 
 impl Names {
-    fn login(&mut self, view: &dyn View, id: UserId) -> Result<String, crmkit_core::Error> {
-        if let Some(l) = self.logins.get(&id) {
-            return Ok(l.clone());
-        }
-        let login = view.user(id)?.map_or_else(|| id.to_string(), |u| u.login);
-        self.logins.insert(id, login.clone());
-        Ok(login)
-    }
-
-    fn partner(&mut self, view: &dyn View, id: PartnerId) -> Result<String, crmkit_core::Error> {
-        if let Some(n) = self.partners.get(&id) {
-            return Ok(n.clone());
-        }
-        let name = view.partner(id)?.map_or_else(|| id.to_string(), |p| p.name);
-        self.partners.insert(id, name.clone());
-        Ok(name)
-    }
-
-    fn value(&mut self, view: &dyn View, d: &DealRow, key: &str) -> Result<Option<String>, crmkit_core::Error> {
-        let month = |t: crmkit_core::time::Timestamp| t.date().format("%Y-%m").to_string();
-        Ok(match key {
-            "manager" => Some(self.login(view, d.manager)?),
-            "kind" => Some(d.kind.clone()),
-            "stage" => d.stage.clone(),
-            "status" => Some(d.status.name().to_string()),
-            "partner" => Some(self.partner(view, d.partner)?),
-            "competitor" => d.competitor.map(|c| self.partner(view, c)).transpose()?,
-            "loss_reason" => d.loss_reason.clone(),
-            "source" => d.source.clone(),
-            "currency" => Some(d.amount.currency.to_string()),
-            "created_month" => Some(month(d.created_at)),
-            "expected_close_month" => d.expected_close.map(|day| day.format("%Y-%m").to_string()),
-            "closed_month" => d.closed_at.map(month),
-            _ => None,
+    fn login(&mut self, view: &dyn View, id: UserId) -> Result<&str, crmkit_core::Error> {
+        Ok(match self.logins.entry(id) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(view.user(id)?.map_or_else(|| id.to_string(), |u| u.login)),
         })
+    }
+
+    fn partner(&mut self, view: &dyn View, id: PartnerId) -> Result<&str, crmkit_core::Error> {
+        Ok(match self.partners.entry(id) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(view.partner(id)?.map_or_else(|| id.to_string(), |p| p.name)),
+        })
+    }
+
+    /// Writes deal `d`'s value of `key` into `out`, reusing its string (none: the deal has
+    /// no such value, or there is no such key).
+    fn value_into(
+        &mut self,
+        view: &dyn View,
+        d: &DealRow,
+        key: &str,
+        out: &mut Option<String>,
+    ) -> Result<(), crmkit_core::Error> {
+        use chrono::Datelike;
+        let text: Option<&str> = match key {
+            "manager" => Some(self.login(view, d.manager)?),
+            "kind" => Some(&d.kind),
+            "stage" => d.stage.as_deref(),
+            "status" => Some(d.status.name()),
+            "partner" => Some(self.partner(view, d.partner)?),
+            "competitor" => match d.competitor {
+                Some(c) => Some(self.partner(view, c)?),
+                None => None,
+            },
+            "loss_reason" => d.loss_reason.as_deref(),
+            "source" => d.source.as_deref(),
+            "currency" => Some(d.amount.currency.as_str()),
+            "created_month" | "expected_close_month" | "closed_month" => {
+                let day = match key {
+                    "created_month" => Some(d.created_at.date()),
+                    "expected_close_month" => d.expected_close,
+                    _ => d.closed_at.map(|t| t.date()),
+                };
+                let Some(day) = day else {
+                    *out = None;
+                    return Ok(());
+                };
+                let s = out.get_or_insert_with(String::new);
+                s.clear();
+                let _ = write!(s, "{:04}-{:02}", day.year(), day.month());
+                return Ok(());
+            }
+            _ => None,
+        };
+        match text {
+            Some(t) => {
+                let s = out.get_or_insert_with(String::new);
+                s.clear();
+                s.push_str(t);
+            }
+            None => *out = None,
+        }
+        Ok(())
     }
 }
 
