@@ -180,17 +180,6 @@ impl WriteTxn<'_> {
     pub(super) fn pending_document_rows(&self) -> Result<PendingRows> {
         self.pending_rows_of(DocumentRow::encode)
     }
-
-    /// Replaces every stored document row with the one the record makes (the migration that
-    /// introduces them).
-    pub(super) fn rebuild_document_rows(&mut self) -> Result<()> {
-        let mut rows = Vec::new();
-        expected_rows(self, &mut |id, row| {
-            rows.push((id, row));
-            Ok(())
-        })?;
-        self.replace_rows(DOCUMENT_ROWS, rows)
-    }
 }
 
 /// Every document's row as its record makes it, in id order.

@@ -360,7 +360,8 @@ pub(super) fn each_record<E: Entity>(r: &impl Reader, f: &mut dyn FnMut(&E) -> R
 /// before it commits them: a few megabytes of pending rows, and few commits.
 pub(super) const BATCH: usize = 50_000;
 
-/// Empties `table`, then writes into it the row `encode` makes of every record of kind `E`,
+/// Empties `table`, then writes into it the row `encode` makes of every record of kind `E`
+/// (given the transaction, to read what else the row holds),
 /// in id order — committing every `batch` rows ([`BATCH`]) and going on in a new transaction, so that
 /// memory holds one batch of rows whatever the number of records (the migration that
 /// introduces the table, on a file of millions of records). The commits it makes are
@@ -372,7 +373,7 @@ pub(super) fn build_in_batches<'s, E: Entity>(
     store: &'s Store,
     mut tx: WriteTxn<'s>,
     table: Table,
-    encode: fn(&E) -> Vec<u8>,
+    encode: &dyn Fn(&WriteTxn<'s>, &E) -> Result<Vec<u8>>,
     batch: usize,
 ) -> Result<WriteTxn<'s>> {
     fn next_batch<'s>(store: &'s Store, mut tx: WriteTxn<'s>) -> Result<WriteTxn<'s>> {
@@ -401,7 +402,8 @@ pub(super) fn build_in_batches<'s, E: Entity>(
     loop {
         let page: Vec<E> = tx.list(after, page_size)?;
         for e in &page {
-            tx.changes.put(table, e.id().raw().to_bytes().to_vec(), encode(e));
+            let row = encode(&tx, e)?;
+            tx.changes.put(table, e.id().raw().to_bytes().to_vec(), row);
         }
         match page.last() {
             Some(e) if page.len() == page_size => after = Some(e.id()),
@@ -436,22 +438,6 @@ impl WriteTxn<'_> {
                 None => self.changes.delete(table, k.to_vec()),
             }
         }
-    }
-
-    /// Replaces every row stored in `table` with `rows` (the migration that introduces it).
-    pub(super) fn replace_rows(&mut self, table: Table, rows: Vec<(RawId, Vec<u8>)>) -> Result<()> {
-        let mut keys = Vec::new();
-        self.kv_scan(table, Bound::Unbounded, Bound::Unbounded, false, &mut |k, _| {
-            keys.push(k.to_vec());
-            true
-        })?;
-        for k in keys {
-            self.changes.delete(table, k);
-        }
-        for (id, row) in rows {
-            self.changes.put(table, id.to_bytes().to_vec(), row);
-        }
-        Ok(())
     }
 }
 
@@ -557,7 +543,9 @@ mod tests {
 
         let before = store.commits.load(std::sync::atomic::Ordering::SeqCst);
         let tx = store.write(None).unwrap();
-        let tx = build_in_batches::<Interaction>(&store, tx, INTERACTION_ROWS, InteractionRow::encode, 3).unwrap();
+        let tx =
+            build_in_batches::<Interaction>(&store, tx, INTERACTION_ROWS, &|_, i| Ok(InteractionRow::encode(i)), 3)
+                .unwrap();
         assert!(tx.changes.tables[INTERACTION_ROWS.slot].len() <= 3, "the last transaction holds one batch at most");
         tx.commit().unwrap();
         let commits = store.commits.load(std::sync::atomic::Ordering::SeqCst) - before;

@@ -313,17 +313,6 @@ impl WriteTxn<'_> {
         self.write_rows(TASK_ROWS, tasks);
         Ok(())
     }
-
-    /// Replaces every stored row with the one the records make (the migration that
-    /// introduces the layout).
-    pub(super) fn rebuild_rows(&mut self) -> Result<()> {
-        let mut rows = Vec::new();
-        expected_rows(self, &mut |id, row| {
-            rows.push((id, row));
-            Ok(())
-        })?;
-        self.replace_rows(DEAL_ROWS, rows)
-    }
 }
 
 /// Every deal's row as its record and history make it, in id order.

@@ -10,7 +10,7 @@
 
 use super::kv::KvRead;
 use super::tables::{all_tables, entity_table, AUDIT, AUDIT_BY_ENTITY, META};
-use super::{postings, rows, InteractionRow, Store, TaskRow, WriteTxn};
+use super::{postings, rows, DealRow, DocumentRow, InteractionRow, Store, TaskRow, WriteTxn};
 use crate::id::{RawId, TypedId, UserId};
 use crate::model::{Entity, EntityKind};
 use crate::{Error, Result};
@@ -42,9 +42,9 @@ const MIGRATIONS: &[Migration] = &[
     Migration::InOne(v5_to_v6),
     Migration::InOne(v6_to_v7),
     Migration::InOne(v7_to_v8),
-    Migration::InOne(v8_to_v9),
+    Migration::Batched(v8_to_v9),
     Migration::InOne(v9_to_v10),
-    Migration::InOne(v10_to_v11),
+    Migration::Batched(v10_to_v11),
     Migration::Batched(v11_to_v12),
 ];
 
@@ -158,9 +158,14 @@ fn v7_to_v8(tx: &mut WriteTxn<'_>) -> Result<()> {
 
 /// Schema 9 keeps the scan layout (table `deal_rows`): one narrow row per deal with its
 /// stage history, brought up to date by every commit that writes deals; a file from before
-/// gets every row written once from its deals and their stage histories.
-fn v8_to_v9(tx: &mut WriteTxn<'_>) -> Result<()> {
-    tx.rebuild_rows()
+/// gets every row written once from its deals and their stage histories, in batches like
+/// [`v11_to_v12`].
+fn v8_to_v9(store: &Store) -> Result<WriteTxn<'_>> {
+    use super::tables::DEAL_ROWS;
+    use crate::model::Deal;
+    use crate::store::Reader;
+    let encode = |tx: &WriteTxn<'_>, d: &Deal| Ok(DealRow::encode(d, &tx.stage_history(d.id)?));
+    rows::build_in_batches::<Deal>(store, store.write(None)?, DEAL_ROWS, &encode, rows::BATCH)
 }
 
 /// Schema 10 keeps, beside the funnel totals of each manager, each kind's rollup lines (the
@@ -172,9 +177,12 @@ fn v9_to_v10(tx: &mut WriteTxn<'_>) -> Result<()> {
 
 /// Schema 11 keeps the scan layout of documents (table `document_rows`): one narrow row per
 /// document, brought up to date by every commit that writes documents; a file from before
-/// gets every row written once from its documents.
-fn v10_to_v11(tx: &mut WriteTxn<'_>) -> Result<()> {
-    tx.rebuild_document_rows()
+/// gets every row written once from its documents, in batches like [`v11_to_v12`].
+fn v10_to_v11(store: &Store) -> Result<WriteTxn<'_>> {
+    use super::tables::DOCUMENT_ROWS;
+    use crate::model::Document;
+    let encode = |_: &WriteTxn<'_>, d: &Document| Ok(DocumentRow::encode(d));
+    rows::build_in_batches::<Document>(store, store.write(None)?, DOCUMENT_ROWS, &encode, rows::BATCH)
 }
 
 /// Schema 12 keeps the scan layout of interactions and tasks (tables `interaction_rows` and
@@ -186,8 +194,10 @@ fn v11_to_v12(store: &Store) -> Result<WriteTxn<'_>> {
     use super::tables::{INTERACTION_ROWS, TASK_ROWS};
     use crate::model::{Interaction, Task};
     let tx = store.write(None)?;
-    let tx = rows::build_in_batches::<Interaction>(store, tx, INTERACTION_ROWS, InteractionRow::encode, rows::BATCH)?;
-    rows::build_in_batches::<Task>(store, tx, TASK_ROWS, TaskRow::encode, rows::BATCH)
+    let interaction = |_: &WriteTxn<'_>, i: &Interaction| Ok(InteractionRow::encode(i));
+    let task = |_: &WriteTxn<'_>, t: &Task| Ok(TaskRow::encode(t));
+    let tx = rows::build_in_batches::<Interaction>(store, tx, INTERACTION_ROWS, &interaction, rows::BATCH)?;
+    rows::build_in_batches::<Task>(store, tx, TASK_ROWS, &task, rows::BATCH)
 }
 
 /// Schema 4 adds the stage history of deals (and tasks, which start empty). Deals from an
