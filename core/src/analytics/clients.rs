@@ -21,7 +21,7 @@ use super::scope::dec;
 use super::{column, Filter, Rows};
 use crate::config::{AbcXyzSettings, BcgSettings};
 use crate::hooks::View;
-use crate::id::{DealId, PartnerId};
+use crate::id::{DealId, IdMap, PartnerId};
 use crate::model::{DocumentKind, DocumentState};
 use crate::report::{ColumnType, Table};
 use crate::values::Currency;
@@ -71,7 +71,7 @@ impl DocScope {
 }
 
 /// Revenue by client and currency, month by month.
-type ByMonth = HashMap<(PartnerId, Currency), BTreeMap<Month, Decimal>>;
+type ByMonth = IdMap<(PartnerId, Currency), BTreeMap<Month, Decimal>>;
 
 /// A client to classify: its id, name, revenue in the period and revenue month by month.
 type Classified = (PartnerId, String, Decimal, Vec<Decimal>);
@@ -97,7 +97,7 @@ fn today(view: &dyn View) -> NaiveDate {
 /// Completed shipments dated `from..=to` that `scope` admits, by partner, currency and
 /// month.
 fn revenue(view: &dyn View, scope: &DocScope, from: Option<NaiveDate>, to: NaiveDate) -> Result<ByMonth, String> {
-    let mut clients: ByMonth = HashMap::new();
+    let mut clients: ByMonth = IdMap::default();
     view.scan_documents(&mut |d| {
         if d.kind != DocumentKind::Shipment
             || d.state != DocumentState::Completed
@@ -306,10 +306,15 @@ struct BcgLine {
     previous: Decimal,
 }
 
-/// The BCG lines of one currency, largest first, with relative share, growth and quadrant.
+/// The BCG lines of one currency, largest first (then by previous revenue, name and key, so
+/// that lines alike come in one order), with relative share, growth and quadrant.
 fn bcg_rows(mut lines: Vec<BcgLine>, t: &BcgSettings) -> Vec<(BcgLine, Decimal, Option<Decimal>, &'static str)> {
     lines.sort_by(|a, b| {
-        b.revenue.cmp(&a.revenue).then_with(|| b.previous.cmp(&a.previous)).then_with(|| a.name.cmp(&b.name))
+        b.revenue
+            .cmp(&a.revenue)
+            .then_with(|| b.previous.cmp(&a.previous))
+            .then_with(|| a.name.cmp(&b.name))
+            .then_with(|| a.key.cmp(&b.key))
     });
     let largest = lines.first().map(|l| l.revenue).unwrap_or_default();
     lines
@@ -589,4 +594,26 @@ pub(super) fn svg(table: &Table) -> Result<String, String> {
     }
     o.push_str("</svg>\n");
     Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bcg_lines_alike_in_revenue_and_name_come_in_the_order_of_their_keys_whatever_order_they_came_in() {
+        let line = |key: &str, revenue: i64| BcgLine {
+            key: key.to_string(),
+            name: "Транссистем".to_string(),
+            revenue: Decimal::from(revenue),
+            previous: Decimal::ZERO,
+        };
+        let t = BcgSettings { share: Decimal::from(50), growth: Decimal::from(10) };
+        for lines in
+            [vec![line("b", 200), line("a", 200), line("c", 400)], vec![line("a", 200), line("c", 400), line("b", 200)]]
+        {
+            let keys: Vec<String> = bcg_rows(lines, &t).into_iter().map(|(l, ..)| l.key).collect();
+            assert_eq!(keys, ["c", "a", "b"]);
+        }
+    }
 }

@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::scope::{closing, dec, Scope};
 use super::{column, Filter, Rows};
 use crate::hooks::View;
-use crate::id::{DealId, PartnerId, UserId};
+use crate::id::{DealId, IdMap, PartnerId, UserId};
 use crate::model::{DealStatus, DocumentKind, DocumentState};
 use crate::report::ColumnType;
 use crate::values::Currency;
@@ -71,7 +71,7 @@ struct Cell {
 pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     let scope = Scope::new(view, filter, view.now())?;
     let today: NaiveDate = scope.instant.date();
-    let mut deals: HashMap<DealId, DealAcc> = HashMap::new();
+    let mut deals: IdMap<DealId, DealAcc> = IdMap::default();
     view.scan_deals(&mut |d| {
         if !scope.deal(d) {
             return true;

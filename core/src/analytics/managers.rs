@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::scope::{closing, dec, median_mean_days, percent, Scope};
 use super::{column, Filter, Rows};
 use crate::hooks::View;
-use crate::id::{DealId, UserId};
+use crate::id::{DealId, IdMap, UserId};
 use crate::model::{DealStatus, InteractionKind, TaskStatus};
 use crate::report::ColumnType;
 use crate::time::Timestamp;
@@ -93,9 +93,9 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     })
     .map_err(|e| e.to_string())?;
 
-    let mut figures: HashMap<UserId, Figures> = HashMap::new();
+    let mut figures: IdMap<UserId, Figures> = IdMap::default();
     // The team's deals' managers, for interactions and tasks that name only their deal.
-    let mut deal_manager: HashMap<DealId, UserId> = HashMap::new();
+    let mut deal_manager: IdMap<DealId, UserId> = IdMap::default();
     view.scan_deals(&mut |d| {
         if !scope.team_deal(d) {
             return true;

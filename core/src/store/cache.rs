@@ -8,13 +8,14 @@
 //! it back as the latest.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::kv::{Backend, Changes, Decode, Decoded, Durability, KvError, KvRead, KvWrite, Visit};
 use super::tables::{all_tables, Table};
+use crate::id::IdHasher;
 
 const SHARDS: usize = 16;
 /// Keys whose last change is remembered per shard before the shard starts over.
@@ -22,27 +23,6 @@ const MAX_TOMBS: usize = 200_000;
 
 /// A cached key: the table slot and the 16-byte id.
 type Key = (u8, u128);
-
-/// Hashes ids cheaply: their low bits are a sequence, so one multiply spreads them.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u8(*b);
-        }
-    }
-    fn write_u8(&mut self, b: u8) {
-        self.0 = (self.0 ^ b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-    fn write_u128(&mut self, v: u128) {
-        self.0 = (self.0 ^ v as u64 ^ (v >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
 
 type Map<V> = HashMap<Key, V, BuildHasherDefault<IdHasher>>;
 

@@ -303,7 +303,38 @@ impl<'a, R: Reader> DepartmentView<'a, R> {
     fn sees_id(&self, id: DealId) -> Result<bool> {
         Ok(self.r.get_shared::<Deal>(id)?.is_some_and(|d| self.sees(&d)))
     }
+
+    /// Visits the rows `scan` hands out that the head sees: those of a deal the head sees
+    /// (`deal_of`), and those of no deal that `no_deal` lets through; stops at the first
+    /// deal that cannot be read, and fails with it.
+    fn scan_seen<T>(
+        &self,
+        scan: &mut Scan<'_, T>,
+        deal_of: &dyn Fn(&T) -> Option<DealId>,
+        no_deal: &dyn Fn(&T) -> bool,
+        f: &mut dyn FnMut(&T) -> bool,
+    ) -> Result<()> {
+        let mut failed = None;
+        scan(&mut |row| {
+            let seen = match deal_of(row) {
+                Some(deal) => match self.sees_id(deal) {
+                    Ok(seen) => seen,
+                    Err(e) => {
+                        failed = Some(e);
+                        return false;
+                    }
+                },
+                None => no_deal(row),
+            };
+            !seen || f(row)
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
 }
+
+/// A scan of the store's rows of one kind: it hands each row to its argument until that
+/// returns `false`.
+type Scan<'a, T> = dyn FnMut(&mut dyn FnMut(&T) -> bool) -> Result<()> + 'a;
 
 impl<R: Reader> crmkit_core::process::View for DepartmentView<'_, R> {
     fn partner(&self, id: PartnerId) -> Result<Option<Partner>> {
@@ -408,32 +439,14 @@ impl<R: Reader> crmkit_core::process::View for DepartmentView<'_, R> {
     }
     fn scan_documents(&self, f: &mut dyn FnMut(&crmkit_core::store::DocumentRow) -> bool) -> Result<()> {
         // As `each_document`: the documents of a deal the head sees.
-        let mut failed = None;
-        self.r.scan_documents(&mut |d| match d.deal.map(|deal| self.sees_id(deal)) {
-            Some(Ok(true)) => f(d),
-            Some(Ok(false)) | None => true,
-            Some(Err(err)) => {
-                failed = Some(err);
-                false
-            }
-        })?;
-        failed.map_or(Ok(()), Err)
+        self.scan_seen(&mut |g| self.r.scan_documents(g), &|d| d.deal, &|_| false, f)
     }
     fn each_interaction(&self, f: &mut dyn FnMut(&Interaction) -> bool) -> Result<()> {
         self.each_of_deals(|i: &Interaction| i.deal, f)
     }
     fn scan_interactions(&self, f: &mut dyn FnMut(&crmkit_core::store::InteractionRow) -> bool) -> Result<()> {
         // As `each_interaction`: the interactions of a deal the head sees.
-        let mut failed = None;
-        self.r.scan_interactions(&mut |i| match i.deal.map(|deal| self.sees_id(deal)) {
-            Some(Ok(true)) => f(i),
-            Some(Ok(false)) | None => true,
-            Some(Err(err)) => {
-                failed = Some(err);
-                false
-            }
-        })?;
-        failed.map_or(Ok(()), Err)
+        self.scan_seen(&mut |g| self.r.scan_interactions(g), &|i| i.deal, &|_| false, f)
     }
     fn each_plan(&self, f: &mut dyn FnMut(&Plan) -> bool) -> Result<()> {
         self.r.for_each::<Plan>(|p| !self.covered.contains(&p.manager) || f(&p))
@@ -458,21 +471,7 @@ impl<R: Reader> crmkit_core::process::View for DepartmentView<'_, R> {
     fn scan_tasks(&self, f: &mut dyn FnMut(&crmkit_core::store::TaskRow) -> bool) -> Result<()> {
         // As `each_task`: the tasks of a deal the head sees, and those of no deal that one
         // of the department does.
-        let mut failed = None;
-        self.r.scan_tasks(&mut |t| {
-            let seen = match t.deal {
-                Some(deal) => match self.sees_id(deal) {
-                    Ok(seen) => seen,
-                    Err(e) => {
-                        failed = Some(e);
-                        return false;
-                    }
-                },
-                None => self.covered.contains(&t.executor),
-            };
-            !seen || f(t)
-        })?;
-        failed.map_or(Ok(()), Err)
+        self.scan_seen(&mut |g| self.r.scan_tasks(g), &|t| t.deal, &|t| self.covered.contains(&t.executor), f)
     }
     fn each_user(&self, f: &mut dyn FnMut(&User) -> bool) -> Result<()> {
         crmkit_core::process::View::each_user(self.r, f)
