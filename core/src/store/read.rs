@@ -114,8 +114,7 @@ pub trait Reader {
 
     #[doc(hidden)]
     /// The rows of scan layout `table` (`deal_rows`, `document_rows`, `interaction_rows`,
-    /// `task_rows`) that a write
-    /// transaction's pending writes touch.
+    /// `task_rows`) that a write transaction's pending writes touch.
     fn pending_rows(&self, _table: super::tables::Table) -> Result<Option<super::rows::PendingRows>> {
         Ok(None)
     }

@@ -2,9 +2,8 @@
 //! `task_rows`) share: the hand-written row encoding's pieces (a writer's helpers and a
 //! [`Cursor`] naming the record in every error), the scan that merges a write transaction's
 //! pending rows with the stored ones, the pending rows of a table whose row is a function of
-//! one record, the commit's and the migrations' writes (one that holds every row until its
-//! commit, one that commits in batches), and the check that walks the stored rows and the
-//! records side by side.
+//! one record, the commit's writes, the migrations' build in committed batches, and the
+//! check that walks the stored rows and the records side by side.
 //!
 //! Each table is keyed by its record's id (16 bytes), so both walks go in id order.
 
@@ -361,10 +360,10 @@ pub(super) fn each_record<E: Entity>(r: &impl Reader, f: &mut dyn FnMut(&E) -> R
 pub(super) const BATCH: usize = 50_000;
 
 /// Empties `table`, then writes into it the row `encode` makes of every record of kind `E`
-/// (given the transaction, to read what else the row holds),
-/// in id order — committing every `batch` rows ([`BATCH`]) and going on in a new transaction, so that
-/// memory holds one batch of rows whatever the number of records (the migration that
-/// introduces the table, on a file of millions of records). The commits it makes are
+/// (given the transaction, to read what else the row holds), in id order — committing
+/// every `batch` rows ([`BATCH`]) and going on in a new transaction, so that memory holds
+/// one batch of rows whatever the number of records (the migration that introduces the
+/// table, on a file of millions of records). The commits it makes are
 /// deferred: durable with the caller's commit of the transaction it returns, which holds
 /// the last rows. Nothing else writes meanwhile (the store is opening); if the run stops
 /// half way, the schema version is still the old one and the next opening starts over,
