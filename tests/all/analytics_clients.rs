@@ -580,4 +580,18 @@ fn the_demo_company_has_due_dates_and_some_of_them_overdue() {
         let due: Decimal = total[col(amount)].as_str().unwrap().parse().unwrap();
         assert!(due > Decimal::ZERO && total[col(deals)].as_u64().unwrap() > 0, "{amount}: {total:?}");
     }
+    // Without `as_of`, "today" is the installation's (the demo's clock stopped where its
+    // history ends, not the machine's day): the reports that measure against it answer as
+    // they do as of that day.
+    use crmkit_core::time::Clock;
+    assert_ne!(today, crmkit_core::time::SystemClock.now().date(), "the demo's clock is its own");
+    let none = std::collections::BTreeMap::new();
+    for report in ["execution", "abc-xyz", "bcg"] {
+        let without = reports.run(report, &none, &r).unwrap();
+        let as_of_today = reports.run(report, &params, &r).unwrap();
+        assert!(
+            without.rows() == as_of_today.rows(),
+            "{report} without as_of differs from it as of the installation's today"
+        );
+    }
 }
