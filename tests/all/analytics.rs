@@ -489,3 +489,43 @@ fn the_api_answers_the_funnel_as_json_csv_or_svg_to_the_callers_and_over_the_dea
     server.stop();
     assert_eq!(office.site.dump(), before, "reading reports changed the database");
 }
+
+#[test]
+fn every_scanning_report_split_across_threads_answers_what_it_answers_read_on_one_thread() {
+    let (_, inst, _) = crate::demo::company();
+    let store = inst.store();
+    let settings = store.settings();
+    let kind = settings.process_kinds[0].id.clone();
+    let r = store.read().unwrap();
+    let mut manager = None;
+    r.for_each::<crmkit_core::model::User>(|u| {
+        manager = Some(u.login.clone()).filter(|_| u.roles.contains(&crmkit_core::model::Role::Manager));
+        manager.is_none()
+    })
+    .unwrap();
+    let manager = manager.expect("the demo has managers");
+    let today = store.clock().now().date();
+    let year_ago = today - chrono::Days::new(365);
+    let (today, year_ago) = (today.to_string(), year_ago.to_string());
+    let mut reports = Reports::new();
+    reports.add(Arc::new(Analytics));
+    // A snapshot is read by the machine's threads, a write transaction by the calling one.
+    assert!(crmkit_core::hooks::View::shared(&r).is_some());
+    let tx = store.write(None).unwrap();
+    assert!(crmkit_core::hooks::View::shared(&tx).is_none());
+    let filters: [&[(&str, &str)]; 4] = [
+        &[],
+        &[("from", &year_ago), ("to", &today)],
+        &[("kind", &kind)],
+        &[("manager", &manager), ("as_of", &year_ago)],
+    ];
+    for report in ["bottlenecks", "lost", "managers", "execution", "abc-xyz", "bcg"] {
+        for filter in filters {
+            let params: BTreeMap<String, String> = filter.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let split = reports.run(report, &params, &r).unwrap();
+            let whole = reports.run(report, &params, &tx).unwrap();
+            assert!(!split.rows().is_empty(), "{report} {filter:?} has rows");
+            assert!(split.rows() == whole.rows(), "{report} {filter:?}: split and whole scans differ");
+        }
+    }
+}

@@ -13,7 +13,7 @@ use crmkit_core::model::{Deal, StageChange};
 use crmkit_core::process::Engine;
 use crmkit_core::store::kv::Changes;
 use crmkit_core::store::tables::DEAL_ROWS;
-use crmkit_core::store::{DealRow, Durability, Reader, Store};
+use crmkit_core::store::{DealRow, Durability, Reader, Span, Store};
 use crmkit_core::time::SystemClock;
 
 use crate::common::{free_moving_settings as settings, new_deal, Backend, Fixture};
@@ -194,4 +194,46 @@ fn check_names_a_damaged_a_missing_and_a_stray_row() {
             "3 scan layout problem(s)".to_string(),
         ],
     );
+}
+
+/// The ids of the deals `r` scans in `span`.
+fn ids_in(r: &(impl Reader + ?Sized), span: Span) -> Vec<DealId> {
+    let mut ids = Vec::new();
+    r.scan_deals_in(span, &mut |d| {
+        ids.push(d.id);
+        true
+    })
+    .unwrap();
+    ids
+}
+
+#[test]
+fn spans_cut_a_scan_into_parts_that_hold_every_row_once_on_both_backends_and_in_a_write() {
+    for backend in [Backend::Redb, Backend::Memory] {
+        let fx = Fixture::on_with(backend, settings());
+        let engine = Engine::new(fx.store.settings(), Hooks::new()).unwrap();
+        let (partner, manager) = fx.client("Альфа");
+        let ids: Vec<DealId> = fx
+            .store
+            .transact(Some(manager), |tx| {
+                (0..6).map(|i| Ok(engine.create_deal(tx, new_deal(partner.id, manager, 100 + i))?.id)).collect()
+            })
+            .unwrap();
+        let mut tx = fx.store.write(Some(manager)).unwrap();
+        let added = engine.create_deal(&mut tx, new_deal(partner.id, manager, 900)).unwrap().id;
+        let gone: Deal = tx.get(ids[2]).unwrap().unwrap();
+        tx.delete::<Deal>(gone.id, gone.version).unwrap();
+        let r = fx.store.read().unwrap();
+        // Cut at the third and fifth deal: below, between (from inclusive, to exclusive), above.
+        let (a, b) = (Some(ids[2].0), Some(ids[4].0));
+        let parts = [Span { from: None, to: a }, Span { from: a, to: b }, Span { from: b, to: None }];
+        let stored: Vec<Vec<DealId>> = parts.iter().map(|s| ids_in(&r, *s)).collect();
+        assert_eq!(stored, vec![ids[..2].to_vec(), ids[2..4].to_vec(), ids[4..].to_vec()], "{backend:?}");
+        // In the write, the pending rows fall in their spans too: the deleted deal in none.
+        let pending: Vec<Vec<DealId>> = parts.iter().map(|s| ids_in(&tx, *s)).collect();
+        assert_eq!(pending, vec![ids[..2].to_vec(), vec![ids[3]], vec![ids[4], ids[5], added]], "{backend:?}");
+        assert_eq!(ids_in(&tx, Span::ALL), pending.concat());
+        // An empty span holds nothing.
+        assert_eq!(ids_in(&r, Span { from: b, to: a }), Vec::<DealId>::new());
+    }
 }

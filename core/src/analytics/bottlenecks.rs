@@ -2,9 +2,9 @@
 //! that ended in the period: median, 90th percentile, longest), how many left it lost, how
 //! many overstayed the stage's SLA, which deals sit in it now and how many of them are stuck
 //! (past the stage's SLA, or past its 90th percentile when it has none), and the median of
-//! the instant's month against the month before. One pass over the stage history joined in
-//! id order with pages of deal records; what is held is a duration per finished visit and per
-//! deal in a stage now, never the deals.
+//! the instant's month against the month before. One pass over the deals' rows with their
+//! stage history (split across the cores); what is held is a duration per finished visit and
+//! per deal in a stage now, never the deals.
 
 use std::collections::HashMap;
 
@@ -12,8 +12,8 @@ use chrono::Datelike;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::scope::{days, dec, each_deal_with_history, percent};
-use super::{column, Filter, Rows};
+use super::scope::{days, dec, percent};
+use super::{column, split, Filter, Rows};
 use crate::hooks::View;
 use crate::model::{DealStatus, How, StageChange};
 use crate::process::spec::ProcessKindSpec;
@@ -39,6 +39,18 @@ struct Stage {
     previous_month: Vec<i64>,
 }
 
+impl Stage {
+    /// Adds what another part of the scan gathered for the same stage.
+    fn absorb(&mut self, other: Stage) {
+        self.dwell.extend(other.dwell);
+        self.dropped += other.dropped;
+        self.breaches += other.breaches;
+        self.now.extend(other.now);
+        self.this_month.extend(other.this_month);
+        self.previous_month.extend(other.previous_month);
+    }
+}
+
 pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     let settings = view.settings();
     let kinds: Vec<&ProcessKindSpec> = settings
@@ -50,14 +62,14 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
         let k = filter.kind.as_deref().unwrap_or_default();
         return Err(format!("parameter kind: process kind \"{k}\" has no stages to find bottlenecks in"));
     }
-    let mut tallies: Vec<Vec<Stage>> =
-        kinds.iter().map(|k| k.stages.iter().map(|_| Stage::default()).collect()).collect();
+    let empty =
+        || -> Vec<Vec<Stage>> { kinds.iter().map(|k| k.stages.iter().map(|_| Stage::default()).collect()).collect() };
     let kind_of: HashMap<&str, usize> = kinds.iter().enumerate().map(|(i, k)| (k.id.as_str(), i)).collect();
     // Without `as_of`, now by the installation's clock.
     let now = filter.instant(view.now());
     let months = month_of(now);
     let scope = filter.deals(view)?;
-    let mut visit = |deal: &DealRow, steps: &[StageChange]| {
+    let visit = |tallies: &mut Vec<Vec<Stage>>, deal: &DealRow, steps: &[StageChange]| {
         let Some(&k) = kind_of.get(deal.kind.as_str()) else { return };
         let spec = kinds[k];
         let index = |stage: &Option<String>| stage.as_deref().and_then(|s| spec.stages.iter().position(|x| x.id == s));
@@ -88,10 +100,21 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
             tallies[k][stage].now.push(now.0 - entered.0);
         }
     };
-    each_deal_with_history(view, &|d| scope.admits(d), &mut |deal, steps| {
-        visit(deal, steps);
+    let mut parts = split::fold(view, empty, |tallies, deal: &DealRow| {
+        if !deal.steps.is_empty() && scope.admits(deal) {
+            visit(tallies, deal, &deal.steps);
+        }
         Ok(())
-    })?;
+    })?
+    .into_iter();
+    let mut tallies = parts.next().unwrap_or_else(empty);
+    for part in parts {
+        for (stages, more) in tallies.iter_mut().zip(part) {
+            for (stage, more) in stages.iter_mut().zip(more) {
+                stage.absorb(more);
+            }
+        }
+    }
 
     let columns = vec![
         column("kind", ColumnType::Text),

@@ -18,12 +18,13 @@ use serde_json::Value;
 
 use super::funnel::escape;
 use super::scope::dec;
-use super::{column, Filter, Rows};
+use super::{column, split, Filter, Rows};
 use crate::config::{AbcXyzSettings, BcgSettings};
 use crate::hooks::View;
 use crate::id::{DealId, IdMap, PartnerId};
 use crate::model::{DocumentKind, DocumentState};
 use crate::report::{ColumnType, Table};
+use crate::store::{DealRow, DocumentRow};
 use crate::values::Currency;
 
 pub(super) const ABC_XYZ: &str = "clients by share of revenue (ABC: classes A, B, C covering 80/15/5% of it by default) and by the steadiness of their monthly revenue (XYZ: coefficient of variation up to 10%, 25%, above), revenue from completed shipments of the period, per currency";
@@ -47,14 +48,15 @@ impl DocScope {
     fn new(view: &dyn View, filter: &Filter) -> Result<DocScope, String> {
         let scope = filter.deals(view)?;
         let deals = if filter.kind.is_some() || filter.manager.is_some() || filter.department.is_some() {
-            let mut ids = HashSet::new();
-            view.scan_deals(&mut |d| {
+            let parts = split::fold(view, HashSet::new, |ids, d: &DealRow| {
                 if scope.admits(d) {
                     ids.insert(d.id);
                 }
-                true
-            })
-            .map_err(|e| e.to_string())?;
+                Ok(())
+            })?;
+            let mut parts = parts.into_iter();
+            let mut ids = parts.next().unwrap_or_default();
+            parts.for_each(|p| ids.extend(p));
             Some(ids)
         } else {
             None
@@ -97,21 +99,29 @@ fn today(view: &dyn View) -> NaiveDate {
 /// Completed shipments dated `from..=to` that `scope` admits, by partner, currency and
 /// month.
 fn revenue(view: &dyn View, scope: &DocScope, from: Option<NaiveDate>, to: NaiveDate) -> Result<ByMonth, String> {
-    let mut clients: ByMonth = IdMap::default();
-    view.scan_documents(&mut |d| {
+    let parts = split::fold(view, ByMonth::default, |clients, d: &DocumentRow| {
         if d.kind != DocumentKind::Shipment
             || d.state != DocumentState::Completed
             || d.date > to
             || from.is_some_and(|f| d.date < f)
             || !scope.admits(d.partner, d.deal)
         {
-            return true;
+            return Ok(());
         }
         let c = d.amount.currency;
         *clients.entry((d.partner, c)).or_default().entry(month_of(d.date)).or_default() += d.amount.amount;
-        true
-    })
-    .map_err(|e| e.to_string())?;
+        Ok(())
+    })?;
+    let mut parts = parts.into_iter();
+    let mut clients = parts.next().unwrap_or_default();
+    for part in parts {
+        for (key, months) in part {
+            let mine = clients.entry(key).or_default();
+            for (month, amount) in months {
+                *mine.entry(month).or_default() += amount;
+            }
+        }
+    }
     Ok(clients)
 }
 
@@ -394,33 +404,58 @@ fn by_period(
     prev_from: NaiveDate,
     to: NaiveDate,
 ) -> Result<(Split, Split), String> {
+    // Clients by id and items by currency then name while scanning (nothing allocated
+    // per shipment but a new key), named after.
+    type Items = HashMap<Currency, HashMap<String, (Decimal, Decimal)>>;
+    let parts = split::fold(
+        view,
+        || (IdMap::<(PartnerId, Currency), (Decimal, Decimal)>::default(), Items::new()),
+        |(clients, items), d: &DocumentRow| {
+            if d.kind != DocumentKind::Shipment
+                || d.state != DocumentState::Completed
+                || d.date > to
+                || d.date < prev_from
+                || !scope.admits(d.partner, d.deal)
+            {
+                return Ok(());
+            }
+            let c = d.amount.currency;
+            let current = d.date >= from;
+            let add = |cell: &mut (Decimal, Decimal), a: Decimal| {
+                if current {
+                    cell.0 += a
+                } else {
+                    cell.1 += a
+                }
+            };
+            add(clients.entry((d.partner, c)).or_default(), d.amount.amount);
+            let items = items.entry(c).or_default();
+            for l in &d.lines {
+                let a = (l.qty * l.price).round_dp(c.minor_units());
+                match items.get_mut(l.item.as_str()) {
+                    Some(cell) => add(cell, a),
+                    None => add(items.entry(l.item.clone()).or_default(), a),
+                }
+            }
+            Ok(())
+        },
+    )?;
     let mut clients: Split = HashMap::new();
     let mut items: Split = HashMap::new();
-    view.scan_documents(&mut |d| {
-        if d.kind != DocumentKind::Shipment
-            || d.state != DocumentState::Completed
-            || d.date > to
-            || d.date < prev_from
-            || !scope.admits(d.partner, d.deal)
-        {
-            return true;
+    let sum = |cell: &mut (Decimal, Decimal), more: (Decimal, Decimal)| {
+        cell.0 += more.0;
+        cell.1 += more.1;
+    };
+    for (by_client, by_item) in parts {
+        for ((partner, c), more) in by_client {
+            sum(clients.entry((partner.to_string(), c)).or_default(), more);
         }
-        let c = d.amount.currency;
-        let current = d.date >= from;
-        let add = |cell: &mut (Decimal, Decimal), a: Decimal| {
-            if current {
-                cell.0 += a
-            } else {
-                cell.1 += a
+        for (c, named) in by_item {
+            for (item, more) in named {
+                sum(items.entry((item, c)).or_default(), more);
             }
-        };
-        add(clients.entry((d.partner.to_string(), c)).or_default(), d.amount.amount);
-        for l in &d.lines {
-            add(items.entry((l.item.clone(), c)).or_default(), (l.qty * l.price).round_dp(c.minor_units()));
         }
-        true
-    })
-    .map_err(|e| e.to_string())?;
+    }
     Ok((clients, items))
 }
 

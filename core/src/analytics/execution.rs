@@ -16,23 +16,28 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 
 use super::scope::{closing, dec, Scope};
-use super::{column, Filter, Rows};
+use super::{column, split, Filter, Rows};
 use crate::hooks::View;
 use crate::id::{DealId, IdMap, PartnerId, UserId};
 use crate::model::{DealStatus, DocumentKind, DocumentState};
 use crate::report::ColumnType;
+use crate::store::{DealRow, DocumentRow};
 use crate::values::Currency;
 
 pub(super) const ABOUT: &str = "deals won in the period: amount won, ordered, invoiced, paid and shipped, what is left to pay and to ship, overdue payments and shipments by the documents' due dates, deals won after their expected close — per manager, per partner and in total";
 
-/// A won deal and its documents, summed.
-#[derive(Default)]
-struct DealAcc {
-    manager: Option<UserId>,
-    partner: Option<PartnerId>,
-    currency: Option<Currency>,
+/// A won deal.
+struct Won {
+    manager: UserId,
+    partner: PartnerId,
+    currency: Currency,
     amount: Decimal,
     won_late: bool,
+}
+
+/// A won deal's documents, summed.
+#[derive(Default)]
+struct Sums {
     ordered: Decimal,
     invoiced: Decimal,
     paid: Decimal,
@@ -40,6 +45,17 @@ struct DealAcc {
     /// Invoiced and ordered amounts whose due day has passed.
     invoices_due: Decimal,
     orders_due: Decimal,
+}
+
+impl Sums {
+    fn add(&mut self, o: &Sums) {
+        self.ordered += o.ordered;
+        self.invoiced += o.invoiced;
+        self.paid += o.paid;
+        self.shipped += o.shipped;
+        self.invoices_due += o.invoices_due;
+        self.orders_due += o.orders_due;
+    }
 }
 
 /// Whose sums a row holds.
@@ -71,60 +87,66 @@ struct Cell {
 pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     let scope = Scope::new(view, filter, view.now())?;
     let today: NaiveDate = scope.instant.date();
-    let mut deals: IdMap<DealId, DealAcc> = IdMap::default();
-    view.scan_deals(&mut |d| {
+    // The won deals, one map per part of the scan.
+    let won = split::fold(view, IdMap::<DealId, Won>::default, |deals, d: &DealRow| {
         if !scope.deal(d) {
-            return true;
+            return Ok(());
         }
-        let Some(win) = closing(&d.steps, scope.instant) else { return true };
+        let Some(win) = closing(&d.steps, scope.instant) else { return Ok(()) };
         if win.status != DealStatus::Won || !scope.in_period(win.at) {
-            return true;
+            return Ok(());
         }
         let won_late = d.expected_close.is_some_and(|e| win.at.date() > e);
-        deals.insert(
-            d.id,
-            DealAcc {
-                manager: Some(d.manager),
-                partner: Some(d.partner),
-                currency: Some(d.amount.currency),
-                amount: d.amount.amount,
-                won_late,
-                ..DealAcc::default()
-            },
-        );
-        true
-    })
-    .map_err(|e| e.to_string())?;
-    view.scan_documents(&mut |doc| {
-        let Some(acc) = doc.deal.and_then(|id| deals.get_mut(&id)) else { return true };
-        if doc.created_at > scope.instant || acc.currency != Some(doc.amount.currency) {
-            return true;
+        let deal = Won {
+            manager: d.manager,
+            partner: d.partner,
+            currency: d.amount.currency,
+            amount: d.amount.amount,
+            won_late,
+        };
+        deals.insert(d.id, deal);
+        Ok(())
+    })?;
+    let won_deal = |id: DealId| won.iter().find_map(|m| m.get(&id));
+    let documents = split::fold(view, IdMap::<DealId, Sums>::default, |sums, doc: &DocumentRow| {
+        let Some((deal, won)) = doc.deal.and_then(|id| Some((id, won_deal(id)?))) else { return Ok(()) };
+        if doc.created_at > scope.instant || won.currency != doc.amount.currency {
+            return Ok(());
         }
         let a = doc.amount.amount;
         let issued = matches!(doc.state, DocumentState::Issued | DocumentState::Agreed | DocumentState::Completed);
         let passed = doc.due.is_some_and(|due| due < today);
+        let completed = doc.state == DocumentState::Completed;
+        let counted = match doc.kind {
+            DocumentKind::Order | DocumentKind::Invoice => issued,
+            DocumentKind::Payment | DocumentKind::Shipment => completed,
+            DocumentKind::Quote => false,
+        };
+        if !counted {
+            return Ok(());
+        }
+        let acc = sums.entry(deal).or_default();
         match doc.kind {
-            DocumentKind::Order if issued => {
+            DocumentKind::Order => {
                 acc.ordered += a;
                 if passed {
                     acc.orders_due += a;
                 }
             }
-            DocumentKind::Invoice if issued => {
+            DocumentKind::Invoice => {
                 acc.invoiced += a;
                 if passed {
                     acc.invoices_due += a;
                 }
             }
-            DocumentKind::Payment if doc.state == DocumentState::Completed => acc.paid += a,
-            DocumentKind::Shipment if doc.state == DocumentState::Completed => acc.shipped += a,
-            _ => {}
+            DocumentKind::Payment => acc.paid += a,
+            DocumentKind::Shipment => acc.shipped += a,
+            DocumentKind::Quote => {}
         }
-        true
-    })
-    .map_err(|e| e.to_string())?;
+        Ok(())
+    })?;
 
-    let partners: HashSet<PartnerId> = deals.values().filter_map(|d| d.partner).collect();
+    let partners: HashSet<PartnerId> = won.iter().flat_map(|m| m.values().map(|d| d.partner)).collect();
     let mut names: HashMap<PartnerId, String> = HashMap::new();
     view.each_partner(&mut |p| {
         if partners.contains(&p.id) {
@@ -136,18 +158,24 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
 
     // Summed by manager, partner and in total first (cheap keys), then named.
     let mut sums: HashMap<(Who, Currency), Cell> = HashMap::new();
-    for d in deals.values() {
-        let (Some(m), Some(p), Some(c)) = (d.manager, d.partner, d.currency) else { continue };
-        let overdue_payment = (d.invoices_due - d.paid).max(Decimal::ZERO);
-        let overdue_shipment = (d.orders_due - d.shipped).max(Decimal::ZERO);
+    for (id, d) in won.iter().flatten() {
+        let mut docs = Sums::default();
+        for part in &documents {
+            if let Some(s) = part.get(id) {
+                docs.add(s);
+            }
+        }
+        let (m, p, c) = (d.manager, d.partner, d.currency);
+        let overdue_payment = (docs.invoices_due - docs.paid).max(Decimal::ZERO);
+        let overdue_shipment = (docs.orders_due - docs.shipped).max(Decimal::ZERO);
         for who in [Who::Manager(m), Who::Partner(p), Who::Total] {
             let cell = sums.entry((who, c)).or_default();
             cell.deals += 1;
             cell.won += d.amount;
-            cell.ordered += d.ordered;
-            cell.invoiced += d.invoiced;
-            cell.paid += d.paid;
-            cell.shipped += d.shipped;
+            cell.ordered += docs.ordered;
+            cell.invoiced += docs.invoiced;
+            cell.paid += docs.paid;
+            cell.shipped += docs.shipped;
             cell.overdue_payment += overdue_payment;
             cell.overdue_payment_deals += u64::from(overdue_payment > Decimal::ZERO);
             cell.overdue_shipment += overdue_shipment;

@@ -9,11 +9,12 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 
 use super::scope::{closing, dec, median_mean_days, percent, Scope};
-use super::{column, Filter, Rows};
+use super::{column, split, Filter, Rows};
 use crate::hooks::View;
-use crate::id::{PartnerId, UserId};
+use crate::id::{DealId, PartnerId, UserId};
 use crate::model::DealStatus;
 use crate::report::ColumnType;
+use crate::store::DealRow;
 use crate::time::Timestamp;
 use crate::values::Currency;
 
@@ -50,9 +51,21 @@ struct Acc {
     deals: u64,
     amount: Decimal,
     to_loss_ms: Vec<i64>,
-    /// The position in config of the process kind of the last deal counted (a stage's
-    /// name and order are that kind's).
+    /// The position in config of the process kind of the newest deal counted (a stage's
+    /// name and order are that kind's), and that deal.
     kind: Option<usize>,
+    newest: Option<DealId>,
+}
+
+impl Acc {
+    fn absorb(&mut self, other: Acc) {
+        self.deals += other.deals;
+        self.amount += other.amount;
+        self.to_loss_ms.extend(other.to_loss_ms);
+        if other.newest > self.newest {
+            (self.kind, self.newest) = (other.kind, other.newest);
+        }
+    }
 }
 
 /// Texts seen in the pass, each stored once.
@@ -74,6 +87,29 @@ impl Interned {
     }
 }
 
+/// One thread's share of the pass over the deals.
+#[derive(Default)]
+struct Pass {
+    accs: HashMap<(u8, Key, Currency), Acc>,
+    texts: Interned,
+    total: u64,
+}
+
+impl Pass {
+    /// Adds another thread's share, its texts renumbered into this one's.
+    fn absorb(&mut self, other: Pass) {
+        self.total += other.total;
+        let texts = other.texts.texts;
+        for ((dim, key, currency), acc) in other.accs {
+            let key = match key {
+                Key::Text(id) => Key::Text(self.texts.id(&texts[id as usize])),
+                k => k,
+            };
+            self.accs.entry((dim, key, currency)).or_default().absorb(acc);
+        }
+    }
+}
+
 /// A value's name in one cut: its id (none where it has none), its name, and where it
 /// sorts when the cut has a natural order.
 type Cut = (Option<String>, String, Option<(usize, usize)>);
@@ -82,18 +118,16 @@ type Cut = (Option<String>, String, Option<(usize, usize)>);
 pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     let scope = Scope::new(view, filter, Timestamp(i64::MAX))?;
     let settings = view.settings();
-    let mut accs: HashMap<(u8, Key, Currency), Acc> = HashMap::new();
-    let mut texts = Interned::default();
-    let mut total = 0u64;
-    view.scan_deals(&mut |d| {
+    let passes = split::fold(view, Pass::default, |pass: &mut Pass, d: &DealRow| {
         if !scope.deal(d) {
-            return true;
+            return Ok(());
         }
-        let Some(loss) = closing(&d.steps, scope.instant) else { return true };
+        let Some(loss) = closing(&d.steps, scope.instant) else { return Ok(()) };
         if loss.status != DealStatus::Lost || !scope.in_period(loss.at) {
-            return true;
+            return Ok(());
         }
-        total += 1;
+        let Pass { accs, texts, total } = pass;
+        *total += 1;
         let kind = settings.process_kinds.iter().position(|k| k.id == d.kind);
         let text = |t: Option<&str>, texts: &mut Interned| t.map_or(Key::Nothing, |t| Key::Text(texts.id(t)));
         // The deal records the competitor of its last loss only.
@@ -101,8 +135,8 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
         let date = loss.at.date();
         let keys = [
             Key::Nothing,
-            text(loss.note, &mut texts),
-            text(loss.stage, &mut texts),
+            text(loss.note, texts),
+            text(loss.stage, texts),
             competitor.map_or(Key::Nothing, Key::Partner),
             Key::User(d.manager),
             Key::Text(texts.id(&d.kind)),
@@ -113,11 +147,18 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
             acc.deals += 1;
             acc.amount += d.amount.amount;
             acc.to_loss_ms.push(loss.at.0 - d.created_at.0);
-            acc.kind = kind;
+            if Some(d.id) > acc.newest {
+                (acc.kind, acc.newest) = (kind, Some(d.id));
+            }
         }
-        true
-    })
-    .map_err(|e| e.to_string())?;
+        Ok(())
+    })?;
+    let mut passes = passes.into_iter();
+    let mut pass = passes.next().unwrap_or_default();
+    for other in passes {
+        pass.absorb(other);
+    }
+    let Pass { accs, texts, total } = pass;
 
     // Each value named.
     let mut competitors: HashMap<PartnerId, String> = HashMap::new();

@@ -8,11 +8,12 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 
 use super::scope::{closing, dec, median_mean_days, percent, Scope};
-use super::{column, Filter, Rows};
+use super::{column, split, Filter, Rows};
 use crate::hooks::View;
 use crate::id::{DealId, IdMap, UserId};
 use crate::model::{DealStatus, InteractionKind, TaskStatus};
 use crate::report::ColumnType;
+use crate::store::{DealRow, InteractionRow, TaskRow};
 use crate::time::Timestamp;
 use crate::values::{Currency, Money};
 
@@ -93,64 +94,67 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     })
     .map_err(|e| e.to_string())?;
 
-    let mut figures: IdMap<UserId, Figures> = IdMap::default();
-    // The team's deals' managers, for interactions and tasks that name only their deal.
-    let mut deal_manager: IdMap<DealId, UserId> = IdMap::default();
-    view.scan_deals(&mut |d| {
-        if !scope.team_deal(d) {
-            return true;
-        }
-        let closed = closing(&d.steps, scope.instant);
-        deal_manager.insert(d.id, d.manager);
-        let f = figures.entry(d.manager).or_default();
-        let close = closed.as_ref();
-        let won_at = close.filter(|c| c.status == DealStatus::Won).map(|c| c.at);
-        if scope.in_period(d.created_at) {
-            f.opened += 1;
-            f.cohort += 1;
-            if won_at.is_some() {
-                f.cohort_won += 1;
+    // The team's deals' managers, for interactions and tasks that name only their deal:
+    // one map per part of the scan.
+    let deals = split::fold(
+        view,
+        || (IdMap::<UserId, Figures>::default(), IdMap::<DealId, UserId>::default()),
+        |(figures, deal_manager), d: &DealRow| {
+            if !scope.team_deal(d) {
+                return Ok(());
             }
-        }
-        if let Some(c) = close.filter(|c| scope.in_period(c.at)) {
-            if c.status == DealStatus::Won {
-                f.won += 1;
-                let e = f.revenue.entry(d.amount.currency).or_default();
-                e.0 += 1;
-                e.1 += d.amount.amount;
-                f.cycle_ms.push(c.at.0 - d.created_at.0);
-            } else {
-                f.lost += 1;
+            let closed = closing(&d.steps, scope.instant);
+            deal_manager.insert(d.id, d.manager);
+            let f = figures.entry(d.manager).or_default();
+            let close = closed.as_ref();
+            let won_at = close.filter(|c| c.status == DealStatus::Won).map(|c| c.at);
+            if scope.in_period(d.created_at) {
+                f.opened += 1;
+                f.cohort += 1;
+                if won_at.is_some() {
+                    f.cohort_won += 1;
+                }
             }
-        }
-        if let (Some(at), Some(mine)) = (won_at, plans.get(&d.manager)) {
-            let day = at.date();
-            if mine.iter().any(|p| p.from <= day && day <= p.to && p.amount.currency == d.amount.currency) {
-                f.plan_revenue += d.amount.amount;
+            if let Some(c) = close.filter(|c| scope.in_period(c.at)) {
+                if c.status == DealStatus::Won {
+                    f.won += 1;
+                    let e = f.revenue.entry(d.amount.currency).or_default();
+                    e.0 += 1;
+                    e.1 += d.amount.amount;
+                    f.cycle_ms.push(c.at.0 - d.created_at.0);
+                } else {
+                    f.lost += 1;
+                }
             }
-        }
-        true
-    })
-    .map_err(|e| e.to_string())?;
+            if let (Some(at), Some(mine)) = (won_at, plans.get(&d.manager)) {
+                let day = at.date();
+                if mine.iter().any(|p| p.from <= day && day <= p.to && p.amount.currency == d.amount.currency) {
+                    f.plan_revenue += d.amount.amount;
+                }
+            }
+            Ok(())
+        },
+    )?;
+    let (mut parts, deal_managers): (Vec<_>, Vec<_>) = deals.into_iter().unzip();
 
     // Whether an interaction or task of `deal` (none: of no deal) counts for the team, and
     // its deal's manager: one of no deal counts unless the filter names a process kind.
     let counts = |deal: Option<DealId>| match deal {
-        Some(id) => deal_manager.get(&id).copied().map(Some),
+        Some(id) => deal_managers.iter().find_map(|m| m.get(&id)).copied().map(Some),
         None if filter.kind.is_some() => None,
         None => Some(None),
     };
-    view.scan_interactions(&mut |i| {
+    parts.extend(split::fold(view, IdMap::<UserId, Figures>::default, |figures, i: &InteractionRow| {
         if !scope.in_period(i.at) || i.kind == InteractionKind::Note {
-            return true;
+            return Ok(());
         }
-        let Some(manager) = counts(i.deal) else { return true };
+        let Some(manager) = counts(i.deal) else { return Ok(()) };
         if filter.segment.is_some() && !scope.in_segment(i.partner) {
-            return true;
+            return Ok(());
         }
-        let Some(who) = i.author.or(manager) else { return true };
+        let Some(who) = i.author.or(manager) else { return Ok(()) };
         if !scope.in_department(who) {
-            return true;
+            return Ok(());
         }
         let f = figures.entry(who).or_default();
         match i.kind {
@@ -159,17 +163,16 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
             InteractionKind::Email => f.emails += 1,
             InteractionKind::Note => {}
         }
-        true
-    })
-    .map_err(|e| e.to_string())?;
-    view.scan_tasks(&mut |t| {
+        Ok(())
+    })?);
+    parts.extend(split::fold(view, IdMap::<UserId, Figures>::default, |figures, t: &TaskRow| {
         let of_no_deal_in_segment = t.deal.is_none() && filter.segment.is_some();
         if counts(t.deal).is_none()
             || of_no_deal_in_segment
             || !scope.in_department(t.executor)
             || t.created_at > scope.instant
         {
-            return true;
+            return Ok(());
         }
         let finished = t.finished_at.filter(|f| *f <= scope.instant);
         let done = t.status == TaskStatus::Done && finished.is_some_and(|f| scope.in_period(f));
@@ -185,9 +188,15 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
             f.tasks_done += u64::from(done);
             f.tasks_overdue += u64::from(overdue);
         }
-        true
-    })
-    .map_err(|e| e.to_string())?;
+        Ok(())
+    })?);
+    drop(deal_managers);
+    let mut figures: IdMap<UserId, Figures> = IdMap::default();
+    for part in parts {
+        for (id, f) in part {
+            figures.entry(id).or_default().add(&f);
+        }
+    }
 
     // Every active manager of the department is listed, idle or not.
     for (id, p) in &scope.people {

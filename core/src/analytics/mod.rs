@@ -12,6 +12,7 @@ mod lost;
 mod managers;
 pub mod model;
 mod scope;
+mod split;
 mod win_probability;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};

@@ -7,7 +7,7 @@ use crate::config::Settings;
 use crate::id::{DealId, PartnerId, TypedId, UserId};
 use crate::model::{Deal, Document, Interaction, Partner, Plan, Role, StageChange, Task, User};
 use crate::store::{
-    DealRow, DocumentRow, FunnelKey, FunnelRollupKey, FunnelTotals, Index, InteractionRow, Reader, TaskRow,
+    DealRow, DocumentRow, FunnelKey, FunnelRollupKey, FunnelTotals, Index, InteractionRow, Reader, Snapshot, TaskRow,
 };
 use crate::time::Timestamp;
 use crate::Result;
@@ -86,6 +86,13 @@ pub trait View {
     fn settings(&self) -> &Settings;
     /// Now, by the installation's clock: what "overdue" and "stuck now" are measured against.
     fn now(&self) -> Timestamp;
+    /// The snapshot behind this view when it passes every row of it and several threads
+    /// may read it at once, so that a report can split its scans across the machine's
+    /// cores; `None`, the default, when it is read from the calling thread only (a write
+    /// transaction's view) or filters what it passes (a department's).
+    fn shared(&self) -> Option<&Snapshot> {
+        None
+    }
 }
 
 impl<R: Reader> View for R {
@@ -131,6 +138,9 @@ impl<R: Reader> View for R {
     }
     fn scan_deals(&self, f: &mut dyn FnMut(&DealRow) -> bool) -> Result<()> {
         Reader::scan_deals(self, f)
+    }
+    fn shared(&self) -> Option<&Snapshot> {
+        Reader::snapshot(self)
     }
     fn each_partner(&self, f: &mut dyn FnMut(&Partner) -> bool) -> Result<()> {
         self.for_each::<Partner>(|p| f(&p))

@@ -21,7 +21,7 @@ use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 
 use super::kv::KvError;
-use super::rows::{self, put_len, put_opt_id, put_str, Cursor, PendingRows, Texts};
+use super::rows::{self, put_len, put_opt_id, put_str, Cursor, PendingRows, Span, Texts};
 use super::tables::DOCUMENT_ROWS;
 use super::{Reader, Store, WriteTxn};
 use crate::id::{DealId, DocumentId, PartnerId, RawId};
@@ -159,16 +159,17 @@ impl DocumentRow {
     }
 }
 
-/// Visits every document row `r` sees, in id order, with `pending` rows in place of the
-/// stored ones, until `f` returns `false`.
+/// Visits every document row in `span` that `r` sees, in id order, with `pending` rows in place
+/// of the stored ones, until `f` returns `false`.
 pub(super) fn scan(
     r: &(impl Reader + ?Sized),
+    span: Span,
     pending: Option<PendingRows>,
     f: &mut dyn FnMut(&DocumentRow) -> bool,
 ) -> Result<()> {
     let mut row = DocumentRow::default();
     let mut texts = Texts::default();
-    rows::scan(r, DOCUMENT_ROWS, "document", pending, &mut |id, bytes| {
+    rows::scan(r, DOCUMENT_ROWS, "document", span, pending, &mut |id, bytes| {
         row.decode_with(DocumentId(id), bytes, &mut texts)?;
         Ok(f(&row))
     })

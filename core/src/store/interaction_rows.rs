@@ -16,7 +16,7 @@
 //! ```
 
 use super::kv::KvError;
-use super::rows::{self, put_opt_id, Cursor, PendingRows, Texts};
+use super::rows::{self, put_opt_id, Cursor, PendingRows, Span, Texts};
 use super::tables::INTERACTION_ROWS;
 use super::{Reader, Store, WriteTxn};
 use crate::id::{DealId, InteractionId, PartnerId, RawId, UserId};
@@ -78,14 +78,15 @@ impl InteractionRow {
     }
 }
 
-/// Visits every interaction row `r` sees, in id order, with `pending` rows in place of the
-/// stored ones, until `f` returns `false`.
+/// Visits every interaction row in `span` that `r` sees, in id order, with `pending` rows in
+/// place of the stored ones, until `f` returns `false`.
 pub(super) fn scan(
     r: &(impl Reader + ?Sized),
+    span: Span,
     pending: Option<PendingRows>,
     f: &mut dyn FnMut(&InteractionRow) -> bool,
 ) -> Result<()> {
-    rows::scan(r, INTERACTION_ROWS, "interaction", pending, &mut |id, bytes| {
+    rows::scan(r, INTERACTION_ROWS, "interaction", span, pending, &mut |id, bytes| {
         Ok(f(&InteractionRow::decode(InteractionId(id), bytes)?))
     })
 }

@@ -146,7 +146,7 @@ pub type Decode<'a> = dyn Fn(&[u8]) -> Result<Decoded, KvError> + 'a;
 pub type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> bool;
 
 /// A consistent read-only view of the data.
-pub trait KvRead: Send {
+pub trait KvRead: Send + Sync {
     /// The value at `key`.
     fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
     /// The decoded value at `key`: `decode` turns stored bytes into a record, and a caching
@@ -175,7 +175,7 @@ pub trait KvRead: Send {
 }
 
 /// The exclusive writer: reads the state the transaction started from, and commits changes.
-pub trait KvWrite: Send {
+pub trait KvWrite: Send + Sync {
     /// The state the transaction started from.
     fn base(&self) -> &dyn KvRead;
     /// Applies all changes atomically.

@@ -48,6 +48,7 @@ pub use integrity::Stats;
 pub use interaction_rows::InteractionRow;
 pub use kv::{Durability, KvError};
 pub use read::{Reader, Snapshot};
+pub use rows::Span;
 pub use scan::DealRow;
 #[doc(hidden)]
 pub use schema::force_schema_version;

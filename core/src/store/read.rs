@@ -113,6 +113,12 @@ pub trait Reader {
     }
 
     #[doc(hidden)]
+    /// This reader as a snapshot that several threads may read at once, when it is one.
+    fn snapshot(&self) -> Option<&Snapshot> {
+        None
+    }
+
+    #[doc(hidden)]
     /// The rows of scan layout `table` (`deal_rows`, `document_rows`, `interaction_rows`,
     /// `task_rows`) that a write transaction's pending writes touch.
     fn pending_rows(&self, _table: super::tables::Table) -> Result<Option<super::rows::PendingRows>> {
@@ -123,7 +129,12 @@ pub trait Reader {
     /// history — in id (creation) order, until `f` returns `false`. One row is held at a
     /// time; `f` gets the same [`DealRow`](super::DealRow) refilled.
     fn scan_deals(&self, f: &mut dyn FnMut(&super::DealRow) -> bool) -> Result<()> {
-        super::scan::scan(self, self.pending_rows(super::tables::DEAL_ROWS)?, f)
+        self.scan_deals_in(super::Span::ALL, f)
+    }
+
+    /// [`Reader::scan_deals`] over the rows in `span` only.
+    fn scan_deals_in(&self, span: super::Span, f: &mut dyn FnMut(&super::DealRow) -> bool) -> Result<()> {
+        super::scan::scan(self, span, self.pending_rows(super::tables::DEAL_ROWS)?, f)
     }
 
     /// Visits every document as the scan layout keeps it — its narrow row: what the
@@ -131,21 +142,36 @@ pub trait Reader {
     /// `false`. One row is held at a time; `f` gets the same
     /// [`DocumentRow`](super::DocumentRow) refilled.
     fn scan_documents(&self, f: &mut dyn FnMut(&super::DocumentRow) -> bool) -> Result<()> {
-        super::document_rows::scan(self, self.pending_rows(super::tables::DOCUMENT_ROWS)?, f)
+        self.scan_documents_in(super::Span::ALL, f)
+    }
+
+    /// [`Reader::scan_documents`] over the rows in `span` only.
+    fn scan_documents_in(&self, span: super::Span, f: &mut dyn FnMut(&super::DocumentRow) -> bool) -> Result<()> {
+        super::document_rows::scan(self, span, self.pending_rows(super::tables::DOCUMENT_ROWS)?, f)
     }
 
     /// Visits every interaction as the scan layout keeps it — its narrow row: what the
     /// reports over every interaction read — in id (creation) order, until `f` returns
     /// `false`. One row is held at a time.
     fn scan_interactions(&self, f: &mut dyn FnMut(&super::InteractionRow) -> bool) -> Result<()> {
-        super::interaction_rows::scan(self, self.pending_rows(super::tables::INTERACTION_ROWS)?, f)
+        self.scan_interactions_in(super::Span::ALL, f)
+    }
+
+    /// [`Reader::scan_interactions`] over the rows in `span` only.
+    fn scan_interactions_in(&self, span: super::Span, f: &mut dyn FnMut(&super::InteractionRow) -> bool) -> Result<()> {
+        super::interaction_rows::scan(self, span, self.pending_rows(super::tables::INTERACTION_ROWS)?, f)
     }
 
     /// Visits every task as the scan layout keeps it — its narrow row: what the reports
     /// over every task read — in id (creation) order, until `f` returns `false`. One row
     /// is held at a time.
     fn scan_tasks(&self, f: &mut dyn FnMut(&super::TaskRow) -> bool) -> Result<()> {
-        super::task_rows::scan(self, self.pending_rows(super::tables::TASK_ROWS)?, f)
+        self.scan_tasks_in(super::Span::ALL, f)
+    }
+
+    /// [`Reader::scan_tasks`] over the rows in `span` only.
+    fn scan_tasks_in(&self, span: super::Span, f: &mut dyn FnMut(&super::TaskRow) -> bool) -> Result<()> {
+        super::task_rows::scan(self, span, self.pending_rows(super::tables::TASK_ROWS)?, f)
     }
 
     /// Ids in `index` under `prefix`, in id (creation) order, after `after`, at most `limit`.
@@ -537,6 +563,10 @@ impl Snapshot {
 }
 
 impl Reader for Snapshot {
+    fn snapshot(&self) -> Option<&Snapshot> {
+        Some(self)
+    }
+
     fn count(&self, kind: EntityKind) -> Result<u64> {
         Ok(self.kv.len(entity_table(kind))?)
     }

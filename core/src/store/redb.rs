@@ -1,7 +1,6 @@
 //! The embedded default backend: one redb file, and what concerns the file (recognizing it
 //! before redb reads it, opening it read-only, compaction, replacing it with a backup).
 
-use std::cell::RefCell;
 use std::io::Read as _;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -342,7 +341,7 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
 impl Backend for RedbBackend {
     fn read(&self) -> Result<Box<dyn KvRead>, KvError> {
         let tx = self.db.begin_read().map_err(storage)?;
-        Ok(Box::new(RedbRead { tx, tables: RefCell::new((0..TABLE_COUNT).map(|_| None).collect()) }))
+        Ok(Box::new(RedbRead { tx, tables: Mutex::new((0..TABLE_COUNT).map(|_| None).collect()) }))
     }
 
     fn write(&self) -> Result<Box<dyn KvWrite>, KvError> {
@@ -367,7 +366,8 @@ impl Backend for RedbBackend {
 struct RedbRead {
     tx: redb::ReadTransaction,
     /// Per slot: not opened yet (`None`), absent from the file (`Some(None)`), or open.
-    tables: RefCell<Vec<Option<Option<Arc<OpenTable>>>>>,
+    /// Behind a lock so that several threads may read the snapshot at once.
+    tables: Mutex<Vec<Option<Option<Arc<OpenTable>>>>>,
 }
 
 impl RedbRead {
@@ -379,7 +379,7 @@ impl RedbRead {
     ) -> Result<Option<R>, KvError> {
         // The borrow ends before `f` runs, so `f` may read other tables (or this one).
         let table = {
-            let mut tables = self.tables.borrow_mut();
+            let mut tables = self.tables.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let slot = &mut tables[t.slot];
             if slot.is_none() {
                 *slot = Some(match self.tx.open_table(def(t)) {

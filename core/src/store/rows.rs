@@ -271,16 +271,46 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Visits every row of `table` that `r` sees, in id order, with `pending` rows in place of
-/// the stored ones, until `visit` returns `false` or fails. `noun` names the records.
+/// A part of a table of the scan layout by id: the rows whose ids are at least `from` and
+/// below `to` (`None` leaves that side open). A report splits a scan into spans that
+/// several threads read at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Span {
+    pub from: Option<RawId>,
+    pub to: Option<RawId>,
+}
+
+impl Span {
+    /// Every row.
+    pub const ALL: Span = Span { from: None, to: None };
+
+    /// Whether the span holds `id`.
+    pub fn contains(&self, id: RawId) -> bool {
+        self.from.is_none_or(|f| id >= f) && self.to.is_none_or(|t| id < t)
+    }
+}
+
+/// Visits every row of `table` in `span` that `r` sees, in id order, with `pending` rows in
+/// place of the stored ones, until `visit` returns `false` or fails. `noun` names the
+/// records.
 pub(super) fn scan(
     r: &(impl Reader + ?Sized),
     table: Table,
     noun: &str,
+    span: Span,
     pending: Option<PendingRows>,
     visit: &mut dyn FnMut(RawId, &[u8]) -> Result<bool>,
 ) -> Result<()> {
-    let mut pending = pending.unwrap_or_default().into_iter().peekable();
+    if let (Some(from), Some(to)) = (span.from, span.to) {
+        if from >= to {
+            return Ok(());
+        }
+    }
+    let mut pending = pending.unwrap_or_default();
+    if span != Span::ALL {
+        pending.retain(|k, _| span.contains(RawId::from_bytes(k).unwrap_or_default()));
+    }
+    let mut pending = pending.into_iter().peekable();
     let mut err: Option<crate::Error> = None;
     let mut go = true;
     let mut one = |key: &[u8], bytes: &[u8], err: &mut Option<crate::Error>| -> bool {
@@ -299,7 +329,10 @@ pub(super) fn scan(
             }
         }
     };
-    r.kv_scan(table, Bound::Unbounded, Bound::Unbounded, false, &mut |k, v| {
+    let (from, to) = (span.from.map(RawId::to_bytes), span.to.map(RawId::to_bytes));
+    let lower = from.as_ref().map_or(Bound::Unbounded, |b| Bound::Included(&b[..]));
+    let upper = to.as_ref().map_or(Bound::Unbounded, |b| Bound::Excluded(&b[..]));
+    r.kv_scan(table, lower, upper, false, &mut |k, v| {
         while let Some((pk, _)) = pending.peek() {
             if pk.as_slice() > k {
                 break;

@@ -28,7 +28,7 @@ use rust_decimal::Decimal;
 
 use super::codec::{decode, encode};
 use super::kv::KvError;
-use super::rows::{self, put_len, put_opt_id, put_opt_str, put_opt_time, put_str, Cursor, PendingRows, Texts};
+use super::rows::{self, put_len, put_opt_id, put_opt_str, put_opt_time, put_str, Cursor, PendingRows, Span, Texts};
 use super::tables::{entity_table, DEAL_ROWS, DOCUMENT_ROWS, INTERACTION_ROWS, TASK_ROWS};
 use super::{Reader, Store, WriteTxn};
 use crate::id::{DealId, PartnerId, RawId, UserId};
@@ -265,16 +265,17 @@ fn status(r: &mut Cursor<'_>) -> std::result::Result<DealStatus, KvError> {
     DealStatus::ALL.get(usize::from(b)).copied().ok_or_else(|| r.corrupt(format!("status {b}")))
 }
 
-/// Visits every row `r` sees, in deal id order, with `pending` rows in place of the stored
-/// ones, until `f` returns `false`.
+/// Visits every row in `span` that `r` sees, in deal id order, with `pending` rows in place of
+/// the stored ones, until `f` returns `false`.
 pub(super) fn scan(
     r: &(impl Reader + ?Sized),
+    span: Span,
     pending: Option<PendingRows>,
     f: &mut dyn FnMut(&DealRow) -> bool,
 ) -> Result<()> {
     let mut row = DealRow::default();
     let mut texts = Texts::default();
-    rows::scan(r, DEAL_ROWS, "deal", pending, &mut |id, bytes| {
+    rows::scan(r, DEAL_ROWS, "deal", span, pending, &mut |id, bytes| {
         row.decode_with(DealId(id), bytes, &mut texts)?;
         Ok(f(&row))
     })

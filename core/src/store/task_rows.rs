@@ -17,7 +17,7 @@
 //! ```
 
 use super::kv::KvError;
-use super::rows::{self, put_opt_id, put_opt_time, Cursor, PendingRows, Texts};
+use super::rows::{self, put_opt_id, put_opt_time, Cursor, PendingRows, Span, Texts};
 use super::tables::TASK_ROWS;
 use super::{Reader, Store, WriteTxn};
 use crate::id::{DealId, RawId, TaskId, UserId};
@@ -81,14 +81,15 @@ impl TaskRow {
     }
 }
 
-/// Visits every task row `r` sees, in id order, with `pending` rows in place of the stored
-/// ones, until `f` returns `false`.
+/// Visits every task row in `span` that `r` sees, in id order, with `pending` rows in place of
+/// the stored ones, until `f` returns `false`.
 pub(super) fn scan(
     r: &(impl Reader + ?Sized),
+    span: Span,
     pending: Option<PendingRows>,
     f: &mut dyn FnMut(&TaskRow) -> bool,
 ) -> Result<()> {
-    rows::scan(r, TASK_ROWS, "task", pending, &mut |id, bytes| Ok(f(&TaskRow::decode(TaskId(id), bytes)?)))
+    rows::scan(r, TASK_ROWS, "task", span, pending, &mut |id, bytes| Ok(f(&TaskRow::decode(TaskId(id), bytes)?)))
 }
 
 impl WriteTxn<'_> {

@@ -1,0 +1,176 @@
+//! Scans split across the machine's cores. A report folds the rows of a table into
+//! accumulators — one per thread — and merges them after. A view that several threads may
+//! read at once ([`View::shared`], a snapshot) is cut by id into spans the threads take in
+//! turn; any other view (a write transaction's, a department's) is read whole on the
+//! calling thread into one accumulator. Whatever the split, the merged result is the same:
+//! a report's folds only add, count and collect, and it orders what it prints itself.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crate::hooks::View;
+use crate::id::RawId;
+use crate::store::{DealRow, DocumentRow, InteractionRow, Reader, Snapshot, Span, TaskRow};
+use crate::Result;
+
+/// The most threads one report uses.
+const MAX_THREADS: usize = 8;
+
+/// Spans per thread: enough that a thread which drew dense spans (ids follow creation
+/// time, and years differ in how much they hold) is not left working alone at the end.
+const SPANS_PER_THREAD: usize = 8;
+
+/// A row of the scan layout, as the split scans read it.
+pub(super) trait Row: Sync {
+    /// The row's id (ids sort by creation time).
+    fn raw_id(&self) -> RawId;
+    /// Every row `view` passes.
+    fn scan(view: &dyn View, f: &mut dyn FnMut(&Self) -> bool) -> Result<()>;
+    /// The rows of `snapshot` in `span`.
+    fn scan_in(snapshot: &Snapshot, span: Span, f: &mut dyn FnMut(&Self) -> bool) -> Result<()>;
+}
+
+impl Row for DealRow {
+    fn raw_id(&self) -> RawId {
+        self.id.0
+    }
+    fn scan(view: &dyn View, f: &mut dyn FnMut(&Self) -> bool) -> Result<()> {
+        view.scan_deals(f)
+    }
+    fn scan_in(snapshot: &Snapshot, span: Span, f: &mut dyn FnMut(&Self) -> bool) -> Result<()> {
+        snapshot.scan_deals_in(span, f)
+    }
+}
+
+impl Row for DocumentRow {
+    fn raw_id(&self) -> RawId {
+        self.id.0
+    }
+    fn scan(view: &dyn View, f: &mut dyn FnMut(&Self) -> bool) -> Result<()> {
+        view.scan_documents(f)
+    }
+    fn scan_in(snapshot: &Snapshot, span: Span, f: &mut dyn FnMut(&Self) -> bool) -> Result<()> {
+        snapshot.scan_documents_in(span, f)
+    }
+}
+
+impl Row for InteractionRow {
+    fn raw_id(&self) -> RawId {
+        self.id.0
+    }
+    fn scan(view: &dyn View, f: &mut dyn FnMut(&Self) -> bool) -> Result<()> {
+        view.scan_interactions(f)
+    }
+    fn scan_in(snapshot: &Snapshot, span: Span, f: &mut dyn FnMut(&Self) -> bool) -> Result<()> {
+        snapshot.scan_interactions_in(span, f)
+    }
+}
+
+impl Row for TaskRow {
+    fn raw_id(&self) -> RawId {
+        self.id.0
+    }
+    fn scan(view: &dyn View, f: &mut dyn FnMut(&Self) -> bool) -> Result<()> {
+        view.scan_tasks(f)
+    }
+    fn scan_in(snapshot: &Snapshot, span: Span, f: &mut dyn FnMut(&Self) -> bool) -> Result<()> {
+        snapshot.scan_tasks_in(span, f)
+    }
+}
+
+/// How many threads a report's scans use: the machine's cores, at most [`MAX_THREADS`].
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS)
+}
+
+/// Folds every row of kind `R` that `view` passes: `step` adds a row to an accumulator
+/// made by `init`; the accumulators come back in no particular order, one per thread that
+/// read any (at least one). `step` returns `Err` to stop the whole scan with that error.
+pub(super) fn fold<R: Row, A: Send>(
+    view: &dyn View,
+    init: impl Fn() -> A + Sync,
+    step: impl Fn(&mut A, &R) -> Result<(), String> + Sync,
+) -> Result<Vec<A>, String> {
+    let threads = threads();
+    let Some(snapshot) = view.shared().filter(|_| threads > 1) else {
+        let mut acc = init();
+        let mut failed = None;
+        R::scan(view, &mut |r| match step(&mut acc, r) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        })
+        .map_err(|e| e.to_string())?;
+        return failed.map_or(Ok(vec![acc]), Err);
+    };
+    let spans = spans::<R>(snapshot, threads * SPANS_PER_THREAD).map_err(|e| e.to_string())?;
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let work = || -> Result<A, String> {
+        let mut acc = init();
+        let mut failed = None;
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&span) = spans.get(i) else { break };
+            R::scan_in(snapshot, span, &mut |r| {
+                if stop.load(Ordering::Relaxed) {
+                    return false;
+                }
+                match step(&mut acc, r) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        failed = Some(e);
+                        stop.store(true, Ordering::Relaxed);
+                        false
+                    }
+                }
+            })
+            .map_err(|e| {
+                stop.store(true, Ordering::Relaxed);
+                e.to_string()
+            })?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+        }
+        Ok(acc)
+    };
+    let results: Vec<Result<A, String>> = std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..threads.min(spans.len())).map(|_| s.spawn(work)).collect();
+        let mut results = vec![work()];
+        for h in helpers {
+            results.push(h.join().unwrap_or_else(|_| Err("a report's scan thread panicked".to_string())));
+        }
+        results
+    });
+    results.into_iter().collect()
+}
+
+/// Cuts the ids of `R`'s table into about `n` spans of equal time between its first row's
+/// creation and now; the first and last spans are open, so every row falls in one span.
+fn spans<R: Row>(snapshot: &Snapshot, n: usize) -> Result<Vec<Span>> {
+    let mut first = None;
+    R::scan_in(snapshot, Span::ALL, &mut |r| {
+        first = Some(r.raw_id());
+        false
+    })?;
+    let (Some(first), now) = (first, Reader::now(snapshot).0) else { return Ok(vec![Span::ALL]) };
+    let start = first.millis();
+    if n < 2 || now <= start {
+        return Ok(vec![Span::ALL]);
+    }
+    let width = (now - start) as i128;
+    let cuts: Vec<RawId> = (1..n).map(|i| RawId::min_at(start + (width * i as i128 / n as i128) as i64)).collect();
+    let mut spans = Vec::with_capacity(n);
+    let mut from = None;
+    for cut in cuts {
+        spans.push(Span { from, to: Some(cut) });
+        from = Some(cut);
+    }
+    spans.push(Span { from, to: None });
+    Ok(spans)
+}
