@@ -83,6 +83,22 @@ struct Cell {
     won_late: u64,
 }
 
+impl Cell {
+    fn add(&mut self, o: &Cell) {
+        self.deals += o.deals;
+        self.won += o.won;
+        self.ordered += o.ordered;
+        self.invoiced += o.invoiced;
+        self.paid += o.paid;
+        self.shipped += o.shipped;
+        self.overdue_payment += o.overdue_payment;
+        self.overdue_payment_deals += o.overdue_payment_deals;
+        self.overdue_shipment += o.overdue_shipment;
+        self.overdue_shipment_deals += o.overdue_shipment_deals;
+        self.won_late += o.won_late;
+    }
+}
+
 /// Runs the report.
 pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     let scope = Scope::new(view, filter, view.now())?;
@@ -156,31 +172,42 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     })
     .map_err(|e| e.to_string())?;
 
-    // Summed by manager, partner and in total first (cheap keys), then named.
-    let mut sums: HashMap<(Who, Currency), Cell> = HashMap::new();
-    for (id, d) in won.iter().flatten() {
-        let mut docs = Sums::default();
-        for part in &documents {
-            if let Some(s) = part.get(id) {
-                docs.add(s);
+    // Summed by manager, partner and in total first (cheap keys), then named: each part's
+    // won deals on a thread of their own.
+    let parts = split::each(&won, |won| {
+        let mut sums: IdMap<(Who, Currency), Cell> = IdMap::default();
+        for (id, d) in won {
+            let mut docs = Sums::default();
+            for part in &documents {
+                if let Some(s) = part.get(id) {
+                    docs.add(s);
+                }
+            }
+            let (m, p, c) = (d.manager, d.partner, d.currency);
+            let overdue_payment = (docs.invoices_due - docs.paid).max(Decimal::ZERO);
+            let overdue_shipment = (docs.orders_due - docs.shipped).max(Decimal::ZERO);
+            for who in [Who::Manager(m), Who::Partner(p), Who::Total] {
+                let cell = sums.entry((who, c)).or_default();
+                cell.deals += 1;
+                cell.won += d.amount;
+                cell.ordered += docs.ordered;
+                cell.invoiced += docs.invoiced;
+                cell.paid += docs.paid;
+                cell.shipped += docs.shipped;
+                cell.overdue_payment += overdue_payment;
+                cell.overdue_payment_deals += u64::from(overdue_payment > Decimal::ZERO);
+                cell.overdue_shipment += overdue_shipment;
+                cell.overdue_shipment_deals += u64::from(overdue_shipment > Decimal::ZERO);
+                cell.won_late += u64::from(d.won_late);
             }
         }
-        let (m, p, c) = (d.manager, d.partner, d.currency);
-        let overdue_payment = (docs.invoices_due - docs.paid).max(Decimal::ZERO);
-        let overdue_shipment = (docs.orders_due - docs.shipped).max(Decimal::ZERO);
-        for who in [Who::Manager(m), Who::Partner(p), Who::Total] {
-            let cell = sums.entry((who, c)).or_default();
-            cell.deals += 1;
-            cell.won += d.amount;
-            cell.ordered += docs.ordered;
-            cell.invoiced += docs.invoiced;
-            cell.paid += docs.paid;
-            cell.shipped += docs.shipped;
-            cell.overdue_payment += overdue_payment;
-            cell.overdue_payment_deals += u64::from(overdue_payment > Decimal::ZERO);
-            cell.overdue_shipment += overdue_shipment;
-            cell.overdue_shipment_deals += u64::from(overdue_shipment > Decimal::ZERO);
-            cell.won_late += u64::from(d.won_late);
+        sums
+    });
+    let mut parts = parts.into_iter();
+    let mut sums = parts.next().unwrap_or_default();
+    for part in parts {
+        for (key, cell) in part {
+            sums.entry(key).or_default().add(&cell);
         }
     }
     // (dimension, key, currency) → cell; dimension 0 manager, 1 partner, 2 total.

@@ -143,11 +143,23 @@ pub(super) fn fold<R: Row, A: Send>(
         let helpers: Vec<_> = (1..threads.min(spans.len())).map(|_| s.spawn(work)).collect();
         let mut results = vec![work()];
         for h in helpers {
-            results.push(h.join().unwrap_or_else(|_| Err("a report's scan thread panicked".to_string())));
+            results.push(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
         }
         results
     });
     results.into_iter().collect()
+}
+
+/// `f` of each of `parts` (the accumulators of a [`fold`]), each on a thread of its own
+/// (the first on the calling one), in their order.
+pub(super) fn each<T: Sync, A: Send>(parts: &[T], f: impl Fn(&T) -> A + Sync) -> Vec<A> {
+    let f = &f;
+    std::thread::scope(|s| {
+        let helpers: Vec<_> = parts.iter().skip(1).map(|p| s.spawn(move || f(p))).collect();
+        let mut out: Vec<A> = parts.first().map(f).into_iter().collect();
+        out.extend(helpers.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))));
+        out
+    })
 }
 
 /// Cuts the ids of `R`'s table into about `n` spans of equal time between its first row's
