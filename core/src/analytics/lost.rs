@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::scope::{closing, dec, median_mean_days, percent, Scope};
 use super::{column, split, Filter, Rows};
 use crate::hooks::View;
-use crate::id::{DealId, PartnerId, UserId};
+use crate::id::{DealId, IdMap, PartnerId, UserId};
 use crate::model::DealStatus;
 use crate::report::ColumnType;
 use crate::store::DealRow;
@@ -90,7 +90,8 @@ impl Interned {
 /// One thread's share of the pass over the deals.
 #[derive(Default)]
 struct Pass {
-    accs: HashMap<(u8, Key, Currency), Acc>,
+    /// Keyed by ids and interned numbers, never by text: hashed cheaply.
+    accs: IdMap<(u8, Key, Currency), Acc>,
     texts: Interned,
     total: u64,
 }
