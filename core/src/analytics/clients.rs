@@ -430,11 +430,12 @@ fn by_period(
             };
             add(clients.entry((d.partner, c)).or_default(), d.amount.amount);
             let items = items.entry(c).or_default();
-            for l in &d.lines {
+            for l in d.lines() {
+                let l = l.map_err(|e| e.to_string())?;
                 let a = (l.qty * l.price).round_dp(c.minor_units());
-                match items.get_mut(l.item.as_str()) {
+                match items.get_mut(l.item) {
                     Some(cell) => add(cell, a),
-                    None => add(items.entry(l.item.clone()).or_default(), a),
+                    None => add(items.entry(l.item.to_string()).or_default(), a),
                 }
             }
             Ok(())

@@ -45,7 +45,8 @@ const STATES: [DocumentState; 5] = [
 ];
 
 /// A document as the scan layout keeps it: the fields the reports over every document
-/// read. Decoding into a kept row reuses its lines' strings.
+/// read. Its lines stay as stored until [`DocumentRow::lines`] reads them (most reports
+/// read none); decoding into a kept row reuses its buffer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DocumentRow {
     pub id: DocumentId,
@@ -57,16 +58,82 @@ pub struct DocumentRow {
     pub partner: PartnerId,
     pub deal: Option<DealId>,
     pub amount: Money,
-    pub lines: Vec<DocumentLineRow>,
+    /// How many lines, and their bytes as stored.
+    line_count: usize,
+    lines: Vec<u8>,
 }
 
 /// A document line as the scan layout keeps it: the item, quantity and price (the unit
 /// stays out).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DocumentLineRow {
-    pub item: String,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DocumentLineRow<'a> {
+    pub item: &'a str,
     pub qty: Decimal,
     pub price: Decimal,
+}
+
+/// The lines of a [`DocumentRow`], decoded as they are read.
+pub struct DocumentLines<'a> {
+    id: DocumentId,
+    bytes: &'a [u8],
+    at: usize,
+    left: usize,
+}
+
+impl<'a> DocumentLines<'a> {
+    fn corrupt(&self, message: &str) -> crate::Error {
+        crate::Error::Corrupt {
+            what: format!("scan row of document {}", self.id),
+            message: format!("{message} at byte {} of its lines", self.at),
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self.at.checked_add(n).filter(|e| *e <= self.bytes.len()).ok_or_else(|| self.corrupt("cut short"))?;
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+
+    fn line(&mut self) -> Result<DocumentLineRow<'a>> {
+        let mut n = 0usize;
+        let mut shift = 0;
+        loop {
+            let b = self.take(1)?[0];
+            n |= usize::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+            if shift >= 64 {
+                return Err(self.corrupt("length too long"));
+            }
+        }
+        let item = std::str::from_utf8(self.take(n)?).map_err(|_| self.corrupt("item is not UTF-8"))?;
+        let mut decimal = || Ok::<_, crate::Error>(Decimal::deserialize(self.take(16)?.try_into().expect("16 bytes")));
+        let qty = decimal()?;
+        let price = decimal()?;
+        if self.left == 0 && self.at != self.bytes.len() {
+            return Err(self.corrupt("bytes after the last line"));
+        }
+        Ok(DocumentLineRow { item, qty, price })
+    }
+}
+
+impl<'a> Iterator for DocumentLines<'a> {
+    type Item = Result<DocumentLineRow<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let line = self.line();
+        if line.is_err() {
+            self.left = 0;
+        }
+        Some(line)
+    }
 }
 
 impl Default for DocumentRow {
@@ -81,6 +148,7 @@ impl Default for DocumentRow {
             partner: PartnerId(RawId::from_bytes(&[0; 16]).expect("16 bytes")),
             deal: None,
             amount: Money { amount: Decimal::ZERO, currency: Currency::RUB },
+            line_count: 0,
             lines: Vec::new(),
         }
     }
@@ -116,8 +184,14 @@ impl DocumentRow {
     }
 
     /// Fills the row from the stored row of document `id`, reusing its lines.
+    /// The whole row is read, its lines too (as `crmkit check` reads it).
     pub(crate) fn decode_into(&mut self, id: DocumentId, bytes: &[u8]) -> std::result::Result<(), KvError> {
-        self.decode_with(id, bytes, &mut Texts::default())
+        self.decode_with(id, bytes, &mut Texts::default())?;
+        match self.lines().find_map(Result::err) {
+            Some(crate::Error::Corrupt { what, message }) => Err(KvError::Corrupt { what, message }),
+            Some(e) => Err(KvError::Corrupt { what: format!("scan row of document {id}"), message: e.to_string() }),
+            None => Ok(()),
+        }
     }
 
     /// [`DocumentRow::decode_into`] within a scan that found `texts` valid.
@@ -144,18 +218,19 @@ impl DocumentRow {
         self.deal = r.opt_id()?.map(DealId);
         let amount = r.decimal()?;
         self.amount = Money { amount, currency: r.currency(self.amount.currency)? };
-        let n = r.len()?;
-        self.lines.truncate(n);
-        for i in 0..n {
-            if i == self.lines.len() {
-                self.lines.push(DocumentLineRow { item: String::new(), qty: Decimal::ZERO, price: Decimal::ZERO });
-            }
-            let l = &mut self.lines[i];
-            r.str_into(&mut l.item)?;
-            l.qty = r.decimal()?;
-            l.price = r.decimal()?;
+        self.line_count = r.len()?;
+        self.lines.clear();
+        self.lines.extend_from_slice(&r.bytes[r.at..]);
+        if self.line_count == 0 {
+            return r.end("line count");
         }
-        r.end("last line")
+        Ok(())
+    }
+
+    /// The document's lines, decoded one by one as they are read; a damaged line ends
+    /// them with an error naming the document.
+    pub fn lines(&self) -> DocumentLines<'_> {
+        DocumentLines { id: self.id, bytes: &self.lines, at: 0, left: self.line_count }
     }
 }
 
@@ -209,5 +284,47 @@ impl Store {
             rows::verify(&r, DOCUMENT_ROWS, "document", &mut meter, &mut |f| expected_rows(&r, f), &misread)?;
         meter.finish();
         Ok(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::DocumentLine;
+
+    #[test]
+    fn lines_are_read_as_stored_and_a_damaged_one_names_the_document() {
+        let day = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+        let amount = Money { amount: Decimal::new(15000, 2), currency: Currency::RUB };
+        let mut doc = Document::new(DocumentKind::Shipment, "О-1", day, PartnerId(RawId(7)), amount);
+        for (item, qty) in [("насос", 2), ("фланец", 10)] {
+            let unit = Some("шт".to_string());
+            doc.lines.push(DocumentLine { item: item.into(), qty: qty.into(), unit, price: Decimal::new(1250, 2) });
+        }
+        let id = DocumentId(RawId(42));
+        let bytes = DocumentRow::encode(&doc);
+        let mut row = DocumentRow::default();
+        row.decode_into(id, &bytes).unwrap();
+        let lines: Vec<_> = row.lines().map(|l| l.unwrap()).collect();
+        let want = |item, qty: i64| DocumentLineRow { item, qty: qty.into(), price: Decimal::new(1250, 2) };
+        assert_eq!(lines, vec![want("насос", 2), want("фланец", 10)]);
+        // A scan reads the row up to its lines; the lines tell their damage when read. The
+        // check, reading the row whole, names it at once.
+        let cut = &bytes[..bytes.len() - 3];
+        let e = row.decode_into(id, cut).unwrap_err().to_string();
+        assert!(e.contains(&id.to_string()) && e.contains("cut short"), "{e}");
+        row.decode_with(id, cut, &mut Texts::default()).unwrap();
+        let read: Vec<_> = row.lines().collect();
+        assert!(read[0].is_ok(), "{read:?}");
+        let e = read[1].as_ref().unwrap_err().to_string();
+        assert!(e.contains(&id.to_string()) && e.contains("cut short"), "{e}");
+        let mut longer = bytes.clone();
+        longer.push(0);
+        row.decode_with(id, &longer, &mut Texts::default()).unwrap();
+        let e = row.lines().last().unwrap().unwrap_err().to_string();
+        assert!(e.contains("bytes after the last line"), "{e}");
+        // A row without lines has nothing after its count.
+        row.decode_into(id, &DocumentRow::encode(&Document { lines: Vec::new(), ..doc })).unwrap();
+        assert_eq!(row.lines().count(), 0);
     }
 }

@@ -42,7 +42,7 @@ pub use backup::Copied;
 pub use cache::CacheStats;
 pub use codec::decode_record;
 pub(crate) use codec::encode;
-pub use document_rows::{DocumentLineRow, DocumentRow};
+pub use document_rows::{DocumentLineRow, DocumentLines, DocumentRow};
 pub use external_keys::{check_external_key, MAX_EXTERNAL_KEY};
 pub use integrity::Stats;
 pub use interaction_rows::InteractionRow;
