@@ -224,3 +224,95 @@ fn check_names_a_damaged_a_missing_and_a_stray_row() {
     .unwrap();
     assert!(err.contains(&format!("scan row of document {}", ids[3])) && err.contains("cut short"), "{err}");
 }
+
+/// The ids of the completed shipments `r` scans.
+fn shipments(r: &(impl Reader + ?Sized)) -> Vec<DocumentId> {
+    let mut ids = Vec::new();
+    Reader::scan_shipments(r, &mut |d| {
+        assert_eq!((d.kind, d.state), (DocumentKind::Shipment, DocumentState::Completed), "{d:?}");
+        ids.push(d.id);
+        true
+    })
+    .unwrap();
+    ids
+}
+
+#[test]
+fn a_shipment_has_a_revenue_row_while_it_is_completed_on_both_backends_and_in_a_write() {
+    for backend in [Backend::Redb, Backend::Memory] {
+        let fx = Fixture::on_with(backend, settings());
+        let (partner, manager) = fx.client("Альфа");
+        let (a, b, c) = fx
+            .store
+            .transact(Some(manager), |tx| {
+                let mut a = doc(DocumentKind::Shipment, "О-1", partner.id, None, &[("Насос", 2, "1200.50")]);
+                a.state = DocumentState::Completed;
+                let b = doc(DocumentKind::Shipment, "О-2", partner.id, None, &[("Клапан", 1, "99")]);
+                let mut c = doc(DocumentKind::Invoice, "СЧ-1", partner.id, None, &[("Насос", 2, "1200.50")]);
+                c.state = DocumentState::Completed;
+                Ok((tx.create(a)?, tx.create(b)?, tx.create(c)?))
+            })
+            .unwrap();
+        // Only the completed shipment is revenue; its row is its document row, byte for byte.
+        let r = fx.store.read().unwrap();
+        assert_eq!(shipments(&r), vec![a.id], "{backend:?}");
+        let key = a.id.0.to_bytes();
+        assert_eq!(
+            r.kv_get(crmkit_core::store::tables::SHIPMENT_ROWS, &key).unwrap(),
+            r.kv_get(DOCUMENT_ROWS, &key).unwrap()
+        );
+        drop(r);
+        // In a write: the second completed, the first cancelled, both pending.
+        let mut tx = fx.store.write(Some(manager)).unwrap();
+        let mut b2: Document = tx.get(b.id).unwrap().unwrap();
+        b2.state = DocumentState::Completed;
+        tx.update(b2).unwrap();
+        let mut a2: Document = tx.get(a.id).unwrap().unwrap();
+        a2.state = DocumentState::Cancelled;
+        tx.update(a2).unwrap();
+        assert_eq!(shipments(&tx), vec![b.id], "{backend:?}");
+        assert_eq!(shipments(&fx.store.read().unwrap()), vec![a.id], "others see none of it yet");
+        tx.commit().unwrap();
+        assert_eq!(shipments(&fx.store.read().unwrap()), vec![b.id]);
+        // A deleted shipment takes its row away; the invoice never had one.
+        let b3: Document = fx.store.read().unwrap().get(b.id).unwrap().unwrap();
+        fx.store.transact(Some(manager), |tx| tx.delete::<Document>(b3.id, b3.version)).unwrap();
+        assert_eq!(shipments(&fx.store.read().unwrap()), Vec::<DocumentId>::new());
+        assert_eq!(fx.store.verify_shipment_rows().unwrap(), Vec::<String>::new());
+        let _ = c;
+    }
+}
+
+#[test]
+fn check_names_a_stray_a_missing_and_a_damaged_revenue_row() {
+    use crmkit_core::store::tables::SHIPMENT_ROWS;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("site");
+    let check = checked_demo(&dir);
+    let path = dir.join("data/crmkit.redb");
+    let store = Store::open(&path, Arc::new(settings()), Arc::new(SystemClock)).unwrap();
+    let ids = shipments(&store.read().unwrap());
+    assert!(ids.len() >= 2, "the demo has completed shipments: {}", ids.len());
+    let others: Vec<DocumentId> = scanned(&store.read().unwrap())
+        .into_iter()
+        .filter(|d| d.kind != DocumentKind::Shipment || d.state != DocumentState::Completed)
+        .map(|d| d.id)
+        .collect();
+    let raw = |id: DocumentId| store.read().unwrap().kv_get(DOCUMENT_ROWS, &id.0.to_bytes()).unwrap().unwrap();
+    // An order gets a revenue row; the first shipment's goes; the second's is cut short.
+    let (order, cut) = (raw(others[0]), raw(ids[1]));
+    let mut changes = Changes::new();
+    changes.put(SHIPMENT_ROWS, others[0].0.to_bytes().to_vec(), order);
+    changes.delete(SHIPMENT_ROWS, ids[0].0.to_bytes().to_vec());
+    changes.put(SHIPMENT_ROWS, ids[1].0.to_bytes().to_vec(), cut[..cut.len() - 1].to_vec());
+    damage(store, changes);
+    said_all(
+        &check(),
+        &[
+            format!("scan layout problem: scan row of shipment {}: stored, but there is no such shipment", others[0]),
+            format!("scan layout problem: scan row of shipment {}: missing", ids[0]),
+            format!("scan layout problem: scan row of shipment {}: cannot be read (", ids[1]),
+            "3 scan layout problem(s)".to_string(),
+        ],
+    );
+}

@@ -236,6 +236,8 @@ fn golden_files_of_every_schema_version_open_and_read_back() {
         assert_eq!(store.verify_interaction_rows().unwrap(), Vec::<String>::new(), "interaction rows of v{version}");
         assert_eq!(store.verify_task_rows().unwrap(), Vec::<String>::new(), "task rows of v{version}");
         crate::interaction_rows::assert_rows_match(&store.read().unwrap());
+        // And the revenue rows (schema 13): one per completed shipment.
+        assert_eq!(store.verify_shipment_rows().unwrap(), Vec::<String>::new(), "shipment rows of v{version}");
         assert!(
             store.read().unwrap().count(EntityKind::Interaction).unwrap() > 0,
             "v{version} has interactions: the rows are checked against some"

@@ -93,6 +93,7 @@ fn check_export_and_backup_report_rising_counts_up_to_their_totals() {
     assert_eq!(store.verify_document_rows_with_progress(&mut seen.record()).unwrap(), Vec::<String>::new());
     assert_eq!(store.verify_interaction_rows_with_progress(&mut seen.record()).unwrap(), Vec::<String>::new());
     assert_eq!(store.verify_task_rows_with_progress(&mut seen.record()).unwrap(), Vec::<String>::new());
+    assert_eq!(store.verify_shipment_rows_with_progress(&mut seen.record()).unwrap(), Vec::<String>::new());
     assert_eq!(store.verify_attachments_with_progress(&mut seen.record()).unwrap(), Vec::<String>::new());
     assert_eq!(
         seen.stages(),
@@ -104,6 +105,7 @@ fn check_export_and_backup_report_rising_counts_up_to_their_totals() {
             "document rows",
             "interaction rows",
             "task rows",
+            "shipment rows",
             "attachments"
         ]
     );
@@ -117,6 +119,7 @@ fn check_export_and_backup_report_rising_counts_up_to_their_totals() {
         assert!(n > 0, "the demo has records of {kind}");
         assert_eq!(seen.stage(stage), n, "one per record of {kind}");
     }
+    assert_eq!(seen.stage("shipment rows"), documents, "one per document read");
     // Every record, and the index entries besides.
     assert!(seen.stage("indexes") > records, "{records}");
     assert_eq!(seen.stage("stage histories"), 300);
@@ -159,7 +162,7 @@ fn check_in_a_pipe_prints_its_lines_and_no_bar() {
         out,
         format!(
             "config: ok (1 users, 4 process kinds, 5 custom fields)\n\
-             database: ok ({}, schema version 12, indexes consistent, {steps} stage history steps consistent, funnel totals and scan rows match the deals, document, interaction and task rows match their records, attachments match their content)\n\
+             database: ok ({}, schema version 13, indexes consistent, {steps} stage history steps consistent, funnel totals and scan rows match the deals, document, revenue, interaction and task rows match their records, attachments match their content)\n\
              scripts: ok (7 compiled, 3 bindings to script functions checked)\n\
              plugins: ok (0 loaded, 0 bindings to plugin exports checked)\n",
             database.display()

@@ -133,7 +133,8 @@ pub(crate) fn checked_demo(dir: &Path) -> impl Fn() -> Output + '_ {
     let ok = check();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     assert!(String::from_utf8_lossy(&ok.stdout).contains("funnel totals and scan rows match the deals"));
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("document, interaction and task rows match their records"));
+    assert!(String::from_utf8_lossy(&ok.stdout)
+        .contains("document, revenue, interaction and task rows match their records"));
     check
 }
 

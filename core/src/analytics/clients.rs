@@ -99,7 +99,7 @@ fn today(view: &dyn View) -> NaiveDate {
 /// Completed shipments dated `from..=to` that `scope` admits, by partner, currency and
 /// month.
 fn revenue(view: &dyn View, scope: &DocScope, from: Option<NaiveDate>, to: NaiveDate) -> Result<ByMonth, String> {
-    let parts = split::fold(view, ByMonth::default, |clients, d: &DocumentRow| {
+    let parts = split::fold_shipments(view, ByMonth::default, |clients, d: &DocumentRow| {
         if d.kind != DocumentKind::Shipment
             || d.state != DocumentState::Completed
             || d.date > to
@@ -407,7 +407,7 @@ fn by_period(
     // Clients by id and items by currency then name while scanning (nothing allocated
     // per shipment but a new key), named after.
     type Items = HashMap<Currency, HashMap<String, (Decimal, Decimal)>>;
-    let parts = split::fold(
+    let parts = split::fold_shipments(
         view,
         || (IdMap::<(PartnerId, Currency), (Decimal, Decimal)>::default(), Items::new()),
         |(clients, items), d: &DocumentRow| {

@@ -90,11 +90,42 @@ pub(super) fn fold<R: Row, A: Send>(
     init: impl Fn() -> A + Sync,
     step: impl Fn(&mut A, &R) -> Result<(), String> + Sync,
 ) -> Result<Vec<A>, String> {
+    fold_from(view, Source { whole: R::scan, span: R::scan_in }, init, step)
+}
+
+/// [`fold`] over the completed shipments only (the revenue rows).
+pub(super) fn fold_shipments<A: Send>(
+    view: &dyn View,
+    init: impl Fn() -> A + Sync,
+    step: impl Fn(&mut A, &DocumentRow) -> Result<(), String> + Sync,
+) -> Result<Vec<A>, String> {
+    let source = Source {
+        whole: |view: &dyn View, f: &mut dyn FnMut(&DocumentRow) -> bool| view.scan_shipments(f),
+        span: |s: &Snapshot, span, f: &mut dyn FnMut(&DocumentRow) -> bool| s.scan_shipments_in(span, f),
+    };
+    fold_from(view, source, init, step)
+}
+
+/// What a scan hands each row to, until it answers `false`.
+type Visit<'a, R> = &'a mut dyn FnMut(&R) -> bool;
+
+/// Where a fold reads its rows: every row a view passes, or a snapshot's rows in a span.
+struct Source<R> {
+    whole: fn(&dyn View, Visit<'_, R>) -> Result<()>,
+    span: fn(&Snapshot, Span, Visit<'_, R>) -> Result<()>,
+}
+
+fn fold_from<R: Row, A: Send>(
+    view: &dyn View,
+    source: Source<R>,
+    init: impl Fn() -> A + Sync,
+    step: impl Fn(&mut A, &R) -> Result<(), String> + Sync,
+) -> Result<Vec<A>, String> {
     let threads = threads();
     let Some(snapshot) = view.shared().filter(|_| threads > 1) else {
         let mut acc = init();
         let mut failed = None;
-        R::scan(view, &mut |r| match step(&mut acc, r) {
+        (source.whole)(view, &mut |r| match step(&mut acc, r) {
             Ok(()) => true,
             Err(e) => {
                 failed = Some(e);
@@ -104,7 +135,7 @@ pub(super) fn fold<R: Row, A: Send>(
         .map_err(|e| e.to_string())?;
         return failed.map_or(Ok(vec![acc]), Err);
     };
-    let spans = spans::<R>(snapshot, threads * SPANS_PER_THREAD).map_err(|e| e.to_string())?;
+    let spans = spans(snapshot, &source, threads * SPANS_PER_THREAD).map_err(|e| e.to_string())?;
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let work = || -> Result<A, String> {
@@ -113,7 +144,7 @@ pub(super) fn fold<R: Row, A: Send>(
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(&span) = spans.get(i) else { break };
-            R::scan_in(snapshot, span, &mut |r| {
+            (source.span)(snapshot, span, &mut |r| {
                 if stop.load(Ordering::Relaxed) {
                     return false;
                 }
@@ -162,11 +193,11 @@ pub(super) fn each<T: Sync, A: Send>(parts: &[T], f: impl Fn(&T) -> A + Sync) ->
     })
 }
 
-/// Cuts the ids of `R`'s table into about `n` spans of equal time between its first row's
+/// Cuts the ids of the source's table into about `n` spans of equal time between its first row's
 /// creation and now; the first and last spans are open, so every row falls in one span.
-fn spans<R: Row>(snapshot: &Snapshot, n: usize) -> Result<Vec<Span>> {
+fn spans<R: Row>(snapshot: &Snapshot, source: &Source<R>, n: usize) -> Result<Vec<Span>> {
     let mut first = None;
-    R::scan_in(snapshot, Span::ALL, &mut |r| {
+    (source.span)(snapshot, Span::ALL, &mut |r: &R| {
         first = Some(r.raw_id());
         false
     })?;

@@ -55,6 +55,10 @@ pub trait View {
     /// document read, not the full record), oldest first, until `f` returns `false`. One
     /// row at a time; the fastest way over every document (reports).
     fn scan_documents(&self, f: &mut dyn FnMut(&DocumentRow) -> bool) -> Result<()>;
+    /// Visits every completed shipment — the documents counted as revenue — as the scan
+    /// layout keeps it (its document row), oldest first, until `f` returns `false`: the
+    /// revenue without reading the other documents (reports).
+    fn scan_shipments(&self, f: &mut dyn FnMut(&DocumentRow) -> bool) -> Result<()>;
     /// Visits every interaction, oldest first, until `f` returns `false` (reports).
     fn each_interaction(&self, f: &mut dyn FnMut(&Interaction) -> bool) -> Result<()>;
     /// Visits every interaction as the scan layout keeps it (kind, instant, partner, deal
@@ -150,6 +154,9 @@ impl<R: Reader> View for R {
     }
     fn scan_documents(&self, f: &mut dyn FnMut(&DocumentRow) -> bool) -> Result<()> {
         Reader::scan_documents(self, f)
+    }
+    fn scan_shipments(&self, f: &mut dyn FnMut(&DocumentRow) -> bool) -> Result<()> {
+        Reader::scan_shipments(self, f)
     }
     fn each_interaction(&self, f: &mut dyn FnMut(&Interaction) -> bool) -> Result<()> {
         self.for_each::<Interaction>(|i| f(&i))

@@ -28,6 +28,7 @@ pub mod redb;
 mod rows;
 mod scan;
 mod schema;
+mod shipment_rows;
 pub mod tables;
 mod task_rows;
 mod write;

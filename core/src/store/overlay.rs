@@ -15,12 +15,13 @@ use crate::Result;
 
 impl Reader for WriteTxn<'_> {
     fn pending_rows(&self, table: super::tables::Table) -> Result<Option<super::rows::PendingRows>> {
-        use super::tables::{DEAL_ROWS, DOCUMENT_ROWS, INTERACTION_ROWS, TASK_ROWS};
+        use super::tables::{DEAL_ROWS, DOCUMENT_ROWS, INTERACTION_ROWS, SHIPMENT_ROWS, TASK_ROWS};
         Ok(Some(match table {
             DEAL_ROWS => self.pending_deal_rows()?,
             DOCUMENT_ROWS => self.pending_document_rows()?,
             INTERACTION_ROWS => self.pending_interaction_rows()?,
             TASK_ROWS => self.pending_task_rows()?,
+            SHIPMENT_ROWS => self.pending_shipment_rows()?,
             // Not a table of the scan layout: nothing of it is kept at commit.
             _ => return Ok(None),
         }))

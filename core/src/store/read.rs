@@ -120,7 +120,7 @@ pub trait Reader {
 
     #[doc(hidden)]
     /// The rows of scan layout `table` (`deal_rows`, `document_rows`, `interaction_rows`,
-    /// `task_rows`) that a write transaction's pending writes touch.
+    /// `task_rows`, `shipment_rows`) that a write transaction's pending writes touch.
     fn pending_rows(&self, _table: super::tables::Table) -> Result<Option<super::rows::PendingRows>> {
         Ok(None)
     }
@@ -148,6 +148,19 @@ pub trait Reader {
     /// [`Reader::scan_documents`] over the rows in `span` only.
     fn scan_documents_in(&self, span: super::Span, f: &mut dyn FnMut(&super::DocumentRow) -> bool) -> Result<()> {
         super::document_rows::scan(self, span, self.pending_rows(super::tables::DOCUMENT_ROWS)?, f)
+    }
+
+    /// Visits every completed shipment (the documents counted as revenue) as the scan
+    /// layout keeps it — its document row — in id (creation) order, until `f` returns
+    /// `false`. One row is held at a time; `f` gets the same
+    /// [`DocumentRow`](super::DocumentRow) refilled.
+    fn scan_shipments(&self, f: &mut dyn FnMut(&super::DocumentRow) -> bool) -> Result<()> {
+        self.scan_shipments_in(super::Span::ALL, f)
+    }
+
+    /// [`Reader::scan_shipments`] over the rows in `span` only.
+    fn scan_shipments_in(&self, span: super::Span, f: &mut dyn FnMut(&super::DocumentRow) -> bool) -> Result<()> {
+        super::shipment_rows::scan(self, span, self.pending_rows(super::tables::SHIPMENT_ROWS)?, f)
     }
 
     /// Visits every interaction as the scan layout keeps it — its narrow row: what the

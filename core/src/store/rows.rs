@@ -392,8 +392,11 @@ pub(super) fn each_record<E: Entity>(r: &impl Reader, f: &mut dyn FnMut(&E) -> R
 /// before it commits them: a few megabytes of pending rows, and few commits.
 pub(super) const BATCH: usize = 50_000;
 
+/// The row a record makes in a table being built (`None`: the record has none there).
+pub(super) type RowOf<'a, 's, E> = dyn Fn(&WriteTxn<'s>, &E) -> Result<Option<Vec<u8>>> + 'a;
+
 /// Empties `table`, then writes into it the row `encode` makes of every record of kind `E`
-/// (given the transaction, to read what else the row holds), in id order — committing
+/// that has one (given the transaction, to read what else the row holds), in id order — committing
 /// every `batch` rows ([`BATCH`]) and going on in a new transaction, so that memory holds
 /// one batch of rows whatever the number of records (the migration that introduces the
 /// table, on a file of millions of records). The commits it makes are
@@ -405,7 +408,7 @@ pub(super) fn build_in_batches<'s, E: Entity>(
     store: &'s Store,
     mut tx: WriteTxn<'s>,
     table: Table,
-    encode: &dyn Fn(&WriteTxn<'s>, &E) -> Result<Vec<u8>>,
+    encode: &RowOf<'_, 's, E>,
     batch: usize,
 ) -> Result<WriteTxn<'s>> {
     fn next_batch<'s>(store: &'s Store, mut tx: WriteTxn<'s>) -> Result<WriteTxn<'s>> {
@@ -434,8 +437,9 @@ pub(super) fn build_in_batches<'s, E: Entity>(
     loop {
         let page: Vec<E> = tx.list(after, page_size)?;
         for e in &page {
-            let row = encode(&tx, e)?;
-            tx.changes.put(table, e.id().raw().to_bytes().to_vec(), row);
+            if let Some(row) = encode(&tx, e)? {
+                tx.changes.put(table, e.id().raw().to_bytes().to_vec(), row);
+            }
         }
         match page.last() {
             Some(e) if page.len() == page_size => after = Some(e.id()),
@@ -452,11 +456,17 @@ impl WriteTxn<'_> {
     /// them from the records as they stand in the transaction (`None`: deleted) — for a
     /// table whose row is a function of its record alone.
     pub(super) fn pending_rows_of<E: Entity>(&self, encode: fn(&E) -> Vec<u8>) -> Result<PendingRows> {
+        self.pending_rows_by::<E>(&|e| Some(encode(e)))
+    }
+
+    /// [`WriteTxn::pending_rows_of`] for a table that holds rows of some records only:
+    /// `row` answers `None` for a record that has none.
+    pub(super) fn pending_rows_by<E: Entity>(&self, row: &dyn Fn(&E) -> Option<Vec<u8>>) -> Result<PendingRows> {
         let table = entity_table(E::KIND);
         let ids: Vec<RawId> = self.changes.tables[table.slot].keys().filter_map(|k| RawId::from_bytes(k)).collect();
         let mut out = PendingRows::new();
         for id in ids {
-            let row = self.get_shared::<E>(E::Id::from_raw(id))?.map(|e| encode(&e));
+            let row = self.get_shared::<E>(E::Id::from_raw(id))?.and_then(|e| row(&e));
             out.insert(id.to_bytes(), row);
         }
         Ok(out)
@@ -575,9 +585,14 @@ mod tests {
 
         let before = store.commits.load(std::sync::atomic::Ordering::SeqCst);
         let tx = store.write(None).unwrap();
-        let tx =
-            build_in_batches::<Interaction>(&store, tx, INTERACTION_ROWS, &|_, i| Ok(InteractionRow::encode(i)), 3)
-                .unwrap();
+        let tx = build_in_batches::<Interaction>(
+            &store,
+            tx,
+            INTERACTION_ROWS,
+            &|_, i| Ok(Some(InteractionRow::encode(i))),
+            3,
+        )
+        .unwrap();
         assert!(tx.changes.tables[INTERACTION_ROWS.slot].len() <= 3, "the last transaction holds one batch at most");
         tx.commit().unwrap();
         let commits = store.commits.load(std::sync::atomic::Ordering::SeqCst) - before;

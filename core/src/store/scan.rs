@@ -29,7 +29,7 @@ use rust_decimal::Decimal;
 use super::codec::{decode, encode};
 use super::kv::KvError;
 use super::rows::{self, put_len, put_opt_id, put_opt_str, put_opt_time, put_str, Cursor, PendingRows, Span, Texts};
-use super::tables::{entity_table, DEAL_ROWS, DOCUMENT_ROWS, INTERACTION_ROWS, TASK_ROWS};
+use super::tables::{entity_table, DEAL_ROWS, DOCUMENT_ROWS, INTERACTION_ROWS, SHIPMENT_ROWS, TASK_ROWS};
 use super::{Reader, Store, WriteTxn};
 use crate::id::{DealId, PartnerId, RawId, UserId};
 use crate::model::{CustomFields, Deal, DealStatus, EntityKind, How, StageChange};
@@ -312,6 +312,8 @@ impl WriteTxn<'_> {
         self.write_rows(INTERACTION_ROWS, interactions);
         let tasks = self.pending_task_rows()?;
         self.write_rows(TASK_ROWS, tasks);
+        let shipments = self.pending_shipment_rows()?;
+        self.write_rows(SHIPMENT_ROWS, shipments);
         Ok(())
     }
 }

@@ -16,7 +16,7 @@ use crate::model::{Entity, EntityKind};
 use crate::{Error, Result};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 12;
+pub const SCHEMA_VERSION: u32 = 13;
 
 const FORMAT: &[u8] = b"format";
 const FORMAT_VALUE: &[u8] = b"crmkit";
@@ -46,6 +46,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration::InOne(v9_to_v10),
     Migration::Batched(v10_to_v11),
     Migration::Batched(v11_to_v12),
+    Migration::Batched(v12_to_v13),
 ];
 
 /// Rebuilds every secondary index from the records (schema 3 keeps indexes as posting
@@ -164,7 +165,7 @@ fn v8_to_v9(store: &Store) -> Result<WriteTxn<'_>> {
     use super::tables::DEAL_ROWS;
     use crate::model::Deal;
     use crate::store::Reader;
-    let encode = |tx: &WriteTxn<'_>, d: &Deal| Ok(DealRow::encode(d, &tx.stage_history(d.id)?));
+    let encode = |tx: &WriteTxn<'_>, d: &Deal| Ok(Some(DealRow::encode(d, &tx.stage_history(d.id)?)));
     rows::build_in_batches::<Deal>(store, store.write(None)?, DEAL_ROWS, &encode, rows::BATCH)
 }
 
@@ -181,7 +182,7 @@ fn v9_to_v10(tx: &mut WriteTxn<'_>) -> Result<()> {
 fn v10_to_v11(store: &Store) -> Result<WriteTxn<'_>> {
     use super::tables::DOCUMENT_ROWS;
     use crate::model::Document;
-    let encode = |_: &WriteTxn<'_>, d: &Document| Ok(DocumentRow::encode(d));
+    let encode = |_: &WriteTxn<'_>, d: &Document| Ok(Some(DocumentRow::encode(d)));
     rows::build_in_batches::<Document>(store, store.write(None)?, DOCUMENT_ROWS, &encode, rows::BATCH)
 }
 
@@ -194,10 +195,20 @@ fn v11_to_v12(store: &Store) -> Result<WriteTxn<'_>> {
     use super::tables::{INTERACTION_ROWS, TASK_ROWS};
     use crate::model::{Interaction, Task};
     let tx = store.write(None)?;
-    let interaction = |_: &WriteTxn<'_>, i: &Interaction| Ok(InteractionRow::encode(i));
-    let task = |_: &WriteTxn<'_>, t: &Task| Ok(TaskRow::encode(t));
+    let interaction = |_: &WriteTxn<'_>, i: &Interaction| Ok(Some(InteractionRow::encode(i)));
+    let task = |_: &WriteTxn<'_>, t: &Task| Ok(Some(TaskRow::encode(t)));
     let tx = rows::build_in_batches::<Interaction>(store, tx, INTERACTION_ROWS, &interaction, rows::BATCH)?;
     rows::build_in_batches::<Task>(store, tx, TASK_ROWS, &task, rows::BATCH)
+}
+
+/// Schema 13 keeps the revenue rows (table `shipment_rows`): the document row of every
+/// completed shipment, brought up to date by every commit that writes documents; a file
+/// from before gets them written once from its documents, in batches like [`v11_to_v12`].
+fn v12_to_v13(store: &Store) -> Result<WriteTxn<'_>> {
+    use super::tables::SHIPMENT_ROWS;
+    use crate::model::Document;
+    let revenue = |_: &WriteTxn<'_>, d: &Document| Ok(super::shipment_rows::row(d));
+    rows::build_in_batches::<Document>(store, store.write(None)?, SHIPMENT_ROWS, &revenue, rows::BATCH)
 }
 
 /// Schema 4 adds the stage history of deals (and tasks, which start empty). Deals from an

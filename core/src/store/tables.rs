@@ -46,7 +46,11 @@ pub const INTERACTION_ROWS: Table = Table { name: "interaction_rows", slot: 9 };
 /// writes tasks (see `task_rows.rs`).
 pub const TASK_ROWS: Table = Table { name: "task_rows", slot: 10 };
 
-const FIRST_ENTITY_SLOT: usize = 11;
+/// The revenue rows: document id → the document row of a completed shipment, kept by every
+/// commit that writes documents (see `shipment_rows.rs`).
+pub const SHIPMENT_ROWS: Table = Table { name: "shipment_rows", slot: 11 };
+
+const FIRST_ENTITY_SLOT: usize = 12;
 const FIRST_INDEX_SLOT: usize = FIRST_ENTITY_SLOT + EntityKind::ALL.len();
 
 /// The number of tables.
@@ -66,6 +70,7 @@ pub fn all_tables() -> Vec<Table> {
         DOCUMENT_ROWS,
         INTERACTION_ROWS,
         TASK_ROWS,
+        SHIPMENT_ROWS,
     ];
     t.extend(EntityKind::ALL.iter().map(|k| entity_table(*k)));
     t.extend(Index::ALL.iter().map(|i| i.table()));

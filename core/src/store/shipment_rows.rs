@@ -1,0 +1,88 @@
+//! The revenue rows: the document row (`document_rows.rs`, the same bytes) of every
+//! completed shipment — what ABC/XYZ, BCG and the dossier's classes count as revenue — in a
+//! table of its own, kept by every commit that writes documents, so that those reports read
+//! the shipments alone instead of every document's row (orders, invoices, payments and
+//! quotes are most of them).
+//!
+//! A document has a row here exactly while it is a shipment in state `completed`: the
+//! commit that completes one adds its row, one that changes it rewrites the row, and one
+//! that cancels, reverts or deletes it takes the row away; a write transaction's own scans
+//! see its pending writes. `crmkit check` compares the table with the records.
+
+use super::document_rows::DocumentRow;
+use super::rows::{self, PendingRows, Span, Texts};
+use super::tables::SHIPMENT_ROWS;
+use super::{Reader, Store, WriteTxn};
+use crate::id::{DocumentId, RawId};
+use crate::model::{Document, DocumentKind, DocumentState, EntityKind};
+use crate::progress::{self, Meter, Progress};
+use crate::Result;
+
+/// Whether `doc` is revenue: a completed shipment.
+pub(super) fn is_revenue(doc: &Document) -> bool {
+    doc.kind == DocumentKind::Shipment && doc.state == DocumentState::Completed
+}
+
+/// The revenue row of `doc`: its document row when it is a completed shipment.
+pub(super) fn row(doc: &Document) -> Option<Vec<u8>> {
+    is_revenue(doc).then(|| DocumentRow::encode(doc))
+}
+
+/// Visits every revenue row in `span` that `r` sees, in id order, with `pending` rows in
+/// place of the stored ones, until `f` returns `false`.
+pub(super) fn scan(
+    r: &(impl Reader + ?Sized),
+    span: Span,
+    pending: Option<PendingRows>,
+    f: &mut dyn FnMut(&DocumentRow) -> bool,
+) -> Result<()> {
+    let mut row = DocumentRow::default();
+    let mut texts = Texts::default();
+    rows::scan(r, SHIPMENT_ROWS, "shipment", span, pending, &mut |id, bytes| {
+        row.decode_with(DocumentId(id), bytes, &mut texts)?;
+        Ok(f(&row))
+    })
+}
+
+impl WriteTxn<'_> {
+    /// The revenue rows of the documents the pending changes write, as they stand in the
+    /// transaction (`None`: none, for a document that is not, or no longer, revenue).
+    pub(super) fn pending_shipment_rows(&self) -> Result<PendingRows> {
+        self.pending_rows_by::<Document>(&row)
+    }
+}
+
+impl Store {
+    /// Checks the stored revenue rows against the completed shipments' records; returns
+    /// one line per difference, naming the document.
+    pub fn verify_shipment_rows(&self) -> Result<Vec<String>> {
+        self.verify_shipment_rows_with_progress(&mut progress::ignore)
+    }
+
+    /// [`Store::verify_shipment_rows`], reporting its stage `"shipment rows"` to
+    /// `progress`: the documents read.
+    pub fn verify_shipment_rows_with_progress(&self, progress: &mut dyn FnMut(Progress)) -> Result<Vec<String>> {
+        let r = self.read()?;
+        let total = r.count(EntityKind::Document)?;
+        // Counted by the documents read (the shipments among them are compared).
+        let mut meter = Meter::start(progress, "shipment rows", total);
+        let misread = |id: RawId, got: &[u8]| match DocumentRow::default().decode_into(DocumentId(id), got) {
+            Ok(()) => "differs from what its record makes".to_string(),
+            Err(e) => format!("cannot be read ({e})"),
+        };
+        let mut expected = |f: &mut dyn FnMut(RawId, Vec<u8>) -> Result<()>| {
+            rows::each_record(&r, &mut |d: &Document| {
+                meter.add(1);
+                match row(d) {
+                    Some(bytes) => f(d.id.0, bytes),
+                    None => Ok(()),
+                }
+            })
+        };
+        let mut ignore = progress::ignore;
+        let mut compared = Meter::start(&mut ignore, "shipment rows", 0);
+        let problems = rows::verify(&r, SHIPMENT_ROWS, "shipment", &mut compared, &mut expected, &misread)?;
+        meter.finish();
+        Ok(problems)
+    }
+}
