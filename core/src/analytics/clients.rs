@@ -156,18 +156,28 @@ struct AbcXyz {
 /// the clients before it (largest first) is below `a`, B while below `a + b`, else C — so
 /// the client that crosses a boundary belongs to the class it starts in, and the largest
 /// client is always A.
-fn abc_xyz<K: Clone + Ord>(
+fn abc_xyz<K: Clone + Ord + Send + Sync>(
     mut clients: Vec<(K, String, Decimal, Vec<Decimal>)>,
     t: &AbcXyzSettings,
 ) -> Vec<(K, String, AbcXyz, Decimal)> {
     clients.retain(|c| c.2 > Decimal::ZERO);
     clients.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.1.cmp(&b.1)).then_with(|| a.0.cmp(&b.0)));
     let total: Decimal = clients.iter().map(|c| c.2).sum();
+    // The revenue of the clients before each one (the running sum), then each client
+    // classified on its own, the list cut into a part per thread.
     let mut before = Decimal::ZERO;
-    let mut out = Vec::with_capacity(clients.len());
-    for (key, name, revenue, months) in clients {
+    let befores: Vec<Decimal> = clients
+        .iter()
+        .map(|c| {
+            let b = before;
+            before += c.2;
+            b
+        })
+        .collect();
+    let one = |i: usize| {
+        let (key, name, revenue, months) = &clients[i];
         let hundred = Decimal::ONE_HUNDRED;
-        let before_pct = before * hundred / total;
+        let before_pct = befores[i] * hundred / total;
         let abc = if before_pct < t.a {
             'A'
         } else if before_pct < t.a + t.b {
@@ -175,8 +185,7 @@ fn abc_xyz<K: Clone + Ord>(
         } else {
             'C'
         };
-        before += revenue;
-        let cv = cv_pct(&months);
+        let cv = cv_pct(months);
         let xyz = if cv <= t.x {
             'X'
         } else if cv <= t.y {
@@ -184,31 +193,47 @@ fn abc_xyz<K: Clone + Ord>(
         } else {
             'Z'
         };
-        let mean = (revenue / Decimal::from(months.len().max(1) as u64)).round_dp(2);
+        let mean = (*revenue / Decimal::from(months.len().max(1) as u64)).round_dp(2);
         let c = AbcXyz {
-            revenue,
-            share_pct: (revenue * hundred / total).round_dp(2),
-            cumulative_pct: (before * hundred / total).round_dp(2),
+            revenue: *revenue,
+            share_pct: (*revenue * hundred / total).round_dp(2),
+            cumulative_pct: ((befores[i] + *revenue) * hundred / total).round_dp(2),
             abc,
             cv_pct: cv,
             xyz,
         };
-        out.push((key, name, c, mean));
-    }
-    out
+        (key.clone(), name.clone(), c, mean)
+    };
+    split::each(&split::ranges(clients.len()), |r| r.clone().map(one).collect::<Vec<_>>())
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// Population standard deviation over mean, in percent, to one decimal (0 when the mean is
 /// zero).
 fn cv_pct(months: &[Decimal]) -> Decimal {
-    let v: Vec<f64> = months.iter().map(|m| m.to_f64().unwrap_or(0.0)).collect();
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    if v.is_empty() || mean <= 0.0 {
+    // Most months of most clients are empty: zero without converting.
+    let f = |m: &Decimal| if m.is_zero() { 0.0 } else { m.to_f64().unwrap_or(0.0) };
+    let n = months.len() as f64;
+    let mean = months.iter().map(f).sum::<f64>() / n;
+    if months.is_empty() || mean <= 0.0 {
         return Decimal::ZERO;
     }
-    let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+    let var = months.iter().map(|m| (f(m) - mean) * (f(m) - mean)).sum::<f64>() / n;
     Decimal::try_from(var.sqrt() / mean * 100.0).unwrap_or_default().round_dp(1).normalize()
+}
+
+/// A client's revenue in each month of `period` (in order), zero where it had none.
+fn series(period: &[Month], by_month: &BTreeMap<Month, Decimal>) -> Vec<Decimal> {
+    let mut had = by_month.iter().peekable();
+    period
+        .iter()
+        .map(|mo| {
+            while had.next_if(|(m, _)| *m < mo).is_some() {}
+            had.next_if(|(m, _)| *m == mo).map_or(Decimal::ZERO, |(_, v)| *v)
+        })
+        .collect()
 }
 
 /// The months from `from` to `to`, both included.
@@ -237,7 +262,7 @@ pub(super) fn run_abc_xyz(view: &dyn View, filter: &Filter) -> Result<Rows, Stri
     };
     let mut by_currency: BTreeMap<Currency, Vec<Classified>> = BTreeMap::new();
     for ((p, c), m) in clients {
-        let series: Vec<Decimal> = period.iter().map(|mo| m.get(mo).copied().unwrap_or_default()).collect();
+        let series = series(&period, &m);
         let total = m.values().copied().sum();
         let name = names.get(&p).cloned().unwrap_or_else(|| p.to_string());
         by_currency.entry(c).or_default().push((p, name, total, series));
@@ -262,23 +287,27 @@ pub(super) fn run_abc_xyz(view: &dyn View, filter: &Filter) -> Result<Rows, Stri
     for (currency, list) in by_currency {
         let active: HashMap<PartnerId, usize> =
             list.iter().map(|c| (c.0, c.3.iter().filter(|v| **v > Decimal::ZERO).count())).collect();
-        for (p, name, c, mean) in abc_xyz(list, t) {
-            rows.push(vec![
+        let classified = abc_xyz(list, t);
+        let row = |(p, name, c, mean): &(PartnerId, String, AbcXyz, Decimal)| {
+            vec![
                 Value::from(currency.to_string()),
                 Value::from(p.to_string()),
-                Value::from(name),
+                Value::from(name.clone()),
                 dec(Some(c.revenue)),
                 dec(Some(c.share_pct)),
                 dec(Some(c.cumulative_pct)),
                 Value::from(c.abc.to_string()),
                 Value::from(period.len() as u64),
-                Value::from(active[&p] as u64),
-                dec(Some(mean)),
+                Value::from(active[p] as u64),
+                dec(Some(*mean)),
                 dec(Some(c.cv_pct)),
                 Value::from(c.xyz.to_string()),
                 Value::from(format!("{}{}", c.abc, c.xyz)),
-            ]);
-        }
+            ]
+        };
+        // Written out a part per thread: a hundred thousand clients make a million values.
+        let parts = split::each(&split::ranges(classified.len()), |r| classified[r.clone()].iter().map(row).collect());
+        rows.extend(parts.into_iter().flat_map(|p: Vec<_>| p));
     }
     Ok((columns, rows))
 }
@@ -495,7 +524,7 @@ pub fn client_classes(view: &dyn View, today: NaiveDate) -> Result<ClientClasses
     let mut abc: BTreeMap<Currency, Vec<Classified>> = BTreeMap::new();
     let mut bcg: BTreeMap<Currency, Vec<BcgLine>> = BTreeMap::new();
     for ((p, c), m) in &monthly {
-        let series: Vec<Decimal> = period.iter().map(|mo| m.get(mo).copied().unwrap_or_default()).collect();
+        let series = series(&period, m);
         let current: Decimal = series.iter().copied().sum();
         let previous: Decimal = m.iter().filter(|(mo, _)| **mo < month_of(from)).map(|(_, v)| *v).sum();
         abc.entry(*c).or_default().push((*p, p.to_string(), current, series));

@@ -193,6 +193,13 @@ pub(super) fn each<T: Sync, A: Send>(parts: &[T], f: impl Fn(&T) -> A + Sync) ->
     })
 }
 
+/// `0..n` cut into a range per thread (one range when `n` is small), for [`each`].
+pub(super) fn ranges(n: usize) -> Vec<std::ops::Range<usize>> {
+    const AT_LEAST: usize = 4096;
+    let parts = threads().min(n / AT_LEAST).max(1);
+    (0..parts).map(|i| n * i / parts..n * (i + 1) / parts).collect()
+}
+
 /// Cuts the ids of the source's table into about `n` spans of equal time between its first row's
 /// creation and now; the first and last spans are open, so every row falls in one span.
 fn spans<R: Row>(snapshot: &Snapshot, source: &Source<R>, n: usize) -> Result<Vec<Span>> {
