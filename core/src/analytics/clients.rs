@@ -127,15 +127,7 @@ fn revenue(view: &dyn View, scope: &DocScope, from: Option<NaiveDate>, to: Naive
 
 /// The names of `ids`.
 fn names(view: &dyn View, ids: &HashSet<PartnerId>) -> Result<HashMap<PartnerId, String>, String> {
-    let mut out = HashMap::with_capacity(ids.len());
-    view.each_partner(&mut |p| {
-        if ids.contains(&p.id) {
-            out.insert(p.id, p.name.clone());
-        }
-        true
-    })
-    .map_err(|e| e.to_string())?;
-    Ok(out)
+    split::partner_names(view, ids)
 }
 
 /// A client's ABC/XYZ classification within its currency.

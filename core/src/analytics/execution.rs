@@ -9,7 +9,7 @@
 //! (delivery) day has passed, less what was shipped. Documents in another currency than
 //! their deal's are left out.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -163,14 +163,7 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     })?;
 
     let partners: HashSet<PartnerId> = won.iter().flat_map(|m| m.values().map(|d| d.partner)).collect();
-    let mut names: HashMap<PartnerId, String> = HashMap::new();
-    view.each_partner(&mut |p| {
-        if partners.contains(&p.id) {
-            names.insert(p.id, p.name.clone());
-        }
-        true
-    })
-    .map_err(|e| e.to_string())?;
+    let names = split::partner_names(view, &partners)?;
 
     // Summed by manager, partner and in total first (cheap keys), then named: each part's
     // won deals on a thread of their own.

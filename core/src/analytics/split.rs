@@ -5,10 +5,13 @@
 //! calling thread into one accumulator. Whatever the split, the merged result is the same:
 //! a report's folds only add, count and collect, and it orders what it prints itself.
 
+use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::hooks::View;
-use crate::id::RawId;
+use crate::id::{PartnerId, RawId};
+use crate::model::Partner;
+use crate::store::tables::{self, Table};
 use crate::store::{DealRow, DocumentRow, InteractionRow, Reader, Snapshot, Span, TaskRow};
 use crate::Result;
 
@@ -21,8 +24,8 @@ const SPANS_PER_THREAD: usize = 8;
 
 /// A row of the scan layout, as the split scans read it.
 pub(super) trait Row: Sync {
-    /// The row's id (ids sort by creation time).
-    fn raw_id(&self) -> RawId;
+    /// The table the rows are kept in.
+    fn table() -> Table;
     /// Every row `view` passes.
     fn scan(view: &dyn View, f: &mut dyn FnMut(&Self) -> bool) -> Result<()>;
     /// The rows of `snapshot` in `span`.
@@ -30,8 +33,8 @@ pub(super) trait Row: Sync {
 }
 
 impl Row for DealRow {
-    fn raw_id(&self) -> RawId {
-        self.id.0
+    fn table() -> Table {
+        tables::DEAL_ROWS
     }
     fn scan(view: &dyn View, f: &mut dyn FnMut(&Self) -> bool) -> Result<()> {
         view.scan_deals(f)
@@ -42,8 +45,8 @@ impl Row for DealRow {
 }
 
 impl Row for DocumentRow {
-    fn raw_id(&self) -> RawId {
-        self.id.0
+    fn table() -> Table {
+        tables::DOCUMENT_ROWS
     }
     fn scan(view: &dyn View, f: &mut dyn FnMut(&Self) -> bool) -> Result<()> {
         view.scan_documents(f)
@@ -54,8 +57,8 @@ impl Row for DocumentRow {
 }
 
 impl Row for InteractionRow {
-    fn raw_id(&self) -> RawId {
-        self.id.0
+    fn table() -> Table {
+        tables::INTERACTION_ROWS
     }
     fn scan(view: &dyn View, f: &mut dyn FnMut(&Self) -> bool) -> Result<()> {
         view.scan_interactions(f)
@@ -66,8 +69,8 @@ impl Row for InteractionRow {
 }
 
 impl Row for TaskRow {
-    fn raw_id(&self) -> RawId {
-        self.id.0
+    fn table() -> Table {
+        tables::TASK_ROWS
     }
     fn scan(view: &dyn View, f: &mut dyn FnMut(&Self) -> bool) -> Result<()> {
         view.scan_tasks(f)
@@ -75,6 +78,35 @@ impl Row for TaskRow {
     fn scan_in(snapshot: &Snapshot, span: Span, f: &mut dyn FnMut(&Self) -> bool) -> Result<()> {
         snapshot.scan_tasks_in(span, f)
     }
+}
+
+impl Row for Partner {
+    fn table() -> Table {
+        tables::entity_table(crate::model::EntityKind::Partner)
+    }
+    fn scan(view: &dyn View, f: &mut dyn FnMut(&Self) -> bool) -> Result<()> {
+        view.each_partner(f)
+    }
+    fn scan_in(snapshot: &Snapshot, span: Span, f: &mut dyn FnMut(&Self) -> bool) -> Result<()> {
+        snapshot.for_each_in::<Partner>(span, |p| f(&p))
+    }
+}
+
+/// The names of the partners in `ids`, read a span of the partners per thread.
+pub(super) fn partner_names(
+    view: &dyn View,
+    ids: &std::collections::HashSet<PartnerId>,
+) -> Result<std::collections::HashMap<PartnerId, String>, String> {
+    let parts = fold(view, std::collections::HashMap::new, |names, p: &Partner| {
+        if ids.contains(&p.id) {
+            names.insert(p.id, p.name.clone());
+        }
+        Ok(())
+    })?;
+    let mut parts = parts.into_iter();
+    let mut names = parts.next().unwrap_or_default();
+    parts.for_each(|p| names.extend(p));
+    Ok(names)
 }
 
 /// How many threads a report's scans use: the machine's cores, at most [`MAX_THREADS`].
@@ -90,7 +122,7 @@ pub(super) fn fold<R: Row, A: Send>(
     init: impl Fn() -> A + Sync,
     step: impl Fn(&mut A, &R) -> Result<(), String> + Sync,
 ) -> Result<Vec<A>, String> {
-    fold_from(view, Source { whole: R::scan, span: R::scan_in }, init, step)
+    fold_from(view, Source { table: R::table(), whole: R::scan, span: R::scan_in }, init, step)
 }
 
 /// [`fold`] over the completed shipments only (the revenue rows).
@@ -100,6 +132,7 @@ pub(super) fn fold_shipments<A: Send>(
     step: impl Fn(&mut A, &DocumentRow) -> Result<(), String> + Sync,
 ) -> Result<Vec<A>, String> {
     let source = Source {
+        table: tables::SHIPMENT_ROWS,
         whole: |view: &dyn View, f: &mut dyn FnMut(&DocumentRow) -> bool| view.scan_shipments(f),
         span: |s: &Snapshot, span, f: &mut dyn FnMut(&DocumentRow) -> bool| s.scan_shipments_in(span, f),
     };
@@ -111,6 +144,7 @@ type Visit<'a, R> = &'a mut dyn FnMut(&R) -> bool;
 
 /// Where a fold reads its rows: every row a view passes, or a snapshot's rows in a span.
 struct Source<R> {
+    table: Table,
     whole: fn(&dyn View, Visit<'_, R>) -> Result<()>,
     span: fn(&Snapshot, Span, Visit<'_, R>) -> Result<()>,
 }
@@ -200,24 +234,26 @@ pub(super) fn ranges(n: usize) -> Vec<std::ops::Range<usize>> {
     (0..parts).map(|i| n * i / parts..n * (i + 1) / parts).collect()
 }
 
-/// Cuts the ids of the source's table into about `n` spans of equal time between its first row's
-/// creation and now; the first and last spans are open, so every row falls in one span.
-fn spans<R: Row>(snapshot: &Snapshot, source: &Source<R>, n: usize) -> Result<Vec<Span>> {
-    let mut first = None;
-    (source.span)(snapshot, Span::ALL, &mut |r: &R| {
-        first = Some(r.raw_id());
-        false
-    })?;
-    let (Some(first), now) = (first, Reader::now(snapshot).0) else { return Ok(vec![Span::ALL]) };
-    let start = first.millis();
-    if n < 2 || now <= start {
-        return Ok(vec![Span::ALL]);
-    }
-    let width = (now - start) as i128;
-    let cuts: Vec<RawId> = (1..n).map(|i| RawId::min_at(start + (width * i as i128 / n as i128) as i64)).collect();
+/// Cuts the ids of the source's table into about `n` spans of equal width between its
+/// first and last id; the first and last spans are open, so every row falls in one span.
+fn spans<R>(snapshot: &Snapshot, source: &Source<R>, n: usize) -> Result<Vec<Span>> {
+    let end = |reverse: bool| -> Result<Option<RawId>> {
+        let mut id = None;
+        snapshot.kv_scan(source.table, Bound::Unbounded, Bound::Unbounded, reverse, &mut |k, _| {
+            id = RawId::from_bytes(k);
+            false
+        })?;
+        Ok(id)
+    };
+    let (Some(first), Some(last)) = (end(false)?, end(true)?) else { return Ok(vec![Span::ALL]) };
+    let step = (last.0.saturating_sub(first.0) / n.max(1) as u128).max(1);
     let mut spans = Vec::with_capacity(n);
     let mut from = None;
-    for cut in cuts {
+    for i in 1..n as u128 {
+        let cut = RawId(first.0 + step * i);
+        if cut > last {
+            break;
+        }
         spans.push(Span { from, to: Some(cut) });
         from = Some(cut);
     }

@@ -274,6 +274,29 @@ pub trait Reader {
         err.map_or(Ok(()), Err)
     }
 
+    /// [`Reader::for_each`] over the records whose ids are in `span` only.
+    fn for_each_in<E: Entity>(&self, span: super::Span, mut f: impl FnMut(E) -> bool) -> Result<()> {
+        if let (Some(from), Some(to)) = (span.from, span.to) {
+            if from >= to {
+                return Ok(());
+            }
+        }
+        let (from, to) = (span.from.map(RawId::to_bytes), span.to.map(RawId::to_bytes));
+        let lower = from.as_ref().map_or(Bound::Unbounded, |b| Bound::Included(&b[..]));
+        let upper = to.as_ref().map_or(Bound::Unbounded, |b| Bound::Excluded(&b[..]));
+        let mut err = None;
+        self.kv_scan(entity_table(E::KIND), lower, upper, false, &mut |k, v| match decode::<E>(v, || {
+            format!("{} {:?}", E::KIND, RawId::from_bytes(k))
+        }) {
+            Ok(e) => f(e),
+            Err(e) => {
+                err = Some(e);
+                false
+            }
+        })?;
+        err.map_or(Ok(()), Err)
+    }
+
     /// Every entry of an index as `(prefix, id)` pairs (for consistency checks; committed
     /// state only).
     fn index_entries(&self, index: Index) -> Result<Vec<(Vec<u8>, RawId)>> {
