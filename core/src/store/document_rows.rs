@@ -22,7 +22,7 @@ use rust_decimal::Decimal;
 
 use super::kv::KvError;
 use super::rows::{self, put_len, put_opt_id, put_str, Cursor, PendingRows, Span, Texts};
-use super::tables::DOCUMENT_ROWS;
+use super::tables::{Table, DOCUMENT_ROWS};
 use super::{Reader, Store, WriteTxn};
 use crate::id::{DealId, DocumentId, PartnerId, RawId};
 use crate::model::{Document, DocumentKind, DocumentState, EntityKind};
@@ -242,9 +242,22 @@ pub(super) fn scan(
     pending: Option<PendingRows>,
     f: &mut dyn FnMut(&DocumentRow) -> bool,
 ) -> Result<()> {
+    scan_table(r, DOCUMENT_ROWS, "document", span, pending, f)
+}
+
+/// [`scan`] over `table`, a table of document rows (`document_rows`, `shipment_rows`) whose
+/// records `noun` names.
+pub(super) fn scan_table(
+    r: &(impl Reader + ?Sized),
+    table: Table,
+    noun: &str,
+    span: Span,
+    pending: Option<PendingRows>,
+    f: &mut dyn FnMut(&DocumentRow) -> bool,
+) -> Result<()> {
     let mut row = DocumentRow::default();
     let mut texts = Texts::default();
-    rows::scan(r, DOCUMENT_ROWS, "document", span, pending, &mut |id, bytes| {
+    rows::scan(r, table, noun, span, pending, &mut |id, bytes| {
         row.decode_with(DocumentId(id), bytes, &mut texts)?;
         Ok(f(&row))
     })

@@ -10,7 +10,7 @@
 //! see its pending writes. `crmkit check` compares the table with the records.
 
 use super::document_rows::DocumentRow;
-use super::rows::{self, PendingRows, Span, Texts};
+use super::rows::{self, PendingRows, Span};
 use super::tables::SHIPMENT_ROWS;
 use super::{Reader, Store, WriteTxn};
 use crate::id::{DocumentId, RawId};
@@ -36,12 +36,7 @@ pub(super) fn scan(
     pending: Option<PendingRows>,
     f: &mut dyn FnMut(&DocumentRow) -> bool,
 ) -> Result<()> {
-    let mut row = DocumentRow::default();
-    let mut texts = Texts::default();
-    rows::scan(r, SHIPMENT_ROWS, "shipment", span, pending, &mut |id, bytes| {
-        row.decode_with(DocumentId(id), bytes, &mut texts)?;
-        Ok(f(&row))
-    })
+    super::document_rows::scan_table(r, SHIPMENT_ROWS, "shipment", span, pending, f)
 }
 
 impl WriteTxn<'_> {
