@@ -160,8 +160,8 @@ impl DocumentRow {
         let mut w = Vec::with_capacity(90 + doc.lines.iter().map(|l| 34 + l.item.len()).sum::<usize>());
         w.push(VERSION);
         w.extend_from_slice(&doc.created_at.0.to_le_bytes());
-        w.push(KINDS.iter().position(|k| *k == doc.kind).expect("listed") as u8);
-        w.push(STATES.iter().position(|s| *s == doc.state).expect("listed") as u8);
+        w.push(kind_byte(doc.kind));
+        w.push(state_byte(doc.state));
         w.extend_from_slice(&doc.date.num_days_from_ce().to_le_bytes());
         match doc.due {
             Some(d) => {
@@ -271,6 +271,29 @@ impl WriteTxn<'_> {
     }
 }
 
+/// What `crmkit check` says of a stored document row (of `document_rows` or
+/// `shipment_rows`) that is not the one its record makes.
+pub(super) fn misread(id: RawId, got: &[u8]) -> String {
+    match DocumentRow::default().decode_into(DocumentId(id), got) {
+        Ok(()) => "differs from what its record makes".to_string(),
+        Err(e) => format!("cannot be read ({e})"),
+    }
+}
+
+/// Whether encoded row `bytes` is a completed shipment's (its kind and state bytes).
+pub(super) fn is_revenue_row(bytes: &[u8]) -> bool {
+    let (shipment, completed) = (kind_byte(DocumentKind::Shipment), state_byte(DocumentState::Completed));
+    bytes.first() == Some(&VERSION) && bytes.get(9) == Some(&shipment) && bytes.get(10) == Some(&completed)
+}
+
+fn kind_byte(kind: DocumentKind) -> u8 {
+    KINDS.iter().position(|k| *k == kind).expect("listed") as u8
+}
+
+fn state_byte(state: DocumentState) -> u8 {
+    STATES.iter().position(|s| *s == state).expect("listed") as u8
+}
+
 /// Every document's row as its record makes it, in id order.
 fn expected_rows(r: &impl Reader, f: &mut dyn FnMut(RawId, Vec<u8>) -> Result<()>) -> Result<()> {
     rows::each_record(r, &mut |d: &Document| f(d.id.0, DocumentRow::encode(d)))
@@ -289,10 +312,6 @@ impl Store {
         let r = self.read()?;
         let total = r.count(EntityKind::Document)?;
         let mut meter = Meter::start(progress, "document rows", total);
-        let misread = |id: RawId, got: &[u8]| match DocumentRow::default().decode_into(DocumentId(id), got) {
-            Ok(()) => "differs from what its record makes".to_string(),
-            Err(e) => format!("cannot be read ({e})"),
-        };
         let problems =
             rows::verify(&r, DOCUMENT_ROWS, "document", &mut meter, &mut |f| expected_rows(&r, f), &misread)?;
         meter.finish();

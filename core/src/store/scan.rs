@@ -307,12 +307,13 @@ impl WriteTxn<'_> {
         let deals = self.pending_deal_rows()?;
         self.write_rows(DEAL_ROWS, deals);
         let documents = self.pending_document_rows()?;
+        // The revenue rows are the completed shipments' among them: encoded once.
+        let shipments = super::shipment_rows::revenue(&documents);
         self.write_rows(DOCUMENT_ROWS, documents);
         let interactions = self.pending_interaction_rows()?;
         self.write_rows(INTERACTION_ROWS, interactions);
         let tasks = self.pending_task_rows()?;
         self.write_rows(TASK_ROWS, tasks);
-        let shipments = self.pending_shipment_rows()?;
         self.write_rows(SHIPMENT_ROWS, shipments);
         Ok(())
     }

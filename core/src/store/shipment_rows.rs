@@ -9,11 +9,11 @@
 //! that cancels, reverts or deletes it takes the row away; a write transaction's own scans
 //! see its pending writes. `crmkit check` compares the table with the records.
 
-use super::document_rows::DocumentRow;
+use super::document_rows::{self, DocumentRow};
 use super::rows::{self, PendingRows, Span};
 use super::tables::SHIPMENT_ROWS;
 use super::{Reader, Store, WriteTxn};
-use crate::id::{DocumentId, RawId};
+use crate::id::RawId;
 use crate::model::{Document, DocumentKind, DocumentState, EntityKind};
 use crate::progress::{self, Meter, Progress};
 use crate::Result;
@@ -43,8 +43,17 @@ impl WriteTxn<'_> {
     /// The revenue rows of the documents the pending changes write, as they stand in the
     /// transaction (`None`: none, for a document that is not, or no longer, revenue).
     pub(super) fn pending_shipment_rows(&self) -> Result<PendingRows> {
-        self.pending_rows_by::<Document>(&row)
+        Ok(revenue(&self.pending_document_rows()?))
     }
+}
+
+/// The revenue rows among pending document rows: a completed shipment's row as it is, every
+/// other document's as none (so that a stored one goes).
+pub(super) fn revenue(documents: &PendingRows) -> PendingRows {
+    documents
+        .iter()
+        .map(|(id, row)| (*id, row.as_ref().filter(|r| document_rows::is_revenue_row(r)).cloned()))
+        .collect()
 }
 
 impl Store {
@@ -61,10 +70,6 @@ impl Store {
         let total = r.count(EntityKind::Document)?;
         // Counted by the documents read (the shipments among them are compared).
         let mut meter = Meter::start(progress, "shipment rows", total);
-        let misread = |id: RawId, got: &[u8]| match DocumentRow::default().decode_into(DocumentId(id), got) {
-            Ok(()) => "differs from what its record makes".to_string(),
-            Err(e) => format!("cannot be read ({e})"),
-        };
         let mut expected = |f: &mut dyn FnMut(RawId, Vec<u8>) -> Result<()>| {
             rows::each_record(&r, &mut |d: &Document| {
                 meter.add(1);
@@ -76,8 +81,44 @@ impl Store {
         };
         let mut ignore = progress::ignore;
         let mut compared = Meter::start(&mut ignore, "shipment rows", 0);
-        let problems = rows::verify(&r, SHIPMENT_ROWS, "shipment", &mut compared, &mut expected, &misread)?;
+        let problems =
+            rows::verify(&r, SHIPMENT_ROWS, "shipment", &mut compared, &mut expected, &document_rows::misread)?;
         meter.finish();
         Ok(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDate;
+
+    use super::*;
+    use crate::id::PartnerId;
+    use crate::values::{Currency, Money};
+
+    #[test]
+    fn a_row_is_revenue_by_its_bytes_exactly_when_its_document_is() {
+        let day = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+        let amount = Money::zero(Currency::RUB);
+        for kind in [
+            DocumentKind::Quote,
+            DocumentKind::Invoice,
+            DocumentKind::Order,
+            DocumentKind::Shipment,
+            DocumentKind::Payment,
+        ] {
+            for state in [
+                DocumentState::Draft,
+                DocumentState::Issued,
+                DocumentState::Agreed,
+                DocumentState::Completed,
+                DocumentState::Cancelled,
+            ] {
+                let mut doc = Document::new(kind, "№1", day, PartnerId(RawId(7)), amount);
+                doc.state = state;
+                let bytes = DocumentRow::encode(&doc);
+                assert_eq!(document_rows::is_revenue_row(&bytes), is_revenue(&doc), "{kind:?} {state:?}");
+            }
+        }
     }
 }
