@@ -438,7 +438,7 @@ fn check_names_a_damaged_line_with_both_values() {
     crmkit::make_demo(&dir, 200, 7, false, false, Some((16, 16)), false).unwrap();
     let ok = Command::new(crate::cli::binary()).args(["check", dir.to_str().unwrap()]).output().unwrap();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("funnel totals and scan rows match the deals"));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("funnel totals, scan rows and heads match the deals"));
     // The funnel of the demo, read from the totals and scanned, is the same.
     let analytics = |extra: &[&str]| {
         let mut args = vec!["analytics", "funnel", dir.to_str().unwrap(), "--format", "csv"];

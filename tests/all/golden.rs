@@ -238,6 +238,10 @@ fn golden_files_of_every_schema_version_open_and_read_back() {
         crate::interaction_rows::assert_rows_match(&store.read().unwrap());
         // And the revenue rows (schema 13): one per completed shipment.
         assert_eq!(store.verify_shipment_rows().unwrap(), Vec::<String>::new(), "shipment rows of v{version}");
+        // And the deal heads (schema 14), derived from the scan rows in batches; the heads
+        // are compared with the records field by field below too.
+        assert_eq!(store.verify_deal_heads().unwrap(), Vec::<String>::new(), "deal heads of v{version}");
+        crate::scan_rows::assert_rows_match(&store.read().unwrap());
         assert!(
             store.read().unwrap().count(EntityKind::Interaction).unwrap() > 0,
             "v{version} has interactions: the rows are checked against some"

@@ -90,6 +90,7 @@ fn check_export_and_backup_report_rising_counts_up_to_their_totals() {
     assert_eq!(store.verify_histories_with_progress(&mut seen.record()).unwrap(), Vec::<String>::new());
     assert_eq!(store.verify_funnel_totals_with_progress(&mut seen.record()).unwrap(), Vec::<String>::new());
     assert_eq!(store.verify_scan_rows_with_progress(&mut seen.record()).unwrap(), Vec::<String>::new());
+    assert_eq!(store.verify_deal_heads_with_progress(&mut seen.record()).unwrap(), Vec::<String>::new());
     assert_eq!(store.verify_document_rows_with_progress(&mut seen.record()).unwrap(), Vec::<String>::new());
     assert_eq!(store.verify_interaction_rows_with_progress(&mut seen.record()).unwrap(), Vec::<String>::new());
     assert_eq!(store.verify_task_rows_with_progress(&mut seen.record()).unwrap(), Vec::<String>::new());
@@ -102,6 +103,7 @@ fn check_export_and_backup_report_rising_counts_up_to_their_totals() {
             "stage histories",
             "funnel totals",
             "scan rows",
+            "deal heads",
             "document rows",
             "interaction rows",
             "task rows",
@@ -111,6 +113,7 @@ fn check_export_and_backup_report_rising_counts_up_to_their_totals() {
     );
     assert_eq!(seen.stage("funnel totals"), 300, "one per deal");
     assert_eq!(seen.stage("scan rows"), 300, "one per deal");
+    assert_eq!(seen.stage("deal heads"), 300, "one per deal");
     let documents = store.read().unwrap().count(crmkit_core::model::EntityKind::Document).unwrap();
     assert!(documents > 0);
     assert_eq!(seen.stage("document rows"), documents, "one per document");
@@ -162,7 +165,7 @@ fn check_in_a_pipe_prints_its_lines_and_no_bar() {
         out,
         format!(
             "config: ok (1 users, 4 process kinds, 5 custom fields)\n\
-             database: ok ({}, schema version 13, indexes consistent, {steps} stage history steps consistent, funnel totals and scan rows match the deals, document, revenue, interaction and task rows match their records, attachments match their content)\n\
+             database: ok ({}, schema version 14, indexes consistent, {steps} stage history steps consistent, funnel totals, scan rows and heads match the deals, document, revenue, interaction and task rows match their records, attachments match their content)\n\
              scripts: ok (7 compiled, 3 bindings to script functions checked)\n\
              plugins: ok (0 loaded, 0 bindings to plugin exports checked)\n",
             database.display()

@@ -13,8 +13,8 @@ use crmkit_core::model::{Deal, StageChange};
 use crmkit_core::process::Engine;
 use crmkit_core::store::kv::Changes;
 use crmkit_core::store::tables::DEAL_ROWS;
-use crmkit_core::store::{DealRow, Durability, Reader, Span, Store};
-use crmkit_core::time::SystemClock;
+use crmkit_core::store::{closing, DealHead, DealRow, Durability, Reader, Span, Store};
+use crmkit_core::time::{SystemClock, Timestamp};
 
 use crate::common::{free_moving_settings as settings, new_deal, Backend, Fixture};
 
@@ -55,6 +55,34 @@ pub(crate) fn assert_rows_match(r: &(impl Reader + ?Sized)) {
         assert_eq!(row.custom().unwrap(), d.custom, "custom fields of deal {}", d.id);
         let history: Vec<StageChange> = r.stage_history(d.id).unwrap();
         assert_eq!(row.steps, history, "history of deal {}", d.id);
+    }
+    assert_heads_match(r, &deals);
+}
+
+/// What `r` scans of the deals' heads, a head per deal.
+pub(crate) fn heads(r: &(impl Reader + ?Sized)) -> Vec<DealHead> {
+    let mut heads = Vec::new();
+    Reader::scan_deal_heads(r, &mut |h| {
+        heads.push(h.clone());
+        true
+    })
+    .unwrap();
+    heads
+}
+
+/// Asserts that `r` scans one head per deal of `deals` (all of them, in id order), each
+/// saying what the deal's record says and closed as its history replayed to the end of
+/// time.
+fn assert_heads_match(r: &(impl Reader + ?Sized), deals: &[Deal]) {
+    let heads = heads(r);
+    assert_eq!(heads.iter().map(|h| h.id).collect::<Vec<_>>(), deals.iter().map(|d| d.id).collect::<Vec<_>>());
+    for (h, d) in heads.iter().zip(deals) {
+        let fields = (&h.kind, h.partner, h.status, h.manager, h.amount, h.expected_close, h.competitor, h.created_at);
+        let record = (&d.kind, d.partner, d.status, d.manager, d.amount, d.expected_close, d.competitor, d.created_at);
+        assert_eq!(fields, record, "head of deal {}", d.id);
+        let history: Vec<StageChange> = r.stage_history(d.id).unwrap();
+        assert_eq!(h.last_step_at, history.last().map(|s| s.at), "last step of deal {}", d.id);
+        assert_eq!(h.closing(), closing(&history, Timestamp(i64::MAX)), "closing of deal {}", d.id);
     }
 }
 
@@ -132,7 +160,7 @@ pub(crate) fn checked_demo(dir: &Path) -> impl Fn() -> Output + '_ {
     let check = || Command::new(crate::cli::binary()).args(["check", dir.to_str().unwrap()]).output().unwrap();
     let ok = check();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("funnel totals and scan rows match the deals"));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("funnel totals, scan rows and heads match the deals"));
     assert!(String::from_utf8_lossy(&ok.stdout)
         .contains("document, revenue, interaction and task rows match their records"));
     check

@@ -15,13 +15,13 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::scope::{closing, dec, Scope};
+use super::scope::{dec, fold_deals, Scope};
 use super::{column, split, Filter, Rows};
 use crate::hooks::View;
 use crate::id::{DealId, IdMap, PartnerId, UserId};
 use crate::model::{DealStatus, DocumentKind, DocumentState};
 use crate::report::ColumnType;
-use crate::store::{DealRow, DocumentRow};
+use crate::store::{DealHead, DocumentRow};
 use crate::values::Currency;
 
 pub(super) const ABOUT: &str = "deals won in the period: amount won, ordered, invoiced, paid and shipped, what is left to pay and to ship, overdue payments and shipments by the documents' due dates, deals won after their expected close — per manager, per partner and in total";
@@ -104,11 +104,11 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     let scope = Scope::new(view, filter, view.now())?;
     let today: NaiveDate = scope.instant.date();
     // The won deals, one map per part of the scan.
-    let won = split::fold(view, IdMap::<DealId, Won>::default, |deals, d: &DealRow| {
+    let won = fold_deals(view, &scope, IdMap::<DealId, Won>::default, |deals, d: &DealHead, closed| {
         if !scope.deal(d) {
             return Ok(());
         }
-        let Some(win) = closing(&d.steps, scope.instant) else { return Ok(()) };
+        let Some(win) = closed else { return Ok(()) };
         if win.status != DealStatus::Won || !scope.in_period(win.at) {
             return Ok(());
         }

@@ -8,13 +8,13 @@ use chrono::Datelike;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::scope::{closing, dec, median_mean_days, percent, Scope};
-use super::{column, split, Filter, Rows};
+use super::scope::{dec, fold_deals, median_mean_days, percent, Scope};
+use super::{column, Filter, Rows};
 use crate::hooks::View;
 use crate::id::{DealId, IdMap, PartnerId, UserId};
 use crate::model::DealStatus;
 use crate::report::ColumnType;
-use crate::store::DealRow;
+use crate::store::DealHead;
 use crate::time::Timestamp;
 use crate::values::Currency;
 
@@ -119,11 +119,11 @@ type Cut = (Option<String>, String, Option<(usize, usize)>);
 pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     let scope = Scope::new(view, filter, Timestamp(i64::MAX))?;
     let settings = view.settings();
-    let passes = split::fold(view, Pass::default, |pass: &mut Pass, d: &DealRow| {
+    let passes = fold_deals(view, &scope, Pass::default, |pass: &mut Pass, d: &DealHead, closed| {
         if !scope.deal(d) {
             return Ok(());
         }
-        let Some(loss) = closing(&d.steps, scope.instant) else { return Ok(()) };
+        let Some(loss) = closed else { return Ok(()) };
         if loss.status != DealStatus::Lost || !scope.in_period(loss.at) {
             return Ok(());
         }

@@ -7,13 +7,13 @@ use std::collections::{BTreeMap, HashMap};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::scope::{closing, dec, median_mean_days, percent, Scope};
+use super::scope::{dec, fold_deals, median_mean_days, percent, Scope};
 use super::{column, split, Filter, Rows};
 use crate::hooks::View;
 use crate::id::{DealId, IdMap, UserId};
 use crate::model::{DealStatus, InteractionKind, TaskStatus};
 use crate::report::ColumnType;
-use crate::store::{DealRow, InteractionRow, TaskRow};
+use crate::store::{DealHead, InteractionRow, TaskRow};
 use crate::time::Timestamp;
 use crate::values::{Currency, Money};
 
@@ -96,14 +96,14 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
 
     // The team's deals' managers, for interactions and tasks that name only their deal:
     // one map per part of the scan.
-    let deals = split::fold(
+    let deals = fold_deals(
         view,
+        &scope,
         || (IdMap::<UserId, Figures>::default(), IdMap::<DealId, UserId>::default()),
-        |(figures, deal_manager), d: &DealRow| {
+        |(figures, deal_manager), d: &DealHead, closed| {
             if !scope.team_deal(d) {
                 return Ok(());
             }
-            let closed = closing(&d.steps, scope.instant);
             deal_manager.insert(d.id, d.manager);
             let f = figures.entry(d.manager).or_default();
             let close = closed.as_ref();

@@ -6,11 +6,12 @@ use std::collections::{HashMap, HashSet};
 
 use rust_decimal::Decimal;
 
-use super::Filter;
+use super::{split, Filter};
 use crate::hooks::View;
 use crate::id::{PartnerId, UserId};
-use crate::model::{DealStatus, StageChange};
-use crate::store::DealRow;
+use crate::model::StageChange;
+pub(super) use crate::store::{closing, Closing};
+use crate::store::{DealHead, DealRow};
 use crate::time::Timestamp;
 
 /// Milliseconds in a day.
@@ -95,8 +96,14 @@ impl<'f> Scope<'f> {
         self.segment.as_ref().is_none_or(|s| s.contains(&partner))
     }
 
+    /// Whether no step of any deal's history lies after the instant: every deal had been
+    /// created by then, and its head tells how it stood.
+    pub fn nothing_after(&self, view: &dyn View) -> Result<bool, String> {
+        Ok(view.latest_step_at().map_err(|e| e.to_string())?.is_none_or(|latest| latest <= self.instant))
+    }
+
     /// Whether the kind, department and segment let `deal` through (the team's deals).
-    pub fn team_deal(&self, deal: &DealRow) -> bool {
+    pub fn team_deal(&self, deal: &DealHead) -> bool {
         self.filter.kind.as_ref().is_none_or(|k| *k == deal.kind)
             && self.in_department(deal.manager)
             && self.in_segment(deal.partner)
@@ -104,51 +111,55 @@ impl<'f> Scope<'f> {
     }
 
     /// Whether the whole filter, manager included, lets `deal` through.
-    pub fn deal(&self, deal: &DealRow) -> bool {
+    pub fn deal(&self, deal: &DealHead) -> bool {
         self.team_deal(deal) && self.filter.manager.is_none_or(|m| m == deal.manager)
     }
 }
 
-/// How a deal stood at the instant when it was closed then.
-pub(super) struct Closing<'a> {
-    pub status: DealStatus,
-    /// When it was closed (the step that closed it last before the instant).
-    pub at: Timestamp,
-    /// The stage it was closed in.
-    pub stage: Option<&'a str>,
-    /// The closing step's note: the loss reason of a loss.
-    pub note: Option<&'a str>,
-    /// Whether the deal was closed as lost again after the instant: its competitor as the
-    /// deal records it now belongs to that later loss.
-    pub lost_again: bool,
-}
-
-/// Replays a deal's history (`steps`, in order) up to `instant`: how it stood then if it
-/// was closed (won or lost). A step closes a deal when its status turns won or lost; a
-/// reopening undoes it.
-pub(super) fn closing(steps: &[StageChange], instant: Timestamp) -> Option<Closing<'_>> {
-    let mut state: Option<Closing> = None;
-    for s in steps {
-        let closes = s.to_status.is_closed() && s.from_status != Some(s.to_status);
-        if s.at <= instant {
-            if closes {
-                state = Some(Closing {
-                    status: s.to_status,
-                    at: s.at,
-                    stage: s.to_stage.as_deref(),
-                    note: s.note.as_deref(),
-                    lost_again: false,
-                });
-            } else if let Some(c) = state.as_mut() {
-                c.status = s.to_status;
-            }
-        } else if closes && s.to_status == DealStatus::Lost {
-            if let Some(c) = state.as_mut() {
-                c.lost_again = true;
-            }
-        }
+/// Folds every deal with how it stood at the scope's instant if it was closed then, the
+/// deal's scan split across the cores ([`split::fold`]); `step` filters what it counts.
+/// Without `as_of`, or with one no step of any history is after, the deals' heads answer
+/// (their closing holds from each deal's last step on; a deal with a step after the
+/// instant — the clock's now, for a report that looks at it — has its history read after
+/// the scan, on the calling thread). With an earlier `as_of` every deal's history is
+/// replayed from its scan row, into a head filled from the row.
+pub(super) fn fold_deals<A: Send>(
+    view: &dyn View,
+    scope: &Scope<'_>,
+    init: impl Fn() -> A + Sync,
+    step: impl Fn(&mut A, &DealHead, Option<Closing<'_>>) -> Result<(), String> + Sync,
+) -> Result<Vec<A>, String> {
+    let instant = scope.instant;
+    let heads_hold = scope.filter.as_of.is_none() || scope.nothing_after(view)?;
+    if !heads_hold {
+        let parts = split::fold(
+            view,
+            || (init(), DealHead::default()),
+            |(acc, head), row: &DealRow| {
+                head.fill(row);
+                step(acc, head, closing(&row.steps, instant))
+            },
+        )?;
+        return Ok(parts.into_iter().map(|(acc, _)| acc).collect());
     }
-    state.filter(|c| c.status.is_closed())
+    let parts = split::fold(
+        view,
+        || (init(), Vec::new()),
+        |(acc, later), head: &DealHead| match head.closing_at(instant) {
+            Some(closed) => step(acc, head, closed),
+            None => {
+                later.push(head.clone());
+                Ok(())
+            }
+        },
+    )?;
+    let (mut accs, later): (Vec<A>, Vec<Vec<DealHead>>) = parts.into_iter().unzip();
+    let first = accs.first_mut().expect("a fold makes at least one accumulator");
+    for head in later.iter().flatten() {
+        let steps = view.history(head.id).map_err(|e| e.to_string())?;
+        step(first, head, closing(&steps, instant))?;
+    }
+    Ok(accs)
 }
 
 /// Days in `ms` milliseconds, to one decimal.

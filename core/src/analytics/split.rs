@@ -12,7 +12,7 @@ use crate::hooks::View;
 use crate::id::{PartnerId, RawId};
 use crate::model::Partner;
 use crate::store::tables::{self, Table};
-use crate::store::{DealRow, DocumentRow, InteractionRow, Reader, Snapshot, Span, TaskRow};
+use crate::store::{DealHead, DealRow, DocumentRow, InteractionRow, Reader, Snapshot, Span, TaskRow};
 use crate::Result;
 
 /// The most threads one report uses.
@@ -41,6 +41,18 @@ impl Row for DealRow {
     }
     fn scan_in(snapshot: &Snapshot, span: Span, f: &mut dyn FnMut(&Self) -> bool) -> Result<()> {
         snapshot.scan_deals_in(span, f)
+    }
+}
+
+impl Row for DealHead {
+    fn table() -> Table {
+        tables::DEAL_HEADS
+    }
+    fn scan(view: &dyn View, f: &mut dyn FnMut(&Self) -> bool) -> Result<()> {
+        view.scan_deal_heads(f)
+    }
+    fn scan_in(snapshot: &Snapshot, span: Span, f: &mut dyn FnMut(&Self) -> bool) -> Result<()> {
+        snapshot.scan_deal_heads_in(span, f)
     }
 }
 

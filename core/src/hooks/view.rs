@@ -7,7 +7,8 @@ use crate::config::Settings;
 use crate::id::{DealId, PartnerId, TypedId, UserId};
 use crate::model::{Deal, Document, Interaction, Partner, Plan, Role, StageChange, Task, User};
 use crate::store::{
-    DealRow, DocumentRow, FunnelKey, FunnelRollupKey, FunnelTotals, Index, InteractionRow, Reader, Snapshot, TaskRow,
+    DealHead, DealRow, DocumentRow, FunnelKey, FunnelRollupKey, FunnelTotals, Index, InteractionRow, Reader, Snapshot,
+    TaskRow,
 };
 use crate::time::Timestamp;
 use crate::Result;
@@ -47,6 +48,13 @@ pub trait View {
     /// fields reports group and sum by, not the full record), oldest first, until `f`
     /// returns `false`. One row at a time; the fastest way over every deal (reports).
     fn scan_deals(&self, f: &mut dyn FnMut(&DealRow) -> bool) -> Result<()>;
+    /// Visits every deal's head — the fields reports group and sum by, and how the deal
+    /// stands now, without its history — oldest first, until `f` returns `false`. One head
+    /// at a time; the fastest way over every deal when the present state is enough (reports).
+    fn scan_deal_heads(&self, f: &mut dyn FnMut(&DealHead) -> bool) -> Result<()>;
+    /// An instant no step of any deal's history is after (none: no step yet): at it and
+    /// later, every deal's head tells how the deal stands (reports).
+    fn latest_step_at(&self) -> Result<Option<Timestamp>>;
     /// Visits every partner, oldest first, until `f` returns `false` (reports).
     fn each_partner(&self, f: &mut dyn FnMut(&Partner) -> bool) -> Result<()>;
     /// Visits every document, oldest first, until `f` returns `false` (reports).
@@ -142,6 +150,12 @@ impl<R: Reader> View for R {
     }
     fn scan_deals(&self, f: &mut dyn FnMut(&DealRow) -> bool) -> Result<()> {
         Reader::scan_deals(self, f)
+    }
+    fn scan_deal_heads(&self, f: &mut dyn FnMut(&DealHead) -> bool) -> Result<()> {
+        Reader::scan_deal_heads(self, f)
+    }
+    fn latest_step_at(&self) -> Result<Option<Timestamp>> {
+        Reader::latest_step_at(self)
     }
     fn shared(&self) -> Option<&Snapshot> {
         Reader::snapshot(self)

@@ -15,9 +15,10 @@ use crate::Result;
 
 impl Reader for WriteTxn<'_> {
     fn pending_rows(&self, table: super::tables::Table) -> Result<Option<super::rows::PendingRows>> {
-        use super::tables::{DEAL_ROWS, DOCUMENT_ROWS, INTERACTION_ROWS, SHIPMENT_ROWS, TASK_ROWS};
+        use super::tables::{DEAL_HEADS, DEAL_ROWS, DOCUMENT_ROWS, INTERACTION_ROWS, SHIPMENT_ROWS, TASK_ROWS};
         Ok(Some(match table {
             DEAL_ROWS => self.pending_deal_rows()?,
+            DEAL_HEADS => self.pending_deal_heads()?,
             DOCUMENT_ROWS => self.pending_document_rows()?,
             INTERACTION_ROWS => self.pending_interaction_rows()?,
             TASK_ROWS => self.pending_task_rows()?,
@@ -25,6 +26,10 @@ impl Reader for WriteTxn<'_> {
             // Not a table of the scan layout: nothing of it is kept at commit.
             _ => return Ok(None),
         }))
+    }
+
+    fn latest_step_at(&self) -> Result<Option<Timestamp>> {
+        self.pending_latest_step()
     }
 
     fn pending_funnel_totals(

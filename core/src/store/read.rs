@@ -119,8 +119,8 @@ pub trait Reader {
     }
 
     #[doc(hidden)]
-    /// The rows of scan layout `table` (`deal_rows`, `document_rows`, `interaction_rows`,
-    /// `task_rows`, `shipment_rows`) that a write transaction's pending writes touch.
+    /// The rows of scan layout `table` (`deal_rows`, `deal_heads`, `document_rows`,
+    /// `interaction_rows`, `task_rows`, `shipment_rows`) that a write transaction's pending writes touch.
     fn pending_rows(&self, _table: super::tables::Table) -> Result<Option<super::rows::PendingRows>> {
         Ok(None)
     }
@@ -135,6 +135,26 @@ pub trait Reader {
     /// [`Reader::scan_deals`] over the rows in `span` only.
     fn scan_deals_in(&self, span: super::Span, f: &mut dyn FnMut(&super::DealRow) -> bool) -> Result<()> {
         super::scan::scan(self, span, self.pending_rows(super::tables::DEAL_ROWS)?, f)
+    }
+
+    /// Visits every deal's head — the fields the reports over every deal read, and how it
+    /// stands now — in id (creation) order, until `f` returns `false`. One head is held at
+    /// a time; `f` gets the same [`DealHead`](super::DealHead) refilled.
+    fn scan_deal_heads(&self, f: &mut dyn FnMut(&super::DealHead) -> bool) -> Result<()> {
+        self.scan_deal_heads_in(super::Span::ALL, f)
+    }
+
+    /// An instant no step of any deal's history is after (none: no deal has had one): from
+    /// it on every deal's head tells how the deal stands ([`DealHead::closing_at`](super::DealHead::closing_at)).
+    /// Kept by every commit that writes a step; never falls, so it may lie after every
+    /// step there is once the deal of the latest one is deleted.
+    fn latest_step_at(&self) -> Result<Option<crate::time::Timestamp>> {
+        super::deal_heads::latest_step(self)
+    }
+
+    /// [`Reader::scan_deal_heads`] over the heads in `span` only.
+    fn scan_deal_heads_in(&self, span: super::Span, f: &mut dyn FnMut(&super::DealHead) -> bool) -> Result<()> {
+        super::deal_heads::scan(self, span, self.pending_rows(super::tables::DEAL_HEADS)?, f)
     }
 
     /// Visits every document as the scan layout keeps it — its narrow row: what the

@@ -411,27 +411,7 @@ pub(super) fn build_in_batches<'s, E: Entity>(
     encode: &RowOf<'_, 's, E>,
     batch: usize,
 ) -> Result<WriteTxn<'s>> {
-    fn next_batch<'s>(store: &'s Store, mut tx: WriteTxn<'s>) -> Result<WriteTxn<'s>> {
-        tx.set_durability(Durability::Deferred);
-        tx.commit()?;
-        store.write(None)
-    }
-    // Rows left by an earlier run that stopped (or written by an older build since) go.
-    loop {
-        let mut keys = Vec::new();
-        tx.kv_scan(table, Bound::Unbounded, Bound::Unbounded, false, &mut |k, _| {
-            keys.push(k.to_vec());
-            keys.len() < batch
-        })?;
-        let last = keys.len() < batch;
-        for k in keys {
-            tx.changes.delete(table, k);
-        }
-        if last {
-            break;
-        }
-        tx = next_batch(store, tx)?;
-    }
+    tx = empty_in_batches(store, tx, table, batch)?;
     let page_size = batch.min(1024);
     let mut after: Option<E::Id> = None;
     loop {
@@ -448,6 +428,67 @@ pub(super) fn build_in_batches<'s, E: Entity>(
         if tx.changes.tables[table.slot].len() >= batch {
             tx = next_batch(store, tx)?;
         }
+    }
+}
+
+/// Commits `tx` (deferred) and opens the transaction the next batch goes into.
+fn next_batch<'s>(store: &'s Store, mut tx: WriteTxn<'s>) -> Result<WriteTxn<'s>> {
+    tx.set_durability(Durability::Deferred);
+    tx.commit()?;
+    store.write(None)
+}
+
+/// Deletes every row of `table` — rows left by an earlier run of a build that stopped (or
+/// written by an older build since) — `batch` at a time.
+fn empty_in_batches<'s>(store: &'s Store, mut tx: WriteTxn<'s>, table: Table, batch: usize) -> Result<WriteTxn<'s>> {
+    loop {
+        let mut keys = Vec::new();
+        tx.kv_scan(table, Bound::Unbounded, Bound::Unbounded, false, &mut |k, _| {
+            keys.push(k.to_vec());
+            keys.len() < batch
+        })?;
+        let last = keys.len() < batch;
+        for k in keys {
+            tx.changes.delete(table, k);
+        }
+        if last {
+            return Ok(tx);
+        }
+        tx = next_batch(store, tx)?;
+    }
+}
+
+/// [`build_in_batches`] for a table whose rows are derived from those of another: empties
+/// `table`, then reads the stored rows of `from` `batch` at a time, in id order, and writes
+/// what `derive` makes of each batch (`None`: no row), committing between batches.
+pub(super) fn derive_in_batches<'s>(
+    store: &'s Store,
+    tx: WriteTxn<'s>,
+    from: Table,
+    table: Table,
+    derive: &dyn Fn(&PendingRows) -> Result<PendingRows>,
+    batch: usize,
+) -> Result<WriteTxn<'s>> {
+    let mut tx = empty_in_batches(store, tx, table, batch)?;
+    let mut after: Option<[u8; 16]> = None;
+    loop {
+        let mut source = PendingRows::new();
+        let lower = after.as_ref().map_or(Bound::Unbounded, |k| Bound::Excluded(&k[..]));
+        tx.kv_scan(from, lower, Bound::Unbounded, false, &mut |k, v| {
+            source.insert(k.try_into().unwrap_or([0xff; 16]), Some(v.to_vec()));
+            source.len() < batch
+        })?;
+        let last = source.len() < batch;
+        after = source.keys().next_back().copied();
+        for (k, row) in derive(&source)? {
+            if let Some(row) = row {
+                tx.changes.put(table, k.to_vec(), row);
+            }
+        }
+        if last {
+            return Ok(tx);
+        }
+        tx = next_batch(store, tx)?;
     }
 }
 
@@ -600,6 +641,52 @@ mod tests {
         assert!(commits >= 8, "{commits} commits");
         assert_eq!(stored(&store, INTERACTION_ROWS), want);
         assert_eq!(store.verify_interaction_rows().unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_derivation_in_small_batches_commits_as_it_goes_and_leaves_exactly_the_heads_the_deals_make() {
+        use crate::model::Deal;
+        use crate::store::tables::{DEAL_HEADS, DEAL_ROWS};
+        use crate::values::Money;
+        let store = Store::in_memory(Arc::new(Settings::builtin()), Arc::new(SystemClock)).unwrap();
+        let partner = store.transact(None, |tx| tx.create(Partner::new("Альфа", PartnerRole::Client))).unwrap();
+        let manager = store
+            .transact(None, |tx| tx.create(crate::model::User::new("ann", "Ann", crate::model::Role::Manager)))
+            .unwrap();
+        let engine = crate::process::Engine::without_hooks();
+        store
+            .transact(Some(manager.id), |tx| {
+                for n in 0..10 {
+                    let amount = Money::new(rust_decimal::Decimal::from(100 + n), crate::values::Currency::RUB);
+                    let d = Deal::new(format!("Сделка {n}"), partner.id, "b2b_sale", None, manager.id, amount);
+                    engine.create_deal(tx, d)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let want = stored(&store, DEAL_HEADS);
+        assert_eq!(want.len(), 10);
+        // Heads an earlier run left: a stray and a wrong one.
+        let mut tx = store.write(None).unwrap();
+        let first = want[0].0.clone();
+        let mut stray = first.clone();
+        stray[15] ^= 0x5a;
+        tx.changes.put(DEAL_HEADS, stray, vec![1]);
+        tx.changes.put(DEAL_HEADS, first, vec![0xff]);
+        tx.commit().unwrap();
+        assert_eq!(stored(&store, DEAL_HEADS).len(), 11);
+
+        let before = store.commits.load(std::sync::atomic::Ordering::SeqCst);
+        let tx = store.write(None).unwrap();
+        let derive = |rows: &PendingRows| crate::store::deal_heads::heads_of(rows);
+        let tx = derive_in_batches(&store, tx, DEAL_ROWS, DEAL_HEADS, &derive, 3).unwrap();
+        assert!(tx.changes.tables[DEAL_HEADS.slot].len() <= 3, "the last transaction holds one batch at most");
+        tx.commit().unwrap();
+        let commits = store.commits.load(std::sync::atomic::Ordering::SeqCst) - before;
+        // 11 stored heads emptied three at a time, then ten heads written three at a time.
+        assert!(commits >= 7, "{commits} commits");
+        assert_eq!(stored(&store, DEAL_HEADS), want);
+        assert_eq!(store.verify_deal_heads().unwrap(), Vec::<String>::new());
     }
 
     #[test]

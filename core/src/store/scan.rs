@@ -29,7 +29,7 @@ use rust_decimal::Decimal;
 use super::codec::{decode, encode};
 use super::kv::KvError;
 use super::rows::{self, put_len, put_opt_id, put_opt_str, put_opt_time, put_str, Cursor, PendingRows, Span, Texts};
-use super::tables::{entity_table, DEAL_ROWS, DOCUMENT_ROWS, INTERACTION_ROWS, SHIPMENT_ROWS, TASK_ROWS};
+use super::tables::{entity_table, DEAL_HEADS, DEAL_ROWS, DOCUMENT_ROWS, INTERACTION_ROWS, SHIPMENT_ROWS, TASK_ROWS};
 use super::{Reader, Store, WriteTxn};
 use crate::id::{DealId, PartnerId, RawId, UserId};
 use crate::model::{CustomFields, Deal, DealStatus, EntityKind, How, StageChange};
@@ -256,11 +256,11 @@ impl DealRow {
     }
 }
 
-fn status_byte(s: DealStatus) -> u8 {
+pub(super) fn status_byte(s: DealStatus) -> u8 {
     DealStatus::ALL.iter().position(|x| *x == s).expect("listed") as u8
 }
 
-fn status(r: &mut Cursor<'_>) -> std::result::Result<DealStatus, KvError> {
+pub(super) fn status(r: &mut Cursor<'_>) -> std::result::Result<DealStatus, KvError> {
     let b = r.u8()?;
     DealStatus::ALL.get(usize::from(b)).copied().ok_or_else(|| r.corrupt(format!("status {b}")))
 }
@@ -305,7 +305,11 @@ impl WriteTxn<'_> {
     /// Writes the rows the pending changes make (called once, at commit).
     pub(super) fn write_row_changes(&mut self) -> Result<()> {
         let deals = self.pending_deal_rows()?;
+        // The heads are derived from the deals' rows: encoded once.
+        let (heads, latest) = super::deal_heads::heads_and_latest(&deals)?;
+        super::deal_heads::raise_latest_step(self, latest)?;
         self.write_rows(DEAL_ROWS, deals);
+        self.write_rows(DEAL_HEADS, heads);
         let documents = self.pending_document_rows()?;
         // The revenue rows are the completed shipments' among them: encoded once.
         let shipments = super::shipment_rows::revenue(&documents);

@@ -16,12 +16,15 @@ use crate::model::{Entity, EntityKind};
 use crate::{Error, Result};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 13;
+pub const SCHEMA_VERSION: u32 = 14;
 
 const FORMAT: &[u8] = b"format";
 const FORMAT_VALUE: &[u8] = b"crmkit";
 const VERSION: &[u8] = b"schema_version";
 pub(super) const ID_SEQ: &[u8] = b"id_seq";
+/// The instant of the latest step any deal's history has had (i64 ms, big-endian): see
+/// `deal_heads.rs`.
+pub(super) const LATEST_STEP: &[u8] = b"latest_step_at";
 
 /// A step from schema version `n` to `n + 1` (index `n - 1`).
 enum Migration {
@@ -47,6 +50,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Batched(v10_to_v11),
     Migration::Batched(v11_to_v12),
     Migration::Batched(v12_to_v13),
+    Migration::Batched(v13_to_v14),
 ];
 
 /// Rebuilds every secondary index from the records (schema 3 keeps indexes as posting
@@ -209,6 +213,23 @@ fn v12_to_v13(store: &Store) -> Result<WriteTxn<'_>> {
     use crate::model::Document;
     let revenue = |_: &WriteTxn<'_>, d: &Document| Ok(super::shipment_rows::row(d));
     rows::build_in_batches::<Document>(store, store.write(None)?, SHIPMENT_ROWS, &revenue, rows::BATCH)
+}
+
+/// Schema 14 keeps the deal heads (table `deal_heads`): each deal's head, derived from its
+/// scan row by every commit that writes the row, and in `meta` the instant of the latest
+/// step; a file from before gets them derived once from its stored scan rows (which
+/// `crmkit check` holds equal to the records), in batches like [`v11_to_v12`].
+fn v13_to_v14(store: &Store) -> Result<WriteTxn<'_>> {
+    use super::tables::{DEAL_HEADS, DEAL_ROWS};
+    let latest = std::cell::Cell::new(None);
+    let derive = |rows: &rows::PendingRows| {
+        let (heads, last) = super::deal_heads::heads_and_latest(rows)?;
+        latest.set(latest.get().max(last));
+        Ok(heads)
+    };
+    let mut tx = rows::derive_in_batches(store, store.write(None)?, DEAL_ROWS, DEAL_HEADS, &derive, rows::BATCH)?;
+    super::deal_heads::raise_latest_step(&mut tx, latest.get())?;
+    Ok(tx)
 }
 
 /// Schema 4 adds the stage history of deals (and tasks, which start empty). Deals from an

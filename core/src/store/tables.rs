@@ -50,7 +50,12 @@ pub const TASK_ROWS: Table = Table { name: "task_rows", slot: 10 };
 /// commit that writes documents (see `shipment_rows.rs`).
 pub const SHIPMENT_ROWS: Table = Table { name: "shipment_rows", slot: 11 };
 
-const FIRST_ENTITY_SLOT: usize = 12;
+/// The deal heads: deal id → the deal's head (the fields the reports over every deal read,
+/// and how it stands now), derived from its scan row by every commit that writes the row
+/// (see `deal_heads.rs`).
+pub const DEAL_HEADS: Table = Table { name: "deal_heads", slot: 12 };
+
+const FIRST_ENTITY_SLOT: usize = 13;
 const FIRST_INDEX_SLOT: usize = FIRST_ENTITY_SLOT + EntityKind::ALL.len();
 
 /// The number of tables.
@@ -71,6 +76,7 @@ pub fn all_tables() -> Vec<Table> {
         INTERACTION_ROWS,
         TASK_ROWS,
         SHIPMENT_ROWS,
+        DEAL_HEADS,
     ];
     t.extend(EntityKind::ALL.iter().map(|k| entity_table(*k)));
     t.extend(Index::ALL.iter().map(|i| i.table()));

@@ -422,6 +422,12 @@ impl<R: Reader> crmkit_core::process::View for DepartmentView<'_, R> {
     fn scan_deals(&self, f: &mut dyn FnMut(&crmkit_core::store::DealRow) -> bool) -> Result<()> {
         self.r.scan_deals(&mut |d| !self.covered.contains(&d.manager) || f(d))
     }
+    fn scan_deal_heads(&self, f: &mut dyn FnMut(&crmkit_core::store::DealHead) -> bool) -> Result<()> {
+        self.r.scan_deal_heads(&mut |d| !self.covered.contains(&d.manager) || f(d))
+    }
+    fn latest_step_at(&self) -> Result<Option<crmkit_core::time::Timestamp>> {
+        self.r.latest_step_at()
+    }
     fn each_partner(&self, f: &mut dyn FnMut(&Partner) -> bool) -> Result<()> {
         let mut failed = None;
         self.r.for_each::<Partner>(|p| match self.caller.may(self.r, Access::Read, &p) {
