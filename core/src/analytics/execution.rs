@@ -125,22 +125,24 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     })?;
     let won_deal = |id: DealId| won.iter().find_map(|m| m.get(&id));
     let documents = split::fold(view, IdMap::<DealId, Sums>::default, |sums, doc: &DocumentRow| {
-        let Some((deal, won)) = doc.deal.and_then(|id| Some((id, won_deal(id)?))) else { return Ok(()) };
-        if doc.created_at > scope.instant || won.currency != doc.amount.currency {
-            return Ok(());
-        }
-        let a = doc.amount.amount;
+        // What the row alone tells first: the won deal is looked up only for a document
+        // that counts.
         let issued = matches!(doc.state, DocumentState::Issued | DocumentState::Agreed | DocumentState::Completed);
-        let passed = doc.due.is_some_and(|due| due < today);
         let completed = doc.state == DocumentState::Completed;
         let counted = match doc.kind {
             DocumentKind::Order | DocumentKind::Invoice => issued,
             DocumentKind::Payment | DocumentKind::Shipment => completed,
             DocumentKind::Quote => false,
         };
-        if !counted {
+        if !counted || doc.created_at > scope.instant {
             return Ok(());
         }
+        let Some((deal, won)) = doc.deal.and_then(|id| Some((id, won_deal(id)?))) else { return Ok(()) };
+        if won.currency != doc.amount.currency {
+            return Ok(());
+        }
+        let a = doc.amount.amount;
+        let passed = doc.due.is_some_and(|due| due < today);
         let acc = sums.entry(deal).or_default();
         match doc.kind {
             DocumentKind::Order => {

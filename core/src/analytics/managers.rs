@@ -144,11 +144,25 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
         None if filter.kind.is_some() => None,
         None => Some(None),
     };
+    // With no kind, department or segment named and every deal created by the instant,
+    // every deal is the team's, so an interaction or task of a deal counts whatever the
+    // deal: the store refuses to delete a deal an interaction or a task names. Its deal's
+    // manager is then looked up only for an interaction without an author.
+    let every_deal = filter.kind.is_none()
+        && filter.department.is_none()
+        && filter.segment.is_none()
+        && scope.nothing_after(view)?;
     parts.extend(split::fold(view, IdMap::<UserId, Figures>::default, |figures, i: &InteractionRow| {
         if !scope.in_period(i.at) || i.kind == InteractionKind::Note {
             return Ok(());
         }
-        let Some(manager) = counts(i.deal) else { return Ok(()) };
+        let manager = match i.deal {
+            Some(_) if every_deal && i.author.is_some() => None,
+            deal => match counts(deal) {
+                Some(manager) => manager,
+                None => return Ok(()),
+            },
+        };
         if filter.segment.is_some() && !scope.in_segment(i.partner) {
             return Ok(());
         }
@@ -167,7 +181,7 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     })?);
     parts.extend(split::fold(view, IdMap::<UserId, Figures>::default, |figures, t: &TaskRow| {
         let of_no_deal_in_segment = t.deal.is_none() && filter.segment.is_some();
-        if counts(t.deal).is_none()
+        if !(every_deal && t.deal.is_some()) && counts(t.deal).is_none()
             || of_no_deal_in_segment
             || !scope.in_department(t.executor)
             || t.created_at > scope.instant
