@@ -9,7 +9,7 @@
 //! (delivery) day has passed, less what was shipped. Documents in another currency than
 //! their deal's are left out.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -205,8 +205,8 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
             sums.entry(key).or_default().add(&cell);
         }
     }
-    // (dimension, key, currency) → cell; dimension 0 manager, 1 partner, 2 total.
-    let mut cells: BTreeMap<(u8, String, Currency), Cell> = BTreeMap::new();
+    // (dimension, key, currency) and cell, each once; dimension 0 manager, 1 partner, 2 total.
+    let mut rows: Vec<((u8, String, Currency), Cell)> = Vec::with_capacity(sums.len());
     for ((who, c), mut cell) in sums {
         let (dim, key, name) = match who {
             Who::Manager(m) => {
@@ -220,11 +220,11 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
             Who::Total => (2, String::new(), "all won deals".to_string()),
         };
         cell.name = name;
-        cells.insert((dim, key, c), cell);
+        rows.push(((dim, key, c), cell));
     }
-    let mut rows: Vec<_> = cells.into_iter().collect();
-    // Managers and partners by amount won (largest first), then name.
-    rows.sort_by(|((da, ka, ca), a), ((db, kb, cb), b)| {
+    // Managers and partners by amount won (largest first), then name (the keys are
+    // unique, so the order is total).
+    rows.sort_unstable_by(|((da, ka, ca), a), ((db, kb, cb), b)| {
         da.cmp(db)
             .then_with(|| b.won.cmp(&a.won))
             .then_with(|| a.name.cmp(&b.name))
