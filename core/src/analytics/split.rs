@@ -104,12 +104,31 @@ impl Row for Partner {
     }
 }
 
+/// A partner's name, as the partners' names are read (a snapshot reads the names alone
+/// from the records).
+pub(super) struct PartnerName {
+    id: PartnerId,
+    name: String,
+}
+
+impl Row for PartnerName {
+    fn table() -> Table {
+        tables::entity_table(crate::model::EntityKind::Partner)
+    }
+    fn scan(view: &dyn View, f: &mut dyn FnMut(&Self) -> bool) -> Result<()> {
+        view.each_partner(&mut |p: &Partner| f(&PartnerName { id: p.id, name: p.name.clone() }))
+    }
+    fn scan_in(snapshot: &Snapshot, span: Span, f: &mut dyn FnMut(&Self) -> bool) -> Result<()> {
+        snapshot.partner_names_in(span, &mut |id, name| f(&PartnerName { id, name }))
+    }
+}
+
 /// The names of the partners in `ids`, read a span of the partners per thread.
 pub(super) fn partner_names(
     view: &dyn View,
     ids: &std::collections::HashSet<PartnerId>,
 ) -> Result<std::collections::HashMap<PartnerId, String>, String> {
-    let parts = fold(view, std::collections::HashMap::new, |names, p: &Partner| {
+    let parts = fold(view, std::collections::HashMap::new, |names, p: &PartnerName| {
         if ids.contains(&p.id) {
             names.insert(p.id, p.name.clone());
         }

@@ -70,6 +70,10 @@ pub struct Partner {
 }
 
 impl Partner {
+    /// The position of `name` among the fields as stored (a record is written field by
+    /// field in declaration order), for reading the name alone.
+    pub(crate) const NAME_FIELD: usize = 6;
+
     /// A new partner with a name and one role; the store assigns id and instants.
     pub fn new(name: impl Into<String>, role: PartnerRole) -> Partner {
         Partner {

@@ -317,6 +317,41 @@ pub trait Reader {
         err.map_or(Ok(()), Err)
     }
 
+    /// The name of every partner whose id is in `span`, in id order, read from its record
+    /// without decoding the rest, until `f` returns `false` (reports that name many
+    /// partners).
+    fn partner_names_in(
+        &self,
+        span: super::Span,
+        f: &mut dyn FnMut(crate::id::PartnerId, String) -> bool,
+    ) -> Result<()> {
+        use crate::model::Partner;
+        if let (Some(from), Some(to)) = (span.from, span.to) {
+            if from >= to {
+                return Ok(());
+            }
+        }
+        let (from, to) = (span.from.map(RawId::to_bytes), span.to.map(RawId::to_bytes));
+        let lower = from.as_ref().map_or(Bound::Unbounded, |b| Bound::Included(&b[..]));
+        let upper = to.as_ref().map_or(Bound::Unbounded, |b| Bound::Excluded(&b[..]));
+        let mut err = None;
+        self.kv_scan(entity_table(EntityKind::Partner), lower, upper, false, &mut |k, v| {
+            let Some(id) = RawId::from_bytes(k) else {
+                err =
+                    Some(crate::Error::Corrupt { what: format!("partner key {k:02x?}"), message: "not an id".into() });
+                return false;
+            };
+            match super::codec::decode_name(v, Partner::NAME_FIELD, || format!("partner {id}")) {
+                Ok(name) => f(crate::id::PartnerId(id), name),
+                Err(e) => {
+                    err = Some(e);
+                    false
+                }
+            }
+        })?;
+        err.map_or(Ok(()), Err)
+    }
+
     /// Every entry of an index as `(prefix, id)` pairs (for consistency checks; committed
     /// state only).
     fn index_entries(&self, index: Index) -> Result<Vec<(Vec<u8>, RawId)>> {
