@@ -296,25 +296,9 @@ pub trait Reader {
 
     /// [`Reader::for_each`] over the records whose ids are in `span` only.
     fn for_each_in<E: Entity>(&self, span: super::Span, mut f: impl FnMut(E) -> bool) -> Result<()> {
-        if let (Some(from), Some(to)) = (span.from, span.to) {
-            if from >= to {
-                return Ok(());
-            }
-        }
-        let (from, to) = (span.from.map(RawId::to_bytes), span.to.map(RawId::to_bytes));
-        let lower = from.as_ref().map_or(Bound::Unbounded, |b| Bound::Included(&b[..]));
-        let upper = to.as_ref().map_or(Bound::Unbounded, |b| Bound::Excluded(&b[..]));
-        let mut err = None;
-        self.kv_scan(entity_table(E::KIND), lower, upper, false, &mut |k, v| match decode::<E>(v, || {
-            format!("{} {:?}", E::KIND, RawId::from_bytes(k))
-        }) {
-            Ok(e) => f(e),
-            Err(e) => {
-                err = Some(e);
-                false
-            }
-        })?;
-        err.map_or(Ok(()), Err)
+        each_in_span(self, entity_table(E::KIND), span, &mut |k, v| {
+            Ok(f(decode::<E>(v, || format!("{} {:?}", E::KIND, RawId::from_bytes(k)))?))
+        })
     }
 
     /// The name of every partner whose id is in `span`, in id order, read from its record
@@ -326,30 +310,14 @@ pub trait Reader {
         f: &mut dyn FnMut(crate::id::PartnerId, String) -> bool,
     ) -> Result<()> {
         use crate::model::Partner;
-        if let (Some(from), Some(to)) = (span.from, span.to) {
-            if from >= to {
-                return Ok(());
-            }
-        }
-        let (from, to) = (span.from.map(RawId::to_bytes), span.to.map(RawId::to_bytes));
-        let lower = from.as_ref().map_or(Bound::Unbounded, |b| Bound::Included(&b[..]));
-        let upper = to.as_ref().map_or(Bound::Unbounded, |b| Bound::Excluded(&b[..]));
-        let mut err = None;
-        self.kv_scan(entity_table(EntityKind::Partner), lower, upper, false, &mut |k, v| {
-            let Some(id) = RawId::from_bytes(k) else {
-                err =
-                    Some(crate::Error::Corrupt { what: format!("partner key {k:02x?}"), message: "not an id".into() });
-                return false;
-            };
-            match super::codec::decode_name(v, Partner::NAME_FIELD, || format!("partner {id}")) {
-                Ok(name) => f(crate::id::PartnerId(id), name),
-                Err(e) => {
-                    err = Some(e);
-                    false
-                }
-            }
-        })?;
-        err.map_or(Ok(()), Err)
+        each_in_span(self, entity_table(EntityKind::Partner), span, &mut |k, v| {
+            let id = RawId::from_bytes(k).ok_or_else(|| crate::Error::Corrupt {
+                what: format!("partner key {k:02x?}"),
+                message: "not an id".into(),
+            })?;
+            let name = super::codec::decode_name(v, Partner::NAME_FIELD, || format!("partner {id}"))?;
+            Ok(f(crate::id::PartnerId(id), name))
+        })
     }
 
     /// Every entry of an index as `(prefix, id)` pairs (for consistency checks; committed
@@ -637,6 +605,37 @@ pub trait Reader {
         )?;
         Ok(out)
     }
+}
+
+/// What [`each_in_span`] hands each record's key and value to: `false` stops, an error
+/// stops with it.
+type VisitRecord<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
+
+/// Hands the key and value of every record of `table` whose id is in `span` to `visit`, in
+/// id order, until it answers `false` or fails (then with its error).
+fn each_in_span(
+    r: &(impl Reader + ?Sized),
+    table: Table,
+    span: super::Span,
+    visit: &mut VisitRecord<'_>,
+) -> Result<()> {
+    if let (Some(from), Some(to)) = (span.from, span.to) {
+        if from >= to {
+            return Ok(());
+        }
+    }
+    let (from, to) = (span.from.map(RawId::to_bytes), span.to.map(RawId::to_bytes));
+    let lower = from.as_ref().map_or(Bound::Unbounded, |b| Bound::Included(&b[..]));
+    let upper = to.as_ref().map_or(Bound::Unbounded, |b| Bound::Excluded(&b[..]));
+    let mut err = None;
+    r.kv_scan(table, lower, upper, false, &mut |k, v| match visit(k, v) {
+        Ok(go) => go,
+        Err(e) => {
+            err = Some(e);
+            false
+        }
+    })?;
+    err.map_or(Ok(()), Err)
 }
 
 /// A read-only snapshot: sees the state committed when it was taken, for as long as it lives.
