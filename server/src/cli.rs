@@ -710,6 +710,7 @@ fn check(inst: &Installation, dir: &Path) -> Result<()> {
     let mut rows = inst.store().verify_scan_rows_with_progress(&mut |p| bar.update(p))?;
     rows.extend(inst.store().verify_deal_heads_with_progress(&mut |p| bar.update(p))?);
     rows.extend(inst.store().verify_document_rows_with_progress(&mut |p| bar.update(p))?);
+    rows.extend(inst.store().verify_deal_documents_with_progress(&mut |p| bar.update(p))?);
     rows.extend(inst.store().verify_interaction_rows_with_progress(&mut |p| bar.update(p))?);
     rows.extend(inst.store().verify_task_rows_with_progress(&mut |p| bar.update(p))?);
     rows.extend(inst.store().verify_shipment_rows_with_progress(&mut |p| bar.update(p))?);
@@ -728,7 +729,7 @@ fn check(inst: &Installation, dir: &Path) -> Result<()> {
         bail!("{} attachment problem(s) in {}", attachments.len(), s.database.display());
     }
     say!(
-        "database: ok ({}, schema version {}, indexes consistent, {} stage history steps consistent, funnel totals, scan rows and heads match the deals, document, revenue, interaction and task rows match their records, attachments match their content)",
+        "database: ok ({}, schema version {}, indexes consistent, {} stage history steps consistent, funnel totals, scan rows and heads match the deals, document, revenue, interaction and task rows and the deals' documents match their records, attachments match their content)",
         s.database.display(),
         stats.schema_version,
         stats.stage_history_steps

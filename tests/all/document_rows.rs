@@ -55,6 +55,8 @@ pub(crate) fn assert_rows_match(r: &(impl Reader + ?Sized)) {
         let want: Vec<(&str, Decimal, Decimal)> = d.lines.iter().map(|l| (l.item.as_str(), l.qty, l.price)).collect();
         assert_eq!(lines, want, "lines of document {}", d.id);
     }
+    // The deals' documents are kept by the same commits.
+    crate::deal_documents::assert_deal_documents_match(r);
 }
 
 fn day(y: i32, m: u32, d: u32) -> NaiveDate {

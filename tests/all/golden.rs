@@ -242,6 +242,9 @@ fn golden_files_of_every_schema_version_open_and_read_back() {
         // are compared with the records field by field below too.
         assert_eq!(store.verify_deal_heads().unwrap(), Vec::<String>::new(), "deal heads of v{version}");
         crate::scan_rows::assert_rows_match(&store.read().unwrap());
+        // And the deals' documents (schema 15), written deal by deal in batches.
+        assert_eq!(store.verify_deal_documents().unwrap(), Vec::<String>::new(), "deals' documents of v{version}");
+        crate::deal_documents::assert_deal_documents_match(&store.read().unwrap());
         assert!(
             store.read().unwrap().count(EntityKind::Interaction).unwrap() > 0,
             "v{version} has interactions: the rows are checked against some"

@@ -12,6 +12,7 @@ mod client;
 mod commands;
 mod common;
 mod config;
+mod deal_documents;
 mod deal_heads;
 mod demo;
 mod document_rows;

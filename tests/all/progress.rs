@@ -95,6 +95,7 @@ fn check_export_and_backup_report_rising_counts_up_to_their_totals() {
     assert_eq!(store.verify_interaction_rows_with_progress(&mut seen.record()).unwrap(), Vec::<String>::new());
     assert_eq!(store.verify_task_rows_with_progress(&mut seen.record()).unwrap(), Vec::<String>::new());
     assert_eq!(store.verify_shipment_rows_with_progress(&mut seen.record()).unwrap(), Vec::<String>::new());
+    assert_eq!(store.verify_deal_documents_with_progress(&mut seen.record()).unwrap(), Vec::<String>::new());
     assert_eq!(store.verify_attachments_with_progress(&mut seen.record()).unwrap(), Vec::<String>::new());
     assert_eq!(
         seen.stages(),
@@ -108,6 +109,7 @@ fn check_export_and_backup_report_rising_counts_up_to_their_totals() {
             "interaction rows",
             "task rows",
             "shipment rows",
+            "deal documents",
             "attachments"
         ]
     );
@@ -123,6 +125,7 @@ fn check_export_and_backup_report_rising_counts_up_to_their_totals() {
         assert_eq!(seen.stage(stage), n, "one per record of {kind}");
     }
     assert_eq!(seen.stage("shipment rows"), documents, "one per document read");
+    assert_eq!(seen.stage("deal documents"), 300, "one per deal read");
     // Every record, and the index entries besides.
     assert!(seen.stage("indexes") > records, "{records}");
     assert_eq!(seen.stage("stage histories"), 300);
@@ -165,7 +168,7 @@ fn check_in_a_pipe_prints_its_lines_and_no_bar() {
         out,
         format!(
             "config: ok (1 users, 4 process kinds, 5 custom fields)\n\
-             database: ok ({}, schema version 14, indexes consistent, {steps} stage history steps consistent, funnel totals, scan rows and heads match the deals, document, revenue, interaction and task rows match their records, attachments match their content)\n\
+             database: ok ({}, schema version 15, indexes consistent, {steps} stage history steps consistent, funnel totals, scan rows and heads match the deals, document, revenue, interaction and task rows and the deals' documents match their records, attachments match their content)\n\
              scripts: ok (7 compiled, 3 bindings to script functions checked)\n\
              plugins: ok (0 loaded, 0 bindings to plugin exports checked)\n",
             database.display()

@@ -162,7 +162,7 @@ pub(crate) fn checked_demo(dir: &Path) -> impl Fn() -> Output + '_ {
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     assert!(String::from_utf8_lossy(&ok.stdout).contains("funnel totals, scan rows and heads match the deals"));
     assert!(String::from_utf8_lossy(&ok.stdout)
-        .contains("document, revenue, interaction and task rows match their records"));
+        .contains("document, revenue, interaction and task rows and the deals' documents match their records"));
     check
 }
 

@@ -21,7 +21,7 @@ use crate::hooks::View;
 use crate::id::{DealId, IdMap, PartnerId, UserId};
 use crate::model::{DealStatus, DocumentKind, DocumentState};
 use crate::report::ColumnType;
-use crate::store::{DealHead, DocumentRow};
+use crate::store::{DealDocuments, DealHead};
 use crate::values::Currency;
 
 pub(super) const ABOUT: &str = "deals won in the period: amount won, ordered, invoiced, paid and shipped, what is left to pay and to ship, overdue payments and shipments by the documents' due dates, deals won after their expected close — per manager, per partner and in total";
@@ -45,17 +45,6 @@ struct Sums {
     /// Invoiced and ordered amounts whose due day has passed.
     invoices_due: Decimal,
     orders_due: Decimal,
-}
-
-impl Sums {
-    fn add(&mut self, o: &Sums) {
-        self.ordered += o.ordered;
-        self.invoiced += o.invoiced;
-        self.paid += o.paid;
-        self.shipped += o.shipped;
-        self.invoices_due += o.invoices_due;
-        self.orders_due += o.orders_due;
-    }
 }
 
 /// Whose sums a row holds.
@@ -99,12 +88,38 @@ impl Cell {
     }
 }
 
+impl Cell {
+    /// Adds a won deal's documents (`docs`) to the cell.
+    fn add_documents(&mut self, docs: &Sums) {
+        let overdue_payment = (docs.invoices_due - docs.paid).max(Decimal::ZERO);
+        let overdue_shipment = (docs.orders_due - docs.shipped).max(Decimal::ZERO);
+        self.ordered += docs.ordered;
+        self.invoiced += docs.invoiced;
+        self.paid += docs.paid;
+        self.shipped += docs.shipped;
+        self.overdue_payment += overdue_payment;
+        self.overdue_payment_deals += u64::from(overdue_payment > Decimal::ZERO);
+        self.overdue_shipment += overdue_shipment;
+        self.overdue_shipment_deals += u64::from(overdue_shipment > Decimal::ZERO);
+    }
+}
+
+/// Sums by whom and currency.
+type Cells = IdMap<(Who, Currency), Cell>;
+
+/// The cells a won deal adds to: its manager's, its partner's and the total, in its
+/// currency.
+fn cells_of(d: &Won) -> [(Who, Currency); 3] {
+    let c = d.currency;
+    [(Who::Manager(d.manager), c), (Who::Partner(d.partner), c), (Who::Total, c)]
+}
+
 /// Runs the report.
 pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     let scope = Scope::new(view, filter, view.now())?;
     let today: NaiveDate = scope.instant.date();
-    // The won deals, one map per part of the scan.
-    let won = fold_deals(view, &scope, IdMap::<DealId, Won>::default, |deals, d: &DealHead, closed| {
+    // The won deals, then each one's place in one list.
+    let won = fold_deals(view, &scope, Vec::new, |deals, d: &DealHead, closed| {
         if !scope.deal(d) {
             return Ok(());
         }
@@ -120,84 +135,66 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
             amount: d.amount.amount,
             won_late,
         };
-        deals.insert(d.id, deal);
+        deals.push((d.id, deal));
         Ok(())
     })?;
-    let won_deal = |id: DealId| won.iter().find_map(|m| m.get(&id));
-    let documents = split::fold(view, IdMap::<DealId, Sums>::default, |sums, doc: &DocumentRow| {
-        // What the row alone tells first: the won deal is looked up only for a document
-        // that counts.
-        let issued = matches!(doc.state, DocumentState::Issued | DocumentState::Agreed | DocumentState::Completed);
-        let completed = doc.state == DocumentState::Completed;
-        let counted = match doc.kind {
-            DocumentKind::Order | DocumentKind::Invoice => issued,
-            DocumentKind::Payment | DocumentKind::Shipment => completed,
-            DocumentKind::Quote => false,
-        };
-        if !counted || doc.created_at > scope.instant {
-            return Ok(());
-        }
-        let Some((deal, won)) = doc.deal.and_then(|id| Some((id, won_deal(id)?))) else { return Ok(()) };
-        if won.currency != doc.amount.currency {
-            return Ok(());
-        }
-        let a = doc.amount.amount;
-        let passed = doc.due.is_some_and(|due| due < today);
-        let acc = sums.entry(deal).or_default();
-        match doc.kind {
-            DocumentKind::Order => {
-                acc.ordered += a;
-                if passed {
-                    acc.orders_due += a;
-                }
+    let won: Vec<(DealId, Won)> = won.into_iter().flatten().collect();
+    let mut place: IdMap<DealId, u32> = IdMap::with_capacity_and_hasher(won.len(), Default::default());
+    place.extend(won.iter().enumerate().map(|(i, (id, _))| (*id, i as u32)));
+
+    // What the won deals' documents add up to, a deal's documents at a time (they come
+    // together in its row); then what the deals themselves add, a range of them per thread.
+    // Every cell only adds, so the parts merge in any order.
+    let mut parts = split::fold(view, Cells::default, |cells, row: &DealDocuments| {
+        let Some(d) = place.get(&row.deal).map(|at| &won[*at as usize].1) else { return Ok(()) };
+        let mut docs = Sums::default();
+        for doc in &row.documents {
+            let issued = matches!(doc.state, DocumentState::Issued | DocumentState::Agreed | DocumentState::Completed);
+            let counted = match doc.kind {
+                DocumentKind::Order | DocumentKind::Invoice => issued,
+                DocumentKind::Payment | DocumentKind::Shipment => doc.state == DocumentState::Completed,
+                DocumentKind::Quote => false,
+            };
+            if !counted || doc.created_at > scope.instant || doc.amount.currency != d.currency {
+                continue;
             }
-            DocumentKind::Invoice => {
-                acc.invoiced += a;
-                if passed {
-                    acc.invoices_due += a;
+            let a = doc.amount.amount;
+            let passed = doc.due.is_some_and(|due| due < today);
+            match doc.kind {
+                DocumentKind::Order => {
+                    docs.ordered += a;
+                    if passed {
+                        docs.orders_due += a;
+                    }
                 }
+                DocumentKind::Invoice => {
+                    docs.invoiced += a;
+                    if passed {
+                        docs.invoices_due += a;
+                    }
+                }
+                DocumentKind::Payment => docs.paid += a,
+                DocumentKind::Shipment => docs.shipped += a,
+                DocumentKind::Quote => {}
             }
-            DocumentKind::Payment => acc.paid += a,
-            DocumentKind::Shipment => acc.shipped += a,
-            DocumentKind::Quote => {}
+        }
+        for key in cells_of(d) {
+            cells.entry(key).or_default().add_documents(&docs);
         }
         Ok(())
     })?;
-
-    let partners: HashSet<PartnerId> = won.iter().flat_map(|m| m.values().map(|d| d.partner)).collect();
-    let names = split::partner_names(view, &partners)?;
-
-    // Summed by manager, partner and in total first (cheap keys), then named: each part's
-    // won deals on a thread of their own.
-    let parts = split::each(&won, |won| {
-        let mut sums: IdMap<(Who, Currency), Cell> = IdMap::default();
-        for (id, d) in won {
-            let mut docs = Sums::default();
-            for part in &documents {
-                if let Some(s) = part.get(id) {
-                    docs.add(s);
-                }
-            }
-            let (m, p, c) = (d.manager, d.partner, d.currency);
-            let overdue_payment = (docs.invoices_due - docs.paid).max(Decimal::ZERO);
-            let overdue_shipment = (docs.orders_due - docs.shipped).max(Decimal::ZERO);
-            for who in [Who::Manager(m), Who::Partner(p), Who::Total] {
-                let cell = sums.entry((who, c)).or_default();
+    parts.extend(split::each(&split::ranges(won.len()), |range| {
+        let mut cells = Cells::default();
+        for (_, d) in &won[range.clone()] {
+            for key in cells_of(d) {
+                let cell = cells.entry(key).or_default();
                 cell.deals += 1;
                 cell.won += d.amount;
-                cell.ordered += docs.ordered;
-                cell.invoiced += docs.invoiced;
-                cell.paid += docs.paid;
-                cell.shipped += docs.shipped;
-                cell.overdue_payment += overdue_payment;
-                cell.overdue_payment_deals += u64::from(overdue_payment > Decimal::ZERO);
-                cell.overdue_shipment += overdue_shipment;
-                cell.overdue_shipment_deals += u64::from(overdue_shipment > Decimal::ZERO);
                 cell.won_late += u64::from(d.won_late);
             }
         }
-        sums
-    });
+        cells
+    }));
     let mut parts = parts.into_iter();
     let mut sums = parts.next().unwrap_or_default();
     for part in parts {
@@ -205,6 +202,9 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
             sums.entry(key).or_default().add(&cell);
         }
     }
+
+    let partners: HashSet<PartnerId> = won.iter().map(|(_, d)| d.partner).collect();
+    let names = split::partner_names(view, &partners)?;
     // (dimension, key, currency) and cell, each once; dimension 0 manager, 1 partner, 2 total.
     let mut rows: Vec<((u8, String, Currency), Cell)> = Vec::with_capacity(sums.len());
     for ((who, c), mut cell) in sums {
@@ -250,29 +250,29 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
         column("overdue_shipment_deals", ColumnType::Int),
         column("won_after_expected_close", ColumnType::Int),
     ];
-    let rows = rows
-        .into_iter()
-        .map(|((dim, key, currency), c)| {
-            vec![
-                Value::from(["manager", "partner", "total"][dim as usize]),
-                if dim == 2 { Value::Null } else { Value::from(key) },
-                Value::from(c.name),
-                Value::from(currency.to_string()),
-                Value::from(c.deals),
-                dec(Some(c.won)),
-                dec(Some(c.ordered)),
-                dec(Some(c.invoiced)),
-                dec(Some(c.paid)),
-                dec(Some(c.shipped)),
-                dec(Some((c.invoiced - c.paid).max(Decimal::ZERO))),
-                dec(Some((c.ordered - c.shipped).max(Decimal::ZERO))),
-                dec(Some(c.overdue_payment)),
-                Value::from(c.overdue_payment_deals),
-                dec(Some(c.overdue_shipment)),
-                Value::from(c.overdue_shipment_deals),
-                Value::from(c.won_late),
-            ]
-        })
-        .collect();
-    Ok((columns, rows))
+    let row = |((dim, key, currency), c): &((u8, String, Currency), Cell)| {
+        let dim = *dim;
+        vec![
+            Value::from(["manager", "partner", "total"][dim as usize]),
+            if dim == 2 { Value::Null } else { Value::from(key.clone()) },
+            Value::from(c.name.clone()),
+            Value::from(currency.to_string()),
+            Value::from(c.deals),
+            dec(Some(c.won)),
+            dec(Some(c.ordered)),
+            dec(Some(c.invoiced)),
+            dec(Some(c.paid)),
+            dec(Some(c.shipped)),
+            dec(Some((c.invoiced - c.paid).max(Decimal::ZERO))),
+            dec(Some((c.ordered - c.shipped).max(Decimal::ZERO))),
+            dec(Some(c.overdue_payment)),
+            Value::from(c.overdue_payment_deals),
+            dec(Some(c.overdue_shipment)),
+            Value::from(c.overdue_shipment_deals),
+            Value::from(c.won_late),
+        ]
+    };
+    // Written out a part per thread: a hundred thousand partners make two million values.
+    let parts = split::each(&split::ranges(rows.len()), |r| rows[r.clone()].iter().map(row).collect::<Vec<_>>());
+    Ok((columns, parts.into_iter().flatten().collect()))
 }

@@ -12,7 +12,7 @@ use crate::hooks::View;
 use crate::id::{PartnerId, RawId};
 use crate::model::Partner;
 use crate::store::tables::{self, Table};
-use crate::store::{DealHead, DealRow, DocumentRow, InteractionRow, Reader, Snapshot, Span, TaskRow};
+use crate::store::{DealDocuments, DealHead, DealRow, DocumentRow, InteractionRow, Reader, Snapshot, Span, TaskRow};
 use crate::Result;
 
 /// The most threads one report uses.
@@ -65,6 +65,18 @@ impl Row for DocumentRow {
     }
     fn scan_in(snapshot: &Snapshot, span: Span, f: &mut dyn FnMut(&Self) -> bool) -> Result<()> {
         snapshot.scan_documents_in(span, f)
+    }
+}
+
+impl Row for DealDocuments {
+    fn table() -> Table {
+        tables::DEAL_DOCUMENTS
+    }
+    fn scan(view: &dyn View, f: &mut dyn FnMut(&Self) -> bool) -> Result<()> {
+        view.scan_deal_documents(f)
+    }
+    fn scan_in(snapshot: &Snapshot, span: Span, f: &mut dyn FnMut(&Self) -> bool) -> Result<()> {
+        snapshot.scan_deal_documents_in(span, f)
     }
 }
 

@@ -7,8 +7,8 @@ use crate::config::Settings;
 use crate::id::{DealId, PartnerId, TypedId, UserId};
 use crate::model::{Deal, Document, Interaction, Partner, Plan, Role, StageChange, Task, User};
 use crate::store::{
-    DealHead, DealRow, DocumentRow, FunnelKey, FunnelRollupKey, FunnelTotals, Index, InteractionRow, Reader, Snapshot,
-    TaskRow,
+    DealDocuments, DealHead, DealRow, DocumentRow, FunnelKey, FunnelRollupKey, FunnelTotals, Index, InteractionRow,
+    Reader, Snapshot, TaskRow,
 };
 use crate::time::Timestamp;
 use crate::Result;
@@ -63,6 +63,11 @@ pub trait View {
     /// document read, not the full record), oldest first, until `f` returns `false`. One
     /// row at a time; the fastest way over every document (reports).
     fn scan_documents(&self, f: &mut dyn FnMut(&DocumentRow) -> bool) -> Result<()>;
+    /// Visits the documents of every deal that has any — kind, state, creation, due day and
+    /// amount of each, oldest first — deal by deal in id order, until `f` returns `false`.
+    /// One deal's row at a time; the fastest way over deals and their documents together
+    /// (reports).
+    fn scan_deal_documents(&self, f: &mut dyn FnMut(&DealDocuments) -> bool) -> Result<()>;
     /// Visits every completed shipment — the documents counted as revenue — as the scan
     /// layout keeps it (its document row), oldest first, until `f` returns `false`: the
     /// revenue without reading the other documents (reports).
@@ -171,6 +176,9 @@ impl<R: Reader> View for R {
     }
     fn scan_shipments(&self, f: &mut dyn FnMut(&DocumentRow) -> bool) -> Result<()> {
         Reader::scan_shipments(self, f)
+    }
+    fn scan_deal_documents(&self, f: &mut dyn FnMut(&DealDocuments) -> bool) -> Result<()> {
+        Reader::scan_deal_documents(self, f)
     }
     fn each_interaction(&self, f: &mut dyn FnMut(&Interaction) -> bool) -> Result<()> {
         self.for_each::<Interaction>(|i| f(&i))

@@ -34,9 +34,9 @@ use crate::Result;
 /// The row format this build writes.
 const VERSION: u8 = 1;
 
-const KINDS: [DocumentKind; 5] =
+pub(super) const KINDS: [DocumentKind; 5] =
     [DocumentKind::Quote, DocumentKind::Invoice, DocumentKind::Order, DocumentKind::Shipment, DocumentKind::Payment];
-const STATES: [DocumentState; 5] = [
+pub(super) const STATES: [DocumentState; 5] = [
     DocumentState::Draft,
     DocumentState::Issued,
     DocumentState::Agreed,
@@ -286,11 +286,11 @@ pub(super) fn is_revenue_row(bytes: &[u8]) -> bool {
     bytes.first() == Some(&VERSION) && bytes.get(9) == Some(&shipment) && bytes.get(10) == Some(&completed)
 }
 
-fn kind_byte(kind: DocumentKind) -> u8 {
+pub(super) fn kind_byte(kind: DocumentKind) -> u8 {
     KINDS.iter().position(|k| *k == kind).expect("listed") as u8
 }
 
-fn state_byte(state: DocumentState) -> u8 {
+pub(super) fn state_byte(state: DocumentState) -> u8 {
     STATES.iter().position(|s| *s == state).expect("listed") as u8
 }
 

@@ -15,6 +15,7 @@ mod checks;
 mod codec;
 #[cfg(test)]
 mod conformance;
+mod deal_documents;
 mod deal_heads;
 mod document_rows;
 mod external_keys;
@@ -44,6 +45,7 @@ pub use backup::Copied;
 pub use cache::CacheStats;
 pub use codec::decode_record;
 pub(crate) use codec::encode;
+pub use deal_documents::{DealDocument, DealDocuments};
 pub use deal_heads::{closing, Closing, DealHead};
 pub use document_rows::{DocumentLineRow, DocumentLines, DocumentRow};
 pub use external_keys::{check_external_key, MAX_EXTERNAL_KEY};

@@ -15,11 +15,14 @@ use crate::Result;
 
 impl Reader for WriteTxn<'_> {
     fn pending_rows(&self, table: super::tables::Table) -> Result<Option<super::rows::PendingRows>> {
-        use super::tables::{DEAL_HEADS, DEAL_ROWS, DOCUMENT_ROWS, INTERACTION_ROWS, SHIPMENT_ROWS, TASK_ROWS};
+        use super::tables::{
+            DEAL_DOCUMENTS, DEAL_HEADS, DEAL_ROWS, DOCUMENT_ROWS, INTERACTION_ROWS, SHIPMENT_ROWS, TASK_ROWS,
+        };
         Ok(Some(match table {
             DEAL_ROWS => self.pending_deal_rows()?,
             DEAL_HEADS => self.pending_deal_heads()?,
             DOCUMENT_ROWS => self.pending_document_rows()?,
+            DEAL_DOCUMENTS => self.pending_deal_documents()?,
             INTERACTION_ROWS => self.pending_interaction_rows()?,
             TASK_ROWS => self.pending_task_rows()?,
             SHIPMENT_ROWS => self.pending_shipment_rows()?,

@@ -120,7 +120,7 @@ pub trait Reader {
 
     #[doc(hidden)]
     /// The rows of scan layout `table` (`deal_rows`, `deal_heads`, `document_rows`,
-    /// `interaction_rows`, `task_rows`, `shipment_rows`) that a write transaction's pending writes touch.
+    /// `deal_documents`, `interaction_rows`, `task_rows`, `shipment_rows`) that a write transaction's pending writes touch.
     fn pending_rows(&self, _table: super::tables::Table) -> Result<Option<super::rows::PendingRows>> {
         Ok(None)
     }
@@ -168,6 +168,23 @@ pub trait Reader {
     /// [`Reader::scan_documents`] over the rows in `span` only.
     fn scan_documents_in(&self, span: super::Span, f: &mut dyn FnMut(&super::DocumentRow) -> bool) -> Result<()> {
         super::document_rows::scan(self, span, self.pending_rows(super::tables::DOCUMENT_ROWS)?, f)
+    }
+
+    /// Visits the documents of every deal that has any — what the reports over deals and
+    /// their documents read of each, oldest first — in deal id (creation) order, until `f`
+    /// returns `false`. One deal's row is held at a time; `f` gets the same
+    /// [`DealDocuments`](super::DealDocuments) refilled.
+    fn scan_deal_documents(&self, f: &mut dyn FnMut(&super::DealDocuments) -> bool) -> Result<()> {
+        self.scan_deal_documents_in(super::Span::ALL, f)
+    }
+
+    /// [`Reader::scan_deal_documents`] over the deals in `span` only.
+    fn scan_deal_documents_in(
+        &self,
+        span: super::Span,
+        f: &mut dyn FnMut(&super::DealDocuments) -> bool,
+    ) -> Result<()> {
+        super::deal_documents::scan(self, span, self.pending_rows(super::tables::DEAL_DOCUMENTS)?, f)
     }
 
     /// Visits every completed shipment (the documents counted as revenue) as the scan

@@ -29,7 +29,9 @@ use rust_decimal::Decimal;
 use super::codec::{decode, encode};
 use super::kv::KvError;
 use super::rows::{self, put_len, put_opt_id, put_opt_str, put_opt_time, put_str, Cursor, PendingRows, Span, Texts};
-use super::tables::{entity_table, DEAL_HEADS, DEAL_ROWS, DOCUMENT_ROWS, INTERACTION_ROWS, SHIPMENT_ROWS, TASK_ROWS};
+use super::tables::{
+    entity_table, DEAL_DOCUMENTS, DEAL_HEADS, DEAL_ROWS, DOCUMENT_ROWS, INTERACTION_ROWS, SHIPMENT_ROWS, TASK_ROWS,
+};
 use super::{Reader, Store, WriteTxn};
 use crate::id::{DealId, PartnerId, RawId, UserId};
 use crate::model::{CustomFields, Deal, DealStatus, EntityKind, How, StageChange};
@@ -314,6 +316,8 @@ impl WriteTxn<'_> {
         // The revenue rows are the completed shipments' among them: encoded once.
         let shipments = super::shipment_rows::revenue(&documents);
         self.write_rows(DOCUMENT_ROWS, documents);
+        let deal_documents = self.pending_deal_documents()?;
+        self.write_rows(DEAL_DOCUMENTS, deal_documents);
         let interactions = self.pending_interaction_rows()?;
         self.write_rows(INTERACTION_ROWS, interactions);
         let tasks = self.pending_task_rows()?;

@@ -16,7 +16,7 @@ use crate::model::{Entity, EntityKind};
 use crate::{Error, Result};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 14;
+pub const SCHEMA_VERSION: u32 = 15;
 
 const FORMAT: &[u8] = b"format";
 const FORMAT_VALUE: &[u8] = b"crmkit";
@@ -51,6 +51,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Batched(v11_to_v12),
     Migration::Batched(v12_to_v13),
     Migration::Batched(v13_to_v14),
+    Migration::Batched(v14_to_v15),
 ];
 
 /// Rebuilds every secondary index from the records (schema 3 keeps indexes as posting
@@ -230,6 +231,14 @@ fn v13_to_v14(store: &Store) -> Result<WriteTxn<'_>> {
     let mut tx = rows::derive_in_batches(store, store.write(None)?, DEAL_ROWS, DEAL_HEADS, &derive, rows::BATCH)?;
     super::deal_heads::raise_latest_step(&mut tx, latest.get())?;
     Ok(tx)
+}
+
+/// Schema 15 keeps the deals' documents (table `deal_documents`): each deal's documents in
+/// a narrow row, brought up to date by every commit that writes documents; a file from
+/// before gets them written once from the documents' records, deal by deal, in batches
+/// like [`v11_to_v12`].
+fn v14_to_v15(store: &Store) -> Result<WriteTxn<'_>> {
+    super::deal_documents::build(store, store.write(None)?)
 }
 
 /// Schema 4 adds the stage history of deals (and tasks, which start empty). Deals from an

@@ -55,7 +55,12 @@ pub const SHIPMENT_ROWS: Table = Table { name: "shipment_rows", slot: 11 };
 /// (see `deal_heads.rs`).
 pub const DEAL_HEADS: Table = Table { name: "deal_heads", slot: 12 };
 
-const FIRST_ENTITY_SLOT: usize = 13;
+/// The deals' documents: deal id → what the reports over deals and their documents read of
+/// each of the deal's documents, kept by every commit that writes documents (see
+/// `deal_documents.rs`).
+pub const DEAL_DOCUMENTS: Table = Table { name: "deal_documents", slot: 13 };
+
+const FIRST_ENTITY_SLOT: usize = 14;
 const FIRST_INDEX_SLOT: usize = FIRST_ENTITY_SLOT + EntityKind::ALL.len();
 
 /// The number of tables.
@@ -77,6 +82,7 @@ pub fn all_tables() -> Vec<Table> {
         TASK_ROWS,
         SHIPMENT_ROWS,
         DEAL_HEADS,
+        DEAL_DOCUMENTS,
     ];
     t.extend(EntityKind::ALL.iter().map(|k| entity_table(*k)));
     t.extend(Index::ALL.iter().map(|i| i.table()));

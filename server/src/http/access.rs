@@ -451,6 +451,10 @@ impl<R: Reader> crmkit_core::process::View for DepartmentView<'_, R> {
         // As `scan_documents`: the shipments of a deal the head sees.
         self.scan_seen(&mut |g| self.r.scan_shipments(g), &|d| d.deal, &|_| false, f)
     }
+    fn scan_deal_documents(&self, f: &mut dyn FnMut(&crmkit_core::store::DealDocuments) -> bool) -> Result<()> {
+        // As `scan_documents`: the documents of a deal the head sees.
+        self.scan_seen(&mut |g| self.r.scan_deal_documents(g), &|d| Some(d.deal), &|_| false, f)
+    }
     fn each_interaction(&self, f: &mut dyn FnMut(&Interaction) -> bool) -> Result<()> {
         self.each_of_deals(|i: &Interaction| i.deal, f)
     }
