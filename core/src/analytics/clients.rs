@@ -72,11 +72,36 @@ impl DocScope {
     }
 }
 
+/// A client's revenue month by month: the months it had any, in order.
+type Monthly = Vec<(Month, Decimal)>;
+
 /// Revenue by client and currency, month by month.
-type ByMonth = IdMap<(PartnerId, Currency), BTreeMap<Month, Decimal>>;
+type ByMonth = IdMap<(PartnerId, Currency), Monthly>;
 
 /// A client to classify: its id, name, revenue in the period and revenue month by month.
-type Classified = (PartnerId, String, Decimal, Vec<Decimal>);
+type Classified = (PartnerId, String, Decimal, Monthly);
+
+/// Adds `amount` to `month` of `monthly`. Shipments come mostly in date order: most add to
+/// the last month or start the next.
+fn add_month(monthly: &mut Monthly, month: Month, amount: Decimal) {
+    match monthly.last_mut() {
+        Some((m, v)) if *m == month => *v += amount,
+        Some((m, _)) if *m > month => match monthly.binary_search_by(|(m, _)| m.cmp(&month)) {
+            Ok(i) => monthly[i].1 += amount,
+            Err(i) => monthly.insert(i, (month, amount)),
+        },
+        _ => monthly.push((month, amount)),
+    }
+}
+
+/// Hands `f` a client's revenue in each month of `period`, in order: zero where it had none.
+fn each_month(period: &[Month], monthly: &[(Month, Decimal)], mut f: impl FnMut(Decimal)) {
+    let mut had = monthly.iter().peekable();
+    for mo in period {
+        while had.next_if(|(m, _)| m < mo).is_some() {}
+        f(had.next_if(|(m, _)| m == mo).map_or(Decimal::ZERO, |(_, v)| *v));
+    }
+}
 
 /// A dot of the BCG chart: its name, relative share, growth (none: new) and quadrant.
 type Dot = (String, f64, Option<f64>, String);
@@ -109,7 +134,7 @@ fn revenue(view: &dyn View, scope: &DocScope, from: Option<NaiveDate>, to: Naive
             return Ok(());
         }
         let c = d.amount.currency;
-        *clients.entry((d.partner, c)).or_default().entry(month_of(d.date)).or_default() += d.amount.amount;
+        add_month(clients.entry((d.partner, c)).or_default(), month_of(d.date), d.amount.amount);
         Ok(())
     })?;
     let mut parts = parts.into_iter();
@@ -118,7 +143,7 @@ fn revenue(view: &dyn View, scope: &DocScope, from: Option<NaiveDate>, to: Naive
         for (key, months) in part {
             let mine = clients.entry(key).or_default();
             for (month, amount) in months {
-                *mine.entry(month).or_default() += amount;
+                add_month(mine, month, amount);
             }
         }
     }
@@ -141,15 +166,18 @@ struct AbcXyz {
     /// The coefficient of variation of monthly revenue, percent (one decimal).
     pub cv_pct: Decimal,
     pub xyz: char,
+    /// The months of the period with revenue.
+    pub active: usize,
 }
 
-/// ABC then XYZ of every client of one currency. `clients` are (key, monthly revenue); the
-/// months are `months` (zero where a client had none). A client is A while the share of
+/// ABC then XYZ of every client of one currency. `clients` are (key, name, revenue, monthly
+/// revenue); the months are those of `period` (zero where a client had none). A client is A while the share of
 /// the clients before it (largest first) is below `a`, B while below `a + b`, else C — so
 /// the client that crosses a boundary belongs to the class it starts in, and the largest
 /// client is always A.
-fn abc_xyz<K: Clone + Ord + Send + Sync>(
-    mut clients: Vec<(K, String, Decimal, Vec<Decimal>)>,
+fn abc_xyz<K: Ord + Send + Sync>(
+    mut clients: Vec<(K, String, Decimal, Monthly)>,
+    period: &[Month],
     t: &AbcXyzSettings,
 ) -> Vec<(K, String, AbcXyz, Decimal)> {
     clients.retain(|c| c.2 > Decimal::ZERO);
@@ -167,7 +195,7 @@ fn abc_xyz<K: Clone + Ord + Send + Sync>(
         })
         .collect();
     let one = |i: usize| {
-        let (key, name, revenue, months) = &clients[i];
+        let (_, _, revenue, monthly) = &clients[i];
         let hundred = Decimal::ONE_HUNDRED;
         let before_pct = befores[i] * hundred / total;
         let abc = if before_pct < t.a {
@@ -177,7 +205,7 @@ fn abc_xyz<K: Clone + Ord + Send + Sync>(
         } else {
             'C'
         };
-        let cv = cv_pct(months);
+        let cv = cv_pct(period, monthly);
         let xyz = if cv <= t.x {
             'X'
         } else if cv <= t.y {
@@ -185,7 +213,9 @@ fn abc_xyz<K: Clone + Ord + Send + Sync>(
         } else {
             'Z'
         };
-        let mean = (*revenue / Decimal::from(months.len().max(1) as u64)).round_dp(2);
+        let mean = (*revenue / Decimal::from(period.len().max(1) as u64)).round_dp(2);
+        let mut active = 0;
+        each_month(period, monthly, |m| active += usize::from(m > Decimal::ZERO));
         let c = AbcXyz {
             revenue: *revenue,
             share_pct: (*revenue * hundred / total).round_dp(2),
@@ -193,39 +223,34 @@ fn abc_xyz<K: Clone + Ord + Send + Sync>(
             abc,
             cv_pct: cv,
             xyz,
+            active,
         };
-        (key.clone(), name.clone(), c, mean)
+        (c, mean)
     };
-    split::each(&split::ranges(clients.len()), |r| r.clone().map(one).collect::<Vec<_>>())
+    let classes = split::each(&split::ranges(clients.len()), |r| r.clone().map(one).collect::<Vec<_>>());
+    clients
         .into_iter()
-        .flatten()
+        .zip(classes.into_iter().flatten())
+        .map(|((k, name, ..), (c, mean))| (k, name, c, mean))
         .collect()
 }
 
-/// Population standard deviation over mean, in percent, to one decimal (0 when the mean is
-/// zero).
-fn cv_pct(months: &[Decimal]) -> Decimal {
+/// Population standard deviation over mean of a client's monthly revenue (`monthly`) over
+/// the months of `period`, in percent, to one decimal (0 when the mean is zero).
+fn cv_pct(period: &[Month], monthly: &[(Month, Decimal)]) -> Decimal {
     // Most months of most clients are empty: zero without converting.
-    let f = |m: &Decimal| if m.is_zero() { 0.0 } else { m.to_f64().unwrap_or(0.0) };
-    let n = months.len() as f64;
-    let mean = months.iter().map(f).sum::<f64>() / n;
-    if months.is_empty() || mean <= 0.0 {
+    let f = |m: Decimal| if m.is_zero() { 0.0 } else { m.to_f64().unwrap_or(0.0) };
+    let n = period.len() as f64;
+    let mut sum = 0.0;
+    each_month(period, monthly, |m| sum += f(m));
+    let mean = sum / n;
+    if period.is_empty() || mean <= 0.0 {
         return Decimal::ZERO;
     }
-    let var = months.iter().map(|m| (f(m) - mean) * (f(m) - mean)).sum::<f64>() / n;
+    let mut squares = 0.0;
+    each_month(period, monthly, |m| squares += (f(m) - mean) * (f(m) - mean));
+    let var = squares / n;
     Decimal::try_from(var.sqrt() / mean * 100.0).unwrap_or_default().round_dp(1).normalize()
-}
-
-/// A client's revenue in each month of `period` (in order), zero where it had none.
-fn series(period: &[Month], by_month: &BTreeMap<Month, Decimal>) -> Vec<Decimal> {
-    let mut had = by_month.iter().peekable();
-    period
-        .iter()
-        .map(|mo| {
-            while had.next_if(|(m, _)| *m < mo).is_some() {}
-            had.next_if(|(m, _)| *m == mo).map_or(Decimal::ZERO, |(_, v)| *v)
-        })
-        .collect()
 }
 
 /// The months from `from` to `to`, both included.
@@ -247,17 +272,17 @@ pub(super) fn run_abc_xyz(view: &dyn View, filter: &Filter) -> Result<Rows, Stri
     let ids: HashSet<PartnerId> = clients.keys().map(|k| k.0).collect();
     let names = names(view, &ids)?;
     // Without `from`, the period starts with the first month anyone bought in.
-    let first = filter.from.map(month_of).or_else(|| clients.values().filter_map(|m| m.keys().next().copied()).min());
+    let first =
+        filter.from.map(month_of).or_else(|| clients.values().filter_map(|m| m.first().map(|(mo, _)| *mo)).min());
     let period = match first {
         Some(f) => months(NaiveDate::from_ymd_opt(f.0, f.1, 1).unwrap_or(to), to),
         None => Vec::new(),
     };
     let mut by_currency: BTreeMap<Currency, Vec<Classified>> = BTreeMap::new();
     for ((p, c), m) in clients {
-        let series = series(&period, &m);
-        let total = m.values().copied().sum();
+        let total = m.iter().map(|(_, v)| *v).sum();
         let name = names.get(&p).cloned().unwrap_or_else(|| p.to_string());
-        by_currency.entry(c).or_default().push((p, name, total, series));
+        by_currency.entry(c).or_default().push((p, name, total, m));
     }
     let t = &view.settings().analytics.abc_xyz;
     let columns = vec![
@@ -277,9 +302,7 @@ pub(super) fn run_abc_xyz(view: &dyn View, filter: &Filter) -> Result<Rows, Stri
     ];
     let mut rows = Vec::new();
     for (currency, list) in by_currency {
-        let active: HashMap<PartnerId, usize> =
-            list.iter().map(|c| (c.0, c.3.iter().filter(|v| **v > Decimal::ZERO).count())).collect();
-        let classified = abc_xyz(list, t);
+        let classified = abc_xyz(list, &period, t);
         let row = |(p, name, c, mean): &(PartnerId, String, AbcXyz, Decimal)| {
             vec![
                 Value::from(currency.to_string()),
@@ -290,7 +313,7 @@ pub(super) fn run_abc_xyz(view: &dyn View, filter: &Filter) -> Result<Rows, Stri
                 dec(Some(c.cumulative_pct)),
                 Value::from(c.abc.to_string()),
                 Value::from(period.len() as u64),
-                Value::from(active[p] as u64),
+                Value::from(c.active as u64),
                 dec(Some(*mean)),
                 dec(Some(c.cv_pct)),
                 Value::from(c.xyz.to_string()),
@@ -515,22 +538,17 @@ pub fn client_classes(view: &dyn View, today: NaiveDate) -> Result<ClientClasses
     let settings = view.settings();
     let mut abc: BTreeMap<Currency, Vec<Classified>> = BTreeMap::new();
     let mut bcg: BTreeMap<Currency, Vec<BcgLine>> = BTreeMap::new();
-    for ((p, c), m) in &monthly {
-        let series = series(&period, m);
-        let current: Decimal = series.iter().copied().sum();
-        let previous: Decimal = m.iter().filter(|(mo, _)| **mo < month_of(from)).map(|(_, v)| *v).sum();
-        abc.entry(*c).or_default().push((*p, p.to_string(), current, series));
-        bcg.entry(*c).or_default().push(BcgLine {
-            key: p.to_string(),
-            name: p.to_string(),
-            revenue: current,
-            previous,
-        });
+    for ((p, c), m) in monthly {
+        let mut current = Decimal::ZERO;
+        each_month(&period, &m, |v| current += v);
+        let previous: Decimal = m.iter().filter(|(mo, _)| *mo < month_of(from)).map(|(_, v)| *v).sum();
+        abc.entry(c).or_default().push((p, p.to_string(), current, m));
+        bcg.entry(c).or_default().push(BcgLine { key: p.to_string(), name: p.to_string(), revenue: current, previous });
     }
     let mut out = ClientClasses { period: Some((from, to)), by_partner: HashMap::new() };
     let mut classes: HashMap<(PartnerId, Currency), String> = HashMap::new();
     for (c, list) in abc {
-        for (p, _, cl, _) in abc_xyz(list, &settings.analytics.abc_xyz) {
+        for (p, _, cl, _) in abc_xyz(list, &period, &settings.analytics.abc_xyz) {
             classes.insert((p, c), format!("{}{}", cl.abc, cl.xyz));
         }
     }
