@@ -409,6 +409,22 @@ fn execution_of_the_won_deals_has_the_figures_worked_out_by_hand() {
         ])
     );
 
+    // Lost deals and managers read the heads through the head's view too: what the head
+    // sees is what an admin sees of the north department; the admin sees the south's loss.
+    for report in ["lost", "managers"] {
+        let get = |login: &str, query: &str| {
+            let (status, body) =
+                server.request("GET", &format!("/api/v1/analytics/{report}?{query}"), Some(office.token(login)));
+            assert_eq!(status, 200, "{report} as {login}: {body}");
+            body["rows"].clone()
+        };
+        let head = get("head", "as_of=2026-03-20");
+        assert_eq!(head, get("boss", "as_of=2026-03-20&department=north"), "{report}");
+        assert_ne!(head, get("boss", "as_of=2026-03-20"), "{report}");
+    }
+    let (_, lost) = server.request("GET", "/api/v1/analytics/lost?as_of=2026-03-20", Some(office.token("boss")));
+    assert!(lost["rows"].to_string().contains("price"), "{lost}");
+
     // The dossier over the API: the weighted pipeline of Alfa's open deals (3000 × 40% and
     // 500 USD × 50%) and its classes (a list; what they hold depends on today's date).
     let (status, d) = server.request("GET", &format!("/api/v1/partners/{alfa}/dossier"), Some(office.token("boss")));

@@ -212,9 +212,9 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
         }
     }
 
-    // Every active manager of the department is listed, idle or not.
+    // Every active manager of the department the view covers is listed, idle or not.
     for (id, p) in &scope.people {
-        if p.sells && scope.in_department(*id) {
+        if p.sells && scope.in_department(*id) && view.covers(*id) {
             figures.entry(*id).or_default();
         }
     }

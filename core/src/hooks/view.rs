@@ -86,6 +86,13 @@ pub trait View {
     fn scan_tasks(&self, f: &mut dyn FnMut(&TaskRow) -> bool) -> Result<()>;
     /// Visits every user, oldest first, until `f` returns `false` (reports).
     fn each_user(&self, f: &mut dyn FnMut(&User) -> bool) -> Result<()>;
+    /// Whether the view covers `user`'s work: the deals they manage are among those it
+    /// sees (every user but in a head of department's view: their department's). Reports
+    /// that list people, idle ones too, list those it covers.
+    fn covers(&self, user: UserId) -> bool {
+        let _ = user;
+        true
+    }
     /// The funnel totals kept at write time for process kind `kind` (every kind: `None`):
     /// per kind, manager and line (all deals, those that entered a stage, those won, each
     /// stage), what the deals this view sees add up to. A report reads them instead of

@@ -487,6 +487,9 @@ impl<R: Reader> crmkit_core::process::View for DepartmentView<'_, R> {
         // of the department does.
         self.scan_seen(&mut |g| self.r.scan_tasks(g), &|t| t.deal, &|t| self.covered.contains(&t.executor), f)
     }
+    fn covers(&self, user: UserId) -> bool {
+        self.covered.contains(&user)
+    }
     fn each_user(&self, f: &mut dyn FnMut(&User) -> bool) -> Result<()> {
         crmkit_core::process::View::each_user(self.r, f)
     }
