@@ -65,8 +65,9 @@ impl Run {
 /// The command.
 /// The parameters of the reports timed for crmkit alone (no SQL written for them), where
 /// the report needs one: the calibration backtest's cutoff, half a year before the demo's
-/// last day.
-const CRMKIT_ONLY: &[(&str, &[(&str, &str)])] = &[("calibration", &[("as_of", "2026-05-01")])];
+/// last day; RFM up to the day the other reports look at.
+const CRMKIT_ONLY: &[(&str, &[(&str, &str)])] =
+    &[("calibration", &[("as_of", "2026-05-01")]), ("rfm", &[("as_of", "2026-11-30")])];
 
 pub fn analytics(args: Args) -> Result<()> {
     let tmp = tempfile::tempdir()?;

@@ -225,6 +225,56 @@ fn abc_xyz_and_bcg_of_a_hand_made_history_have_the_figures_worked_out_by_hand() 
 }
 
 #[test]
+fn rfm_segments_of_a_hand_made_history_have_the_scores_worked_out_by_hand() {
+    let (office, [alfa, beta, gamma, delta, _zeta, epsilon]) = clients_office();
+    let dir = office.site.dir();
+    let before = office.site.dump();
+    // Q1 2026, up to 03-31. RUB purchases (completed shipments; Alfa's issued one does not
+    // count, Zeta bought none in the period): Alfa 3, last 03-20 (11 days), 6000; Beta 3,
+    // last 03-10 (21 days), 2400; Delta 3, last 03-05 (26 days), 400; Gamma 1, last 02-10
+    // (49 days), 1200. A score is 1 + ⌊5 × the share of the currency's clients below⌋:
+    // recency (fewer days better) Alfa 1 + ⌊15/4⌋ = 4, Beta 1 + ⌊10/4⌋ = 3, Delta 1 + ⌊5/4⌋
+    // = 2, Gamma 1; frequency 3 purchases 1 + ⌊5/4⌋ = 2, one 1; monetary Alfa 4, Beta 3,
+    // Gamma 2, Delta 1. Segments by R and F: Alfa (4, 2) promising, Beta (3, 2) needs
+    // attention, Delta (2, 2) hibernating, Gamma (1, 1) lost. EUR on its own: Epsilon alone,
+    // below no one: 1-1-1.
+    let want = format!(
+        "currency,partner,name,last_purchase,recency_days,purchases,revenue,r,f,m,rfm,segment
+        EUR,{epsilon},Epsilon,2026-03-10,21,1,500,1,1,1,111,lost
+        RUB,{alfa},Alfa,2026-03-20,11,3,6000,4,2,4,424,promising
+        RUB,{beta},Beta,2026-03-10,21,3,2400,3,2,3,323,needs attention
+        RUB,{delta},Delta,2026-03-05,26,3,400,2,2,1,221,hibernating
+        RUB,{gamma},Gamma,2026-02-10,49,1,1200,1,1,2,112,lost"
+    );
+    assert_eq!(csv(dir, "rfm", &["--from", "2026-01-01", "--to", "2026-03-31"]), lines(&want));
+    // Only the south manager's deals: Beta alone scores 1 on each.
+    let want = format!(
+        "currency,partner,name,last_purchase,recency_days,purchases,revenue,r,f,m,rfm,segment
+        RUB,{beta},Beta,2026-03-10,21,3,2400,1,1,1,111,lost"
+    );
+    assert_eq!(csv(dir, "rfm", &["--from", "2026-01-01", "--to", "2026-03-31", "--manager", "south"]), lines(&want));
+    // The whole history up to 03-31: Zeta (one purchase of 1000 on 2025-11-01, 150 days)
+    // joins; Alfa now has 4 purchases (11,000), Beta 4 (5,400), Delta 4 (1,177), Gamma 2
+    // (1,300). Recency: Alfa above the four others → 5, Zeta 1. Frequency: 4 is above two
+    // of five → 1 + ⌊10/5⌋ = 3. Monetary: Alfa 5, Zeta (the least) 1. Alfa (5, 3) is loyal.
+    let all = csv(dir, "rfm", &["--to", "2026-03-31"]);
+    assert!(all.contains(&format!("RUB,{alfa},Alfa,2026-03-20,11,4,11000,5,3,5,535,loyal")), "{all}");
+    assert!(all.contains("Zeta,2025-11-01,150,1,1000,1,1,1,111,lost"), "{all}");
+
+    // The API answers the same table.
+    let server = Served::start(&office.site);
+    let (status, body) =
+        server.request("GET", "/api/v1/analytics/rfm?from=2026-01-01&to=2026-03-31", Some(office.token("watcher")));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["rows"][1],
+        json!(["RUB", alfa.to_string(), "Alfa", "2026-03-20", 11, 3, "6000", 4, 2, 4, "424", "promising"])
+    );
+    drop(server);
+    assert_eq!(office.site.dump(), before, "a report changed the database");
+}
+
+#[test]
 fn thresholds_come_from_config_and_mistakes_are_named_with_file_line_and_key() {
     let file = Path::new("config/crmkit.toml");
     let parse = |extra: &str| Settings::parse(&format!("{DEFAULT_CONFIG}\n{extra}"), file);

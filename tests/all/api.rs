@@ -1622,6 +1622,7 @@ fn report(p) {
             "lost",
             "managers",
             "pipeline_by_manager",
+            "rfm",
             "win-probability"
         ]
     );

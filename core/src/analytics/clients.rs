@@ -39,13 +39,13 @@ fn month_of(d: NaiveDate) -> Month {
 
 /// Which documents count: those of admitted deals when the filter names deals (kind,
 /// manager, department), those of partners in the segment when it names one.
-struct DocScope {
+pub(super) struct DocScope {
     deals: Option<HashSet<DealId>>,
     partners: Option<HashSet<PartnerId>>,
 }
 
 impl DocScope {
-    fn new(view: &dyn View, filter: &Filter) -> Result<DocScope, String> {
+    pub(super) fn new(view: &dyn View, filter: &Filter) -> Result<DocScope, String> {
         let scope = filter.deals(view)?;
         let deals = if filter.kind.is_some() || filter.manager.is_some() || filter.department.is_some() {
             let parts = split::fold(view, HashSet::new, |ids, d: &DealRow| {
@@ -66,7 +66,7 @@ impl DocScope {
         Ok(DocScope { deals, partners })
     }
 
-    fn admits(&self, partner: PartnerId, deal: Option<DealId>) -> bool {
+    pub(super) fn admits(&self, partner: PartnerId, deal: Option<DealId>) -> bool {
         self.partners.as_ref().is_none_or(|p| p.contains(&partner))
             && self.deals.as_ref().is_none_or(|ids| deal.is_some_and(|d| ids.contains(&d)))
     }
@@ -107,7 +107,7 @@ fn each_month(period: &[Month], monthly: &[(Month, Decimal)], mut f: impl FnMut(
 type Dot = (String, f64, Option<f64>, String);
 
 /// The last day a report looks at: `to`, never after `as_of`; else `as_of`; else `today`.
-fn last_day(filter: &Filter, today: NaiveDate) -> NaiveDate {
+pub(super) fn last_day(filter: &Filter, today: NaiveDate) -> NaiveDate {
     match (filter.to, filter.as_of) {
         (Some(t), Some(a)) => t.min(a),
         (Some(t), None) => t,
@@ -117,7 +117,7 @@ fn last_day(filter: &Filter, today: NaiveDate) -> NaiveDate {
 }
 
 /// Today by the installation's clock.
-fn today(view: &dyn View) -> NaiveDate {
+pub(super) fn today(view: &dyn View) -> NaiveDate {
     view.now().date()
 }
 

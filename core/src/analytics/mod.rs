@@ -11,6 +11,7 @@ mod execution;
 mod lost;
 mod managers;
 pub mod model;
+mod rfm;
 mod scope;
 mod split;
 mod win_probability;
@@ -59,6 +60,7 @@ const BUILTINS: &[Builtin] = &[
     Builtin { name: "execution", about: execution::ABOUT, run: execution::run },
     Builtin { name: "abc-xyz", about: clients::ABC_XYZ, run: clients::run_abc_xyz },
     Builtin { name: "bcg", about: clients::BCG, run: clients::run_bcg },
+    Builtin { name: "rfm", about: rfm::ABOUT, run: rfm::run },
 ];
 
 /// The built-in reports that draw a chart, and how: from the report's table to an SVG
