@@ -65,9 +65,12 @@ impl Run {
 /// The command.
 /// The parameters of the reports timed for crmkit alone (no SQL written for them), where
 /// the report needs one: the calibration backtest's cutoff, half a year before the demo's
-/// last day; RFM up to the day the other reports look at.
-const CRMKIT_ONLY: &[(&str, &[(&str, &str)])] =
-    &[("calibration", &[("as_of", "2026-05-01")]), ("rfm", &[("as_of", "2026-11-30")])];
+/// last day; RFM and the cohorts up to the day the other reports look at.
+const CRMKIT_ONLY: &[(&str, &[(&str, &str)])] = &[
+    ("calibration", &[("as_of", "2026-05-01")]),
+    ("rfm", &[("as_of", "2026-11-30")]),
+    ("cohorts", &[("as_of", "2026-11-30")]),
+];
 
 pub fn analytics(args: Args) -> Result<()> {
     let tmp = tempfile::tempdir()?;

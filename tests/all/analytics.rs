@@ -414,7 +414,7 @@ fn the_command_line_prints_the_funnel_as_a_table_csv_json_or_svg_and_refuses_wha
     let said = fails(&["analytics", "nothing", dir]);
     assert!(
         said.contains(
-            "there is no report \"nothing\"; the installation has abc-xyz, bcg, bottlenecks, calibration, execution, funnel"
+            "there is no report \"nothing\"; the installation has abc-xyz, bcg, bottlenecks, calibration, cohorts, execution, funnel"
         ),
         "{said}"
     );
@@ -519,7 +519,7 @@ fn every_scanning_report_split_across_threads_answers_what_it_answers_read_on_on
         &[("kind", &kind)],
         &[("manager", &manager), ("as_of", &year_ago)],
     ];
-    for report in ["bottlenecks", "lost", "managers", "execution", "abc-xyz", "bcg", "rfm"] {
+    for report in ["bottlenecks", "lost", "managers", "execution", "abc-xyz", "bcg", "rfm", "cohorts"] {
         for filter in filters {
             let params: BTreeMap<String, String> = filter.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             let split = reports.run(report, &params, &r).unwrap();

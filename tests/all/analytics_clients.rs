@@ -275,6 +275,53 @@ fn rfm_segments_of_a_hand_made_history_have_the_scores_worked_out_by_hand() {
 }
 
 #[test]
+fn cohorts_of_a_hand_made_history_have_retention_and_churn_worked_out_by_hand() {
+    let (office, _) = clients_office();
+    let dir = office.site.dir();
+    let before = office.site.dump();
+    // Months with a completed shipment, up to 2026-03-31: Gamma 2025-10 and 2026-02; Alfa
+    // 2025-11, 2026-01, -02, -03 (its issued shipment does not count); Zeta 2025-11; Beta
+    // 2025-12 to 2026-03; Delta 2025-12 (the 31st) to 2026-03; Epsilon 2026-03 (EUR: a
+    // client is a client whatever the currency). Cohorts: 2025-10 {Gamma}, 2025-11 {Alfa,
+    // Zeta}, 2025-12 {Beta, Delta}, 2026-03 {Epsilon}. Gamma is active again in February and
+    // churned from March; Zeta churned from December.
+    let want = "cohort,clients,month,months_since,active,retention_pct,churned,churn_pct
+        2025-10,1,2025-10,0,1,100,0,0
+        2025-10,1,2025-11,1,0,0,0,0
+        2025-10,1,2025-12,2,0,0,0,0
+        2025-10,1,2026-01,3,0,0,0,0
+        2025-10,1,2026-02,4,1,100,0,0
+        2025-10,1,2026-03,5,0,0,1,100
+        2025-11,2,2025-11,0,2,100,0,0
+        2025-11,2,2025-12,1,0,0,1,50
+        2025-11,2,2026-01,2,1,50,1,50
+        2025-11,2,2026-02,3,1,50,1,50
+        2025-11,2,2026-03,4,1,50,1,50
+        2025-12,2,2025-12,0,2,100,0,0
+        2025-12,2,2026-01,1,2,100,0,0
+        2025-12,2,2026-02,2,2,100,0,0
+        2025-12,2,2026-03,3,2,100,0,0
+        2026-03,1,2026-03,0,1,100,0,0";
+    assert_eq!(csv(dir, "cohorts", &["--to", "2026-03-31"]), lines(want));
+    // From December on, and only the south manager's deals (Beta's shipments alone).
+    let got = csv(dir, "cohorts", &["--from", "2025-12-01", "--to", "2026-03-31"]);
+    assert!(got.lines().skip(1).all(|l| l.starts_with("2025-12,2,") || l.starts_with("2026-03,1,")), "{got}");
+    let want = "cohort,clients,month,months_since,active,retention_pct,churned,churn_pct
+        2025-12,1,2025-12,0,1,100,0,0
+        2025-12,1,2026-01,1,1,100,0,0
+        2025-12,1,2026-02,2,1,100,0,0
+        2025-12,1,2026-03,3,1,100,0,0";
+    assert_eq!(csv(dir, "cohorts", &["--to", "2026-03-31", "--manager", "south"]), lines(want));
+    // Over the API too.
+    let server = Served::start(&office.site);
+    let (status, body) = server.request("GET", "/api/v1/analytics/cohorts?to=2026-03-31", Some(office.token("boss")));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"][7], json!(["2025-11", 2, "2025-12", 1, 0, "0", 1, "50"]));
+    drop(server);
+    assert_eq!(office.site.dump(), before, "a report changed the database");
+}
+
+#[test]
 fn thresholds_come_from_config_and_mistakes_are_named_with_file_line_and_key() {
     let file = Path::new("config/crmkit.toml");
     let parse = |extra: &str| Settings::parse(&format!("{DEFAULT_CONFIG}\n{extra}"), file);

@@ -1615,6 +1615,7 @@ fn report(p) {
             "bcg",
             "bottlenecks",
             "calibration",
+            "cohorts",
             "deals_by_manager",
             "execution",
             "funnel",
@@ -1626,10 +1627,10 @@ fn report(p) {
             "win-probability"
         ]
     );
-    assert_eq!(list["reports"][4]["parameters"], serde_json::Value::Null);
-    assert_eq!(list["reports"][5]["runtime"], "native");
-    assert_eq!(list["reports"][10]["runtime"], "rhai");
-    assert_eq!(list["reports"][10]["parameters"][0]["name"], "from");
+    assert_eq!(list["reports"][5]["parameters"], serde_json::Value::Null);
+    assert_eq!(list["reports"][6]["runtime"], "native");
+    assert_eq!(list["reports"][11]["runtime"], "rhai");
+    assert_eq!(list["reports"][11]["parameters"][0]["name"], "from");
     assert_eq!(server.request("GET", "/api/v1/reports", Some(office.token("north"))).0, 403);
     let (status, body) =
         server.request("GET", "/api/v1/reports/pipeline_by_manager?form=2025-01", Some(office.token("head")));

@@ -7,6 +7,7 @@
 mod bottlenecks;
 mod calibration;
 mod clients;
+mod cohorts;
 mod execution;
 mod lost;
 mod managers;
@@ -61,6 +62,7 @@ const BUILTINS: &[Builtin] = &[
     Builtin { name: "abc-xyz", about: clients::ABC_XYZ, run: clients::run_abc_xyz },
     Builtin { name: "bcg", about: clients::BCG, run: clients::run_bcg },
     Builtin { name: "rfm", about: rfm::ABOUT, run: rfm::run },
+    Builtin { name: "cohorts", about: cohorts::ABOUT, run: cohorts::run },
 ];
 
 /// The built-in reports that draw a chart, and how: from the report's table to an SVG
