@@ -123,10 +123,16 @@ pub fn render(d: &Dossier) -> String {
             .classes
             .by_currency
             .iter()
-            .map(|c| format!("{}: {} {}", c.currency, c.abc_xyz.as_deref().unwrap_or("-"), c.bcg))
+            .map(|c| {
+                let rfm = match (&c.rfm, c.rfm_segment) {
+                    (Some(code), Some(segment)) => format!(", RFM {code} {segment}"),
+                    _ => String::new(),
+                };
+                format!("{}: {} {}{rfm}", c.currency, c.abc_xyz.as_deref().unwrap_or("-"), c.bcg)
+            })
             .collect();
         let shown = if classes.is_empty() { "no revenue".to_string() } else { classes.join(", ") };
-        let _ = writeln!(o, "client class ({from}..{to}, ABC/XYZ and BCG): {shown}");
+        let _ = writeln!(o, "client class ({from}..{to}, ABC/XYZ, BCG and RFM): {shown}");
     }
     if !d.revenue_by_month.is_empty() {
         let _ = writeln!(o, "\nrevenue (won deals) by month");

@@ -537,7 +537,10 @@ fn execution_of_the_won_deals_has_the_figures_worked_out_by_hand() {
     // The classes for a fixed day: 2026-04-15 classifies April 2025 – March 2026. RUB
     // revenue: Alfa 10000, Beta 2000 + 500 = 2500 of 12500: Alfa A; Beta starts at exactly
     // 80% → B. Each was shipped to in one month of twelve: cv = √11 = 331.7% → Z. Nothing
-    // before: both new, so growing; share Alfa 100 → star, Beta 25 → question mark.
+    // before: both new, so growing; share Alfa 100 → star, Beta 25 → question mark. RFM to
+    // 03-31 among the two: Alfa bought once (03-09, 22 days, 10000), Beta twice (last 03-08,
+    // 23 days, 2500): recency Alfa 1 + ⌊5/2⌋ = 3, Beta 1; frequency Alfa 1, Beta 3; monetary
+    // Alfa 3, Beta 1 — Alfa 313 needs attention, Beta 131 at risk.
     office.site.with(|inst| {
         let r = inst.store().read().unwrap();
         let classes = Arc::new(client_classes(&r, day("2026-04-15")).unwrap());
@@ -549,7 +552,8 @@ fn execution_of_the_won_deals_has_the_figures_worked_out_by_hand() {
         assert_eq!(
             of(alfa),
             json!({ "from": "2025-04-01", "to": "2026-03-31", "by_currency": [
-                { "currency": "RUB", "abc_xyz": "AZ", "revenue": "10000", "bcg": "star" }
+                { "currency": "RUB", "abc_xyz": "AZ", "revenue": "10000", "bcg": "star",
+                  "rfm": "313", "rfm_segment": "needs attention" }
             ]})
         );
         // Without the classes handed in, the dossier does not compute them.
@@ -557,7 +561,8 @@ fn execution_of_the_won_deals_has_the_figures_worked_out_by_hand() {
         assert!(plain.classes.by_currency.is_empty() && plain.classes.from.is_none());
         assert_eq!(
             of(beta)["by_currency"],
-            json!([{ "currency": "RUB", "abc_xyz": "BZ", "revenue": "2500", "bcg": "question mark" }])
+            json!([{ "currency": "RUB", "abc_xyz": "BZ", "revenue": "2500", "bcg": "question mark",
+                       "rfm": "131", "rfm_segment": "at risk" }])
         );
     });
 }

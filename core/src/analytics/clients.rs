@@ -523,10 +523,16 @@ pub struct ClientClass {
     pub revenue: Decimal,
     /// `star`, `cash cow`, `question mark` or `dog`.
     pub bcg: &'static str,
+    /// The RFM scores (`535`) among the currency's clients; none without a purchase in
+    /// the period.
+    pub rfm: Option<String>,
+    /// The RFM segment the scores name (`loyal`); none without a purchase in the period.
+    pub rfm_segment: Option<&'static str>,
 }
 
 /// Classifies every client with revenue in the last twelve full months before `today` or
-/// in the twelve before them: one pass over the documents.
+/// in the twelve before them: one pass over the revenue rows for ABC/XYZ and BCG, one for
+/// the RFM scores of the twelve months.
 pub fn client_classes(view: &dyn View, today: NaiveDate) -> Result<ClientClasses, String> {
     let first_of_month = NaiveDate::from_ymd_opt(today.year(), today.month(), 1).unwrap_or(today);
     let to = first_of_month.pred_opt().unwrap_or(first_of_month);
@@ -546,6 +552,10 @@ pub fn client_classes(view: &dyn View, today: NaiveDate) -> Result<ClientClasses
         bcg.entry(c).or_default().push(BcgLine { key: p.to_string(), name: p.to_string(), revenue: current, previous });
     }
     let mut out = ClientClasses { period: Some((from, to)), by_partner: HashMap::new() };
+    let mut rfm: HashMap<(PartnerId, Currency), (u8, u8, u8)> = HashMap::new();
+    for (c, scored) in super::rfm::scores(view, &scope, Some(from), to)? {
+        rfm.extend(scored.into_iter().map(|(p, _, r, f, m)| ((p, c), (r, f, m))));
+    }
     let mut classes: HashMap<(PartnerId, Currency), String> = HashMap::new();
     for (c, list) in abc {
         for (p, _, cl, _) in abc_xyz(list, &period, &settings.analytics.abc_xyz) {
@@ -555,11 +565,14 @@ pub fn client_classes(view: &dyn View, today: NaiveDate) -> Result<ClientClasses
     for (c, lines) in bcg {
         for (l, _, _, q) in bcg_rows(lines, &settings.analytics.bcg) {
             let Ok(p) = l.key.parse::<PartnerId>() else { continue };
+            let scores = rfm.remove(&(p, c));
             out.by_partner.entry(p).or_default().push(ClientClass {
                 currency: c,
                 abc_xyz: classes.remove(&(p, c)),
                 revenue: l.revenue,
                 bcg: q,
+                rfm: scores.map(|(r, f, m)| format!("{r}{f}{m}")),
+                rfm_segment: scores.map(|(r, f, _)| super::rfm::segment(r, f)),
             });
         }
     }

@@ -25,7 +25,7 @@ pub(super) const ABOUT: &str = "clients by recency, frequency and monetary value
 
 /// A client's purchases in one currency.
 #[derive(Clone, Copy)]
-struct Purchases {
+pub(super) struct Purchases {
     last: NaiveDate,
     count: u64,
     revenue: Decimal,
@@ -55,11 +55,17 @@ fn quintiles<T: PartialOrd + Copy>(values: &[T]) -> Vec<u8> {
     values.iter().map(|v| 1 + (5 * sorted.partition_point(|s| s < v) / n) as u8).collect()
 }
 
-/// Runs the report.
-pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
-    let scope = DocScope::new(view, filter)?;
-    let to = last_day(filter, today(view));
-    let from = filter.from;
+/// A client scored: its id, purchases and the scores for recency, frequency and monetary.
+pub(super) type Scored = (PartnerId, Purchases, u8, u8, u8);
+
+/// Every client with a purchase from `from` (none: the first) to `to` that `scope` admits,
+/// scored among the clients of its currency.
+pub(super) fn scores(
+    view: &dyn View,
+    scope: &DocScope,
+    from: Option<NaiveDate>,
+    to: NaiveDate,
+) -> Result<BTreeMap<Currency, Vec<Scored>>, String> {
     let parts =
         split::fold_shipments(view, IdMap::<(PartnerId, Currency), Purchases>::default, |clients, d: &DocumentRow| {
             if d.kind != DocumentKind::Shipment
@@ -93,12 +99,30 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
                 .or_insert(p);
         }
     }
-    let ids: HashSet<PartnerId> = clients.keys().map(|k| k.0).collect();
-    let names = split::partner_names(view, &ids)?;
     let mut by_currency: BTreeMap<Currency, Vec<(PartnerId, Purchases)>> = BTreeMap::new();
     for ((p, c), purchases) in clients {
         by_currency.entry(c).or_default().push((p, purchases));
     }
+    let mut out = BTreeMap::new();
+    for (currency, list) in by_currency {
+        // Recency scores the other way round: fewer days since the last purchase is better.
+        let days: Vec<i64> = list.iter().map(|(_, p)| -(to - p.last).num_days()).collect();
+        let r = quintiles(&days);
+        let f = quintiles(&list.iter().map(|(_, p)| p.count).collect::<Vec<_>>());
+        let m = quintiles(&list.iter().map(|(_, p)| p.revenue).collect::<Vec<_>>());
+        let scored = list.into_iter().enumerate().map(|(i, (p, purchases))| (p, purchases, r[i], f[i], m[i])).collect();
+        out.insert(currency, scored);
+    }
+    Ok(out)
+}
+
+/// Runs the report.
+pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
+    let scope = DocScope::new(view, filter)?;
+    let to = last_day(filter, today(view));
+    let by_currency = scores(view, &scope, filter.from, to)?;
+    let ids: HashSet<PartnerId> = by_currency.values().flatten().map(|s| s.0).collect();
+    let names = split::partner_names(view, &ids)?;
 
     let columns = vec![
         column("currency", ColumnType::Text),
@@ -116,17 +140,11 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     ];
     let mut rows = Vec::new();
     for (currency, list) in by_currency {
-        // Recency scores the other way round: fewer days since the last purchase is better.
-        let days: Vec<i64> = list.iter().map(|(_, p)| -(to - p.last).num_days()).collect();
-        let r = quintiles(&days);
-        let f = quintiles(&list.iter().map(|(_, p)| p.count).collect::<Vec<_>>());
-        let m = quintiles(&list.iter().map(|(_, p)| p.revenue).collect::<Vec<_>>());
         let mut scored: Vec<(u8, u8, u8, String, PartnerId, Purchases)> = list
             .into_iter()
-            .enumerate()
-            .map(|(i, (p, purchases))| {
+            .map(|(p, purchases, r, f, m)| {
                 let name = names.get(&p).cloned().unwrap_or_else(|| p.to_string());
-                (r[i], f[i], m[i], name, p, purchases)
+                (r, f, m, name, p, purchases)
             })
             .collect();
         // The best first: scores, then revenue, then name and id (the order is total).
