@@ -65,12 +65,8 @@ impl Run {
 /// The command.
 /// The parameters of the reports timed for crmkit alone (no SQL written for them), where
 /// the report needs one: the calibration backtest's cutoff, half a year before the demo's
-/// last day; RFM and the cohorts up to the day the other reports look at.
-const CRMKIT_ONLY: &[(&str, &[(&str, &str)])] = &[
-    ("calibration", &[("as_of", "2026-05-01")]),
-    ("rfm", &[("as_of", "2026-11-30")]),
-    ("cohorts", &[("as_of", "2026-11-30")]),
-];
+/// last day.
+const CRMKIT_ONLY: &[(&str, &[(&str, &str)])] = &[("calibration", &[("as_of", "2026-05-01")])];
 
 pub fn analytics(args: Args) -> Result<()> {
     let tmp = tempfile::tempdir()?;
@@ -215,10 +211,15 @@ pub fn analytics(args: Args) -> Result<()> {
             peak(engines[1].1.as_ref())
         );
     }
-    say!("\ntargets (issue 15): crmkit under its time, at least 3x faster than SQLite, faster than DuckDB on the funnel, within 2x of DuckDB on scan-heavy reports, peak memory <= 1024 MiB");
+    say!("\ntargets (issue 15): crmkit under its time, at least 3x faster than SQLite, faster than DuckDB on the funnel, within 2x of DuckDB on scan-heavy reports, peak memory <= 1024 MiB; (issue 16) RFM and cohorts under 2 s");
     for (report, c, engines) in &lines {
         let m = c.median();
         let mut verdict = vec![check(m <= report_target_ms(report), &format!("<= {} ms", report_target_ms(report)))];
+        if CUSTOMER_REPORTS.contains(&report.name) {
+            // Issue 16 sets their time alone; the engines' figures are printed above.
+            say!("{:<13} {}", report.name, verdict.join(", "));
+            continue;
+        }
         if let Some(s) = &engines[0].1 {
             verdict.push(check(s.median() / m >= 3.0, "3x SQLite"));
         }
@@ -267,9 +268,14 @@ pub fn analytics(args: Args) -> Result<()> {
 }
 
 /// The time a report must keep under on the 1,000,000-deal demo (issue 15).
+/// The customer analytics of issue 16, whose target is their time alone.
+const CUSTOMER_REPORTS: &[&str] = &["rfm", "cohorts"];
+
 fn report_target_ms(report: &SqlReport) -> f64 {
     if report.name == "funnel" {
         50.0
+    } else if CUSTOMER_REPORTS.contains(&report.name) {
+        2000.0
     } else {
         1000.0
     }

@@ -135,6 +135,15 @@ pub const REPORTS: &[SqlReport] = &[
     },
     SqlReport { name: "abc-xyz", params: AS_OF, key: &["currency", "partner"], not_compared: "", sql: abc_xyz },
     SqlReport { name: "bcg", params: AS_OF, key: &["dimension", "currency", "key"], not_compared: "", sql: bcg },
+    SqlReport {
+        name: "rfm",
+        params: AS_OF,
+        key: &["currency", "partner"],
+        not_compared: "recency_days (the days from last_purchase, which is compared, to as_of: the engines count \
+             days between dates each its own way)",
+        sql: rfm,
+    },
+    SqlReport { name: "cohorts", params: AS_OF, key: &["cohort", "month"], not_compared: "", sql: cohorts },
 ];
 
 /// `n / d` rounded half to even, for `n >= 0` and `d > 0` (rust_decimal's `round_dp`).
@@ -627,6 +636,78 @@ FROM classed",
         half_even("revenue * 10000", "total"),
         half_even("(before + revenue) * 10000", "total"),
         half_even("revenue", "months"),
+    )
+}
+
+/// RFM: per client and currency the last purchase, the purchases and their sum; each
+/// scored 1 + ⌊5 × the clients of the currency below it ÷ their number⌋ (`RANK() - 1` is
+/// how many are below), the segment named by the recency and frequency scores.
+fn rfm(cx: &Ctx) -> String {
+    let to = cx.day;
+    format!(
+        "WITH p AS (
+  SELECT partner, currency, MAX(date) AS last, COUNT(*) AS purchases, SUM(amount) AS revenue
+  FROM documents WHERE kind = 'shipment' AND state = 'completed' AND date <= '{to}'
+  GROUP BY partner, currency
+),
+s AS (
+  SELECT p.*, COUNT(*) OVER (PARTITION BY currency) AS n,
+    RANK() OVER (PARTITION BY currency ORDER BY last) - 1 AS r_below,
+    RANK() OVER (PARTITION BY currency ORDER BY purchases) - 1 AS f_below,
+    RANK() OVER (PARTITION BY currency ORDER BY revenue) - 1 AS m_below
+  FROM p
+),
+q AS (
+  SELECT s.*, 1 + (5 * r_below) / n AS r, 1 + (5 * f_below) / n AS f, 1 + (5 * m_below) / n AS m FROM s
+)
+SELECT q.currency, pp.pid AS partner, pp.name, q.last AS last_purchase, q.purchases, q.revenue AS \"revenue@2\",
+  q.r, q.f, q.m, CAST(q.r AS VARCHAR) || CAST(q.f AS VARCHAR) || CAST(q.m AS VARCHAR) AS rfm,
+  CASE WHEN q.r >= 4 AND q.f >= 4 THEN 'champions' WHEN q.r >= 3 AND q.f >= 3 THEN 'loyal'
+    WHEN q.r >= 4 AND q.f = 1 THEN 'new' WHEN q.r >= 4 THEN 'promising'
+    WHEN q.r <= 2 AND q.f >= 3 THEN 'at risk' WHEN q.r = 1 AND q.f = 1 THEN 'lost'
+    WHEN q.r <= 2 THEN 'hibernating' ELSE 'needs attention' END AS segment
+FROM q JOIN partners pp ON pp.id = q.partner"
+    )
+}
+
+/// Cohorts: each client's months with a purchase, its cohort the first of them; every
+/// month from a cohort's to the last one, the clients active then and those whose last
+/// purchase was before it.
+fn cohorts(cx: &Ctx) -> String {
+    let to = cx.day;
+    let last = i64::from(to.year()) * 12 + i64::from(to.month());
+    let ym = |m: &str| {
+        format!(
+            "CAST(({m} - 1) / 12 AS VARCHAR) || '-' || CASE WHEN ({m} - 1) % 12 + 1 < 10 THEN '0' ELSE '' END \
+             || CAST(({m} - 1) % 12 + 1 AS VARCHAR)"
+        )
+    };
+    format!(
+        "WITH RECURSIVE m AS (
+  SELECT DISTINCT partner, {month} AS month FROM documents
+  WHERE kind = 'shipment' AND state = 'completed' AND date <= '{to}'
+),
+c AS (SELECT partner, MIN(month) AS cohort, MAX(month) AS last FROM m GROUP BY partner),
+sizes AS (SELECT cohort, COUNT(*) AS clients FROM c GROUP BY cohort),
+grid(cohort, month) AS (
+  SELECT cohort, cohort FROM sizes
+  UNION ALL SELECT cohort, month + 1 FROM grid WHERE month < {last}
+),
+active AS (SELECT c.cohort, m.month, COUNT(*) AS n FROM m JOIN c ON c.partner = m.partner GROUP BY c.cohort, m.month),
+churned AS (
+  SELECT g.cohort, g.month, COUNT(c.partner) AS n FROM grid g LEFT JOIN c ON c.cohort = g.cohort AND c.last < g.month
+  GROUP BY g.cohort, g.month
+)
+SELECT {cohort} AS cohort, s.clients, {month_name} AS month, g.month - g.cohort AS months_since,
+  COALESCE(a.n, 0) AS active, {retention} AS \"retention_pct@1\", h.n AS churned, {churn} AS \"churn_pct@1\"
+FROM grid g JOIN sizes s ON s.cohort = g.cohort
+LEFT JOIN active a ON a.cohort = g.cohort AND a.month = g.month
+JOIN churned h ON h.cohort = g.cohort AND h.month = g.month",
+        month = month_index("date"),
+        cohort = ym("g.cohort"),
+        month_name = ym("g.month"),
+        retention = pct1("COALESCE(a.n, 0)", "s.clients"),
+        churn = pct1("h.n", "s.clients"),
     )
 }
 
