@@ -66,6 +66,16 @@ impl DocScope {
         Ok(DocScope { deals, partners })
     }
 
+    /// Whether `d` is revenue the scope counts: a completed shipment dated `from..=to`
+    /// (from the first day there is without `from`) that the scope admits.
+    pub(super) fn counts(&self, d: &DocumentRow, from: Option<NaiveDate>, to: NaiveDate) -> bool {
+        d.kind == DocumentKind::Shipment
+            && d.state == DocumentState::Completed
+            && d.date <= to
+            && from.is_none_or(|f| d.date >= f)
+            && self.admits(d.partner, d.deal)
+    }
+
     pub(super) fn admits(&self, partner: PartnerId, deal: Option<DealId>) -> bool {
         self.partners.as_ref().is_none_or(|p| p.contains(&partner))
             && self.deals.as_ref().is_none_or(|ids| deal.is_some_and(|d| ids.contains(&d)))
@@ -125,12 +135,7 @@ pub(super) fn today(view: &dyn View) -> NaiveDate {
 /// month.
 fn revenue(view: &dyn View, scope: &DocScope, from: Option<NaiveDate>, to: NaiveDate) -> Result<ByMonth, String> {
     let parts = split::fold_shipments(view, ByMonth::default, |clients, d: &DocumentRow| {
-        if d.kind != DocumentKind::Shipment
-            || d.state != DocumentState::Completed
-            || d.date > to
-            || from.is_some_and(|f| d.date < f)
-            || !scope.admits(d.partner, d.deal)
-        {
+        if !scope.counts(d, from, to) {
             return Ok(());
         }
         let c = d.amount.currency;
@@ -455,12 +460,7 @@ fn by_period(
         view,
         || (IdMap::<(PartnerId, Currency), (Decimal, Decimal)>::default(), Items::new()),
         |(clients, items), d: &DocumentRow| {
-            if d.kind != DocumentKind::Shipment
-                || d.state != DocumentState::Completed
-                || d.date > to
-                || d.date < prev_from
-                || !scope.admits(d.partner, d.deal)
-            {
+            if !scope.counts(d, Some(prev_from), to) {
                 return Ok(());
             }
             let c = d.amount.currency;

@@ -14,7 +14,6 @@ use super::scope::dec;
 use super::{column, split, Filter, Rows};
 use crate::hooks::View;
 use crate::id::{IdMap, PartnerId};
-use crate::model::{DocumentKind, DocumentState};
 use crate::report::ColumnType;
 use crate::store::DocumentRow;
 
@@ -43,11 +42,7 @@ pub(super) fn run(view: &dyn View, filter: &Filter) -> Result<Rows, String> {
     // Each client's months with a purchase, in order: the whole history up to the last day
     // (a cohort is the month of the first purchase ever, whatever the period).
     let parts = split::fold_shipments(view, IdMap::<PartnerId, Vec<Month>>::default, |clients, d: &DocumentRow| {
-        if d.kind != DocumentKind::Shipment
-            || d.state != DocumentState::Completed
-            || d.date > to
-            || !scope.admits(d.partner, d.deal)
-        {
+        if !scope.counts(d, None, to) {
             return Ok(());
         }
         add(clients.entry(d.partner).or_default(), month_of(d.date));

@@ -16,7 +16,6 @@ use super::scope::dec;
 use super::{column, split, Filter, Rows};
 use crate::hooks::View;
 use crate::id::{IdMap, PartnerId};
-use crate::model::{DocumentKind, DocumentState};
 use crate::report::ColumnType;
 use crate::store::DocumentRow;
 use crate::values::Currency;
@@ -68,12 +67,7 @@ pub(super) fn scores(
 ) -> Result<BTreeMap<Currency, Vec<Scored>>, String> {
     let parts =
         split::fold_shipments(view, IdMap::<(PartnerId, Currency), Purchases>::default, |clients, d: &DocumentRow| {
-            if d.kind != DocumentKind::Shipment
-                || d.state != DocumentState::Completed
-                || d.date > to
-                || from.is_some_and(|f| d.date < f)
-                || !scope.admits(d.partner, d.deal)
-            {
+            if !scope.counts(d, from, to) {
                 return Ok(());
             }
             let p = clients.entry((d.partner, d.amount.currency)).or_insert(Purchases {
