@@ -22,6 +22,7 @@ use crmkit_core::Installation;
 
 mod analytics;
 mod analytics_sql;
+mod loyalty;
 mod ops;
 mod score;
 mod score_model;
@@ -127,6 +128,20 @@ enum What {
         /// Deals each way scores before the next way scores them.
         #[arg(long, default_value_t = 10_000)]
         chunk: usize,
+    },
+    /// Loyalty accrual on many sales with one rule two ways: the shipped Rhai script and the C
+    /// plugin built from its source, each on a copy of one installation; sales/s of each,
+    /// the rule's own calls/s, and a check that both leave every card the same.
+    Loyalty {
+        /// Completed payments accrued.
+        #[arg(long, default_value_t = 1_000_000)]
+        sales: usize,
+        /// Card holders the sales belong to, one bonus card each.
+        #[arg(long, default_value_t = 10_000)]
+        cards: usize,
+        /// Sales accrued per committed transaction.
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
     },
     /// The HTTP API under load on loopback: GET of deals, POST of interactions (group
     /// commit), against a plain hyper hello-world measured in the same run.
@@ -282,6 +297,7 @@ fn run(what: What) -> Result<()> {
         What::Script { calls } => script(calls),
         What::Wasm { calls } => wasm::wasm(calls),
         What::Score { deals, partners, chunk } => score::score(deals, partners, chunk),
+        What::Loyalty { sales, cards, batch } => loyalty::loyalty(sales, cards, batch),
         What::Http { deals, clients, seconds, dir } => http(deals, clients, seconds, dir),
         What::Serve { dir, addr } => crmkit::serve(&dir, &addr),
         What::Analytics { dir, deals, sql_dir, venv, no_duckdb, reload } => {
@@ -940,6 +956,7 @@ pub(crate) fn guard_input<'a>(
         depth: 0,
         now: deal.updated_at,
         view,
+        loyalty: None,
     }
 }
 

@@ -298,6 +298,7 @@ fn ask(
         depth: 0,
         now: deal.updated_at,
         view,
+        loyalty: None,
     };
     let answer = match hooks.ask(&input).next() {
         Some(Ok((_, Answer::Score(Some(s))))) => Ok(s),

@@ -126,6 +126,11 @@ pub struct Dossier {
     /// The open deals' amounts times their probability (in percent, none counting as 0),
     /// per currency.
     pub weighted_pipeline: Amounts,
+    /// The loyalty cards the partner and its contact persons hold, with their balances and
+    /// turnover, oldest first.
+    pub loyalty_cards: Vec<crate::model::LoyaltyCard>,
+    /// The programs of those cards.
+    pub loyalty_programs: Vec<crate::model::LoyaltyProgram>,
 }
 
 /// The partner's place among the installation's clients.
@@ -161,7 +166,10 @@ pub fn dossier<R: Reader>(r: &R, partner: PartnerId, options: DossierOptions) ->
         },
         None => ClassesSection::default(),
     };
+    let (loyalty_cards, loyalty_programs) = loyalty(&cx)?;
     Ok(Dossier {
+        loyalty_cards,
+        loyalty_programs,
         classes,
         weighted_pipeline: weighted_pipeline(&deals),
         counterparties: counterparties(&cx)?,
@@ -185,6 +193,28 @@ fn ids<R: Reader>(cx: &Cx<'_, R>, index: Index, of: RawId) -> Result<Vec<RawId>>
 
 fn counterparties<R: Reader>(cx: &Cx<'_, R>) -> Result<Vec<Counterparty>> {
     cx.partner.counterparties.iter().map(|id| cx.r.load(*id)).collect()
+}
+
+/// The cards the partner and its contact persons hold, and their programs.
+fn loyalty<R: Reader>(cx: &Cx<'_, R>) -> Result<(Vec<crate::model::LoyaltyCard>, Vec<crate::model::LoyaltyProgram>)> {
+    let mut ids = ids(cx, Index::LoyaltyCardByPartner, cx.partner.id.raw())?;
+    for contact in ids_of_contacts(cx)? {
+        ids.extend(self::ids(cx, Index::LoyaltyCardByContact, contact)?);
+    }
+    ids.sort();
+    let cards: Vec<crate::model::LoyaltyCard> =
+        ids.into_iter().map(|id| cx.r.load(crate::id::LoyaltyCardId(id))).collect::<Result<_>>()?;
+    let mut programs: Vec<crate::model::LoyaltyProgram> = Vec::new();
+    for c in &cards {
+        if !programs.iter().any(|p| p.id == c.program) {
+            programs.push(cx.r.load(c.program)?);
+        }
+    }
+    Ok((cards, programs))
+}
+
+fn ids_of_contacts<R: Reader>(cx: &Cx<'_, R>) -> Result<Vec<RawId>> {
+    ids(cx, Index::ContactByPartner, cx.partner.id.raw())
 }
 
 fn contacts<R: Reader>(cx: &Cx<'_, R>) -> Result<Vec<ContactPerson>> {

@@ -229,6 +229,12 @@ typed_ids! {
     TaskId;
     /// A manager's sales plan for a period.
     PlanId;
+    /// A loyalty program.
+    LoyaltyProgramId;
+    /// A loyalty card.
+    LoyaltyCardId;
+    /// An entry of a loyalty card's points ledger.
+    LoyaltyEntryId;
     /// An entry of the audit log.
     AuditId;
 }

@@ -32,6 +32,8 @@ pub struct MergeReport {
     pub counterparties: usize,
     pub attachments: usize,
     pub custom_refs: usize,
+    /// Loyalty cards the duplicate held.
+    pub loyalty_cards: usize,
 }
 
 /// Merges partner `duplicate` into `keep` inside `tx`, all or nothing.
@@ -109,6 +111,20 @@ fn merge(tx: &mut WriteTxn<'_>, keep: PartnerId, dup: PartnerId) -> Result<Merge
         tx.as_engine(|tx| tx.update(deal))?;
         report.lost_to += 1;
     }
+    for id in ids(tx, Index::ContactByPartner, dup)? {
+        let mut c: ContactPerson = tx.load(ContactId(id))?;
+        c.partner = keep;
+        tx.update(c)?;
+        report.contacts += 1;
+    }
+    // The duplicate's loyalty cards, with their ledgers, before the documents that name them:
+    // a sale's card is held by its partner or one of its contact persons.
+    for id in ids(tx, Index::LoyaltyCardByPartner, dup)? {
+        let mut card: crate::model::LoyaltyCard = tx.load(crate::id::LoyaltyCardId(id))?;
+        card.partner = Some(keep);
+        tx.update(card)?;
+        report.loyalty_cards += 1;
+    }
     for id in ids(tx, Index::DocumentByPartner, dup)? {
         let mut doc: Document = tx.load(DocumentId(id))?;
         doc.partner = keep;
@@ -120,12 +136,6 @@ fn merge(tx: &mut WriteTxn<'_>, keep: PartnerId, dup: PartnerId) -> Result<Merge
         it.partner = keep;
         tx.update(it)?;
         report.interactions += 1;
-    }
-    for id in ids(tx, Index::ContactByPartner, dup)? {
-        let mut c: ContactPerson = tx.load(ContactId(id))?;
-        c.partner = keep;
-        tx.update(c)?;
-        report.contacts += 1;
     }
     for id in ids(tx, Index::ParticipantByPartner, dup)? {
         let mut p: Participant = tx.load(ParticipantId(id))?;

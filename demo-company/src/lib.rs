@@ -17,12 +17,12 @@ use std::fmt;
 use chrono::{Datelike, NaiveDate, TimeZone, Utc};
 use rust_decimal::Decimal;
 
-use crmkit_core::id::{ContactId, CounterpartyId, PartnerId, UserId};
+use crmkit_core::id::{ContactId, CounterpartyId, LoyaltyCardId, PartnerId, UserId};
 use crmkit_core::model::{
     Address, AddressKind, Attitude, BankAccount, ContactLink, ContactPerson, Counterparty, CounterpartyKind,
     CustomValue, Deal, DealStatus, Direction, Document, DocumentKind, DocumentLine, DocumentState, EntityKind,
-    Influence, Interaction, InteractionKind, Participant, ParticipantLink, Partner, PartnerLink, PartnerRole, Plan,
-    Role, TaskStatus, User,
+    Influence, Interaction, InteractionKind, LoyaltyCard, LoyaltyProgram, Participant, ParticipantLink, Partner,
+    PartnerLink, PartnerRole, Plan, Role, TaskStatus, User,
 };
 use crmkit_core::process::condition::field_is_set;
 use crmkit_core::process::{Engine, Mode, Outcome, ProcessKindSpec, StageSpec};
@@ -664,6 +664,9 @@ pub fn populate(
     w.phase = "plans";
     plans(&mut w, opts, &world)?;
     w.flush(Durability::Immediate)?;
+    w.phase = "loyalty";
+    loyalty(&mut w, &mut rng, opts, &world)?;
+    w.flush(Durability::Immediate)?;
     // The engine writes tasks and updates of its own: count what the store holds.
     let after = store.stats()?;
     for (k, n) in &after.entities {
@@ -729,6 +732,88 @@ fn plans(w: &mut Writer<'_>, opts: &DemoOptions, world: &World) -> Result<()> {
         }
     }
     w.act_as(None)
+}
+
+/// The loyalty programs: a bonus program (2% of every payment in points worth a rouble
+/// each, kept for a year) whose cards a third of the smaller clients hold from some weeks
+/// after they arrive, and a 5% discount for key accounts. Payments earn on the cards in the
+/// order they were made, points are now and then spent, a few cards are lost (blocked) or
+/// reissued at the end, and the points older than a year expire as of "today".
+fn loyalty(w: &mut Writer<'_>, rng: &mut Rng, opts: &DemoOptions, world: &World) -> Result<()> {
+    let from = opts.start.plus_millis(-30 * DAY);
+    let mut bonus = LoyaltyProgram::bonus("Бонусная программа «Партнёр»", Currency::RUB, Decimal::ONE, ts_date(from));
+    bonus.accrual_pct = Some(Decimal::from(2));
+    bonus.points_expire_days = Some(365);
+    bonus.comment = "2% of every payment back in points; a point pays a rouble".into();
+    let bonus = w.create(from, bonus)?;
+    let key = LoyaltyProgram::discount("Скидка ключевым клиентам", Currency::RUB, Decimal::from(5), ts_date(from));
+    let key = w.create(from, key)?;
+    let mut cards: BTreeMap<PartnerId, LoyaltyCardId> = BTreeMap::new();
+    let mut issued = Vec::new();
+    for c in &world.clients {
+        let program = match c.tier {
+            0 => key.id,
+            _ if rng.chance(0.35) => bonus.id,
+            _ => continue,
+        };
+        let at = c.since.plus_millis(rng.range(7, 120) * DAY);
+        if at > opts.end {
+            continue;
+        }
+        issued.push((at, c.id, program));
+    }
+    issued.sort_by_key(|(at, ..)| *at);
+    for (n, (at, partner, program)) in issued.into_iter().enumerate() {
+        let mut card = LoyaltyCard::new(format!("77{:08}", n + 1), program, partner, ts_date(at));
+        card.barcode = Some(format!("299{:010}", n + 1));
+        let card = w.create(at, card)?;
+        cards.insert(partner, card.id);
+    }
+    // The completed payments of card holders, in the order they were made.
+    let mut sales = Vec::new();
+    w.store.read()?.for_each::<Document>(|d| {
+        if d.kind == DocumentKind::Payment && d.state == DocumentState::Completed && cards.contains_key(&d.partner) {
+            sales.push((d.date, d.id, d.partner));
+        }
+        true
+    })?;
+    sales.sort();
+    for (date, doc, partner) in sales {
+        let at = Timestamp::start_of(date).plus_millis(12 * HOUR);
+        let card = cards[&partner];
+        let earned = w.op(at, None, |engine, tx| engine.accrue(tx, doc))?;
+        let Some(balance) = earned.last().map(|e| e.balance) else { continue };
+        if balance >= Decimal::from(500) && rng.chance(0.2) {
+            let share = Decimal::from(rng.range(30, 100)) / Decimal::ONE_HUNDRED;
+            let points = (balance * share).floor().max(Decimal::ONE);
+            let at = at.plus_millis(rng.range(1, 20) * DAY).min(opts.end);
+            w.op(at, None, |engine, tx| engine.redeem(tx, card, points, None, "оплата баллами"))?;
+        }
+    }
+    // At the end a few bonus cards are lost: blocked, or reissued with their points.
+    let end = opts.end.plus_millis(-DAY);
+    let mut n = cards.len();
+    for (partner, card) in cards {
+        let roll = rng.unit();
+        if roll >= 0.02 {
+            continue;
+        }
+        w.op(end, None, |engine, tx| {
+            let c: LoyaltyCard = tx.load(card)?;
+            if c.program != bonus.id {
+                return Ok(());
+            }
+            if roll < 0.01 {
+                engine.block(tx, card, c.version, "утеряна, клиент не просил перевыпуск").map(|_| ())
+            } else {
+                n += 1;
+                let mut new = LoyaltyCard::new(format!("77{n:08}"), c.program, partner, ts_date(end));
+                new.barcode = Some(format!("299{n:010}"));
+                engine.reissue(tx, card, c.version, new).map(|_| ())
+            }
+        })?;
+    }
+    w.op(opts.end, None, |engine, tx| engine.expire(tx, ts_date(opts.end))).map(|_| ())
 }
 
 fn company_name(rng: &mut Rng) -> (String, String) {

@@ -3,7 +3,7 @@
 # sha256 filled in — ready to copy into an installation's plugins/ folder.
 #   Rust (rust-score): cargo + the wasm32-unknown-unknown target (rustup), or Debian's rustc-web
 #                      where rustup cannot give it (CRMKIT_WASM_TOOLCHAIN=rustup|debian chooses)
-#   C (c-guard):       clang + wasm-ld (Debian: apt-get install clang lld)
+#   C (c-guard, c-loyalty): clang + wasm-ld (Debian: apt-get install clang lld)
 #   WAT (wat-guard):   wat2wasm (Debian: apt-get install wabt) when installed; the tests
 #                      compile the .wat themselves
 # Usage: plugins/examples/build.sh [rust|c|wat]...   (all by default)
@@ -128,12 +128,17 @@ build_rust_debian() {
 }
 
 build_c() {
-  command -v clang >/dev/null || fail "c-guard: clang is not installed (apt-get install clang lld)"
+  command -v clang >/dev/null || fail "c examples: clang is not installed (apt-get install clang lld)"
   mkdir -p "$target/c"
-  clang --target=wasm32 -O2 -nostdlib -Wl,--no-entry -o "$target/c/c_guard.wasm" \
-    "$here/c-guard/guard.c" ||
-    fail "c-guard: clang failed (wasm32 needs wasm-ld: apt-get install lld)"
-  install_plugin c_guard "$target/c/c_guard.wasm" "$here/c-guard/plugin.toml"
+  local example name source
+  for example in c-guard:guard.c c-loyalty:loyalty.c; do
+    name=${example%%:*}
+    source=${example#*:}
+    clang --target=wasm32 -O2 -nostdlib -Wl,--no-entry -o "$target/c/${name//-/_}.wasm" \
+      "$here/$name/$source" ||
+      fail "$name: clang failed (wasm32 needs wasm-ld: apt-get install lld)"
+    install_plugin "${name//-/_}" "$target/c/${name//-/_}.wasm" "$here/$name/plugin.toml"
+  done
 }
 
 build_wat() {

@@ -299,6 +299,12 @@ enum Command {
         #[command(subcommand)]
         what: script::What,
     },
+    /// Loyalty programs, cards and their ledgers: list them, redeem, correct, block and
+    /// reissue cards, accrue sales written before their cards, expire cards and points.
+    Loyalty {
+        #[command(subcommand)]
+        what: crate::loyalty::What,
+    },
     /// Inspect, check and try out WASM plugins (plugins/ABI.md).
     Plugin {
         #[command(subcommand)]
@@ -309,7 +315,8 @@ enum Command {
     /// FILE.errors.csv next to the input.
     Import {
         dir: PathBuf,
-        /// partners, counterparties, contacts, deals, interactions or documents.
+        /// partners, counterparties, contacts, loyalty-programs, loyalty-cards, deals, interactions
+        /// or documents.
         #[arg(long)]
         entity: String,
         /// The file (.csv or .jsonl).
@@ -340,7 +347,8 @@ enum Command {
     /// Export an entity kind as CSV or JSONL, in the columns import reads.
     Export {
         dir: PathBuf,
-        /// partners, counterparties, contacts, deals, interactions or documents.
+        /// partners, counterparties, contacts, loyalty-programs, loyalty-cards, deals, interactions
+        /// or documents.
         #[arg(long)]
         entity: String,
         /// csv or jsonl.
@@ -407,6 +415,7 @@ impl Command {
             | Command::Import { dir, .. }
             | Command::Export { dir, .. } => Some(dir),
             Command::Script { what } => Some(what.dir()),
+            Command::Loyalty { what } => Some(what.dir()),
             Command::Plugin { what } => what.dir(),
             _ => None,
         }
@@ -508,6 +517,7 @@ fn run(cli: Cli, args: Option<&[String]>) -> Result<()> {
         Command::Score { dir, all } => score(&dir, all),
         Command::Script { what } => script::run(what),
         Command::Plugin { what } => plugin::run(what),
+        Command::Loyalty { what } => crate::loyalty::run(what),
         Command::Serve { dir, addr, log_format: _ } => http::serve(&dir, &addr),
         Command::Token { what } => match what {
             TokenCommand::Create { dir, user, role } => {
@@ -720,6 +730,14 @@ fn check(inst: &Installation, dir: &Path) -> Result<()> {
         }
         bail!("{} scan layout problem(s) in {}", rows.len(), s.database.display());
     }
+    let ledgers = crmkit_core::process::loyalty::verify(&inst.store().read()?)?;
+    if !ledgers.is_empty() {
+        drop(bar);
+        for p in &ledgers {
+            complain!("loyalty ledger problem: {p}");
+        }
+        bail!("{} loyalty ledger problem(s) in {}", ledgers.len(), s.database.display());
+    }
     let attachments = inst.store().verify_attachments_with_progress(&mut |p| bar.update(p))?;
     drop(bar);
     if !attachments.is_empty() {
@@ -729,7 +747,7 @@ fn check(inst: &Installation, dir: &Path) -> Result<()> {
         bail!("{} attachment problem(s) in {}", attachments.len(), s.database.display());
     }
     say!(
-        "database: ok ({}, schema version {}, indexes consistent, {} stage history steps consistent, funnel totals, scan rows and heads match the deals, document, revenue, interaction and task rows and the deals' documents match their records, attachments match their content)",
+        "database: ok ({}, schema version {}, indexes consistent, {} stage history steps consistent, funnel totals, scan rows and heads match the deals, document, revenue, interaction and task rows and the deals' documents match their records, loyalty cards match their ledgers, attachments match their content)",
         s.database.display(),
         stats.schema_version,
         stats.stage_history_steps

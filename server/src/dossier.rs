@@ -118,6 +118,25 @@ pub fn render(d: &Dossier) -> String {
         let _ = writeln!(o, "  {}  {}  {}  {}  {:?}", doc.date, doc.kind.name(), doc.number, doc.amount, doc.state);
     }
     let _ = writeln!(o, "weighted pipeline: {}", amounts(&d.weighted_pipeline));
+    if !d.loyalty_cards.is_empty() {
+        let _ = writeln!(o, "\nloyalty cards ({})", d.loyalty_cards.len());
+        for c in &d.loyalty_cards {
+            let program = d.loyalty_programs.iter().find(|p| p.id == c.program);
+            let (name, currency) =
+                program.map_or(("?".to_string(), String::new()), |p| (p.name.clone(), p.currency.to_string()));
+            let holder = if c.contact.is_some() { ", a contact's" } else { "" };
+            let _ = writeln!(
+                o,
+                "  {}  {name}{holder}  {}: {} points, turnover {} {currency}, {} entries{}",
+                c.number,
+                c.status.name(),
+                c.balance,
+                c.turnover,
+                c.entries,
+                c.last_activity.map(|d| format!(", last {d}")).unwrap_or_default()
+            );
+        }
+    }
     if let (Some(from), Some(to)) = (d.classes.from, d.classes.to) {
         let classes: Vec<String> = d
             .classes

@@ -35,6 +35,7 @@ pub mod console;
 mod dossier;
 mod graph;
 mod http;
+mod loyalty;
 mod plugin;
 mod progress;
 mod script;

@@ -21,10 +21,12 @@ pub fn entity(name: &str) -> Result<EntityKind> {
         "deals" => "deal",
         "interactions" => "interaction",
         "documents" => "document",
+        "loyalty-programs" | "loyalty_programs" => "loyalty_program",
+        "loyalty-cards" | "loyalty_cards" => "loyalty_card",
         other => other,
     };
     EntityKind::from_name(singular).filter(|k| transfer::columns::KINDS.contains(k)).with_context(|| {
-        format!("\"{name}\" is not an entity files carry: partners, counterparties, contacts, deals, interactions or documents")
+        format!("\"{name}\" is not an entity files carry: partners, counterparties, contacts, loyalty-programs, loyalty-cards, deals, interactions or documents")
     })
 }
 

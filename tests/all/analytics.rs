@@ -519,7 +519,7 @@ fn every_scanning_report_split_across_threads_answers_what_it_answers_read_on_on
         &[("kind", &kind)],
         &[("manager", &manager), ("as_of", &year_ago)],
     ];
-    for report in ["bottlenecks", "lost", "managers", "execution", "abc-xyz", "bcg", "rfm", "cohorts"] {
+    for report in ["bottlenecks", "lost", "managers", "execution", "abc-xyz", "bcg", "rfm", "cohorts", "loyalty"] {
         for filter in filters {
             let params: BTreeMap<String, String> = filter.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             let split = reports.run(report, &params, &r).unwrap();

@@ -556,6 +556,19 @@ pub(crate) fn two_of_everything(office: &Office) -> Vec<(&'static str, String, S
                     let january = |day| chrono::NaiveDate::from_ymd_opt(2026, 1, day).unwrap();
                     let money = crmkit_core::values::Money::new(50_000.into(), crmkit_core::values::Currency::RUB);
                     let plan = tx.create(crmkit_core::model::Plan::new(manager, january(1), january(31), money))?.id;
+                    let program = tx
+                        .create(crmkit_core::model::LoyaltyProgram::bonus(
+                            format!("Клуб {i}"),
+                            crmkit_core::values::Currency::RUB,
+                            1.into(),
+                            january(1),
+                        ))?
+                        .id;
+                    let card =
+                        tx.create(crmkit_core::model::LoyaltyCard::new(format!("880{i}"), program, p, january(2)))?.id;
+                    let entry = crmkit_core::process::Engine::without_hooks()
+                        .correct(tx, card, 10.into(), 0.into(), "начальный остаток")?
+                        .id;
                     sides.push(vec![
                         p.to_string(),
                         c.to_string(),
@@ -571,6 +584,9 @@ pub(crate) fn two_of_everything(office: &Office) -> Vec<(&'static str, String, S
                         t.to_string(),
                         a.id.to_string(),
                         plan.to_string(),
+                        program.to_string(),
+                        card.to_string(),
+                        entry.to_string(),
                     ]);
                 }
                 let changes = [
@@ -588,6 +604,9 @@ pub(crate) fn two_of_everything(office: &Office) -> Vec<(&'static str, String, S
                     ("tasks", json!({ "description": "изменено" })),
                     ("attachments", json!({ "name": "kp-v2.pdf" })),
                     ("plans", json!({ "comment": "изменено" })),
+                    ("loyalty-programs", json!({ "comment": "изменено" })),
+                    ("loyalty-cards", json!({ "comment": "изменено" })),
+                    ("loyalty-entries", json!({ "comment": "изменено" })),
                 ];
                 Ok(changes
                     .into_iter()
@@ -612,10 +631,10 @@ pub(crate) fn side(all: &[(&'static str, String, String, Value)], path: &str, no
 /// What a role may do to one side's entity of a resource: the status of a read and of a
 /// change. The rules: admins everything; heads their department (the north); managers
 /// their own (the north manager); viewers read everything; users and counterparties are
-/// reference data every role reads; only admins change users; a manager reads but does not
-/// set their own plan.
+/// reference data every role reads, and so are loyalty programs; only admins change users and
+/// programs; a manager reads but does not set their own plan; nobody changes a ledger entry.
 fn expected(login: &str, resource: &str, north_side: bool) -> (u16, u16) {
-    let reference = matches!(resource, "users" | "counterparties");
+    let reference = matches!(resource, "users" | "counterparties" | "loyalty-programs");
     let read = match login {
         "boss" | "watcher" => 200,
         _ if north_side || reference => 200,
@@ -623,9 +642,11 @@ fn expected(login: &str, resource: &str, north_side: bool) -> (u16, u16) {
     };
     let write = match login {
         "watcher" => 403,
+        // Every field of an entry is the server's: the body is refused before the scope.
+        _ if resource == "loyalty-entries" => 422,
         _ if read == 404 => 404,
         "boss" => 200,
-        _ if resource == "users" => 403,
+        _ if matches!(resource, "users" | "loyalty-programs") => 403,
         "north" if resource == "plans" => 403,
         _ => 200,
     };
@@ -1621,6 +1642,7 @@ fn report(p) {
             "funnel",
             "losses_by_competitor",
             "lost",
+            "loyalty",
             "managers",
             "pipeline_by_manager",
             "rfm",
@@ -1629,8 +1651,8 @@ fn report(p) {
     );
     assert_eq!(list["reports"][5]["parameters"], serde_json::Value::Null);
     assert_eq!(list["reports"][6]["runtime"], "native");
-    assert_eq!(list["reports"][11]["runtime"], "rhai");
-    assert_eq!(list["reports"][11]["parameters"][0]["name"], "from");
+    assert_eq!(list["reports"][12]["runtime"], "rhai");
+    assert_eq!(list["reports"][12]["parameters"][0]["name"], "from");
     assert_eq!(server.request("GET", "/api/v1/reports", Some(office.token("north"))).0, 403);
     let (status, body) =
         server.request("GET", "/api/v1/reports/pipeline_by_manager?form=2025-01", Some(office.token("head")));

@@ -112,6 +112,9 @@ fn contents(store: &Store) -> Value {
         "audit": audit,
         "tasks": all::<Task>(&r),
         "stage_history": stage_history,
+        "loyalty_programs": all::<crmkit_core::model::LoyaltyProgram>(&r),
+        "loyalty_cards": all::<crmkit_core::model::LoyaltyCard>(&r),
+        "loyalty_entries": all::<crmkit_core::model::LoyaltyEntry>(&r),
     })
 }
 
@@ -202,6 +205,35 @@ fn bless(version: u32) {
                 engine.close(tx, project.id, project.version, Outcome::Won { comment: String::new() })
             })
             .unwrap();
+        if version >= 16 {
+            // A bonus card: a paid invoice earns on it by the program's rate, some is spent.
+            use crmkit_core::model::{DocumentKind, DocumentState, LoyaltyCard, LoyaltyProgram};
+            use rust_decimal::Decimal;
+            clock.advance(3_600_000);
+            fx.store
+                .transact(Some(manager), |tx| {
+                    let day = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+                    let mut program = LoyaltyProgram::bonus("Клуб", "RUB".parse().unwrap(), Decimal::ONE, day);
+                    program.accrual_pct = Some(Decimal::new(3, 0));
+                    program.points_expire_days = Some(365);
+                    let program = tx.create(program)?;
+                    let mut card = LoyaltyCard::new("7700000001", program.id, c.partner.id, day);
+                    card.barcode = Some("2000000000015".into());
+                    let card = tx.create(card)?;
+                    let mut pay = Document::new(
+                        DocumentKind::Payment,
+                        "ПП-77",
+                        T0.date(),
+                        c.partner.id,
+                        crmkit_core::values::Money::new(Decimal::new(1_234_500, 2), "RUB".parse().unwrap()),
+                    );
+                    pay.state = DocumentState::Completed;
+                    pay.card = Some(card.id);
+                    engine.create(tx, pay)?;
+                    engine.redeem(tx, card.id, Decimal::new(100, 0), None, "оплата баллами")
+                })
+                .unwrap();
+        }
         fx
     };
     let expected = contents(&fx_company.store);
@@ -245,6 +277,8 @@ fn golden_files_of_every_schema_version_open_and_read_back() {
         // And the deals' documents (schema 15), written deal by deal in batches.
         assert_eq!(store.verify_deal_documents().unwrap(), Vec::<String>::new(), "deals' documents of v{version}");
         crate::deal_documents::assert_deal_documents_match(&store.read().unwrap());
+        // And the loyalty ledgers (schema 16): each card's sums are its entries'.
+        assert_eq!(crmkit_core::process::loyalty::verify(&store.read().unwrap()).unwrap(), Vec::<String>::new());
         assert!(
             store.read().unwrap().count(EntityKind::Interaction).unwrap() > 0,
             "v{version} has interactions: the rows are checked against some"

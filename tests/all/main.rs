@@ -24,6 +24,7 @@ mod hooks;
 mod hostile;
 mod index_model;
 mod interaction_rows;
+mod loyalty;
 mod operations;
 mod ops;
 mod plans;

@@ -27,7 +27,7 @@ mod score_model;
 /// The grant the scoring model needs to load.
 const GRANTED: &str = "grants.rust_score = [\"read_partner\"]";
 
-fn examples() -> PathBuf {
+pub(crate) fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/examples")
 }
 
@@ -66,6 +66,10 @@ fn module(name: &str) -> Vec<u8> {
 
 /// Installs example `name` (folder `folder`) into `plugins`: its module and its manifest with
 /// the module's SHA-256 written in.
+pub(crate) fn install_example(plugins: &Path, name: &str, folder: &str) {
+    install(plugins, name, folder)
+}
+
 fn install(plugins: &Path, name: &str, folder: &str) {
     let wasm = module(name);
     let sha: String = Sha256::digest(&wasm).iter().map(|b| format!("{b:02x}")).collect();

@@ -121,6 +121,7 @@ pub(super) fn run_with(view: &dyn View, filter: &Filter, hooks: Option<&Hooks>) 
             depth: 0,
             now: cutoff,
             view,
+            loyalty: None,
         };
         for asked in hooks.ask(&input) {
             let (name, answer) = asked.map_err(|e| e.to_string())?;

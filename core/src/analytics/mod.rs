@@ -10,6 +10,7 @@ mod clients;
 mod cohorts;
 mod execution;
 mod lost;
+mod loyalty;
 mod managers;
 pub mod model;
 mod rfm;
@@ -63,6 +64,7 @@ const BUILTINS: &[Builtin] = &[
     Builtin { name: "bcg", about: clients::BCG, run: clients::run_bcg },
     Builtin { name: "rfm", about: rfm::ABOUT, run: rfm::run },
     Builtin { name: "cohorts", about: cohorts::ABOUT, run: cohorts::run },
+    Builtin { name: "loyalty", about: loyalty::ABOUT, run: loyalty::run },
 ];
 
 /// The built-in reports that draw a chart, and how: from the report's table to an SVG

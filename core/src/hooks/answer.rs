@@ -29,6 +29,41 @@ pub enum Answer {
     Assignee(Option<String>),
     /// `deal.score`: the deal's win probability and its factors (`None`: no score).
     Score(Option<Score>),
+    /// `loyalty.accrue`: the points a sale earns (`None`: the program's own rate).
+    Points(Option<Points>),
+}
+
+/// A loyalty rule's answer: the points a sale earns, 0 or more, rounded to hundredths, and
+/// why (kept on the ledger entry).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Points {
+    pub points: rust_decimal::Decimal,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl Points {
+    /// Refuses what no rule may answer: below 0, beyond [`MAX_POINTS`], a reason that is no
+    /// plain short text. Rounds the points to hundredths.
+    ///
+    /// [`MAX_POINTS`]: crate::model::MAX_POINTS
+    fn checked(mut self) -> Result<Points, String> {
+        if self.points.is_sign_negative() && !self.points.is_zero() {
+            return Err(format!("points whose number is {}, below 0", self.points));
+        }
+        if self.points > crate::model::MAX_POINTS {
+            return Err(format!("points whose number {} is beyond the most a card holds", self.points));
+        }
+        if let Some(r) = &self.reason {
+            if r.chars().count() > 200 || r.chars().any(char::is_control) {
+                return Err("points whose reason is not one line of at most 200 characters".into());
+            }
+        }
+        self.points =
+            self.points.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero).normalize();
+        Ok(self)
+    }
 }
 
 /// A scoring model's answer: the win probability in percent (0 to 100, a decimal number),
@@ -51,6 +86,7 @@ impl Answer {
             Answer::Stage(_) => AnswerType::Stage,
             Answer::Assignee(_) => AnswerType::Assignee,
             Answer::Score(_) => AnswerType::Score,
+            Answer::Points(_) => AnswerType::Points,
         }
     }
 }
@@ -121,6 +157,9 @@ pub fn accept(point: HookPoint, handler: &str, reply: Reply) -> Result<Answer, E
                 Err(m) => Err(wrong(format!("a score whose {m}"))),
             }
         }
+        Reply::Answer(Answer::Points(Some(p))) if expected == AnswerType::Points => {
+            p.checked().map(|p| Answer::Points(Some(p))).map_err(wrong)
+        }
         Reply::Answer(a) if a.answer_type() == expected => Ok(a),
         Reply::Answer(a) => Err(wrong(format!("{a:?}"))),
         Reply::Json(v) => from_json(expected, v).map_err(wrong),
@@ -172,6 +211,11 @@ fn from_json(t: AnswerType, v: Value) -> Result<Answer, String> {
             };
             Ok(if t == AnswerType::Stage { Answer::Stage(text) } else { Answer::Assignee(text) })
         }
+        AnswerType::Points => match v {
+            Value::Null => Ok(Answer::Points(None)),
+            Value::Object(m) => points_from_json(m).map(|p| Answer::Points(Some(p))),
+            _ => Err(got()),
+        },
         AnswerType::Score => match v {
             Value::Null => Ok(Answer::Score(None)),
             Value::Object(m) => score_from_json(m).map(|s| Answer::Score(Some(s))),
@@ -231,6 +275,30 @@ fn score_from_json(m: serde_json::Map<String, Value>) -> Result<Score, String> {
     };
     score::check(probability, &factors, model.as_deref()).map_err(bad)?;
     Ok(Score { probability, factors, model })
+}
+
+/// Points from their JSON form, strictly: `points` (a number or decimal text) is required,
+/// `reason` (text) may be left out, nothing else may be there.
+fn points_from_json(m: serde_json::Map<String, Value>) -> Result<Points, String> {
+    use std::str::FromStr;
+    if let Some(k) = m.keys().find(|k| !["points", "reason"].contains(&k.as_str())) {
+        return Err(format!("points with member \"{k}\", not one of points, reason"));
+    }
+    let points = match m.get("points") {
+        None => return Err("points without their number (\"points\")".into()),
+        Some(Value::Number(n)) => rust_decimal::Decimal::from_str(&n.to_string())
+            .or_else(|_| rust_decimal::Decimal::from_scientific(&n.to_string()))
+            .map_err(|_| format!("points whose number {n} is not a decimal"))?,
+        Some(Value::String(s)) => rust_decimal::Decimal::from_str(s.trim())
+            .map_err(|_| format!("points whose number is text that is no decimal ({s:?})"))?,
+        Some(other) => return Err(format!("points whose number is {}", describe(other))),
+    };
+    let reason = match m.get("reason") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => return Err(format!("points whose reason is {}, not text", describe(other))),
+    };
+    Points { points, reason }.checked()
 }
 
 /// A JSON value in a few words, for messages.
@@ -350,6 +418,23 @@ mod tests {
         );
         check(score, json!({"probability": 5, "factors": [], "why": 1}), Err("member \"why\" is not one of"));
         check(score, json!(50), Err("answered a number (50); deal.score expects a score"));
+
+        let accrue = HookPoint::LoyaltyAccrue;
+        let points = |p: &str, r: Option<&str>| {
+            Ok(Answer::Points(Some(Points { points: p.parse().unwrap(), reason: r.map(str::to_string) })))
+        };
+        check(accrue, json!(null), Ok(Answer::Points(None)));
+        check(accrue, json!({"points": 12.5}), points("12.5", None));
+        check(accrue, json!({"points": "12.345", "reason": "gold"}), points("12.35", Some("gold")));
+        check(accrue, json!({"points": 0}), points("0", None));
+        check(accrue, json!({"points": -1}), Err("points whose number is -1, below 0"));
+        check(accrue, json!({"points": "-0.5"}), Err("below 0"));
+        check(accrue, json!({"points": 1e12}), Err("is beyond the most a card holds"));
+        check(accrue, json!({"points": "lots"}), Err("text that is no decimal"));
+        check(accrue, json!({"points": [1]}), Err("points whose number is a list"));
+        check(accrue, json!({"reason": "x"}), Err("points without their number"));
+        check(accrue, json!({"points": 1, "tier": "gold"}), Err("member \"tier\""));
+        check(accrue, json!(5), Err("answered a number (5); loyalty.accrue expects points"));
     }
 
     #[test]

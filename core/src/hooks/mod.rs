@@ -7,8 +7,8 @@
 //! - **guards** answer [`Answer::Allow`] or [`Answer::Reject`]; the first rejection wins;
 //! - **reactions** answer [`Answer::Actions`], applied in the same transaction;
 //! - **computations** answer a value ([`Answer::Stage`] for `deal.route`,
-//!   [`Answer::Assignee`] for `task.assignee`, [`Answer::Score`] for `deal.score`); no value
-//!   means "the default".
+//!   [`Answer::Assignee`] for `task.assignee`, [`Answer::Score`] for `deal.score`,
+//!   [`Answer::Points`] for `loyalty.accrue`); no value means "the default".
 //!
 //! Each point declares its answer type ([`HookPoint::answer_type`]); core checks every answer
 //! against it. A handler that fails (a trap, an exhausted budget, a script error, a panic) or
@@ -22,10 +22,10 @@ mod registry;
 mod view;
 pub mod wire;
 
-pub use answer::{accept, Action, Answer, Reply, Score};
+pub use answer::{accept, Action, Answer, Points, Reply, Score};
 pub use binding::{runtime_of, CallLimits, HookBinding, Limits};
 pub use point::{AnswerType, HookFamily, HookKind, HookPoint};
 pub use registry::{
-    fault, Fault, Handler, HandlerProvider, HandlerStats, HookInput, Hooks, Subject, Transition, NATIVE,
+    fault, Fault, Handler, HandlerProvider, HandlerStats, HookInput, Hooks, Loyalty, Subject, Transition, NATIVE,
 };
 pub use view::View;

@@ -15,6 +15,8 @@ pub enum HookFamily {
     Process,
     /// Scoring models: what the engine asks to estimate a deal.
     Scoring,
+    /// Loyalty rules: what a sale earns on a card.
+    Loyalty,
 }
 
 impl HookFamily {
@@ -23,6 +25,7 @@ impl HookFamily {
         match self {
             HookFamily::Process => "process",
             HookFamily::Scoring => "scoring",
+            HookFamily::Loyalty => "loyalty",
         }
     }
 }
@@ -55,6 +58,9 @@ pub enum AnswerType {
     Assignee,
     /// A probability with its factors, or nothing ([`Answer::Score`](super::Answer::Score)).
     Score,
+    /// Points a sale earns, or nothing for the program's own rate
+    /// ([`Answer::Points`](super::Answer::Points)).
+    Points,
 }
 
 impl AnswerType {
@@ -67,6 +73,9 @@ impl AnswerType {
             AnswerType::Actions => "a list of actions (or null for none)",
             AnswerType::Stage => "a stage id (text) or null for the default route",
             AnswerType::Assignee => "a user's login (text) or null for the default rule",
+            AnswerType::Points => {
+                "points {\"points\": 0 or more (a number or decimal text), \"reason\": \"…\"} or null for the program's own rate"
+            }
             AnswerType::Score => {
                 "a score {\"probability\": 0 to 100, \"factors\": [{\"name\": \"…\", \"value\": …, \"contribution\": …}], \"model\": \"…\"} or null for none"
             }
@@ -121,6 +130,7 @@ hook_points! {
     DealRoute = "deal.route", Process, Computation, Stage;
     TaskAssignee = "task.assignee", Process, Computation, Assignee;
     DealScore = "deal.score", Scoring, Computation, Score;
+    LoyaltyAccrue = "loyalty.accrue", Loyalty, Computation, Points;
 }
 
 impl HookPoint {

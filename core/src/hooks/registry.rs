@@ -17,7 +17,8 @@ use super::point::HookPoint;
 use super::view::View;
 use super::wire::InputV1;
 use crate::model::{
-    ContactPerson, Counterparty, Deal, DealStatus, Document, EntityKind, How, Interaction, Partner, Task, User,
+    ContactPerson, Counterparty, Deal, DealStatus, Document, EntityKind, How, Interaction, LoyaltyCard, LoyaltyProgram,
+    Partner, Task, User,
 };
 use crate::time::Timestamp;
 use crate::{Error, Result};
@@ -73,6 +74,18 @@ pub struct HookInput<'a> {
     pub now: Timestamp,
     /// The store as the write being decided sees it.
     pub view: &'a dyn View,
+    /// `loyalty.accrue`: the card the sale earns on (`None` at every other point).
+    pub loyalty: Option<&'a Loyalty<'a>>,
+}
+
+/// What `loyalty.accrue` is asked about besides the sale (the input's `after`): the card,
+/// with its ledger's sums before the sale, its program, and the sale's amount in the
+/// program's currency.
+#[derive(Clone, Copy, Debug)]
+pub struct Loyalty<'a> {
+    pub card: &'a LoyaltyCard,
+    pub program: &'a LoyaltyProgram,
+    pub sale_amount: rust_decimal::Decimal,
 }
 
 impl HookInput<'_> {
@@ -101,6 +114,7 @@ impl fmt::Debug for HookInput<'_> {
             .field("task", &self.task)
             .field("depth", &self.depth)
             .field("now", &self.now)
+            .field("loyalty", &self.loyalty)
             .finish()
     }
 }

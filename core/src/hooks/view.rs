@@ -4,8 +4,11 @@
 use std::collections::BTreeMap;
 
 use crate::config::Settings;
-use crate::id::{DealId, PartnerId, TypedId, UserId};
-use crate::model::{Deal, Document, Interaction, Partner, Plan, Role, StageChange, Task, User};
+use crate::id::{ContactId, DealId, PartnerId, TypedId, UserId};
+use crate::model::{
+    ContactPerson, Deal, Document, Interaction, LoyaltyCard, LoyaltyEntry, LoyaltyProgram, Partner, Plan, Role,
+    StageChange, Task, User,
+};
 use crate::store::{
     DealDocuments, DealHead, DealRow, DocumentRow, FunnelKey, FunnelRollupKey, FunnelTotals, Index, InteractionRow,
     Reader, Snapshot, TaskRow,
@@ -20,6 +23,8 @@ pub trait View {
     fn partner(&self, id: PartnerId) -> Result<Option<Partner>>;
     /// A deal.
     fn deal(&self, id: DealId) -> Result<Option<Deal>>;
+    /// A contact person.
+    fn contact(&self, id: ContactId) -> Result<Option<ContactPerson>>;
     /// A user.
     fn user(&self, id: UserId) -> Result<Option<User>>;
     /// The deals of a partner, oldest first.
@@ -106,6 +111,14 @@ pub trait View {
     /// Visits every sales plan stored (set over the API; config's `[[plans]]` are in
     /// [`View::settings`]), oldest first, until `f` returns `false` (reports).
     fn each_plan(&self, f: &mut dyn FnMut(&Plan) -> bool) -> Result<()>;
+    /// Visits every loyalty program, oldest first, until `f` returns `false` (reports).
+    fn each_loyalty_program(&self, f: &mut dyn FnMut(&LoyaltyProgram) -> bool) -> Result<()>;
+    /// Visits every loyalty card the view sees (a head of department's: those its partners
+    /// hold), oldest first, until `f` returns `false` (reports).
+    fn each_loyalty_card(&self, f: &mut dyn FnMut(&LoyaltyCard) -> bool) -> Result<()>;
+    /// Visits every entry of the ledgers of the cards the view sees, oldest first, until `f`
+    /// returns `false` (reports).
+    fn each_loyalty_entry(&self, f: &mut dyn FnMut(&LoyaltyEntry) -> bool) -> Result<()>;
     /// The installation's config: process kinds and their stages, lists, limits.
     fn settings(&self) -> &Settings;
     /// Now, by the installation's clock: what "overdue" and "stuck now" are measured against.
@@ -124,6 +137,9 @@ impl<R: Reader> View for R {
         self.get(id)
     }
     fn deal(&self, id: DealId) -> Result<Option<Deal>> {
+        self.get(id)
+    }
+    fn contact(&self, id: ContactId) -> Result<Option<ContactPerson>> {
         self.get(id)
     }
     fn user(&self, id: UserId) -> Result<Option<User>> {
@@ -210,6 +226,15 @@ impl<R: Reader> View for R {
     }
     fn each_plan(&self, f: &mut dyn FnMut(&Plan) -> bool) -> Result<()> {
         self.for_each::<Plan>(|p| f(&p))
+    }
+    fn each_loyalty_program(&self, f: &mut dyn FnMut(&LoyaltyProgram) -> bool) -> Result<()> {
+        self.for_each::<LoyaltyProgram>(|p| f(&p))
+    }
+    fn each_loyalty_card(&self, f: &mut dyn FnMut(&LoyaltyCard) -> bool) -> Result<()> {
+        self.for_each::<LoyaltyCard>(|c| f(&c))
+    }
+    fn each_loyalty_entry(&self, f: &mut dyn FnMut(&LoyaltyEntry) -> bool) -> Result<()> {
+        self.for_each::<LoyaltyEntry>(|e| f(&e))
     }
     fn settings(&self) -> &Settings {
         Reader::settings(self)

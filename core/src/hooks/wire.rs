@@ -19,11 +19,14 @@ use serde_json::Value;
 
 use super::point::HookPoint;
 use super::registry::{HookInput, Subject, Transition};
-use crate::id::{ContactId, CounterpartyId, DealId, DocumentId, InteractionId, PartnerId, TaskId, UserId};
+use crate::id::{
+    ContactId, CounterpartyId, DealId, DocumentId, InteractionId, LoyaltyCardId, LoyaltyProgramId, PartnerId, TaskId,
+    UserId,
+};
 use crate::model::{
-    Attitude, ContactPerson, Counterparty, CounterpartyKind, CustomFields, CustomValue, Deal, DealScore, DealStatus,
-    Direction, Document, DocumentKind, DocumentState, EntityKind, How, Interaction, InteractionKind, Partner,
-    PartnerRole, Role, StageChange, Task, TaskStatus, User,
+    Attitude, CardStatus, ContactPerson, Counterparty, CounterpartyKind, CustomFields, CustomValue, Deal, DealScore,
+    DealStatus, Direction, Document, DocumentKind, DocumentState, EntityKind, How, Interaction, InteractionKind,
+    LoyaltyCard, LoyaltyProgram, Partner, PartnerRole, ProgramKind, Role, StageChange, Task, TaskStatus, User,
 };
 use crate::time::Timestamp;
 
@@ -58,6 +61,10 @@ pub struct InputV1 {
     /// stamp the operation writes (`updated_at`, a step's `at`, a task's due time) is taken
     /// from it. Added to version 1.
     pub now: Timestamp,
+    /// `loyalty.accrue`: the card the sale earns on, its program and the sale's amount
+    /// (absent at every other point). Added to version 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loyalty: Option<LoyaltyV1>,
 }
 
 /// The entity a hook is about; which one is told by the input's `entity`.
@@ -354,6 +361,94 @@ pub struct DocumentV1 {
     /// When it falls due (added within version 1: absent is read as null).
     #[serde(default)]
     pub due: Option<NaiveDate>,
+    /// The loyalty card presented on the sale (added within version 1: absent is read as
+    /// null).
+    #[serde(default)]
+    pub card: Option<LoyaltyCardId>,
+}
+
+/// `loyalty.accrue`: the card a sale earns on, its program, and the sale's amount.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoyaltyV1 {
+    pub card: CardV1,
+    pub program: ProgramV1,
+    /// The sale's amount, in the program's currency.
+    pub sale_amount: Decimal,
+}
+
+/// A loyalty card, with the sums of its ledger before the sale.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardV1 {
+    pub id: LoyaltyCardId,
+    pub number: String,
+    /// `active`, `blocked`, `expired`.
+    pub status: CardStatus,
+    /// The holder: a partner or a contact person (the other is null).
+    pub partner: Option<PartnerId>,
+    pub contact: Option<ContactId>,
+    pub issued: NaiveDate,
+    pub expires: Option<NaiveDate>,
+    /// Points on the card.
+    pub balance: Decimal,
+    /// The sales counted on the card so far (its cumulative turnover), in the program's
+    /// currency.
+    pub turnover: Decimal,
+    /// Entries in its ledger.
+    pub entries: u32,
+    /// The day of its latest entry.
+    pub last_activity: Option<NaiveDate>,
+}
+
+/// A loyalty program.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgramV1 {
+    pub id: LoyaltyProgramId,
+    pub name: String,
+    /// `discount` or `bonus`.
+    pub kind: ProgramKind,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// What one point is worth (bonus programs).
+    pub point_value: Option<Decimal>,
+    /// The program's own rate, in percent of a sale (bonus programs; null: none).
+    pub accrual_pct: Option<Decimal>,
+    /// The discount in percent (discount programs).
+    pub discount_pct: Option<Decimal>,
+}
+
+impl From<&LoyaltyCard> for CardV1 {
+    fn from(c: &LoyaltyCard) -> CardV1 {
+        CardV1 {
+            id: c.id,
+            number: c.number.clone(),
+            status: c.status,
+            partner: c.partner,
+            contact: c.contact,
+            issued: c.issued,
+            expires: c.expires,
+            balance: c.balance,
+            turnover: c.turnover,
+            entries: c.entries,
+            last_activity: c.last_activity,
+        }
+    }
+}
+
+impl From<&LoyaltyProgram> for ProgramV1 {
+    fn from(p: &LoyaltyProgram) -> ProgramV1 {
+        ProgramV1 {
+            id: p.id,
+            name: p.name.clone(),
+            kind: p.kind,
+            currency: p.currency.to_string(),
+            point_value: p.point_value,
+            accrual_pct: p.accrual_pct,
+            discount_pct: p.discount_pct,
+        }
+    }
 }
 
 /// Custom field values in their plain form.
@@ -583,6 +678,7 @@ impl From<&Document> for DocumentV1 {
             comment: d.comment.clone(),
             custom: custom(&d.custom),
             due: d.due,
+            card: d.card,
         }
     }
 }
@@ -664,6 +760,11 @@ impl From<&HookInput<'_>> for InputV1 {
             task: i.task.map(TaskV1::from),
             depth: i.depth,
             now: i.now,
+            loyalty: i.loyalty.map(|l| LoyaltyV1 {
+                card: l.card.into(),
+                program: l.program.into(),
+                sale_amount: l.sale_amount,
+            }),
         }
     }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::rules::{money, optional_text, required_text, trim};
 use super::Index;
 use super::{entity_meta, CustomFields, Cx, Entity, EntityKind, FieldError, IndexEntry, Ref, Requirement};
-use crate::id::{CounterpartyId, DealId, DocumentId, PartnerId, UserId};
+use crate::id::{CounterpartyId, DealId, DocumentId, LoyaltyCardId, PartnerId, UserId};
 use crate::time::Timestamp;
 use crate::values::Money;
 
@@ -100,6 +100,11 @@ pub struct Document {
     /// it read as none.
     #[serde(default, deserialize_with = "crate::values::date::input::optional")]
     pub due: Option<NaiveDate>,
+    /// The loyalty card presented on the sale: a completed sale earns on it (none: on the
+    /// partner's own active cards). Held by the partner or one of its contact persons.
+    /// Schema 15 records without it read as none.
+    #[serde(default)]
+    pub card: Option<LoyaltyCardId>,
 }
 
 impl Document {
@@ -130,6 +135,7 @@ impl Document {
             comment: String::new(),
             custom: CustomFields::new(),
             due: None,
+            card: None,
         }
     }
 
@@ -197,6 +203,9 @@ impl Entity for Document {
                 Ref::new("counterparty", EntityKind::Counterparty, c).must(Requirement::CounterpartyOf(self.partner)),
             );
         }
+        if let Some(c) = self.card {
+            out.push(Ref::new("card", EntityKind::LoyaltyCard, c).must(Requirement::CardHeldBy(self.partner)));
+        }
     }
 
     fn index_entries(&self, out: &mut Vec<IndexEntry>) {
@@ -206,6 +215,9 @@ impl Entity for Document {
         }
         if let Some(c) = self.counterparty {
             out.push(IndexEntry::by_id(Index::DocumentByCounterparty, c));
+        }
+        if let Some(c) = self.card {
+            out.push(IndexEntry::by_id(Index::DocumentByCard, c));
         }
     }
 

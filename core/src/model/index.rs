@@ -91,12 +91,28 @@ indexes! {
     TaskByDeal = "ix_task_deal", o(K::Task), Kind(K::Deal), "deal";
     TaskOpenByDue = "ix_task_open_due", o(K::Task), Value, "due";
     PlanByManager = "ix_plan_manager", o(K::Plan), Kind(K::User), "manager";
+    DocumentByCard = "ix_document_card", o(K::Document), Kind(K::LoyaltyCard), "card";
+    LoyaltyCardByNumber = "ix_loyalty_card_number", o(K::LoyaltyCard), Value, "number";
+    LoyaltyCardByBarcode = "ix_loyalty_card_barcode", o(K::LoyaltyCard), Value, "barcode";
+    LoyaltyCardByMagneticCode = "ix_loyalty_card_magnetic_code", o(K::LoyaltyCard), Value, "magnetic_code";
+    LoyaltyCardByProgram = "ix_loyalty_card_program", o(K::LoyaltyCard), Kind(K::LoyaltyProgram), "program";
+    LoyaltyCardByPartner = "ix_loyalty_card_partner", o(K::LoyaltyCard), Kind(K::Partner), "partner";
+    LoyaltyCardByContact = "ix_loyalty_card_contact", o(K::LoyaltyCard), Kind(K::Contact), "contact";
+    LoyaltyCardByPredecessor = "ix_loyalty_card_reissued_from", o(K::LoyaltyCard), Kind(K::LoyaltyCard), "reissued_from";
+    LoyaltyEntryByCard = "ix_loyalty_entry_card", o(K::LoyaltyEntry), Kind(K::LoyaltyCard), "card";
+    LoyaltyEntryByDocument = "ix_loyalty_entry_document", o(K::LoyaltyEntry), Kind(K::Document), "document";
     CustomRef = "ix_custom_ref", None, Any, "custom reference";
 }
 
 impl Index {
     /// Whether two entities may not share a prefix.
     pub fn unique(self) -> bool {
-        matches!(self, Index::UserByLogin)
+        matches!(
+            self,
+            Index::UserByLogin
+                | Index::LoyaltyCardByNumber
+                | Index::LoyaltyCardByBarcode
+                | Index::LoyaltyCardByMagneticCode
+        )
     }
 }

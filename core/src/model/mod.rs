@@ -14,6 +14,7 @@ mod document;
 mod history;
 mod index;
 mod interaction;
+mod loyalty;
 mod partner;
 mod plan;
 pub mod score;
@@ -31,6 +32,7 @@ pub use document::{Document, DocumentKind, DocumentLine, DocumentState};
 pub use history::{How, StageChange};
 pub use index::{Index, Target};
 pub use interaction::{Direction, Interaction, InteractionKind};
+pub use loyalty::{CardStatus, EntryKind, LoyaltyCard, LoyaltyEntry, LoyaltyProgram, ProgramKind, MAX_POINTS};
 pub use partner::{Partner, PartnerLink, PartnerRole};
 pub use plan::Plan;
 pub use score::{DealScore, ScoreFactor};
@@ -65,11 +67,14 @@ pub enum EntityKind {
     Attachment,
     Task,
     Plan,
+    LoyaltyProgram,
+    LoyaltyCard,
+    LoyaltyEntry,
 }
 
 impl EntityKind {
     /// All kinds, in the order reports list them.
-    pub const ALL: [EntityKind; 14] = [
+    pub const ALL: [EntityKind; 17] = [
         EntityKind::User,
         EntityKind::Counterparty,
         EntityKind::Partner,
@@ -84,6 +89,9 @@ impl EntityKind {
         EntityKind::Attachment,
         EntityKind::Task,
         EntityKind::Plan,
+        EntityKind::LoyaltyProgram,
+        EntityKind::LoyaltyCard,
+        EntityKind::LoyaltyEntry,
     ];
 
     /// The snake_case name used in config, messages and the API.
@@ -103,6 +111,9 @@ impl EntityKind {
             EntityKind::Attachment => "attachment",
             EntityKind::Task => "task",
             EntityKind::Plan => "plan",
+            EntityKind::LoyaltyProgram => "loyalty_program",
+            EntityKind::LoyaltyCard => "loyalty_card",
+            EntityKind::LoyaltyEntry => "loyalty_entry",
         }
     }
 
@@ -147,6 +158,9 @@ macro_rules! with_kind {
     (@type Attachment) => { $crate::model::Attachment };
     (@type Task) => { $crate::model::Task };
     (@type Plan) => { $crate::model::Plan };
+    (@type LoyaltyProgram) => { $crate::model::LoyaltyProgram };
+    (@type LoyaltyCard) => { $crate::model::LoyaltyCard };
+    (@type LoyaltyEntry) => { $crate::model::LoyaltyEntry };
     (@every $kind:expr, $E:ident => $body:expr, [$($v:ident),*]) => {
         match $kind {
             $($crate::model::EntityKind::$v => {
@@ -167,7 +181,8 @@ macro_rules! with_kind {
     ($kind:expr, $E:ident => $body:expr) => {
         $crate::with_kind!(@every $kind, $E => $body, [
             Counterparty, Partner, PartnerLink, Contact, ContactLink, User, Deal, Participant,
-            ParticipantLink, Interaction, Document, Attachment, Task, Plan
+            ParticipantLink, Interaction, Document, Attachment, Task, Plan, LoyaltyProgram, LoyaltyCard,
+            LoyaltyEntry
         ])
     };
 }
@@ -234,6 +249,8 @@ pub enum Requirement {
         to: chrono::NaiveDate,
         currency: crate::values::Currency,
     },
+    /// The referenced loyalty card is held by this partner or by one of its contact persons.
+    CardHeldBy(crate::id::PartnerId),
 }
 
 impl Ref {

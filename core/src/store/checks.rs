@@ -120,6 +120,22 @@ impl WriteTxn<'_> {
                 }
                 Ok(())
             }
+            Some(Requirement::CardHeldBy(partner)) => {
+                let card: crate::model::LoyaltyCard = self.load(crate::id::LoyaltyCardId(r.id))?;
+                let holder = match (card.partner, card.contact) {
+                    (Some(p), _) => Some(p),
+                    (None, Some(c)) => Some(self.load::<crate::model::ContactPerson>(c)?.partner),
+                    (None, None) => None,
+                };
+                if holder == Some(partner) {
+                    Ok(())
+                } else {
+                    fail(format!(
+                        "card {} is held by neither partner {partner} nor one of its contact persons",
+                        card.number
+                    ))
+                }
+            }
             Some(Requirement::NotDescendantOf(me)) => {
                 let mut at = Some(crate::id::PartnerId(r.id));
                 let mut steps = 0;

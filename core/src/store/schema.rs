@@ -16,7 +16,7 @@ use crate::model::{Entity, EntityKind};
 use crate::{Error, Result};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 15;
+pub const SCHEMA_VERSION: u32 = 16;
 
 const FORMAT: &[u8] = b"format";
 const FORMAT_VALUE: &[u8] = b"crmkit";
@@ -52,6 +52,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Batched(v12_to_v13),
     Migration::Batched(v13_to_v14),
     Migration::Batched(v14_to_v15),
+    Migration::InOne(v15_to_v16),
 ];
 
 /// Rebuilds every secondary index from the records (schema 3 keeps indexes as posting
@@ -239,6 +240,13 @@ fn v13_to_v14(store: &Store) -> Result<WriteTxn<'_>> {
 /// like [`v11_to_v12`].
 fn v14_to_v15(store: &Store) -> Result<WriteTxn<'_>> {
     super::deal_documents::build(store, store.write(None)?)
+}
+
+/// Schema 16 adds loyalty programs, cards and their ledgers (tables of their own, empty in a
+/// file from before) and a document's loyalty card, which records from before lack: they
+/// read as none. Nothing is rewritten.
+fn v15_to_v16(_tx: &mut WriteTxn<'_>) -> Result<()> {
+    Ok(())
 }
 
 /// Schema 4 adds the stage history of deals (and tasks, which start empty). Deals from an

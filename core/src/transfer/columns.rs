@@ -107,6 +107,8 @@ const ATTITUDES: &[&str] = &["supporter", "neutral", "opponent"];
 const DOCUMENT_KINDS: &[&str] = &["quote", "invoice", "order", "shipment", "payment"];
 const DOCUMENT_STATES: &[&str] = &["draft", "issued", "agreed", "completed", "cancelled"];
 const DEAL_STATUSES: &[&str] = &["in_progress", "won", "lost", "on_hold"];
+const PROGRAM_KINDS: &[&str] = &["discount", "bonus"];
+const SALE_KINDS: &[&str] = &["payment", "shipment"];
 
 fn check<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> Result<(), String> {
     serde_json::from_value::<T>(v.clone()).map(|_| ()).map_err(|e| e.to_string())
@@ -114,10 +116,12 @@ fn check<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> Result<(), St
 
 /// The entity kinds files can carry, in the order a migration imports them: each refers
 /// only to kinds before it.
-pub const KINDS: [EntityKind; 6] = [
+pub const KINDS: [EntityKind; 8] = [
     EntityKind::Counterparty,
     EntityKind::Partner,
     EntityKind::Contact,
+    EntityKind::LoyaltyProgram,
+    EntityKind::LoyaltyCard,
     EntityKind::Deal,
     EntityKind::Interaction,
     EntityKind::Document,
@@ -162,6 +166,32 @@ pub fn columns(kind: EntityKind, settings: &Settings) -> Option<Vec<Column>> {
             col("emails", Ty::List, Blank),
             col("decision_role", Ty::Text, Null),
             col("attitude", Ty::Enum(ATTITUDES), Null),
+            col("comment", Ty::Text, Blank),
+        ],
+        K::LoyaltyProgram => vec![
+            key,
+            col("name", Ty::Text, Required),
+            col("kind", Ty::Enum(PROGRAM_KINDS), Required),
+            col("currency", Ty::Currency, Required),
+            col("discount_pct", Ty::Amount, Null),
+            col("point_value", Ty::Amount, Null),
+            col("accrual_pct", Ty::Amount, Null),
+            col("points_expire_days", Ty::Int(3660), Null),
+            col("accrue_on", Ty::Enum(SALE_KINDS), Required),
+            col("valid_from", Ty::Date, Required),
+            col("valid_to", Ty::Date, Null),
+            col("comment", Ty::Text, Blank),
+        ],
+        K::LoyaltyCard => vec![
+            key,
+            col("number", Ty::Text, Required),
+            col("barcode", Ty::Text, Null),
+            col("magnetic_code", Ty::Text, Null),
+            col("program", Ty::Key(K::LoyaltyProgram), Required),
+            col("partner", Ty::Key(K::Partner), Null),
+            col("contact", Ty::Key(K::Contact), Null),
+            col("issued", Ty::Date, Required),
+            col("expires", Ty::Date, Null),
             col("comment", Ty::Text, Blank),
         ],
         K::Deal => vec![
@@ -211,6 +241,7 @@ pub fn columns(kind: EntityKind, settings: &Settings) -> Option<Vec<Column>> {
             col("state", Ty::Enum(DOCUMENT_STATES), Required),
             col("lines", Ty::Json(check::<Vec<crate::model::DocumentLine>>), Blank),
             col("comment", Ty::Text, Blank),
+            col("card", Ty::Key(K::LoyaltyCard), Null),
         ],
         _ => return None,
     };

@@ -55,6 +55,8 @@ pub fn export_with_progress<R: Reader>(
         K::Deal => x.all::<Deal>(out)?,
         K::Interaction => x.all::<Interaction>(out)?,
         K::Document => x.all::<Document>(out)?,
+        K::LoyaltyProgram => x.all::<crate::model::LoyaltyProgram>(out)?,
+        K::LoyaltyCard => x.all::<crate::model::LoyaltyCard>(out)?,
         _ => unreachable!("columns() knows only these"),
     }
     let rows = x.rows;

@@ -348,6 +348,29 @@ struct Parts {
     depth: i64,
     /// The operation's instant, RFC 3339 text.
     now: rhai::ImmutableString,
+    /// `loyalty.accrue`: the card, its program and the sale's amount (unit elsewhere).
+    loyalty: Dynamic,
+}
+
+/// `ctx.loyalty`: the contract's form with its amounts as decimals, so that a rule compares
+/// and multiplies them as numbers (`ctx.loyalty.card.turnover >= 100000`).
+fn loyalty(l: &crmkit_core::hooks::wire::LoyaltyV1) -> Result<Dynamic, String> {
+    let mut value = rhai::serde::to_dynamic(l).map_err(|e| e.to_string())?;
+    let decimal = |d: rust_decimal::Decimal| Dynamic::from_decimal(d);
+    let optional = |d: Option<rust_decimal::Decimal>| d.map_or(Dynamic::UNIT, Dynamic::from_decimal);
+    if let Some(mut map) = value.write_lock::<rhai::Map>() {
+        map.insert("sale_amount".into(), decimal(l.sale_amount));
+        if let Some(mut card) = map.get_mut("card").and_then(|c| c.write_lock::<rhai::Map>()) {
+            card.insert("balance".into(), decimal(l.card.balance));
+            card.insert("turnover".into(), decimal(l.card.turnover));
+        }
+        if let Some(mut program) = map.get_mut("program").and_then(|c| c.write_lock::<rhai::Map>()) {
+            program.insert("point_value".into(), optional(l.program.point_value));
+            program.insert("accrual_pct".into(), optional(l.program.accrual_pct));
+            program.insert("discount_pct".into(), optional(l.program.discount_pct));
+        }
+    }
+    Ok(value)
 }
 
 /// Registers `Ctx` and `Transition` with their getters.
@@ -365,6 +388,7 @@ fn register_context(engine: &mut Engine) {
     engine.register_get("task", |c: &mut Ctx| c.0.task.clone());
     engine.register_get("depth", |c: &mut Ctx| c.0.depth);
     engine.register_get("now", |c: &mut Ctx| c.0.now.clone());
+    engine.register_get("loyalty", |c: &mut Ctx| c.0.loyalty.clone());
     engine.register_type_with_name::<Arc<Transition>>("Transition");
     let text = |v: &Option<String>| v.as_ref().map_or(Dynamic::UNIT, |s| s.clone().into());
     engine.register_get("how", |t: &mut Arc<Transition>| -> Dynamic { t.how.name().into() });
@@ -391,6 +415,14 @@ pub fn context(input: &HookInput<'_>) -> Result<Dynamic, String> {
         task: json(input.task.map(|t| rhai::serde::to_dynamic(TaskV1::from(t)).map_err(|e| e.to_string())))?,
         depth: input.depth.into(),
         now: input.now.to_string().into(),
+        loyalty: match input.loyalty {
+            Some(l) => loyalty(&crmkit_core::hooks::wire::LoyaltyV1 {
+                card: l.card.into(),
+                program: l.program.into(),
+                sale_amount: l.sale_amount,
+            })?,
+            None => Dynamic::UNIT,
+        },
     };
     Ok(Dynamic::from(Ctx(Arc::new(ctx))))
 }
@@ -425,8 +457,29 @@ pub(crate) fn wire_context(input: &InputV1, before: Dynamic, after: Dynamic) -> 
         },
         depth: input.depth.into(),
         now: input.now.to_string().into(),
+        loyalty: match &input.loyalty {
+            Some(l) => loyalty(l)?,
+            None => Dynamic::UNIT,
+        },
     };
     Ok(Dynamic::from(Ctx(Arc::new(ctx))))
+}
+
+/// `value` with every decimal in it written as its text, as the contract writes decimals
+/// (`#{points: 12.5}` with a decimal is `{"points": "12.5"}`).
+fn decimals_as_text(value: Dynamic) -> Dynamic {
+    if let Some(d) = value.clone().try_cast::<rust_decimal::Decimal>() {
+        return d.to_string().into();
+    }
+    if value.is_map() {
+        let map = value.cast::<rhai::Map>();
+        return Dynamic::from_map(map.into_iter().map(|(k, v)| (k, decimals_as_text(v))).collect());
+    }
+    if value.is_array() {
+        let items = value.cast::<rhai::Array>();
+        return Dynamic::from_array(items.into_iter().map(decimals_as_text).collect());
+    }
+    value
 }
 
 /// A script's return value as the JSON answer core reads against the point. The common
@@ -444,7 +497,7 @@ pub fn reply(value: Dynamic) -> Result<Reply, String> {
         return Ok(Reply::Json(Value::String(value.into_string().unwrap_or_default())));
     }
     let got = value.type_name();
-    rhai::serde::from_dynamic::<Value>(&value)
+    rhai::serde::from_dynamic::<Value>(&decimals_as_text(value))
         .map(Reply::Json)
         .map_err(|e| format!("returned {got}, which is not plain data: {e}"))
 }

@@ -35,6 +35,9 @@ pub struct Input {
     /// The instant of the operation, from the engine's clock (RFC 3339); empty from a host
     /// older than the field.
     pub now: String,
+    /// `loyalty.accrue`: the card, its program and the sale's amount (docs/hooks.md);
+    /// `None` at every other point.
+    pub loyalty: Option<Value>,
 }
 
 impl Input {

@@ -226,6 +226,31 @@ impl Scoped for Plan {
     }
 }
 
+impl Scoped for crmkit_core::model::LoyaltyProgram {
+    /// Read by everyone (reference data); written by admins.
+    fn in_scope(&self, _: &impl Reader, caller: &Caller, access: Access) -> Result<bool> {
+        Ok(access == Access::Read || caller.role == Role::Admin)
+    }
+}
+
+impl Scoped for crmkit_core::model::LoyaltyCard {
+    /// As its holder: the partner, or the contact person's partner.
+    fn in_scope(&self, r: &impl Reader, caller: &Caller, access: Access) -> Result<bool> {
+        match (self.partner, self.contact) {
+            (Some(p), _) => caller.partner(r, access, p),
+            (None, Some(c)) => caller.contact(r, access, c),
+            (None, None) => Ok(caller.role == Role::Admin),
+        }
+    }
+}
+
+impl Scoped for crmkit_core::model::LoyaltyEntry {
+    /// As its card.
+    fn in_scope(&self, r: &impl Reader, caller: &Caller, access: Access) -> Result<bool> {
+        caller.may_ref(r, access, EntityKind::LoyaltyCard, self.card.0)
+    }
+}
+
 /// Takes out of a dossier what `caller` may not see: others' deals, documents,
 /// interactions and tasks, partners of other scopes in links and the group. The partner's
 /// totals (counts and amounts of its deals and documents) stay: they describe the partner
@@ -346,6 +371,12 @@ impl<R: Reader> crmkit_core::process::View for DepartmentView<'_, R> {
     fn deal(&self, id: DealId) -> Result<Option<Deal>> {
         Ok(self.r.get::<Deal>(id)?.filter(|d| self.sees(d)))
     }
+    fn contact(&self, id: ContactId) -> Result<Option<ContactPerson>> {
+        match self.r.get::<ContactPerson>(id)? {
+            Some(c) if self.caller.may(self.r, Access::Read, &c)? => Ok(Some(c)),
+            _ => Ok(None),
+        }
+    }
     fn user(&self, id: UserId) -> Result<Option<User>> {
         self.r.get(id)
     }
@@ -464,6 +495,30 @@ impl<R: Reader> crmkit_core::process::View for DepartmentView<'_, R> {
     }
     fn each_plan(&self, f: &mut dyn FnMut(&Plan) -> bool) -> Result<()> {
         self.r.for_each::<Plan>(|p| !self.covered.contains(&p.manager) || f(&p))
+    }
+    fn each_loyalty_program(&self, f: &mut dyn FnMut(&crmkit_core::model::LoyaltyProgram) -> bool) -> Result<()> {
+        self.r.for_each::<crmkit_core::model::LoyaltyProgram>(|p| f(&p))
+    }
+    fn each_loyalty_card(&self, f: &mut dyn FnMut(&crmkit_core::model::LoyaltyCard) -> bool) -> Result<()> {
+        let mut failed = None;
+        self.r.for_each::<crmkit_core::model::LoyaltyCard>(|c| match self.caller.may(self.r, Access::Read, &c) {
+            Ok(true) => f(&c),
+            Ok(false) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
+    fn each_loyalty_entry(&self, f: &mut dyn FnMut(&crmkit_core::model::LoyaltyEntry) -> bool) -> Result<()> {
+        // The entries of the cards the head sees.
+        let mut seen = std::collections::BTreeSet::new();
+        self.each_loyalty_card(&mut |c| {
+            seen.insert(c.id);
+            true
+        })?;
+        self.r.for_each::<crmkit_core::model::LoyaltyEntry>(|e| !seen.contains(&e.card) || f(&e))
     }
     fn each_task(&self, f: &mut dyn FnMut(&crmkit_core::model::Task) -> bool) -> Result<()> {
         let mut failed = None;

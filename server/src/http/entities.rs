@@ -207,6 +207,7 @@ impl Resource for Document {
         filter("partner", Index::DocumentByPartner, id),
         filter("deal", Index::DocumentByDeal, id),
         filter("counterparty", Index::DocumentByCounterparty, id),
+        filter("card", Index::DocumentByCard, id),
     ];
 }
 
@@ -231,6 +232,38 @@ impl Resource for Task {
 impl Resource for Plan {
     const PATH: &'static str = "plans";
     const FILTERS: &'static [Filter] = &[filter("manager", Index::PlanByManager, id)];
+}
+
+impl Resource for crmkit_core::model::LoyaltyProgram {
+    const PATH: &'static str = "loyalty-programs";
+    const FILTERS: &'static [Filter] = &[];
+    const FIXED_FIELDS: &'static [&'static str] = &["kind", "currency"];
+}
+
+impl Resource for crmkit_core::model::LoyaltyCard {
+    const PATH: &'static str = "loyalty-cards";
+    const FILTERS: &'static [Filter] = &[
+        filter("number", Index::LoyaltyCardByNumber, text),
+        filter("barcode", Index::LoyaltyCardByBarcode, text),
+        filter("magnetic_code", Index::LoyaltyCardByMagneticCode, text),
+        filter("program", Index::LoyaltyCardByProgram, id),
+        filter("partner", Index::LoyaltyCardByPartner, id),
+        filter("contact", Index::LoyaltyCardByContact, id),
+    ];
+    /// The loyalty operations keep them (`/redeem`, `/correct`, `/block`, `/reissue`, a
+    /// sale's accrual, the expiry run).
+    const SERVER_FIELDS: &'static [&'static str] =
+        &["status", "status_note", "balance", "turnover", "entries", "last_activity", "reissued_from"];
+    const FIXED_FIELDS: &'static [&'static str] = &["program", "partner", "contact"];
+}
+
+impl Resource for crmkit_core::model::LoyaltyEntry {
+    const PATH: &'static str = "loyalty-entries";
+    const FILTERS: &'static [Filter] =
+        &[filter("card", Index::LoyaltyEntryByCard, id), filter("document", Index::LoyaltyEntryByDocument, id)];
+    /// Every field: the loyalty operations write the entries.
+    const SERVER_FIELDS: &'static [&'static str] =
+        &["card", "kind", "date", "points", "turnover", "balance", "document", "other_card", "rule", "comment"];
 }
 
 /// Runs `$body` with `$E` the entity type of the resource named `$path`, `$none` when no

@@ -46,6 +46,7 @@ mod error;
 mod files;
 mod framing;
 mod import;
+mod loyalty;
 mod metrics;
 mod reports;
 mod router;

@@ -62,6 +62,9 @@ const RESOURCES: &[(&str, bool)] = &[
     ("tasks", false),
     ("attachments", true),
     ("plans", true),
+    ("loyalty-programs", true),
+    ("loyalty-cards", true),
+    ("loyalty-entries", false),
 ];
 
 /// What a route does: the handler a request of its method and path goes to.
@@ -78,6 +81,9 @@ enum Op {
     TaskAction,
     DealFile,
     DealAction,
+    CardAction,
+    CardLedger,
+    LoyaltyExpire,
     Dossier,
     Reports,
     Report,
@@ -112,6 +118,9 @@ static ROUTES: std::sync::LazyLock<Vec<(Method, String, Op)>> = std::sync::LazyL
         (Method::POST, "/api/v1/tasks/{id}/{action}", Op::TaskAction),
         (Method::GET, "/api/v1/deals/{id}/file", Op::DealFile),
         (Method::POST, "/api/v1/deals/{id}/{action}", Op::DealAction),
+        (Method::POST, "/api/v1/loyalty-cards/{id}/{action}", Op::CardAction),
+        (Method::GET, "/api/v1/loyalty-cards/{id}/ledger", Op::CardLedger),
+        (Method::POST, "/api/v1/loyalty/expire", Op::LoyaltyExpire),
         (Method::GET, "/api/v1/partners/{id}/dossier", Op::Dossier),
         (Method::GET, "/api/v1/reports", Op::Reports),
         (Method::GET, "/api/v1/reports/{name}", Op::Report),
@@ -260,6 +269,9 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
             blocking(move || get_deal_file(&app, &caller, &id, &q)).await
         }
         Op::DealAction => deal_action(app, &caller, &id, &action, req).await,
+        Op::CardAction => super::loyalty::card_action(app, &caller, &id, &action, req).await,
+        Op::CardLedger => super::loyalty::ledger(app, &caller, &id, &q),
+        Op::LoyaltyExpire => super::loyalty::expire(app, &caller, &q).await,
         Op::Dossier => {
             let app = app.clone();
             blocking(move || get_dossier(&app, &caller, &id)).await

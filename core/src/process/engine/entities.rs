@@ -1,10 +1,11 @@
 //! Entities written through the engine outside a deal's steps: `entity.before_save`
-//! guards before the write, an interaction's `interaction.after_create` reactions after it.
+//! guards before the write, an interaction's `interaction.after_create` reactions after it,
+//! a completed sale's accrual on its loyalty cards.
 
 use super::reactions::subject;
 use super::Cx;
 use crate::hooks::{HookPoint, Subject};
-use crate::model::{Deal, Entity, EntityKind, Interaction};
+use crate::model::{Deal, Document, Entity, EntityKind, Interaction};
 use crate::store::{Reader, WriteTxn};
 use crate::Result;
 
@@ -28,6 +29,9 @@ impl Cx<'_> {
             self.guard(&self.input(&*tx, HookPoint::EntityBeforeSave, None, E::KIND, None, Some(after), None))?;
         }
         let e = tx.create(entity)?;
+        if let Some(doc) = (&e as &dyn std::any::Any).downcast_ref::<Document>() {
+            self.accrue_sale(tx, doc)?;
+        }
         if let Some(it) = (&e as &dyn std::any::Any).downcast_ref::<Interaction>() {
             let deal = match it.deal {
                 Some(d) => Some(tx.load::<Deal>(d)?),
@@ -70,6 +74,10 @@ impl Cx<'_> {
             );
             self.guard(&input)?;
         }
-        tx.update(entity)
+        let e = tx.update(entity)?;
+        if let Some(doc) = (&e as &dyn std::any::Any).downcast_ref::<Document>() {
+            self.accrue_sale(tx, doc)?;
+        }
+        Ok(e)
     }
 }

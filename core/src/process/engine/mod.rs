@@ -16,11 +16,13 @@ use crate::{Error, Result};
 mod entities;
 mod import;
 mod lifecycle;
+mod loyalty;
 mod reactions;
 mod score;
 mod tasks;
 
 use lifecycle::unmet;
+pub use loyalty::{is_sale, last_day, ledger, unusable, verify as verify_loyalty, Expired};
 pub use score::Rescored;
 
 /// How a deal is closed.

@@ -37,6 +37,7 @@ impl Cx<'_> {
             depth: self.depth,
             now: self.now,
             view,
+            loyalty: None,
         }
     }
 
