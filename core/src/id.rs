@@ -62,6 +62,11 @@ impl RawId {
         (self.0 >> SEQ_BITS) as i64
     }
 
+    /// The sequence number: ids are handed out in its order, whatever the time in them.
+    pub fn seq(self) -> u64 {
+        (self.0 & ((1u128 << SEQ_BITS) - 1)) as u64
+    }
+
     /// Big-endian bytes: the order of the bytes is the order of the ids.
     pub fn to_bytes(self) -> [u8; 16] {
         self.0.to_be_bytes()

@@ -778,18 +778,39 @@ fn loyalty(w: &mut Writer<'_>, rng: &mut Rng, opts: &DemoOptions, world: &World)
         true
     })?;
     sales.sort();
+    // Redemptions come some days after the accrual that made them possible, in time order
+    // with the sales: each is written when its day comes, for the balance then.
+    let mut pending: std::collections::BinaryHeap<std::cmp::Reverse<(i64, LoyaltyCardId, i64)>> =
+        std::collections::BinaryHeap::new();
+    let spend = |w: &mut Writer<'_>, until: i64, pending: &mut std::collections::BinaryHeap<_>| -> Result<()> {
+        while let Some(std::cmp::Reverse((at, card, share))) = pending.peek().copied() {
+            if at > until {
+                break;
+            }
+            pending.pop();
+            w.op(Timestamp(at), None, |engine, tx| {
+                let balance = tx.load::<LoyaltyCard>(card)?.balance;
+                let points = (balance * Decimal::from(share) / Decimal::ONE_HUNDRED).floor();
+                if points >= Decimal::ONE {
+                    engine.redeem(tx, card, points, None, "оплата баллами")?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    };
     for (date, doc, partner) in sales {
         let at = Timestamp::start_of(date).plus_millis(12 * HOUR);
+        spend(w, at.0, &mut pending)?;
         let card = cards[&partner];
         let earned = w.op(at, None, |engine, tx| engine.accrue(tx, doc))?;
         let Some(balance) = earned.last().map(|e| e.balance) else { continue };
         if balance >= Decimal::from(500) && rng.chance(0.2) {
-            let share = Decimal::from(rng.range(30, 100)) / Decimal::ONE_HUNDRED;
-            let points = (balance * share).floor().max(Decimal::ONE);
-            let at = at.plus_millis(rng.range(1, 20) * DAY).min(opts.end);
-            w.op(at, None, |engine, tx| engine.redeem(tx, card, points, None, "оплата баллами"))?;
+            let later = at.plus_millis(rng.range(1, 20) * DAY).min(opts.end);
+            pending.push(std::cmp::Reverse((later.0, card, rng.range(30, 100))));
         }
     }
+    spend(w, i64::MAX, &mut pending)?;
     // At the end a few bonus cards are lost: blocked, or reissued with their points.
     let end = opts.end.plus_millis(-DAY);
     let mut n = cards.len();

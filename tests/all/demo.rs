@@ -81,6 +81,8 @@ fn the_same_seed_gives_the_same_company() {
 fn the_demo_looks_like_a_sales_department() {
     let (_d, inst, summary) = company();
     assert_eq!(inst.store().verify_indexes().unwrap(), Vec::<String>::new());
+    // Every loyalty card's sums are its ledger's, redemptions written in time with the sales.
+    assert_eq!(crmkit_core::process::loyalty::verify(&inst.store().read().unwrap()).unwrap(), Vec::<String>::new());
     let r = inst.store().read().unwrap();
     // What the generator was asked for: the deals, one client per ten deals (members of
     // holdings included), the twelve competitors, a head per department and the managers.

@@ -296,6 +296,13 @@ fn redeeming_more_than_the_balance_is_refused_and_the_ledger_never_changes() {
     let fixed =
         fx.store.transact(Some(c.manager), |tx| engine.correct(tx, c.card.id, dec("7.5"), dec("0"), "акция")).unwrap();
     assert_eq!((fixed.kind, fixed.balance), (EntryKind::Correction, dec("7.5")));
+    // A clock set back gives the next entry an id of an earlier time: the ledger keeps the
+    // order the entries were written in.
+    fx.clock.set(crmkit_core::time::Timestamp::start_of(day("2026-02-15")));
+    let late = fx.store.transact(Some(c.manager), |tx| engine.redeem(tx, c.card.id, dec("2.5"), None, "")).unwrap();
+    assert_eq!(late.balance, dec("5"));
+    assert_eq!(ledger(fx, c.card.id).last().map(|e| e.id), Some(late.id));
+    verified(fx);
     // The ledger is append-only: no entry is written, changed or deleted but by the operations.
     let first = ledger(fx, c.card.id).remove(0);
     let err = fx.refused(Some(c.manager), |tx: &mut WriteTxn<'_>| {

@@ -71,9 +71,11 @@ pub fn unusable(card: &LoyaltyCard, program: &LoyaltyProgram, day: NaiveDate) ->
     None
 }
 
-/// The entries of `card`'s ledger, in the order they were written.
+/// The entries of `card`'s ledger, in the order they were written (their ids' sequence
+/// numbers: a clock set back does not reorder them).
 pub fn ledger(r: &impl Reader, card: LoyaltyCardId) -> Result<Vec<LoyaltyEntry>> {
-    let ids = r.ids_by(Index::LoyaltyEntryByCard, &card.raw().to_bytes(), None, usize::MAX)?;
+    let mut ids = r.ids_by(Index::LoyaltyEntryByCard, &card.raw().to_bytes(), None, usize::MAX)?;
+    ids.sort_by_key(|id| id.seq());
     let mut entries = Vec::with_capacity(ids.len());
     for id in ids {
         entries.push(r.load::<LoyaltyEntry>(crate::id::LoyaltyEntryId::from_raw(id))?);
