@@ -26,6 +26,7 @@ mod loyalty;
 mod ops;
 mod score;
 mod score_model;
+mod strategy;
 mod wasm;
 
 #[derive(Parser)]
@@ -142,6 +143,17 @@ enum What {
         /// Sales accrued per committed transaction.
         #[arg(long, default_value_t = 10_000)]
         batch: usize,
+    },
+    /// The relationship strategies over a demo's client partners: the classes, the shipped
+    /// rule's evaluation, and with --apply the writes, twice. Sets the installation's config
+    /// and scripts to the shipped demo ones first.
+    Strategy {
+        /// The installation (a `crmkit demo`).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Write the segments and tasks, and run again.
+        #[arg(long)]
+        apply: bool,
     },
     /// The HTTP API under load on loopback: GET of deals, POST of interactions (group
     /// commit), against a plain hyper hello-world measured in the same run.
@@ -298,6 +310,7 @@ fn run(what: What) -> Result<()> {
         What::Wasm { calls } => wasm::wasm(calls),
         What::Score { deals, partners, chunk } => score::score(deals, partners, chunk),
         What::Loyalty { sales, cards, batch } => loyalty::loyalty(sales, cards, batch),
+        What::Strategy { dir, apply } => strategy::strategy(&dir, apply),
         What::Http { deals, clients, seconds, dir } => http(deals, clients, seconds, dir),
         What::Serve { dir, addr } => crmkit::serve(&dir, &addr),
         What::Analytics { dir, deals, sql_dir, venv, no_duckdb, reload } => {
@@ -957,6 +970,7 @@ pub(crate) fn guard_input<'a>(
         now: deal.updated_at,
         view,
         loyalty: None,
+        strategy: None,
     }
 }
 

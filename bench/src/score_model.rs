@@ -299,6 +299,7 @@ fn ask(
         now: deal.updated_at,
         view,
         loyalty: None,
+        strategy: None,
     };
     let answer = match hooks.ask(&input).next() {
         Some(Ok((_, Answer::Score(Some(s))))) => Ok(s),

@@ -131,6 +131,22 @@ pub struct Dossier {
     pub loyalty_cards: Vec<crate::model::LoyaltyCard>,
     /// The programs of those cards.
     pub loyalty_programs: Vec<crate::model::LoyaltyProgram>,
+    /// The strategy of the partner's segment (`[[strategies]]`), when it has one: when
+    /// contact is due and what to do.
+    pub strategy: Option<StrategySection>,
+}
+
+/// The partner's relationship strategy, as its segment has it.
+#[derive(Clone, Debug, Serialize)]
+pub struct StrategySection {
+    pub segment: String,
+    pub strategy: crate::config::Strategy,
+    /// The day contact is due: the last contact plus the strategy's days (never contacted:
+    /// today).
+    pub next_contact: chrono::NaiveDate,
+    pub overdue: bool,
+    /// What to do next: the strategy's actions when contact is due, none before.
+    pub next_actions: Vec<String>,
 }
 
 /// The partner's place among the installation's clients.
@@ -167,7 +183,10 @@ pub fn dossier<R: Reader>(r: &R, partner: PartnerId, options: DossierOptions) ->
         None => ClassesSection::default(),
     };
     let (loyalty_cards, loyalty_programs) = loyalty(&cx)?;
+    let last_contact = timeline.interactions.iter().map(|i| i.at).max();
+    let strategy = strategy(&cx, last_contact);
     Ok(Dossier {
+        strategy,
         loyalty_cards,
         loyalty_programs,
         classes,
@@ -179,7 +198,7 @@ pub fn dossier<R: Reader>(r: &R, partner: PartnerId, options: DossierOptions) ->
         group: group(&cx)?,
         revenue_by_month: revenue_by_month(&deals),
         next_task: next_task(&cx, &deals)?,
-        last_contact: timeline.interactions.iter().map(|i| i.at).max(),
+        last_contact,
         deals: deals_section(deals),
         documents: documents(&cx)?,
         timeline,
@@ -193,6 +212,18 @@ fn ids<R: Reader>(cx: &Cx<'_, R>, index: Index, of: RawId) -> Result<Vec<RawId>>
 
 fn counterparties<R: Reader>(cx: &Cx<'_, R>) -> Result<Vec<Counterparty>> {
     cx.partner.counterparties.iter().map(|id| cx.r.load(*id)).collect()
+}
+
+/// The strategy of the partner's segment, with when contact is due.
+fn strategy<R: Reader>(cx: &Cx<'_, R>, last_contact: Option<Timestamp>) -> Option<StrategySection> {
+    let segment = cx.partner.segment.clone()?;
+    let strategy = cx.r.settings().strategy(&segment)?.clone();
+    let today = cx.r.now().date();
+    let next_contact =
+        last_contact.map_or(today, |t| t.date() + chrono::Duration::days(i64::from(strategy.contact_every_days)));
+    let overdue = next_contact <= today;
+    let next_actions = if overdue { strategy.actions.clone() } else { Vec::new() };
+    Some(StrategySection { segment, strategy, next_contact, overdue, next_actions })
 }
 
 /// The cards the partner and its contact persons hold, and their programs.

@@ -20,7 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["hooks", "process"],
     // Assembles the parts: the validated settings, with process kinds and hook bindings.
     &["config"],
-    &["dossier", "graph", "merge", "deal_file", "transfer", "installation", "report", "analytics"],
+    &["dossier", "graph", "merge", "deal_file", "transfer", "installation", "report", "analytics", "strategy"],
 ];
 
 /// Edges that go up the stack and are allowed for now: (from, to, why).

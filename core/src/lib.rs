@@ -23,6 +23,7 @@ pub mod process;
 pub mod progress;
 pub mod report;
 pub mod store;
+pub mod strategy;
 pub mod time;
 pub mod transfer;
 pub mod values;

@@ -299,6 +299,14 @@ enum Command {
         #[command(subcommand)]
         what: script::What,
     },
+    /// Run the relationship strategies: name every client partner's segment by the
+    /// partner.strategy rule, report segment changes and partners due for contact, and with
+    /// --apply write the segments and create the recommended tasks (never twice).
+    Strategy {
+        dir: PathBuf,
+        #[arg(long)]
+        apply: bool,
+    },
     /// Loyalty programs, cards and their ledgers: list them, redeem, correct, block and
     /// reissue cards, accrue sales written before their cards, expire cards and points.
     Loyalty {
@@ -416,6 +424,7 @@ impl Command {
             | Command::Export { dir, .. } => Some(dir),
             Command::Script { what } => Some(what.dir()),
             Command::Loyalty { what } => Some(what.dir()),
+            Command::Strategy { dir, .. } => Some(dir),
             Command::Plugin { what } => what.dir(),
             _ => None,
         }
@@ -518,6 +527,7 @@ fn run(cli: Cli, args: Option<&[String]>) -> Result<()> {
         Command::Script { what } => script::run(what),
         Command::Plugin { what } => plugin::run(what),
         Command::Loyalty { what } => crate::loyalty::run(what),
+        Command::Strategy { dir, apply } => crate::strategy::run(&dir, apply),
         Command::Serve { dir, addr, log_format: _ } => http::serve(&dir, &addr),
         Command::Token { what } => match what {
             TokenCommand::Create { dir, user, role } => {

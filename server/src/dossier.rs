@@ -118,6 +118,25 @@ pub fn render(d: &Dossier) -> String {
         let _ = writeln!(o, "  {}  {}  {}  {}  {:?}", doc.date, doc.kind.name(), doc.number, doc.amount, doc.state);
     }
     let _ = writeln!(o, "weighted pipeline: {}", amounts(&d.weighted_pipeline));
+    if let Some(s) = &d.strategy {
+        let _ = writeln!(
+            o,
+            "strategy: {} ({}): contact every {} days, next by {}{}{}",
+            s.strategy.name,
+            s.segment,
+            s.strategy.contact_every_days,
+            s.next_contact,
+            if s.overdue { " (due)" } else { "" },
+            if s.strategy.discount_policy.is_empty() {
+                String::new()
+            } else {
+                format!("; discounts: {}", s.strategy.discount_policy)
+            }
+        );
+        for a in &s.next_actions {
+            let _ = writeln!(o, "  next: {a}");
+        }
+    }
     if !d.loyalty_cards.is_empty() {
         let _ = writeln!(o, "\nloyalty cards ({})", d.loyalty_cards.len());
         for c in &d.loyalty_cards {

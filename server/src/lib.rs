@@ -40,6 +40,7 @@ mod plugin;
 mod progress;
 mod script;
 mod stats;
+mod strategy;
 pub mod token;
 mod transfer;
 

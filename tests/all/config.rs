@@ -17,7 +17,7 @@ fn unknown_keys_name_file_line_and_section() {
         "[defaults]\ncurrency = \"RUB\"\n\n[[process_kinds]]\nid = \"b2b\"\nname = \"B2B\"\nstgaes = []\n",
         "config/crmkit.toml:7:1: unknown key \"stgaes\" in [[process_kinds]] (expected one of id, name, mode, loss_reasons, require_competitor, require_loss_comment, reopen_roles, guidance, stages)",
     );
-    check("[databse]\npath = \"x.redb\"\n", "config/crmkit.toml:1:2: unknown key \"databse\" (expected one of installation, database, defaults, attachments, users, lists, partner_link_types, contact_link_types, participant_link_types, custom_fields, process_kinds, process, hooks, limits, plans, analytics, runtimes, scripting)");
+    check("[databse]\npath = \"x.redb\"\n", "config/crmkit.toml:1:2: unknown key \"databse\" (expected one of installation, database, defaults, attachments, users, lists, partner_link_types, contact_link_types, participant_link_types, custom_fields, process_kinds, process, hooks, limits, plans, analytics, strategies, strategy, runtimes, scripting)");
 }
 
 #[test]

@@ -40,6 +40,7 @@ mod scripting;
 #[path = "../../plugins/wasm/tests/support/skeleton.rs"]
 mod skeleton;
 mod store;
+mod strategy;
 mod transfer;
 mod validation;
 mod wasm;

@@ -2309,7 +2309,7 @@ fn config_binds_handlers_the_program_registers(backend: Backend) {
         "{err}"
     );
     let err = Engine::new(&settings, Hooks::new()).unwrap_err().to_string();
-    assert_eq!(err.lines().count(), 4, "every binding that cannot be made is listed: {err}");
+    assert_eq!(err.lines().count(), 5, "every binding that cannot be made is listed: {err}");
     assert!(err.contains("no rhai runtime is available here (runtimes: native)"), "{err}");
 
     // A panicking native handler is a fault: named, the write refused, the engine goes on.

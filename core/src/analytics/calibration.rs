@@ -122,6 +122,7 @@ pub(super) fn run_with(view: &dyn View, filter: &Filter, hooks: Option<&Hooks>) 
             now: cutoff,
             view,
             loyalty: None,
+            strategy: None,
         };
         for asked in hooks.ask(&input) {
             let (name, answer) = asked.map_err(|e| e.to_string())?;

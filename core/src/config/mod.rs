@@ -12,6 +12,7 @@ mod processes;
 mod raw;
 mod rules;
 mod source;
+mod strategies;
 mod validate;
 mod win_probability;
 
@@ -74,6 +75,43 @@ pub struct UserSpec {
     pub email: Option<String>,
     pub department: Option<String>,
     pub roles: Vec<Role>,
+}
+
+/// Who a strategy's recommended tasks go to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ManagerLevel {
+    /// The partner's manager.
+    Manager,
+    /// The head of the partner's manager's department.
+    Head,
+}
+
+/// The relationship strategy of a partner segment (`[[strategies]]`): how often the
+/// partner is to be contacted, by whom, the discount policy, and the actions recommended
+/// when contact is due.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Strategy {
+    /// The segment's id, as the `partner.strategy` rule names it.
+    pub segment: String,
+    pub name: String,
+    /// Contact at least every this many days.
+    pub contact_every_days: u32,
+    pub manager_level: ManagerLevel,
+    /// The discount policy, in words (empty: none said).
+    pub discount_policy: String,
+    /// The tasks recommended when contact is due, in order.
+    pub actions: Vec<String>,
+    /// The config line it is written on.
+    #[serde(skip)]
+    pub line: usize,
+}
+
+impl Settings {
+    /// The strategy of `segment`.
+    pub fn strategy(&self, segment: &str) -> Option<&Strategy> {
+        self.strategies.iter().find(|s| s.segment == segment)
+    }
 }
 
 /// A manager's sales plan for a period (`[[plans]]`): the revenue to win, in one currency.
@@ -172,6 +210,12 @@ pub struct Settings {
     pub analytics: AnalyticsSettings,
     /// How the built-in scoring model is fitted (`[analytics.win_probability]`).
     pub win_probability: WinProbability,
+    /// The relationship strategies, one per partner segment, in file order
+    /// (`[[strategies]]`).
+    pub strategies: Vec<Strategy>,
+    /// How often the server runs the strategies with `--apply` (`[strategy]
+    /// run_every_hours`; none: never).
+    pub strategy_every_hours: Option<u32>,
     /// The runtimes' own sections (`[runtimes.NAME]`), by name, with the line each starts
     /// on; each runtime reads its own with [`Settings::runtime_section`].
     pub runtimes: BTreeMap<String, usize>,

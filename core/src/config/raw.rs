@@ -41,6 +41,10 @@ pub struct Config {
     pub plans: Vec<Plan>,
     #[serde(default)]
     pub analytics: Analytics,
+    #[serde(default)]
+    pub strategies: Vec<Strategy>,
+    #[serde(default)]
+    pub strategy: StrategyRun,
     /// Each runtime's own section, which the runtime reads and checks.
     #[serde(default)]
     pub runtimes: BTreeMap<Spanned<String>, Spanned<toml::Table>>,
@@ -95,6 +99,24 @@ pub struct Plan {
     pub to: Option<Spanned<String>>,
     pub amount: Spanned<String>,
     pub currency: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Strategy {
+    pub segment: Spanned<String>,
+    pub name: Spanned<String>,
+    pub contact_every_days: Spanned<u32>,
+    pub manager_level: Option<Spanned<String>>,
+    pub discount_policy: Option<Spanned<String>>,
+    #[serde(default)]
+    pub actions: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StrategyRun {
+    pub run_every_hours: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -31,6 +31,8 @@ pub enum Answer {
     Score(Option<Score>),
     /// `loyalty.accrue`: the points a sale earns (`None`: the program's own rate).
     Points(Option<Points>),
+    /// `partner.strategy`: the partner's segment (`None`: it keeps the one it has).
+    Segment(Option<String>),
 }
 
 /// A loyalty rule's answer: the points a sale earns, 0 or more, rounded to hundredths, and
@@ -87,6 +89,7 @@ impl Answer {
             Answer::Assignee(_) => AnswerType::Assignee,
             Answer::Score(_) => AnswerType::Score,
             Answer::Points(_) => AnswerType::Points,
+            Answer::Segment(_) => AnswerType::Segment,
         }
     }
 }
@@ -203,13 +206,17 @@ fn from_json(t: AnswerType, v: Value) -> Result<Answer, String> {
             }
             _ => Err(got()),
         },
-        AnswerType::Stage | AnswerType::Assignee => {
+        AnswerType::Stage | AnswerType::Assignee | AnswerType::Segment => {
             let text = match v {
                 Value::Null => None,
                 Value::String(s) => Some(s),
                 _ => return Err(got()),
             };
-            Ok(if t == AnswerType::Stage { Answer::Stage(text) } else { Answer::Assignee(text) })
+            Ok(match t {
+                AnswerType::Stage => Answer::Stage(text),
+                AnswerType::Assignee => Answer::Assignee(text),
+                _ => Answer::Segment(text),
+            })
         }
         AnswerType::Points => match v {
             Value::Null => Ok(Answer::Points(None)),
@@ -435,6 +442,11 @@ mod tests {
         check(accrue, json!({"reason": "x"}), Err("points without their number"));
         check(accrue, json!({"points": 1, "tier": "gold"}), Err("member \"tier\""));
         check(accrue, json!(5), Err("answered a number (5); loyalty.accrue expects points"));
+
+        let strategy = HookPoint::PartnerStrategy;
+        check(strategy, json!("key"), Ok(Answer::Segment(Some("key".into()))));
+        check(strategy, json!(null), Ok(Answer::Segment(None)));
+        check(strategy, json!(3), Err("partner.strategy expects a segment id of [[strategies]]"));
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub enum HookFamily {
     Scoring,
     /// Loyalty rules: what a sale earns on a card.
     Loyalty,
+    /// Relationship strategies: which segment a partner is in.
+    Strategy,
 }
 
 impl HookFamily {
@@ -26,6 +28,7 @@ impl HookFamily {
             HookFamily::Process => "process",
             HookFamily::Scoring => "scoring",
             HookFamily::Loyalty => "loyalty",
+            HookFamily::Strategy => "strategy",
         }
     }
 }
@@ -58,6 +61,9 @@ pub enum AnswerType {
     Assignee,
     /// A probability with its factors, or nothing ([`Answer::Score`](super::Answer::Score)).
     Score,
+    /// A partner segment's id, or nothing to keep the partner's
+    /// ([`Answer::Segment`](super::Answer::Segment)).
+    Segment,
     /// Points a sale earns, or nothing for the program's own rate
     /// ([`Answer::Points`](super::Answer::Points)).
     Points,
@@ -73,6 +79,7 @@ impl AnswerType {
             AnswerType::Actions => "a list of actions (or null for none)",
             AnswerType::Stage => "a stage id (text) or null for the default route",
             AnswerType::Assignee => "a user's login (text) or null for the default rule",
+            AnswerType::Segment => "a segment id of [[strategies]] (text) or null to keep the partner's segment",
             AnswerType::Points => {
                 "points {\"points\": 0 or more (a number or decimal text), \"reason\": \"…\"} or null for the program's own rate"
             }
@@ -131,6 +138,7 @@ hook_points! {
     TaskAssignee = "task.assignee", Process, Computation, Assignee;
     DealScore = "deal.score", Scoring, Computation, Score;
     LoyaltyAccrue = "loyalty.accrue", Loyalty, Computation, Points;
+    PartnerStrategy = "partner.strategy", Strategy, Computation, Segment;
 }
 
 impl HookPoint {

@@ -76,6 +76,8 @@ pub struct HookInput<'a> {
     pub view: &'a dyn View,
     /// `loyalty.accrue`: the card the sale earns on (`None` at every other point).
     pub loyalty: Option<&'a Loyalty<'a>>,
+    /// `partner.strategy`: the partner's figures (`None` at every other point).
+    pub strategy: Option<&'a super::wire::StrategyV1>,
 }
 
 /// What `loyalty.accrue` is asked about besides the sale (the input's `after`): the card,
@@ -115,6 +117,7 @@ impl fmt::Debug for HookInput<'_> {
             .field("depth", &self.depth)
             .field("now", &self.now)
             .field("loyalty", &self.loyalty)
+            .field("strategy", &self.strategy)
             .finish()
     }
 }

@@ -65,6 +65,10 @@ pub struct InputV1 {
     /// (absent at every other point). Added to version 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loyalty: Option<LoyaltyV1>,
+    /// `partner.strategy`: the partner's figures the segment is decided on (absent at every
+    /// other point). Added to version 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<StrategyV1>,
 }
 
 /// The entity a hook is about; which one is told by the input's `entity`.
@@ -365,6 +369,58 @@ pub struct DocumentV1 {
     /// null).
     #[serde(default)]
     pub card: Option<LoyaltyCardId>,
+}
+
+/// `partner.strategy`: what the partner's segment is decided on — its segment now, its
+/// classes among the clients, its deals, its last contact and its loyalty cards.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrategyV1 {
+    /// The partner's segment now (null: none).
+    pub segment: Option<String>,
+    /// Per currency it had revenue in: the twelve full months' revenue and the classes the
+    /// dossier shows (empty: no revenue in the last two years).
+    pub classes: Vec<ClassV1>,
+    /// Deals in progress or on hold.
+    pub open_deals: u32,
+    /// Deals won, ever.
+    pub won_deals: u32,
+    /// The day of the latest interaction (null: never contacted).
+    pub last_contact: Option<NaiveDate>,
+    /// Days from it to the run's day (null: never contacted).
+    pub days_since_contact: Option<i64>,
+    /// The loyalty cards the partner and its contact persons hold.
+    pub loyalty: Vec<CardSummaryV1>,
+}
+
+/// A client's classes in one currency.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassV1 {
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Revenue (completed shipments) in the twelve full months before the run.
+    pub revenue: Decimal,
+    /// `AX` … `CZ`, null without revenue in the months.
+    pub abc_xyz: Option<String>,
+    /// `star`, `cash cow`, `question mark` or `dog`.
+    pub bcg: String,
+    /// RFM scores (`535`), null without a purchase in the months.
+    pub rfm: Option<String>,
+    /// The RFM segment (`loyal`, `at risk`, …).
+    pub rfm_segment: Option<String>,
+}
+
+/// A loyalty card, in short.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardSummaryV1 {
+    pub number: String,
+    /// The program's name.
+    pub program: String,
+    pub status: CardStatus,
+    pub balance: Decimal,
+    pub turnover: Decimal,
 }
 
 /// `loyalty.accrue`: the card a sale earns on, its program, and the sale's amount.
@@ -765,6 +821,7 @@ impl From<&HookInput<'_>> for InputV1 {
                 program: l.program.into(),
                 sale_amount: l.sale_amount,
             }),
+            strategy: i.strategy.cloned(),
         }
     }
 }

@@ -350,6 +350,31 @@ struct Parts {
     now: rhai::ImmutableString,
     /// `loyalty.accrue`: the card, its program and the sale's amount (unit elsewhere).
     loyalty: Dynamic,
+    /// `partner.strategy`: the partner's figures (unit elsewhere).
+    strategy: Dynamic,
+}
+
+/// `ctx.strategy`: the contract's form with revenues and balances as decimals.
+fn strategy(s: &crmkit_core::hooks::wire::StrategyV1) -> Result<Dynamic, String> {
+    let mut value = rhai::serde::to_dynamic(s).map_err(|e| e.to_string())?;
+    if let Some(mut map) = value.write_lock::<rhai::Map>() {
+        if let Some(mut classes) = map.get_mut("classes").and_then(|c| c.write_lock::<rhai::Array>()) {
+            for (c, wire) in classes.iter_mut().zip(&s.classes) {
+                if let Some(mut c) = c.write_lock::<rhai::Map>() {
+                    c.insert("revenue".into(), Dynamic::from_decimal(wire.revenue));
+                }
+            }
+        }
+        if let Some(mut cards) = map.get_mut("loyalty").and_then(|c| c.write_lock::<rhai::Array>()) {
+            for (c, wire) in cards.iter_mut().zip(&s.loyalty) {
+                if let Some(mut c) = c.write_lock::<rhai::Map>() {
+                    c.insert("balance".into(), Dynamic::from_decimal(wire.balance));
+                    c.insert("turnover".into(), Dynamic::from_decimal(wire.turnover));
+                }
+            }
+        }
+    }
+    Ok(value)
 }
 
 /// `ctx.loyalty`: the contract's form with its amounts as decimals, so that a rule compares
@@ -389,6 +414,7 @@ fn register_context(engine: &mut Engine) {
     engine.register_get("depth", |c: &mut Ctx| c.0.depth);
     engine.register_get("now", |c: &mut Ctx| c.0.now.clone());
     engine.register_get("loyalty", |c: &mut Ctx| c.0.loyalty.clone());
+    engine.register_get("strategy", |c: &mut Ctx| c.0.strategy.clone());
     engine.register_type_with_name::<Arc<Transition>>("Transition");
     let text = |v: &Option<String>| v.as_ref().map_or(Dynamic::UNIT, |s| s.clone().into());
     engine.register_get("how", |t: &mut Arc<Transition>| -> Dynamic { t.how.name().into() });
@@ -421,6 +447,10 @@ pub fn context(input: &HookInput<'_>) -> Result<Dynamic, String> {
                 program: l.program.into(),
                 sale_amount: l.sale_amount,
             })?,
+            None => Dynamic::UNIT,
+        },
+        strategy: match input.strategy {
+            Some(s) => strategy(s)?,
             None => Dynamic::UNIT,
         },
     };
@@ -459,6 +489,10 @@ pub(crate) fn wire_context(input: &InputV1, before: Dynamic, after: Dynamic) -> 
         now: input.now.to_string().into(),
         loyalty: match &input.loyalty {
             Some(l) => loyalty(l)?,
+            None => Dynamic::UNIT,
+        },
+        strategy: match &input.strategy {
+            Some(s) => strategy(s)?,
             None => Dynamic::UNIT,
         },
     };

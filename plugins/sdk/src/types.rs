@@ -38,6 +38,9 @@ pub struct Input {
     /// `loyalty.accrue`: the card, its program and the sale's amount (docs/hooks.md);
     /// `None` at every other point.
     pub loyalty: Option<Value>,
+    /// `partner.strategy`: the partner's figures (docs/hooks.md); `None` at every other
+    /// point.
+    pub strategy: Option<Value>,
 }
 
 impl Input {

@@ -51,6 +51,7 @@ mod metrics;
 mod reports;
 mod router;
 mod serve;
+mod strategies;
 mod tasks;
 mod writer;
 

@@ -84,6 +84,8 @@ enum Op {
     CardAction,
     CardLedger,
     LoyaltyExpire,
+    Strategies,
+    StrategiesRun,
     Dossier,
     Reports,
     Report,
@@ -121,6 +123,8 @@ static ROUTES: std::sync::LazyLock<Vec<(Method, String, Op)>> = std::sync::LazyL
         (Method::POST, "/api/v1/loyalty-cards/{id}/{action}", Op::CardAction),
         (Method::GET, "/api/v1/loyalty-cards/{id}/ledger", Op::CardLedger),
         (Method::POST, "/api/v1/loyalty/expire", Op::LoyaltyExpire),
+        (Method::GET, "/api/v1/strategies", Op::Strategies),
+        (Method::POST, "/api/v1/strategies/run", Op::StrategiesRun),
         (Method::GET, "/api/v1/partners/{id}/dossier", Op::Dossier),
         (Method::GET, "/api/v1/reports", Op::Reports),
         (Method::GET, "/api/v1/reports/{name}", Op::Report),
@@ -272,6 +276,11 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
         Op::CardAction => super::loyalty::card_action(app, &caller, &id, &action, req).await,
         Op::CardLedger => super::loyalty::ledger(app, &caller, &id, &q),
         Op::LoyaltyExpire => super::loyalty::expire(app, &caller, &q).await,
+        Op::Strategies => {
+            let app = app.clone();
+            blocking(move || super::strategies::get(&app, &caller)).await
+        }
+        Op::StrategiesRun => super::strategies::run(app, &caller, &q).await,
         Op::Dossier => {
             let app = app.clone();
             blocking(move || get_dossier(&app, &caller, &id)).await

@@ -38,6 +38,7 @@ impl Cx<'_> {
             now: self.now,
             view,
             loyalty: None,
+            strategy: None,
         }
     }
 
