@@ -11,7 +11,7 @@
 //! never a second open one with the same title for the same executor — so running it twice
 //! writes nothing new.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -103,21 +103,45 @@ struct Gathered {
 }
 
 fn gather(view: &dyn View) -> Result<Gathered> {
+    use crate::analytics::split::fold;
+    use crate::store::{DealHead, InteractionRow};
+    let failed = |m: String| crate::Error::NotAllowed(m);
     let mut g =
         Gathered { open: HashMap::new(), won: HashMap::new(), last_contact: HashMap::new(), cards: HashMap::new() };
-    view.scan_deal_heads(&mut |d| {
-        match d.status {
-            DealStatus::InProgress | DealStatus::OnHold => *g.open.entry(d.partner).or_default() += 1,
-            DealStatus::Won => *g.won.entry(d.partner).or_default() += 1,
-            DealStatus::Lost => {}
+    // The deals and the interactions, split across the machine's cores.
+    let parts = fold(
+        view,
+        || (HashMap::<PartnerId, u32>::new(), HashMap::<PartnerId, u32>::new()),
+        |(open, won), d: &DealHead| {
+            match d.status {
+                DealStatus::InProgress | DealStatus::OnHold => *open.entry(d.partner).or_default() += 1,
+                DealStatus::Won => *won.entry(d.partner).or_default() += 1,
+                DealStatus::Lost => {}
+            }
+            Ok(())
+        },
+    )
+    .map_err(failed)?;
+    for (open, won) in parts {
+        for (p, n) in open {
+            *g.open.entry(p).or_default() += n;
         }
-        true
-    })?;
-    view.scan_interactions(&mut |i| {
-        let at = g.last_contact.entry(i.partner).or_insert(i.at);
+        for (p, n) in won {
+            *g.won.entry(p).or_default() += n;
+        }
+    }
+    let parts = fold(view, HashMap::<PartnerId, Timestamp>::new, |last, i: &InteractionRow| {
+        let at = last.entry(i.partner).or_insert(i.at);
         *at = (*at).max(i.at);
-        true
-    })?;
+        Ok(())
+    })
+    .map_err(failed)?;
+    for part in parts {
+        for (p, at) in part {
+            let mine = g.last_contact.entry(p).or_insert(at);
+            *mine = (*mine).max(at);
+        }
+    }
     let mut programs: HashMap<LoyaltyProgramId, String> = HashMap::new();
     view.each_loyalty_program(&mut |p| {
         programs.insert(p.id, p.name.clone());
@@ -153,13 +177,15 @@ fn gather(view: &dyn View) -> Result<Gathered> {
 pub fn evaluate(view: &dyn View, hooks: &Hooks, classes: &ClientClasses, day: NaiveDate) -> Result<Evaluation> {
     let settings = view.settings();
     let g = gather(view)?;
-    let mut clients = Vec::new();
-    view.each_partner(&mut |p| {
+    let parts = crate::analytics::split::fold(view, Vec::new, |clients: &mut Vec<Partner>, p: &Partner| {
         if p.has_role(PartnerRole::Client) {
             clients.push(p.clone());
         }
-        true
-    })?;
+        Ok(())
+    })
+    .map_err(crate::Error::NotAllowed)?;
+    let mut clients: Vec<Partner> = parts.into_iter().flatten().collect();
+    clients.sort_by_key(|p| p.id);
     let point = HookPoint::PartnerStrategy;
     let asks = hooks.any(point, None);
     let now = view.now();
@@ -256,6 +282,18 @@ fn decide(hooks: &Hooks, input: &HookInput<'_>, settings: &Settings) -> std::res
     Ok(None)
 }
 
+/// What tells a strategy's open task apart: its title and the partner it is for.
+type TaskKey = (String, Option<PartnerId>);
+
+/// How a strategy's task names its partner, at the end of its description.
+const PARTNER_MARK: &str = "(partner ";
+
+/// The partner a strategy's task description names, if it names one.
+fn partner_of(description: &str) -> Option<PartnerId> {
+    let at = description.rfind(PARTNER_MARK)?;
+    description[at + PARTNER_MARK.len()..].strip_suffix(')')?.parse().ok()
+}
+
 /// The title of a recommended task for a partner.
 pub fn task_title(action: &str, partner: &str) -> String {
     let mut title = format!("{action}: {partner}");
@@ -267,16 +305,19 @@ pub fn task_title(action: &str, partner: &str) -> String {
 
 /// Writes what `ev` found through `engine`, each partner all-or-nothing: the segments it
 /// changes and, for the partners due for contact, the strategy's recommended tasks (to the
-/// partner's manager, or the head of their department), due in three days — none whose
-/// title an open task of the executor has already.
+/// partner's manager, or the head of their department), due in three days — none that the
+/// executor has open already for the partner (its title, and the partner its description
+/// names).
 pub fn apply(tx: &mut WriteTxn<'_>, engine: &Engine, ev: &Evaluation) -> Result<Applied> {
     let settings = tx.settings_arc();
     let mut done = Applied::default();
     let mut heads: HashMap<String, Option<UserId>> = HashMap::new();
+    let mut open_tasks: HashMap<UserId, HashSet<TaskKey>> = HashMap::new();
     let due = tx.now().plus_millis(3 * 86_400_000);
     for o in &ev.outcomes {
         let strategy = o.to.as_deref().and_then(|s| settings.strategy(s));
-        let written = tx.attempt(|tx| -> Result<(u64, u64, u64, bool)> {
+        #[allow(clippy::type_complexity)]
+        let written = tx.attempt(|tx| -> Result<(u64, Vec<(UserId, TaskKey)>, u64, bool)> {
             let mut changed = 0;
             if o.changes() {
                 let mut p: Partner = tx.load(o.partner)?;
@@ -284,9 +325,9 @@ pub fn apply(tx: &mut WriteTxn<'_>, engine: &Engine, ev: &Evaluation) -> Result<
                 engine.update(tx, p)?;
                 changed = 1;
             }
-            let (mut created, mut open) = (0, 0);
+            let (mut created, mut open) = (Vec::new(), 0);
             let Some(s) = strategy.filter(|s| o.overdue && !s.actions.is_empty()) else {
-                return Ok((changed, 0, 0, false));
+                return Ok((changed, Vec::new(), 0, false));
             };
             let p: Partner = tx.load(o.partner)?;
             let executor = match (p.manager, s.manager_level) {
@@ -307,22 +348,31 @@ pub fn apply(tx: &mut WriteTxn<'_>, engine: &Engine, ev: &Evaluation) -> Result<
                     }
                 }
             };
-            let Some(executor) = executor else { return Ok((changed, 0, 0, true)) };
-            let titles: Vec<String> =
-                tx.tasks_of(executor, TaskStatus::Open, usize::MAX)?.into_iter().map(|t| t.title).collect();
+            let Some(executor) = executor else { return Ok((changed, Vec::new(), 0, true)) };
+            if let std::collections::hash_map::Entry::Vacant(slot) = open_tasks.entry(executor) {
+                // Each executor's open tasks, read once: a title, and the partner a
+                // strategy's task names in its description.
+                slot.insert(
+                    tx.tasks_of(executor, TaskStatus::Open, usize::MAX)?
+                        .into_iter()
+                        .map(|t| (t.title, partner_of(&t.description)))
+                        .collect(),
+                );
+            }
             let contact = match o.last_contact {
                 Some(d) => format!("last contact {d}"),
                 None => "never contacted".to_string(),
             };
             for action in &s.actions {
                 let title = task_title(action, &p.name);
-                if titles.contains(&title) {
+                let key = (title.clone(), Some(p.id));
+                if open_tasks[&executor].contains(&key) {
                     open += 1;
                     continue;
                 }
                 let mut t = Task::new(title, executor);
                 t.description = format!(
-                    "Strategy \"{}\" ({}): contact every {} days, {contact}.{}",
+                    "Strategy \"{}\" ({}): contact every {} days, {contact}.{} {PARTNER_MARK}{})",
                     s.name,
                     s.segment,
                     s.contact_every_days,
@@ -330,13 +380,21 @@ pub fn apply(tx: &mut WriteTxn<'_>, engine: &Engine, ev: &Evaluation) -> Result<
                         String::new()
                     } else {
                         format!(" Discount policy: {}.", s.discount_policy)
-                    }
+                    },
+                    p.id
                 );
                 t.due = Some(due);
                 engine.create(tx, t)?;
-                created += 1;
+                created.push((executor, key));
             }
             Ok((changed, created, open, false))
+        });
+        let written = written.map(|(changed, created, open, no_one)| {
+            let n = created.len() as u64;
+            for (executor, key) in created {
+                open_tasks.entry(executor).or_default().insert(key);
+            }
+            (changed, n, open, no_one)
         });
         match written {
             Ok((changed, created, open, no_one)) => {

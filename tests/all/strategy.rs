@@ -55,7 +55,9 @@ fn a_run_reports_changes_and_due_contacts_a_fault_is_one_partners_and_applying_t
         .store
         .transact(None, |tx| {
             let mut out = Vec::new();
-            for (name, segment) in [("Альфа", Some("standard")), ("Бета", None), ("Гамма", None), ("Дельта", None)]
+            // Two partners share the name Дельта: each gets its own tasks.
+            for (name, segment) in
+                [("Альфа", Some("standard")), ("Бета", None), ("Гамма", None), ("Дельта", None), ("Дельта", None)]
             {
                 let mut p = Partner::new(name, PartnerRole::Client);
                 p.manager = Some(manager);
@@ -84,7 +86,14 @@ fn a_run_reports_changes_and_due_contacts_a_fault_is_one_partners_and_applying_t
         ev.outcomes.iter().map(|o| (o.name.as_str(), o.from.as_deref(), o.to.as_deref(), o.overdue)).collect();
     // Альфа: key (every 14 days; 20 days since the call: due). Дельта: dormant (never
     // contacted: due).
-    assert_eq!(outcomes, [("Альфа", Some("standard"), Some("key"), true), ("Дельта", None, Some("dormant"), true)]);
+    assert_eq!(
+        outcomes,
+        [
+            ("Альфа", Some("standard"), Some("key"), true),
+            ("Дельта", None, Some("dormant"), true),
+            ("Дельта", None, Some("dormant"), true)
+        ]
+    );
     assert_eq!(ev.outcomes[0].due, Some(today - chrono::Duration::days(6)));
     // Evaluating wrote nothing; applying writes the segments and the tasks: a key account's
     // to the head of the manager's department, the others' to the manager.
@@ -92,7 +101,7 @@ fn a_run_reports_changes_and_due_contacts_a_fault_is_one_partners_and_applying_t
     let _ = evaluate(&fx.store.read().unwrap(), engine.hooks(), &classes, today).unwrap();
     assert!(fx.dump() == before);
     let done = fx.store.transact(None, |tx| apply(tx, &engine, &ev)).unwrap();
-    assert_eq!((done.segments_changed, done.tasks_created, done.tasks_open_already), (2, 3, 0), "{done:?}");
+    assert_eq!((done.segments_changed, done.tasks_created, done.tasks_open_already), (3, 4, 0), "{done:?}");
     let r = fx.store.read().unwrap();
     let segment = |i: usize| r.load::<Partner>(partners[i].id).unwrap().segment;
     assert_eq!(
@@ -103,7 +112,7 @@ fn a_run_reports_changes_and_due_contacts_a_fault_is_one_partners_and_applying_t
         r.tasks_of(who, TaskStatus::Open, usize::MAX).unwrap().into_iter().map(|t: Task| t.title).collect()
     };
     assert_eq!(titles(head), ["Quarterly business review: Альфа", "Call about next quarter's needs: Альфа"]);
-    assert_eq!(titles(manager), ["Call to win them back: Дельта"]);
+    assert_eq!(titles(manager), ["Call to win them back: Дельта", "Call to win them back: Дельта"]);
     let task = r.tasks_of(head, TaskStatus::Open, 1).unwrap().remove(0);
     assert!(
         task.description.contains("Strategy \"Key accounts\" (key): contact every 14 days, last contact"),
@@ -115,7 +124,7 @@ fn a_run_reports_changes_and_due_contacts_a_fault_is_one_partners_and_applying_t
     let ev = evaluate(&fx.store.read().unwrap(), engine.hooks(), &classes, today).unwrap();
     let before = fx.dump();
     let again = fx.store.transact(None, |tx| apply(tx, &engine, &ev)).unwrap();
-    assert_eq!((again.segments_changed, again.tasks_created, again.tasks_open_already), (0, 0, 3), "{again:?}");
+    assert_eq!((again.segments_changed, again.tasks_created, again.tasks_open_already), (0, 0, 4), "{again:?}");
     assert!(fx.dump() == before, "a second run wrote something");
     // The dossier shows the strategy and what to do next.
     let d = crmkit_core::dossier::dossier(&fx.store.read().unwrap(), partners[0].id, Default::default()).unwrap();

@@ -15,7 +15,7 @@ mod managers;
 pub mod model;
 mod rfm;
 mod scope;
-mod split;
+pub(crate) mod split;
 mod win_probability;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};

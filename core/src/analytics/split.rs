@@ -23,7 +23,7 @@ const MAX_THREADS: usize = 8;
 const SPANS_PER_THREAD: usize = 8;
 
 /// A row of the scan layout, as the split scans read it.
-pub(super) trait Row: Sync {
+pub(crate) trait Row: Sync {
     /// The table the rows are kept in.
     fn table() -> Table;
     /// Every row `view` passes.
@@ -160,7 +160,7 @@ fn threads() -> usize {
 /// Folds every row of kind `R` that `view` passes: `step` adds a row to an accumulator
 /// made by `init`; the accumulators come back in no particular order, one per thread that
 /// read any (at least one). `step` returns `Err` to stop the whole scan with that error.
-pub(super) fn fold<R: Row, A: Send>(
+pub(crate) fn fold<R: Row, A: Send>(
     view: &dyn View,
     init: impl Fn() -> A + Sync,
     step: impl Fn(&mut A, &R) -> Result<(), String> + Sync,
