@@ -307,6 +307,20 @@ pub struct DepartmentView<'a, R: Reader> {
 }
 
 impl<'a, R: Reader> DepartmentView<'a, R> {
+    /// Visits every entity of a kind the head may read, until `f` returns `false`.
+    fn each_readable<E: Scoped>(&self, f: &mut dyn FnMut(&E) -> bool) -> Result<()> {
+        let mut failed = None;
+        self.r.for_each::<E>(|e| match self.caller.may(self.r, Access::Read, &e) {
+            Ok(true) => f(&e),
+            Ok(false) => true,
+            Err(err) => {
+                failed = Some(err);
+                false
+            }
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
+
     /// The view of `caller`'s department over `r`.
     pub fn new(r: &'a R, caller: &'a Caller) -> Result<DepartmentView<'a, R>> {
         let mut covered = std::collections::BTreeSet::from([caller.user.id]);
@@ -460,16 +474,7 @@ impl<R: Reader> crmkit_core::process::View for DepartmentView<'_, R> {
         self.r.latest_step_at()
     }
     fn each_partner(&self, f: &mut dyn FnMut(&Partner) -> bool) -> Result<()> {
-        let mut failed = None;
-        self.r.for_each::<Partner>(|p| match self.caller.may(self.r, Access::Read, &p) {
-            Ok(true) => f(&p),
-            Ok(false) => true,
-            Err(e) => {
-                failed = Some(e);
-                false
-            }
-        })?;
-        failed.map_or(Ok(()), Err)
+        self.each_readable(f)
     }
     fn each_document(&self, f: &mut dyn FnMut(&Document) -> bool) -> Result<()> {
         self.each_of_deals(|d: &Document| d.deal, f)
@@ -500,16 +505,7 @@ impl<R: Reader> crmkit_core::process::View for DepartmentView<'_, R> {
         self.r.for_each::<crmkit_core::model::LoyaltyProgram>(|p| f(&p))
     }
     fn each_loyalty_card(&self, f: &mut dyn FnMut(&crmkit_core::model::LoyaltyCard) -> bool) -> Result<()> {
-        let mut failed = None;
-        self.r.for_each::<crmkit_core::model::LoyaltyCard>(|c| match self.caller.may(self.r, Access::Read, &c) {
-            Ok(true) => f(&c),
-            Ok(false) => true,
-            Err(e) => {
-                failed = Some(e);
-                false
-            }
-        })?;
-        failed.map_or(Ok(()), Err)
+        self.each_readable(f)
     }
     fn each_loyalty_entry(&self, f: &mut dyn FnMut(&crmkit_core::model::LoyaltyEntry) -> bool) -> Result<()> {
         // The entries of the cards the head sees.
