@@ -121,6 +121,34 @@ fn a_completed_sale_earns_once_on_the_card_it_names_or_the_partners_own() {
         })
         .unwrap();
     assert_eq!(ledger(fx, c.card.id).len(), 1);
+    // Cancelled, the sale's accrual is taken back (even below 0, had the points been spent);
+    // completed again, it earns again.
+    let cancelled = fx
+        .store
+        .transact(Some(c.manager), |tx| {
+            let mut d: Document = tx.load(done.id)?;
+            d.state = DocumentState::Cancelled;
+            engine.update(tx, d)
+        })
+        .unwrap();
+    let back = ledger(fx, c.card.id).pop().unwrap();
+    assert_eq!(
+        (back.kind, back.points, back.turnover, back.balance),
+        (EntryKind::Correction, dec("-200"), dec("-10000"), dec("0"))
+    );
+    assert_eq!(back.document, Some(done.id));
+    fx.store
+        .transact(Some(c.manager), |tx| {
+            let mut d = cancelled.clone();
+            d.state = DocumentState::Completed;
+            engine.update(tx, d)?;
+            // Saved again as it is: nothing more.
+            let d: Document = tx.load(done.id)?;
+            engine.update(tx, d)
+        })
+        .unwrap();
+    assert_eq!(ledger(fx, c.card.id).len(), 3);
+    assert_eq!(card(fx, c.card.id).balance, dec("200"));
     // A sale naming no card earns on the partner's own active cards: the bonus card and a
     // discount card (whose ledger counts the turnover, with no points).
     let discount_card = fx
@@ -131,7 +159,7 @@ fn a_completed_sale_earns_once_on_the_card_it_names_or_the_partners_own() {
         .transact(Some(c.manager), |tx| engine.create(tx, payment(c.partner, "П-2", "2026-03-02", "555.55", None)))
         .unwrap();
     let bonus = card(fx, c.card.id);
-    assert_eq!((bonus.balance, bonus.turnover, bonus.entries), (dec("211.11"), dec("10555.55"), 2));
+    assert_eq!((bonus.balance, bonus.turnover, bonus.entries), (dec("211.11"), dec("10555.55"), 4));
     assert_eq!(bonus.last_activity, Some(day("2026-03-02")));
     let discount = card(fx, discount_card.id);
     assert_eq!((discount.balance, discount.turnover, discount.entries), (dec("0"), dec("555.55"), 1));
@@ -146,7 +174,7 @@ fn a_completed_sale_earns_once_on_the_card_it_names_or_the_partners_own() {
             engine.create(tx, i)
         })
         .unwrap();
-    assert_eq!(card(fx, c.card.id).entries, 2);
+    assert_eq!(card(fx, c.card.id).entries, 4);
     verified(fx);
 }
 

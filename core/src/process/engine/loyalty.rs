@@ -412,6 +412,27 @@ fn current(tx: &WriteTxn<'_>, id: LoyaltyCardId, version: u64) -> Result<Loyalty
     Ok(card)
 }
 
+/// The accruals of `doc` that stand: per card, its latest accrual unless as many have been
+/// taken back (a correction naming the document is a taking back).
+fn standing_accruals(tx: &WriteTxn<'_>, doc: &Document) -> Result<Vec<LoyaltyEntry>> {
+    let mut by_card: BTreeMap<LoyaltyCardId, (Option<LoyaltyEntry>, u32, u32)> = BTreeMap::new();
+    let mut ids = tx.ids_by(Index::LoyaltyEntryByDocument, &doc.id.raw().to_bytes(), None, usize::MAX)?;
+    ids.sort_by_key(|id| id.seq());
+    for id in ids {
+        let e: LoyaltyEntry = tx.load(crate::id::LoyaltyEntryId::from_raw(id))?;
+        let slot = by_card.entry(e.card).or_default();
+        match e.kind {
+            EntryKind::Accrual => {
+                slot.1 += 1;
+                slot.0 = Some(e);
+            }
+            EntryKind::Correction => slot.2 += 1,
+            _ => {}
+        }
+    }
+    Ok(by_card.into_values().filter(|(_, a, r)| a > r).filter_map(|(e, ..)| e).collect())
+}
+
 /// Whether a document of this kind in this state is a sale a card earns on.
 pub fn is_sale(kind: DocumentKind, state: DocumentState) -> bool {
     matches!(kind, DocumentKind::Payment | DocumentKind::Shipment) && state == DocumentState::Completed
@@ -437,7 +458,21 @@ impl Cx<'_> {
     /// or else on each of its partner's own usable cards; once per card.
     pub(super) fn accrue_sale(&self, tx: &mut WriteTxn<'_>, doc: &Document) -> Result<Vec<LoyaltyEntry>> {
         let mut written = Vec::new();
+        let standing = standing_accruals(tx, doc)?;
         if !is_sale(doc.kind, doc.state) {
+            // No longer a sale (cancelled, reopened, another kind): what it earned is taken
+            // back, even below a balance of 0 when the points were spent.
+            for a in standing {
+                if a.points.is_zero() && a.turnover.is_zero() {
+                    continue;
+                }
+                let card: LoyaltyCard = tx.load(a.card)?;
+                let mut e = entry(EntryKind::Correction, self.now.date(), -a.points);
+                e.turnover = -a.turnover;
+                e.document = Some(doc.id);
+                e.comment = format!("document {} is no longer a completed sale: its accrual taken back", doc.number);
+                written.push(self.post(tx, card, e)?);
+            }
             return Ok(written);
         }
         let named = doc.card.is_some();
@@ -452,16 +487,7 @@ impl Cx<'_> {
         if ids.is_empty() {
             return Ok(written);
         }
-        let earned: Vec<LoyaltyCardId> = tx
-            .ids_by(Index::LoyaltyEntryByDocument, &doc.id.raw().to_bytes(), None, usize::MAX)?
-            .into_iter()
-            .map(|id| tx.load::<LoyaltyEntry>(crate::id::LoyaltyEntryId::from_raw(id)))
-            .filter_map(|e| match e {
-                Ok(e) if e.kind == EntryKind::Accrual => Some(Ok(e.card)),
-                Ok(_) => None,
-                Err(e) => Some(Err(e)),
-            })
-            .collect::<Result<_>>()?;
+        let earned: Vec<LoyaltyCardId> = standing.iter().map(|a| a.card).collect();
         let refuse = |m: String| -> Error { FieldError::new(EntityKind::Document, "card", m).into() };
         if let (Some(named), Some(other)) = (doc.card, earned.first()) {
             if !earned.contains(&named) {
