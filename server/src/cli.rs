@@ -307,8 +307,8 @@ enum Command {
         #[arg(long)]
         apply: bool,
     },
-    /// Loyalty programs, cards and their ledgers: list them, redeem, correct, block and
-    /// reissue cards, accrue sales written before their cards, expire cards and points.
+    /// Loyalty programs, cards and their ledgers: list them, issue, redeem, correct, block
+    /// and reissue cards, accrue sales written before their cards, expire cards and points.
     Loyalty {
         #[command(subcommand)]
         what: crate::loyalty::What,

@@ -256,7 +256,7 @@ pub fn competitor(dir: &Path, partner: &str, format: Format) -> Result<()> {
 
 /// The contact person `key` names: an id, an e-mail address, or an exact name (compared
 /// without case).
-fn find_contact<R: Reader>(r: &R, key: &str) -> Result<ContactPerson> {
+pub(crate) fn find_contact<R: Reader>(r: &R, key: &str) -> Result<ContactPerson> {
     if let Ok(id) = key.parse::<ContactId>() {
         if let Some(c) = r.get::<ContactPerson>(id)? {
             return Ok(c);

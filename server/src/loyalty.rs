@@ -1,5 +1,5 @@
 //! `crmkit loyalty …`: an installation's loyalty programs and cards, a card's ledger, and the
-//! operations on cards — redeem, correct, block, reissue — with the accrual of sales written
+//! operations on cards — issue, redeem, correct, block, reissue — with the accrual of sales written
 //! before their cards and the expiry run, each through the process engine as the API does.
 
 use std::path::{Path, PathBuf};
@@ -26,6 +26,30 @@ pub enum What {
         dir: PathBuf,
         #[arg(long)]
         partner: Option<String>,
+    },
+    /// Issue card NUMBER of a program (its name or id) to a partner or a contact person
+    /// (their id or name; a contact also by e-mail): active, with an empty ledger.
+    Issue {
+        dir: PathBuf,
+        number: String,
+        #[arg(long)]
+        program: String,
+        #[arg(long, conflicts_with = "contact", required_unless_present = "contact")]
+        partner: Option<String>,
+        #[arg(long)]
+        contact: Option<String>,
+        #[arg(long)]
+        barcode: Option<String>,
+        #[arg(long)]
+        magnetic_code: Option<String>,
+        /// The day it is issued (default: today).
+        #[arg(long, value_parser = date)]
+        issued: Option<NaiveDate>,
+        /// Its last day of use (default: its program's).
+        #[arg(long, value_parser = date)]
+        expires: Option<NaiveDate>,
+        #[arg(long = "as", value_name = "LOGIN")]
+        as_user: Option<String>,
     },
     /// Print a card's ledger, oldest entry first (CARD: its number, barcode or id).
     Ledger { dir: PathBuf, card: String },
@@ -97,6 +121,7 @@ impl What {
     pub fn dir(&self) -> &Path {
         match self {
             What::Programs { dir }
+            | What::Issue { dir, .. }
             | What::Cards { dir, .. }
             | What::Ledger { dir, .. }
             | What::Redeem { dir, .. }
@@ -106,6 +131,27 @@ impl What {
             | What::Accrue { dir }
             | What::Expire { dir, .. } => dir,
         }
+    }
+}
+
+/// The program a command names: by id or exact name.
+fn find_program(r: &impl Reader, name: &str) -> Result<LoyaltyProgram> {
+    if let Ok(id) = name.parse::<crmkit_core::id::LoyaltyProgramId>() {
+        if let Some(p) = r.get::<LoyaltyProgram>(id)? {
+            return Ok(p);
+        }
+    }
+    let mut found = Vec::new();
+    r.for_each::<LoyaltyProgram>(|p| {
+        if p.name == name.trim() {
+            found.push(p);
+        }
+        true
+    })?;
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => bail!("no loyalty program has the id or the name \"{name}\""),
+        _ => bail!("several loyalty programs are named \"{name}\": give the id"),
     }
 }
 
@@ -186,6 +232,30 @@ pub fn run(what: What) -> Result<()> {
                 );
             }
             say!("{} card(s)", cards.len());
+        }
+        What::Issue { number, program, partner, contact, barcode, magnetic_code, issued, expires, as_user, .. } => {
+            let r = inst.store().read()?;
+            let program = find_program(&r, &program)?;
+            let (partner, contact) = match (partner, contact) {
+                (Some(p), _) => (Some(crmkit_core::dossier::find_partner(&r, &p)?.id), None),
+                (None, Some(c)) => (None, Some(crate::graph::find_contact(&r, &c)?.id)),
+                (None, None) => bail!("a card needs its holder: --partner or --contact"),
+            };
+            let actor = acting_user(&r, as_user.as_deref())?;
+            drop(r);
+            let engine = crate::script::engine(&inst)?;
+            let card = inst.store().transact(actor, |tx| {
+                let today = tx.now().date();
+                let mut card =
+                    LoyaltyCard::new(number.clone(), program.id, partner.unwrap_or_default(), issued.unwrap_or(today));
+                card.partner = partner;
+                card.contact = contact;
+                card.barcode = barcode.clone();
+                card.magnetic_code = magnetic_code.clone();
+                card.expires = expires;
+                engine.create(tx, card)
+            })?;
+            say!("issued card {} ({}) of {}, {}", card.number, card.id, program.name, card.issued);
         }
         What::Ledger { card, .. } => {
             let r = inst.store().read()?;

@@ -838,6 +838,9 @@ fn the_command_line_imports_cards_and_redeems_blocks_reissues_accrues_and_expire
             "takes 5 points, but card 3300002 has 0",
         ),
         (vec!["loyalty", "reissue", dir, "3300002", "3300001"], "number"),
+        (vec!["loyalty", "issue", dir, "3300001", "--program", "Клуб", "--partner", "Бета"], "number"),
+        (vec!["loyalty", "issue", dir, "3300009", "--program", "Нет такой", "--partner", "Бета"], "no loyalty program"),
+        (vec!["loyalty", "issue", dir, "33 09", "--program", "Клуб", "--partner", "Бета"], "without spaces"),
     ] {
         let out = fails(&args);
         assert!(out.contains(says), "{args:?}: {out}");
@@ -856,6 +859,21 @@ fn the_command_line_imports_cards_and_redeems_blocks_reissues_accrues_and_expire
     assert!(out.contains("3 card(s) looked at: 0 expired, 1 expiry entr(ies) taking 60 points"), "{out}");
     let out = ok(&["loyalty", "accrue", dir]);
     assert!(out.contains("1 completed sale(s) looked at: 0 accrual(s) written"), "{out}");
+    let out = ok(&[
+        "loyalty",
+        "issue",
+        dir,
+        "3300020",
+        "--program",
+        "Клуб",
+        "--partner",
+        "Бета",
+        "--barcode",
+        "4600000000202",
+    ]);
+    assert!(out.contains("issued card 3300020"), "{out}");
+    let out = ok(&["loyalty", "ledger", dir, "4600000000202"]);
+    assert!(out.contains("card 3300020 (active): balance 0, turnover 0"), "{out}");
     let out = ok(&["loyalty", "programs", dir]);
     assert!(out.contains("Клуб: bonus, a point worth 1 RUB, 5% of a sale, points for 30 days"), "{out}");
     ok(&["check", dir]);
