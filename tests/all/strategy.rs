@@ -144,7 +144,8 @@ fn strategies_config_mistakes_name_file_line_and_key() {
         ("[[strategies]]\nsegment = \"k\"\nname = \"K\"\ncontact_every_days = 0\n", "strategies.contact_every_days: from 1 to 3660 days, got 0"),
         ("[[strategies]]\nsegment = \"k\"\nname = \"K\"\ncontact_every_days = 7\nmanager_level = \"ceo\"\n", "strategies.manager_level: \"ceo\" is not manager or head"),
         ("[[strategies]]\nsegment = \"k\"\nname = \"K\"\ncontact_every_days = 7\nactions = [\"a\", \"a\"]\n", "strategies.actions: \"a\" is listed twice"),
-        ("[strategy]\nrun_every_hours = 100000\n", "strategy.run_every_hours: at most 8784 (a year), got 100000"),
+        ("[strategy]\nrun_every_hours = 100000\n", "strategy.run_every_hours: from 0.001 (3.6 seconds) to 8784 (a year), or 0 for never; got 100000"),
+        ("[strategy]\nrun_every_hours = -1\n", "got -1"),
         ("[[strategies]]\nsegment = \"k\"\nname = \"K\"\ncontact_every_days = 7\nevery = 3\n", "unknown key \"every\""),
     ];
     // The default config with its [strategy] table left to the cases.
@@ -181,6 +182,35 @@ fn the_command_line_runs_the_shipped_rule_on_the_demo_and_applying_twice_creates
             .unwrap();
     assert_eq!(last["written"]["tasks_created"], json!(0));
     let _ = Arc::new(());
+}
+
+#[test]
+fn the_server_runs_the_strategies_on_the_schedule_of_its_config() {
+    use crate::api::{Office, Served};
+    let office = Office::with_config(|c| c.replace("# run_every_hours = 24", "run_every_hours = 0.001"));
+    office.site.with(|inst| {
+        inst.store()
+            .transact(None, |tx| {
+                let mut p = Partner::new("Клиент", PartnerRole::Client);
+                p.manager = Some(office.north);
+                tx.create(p)
+            })
+            .unwrap()
+    });
+    let last = office.site.dir.join("data/strategy-last-run.json");
+    let server = Served::start(&office.site);
+    // Every 3.6 seconds: the first run comes within a few.
+    let started = std::time::Instant::now();
+    while !last.exists() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "no scheduled run within a minute");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (_, body) = server.request("GET", "/api/v1/strategies", Some(office.token("boss")));
+    server.stop();
+    let run = &body["last_run"];
+    assert_eq!((run["applied"].as_bool(), run["partners"].as_u64()), (Some(true), Some(1)), "{body}");
+    assert_eq!(run["segments"], json!({"dormant": 1}), "{body}");
+    assert_eq!(body["segments"], json!({"dormant": 1}), "the segment is written: {body}");
 }
 
 #[test]

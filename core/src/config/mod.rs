@@ -213,9 +213,9 @@ pub struct Settings {
     /// The relationship strategies, one per partner segment, in file order
     /// (`[[strategies]]`).
     pub strategies: Vec<Strategy>,
-    /// How often the server runs the strategies with `--apply` (`[strategy]
-    /// run_every_hours`; none: never).
-    pub strategy_every_hours: Option<u32>,
+    /// How often the server runs the strategies, applying them (`[strategy]
+    /// run_every_hours`, a decimal number of hours; none: never).
+    pub strategy_every: Option<std::time::Duration>,
     /// The runtimes' own sections (`[runtimes.NAME]`), by name, with the line each starts
     /// on; each runtime reads its own with [`Settings::runtime_section`].
     pub runtimes: BTreeMap<String, usize>,

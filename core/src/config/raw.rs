@@ -116,7 +116,7 @@ pub struct Strategy {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct StrategyRun {
-    pub run_every_hours: Option<Spanned<u32>>,
+    pub run_every_hours: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize, Default)]

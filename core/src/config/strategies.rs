@@ -78,15 +78,19 @@ impl Source<'_> {
         Ok(out)
     }
 
-    pub(super) fn strategy_every_hours(&self, raw: raw::StrategyRun) -> Result<Option<u32>, ConfigError> {
-        match raw.run_every_hours {
-            None => Ok(None),
-            Some(h) if *h.get_ref() == 0 => Ok(None),
-            Some(h) if *h.get_ref() > 24 * 366 => Err(self.error(
-                h.span(),
-                format!("strategy.run_every_hours: at most {} (a year), got {}", 24 * 366, h.get_ref()),
-            )),
-            Some(h) => Ok(Some(*h.get_ref())),
+    pub(super) fn strategy_every(&self, raw: raw::StrategyRun) -> Result<Option<std::time::Duration>, ConfigError> {
+        let Some(h) = raw.run_every_hours else { return Ok(None) };
+        let hours = *h.get_ref();
+        if hours == 0.0 {
+            return Ok(None);
         }
+        let most = f64::from(24 * 366);
+        if !(0.001..=most).contains(&hours) {
+            return Err(self.error(
+                h.span(),
+                format!("strategy.run_every_hours: from 0.001 (3.6 seconds) to {most} (a year), or 0 for never; got {hours}"),
+            ));
+        }
+        Ok(Some(std::time::Duration::from_secs_f64(hours * 3600.0)))
     }
 }

@@ -254,7 +254,7 @@ impl Source<'_> {
         let deal_fields = custom_fields.get(&EntityKind::Deal).map_or(&[][..], Vec::as_slice);
         let win_probability = self.win_probability(raw_win_probability, deal_fields)?;
         let strategies = self.strategies(raw.strategies)?;
-        let strategy_every_hours = self.strategy_every_hours(raw.strategy)?;
+        let strategy_every = self.strategy_every(raw.strategy)?;
 
         Ok(Settings {
             name: raw.installation.name.unwrap_or_else(|| "crmkit".to_string()),
@@ -279,7 +279,7 @@ impl Source<'_> {
             analytics,
             win_probability,
             strategies,
-            strategy_every_hours,
+            strategy_every,
             runtimes,
             source: ConfigSource { file: self.file.to_path_buf(), text: self.text.into() },
         })

@@ -85,8 +85,8 @@ impl Served {
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let (stopping, _) = tokio::sync::watch::channel(false);
         // The strategies, applied on their schedule.
-        if let Some(hours) = app.inst.settings().strategy_every_hours {
-            tokio::spawn(super::strategies::schedule(app.clone(), hours, stopping.subscribe()));
+        if let Some(every) = app.inst.settings().strategy_every {
+            tokio::spawn(super::strategies::schedule(app.clone(), every, stopping.subscribe()));
         }
         let mut builder = Builder::new(TokioExecutor::new());
         builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT.min(idle)).max_buf_size(MAX_HEAD);

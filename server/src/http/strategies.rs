@@ -97,9 +97,13 @@ pub(super) async fn run(app: &Arc<App>, caller: &Caller, q: &str) -> Result<Resp
     Ok(json_response(StatusCode::OK, &json!(summary)))
 }
 
-/// Runs the strategies, applying, every `hours` until `stopping` says so.
-pub(super) async fn schedule(app: Arc<App>, hours: u32, mut stopping: tokio::sync::watch::Receiver<bool>) {
-    let every = std::time::Duration::from_secs(u64::from(hours) * 3600);
+/// Runs the strategies, applying, `every` so often (the first run `every` after the
+/// server starts) until `stopping` says so.
+pub(super) async fn schedule(
+    app: Arc<App>,
+    every: std::time::Duration,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
