@@ -971,6 +971,7 @@ pub(crate) fn guard_input<'a>(
         view,
         loyalty: None,
         strategy: None,
+        claim_step: None,
     }
 }
 

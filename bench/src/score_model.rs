@@ -300,6 +300,7 @@ fn ask(
         view,
         loyalty: None,
         strategy: None,
+        claim_step: None,
     };
     let answer = match hooks.ask(&input).next() {
         Some(Ok((_, Answer::Score(Some(s))))) => Ok(s),

@@ -134,6 +134,25 @@ pub struct Dossier {
     /// The strategy of the partner's segment (`[[strategies]]`), when it has one: when
     /// contact is due and what to do.
     pub strategy: Option<StrategySection>,
+    /// The partner's claims: those awaiting a decision and the latest others, with counts
+    /// and the amounts claimed and settled.
+    pub claims: ClaimsSection,
+}
+
+/// The partner's claims, summed up.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ClaimsSection {
+    /// Claims registered or under review, the one due first first.
+    pub open: Vec<crate::model::Claim>,
+    /// The latest decided or closed claims (as many as the documents listed), newest first.
+    pub latest: Vec<crate::model::Claim>,
+    pub count: usize,
+    /// Open claims past the day they were due by.
+    pub overdue: usize,
+    /// Amounts claimed, over every claim.
+    pub claimed: Amounts,
+    /// Amounts settled by the decisions standing.
+    pub settled: Amounts,
 }
 
 /// The partner's relationship strategy, as its segment has it.
@@ -186,6 +205,7 @@ pub fn dossier<R: Reader>(r: &R, partner: PartnerId, options: DossierOptions) ->
     let last_contact = timeline.interactions.iter().map(|i| i.at).max();
     let strategy = strategy(&cx, last_contact);
     Ok(Dossier {
+        claims: claims(&cx)?,
         strategy,
         loyalty_cards,
         loyalty_programs,
@@ -224,6 +244,30 @@ fn strategy<R: Reader>(cx: &Cx<'_, R>, last_contact: Option<Timestamp>) -> Optio
     let overdue = next_contact <= today;
     let next_actions = if overdue { strategy.actions.clone() } else { Vec::new() };
     Some(StrategySection { segment, strategy, next_contact, overdue, next_actions })
+}
+
+/// The partner's claims: the open ones, the latest others, and what they add up to.
+fn claims<R: Reader>(cx: &Cx<'_, R>) -> Result<ClaimsSection> {
+    let all: Vec<crate::model::Claim> =
+        cx.r.find(Index::ClaimByPartner, &cx.partner.id.raw().to_bytes(), None, usize::MAX)?;
+    let today = cx.r.now().date();
+    let mut out = ClaimsSection { count: all.len(), ..ClaimsSection::default() };
+    for c in &all {
+        if let Some(m) = c.claimed {
+            *out.claimed.entry(m.currency).or_default() += m.amount;
+        }
+        if let Some(m) = c.settled {
+            *out.settled.entry(m.currency).or_default() += m.amount;
+        }
+        out.overdue += usize::from(c.is_overdue(today));
+    }
+    let (mut open, mut done): (Vec<_>, Vec<_>) = all.into_iter().partition(|c| c.status.is_open());
+    open.sort_by_key(|c| (c.due_by(), c.id));
+    done.sort_by_key(|c| std::cmp::Reverse(c.id));
+    done.truncate(cx.options.documents_limit);
+    out.open = open;
+    out.latest = done;
+    Ok(out)
 }
 
 /// The cards the partner and its contact persons hold, and their programs.

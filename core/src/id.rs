@@ -240,6 +240,8 @@ typed_ids! {
     LoyaltyCardId;
     /// An entry of a loyalty card's points ledger.
     LoyaltyEntryId;
+    /// A client's claim.
+    ClaimId;
     /// An entry of the audit log.
     AuditId;
 }

@@ -11,7 +11,7 @@ use crate::{Error, Result};
 
 /// The scripts a new installation starts with: the default and demo configs bind them (the
 /// scoring model is left for the installation to bind: a commented binding in each config).
-pub const SHIPPED_SCRIPTS: [(&str, &str); 10] = [
+pub const SHIPPED_SCRIPTS: [(&str, &str); 11] = [
     ("README.md", include_str!("../../scripts/README.md")),
     ("stages/guards.rhai", include_str!("../../scripts/stages/guards.rhai")),
     ("stages/routes.rhai", include_str!("../../scripts/stages/routes.rhai")),
@@ -20,6 +20,7 @@ pub const SHIPPED_SCRIPTS: [(&str, &str); 10] = [
     ("scoring/logistic.rhai", include_str!("../../scripts/scoring/logistic.rhai")),
     ("loyalty/tiers.rhai", include_str!("../../scripts/loyalty/tiers.rhai")),
     ("strategy/segments.rhai", include_str!("../../scripts/strategy/segments.rhai")),
+    ("claims/rules.rhai", include_str!("../../scripts/claims/rules.rhai")),
     ("reports/pipeline_by_manager.rhai", include_str!("../../scripts/reports/pipeline_by_manager.rhai")),
     ("reports/losses_by_competitor.rhai", include_str!("../../scripts/reports/losses_by_competitor.rhai")),
 ];

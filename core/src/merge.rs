@@ -34,6 +34,8 @@ pub struct MergeReport {
     pub custom_refs: usize,
     /// Loyalty cards the duplicate held.
     pub loyalty_cards: usize,
+    /// Claims the duplicate made.
+    pub claims: usize,
 }
 
 /// Merges partner `duplicate` into `keep` inside `tx`, all or nothing.
@@ -130,6 +132,14 @@ fn merge(tx: &mut WriteTxn<'_>, keep: PartnerId, dup: PartnerId) -> Result<Merge
         doc.partner = keep;
         tx.update(doc)?;
         report.documents += 1;
+    }
+    // Its claims, after the contacts and documents they may name; a claim's client changes
+    // only by a merge.
+    for id in ids(tx, Index::ClaimByPartner, dup)? {
+        let mut claim: crate::model::Claim = tx.load(crate::id::ClaimId(id))?;
+        claim.partner = keep;
+        tx.as_engine(|tx| tx.update(claim))?;
+        report.claims += 1;
     }
     for id in ids(tx, Index::InteractionByPartner, dup)? {
         let mut it: Interaction = tx.load(InteractionId(id))?;

@@ -100,14 +100,28 @@ struct Gathered {
     won: HashMap<PartnerId, u32>,
     last_contact: HashMap<PartnerId, Timestamp>,
     cards: HashMap<PartnerId, Vec<CardSummaryV1>>,
+    /// Open claims, and claims registered in the year to the day, per partner.
+    claims: HashMap<PartnerId, (u32, u32)>,
 }
 
-fn gather(view: &dyn View) -> Result<Gathered> {
+fn gather(view: &dyn View, day: NaiveDate) -> Result<Gathered> {
     use crate::analytics::split::fold;
     use crate::store::{DealHead, InteractionRow};
     let failed = |m: String| crate::Error::NotAllowed(m);
-    let mut g =
-        Gathered { open: HashMap::new(), won: HashMap::new(), last_contact: HashMap::new(), cards: HashMap::new() };
+    let mut g = Gathered {
+        open: HashMap::new(),
+        won: HashMap::new(),
+        last_contact: HashMap::new(),
+        cards: HashMap::new(),
+        claims: HashMap::new(),
+    };
+    let year_ago = day - chrono::Duration::days(365);
+    view.each_claim(&mut |c| {
+        let n = g.claims.entry(c.partner).or_default();
+        n.0 += u32::from(c.status.is_open());
+        n.1 += u32::from(c.registered_on() > year_ago && c.registered_on() <= day);
+        true
+    })?;
     // The deals and the interactions, split across the machine's cores.
     let parts = fold(
         view,
@@ -176,7 +190,7 @@ fn gather(view: &dyn View) -> Result<Gathered> {
 /// on with the others.
 pub fn evaluate(view: &dyn View, hooks: &Hooks, classes: &ClientClasses, day: NaiveDate) -> Result<Evaluation> {
     let settings = view.settings();
-    let g = gather(view)?;
+    let g = gather(view, day)?;
     let parts = crate::analytics::split::fold(view, Vec::new, |clients: &mut Vec<Partner>, p: &Partner| {
         if p.has_role(PartnerRole::Client) {
             clients.push(p.clone());
@@ -215,6 +229,8 @@ pub fn evaluate(view: &dyn View, hooks: &Hooks, classes: &ClientClasses, day: Na
             last_contact: last,
             days_since_contact: last.map(|d| (day - d).num_days()),
             loyalty: g.cards.get(&p.id).cloned().unwrap_or_default(),
+            open_claims: g.claims.get(&p.id).map_or(0, |c| c.0),
+            recent_claims: g.claims.get(&p.id).map_or(0, |c| c.1),
         };
         let named = if asks {
             let input = HookInput {
@@ -231,6 +247,7 @@ pub fn evaluate(view: &dyn View, hooks: &Hooks, classes: &ClientClasses, day: Na
                 view,
                 loyalty: None,
                 strategy: Some(&figures),
+                claim_step: None,
             };
             match decide(hooks, &input, settings) {
                 Ok(named) => named,

@@ -19,10 +19,10 @@ use rust_decimal::Decimal;
 
 use crmkit_core::id::{ContactId, CounterpartyId, LoyaltyCardId, PartnerId, UserId};
 use crmkit_core::model::{
-    Address, AddressKind, Attitude, BankAccount, ContactLink, ContactPerson, Counterparty, CounterpartyKind,
-    CustomValue, Deal, DealStatus, Direction, Document, DocumentKind, DocumentLine, DocumentState, EntityKind,
-    Influence, Interaction, InteractionKind, LoyaltyCard, LoyaltyProgram, Participant, ParticipantLink, Partner,
-    PartnerLink, PartnerRole, Plan, Role, TaskStatus, User,
+    Address, AddressKind, Attitude, BankAccount, Claim, ContactLink, ContactPerson, Counterparty, CounterpartyKind,
+    CustomValue, Deal, DealStatus, Decision, Direction, Document, DocumentKind, DocumentLine, DocumentState,
+    EntityKind, Influence, Interaction, InteractionKind, LoyaltyCard, LoyaltyProgram, Participant, ParticipantLink,
+    Partner, PartnerLink, PartnerRole, Plan, Role, TaskStatus, User,
 };
 use crmkit_core::process::condition::field_is_set;
 use crmkit_core::process::{Engine, Mode, Outcome, ProcessKindSpec, StageSpec};
@@ -664,6 +664,9 @@ pub fn populate(
     w.phase = "plans";
     plans(&mut w, opts, &world)?;
     w.flush(Durability::Immediate)?;
+    w.phase = "claims";
+    claims(&mut w, &mut rng, opts, &world)?;
+    w.flush(Durability::Immediate)?;
     w.phase = "loyalty";
     loyalty(&mut w, &mut rng, opts, &world)?;
     w.flush(Durability::Immediate)?;
@@ -835,6 +838,153 @@ fn loyalty(w: &mut Writer<'_>, rng: &mut Rng, opts: &DemoOptions, world: &World)
         })?;
     }
     w.op(opts.end, None, |engine, tx| engine.expire(tx, ts_date(opts.end))).map(|_| ())
+}
+
+/// What clients claim about, per configured claim type (those the config has), with a
+/// subject for each cause.
+const CLAIM_SUBJECTS: &[(&str, &str)] = &[
+    ("defect", "Брак: оборудование не включается"),
+    ("damaged", "Повреждена упаковка и корпус при доставке"),
+    ("wrong_spec", "Поставлено не по спецификации"),
+    ("late", "Поставка пришла с опозданием"),
+    ("short", "Недопоставка по накладной"),
+    ("wrong_goods", "Привезли не тот товар"),
+    ("overcharge", "Цена в счёте выше согласованной"),
+    ("discount_missing", "Не применена согласованная скидка"),
+    ("duplicate_invoice", "Счёт выставлен дважды"),
+    ("response_time", "Долго не отвечают на обращения"),
+    ("staff", "Жалоба на работу сотрудника"),
+    ("support", "Техподдержка не решила проблему"),
+];
+
+/// Claims: about one completed shipment in thirty (one in six of the last quarter's, so
+/// that the demo's today has claims in every state), the client claims some days later — a
+/// quality, delivery or billing problem with part of the shipment's amount, now and then a
+/// complaint about the service — through its counterparty. The manager takes it up, may put
+/// the answer off, decides (about a third each satisfied, partly satisfied, rejected), and
+/// closes it; a few are reopened and decided again. Claims of the last weeks are still open,
+/// and some of them overdue. Every step is written when its day comes.
+fn claims(w: &mut Writer<'_>, rng: &mut Rng, opts: &DemoOptions, world: &World) -> Result<()> {
+    let types = w.store.settings().claim_types.clone();
+    if types.is_empty() {
+        return Ok(());
+    }
+    let clients: std::collections::HashMap<PartnerId, &Client> = world.clients.iter().map(|c| (c.id, c)).collect();
+    let mut shipments = Vec::new();
+    w.store.read()?.for_each::<Document>(|d| {
+        if d.kind == DocumentKind::Shipment && d.state == DocumentState::Completed && clients.contains_key(&d.partner) {
+            shipments.push(d.clone());
+        }
+        true
+    })?;
+    shipments.sort_by_key(|d| (d.date, d.id));
+    // Each claim's steps: (when, claim number, step), written in time order.
+    #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+    enum Step {
+        Register,
+        Review,
+        Postpone(i64),
+        Decide(u8),
+        Close,
+        Reopen,
+    }
+    let mut plans: Vec<(Claim, UserId)> = Vec::new();
+    let mut steps: Vec<(Timestamp, usize, Step)> = Vec::new();
+    let recent = ts_date(opts.end.plus_millis(-90 * DAY));
+    for doc in shipments {
+        if !rng.chance(if doc.date >= recent { 1.0 / 6.0 } else { 1.0 / 30.0 }) {
+            continue;
+        }
+        let client = clients[&doc.partner];
+        let at = Timestamp::start_of(doc.date).plus_millis(rng.range(2, 25) * DAY + rng.range(9, 18) * HOUR);
+        if at >= opts.end {
+            continue;
+        }
+        let ty = &types[*rng.weighted(&[(0usize, 40), (1, 35), (2, 15), (3, 10)]) % types.len()];
+        let cause = &rng.pick(&ty.causes).id;
+        let subject = CLAIM_SUBJECTS.iter().find(|(c, _)| c == cause).map_or("Претензия клиента", |(_, s)| s);
+        let responsible = world.managers[client.manager].id;
+        let mut claim = Claim::new(client.id, ty.id.clone(), cause.clone(), subject, responsible, None, None);
+        claim.counterparty = doc.counterparty.filter(|c| client.counterparties.contains(c));
+        claim.contact = client.contacts.first().copied();
+        claim.deal = doc.deal;
+        claim.document = Some(doc.id);
+        claim.description = format!("По накладной {} от {}.", doc.number, doc.date);
+        if ty.settled_amount_required {
+            let share = Decimal::from(rng.range(3, 40)) / Decimal::ONE_HUNDRED;
+            claim.claimed = Some(Money::new((doc.amount.amount * share).round_dp(0), doc.amount.currency));
+        }
+        let n = plans.len();
+        plans.push((claim, responsible));
+        steps.push((at, n, Step::Register));
+        let mut t = at.plus_millis(rng.range(2, 10) * DAY + rng.range(1, 6) * HOUR);
+        steps.push((t, n, Step::Review));
+        if rng.chance(0.15) {
+            t = t.plus_millis(rng.range(1, 5) * DAY);
+            steps.push((t, n, Step::Postpone(rng.range(5, 20))));
+        }
+        let rounds = if rng.chance(0.05) { 2 } else { 1 };
+        for round in 0..rounds {
+            // Most are decided within their term; one in four drags on past it.
+            let days = if rng.chance(0.25) { rng.range(12, 45) } else { rng.range(1, 10) };
+            t = t.plus_millis(days * DAY);
+            steps.push((t, n, Step::Decide(*rng.weighted(&[(0u8, 35), (1, 35), (2, 30)]))));
+            // The settlement takes its time: the claim is closed when it is done.
+            t = t.plus_millis(rng.range(2, 30) * DAY);
+            steps.push((t, n, Step::Close));
+            if round + 1 < rounds {
+                t = t.plus_millis(rng.range(3, 20) * DAY);
+                steps.push((t, n, Step::Reopen));
+            }
+        }
+    }
+    steps.retain(|(t, ..)| *t < opts.end);
+    steps.sort_by_key(|(t, n, step)| (*t, *n, *step));
+    let mut ids: Vec<Option<(crmkit_core::id::ClaimId, u64)>> = vec![None; plans.len()];
+    for (at, n, step) in steps {
+        let (plan, responsible) = &plans[n];
+        if step == Step::Register {
+            let c = w.op(at, Some(*responsible), |engine, tx| engine.create(tx, plan.clone()))?;
+            ids[n] = Some((c.id, c.version));
+            continue;
+        }
+        let Some((id, version)) = ids[n] else { continue };
+        let c = w.op(at, Some(*responsible), |engine, tx| match step {
+            Step::Register => unreachable!("written above"),
+            Step::Review => engine.review_claim(tx, id, version, ""),
+            Step::Postpone(days) => {
+                let c: Claim = tx.load(id)?;
+                let until = c.due_by() + chrono::Days::new(days as u64);
+                engine.postpone_claim(tx, id, version, until, "ждём заключение экспертизы")
+            }
+            Step::Decide(d) => {
+                let c: Claim = tx.load(id)?;
+                let (decision, share, reply) = match d {
+                    0 => (Decision::Satisfied, 100, "Претензия удовлетворена: возместим полностью."),
+                    1 => (Decision::PartlySatisfied, 50, "Претензия удовлетворена частично, по акту проверки."),
+                    _ => (Decision::Rejected, 0, "Претензия отклонена: нарушений с нашей стороны не выявлено."),
+                };
+                let settled = c.claimed.filter(|_| share > 0).map(|m| {
+                    let amount = (m.amount * Decimal::from(share) / Decimal::ONE_HUNDRED).round_dp(0);
+                    Money::new(amount, m.currency)
+                });
+                let settled = settled.filter(|m| !m.amount.is_zero());
+                let decision = match (decision, settled) {
+                    (Decision::PartlySatisfied, Some(m)) if Some(m) == c.claimed => Decision::Satisfied,
+                    (Decision::PartlySatisfied | Decision::Satisfied, None) if c.claimed.is_some() => {
+                        Decision::Rejected
+                    }
+                    (d, _) => d,
+                };
+                let settled = settled.filter(|_| decision != Decision::Rejected);
+                engine.decide_claim(tx, id, version, decision, settled, reply)
+            }
+            Step::Close => engine.close_claim(tx, id, version, ""),
+            Step::Reopen => engine.reopen_claim(tx, id, version, "клиент оспорил решение"),
+        })?;
+        ids[n] = Some((c.id, c.version));
+    }
+    Ok(())
 }
 
 fn company_name(rng: &mut Rng) -> (String, String) {

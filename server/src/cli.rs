@@ -313,6 +313,12 @@ enum Command {
         #[command(subcommand)]
         what: crate::loyalty::What,
     },
+    /// Claims: list them, show one with its steps, register one and take it through its
+    /// lifecycle — review, postpone, decide, close, reopen.
+    Claims {
+        #[command(subcommand)]
+        what: crate::claims::What,
+    },
     /// Inspect, check and try out WASM plugins (plugins/ABI.md).
     Plugin {
         #[command(subcommand)]
@@ -323,8 +329,8 @@ enum Command {
     /// FILE.errors.csv next to the input.
     Import {
         dir: PathBuf,
-        /// partners, counterparties, contacts, loyalty-programs, loyalty-cards, deals, interactions
-        /// or documents.
+        /// partners, counterparties, contacts, loyalty-programs, loyalty-cards, deals, interactions,
+        /// documents or claims.
         #[arg(long)]
         entity: String,
         /// The file (.csv or .jsonl).
@@ -355,8 +361,8 @@ enum Command {
     /// Export an entity kind as CSV or JSONL, in the columns import reads.
     Export {
         dir: PathBuf,
-        /// partners, counterparties, contacts, loyalty-programs, loyalty-cards, deals, interactions
-        /// or documents.
+        /// partners, counterparties, contacts, loyalty-programs, loyalty-cards, deals, interactions,
+        /// documents or claims.
         #[arg(long)]
         entity: String,
         /// csv or jsonl.
@@ -424,6 +430,7 @@ impl Command {
             | Command::Export { dir, .. } => Some(dir),
             Command::Script { what } => Some(what.dir()),
             Command::Loyalty { what } => Some(what.dir()),
+            Command::Claims { what } => Some(what.dir()),
             Command::Strategy { dir, .. } => Some(dir),
             Command::Plugin { what } => what.dir(),
             _ => None,
@@ -527,6 +534,7 @@ fn run(cli: Cli, args: Option<&[String]>) -> Result<()> {
         Command::Script { what } => script::run(what),
         Command::Plugin { what } => plugin::run(what),
         Command::Loyalty { what } => crate::loyalty::run(what),
+        Command::Claims { what } => crate::claims::run(what),
         Command::Strategy { dir, apply } => crate::strategy::run(&dir, apply),
         Command::Serve { dir, addr, log_format: _ } => http::serve(&dir, &addr),
         Command::Token { what } => match what {

@@ -156,6 +156,31 @@ pub fn render(d: &Dossier) -> String {
             );
         }
     }
+    if d.claims.count > 0 {
+        let c = &d.claims;
+        let _ = writeln!(
+            o,
+            "\nclaims ({}): {} open, {} overdue; claimed {}, settled {}",
+            c.count,
+            c.open.len(),
+            c.overdue,
+            amounts(&c.claimed),
+            amounts(&c.settled)
+        );
+        for claim in c.open.iter().chain(&c.latest) {
+            let _ = writeln!(
+                o,
+                "  {}  {:<12} due {}  {}/{}  {}{}",
+                claim.registered_on(),
+                claim.status.name(),
+                claim.due_by(),
+                claim.kind,
+                claim.cause,
+                claim.subject,
+                claim.decision.map(|x| format!(" ({})", x.name())).unwrap_or_default()
+            );
+        }
+    }
     if let (Some(from), Some(to)) = (d.classes.from, d.classes.to) {
         let classes: Vec<String> = d
             .classes

@@ -29,6 +29,7 @@ macro_rules! complain {
 mod analytics;
 mod attachments;
 mod beside;
+mod claims;
 pub mod cli;
 #[doc(hidden)]
 pub mod console;

@@ -23,10 +23,11 @@ pub fn entity(name: &str) -> Result<EntityKind> {
         "documents" => "document",
         "loyalty-programs" | "loyalty_programs" => "loyalty_program",
         "loyalty-cards" | "loyalty_cards" => "loyalty_card",
+        "claims" => "claim",
         other => other,
     };
     EntityKind::from_name(singular).filter(|k| transfer::columns::KINDS.contains(k)).with_context(|| {
-        format!("\"{name}\" is not an entity files carry: partners, counterparties, contacts, loyalty-programs, loyalty-cards, deals, interactions or documents")
+        format!("\"{name}\" is not an entity files carry: partners, counterparties, contacts, loyalty-programs, loyalty-cards, deals, interactions, documents or claims")
     })
 }
 

@@ -414,7 +414,7 @@ fn the_command_line_prints_the_funnel_as_a_table_csv_json_or_svg_and_refuses_wha
     let said = fails(&["analytics", "nothing", dir]);
     assert!(
         said.contains(
-            "there is no report \"nothing\"; the installation has abc-xyz, bcg, bottlenecks, calibration, cohorts, execution, funnel"
+            "there is no report \"nothing\"; the installation has abc-xyz, bcg, bottlenecks, calibration, claims, cohorts, execution, funnel"
         ),
         "{said}"
     );

@@ -569,6 +569,17 @@ pub(crate) fn two_of_everything(office: &Office) -> Vec<(&'static str, String, S
                     let entry = crmkit_core::process::Engine::without_hooks()
                         .correct(tx, card, 10.into(), 0.into(), "начальный остаток")?
                         .id;
+                    let mut claim = crmkit_core::model::Claim::new(
+                        p,
+                        "quality",
+                        "defect",
+                        "Брак в поставке",
+                        manager,
+                        Some(january(10)),
+                        None,
+                    );
+                    claim.deal = Some(d);
+                    let claim = tx.create(claim)?.id;
                     sides.push(vec![
                         p.to_string(),
                         c.to_string(),
@@ -587,6 +598,7 @@ pub(crate) fn two_of_everything(office: &Office) -> Vec<(&'static str, String, S
                         program.to_string(),
                         card.to_string(),
                         entry.to_string(),
+                        claim.to_string(),
                     ]);
                 }
                 let changes = [
@@ -607,6 +619,7 @@ pub(crate) fn two_of_everything(office: &Office) -> Vec<(&'static str, String, S
                     ("loyalty-programs", json!({ "comment": "изменено" })),
                     ("loyalty-cards", json!({ "comment": "изменено" })),
                     ("loyalty-entries", json!({ "comment": "изменено" })),
+                    ("claims", json!({ "description": "изменено" })),
                 ];
                 Ok(changes
                     .into_iter()
@@ -1636,6 +1649,7 @@ fn report(p) {
             "bcg",
             "bottlenecks",
             "calibration",
+            "claims",
             "cohorts",
             "deals_by_manager",
             "execution",
@@ -1649,10 +1663,10 @@ fn report(p) {
             "win-probability"
         ]
     );
-    assert_eq!(list["reports"][5]["parameters"], serde_json::Value::Null);
-    assert_eq!(list["reports"][6]["runtime"], "native");
-    assert_eq!(list["reports"][12]["runtime"], "rhai");
-    assert_eq!(list["reports"][12]["parameters"][0]["name"], "from");
+    assert_eq!(list["reports"][6]["parameters"], serde_json::Value::Null);
+    assert_eq!(list["reports"][7]["runtime"], "native");
+    assert_eq!(list["reports"][13]["runtime"], "rhai");
+    assert_eq!(list["reports"][13]["parameters"][0]["name"], "from");
     assert_eq!(server.request("GET", "/api/v1/reports", Some(office.token("north"))).0, 403);
     let (status, body) =
         server.request("GET", "/api/v1/reports/pipeline_by_manager?form=2025-01", Some(office.token("head")));

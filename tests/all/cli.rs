@@ -473,9 +473,9 @@ fn import_reports_bad_rows_next_to_the_file_and_export_reads_back() {
 fn scripts_are_checked_and_run_from_the_command_line() {
     let site = Site::new(|c| c);
     let out = ok(&["check", site.dir()]);
-    assert!(out.contains("scripts: ok (9 compiled, 4 bindings to script functions checked)"), "{out}");
+    assert!(out.contains("scripts: ok (10 compiled, 4 bindings to script functions checked)"), "{out}");
     let out = ok(&["script", "check", site.dir()]);
-    assert!(out.contains("9 scripts compiled"), "{out}");
+    assert!(out.contains("10 scripts compiled"), "{out}");
     // A dry run of the route script against the installation: a client with no won deals,
     // its deal as the hook contract writes it (docs/hooks.md).
     let p = site.partner("Альфа", PartnerRole::Client);

@@ -17,7 +17,7 @@ fn unknown_keys_name_file_line_and_section() {
         "[defaults]\ncurrency = \"RUB\"\n\n[[process_kinds]]\nid = \"b2b\"\nname = \"B2B\"\nstgaes = []\n",
         "config/crmkit.toml:7:1: unknown key \"stgaes\" in [[process_kinds]] (expected one of id, name, mode, loss_reasons, require_competitor, require_loss_comment, reopen_roles, guidance, stages)",
     );
-    check("[databse]\npath = \"x.redb\"\n", "config/crmkit.toml:1:2: unknown key \"databse\" (expected one of installation, database, defaults, attachments, users, lists, partner_link_types, contact_link_types, participant_link_types, custom_fields, process_kinds, process, hooks, limits, plans, analytics, strategies, strategy, runtimes, scripting)");
+    check("[databse]\npath = \"x.redb\"\n", "config/crmkit.toml:1:2: unknown key \"databse\" (expected one of installation, database, defaults, attachments, users, lists, partner_link_types, contact_link_types, participant_link_types, custom_fields, process_kinds, process, hooks, limits, plans, analytics, strategies, strategy, claim_types, runtimes, scripting)");
 }
 
 #[test]
@@ -70,7 +70,7 @@ fn duplicate_list_values_and_other_semantic_errors() {
     );
     check(
         "[[custom_fields.deals]]\nname = \"x\"\ntype = \"string\"\n",
-        "config/crmkit.toml:1:17: custom_fields: \"deals\" is not an entity type with custom fields (user, counterparty, partner, contact, deal, interaction, document)",
+        "config/crmkit.toml:1:17: custom_fields: \"deals\" is not an entity type with custom fields (user, counterparty, partner, contact, deal, interaction, document, claim)",
     );
     check(
         "[[process_kinds]]\nid = \"a\"\nname = \"A\"\n[[process_kinds.stages]]\nid = \"s1\"\nname = \"S\"\n[[process_kinds.stages]]\nid = \"s1\"\nname = \"S again\"\n",

@@ -84,6 +84,21 @@ fn the_demo_looks_like_a_sales_department() {
     // Every loyalty card's sums are its ledger's, redemptions written in time with the sales.
     assert_eq!(crmkit_core::process::loyalty::verify(&inst.store().read().unwrap()).unwrap(), Vec::<String>::new());
     let r = inst.store().read().unwrap();
+    // Claims in every status and with every decision, each with its steps, some overdue.
+    let claims: Vec<crmkit_core::model::Claim> = r.list(None, usize::MAX).unwrap();
+    let statuses: std::collections::BTreeSet<_> = claims.iter().map(|c| c.status).collect();
+    let recent: Vec<_> = claims
+        .iter()
+        .map(|c| (c.registered_on(), c.status))
+        .filter(|(d, _)| *d > DemoOptions::new(2000, 42).end.date() - chrono::Days::new(40))
+        .collect();
+    assert_eq!(statuses.len(), 4, "claims in every status: {statuses:?} of {}: {recent:?}", claims.len());
+    let decisions: std::collections::BTreeSet<_> = claims.iter().filter_map(|c| c.decision).collect();
+    assert_eq!(decisions.len(), 3, "every decision: {decisions:?}");
+    let today = DemoOptions::new(2000, 42).end.date();
+    assert!(claims.iter().any(|c| c.is_overdue(today)), "some claims overdue");
+    assert!(claims.iter().all(|c| c.steps.last().map(|s| s.to) == Some(c.status)), "steps end where the claim is");
+    assert!(claims.iter().any(|c| c.steps.iter().any(|s| s.action == crmkit_core::model::ClaimAction::Reopen)));
     // What the generator was asked for: the deals, one client per ten deals (members of
     // holdings included), the twelve competitors, a head per department and the managers.
     let opts = DemoOptions::new(2000, 42);

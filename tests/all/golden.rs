@@ -115,6 +115,7 @@ fn contents(store: &Store) -> Value {
         "loyalty_programs": all::<crmkit_core::model::LoyaltyProgram>(&r),
         "loyalty_cards": all::<crmkit_core::model::LoyaltyCard>(&r),
         "loyalty_entries": all::<crmkit_core::model::LoyaltyEntry>(&r),
+        "claims": all::<crmkit_core::model::Claim>(&r),
     })
 }
 
@@ -231,6 +232,43 @@ fn bless(version: u32) {
                     pay.card = Some(card.id);
                     engine.create(tx, pay)?;
                     engine.redeem(tx, card.id, Decimal::new(100, 0), None, "оплата баллами")
+                })
+                .unwrap();
+        }
+        if version >= 17 {
+            // A claim about the deal, taken up, partly satisfied and closed; its review task.
+            use crmkit_core::model::{Claim, Decision};
+            use rust_decimal::Decimal;
+            clock.advance(3_600_000);
+            fx.store
+                .transact(Some(manager), |tx| {
+                    let mut claim = Claim::new(
+                        c.partner.id,
+                        "quality",
+                        "damaged",
+                        "Повреждена упаковка двух серверов",
+                        manager,
+                        Some(T0.date()),
+                        None,
+                    );
+                    claim.deal = Some(project.id);
+                    claim.claimed =
+                        Some(crmkit_core::values::Money::new(Decimal::new(24_000_000, 2), "RUB".parse().unwrap()));
+                    let claim = engine.create(tx, claim)?;
+                    let claim = engine.review_claim(tx, claim.id, claim.version, "фото получены")?;
+                    let mut task = Task::new("Проверить претензию", manager);
+                    task.claim = Some(claim.id);
+                    engine.create(tx, task)?;
+                    let money = crmkit_core::values::Money::new(Decimal::new(12_000_000, 2), "RUB".parse().unwrap());
+                    let claim = engine.decide_claim(
+                        tx,
+                        claim.id,
+                        claim.version,
+                        Decision::PartlySatisfied,
+                        Some(money),
+                        "Заменим корпуса, доставку вернём",
+                    )?;
+                    engine.close_claim(tx, claim.id, claim.version, "")
                 })
                 .unwrap();
         }

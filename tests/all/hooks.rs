@@ -77,6 +77,7 @@ fn docs_examples_are_the_contract() {
                 SubjectV1::Counterparty(_) => "counterparty",
                 SubjectV1::Contact(_) => "contact",
                 SubjectV1::Document(_) => "document",
+                SubjectV1::Claim(_) => "claim",
                 SubjectV1::Record(_) => "record",
             };
             let expected = if point == HookPoint::TaskAssignee { "deal" } else { input.entity.name() };

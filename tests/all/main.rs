@@ -7,6 +7,7 @@ mod analytics_lost;
 mod analytics_model;
 pub(crate) mod api;
 mod beside;
+mod claims;
 mod cli;
 mod client;
 mod commands;

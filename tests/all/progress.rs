@@ -168,8 +168,8 @@ fn check_in_a_pipe_prints_its_lines_and_no_bar() {
         out,
         format!(
             "config: ok (1 users, 4 process kinds, 5 custom fields)\n\
-             database: ok ({}, schema version 16, indexes consistent, {steps} stage history steps consistent, funnel totals, scan rows and heads match the deals, document, revenue, interaction and task rows and the deals' documents match their records, loyalty cards match their ledgers, attachments match their content)\n\
-             scripts: ok (9 compiled, 4 bindings to script functions checked)\n\
+             database: ok ({}, schema version 17, indexes consistent, {steps} stage history steps consistent, funnel totals, scan rows and heads match the deals, document, revenue, interaction and task rows and the deals' documents match their records, loyalty cards match their ledgers, attachments match their content)\n\
+             scripts: ok (10 compiled, 6 bindings to script functions checked)\n\
              plugins: ok (0 loaded, 0 bindings to plugin exports checked)\n",
             database.display()
         )
@@ -227,7 +227,7 @@ fn on_a_terminal_check_draws_a_bar_and_clears_it_before_its_verdict() {
     assert!(after_bar.contains("\x1b[2K"), "{after_bar:?}");
     assert_eq!(visible(after_bar).trim(), "", "{after_bar:?}");
     assert!(!drawn[verdict..].contains(FRAME), "no bar after the verdict");
-    assert!(drawn.contains("scripts: ok (9 compiled"), "{drawn}");
+    assert!(drawn.contains("scripts: ok (10 compiled"), "{drawn}");
 }
 
 #[test]

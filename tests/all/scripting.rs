@@ -246,7 +246,7 @@ fn a_misspelled_variable_is_an_error_when_the_script_is_compiled() {
 fn the_shipped_scripts_compile_with_strict_variables() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts");
     let host = ScriptHost::new(&dir, &crmkit_rhai::RhaiSettings::default());
-    assert_eq!(host.files().len(), 9);
+    assert_eq!(host.files().len(), 10);
     assert_eq!(host.load_all(), Vec::new());
 }
 
@@ -443,6 +443,7 @@ fn ask_script(
         view: &view,
         loyalty: None,
         strategy: None,
+        claim_step: None,
     };
     let reply = h.call(&input).unwrap_or_else(|f| panic!("{}", f.0));
     crmkit_core::hooks::accept(point, handler, reply).unwrap_or_else(|e| panic!("{e}"))

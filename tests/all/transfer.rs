@@ -39,7 +39,7 @@ fn export(store: &Store, kind: EntityKind, format: Format) -> String {
 }
 
 /// The kinds in the order a migration imports them (each refers only to earlier ones).
-const ORDER: [EntityKind; 8] = transfer::columns::KINDS;
+const ORDER: [EntityKind; 9] = transfer::columns::KINDS;
 
 /// A fresh installation with the demo's config and users (users are not imported).
 fn fresh_like(source: &Installation) -> (tempfile::TempDir, Installation) {

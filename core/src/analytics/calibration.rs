@@ -123,6 +123,7 @@ pub(super) fn run_with(view: &dyn View, filter: &Filter, hooks: Option<&Hooks>) 
             view,
             loyalty: None,
             strategy: None,
+            claim_step: None,
         };
         for asked in hooks.ask(&input) {
             let (name, answer) = asked.map_err(|e| e.to_string())?;

@@ -6,6 +6,7 @@
 
 mod bottlenecks;
 mod calibration;
+pub mod claims;
 mod clients;
 mod cohorts;
 mod execution;
@@ -65,6 +66,7 @@ const BUILTINS: &[Builtin] = &[
     Builtin { name: "rfm", about: rfm::ABOUT, run: rfm::run },
     Builtin { name: "cohorts", about: cohorts::ABOUT, run: cohorts::run },
     Builtin { name: "loyalty", about: loyalty::ABOUT, run: loyalty::run },
+    Builtin { name: "claims", about: claims::ABOUT, run: claims::run },
 ];
 
 /// The built-in reports that draw a chart, and how: from the report's table to an SVG

@@ -5,6 +5,7 @@
 //! file, the line and the key: `config/crmkit.toml:14:1: unknown key "stgaes" in [[process_kinds]]`.
 
 mod analytics;
+mod claims;
 mod custom_fields;
 mod lists;
 mod plans;
@@ -216,6 +217,8 @@ pub struct Settings {
     /// How often the server runs the strategies, applying them (`[strategy]
     /// run_every_hours`, a decimal number of hours; none: never).
     pub strategy_every: Option<std::time::Duration>,
+    /// The claim types with their causes, in file order (`[[claim_types]]`).
+    pub claim_types: Vec<crate::model::ClaimType>,
     /// The runtimes' own sections (`[runtimes.NAME]`), by name, with the line each starts
     /// on; each runtime reads its own with [`Settings::runtime_section`].
     pub runtimes: BTreeMap<String, usize>,

@@ -45,6 +45,8 @@ pub struct Config {
     pub strategies: Vec<Strategy>,
     #[serde(default)]
     pub strategy: StrategyRun,
+    #[serde(default)]
+    pub claim_types: Vec<ClaimType>,
     /// Each runtime's own section, which the runtime reads and checks.
     #[serde(default)]
     pub runtimes: BTreeMap<Spanned<String>, Spanned<toml::Table>>,
@@ -111,6 +113,16 @@ pub struct Strategy {
     pub discount_policy: Option<Spanned<String>>,
     #[serde(default)]
     pub actions: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimType {
+    pub id: Spanned<String>,
+    pub name: Spanned<String>,
+    pub due_days: Option<Spanned<u32>>,
+    pub settled_amount_required: Option<bool>,
+    pub causes: Spanned<Vec<Item>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -39,4 +39,8 @@ impl Rules for Settings {
     ) -> Result<crate::model::StageChange, crate::model::FieldError> {
         crate::process::creation_step(self.process_kind(&deal.kind), deal, actor)
     }
+
+    fn claim_types(&self) -> &[crate::model::ClaimType] {
+        &self.claim_types
+    }
 }

@@ -255,6 +255,7 @@ impl Source<'_> {
         let win_probability = self.win_probability(raw_win_probability, deal_fields)?;
         let strategies = self.strategies(raw.strategies)?;
         let strategy_every = self.strategy_every(raw.strategy)?;
+        let claim_types = self.claim_types(raw.claim_types)?;
 
         Ok(Settings {
             name: raw.installation.name.unwrap_or_else(|| "crmkit".to_string()),
@@ -280,6 +281,7 @@ impl Source<'_> {
             win_probability,
             strategies,
             strategy_every,
+            claim_types,
             runtimes,
             source: ConfigSource { file: self.file.to_path_buf(), text: self.text.into() },
         })

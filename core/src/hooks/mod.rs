@@ -26,6 +26,7 @@ pub use answer::{accept, Action, Answer, Points, Reply, Score};
 pub use binding::{runtime_of, CallLimits, HookBinding, Limits};
 pub use point::{AnswerType, HookFamily, HookKind, HookPoint};
 pub use registry::{
-    fault, Fault, Handler, HandlerProvider, HandlerStats, HookInput, Hooks, Loyalty, Subject, Transition, NATIVE,
+    fault, ClaimTransition, Fault, Handler, HandlerProvider, HandlerStats, HookInput, Hooks, Loyalty, Subject,
+    Transition, NATIVE,
 };
 pub use view::View;

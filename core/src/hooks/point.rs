@@ -19,6 +19,8 @@ pub enum HookFamily {
     Loyalty,
     /// Relationship strategies: which segment a partner is in.
     Strategy,
+    /// Claims work: the steps of a client's claim.
+    Claims,
 }
 
 impl HookFamily {
@@ -29,6 +31,7 @@ impl HookFamily {
             HookFamily::Scoring => "scoring",
             HookFamily::Loyalty => "loyalty",
             HookFamily::Strategy => "strategy",
+            HookFamily::Claims => "claims",
         }
     }
 }
@@ -139,6 +142,8 @@ hook_points! {
     DealScore = "deal.score", Scoring, Computation, Score;
     LoyaltyAccrue = "loyalty.accrue", Loyalty, Computation, Points;
     PartnerStrategy = "partner.strategy", Strategy, Computation, Segment;
+    ClaimBeforeTransition = "claim.before_transition", Claims, Guard, Verdict;
+    ClaimAfterTransition = "claim.after_transition", Claims, Reaction, Actions;
 }
 
 impl HookPoint {

@@ -34,6 +34,7 @@ pub enum Subject<'a> {
     Counterparty(&'a Counterparty),
     Contact(&'a ContactPerson),
     Document(&'a Document),
+    Claim(&'a crate::model::Claim),
     /// Any other entity, as its JSON form.
     Other(serde_json::Value),
 }
@@ -78,6 +79,19 @@ pub struct HookInput<'a> {
     pub loyalty: Option<&'a Loyalty<'a>>,
     /// `partner.strategy`: the partner's figures (`None` at every other point).
     pub strategy: Option<&'a super::wire::StrategyV1>,
+    /// `claim.before_transition`, `claim.after_transition`: the claim's step (`None` at every
+    /// other point).
+    pub claim_step: Option<&'a ClaimTransition>,
+}
+
+/// The step a claim takes: what is done, from which status to which, with its note.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimTransition {
+    pub action: crate::model::ClaimAction,
+    pub from: crate::model::ClaimStatus,
+    pub to: crate::model::ClaimStatus,
+    /// The review comment, a reason, the reply or the closing comment.
+    pub note: Option<String>,
 }
 
 /// What `loyalty.accrue` is asked about besides the sale (the input's `after`): the card,
@@ -118,6 +132,7 @@ impl fmt::Debug for HookInput<'_> {
             .field("now", &self.now)
             .field("loyalty", &self.loyalty)
             .field("strategy", &self.strategy)
+            .field("claim_step", &self.claim_step)
             .finish()
     }
 }

@@ -119,6 +119,10 @@ pub trait View {
     /// Visits every entry of the ledgers of the cards the view sees, oldest first, until `f`
     /// returns `false` (reports).
     fn each_loyalty_entry(&self, f: &mut dyn FnMut(&LoyaltyEntry) -> bool) -> Result<()>;
+    /// Visits every claim the view sees (a head of department's: those its people are
+    /// responsible for or its partners made), oldest first, until `f` returns `false`
+    /// (reports).
+    fn each_claim(&self, f: &mut dyn FnMut(&crate::model::Claim) -> bool) -> Result<()>;
     /// The installation's config: process kinds and their stages, lists, limits.
     fn settings(&self) -> &Settings;
     /// Now, by the installation's clock: what "overdue" and "stuck now" are measured against.
@@ -235,6 +239,9 @@ impl<R: Reader> View for R {
     }
     fn each_loyalty_entry(&self, f: &mut dyn FnMut(&LoyaltyEntry) -> bool) -> Result<()> {
         self.for_each::<LoyaltyEntry>(|e| f(&e))
+    }
+    fn each_claim(&self, f: &mut dyn FnMut(&crate::model::Claim) -> bool) -> Result<()> {
+        self.for_each::<crate::model::Claim>(|c| f(&c))
     }
     fn settings(&self) -> &Settings {
         Reader::settings(self)

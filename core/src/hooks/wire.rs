@@ -18,15 +18,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::point::HookPoint;
-use super::registry::{HookInput, Subject, Transition};
+use super::registry::{ClaimTransition, HookInput, Subject, Transition};
 use crate::id::{
-    ContactId, CounterpartyId, DealId, DocumentId, InteractionId, LoyaltyCardId, LoyaltyProgramId, PartnerId, TaskId,
-    UserId,
+    ClaimId, ContactId, CounterpartyId, DealId, DocumentId, InteractionId, LoyaltyCardId, LoyaltyProgramId, PartnerId,
+    TaskId, UserId,
 };
 use crate::model::{
-    Attitude, CardStatus, ContactPerson, Counterparty, CounterpartyKind, CustomFields, CustomValue, Deal, DealScore,
-    DealStatus, Direction, Document, DocumentKind, DocumentState, EntityKind, How, Interaction, InteractionKind,
-    LoyaltyCard, LoyaltyProgram, Partner, PartnerRole, ProgramKind, Role, StageChange, Task, TaskStatus, User,
+    Attitude, CardStatus, Claim, ClaimAction, ClaimStatus, ContactPerson, Counterparty, CounterpartyKind, CustomFields,
+    CustomValue, Deal, DealScore, DealStatus, Decision, Direction, Document, DocumentKind, DocumentState, EntityKind,
+    How, Interaction, InteractionKind, LoyaltyCard, LoyaltyProgram, Partner, PartnerRole, ProgramKind, Role,
+    StageChange, Task, TaskStatus, User,
 };
 use crate::time::Timestamp;
 
@@ -69,6 +70,10 @@ pub struct InputV1 {
     /// other point). Added to version 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<StrategyV1>,
+    /// `claim.before_transition` and `claim.after_transition`: the step the claim takes
+    /// (absent at every other point). Added to version 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_step: Option<ClaimStepV1>,
 }
 
 /// The entity a hook is about; which one is told by the input's `entity`.
@@ -82,6 +87,8 @@ pub enum SubjectV1 {
     Counterparty(CounterpartyV1),
     Contact(ContactV1),
     Document(DocumentV1),
+    /// Added to version 1.
+    Claim(ClaimV1),
     /// Any other entity (links, participants, users, attachments, …), in the form the HTTP
     /// API gives it (`/openapi.json`).
     Record(serde_json::Map<String, Value>),
@@ -343,6 +350,60 @@ pub struct ContactV1 {
     pub custom: BTreeMap<String, Value>,
 }
 
+/// A client's claim. Added to version 1.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimV1 {
+    pub id: ClaimId,
+    pub version: u64,
+    pub created_at: Timestamp,
+    pub partner: PartnerId,
+    pub counterparty: Option<CounterpartyId>,
+    pub contact: Option<ContactId>,
+    pub deal: Option<DealId>,
+    pub document: Option<DocumentId>,
+    /// The claim type's id (`[[claim_types]]`).
+    pub kind: String,
+    /// The cause's id, one of the type's.
+    pub cause: String,
+    pub subject: String,
+    pub description: String,
+    /// The amount claimed (null: none named).
+    pub claimed: Option<Decimal>,
+    /// The amount the decision settles (null: none, or not decided).
+    pub settled: Option<Decimal>,
+    /// The currency of `claimed` and `settled` (null: neither is named).
+    pub currency: Option<String>,
+    pub responsible: UserId,
+    pub registered: NaiveDate,
+    pub due: NaiveDate,
+    pub postponed_until: Option<NaiveDate>,
+    /// `registered`, `under_review`, `decided`, `closed`.
+    pub status: ClaimStatus,
+    /// `satisfied`, `partly_satisfied`, `rejected` (null: not decided).
+    pub decision: Option<Decision>,
+    /// The reply given to the client with the decision.
+    pub reply: String,
+    pub decided_at: Option<Timestamp>,
+    pub closed_at: Option<Timestamp>,
+    /// How many steps its lifecycle has taken, the registration included.
+    pub steps: u32,
+    pub custom: BTreeMap<String, Value>,
+}
+
+/// The step a claim takes (`claim.before_transition`, `claim.after_transition`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimStepV1 {
+    /// `review`, `postpone`, `decide`, `close`, `reopen`.
+    pub action: ClaimAction,
+    pub from_status: ClaimStatus,
+    pub to_status: ClaimStatus,
+    /// The review comment, the postponement's or reopening's reason, the decision's reply or
+    /// the closing comment (null: none).
+    pub note: Option<String>,
+}
+
 /// A document: a quote, invoice, order, waybill or payment. Its lines are not part of
 /// version 1.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -391,6 +452,14 @@ pub struct StrategyV1 {
     pub days_since_contact: Option<i64>,
     /// The loyalty cards the partner and its contact persons hold.
     pub loyalty: Vec<CardSummaryV1>,
+    /// Its claims awaiting a decision (registered or under review). Added to version 1;
+    /// absent means 0.
+    #[serde(default)]
+    pub open_claims: u32,
+    /// Its claims registered in the 365 days to the run's day. Added to version 1; absent
+    /// means 0.
+    #[serde(default)]
+    pub recent_claims: u32,
 }
 
 /// A client's classes in one currency.
@@ -739,6 +808,46 @@ impl From<&Document> for DocumentV1 {
     }
 }
 
+impl From<&Claim> for ClaimV1 {
+    fn from(c: &Claim) -> ClaimV1 {
+        let currency = c.claimed.as_ref().or(c.settled.as_ref()).map(|m| m.currency.to_string());
+        ClaimV1 {
+            id: c.id,
+            version: c.version,
+            created_at: c.created_at,
+            partner: c.partner,
+            counterparty: c.counterparty,
+            contact: c.contact,
+            deal: c.deal,
+            document: c.document,
+            kind: c.kind.clone(),
+            cause: c.cause.clone(),
+            subject: c.subject.clone(),
+            description: c.description.clone(),
+            claimed: c.claimed.as_ref().map(|m| m.amount),
+            settled: c.settled.as_ref().map(|m| m.amount),
+            currency,
+            responsible: c.responsible,
+            registered: c.registered_on(),
+            due: c.due.unwrap_or_else(|| c.registered_on()),
+            postponed_until: c.postponed_until,
+            status: c.status,
+            decision: c.decision,
+            reply: c.reply.clone(),
+            decided_at: c.decided_at,
+            closed_at: c.closed_at,
+            steps: c.steps.len() as u32,
+            custom: custom(&c.custom),
+        }
+    }
+}
+
+impl From<&ClaimTransition> for ClaimStepV1 {
+    fn from(t: &ClaimTransition) -> ClaimStepV1 {
+        ClaimStepV1 { action: t.action, from_status: t.from, to_status: t.to, note: t.note.clone() }
+    }
+}
+
 impl From<&User> for ActorV1 {
     fn from(u: &User) -> ActorV1 {
         ActorV1 {
@@ -790,6 +899,7 @@ impl From<&Subject<'_>> for SubjectV1 {
             Subject::Counterparty(c) => SubjectV1::Counterparty((*c).into()),
             Subject::Contact(c) => SubjectV1::Contact((*c).into()),
             Subject::Document(d) => SubjectV1::Document((*d).into()),
+            Subject::Claim(c) => SubjectV1::Claim((*c).into()),
             Subject::Other(v) => SubjectV1::Record(match v {
                 Value::Object(m) => m.clone(),
                 other => {
@@ -822,6 +932,7 @@ impl From<&HookInput<'_>> for InputV1 {
                 sale_amount: l.sale_amount,
             }),
             strategy: i.strategy.cloned(),
+            claim_step: i.claim_step.map(ClaimStepV1::from),
         }
     }
 }

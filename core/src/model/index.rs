@@ -101,6 +101,14 @@ indexes! {
     LoyaltyCardByPredecessor = "ix_loyalty_card_reissued_from", o(K::LoyaltyCard), Kind(K::LoyaltyCard), "reissued_from";
     LoyaltyEntryByCard = "ix_loyalty_entry_card", o(K::LoyaltyEntry), Kind(K::LoyaltyCard), "card";
     LoyaltyEntryByDocument = "ix_loyalty_entry_document", o(K::LoyaltyEntry), Kind(K::Document), "document";
+    ClaimByPartner = "ix_claim_partner", o(K::Claim), Kind(K::Partner), "partner";
+    ClaimByResponsible = "ix_claim_responsible", o(K::Claim), Kind(K::User), "responsible";
+    ClaimByStatus = "ix_claim_status", o(K::Claim), Value, "status";
+    ClaimByDeal = "ix_claim_deal", o(K::Claim), Kind(K::Deal), "deal";
+    ClaimByDocument = "ix_claim_document", o(K::Claim), Kind(K::Document), "document";
+    ClaimByCounterparty = "ix_claim_counterparty", o(K::Claim), Kind(K::Counterparty), "counterparty";
+    ClaimByContact = "ix_claim_contact", o(K::Claim), Kind(K::Contact), "contact";
+    TaskByClaim = "ix_task_claim", o(K::Task), Kind(K::Claim), "claim";
     CustomRef = "ix_custom_ref", None, Any, "custom reference";
 }
 

@@ -6,6 +6,7 @@
 //! any entity by name.
 
 mod attachment;
+mod claim;
 mod contact;
 mod counterparty;
 pub(crate) mod custom;
@@ -24,6 +25,9 @@ pub mod text;
 mod user;
 
 pub use attachment::{mime_of_name, Attachment, ContentHash, EntityRef};
+pub use claim::{
+    settlement, status_prefix as claim_status_prefix, Claim, ClaimAction, ClaimStatus, ClaimStep, ClaimType, Decision,
+};
 pub use contact::{Attitude, ContactLink, ContactPerson};
 pub use counterparty::{Address, AddressKind, BankAccount, Counterparty, CounterpartyKind};
 pub use custom::{CustomFieldDef, CustomFieldType, CustomFields, CustomValue};
@@ -70,11 +74,12 @@ pub enum EntityKind {
     LoyaltyProgram,
     LoyaltyCard,
     LoyaltyEntry,
+    Claim,
 }
 
 impl EntityKind {
     /// All kinds, in the order reports list them.
-    pub const ALL: [EntityKind; 17] = [
+    pub const ALL: [EntityKind; 18] = [
         EntityKind::User,
         EntityKind::Counterparty,
         EntityKind::Partner,
@@ -92,6 +97,7 @@ impl EntityKind {
         EntityKind::LoyaltyProgram,
         EntityKind::LoyaltyCard,
         EntityKind::LoyaltyEntry,
+        EntityKind::Claim,
     ];
 
     /// The snake_case name used in config, messages and the API.
@@ -114,6 +120,7 @@ impl EntityKind {
             EntityKind::LoyaltyProgram => "loyalty_program",
             EntityKind::LoyaltyCard => "loyalty_card",
             EntityKind::LoyaltyEntry => "loyalty_entry",
+            EntityKind::Claim => "claim",
         }
     }
 
@@ -133,6 +140,7 @@ impl EntityKind {
                 | EntityKind::Deal
                 | EntityKind::Interaction
                 | EntityKind::Document
+                | EntityKind::Claim
         )
     }
 }
@@ -161,6 +169,7 @@ macro_rules! with_kind {
     (@type LoyaltyProgram) => { $crate::model::LoyaltyProgram };
     (@type LoyaltyCard) => { $crate::model::LoyaltyCard };
     (@type LoyaltyEntry) => { $crate::model::LoyaltyEntry };
+    (@type Claim) => { $crate::model::Claim };
     (@every $kind:expr, $E:ident => $body:expr, [$($v:ident),*]) => {
         match $kind {
             $($crate::model::EntityKind::$v => {
@@ -182,7 +191,7 @@ macro_rules! with_kind {
         $crate::with_kind!(@every $kind, $E => $body, [
             Counterparty, Partner, PartnerLink, Contact, ContactLink, User, Deal, Participant,
             ParticipantLink, Interaction, Document, Attachment, Task, Plan, LoyaltyProgram, LoyaltyCard,
-            LoyaltyEntry
+            LoyaltyEntry, Claim
         ])
     };
 }
@@ -251,6 +260,10 @@ pub enum Requirement {
     },
     /// The referenced loyalty card is held by this partner or by one of its contact persons.
     CardHeldBy(crate::id::PartnerId),
+    /// The referenced contact person is one of this partner's.
+    ContactOf(crate::id::PartnerId),
+    /// The referenced document is this partner's.
+    DocumentOf(crate::id::PartnerId),
 }
 
 impl Ref {

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::{CustomFieldDef, Deal, EntityKind, FieldError, StageChange};
+use super::{ClaimType, CustomFieldDef, Deal, EntityKind, FieldError, StageChange};
 use crate::id::UserId;
 
 /// One item of a configured list: its id and the name shown for it.
@@ -80,4 +80,6 @@ pub trait Rules: Send + Sync {
     /// The first step of the stage history of `deal`, created outside the process engine:
     /// refuses what only the engine may create and sets what the step fixes on the deal.
     fn creation_step(&self, deal: &mut Deal, actor: Option<UserId>) -> Result<StageChange, FieldError>;
+    /// The configured claim types with their causes (`[[claim_types]]`), in config order.
+    fn claim_types(&self) -> &[ClaimType];
 }

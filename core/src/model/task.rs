@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::rules::{optional_text, refuse_changed, required_text, trim};
 use super::Index;
 use super::{entity_meta, Cx, Entity, EntityKind, FieldError, IndexEntry, Ref, StageChange};
-use crate::id::{DealId, TaskId, UserId};
+use crate::id::{ClaimId, DealId, TaskId, UserId};
 use crate::time::Timestamp;
 
 /// Where a task stands.
@@ -65,6 +65,9 @@ pub struct Task {
     /// Who did or cancelled it.
     #[serde(default)]
     pub finished_by: Option<UserId>,
+    /// The claim it is work on (last: records from before schema 17 end before it).
+    #[serde(default)]
+    pub claim: Option<ClaimId>,
 }
 
 impl Task {
@@ -84,6 +87,7 @@ impl Task {
             status: TaskStatus::Open,
             deal: None,
             stage: None,
+            claim: None,
             required: false,
             finished_at: None,
             finished_by: None,
@@ -150,6 +154,7 @@ impl Entity for Task {
             ("required", self.required != new.required),
             ("stage", self.stage != new.stage),
             ("deal", self.deal != new.deal),
+            ("claim", self.claim != new.claim),
         ];
         refuse_changed(
             Self::KIND,
@@ -204,6 +209,9 @@ impl Entity for Task {
         if let Some(d) = self.deal {
             out.push(Ref::new("deal", EntityKind::Deal, d));
         }
+        if let Some(c) = self.claim {
+            out.push(Ref::new("claim", EntityKind::Claim, c));
+        }
         if let Some(u) = self.finished_by {
             out.push(Ref::new("finished_by", EntityKind::User, u));
         }
@@ -213,6 +221,9 @@ impl Entity for Task {
         out.push(IndexEntry { index: Index::TaskByExecutor, prefix: executor_prefix(self.executor, self.status) });
         if let Some(d) = self.deal {
             out.push(IndexEntry::by_id(Index::TaskByDeal, d));
+        }
+        if let Some(c) = self.claim {
+            out.push(IndexEntry::by_id(Index::TaskByClaim, c));
         }
         if let (TaskStatus::Open, Some(due)) = (self.status, self.due) {
             out.push(IndexEntry { index: Index::TaskOpenByDue, prefix: due_prefix(due) });

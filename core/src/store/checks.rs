@@ -136,6 +136,25 @@ impl WriteTxn<'_> {
                     ))
                 }
             }
+            Some(Requirement::ContactOf(partner)) => {
+                let c: crate::model::ContactPerson = self.load(crate::id::ContactId(r.id))?;
+                if c.partner == partner {
+                    Ok(())
+                } else {
+                    fail(format!(
+                        "contact {} (\"{}\") is partner {}'s, not partner {partner}'s",
+                        r.id, c.name, c.partner
+                    ))
+                }
+            }
+            Some(Requirement::DocumentOf(partner)) => {
+                let d: crate::model::Document = self.load(crate::id::DocumentId(r.id))?;
+                if d.partner == partner {
+                    Ok(())
+                } else {
+                    fail(format!("document {} is partner {}'s, not partner {partner}'s", r.id, d.partner))
+                }
+            }
             Some(Requirement::NotDescendantOf(me)) => {
                 let mut at = Some(crate::id::PartnerId(r.id));
                 let mut steps = 0;

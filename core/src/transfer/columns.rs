@@ -116,7 +116,7 @@ fn check<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> Result<(), St
 
 /// The entity kinds files can carry, in the order a migration imports them: each refers
 /// only to kinds before it.
-pub const KINDS: [EntityKind; 8] = [
+pub const KINDS: [EntityKind; 9] = [
     EntityKind::Counterparty,
     EntityKind::Partner,
     EntityKind::Contact,
@@ -125,6 +125,7 @@ pub const KINDS: [EntityKind; 8] = [
     EntityKind::Deal,
     EntityKind::Interaction,
     EntityKind::Document,
+    EntityKind::Claim,
 ];
 
 /// The columns of `kind`, the declared custom fields last; `None` for kinds files do not
@@ -243,6 +244,25 @@ pub fn columns(kind: EntityKind, settings: &Settings) -> Option<Vec<Column>> {
             col("comment", Ty::Text, Blank),
             col("card", Ty::Key(K::LoyaltyCard), Null),
         ],
+        // A claim comes in registered: its lifecycle (review, decision, closing) is taken
+        // through its steps, which a file does not carry.
+        K::Claim => vec![
+            key,
+            col("partner", Ty::Key(K::Partner), Required),
+            col("counterparty", Ty::Key(K::Counterparty), Null),
+            col("contact", Ty::Key(K::Contact), Null),
+            col("deal", Ty::Key(K::Deal), Null),
+            col("document", Ty::Key(K::Document), Null),
+            col("kind", Ty::Text, Required),
+            col("cause", Ty::Text, Required),
+            col("subject", Ty::Text, Required),
+            col("description", Ty::Text, Blank),
+            at(col("claimed", Ty::Amount, Null), "claimed.amount"),
+            at(col("currency", Ty::Currency, Null), "claimed.currency"),
+            col("responsible", Ty::Login, Required),
+            col("registered", Ty::Date, Null),
+            col("due", Ty::Date, Null),
+        ],
         _ => return None,
     };
     for def in settings.custom_fields_of(kind) {
@@ -250,7 +270,7 @@ pub fn columns(kind: EntityKind, settings: &Settings) -> Option<Vec<Column>> {
         column.required = false;
         c.push(column);
     }
-    if matches!(kind, K::Deal | K::Interaction | K::Document | K::Partner | K::Contact | K::Counterparty) {
+    if matches!(kind, K::Deal | K::Interaction | K::Document | K::Partner | K::Contact | K::Counterparty | K::Claim) {
         c.push(import_only(not_a_field(col("attachments", Ty::Attachments, Blank))));
     }
     Some(c)

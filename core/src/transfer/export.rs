@@ -57,6 +57,7 @@ pub fn export_with_progress<R: Reader>(
         K::Document => x.all::<Document>(out)?,
         K::LoyaltyProgram => x.all::<crate::model::LoyaltyProgram>(out)?,
         K::LoyaltyCard => x.all::<crate::model::LoyaltyCard>(out)?,
+        K::Claim => x.all::<crate::model::Claim>(out)?,
         _ => unreachable!("columns() knows only these"),
     }
     let rows = x.rows;

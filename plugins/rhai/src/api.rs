@@ -325,6 +325,7 @@ fn custom(values: &CustomFields) -> Map {
 fn subject(s: &Subject<'_>) -> Result<Dynamic, String> {
     Ok(match s {
         Subject::Deal(d) => Dynamic::from(Arc::new((*d).clone())),
+        Subject::Claim(c) => claim(&crmkit_core::hooks::wire::ClaimV1::from(*c))?,
         other => rhai::serde::to_dynamic(SubjectV1::from(other)).map_err(|e| e.to_string())?,
     })
 }
@@ -352,6 +353,8 @@ struct Parts {
     loyalty: Dynamic,
     /// `partner.strategy`: the partner's figures (unit elsewhere).
     strategy: Dynamic,
+    /// `claim.before_transition`, `claim.after_transition`: the claim's step (unit elsewhere).
+    claim_step: Dynamic,
 }
 
 /// `ctx.strategy`: the contract's form with revenues and balances as decimals.
@@ -373,6 +376,18 @@ fn strategy(s: &crmkit_core::hooks::wire::StrategyV1) -> Result<Dynamic, String>
                 }
             }
         }
+    }
+    Ok(value)
+}
+
+/// A claim as a script sees it: the contract's form with the claimed and settled amounts as
+/// decimals (`ctx.after.settled > ctx.after.claimed / 2`).
+pub(crate) fn claim(c: &crmkit_core::hooks::wire::ClaimV1) -> Result<Dynamic, String> {
+    let mut value = rhai::serde::to_dynamic(c).map_err(|e| e.to_string())?;
+    let optional = |d: Option<rust_decimal::Decimal>| d.map_or(Dynamic::UNIT, Dynamic::from_decimal);
+    if let Some(mut map) = value.write_lock::<rhai::Map>() {
+        map.insert("claimed".into(), optional(c.claimed));
+        map.insert("settled".into(), optional(c.settled));
     }
     Ok(value)
 }
@@ -415,6 +430,7 @@ fn register_context(engine: &mut Engine) {
     engine.register_get("now", |c: &mut Ctx| c.0.now.clone());
     engine.register_get("loyalty", |c: &mut Ctx| c.0.loyalty.clone());
     engine.register_get("strategy", |c: &mut Ctx| c.0.strategy.clone());
+    engine.register_get("claim_step", |c: &mut Ctx| c.0.claim_step.clone());
     engine.register_type_with_name::<Arc<Transition>>("Transition");
     let text = |v: &Option<String>| v.as_ref().map_or(Dynamic::UNIT, |s| s.clone().into());
     engine.register_get("how", |t: &mut Arc<Transition>| -> Dynamic { t.how.name().into() });
@@ -451,6 +467,12 @@ pub fn context(input: &HookInput<'_>) -> Result<Dynamic, String> {
         },
         strategy: match input.strategy {
             Some(s) => strategy(s)?,
+            None => Dynamic::UNIT,
+        },
+        claim_step: match input.claim_step {
+            Some(t) => {
+                rhai::serde::to_dynamic(crmkit_core::hooks::wire::ClaimStepV1::from(t)).map_err(|e| e.to_string())?
+            }
             None => Dynamic::UNIT,
         },
     };
@@ -493,6 +515,10 @@ pub(crate) fn wire_context(input: &InputV1, before: Dynamic, after: Dynamic) -> 
         },
         strategy: match &input.strategy {
             Some(s) => strategy(s)?,
+            None => Dynamic::UNIT,
+        },
+        claim_step: match &input.claim_step {
+            Some(t) => map(rhai::serde::to_dynamic(t))?,
             None => Dynamic::UNIT,
         },
     };

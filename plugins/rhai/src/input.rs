@@ -95,6 +95,10 @@ fn subject(path: &str, entity: EntityKind, value: Value, settings: &Settings) ->
         EntityKind::Counterparty => SubjectV1::Counterparty(read::<CounterpartyV1>(path, value)?),
         EntityKind::Contact => SubjectV1::Contact(read::<ContactV1>(path, value)?),
         EntityKind::Document => SubjectV1::Document(read::<DocumentV1>(path, value)?),
+        EntityKind::Claim => {
+            let claim = read::<crmkit_core::hooks::wire::ClaimV1>(path, value)?;
+            return crate::api::claim(&claim).map_err(|e| at(path, e));
+        }
         _ => SubjectV1::Record(read(path, value)?),
     };
     rhai::serde::to_dynamic(wire).map_err(|e| at(path, e.to_string()))

@@ -233,6 +233,16 @@ impl Scoped for crmkit_core::model::LoyaltyProgram {
     }
 }
 
+/// A claim is its responsible person's and within its client's scope: a manager reads and
+/// works the claims they are responsible for and those of their clients.
+impl Scoped for crmkit_core::model::Claim {
+    fn in_scope(&self, r: &impl Reader, caller: &Caller, access: Access) -> Result<bool> {
+        Ok(self.responsible == caller.user.id
+            || caller.covers(r, self.responsible)?
+            || caller.partner(r, access, self.partner)?)
+    }
+}
+
 impl Scoped for crmkit_core::model::LoyaltyCard {
     /// As its holder: the partner, or the contact person's partner.
     fn in_scope(&self, r: &impl Reader, caller: &Caller, access: Access) -> Result<bool> {
@@ -505,6 +515,9 @@ impl<R: Reader> crmkit_core::process::View for DepartmentView<'_, R> {
         self.r.for_each::<crmkit_core::model::LoyaltyProgram>(|p| f(&p))
     }
     fn each_loyalty_card(&self, f: &mut dyn FnMut(&crmkit_core::model::LoyaltyCard) -> bool) -> Result<()> {
+        self.each_readable(f)
+    }
+    fn each_claim(&self, f: &mut dyn FnMut(&crmkit_core::model::Claim) -> bool) -> Result<()> {
         self.each_readable(f)
     }
     fn each_loyalty_entry(&self, f: &mut dyn FnMut(&crmkit_core::model::LoyaltyEntry) -> bool) -> Result<()> {

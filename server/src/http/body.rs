@@ -162,6 +162,35 @@ pub(super) async fn action_body<T: serde::de::DeserializeOwned>(req: Request<Inc
     typed(value)
 }
 
+/// What every action on an entity (`POST /api/v1/deals/{id}/move`, …) starts with: the
+/// caller writes, `action` is one of `actions` (else 404 naming them), the id is one of a
+/// `what`, and the body reads as `T`; with the version `If-Match` names, if any.
+pub(super) async fn action_request<I, T>(
+    caller: &super::Caller,
+    what: &str,
+    id: &str,
+    action: &str,
+    actions: &[&str],
+    req: Request<Incoming>,
+) -> Result<(I, Option<u64>, T), ApiError>
+where
+    I: std::str::FromStr,
+    I::Err: std::fmt::Display,
+    T: serde::de::DeserializeOwned,
+{
+    super::may_write(caller)?;
+    if !actions.contains(&action) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            Code::NoRoute,
+            format!("a {what} has no action \"{action}\" ({})", actions.join(", ")),
+        ));
+    }
+    let id: I = super::parse_id(what, id)?;
+    let header = super::entities::if_match(&req)?;
+    Ok((id, header, action_body(req).await?))
+}
+
 /// A request body whole: at most [`MAX_BODY`] bytes within [`BODY_TIMEOUT`].
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
     use http_body_util::BodyExt as _;

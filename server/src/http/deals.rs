@@ -6,7 +6,7 @@ use crmkit_core::model::Deal;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-use super::{action_body, entities, may_write, parse_id, ApiError, App, Body, Caller, Code};
+use super::{action_request, entities, ApiError, App, Body, Caller};
 
 /// The body of a deal action: the version the caller read, and what the action needs.
 #[derive(serde::Deserialize)]
@@ -40,17 +40,8 @@ pub(super) async fn deal_action(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     use crmkit_core::process::Outcome;
-    may_write(caller)?;
-    let id: DealId = parse_id("deal", id)?;
-    if !["move", "check", "hold", "resume", "win", "lose", "reopen"].contains(&action) {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            Code::NoRoute,
-            format!("a deal has no action \"{action}\" (move, check, hold, resume, win, lose, reopen)"),
-        ));
-    }
-    let header = entities::if_match(&req)?;
-    let a: DealAction = action_body(req).await?;
+    const ACTIONS: [&str; 7] = ["move", "check", "hold", "resume", "win", "lose", "reopen"];
+    let (id, header, a): (DealId, _, DealAction) = action_request(caller, "deal", id, action, &ACTIONS, req).await?;
     let version = entities::version_named(header, a.version)?;
     let action = action.to_string();
     let caller = caller.clone();

@@ -220,9 +220,10 @@ impl Resource for crmkit_core::model::Attachment {
 
 impl Resource for Task {
     const PATH: &'static str = "tasks";
-    const FILTERS: &'static [Filter] = &[filter("deal", Index::TaskByDeal, id)];
+    const FILTERS: &'static [Filter] =
+        &[filter("deal", Index::TaskByDeal, id), filter("claim", Index::TaskByClaim, id)];
     const SERVER_FIELDS: &'static [&'static str] = &["status", "finished_at", "finished_by", "stage", "required"];
-    const FIXED_FIELDS: &'static [&'static str] = &["deal"];
+    const FIXED_FIELDS: &'static [&'static str] = &["deal", "claim"];
 
     fn defaults(caller: &Caller) -> Vec<(&'static str, Value)> {
         vec![("executor", json!(caller.user.id)), ("status", json!("open"))]
@@ -264,6 +265,33 @@ impl Resource for crmkit_core::model::LoyaltyEntry {
     /// Every field: the loyalty operations write the entries.
     const SERVER_FIELDS: &'static [&'static str] =
         &["card", "kind", "date", "points", "turnover", "balance", "document", "other_card", "rule", "comment"];
+}
+
+impl Resource for crmkit_core::model::Claim {
+    const PATH: &'static str = "claims";
+    const FILTERS: &'static [Filter] = &[
+        filter("partner", Index::ClaimByPartner, id),
+        filter("responsible", Index::ClaimByResponsible, id),
+        filter("status", Index::ClaimByStatus, claim_status),
+        filter("deal", Index::ClaimByDeal, id),
+        filter("document", Index::ClaimByDocument, id),
+        filter("counterparty", Index::ClaimByCounterparty, id),
+        filter("contact", Index::ClaimByContact, id),
+    ];
+    /// The claim's steps keep them (`/review`, `/postpone`, `/decide`, `/close`, `/reopen`).
+    const SERVER_FIELDS: &'static [&'static str] =
+        &["status", "decision", "settled", "reply", "decided_at", "closed_at", "postponed_until", "steps"];
+    const FIXED_FIELDS: &'static [&'static str] = &["partner"];
+
+    fn defaults(caller: &Caller) -> Vec<(&'static str, Value)> {
+        vec![("responsible", json!(caller.user.id)), ("status", json!("registered"))]
+    }
+}
+
+fn claim_status(s: &str) -> Result<Vec<u8>, String> {
+    let status: crmkit_core::model::ClaimStatus = serde_json::from_value(Value::String(s.to_string()))
+        .map_err(|_| "is not a claim status (registered, under_review, decided, closed)".to_string())?;
+    Ok(crmkit_core::model::claim_status_prefix(status))
 }
 
 /// Runs `$body` with `$E` the entity type of the resource named `$path`, `$none` when no

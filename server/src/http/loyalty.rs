@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize as _;
 use serde_json::json;
 
-use super::{action_body, entities, json_response, may_write, parse_id, query, ApiError, App, Body, Caller, Code};
+use super::{action_request, entities, json_response, parse_id, query, ApiError, App, Body, Caller, Code};
 
 /// The body of a card operation: what each needs.
 #[derive(serde::Deserialize)]
@@ -49,7 +49,7 @@ struct CardAction {
 }
 
 /// A decimal written as text (`"12.50"`, as the API writes amounts) or as a JSON number.
-fn decimal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+pub(super) fn decimal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
     use std::str::FromStr;
     let v = serde_json::Value::deserialize(d)?;
     let text = match &v {
@@ -81,17 +81,8 @@ pub(super) async fn card_action(
     action: &str,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    may_write(caller)?;
-    if !ACTIONS.contains(&action) {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            Code::NoRoute,
-            format!("a loyalty card has no action \"{action}\" ({})", ACTIONS.join(", ")),
-        ));
-    }
-    let id: LoyaltyCardId = parse_id("loyalty card", id)?;
-    let header = entities::if_match(&req)?;
-    let a: CardAction = action_body(req).await?;
+    let (id, header, a): (LoyaltyCardId, _, CardAction) =
+        action_request(caller, "loyalty card", id, action, &ACTIONS, req).await?;
     let needs_version = matches!(action, "block" | "reissue");
     let version = if needs_version { Some(entities::version_named(header, a.version)?) } else { None };
     if action == "correct" && !matches!(caller.role, Role::Admin | Role::Head) {

@@ -65,6 +65,7 @@ const RESOURCES: &[(&str, bool)] = &[
     ("loyalty-programs", true),
     ("loyalty-cards", true),
     ("loyalty-entries", false),
+    ("claims", false),
 ];
 
 /// What a route does: the handler a request of its method and path goes to.
@@ -83,6 +84,7 @@ enum Op {
     DealAction,
     CardAction,
     CardLedger,
+    ClaimAction,
     LoyaltyExpire,
     Strategies,
     StrategiesRun,
@@ -123,6 +125,7 @@ static ROUTES: std::sync::LazyLock<Vec<(Method, String, Op)>> = std::sync::LazyL
         (Method::POST, "/api/v1/loyalty-cards/{id}/{action}", Op::CardAction),
         (Method::GET, "/api/v1/loyalty-cards/{id}/ledger", Op::CardLedger),
         (Method::POST, "/api/v1/loyalty/expire", Op::LoyaltyExpire),
+        (Method::POST, "/api/v1/claims/{id}/{action}", Op::ClaimAction),
         (Method::GET, "/api/v1/strategies", Op::Strategies),
         (Method::POST, "/api/v1/strategies/run", Op::StrategiesRun),
         (Method::GET, "/api/v1/partners/{id}/dossier", Op::Dossier),
@@ -275,6 +278,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
         Op::DealAction => deal_action(app, &caller, &id, &action, req).await,
         Op::CardAction => super::loyalty::card_action(app, &caller, &id, &action, req).await,
         Op::CardLedger => super::loyalty::ledger(app, &caller, &id, &q),
+        Op::ClaimAction => super::claims::claim_action(app, &caller, &id, &action, req).await,
         Op::LoyaltyExpire => super::loyalty::expire(app, &caller, &q).await,
         Op::Strategies => {
             let app = app.clone();

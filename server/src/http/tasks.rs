@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::access::Caller;
 use super::entities::{self, page_limit};
-use super::{json_response, parse_id, query, ApiError, App, Body, Code};
+use super::{json_response, query, ApiError, App, Body, Code};
 
 /// `GET /api/v1/tasks/mine?status=open|done|cancelled&after=&limit=`: the caller's tasks
 /// in one status (open by default), oldest first.
@@ -92,21 +92,9 @@ pub async fn finish(
     action: &str,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    super::may_write(caller)?;
-    let id: TaskId = parse_id("task", id)?;
-    let complete = match action {
-        "complete" => true,
-        "cancel" => false,
-        other => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                Code::NoRoute,
-                format!("a task has no action \"{other}\" (complete, cancel)"),
-            ))
-        }
-    };
-    let header = entities::if_match(&req)?;
-    let f: Finish = super::action_body(req).await?;
+    let (id, header, f): (TaskId, _, Finish) =
+        super::action_request(caller, "task", id, action, &["complete", "cancel"], req).await?;
+    let complete = action == "complete";
     let version = entities::version_named(header, f.version)?;
     let caller = caller.clone();
     let done = app

@@ -13,6 +13,7 @@ use crate::store::{Reader, WriteTxn};
 use crate::time::Timestamp;
 use crate::{Error, Result};
 
+mod claims;
 mod entities;
 mod import;
 mod lifecycle;

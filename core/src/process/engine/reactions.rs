@@ -39,6 +39,7 @@ impl Cx<'_> {
             view,
             loyalty: None,
             strategy: None,
+            claim_step: None,
         }
     }
 
@@ -54,12 +55,7 @@ impl Cx<'_> {
     /// Asks the reactions bound at `input.hook` and returns their actions, in order, to be
     /// applied to `deal`.
     pub(super) fn react(&self, input: &HookInput<'_>, deal: Option<DealId>) -> Result<Vec<Action>> {
-        let mut actions = Vec::new();
-        for asked in self.hooks.ask(input) {
-            if let (_, Answer::Actions(mut a)) = asked? {
-                actions.append(&mut a);
-            }
-        }
+        let actions = self.actions(input)?;
         if !actions.is_empty() && deal.is_none() {
             return Err(Error::NotAllowed(format!(
                 "{}: reactions asked for {} action(s), but the {} belongs to no deal for them to act on",
@@ -68,20 +64,60 @@ impl Cx<'_> {
                 input.entity
             )));
         }
-        if !actions.is_empty() && self.depth >= self.settings.process.max_reaction_depth {
-            let message = format!(
-                "reaction cascade too deep: {} asked for {} more action(s) at depth {}; process.max_reaction_depth is {}",
-                input.hook,
-                actions.len(),
-                self.depth + 1,
-                self.settings.process.max_reaction_depth
-            );
-            return Err(match deal {
-                Some(d) => process(d, message),
-                None => Error::NotAllowed(message),
-            });
+        match (self.too_deep(input, actions.len()), deal) {
+            (Some(message), Some(d)) => Err(process(d, message)),
+            (Some(message), None) => Err(Error::NotAllowed(message)),
+            (None, _) => Ok(actions),
+        }
+    }
+
+    /// Asks the reactions bound at `input.hook` and returns their actions, in order, for
+    /// the entity the hook is about (a claim) to apply.
+    pub(super) fn react_on(&self, input: &HookInput<'_>) -> Result<Vec<Action>> {
+        let actions = self.actions(input)?;
+        match self.too_deep(input, actions.len()) {
+            Some(message) => Err(Error::NotAllowed(message)),
+            None => Ok(actions),
+        }
+    }
+
+    fn actions(&self, input: &HookInput<'_>) -> Result<Vec<Action>> {
+        let mut actions = Vec::new();
+        for asked in self.hooks.ask(input) {
+            if let (_, Answer::Actions(mut a)) = asked? {
+                actions.append(&mut a);
+            }
         }
         Ok(actions)
+    }
+
+    /// Why `more` actions asked at this depth would make the cascade too deep, if they would.
+    fn too_deep(&self, input: &HookInput<'_>, more: usize) -> Option<String> {
+        (more > 0 && self.depth >= self.settings.process.max_reaction_depth).then(|| {
+            format!(
+                "reaction cascade too deep: {} asked for {more} more action(s) at depth {}; process.max_reaction_depth is {}",
+                input.hook,
+                self.depth + 1,
+                self.settings.process.max_reaction_depth
+            )
+        })
+    }
+
+    /// The user a reaction's action names by login.
+    pub(super) fn executor(&self, tx: &WriteTxn<'_>, login: &str) -> std::result::Result<crate::id::UserId, String> {
+        match tx.user_by_login(login) {
+            Ok(Some(u)) => Ok(u.id),
+            Ok(None) => Err(format!("a reaction's create_task names user \"{login}\", who does not exist")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The instant `minutes` after the operation's, for a reaction's task.
+    pub(super) fn due_in(&self, minutes: i64) -> std::result::Result<crate::time::Timestamp, String> {
+        match minutes.checked_mul(60_000).filter(|ms| (0..=3650 * 86_400_000).contains(ms)) {
+            Some(ms) => Ok(self.now.plus_millis(ms)),
+            None => Err(format!("a reaction's create_task is due in {minutes} minutes: between 0 and ten years")),
+        }
     }
 
     pub(super) fn deeper(&self) -> Cx<'_> {
@@ -109,35 +145,17 @@ impl Cx<'_> {
                     let mut task = Task::new(title, current.manager);
                     task.description = description;
                     if let Some(login) = executor {
-                        task.executor = match tx.user_by_login(&login)? {
-                            Some(u) => u.id,
-                            None => {
-                                return Err(Error::Process {
-                                    deal: deal.raw(),
-                                    message: format!(
-                                        "a reaction's create_task names user \"{login}\", who does not exist"
-                                    ),
-                                })
-                            }
-                        };
+                        task.executor = self
+                            .executor(tx, &login)
+                            .map_err(|message| Error::Process { deal: deal.raw(), message })?;
                     }
                     task.deal = Some(deal);
                     task.stage = current.stage.clone().filter(|_| current.status == DealStatus::InProgress);
                     task.required = required && task.stage.is_some();
-                    task.due = match due_in_minutes {
-                        None => None,
-                        Some(m) => match m.checked_mul(60_000).filter(|ms| (0..=3650 * 86_400_000).contains(ms)) {
-                            Some(ms) => Some(self.now(tx).plus_millis(ms)),
-                            None => {
-                                return Err(Error::Process {
-                                    deal: deal.raw(),
-                                    message: format!(
-                                        "a reaction's create_task is due in {m} minutes: between 0 and ten years"
-                                    ),
-                                })
-                            }
-                        },
-                    };
+                    task.due = due_in_minutes
+                        .map(|m| self.due_in(m))
+                        .transpose()
+                        .map_err(|message| Error::Process { deal: deal.raw(), message })?;
                     self.create(tx, task)?;
                 }
                 Action::SetField { field, value } => {

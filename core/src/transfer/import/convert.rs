@@ -269,6 +269,9 @@ impl Converter<'_> {
             None => template::<E>(),
         };
         self.apply(&mut v, &mut p);
+        if E::KIND == EntityKind::Claim {
+            optional_money(&mut v, "claimed", r.settings().default_currency);
+        }
         let new: E = serde_json::from_value(v).map_err(|e| (Some(key.clone()), ("".to_string(), e.to_string())))?;
         Ok(Plan { p, old, new })
     }
@@ -318,7 +321,21 @@ fn template<E: Entity>() -> Value {
     if E::KIND == EntityKind::Deal {
         m.insert("status".into(), Value::String("in_progress".into()));
     }
+    if E::KIND == EntityKind::Claim {
+        m.insert("status".into(), Value::String("registered".into()));
+    }
     Value::Object(m)
+}
+
+/// An optional amount written as two columns (`claimed`, `currency`): no amount is no
+/// money, and an amount without its currency is in `currency`.
+fn optional_money(v: &mut Value, field: &str, currency: crate::values::Currency) {
+    let Some(m) = v.get_mut(field).and_then(Value::as_object_mut) else { return };
+    if m.get("amount").is_none_or(Value::is_null) {
+        v[field] = Value::Null;
+    } else if m.get("currency").is_none_or(Value::is_null) {
+        m.insert("currency".into(), Value::String(currency.to_string()));
+    }
 }
 
 /// Sets `value` at the dotted `path`, making objects on the way; a `null` custom value

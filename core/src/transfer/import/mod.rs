@@ -202,7 +202,7 @@ impl<'a> Importer<'a> {
     pub fn run(mut self, input: impl Read + Send, progress: &mut dyn FnMut(Progress)) -> Result<Report> {
         crate::with_kind!(
             self.opts.kind,
-            only [Counterparty, Partner, Contact, LoyaltyProgram, LoyaltyCard, Deal, Interaction, Document],
+            only [Counterparty, Partner, Contact, LoyaltyProgram, LoyaltyCard, Deal, Interaction, Document, Claim],
             E => self.run_typed::<E>(input, progress)?,
             else other => return Err(Error::NotAllowed(format!("{other} cannot be imported")))
         );
