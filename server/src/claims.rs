@@ -127,17 +127,19 @@ fn date(s: &str) -> Result<NaiveDate, String> {
 }
 
 fn status(s: &str) -> Result<ClaimStatus, String> {
-    ClaimStatus::ALL
-        .into_iter()
-        .find(|x| x.name() == s)
-        .ok_or_else(|| format!("\"{s}\" is not a claim status (registered, under_review, decided, closed)"))
+    one_of(s, &ClaimStatus::ALL, ClaimStatus::name, "a claim status")
 }
 
 fn decision(s: &str) -> Result<Decision, String> {
-    Decision::ALL
-        .into_iter()
-        .find(|x| x.name() == s)
-        .ok_or_else(|| format!("\"{s}\" is not a decision (satisfied, partly_satisfied, rejected)"))
+    one_of(s, &Decision::ALL, Decision::name, "a decision")
+}
+
+/// The value of `all` named `s`, or what the names are.
+fn one_of<T: Copy>(s: &str, all: &[T], name: fn(T) -> &'static str, what: &str) -> Result<T, String> {
+    all.iter().copied().find(|x| name(*x) == s).ok_or_else(|| {
+        let names: Vec<&str> = all.iter().map(|x| name(*x)).collect();
+        format!("\"{s}\" is not {what} ({})", names.join(", "))
+    })
 }
 
 impl What {
