@@ -39,6 +39,14 @@ enum TokenCommand {
 }
 
 #[derive(Subcommand)]
+enum UserCommand {
+    /// Set a user's password for the web page, read from the first line of stdin (at least
+    /// 10 characters); kept only as its Argon2id hash. While a server holds the
+    /// installation, an admin sets it over the API instead (PUT /api/v1/users/{id}/password).
+    Passwd { dir: PathBuf, login: String },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Create a new installation folder with the default config and an empty database.
     Init {
@@ -246,6 +254,11 @@ enum Command {
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
     },
+    /// Users' passwords for the web page.
+    User {
+        #[command(subcommand)]
+        what: UserCommand,
+    },
     /// API tokens: random, shown once, stored only as a hash.
     Token {
         #[command(subcommand)]
@@ -438,6 +451,24 @@ impl Command {
     }
 }
 
+/// Gives the demo's admin, a head and a manager a fresh password each: (role, login,
+/// password), to print.
+fn demo_passwords(inst: &Installation) -> Result<Vec<(&'static str, String, String)>> {
+    use crmkit_core::model::{Role, User};
+    let users: Vec<User> = crmkit_core::store::Reader::list(&inst.store().read()?, None, usize::MAX)?;
+    let mut out = Vec::new();
+    for (name, role) in [("admin", Role::Admin), ("head", Role::Head), ("manager", Role::Manager)] {
+        let Some(u) = users.iter().find(|u| u.active && u.roles.first() == Some(&role)) else { continue };
+        // Twelve letters and digits that cannot be taken for one another.
+        const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzACDEFGHJKLMNPQRSTUVWXYZ23456789";
+        let password: String =
+            token::random::<12>()?.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect();
+        crate::password::set(inst, &u.login, &password)?;
+        out.push((name, u.login.clone(), password));
+    }
+    Ok(out)
+}
+
 /// Runs the command line `args` (the program's name first) in this process as the `crmkit`
 /// binary runs it, and returns its exit status: through the installation's server while one
 /// answers on its socket (a server in this same process included, as a benchmark that
@@ -509,9 +540,9 @@ fn run(cli: Cli, args: Option<&[String]>) -> Result<()> {
                 say!("(an admin may also create tokens for other users: POST /api/v1/tokens; crmkit stats {d} counts what is there)");
                 return Ok(());
             }
-            let token = {
+            let (token, people) = {
                 let inst = Installation::open(&dir, Arc::new(SystemClock))?;
-                token::create(&inst, DEMO_ADMIN, crmkit_core::model::Role::Admin)?
+                (token::create(&inst, DEMO_ADMIN, crmkit_core::model::Role::Admin)?, demo_passwords(&inst)?)
             };
             let deal = {
                 let inst = Installation::open(&dir, Arc::new(SystemClock))?;
@@ -522,6 +553,10 @@ fn run(cli: Cli, args: Option<&[String]>) -> Result<()> {
                     .unwrap_or_default()
             };
             http::serve_then(&dir, &addr, move |url| {
+                say!("\nthe web page: {url}/ — sign in as");
+                for (role, login, password) in &people {
+                    say!("  {role:<8} {login}  password {password}");
+                }
                 say!("\nthe demo is served at {url} (Ctrl-C stops it); a token of {DEMO_ADMIN} in the admin role: {token}");
                 say!("  curl {url}/health");
                 say!("  curl -H 'Authorization: Bearer {token}' {url}/api/v1/me");
@@ -537,6 +572,16 @@ fn run(cli: Cli, args: Option<&[String]>) -> Result<()> {
         Command::Claims { what } => crate::claims::run(what),
         Command::Strategy { dir, apply } => crate::strategy::run(&dir, apply),
         Command::Serve { dir, addr, log_format: _ } => http::serve(&dir, &addr),
+        Command::User { what: UserCommand::Passwd { dir, login } } => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).context("reading the password from stdin")?;
+            let password = line.strip_suffix('\n').unwrap_or(&line);
+            let password = password.strip_suffix('\r').unwrap_or(password);
+            let inst = Installation::open(&dir, Arc::new(SystemClock))?;
+            crate::password::set(&inst, &login, password)?;
+            say!("the password of {login} is set");
+            Ok(())
+        }
         Command::Token { what } => match what {
             TokenCommand::Create { dir, user, role } => {
                 let inst = Installation::open(&dir, Arc::new(SystemClock))?;

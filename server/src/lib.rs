@@ -37,6 +37,7 @@ mod dossier;
 mod graph;
 mod http;
 mod loyalty;
+mod password;
 mod plugin;
 mod progress;
 mod script;

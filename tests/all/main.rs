@@ -45,3 +45,4 @@ mod strategy;
 mod transfer;
 mod validation;
 mod wasm;
+mod web;

@@ -127,3 +127,41 @@ pub(super) fn revoke_token(app: &App, caller: &Caller, id: &str) -> Result<Respo
     *app.tokens.write().unwrap_or_else(|p| p.into_inner()) = fresh;
     Ok(json_response(StatusCode::OK, &token_json(&revoked)))
 }
+
+/// The body of `PUT /api/v1/users/{id}/password`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPassword {
+    password: String,
+}
+
+/// `PUT /api/v1/users/{id}/password`: sets (or resets) a user's password for the web page
+/// (admins); the user's open sessions end.
+pub(super) async fn set_password(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    admin_only(caller, "passwords")?;
+    let id: crmkit_core::id::UserId = super::parse_id("user", id)?;
+    let n: NewPassword = json_body(req).await?;
+    let user: crmkit_core::model::User = {
+        use crmkit_core::store::Reader as _;
+        let r = app.inst.store().read().map_err(ApiError::from)?;
+        r.get(id).map_err(ApiError::from)?.ok_or_else(|| {
+            ApiError::at(StatusCode::NOT_FOUND, Code::NotFound, "id", format!("no user has the id {id}"))
+        })?
+    };
+    if let Some(why) = crate::password::weakness(&n.password) {
+        return Err(ApiError::at(StatusCode::UNPROCESSABLE_ENTITY, Code::Invalid, "password", why));
+    }
+    let inst = app.inst.clone();
+    let login = user.login.clone();
+    tokio::task::spawn_blocking(move || crate::password::set(&inst, &login, &n.password))
+        .await
+        .map_err(|e| ApiError::internal("setting a password", e))?
+        .map_err(|e| ApiError::at(StatusCode::UNPROCESSABLE_ENTITY, Code::Invalid, "password", e.to_string()))?;
+    app.web.end_sessions_of(&user.login);
+    Ok(json_response(StatusCode::OK, &json!({ "login": user.login, "password_set": true })))
+}

@@ -191,6 +191,28 @@ where
     Ok((id, header, action_body(req).await?))
 }
 
+/// The most a web form's body may hold.
+const MAX_FORM: usize = 64 * 1024;
+
+/// A web form's body (`application/x-www-form-urlencoded`), at most [`MAX_FORM`] bytes.
+pub(super) async fn form_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    let form = req.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+    });
+    if !form {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Code::UnsupportedMediaType,
+            "a form is sent as application/x-www-form-urlencoded",
+        ));
+    }
+    let bytes = read_body(req).await?;
+    if bytes.len() > MAX_FORM {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
 /// A request body whole: at most [`MAX_BODY`] bytes within [`BODY_TIMEOUT`].
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
     use http_body_util::BodyExt as _;

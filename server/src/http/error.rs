@@ -81,6 +81,11 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
+    /// The message, the field it names and the status: what a web page shows of it.
+    pub(super) fn parts(&self) -> (&str, Option<&str>, StatusCode) {
+        (&self.message, self.field.as_deref(), self.status)
+    }
+
     pub(super) fn new(status: StatusCode, code: Code, message: impl Into<String>) -> ApiError {
         debug_assert!(code.statuses().contains(&status.as_u16()), "{} with {status}", code.name());
         ApiError { status, code, message: message.into(), field: None }

@@ -27,6 +27,8 @@ struct App {
     cursors: cursor::Cursors,
     /// What `GET /metrics` reports.
     metrics: metrics::Metrics,
+    /// The web page's sessions and sign-in attempts.
+    web: web::Web,
 }
 
 /// Where uploads wait until they are whole: `data/uploads`, emptied when a server starts.
@@ -54,6 +56,7 @@ mod router;
 mod serve;
 mod strategies;
 mod tasks;
+mod web;
 mod writer;
 
 // What the handlers share, each reached from them as `super::…`.

@@ -100,6 +100,7 @@ enum Op {
     Tokens,
     TokenCreate,
     TokenRevoke,
+    UserPassword,
     List(&'static str),
     Create(&'static str),
     Get(&'static str),
@@ -139,6 +140,7 @@ static ROUTES: std::sync::LazyLock<Vec<(Method, String, Op)>> = std::sync::LazyL
         (Method::GET, "/api/v1/tokens", Op::Tokens),
         (Method::POST, "/api/v1/tokens", Op::TokenCreate),
         (Method::DELETE, "/api/v1/tokens/{id}", Op::TokenRevoke),
+        (Method::PUT, "/api/v1/users/{id}/password", Op::UserPassword),
     ];
     let mut routes: Vec<(Method, String, Op)> = fixed.into_iter().map(|(m, p, op)| (m, p.to_string(), op)).collect();
     for (name, deletable) in RESOURCES {
@@ -212,6 +214,9 @@ fn allow(ops: &[(Method, Op)]) -> String {
 
 async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().to_string();
+    if super::web::serves(&path) {
+        return super::web::handle(app, req).await;
+    }
     let (op, params) = match find_route(req.method(), &path) {
         Ok(found) => found,
         Err(Miss::Method(allow)) if req.method() == Method::OPTIONS => {
@@ -312,6 +317,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
         Op::Tokens => list_tokens(app, &caller),
         Op::TokenCreate => create_token(app, &caller, req).await,
         Op::TokenRevoke => revoke_token(app, &caller, &id),
+        Op::UserPassword => super::admin::set_password(app, &caller, &id, req).await,
         Op::List(resource) | Op::Create(resource) | Op::Get(resource) | Op::Update(resource) | Op::Delete(resource) => {
             let no_handler = || {
                 tracing::error!("route {op:?} has no entity");

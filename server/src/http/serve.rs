@@ -67,6 +67,7 @@ impl Served {
             importing: Arc::default(),
             cursors,
             metrics,
+            web: super::web::Web::new(),
         };
         let uploads = uploads_dir(&app);
         if uploads.exists() {

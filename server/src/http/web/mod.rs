@@ -1,0 +1,574 @@
+//! The web page: where managers, heads and administrators work, served by `crmkit serve`
+//! on the API's port. Pages are rendered on the server (maud templates, every value
+//! escaped) and need no JavaScript to read. A person signs in with a login and a password
+//! (Argon2id hashes in `data/passwords.jsonl`); the session is a random id in an HttpOnly,
+//! SameSite=Strict cookie, kept in memory (a restart signs everyone out) and ended after
+//! `CRMKIT_WEB_SESSION_SECONDS` without a request (8 hours by default). Every state-changing
+//! form carries a CSRF token, and a form posted from another origin is refused; failed
+//! sign-ins are throttled per login and per address. Every page is sent with a
+//! Content-Security-Policy that allows no inline script, and reads the store with the same
+//! role rules as the API.
+
+mod board;
+mod i18n;
+mod pages;
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crmkit_core::id::TypedId;
+use crmkit_core::model::{Deal, DealStatus, Interaction, Partner, Role, Task, TaskStatus};
+use crmkit_core::store::{Index, Reader};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use maud::Markup;
+use sha2::{Digest, Sha256};
+
+use super::{full, ApiError, App, Body, Caller};
+
+/// The paths the web page answers; every other path is the API's.
+pub(super) fn serves(path: &str) -> bool {
+    matches!(path, "/" | "/sign-in" | "/sign-out" | "/work" | "/board" | "/board/move") || path.starts_with("/assets/")
+}
+
+/// Failed sign-ins a login, or an address, may have in [`THROTTLE_WINDOW`].
+const MAX_FAILURES: usize = 5;
+const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// A deal with no change of stage for this long is stuck.
+const STUCK: i64 = 30 * 86_400_000;
+
+const CSS: &str = include_str!("crmkit.css");
+const JS: &str = include_str!("crmkit.js");
+
+/// An asset's path: named by its content, so that it is cached for good.
+fn asset_path(content: &str, ext: &str) -> String {
+    let hash: String = Sha256::digest(content.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("/assets/crmkit.{hash}.{ext}")
+}
+
+static CSS_PATH: LazyLock<String> = LazyLock::new(|| asset_path(CSS, "css"));
+static JS_PATH: LazyLock<String> = LazyLock::new(|| asset_path(JS, "js"));
+
+/// A signed-in person's session.
+struct Session {
+    login: String,
+    role: Role,
+    csrf: String,
+    last: Instant,
+}
+
+/// The web page's state: sessions and failed sign-ins, in memory.
+pub(super) struct Web {
+    /// By the SHA-256 of the session id (the id itself is only in the cookie).
+    sessions: Mutex<HashMap<String, Session>>,
+    failures: Mutex<HashMap<String, Vec<Instant>>>,
+    idle: Duration,
+}
+
+impl Web {
+    pub(super) fn new() -> Web {
+        let idle = std::env::var("CRMKIT_WEB_SESSION_SECONDS")
+            .ok()
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|s| *s > 0.0 && s.is_finite())
+            .map_or(Duration::from_secs(8 * 3600), Duration::from_secs_f64);
+        Web { sessions: Mutex::default(), failures: Mutex::default(), idle }
+    }
+
+    /// The session a request's cookie names, still alive: its login, role and CSRF token.
+    fn session(&self, req: &Request<Incoming>) -> Option<(String, Role, String)> {
+        let id = cookie(req, "crmkit_session")?;
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let key = digest(&id);
+        let alive = sessions.get(&key).is_some_and(|s| s.last.elapsed() < self.idle);
+        if !alive {
+            sessions.remove(&key);
+            return None;
+        }
+        let s = sessions.get_mut(&key).expect("alive");
+        s.last = Instant::now();
+        Some((s.login.clone(), s.role, s.csrf.clone()))
+    }
+
+    /// Ends every session of `login` (its password changed).
+    pub(super) fn end_sessions_of(&self, login: &str) {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, s| s.login != login);
+    }
+
+    /// Whether `keys` (a login, an address) have had too many failed sign-ins lately.
+    fn throttled(&self, keys: &[String]) -> bool {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        keys.iter().any(|k| {
+            let list = f.entry(k.clone()).or_default();
+            list.retain(|t| t.elapsed() < THROTTLE_WINDOW);
+            list.len() >= MAX_FAILURES
+        })
+    }
+
+    fn failed(&self, keys: &[String]) {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        for k in keys {
+            f.entry(k.clone()).or_default().push(Instant::now());
+        }
+    }
+}
+
+fn digest(s: &str) -> String {
+    Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn random_hex() -> Result<String, ApiError> {
+    let bytes = crate::token::random::<32>().map_err(|e| ApiError::internal("drawing a random id", e))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The value of cookie `name`.
+fn cookie(req: &Request<Incoming>, name: &str) -> Option<String> {
+    req.headers().get_all("cookie").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| {
+        let (k, v) = c.trim().split_once('=')?;
+        (k == name).then(|| v.to_string())
+    })
+}
+
+/// Whether a request is the browser's own: its `Origin`, when it sends one, is this host.
+fn same_origin(req: &Request<Incoming>) -> bool {
+    let Some(origin) = req.headers().get("origin").and_then(|o| o.to_str().ok()) else { return true };
+    let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or_default();
+    origin.split_once("://").is_some_and(|(_, rest)| rest == host)
+}
+
+/// What a page answer needs: the language, and the `Set-Cookie` headers to send.
+struct Reply {
+    lang: &'static str,
+    cookies: Vec<String>,
+    secure: bool,
+}
+
+impl Reply {
+    fn of(req: &Request<Incoming>) -> Reply {
+        let mut cookies = Vec::new();
+        let query = req.uri().query().unwrap_or_default();
+        let asked = form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "lang")
+            .map(|(_, v)| v.into_owned())
+            .filter(|l| i18n::LANGUAGES.contains(&l.as_str()));
+        let secure = req.headers().get("x-forwarded-proto").is_some_and(|p| p.as_bytes() == b"https");
+        let lang = match asked {
+            Some(l) => {
+                cookies.push(format!("crmkit_lang={l}; Path=/; Max-Age=31536000; SameSite=Strict"));
+                i18n::choose(Some(&l), None)
+            }
+            None => i18n::choose(
+                cookie(req, "crmkit_lang").as_deref(),
+                req.headers().get("accept-language").and_then(|a| a.to_str().ok()),
+            ),
+        };
+        Reply { lang, cookies, secure }
+    }
+
+    fn cookie(&mut self, c: String) {
+        self.cookies.push(if self.secure { c + "; Secure" } else { c });
+    }
+
+    fn page(
+        self,
+        status: StatusCode,
+        title: &str,
+        viewer: Option<&pages::Viewer<'_>>,
+        content: Markup,
+    ) -> Response<Body> {
+        let html = pages::layout(self.lang, title, viewer, (&CSS_PATH, &JS_PATH), content).into_string();
+        let mut b = Response::builder()
+            .status(status)
+            .header("content-type", "text/html; charset=utf-8")
+            .header("cache-control", "no-store");
+        for c in self.cookies {
+            b = b.header("set-cookie", c);
+        }
+        secured(b).body(full(html)).expect("a valid response")
+    }
+
+    fn redirect(self, to: &str) -> Response<Body> {
+        let mut b = Response::builder().status(StatusCode::SEE_OTHER).header("location", to);
+        for c in self.cookies {
+            b = b.header("set-cookie", c);
+        }
+        secured(b).body(super::empty()).expect("a valid response")
+    }
+}
+
+/// The headers every page is sent with: no inline script, no framing, no sniffing.
+fn secured(b: hyper::http::response::Builder) -> hyper::http::response::Builder {
+    b.header(
+        "content-security-policy",
+        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    )
+    .header("x-content-type-options", "nosniff")
+    .header("referrer-policy", "same-origin")
+    .header("x-frame-options", "DENY")
+}
+
+/// Answers a request for a web path ([`serves`]).
+pub(super) async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path().to_string();
+    let mut reply = Reply::of(&req);
+    let lang = reply.lang;
+    if let Some(asset) = path.strip_prefix("/assets/") {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return Ok(reply.page(StatusCode::METHOD_NOT_ALLOWED, "405", None, pages::message("GET")));
+        }
+        let (content, kind) = match format!("/assets/{asset}") {
+            p if p == *CSS_PATH => (CSS, "text/css; charset=utf-8"),
+            p if p == *JS_PATH => (JS, "text/javascript; charset=utf-8"),
+            _ => return Ok(reply.page(StatusCode::NOT_FOUND, "404", None, pages::message(i18n::t(lang, "not_found")))),
+        };
+        return Ok(Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", kind)
+            .header("cache-control", "public, max-age=31536000, immutable")
+            .header("x-content-type-options", "nosniff")
+            .body(full(Bytes::from_static(content.as_bytes())))
+            .expect("a valid response"));
+    }
+    let session = app.web.session(&req);
+    match (req.method().clone(), path.as_str()) {
+        (Method::GET | Method::HEAD, "/") => Ok(reply.redirect(if session.is_some() { "/work" } else { "/sign-in" })),
+        (Method::GET | Method::HEAD, "/sign-in") => {
+            if session.is_some() {
+                return Ok(reply.redirect("/work"));
+            }
+            let expired = cookie(&req, "crmkit_session").is_some();
+            let pre = random_hex()?;
+            reply.cookie(format!("crmkit_pre={pre}; Path=/sign-in; HttpOnly; SameSite=Strict"));
+            if expired {
+                reply.cookie("crmkit_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict".into());
+            }
+            let message = expired.then(|| i18n::t(lang, "session_expired"));
+            let status = if expired { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
+            Ok(reply.page(status, i18n::t(lang, "sign_in"), None, pages::sign_in(lang, &pre, "", message)))
+        }
+        (Method::POST, "/sign-in") => sign_in(app, req, reply).await,
+        (Method::POST, "/sign-out") => {
+            let form = form(req).await?;
+            match &session {
+                Some((_, _, csrf)) if form.get("csrf") == Some(csrf) => {}
+                _ => return Ok(refused(reply)),
+            }
+            if let Some(id) = form.cookie_session {
+                app.web.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&digest(&id));
+            }
+            reply.cookie("crmkit_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict".into());
+            Ok(reply.redirect("/sign-in"))
+        }
+        (Method::GET | Method::HEAD, "/work") => {
+            let Some((login, role, csrf)) = session else { return Ok(reply.redirect("/sign-in")) };
+            work(app, reply, &login, role, &csrf)
+        }
+        (Method::GET | Method::HEAD, "/board") => {
+            let Some((login, role, csrf)) = session else { return Ok(reply.redirect("/sign-in")) };
+            let query = req.uri().query().unwrap_or_default().to_string();
+            let kind = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "kind").map(|(_, v)| v.into_owned());
+            board(app, reply, &login, role, &csrf, kind.as_deref(), None)
+        }
+        (Method::POST, "/board/move") => {
+            let json = req
+                .headers()
+                .get("accept")
+                .and_then(|a| a.to_str().ok())
+                .is_some_and(|a| a.contains("application/json"));
+            let form = form(req).await?;
+            let Some((login, role, csrf)) = session else {
+                return Ok(if json {
+                    json_refusal(StatusCode::UNAUTHORIZED, i18n::t(lang, "session_expired"), None)
+                } else {
+                    reply.redirect("/sign-in")
+                });
+            };
+            if !form.same_origin || form.get("csrf") != Some(&csrf) {
+                return Ok(if json {
+                    json_refusal(StatusCode::FORBIDDEN, i18n::t(lang, "forbidden_form"), None)
+                } else {
+                    refused(reply)
+                });
+            }
+            move_deal(app, reply, &login, role, &csrf, &form, json).await
+        }
+        _ => Ok(reply.page(StatusCode::METHOD_NOT_ALLOWED, "405", None, pages::message(i18n::t(lang, "not_found")))),
+    }
+}
+
+/// A state-changing form that did not come from this site's page: 403, nothing done.
+fn refused(reply: Reply) -> Response<Body> {
+    let lang = reply.lang;
+    reply.page(StatusCode::FORBIDDEN, "403", None, pages::message(i18n::t(lang, "forbidden_form")))
+}
+
+/// A posted form's fields, with the session cookie it came with and whether it is the
+/// site's own.
+struct Form {
+    fields: HashMap<String, String>,
+    cookie_session: Option<String>,
+    cookie_pre: Option<String>,
+    same_origin: bool,
+    address: String,
+}
+
+impl Form {
+    fn get(&self, name: &str) -> Option<&String> {
+        self.fields.get(name)
+    }
+}
+
+async fn form(req: Request<Incoming>) -> Result<Form, ApiError> {
+    let cookie_session = cookie(&req, "crmkit_session");
+    let cookie_pre = cookie(&req, "crmkit_pre");
+    let same_origin = same_origin(&req);
+    let address = req
+        .extensions()
+        .get::<super::metrics::Peer>()
+        .map(|p| p.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let bytes = super::body::form_body(req).await?;
+    let fields = form_urlencoded::parse(&bytes).into_owned().collect();
+    Ok(Form { fields, cookie_session, cookie_pre, same_origin, address })
+}
+
+async fn sign_in(app: &Arc<App>, req: Request<Incoming>, mut reply: Reply) -> Result<Response<Body>, ApiError> {
+    let lang = reply.lang;
+    let form = form(req).await?;
+    let pre_ok = form.cookie_pre.as_ref().is_some_and(|c| form.get("csrf") == Some(c));
+    if !form.same_origin || !pre_ok {
+        return Ok(refused(reply));
+    }
+    let login = form.get("login").map(|l| l.trim().to_string()).unwrap_or_default();
+    let password = form.get("password").cloned().unwrap_or_default();
+    let keys = [format!("login:{}", login.to_lowercase()), format!("address:{}", form.address)];
+    let again = |mut reply: Reply, status: StatusCode, key: &str| -> Result<Response<Body>, ApiError> {
+        let pre = random_hex()?;
+        reply.cookie(format!("crmkit_pre={pre}; Path=/sign-in; HttpOnly; SameSite=Strict"));
+        let message = i18n::t(reply.lang, key);
+        Ok(reply.page(status, i18n::t(lang, "sign_in"), None, pages::sign_in(lang, &pre, &login, Some(message))))
+    };
+    if app.web.throttled(&keys) {
+        return again(reply, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts");
+    }
+    let user = app.inst.store().read().map_err(ApiError::from)?.user_by_login(&login).map_err(ApiError::from)?;
+    let dir = app.inst.dir().to_path_buf();
+    let (pw, stored_login) = (password.clone(), login.clone());
+    // Argon2 is slow on purpose: off the async threads.
+    let matches = tokio::task::spawn_blocking(move || crate::password::check(&dir, &stored_login, &pw))
+        .await
+        .map_err(|e| ApiError::internal("checking a password", e))?
+        .map_err(|e| ApiError::internal("checking a password", e))?;
+    let user = match user.filter(|u| u.active && matches) {
+        Some(u) => u,
+        None => {
+            app.web.failed(&keys);
+            return again(reply, StatusCode::UNAUTHORIZED, "bad_credentials");
+        }
+    };
+    let Some(role) = user.roles.first().copied() else {
+        app.web.failed(&keys);
+        return again(reply, StatusCode::UNAUTHORIZED, "bad_credentials");
+    };
+    let id = random_hex()?;
+    let csrf = random_hex()?;
+    app.web
+        .sessions
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(digest(&id), Session { login: user.login.clone(), role, csrf, last: Instant::now() });
+    reply.cookie(format!("crmkit_session={id}; Path=/; HttpOnly; SameSite=Strict"));
+    reply.cookie("crmkit_pre=; Path=/sign-in; Max-Age=0; HttpOnly; SameSite=Strict".into());
+    Ok(reply.redirect("/work"))
+}
+
+/// A refusal as JSON, for the board's script: `{"message", "field"}`.
+fn json_refusal(status: StatusCode, message: &str, field: Option<&str>) -> Response<Body> {
+    let body = serde_json::json!({ "message": message, "field": field }).to_string();
+    secured(Response::builder().status(status).header("content-type", "application/json"))
+        .body(full(body))
+        .expect("a valid response")
+}
+
+/// The signed-in person, as the API's role rules know them.
+fn caller(r: &impl Reader, login: &str, role: Role) -> Result<Option<Caller>, ApiError> {
+    Ok(r.user_by_login(login).map_err(ApiError::from)?.filter(|u| u.active).map(|user| Caller { user, role }))
+}
+
+/// The board of process kind `kind` (the first configured by default), with a refusal on
+/// its card when a move was refused.
+fn board(
+    app: &Arc<App>,
+    reply: Reply,
+    login: &str,
+    role: Role,
+    csrf: &str,
+    kind: Option<&str>,
+    refusal: Option<(board::Refusal, StatusCode)>,
+) -> Result<Response<Body>, ApiError> {
+    let lang = reply.lang;
+    let r = app.inst.store().read().map_err(ApiError::from)?;
+    let Some(caller) = caller(&r, login, role)? else { return Ok(reply.redirect("/sign-in")) };
+    let kinds = &r.settings().process_kinds;
+    let Some(spec) = kind.map_or(kinds.first(), |k| kinds.iter().find(|s| s.id == k)) else {
+        return Ok(reply.page(StatusCode::NOT_FOUND, "404", None, pages::message(i18n::t(lang, "not_found"))));
+    };
+    let columns = board::columns(&r, &caller, spec)?;
+    let may_move = role != Role::Viewer;
+    let (refusal, status) = match refusal {
+        Some((r, s)) => (Some(r), s),
+        None => (None, StatusCode::OK),
+    };
+    let b =
+        board::Board { kinds, kind: spec, columns: &columns, now: r.now(), csrf, refusal: refusal.as_ref(), may_move };
+    let content = board::page(lang, &b);
+    let viewer = pages::Viewer { name: &caller.user.name, role, csrf };
+    Ok(reply.page(status, i18n::t(lang, "board"), Some(&viewer), content))
+}
+
+/// Moves a deal from the board, through the process engine as the API's `move` does.
+async fn move_deal(
+    app: &Arc<App>,
+    reply: Reply,
+    login: &str,
+    role: Role,
+    csrf: &str,
+    form: &Form,
+    json: bool,
+) -> Result<Response<Body>, ApiError> {
+    let lang = reply.lang;
+    let caller = {
+        let r = app.inst.store().read().map_err(ApiError::from)?;
+        match caller(&r, login, role)? {
+            Some(c) => c,
+            None => return Ok(reply.redirect("/sign-in")),
+        }
+    };
+    let bad = |field: &str| {
+        if json {
+            Ok(json_refusal(StatusCode::BAD_REQUEST, &format!("{field}?"), Some(field)))
+        } else {
+            Ok(refused_with(reply_for(lang), field))
+        }
+    };
+    let Some(deal) = form.get("deal").and_then(|d| d.parse::<crmkit_core::id::DealId>().ok()) else {
+        return bad("deal");
+    };
+    let Some(version) = form.get("version").and_then(|v| v.parse::<u64>().ok()) else { return bad("version") };
+    let Some(stage) = form.get("stage").cloned() else { return bad("stage") };
+    let kind: Option<String> = {
+        let r = app.inst.store().read().map_err(ApiError::from)?;
+        r.get::<Deal>(deal).map_err(ApiError::from)?.map(|d| d.kind)
+    };
+    let who = caller.clone();
+    let done = app
+        .writer
+        .write(Some((caller.user.id, role)), move |engine, tx| {
+            super::entities::writable::<Deal>(&*tx, &who, deal.raw())?;
+            let d = engine.move_deal(tx, deal, version, &stage, None)?;
+            Ok(serde_json::json!({ "version": d.version, "stage": d.stage }))
+        })
+        .await;
+    let back = format!("/board?kind={}", kind.as_deref().unwrap_or_default());
+    match done {
+        Ok(answer) if json => {
+            Ok(secured(Response::builder().status(StatusCode::OK).header("content-type", "application/json"))
+                .body(full(answer.to_string()))
+                .expect("a valid response"))
+        }
+        Ok(_) => Ok(reply.redirect(&back)),
+        Err(e) => {
+            let (message, field, status) = e.parts();
+            if json {
+                return Ok(json_refusal(status, message, field));
+            }
+            let refusal = board::Refusal { deal, message: message.to_string(), field: field.map(str::to_string) };
+            board(app, reply, login, role, csrf, kind.as_deref(), Some((refusal, status)))
+        }
+    }
+}
+
+fn reply_for(lang: &'static str) -> Reply {
+    Reply { lang, cookies: Vec::new(), secure: false }
+}
+
+fn refused_with(reply: Reply, field: &str) -> Response<Body> {
+    let lang = reply.lang;
+    reply.page(
+        StatusCode::BAD_REQUEST,
+        "400",
+        None,
+        pages::message(&format!("{}: {field}", i18n::t(lang, "forbidden_form"))),
+    )
+}
+
+/// "My work" of the signed-in person.
+fn work(app: &Arc<App>, reply: Reply, login: &str, role: Role, csrf: &str) -> Result<Response<Body>, ApiError> {
+    let lang = reply.lang;
+    let r = app.inst.store().read().map_err(ApiError::from)?;
+    let Some(user) = r.user_by_login(login).map_err(ApiError::from)?.filter(|u| u.active) else {
+        return Ok(reply.redirect("/sign-in"));
+    };
+    let caller = Caller { user, role };
+    let now = r.now();
+    let today = now.date();
+    let mine: Vec<Task> = r.tasks_of(caller.user.id, TaskStatus::Open, 1000).map_err(ApiError::from)?;
+    let (mut overdue, mut day, mut later) = (Vec::new(), Vec::new(), Vec::new());
+    for t in &mine {
+        match t.due {
+            Some(d) if d < now => overdue.push(t),
+            Some(d) if d.date() == today => day.push(t),
+            _ => later.push(t),
+        }
+    }
+    overdue.sort_by_key(|t| t.due);
+    day.sort_by_key(|t| t.due);
+    // The caller's deals in progress: past their stage's SLA, without a change for a month,
+    // or with no open task (no next step).
+    let deals: Vec<Deal> =
+        r.find(Index::DealByManager, &caller.user.id.raw().to_bytes(), None, usize::MAX).map_err(ApiError::from)?;
+    let mut attention = Vec::new();
+    let mut interactions: Vec<(Interaction, String)> = Vec::new();
+    let partner_name = |id| -> Result<String, ApiError> {
+        Ok(r.get::<Partner>(id).map_err(ApiError::from)?.map(|p| p.name).unwrap_or_default())
+    };
+    for d in deals.iter().filter(|d| d.status == DealStatus::InProgress) {
+        let entered = d.stage_entered_at.unwrap_or(d.created_at);
+        let sla = d
+            .stage
+            .as_deref()
+            .and_then(|s| r.settings().process_kind(&d.kind)?.stages.iter().find(|x| x.id == s)?.sla_ms);
+        let mut reasons = Vec::new();
+        if sla.is_some_and(|ms| now.0 - entered.0 > ms) {
+            reasons.push("sla_breached");
+        }
+        if now.0 - entered.0 > STUCK {
+            reasons.push("stuck");
+        }
+        let open = r.tasks_of_deal(d.id).map_err(ApiError::from)?.iter().any(|t| t.status == TaskStatus::Open);
+        if !open {
+            reasons.push("no_next_step");
+        }
+        if let Some(last) = r
+            .ids_by(Index::InteractionByDeal, &d.id.raw().to_bytes(), None, usize::MAX)
+            .map_err(ApiError::from)?
+            .into_iter()
+            .max()
+        {
+            let i: Interaction = r.load(crmkit_core::id::InteractionId(last)).map_err(ApiError::from)?;
+            let name = partner_name(i.partner)?;
+            interactions.push((i, name));
+        }
+        if !reasons.is_empty() {
+            attention.push(pages::Attention { deal: d, partner: partner_name(d.partner)?, reasons });
+        }
+    }
+    interactions.sort_by_key(|(i, _)| std::cmp::Reverse(i.at));
+    interactions.truncate(10);
+    let w = pages::Work { now, overdue, today: day, later, deals: attention, interactions };
+    let viewer = pages::Viewer { name: &caller.user.name, role, csrf };
+    Ok(reply.page(StatusCode::OK, i18n::t(lang, "my_work"), Some(&viewer), pages::work(lang, &w)))
+}

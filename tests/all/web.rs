@@ -1,0 +1,403 @@
+//! The web page in a real browser: Debian's Chromium, headless, driven through
+//! chromedriver (WebDriver) against `crmkit serve` on loopback. People sign in with their
+//! passwords and see what their role may; a partner named like markup is shown as text;
+//! a form from elsewhere is refused; an ended session goes back to the sign-in page. Each
+//! test keeps screenshots of the pages in a temporary folder (printed) to look at.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crmkit_core::id::UserId;
+use crmkit_core::model::{Partner, PartnerRole, Task};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::api::{Office, Served};
+
+/// Whether `path` (with its query) is one of the web page's, not the API's.
+pub(crate) fn is_page(path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or_default();
+    matches!(path, "/" | "/sign-in" | "/sign-out" | "/work") || path.starts_with("/assets/")
+}
+
+/// A chromedriver on a free loopback port, and a headless Chromium session through it.
+struct Browser {
+    driver: Child,
+    client: Client,
+    rt: tokio::runtime::Runtime,
+    profile: tempfile::TempDir,
+    shots: PathBuf,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Browser {
+    fn start(test: &str) -> Browser {
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian's chromium-driver; .ci/run installs it)");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(20), "chromedriver did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1366,900",
+                    "--lang=en-US", format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }),
+        );
+        let client = rt
+            .block_on(
+                ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                    .capabilities(caps)
+                    .connect(&format!("http://127.0.0.1:{port}")),
+            )
+            .expect("a Chromium session");
+        let shots = std::env::temp_dir().join("crmkit-web-screenshots").join(test);
+        std::fs::create_dir_all(&shots).unwrap();
+        Browser { driver, client, rt, profile, shots }
+    }
+
+    fn goto(&self, url: &str) {
+        self.rt.block_on(self.client.goto(url)).unwrap();
+    }
+
+    /// Waits (up to 20 s) until the page's address ends with `suffix`: a click that
+    /// navigates returns before the next page is there.
+    fn wait_url(&self, suffix: &str) {
+        let started = Instant::now();
+        while !self.url().ends_with(suffix) {
+            assert!(started.elapsed() < Duration::from_secs(20), "still at {}, not at …{suffix}", self.url());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits (up to 20 s) for an element matching `css`.
+    fn wait_for(&self, css: &str) {
+        self.rt
+            .block_on(self.client.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css(css)))
+            .unwrap_or_else(|e| panic!("no {css} came: {e}"));
+    }
+
+    fn url(&self) -> String {
+        self.rt.block_on(self.client.current_url()).unwrap().to_string()
+    }
+
+    fn text(&self, css: &str) -> String {
+        let e = self.rt.block_on(self.client.find(Locator::Css(css))).unwrap_or_else(|e| panic!("{css}: {e}"));
+        self.rt.block_on(e.text()).unwrap()
+    }
+
+    fn count(&self, css: &str) -> usize {
+        self.rt.block_on(self.client.find_all(Locator::Css(css))).unwrap().len()
+    }
+
+    fn fill(&self, css: &str, value: &str) {
+        let e = self.rt.block_on(self.client.find(Locator::Css(css))).unwrap();
+        self.rt.block_on(e.clear()).unwrap();
+        self.rt.block_on(e.send_keys(value)).unwrap();
+    }
+
+    fn click(&self, css: &str) {
+        let e = self.rt.block_on(self.client.find(Locator::Css(css))).unwrap();
+        self.rt.block_on(e.click()).unwrap();
+    }
+
+    fn source(&self) -> String {
+        self.rt.block_on(self.client.source()).unwrap()
+    }
+
+    /// Keeps a screenshot of the page as NAME.png.
+    fn shot(&self, name: &str) {
+        let png = self.rt.block_on(self.client.screenshot()).unwrap();
+        let path = self.shots.join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap();
+        println!("screenshot: {}", path.display());
+    }
+
+    fn sign_in(&self, base: &str, login: &str, password: &str) {
+        self.goto(&format!("{base}/sign-in"));
+        self.fill("#login", login);
+        self.fill("#password", password);
+        self.click("form.sign-in button");
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let client = self.client.clone();
+        let _ = self.rt.block_on(client.close());
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = &self.profile;
+    }
+}
+
+const PASSWORD: &str = "correct horse battery";
+
+/// The office (admin, head and two managers of two departments, a viewer), each with a
+/// password set by the admin over the API, and a task for each manager, one overdue.
+fn office() -> (Office, UserId, UserId) {
+    let office = Office::new();
+    let (north, south) = (office.north, office.south);
+    office.site.with(|inst| {
+        inst.store()
+            .transact(None, |tx| {
+                for (manager, title) in [(north, "Call the northern client"), (south, "Call the southern client")] {
+                    let mut t = Task::new(title, manager);
+                    t.due = Some(crmkit_core::time::Timestamp(crate::common::T0.0 - 86_400_000));
+                    tx.create(t)?;
+                }
+                Ok(())
+            })
+            .unwrap()
+    });
+    let logins = ["boss", "head", "north", "south", "watcher"];
+    let ids: Vec<UserId> = office.site.with(|inst| {
+        use crmkit_core::store::Reader as _;
+        let r = inst.store().read().unwrap();
+        logins.iter().map(|l| r.user_by_login(l).unwrap().unwrap().id).collect()
+    });
+    let server = Served::start(&office.site);
+    for id in ids {
+        let body = json!({ "password": PASSWORD }).to_string();
+        let (status, answer) =
+            server.send("PUT", &format!("/api/v1/users/{id}/password"), office.token("boss"), body.as_bytes());
+        assert_eq!(status, 200, "{answer}");
+    }
+    server.stop();
+    (office, north, south)
+}
+
+#[test]
+fn each_role_signs_in_with_its_password_and_sees_its_own_work() {
+    let (office, _, _) = office();
+    let server = Served::start(&office.site);
+    let base = format!("http://{}", server.addr);
+    let b = Browser::start("sign-in");
+    b.goto(&format!("{base}/"));
+    assert!(b.url().ends_with("/sign-in"), "{}", b.url());
+    b.shot("sign-in");
+    // A wrong password: the message, still on the page, the login kept.
+    b.sign_in(&base, "north", "not the password");
+    b.wait_for("p.error");
+    assert_eq!(b.text("p.error"), "The login or the password is wrong.");
+    assert!(b.url().ends_with("/sign-in"));
+    b.shot("sign-in-refused");
+    b.sign_in(&base, "north", PASSWORD);
+    b.wait_url("/work");
+    assert!(b.text("header.top .who").contains("NORTH"), "{}", b.text("header.top .who"));
+    let page = b.source();
+    assert!(page.contains("Call the northern client"), "the manager's own overdue task");
+    assert!(!page.contains("Call the southern client"), "never another manager's");
+    b.shot("work-manager");
+    b.click("header.top form button");
+    b.wait_url("/sign-in");
+    b.goto(&format!("{base}/work"));
+    assert!(b.url().ends_with("/sign-in"), "signed out, the page is closed: {}", b.url());
+    // Russian, by the language link, kept in a cookie.
+    b.goto(&format!("{base}/sign-in?lang=ru"));
+    assert_eq!(b.text("form.sign-in h1"), "Войти");
+    b.sign_in(&base, "watcher", PASSWORD);
+    b.wait_url("/work");
+    assert!(b.text("h1").contains("Мои дела"), "{}", b.text("h1"));
+    assert!(b.text("header.top .who").contains("наблюдатель"));
+    b.shot("work-viewer-ru");
+    drop(b);
+    server.stop();
+}
+
+#[test]
+fn a_partner_named_like_markup_is_shown_as_text() {
+    let (office, north, _) = office();
+    let evil = "<img src=x onerror=alert(1)>";
+    office.site.with(|inst| {
+        inst.store()
+            .transact(None, |tx| {
+                let mut p = Partner::new(evil, PartnerRole::Client);
+                p.manager = Some(north);
+                let p = tx.create(p)?;
+                // A deal with no open task needs attention: it is listed with its partner.
+                tx.create(crate::common::new_deal(p.id, north, 5000))
+            })
+            .unwrap()
+    });
+    let server = Served::start(&office.site);
+    let base = format!("http://{}", server.addr);
+    let b = Browser::start("markup");
+    b.sign_in(&base, "north", PASSWORD);
+    b.wait_url("/work");
+    let cells: Vec<String> = {
+        let found = b.rt.block_on(b.client.find_all(Locator::Css("td"))).unwrap();
+        found.iter().map(|e| b.rt.block_on(e.text()).unwrap()).collect()
+    };
+    assert!(cells.iter().any(|c| c == evil), "the name as text: {cells:?}");
+    assert_eq!(b.count("main img"), 0, "no image element made of the name");
+    assert!(b.source().contains("&lt;img src=x onerror=alert(1)&gt;"));
+    b.shot("markup-as-text");
+    drop(b);
+    server.stop();
+}
+
+#[test]
+fn a_form_from_elsewhere_is_refused_and_an_ended_session_goes_back_to_sign_in() {
+    let (office, _, _) = office();
+    let server = Served::start_with(&office.site, &[("CRMKIT_WEB_SESSION_SECONDS", "2")]);
+    let base = format!("http://{}", server.addr);
+    // Posted from another origin, or without the page's token: 403, nobody signed in.
+    let form = format!("login=north&password={}&csrf=guess", PASSWORD.replace(' ', "+"));
+    let a = server.exchange(
+        "POST",
+        "/sign-in",
+        None,
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("origin", "http://evil.example"),
+            ("cookie", "crmkit_pre=guess"),
+        ],
+        Some(form.as_bytes()),
+    );
+    assert_eq!(a.status, 403);
+    assert!(!a.headers.iter().any(|(k, v)| k == "set-cookie" && v.starts_with("crmkit_session=")));
+    let a = server.exchange(
+        "POST",
+        "/sign-in",
+        None,
+        &[("content-type", "application/x-www-form-urlencoded")],
+        Some(form.as_bytes()),
+    );
+    assert_eq!(a.status, 403, "no token of the page");
+    // Every page says what may run and be framed.
+    let a = server.exchange("GET", "/sign-in", None, &[], None);
+    let csp = a.headers.iter().find(|(k, _)| k == "content-security-policy").map(|(_, v)| v.clone());
+    assert!(csp.is_some_and(|c| c.contains("script-src 'self'") && !c.contains("unsafe-inline")));
+    // A session ends after its idle time: the next page is the sign-in page, saying so.
+    let b = Browser::start("session");
+    b.sign_in(&base, "head", PASSWORD);
+    b.wait_url("/work");
+    std::thread::sleep(Duration::from_millis(2500));
+    b.goto(&format!("{base}/work"));
+    b.wait_url("/sign-in");
+    assert_eq!(b.text("p.error"), "Your session has ended. Sign in again.");
+    b.shot("session-ended");
+    drop(b);
+    server.stop();
+}
+
+#[test]
+fn passwords_are_set_from_the_terminal_and_by_an_admin_and_kept_only_as_hashes() {
+    use std::io::Write as _;
+    let office = Office::new();
+    let dir = office.site.dir().to_string();
+    let passwd = |login: &str, password: &str| {
+        let mut child = Command::new(crate::cli::binary())
+            .args(["user", "passwd", &dir, login])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = passwd("north", PASSWORD);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for (login, password, says) in [
+        ("north", "short", "at least 10 characters"),
+        ("north", "aaaaaaaaaaaa", "one character repeated"),
+        ("nobody", PASSWORD, "no user has the login \"nobody\""),
+    ] {
+        let out = passwd(login, password);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says), "{says}: {out:?}");
+    }
+    let stored = std::fs::read_to_string(office.site.dir.join("data/passwords.jsonl")).unwrap();
+    assert!(stored.contains("$argon2id$") && !stored.contains("horse"), "{stored}");
+    // Over the API: admins only, the same rules, nothing stored when refused.
+    let server = Served::start(&office.site);
+    let id = office.north.to_string();
+    let path = format!("/api/v1/users/{id}/password");
+    let body = |p: &str| json!({ "password": p }).to_string();
+    for (token, password, status) in
+        [("north", PASSWORD, 403), ("head", PASSWORD, 403), ("boss", "short", 422), ("boss", "x\u{7}yyyyyyyyyyy", 422)]
+    {
+        let (got, answer) = server.send("PUT", &path, office.token(token), body(password).as_bytes());
+        assert_eq!(got, status, "{token}: {answer}");
+    }
+    assert_eq!(std::fs::read_to_string(office.site.dir.join("data/passwords.jsonl")).unwrap(), stored);
+    let (got, answer) = server.send("PUT", &path, office.token("boss"), body("another long password").as_bytes());
+    assert_eq!((got, &answer["password_set"]), (200, &json!(true)), "{answer}");
+    server.stop();
+}
+
+/// A deal of `manager`'s in stage "proposal" of b2b_sale, brought there through the engine.
+fn deal_in_proposal(office: &Office, manager: UserId, title: &str) -> crmkit_core::id::DealId {
+    office.site.with(|inst| {
+        inst.store()
+            .transact(Some(manager), |tx| {
+                let engine = crmkit_core::process::Engine::without_hooks();
+                let p = tx.create(Partner::new(format!("Клиент {title}"), PartnerRole::Client))?;
+                let mut d = crate::common::new_deal(p.id, manager, 120_000);
+                d.title = title.to_string();
+                d.source = Some("website".into());
+                let d = engine.create_deal(tx, d)?;
+                let d = engine.move_deal(tx, d.id, d.version, "needs_analysis", None)?;
+                let d = engine.set_checked(tx, d.id, d.version, "needs_recorded", true)?;
+                let d = engine.move_deal(tx, d.id, d.version, "proposal", None)?;
+                Ok(d.id)
+            })
+            .unwrap()
+    })
+}
+
+#[test]
+fn on_the_board_a_guard_refuses_a_move_the_card_stays_with_the_message_and_nothing_is_written() {
+    let (office, north, south) = office();
+    let mine = deal_in_proposal(&office, north, "Серверы для склада");
+    deal_in_proposal(&office, south, "Чужая сделка");
+    let before = office.site.dump();
+    let server = Served::start(&office.site);
+    let base = format!("http://{}", server.addr);
+    let b = Browser::start("board");
+    b.sign_in(&base, "north", PASSWORD);
+    b.wait_url("/work");
+    b.goto(&format!("{base}/board?kind=b2b_sale"));
+    assert!(b.source().contains("Серверы для склада"));
+    assert!(!b.source().contains("Чужая сделка"), "another manager's deal is not on the board");
+    assert_eq!(b.text("section.column[data-stage=proposal] .count"), "(1)");
+    b.shot("board");
+    // Moving it forward asks the shipped guard: no quote, refused; the card stays in its
+    // column with the guard's message and the field it names.
+    let card = format!("article.card[data-deal='{mine}']");
+    let select = format!("{card} select[name=stage]");
+    let e = b.rt.block_on(b.client.find(Locator::Css(&select))).unwrap();
+    b.rt.block_on(e.select_by_value("negotiation")).unwrap();
+    b.click(&format!("{card} form.move button"));
+    b.wait_for(&format!("{card} .refusal"));
+    let refusal = b.text(&format!("{card} .refusal"));
+    assert!(refusal.contains("leaves the proposal stage without a quote"), "{refusal}");
+    assert!(refusal.starts_with("documents:"), "{refusal}");
+    assert_eq!(b.count(&format!("section.column[data-stage=proposal] {card}")), 1, "the card is back in its column");
+    b.shot("board-refused");
+    drop(b);
+    server.stop();
+    assert!(office.site.dump() == before, "a refused move wrote something");
+}
