@@ -401,3 +401,124 @@ fn on_the_board_a_guard_refuses_a_move_the_card_stays_with_the_message_and_nothi
     server.stop();
     assert!(office.site.dump() == before, "a refused move wrote something");
 }
+
+#[test]
+fn on_the_deal_page_a_deal_is_lost_with_its_reason_and_another_won_a_missing_reason_named_at_its_field() {
+    let (office, north, _) = office();
+    let lost = deal_in_proposal(&office, north, "Проигранная сделка");
+    let won = office.site.with(|inst| {
+        inst.store()
+            .transact(Some(north), |tx| {
+                let p = tx.create(Partner::new("Клиент на выигрыш", PartnerRole::Client))?;
+                // A repeat sale: stageless, won without a quote.
+                let mut d = crate::common::new_deal(p.id, north, 40_000);
+                d.title = "Выигранная сделка".into();
+                d.kind = "repeat_sale".into();
+                d.stage = None;
+                Ok(crmkit_core::process::Engine::without_hooks().create_deal(tx, d)?.id)
+            })
+            .unwrap()
+    });
+    let server = Served::start(&office.site);
+    let base = format!("http://{}", server.addr);
+    let b = Browser::start("deal");
+    b.sign_in(&base, "north", PASSWORD);
+    b.wait_url("/work");
+    b.goto(&format!("{base}/deal/{lost}"));
+    assert_eq!(b.text("h1"), "Проигранная сделка");
+    assert!(b.count("section.timeline tr[data-item=step]") >= 3, "created, moved twice");
+    b.shot("deal");
+    // Lost without a reason: refused, the message at the reason, nothing changed.
+    b.click("form[data-action=lose] button");
+    b.wait_for("form[data-action=lose] .refusal");
+    assert_eq!(
+        b.rt.block_on(
+            b.rt.block_on(b.client.find(Locator::Css("form[data-action=lose] .refusal"))).unwrap().attr("data-field")
+        )
+        .unwrap()
+        .as_deref(),
+        Some("loss_reason")
+    );
+    assert_eq!(b.text("td.status"), "in_progress");
+    b.shot("deal-lose-refused");
+    let e = b.rt.block_on(b.client.find(Locator::Css("form[data-action=lose] select[name=reason]"))).unwrap();
+    b.rt.block_on(e.select_by_value("price")).unwrap();
+    b.click("form[data-action=lose] button");
+    b.wait_for("td.loss-reason");
+    assert_eq!((b.text("td.status"), b.text("td.loss-reason")), ("lost".to_string(), "price".to_string()));
+    b.shot("deal-lost");
+    b.goto(&format!("{base}/deal/{won}"));
+    b.click("form[data-action=win] button");
+    b.wait_for("form[data-action=reopen]");
+    assert_eq!(b.text("td.status"), "won");
+    // Another manager's deal is not there for this one.
+    drop(b);
+    server.stop();
+    let south_deal = deal_in_proposal(&office, office.south, "Чужая");
+    let server = Served::start(&office.site);
+    let b = Browser::start("deal-scope");
+    b.sign_in(&format!("http://{}", server.addr), "north", PASSWORD);
+    b.wait_url("/work");
+    b.goto(&format!("http://{}/deal/{south_deal}", server.addr));
+    assert!(!b.source().contains("Чужая"), "another manager's deal is not shown");
+    drop(b);
+    server.stop();
+}
+
+#[test]
+fn partners_are_found_by_name_tax_id_and_e_mail_and_a_big_partners_dossier_reads_whole() {
+    use crmkit_core::model::{ContactPerson, Counterparty, CounterpartyKind, Interaction, InteractionKind};
+    let (office, north, south) = office();
+    let big = office.site.with(|inst| {
+        inst.store()
+            .transact(Some(north), |tx| {
+                let mut c = Counterparty::new(CounterpartyKind::LegalEntity, "ООО «Большой клиент»");
+                c.tax_id = Some(crmkit_core::values::ru::complete_inn10("770708389"));
+                let c = tx.create(c)?;
+                let mut p = Partner::new("Большой клиент", PartnerRole::Client);
+                p.manager = Some(north);
+                p.counterparties.push(c.id);
+                let p = tx.create(p)?;
+                let mut k = ContactPerson::new(p.id, "Ирина Закупщица");
+                k.emails.push("irina@big.example".into());
+                tx.create(k)?;
+                for i in 0..60 {
+                    let mut d = crate::common::new_deal(p.id, north, 10_000 + i);
+                    d.title = format!("Поставка №{i}");
+                    tx.create(d)?;
+                }
+                for i in 0..300 {
+                    let at = crmkit_core::time::Timestamp(crate::common::T0.0 - i * 3_600_000);
+                    tx.create(Interaction::new(InteractionKind::Call, at, p.id, format!("Звонок {i}")))?;
+                }
+                let mut other = Partner::new("Большой чужой", PartnerRole::Client);
+                other.manager = Some(south);
+                tx.create(other)?;
+                Ok(p.id)
+            })
+            .unwrap()
+    });
+    let server = Served::start(&office.site);
+    let base = format!("http://{}", server.addr);
+    let b = Browser::start("partners");
+    b.sign_in(&base, "north", PASSWORD);
+    b.wait_url("/work");
+    let found = |q: &str| -> Vec<String> {
+        b.goto(&format!("{base}/partners?q={}", q.replace(' ', "+")));
+        let cells = b.rt.block_on(b.client.find_all(Locator::Css("table.found td a"))).unwrap();
+        cells.iter().map(|e| b.rt.block_on(e.text()).unwrap()).collect()
+    };
+    assert_eq!(found("большой"), ["Большой клиент"], "by the start of the name, in the caller's scope only");
+    assert_eq!(found(&crmkit_core::values::ru::complete_inn10("770708389")), ["Большой клиент"]);
+    assert_eq!(found("IRINA@big.example"), ["Большой клиент"]);
+    assert!(found("нет такого").is_empty());
+    b.shot("partners-search");
+    b.goto(&format!("{base}/partner/{big}"));
+    assert_eq!(b.text("h1"), "Большой клиент");
+    assert_eq!(b.count("table.open-deals tbody tr"), 60);
+    assert!(b.source().contains("Ирина Закупщица") && b.source().contains("irina@big.example"));
+    assert!(b.source().contains("(300)"), "the timeline's count");
+    b.shot("dossier");
+    drop(b);
+    server.stop();
+}

@@ -51,6 +51,19 @@ pub enum DocumentState {
     Cancelled,
 }
 
+impl DocumentState {
+    /// The snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            DocumentState::Draft => "draft",
+            DocumentState::Issued => "issued",
+            DocumentState::Agreed => "agreed",
+            DocumentState::Completed => "completed",
+            DocumentState::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// A line of a document.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DocumentLine {

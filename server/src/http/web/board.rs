@@ -116,7 +116,7 @@ pub fn page(lang: &str, b: &Board<'_>) -> Markup {
                     @for (d, partner) in &c.cards {
                         @let refused = refusal.filter(|r| r.deal == d.id);
                         article.card data-deal=(d.id) data-version=(d.version) draggable=[(may_move && !managed).then_some("true")] {
-                            div.title { (d.title) }
+                            div.title { a href={ "/deal/" (d.id) } { (d.title) } }
                             div.partner { (partner) }
                             div.facts {
                                 span.amount { (d.amount.amount) " " (d.amount.currency) }

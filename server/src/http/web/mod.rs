@@ -10,8 +10,10 @@
 //! role rules as the API.
 
 mod board;
+mod deal;
 mod i18n;
 mod pages;
+mod partners;
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -30,7 +32,10 @@ use super::{full, ApiError, App, Body, Caller};
 
 /// The paths the web page answers; every other path is the API's.
 pub(super) fn serves(path: &str) -> bool {
-    matches!(path, "/" | "/sign-in" | "/sign-out" | "/work" | "/board" | "/board/move") || path.starts_with("/assets/")
+    matches!(path, "/" | "/sign-in" | "/sign-out" | "/work" | "/board" | "/board/move" | "/partners")
+        || path.starts_with("/assets/")
+        || path.starts_with("/deal/")
+        || path.starts_with("/partner/")
 }
 
 /// Failed sign-ins a login, or an address, may have in [`THROTTLE_WINDOW`].
@@ -295,7 +300,205 @@ pub(super) async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Result<Res
             }
             move_deal(app, reply, &login, role, &csrf, &form, json).await
         }
+        (Method::GET | Method::HEAD, "/partners") => {
+            let Some((login, role, csrf)) = session else { return Ok(reply.redirect("/sign-in")) };
+            let query = req.uri().query().unwrap_or_default().to_string();
+            let q = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "q").map(|(_, v)| v.into_owned());
+            let q = q.unwrap_or_default();
+            let r = app.inst.store().read().map_err(ApiError::from)?;
+            let Some(caller) = caller(&r, &login, role)? else { return Ok(reply.redirect("/sign-in")) };
+            let found = partners::search(&r, &caller, &q, 50)?;
+            let viewer = pages::Viewer { name: &caller.user.name, role, csrf: &csrf };
+            Ok(reply.page(
+                StatusCode::OK,
+                i18n::t(lang, "partners"),
+                Some(&viewer),
+                partners::search_page(lang, &q, &found),
+            ))
+        }
+        (Method::GET | Method::HEAD, p) if p.starts_with("/partner/") => {
+            let Some((login, role, csrf)) = session else { return Ok(reply.redirect("/sign-in")) };
+            let not_found = |reply: Reply| {
+                reply.page(StatusCode::NOT_FOUND, "404", None, pages::message(i18n::t(lang, "not_found")))
+            };
+            let Ok(id) = p["/partner/".len()..].parse::<crmkit_core::id::PartnerId>() else {
+                return Ok(not_found(reply));
+            };
+            let r = app.inst.store().read().map_err(ApiError::from)?;
+            let Some(caller) = caller(&r, &login, role)? else { return Ok(reply.redirect("/sign-in")) };
+            let Some(partner) = r.get::<Partner>(id).map_err(ApiError::from)? else { return Ok(not_found(reply)) };
+            if !caller.may(&r, super::access::Access::Read, &partner).map_err(ApiError::from)? {
+                return Ok(not_found(reply));
+            }
+            let options =
+                crmkit_core::dossier::DossierOptions { classes: app.inst.client_classes().ok(), ..Default::default() };
+            let mut d = crmkit_core::dossier::dossier(&r, id, options).map_err(ApiError::from)?;
+            // What of the partner lies outside the caller's scope, as the API's dossier.
+            super::access::scope_dossier(&r, &caller, &mut d).map_err(ApiError::from)?;
+            let counterparties = d.counterparties.clone();
+            let viewer = pages::Viewer { name: &caller.user.name, role, csrf: &csrf };
+            Ok(reply.page(
+                StatusCode::OK,
+                &partner.name,
+                Some(&viewer),
+                partners::dossier_page(lang, &d, &counterparties),
+            ))
+        }
+        (method, p) if p.starts_with("/deal/") => {
+            let Some((login, role, csrf)) = session else { return Ok(reply.redirect("/sign-in")) };
+            let rest = &p["/deal/".len()..];
+            let (id, action) = match rest.split_once('/') {
+                Some((id, action)) => (id, Some(action.to_string())),
+                None => (rest, None),
+            };
+            let Ok(id) = id.parse::<crmkit_core::id::DealId>() else {
+                return Ok(reply.page(StatusCode::NOT_FOUND, "404", None, pages::message(i18n::t(lang, "not_found"))));
+            };
+            match (method, action) {
+                (Method::GET | Method::HEAD, None) => deal_page(app, reply, &login, role, &csrf, id, None),
+                (Method::POST, Some(action)) => {
+                    let form = form(req).await?;
+                    if !form.same_origin || form.get("csrf") != Some(&csrf) {
+                        return Ok(refused(reply));
+                    }
+                    deal_action(app, reply, &login, role, &csrf, id, &action, &form).await
+                }
+                _ => Ok(reply.page(StatusCode::NOT_FOUND, "404", None, pages::message(i18n::t(lang, "not_found")))),
+            }
+        }
         _ => Ok(reply.page(StatusCode::METHOD_NOT_ALLOWED, "405", None, pages::message(i18n::t(lang, "not_found")))),
+    }
+}
+
+/// The deal page, with a refused action's message in its form.
+fn deal_page(
+    app: &Arc<App>,
+    reply: Reply,
+    login: &str,
+    role: Role,
+    csrf: &str,
+    id: crmkit_core::id::DealId,
+    refusal: Option<(deal::Refusal, StatusCode)>,
+) -> Result<Response<Body>, ApiError> {
+    let lang = reply.lang;
+    let r = app.inst.store().read().map_err(ApiError::from)?;
+    let Some(caller) = caller(&r, login, role)? else { return Ok(reply.redirect("/sign-in")) };
+    let not_found =
+        |reply: Reply| reply.page(StatusCode::NOT_FOUND, "404", None, pages::message(i18n::t(lang, "not_found")));
+    let Some(d) = r.get::<Deal>(id).map_err(ApiError::from)? else { return Ok(not_found(reply)) };
+    if !caller.may(&r, super::access::Access::Read, &d).map_err(ApiError::from)? {
+        return Ok(not_found(reply));
+    }
+    let file = crmkit_core::deal_file::deal_file(&r, id, &crmkit_core::deal_file::FileQuery::default())
+        .map_err(ApiError::from)?;
+    let partner = r.get::<Partner>(d.partner).map_err(ApiError::from)?.map(|p| p.name).unwrap_or_default();
+    let manager =
+        r.get::<crmkit_core::model::User>(d.manager).map_err(ApiError::from)?.map(|u| u.name).unwrap_or_default();
+    let settings = r.settings();
+    let kind = settings.process_kind(&d.kind);
+    let loss_reasons = kind
+        .map(|k| {
+            settings
+                .lists
+                .loss_reasons
+                .items
+                .iter()
+                .filter(|i| k.loss_reasons.is_empty() || k.loss_reasons.contains(&i.id))
+                .collect()
+        })
+        .unwrap_or_default();
+    let (refusal, status) = match refusal {
+        Some((r, s)) => (Some(r), s),
+        None => (None, StatusCode::OK),
+    };
+    let may_act = role != Role::Viewer && caller.may(&r, super::access::Access::Write, &d).map_err(ApiError::from)?;
+    let page = deal::DealPage {
+        file: &file,
+        partner: &partner,
+        manager: &manager,
+        kind,
+        loss_reasons,
+        csrf,
+        refusal: refusal.as_ref(),
+        may_act,
+    };
+    let viewer = pages::Viewer { name: &caller.user.name, role, csrf };
+    Ok(reply.page(status, &d.title, Some(&viewer), deal::page(lang, &page)))
+}
+
+/// A deal's action from its page, through the process engine as the API's actions.
+#[allow(clippy::too_many_arguments)]
+async fn deal_action(
+    app: &Arc<App>,
+    reply: Reply,
+    login: &str,
+    role: Role,
+    csrf: &str,
+    id: crmkit_core::id::DealId,
+    action: &str,
+    form: &Form,
+) -> Result<Response<Body>, ApiError> {
+    use crmkit_core::process::Outcome;
+    let caller = {
+        let r = app.inst.store().read().map_err(ApiError::from)?;
+        match caller(&r, login, role)? {
+            Some(c) => c,
+            None => return Ok(reply.redirect("/sign-in")),
+        }
+    };
+    if !["move", "hold", "resume", "win", "lose", "reopen"].contains(&action) {
+        let lang = reply.lang;
+        return Ok(reply.page(StatusCode::NOT_FOUND, "404", None, pages::message(i18n::t(lang, "not_found"))));
+    }
+    let text = |name: &str| form.get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let version = form.get("version").and_then(|v| v.parse::<u64>().ok()).unwrap_or_default();
+    let (stage, comment, reason, competitor) = (text("stage"), text("comment"), text("reason"), text("competitor"));
+    let action_name = action.to_string();
+    let who = caller.clone();
+    let done = app
+        .writer
+        .write(Some((caller.user.id, role)), move |engine, tx| {
+            super::entities::writable::<Deal>(&*tx, &who, id.raw())?;
+            let competitor = match competitor {
+                None => None,
+                Some(c) => Some(c.parse::<crmkit_core::id::PartnerId>().map_err(|e| {
+                    crmkit_core::model::FieldError::new(
+                        crmkit_core::model::EntityKind::Deal,
+                        "competitor",
+                        e.to_string(),
+                    )
+                })?),
+            };
+            let c = comment.clone().unwrap_or_default();
+            let d = match action_name.as_str() {
+                "move" => {
+                    engine.move_deal(tx, id, version, stage.as_deref().unwrap_or_default(), comment.as_deref())?
+                }
+                "hold" => engine.hold(tx, id, version, &c)?,
+                "resume" => engine.resume(tx, id, version, &c)?,
+                "win" => engine.close(tx, id, version, Outcome::Won { comment: c })?,
+                "lose" => engine.close(
+                    tx,
+                    id,
+                    version,
+                    Outcome::Lost { reason: reason.unwrap_or_default(), competitor, comment: c },
+                )?,
+                _ => engine.reopen(tx, id, version, stage.as_deref(), &c)?,
+            };
+            Ok(serde_json::json!({ "version": d.version }))
+        })
+        .await;
+    match done {
+        Ok(_) => Ok(reply.redirect(&format!("/deal/{id}"))),
+        Err(e) => {
+            let (message, field, status) = e.parts();
+            let refusal = deal::Refusal {
+                action: action.to_string(),
+                message: message.to_string(),
+                field: field.map(str::to_string),
+            };
+            deal_page(app, reply, login, role, csrf, id, Some((refusal, status)))
+        }
     }
 }
 

@@ -41,7 +41,7 @@ pub fn layout(lang: &str, title: &str, viewer: Option<&Viewer<'_>>, assets: (&st
                 @if let Some(v) = viewer {
                     header.top {
                         span.brand { (t(lang, "app")) }
-                        nav { a href="/work" { (t(lang, "my_work")) } a href="/board" { (t(lang, "board")) } }
+                        nav { a href="/work" { (t(lang, "my_work")) } a href="/board" { (t(lang, "board")) } a href="/partners" { (t(lang, "partners")) } }
                         span.who { (t(lang, "signed_in_as")) " " strong { (v.name) } " · " (t(lang, role_key(v.role))) }
                         form method="post" action="/sign-out" {
                             input type="hidden" name="csrf" value=(v.csrf);
@@ -148,8 +148,8 @@ pub fn work(lang: &str, w: &Work<'_>) -> Markup {
                     tbody {
                         @for a in &w.deals {
                             tr {
-                                td { (a.deal.title) }
-                                td { (a.partner) }
+                                td { a href={ "/deal/" (a.deal.id) } { (a.deal.title) } }
+                                td { a href={ "/partner/" (a.deal.partner) } { (a.partner) } }
                                 td.overdue { @for (i, r) in a.reasons.iter().enumerate() { @if i > 0 { "; " } (t(lang, r)) } }
                                 td { (a.deal.stage.as_deref().unwrap_or("—")) }
                                 td.num { (a.deal.amount.amount) " " (a.deal.amount.currency) }
