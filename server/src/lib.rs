@@ -36,6 +36,7 @@ pub mod console;
 mod dossier;
 mod graph;
 mod http;
+mod jsonl;
 mod loyalty;
 mod password;
 mod plugin;

@@ -2,7 +2,6 @@
 //! salt and parameters) in the installation's `data/passwords.jsonl`, one record per login.
 //! Set by `crmkit user passwd` and by an admin over the API; checked when a person signs in.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -33,19 +32,7 @@ fn file(dir: &Path) -> PathBuf {
 
 /// Every stored password.
 pub fn load(dir: &Path) -> Result<Vec<Stored>> {
-    let path = file(dir);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_str(l).with_context(|| format!("{}:{}: not a password record", path.display(), i + 1))
-        })
-        .collect()
+    crate::jsonl::read(&file(dir), "a password record")
 }
 
 /// Why `password` is not one a person may set, if it is not.
@@ -105,13 +92,5 @@ pub fn check(dir: &Path, login: &str, password: &str) -> Result<bool> {
 }
 
 fn save(dir: &Path, all: &[Stored]) -> Result<()> {
-    let path = file(dir);
-    let tmp = path.with_extension("jsonl.tmp");
-    let mut out = std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    for s in all {
-        writeln!(out, "{}", serde_json::to_string(s)?)?;
-    }
-    out.sync_all()?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))?;
-    Ok(())
+    crate::jsonl::write(&file(dir), all)
 }

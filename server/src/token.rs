@@ -1,7 +1,6 @@
 //! API tokens: random, shown once, kept only as their SHA-256 in the installation's
 //! `data/tokens.jsonl`, each with the user and the role it acts in.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -46,31 +45,11 @@ pub fn hash(token: &str) -> String {
 
 /// Every stored token.
 pub fn load(dir: &Path) -> Result<Vec<Token>> {
-    let path = dir.join("data").join("tokens.jsonl");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_str(l).with_context(|| format!("{}:{}: not a token record", path.display(), i + 1))
-        })
-        .collect()
+    crate::jsonl::read(&dir.join("data").join("tokens.jsonl"), "a token record")
 }
 
 fn save(inst: &Installation, tokens: &[Token]) -> Result<()> {
-    let path = file(inst);
-    let tmp = path.with_extension("jsonl.tmp");
-    let mut out = std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    for t in tokens {
-        writeln!(out, "{}", serde_json::to_string(t)?)?;
-    }
-    out.sync_all()?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))?;
-    Ok(())
+    crate::jsonl::write(&file(inst), tokens)
 }
 
 /// The role named `name`, or an error listing the roles.

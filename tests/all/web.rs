@@ -522,3 +522,114 @@ fn partners_are_found_by_name_tax_id_and_e_mail_and_a_big_partners_dossier_reads
     drop(b);
     server.stop();
 }
+
+#[test]
+fn the_funnel_chart_has_a_band_per_stage_with_the_counts_of_the_heads_department() {
+    let (office, north, south) = office();
+    deal_in_proposal(&office, north, "Первая");
+    deal_in_proposal(&office, north, "Вторая");
+    office.site.with(|inst| {
+        inst.store()
+            .transact(Some(north), |tx| {
+                let p = tx.create(Partner::new("Новый клиент", PartnerRole::Client))?;
+                let mut d = crate::common::new_deal(p.id, north, 1000);
+                d.source = Some("website".into());
+                crmkit_core::process::Engine::without_hooks().create_deal(tx, d)
+            })
+            .unwrap()
+    });
+    // The south's deal is another department's: not in the head's funnel.
+    deal_in_proposal(&office, south, "Южная");
+    let server = Served::start(&office.site);
+    let base = format!("http://{}", server.addr);
+    let b = Browser::start("analytics");
+    b.sign_in(&base, "head", PASSWORD);
+    b.wait_url("/work");
+    b.goto(&format!("{base}/analytics?report=funnel&kind=b2b_sale"));
+    b.wait_for("section.chart svg");
+    // One band per stage and one for the won deals, each with the deals that reached it.
+    assert_eq!(b.count("section.chart svg rect"), 6);
+    let counts: Vec<String> = {
+        let found =
+            b.rt.block_on(b.client.find_all(Locator::Css("section.chart svg text[text-anchor=middle]"))).unwrap();
+        found
+            .iter()
+            .map(|e| b.rt.block_on(e.text()).unwrap().split(' ').next().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(
+        counts,
+        ["3", "2", "2", "0", "0", "0"],
+        "qualification, needs analysis, proposal, negotiation, contract, won"
+    );
+    b.shot("funnel");
+    // Managers are not shown reports.
+    drop(b);
+    let b = Browser::start("analytics-manager");
+    b.sign_in(&base, "north", PASSWORD);
+    b.wait_url("/work");
+    assert_eq!(b.count("header.top nav a[href='/analytics']"), 0);
+    b.goto(&format!("{base}/analytics?report=funnel"));
+    assert!(b.source().contains("Reports are for heads, admins and viewers."));
+    drop(b);
+    server.stop();
+}
+
+#[test]
+fn a_claim_is_worked_on_its_page_and_a_decision_without_the_amount_its_type_settles_is_refused() {
+    use crmkit_core::model::Claim;
+    let (office, north, south) = office();
+    let (mine, theirs) = office.site.with(|inst| {
+        inst.store()
+            .transact(Some(north), |tx| {
+                let mut p = Partner::new("Клиент с претензией", PartnerRole::Client);
+                p.manager = Some(north);
+                let p = tx.create(p)?;
+                let mut c = Claim::new(p.id, "quality", "defect", "Брак в партии", north, None, None);
+                c.claimed = Some(crmkit_core::values::Money::new(8000.into(), crmkit_core::values::Currency::RUB));
+                let mine = tx.create(c)?.id;
+                let mut q = Partner::new("Южный клиент", PartnerRole::Client);
+                q.manager = Some(south);
+                let q = tx.create(q)?;
+                let theirs = tx.create(Claim::new(q.id, "service", "staff", "Южная претензия", south, None, None))?.id;
+                Ok((mine, theirs))
+            })
+            .unwrap()
+    });
+    let server = Served::start(&office.site);
+    let base = format!("http://{}", server.addr);
+    let b = Browser::start("claims");
+    b.sign_in(&base, "north", PASSWORD);
+    b.wait_url("/work");
+    b.goto(&format!("{base}/claims"));
+    assert!(b.source().contains("Брак в партии") && !b.source().contains("Южная претензия"));
+    b.shot("claims");
+    b.goto(&format!("{base}/claim/{mine}"));
+    b.click("form[data-action=review] button");
+    b.wait_for("form[data-action=decide]");
+    assert_eq!(b.text("td.status"), "under_review");
+    // Satisfied without the amount its type settles: refused at `settled`, nothing decided.
+    b.fill("form[data-action=decide] input[name=reply]", "Заменим партию");
+    b.click("form[data-action=decide] button");
+    b.wait_for("form[data-action=decide] .refusal");
+    let refusal = b.text("form[data-action=decide] .refusal");
+    assert!(refusal.starts_with("settled:") && refusal.contains("needs the settled amount"), "{refusal}");
+    assert_eq!(b.text("td.status"), "under_review");
+    b.shot("claim-refused");
+    let e = b.rt.block_on(b.client.find(Locator::Css("form[data-action=decide] select[name=decision]"))).unwrap();
+    b.rt.block_on(e.select_by_value("partly_satisfied")).unwrap();
+    b.fill("form[data-action=decide] input[name=settled]", "5000");
+    b.fill("form[data-action=decide] input[name=reply]", "Возместим 5000");
+    b.click("form[data-action=decide] button");
+    b.wait_for("td.decision");
+    assert_eq!((b.text("td.decision"), b.text("td.settled")), ("partly_satisfied".to_string(), "5000 RUB".to_string()));
+    b.click("form[data-action=close] button");
+    b.wait_for("form[data-action=reopen]");
+    assert_eq!(b.text("td.status"), "closed");
+    assert_eq!(b.count("section.steps tr"), 4, "register, review, decide, close");
+    b.shot("claim-closed");
+    b.goto(&format!("{base}/claim/{theirs}"));
+    assert!(!b.source().contains("Южная претензия"), "another manager's claim is not shown");
+    drop(b);
+    server.stop();
+}

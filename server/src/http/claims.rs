@@ -43,7 +43,7 @@ struct Step {
 }
 
 /// The steps a claim takes.
-pub const ACTIONS: [&str; 5] = ["review", "postpone", "decide", "close", "reopen"];
+pub(super) const ACTIONS: [&str; 5] = ["review", "postpone", "decide", "close", "reopen"];
 
 fn required(field: &str, what: &str) -> FieldError {
     FieldError::new(EntityKind::Claim, field, format!("is required to {what}"))

@@ -100,7 +100,7 @@ fn refuse_managers(caller: &Caller) -> Result<(), ApiError> {
 
 /// Report `name` of `reports` with the parameters of query `q`, over what `caller` may
 /// report on: every deal for admins and viewers, their department's for heads.
-fn table(
+pub(super) fn table(
     app: &App,
     reports: &crmkit_core::report::Reports,
     caller: &Caller,

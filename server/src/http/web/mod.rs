@@ -9,7 +9,9 @@
 //! Content-Security-Policy that allows no inline script, and reads the store with the same
 //! role rules as the API.
 
+mod analytics;
 mod board;
+mod claims;
 mod deal;
 mod i18n;
 mod pages;
@@ -32,10 +34,13 @@ use super::{full, ApiError, App, Body, Caller};
 
 /// The paths the web page answers; every other path is the API's.
 pub(super) fn serves(path: &str) -> bool {
-    matches!(path, "/" | "/sign-in" | "/sign-out" | "/work" | "/board" | "/board/move" | "/partners")
-        || path.starts_with("/assets/")
+    matches!(
+        path,
+        "/" | "/sign-in" | "/sign-out" | "/work" | "/board" | "/board/move" | "/partners" | "/analytics" | "/claims"
+    ) || path.starts_with("/assets/")
         || path.starts_with("/deal/")
         || path.starts_with("/partner/")
+        || path.starts_with("/claim/")
 }
 
 /// Failed sign-ins a login, or an address, may have in [`THROTTLE_WINDOW`].
@@ -227,7 +232,7 @@ pub(super) async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Result<Res
         let (content, kind) = match format!("/assets/{asset}") {
             p if p == *CSS_PATH => (CSS, "text/css; charset=utf-8"),
             p if p == *JS_PATH => (JS, "text/javascript; charset=utf-8"),
-            _ => return Ok(reply.page(StatusCode::NOT_FOUND, "404", None, pages::message(i18n::t(lang, "not_found")))),
+            _ => return Ok(not_found(reply)),
         };
         return Ok(Response::builder()
             .status(StatusCode::OK)
@@ -300,6 +305,99 @@ pub(super) async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Result<Res
             }
             move_deal(app, reply, &login, role, &csrf, &form, json).await
         }
+        (Method::GET | Method::HEAD, "/analytics") => {
+            let Some((login, role, csrf)) = session else { return Ok(reply.redirect("/sign-in")) };
+            let caller = {
+                let r = app.inst.store().read().map_err(ApiError::from)?;
+                match caller(&r, &login, role)? {
+                    Some(c) => c,
+                    None => return Ok(reply.redirect("/sign-in")),
+                }
+            };
+            let viewer_name = caller.user.name.clone();
+            let viewer = pages::Viewer { name: &viewer_name, role, csrf: &csrf };
+            if role == Role::Manager {
+                let m = pages::message(i18n::t(lang, "reports_not_for_managers"));
+                return Ok(reply.page(StatusCode::FORBIDDEN, i18n::t(lang, "analytics"), Some(&viewer), m));
+            }
+            let query = req.uri().query().unwrap_or_default().to_string();
+            let mut params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .filter(|(k, v)| k != "lang" && !v.is_empty())
+                .collect();
+            let name = params.iter().position(|(k, _)| k == "report").map(|i| params.remove(i).1);
+            let name = name.unwrap_or_else(|| "funnel".to_string());
+            let builtins = crate::analytics::reports(Some(app.bound.engine().hooks().clone()));
+            let names: Vec<String> = builtins.list().into_iter().map(|r| r.name).collect();
+            let q: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(params.iter()).finish();
+            let table = match super::reports::table(app, &builtins, &caller, &name, &q) {
+                Ok(t) => t,
+                Err(e) => {
+                    let (message, _, status) = e.parts();
+                    return Ok(reply.page(status, i18n::t(lang, "analytics"), Some(&viewer), pages::message(message)));
+                }
+            };
+            let chart = match crate::analytics::no_chart(&name) {
+                Some(_) => None,
+                None => crate::analytics::svg(&name, &table).ok(),
+            };
+            let kinds: Vec<(String, String)> =
+                app.inst.settings().process_kinds.iter().map(|k| (k.id.clone(), k.name.clone())).collect();
+            let content = analytics::page(lang, &names, &name, &kinds, &params, chart.as_deref(), &table);
+            Ok(reply.page(StatusCode::OK, i18n::t(lang, "analytics"), Some(&viewer), content))
+        }
+        (Method::GET | Method::HEAD, "/claims") => {
+            let Some((login, role, csrf)) = session else { return Ok(reply.redirect("/sign-in")) };
+            let r = app.inst.store().read().map_err(ApiError::from)?;
+            let Some(caller) = caller(&r, &login, role)? else { return Ok(reply.redirect("/sign-in")) };
+            let mut seen: Vec<crmkit_core::model::Claim> = Vec::new();
+            let mut failed = None;
+            r.for_each::<crmkit_core::model::Claim>(|c| {
+                match caller.may(&r, super::access::Access::Read, &c) {
+                    Ok(true) => seen.push(c),
+                    Ok(false) => {}
+                    Err(e) => {
+                        failed = Some(e);
+                        return false;
+                    }
+                }
+                true
+            })
+            .map_err(ApiError::from)?;
+            if let Some(e) = failed {
+                return Err(ApiError::from(e));
+            }
+            // Open claims first, the one due first first; then the latest others.
+            seen.sort_by(|a, b| match (a.status.is_open(), b.status.is_open()) {
+                (true, true) => (a.due_by(), a.id).cmp(&(b.due_by(), b.id)),
+                (true, false) => std::cmp::Ordering::Less,
+                (false, true) => std::cmp::Ordering::Greater,
+                (false, false) => b.id.cmp(&a.id),
+            });
+            seen.truncate(500);
+            let mut rows = Vec::new();
+            for c in seen {
+                let name = r.get::<Partner>(c.partner).map_err(ApiError::from)?.map(|p| p.name).unwrap_or_default();
+                rows.push((c, name));
+            }
+            let today = r.now().date();
+            let viewer = pages::Viewer { name: &caller.user.name, role, csrf: &csrf };
+            Ok(reply.page(StatusCode::OK, i18n::t(lang, "claims"), Some(&viewer), claims::list(lang, &rows, today)))
+        }
+        (method, p) if p.starts_with("/claim/") => {
+            let Some((login, role, csrf)) = session else { return Ok(reply.redirect("/sign-in")) };
+            let Some((id, action)) = record_path::<crmkit_core::id::ClaimId>(p, "/claim/") else {
+                return Ok(not_found(reply));
+            };
+            match (method, action) {
+                (Method::GET | Method::HEAD, None) => claim_page(app, reply, &login, role, &csrf, id, None),
+                (Method::POST, Some(action)) => match own_form(req, &csrf).await? {
+                    Some(form) => claim_step(app, reply, &login, role, &csrf, id, &action, &form).await,
+                    None => Ok(refused(reply)),
+                },
+                _ => Ok(not_found(reply)),
+            }
+        }
         (Method::GET | Method::HEAD, "/partners") => {
             let Some((login, role, csrf)) = session else { return Ok(reply.redirect("/sign-in")) };
             let query = req.uri().query().unwrap_or_default().to_string();
@@ -318,9 +416,6 @@ pub(super) async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Result<Res
         }
         (Method::GET | Method::HEAD, p) if p.starts_with("/partner/") => {
             let Some((login, role, csrf)) = session else { return Ok(reply.redirect("/sign-in")) };
-            let not_found = |reply: Reply| {
-                reply.page(StatusCode::NOT_FOUND, "404", None, pages::message(i18n::t(lang, "not_found")))
-            };
             let Ok(id) = p["/partner/".len()..].parse::<crmkit_core::id::PartnerId>() else {
                 return Ok(not_found(reply));
             };
@@ -346,27 +441,124 @@ pub(super) async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Result<Res
         }
         (method, p) if p.starts_with("/deal/") => {
             let Some((login, role, csrf)) = session else { return Ok(reply.redirect("/sign-in")) };
-            let rest = &p["/deal/".len()..];
-            let (id, action) = match rest.split_once('/') {
-                Some((id, action)) => (id, Some(action.to_string())),
-                None => (rest, None),
-            };
-            let Ok(id) = id.parse::<crmkit_core::id::DealId>() else {
-                return Ok(reply.page(StatusCode::NOT_FOUND, "404", None, pages::message(i18n::t(lang, "not_found"))));
+            let Some((id, action)) = record_path::<crmkit_core::id::DealId>(p, "/deal/") else {
+                return Ok(not_found(reply));
             };
             match (method, action) {
                 (Method::GET | Method::HEAD, None) => deal_page(app, reply, &login, role, &csrf, id, None),
-                (Method::POST, Some(action)) => {
-                    let form = form(req).await?;
-                    if !form.same_origin || form.get("csrf") != Some(&csrf) {
-                        return Ok(refused(reply));
-                    }
-                    deal_action(app, reply, &login, role, &csrf, id, &action, &form).await
-                }
-                _ => Ok(reply.page(StatusCode::NOT_FOUND, "404", None, pages::message(i18n::t(lang, "not_found")))),
+                (Method::POST, Some(action)) => match own_form(req, &csrf).await? {
+                    Some(form) => deal_action(app, reply, &login, role, &csrf, id, &action, &form).await,
+                    None => Ok(refused(reply)),
+                },
+                _ => Ok(not_found(reply)),
             }
         }
         _ => Ok(reply.page(StatusCode::METHOD_NOT_ALLOWED, "405", None, pages::message(i18n::t(lang, "not_found")))),
+    }
+}
+
+/// A claim's page, with a refused step's message in its form.
+fn claim_page(
+    app: &Arc<App>,
+    reply: Reply,
+    login: &str,
+    role: Role,
+    csrf: &str,
+    id: crmkit_core::id::ClaimId,
+    refusal: Option<(claims::Refusal, StatusCode)>,
+) -> Result<Response<Body>, ApiError> {
+    let lang = reply.lang;
+    let r = app.inst.store().read().map_err(ApiError::from)?;
+    let Some(caller) = caller(&r, login, role)? else { return Ok(reply.redirect("/sign-in")) };
+    let Some(c) = r.get::<crmkit_core::model::Claim>(id).map_err(ApiError::from)? else { return Ok(not_found(reply)) };
+    if !caller.may(&r, super::access::Access::Read, &c).map_err(ApiError::from)? {
+        return Ok(not_found(reply));
+    }
+    let partner = r.get::<Partner>(c.partner).map_err(ApiError::from)?.map(|p| p.name).unwrap_or_default();
+    let may_act = role != Role::Viewer && caller.may(&r, super::access::Access::Write, &c).map_err(ApiError::from)?;
+    let (refusal, status) = match refusal {
+        Some((r, s)) => (Some(r), s),
+        None => (None, StatusCode::OK),
+    };
+    let viewer = pages::Viewer { name: &caller.user.name, role, csrf };
+    let content = claims::page(lang, &c, &partner, csrf, refusal.as_ref(), may_act);
+    Ok(reply.page(status, &c.subject, Some(&viewer), content))
+}
+
+/// A claim's step from its page, through the process engine as the API's steps.
+#[allow(clippy::too_many_arguments)]
+async fn claim_step(
+    app: &Arc<App>,
+    reply: Reply,
+    login: &str,
+    role: Role,
+    csrf: &str,
+    id: crmkit_core::id::ClaimId,
+    action: &str,
+    form: &Form,
+) -> Result<Response<Body>, ApiError> {
+    use crmkit_core::model::{Claim, Decision, EntityKind, FieldError};
+    let caller = {
+        let r = app.inst.store().read().map_err(ApiError::from)?;
+        match caller(&r, login, role)? {
+            Some(c) => c,
+            None => return Ok(reply.redirect("/sign-in")),
+        }
+    };
+    if !super::claims::ACTIONS.contains(&action) {
+        return Ok(not_found(reply));
+    }
+    let text = |name: &str| form.get(name).map(|v| v.trim().to_string()).unwrap_or_default();
+    let version = form.get("version").and_then(|v| v.parse::<u64>().ok()).unwrap_or_default();
+    let (comment, reason, reply_text, until, decision, settled) =
+        (text("comment"), text("reason"), text("reply"), text("until"), text("decision"), text("settled"));
+    let action_name = action.to_string();
+    let who = caller.clone();
+    let done = app
+        .writer
+        .write(Some((caller.user.id, role)), move |engine, tx| {
+            let claim: Claim = super::entities::writable(&*tx, &who, id.raw())?;
+            let field = |f: &str, m: String| -> crmkit_core::Error { FieldError::new(EntityKind::Claim, f, m).into() };
+            let c = match action_name.as_str() {
+                "review" => engine.review_claim(tx, id, version, &comment)?,
+                "postpone" => {
+                    let until = crmkit_core::values::date::parse(&until).map_err(|m| field("postponed_until", m))?;
+                    engine.postpone_claim(tx, id, version, until, &reason)?
+                }
+                "decide" => {
+                    let decision = Decision::ALL
+                        .into_iter()
+                        .find(|d| d.name() == decision)
+                        .ok_or_else(|| field("decision", format!("\"{decision}\" is not a decision")))?;
+                    let settled = match settled.as_str() {
+                        "" => None,
+                        s => {
+                            let amount = s
+                                .parse::<rust_decimal::Decimal>()
+                                .map_err(|_| field("settled", format!("\"{s}\" is not an amount")))?;
+                            let currency = claim.claimed.map_or(tx.settings().default_currency, |m| m.currency);
+                            Some(crmkit_core::values::Money::new(amount, currency))
+                        }
+                    };
+                    engine.decide_claim(tx, id, version, decision, settled, &reply_text)?
+                }
+                "close" => engine.close_claim(tx, id, version, &comment)?,
+                _ => engine.reopen_claim(tx, id, version, &reason)?,
+            };
+            Ok(serde_json::json!({ "version": c.version }))
+        })
+        .await;
+    match done {
+        Ok(_) => Ok(reply.redirect(&format!("/claim/{id}"))),
+        Err(e) => {
+            let (message, field, status) = e.parts();
+            let refusal = claims::Refusal {
+                action: action.to_string(),
+                message: message.to_string(),
+                field: field.map(str::to_string),
+            };
+            claim_page(app, reply, login, role, csrf, id, Some((refusal, status)))
+        }
     }
 }
 
@@ -383,8 +575,6 @@ fn deal_page(
     let lang = reply.lang;
     let r = app.inst.store().read().map_err(ApiError::from)?;
     let Some(caller) = caller(&r, login, role)? else { return Ok(reply.redirect("/sign-in")) };
-    let not_found =
-        |reply: Reply| reply.page(StatusCode::NOT_FOUND, "404", None, pages::message(i18n::t(lang, "not_found")));
     let Some(d) = r.get::<Deal>(id).map_err(ApiError::from)? else { return Ok(not_found(reply)) };
     if !caller.may(&r, super::access::Access::Read, &d).map_err(ApiError::from)? {
         return Ok(not_found(reply));
@@ -447,8 +637,7 @@ async fn deal_action(
         }
     };
     if !["move", "hold", "resume", "win", "lose", "reopen"].contains(&action) {
-        let lang = reply.lang;
-        return Ok(reply.page(StatusCode::NOT_FOUND, "404", None, pages::message(i18n::t(lang, "not_found"))));
+        return Ok(not_found(reply));
     }
     let text = |name: &str| form.get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
     let version = form.get("version").and_then(|v| v.parse::<u64>().ok()).unwrap_or_default();
@@ -500,6 +689,28 @@ async fn deal_action(
             deal_page(app, reply, login, role, csrf, id, Some((refusal, status)))
         }
     }
+}
+
+/// The record a path names and the action after it: `/deal/ID` or `/deal/ID/ACTION`.
+fn record_path<I: std::str::FromStr>(path: &str, prefix: &str) -> Option<(I, Option<String>)> {
+    let rest = path.strip_prefix(prefix)?;
+    let (id, action) = match rest.split_once('/') {
+        Some((id, action)) => (id, Some(action.to_string())),
+        None => (rest, None),
+    };
+    Some((id.parse().ok()?, action))
+}
+
+/// A form posted from this site's page with the session's token; `None` for any other.
+async fn own_form(req: Request<Incoming>, csrf: &str) -> Result<Option<Form>, ApiError> {
+    let form = form(req).await?;
+    Ok((form.same_origin && form.get("csrf").is_some_and(|c| c == csrf)).then_some(form))
+}
+
+/// The page saying there is no such page.
+fn not_found(reply: Reply) -> Response<Body> {
+    let lang = reply.lang;
+    reply.page(StatusCode::NOT_FOUND, "404", None, pages::message(i18n::t(lang, "not_found")))
 }
 
 /// A state-changing form that did not come from this site's page: 403, nothing done.
@@ -617,7 +828,7 @@ fn board(
     let Some(caller) = caller(&r, login, role)? else { return Ok(reply.redirect("/sign-in")) };
     let kinds = &r.settings().process_kinds;
     let Some(spec) = kind.map_or(kinds.first(), |k| kinds.iter().find(|s| s.id == k)) else {
-        return Ok(reply.page(StatusCode::NOT_FOUND, "404", None, pages::message(i18n::t(lang, "not_found"))));
+        return Ok(not_found(reply));
     };
     let columns = board::columns(&r, &caller, spec)?;
     let may_move = role != Role::Viewer;
