@@ -8,12 +8,7 @@ use maud::{html, Markup};
 
 use super::i18n::t;
 
-/// A refused step: which form, the message and the field it names.
-pub struct Refusal {
-    pub action: String,
-    pub message: String,
-    pub field: Option<String>,
-}
+pub use super::pages::Refusal;
 
 /// The list page: `claims` with their partners' names.
 pub fn list(lang: &str, claims: &[(Claim, String)], today: NaiveDate) -> Markup {
@@ -49,12 +44,7 @@ fn form(lang: &str, c: &Claim, csrf: &str, refusal: Option<&Refusal>, action: &s
         form.action method="post" action={ "/claim/" (c.id) "/" (action) } data-action=(action) {
             input type="hidden" name="csrf" value=(csrf);
             input type="hidden" name="version" value=(c.version);
-            @if let Some(r) = refusal.filter(|r| r.action == action) {
-                p.error.refusal role="alert" data-field=[r.field.as_deref()] {
-                    @if let Some(f) = &r.field { strong { (f) } ": " }
-                    (r.message)
-                }
-            }
+            (super::pages::refused(refusal, action))
             (fields)
             button type="submit" { (t(lang, &format!("claim_{action}"))) }
         }

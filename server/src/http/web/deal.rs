@@ -10,12 +10,7 @@ use maud::{html, Markup};
 
 use super::i18n::t;
 
-/// A refused action: which form, the message and the field it names.
-pub struct Refusal {
-    pub action: String,
-    pub message: String,
-    pub field: Option<String>,
-}
+pub use super::pages::Refusal;
 
 /// What the deal page shows.
 pub struct DealPage<'a> {
@@ -51,25 +46,13 @@ fn summary(item: &FileItem) -> (&'static str, String) {
     }
 }
 
-/// The refusal of `action`, shown in its form, when there is one.
-fn refused(p: &DealPage<'_>, action: &str) -> Markup {
-    html! {
-        @if let Some(r) = p.refusal.filter(|r| r.action == action) {
-            p.error.refusal role="alert" data-field=[r.field.as_deref()] {
-                @if let Some(f) = &r.field { strong { (f) } ": " }
-                (r.message)
-            }
-        }
-    }
-}
-
 fn form(lang: &str, p: &DealPage<'_>, action: &str, fields: Markup) -> Markup {
     let d = &p.file.deal;
     html! {
         form.action method="post" action={ "/deal/" (d.id) "/" (action) } data-action=(action) {
             input type="hidden" name="csrf" value=(p.csrf);
             input type="hidden" name="version" value=(d.version);
-            (refused(p, action))
+            (super::pages::refused(p.refusal, action))
             (fields)
             button type="submit" { (t(lang, action)) }
         }

@@ -550,15 +550,7 @@ async fn claim_step(
         .await;
     match done {
         Ok(_) => Ok(reply.redirect(&format!("/claim/{id}"))),
-        Err(e) => {
-            let (message, field, status) = e.parts();
-            let refusal = claims::Refusal {
-                action: action.to_string(),
-                message: message.to_string(),
-                field: field.map(str::to_string),
-            };
-            claim_page(app, reply, login, role, csrf, id, Some((refusal, status)))
-        }
+        Err(e) => claim_page(app, reply, login, role, csrf, id, Some(pages::Refusal::of(action, &e))),
     }
 }
 
@@ -679,15 +671,7 @@ async fn deal_action(
         .await;
     match done {
         Ok(_) => Ok(reply.redirect(&format!("/deal/{id}"))),
-        Err(e) => {
-            let (message, field, status) = e.parts();
-            let refusal = deal::Refusal {
-                action: action.to_string(),
-                message: message.to_string(),
-                field: field.map(str::to_string),
-            };
-            deal_page(app, reply, login, role, csrf, id, Some((refusal, status)))
-        }
+        Err(e) => deal_page(app, reply, login, role, csrf, id, Some(pages::Refusal::of(action, &e))),
     }
 }
 

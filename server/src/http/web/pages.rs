@@ -7,6 +7,34 @@ use maud::{html, Markup, DOCTYPE};
 
 use super::i18n::{t, LANGUAGES};
 
+/// An action a page's form asked for and the process refused: which form, the message and
+/// the field it names.
+pub struct Refusal {
+    pub action: String,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl Refusal {
+    /// The refusal of `action` by `e`, with the status to answer it with.
+    pub fn of(action: &str, e: &super::super::ApiError) -> (Refusal, hyper::StatusCode) {
+        let (message, field, status) = e.parts();
+        (Refusal { action: action.to_string(), message: message.to_string(), field: field.map(str::to_string) }, status)
+    }
+}
+
+/// The refusal of the form of `action`, when `refusal` is one: its message after the field.
+pub fn refused(refusal: Option<&Refusal>, action: &str) -> Markup {
+    html! {
+        @if let Some(r) = refusal.filter(|r| r.action == action) {
+            p.error.refusal role="alert" data-field=[r.field.as_deref()] {
+                @if let Some(f) = &r.field { strong { (f) } ": " }
+                (r.message)
+            }
+        }
+    }
+}
+
 /// Who a page is for: their name, role and the session's CSRF token (none before sign-in).
 pub struct Viewer<'a> {
     pub name: &'a str,
