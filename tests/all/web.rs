@@ -121,6 +121,25 @@ impl Browser {
         self.rt.block_on(e.click()).unwrap();
     }
 
+    /// Drags the element `from` onto the element `to` with the mouse, in steps, as a
+    /// person does.
+    fn drag(&self, from: &str, to: &str) {
+        use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
+        let find =
+            |css: &str| self.rt.block_on(self.client.find(Locator::Css(css))).unwrap_or_else(|e| panic!("{css}: {e}"));
+        let (from, to) = (find(from), find(to));
+        let step = Some(Duration::from_millis(100));
+        let actions = MouseActions::new("mouse".into())
+            .then(PointerAction::MoveToElement { element: from, duration: None, x: 0.0, y: 0.0 })
+            .then(PointerAction::Down { button: MOUSE_BUTTON_LEFT })
+            .then(PointerAction::MoveBy { duration: step, x: 20.0, y: 10.0 })
+            .then(PointerAction::MoveToElement { element: to.clone(), duration: step, x: 0.0, y: 0.0 })
+            .then(PointerAction::MoveToElement { element: to, duration: step, x: 2.0, y: 2.0 })
+            .then(PointerAction::Up { button: MOUSE_BUTTON_LEFT });
+        self.rt.block_on(self.client.perform_actions(actions)).unwrap();
+        self.rt.block_on(self.client.release_actions()).unwrap();
+    }
+
     fn source(&self) -> String {
         self.rt.block_on(self.client.source()).unwrap()
     }
@@ -369,11 +388,25 @@ fn deal_in_proposal(office: &Office, manager: UserId, title: &str) -> crmkit_cor
 }
 
 #[test]
-fn on_the_board_a_guard_refuses_a_move_the_card_stays_with_the_message_and_nothing_is_written() {
+fn on_the_board_a_card_dragged_on_is_moved_and_one_a_guard_refuses_comes_back_with_the_message_nothing_written() {
     let (office, north, south) = office();
     let mine = deal_in_proposal(&office, north, "Серверы для склада");
     deal_in_proposal(&office, south, "Чужая сделка");
-    let before = office.site.dump();
+    // A deal whose needs are recorded: it may move on to the proposal.
+    let ready = office.site.with(|inst| {
+        inst.store()
+            .transact(Some(north), |tx| {
+                let engine = crmkit_core::process::Engine::without_hooks();
+                let p = tx.create(Partner::new("Готовый клиент", PartnerRole::Client))?;
+                let mut d = crate::common::new_deal(p.id, north, 80_000);
+                d.title = "Готова к предложению".into();
+                d.source = Some("website".into());
+                let d = engine.create_deal(tx, d)?;
+                let d = engine.move_deal(tx, d.id, d.version, "needs_analysis", None)?;
+                Ok(engine.set_checked(tx, d.id, d.version, "needs_recorded", true)?.id)
+            })
+            .unwrap()
+    });
     let server = Served::start(&office.site);
     let base = format!("http://{}", server.addr);
     let b = Browser::start("board");
@@ -384,22 +417,131 @@ fn on_the_board_a_guard_refuses_a_move_the_card_stays_with_the_message_and_nothi
     assert!(!b.source().contains("Чужая сделка"), "another manager's deal is not on the board");
     assert_eq!(b.text("section.column[data-stage=proposal] .count"), "(1)");
     b.shot("board");
-    // Moving it forward asks the shipped guard: no quote, refused; the card stays in its
+    // A deal that may move is dragged on and stays where it was dropped.
+    let ready_card = format!("article.card[data-deal='{ready}']");
+    assert_eq!(b.count(&format!("section.column[data-stage=needs_analysis] {ready_card}")), 1);
+    b.drag(&format!("{ready_card} .partner"), "section.column[data-stage=proposal] h2");
+    b.wait_for(&format!("section.column[data-stage=proposal] {ready_card}"));
+    // The page reloads after the move: the count comes from the server.
+    let started = Instant::now();
+    while b.text("section.column[data-stage=proposal] .count") != "(2)" {
+        assert!(started.elapsed() < Duration::from_secs(20), "the moved card did not stay");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    b.shot("board-dragged");
+    drop(b);
+    server.stop();
+    let stage = office.site.with(|inst| {
+        use crmkit_core::store::Reader as _;
+        inst.store().read().unwrap().get::<crmkit_core::model::Deal>(ready).unwrap().unwrap().stage
+    });
+    assert_eq!(stage.as_deref(), Some("proposal"));
+
+    let before = office.site.dump();
+    let server = Served::start(&office.site);
+    let base = format!("http://{}", server.addr);
+    let b = Browser::start("board-refused");
+    b.sign_in(&base, "north", PASSWORD);
+    b.wait_url("/work");
+    b.goto(&format!("{base}/board?kind=b2b_sale"));
+    // Dragged forward, the shipped guard refuses (no quote): the card comes back to its
     // column with the guard's message and the field it names.
     let card = format!("article.card[data-deal='{mine}']");
-    let select = format!("{card} select[name=stage]");
-    let e = b.rt.block_on(b.client.find(Locator::Css(&select))).unwrap();
-    b.rt.block_on(e.select_by_value("negotiation")).unwrap();
-    b.click(&format!("{card} form.move button"));
+    b.drag(&format!("{card} .partner"), "section.column[data-stage=negotiation] h2");
     b.wait_for(&format!("{card} .refusal"));
     let refusal = b.text(&format!("{card} .refusal"));
     assert!(refusal.contains("leaves the proposal stage without a quote"), "{refusal}");
     assert!(refusal.starts_with("documents:"), "{refusal}");
     assert_eq!(b.count(&format!("section.column[data-stage=proposal] {card}")), 1, "the card is back in its column");
+    b.shot("board-drag-refused");
+    // The same move by the card's form (no script needed): the board again, the message on
+    // the card.
+    let select = format!("{card} select[name=stage]");
+    let e = b.rt.block_on(b.client.find(Locator::Css(&select))).unwrap();
+    b.rt.block_on(e.select_by_value("negotiation")).unwrap();
+    b.click(&format!("{card} form.move button"));
+    b.wait_for(&format!("{card} p.refusal[data-field=documents]"));
+    assert_eq!(b.count(&format!("section.column[data-stage=proposal] {card}")), 1);
     b.shot("board-refused");
     drop(b);
     server.stop();
     assert!(office.site.dump() == before, "a refused move wrote something");
+}
+
+#[test]
+fn the_board_filters_by_manager_and_amount_pages_a_big_column_and_a_managed_kind_moves_by_its_tasks() {
+    let (office, north, south) = office();
+    // 60 of north's deals in the first stage, amounts 1,000 … 60,000; 3 of south's.
+    office.site.with(|inst| {
+        inst.store()
+            .transact(Some(north), |tx| {
+                let engine = crmkit_core::process::Engine::without_hooks();
+                let p = tx.create(Partner::new("Оптовый клиент", PartnerRole::Client))?;
+                for (i, manager) in (1..=60).map(|i| (i, north)).chain((61..=63).map(|i| (i, south))) {
+                    let mut d = crate::common::new_deal(p.id, manager, i * 1000);
+                    d.title = format!("Поставка {i}");
+                    engine.create_deal(tx, d)?;
+                }
+                Ok(())
+            })
+            .unwrap()
+    });
+    // A deal of a managed kind, for the end.
+    let tender = office.site.with(|inst| {
+        inst.store()
+            .transact(Some(north), |tx| {
+                let engine = crmkit_core::process::Engine::without_hooks();
+                let p = tx.create(Partner::new("Госзаказчик", PartnerRole::Client))?;
+                let mut d = crate::common::new_deal(p.id, north, 900_000);
+                d.title = "Тендер на серверы".into();
+                d.kind = "tender".into();
+                d.stage = None;
+                Ok(engine.create_deal(tx, d)?.id)
+            })
+            .unwrap()
+    });
+    let first = office.site.with(|inst| inst.settings().process_kind("b2b_sale").unwrap().stages[0].id.clone());
+    let column = format!("section.column[data-stage={first}]");
+    let server = Served::start(&office.site);
+    let base = format!("http://{}", server.addr);
+    let b = Browser::start("board-filters");
+    b.sign_in(&base, "boss", PASSWORD);
+    b.wait_url("/work");
+    b.goto(&format!("{base}/board?kind=b2b_sale"));
+    assert_eq!(b.text(&format!("{column} .count")), "(63)");
+    assert_eq!(b.count(&format!("{column} article.card")), 50, "a page of 50 cards");
+    b.click(&format!("{column} nav.pages a.next"));
+    b.wait_url("page=2");
+    assert_eq!(b.count(&format!("{column} article.card")), 13, "the rest on the second page");
+    // The filters: south's deals only; then north's from 55,000.
+    b.goto(&format!("{base}/board?kind=b2b_sale"));
+    let e = b.rt.block_on(b.client.find(Locator::Css("form.filters select[name=manager]"))).unwrap();
+    b.rt.block_on(e.select_by_value(&south.to_string())).unwrap();
+    b.click("form.filters button");
+    b.wait_url(&format!("manager={south}&from=&to=&min=&max="));
+    assert_eq!(b.text(&format!("{column} .count")), "(3)");
+    b.goto(&format!("{base}/board?kind=b2b_sale&manager={north}&min=55000"));
+    assert_eq!(b.text(&format!("{column} .count")), "(6)");
+    b.shot("board-filtered");
+    b.goto(&format!("{base}/board?kind=b2b_sale&min=lots"));
+    assert!(b.text("main").contains("min: \"lots\" is not an amount"), "{}", b.text("main"));
+    // The managed kind: the card shows its stage's tasks; the one done moves the deal on.
+    drop(b);
+    let b = Browser::start("board-managed");
+    b.sign_in(&base, "north", PASSWORD);
+    b.wait_url("/work");
+    b.goto(&format!("{base}/board?kind=tender"));
+    let card = format!("article.card[data-deal='{tender}']");
+    assert_eq!(b.count(&format!("section.column[data-stage=announcement] {card}")), 1);
+    assert_eq!(b.count(&format!("{card} form.move")), 0, "a managed deal is not moved by hand");
+    assert!(b.text(&format!("{card} ul.tasks")).contains("Study the tender documentation"));
+    b.shot("board-managed");
+    b.click(&format!("{card} ul.tasks form.task button"));
+    b.wait_for(&format!("section.column[data-stage=documentation] {card}"));
+    assert!(b.text(&format!("{card} ul.tasks")).contains("Prepare the bid documents"));
+    b.shot("board-managed-moved");
+    drop(b);
+    server.stop();
 }
 
 #[test]

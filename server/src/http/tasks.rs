@@ -82,6 +82,30 @@ struct Finish {
     version: Option<u64>,
 }
 
+/// Completes (or cancels) task `id` as `caller`: its executor finishes a task they can
+/// see, whatever the deal; someone else needs a role the process settings allow — the role
+/// the caller acts in. The API's and the web page's one rule.
+pub fn finish_task(
+    engine: &crmkit_core::process::Engine,
+    tx: &mut crmkit_core::store::WriteTxn<'_>,
+    caller: &Caller,
+    id: TaskId,
+    version: u64,
+    complete: bool,
+) -> crmkit_core::Result<Task> {
+    let task: Task = entities::visible(&*tx, caller, id.0)?;
+    let others = &tx.settings().process.complete_others_tasks;
+    if task.executor != caller.user.id && !others.contains(&caller.role) {
+        return Err(crmkit_core::Error::Forbidden(format!(
+            "task {id} is another user's; finishing it takes one of the roles in process.complete_others_tasks"
+        )));
+    }
+    match complete {
+        true => engine.complete_task(tx, id, version),
+        false => engine.cancel_task(tx, id, version),
+    }
+}
+
 /// `POST /api/v1/tasks/{id}/complete|cancel` with `{ "version": N }` or `If-Match`: its
 /// executor may, and the roles the process settings allow; completing a stage's task may
 /// move its deal on.
@@ -100,19 +124,7 @@ pub async fn finish(
     let done = app
         .writer
         .write(Some((caller.user.id, caller.role)), move |engine, tx| {
-            // Its executor finishes a task they can see, whatever the deal; someone else
-            // needs a role the process settings allow — the role the token acts in.
-            let task: Task = entities::visible(&*tx, &caller, id.0)?;
-            let others = &tx.settings().process.complete_others_tasks;
-            if task.executor != caller.user.id && !others.contains(&caller.role) {
-                return Err(crmkit_core::Error::Forbidden(format!(
-                    "task {id} is another user's; finishing it takes one of the roles in process.complete_others_tasks"
-                )));
-            }
-            let t = match complete {
-                true => engine.complete_task(tx, id, version)?,
-                false => engine.cancel_task(tx, id, version)?,
-            };
+            let t = finish_task(engine, tx, &caller, id, version, complete)?;
             Ok(entities::to_json(&t))
         })
         .await?;

@@ -64,6 +64,29 @@ mod tests {
         }
     }
 
+    /// Every key a page names literally (`t(lang, "key")`) is in the catalogues.
+    #[test]
+    fn every_key_the_pages_name_is_in_the_catalogue() {
+        let sources = [
+            include_str!("mod.rs"),
+            include_str!("pages.rs"),
+            include_str!("board.rs"),
+            include_str!("deal.rs"),
+            include_str!("partners.rs"),
+            include_str!("analytics.rs"),
+            include_str!("claims.rs"),
+        ];
+        let mut named = 0;
+        for source in sources {
+            for piece in source.split("t(lang, \"").skip(1) {
+                let key = piece.split('"').next().unwrap_or_default();
+                assert!(catalogue("en").contains_key(key), "\"{key}\" is named by a page but not in the catalogues");
+                named += 1;
+            }
+        }
+        assert!(named > 50, "only {named} keys found: the pages' sources moved?");
+    }
+
     #[test]
     fn the_language_follows_the_cookie_then_the_browser() {
         assert_eq!(choose(None, Some("ru-RU,ru;q=0.9,en-US;q=0.8")), "ru");

@@ -36,7 +36,15 @@ use super::{full, ApiError, App, Body, Caller};
 pub(super) fn serves(path: &str) -> bool {
     matches!(
         path,
-        "/" | "/sign-in" | "/sign-out" | "/work" | "/board" | "/board/move" | "/partners" | "/analytics" | "/claims"
+        "/" | "/sign-in"
+            | "/sign-out"
+            | "/work"
+            | "/board"
+            | "/board/move"
+            | "/board/task"
+            | "/partners"
+            | "/analytics"
+            | "/claims"
     ) || path.starts_with("/assets/")
         || path.starts_with("/deal/")
         || path.starts_with("/partner/")
@@ -213,7 +221,7 @@ impl Reply {
 fn secured(b: hyper::http::response::Builder) -> hyper::http::response::Builder {
     b.header(
         "content-security-policy",
-        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     )
     .header("x-content-type-options", "nosniff")
     .header("referrer-policy", "same-origin")
@@ -279,10 +287,10 @@ pub(super) async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Result<Res
         (Method::GET | Method::HEAD, "/board") => {
             let Some((login, role, csrf)) = session else { return Ok(reply.redirect("/sign-in")) };
             let query = req.uri().query().unwrap_or_default().to_string();
-            let kind = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "kind").map(|(_, v)| v.into_owned());
-            board(app, reply, &login, role, &csrf, kind.as_deref(), None)
+            board::show(app, reply, (&login, role, &csrf), &query, None)
         }
-        (Method::POST, "/board/move") => {
+        (Method::POST, "/board/move" | "/board/task") => {
+            let change = if path == "/board/move" { board::Change::Move } else { board::Change::Task };
             let json = req
                 .headers()
                 .get("accept")
@@ -303,7 +311,7 @@ pub(super) async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Result<Res
                     refused(reply)
                 });
             }
-            move_deal(app, reply, &login, role, &csrf, &form, json).await
+            board::change(app, reply, (&login, role, &csrf), &form, json, change).await
         }
         (Method::GET | Method::HEAD, "/analytics") => {
             let Some((login, role, csrf)) = session else { return Ok(reply.redirect("/sign-in")) };
@@ -794,99 +802,6 @@ fn json_refusal(status: StatusCode, message: &str, field: Option<&str>) -> Respo
 /// The signed-in person, as the API's role rules know them.
 fn caller(r: &impl Reader, login: &str, role: Role) -> Result<Option<Caller>, ApiError> {
     Ok(r.user_by_login(login).map_err(ApiError::from)?.filter(|u| u.active).map(|user| Caller { user, role }))
-}
-
-/// The board of process kind `kind` (the first configured by default), with a refusal on
-/// its card when a move was refused.
-fn board(
-    app: &Arc<App>,
-    reply: Reply,
-    login: &str,
-    role: Role,
-    csrf: &str,
-    kind: Option<&str>,
-    refusal: Option<(board::Refusal, StatusCode)>,
-) -> Result<Response<Body>, ApiError> {
-    let lang = reply.lang;
-    let r = app.inst.store().read().map_err(ApiError::from)?;
-    let Some(caller) = caller(&r, login, role)? else { return Ok(reply.redirect("/sign-in")) };
-    let kinds = &r.settings().process_kinds;
-    let Some(spec) = kind.map_or(kinds.first(), |k| kinds.iter().find(|s| s.id == k)) else {
-        return Ok(not_found(reply));
-    };
-    let columns = board::columns(&r, &caller, spec)?;
-    let may_move = role != Role::Viewer;
-    let (refusal, status) = match refusal {
-        Some((r, s)) => (Some(r), s),
-        None => (None, StatusCode::OK),
-    };
-    let b =
-        board::Board { kinds, kind: spec, columns: &columns, now: r.now(), csrf, refusal: refusal.as_ref(), may_move };
-    let content = board::page(lang, &b);
-    let viewer = pages::Viewer { name: &caller.user.name, role, csrf };
-    Ok(reply.page(status, i18n::t(lang, "board"), Some(&viewer), content))
-}
-
-/// Moves a deal from the board, through the process engine as the API's `move` does.
-async fn move_deal(
-    app: &Arc<App>,
-    reply: Reply,
-    login: &str,
-    role: Role,
-    csrf: &str,
-    form: &Form,
-    json: bool,
-) -> Result<Response<Body>, ApiError> {
-    let lang = reply.lang;
-    let caller = {
-        let r = app.inst.store().read().map_err(ApiError::from)?;
-        match caller(&r, login, role)? {
-            Some(c) => c,
-            None => return Ok(reply.redirect("/sign-in")),
-        }
-    };
-    let bad = |field: &str| {
-        if json {
-            Ok(json_refusal(StatusCode::BAD_REQUEST, &format!("{field}?"), Some(field)))
-        } else {
-            Ok(refused_with(reply_for(lang), field))
-        }
-    };
-    let Some(deal) = form.get("deal").and_then(|d| d.parse::<crmkit_core::id::DealId>().ok()) else {
-        return bad("deal");
-    };
-    let Some(version) = form.get("version").and_then(|v| v.parse::<u64>().ok()) else { return bad("version") };
-    let Some(stage) = form.get("stage").cloned() else { return bad("stage") };
-    let kind: Option<String> = {
-        let r = app.inst.store().read().map_err(ApiError::from)?;
-        r.get::<Deal>(deal).map_err(ApiError::from)?.map(|d| d.kind)
-    };
-    let who = caller.clone();
-    let done = app
-        .writer
-        .write(Some((caller.user.id, role)), move |engine, tx| {
-            super::entities::writable::<Deal>(&*tx, &who, deal.raw())?;
-            let d = engine.move_deal(tx, deal, version, &stage, None)?;
-            Ok(serde_json::json!({ "version": d.version, "stage": d.stage }))
-        })
-        .await;
-    let back = format!("/board?kind={}", kind.as_deref().unwrap_or_default());
-    match done {
-        Ok(answer) if json => {
-            Ok(secured(Response::builder().status(StatusCode::OK).header("content-type", "application/json"))
-                .body(full(answer.to_string()))
-                .expect("a valid response"))
-        }
-        Ok(_) => Ok(reply.redirect(&back)),
-        Err(e) => {
-            let (message, field, status) = e.parts();
-            if json {
-                return Ok(json_refusal(status, message, field));
-            }
-            let refusal = board::Refusal { deal, message: message.to_string(), field: field.map(str::to_string) };
-            board(app, reply, login, role, csrf, kind.as_deref(), Some((refusal, status)))
-        }
-    }
 }
 
 fn reply_for(lang: &'static str) -> Reply {
