@@ -29,6 +29,8 @@ struct Browser {
     rt: tokio::runtime::Runtime,
     profile: tempfile::TempDir,
     shots: PathBuf,
+    /// Where the browser saves what it downloads.
+    downloads: PathBuf,
 }
 
 fn free_port() -> u16 {
@@ -50,6 +52,8 @@ impl Browser {
             std::thread::sleep(Duration::from_millis(50));
         }
         let profile = tempfile::tempdir().unwrap();
+        let downloads = profile.path().join("downloads");
+        std::fs::create_dir_all(&downloads).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let mut caps = serde_json::Map::new();
         caps.insert(
@@ -61,7 +65,11 @@ impl Browser {
                     "--disable-quic", "--no-first-run", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--window-size=1366,900",
                     "--lang=en-US", format!("--user-data-dir={}", profile.path().display()),
-                ]
+                ],
+                "prefs": {
+                    "download.default_directory": downloads.display().to_string(),
+                    "download.prompt_for_download": false,
+                }
             }),
         );
         let client = rt
@@ -73,7 +81,7 @@ impl Browser {
             .expect("a Chromium session");
         let shots = std::env::temp_dir().join("crmkit-web-screenshots").join(test);
         std::fs::create_dir_all(&shots).unwrap();
-        Browser { driver, client, rt, profile, shots }
+        Browser { driver, client, rt, profile, shots, downloads }
     }
 
     fn goto(&self, url: &str) {
@@ -95,6 +103,23 @@ impl Browser {
         self.rt
             .block_on(self.client.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css(css)))
             .unwrap_or_else(|e| panic!("no {css} came: {e}"));
+    }
+
+    /// Waits (up to 20 s) until the text of `css` is `expected` — through the navigation a
+    /// form's post or a reload starts, when the element may be gone for a moment.
+    fn wait_text(&self, css: &str, expected: &str) {
+        let started = Instant::now();
+        loop {
+            let found = self.rt.block_on(async {
+                let e = self.client.find(Locator::Css(css)).await.ok()?;
+                e.text().await.ok()
+            });
+            if found.as_deref() == Some(expected) {
+                return;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "{css} is {found:?}, not {expected:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn url(&self) -> String {
@@ -140,6 +165,18 @@ impl Browser {
         self.rt.block_on(self.client.release_actions()).unwrap();
     }
 
+    /// The value of the form field `css`.
+    fn value(&self, css: &str) -> String {
+        let e = self.rt.block_on(self.client.find(Locator::Css(css))).unwrap_or_else(|e| panic!("{css}: {e}"));
+        self.rt.block_on(e.prop("value")).unwrap().unwrap_or_default()
+    }
+
+    /// Chooses the file at `path` in the file input `css`.
+    fn choose_file(&self, css: &str, path: &std::path::Path) {
+        let e = self.rt.block_on(self.client.find(Locator::Css(css))).unwrap();
+        self.rt.block_on(e.send_keys(&path.display().to_string())).unwrap();
+    }
+
     fn source(&self) -> String {
         self.rt.block_on(self.client.source()).unwrap()
     }
@@ -175,7 +212,12 @@ const PASSWORD: &str = "correct horse battery";
 /// The office (admin, head and two managers of two departments, a viewer), each with a
 /// password set by the admin over the API, and a task for each manager, one overdue.
 fn office() -> (Office, UserId, UserId) {
-    let office = Office::new();
+    office_with(|c| c)
+}
+
+/// [`office`] with its config text edited by `edit`.
+fn office_with(edit: impl FnOnce(String) -> String) -> (Office, UserId, UserId) {
+    let office = Office::with_config(edit);
     let (north, south) = (office.north, office.south);
     office.site.with(|inst| {
         inst.store()
@@ -423,11 +465,7 @@ fn on_the_board_a_card_dragged_on_is_moved_and_one_a_guard_refuses_comes_back_wi
     b.drag(&format!("{ready_card} .partner"), "section.column[data-stage=proposal] h2");
     b.wait_for(&format!("section.column[data-stage=proposal] {ready_card}"));
     // The page reloads after the move: the count comes from the server.
-    let started = Instant::now();
-    while b.text("section.column[data-stage=proposal] .count") != "(2)" {
-        assert!(started.elapsed() < Duration::from_secs(20), "the moved card did not stay");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    b.wait_text("section.column[data-stage=proposal] .count", "(2)");
     b.shot("board-dragged");
     drop(b);
     server.stop();
@@ -456,6 +494,8 @@ fn on_the_board_a_card_dragged_on_is_moved_and_one_a_guard_refuses_comes_back_wi
     b.shot("board-drag-refused");
     // The same move by the card's form (no script needed): the board again, the message on
     // the card.
+    b.goto(&format!("{base}/board?kind=b2b_sale"));
+    assert_eq!(b.count(&format!("{card} .refusal")), 0);
     let select = format!("{card} select[name=stage]");
     let e = b.rt.block_on(b.client.find(Locator::Css(&select))).unwrap();
     b.rt.block_on(e.select_by_value("negotiation")).unwrap();
@@ -772,6 +812,113 @@ fn a_claim_is_worked_on_its_page_and_a_decision_without_the_amount_its_type_sett
     b.shot("claim-closed");
     b.goto(&format!("{base}/claim/{theirs}"));
     assert!(!b.source().contains("Южная претензия"), "another manager's claim is not shown");
+    drop(b);
+    server.stop();
+}
+
+#[test]
+fn on_the_deal_page_a_file_goes_up_and_comes_down_byte_identical_one_too_big_is_refused_and_a_stale_edit_is_explained()
+{
+    use crmkit_core::model::{ContactPerson, Participant, ParticipantLink};
+    use crmkit_core::store::Reader as _;
+    let (office, north, _) = office_with(|c| c.replace("max_size_mb = 25", "max_size_mb = 1"));
+    let deal = deal_in_proposal(&office, north, "Сделка с файлами");
+    office.site.with(|inst| {
+        inst.store()
+            .transact(Some(north), |tx| {
+                let rival = tx.create(Partner::new("Конкурент <b>Альфа</b>", PartnerRole::Competitor))?;
+                let d: crmkit_core::model::Deal = tx.load(deal)?;
+                let person = tx.create(ContactPerson::new(d.partner, "Ирина Петрова"))?;
+                let buyer = tx.create(Participant::contact(deal, person.id, "decision_maker"))?;
+                let mut rival_member = Participant::partner(deal, rival.id, "competitor");
+                rival_member.note = "демпингует".into();
+                let rival_member = tx.create(rival_member)?;
+                tx.create(ParticipantLink::new(deal, rival_member.id, buyer.id, "influences"))?;
+                Ok(())
+            })
+            .unwrap()
+    });
+    let files = tempfile::tempdir().unwrap();
+    let content: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let offer = files.path().join("Коммерческое предложение №7.bin");
+    std::fs::write(&offer, &content).unwrap();
+    let big = files.path().join("big.bin");
+    std::fs::write(&big, vec![7u8; 1_100_000]).unwrap();
+
+    // Refused uploads write nothing: one over attachments.max_size_mb, and none chosen.
+    let before = office.site.dump();
+    let server = Served::start(&office.site);
+    let base = format!("http://{}", server.addr);
+    let b = Browser::start("deal-files");
+    b.sign_in(&base, "north", PASSWORD);
+    b.wait_url("/work");
+    b.goto(&format!("{base}/deal/{deal}"));
+    assert_eq!(b.count("section.participants tr[data-participant]"), 2);
+    assert!(b.source().contains("Конкурент &lt;b&gt;Альфа&lt;/b&gt;"), "a participant's name is text");
+    assert!(b.text("section.participants ul.links").contains("influences"), "{}", b.text("section.participants"));
+    b.shot("deal-participants");
+    b.choose_file("form.upload input[type=file]", &big);
+    b.click("form.upload button");
+    b.wait_for("form.upload .refusal");
+    let refusal = b.text("form.upload .refusal");
+    assert!(refusal.contains("attachments.max_size_mb"), "{refusal}");
+    b.click("form.upload button");
+    b.wait_for("form.upload .refusal");
+    assert!(b.text("form.upload .refusal").contains("Choose a file"), "{}", b.text("form.upload .refusal"));
+    b.shot("deal-upload-refused");
+    drop(b);
+    server.stop();
+    assert!(office.site.dump() == before, "a refused upload wrote something");
+
+    let server = Served::start(&office.site);
+    let base = format!("http://{}", server.addr);
+    let b = Browser::start("deal-files");
+    b.sign_in(&base, "north", PASSWORD);
+    b.wait_url("/work");
+    b.goto(&format!("{base}/deal/{deal}"));
+    b.choose_file("form.upload input[type=file]", &offer);
+    b.click("form.upload button");
+    b.wait_for("section.attachments tr[data-attachment]");
+    assert_eq!(b.text("section.attachments tr[data-attachment] a.download"), "Коммерческое предложение №7.bin");
+    b.shot("deal-uploaded");
+    // Downloaded by the browser, byte for byte what went up.
+    b.click("section.attachments tr[data-attachment] a.download");
+    let saved = b.downloads.join("Коммерческое предложение №7.bin");
+    let started = Instant::now();
+    while std::fs::read(&saved).map_or(true, |got| got.len() != content.len()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the download did not come: {:?}",
+            std::fs::read_dir(&b.downloads).unwrap().collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(std::fs::read(&saved).unwrap() == content, "the downloaded file differs from the uploaded one");
+
+    // A stale edit: the title changed here while someone changed the amount over the API.
+    let version = b.value("form.edit input[name=version]");
+    b.fill("#edit-title", "Сделка с файлами и скидкой");
+    let patch = json!({ "version": version.parse::<u64>().unwrap(), "amount": { "amount": "150000" } }).to_string();
+    let (status, answer) =
+        server.send("PATCH", &format!("/api/v1/deals/{deal}"), office.token("north"), patch.as_bytes());
+    assert_eq!(status, 200, "{answer}");
+    b.click("form.edit button");
+    b.wait_for("div.stale");
+    assert_eq!(b.text("div.stale tr[data-field=amount] td.now"), "150000");
+    assert_eq!(b.text("div.stale tr[data-field=amount] td.was"), "120000");
+    assert_eq!(b.text("div.stale tr[data-field=title] td.mine"), "Сделка с файлами и скидкой");
+    assert_eq!(b.text("div.stale tr[data-field=title] td.now"), "Сделка с файлами");
+    assert_eq!(b.count("div.stale tr"), 3, "a head row and the two fields that differ");
+    assert_eq!(b.value("#edit-title"), "Сделка с файлами и скидкой", "the person's change is kept");
+    assert_eq!(b.value("#edit-amount"), "150000", "the newer amount is taken");
+    assert_eq!(b.text("td.amount"), "150000 RUB");
+    b.shot("deal-stale");
+    // Saved again: their change over the newer version, the other change kept.
+    b.click("form.edit button");
+    b.wait_text("h1", "Сделка с файлами и скидкой");
+    assert_eq!(b.text("td.amount"), "150000 RUB");
+    assert_eq!(b.count("div.stale"), 0);
+    b.shot("deal-edited");
     drop(b);
     server.stop();
 }

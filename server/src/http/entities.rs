@@ -704,6 +704,40 @@ fn merge(target: &mut Value, patch: Value) {
     }
 }
 
+/// Changes entity `id` by a JSON merge patch as `caller`, from `version` (a stale one is a
+/// conflict): the API's `PATCH` and the web page's edit forms. `set_by_hand` marks a deal's
+/// probability as set by a person.
+pub fn patch_entity<E: Resource>(
+    engine: &crmkit_core::process::Engine,
+    tx: &mut crmkit_core::store::WriteTxn<'_>,
+    caller: &Caller,
+    id: RawId,
+    version: u64,
+    patch: Map<String, Value>,
+    set_by_hand: bool,
+) -> crmkit_core::Result<Value> {
+    let current: E = writable(&*tx, caller, id)?;
+    let stored = current.meta().version;
+    if stored != version {
+        return Err(Error::Conflict { kind: E::KIND, id, given: version, stored });
+    }
+    let mut value = to_json(&current);
+    merge(&mut value, Value::Object(patch));
+    if set_by_hand {
+        value["probability_manual"] = Value::Bool(true);
+    }
+    let next: E = from_json(value)?;
+    refuse_unseen_refs(&*tx, caller, &next, Some(&current))?;
+    if !caller.may(&*tx, Access::Write, &next)? {
+        return Err(Error::Forbidden(format!(
+            "this change would take {} {id} out of the scope of a {}",
+            E::KIND,
+            caller.role.name()
+        )));
+    }
+    Ok(to_json(&engine.update(tx, next)?))
+}
+
 /// `PATCH /api/v1/RESOURCE/{id}` with a JSON merge patch and the version read (body
 /// `version` or `If-Match`): a stale version is a 409.
 pub async fn update<E: Resource>(
@@ -724,26 +758,7 @@ pub async fn update<E: Resource>(
     let updated = app
         .writer
         .write(Some((caller.user.id, caller.role)), move |engine, tx| {
-            let current: E = writable(&*tx, &caller, id)?;
-            let stored = current.meta().version;
-            if stored != version {
-                return Err(Error::Conflict { kind: E::KIND, id, given: version, stored });
-            }
-            let mut value = to_json(&current);
-            merge(&mut value, Value::Object(patch));
-            if set_by_hand {
-                value["probability_manual"] = Value::Bool(true);
-            }
-            let next: E = from_json(value)?;
-            refuse_unseen_refs(&*tx, &caller, &next, Some(&current))?;
-            if !caller.may(&*tx, Access::Write, &next)? {
-                return Err(Error::Forbidden(format!(
-                    "this change would take {} {id} out of the scope of a {}",
-                    E::KIND,
-                    caller.role.name()
-                )));
-            }
-            Ok(to_json(&engine.update(tx, next)?))
+            patch_entity::<E>(engine, tx, &caller, id, version, patch, set_by_hand)
         })
         .await?;
     Ok(entity_response(StatusCode::OK, &updated))

@@ -38,36 +38,57 @@ pub async fn upload(app: &App, caller: &Caller, q: &str, req: Request<Incoming>)
     };
     // Refused before a byte of the body is read: an owner out of scope, a declared size
     // over the limit.
-    {
-        let r = app.inst.store().read()?;
-        if !r.exists(owner.kind, owner.id)? || !caller.may_ref(&r, Access::Read, owner.kind, owner.id)? {
-            return Err(ApiError::at(
-                StatusCode::NOT_FOUND,
-                Code::NotFound,
-                "owner",
-                format!("{} {} does not exist", owner.kind, owner.id),
-            ));
-        }
-        if !caller.may_ref(&r, Access::Write, owner.kind, owner.id)? {
-            return Err(not_yours(owner));
-        }
-    }
+    may_attach(app, caller, owner)?;
     let max = app.inst.settings().attachment_max_bytes;
     let file = spool(app, req, max, "attachments.max_size_mb").await?;
+    let len = file.as_file().metadata().map_err(|e| ApiError::internal("an upload's temporary file", e))?.len();
+    let created = attach(app, caller, owner, name, mime, file, (0, len)).await?;
+    Ok(entities::entity_response(StatusCode::CREATED, &created))
+}
+
+/// Refuses attaching files to `owner` for `caller`: one that does not exist or that they
+/// may not see (404), one that they may not change (403).
+pub fn may_attach(app: &App, caller: &Caller, owner: EntityRef) -> Result<(), ApiError> {
+    let r = app.inst.store().read()?;
+    if !r.exists(owner.kind, owner.id)? || !caller.may_ref(&r, Access::Read, owner.kind, owner.id)? {
+        return Err(ApiError::at(
+            StatusCode::NOT_FOUND,
+            Code::NotFound,
+            "owner",
+            format!("{} {} does not exist", owner.kind, owner.id),
+        ));
+    }
+    if !caller.may_ref(&r, Access::Write, owner.kind, owner.id)? {
+        return Err(not_yours(owner));
+    }
+    Ok(())
+}
+
+/// Stores `range` (offset, length) of the spooled `file` as an attachment of `owner` named
+/// `name`: the API's upload and the web page's.
+pub async fn attach(
+    app: &App,
+    caller: &Caller,
+    owner: EntityRef,
+    name: String,
+    mime: String,
+    file: tempfile::NamedTempFile,
+    range: (u64, u64),
+) -> Result<serde_json::Value, ApiError> {
+    use std::io::{Read as _, Seek as _};
     let caller = caller.clone();
-    let created = app
-        .writer
+    app.writer
         .write(Some((caller.user.id, caller.role)), move |_, tx| {
             if !caller.may_ref(&*tx, Access::Write, owner.kind, owner.id)? {
                 return Err(not_yours(owner).into_core());
             }
-            let mut content =
-                file.reopen().map_err(|e| crmkit_core::Error::Io { path: file.path().into(), error: e })?;
-            let a = tx.attach_from(owner, &name, &mime, &mut content)?;
+            let io = |e| crmkit_core::Error::Io { path: file.path().into(), error: e };
+            let mut content = file.reopen().map_err(io)?;
+            content.seek(std::io::SeekFrom::Start(range.0)).map_err(io)?;
+            let a = tx.attach_from(owner, &name, &mime, &mut content.take(range.1))?;
             Ok(entities::to_json(&a))
         })
-        .await?;
-    Ok(entities::entity_response(StatusCode::CREATED, &created))
+        .await
 }
 
 fn not_yours(owner: EntityRef) -> ApiError {

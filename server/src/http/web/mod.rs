@@ -14,6 +14,7 @@ mod board;
 mod claims;
 mod deal;
 mod i18n;
+mod multipart;
 mod pages;
 mod partners;
 
@@ -49,6 +50,7 @@ pub(super) fn serves(path: &str) -> bool {
         || path.starts_with("/deal/")
         || path.starts_with("/partner/")
         || path.starts_with("/claim/")
+        || path.starts_with("/attachment/")
 }
 
 /// Failed sign-ins a login, or an address, may have in [`THROTTLE_WINDOW`].
@@ -452,14 +454,20 @@ pub(super) async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Result<Res
             let Some((id, action)) = record_path::<crmkit_core::id::DealId>(p, "/deal/") else {
                 return Ok(not_found(reply));
             };
-            match (method, action) {
-                (Method::GET | Method::HEAD, None) => deal_page(app, reply, &login, role, &csrf, id, None),
+            let who = (login.as_str(), role, csrf.as_str());
+            match (method, action.as_deref()) {
+                (Method::GET | Method::HEAD, None) => deal::show(app, reply, who, id, None, None),
+                (Method::POST, Some("attach")) => deal::upload(app, reply, who, id, req).await,
                 (Method::POST, Some(action)) => match own_form(req, &csrf).await? {
-                    Some(form) => deal_action(app, reply, &login, role, &csrf, id, &action, &form).await,
+                    Some(form) => deal::act(app, reply, who, id, action, &form).await,
                     None => Ok(refused(reply)),
                 },
                 _ => Ok(not_found(reply)),
             }
+        }
+        (Method::GET | Method::HEAD, p) if p.starts_with("/attachment/") => {
+            let Some((login, role, csrf)) = session else { return Ok(reply.redirect("/sign-in")) };
+            deal::download(app, reply, (&login, role, &csrf), &p["/attachment/".len()..])
         }
         _ => Ok(reply.page(StatusCode::METHOD_NOT_ALLOWED, "405", None, pages::message(i18n::t(lang, "not_found")))),
     }
@@ -559,127 +567,6 @@ async fn claim_step(
     match done {
         Ok(_) => Ok(reply.redirect(&format!("/claim/{id}"))),
         Err(e) => claim_page(app, reply, login, role, csrf, id, Some(pages::Refusal::of(action, &e))),
-    }
-}
-
-/// The deal page, with a refused action's message in its form.
-fn deal_page(
-    app: &Arc<App>,
-    reply: Reply,
-    login: &str,
-    role: Role,
-    csrf: &str,
-    id: crmkit_core::id::DealId,
-    refusal: Option<(deal::Refusal, StatusCode)>,
-) -> Result<Response<Body>, ApiError> {
-    let lang = reply.lang;
-    let r = app.inst.store().read().map_err(ApiError::from)?;
-    let Some(caller) = caller(&r, login, role)? else { return Ok(reply.redirect("/sign-in")) };
-    let Some(d) = r.get::<Deal>(id).map_err(ApiError::from)? else { return Ok(not_found(reply)) };
-    if !caller.may(&r, super::access::Access::Read, &d).map_err(ApiError::from)? {
-        return Ok(not_found(reply));
-    }
-    let file = crmkit_core::deal_file::deal_file(&r, id, &crmkit_core::deal_file::FileQuery::default())
-        .map_err(ApiError::from)?;
-    let partner = r.get::<Partner>(d.partner).map_err(ApiError::from)?.map(|p| p.name).unwrap_or_default();
-    let manager =
-        r.get::<crmkit_core::model::User>(d.manager).map_err(ApiError::from)?.map(|u| u.name).unwrap_or_default();
-    let settings = r.settings();
-    let kind = settings.process_kind(&d.kind);
-    let loss_reasons = kind
-        .map(|k| {
-            settings
-                .lists
-                .loss_reasons
-                .items
-                .iter()
-                .filter(|i| k.loss_reasons.is_empty() || k.loss_reasons.contains(&i.id))
-                .collect()
-        })
-        .unwrap_or_default();
-    let (refusal, status) = match refusal {
-        Some((r, s)) => (Some(r), s),
-        None => (None, StatusCode::OK),
-    };
-    let may_act = role != Role::Viewer && caller.may(&r, super::access::Access::Write, &d).map_err(ApiError::from)?;
-    let page = deal::DealPage {
-        file: &file,
-        partner: &partner,
-        manager: &manager,
-        kind,
-        loss_reasons,
-        csrf,
-        refusal: refusal.as_ref(),
-        may_act,
-    };
-    let viewer = pages::Viewer { name: &caller.user.name, role, csrf };
-    Ok(reply.page(status, &d.title, Some(&viewer), deal::page(lang, &page)))
-}
-
-/// A deal's action from its page, through the process engine as the API's actions.
-#[allow(clippy::too_many_arguments)]
-async fn deal_action(
-    app: &Arc<App>,
-    reply: Reply,
-    login: &str,
-    role: Role,
-    csrf: &str,
-    id: crmkit_core::id::DealId,
-    action: &str,
-    form: &Form,
-) -> Result<Response<Body>, ApiError> {
-    use crmkit_core::process::Outcome;
-    let caller = {
-        let r = app.inst.store().read().map_err(ApiError::from)?;
-        match caller(&r, login, role)? {
-            Some(c) => c,
-            None => return Ok(reply.redirect("/sign-in")),
-        }
-    };
-    if !["move", "hold", "resume", "win", "lose", "reopen"].contains(&action) {
-        return Ok(not_found(reply));
-    }
-    let text = |name: &str| form.get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-    let version = form.get("version").and_then(|v| v.parse::<u64>().ok()).unwrap_or_default();
-    let (stage, comment, reason, competitor) = (text("stage"), text("comment"), text("reason"), text("competitor"));
-    let action_name = action.to_string();
-    let who = caller.clone();
-    let done = app
-        .writer
-        .write(Some((caller.user.id, role)), move |engine, tx| {
-            super::entities::writable::<Deal>(&*tx, &who, id.raw())?;
-            let competitor = match competitor {
-                None => None,
-                Some(c) => Some(c.parse::<crmkit_core::id::PartnerId>().map_err(|e| {
-                    crmkit_core::model::FieldError::new(
-                        crmkit_core::model::EntityKind::Deal,
-                        "competitor",
-                        e.to_string(),
-                    )
-                })?),
-            };
-            let c = comment.clone().unwrap_or_default();
-            let d = match action_name.as_str() {
-                "move" => {
-                    engine.move_deal(tx, id, version, stage.as_deref().unwrap_or_default(), comment.as_deref())?
-                }
-                "hold" => engine.hold(tx, id, version, &c)?,
-                "resume" => engine.resume(tx, id, version, &c)?,
-                "win" => engine.close(tx, id, version, Outcome::Won { comment: c })?,
-                "lose" => engine.close(
-                    tx,
-                    id,
-                    version,
-                    Outcome::Lost { reason: reason.unwrap_or_default(), competitor, comment: c },
-                )?,
-                _ => engine.reopen(tx, id, version, stage.as_deref(), &c)?,
-            };
-            Ok(serde_json::json!({ "version": d.version }))
-        })
-        .await;
-    match done {
-        Ok(_) => Ok(reply.redirect(&format!("/deal/{id}"))),
-        Err(e) => deal_page(app, reply, login, role, csrf, id, Some(pages::Refusal::of(action, &e))),
     }
 }
 
