@@ -823,11 +823,18 @@ fn an_entity_is_created_changed_by_version_and_deleted_and_bad_changes_write_not
     assert_eq!((status, p["segment"].is_null(), p["version"].as_u64()), (200, true, Some(3)));
     // Lists filter by indexed fields and page with a cursor.
     for n in 0..7 {
-        let body = format!(r#"{{"partner":"{id}","name":"Контакт {n}","emails":["c{n}@romashka.ru"]}}"#);
+        let body = format!(
+            r#"{{"partner":"{id}","name":"Контакт {n}","emails":["c{n}@romashka.ru"],"phones":["+7 495 100-00-0{n}"]}}"#
+        );
         assert_eq!(server.send("POST", "/api/v1/contacts", north, body.as_bytes()).0, 201);
     }
     let (status, page) = server.request("GET", "/api/v1/contacts?email=C3@Romashka.ru", Some(north));
     assert_eq!((status, page["items"].as_array().unwrap().len()), (200, 1), "{page}");
+    // By phone, written another way (the configured region reads a leading 8).
+    let (status, page) = server.request("GET", "/api/v1/contacts?phone=8%20(495)%201000004", Some(north));
+    assert_eq!((status, page["items"][0]["name"].as_str()), (200, Some("Контакт 4")), "{page}");
+    let (status, page) = server.request("GET", "/api/v1/contacts?phone=abc", Some(north));
+    assert_eq!((status, page["field"].as_str()), (400, Some("phone")), "{page}");
     let mut seen = Vec::new();
     let mut path = format!("/api/v1/contacts?partner={id}&limit=3");
     loop {

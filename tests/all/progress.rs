@@ -168,7 +168,7 @@ fn check_in_a_pipe_prints_its_lines_and_no_bar() {
         out,
         format!(
             "config: ok (1 users, 4 process kinds, 5 custom fields)\n\
-             database: ok ({}, schema version 17, indexes consistent, {steps} stage history steps consistent, funnel totals, scan rows and heads match the deals, document, revenue, interaction and task rows and the deals' documents match their records, loyalty cards match their ledgers, attachments match their content)\n\
+             database: ok ({}, schema version 18, indexes consistent, {steps} stage history steps consistent, funnel totals, scan rows and heads match the deals, document, revenue, interaction and task rows and the deals' documents match their records, loyalty cards match their ledgers, attachments match their content)\n\
              scripts: ok (10 compiled, 6 bindings to script functions checked)\n\
              plugins: ok (0 loaded, 0 bindings to plugin exports checked)\n",
             database.display()

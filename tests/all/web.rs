@@ -663,6 +663,7 @@ fn partners_are_found_by_name_tax_id_and_e_mail_and_a_big_partners_dossier_reads
                 let p = tx.create(p)?;
                 let mut k = ContactPerson::new(p.id, "Ирина Закупщица");
                 k.emails.push("irina@big.example".into());
+                k.phones.push("+7 (495) 111-22-33".into());
                 tx.create(k)?;
                 for i in 0..60 {
                     let mut d = crate::common::new_deal(p.id, north, 10_000 + i);
@@ -686,13 +687,16 @@ fn partners_are_found_by_name_tax_id_and_e_mail_and_a_big_partners_dossier_reads
     b.sign_in(&base, "north", PASSWORD);
     b.wait_url("/work");
     let found = |q: &str| -> Vec<String> {
-        b.goto(&format!("{base}/partners?q={}", q.replace(' ', "+")));
+        let q: String = form_urlencoded::Serializer::new(String::new()).append_pair("q", q).finish();
+        b.goto(&format!("{base}/partners?{q}"));
         let cells = b.rt.block_on(b.client.find_all(Locator::Css("table.found td a"))).unwrap();
         cells.iter().map(|e| b.rt.block_on(e.text()).unwrap()).collect()
     };
     assert_eq!(found("большой"), ["Большой клиент"], "by the start of the name, in the caller's scope only");
     assert_eq!(found(&crmkit_core::values::ru::complete_inn10("770708389")), ["Большой клиент"]);
     assert_eq!(found("IRINA@big.example"), ["Большой клиент"]);
+    assert_eq!(found("+7 495 111 22 33"), ["Большой клиент"], "by a contact's phone, written another way");
+    assert_eq!(found("8 (495) 1112233"), ["Большой клиент"]);
     assert!(found("нет такого").is_empty());
     b.shot("partners-search");
     b.goto(&format!("{base}/partner/{big}"));
@@ -701,6 +705,21 @@ fn partners_are_found_by_name_tax_id_and_e_mail_and_a_big_partners_dossier_reads
     assert!(b.source().contains("Ирина Закупщица") && b.source().contains("irina@big.example"));
     assert!(b.source().contains("(300)"), "the timeline's count");
     b.shot("dossier");
+    // The timeline pages back through all 300 interactions, none twice.
+    let mut seen = std::collections::BTreeSet::new();
+    loop {
+        let rows = b.rt.block_on(b.client.find_all(Locator::Css("tr[data-interaction]"))).unwrap();
+        for r in rows {
+            assert!(seen.insert(b.rt.block_on(r.attr("data-interaction")).unwrap().unwrap()), "an interaction twice");
+        }
+        if b.count("nav.pages a.next") == 0 {
+            break;
+        }
+        let next = b.rt.block_on(b.client.find(Locator::Css("nav.pages a.next"))).unwrap();
+        let href = b.rt.block_on(next.attr("href")).unwrap().unwrap();
+        b.goto(&format!("{base}{href}"));
+    }
+    assert_eq!(seen.len(), 300);
     drop(b);
     server.stop();
 }

@@ -115,6 +115,9 @@ impl Entity for ContactPerson {
         for e in &self.emails {
             out.push(IndexEntry::by_text(Index::ContactByEmail, &[e]));
         }
+        for p in &self.phones {
+            out.push(IndexEntry::by_text(Index::ContactByPhone, &[p]));
+        }
     }
 
     fn custom(&self) -> Option<&CustomFields> {

@@ -67,6 +67,7 @@ indexes! {
     PartnerLinkByPartner = "ix_partner_link_partner", o(K::PartnerLink), Kind(K::Partner), "from/to";
     ContactByPartner = "ix_contact_partner", o(K::Contact), Kind(K::Partner), "partner";
     ContactByEmail = "ix_contact_email", o(K::Contact), Value, "emails";
+    ContactByPhone = "ix_contact_phone", o(K::Contact), Value, "phones";
     ContactLinkByContact = "ix_contact_link_contact", o(K::ContactLink), Kind(K::Contact), "from/to";
     UserByLogin = "ix_user_login", o(K::User), Value, "login";
     DealByPartner = "ix_deal_partner", o(K::Deal), Kind(K::Partner), "partner";

@@ -16,7 +16,7 @@ use crate::model::{Entity, EntityKind};
 use crate::{Error, Result};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 17;
+pub const SCHEMA_VERSION: u32 = 18;
 
 const FORMAT: &[u8] = b"format";
 const FORMAT_VALUE: &[u8] = b"crmkit";
@@ -54,6 +54,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Batched(v14_to_v15),
     Migration::InOne(v15_to_v16),
     Migration::InOne(v16_to_v17),
+    Migration::InOne(v17_to_v18),
 ];
 
 /// Rebuilds every secondary index from the records (schema 3 keeps indexes as posting
@@ -253,6 +254,18 @@ fn v15_to_v16(_tx: &mut WriteTxn<'_>) -> Result<()> {
 /// Schema 17 adds claims (a table of their own, empty in a file from before) and a task's
 /// claim, which tasks from before lack: they read as none. Nothing is rewritten.
 fn v16_to_v17(_tx: &mut WriteTxn<'_>) -> Result<()> {
+    Ok(())
+}
+
+/// Schema 18 indexes contact persons by their (normalized) phone numbers: the index is
+/// written from the contacts' records.
+fn v17_to_v18(tx: &mut WriteTxn<'_>) -> Result<()> {
+    use crate::store::Index;
+    for ((index, prefix), ids) in expected_postings_of(tx, EntityKind::Contact, &mut || {})? {
+        if index == Index::ContactByPhone {
+            postings::write_fresh(index, &prefix, &ids, &mut tx.changes);
+        }
+    }
     Ok(())
 }
 

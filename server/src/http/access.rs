@@ -285,12 +285,15 @@ pub fn scope_dossier(r: &impl Reader, caller: &Caller, d: &mut crmkit_core::doss
     keep(r, caller, &mut d.deals.open)?;
     let shown = d.timeline.interactions.len();
     keep(r, caller, &mut d.timeline.interactions)?;
-    // What the hidden ones would tell: when they were, how many, where the next page starts.
+    // What the hidden ones would tell: when they were, how many.
     if d.timeline.interactions.len() != shown {
         d.timeline.total = d.timeline.interactions.len();
         d.last_contact = d.timeline.interactions.iter().map(|i| i.at).max();
     }
-    d.timeline.next_before = None;
+    // The next page starts before the oldest interaction shown (one hidden is not named).
+    if d.timeline.next_before.is_some() {
+        d.timeline.next_before = d.timeline.interactions.iter().map(|i| i.id).min();
+    }
     keep(r, caller, &mut d.documents.latest)?;
     let mut links = Vec::with_capacity(d.partner_links.len());
     for (link, other) in d.partner_links.drain(..) {

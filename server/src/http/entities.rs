@@ -2,6 +2,7 @@
 //! a cursor, get, create, update by JSON merge patch with the version read, delete — one
 //! generic implementation over [`Resource`], with the role rules of [`super::access`].
 
+use crmkit_core::config::Settings;
 use crmkit_core::id::{RawId, TypedId};
 use crmkit_core::model::{
     ContactLink, ContactPerson, Counterparty, CustomValue, Deal, Document, Entity, EntityKind, IndexEntry, Interaction,
@@ -22,44 +23,50 @@ use super::{body_json, json_response, parse_id, query, ApiError, App, Body, Code
 pub struct Filter {
     pub name: &'static str,
     pub index: Index,
-    pub prefix: fn(&str) -> Result<Vec<u8>, String>,
+    pub prefix: fn(&str, &Settings) -> Result<Vec<u8>, String>,
 }
 
-const fn filter(name: &'static str, index: Index, prefix: fn(&str) -> Result<Vec<u8>, String>) -> Filter {
+const fn filter(name: &'static str, index: Index, prefix: fn(&str, &Settings) -> Result<Vec<u8>, String>) -> Filter {
     Filter { name, index, prefix }
 }
 
 /// An id value.
-fn id(s: &str) -> Result<Vec<u8>, String> {
+fn id(s: &str, _: &Settings) -> Result<Vec<u8>, String> {
     s.parse::<RawId>().map(|id| id.to_bytes().to_vec()).map_err(|e| e.to_string())
 }
 
 /// A text value, matched exactly.
-fn text(s: &str) -> Result<Vec<u8>, String> {
+fn text(s: &str, _: &Settings) -> Result<Vec<u8>, String> {
     Ok(crmkit_core::model::text_prefix(&[s]))
 }
 
 /// A text value, matched without regard to case.
-fn lower(s: &str) -> Result<Vec<u8>, String> {
+fn lower(s: &str, _: &Settings) -> Result<Vec<u8>, String> {
     Ok(crmkit_core::model::text_prefix(&[&s.to_lowercase()]))
 }
 
 /// An e-mail address in the form contacts store it (an internationalized domain in its ASCII
 /// form), matched without regard to case; text that is no address is matched as it is.
-fn email(s: &str) -> Result<Vec<u8>, String> {
+fn email(s: &str, _: &Settings) -> Result<Vec<u8>, String> {
     let address = crmkit_core::values::email::normalize_email(s).unwrap_or_else(|_| s.to_string());
     Ok(crmkit_core::model::text_prefix(&[&address.to_lowercase()]))
 }
 
+/// A phone number in the form contacts store it (normalized in the configured region).
+fn phone(s: &str, settings: &Settings) -> Result<Vec<u8>, String> {
+    let number = crmkit_core::values::phone::normalize_phone(s, &settings.phone_region).map_err(|e| e.to_string())?;
+    Ok(crmkit_core::model::text_prefix(&[&number]))
+}
+
 /// A deal status.
-fn deal_status(s: &str) -> Result<Vec<u8>, String> {
+fn deal_status(s: &str, _: &Settings) -> Result<Vec<u8>, String> {
     let status: crmkit_core::model::DealStatus = serde_json::from_value(Value::String(s.to_string()))
         .map_err(|_| "is not a deal status (in_progress, won, lost, on_hold)".to_string())?;
     Ok(crmkit_core::model::text_prefix(&[status.name()]))
 }
 
 /// `KIND/STAGE`.
-fn kind_stage(s: &str) -> Result<Vec<u8>, String> {
+fn kind_stage(s: &str, _: &Settings) -> Result<Vec<u8>, String> {
     let (kind, stage) = s.split_once('/').ok_or("is not KIND/STAGE, like b2b_sale/proposal")?;
     Ok(crmkit_core::model::text_prefix(&[kind, stage]))
 }
@@ -113,8 +120,11 @@ impl Resource for Counterparty {
 
 impl Resource for ContactPerson {
     const PATH: &'static str = "contacts";
-    const FILTERS: &'static [Filter] =
-        &[filter("partner", Index::ContactByPartner, id), filter("email", Index::ContactByEmail, email)];
+    const FILTERS: &'static [Filter] = &[
+        filter("partner", Index::ContactByPartner, id),
+        filter("email", Index::ContactByEmail, email),
+        filter("phone", Index::ContactByPhone, phone),
+    ];
 }
 
 impl Resource for PartnerLink {
@@ -288,7 +298,7 @@ impl Resource for crmkit_core::model::Claim {
     }
 }
 
-fn claim_status(s: &str) -> Result<Vec<u8>, String> {
+fn claim_status(s: &str, _: &Settings) -> Result<Vec<u8>, String> {
     let status: crmkit_core::model::ClaimStatus = serde_json::from_value(Value::String(s.to_string()))
         .map_err(|_| "is not a claim status (registered, under_review, decided, closed)".to_string())?;
     Ok(crmkit_core::model::claim_status_prefix(status))
@@ -401,7 +411,7 @@ pub fn list<E: Resource>(app: &App, caller: &Caller, q: &str) -> Result<Response
                 ),
             )
         })?;
-        let prefix = (f.prefix)(value).map_err(|m| {
+        let prefix = (f.prefix)(value, app.inst.settings()).map_err(|m| {
             ApiError::at(StatusCode::BAD_REQUEST, Code::BadQuery, name, format!("{name} \"{value}\" {m}"))
         })?;
         wanted.push(IndexEntry { index: f.index, prefix });

@@ -435,8 +435,20 @@ pub(super) async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Result<Res
             if !caller.may(&r, super::access::Access::Read, &partner).map_err(ApiError::from)? {
                 return Ok(not_found(reply));
             }
-            let options =
-                crmkit_core::dossier::DossierOptions { classes: app.inst.client_classes().ok(), ..Default::default() };
+            // The timeline's page: the interactions before the one the query names.
+            let query = req.uri().query().unwrap_or_default().to_string();
+            let before =
+                form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "before").map(|(_, v)| v.into_owned());
+            let before = match before.map(|b| b.parse::<crmkit_core::id::InteractionId>()) {
+                None => None,
+                Some(Ok(id)) => Some(id),
+                Some(Err(_)) => return Ok(not_found(reply)),
+            };
+            let options = crmkit_core::dossier::DossierOptions {
+                classes: app.inst.client_classes().ok(),
+                timeline_before: before,
+                ..Default::default()
+            };
             let mut d = crmkit_core::dossier::dossier(&r, id, options).map_err(ApiError::from)?;
             // What of the partner lies outside the caller's scope, as the API's dossier.
             super::access::scope_dossier(&r, &caller, &mut d).map_err(ApiError::from)?;

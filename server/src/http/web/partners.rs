@@ -1,4 +1,5 @@
-//! Partners: the search (by the start of a name, a tax id or an e-mail address, or an id)
+//! Partners: the search (by the start of a name, a tax id, a contact person's e-mail
+//! address or phone number, or an id)
 //! and the dossier page — everything the API's dossier has, with the partner's group and
 //! links.
 
@@ -37,6 +38,15 @@ pub fn search(r: &impl Reader, caller: &Caller, q: &str, limit: usize) -> Result
     let email = crmkit_core::model::text_prefix(&[&q.to_lowercase()]);
     for c in r.find::<ContactPerson>(Index::ContactByEmail, &email, None, 20).map_err(ApiError::from)? {
         ids.push(c.partner);
+    }
+    // A phone number, written any way the configured region reads it.
+    if q.chars().filter(char::is_ascii_digit).count() >= 5 {
+        if let Ok(phone) = crmkit_core::values::phone::normalize_phone(q, &r.settings().phone_region) {
+            let key = crmkit_core::model::text_prefix(&[&phone]);
+            for c in r.find::<ContactPerson>(Index::ContactByPhone, &key, None, 20)? {
+                ids.push(c.partner);
+            }
+        }
     }
     let mut out: Vec<Partner> = Vec::new();
     for id in ids {
@@ -178,9 +188,12 @@ pub fn dossier_page(lang: &str, d: &Dossier, counterparties: &[Counterparty]) ->
             table {
                 tbody {
                     @for i in &d.timeline.interactions {
-                        tr { td.num { (i.at.date()) } td { (i.kind.name()) } td { (i.subject) } }
+                        tr data-interaction=(i.id) { td.num { (i.at.date()) } td { (i.kind.name()) } td { (i.subject) } }
                     }
                 }
+            }
+            @if let Some(next) = d.timeline.next_before {
+                nav.pages { a.next href={ "/partner/" (d.partner.id) "?before=" (next) } { (t(lang, "earlier")) " →" } }
             }
         }
     }
