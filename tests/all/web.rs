@@ -177,6 +177,25 @@ impl Browser {
         self.rt.block_on(e.send_keys(&path.display().to_string())).unwrap();
     }
 
+    /// Clicks `css` (a form's button, a link) and waits (up to 20 s) until the next page
+    /// has loaded in place of this one.
+    fn click_and_load(&self, css: &str) {
+        self.rt.block_on(self.client.execute("document.documentElement.dataset.left = '1'", vec![])).unwrap();
+        self.click(css);
+        let started = Instant::now();
+        loop {
+            let fresh = self.rt.block_on(self.client.execute(
+                "return document.readyState === 'complete' && !document.documentElement.dataset.left",
+                vec![],
+            ));
+            if fresh.is_ok_and(|v| v == json!(true)) {
+                return;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "no next page came after clicking {css}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn source(&self) -> String {
         self.rt.block_on(self.client.source()).unwrap()
     }
@@ -881,7 +900,7 @@ fn on_the_deal_page_a_file_goes_up_and_comes_down_byte_identical_one_too_big_is_
     b.wait_for("form.upload .refusal");
     let refusal = b.text("form.upload .refusal");
     assert!(refusal.contains("attachments.max_size_mb"), "{refusal}");
-    b.click("form.upload button");
+    b.click_and_load("form.upload button");
     b.wait_for("form.upload .refusal");
     assert!(b.text("form.upload .refusal").contains("Choose a file"), "{}", b.text("form.upload .refusal"));
     b.shot("deal-upload-refused");
@@ -940,4 +959,101 @@ fn on_the_deal_page_a_file_goes_up_and_comes_down_byte_identical_one_too_big_is_
     b.shot("deal-edited");
     drop(b);
     server.stop();
+}
+
+#[test]
+fn an_admin_manages_users_passwords_and_tokens_reloads_the_scripts_and_imports_a_file_with_its_report() {
+    let (office, _, _) = office();
+    let files = tempfile::tempdir().unwrap();
+    let csv = files.path().join("partners.csv");
+    std::fs::write(&csv, "key,name,roles\nP1,Альфа,client\nP2,,client\nP3,Гамма,client; supplier\n").unwrap();
+    let users = office.site.with(|inst| {
+        use crmkit_core::store::Reader as _;
+        inst.store().read().unwrap().count(crmkit_core::model::EntityKind::User).unwrap() as usize
+    });
+    let server = Served::start(&office.site);
+    let base = format!("http://{}", server.addr);
+    // Not for a manager.
+    let b = Browser::start("admin");
+    b.sign_in(&base, "north", PASSWORD);
+    b.wait_url("/work");
+    b.goto(&format!("{base}/admin"));
+    assert!(b.text("main").contains("for administrators"), "{}", b.text("main"));
+    assert_eq!(b.count("header.top a[href='/admin']"), 0);
+    drop(b);
+
+    let b = Browser::start("admin");
+    b.sign_in(&base, "boss", PASSWORD);
+    b.wait_url("/work");
+    b.click("header.top a[href='/admin']");
+    b.wait_for("section.users");
+    assert_eq!(b.count("section.users tr[data-user]"), users);
+    b.shot("admin");
+    // A new user, given a password too weak and then a good one, and made a head.
+    b.fill("form.new-user input[name=login]", "east");
+    b.fill("form.new-user input[name=name]", "Восточный <менеджер>");
+    b.click_and_load("form.new-user button");
+    b.wait_for("tr[data-user=east]");
+    assert!(b.text("tr[data-user=east]").contains("Восточный <менеджер>"));
+    b.fill("tr[data-user=east] form.password input[name=password]", "aaaaaaaaaaaa");
+    b.click_and_load("tr[data-user=east] form.password button");
+    b.wait_for("tr[data-user=east] form.password .refusal");
+    assert!(b.text("tr[data-user=east] form.password .refusal").starts_with("password:"));
+    b.fill("tr[data-user=east] form.password input[name=password]", "a long enough east password");
+    b.click_and_load("tr[data-user=east] form.password button");
+    b.wait_for("section.users p.ok");
+    b.click("tr[data-user=east] form.roles input[value=head]");
+    b.click_and_load("tr[data-user=east] form.roles button");
+    b.wait_for("tr[data-user=east] form.roles input[value=head]:checked");
+    // Nobody is left without a role: the API's rule, at its field.
+    for r in ["head", "manager"] {
+        b.click(&format!("tr[data-user=east] form.roles input[value={r}]"));
+    }
+    b.click_and_load("tr[data-user=east] form.roles button");
+    b.wait_for("tr[data-user=east] form.roles .refusal");
+    b.shot("admin-users");
+    // A token: its secret shown once, working over the API, then revoked.
+    b.fill("form.new-token input[name=login]", "north");
+    let e = b.rt.block_on(b.client.find(Locator::Css("form.new-token select[name=role]"))).unwrap();
+    b.rt.block_on(e.select_by_value("manager")).unwrap();
+    b.click_and_load("form.new-token button");
+    b.wait_for("section.tokens code.token");
+    let secret = b.text("section.tokens code.token");
+    let (status, _) = server.request("GET", "/api/v1/deals", Some(&secret));
+    assert_eq!(status, 200);
+    b.shot("admin-token");
+    b.goto(&format!("{base}/admin"));
+    assert_eq!(b.count("section.tokens code.token"), 0, "the secret is shown once");
+    let id = &crmkit::token::hash(&secret)[..12];
+    b.click_and_load(&format!("section.tokens tr[data-token='{id}'] form.revoke button"));
+    b.wait_text(&format!("section.tokens tr[data-token='{id}'] td:last-child"), "revoked");
+    let (status, _) = server.request("GET", "/api/v1/deals", Some(&secret));
+    assert_eq!(status, 401, "a revoked token is refused");
+    // Scripts and plugins, and their reload.
+    assert!(b.count("section.scripts tr[data-script]") > 0);
+    b.click_and_load("form.reload button");
+    b.wait_for("section.scripts p.ok");
+    // An import with a bad row: the report names the row and the field.
+    let e = b.rt.block_on(b.client.find(Locator::Css("form.import select[name=entity]"))).unwrap();
+    b.rt.block_on(e.select_by_value("partners")).unwrap();
+    b.choose_file("form.import input[type=file]", &csv);
+    b.click_and_load("form.import button");
+    b.wait_for("div.report");
+    assert_eq!(
+        (b.text("div.report td.rows"), b.text("div.report td.created"), b.text("div.report td.failed")),
+        ("3".to_string(), "2".to_string(), "1".to_string())
+    );
+    assert_eq!(b.text("table.row-errors tr[data-row='2'] td.field"), "name");
+    b.shot("admin-import");
+    drop(b);
+    server.stop();
+    office.site.with(|inst| {
+        use crmkit_core::store::Reader as _;
+        let r = inst.store().read().unwrap();
+        let east = r.user_by_login("east").unwrap().unwrap();
+        assert_eq!(east.roles, [crmkit_core::model::Role::Head, crmkit_core::model::Role::Manager]);
+        assert_eq!(r.count(crmkit_core::model::EntityKind::Partner).unwrap(), 2, "the two good rows");
+    });
+    let stored = std::fs::read_to_string(std::path::Path::new(office.site.dir()).join("data/passwords.jsonl")).unwrap();
+    assert!(stored.contains("\"east\"") && !stored.contains("a long enough east password"));
 }

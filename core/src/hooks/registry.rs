@@ -187,6 +187,8 @@ struct Counts {
     calls: AtomicU64,
     faults: AtomicU64,
     nanos: AtomicU64,
+    /// The message of its latest fault.
+    last_fault: std::sync::Mutex<Option<String>>,
 }
 
 /// What one bound handler has done since it was bound: plain counters an embedding
@@ -201,6 +203,8 @@ pub struct HandlerStats {
     pub calls: u64,
     pub faults: u64,
     pub nanos: u64,
+    /// The message of its latest fault, if it has had one.
+    pub last_fault: Option<String>,
 }
 
 /// Handlers by runtime, and which of them run at each hook point, in order.
@@ -340,6 +344,7 @@ impl Hooks {
                 calls: b.counts.calls.load(Ordering::Relaxed),
                 faults: b.counts.faults.load(Ordering::Relaxed),
                 nanos: b.counts.nanos.load(Ordering::Relaxed),
+                last_fault: b.counts.last_fault.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             })
             .collect()
     }
@@ -358,8 +363,9 @@ impl Hooks {
                 .map_err(|panic| fault(input.hook, name, format!("panicked: {}", panic_message(&panic))))
                 .and_then(|reply| reply.map_err(|f| fault(input.hook, name, f.0)))
                 .and_then(|reply| accept(input.hook, name, reply));
-            if answer.is_err() {
+            if let Err(e) = &answer {
                 b.counts.faults.fetch_add(1, Ordering::Relaxed);
+                *b.counts.last_fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
             }
             Ok((name, answer?))
         })

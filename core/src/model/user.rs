@@ -24,6 +24,9 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, from the most to the least rights.
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Head, Role::Manager, Role::Viewer];
+
     /// The name config and the API use.
     pub fn name(self) -> &'static str {
         match self {
@@ -36,7 +39,7 @@ impl Role {
 
     /// The role named `name`.
     pub fn from_name(name: &str) -> Option<Role> {
-        [Role::Admin, Role::Head, Role::Manager, Role::Viewer].into_iter().find(|r| r.name() == name)
+        Role::ALL.into_iter().find(|r| r.name() == name)
     }
 }
 

@@ -101,9 +101,16 @@ pub(super) async fn create_token(
 ) -> Result<Response<Body>, ApiError> {
     admin_only(caller, "tokens")?;
     let n: NewToken = json_body(req).await?;
+    let body = new_token(app, &n.login, n.role)?;
+    Ok(json_response(StatusCode::CREATED, &body))
+}
+
+/// A new token for `login` acting as `role`: the token as an admin sees it, with its secret
+/// (`token`), shown this once. The API's and the web page's.
+pub(super) fn new_token(app: &App, login: &str, role: Role) -> Result<serde_json::Value, ApiError> {
     let _writing = app.token_writes.lock().unwrap_or_else(|p| p.into_inner());
     // The user's refusals (unknown, deactivated, without the role) are the caller's to fix.
-    let secret = token::create(&app.inst, &n.login, n.role).map_err(|e| {
+    let secret = token::create(&app.inst, login, role).map_err(|e| {
         let field = if e.to_string().contains("role") { "role" } else { "login" };
         ApiError::at(StatusCode::UNPROCESSABLE_ENTITY, Code::Invalid, field, e.to_string())
     })?;
@@ -111,12 +118,17 @@ pub(super) async fn create_token(
     let mut body = fresh.iter().find(|t| t.hash == token::hash(&secret)).map(token_json).unwrap_or_default();
     *app.tokens.write().unwrap_or_else(|p| p.into_inner()) = fresh;
     body["token"] = json!(secret);
-    Ok(json_response(StatusCode::CREATED, &body))
+    Ok(body)
 }
 
 /// `DELETE /api/v1/tokens/{id}`: revokes a token at once (admins).
 pub(super) fn revoke_token(app: &App, caller: &Caller, id: &str) -> Result<Response<Body>, ApiError> {
     admin_only(caller, "tokens")?;
+    Ok(json_response(StatusCode::OK, &revoke(app, id)?))
+}
+
+/// Revokes the token `id` at once: the API's and the web page's.
+pub(super) fn revoke(app: &App, id: &str) -> Result<serde_json::Value, ApiError> {
     let _writing = app.token_writes.lock().unwrap_or_else(|p| p.into_inner());
     let known = app.tokens.read().unwrap_or_else(|p| p.into_inner()).iter().any(|t| t.id() == id);
     if id.len() < 12 || !known {
@@ -125,7 +137,7 @@ pub(super) fn revoke_token(app: &App, caller: &Caller, id: &str) -> Result<Respo
     let revoked = token::revoke(&app.inst, id).map_err(|e| ApiError::internal("revoking a token", e))?;
     let fresh = token::load(app.inst.dir()).map_err(|e| ApiError::internal("reading the tokens", e))?;
     *app.tokens.write().unwrap_or_else(|p| p.into_inner()) = fresh;
-    Ok(json_response(StatusCode::OK, &token_json(&revoked)))
+    Ok(token_json(&revoked))
 }
 
 /// The body of `PUT /api/v1/users/{id}/password`.
@@ -146,6 +158,17 @@ pub(super) async fn set_password(
     admin_only(caller, "passwords")?;
     let id: crmkit_core::id::UserId = super::parse_id("user", id)?;
     let n: NewPassword = json_body(req).await?;
+    let login = set_user_password(app, id, n.password).await?;
+    Ok(json_response(StatusCode::OK, &json!({ "login": login, "password_set": true })))
+}
+
+/// Sets (or resets) the password of user `id`, refusing a weak one; the user's open
+/// sessions end. Answers the user's login. The API's and the web page's.
+pub(super) async fn set_user_password(
+    app: &App,
+    id: crmkit_core::id::UserId,
+    password: String,
+) -> Result<String, ApiError> {
     let user: crmkit_core::model::User = {
         use crmkit_core::store::Reader as _;
         let r = app.inst.store().read().map_err(ApiError::from)?;
@@ -153,15 +176,15 @@ pub(super) async fn set_password(
             ApiError::at(StatusCode::NOT_FOUND, Code::NotFound, "id", format!("no user has the id {id}"))
         })?
     };
-    if let Some(why) = crate::password::weakness(&n.password) {
+    if let Some(why) = crate::password::weakness(&password) {
         return Err(ApiError::at(StatusCode::UNPROCESSABLE_ENTITY, Code::Invalid, "password", why));
     }
     let inst = app.inst.clone();
     let login = user.login.clone();
-    tokio::task::spawn_blocking(move || crate::password::set(&inst, &login, &n.password))
+    tokio::task::spawn_blocking(move || crate::password::set(&inst, &login, &password))
         .await
         .map_err(|e| ApiError::internal("setting a password", e))?
         .map_err(|e| ApiError::at(StatusCode::UNPROCESSABLE_ENTITY, Code::Invalid, "password", e.to_string()))?;
     app.web.end_sessions_of(&user.login);
-    Ok(json_response(StatusCode::OK, &json!({ "login": user.login, "password_set": true })))
+    Ok(user.login)
 }

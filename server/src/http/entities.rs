@@ -623,7 +623,19 @@ pub async fn create<E: Resource>(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     super::may_write(caller)?;
-    let mut body = object_body(req).await?;
+    let body = object_body(req).await?;
+    let body = new_entity::<E>(caller, body)?;
+    let caller = caller.clone();
+    let created = app
+        .writer
+        .write(Some((caller.user.id, caller.role)), move |engine, tx| create_entity::<E>(engine, tx, &caller, body))
+        .await?;
+    Ok(entity_response(StatusCode::CREATED, &created))
+}
+
+/// The fields of a new entity from what a request gave: no server field, the caller's
+/// defaults where it gave none, and the server fields blank.
+pub fn new_entity<E: Resource>(caller: &Caller, mut body: Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     refuse_server_fields::<E>(&body, false)?;
     for (field, value) in E::defaults(caller) {
         body.entry(field).or_insert(value);
@@ -633,23 +645,27 @@ pub async fn create<E: Resource>(
     for at in ["created_at", "updated_at"] {
         body.insert(at.into(), json!(crmkit_core::time::Timestamp::default()));
     }
-    let caller = caller.clone();
-    let created = app
-        .writer
-        .write(Some((caller.user.id, caller.role)), move |engine, tx| {
-            let e: E = from_json(Value::Object(body))?;
-            refuse_unseen_refs(&*tx, &caller, &e, None)?;
-            if !caller.may(&*tx, Access::Write, &e)? {
-                return Err(Error::Forbidden(format!(
-                    "a {} may not create this {}: it would be outside their scope",
-                    caller.role.name(),
-                    E::KIND
-                )));
-            }
-            Ok(to_json(&E::create(engine, tx, e)?))
-        })
-        .await?;
-    Ok(entity_response(StatusCode::CREATED, &created))
+    Ok(body)
+}
+
+/// Creates the entity of `body` (from [`new_entity`]) as `caller`: the API's `POST` and the
+/// web page's forms.
+pub fn create_entity<E: Resource>(
+    engine: &crmkit_core::process::Engine,
+    tx: &mut crmkit_core::store::WriteTxn<'_>,
+    caller: &Caller,
+    body: Map<String, Value>,
+) -> crmkit_core::Result<Value> {
+    let e: E = from_json(Value::Object(body))?;
+    refuse_unseen_refs(&*tx, caller, &e, None)?;
+    if !caller.may(&*tx, Access::Write, &e)? {
+        return Err(Error::Forbidden(format!(
+            "a {} may not create this {}: it would be outside their scope",
+            caller.role.name(),
+            E::KIND
+        )));
+    }
+    Ok(to_json(&E::create(engine, tx, e)?))
 }
 
 /// The version `If-Match` names, if the request has one.

@@ -2,7 +2,7 @@
 //! `crmkit import` does — bad rows skipped and listed, batches committed, `atomic` for all
 //! or nothing, `dry_run` for nothing — answered with the same per-row report.
 
-use crmkit_core::transfer::{Format, ImportOptions, Importer, Mapping};
+use crmkit_core::transfer::{Format, ImportOptions, Importer, Mapping, Report};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
@@ -45,9 +45,30 @@ pub async fn upload(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     super::admin_only(caller, "imports")?;
+    let q = query(q)?;
+    let content_type = req.headers().get("content-type").map(|v| String::from_utf8_lossy(v.as_bytes()).to_lowercase());
+    let opts = options(entity, &q, content_type.as_deref())?;
+    // One import at a time, claimed before the upload is read and held until the import
+    // has finished even if its client goes away.
+    let running = claim(app)?;
+    let (max, limit) = limit(&opts);
+    let file = super::files::spool(app, req, max, limit).await?;
+    let file = file.reopen().map_err(|e| ApiError::internal("an import's temporary file", e))?;
+    let (report, refused) = run(app, caller, entity, opts, running, file).await?;
+    let status = if refused { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    Ok(json_response(status, &serde_json::to_value(&report).expect("a report serializes")))
+}
+
+/// The options of an import of `entity` from its parameters (`format`, `atomic`,
+/// `dry_run`, `delimiter`, `map`) and the file's type: the API's query and the web page's
+/// form.
+pub fn options(
+    entity: &str,
+    q: &std::collections::BTreeMap<String, String>,
+    content_type: Option<&str>,
+) -> Result<ImportOptions, ApiError> {
     let kind = crate::transfer::entity(entity)
         .map_err(|e| ApiError::at(StatusCode::NOT_FOUND, Code::NotFound, "entity", e.to_string()))?;
-    let q = query(q)?;
     let bad = |field: &str, m: String| ApiError::at(StatusCode::BAD_REQUEST, Code::BadQuery, field, m);
     if let Some(unknown) = q.keys().find(|k| !PARAMETERS.contains(&k.as_str())) {
         return Err(bad(
@@ -55,8 +76,7 @@ pub async fn upload(
             format!("an import takes no parameter \"{unknown}\"; it takes {}", PARAMETERS.join(", ")),
         ));
     }
-    let content_type = req.headers().get("content-type").map(|v| String::from_utf8_lossy(v.as_bytes()).to_lowercase());
-    let format = match (q.get("format"), content_type.as_deref()) {
+    let format = match (q.get("format"), content_type) {
         (Some(f), _) => Format::from_name(f).ok_or_else(|| bad("format", format!("\"{f}\" is not csv or jsonl")))?,
         (None, Some(t)) if t.starts_with("text/csv") => Format::Csv,
         (None, Some(t)) if t.contains("ndjson") || t.contains("jsonl") => Format::Jsonl,
@@ -68,8 +88,8 @@ pub async fn upload(
         }
     };
     let mut opts = ImportOptions::new(kind, format);
-    opts.atomic = flag(&q, "atomic")?;
-    opts.dry_run = flag(&q, "dry_run")?;
+    opts.atomic = flag(q, "atomic")?;
+    opts.dry_run = flag(q, "dry_run")?;
     opts.base_dir = None;
     opts.batch_time = Some(BATCH_TIME);
     if let Some(d) = q.get("delimiter") {
@@ -88,24 +108,42 @@ pub async fn upload(
         }
         opts.mapping = Mapping::parse_pairs(m).map_err(|e| bad("map", e))?;
     }
-    // One import at a time, claimed before the upload is read and held until the import
-    // has finished even if its client goes away.
-    let running = app.importing.clone().try_lock_owned().map_err(|_| {
+    Ok(opts)
+}
+
+/// Claims the one import that may run at a time (a 409 while another runs).
+pub fn claim(app: &App) -> Result<tokio::sync::OwnedMutexGuard<()>, ApiError> {
+    app.importing.clone().try_lock_owned().map_err(|_| {
         ApiError::new(StatusCode::CONFLICT, Code::Busy, "another import is running; try again when it has finished")
-    })?;
-    let (max, limit) = match opts.atomic || opts.dry_run {
+    })
+}
+
+/// The largest file an import with `opts` takes, and the limit's name.
+pub fn limit(opts: &ImportOptions) -> (u64, &'static str) {
+    match opts.atomic || opts.dry_run {
         true => (MAX_HELD_IMPORT, "the limit of an atomic or dry-run import over the API; use crmkit import for more"),
         false => (MAX_IMPORT, "the import limit"),
-    };
-    let file = super::files::spool(app, req, max, limit).await?;
-    let file = file.reopen().map_err(|e| ApiError::internal("an import's temporary file", e))?;
+    }
+}
+
+/// Runs the import of `input` as `caller`, holding the claim until it ends: its report,
+/// and whether the file was refused (nothing written because of its errors: an atomic
+/// import with a bad row, or a file stopped before anything was written).
+pub async fn run(
+    app: &App,
+    caller: &Caller,
+    entity: &str,
+    opts: ImportOptions,
+    running: tokio::sync::OwnedMutexGuard<()>,
+    input: impl std::io::Read + Send + 'static,
+) -> Result<(Report, bool), ApiError> {
     let (dry_run, atomic) = (opts.dry_run, opts.atomic);
     let inst = app.inst.clone();
     let engine = app.bound.engine();
     let actor = caller.user.id;
     let report = tokio::task::spawn_blocking(move || {
         let _running = running;
-        Importer::new(inst.store(), &engine, Some(actor), &opts)?.run(file, &mut |_| {})
+        Importer::new(inst.store(), &engine, Some(actor), &opts)?.run(input, &mut |_| {})
     })
     .await
     .map_err(|e| ApiError::internal("the import stopped", e))??;
@@ -117,6 +155,5 @@ pub async fn upload(
     if !dry_run {
         app.metrics.imported(entity, &report, refused);
     }
-    let status = if refused { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
-    Ok(json_response(status, &serde_json::to_value(&report).expect("a report serializes")))
+    Ok((report, refused))
 }

@@ -75,6 +75,7 @@ mod tests {
             include_str!("partners.rs"),
             include_str!("analytics.rs"),
             include_str!("claims.rs"),
+            include_str!("admin.rs"),
         ];
         let mut named = 0;
         for source in sources {

@@ -9,6 +9,7 @@
 //! Content-Security-Policy that allows no inline script, and reads the store with the same
 //! role rules as the API.
 
+mod admin;
 mod analytics;
 mod board;
 mod claims;
@@ -51,6 +52,8 @@ pub(super) fn serves(path: &str) -> bool {
         || path.starts_with("/partner/")
         || path.starts_with("/claim/")
         || path.starts_with("/attachment/")
+        || path == "/admin"
+        || path.starts_with("/admin/")
 }
 
 /// Failed sign-ins a login, or an address, may have in [`THROTTLE_WINDOW`].
@@ -477,6 +480,10 @@ pub(super) async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Result<Res
                 _ => Ok(not_found(reply)),
             }
         }
+        (_, p) if p == "/admin" || p.starts_with("/admin/") => {
+            let Some((login, role, csrf)) = session else { return Ok(reply.redirect("/sign-in")) };
+            admin::handle(app, reply, (&login, role, &csrf), req).await
+        }
         (Method::GET | Method::HEAD, p) if p.starts_with("/attachment/") => {
             let Some((login, role, csrf)) = session else { return Ok(reply.redirect("/sign-in")) };
             deal::download(app, reply, (&login, role, &csrf), &p["/attachment/".len()..])
@@ -614,6 +621,8 @@ fn refused(reply: Reply) -> Response<Body> {
 /// site's own.
 struct Form {
     fields: HashMap<String, String>,
+    /// Every field in order, repeated ones (checkboxes of one name) each.
+    pairs: Vec<(String, String)>,
     cookie_session: Option<String>,
     cookie_pre: Option<String>,
     same_origin: bool,
@@ -623,6 +632,11 @@ struct Form {
 impl Form {
     fn get(&self, name: &str) -> Option<&String> {
         self.fields.get(name)
+    }
+
+    /// Every value of a field sent more than once.
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
     }
 }
 
@@ -636,8 +650,9 @@ async fn form(req: Request<Incoming>) -> Result<Form, ApiError> {
         .map(|p| p.0.ip().to_string())
         .unwrap_or_else(|| "unknown".into());
     let bytes = super::body::form_body(req).await?;
-    let fields = form_urlencoded::parse(&bytes).into_owned().collect();
-    Ok(Form { fields, cookie_session, cookie_pre, same_origin, address })
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(&bytes).into_owned().collect();
+    let fields = pairs.iter().cloned().collect();
+    Ok(Form { fields, pairs, cookie_session, cookie_pre, same_origin, address })
 }
 
 async fn sign_in(app: &Arc<App>, req: Request<Incoming>, mut reply: Reply) -> Result<Response<Body>, ApiError> {
