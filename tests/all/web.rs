@@ -1057,3 +1057,89 @@ fn an_admin_manages_users_passwords_and_tokens_reloads_the_scripts_and_imports_a
     let stored = std::fs::read_to_string(std::path::Path::new(office.site.dir()).join("data/passwords.jsonl")).unwrap();
     assert!(stored.contains("\"east\"") && !stored.contains("a long enough east password"));
 }
+
+#[test]
+fn a_loyalty_card_is_worked_on_its_page_the_strategies_run_and_a_claim_is_registered_from_its_partner() {
+    use crmkit_core::model::{LoyaltyCard, LoyaltyProgram};
+    use crmkit_core::values::Currency;
+    use rust_decimal::Decimal;
+    let (office, north, _) = office();
+    let (partner, card) = office.site.with(|inst| {
+        inst.store()
+            .transact(Some(north), |tx| {
+                let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+                let mut p = Partner::new("Клиент с картой", PartnerRole::Client);
+                p.manager = Some(north);
+                p.segment = Some("key".into());
+                let p = tx.create(p)?;
+                let program =
+                    tx.create(LoyaltyProgram::bonus("Бонусный клуб", Currency::RUB, Decimal::ONE, day("2026-01-01")))?;
+                let card = tx.create(LoyaltyCard::new("7000001", program.id, p.id, day("2026-02-01")))?;
+                let engine = crmkit_core::process::Engine::without_hooks();
+                engine.correct(tx, card.id, Decimal::from(500), Decimal::ZERO, "приветственные баллы")?;
+                Ok((p.id, card.id))
+            })
+            .unwrap()
+    });
+    let server = Served::start(&office.site);
+    let base = format!("http://{}", server.addr);
+    let b = Browser::start("programs");
+    b.sign_in(&base, "north", PASSWORD);
+    b.wait_url("/work");
+    // Found by its number; redeemed; more than the balance refused at its field.
+    b.click_and_load("header.top a[href='/cards']");
+    b.fill("form.search input[name=q]", "7000001");
+    b.click_and_load("form.search button");
+    b.click_and_load("table.found a");
+    assert_eq!(b.text("td.balance"), "500");
+    b.fill("form[data-action=redeem] input[name=points]", "120");
+    b.click_and_load("form[data-action=redeem] button");
+    assert_eq!(b.text("td.balance"), "380");
+    assert_eq!(b.count("section.ledger tr[data-entry]"), 2);
+    b.fill("form[data-action=redeem] input[name=points]", "1000");
+    b.click_and_load("form[data-action=redeem] button");
+    let refusal = b.text("form[data-action=redeem] .refusal");
+    assert!(refusal.starts_with("points:") && refusal.contains("has 380"), "{refusal}");
+    assert_eq!(b.text("td.balance"), "380", "nothing written");
+    assert_eq!(b.count("form[data-action=correct]"), 0, "corrections are for heads and admins");
+    b.shot("card");
+    // Reissued: the new card carries the balance; the old one is closed.
+    b.fill("form[data-action=reissue] input[name=number]", "7000002");
+    b.click_and_load("form[data-action=reissue] button");
+    assert_eq!(b.text("h1"), "Loyalty card 7000002");
+    assert_eq!(b.text("td.balance"), "380");
+    b.shot("card-reissued");
+    b.goto(&format!("{base}/card/{card}"));
+    assert_eq!(b.count("section.actions"), 0, "a reissued card takes no operation");
+    // The strategies: the manager's client in its segment; no run for a manager.
+    b.click_and_load("header.top a[href='/strategies']");
+    assert_eq!(b.text("tr[data-segment=key] td.clients"), "1");
+    assert_eq!(b.count("form.run"), 0);
+    // A claim from the partner's page: without a subject refused at it, then registered.
+    b.goto(&format!("{base}/partner/{partner}"));
+    b.click_and_load("a.new-claim");
+    let e = b.rt.block_on(b.client.find(Locator::Css("select[name=cause]"))).unwrap();
+    b.rt.block_on(e.select_by_value("defect")).unwrap();
+    b.fill("#claim-claimed", "15000");
+    b.click_and_load("form.new-claim button");
+    let refusal = b.text("form.new-claim .refusal");
+    assert!(refusal.starts_with("subject:"), "{refusal}");
+    assert_eq!(b.value("#claim-claimed"), "15000", "the values are kept");
+    b.fill("#claim-subject", "Брак в партии кабеля");
+    b.click_and_load("form.new-claim button");
+    assert_eq!(b.text("h1"), "Брак в партии кабеля");
+    b.shot("claim-registered");
+    drop(b);
+    // An admin runs the strategies, applied.
+    let b = Browser::start("programs");
+    b.sign_in(&base, "boss", PASSWORD);
+    b.wait_url("/work");
+    b.goto(&format!("{base}/strategies"));
+    b.click("form.run input[name=apply]");
+    b.click_and_load("form.run button");
+    assert_eq!(b.text("section.ran td.applied"), "true");
+    assert!(b.text("section.last-run").contains("true"), "the run is kept as the last");
+    b.shot("strategies-run");
+    drop(b);
+    server.stop();
+}

@@ -16,7 +16,7 @@ use super::{action_request, entities, json_response, parse_id, query, ApiError, 
 /// The body of a card operation: what each needs.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CardAction {
+pub(super) struct CardAction {
     /// `block`, `reissue`: the card's version read (or `If-Match`).
     #[serde(default)]
     version: Option<u64>,
@@ -69,7 +69,7 @@ pub(super) fn decimal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<D
 }
 
 /// The actions a card takes.
-const ACTIONS: [&str; 4] = ["redeem", "correct", "block", "reissue"];
+pub(super) const ACTIONS: [&str; 4] = ["redeem", "correct", "block", "reissue"];
 
 /// `POST /api/v1/loyalty-cards/{id}/{redeem|correct|block|reissue}`: redeem and correct
 /// answer the ledger entry written (corrections are admins' and heads'), block and reissue
@@ -85,78 +85,97 @@ pub(super) async fn card_action(
         action_request(caller, "loyalty card", id, action, &ACTIONS, req).await?;
     let needs_version = matches!(action, "block" | "reissue");
     let version = if needs_version { Some(entities::version_named(header, a.version)?) } else { None };
-    if action == "correct" && !matches!(caller.role, Role::Admin | Role::Head) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            Code::Forbidden,
-            "correcting a card's points is for admins and heads",
-        ));
-    }
     let action = action.to_string();
     let caller = caller.clone();
     let status = if action == "block" { StatusCode::OK } else { StatusCode::CREATED };
     let done = app
         .writer
         .write(Some((caller.user.id, caller.role)), move |engine, tx| {
-            let card: LoyaltyCard = entities::writable(&*tx, &caller, id.0)?;
-            let required = |field: &str, what: &str| {
-                crmkit_core::model::FieldError::new(
-                    crmkit_core::model::EntityKind::LoyaltyEntry,
-                    field,
-                    format!("is required to {what}"),
-                )
-            };
-            Ok(match action.as_str() {
-                "redeem" => {
-                    let points = a.points.ok_or_else(|| required("points", "redeem points"))?;
-                    if let Some(d) = a.document {
-                        use crmkit_core::model::EntityKind;
-                        entities::hidden_as_absent(
-                            &*tx,
-                            &caller,
-                            EntityKind::LoyaltyEntry,
-                            "document",
-                            EntityKind::Document,
-                            d.0,
-                        )?;
-                    }
-                    let e = engine.redeem(tx, id, points, a.document, a.comment.as_deref().unwrap_or(""))?;
-                    entities::to_json(&e)
-                }
-                "correct" => {
-                    let points = a.points.unwrap_or_default();
-                    let turnover = a.turnover.unwrap_or_default();
-                    let comment = a.comment.as_deref().unwrap_or("");
-                    let e = engine.correct(tx, id, points, turnover, comment)?;
-                    entities::to_json(&e)
-                }
-                "block" => {
-                    let v = version.expect("block takes a version");
-                    let c = engine.block(tx, id, v, a.reason.as_deref().unwrap_or(""))?;
-                    entities::to_json(&c)
-                }
-                _ => {
-                    let v = version.expect("reissue takes a version");
-                    let number = a.number.clone().ok_or_else(|| {
-                        crmkit_core::model::FieldError::new(
-                            crmkit_core::model::EntityKind::LoyaltyCard,
-                            "number",
-                            "is required to reissue a card: the new card's number",
-                        )
-                    })?;
-                    let today = tx.now().date();
-                    let partner = card.partner.unwrap_or_default();
-                    let mut new = LoyaltyCard::new(number, card.program, partner, a.issued.unwrap_or(today));
-                    new.barcode = a.barcode.clone();
-                    new.magnetic_code = a.magnetic_code.clone();
-                    new.expires = a.expires.or(card.expires);
-                    let c = engine.reissue(tx, id, v, new)?;
-                    entities::to_json(&c)
-                }
-            })
+            card_step(engine, tx, &caller, id, &action, &a, version)
         })
         .await?;
     Ok(entities::entity_response(status, &done))
+}
+
+/// Card `id`'s operation `action` (of [`ACTIONS`]) as `caller`: the ledger entry a redeem or
+/// a correction writes, the card a block changes, the new card of a reissue. Corrections
+/// are admins' and heads'. The API's and the web page's.
+pub(super) fn card_step(
+    engine: &crmkit_core::process::Engine,
+    tx: &mut crmkit_core::store::WriteTxn<'_>,
+    caller: &Caller,
+    id: LoyaltyCardId,
+    action: &str,
+    a: &CardAction,
+    version: Option<u64>,
+) -> crmkit_core::Result<serde_json::Value> {
+    if action == "correct" && !matches!(caller.role, Role::Admin | Role::Head) {
+        return Err(crmkit_core::Error::Forbidden("correcting a card's points is for admins and heads".into()));
+    }
+    let card: LoyaltyCard = entities::writable(&*tx, caller, id.0)?;
+    let required = |field: &str, what: &str| {
+        crmkit_core::model::FieldError::new(
+            crmkit_core::model::EntityKind::LoyaltyEntry,
+            field,
+            format!("is required to {what}"),
+        )
+    };
+    let version = |what: &str| {
+        version.ok_or_else(|| {
+            crmkit_core::model::FieldError::new(
+                crmkit_core::model::EntityKind::LoyaltyCard,
+                "version",
+                format!("is required to {what} a card: the version read"),
+            )
+        })
+    };
+    Ok(match action {
+        "redeem" => {
+            let points = a.points.ok_or_else(|| required("points", "redeem points"))?;
+            if let Some(d) = a.document {
+                use crmkit_core::model::EntityKind;
+                entities::hidden_as_absent(
+                    &*tx,
+                    caller,
+                    EntityKind::LoyaltyEntry,
+                    "document",
+                    EntityKind::Document,
+                    d.0,
+                )?;
+            }
+            let e = engine.redeem(tx, id, points, a.document, a.comment.as_deref().unwrap_or(""))?;
+            entities::to_json(&e)
+        }
+        "correct" => {
+            let points = a.points.unwrap_or_default();
+            let turnover = a.turnover.unwrap_or_default();
+            let comment = a.comment.as_deref().unwrap_or("");
+            let e = engine.correct(tx, id, points, turnover, comment)?;
+            entities::to_json(&e)
+        }
+        "block" => {
+            let c = engine.block(tx, id, version("block")?, a.reason.as_deref().unwrap_or(""))?;
+            entities::to_json(&c)
+        }
+        _ => {
+            let v = version("reissue")?;
+            let number = a.number.clone().ok_or_else(|| {
+                crmkit_core::model::FieldError::new(
+                    crmkit_core::model::EntityKind::LoyaltyCard,
+                    "number",
+                    "is required to reissue a card: the new card's number",
+                )
+            })?;
+            let today = tx.now().date();
+            let partner = card.partner.unwrap_or_default();
+            let mut new = LoyaltyCard::new(number, card.program, partner, a.issued.unwrap_or(today));
+            new.barcode = a.barcode.clone();
+            new.magnetic_code = a.magnetic_code.clone();
+            new.expires = a.expires.or(card.expires);
+            let c = engine.reissue(tx, id, v, new)?;
+            entities::to_json(&c)
+        }
+    })
 }
 
 /// `GET /api/v1/loyalty-cards/{id}/ledger?after=&limit=`: the card's entries, oldest first,

@@ -16,6 +16,12 @@ use super::{json_response, query, ApiError, App, Body, Code};
 
 /// `GET /api/v1/strategies`.
 pub(super) fn get(app: &App, caller: &Caller) -> Result<Response<Body>, ApiError> {
+    Ok(json_response(StatusCode::OK, &overview(app, caller)?))
+}
+
+/// The strategies, how many of the caller's client partners are in each segment, and the
+/// last run: the API's answer and the web page's.
+pub(super) fn overview(app: &App, caller: &Caller) -> Result<serde_json::Value, ApiError> {
     let r = app.inst.store().read()?;
     let mut segments = std::collections::BTreeMap::<String, u64>::new();
     let mut failed = None;
@@ -37,10 +43,7 @@ pub(super) fn get(app: &App, caller: &Caller) -> Result<Response<Body>, ApiError
         return Err(e.into());
     }
     let last = crate::strategy::last_run(&app.inst).map_err(|e| ApiError::internal("the last strategy run", e))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({ "strategies": app.inst.settings().strategies, "segments": segments, "last_run": last }),
-    ))
+    Ok(json!({ "strategies": app.inst.settings().strategies, "segments": segments, "last_run": last }))
 }
 
 /// Evaluates on a snapshot (on the blocking pool) and, applying, writes through the writer

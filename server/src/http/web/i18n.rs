@@ -76,6 +76,7 @@ mod tests {
             include_str!("analytics.rs"),
             include_str!("claims.rs"),
             include_str!("admin.rs"),
+            include_str!("programs.rs"),
         ];
         let mut named = 0;
         for source in sources {

@@ -18,6 +18,7 @@ mod i18n;
 mod multipart;
 mod pages;
 mod partners;
+mod programs;
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -54,6 +55,8 @@ pub(super) fn serves(path: &str) -> bool {
         || path.starts_with("/attachment/")
         || path == "/admin"
         || path.starts_with("/admin/")
+        || matches!(path, "/cards" | "/strategies" | "/strategies/run" | "/claims/new")
+        || path.starts_with("/card/")
 }
 
 /// Failed sign-ins a login, or an address, may have in [`THROTTLE_WINDOW`].
@@ -478,6 +481,50 @@ pub(super) async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Result<Res
                     None => Ok(refused(reply)),
                 },
                 _ => Ok(not_found(reply)),
+            }
+        }
+        (Method::GET | Method::HEAD, "/cards") => {
+            let Some((login, role, csrf)) = session else { return Ok(reply.redirect("/sign-in")) };
+            let query = req.uri().query().unwrap_or_default().to_string();
+            programs::cards(app, reply, (&login, role, &csrf), &query)
+        }
+        (method, p) if p.starts_with("/card/") => {
+            let Some((login, role, csrf)) = session else { return Ok(reply.redirect("/sign-in")) };
+            let Some((id, action)) = record_path::<crmkit_core::id::LoyaltyCardId>(p, "/card/") else {
+                return Ok(not_found(reply));
+            };
+            let who = (login.as_str(), role, csrf.as_str());
+            match (method, action) {
+                (Method::GET | Method::HEAD, None) => programs::card(app, reply, who, id, None),
+                (Method::POST, Some(action)) => match own_form(req, &csrf).await? {
+                    Some(form) => programs::card_action(app, reply, who, id, &action, &form).await,
+                    None => Ok(refused(reply)),
+                },
+                _ => Ok(not_found(reply)),
+            }
+        }
+        (Method::GET | Method::HEAD, "/strategies") => {
+            let Some((login, role, csrf)) = session else { return Ok(reply.redirect("/sign-in")) };
+            programs::strategies(app, reply, (&login, role, &csrf), None)
+        }
+        (Method::POST, "/strategies/run") => {
+            let Some((login, role, csrf)) = session else { return Ok(reply.redirect("/sign-in")) };
+            match own_form(req, &csrf).await? {
+                Some(form) => programs::run_strategies(app, reply, (&login, role, &csrf), &form).await,
+                None => Ok(refused(reply)),
+            }
+        }
+        (Method::GET | Method::HEAD, "/claims/new") => {
+            let Some((login, role, csrf)) = session else { return Ok(reply.redirect("/sign-in")) };
+            let query = req.uri().query().unwrap_or_default().to_string();
+            let values = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+            programs::new_claim(app, reply, (&login, role, &csrf), &values, None)
+        }
+        (Method::POST, "/claims/new") => {
+            let Some((login, role, csrf)) = session else { return Ok(reply.redirect("/sign-in")) };
+            match own_form(req, &csrf).await? {
+                Some(form) => programs::register_claim(app, reply, (&login, role, &csrf), &form).await,
+                None => Ok(refused(reply)),
             }
         }
         (_, p) if p == "/admin" || p.starts_with("/admin/") => {

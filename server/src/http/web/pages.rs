@@ -69,7 +69,7 @@ pub fn layout(lang: &str, title: &str, viewer: Option<&Viewer<'_>>, assets: (&st
                 @if let Some(v) = viewer {
                     header.top {
                         span.brand { (t(lang, "app")) }
-                        nav { a href="/work" { (t(lang, "my_work")) } a href="/board" { (t(lang, "board")) } a href="/partners" { (t(lang, "partners")) } a href="/claims" { (t(lang, "claims")) } @if v.role != Role::Manager { a href="/analytics" { (t(lang, "analytics")) } } @if v.role == Role::Admin { a href="/admin" { (t(lang, "administration")) } } }
+                        nav { a href="/work" { (t(lang, "my_work")) } a href="/board" { (t(lang, "board")) } a href="/partners" { (t(lang, "partners")) } a href="/claims" { (t(lang, "claims")) } a href="/cards" { (t(lang, "loyalty_cards")) } a href="/strategies" { (t(lang, "strategies")) } @if v.role != Role::Manager { a href="/analytics" { (t(lang, "analytics")) } } @if v.role == Role::Admin { a href="/admin" { (t(lang, "administration")) } } }
                         span.who { (t(lang, "signed_in_as")) " " strong { (v.name) } " · " (t(lang, role_key(v.role))) }
                         form method="post" action="/sign-out" {
                             input type="hidden" name="csrf" value=(v.csrf);

@@ -107,6 +107,7 @@ pub fn dossier_page(lang: &str, d: &Dossier, counterparties: &[Counterparty]) ->
     let p = &d.partner;
     html! {
         h1 { (p.name) }
+        nav.record-actions { a.new-claim href={ "/claims/new?partner=" (p.id) } { (t(lang, "register_claim")) } }
         section.card {
             table.facts {
                 tbody {
@@ -180,7 +181,7 @@ pub fn dossier_page(lang: &str, d: &Dossier, counterparties: &[Counterparty]) ->
         @if !d.loyalty_cards.is_empty() {
             section.card {
                 h2 { (t(lang, "loyalty_cards")) }
-                ul { @for c in &d.loyalty_cards { li { (c.number) " · " (c.status.name()) " · " (c.balance) } } }
+                ul { @for c in &d.loyalty_cards { li { a href={ "/card/" (c.id) } { (c.number) } " · " (c.status.name()) " · " (c.balance) } } }
             }
         }
         section.card {
