@@ -28,6 +28,7 @@ mod score;
 mod score_model;
 mod strategy;
 mod wasm;
+mod web;
 
 #[derive(Parser)]
 #[command(name = "crmkit-bench", about = "Benchmarks of crmkit: the figures of docs/benchmarks.md")]
@@ -174,6 +175,21 @@ enum What {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// The web page on an installation (`crmkit demo --deals 1000000 --no-serve` makes a
+    /// big one): the server's time per page for the manager whose open deals are nearest
+    /// `--open` (a password is set for them), the page's CSS and JavaScript, and how soon
+    /// their board is interactive in headless Chromium (chromedriver).
+    Web {
+        /// The installation.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Requests per page.
+        #[arg(long, default_value_t = 200)]
+        rounds: usize,
+        /// The open deals of the manager signed in, about.
+        #[arg(long, default_value_t = 500)]
+        open: usize,
+    },
     /// Serves an installation as `crmkit serve` does, with the same code: the process whose
     /// memory `http --dir` reads.
     #[command(hide = true)]
@@ -313,6 +329,7 @@ fn run(what: What) -> Result<()> {
         What::Strategy { dir, apply } => strategy::strategy(&dir, apply),
         What::Http { deals, clients, seconds, dir } => http(deals, clients, seconds, dir),
         What::Serve { dir, addr } => crmkit::serve(&dir, &addr),
+        What::Web { dir, rounds, open } => web::run(&dir, rounds, open),
         What::Analytics { dir, deals, sql_dir, venv, no_duckdb, reload } => {
             analytics::analytics(analytics::Args { dir, deals, sql_dir, venv, duckdb: !no_duckdb, reload })
         }

@@ -38,7 +38,7 @@ mod graph;
 mod http;
 mod jsonl;
 mod loyalty;
-mod password;
+pub mod password;
 mod plugin;
 mod progress;
 mod script;

@@ -19,6 +19,7 @@ pub const MAX_CHARS: usize = 256;
 /// A stored password: its hash, never the password.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Stored {
+    /// The user's login.
     pub login: String,
     /// Argon2id, in the PHC string format.
     pub hash: String,

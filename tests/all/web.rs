@@ -39,6 +39,11 @@ fn free_port() -> u16 {
 
 impl Browser {
     fn start(test: &str) -> Browser {
+        Browser::sized(test, (1366, 900))
+    }
+
+    /// A browser with a window of `size` (width, height) in CSS pixels.
+    fn sized(test: &str, size: (u32, u32)) -> Browser {
         let port = free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -56,22 +61,26 @@ impl Browser {
         std::fs::create_dir_all(&downloads).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
+        let mut options = json!({
                 "binary": "/usr/bin/chromium",
                 "args": [
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--window-size=1366,900",
+                    "--disable-component-update", "--disable-sync", format!("--window-size={},{}", size.0, size.1),
                     "--lang=en-US", format!("--user-data-dir={}", profile.path().display()),
                 ],
                 "prefs": {
                     "download.default_directory": downloads.display().to_string(),
                     "download.prompt_for_download": false,
                 }
-            }),
-        );
+        });
+        // A window narrower than a desktop's is a phone's screen: Chromium's emulation (a
+        // headless window is never narrower than 500 px).
+        if size.0 < 500 {
+            options["mobileEmulation"] =
+                json!({ "deviceMetrics": { "width": size.0, "height": size.1, "pixelRatio": 2.0 } });
+        }
+        caps.insert("goog:chromeOptions".into(), options);
         let client = rt
             .block_on(
                 ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
@@ -1140,6 +1149,44 @@ fn a_loyalty_card_is_worked_on_its_page_the_strategies_run_and_a_claim_is_regist
     assert_eq!(b.text("section.ran td.applied"), "true");
     assert!(b.text("section.last-run").contains("true"), "the run is kept as the last");
     b.shot("strategies-run");
+    drop(b);
+    server.stop();
+}
+
+#[test]
+fn on_a_phone_every_page_fits_the_screen_without_sideways_scrolling() {
+    let (office, north, _) = office();
+    let deal = deal_in_proposal(&office, north, "Сделка на телефоне с длинным названием для проверки переносов");
+    let partner = office.site.with(|inst| {
+        use crmkit_core::store::Reader as _;
+        inst.store().read().unwrap().get::<crmkit_core::model::Deal>(deal).unwrap().unwrap().partner
+    });
+    let server = Served::start(&office.site);
+    let base = format!("http://{}", server.addr);
+    let b = Browser::sized("phone", (390, 844));
+    b.sign_in(&base, "north", PASSWORD);
+    b.wait_url("/work");
+    for (name, path) in [
+        ("work", "/work".to_string()),
+        ("board", "/board?kind=b2b_sale".to_string()),
+        ("deal", format!("/deal/{deal}")),
+        ("dossier", format!("/partner/{partner}")),
+        ("partners", "/partners?q=клиент".to_string()),
+        ("claims", "/claims".to_string()),
+        ("cards", "/cards".to_string()),
+        ("strategies", "/strategies".to_string()),
+    ] {
+        b.goto(&format!("{base}{path}"));
+        let widths =
+            b.rt.block_on(b.client.execute(
+                "return [document.documentElement.scrollWidth, document.documentElement.clientWidth];",
+                vec![],
+            ))
+            .unwrap();
+        let (scroll, client) = (widths[0].as_u64().unwrap(), widths[1].as_u64().unwrap());
+        b.shot(&format!("phone-{name}"));
+        assert!(scroll <= client, "{path} is {scroll} px wide on a {client} px screen");
+    }
     drop(b);
     server.stop();
 }
