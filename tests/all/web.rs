@@ -237,6 +237,15 @@ impl Drop for Browser {
 
 const PASSWORD: &str = "correct horse battery";
 
+/// Writes `f` in one transaction of the office's store as `actor`.
+fn write<T>(
+    office: &Office,
+    actor: Option<UserId>,
+    f: impl FnOnce(&mut crmkit_core::store::WriteTxn<'_>) -> crmkit_core::Result<T>,
+) -> T {
+    office.site.with(|inst| inst.store().transact(actor, f).unwrap())
+}
+
 /// The office (admin, head and two managers of two departments, a viewer), each with a
 /// password set by the admin over the API, and a task for each manager, one overdue.
 fn office() -> (Office, UserId, UserId) {
@@ -247,17 +256,13 @@ fn office() -> (Office, UserId, UserId) {
 fn office_with(edit: impl FnOnce(String) -> String) -> (Office, UserId, UserId) {
     let office = Office::with_config(edit);
     let (north, south) = (office.north, office.south);
-    office.site.with(|inst| {
-        inst.store()
-            .transact(None, |tx| {
-                for (manager, title) in [(north, "Call the northern client"), (south, "Call the southern client")] {
-                    let mut t = Task::new(title, manager);
-                    t.due = Some(crmkit_core::time::Timestamp(crate::common::T0.0 - 86_400_000));
-                    tx.create(t)?;
-                }
-                Ok(())
-            })
-            .unwrap()
+    write(&office, None, |tx| {
+        for (manager, title) in [(north, "Call the northern client"), (south, "Call the southern client")] {
+            let mut t = Task::new(title, manager);
+            t.due = Some(crmkit_core::time::Timestamp(crate::common::T0.0 - 86_400_000));
+            tx.create(t)?;
+        }
+        Ok(())
     });
     let logins = ["boss", "head", "north", "south", "watcher"];
     let ids: Vec<UserId> = office.site.with(|inst| {
@@ -318,16 +323,12 @@ fn each_role_signs_in_with_its_password_and_sees_its_own_work() {
 fn a_partner_named_like_markup_is_shown_as_text() {
     let (office, north, _) = office();
     let evil = "<img src=x onerror=alert(1)>";
-    office.site.with(|inst| {
-        inst.store()
-            .transact(None, |tx| {
-                let mut p = Partner::new(evil, PartnerRole::Client);
-                p.manager = Some(north);
-                let p = tx.create(p)?;
-                // A deal with no open task needs attention: it is listed with its partner.
-                tx.create(crate::common::new_deal(p.id, north, 5000))
-            })
-            .unwrap()
+    write(&office, None, |tx| {
+        let mut p = Partner::new(evil, PartnerRole::Client);
+        p.manager = Some(north);
+        let p = tx.create(p)?;
+        // A deal with no open task needs attention: it is listed with its partner.
+        tx.create(crate::common::new_deal(p.id, north, 5000))
     });
     let server = Served::start(&office.site);
     let base = format!("http://{}", server.addr);
@@ -439,21 +440,17 @@ fn passwords_are_set_from_the_terminal_and_by_an_admin_and_kept_only_as_hashes()
 
 /// A deal of `manager`'s in stage "proposal" of b2b_sale, brought there through the engine.
 fn deal_in_proposal(office: &Office, manager: UserId, title: &str) -> crmkit_core::id::DealId {
-    office.site.with(|inst| {
-        inst.store()
-            .transact(Some(manager), |tx| {
-                let engine = crmkit_core::process::Engine::without_hooks();
-                let p = tx.create(Partner::new(format!("Клиент {title}"), PartnerRole::Client))?;
-                let mut d = crate::common::new_deal(p.id, manager, 120_000);
-                d.title = title.to_string();
-                d.source = Some("website".into());
-                let d = engine.create_deal(tx, d)?;
-                let d = engine.move_deal(tx, d.id, d.version, "needs_analysis", None)?;
-                let d = engine.set_checked(tx, d.id, d.version, "needs_recorded", true)?;
-                let d = engine.move_deal(tx, d.id, d.version, "proposal", None)?;
-                Ok(d.id)
-            })
-            .unwrap()
+    write(office, Some(manager), |tx| {
+        let engine = crmkit_core::process::Engine::without_hooks();
+        let p = tx.create(Partner::new(format!("Клиент {title}"), PartnerRole::Client))?;
+        let mut d = crate::common::new_deal(p.id, manager, 120_000);
+        d.title = title.to_string();
+        d.source = Some("website".into());
+        let d = engine.create_deal(tx, d)?;
+        let d = engine.move_deal(tx, d.id, d.version, "needs_analysis", None)?;
+        let d = engine.set_checked(tx, d.id, d.version, "needs_recorded", true)?;
+        let d = engine.move_deal(tx, d.id, d.version, "proposal", None)?;
+        Ok(d.id)
     })
 }
 
@@ -463,19 +460,15 @@ fn on_the_board_a_card_dragged_on_is_moved_and_one_a_guard_refuses_comes_back_wi
     let mine = deal_in_proposal(&office, north, "Серверы для склада");
     deal_in_proposal(&office, south, "Чужая сделка");
     // A deal whose needs are recorded: it may move on to the proposal.
-    let ready = office.site.with(|inst| {
-        inst.store()
-            .transact(Some(north), |tx| {
-                let engine = crmkit_core::process::Engine::without_hooks();
-                let p = tx.create(Partner::new("Готовый клиент", PartnerRole::Client))?;
-                let mut d = crate::common::new_deal(p.id, north, 80_000);
-                d.title = "Готова к предложению".into();
-                d.source = Some("website".into());
-                let d = engine.create_deal(tx, d)?;
-                let d = engine.move_deal(tx, d.id, d.version, "needs_analysis", None)?;
-                Ok(engine.set_checked(tx, d.id, d.version, "needs_recorded", true)?.id)
-            })
-            .unwrap()
+    let ready = write(&office, Some(north), |tx| {
+        let engine = crmkit_core::process::Engine::without_hooks();
+        let p = tx.create(Partner::new("Готовый клиент", PartnerRole::Client))?;
+        let mut d = crate::common::new_deal(p.id, north, 80_000);
+        d.title = "Готова к предложению".into();
+        d.source = Some("website".into());
+        let d = engine.create_deal(tx, d)?;
+        let d = engine.move_deal(tx, d.id, d.version, "needs_analysis", None)?;
+        Ok(engine.set_checked(tx, d.id, d.version, "needs_recorded", true)?.id)
     });
     let server = Served::start(&office.site);
     let base = format!("http://{}", server.addr);
@@ -540,33 +533,25 @@ fn on_the_board_a_card_dragged_on_is_moved_and_one_a_guard_refuses_comes_back_wi
 fn the_board_filters_by_manager_and_amount_pages_a_big_column_and_a_managed_kind_moves_by_its_tasks() {
     let (office, north, south) = office();
     // 60 of north's deals in the first stage, amounts 1,000 … 60,000; 3 of south's.
-    office.site.with(|inst| {
-        inst.store()
-            .transact(Some(north), |tx| {
-                let engine = crmkit_core::process::Engine::without_hooks();
-                let p = tx.create(Partner::new("Оптовый клиент", PartnerRole::Client))?;
-                for (i, manager) in (1..=60).map(|i| (i, north)).chain((61..=63).map(|i| (i, south))) {
-                    let mut d = crate::common::new_deal(p.id, manager, i * 1000);
-                    d.title = format!("Поставка {i}");
-                    engine.create_deal(tx, d)?;
-                }
-                Ok(())
-            })
-            .unwrap()
+    write(&office, Some(north), |tx| {
+        let engine = crmkit_core::process::Engine::without_hooks();
+        let p = tx.create(Partner::new("Оптовый клиент", PartnerRole::Client))?;
+        for (i, manager) in (1..=60).map(|i| (i, north)).chain((61..=63).map(|i| (i, south))) {
+            let mut d = crate::common::new_deal(p.id, manager, i * 1000);
+            d.title = format!("Поставка {i}");
+            engine.create_deal(tx, d)?;
+        }
+        Ok(())
     });
     // A deal of a managed kind, for the end.
-    let tender = office.site.with(|inst| {
-        inst.store()
-            .transact(Some(north), |tx| {
-                let engine = crmkit_core::process::Engine::without_hooks();
-                let p = tx.create(Partner::new("Госзаказчик", PartnerRole::Client))?;
-                let mut d = crate::common::new_deal(p.id, north, 900_000);
-                d.title = "Тендер на серверы".into();
-                d.kind = "tender".into();
-                d.stage = None;
-                Ok(engine.create_deal(tx, d)?.id)
-            })
-            .unwrap()
+    let tender = write(&office, Some(north), |tx| {
+        let engine = crmkit_core::process::Engine::without_hooks();
+        let p = tx.create(Partner::new("Госзаказчик", PartnerRole::Client))?;
+        let mut d = crate::common::new_deal(p.id, north, 900_000);
+        d.title = "Тендер на серверы".into();
+        d.kind = "tender".into();
+        d.stage = None;
+        Ok(engine.create_deal(tx, d)?.id)
     });
     let first = office.site.with(|inst| inst.settings().process_kind("b2b_sale").unwrap().stages[0].id.clone());
     let column = format!("section.column[data-stage={first}]");
@@ -616,18 +601,14 @@ fn the_board_filters_by_manager_and_amount_pages_a_big_column_and_a_managed_kind
 fn on_the_deal_page_a_deal_is_lost_with_its_reason_and_another_won_a_missing_reason_named_at_its_field() {
     let (office, north, _) = office();
     let lost = deal_in_proposal(&office, north, "Проигранная сделка");
-    let won = office.site.with(|inst| {
-        inst.store()
-            .transact(Some(north), |tx| {
-                let p = tx.create(Partner::new("Клиент на выигрыш", PartnerRole::Client))?;
-                // A repeat sale: stageless, won without a quote.
-                let mut d = crate::common::new_deal(p.id, north, 40_000);
-                d.title = "Выигранная сделка".into();
-                d.kind = "repeat_sale".into();
-                d.stage = None;
-                Ok(crmkit_core::process::Engine::without_hooks().create_deal(tx, d)?.id)
-            })
-            .unwrap()
+    let won = write(&office, Some(north), |tx| {
+        let p = tx.create(Partner::new("Клиент на выигрыш", PartnerRole::Client))?;
+        // A repeat sale: stageless, won without a quote.
+        let mut d = crate::common::new_deal(p.id, north, 40_000);
+        d.title = "Выигранная сделка".into();
+        d.kind = "repeat_sale".into();
+        d.stage = None;
+        Ok(crmkit_core::process::Engine::without_hooks().create_deal(tx, d)?.id)
     });
     let server = Served::start(&office.site);
     let base = format!("http://{}", server.addr);
@@ -679,35 +660,31 @@ fn on_the_deal_page_a_deal_is_lost_with_its_reason_and_another_won_a_missing_rea
 fn partners_are_found_by_name_tax_id_and_e_mail_and_a_big_partners_dossier_reads_whole() {
     use crmkit_core::model::{ContactPerson, Counterparty, CounterpartyKind, Interaction, InteractionKind};
     let (office, north, south) = office();
-    let big = office.site.with(|inst| {
-        inst.store()
-            .transact(Some(north), |tx| {
-                let mut c = Counterparty::new(CounterpartyKind::LegalEntity, "ООО «Большой клиент»");
-                c.tax_id = Some(crmkit_core::values::ru::complete_inn10("770708389"));
-                let c = tx.create(c)?;
-                let mut p = Partner::new("Большой клиент", PartnerRole::Client);
-                p.manager = Some(north);
-                p.counterparties.push(c.id);
-                let p = tx.create(p)?;
-                let mut k = ContactPerson::new(p.id, "Ирина Закупщица");
-                k.emails.push("irina@big.example".into());
-                k.phones.push("+7 (495) 111-22-33".into());
-                tx.create(k)?;
-                for i in 0..60 {
-                    let mut d = crate::common::new_deal(p.id, north, 10_000 + i);
-                    d.title = format!("Поставка №{i}");
-                    tx.create(d)?;
-                }
-                for i in 0..300 {
-                    let at = crmkit_core::time::Timestamp(crate::common::T0.0 - i * 3_600_000);
-                    tx.create(Interaction::new(InteractionKind::Call, at, p.id, format!("Звонок {i}")))?;
-                }
-                let mut other = Partner::new("Большой чужой", PartnerRole::Client);
-                other.manager = Some(south);
-                tx.create(other)?;
-                Ok(p.id)
-            })
-            .unwrap()
+    let big = write(&office, Some(north), |tx| {
+        let mut c = Counterparty::new(CounterpartyKind::LegalEntity, "ООО «Большой клиент»");
+        c.tax_id = Some(crmkit_core::values::ru::complete_inn10("770708389"));
+        let c = tx.create(c)?;
+        let mut p = Partner::new("Большой клиент", PartnerRole::Client);
+        p.manager = Some(north);
+        p.counterparties.push(c.id);
+        let p = tx.create(p)?;
+        let mut k = ContactPerson::new(p.id, "Ирина Закупщица");
+        k.emails.push("irina@big.example".into());
+        k.phones.push("+7 (495) 111-22-33".into());
+        tx.create(k)?;
+        for i in 0..60 {
+            let mut d = crate::common::new_deal(p.id, north, 10_000 + i);
+            d.title = format!("Поставка №{i}");
+            tx.create(d)?;
+        }
+        for i in 0..300 {
+            let at = crmkit_core::time::Timestamp(crate::common::T0.0 - i * 3_600_000);
+            tx.create(Interaction::new(InteractionKind::Call, at, p.id, format!("Звонок {i}")))?;
+        }
+        let mut other = Partner::new("Большой чужой", PartnerRole::Client);
+        other.manager = Some(south);
+        tx.create(other)?;
+        Ok(p.id)
     });
     let server = Served::start(&office.site);
     let base = format!("http://{}", server.addr);
@@ -757,15 +734,11 @@ fn the_funnel_chart_has_a_band_per_stage_with_the_counts_of_the_heads_department
     let (office, north, south) = office();
     deal_in_proposal(&office, north, "Первая");
     deal_in_proposal(&office, north, "Вторая");
-    office.site.with(|inst| {
-        inst.store()
-            .transact(Some(north), |tx| {
-                let p = tx.create(Partner::new("Новый клиент", PartnerRole::Client))?;
-                let mut d = crate::common::new_deal(p.id, north, 1000);
-                d.source = Some("website".into());
-                crmkit_core::process::Engine::without_hooks().create_deal(tx, d)
-            })
-            .unwrap()
+    write(&office, Some(north), |tx| {
+        let p = tx.create(Partner::new("Новый клиент", PartnerRole::Client))?;
+        let mut d = crate::common::new_deal(p.id, north, 1000);
+        d.source = Some("website".into());
+        crmkit_core::process::Engine::without_hooks().create_deal(tx, d)
     });
     // The south's deal is another department's: not in the head's funnel.
     deal_in_proposal(&office, south, "Южная");
@@ -808,22 +781,18 @@ fn the_funnel_chart_has_a_band_per_stage_with_the_counts_of_the_heads_department
 fn a_claim_is_worked_on_its_page_and_a_decision_without_the_amount_its_type_settles_is_refused() {
     use crmkit_core::model::Claim;
     let (office, north, south) = office();
-    let (mine, theirs) = office.site.with(|inst| {
-        inst.store()
-            .transact(Some(north), |tx| {
-                let mut p = Partner::new("Клиент с претензией", PartnerRole::Client);
-                p.manager = Some(north);
-                let p = tx.create(p)?;
-                let mut c = Claim::new(p.id, "quality", "defect", "Брак в партии", north, None, None);
-                c.claimed = Some(crmkit_core::values::Money::new(8000.into(), crmkit_core::values::Currency::RUB));
-                let mine = tx.create(c)?.id;
-                let mut q = Partner::new("Южный клиент", PartnerRole::Client);
-                q.manager = Some(south);
-                let q = tx.create(q)?;
-                let theirs = tx.create(Claim::new(q.id, "service", "staff", "Южная претензия", south, None, None))?.id;
-                Ok((mine, theirs))
-            })
-            .unwrap()
+    let (mine, theirs) = write(&office, Some(north), |tx| {
+        let mut p = Partner::new("Клиент с претензией", PartnerRole::Client);
+        p.manager = Some(north);
+        let p = tx.create(p)?;
+        let mut c = Claim::new(p.id, "quality", "defect", "Брак в партии", north, None, None);
+        c.claimed = Some(crmkit_core::values::Money::new(8000.into(), crmkit_core::values::Currency::RUB));
+        let mine = tx.create(c)?.id;
+        let mut q = Partner::new("Южный клиент", PartnerRole::Client);
+        q.manager = Some(south);
+        let q = tx.create(q)?;
+        let theirs = tx.create(Claim::new(q.id, "service", "staff", "Южная претензия", south, None, None))?.id;
+        Ok((mine, theirs))
     });
     let server = Served::start(&office.site);
     let base = format!("http://{}", server.addr);
@@ -870,20 +839,16 @@ fn on_the_deal_page_a_file_goes_up_and_comes_down_byte_identical_one_too_big_is_
     use crmkit_core::store::Reader as _;
     let (office, north, _) = office_with(|c| c.replace("max_size_mb = 25", "max_size_mb = 1"));
     let deal = deal_in_proposal(&office, north, "Сделка с файлами");
-    office.site.with(|inst| {
-        inst.store()
-            .transact(Some(north), |tx| {
-                let rival = tx.create(Partner::new("Конкурент <b>Альфа</b>", PartnerRole::Competitor))?;
-                let d: crmkit_core::model::Deal = tx.load(deal)?;
-                let person = tx.create(ContactPerson::new(d.partner, "Ирина Петрова"))?;
-                let buyer = tx.create(Participant::contact(deal, person.id, "decision_maker"))?;
-                let mut rival_member = Participant::partner(deal, rival.id, "competitor");
-                rival_member.note = "демпингует".into();
-                let rival_member = tx.create(rival_member)?;
-                tx.create(ParticipantLink::new(deal, rival_member.id, buyer.id, "influences"))?;
-                Ok(())
-            })
-            .unwrap()
+    write(&office, Some(north), |tx| {
+        let rival = tx.create(Partner::new("Конкурент <b>Альфа</b>", PartnerRole::Competitor))?;
+        let d: crmkit_core::model::Deal = tx.load(deal)?;
+        let person = tx.create(ContactPerson::new(d.partner, "Ирина Петрова"))?;
+        let buyer = tx.create(Participant::contact(deal, person.id, "decision_maker"))?;
+        let mut rival_member = Participant::partner(deal, rival.id, "competitor");
+        rival_member.note = "демпингует".into();
+        let rival_member = tx.create(rival_member)?;
+        tx.create(ParticipantLink::new(deal, rival_member.id, buyer.id, "influences"))?;
+        Ok(())
     });
     let files = tempfile::tempdir().unwrap();
     let content: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
@@ -1073,22 +1038,18 @@ fn a_loyalty_card_is_worked_on_its_page_the_strategies_run_and_a_claim_is_regist
     use crmkit_core::values::Currency;
     use rust_decimal::Decimal;
     let (office, north, _) = office();
-    let (partner, card) = office.site.with(|inst| {
-        inst.store()
-            .transact(Some(north), |tx| {
-                let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
-                let mut p = Partner::new("Клиент с картой", PartnerRole::Client);
-                p.manager = Some(north);
-                p.segment = Some("key".into());
-                let p = tx.create(p)?;
-                let program =
-                    tx.create(LoyaltyProgram::bonus("Бонусный клуб", Currency::RUB, Decimal::ONE, day("2026-01-01")))?;
-                let card = tx.create(LoyaltyCard::new("7000001", program.id, p.id, day("2026-02-01")))?;
-                let engine = crmkit_core::process::Engine::without_hooks();
-                engine.correct(tx, card.id, Decimal::from(500), Decimal::ZERO, "приветственные баллы")?;
-                Ok((p.id, card.id))
-            })
-            .unwrap()
+    let (partner, card) = write(&office, Some(north), |tx| {
+        let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let mut p = Partner::new("Клиент с картой", PartnerRole::Client);
+        p.manager = Some(north);
+        p.segment = Some("key".into());
+        let p = tx.create(p)?;
+        let program =
+            tx.create(LoyaltyProgram::bonus("Бонусный клуб", Currency::RUB, Decimal::ONE, day("2026-01-01")))?;
+        let card = tx.create(LoyaltyCard::new("7000001", program.id, p.id, day("2026-02-01")))?;
+        let engine = crmkit_core::process::Engine::without_hooks();
+        engine.correct(tx, card.id, Decimal::from(500), Decimal::ZERO, "приветственные баллы")?;
+        Ok((p.id, card.id))
     });
     let server = Served::start(&office.site);
     let base = format!("http://{}", server.addr);

@@ -43,6 +43,20 @@ impl Caller {
         thing.in_scope(r, self, access)
     }
 
+    /// Visits every entity of a kind the caller may read, until `f` returns `false`.
+    pub fn each_readable<E: Scoped>(&self, r: &impl Reader, f: &mut dyn FnMut(E) -> bool) -> Result<()> {
+        let mut failed = None;
+        r.for_each::<E>(|e| match self.may(r, Access::Read, &e) {
+            Ok(true) => f(e),
+            Ok(false) => true,
+            Err(err) => {
+                failed = Some(err);
+                false
+            }
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
+
     /// Whether the things `owner` is responsible for (as a deal's or partner's manager, a
     /// task's executor) are in the caller's scope: admins' and viewers' everyone's, heads'
     /// their department's, managers' their own.
@@ -322,16 +336,7 @@ pub struct DepartmentView<'a, R: Reader> {
 impl<'a, R: Reader> DepartmentView<'a, R> {
     /// Visits every entity of a kind the head may read, until `f` returns `false`.
     fn each_readable<E: Scoped>(&self, f: &mut dyn FnMut(&E) -> bool) -> Result<()> {
-        let mut failed = None;
-        self.r.for_each::<E>(|e| match self.caller.may(self.r, Access::Read, &e) {
-            Ok(true) => f(&e),
-            Ok(false) => true,
-            Err(err) => {
-                failed = Some(err);
-                false
-            }
-        })?;
-        failed.map_or(Ok(()), Err)
+        self.caller.each_readable(self.r, &mut |e: E| f(&e))
     }
 
     /// The view of `caller`'s department over `r`.

@@ -99,6 +99,16 @@ fn not_yours(owner: EntityRef) -> ApiError {
     )
 }
 
+/// The refusal of an upload over `max` bytes, the limit named (`limit`), at `field`.
+pub fn over_limit(field: &str, max: u64, limit: &str) -> ApiError {
+    ApiError::at(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        Code::TooLarge,
+        field,
+        format!("the upload is over the limit of {max} bytes ({limit})"),
+    )
+}
+
 /// A request body streamed into a temporary file in `data/uploads` (removed when dropped):
 /// at most `max` bytes (the setting that says so named in the 413), no pause longer than
 /// the body timeout, and as long as its `Content-Length` said.
@@ -108,14 +118,7 @@ pub async fn spool(
     max: u64,
     limit: &str,
 ) -> Result<tempfile::NamedTempFile, ApiError> {
-    let too_large = || {
-        ApiError::at(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Code::TooLarge,
-            "content",
-            format!("the upload is over the limit of {max} bytes ({limit})"),
-        )
-    };
+    let too_large = || over_limit("content", max, limit);
     let declared = req.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max) {
         return Err(too_large());

@@ -6,12 +6,11 @@
 use std::sync::Arc;
 
 use crmkit_core::model::{Partner, PartnerRole, Role};
-use crmkit_core::store::Reader;
 use crmkit_core::strategy::{self, Summary};
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
-use super::access::{Access, Caller};
+use super::access::Caller;
 use super::{json_response, query, ApiError, App, Body, Code};
 
 /// `GET /api/v1/strategies`.
@@ -24,24 +23,12 @@ pub(super) fn get(app: &App, caller: &Caller) -> Result<Response<Body>, ApiError
 pub(super) fn overview(app: &App, caller: &Caller) -> Result<serde_json::Value, ApiError> {
     let r = app.inst.store().read()?;
     let mut segments = std::collections::BTreeMap::<String, u64>::new();
-    let mut failed = None;
-    r.for_each::<Partner>(|p| {
-        if !p.has_role(PartnerRole::Client) {
-            return true;
-        }
-        match caller.may(&r, Access::Read, &p) {
-            Ok(true) => *segments.entry(p.segment.clone().unwrap_or_default()).or_default() += 1,
-            Ok(false) => {}
-            Err(e) => {
-                failed = Some(e);
-                return false;
-            }
+    caller.each_readable(&r, &mut |p: Partner| {
+        if p.has_role(PartnerRole::Client) {
+            *segments.entry(p.segment.clone().unwrap_or_default()).or_default() += 1;
         }
         true
     })?;
-    if let Some(e) = failed {
-        return Err(e.into());
-    }
     let last = crate::strategy::last_run(&app.inst).map_err(|e| ApiError::internal("the last strategy run", e))?;
     Ok(json!({ "strategies": app.inst.settings().strategies, "segments": segments, "last_run": last }))
 }

@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 
 use super::super::{ApiError, App, Body, Caller};
 use super::i18n::t;
-use super::{pages, Reply};
+use super::{pages, Reply, Who};
 
 /// The kinds of entity a file may carry, as the import names them.
 const IMPORTS: [&str; 9] = [
@@ -312,18 +312,12 @@ fn show(
 pub(super) async fn handle(
     app: &Arc<App>,
     reply: Reply,
-    who: (&str, Role, &str),
+    who: Who<'_>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let (login, role, csrf) = who;
     let lang = reply.lang;
-    let caller = {
-        let r = app.inst.store().read()?;
-        match super::caller(&r, login, role)? {
-            Some(c) => c,
-            None => return Ok(reply.redirect("/sign-in")),
-        }
-    };
+    let Some(caller) = super::signed_in(app, login, role)? else { return Ok(reply.redirect("/sign-in")) };
     if role != Role::Admin {
         let viewer = pages::Viewer { name: &caller.user.name, role, csrf };
         let m = pages::message(t(lang, "admins_only"));
@@ -511,13 +505,7 @@ async fn import_file(
     };
     let (held, held_limit) = super::super::import::limit(&opts);
     if file.len > held {
-        let e = ApiError::at(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            super::super::Code::TooLarge,
-            "file",
-            format!("the file is over {held_limit} of {held} bytes"),
-        );
-        return refused(reply, e);
+        return refused(reply, super::super::files::over_limit("file", held, held_limit));
     }
     let mut input = spooled.reopen().map_err(|e| ApiError::internal("an import's temporary file", e))?;
     input

@@ -23,7 +23,7 @@ use rust_decimal::Decimal;
 
 use super::super::{ApiError, App, Body, Caller};
 use super::i18n::t;
-use super::{pages, Form, Reply};
+use super::{pages, Form, Reply, Who};
 
 /// Cards shown per column page; the count says how many there are.
 pub const PER_COLUMN: usize = 50;
@@ -413,7 +413,7 @@ fn managers(r: &impl Reader, caller: &Caller) -> Result<Vec<(UserId, String)>, A
 pub(super) fn show(
     app: &Arc<App>,
     reply: Reply,
-    who: (&str, Role, &str),
+    who: Who<'_>,
     query: &str,
     refusal: Option<(Refusal, StatusCode)>,
 ) -> Result<Response<Body>, ApiError> {
@@ -465,20 +465,14 @@ pub(super) enum Change {
 pub(super) async fn change(
     app: &Arc<App>,
     reply: Reply,
-    who: (&str, Role, &str),
+    who: Who<'_>,
     form: &Form,
     json: bool,
     change: Change,
 ) -> Result<Response<Body>, ApiError> {
     let (login, role, _) = who;
     let lang = reply.lang;
-    let caller = {
-        let r = app.inst.store().read()?;
-        match super::caller(&r, login, role)? {
-            Some(c) => c,
-            None => return Ok(reply.redirect("/sign-in")),
-        }
-    };
+    let Some(caller) = super::signed_in(app, login, role)? else { return Ok(reply.redirect("/sign-in")) };
     let bad = |field: &str| {
         if json {
             Ok(super::json_refusal(StatusCode::BAD_REQUEST, &format!("{field}?"), Some(field)))

@@ -25,7 +25,7 @@ use serde_json::{json, Map, Value};
 use super::super::access::Access;
 use super::super::{ApiError, App, Body, Caller};
 use super::i18n::t;
-use super::{pages, Form, Reply};
+use super::{pages, Form, Reply, Who};
 
 pub use super::pages::Refusal;
 
@@ -329,9 +329,6 @@ pub fn page(lang: &str, p: &DealPage<'_>) -> Markup {
     }
 }
 
-/// The signed-in person: login, role, the session's CSRF token.
-type Who<'a> = (&'a str, Role, &'a str);
-
 /// The deal page, with a refused action's message in its form, or the edit form's state
 /// after a refused or stale edit.
 pub(super) fn show(
@@ -428,11 +425,6 @@ pub(super) fn show(
     Ok(reply.page(status, &d.title, Some(&viewer), self::page(lang, &page)))
 }
 
-fn signed_in(app: &App, login: &str, role: Role) -> Result<Option<Caller>, ApiError> {
-    let r = app.inst.store().read()?;
-    super::caller(&r, login, role)
-}
-
 /// A deal's action from its page, through the process engine as the API's actions; `edit`
 /// changes its fields as the API's `PATCH` does.
 pub(super) async fn act(
@@ -444,7 +436,7 @@ pub(super) async fn act(
     form: &Form,
 ) -> Result<Response<Body>, ApiError> {
     let (login, role, _) = who;
-    let Some(caller) = signed_in(app, login, role)? else { return Ok(reply.redirect("/sign-in")) };
+    let Some(caller) = super::signed_in(app, login, role)? else { return Ok(reply.redirect("/sign-in")) };
     if action == "edit" {
         return edit(app, reply, who, caller, id, form).await;
     }
@@ -597,7 +589,7 @@ pub(super) async fn upload(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let (login, role, csrf) = who;
-    let Some(caller) = signed_in(app, login, role)? else { return Ok(reply.redirect("/sign-in")) };
+    let Some(caller) = super::signed_in(app, login, role)? else { return Ok(reply.redirect("/sign-in")) };
     let same_origin = super::same_origin(&req);
     let content_type = req.headers().get("content-type").and_then(|c| c.to_str().ok()).unwrap_or_default();
     let Some(boundary) = super::multipart::boundary(content_type) else { return Ok(super::refused(reply)) };
@@ -626,13 +618,7 @@ pub(super) async fn upload(
         return refuse(reply, e);
     };
     if file.len > max {
-        let e = ApiError::at(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            super::super::Code::TooLarge,
-            "content",
-            format!("the upload is over the limit of {max} bytes (attachments.max_size_mb)"),
-        );
-        return refuse(reply, e);
+        return refuse(reply, super::super::files::over_limit("content", max, "attachments.max_size_mb"));
     }
     let owner = EntityRef { kind: EntityKind::Deal, id: id.raw() };
     let mime = file
@@ -652,7 +638,7 @@ pub(super) async fn upload(
 /// An attachment's content for the signed-in person, as the API's download serves it.
 pub(super) fn download(app: &Arc<App>, reply: Reply, who: Who<'_>, id: &str) -> Result<Response<Body>, ApiError> {
     let (login, role, _) = who;
-    let Some(caller) = signed_in(app, login, role)? else { return Ok(reply.redirect("/sign-in")) };
+    let Some(caller) = super::signed_in(app, login, role)? else { return Ok(reply.redirect("/sign-in")) };
     if id.parse::<AttachmentId>().is_err() {
         return Ok(super::not_found(reply));
     }

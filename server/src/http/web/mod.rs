@@ -323,13 +323,7 @@ pub(super) async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Result<Res
         }
         (Method::GET | Method::HEAD, "/analytics") => {
             let Some((login, role, csrf)) = session else { return Ok(reply.redirect("/sign-in")) };
-            let caller = {
-                let r = app.inst.store().read().map_err(ApiError::from)?;
-                match caller(&r, &login, role)? {
-                    Some(c) => c,
-                    None => return Ok(reply.redirect("/sign-in")),
-                }
-            };
+            let Some(caller) = signed_in(app, &login, role)? else { return Ok(reply.redirect("/sign-in")) };
             let viewer_name = caller.user.name.clone();
             let viewer = pages::Viewer { name: &viewer_name, role, csrf: &csrf };
             if role == Role::Manager {
@@ -367,22 +361,12 @@ pub(super) async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Result<Res
             let r = app.inst.store().read().map_err(ApiError::from)?;
             let Some(caller) = caller(&r, &login, role)? else { return Ok(reply.redirect("/sign-in")) };
             let mut seen: Vec<crmkit_core::model::Claim> = Vec::new();
-            let mut failed = None;
-            r.for_each::<crmkit_core::model::Claim>(|c| {
-                match caller.may(&r, super::access::Access::Read, &c) {
-                    Ok(true) => seen.push(c),
-                    Ok(false) => {}
-                    Err(e) => {
-                        failed = Some(e);
-                        return false;
-                    }
-                }
-                true
-            })
-            .map_err(ApiError::from)?;
-            if let Some(e) = failed {
-                return Err(ApiError::from(e));
-            }
+            caller
+                .each_readable(&r, &mut |c: crmkit_core::model::Claim| {
+                    seen.push(c);
+                    true
+                })
+                .map_err(ApiError::from)?;
             // Open claims first, the one due first first; then the latest others.
             seen.sort_by(|a, b| match (a.status.is_open(), b.status.is_open()) {
                 (true, true) => (a.due_by(), a.id).cmp(&(b.due_by(), b.id)),
@@ -580,13 +564,7 @@ async fn claim_step(
     form: &Form,
 ) -> Result<Response<Body>, ApiError> {
     use crmkit_core::model::{Claim, Decision, EntityKind, FieldError};
-    let caller = {
-        let r = app.inst.store().read().map_err(ApiError::from)?;
-        match caller(&r, login, role)? {
-            Some(c) => c,
-            None => return Ok(reply.redirect("/sign-in")),
-        }
-    };
+    let Some(caller) = signed_in(app, login, role)? else { return Ok(reply.redirect("/sign-in")) };
     if !super::claims::ACTIONS.contains(&action) {
         return Ok(not_found(reply));
     }
@@ -758,6 +736,16 @@ fn json_refusal(status: StatusCode, message: &str, field: Option<&str>) -> Respo
     secured(Response::builder().status(status).header("content-type", "application/json"))
         .body(full(body))
         .expect("a valid response")
+}
+
+/// The signed-in person: login, role, the session's CSRF token.
+type Who<'a> = (&'a str, Role, &'a str);
+
+/// The signed-in person of `login` acting as `role`, from a fresh snapshot; `None` when the
+/// user is gone or deactivated (back to the sign-in page).
+fn signed_in(app: &App, login: &str, role: Role) -> Result<Option<Caller>, ApiError> {
+    let r = app.inst.store().read()?;
+    caller(&r, login, role)
 }
 
 /// The signed-in person, as the API's role rules know them.

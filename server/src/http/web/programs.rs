@@ -13,20 +13,12 @@ use maud::{html, Markup};
 use serde_json::{json, Map, Value};
 
 use super::super::access::Access;
-use super::super::{ApiError, App, Body, Caller};
+use super::super::{ApiError, App, Body};
 use super::i18n::t;
-use super::{pages, Form, Reply};
-
-/// The signed-in person: login, role, the session's CSRF token.
-type Who<'a> = (&'a str, Role, &'a str);
+use super::{pages, Form, Reply, Who};
 
 /// Ledger entries shown on a card's page (the latest).
 const LEDGER: usize = 200;
-
-fn signed_in(app: &App, login: &str, role: Role) -> Result<Option<Caller>, ApiError> {
-    let r = app.inst.store().read()?;
-    super::caller(&r, login, role)
-}
 
 fn query_value(query: &str, name: &str) -> Option<String> {
     form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.trim().to_string())
@@ -37,7 +29,7 @@ fn query_value(query: &str, name: &str) -> Option<String> {
 pub(super) fn cards(app: &Arc<App>, reply: Reply, who: Who<'_>, query: &str) -> Result<Response<Body>, ApiError> {
     let (login, role, csrf) = who;
     let lang = reply.lang;
-    let Some(caller) = signed_in(app, login, role)? else { return Ok(reply.redirect("/sign-in")) };
+    let Some(caller) = super::signed_in(app, login, role)? else { return Ok(reply.redirect("/sign-in")) };
     let q = query_value(query, "q").unwrap_or_default();
     let r = app.inst.store().read()?;
     let mut found: Vec<LoyaltyCard> = Vec::new();
@@ -195,7 +187,7 @@ pub(super) async fn card_action(
     form: &Form,
 ) -> Result<Response<Body>, ApiError> {
     let (login, role, _) = who;
-    let Some(caller) = signed_in(app, login, role)? else { return Ok(reply.redirect("/sign-in")) };
+    let Some(caller) = super::signed_in(app, login, role)? else { return Ok(reply.redirect("/sign-in")) };
     if !super::super::loyalty::ACTIONS.contains(&action) {
         return Ok(super::not_found(reply));
     }
@@ -243,7 +235,7 @@ pub(super) fn strategies(
 ) -> Result<Response<Body>, ApiError> {
     let (login, role, csrf) = who;
     let lang = reply.lang;
-    let Some(caller) = signed_in(app, login, role)? else { return Ok(reply.redirect("/sign-in")) };
+    let Some(caller) = super::signed_in(app, login, role)? else { return Ok(reply.redirect("/sign-in")) };
     let o = super::super::strategies::overview(app, &caller)?;
     let segments = o["segments"].as_object().cloned().unwrap_or_default();
     let count = |segment: &str| segments.get(segment).and_then(Value::as_u64).unwrap_or(0);
@@ -311,7 +303,7 @@ pub(super) async fn run_strategies(
 ) -> Result<Response<Body>, ApiError> {
     let (login, role, csrf) = who;
     let lang = reply.lang;
-    let Some(caller) = signed_in(app, login, role)? else { return Ok(reply.redirect("/sign-in")) };
+    let Some(caller) = super::signed_in(app, login, role)? else { return Ok(reply.redirect("/sign-in")) };
     if role != Role::Admin {
         let viewer = pages::Viewer { name: &caller.user.name, role, csrf };
         let m = pages::message(t(lang, "admins_only"));
@@ -401,7 +393,7 @@ pub(super) async fn register_claim(
     form: &Form,
 ) -> Result<Response<Body>, ApiError> {
     let (login, role, _) = who;
-    let Some(caller) = signed_in(app, login, role)? else { return Ok(reply.redirect("/sign-in")) };
+    let Some(caller) = super::signed_in(app, login, role)? else { return Ok(reply.redirect("/sign-in")) };
     let values: std::collections::HashMap<String, String> = form
         .fields
         .iter()
