@@ -146,10 +146,18 @@ fn sample(inst: &Installation, target: usize) -> Result<Sample> {
     )?;
     let open_ones: Vec<&Deal> = theirs.iter().filter(|d| d.status == DealStatus::InProgress).collect();
     let deals: Vec<DealId> = open_ones.iter().step_by((open_ones.len() / 50).max(1)).map(|d| d.id).take(50).collect();
-    let mut partners: Vec<PartnerId> = open_ones.iter().map(|d| d.partner).collect();
-    partners.sort();
-    partners.dedup();
-    let partners: Vec<PartnerId> = partners.iter().step_by((partners.len() / 50).max(1)).copied().take(50).collect();
+    // The partners the manager manages (a deal's partner may be another manager's).
+    let managed: Vec<PartnerId> = r
+        .ids_by(
+            crmkit_core::store::Index::PartnerByManager,
+            &crmkit_core::id::TypedId::raw(manager).to_bytes(),
+            None,
+            usize::MAX,
+        )?
+        .into_iter()
+        .map(crmkit_core::id::TypedId::from_raw)
+        .collect();
+    let partners: Vec<PartnerId> = managed.iter().step_by((managed.len() / 50).max(1)).copied().take(50).collect();
     let name = match partners.first() {
         Some(p) => r.get::<Partner>(*p)?.map(|p| p.name).unwrap_or_default(),
         None => String::new(),

@@ -18,17 +18,52 @@ pub(super) fn get(app: &App, caller: &Caller) -> Result<Response<Body>, ApiError
     Ok(json_response(StatusCode::OK, &overview(app, caller)?))
 }
 
-/// The strategies, how many of the caller's client partners are in each segment, and the
-/// last run: the API's answer and the web page's.
+/// The strategies, how many client partners are in each segment — a manager's own (those
+/// they manage), those of a head's department's managers, every one for admins and
+/// viewers — and the last run: the API's answer and the web page's. A manager's and a
+/// head's counts read their partners by manager, not every partner.
 pub(super) fn overview(app: &App, caller: &Caller) -> Result<serde_json::Value, ApiError> {
+    use crmkit_core::id::TypedId;
+    use crmkit_core::model::User;
+    use crmkit_core::store::{Index, Reader};
     let r = app.inst.store().read()?;
     let mut segments = std::collections::BTreeMap::<String, u64>::new();
-    caller.each_readable(&r, &mut |p: Partner| {
+    let mut count = |p: &Partner| {
         if p.has_role(PartnerRole::Client) {
             *segments.entry(p.segment.clone().unwrap_or_default()).or_default() += 1;
         }
-        true
-    })?;
+    };
+    let managers: Option<Vec<crmkit_core::id::UserId>> = match caller.role {
+        Role::Admin | Role::Viewer => None,
+        Role::Manager => Some(vec![caller.user.id]),
+        Role::Head => {
+            let mut ids = Vec::new();
+            r.for_each::<User>(|u| {
+                ids.push(u.id);
+                true
+            })?;
+            let mut covered = Vec::new();
+            for id in ids {
+                if caller.covers(&r, id)? {
+                    covered.push(id);
+                }
+            }
+            Some(covered)
+        }
+    };
+    match managers {
+        None => r.for_each::<Partner>(|p| {
+            count(&p);
+            true
+        })?,
+        Some(ids) => {
+            for m in ids {
+                for p in r.find::<Partner>(Index::PartnerByManager, &m.raw().to_bytes(), None, usize::MAX)? {
+                    count(&p);
+                }
+            }
+        }
+    }
     let last = crate::strategy::last_run(&app.inst).map_err(|e| ApiError::internal("the last strategy run", e))?;
     Ok(json!({ "strategies": app.inst.settings().strategies, "segments": segments, "last_run": last }))
 }
