@@ -703,6 +703,10 @@ fn users(w: &mut Writer<'_>, rng: &mut Rng, opts: &DemoOptions, world: &mut Worl
         let skill = 0.75 + 0.5 * rng.unit();
         world.managers.push(Manager { id: u.id, dept, pace, skill });
     }
+    // An analyst who reads everything and writes nothing.
+    let mut analyst = User::new("analyst", "Аналитик отдела продаж", Role::Viewer);
+    analyst.email = Some("analyst@demo-company.ru".into());
+    w.create(at, analyst)?;
     Ok(())
 }
 

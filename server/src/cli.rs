@@ -451,13 +451,15 @@ impl Command {
     }
 }
 
-/// Gives the demo's admin, a head and a manager a fresh password each: (role, login,
+/// Gives the demo's admin, a head, a manager and the viewer a fresh password each: (role, login,
 /// password), to print.
 fn demo_passwords(inst: &Installation) -> Result<Vec<(&'static str, String, String)>> {
     use crmkit_core::model::{Role, User};
     let users: Vec<User> = crmkit_core::store::Reader::list(&inst.store().read()?, None, usize::MAX)?;
     let mut out = Vec::new();
-    for (name, role) in [("admin", Role::Admin), ("head", Role::Head), ("manager", Role::Manager)] {
+    for (name, role) in
+        [("admin", Role::Admin), ("head", Role::Head), ("manager", Role::Manager), ("viewer", Role::Viewer)]
+    {
         let Some(u) = users.iter().find(|u| u.active && u.roles.first() == Some(&role)) else { continue };
         // Twelve letters and digits that cannot be taken for one another.
         const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzACDEFGHJKLMNPQRSTUVWXYZ23456789";

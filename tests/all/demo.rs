@@ -100,14 +100,20 @@ fn the_demo_looks_like_a_sales_department() {
     assert!(claims.iter().all(|c| c.steps.last().map(|s| s.to) == Some(c.status)), "steps end where the claim is");
     assert!(claims.iter().any(|c| c.steps.iter().any(|s| s.action == crmkit_core::model::ClaimAction::Reopen)));
     // What the generator was asked for: the deals, one client per ten deals (members of
-    // holdings included), the twelve competitors, a head per department and the managers.
+    // holdings included), the twelve competitors, a head per department, the managers and
+    // an analyst who reads.
     let opts = DemoOptions::new(2000, 42);
     let users: Vec<User> = r.list(None, usize::MAX).unwrap();
     let (heads, managers) = (
         users.iter().filter(|u| u.roles.contains(&Role::Head)).count(),
         users.iter().filter(|u| u.roles == [Role::Manager]).count(),
     );
-    assert_eq!((users.len(), heads, managers), (1 + 3 + opts.managers, 3, opts.managers), "the admin, heads, managers");
+    assert_eq!(
+        (users.len(), heads, managers),
+        (1 + 3 + opts.managers + 1, 3, opts.managers),
+        "the admin, heads, managers"
+    );
+    assert!(users.iter().any(|u| u.roles == [Role::Viewer]), "the analyst");
     let partners: Vec<Partner> = r.list(None, usize::MAX).unwrap();
     let clients = partners.iter().filter(|p| p.has_role(PartnerRole::Client)).count();
     assert_eq!((partners.len(), clients), (opts.partners + 12, opts.partners));

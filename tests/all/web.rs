@@ -1151,3 +1151,45 @@ fn on_a_phone_every_page_fits_the_screen_without_sideways_scrolling() {
     drop(b);
     server.stop();
 }
+
+#[test]
+fn a_long_deal_file_opens_at_its_latest_page_and_pages_back_by_kind() {
+    use crmkit_core::model::{Interaction, InteractionKind};
+    let (office, north, _) = office();
+    let deal = deal_in_proposal(&office, north, "Долгая сделка");
+    write(&office, Some(north), |tx| {
+        use crmkit_core::store::Reader as _;
+        let d: crmkit_core::model::Deal = tx.load(deal)?;
+        for i in 0..150 {
+            let at = crmkit_core::time::Timestamp(crate::common::T0.0 + (i + 1) * 60_000);
+            let mut x = Interaction::new(InteractionKind::Call, at, d.partner, format!("Звонок {i:03}"));
+            x.deal = Some(deal);
+            tx.create(x)?;
+        }
+        Ok(())
+    });
+    let server = Served::start(&office.site);
+    let base = format!("http://{}", server.addr);
+    let b = Browser::start("deal-timeline");
+    b.sign_in(&base, "north", PASSWORD);
+    b.wait_url("/work");
+    b.goto(&format!("{base}/deal/{deal}"));
+    // The latest items first: the last page, with the last call on it.
+    let total: usize =
+        b.text("section.timeline h2").trim_start_matches("Timeline (").trim_end_matches(')').parse().unwrap();
+    assert!(total > 150, "{total}");
+    assert_eq!(b.text("section.timeline nav.pages span"), format!("{0} / {0}", total.div_ceil(100)));
+    assert!(b.text("section.timeline tbody").contains("Звонок 149"));
+    b.click_and_load("section.timeline nav.pages a.prev");
+    assert!(b.text("section.timeline tbody").contains("Звонок 000"));
+    // Only the calls: 150 of them, the first page of two.
+    b.goto(&format!("{base}/deal/{deal}"));
+    b.click("section.timeline form.kinds input[value=interaction]");
+    b.click_and_load("section.timeline form.kinds button");
+    assert_eq!(b.text("section.timeline h2"), "Timeline (150)");
+    assert_eq!(b.count("section.timeline tr[data-item=interaction]"), 50, "the last page of the calls");
+    assert_eq!(b.count("section.timeline tr[data-item=step]"), 0);
+    b.shot("deal-timeline");
+    drop(b);
+    server.stop();
+}

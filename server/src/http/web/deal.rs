@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use crmkit_core::deal_file::{DealFile, FileItem};
+use crmkit_core::deal_file::{DealFile, FileItem, FileQuery, ItemKind};
 use crmkit_core::id::{AttachmentId, DealId, PartnerId, TypedId};
 use crmkit_core::model::{
     Attachment, ContactPerson, Deal, DealStatus, EntityKind, EntityRef, FieldError, ListItem, Participant,
@@ -28,6 +28,43 @@ use super::i18n::t;
 use super::{pages, Form, Reply, Who};
 
 pub use super::pages::Refusal;
+
+/// Timeline items per page.
+const PER_PAGE: usize = 100;
+
+/// Which of the deal's file the timeline shows: the kinds of item (every kind when none)
+/// and the page (from 1; none: the last, the latest items).
+#[derive(Default)]
+pub struct Timeline {
+    pub kinds: Vec<ItemKind>,
+    pub page: Option<usize>,
+}
+
+impl Timeline {
+    /// The timeline a query asks for (`kind=task&kind=step&page=2`); what it does not name
+    /// well is left out.
+    pub fn parse(query: &str) -> Timeline {
+        let mut t = Timeline::default();
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            match k.as_ref() {
+                "kind" => t.kinds.extend(ItemKind::ALL.into_iter().filter(|x| x.name() == v)),
+                "page" => t.page = v.parse().ok().filter(|p| *p >= 1),
+                _ => {}
+            }
+        }
+        t
+    }
+
+    /// The page's address with these kinds.
+    fn href(&self, deal: DealId, page: usize) -> String {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for k in &self.kinds {
+            s.append_pair("kind", k.name());
+        }
+        s.append_pair("page", &page.to_string());
+        format!("/deal/{deal}?{}#timeline", s.finish())
+    }
+}
 
 /// The fields the page's edit form changes, in its order.
 const EDITABLE: [&str; 5] = ["title", "amount", "expected_close", "probability", "comment"];
@@ -78,6 +115,9 @@ pub struct DealPage<'a> {
     pub links: &'a [(ParticipantLink, String, String)],
     pub attachments: &'a [Attachment],
     pub edit: Edit,
+    pub timeline: &'a Timeline,
+    /// The timeline's page shown, and how many there are.
+    pub page: (usize, usize),
     pub csrf: &'a str,
     pub refusal: Option<&'a Refusal>,
     pub may_act: bool,
@@ -310,8 +350,14 @@ pub fn page(lang: &str, p: &DealPage<'_>) -> Markup {
         }
         (people(lang, p))
         (files(lang, p))
-        section.card.timeline {
+        section.card.timeline id="timeline" {
             h2 { (t(lang, "timeline")) " (" (p.file.total) ")" }
+            form.kinds method="get" action={ "/deal/" (d.id) "#timeline" } {
+                @for k in ItemKind::ALL {
+                    label { input type="checkbox" name="kind" value=(k.name()) checked[p.timeline.kinds.contains(&k)]; " " (k.name()) }
+                }
+                button type="submit" { (t(lang, "show")) }
+            }
             table {
                 thead { tr { th { (t(lang, "when")) } th { (t(lang, "kind")) } th { (t(lang, "what")) } } }
                 tbody {
@@ -323,6 +369,14 @@ pub fn page(lang: &str, p: &DealPage<'_>) -> Markup {
                             td { (text) }
                         }
                     }
+                }
+            }
+            @let (page, pages) = p.page;
+            @if pages > 1 {
+                nav.pages {
+                    @if page > 1 { a.prev href=(p.timeline.href(d.id, page - 1)) { "←" } " " }
+                    span { (page) " / " (pages) }
+                    @if page < pages { " " a.next href=(p.timeline.href(d.id, page + 1)) { "→" } }
                 }
             }
         }
@@ -339,6 +393,19 @@ pub(super) fn show(
     refusal: Option<(Refusal, StatusCode)>,
     edit: Option<Edit>,
 ) -> Result<Response<Body>, ApiError> {
+    render(app, reply, who, id, refusal, edit, &Timeline::default())
+}
+
+/// The deal page with the timeline `timeline` asks for.
+pub(super) fn render(
+    app: &Arc<App>,
+    reply: Reply,
+    who: Who<'_>,
+    id: DealId,
+    refusal: Option<(Refusal, StatusCode)>,
+    edit: Option<Edit>,
+    timeline: &Timeline,
+) -> Result<Response<Body>, ApiError> {
     let (login, role, csrf) = who;
     let lang = reply.lang;
     let r = app.inst.store().read()?;
@@ -347,7 +414,21 @@ pub(super) fn show(
     if !caller.may(&r, Access::Read, &d)? {
         return Ok(super::not_found(reply));
     }
-    let file = crmkit_core::deal_file::deal_file(&r, id, &crmkit_core::deal_file::FileQuery::default())?;
+    // The page asked for, the last (the latest items) by default.
+    let mut q = FileQuery { kinds: timeline.kinds.clone(), limit: PER_PAGE, ..FileQuery::default() };
+    q.offset = timeline.page.map_or(0, |p| (p - 1) * PER_PAGE);
+    let mut file = crmkit_core::deal_file::deal_file(&r, id, &q)?;
+    let pages = file.total.div_ceil(PER_PAGE).max(1);
+    let page = match timeline.page {
+        Some(p) => p,
+        None => {
+            if pages > 1 {
+                q.offset = (pages - 1) * PER_PAGE;
+                file = crmkit_core::deal_file::deal_file(&r, id, &q)?;
+            }
+            pages
+        }
+    };
     let partner = r.get::<Partner>(d.partner)?.map(|p| p.name).unwrap_or_default();
     let manager = r.get::<User>(d.manager)?.map(|u| u.name).unwrap_or_default();
     let settings = r.settings();
@@ -417,6 +498,8 @@ pub(super) fn show(
         links: &links,
         attachments: &attachments,
         edit,
+        timeline,
+        page: (page, pages),
         csrf,
         refusal: refusal.as_ref(),
         may_act,

@@ -458,7 +458,10 @@ pub(super) async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Result<Res
             };
             let who = (login.as_str(), role, csrf.as_str());
             match (method, action.as_deref()) {
-                (Method::GET | Method::HEAD, None) => deal::show(app, reply, who, id, None, None),
+                (Method::GET | Method::HEAD, None) => {
+                    let timeline = deal::Timeline::parse(req.uri().query().unwrap_or_default());
+                    deal::render(app, reply, who, id, None, None, &timeline)
+                }
                 (Method::POST, Some("attach")) => deal::upload(app, reply, who, id, req).await,
                 (Method::POST, Some(action)) => match own_form(req, &csrf).await? {
                     Some(form) => deal::act(app, reply, who, id, action, &form).await,
