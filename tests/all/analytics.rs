@@ -283,7 +283,7 @@ fn the_funnel_chart_is_well_formed_svg_with_a_bar_per_stage() {
         assert!(svg.contains(label), "{label} in {svg}");
     }
     assert!(crmkit_core::analytics::chart("no_such_report", &table).is_none());
-    assert_eq!(crmkit_core::analytics::charts(), ["funnel", "bcg"]);
+    assert_eq!(crmkit_core::analytics::charts(), ["funnel", "bottlenecks", "lost", "managers", "abc-xyz", "bcg"]);
 }
 
 /// Checks `svg` is one well-formed XML element tree with an `svg` root: every tag closes in
@@ -419,8 +419,8 @@ fn the_command_line_prints_the_funnel_as_a_table_csv_json_or_svg_and_refuses_wha
         "{said}"
     );
     // A report without a chart refuses svg, naming those that have one.
-    let said = fails(&["analytics", "lost", dir, "--format", "svg"]);
-    assert!(said.contains("report lost has no chart") && said.contains("funnel"), "{said}");
+    let said = fails(&["analytics", "rfm", dir, "--format", "svg"]);
+    assert!(said.contains("report rfm has no chart") && said.contains("funnel"), "{said}");
     assert_eq!(office.site.dump(), before, "a report changed the database");
 }
 
@@ -474,10 +474,35 @@ fn the_api_answers_the_funnel_as_json_csv_or_svg_to_the_callers_and_over_the_dea
         assert_eq!((got, body["code"].as_str()), (status, Some("report_failed")), "{query}: {body}");
         assert!(body["message"].as_str().unwrap().starts_with(message), "{query}: {body}");
     }
+    // The other charts: a bar per row (the managers' without the team's), a matrix of nine
+    // cells per currency.
+    for (report, mark) in [
+        ("bottlenecks", "class=\"bar\""),
+        ("lost", "class=\"bar\""),
+        ("managers", "class=\"bar\""),
+        ("abc-xyz", "class=\"cell\""),
+    ] {
+        let path = format!("/api/v1/analytics/{report}");
+        let (status, table) = server.request("GET", &path, Some(office.token("boss")));
+        assert_eq!(status, 200, "{report}: {table}");
+        let rows = table["rows"].as_array().unwrap();
+        let expected = match report {
+            "managers" => rows.len() - 1,
+            "abc-xyz" => {
+                let currencies: std::collections::BTreeSet<String> = rows.iter().map(|r| r[0].to_string()).collect();
+                9 * currencies.len()
+            }
+            _ => rows.len(),
+        };
+        let svg = server.exchange("GET", &path, Some(office.token("boss")), &[("accept", "image/svg+xml")], None);
+        assert_eq!(svg.status, 200, "{report}: {}", svg.text());
+        well_formed(&svg.text());
+        assert_eq!(svg.text().matches(mark).count(), expected, "{report}: {}", svg.text());
+    }
     // A report without a chart: 406, naming what it is offered as.
     let lost = server.exchange(
         "GET",
-        "/api/v1/analytics/lost",
+        "/api/v1/analytics/rfm",
         Some(office.token("boss")),
         &[("accept", "image/svg+xml")],
         None,

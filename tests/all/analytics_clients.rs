@@ -207,14 +207,23 @@ fn abc_xyz_and_bcg_of_a_hand_made_history_have_the_figures_worked_out_by_hand() 
     );
     assert_eq!(chart.status, 200);
     well_formed(&chart.text());
-    let refused = server.exchange(
+    // The ABC/XYZ matrix: nine cells per currency, each with its clients.
+    let matrix = server.exchange(
         "GET",
         "/api/v1/analytics/abc-xyz",
         Some(office.token("boss")),
         &[("accept", "image/svg+xml")],
         None,
     );
-    assert_eq!(refused.status, 406, "{}", refused.text());
+    assert_eq!(matrix.status, 200, "{}", matrix.text());
+    well_formed(&matrix.text());
+    let (_, table) = server.request("GET", "/api/v1/analytics/abc-xyz", Some(office.token("boss")));
+    let rows = table["rows"].as_array().unwrap();
+    let currencies: std::collections::BTreeSet<String> = rows.iter().map(|r| r[0].to_string()).collect();
+    assert_eq!(matrix.text().matches("class=\"cell\"").count(), 9 * currencies.len(), "{}", matrix.text());
+    let clients: usize =
+        matrix.text().split(" clients, ").filter_map(|piece| piece.rsplit(' ').next()?.parse::<usize>().ok()).sum();
+    assert_eq!(clients, rows.len(), "every client in one cell: {}", matrix.text());
     let (status, body) = server.request("GET", "/api/v1/analytics/bcg?segment=vip", Some(office.token("boss")));
     assert_eq!(status, 422, "{body}");
     assert!(body["message"].as_str().unwrap().starts_with("report bcg: parameter segment:"), "{body}");

@@ -6,6 +6,7 @@
 
 mod bottlenecks;
 mod calibration;
+mod chart;
 pub mod claims;
 mod clients;
 mod cohorts;
@@ -71,7 +72,14 @@ const BUILTINS: &[Builtin] = &[
 
 /// The built-in reports that draw a chart, and how: from the report's table to an SVG
 /// document.
-const CHARTS: &[(&str, Draw)] = &[("funnel", funnel::svg), ("bcg", clients::svg)];
+const CHARTS: &[(&str, Draw)] = &[
+    ("funnel", funnel::svg),
+    ("bottlenecks", chart::bottlenecks),
+    ("lost", chart::lost),
+    ("managers", chart::managers),
+    ("abc-xyz", chart::abc_xyz),
+    ("bcg", clients::svg),
+];
 
 /// Draws a report's table as an SVG document.
 type Draw = fn(&Table) -> Result<String, String>;

@@ -457,7 +457,10 @@ async fn import_file(
         let (r, status) = pages::Refusal::of("import", &e);
         show(app, reply, caller, csrf, Some(Outcome::Refused(r)), status)
     };
-    let same_origin = super::same_origin(&req);
+    // A form from another site is refused before its body is read.
+    if !super::same_origin(&req) {
+        return Ok(super::refused(reply));
+    }
     let content_type = req.headers().get("content-type").and_then(|c| c.to_str().ok()).unwrap_or_default();
     let Some(boundary) = super::multipart::boundary(content_type) else { return Ok(super::refused(reply)) };
     let running = match super::super::import::claim(app) {
@@ -475,7 +478,7 @@ async fn import_file(
             return refused(reply, ApiError::at(StatusCode::BAD_REQUEST, super::super::Code::BadBody, "file", m));
         }
     };
-    if !same_origin || parts.fields.get("csrf").map(String::as_str) != Some(csrf) {
+    if parts.fields.get("csrf").map(String::as_str) != Some(csrf) {
         return Ok(super::refused(reply));
     }
     let Some(file) = parts.file else {

@@ -673,7 +673,10 @@ pub(super) async fn upload(
 ) -> Result<Response<Body>, ApiError> {
     let (login, role, csrf) = who;
     let Some(caller) = super::signed_in(app, login, role)? else { return Ok(reply.redirect("/sign-in")) };
-    let same_origin = super::same_origin(&req);
+    // A form from another site is refused before its body is read.
+    if !super::same_origin(&req) {
+        return Ok(super::refused(reply));
+    }
     let content_type = req.headers().get("content-type").and_then(|c| c.to_str().ok()).unwrap_or_default();
     let Some(boundary) = super::multipart::boundary(content_type) else { return Ok(super::refused(reply)) };
     let refuse = |reply: Reply, e: ApiError| show(app, reply, who, id, Some(Refusal::of("attach", &e)), None);
@@ -692,7 +695,7 @@ pub(super) async fn upload(
             }
         }
     };
-    if !same_origin || parts.fields.get("csrf").map(String::as_str) != Some(csrf) {
+    if parts.fields.get("csrf").map(String::as_str) != Some(csrf) {
         return Ok(super::refused(reply));
     }
     let Some(file) = parts.file else {
