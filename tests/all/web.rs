@@ -19,7 +19,7 @@ use crate::api::{Office, Served};
 /// Whether `path` (with its query) is one of the web page's, not the API's.
 pub(crate) fn is_page(path: &str) -> bool {
     let path = path.split('?').next().unwrap_or_default();
-    matches!(path, "/" | "/sign-in" | "/sign-out" | "/work") || path.starts_with("/assets/")
+    !path.starts_with("/api/") && !matches!(path, "/health" | "/openapi.json" | "/metrics")
 }
 
 /// A chromedriver on a free loopback port, and a headless Chromium session through it.
@@ -878,6 +878,19 @@ fn on_the_deal_page_a_file_goes_up_and_comes_down_byte_identical_one_too_big_is_
     b.wait_for("form.upload .refusal");
     assert!(b.text("form.upload .refusal").contains("Choose a file"), "{}", b.text("form.upload .refusal"));
     b.shot("deal-upload-refused");
+    // A multipart form from another site, or without the page's token, with the session's
+    // cookie: 403.
+    let session = b.rt.block_on(b.client.get_named_cookie("crmkit_session")).unwrap().value().to_string();
+    let body = "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.txt\"\r\n\r\nhello\r\n--b--\r\n";
+    for origin in [Some("http://evil.example"), None] {
+        let cookie = format!("crmkit_session={session}");
+        let mut headers = vec![("content-type", "multipart/form-data; boundary=b"), ("cookie", cookie.as_str())];
+        if let Some(o) = origin {
+            headers.push(("origin", o));
+        }
+        let a = server.exchange("POST", &format!("/deal/{deal}/attach"), None, &headers, Some(body.as_bytes()));
+        assert_eq!(a.status, 403, "{origin:?}: {}", a.text());
+    }
     drop(b);
     server.stop();
     assert!(office.site.dump() == before, "a refused upload wrote something");
