@@ -474,8 +474,8 @@ fn the_api_answers_the_funnel_as_json_csv_or_svg_to_the_callers_and_over_the_dea
         assert_eq!((got, body["code"].as_str()), (status, Some("report_failed")), "{query}: {body}");
         assert!(body["message"].as_str().unwrap().starts_with(message), "{query}: {body}");
     }
-    // The other charts: a bar per row (the managers' without the team's), a matrix of nine
-    // cells per currency.
+    // The other charts: a bar per row (the managers' without the team's, the lost deals' per
+    // value of a cut), a matrix of nine cells per currency.
     for (report, mark) in [
         ("bottlenecks", "class=\"bar\""),
         ("lost", "class=\"bar\""),
@@ -488,6 +488,12 @@ fn the_api_answers_the_funnel_as_json_csv_or_svg_to_the_callers_and_over_the_dea
         let rows = table["rows"].as_array().unwrap();
         let expected = match report {
             "managers" => rows.len() - 1,
+            // A bar per value of a cut, its currencies together.
+            "lost" => rows
+                .iter()
+                .map(|r| (r[0].to_string(), r[2].to_string()))
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
             "abc-xyz" => {
                 let currencies: std::collections::BTreeSet<String> = rows.iter().map(|r| r[0].to_string()).collect();
                 9 * currencies.len()

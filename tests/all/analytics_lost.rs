@@ -254,6 +254,17 @@ fn lost_deals_now_by_every_cut() {
         )
         .replace("RIVAL", &rival(&s)),
     );
+    // The chart: a bar per value of each cut, as long as its deals; the longest of a cut
+    // spans the chart (310 px), half as many deals half as long.
+    let r = s.fx.store.read().unwrap();
+    let table = s.reports.run("lost", &BTreeMap::new(), &r).unwrap();
+    let svg = crmkit_core::analytics::chart("lost", &table).unwrap().unwrap();
+    crate::analytics::well_formed(&svg);
+    assert_eq!(svg.matches("class=\"bar\"").count(), 15, "{svg}");
+    assert!(svg.contains(">Price higher than the competito…<"), "a long label is cut: {svg}");
+    assert!(svg.contains("width=\"310\" height=\"22\" fill=\"#4682b4\"><title>Price higher"), "{svg}");
+    assert!(svg.contains("width=\"155\" height=\"22\" fill=\"#4682b4\"><title>Client has no budget: 1 deals (25.0%), 200000 RUB lost"), "{svg}");
+    assert!(svg.contains(">2 (50.0%)<"), "{svg}");
 }
 
 /// The competitor's id as text.

@@ -10,22 +10,25 @@ use serde_json::Value;
 use super::funnel::escape;
 use crate::report::Table;
 
-/// A bar: its label, its length (in the group's unit), the text after it.
+/// A bar: its label, its length (in the group's unit), the text after it and, when there
+/// is more to say than fits, its tooltip.
 pub(super) struct Bar {
     pub label: String,
     pub value: f64,
     pub text: String,
+    pub tip: Option<String>,
 }
 
 /// Groups of horizontal bars, a title over each group, as an SVG document titled `title`;
 /// the bars of a group scaled to its longest.
 pub(super) fn bars(title: &str, groups: &[(String, Vec<Bar>)]) -> String {
-    const WIDTH: u32 = 760;
+    const WIDTH: u32 = 860;
     const BAR: u32 = 22;
     const GAP: u32 = 6;
     const HEAD: u32 = 34;
     const LABELS: u32 = 220;
-    const TEXT: u32 = 230;
+    // Room after the longest bar for its text.
+    const TEXT: u32 = 330;
     let height: u32 = 16 + groups.iter().map(|(_, b)| HEAD + b.len() as u32 * (BAR + GAP) + 12).sum::<u32>();
     let span = (WIDTH - LABELS - TEXT) as f64;
     let mut o = String::new();
@@ -44,7 +47,7 @@ pub(super) fn bars(title: &str, groups: &[(String, Vec<Bar>)]) -> String {
             let _ = writeln!(
                 o,
                 r##"<rect class="bar" x="{LABELS}" y="{y}" width="{w}" height="{BAR}" fill="#4682b4"><title>{}</title></rect>"##,
-                escape(&format!("{}: {}", b.label, b.text))
+                escape(&format!("{}: {}", b.label, b.tip.as_deref().unwrap_or(&b.text)))
             );
             let _ = writeln!(o, r#"<text x="8" y="{}">{}</text>"#, y + BAR / 2 + 4, escape(&clip(&b.label, 32)));
             let _ = writeln!(
@@ -226,6 +229,7 @@ pub(super) fn bottlenecks(table: &Table) -> Result<String, String> {
                         text(&r[breaches]),
                         text(&r[stuck])
                     ),
+                    tip: None,
                 })
                 .collect();
             (k, list)
@@ -234,31 +238,41 @@ pub(super) fn bottlenecks(table: &Table) -> Result<String, String> {
     Ok(bars("Bottlenecks: median days in each stage", &groups))
 }
 
-/// The lost deals table as an SVG chart: per cut (reason, stage, competitor, …) and
-/// currency, a bar per value as long as its deals, with its share and amount.
+/// The lost deals table as an SVG chart: per cut (reason, stage, competitor, …), a bar per
+/// value as long as its deals in every currency, with their share; the amount lost in each
+/// currency in its tooltip.
 pub(super) fn lost(table: &Table) -> Result<String, String> {
     let [dimension, value, cur, deals, share, amount] =
         columns(table, ["dimension", "value", "currency", "deals", "share_pct", "amount"])?;
-    let groups = grouped(table, &[dimension, cur])
-        .into_iter()
-        .map(|(g, rows)| {
-            let list = rows
-                .iter()
-                .map(|r| Bar {
-                    label: text(&r[value]),
-                    value: number(&r[deals]),
-                    text: format!(
-                        "{} ({}%) · {} {}",
-                        text(&r[deals]),
-                        text(&r[share]),
-                        text(&r[amount]),
-                        text(&r[cur])
-                    ),
-                })
-                .collect();
-            (g, list)
-        })
-        .collect::<Vec<_>>();
+    let mut groups: Vec<(String, Vec<Bar>)> = Vec::new();
+    for (cut, rows) in grouped(table, &[dimension]) {
+        // The values in the order the rows first name them, their currencies together.
+        let mut values: Vec<(String, f64, f64, Vec<String>)> = Vec::new();
+        for r in rows {
+            let name = text(&r[value]);
+            let at = match values.iter().position(|v| v.0 == name) {
+                Some(i) => i,
+                None => {
+                    values.push((name, 0.0, 0.0, Vec::new()));
+                    values.len() - 1
+                }
+            };
+            let v = &mut values[at];
+            v.1 += number(&r[deals]);
+            v.2 += number(&r[share]);
+            v.3.push(format!("{} {}", text(&r[amount]), text(&r[cur])));
+        }
+        let list = values
+            .into_iter()
+            .map(|(label, n, pct, amounts)| Bar {
+                label,
+                value: n,
+                text: format!("{n} ({pct:.1}%)"),
+                tip: Some(format!("{n} deals ({pct:.1}%), {} lost", amounts.join(" + "))),
+            })
+            .collect();
+        groups.push((cut, list));
+    }
     Ok(bars("Lost deals", &groups))
 }
 
@@ -288,6 +302,7 @@ pub(super) fn managers(table: &Table) -> Result<String, String> {
                 text(&r[opened]),
                 text(&r[rate])
             ),
+            tip: None,
         };
         groups.iter_mut().find(|(c, _)| *c == currency).expect("pushed").1.push(bar);
     }
@@ -306,8 +321,8 @@ mod tests {
         let groups = vec![(
             "kind <b>".to_string(),
             vec![
-                Bar { label: "a & b".into(), value: 10.0, text: "10".into() },
-                Bar { label: "c".into(), value: 5.0, text: "<5>".into() },
+                Bar { label: "a & b".into(), value: 10.0, text: "10".into(), tip: None },
+                Bar { label: "c".into(), value: 5.0, text: "<5>".into(), tip: Some("five & more".into()) },
             ],
         )];
         let svg = bars("t", &groups);
@@ -315,5 +330,6 @@ mod tests {
         assert!(svg.contains("width=\"310\"") && svg.contains("width=\"155\""), "{svg}");
         assert!(svg.contains("kind &lt;b&gt;") && svg.contains("a &amp; b") && svg.contains("&lt;5&gt;"));
         assert!(!svg.contains("<b>"));
+        assert!(svg.contains("<title>c: five &amp; more</title>"), "{svg}");
     }
 }
