@@ -435,10 +435,7 @@ pub(super) fn show(
     };
     let columns = columns(&r, &caller, spec, &filter)?;
     let managers = managers(&r, &caller)?;
-    let (refusal, status) = match refusal {
-        Some((r, s)) => (Some(r), s),
-        None => (None, StatusCode::OK),
-    };
+    let (refusal, status) = super::split(refusal);
     let b = Board {
         kinds,
         kind: spec,

@@ -445,8 +445,9 @@ pub(super) fn render(
         })
         .unwrap_or_default();
     // The participants and their links.
+    // The participants and their links, as the deal's file read them.
     let mut members = Vec::new();
-    for p in r.find::<Participant>(Index::ParticipantByDeal, &id.raw().to_bytes(), None, usize::MAX)? {
+    for p in &file.participants {
         let (name, competitor) = match (p.partner, p.contact) {
             (Some(pid), _) => match r.get::<Partner>(pid)? {
                 Some(x) => (x.name.clone(), x.roles.contains(&PartnerRole::Competitor)),
@@ -455,33 +456,19 @@ pub(super) fn render(
             (None, Some(cid)) => (r.get::<ContactPerson>(cid)?.map(|c| c.name).unwrap_or_default(), false),
             (None, None) => (String::new(), false),
         };
-        members.push(Member { participant: p, name, competitor });
+        members.push(Member { participant: p.clone(), name, competitor });
     }
-    let mut links = Vec::new();
-    for m in &members {
-        for l in r.find::<ParticipantLink>(
-            Index::ParticipantLinkByParticipant,
-            &m.participant.id.raw().to_bytes(),
-            None,
-            usize::MAX,
-        )? {
-            if l.from != m.participant.id {
-                continue;
-            }
-            let name = |pid| members.iter().find(|x| x.participant.id == pid).map(|x| x.name.clone());
-            links.push((l.clone(), name(l.from).unwrap_or_default(), name(l.to).unwrap_or_default()));
-        }
-    }
+    let name =
+        |pid| members.iter().find(|x: &&Member| x.participant.id == pid).map(|x| x.name.clone()).unwrap_or_default();
+    let links: Vec<(ParticipantLink, String, String)> =
+        file.participant_links.iter().map(|l| (l.clone(), name(l.from), name(l.to))).collect();
     let owner = EntityRef { kind: EntityKind::Deal, id: id.raw() };
     let attachments: Vec<Attachment> = r
         .find::<Attachment>(Index::AttachmentByOwner, &id.raw().to_bytes(), None, usize::MAX)?
         .into_iter()
         .filter(|a| a.owner == owner)
         .collect();
-    let (refusal, mut status) = match refusal {
-        Some((r, s)) => (Some(r), s),
-        None => (None, StatusCode::OK),
-    };
+    let (refusal, mut status) = super::split(refusal);
     let edit =
         edit.unwrap_or_else(|| Edit { mine: values_of(&d), was: values_of(&d), version: d.version, stale: None });
     if edit.stale.is_some() {

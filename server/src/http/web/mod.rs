@@ -545,10 +545,7 @@ fn claim_page(
     }
     let partner = r.get::<Partner>(c.partner).map_err(ApiError::from)?.map(|p| p.name).unwrap_or_default();
     let may_act = role != Role::Viewer && caller.may(&r, super::access::Access::Write, &c).map_err(ApiError::from)?;
-    let (refusal, status) = match refusal {
-        Some((r, s)) => (Some(r), s),
-        None => (None, StatusCode::OK),
-    };
+    let (refusal, status) = split(refusal);
     let viewer = pages::Viewer { name: &caller.user.name, role, csrf };
     let content = claims::page(lang, &c, &partner, csrf, refusal.as_ref(), may_act);
     Ok(reply.page(status, &c.subject, Some(&viewer), content))
@@ -739,6 +736,14 @@ fn json_refusal(status: StatusCode, message: &str, field: Option<&str>) -> Respo
     secured(Response::builder().status(status).header("content-type", "application/json"))
         .body(full(body))
         .expect("a valid response")
+}
+
+/// A refusal to show and the status to answer with: 200 when there is none.
+fn split<T>(refusal: Option<(T, StatusCode)>) -> (Option<T>, StatusCode) {
+    match refusal {
+        Some((r, s)) => (Some(r), s),
+        None => (None, StatusCode::OK),
+    }
 }
 
 /// The signed-in person: login, role, the session's CSRF token.

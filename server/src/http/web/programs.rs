@@ -105,10 +105,7 @@ pub(super) fn card(
     }
     let may_act = role != Role::Viewer && caller.may(&r, Access::Write, &c)?;
     let may_correct = may_act && matches!(role, Role::Admin | Role::Head);
-    let (refusal, status) = match refusal {
-        Some((r, s)) => (Some(r), s),
-        None => (None, StatusCode::OK),
-    };
+    let (refusal, status) = super::split(refusal);
     let form = |action: &str, fields: Markup| -> Markup {
         html! {
             form.action method="post" action={ "/card/" (c.id) "/" (action) } data-action=(action) {
@@ -339,10 +336,7 @@ pub(super) fn new_claim(
         .into_iter()
         .filter(|d| d.status != DealStatus::Lost && caller.may(&r, Access::Read, d).unwrap_or(false))
         .collect();
-    let (refusal, status) = match refusal {
-        Some((r, s)) => (Some(r), s),
-        None => (None, StatusCode::OK),
-    };
+    let (refusal, status) = super::split(refusal);
     let types = &r.settings().claim_types;
     let content = html! {
         h1 { (t(lang, "new_claim")) ": " (partner.name) }
