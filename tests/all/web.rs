@@ -803,12 +803,12 @@ fn a_claim_is_worked_on_its_page_and_a_decision_without_the_amount_its_type_sett
     assert!(b.source().contains("Брак в партии") && !b.source().contains("Южная претензия"));
     b.shot("claims");
     b.goto(&format!("{base}/claim/{mine}"));
-    b.click("form[data-action=review] button");
+    b.click_and_load("form[data-action=review] button");
     b.wait_for("form[data-action=decide]");
     assert_eq!(b.text("td.status"), "under_review");
     // Satisfied without the amount its type settles: refused at `settled`, nothing decided.
     b.fill("form[data-action=decide] input[name=reply]", "Заменим партию");
-    b.click("form[data-action=decide] button");
+    b.click_and_load("form[data-action=decide] button");
     b.wait_for("form[data-action=decide] .refusal");
     let refusal = b.text("form[data-action=decide] .refusal");
     assert!(refusal.starts_with("settled:") && refusal.contains("needs the settled amount"), "{refusal}");
@@ -818,10 +818,10 @@ fn a_claim_is_worked_on_its_page_and_a_decision_without_the_amount_its_type_sett
     b.rt.block_on(e.select_by_value("partly_satisfied")).unwrap();
     b.fill("form[data-action=decide] input[name=settled]", "5000");
     b.fill("form[data-action=decide] input[name=reply]", "Возместим 5000");
-    b.click("form[data-action=decide] button");
+    b.click_and_load("form[data-action=decide] button");
     b.wait_for("td.decision");
     assert_eq!((b.text("td.decision"), b.text("td.settled")), ("partly_satisfied".to_string(), "5000 RUB".to_string()));
-    b.click("form[data-action=close] button");
+    b.click_and_load("form[data-action=close] button");
     b.wait_for("form[data-action=reopen]");
     assert_eq!(b.text("td.status"), "closed");
     assert_eq!(b.count("section.steps tr"), 4, "register, review, decide, close");
